@@ -1,0 +1,47 @@
+/**
+ * latentwatch entry point: `deno task latentwatch <command> ...`.
+ * Wires the adapters (NATS, onnxruntime, HTTP) around the pure core; each
+ * command lives in its own module under `src/cli/`.
+ *
+ * @module
+ */
+
+const USAGE = `latentwatch: watch a served model's activations through SAEs and policies
+
+usage: deno task latentwatch <command> [options]
+
+commands:
+  sae inspect <path>                  format, architecture, d_in, d_sae, hook, dtype
+  sae encode <path> --input <a.npy>   one JSON line per token: {"token", "latents"}
+  policy lint <file>...               validate policy files (file:line:col errors)
+  serve --monitor <file>              run a monitor: frames in over NATS, alerts out
+  demo                                the whole pipeline on an embedded default
+`;
+
+type Command = (args: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  sae: async () => (await import("./cli/sae.ts")).runSaeCommand,
+  policy: async () => (await import("./cli/policy.ts")).runPolicyCommand,
+  serve: async () => (await import("./cli/serve.ts")).runServeCommand,
+  demo: async () => (await import("./demo/demo.ts")).runDemoCommand,
+};
+
+/** Run the CLI with `args` and return the process exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (!name || name === "help" || name === "--help" || name === "-h") {
+    console.log(USAGE);
+    return name ? 0 : 2;
+  }
+  const load = COMMANDS[name];
+  if (!load) {
+    console.error(`latentwatch: unknown command '${name}'\n\n${USAGE}`);
+    return 2;
+  }
+  return await (await load())(rest);
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
