@@ -1,0 +1,138 @@
+/**
+ * Find and spawn a local `nats-server` (with JetStream) on a free loopback
+ * port. Used by the tests, the demo and the bench; never by `serve`, which
+ * connects to the operator's server.
+ *
+ * @module
+ */
+
+/** A running `nats-server` child process. */
+export interface NatsServerProcess {
+  url: string;
+  port: number;
+  /** JetStream store directory (kept across {@linkcode restart}). */
+  storeDir: string;
+  /** Stop the server (SIGTERM, then SIGKILL after 2 s). */
+  stop(): Promise<void>;
+  /** Start it again on the same port and store. */
+  restart(): Promise<void>;
+}
+
+/** Locations searched for the binary, after `$NATS_SERVER` and `PATH`. */
+const CANDIDATES = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"];
+
+/**
+ * Path of the `nats-server` binary, or null when none is installed.
+ *
+ * @example
+ * ```ts
+ * const bin = await findNatsServer(); // "/usr/sbin/nats-server" or null
+ * ```
+ */
+export async function findNatsServer(): Promise<string | null> {
+  const fromEnv = Deno.env.get("NATS_SERVER");
+  const dirs = (Deno.env.get("PATH") ?? "").split(":").filter(Boolean).map((d) =>
+    `${d}/nats-server`
+  );
+  for (const p of [fromEnv, ...dirs, ...CANDIDATES]) {
+    if (!p) continue;
+    try {
+      if ((await Deno.stat(p)).isFile) return p;
+    } catch { /* not here */ }
+  }
+  return null;
+}
+
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago.
+ *
+ * @example
+ * ```ts
+ * const port = freePort(); // e.g. 41231
+ * ```
+ */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/**
+ * Spawn `nats-server -js` on a free loopback port and wait until it accepts
+ * connections. Throws with an install hint when the binary is missing.
+ *
+ * @example
+ * ```ts
+ * const srv = await startNatsServer();
+ * // ... connect to srv.url ...
+ * await srv.stop();
+ * ```
+ */
+export async function startNatsServer(
+  opts: { port?: number; storeDir?: string; configFile?: string } = {},
+): Promise<NatsServerProcess> {
+  const bin = await findNatsServer();
+  if (!bin) {
+    throw new Error(
+      "nats-server not found: install it (Debian: `apt-get install nats-server`) or set NATS_SERVER",
+    );
+  }
+  const port = opts.port ?? freePort();
+  const storeDir = opts.storeDir ?? await Deno.makeTempDir({ prefix: "latentwatch-nats-" });
+  let child: Deno.ChildProcess | null = null;
+
+  const spawn = async () => {
+    const args = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir];
+    if (opts.configFile) args.push("-c", opts.configFile);
+    child = new Deno.Command(bin, { args, stdout: "null", stderr: "piped" }).spawn();
+    // drain stderr so the pipe never fills; keep the tail for error messages
+    const tail: string[] = [];
+    (async () => {
+      const dec = new TextDecoder();
+      for await (const chunk of child!.stderr) {
+        tail.push(dec.decode(chunk));
+        if (tail.length > 20) tail.shift();
+      }
+    })().catch(() => {});
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      try {
+        const c = await Deno.connect({ hostname: "127.0.0.1", port });
+        c.close();
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    throw new Error(`nats-server did not listen on 127.0.0.1:${port} within 10 s:\n${tail.join("")}`);
+  };
+
+  const stop = async () => {
+    const c = child;
+    if (!c) return;
+    child = null;
+    try {
+      c.kill("SIGTERM");
+    } catch { /* already gone */ }
+    const timer = setTimeout(() => {
+      try {
+        c.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 2000);
+    await c.status;
+    clearTimeout(timer);
+  };
+
+  await spawn();
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    storeDir,
+    stop,
+    restart: async () => {
+      await stop();
+      await spawn();
+    },
+  };
+}
