@@ -1,0 +1,83 @@
+/**
+ * The alert record (native JSON, schema `latentwatch.alert/v1`) and how one
+ * is built from the rule matches of one frame. Pure.
+ *
+ * @module
+ */
+import type { Severity } from "./policy.ts";
+
+/** One token on which a rule fired. */
+export interface AlertEvidence {
+  /** Absolute token position in the request. */
+  position: number;
+  /** Activation of the watched latent on this token. */
+  value: number;
+  /** Token id and text, when the tap sent them. */
+  tokenId?: number;
+  text?: string;
+}
+
+/** An alert, as published (JSON) to the alert stream. */
+export interface Alert {
+  schema: "latentwatch.alert/v1";
+  /** Stable id: the same frame and rule always give the same id (JetStream dedup key). */
+  id: string;
+  /** ISO 8601 time the alert was raised. */
+  time: string;
+  monitor: string;
+  policy: { id: string; file: string; line: number };
+  severity: Severity;
+  title: string;
+  description?: string;
+  model: string;
+  hook: string;
+  requestId: string;
+  tenant?: string;
+  phase?: "prefill" | "decode";
+  /** Token span of the firing tokens: `[start, end)` positions. */
+  tokens: { start: number; end: number; count: number };
+  latent: { sae: string; index: number; threshold: number; max: number };
+  evidence: AlertEvidence[];
+  traceparent?: string;
+}
+
+/**
+ * A stable 128-bit id (32 hex digits) for `key`: two independent 64-bit
+ * FNV-1a lanes. Deterministic so that a re-sent frame or a retried publish
+ * yields the same id and JetStream keeps the alert once.
+ *
+ * @example
+ * ```ts
+ * stableId("demo|req-1|prompt-injection|12"); // "9f…" (32 hex digits)
+ * ```
+ */
+export function stableId(key: string): string {
+  const bytes = new TextEncoder().encode(key);
+  const lane = (offset: bigint) => {
+    let h = offset;
+    for (const b of bytes) {
+      h ^= BigInt(b);
+      h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+    }
+    return h.toString(16).padStart(16, "0");
+  };
+  return lane(0xcbf29ce484222325n) + lane(0x84222325cbf29ce4n);
+}
+
+/**
+ * Alert id for a rule firing in a frame: a function of the monitor, request,
+ * rule and first firing position only.
+ *
+ * @example
+ * ```ts
+ * alertId("demo", "req-1", "prompt-injection", 12);
+ * ```
+ */
+export function alertId(
+  monitor: string,
+  requestId: string,
+  ruleId: string,
+  position: number,
+): string {
+  return stableId(`${monitor}\u0000${requestId}\u0000${ruleId}\u0000${position}`);
+}

@@ -1,0 +1,153 @@
+/**
+ * A bounded micro-batcher: items (frames) carrying a token count go in; a
+ * batch comes out when it holds `maxBatchTokens` tokens or when the oldest
+ * item has waited `maxWaitMs`. The queue never holds more than
+ * `maxQueueTokens` tokens: {@linkcode MicroBatcher.offer} refuses the item
+ * instead, and the caller counts the drop. Pure apart from timers.
+ *
+ * @module
+ */
+
+/** Limits of a {@linkcode MicroBatcher}. */
+export interface BatchLimits {
+  maxBatchTokens: number;
+  maxWaitMs: number;
+  maxQueueTokens: number;
+}
+
+/** Anything with a token count; zero-token items (end markers) are allowed. */
+export interface Batchable {
+  readonly tokens: number;
+}
+
+/**
+ * Collects items into batches across producers.
+ *
+ * @example
+ * ```ts
+ * const b = new MicroBatcher<{ tokens: number }>({ maxBatchTokens: 4, maxWaitMs: 2, maxQueueTokens: 64 });
+ * b.offer({ tokens: 3 });
+ * const batch = await b.next(); // [{ tokens: 3 }] after at most 2 ms
+ * ```
+ */
+export class MicroBatcher<T extends Batchable> {
+  readonly limits: BatchLimits;
+  #queue: T[] = [];
+  #head = 0;
+  #queuedTokens = 0;
+  #oldestAt = 0;
+  #waiter: ((batch: T[] | null) => void) | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
+
+  constructor(limits: BatchLimits) {
+    if (!(limits.maxBatchTokens >= 1)) {
+      throw new RangeError(`maxBatchTokens: expected ≥ 1, found ${limits.maxBatchTokens}`);
+    }
+    if (!(limits.maxQueueTokens >= limits.maxBatchTokens)) {
+      throw new RangeError(
+        `maxQueueTokens: expected ≥ maxBatchTokens (${limits.maxBatchTokens}), found ${limits.maxQueueTokens}`,
+      );
+    }
+    if (!(limits.maxWaitMs >= 0)) {
+      throw new RangeError(`maxWaitMs: expected ≥ 0, found ${limits.maxWaitMs}`);
+    }
+    this.limits = limits;
+  }
+
+  /** Tokens waiting in the queue. */
+  get queuedTokens(): number {
+    return this.#queuedTokens;
+  }
+
+  /** Items waiting in the queue. */
+  get queuedItems(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  /**
+   * Enqueue `item`. Returns false (and keeps nothing) when the queue is
+   * closed or the item would push it past `maxQueueTokens`.
+   */
+  offer(item: T): boolean {
+    if (this.#closed) return false;
+    if (this.#queuedTokens + item.tokens > this.limits.maxQueueTokens) return false;
+    if (this.queuedItems === 0) this.#oldestAt = performance.now();
+    this.#queue.push(item);
+    this.#queuedTokens += item.tokens;
+    this.#wake();
+    return true;
+  }
+
+  /**
+   * The next batch: resolves as soon as `maxBatchTokens` tokens are queued or
+   * the oldest item has waited `maxWaitMs`; null once closed and drained.
+   * One consumer at a time.
+   */
+  next(): Promise<T[] | null> {
+    if (this.#waiter) throw new Error("MicroBatcher.next: a consumer is already waiting");
+    return new Promise((resolve) => {
+      this.#waiter = resolve;
+      this.#wake();
+    });
+  }
+
+  /** Stop accepting items; the consumer still drains what is queued. */
+  close(): void {
+    this.#closed = true;
+    this.#wake();
+  }
+
+  #wake(): void {
+    if (!this.#waiter) return;
+    const items = this.queuedItems;
+    if (items === 0) {
+      if (this.#closed) this.#deliver(null);
+      return;
+    }
+    const waited = performance.now() - this.#oldestAt;
+    if (
+      this.#queuedTokens >= this.limits.maxBatchTokens || waited >= this.limits.maxWaitMs ||
+      this.#closed
+    ) {
+      this.#deliver(this.#take());
+      return;
+    }
+    if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#wake();
+      }, Math.max(0, this.limits.maxWaitMs - waited));
+    }
+  }
+
+  #deliver(batch: T[] | null): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    const w = this.#waiter!;
+    this.#waiter = null;
+    w(batch);
+  }
+
+  /** Take items up to maxBatchTokens (always at least one item). */
+  #take(): T[] {
+    const batch: T[] = [];
+    let tokens = 0;
+    while (this.#head < this.#queue.length) {
+      const item = this.#queue[this.#head];
+      if (batch.length > 0 && tokens + item.tokens > this.limits.maxBatchTokens) break;
+      batch.push(item);
+      tokens += item.tokens;
+      this.#head++;
+    }
+    this.#queuedTokens -= tokens;
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    if (this.queuedItems > 0) this.#oldestAt = performance.now();
+    return batch;
+  }
+}

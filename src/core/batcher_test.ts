@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { MicroBatcher } from "./batcher.ts";
+
+const item = (tokens: number, name = "") => ({ tokens, name });
+
+Deno.test("batcher: a full batch is released without waiting", async () => {
+  const b = new MicroBatcher<ReturnType<typeof item>>({
+    maxBatchTokens: 4,
+    maxWaitMs: 10_000,
+    maxQueueTokens: 16,
+  });
+  b.offer(item(2, "a"));
+  b.offer(item(2, "b"));
+  b.offer(item(1, "c"));
+  const t0 = performance.now();
+  const batch = await b.next();
+  assert.ok(performance.now() - t0 < 1000);
+  assert.deepEqual(batch?.map((x) => x.name), ["a", "b"]);
+  assert.equal(b.queuedTokens, 1);
+  b.close();
+  assert.deepEqual((await b.next())?.map((x) => x.name), ["c"]);
+  assert.equal(await b.next(), null);
+});
+
+Deno.test("batcher: a partial batch is released after maxWaitMs", async () => {
+  const b = new MicroBatcher<ReturnType<typeof item>>({
+    maxBatchTokens: 100,
+    maxWaitMs: 30,
+    maxQueueTokens: 200,
+  });
+  const t0 = performance.now();
+  b.offer(item(3));
+  const batch = await b.next();
+  const waited = performance.now() - t0;
+  assert.equal(batch?.length, 1);
+  assert.ok(waited >= 25, `released after ${waited} ms, expected about 30 ms`);
+  b.close();
+});
+
+Deno.test("batcher: the queue is bounded in tokens and refuses past the bound", () => {
+  const b = new MicroBatcher<ReturnType<typeof item>>({
+    maxBatchTokens: 4,
+    maxWaitMs: 1,
+    maxQueueTokens: 8,
+  });
+  assert.equal(b.offer(item(5)), true);
+  assert.equal(b.offer(item(4)), false); // 9 > 8
+  assert.equal(b.offer(item(3)), true); // 8
+  assert.equal(b.offer(item(0)), true); // end markers carry no tokens
+  assert.equal(b.queuedTokens, 8);
+  assert.equal(b.queuedItems, 3);
+  b.close();
+  assert.equal(b.offer(item(0)), false);
+});
+
+Deno.test("batcher: an item larger than a batch is released on its own", async () => {
+  const b = new MicroBatcher<ReturnType<typeof item>>({
+    maxBatchTokens: 4,
+    maxWaitMs: 1000,
+    maxQueueTokens: 64,
+  });
+  b.offer(item(10, "big"));
+  b.offer(item(1, "small"));
+  assert.deepEqual((await b.next())?.map((x) => x.name), ["big"]);
+  b.close();
+});
+
+Deno.test("batcher: rejects inconsistent limits", () => {
+  assert.throws(
+    () => new MicroBatcher({ maxBatchTokens: 8, maxWaitMs: 1, maxQueueTokens: 4 }),
+    /maxQueueTokens: expected ≥ maxBatchTokens \(8\), found 4/,
+  );
+  assert.throws(
+    () => new MicroBatcher({ maxBatchTokens: 0, maxWaitMs: 1, maxQueueTokens: 4 }),
+    RangeError,
+  );
+});
