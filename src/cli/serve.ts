@@ -1,0 +1,46 @@
+/**
+ * `latentwatch serve --monitor <file>`: run one monitor until SIGINT/SIGTERM.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { loadMonitorConfig } from "../config/monitor.ts";
+import { startMonitor } from "../serve/monitor.ts";
+
+/**
+ * Run the `serve` command; resolves with the exit code after a signal.
+ *
+ * @example
+ * ```ts
+ * await runServeCommand(["--monitor", "monitors/demo.yaml"]);
+ * ```
+ */
+export async function runServeCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { monitor: { type: "string", short: "m" }, listen: { type: "string" } },
+    strict: true,
+  });
+  if (!values.monitor) {
+    console.error("usage: latentwatch serve --monitor <file> [--listen host:port]");
+    return 2;
+  }
+  let monitor;
+  try {
+    const config = await loadMonitorConfig(values.monitor);
+    monitor = await startMonitor(config, values.listen ? { controlListen: values.listen } : {});
+  } catch (err) {
+    console.error(`latentwatch serve: ${(err as Error).message}`);
+    return 1;
+  }
+  const { promise, resolve } = Promise.withResolvers<void>();
+  const onSignal = () => resolve();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  await promise;
+  Deno.removeSignalListener("SIGINT", onSignal);
+  Deno.removeSignalListener("SIGTERM", onSignal);
+  console.error("info monitor.stopping");
+  await monitor.stop();
+  return 0;
+}

@@ -1,0 +1,137 @@
+/**
+ * Publishes alerts to the JetStream alert stream, at least once: each alert
+ * is retried with backoff until the stream acknowledges it, and its stable id
+ * travels as `Nats-Msg-Id` so a retry never stores it twice. The queue is
+ * bounded; an alert that does not fit is dropped, counted and logged as an
+ * error (never silently). A disk spool for long outages comes later.
+ *
+ * @module
+ */
+import type { Alert } from "../core/alert.ts";
+import type { Bus } from "../bus/bus.ts";
+import type { Logger } from "./log.ts";
+import type { Telemetry } from "./telemetry.ts";
+
+/** Settings of an {@linkcode AlertPublisher}. */
+export interface AlertPublisherOptions {
+  subject: string;
+  maxQueue: number;
+  /** Publishes awaiting their ack at once (default 32). */
+  maxInFlight?: number;
+  /** First retry delay in ms (default 100), doubled up to `maxBackoffMs`. */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Called for every alert the stream acknowledged (for live display). */
+  onPublished?: (alert: Alert, seq: number, duplicate: boolean) => void;
+}
+
+/**
+ * Bounded, retrying alert publisher.
+ *
+ * @example
+ * ```ts
+ * const pub = new AlertPublisher(bus, telemetry, log, { subject: "latentwatch.alerts.demo", maxQueue: 1000 });
+ * pub.submit(alert);
+ * await pub.drain();
+ * ```
+ */
+export class AlertPublisher {
+  readonly #bus: Bus;
+  readonly #t: Telemetry;
+  readonly #log: Logger;
+  readonly #opts: Required<Omit<AlertPublisherOptions, "onPublished">> & AlertPublisherOptions;
+  #queue: Alert[] = [];
+  #inFlight = 0;
+  #idle: (() => void)[] = [];
+  #closed = false;
+  #encoder = new TextEncoder();
+
+  constructor(bus: Bus, telemetry: Telemetry, log: Logger, opts: AlertPublisherOptions) {
+    this.#bus = bus;
+    this.#t = telemetry;
+    this.#log = log;
+    this.#opts = { maxInFlight: 32, initialBackoffMs: 100, maxBackoffMs: 5000, ...opts };
+  }
+
+  /** Alerts queued or in flight. */
+  get pending(): number {
+    return this.#queue.length + this.#inFlight;
+  }
+
+  /** Queue `alert`; returns false when it was dropped (queue full or closed). */
+  submit(alert: Alert): boolean {
+    if (this.#closed || this.pending >= this.#opts.maxQueue) {
+      const reason = this.#closed ? "shutdown" : "queue_full";
+      this.#t.add("latentwatch.alerts.dropped", 1, { reason });
+      this.#log.error("alert.dropped", {
+        reason,
+        alert: alert.id,
+        rule: alert.policy.id,
+        request: alert.requestId,
+        queue: this.pending,
+      });
+      return false;
+    }
+    this.#queue.push(alert);
+    this.#t.set("latentwatch.alert_queue.depth", this.pending);
+    this.#pump();
+    return true;
+  }
+
+  /** Resolve once nothing is queued or in flight. */
+  drain(): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Stop accepting alerts; those queued are still delivered. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  #pump(): void {
+    while (this.#inFlight < this.#opts.maxInFlight && this.#queue.length > 0) {
+      const alert = this.#queue.shift()!;
+      this.#inFlight++;
+      this.#send(alert).finally(() => {
+        this.#inFlight--;
+        this.#t.set("latentwatch.alert_queue.depth", this.pending);
+        if (this.pending === 0) { for (const r of this.#idle.splice(0)) r(); }
+        this.#pump();
+      });
+    }
+  }
+
+  async #send(alert: Alert): Promise<void> {
+    const data = this.#encoder.encode(JSON.stringify(alert));
+    const headers = {
+      "Content-Type": "application/json",
+      "Lw-Schema": alert.schema,
+      "Lw-Severity": alert.severity,
+      "Lw-Rule": alert.policy.id,
+      ...(alert.traceparent ? { traceparent: alert.traceparent } : {}),
+    };
+    let backoff = this.#opts.initialBackoffMs;
+    for (let attempt = 1;; attempt++) {
+      try {
+        const ack = await this.#bus.publishDurable(this.#opts.subject, data, alert.id, headers);
+        this.#t.add(
+          ack.duplicate ? "latentwatch.alerts.duplicate" : "latentwatch.alerts.published",
+        );
+        this.#opts.onPublished?.(alert, ack.seq, ack.duplicate);
+        return;
+      } catch (err) {
+        this.#t.add("latentwatch.alerts.publish_retries");
+        this.#log.warn("alert.publish_failed", {
+          alert: alert.id,
+          subject: this.#opts.subject,
+          attempt,
+          retry_in_ms: backoff,
+          error: (err as Error).message,
+        });
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, this.#opts.maxBackoffMs);
+      }
+    }
+  }
+}

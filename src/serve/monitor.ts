@@ -1,0 +1,172 @@
+/**
+ * Start a monitor from its config: load the SAEs, compile the policies,
+ * connect the bus, run the pipeline and the control API. Shared by
+ * `latentwatch serve`, the demo, the tests and the bench.
+ *
+ * @module
+ */
+import type { Alert } from "../core/alert.ts";
+import { tapSubjectFilter } from "../core/frame.ts";
+import { compilePolicies, type PolicyRule } from "../core/policy.ts";
+import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
+import type { Frame } from "../core/frame.ts";
+import type { Bus } from "../bus/bus.ts";
+import { connectNatsBus } from "../bus/nats_bus.ts";
+import type { MonitorConfig } from "../config/monitor.ts";
+import { loadPolicyFile } from "../config/policy_file.ts";
+import { loadSaeLens } from "../formats/saelens.ts";
+import { createOrtEncoder } from "../runtime/ort_encoder.ts";
+import { controlApi, serveControlApi } from "./control_api.ts";
+import { Logger } from "./log.ts";
+import { Pipeline } from "./pipeline.ts";
+import { Telemetry } from "./telemetry.ts";
+
+/** Hooks and overrides for {@linkcode startMonitor}. */
+export interface StartOptions {
+  /** Use this bus instead of connecting to `config.nats.url` (demo, tests). */
+  bus?: Bus;
+  log?: Logger;
+  onAlert?: (alert: Alert) => void;
+  onPublished?: (alert: Alert, seq: number, duplicate: boolean) => void;
+  onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
+  /** Override the control API address (`host:port`); `null` disables it. */
+  controlListen?: string | null;
+}
+
+/** A running monitor. */
+export interface RunningMonitor {
+  config: MonitorConfig;
+  bus: Bus;
+  pipeline: Pipeline;
+  telemetry: Telemetry;
+  saes: ReadonlyMap<string, SaeWeights>;
+  /** Address of the control API, when it runs. */
+  controlAddr: Deno.NetAddr | null;
+  stop(): Promise<void>;
+}
+
+/** Milliseconds JetStream remembers an alert id for dedup (10 minutes). */
+const DUPLICATE_WINDOW_MS = 10 * 60_000;
+
+/**
+ * Load everything a monitor needs and start it. Throws with a clear message
+ * (file, field, expected, found) when something in the config is wrong.
+ *
+ * @example
+ * ```ts
+ * const m = await startMonitor(await loadMonitorConfig("monitors/demo.yaml"));
+ * // ... later
+ * await m.stop();
+ * ```
+ */
+export async function startMonitor(
+  config: MonitorConfig,
+  opts: StartOptions = {},
+): Promise<RunningMonitor> {
+  const log = opts.log ?? new Logger();
+  const telemetry = new Telemetry();
+
+  const saes = new Map<string, SaeWeights>();
+  for (const s of config.saes) {
+    const sae = await loadSaeLens(s.path);
+    saes.set(s.id, sae);
+    log.info("sae.loaded", {
+      id: s.id,
+      path: s.path,
+      architecture: sae.architecture,
+      d_in: sae.dIn,
+      d_sae: sae.dSae,
+      dtype: sae.dtype,
+    });
+  }
+  const dIns = new Set([...saes.values()].map((s) => s.dIn));
+  if (dIns.size !== 1) {
+    throw new RangeError(
+      `${config.file}: saes: expected every SAE of a monitor to read the same d_in, found ${
+        [...saes].map(([id, s]) => `${id}=${s.dIn}`).join(", ")
+      }`,
+    );
+  }
+  const dIn = [...dIns][0];
+
+  const rules: PolicyRule[] = [];
+  for (const file of config.policies) rules.push(...await loadPolicyFile(file));
+  const policies = compilePolicies(rules, saes);
+  log.info("policies.loaded", { files: config.policies.length, rules: policies.rules.length });
+
+  const encoders = new Map<string, Encoder>();
+  for (const [id, sae] of saes) encoders.set(id, await createOrtEncoder(sae));
+
+  const bus = opts.bus ?? await connectNatsBus({
+    url: config.nats.url,
+    name: `latentwatch:${config.monitor}`,
+    onStatus: (s) => log.warn(`nats.${s.type}`, { url: config.nats.url, detail: s.detail }),
+  });
+  await bus.ensureStream({
+    name: config.alerts.stream,
+    subjects: [config.alerts.subject],
+    duplicateWindowMs: DUPLICATE_WINDOW_MS,
+  });
+
+  const subject = config.nats.subject ?? tapSubjectFilter(config.model, config.hook);
+  const pipeline = new Pipeline({
+    monitor: config.monitor,
+    model: config.model,
+    hook: config.hook,
+    subject,
+    dIn,
+    encoders,
+    policies,
+    batching: config.batching,
+    alerts: { subject: config.alerts.subject, maxQueue: config.alerts.maxQueue },
+    bus,
+    telemetry,
+    log,
+    onAlert: opts.onAlert,
+    onPublished: opts.onPublished,
+    onEncoded: opts.onEncoded,
+  });
+  pipeline.start();
+  log.info("monitor.started", { monitor: config.monitor, subject, alerts: config.alerts.subject });
+
+  const listen = opts.controlListen === undefined ? config.control?.listen : opts.controlListen;
+  let server: Deno.HttpServer<Deno.NetAddr> | null = null;
+  if (listen) {
+    const app = controlApi({
+      telemetry,
+      ready: () => bus.connected,
+      info: () => ({
+        monitor: config.monitor,
+        model: config.model,
+        hook: config.hook,
+        subject,
+        provider: "cpu",
+        saes: [...saes].map(([id, s]) => ({
+          id,
+          architecture: s.architecture,
+          d_in: s.dIn,
+          d_sae: s.dSae,
+        })),
+        rules: policies.rules.length,
+        active_requests: pipeline.activeRequests,
+      }),
+    });
+    server = serveControlApi(app, listen);
+    log.info("control.listening", { addr: `${server.addr.hostname}:${server.addr.port}` });
+  }
+
+  return {
+    config,
+    bus,
+    pipeline,
+    telemetry,
+    saes,
+    controlAddr: server?.addr ?? null,
+    stop: async () => {
+      await pipeline.stop();
+      await server?.shutdown();
+      for (const e of encoders.values()) await e.close();
+      if (!opts.bus) await bus.close();
+    },
+  };
+}

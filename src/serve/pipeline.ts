@@ -1,0 +1,314 @@
+/**
+ * The monitor pipeline: tap frames in from the bus → strict decode →
+ * bounded micro-batch across requests → encode with each SAE → policy
+ * evaluation per token → alerts to the alert publisher. Every rejected or
+ * dropped frame is counted and logged with its subject and request id.
+ *
+ * @module
+ */
+import { type Alert, type AlertEvidence, alertId } from "../core/alert.ts";
+import { MicroBatcher } from "../core/batcher.ts";
+import { decodeFrame, type Frame, FrameError } from "../core/frame.ts";
+import { type CompiledPolicies, evaluateToken, type PolicyRule } from "../core/policy.ts";
+import type { Encoder, SparseLatents } from "../core/sae.ts";
+import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
+import { AlertPublisher } from "./alert_publisher.ts";
+import type { Logger } from "./log.ts";
+import type { Telemetry } from "./telemetry.ts";
+
+/** What a {@linkcode Pipeline} needs. */
+export interface PipelineOptions {
+  monitor: string;
+  model: string;
+  hook: string;
+  /** Subject filter the tap frames arrive on. */
+  subject: string;
+  /** Width of the activations every SAE reads. */
+  dIn: number;
+  /** SAE id → encoder. */
+  encoders: ReadonlyMap<string, Encoder>;
+  policies: CompiledPolicies;
+  batching: { maxBatchTokens: number; maxWaitMs: number; maxQueueTokens: number };
+  alerts: { subject: string; maxQueue: number };
+  bus: Bus;
+  telemetry: Telemetry;
+  log: Logger;
+  /** Per-request state is evicted when a request sends nothing for this long (default 10 min). */
+  requestTtlMs?: number;
+  /** Called for every alert raised (before it is published). */
+  onAlert?: (alert: Alert) => void;
+  /** Called for every alert the stream acknowledged. */
+  onPublished?: (alert: Alert, seq: number, duplicate: boolean) => void;
+  /** Called after each batch with the frames and their per-token latents (for displays). */
+  onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
+}
+
+interface RequestState {
+  lastSeen: number;
+  tokens: number;
+}
+
+/**
+ * A running monitor.
+ *
+ * @example
+ * ```ts
+ * const p = new Pipeline({ monitor: "demo", model, hook, subject, dIn, encoders, policies, batching, alerts, bus, telemetry, log });
+ * p.start();
+ * // ... frames flow ...
+ * await p.stop();
+ * ```
+ */
+export class Pipeline {
+  readonly #o: PipelineOptions;
+  readonly #batcher: MicroBatcher<Frame>;
+  readonly publisher: AlertPublisher;
+  #sub: BusSubscription | null = null;
+  #worker: Promise<void> | null = null;
+  #requests = new Map<string, RequestState>();
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #scratch = new Float32Array(0);
+
+  constructor(opts: PipelineOptions) {
+    this.#o = opts;
+    this.#batcher = new MicroBatcher<Frame>(opts.batching);
+    this.publisher = new AlertPublisher(opts.bus, opts.telemetry, opts.log, {
+      subject: opts.alerts.subject,
+      maxQueue: opts.alerts.maxQueue,
+      onPublished: opts.onPublished,
+    });
+  }
+
+  /** Subscribe to the tap subject and start the encode worker. */
+  start(): void {
+    if (this.#sub) return;
+    this.#sub = this.#o.bus.subscribe(this.#o.subject, (msg) => this.#onMessage(msg));
+    this.#worker = this.#run();
+    const ttl = this.#o.requestTtlMs ?? 600_000;
+    this.#sweeper = setInterval(() => this.#sweep(ttl), Math.min(ttl, 10_000));
+  }
+
+  /** Requests with live state. */
+  get activeRequests(): number {
+    return this.#requests.size;
+  }
+
+  /** Tokens waiting to be encoded. */
+  get queuedTokens(): number {
+    return this.#batcher.queuedTokens;
+  }
+
+  /**
+   * Stop taking frames, finish what is queued, and wait (up to `timeoutMs`)
+   * for the alerts to be acknowledged.
+   */
+  async stop(timeoutMs = 10_000): Promise<void> {
+    this.#sub?.unsubscribe();
+    this.#sub = null;
+    clearInterval(this.#sweeper);
+    this.#batcher.close();
+    await this.#worker;
+    this.publisher.close();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = await Promise.race([
+      this.publisher.drain().then(() => false),
+      new Promise<boolean>((r) => timer = setTimeout(() => r(true), timeoutMs)),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      this.#o.log.error("alerts.undelivered_at_shutdown", { pending: this.publisher.pending });
+    }
+  }
+
+  /** Resolve once every frame received so far is encoded and its alerts acknowledged. */
+  async idle(): Promise<void> {
+    while (this.#batcher.queuedItems > 0 || this.#busy) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await this.publisher.drain();
+  }
+
+  #busy = false;
+
+  #onMessage(msg: BusMessage): void {
+    const t = this.#o.telemetry;
+    t.add("latentwatch.frames.received");
+    let frame: Frame;
+    try {
+      frame = decodeFrame(msg.subject, msg.headers, msg.data, { dModel: this.#o.dIn });
+      if (frame.model !== this.#o.model || frame.hook !== this.#o.hook) {
+        const field = frame.model !== this.#o.model ? "Lw-Model" : "Lw-Hook";
+        throw new FrameError(
+          `frame on '${msg.subject}' (request ${frame.requestId}): ${field}: expected ${
+            JSON.stringify(field === "Lw-Model" ? this.#o.model : this.#o.hook)
+          }, found ${JSON.stringify(field === "Lw-Model" ? frame.model : frame.hook)}`,
+          {
+            field,
+            expected: field === "Lw-Model" ? this.#o.model : this.#o.hook,
+            found: field === "Lw-Model" ? frame.model : frame.hook,
+            subject: msg.subject,
+            requestId: frame.requestId,
+          },
+        );
+      }
+    } catch (err) {
+      const e = err instanceof FrameError ? err : null;
+      const reason = e?.field ?? "decode";
+      t.add("latentwatch.frames.rejected", 1, { reason });
+      this.#o.log.warn("frame.rejected", {
+        subject: msg.subject,
+        request: e?.requestId ?? msg.headers["Lw-Request-Id"] ?? "?",
+        reason,
+        error: (err as Error).message,
+      });
+      return;
+    }
+    if (!this.#batcher.offer(frame)) {
+      t.add("latentwatch.frames.dropped", 1, { reason: "queue_full" });
+      t.add("latentwatch.tokens.dropped", frame.tokens, { reason: "queue_full" });
+      this.#o.log.error("frame.dropped", {
+        reason: "queue_full",
+        subject: msg.subject,
+        request: frame.requestId,
+        position: frame.position,
+        tokens: frame.tokens,
+        queued_tokens: this.#batcher.queuedTokens,
+      });
+      return;
+    }
+    t.set("latentwatch.queue.depth", this.#batcher.queuedTokens);
+  }
+
+  async #run(): Promise<void> {
+    for (;;) {
+      const batch = await this.#batcher.next();
+      if (batch === null) return;
+      this.#busy = true;
+      try {
+        await this.#process(batch);
+      } finally {
+        this.#busy = false;
+        this.#o.telemetry.set("latentwatch.queue.depth", this.#batcher.queuedTokens);
+      }
+    }
+  }
+
+  async #process(frames: Frame[]): Promise<void> {
+    const { dIn, telemetry: t } = this.#o;
+    const n = frames.reduce((s, f) => s + f.tokens, 0);
+    const latents = new Map<string, SparseLatents[]>();
+    if (n > 0) {
+      const x = this.#gather(frames, n, dIn);
+      try {
+        for (const [sae, encoder] of this.#o.encoders) {
+          latents.set(sae, await encoder.encode(x, n));
+          t.add("latentwatch.tokens.encoded", n, { sae });
+        }
+        t.add("latentwatch.batches");
+      } catch (err) {
+        t.add("latentwatch.encode.errors");
+        t.add("latentwatch.frames.dropped", frames.length, { reason: "encode_error" });
+        t.add("latentwatch.tokens.dropped", n, { reason: "encode_error" });
+        this.#o.log.error("batch.encode_failed", {
+          frames: frames.length,
+          tokens: n,
+          requests: [...new Set(frames.map((f) => f.requestId))].join(","),
+          error: (err as Error).message,
+        });
+        return;
+      }
+    }
+    let row = 0;
+    for (const frame of frames) {
+      this.#track(frame);
+      if (frame.tokens > 0) this.#evaluate(frame, row, latents);
+      row += frame.tokens;
+      if (frame.endOfRequest) this.#requests.delete(frame.requestId);
+    }
+    t.set("latentwatch.requests.active", this.#requests.size);
+    this.#o.onEncoded?.(frames, latents);
+  }
+
+  /** Copy the frames' rows into one contiguous [n, dIn] buffer (reused across batches). */
+  #gather(frames: Frame[], n: number, dIn: number): Float32Array {
+    if (frames.length === 1) return frames[0].data;
+    if (this.#scratch.length < n * dIn) this.#scratch = new Float32Array(n * dIn);
+    let offset = 0;
+    for (const f of frames) {
+      this.#scratch.set(f.data, offset);
+      offset += f.data.length;
+    }
+    return this.#scratch.subarray(0, n * dIn);
+  }
+
+  #evaluate(frame: Frame, firstRow: number, latents: ReadonlyMap<string, SparseLatents[]>): void {
+    const fired = new Map<PolicyRule, AlertEvidence[]>();
+    for (const [sae, rows] of latents) {
+      for (let i = 0; i < frame.tokens; i++) {
+        for (const match of evaluateToken(this.#o.policies, sae, rows[firstRow + i])) {
+          let ev = fired.get(match.rule);
+          if (!ev) fired.set(match.rule, ev = []);
+          ev.push({
+            position: frame.position + i,
+            value: match.value,
+            ...(frame.tokenIds ? { tokenId: frame.tokenIds[i] } : {}),
+            ...(frame.tokenText ? { text: frame.tokenText[i] } : {}),
+          });
+        }
+      }
+    }
+    for (const [rule, evidence] of fired) this.#raise(frame, rule, evidence);
+  }
+
+  #raise(frame: Frame, rule: PolicyRule, evidence: AlertEvidence[]): void {
+    const start = evidence[0].position;
+    const alert: Alert = {
+      schema: "latentwatch.alert/v1",
+      id: alertId(this.#o.monitor, frame.requestId, rule.id, start),
+      time: new Date().toISOString(),
+      monitor: this.#o.monitor,
+      policy: { id: rule.id, file: rule.source.file, line: rule.source.line },
+      severity: rule.severity,
+      title: rule.title,
+      ...(rule.description ? { description: rule.description } : {}),
+      model: frame.model,
+      hook: frame.hook,
+      requestId: frame.requestId,
+      ...(frame.tenant ? { tenant: frame.tenant } : {}),
+      ...(frame.phase ? { phase: frame.phase } : {}),
+      tokens: { start, end: evidence[evidence.length - 1].position + 1, count: evidence.length },
+      latent: {
+        sae: rule.sae,
+        index: rule.latent,
+        threshold: rule.above,
+        max: Math.max(...evidence.map((e) => e.value)),
+      },
+      evidence,
+      ...(frame.traceparent ? { traceparent: frame.traceparent } : {}),
+    };
+    this.#o.telemetry.add("latentwatch.alerts", 1, { rule: rule.id, severity: rule.severity });
+    this.#o.onAlert?.(alert);
+    this.publisher.submit(alert);
+  }
+
+  #track(frame: Frame): void {
+    const s = this.#requests.get(frame.requestId);
+    if (s) {
+      s.lastSeen = Date.now();
+      s.tokens += frame.tokens;
+    } else if (!frame.endOfRequest) {
+      this.#requests.set(frame.requestId, { lastSeen: Date.now(), tokens: frame.tokens });
+    }
+  }
+
+  #sweep(ttlMs: number): void {
+    const cutoff = Date.now() - ttlMs;
+    for (const [id, s] of this.#requests) {
+      if (s.lastSeen < cutoff) {
+        this.#requests.delete(id);
+        this.#o.log.info("request.expired", { request: id, tokens: s.tokens });
+      }
+    }
+    this.#o.telemetry.set("latentwatch.requests.active", this.#requests.size);
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * The sidecar's telemetry, declared once as a spec (name, kind, unit, help)
+ * and recorded two ways: in-process counters that the control API serves
+ * (`/metrics`, Prometheus text; `/stats`, JSON) and OpenTelemetry instruments
+ * that Deno exports when `OTEL_DENO=true`.
+ *
+ * @module
+ */
+import { type Counter, metrics as otelMetrics, type UpDownCounter } from "@opentelemetry/api";
+
+/** Every metric the sidecar emits. Names follow OTel conventions (no `_total`). */
+export const METRIC_SPEC = {
+  "latentwatch.frames.received": {
+    kind: "counter",
+    unit: "{frame}",
+    help: "Frames received from the tap",
+  },
+  "latentwatch.frames.rejected": {
+    kind: "counter",
+    unit: "{frame}",
+    help: "Frames rejected by the decoder, by reason (the offending field)",
+  },
+  "latentwatch.frames.dropped": {
+    kind: "counter",
+    unit: "{frame}",
+    help: "Valid frames dropped, by reason",
+  },
+  "latentwatch.tokens.dropped": {
+    kind: "counter",
+    unit: "{token}",
+    help: "Tokens in dropped frames",
+  },
+  "latentwatch.tokens.encoded": {
+    kind: "counter",
+    unit: "{token}",
+    help: "Tokens encoded, by SAE",
+  },
+  "latentwatch.batches": { kind: "counter", unit: "{batch}", help: "Micro-batches encoded" },
+  "latentwatch.encode.errors": {
+    kind: "counter",
+    unit: "{batch}",
+    help: "Batches whose encode failed",
+  },
+  "latentwatch.alerts": {
+    kind: "counter",
+    unit: "{alert}",
+    help: "Alerts raised, by rule and severity",
+  },
+  "latentwatch.alerts.published": {
+    kind: "counter",
+    unit: "{alert}",
+    help: "Alerts acknowledged by the stream",
+  },
+  "latentwatch.alerts.duplicate": {
+    kind: "counter",
+    unit: "{alert}",
+    help: "Alert publishes the stream reported as duplicates (already stored)",
+  },
+  "latentwatch.alerts.dropped": {
+    kind: "counter",
+    unit: "{alert}",
+    help: "Alerts dropped, by reason",
+  },
+  "latentwatch.alerts.publish_retries": {
+    kind: "counter",
+    unit: "{attempt}",
+    help: "Alert publish retries",
+  },
+  "latentwatch.queue.depth": {
+    kind: "gauge",
+    unit: "{token}",
+    help: "Tokens waiting to be encoded",
+  },
+  "latentwatch.alert_queue.depth": {
+    kind: "gauge",
+    unit: "{alert}",
+    help: "Alerts waiting to be published",
+  },
+  "latentwatch.requests.active": {
+    kind: "gauge",
+    unit: "{request}",
+    help: "Requests with live state",
+  },
+} as const;
+
+/** A metric name from {@linkcode METRIC_SPEC}. */
+export type MetricName = keyof typeof METRIC_SPEC;
+type Labels = Record<string, string>;
+
+function labelKey(labels?: Labels): string {
+  if (!labels) return "";
+  return Object.keys(labels).sort().map((k) => `${k}="${labels[k].replace(/["\\\n]/g, "_")}"`).join(
+    ",",
+  );
+}
+
+/**
+ * Counters and gauges with labels, mirrored to OpenTelemetry.
+ *
+ * @example
+ * ```ts
+ * const t = new Telemetry();
+ * t.add("latentwatch.frames.rejected", 1, { reason: "Lw-Dtype" });
+ * t.value("latentwatch.frames.rejected", { reason: "Lw-Dtype" }); // 1
+ * ```
+ */
+export class Telemetry {
+  #values = new Map<MetricName, Map<string, number>>();
+  #otel = new Map<MetricName, Counter | UpDownCounter>();
+
+  constructor() {
+    const meter = otelMetrics.getMeter("latentwatch", "0.1.0");
+    for (
+      const [name, spec] of Object.entries(METRIC_SPEC) as [
+        MetricName,
+        (typeof METRIC_SPEC)[MetricName],
+      ][]
+    ) {
+      this.#values.set(name, new Map());
+      const opts = { unit: spec.unit, description: spec.help };
+      this.#otel.set(
+        name,
+        spec.kind === "counter"
+          ? meter.createCounter(name, opts)
+          : meter.createUpDownCounter(name, opts),
+      );
+    }
+  }
+
+  /** Add `delta` to a counter (or gauge). */
+  add(name: MetricName, delta = 1, labels?: Labels): void {
+    const series = this.#values.get(name)!;
+    const key = labelKey(labels);
+    series.set(key, (series.get(key) ?? 0) + delta);
+    this.#otel.get(name)!.add(delta, labels);
+  }
+
+  /** Set a gauge to `value`. */
+  set(name: MetricName, value: number, labels?: Labels): void {
+    const series = this.#values.get(name)!;
+    const key = labelKey(labels);
+    const delta = value - (series.get(key) ?? 0);
+    if (delta !== 0) this.add(name, delta, labels);
+  }
+
+  /** Current value of one series (0 when never touched). */
+  value(name: MetricName, labels?: Labels): number {
+    return this.#values.get(name)!.get(labelKey(labels)) ?? 0;
+  }
+
+  /** Sum over every label set of a metric. */
+  total(name: MetricName): number {
+    let s = 0;
+    for (const v of this.#values.get(name)!.values()) s += v;
+    return s;
+  }
+
+  /** Every series as `{ "name{labels}": value }`. */
+  snapshot(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, series] of this.#values) {
+      for (const [key, v] of series) out[key ? `${name}{${key}}` : name] = v;
+    }
+    return out;
+  }
+
+  /** Prometheus text exposition (dots become underscores; counters get `_total`). */
+  prometheus(): string {
+    const lines: string[] = [];
+    for (const [name, series] of this.#values) {
+      const spec = METRIC_SPEC[name];
+      const prom = name.replace(/\./g, "_") + (spec.kind === "counter" ? "_total" : "");
+      lines.push(`# HELP ${prom} ${spec.help}`, `# TYPE ${prom} ${spec.kind}`);
+      if (series.size === 0) lines.push(`${prom} 0`);
+      for (const [key, v] of series) lines.push(key ? `${prom}{${key}} ${v}` : `${prom} ${v}`);
+    }
+    return lines.join("\n") + "\n";
+  }
+}
