@@ -1,0 +1,456 @@
+import assert from "node:assert/strict";
+import {
+  decodeFrame,
+  encodeFrame,
+  FrameError,
+  frameHeaders,
+  headerWireBytes,
+  partitionOf,
+  tapSubject,
+  tapSubjectFilter,
+} from "./frame.ts";
+
+const SUBJ = "latentwatch.tap.v1.gpt2.blocks_6_hook_resid_post.0";
+
+/** A valid v1 header set for a [2, 3] bf16 frame; override fields per test. */
+function hdrs(over: Record<string, string | undefined> = {}): Record<string, string> {
+  const base: Record<string, string | undefined> = {
+    "Lw-Version": "1",
+    "Lw-Model": "gpt2",
+    "Lw-Hook": "blocks.6.hook_resid_post",
+    "Lw-Request-Id": "req-42",
+    "Lw-Pos": "7",
+    "Lw-Seq": "0",
+    "Lw-Dtype": "bf16",
+    "Lw-Shape": "2,3",
+    ...over,
+  };
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(base)) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+// bf16 of [1, -2, 0.5, 3, -0.25, 0], little-endian: 0x3f80 0xc000 0x3f00 0x4040 0xbe80 0x0000
+const BF16_PAYLOAD = new Uint8Array([
+  0x80,
+  0x3f,
+  0x00,
+  0xc0,
+  0x00,
+  0x3f,
+  0x40,
+  0x40,
+  0x80,
+  0xbe,
+  0,
+  0,
+]);
+
+/** assert.throws with a FrameError on `field` whose message matches `re`. */
+function throwsFrame(fn: () => unknown, field: string, re: RegExp): FrameError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (err) {
+    caught = err;
+  }
+  assert.ok(caught instanceof FrameError, `expected a FrameError, got ${caught}`);
+  assert.ok(caught instanceof TypeError);
+  assert.equal(caught.field, field, caught.message);
+  assert.match(caught.message, re);
+  return caught;
+}
+
+const decode = (h: Record<string, string>, p: Uint8Array = BF16_PAYLOAD, dModel?: number) =>
+  decodeFrame(SUBJ, h, p, dModel === undefined ? undefined : { dModel });
+
+Deno.test("frame: decodes a bf16 frame with every optional header", () => {
+  const f = decode(hdrs({
+    "Lw-Token-Ids": "318,257",
+    "Lw-Token-Text": '["Hello"," w\\u00f6rld"]',
+    "Lw-Phase": "prefill",
+    "Lw-Tenant": "acme",
+    "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "tracestate": "congo=t61rcWkgMzE",
+  }));
+  assert.equal(f.model, "gpt2");
+  assert.equal(f.hook, "blocks.6.hook_resid_post");
+  assert.equal(f.requestId, "req-42");
+  assert.equal(f.position, 7);
+  assert.equal(f.seq, 0);
+  assert.equal(f.dtype, "bf16");
+  assert.equal(f.tokens, 2);
+  assert.equal(f.dModel, 3);
+  assert.deepEqual([...f.data], [1, -2, 0.5, 3, -0.25, 0]);
+  assert.deepEqual(f.tokenIds, [318, 257]);
+  assert.deepEqual(f.tokenText, ["Hello", " wörld"]);
+  assert.equal(f.phase, "prefill");
+  assert.equal(f.tenant, "acme");
+  assert.equal(f.traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  assert.equal(f.tracestate, "congo=t61rcWkgMzE");
+  assert.equal(f.endOfRequest, false);
+});
+
+Deno.test("frame: header names match case-insensitively; unknown headers are ignored", () => {
+  const h: Record<string, string> = {};
+  for (const [k, v] of Object.entries(hdrs())) h[k.toLowerCase()] = v;
+  h["LW-SHAPE"] = h["lw-shape"];
+  delete h["lw-shape"];
+  h["Nats-Msg-Id"] = "x";
+  const f = decode(h);
+  assert.equal(f.tokens, 2);
+  assert.equal(f.requestId, "req-42");
+});
+
+Deno.test("frame: the same header twice in different case is refused", () => {
+  throwsFrame(() => decode(hdrs({ "lw-pos": "8" })), "Lw-Pos", /found 2 \(Lw-Pos, lw-pos\)/);
+});
+
+Deno.test("frame: f32 payload at an aligned offset is a zero-copy view; misaligned is copied", () => {
+  const buf = new ArrayBuffer(4 + 8 + 2);
+  const bytes = new Uint8Array(buf);
+  // 1.5 = 0x3fc00000, -4 = 0xc0800000
+  bytes.set([0, 0, 0xc0, 0x3f, 0, 0, 0x80, 0xc0], 4);
+  const h = hdrs({ "Lw-Dtype": "f32", "Lw-Shape": "1,2" });
+  const aligned = decode(h, new Uint8Array(buf, 4, 8));
+  assert.deepEqual([...aligned.data], [1.5, -4]);
+  assert.equal(aligned.data.buffer, buf);
+  assert.equal(aligned.data.byteOffset, 4);
+
+  const odd = new Uint8Array(buf, 2, 8);
+  odd.set([0, 0, 0xc0, 0x3f, 0, 0, 0x80, 0xc0]);
+  const copied = decode(h, odd);
+  assert.deepEqual([...copied.data], [1.5, -4]);
+  assert.notEqual(copied.data.buffer, buf);
+});
+
+Deno.test("frame: f16 payload is widened", () => {
+  // f16: 1 = 0x3c00, -0.5 = 0xb800, 65504 = 0x7bff
+  const p = new Uint8Array([0x00, 0x3c, 0x00, 0xb8, 0xff, 0x7b]);
+  const f = decode(hdrs({ "Lw-Dtype": "f16", "Lw-Shape": "1,3" }), p);
+  assert.deepEqual([...f.data], [1, -0.5, 65504]);
+});
+
+Deno.test("frame: end marker with no tokens, and end flag on a frame with tokens", () => {
+  const end = decode(
+    hdrs({ "Lw-Shape": "0,3", "Lw-End": "1", "Lw-Seq": "4", "Lw-Token-Ids": "" }),
+    new Uint8Array(0),
+  );
+  assert.equal(end.endOfRequest, true);
+  assert.equal(end.tokens, 0);
+  assert.equal(end.data.length, 0);
+  assert.equal(end.seq, 4);
+  assert.deepEqual(end.tokenIds, []);
+  assert.equal(decode(hdrs({ "Lw-End": "true" })).endOfRequest, true);
+  assert.equal(decode(hdrs({ "Lw-End": "0" })).endOfRequest, false);
+  throwsFrame(() => decode(hdrs({ "Lw-End": "yes" })), "Lw-End", /found "yes"/);
+});
+
+Deno.test("frame: error message names subject, request, field, expected and found", () => {
+  const e = throwsFrame(() => decode(hdrs({ "Lw-Shape": "3,x" })), "Lw-Shape", /./);
+  assert.equal(
+    e.message,
+    `frame on '${SUBJ}' (request req-42): Lw-Shape: expected "T,D" with integers T ≥ 0 and D ≥ 1, found "3,x"`,
+  );
+  assert.equal(e.subject, SUBJ);
+  assert.equal(e.requestId, "req-42");
+  assert.equal(e.found, '"3,x"');
+});
+
+Deno.test("frame: version must be 1", () => {
+  throwsFrame(() => decode(hdrs({ "Lw-Version": "2" })), "Lw-Version", /expected "1", found "2"/);
+  const e = throwsFrame(
+    () => decode(hdrs({ "Lw-Version": undefined })),
+    "Lw-Version",
+    /found no header/,
+  );
+  assert.equal(e.requestId, "req-42");
+});
+
+Deno.test("frame: names are non-empty, printable and at most 256 characters", () => {
+  const e = throwsFrame(
+    () => decode(hdrs({ "Lw-Request-Id": "" })),
+    "Lw-Request-Id",
+    /^frame on '[^']+': Lw-Request-Id: .*found "" \(empty\)/,
+  );
+  assert.equal(e.requestId, undefined);
+  throwsFrame(() => decode(hdrs({ "Lw-Model": "gp\u0007t2" })), "Lw-Model", /control character/);
+  throwsFrame(() => decode(hdrs({ "Lw-Hook": undefined })), "Lw-Hook", /found no header/);
+  throwsFrame(
+    () => decode(hdrs({ "Lw-Request-Id": "x".repeat(257) })),
+    "Lw-Request-Id",
+    /257 characters/,
+  );
+  assert.equal(decode(hdrs({ "Lw-Request-Id": "é".repeat(256) })).requestId.length, 256);
+  throwsFrame(() => decode(hdrs({ "Lw-Tenant": " acme" })), "Lw-Tenant", /whitespace/);
+});
+
+Deno.test("frame: Lw-Pos and Lw-Seq are required non-negative safe integers", () => {
+  for (const bad of ["-1", "1.5", "", "0x10", "9007199254740992"]) {
+    throwsFrame(() => decode(hdrs({ "Lw-Pos": bad })), "Lw-Pos", /non-negative integer/);
+  }
+  assert.equal(decode(hdrs({ "Lw-Pos": "9007199254740991" })).position, 9007199254740991);
+  throwsFrame(() => decode(hdrs({ "Lw-Seq": undefined })), "Lw-Seq", /found no header/);
+  throwsFrame(() => decode(hdrs({ "Lw-Seq": "a" })), "Lw-Seq", /found "a"/);
+});
+
+Deno.test("frame: dtype and shape", () => {
+  throwsFrame(() => decode(hdrs({ "Lw-Dtype": "f64" })), "Lw-Dtype", /f32, f16, bf16.*"f64"/);
+  throwsFrame(() => decode(hdrs({ "Lw-Shape": "2,0" })), "Lw-Shape", /found "2,0"/);
+  throwsFrame(() => decode(hdrs({ "Lw-Shape": "6" })), "Lw-Shape", /found "6"/);
+  throwsFrame(() => decode(hdrs({ "Lw-Shape": " 2,3" })), "Lw-Shape", /found " 2,3"/);
+  throwsFrame(() => decode(hdrs(), BF16_PAYLOAD, 768), "Lw-Shape", /D = 768.*found "2,3"/);
+  assert.equal(decode(hdrs(), BF16_PAYLOAD, 3).dModel, 3);
+});
+
+Deno.test("frame: payload length must be T·D·bytes; says truncated or too long", () => {
+  throwsFrame(
+    () => decode(hdrs(), BF16_PAYLOAD.subarray(0, 10)),
+    "payload",
+    /expected 2·3·2 = 12 bytes .*found 10 bytes \(truncated\)/,
+  );
+  throwsFrame(
+    () => decode(hdrs(), new Uint8Array(14)),
+    "payload",
+    /12 bytes.*found 14 bytes \(too long\)/,
+  );
+  throwsFrame(
+    () => decode(hdrs({ "Lw-Dtype": "f32" })),
+    "payload",
+    /2·3·4 = 24 bytes.*found 12 bytes \(truncated\)/,
+  );
+});
+
+Deno.test("frame: NaN and ±Infinity are refused with token and element index", () => {
+  const p = BF16_PAYLOAD.slice();
+  p.set([0xc0, 0x7f], 10); // token 1, element 2 := bf16 NaN 0x7fc0
+  throwsFrame(
+    () => decode(hdrs(), p),
+    "payload",
+    /expected finite values, found NaN at token 1 \(position 8\), element 2/,
+  );
+  const f16 = new Uint8Array([0x00, 0x3c, 0x00, 0xfc]); // 1, -Infinity
+  throwsFrame(
+    () => decode(hdrs({ "Lw-Dtype": "f16", "Lw-Shape": "2,1" }), f16),
+    "payload",
+    /found -Infinity at token 1 \(position 8\), element 0/,
+  );
+  const f32 = new Uint8Array([0, 0, 0x80, 0x7f]); // +Infinity
+  throwsFrame(
+    () => decode(hdrs({ "Lw-Dtype": "f32", "Lw-Shape": "1,1" }), f32),
+    "payload",
+    /found Infinity at token 0 \(position 7\), element 0/,
+  );
+});
+
+Deno.test("frame: token ids and token text must match the token count", () => {
+  throwsFrame(
+    () => decode(hdrs({ "Lw-Token-Ids": "1,2,3" })),
+    "Lw-Token-Ids",
+    /expected 2 comma-separated.*found 3/,
+  );
+  throwsFrame(
+    () => decode(hdrs({ "Lw-Token-Ids": "1,-2" })),
+    "Lw-Token-Ids",
+    /found "-2" at index 1/,
+  );
+  throwsFrame(() => decode(hdrs({ "Lw-Token-Ids": "1," })), "Lw-Token-Ids", /found "" at index 1/);
+  const bad = throwsFrame(
+    () => decode(hdrs({ "Lw-Token-Text": '["a"' })),
+    "Lw-Token-Text",
+    /invalid JSON/,
+  );
+  assert.ok(bad.cause instanceof SyntaxError);
+  throwsFrame(
+    () => decode(hdrs({ "Lw-Token-Text": '["a"]' })),
+    "Lw-Token-Text",
+    /array of 2 strings.*found an array of 1/,
+  );
+  throwsFrame(
+    () => decode(hdrs({ "Lw-Token-Text": '["a",1]' })),
+    "Lw-Token-Text",
+    /found number at index 1/,
+  );
+  // decoders accept raw UTF-8 too
+  assert.deepEqual(decode(hdrs({ "Lw-Token-Text": '["ü","x"]' })).tokenText, ["ü", "x"]);
+});
+
+Deno.test("frame: phase is prefill or decode", () => {
+  assert.equal(decode(hdrs({ "Lw-Phase": "decode" })).phase, "decode");
+  throwsFrame(() => decode(hdrs({ "Lw-Phase": "Decode" })), "Lw-Phase", /found "Decode"/);
+});
+
+Deno.test("frame: an invalid traceparent is dropped with its tracestate, not fatal", () => {
+  for (
+    const bad of [
+      "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+      "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+      "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+      "garbage",
+    ]
+  ) {
+    const f = decode(hdrs({ traceparent: bad, tracestate: "a=b" }));
+    assert.equal(f.traceparent, undefined, bad);
+    assert.equal(f.tracestate, undefined, bad);
+  }
+  const future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra";
+  assert.equal(decode(hdrs({ traceparent: future })).traceparent, future);
+});
+
+const META = {
+  model: "gpt2",
+  hook: "blocks.6.hook_resid_post",
+  requestId: "req-42",
+  position: 7,
+  seq: 0,
+  dtype: "bf16" as const,
+};
+
+Deno.test("frame: encoder writes exactly the v1 headers and little-endian payload", () => {
+  const { headers, payload } = encodeFrame(
+    { ...META, tokenIds: [318, 257], phase: "prefill" },
+    new Float32Array([1, -2, 0.5, 3, -0.25, 0]),
+    2,
+    3,
+  );
+  assert.deepEqual(headers, {
+    "Lw-Version": "1",
+    "Lw-Model": "gpt2",
+    "Lw-Hook": "blocks.6.hook_resid_post",
+    "Lw-Request-Id": "req-42",
+    "Lw-Pos": "7",
+    "Lw-Seq": "0",
+    "Lw-Dtype": "bf16",
+    "Lw-Shape": "2,3",
+    "Lw-Token-Ids": "318,257",
+    "Lw-Phase": "prefill",
+  });
+  assert.deepEqual([...payload], [...BF16_PAYLOAD]);
+});
+
+Deno.test("frame: encoder escapes token text to ASCII JSON that survives as a header", () => {
+  const text = ["Hello", " wörld", "😀", "a\nb", 'q"\\', "\u007f"];
+  const h = frameHeaders(
+    { ...META, tokenText: text, endOfRequest: true },
+    6,
+    1,
+  );
+  assert.equal(
+    h["Lw-Token-Text"],
+    String
+      .raw`["Hello"," w\u00f6rld","\ud83d\ude00","a\nb","q\"\\","\u007f"]`,
+  );
+  assert.equal(h["Lw-End"], "1");
+  assert.ok(/^[\x20-\x7e]*$/.test(h["Lw-Token-Text"]));
+  const { headers, payload } = encodeFrame(
+    { ...META, dtype: "f32", tokenText: text },
+    new Float32Array(6),
+    6,
+    1,
+  );
+  assert.deepEqual(decodeFrame(SUBJ, headers, payload).tokenText, text);
+});
+
+Deno.test("frame: encoder validates its input", () => {
+  const data = new Float32Array([1, 2, 3, 4, 5, 6]);
+  throwsFrame(() => encodeFrame(META, data, 2, 2), "payload", /2·2 = 4 f32 values, found 6/);
+  throwsFrame(
+    () => encodeFrame({ ...META, tokenIds: [1] }, data, 2, 3),
+    "Lw-Token-Ids",
+    /2 token ids.*found 1/,
+  );
+  throwsFrame(
+    () => encodeFrame({ ...META, requestId: "r1 " }, data, 2, 3),
+    "Lw-Request-Id",
+    /whitespace/,
+  );
+  throwsFrame(
+    () => encodeFrame({ ...META, traceparent: "nope" }, data, 2, 3),
+    "traceparent",
+    /W3C/,
+  );
+  throwsFrame(() => encodeFrame(META, data, 2.5, 3), "tokens", /non-negative integer/);
+  throwsFrame(() => encodeFrame(META, new Float32Array(0), 0, 0), "dModel", /≥ 1/);
+  const nan = new Float32Array([1, 2, 3, 4, NaN, 6]);
+  throwsFrame(
+    () => encodeFrame({ ...META, dtype: "f32" }, nan, 2, 3),
+    "payload",
+    /found NaN at token 1 \(position 8\), element 1/,
+  );
+  // 70000 > 65504 (largest f16) rounds to Infinity
+  const big = new Float32Array([1, 70000]);
+  throwsFrame(
+    () => encodeFrame({ ...META, dtype: "f16" }, big, 1, 2),
+    "payload",
+    /found 70000 \(overflows f16 to ±Infinity\) at token 0 \(position 7\), element 1/,
+  );
+  // f32 3.4e38 = 0x7f7fc99e; the largest bf16 is 0x7f7f (about 3.39e38), so it rounds up to 0x7f80 = Infinity
+  throwsFrame(
+    () => encodeFrame(META, new Float32Array([3.4e38]), 1, 1),
+    "payload",
+    /overflows bf16/,
+  );
+});
+
+Deno.test("frame: f16 and bf16 encoding rounds to nearest even", () => {
+  // f16 around 1: ulp 2^-10. 1 + 2^-11 ties to 1 (even); 1 + 3·2^-11 ties to 1 + 2^-9.
+  // bf16 around 1: ulp 2^-7. 1 + 2^-8 ties to 1; 1 + 3·2^-8 ties to 1 + 2^-6.
+  // 0.1: f16 0x2e66 = 0.0999755859375; bf16 0x3dcd = 0.10009765625
+  const values = new Float32Array([1 + 2 ** -11, 1 + 3 * 2 ** -11, 0.1]);
+  const f16 = encodeFrame({ ...META, dtype: "f16" }, values, 1, 3);
+  assert.deepEqual([...f16.payload], [0x00, 0x3c, 0x02, 0x3c, 0x66, 0x2e]);
+  assert.deepEqual(
+    [...decodeFrame(SUBJ, f16.headers, f16.payload).data],
+    [1, 1.001953125, 0.0999755859375],
+  );
+  const bvalues = new Float32Array([1 + 2 ** -8, 1 + 3 * 2 ** -8, 0.1]);
+  const bf16 = encodeFrame(META, bvalues, 1, 3);
+  assert.deepEqual([...bf16.payload], [0x80, 0x3f, 0x82, 0x3f, 0xcd, 0x3d]);
+  assert.deepEqual(
+    [...decodeFrame(SUBJ, bf16.headers, bf16.payload).data],
+    [1, 1.015625, 0.10009765625],
+  );
+});
+
+Deno.test("frame: f32 encoding is a view of the input", () => {
+  const data = new Float32Array([1, 2]);
+  const { payload } = encodeFrame({ ...META, dtype: "f32" }, data, 1, 2);
+  assert.equal(payload.buffer, data.buffer);
+  assert.deepEqual([...payload], [0, 0, 0x80, 0x3f, 0, 0, 0, 0x40]);
+});
+
+Deno.test("frame: tap subjects sanitise names into single tokens", () => {
+  assert.equal(
+    tapSubject("gpt2", "blocks.6.hook_resid_post"),
+    "latentwatch.tap.v1.gpt2.blocks_6_hook_resid_post.0",
+  );
+  assert.equal(
+    tapSubject("google/gemma-2-2b", "layer 12.*>", 3),
+    "latentwatch.tap.v1.google_gemma-2-2b.layer_12___.3",
+  );
+  assert.equal(tapSubject("modèle😀", "h"), "latentwatch.tap.v1.mod_le_.h.0");
+  assert.equal(tapSubjectFilter("gpt2", "blocks.6"), "latentwatch.tap.v1.gpt2.blocks_6.*");
+  assert.throws(() => tapSubject("", "h"), FrameError);
+  assert.throws(() => tapSubject("m", "h", -1), RangeError);
+  assert.throws(() => tapSubject("m", "h", 1.5), RangeError);
+});
+
+Deno.test("frame: partitionOf is FNV-1a 32-bit of the UTF-8 bytes, mod partitions", () => {
+  // Published FNV-1a 32 test vectors: "" 0x811c9dc5, "a" 0xe40c292c, "foobar" 0xbf9cf968
+  assert.equal(partitionOf("", 1000), 2166136261 % 1000); // 261
+  assert.equal(partitionOf("a", 1000), 220); // 3826002220
+  assert.equal(partitionOf("a", 7), 5);
+  assert.equal(partitionOf("foobar", 1000), 720); // 3214735720
+  assert.equal(partitionOf("ü", 4), 2); // bytes c3 bc -> 0x119dd44a = 295556170
+  assert.equal(partitionOf("anything", 1), 0);
+  assert.throws(() => partitionOf("a", 0), RangeError);
+});
+
+Deno.test("frame: headerWireBytes counts the NATS header block in UTF-8 bytes", () => {
+  assert.equal(headerWireBytes({}), 0);
+  const wire = "NATS/1.0\r\nA: b\r\nLw-Model: gpt2\r\n\r\n";
+  assert.equal(headerWireBytes({ A: "b", "Lw-Model": "gpt2" }), wire.length);
+  assert.equal(headerWireBytes({ A: "ö" }), "NATS/1.0\r\nA: xx\r\n\r\n".length);
+});
