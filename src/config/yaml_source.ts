@@ -1,0 +1,359 @@
+/**
+ * YAML text → plain value, keeping where every node came from, and zod
+ * validation whose issues point at `file:line:col` in that text.
+ *
+ * A {@linkcode YamlSource} answers "where is `rules[2].when.latent`?" with
+ * the 1-based line and column a person sees in their editor. Syntax errors
+ * and schema violations become one {@linkcode ConfigError} listing every
+ * problem in the file.
+ *
+ * @module
+ */
+import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import type { z } from "zod";
+import { ConfigError, type ConfigIssue } from "./errors.ts";
+
+/** A 1-based line and column. */
+export interface Position {
+  line: number;
+  col: number;
+}
+
+/** A path into a parsed YAML value: mapping keys and list indices. */
+export type YamlPath = readonly (string | number)[];
+
+/** Which part of a mapping entry {@linkcode YamlSource.locate} points at. */
+export type LocateAt = "value" | "key";
+
+/** Parsed YAML with positions. */
+export interface YamlSource {
+  /** The file name used in error messages. */
+  readonly file: string;
+  /** The document as plain JavaScript (mappings → objects, sequences → arrays). */
+  readonly value: unknown;
+  /**
+   * Position of the node at `path`. For a mapping entry this is its value
+   * (or its key when `at` is `"key"`, or when the value is empty). When the
+   * exact node does not exist, the nearest existing ancestor is returned, so
+   * a missing key points at the mapping that lacks it.
+   */
+  locate(path: YamlPath, at?: LocateAt): Position;
+}
+
+/**
+ * Parse YAML `text` read from `file`. Throws {@linkcode ConfigError} listing
+ * every syntax error (duplicate keys included) with its line and column.
+ *
+ * @example
+ * ```ts
+ * const src = parseYamlSource("version: 1\nrules:\n  - id: a\n", "p.yaml");
+ * src.value; // { version: 1, rules: [{ id: "a" }] }
+ * src.locate(["rules", 0, "id"]); // { line: 3, col: 9 }
+ * src.locate(["rules", 0, "title"]); // { line: 3, col: 5 } (the mapping lacking it)
+ * ```
+ */
+export function parseYamlSource(text: string, file: string): YamlSource {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const pos = (offset: number): Position => {
+    const { line, col } = lineCounter.linePos(Math.max(0, Math.min(offset, text.length)));
+    return { line, col };
+  };
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e) => ({
+      file,
+      ...pos(e.pos[0]),
+      reason: `invalid YAML: ${yamlReason(e.message)}`,
+    })));
+  }
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw ConfigError.at(file, 1, 1, `invalid YAML: ${(err as Error).message}`);
+  }
+  return {
+    file,
+    value,
+    locate: (path, at = "value") => pos(locateOffset(doc, path, at)),
+  };
+}
+
+/**
+ * Read and parse a YAML file. A file that cannot be read is reported as a
+ * {@linkcode ConfigError} at `path:1:1` like any other problem with it.
+ *
+ * @example
+ * ```ts
+ * const src = await loadYamlSource("monitors/demo.yaml");
+ * ```
+ */
+export async function loadYamlSource(path: string): Promise<YamlSource> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    const why = err instanceof Deno.errors.NotFound ? "no such file" : (err as Error).message;
+    throw ConfigError.at(path, 1, 1, `cannot read file: ${why}`);
+  }
+  return parseYamlSource(text, path);
+}
+
+/**
+ * A zod `error` option that says what was expected and what was found, with
+ * an optional explanation, for custom checks in config schemas.
+ *
+ * @example
+ * ```ts
+ * z.number().min(0, { error: expectMessage("a number ≥ 0", "negative thresholds fire on every token") });
+ * // "expected a number ≥ 0, found -1; negative thresholds fire on every token"
+ * ```
+ */
+export function expectMessage(
+  expected: string,
+  why?: string,
+): (iss: { input?: unknown }) => string {
+  return (iss) => `expected ${expected}, found ${describeValue(iss.input)}${why ? `; ${why}` : ""}`;
+}
+
+/** First line of a yaml-library message, without its trailing period. */
+function yamlReason(message: string): string {
+  return message.split("\n")[0].replace(/\.$/, "");
+}
+
+function startOf(node: Node | null | undefined): number | undefined {
+  const range = node?.range;
+  if (!range) return undefined;
+  // An empty value (`key:` with nothing after it) has a zero-width range that
+  // sits on the next line; it is not somewhere a person can point at.
+  if (range[0] === range[1] && isScalar(node) && node.value === null) return undefined;
+  return range[0];
+}
+
+function locateOffset(doc: Document, path: YamlPath, at: LocateAt): number {
+  let node: unknown = doc.contents;
+  let best = startOf(doc.contents as Node | null) ?? 0;
+  for (let i = 0; i < path.length; i++) {
+    const seg = path[i];
+    const last = i === path.length - 1;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
+      if (!pair) return best;
+      const keyStart = startOf(pair.key as Node);
+      const valueStart = startOf(pair.value as Node | null);
+      if (last && at === "key") return keyStart ?? best;
+      best = valueStart ?? keyStart ?? best;
+      if (valueStart === undefined) return best;
+      node = pair.value;
+    } else if (isSeq(node)) {
+      const item = typeof seg === "number" ? node.items[seg] : undefined;
+      const start = startOf(item as Node | undefined);
+      if (start === undefined) return best;
+      best = start;
+      node = item;
+    } else {
+      return best;
+    }
+  }
+  return best;
+}
+
+/** Marks messages produced by the default error map, so custom schema messages win. */
+const DEFAULT = "\u0000default";
+
+/** Per-parse zod error map: defer default messages to {@linkcode zodIssuesToConfig}. */
+function deferDefault(iss: { code?: string; inst?: unknown }): string {
+  if (iss.code === "unrecognized_keys") {
+    // deno-lint-ignore no-explicit-any
+    const shape = (iss.inst as any)?._zod?.def?.shape;
+    return DEFAULT + (shape ? Object.keys(shape).join(",") : "");
+  }
+  return DEFAULT;
+}
+
+/**
+ * Validate `src.value` against a zod schema. Returns the parsed output, or
+ * throws one {@linkcode ConfigError} with every zod issue (plus `extra`
+ * issues found by other checks) at its `file:line:col`.
+ *
+ * @example
+ * ```ts
+ * const src = parseYamlSource("port: high\n", "m.yaml");
+ * validateYaml(z.strictObject({ port: z.int() }), src);
+ * // throws ConfigError "m.yaml:1:7: expected an integer, found the string \"high\""
+ * ```
+ */
+export function validateYaml<S extends z.ZodType>(
+  schema: S,
+  src: YamlSource,
+  extra: readonly ConfigIssue[] = [],
+): z.output<S> {
+  const result = schema.safeParse(src.value, { error: deferDefault });
+  const issues = [...extra];
+  if (!result.success) issues.push(...zodIssuesToConfig(result.error.issues, src));
+  if (issues.length > 0) throw new ConfigError(issues);
+  return result.data as z.output<S>;
+}
+
+/**
+ * Turn zod issues into positioned {@linkcode ConfigIssue}s whose reasons say
+ * what was expected and what was found. An unknown key becomes one issue per
+ * key, at the key.
+ *
+ * @example
+ * ```ts
+ * const r = schema.safeParse(src.value, {});
+ * if (!r.success) zodIssuesToConfig(r.error.issues, src);
+ * // [{ file, line: 4, col: 13, reason: "expected one of info, low, ..., found the string \"hgh\"" }]
+ * ```
+ */
+export function zodIssuesToConfig(
+  issues: readonly z.core.$ZodIssue[],
+  src: YamlSource,
+): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  for (const issue of issues) {
+    const path = issue.path.filter((p): p is string | number =>
+      typeof p === "string" || typeof p === "number"
+    );
+    const isDefault = issue.message.startsWith(DEFAULT);
+    if (issue.code === "unrecognized_keys") {
+      const allowed = isDefault ? issue.message.slice(DEFAULT.length).split(",") : [];
+      for (const key of issue.keys) {
+        const at = src.locate([...path, key], "key");
+        out.push({ file: src.file, ...at, reason: unknownKeyReason(key, allowed) });
+      }
+      continue;
+    }
+    const at = src.locate(path);
+    const reason = isDefault ? defaultReason(issue, src.value, path) : issue.message;
+    out.push({ file: src.file, ...at, reason });
+  }
+  return out;
+}
+
+function unknownKeyReason(key: string, allowed: readonly string[]): string {
+  const known = allowed.filter((k) => k !== "");
+  let reason = `unknown key '${key}'`;
+  const close = known.find((k) => editDistance(k, key) <= 2);
+  if (close) reason += ` (did you mean '${close}'?)`;
+  if (known.length > 0) reason += `; expected one of: ${known.join(", ")}`;
+  return reason;
+}
+
+/** Levenshtein distance, for "did you mean" hints on short keys. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+function valueAt(root: unknown, path: YamlPath): { present: boolean; value: unknown } {
+  let node = root;
+  for (const seg of path) {
+    if (node === null || typeof node !== "object" || !Object.hasOwn(node, seg)) {
+      return { present: false, value: undefined };
+    }
+    node = (node as Record<string | number, unknown>)[seg];
+  }
+  return { present: true, value: node };
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  string: "a string",
+  number: "a number",
+  int: "an integer",
+  boolean: "true or false",
+  object: "a mapping",
+  record: "a mapping",
+  array: "a list",
+  null: "an empty value",
+};
+
+function defaultReason(issue: z.core.$ZodIssue, root: unknown, path: YamlPath): string {
+  const { present, value } = valueAt(root, path);
+  if (issue.code === "invalid_type" && !present) {
+    const key = path.at(-1);
+    const expected = TYPE_NAMES[issue.expected] ?? issue.expected;
+    if (path.length === 0) return `expected ${expected}, found an empty file`;
+    return typeof key === "string"
+      ? `missing required key '${key}' (expected ${expected})`
+      : `missing item ${key} (expected ${expected})`;
+  }
+  const found = path.length === 0 && value === null ? "an empty file" : describeValue(value);
+  return `expected ${expectedText(issue)}, found ${found}`;
+}
+
+function bound(origin: string, op: string, n: number | bigint): string {
+  switch (origin) {
+    case "array":
+    case "set":
+      return op.startsWith("≥")
+        ? `a list of at least ${n} item(s)`
+        : `a list of at most ${n} item(s)`;
+    case "string":
+      return op.startsWith("≥") && Number(n) === 1
+        ? "a non-empty string"
+        : `a string of ${op.startsWith("≥") ? "at least" : "at most"} ${n} character(s)`;
+    case "int":
+      return `an integer ${op} ${n}`;
+    default:
+      return `a number ${op} ${n}`;
+  }
+}
+
+function expectedText(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case "invalid_type":
+      return TYPE_NAMES[issue.expected] ?? issue.expected;
+    case "too_small":
+      return bound(issue.origin, issue.inclusive === false ? ">" : "≥", issue.minimum);
+    case "too_big":
+      return bound(issue.origin, issue.inclusive === false ? "<" : "≤", issue.maximum);
+    case "invalid_value":
+      return issue.values.length === 1
+        ? JSON.stringify(issue.values[0])
+        : `one of ${issue.values.map(String).join(", ")}`;
+    case "invalid_format":
+      return issue.pattern ? `a string matching ${issue.pattern}` : `a valid ${issue.format}`;
+    case "not_multiple_of":
+      return `a multiple of ${issue.divisor}`;
+    default:
+      return "a valid value";
+  }
+}
+
+/**
+ * Describe a YAML value for an error message, e.g. `the string "hgh"`,
+ * `-1`, `a list of 3 item(s)`, `an empty value`.
+ *
+ * @example
+ * ```ts
+ * describeValue("2.0"); // 'the string "2.0"'
+ * describeValue(null); // "an empty value"
+ * ```
+ */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return "nothing (the key is missing)";
+  if (value === null) return "an empty value";
+  if (typeof value === "string") {
+    const s = value.length > 40 ? `${value.slice(0, 37)}...` : value;
+    return `the string ${JSON.stringify(s)}`;
+  }
+  if (typeof value === "number") {
+    if (Number.isNaN(value)) return ".nan";
+    if (!Number.isFinite(value)) return value > 0 ? ".inf" : "-.inf";
+    return String(value);
+  }
+  if (typeof value === "boolean") return `the boolean ${value}`;
+  if (Array.isArray(value)) return `a list of ${value.length} item(s)`;
+  if (value instanceof Date) return `the date ${value.toISOString()}`;
+  if (typeof value === "object") return "a mapping";
+  return String(value);
+}
