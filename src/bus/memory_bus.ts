@@ -1,0 +1,372 @@
+/**
+ * An in-process {@linkcode Bus}, used ONLY by the zero-setup demo when no
+ * `nats-server` is installed. Production and the test suite's integration
+ * tests run on a real NATS server ({@linkcode ./nats_bus.ts}).
+ *
+ * It mimics what the pipeline relies on from NATS: subject wildcards (`*` one
+ * token, `>` the rest), a max payload counting headers and payload, and a
+ * JetStream-like durable stream with `Nats-Msg-Id` dedup inside a duplicate
+ * window. Delivery is synchronous: `publish` hands the message to every
+ * matching subscriber before it returns, in publish order (see
+ * {@linkcode MemoryBus.publish} for publishes made from inside a handler).
+ *
+ * @module
+ */
+import { headerWireBytes } from "../core/frame.ts";
+import type { Bus, BusMessage, BusSubscription, DurableAck, StreamSpec } from "./bus.ts";
+
+/** A subject or subscription filter is not valid NATS syntax. */
+export class SubjectError extends TypeError {
+  constructor(readonly subject: string, expected: string) {
+    super(`subject ${JSON.stringify(subject)}: expected ${expected}`);
+    this.name = "SubjectError";
+  }
+}
+
+/** A message (headers + payload) is larger than the bus's max payload, as NATS refuses it. */
+export class MaxPayloadError extends RangeError {
+  constructor(readonly subject: string, readonly size: number, readonly maxPayload: number) {
+    super(
+      `publish on '${subject}': max_payload size exceeded: expected at most ${maxPayload} bytes ` +
+        `(headers + payload), found ${size}`,
+    );
+    this.name = "MaxPayloadError";
+  }
+}
+
+/** The bus was closed. */
+export class BusClosedError extends TypeError {
+  constructor(operation: string) {
+    super(`${operation}: expected an open bus, found it closed`);
+    this.name = "BusClosedError";
+  }
+}
+
+/** No stream exists with that name, or none captures the subject. */
+export class StreamError extends TypeError {
+  constructor(message: string) {
+    super(message);
+    this.name = "StreamError";
+  }
+}
+
+/** A message stored in a {@linkcode MemoryBus} stream. */
+export interface StoredMessage {
+  seq: number;
+  subject: string;
+  /** Headers as published, plus `Nats-Msg-Id`. */
+  headers: Record<string, string>;
+  data: Uint8Array;
+  /** Time stored, ms since the epoch (from the bus's clock). */
+  time: number;
+}
+
+/** Options of {@linkcode MemoryBus}. */
+export interface MemoryBusOptions {
+  /** Largest message, headers included, in bytes (default 1 MiB, as nats-server). */
+  maxPayload?: number;
+  /** Messages kept per stream; the oldest are discarded past it (default 10 000). */
+  streamMaxMessages?: number;
+  /** Clock for stream times and the duplicate window (default `Date.now`). */
+  now?: () => number;
+  /** Called when a subscriber's handler throws (default: `console.error`). */
+  onHandlerError?: (err: unknown, msg: BusMessage) => void;
+}
+
+interface Sub {
+  tokens: string[];
+  handler: (msg: BusMessage) => void;
+  active: boolean;
+}
+
+interface Stream {
+  spec: StreamSpec;
+  subjects: string[][];
+  messages: StoredMessage[];
+  lastSeq: number;
+  /** msgId → original seq and time */
+  ids: Map<string, { seq: number; time: number }>;
+}
+
+interface Pending {
+  msg: BusMessage;
+  subs: Sub[];
+}
+
+function splitSubject(subject: string, wildcards: boolean): string[] {
+  const expected = wildcards
+    ? "dot-separated non-empty tokens, no whitespace, '>' only as the last token"
+    : "dot-separated non-empty tokens, no whitespace, no wildcards";
+  if (typeof subject !== "string" || subject.length === 0 || /\s/.test(subject)) {
+    throw new SubjectError(String(subject), expected);
+  }
+  const tokens = subject.split(".");
+  tokens.forEach((t, i) => {
+    if (t.length === 0) throw new SubjectError(subject, expected);
+    if (!wildcards && (t === "*" || t === ">")) throw new SubjectError(subject, expected);
+    if (t === ">" && i !== tokens.length - 1) throw new SubjectError(subject, expected);
+  });
+  return tokens;
+}
+
+/** NATS subject matching: `*` matches one token, a final `>` one or more. */
+function matches(filter: string[], subject: string[]): boolean {
+  for (let i = 0; i < filter.length; i++) {
+    const f = filter[i];
+    if (f === ">") return subject.length > i;
+    if (i >= subject.length) return false;
+    if (f !== "*" && f !== subject[i]) return false;
+  }
+  return filter.length === subject.length;
+}
+
+/**
+ * In-process {@linkcode Bus} for the zero-setup demo only (when no
+ * `nats-server` is installed).
+ *
+ * @example
+ * ```ts
+ * const bus = new MemoryBus({ maxPayload: 4096 });
+ * bus.subscribe("latentwatch.tap.v1.*.*.*", (m) => console.log(m.subject));
+ * bus.publish("latentwatch.tap.v1.gpt2.h.0", new Uint8Array(4), { "Lw-Version": "1" });
+ * ```
+ */
+export class MemoryBus implements Bus {
+  readonly maxPayload: number;
+  readonly #streamMax: number;
+  readonly #now: () => number;
+  readonly #onHandlerError: (err: unknown, msg: BusMessage) => void;
+  #subs: Sub[] = [];
+  #streams = new Map<string, Stream>();
+  #queue: Pending[] = [];
+  #delivering = false;
+  #closed = false;
+
+  constructor(opts: MemoryBusOptions = {}) {
+    const maxPayload = opts.maxPayload ?? 1024 * 1024;
+    if (!Number.isSafeInteger(maxPayload) || maxPayload < 1) {
+      throw new RangeError(`maxPayload: expected a positive integer, found ${maxPayload}`);
+    }
+    this.maxPayload = maxPayload;
+    this.#streamMax = opts.streamMaxMessages ?? 10_000;
+    this.#now = opts.now ?? Date.now;
+    this.#onHandlerError = opts.onHandlerError ??
+      ((err, msg) => console.error(`memory bus: handler for '${msg.subject}' threw:`, err));
+  }
+
+  get connected(): boolean {
+    return !this.#closed;
+  }
+
+  /**
+   * Deliver to every matching subscription, synchronously, in publish order.
+   * `data` is copied (once, shared by the subscribers, who must not mutate
+   * it), so the caller may reuse its buffer. A publish made from inside a
+   * handler is queued and delivered once the current message has reached
+   * every subscriber, so all subscribers see messages in the same order.
+   * A throwing handler is reported to `onHandlerError` and does not stop
+   * delivery. Throws {@linkcode MaxPayloadError} above `maxPayload`.
+   *
+   * @example
+   * ```ts
+   * new MemoryBus().publish("a.b", new TextEncoder().encode("hi"));
+   * ```
+   */
+  publish(subject: string, data: Uint8Array, headers?: Record<string, string>): void {
+    this.#checkOpen("publish");
+    const tokens = splitSubject(subject, false);
+    this.#checkSize(subject, data, headers);
+    this.#enqueue(subject, tokens, data.slice(), headers);
+  }
+
+  /**
+   * Subscribe with a NATS filter (`*`, `>` wildcards).
+   *
+   * @example
+   * ```ts
+   * const sub = new MemoryBus().subscribe("latentwatch.>", (m) => console.log(m.subject));
+   * sub.unsubscribe();
+   * ```
+   */
+  subscribe(subject: string, handler: (msg: BusMessage) => void): BusSubscription {
+    this.#checkOpen("subscribe");
+    const sub: Sub = { tokens: splitSubject(subject, true), handler, active: true };
+    this.#subs.push(sub);
+    return {
+      unsubscribe: () => {
+        if (!sub.active) return;
+        sub.active = false;
+        this.#subs = this.#subs.filter((s) => s !== sub);
+      },
+    };
+  }
+
+  /**
+   * Create the stream, or add missing subjects to an existing one (like
+   * `NatsBus.ensureStream`); the latest duplicate window applies.
+   *
+   * @example
+   * ```ts
+   * await new MemoryBus().ensureStream({ name: "ALERTS", subjects: ["latentwatch.alerts.>"], duplicateWindowMs: 120_000 });
+   * ```
+   */
+  ensureStream(spec: StreamSpec): Promise<void> {
+    try {
+      this.#checkOpen("ensureStream");
+      if (!/^[^\s.*>]+$/.test(spec.name)) {
+        throw new StreamError(
+          `stream name ${JSON.stringify(spec.name)}: expected no whitespace, '.', '*' or '>'`,
+        );
+      }
+      const subjects = spec.subjects.map((s) => splitSubject(s, true));
+      const existing = this.#streams.get(spec.name);
+      if (existing) {
+        const have = new Set(existing.spec.subjects);
+        const missing = spec.subjects.filter((s) => !have.has(s));
+        existing.spec = {
+          ...spec,
+          subjects: [...existing.spec.subjects, ...missing],
+        };
+        existing.subjects = existing.spec.subjects.map((s) => splitSubject(s, true));
+      } else {
+        this.#streams.set(spec.name, {
+          spec: { ...spec, subjects: [...spec.subjects] },
+          subjects,
+          messages: [],
+          lastSeq: 0,
+          ids: new Map(),
+        });
+      }
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Store in the stream capturing `subject` and deliver to subscribers. A
+   * `msgId` seen within the stream's duplicate window is not stored again:
+   * the ack says `duplicate: true` with the original sequence number. As on
+   * NATS, core subscribers see every publish, duplicates included.
+   *
+   * @example
+   * ```ts
+   * const bus = new MemoryBus();
+   * await bus.ensureStream({ name: "ALERTS", subjects: ["alerts.>"], duplicateWindowMs: 60_000 });
+   * await bus.publishDurable("alerts.x", new Uint8Array(), "id-1"); // { stream: "ALERTS", seq: 1, duplicate: false }
+   * ```
+   */
+  publishDurable(
+    subject: string,
+    data: Uint8Array,
+    msgId: string,
+    headers?: Record<string, string>,
+  ): Promise<DurableAck> {
+    try {
+      this.#checkOpen("publishDurable");
+      const tokens = splitSubject(subject, false);
+      const all = { ...headers, "Nats-Msg-Id": msgId };
+      this.#checkSize(subject, data, all);
+      const stream = [...this.#streams.values()].find((s) =>
+        s.subjects.some((f) => matches(f, tokens))
+      );
+      if (!stream) {
+        throw new StreamError(
+          `publishDurable on '${subject}': expected a stream capturing the subject, found none`,
+        );
+      }
+      const copy = data.slice();
+      const now = this.#now();
+      const window = stream.spec.duplicateWindowMs;
+      for (const [id, seen] of stream.ids) {
+        if (now - seen.time < window) break; // insertion order = time order
+        stream.ids.delete(id);
+      }
+      const seen = stream.ids.get(msgId);
+      let ack: DurableAck;
+      if (seen !== undefined) {
+        ack = { stream: stream.spec.name, seq: seen.seq, duplicate: true };
+      } else {
+        const seq = ++stream.lastSeq;
+        stream.ids.set(msgId, { seq, time: now });
+        stream.messages.push({ seq, subject, headers: { ...all }, data: copy, time: now });
+        if (stream.messages.length > this.#streamMax) stream.messages.shift();
+        ack = { stream: stream.spec.name, seq, duplicate: false };
+      }
+      this.#enqueue(subject, tokens, copy, all);
+      return Promise.resolve(ack);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * The messages a stream holds, oldest first (for the demo's alert view).
+   *
+   * @example
+   * ```ts
+   * bus.streamMessages("ALERTS").map((m) => m.seq);
+   * ```
+   */
+  streamMessages(name: string): readonly StoredMessage[] {
+    const stream = this.#streams.get(name);
+    if (!stream) {
+      throw new StreamError(
+        `stream '${name}': expected an existing stream, found none (have: ${
+          [...this.#streams.keys()].join(", ") || "none"
+        })`,
+      );
+    }
+    return [...stream.messages];
+  }
+
+  /** Everything is delivered synchronously, so there is nothing to wait for. */
+  flush(): Promise<void> {
+    return this.#closed ? Promise.reject(new BusClosedError("flush")) : Promise.resolve();
+  }
+
+  /** Drop every subscription; later calls throw {@linkcode BusClosedError}. Idempotent. */
+  close(): Promise<void> {
+    this.#closed = true;
+    for (const s of this.#subs) s.active = false;
+    this.#subs = [];
+    return Promise.resolve();
+  }
+
+  #checkOpen(operation: string): void {
+    if (this.#closed) throw new BusClosedError(operation);
+  }
+
+  #checkSize(subject: string, data: Uint8Array, headers?: Record<string, string>): void {
+    const size = data.byteLength + (headers ? headerWireBytes(headers) : 0);
+    if (size > this.maxPayload) throw new MaxPayloadError(subject, size, this.maxPayload);
+  }
+
+  #enqueue(
+    subject: string,
+    tokens: string[],
+    data: Uint8Array,
+    headers: Record<string, string> | undefined,
+  ): void {
+    const subs = this.#subs.filter((s) => matches(s.tokens, tokens));
+    if (subs.length === 0) return;
+    this.#queue.push({ msg: { subject, data, headers: { ...headers } }, subs });
+    if (this.#delivering) return;
+    this.#delivering = true;
+    try {
+      for (let next = this.#queue.shift(); next; next = this.#queue.shift()) {
+        for (const sub of next.subs) {
+          if (!sub.active) continue;
+          const msg: BusMessage = { ...next.msg, headers: { ...next.msg.headers } };
+          try {
+            sub.handler(msg);
+          } catch (err) {
+            this.#onHandlerError(err, msg);
+          }
+        }
+      }
+    } finally {
+      this.#delivering = false;
+    }
+  }
+}
