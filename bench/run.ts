@@ -1,0 +1,176 @@
+/**
+ * `deno task bench [--quick]`: latentwatch's performance record.
+ *
+ * - encode/…: SAE encode throughput through onnxruntime (CPU) at batch 1, 16
+ *   and 128, against NumPy computing the same thing the way SAELens does, in
+ *   the same run (ratio = latentwatch / NumPy).
+ * - e2e/…: tokens/s through `serve` (a real nats-server, the TypeScript tap,
+ *   micro-batching, encode, policies, JetStream alerts) at saturation.
+ *
+ * Writes `bench/results/latest.json` and prints a table.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { cpus, totalmem } from "node:os";
+import * as ort from "onnxruntime-node";
+import { randomSae } from "../src/formats/random_sae.ts";
+import { createOrtEncoder } from "../src/runtime/ort_encoder.ts";
+import type { SaeArchitecture } from "../src/core/sae.ts";
+import { Rng } from "../src/core/random.ts";
+import { benchServe } from "./e2e.ts";
+
+/** One row of the results file. */
+export interface BenchResult {
+  name: string;
+  tokens_per_s: number;
+  baseline_tokens_per_s: number | null;
+  ratio: number | null;
+  p50_ms: number | null;
+  p99_ms: number | null;
+  rss_mb: number | null;
+}
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { quick: { type: "boolean" }, out: { type: "string" } },
+});
+const quick = values.quick ?? false;
+const seconds = quick ? 0.4 : 2;
+const outPath = values.out ?? new URL("./results/latest.json", import.meta.url).pathname;
+
+const SHAPES: { arch: SaeArchitecture; dIn: number; dSae: number; k?: number; label: string }[] = [
+  { arch: "topk", dIn: 768, dSae: 24576, k: 32, label: "topk-768x24576-k32" },
+  { arch: "jumprelu", dIn: 768, dSae: 24576, label: "jumprelu-768x24576" },
+];
+const BATCHES = [1, 16, 128];
+
+const progress = (msg: string) => console.error(`bench: ${msg}`);
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function numpyBaseline(): Promise<Map<string, { tokens_per_s: number }> | null> {
+  const cases = SHAPES.flatMap((s) =>
+    BATCHES.map((b) => ({
+      name: `encode/${s.label}/b${b}`,
+      architecture: s.arch,
+      d_in: s.dIn,
+      d_sae: s.dSae,
+      k: s.k ?? 0,
+      batch: b,
+    }))
+  );
+  progress(`NumPy baseline (${cases.length} cases, python3)`);
+  try {
+    const child = new Deno.Command("python3", {
+      args: [new URL("./numpy_baseline.py", import.meta.url).pathname],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(JSON.stringify({ cases, seconds })));
+    await w.close();
+    const { code, stdout, stderr } = await child.output();
+    if (code !== 0) throw new Error(new TextDecoder().decode(stderr));
+    const res = JSON.parse(new TextDecoder().decode(stdout)) as {
+      results: { name: string; tokens_per_s: number }[];
+    };
+    return new Map(res.results.map((r) => [r.name, r]));
+  } catch (err) {
+    progress(
+      `NumPy baseline unavailable (${(err as Error).message.split("\n")[0]}); ratios left empty`,
+    );
+    return null;
+  }
+}
+
+async function benchEncode(): Promise<BenchResult[]> {
+  const out: BenchResult[] = [];
+  for (const s of SHAPES) {
+    progress(`building ${s.label} (seeded random weights) and its ONNX graph`);
+    const sae = randomSae({ architecture: s.arch, dIn: s.dIn, dSae: s.dSae, k: s.k, seed: 1 });
+    const enc = await createOrtEncoder(sae);
+    for (const b of BATCHES) {
+      const x = new Rng(b).fillGaussian(new Float32Array(b * s.dIn));
+      for (let i = 0; i < 3; i++) await enc.encode(x, b);
+      const lat: number[] = [];
+      const end = performance.now() + seconds * 1000;
+      while (performance.now() < end || lat.length < 5) {
+        const t0 = performance.now();
+        await enc.encode(x, b);
+        lat.push(performance.now() - t0);
+      }
+      const total = lat.reduce((a, v) => a + v, 0);
+      lat.sort((a, v) => a - v);
+      const name = `encode/${s.label}/b${b}`;
+      out.push({
+        name,
+        tokens_per_s: (b * lat.length) / (total / 1000),
+        baseline_tokens_per_s: null,
+        ratio: null,
+        p50_ms: percentile(lat, 50),
+        p99_ms: percentile(lat, 99),
+        rss_mb: Deno.memoryUsage().rss / 2 ** 20,
+      });
+      progress(`${name}: ${Math.round(out[out.length - 1].tokens_per_s)} tokens/s`);
+    }
+    await enc.close();
+  }
+  return out;
+}
+
+function machine() {
+  let cpu = cpus()[0]?.model ?? "unknown";
+  try {
+    const m = /model name\s*:\s*(.*)/.exec(Deno.readTextFileSync("/proc/cpuinfo"));
+    if (m) cpu = m[1];
+  } catch { /* not Linux */ }
+  return {
+    cpu,
+    cores: navigator.hardwareConcurrency,
+    memory_gb: Math.round(totalmem() / 2 ** 30),
+    os: `${Deno.build.os}-${Deno.build.arch}`,
+    deno: Deno.version.deno,
+    onnxruntime: ort.env.versions.node ?? "unknown",
+    provider: "cpu",
+    quick,
+    date: new Date().toISOString(),
+  };
+}
+
+function table(results: BenchResult[]): string {
+  const f = (v: number | null, d = 0) => v === null ? "—" : v.toFixed(d);
+  const rows = results.map((r) =>
+    `| ${r.name} | ${f(r.tokens_per_s)} | ${f(r.baseline_tokens_per_s)} | ${
+      r.ratio === null ? "—" : `${r.ratio.toFixed(2)}×`
+    } | ${f(r.p50_ms, 2)} | ${f(r.p99_ms, 2)} | ${f(r.rss_mb)} |`
+  );
+  return [
+    "| benchmark | tokens/s | NumPy tokens/s | ratio | p50 ms | p99 ms | RSS MB |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+    ...rows,
+  ].join("\n");
+}
+
+const results: BenchResult[] = [];
+const baseline = await numpyBaseline();
+for (const r of await benchEncode()) {
+  const b = baseline?.get(r.name);
+  if (b) {
+    r.baseline_tokens_per_s = b.tokens_per_s;
+    r.ratio = r.tokens_per_s / b.tokens_per_s;
+  }
+  results.push(r);
+}
+results.push(...await benchServe({ quick, progress }));
+
+const report = { machine: machine(), results };
+await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
+await Deno.writeTextFile(outPath, JSON.stringify(report, null, 2) + "\n");
+console.log(table(results));
+console.log(
+  `\nmachine: ${report.machine.cpu}, ${report.machine.cores} cores; written to ${outPath}`,
+);
