@@ -136,20 +136,22 @@ export class Pipeline {
     let frame: Frame;
     try {
       frame = decodeFrame(msg.subject, msg.headers, msg.data, { dModel: this.#o.dIn });
-      if (frame.model !== this.#o.model || frame.hook !== this.#o.hook) {
-        const field = frame.model !== this.#o.model ? "Lw-Model" : "Lw-Hook";
+      if (frame.model !== this.#o.model) {
         throw new FrameError(
-          `frame on '${msg.subject}' (request ${frame.requestId}): ${field}: expected ${
-            JSON.stringify(field === "Lw-Model" ? this.#o.model : this.#o.hook)
-          }, found ${JSON.stringify(field === "Lw-Model" ? frame.model : frame.hook)}`,
+          "Lw-Model",
+          JSON.stringify(this.#o.model),
+          JSON.stringify(frame.model),
           {
-            field,
-            expected: field === "Lw-Model" ? this.#o.model : this.#o.hook,
-            found: field === "Lw-Model" ? frame.model : frame.hook,
             subject: msg.subject,
             requestId: frame.requestId,
           },
         );
+      }
+      if (frame.hook !== this.#o.hook) {
+        throw new FrameError("Lw-Hook", JSON.stringify(this.#o.hook), JSON.stringify(frame.hook), {
+          subject: msg.subject,
+          requestId: frame.requestId,
+        });
       }
     } catch (err) {
       const e = err instanceof FrameError ? err : null;
