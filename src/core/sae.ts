@@ -32,6 +32,11 @@ export interface SaeWeights {
   applyBDecToInput: boolean;
   /** TopK only: number of latents kept per token. */
   k?: number;
+  /**
+   * TopK only (SAELens `rescale_acts_by_decoder_norm`): multiply `h[i]` by
+   * `‖wDec[i, :]‖₂` before choosing the top k.
+   */
+  rescaleActsByDecoderNorm?: boolean;
   /** `[dIn, dSae]`, so that `h = x @ wEnc + bEnc`. */
   wEnc: Float32Array;
   /** `[dSae]` */
