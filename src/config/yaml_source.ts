@@ -9,7 +9,17 @@
  *
  * @module
  */
-import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import {
+  type Document,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+  visit,
+  type YAMLError,
+} from "yaml";
 import type { z } from "zod";
 import { ConfigError, type ConfigIssue } from "./errors.ts";
 
@@ -60,11 +70,12 @@ export function parseYamlSource(text: string, file: string): YamlSource {
     return { line, col };
   };
   if (doc.errors.length > 0) {
-    throw new ConfigError(doc.errors.map((e) => ({
-      file,
-      ...pos(e.pos[0]),
-      reason: `invalid YAML: ${yamlReason(e.message)}`,
-    })));
+    throw new ConfigError(doc.errors.map((e) => {
+      const opened = unclosedQuoteStart(doc, e);
+      return opened === undefined
+        ? { file, ...pos(e.pos[0]), reason: `invalid YAML: ${yamlReason(e.message)}` }
+        : { file, ...pos(opened), reason: "invalid YAML: this quoted string is never closed" };
+    }));
   }
   let value: unknown;
   try {
@@ -112,8 +123,31 @@ export async function loadYamlSource(path: string): Promise<YamlSource> {
 export function expectMessage(
   expected: string,
   why?: string,
-): (iss: { input?: unknown }) => string {
-  return (iss) => `expected ${expected}, found ${describeValue(iss.input)}${why ? `; ${why}` : ""}`;
+): (iss: { input?: unknown }) => string | undefined {
+  // A missing key (no input) falls through to the default "missing required key" message.
+  return (iss) =>
+    iss.input === undefined
+      ? undefined
+      : `expected ${expected}, found ${describeValue(iss.input)}${why ? `; ${why}` : ""}`;
+}
+
+/**
+ * The yaml library reports a missing closing quote at the end of the input;
+ * a person wants the quote that opened the string. Returns its offset.
+ */
+function unclosedQuoteStart(doc: Document, err: YAMLError): number | undefined {
+  if (err.code !== "MISSING_CHAR" || !/quote/i.test(err.message)) return undefined;
+  let start: number | undefined;
+  visit(doc, {
+    Scalar(_, node) {
+      const r = node.range;
+      if (!r || (node.type !== "QUOTE_DOUBLE" && node.type !== "QUOTE_SINGLE")) return;
+      if (r[0] < err.pos[0] && err.pos[0] <= r[2] && (start === undefined || r[0] > start)) {
+        start = r[0];
+      }
+    },
+  });
+  return start;
 }
 
 /** First line of a yaml-library message, without its trailing period. */
@@ -278,9 +312,9 @@ const TYPE_NAMES: Record<string, string> = {
 
 function defaultReason(issue: z.core.$ZodIssue, root: unknown, path: YamlPath): string {
   const { present, value } = valueAt(root, path);
-  if (issue.code === "invalid_type" && !present) {
+  if (!present) {
     const key = path.at(-1);
-    const expected = TYPE_NAMES[issue.expected] ?? issue.expected;
+    const expected = expectedText(issue);
     if (path.length === 0) return `expected ${expected}, found an empty file`;
     return typeof key === "string"
       ? `missing required key '${key}' (expected ${expected})`

@@ -1,0 +1,138 @@
+/**
+ * Policy files, v0: a YAML mapping `{version: 1, rules: [...]}` whose rules
+ * say "alert when latent L of SAE S is strictly above T". Validated strictly
+ * (unknown keys are errors); every problem is reported as `file:line:col:
+ * reason`. The format is documented in `docs/policies.md`.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { type PolicyRule, SEVERITIES, type Severity } from "../core/policy.ts";
+import type { ConfigIssue } from "./errors.ts";
+import {
+  expectMessage,
+  loadYamlSource,
+  parseYamlSource,
+  validateYaml,
+  type YamlSource,
+} from "./yaml_source.ts";
+
+/** Rule ids: lowercase letters, digits, `.`, `_`, `-`, starting with a letter or digit. */
+export const RULE_ID_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
+
+/** SAE ids as named in a monitor config. */
+export const SAE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+const NEGATIVE_WHY = "a latent that is not active reads as 0, so a negative threshold would " +
+  "fire on every token (v0 rules only fire when a latent rises above a threshold)";
+
+const LATENT = "an integer latent index ≥ 0";
+
+/** The zod schema of a v0 policy file (YAML keys as written). */
+export const PolicyFileSchema = z.strictObject({
+  version: z.literal(1, {
+    error: expectMessage("version: 1 (the policy file format this latentwatch reads)"),
+  }),
+  rules: z.array(z.strictObject({
+    id: z.string().regex(RULE_ID_PATTERN, {
+      error: expectMessage(
+        "a rule id of lowercase letters, digits, '.', '_' or '-' ([a-z0-9][a-z0-9._-]*)",
+      ),
+    }),
+    title: z.string().trim().min(1),
+    severity: z.enum(SEVERITIES as [Severity, ...Severity[]]),
+    description: z.string().optional(),
+    when: z.strictObject({
+      sae: z.string().regex(SAE_ID_PATTERN, {
+        error: expectMessage("an SAE id from the monitor config ([A-Za-z0-9][A-Za-z0-9._-]*)"),
+      }),
+      latent: z.int({ error: expectMessage(LATENT) }).min(0, { error: expectMessage(LATENT) }),
+      above: z.number().min(0, { error: expectMessage("a number ≥ 0", NEGATIVE_WHY) }),
+    }),
+  })),
+});
+
+/** A v0 policy file as written, after validation. */
+export type PolicyFile = z.output<typeof PolicyFileSchema>;
+
+/** Duplicate rule ids within one file, found on the raw value so they show up with other issues. */
+function duplicateIds(src: YamlSource): ConfigIssue[] {
+  const rules = (src.value as { rules?: unknown } | null)?.rules;
+  if (!Array.isArray(rules)) return [];
+  const seen = new Map<string, number>();
+  const issues: ConfigIssue[] = [];
+  rules.forEach((rule, i) => {
+    const id = (rule as { id?: unknown } | null)?.id;
+    if (typeof id !== "string") return;
+    const first = seen.get(id);
+    if (first === undefined) {
+      seen.set(id, src.locate(["rules", i, "id"]).line);
+      return;
+    }
+    issues.push({
+      file: src.file,
+      ...src.locate(["rules", i, "id"]),
+      reason: `duplicate rule id '${id}': expected ids to be unique, found it already ` +
+        `defined at line ${first}`,
+    });
+  });
+  return issues;
+}
+
+/**
+ * Validate a parsed YAML source as a v0 policy file and return its rules,
+ * each with `source.line` at its list item. Throws {@linkcode ConfigError}
+ * with every problem.
+ *
+ * @example
+ * ```ts
+ * const rules = policyRulesFromSource(parseYamlSource(text, "p.yaml"));
+ * ```
+ */
+export function policyRulesFromSource(src: YamlSource): PolicyRule[] {
+  const parsed = validateYaml(PolicyFileSchema, src, duplicateIds(src));
+  return parsed.rules.map((r, i) => {
+    const rule: PolicyRule = {
+      id: r.id,
+      title: r.title,
+      severity: r.severity,
+      sae: r.when.sae,
+      latent: r.when.latent,
+      above: r.when.above,
+      source: { file: src.file, line: src.locate(["rules", i]).line },
+    };
+    if (r.description !== undefined) rule.description = r.description;
+    return rule;
+  });
+}
+
+/**
+ * Parse and validate the text of a v0 policy file. `file` is used in
+ * positions and in each rule's `source`.
+ *
+ * @example
+ * ```ts
+ * const rules = parsePolicyFile(
+ *   "version: 1\nrules:\n  - id: pi\n    title: Prompt injection\n    severity: high\n" +
+ *     "    when: {sae: demo-res, latent: 0, above: 2.0}\n",
+ *   "p.yaml",
+ * );
+ * rules[0].source; // { file: "p.yaml", line: 3 }
+ * ```
+ */
+export function parsePolicyFile(text: string, file: string): PolicyRule[] {
+  return policyRulesFromSource(parseYamlSource(text, file));
+}
+
+/**
+ * Read, parse and validate a v0 policy file. Throws {@linkcode ConfigError}
+ * (an unreadable file is reported at `path:1:1`).
+ *
+ * @example
+ * ```ts
+ * const rules = await loadPolicyFile("policies/demo.yaml");
+ * ```
+ */
+export async function loadPolicyFile(path: string): Promise<PolicyRule[]> {
+  return policyRulesFromSource(await loadYamlSource(path));
+}
