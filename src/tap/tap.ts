@@ -1,0 +1,274 @@
+/**
+ * The TypeScript tap: what a model served from Deno or Node calls to publish
+ * its residual-stream activations as frame format v1 (`docs/frame-format.md`).
+ *
+ * One {@linkcode Tap} per model and hook. Each {@linkcode Tap.publish} call is
+ * split by tokens into self-contained frames that fit the bus's max payload
+ * (headers included); {@linkcode Tap.end} sends the end-of-request marker.
+ *
+ * @module
+ */
+import type { Bus } from "../bus/bus.ts";
+import { BYTES_PER_ELEMENT, type Dtype } from "../core/dtype.ts";
+import {
+  encodeFrame,
+  type EncodeFrameMeta,
+  FrameError,
+  frameHeaders,
+  headerWireBytes,
+  partitionOf,
+  tapSubject,
+} from "../core/frame.ts";
+
+/** Options of {@linkcode Tap}. */
+export interface TapOptions {
+  model: string;
+  /** Hook name, e.g. TransformerLens `blocks.6.hook_resid_post`. */
+  hook: string;
+  /** Element type on the wire (default f32). f16/bf16 halve the bytes, rounding to nearest even. */
+  dtype?: Dtype;
+  /** Number of subject partitions requests are spread over (default 1). */
+  partitions?: number;
+}
+
+/** Optional per-call metadata; token arrays have one entry per token of the call. */
+export interface TapExtra {
+  tokenIds?: number[];
+  tokenText?: string[];
+  phase?: "prefill" | "decode";
+  tenant?: string;
+  traceparent?: string;
+  tracestate?: string;
+}
+
+/** Even one token does not fit in a message of the bus's max payload. */
+export class FrameTooLargeError extends RangeError {
+  constructor(
+    readonly requestId: string,
+    readonly position: number,
+    readonly headerBytes: number,
+    readonly payloadBytes: number,
+    readonly maxPayload: number,
+  ) {
+    super(
+      `tap (request ${requestId}): token at position ${position}: expected a frame of at most ` +
+        `${maxPayload} bytes (the bus's max payload), found ${headerBytes + payloadBytes} bytes ` +
+        `for one token (headers ${headerBytes} + payload ${payloadBytes}); raise max_payload, ` +
+        `use f16/bf16, or shorten the token text`,
+    );
+    this.name = "FrameTooLargeError";
+  }
+}
+
+interface RequestState {
+  seq: number;
+  nextPosition: number;
+  dModel: number;
+  tenant?: string;
+  traceparent?: string;
+  tracestate?: string;
+}
+
+/**
+ * Publishes frames for one model and hook.
+ *
+ * @example
+ * ```ts
+ * const tap = new Tap(bus, { model: "gpt2", hook: "blocks.6.hook_resid_post", dtype: "bf16" });
+ * tap.publish("req-1", 0, prefillActs, 12, 768, { phase: "prefill", tokenIds });
+ * tap.publish("req-1", 12, stepActs, 1, 768, { phase: "decode" });
+ * tap.end("req-1");
+ * ```
+ */
+export class Tap {
+  readonly model: string;
+  readonly hook: string;
+  readonly dtype: Dtype;
+  readonly partitions: number;
+  readonly #bus: Bus;
+  readonly #requests = new Map<string, RequestState>();
+
+  constructor(bus: Bus, opts: TapOptions) {
+    this.#bus = bus;
+    this.model = opts.model;
+    this.hook = opts.hook;
+    this.dtype = opts.dtype ?? "f32";
+    this.partitions = opts.partitions ?? 1;
+    tapSubject(this.model, this.hook, partitionOf("", this.partitions)); // validates
+    frameHeaders(
+      {
+        model: this.model,
+        hook: this.hook,
+        requestId: "x",
+        position: 0,
+        seq: 0,
+        dtype: this.dtype,
+      },
+      0,
+      1,
+    ); // validates names and dtype
+  }
+
+  /** Requests published and not yet ended (their seq counters are held). */
+  get openRequests(): number {
+    return this.#requests.size;
+  }
+
+  /**
+   * Publish `tokens` tokens of activations (`[tokens, dModel]` row-major,
+   * the first at `position`). Splits them into as few frames as fit under
+   * `bus.maxPayload` (each with its own `Lw-Pos`, seq and slice of token ids
+   * and text). Every frame is planned before the first is sent, so a
+   * {@linkcode FrameTooLargeError} (one token cannot fit) or a
+   * {@linkcode FrameError} (bad metadata, non-finite value) sends nothing.
+   * The activations are copied; the caller may reuse its buffer at once.
+   * Returns the number of frames sent (0 when `tokens` is 0).
+   *
+   * @example
+   * ```ts
+   * tap.publish("req-1", 0, new Float32Array(768 * 4), 4, 768, { tokenIds: [1, 2, 3, 4] }); // 1
+   * ```
+   */
+  publish(
+    requestId: string,
+    position: number,
+    activations: Float32Array,
+    tokens: number,
+    dModel: number,
+    extra: TapExtra = {},
+  ): number {
+    const where = { requestId };
+    if (!Number.isSafeInteger(tokens) || tokens < 0) {
+      throw new FrameError("tokens", "a non-negative integer", String(tokens), where);
+    }
+    if (!Number.isSafeInteger(dModel) || dModel < 1) {
+      throw new FrameError("dModel", "an integer ≥ 1", String(dModel), where);
+    }
+    if (!(activations instanceof Float32Array) || activations.length !== tokens * dModel) {
+      throw new FrameError(
+        "activations",
+        `${tokens}·${dModel} = ${tokens * dModel} f32 values`,
+        activations instanceof Float32Array ? String(activations.length) : typeof activations,
+        where,
+      );
+    }
+    const counts: Array<[string, number | undefined]> = [
+      ["tokenIds", extra.tokenIds?.length],
+      ["tokenText", extra.tokenText?.length],
+    ];
+    for (const [field, count] of counts) {
+      if (count !== undefined && count !== tokens) {
+        throw new FrameError(field, `${tokens} entries (one per token)`, String(count), where);
+      }
+    }
+    if (tokens === 0) return 0;
+    const state = this.#requests.get(requestId);
+    const firstSeq = state?.seq ?? 0;
+    const meta = (start: number, n: number, seq: number): EncodeFrameMeta => ({
+      model: this.model,
+      hook: this.hook,
+      requestId,
+      position: position + start,
+      seq,
+      dtype: this.dtype,
+      tokenIds: extra.tokenIds?.slice(start, start + n),
+      tokenText: extra.tokenText?.slice(start, start + n),
+      phase: extra.phase,
+      tenant: extra.tenant,
+      traceparent: extra.traceparent,
+      tracestate: extra.tracestate,
+    });
+
+    // Plan: the largest n that fits, frame after frame (size grows with n).
+    const bytesPerToken = dModel * BYTES_PER_ELEMENT[this.dtype];
+    const max = this.#bus.maxPayload;
+    const plan: Array<[start: number, n: number]> = [];
+    for (let start = 0; start < tokens;) {
+      const seq = firstSeq + plan.length;
+      const headerBytes = (n: number) =>
+        headerWireBytes(frameHeaders(meta(start, n, seq), n, dModel));
+      const fits = (n: number) => headerBytes(n) + n * bytesPerToken <= max;
+      let n = tokens - start;
+      if (!fits(n)) {
+        if (!fits(1)) {
+          throw new FrameTooLargeError(
+            requestId,
+            position + start,
+            headerBytes(1),
+            bytesPerToken,
+            max,
+          );
+        }
+        let lo = 1; // fits
+        let hi = n; // does not fit
+        while (hi - lo > 1) {
+          const mid = (lo + hi) >>> 1;
+          if (fits(mid)) lo = mid;
+          else hi = mid;
+        }
+        n = lo;
+      }
+      plan.push([start, n]);
+      start += n;
+    }
+
+    // Encode everything before sending anything (non-finite values throw here).
+    const frames = plan.map(([start, n], i) => {
+      const slice = activations.subarray(start * dModel, (start + n) * dModel);
+      const { headers, payload } = encodeFrame(meta(start, n, firstSeq + i), slice, n, dModel);
+      // f32 payloads alias the caller's buffer; a NATS client may send later.
+      return { headers, payload: this.dtype === "f32" ? payload.slice() : payload };
+    });
+
+    const subject = tapSubject(this.model, this.hook, partitionOf(requestId, this.partitions));
+    const next: RequestState = {
+      seq: firstSeq,
+      nextPosition: position + tokens,
+      dModel,
+      tenant: extra.tenant,
+      traceparent: extra.traceparent,
+      tracestate: extra.tracestate,
+    };
+    this.#requests.set(requestId, next);
+    for (const f of frames) {
+      this.#bus.publish(subject, f.payload, f.headers);
+      next.seq++;
+    }
+    return frames.length;
+  }
+
+  /**
+   * Send the end-of-request marker (no tokens, `Lw-End: 1`, `Lw-Pos` just
+   * past the last token, the next seq) and free the request's counter. A
+   * request never published, or already ended, sends nothing.
+   *
+   * @example
+   * ```ts
+   * tap.end("req-1");
+   * ```
+   */
+  end(requestId: string): void {
+    const state = this.#requests.get(requestId);
+    if (!state) return;
+    this.#requests.delete(requestId);
+    const { headers, payload } = encodeFrame(
+      {
+        model: this.model,
+        hook: this.hook,
+        requestId,
+        position: state.nextPosition,
+        seq: state.seq,
+        dtype: this.dtype,
+        tenant: state.tenant,
+        traceparent: state.traceparent,
+        tracestate: state.tracestate,
+        endOfRequest: true,
+      },
+      new Float32Array(0),
+      0,
+      state.dModel,
+    );
+    const subject = tapSubject(this.model, this.hook, partitionOf(requestId, this.partitions));
+    this.#bus.publish(subject, payload, headers);
+  }
+}
