@@ -71,10 +71,13 @@ export function parseYamlSource(text: string, file: string): YamlSource {
   };
   if (doc.errors.length > 0) {
     throw new ConfigError(doc.errors.map((e) => {
-      const opened = unclosedQuoteStart(doc, e);
-      return opened === undefined
-        ? { file, ...pos(e.pos[0]), reason: `invalid YAML: ${yamlReason(e.message)}` }
-        : { file, ...pos(opened), reason: "invalid YAML: this quoted string is never closed" };
+      const opened = unclosedOpening(doc, e);
+      if (opened) return { file, ...pos(opened.offset), reason: opened.reason };
+      return {
+        file,
+        ...pos(skipBlanks(text, e.pos[0])),
+        reason: `invalid YAML: ${yamlReason(e.message)}`,
+      };
     }));
   }
   let value: unknown;
@@ -132,22 +135,44 @@ export function expectMessage(
 }
 
 /**
- * The yaml library reports a missing closing quote at the end of the input;
- * a person wants the quote that opened the string. Returns its offset.
+ * The yaml library reports an unclosed quoted string or flow collection
+ * (`"...`, `[...`, `{...`) where the input or the block ends; a person wants
+ * the character that opened it. Returns that offset and a reason, or
+ * `undefined` for other errors.
  */
-function unclosedQuoteStart(doc: Document, err: YAMLError): number | undefined {
-  if (err.code !== "MISSING_CHAR" || !/quote/i.test(err.message)) return undefined;
-  let start: number | undefined;
+function unclosedOpening(
+  doc: Document,
+  err: YAMLError,
+): { offset: number; reason: string } | undefined {
+  const quote = err.code === "MISSING_CHAR" && /quote/i.test(err.message);
+  const flow = /^Flow (sequence|map)/.test(err.message);
+  if (!quote && !flow) return undefined;
+  const at = err.pos[0];
+  let best: { offset: number; reason: string } | undefined;
+  const consider = (range: Node["range"], reason: string) => {
+    if (!range || range[0] >= at || at > range[2]) return;
+    if (best === undefined || range[0] > best.offset) best = { offset: range[0], reason };
+  };
   visit(doc, {
     Scalar(_, node) {
-      const r = node.range;
-      if (!r || (node.type !== "QUOTE_DOUBLE" && node.type !== "QUOTE_SINGLE")) return;
-      if (r[0] < err.pos[0] && err.pos[0] <= r[2] && (start === undefined || r[0] > start)) {
-        start = r[0];
+      if (quote && (node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE")) {
+        consider(node.range, "invalid YAML: this quoted string is never closed");
       }
     },
+    Seq(_, node) {
+      if (flow && node.flow) consider(node.range, "invalid YAML: this '[' is never closed by ']'");
+    },
+    Map(_, node) {
+      if (flow && node.flow) consider(node.range, "invalid YAML: this '{' is never closed by '}'");
+    },
   });
-  return start;
+  return best;
+}
+
+/** Move past spaces and tabs, so an error points at text rather than at indentation. */
+function skipBlanks(text: string, offset: number): number {
+  while (offset < text.length && (text[offset] === " " || text[offset] === "\t")) offset++;
+  return offset;
 }
 
 /** First line of a yaml-library message, without its trailing period. */
@@ -269,7 +294,8 @@ export function zodIssuesToConfig(
 function unknownKeyReason(key: string, allowed: readonly string[]): string {
   const known = allowed.filter((k) => k !== "");
   let reason = `unknown key '${key}'`;
-  const close = known.find((k) => editDistance(k, key) <= 2);
+  const snake = key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  const close = known.find((k) => k === snake) ?? known.find((k) => editDistance(k, key) <= 2);
   if (close) reason += ` (did you mean '${close}'?)`;
   if (known.length > 0) reason += `; expected one of: ${known.join(", ")}`;
   return reason;

@@ -1,0 +1,188 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { ConfigError, formatIssue } from "./errors.ts";
+import { loadMonitorConfig, type MonitorConfig, parseMonitorConfig } from "./monitor.ts";
+
+/** The issues of the ConfigError that parsing `text` throws, as `file:line:col: reason`. */
+function problems(text: string, file = "/srv/lw/m.yaml"): string[] {
+  try {
+    parseMonitorConfig(text, file);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.issues.map(formatIssue);
+    throw err;
+  }
+  assert.fail("expected a ConfigError, none was thrown");
+}
+
+// Each fixture line carries its number; columns are 1-based.
+const MINIMAL = [
+  "monitor: demo", //                            1
+  "model: sim-gpt", //                           2
+  "hook: blocks.6.hook_resid_post", //           3
+  "saes:", //                                    4
+  "  - id: demo-res", //                         5
+  "    path: ../sae", //                         6
+  "policies:", //                                7
+  "  - policies/demo.yaml", //                   8
+  "",
+].join("\n");
+
+Deno.test("parseMonitorConfig: defaults and paths resolved against the file's folder", () => {
+  const expected: MonitorConfig = {
+    file: "/srv/lw/m.yaml",
+    monitor: "demo",
+    model: "sim-gpt",
+    hook: "blocks.6.hook_resid_post",
+    saes: [{ id: "demo-res", path: "/srv/sae" }],
+    policies: ["/srv/lw/policies/demo.yaml"],
+    nats: { url: "nats://127.0.0.1:4222" },
+    alerts: { stream: "LATENTWATCH_ALERTS", subject: "latentwatch.alerts.demo", maxQueue: 10000 },
+    batching: { maxBatchTokens: 128, maxWaitMs: 2, maxQueueTokens: 16384 },
+  };
+  assert.deepEqual(parseMonitorConfig(MINIMAL, "/srv/lw/m.yaml"), expected);
+});
+
+Deno.test("parseMonitorConfig: every key set explicitly", () => {
+  const text = MINIMAL + [
+    "  - /etc/lw/extra.yaml",
+    "nats:",
+    "  url: nats://nats.internal:4333",
+    "  subject: latentwatch.tap.sim-gpt.>",
+    "alerts:",
+    "  stream: ALERTS_A",
+    "  subject: soc.alerts.a",
+    "  max_queue: 50",
+    "batching:",
+    "  max_batch_tokens: 64",
+    "  max_wait_ms: 0",
+    "  max_queue_tokens: 64",
+    "control:",
+    "  listen: 0.0.0.0:9000",
+    "",
+  ].join("\n");
+  const cfg = parseMonitorConfig(text, "/srv/lw/m.yaml");
+  assert.deepEqual(cfg.policies, ["/srv/lw/policies/demo.yaml", "/etc/lw/extra.yaml"]);
+  assert.deepEqual(cfg.nats, {
+    url: "nats://nats.internal:4333",
+    subject: "latentwatch.tap.sim-gpt.>",
+  });
+  assert.deepEqual(cfg.alerts, { stream: "ALERTS_A", subject: "soc.alerts.a", maxQueue: 50 });
+  assert.deepEqual(cfg.batching, { maxBatchTokens: 64, maxWaitMs: 0, maxQueueTokens: 64 });
+  assert.deepEqual(cfg.control, { listen: "0.0.0.0:9000" });
+});
+
+Deno.test("parseMonitorConfig: partial sections keep the other defaults", () => {
+  const text = MINIMAL + "alerts:\n  max_queue: 7\nbatching:\n  max_wait_ms: 10\n";
+  const cfg = parseMonitorConfig(text, "/srv/lw/m.yaml");
+  assert.deepEqual(cfg.alerts, {
+    stream: "LATENTWATCH_ALERTS",
+    subject: "latentwatch.alerts.demo",
+    maxQueue: 7,
+  });
+  assert.deepEqual(cfg.batching, { maxBatchTokens: 128, maxWaitMs: 10, maxQueueTokens: 16384 });
+});
+
+Deno.test("parseMonitorConfig: a relative monitor path resolves against the working directory", () => {
+  const cfg = parseMonitorConfig(MINIMAL, "conf/m.yaml");
+  assert.equal(cfg.file, "conf/m.yaml");
+  assert.equal(cfg.saes[0].path, `${Deno.cwd()}/sae`);
+  assert.equal(cfg.policies[0], `${Deno.cwd()}/conf/policies/demo.yaml`);
+});
+
+Deno.test("parseMonitorConfig: YAML syntax errors carry line and column", () => {
+  // New line 7 is indented by 3, between the list (2) and the item's keys (4).
+  const text = MINIMAL.replace("    path: ../sae\n", "    path: ../sae\n   bad: indent\n");
+  assert.deepEqual(problems(text), [
+    "/srv/lw/m.yaml:7:4: invalid YAML: Sequence item without - indicator",
+  ]);
+});
+
+Deno.test("parseMonitorConfig: unknown keys at the key, snake_case hint for camelCase", () => {
+  const text = MINIMAL + [
+    "batching:", //                 9
+    "  maxBatchTokens: 64", //      10 key col 3
+    "colour: blue", //              11 key col 1
+    "",
+  ].join("\n");
+  assert.deepEqual(problems(text), [
+    "/srv/lw/m.yaml:10:3: unknown key 'maxBatchTokens' (did you mean 'max_batch_tokens'?); expected one of: max_batch_tokens, " +
+    "max_wait_ms, max_queue_tokens",
+    "/srv/lw/m.yaml:11:1: unknown key 'colour'; expected one of: monitor, model, hook, saes, " +
+    "policies, nats, alerts, batching, control",
+  ]);
+});
+
+Deno.test("parseMonitorConfig: wrong types and ranges say expected and found", () => {
+  const text = MINIMAL + [
+    "nats:", //                              9
+    "  url: http://127.0.0.1:4222", //       10 value col 8
+    "batching:", //                          11
+    "  max_batch_tokens: 8192", //           12 value col 21
+    "  max_wait_ms: fast", //                13 value col 16
+    "control:", //                           14
+    "  listen: 8787", //                     15 value col 11
+    "",
+  ].join("\n");
+  assert.deepEqual(problems(text), [
+    '/srv/lw/m.yaml:10:8: expected a NATS URL like nats://host:port, found the string "http://127.0.0.1:4222"',
+    "/srv/lw/m.yaml:12:21: expected an integer in 1..4096 (tokens per batch), found 8192",
+    '/srv/lw/m.yaml:13:16: expected an integer in 0..1000 (milliseconds to wait for a fuller batch), found the string "fast"',
+    "/srv/lw/m.yaml:15:11: expected a string, found 8787",
+  ]);
+});
+
+Deno.test("parseMonitorConfig: max_queue_tokens must hold a full batch", () => {
+  const text = MINIMAL + "batching:\n  max_batch_tokens: 256\n  max_queue_tokens: 100\n";
+  assert.deepEqual(problems(text), [
+    "/srv/lw/m.yaml:11:21: expected max_queue_tokens ≥ max_batch_tokens (256), found 100; " +
+    "the queue must hold at least one full batch",
+  ]);
+});
+
+Deno.test("parseMonitorConfig: duplicate SAE ids point at the second one", () => {
+  const text = MINIMAL.replace(
+    "policies:\n",
+    "  - id: demo-res\n    path: ../other\npolicies:\n", // new lines 7-8
+  );
+  assert.deepEqual(problems(text), [
+    "/srv/lw/m.yaml:7:9: duplicate SAE id 'demo-res': expected ids to be unique, found it " +
+    "already defined at line 5",
+  ]);
+});
+
+Deno.test("parseMonitorConfig: missing and empty required keys", () => {
+  const text = [
+    "monitor: my demo", //       1 value col 10
+    "hook: h", //                2
+    "saes: []", //               3 value col 7
+    "policies:", //              4 empty: points at the key
+    "",
+  ].join("\n");
+  assert.deepEqual(problems(text), [
+    "/srv/lw/m.yaml:1:1: missing required key 'model' (expected a string)",
+    "/srv/lw/m.yaml:1:10: expected a monitor name of letters, digits, '_' or '-' " +
+    '([A-Za-z0-9_-]+), found the string "my demo"',
+    "/srv/lw/m.yaml:3:7: expected a list of at least one SAE ({id, path}), found a list of 0 item(s)",
+    "/srv/lw/m.yaml:4:1: expected a list, found an empty value",
+  ]);
+});
+
+Deno.test("loadMonitorConfig: the shipped demo monitor loads", async () => {
+  const path = fileURLToPath(new URL("../../monitors/demo.yaml", import.meta.url));
+  const root = fileURLToPath(new URL("../../", import.meta.url));
+  const cfg = await loadMonitorConfig(path);
+  assert.equal(cfg.monitor, "demo");
+  assert.equal(cfg.model, "sim-gpt");
+  assert.equal(cfg.hook, "blocks.6.hook_resid_post");
+  assert.deepEqual(cfg.saes, [{ id: "demo-res", path: `${root}.latentwatch/demo/sae` }]);
+  assert.deepEqual(cfg.policies, [`${root}policies/demo.yaml`]);
+  assert.equal(cfg.alerts.subject, "latentwatch.alerts.demo");
+});
+
+Deno.test("loadMonitorConfig: a missing file is a ConfigError at 1:1", async () => {
+  await assert.rejects(loadMonitorConfig("/nonexistent/m.yaml"), (err: unknown) => {
+    assert.ok(err instanceof ConfigError);
+    assert.equal(err.message, "/nonexistent/m.yaml:1:1: cannot read file: no such file");
+    return true;
+  });
+});
