@@ -454,3 +454,75 @@ Deno.test("frame: headerWireBytes counts the NATS header block in UTF-8 bytes", 
   assert.equal(headerWireBytes({ A: "b", "Lw-Model": "gpt2" }), wire.length);
   assert.equal(headerWireBytes({ A: "ö" }), "NATS/1.0\r\nA: xx\r\n\r\n".length);
 });
+
+// ---------------------------------------------------------------------------
+// docs/frame-format.md: the worked example must stay true
+
+const DOC = Deno.readTextFileSync(new URL("../../docs/frame-format.md", import.meta.url));
+
+function docBlock(marker: string): string {
+  const at = DOC.indexOf(`<!-- example:${marker} -->`);
+  assert.ok(at >= 0, `marker ${marker} missing from docs/frame-format.md`);
+  const m = /```\n([\s\S]*?)```/.exec(DOC.slice(at));
+  assert.ok(m, `no code block after marker ${marker}`);
+  return m[1];
+}
+
+function docHeaders(marker: string): [string, string][] {
+  return docBlock(marker).trim().split("\n").map((line) => {
+    const i = line.indexOf(": ");
+    return [line.slice(0, i), line.slice(i + 2)];
+  });
+}
+
+Deno.test("frame: the worked example in docs/frame-format.md decodes as described", () => {
+  const headers = Object.fromEntries(docHeaders("headers"));
+  const payload = new Uint8Array(
+    docBlock("payload").trim().split(/\s+/).map((b) => parseInt(b, 16)),
+  );
+  assert.deepEqual([...payload], [...BF16_PAYLOAD]);
+  const f = decodeFrame(SUBJ, headers, payload, { dModel: 3 });
+  assert.deepEqual([...f.data], [1, -2, 0.5, 3, -0.25, 0]);
+  assert.deepEqual(f.tokenIds, [318, 257]);
+  assert.deepEqual(f.tokenText, ["Hello", " wörld"]);
+  assert.equal(f.position, 7);
+  assert.equal(f.phase, "prefill");
+  assert.equal(headerWireBytes(headers), 306);
+  assert.ok(DOC.includes(`HPUB ${SUBJ} 306 318`));
+  assert.equal(tapSubject("gpt2", "blocks.6.hook_resid_post", partitionOf("req-42", 1)), SUBJ);
+
+  // and the encoder writes exactly these headers, in this order, and these bytes
+  const enc = encodeFrame(
+    {
+      ...META,
+      tokenIds: [318, 257],
+      tokenText: ["Hello", " wörld"],
+      phase: "prefill",
+      traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    },
+    new Float32Array([1, -2, 0.5, 3, -0.25, 0]),
+    2,
+    3,
+  );
+  assert.deepEqual(Object.entries(enc.headers), docHeaders("headers"));
+  assert.deepEqual([...enc.payload], [...payload]);
+
+  const endHeaders = docHeaders("end");
+  const end = decodeFrame(SUBJ, Object.fromEntries(endHeaders), new Uint8Array(0));
+  assert.deepEqual([end.position, end.seq, end.tokens, end.endOfRequest], [9, 1, 0, true]);
+  const encEnd = encodeFrame(
+    { ...META, position: 9, seq: 1, endOfRequest: true },
+    new Float32Array(0),
+    0,
+    3,
+  );
+  assert.deepEqual(Object.entries(encEnd.headers), endHeaders);
+
+  // the error message quoted in the doc is the one the decoder gives
+  const err = throwsFrame(
+    () => decodeFrame(SUBJ, headers, payload.subarray(0, 10)),
+    "payload",
+    /truncated/,
+  );
+  assert.ok(DOC.includes(err.message), err.message);
+});
