@@ -1,0 +1,172 @@
+/**
+ * The production encoder: the SAE's ONNX graph ({@linkcode buildEncoderModel})
+ * run by onnxruntime on the CPU, with the dense output turned into sparse
+ * per-token latents by a tight scan into reused scratch buffers.
+ *
+ * @module
+ */
+
+import * as ort from "onnxruntime-node";
+import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
+import {
+  buildEncoderModel,
+  DENSE_OUTPUT,
+  INPUT_NAME,
+  TOPK_INDICES,
+  TOPK_VALUES,
+} from "./onnx_graph.ts";
+
+/** Options for {@linkcode createOrtEncoder}. */
+export interface OrtEncoderOptions {
+  /** onnxruntime intra-op threads; onnxruntime picks when unset. */
+  intraOpThreads?: number;
+}
+
+/**
+ * Build the encoder graph of `sae` and open an onnxruntime CPU session on it.
+ *
+ * @example
+ * ```ts
+ * const enc = await createOrtEncoder(await loadSaeLens("my-sae"), { intraOpThreads: 4 });
+ * const latents = await enc.encode(x, tokens); // one SparseLatents per token
+ * await enc.close();
+ * ```
+ */
+export async function createOrtEncoder(
+  sae: SaeWeights,
+  opts: OrtEncoderOptions = {},
+): Promise<Encoder> {
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: ["cpu"],
+    graphOptimizationLevel: "all",
+    executionMode: "sequential",
+  };
+  if (opts.intraOpThreads !== undefined) options.intraOpNumThreads = opts.intraOpThreads;
+  const session = await ort.InferenceSession.create(buildEncoderModel(sae), options);
+  return new OrtEncoder(session, sae);
+}
+
+class OrtEncoder implements Encoder {
+  readonly dIn: number;
+  readonly dSae: number;
+  readonly #session: ort.InferenceSession;
+  readonly #topk: boolean;
+  // Scratch grown geometrically and reused across batches; results are
+  // copied out of it, so a later batch never aliases an earlier one.
+  #idx = new Uint32Array(0);
+  #val = new Float32Array(0);
+  /** TopK only: latent index → value of the row being sorted. */
+  #lookup: Float32Array;
+
+  constructor(session: ort.InferenceSession, sae: SaeWeights) {
+    this.#session = session;
+    this.dIn = sae.dIn;
+    this.dSae = sae.dSae;
+    this.#topk = sae.architecture === "topk";
+    this.#lookup = new Float32Array(this.#topk ? sae.dSae : 0);
+  }
+
+  async encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
+    if (!Number.isSafeInteger(tokens) || tokens < 0) {
+      throw new RangeError(`encode: tokens must be a non-negative integer, found ${tokens}`);
+    }
+    if (tokens === 0) return [];
+    const n = tokens * this.dIn;
+    if (x.length < n) {
+      throw new RangeError(
+        `encode: expected at least ${tokens} × ${this.dIn} = ${n} values, found ${x.length}`,
+      );
+    }
+    const input = new ort.Tensor("float32", x.length === n ? x : x.subarray(0, n), [
+      tokens,
+      this.dIn,
+    ]);
+    const out = await this.#session.run({ [INPUT_NAME]: input });
+    return this.#topk
+      ? this.#sparseFromTopK(
+        out[TOPK_VALUES].data as Float32Array,
+        out[TOPK_INDICES].data as BigInt64Array,
+        tokens,
+      )
+      : this.#sparseFromDense(out[DENSE_OUTPUT].data as Float32Array, tokens);
+  }
+
+  #reserve(capacity: number): void {
+    if (this.#idx.length >= capacity) return;
+    const size = Math.max(capacity, this.#idx.length * 2);
+    const idx = new Uint32Array(size);
+    const val = new Float32Array(size);
+    idx.set(this.#idx);
+    val.set(this.#val);
+    this.#idx = idx;
+    this.#val = val;
+  }
+
+  #sparseFromDense(dense: Float32Array, tokens: number): SparseLatents[] {
+    const dSae = this.dSae;
+    const ends = new Uint32Array(tokens);
+    let pos = 0;
+    for (let t = 0; t < tokens; t++) {
+      // Reserving a whole row up front keeps the inner loop free of checks.
+      this.#reserve(pos + dSae);
+      const idx = this.#idx;
+      const val = this.#val;
+      const base = t * dSae;
+      for (let i = 0; i < dSae; i++) {
+        const v = dense[base + i];
+        if (v !== 0) {
+          idx[pos] = i;
+          val[pos] = v;
+          pos++;
+        }
+      }
+      ends[t] = pos;
+    }
+    return this.#split(ends, pos);
+  }
+
+  #sparseFromTopK(values: Float32Array, indices: BigInt64Array, tokens: number): SparseLatents[] {
+    const k = values.length / tokens;
+    // Indices are < 2^32 and little-endian: read the low word, no BigInt boxing.
+    const words = new Uint32Array(indices.buffer, indices.byteOffset, indices.length * 2);
+    const lookup = this.#lookup;
+    this.#reserve(tokens * k);
+    const idx = this.#idx;
+    const val = this.#val;
+    const ends = new Uint32Array(tokens);
+    let pos = 0;
+    for (let t = 0; t < tokens; t++) {
+      const start = pos;
+      for (let p = t * k, end = p + k; p < end; p++) {
+        const v = values[p];
+        if (v !== 0) {
+          const i = words[2 * p];
+          idx[pos++] = i;
+          lookup[i] = v;
+        }
+      }
+      idx.subarray(start, pos).sort();
+      for (let p = start; p < pos; p++) val[p] = lookup[idx[p]];
+      ends[t] = pos;
+    }
+    return this.#split(ends, pos);
+  }
+
+  /** Copy `total` scratch entries out once and hand each token a view. */
+  #split(ends: Uint32Array, total: number): SparseLatents[] {
+    const indices = this.#idx.slice(0, total);
+    const values = this.#val.slice(0, total);
+    const out = new Array<SparseLatents>(ends.length);
+    let start = 0;
+    for (let t = 0; t < ends.length; t++) {
+      const end = ends[t];
+      out[t] = { indices: indices.subarray(start, end), values: values.subarray(start, end) };
+      start = end;
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.#session.release();
+  }
+}
