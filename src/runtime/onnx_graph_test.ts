@@ -52,7 +52,7 @@ Deno.test("buildEncoderModel emits the node sequence of each architecture", () =
 Deno.test("buildEncoderModel: opset 17, dynamic batch, weights as raw f32", () => {
   const sae = randomSae({ architecture: "topk", dIn: 4, dSae: 6, k: 3, seed: 2 });
   const model = onnx.ModelProto.decode(buildEncoderModel(sae));
-  assert.equal(model.opsetImport![0].version, 17);
+  assert.equal(Number(model.opsetImport![0].version), 17);
   const input = model.graph!.input![0];
   assert.equal(input.name, "x");
   const dims = input.type!.tensorType!.shape!.dim!;
