@@ -60,10 +60,11 @@ Deno.test("buildEncoderModel: opset 17, dynamic batch, weights as raw f32", () =
   assert.equal(Number(dims[1].dimValue), 4);
   const wEnc = model.graph!.initializer!.find((t) => t.name === "W_enc")!;
   assert.deepEqual(wEnc.dims!.map(Number), [4, 6]);
+  // Copy: decoded bytes may be a Node Buffer view into a shared pool.
   const raw = wEnc.rawData!;
-  assert.deepEqual(new Float32Array(raw.slice().buffer), sae.wEnc);
+  assert.deepEqual(new Float32Array(new Uint8Array(raw).buffer), sae.wEnc);
   const k = model.graph!.initializer!.find((t) => t.name === "k")!;
-  assert.equal(new BigInt64Array(k.rawData!.slice().buffer)[0], 3n);
+  assert.equal(new BigInt64Array(new Uint8Array(k.rawData!).buffer)[0], 3n);
 });
 
 Deno.test("decoderNorms are the row norms of W_dec", () => {
