@@ -146,7 +146,7 @@ Deno.test("parsePolicyFile: missing keys point at the rule that lacks them", () 
     .replace("{sae: demo-res, latent: 1, above: 0}", "{sae: demo-res, above: 0}");
   assert.deepEqual(problems(text), [
     "p.yaml:11:5: missing required key 'title' (expected a string)",
-    "p.yaml:13:11: missing required key 'latent' (expected a number)",
+    "p.yaml:13:11: missing required key 'latent' (expected an integer)",
   ]);
 });
 

@@ -227,6 +227,11 @@ function deferDefault(iss: { code?: string; inst?: unknown }): string {
     const shape = (iss.inst as any)?._zod?.def?.shape;
     return DEFAULT + (shape ? Object.keys(shape).join(",") : "");
   }
+  // z.int() reports a non-number as expected "number"; say "an integer" instead.
+  // deno-lint-ignore no-explicit-any
+  if (iss.code === "invalid_type" && /int/.test((iss.inst as any)?._zod?.def?.format ?? "")) {
+    return DEFAULT + "int";
+  }
   return DEFAULT;
 }
 
@@ -239,7 +244,7 @@ function deferDefault(iss: { code?: string; inst?: unknown }): string {
  * ```ts
  * const src = parseYamlSource("port: high\n", "m.yaml");
  * validateYaml(z.strictObject({ port: z.int() }), src);
- * // throws ConfigError "m.yaml:1:7: expected an integer, found the string \"high\""
+ * // throws ConfigError 'm.yaml:1:7: expected an integer, found the string "high"'
  * ```
  */
 export function validateYaml<S extends z.ZodType>(
@@ -285,7 +290,10 @@ export function zodIssuesToConfig(
       continue;
     }
     const at = src.locate(path);
-    const reason = isDefault ? defaultReason(issue, src.value, path) : issue.message;
+    const isInt = issue.code === "invalid_type" && issue.message === `${DEFAULT}int`;
+    const reason = isDefault
+      ? defaultReason(isInt ? { ...issue, expected: "int" } : issue, src.value, path)
+      : issue.message;
     out.push({ file: src.file, ...at, reason });
   }
   return out;

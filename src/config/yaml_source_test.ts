@@ -128,6 +128,19 @@ Deno.test("validateYaml: an unknown key close to a known one gets a hint", () =>
   );
 });
 
+Deno.test("validateYaml: an integer field says 'an integer' for any wrong input", () => {
+  const schema = z.strictObject({ port: z.int(), size: z.int() });
+  const src = parseYamlSource("port: high\nsize: 1.5\n", "n.yaml");
+  assert.deepEqual(configError(() => validateYaml(schema, src)).issues.map(formatIssue), [
+    'n.yaml:1:7: expected an integer, found the string "high"',
+    "n.yaml:2:7: expected an integer, found 1.5",
+  ]);
+  assert.equal(
+    configError(() => validateYaml(schema, parseYamlSource("size: 1\n", "n.yaml"))).message,
+    "n.yaml:1:1: missing required key 'port' (expected an integer)",
+  );
+});
+
 Deno.test("validateYaml: an empty file is reported at 1:1", () => {
   const err = configError(() =>
     validateYaml(z.strictObject({ a: z.string() }), parseYamlSource("", "e.yaml"))
