@@ -14,7 +14,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { fromFileUrl } from "node:url";
+import { fileURLToPath } from "node:url";
 import type { Alert } from "../core/alert.ts";
 import type { Frame } from "../core/frame.ts";
 import type { SparseLatents } from "../core/sae.ts";
@@ -58,7 +58,7 @@ export const DEMO_PROMPTS: readonly { id: string; prompt: string; reply: string 
   },
 ];
 
-const ROOT = fromFileUrl(new URL("../../", import.meta.url));
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const COLORS = {
   critical: "\x1b[1;97;41m",
   high: "\x1b[1;31m",
