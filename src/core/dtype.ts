@@ -90,12 +90,22 @@ export function toF32(bytes: Uint8Array, dtype: Dtype): Float32Array {
   const n = bytes.byteLength / BYTES_PER_ELEMENT[dtype];
   if (dtype === "f32") {
     if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, n);
-    return new Float32Array(bytes.slice().buffer);
+    return new Float32Array(copyBytes(bytes).buffer);
   }
   const halves = bytes.byteOffset % 2 === 0
     ? new Uint16Array(bytes.buffer, bytes.byteOffset, n)
-    : new Uint16Array(bytes.slice().buffer);
+    : new Uint16Array(copyBytes(bytes).buffer);
   return dtype === "f16" ? f16ToF32(halves) : bf16ToF32(halves);
+}
+
+/**
+ * A copy of `bytes` in a fresh, exactly sized ArrayBuffer. (Not `slice()`:
+ * on a Node Buffer, as NATS hands out, `slice()` is a view into a shared pool.)
+ */
+function copyBytes(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(bytes.byteLength);
+  out.set(bytes);
+  return out;
 }
 
 /**
