@@ -67,7 +67,7 @@ const COLORS = {
   info: "\x1b[2m",
 };
 const RESET = "\x1b[0m";
-const BARS = " ▁▂▃▄▅▆▇█";
+const BARS = "·▁▂▃▄▅▆▇█";
 
 /**
  * Run the demo; returns the exit code.
@@ -168,20 +168,25 @@ export async function runDemoCommand(args: string[]): Promise<number> {
   }
 
   // 5. which tokens fired, per concept latent
-  out("\nLatent activity over tokens (one column per token; █ ≈ concept strength):");
+  out(
+    "\nLatent activity over tokens (one column per token, · silent, ▁…█ up to the concept strength):",
+  );
   for (const { id } of DEMO_PROMPTS) {
     const r = perRequest.get(id);
     if (!r) continue;
-    out(`\n  ${id}`);
-    out(`    ${"token".padEnd(18)} ${r.tokens.map((t) => t.slice(0, 1)).join("")}`);
+    out(`\n  ${id} (${r.tokens.length} tokens)`);
     for (const c of DEMO_CONCEPTS) {
       const strip = r.acts.map((row) => {
         const v = row[c.latent] ?? 0;
-        return BARS[Math.min(8, Math.max(0, Math.round((v / sim.strength) * 8)))];
+        return v > 0 ? BARS[Math.min(8, Math.max(1, Math.round((v / sim.strength) * 8)))] : "·";
       }).join("");
       const fired = r.tokens.filter((_, i) => (r.acts[i][c.latent] ?? 0) > 0);
-      out(`    ${c.name.padEnd(18)} ${strip}${fired.length ? `  ← ${fired.join(" ")}` : ""}`);
+      out(`    ${c.name.padEnd(22)} ${strip}${fired.length ? `  ← ${fired.join(" ")}` : ""}`);
     }
+    const text = r.tokens.map((tok, i) =>
+      r.acts[i].some((v) => v > 0) ? paint("\x1b[1;4m", `«${tok}»`) : tok
+    ).join(" ");
+    out(`    ${"text".padEnd(22)} ${text}`);
   }
 
   const t = monitor.telemetry;
