@@ -6,7 +6,12 @@
  *
  * @module
  */
-import { connect, headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import {
+  connect,
+  headers as natsHeaders,
+  type MsgHdrs,
+  type NatsConnection,
+} from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient, jetstreamManager } from "@nats-io/jetstream";
 import type { Bus, BusMessage, BusSubscription, DurableAck, StreamSpec } from "./bus.ts";
 

@@ -105,7 +105,9 @@ export async function startNatsServer(
         await new Promise((r) => setTimeout(r, 50));
       }
     }
-    throw new Error(`nats-server did not listen on 127.0.0.1:${port} within 10 s:\n${tail.join("")}`);
+    throw new Error(
+      `nats-server did not listen on 127.0.0.1:${port} within 10 s:\n${tail.join("")}`,
+    );
   };
 
   const stop = async () => {
