@@ -1,0 +1,76 @@
+/**
+ * `latentwatch serve` as a process: clear start-up errors, a control API
+ * while running, a clean exit on SIGTERM.
+ */
+import assert from "node:assert/strict";
+import { freePort, startNatsServer } from "../src/bus/nats_server.ts";
+import { buildDemoSae, SimulatedModel } from "../src/demo/simulator.ts";
+import { writeSaeLensFolder } from "../src/formats/saelens.ts";
+import { waitUntil } from "./helpers/stream.ts";
+
+const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
+
+Deno.test("serve CLI: an invalid monitor file is refused with file:line:col and exit 1", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${dir}/m.yaml`,
+      "monitor: m\nmodel: x\nhook: h\nsaes: []\npolicies: [p.yaml]\nbatching:\n  max_batch_tokens: -4\n",
+    );
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "serve", "--monitor", `${dir}/m.yaml`],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(stderr);
+    assert.equal(code, 1);
+    assert.match(err, new RegExp(`${dir}/m\\.yaml:4:7: expected a list of at least one SAE`), err);
+    assert.match(err, new RegExp(`${dir}/m\\.yaml:7:21: expected an integer in 1\\.\\.4096`), err);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("serve CLI: runs, answers /healthz /readyz /metrics, exits 0 on SIGTERM", async () => {
+  const server = await startNatsServer();
+  const dir = await Deno.makeTempDir();
+  const port = freePort();
+  try {
+    await writeSaeLensFolder(`${dir}/sae`, buildDemoSae(new SimulatedModel({ dModel: 32 }), 40));
+    await Deno.writeTextFile(
+      `${dir}/p.yaml`,
+      "version: 1\nrules:\n  - id: r\n    title: t\n    severity: low\n    when: { sae: s, latent: 0, above: 1 }\n",
+    );
+    await Deno.writeTextFile(
+      `${dir}/m.yaml`,
+      `monitor: m\nmodel: x\nhook: h\nsaes:\n  - id: s\n    path: sae\npolicies: [p.yaml]\n` +
+        `nats:\n  url: ${server.url}\ncontrol:\n  listen: 127.0.0.1:${port}\n`,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "serve", "--monitor", `${dir}/m.yaml`],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const errText = (async () => new TextDecoder().decode((await child.output()).stderr))();
+    const get = (path: string) =>
+      fetch(`http://127.0.0.1:${port}${path}`).then(async (r) => ({
+        status: r.status,
+        body: await r.text(),
+      }));
+    await waitUntil(
+      () => get("/healthz").then((r) => r.status === 200, () => false),
+      "/healthz",
+      30_000,
+    );
+    assert.equal((await get("/readyz")).status, 200);
+    assert.match((await get("/metrics")).body, /^latentwatch_frames_received_total 0$/m);
+    child.kill("SIGTERM");
+    const err = await errText;
+    assert.equal((await child.status).code, 0, err);
+    assert.match(err, /monitor\.started/);
+    assert.match(err, /monitor\.stopping/);
+  } finally {
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
