@@ -104,18 +104,37 @@ class OrtEncoder implements Encoder {
 
   #sparseFromDense(dense: Float32Array, tokens: number): SparseLatents[] {
     const dSae = this.dSae;
+    // Trained SAEs fire well under 1% of latents, so skip 8 zeros at a time:
+    // OR the bit patterns, dropping the sign so -0 counts as zero, as in `v !== 0`.
+    const bits = new Int32Array(dense.buffer, dense.byteOffset, dense.length);
     const ends = new Uint32Array(tokens);
     let pos = 0;
     for (let t = 0; t < tokens; t++) {
-      // Reserving a whole row up front keeps the inner loop free of checks.
+      // Reserving a whole row up front keeps the inner loops free of checks.
       this.#reserve(pos + dSae);
       const idx = this.#idx;
       const val = this.#val;
       const base = t * dSae;
-      for (let i = 0; i < dSae; i++) {
-        const v = dense[base + i];
+      const end = base + dSae;
+      const end8 = base + (dSae & ~7);
+      let b = base;
+      for (; b < end8; b += 8) {
+        const any = bits[b] | bits[b + 1] | bits[b + 2] | bits[b + 3] | bits[b + 4] | bits[b + 5] |
+          bits[b + 6] | bits[b + 7];
+        if (any << 1 === 0) continue;
+        for (let j = b; j < b + 8; j++) {
+          const v = dense[j];
+          if (v !== 0) {
+            idx[pos] = j - base;
+            val[pos] = v;
+            pos++;
+          }
+        }
+      }
+      for (; b < end; b++) {
+        const v = dense[b];
         if (v !== 0) {
-          idx[pos] = i;
+          idx[pos] = b - base;
           val[pos] = v;
           pos++;
         }

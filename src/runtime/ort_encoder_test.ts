@@ -83,7 +83,7 @@ const DTYPES: WeightDtype[] = ["float32", "float16", "bfloat16"];
 const BATCHES = [1, 3, 64, 200];
 
 Deno.test("ort encoder matches the reference for every architecture, dtype and batch size", async () => {
-  const dIn = 48, dSae = 160;
+  const dIn = 48, dSae = 163; // not a multiple of 8: the scan's block and tail paths both run
   let tokensChecked = 0, latentsChecked = 0, excused = 0;
   for (const c of CASES) {
     for (const dtype of DTYPES) {
