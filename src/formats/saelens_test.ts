@@ -11,6 +11,11 @@ import {
 } from "./saelens.ts";
 import { readSafetensors, type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
 
+// Every folder lives under one temp dir, removed when the test module unloads.
+const TMP = Deno.makeTempDirSync({ prefix: "saelens_test_" });
+globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
+const tempDir = () => Deno.makeTempDir({ dir: TMP });
+
 function f32(...v: number[]): Uint8Array {
   return new Uint8Array(new Float32Array(v).buffer);
 }
@@ -20,7 +25,7 @@ async function handFolder(
   cfg: unknown,
   tensors: Record<string, SafetensorsTensor>,
 ): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "saelens_test_" });
+  const dir = await tempDir();
   await Deno.writeTextFile(join(dir, "cfg.json"), JSON.stringify(cfg));
   await Deno.writeFile(join(dir, "sae_weights.safetensors"), writeSafetensors(tensors));
   return dir;
@@ -260,7 +265,7 @@ Deno.test("loadSaeLens errors name the file, the tensor or key, expected and fou
     "not supported yet",
   );
   await rejects(loadSaeLens("/nonexistent/sae"), "/nonexistent/sae/cfg.json", "cannot read");
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   await Deno.writeTextFile(join(dir, "cfg.json"), "{oops");
   await rejects(loadSaeLens(dir), "cfg.json", "not valid JSON");
   await Deno.writeTextFile(join(dir, "cfg.json"), JSON.stringify(V6));
@@ -325,7 +330,7 @@ Deno.test("writeSaeLensFolder round-trips every architecture, dtype and config l
     for (const dtype of ["float32", "float16", "bfloat16"] as const) {
       for (const legacyConfig of [false, true]) {
         const sae = randomSae({ architecture, dIn: 8, dSae: 24, k: 5, seed: 3, dtype });
-        const dir = await Deno.makeTempDir({ prefix: "saelens_rt_" });
+        const dir = await tempDir();
         await writeSaeLensFolder(dir, sae, { legacyConfig });
         const back = await loadSaeLens(dir);
         assert.equal(back.dtype, dtype);
@@ -343,7 +348,7 @@ Deno.test("writeSaeLensFolder writes the upstream layout", async () => {
     seed: 1,
     hookName: "blocks.3.hook_resid_post",
   });
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   await writeSaeLensFolder(dir, sae, { dtype: "bfloat16" });
   const cfg = JSON.parse(await Deno.readTextFile(join(dir, "cfg.json")));
   assert.equal(cfg.architecture, "jumprelu");
@@ -362,7 +367,7 @@ Deno.test("writeSaeLensFolder writes the upstream layout", async () => {
     threshold: ["BF16", 6],
   });
 
-  const legacyDir = await Deno.makeTempDir();
+  const legacyDir = await tempDir();
   const topk = randomSae({ architecture: "topk", dIn: 4, dSae: 6, k: 3, seed: 1 });
   await writeSaeLensFolder(legacyDir, topk, { legacyConfig: true });
   const legacy = JSON.parse(await Deno.readTextFile(join(legacyDir, "cfg.json")));
