@@ -193,7 +193,8 @@ export function readNpy(bytes: Uint8Array, source: string): NpyArray {
   }
   // Copy into an aligned buffer: the data offset is only guaranteed aligned
   // for files numpy wrote, and the caller owns the result.
-  const raw = bytes.slice(dataStart);
+  const raw = new Uint8Array(found);
+  raw.set(bytes.subarray(dataStart)); // not slice(): on a Node Buffer that is a view
   let data: Float32Array;
   if (dtype === "f32") data = new Float32Array(raw.buffer, 0, count);
   else if (dtype === "f16") data = f16ToF32(new Uint16Array(raw.buffer, 0, count));

@@ -137,3 +137,11 @@ Deno.test("readNpy rejects bad files with messages naming the file", () => {
   );
   throwsWith(() => writeNpy(new Float32Array(3), [2, 2], "f32"), "holds 4 values, found 3");
 });
+
+Deno.test("readNpy works on a Node Buffer at an odd offset", async () => {
+  const { Buffer } = await import("node:buffer");
+  const file = writeNpy(new Float32Array([1.5, -2]), [1, 2], "f32");
+  const slab = Buffer.alloc(file.byteLength + 5);
+  slab.set(file, 5);
+  assert.deepEqual([...readNpy(slab.subarray(5), "buf").data], [1.5, -2]);
+});

@@ -212,7 +212,11 @@ function parseMetadata(entry: unknown, source: string): Record<string, string> {
 
 /** Copy `data` when its offset is not a multiple of `align`, so a typed-array view is legal. */
 function aligned(data: Uint8Array, align: number): Uint8Array {
-  return data.byteOffset % align === 0 ? data : data.slice();
+  if (data.byteOffset % align === 0) return data;
+  // An explicit copy: on a Node Buffer, slice() is a view that keeps the bad offset.
+  const copy = new Uint8Array(data.byteLength);
+  copy.set(data);
+  return copy;
 }
 
 /**

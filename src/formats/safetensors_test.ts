@@ -217,3 +217,17 @@ Deno.test("readSafetensors rejects malformed files with precise messages", () =>
     "__metadata__['n']",
   );
 });
+
+Deno.test("readSafetensors + tensorToF32 work on a Node Buffer at an odd offset", async () => {
+  const { Buffer } = await import("node:buffer");
+  const file = writeSafetensors({
+    h: { dtype: "F16", shape: [1], data: new Uint8Array([0, 0x3c]) }, // 1.0, 2 bytes
+    w: { dtype: "F64", shape: [1], data: new Uint8Array(new Float64Array([-2.5]).buffer) },
+  });
+  const slab = Buffer.alloc(file.byteLength + 3);
+  slab.set(file, 3);
+  const buf = slab.subarray(3); // a Buffer view, byteOffset 3 into the slab
+  const read = readSafetensors(buf, "buf");
+  assert.deepEqual([...tensorToF32(read.tensors.get("h")!)], [1]);
+  assert.deepEqual([...tensorToF32(read.tensors.get("w")!)], [-2.5]);
+});
