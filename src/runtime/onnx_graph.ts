@@ -4,7 +4,7 @@
  *
  *   x [N, d_in] ─Sub(b_dec)?─MatMul(W_enc)─Add(b_enc)─→ h [N, d_sae]
  *   standard: f = Relu(h)
- *   jumprelu: f = Relu(h) · Cast<float>(Greater(h, threshold))
+ *   jumprelu: f = Where(Greater(h, max(threshold, 0)), h, 0)  (= relu(h)·[h > threshold])
  *   topk:     h' = h · ‖W_dec[i,:]‖ (if rescaling); values, indices = TopK(h', k); Relu(values)
  *
  * @module
@@ -112,11 +112,13 @@ export function buildEncoderModel(sae: SaeWeights): Uint8Array {
       break;
     case "jumprelu": {
       if (!sae.threshold) throw new TypeError(`${sae.source}: jumprelu SAE has no threshold`);
-      inits.push(floatInit("threshold", [dSae], sae.threshold));
+      // relu(h)·[h > θ] equals h·[h > max(θ, 0)] exactly (both are h when h > max(θ, 0)
+      // and 0 otherwise), so one comparison and one select replace four full passes.
+      const gate = sae.threshold.map((t) => Math.max(t, 0));
+      inits.push(floatInit("threshold", [dSae], gate));
+      inits.push(floatInit("zero", [], new Float32Array([0])));
       nodes.push(node("Greater", ["h", "threshold"], ["above"]));
-      nodes.push(node("Cast", ["above"], ["gate"], [{ name: "to", type: ATTR_INT, i: FLOAT }]));
-      nodes.push(node("Relu", ["h"], ["h_relu"]));
-      nodes.push(node("Mul", ["h_relu", "gate"], [DENSE_OUTPUT]));
+      nodes.push(node("Where", ["above", "h", "zero"], [DENSE_OUTPUT]));
       outputs.push(valueInfo(DENSE_OUTPUT, FLOAT, ["N", dSae]));
       break;
     }
