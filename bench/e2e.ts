@@ -64,7 +64,7 @@ export async function benchServe(
     const bus = await connectNatsBus({ url: server.url, name: "bench-tap" });
     const tap = new Tap(bus, { model: "bench-model", hook: "blocks.8.hook_resid_pre" });
 
-    const tokensPerFrame = 16, requests = 64, outstanding = 2048;
+    const tokensPerFrame = 16, requests = 64, outstanding = 512;
     const total = opts.quick ? 8192 : 65536;
     const pool = new Rng(9).fillGaussian(new Float32Array(tokensPerFrame * dIn * 8));
     const positions = new Array(requests).fill(0);

@@ -2,7 +2,9 @@
 (x - b_dec, @ W_enc + b_enc, then the activation), timed on this machine in
 the same run as latentwatch. Reads a JSON job on stdin, prints JSON results.
 
-Job: {"cases": [{"name", "architecture", "d_in", "d_sae", "k", "batch"}], "seconds": s}
+Job: {"cases": [{"name", "architecture", "weights", "k", "batch"}], "seconds": s}
+where "weights" is a folder of .npy files written by the bench (W_enc, b_enc,
+b_dec, threshold, x): the very weights and inputs latentwatch encodes.
 """
 import json
 import sys
@@ -26,22 +28,16 @@ def encode(x, w_enc, b_enc, b_dec, arch, k, threshold):
 
 def main():
     job = json.load(sys.stdin)
-    rng = np.random.default_rng(0)
     weights = {}
     results = []
     for case in job["cases"]:
-        key = (case["d_in"], case["d_sae"])
-        if key not in weights:
-            d_in, d_sae = key
-            w_enc = (rng.standard_normal((d_in, d_sae), dtype=np.float32) / np.sqrt(d_in)).astype(np.float32)
-            weights[key] = (
-                w_enc,
-                (rng.standard_normal(d_sae, dtype=np.float32) * 0.1).astype(np.float32),
-                (rng.standard_normal(d_in, dtype=np.float32) * 0.1).astype(np.float32),
-                np.full(d_sae, 0.5, dtype=np.float32),
-            )
-        w_enc, b_enc, b_dec, threshold = weights[key]
-        x = rng.standard_normal((case["batch"], case["d_in"]), dtype=np.float32)
+        folder = case["weights"]
+        if folder not in weights:
+            load = lambda name: np.load(f"{folder}/{name}.npy")  # noqa: E731
+            threshold = load("threshold") if case["architecture"] == "jumprelu" else None
+            weights = {folder: (load("W_enc"), load("b_enc"), load("b_dec"), threshold, load("x"))}
+        w_enc, b_enc, b_dec, threshold, x_all = weights[folder]
+        x = x_all[: case["batch"]]
         for _ in range(3):
             encode(x, w_enc, b_enc, b_dec, case["architecture"], case.get("k", 0), threshold)
         lat = []

@@ -2,8 +2,8 @@
  * `deno task bench [--quick]`: latentwatch's performance record.
  *
  * - encode/…: SAE encode throughput through onnxruntime (CPU) at batch 1, 16
- *   and 128, against NumPy computing the same thing the way SAELens does, in
- *   the same run (ratio = latentwatch / NumPy).
+ *   and 128, against NumPy computing the same thing the way SAELens does, on
+ *   the same weights and inputs, in the same run (ratio = latentwatch / NumPy).
  * - e2e/…: tokens/s through `serve` (a real nats-server, the TypeScript tap,
  *   micro-batching, encode, policies, JetStream alerts) at saturation.
  *
@@ -16,7 +16,8 @@ import { cpus, totalmem } from "node:os";
 import * as ort from "onnxruntime-node";
 import { randomSae } from "../src/formats/random_sae.ts";
 import { createOrtEncoder } from "../src/runtime/ort_encoder.ts";
-import type { SaeArchitecture } from "../src/core/sae.ts";
+import type { SaeArchitecture, SaeWeights } from "../src/core/sae.ts";
+import { writeNpy } from "../src/formats/npy.ts";
 import { Rng } from "../src/core/random.ts";
 import { benchServe } from "./e2e.ts";
 
@@ -51,18 +52,46 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-async function numpyBaseline(): Promise<Map<string, { tokens_per_s: number }> | null> {
-  const cases = SHAPES.flatMap((s) =>
-    BATCHES.map((b) => ({
-      name: `encode/${s.label}/b${b}`,
-      architecture: s.arch,
-      d_in: s.dIn,
-      d_sae: s.dSae,
-      k: s.k ?? 0,
-      batch: b,
-    }))
-  );
-  progress(`NumPy baseline (${cases.length} cases, python3)`);
+/** A seeded SAE of `shape` with trained-like sparsity (about 60 active latents per token). */
+function benchSae(shape: (typeof SHAPES)[number]): SaeWeights {
+  const sae = randomSae({
+    architecture: shape.arch,
+    dIn: shape.dIn,
+    dSae: shape.dSae,
+    k: shape.k,
+    seed: 1,
+  });
+  if (sae.threshold) {
+    // h is about N(0, 1) on Gaussian input: θ ∈ [2.6, 3.0] keeps ~0.25% of latents, as trained SAEs do
+    const rng = new Rng(5);
+    for (let i = 0; i < sae.threshold.length; i++) sae.threshold[i] = 2.6 + 0.4 * rng.uniform();
+  }
+  return sae;
+}
+
+/** Write the SAE's tensors and the bench input as .npy files for the NumPy baseline. */
+async function writeBaselineInputs(dir: string, sae: SaeWeights, x: Float32Array): Promise<void> {
+  const put = (name: string, data: Float32Array, shape: number[]) =>
+    Deno.writeFile(`${dir}/${name}.npy`, writeNpy(data, shape, "f32"));
+  await put("W_enc", sae.wEnc, [sae.dIn, sae.dSae]);
+  await put("b_enc", sae.bEnc, [sae.dSae]);
+  await put("b_dec", sae.applyBDecToInput ? sae.bDec : new Float32Array(sae.dIn), [sae.dIn]);
+  if (sae.threshold) await put("threshold", sae.threshold, [sae.dSae]);
+  await put("x", x, [x.length / sae.dIn, sae.dIn]);
+}
+
+async function numpyBaseline(
+  shape: (typeof SHAPES)[number],
+  weights: string,
+): Promise<Map<string, number>> {
+  const cases = BATCHES.map((b) => ({
+    name: `encode/${shape.label}/b${b}`,
+    architecture: shape.arch,
+    weights,
+    k: shape.k ?? 0,
+    batch: b,
+  }));
+  progress(`NumPy baseline for ${shape.label} (same weights and inputs, python3)`);
   try {
     const child = new Deno.Command("python3", {
       args: [new URL("./numpy_baseline.py", import.meta.url).pathname],
@@ -78,12 +107,12 @@ async function numpyBaseline(): Promise<Map<string, { tokens_per_s: number }> | 
     const res = JSON.parse(new TextDecoder().decode(stdout)) as {
       results: { name: string; tokens_per_s: number }[];
     };
-    return new Map(res.results.map((r) => [r.name, r]));
+    return new Map(res.results.map((r) => [r.name, r.tokens_per_s]));
   } catch (err) {
     progress(
       `NumPy baseline unavailable (${(err as Error).message.split("\n")[0]}); ratios left empty`,
     );
-    return null;
+    return new Map();
   }
 }
 
@@ -91,10 +120,11 @@ async function benchEncode(): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
   for (const s of SHAPES) {
     progress(`building ${s.label} (seeded random weights) and its ONNX graph`);
-    const sae = randomSae({ architecture: s.arch, dIn: s.dIn, dSae: s.dSae, k: s.k, seed: 1 });
+    const sae = benchSae(s);
+    const xAll = new Rng(3).fillGaussian(new Float32Array(Math.max(...BATCHES) * s.dIn));
     const enc = await createOrtEncoder(sae);
     for (const b of BATCHES) {
-      const x = new Rng(b).fillGaussian(new Float32Array(b * s.dIn));
+      const x = xAll.subarray(0, b * s.dIn);
       for (let i = 0; i < 3; i++) await enc.encode(x, b);
       const lat: number[] = [];
       const end = performance.now() + seconds * 1000;
@@ -117,7 +147,24 @@ async function benchEncode(): Promise<BenchResult[]> {
       });
       progress(`${name}: ${Math.round(out[out.length - 1].tokens_per_s)} tokens/s`);
     }
+    const l0 = (await enc.encode(xAll, BATCHES[BATCHES.length - 1]))
+      .reduce((a, t) => a + t.indices.length, 0) / BATCHES[BATCHES.length - 1];
+    progress(`${s.label}: mean L0 ${l0.toFixed(1)} on the bench input`);
     await enc.close();
+    const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-npy-" });
+    try {
+      await writeBaselineInputs(dir, sae, xAll);
+      const base = await numpyBaseline(s, dir);
+      for (const r of out) {
+        const b = base.get(r.name);
+        if (b !== undefined) {
+          r.baseline_tokens_per_s = b;
+          r.ratio = r.tokens_per_s / b;
+        }
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   }
   return out;
 }
@@ -155,16 +202,7 @@ function table(results: BenchResult[]): string {
   ].join("\n");
 }
 
-const results: BenchResult[] = [];
-const baseline = await numpyBaseline();
-for (const r of await benchEncode()) {
-  const b = baseline?.get(r.name);
-  if (b) {
-    r.baseline_tokens_per_s = b.tokens_per_s;
-    r.ratio = r.tokens_per_s / b.tokens_per_s;
-  }
-  results.push(r);
-}
+const results: BenchResult[] = await benchEncode();
 results.push(...await benchServe({ quick, progress }));
 
 const report = { machine: machine(), results };
