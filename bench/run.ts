@@ -20,6 +20,7 @@ import type { SaeArchitecture, SaeWeights } from "../src/core/sae.ts";
 import { writeNpy } from "../src/formats/npy.ts";
 import { Rng } from "../src/core/random.ts";
 import { benchServe } from "./e2e.ts";
+import { encodeChart } from "./chart.ts";
 
 /** One row of the results file. */
 export interface BenchResult {
@@ -208,7 +209,9 @@ results.push(...await benchServe({ quick, progress }));
 const report = { machine: machine(), results };
 await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
 await Deno.writeTextFile(outPath, JSON.stringify(report, null, 2) + "\n");
+const chartPath = outPath.replace(/\.json$/, "") + "-encode.svg";
+await Deno.writeTextFile(chartPath, encodeChart(results));
 console.log(table(results));
 console.log(
-  `\nmachine: ${report.machine.cpu}, ${report.machine.cores} cores; written to ${outPath}`,
+  `\nmachine: ${report.machine.cpu}, ${report.machine.cores} cores; written to ${outPath} and ${chartPath}`,
 );
