@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { Rng } from "../core/random.ts";
 import { referenceEncode, referencePreActivations } from "../core/reference_encoder.ts";
 import type { SaeArchitecture, SaeWeights, SparseLatents, WeightDtype } from "../core/sae.ts";
+import { tiny } from "../core/testdata/tiny_sae.ts";
 import { randomSae } from "../formats/random_sae.ts";
 import { loadSaeLens, writeSaeLensFolder } from "../formats/saelens.ts";
 import { createOrtEncoder } from "./ort_encoder.ts";
@@ -129,26 +130,6 @@ Deno.test("ort encoder matches the reference for every architecture, dtype and b
   // Flips must be rare accidents of rounding, not a systematic difference.
   assert.ok(excused <= latentsChecked / 1000, `${excused} support flips excused`);
 });
-
-/** The hand-computed SAE of reference_encoder_test.ts (d_in = 2, d_sae = 3). */
-function tiny(over: Partial<SaeWeights>): SaeWeights {
-  return {
-    format: "test",
-    architecture: "standard",
-    dIn: 2,
-    dSae: 3,
-    hookName: null,
-    modelName: null,
-    dtype: "float32",
-    applyBDecToInput: true,
-    wEnc: new Float32Array([1, -1, 0.5, 2, 0, -1]),
-    bEnc: new Float32Array([0.5, 1.25, -1]),
-    wDec: new Float32Array([3, 4, 0, 0.5, 1, 0]),
-    bDec: new Float32Array([1, -1]),
-    source: "tiny",
-    ...over,
-  };
-}
 
 function pairs(l: SparseLatents): [number, number][] {
   return Array.from(l.indices, (i, n) => [i, l.values[n]]);
