@@ -9,8 +9,8 @@
  */
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
-import type { ConfigIssue } from "./errors.ts";
 import {
+  duplicateIds,
   expectMessage,
   loadYamlSource,
   parseYamlSource,
@@ -128,29 +128,6 @@ export const MonitorFileSchema = z.strictObject({
   }).optional(),
 });
 
-function duplicateSaeIds(src: YamlSource): ConfigIssue[] {
-  const saes = (src.value as { saes?: unknown } | null)?.saes;
-  if (!Array.isArray(saes)) return [];
-  const seen = new Map<string, number>();
-  const issues: ConfigIssue[] = [];
-  saes.forEach((sae, i) => {
-    const id = (sae as { id?: unknown } | null)?.id;
-    if (typeof id !== "string") return;
-    const at = src.locate(["saes", i, "id"]);
-    const first = seen.get(id);
-    if (first === undefined) seen.set(id, at.line);
-    else {
-      issues.push({
-        file: src.file,
-        ...at,
-        reason: `duplicate SAE id '${id}': expected ids to be unique, found it already ` +
-          `defined at line ${first}`,
-      });
-    }
-  });
-  return issues;
-}
-
 /**
  * Validate a parsed YAML source as a monitor config. Throws
  * {@linkcode ConfigError} with every problem at its `file:line:col`.
@@ -161,7 +138,7 @@ function duplicateSaeIds(src: YamlSource): ConfigIssue[] {
  * ```
  */
 export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
-  const m = validateYaml(MonitorFileSchema, src, duplicateSaeIds(src));
+  const m = validateYaml(MonitorFileSchema, src, duplicateIds(src, "saes", "SAE"));
   const base = dirname(resolve(src.file));
   const abs = (p: string) => isAbsolute(p) ? resolve(p) : resolve(base, p);
   const cfg: MonitorConfig = {

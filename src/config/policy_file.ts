@@ -8,8 +8,8 @@
  */
 import { z } from "zod";
 import { type PolicyRule, SEVERITIES, type Severity } from "../core/policy.ts";
-import type { ConfigIssue } from "./errors.ts";
 import {
+  duplicateIds,
   expectMessage,
   loadYamlSource,
   parseYamlSource,
@@ -55,30 +55,6 @@ export const PolicyFileSchema = z.strictObject({
 /** A v0 policy file as written, after validation. */
 export type PolicyFile = z.output<typeof PolicyFileSchema>;
 
-/** Duplicate rule ids within one file, found on the raw value so they show up with other issues. */
-function duplicateIds(src: YamlSource): ConfigIssue[] {
-  const rules = (src.value as { rules?: unknown } | null)?.rules;
-  if (!Array.isArray(rules)) return [];
-  const seen = new Map<string, number>();
-  const issues: ConfigIssue[] = [];
-  rules.forEach((rule, i) => {
-    const id = (rule as { id?: unknown } | null)?.id;
-    if (typeof id !== "string") return;
-    const first = seen.get(id);
-    if (first === undefined) {
-      seen.set(id, src.locate(["rules", i, "id"]).line);
-      return;
-    }
-    issues.push({
-      file: src.file,
-      ...src.locate(["rules", i, "id"]),
-      reason: `duplicate rule id '${id}': expected ids to be unique, found it already ` +
-        `defined at line ${first}`,
-    });
-  });
-  return issues;
-}
-
 /**
  * Validate a parsed YAML source as a v0 policy file and return its rules,
  * each with `source.line` at its list item. Throws {@linkcode ConfigError}
@@ -90,7 +66,7 @@ function duplicateIds(src: YamlSource): ConfigIssue[] {
  * ```
  */
 export function policyRulesFromSource(src: YamlSource): PolicyRule[] {
-  const parsed = validateYaml(PolicyFileSchema, src, duplicateIds(src));
+  const parsed = validateYaml(PolicyFileSchema, src, duplicateIds(src, "rules", "rule"));
   return parsed.rules.map((r, i) => {
     const rule: PolicyRule = {
       id: r.id,

@@ -260,6 +260,43 @@ export function validateYaml<S extends z.ZodType>(
 }
 
 /**
+ * Duplicate `id`s among the items of the top-level list `listKey`, found on
+ * the raw value (before validation) so they show up with the other issues.
+ * Each repeat is reported at its `id`, naming the line of the first; items
+ * without a string `id` are skipped (the schema reports them).
+ *
+ * @example
+ * ```ts
+ * const src = parseYamlSource("rules:\n  - id: a\n  - id: a\n", "p.yaml");
+ * duplicateIds(src, "rules", "rule");
+ * // [{ file: "p.yaml", line: 3, col: 9, reason: "duplicate rule id 'a': expected ids to be
+ * //   unique, found it already defined at line 2" }]
+ * ```
+ */
+export function duplicateIds(src: YamlSource, listKey: string, noun: string): ConfigIssue[] {
+  const items = (src.value as Record<string, unknown> | null)?.[listKey];
+  if (!Array.isArray(items)) return [];
+  const seen = new Map<string, number>();
+  const issues: ConfigIssue[] = [];
+  items.forEach((item, i) => {
+    const id = (item as { id?: unknown } | null)?.id;
+    if (typeof id !== "string") return;
+    const at = src.locate([listKey, i, "id"]);
+    const first = seen.get(id);
+    if (first === undefined) seen.set(id, at.line);
+    else {
+      issues.push({
+        file: src.file,
+        ...at,
+        reason: `duplicate ${noun} id '${id}': expected ids to be unique, found it already ` +
+          `defined at line ${first}`,
+      });
+    }
+  });
+  return issues;
+}
+
+/**
  * Turn zod issues into positioned {@linkcode ConfigIssue}s whose reasons say
  * what was expected and what was found. An unknown key becomes one issue per
  * key, at the key.
