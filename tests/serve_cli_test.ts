@@ -6,9 +6,8 @@ import assert from "node:assert/strict";
 import { freePort, startNatsServer } from "../src/bus/nats_server.ts";
 import { buildDemoSae, SimulatedModel } from "../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens.ts";
+import { LATENTWATCH_MAIN, runLatentwatch } from "./helpers/cli.ts";
 import { waitUntil } from "./helpers/stream.ts";
-
-const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 
 Deno.test("serve CLI: an invalid monitor file is refused with file:line:col and exit 1", async () => {
   const dir = await Deno.makeTempDir();
@@ -17,12 +16,7 @@ Deno.test("serve CLI: an invalid monitor file is refused with file:line:col and 
       `${dir}/m.yaml`,
       "monitor: m\nmodel: x\nhook: h\nsaes: []\npolicies: [p.yaml]\nbatching:\n  max_batch_tokens: -4\n",
     );
-    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "serve", "--monitor", `${dir}/m.yaml`],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    const err = new TextDecoder().decode(stderr);
+    const { code, stderr: err } = await runLatentwatch(["serve", "--monitor", `${dir}/m.yaml`]);
     assert.equal(code, 1);
     assert.match(err, new RegExp(`${dir}/m\\.yaml:4:7: expected a list of at least one SAE`), err);
     assert.match(err, new RegExp(`${dir}/m\\.yaml:7:21: expected an integer in 1\\.\\.4096`), err);
@@ -47,7 +41,7 @@ Deno.test("serve CLI: runs, answers /healthz /readyz /metrics, exits 0 on SIGTER
         `nats:\n  url: ${server.url}\ncontrol:\n  listen: 127.0.0.1:${port}\n`,
     );
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "serve", "--monitor", `${dir}/m.yaml`],
+      args: ["run", "-A", LATENTWATCH_MAIN, "serve", "--monitor", `${dir}/m.yaml`],
       stdout: "null",
       stderr: "piped",
     }).spawn();

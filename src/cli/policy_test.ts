@@ -1,28 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { runLatentwatch } from "../../tests/helpers/cli.ts";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const MAIN = join(ROOT, "src/main.ts");
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Run `deno run -A src/main.ts policy ...args` from `cwd` (the repo root by default). */
-async function latentwatch(args: string[], cwd = ROOT): Promise<Run> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "policy", ...args],
-    cwd,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+/** Run `latentwatch policy ...args` from `cwd` (the repo root by default). */
+const latentwatch = (args: string[], cwd?: string) => runLatentwatch(["policy", ...args], { cwd });
 
 /** Lines of `text`, without the trailing empty one. */
 function lines(text: string): string[] {

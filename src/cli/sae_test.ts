@@ -1,26 +1,14 @@
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { Rng } from "../core/random.ts";
 import { referenceEncode, referencePreActivations } from "../core/reference_encoder.ts";
 import { writeNpy } from "../formats/npy.ts";
 import { randomSae } from "../formats/random_sae.ts";
 import { loadSaeLens, writeSaeLensFolder } from "../formats/saelens.ts";
+import { runLatentwatch } from "../../tests/helpers/cli.ts";
 
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "sae", ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+/** Run `latentwatch sae ...args` from the repo root. */
+const cli = (...args: string[]) => runLatentwatch(["sae", ...args]);
 
 const tol = (v: number) => 1e-4 * (1 + Math.abs(v));
 

@@ -1,0 +1,46 @@
+/**
+ * Run the `latentwatch` CLI as a separate process (`deno run -A src/main.ts
+ * ...`) and collect what it printed, for tests of commands end to end.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+
+/** The repository root, where the CLI runs unless told otherwise. */
+export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** The CLI entry point, `src/main.ts`, as an absolute path. */
+export const LATENTWATCH_MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
+
+/** How a CLI run ended. */
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Run `deno run -A src/main.ts ...args` in `cwd` (the repository root by
+ * default) with `NO_COLOR=1` plus `env` on top of this process's environment,
+ * and return its exit code and decoded output.
+ *
+ * @example
+ * ```ts
+ * const r = await runLatentwatch(["policy", "lint", "policies/demo.yaml"]);
+ * r.code; // 0
+ * ```
+ */
+export async function runLatentwatch(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<CliRun> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", LATENTWATCH_MAIN, ...args],
+    cwd: opts.cwd ?? REPO_ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...opts.env },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
