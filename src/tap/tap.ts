@@ -15,6 +15,7 @@ import {
   type EncodeFrameMeta,
   FrameError,
   frameHeaders,
+  type FrameMeta,
   headerWireBytes,
   partitionOf,
   tapSubject,
@@ -32,14 +33,10 @@ export interface TapOptions {
 }
 
 /** Optional per-call metadata; token arrays have one entry per token of the call. */
-export interface TapExtra {
-  tokenIds?: number[];
-  tokenText?: string[];
-  phase?: "prefill" | "decode";
-  tenant?: string;
-  traceparent?: string;
-  tracestate?: string;
-}
+export type TapExtra = Pick<
+  FrameMeta,
+  "tokenIds" | "tokenText" | "phase" | "tenant" | "traceparent" | "tracestate"
+>;
 
 /** Even one token does not fit in a message of the bus's max payload. */
 export class FrameTooLargeError extends RangeError {
@@ -60,13 +57,10 @@ export class FrameTooLargeError extends RangeError {
   }
 }
 
-interface RequestState {
+interface RequestState extends Pick<TapExtra, "tenant" | "traceparent" | "tracestate"> {
   seq: number;
   nextPosition: number;
   dModel: number;
-  tenant?: string;
-  traceparent?: string;
-  tracestate?: string;
 }
 
 /**
