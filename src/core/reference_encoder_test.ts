@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { referenceEncode, ReferenceEncoder, referencePreActivations } from "./reference_encoder.ts";
 import type { SaeWeights, SparseLatents } from "./sae.ts";
-import { tiny } from "./testdata/tiny_sae.ts";
+import { tiny, tinyTies } from "./testdata/tiny_sae.ts";
 
 const X = new Float32Array([2, 0]);
 
@@ -63,20 +63,12 @@ Deno.test("topk: rescale by decoder row norm before choosing", () => {
 
 Deno.test("topk: ties go to the lower index, output sorted by index", () => {
   // W_enc = [[1, 1, 0], [0, 0, 1]], no biases, no b_dec: h = [x0, x0, x1].
-  const tie = (k: number) =>
-    tiny({
-      architecture: "topk",
-      k,
-      applyBDecToInput: false,
-      wEnc: new Float32Array([1, 1, 0, 0, 0, 1]),
-      bEnc: new Float32Array(3),
-    });
   // x = [2, 1]: h = [2, 2, 1]; k = 1 → latent 0 beats its equal latent 1.
-  assert.deepEqual(enc1(tie(1), new Float32Array([2, 1])), [[0, 2]]);
+  assert.deepEqual(enc1(tinyTies(1), new Float32Array([2, 1])), [[0, 2]]);
   // x = [1, 2]: h = [1, 1, 2]; k = 2 → latent 2 first, then 0 beats 1; listed by index.
-  assert.deepEqual(enc1(tie(2), new Float32Array([1, 2])), [[0, 1], [2, 2]]);
+  assert.deepEqual(enc1(tinyTies(2), new Float32Array([1, 2])), [[0, 1], [2, 2]]);
   // x = [−1, −3]: h = [−1, −1, −3]; the top 2 are both negative → nothing.
-  assert.deepEqual(enc1(tie(2), new Float32Array([-1, -3])), []);
+  assert.deepEqual(enc1(tinyTies(2), new Float32Array([-1, -3])), []);
 });
 
 Deno.test("ReferenceEncoder encodes each row of a batch", async () => {

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { Rng } from "../core/random.ts";
 import { referenceEncode, referencePreActivations } from "../core/reference_encoder.ts";
 import type { SaeArchitecture, SaeWeights, SparseLatents, WeightDtype } from "../core/sae.ts";
-import { tiny } from "../core/testdata/tiny_sae.ts";
+import { tiny, tinyTies } from "../core/testdata/tiny_sae.ts";
 import { randomSae } from "../formats/random_sae.ts";
 import { loadSaeLens, writeSaeLensFolder } from "../formats/saelens.ts";
 import { createOrtEncoder } from "./ort_encoder.ts";
@@ -157,16 +157,8 @@ Deno.test("ort encoder reproduces the hand-computed cases exactly", async () => 
   const tk = tiny({ architecture: "topk", k: 2, rescaleActsByDecoderNorm: true });
   assert.deepEqual(await encodeTiny(tk, [2, 0]), [[[0, 17.5], [1, 0.125]]]);
   // Ties: W_enc = [[1, 1, 0], [0, 0, 1]], no biases: h = [x0, x0, x1]; the lower index wins.
-  const tie = (k: number) =>
-    tiny({
-      architecture: "topk",
-      k,
-      applyBDecToInput: false,
-      wEnc: new Float32Array([1, 1, 0, 0, 0, 1]),
-      bEnc: new Float32Array(3),
-    });
-  assert.deepEqual(await encodeTiny(tie(1), [2, 1]), [[[0, 2]]]);
-  assert.deepEqual(await encodeTiny(tie(2), [1, 2, -1, -3]), [[[0, 1], [2, 2]], []]);
+  assert.deepEqual(await encodeTiny(tinyTies(1), [2, 1]), [[[0, 2]]]);
+  assert.deepEqual(await encodeTiny(tinyTies(2), [1, 2, -1, -3]), [[[0, 1], [2, 2]], []]);
 });
 
 Deno.test("ort encoder: zero tokens, oversized input, batches do not alias", async () => {

@@ -36,3 +36,17 @@ export function tiny(over: Partial<SaeWeights> = {}): SaeWeights {
     ...over,
   };
 }
+
+/**
+ * The tiny SAE made for top-k ties: W_enc = [[1, 1, 0], [0, 0, 1]], no
+ * biases, no b_dec, so h = [x0, x0, x1] and latents 0 and 1 always tie.
+ */
+export function tinyTies(k: number): SaeWeights {
+  return tiny({
+    architecture: "topk",
+    k,
+    applyBDecToInput: false,
+    wEnc: new Float32Array([1, 1, 0, 0, 0, 1]),
+    bEnc: new Float32Array(3),
+  });
+}
