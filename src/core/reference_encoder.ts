@@ -56,6 +56,8 @@ function activeLatents(sae: SaeWeights, h: Float64Array): number[] {
       const top = all.sort((a, b) => h[b] - h[a] || a - b).slice(0, k);
       return top.filter((i) => h[i] > 0).sort((a, b) => a - b);
     }
+    case "gated":
+      throw new TypeError(`${sae.source}: gated SAEs are not supported by this encoder yet`);
   }
 }
 

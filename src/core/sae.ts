@@ -6,8 +6,26 @@
  * @module
  */
 
-/** Activation functions supported by the runtime. */
-export type SaeArchitecture = "standard" | "jumprelu" | "topk";
+/**
+ * Activation functions supported by the runtime.
+ * - `standard`: `f = relu(h)`
+ * - `jumprelu`: `f = relu(h)·[h > threshold]` (BatchTopK and Matryoshka SAEs are saved this way)
+ * - `topk`: keep the k largest `h` (ties: lower index), then relu
+ * - `gated`: `f = [x̃@W_enc + b_gate > 0] · relu((x̃@W_enc)·exp(r_mag) + b_mag)`
+ */
+export type SaeArchitecture = "standard" | "jumprelu" | "topk" | "gated";
+
+/** An SAE reconstructs its input; a transcoder predicts another activation (`dOut`). */
+export type SaeKind = "sae" | "transcoder";
+
+/**
+ * Per-token input normalisation applied before encoding and undone after
+ * decoding (SAELens `normalize_activations`; OpenAI's TopK SAEs use `layer_norm`).
+ * - `constant_norm_rescale`: `c = √dIn / ‖x‖₂`, `x ← c·x`, output `÷ c`
+ * - `layer_norm`: `x ← (x − μ) / (σ + 1e-5)` with the unbiased σ, output `·σ + μ`
+ * A constant scale (`expected_average_only_in`) is folded into the weights at load.
+ */
+export type InputNormalization = "none" | "constant_norm_rescale" | "layer_norm";
 
 /** Element types weights can be stored in on disk. */
 export type WeightDtype = "float32" | "float16" | "bfloat16";
@@ -49,6 +67,49 @@ export interface SaeWeights {
   threshold?: Float32Array;
   /** Where the weights were loaded from (a folder or file path). */
   source: string;
+  /** `"sae"` when absent. Transcoders never subtract `bDec` from their input. */
+  kind?: SaeKind;
+  /** Width of the decoder output; `dIn` when absent (SAEs). `wDec` is `[dSae, dOut]`, `bDec` `[dOut]`. */
+  dOut?: number;
+  /** `"none"` when absent. */
+  normalize?: InputNormalization;
+  /** Gated SAEs: gate bias, magnitude log-scale and magnitude bias, each `[dSae]` (`bEnc` unused, zeros). */
+  gated?: { bGate: Float32Array; rMag: Float32Array; bMag: Float32Array };
+  /** Skip connection `[dIn, dOut]`: the output gains `x_raw @ wSkip` (oriented at load). */
+  wSkip?: Float32Array;
+  /** Transcoders: the hook the output is written to. */
+  hookNameOut?: string | null;
+  /** Cross-layer transcoder source layer: `wDec` holds only this layer's own output slice. */
+  crossLayer?: { layer: number; layers: number };
+  /** `modelId/sourceId` on Neuronpedia, when known (labels line up only with that SAE). */
+  neuronpediaId?: string | null;
+  /** Human labels by latent index (Neuronpedia explanations). */
+  labels?: ReadonlyMap<number, string>;
+}
+
+/** Decoder output width of `sae` (`dIn` for SAEs). */
+export function saeDOut(sae: SaeWeights): number {
+  return sae.dOut ?? sae.dIn;
+}
+
+/**
+ * A linear probe: `n` directions over the activation, each with a bias,
+ * scored raw (`x·w + b`) or through a logistic (`σ(x·w + b)`). Probes run as
+ * an encoder beside the SAEs; policies read score i as latent i.
+ */
+export interface LinearProbe {
+  kind: "probe";
+  dIn: number;
+  /** Number of directions (scores per token). */
+  n: number;
+  /** `[n, dIn]` */
+  directions: Float32Array;
+  /** `[n]` */
+  bias: Float32Array;
+  link: "raw" | "logistic";
+  /** Optional names of the scores. */
+  names?: string[];
+  source: string;
 }
 
 /** The nonzero latents of one token, sorted by ascending index. */
@@ -57,7 +118,10 @@ export interface SparseLatents {
   values: Float32Array;
 }
 
-/** Encodes batches of activations into sparse latents. */
+/**
+ * Encodes batches of activations into sparse latents. A watched-latent
+ * encoder reports only its watched latents (still by their SAE index).
+ */
 export interface Encoder {
   readonly dIn: number;
   readonly dSae: number;
