@@ -25,13 +25,12 @@ async function ensureNatsServer(): Promise<void> {
     }
   }
   if (!await findNatsServer()) {
+    // the unit tests still run; every test that needs a broker fails with this hint
     console.error(
-      "tests: nats-server is required and could not be installed.\n" +
+      "tests: nats-server is required for the end-to-end tests and could not be installed.\n" +
         "  Install it: `sudo apt-get install nats-server` (Debian/Ubuntu), or download it from\n" +
         "  the NATS project, put it on PATH or point NATS_SERVER at the binary.",
     );
-    console.log("tests: 0 passed, 1 failed");
-    Deno.exit(1);
   }
 }
 

@@ -39,8 +39,16 @@ export interface Bus {
   readonly maxPayload: number;
   /** Fire-and-forget publish. */
   publish(subject: string, data: Uint8Array, headers?: Record<string, string>): void;
-  /** Subscribe; `handler` runs synchronously per message, in arrival order. */
-  subscribe(subject: string, handler: (msg: BusMessage) => void): BusSubscription;
+  /**
+   * Subscribe; `handler` runs synchronously per message, in arrival order.
+   * `onError` hears subscription errors (a permission violation, a slow
+   * consumer), which otherwise mean frames stop arriving with no trace.
+   */
+  subscribe(
+    subject: string,
+    handler: (msg: BusMessage) => void,
+    onError?: (err: Error) => void,
+  ): BusSubscription;
   /** Create the stream if missing (or check it matches). */
   ensureStream(spec: StreamSpec): Promise<void>;
   /** Publish durably and wait for the server's ack; `msgId` deduplicates. */

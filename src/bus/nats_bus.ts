@@ -84,10 +84,14 @@ export class NatsBus implements Bus {
     this.#nc.publish(subject, data, headers ? { headers: toNatsHeaders(headers) } : undefined);
   }
 
-  subscribe(subject: string, handler: (msg: BusMessage) => void): BusSubscription {
+  subscribe(
+    subject: string,
+    handler: (msg: BusMessage) => void,
+    onError?: (err: Error) => void,
+  ): BusSubscription {
     const sub = this.#nc.subscribe(subject, {
       callback: (err, msg) => {
-        if (err) return; // subscription-level errors surface through status()
+        if (err) return onError?.(err);
         handler({ subject: msg.subject, headers: fromNatsHeaders(msg.headers), data: msg.data });
       },
     });
@@ -164,6 +168,8 @@ function toNatsHeaders(headers: Record<string, string>): MsgHdrs {
 function fromNatsHeaders(h: MsgHdrs | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   if (!h) return out;
-  for (const k of h.keys()) out[k] = h.get(k);
+  // a header sent twice keeps both values, comma-joined, so the strict frame
+  // decoder sees a malformed value instead of silently reading the first
+  for (const k of h.keys()) out[k] = h.values(k).join(",");
   return out;
 }

@@ -41,6 +41,7 @@ export async function runServeCommand(args: string[]): Promise<number> {
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
   console.error("info monitor.stopping");
-  await monitor.stop();
-  return 0;
+  const undelivered = await monitor.stop();
+  // alerts that could not be delivered are counted and logged; say so in the exit code too
+  return undelivered > 0 ? 3 : 0;
 }

@@ -53,12 +53,25 @@ export class Logger {
     this.#log("error", event, fields);
   }
 
+  /** Report every suppressed count now (at shutdown, so no burst goes unreported). */
+  flush(): void {
+    for (const [event, w] of this.#window) {
+      if (w.suppressed > 0) this.#write(`warn log.suppressed event=${event} lines=${w.suppressed}`);
+    }
+    this.#window.clear();
+  }
+
   #log(level: LogLevel, event: string, fields?: LogFields): void {
     const now = Date.now();
     let w = this.#window.get(event);
     if (!w || now - w.start >= 1000) {
-      if (w && w.suppressed > 0) {
-        this.#write(`${level} log.suppressed event=${event} lines=${w.suppressed}`);
+      // report the closed windows of every event, not only this one's
+      for (const [other, ow] of this.#window) {
+        if (now - ow.start < 1000) continue;
+        if (ow.suppressed > 0) {
+          this.#write(`warn log.suppressed event=${other} lines=${ow.suppressed}`);
+        }
+        this.#window.delete(other);
       }
       w = { start: now, count: 0, suppressed: 0 };
       this.#window.set(event, w);

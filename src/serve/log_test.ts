@@ -11,3 +11,11 @@ Deno.test("logger: key=value lines, quoted when needed, rate limited per event",
   log.error("other");
   assert.equal(lines[lines.length - 1], "error other", "other events are not limited");
 });
+
+Deno.test("logger: flush reports lines suppressed in a burst that was never followed up", () => {
+  const lines: string[] = [];
+  const log = new Logger({ write: (l) => lines.push(l), maxPerSecond: 2 });
+  for (let i = 0; i < 7; i++) log.error("frame.dropped", { i });
+  log.flush();
+  assert.equal(lines[lines.length - 1], "warn log.suppressed event=frame.dropped lines=5");
+});

@@ -42,7 +42,8 @@ export interface RunningMonitor {
   saes: ReadonlyMap<string, SaeWeights>;
   /** Address of the control API, when it runs. */
   controlAddr: Deno.NetAddr | null;
-  stop(): Promise<void>;
+  /** Stop; resolves with the number of alerts that could not be delivered in time. */
+  stop(): Promise<number>;
 }
 
 /** Milliseconds JetStream remembers an alert id for dedup (10 minutes). */
@@ -97,19 +98,59 @@ export async function startMonitor(
   const encoders = new Map<string, Encoder>();
   for (const [id, sae] of saes) encoders.set(id, await createOrtEncoder(sae));
 
-  const bus = opts.bus ?? await connectNatsBus({
-    url: config.nats.url,
-    name: `latentwatch:${config.monitor}`,
-    onStatus: (s) => log.warn(`nats.${s.type}`, { url: config.nats.url, detail: s.detail }),
-  });
-  await bus.ensureStream({
+  const subject = config.nats.subject ?? tapSubjectFilter(config.model, config.hook);
+  // The control API comes up before NATS so liveness holds (and readiness says
+  // why not) while the broker is still unreachable.
+  let bus: Bus | null = opts.bus ?? null;
+  let pipeline: Pipeline | null = null;
+  const listen = opts.controlListen === undefined ? config.control?.listen : opts.controlListen;
+  let server: Deno.HttpServer<Deno.NetAddr> | null = null;
+  if (listen) {
+    const app = controlApi({
+      telemetry,
+      ready: () => pipeline !== null && (bus?.connected ?? false),
+      info: () => ({
+        monitor: config.monitor,
+        model: config.model,
+        hook: config.hook,
+        subject,
+        nats: { url: config.nats.url, connected: bus?.connected ?? false },
+        provider: "cpu",
+        saes: [...saes].map(([id, s]) => ({
+          id,
+          architecture: s.architecture,
+          d_in: s.dIn,
+          d_sae: s.dSae,
+        })),
+        rules: policies.rules.length,
+        active_requests: pipeline?.activeRequests ?? 0,
+      }),
+    });
+    server = serveControlApi(app, listen);
+    log.info("control.listening", { addr: `${server.addr.hostname}:${server.addr.port}` });
+  }
+
+  if (!bus) {
+    log.info("nats.connecting", { url: config.nats.url, note: "waits until the server answers" });
+    bus = await connectNatsBus({
+      url: config.nats.url,
+      name: `latentwatch:${config.monitor}`,
+      onStatus: (s) => {
+        if (s.type === "error") telemetry.add("latentwatch.bus.errors", 1, { type: s.type });
+        log.warn(`nats.${s.type}`, { url: config.nats.url, detail: s.detail });
+      },
+    });
+    log.info("nats.connected", { url: config.nats.url });
+  }
+  const connected = bus;
+  const streamSpec = {
     name: config.alerts.stream,
     subjects: [config.alerts.subject],
     duplicateWindowMs: DUPLICATE_WINDOW_MS,
-  });
+  };
+  await connected.ensureStream(streamSpec);
 
-  const subject = config.nats.subject ?? tapSubjectFilter(config.model, config.hook);
-  const pipeline = new Pipeline({
+  pipeline = new Pipeline({
     monitor: config.monitor,
     model: config.model,
     hook: config.hook,
@@ -119,54 +160,32 @@ export async function startMonitor(
     policies,
     batching: config.batching,
     alerts: { subject: config.alerts.subject, maxQueue: config.alerts.maxQueue },
-    bus,
+    bus: connected,
     telemetry,
     log,
+    ensureStream: () => connected.ensureStream(streamSpec),
     onAlert: opts.onAlert,
     onPublished: opts.onPublished,
     onEncoded: opts.onEncoded,
   });
   pipeline.start();
   log.info("monitor.started", { monitor: config.monitor, subject, alerts: config.alerts.subject });
-
-  const listen = opts.controlListen === undefined ? config.control?.listen : opts.controlListen;
-  let server: Deno.HttpServer<Deno.NetAddr> | null = null;
-  if (listen) {
-    const app = controlApi({
-      telemetry,
-      ready: () => bus.connected,
-      info: () => ({
-        monitor: config.monitor,
-        model: config.model,
-        hook: config.hook,
-        subject,
-        provider: "cpu",
-        saes: [...saes].map(([id, s]) => ({
-          id,
-          architecture: s.architecture,
-          d_in: s.dIn,
-          d_sae: s.dSae,
-        })),
-        rules: policies.rules.length,
-        active_requests: pipeline.activeRequests,
-      }),
-    });
-    server = serveControlApi(app, listen);
-    log.info("control.listening", { addr: `${server.addr.hostname}:${server.addr.port}` });
-  }
+  const running = pipeline;
 
   return {
     config,
-    bus,
-    pipeline,
+    bus: connected,
+    pipeline: running,
     telemetry,
     saes,
     controlAddr: server?.addr ?? null,
     stop: async () => {
-      await pipeline.stop();
+      const undelivered = await running.stop();
       await server?.shutdown();
       for (const e of encoders.values()) await e.close();
-      if (!opts.bus) await bus.close();
+      if (!opts.bus) await connected.close();
+      log.flush();
+      return undelivered;
     },
   };
 }

@@ -35,6 +35,10 @@ export interface PipelineOptions {
   log: Logger;
   /** Per-request state is evicted when a request sends nothing for this long (default 10 min). */
   requestTtlMs?: number;
+  /** At most this many requests have live state (default 100 000); the oldest is evicted past it. */
+  maxRequests?: number;
+  /** Re-create the alert stream when publishes find it missing. */
+  ensureStream?: () => Promise<void>;
   /** Called for every alert raised (before it is published). */
   onAlert?: (alert: Alert) => void;
   /** Called for every alert the stream acknowledged. */
@@ -46,6 +50,8 @@ export interface PipelineOptions {
 interface RequestState {
   lastSeen: number;
   tokens: number;
+  /** The Lw-Seq expected next from the tap. */
+  nextSeq: number;
 }
 
 /**
@@ -76,13 +82,21 @@ export class Pipeline {
       subject: opts.alerts.subject,
       maxQueue: opts.alerts.maxQueue,
       onPublished: opts.onPublished,
+      ensureStream: opts.ensureStream,
     });
   }
 
   /** Subscribe to the tap subject and start the encode worker. */
   start(): void {
     if (this.#sub) return;
-    this.#sub = this.#o.bus.subscribe(this.#o.subject, (msg) => this.#onMessage(msg));
+    this.#sub = this.#o.bus.subscribe(
+      this.#o.subject,
+      (msg) => this.#onMessage(msg),
+      (err) => {
+        this.#o.telemetry.add("latentwatch.bus.errors", 1, { type: "subscription" });
+        this.#o.log.error("subscription.error", { subject: this.#o.subject, error: err.message });
+      },
+    );
     this.#worker = this.#run();
     const ttl = this.#o.requestTtlMs ?? 600_000;
     this.#sweeper = setInterval(() => this.#sweep(ttl), Math.min(ttl, 10_000));
@@ -100,9 +114,10 @@ export class Pipeline {
 
   /**
    * Stop taking frames, finish what is queued, and wait (up to `timeoutMs`)
-   * for the alerts to be acknowledged.
+   * for the alerts to be acknowledged. Resolves with the number of alerts
+   * that were not (each counted as dropped, reason `shutdown`, and logged).
    */
-  async stop(timeoutMs = 10_000): Promise<void> {
+  async stop(timeoutMs = 10_000): Promise<number> {
     this.#sub?.unsubscribe();
     this.#sub = null;
     clearInterval(this.#sweeper);
@@ -115,9 +130,13 @@ export class Pipeline {
       new Promise<boolean>((r) => timer = setTimeout(() => r(true), timeoutMs)),
     ]);
     clearTimeout(timer);
-    if (timedOut) {
-      this.#o.log.error("alerts.undelivered_at_shutdown", { pending: this.publisher.pending });
-    }
+    if (!timedOut) return 0;
+    const abandoned = this.publisher.abandon();
+    this.#o.log.error("alerts.undelivered_at_shutdown", {
+      alerts: abandoned,
+      waited_ms: timeoutMs,
+    });
+    return abandoned;
   }
 
   /** Resolve once every frame received so far is encoded and its alerts acknowledged. */
@@ -165,11 +184,15 @@ export class Pipeline {
       });
       return;
     }
+    this.#track(frame, msg.subject);
     if (!this.#batcher.offer(frame)) {
-      t.add("latentwatch.frames.dropped", 1, { reason: "queue_full" });
-      t.add("latentwatch.tokens.dropped", frame.tokens, { reason: "queue_full" });
+      const reason = frame.tokens > this.#batcher.limits.maxQueueTokens
+        ? "frame_too_large"
+        : "queue_full";
+      t.add("latentwatch.frames.dropped", 1, { reason });
+      t.add("latentwatch.tokens.dropped", frame.tokens, { reason });
       this.#o.log.error("frame.dropped", {
-        reason: "queue_full",
+        reason,
         subject: msg.subject,
         request: frame.requestId,
         position: frame.position,
@@ -202,8 +225,16 @@ export class Pipeline {
     if (n > 0) {
       const x = this.#gather(frames, n, dIn);
       try {
+        // a frame may hold more tokens than a batch: encode at most maxBatchTokens rows per call
+        const step = this.#o.batching.maxBatchTokens;
         for (const [sae, encoder] of this.#o.encoders) {
-          latents.set(sae, await encoder.encode(x, n));
+          let rows: SparseLatents[] = [];
+          for (let r = 0; r < n; r += step) {
+            const m = Math.min(step, n - r);
+            const part = await encoder.encode(x.subarray(r * dIn, (r + m) * dIn), m);
+            rows = rows.length === 0 ? part : rows.concat(part);
+          }
+          latents.set(sae, rows);
           t.add("latentwatch.tokens.encoded", n, { sae });
         }
         t.add("latentwatch.batches");
@@ -222,12 +253,9 @@ export class Pipeline {
     }
     let row = 0;
     for (const frame of frames) {
-      this.#track(frame);
       if (frame.tokens > 0) this.#evaluate(frame, row, latents);
       row += frame.tokens;
-      if (frame.endOfRequest) this.#requests.delete(frame.requestId);
     }
-    t.set("latentwatch.requests.active", this.#requests.size);
     this.#o.onEncoded?.(frames, latents);
   }
 
@@ -293,14 +321,52 @@ export class Pipeline {
     this.publisher.submit(alert);
   }
 
-  #track(frame: Frame): void {
-    const s = this.#requests.get(frame.requestId);
-    if (s) {
-      s.lastSeen = Date.now();
-      s.tokens += frame.tokens;
-    } else if (!frame.endOfRequest) {
-      this.#requests.set(frame.requestId, { lastSeen: Date.now(), tokens: frame.tokens });
+  /** Follow each request's Lw-Seq as frames arrive: gaps are frames lost before reaching us. */
+  #track(frame: Frame, subject: string): void {
+    const t = this.#o.telemetry;
+    let s = this.#requests.get(frame.requestId);
+    if (!s) {
+      s = { lastSeen: 0, tokens: 0, nextSeq: 0 };
+      this.#requests.set(frame.requestId, s);
+      const max = this.#o.maxRequests ?? 100_000;
+      if (this.#requests.size > max) {
+        const [oldest] = this.#requests.keys();
+        this.#requests.delete(oldest);
+        t.add("latentwatch.requests.evicted", 1, { reason: "capacity" });
+        this.#o.log.warn("request.evicted", {
+          request: oldest,
+          reason: "capacity",
+          max_requests: max,
+        });
+      }
+    } else {
+      // keep Map order = least recently seen first, so capacity evicts the stalest
+      this.#requests.delete(frame.requestId);
+      this.#requests.set(frame.requestId, s);
     }
+    if (frame.seq > s.nextSeq) {
+      t.add("latentwatch.frames.lost", frame.seq - s.nextSeq);
+      this.#o.log.warn("frame.lost", {
+        subject,
+        request: frame.requestId,
+        expected_seq: s.nextSeq,
+        found_seq: frame.seq,
+        lost: frame.seq - s.nextSeq,
+      });
+    } else if (frame.seq < s.nextSeq) {
+      t.add("latentwatch.frames.out_of_order");
+      this.#o.log.warn("frame.out_of_order", {
+        subject,
+        request: frame.requestId,
+        expected_seq: s.nextSeq,
+        found_seq: frame.seq,
+      });
+    }
+    s.nextSeq = Math.max(s.nextSeq, frame.seq + 1);
+    s.lastSeen = Date.now();
+    s.tokens += frame.tokens;
+    if (frame.endOfRequest) this.#requests.delete(frame.requestId);
+    t.set("latentwatch.requests.active", this.#requests.size);
   }
 
   #sweep(ttlMs: number): void {
@@ -308,6 +374,7 @@ export class Pipeline {
     for (const [id, s] of this.#requests) {
       if (s.lastSeen < cutoff) {
         this.#requests.delete(id);
+        this.#o.telemetry.add("latentwatch.requests.evicted", 1, { reason: "ttl" });
         this.#o.log.info("request.expired", { request: id, tokens: s.tokens });
       }
     }

@@ -25,6 +25,26 @@ export const METRIC_SPEC = {
     unit: "{frame}",
     help: "Valid frames dropped, by reason",
   },
+  "latentwatch.frames.lost": {
+    kind: "counter",
+    unit: "{frame}",
+    help: "Frames the tap sent that never arrived (gaps in Lw-Seq)",
+  },
+  "latentwatch.frames.out_of_order": {
+    kind: "counter",
+    unit: "{frame}",
+    help: "Frames that arrived late or repeated (Lw-Seq below the next expected)",
+  },
+  "latentwatch.requests.evicted": {
+    kind: "counter",
+    unit: "{request}",
+    help: "Request states evicted before their end marker, by reason (ttl, capacity)",
+  },
+  "latentwatch.bus.errors": {
+    kind: "counter",
+    unit: "{error}",
+    help: "Subscription and connection errors",
+  },
   "latentwatch.tokens.dropped": {
     kind: "counter",
     unit: "{token}",

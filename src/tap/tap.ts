@@ -30,6 +30,11 @@ export interface TapOptions {
   dtype?: Dtype;
   /** Number of subject partitions requests are spread over (default 1). */
   partitions?: number;
+  /**
+   * Requests whose seq counter is kept until `end()` (default 100 000). A
+   * request aborted without `end()` is forgotten once this many are newer.
+   */
+  maxOpenRequests?: number;
 }
 
 /** Optional per-call metadata; token arrays have one entry per token of the call. */
@@ -81,9 +86,12 @@ export class Tap {
   readonly partitions: number;
   readonly #bus: Bus;
   readonly #requests = new Map<string, RequestState>();
+  readonly #maxOpen: number;
+  #evicted = 0;
 
   constructor(bus: Bus, opts: TapOptions) {
     this.#bus = bus;
+    this.#maxOpen = opts.maxOpenRequests ?? 100_000;
     this.model = opts.model;
     this.hook = opts.hook;
     this.dtype = opts.dtype ?? "f32";
@@ -101,6 +109,11 @@ export class Tap {
       0,
       1,
     ); // validates names and dtype
+  }
+
+  /** Requests forgotten because more than `maxOpenRequests` were open (never ended). */
+  get evictedRequests(): number {
+    return this.#evicted;
   }
 
   /** Requests published and not yet ended (their seq counters are held). */
@@ -223,7 +236,15 @@ export class Tap {
       traceparent: extra.traceparent,
       tracestate: extra.tracestate,
     };
+    // re-insert so Map order is least recently published first; past the bound,
+    // the stalest request (one that was aborted without end()) is forgotten
+    this.#requests.delete(requestId);
     this.#requests.set(requestId, next);
+    if (this.#requests.size > this.#maxOpen) {
+      const [stalest] = this.#requests.keys();
+      this.#requests.delete(stalest);
+      this.#evicted++;
+    }
     for (const f of frames) {
       this.#bus.publish(subject, f.payload, f.headers);
       next.seq++;

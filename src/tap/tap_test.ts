@@ -200,3 +200,20 @@ Deno.test("tap: f32 activations are copied, so the caller may reuse its buffer",
   acts[0] = 2;
   assert.deepEqual([...sent[0]], [0, 0, 0x80, 0x3f]); // 1.0f little-endian
 });
+
+Deno.test("tap: open requests are bounded; the stalest unended request is forgotten", () => {
+  const bus = new MemoryBus();
+  const tap = new Tap(bus, { model: "m", hook: "h", maxOpenRequests: 2 });
+  const row = new Float32Array([1, 2]);
+  tap.publish("a", 0, row, 1, 2);
+  tap.publish("b", 0, row, 1, 2);
+  tap.publish("a", 1, row, 1, 2); // a is now the most recent
+  tap.publish("c", 0, row, 1, 2); // evicts b, the stalest
+  assert.equal(tap.openRequests, 2);
+  assert.equal(tap.evictedRequests, 1);
+  const seen: string[] = [];
+  bus.subscribe(">", (m) => seen.push(m.headers["Lw-Request-Id"]));
+  tap.end("b"); // forgotten: sends nothing
+  tap.end("a");
+  assert.deepEqual(seen, ["a"]);
+});
