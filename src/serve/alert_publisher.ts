@@ -70,6 +70,8 @@ export class AlertPublisher {
   #idle: (() => void)[] = [];
   #closed = false;
   #abandoned = false;
+  /** Alerts being sent (awaiting an ack or a retry). */
+  #sending = new Set<Alert>();
   #encoder = new TextEncoder();
   #streamCheck: Promise<void> | null = null;
 
@@ -116,10 +118,11 @@ export class AlertPublisher {
   abandon(): number {
     this.#closed = true;
     this.#abandoned = true;
-    const queued = this.#queue.splice(0);
-    const count = queued.length + this.#inFlight;
-    for (const a of queued) this.#dropped(a, "shutdown");
-    // in-flight sends see #abandoned at their next retry and count themselves
+    const abandoned = [...this.#queue.splice(0), ...this.#sending];
+    this.#sending.clear();
+    for (const a of abandoned) this.#dropped(a, "shutdown");
+    const count = abandoned.length;
+    // in-flight sends see #abandoned at their next retry and stop quietly (already counted)
     this.#t.set("latentwatch.alert_queue.depth", this.pending);
     return count;
   }
@@ -139,7 +142,9 @@ export class AlertPublisher {
     while (this.#inFlight < this.#opts.maxInFlight && this.#queue.length > 0) {
       const alert = this.#queue.shift()!;
       this.#inFlight++;
+      this.#sending.add(alert);
       this.#send(alert).finally(() => {
+        this.#sending.delete(alert);
         this.#inFlight--;
         this.#t.set("latentwatch.alert_queue.depth", this.pending);
         if (this.pending === 0) { for (const r of this.#idle.splice(0)) r(); }
@@ -159,7 +164,7 @@ export class AlertPublisher {
     };
     let backoff = this.#opts.initialBackoffMs;
     for (let attempt = 1;; attempt++) {
-      if (this.#abandoned) return this.#dropped(alert, "shutdown");
+      if (this.#abandoned) return; // counted as dropped by abandon()
       try {
         const ack = await this.#bus.publishDurable(this.#opts.subject, data, alert.id, headers);
         this.#t.add(

@@ -139,15 +139,17 @@ export class Pipeline {
     return abandoned;
   }
 
-  /** Resolve once every frame received so far is encoded and its alerts acknowledged. */
+  /** Resolve once every frame accepted so far is encoded and its alerts acknowledged. */
   async idle(): Promise<void> {
-    while (this.#batcher.queuedItems > 0 || this.#busy) {
+    while (this.#processed < this.#accepted) {
       await new Promise((r) => setTimeout(r, 2));
     }
     await this.publisher.drain();
   }
 
-  #busy = false;
+  /** Frames accepted into the queue, and frames whose processing finished (or failed). */
+  #accepted = 0;
+  #processed = 0;
 
   #onMessage(msg: BusMessage): void {
     const t = this.#o.telemetry;
@@ -201,6 +203,7 @@ export class Pipeline {
       });
       return;
     }
+    this.#accepted++;
     t.set("latentwatch.queue.depth", this.#batcher.queuedTokens);
   }
 
@@ -208,11 +211,10 @@ export class Pipeline {
     for (;;) {
       const batch = await this.#batcher.next();
       if (batch === null) return;
-      this.#busy = true;
       try {
         await this.#process(batch);
       } finally {
-        this.#busy = false;
+        this.#processed += batch.length;
         this.#o.telemetry.set("latentwatch.queue.depth", this.#batcher.queuedTokens);
       }
     }

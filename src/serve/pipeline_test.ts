@@ -1,0 +1,170 @@
+/**
+ * Pipeline behaviour that needs exact control over timing, on the in-process
+ * bus (delivery is synchronous, so a burst of frames arrives before the encode
+ * worker runs) and the plain-TypeScript reference encoder. The same pipeline
+ * over a real nats-server is tested in tests/serve_test.ts.
+ */
+import assert from "node:assert/strict";
+import { MemoryBus } from "../bus/memory_bus.ts";
+import { encodeFrame, tapSubject, tapSubjectFilter } from "../core/frame.ts";
+import { compilePolicies, type PolicyRule } from "../core/policy.ts";
+import { ReferenceEncoder } from "../core/reference_encoder.ts";
+import type { SaeWeights } from "../core/sae.ts";
+import { Logger } from "./log.ts";
+import { Pipeline } from "./pipeline.ts";
+import { Telemetry } from "./telemetry.ts";
+
+const D = 4;
+/** Identity-like SAE: latent i reads input dimension i (relu), so values are known by hand. */
+const SAE: SaeWeights = {
+  format: "test",
+  architecture: "standard",
+  dIn: D,
+  dSae: D,
+  hookName: null,
+  modelName: null,
+  dtype: "float32",
+  applyBDecToInput: false,
+  wEnc: new Float32Array([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]),
+  bEnc: new Float32Array(D),
+  wDec: new Float32Array([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]),
+  bDec: new Float32Array(D),
+  source: "identity",
+};
+const RULE: PolicyRule = {
+  id: "dim0",
+  title: "dimension 0 high",
+  severity: "high",
+  sae: "s",
+  latent: 0,
+  above: 1,
+  source: { file: "inline", line: 1 },
+};
+
+function setup(over: { maxQueueTokens?: number; maxBatchTokens?: number } = {}) {
+  const bus = new MemoryBus();
+  const telemetry = new Telemetry();
+  const logs: string[] = [];
+  const pipeline = new Pipeline({
+    monitor: "t",
+    model: "m",
+    hook: "h",
+    subject: tapSubjectFilter("m", "h"),
+    dIn: D,
+    encoders: new Map([["s", new ReferenceEncoder(SAE)]]),
+    policies: compilePolicies([RULE], new Map([["s", { dSae: D }]])),
+    batching: {
+      maxBatchTokens: over.maxBatchTokens ?? 4,
+      maxWaitMs: 1,
+      maxQueueTokens: over.maxQueueTokens ?? 64,
+    },
+    alerts: { subject: "alerts.t", maxQueue: 100 },
+    bus,
+    telemetry,
+    log: new Logger({ write: (l) => logs.push(l), maxPerSecond: 1000 }),
+  });
+  const send = (requestId: string, seq: number, tokens: number, value = 0) => {
+    const data = new Float32Array(tokens * D).fill(0);
+    for (let t = 0; t < tokens; t++) data[t * D] = value;
+    const f = encodeFrame(
+      { model: "m", hook: "h", requestId, position: seq * tokens, seq, dtype: "f32" },
+      data,
+      tokens,
+      D,
+    );
+    bus.publish(tapSubject("m", "h"), f.payload, f.headers);
+  };
+  return { bus, telemetry, logs, pipeline, send };
+}
+
+Deno.test("pipeline: a burst past the token bound is dropped, counted and logged, frame by frame", async () => {
+  const { bus, telemetry, logs, pipeline, send } = setup({ maxQueueTokens: 8 });
+  await bus.ensureStream({ name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 });
+  pipeline.start();
+  // 40 tokens at once: the waiting worker takes the first frame (4 tokens), the queue holds 8 more
+  for (let i = 0; i < 10; i++) send(`r${i}`, 0, 4, 2);
+  assert.equal(telemetry.value("latentwatch.frames.dropped", { reason: "queue_full" }), 7);
+  assert.equal(telemetry.value("latentwatch.tokens.dropped", { reason: "queue_full" }), 28);
+  assert.equal(logs.filter((l) => l.startsWith("error frame.dropped reason=queue_full")).length, 7);
+  send("big", 0, 9, 2); // larger than the whole queue: never fits
+  assert.equal(telemetry.value("latentwatch.frames.dropped", { reason: "frame_too_large" }), 1);
+  await pipeline.idle();
+  assert.equal(telemetry.total("latentwatch.tokens.encoded"), 12);
+  assert.deepEqual(
+    bus.streamMessages("A").map((m) => JSON.parse(new TextDecoder().decode(m.data)).requestId),
+    [
+      "r0",
+      "r1",
+      "r2",
+    ],
+  );
+  await pipeline.stop();
+});
+
+Deno.test("pipeline: gaps and repeats in Lw-Seq are counted as lost and out-of-order frames", async () => {
+  const { telemetry, logs, pipeline, send } = setup();
+  pipeline.start();
+  send("a", 0, 1);
+  send("a", 3, 1); // seq 1 and 2 never came
+  send("a", 2, 1); // late
+  assert.equal(telemetry.total("latentwatch.frames.lost"), 2);
+  assert.equal(telemetry.total("latentwatch.frames.out_of_order"), 1);
+  assert.ok(
+    logs.some((l) =>
+      l.includes("frame.lost") && l.includes("expected_seq=1") && l.includes("found_seq=3")
+    ),
+  );
+  await pipeline.stop();
+});
+
+Deno.test("pipeline: a frame larger than a batch is encoded in batch-sized calls", async () => {
+  const { bus, telemetry, pipeline, send } = setup({ maxBatchTokens: 4, maxQueueTokens: 64 });
+  await bus.ensureStream({ name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 });
+  const sizes: number[] = [];
+  const enc = new ReferenceEncoder(SAE);
+  const counting = {
+    dIn: D,
+    dSae: D,
+    encode: (x: Float32Array, n: number) => {
+      sizes.push(n);
+      return enc.encode(x, n);
+    },
+    close: () => enc.close(),
+  };
+  // swap in the counting encoder through a fresh pipeline with the same bus
+  const p = new Pipeline({
+    monitor: "t",
+    model: "m",
+    hook: "h",
+    subject: tapSubjectFilter("m", "h"),
+    dIn: D,
+    encoders: new Map([["s", counting]]),
+    policies: compilePolicies([RULE], new Map([["s", { dSae: D }]])),
+    batching: { maxBatchTokens: 4, maxWaitMs: 1, maxQueueTokens: 64 },
+    alerts: { subject: "alerts.t", maxQueue: 100 },
+    bus,
+    telemetry,
+    log: new Logger({ quiet: true }),
+  });
+  p.start();
+  send("long", 0, 10, 3);
+  await p.idle();
+  assert.deepEqual(sizes, [4, 4, 2]);
+  const [alert] = bus.streamMessages("A").map((m) => JSON.parse(new TextDecoder().decode(m.data)));
+  assert.equal(alert.evidence.length, 10, "every token of the frame was evaluated");
+  await p.stop();
+  await pipeline.stop();
+});
+
+Deno.test("pipeline: alerts still undelivered at the shutdown deadline are counted as dropped", async () => {
+  const { bus, telemetry, logs, pipeline, send } = setup();
+  pipeline.start();
+  send("r", 0, 1, 5); // fires; the stream was never created and then the bus goes away
+  await bus.close();
+  await new Promise((r) => setTimeout(r, 20));
+  const undelivered = await pipeline.stop(200);
+  assert.equal(undelivered, 1, logs.join("\n"));
+  assert.equal(telemetry.value("latentwatch.alerts.dropped", { reason: "shutdown" }), 1);
+  assert.ok(logs.some((l) => l.startsWith("error alert.dropped reason=shutdown")), logs.join("\n"));
+  await new Promise((r) => setTimeout(r, 300)); // the retry loop notices and stops
+});
