@@ -66,7 +66,7 @@ Deno.test("policy lint: errors are file:line:col: error: reason, exit 1", async 
       "bad.yaml:9:14: error: expected a number ≥ 0, found -1; a latent that is not active reads " +
       "as 0, so a negative threshold would fire on every token (v0 rules only fire when a latent " +
       "rises above a threshold)",
-      "bad.yaml:10:7: error: unknown key 'below'; expected one of: sae, latent, above",
+      "bad.yaml:10:7: error: unknown key 'below'; expected one of: sae, latent, probe, score, above",
       "policy lint: 2 error(s) in 1 file(s)",
     ]);
   } finally {

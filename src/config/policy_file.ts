@@ -27,6 +27,7 @@ const NEGATIVE_WHY = "a latent that is not active reads as 0, so a negative thre
   "fire on every token (v0 rules only fire when a latent rises above a threshold)";
 
 const LATENT = "an integer latent index ≥ 0";
+const SCORE = "an integer score index ≥ 0 (0 for a probe with one direction)";
 
 /** The zod schema of a v0 policy file (YAML keys as written). */
 export const PolicyFileSchema = z.strictObject({
@@ -45,9 +46,32 @@ export const PolicyFileSchema = z.strictObject({
     when: z.strictObject({
       sae: z.string().regex(SAE_ID_PATTERN, {
         error: expectMessage("an SAE id from the monitor config ([A-Za-z0-9][A-Za-z0-9._-]*)"),
-      }),
-      latent: z.int({ error: expectMessage(LATENT) }).min(0, { error: expectMessage(LATENT) }),
-      above: z.number().min(0, { error: expectMessage("a number ≥ 0", NEGATIVE_WHY) }),
+      }).optional(),
+      latent: z.int({ error: expectMessage(LATENT) }).min(0, { error: expectMessage(LATENT) })
+        .optional(),
+      probe: z.string().regex(SAE_ID_PATTERN, {
+        error: expectMessage("a probe id from the monitor config ([A-Za-z0-9][A-Za-z0-9._-]*)"),
+      }).optional(),
+      score: z.int({ error: expectMessage(SCORE) }).min(0, { error: expectMessage(SCORE) })
+        .optional(),
+      above: z.number({ error: expectMessage("a number") }),
+    }).check((ctx) => {
+      const w = ctx.value;
+      const issue = (path: string, message: string) =>
+        ctx.issues.push({ code: "custom", input: w, path: [path], message });
+      if (w.probe === undefined) {
+        if (w.sae === undefined) {
+          issue(
+            "sae",
+            "expected either 'sae' with 'latent' (an SAE latent) or 'probe' (a probe score)",
+          );
+        } else if (w.latent === undefined) issue("latent", `expected ${LATENT} with 'sae'`);
+        if (w.score !== undefined) issue("score", "expected 'score' only with 'probe'");
+        if (w.above < 0) issue("above", `expected a number ≥ 0, found ${w.above}; ${NEGATIVE_WHY}`);
+      } else {
+        if (w.sae !== undefined) issue("sae", "expected 'sae' or 'probe', found both");
+        if (w.latent !== undefined) issue("latent", "expected 'score' (not 'latent') with 'probe'");
+      }
     }),
   })),
 });
@@ -72,9 +96,10 @@ export function policyRulesFromSource(src: YamlSource): PolicyRule[] {
       id: r.id,
       title: r.title,
       severity: r.severity,
-      sae: r.when.sae,
-      latent: r.when.latent,
+      sae: (r.when.probe ?? r.when.sae)!,
+      latent: (r.when.probe !== undefined ? r.when.score ?? 0 : r.when.latent)!,
       above: r.when.above,
+      ...(r.when.probe !== undefined ? { signal: "probe" as const } : {}),
       source: { file: src.file, line: src.locate(["rules", i]).line },
     };
     if (r.description !== undefined) rule.description = r.description;

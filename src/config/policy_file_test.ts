@@ -86,7 +86,7 @@ Deno.test("parsePolicyFile: unknown keys are errors at the key, with a hint", ()
     .replace("      above: 2.0\n", "      above: 2.0\n      treshold: 3\n"); // new line 12
   assert.deepEqual(problems(text), [
     "p.yaml:6:5: unknown key 'priority'; expected one of: id, title, severity, description, when",
-    "p.yaml:12:7: unknown key 'treshold'; expected one of: sae, latent, above",
+    "p.yaml:12:7: unknown key 'treshold'; expected one of: sae, latent, probe, score, above",
   ]);
 });
 
@@ -146,7 +146,7 @@ Deno.test("parsePolicyFile: missing keys point at the rule that lacks them", () 
     .replace("{sae: demo-res, latent: 1, above: 0}", "{sae: demo-res, above: 0}");
   assert.deepEqual(problems(text), [
     "p.yaml:11:5: missing required key 'title' (expected a string)",
-    "p.yaml:13:11: missing required key 'latent' (expected an integer)",
+    "p.yaml:13:11: expected an integer latent index ≥ 0 with 'sae'",
   ]);
 });
 
@@ -172,7 +172,7 @@ Deno.test("parsePolicyFile: every problem in a file is reported at once", () => 
     "p.yaml:10:38: expected a number ≥ 0, found -1; a latent that is not active reads as 0, so a " +
     "negative threshold would fire on every token (v0 rules only fire when a latent rises above " +
     "a threshold)",
-    "p.yaml:10:42: unknown key 'why'; expected one of: sae, latent, above",
+    "p.yaml:10:42: unknown key 'why'; expected one of: sae, latent, probe, score, above",
   ]);
 });
 
@@ -200,4 +200,27 @@ Deno.test("loadPolicyFile: a missing file is a ConfigError at 1:1", async () => 
     assert.equal(err.message, "/nonexistent/p.yaml:1:1: cannot read file: no such file");
     return true;
   });
+});
+
+Deno.test("parsePolicyFile: probe rules take a score index and any finite threshold", () => {
+  const text = [
+    "version: 1", //                                         line 1
+    "rules:", //                                             line 2
+    "  - id: deception", //                                  line 3
+    "    title: Deception probe", //                         line 4
+    "    severity: medium", //                               line 5
+    "    when: { probe: lie, above: -0.5 }", //              line 6
+    "  - id: both", //                                       line 7
+    "    title: Both", //                                    line 8
+    "    severity: low", //                                  line 9
+    "    when: { probe: lie, latent: 2, above: 1 }", //      line 10
+  ].join("\n");
+  assert.deepEqual(problems(text), [
+    "p.yaml:10:33: expected 'score' (not 'latent') with 'probe'",
+  ]);
+  const [rule] = parsePolicyFile(text.split("\n").slice(0, 6).join("\n"), "p.yaml");
+  assert.equal(rule.sae, "lie");
+  assert.equal(rule.latent, 0);
+  assert.equal(rule.above, -0.5);
+  assert.equal(rule.signal, "probe");
 });

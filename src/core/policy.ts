@@ -21,12 +21,18 @@ export interface PolicyRule {
   title: string;
   severity: Severity;
   description?: string;
-  /** SAE id, as named in the monitor config. */
+  /** Encoder id (an SAE or a probe), as named in the monitor config. */
   sae: string;
-  /** Latent index, `0 ≤ latent < dSae`. */
+  /** Latent index (probe: score index), `0 ≤ latent < dSae`. */
   latent: number;
-  /** Threshold, `≥ 0`; the rule fires when the activation is strictly greater. */
+  /**
+   * Threshold; the rule fires when the value is strictly greater. `≥ 0` for
+   * SAE latents (an inactive latent reads 0); any finite number for probes,
+   * whose scores are present on every token.
+   */
   above: number;
+  /** What `sae`/`latent` name: an SAE latent (default) or a probe score. */
+  signal?: "latent" | "probe";
   /** Where the rule was written (the line of its list item). */
   source: { file: string; line: number };
 }
@@ -102,7 +108,7 @@ function where(rule: PolicyRule): string {
  */
 export function compilePolicies(
   rules: PolicyRule[],
-  saes: ReadonlyMap<string, { dSae: number }>,
+  saes: ReadonlyMap<string, { dSae: number; dense?: boolean }>,
 ): CompiledPolicies {
   const problems: PolicyProblem[] = [];
   const byId = new Map<string, PolicyRule>();
@@ -121,23 +127,38 @@ export function compilePolicies(
       byId.set(rule.id, rule);
     }
     let ok = true;
-    if (!Number.isFinite(rule.above) || rule.above < 0) {
+    const sae = saes.get(rule.sae);
+    // dense encoders (probes) report every score, so any finite threshold is meaningful
+    const dense = sae?.dense ?? false;
+    if (!Number.isFinite(rule.above) || (!dense && rule.above < 0)) {
       ok = false;
       problems.push({
         rule,
         field: "above",
-        reason: `rule '${rule.id}': expected a threshold ≥ 0, found ${rule.above}; ` +
-          "a latent that is not active reads as 0, so a negative threshold would fire on every token",
+        reason: dense
+          ? `rule '${rule.id}': expected a finite threshold, found ${rule.above}`
+          : `rule '${rule.id}': expected a threshold ≥ 0, found ${rule.above}; ` +
+            "a latent that is not active reads as 0, so a negative threshold would fire on every token",
       });
     }
-    const sae = saes.get(rule.sae);
+    if (sae && (rule.signal === "probe") !== dense) {
+      ok = false;
+      problems.push({
+        rule,
+        field: "sae",
+        reason: rule.signal === "probe"
+          ? `rule '${rule.id}': expected a probe id, found SAE '${rule.sae}' (use 'sae:' and 'latent:')`
+          : `rule '${rule.id}': expected an SAE id, found probe '${rule.sae}' (use 'probe:')`,
+      });
+    }
     if (!sae) {
       ok = false;
       problems.push({
         rule,
         field: "sae",
-        reason:
-          `rule '${rule.id}': unknown SAE '${rule.sae}'; expected one the monitor loads (${known})`,
+        reason: `rule '${rule.id}': unknown ${
+          rule.signal === "probe" ? "probe" : "SAE"
+        } '${rule.sae}'; expected one the monitor loads (${known})`,
       });
     } else if (!Number.isInteger(rule.latent) || rule.latent < 0 || rule.latent >= sae.dSae) {
       ok = false;

@@ -178,3 +178,22 @@ Deno.test("evaluateToken: many active latents (search path) gives the same match
     ],
   );
 });
+
+Deno.test("probe rules: negative thresholds allowed on dense probes, kinds must match", () => {
+  const encoders = new Map([["demo-res", { dSae: 16 }], ["lie", { dSae: 1, dense: true }]]);
+  const probeRule = { ...rule("lie-low", 0, -0.5, { sae: "lie" }), signal: "probe" as const };
+  const p = compilePolicies([probeRule], encoders);
+  // a probe reports every score: −0.2 > −0.5 fires, −0.7 does not
+  assert.deepEqual(evaluateToken(p, "lie", sparse([[0, -0.2]])).map((m) => m.rule.id), ["lie-low"]);
+  assert.deepEqual(evaluateToken(p, "lie", sparse([[0, -0.7]])), []);
+  const err = compileError(() =>
+    compilePolicies([
+      { ...rule("as-sae", 0, 1, { sae: "lie" }) },
+      { ...rule("as-probe", 0, 1), signal: "probe" as const },
+    ], encoders)
+  );
+  assert.deepEqual(err.problems.map((x) => x.reason), [
+    "rule 'as-sae': expected an SAE id, found probe 'lie' (use 'probe:')",
+    "rule 'as-probe': expected a probe id, found SAE 'demo-res' (use 'sae:' and 'latent:')",
+  ]);
+});
