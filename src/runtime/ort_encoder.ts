@@ -1,49 +1,82 @@
 /**
- * The production encoder: the SAE's ONNX graph ({@linkcode buildEncoderModel})
+ * The production encoder: the SAE's ONNX graph ({@linkcode buildEncoderGraph})
  * run by onnxruntime on the CPU, with the dense output turned into sparse
  * per-token latents by a tight scan into reused scratch buffers.
+ *
+ * Watched latents (`watch`): standard, JumpReLU and gated SAEs get a graph
+ * with only the watched encoder columns, exact for those latents and
+ * |watch|/dSae of the work. TopK SAEs still run the full MatMul and TopK
+ * (membership in the top k depends on every latent) and only the reporting
+ * is restricted, so it is exact but no cheaper: check
+ * {@linkcode watchIsCheap} before relying on the saving.
+ *
+ * Large SAEs: when the initializers exceed `externalDataThreshold` (1.5 GiB
+ * by default; protobuf caps a model at 2 GB) the weights are written as ONNX
+ * external data into a temporary folder, the session is created from that
+ * path, and the folder is deleted right after.
  *
  * @module
  */
 
 import * as ort from "onnxruntime-node";
+import { canonicalWatch, EncoderInputError } from "../core/reference_encoder.ts";
 import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import {
-  buildEncoderModel,
+  buildEncoderGraph,
   DENSE_OUTPUT,
   INPUT_NAME,
+  type ProgressFn,
   TOPK_INDICES,
   TOPK_VALUES,
+  watchIsCheap,
 } from "./onnx_graph.ts";
+
+import { openSession, sessionOptions } from "./session.ts";
+
+export { watchIsCheap } from "./onnx_graph.ts";
+export { createProbeEncoder } from "./probe_encoder.ts";
 
 /** Options for {@linkcode createOrtEncoder}. */
 export interface OrtEncoderOptions {
   /** onnxruntime intra-op threads; onnxruntime picks when unset. */
   intraOpThreads?: number;
+  /**
+   * Report only these latents (still by their SAE index). Exact for every
+   * architecture; cheaper only where {@linkcode watchIsCheap} is true.
+   */
+  watch?: Uint32Array;
+  /** Called while the graph is built, serialised or written, and the session opened. */
+  onProgress?: ProgressFn;
+  /** Bytes of initializers above which external data is used (default 1.5 GiB). */
+  externalDataThreshold?: number;
 }
 
 /**
  * Build the encoder graph of `sae` and open an onnxruntime CPU session on it.
+ *
+ * @throws {EncoderConfigError} for an SAE the encoder cannot run (see `assertEncodable`)
+ * @throws {EncoderInputError} for a watched latent ≥ dSae
  *
  * @example
  * ```ts
  * const enc = await createOrtEncoder(await loadSaeLens("my-sae"), { intraOpThreads: 4 });
  * const latents = await enc.encode(x, tokens); // one SparseLatents per token
  * await enc.close();
+ * const watched = await createOrtEncoder(sae, { watch: new Uint32Array([12, 4096]) });
  * ```
  */
 export async function createOrtEncoder(
   sae: SaeWeights,
   opts: OrtEncoderOptions = {},
 ): Promise<Encoder> {
-  const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: ["cpu"],
-    graphOptimizationLevel: "all",
-    executionMode: "sequential",
-  };
-  if (opts.intraOpThreads !== undefined) options.intraOpNumThreads = opts.intraOpThreads;
-  const session = await ort.InferenceSession.create(buildEncoderModel(sae), options);
-  return new OrtEncoder(session, sae);
+  const model = buildEncoderGraph(sae, { watch: opts.watch, onProgress: opts.onProgress });
+  const session = await openSession(
+    model,
+    sessionOptions(opts.intraOpThreads),
+    opts.externalDataThreshold,
+    opts.onProgress,
+  );
+  return new OrtEncoder(session, sae, opts.watch && canonicalWatch(opts.watch, sae.dSae));
 }
 
 class OrtEncoder implements Encoder {
@@ -57,23 +90,38 @@ class OrtEncoder implements Encoder {
   #val = new Float32Array(0);
   /** TopK only: latent index → value of the row being sorted. */
   #lookup: Float32Array;
+  /** Columns of the dense output: `dSae`, or `|watch|` for a watched graph. */
+  readonly #width: number;
+  /** Watched dense graphs: output column → SAE latent index. */
+  readonly #columns: Uint32Array | null;
+  /** Watched TopK: 1 for a watched latent (the graph is full; reporting is filtered). */
+  readonly #mask: Uint8Array | null;
 
-  constructor(session: ort.InferenceSession, sae: SaeWeights) {
+  constructor(session: ort.InferenceSession, sae: SaeWeights, watch?: Uint32Array) {
     this.#session = session;
     this.dIn = sae.dIn;
     this.dSae = sae.dSae;
     this.#topk = sae.architecture === "topk";
     this.#lookup = new Float32Array(this.#topk ? sae.dSae : 0);
+    this.#columns = watch && watchIsCheap(sae) ? watch : null;
+    this.#width = this.#columns ? this.#columns.length : sae.dSae;
+    this.#mask = null;
+    if (watch && this.#topk) {
+      this.#mask = new Uint8Array(sae.dSae);
+      for (const i of watch) this.#mask[i] = 1;
+    }
   }
 
   async encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
     if (!Number.isSafeInteger(tokens) || tokens < 0) {
-      throw new RangeError(`encode: tokens must be a non-negative integer, found ${tokens}`);
+      throw new EncoderInputError(
+        `encode: expected a non-negative integer token count, found ${tokens}`,
+      );
     }
     if (tokens === 0) return [];
     const n = tokens * this.dIn;
     if (x.length < n) {
-      throw new RangeError(
+      throw new EncoderInputError(
         `encode: expected at least ${tokens} × ${this.dIn} = ${n} values, found ${x.length}`,
       );
     }
@@ -103,7 +151,7 @@ class OrtEncoder implements Encoder {
   }
 
   #sparseFromDense(dense: Float32Array, tokens: number): SparseLatents[] {
-    const dSae = this.dSae;
+    const dSae = this.#width;
     // Trained SAEs fire well under 1% of latents, so skip 8 zeros at a time:
     // OR the bit patterns, dropping the sign so -0 counts as zero, as in `v !== 0`.
     const bits = new Int32Array(dense.buffer, dense.byteOffset, dense.length);
@@ -141,6 +189,10 @@ class OrtEncoder implements Encoder {
       }
       ends[t] = pos;
     }
+    // Watched graphs: output columns are the watched latents in ascending order,
+    // so mapping them back keeps each row sorted.
+    const columns = this.#columns;
+    if (columns) { for (let p = 0; p < pos; p++) this.#idx[p] = columns[this.#idx[p]]; }
     return this.#split(ends, pos);
   }
 
@@ -149,6 +201,7 @@ class OrtEncoder implements Encoder {
     // Indices are < 2^32 and little-endian: read the low word, no BigInt boxing.
     const words = new Uint32Array(indices.buffer, indices.byteOffset, indices.length * 2);
     const lookup = this.#lookup;
+    const mask = this.#mask;
     this.#reserve(tokens * k);
     const idx = this.#idx;
     const val = this.#val;
@@ -160,6 +213,7 @@ class OrtEncoder implements Encoder {
         const v = values[p];
         if (v !== 0) {
           const i = words[2 * p];
+          if (mask && !mask[i]) continue;
           idx[pos++] = i;
           lookup[i] = v;
         }
