@@ -26,8 +26,10 @@ export interface MonitorConfig {
   monitor: string;
   model: string;
   hook: string;
-  /** At least one; ids are unique. */
-  saes: { id: string; path: string /* absolute */ }[];
+  /** At least one; ids are unique (across SAEs and probes). */
+  saes: MonitorSae[];
+  /** Linear probes run beside the SAEs; policies name them with `probe:`. */
+  probes: { id: string; path: string /* absolute */ }[];
   /** Policy files, absolute paths, at least one. */
   policies: string[];
   nats: { url: string; subject?: string };
@@ -35,6 +37,32 @@ export interface MonitorConfig {
   batching: { maxBatchTokens: number; maxWaitMs: number; maxQueueTokens: number };
   control?: { listen: string };
 }
+
+/** One SAE of a monitor. */
+export interface MonitorSae {
+  id: string;
+  /** Absolute path of the SAE folder or file. */
+  path: string;
+  /** Upstream format; detected from the files when absent. */
+  format?: SaeFormatName;
+  /** Neuronpedia explanations export (absolute); an `explanations/` folder beside the SAE otherwise. */
+  labels?: string;
+  /** SAELens `expected_average_only_in` scaling factor, when the SAE folder does not carry it. */
+  scalingFactor?: number;
+}
+
+/** SAE formats a monitor can name (`format:`). */
+export const SAE_FORMATS = [
+  "saelens",
+  "gemma-scope",
+  "gemma-scope-2",
+  "sparsify",
+  "openai",
+  "dictionary-learning",
+] as const;
+
+/** One of {@linkcode SAE_FORMATS}. */
+export type SaeFormatName = (typeof SAE_FORMATS)[number];
 
 /** Defaults of every optional key. */
 export const MONITOR_DEFAULTS = {
@@ -75,7 +103,20 @@ export const MonitorFileSchema = z.strictObject({
       error: expectMessage("an SAE id of letters, digits, '.', '_' or '-'"),
     }),
     path: nonEmpty,
+    format: z.enum(SAE_FORMATS, {
+      error: expectMessage(`one of ${SAE_FORMATS.join(", ")}`),
+    }).optional(),
+    labels: nonEmpty.optional(),
+    scaling_factor: z.number({ error: expectMessage("a positive number") }).positive({
+      error: expectMessage("a positive number"),
+    }).optional(),
   })).min(1, { error: expectMessage("a list of at least one SAE ({id, path})") }),
+  probes: z.array(z.strictObject({
+    id: z.string().regex(SAE_ID, {
+      error: expectMessage("a probe id of letters, digits, '.', '_' or '-'"),
+    }),
+    path: nonEmpty,
+  })).default([]),
   policies: z.array(nonEmpty).min(1, {
     error: expectMessage("a list of at least one policy file"),
   }),
@@ -138,7 +179,7 @@ export const MonitorFileSchema = z.strictObject({
  * ```
  */
 export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
-  const m = validateYaml(MonitorFileSchema, src, duplicateIds(src, "saes", "SAE"));
+  const m = validateYaml(MonitorFileSchema, src, duplicateIds(src, ["saes", "probes"], "SAE"));
   const base = dirname(resolve(src.file));
   const abs = (p: string) => isAbsolute(p) ? resolve(p) : resolve(base, p);
   const cfg: MonitorConfig = {
@@ -146,7 +187,14 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
     monitor: m.monitor,
     model: m.model,
     hook: m.hook,
-    saes: m.saes.map((s) => ({ id: s.id, path: abs(s.path) })),
+    saes: m.saes.map((s) => ({
+      id: s.id,
+      path: abs(s.path),
+      ...(s.format ? { format: s.format } : {}),
+      ...(s.labels ? { labels: abs(s.labels) } : {}),
+      ...(s.scaling_factor !== undefined ? { scalingFactor: s.scaling_factor } : {}),
+    })),
+    probes: m.probes.map((p) => ({ id: p.id, path: abs(p.path) })),
     policies: m.policies.map(abs),
     nats: { url: m.nats.url },
     alerts: {

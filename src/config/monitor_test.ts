@@ -34,6 +34,7 @@ Deno.test("parseMonitorConfig: defaults and paths resolved against the file's fo
     model: "sim-gpt",
     hook: "blocks.6.hook_resid_post",
     saes: [{ id: "demo-res", path: "/srv/sae" }],
+    probes: [],
     policies: ["/srv/lw/policies/demo.yaml"],
     nats: { url: "nats://127.0.0.1:4222" },
     alerts: { stream: "LATENTWATCH_ALERTS", subject: "latentwatch.alerts.demo", maxQueue: 10000 },
@@ -183,6 +184,43 @@ Deno.test("loadMonitorConfig: a missing file is a ConfigError at 1:1", async () 
   await assert.rejects(loadMonitorConfig("/nonexistent/m.yaml"), (err: unknown) => {
     assert.ok(err instanceof ConfigError);
     assert.equal(err.message, "/nonexistent/m.yaml:1:1: cannot read file: no such file");
+    return true;
+  });
+});
+
+Deno.test("parseMonitorConfig: SAE format, labels, scaling factor and probes", () => {
+  const text = [
+    "monitor: m", //                                          line 1
+    "model: gemma-2-2b", //                                   line 2
+    "hook: blocks.20.hook_resid_post", //                     line 3
+    "saes:", //                                               line 4
+    "  - id: res20", //                                       line 5
+    "    path: gs/layer_20/width_16k/average_l0_71", //        line 6
+    "    format: gemma-scope", //                             line 7
+    "    labels: np/explanations", //                         line 8
+    "    scaling_factor: 0.25", //                            line 9
+    "probes:", //                                             line 10
+    "  - id: lie", //                                         line 11
+    "    path: probes/lie.json", //                           line 12
+    "policies: [p.yaml]", //                                  line 13
+  ].join("\n");
+  const cfg = parseMonitorConfig(text, "/srv/lw/m.yaml");
+  assert.deepEqual(cfg.saes, [{
+    id: "res20",
+    path: "/srv/lw/gs/layer_20/width_16k/average_l0_71",
+    format: "gemma-scope",
+    labels: "/srv/lw/np/explanations",
+    scalingFactor: 0.25,
+  }]);
+  assert.deepEqual(cfg.probes, [{ id: "lie", path: "/srv/lw/probes/lie.json" }]);
+
+  const bad = text.replace("format: gemma-scope", "format: gemmascope").replace(
+    "id: lie",
+    "id: res20",
+  );
+  assert.throws(() => parseMonitorConfig(bad, "m.yaml"), (err: Error) => {
+    assert.match(err.message, /^m\.yaml:7:13: expected one of saelens, gemma-scope, /m);
+    assert.match(err.message, /^m\.yaml:11:9: duplicate SAE id 'res20': .* defined at line 5$/m);
     return true;
   });
 });

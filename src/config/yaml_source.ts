@@ -273,26 +273,33 @@ export function validateYaml<S extends z.ZodType>(
  * //   unique, found it already defined at line 2" }]
  * ```
  */
-export function duplicateIds(src: YamlSource, listKey: string, noun: string): ConfigIssue[] {
-  const items = (src.value as Record<string, unknown> | null)?.[listKey];
-  if (!Array.isArray(items)) return [];
+export function duplicateIds(
+  src: YamlSource,
+  listKey: string | readonly string[],
+  noun: string,
+): ConfigIssue[] {
+  // several lists may share one id namespace (a monitor's SAEs and probes)
   const seen = new Map<string, number>();
   const issues: ConfigIssue[] = [];
-  items.forEach((item, i) => {
-    const id = (item as { id?: unknown } | null)?.id;
-    if (typeof id !== "string") return;
-    const at = src.locate([listKey, i, "id"]);
-    const first = seen.get(id);
-    if (first === undefined) seen.set(id, at.line);
-    else {
-      issues.push({
-        file: src.file,
-        ...at,
-        reason: `duplicate ${noun} id '${id}': expected ids to be unique, found it already ` +
-          `defined at line ${first}`,
-      });
-    }
-  });
+  for (const key of typeof listKey === "string" ? [listKey] : listKey) {
+    const items = (src.value as Record<string, unknown> | null)?.[key];
+    if (!Array.isArray(items)) continue;
+    items.forEach((item, i) => {
+      const id = (item as { id?: unknown } | null)?.id;
+      if (typeof id !== "string") return;
+      const at = src.locate([key, i, "id"]);
+      const first = seen.get(id);
+      if (first === undefined) seen.set(id, at.line);
+      else {
+        issues.push({
+          file: src.file,
+          ...at,
+          reason: `duplicate ${noun} id '${id}': expected ids to be unique, found it already ` +
+            `defined at line ${first}`,
+        });
+      }
+    });
+  }
   return issues;
 }
 
