@@ -108,7 +108,7 @@ Deno.test("parseMonitorConfig: unknown keys at the key, snake_case hint for came
   assert.deepEqual(problems(text), [
     "/srv/lw/m.yaml:10:3: unknown key 'maxBatchTokens' (did you mean 'max_batch_tokens'?); expected one of: max_batch_tokens, " +
     "max_wait_ms, max_queue_tokens",
-    "/srv/lw/m.yaml:11:1: unknown key 'colour'; expected one of: monitor, model, hook, saes, " +
+    "/srv/lw/m.yaml:11:1: unknown key 'colour'; expected one of: monitor, model, hook, saes, probes, " +
     "policies, nats, alerts, batching, control",
   ]);
 });
