@@ -1,28 +1,66 @@
 /**
- * `latentwatch sae inspect|encode`: look at an SAE folder, or run it over a
- * NumPy array of activations and print one JSON line per token.
+ * `latentwatch sae inspect|encode|eval`: look at a downloaded SAE or
+ * transcoder, run it over a NumPy array of activations and print one JSON
+ * line per token, or measure how well it reconstructs them. Also
+ * `latentwatch probe score` ({@linkcode runProbeCommand}) for linear probes.
  *
- * stdout carries results only; every diagnostic goes to stderr, so the
- * output can be piped straight into `jq` or a file.
+ * stdout carries results only; every diagnostic (warnings, loading
+ * progress, errors) goes to stderr, so the output can be piped straight into
+ * `jq` or a file.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import type { SaeWeights, SparseLatents } from "../core/sae.ts";
-import { NpyError, readNpy } from "../formats/npy.ts";
+import type { LinearProbe, SaeWeights, SparseLatents } from "../core/sae.ts";
+import { saeDOut } from "../core/sae.ts";
+import { evaluateReconstruction } from "../core/decode.ts";
+import { EncoderConfigError, EncoderInputError } from "../core/reference_encoder.ts";
+import { type NpyArray, NpyError, readNpy } from "../formats/npy.ts";
+import {
+  attachLabels,
+  findLabelsNextTo,
+  LabelFormatError,
+  readNeuronpediaExplanations,
+} from "../formats/neuronpedia.ts";
+import { loadProbe, ProbeFormatError } from "../formats/probe.ts";
 import { loadSaeLens, SaeFormatError } from "../formats/saelens.ts";
 import { SafetensorsError } from "../formats/safetensors.ts";
-import { createOrtEncoder } from "../runtime/ort_encoder.ts";
+import { createOrtEncoder, createProbeEncoder } from "../runtime/ort_encoder.ts";
+
+const FORMATS = [
+  "saelens",
+  "gemma-scope",
+  "gemma-scope-2",
+  "sparsify",
+  "openai",
+  "dictionary-learning",
+] as const;
 
 const USAGE = `usage:
-  latentwatch sae inspect <path> [--json]
-      print format, architecture, d_in, d_sae, hook and dtype of an SAE folder
-  latentwatch sae encode <path> --input <acts.npy> [--batch 128] [--threads N]
+  latentwatch sae inspect <path> [--format F] [--labels P] [--latent N] [--json]
+      format, architecture, kind, d_in, d_sae, d_out, hook, dtype, normalisation,
+      b_dec on input, skip connection and label count of an SAE or transcoder;
+      --latent N adds that latent's label and decoder norm ‖W_dec[N,:]‖
+  latentwatch sae encode <path> --input <acts.npy> [--format F] [--batch 128] [--threads N]
       encode a float32/float16 array of shape [T, d_in]; one JSON line per token:
       {"token": <i>, "latents": [[<index>, <value>], ...]}
+  latentwatch sae eval <path> --input <acts.npy> [--target <out.npy>] [--format F] [--json]
+      reconstruction MSE, fraction of variance unexplained, mean L0 and dead
+      latents on that input (--target: what a transcoder should output)
 
-<path> is a SAELens folder (cfg.json + sae_weights.safetensors) or either file in it.`;
+<path> is an SAE folder or file: SAELens (cfg.json + sae_weights.safetensors),
+Gemma Scope (params.npz or its average_l0_* folder), Gemma Scope 2 (config.json +
+params.safetensors), sparsify (cfg.json + sae.safetensors), OpenAI or
+dictionary_learning (.pt). The format is detected; --format overrides it:
+  ${FORMATS.join(", ")}
+Labels: an explanations/ folder (Neuronpedia export) inside the SAE folder is
+read automatically; --labels <file or folder> points elsewhere.`;
+
+const PROBE_USAGE = `usage:
+  latentwatch probe score <probe> --input <acts.npy> [--batch 128]
+      score a [T, d_in] array with a linear probe (.npy, .safetensors or .json);
+      one JSON line per token: {"token": <i>, "scores": [<s0>, ...]}`;
 
 /** Input the user can fix: reported on stderr with exit code 1. */
 class CliInputError extends Error {
@@ -32,7 +70,39 @@ class CliInputError extends Error {
   }
 }
 
+/** Errors that describe a bad file or argument, not a bug: message only, exit 1. */
+function isUserError(e: unknown): e is Error {
+  return e instanceof CliInputError || e instanceof SaeFormatError || e instanceof NpyError ||
+    e instanceof SafetensorsError || e instanceof LabelFormatError ||
+    e instanceof ProbeFormatError || e instanceof EncoderConfigError ||
+    e instanceof EncoderInputError;
+}
+
 const DEFAULT_BATCH = 128;
+
+/**
+ * Loading progress is drawn on stderr when stderr is a terminal, or when the
+ * weights pass this size (so a log of a big load shows it is not stuck).
+ * `LATENTWATCH_PROGRESS_MIN_BYTES` overrides it (tests use 0).
+ */
+const PROGRESS_MIN_BYTES = 256 * 1024 * 1024;
+
+/** The SAE formats `--format` accepts. */
+export type SaeFormatName = typeof FORMATS[number];
+
+/** Options of {@linkcode loadForCli}. */
+interface LoadOptions {
+  format?: SaeFormatName;
+  onProgress?: (done: number, total: number, phase: string) => void;
+}
+
+/** Until the multi-format loader lands, SAELens folders only. */
+async function loadSae(path: string, opts: LoadOptions): Promise<SaeWeights> {
+  if (opts.format !== undefined && opts.format !== "saelens") {
+    throw new CliInputError(`--format ${opts.format}: not supported by this build`);
+  }
+  return await loadSaeLens(path);
+}
 
 /**
  * Run `latentwatch sae ...` with the arguments after `sae`; returns the exit
@@ -40,7 +110,7 @@ const DEFAULT_BATCH = 128;
  *
  * @example
  * ```ts
- * const code = await runSaeCommand(["inspect", "saes/my-sae", "--json"]);
+ * const code = await runSaeCommand(["inspect", "saes/my-sae", "--latent", "42"]);
  * ```
  */
 export async function runSaeCommand(args: string[]): Promise<number> {
@@ -52,6 +122,10 @@ export async function runSaeCommand(args: string[]): Promise<number> {
       strict: true,
       options: {
         input: { type: "string", short: "i" },
+        target: { type: "string" },
+        format: { type: "string", short: "f" },
+        labels: { type: "string" },
+        latent: { type: "string" },
         json: { type: "boolean" },
         batch: { type: "string" },
         threads: { type: "string" },
@@ -68,10 +142,11 @@ export async function runSaeCommand(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if ((sub !== "inspect" && sub !== "encode") || !path || extra.length > 0) {
+  const known = sub === "inspect" || sub === "encode" || sub === "eval";
+  if (!known || !path || extra.length > 0) {
     const why = !sub
       ? "missing subcommand"
-      : sub !== "inspect" && sub !== "encode"
+      : !known
       ? `unknown subcommand '${sub}'`
       : !path
       ? "missing <path>"
@@ -79,22 +154,39 @@ export async function runSaeCommand(args: string[]): Promise<number> {
     console.error(`latentwatch sae: ${why}\n\n${USAGE}`);
     return 2;
   }
+  if (values.format !== undefined && !(FORMATS as readonly string[]).includes(values.format)) {
+    console.error(
+      `latentwatch sae ${sub}: --format: expected one of ${
+        FORMATS.join(", ")
+      }, found '${values.format}'`,
+    );
+    return 2;
+  }
+  const load: LoadOptions = {
+    format: values.format as SaeFormatName | undefined,
+    onProgress: progressReporter(),
+  };
   try {
-    if (sub === "inspect") return await inspect(path, values.json ?? false);
+    if (sub === "inspect") {
+      const latent = values.latent === undefined
+        ? undefined
+        : nonNegativeInt("--latent", values.latent);
+      return await inspect(path, load, values.labels, latent, values.json ?? false);
+    }
     if (!values.input) {
-      console.error(`latentwatch sae encode: missing --input <acts.npy>\n\n${USAGE}`);
+      console.error(`latentwatch sae ${sub}: missing --input <acts.npy>\n\n${USAGE}`);
       return 2;
     }
     const batch = positiveInt("--batch", values.batch, DEFAULT_BATCH);
     const threads = values.threads === undefined
       ? undefined
       : positiveInt("--threads", values.threads, 1);
-    return await encode(path, values.input, batch, threads);
+    if (sub === "eval") {
+      return await evaluate(path, load, values.input, values.target, batch, threads, values.json);
+    }
+    return await encode(path, load, values.input, batch, threads);
   } catch (e) {
-    if (
-      e instanceof CliInputError || e instanceof SaeFormatError || e instanceof NpyError ||
-      e instanceof SafetensorsError
-    ) {
+    if (isUserError(e)) {
       console.error(`latentwatch sae ${sub}: ${e.message}`);
       return 1;
     }
@@ -111,27 +203,141 @@ function positiveInt(flag: string, raw: string | undefined, fallback: number): n
   return n;
 }
 
-function describe(sae: SaeWeights): Record<string, string | number | null> {
-  const info: Record<string, string | number | null> = {
+function nonNegativeInt(flag: string, raw: string): number {
+  const n = raw.trim() === "" ? NaN : Number(raw);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new CliInputError(`${flag}: expected a latent index (an integer ≥ 0), found '${raw}'`);
+  }
+  return n;
+}
+
+/**
+ * A loading-progress callback that draws on stderr, or undefined when
+ * nobody would see it. On a terminal one line is redrawn (throttled); in a
+ * log, large loads print a line per quarter so the log is not flooded.
+ */
+function progressReporter(): LoadOptions["onProgress"] {
+  const env = Deno.env.get("LATENTWATCH_PROGRESS_MIN_BYTES");
+  const minBytes = env !== undefined && env !== "" ? Number(env) : PROGRESS_MIN_BYTES;
+  const tty = Deno.stderr.isTerminal();
+  const utf8 = new TextEncoder();
+  let lastDraw = 0;
+  let lastQuarter = -1;
+  let lastPhase = "";
+  return (done, total, phase) => {
+    if (total <= 0 || (!tty && total < minBytes)) return;
+    const pct = Math.min(100, Math.floor((done / total) * 100));
+    const mib = (n: number) => (n / 1048576).toFixed(0);
+    const text = `loading: ${phase} ${pct}% (${mib(done)}/${mib(total)} MiB)`;
+    if (phase !== lastPhase) {
+      lastPhase = phase;
+      lastQuarter = -1;
+    }
+    if (tty) {
+      const now = Date.now();
+      if (done < total && now - lastDraw < 100) return;
+      lastDraw = now;
+      Deno.stderr.writeSync(utf8.encode(`\r\x1b[2K${text}${done >= total ? "\n" : ""}`));
+      return;
+    }
+    const quarter = Math.floor(pct / 25);
+    if (quarter === lastQuarter) return;
+    lastQuarter = quarter;
+    Deno.stderr.writeSync(utf8.encode(`${text}\n`));
+  };
+}
+
+/** Labels from `--labels`, else from an `explanations/` folder next to the SAE, else none. */
+async function withLabels(sae: SaeWeights, path: string, labels?: string): Promise<SaeWeights> {
+  const from = labels ?? await findLabelsNextTo(path);
+  if (from === null) return sae;
+  const r = await readNeuronpediaExplanations(from, {
+    neuronpediaId: sae.neuronpediaId ?? null,
+    onWarning: (m) => console.error(`latentwatch sae: warning: ${m}`),
+  });
+  if (r.duplicates > 0) {
+    console.error(
+      `latentwatch sae: ${from}: ${r.duplicates} latents have several explanations; kept the first of each in file order`,
+    );
+  }
+  return attachLabels(sae, r.labels);
+}
+
+/** ‖W_dec[i, :]‖₂ over the decoder output width, accumulated in f64. */
+function decoderNorm(sae: SaeWeights, i: number): number {
+  const dOut = saeDOut(sae);
+  let sq = 0;
+  for (let j = 0; j < dOut; j++) sq += sae.wDec[i * dOut + j] ** 2;
+  return Math.sqrt(sq);
+}
+
+type Info = Record<string, string | number | boolean | null | Record<string, unknown>>;
+
+function describe(sae: SaeWeights): Info {
+  const transcoder = sae.kind === "transcoder";
+  const info: Info = {
     format: sae.format,
     architecture: sae.architecture,
+    kind: sae.kind ?? "sae",
     d_in: sae.dIn,
     d_sae: sae.dSae,
+    d_out: saeDOut(sae),
     hook: sae.hookName,
-    dtype: sae.dtype,
-    model: sae.modelName,
   };
-  if (sae.architecture === "topk") info.k = sae.k ?? null;
+  if (transcoder) info.hook_out = sae.hookNameOut ?? null;
+  info.dtype = sae.dtype;
+  info.normalize = sae.normalize ?? "none";
+  info.b_dec_on_input = sae.applyBDecToInput;
+  info.skip = sae.wSkip !== undefined;
+  info.model = sae.modelName;
+  if (sae.architecture === "topk") {
+    info.k = sae.k ?? null;
+    info.rescale_acts_by_decoder_norm = sae.rescaleActsByDecoderNorm ?? false;
+  }
+  if (sae.crossLayer) {
+    info.cross_layer = `layer ${sae.crossLayer.layer} of ${sae.crossLayer.layers}`;
+  }
+  if (sae.neuronpediaId) info.neuronpedia = sae.neuronpediaId;
+  info.labels = sae.labels?.size ?? 0;
   return info;
 }
 
-async function inspect(path: string, json: boolean): Promise<number> {
-  const info = describe(await loadSaeLens(path));
+async function inspect(
+  path: string,
+  load: LoadOptions,
+  labels: string | undefined,
+  latent: number | undefined,
+  json: boolean,
+): Promise<number> {
+  const sae = await withLabels(await loadSae(path, load), path, labels);
+  const info = describe(sae);
+  if (latent !== undefined) {
+    if (latent >= sae.dSae) {
+      throw new CliInputError(
+        `--latent ${latent}: expected an index below d_sae = ${sae.dSae} (0 … ${sae.dSae - 1})`,
+      );
+    }
+    info.latent = {
+      index: latent,
+      label: sae.labels?.get(latent) ?? null,
+      decoder_norm: Number(decoderNorm(sae, latent).toPrecision(9)),
+    };
+  }
   if (json) {
     console.log(JSON.stringify(info));
-  } else {
-    for (const [key, value] of Object.entries(info)) console.log(`${key}: ${value ?? "unknown"}`);
+    return 0;
   }
+  let text = "";
+  for (const [key, value] of Object.entries(info)) {
+    if (key === "latent" && value !== null && typeof value === "object") {
+      text += `latent: ${value.index}\n`;
+      text += `  label: ${value.label ?? "(none)"}\n`;
+      text += `  decoder_norm: ${value.decoder_norm}\n`;
+    } else {
+      text += `${key}: ${value ?? "unknown"}\n`;
+    }
+  }
+  await writeAll(new TextEncoder().encode(text));
   return 0;
 }
 
@@ -161,13 +367,17 @@ async function writeAll(bytes: Uint8Array): Promise<void> {
   while (off < bytes.byteLength) off += await Deno.stdout.write(bytes.subarray(off));
 }
 
-async function encode(
-  path: string,
+/**
+ * Read a `[T, width]` activation array and refuse non-finite values: a NaN
+ * or ±Inf would flow through the encoder into `null` latents (or a NaN MSE)
+ * and make every downstream number meaningless.
+ */
+async function readActivations(
   inputPath: string,
-  batch: number,
-  threads: number | undefined,
-): Promise<number> {
-  const sae = await loadSaeLens(path);
+  width: number,
+  what: string,
+  of: string,
+): Promise<NpyArray> {
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(inputPath);
@@ -177,18 +387,45 @@ async function encode(
     });
   }
   const acts = readNpy(bytes, inputPath);
-  if (acts.shape.length !== 2 || acts.shape[1] !== sae.dIn) {
+  if (acts.shape.length !== 2 || acts.shape[1] !== width) {
     throw new CliInputError(
-      `${inputPath}: expected shape [T, d_in] = [T, ${sae.dIn}] (d_in of ${sae.source}), found [${
+      `${inputPath}: expected shape [T, ${what}] = [T, ${width}] (${what} of ${of}), found [${
         acts.shape.join(", ")
       }]`,
     );
   }
-  if (acts.dtype === "f64") {
-    console.error(`latentwatch sae encode: ${inputPath}: float64 input rounded to float32`);
+  const data = acts.data;
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      // float64 beyond the f32 range became ±Infinity when rounded on read.
+      const rounded = acts.dtype === "f64" ? " as float32" : "";
+      throw new CliInputError(
+        `${inputPath}: token ${Math.floor(i / width)}, column ${i % width} is ${
+          data[i]
+        }${rounded}; expected finite activations`,
+      );
+    }
   }
+  if (acts.dtype === "f64") {
+    console.error(`latentwatch: ${inputPath}: float64 input rounded to float32`);
+  }
+  return acts;
+}
+
+async function encode(
+  path: string,
+  load: LoadOptions,
+  inputPath: string,
+  batch: number,
+  threads: number | undefined,
+): Promise<number> {
+  const sae = await loadSae(path, load);
+  const acts = await readActivations(inputPath, sae.dIn, "d_in", sae.source);
   const tokens = acts.shape[0];
-  const encoder = await createOrtEncoder(sae, { intraOpThreads: threads });
+  const encoder = await createOrtEncoder(sae, {
+    intraOpThreads: threads,
+    onProgress: load.onProgress,
+  });
   const utf8 = new TextEncoder();
   try {
     for (let start = 0; start < tokens; start += batch) {
@@ -209,4 +446,164 @@ async function encode(
     await encoder.close();
   }
   return 0;
+}
+
+async function evaluate(
+  path: string,
+  load: LoadOptions,
+  inputPath: string,
+  targetPath: string | undefined,
+  batch: number,
+  threads: number | undefined,
+  json: boolean | undefined,
+): Promise<number> {
+  const sae = await loadSae(path, load);
+  const acts = await readActivations(inputPath, sae.dIn, "d_in", sae.source);
+  const tokens = acts.shape[0];
+  if (tokens === 0) throw new CliInputError(`${inputPath}: expected at least one token, found 0`);
+  let target: Float32Array | undefined;
+  if (targetPath !== undefined) {
+    const t = await readActivations(targetPath, saeDOut(sae), "d_out", sae.source);
+    if (t.shape[0] !== tokens) {
+      throw new CliInputError(
+        `${targetPath}: expected ${tokens} tokens like ${inputPath}, found ${t.shape[0]}`,
+      );
+    }
+    target = t.data;
+  } else if (sae.kind === "transcoder") {
+    throw new CliInputError(
+      `${sae.source} is a transcoder (it predicts ${
+        sae.hookNameOut ?? "another activation"
+      }, not its input): pass --target <out.npy> with the activations it should output`,
+    );
+  }
+  const encoder = await createOrtEncoder(sae, {
+    intraOpThreads: threads,
+    onProgress: load.onProgress,
+  });
+  const latents: SparseLatents[] = [];
+  try {
+    for (let start = 0; start < tokens; start += batch) {
+      const n = Math.min(batch, tokens - start);
+      latents.push(
+        ...await encoder.encode(acts.data.subarray(start * sae.dIn, (start + n) * sae.dIn), n),
+      );
+    }
+  } finally {
+    await encoder.close();
+  }
+  const r = evaluateReconstruction(sae, acts.data, tokens, latents, target);
+  const dead = r.deadLatents / r.dSae;
+  if (json) {
+    console.log(JSON.stringify({
+      tokens: r.tokens,
+      mse: r.mse,
+      fvu: r.fvu,
+      mean_l0: r.meanL0,
+      dead_latents: r.deadLatents,
+      dead_fraction: dead,
+      d_sae: r.dSae,
+    }));
+    return 0;
+  }
+  const g = (v: number) => Number.isFinite(v) ? String(Number(v.toPrecision(6))) : String(v);
+  await writeAll(
+    new TextEncoder().encode(
+      [
+        `tokens: ${r.tokens}`,
+        `mse: ${g(r.mse)}`,
+        `fvu: ${g(r.fvu)}`,
+        `mean_l0: ${g(r.meanL0)}`,
+        `dead_latents: ${r.deadLatents} of ${r.dSae} (${g(dead)})`,
+        "",
+      ].join("\n"),
+    ),
+  );
+  return 0;
+}
+
+/** One token's probe scores (every direction, in order) as its JSON line. */
+function formatScores(token: number, probe: LinearProbe, scores: SparseLatents): string {
+  // The probe encoder reports every direction, zeros included; place them by index all the same.
+  const dense = new Float32Array(probe.n);
+  for (let p = 0; p < scores.indices.length; p++) dense[scores.indices[p]] = scores.values[p];
+  let s = `{"token": ${token}, "scores": [`;
+  for (let j = 0; j < probe.n; j++) s += `${j === 0 ? "" : ", "}${formatF32(dense[j])}`;
+  return s + "]}\n";
+}
+
+/**
+ * Run `latentwatch probe ...` with the arguments after `probe`: `score
+ * <probe> --input a.npy` prints `{"token": i, "scores": [...]}` per token
+ * (one score per probe direction, in file order). Returns the exit code.
+ *
+ * @example
+ * ```ts
+ * const code = await runProbeCommand(["score", "probes/refusal.json", "--input", "acts.npy"]);
+ * ```
+ */
+export async function runProbeCommand(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        input: { type: "string", short: "i" },
+        batch: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    console.error(`latentwatch probe: ${(e as Error).message}\n\n${PROBE_USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(PROBE_USAGE);
+    return 0;
+  }
+  const [sub, path, ...extra] = positionals;
+  if (sub !== "score" || !path || extra.length > 0 || !values.input) {
+    const why = sub !== "score"
+      ? (sub ? `unknown subcommand '${sub}'` : "missing subcommand")
+      : !path
+      ? "missing <probe>"
+      : extra.length > 0
+      ? `unexpected arguments: ${extra.join(" ")}`
+      : "missing --input <acts.npy>";
+    console.error(`latentwatch probe: ${why}\n\n${PROBE_USAGE}`);
+    return 2;
+  }
+  try {
+    const batch = positiveInt("--batch", values.batch, DEFAULT_BATCH);
+    const probe = await loadProbe(path);
+    const acts = await readActivations(values.input, probe.dIn, "d_in", probe.source);
+    const tokens = acts.shape[0];
+    const utf8 = new TextEncoder();
+    const encoder = await createProbeEncoder(probe);
+    try {
+      for (let start = 0; start < tokens; start += batch) {
+        const n = Math.min(batch, tokens - start);
+        const scores = await encoder.encode(
+          acts.data.subarray(start * probe.dIn, (start + n) * probe.dIn),
+          n,
+        );
+        let out = "";
+        for (let t = 0; t < n; t++) out += formatScores(start + t, probe, scores[t]);
+        await writeAll(utf8.encode(out));
+      }
+    } finally {
+      await encoder.close();
+    }
+    return 0;
+  } catch (e) {
+    if (e instanceof Deno.errors.BrokenPipe) return 0;
+    if (isUserError(e)) {
+      console.error(`latentwatch probe score: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
 }

@@ -5,10 +5,33 @@ import { referenceEncode, referencePreActivations } from "../core/reference_enco
 import { writeNpy } from "../formats/npy.ts";
 import { randomSae } from "../formats/random_sae.ts";
 import { loadSaeLens, writeSaeLensFolder } from "../formats/saelens.ts";
-import { runLatentwatch } from "../../tests/helpers/cli.ts";
+import type { SaeWeights } from "../core/sae.ts";
+import { REPO_ROOT, runLatentwatch } from "../../tests/helpers/cli.ts";
 
 /** Run `latentwatch sae ...args` from the repo root. */
 const cli = (...args: string[]) => runLatentwatch(["sae", ...args]);
+
+/**
+ * Run `runProbeCommand(args)` in a child process (`latentwatch probe` once
+ * src/main.ts routes the `probe` command to it).
+ */
+async function probeCli(...args: string[]) {
+  const mod = new URL("./sae.ts", import.meta.url).href;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `import { runProbeCommand } from "${mod}"; Deno.exit(await runProbeCommand(${
+        JSON.stringify(args)
+      }));`,
+    ],
+    cwd: REPO_ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
 
 const tol = (v: number) => 1e-4 * (1 + Math.abs(v));
 
@@ -148,12 +171,19 @@ Deno.test("sae inspect prints key: value lines and --json", async () => {
     [
       "format: saelens",
       "architecture: topk",
+      "kind: sae",
       "d_in: 8",
       "d_sae: 16",
+      "d_out: 8",
       "hook: blocks.8.hook_resid_pre",
       "dtype: float16",
+      "normalize: none",
+      "b_dec_on_input: true",
+      "skip: false",
       "model: gpt2-small",
       "k: 3",
+      "rescale_acts_by_decoder_norm: false",
+      "labels: 0",
       "",
     ].join("\n"),
   );
@@ -162,16 +192,262 @@ Deno.test("sae inspect prints key: value lines and --json", async () => {
   assert.deepEqual(JSON.parse(json.stdout), {
     format: "saelens",
     architecture: "topk",
+    kind: "sae",
     d_in: 8,
     d_sae: 16,
+    d_out: 8,
     hook: "blocks.8.hook_resid_pre",
     dtype: "float16",
+    normalize: "none",
+    b_dec_on_input: true,
+    skip: false,
     model: "gpt2-small",
     k: 3,
+    rescale_acts_by_decoder_norm: false,
+    labels: 0,
   });
   assert.equal(json.stdout.trimEnd().split("\n").length, 1);
   const bad = await cli("inspect", join(dir, "nowhere"));
   assert.equal(bad.code, 1);
-  assert.match(bad.stderr, /nowhere\/cfg\.json/);
+  assert.match(bad.stderr, /nowhere/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+async function gzip(text: string): Promise<Uint8Array> {
+  const stream = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+const explanation = (index: string, description: string, layer = "8-res-jb") =>
+  JSON.stringify({ modelId: "gpt2-small", layer, index, description, typeName: "oai" });
+
+Deno.test("sae inspect --latent: label (auto-found or --labels) and decoder norm, range-checked", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sae_cli_" });
+  const sae = randomSae({ architecture: "standard", dIn: 4, dSae: 12, seed: 5 });
+  // Latent 10's decoder row is [3, 0, 4, 0]: norm 5 exactly.
+  sae.wDec.set([3, 0, 4, 0], 10 * 4);
+  await writeSaeLensFolder(join(dir, "sae"), sae);
+  await Deno.mkdir(join(dir, "sae", "explanations"));
+  await Deno.writeFile(
+    join(dir, "sae", "explanations", "batch-0.jsonl.gz"),
+    await gzip(
+      [explanation("0", "zero"), explanation("10", "ten"), explanation("2", "two")].join("\n"),
+    ),
+  );
+  const auto = await cli("inspect", join(dir, "sae"), "--latent", "10");
+  assert.equal(auto.code, 0, auto.stderr);
+  assert.match(auto.stdout, /\nlabels: 3\nlatent: 10\n {2}label: ten\n {2}decoder_norm: 5\n$/);
+
+  await Deno.writeTextFile(join(dir, "other.jsonl"), explanation("10", "ten, elsewhere") + "\n");
+  const json = await cli(
+    "inspect",
+    join(dir, "sae", "cfg.json"),
+    "--labels",
+    join(dir, "other.jsonl"),
+    "--latent",
+    "10",
+    "--json",
+  );
+  assert.equal(json.code, 0, json.stderr);
+  const info = JSON.parse(json.stdout);
+  assert.equal(info.labels, 1);
+  assert.deepEqual(info.latent, { index: 10, label: "ten, elsewhere", decoder_norm: 5 });
+
+  const unlabelled = await cli("inspect", join(dir, "sae"), "--latent", "1", "--json");
+  assert.equal(JSON.parse(unlabelled.stdout).latent.label, null);
+
+  const far = await cli("inspect", join(dir, "sae"), "--latent", "12");
+  assert.equal(far.code, 1);
+  assert.equal(far.stdout, "");
+  assert.match(far.stderr, /--latent 12: expected an index below d_sae = 12 \(0 … 11\)/);
+  assert.equal((await cli("inspect", join(dir, "sae"), "--latent=-1")).code, 1);
+  assert.equal((await cli("inspect", join(dir, "sae"), "--latent", "x")).code, 1);
+
+  // Labels for a wider SAE variant do not fit: an error, not a silent mislabel.
+  await Deno.writeTextFile(join(dir, "wide.jsonl"), explanation("40", "forty") + "\n");
+  const wide = await cli("inspect", join(dir, "sae"), "--labels", join(dir, "wide.jsonl"));
+  assert.equal(wide.code, 1);
+  assert.match(wide.stderr, /labels go up to latent 40, expected indices below d_sae = 12/);
+  const broken = join(dir, "broken.jsonl");
+  await Deno.writeTextFile(broken, explanation("1", "one") + "\n{oops\n");
+  const malformed = await cli("inspect", join(dir, "sae"), "--labels", broken);
+  assert.equal(malformed.code, 1);
+  assert.match(malformed.stderr, /broken\.jsonl:2: expected one JSON object per line/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+/**
+ * A standard SAE over d_in = 2 that reconstructs exactly: latents 0/1 carry
+ * relu(±x₀), 2/3 carry relu(±x₁), decoded back with ±1. `bDec` shifts the
+ * output by a known amount (not subtracted from the input).
+ */
+function exactSae(bDec: [number, number]): SaeWeights {
+  return {
+    format: "saelens",
+    architecture: "standard",
+    dIn: 2,
+    dSae: 4,
+    hookName: "blocks.0.hook_resid_pre",
+    modelName: "toy",
+    dtype: "float32",
+    applyBDecToInput: false,
+    // [d_in, d_sae]
+    wEnc: Float32Array.of(1, -1, 0, 0, 0, 0, 1, -1),
+    bEnc: new Float32Array(4),
+    // [d_sae, d_in]
+    wDec: Float32Array.of(1, 0, -1, 0, 0, 1, 0, -1),
+    bDec: Float32Array.from(bDec),
+    source: "exact",
+  };
+}
+
+// Three tokens; latent 3 (relu(−x₁)) never fires, every token has L0 = 2.
+const X3 = Float32Array.of(1, 2, 3, 1, -2, 0.5);
+
+Deno.test("sae eval: exact reconstruction gives mse 0 / fvu 0; a known bias error gives a known mse", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sae_cli_" });
+  await writeSaeLensFolder(join(dir, "exact"), exactSae([0, 0]));
+  await writeSaeLensFolder(join(dir, "shifted"), exactSae([0.5, 0]));
+  await Deno.writeFile(join(dir, "x.npy"), writeNpy(X3, [3, 2], "f32"));
+
+  const exact = await cli("eval", join(dir, "exact"), "--input", join(dir, "x.npy"), "--json");
+  assert.equal(exact.code, 0, exact.stderr);
+  assert.deepEqual(JSON.parse(exact.stdout), {
+    tokens: 3,
+    mse: 0,
+    fvu: 0,
+    mean_l0: 2,
+    dead_latents: 1,
+    dead_fraction: 0.25,
+    d_sae: 4,
+  });
+
+  // Output = x + [0.5, 0]: squared error 0.25 per token over 3·2 elements → mse 0.125.
+  // Σ(y − ȳ)²: column 0 (1, 3, −2; mean 2/3) 114/9, column 1 (2, 1, 0.5; mean 7/6) 7/6,
+  // total 249/18; fvu = 0.75 / (249/18) = 13.5/249.
+  const shifted = await cli("eval", join(dir, "shifted"), "--input", join(dir, "x.npy"), "--json");
+  assert.equal(shifted.code, 0, shifted.stderr);
+  const r = JSON.parse(shifted.stdout);
+  assert.ok(Math.abs(r.mse - 0.125) < 1e-7, `mse ${r.mse}`);
+  assert.ok(Math.abs(r.fvu - 13.5 / 249) < 1e-7, `fvu ${r.fvu}`);
+  assert.equal(r.mean_l0, 2);
+
+  // Against a target that already includes the shift, the shifted SAE is exact.
+  const y = X3.map((v, i) => i % 2 === 0 ? v + 0.5 : v);
+  await Deno.writeFile(join(dir, "y.npy"), writeNpy(y, [3, 2], "f32"));
+  const text = await cli(
+    "eval",
+    join(dir, "shifted"),
+    "--input",
+    join(dir, "x.npy"),
+    "--target",
+    join(dir, "y.npy"),
+  );
+  assert.equal(text.code, 0, text.stderr);
+  assert.equal(
+    text.stdout,
+    "tokens: 3\nmse: 0\nfvu: 0\nmean_l0: 2\ndead_latents: 1 of 4 (0.25)\n",
+  );
+
+  await Deno.writeFile(join(dir, "y2.npy"), writeNpy(y.subarray(0, 4), [2, 2], "f32"));
+  const short = await cli(
+    "eval",
+    join(dir, "exact"),
+    "--input",
+    join(dir, "x.npy"),
+    "--target",
+    join(dir, "y2.npy"),
+  );
+  assert.equal(short.code, 1);
+  assert.match(short.stderr, /y2\.npy: expected 3 tokens like .*x\.npy, found 2/);
+  assert.equal((await cli("eval", join(dir, "exact"))).code, 2);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("sae encode/eval reject NaN and Inf inputs naming the token and column", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sae_cli_" });
+  await writeSaeLensFolder(join(dir, "sae"), exactSae([0, 0]));
+  const x = Float32Array.from(X3);
+  x[5] = NaN; // token 2, column 1
+  await Deno.writeFile(join(dir, "nan.npy"), writeNpy(x, [3, 2], "f32"));
+  for (const sub of ["encode", "eval"]) {
+    const r = await cli(sub, join(dir, "sae"), "--input", join(dir, "nan.npy"));
+    assert.equal(r.code, 1, `${sub}: ${r.stderr}`);
+    assert.equal(r.stdout, "", "nothing on stdout, not even the tokens before the bad one");
+    assert.match(r.stderr, /nan\.npy: token 2, column 1 is NaN; expected finite activations/);
+  }
+  const inf = Float32Array.from(X3);
+  inf[2] = -Infinity; // token 1, column 0; f16 keeps infinities
+  await Deno.writeFile(join(dir, "inf.npy"), writeNpy(inf, [3, 2], "f16"));
+  const r = await cli("encode", join(dir, "sae"), "--input", join(dir, "inf.npy"));
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /token 1, column 0 is -Infinity/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("sae --format overrides detection and is validated", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sae_cli_" });
+  await writeSaeLensFolder(join(dir, "sae"), exactSae([0, 0]));
+  await Deno.writeFile(join(dir, "x.npy"), writeNpy(X3, [3, 2], "f32"));
+  const ok = await cli(
+    "encode",
+    join(dir, "sae"),
+    "--input",
+    join(dir, "x.npy"),
+    "--format",
+    "saelens",
+  );
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(
+    ok.stdout,
+    [
+      '{"token": 0, "latents": [[0, 1], [2, 2]]}',
+      '{"token": 1, "latents": [[0, 3], [2, 1]]}',
+      '{"token": 2, "latents": [[1, 2], [2, 0.5]]}',
+      "",
+    ].join("\n"),
+  );
+  // Forcing another format on a SAELens folder fails on that format's files.
+  const forced = await cli("inspect", join(dir, "sae"), "--format", "sparsify");
+  assert.equal(forced.code, 1);
+  assert.equal(forced.stdout, "");
+  assert.match(forced.stderr, /sparsify/);
+  const unknown = await cli("inspect", join(dir, "sae"), "--format", "pickle");
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /--format: expected one of saelens, gemma-scope, .* found 'pickle'/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("probe score prints one JSON line of scores per token", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sae_cli_" });
+  // w = [1, 2] + 0.5, raw; and w = [0, -1] − 1, raw. Tokens (1, 2), (3, 1), (−2, 0.5).
+  await Deno.writeTextFile(
+    join(dir, "p.json"),
+    JSON.stringify({ directions: [[1, 2], [0, -1]], bias: [0.5, -1] }),
+  );
+  await Deno.writeFile(join(dir, "x.npy"), writeNpy(X3, [3, 2], "f32"));
+  const r = await probeCli(
+    "score",
+    join(dir, "p.json"),
+    "--input",
+    join(dir, "x.npy"),
+    "--batch",
+    "2",
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(
+    r.stdout,
+    [
+      '{"token": 0, "scores": [5.5, -3]}',
+      '{"token": 1, "scores": [5.5, -2]}',
+      '{"token": 2, "scores": [-0.5, -1.5]}',
+      "",
+    ].join("\n"),
+  );
+  await Deno.writeFile(join(dir, "w.npy"), writeNpy(new Float32Array(3), [1, 3], "f32"));
+  const wide = await probeCli("score", join(dir, "p.json"), "--input", join(dir, "w.npy"));
+  assert.equal(wide.code, 1);
+  assert.match(wide.stderr, /w\.npy: expected shape \[T, d_in\] = \[T, 2\]/);
+  assert.equal((await probeCli("score", join(dir, "p.json"))).code, 2);
   await Deno.remove(dir, { recursive: true });
 });

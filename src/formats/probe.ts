@@ -329,31 +329,3 @@ export async function loadProbe(path: string): Promise<LinearProbe> {
     `${path}: expected a probe file ending in .npy, .safetensors or .json`,
   );
 }
-
-/**
- * Score `tokens` rows of `x` (`[tokens, dIn]`) with `probe`: `[tokens, n]`,
- * `x·w + b` (accumulated in f64), through `σ` for the logistic link. The
- * plain-TypeScript reference the runtime's probe encoder is checked against.
- *
- * @example
- * ```ts
- * const s = scoreProbe(probe, x, 1); // Float64Array of probe.n scores
- * ```
- */
-export function scoreProbe(probe: LinearProbe, x: Float32Array, tokens: number): Float64Array {
-  const { dIn, n, directions, bias } = probe;
-  if (x.length < tokens * dIn) {
-    throw new RangeError(
-      `scoreProbe: expected ${tokens} × ${dIn} = ${tokens * dIn} values, found ${x.length}`,
-    );
-  }
-  const out = new Float64Array(tokens * n);
-  for (let t = 0; t < tokens; t++) {
-    for (let j = 0; j < n; j++) {
-      let s = bias[j];
-      for (let i = 0; i < dIn; i++) s += x[t * dIn + i] * directions[j * dIn + i];
-      out[t * n + j] = probe.link === "logistic" ? 1 / (1 + Math.exp(-s)) : s;
-    }
-  }
-  return out;
-}

@@ -3,7 +3,13 @@ import { join } from "node:path";
 import { f32ToBf16 } from "../core/dtype.ts";
 import { writeNpy } from "./npy.ts";
 import { writeSafetensors } from "./safetensors.ts";
-import { loadProbe, parseProbeJson, ProbeFormatError, scoreProbe } from "./probe.ts";
+import type { LinearProbe } from "../core/sae.ts";
+import { referenceProbe } from "../core/decode.ts";
+import { loadProbe, parseProbeJson, ProbeFormatError } from "./probe.ts";
+
+/** Scores of every token, flattened `[tokens, n]`, from the core probe reference. */
+const scoreProbe = (p: LinearProbe, x: Float32Array, tokens: number) =>
+  Float64Array.from(referenceProbe(p, x, tokens).flatMap((s) => [...s.values]));
 
 // Two tokens over d = 3: x0 = [1, 1, 1], x1 = [2, 0, 1].
 const X = Float32Array.of(1, 1, 1, 2, 0, 1);
