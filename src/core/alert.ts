@@ -36,7 +36,18 @@ export interface Alert {
   phase?: "prefill" | "decode";
   /** Token span of the firing tokens: `[start, end)` positions. */
   tokens: { start: number; end: number; count: number };
-  latent: { sae: string; index: number; threshold: number; max: number };
+  /**
+   * The signal that fired: latent `index` of SAE `sae` (with its human label
+   * when one is loaded), or score `index` of probe `sae` when `signal` is "probe".
+   */
+  latent: {
+    sae: string;
+    index: number;
+    threshold: number;
+    max: number;
+    label?: string;
+    signal?: "probe";
+  };
   evidence: AlertEvidence[];
   traceparent?: string;
 }

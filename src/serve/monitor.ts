@@ -8,14 +8,16 @@
 import type { Alert } from "../core/alert.ts";
 import { tapSubjectFilter } from "../core/frame.ts";
 import { compilePolicies, type PolicyRule } from "../core/policy.ts";
-import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
+import type { Encoder, LinearProbe, SaeWeights, SparseLatents } from "../core/sae.ts";
 import type { Frame } from "../core/frame.ts";
 import type { Bus } from "../bus/bus.ts";
 import { connectNatsBus } from "../bus/nats_bus.ts";
 import type { MonitorConfig } from "../config/monitor.ts";
 import { loadPolicyFile } from "../config/policy_file.ts";
+import { attachLabels, findLabelsNextTo, loadNeuronpediaLabels } from "../formats/neuronpedia.ts";
+import { loadProbe } from "../formats/probe.ts";
 import { loadSaeLens } from "../formats/saelens.ts";
-import { createOrtEncoder } from "../runtime/ort_encoder.ts";
+import { createOrtEncoder, createProbeEncoder, watchIsCheap } from "../runtime/ort_encoder.ts";
 import { controlApi, serveControlApi } from "./control_api.ts";
 import { Logger } from "./log.ts";
 import { Pipeline } from "./pipeline.ts";
@@ -69,34 +71,72 @@ export async function startMonitor(
 
   const saes = new Map<string, SaeWeights>();
   for (const s of config.saes) {
-    const sae = await loadSaeLens(s.path);
+    let sae = await loadSaeLens(s.path);
+    const labelsPath = s.labels ?? await findLabelsNextTo(s.path);
+    if (labelsPath) sae = attachLabels(sae, await loadNeuronpediaLabels(labelsPath));
     saes.set(s.id, sae);
     log.info("sae.loaded", {
       id: s.id,
       path: s.path,
+      format: sae.format,
       architecture: sae.architecture,
       d_in: sae.dIn,
       d_sae: sae.dSae,
       dtype: sae.dtype,
+      labels: sae.labels?.size ?? 0,
     });
   }
-  const dIns = new Set([...saes.values()].map((s) => s.dIn));
-  if (dIns.size !== 1) {
+  const probes = new Map<string, LinearProbe>();
+  for (const p of config.probes) {
+    const probe = await loadProbe(p.path);
+    probes.set(p.id, probe);
+    log.info("probe.loaded", {
+      id: p.id,
+      path: p.path,
+      d_in: probe.dIn,
+      scores: probe.n,
+      link: probe.link,
+    });
+  }
+  const widths = [
+    ...[...saes].map(([id, s]) => [id, s.dIn] as const),
+    ...[...probes].map(([id, p]) => [id, p.dIn] as const),
+  ];
+  if (new Set(widths.map(([, d]) => d)).size !== 1) {
     throw new RangeError(
-      `${config.file}: saes: expected every SAE of a monitor to read the same d_in, found ${
-        [...saes].map(([id, s]) => `${id}=${s.dIn}`).join(", ")
+      `${config.file}: expected every SAE and probe of a monitor to read the same d_in, found ${
+        widths.map(([id, d]) => `${id}=${d}`).join(", ")
       }`,
     );
   }
-  const dIn = [...dIns][0];
+  const dIn = widths[0][1];
 
   const rules: PolicyRule[] = [];
   for (const file of config.policies) rules.push(...await loadPolicyFile(file));
-  const policies = compilePolicies(rules, saes);
+  const signals = new Map<string, { dSae: number; dense?: boolean }>(saes);
+  for (const [id, p] of probes) signals.set(id, { dSae: p.n, dense: true });
+  const policies = compilePolicies(rules, signals);
   log.info("policies.loaded", { files: config.policies.length, rules: policies.rules.length });
 
+  // Encode only what the rules read: the watched encoder columns where that is
+  // exact and cheap (ReLU, JumpReLU, gated); TopK needs every latent to rank them.
   const encoders = new Map<string, Encoder>();
-  for (const [id, sae] of saes) encoders.set(id, await createOrtEncoder(sae));
+  for (const [id, sae] of saes) {
+    const watch = policies.watchedLatents(id);
+    if (watch.length === 0) {
+      log.warn("sae.unwatched", { id, note: "no rule reads this SAE; it is not encoded" });
+      continue;
+    }
+    const cheap = watchIsCheap(sae);
+    encoders.set(id, await createOrtEncoder(sae, { watch }));
+    log.info("encoder.ready", {
+      id,
+      mode: cheap ? "watched" : "full",
+      watched: watch.length,
+      why: cheap ? undefined : `${sae.architecture} ranks every latent, so all are computed`,
+    });
+  }
+  for (const [id, probe] of probes) encoders.set(id, await createProbeEncoder(probe));
 
   const subject = config.nats.subject ?? tapSubjectFilter(config.model, config.hook);
   // The control API comes up before NATS so liveness holds (and readiness says
@@ -158,6 +198,7 @@ export async function startMonitor(
     dIn,
     encoders,
     policies,
+    labels: new Map([...saes].flatMap(([id, s]) => s.labels ? [[id, s.labels] as const] : [])),
     batching: config.batching,
     alerts: { subject: config.alerts.subject, maxQueue: config.alerts.maxQueue },
     bus: connected,

@@ -28,6 +28,8 @@ export interface PipelineOptions {
   /** SAE id → encoder. */
   encoders: ReadonlyMap<string, Encoder>;
   policies: CompiledPolicies;
+  /** SAE id → latent labels, attached to alerts. */
+  labels?: ReadonlyMap<string, ReadonlyMap<number, string>>;
   batching: { maxBatchTokens: number; maxWaitMs: number; maxQueueTokens: number };
   alerts: { subject: string; maxQueue: number };
   bus: Bus;
@@ -294,6 +296,7 @@ export class Pipeline {
 
   #raise(frame: Frame, rule: PolicyRule, evidence: AlertEvidence[]): void {
     const start = evidence[0].position;
+    const label = this.#o.labels?.get(rule.sae)?.get(rule.latent);
     const alert: Alert = {
       schema: "latentwatch.alert/v1",
       id: alertId(this.#o.monitor, frame.requestId, rule.id, start),
@@ -314,6 +317,8 @@ export class Pipeline {
         index: rule.latent,
         threshold: rule.above,
         max: Math.max(...evidence.map((e) => e.value)),
+        ...(label !== undefined ? { label } : {}),
+        ...(rule.signal === "probe" ? { signal: "probe" as const } : {}),
       },
       evidence,
       ...(frame.traceparent ? { traceparent: frame.traceparent } : {}),
