@@ -94,7 +94,9 @@ export async function runDemoCommand(args: string[]): Promise<number> {
   const sim = new SimulatedModel({ dModel: 256, seed: 7 });
   const saeDir = `${ROOT}.latentwatch/demo/sae`;
   await writeSaeLensFolder(saeDir, buildDemoSae(sim, 512));
+  await writeDemoLabels(saeDir);
   out(`• SAE (JumpReLU 256→512) written in SAELens layout: ${saeDir}`);
+  out("  with latent labels in the Neuronpedia export layout (explanations/batch-0.jsonl.gz)");
 
   // 2. the bus
   let server: NatsServerProcess | null = null;
@@ -128,9 +130,9 @@ export async function runDemoCommand(args: string[]): Promise<number> {
           `         request ${alert.requestId}, ${
             alert.phase ?? "?"
           } tokens ${alert.tokens.start}–${alert.tokens.end - 1}: "${words}"\n` +
-          `         latent ${alert.latent.sae}/${alert.latent.index} max ${
-            alert.latent.max.toFixed(2)
-          } > ${alert.latent.threshold}`,
+          `         latent ${alert.latent.sae}/${alert.latent.index}${
+            alert.latent.label ? ` "${alert.latent.label}"` : ""
+          } max ${alert.latent.max.toFixed(2)} > ${alert.latent.threshold}`,
       );
     },
   });
@@ -201,6 +203,25 @@ export async function runDemoCommand(args: string[]): Promise<number> {
   await bus.close();
   await server?.stop();
   return 0;
+}
+
+/** Labels for the concept latents, as a Neuronpedia explanations export would give them. */
+async function writeDemoLabels(saeDir: string): Promise<void> {
+  const rows = DEMO_CONCEPTS.map((c) =>
+    JSON.stringify({
+      modelId: "sim-gpt",
+      layer: "6-res-demo",
+      index: String(c.latent),
+      description: c.name,
+      typeName: "demo",
+    })
+  ).join("\n") + "\n";
+  const gz = new Response(new Blob([rows]).stream().pipeThrough(new CompressionStream("gzip")));
+  await Deno.mkdir(`${saeDir}/explanations`, { recursive: true });
+  await Deno.writeFile(
+    `${saeDir}/explanations/batch-0.jsonl.gz`,
+    new Uint8Array(await gz.arrayBuffer()),
+  );
 }
 
 function record(
