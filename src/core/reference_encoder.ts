@@ -54,6 +54,12 @@ export function assertEncodable(sae: SaeWeights): void {
       );
     }
   };
+  // The kind decides what dOut must be, so check it before the lengths that depend on it.
+  if ((sae.kind ?? "sae") === "sae" && dOut !== dIn) {
+    throw new EncoderConfigError(
+      `${source}: an SAE reconstructs its input; expected dOut ${dIn}, found ${dOut}`,
+    );
+  }
   len("wEnc", sae.wEnc, dIn * dSae, `[${dIn}, ${dSae}]`);
   len("bEnc", sae.bEnc, dSae, `[${dSae}]`);
   len("wDec", sae.wDec, dSae * dOut, `[${dSae}, ${dOut}]`);
@@ -63,11 +69,6 @@ export function assertEncodable(sae: SaeWeights): void {
     // SAELens's transcoder config raises on this too (PR #516): b_dec is an output bias.
     throw new EncoderConfigError(
       `${source}: a transcoder never subtracts b_dec from its input; expected applyBDecToInput false, found true`,
-    );
-  }
-  if ((sae.kind ?? "sae") === "sae" && dOut !== dIn) {
-    throw new EncoderConfigError(
-      `${source}: an SAE reconstructs its input; expected dOut ${dIn}, found ${dOut}`,
     );
   }
   if (sae.normalize === "layer_norm" && dIn < 2) {

@@ -1,7 +1,26 @@
 import assert from "node:assert/strict";
-import { referenceEncode, ReferenceEncoder, referencePreActivations } from "./reference_encoder.ts";
+import {
+  assertEncodable,
+  canonicalWatch,
+  EncoderConfigError,
+  EncoderInputError,
+  referenceEncode,
+  ReferenceEncoder,
+  referenceGatePreActivations,
+  referenceNormStats,
+  referencePreActivations,
+} from "./reference_encoder.ts";
 import type { SaeWeights, SparseLatents } from "./sae.ts";
-import { tiny, tinyTies } from "./testdata/tiny_sae.ts";
+import { randomVariant, variantName, VARIANTS } from "./testdata/random_variants.ts";
+import {
+  LN_S,
+  tiny,
+  tinyGated,
+  tinyLayerNorm,
+  tinyNormRescale,
+  tinyTies,
+  tinyTranscoder,
+} from "./testdata/tiny_sae.ts";
 
 const X = new Float32Array([2, 0]);
 
@@ -81,4 +100,155 @@ Deno.test("ReferenceEncoder encodes each row of a batch", async () => {
   assert.ok(out[0].indices instanceof Uint32Array && out[0].values instanceof Float32Array);
   await enc.close();
   assert.throws(() => referenceEncode(tiny(), new Float32Array(3), 2), RangeError);
+});
+
+/** Pairs rounded to 1e-9 relative, for hand values that carry f32 rounding (ln 2, LN_S). */
+function close(got: [number, number][], want: [number, number][], where: string): void {
+  assert.equal(
+    got.length,
+    want.length,
+    `${where}: ${JSON.stringify(got)} vs ${JSON.stringify(want)}`,
+  );
+  got.forEach(([i, v], p) => {
+    assert.equal(i, want[p][0], `${where}: index`);
+    assert.ok(
+      Math.abs(v - want[p][1]) <= 1e-6 * (1 + Math.abs(want[p][1])),
+      `${where}: ${v} vs ${want[p][1]}`,
+    );
+  });
+}
+
+Deno.test("gated: gate from x̃@W_enc + b_gate, magnitude relu((x̃@W_enc)·exp(r_mag) + b_mag)", () => {
+  // See tinyGated: x = [2, 0] → f = [5, 0, 0]; x = [−1, 2] → f = [7, 7, 0].
+  const out = referenceEncode(tinyGated(), new Float32Array([2, 0, -1, 2]), 2).map(pairs);
+  close(out[0], [[0, 5]], "x=[2,0]");
+  close(out[1], [[0, 7], [1, 7]], "x=[-1,2]");
+  // Pre-activations: magnitude [5, 4, −0.25], gate [1, −0.5, 0.5].
+  const x = new Float32Array([2, 0]);
+  const mag = [...referencePreActivations(tinyGated(), x)];
+  [5, 4, -0.25].forEach((v, i) => assert.ok(Math.abs(mag[i] - v) < 1e-6, `mag ${i}`));
+  assert.deepEqual([...referenceGatePreActivations(tinyGated(), x)], [1, -0.5, 0.5]);
+  assert.throws(() => referenceGatePreActivations(tiny(), x), EncoderConfigError);
+});
+
+Deno.test("layer_norm: unbiased σ, eps added to σ, then b_dec and W_enc", () => {
+  // See tinyLayerNorm: x = [1, 2, 3] → f = [2s, 1 + s], s = 1/(1 + 1e-5);
+  // x = [5, 5, 5] → σ = 0, x_n = 0, f = [0, 1].
+  const out = referenceEncode(tinyLayerNorm(), new Float32Array([1, 2, 3, 5, 5, 5]), 2).map(pairs);
+  close(out[0], [[0, 2 * LN_S], [1, 1 + LN_S]], "x=[1,2,3]");
+  assert.deepEqual(out[1], [[1, 1]]);
+  // μ = 2, σ = 1: in = (x − 2)·s, out = y·1 + 2.
+  assert.deepEqual(referenceNormStats(tinyLayerNorm(), new Float32Array([1, 2, 3])), {
+    inShift: 2,
+    inMul: LN_S,
+    outScale: 1,
+    outShift: 2,
+  });
+});
+
+Deno.test("constant_norm_rescale: x·√dIn/‖x‖, and a zero vector encodes as 0", () => {
+  // See tinyNormRescale: [2, 2] → [4.5, 1.25, 0]; [−3, 3] → [2.5, 3.25, 0]; [0, 0] → h = [1.5, 2.25, −2.5].
+  const out = referenceEncode(tinyNormRescale(), new Float32Array([2, 2, -3, 3, 0, 0]), 3).map(
+    pairs,
+  );
+  close(out[0], [[0, 4.5], [1, 1.25]], "x=[2,2]");
+  close(out[1], [[0, 2.5], [1, 3.25]], "x=[-3,3]");
+  assert.deepEqual(out[2], [[0, 1.5], [1, 2.25]]);
+  // Scale-invariant: 10·x encodes like x.
+  close(pairs(referenceEncode(tinyNormRescale(), new Float32Array([20, 20]), 1)[0]), out[0], "10x");
+  assert.deepEqual(referenceNormStats(tinyNormRescale(), new Float32Array([0, 0])), {
+    inShift: 0,
+    inMul: 0,
+    outScale: 0,
+    outShift: 0,
+  });
+});
+
+Deno.test("transcoder: never subtracts b_dec; asking it to is an error", () => {
+  // See tinyTranscoder: x = [2, 0] → f = [2.5, 0, 0]; x = [−1, 2] → f = [3.5, 2.25, 0].
+  const out = referenceEncode(tinyTranscoder(), new Float32Array([2, 0, -1, 2]), 2).map(pairs);
+  assert.deepEqual(out, [[[0, 2.5]], [[0, 3.5], [1, 2.25]]]);
+  const bad = tinyTranscoder({ applyBDecToInput: true });
+  assert.throws(() => referenceEncode(bad, new Float32Array(2), 1), (e: Error) => {
+    assert.ok(e instanceof EncoderConfigError && e instanceof TypeError);
+    assert.match(e.message, /expected applyBDecToInput false, found true/);
+    return true;
+  });
+  // With constant_norm_rescale: x = [2, 2] → x_n = [1, 1] → f = [3.5, 0.25, 0].
+  close(
+    pairs(
+      referenceEncode(
+        tinyTranscoder({ normalize: "constant_norm_rescale" }),
+        new Float32Array([2, 2]),
+        1,
+      )[0],
+    ),
+    [[0, 3.5], [1, 0.25]],
+    "transcoder+rescale",
+  );
+});
+
+Deno.test("watch: only the watched latents are reported, by SAE index", () => {
+  const x = new Float32Array([2, 0]);
+  // standard f = [3.5, 0.25, 0]: watching {1, 2} (given unsorted, with a duplicate) → [(1, 0.25)]
+  assert.deepEqual(pairs(referenceEncode(tiny(), x, 1, new Uint32Array([2, 1, 2]))[0]), [[
+    1,
+    0.25,
+  ]]);
+  // topk k = 1 picks latent 0 among all latents; watching {1} reports nothing, not latent 1.
+  const tk = tiny({ architecture: "topk", k: 1 });
+  assert.deepEqual(pairs(referenceEncode(tk, x, 1, new Uint32Array([1]))[0]), []);
+  assert.deepEqual(pairs(referenceEncode(tk, x, 1, new Uint32Array([0, 1]))[0]), [[0, 3.5]]);
+  assert.deepEqual([...canonicalWatch(new Uint32Array([5, 1, 5]), 8)], [1, 5]);
+  assert.throws(() => referenceEncode(tiny(), x, 1, new Uint32Array([3])), EncoderInputError);
+});
+
+Deno.test("watch equals the full encode restricted to the watched latents, every variant", () => {
+  for (const v of VARIANTS) {
+    const sae = randomVariant(v, 12, 40, 3);
+    const x = new Float32Array(5 * 12).map((_, i) => Math.sin(i * 1.7) * 2);
+    const watch = new Uint32Array([39, 0, 7, 8, 21, 7]);
+    const full = referenceEncode(sae, x, 5);
+    const watched = referenceEncode(sae, x, 5, watch);
+    const keep = new Set(watch);
+    full.forEach((f, t) => {
+      const want = pairs(f).filter(([i]) => keep.has(i));
+      assert.deepEqual(pairs(watched[t]), want, `${variantName(v)} t=${t}`);
+    });
+  }
+});
+
+Deno.test("assertEncodable: missing or mis-sized parameters are named errors", () => {
+  const cases: [Partial<SaeWeights>, RegExp][] = [
+    [{ architecture: "jumprelu" }, /jumprelu SAE needs threshold/],
+    [
+      { architecture: "jumprelu", threshold: new Float32Array(2) },
+      /threshold should be \[3\] = 3 values, found 2/,
+    ],
+    [{ architecture: "topk" }, /integer k in 1..3, found undefined/],
+    [{ architecture: "topk", k: 4 }, /found 4/],
+    [{ architecture: "gated" }, /gated SAE needs gated.bGate/],
+    [{ wEnc: new Float32Array(5) }, /wEnc should be \[2, 3\] = 6 values, found 5/],
+    [{ wSkip: new Float32Array(3) }, /wSkip should be \[2, 2\] = 4 values, found 3/],
+    [{ dOut: 3 }, /expected dOut 2, found 3/],
+    [
+      { architecture: "relu6" as never },
+      /expected architecture standard, jumprelu, topk or gated, found relu6/,
+    ],
+    [{
+      normalize: "layer_norm",
+      dIn: 1,
+      wEnc: new Float32Array(3),
+      bDec: new Float32Array(1),
+      wDec: new Float32Array(3),
+    }, /expected dIn ≥ 2, found 1/],
+  ];
+  for (const [over, re] of cases) {
+    assert.throws(() => assertEncodable(tiny(over)), (e: Error) => {
+      assert.ok(e instanceof EncoderConfigError, `${re}: ${e}`);
+      assert.match(e.message, re);
+      return true;
+    });
+  }
+  assert.throws(() => new ReferenceEncoder(tiny({ architecture: "topk" })), EncoderConfigError);
 });
