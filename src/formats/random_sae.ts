@@ -6,7 +6,7 @@
 
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../core/dtype.ts";
 import { Rng } from "../core/random.ts";
-import type { SaeArchitecture, SaeWeights, WeightDtype } from "../core/sae.ts";
+import type { InputNormalization, SaeArchitecture, SaeWeights, WeightDtype } from "../core/sae.ts";
 
 /** Options for {@linkcode randomSae}. */
 export interface RandomSaeOptions {
@@ -24,6 +24,11 @@ export interface RandomSaeOptions {
   applyBDecToInput?: boolean;
   hookName?: string | null;
   modelName?: string | null;
+  /** Make a transcoder with this output width (`bDec` and `wDec` get `dOut` columns). */
+  dOut?: number;
+  /** Add a skip connection `wSkip [dIn, dOut]` (transcoders; sparsify SAEs may have one too). */
+  skip?: boolean;
+  normalize?: InputNormalization;
 }
 
 function round(values: Float32Array<ArrayBuffer>, dtype: WeightDtype): Float32Array {
@@ -33,7 +38,7 @@ function round(values: Float32Array<ArrayBuffer>, dtype: WeightDtype): Float32Ar
 }
 
 /**
- * A random SAE with the shape of a trained one. Decoder rows have norm near 1;
+ * A random SAE (or transcoder, with `dOut`) with the shape of a trained one. Decoder rows have norm near 1;
  * encoder columns are the decoder rows plus independent noise (so a
  * transposition bug shows); on standard-normal input `h` is roughly
  * `N(b_enc, 1)`, so about 45% of standard latents fire and JumpReLU thresholds
@@ -51,21 +56,27 @@ export function randomSae(opts: RandomSaeOptions): SaeWeights {
   const rng = new Rng(seed);
   const rescale = architecture === "topk" && (opts.rescaleActsByDecoderNorm ?? false);
 
-  const wDec = new Float32Array(dSae * dIn);
+  // SAEs draw exactly as before transcoders existed, so seeds keep their weights.
+  const dOut = opts.dOut ?? dIn;
+  const wDec = new Float32Array(dSae * dOut);
   const wEnc = new Float32Array(dIn * dSae);
   const noise = 0.6 / Math.sqrt(dIn);
   for (let i = 0; i < dSae; i++) {
     const dir = rng.unitVector(dIn);
     const norm = rescale ? 0.5 + rng.uniform() : 0.9 + 0.2 * rng.uniform();
     for (let j = 0; j < dIn; j++) {
-      wDec[i * dIn + j] = dir[j] * norm;
+      if (dOut === dIn) wDec[i * dIn + j] = dir[j] * norm;
       wEnc[j * dSae + i] = 0.8 * dir[j] + noise * rng.gaussian();
     }
   }
   const bEnc = new Float32Array(dSae);
   for (let i = 0; i < dSae; i++) bEnc[i] = -0.1 + 0.05 * rng.gaussian();
-  const bDec = new Float32Array(dIn);
+  const bDec = new Float32Array(dOut);
   rng.fillGaussian(bDec, 0.1);
+  if (dOut !== dIn) {
+    // A transcoder's decoder maps to another space: independent unit-ish rows.
+    for (let i = 0; i < dSae; i++) wDec.set(rng.unitVector(dOut), i * dOut);
+  }
 
   const sae: SaeWeights = {
     format: "random",
@@ -75,7 +86,7 @@ export function randomSae(opts: RandomSaeOptions): SaeWeights {
     hookName: opts.hookName === undefined ? "blocks.0.hook_resid_pre" : opts.hookName,
     modelName: opts.modelName === undefined ? "random" : opts.modelName,
     dtype,
-    applyBDecToInput: opts.applyBDecToInput ?? true,
+    applyBDecToInput: opts.dOut === undefined ? (opts.applyBDecToInput ?? true) : false,
     wEnc: round(wEnc, dtype),
     bEnc: round(bEnc, dtype),
     wDec: round(wDec, dtype),
@@ -91,5 +102,30 @@ export function randomSae(opts: RandomSaeOptions): SaeWeights {
     sae.k = opts.k ?? Math.max(1, Math.min(32, Math.floor(dSae / 4)));
     sae.rescaleActsByDecoderNorm = rescale;
   }
+  if (architecture === "gated") {
+    // b_enc is unused by gated SAEs (SAELens stores none); the gate and
+    // magnitude paths get their own biases, and r_mag small log-scales.
+    sae.bEnc = new Float32Array(dSae);
+    const bGate = new Float32Array(dSae);
+    const rMag = new Float32Array(dSae);
+    const bMag = new Float32Array(dSae);
+    for (let i = 0; i < dSae; i++) {
+      bGate[i] = -0.1 + 0.05 * rng.gaussian();
+      rMag[i] = 0.3 * rng.gaussian();
+      bMag[i] = 0.1 * rng.gaussian();
+    }
+    sae.gated = { bGate: round(bGate, dtype), rMag: round(rMag, dtype), bMag: round(bMag, dtype) };
+  }
+  if (opts.dOut !== undefined) {
+    sae.kind = "transcoder";
+    sae.dOut = dOut;
+    sae.hookNameOut = "blocks.0.hook_mlp_out";
+  }
+  if (opts.skip) {
+    const wSkip = new Float32Array(dIn * dOut);
+    rng.fillGaussian(wSkip, 0.5 / Math.sqrt(dIn));
+    sae.wSkip = round(wSkip, dtype);
+  }
+  if (opts.normalize && opts.normalize !== "none") sae.normalize = opts.normalize;
   return sae;
 }

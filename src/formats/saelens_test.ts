@@ -154,13 +154,13 @@ Deno.test("legacy flat config: hook_point, topk via activation_fn_str, defaults"
   assert.equal(std.architecture, "standard"); // legacy default
   assert.equal(std.k, undefined);
 
-  // normalize_activations: true means expected_average_only_in, which needs an unknown constant.
+  // normalize_activations: true means expected_average_only_in, which needs a constant not in cfg.json.
   await rejects(
     loadSaeLens(await handFolder({ ...plain, normalize_activations: true }, tinyTensors())),
     "cfg.json",
-    "normalize_activations",
     "expected_average_only_in",
-    "not supported yet",
+    "activation_scaler.json",
+    "norm_scaling_factor",
   );
   await rejects(
     loadSaeLens(await handFolder({ ...plain, activation_fn_str: "tanh-relu" }, tinyTensors())),
@@ -244,10 +244,21 @@ Deno.test("loadSaeLens errors name the file, the tensor or key, expected and fou
   );
   await rejects(
     loadSaeLens(await handFolder({ ...V6, architecture: "gated" }, tinyTensors())),
+    "sae_weights.safetensors",
+    "missing tensor 'b_gate'",
+    "a gated SAE",
+  );
+  await rejects(
+    loadSaeLens(await handFolder({ ...V6, architecture: "mystery_sae" }, tinyTensors())),
     "cfg.json",
     "'architecture'",
-    "'standard', 'jumprelu', 'topk'",
-    '"gated"',
+    "'standard', 'gated', 'jumprelu', 'topk', 'transcoder'",
+    '"mystery_sae"',
+  );
+  await rejects(
+    loadSaeLens(await handFolder({ ...V6, architecture: "batchtopk" }, tinyTensors())),
+    "'architecture'",
+    "saves BatchTopK SAEs for inference as 'jumprelu'",
   );
   await rejects(
     loadSaeLens(await handFolder({ ...V6, d_in: 0 }, tinyTensors())),
@@ -260,9 +271,10 @@ Deno.test("loadSaeLens errors name the file, the tensor or key, expected and fou
     '"int8"',
   );
   await rejects(
-    loadSaeLens(await handFolder({ ...V6, normalize_activations: "layer_norm" }, tinyTensors())),
-    "layer_norm",
-    "not supported yet",
+    loadSaeLens(await handFolder({ ...V6, normalize_activations: "rms" }, tinyTensors())),
+    "'normalize_activations'",
+    "'layer_norm'",
+    '"rms"',
   );
   await rejects(loadSaeLens("/nonexistent/sae"), "/nonexistent/sae/cfg.json", "cannot read");
   const dir = await tempDir();
