@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import onnxProto from "onnx-proto";
 import { randomSae } from "../formats/random_sae.ts";
-import { buildEncoderModel, decoderNorms } from "./onnx_graph.ts";
+import {
+  tiny,
+  tinyGated,
+  tinyLayerNorm,
+  tinyNormRescale,
+  tinyTranscoder,
+} from "../core/testdata/tiny_sae.ts";
+import { buildEncoderGraph, buildEncoderModel, decoderNorms } from "./onnx_graph.ts";
 
 const { onnx } = onnxProto;
 
@@ -70,4 +77,78 @@ Deno.test("decoderNorms are the row norms of W_dec", () => {
   const sae = randomSae({ architecture: "topk", dIn: 2, dSae: 2, k: 1, seed: 1 });
   sae.wDec = new Float32Array([3, 4, 0, 0.5]);
   assert.deepEqual([...decoderNorms(sae)], [5, 0.5]);
+});
+
+Deno.test("buildEncoderModel: gated and normalised graphs", () => {
+  assert.deepEqual(ops(buildEncoderModel(tinyGated())), [
+    "Sub",
+    "MatMul",
+    "Add",
+    "Greater",
+    "Mul",
+    "Add",
+    "Relu",
+    "Where",
+  ]);
+  assert.deepEqual(ops(buildEncoderModel(tinyNormRescale())), [
+    "ReduceSumSquare",
+    "Sqrt",
+    "Div",
+    "Greater",
+    "Where",
+    "Mul",
+    "Sub",
+    "MatMul",
+    "Add",
+    "Relu",
+  ]);
+  assert.deepEqual(ops(buildEncoderModel(tinyLayerNorm())), [
+    "ReduceMean",
+    "Sub",
+    "ReduceSumSquare",
+    "Div",
+    "Sqrt",
+    "Add",
+    "Div",
+    "Sub",
+    "MatMul",
+    "Add",
+    "Relu",
+  ]);
+  // Transcoders never subtract b_dec.
+  assert.deepEqual(ops(buildEncoderModel(tinyTranscoder())), ["MatMul", "Add", "Relu"]);
+});
+
+Deno.test("buildEncoderGraph: a watched graph holds only the watched columns", () => {
+  const sae = tinyGated();
+  const g = buildEncoderGraph(sae, { watch: new Uint32Array([2, 0, 2]) }).graph!;
+  const init = (name: string) => {
+    const t = g.initializer!.find((i) => i.name === name)!;
+    return {
+      dims: t.dims!.map(Number),
+      values: [...new Float32Array(new Uint8Array(t.rawData!).buffer)],
+    };
+  };
+  // W_enc = [[1, −1, 0.5], [2, 0, −1]] → columns {0, 2} = [[1, 0.5], [2, −1]]
+  assert.deepEqual(init("W_enc"), { dims: [2, 2], values: [1, 0.5, 2, -1] });
+  assert.deepEqual(init("b_gate"), { dims: [2], values: [-2, 1] });
+  assert.deepEqual(init("b_mag"), { dims: [2], values: [-1, 0.25] });
+  assert.deepEqual(init("exp_r_mag").values.map((v) => Math.round(v * 1e6) / 1e6), [2, 1]);
+  assert.equal(Number(g.output![0].type!.tensorType!.shape!.dim![1].dimValue), 2);
+  // TopK ignores the watch (membership needs every latent): full W_enc.
+  const tk = buildEncoderGraph(tiny({ architecture: "topk", k: 1 }), {
+    watch: new Uint32Array([1]),
+  });
+  assert.deepEqual(tk.graph!.initializer!.find((i) => i.name === "W_enc")!.dims!.map(Number), [
+    2,
+    3,
+  ]);
+  // The full graph's W_enc is a view of the SAE's array, not a copy.
+  const full = buildEncoderGraph(sae).graph!.initializer!.find((i) => i.name === "W_enc")!;
+  assert.equal(full.rawData!.buffer, sae.wEnc.buffer);
+});
+
+Deno.test("decoderNorms use the decoder's own width (transcoders: dOut)", () => {
+  // tinyTranscoder W_dec rows [1, 0, 0], [0, 1, 0], [0, 0, 2] → norms [1, 1, 2]
+  assert.deepEqual([...decoderNorms(tinyTranscoder())], [1, 1, 2]);
 });

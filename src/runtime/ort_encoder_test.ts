@@ -8,18 +8,46 @@
  *   - A latent active on one side only is accepted only when the decision
  *     was within tolerance of flipping: |h| ≤ tol(h) for every architecture
  *     (relu boundary); jumprelu also when |h − θ| ≤ tol(θ); topk also when
- *     |h − h_(k)| ≤ tol(h_(k)), h_(k) the reference's k-th largest score.
+ *     |h − h_(k)| ≤ tol(h_(k)), h_(k) the reference's k-th largest score;
+ *     gated also when the gate pre-activation is within tol of 0 (h is the
+ *     magnitude pre-activation there).
  *     Everything else must have identical support.
+ * Normalised inputs are computed in f32 by ORT too; at d_in = 48 the relative
+ * error of ‖x‖, μ and σ is ~1e-7, well inside the same tolerance.
+ * Watched vs full ORT encodes are compared bit for bit (no tolerance).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Rng } from "../core/random.ts";
-import { referenceEncode, referencePreActivations } from "../core/reference_encoder.ts";
-import type { SaeArchitecture, SaeWeights, SparseLatents, WeightDtype } from "../core/sae.ts";
-import { tiny, tinyTies } from "../core/testdata/tiny_sae.ts";
+import { referenceProbe } from "../core/decode.ts";
+import {
+  EncoderConfigError,
+  EncoderInputError,
+  referenceEncode,
+  referenceGatePreActivations,
+  referencePreActivations,
+} from "../core/reference_encoder.ts";
+import type {
+  LinearProbe,
+  SaeArchitecture,
+  SaeWeights,
+  SparseLatents,
+  WeightDtype,
+} from "../core/sae.ts";
+import { randomVariant, variantName, VARIANTS } from "../core/testdata/random_variants.ts";
+import {
+  LN_S,
+  tiny,
+  tinyGated,
+  tinyLayerNorm,
+  tinyNormRescale,
+  tinyTies,
+  tinyTranscoder,
+} from "../core/testdata/tiny_sae.ts";
 import { randomSae } from "../formats/random_sae.ts";
 import { loadSaeLens, writeSaeLensFolder } from "../formats/saelens.ts";
-import { createOrtEncoder } from "./ort_encoder.ts";
+import { EXTERNAL_DATA_FILE } from "./external_data.ts";
+import { createOrtEncoder, createProbeEncoder, watchIsCheap } from "./ort_encoder.ts";
 
 const tol = (v: number) => 1e-4 * (1 + Math.abs(v));
 
@@ -41,6 +69,7 @@ function compareToken(
   for (const [i, v] of g) assert.notEqual(v, 0, `${where}: latent ${i} reported with value 0`);
 
   let h: Float64Array | null = null;
+  let gate: Float64Array | null = null;
   let kth = NaN;
   let excused = 0;
   for (const i of new Set([...g.keys(), ...w.keys()])) {
@@ -52,14 +81,16 @@ function compareToken(
     if (!h) {
       h = referencePreActivations(sae, x);
       if (sae.architecture === "topk") kth = [...h].sort((a, b) => b - a)[sae.k! - 1];
+      if (sae.architecture === "gated") gate = referenceGatePreActivations(sae, x);
     }
     const hi = h[i];
     const nearZero = Math.abs(hi) <= tol(hi);
     const nearGate = sae.architecture === "jumprelu" &&
       Math.abs(hi - sae.threshold![i]) <= tol(sae.threshold![i]);
     const nearKth = sae.architecture === "topk" && Math.abs(hi - kth) <= tol(kth);
+    const nearOpen = gate !== null && Math.abs(gate[i]) <= tol(gate[i]);
     assert.ok(
-      nearZero || nearGate || nearKth,
+      nearZero || nearGate || nearKth || nearOpen,
       `${where}: latent ${i} only in ${g.has(i) ? "ort" : "reference"} (h = ${hi})`,
     );
     excused++;
@@ -194,4 +225,178 @@ Deno.test("createOrtEncoder builds one session per SAE folder on disk", async ()
   compareToken(sae, x, got, referenceEncode(sae, x, 1)[0], "folder");
   await enc.close();
   await Deno.remove(dir, { recursive: true });
+});
+
+function restrict(l: SparseLatents, keep: Set<number>): [number, number][] {
+  return pairs(l).filter(([i]) => keep.has(i));
+}
+
+Deno.test("every architecture × normalisation × kind, full and watched, matches the reference", async () => {
+  const dIn = 48, dSae = 163;
+  let latentsChecked = 0, excused = 0, watchedChecked = 0;
+  for (const [n, v] of VARIANTS.entries()) {
+    const sae = randomVariant(v, dIn, dSae, 20 + n);
+    const rng = new Rng(300 + n);
+    // About a third of the latents, unsorted, with duplicates; always the first and last.
+    const watch = Uint32Array.from(
+      { length: 60 },
+      (_, p) => (p === 0 ? dSae - 1 : p === 1 ? 0 : Math.floor(rng.uniform() * dSae)),
+    );
+    const keep = new Set(watch);
+    const full = await createOrtEncoder(sae, { intraOpThreads: 2 });
+    const watched = await createOrtEncoder(sae, { intraOpThreads: 2, watch });
+    for (const tokens of BATCHES) {
+      const x = rng.fillGaussian(new Float32Array(tokens * dIn), 1.5);
+      // Shift some tokens off zero mean and scale others so normalisation has work to do.
+      for (let t = 0; t < tokens; t += 2) {
+        for (let j = 0; j < dIn; j++) x[t * dIn + j] = x[t * dIn + j] * 3 + 0.7;
+      }
+      const got = await full.encode(x, tokens);
+      const gotW = await watched.encode(x, tokens);
+      const want = referenceEncode(sae, x, tokens);
+      const wantW = referenceEncode(sae, x, tokens, watch);
+      for (let t = 0; t < tokens; t++) {
+        const where = `${variantName(v)} N=${tokens} t=${t}`;
+        const xt = x.subarray(t * dIn, (t + 1) * dIn);
+        excused += compareToken(sae, xt, got[t], want[t], where);
+        excused += compareToken(sae, xt, gotW[t], wantW[t], `${where} watched`);
+        // The watched graph is exact: bit for bit the full encode restricted to the watch.
+        assert.deepEqual(pairs(gotW[t]), restrict(got[t], keep), `${where}: watched ≠ full`);
+        latentsChecked += want[t].indices.length;
+        watchedChecked += wantW[t].indices.length;
+      }
+    }
+    await full.close();
+    await watched.close();
+  }
+  assert.ok(latentsChecked > 50_000, `only ${latentsChecked} latents compared`);
+  assert.ok(watchedChecked > 10_000, `only ${watchedChecked} watched latents compared`);
+  assert.ok(excused <= latentsChecked / 1000, `${excused} support flips excused`);
+});
+
+function nearPairs(got: [number, number][][], want: [number, number][][], where: string): void {
+  assert.equal(got.length, want.length, where);
+  got.forEach((row, t) => {
+    assert.deepEqual(row.map(([i]) => i), want[t].map(([i]) => i), `${where} t=${t}: indices`);
+    row.forEach(([, v], p) => {
+      const w = want[t][p][1];
+      assert.ok(Math.abs(v - w) <= 1e-6 * (1 + Math.abs(w)), `${where} t=${t}: ${v} vs ${w}`);
+    });
+  });
+}
+
+Deno.test("ort encoder reproduces the hand-computed gated, normalised and transcoder cases", async () => {
+  // Values and derivations: src/core/testdata/tiny_sae.ts.
+  nearPairs(await encodeTiny(tinyGated(), [2, 0, -1, 2]), [[[0, 5]], [[0, 7], [1, 7]]], "gated");
+  nearPairs(
+    await encodeTiny(tinyNormRescale(), [2, 2, -3, 3, 0, 0]),
+    [[[0, 4.5], [1, 1.25]], [[0, 2.5], [1, 3.25]], [[0, 1.5], [1, 2.25]]],
+    "constant_norm_rescale",
+  );
+  nearPairs(
+    await encodeTiny(tinyTranscoder(), [2, 0, -1, 2]),
+    [[[0, 2.5]], [[0, 3.5], [1, 2.25]]],
+    "transcoder",
+  );
+  const enc = await createOrtEncoder(tinyLayerNorm());
+  const ln = (await enc.encode(new Float32Array([1, 2, 3, 5, 5, 5]), 2)).map(pairs);
+  await enc.close();
+  nearPairs(ln, [[[0, 2 * LN_S], [1, 1 + LN_S]], [[1, 1]]], "layer_norm");
+});
+
+Deno.test("watched encoders: by SAE index, empty watch, out-of-range refused, watchIsCheap", async () => {
+  const x = [2, 0, -1, 2];
+  // Full: [(0, 3.5), (1, 0.25)], [(0, 4.5), (1, 3.25)]; watching {1, 2} keeps latent 1.
+  const enc = await createOrtEncoder(tiny(), { watch: new Uint32Array([2, 1]) });
+  assert.deepEqual((await enc.encode(new Float32Array(x), 2)).map(pairs), [[[1, 0.25]], [[
+    1,
+    3.25,
+  ]]]);
+  assert.equal(enc.dSae, 3);
+  await enc.close();
+  // TopK k = 1 chooses among all latents: watching {1} reports nothing for x = [2, 0].
+  const tk = await createOrtEncoder(tiny({ architecture: "topk", k: 1 }), {
+    watch: new Uint32Array([1]),
+  });
+  assert.deepEqual((await tk.encode(new Float32Array([2, 0]), 1)).map(pairs), [[]]);
+  await tk.close();
+  const none = await createOrtEncoder(tinyGated(), { watch: new Uint32Array(0) });
+  assert.deepEqual((await none.encode(new Float32Array(x), 2)).map(pairs), [[], []]);
+  await none.close();
+  await assert.rejects(
+    createOrtEncoder(tiny(), { watch: new Uint32Array([3]) }),
+    EncoderInputError,
+  );
+  await assert.rejects(
+    createOrtEncoder(tiny({ architecture: "topk", k: 1 }), { watch: new Uint32Array([9]) }),
+    EncoderInputError,
+  );
+  await assert.rejects(
+    createOrtEncoder(tinyTranscoder({ applyBDecToInput: true })),
+    EncoderConfigError,
+  );
+  assert.deepEqual(
+    (["standard", "jumprelu", "gated", "topk"] as const).map((a) =>
+      watchIsCheap(tiny({ architecture: a }))
+    ),
+    [true, true, true, false],
+  );
+});
+
+Deno.test("external data: same output as the in-memory model, progress reported, temp folder removed", async () => {
+  const sae = randomVariant({ architecture: "jumprelu", normalize: "layer_norm" }, 64, 300, 9);
+  const x = new Rng(2).fillGaussian(new Float32Array(7 * 64));
+  const inMemory = await createOrtEncoder(sae);
+  const phases = new Map<string, [number, number]>();
+  const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
+  const before = new Set([...Deno.readDirSync(tmp)].map((e) => e.name));
+  const external = await createOrtEncoder(sae, {
+    externalDataThreshold: 0,
+    onProgress: (done, total, phase) => phases.set(phase, [done, total]),
+  });
+  // W_enc 64·300·4 = 76800 bytes goes out (≥ 64 KiB); the small vectors stay inline.
+  assert.deepEqual(phases.get("write"), [76800, 76800]);
+  assert.deepEqual(phases.get("session"), [1, 1]);
+  const leftover = [...Deno.readDirSync(tmp)].filter((e) =>
+    !before.has(e.name) && e.name.startsWith("latentwatch_onnx_")
+  );
+  assert.deepEqual(leftover, [], `temp folders left behind (${EXTERNAL_DATA_FILE})`);
+  assert.deepEqual(
+    (await external.encode(x, 7)).map(pairs),
+    (await inMemory.encode(x, 7)).map(pairs),
+  );
+  await inMemory.close();
+  await external.close();
+});
+
+Deno.test("probe encoder: MatMul + Add (+ Sigmoid) equals the reference probe", async () => {
+  const rng = new Rng(4);
+  for (const link of ["raw", "logistic"] as const) {
+    const probe: LinearProbe = {
+      kind: "probe",
+      dIn: 32,
+      n: 3,
+      directions: rng.fillGaussian(new Float32Array(96), 0.3),
+      bias: new Float32Array([0.5, -1, 0]),
+      link,
+      source: `probe:${link}`,
+    };
+    const enc = await createProbeEncoder(probe);
+    assert.equal(enc.dSae, 3);
+    for (const tokens of [1, 5, 64]) {
+      const x = rng.fillGaussian(new Float32Array(tokens * 32));
+      const got = await enc.encode(x, tokens);
+      const want = referenceProbe(probe, x, tokens);
+      got.forEach((g, t) => {
+        assert.deepEqual([...g.indices], [0, 1, 2]);
+        g.values.forEach((v, i) => {
+          const w = want[t].values[i];
+          assert.ok(Math.abs(v - w) <= tol(w), `${link} N=${tokens} t=${t} ${i}: ${v} vs ${w}`);
+        });
+      });
+    }
+    assert.deepEqual(await enc.encode(new Float32Array(0), 0), []);
+    await assert.rejects(enc.encode(new Float32Array(31), 1), EncoderInputError);
+    await enc.close();
+  }
 });
