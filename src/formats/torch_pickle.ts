@@ -345,8 +345,8 @@ function unpickle(pkl: Uint8Array, source: string, storages: Storages): PyObj {
 
   if (pkl.length === 0) corrupt("data.pkl is empty");
   for (;;) {
-    if (pos >= pkl.length) corrupt("ran out of bytes before STOP");
     opAt = pos;
+    if (pos >= pkl.length) corrupt("ran out of bytes before STOP");
     const op = pkl[pos++];
     switch (op) {
       case OP.PROTO:

@@ -50,3 +50,25 @@ export async function runPython(script: string, args: string[]): Promise<string>
   }
   return dec.decode(out.stdout);
 }
+
+let torchDir: Promise<string> | undefined;
+
+/**
+ * A temporary folder of checkpoints written by `torch_fixtures.py` (made
+ * once per test module), with `expected.json` holding the Python reference
+ * outputs.
+ *
+ * @example
+ * ```ts
+ * const dir = await torchFixtureDir();
+ * const expected = JSON.parse(await Deno.readTextFile(`${dir}/expected.json`));
+ * ```
+ */
+export function torchFixtureDir(): Promise<string> {
+  torchDir ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "latentwatch-torch-" });
+    await runPython("torch_fixtures.py", [dir]);
+    return dir;
+  })();
+  return torchDir;
+}
