@@ -4,7 +4,7 @@
  * with the fill, build+load and first-encode times and the process's resident
  * memory (VmRSS now, VmHWM peak) before and after. Weights are a cheap
  * deterministic pattern; W_dec is filled too so the SAE is as resident as a
- * loaded one. Run one size per process: VmHWM is a process-wide high-water mark.
+ * loaded one. A third argument `--disable-prepacking` measures that option. Run one size per process: VmHWM is a process-wide high-water mark.
  *
  * @module
  */
@@ -28,7 +28,8 @@ function fill(a: Float32Array, seed: number, s: number): Float32Array {
 }
 
 if (import.meta.main) {
-  const [dIn, dSae] = Deno.args.map(Number);
+  const [dIn, dSae] = Deno.args.slice(0, 2).map(Number);
+  const disablePrepacking = Deno.args[2] === "--disable-prepacking";
   const t0 = performance.now();
   const sae: SaeWeights = {
     format: "measure",
@@ -51,6 +52,7 @@ if (import.meta.main) {
   const phases: Record<string, number> = {};
   const t1 = performance.now();
   const enc = await createOrtEncoder(sae, {
+    disablePrepacking,
     onProgress: (_done, _total, phase) => {
       phases[phase] = Math.round(performance.now() - t1);
     },

@@ -49,6 +49,8 @@ export interface OrtEncoderOptions {
   onProgress?: ProgressFn;
   /** Bytes of initializers above which external data is used (default 1.5 GiB). */
   externalDataThreshold?: number;
+  /** Trade MatMul speed for memory on very large SAEs (see `sessionOptions`). */
+  disablePrepacking?: boolean;
 }
 
 /**
@@ -72,7 +74,7 @@ export async function createOrtEncoder(
   const model = buildEncoderGraph(sae, { watch: opts.watch, onProgress: opts.onProgress });
   const session = await openSession(
     model,
-    sessionOptions(opts.intraOpThreads),
+    sessionOptions(opts.intraOpThreads, opts.disablePrepacking),
     opts.externalDataThreshold,
     opts.onProgress,
   );

@@ -15,14 +15,29 @@ import { initializerBytes, type ProgressFn } from "./onnx_graph.ts";
 /** Initializers above this many bytes are written as external data by default. */
 export const DEFAULT_EXTERNAL_DATA_THRESHOLD = 1.5 * 2 ** 30;
 
-/** Session options shared by every encoder. */
-export function sessionOptions(intraOpThreads?: number): ort.InferenceSession.SessionOptions {
+/**
+ * Session options shared by every encoder. `disablePrepacking` keeps
+ * onnxruntime from repacking MatMul weights into a second, private copy: with
+ * external data the weights then stay memory-mapped (peak ≈ one copy instead
+ * of two, faster load), at about 2.4× the MatMul time (3584×131072, 8 tokens,
+ * 2 cores: 465 ms vs 191 ms).
+ *
+ * @example
+ * ```ts
+ * const options = sessionOptions(2);
+ * ```
+ */
+export function sessionOptions(
+  intraOpThreads?: number,
+  disablePrepacking = false,
+): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: ["cpu"],
     graphOptimizationLevel: "all",
     executionMode: "sequential",
   };
   if (intraOpThreads !== undefined) options.intraOpNumThreads = intraOpThreads;
+  if (disablePrepacking) options.extra = { session: { disable_prepacking: "1" } };
   return options;
 }
 
