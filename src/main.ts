@@ -11,8 +11,10 @@ const USAGE = `latentwatch: watch a served model's activations through SAEs and 
 usage: deno task latentwatch <command> [options]
 
 commands:
-  sae inspect <path>                  format, architecture, d_in, d_sae, hook, dtype
+  sae inspect <path> [--latent N]     format, architecture, d_in, d_sae, hook, dtype (a latent's label)
   sae encode <path> --input <a.npy>   one JSON line per token: {"token", "latents"}
+  sae eval <path> --input <a.npy>     reconstruction MSE, FVU, mean L0, dead latents
+  probe score <path> --input <a.npy>  one JSON line per token: {"token", "scores"}
   policy lint <file>...               validate policy files (file:line:col errors)
   serve --monitor <file>              run a monitor: frames in over NATS, alerts out
   demo                                the whole pipeline on an embedded default
@@ -22,6 +24,7 @@ type Command = (args: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
   sae: async () => (await import("./cli/sae.ts")).runSaeCommand,
+  probe: async () => (await import("./cli/sae.ts")).runProbeCommand,
   policy: async () => (await import("./cli/policy.ts")).runPolicyCommand,
   serve: async () => (await import("./cli/serve.ts")).runServeCommand,
   demo: async () => (await import("./demo/demo.ts")).runDemoCommand,

@@ -73,7 +73,13 @@ export async function startMonitor(
   for (const s of config.saes) {
     let sae = await loadSaeLens(s.path);
     const labelsPath = s.labels ?? await findLabelsNextTo(s.path);
-    if (labelsPath) sae = attachLabels(sae, await loadNeuronpediaLabels(labelsPath));
+    if (labelsPath) {
+      const labels = await loadNeuronpediaLabels(labelsPath, {
+        neuronpediaId: sae.neuronpediaId ?? undefined,
+        onWarning: (message) => log.warn("labels.warning", { id: s.id, path: labelsPath, message }),
+      });
+      sae = attachLabels(sae, labels);
+    }
     saes.set(s.id, sae);
     log.info("sae.loaded", {
       id: s.id,
