@@ -296,7 +296,7 @@ Deno.test("SafetensorsReader reads ranges from disk: as stored, transposed, a mi
     await Deno.writeFile(path, whole.subarray(0, whole.byteLength - 100));
     await assert.rejects(SafetensorsReader.open(path), (e: unknown) => {
       assert.ok(e instanceof SafetensorsError);
-      assert.match(e.message, /t\.safetensors: tensor 'f64'.*out of range.*truncated/);
+      assert.match(e.message, /t\.safetensors: tensor '\w+'.*out of range.*truncated/);
       return true;
     });
   } finally {
