@@ -37,12 +37,21 @@ export const GEMMA_SCOPE_2_PARAMS = "params.safetensors";
 /** Cross-layer transcoder files: one per source layer. */
 export const GEMMA_SCOPE_2_CLT_PARAMS = /^params_layer_(\d+)\.safetensors$/;
 
-/** `width_16k` → 16384, `width_1m` → 2^20 (the SAELens mapping). */
+/**
+ * `width_16k` → 16384, `width_131k` → 131072, `width_1m` → 2^20: the widths
+ * are powers of two written rounded to thousands (the SAELens mapping).
+ *
+ * @example
+ * ```ts
+ * parseGemmaScopeWidth("65k"); // 65536
+ * ```
+ */
 export function parseGemmaScopeWidth(w: string): number | null {
   const m = /^(\d+)(k|m)?$/i.exec(w);
   if (!m) return null;
   const unit = m[2]?.toLowerCase();
-  return Number(m[1]) * (unit === "k" ? 1024 : unit === "m" ? 1024 * 1024 : 1);
+  if (!unit) return Number(m[1]);
+  return 2 ** Math.round(Math.log2(Number(m[1]) * (unit === "k" ? 1e3 : 1e6)));
 }
 
 /** What the Gemma Scope 1 path layout says about the SAE. */
