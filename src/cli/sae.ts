@@ -24,36 +24,32 @@ import {
   readNeuronpediaExplanations,
 } from "../formats/neuronpedia.ts";
 import { loadProbe, ProbeFormatError } from "../formats/probe.ts";
-import { loadSaeLens, SaeFormatError } from "../formats/saelens.ts";
+import { loadSae, type LoadSaeOptions, SAE_FORMATS, type SaeFormatName } from "../formats/load.ts";
+import { SaeFormatError } from "../formats/saelens.ts";
+import { TorchCheckpointError, TorchPickleRefusedError } from "../formats/torch_pickle.ts";
+import { ZipError } from "../formats/zip.ts";
 import { SafetensorsError } from "../formats/safetensors.ts";
 import { createOrtEncoder, createProbeEncoder } from "../runtime/ort_encoder.ts";
 
-const FORMATS = [
-  "saelens",
-  "gemma-scope",
-  "gemma-scope-2",
-  "sparsify",
-  "openai",
-  "dictionary-learning",
-] as const;
-
 const USAGE = `usage:
-  latentwatch sae inspect <path> [--format F] [--labels P] [--latent N] [--json]
+  latentwatch sae inspect <path> [--labels P] [--latent N] [--json] [load options]
       format, architecture, kind, d_in, d_sae, d_out, hook, dtype, normalisation,
       b_dec on input, skip connection and label count of an SAE or transcoder;
       --latent N adds that latent's label and decoder norm ‖W_dec[N,:]‖
-  latentwatch sae encode <path> --input <acts.npy> [--format F] [--batch 128] [--threads N]
+  latentwatch sae encode <path> --input <acts.npy> [--batch 128] [--threads N] [load options]
       encode a float32/float16 array of shape [T, d_in]; one JSON line per token:
       {"token": <i>, "latents": [[<index>, <value>], ...]}
-  latentwatch sae eval <path> --input <acts.npy> [--target <out.npy>] [--format F] [--json]
+  latentwatch sae eval <path> --input <acts.npy> [--target <out.npy>] [--json] [load options]
       reconstruction MSE, fraction of variance unexplained, mean L0 and dead
       latents on that input (--target: what a transcoder should output)
 
 <path> is an SAE folder or file: SAELens (cfg.json + sae_weights.safetensors),
 Gemma Scope (params.npz or its average_l0_* folder), Gemma Scope 2 (config.json +
 params.safetensors), sparsify (cfg.json + sae.safetensors), OpenAI or
-dictionary_learning (.pt). The format is detected; --format overrides it:
-  ${FORMATS.join(", ")}
+dictionary_learning (.pt). Load options:
+  --format F            skip detection: ${SAE_FORMATS.join(", ")}
+  --scaling-factor S    SAELens expected_average_only_in factor when the folder lacks it
+  --layer L             Gemma Scope 2 cross-layer transcoder folder: the source layer
 Labels: an explanations/ folder (Neuronpedia export) inside the SAE folder is
 read automatically; --labels <file or folder> points elsewhere.`;
 
@@ -75,7 +71,8 @@ function isUserError(e: unknown): e is Error {
   return e instanceof CliInputError || e instanceof SaeFormatError || e instanceof NpyError ||
     e instanceof SafetensorsError || e instanceof LabelFormatError ||
     e instanceof ProbeFormatError || e instanceof EncoderConfigError ||
-    e instanceof EncoderInputError;
+    e instanceof EncoderInputError || e instanceof TorchCheckpointError ||
+    e instanceof TorchPickleRefusedError || e instanceof ZipError;
 }
 
 const DEFAULT_BATCH = 128;
@@ -86,23 +83,6 @@ const DEFAULT_BATCH = 128;
  * `LATENTWATCH_PROGRESS_MIN_BYTES` overrides it (tests use 0).
  */
 const PROGRESS_MIN_BYTES = 256 * 1024 * 1024;
-
-/** The SAE formats `--format` accepts. */
-export type SaeFormatName = typeof FORMATS[number];
-
-/** Options of {@linkcode loadForCli}. */
-interface LoadOptions {
-  format?: SaeFormatName;
-  onProgress?: (done: number, total: number, phase: string) => void;
-}
-
-/** Until the multi-format loader lands, SAELens folders only. */
-async function loadSae(path: string, opts: LoadOptions): Promise<SaeWeights> {
-  if (opts.format !== undefined && opts.format !== "saelens") {
-    throw new CliInputError(`--format ${opts.format}: not supported by this build`);
-  }
-  return await loadSaeLens(path);
-}
 
 /**
  * Run `latentwatch sae ...` with the arguments after `sae`; returns the exit
@@ -126,6 +106,8 @@ export async function runSaeCommand(args: string[]): Promise<number> {
         format: { type: "string", short: "f" },
         labels: { type: "string" },
         latent: { type: "string" },
+        "scaling-factor": { type: "string" },
+        layer: { type: "string" },
         json: { type: "boolean" },
         batch: { type: "string" },
         threads: { type: "string" },
@@ -154,19 +136,28 @@ export async function runSaeCommand(args: string[]): Promise<number> {
     console.error(`latentwatch sae: ${why}\n\n${USAGE}`);
     return 2;
   }
-  if (values.format !== undefined && !(FORMATS as readonly string[]).includes(values.format)) {
+  if (values.format !== undefined && !(SAE_FORMATS as readonly string[]).includes(values.format)) {
     console.error(
       `latentwatch sae ${sub}: --format: expected one of ${
-        FORMATS.join(", ")
+        SAE_FORMATS.join(", ")
       }, found '${values.format}'`,
     );
     return 2;
   }
-  const load: LoadOptions = {
+  const load: LoadSaeOptions = {
     format: values.format as SaeFormatName | undefined,
     onProgress: progressReporter(),
   };
   try {
+    const scaling = values["scaling-factor"];
+    if (scaling !== undefined) {
+      const s = Number(scaling);
+      if (!(s > 0) || !Number.isFinite(s)) {
+        throw new CliInputError(`--scaling-factor: expected a positive number, found '${scaling}'`);
+      }
+      load.scalingFactor = s;
+    }
+    if (values.layer !== undefined) load.layer = nonNegativeInt("--layer", values.layer);
     if (sub === "inspect") {
       const latent = values.latent === undefined
         ? undefined
@@ -216,7 +207,7 @@ function nonNegativeInt(flag: string, raw: string): number {
  * nobody would see it. On a terminal one line is redrawn (throttled); in a
  * log, large loads print a line per quarter so the log is not flooded.
  */
-function progressReporter(): LoadOptions["onProgress"] {
+function progressReporter(): LoadSaeOptions["onProgress"] {
   const env = Deno.env.get("LATENTWATCH_PROGRESS_MIN_BYTES");
   const minBytes = env !== undefined && env !== "" ? Number(env) : PROGRESS_MIN_BYTES;
   const tty = Deno.stderr.isTerminal();
@@ -304,7 +295,7 @@ function describe(sae: SaeWeights): Info {
 
 async function inspect(
   path: string,
-  load: LoadOptions,
+  load: LoadSaeOptions,
   labels: string | undefined,
   latent: number | undefined,
   json: boolean,
@@ -414,7 +405,7 @@ async function readActivations(
 
 async function encode(
   path: string,
-  load: LoadOptions,
+  load: LoadSaeOptions,
   inputPath: string,
   batch: number,
   threads: number | undefined,
@@ -450,7 +441,7 @@ async function encode(
 
 async function evaluate(
   path: string,
-  load: LoadOptions,
+  load: LoadSaeOptions,
   inputPath: string,
   targetPath: string | undefined,
   batch: number,

@@ -142,7 +142,7 @@ Deno.test("sae encode errors: exit 1, message on stderr naming the file, stdout 
   const noSae = await cli("encode", join(dir, "absent"), "--input", join(dir, "flat.npy"));
   assert.equal(noSae.code, 1);
   assert.equal(noSae.stdout, "");
-  assert.match(noSae.stderr, /absent\/cfg\.json: cannot read/);
+  assert.match(noSae.stderr, /absent: cannot read/);
 
   const usage = await cli("encode", sae);
   assert.equal(usage.code, 2);
@@ -411,7 +411,8 @@ Deno.test("sae --format overrides detection and is validated", async () => {
   const forced = await cli("inspect", join(dir, "sae"), "--format", "sparsify");
   assert.equal(forced.code, 1);
   assert.equal(forced.stdout, "");
-  assert.match(forced.stderr, /sparsify/);
+  // The sparsify loader read the SAELens cfg.json and named the sparsify key it lacks.
+  assert.match(forced.stderr, /cfg\.json: key 'expansion_factor': expected a positive integer/);
   const unknown = await cli("inspect", join(dir, "sae"), "--format", "pickle");
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /--format: expected one of saelens, gemma-scope, .* found 'pickle'/);
@@ -449,5 +450,44 @@ Deno.test("probe score prints one JSON line of scores per token", async () => {
   assert.equal(wide.code, 1);
   assert.match(wide.stderr, /w\.npy: expected shape \[T, d_in\] = \[T, 2\]/);
   assert.equal((await probeCli("score", join(dir, "p.json"))).code, 2);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("sae encode shows loading progress on stderr only, never on stdout", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sae_cli_" });
+  await writeSaeLensFolder(join(dir, "sae"), exactSae([0, 0]));
+  await Deno.writeFile(join(dir, "x.npy"), writeNpy(X3, [3, 2], "f32"));
+  const args = ["sae", "encode", join(dir, "sae"), "--input", join(dir, "x.npy")];
+  // Past the size threshold (0 bytes here), a log shows progress lines.
+  const big = await runLatentwatch(args, { env: { LATENTWATCH_PROGRESS_MIN_BYTES: "0" } });
+  assert.equal(big.code, 0, big.stderr);
+  assert.match(big.stderr, /loading: .*100% /);
+  assert.equal(big.stdout.trimEnd().split("\n").length, 3);
+  assert.ok(big.stdout.split("\n").every((l) => l === "" || l.startsWith('{"token": ')));
+  // Below it, with stderr not a terminal, nothing is drawn.
+  const small = await runLatentwatch(args);
+  assert.equal(small.stderr, "");
+  assert.equal(small.stdout, big.stdout);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("sae inspect: labels of another Neuronpedia source are left out with a warning", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sae_cli_" });
+  await writeSaeLensFolder(dir, exactSae([0, 0]));
+  const cfg = JSON.parse(await Deno.readTextFile(join(dir, "cfg.json")));
+  cfg.metadata.neuronpedia_id = "gpt2-small/8-res-jb";
+  await Deno.writeTextFile(join(dir, "cfg.json"), JSON.stringify(cfg));
+  await Deno.mkdir(join(dir, "explanations"));
+  await Deno.writeTextFile(
+    join(dir, "explanations", "batch-0.jsonl"),
+    [explanation("0", "mine"), explanation("1", "theirs", "9-res-jb")].join("\n"),
+  );
+  const r = await cli("inspect", dir, "--latent", "1", "--json");
+  assert.equal(r.code, 0, r.stderr);
+  const info = JSON.parse(r.stdout);
+  assert.equal(info.neuronpedia, "gpt2-small/8-res-jb");
+  assert.equal(info.labels, 1);
+  assert.equal(info.latent.label, null);
+  assert.match(r.stderr, /warning: .*left out 1 of 2 explanations/);
   await Deno.remove(dir, { recursive: true });
 });
