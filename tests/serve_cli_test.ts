@@ -25,8 +25,10 @@ Deno.test("serve CLI: an invalid monitor file is refused with file:line:col and 
   }
 });
 
-Deno.test("serve CLI: runs, answers /healthz /readyz /metrics, exits 0 on SIGTERM", async () => {
-  const server = await startNatsServer();
+Deno.test("serve CLI: live before NATS, ready once connected, metrics, exits 0 on SIGTERM", async () => {
+  const natsPort = freePort();
+  const url = `nats://127.0.0.1:${natsPort}`;
+  let server: Awaited<ReturnType<typeof startNatsServer>> | null = null;
   const dir = await Deno.makeTempDir();
   const port = freePort();
   try {
@@ -38,7 +40,7 @@ Deno.test("serve CLI: runs, answers /healthz /readyz /metrics, exits 0 on SIGTER
     await Deno.writeTextFile(
       `${dir}/m.yaml`,
       `monitor: m\nmodel: x\nhook: h\nsaes:\n  - id: s\n    path: sae\npolicies: [p.yaml]\n` +
-        `nats:\n  url: ${server.url}\ncontrol:\n  listen: 127.0.0.1:${port}\n`,
+        `nats:\n  url: ${url}\ncontrol:\n  listen: 127.0.0.1:${port}\n`,
     );
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", LATENTWATCH_MAIN, "serve", "--monitor", `${dir}/m.yaml`],
@@ -56,15 +58,23 @@ Deno.test("serve CLI: runs, answers /healthz /readyz /metrics, exits 0 on SIGTER
       "/healthz",
       30_000,
     );
-    assert.equal((await get("/readyz")).status, 200);
+    // no broker yet: alive, not ready
+    assert.equal((await get("/readyz")).status, 503);
+    server = await startNatsServer({ port: natsPort });
+    await waitUntil(
+      () => get("/readyz").then((r) => r.status === 200, () => false),
+      "/readyz",
+      30_000,
+    );
     assert.match((await get("/metrics")).body, /^latentwatch_frames_received_total 0$/m);
     child.kill("SIGTERM");
     const err = await errText;
     assert.equal((await child.status).code, 0, err);
+    assert.match(err, /nats\.connecting/);
     assert.match(err, /monitor\.started/);
     assert.match(err, /monitor\.stopping/);
   } finally {
-    await server.stop();
+    await server?.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -16,7 +16,7 @@ import type { MonitorConfig } from "../config/monitor.ts";
 import { loadPolicyFile } from "../config/policy_file.ts";
 import { attachLabels, findLabelsNextTo, loadNeuronpediaLabels } from "../formats/neuronpedia.ts";
 import { loadProbe } from "../formats/probe.ts";
-import { loadSaeLens } from "../formats/saelens.ts";
+import { loadSae } from "../formats/load.ts";
 import { createOrtEncoder, createProbeEncoder, watchIsCheap } from "../runtime/ort_encoder.ts";
 import { controlApi, serveControlApi } from "./control_api.ts";
 import { Logger } from "./log.ts";
@@ -71,7 +71,18 @@ export async function startMonitor(
 
   const saes = new Map<string, SaeWeights>();
   for (const s of config.saes) {
-    let sae = await loadSaeLens(s.path);
+    let reported = -1;
+    let sae = await loadSae(s.path, {
+      format: s.format,
+      scalingFactor: s.scalingFactor,
+      // large SAEs take seconds: say how far loading is, every 25%
+      onProgress: (done, total, phase) => {
+        const pct = total > 0 ? Math.floor((done / total) * 4) * 25 : 0;
+        if (pct === reported) return;
+        reported = pct;
+        log.info("sae.loading", { id: s.id, phase, percent: pct });
+      },
+    });
     const labelsPath = s.labels ?? await findLabelsNextTo(s.path);
     if (labelsPath) {
       const labels = await loadNeuronpediaLabels(labelsPath, {
@@ -135,6 +146,9 @@ export async function startMonitor(
     }
     const cheap = watchIsCheap(sae);
     encoders.set(id, await createOrtEncoder(sae, { watch }));
+    // onnxruntime now holds the encoder weights it needs; the JS copy of W_enc
+    // (the largest tensor, 1.8 GB for a 3584×131072 SAE) is not used again
+    saes.set(id, { ...sae, wEnc: new Float32Array(0) });
     log.info("encoder.ready", {
       id,
       mode: cheap ? "watched" : "full",
