@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { SAE_FORMATS, type SaeFormatName } from "../core/sae.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
 import {
@@ -51,18 +52,7 @@ export interface MonitorSae {
   scalingFactor?: number;
 }
 
-/** SAE formats a monitor can name (`format:`). */
-export const SAE_FORMATS = [
-  "saelens",
-  "gemma-scope",
-  "gemma-scope-2",
-  "sparsify",
-  "openai",
-  "dictionary-learning",
-] as const;
-
-/** One of {@linkcode SAE_FORMATS}. */
-export type SaeFormatName = (typeof SAE_FORMATS)[number];
+export { SAE_FORMATS, type SaeFormatName };
 
 /** Defaults of every optional key. */
 export const MONITOR_DEFAULTS = {

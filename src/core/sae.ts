@@ -27,6 +27,19 @@ export type SaeKind = "sae" | "transcoder";
  */
 export type InputNormalization = "none" | "constant_norm_rescale" | "layer_norm";
 
+/** Every upstream SAE format latentwatch reads (for `--format` and monitor `format:`). */
+export const SAE_FORMATS = [
+  "saelens",
+  "gemma-scope",
+  "gemma-scope-2",
+  "sparsify",
+  "openai",
+  "dictionary-learning",
+] as const;
+
+/** One of {@linkcode SAE_FORMATS}. */
+export type SaeFormatName = (typeof SAE_FORMATS)[number];
+
 /** Element types weights can be stored in on disk. */
 export type WeightDtype = "float32" | "float16" | "bfloat16";
 

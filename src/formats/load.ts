@@ -39,24 +39,8 @@ import {
 } from "./saelens.ts";
 import { loadSparsify, SPARSIFY_CFG, SPARSIFY_WEIGHTS } from "./sparsify.ts";
 
-/** The formats {@linkcode loadSae} reads. */
-export type SaeFormatName =
-  | "saelens"
-  | "gemma-scope"
-  | "gemma-scope-2"
-  | "sparsify"
-  | "openai"
-  | "dictionary-learning";
-
-/** Every {@linkcode SaeFormatName}, e.g. for a `--format` flag. */
-export const SAE_FORMATS: readonly SaeFormatName[] = [
-  "saelens",
-  "gemma-scope",
-  "gemma-scope-2",
-  "sparsify",
-  "openai",
-  "dictionary-learning",
-];
+import { SAE_FORMATS, type SaeFormatName } from "../core/sae.ts";
+export { SAE_FORMATS, type SaeFormatName };
 
 /** Options for {@linkcode loadSae}. */
 export interface LoadSaeOptions {

@@ -1,6 +1,6 @@
 /**
  * Measures building and loading the ORT encoder of a large JumpReLU SAE:
- * `deno run -A src/runtime/measure_large.ts 2304 16384` prints one JSON line
+ * `deno run -A bench/measure_large.ts 2304 16384` prints one JSON line
  * with the fill, build+load and first-encode times and the process's resident
  * memory (VmRSS now, VmHWM peak) before and after. Weights are a cheap
  * deterministic pattern; W_dec is filled too so the SAE is as resident as a
@@ -9,8 +9,8 @@
  * @module
  */
 
-import type { SaeWeights } from "../core/sae.ts";
-import { createOrtEncoder } from "./ort_encoder.ts";
+import type { SaeWeights } from "../src/core/sae.ts";
+import { createOrtEncoder } from "../src/runtime/ort_encoder.ts";
 
 /** `VmRSS` and `VmHWM` of this process in MiB (Linux). */
 export function memoryMiB(): { rss: number; peak: number } {
