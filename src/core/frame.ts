@@ -34,6 +34,10 @@ export const HEADER = {
   tracestate: "tracestate",
 } as const;
 
+/** Request metadata travels as `Lw-Meta-<key>` headers. */
+export const META_PREFIX = "Lw-Meta-";
+const META_KEY = /^[a-z0-9_-]+$/;
+
 /** Longest model, hook, request id or tenant name, in characters (code points). */
 export const MAX_NAME_LENGTH = 256;
 
@@ -53,6 +57,11 @@ export interface FrameMeta {
   tokenText?: string[];
   phase?: "prefill" | "decode";
   tenant?: string;
+  /**
+   * Request metadata (`Lw-Meta-<key>` headers; keys lower-cased, `[a-z0-9_-]+`),
+   * e.g. `{ app: "support-bot", region: "eu" }`, for policy exceptions.
+   */
+  meta?: Record<string, string>;
   traceparent?: string;
   tracestate?: string;
   endOfRequest: boolean;
@@ -345,6 +354,13 @@ export function frameHeaders(
     h[HEADER.phase] = meta.phase;
   }
   if (meta.tenant !== undefined) h[HEADER.tenant] = checkName(HEADER.tenant, meta.tenant, where);
+  for (const [key, value] of Object.entries(meta.meta ?? {})) {
+    const field = `${META_PREFIX}${key}`;
+    if (!META_KEY.test(key)) {
+      throw new FrameError(field, "a metadata key of [a-z0-9_-]+", show(key), where);
+    }
+    h[field] = checkName(field, value, where);
+  }
   if (meta.endOfRequest) h[HEADER.end] = "1";
   if (meta.traceparent !== undefined) {
     if (!validTraceparent(meta.traceparent)) {
@@ -590,6 +606,14 @@ export function decodeFrame(
   }
   const tenant = get(HEADER.tenant);
   if (tenant !== undefined) frame.tenant = decodeName(HEADER.tenant, tenant, where);
+  for (const [lk, names] of spelled) {
+    if (!lk.startsWith(META_PREFIX.toLowerCase())) continue;
+    const key = lk.slice(META_PREFIX.length);
+    if (!META_KEY.test(key)) {
+      throw new FrameError(names[0], "a metadata key of [a-z0-9_-]+", show(key), where);
+    }
+    (frame.meta ??= {})[key] = decodeName(names[0], get(names[0]), where);
+  }
 
   const end = get(HEADER.end);
   if (end !== undefined) {

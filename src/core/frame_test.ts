@@ -526,3 +526,30 @@ Deno.test("frame: the worked example in docs/frame-format.md decodes as describe
   );
   assert.ok(DOC.includes(err.message), err.message);
 });
+
+Deno.test("frame: request metadata round-trips as Lw-Meta-<key> headers", () => {
+  const { headers, payload } = encodeFrame(
+    {
+      model: "m",
+      hook: "h",
+      requestId: "r",
+      position: 0,
+      seq: 0,
+      dtype: "f32",
+      meta: { app: "support-bot", region: "eu" },
+    },
+    new Float32Array([1, 2]),
+    1,
+    2,
+  );
+  assert.equal(headers["Lw-Meta-app"], "support-bot");
+  assert.equal(headers["Lw-Meta-region"], "eu");
+  // header names may arrive in another case
+  const { ["Lw-Meta-app"]: app, ...rest } = headers;
+  const frame = decodeFrame("s", { ...rest, "LW-META-APP": app }, payload);
+  assert.deepEqual(frame.meta, { app: "support-bot", region: "eu" });
+  assert.throws(
+    () => decodeFrame("s", { ...headers, "Lw-Meta-Bad Key": "x" }, payload),
+    /Lw-Meta-Bad Key: expected a metadata key of \[a-z0-9_-\]\+, found "bad key"/,
+  );
+});

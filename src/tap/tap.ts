@@ -40,7 +40,7 @@ export interface TapOptions {
 /** Optional per-call metadata; token arrays have one entry per token of the call. */
 export type TapExtra = Pick<
   FrameMeta,
-  "tokenIds" | "tokenText" | "phase" | "tenant" | "traceparent" | "tracestate"
+  "tokenIds" | "tokenText" | "phase" | "tenant" | "meta" | "traceparent" | "tracestate"
 >;
 
 /** Even one token does not fit in a message of the bus's max payload. */
@@ -62,7 +62,7 @@ export class FrameTooLargeError extends RangeError {
   }
 }
 
-interface RequestState extends Pick<TapExtra, "tenant" | "traceparent" | "tracestate"> {
+interface RequestState extends Pick<TapExtra, "tenant" | "meta" | "traceparent" | "tracestate"> {
   seq: number;
   nextPosition: number;
   dModel: number;
@@ -182,6 +182,7 @@ export class Tap {
       tokenText: extra.tokenText?.slice(start, start + n),
       phase: extra.phase,
       tenant: extra.tenant,
+      meta: extra.meta,
       traceparent: extra.traceparent,
       tracestate: extra.tracestate,
     });
@@ -233,6 +234,7 @@ export class Tap {
       nextPosition: position + tokens,
       dModel,
       tenant: extra.tenant,
+      meta: extra.meta,
       traceparent: extra.traceparent,
       tracestate: extra.tracestate,
     };
@@ -275,6 +277,7 @@ export class Tap {
         seq: state.seq,
         dtype: this.dtype,
         tenant: state.tenant,
+        meta: state.meta,
         traceparent: state.traceparent,
         tracestate: state.tracestate,
         endOfRequest: true,
