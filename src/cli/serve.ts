@@ -28,7 +28,10 @@ export async function runServeCommand(args: string[]): Promise<number> {
   let monitor;
   try {
     const config = await loadMonitorConfig(values.monitor);
-    monitor = await startMonitor(config, values.listen ? { controlListen: values.listen } : {});
+    monitor = await startMonitor(config, {
+      watchPolicies: true,
+      ...(values.listen ? { controlListen: values.listen } : {}),
+    });
   } catch (err) {
     console.error(`latentwatch serve: ${(err as Error).message}`);
     return 1;
@@ -37,9 +40,14 @@ export async function runServeCommand(args: string[]): Promise<number> {
   const onSignal = () => resolve();
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
+  // SIGHUP reloads the policy files, as file changes do
+  const running = monitor;
+  const onHup = () => void running.reload();
+  Deno.addSignalListener("SIGHUP", onHup);
   await promise;
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
+  Deno.removeSignalListener("SIGHUP", onHup);
   console.error("info monitor.stopping");
   const undelivered = await monitor.stop();
   // alerts that could not be delivered are counted and logged; say so in the exit code too

@@ -7,17 +7,19 @@
  */
 import type { Alert } from "../core/alert.ts";
 import { tapSubjectFilter } from "../core/frame.ts";
-import { compilePolicies, type PolicyRule } from "../core/policy.ts";
-import type { Encoder, LinearProbe, SaeWeights, SparseLatents } from "../core/sae.ts";
+import type { SaeWeights, SparseLatents } from "../core/sae.ts";
 import type { Frame } from "../core/frame.ts";
 import type { Bus } from "../bus/bus.ts";
 import { connectNatsBus } from "../bus/nats_bus.ts";
 import type { MonitorConfig } from "../config/monitor.ts";
-import { loadPolicyFile } from "../config/policy_file.ts";
-import { attachLabels, findLabelsNextTo, loadNeuronpediaLabels } from "../formats/neuronpedia.ts";
-import { loadProbe } from "../formats/probe.ts";
-import { loadSae } from "../formats/load.ts";
-import { createOrtEncoder, createProbeEncoder, watchIsCheap } from "../runtime/ort_encoder.ts";
+import { dirname, resolve } from "node:path";
+import {
+  buildGeneration,
+  closeUnused,
+  compileMonitorPolicies,
+  loadMonitorModels,
+  loadMonitorSae,
+} from "./components.ts";
 import { controlApi, serveControlApi } from "./control_api.ts";
 import { Logger } from "./log.ts";
 import { Pipeline } from "./pipeline.ts";
@@ -31,9 +33,14 @@ export interface StartOptions {
   onAlert?: (alert: Alert) => void;
   onPublished?: (alert: Alert, seq: number, duplicate: boolean) => void;
   onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
+  /** Reload the policies when one of their files changes (serve does). */
+  watchPolicies?: boolean;
   /** Override the control API address (`host:port`); `null` disables it. */
   controlListen?: string | null;
 }
+
+/** What a policy reload did. */
+export type ReloadResult = { ok: true; rules: number } | { ok: false; error: string };
 
 /** A running monitor. */
 export interface RunningMonitor {
@@ -44,8 +51,45 @@ export interface RunningMonitor {
   saes: ReadonlyMap<string, SaeWeights>;
   /** Address of the control API, when it runs. */
   controlAddr: Deno.NetAddr | null;
+  /** Reload the policy files now (what a file change or SIGHUP does). */
+  reload(): Promise<ReloadResult>;
   /** Stop; resolves with the number of alerts that could not be delivered in time. */
   stop(): Promise<number>;
+}
+
+/**
+ * Forget the JS copy of each SAE's W_enc: onnxruntime holds what the encoders
+ * need (1.8 GB saved for a 3584×131072 SAE); a reload that needs another
+ * encoder reads the SAE again.
+ */
+function dropEncoderWeights(saes: Map<string, SaeWeights>): void {
+  for (const [id, sae] of saes) saes.set(id, { ...sae, wEnc: new Float32Array(0) });
+}
+
+/**
+ * Call `onChange` (debounced) when any of `files` changes. Editors often
+ * replace a file rather than write it, so the folders are watched.
+ */
+function watchFiles(files: string[], onChange: () => unknown, log: Logger): { close(): void } {
+  const wanted = new Set(files.map((f) => resolve(f)));
+  const watcher = Deno.watchFs([...new Set(files.map((f) => dirname(resolve(f))))]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  (async () => {
+    for await (const event of watcher) {
+      if (!event.paths.some((p) => wanted.has(resolve(p)))) continue;
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        log.info("policies.changed", { files: event.paths.join(",") });
+        onChange();
+      }, 200);
+    }
+  })().catch((err) => log.error("policies.watch_failed", { error: (err as Error).message }));
+  return {
+    close: () => {
+      clearTimeout(timer);
+      watcher.close();
+    },
+  };
 }
 
 /** Milliseconds JetStream remembers an alert id for dedup (10 minutes). */
@@ -69,94 +113,14 @@ export async function startMonitor(
   const log = opts.log ?? new Logger();
   const telemetry = new Telemetry();
 
-  const saes = new Map<string, SaeWeights>();
-  for (const s of config.saes) {
-    let reported = -1;
-    let sae = await loadSae(s.path, {
-      format: s.format,
-      scalingFactor: s.scalingFactor,
-      // large SAEs take seconds: say how far loading is, every 25%
-      onProgress: (done, total, phase) => {
-        const pct = total > 0 ? Math.floor((done / total) * 4) * 25 : 0;
-        if (pct === reported) return;
-        reported = pct;
-        log.info("sae.loading", { id: s.id, phase, percent: pct });
-      },
-    });
-    const labelsPath = s.labels ?? await findLabelsNextTo(s.path);
-    if (labelsPath) {
-      const labels = await loadNeuronpediaLabels(labelsPath, {
-        neuronpediaId: sae.neuronpediaId ?? undefined,
-        onWarning: (message) => log.warn("labels.warning", { id: s.id, path: labelsPath, message }),
-      });
-      sae = attachLabels(sae, labels);
-    }
-    saes.set(s.id, sae);
-    log.info("sae.loaded", {
-      id: s.id,
-      path: s.path,
-      format: sae.format,
-      architecture: sae.architecture,
-      d_in: sae.dIn,
-      d_sae: sae.dSae,
-      dtype: sae.dtype,
-      labels: sae.labels?.size ?? 0,
-    });
-  }
-  const probes = new Map<string, LinearProbe>();
-  for (const p of config.probes) {
-    const probe = await loadProbe(p.path);
-    probes.set(p.id, probe);
-    log.info("probe.loaded", {
-      id: p.id,
-      path: p.path,
-      d_in: probe.dIn,
-      scores: probe.n,
-      link: probe.link,
-    });
-  }
-  const widths = [
-    ...[...saes].map(([id, s]) => [id, s.dIn] as const),
-    ...[...probes].map(([id, p]) => [id, p.dIn] as const),
-  ];
-  if (new Set(widths.map(([, d]) => d)).size !== 1) {
-    throw new RangeError(
-      `${config.file}: expected every SAE and probe of a monitor to read the same d_in, found ${
-        widths.map(([id, d]) => `${id}=${d}`).join(", ")
-      }`,
-    );
-  }
-  const dIn = widths[0][1];
-
-  const rules: PolicyRule[] = [];
-  for (const file of config.policies) rules.push(...await loadPolicyFile(file));
-  const signals = new Map<string, { dSae: number; dense?: boolean }>(saes);
-  for (const [id, p] of probes) signals.set(id, { dSae: p.n, dense: true });
-  const policies = compilePolicies(rules, signals);
-  log.info("policies.loaded", { files: config.policies.length, rules: policies.rules.length });
-
-  // Encode only what the rules read: the watched encoder columns where that is
-  // exact and cheap (ReLU, JumpReLU, gated); TopK needs every latent to rank them.
-  const encoders = new Map<string, Encoder>();
-  for (const [id, sae] of saes) {
-    const watch = policies.watchedLatents(id);
-    if (watch.length === 0) {
-      log.warn("sae.unwatched", { id, note: "no rule reads this SAE; it is not encoded" });
-      continue;
-    }
-    const cheap = watchIsCheap(sae);
-    encoders.set(id, await createOrtEncoder(sae, { watch }));
-    // onnxruntime now holds the encoder weights it needs; the JS copy of W_enc
-    // (the largest tensor, 1.8 GB for a 3584×131072 SAE) is not used again
-    saes.set(id, { ...sae, wEnc: new Float32Array(0) });
-    log.info("encoder.ready", {
-      id,
-      mode: cheap ? "watched" : "full",
-      watched: watch.length,
-      why: cheap ? undefined : `${sae.architecture} ranks every latent, so all are computed`,
-    });
-  }
-  for (const [id, probe] of probes) encoders.set(id, await createProbeEncoder(probe));
+  const models = await loadMonitorModels(config, log);
+  const { saes, dIn } = models;
+  let built = await buildGeneration(models, await compileMonitorPolicies(config, models), log);
+  log.info("policies.loaded", {
+    files: config.policies.length,
+    rules: built.generation.policies.rules.length,
+  });
+  dropEncoderWeights(saes);
 
   const subject = config.nats.subject ?? tapSubjectFilter(config.model, config.hook);
   // The control API comes up before NATS so liveness holds (and readiness says
@@ -182,7 +146,7 @@ export async function startMonitor(
           d_in: s.dIn,
           d_sae: s.dSae,
         })),
-        rules: policies.rules.length,
+        rules: pipeline?.generation.policies.rules.length ?? 0,
         active_requests: pipeline?.activeRequests ?? 0,
       }),
     });
@@ -216,9 +180,7 @@ export async function startMonitor(
     hook: config.hook,
     subject,
     dIn,
-    encoders,
-    policies,
-    labels: new Map([...saes].flatMap(([id, s]) => s.labels ? [[id, s.labels] as const] : [])),
+    ...built.generation,
     batching: config.batching,
     alerts: { subject: config.alerts.subject, maxQueue: config.alerts.maxQueue },
     bus: connected,
@@ -233,6 +195,36 @@ export async function startMonitor(
   log.info("monitor.started", { monitor: config.monitor, subject, alerts: config.alerts.subject });
   const running = pipeline;
 
+  // Hot reload: validate and compile the new rules, build any encoder they
+  // need, then swap everything at once between batches. A bad change is
+  // refused with its error and the running set carries on. Reloads queue up.
+  let reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, rules: 0 });
+  const reload = (): Promise<ReloadResult> =>
+    reloading = reloading.then(async () => {
+      try {
+        const policies = await compileMonitorPolicies(config, models);
+        const next = await buildGeneration(models, policies, log, built, (id) =>
+          loadMonitorSae(
+            config.saes.find((s) => s.id === id)!,
+            log,
+          ));
+        const old = await running.swap(next.generation);
+        built = next;
+        await closeUnused(old, next.generation);
+        telemetry.add("latentwatch.policy.reloads", 1, { result: "ok" });
+        log.info("policies.reloaded", { rules: policies.rules.length });
+        return { ok: true, rules: policies.rules.length };
+      } catch (err) {
+        telemetry.add("latentwatch.policy.reloads", 1, { result: "refused" });
+        log.error("policies.reload_refused", {
+          error: (err as Error).message,
+          note: "the running rules stay in force",
+        });
+        return { ok: false, error: (err as Error).message };
+      }
+    });
+  const watcher = opts.watchPolicies ? watchFiles(config.policies, reload, log) : null;
+
   return {
     config,
     bus: connected,
@@ -240,10 +232,13 @@ export async function startMonitor(
     telemetry,
     saes,
     controlAddr: server?.addr ?? null,
+    reload,
     stop: async () => {
+      watcher?.close();
+      await reloading;
       const undelivered = await running.stop();
       await server?.shutdown();
-      for (const e of encoders.values()) await e.close();
+      for (const e of running.generation.encoders.values()) await e.close();
       if (!opts.bus) await connected.close();
       log.flush();
       return undelivered;

@@ -16,6 +16,19 @@ import { AlertPublisher } from "./alert_publisher.ts";
 import type { Logger } from "./log.ts";
 import type { Telemetry } from "./telemetry.ts";
 
+/**
+ * What the pipeline evaluates with: the encoders and the policies they were
+ * built for. A hot reload swaps the whole generation at once, between
+ * batches, so a batch is always encoded and evaluated by one generation.
+ */
+export interface Generation {
+  /** Encoder id (SAE or probe) → encoder. */
+  encoders: ReadonlyMap<string, Encoder>;
+  policies: CompiledPolicies;
+  /** SAE id → latent labels, attached to alerts. */
+  labels?: ReadonlyMap<string, ReadonlyMap<number, string>>;
+}
+
 /** What a {@linkcode Pipeline} needs. */
 export interface PipelineOptions {
   monitor: string;
@@ -76,9 +89,14 @@ export class Pipeline {
   #requests = new Map<string, RequestState>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #scratch = new Float32Array(0);
+  #generation: Generation;
+  /** Batches in flight per generation, so a swapped-out one is released only when unused. */
+  #inUse = new Map<Generation, number>();
+  #released = new Map<Generation, () => void>();
 
   constructor(opts: PipelineOptions) {
     this.#o = opts;
+    this.#generation = { encoders: opts.encoders, policies: opts.policies, labels: opts.labels };
     this.#batcher = new MicroBatcher<Frame>(opts.batching);
     this.publisher = new AlertPublisher(opts.bus, opts.telemetry, opts.log, {
       subject: opts.alerts.subject,
@@ -102,6 +120,31 @@ export class Pipeline {
     this.#worker = this.#run();
     const ttl = this.#o.requestTtlMs ?? 600_000;
     this.#sweeper = setInterval(() => this.#sweep(ttl), Math.min(ttl, 10_000));
+  }
+
+  /** The generation new batches use. */
+  get generation(): Generation {
+    return this.#generation;
+  }
+
+  /**
+   * Make `next` the generation for every batch that starts from now on. The
+   * batch being encoded (if any) finishes with the old one; the returned
+   * promise resolves once no batch uses the old generation any more, when its
+   * encoders may be closed. No frame is dropped or evaluated twice: the queue
+   * is untouched, and each batch is taken from it exactly once.
+   *
+   * @example
+   * ```ts
+   * const old = await pipeline.swap({ encoders, policies });
+   * for (const e of old.encoders.values()) if (!encoders.has(e)) await e.close();
+   * ```
+   */
+  swap(next: Generation): Promise<Generation> {
+    const old = this.#generation;
+    this.#generation = next;
+    if (!this.#inUse.get(old)) return Promise.resolve(old);
+    return new Promise((resolve) => this.#released.set(old, () => resolve(old)));
   }
 
   /** Requests with live state. */
@@ -223,6 +266,22 @@ export class Pipeline {
   }
 
   async #process(frames: Frame[]): Promise<void> {
+    const gen = this.#generation;
+    this.#inUse.set(gen, (this.#inUse.get(gen) ?? 0) + 1);
+    try {
+      await this.#processWith(gen, frames);
+    } finally {
+      const left = this.#inUse.get(gen)! - 1;
+      if (left > 0) this.#inUse.set(gen, left);
+      else {
+        this.#inUse.delete(gen);
+        this.#released.get(gen)?.();
+        this.#released.delete(gen);
+      }
+    }
+  }
+
+  async #processWith(gen: Generation, frames: Frame[]): Promise<void> {
     const { dIn, telemetry: t } = this.#o;
     const n = frames.reduce((s, f) => s + f.tokens, 0);
     const latents = new Map<string, SparseLatents[]>();
@@ -231,7 +290,7 @@ export class Pipeline {
       try {
         // a frame may hold more tokens than a batch: encode at most maxBatchTokens rows per call
         const step = this.#o.batching.maxBatchTokens;
-        for (const [sae, encoder] of this.#o.encoders) {
+        for (const [sae, encoder] of gen.encoders) {
           let rows: SparseLatents[] = [];
           for (let r = 0; r < n; r += step) {
             const m = Math.min(step, n - r);
@@ -257,7 +316,7 @@ export class Pipeline {
     }
     let row = 0;
     for (const frame of frames) {
-      if (frame.tokens > 0) this.#evaluate(frame, row, latents);
+      if (frame.tokens > 0) this.#evaluate(gen, frame, row, latents);
       row += frame.tokens;
     }
     this.#o.onEncoded?.(frames, latents);
@@ -275,11 +334,16 @@ export class Pipeline {
     return this.#scratch.subarray(0, n * dIn);
   }
 
-  #evaluate(frame: Frame, firstRow: number, latents: ReadonlyMap<string, SparseLatents[]>): void {
+  #evaluate(
+    gen: Generation,
+    frame: Frame,
+    firstRow: number,
+    latents: ReadonlyMap<string, SparseLatents[]>,
+  ): void {
     const fired = new Map<PolicyRule, AlertEvidence[]>();
     for (const [sae, rows] of latents) {
       for (let i = 0; i < frame.tokens; i++) {
-        for (const match of evaluateToken(this.#o.policies, sae, rows[firstRow + i])) {
+        for (const match of evaluateToken(gen.policies, sae, rows[firstRow + i])) {
           let ev = fired.get(match.rule);
           if (!ev) fired.set(match.rule, ev = []);
           ev.push({
@@ -291,12 +355,12 @@ export class Pipeline {
         }
       }
     }
-    for (const [rule, evidence] of fired) this.#raise(frame, rule, evidence);
+    for (const [rule, evidence] of fired) this.#raise(gen, frame, rule, evidence);
   }
 
-  #raise(frame: Frame, rule: PolicyRule, evidence: AlertEvidence[]): void {
+  #raise(gen: Generation, frame: Frame, rule: PolicyRule, evidence: AlertEvidence[]): void {
     const start = evidence[0].position;
-    const label = this.#o.labels?.get(rule.sae)?.get(rule.latent);
+    const label = gen.labels?.get(rule.sae)?.get(rule.latent);
     const alert: Alert = {
       schema: "latentwatch.alert/v1",
       id: alertId(this.#o.monitor, frame.requestId, rule.id, start),

@@ -40,6 +40,11 @@ export const METRIC_SPEC = {
     unit: "{request}",
     help: "Request states evicted before their end marker, by reason (ttl, capacity)",
   },
+  "latentwatch.policy.reloads": {
+    kind: "counter",
+    unit: "{reload}",
+    help: "Policy reloads, by result (ok, refused)",
+  },
   "latentwatch.bus.errors": {
     kind: "counter",
     unit: "{error}",

@@ -1,0 +1,205 @@
+/**
+ * What a monitor runs, loaded from its config: SAEs (any upstream format,
+ * with labels), probes, policies, and the encoders the policies need. Shared
+ * by `serve` (start and hot reload) and the offline tools (replay, policy
+ * test, calibrate), so they evaluate exactly as the sidecar does.
+ *
+ * @module
+ */
+import { compilePolicies, type PolicyRule } from "../core/policy.ts";
+import type { Encoder, LinearProbe, SaeWeights } from "../core/sae.ts";
+import type { MonitorConfig } from "../config/monitor.ts";
+import { loadPolicyFile } from "../config/policy_file.ts";
+import { attachLabels, findLabelsNextTo, loadNeuronpediaLabels } from "../formats/neuronpedia.ts";
+import { loadProbe } from "../formats/probe.ts";
+import { loadSae } from "../formats/load.ts";
+import { createOrtEncoder, createProbeEncoder, watchIsCheap } from "../runtime/ort_encoder.ts";
+import type { Logger } from "./log.ts";
+import type { Generation } from "./pipeline.ts";
+
+/** The SAEs and probes of a monitor, and the activation width they all read. */
+export interface MonitorModels {
+  saes: Map<string, SaeWeights>;
+  probes: Map<string, LinearProbe>;
+  dIn: number;
+}
+
+/** A generation plus what it was built from, so the next reload can reuse encoders. */
+export interface BuiltGeneration {
+  generation: Generation;
+  /** Encoder id → the watched latents its encoder was built for. */
+  watched: ReadonlyMap<string, Uint32Array>;
+}
+
+/**
+ * Load one SAE of a monitor: its weights (format detected unless given),
+ * its labels (`labels:` or an `explanations/` folder beside it).
+ *
+ * @example
+ * ```ts
+ * const sae = await loadMonitorSae(config.saes[0], log);
+ * ```
+ */
+export async function loadMonitorSae(
+  s: MonitorConfig["saes"][number],
+  log: Logger,
+): Promise<SaeWeights> {
+  let reported = -1;
+  let sae = await loadSae(s.path, {
+    format: s.format,
+    scalingFactor: s.scalingFactor,
+    // large SAEs take seconds: say how far loading is, every 25%
+    onProgress: (done, total, phase) => {
+      const pct = total > 0 ? Math.floor((done / total) * 4) * 25 : 0;
+      if (pct === reported) return;
+      reported = pct;
+      log.info("sae.loading", { id: s.id, phase, percent: pct });
+    },
+  });
+  const labelsPath = s.labels ?? await findLabelsNextTo(s.path);
+  if (labelsPath) {
+    const labels = await loadNeuronpediaLabels(labelsPath, {
+      neuronpediaId: sae.neuronpediaId ?? undefined,
+      onWarning: (message) => log.warn("labels.warning", { id: s.id, path: labelsPath, message }),
+    });
+    sae = attachLabels(sae, labels);
+  }
+  log.info("sae.loaded", {
+    id: s.id,
+    path: s.path,
+    format: sae.format,
+    architecture: sae.architecture,
+    d_in: sae.dIn,
+    d_sae: sae.dSae,
+    dtype: sae.dtype,
+    labels: sae.labels?.size ?? 0,
+  });
+  return sae;
+}
+
+/**
+ * Load every SAE and probe of `config` and check they read the same width.
+ *
+ * @example
+ * ```ts
+ * const { saes, probes, dIn } = await loadMonitorModels(config, log);
+ * ```
+ */
+export async function loadMonitorModels(
+  config: MonitorConfig,
+  log: Logger,
+): Promise<MonitorModels> {
+  const saes = new Map<string, SaeWeights>();
+  for (const s of config.saes) saes.set(s.id, await loadMonitorSae(s, log));
+  const probes = new Map<string, LinearProbe>();
+  for (const p of config.probes) {
+    const probe = await loadProbe(p.path);
+    probes.set(p.id, probe);
+    log.info("probe.loaded", {
+      id: p.id,
+      path: p.path,
+      d_in: probe.dIn,
+      scores: probe.n,
+      link: probe.link,
+    });
+  }
+  const widths = [
+    ...[...saes].map(([id, s]) => [id, s.dIn] as const),
+    ...[...probes].map(([id, p]) => [id, p.dIn] as const),
+  ];
+  if (new Set(widths.map(([, d]) => d)).size !== 1) {
+    throw new RangeError(
+      `${config.file}: expected every SAE and probe of a monitor to read the same d_in, found ${
+        widths.map(([id, d]) => `${id}=${d}`).join(", ")
+      }`,
+    );
+  }
+  return { saes, probes, dIn: widths[0][1] };
+}
+
+/**
+ * Load and compile the policy files of `config` against its SAEs and probes.
+ * Throws (with file:line) when a file is invalid; nothing is changed then.
+ *
+ * @example
+ * ```ts
+ * const policies = await compileMonitorPolicies(config, models);
+ * ```
+ */
+export async function compileMonitorPolicies(config: MonitorConfig, models: MonitorModels) {
+  const rules: PolicyRule[] = [];
+  for (const file of config.policies) rules.push(...await loadPolicyFile(file));
+  const signals = new Map<string, { dSae: number; dense?: boolean }>(models.saes);
+  for (const [id, p] of models.probes) signals.set(id, { dSae: p.n, dense: true });
+  return compilePolicies(rules, signals);
+}
+
+function sameLatents(a: Uint32Array | undefined, b: Uint32Array): boolean {
+  return a !== undefined && a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/**
+ * Build the encoders `policies` need and bundle them into a generation. Only
+ * what the rules read is encoded: the watched encoder columns where that is
+ * exact and cheap (ReLU, JumpReLU, gated); TopK ranks every latent, so it is
+ * encoded in full. An encoder of `previous` whose watched set is unchanged is
+ * reused; `reloadSae` is called when a new encoder needs an SAE's weights
+ * (serve keeps no JS copy of W_enc once onnxruntime holds it).
+ *
+ * @example
+ * ```ts
+ * const built = await buildGeneration(models, policies, log);
+ * ```
+ */
+export async function buildGeneration(
+  models: MonitorModels,
+  policies: ReturnType<typeof compilePolicies>,
+  log: Logger,
+  previous?: BuiltGeneration,
+  reloadSae?: (id: string) => Promise<SaeWeights>,
+): Promise<BuiltGeneration> {
+  const encoders = new Map<string, Encoder>();
+  const watched = new Map<string, Uint32Array>();
+  for (const [id, sae] of models.saes) {
+    const watch = policies.watchedLatents(id);
+    if (watch.length === 0) {
+      log.warn("sae.unwatched", { id, note: "no rule reads this SAE; it is not encoded" });
+      continue;
+    }
+    watched.set(id, watch);
+    const reuse = previous?.generation.encoders.get(id);
+    if (reuse && sameLatents(previous!.watched.get(id), watch)) {
+      encoders.set(id, reuse);
+      continue;
+    }
+    const weights = sae.wEnc.length > 0 ? sae : await reloadSae!(id);
+    encoders.set(id, await createOrtEncoder(weights, { watch }));
+    const cheap = watchIsCheap(sae);
+    log.info("encoder.ready", {
+      id,
+      mode: cheap ? "watched" : "full",
+      watched: watch.length,
+      why: cheap ? undefined : `${sae.architecture} ranks every latent, so all are computed`,
+    });
+  }
+  for (const [id, probe] of models.probes) {
+    encoders.set(id, previous?.generation.encoders.get(id) ?? await createProbeEncoder(probe));
+  }
+  const labels = new Map(
+    [...models.saes].flatMap(([id, s]) => s.labels ? [[id, s.labels] as const] : []),
+  );
+  return { generation: { encoders, policies, labels }, watched };
+}
+
+/**
+ * Close the encoders of `old` that `current` does not use.
+ *
+ * @example
+ * ```ts
+ * await closeUnused(oldGeneration, pipeline.generation);
+ * ```
+ */
+export async function closeUnused(old: Generation, current: Generation): Promise<void> {
+  const kept = new Set(current.encoders.values());
+  for (const e of old.encoders.values()) if (!kept.has(e)) await e.close();
+}
