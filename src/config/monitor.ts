@@ -37,6 +37,8 @@ export interface MonitorConfig {
   alerts: { stream: string; subject: string; maxQueue: number };
   batching: { maxBatchTokens: number; maxWaitMs: number; maxQueueTokens: number };
   control?: { listen: string };
+  /** Record received frames to a trace file (all, or a sample of requests). */
+  record?: { path: string /* absolute */; every?: number; requests?: number };
 }
 
 /** One SAE of a monitor. */
@@ -150,6 +152,15 @@ export const MonitorFileSchema = z.strictObject({
     max_wait_ms: MONITOR_DEFAULTS.maxWaitMs,
     max_queue_tokens: MONITOR_DEFAULTS.maxQueueTokens,
   }),
+  record: z.strictObject({
+    path: nonEmpty,
+    every: z.int({ error: expectMessage("an integer ≥ 1 (keep one request in N)") }).min(1, {
+      error: expectMessage("an integer ≥ 1 (keep one request in N)"),
+    }).optional(),
+    requests: z.number({ error: expectMessage("a fraction of requests in (0, 1]") }).gt(0, {
+      error: expectMessage("a fraction of requests in (0, 1]"),
+    }).max(1, { error: expectMessage("a fraction of requests in (0, 1]") }).optional(),
+  }).optional(),
   control: z.strictObject({
     listen: z.string().regex(LISTEN, {
       error: expectMessage("host:port, like 127.0.0.1:8787"),
@@ -200,6 +211,13 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
   };
   if (m.nats.subject !== undefined) cfg.nats.subject = m.nats.subject;
   if (m.control) cfg.control = { listen: m.control.listen };
+  if (m.record) {
+    cfg.record = {
+      path: abs(m.record.path),
+      ...(m.record.every !== undefined ? { every: m.record.every } : {}),
+      ...(m.record.requests !== undefined ? { requests: m.record.requests } : {}),
+    };
+  }
   return cfg;
 }
 

@@ -109,7 +109,7 @@ Deno.test("parseMonitorConfig: unknown keys at the key, snake_case hint for came
     "/srv/lw/m.yaml:10:3: unknown key 'maxBatchTokens' (did you mean 'max_batch_tokens'?); expected one of: max_batch_tokens, " +
     "max_wait_ms, max_queue_tokens",
     "/srv/lw/m.yaml:11:1: unknown key 'colour'; expected one of: monitor, model, hook, saes, probes, " +
-    "policies, nats, alerts, batching, control",
+    "policies, nats, alerts, batching, record, control",
   ]);
 });
 
@@ -223,4 +223,16 @@ Deno.test("parseMonitorConfig: SAE format, labels, scaling factor and probes", (
     assert.match(err.message, /^m\.yaml:11:9: duplicate SAE id 'res20': .* defined at line 5$/m);
     return true;
   });
+});
+
+Deno.test("parseMonitorConfig: record frames to a trace, with sampling", () => {
+  const text = MINIMAL + "record:\n  path: traces/serve.trace.gz\n  requests: 0.1\n";
+  assert.deepEqual(parseMonitorConfig(text, "/srv/lw/m.yaml").record, {
+    path: "/srv/lw/traces/serve.trace.gz",
+    requests: 0.1,
+  });
+  assert.throws(
+    () => parseMonitorConfig(MINIMAL + "record:\n  path: t.trace\n  requests: 1.5\n", "m.yaml"),
+    /m\.yaml:11:13: expected a fraction of requests in \(0, 1\]/,
+  );
 });
