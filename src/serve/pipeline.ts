@@ -54,6 +54,8 @@ export interface PipelineOptions {
   maxRequests?: number;
   /** Re-create the alert stream when publishes find it missing. */
   ensureStream?: () => Promise<void>;
+  /** Called with every message as received, before decoding (trace recording). */
+  onMessage?: (msg: BusMessage) => void;
   /** Called for every alert raised (before it is published). */
   onAlert?: (alert: Alert) => void;
   /** Called for every alert the stream acknowledged. */
@@ -199,6 +201,7 @@ export class Pipeline {
   #onMessage(msg: BusMessage): void {
     const t = this.#o.telemetry;
     t.add("latentwatch.frames.received");
+    this.#o.onMessage?.(msg);
     let frame: Frame;
     try {
       frame = decodeFrame(msg.subject, msg.headers, msg.data, { dModel: this.#o.dIn });
