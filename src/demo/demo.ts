@@ -10,6 +10,9 @@
  * 4. A handful of prompts sent through the TypeScript tap (prefill, then a
  *    few decode steps); alerts printed live as the stream acknowledges them,
  *    then which tokens fired, drawn per latent.
+ * 5. Every frame also recorded to a trace (`.latentwatch/demo/demo.trace.gz`,
+ *    `docs/traces.md`), with the `replay` command that reruns the monitor
+ *    over it offline.
  *
  * @module
  */
@@ -27,6 +30,8 @@ import { writeSaeLensFolder } from "../formats/saelens.ts";
 import { Logger } from "../serve/log.ts";
 import { startMonitor } from "../serve/monitor.ts";
 import { Tap } from "../tap/tap.ts";
+import { tapSubjectFilter } from "../core/frame.ts";
+import { TraceWriter } from "../traces/writer.ts";
 import { buildDemoSae, DEMO_CONCEPTS, SimulatedModel, tokenize } from "./simulator.ts";
 
 /** The prompts the demo sends, with the reply the simulated model "generates". */
@@ -142,6 +147,19 @@ export async function runDemoCommand(args: string[]): Promise<number> {
   );
   out(`  rules from ${rules}; alerts to JetStream stream ${config.alerts.stream}\n`);
 
+  // record every frame the monitor receives, as `serve` does with `record:`
+  const tracePath = `${ROOT}.latentwatch/demo/demo.trace.gz`;
+  const trace = await TraceWriter.create(tracePath, {
+    monitor: config.monitor,
+    model: config.model,
+    hook: config.hook,
+    meta: { source: "latentwatch demo (simulated model)" },
+  });
+  const recording = bus.subscribe(
+    config.nats.subject ?? tapSubjectFilter(config.model, config.hook),
+    (msg) => trace.write(msg),
+  );
+
   // 4. prompts through the tap: prefill in one frame, the reply one token per step
   const tap = new Tap(bus, { model: config.model, hook: config.hook, dtype: "f32" });
   for (const { id, prompt, reply } of DEMO_PROMPTS) {
@@ -198,6 +216,13 @@ export async function runDemoCommand(args: string[]): Promise<number> {
     } tokens encoded, ${alerts.length} alerts acknowledged by stream ${config.alerts.stream}, ${
       t.total("latentwatch.frames.rejected")
     } frames rejected, ${t.total("latentwatch.alerts.dropped")} alerts dropped.`,
+  );
+  recording.unsubscribe();
+  await trace.close();
+  const relTrace = tracePath.slice(ROOT.length);
+  out(
+    `\nRecorded ${trace.stats.frames} frames to ${relTrace} (docs/traces.md). Replay them offline:\n` +
+      `  deno task latentwatch replay ${relTrace} --monitor monitors/demo.yaml`,
   );
   await monitor.stop();
   await bus.close();
