@@ -1,0 +1,569 @@
+/**
+ * The policy engine: runs a {@linkcode CompiledPolicySet} over the frames of
+ * many concurrent requests, keeping per-request pooling state, and says
+ * which rules fire. Pure: time comes from an injected clock.
+ *
+ * Semantics:
+ * - **Tokens and phases.** A batch is one frame of one request: `tokens`
+ *   tokens from absolute `position`, in order; frames of a request arrive in
+ *   order. A rule's scope picks tokens by the frame's phase: `prompt` sees
+ *   prefill frames, `generation` decode frames, `both` all; a frame without a
+ *   phase counts for every scope. Tokens out of a rule's scope do not exist
+ *   for it.
+ * - **Pooling** (ast.ts `Pool`): a latent not active on a token reads 0. Each
+ *   rule's window starts at the request's first token in its scope (no
+ *   tokens before it: the window at `t` holds `min(N, t−start+1)` tokens and
+ *   a mean divides by that); positions skipped by a lost frame read 0. EMA
+ *   starts at 0; rolling_mean_max is the max of the rolling means so far.
+ *   State lives per request and per rule test (two tests on one signal and
+ *   pooling in a rule share it).
+ * - **Triggers (the index).** A rule is evaluated on a token only when the
+ *   signal of one of its trigger tests (see compile.ts) is present on it: an
+ *   active SAE latent, or a probe (every token). Pooling state of every test
+ *   is updated on each token its signal is active, and the tokens in between
+ *   are accounted for lazily (pool.ts) with the same result as a per-token
+ *   pass. A guard (a negated or `below` SAE test) does not make a rule
+ *   evaluate: `all(A, not B)` can start to hold as B's window empties, but
+ *   is only seen on A's next active token.
+ * - **A firing** is one rule in one batch: the positions where the condition
+ *   held (from the first one not suppressed on), and the value and signal of
+ *   the trigger test that held first at the first of them.
+ * - **Exceptions** (tenant, model, metadata; every key given must match)
+ *   stop a firing, counted as `excepted`.
+ * - **Suppression** per dedup key (rendered from the firing's fields at its
+ *   first holding position; `{request_id}` by default): `request` fires once
+ *   per key per request; `tokens n` stays quiet for the n tokens after a
+ *   firing's first position; `seconds s` stays quiet for s seconds for the
+ *   key across all requests; `none` fires on every batch where the rule
+ *   holds. A suppressed firing is counted as `suppressed`.
+ * - **Rate limit** per rule across requests: a token bucket of `alerts`
+ *   tokens refilled at `alerts / seconds` per second; an empty bucket drops
+ *   the firing, counted as `rateLimited` (suppression is then not started).
+ * - **Bounded memory.** State exists only for requests seen, and goes at
+ *   {@linkcode PolicyEngine.endRequest} (counted `ended`), after `ttlMs`
+ *   without a frame ({@linkcode PolicyEngine.sweep}, counted `evicted.ttl`),
+ *   or, past `maxRequests`, for the request seen least recently (counted
+ *   `evicted.capacity`). Seconds-suppression keys are bounded the same way.
+ * - **Hot reload.** {@linkcode PolicyEngine.swap} takes effect at the next
+ *   evaluate; a rule whose id and compiled content are unchanged keeps its
+ *   per-request state, suppression and rate-limit bucket; others start fresh.
+ *
+ * @module
+ */
+import type { SparseLatents } from "../sae.ts";
+import type { SteerAction } from "./ast.ts";
+import type { CompiledPolicySet, CompiledRule, ConditionEnv } from "./compile.ts";
+import { createPoolState, type PoolState } from "./pool.ts";
+import { renderTemplate } from "./template.ts";
+
+/** Who a batch belongs to. */
+export interface RequestContext {
+  requestId: string;
+  model: string;
+  tenant?: string;
+  meta?: Record<string, string>;
+  /** `prefill` (prompt) or `decode` (generation); absent counts for both. */
+  phase?: "prefill" | "decode";
+  /** Hook the activations were read at, for `{hook}` in templates. */
+  hook?: string;
+}
+
+/** One frame's tokens of one request. */
+export interface TokenBatch {
+  ctx: RequestContext;
+  /** Absolute position of the first token in the request. */
+  position: number;
+  tokens: number;
+  /** Encoder id → per-token rows (a batch's rows may be a slice of a larger array). */
+  latents: ReadonlyMap<string, SparseLatents[]>;
+  /** This frame's first row in the `latents` arrays. */
+  firstRow: number;
+  tokenText?: string[];
+}
+
+/** A rule that fired in one batch. */
+export interface Firing {
+  rule: CompiledRule;
+  requestId: string;
+  /** Absolute positions in this batch where the rule fired, ascending. */
+  positions: number[];
+  /** Pooled value of the trigger test that held, at `positions[0]`. */
+  value: number;
+  signal: { encoder: string; index: number; label?: string; kind: "latent" | "probe" };
+  /** The rule's description template rendered ("" when the rule has none). */
+  description: string;
+  dedupKey: string;
+  alert: boolean;
+  steer: readonly SteerAction[];
+}
+
+/** Counters since the engine was created. */
+export interface EngineStats {
+  activeRequests: number;
+  evicted: { ttl: number; capacity: number };
+  /** Requests whose state went at {@linkcode PolicyEngine.endRequest}. */
+  ended: number;
+  suppressed: number;
+  rateLimited: number;
+  excepted: number;
+}
+
+/** Options of {@linkcode PolicyEngine}. */
+export interface PolicyEngineOptions {
+  /** At most this many requests have state; the least recently seen goes first. @default 100000 */
+  maxRequests?: number;
+  /** State of a request with no frame for this long is evicted by `sweep()`. @default 600000 */
+  ttlMs?: number;
+  /** Clock in milliseconds (TTL, seconds suppression, rate limits). @default Date.now */
+  now?: () => number;
+}
+
+/** A count or duration option out of range. */
+export class PolicyEngineOptionError extends RangeError {
+  override name = "PolicyEngineOptionError";
+}
+
+interface RuleState {
+  /** Per test of the rule, created when first touched. */
+  tests: (PoolState | undefined)[];
+  /** Dedup key → first position of the last firing (request and tokens suppression). */
+  fired?: Map<string, number>;
+}
+
+interface RequestState {
+  lastSeen: number;
+  /** First position in scope: prompt, generation, both (NaN until seen). */
+  start: [number, number, number];
+  /** Rule index in the current set → state. */
+  rules: Map<number, RuleState>;
+}
+
+/** What one rule held on in the current batch. */
+interface Held {
+  positions: number[];
+  values: number[];
+  witnesses: number[];
+}
+
+const SCOPE_BIT = { prompt: 1, generation: 2, both: 4 } as const;
+const SCOPE_SLOT = { prompt: 0, generation: 1, both: 2 } as const;
+
+function phaseMask(phase: RequestContext["phase"]): number {
+  return phase === "prefill" ? 1 | 4 : phase === "decode" ? 2 | 4 : 7;
+}
+
+/** Reads pooled values for the rule being evaluated at the current token. */
+class Env implements ConditionEnv {
+  rs!: RuleState;
+  rule!: CompiledRule;
+  t = 0;
+  start = 0;
+  witness = -1;
+  witnessValue = 0;
+  read(test: number): number {
+    let s = this.rs.tests[test];
+    if (s === undefined) s = this.rs.tests[test] = createPoolState(this.rule.tests[test].pool);
+    return s.read(this.t, this.start);
+  }
+}
+
+/** Value at latent `index` of a sorted sparse row (0 when absent). */
+function valueAt(row: SparseLatents, index: number): number {
+  const { indices, values } = row;
+  // probes report every score: the common case is a direct hit
+  if (index < indices.length && indices[index] === index) return values[index];
+  let lo = 0;
+  let hi = indices.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (indices[mid] < index) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < indices.length && indices[lo] === index ? values[lo] : 0;
+}
+
+/**
+ * Runs a compiled policy set over the frames of many requests.
+ *
+ * @example
+ * ```ts
+ * const engine = new PolicyEngine(set, { ttlMs: 60_000 });
+ * for (const f of engine.evaluate({
+ *   ctx: { requestId: "r1", model: "gpt2", phase: "prefill" },
+ *   position: 0, tokens: rows.length, latents: new Map([["res", rows]]), firstRow: 0,
+ * })) console.log(f.rule.id, f.positions, f.value);
+ * engine.endRequest("r1");
+ * ```
+ */
+export class PolicyEngine {
+  #set: CompiledPolicySet;
+  #pending: CompiledPolicySet | null = null;
+  readonly #max: number;
+  readonly #ttl: number;
+  readonly #now: () => number;
+  readonly #requests = new Map<string, RequestState>();
+  /** `hash \0 key` → time (ms) the key stays quiet until (seconds suppression). */
+  readonly #quiet = new Map<string, number>();
+  /** Rule hash → token bucket. */
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #stats = {
+    evicted: { ttl: 0, capacity: 0 },
+    ended: 0,
+    suppressed: 0,
+    rateLimited: 0,
+    excepted: 0,
+  };
+  #mark = new Int32Array(0);
+  #stamp = 0;
+  readonly #env = new Env();
+  /** Per encoder in the set: [id, index] (an array is cheaper to walk per token than a Map). */
+  #encoders: [
+    string,
+    CompiledPolicySet["index"] extends ReadonlyMap<string, infer V> ? V : never,
+  ][] = [];
+
+  constructor(set: CompiledPolicySet, opts: PolicyEngineOptions = {}) {
+    this.#max = opts.maxRequests ?? 100_000;
+    this.#ttl = opts.ttlMs ?? 600_000;
+    this.#now = opts.now ?? Date.now;
+    if (!Number.isInteger(this.#max) || this.#max < 1) {
+      throw new PolicyEngineOptionError(`maxRequests: expected an integer ≥ 1, found ${this.#max}`);
+    }
+    if (!(this.#ttl > 0)) {
+      throw new PolicyEngineOptionError(`ttlMs: expected a duration > 0, found ${this.#ttl}`);
+    }
+    this.#set = set;
+    this.#install(set);
+  }
+
+  /** The set in force (a swapped-in set once an evaluate has adopted it). */
+  get set(): CompiledPolicySet {
+    return this.#set;
+  }
+
+  /** Counters; `activeRequests` is the number of requests with state now. */
+  get stats(): EngineStats {
+    const s = this.#stats;
+    return {
+      activeRequests: this.#requests.size,
+      evicted: { ...s.evicted },
+      ended: s.ended,
+      suppressed: s.suppressed,
+      rateLimited: s.rateLimited,
+      excepted: s.excepted,
+    };
+  }
+
+  #install(set: CompiledPolicySet): void {
+    this.#mark = new Int32Array(set.rules.length);
+    this.#stamp = 0;
+    this.#encoders = [...set.index];
+  }
+
+  /**
+   * Replace the policy set. The new set takes over at the next
+   * {@linkcode evaluate}; per-request state, suppression and rate limits are
+   * kept for rules with the same hash (same id, same compiled content).
+   *
+   * @example
+   * ```ts
+   * engine.swap(compilePolicySet(files, signals)); // throws before swapping if invalid
+   * ```
+   */
+  swap(set: CompiledPolicySet): void {
+    this.#pending = set;
+  }
+
+  #adopt(): void {
+    const next = this.#pending!;
+    this.#pending = null;
+    const byHash = new Map(next.rules.map((r) => [r.hash, r.index]));
+    const remap = this.#set.rules.map((r) => byHash.get(r.hash) ?? -1);
+    for (const req of this.#requests.values()) {
+      const rules = new Map<number, RuleState>();
+      for (const [i, rs] of req.rules) {
+        const j = remap[i];
+        if (j >= 0) rules.set(j, rs);
+      }
+      req.rules = rules;
+    }
+    for (const key of this.#buckets.keys()) if (!byHash.has(key)) this.#buckets.delete(key);
+    for (const key of this.#quiet.keys()) {
+      if (!byHash.has(key.slice(0, key.indexOf("\u0000")))) this.#quiet.delete(key);
+    }
+    this.#set = next;
+    this.#install(next);
+  }
+
+  #request(id: string): RequestState {
+    let req = this.#requests.get(id);
+    if (req) {
+      // Map order = least recently seen first, so capacity evicts the stalest
+      this.#requests.delete(id);
+    } else {
+      if (this.#requests.size >= this.#max) {
+        const [oldest] = this.#requests.keys();
+        this.#requests.delete(oldest);
+        this.#stats.evicted.capacity++;
+      }
+      req = { lastSeen: 0, start: [NaN, NaN, NaN], rules: new Map() };
+    }
+    this.#requests.set(id, req);
+    req.lastSeen = this.#now();
+    return req;
+  }
+
+  /**
+   * Evaluate one frame's tokens; returns at most one {@linkcode Firing} per
+   * rule, in rule order.
+   *
+   * @example
+   * ```ts
+   * const firings = engine.evaluate({ ctx: { requestId: "r1", model: "m" }, position: 0,
+   *   tokens: 2, latents: new Map([["res", [rowA, rowB]]]), firstRow: 0 });
+   * ```
+   */
+  evaluate(batch: TokenBatch): Firing[] {
+    if (this.#pending) this.#adopt();
+    const req = this.#request(batch.ctx.requestId);
+    const mask = phaseMask(batch.ctx.phase);
+    for (let s = 0; s < 3; s++) {
+      if (mask & (1 << s) && Number.isNaN(req.start[s])) req.start[s] = batch.position;
+    }
+    if (batch.tokens <= 0 || this.#set.rules.length === 0) return [];
+    if (this.#stamp > 0x3fffffff - batch.tokens) {
+      // marks are int32: restart the stamps before they wrap
+      this.#mark.fill(0);
+      this.#stamp = 0;
+    }
+    const rules = this.#set.rules;
+    const mark = this.#mark;
+    const env = this.#env;
+    const candidates: number[] = [];
+    let held: Map<number, Held> | null = null;
+
+    let t = 0;
+    let stamp = 0;
+    // one closure per batch, not per token: it reads the token's t and stamp
+    const visit = (r: number, test: number, v: number) => {
+      const rule = rules[r];
+      if (!(SCOPE_BIT[rule.scope] & mask)) return;
+      let rs = req.rules.get(r);
+      if (rs === undefined) req.rules.set(r, rs = { tests: new Array(rule.tests.length) });
+      let ps = rs.tests[test];
+      if (ps === undefined) ps = rs.tests[test] = createPoolState(rule.tests[test].pool);
+      ps.push(t, v, req.start[SCOPE_SLOT[rule.scope]]);
+      if (rule.tests[test].trigger && mark[r] !== stamp) {
+        mark[r] = stamp;
+        candidates.push(r);
+      }
+    };
+    for (let i = 0; i < batch.tokens; i++) {
+      t = batch.position + i;
+      stamp = ++this.#stamp;
+      for (const [encoder, idx] of this.#encoders) {
+        const row = batch.latents.get(encoder)?.[batch.firstRow + i];
+        if (row === undefined) continue;
+        const { offsets, rule, test } = idx;
+        if (idx.kind === "probe") {
+          for (const latent of idx.watched) {
+            const v = valueAt(row, latent);
+            for (let e = offsets[latent]; e < offsets[latent + 1]; e++) visit(rule[e], test[e], v);
+          }
+          continue;
+        }
+        const { indices, values } = row;
+        for (let k = 0; k < indices.length; k++) {
+          const latent = indices[k];
+          const a = offsets[latent];
+          const b = offsets[latent + 1];
+          // most active latents are watched by no rule: this is the whole cost for them
+          if (a === b) continue;
+          for (let e = a; e < b; e++) visit(rule[e], test[e], values[k]);
+        }
+      }
+      if (candidates.length === 0) continue;
+      // rule order, so firings come out in rule order
+      if (candidates.length > 1) candidates.sort((x, y) => x - y);
+      for (const r of candidates) {
+        const rule = rules[r];
+        env.rs = req.rules.get(r)!;
+        env.rule = rule;
+        env.t = t;
+        env.start = req.start[SCOPE_SLOT[rule.scope]];
+        env.witness = -1;
+        if (!rule.holds(env)) continue;
+        if (env.witness < 0) {
+          // held through a guard-only branch: report its first trigger test
+          env.witness = rule.tests.findIndex((x) => x.trigger);
+          env.witnessValue = env.read(env.witness);
+        }
+        held ??= new Map();
+        let h = held.get(r);
+        if (!h) held.set(r, h = { positions: [], values: [], witnesses: [] });
+        h.positions.push(t);
+        h.values.push(env.witnessValue);
+        h.witnesses.push(env.witness);
+      }
+      candidates.length = 0;
+    }
+    if (held === null) return [];
+    const out: Firing[] = [];
+    for (const [r, h] of [...held].sort((a, b) => a[0] - b[0])) {
+      const f = this.#fire(rules[r], req, batch, h);
+      if (f) out.push(f);
+    }
+    return out;
+  }
+
+  #excepted(rule: CompiledRule, ctx: RequestContext): boolean {
+    for (const e of rule.exceptions) {
+      if (e.tenant && (ctx.tenant === undefined || !e.tenant.has(ctx.tenant))) continue;
+      if (e.model && !e.model.has(ctx.model)) continue;
+      if (
+        e.metadata &&
+        !e.metadata.every(([k, set]) => ctx.meta?.[k] !== undefined && set.has(ctx.meta[k]))
+      ) continue;
+      return true;
+    }
+    return false;
+  }
+
+  #fields(
+    rule: CompiledRule,
+    batch: TokenBatch,
+    h: Held,
+    from: number,
+  ): Record<string, string | number | undefined> {
+    const test = rule.tests[h.witnesses[from]];
+    const { ctx } = batch;
+    const first = h.positions[from];
+    const last = h.positions[h.positions.length - 1];
+    const fields: Record<string, string | number | undefined> = {
+      rule: rule.id,
+      title: rule.def.title,
+      severity: rule.def.severity,
+      model: ctx.model,
+      hook: ctx.hook,
+      request_id: ctx.requestId,
+      tenant: ctx.tenant,
+      value: h.values[from],
+      signal: `${test.encoder}:${test.index}`,
+      label: test.label,
+      tokens: first === last ? `${first}` : `${first}-${last}`,
+      text: batch.tokenText
+        ? h.positions.slice(from).map((p) => batch.tokenText![p - batch.position] ?? "").join("")
+        : undefined,
+    };
+    for (const k of rule.metaKeys) fields[`meta.${k}`] = ctx.meta?.[k];
+    return fields;
+  }
+
+  #fire(rule: CompiledRule, req: RequestState, batch: TokenBatch, h: Held): Firing | null {
+    if (rule.exceptions.length > 0 && this.#excepted(rule, batch.ctx)) {
+      this.#stats.excepted++;
+      return null;
+    }
+    const { throttle } = rule.def;
+    const key = throttle.dedupKey === "{request_id}"
+      ? batch.ctx.requestId
+      : renderTemplate(throttle.dedupKey, this.#fields(rule, batch, h, 0));
+    const rs = req.rules.get(rule.index)!;
+    let from = 0;
+    const sup = throttle.suppress;
+    const now = sup.kind === "seconds" || throttle.rateLimit ? this.#now() : 0;
+    const quietKey = `${rule.hash}\u0000${key}`;
+    if (sup.kind === "request" && rs.fired?.has(key)) from = -1;
+    else if (sup.kind === "tokens") {
+      const last = rs.fired?.get(key);
+      if (last !== undefined) {
+        from = h.positions.findIndex((p) => p > last + sup.n);
+      }
+    } else if (sup.kind === "seconds") {
+      const until = this.#quiet.get(quietKey);
+      if (until !== undefined && now < until) from = -1;
+    }
+    if (from < 0) {
+      this.#stats.suppressed++;
+      return null;
+    }
+    if (throttle.rateLimit) {
+      const { alerts, seconds } = throttle.rateLimit;
+      let b = this.#buckets.get(rule.hash);
+      if (!b) this.#buckets.set(rule.hash, b = { tokens: alerts, at: now });
+      b.tokens = Math.min(alerts, b.tokens + ((now - b.at) / 1000) * (alerts / seconds));
+      b.at = now;
+      if (b.tokens < 1) {
+        this.#stats.rateLimited++;
+        return null;
+      }
+      b.tokens -= 1;
+    }
+    if (sup.kind === "request" || sup.kind === "tokens") {
+      (rs.fired ??= new Map()).set(key, h.positions[from]);
+    } else if (sup.kind === "seconds") {
+      this.#quiet.delete(quietKey);
+      this.#quiet.set(quietKey, now + sup.s * 1000);
+      if (this.#quiet.size > this.#max) {
+        const [oldest] = this.#quiet.keys();
+        this.#quiet.delete(oldest);
+      }
+    }
+    const test = rule.tests[h.witnesses[from]];
+    return {
+      rule,
+      requestId: batch.ctx.requestId,
+      positions: from === 0 ? h.positions : h.positions.slice(from),
+      value: h.values[from],
+      signal: {
+        encoder: test.encoder,
+        index: test.index,
+        ...(test.label !== undefined ? { label: test.label } : {}),
+        kind: test.kind,
+      },
+      description: rule.def.description
+        ? renderTemplate(rule.def.description, this.#fields(rule, batch, h, from))
+        : "",
+      dedupKey: key,
+      alert: rule.alert,
+      steer: rule.steer,
+    };
+  }
+
+  /**
+   * Drop the state of request `id` (its last frame was seen). Returns whether it had any.
+   *
+   * @example
+   * ```ts
+   * engine.endRequest("r1");
+   * ```
+   */
+  endRequest(id: string): boolean {
+    const had = this.#requests.delete(id);
+    if (had) this.#stats.ended++;
+    return had;
+  }
+
+  /**
+   * Evict the state of requests that sent nothing for `ttlMs`, and expired
+   * seconds-suppression keys. Returns the number of requests evicted.
+   *
+   * @example
+   * ```ts
+   * setInterval(() => engine.sweep(), 10_000);
+   * ```
+   */
+  sweep(): number {
+    const now = this.#now();
+    let n = 0;
+    // least recently seen first: stop at the first request still live
+    for (const [id, req] of this.#requests) {
+      if (now - req.lastSeen <= this.#ttl) break;
+      this.#requests.delete(id);
+      n++;
+    }
+    this.#stats.evicted.ttl += n;
+    for (const [key, until] of this.#quiet) if (until <= now) this.#quiet.delete(key);
+    return n;
+  }
+}
