@@ -1,0 +1,206 @@
+/**
+ * `latentwatch replay <trace> --monitor <file> [--json]`: run a monitor's
+ * SAEs, probes and policies OFFLINE over a recorded trace
+ * (`docs/traces.md`) and print the alerts: readable lines by default, one
+ * JSON object per alert with `--json`. Progress and a summary go to stderr.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { loadMonitorConfig } from "../config/monitor.ts";
+import { Logger } from "../serve/log.ts";
+import { TraceFormatError } from "../traces/format.ts";
+import { loadOfflineMonitor, type ReplayFiring, replayTrace } from "../traces/offline.ts";
+import { readTraceHeader } from "../traces/reader.ts";
+import { progressText } from "./policy_tools.ts";
+
+const USAGE = `usage: latentwatch replay <trace> --monitor <file> [--json] [--quiet]
+
+  Run the monitor's SAEs, probes and policies offline over a recorded trace
+  (plain or .gz; format in docs/traces.md) and print the alerts it raises,
+  in recorded order. Frames the sidecar would reject are reported on stderr
+  and skipped. The policy engine's clock is the recorded receive time.
+
+  --monitor <file>  the monitor config (SAEs, probes, policy files)
+  --json            one JSON object per alert on stdout
+  --quiet           no progress or summary on stderr
+
+  Exit status: 0 when the trace was replayed (alerts or not), 1 when the
+  trace or monitor cannot be read, 2 on bad usage.`;
+
+const COLORS: Record<string, string> = {
+  critical: "\x1b[1;97;41m",
+  high: "\x1b[1;31m",
+  medium: "\x1b[33m",
+  low: "\x1b[36m",
+  info: "\x1b[2m",
+};
+
+/**
+ * Run `replay ...` and return the exit code.
+ *
+ * @example
+ * ```ts
+ * await runReplayCommand([".latentwatch/demo/demo.trace.gz", "--monitor", "monitors/demo.yaml"]);
+ * ```
+ */
+export async function runReplayCommand(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        monitor: { type: "string" },
+        json: { type: "boolean" },
+        quiet: { type: "boolean", short: "q" },
+        help: { type: "boolean", short: "h" },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    console.error(`replay: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length !== 1 || !values.monitor) {
+    console.error(`replay: expected one trace and --monitor <file>\n\n${USAGE}`);
+    return 2;
+  }
+  const tracePath = positionals[0];
+  const note = (s: string) => {
+    if (!values.quiet) console.error(s);
+  };
+  const color = !values.json && !Deno.env.get("NO_COLOR") && Deno.stdout.isTerminal();
+
+  let monitor;
+  try {
+    const header = await readTraceHeader(tracePath);
+    const config = await loadMonitorConfig(values.monitor);
+    note(
+      `replay: ${tracePath}: recorded by monitor '${header.monitor}' on ${header.model} @ ${header.hook}, ` +
+        `created ${header.created}${
+          Object.keys(header.sampling).length ? `, sampled ${JSON.stringify(header.sampling)}` : ""
+        }`,
+    );
+    if (header.model !== config.model || header.hook !== config.hook) {
+      note(
+        `replay: warning: the trace is of ${header.model} @ ${header.hook}, the monitor watches ` +
+          `${config.model} @ ${config.hook}: its frames will be rejected`,
+      );
+    }
+    monitor = await loadOfflineMonitor(config, {
+      log: new Logger({ quiet: values.quiet ?? false }),
+    });
+  } catch (err) {
+    console.error(`replay: ${describe(err)}`);
+    return 1;
+  }
+
+  const print = (f: ReplayFiring) => {
+    if (values.json) {
+      console.log(JSON.stringify(firingJson(f)));
+      return;
+    }
+    const d = f.rule.def;
+    const tag = `[${d.severity.toUpperCase()}]`;
+    const pos = f.positions.length === 1
+      ? `token ${f.positions[0]}`
+      : `tokens ${positionsText(f.positions)}`;
+    const sig = f.signal.kind === "probe"
+      ? `probe ${f.signal.encoder}/${f.signal.index}`
+      : `latent ${f.signal.encoder}/${f.signal.index}${
+        f.signal.label ? ` "${f.signal.label}"` : ""
+      }`;
+    const words = f.text?.some((t) => t !== undefined)
+      ? `: "${f.text.map((t) => t ?? "?").join(" ")}"`
+      : "";
+    const kind = f.alert ? "" : " (steer only)";
+    console.log(
+      `${
+        color ? `${COLORS[d.severity] ?? ""}${tag}\x1b[0m` : tag
+      } ${d.title}${kind}  (rule ${d.id})\n` +
+        `    request ${f.requestId}, ${pos}${words}\n` +
+        `    ${sig} value ${round(f.value)}; record ${f.record} at ${
+          new Date(f.receivedAt).toISOString()
+        }` +
+        (f.description ? `\n    ${f.description}` : "") +
+        (f.steer.length ? `\n    steer: ${f.steer.map((s) => JSON.stringify(s)).join(", ")}` : ""),
+    );
+  };
+
+  let rejectedShown = 0;
+  try {
+    const stats = await replayTrace(monitor, tracePath, {
+      onFiring: print,
+      onProgress: (p) => note(`replay: ${progressText(p)}`),
+      onRejected: ({ record, error }) => {
+        // like the sidecar: each bad frame is reported and skipped; a flood is cut short
+        if (rejectedShown++ < 20) {
+          note(`replay: record ${record.record}: rejected: ${error.message}`);
+        }
+      },
+    });
+    note(
+      `replay: ${stats.records} records, ${stats.frames} frames, ${stats.tokens} tokens, ${stats.requests} requests, ` +
+        `${stats.firings} alert(s)` +
+        (stats.rejected ? `, ${stats.rejected} frame(s) rejected` : "") +
+        (stats.lost ? `, ${stats.lost} frame(s) missing by Lw-Seq` : "") +
+        (stats.droppedWhileRecording
+          ? `, ${stats.droppedWhileRecording} frame(s) dropped while recording`
+          : "") +
+        (stats.complete
+          ? ""
+          : "; no end record (the recorder did not close cleanly, or is still writing)"),
+    );
+  } catch (err) {
+    console.error(`replay: ${describe(err)}`);
+    return 1;
+  } finally {
+    await monitor.close();
+  }
+  return 0;
+}
+
+/** The JSON form of a firing (`--json`), one object per alert. */
+export function firingJson(f: ReplayFiring): Record<string, unknown> {
+  const d = f.rule.def;
+  return {
+    rule: d.id,
+    title: d.title,
+    severity: d.severity,
+    tags: d.tags,
+    source: d.source,
+    requestId: f.requestId,
+    positions: f.positions,
+    ...(f.text ? { text: f.text } : {}),
+    value: f.value,
+    signal: f.signal,
+    description: f.description,
+    dedupKey: f.dedupKey,
+    alert: f.alert,
+    steer: f.steer,
+    record: f.record,
+    receivedAt: new Date(f.receivedAt).toISOString(),
+  };
+}
+
+/** `4–7` for a contiguous run, `4, 6, 7` otherwise. */
+export function positionsText(p: readonly number[]): string {
+  const contiguous = p.every((x, i) => i === 0 || x === p[i - 1] + 1);
+  return contiguous && p.length > 1 ? `${p[0]}–${p[p.length - 1]}` : p.join(", ");
+}
+
+function round(v: number): string {
+  return Number.isInteger(v) ? String(v) : v.toFixed(3);
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Deno.errors.NotFound) return `${(err as Error).message}`;
+  if (err instanceof TraceFormatError) return err.message;
+  return (err as Error).message;
+}
