@@ -9,8 +9,7 @@
  *   suggest each rule's threshold for a false-positive target from benign
  *   traces, with the alert rates at the current and suggested thresholds.
  *
- * Both are documented in `docs/policies.md` (tests, calibration) and
- * `docs/traces.md` (traces).
+ * Both are documented in `docs/traces.md`.
  *
  * @module
  */
@@ -42,7 +41,7 @@ const TEST_USAGE = `usage: latentwatch policy test <path>... [--run <regex>] [--
   (its <name>.test.yaml beside it), or a folder (every *.test.yaml under it).
   Each test replays a recorded trace through a monitor and checks the alerts
   expected (rule, request, optionally token positions) and those expected not
-  to fire. Test files are described in docs/policies.md.
+  to fire. Test files are described in docs/traces.md.
 
   --run <regex>   only the tests whose name matches
   --verbose       also list every firing of each replay
