@@ -15,7 +15,11 @@ commands:
   sae encode <path> --input <a.npy>   one JSON line per token: {"token", "latents"}
   sae eval <path> --input <a.npy>     reconstruction MSE, FVU, mean L0, dead latents
   probe score <path> --input <a.npy>  one JSON line per token: {"token", "scores"}
-  policy lint <file>...               validate policy files (file:line:col errors)
+  policy lint <file>...               validate policy files (file:line:col errors and warnings)
+  policy test <path>...               run the rule tests beside policy files (recorded traces)
+  policy calibrate --monitor <file> --traces <t>... --target-fpr <f>
+                                      suggest thresholds for a false-positive target
+  replay <trace> --monitor <file>     run a monitor offline over a recorded trace
   serve --monitor <file>              run a monitor: frames in over NATS, alerts out
   demo                                the whole pipeline on an embedded default
 `;
@@ -27,6 +31,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   probe: async () => (await import("./cli/sae.ts")).runProbeCommand,
   policy: async () => (await import("./cli/policy.ts")).runPolicyCommand,
   serve: async () => (await import("./cli/serve.ts")).runServeCommand,
+  replay: async () => (await import("./cli/replay.ts")).runReplayCommand,
   demo: async () => (await import("./demo/demo.ts")).runDemoCommand,
 };
 

@@ -23,6 +23,7 @@ import {
 import { controlApi, serveControlApi } from "./control_api.ts";
 import { Logger } from "./log.ts";
 import { Pipeline } from "./pipeline.ts";
+import { TraceWriter } from "../traces/writer.ts";
 import { Telemetry } from "./telemetry.ts";
 
 /** Hooks and overrides for {@linkcode startMonitor}. */
@@ -53,7 +54,7 @@ export interface RunningMonitor {
   controlAddr: Deno.NetAddr | null;
   /** Reload the policy files now (what a file change or SIGHUP does). */
   reload(): Promise<ReloadResult>;
-  /** Stop; resolves with the number of alerts that could not be delivered in time. */
+  /** Stop (once; later calls return the same result); resolves with the number of alerts that could not be delivered in time. */
   stop(): Promise<number>;
 }
 
@@ -174,6 +175,24 @@ export async function startMonitor(
   };
   await connected.ensureStream(streamSpec);
 
+  const recorder = config.record
+    ? await TraceWriter.create(config.record.path, {
+      monitor: config.monitor,
+      model: config.model,
+      hook: config.hook,
+      sampling: {
+        ...(config.record.every !== undefined ? { every: config.record.every } : {}),
+        ...(config.record.requests !== undefined ? { requests: config.record.requests } : {}),
+      },
+    }, {
+      onDrop: (reason, total) => {
+        telemetry.add("latentwatch.trace.dropped", 1, { reason });
+        log.error("trace.dropped", { path: config.record!.path, reason, total });
+      },
+    })
+    : null;
+  if (recorder) log.info("trace.recording", { path: recorder.path });
+
   pipeline = new Pipeline({
     monitor: config.monitor,
     model: config.model,
@@ -187,6 +206,7 @@ export async function startMonitor(
     telemetry,
     log,
     ensureStream: () => connected.ensureStream(streamSpec),
+    onMessage: recorder ? (msg) => recorder.write(msg) : undefined,
     onAlert: opts.onAlert,
     onPublished: opts.onPublished,
     onEncoded: opts.onEncoded,
@@ -224,6 +244,7 @@ export async function startMonitor(
       }
     });
   const watcher = opts.watchPolicies ? watchFiles(config.policies, reload, log) : null;
+  let stopping: Promise<number> | null = null;
 
   return {
     config,
@@ -233,15 +254,17 @@ export async function startMonitor(
     saes,
     controlAddr: server?.addr ?? null,
     reload,
-    stop: async () => {
-      watcher?.close();
-      await reloading;
-      const undelivered = await running.stop();
-      await server?.shutdown();
-      for (const e of running.generation.encoders.values()) await e.close();
-      if (!opts.bus) await connected.close();
-      log.flush();
-      return undelivered;
-    },
+    stop: () =>
+      stopping ??= (async () => {
+        watcher?.close();
+        await reloading;
+        const undelivered = await running.stop();
+        await recorder?.close();
+        await server?.shutdown();
+        for (const e of running.generation.encoders.values()) await e.close();
+        if (!opts.bus) await connected.close();
+        log.flush();
+        return undelivered;
+      })(),
   };
 }

@@ -45,6 +45,11 @@ export const METRIC_SPEC = {
     unit: "{reload}",
     help: "Policy reloads, by result (ok, refused)",
   },
+  "latentwatch.trace.dropped": {
+    kind: "counter",
+    unit: "{frame}",
+    help: "Frames the trace recorder could not write, by reason",
+  },
   "latentwatch.bus.errors": {
     kind: "counter",
     unit: "{error}",
