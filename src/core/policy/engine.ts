@@ -214,6 +214,9 @@ export class PolicyEngine {
     excepted: 0,
   };
   #mark = new Int32Array(0);
+  /** Per rule: its scope's bit (SCOPE_BIT) and start slot (SCOPE_SLOT), read per hit. */
+  #scopeBit = new Uint8Array(0);
+  #scopeSlot = new Uint8Array(0);
   #stamp = 0;
   readonly #env = new Env();
   /** Per encoder in the set: [id, index] (an array is cheaper to walk per token than a Map). */
@@ -256,6 +259,8 @@ export class PolicyEngine {
 
   #install(set: CompiledPolicySet): void {
     this.#mark = new Int32Array(set.rules.length);
+    this.#scopeBit = Uint8Array.from(set.rules, (r) => SCOPE_BIT[r.scope]);
+    this.#scopeSlot = Uint8Array.from(set.rules, (r) => SCOPE_SLOT[r.scope]);
     this.#stamp = 0;
     this.#encoders = [...set.index];
   }
@@ -338,6 +343,8 @@ export class PolicyEngine {
     }
     const rules = this.#set.rules;
     const mark = this.#mark;
+    const scopeBit = this.#scopeBit;
+    const scopeSlot = this.#scopeSlot;
     const env = this.#env;
     const candidates: number[] = [];
     let held: Map<number, Held> | null = null;
@@ -346,8 +353,8 @@ export class PolicyEngine {
     let stamp = 0;
     // one closure per batch, not per token: it reads the token's t and stamp
     const visit = (r: number, test: number, v: number) => {
+      if (!(scopeBit[r] & mask)) return;
       const rule = rules[r];
-      if (!(SCOPE_BIT[rule.scope] & mask)) return;
       let rs = req.rules.get(r);
       if (rs === undefined) req.rules.set(r, rs = { tests: new Array(rule.tests.length) });
       let ps = rs.tests[test];
@@ -390,7 +397,7 @@ export class PolicyEngine {
         env.rs = req.rules.get(r)!;
         env.rule = rule;
         env.t = t;
-        env.start = req.start[SCOPE_SLOT[rule.scope]];
+        env.start = req.start[scopeSlot[r]];
         env.witness = -1;
         if (!rule.holds(env)) continue;
         if (env.witness < 0) {
