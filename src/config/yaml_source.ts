@@ -20,6 +20,7 @@ import {
   visit,
   type YAMLError,
 } from "yaml";
+import { z as zod } from "zod";
 import type { z } from "zod";
 import { ConfigError, type ConfigIssue } from "./errors.ts";
 
@@ -217,6 +218,61 @@ function locateOffset(doc: Document, path: YamlPath, at: LocateAt): number {
   return best;
 }
 
+/** Marks the error message of a {@linkcode choiceOf} union: the marker, then its registry key. */
+const CHOICE = "\u0001choice:";
+
+/** How to report a failed {@linkcode choiceOf} union. */
+export interface ChoiceOptions {
+  /** What the value should have been, e.g. `"a condition: {all: [...]}, {any: [...]}, ..."`. */
+  expected: string;
+  /**
+   * Which option the author meant, from the value as written (usually by the
+   * keys of a mapping), or -1 when no option is recognisable: then the error
+   * is `expected <expected>, found <value>` at the value.
+   */
+  choose: (value: unknown) => number;
+  /** Keys that pick an option, for a "did you mean" hint when a mapping has none of them. */
+  keys?: readonly string[];
+}
+
+const choices: ChoiceOptions[] = [];
+
+/**
+ * A union whose failures are reported as the author sees them: the option
+ * they meant (chosen by `opts.choose` from the value) and that option's own
+ * problems at their own positions, instead of zod's "invalid input" over
+ * every option. Plain `z.union` underneath, so JSON Schema generation sees an
+ * `anyOf`.
+ *
+ * @example
+ * ```ts
+ * const Pool = choiceOf([z.literal("token"), z.strictObject({ max: z.int() })], {
+ *   expected: "token or {max: N}",
+ *   choose: (v) => typeof v === "string" ? 0 : isMapping(v) && "max" in v ? 1 : -1,
+ * });
+ * ```
+ */
+export function choiceOf<const T extends readonly [z.ZodType, ...z.ZodType[]]>(
+  options: T,
+  opts: ChoiceOptions,
+): z.ZodUnion<T> {
+  const key = choices.push(opts) - 1;
+  return zod.union(options, { error: () => `${CHOICE}${key}` });
+}
+
+/**
+ * Whether `v` is a YAML mapping (a plain object, not a list or a scalar).
+ *
+ * @example
+ * ```ts
+ * isMapping({ a: 1 }); // true
+ * isMapping([1]); // false
+ * ```
+ */
+export function isMapping(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof Date);
+}
+
 /** Marks messages produced by the default error map, so custom schema messages win. */
 const DEFAULT = "\u0000default";
 
@@ -330,6 +386,42 @@ export function zodIssuesToConfig(
       for (const key of issue.keys) {
         const at = src.locate([...path, key], "key");
         out.push({ file: src.file, ...at, reason: unknownKeyReason(key, allowed) });
+      }
+      continue;
+    }
+    if (issue.code === "invalid_union" && issue.message.startsWith(CHOICE)) {
+      const choice = choices[Number(issue.message.slice(CHOICE.length))];
+      const { present, value } = valueAt(src.value, path);
+      const i = present ? choice.choose(value) : -1;
+      const branch = i >= 0 ? issue.errors[i] : undefined;
+      if (branch && branch.length > 0) {
+        // the chosen option's issues are relative to the union's value
+        out.push(...zodIssuesToConfig(
+          branch.map((b) => ({ ...b, path: [...path, ...b.path] }) as z.core.$ZodIssue),
+          src,
+        ));
+      } else {
+        const key = path.at(-1);
+        let found = describeValue(value);
+        if (isMapping(value)) {
+          const keys = Object.keys(value);
+          found = keys.length === 0
+            ? "an empty mapping"
+            : `a mapping with key(s) ${keys.map((k) => `'${k}'`).join(", ")}`;
+          const close = keys.flatMap((k) =>
+            (choice.keys ?? []).filter((c) =>
+              editDistance(c, k) <= 2
+            ).map((c) => [k, c])
+          )[0];
+          if (close) found += ` (did you mean '${close[1]}'?)`;
+        }
+        out.push({
+          file: src.file,
+          ...src.locate(path),
+          reason: !present && typeof key === "string"
+            ? `missing required key '${key}' (expected ${choice.expected})`
+            : `expected ${choice.expected}, found ${found}`,
+        });
       }
       continue;
     }
