@@ -1,91 +1,118 @@
 /**
- * `latentwatch policy lint <file>... [--monitor <monitor.yaml>]`: validate
- * policy files and, with a monitor, compile them against the SAEs it loads.
- * Prints one `file:line:col: error: reason` line per problem (stderr) and
- * exits 1 on any error, or prints a one-line OK summary (stdout) and exits 0.
+ * `latentwatch policy lint <path>... [--monitor <monitor.yaml>] [--json] [--strict]`:
+ * validate policy files (v1 and v2) and compile them, printing every error
+ * and warning as `file:line:col: error|warning: reason`.
+ *
+ * - A path is a policy file or a folder: every `*.yaml`/`*.yml` under it,
+ *   except rule tests (`*.test.yaml`) and `testdata/` folders.
+ * - With `--monitor`, the files are compiled against the SAEs and probes
+ *   that monitor loads: SAE widths (`d_sae` from an SAELens `cfg.json`
+ *   without reading the weights; other formats are loaded), labels
+ *   (Neuronpedia exports) and probe widths. With `--monitor` and no paths,
+ *   the monitor's own policy files are linted.
+ * - Without `--monitor`, the files are compiled against stand-in encoders
+ *   inferred from the files themselves, so every check that does not need
+ *   the real SAEs runs (names, macros, lists, triggers, thresholds,
+ *   conditions that never hold, unused macros); the checks that do (unknown
+ *   SAE, latent out of range, unknown label) need `--monitor`.
+ *
+ * Exit status: 0 when there is no error (warnings alone are fine unless
+ * `--strict`), 1 on errors, 2 on bad usage. `policy test` and `policy
+ * calibrate` are dispatched to `./policy_tools.ts`.
  *
  * @module
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
-import { compilePolicies, PolicyCompileError, type PolicyRule } from "../core/policy.ts";
-import { ConfigError, type ConfigIssue, formatIssue } from "../config/errors.ts";
+import { ConfigError, type ConfigIssue, sortIssues } from "../config/errors.ts";
 import { type MonitorConfig, monitorConfigFromSource } from "../config/monitor.ts";
-import { policyRulesFromSource } from "../config/policy_file.ts";
-import { loadYamlSource, type YamlSource } from "../config/yaml_source.ts";
+import { readPolicyFile } from "../config/policy_file.ts";
+import { loadYamlSource, type YamlPath, type YamlSource } from "../config/yaml_source.ts";
+import type { Condition, PolicyFileDef, SteerAction } from "../core/policy/ast.ts";
+import {
+  compilePolicySet,
+  PolicyCompileError,
+  type PolicyProblem,
+  type SignalInfo,
+} from "../core/policy/compile.ts";
+import { detectSaeFormat, loadSae } from "../formats/load.ts";
+import { findLabelsNextTo, loadNeuronpediaLabels } from "../formats/neuronpedia.ts";
+import { loadProbe } from "../formats/probe.ts";
 
-const USAGE = `usage: latentwatch policy lint <file>... [--monitor <monitor.yaml>]
+const USAGE =
+  `usage: latentwatch policy lint <path>... [--monitor <monitor.yaml>] [--json] [--strict]
+       latentwatch policy test <path>...            (rule tests; see policy test --help)
+       latentwatch policy calibrate --monitor ...   (thresholds; see policy calibrate --help)
 
-  Validate policy files (YAML syntax, schema, unique rule ids). With --monitor,
-  also compile them against the SAEs that monitor loads (SAE ids, latent < d_sae
-  read from each SAE folder's cfg.json); with --monitor and no files, lint the
-  monitor's own policy files.
+  Validate and compile policy files. A path is a file or a folder (every
+  *.yaml / *.yml under it except *.test.yaml and testdata/ folders).
 
-  Exit status: 0 when every file is valid, 1 on any error, 2 on bad usage.`;
+  --monitor <file>  compile against that monitor's SAEs and probes (unknown SAE
+                    or probe, latent out of range, unknown label); with no
+                    paths, lint the monitor's own policy files
+  --json            one JSON document on stdout instead of lines on stderr
+  --strict          warnings fail too (exit 1)
 
-/** Where each rule came from, to point compile problems at the right column. */
-interface RuleOrigin {
-  src: YamlSource;
-  index: number;
+  Every problem is printed as file:line:col: error|warning: reason.
+  Exit status: 0 without errors (warnings alone unless --strict), 1 on errors,
+  2 on bad usage.`;
+
+/** One lint finding, as printed and as in `--json`. */
+export interface LintFinding {
+  file: string;
+  line: number;
+  col: number;
+  severity: "error" | "warning";
+  /** `invalid` (syntax or schema), `atlas-tag`, `monitor`, or a compile problem/warning code. */
+  code: string;
+  rule?: string;
+  reason: string;
 }
 
-const FIELD_PATH = {
-  id: ["id"],
-  sae: ["when", "sae"],
-  latent: ["when", "latent"],
-  above: ["when", "above"],
-} as const;
-
-function printIssue(issue: ConfigIssue): void {
-  console.error(formatIssue({ ...issue, reason: `error: ${issue.reason}` }));
+/** What `policy lint` found. */
+export interface LintReport {
+  ok: boolean;
+  files: string[];
+  rules: number;
+  monitor: string | null;
+  errors: LintFinding[];
+  warnings: LintFinding[];
 }
 
-/** Read `d_sae` from `<folder>/cfg.json`; an issue at the monitor's `saes[i].path` otherwise. */
-async function readDSae(
-  folder: string,
-  id: string,
-  at: () => ConfigIssue,
-): Promise<number | ConfigIssue> {
-  const fail = (reason: string): ConfigIssue => ({ ...at(), reason });
-  try {
-    if (!(await Deno.stat(folder)).isDirectory) {
-      return fail(`SAE '${id}': expected a folder at ${folder}, found a file`);
-    }
-  } catch {
-    return fail(`SAE '${id}': expected a folder at ${folder}, found nothing there`);
-  }
-  const cfgPath = join(folder, "cfg.json");
-  let cfg: unknown;
-  try {
-    cfg = JSON.parse(await Deno.readTextFile(cfgPath));
-  } catch (err) {
-    const why = err instanceof Deno.errors.NotFound ? "no such file" : (err as Error).message;
-    return fail(`SAE '${id}': cannot read d_sae from ${cfgPath}: ${why}`);
-  }
-  const dSae = (cfg as { d_sae?: unknown } | null)?.d_sae;
-  if (typeof dSae !== "number" || !Number.isInteger(dSae) || dSae < 1) {
-    return fail(
-      `SAE '${id}': expected a positive integer d_sae in ${cfgPath}, found ${JSON.stringify(dSae)}`,
-    );
-  }
-  return dSae;
-}
+/** Compile problems that need the real SAEs; stand-in encoders cannot judge them. */
+const NEEDS_MONITOR = new Set([
+  "unknown-encoder",
+  "latent-range",
+  "unknown-label",
+  "ambiguous-label",
+  "no-labels",
+]);
 
 /**
  * Run `policy <subcommand> ...` and return the exit code.
  *
  * @example
  * ```ts
- * const code = await runPolicyCommand(["lint", "policies/demo.yaml", "--monitor", "monitors/demo.yaml"]);
- * // prints "policy lint: OK, 1 file(s), 4 rule(s), compiled against monitor 'demo' (1 SAE(s))"
+ * const code = await runPolicyCommand(["lint", "policies/", "--strict"]);
  * ```
  */
 export async function runPolicyCommand(args: string[]): Promise<number> {
+  const sub = args[0];
+  if (sub === "test" || sub === "calibrate") {
+    // owned by the offline tools; loaded only when asked for (they pull in onnxruntime)
+    const { runPolicyTool } = await import("./policy_tools.ts");
+    return await runPolicyTool(sub, args.slice(1));
+  }
   let parsed;
   try {
     parsed = parseArgs({
       args,
-      options: { monitor: { type: "string" }, help: { type: "boolean", short: "h" } },
+      options: {
+        monitor: { type: "string" },
+        json: { type: "boolean" },
+        strict: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
       allowPositionals: true,
       strict: true,
     });
@@ -93,100 +120,329 @@ export async function runPolicyCommand(args: string[]): Promise<number> {
     console.error(`latentwatch policy: ${(err as Error).message}\n\n${USAGE}`);
     return 2;
   }
-  const [sub, ...files] = parsed.positionals;
   if (parsed.values.help) {
     console.log(USAGE);
     return 0;
   }
-  if (sub !== "lint") {
+  const [cmd, ...paths] = parsed.positionals;
+  if (cmd !== "lint") {
     console.error(
-      `latentwatch policy: ${sub ? `unknown subcommand '${sub}'` : "missing subcommand"}` +
+      `latentwatch policy: ${cmd ? `unknown subcommand '${cmd}'` : "missing subcommand"}` +
         `\n\n${USAGE}`,
     );
     return 2;
   }
-  if (files.length === 0 && parsed.values.monitor === undefined) {
-    console.error(`latentwatch policy lint: expected at least one policy file\n\n${USAGE}`);
+  if (paths.length === 0 && parsed.values.monitor === undefined) {
+    console.error(
+      `latentwatch policy lint: expected at least one policy file or folder\n\n${USAGE}`,
+    );
     return 2;
   }
-  return await lint(files, parsed.values.monitor);
+  const report = await lintPolicies(paths, { monitor: parsed.values.monitor });
+  const failed = !report.ok || (parsed.values.strict === true && report.warnings.length > 0);
+  if (parsed.values.json) {
+    console.log(JSON.stringify({ ...report, ok: !failed }, null, 2));
+  } else {
+    printReport(report);
+  }
+  return failed ? 1 : 0;
 }
 
-async function lint(files: string[], monitorPath: string | undefined): Promise<number> {
-  const issues: ConfigIssue[] = [];
-  const collect = (err: unknown) => {
-    if (err instanceof ConfigError) issues.push(...err.issues);
-    else throw err;
+function printReport(r: LintReport): void {
+  const all = [...r.errors, ...r.warnings].sort((a, b) =>
+    a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line || a.col - b.col
+  );
+  for (const f of all) console.error(formatFinding(f));
+  const warned = r.warnings.length > 0 ? `, ${r.warnings.length} warning(s)` : "";
+  if (r.errors.length > 0) {
+    const nFiles = new Set(all.map((f) => f.file)).size;
+    console.error(`policy lint: ${r.errors.length} error(s)${warned} in ${nFiles} file(s)`);
+    return;
+  }
+  const against = r.monitor !== null ? `, compiled against monitor '${r.monitor}'` : "";
+  console.log(
+    `policy lint: OK, ${r.files.length} file(s), ${r.rules} rule(s)${warned}${against}`,
+  );
+}
+
+/**
+ * One finding as `file:line:col: error|warning: [rule 'id': ]reason`.
+ *
+ * @example
+ * ```ts
+ * formatFinding({ file: "p.yaml", line: 3, col: 5, severity: "warning", code: "unused-macro",
+ *   reason: "macro 'm' is defined but no rule uses it" });
+ * // "p.yaml:3:5: warning: macro 'm' is defined but no rule uses it"
+ * ```
+ */
+export function formatFinding(f: LintFinding): string {
+  const rule = f.rule !== undefined ? `rule '${f.rule}': ` : "";
+  return `${f.file}:${f.line}:${f.col}: ${f.severity}: ${rule}${f.reason}`;
+}
+
+/**
+ * Expand lint paths: files as given, folders to every policy YAML under
+ * them (sorted), skipping rule tests and `testdata/`.
+ *
+ * @example
+ * ```ts
+ * await policyPaths(["policies"]); // ["policies/demo.yaml", "policies/gemma-2-2b.yaml", ...]
+ * ```
+ */
+export async function policyPaths(paths: string[]): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string) => {
+    const entries = [];
+    for await (const e of Deno.readDir(dir)) entries.push(e);
+    entries.sort((a, b) => a.name < b.name ? -1 : 1);
+    for (const e of entries) {
+      const p = join(dir, e.name);
+      if (e.isDirectory) {
+        if (e.name !== "testdata" && !e.name.startsWith(".")) await walk(p);
+      } else if (/\.ya?ml$/.test(e.name) && !/\.test\.ya?ml$/.test(e.name)) out.push(p);
+    }
+  };
+  for (const p of paths) {
+    let dir = false;
+    try {
+      dir = (await Deno.stat(p)).isDirectory;
+    } catch { /* missing: reported when read */ }
+    if (dir) await walk(p);
+    else out.push(p);
+  }
+  return out;
+}
+
+/**
+ * Lint policy files (or folders), optionally against a monitor. Never
+ * throws for a problem in the files: everything lands in the report.
+ *
+ * @example
+ * ```ts
+ * const report = await lintPolicies(["policies/demo.yaml"], { monitor: "monitors/demo.yaml" });
+ * report.ok; // true
+ * ```
+ */
+export async function lintPolicies(
+  paths: string[],
+  opts: { monitor?: string } = {},
+): Promise<LintReport> {
+  const errors: LintFinding[] = [];
+  const warnings: LintFinding[] = [];
+  const configErrors = (issues: readonly ConfigIssue[], code = "invalid") => {
+    for (const i of sortIssues(issues)) errors.push({ ...i, severity: "error", code });
   };
 
   let monitor: MonitorConfig | undefined;
-  const saes = new Map<string, { dSae: number }>();
-  const unresolved = new Set<string>();
-  if (monitorPath !== undefined) {
+  let signals: Map<string, SignalInfo> | undefined;
+  if (opts.monitor !== undefined) {
     try {
-      const src = await loadYamlSource(monitorPath);
+      const src = await loadYamlSource(opts.monitor);
       monitor = monitorConfigFromSource(src);
-      for (const [i, sae] of monitor.saes.entries()) {
-        const at = (): ConfigIssue => ({
-          file: src.file,
-          ...src.locate(["saes", i, "path"]),
-          reason: "",
-        });
-        const dSae = await readDSae(sae.path, sae.id, at);
-        if (typeof dSae === "number") saes.set(sae.id, { dSae });
-        else {
-          issues.push(dSae);
-          unresolved.add(sae.id);
-        }
-      }
+      const loaded = await monitorSignals(monitor, src);
+      signals = loaded.signals;
+      configErrors(loaded.issues, "monitor");
     } catch (err) {
-      collect(err);
+      if (!(err instanceof ConfigError)) throw err;
+      configErrors(err.issues, "monitor");
     }
-    if (files.length === 0 && monitor) files = monitor.policies;
+    if (paths.length === 0 && monitor) paths = monitor.policies;
   }
 
-  const rules: PolicyRule[] = [];
-  const origins = new Map<PolicyRule, RuleOrigin>();
-  let validFiles = 0;
+  const files = await policyPaths(paths);
+  const defs: PolicyFileDef[] = [];
   for (const file of files) {
     try {
-      const src = await loadYamlSource(file);
-      const fileRules = policyRulesFromSource(src);
-      fileRules.forEach((rule, index) => origins.set(rule, { src, index }));
-      rules.push(...fileRules);
-      validFiles++;
+      const parsed = await readPolicyFile(file);
+      defs.push(parsed.def);
+      for (const w of parsed.warnings) {
+        warnings.push({ ...w, severity: "warning", code: "atlas-tag" });
+      }
     } catch (err) {
-      collect(err);
+      if (!(err instanceof ConfigError)) throw err;
+      configErrors(err.issues);
     }
   }
 
-  // Without a monitor, only what needs no SAE is checked: rule ids unique across files.
+  // A monitor that failed to load is reported; the files are still checked with stand-ins.
+  const real = signals !== undefined && errors.every((e) => e.code !== "monitor");
+  const against = real ? signals! : standInSignals(defs);
+  const finding = (p: PolicyProblem<string>, severity: LintFinding["severity"]): LintFinding => ({
+    file: p.source.file,
+    line: p.source.line,
+    col: p.source.col ?? 1,
+    severity,
+    code: p.code,
+    ...(p.rule !== undefined ? { rule: p.rule } : {}),
+    reason: p.reason,
+  });
   try {
-    compilePolicies(rules, saes);
+    const set = compilePolicySet(defs, against);
+    for (const w of set.warnings) warnings.push(finding(w, "warning"));
   } catch (err) {
     if (!(err instanceof PolicyCompileError)) throw err;
     for (const p of err.problems) {
-      if (!monitor && p.field !== "id") continue;
-      // An SAE whose folder could not be read was already reported at the monitor.
-      if (p.field === "sae" && unresolved.has(p.rule.sae)) continue;
-      const origin = origins.get(p.rule);
-      const at = origin
-        ? origin.src.locate(["rules", origin.index, ...FIELD_PATH[p.field]])
-        : { line: p.rule.source.line, col: 1 };
-      issues.push({ file: p.rule.source.file, ...at, reason: p.reason });
+      if (!real && NEEDS_MONITOR.has(p.code)) continue;
+      errors.push(finding(p, "error"));
+    }
+    for (const w of err.warnings) warnings.push(finding(w, "warning"));
+  }
+  return {
+    ok: errors.length === 0,
+    files,
+    rules: defs.reduce((n, d) => n + d.rules.length, 0),
+    monitor: monitor?.monitor ?? null,
+    errors,
+    warnings,
+  };
+}
+
+/**
+ * Stand-in encoders for linting without a monitor: every SAE and probe the
+ * files name, wide enough for every index they use, with every label they
+ * use (one latent each), so compile's other checks can run.
+ */
+function standInSignals(defs: PolicyFileDef[]): Map<string, SignalInfo> {
+  const saes = new Map<string, { max: number; labels: Set<string> }>();
+  const probes = new Map<string, number>();
+  const lists = new Map<string, (string | number)[]>();
+  for (const d of defs) for (const l of d.lists) lists.set(l.name, l.items);
+  const sae = (id: string) => {
+    let s = saes.get(id);
+    if (!s) saes.set(id, s = { max: -1, labels: new Set() });
+    return s;
+  };
+  const index = (id: string, i: unknown) => {
+    const s = sae(id);
+    if (typeof i === "number" && Number.isInteger(i)) s.max = Math.max(s.max, i);
+  };
+  const visit = (c: Condition): void => {
+    switch (c.kind) {
+      case "all":
+      case "any":
+        return c.of.forEach(visit);
+      case "not":
+        return visit(c.of);
+      case "macro":
+        return;
+    }
+    const s = c.signal;
+    if (s.kind === "probe") probes.set(s.probe, Math.max(probes.get(s.probe) ?? 0, s.index));
+    else if (s.kind === "latent") index(s.sae, s.index);
+    else if (s.kind === "label") sae(s.sae).labels.add(s.label.trim().toLowerCase());
+    else {
+      const items = Array.isArray(s.indices) ? s.indices : lists.get(s.indices.list) ?? [];
+      sae(s.sae);
+      for (const i of items) index(s.sae, i);
+    }
+  };
+  const steer = (a: SteerAction) => {
+    if (a.kind === "clamp" || a.kind === "ablate") index(a.sae, a.latent);
+    if ((a.kind === "add" || a.kind === "cap") && "sae" in a.direction) {
+      index(a.direction.sae, a.direction.latent);
+    }
+  };
+  for (const d of defs) {
+    for (const m of d.macros) visit(m.condition);
+    for (const r of d.rules) {
+      visit(r.condition);
+      for (const a of r.actions) if (a.kind === "steer") steer(a.steer);
     }
   }
-
-  if (issues.length > 0) {
-    const sorted = new ConfigError(issues).issues;
-    for (const issue of sorted) printIssue(issue);
-    const nFiles = new Set(sorted.map((i) => i.file)).size;
-    console.error(`policy lint: ${sorted.length} error(s) in ${nFiles} file(s)`);
-    return 1;
+  const out = new Map<string, SignalInfo>();
+  for (const [id, s] of saes) {
+    const labels = new Map<number, string>();
+    let next = s.max + 1;
+    for (const l of s.labels) labels.set(next++, l);
+    out.set(id, { kind: "sae", dSae: Math.max(next, 1), labels });
   }
-  const against = monitor
-    ? `, compiled against monitor '${monitor.monitor}' (${saes.size} SAE(s))`
-    : "";
-  console.log(`policy lint: OK, ${validFiles} file(s), ${rules.length} rule(s)${against}`);
-  return 0;
+  // a name used as both an SAE and a probe stays an SAE: compile reports the probe uses
+  for (const [id, n] of probes) if (!out.has(id)) out.set(id, { kind: "probe", dSae: n + 1 });
+  return out;
+}
+
+/**
+ * The SAEs and probes of a monitor as compile sees them. SAELens folders give
+ * `d_sae` from `cfg.json` without reading the weights; other formats are
+ * loaded. A problem is an issue at the monitor's `path:` (or `labels:`).
+ */
+async function monitorSignals(
+  config: MonitorConfig,
+  src: YamlSource,
+): Promise<{ signals: Map<string, SignalInfo>; issues: ConfigIssue[] }> {
+  const signals = new Map<string, SignalInfo>();
+  const issues: ConfigIssue[] = [];
+  const issue = (path: YamlPath, reason: string) =>
+    issues.push({ file: src.file, ...src.locate(path), reason });
+  for (const [i, s] of config.saes.entries()) {
+    let dSae: number;
+    let neuronpediaId: string | null | undefined;
+    try {
+      ({ dSae, neuronpediaId } = await saeWidth(s.path, s.format, s.scalingFactor));
+    } catch (err) {
+      issue(["saes", i, "path"], `SAE '${s.id}': ${(err as Error).message}`);
+      continue;
+    }
+    const info: SignalInfo = { kind: "sae", dSae };
+    try {
+      const labelsPath = s.labels ?? await findLabelsNextTo(s.path);
+      if (labelsPath) {
+        const labels = await loadNeuronpediaLabels(labelsPath, { neuronpediaId });
+        const max = Math.max(-1, ...labels.keys());
+        if (max >= dSae) {
+          throw new RangeError(
+            `labels go up to latent ${max}, expected indices below d_sae = ${dSae}; they ` +
+              `belong to another SAE (width or L0 variant)`,
+          );
+        }
+        info.labels = labels;
+      }
+    } catch (err) {
+      const at = s.labels !== undefined ? ["saes", i, "labels"] : ["saes", i, "path"];
+      issue(at, `SAE '${s.id}': labels: ${(err as Error).message}`);
+    }
+    signals.set(s.id, info);
+  }
+  for (const [i, p] of config.probes.entries()) {
+    try {
+      signals.set(p.id, { kind: "probe", dSae: (await loadProbe(p.path)).n });
+    } catch (err) {
+      issue(["probes", i, "path"], `probe '${p.id}': ${(err as Error).message}`);
+    }
+  }
+  return { signals, issues };
+}
+
+/** `d_sae` of an SAE: from an SAELens `cfg.json` when there is one, else by loading it. */
+async function saeWidth(
+  path: string,
+  format: MonitorConfig["saes"][number]["format"],
+  scalingFactor: number | undefined,
+): Promise<{ dSae: number; neuronpediaId?: string | null }> {
+  let stat: Deno.FileInfo;
+  try {
+    stat = await Deno.stat(path);
+  } catch {
+    throw new Error(`expected an SAE folder or file at ${path}, found nothing there`);
+  }
+  const fmt = format ?? await detectSaeFormat(path);
+  if (fmt === "saelens") {
+    const cfgPath = join(stat.isDirectory ? path : dirname(path), "cfg.json");
+    let cfg: { d_sae?: unknown; neuronpedia_id?: unknown; metadata?: { neuronpedia_id?: unknown } };
+    try {
+      cfg = JSON.parse(await Deno.readTextFile(cfgPath));
+    } catch (err) {
+      throw new Error(`cannot read d_sae from ${cfgPath}: ${(err as Error).message}`);
+    }
+    const d = cfg?.d_sae;
+    if (typeof d !== "number" || !Number.isInteger(d) || d < 1) {
+      throw new Error(
+        `expected a positive integer d_sae in ${cfgPath}, found ${JSON.stringify(d) ?? "none"}`,
+      );
+    }
+    const np = cfg.metadata?.neuronpedia_id ?? cfg.neuronpedia_id;
+    return { dSae: d, neuronpediaId: typeof np === "string" ? np : null };
+  }
+  const sae = await loadSae(path, { format: fmt, scalingFactor });
+  return { dSae: sae.dSae, neuronpediaId: sae.neuronpediaId };
 }
