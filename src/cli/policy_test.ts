@@ -81,8 +81,8 @@ Deno.test("policy lint: duplicate rule ids across files are errors even without 
     const r = await latentwatch(["lint", "rules.yaml", "again.yaml"], dir);
     assert.equal(r.code, 1);
     assert.deepEqual(lines(r.stderr), [
-      "again.yaml:3:9: error: duplicate rule id 'injection': expected ids to be unique, found it " +
-      "already defined at rules.yaml:3",
+      "again.yaml:3:5: error: rule 'injection': duplicate rule id 'injection': expected ids to be " +
+      "unique across files, found it already defined at rules.yaml:3:5",
       "policy lint: 1 error(s) in 1 file(s)",
     ]);
   } finally {
@@ -96,7 +96,7 @@ Deno.test("policy lint --monitor: compiles against the monitor's SAEs (exit 0)",
     const r = await latentwatch(["lint", "rules.yaml", "--monitor", "monitor.yaml"], dir);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(lines(r.stdout), [
-      "policy lint: OK, 1 file(s), 1 rule(s), compiled against monitor 't' (1 SAE(s))",
+      "policy lint: OK, 1 file(s), 1 rule(s), compiled against monitor 't'",
     ]);
     // With no files, the monitor's own policies are linted.
     const own = await latentwatch(["lint", "--monitor", "monitor.yaml"], dir);
@@ -121,9 +121,10 @@ Deno.test("policy lint --monitor: latent out of range and unknown SAE point at t
     const r = await latentwatch(["lint", "rules.yaml", "--monitor", "monitor.yaml"], dir);
     assert.equal(r.code, 1);
     assert.deepEqual(lines(r.stderr), [
-      "rules.yaml:8:15: error: rule 'injection': expected a latent index in 0..2 (SAE 'res' has " +
+      // at the test's mapping: line 7 is its first key under `when:`
+      "rules.yaml:7:7: error: rule 'injection': expected a latent index in 0..2 (SAE 'res' has " +
       "d_sae 3), found 3",
-      "rules.yaml:13:17: error: rule 'other': unknown SAE 'nope'; expected one the monitor loads (res)",
+      "rules.yaml:13:11: error: rule 'other': unknown SAE 'nope'; expected one the monitor loads (res)",
       "policy lint: 2 error(s) in 1 file(s)",
     ]);
   } finally {
@@ -137,7 +138,7 @@ Deno.test("policy lint --monitor: a missing SAE folder is an error at the monito
     const r = await latentwatch(["lint", "rules.yaml", "--monitor", "monitor.yaml"], dir);
     assert.equal(r.code, 1);
     assert.deepEqual(lines(r.stderr), [
-      `monitor.yaml:6:11: error: SAE 'res': expected a folder at ${
+      `monitor.yaml:6:11: error: SAE 'res': expected an SAE folder or file at ${
         join(dir, "sae")
       }, found nothing there`,
       "policy lint: 1 error(s) in 1 file(s)",
@@ -150,12 +151,12 @@ Deno.test("policy lint --monitor: a missing SAE folder is an error at the monito
 Deno.test("policy lint --monitor: a cfg.json without d_sae is an error at the monitor's path", async () => {
   const dir = await fixture();
   try {
-    await Deno.writeTextFile(join(dir, "sae", "cfg.json"), JSON.stringify({ d_in: 4 }));
+    await Deno.writeTextFile(join(dir, "sae", "cfg.json"), JSON.stringify({ d_sae: 0, d_in: 4 }));
     const r = await latentwatch(["lint", "--monitor", "monitor.yaml"], dir);
     assert.equal(r.code, 1);
     assert.deepEqual(lines(r.stderr), [
       `monitor.yaml:6:11: error: SAE 'res': expected a positive integer d_sae in ` +
-      `${join(dir, "sae", "cfg.json")}, found undefined`,
+      `${join(dir, "sae", "cfg.json")}, found 0`,
       "policy lint: 1 error(s) in 1 file(s)",
     ]);
   } finally {
@@ -181,4 +182,103 @@ Deno.test("policy: bad usage exits 2", async () => {
   const help = await latentwatch(["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /usage: latentwatch policy lint/);
+});
+
+const V2 = [
+  "version: 2", //                                                      1
+  "macros:", //                                                         2
+  "  - macro: unused_one", //                                           3
+  "    when: { sae: res, latent: 1, above: 1 }", //                     4
+  "  - macro: spike", //                                                5
+  "    when: { sae: res, latent: 2, pool: { max: 4 }, above: 2 }", //   6
+  "rules:", //                                                          7
+  "  - id: never", //                                                   8
+  "    title: Never", //                                                9
+  "    severity: low", //                                               10
+  "    tags: [aml.t0051]", //                                           11
+  "    when:", //                                                       12
+  "      all:", //                                                      13
+  "        - macro: spike", //                                          14
+  "        - { sae: res, latent: 2, pool: { max: 4 }, below: 1 }", //   15
+  "",
+].join("\n");
+
+Deno.test("policy lint: v2 warnings without a monitor (unused macro, never fires, ATLAS tag), exit 0", async () => {
+  const dir = await fixture();
+  try {
+    await Deno.writeTextFile(join(dir, "v2.yaml"), V2);
+    const r = await latentwatch(["lint", "v2.yaml"], dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(lines(r.stderr), [
+      "v2.yaml:3:5: warning: macro 'unused_one' is defined but no rule uses it",
+      "v2.yaml:11:12: warning: tag 'aml.t0051' looks like a MITRE ATLAS id but is not one: " +
+      "expected AML.Tdddd or AML.Tdddd.ddd (a technique, e.g. AML.T0051.000) or AML.TAdddd " +
+      "(a tactic); did you mean 'AML.T0051'?",
+      lines(r.stderr)[2],
+    ]);
+    assert.match(
+      lines(r.stderr)[2],
+      /^v2\.yaml:13:7: warning: rule 'never': condition can never hold/,
+    );
+    assert.deepEqual(lines(r.stdout), ["policy lint: OK, 1 file(s), 1 rule(s), 3 warning(s)"]);
+    // --strict: warnings fail
+    const strict = await latentwatch(["lint", "v2.yaml", "--strict"], dir);
+    assert.equal(strict.code, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("policy lint --json: one document with errors and warnings", async () => {
+  const dir = await fixture();
+  try {
+    await Deno.writeTextFile(
+      join(dir, "v2.yaml"),
+      V2.replace("latent: 2, pool", "latent: 7, pool"),
+    );
+    const r = await latentwatch([
+      "lint",
+      "v2.yaml",
+      "rules.yaml",
+      "--monitor",
+      "monitor.yaml",
+      "--json",
+    ], dir);
+    assert.equal(r.code, 1);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.ok, false);
+    assert.equal(doc.monitor, "t");
+    assert.equal(doc.rules, 2);
+    assert.deepEqual(
+      doc.errors.map((e: { line: number; col: number; code: string }) =>
+        `${e.line}:${e.col} ${e.code}`
+      ),
+      ["6:11 latent-range"],
+    );
+    assert.ok(doc.warnings.some((w: { code: string }) => w.code === "unused-macro"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("policy lint: a folder lints every policy file in it, skipping tests and testdata", async () => {
+  const r = await latentwatch(["lint", "policies", "--json"]);
+  assert.equal(r.code, 0, r.stdout);
+  const doc = JSON.parse(r.stdout);
+  assert.deepEqual(doc.files, [
+    "policies/demo.yaml",
+    "policies/examples/agent-tools.yaml",
+    "policies/examples/gemma-2-2b.yaml",
+  ]);
+  assert.deepEqual(doc.errors, []);
+  // the only warning is the shadow rule kept disabled on purpose
+  assert.deepEqual(doc.warnings.map((w: { code: string }) => w.code), ["disabled-rule"]);
+});
+
+Deno.test("policy lint --monitor: the demo policies against the demo trace's monitor", async () => {
+  const r = await latentwatch(["lint", "--monitor", "policies/testdata/monitor.yaml"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(lines(r.stdout), [
+    "policy lint: OK, 1 file(s), 4 rule(s), compiled against monitor 'demo-example'",
+  ]);
 });
