@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Severity } from "./policy.ts";
+import type { Severity, SteerAction } from "./policy/ast.ts";
 
 /** One token on which a rule fired. */
 export interface AlertEvidence {
@@ -25,14 +25,20 @@ export interface Alert {
   /** ISO 8601 time the alert was raised. */
   time: string;
   monitor: string;
-  policy: { id: string; file: string; line: number };
+  /** The rule, where it is written, and the version (hash) of the rule set in force. */
+  policy: { id: string; file: string; line: number; version?: string };
   severity: Severity;
   title: string;
+  /** The rule's description template, rendered for this alert. */
   description?: string;
+  /** The rule's tags (MITRE ATLAS technique ids among them). */
+  tags?: string[];
   model: string;
   hook: string;
   requestId: string;
   tenant?: string;
+  /** Request metadata from the tap (`Lw-Meta-*`). */
+  meta?: Record<string, string>;
   phase?: "prefill" | "decode";
   /** Token span of the firing tokens: `[start, end)` positions. */
   tokens: { start: number; end: number; count: number };
@@ -43,12 +49,15 @@ export interface Alert {
   latent: {
     sae: string;
     index: number;
-    threshold: number;
+    /** Threshold of the test that fired, when it is a plain `above` test. */
+    threshold?: number;
     max: number;
     label?: string;
     signal?: "probe";
   };
   evidence: AlertEvidence[];
+  /** Steering commands the rule asked for on this request. */
+  steer?: SteerAction[];
   traceparent?: string;
 }
 

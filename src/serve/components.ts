@@ -6,10 +6,17 @@
  *
  * @module
  */
-import { compilePolicies, type PolicyRule } from "../core/policy.ts";
+import {
+  type CompiledPolicySet,
+  compilePolicySet,
+  type SignalInfo,
+} from "../core/policy/compile.ts";
+import type { PolicyFileDef } from "../core/policy/ast.ts";
 import type { Encoder, LinearProbe, SaeWeights } from "../core/sae.ts";
 import type { MonitorConfig } from "../config/monitor.ts";
-import { loadPolicyFile } from "../config/policy_file.ts";
+import { readPolicyFile } from "../config/policy_file.ts";
+import { formatProblem } from "../core/policy/compile.ts";
+import { formatIssue } from "../config/errors.ts";
 import { attachLabels, findLabelsNextTo, loadNeuronpediaLabels } from "../formats/neuronpedia.ts";
 import { loadProbe } from "../formats/probe.ts";
 import { loadSae } from "../formats/load.ts";
@@ -118,20 +125,46 @@ export async function loadMonitorModels(
 }
 
 /**
- * Load and compile the policy files of `config` against its SAEs and probes.
- * Throws (with file:line) when a file is invalid; nothing is changed then.
+ * The signals policies can read: each SAE (width, labels) and each probe.
  *
  * @example
  * ```ts
- * const policies = await compileMonitorPolicies(config, models);
+ * compilePolicySet(files, monitorSignals(models));
  * ```
  */
-export async function compileMonitorPolicies(config: MonitorConfig, models: MonitorModels) {
-  const rules: PolicyRule[] = [];
-  for (const file of config.policies) rules.push(...await loadPolicyFile(file));
-  const signals = new Map<string, { dSae: number; dense?: boolean }>(models.saes);
-  for (const [id, p] of models.probes) signals.set(id, { dSae: p.n, dense: true });
-  return compilePolicies(rules, signals);
+export function monitorSignals(models: MonitorModels): Map<string, SignalInfo> {
+  const signals = new Map<string, SignalInfo>();
+  for (const [id, s] of models.saes) {
+    signals.set(id, { kind: "sae", dSae: s.dSae, ...(s.labels ? { labels: s.labels } : {}) });
+  }
+  for (const [id, p] of models.probes) signals.set(id, { kind: "probe", dSae: p.n });
+  return signals;
+}
+
+/**
+ * Load and compile the policy files of `config` against its SAEs and probes.
+ * Throws (every problem with file:line) when a file is invalid; nothing is
+ * changed then. Warnings are logged.
+ *
+ * @example
+ * ```ts
+ * const policies = await compileMonitorPolicies(config, models, log);
+ * ```
+ */
+export async function compileMonitorPolicies(
+  config: MonitorConfig,
+  models: MonitorModels,
+  log?: Logger,
+): Promise<CompiledPolicySet> {
+  const files: PolicyFileDef[] = [];
+  for (const file of config.policies) {
+    const { def, warnings } = await readPolicyFile(file);
+    files.push(def);
+    for (const w of warnings) log?.warn("policy.warning", { warning: formatIssue(w) });
+  }
+  const set = compilePolicySet(files, monitorSignals(models));
+  for (const w of set.warnings) log?.warn("policy.warning", { warning: formatProblem(w) });
+  return set;
 }
 
 function sameLatents(a: Uint32Array | undefined, b: Uint32Array): boolean {
@@ -153,7 +186,7 @@ function sameLatents(a: Uint32Array | undefined, b: Uint32Array): boolean {
  */
 export async function buildGeneration(
   models: MonitorModels,
-  policies: ReturnType<typeof compilePolicies>,
+  policies: CompiledPolicySet,
   log: Logger,
   previous?: BuiltGeneration,
   reloadSae?: (id: string) => Promise<SaeWeights>,

@@ -9,7 +9,8 @@
 import { type Alert, type AlertEvidence, alertId } from "../core/alert.ts";
 import { MicroBatcher } from "../core/batcher.ts";
 import { decodeFrame, type Frame, FrameError } from "../core/frame.ts";
-import { type CompiledPolicies, evaluateToken, type PolicyRule } from "../core/policy.ts";
+import type { CompiledPolicySet, CompiledRule } from "../core/policy/compile.ts";
+import { type Firing, PolicyEngine } from "../core/policy/engine.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
 import { AlertPublisher } from "./alert_publisher.ts";
@@ -24,7 +25,7 @@ import type { Telemetry } from "./telemetry.ts";
 export interface Generation {
   /** Encoder id (SAE or probe) → encoder. */
   encoders: ReadonlyMap<string, Encoder>;
-  policies: CompiledPolicies;
+  policies: CompiledPolicySet;
   /** SAE id → latent labels, attached to alerts. */
   labels?: ReadonlyMap<string, ReadonlyMap<number, string>>;
 }
@@ -40,7 +41,7 @@ export interface PipelineOptions {
   dIn: number;
   /** SAE id → encoder. */
   encoders: ReadonlyMap<string, Encoder>;
-  policies: CompiledPolicies;
+  policies: CompiledPolicySet;
   /** SAE id → latent labels, attached to alerts. */
   labels?: ReadonlyMap<string, ReadonlyMap<number, string>>;
   batching: { maxBatchTokens: number; maxWaitMs: number; maxQueueTokens: number };
@@ -92,6 +93,8 @@ export class Pipeline {
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #scratch = new Float32Array(0);
   #generation: Generation;
+  /** Per-request policy state (windows, suppression) lives here, across reloads. */
+  readonly #engine: PolicyEngine;
   /** Batches in flight per generation, so a swapped-out one is released only when unused. */
   #inUse = new Map<Generation, number>();
   #released = new Map<Generation, () => void>();
@@ -99,6 +102,10 @@ export class Pipeline {
   constructor(opts: PipelineOptions) {
     this.#o = opts;
     this.#generation = { encoders: opts.encoders, policies: opts.policies, labels: opts.labels };
+    this.#engine = new PolicyEngine(opts.policies, {
+      maxRequests: opts.maxRequests,
+      ttlMs: opts.requestTtlMs,
+    });
     this.#batcher = new MicroBatcher<Frame>(opts.batching);
     this.publisher = new AlertPublisher(opts.bus, opts.telemetry, opts.log, {
       subject: opts.alerts.subject,
@@ -321,7 +328,10 @@ export class Pipeline {
     for (const frame of frames) {
       if (frame.tokens > 0) this.#evaluate(gen, frame, row, latents);
       row += frame.tokens;
+      // the end marker is processed after the request's tokens: its windows can go
+      if (frame.endOfRequest) this.#engine.endRequest(frame.requestId);
     }
+    this.#reportEngine();
     this.#o.onEncoded?.(frames, latents);
   }
 
@@ -343,54 +353,92 @@ export class Pipeline {
     firstRow: number,
     latents: ReadonlyMap<string, SparseLatents[]>,
   ): void {
-    const fired = new Map<PolicyRule, AlertEvidence[]>();
-    for (const [sae, rows] of latents) {
-      for (let i = 0; i < frame.tokens; i++) {
-        for (const match of evaluateToken(gen.policies, sae, rows[firstRow + i])) {
-          let ev = fired.get(match.rule);
-          if (!ev) fired.set(match.rule, ev = []);
-          ev.push({
-            position: frame.position + i,
-            value: match.value,
-            ...(frame.tokenIds ? { tokenId: frame.tokenIds[i] } : {}),
-            ...(frame.tokenText ? { text: frame.tokenText[i] } : {}),
-          });
-        }
-      }
-    }
-    for (const [rule, evidence] of fired) this.#raise(gen, frame, rule, evidence);
+    // the engine evaluates with the set the batch was encoded for (a swap
+    // between encode and evaluate must not pair new rules with old encoders)
+    if (this.#engine.set !== gen.policies) this.#engine.swap(gen.policies);
+    const firings = this.#engine.evaluate({
+      ctx: {
+        requestId: frame.requestId,
+        model: frame.model,
+        hook: frame.hook,
+        ...(frame.tenant !== undefined ? { tenant: frame.tenant } : {}),
+        ...(frame.meta !== undefined ? { meta: frame.meta } : {}),
+        ...(frame.phase !== undefined ? { phase: frame.phase } : {}),
+      },
+      position: frame.position,
+      tokens: frame.tokens,
+      latents,
+      firstRow,
+      ...(frame.tokenText !== undefined ? { tokenText: frame.tokenText } : {}),
+    });
+    for (const firing of firings) this.#raise(gen, frame, firstRow, latents, firing);
   }
 
-  #raise(gen: Generation, frame: Frame, rule: PolicyRule, evidence: AlertEvidence[]): void {
-    const start = evidence[0].position;
-    const label = gen.labels?.get(rule.sae)?.get(rule.latent);
+  #raise(
+    gen: Generation,
+    frame: Frame,
+    firstRow: number,
+    latents: ReadonlyMap<string, SparseLatents[]>,
+    firing: Firing,
+  ): void {
+    const { rule, signal } = firing;
+    const def = rule.def;
+    const rows = latents.get(signal.encoder);
+    const evidence: AlertEvidence[] = firing.positions.map((position) => {
+      const i = position - frame.position;
+      return {
+        position,
+        value: rows ? valueAt(rows[firstRow + i], signal.index) : firing.value,
+        ...(frame.tokenIds ? { tokenId: frame.tokenIds[i] } : {}),
+        ...(frame.tokenText ? { text: frame.tokenText[i] } : {}),
+      };
+    });
+    const start = firing.positions[0];
+    const label = signal.label ?? gen.labels?.get(signal.encoder)?.get(signal.index);
+    const threshold = thresholdOf(rule, signal.encoder, signal.index);
+    if (firing.steer.length > 0) {
+      this.#o.telemetry.add("latentwatch.steer.planned", firing.steer.length, { rule: rule.id });
+    }
+    if (!firing.alert) return;
     const alert: Alert = {
       schema: "latentwatch.alert/v1",
       id: alertId(this.#o.monitor, frame.requestId, rule.id, start),
       time: new Date().toISOString(),
       monitor: this.#o.monitor,
-      policy: { id: rule.id, file: rule.source.file, line: rule.source.line },
-      severity: rule.severity,
-      title: rule.title,
-      ...(rule.description ? { description: rule.description } : {}),
+      policy: {
+        id: rule.id,
+        file: def.source.file,
+        line: def.source.line,
+        version: gen.policies.version,
+      },
+      severity: def.severity,
+      title: def.title,
+      ...(firing.description ? { description: firing.description } : {}),
+      ...(def.tags.length > 0 ? { tags: def.tags } : {}),
       model: frame.model,
       hook: frame.hook,
       requestId: frame.requestId,
       ...(frame.tenant ? { tenant: frame.tenant } : {}),
+      ...(frame.meta ? { meta: frame.meta } : {}),
       ...(frame.phase ? { phase: frame.phase } : {}),
-      tokens: { start, end: evidence[evidence.length - 1].position + 1, count: evidence.length },
+      tokens: {
+        start,
+        end: firing.positions[firing.positions.length - 1] + 1,
+        count: evidence.length,
+      },
       latent: {
-        sae: rule.sae,
-        index: rule.latent,
-        threshold: rule.above,
-        max: Math.max(...evidence.map((e) => e.value)),
+        sae: signal.encoder,
+        index: signal.index,
+        ...(threshold !== undefined ? { threshold } : {}),
+        max: firing.value,
         ...(label !== undefined ? { label } : {}),
-        ...(rule.signal === "probe" ? { signal: "probe" as const } : {}),
+        ...(signal.kind === "probe" ? { signal: "probe" as const } : {}),
       },
       evidence,
+      ...(firing.steer.length > 0 ? { steer: [...firing.steer] } : {}),
       ...(frame.traceparent ? { traceparent: frame.traceparent } : {}),
     };
-    this.#o.telemetry.add("latentwatch.alerts", 1, { rule: rule.id, severity: rule.severity });
+    this.#o.telemetry.add("latentwatch.alerts", 1, { rule: rule.id, severity: def.severity });
     this.#o.onAlert?.(alert);
     this.publisher.submit(alert);
   }
@@ -453,5 +501,50 @@ export class Pipeline {
       }
     }
     this.#o.telemetry.set("latentwatch.requests.active", this.#requests.size);
+    this.#engine.sweep();
+    this.#reportEngine();
   }
+
+  /** Mirror the policy engine's counters into telemetry. */
+  #reportEngine(): void {
+    const s = this.#engine.stats;
+    const t = this.#o.telemetry;
+    t.set("latentwatch.policy.requests", s.activeRequests);
+    t.set("latentwatch.policy.suppressed", s.suppressed);
+    t.set("latentwatch.policy.rate_limited", s.rateLimited);
+    t.set("latentwatch.policy.excepted", s.excepted);
+    t.set("latentwatch.policy.evicted", s.evicted.ttl, { reason: "ttl" });
+    t.set("latentwatch.policy.evicted", s.evicted.capacity, { reason: "capacity" });
+  }
+}
+
+/** Value of latent `index` in one token's sparse latents (0 when inactive). */
+function valueAt(row: SparseLatents, index: number): number {
+  let lo = 0;
+  let hi = row.indices.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (row.indices[mid] < index) lo = mid + 1;
+    else hi = mid;
+  }
+  return row.indices[lo] === index ? row.values[lo] : 0;
+}
+
+/** Threshold of the first `above` test on (encoder, index) in a rule's condition. */
+function thresholdOf(rule: CompiledRule, encoder: string, index: number): number | undefined {
+  const walk = (c: CompiledRule["condition"]): number | undefined => {
+    if (c.kind === "test") {
+      const t = rule.tests[c.test];
+      return t.encoder === encoder && t.index === index && c.op === "above"
+        ? c.threshold
+        : undefined;
+    }
+    if (c.kind === "not") return undefined;
+    for (const sub of c.of) {
+      const found = walk(sub);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  };
+  return walk(rule.condition);
 }

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { MemoryBus } from "../bus/memory_bus.ts";
 import { encodeFrame, tapSubject, tapSubjectFilter } from "../core/frame.ts";
-import { compilePolicies, type PolicyRule } from "../core/policy.ts";
+import { compilePolicySet } from "../core/policy/compile.ts";
+import { parsePolicyFileDef } from "../config/policy_file.ts";
 import { ReferenceEncoder } from "../core/reference_encoder.ts";
 import type { SaeWeights } from "../core/sae.ts";
 import { Logger } from "./log.ts";
@@ -31,15 +32,16 @@ const SAE: SaeWeights = {
   bDec: new Float32Array(D),
   source: "identity",
 };
-const RULE: PolicyRule = {
-  id: "dim0",
-  title: "dimension 0 high",
-  severity: "high",
-  sae: "s",
-  latent: 0,
-  above: 1,
-  source: { file: "inline", line: 1 },
-};
+/** One v1 rule: dimension 0 above 1 (v1 rules fire on every frame where they hold). */
+const POLICIES = () =>
+  compilePolicySet(
+    [parsePolicyFileDef(
+      "version: 1\nrules:\n  - id: dim0\n    title: dimension 0 high\n    severity: high\n" +
+        "    when: { sae: s, latent: 0, above: 1 }\n",
+      "inline.yaml",
+    )],
+    new Map([["s", { kind: "sae" as const, dSae: D }]]),
+  );
 
 function setup(over: { maxQueueTokens?: number; maxBatchTokens?: number } = {}) {
   const bus = new MemoryBus();
@@ -52,7 +54,7 @@ function setup(over: { maxQueueTokens?: number; maxBatchTokens?: number } = {}) 
     subject: tapSubjectFilter("m", "h"),
     dIn: D,
     encoders: new Map([["s", new ReferenceEncoder(SAE)]]),
-    policies: compilePolicies([RULE], new Map([["s", { dSae: D }]])),
+    policies: POLICIES(),
     batching: {
       maxBatchTokens: over.maxBatchTokens ?? 4,
       maxWaitMs: 1,
@@ -139,7 +141,7 @@ Deno.test("pipeline: a frame larger than a batch is encoded in batch-sized calls
     subject: tapSubjectFilter("m", "h"),
     dIn: D,
     encoders: new Map([["s", counting]]),
-    policies: compilePolicies([RULE], new Map([["s", { dSae: D }]])),
+    policies: POLICIES(),
     batching: { maxBatchTokens: 4, maxWaitMs: 1, maxQueueTokens: 64 },
     alerts: { subject: "alerts.t", maxQueue: 100 },
     bus,

@@ -50,6 +50,36 @@ export const METRIC_SPEC = {
     unit: "{frame}",
     help: "Frames the trace recorder could not write, by reason",
   },
+  "latentwatch.policy.requests": {
+    kind: "gauge",
+    unit: "{request}",
+    help: "Requests with policy state (windows, suppression)",
+  },
+  "latentwatch.policy.suppressed": {
+    kind: "counter",
+    unit: "{firing}",
+    help: "Rule firings held back by suppression (dedup)",
+  },
+  "latentwatch.policy.rate_limited": {
+    kind: "counter",
+    unit: "{firing}",
+    help: "Rule firings held back by a rule's rate limit",
+  },
+  "latentwatch.policy.excepted": {
+    kind: "counter",
+    unit: "{firing}",
+    help: "Rule firings skipped by an exception",
+  },
+  "latentwatch.policy.evicted": {
+    kind: "counter",
+    unit: "{request}",
+    help: "Policy request states evicted before their end marker, by reason (ttl, capacity)",
+  },
+  "latentwatch.steer.planned": {
+    kind: "counter",
+    unit: "{command}",
+    help: "Steering commands rules asked for (carried in alerts until steering is wired)",
+  },
   "latentwatch.bus.errors": {
     kind: "counter",
     unit: "{error}",
