@@ -6,6 +6,7 @@
  *   the same weights and inputs, in the same run (ratio = latentwatch / NumPy).
  * - e2e/…: tokens/s through `serve` (a real nats-server, the TypeScript tap,
  *   micro-batching, encode, policies, JetStream alerts) at saturation.
+ * - policy/…: policy evaluation per token with 1, 100 and 1000 rules.
  *
  * Writes `bench/results/latest.json` and prints a table.
  *
@@ -21,6 +22,7 @@ import { writeNpy } from "../src/formats/npy.ts";
 import { Rng } from "../src/core/random.ts";
 import { benchServe } from "./e2e.ts";
 import { encodeChart } from "./chart.ts";
+import { benchPolicy } from "./policy.ts";
 
 /** One row of the results file. */
 export interface BenchResult {
@@ -205,6 +207,8 @@ function table(results: BenchResult[]): string {
 
 const results: BenchResult[] = await benchEncode();
 results.push(...await benchServe({ quick, progress }));
+progress("policy evaluation with 1, 100 and 1000 rules");
+results.push(...await benchPolicy({ quick }));
 
 const report = { machine: machine(), results };
 await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
