@@ -32,7 +32,13 @@ import { startMonitor } from "../serve/monitor.ts";
 import { Tap } from "../tap/tap.ts";
 import { tapSubjectFilter } from "../core/frame.ts";
 import { TraceWriter } from "../traces/writer.ts";
-import { buildDemoSae, DEMO_CONCEPTS, SimulatedModel, tokenize } from "./simulator.ts";
+import {
+  buildDemoSae,
+  DEMO_CONCEPTS,
+  SimulatedModel,
+  tokenize,
+  writeDemoLabels,
+} from "./simulator.ts";
 
 /** The prompts the demo sends, with the reply the simulated model "generates". */
 export const DEMO_PROMPTS: readonly { id: string; prompt: string; reply: string }[] = [
@@ -137,8 +143,13 @@ export async function runDemoCommand(args: string[]): Promise<number> {
           } tokens ${alert.tokens.start}–${alert.tokens.end - 1}: "${words}"\n` +
           `         latent ${alert.latent.sae}/${alert.latent.index}${
             alert.latent.label ? ` "${alert.latent.label}"` : ""
-          } max ${alert.latent.max.toFixed(2)} > ${alert.latent.threshold}`,
+          } ${alert.latent.threshold !== undefined ? "value" : "pooled value"} ${
+            alert.latent.max.toFixed(2)
+          }${alert.latent.threshold !== undefined ? ` > ${alert.latent.threshold}` : ""}`,
       );
+      if (alert.tags?.length) out(`         tags ${alert.tags.join(", ")}`);
+      if (alert.description) out(`         ${alert.description}`);
+      for (const s of alert.steer ?? []) out(`         steer requested: ${JSON.stringify(s)}`);
     },
   });
   const rules = config.policies.map((p) => p.slice(ROOT.length)).join(", ");
@@ -228,25 +239,6 @@ export async function runDemoCommand(args: string[]): Promise<number> {
   await bus.close();
   await server?.stop();
   return 0;
-}
-
-/** Labels for the concept latents, as a Neuronpedia explanations export would give them. */
-async function writeDemoLabels(saeDir: string): Promise<void> {
-  const rows = DEMO_CONCEPTS.map((c) =>
-    JSON.stringify({
-      modelId: "sim-gpt",
-      layer: "6-res-demo",
-      index: String(c.latent),
-      description: c.name,
-      typeName: "demo",
-    })
-  ).join("\n") + "\n";
-  const gz = new Response(new Blob([rows]).stream().pipeThrough(new CompressionStream("gzip")));
-  await Deno.mkdir(`${saeDir}/explanations`, { recursive: true });
-  await Deno.writeFile(
-    `${saeDir}/explanations/batch-0.jsonl.gz`,
-    new Uint8Array(await gz.arrayBuffer()),
-  );
 }
 
 function record(

@@ -210,3 +210,30 @@ function orthonormal(rng: Rng, n: number, d: number): Float32Array[] {
   }
   return out;
 }
+
+/**
+ * Write labels for the concept latents into `saeDir/explanations/`, laid out
+ * as a Neuronpedia explanations export (one gzipped JSONL batch).
+ *
+ * @example
+ * ```ts
+ * await writeDemoLabels(".latentwatch/demo/sae");
+ * ```
+ */
+export async function writeDemoLabels(saeDir: string): Promise<void> {
+  const rows = DEMO_CONCEPTS.map((c) =>
+    JSON.stringify({
+      modelId: "sim-gpt",
+      layer: "6-res-demo",
+      index: String(c.latent),
+      description: c.name,
+      typeName: "demo",
+    })
+  ).join("\n") + "\n";
+  const gz = new Response(new Blob([rows]).stream().pipeThrough(new CompressionStream("gzip")));
+  await Deno.mkdir(`${saeDir}/explanations`, { recursive: true });
+  await Deno.writeFile(
+    `${saeDir}/explanations/batch-0.jsonl.gz`,
+    new Uint8Array(await gz.arrayBuffer()),
+  );
+}

@@ -13,7 +13,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { DEMO_PROMPTS } from "../demo/demo.ts";
-import { buildDemoSae, SimulatedModel } from "../demo/simulator.ts";
+import { buildDemoSae, SimulatedModel, writeDemoLabels } from "../demo/simulator.ts";
 import { writeSaeLensFolder } from "../formats/saelens.ts";
 import { type RequestTruth, writeSimulatedTrace } from "./simulated.ts";
 
@@ -31,6 +31,7 @@ export async function writeExample(
 ): Promise<RequestTruth[]> {
   const sim = new SimulatedModel({ dModel: 32, seed: 7 });
   await writeSaeLensFolder(`${dir}/sae`, buildDemoSae(sim, 16));
+  await writeDemoLabels(`${dir}/sae`);
   await Deno.writeTextFile(
     `${dir}/monitor.yaml`,
     [
