@@ -23,21 +23,23 @@
  * @module
  */
 import { z } from "zod";
-import { type PolicyRule, SEVERITIES, type Severity } from "../core/policy.ts";
-import type {
-  Action,
-  Condition,
-  ExceptionDef,
-  ListDef,
-  MacroDef,
-  PolicyFileDef,
-  Pool,
-  RuleDef,
-  SignalRef,
-  SourceRef,
-  SteerAction,
-  Throttle,
-  ValueSet,
+import type { PolicyRule } from "../core/policy.ts";
+import {
+  type Action,
+  type Condition,
+  type ExceptionDef,
+  type ListDef,
+  type MacroDef,
+  type PolicyFileDef,
+  type Pool,
+  type RuleDef,
+  SEVERITIES,
+  type Severity,
+  type SignalRef,
+  type SourceRef,
+  type SteerAction,
+  type Throttle,
+  type ValueSet,
 } from "../core/policy/ast.ts";
 import { ConfigError, type ConfigIssue } from "./errors.ts";
 import {

@@ -13,6 +13,9 @@
 /** Alert severities, lowest first. */
 export type Severity = "info" | "low" | "medium" | "high" | "critical";
 
+/** Every {@linkcode Severity}, lowest first. */
+export const SEVERITIES: readonly Severity[] = ["info", "low", "medium", "high", "critical"];
+
 /** Where in the generation a rule looks: the prompt (prefill), the generation (decode), or both. */
 export type Scope = "prompt" | "generation" | "both";
 
