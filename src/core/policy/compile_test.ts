@@ -330,3 +330,29 @@ Deno.test("compile: everyTime helper rules compile (smoke)", () => {
   const set = compilePolicySet([file([everyTime("a", test(latent(1), 1))])], SIGNALS);
   assert.equal(set.rules[0].def.throttle.suppress.kind, "none");
 });
+
+// Cases carried over from the v0 policy tests (src/core/policy_test.ts).
+
+Deno.test("compile: watchedLatents are sorted numerically, per encoder, and copied", () => {
+  const set = compilePolicySet([
+    file([
+      rule("a", test(latent(10), 1)),
+      rule("b", test(latent(9), 1)),
+      rule("c", test(latent(2), 1)),
+      rule("d", test(latent(2, "res2"), 0)),
+    ]),
+  ], SIGNALS);
+  const w = set.watchedLatents("res");
+  assert.deepEqual([...w], [2, 9, 10]);
+  w[0] = 99;
+  assert.deepEqual([...set.watchedLatents("res")], [2, 9, 10]);
+  assert.deepEqual([...set.watchedLatents("res2")], [2]);
+});
+
+Deno.test("compile: the last latent (dSae - 1) and the last probe score are accepted", () => {
+  const set = compilePolicySet([
+    file([rule("a", test(latent(31), 0)), rule("b", test(probe(1), 0))]),
+  ], SIGNALS);
+  assert.deepEqual([...set.watchedLatents("res")], [31]);
+  assert.deepEqual([...set.watchedLatents("pr")], [1]);
+});

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import type { Condition, Pool, RuleDef, Scope, Throttle } from "./ast.ts";
-import { type CompiledCondition, type CompiledPolicySet, compilePolicySet } from "./compile.ts";
+import {
+  type CompiledCondition,
+  type CompiledPolicySet,
+  compilePolicySet,
+  type SignalInfo,
+} from "./compile.ts";
 import { type Firing, PolicyEngine, PolicyEngineOptionError, type TokenBatch } from "./engine.ts";
 import type { SparseLatents } from "../sae.ts";
 import { Rng } from "../random.ts";
@@ -323,6 +328,100 @@ Deno.test("engine: rows are read from firstRow (a frame inside a larger batch)",
     firstRow: 1,
   }));
   assert.deepEqual(fired(fs), [["a", [8]]]);
+});
+
+// ---------------------------------------------------------------------------
+// Cases carried over from the v0 policy tests (src/core/policy_test.ts): per-token
+// thresholds on one signal, as a v1 rule compiles to.
+
+Deno.test("engine: a value equal to the threshold does not fire, strictly above does", () => {
+  const e = new PolicyEngine(compile([
+    everyTime("a", test(latent(0), 2)),
+    everyTime("z", test(latent(5), 0)),
+  ]));
+  // an explicit 0 in a sparse row is not above threshold 0
+  assert.deepEqual(e.evaluate(batch("r", 0, [sparse([[0, 2], [5, 0]])])), []);
+  assert.deepEqual(fired(e.evaluate(batch("r", 1, [sparse([[0, 2.5], [5, 1e-3]])]))), [
+    ["a", [1]],
+    ["z", [1]],
+  ]);
+});
+
+Deno.test("engine: a rule on an inactive latent never fires, even at threshold 0", () => {
+  const e = new PolicyEngine(compile([everyTime("a", test(latent(4), 0))]));
+  assert.deepEqual(e.evaluate(batch("r", 0, [sparse([[0, 100], [3, 7], [5, 9]])])), []);
+  assert.deepEqual(e.evaluate(batch("r", 1, [sparse([])])), []);
+});
+
+Deno.test("engine: several rules on one latent each compare their own threshold, in rule order", () => {
+  const e = new PolicyEngine(compile([
+    everyTime("low", test(latent(7), 1), { severity: "low" }),
+    everyTime("high", test(latent(7), 3)),
+    everyTime("first", test(latent(2), 0)),
+  ]));
+  const fs = e.evaluate(batch("r", 0, [sparse([[2, 0.5], [7, 4]])]));
+  assert.deepEqual(fired(fs), [["low", [0]], ["high", [0]], ["first", [0]]]);
+  assert.deepEqual(fs.map((f) => [f.value, f.signal.index]), [[4, 7], [4, 7], [0.5, 2]]);
+  assert.deepEqual(fired(e.evaluate(batch("r", 1, [sparse([[7, 2]])]))), [["low", [1]]]);
+});
+
+Deno.test("engine: rules of another SAE are not looked at", () => {
+  const e = new PolicyEngine(compile([everyTime("a", test(latent(1, "res2"), 0))]));
+  const row = [sparse([[1, 5]])];
+  const on = (encoder: string, id: string) =>
+    e.evaluate(batch(id, 0, row, {}, { latents: new Map([[encoder, row]]) }));
+  assert.deepEqual(on("res", "1"), []);
+  assert.deepEqual(fired(on("res2", "2")), [["a", [0]]]);
+  assert.deepEqual(on("nope", "3"), []);
+});
+
+Deno.test("engine: many active latents (a TopK row of a large SAE): only watched ones fire", () => {
+  const signals = new Map<string, SignalInfo>([["big", { kind: "sae", dSae: 4096 }]]);
+  const watched: [string, number, number][] = [
+    ["a", 5, 1],
+    ["b", 1000, 0.5],
+    ["c", 4095, 2],
+    ["d", 77, 0],
+    ["e", 1029, 1],
+  ];
+  const set = compilePolicySet([
+    file(watched.map(([id, l, thr]) => everyTime(id, test(latent(l, "big"), thr)))),
+  ], signals);
+  const pairs: [number, number][] = [];
+  for (let i = 0; i < 64; i++) pairs.push([i * 64 + 5, 0.1 * i]);
+  pairs.push([4095, 3]);
+  const active = new Map(pairs);
+  const expected = watched
+    .filter(([, l, thr]) => Math.fround(active.get(l) ?? 0) > thr)
+    .map(([id, l]) => [id, Math.fround(active.get(l)!)]);
+  const e = new PolicyEngine(set);
+  const fs = e.evaluate(batch("r", 0, [], {}, {
+    tokens: 1,
+    latents: new Map([["big", [sparse(pairs)]]]),
+  }));
+  assert.deepEqual(fs.map((f) => [f.rule.id, f.value]), expected);
+  assert.deepEqual(expected.map(([id]) => id), ["c", "e"]);
+  // a short row: 5 at 1.5 > 1 and 77 at 0.25 > 0
+  const short = e.evaluate(batch("r", 1, [], {}, {
+    tokens: 1,
+    latents: new Map([["big", [sparse([[5, 1.5], [77, 0.25]])]]]),
+  }));
+  assert.deepEqual(fired(short), [["a", [1]], ["d", [1]]]);
+});
+
+Deno.test("engine: a probe test above a negative threshold fires on scores above it", () => {
+  const e = new PolicyEngine(compile([everyTime("lie-low", test(probe(0), -0.5))]));
+  const on = (position: number, v: number) =>
+    e.evaluate({
+      ctx: { requestId: "r", model: "m" },
+      position,
+      tokens: 1,
+      latents: new Map([["pr", [sparse([[0, v], [1, 0]])]]]),
+      firstRow: 0,
+    });
+  // a probe reports every score: −0.2 > −0.5 fires, −0.7 does not
+  assert.deepEqual(fired(on(0, -0.2)), [["lie-low", [0]]]);
+  assert.deepEqual(on(1, -0.7), []);
 });
 
 // ---------------------------------------------------------------------------
