@@ -1,17 +1,54 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import type { RuleDef, Severity, SignalRef } from "../core/policy/ast.ts";
 import { ConfigError, formatIssue } from "./errors.ts";
-import { loadPolicyFile, parsePolicyFile } from "./policy_file.ts";
+import { loadPolicyFileDef, parsePolicyFileDef } from "./policy_file.ts";
 
 /** The issues of the ConfigError that parsing `text` throws, as `file:line:col: reason`. */
 function problems(text: string, file = "p.yaml"): string[] {
   try {
-    parsePolicyFile(text, file);
+    parsePolicyFileDef(text, file);
   } catch (err) {
     if (err instanceof ConfigError) return err.issues.map(formatIssue);
     throw err;
   }
   assert.fail("expected a ConfigError, none was thrown");
+}
+
+/**
+ * The rule a v1 file's rule becomes: one per-token `above` test on `signal`,
+ * scope both, an alert on every frame where it holds. `at` is the rule's list
+ * item, `whenAt` its `when` mapping (line, column).
+ */
+function v1Rule(
+  r: { id: string; title: string; severity: Severity; description?: string },
+  signal: SignalRef,
+  above: number,
+  at: [number, number],
+  whenAt: [number, number],
+  file = "p.yaml",
+): RuleDef {
+  return {
+    id: r.id,
+    title: r.title,
+    severity: r.severity,
+    ...(r.description !== undefined ? { description: r.description } : {}),
+    tags: [],
+    scope: "both",
+    condition: {
+      kind: "test",
+      signal,
+      pool: { kind: "token" },
+      op: "above",
+      threshold: above,
+      source: { file, line: whenAt[0], col: whenAt[1] },
+    },
+    exceptions: [],
+    actions: [{ kind: "alert" }],
+    throttle: { suppress: { kind: "none" }, dedupKey: "{request_id}" },
+    enabled: true,
+    source: { file, line: at[0], col: at[1] },
+  };
 }
 
 // Each fixture line carries its number; columns are 1-based.
@@ -33,35 +70,44 @@ const VALID = [
   "",
 ].join("\n");
 
-Deno.test("parsePolicyFile: a valid file gives its rules with source lines", () => {
-  assert.deepEqual(parsePolicyFile(VALID, "p.yaml"), [
-    {
-      id: "prompt-injection",
-      title: "Prompt injection",
-      severity: "high",
-      description: "instructions to ignore",
-      sae: "demo-res",
-      latent: 0,
-      above: 2,
-      source: { file: "p.yaml", line: 3 },
-    },
-    {
-      id: "email",
-      title: "E-mail address",
-      severity: "low",
-      sae: "demo-res",
-      latent: 1,
-      above: 0,
-      source: { file: "p.yaml", line: 11 },
-    },
+Deno.test("v1 file: a valid file gives its rules with source lines", () => {
+  const def = parsePolicyFileDef(VALID, "p.yaml");
+  assert.equal(def.version, 1);
+  assert.deepEqual(def.rules, [
+    v1Rule(
+      {
+        id: "prompt-injection",
+        title: "Prompt injection",
+        severity: "high",
+        description: "instructions to ignore",
+      },
+      { kind: "latent", sae: "demo-res", index: 0 },
+      2,
+      [3, 5], // the list item
+      [8, 7], // the block mapping under `when:`
+    ),
+    v1Rule(
+      { id: "email", title: "E-mail address", severity: "low" },
+      { kind: "latent", sae: "demo-res", index: 1 },
+      0,
+      [11, 5],
+      [14, 11], // the flow mapping after `when: `
+    ),
   ]);
+  assert.deepEqual([def.macros, def.lists], [[], []]);
 });
 
-Deno.test("parsePolicyFile: an empty rule list is valid", () => {
-  assert.deepEqual(parsePolicyFile("version: 1\nrules: []\n", "p.yaml"), []);
+Deno.test("v1 file: an empty rule list is valid", () => {
+  assert.deepEqual(parsePolicyFileDef("version: 1\nrules: []\n", "p.yaml"), {
+    file: "p.yaml",
+    version: 1,
+    rules: [],
+    macros: [],
+    lists: [],
+  });
 });
 
-Deno.test("parsePolicyFile: YAML syntax errors are reported at their line and column", () => {
+Deno.test("v1 file: YAML syntax errors are reported at their line and column", () => {
   const text = [
     "version: 1", //                1
     "rules:", //                    2
@@ -75,12 +121,12 @@ Deno.test("parsePolicyFile: YAML syntax errors are reported at their line and co
   ]);
 });
 
-Deno.test("parsePolicyFile: a duplicate key is a YAML error at the second key", () => {
+Deno.test("v1 file: a duplicate key is a YAML error at the second key", () => {
   const text = VALID.replace("    severity: low\n", "    severity: low\n    severity: high\n");
   assert.deepEqual(problems(text), ["p.yaml:14:5: invalid YAML: Map keys must be unique"]);
 });
 
-Deno.test("parsePolicyFile: unknown keys are errors at the key, with a hint", () => {
+Deno.test("v1 file: unknown keys are errors at the key, with a hint", () => {
   const text = VALID
     .replace("    severity: high\n", "    severity: high\n    priority: high\n") // new line 6
     .replace("      above: 2.0\n", "      above: 2.0\n      treshold: 3\n"); // new line 12
@@ -90,14 +136,14 @@ Deno.test("parsePolicyFile: unknown keys are errors at the key, with a hint", ()
   ]);
 });
 
-Deno.test("parsePolicyFile: a misspelt top-level key suggests the right one", () => {
+Deno.test("v1 file: a misspelt top-level key suggests the right one", () => {
   assert.deepEqual(problems("version: 1\nrule: []\n"), [
     "p.yaml:1:1: missing required key 'rules' (expected a list)",
     "p.yaml:2:1: unknown key 'rule' (did you mean 'rules'?); expected one of: version, rules",
   ]);
 });
 
-Deno.test("parsePolicyFile: wrong types say what was expected and what was found", () => {
+Deno.test("v1 file: wrong types say what was expected and what was found", () => {
   const text = VALID
     .replace("      latent: 0\n", "      latent: zero\n") // line 9, value col 15
     .replace("      above: 2.0\n", '      above: "2.0"\n') // line 10, value col 14
@@ -112,14 +158,14 @@ Deno.test("parsePolicyFile: wrong types say what was expected and what was found
   ]);
 });
 
-Deno.test("parsePolicyFile: a fractional latent is not an integer", () => {
+Deno.test("v1 file: a fractional latent is not an integer", () => {
   const text = VALID.replace("latent: 1,", "latent: 1.5,");
   assert.deepEqual(problems(text), [
     "p.yaml:14:35: expected an integer latent index ≥ 0, found 1.5",
   ]);
 });
 
-Deno.test("parsePolicyFile: a negative threshold is rejected with the reason", () => {
+Deno.test("v1 file: a negative threshold is rejected with the reason", () => {
   const text = VALID.replace("      above: 2.0\n", "      above: -0.5\n");
   assert.deepEqual(problems(text), [
     "p.yaml:10:14: expected a number ≥ 0, found -0.5; a latent that is not active reads as 0, " +
@@ -128,12 +174,12 @@ Deno.test("parsePolicyFile: a negative threshold is rejected with the reason", (
   ]);
 });
 
-Deno.test("parsePolicyFile: a negative latent is rejected", () => {
+Deno.test("v1 file: a negative latent is rejected", () => {
   const text = VALID.replace("      latent: 0\n", "      latent: -3\n");
   assert.deepEqual(problems(text), ["p.yaml:9:15: expected an integer latent index ≥ 0, found -3"]);
 });
 
-Deno.test("parsePolicyFile: duplicate rule ids point at the second one and name the first", () => {
+Deno.test("v1 file: duplicate rule ids point at the second one and name the first", () => {
   const text = VALID.replace("  - id: email\n", "  - id: prompt-injection\n");
   assert.deepEqual(problems(text), [
     "p.yaml:11:9: duplicate rule id 'prompt-injection': expected ids to be unique, found it " +
@@ -141,7 +187,7 @@ Deno.test("parsePolicyFile: duplicate rule ids point at the second one and name 
   ]);
 });
 
-Deno.test("parsePolicyFile: missing keys point at the rule that lacks them", () => {
+Deno.test("v1 file: missing keys point at the rule that lacks them", () => {
   const text = VALID.replace("    title: E-mail address\n", "") // the rule at line 11 loses its title
     .replace("{sae: demo-res, latent: 1, above: 0}", "{sae: demo-res, above: 0}");
   assert.deepEqual(problems(text), [
@@ -150,22 +196,27 @@ Deno.test("parsePolicyFile: missing keys point at the rule that lacks them", () 
   ]);
 });
 
-Deno.test("parsePolicyFile: every problem in a file is reported at once", () => {
-  const text = [
-    "version: 2", //                 1  value col 10
-    "rules:", //                     2
-    "  - id: a", //                  3
-    "    title: ''", //              4  value col 12
-    "    severity: high", //         5
-    "    when:", //                  6  empty mapping: points at the key, col 5
-    "  - id: a", //                  7  duplicate, value col 9
-    "    title: b", //               8
-    "    severity: high", //         9
-    "    when: {sae: x, latent: 0, above: -1, why: 1}", // 10
-    "",
-  ].join("\n");
-  assert.deepEqual(problems(text), [
-    "p.yaml:1:10: expected version: 1 (the policy file format this latentwatch reads), found 2",
+Deno.test("v1 file: every problem in a file is reported at once", () => {
+  const text = (version: number) =>
+    [
+      `version: ${version}`, //        1  value col 10
+      "rules:", //                     2
+      "  - id: a", //                  3
+      "    title: ''", //              4  value col 12
+      "    severity: high", //         5
+      "    when:", //                  6  empty mapping: points at the key, col 5
+      "  - id: a", //                  7  duplicate, value col 9
+      "    title: b", //               8
+      "    severity: high", //         9
+      "    when: {sae: x, latent: 0, above: -1, why: 1}", // 10  -1 at col 38, why at col 42
+      "",
+    ].join("\n");
+  // an unknown version stops there: the rest cannot be read without it
+  assert.deepEqual(problems(text(3)), [
+    "p.yaml:1:10: expected version: 1 or 2 (the policy file formats this latentwatch reads), " +
+    "found 3",
+  ]);
+  assert.deepEqual(problems(text(1)), [
     'p.yaml:4:12: expected a non-empty string, found the string ""',
     "p.yaml:6:5: expected a mapping, found an empty value",
     "p.yaml:7:9: duplicate rule id 'a': expected ids to be unique, found it already defined at line 3",
@@ -174,35 +225,46 @@ Deno.test("parsePolicyFile: every problem in a file is reported at once", () => 
     "a threshold)",
     "p.yaml:10:42: unknown key 'why'; expected one of: sae, latent, probe, score, above",
   ]);
+  // the same rules in a v2 file: v2 wording for the empty `when` and the key list; a
+  // negative threshold on an SAE latent is a compile problem in v2, not a parse one
+  assert.deepEqual(problems(text(2)), [
+    'p.yaml:4:12: expected a non-empty string, found the string ""',
+    "p.yaml:6:5: expected a condition: a signal test ({sae, latent, above} or {probe, above}), " +
+    "{all: [...]}, {any: [...]}, {not: ...} or {macro: name}, found an empty value",
+    "p.yaml:7:9: duplicate rule id 'a': expected ids to be unique, found it already defined at line 3",
+    "p.yaml:10:42: unknown key 'why'; expected one of: sae, latent, label, latents, probe, score, " +
+    "pool, above, below",
+  ]);
 });
 
-Deno.test("parsePolicyFile: a YAML list instead of a mapping", () => {
+Deno.test("parsePolicyFileDef: a YAML list instead of a mapping", () => {
   assert.deepEqual(problems("- rule: a\n"), [
-    "p.yaml:1:1: expected a mapping, found a list of 1 item(s)",
+    "p.yaml:1:1: expected a mapping with 'version' and 'rules', found a list of 1 item(s)",
   ]);
 });
 
-Deno.test("loadPolicyFile: the shipped demo policies load", async () => {
+Deno.test("loadPolicyFileDef: the shipped demo policies load", async () => {
   const path = fileURLToPath(new URL("../../policies/demo.yaml", import.meta.url));
-  const rules = await loadPolicyFile(path);
-  assert.deepEqual(rules.map((r) => [r.id, r.latent, r.severity, r.above]), [
-    ["prompt-injection", 0, "high", 2],
-    ["pii.email-address", 1, "low", 2],
-    ["secrets.credentials", 2, "high", 2],
-    ["self-harm", 3, "critical", 2],
+  const def = await loadPolicyFileDef(path);
+  assert.equal(def.file, path);
+  assert.deepEqual(def.rules.map((r) => [r.id, r.severity]), [
+    ["prompt-injection", "high"],
+    ["pii.email-address", "low"],
+    ["secrets.credentials", "high"],
+    ["self-harm", "critical"],
   ]);
-  assert.ok(rules.every((r) => r.sae === "demo-res" && r.source.file === path));
+  assert.ok(def.rules.every((r) => r.source.file === path));
 });
 
-Deno.test("loadPolicyFile: a missing file is a ConfigError at 1:1", async () => {
-  await assert.rejects(loadPolicyFile("/nonexistent/p.yaml"), (err: unknown) => {
+Deno.test("loadPolicyFileDef: a missing file is a ConfigError at 1:1", async () => {
+  await assert.rejects(loadPolicyFileDef("/nonexistent/p.yaml"), (err: unknown) => {
     assert.ok(err instanceof ConfigError);
     assert.equal(err.message, "/nonexistent/p.yaml:1:1: cannot read file: no such file");
     return true;
   });
 });
 
-Deno.test("parsePolicyFile: probe rules take a score index and any finite threshold", () => {
+Deno.test("v1 file: probe rules take a score index and any finite threshold", () => {
   const text = [
     "version: 1", //                                         line 1
     "rules:", //                                             line 2
@@ -218,9 +280,14 @@ Deno.test("parsePolicyFile: probe rules take a score index and any finite thresh
   assert.deepEqual(problems(text), [
     "p.yaml:10:33: expected 'score' (not 'latent') with 'probe'",
   ]);
-  const [rule] = parsePolicyFile(text.split("\n").slice(0, 6).join("\n"), "p.yaml");
-  assert.equal(rule.sae, "lie");
-  assert.equal(rule.latent, 0);
-  assert.equal(rule.above, -0.5);
-  assert.equal(rule.signal, "probe");
+  const { rules } = parsePolicyFileDef(text.split("\n").slice(0, 6).join("\n"), "p.yaml");
+  assert.deepEqual(rules, [
+    v1Rule(
+      { id: "deception", title: "Deception probe", severity: "medium" },
+      { kind: "probe", probe: "lie", index: 0 }, // no score: score 0
+      -0.5,
+      [3, 5],
+      [6, 11],
+    ),
+  ]);
 });
