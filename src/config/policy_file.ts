@@ -11,8 +11,7 @@
  *   or `{probe, score?, above}` test. A v1 file is read as a v2 file whose
  *   condition is that one test with per-token pooling, scope `both`, an alert
  *   action and no suppression (an alert on every frame where it holds, as v1
- *   did). {@linkcode loadPolicyFile} keeps returning v1 `PolicyRule`s for
- *   the callers that still run v1 rules.
+ *   did).
  *
  * Validation is strict (unknown keys are errors) and every problem is
  * reported at once as `file:line:col: reason`, saying what was expected and
@@ -23,7 +22,6 @@
  * @module
  */
 import { z } from "zod";
-import type { PolicyRule } from "../core/policy.ts";
 import {
   type Action,
   type Condition,
@@ -67,7 +65,7 @@ const NEGATIVE_WHY = "a latent that is not active reads as 0, so a negative thre
 const LATENT = "an integer latent index ≥ 0";
 const SCORE = "an integer score index ≥ 0 (0 for a probe with one direction)";
 
-/** The zod schema of a v0 policy file (YAML keys as written). */
+/** The zod schema of a v1 policy file (YAML keys as written). */
 export const PolicyFileSchema = z.strictObject({
   version: z.literal(1, {
     error: expectMessage("version: 1 (the policy file format this latentwatch reads)"),
@@ -114,67 +112,8 @@ export const PolicyFileSchema = z.strictObject({
   })),
 });
 
-/** A v0 policy file as written, after validation. */
+/** A v1 policy file as written, after validation. */
 export type PolicyFile = z.output<typeof PolicyFileSchema>;
-
-/**
- * Validate a parsed YAML source as a v0 policy file and return its rules,
- * each with `source.line` at its list item. Throws {@linkcode ConfigError}
- * with every problem.
- *
- * @example
- * ```ts
- * const rules = policyRulesFromSource(parseYamlSource(text, "p.yaml"));
- * ```
- */
-export function policyRulesFromSource(src: YamlSource): PolicyRule[] {
-  const parsed = validateYaml(PolicyFileSchema, src, duplicateIds(src, "rules", "rule"));
-  return parsed.rules.map((r, i) => {
-    const rule: PolicyRule = {
-      id: r.id,
-      title: r.title,
-      severity: r.severity,
-      sae: (r.when.probe ?? r.when.sae)!,
-      latent: (r.when.probe !== undefined ? r.when.score ?? 0 : r.when.latent)!,
-      above: r.when.above,
-      ...(r.when.probe !== undefined ? { signal: "probe" as const } : {}),
-      source: { file: src.file, line: src.locate(["rules", i]).line },
-    };
-    if (r.description !== undefined) rule.description = r.description;
-    return rule;
-  });
-}
-
-/**
- * Parse and validate the text of a v0 policy file. `file` is used in
- * positions and in each rule's `source`.
- *
- * @example
- * ```ts
- * const rules = parsePolicyFile(
- *   "version: 1\nrules:\n  - id: pi\n    title: Prompt injection\n    severity: high\n" +
- *     "    when: {sae: demo-res, latent: 0, above: 2.0}\n",
- *   "p.yaml",
- * );
- * rules[0].source; // { file: "p.yaml", line: 3 }
- * ```
- */
-export function parsePolicyFile(text: string, file: string): PolicyRule[] {
-  return policyRulesFromSource(parseYamlSource(text, file));
-}
-
-/**
- * Read, parse and validate a v0 policy file. Throws {@linkcode ConfigError}
- * (an unreadable file is reported at `path:1:1`).
- *
- * @example
- * ```ts
- * const rules = await loadPolicyFile("policies/demo.yaml");
- * ```
- */
-export async function loadPolicyFile(path: string): Promise<PolicyRule[]> {
-  return policyRulesFromSource(await loadYamlSource(path));
-}
 
 // ---------------------------------------------------------------------------
 // Version 2
