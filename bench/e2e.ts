@@ -17,10 +17,15 @@ import { startMonitor } from "../src/serve/monitor.ts";
 import { Tap } from "../src/tap/tap.ts";
 import type { BenchResult } from "./run.ts";
 
-/** Run the serve bench; returns an empty list when nats-server is missing. */
+/**
+ * Run the serve bench on a 768→24576 SAE: TopK (encoded in full, as TopK
+ * needs) or JumpReLU with rules on 64 latents (serve encodes only those).
+ * Returns an empty list when nats-server is missing.
+ */
 export async function benchServe(
-  opts: { quick: boolean; progress: (msg: string) => void },
+  opts: { quick: boolean; progress: (msg: string) => void; architecture: "topk" | "jumprelu" },
 ): Promise<BenchResult[]> {
+  const arch = opts.architecture;
   if (!await findNatsServer()) {
     opts.progress("nats-server not installed: skipping e2e/");
     return [];
@@ -29,15 +34,22 @@ export async function benchServe(
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-" });
   const server = await startNatsServer();
   try {
-    opts.progress("e2e: writing the 768x24576 TopK SAE in SAELens layout");
+    opts.progress(`e2e: writing the 768x24576 ${arch} SAE in SAELens layout`);
     await writeSaeLensFolder(
       `${dir}/sae`,
-      randomSae({ architecture: "topk", dIn, dSae, k, seed: 2 }),
+      randomSae({ architecture: arch, dIn, dSae, k, seed: 2 }),
     );
+    // TopK: one rule; JumpReLU: 64 rules on 64 latents (what serve then encodes)
+    const ruleCount = arch === "topk" ? 1 : 64;
     await Deno.writeTextFile(
       `${dir}/rules.yaml`,
-      "version: 1\nrules:\n  - id: bench\n    title: bench rule\n    severity: low\n" +
-        "    when: { sae: bench, latent: 7, above: 4.0 }\n",
+      "version: 2\nrules:\n" +
+        Array.from(
+          { length: ruleCount },
+          (_, i) =>
+            `  - id: bench-${i}\n    title: bench rule ${i}\n    severity: low\n` +
+            `    when: { sae: bench, latent: ${7 + i * 383}, above: 4.0 }\n`,
+        ).join(""),
     );
     await Deno.writeTextFile(
       `${dir}/monitor.yaml`,
@@ -65,7 +77,7 @@ export async function benchServe(
     const tap = new Tap(bus, { model: "bench-model", hook: "blocks.8.hook_resid_pre" });
 
     const tokensPerFrame = 16, requests = 64, outstanding = 512;
-    const total = opts.quick ? 8192 : 65536;
+    const total = (opts.quick ? 8192 : 65536) * (arch === "topk" ? 1 : 4);
     const pool = new Rng(9).fillGaussian(new Float32Array(tokensPerFrame * dIn * 8));
     const positions = new Array(requests).fill(0);
     opts.progress(
@@ -106,7 +118,7 @@ export async function benchServe(
       latencies[Math.min(latencies.length - 1, Math.floor(p / 100 * latencies.length))];
     opts.progress(`e2e: ${encoded} tokens in ${seconds.toFixed(2)} s, ${dropped} dropped`);
     return [{
-      name: "e2e/serve-topk-768x24576/saturation",
+      name: `e2e/serve-${arch}-768x24576${arch === "jumprelu" ? "-watched64" : ""}/saturation`,
       tokens_per_s: encoded / seconds,
       baseline_tokens_per_s: null,
       ratio: null,

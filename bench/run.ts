@@ -6,6 +6,8 @@
  *   the same weights and inputs, in the same run (ratio = latentwatch / NumPy).
  * - e2e/…: tokens/s through `serve` (a real nats-server, the TypeScript tap,
  *   micro-batching, encode, policies, JetStream alerts) at saturation.
+ * - watched/…: encoding only 16, 64 or 256 watched latents (exact for JumpReLU),
+ *   ratio against the full encode of the same SAE in the same run.
  * - policy/…: policy evaluation per token with 1, 100 and 1000 rules.
  *
  * Writes `bench/results/latest.json` and prints a table.
@@ -17,7 +19,7 @@ import { cpus, totalmem } from "node:os";
 import * as ort from "onnxruntime-node";
 import { randomSae } from "../src/formats/random_sae.ts";
 import { createOrtEncoder } from "../src/runtime/ort_encoder.ts";
-import type { SaeArchitecture, SaeWeights } from "../src/core/sae.ts";
+import type { Encoder, SaeArchitecture, SaeWeights } from "../src/core/sae.ts";
 import { writeNpy } from "../src/formats/npy.ts";
 import { Rng } from "../src/core/random.ts";
 import { benchServe } from "./e2e.ts";
@@ -119,6 +121,70 @@ async function numpyBaseline(
   }
 }
 
+/** Time `enc` on `x` (`b` tokens) for the configured seconds: throughput and latency percentiles. */
+async function timeEncoder(
+  name: string,
+  enc: Encoder,
+  x: Float32Array,
+  b: number,
+): Promise<BenchResult> {
+  for (let i = 0; i < 3; i++) await enc.encode(x, b);
+  const lat: number[] = [];
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end || lat.length < 5) {
+    const t0 = performance.now();
+    await enc.encode(x, b);
+    lat.push(performance.now() - t0);
+  }
+  const total = lat.reduce((a, v) => a + v, 0);
+  lat.sort((a, v) => a - v);
+  return {
+    name,
+    tokens_per_s: (b * lat.length) / (total / 1000),
+    baseline_tokens_per_s: null,
+    ratio: null,
+    p50_ms: percentile(lat, 50),
+    p99_ms: percentile(lat, 99),
+    rss_mb: Deno.memoryUsage().rss / 2 ** 20,
+  };
+}
+
+/**
+ * Watched-latent encode: only the encoder columns rules read (exact for
+ * JumpReLU), with 16, 64 and 256 watched latents, against the full encode of
+ * the same SAE in the same run (ratio = watched / full).
+ */
+async function benchWatched(full: BenchResult[]): Promise<BenchResult[]> {
+  const shape = SHAPES.find((s) => s.arch === "jumprelu")!;
+  const sae = benchSae(shape);
+  const xAll = new Rng(3).fillGaussian(new Float32Array(Math.max(...BATCHES) * shape.dIn));
+  const rng = new Rng(11);
+  const out: BenchResult[] = [];
+  for (const w of [16, 64, 256]) {
+    const watch = new Set<number>();
+    while (watch.size < w) watch.add(Math.floor(rng.uniform() * shape.dSae));
+    progress(`watched encode: ${w} of ${shape.dSae} latents`);
+    const enc = await createOrtEncoder(sae, { watch: Uint32Array.from(watch).sort() });
+    for (const b of [1, 128]) {
+      const r = await timeEncoder(
+        `watched/${shape.label}-w${w}/b${b}`,
+        enc,
+        xAll.subarray(0, b * shape.dIn),
+        b,
+      );
+      const base = full.find((f) => f.name === `encode/${shape.label}/b${b}`);
+      if (base) {
+        r.baseline_tokens_per_s = base.tokens_per_s;
+        r.ratio = r.tokens_per_s / base.tokens_per_s;
+      }
+      out.push(r);
+      progress(`${r.name}: ${Math.round(r.tokens_per_s)} tokens/s`);
+    }
+    await enc.close();
+  }
+  return out;
+}
+
 async function benchEncode(): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
   for (const s of SHAPES) {
@@ -127,27 +193,8 @@ async function benchEncode(): Promise<BenchResult[]> {
     const xAll = new Rng(3).fillGaussian(new Float32Array(Math.max(...BATCHES) * s.dIn));
     const enc = await createOrtEncoder(sae);
     for (const b of BATCHES) {
-      const x = xAll.subarray(0, b * s.dIn);
-      for (let i = 0; i < 3; i++) await enc.encode(x, b);
-      const lat: number[] = [];
-      const end = performance.now() + seconds * 1000;
-      while (performance.now() < end || lat.length < 5) {
-        const t0 = performance.now();
-        await enc.encode(x, b);
-        lat.push(performance.now() - t0);
-      }
-      const total = lat.reduce((a, v) => a + v, 0);
-      lat.sort((a, v) => a - v);
       const name = `encode/${s.label}/b${b}`;
-      out.push({
-        name,
-        tokens_per_s: (b * lat.length) / (total / 1000),
-        baseline_tokens_per_s: null,
-        ratio: null,
-        p50_ms: percentile(lat, 50),
-        p99_ms: percentile(lat, 99),
-        rss_mb: Deno.memoryUsage().rss / 2 ** 20,
-      });
+      out.push(await timeEncoder(name, enc, xAll.subarray(0, b * s.dIn), b));
       progress(`${name}: ${Math.round(out[out.length - 1].tokens_per_s)} tokens/s`);
     }
     const l0 = (await enc.encode(xAll, BATCHES[BATCHES.length - 1]))
@@ -199,14 +246,16 @@ function table(results: BenchResult[]): string {
     } | ${f(r.p50_ms, 2)} | ${f(r.p99_ms, 2)} | ${f(r.rss_mb)} |`
   );
   return [
-    "| benchmark | tokens/s | NumPy tokens/s | ratio | p50 ms | p99 ms | RSS MB |",
+    "| benchmark | tokens/s | baseline tokens/s | ratio | p50 ms | p99 ms | RSS MB |",
     "|---|---:|---:|---:|---:|---:|---:|",
     ...rows,
   ].join("\n");
 }
 
 const results: BenchResult[] = await benchEncode();
-results.push(...await benchServe({ quick, progress }));
+results.push(...await benchWatched(results));
+results.push(...await benchServe({ quick, progress, architecture: "topk" }));
+results.push(...await benchServe({ quick, progress, architecture: "jumprelu" }));
 progress("policy evaluation with 1, 100 and 1000 rules");
 results.push(...await benchPolicy({ quick }));
 
