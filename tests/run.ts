@@ -13,25 +13,34 @@ async function sh(cmd: string, args: string[]): Promise<boolean> {
   return code === 0;
 }
 
-async function ensureNatsServer(): Promise<void> {
-  if (await findNatsServer()) return;
-  const isRoot = Deno.uid?.() === 0;
-  if (isRoot) {
-    console.error("tests: nats-server missing; installing it with apt-get (Debian package)");
-    const env = ["-y", "-q", "install", "nats-server"];
-    if (!await sh("apt-get", env)) {
+async function exists(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Make sure a Debian package's program is here: install it with apt-get when
+ * running as root, otherwise say what to install. The unit tests run either
+ * way; the tests that need the program fail (or skip, loudly) with the hint.
+ */
+async function ensurePackage(
+  pkg: string,
+  found: () => Promise<boolean>,
+  hint: string,
+): Promise<void> {
+  if (await found()) return;
+  if (Deno.uid?.() === 0) {
+    console.error(`tests: ${pkg} missing; installing it with apt-get (Debian package)`);
+    const install = ["-y", "-q", "install", pkg];
+    if (!await sh("apt-get", install)) {
       await sh("apt-get", ["-q", "update"]);
-      await sh("apt-get", env);
+      await sh("apt-get", install);
     }
   }
-  if (!await findNatsServer()) {
-    // the unit tests still run; every test that needs a broker fails with this hint
-    console.error(
-      "tests: nats-server is required for the end-to-end tests and could not be installed.\n" +
-        "  Install it: `sudo apt-get install nats-server` (Debian/Ubuntu), or download it from\n" +
-        "  the NATS project, put it on PATH or point NATS_SERVER at the binary.",
-    );
-  }
+  if (!await found()) console.error(`tests: ${pkg} could not be installed.\n  ${hint}`);
 }
 
 async function runTests(filters: string[]): Promise<number> {
@@ -68,5 +77,15 @@ async function runTests(filters: string[]): Promise<number> {
   return code;
 }
 
-await ensureNatsServer();
+await ensurePackage(
+  "nats-server",
+  async () => (await findNatsServer()) !== null,
+  "The end-to-end tests need it: `sudo apt-get install nats-server` (Debian/Ubuntu), or put the\n" +
+    "  NATS project's binary on PATH or point NATS_SERVER at it.",
+);
+await ensurePackage(
+  "rsyslog",
+  () => exists("/usr/sbin/rsyslogd"),
+  "The syslog sink tests receive with it: `sudo apt-get install rsyslog`.",
+);
 Deno.exit(await runTests(Deno.args));
