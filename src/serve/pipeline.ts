@@ -8,12 +8,13 @@
  */
 import { type Alert, type AlertEvidence, alertId } from "../core/alert.ts";
 import { MicroBatcher } from "../core/batcher.ts";
-import { decodeFrame, type Frame, FrameError } from "../core/frame.ts";
+import { type Frame, FrameError } from "../core/frame.ts";
 import type { CompiledPolicySet, CompiledRule } from "../core/policy/compile.ts";
 import { type Firing, PolicyEngine } from "../core/policy/engine.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
 import { AlertPublisher } from "./alert_publisher.ts";
+import { decodeMonitorFrame, encodeFrames, type Scratch, tokenBatch } from "./frames.ts";
 import type { Logger } from "./log.ts";
 import type { Telemetry } from "./telemetry.ts";
 
@@ -91,7 +92,8 @@ export class Pipeline {
   #worker: Promise<void> | null = null;
   #requests = new Map<string, RequestState>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
-  #scratch = new Float32Array(0);
+  /** Reused across batches to gather their frames' rows. */
+  readonly #scratch: Scratch = { data: new Float32Array(0) };
   #generation: Generation;
   /** Per-request policy state (windows, suppression) lives here, across reloads. */
   readonly #engine: PolicyEngine;
@@ -211,24 +213,7 @@ export class Pipeline {
     this.#o.onMessage?.(msg);
     let frame: Frame;
     try {
-      frame = decodeFrame(msg.subject, msg.headers, msg.data, { dModel: this.#o.dIn });
-      if (frame.model !== this.#o.model) {
-        throw new FrameError(
-          "Lw-Model",
-          JSON.stringify(this.#o.model),
-          JSON.stringify(frame.model),
-          {
-            subject: msg.subject,
-            requestId: frame.requestId,
-          },
-        );
-      }
-      if (frame.hook !== this.#o.hook) {
-        throw new FrameError("Lw-Hook", JSON.stringify(this.#o.hook), JSON.stringify(frame.hook), {
-          subject: msg.subject,
-          requestId: frame.requestId,
-        });
-      }
+      frame = decodeMonitorFrame(msg, this.#o);
     } catch (err) {
       const e = err instanceof FrameError ? err : null;
       const reason = e?.field ?? "decode";
@@ -294,22 +279,16 @@ export class Pipeline {
   async #processWith(gen: Generation, frames: Frame[]): Promise<void> {
     const { dIn, telemetry: t } = this.#o;
     const n = frames.reduce((s, f) => s + f.tokens, 0);
-    const latents = new Map<string, SparseLatents[]>();
+    let latents: ReadonlyMap<string, SparseLatents[]> = new Map();
     if (n > 0) {
-      const x = this.#gather(frames, n, dIn);
       try {
         // a frame may hold more tokens than a batch: encode at most maxBatchTokens rows per call
-        const step = this.#o.batching.maxBatchTokens;
-        for (const [sae, encoder] of gen.encoders) {
-          let rows: SparseLatents[] = [];
-          for (let r = 0; r < n; r += step) {
-            const m = Math.min(step, n - r);
-            const part = await encoder.encode(x.subarray(r * dIn, (r + m) * dIn), m);
-            rows = rows.length === 0 ? part : rows.concat(part);
-          }
-          latents.set(sae, rows);
-          t.add("latentwatch.tokens.encoded", n, { sae });
-        }
+        latents = await encodeFrames(gen.encoders, frames, {
+          dIn,
+          maxBatchTokens: this.#o.batching.maxBatchTokens,
+          scratch: this.#scratch,
+          onEncoded: (sae, tokens) => t.add("latentwatch.tokens.encoded", tokens, { sae }),
+        });
         t.add("latentwatch.batches");
       } catch (err) {
         t.add("latentwatch.encode.errors");
@@ -335,18 +314,6 @@ export class Pipeline {
     this.#o.onEncoded?.(frames, latents);
   }
 
-  /** Copy the frames' rows into one contiguous [n, dIn] buffer (reused across batches). */
-  #gather(frames: Frame[], n: number, dIn: number): Float32Array {
-    if (frames.length === 1) return frames[0].data;
-    if (this.#scratch.length < n * dIn) this.#scratch = new Float32Array(n * dIn);
-    let offset = 0;
-    for (const f of frames) {
-      this.#scratch.set(f.data, offset);
-      offset += f.data.length;
-    }
-    return this.#scratch.subarray(0, n * dIn);
-  }
-
   #evaluate(
     gen: Generation,
     frame: Frame,
@@ -356,21 +323,7 @@ export class Pipeline {
     // the engine evaluates with the set the batch was encoded for (a swap
     // between encode and evaluate must not pair new rules with old encoders)
     if (this.#engine.set !== gen.policies) this.#engine.swap(gen.policies);
-    const firings = this.#engine.evaluate({
-      ctx: {
-        requestId: frame.requestId,
-        model: frame.model,
-        hook: frame.hook,
-        ...(frame.tenant !== undefined ? { tenant: frame.tenant } : {}),
-        ...(frame.meta !== undefined ? { meta: frame.meta } : {}),
-        ...(frame.phase !== undefined ? { phase: frame.phase } : {}),
-      },
-      position: frame.position,
-      tokens: frame.tokens,
-      latents,
-      firstRow,
-      ...(frame.tokenText !== undefined ? { tokenText: frame.tokenText } : {}),
-    });
+    const firings = this.#engine.evaluate(tokenBatch(frame, firstRow, latents));
     for (const firing of firings) this.#raise(gen, frame, firstRow, latents, firing);
   }
 

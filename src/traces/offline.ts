@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { decodeFrame, type Frame, FrameError } from "../core/frame.ts";
+import type { Frame } from "../core/frame.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { PolicyFileDef } from "../core/policy/ast.ts";
 import { compilePolicySet } from "../core/policy/compile.ts";
@@ -21,6 +21,7 @@ import type { MonitorConfig } from "../config/monitor.ts";
 import { loadPolicyFileDef } from "../config/policy_file.ts";
 import { createOrtEncoder, createProbeEncoder } from "../runtime/ort_encoder.ts";
 import { loadMonitorModels, type MonitorModels } from "../serve/components.ts";
+import { decodeMonitorFrame, encodeFrames, tokenBatch } from "../serve/frames.ts";
 import { Logger } from "../serve/log.ts";
 import { TraceReader } from "./reader.ts";
 import type { TraceRecord } from "./format.ts";
@@ -169,27 +170,17 @@ export async function* encodeTrace(
   const flush = async (): Promise<EncodedBatch> => {
     const items = pending;
     pending = [];
-    const n = pendingTokens;
     pendingTokens = 0;
-    const latents = new Map<string, SparseLatents[]>();
     const frames: TraceFrame[] = [];
     let row = 0;
     for (const it of items) {
       frames.push({ ...it, firstRow: row });
       row += it.frame.tokens;
     }
-    if (n > 0) {
-      const x = gather(items.map((i) => i.frame), n, models.dIn);
-      for (const [id, encoder] of monitor.encoders) {
-        let rows: SparseLatents[] = [];
-        for (let r = 0; r < n; r += step) {
-          const m = Math.min(step, n - r);
-          const part = await encoder.encode(x.subarray(r * models.dIn, (r + m) * models.dIn), m);
-          rows = rows.length === 0 ? part : rows.concat(part);
-        }
-        latents.set(id, rows);
-      }
-    }
+    const latents = await encodeFrames(monitor.encoders, items.map((i) => i.frame), {
+      dIn: models.dIn,
+      maxBatchTokens: step,
+    });
     return { frames, latents };
   };
 
@@ -205,24 +196,11 @@ export async function* encodeTrace(
     }
     let frame: Frame;
     try {
-      frame = decodeFrame(record.subject, record.headers, record.data, { dModel: models.dIn });
-      const where = { subject: record.subject, requestId: frame.requestId };
-      if (frame.model !== config.model) {
-        throw new FrameError(
-          "Lw-Model",
-          JSON.stringify(config.model),
-          JSON.stringify(frame.model),
-          where,
-        );
-      }
-      if (frame.hook !== config.hook) {
-        throw new FrameError(
-          "Lw-Hook",
-          JSON.stringify(config.hook),
-          JSON.stringify(frame.hook),
-          where,
-        );
-      }
+      frame = decodeMonitorFrame(record, {
+        model: config.model,
+        hook: config.hook,
+        dIn: models.dIn,
+      });
     } catch (err) {
       opts.onRejected?.({ record, error: err as Error });
       continue;
@@ -232,19 +210,6 @@ export async function* encodeTrace(
     if (pendingTokens >= step) yield await flush();
   }
   if (pending.length > 0) yield await flush();
-}
-
-/** Copy the frames' rows into one contiguous `[n, dIn]` buffer. */
-function gather(frames: Frame[], n: number, dIn: number): Float32Array {
-  const withTokens = frames.filter((f) => f.tokens > 0);
-  if (withTokens.length === 1) return withTokens[0].data;
-  const x = new Float32Array(n * dIn);
-  let offset = 0;
-  for (const f of withTokens) {
-    x.set(f.data, offset);
-    offset += f.data.length;
-  }
-  return x;
 }
 
 /** A firing raised during a replay, with where in the trace it happened. */
@@ -336,21 +301,7 @@ export async function replayTrace(
         frame.tokenText.forEach((s, i) => t!.set(frame.position + i, s));
       }
       if (frame.tokens > 0) {
-        const firings = engine.evaluate({
-          ctx: {
-            requestId: frame.requestId,
-            model: frame.model,
-            hook: frame.hook,
-            ...(frame.tenant !== undefined ? { tenant: frame.tenant } : {}),
-            ...(frame.meta !== undefined ? { meta: frame.meta } : {}),
-            ...(frame.phase !== undefined ? { phase: frame.phase } : {}),
-          },
-          position: frame.position,
-          tokens: frame.tokens,
-          latents: batch.latents,
-          firstRow,
-          ...(frame.tokenText ? { tokenText: frame.tokenText } : {}),
-        });
+        const firings = engine.evaluate(tokenBatch(frame, firstRow, batch.latents));
         for (const f of firings) {
           stats.firings++;
           const t = text.get(frame.requestId);
