@@ -23,7 +23,6 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { parseArgs } from "node:util";
 import { ConfigError, type ConfigIssue, sortIssues } from "../config/errors.ts";
 import { type MonitorConfig, monitorConfigFromSource } from "../config/monitor.ts";
 import { readPolicyFile } from "../config/policy_file.ts";
@@ -38,6 +37,7 @@ import {
 import { detectSaeFormat, loadSae } from "../formats/load.ts";
 import { findLabelsNextTo, loadNeuronpediaLabels } from "../formats/neuronpedia.ts";
 import { loadProbe } from "../formats/probe.ts";
+import { filesUnder, parseCommandArgs, usageError } from "./common.ts";
 
 const USAGE =
   `usage: latentwatch policy lint <path>... [--monitor <monitor.yaml>] [--json] [--strict]
@@ -103,40 +103,26 @@ export async function runPolicyCommand(args: string[]): Promise<number> {
     const { runPolicyTool } = await import("./policy_tools.ts");
     return await runPolicyTool(sub, args.slice(1));
   }
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        monitor: { type: "string" },
-        json: { type: "boolean" },
-        strict: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (err) {
-    console.error(`latentwatch policy: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (parsed.values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const parsed = parseCommandArgs("latentwatch policy", USAGE, args, {
+    monitor: { type: "string" },
+    json: { type: "boolean" },
+    strict: { type: "boolean" },
+  });
+  if (typeof parsed === "number") return parsed;
   const [cmd, ...paths] = parsed.positionals;
   if (cmd !== "lint") {
-    console.error(
-      `latentwatch policy: ${cmd ? `unknown subcommand '${cmd}'` : "missing subcommand"}` +
-        `\n\n${USAGE}`,
+    return usageError(
+      "latentwatch policy",
+      USAGE,
+      cmd ? `unknown subcommand '${cmd}'` : "missing subcommand",
     );
-    return 2;
   }
   if (paths.length === 0 && parsed.values.monitor === undefined) {
-    console.error(
-      `latentwatch policy lint: expected at least one policy file or folder\n\n${USAGE}`,
+    return usageError(
+      "latentwatch policy lint",
+      USAGE,
+      "expected at least one policy file or folder",
     );
-    return 2;
   }
   const report = await lintPolicies(paths, { monitor: parsed.values.monitor });
   const failed = !report.ok || (parsed.values.strict === true && report.warnings.length > 0);
@@ -191,24 +177,19 @@ export function formatFinding(f: LintFinding): string {
  */
 export async function policyPaths(paths: string[]): Promise<string[]> {
   const out: string[] = [];
-  const walk = async (dir: string) => {
-    const entries = [];
-    for await (const e of Deno.readDir(dir)) entries.push(e);
-    entries.sort((a, b) => a.name < b.name ? -1 : 1);
-    for (const e of entries) {
-      const p = join(dir, e.name);
-      if (e.isDirectory) {
-        if (e.name !== "testdata" && !e.name.startsWith(".")) await walk(p);
-      } else if (/\.ya?ml$/.test(e.name) && !/\.test\.ya?ml$/.test(e.name)) out.push(p);
-    }
-  };
   for (const p of paths) {
     let dir = false;
     try {
       dir = (await Deno.stat(p)).isDirectory;
     } catch { /* missing: reported when read */ }
-    if (dir) await walk(p);
-    else out.push(p);
+    if (dir) {
+      out.push(
+        ...await filesUnder(p, {
+          enter: (name) => name !== "testdata" && !name.startsWith("."),
+          take: (name) => /\.ya?ml$/.test(name) && !/\.test\.ya?ml$/.test(name),
+        }),
+      );
+    } else out.push(p);
   }
   return out;
 }

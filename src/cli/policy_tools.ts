@@ -14,10 +14,8 @@
  * @module
  */
 import { basename, dirname, extname, isAbsolute, join, relative, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { z } from "zod";
 import { ConfigError } from "../config/errors.ts";
-import { loadMonitorConfig } from "../config/monitor.ts";
 import { expectMessage, loadYamlSource, validateYaml } from "../config/yaml_source.ts";
 import {
   describeTrigger,
@@ -27,13 +25,19 @@ import {
   triggerTest,
 } from "../traces/calibrate.ts";
 import {
-  loadOfflineMonitor,
   type OfflineMonitor,
   type ReplayFiring,
   type ReplayStats,
   replayTrace,
 } from "../traces/offline.ts";
 import { TraceFormatError } from "../traces/format.ts";
+import {
+  commandFailed,
+  filesUnder,
+  loadMonitorAt,
+  parseCommandArgs,
+  usageError,
+} from "./common.ts";
 
 const TEST_USAGE = `usage: latentwatch policy test <path>... [--run <regex>] [--verbose]
 
@@ -173,19 +177,7 @@ export async function loadPolicyTests(path: string): Promise<PolicyTest[]> {
 async function findTestFiles(path: string): Promise<string[]> {
   const info = await Deno.stat(path);
   if (info.isDirectory) {
-    const found: string[] = [];
-    const walk = async (dir: string) => {
-      const entries = [];
-      for await (const e of Deno.readDir(dir)) entries.push(e);
-      entries.sort((a, b) => a.name < b.name ? -1 : 1);
-      for (const e of entries) {
-        const p = join(dir, e.name);
-        if (e.isDirectory) await walk(p);
-        else if (/\.test\.ya?ml$/.test(e.name)) found.push(p);
-      }
-    };
-    await walk(path);
-    return found;
+    return await filesUnder(path, { take: (name) => /\.test\.ya?ml$/.test(name) });
   }
   if (/\.test\.ya?ml$/.test(path)) return [path];
   const ext = extname(path);
@@ -212,30 +204,14 @@ const rel = (p: string) => {
 };
 
 async function runTests(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        run: { type: "string" },
-        verbose: { type: "boolean", short: "v" },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (err) {
-    console.error(`policy test: ${(err as Error).message}\n\n${TEST_USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandArgs("policy test", TEST_USAGE, args, {
+    run: { type: "string" },
+    verbose: { type: "boolean", short: "v" },
+  });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(TEST_USAGE);
-    return 0;
-  }
   if (positionals.length === 0) {
-    console.error(`policy test: expected at least one path\n\n${TEST_USAGE}`);
-    return 2;
+    return usageError("policy test", TEST_USAGE, "expected at least one path");
   }
   let filter: RegExp | null = null;
   try {
@@ -269,7 +245,7 @@ async function runTests(args: string[]): Promise<number> {
     let m = monitors.get(t.monitor);
     if (!m) {
       try {
-        m = await loadOfflineMonitor(await loadMonitorConfig(t.monitor));
+        m = await loadMonitorAt(t.monitor);
       } catch (err) {
         m = err as Error;
       }
@@ -562,36 +538,18 @@ export async function calibrate(
 }
 
 async function runCalibrate(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        monitor: { type: "string" },
-        traces: { type: "string", multiple: true },
-        "target-fpr": { type: "string" },
-        per: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (err) {
-    console.error(`policy calibrate: ${(err as Error).message}\n\n${CALIBRATE_USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandArgs("policy calibrate", CALIBRATE_USAGE, args, {
+    monitor: { type: "string" },
+    traces: { type: "string", multiple: true },
+    "target-fpr": { type: "string" },
+    per: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(CALIBRATE_USAGE);
-    return 0;
-  }
   // `--traces a b c`: parseArgs takes one value per flag; the rest arrive as positionals
   const traces = [...(values.traces ?? []), ...positionals];
-  const usage = (msg: string) => {
-    console.error(`policy calibrate: ${msg}\n\n${CALIBRATE_USAGE}`);
-    return 2;
-  };
+  const usage = (msg: string) => usageError("policy calibrate", CALIBRATE_USAGE, msg);
   if (!values.monitor) return usage("expected --monitor <file>");
   if (traces.length === 0) return usage("expected --traces <trace>...");
   const fpr = Number(values["target-fpr"]);
@@ -611,10 +569,9 @@ async function runCalibrate(args: string[]): Promise<number> {
 
   let monitor: OfflineMonitor;
   try {
-    monitor = await loadOfflineMonitor(await loadMonitorConfig(values.monitor));
+    monitor = await loadMonitorAt(values.monitor);
   } catch (err) {
-    console.error(`policy calibrate: ${(err as Error).message}`);
-    return 1;
+    return commandFailed("policy calibrate", err);
   }
   let report: CalibrationReport;
   try {

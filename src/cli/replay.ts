@@ -6,12 +6,11 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { loadMonitorConfig } from "../config/monitor.ts";
 import { Logger } from "../serve/log.ts";
-import { TraceFormatError } from "../traces/format.ts";
 import { loadOfflineMonitor, type ReplayFiring, replayTrace } from "../traces/offline.ts";
 import { readTraceHeader } from "../traces/reader.ts";
+import { commandFailed, parseCommandArgs, usageError } from "./common.ts";
 import { progressText } from "./policy_tools.ts";
 
 const USAGE = `usage: latentwatch replay <trace> --monitor <file> [--json] [--quiet]
@@ -45,31 +44,15 @@ const COLORS: Record<string, string> = {
  * ```
  */
 export async function runReplayCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        monitor: { type: "string" },
-        json: { type: "boolean" },
-        quiet: { type: "boolean", short: "q" },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (err) {
-    console.error(`replay: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandArgs("replay", USAGE, args, {
+    monitor: { type: "string" },
+    json: { type: "boolean" },
+    quiet: { type: "boolean", short: "q" },
+  });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
   if (positionals.length !== 1 || !values.monitor) {
-    console.error(`replay: expected one trace and --monitor <file>\n\n${USAGE}`);
-    return 2;
+    return usageError("replay", USAGE, "expected one trace and --monitor <file>");
   }
   const tracePath = positionals[0];
   const note = (s: string) => {
@@ -97,8 +80,7 @@ export async function runReplayCommand(args: string[]): Promise<number> {
       log: new Logger({ quiet: values.quiet ?? false }),
     });
   } catch (err) {
-    console.error(`replay: ${describe(err)}`);
-    return 1;
+    return commandFailed("replay", err);
   }
 
   const print = (f: ReplayFiring) => {
@@ -158,8 +140,7 @@ export async function runReplayCommand(args: string[]): Promise<number> {
           : "; no end record (the recorder did not close cleanly, or is still writing)"),
     );
   } catch (err) {
-    console.error(`replay: ${describe(err)}`);
-    return 1;
+    return commandFailed("replay", err);
   } finally {
     await monitor.close();
   }
@@ -197,10 +178,4 @@ export function positionsText(p: readonly number[]): string {
 
 function round(v: number): string {
   return Number.isInteger(v) ? String(v) : v.toFixed(3);
-}
-
-function describe(err: unknown): string {
-  if (err instanceof Deno.errors.NotFound) return `${(err as Error).message}`;
-  if (err instanceof TraceFormatError) return err.message;
-  return (err as Error).message;
 }
