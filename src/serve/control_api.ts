@@ -1,10 +1,18 @@
 /**
- * The control API (Hono): liveness, readiness, metrics. Kept free of
- * `Deno.serve` so tests call `app.request()` directly.
+ * The control API (Hono): liveness, readiness, metrics, and the live alert
+ * feed as Server-Sent Events. Kept free of `Deno.serve` so tests call
+ * `app.request()` directly.
  *
  * @module
  */
 import { Hono } from "hono";
+import { type SSEStreamingApi, streamSSE } from "hono/streaming";
+import {
+  type AlertFeed,
+  AlertFeedFullError,
+  AlertFilterError,
+  parseAlertFilter,
+} from "./alert_feed.ts";
 import type { Telemetry } from "./telemetry.ts";
 
 /** What the control API reports on. */
@@ -14,6 +22,10 @@ export interface ControlState {
   ready(): boolean;
   /** Free-form facts for `/stats` (monitor, SAEs, provider, ...). */
   info(): Record<string, unknown>;
+  /** Live alerts for `GET /alerts/stream`; without it that route answers 404. */
+  alerts?: AlertFeed;
+  /** Milliseconds between SSE heartbeat comments (default 15000). */
+  sseHeartbeatMs?: number;
 }
 
 /**
@@ -34,6 +46,58 @@ export function controlApi(state: ControlState): Hono {
       "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
     }));
   app.get("/stats", (c) => c.json({ ...state.info(), metrics: state.telemetry.snapshot() }));
+  app.get("/alerts/stream", (c) => {
+    const feed = state.alerts;
+    if (!feed) return c.json({ error: "no live alert feed on this sidecar" }, 404);
+    let filter;
+    try {
+      filter = parseAlertFilter({
+        severity: c.req.query("severity"),
+        minSeverity: c.req.query("min_severity"),
+        policy: c.req.query("policy"),
+        model: c.req.query("model"),
+      });
+    } catch (err) {
+      if (err instanceof AlertFilterError) return c.json({ error: err.message }, 400);
+      throw err;
+    }
+    const heartbeatMs = state.sseHeartbeatMs ?? 15_000;
+    // subscribe before the response starts, so a full feed is a plain 503
+    let sse: SSEStreamingApi | undefined;
+    let unsubscribe: () => void;
+    try {
+      unsubscribe = feed.subscribe(filter, async (alert, { missed }) => {
+        if (!sse) return; // not reachable: streamSSE sets it before any delivery turn
+        // tell the client it lagged, so a gap is never silent
+        if (missed > 0) {
+          await sse.writeSSE({ event: "lagged", data: JSON.stringify({ missed }) });
+        }
+        await sse.writeSSE({ event: "alert", id: alert.id, data: JSON.stringify(alert) });
+      });
+    } catch (err) {
+      if (err instanceof AlertFeedFullError) return c.json({ error: err.message }, 503);
+      throw err;
+    }
+    return streamSSE(c, async (stream) => {
+      sse = stream;
+      const ended = new Promise<void>((resolve) => stream.onAbort(() => resolve()));
+      // a comment first, so clients and proxies see the stream open at once;
+      // heartbeats keep idle connections from being cut by proxies
+      await stream.write(": latentwatch alerts\n\n");
+      let beating = false; // a client that stops reading gets no pile of pending heartbeats
+      const timer = setInterval(() => {
+        if (beating) return;
+        beating = true;
+        stream.write(": heartbeat\n\n").finally(() => beating = false);
+      }, heartbeatMs);
+      try {
+        await ended;
+      } finally {
+        clearInterval(timer);
+        unsubscribe();
+      }
+    });
+  });
   return app;
 }
 

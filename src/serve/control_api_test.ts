@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { controlApi } from "./control_api.ts";
+import { AlertFeed } from "./alert_feed.ts";
 import { Telemetry } from "./telemetry.ts";
+import { sampleAlert } from "../../tests/helpers/live_alerts.ts";
+import { waitUntil } from "../../tests/helpers/stream.ts";
 
 Deno.test("control api: health, readiness, Prometheus metrics and stats", async () => {
   const telemetry = new Telemetry();
@@ -36,4 +39,117 @@ Deno.test("telemetry: gauges set by value, counters add, totals sum label sets",
   t.add("latentwatch.frames.dropped", 4, { reason: "encode_error" });
   assert.equal(t.total("latentwatch.frames.dropped"), 5);
   assert.equal(t.value("latentwatch.frames.dropped", { reason: "queue_full" }), 1);
+});
+
+/** Read SSE frames (blocks separated by a blank line) off a response body as they arrive. */
+function sseReader(res: Response) {
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  return {
+    /** The next frame (comment or event), waiting at most `ms`. */
+    async next(ms = 5000): Promise<string> {
+      const deadline = Date.now() + ms;
+      while (!buf.includes("\n\n")) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`no SSE frame within ${ms} ms; have ${JSON.stringify(buf)}`);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const r = await Promise.race([
+          reader.read(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no SSE frame within ${ms} ms`)), left);
+          }),
+        ]).finally(() => clearTimeout(timer));
+        if (r.done) throw new Error("SSE stream ended");
+        buf += r.value;
+      }
+      const i = buf.indexOf("\n\n");
+      const frame = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      return frame;
+    },
+    cancel: () => reader.cancel(),
+  };
+}
+
+function parseFrame(frame: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of frame.split("\n")) {
+    const i = line.indexOf(": ");
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 2);
+  }
+  return out;
+}
+
+function baseState(alerts?: AlertFeed, sseHeartbeatMs?: number) {
+  return {
+    telemetry: new Telemetry(),
+    ready: () => true,
+    info: () => ({}),
+    alerts,
+    sseHeartbeatMs,
+  };
+}
+
+Deno.test("control api: /alerts/stream streams filtered alerts as SSE, with heartbeats", async () => {
+  const feed = new AlertFeed();
+  const app = controlApi(baseState(feed, 50));
+  const res = await app.request("/alerts/stream?severity=high,critical&model=gpt2-small");
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "text/event-stream");
+  assert.equal(res.headers.get("cache-control"), "no-cache");
+  const sse = sseReader(res);
+  assert.equal(await sse.next(), ": latentwatch alerts");
+  assert.equal(feed.stats.subscribers, 1);
+
+  feed.publish(sampleAlert({ requestId: "low", severity: "low" }));
+  feed.publish(sampleAlert({ requestId: "other-model", model: "llama" }));
+  const wanted = sampleAlert({ requestId: "req-7", severity: "critical" });
+  feed.publish(wanted);
+
+  let frame = await sse.next();
+  while (frame.startsWith(":")) frame = await sse.next(); // heartbeats may come first
+  const f = parseFrame(frame);
+  assert.equal(f.event, "alert");
+  assert.equal(f.id, wanted.id);
+  assert.deepEqual(JSON.parse(f.data), wanted);
+
+  // idle: heartbeats (SSE comments) keep coming
+  assert.equal(await sse.next(), ": heartbeat");
+  await sse.cancel();
+  await waitUntil(() => feed.stats.subscribers === 0, "unsubscribed when the client left");
+});
+
+Deno.test("control api: /alerts/stream tells a lagging client how many alerts it missed", async () => {
+  const feed = new AlertFeed({ maxQueue: 2 });
+  const app = controlApi(baseState(feed, 60_000));
+  const res = await app.request("/alerts/stream");
+  const sse = sseReader(res);
+  assert.equal(await sse.next(), ": latentwatch alerts");
+  // the client reads nothing while 20 alerts arrive: its queue of 2 overflows
+  for (let i = 0; i < 20; i++) feed.publish(sampleAlert({ requestId: `r${i}` }));
+  const frames: Record<string, string>[] = [];
+  while (!frames.some((f) => f.data?.includes('"r19"'))) frames.push(parseFrame(await sse.next()));
+  const lagged = frames.find((f) => f.event === "lagged");
+  assert.ok(lagged, "a lagged event precedes the next alert");
+  const missed = JSON.parse(lagged.data).missed;
+  const alerts = frames.filter((f) => f.event === "alert");
+  assert.equal(alerts.length + missed, 20, "every alert is either delivered or counted");
+  assert.equal(feed.stats.lagged, missed);
+  await sse.cancel();
+});
+
+Deno.test("control api: /alerts/stream answers 404 without a feed, 400 on a bad filter, 503 when full", async () => {
+  assert.equal((await controlApi(baseState()).request("/alerts/stream")).status, 404);
+  const feed = new AlertFeed({ maxSubscribers: 1 });
+  const app = controlApi(baseState(feed, 60_000));
+  const bad = await app.request("/alerts/stream?severity=urgent");
+  assert.equal(bad.status, 400);
+  assert.match((await bad.json()).error, /unknown severity 'urgent'/);
+  assert.equal((await app.request("/alerts/stream?severity=high&min_severity=low")).status, 400);
+  const first = await app.request("/alerts/stream");
+  const full = await app.request("/alerts/stream");
+  assert.equal(full.status, 503);
+  await full.body?.cancel();
+  await first.body!.cancel();
+  await waitUntil(() => feed.stats.subscribers === 0, "first client gone");
 });
