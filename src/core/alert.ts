@@ -17,6 +17,52 @@ export interface AlertEvidence {
   text?: string;
 }
 
+/**
+ * One latent the rule's condition reads, with its activation on the first
+ * firing token (`tokens.start`). A latent inactive there reads 0.
+ */
+export interface AlertLatentValue {
+  sae: string;
+  index: number;
+  /** Human label, when one is loaded for the SAE. */
+  label?: string;
+  /** Activation on the first firing token (raw, before pooling). */
+  value: number;
+  /** Threshold of the first `above` test on this latent, when there is one. */
+  threshold?: number;
+}
+
+/** One probe score the rule's condition reads, on the first firing token. */
+export interface AlertProbeScore {
+  probe: string;
+  index: number;
+  label?: string;
+  value: number;
+  threshold?: number;
+}
+
+/** W3C trace context of the request, split out of `traceparent` (see {@linkcode traceContext}). */
+export interface AlertTrace {
+  /** 32 lower-case hex digits, not all zero. */
+  traceId: string;
+  /** Parent span id: 16 lower-case hex digits, not all zero. */
+  spanId: string;
+  /** The `sampled` trace flag. */
+  sampled: boolean;
+  /** The `tracestate` header, verbatim, when the tap sent one. */
+  tracestate?: string;
+}
+
+/** A MITRE ATLAS technique named by a rule tag (see `render/atlas.ts`). */
+export interface AlertAtlasTechnique {
+  /** `AML.Tdddd` or `AML.Tdddd.ddd`, as tagged. */
+  id: string;
+  /** Technique (or sub-technique) name, when the id is in the bundled catalogue. */
+  name?: string;
+  /** Tactics of the technique (of its parent for a sub-technique), when known. */
+  tactics?: { id: string; name: string }[];
+}
+
 /** An alert, as published (JSON) to the alert stream. */
 export interface Alert {
   schema: "latentwatch.alert/v1";
@@ -58,7 +104,48 @@ export interface Alert {
   evidence: AlertEvidence[];
   /** Steering commands the rule asked for on this request. */
   steer?: SteerAction[];
+  /** The W3C `traceparent` header of the request, verbatim. */
   traceparent?: string;
+  /** The latents the rule reads, on the first firing token (see {@linkcode AlertLatentValue}). */
+  latents?: AlertLatentValue[];
+  /** The probe scores the rule reads, on the first firing token. */
+  probes?: AlertProbeScore[];
+  /** Trace ids split out of `traceparent` (and `tracestate`); absent when it is missing or malformed. */
+  trace?: AlertTrace;
+  /** MITRE ATLAS techniques among `tags`, with names and tactics (see `render/atlas.ts`). */
+  atlas?: AlertAtlasTechnique[];
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
+
+/**
+ * Split a W3C Trace Context `traceparent` header into trace id, parent span
+ * id and the sampled flag. Returns `undefined` for a malformed header (version
+ * `ff`, all-zero ids, upper-case hex, a version-00 header with trailing data),
+ * as the W3C spec asks a receiver to ignore it.
+ *
+ * @example
+ * ```ts
+ * traceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+ * // { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7", sampled: true }
+ * ```
+ */
+export function traceContext(
+  traceparent: string | undefined,
+  tracestate?: string,
+): AlertTrace | undefined {
+  if (traceparent === undefined) return undefined;
+  const m = TRACEPARENT.exec(traceparent.trim());
+  if (!m) return undefined;
+  const [, version, traceId, spanId, flags, rest] = m;
+  if (version === "ff" || (version === "00" && rest !== undefined)) return undefined;
+  if (/^0+$/.test(traceId) || /^0+$/.test(spanId)) return undefined;
+  return {
+    traceId,
+    spanId,
+    sampled: (parseInt(flags, 16) & 1) === 1,
+    ...(tracestate ? { tracestate } : {}),
+  };
 }
 
 /**

@@ -1,0 +1,135 @@
+/**
+ * What every rendering shares: the product identity, severity scales, the
+ * alert time in milliseconds, and the derived fields (ATLAS techniques, trace
+ * ids, token text) an alert may carry or leave to be derived. Pure.
+ *
+ * @module
+ */
+import { type Alert, type AlertAtlasTechnique, type AlertTrace, traceContext } from "../alert.ts";
+import type { Severity } from "../policy/ast.ts";
+import { atlasOf } from "./atlas.ts";
+
+/** Who emits the alert, as SOC schemas name a product. */
+export interface Product {
+  vendor: string;
+  name: string;
+  version: string;
+}
+
+/** latentwatch itself. */
+export const LATENTWATCH: Product = {
+  vendor: "latentwatch",
+  name: "latentwatch",
+  version: "0.1.0",
+};
+
+/** Options every rendering takes. */
+export interface RenderOptions {
+  /** @default {@linkcode LATENTWATCH} */
+  product?: Product;
+}
+
+/** An alert a rendering cannot express (an unparseable time, a header field out of range). */
+export class AlertRenderError extends TypeError {
+  override name = "AlertRenderError";
+}
+
+/** OCSF `severity_id` (1 Informational … 5 Critical) per severity; ECS `event.severity` uses the same. */
+export const OCSF_SEVERITY: Readonly<Record<Severity, { id: number; caption: string }>> = {
+  info: { id: 1, caption: "Informational" },
+  low: { id: 2, caption: "Low" },
+  medium: { id: 3, caption: "Medium" },
+  high: { id: 4, caption: "High" },
+  critical: { id: 5, caption: "Critical" },
+};
+
+/** CEF header severity (0–3 Low, 4–6 Medium, 7–8 High, 9–10 Very-High) per severity. */
+export const CEF_SEVERITY: Readonly<Record<Severity, number>> = {
+  info: 1,
+  low: 3,
+  medium: 5,
+  high: 8,
+  critical: 10,
+};
+
+/** Syslog severity (RFC 5424: 2 crit, 3 err, 4 warning, 5 notice, 6 info) per severity. */
+export const SYSLOG_SEVERITY: Readonly<Record<Severity, number>> = {
+  info: 6,
+  low: 5,
+  medium: 4,
+  high: 3,
+  critical: 2,
+};
+
+/** ECS `event.risk_score` (0–100, the Elastic detection-rule convention) per severity. */
+export const RISK_SCORE: Readonly<Record<Severity, number>> = {
+  info: 0,
+  low: 21,
+  medium: 47,
+  high: 73,
+  critical: 99,
+};
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * The alert time as epoch milliseconds (integer).
+ *
+ * @throws {AlertRenderError} when `alert.time` is not an RFC 3339 date-time.
+ * @example
+ * ```ts
+ * alertTimeMs({ ...alert, time: "2026-05-01T12:00:00.123Z" }); // 1777636800123
+ * ```
+ */
+export function alertTimeMs(alert: Pick<Alert, "time">): number {
+  const ms = RFC3339.test(alert.time) ? Date.parse(alert.time) : NaN;
+  if (!Number.isFinite(ms)) {
+    throw new AlertRenderError(`alert time '${alert.time}' is not an RFC 3339 date-time`);
+  }
+  return ms;
+}
+
+/**
+ * The alert's ATLAS techniques: `alert.atlas` when the pipeline filled it,
+ * else derived from `alert.tags`.
+ *
+ * @example
+ * ```ts
+ * atlasOfAlert({ ...alert, tags: ["AML.T0054"] })[0].name; // "LLM Jailbreak"
+ * ```
+ */
+export function atlasOfAlert(alert: Alert): AlertAtlasTechnique[] {
+  return alert.atlas ?? atlasOf(alert.tags);
+}
+
+/**
+ * The alert's trace ids: `alert.trace` when filled, else parsed from `alert.traceparent`.
+ *
+ * @example
+ * ```ts
+ * traceOfAlert(alert)?.traceId; // "4bf92f3577b34da6a3ce929d0e0e4736"
+ * ```
+ */
+export function traceOfAlert(alert: Alert): AlertTrace | undefined {
+  return alert.trace ?? traceContext(alert.traceparent);
+}
+
+/**
+ * The text of the firing tokens, in position order, when the tap sent it
+ * (`undefined` when no evidence carries text).
+ *
+ * @example
+ * ```ts
+ * spanText(alert); // "Ignore previous"
+ * ```
+ */
+export function spanText(alert: Alert): string | undefined {
+  const withText = alert.evidence.filter((e) => e.text !== undefined);
+  if (withText.length === 0) return undefined;
+  return [...withText].sort((a, b) => a.position - b.position).map((e) => e.text).join("");
+}
+
+/** The human line of an alert: its rendered description, else its title. */
+export function alertMessage(alert: Alert): string {
+  return alert.description ?? alert.title;
+}

@@ -1,0 +1,67 @@
+/**
+ * Fixed alerts the rendering tests share: a typical one, a minimal one and
+ * one full of adversarial strings.
+ *
+ * @module
+ */
+import type { Alert } from "../alert.ts";
+
+/** A typical alert: ATLAS tags, token text, trace context, steering. */
+export const ALERT: Alert = {
+  schema: "latentwatch.alert/v1",
+  id: "5c1f0e7a9b3d4c2e8f6a1b0c9d8e7f60",
+  time: "2026-05-01T12:00:00.123Z",
+  monitor: "demo",
+  policy: { id: "prompt-injection", file: "policies/demo.yaml", line: 7, version: "a1b2c3d4" },
+  severity: "high",
+  title: "Prompt injection features active",
+  description: "prompt-injection latent 1234 at 5.25 on tokens 12-14",
+  tags: ["prompt-injection", "AML.T0051.000", "AML.T0054"],
+  model: "gemma-2-2b",
+  hook: "blocks.12.hook_resid_post",
+  requestId: "req-1",
+  tenant: "acme",
+  meta: { app: "chat" },
+  phase: "prefill",
+  tokens: { start: 12, end: 14, count: 2 },
+  latent: { sae: "res12", index: 1234, threshold: 3, max: 5.25, label: "instruction override" },
+  evidence: [
+    { position: 12, value: 5.25, tokenId: 40, text: "Ignore" },
+    { position: 13, value: 4.5, tokenId: 41, text: " previous" },
+  ],
+  steer: [{ kind: "clamp", sae: "res12", latent: 1234, value: 0 }],
+  traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+  latents: [{ sae: "res12", index: 1234, label: "instruction override", value: 5.25, threshold: 3 }],
+  probes: [{ probe: "jailbreak", index: 0, value: 0.91 }],
+};
+
+/** Only what every alert has. */
+export const MINIMAL: Alert = {
+  schema: "latentwatch.alert/v1",
+  id: "00000000000000000000000000000001",
+  time: "2026-05-01T12:00:00.000Z",
+  monitor: "m",
+  policy: { id: "r", file: "p.yaml", line: 1 },
+  severity: "info",
+  title: "t",
+  model: "m1",
+  hook: "h",
+  requestId: "q",
+  tokens: { start: 0, end: 1, count: 1 },
+  latent: { sae: "s", index: 0, max: 1 },
+  evidence: [{ position: 0, value: 1 }],
+};
+
+/** Pipes, equals, backslashes, line breaks, quotes, brackets and non-ASCII everywhere strings go. */
+export const NASTY: Alert = {
+  ...ALERT,
+  policy: { id: "rule|with\\pipe", file: "p=q.yaml", line: 3, version: "v=1" },
+  severity: "critical",
+  title: "Title | with \\ back\nslash = é",
+  description: "a=b\\c|d\r\ne\"f]g ü 日本",
+  model: "m|=\\",
+  hook: "h]\"",
+  requestId: 'r"]\\',
+  tenant: "tenant = x",
+  traceparent: undefined,
+};
