@@ -1,0 +1,576 @@
+/**
+ * A bounded on-disk spool: where alerts wait while their destination (the
+ * JetStream alert stream) is unreachable, and across a restart of the
+ * sidecar.
+ *
+ * Layout of the spool directory:
+ *
+ * - `seg-<16 digits>.log`: append-only segment of spooled records. A new
+ *   segment starts when the active one reaches `segmentBytes`, and at every
+ *   open (so nothing is ever appended after a torn tail).
+ * - `seg-<16 digits>.ack`: append-only acknowledgements of that segment's
+ *   records (their ids). A segment and its ack file are deleted once every
+ *   record in it is acknowledged.
+ *
+ * Every record, in both kinds of file, is framed as
+ *
+ * ```text
+ * magic "LWS1" (4 bytes) | length u32 LE | CRC-32 (IEEE) of payload u32 LE | payload
+ * ```
+ *
+ * A `.log` payload is `id length u16 LE | id (UTF-8) | first attempt ms f64 LE | data`;
+ * an `.ack` payload is the id (UTF-8). On open, a record whose frame is cut
+ * short at the end of a file (a write torn by a crash) is skipped and counted
+ * as `torn`; a record whose CRC or length is wrong in the middle of a file is
+ * skipped up to the next magic that starts a valid record and counted as
+ * `corrupt`. Neither stops the spool from loading the rest.
+ *
+ * Bounds: `maxRecords` records waiting and `maxBytes` bytes of files on
+ * disk. {@linkcode Spool.append} refuses a record that does not fit
+ * (`spool_full`); the caller decides what to do with it (the JetStream sink
+ * drops the newest alert, counts and logs it). Acknowledged records still
+ * take disk space until their whole segment is acknowledged, which is why
+ * segments are small compared with `maxBytes`.
+ *
+ * One process at a time may use a spool directory.
+ *
+ * @module
+ */
+
+/** Settings of a {@linkcode Spool}. */
+export interface SpoolOptions {
+  /** Bytes of segment and ack files at most (default 256 MiB). */
+  maxBytes?: number;
+  /** Records waiting at most (default 100 000). */
+  maxRecords?: number;
+  /** A new segment starts past this size (default 4 MiB, at most `maxBytes / 4`). */
+  segmentBytes?: number;
+  /**
+   * `fdatasync` after every append and ack (default false). Without it a
+   * record survives a crash of the sidecar (it is in the page cache) but not
+   * a crash of the host.
+   */
+  fsync?: boolean;
+}
+
+/** A record waiting in the spool. */
+export interface SpoolRecord {
+  id: string;
+  data: Uint8Array;
+  /** Time of the first delivery attempt (ms since the epoch), 0 when none was made. */
+  firstAttemptMs: number;
+}
+
+/** Why {@linkcode Spool.append} refused a record. */
+export type SpoolRefusal = "spool_full" | "spool_io_error";
+
+/** Result of {@linkcode Spool.append}. */
+export type SpoolAppendResult =
+  | { ok: true; /** The id was already waiting: nothing written. */ already: boolean }
+  | { ok: false; reason: SpoolRefusal; error: string };
+
+/** Counters of a spool. */
+export interface SpoolStats {
+  /** Records waiting. */
+  pending: number;
+  /** Bytes of spool files on disk. */
+  bytes: number;
+  /** Records found cut short at the end of a file on open (torn writes). */
+  torn: number;
+  /** Records found damaged inside a file on open (bad CRC or length). */
+  corrupt: number;
+  /** Records loaded as waiting on open. */
+  loaded: number;
+}
+
+/** A spool file or option is not what it must be. */
+export class SpoolError extends Error {
+  constructor(readonly path: string, expected: string, found: string) {
+    super(`spool ${path}: expected ${expected}, found ${found}`);
+    this.name = "SpoolError";
+  }
+}
+
+const MAGIC = [0x4c, 0x57, 0x53, 0x31]; // "LWS1"
+const HEADER = 12;
+/** Largest record payload accepted on load; a bigger length field is damage. */
+const MAX_RECORD = 64 * 1024 * 1024;
+const SEGMENT_RE = /^seg-(\d{16})\.(log|ack)$/;
+
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/**
+ * CRC-32 (IEEE 802.3, as zlib and PNG use).
+ *
+ * @example
+ * ```ts
+ * crc32(new TextEncoder().encode("123456789")); // 0xcbf43926
+ * ```
+ */
+export function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/**
+ * Frame `payload` as one spool record (magic, length, CRC, payload).
+ *
+ * @example
+ * ```ts
+ * frameRecord(new Uint8Array([1, 2])).length; // 14
+ * ```
+ */
+export function frameRecord(payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(HEADER + payload.length);
+  out.set(MAGIC, 0);
+  const v = new DataView(out.buffer);
+  v.setUint32(4, payload.length, true);
+  v.setUint32(8, crc32(payload), true);
+  out.set(payload, HEADER);
+  return out;
+}
+
+/** Records found in one file's bytes, with what had to be skipped. */
+interface Scan {
+  records: { offset: number; payload: Uint8Array }[];
+  torn: number;
+  corrupt: number;
+}
+
+function magicAt(b: Uint8Array, i: number): boolean {
+  return b[i] === MAGIC[0] && b[i + 1] === MAGIC[1] && b[i + 2] === MAGIC[2] &&
+    b[i + 3] === MAGIC[3];
+}
+
+/** Is there a whole, valid record at `i`? "torn" when it runs past the end. */
+function recordAt(b: Uint8Array, i: number): number | "torn" | "bad" {
+  if (b.length - i < HEADER) return magicPrefix(b, i) ? "torn" : "bad";
+  if (!magicAt(b, i)) return "bad";
+  const v = new DataView(b.buffer, b.byteOffset + i, HEADER);
+  const len = v.getUint32(4, true);
+  if (len > MAX_RECORD) return "bad";
+  if (i + HEADER + len > b.length) return "torn";
+  const crc = crc32(b.subarray(i + HEADER, i + HEADER + len));
+  return crc === v.getUint32(8, true) ? len : "bad";
+}
+
+function magicPrefix(b: Uint8Array, i: number): boolean {
+  for (let k = 0; i + k < b.length && k < 4; k++) if (b[i + k] !== MAGIC[k]) return false;
+  return true;
+}
+
+/**
+ * Split a spool file's bytes into records, skipping damage: a record cut
+ * short at the end counts as torn; damage in the middle is skipped up to the
+ * next valid record and counts as one corrupt region.
+ */
+function scan(b: Uint8Array): Scan {
+  const out: Scan = { records: [], torn: 0, corrupt: 0 };
+  let i = 0;
+  while (i < b.length) {
+    const r = recordAt(b, i);
+    if (typeof r === "number") {
+      out.records.push({ offset: i, payload: b.subarray(i + HEADER, i + HEADER + r) });
+      i += HEADER + r;
+      continue;
+    }
+    // resynchronise: the next magic that starts a whole valid record
+    let next = -1;
+    for (let j = i + 1; j + 4 <= b.length; j++) {
+      if (magicAt(b, j) && typeof recordAt(b, j) === "number") {
+        next = j;
+        break;
+      }
+    }
+    if (next < 0) {
+      // nothing valid follows: a torn final write, or damage up to the end
+      if (r === "torn") out.torn++;
+      else out.corrupt++;
+      break;
+    }
+    out.corrupt++;
+    i = next;
+  }
+  return out;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function encodePut(rec: SpoolRecord): Uint8Array {
+  const id = enc.encode(rec.id);
+  if (id.length > 0xffff) {
+    throw new SpoolError("(record)", "an id of at most 65535 bytes", `${id.length} bytes`);
+  }
+  const out = new Uint8Array(2 + id.length + 8 + rec.data.length);
+  const v = new DataView(out.buffer);
+  v.setUint16(0, id.length, true);
+  out.set(id, 2);
+  v.setFloat64(2 + id.length, rec.firstAttemptMs, true);
+  out.set(rec.data, 2 + id.length + 8);
+  return out;
+}
+
+function decodePut(payload: Uint8Array): { id: string; firstAttemptMs: number; dataAt: number } {
+  const v = new DataView(payload.buffer, payload.byteOffset, payload.length);
+  const idLen = v.getUint16(0, true);
+  return {
+    id: dec.decode(payload.subarray(2, 2 + idLen)),
+    firstAttemptMs: v.getFloat64(2 + idLen, true),
+    dataAt: 2 + idLen + 8,
+  };
+}
+
+/** Where a waiting record lies. */
+interface Entry {
+  seg: number;
+  /** Offset of the record's data (past frame header, id and time) and its length. */
+  dataOffset: number;
+  dataLength: number;
+  firstAttemptMs: number;
+}
+
+/** Per segment: records not yet acknowledged, and bytes of its two files. */
+interface Segment {
+  live: number;
+  bytes: number;
+}
+
+function segName(seg: number, kind: "log" | "ack"): string {
+  return `seg-${String(seg).padStart(16, "0")}.${kind}`;
+}
+
+/**
+ * A bounded, crash-tolerant, on-disk FIFO of records keyed by id.
+ * Synchronous file I/O: an append is one `write` to the page cache, so a
+ * caller that must never block (a sink's `submit`) can use it directly.
+ *
+ * @example
+ * ```ts
+ * const spool = Spool.open("/var/lib/latentwatch/spool", { maxBytes: 64 << 20 });
+ * spool.append({ id: "a1", data: new TextEncoder().encode("{}"), firstAttemptMs: 0 });
+ * for (const rec of spool.oldest(10)) {
+ *   // ... deliver rec.data ...
+ *   spool.ack(rec.id);
+ * }
+ * spool.close();
+ * ```
+ */
+export class Spool {
+  readonly dir: string;
+  readonly #maxBytes: number;
+  readonly #maxRecords: number;
+  readonly #segmentBytes: number;
+  readonly #fsync: boolean;
+  /** Waiting records, oldest first (Map keeps insertion order). */
+  #index = new Map<string, Entry>();
+  #segments = new Map<number, Segment>();
+  #active: { seg: number; file: Deno.FsFile; size: number } | null = null;
+  #nextSeg: number;
+  #bytes = 0;
+  #closed = false;
+  readonly #loadStats: { torn: number; corrupt: number; loaded: number };
+
+  private constructor(
+    dir: string,
+    opts: Required<SpoolOptions>,
+    nextSeg: number,
+    loadStats: { torn: number; corrupt: number; loaded: number },
+  ) {
+    this.dir = dir;
+    this.#maxBytes = opts.maxBytes;
+    this.#maxRecords = opts.maxRecords;
+    this.#segmentBytes = opts.segmentBytes;
+    this.#fsync = opts.fsync;
+    this.#nextSeg = nextSeg;
+    this.#loadStats = loadStats;
+  }
+
+  /**
+   * Open (creating if needed) the spool in `dir` and load the records still
+   * waiting there, skipping and counting torn and corrupt ones.
+   *
+   * @example
+   * ```ts
+   * const spool = Spool.open("/tmp/spool");
+   * spool.stats.pending; // records left by the previous run
+   * ```
+   */
+  static open(dir: string, opts: SpoolOptions = {}): Spool {
+    const maxBytes = opts.maxBytes ?? 256 * 1024 * 1024;
+    const maxRecords = opts.maxRecords ?? 100_000;
+    if (!(maxBytes >= 1024)) throw new SpoolError(dir, "maxBytes ≥ 1024", String(maxBytes));
+    if (!(maxRecords >= 1)) throw new SpoolError(dir, "maxRecords ≥ 1", String(maxRecords));
+    const segmentBytes = Math.max(
+      1024,
+      Math.min(opts.segmentBytes ?? 4 * 1024 * 1024, Math.floor(maxBytes / 4)),
+    );
+    let isDir: boolean | null = null;
+    try {
+      isDir = Deno.statSync(dir).isDirectory;
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    if (isDir === false) throw new SpoolError(dir, "a directory", "a file");
+    if (isDir === null) Deno.mkdirSync(dir, { recursive: true });
+
+    const segs = new Set<number>();
+    for (const e of Deno.readDirSync(dir)) {
+      const m = SEGMENT_RE.exec(e.name);
+      if (m && e.isFile) segs.add(Number(m[1]));
+    }
+    const order = [...segs].sort((a, b) => a - b);
+    const loadStats = { torn: 0, corrupt: 0, loaded: 0 };
+    const spool = new Spool(
+      dir,
+      { maxBytes, maxRecords, segmentBytes, fsync: opts.fsync ?? false },
+      (order.at(-1) ?? 0) + 1,
+      loadStats,
+    );
+    for (const seg of order) spool.#load(seg, loadStats);
+    loadStats.loaded = spool.#index.size;
+    return spool;
+  }
+
+  #path(seg: number, kind: "log" | "ack"): string {
+    return `${this.dir}/${segName(seg, kind)}`;
+  }
+
+  #readIfExists(path: string): Uint8Array {
+    try {
+      return Deno.readFileSync(path);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return new Uint8Array(0);
+      throw err;
+    }
+  }
+
+  #load(seg: number, counts: { torn: number; corrupt: number }): void {
+    const log = this.#readIfExists(this.#path(seg, "log"));
+    const ack = this.#readIfExists(this.#path(seg, "ack"));
+    const puts = scan(log);
+    const acks = scan(ack);
+    counts.torn += puts.torn + acks.torn;
+    counts.corrupt += puts.corrupt + acks.corrupt;
+    const acked = new Set(acks.records.map((r) => dec.decode(r.payload)));
+    let live = 0;
+    for (const r of puts.records) {
+      const p = decodePut(r.payload);
+      if (acked.has(p.id)) continue;
+      const previous = this.#index.get(p.id);
+      if (previous) {
+        // the same id spooled twice (an earlier copy never acknowledged): keep the newer
+        this.#index.delete(p.id);
+        this.#segments.get(previous.seg)!.live--;
+      }
+      this.#index.set(p.id, {
+        seg,
+        dataOffset: r.offset + HEADER + p.dataAt,
+        dataLength: r.payload.length - p.dataAt,
+        firstAttemptMs: p.firstAttemptMs,
+      });
+      live++;
+    }
+    this.#segments.set(seg, { live, bytes: log.length + ack.length });
+    this.#bytes += log.length + ack.length;
+    // earlier segments may have lost their last live record to a newer copy
+    for (const [s, info] of this.#segments) if (info.live === 0) this.#deleteSegment(s);
+  }
+
+  /** Counters, read live. */
+  get stats(): SpoolStats {
+    return { pending: this.#index.size, bytes: this.#bytes, ...this.#loadStats };
+  }
+
+  /** Records waiting. */
+  get pending(): number {
+    return this.#index.size;
+  }
+
+  /** Is `id` waiting? */
+  has(id: string): boolean {
+    return this.#index.has(id);
+  }
+
+  /**
+   * Write `rec` at the end of the spool. Refused (nothing written) when the
+   * spool is full or the write fails; the caller counts and logs that.
+   */
+  append(rec: SpoolRecord): SpoolAppendResult {
+    this.#checkOpen();
+    if (this.#index.has(rec.id)) return { ok: true, already: true };
+    const framed = frameRecord(encodePut(rec));
+    if (this.#index.size >= this.#maxRecords) {
+      return {
+        ok: false,
+        reason: "spool_full",
+        error: `expected fewer than ${this.#maxRecords} records waiting, found ${this.#index.size}`,
+      };
+    }
+    if (this.#bytes + framed.length > this.#maxBytes) {
+      return {
+        ok: false,
+        reason: "spool_full",
+        error: `expected at most ${this.#maxBytes} bytes on disk, found ${this.#bytes} + ` +
+          `${framed.length} for this record`,
+      };
+    }
+    try {
+      if (this.#active && this.#active.size + framed.length > this.#segmentBytes) {
+        this.#active.file.close();
+        this.#active = null;
+      }
+      if (!this.#active) {
+        const seg = this.#nextSeg++;
+        const file = Deno.openSync(this.#path(seg, "log"), {
+          write: true,
+          create: true,
+          append: true,
+        });
+        this.#active = { seg, file, size: 0 };
+        this.#segments.set(seg, { live: 0, bytes: 0 });
+      }
+      const a = this.#active;
+      writeAll(a.file, framed);
+      if (this.#fsync) a.file.syncDataSync();
+      const offset = a.size;
+      a.size += framed.length;
+      this.#bytes += framed.length;
+      const segment = this.#segments.get(a.seg)!;
+      segment.bytes += framed.length;
+      segment.live++;
+      const idLen = enc.encode(rec.id).length;
+      this.#index.set(rec.id, {
+        seg: a.seg,
+        dataOffset: offset + HEADER + 2 + idLen + 8,
+        dataLength: rec.data.length,
+        firstAttemptMs: rec.firstAttemptMs,
+      });
+      return { ok: true, already: false };
+    } catch (err) {
+      // a half-written record is skipped as torn on the next open; start a new segment now
+      try {
+        this.#active?.file.close();
+      } catch { /* already unusable */ }
+      this.#active = null;
+      return { ok: false, reason: "spool_io_error", error: (err as Error).message };
+    }
+  }
+
+  /**
+   * Up to `limit` waiting records, oldest first, skipping the ids in `skip`
+   * (those already being delivered). Their data is read from disk now.
+   */
+  oldest(limit: number, skip?: ReadonlySet<string>): SpoolRecord[] {
+    this.#checkOpen();
+    const out: SpoolRecord[] = [];
+    const files = new Map<number, Deno.FsFile>();
+    try {
+      for (const [id, e] of this.#index) {
+        if (out.length >= limit) break;
+        if (skip?.has(id)) continue;
+        let f = files.get(e.seg);
+        if (!f) {
+          f = Deno.openSync(this.#path(e.seg, "log"), { read: true });
+          files.set(e.seg, f);
+        }
+        const data = new Uint8Array(e.dataLength);
+        f.seekSync(e.dataOffset, Deno.SeekMode.Start);
+        for (let got = 0; got < data.length;) {
+          const n = f.readSync(data.subarray(got));
+          if (n === null) {
+            throw new SpoolError(
+              this.#path(e.seg, "log"),
+              `${e.dataLength} bytes at offset ${e.dataOffset}`,
+              `end of file after ${got}`,
+            );
+          }
+          got += n;
+        }
+        out.push({ id, data, firstAttemptMs: e.firstAttemptMs });
+      }
+    } finally {
+      for (const f of files.values()) f.close();
+    }
+    return out;
+  }
+
+  /**
+   * Mark `id` delivered (or given up on): it is never returned again, not
+   * even after a restart. Deletes its segment once nothing in it waits.
+   * Returns false when `id` was not waiting.
+   */
+  ack(id: string): boolean {
+    if (this.#closed) return false;
+    const e = this.#index.get(id);
+    if (!e) return false;
+    this.#index.delete(id);
+    const segment = this.#segments.get(e.seg)!;
+    segment.live--;
+    if (segment.live === 0) {
+      // nothing left to acknowledge separately: the whole segment goes
+      if (this.#active?.seg === e.seg) {
+        this.#active.file.close();
+        this.#active = null;
+      }
+      this.#deleteSegment(e.seg);
+      return true;
+    }
+    const framed = frameRecord(enc.encode(id));
+    try {
+      const f = Deno.openSync(this.#path(e.seg, "ack"), {
+        write: true,
+        create: true,
+        append: true,
+      });
+      try {
+        writeAll(f, framed);
+        if (this.#fsync) f.syncDataSync();
+      } finally {
+        f.close();
+      }
+      segment.bytes += framed.length;
+      this.#bytes += framed.length;
+    } catch {
+      // the ack is lost: the record is sent again after a restart and the
+      // stream's dedup (Nats-Msg-Id) keeps it once
+    }
+    return true;
+  }
+
+  #deleteSegment(seg: number): void {
+    const s = this.#segments.get(seg);
+    this.#segments.delete(seg);
+    if (s) this.#bytes -= s.bytes;
+    for (const kind of ["log", "ack"] as const) {
+      try {
+        Deno.removeSync(this.#path(seg, kind));
+      } catch { /* never written, or gone */ }
+    }
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new SpoolError(this.dir, "an open spool", "it closed");
+  }
+
+  /** Close the active segment. Waiting records stay on disk for the next open. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#active?.file.close();
+    this.#active = null;
+  }
+}
+
+function writeAll(f: Deno.FsFile, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length;) done += f.writeSync(bytes.subarray(done));
+}

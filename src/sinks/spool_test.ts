@@ -1,0 +1,150 @@
+import assert from "node:assert/strict";
+import { crc32, Spool, SpoolError } from "./spool.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function rec(id: string, body = `{"id":"${id}"}`) {
+  return { id, data: enc.encode(body), firstAttemptMs: 0 };
+}
+
+function segFiles(dir: string, kind: "log" | "ack"): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(`.${kind}`))
+    .sort();
+}
+
+async function withDir(fn: (dir: string) => void | Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-spool-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("spool: crc32 matches the IEEE check value", () => {
+  assert.equal(crc32(enc.encode("123456789")), 0xcbf43926);
+});
+
+Deno.test("spool: append, read oldest first, ack; unacknowledged records survive a reopen", () =>
+  withDir((dir) => {
+    const s = Spool.open(dir);
+    for (const id of ["a", "b", "c", "d"]) {
+      assert.deepEqual(s.append(rec(id)), { ok: true, already: false });
+    }
+    assert.deepEqual(
+      s.append(rec("b")),
+      { ok: true, already: true },
+      "a waiting id is not written twice",
+    );
+    assert.deepEqual(s.oldest(10).map((r) => r.id), ["a", "b", "c", "d"]);
+    assert.deepEqual(s.oldest(2, new Set(["a"])).map((r) => r.id), ["b", "c"]);
+    assert.equal(dec.decode(s.oldest(1)[0].data), `{"id":"a"}`);
+    assert.ok(s.ack("a"));
+    assert.ok(s.ack("c"));
+    assert.equal(s.ack("c"), false, "a second ack finds nothing");
+    s.close();
+
+    const again = Spool.open(dir);
+    assert.deepEqual(again.oldest(10).map((r) => r.id), ["b", "d"]);
+    assert.deepEqual(again.stats, {
+      pending: 2,
+      bytes: again.stats.bytes,
+      torn: 0,
+      corrupt: 0,
+      loaded: 2,
+    });
+    assert.ok(again.ack("b") && again.ack("d"));
+    assert.equal(segFiles(dir, "log").length, 0, "a fully acknowledged segment is deleted");
+    assert.equal(again.stats.bytes, 0);
+    again.close();
+  }));
+
+Deno.test("spool: a write torn at the end of a segment is skipped and counted", () =>
+  withDir((dir) => {
+    const s = Spool.open(dir);
+    for (const id of ["a", "b", "c"]) s.append(rec(id));
+    s.close();
+    const [log] = segFiles(dir, "log");
+    const bytes = Deno.readFileSync(`${dir}/${log}`);
+    Deno.writeFileSync(`${dir}/${log}`, bytes.subarray(0, bytes.length - 5)); // crash mid-write
+
+    const again = Spool.open(dir);
+    assert.deepEqual(again.oldest(10).map((r) => r.id), ["a", "b"]);
+    assert.equal(again.stats.torn, 1);
+    assert.equal(again.stats.corrupt, 0);
+    // new records go to a new segment, never after the torn tail
+    again.append(rec("d"));
+    again.close();
+    assert.equal(segFiles(dir, "log").length, 2);
+    const third = Spool.open(dir);
+    assert.deepEqual(third.oldest(10).map((r) => r.id), ["a", "b", "d"]);
+    third.close();
+  }));
+
+Deno.test("spool: a damaged record inside a segment is skipped, the rest still load", () =>
+  withDir((dir) => {
+    const s = Spool.open(dir);
+    for (const id of ["a", "b", "c"]) s.append(rec(id, `{"id":"${id}","pad":"xxxxxxxx"}`));
+    s.close();
+    const [log] = segFiles(dir, "log");
+    const bytes = Deno.readFileSync(`${dir}/${log}`);
+    const at = dec.decode(bytes).indexOf(`"b","pad"`);
+    bytes[at + 12] ^= 0xff; // flip a byte of b's payload: its CRC no longer matches
+    Deno.writeFileSync(`${dir}/${log}`, bytes);
+
+    const again = Spool.open(dir);
+    assert.deepEqual(again.oldest(10).map((r) => r.id), ["a", "c"]);
+    assert.equal(again.stats.corrupt, 1);
+    assert.equal(again.stats.torn, 0);
+    again.close();
+  }));
+
+Deno.test("spool: bounded by records and by bytes; an ack makes room", () =>
+  withDir((dir) => {
+    const s = Spool.open(`${dir}/r`, { maxRecords: 2 });
+    assert.ok(s.append(rec("a")).ok && s.append(rec("b")).ok);
+    const full = s.append(rec("c"));
+    assert.equal(full.ok, false);
+    assert.equal(!full.ok && full.reason, "spool_full");
+    assert.match(!full.ok ? full.error : "", /expected fewer than 2 records waiting, found 2/);
+    s.ack("a");
+    assert.ok(s.append(rec("c")).ok);
+    s.close();
+
+    const b = Spool.open(`${dir}/b`, { maxBytes: 1024 });
+    const body = "x".repeat(200);
+    let accepted = 0;
+    while (b.append(rec(`id-${accepted}`, body)).ok) accepted++;
+    assert.ok(accepted >= 3 && accepted <= 5, `about 1024 / 230 records fit, found ${accepted}`);
+    assert.ok(b.stats.bytes <= 1024);
+    b.close();
+  }));
+
+Deno.test("spool: segments rotate; acks in a partly delivered segment persist", () =>
+  withDir((dir) => {
+    const s = Spool.open(dir, { maxBytes: 64 * 1024, segmentBytes: 1024 });
+    const body = "y".repeat(300);
+    for (let i = 0; i < 12; i++) assert.ok(s.append(rec(`r${i}`, body)).ok);
+    assert.ok(segFiles(dir, "log").length >= 4, "12 × 330 bytes over 1 KiB segments");
+    for (let i = 0; i < 12; i += 2) s.ack(`r${i}`); // every other one
+    for (const id of ["r1", "r3"]) s.ack(id); // empties the first two segments at least
+    s.close();
+    const again = Spool.open(dir, { maxBytes: 64 * 1024, segmentBytes: 1024 });
+    assert.deepEqual(again.oldest(20).map((r) => r.id), ["r5", "r7", "r9", "r11"]);
+    assert.ok(segFiles(dir, "ack").length >= 1, "acks of a live segment are on disk");
+    again.close();
+  }));
+
+Deno.test("spool: a path that is a file is refused with what was expected", async () => {
+  const f = await Deno.makeTempFile();
+  try {
+    assert.throws(() => Spool.open(f), /expected a directory, found a file/);
+    const s = Spool.open(`${f}.d`);
+    s.close();
+    assert.throws(() => s.append(rec("a")), SpoolError);
+    await Deno.remove(`${f}.d`, { recursive: true });
+  } finally {
+    await Deno.remove(f);
+  }
+});
