@@ -82,11 +82,11 @@ Deno.test("toCef: adversarial strings, hand-escaped", () => {
     ),
     line,
   );
-  assert.ok(line.includes(" msg=a\\=b\\\\c|d\\r\\ne\"f]g ü 日本 act=clamp "), line);
+  assert.ok(line.includes(' msg=a\\=b\\\\c|d\\r\\ne"f]g ü 日本 act=clamp '), line);
   assert.ok(line.includes(" dvchost=gw|1\\=x "), line);
   assert.ok(line.includes(" cs1=m|\\=\\\\ "), line);
-  assert.ok(line.includes(" cs2=h]\" "), line);
-  assert.ok(line.includes(" cs3=r\"]\\\\ "), line);
+  assert.ok(line.includes(' cs2=h]" '), line);
+  assert.ok(line.includes(' cs3=r"]\\\\ '), line);
   assert.ok(line.includes(" cs4=tenant \\= x "), line);
   assert.ok(line.endsWith(" flexString1Label=policyVersion flexString1=v\\=1"), line);
   assert.ok(!/[\r\n]/.test(line));

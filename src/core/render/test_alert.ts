@@ -31,7 +31,13 @@ export const ALERT: Alert = {
   ],
   steer: [{ kind: "clamp", sae: "res12", latent: 1234, value: 0 }],
   traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-  latents: [{ sae: "res12", index: 1234, label: "instruction override", value: 5.25, threshold: 3 }],
+  latents: [{
+    sae: "res12",
+    index: 1234,
+    label: "instruction override",
+    value: 5.25,
+    threshold: 3,
+  }],
   probes: [{ probe: "jailbreak", index: 0, value: 0.91 }],
 };
 
@@ -58,9 +64,9 @@ export const NASTY: Alert = {
   policy: { id: "rule|with\\pipe", file: "p=q.yaml", line: 3, version: "v=1" },
   severity: "critical",
   title: "Title | with \\ back\nslash = é",
-  description: "a=b\\c|d\r\ne\"f]g ü 日本",
+  description: 'a=b\\c|d\r\ne"f]g ü 日本',
   model: "m|=\\",
-  hook: "h]\"",
+  hook: 'h]"',
   requestId: 'r"]\\',
   tenant: "tenant = x",
   traceparent: undefined,
