@@ -30,6 +30,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   sae: async () => (await import("./cli/sae.ts")).runSaeCommand,
   probe: async () => (await import("./cli/sae.ts")).runProbeCommand,
   policy: async () => (await import("./cli/policy.ts")).runPolicyCommand,
+  alerts: async () => (await import("./cli/alerts.ts")).runAlertsCommand,
   serve: async () => (await import("./cli/serve.ts")).runServeCommand,
   replay: async () => (await import("./cli/replay.ts")).runReplayCommand,
   demo: async () => (await import("./demo/demo.ts")).runDemoCommand,
