@@ -1,0 +1,562 @@
+/**
+ * The JetStream alert sink: every alert ends up in the alert stream exactly
+ * once, even when NATS is down for a while or the sidecar restarts.
+ *
+ * - At start the stream is created or checked (`bus.ensureStream`).
+ * - Each alert is published with its stable id as `Nats-Msg-Id` and the
+ *   publish ack is awaited. An ack that never comes is retried with the same
+ *   id, so the stream's dedup window keeps the alert once.
+ * - Alerts wait in a bounded in-memory queue while NATS answers. While it
+ *   does not (the bus is disconnected, or a publish failed), or when the
+ *   memory queue is full, they go to the on-disk {@linkcode Spool}, and a
+ *   replay loop delivers the spool, oldest first, with capped exponential
+ *   backoff, once NATS is back. The spool survives a restart of the sidecar:
+ *   {@linkcode JetStreamSink.start} loads what the last run left and resends it.
+ * - When the stream itself is gone (a broker restarted without its store) it
+ *   is created again.
+ * - Errors no retry can cure (too large, no permission) drop the alert,
+ *   counted and logged. So does a full spool: the newest alert is dropped
+ *   (`spool_full`), counted and logged as an error with its id. Nothing is
+ *   dropped silently.
+ *
+ * Order in the stream follows submission while NATS answers; alerts that
+ * went through the spool arrive later than newer ones that did not.
+ *
+ * @module
+ */
+import type { Alert } from "../core/alert.ts";
+import type { Bus, StreamSpec } from "../bus/bus.ts";
+import type { Logger } from "../serve/log.ts";
+import type { Telemetry } from "../serve/telemetry.ts";
+import type { AlertSink, SinkStats } from "./sink.ts";
+import { Spool, type SpoolOptions } from "./spool.ts";
+
+/** Settings of a {@linkcode JetStreamSink}. */
+export interface JetStreamSinkOptions {
+  /** Subject alerts are published on (captured by `stream`). */
+  subject: string;
+  /** The alert stream: created or checked at start, re-created when it goes missing. */
+  stream: StreamSpec;
+  /** Alerts queued in memory or awaiting their ack at most (default 1000). */
+  maxQueue?: number;
+  /** Publishes awaiting their ack at once (default 32). */
+  maxInFlight?: number;
+  /** First retry delay in ms (default 100), doubled up to `maxBackoffMs` (default 5000). */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  /**
+   * Directory of the on-disk spool. Without one, failed publishes are retried
+   * from memory only, and what is left at shutdown is lost (counted).
+   */
+  spoolDir?: string;
+  /** Bounds of the spool. */
+  spool?: SpoolOptions;
+  /** How often the replay loop looks at the connection while it waits, in ms (default 100). */
+  pollMs?: number;
+  /** Sink name for logs (default `jetstream`). */
+  name?: string;
+  log?: Logger;
+  /** Mirror counters into the sidecar's telemetry (published, duplicate, dropped, retries). */
+  telemetry?: Telemetry;
+  /** Called for every alert the stream acknowledged (for live display). */
+  onPublished?: (alert: Alert, seq: number, duplicate: boolean) => void;
+}
+
+/** Counters of a {@linkcode JetStreamSink}. */
+export interface JetStreamSinkStats extends SinkStats {
+  /** Publishes the stream acknowledged as already stored (dedup by `Nats-Msg-Id`). */
+  duplicate: number;
+  /** Alerts written to the spool. */
+  spooled: number;
+  /** Spooled alerts delivered from the spool (in this run). */
+  spoolReplayed: number;
+  /** Alerts waiting in the spool now. */
+  spoolPending: number;
+  /** Spool records found torn (cut short by a crash) or corrupt when the spool was opened. */
+  spoolTorn: number;
+  spoolCorrupt: number;
+}
+
+/** The sink's settings are inconsistent. */
+export class JetStreamSinkError extends RangeError {
+  constructor(field: string, expected: string, found: string) {
+    super(`jetstream sink ${field}: expected ${expected}, found ${found}`);
+    this.name = "JetStreamSinkError";
+  }
+}
+
+/** Publish errors that no retry can cure: the alert is dropped, counted and logged. */
+function permanentReason(err: unknown): string | null {
+  const m = String((err as Error)?.message ?? err);
+  if (/max_payload|payload.*exceed|maximum payload/i.test(m)) return "too_large";
+  if (/permission/i.test(m)) return "permission_denied";
+  return null;
+}
+
+/** Errors that mean the stream is gone (no JetStream responder on its subject). */
+function streamMissing(err: unknown): boolean {
+  const e = err as { message?: string; cause?: unknown };
+  const m = `${e?.message ?? ""} ${String((e?.cause as Error)?.message ?? "")}`;
+  return /no responders|stream not found|503/i.test(m);
+}
+
+/** An alert in memory, encoded once. */
+interface Item {
+  alert: Alert;
+  data: Uint8Array;
+  /** Time of the first publish attempt, 0 before it. */
+  firstAttemptMs: number;
+}
+
+type Outcome =
+  | { kind: "ok"; seq: number; duplicate: boolean }
+  | { kind: "permanent"; reason: string; error: string }
+  | { kind: "transient"; error: string };
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * At-least-once JetStream alert sink with an on-disk spool; dedup by alert id
+ * makes it exactly-once in the stream (within the stream's duplicate window).
+ *
+ * @example
+ * ```ts
+ * const sink = new JetStreamSink(bus, {
+ *   subject: "latentwatch.alerts.demo",
+ *   stream: { name: "LATENTWATCH_ALERTS", subjects: ["latentwatch.alerts.>"], duplicateWindowMs: 600_000 },
+ *   spoolDir: "/var/lib/latentwatch/spool",
+ * });
+ * await sink.start(); // checks the stream, resends what the last run spooled
+ * sink.submit(alert);
+ * const lost = await sink.drain(10_000); // 0: delivered or spooled
+ * await sink.close();
+ * ```
+ */
+export class JetStreamSink implements AlertSink {
+  readonly name: string;
+  readonly #bus: Bus;
+  readonly #o: JetStreamSinkOptions & {
+    maxQueue: number;
+    maxInFlight: number;
+    initialBackoffMs: number;
+    maxBackoffMs: number;
+    pollMs: number;
+  };
+  #spool: Spool | null = null;
+  #queue: Item[] = [];
+  #inFlight = new Set<Item>();
+  /** Spooled ids being published by the replay loop. */
+  #replaying = new Set<string>();
+  #closed = false;
+  #stopping = false;
+  #replayLoop: Promise<void> | null = null;
+  #wake: (() => void) | null = null;
+  #streamCheck: Promise<void> | null = null;
+  readonly #stats: JetStreamSinkStats = {
+    queued: 0,
+    delivered: 0,
+    dropped: {},
+    retries: 0,
+    duplicate: 0,
+    spooled: 0,
+    spoolReplayed: 0,
+    spoolPending: 0,
+    spoolTorn: 0,
+    spoolCorrupt: 0,
+  };
+
+  constructor(bus: Bus, opts: JetStreamSinkOptions) {
+    this.#bus = bus;
+    this.#o = {
+      maxQueue: 1000,
+      maxInFlight: 32,
+      initialBackoffMs: 100,
+      maxBackoffMs: 5000,
+      pollMs: 100,
+      ...opts,
+    };
+    this.name = opts.name ?? "jetstream";
+    if (!(this.#o.maxQueue >= 1)) {
+      throw new JetStreamSinkError("maxQueue", "≥ 1", String(this.#o.maxQueue));
+    }
+    if (!(this.#o.maxInFlight >= 1)) {
+      throw new JetStreamSinkError("maxInFlight", "≥ 1", String(this.#o.maxInFlight));
+    }
+    // Resends of one alert while NATS answers come at most maxBackoffMs plus
+    // an ack timeout apart; the stream must remember the id at least that
+    // long or a resend after a lost ack is stored twice.
+    if (opts.stream.duplicateWindowMs < 2 * this.#o.maxBackoffMs) {
+      throw new JetStreamSinkError(
+        "stream.duplicateWindowMs",
+        `≥ 2 × maxBackoffMs = ${2 * this.#o.maxBackoffMs} ms (the retry horizon)`,
+        `${opts.stream.duplicateWindowMs} ms`,
+      );
+    }
+  }
+
+  /** Live counters. */
+  get stats(): JetStreamSinkStats {
+    const s = this.#stats;
+    s.spoolPending = this.#spool?.pending ?? 0;
+    s.queued = this.#queue.length + this.#inFlight.size + s.spoolPending;
+    return s;
+  }
+
+  /**
+   * Open the spool (loading what a previous run left), create or check the
+   * stream, and start the replay loop. When NATS does not answer yet the
+   * stream check is left to the first publish (a missing stream is created
+   * then); a stream check that NATS answers with an error throws.
+   */
+  async start(): Promise<void> {
+    if (this.#o.spoolDir) {
+      this.#spool = Spool.open(this.#o.spoolDir, this.#o.spool);
+      const s = this.#spool.stats;
+      this.#stats.spoolTorn = s.torn;
+      this.#stats.spoolCorrupt = s.corrupt;
+      if (s.torn + s.corrupt > 0) {
+        // a crash cut a write short, or the disk damaged a record: what was
+        // skipped cannot be resent, so say so loudly
+        this.#o.log?.error("alert.spool_damaged", {
+          dir: this.#o.spoolDir,
+          torn: s.torn,
+          corrupt: s.corrupt,
+        });
+      }
+      if (s.loaded > 0) {
+        this.#o.log?.warn("alert.spool_loaded", {
+          dir: this.#o.spoolDir,
+          alerts: s.loaded,
+          bytes: s.bytes,
+          note: "resending alerts a previous run could not deliver",
+        });
+      }
+    }
+    if (this.#bus.connected) {
+      await this.#bus.ensureStream(this.#o.stream);
+    } else {
+      this.#o.log?.warn("alert.stream_check_deferred", {
+        stream: this.#o.stream.name,
+        note: "NATS unreachable; the stream is created on the first publish that misses it",
+      });
+    }
+    this.#replayLoop ??= this.#replay();
+  }
+
+  /**
+   * Queue `alert`: in memory while NATS answers and the queue has room,
+   * otherwise in the spool. Returns false when it was dropped (and counted,
+   * and logged): spool full, too large, or the sink closed. Never blocks.
+   */
+  submit(alert: Alert): boolean {
+    if (this.#closed || (this.#stopping && !this.#spool)) {
+      return this.#drop(alert, "shutdown"), false;
+    }
+    const data = encoder.encode(JSON.stringify(alert));
+    if (data.length > this.#bus.maxPayload) {
+      this.#drop(
+        alert,
+        "too_large",
+        `expected at most ${this.#bus.maxPayload} bytes, found ${data.length}`,
+      );
+      return false;
+    }
+    const item: Item = { alert, data, firstAttemptMs: 0 };
+    const inMemory = this.#queue.length + this.#inFlight.size;
+    if (this.#spool && (this.#stopping || !this.#bus.connected || inMemory >= this.#o.maxQueue)) {
+      return this.#toSpool(item);
+    }
+    if (inMemory >= this.#o.maxQueue) return this.#drop(alert, "queue_full"), false;
+    this.#queue.push(item);
+    this.#gauge();
+    this.#pump();
+    return true;
+  }
+
+  /**
+   * Wait up to `timeoutMs` for the memory queue to be delivered, and for the
+   * spool too while NATS answers. Then what is still in memory goes to the
+   * spool (resent by the next run); without a spool it is dropped (reason
+   * `shutdown`). Resolves with the number of alerts lost: dropped here, not
+   * spooled.
+   */
+  async drain(timeoutMs: number): Promise<number> {
+    const deadline = Date.now() + Math.max(0, timeoutMs);
+    const settled = () =>
+      this.#queue.length + this.#inFlight.size === 0 &&
+      (!this.#spool || this.#spool.pending === 0 || !this.#bus.connected);
+    while (!settled() && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    this.#stopping = true;
+    const left = [...this.#queue.splice(0), ...this.#inFlight];
+    this.#inFlight.clear();
+    let lost = 0;
+    for (const item of left) {
+      if (this.#spool) {
+        if (!this.#toSpool(item)) lost++;
+      } else {
+        this.#drop(item.alert, "shutdown");
+        lost++;
+      }
+    }
+    this.#gauge();
+    if (left.length > 0 || (this.#spool?.pending ?? 0) > 0) {
+      this.#o.log?.[lost > 0 ? "error" : "warn"]("alert.undelivered_at_shutdown", {
+        sink: this.name,
+        lost,
+        spooled: this.#spool?.pending ?? 0,
+        waited_ms: timeoutMs,
+      });
+    }
+    return lost;
+  }
+
+  /** Stop the replay loop and close the spool (what waits there stays on disk). The bus stays open. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#stopping = true;
+    this.#wake?.();
+    // a replay round may wait for acks (up to the bus's ack timeout); its
+    // unacknowledged records simply stay in the spool for the next run
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#replayLoop,
+      new Promise((r) => timer = setTimeout(r, 200)),
+    ]);
+    clearTimeout(timer);
+    this.#spool?.close();
+  }
+
+  #gauge(): void {
+    this.#o.telemetry?.set(
+      "latentwatch.alert_queue.depth",
+      this.#queue.length + this.#inFlight.size + (this.#spool?.pending ?? 0),
+    );
+  }
+
+  #drop(alert: Alert, reason: string, error?: string): void {
+    this.#stats.dropped[reason] = (this.#stats.dropped[reason] ?? 0) + 1;
+    this.#o.telemetry?.add("latentwatch.alerts.dropped", 1, { reason });
+    this.#o.log?.error("alert.dropped", {
+      sink: this.name,
+      reason,
+      alert: alert.id,
+      rule: alert.policy?.id,
+      request: alert.requestId,
+      error,
+    });
+  }
+
+  /** Write `item` to the spool; on refusal (full, I/O error) drop it, counted and logged. */
+  #toSpool(item: Item): boolean {
+    const r = this.#spool!.append({
+      id: item.alert.id,
+      data: item.data,
+      firstAttemptMs: item.firstAttemptMs,
+    });
+    if (!r.ok) {
+      // documented policy: the newest alert is the one dropped (see docs/alert-delivery.md)
+      this.#drop(item.alert, r.reason, r.error);
+      return false;
+    }
+    if (!r.already) this.#stats.spooled++;
+    this.#gauge();
+    this.#wake?.();
+    return true;
+  }
+
+  #pump(): void {
+    while (!this.#stopping && this.#inFlight.size < this.#o.maxInFlight && this.#queue.length) {
+      if (this.#spool && !this.#bus.connected) {
+        // no point waiting for acks that cannot come: the queue goes to disk
+        for (const item of this.#queue.splice(0)) this.#toSpool(item);
+        this.#gauge();
+        return;
+      }
+      const item = this.#queue.shift()!;
+      this.#inFlight.add(item);
+      this.#sendFromMemory(item).finally(() => {
+        this.#inFlight.delete(item);
+        this.#gauge();
+        this.#pump();
+      });
+    }
+  }
+
+  async #sendFromMemory(item: Item): Promise<void> {
+    let backoff = this.#o.initialBackoffMs;
+    for (;;) {
+      item.firstAttemptMs ||= Date.now();
+      const out = await this.#publish(item.alert.id, item.data, item.alert);
+      if (!this.#inFlight.has(item)) {
+        // drain() moved it to the spool while the publish was out; a late ack
+        // means the stream has it, so the spool record can go
+        if (out.kind === "ok" && this.#spool?.ack(item.alert.id)) {
+          this.#delivered(item.alert, out.seq, out.duplicate);
+        }
+        return;
+      }
+      if (out.kind === "ok") return this.#delivered(item.alert, out.seq, out.duplicate);
+      if (out.kind === "permanent") return this.#drop(item.alert, out.reason, out.error);
+      this.#retried(item.alert.id, out.error, backoff);
+      // with a spool, a failed publish moves the alert to disk at once: the
+      // memory queue stays free for alerts that can go now, and the alert
+      // survives a restart; the replay loop retries it with backoff
+      if (this.#spool) return void this.#toSpool(item);
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
+      if (this.#stopping) return; // counted by drain()
+    }
+  }
+
+  #delivered(alert: Alert | null, seq: number, duplicate: boolean): void {
+    if (duplicate) {
+      this.#stats.duplicate++;
+      this.#o.telemetry?.add("latentwatch.alerts.duplicate");
+    } else {
+      this.#stats.delivered++;
+      this.#o.telemetry?.add("latentwatch.alerts.published");
+    }
+    if (alert) this.#o.onPublished?.(alert, seq, duplicate);
+  }
+
+  #retried(id: string, error: string, retryInMs: number): void {
+    this.#stats.retries++;
+    this.#o.telemetry?.add("latentwatch.alerts.publish_retries");
+    this.#o.log?.warn("alert.publish_failed", {
+      sink: this.name,
+      alert: id,
+      subject: this.#o.subject,
+      retry_in_ms: retryInMs,
+      error,
+    });
+  }
+
+  async #publish(id: string, data: Uint8Array, alert: Alert | null): Promise<Outcome> {
+    try {
+      const ack = await this.#bus.publishDurable(this.#o.subject, data, id, headersFor(alert));
+      return { kind: "ok", seq: ack.seq, duplicate: ack.duplicate };
+    } catch (err) {
+      const error = (err as Error)?.message ?? String(err);
+      const reason = permanentReason(err);
+      if (reason) return { kind: "permanent", reason, error };
+      if (streamMissing(err) && this.#bus.connected) await this.#recreateStream();
+      return { kind: "transient", error };
+    }
+  }
+
+  /** One stream re-creation at a time, shared by every failing publish. */
+  #recreateStream(): Promise<void> {
+    this.#streamCheck ??= this.#bus.ensureStream(this.#o.stream)
+      .then(() => this.#o.log?.warn("alert.stream_recreated", { stream: this.#o.stream.name }))
+      .catch((err) =>
+        this.#o.log?.error("alert.stream_check_failed", {
+          stream: this.#o.stream.name,
+          error: (err as Error).message,
+        })
+      )
+      .finally(() => this.#streamCheck = null);
+    return this.#streamCheck;
+  }
+
+  /** Sleep `ms`, or less when woken (new spool records, close). */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+
+  /**
+   * Deliver the spool, oldest first, up to `maxInFlight` at a time, while
+   * NATS answers; back off (capped, doubling) after a round with a failure.
+   */
+  async #replay(): Promise<void> {
+    const spool = this.#spool;
+    if (!spool) return;
+    let backoff = this.#o.initialBackoffMs;
+    while (!this.#closed) {
+      if (spool.pending === 0 || !this.#bus.connected || this.#stopping) {
+        await this.#sleep(this.#o.pollMs);
+        continue;
+      }
+      const batch = spool.oldest(this.#o.maxInFlight, this.#replaying);
+      const results = await Promise.all(batch.map(async (rec) => {
+        this.#replaying.add(rec.id);
+        const alert = parseAlert(rec.data);
+        try {
+          return { rec, alert, out: await this.#publish(rec.id, rec.data, alert) };
+        } finally {
+          this.#replaying.delete(rec.id);
+        }
+      }));
+      let failed = 0;
+      for (const { rec, alert, out } of results) {
+        if (this.#closed) break; // the spool is closing: the record stays for the next run
+        if (out.kind === "transient") {
+          failed++;
+          continue;
+        }
+        if (!spool.ack(rec.id)) continue; // acknowledged meanwhile (a late memory ack)
+        if (out.kind === "permanent") {
+          this.#drop(alert ?? stubAlert(rec.id), out.reason, out.error);
+          continue;
+        }
+        this.#stats.spoolReplayed++;
+        if (
+          rec.firstAttemptMs > 0 &&
+          Date.now() - rec.firstAttemptMs > this.#o.stream.duplicateWindowMs
+        ) {
+          // a first attempt older than the dedup window may have been stored
+          // with its ack lost; the stream could not tell this resend apart
+          this.#o.log?.warn("alert.resent_after_dedup_window", {
+            alert: rec.id,
+            first_attempt_ms_ago: Date.now() - rec.firstAttemptMs,
+            duplicate_window_ms: this.#o.stream.duplicateWindowMs,
+          });
+        }
+        this.#delivered(alert, out.seq, out.duplicate);
+      }
+      this.#gauge();
+      if (failed > 0) {
+        const first = results.find((r) => r.out.kind === "transient")!;
+        this.#stats.retries += failed - 1;
+        this.#retried(first.rec.id, (first.out as { error: string }).error, backoff);
+        await this.#sleep(backoff);
+        backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
+      } else {
+        backoff = this.#o.initialBackoffMs;
+      }
+    }
+  }
+}
+
+/** Headers consumers pick a decoder and route by, as the alert publisher always sent them. */
+function headersFor(alert: Alert | null): Record<string, string> {
+  const h: Record<string, string> = { "Content-Type": "application/json" };
+  if (!alert) return h;
+  if (alert.schema) h["Lw-Schema"] = alert.schema;
+  if (alert.severity) h["Lw-Severity"] = alert.severity;
+  if (alert.policy?.id) h["Lw-Rule"] = alert.policy.id;
+  if (alert.traceparent) h.traceparent = alert.traceparent;
+  return h;
+}
+
+function parseAlert(data: Uint8Array): Alert | null {
+  try {
+    return JSON.parse(decoder.decode(data)) as Alert;
+  } catch {
+    return null;
+  }
+}
+
+/** Enough of an alert to log a drop when its spooled body does not parse. */
+function stubAlert(id: string): Alert {
+  return { id, policy: { id: "" }, requestId: "" } as unknown as Alert;
+}
