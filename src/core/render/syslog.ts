@@ -193,7 +193,7 @@ function badFormat(format: never): never {
  *
  * @example
  * ```ts
- * new TextDecoder().decode(octetFrame("<14>1 - - - - - - é")); // "21 <14>1 - - - - - - é"
+ * new TextDecoder().decode(octetFrame("<14>1 - - - - - - é")); // "20 <14>1 - - - - - - é"
  * ```
  */
 export function octetFrame(msg: string | Uint8Array): Uint8Array {
