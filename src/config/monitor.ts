@@ -10,9 +10,12 @@
 import { SAE_FORMATS, type SaeFormatName } from "../core/sae.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
+import type { ConfigIssue } from "./errors.ts";
 import {
+  choiceOf,
   duplicateIds,
   expectMessage,
+  isMapping,
   loadYamlSource,
   parseYamlSource,
   validateYaml,
@@ -39,7 +42,71 @@ export interface MonitorConfig {
   control?: { listen: string };
   /** Record received frames to a trace file (all, or a sample of requests). */
   record?: { path: string /* absolute */; every?: number; requests?: number };
+  /**
+   * Alert sinks besides the JetStream stream (which `alerts` configures and
+   * which is always there): syslog, webhooks, stdout, JSONL files.
+   */
+  sinks: SinkConfig[];
 }
+
+/** What every sink config has. */
+export interface SinkConfigBase {
+  /** Unique sink name, `<type>:<name or destination>` (logs, metrics). */
+  name: string;
+  /** Where the sink is written, `file:line:col`, for errors found when it starts. */
+  at: string;
+  maxQueue: number;
+  timeoutMs: number;
+}
+
+/** `type: syslog`: RFC 5424 over TCP (octet counting) or TLS. */
+export interface SyslogSinkConfig extends SinkConfigBase {
+  type: "syslog";
+  host: string;
+  port: number;
+  /** Absolute paths; present (possibly empty) when TLS is on. */
+  tls?: { ca?: string; serverName?: string; cert?: string; key?: string };
+  format: "json" | "cef" | "ocsf" | "ecs";
+  appName: string;
+  hostname?: string;
+  facility: number;
+  maxMessageBytes: number;
+  maxBackoffMs: number;
+}
+
+/** `type: webhook`: HTTP POST of JSON or a Splunk HEC event. */
+export interface WebhookSinkConfig extends SinkConfigBase {
+  type: "webhook";
+  url: string;
+  shape: "json" | "splunk-hec";
+  format: "json" | "ocsf" | "ecs";
+  headers: Record<string, string>;
+  /** Environment variable holding the token (Splunk HEC token, or a bearer token for `json`). */
+  tokenEnv?: string;
+  splunk?: { index?: string; source?: string; sourcetype?: string; host?: string };
+  maxAttempts: number;
+  maxBackoffMs: number;
+}
+
+/** `type: stdout`: one JSON line per alert. */
+export interface StdoutSinkConfig extends SinkConfigBase {
+  type: "stdout";
+  format: "json" | "ocsf" | "ecs";
+}
+
+/** `type: file`: JSONL appended to a file, rotated by size. */
+export interface FileSinkConfig extends SinkConfigBase {
+  type: "file";
+  /** Absolute. */
+  path: string;
+  format: "json" | "ocsf" | "ecs";
+  fsync: "always" | "never";
+  maxBytes: number;
+  keep: number;
+}
+
+/** One entry of the monitor's `sinks:` list. */
+export type SinkConfig = SyslogSinkConfig | WebhookSinkConfig | StdoutSinkConfig | FileSinkConfig;
 
 /** One SAE of a monitor. */
 export interface MonitorSae {
@@ -65,7 +132,12 @@ export const MONITOR_DEFAULTS = {
   maxBatchTokens: 128,
   maxWaitMs: 2,
   maxQueueTokens: 16384,
+  sinkMaxQueue: 10000,
+  sinkTimeoutMs: 5000,
 } as const;
+
+/** Sink types of the `sinks:` list. */
+export const SINK_TYPES = ["syslog", "webhook", "stdout", "file"] as const;
 
 const NAME = /^[A-Za-z0-9_-]+$/;
 const SAE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -82,6 +154,164 @@ const int = (lo: number, hi: number, what: string) => {
   const error = expectMessage(`an integer in ${lo}..${hi} (${what})`);
   return z.int({ error }).min(lo, { error }).max(hi, { error });
 };
+
+/** `host:port` of a syslog collector (a bracketed IPv6 address allowed). */
+const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** An HTTP header name (RFC 9110 token). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const SINK_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+const jsonFormat = z.enum(["json", "ocsf", "ecs"], {
+  error: expectMessage("one of json, ocsf, ecs"),
+});
+const sinkCommon = {
+  name: z.string().regex(SINK_NAME, {
+    error: expectMessage("a sink name of letters, digits, '.', '_' or '-'"),
+  }).optional(),
+  max_queue: int(1, 10_000_000, "alerts queued for this sink before new ones are dropped")
+    .default(MONITOR_DEFAULTS.sinkMaxQueue),
+  timeout_ms: int(1, 600_000, "milliseconds one delivery attempt may take")
+    .default(MONITOR_DEFAULTS.sinkTimeoutMs),
+};
+const typeOf = <const T extends (typeof SINK_TYPES)[number]>(t: T) =>
+  z.literal(t, { error: expectMessage(`type: ${t}`) });
+
+const SyslogSinkSchema = z.strictObject({
+  type: typeOf("syslog"),
+  ...sinkCommon,
+  address: z.string().regex(HOST_PORT, {
+    error: expectMessage("host:port of the collector, like 127.0.0.1:6514"),
+    abort: true,
+  }).refine((s) => Number(s.slice(s.lastIndexOf(":") + 1)) <= 65535, {
+    error: expectMessage("a port in 0..65535"),
+  }),
+  tls: choiceOf([
+    z.literal(true),
+    z.strictObject({
+      ca: nonEmpty.optional(),
+      server_name: nonEmpty.optional(),
+      cert: nonEmpty.optional(),
+      key: nonEmpty.optional(),
+    }).check((ctx) => {
+      if ((ctx.value.cert === undefined) !== (ctx.value.key === undefined)) {
+        const missing = ctx.value.cert === undefined ? "cert" : "key";
+        ctx.issues.push({
+          code: "custom",
+          input: ctx.value,
+          path: [],
+          message: `expected cert and key together (mutual TLS), found ${missing} missing`,
+        });
+      }
+    }),
+  ], {
+    expected: "true or {ca, server_name, cert, key}",
+    choose: (v) => v === true ? 0 : isMapping(v) ? 1 : -1,
+  }).optional(),
+  format: z.enum(["json", "cef", "ocsf", "ecs"], {
+    error: expectMessage("one of json, cef, ocsf, ecs"),
+  }).default("json"),
+  app_name: z.string().regex(/^[\x21-\x7e]{1,48}$/, {
+    error: expectMessage("an APP-NAME of 1 to 48 printable ASCII characters, no spaces"),
+  }).default("latentwatch"),
+  hostname: z.string().regex(/^[\x21-\x7e]{1,255}$/, {
+    error: expectMessage("a HOSTNAME of 1 to 255 printable ASCII characters, no spaces"),
+  }).optional(),
+  facility: int(0, 23, "syslog facility; 16 is local0").default(16),
+  max_message_bytes: int(256, 16 * 1024 * 1024, "largest syslog message, in bytes")
+    .default(65536),
+  max_backoff_ms: int(1, 600_000, "longest wait between reconnects").default(5000),
+});
+
+const WebhookSinkSchema = z.strictObject({
+  type: typeOf("webhook"),
+  ...sinkCommon,
+  url: z.string().refine((s) => /^https?:\/\/[^\s/]+/.test(s) && URL.canParse(s), {
+    error: expectMessage("an http:// or https:// URL"),
+  }),
+  shape: z.enum(["json", "splunk-hec"], {
+    error: expectMessage("one of json, splunk-hec"),
+  }).default("json"),
+  format: jsonFormat.default("json"),
+  headers: z.record(
+    z.string().regex(HEADER_NAME, { error: expectMessage("an HTTP header name") }),
+    z.string({ error: expectMessage("a header value (a string)") }),
+    { error: expectMessage("a mapping of header names to values") },
+  ).default({}),
+  token_env: z.string().regex(ENV_NAME, {
+    error: expectMessage("an environment variable name like SPLUNK_TOKEN"),
+  }).optional(),
+  index: nonEmpty.optional(),
+  source: nonEmpty.optional(),
+  sourcetype: nonEmpty.optional(),
+  host: nonEmpty.optional(),
+  max_attempts: int(1, 100, "POST attempts per alert before it is dropped").default(5),
+  max_backoff_ms: int(1, 600_000, "longest wait between attempts").default(10_000),
+}).check((ctx) => {
+  const w = ctx.value;
+  if (w.shape === "splunk-hec" && w.token_env === undefined) {
+    ctx.issues.push({
+      code: "custom",
+      input: w,
+      path: ["shape"],
+      message: "expected token_env (the variable holding the HEC token) with shape splunk-hec, " +
+        "found none",
+    });
+  }
+  if (w.shape !== "splunk-hec") {
+    for (const k of ["index", "source", "sourcetype", "host"] as const) {
+      if (w[k] !== undefined) {
+        ctx.issues.push({
+          code: "custom",
+          input: w[k],
+          path: [k],
+          message: `expected ${k} only with shape splunk-hec, found shape ${w.shape}`,
+        });
+      }
+    }
+  }
+});
+
+const StdoutSinkSchema = z.strictObject({
+  type: typeOf("stdout"),
+  ...sinkCommon,
+  format: jsonFormat.default("json"),
+});
+
+const FileSinkSchema = z.strictObject({
+  type: typeOf("file"),
+  ...sinkCommon,
+  path: nonEmpty,
+  format: jsonFormat.default("json"),
+  fsync: z.enum(["always", "never"], { error: expectMessage("always or never") })
+    .default("always"),
+  max_bytes: int(0, Number.MAX_SAFE_INTEGER, "bytes before the file is rotated; 0: never")
+    .default(100 * 1024 * 1024),
+  keep: int(0, 1000, "rotated files kept").default(3),
+});
+
+/**
+ * Never valid: chosen for a mapping whose `type` is not a sink type, so the
+ * error sits at that `type` and lists the types.
+ */
+const UnknownSinkType = z.looseObject({
+  type: z.custom<never>(() => false, {
+    error: expectMessage(`a sink type: one of ${SINK_TYPES.join(", ")}`),
+  }),
+});
+
+/** One `sinks:` entry: the option is picked by its `type`. */
+const SinkSchema = choiceOf(
+  [SyslogSinkSchema, WebhookSinkSchema, StdoutSinkSchema, FileSinkSchema, UnknownSinkType],
+  {
+    expected: `a sink: a mapping with type ${SINK_TYPES.join(", ")}`,
+    choose: (v) => {
+      if (!isMapping(v)) return -1;
+      const i = SINK_TYPES.indexOf(v.type as (typeof SINK_TYPES)[number]);
+      return i >= 0 ? i : "type" in v ? SINK_TYPES.length : -1;
+    },
+  },
+);
 
 /** The zod schema of a monitor file (YAML keys as written). */
 export const MonitorFileSchema = z.strictObject({
@@ -161,6 +391,9 @@ export const MonitorFileSchema = z.strictObject({
       error: expectMessage("a fraction of requests in (0, 1]"),
     }).max(1, { error: expectMessage("a fraction of requests in (0, 1]") }).optional(),
   }).optional(),
+  sinks: z.array(SinkSchema, {
+    error: expectMessage("a list of sinks ({type: syslog|webhook|stdout|file, ...})"),
+  }).default([]),
   control: z.strictObject({
     listen: z.string().regex(LISTEN, {
       error: expectMessage("host:port, like 127.0.0.1:8787"),
@@ -180,7 +413,10 @@ export const MonitorFileSchema = z.strictObject({
  * ```
  */
 export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
-  const m = validateYaml(MonitorFileSchema, src, duplicateIds(src, ["saes", "probes"], "SAE"));
+  const m = validateYaml(MonitorFileSchema, src, [
+    ...duplicateIds(src, ["saes", "probes"], "SAE"),
+    ...duplicateSinkNames(src),
+  ]);
   const base = dirname(resolve(src.file));
   const abs = (p: string) => isAbsolute(p) ? resolve(p) : resolve(base, p);
   const cfg: MonitorConfig = {
@@ -208,7 +444,10 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
       maxWaitMs: m.batching.max_wait_ms,
       maxQueueTokens: m.batching.max_queue_tokens,
     },
+    sinks: [],
   };
+  // UnknownSinkType never validates, so every entry is one of the four
+  cfg.sinks = m.sinks.map((s, i) => sinkConfig(s as SinkEntry, src, i, abs));
   if (m.nats.subject !== undefined) cfg.nats.subject = m.nats.subject;
   if (m.control) cfg.control = { listen: m.control.listen };
   if (m.record) {
@@ -219,6 +458,130 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
     };
   }
   return cfg;
+}
+
+type SinkEntry = Exclude<z.output<typeof SinkSchema>, z.output<typeof UnknownSinkType>>;
+
+/**
+ * The name a sink entry gets: `<type>:<name>` when named, else from its
+ * destination (`syslog:<address>`, `webhook:<url host>`, `stdout`, `file:<path>`).
+ */
+function sinkName(s: Record<string, unknown>): string | undefined {
+  if (typeof s.type !== "string") return undefined;
+  if (typeof s.name === "string") return `${s.type}:${s.name}`;
+  switch (s.type) {
+    case "syslog":
+      return typeof s.address === "string" ? `syslog:${s.address}` : undefined;
+    case "webhook":
+      return typeof s.url === "string" && URL.canParse(s.url)
+        ? `webhook:${new URL(s.url).host}`
+        : undefined;
+    case "stdout":
+      return "stdout";
+    case "file":
+      return typeof s.path === "string" ? `file:${s.path}` : undefined;
+  }
+  return undefined;
+}
+
+/** Two sinks with one name (they would share counters and log lines): each repeat reported. */
+function duplicateSinkNames(src: YamlSource): ConfigIssue[] {
+  const sinks = (src.value as Record<string, unknown> | null)?.sinks;
+  if (!Array.isArray(sinks)) return [];
+  const seen = new Map<string, number>();
+  const issues: ConfigIssue[] = [];
+  sinks.forEach((s, i) => {
+    const name = isMapping(s) ? sinkName(s) : undefined;
+    if (name === undefined) return;
+    const at = src.locate(["sinks", i]);
+    const first = seen.get(name);
+    if (first === undefined) seen.set(name, at.line);
+    else {
+      issues.push({
+        file: src.file,
+        ...at,
+        reason: `duplicate sink '${name}': expected sink names to be unique, found it already ` +
+          `defined at line ${first}; give one a distinct 'name'`,
+      });
+    }
+  });
+  return issues;
+}
+
+function sinkConfig(
+  s: SinkEntry,
+  src: YamlSource,
+  i: number,
+  abs: (p: string) => string,
+): SinkConfig {
+  const pos = src.locate(["sinks", i]);
+  const common = {
+    name: sinkName(s)!,
+    at: `${src.file}:${pos.line}:${pos.col}`,
+    maxQueue: s.max_queue,
+    timeoutMs: s.timeout_ms,
+  };
+  switch (s.type) {
+    case "syslog": {
+      const colon = s.address.lastIndexOf(":");
+      const tls = s.tls === true ? {} : s.tls;
+      return {
+        type: "syslog",
+        ...common,
+        host: s.address.slice(0, colon).replace(/^\[(.*)\]$/, "$1"),
+        port: Number(s.address.slice(colon + 1)),
+        ...(tls
+          ? {
+            tls: {
+              ...(tls.ca ? { ca: abs(tls.ca) } : {}),
+              ...(tls.server_name ? { serverName: tls.server_name } : {}),
+              ...(tls.cert ? { cert: abs(tls.cert) } : {}),
+              ...(tls.key ? { key: abs(tls.key) } : {}),
+            },
+          }
+          : {}),
+        format: s.format,
+        appName: s.app_name,
+        ...(s.hostname ? { hostname: s.hostname } : {}),
+        facility: s.facility,
+        maxMessageBytes: s.max_message_bytes,
+        maxBackoffMs: s.max_backoff_ms,
+      };
+    }
+    case "webhook": {
+      const splunk = {
+        ...(s.index ? { index: s.index } : {}),
+        ...(s.source ? { source: s.source } : {}),
+        ...(s.sourcetype ? { sourcetype: s.sourcetype } : {}),
+        ...(s.host ? { host: s.host } : {}),
+      };
+      return {
+        type: "webhook",
+        ...common,
+        url: s.url,
+        shape: s.shape,
+        format: s.format,
+        headers: s.headers,
+        ...(s.token_env ? { tokenEnv: s.token_env } : {}),
+        ...(s.shape === "splunk-hec" ? { splunk } : {}),
+        maxAttempts: s.max_attempts,
+        maxBackoffMs: s.max_backoff_ms,
+      };
+    }
+    case "stdout":
+      return { type: "stdout", ...common, format: s.format };
+    case "file":
+      return {
+        type: "file",
+        ...common,
+        name: s.name ? common.name : `file:${s.path}`,
+        path: abs(s.path),
+        format: s.format,
+        fsync: s.fsync,
+        maxBytes: s.max_bytes,
+        keep: s.keep,
+      };
+  }
 }
 
 /**

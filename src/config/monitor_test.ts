@@ -39,6 +39,7 @@ Deno.test("parseMonitorConfig: defaults and paths resolved against the file's fo
     nats: { url: "nats://127.0.0.1:4222" },
     alerts: { stream: "LATENTWATCH_ALERTS", subject: "latentwatch.alerts.demo", maxQueue: 10000 },
     batching: { maxBatchTokens: 128, maxWaitMs: 2, maxQueueTokens: 16384 },
+    sinks: [],
   };
   assert.deepEqual(parseMonitorConfig(MINIMAL, "/srv/lw/m.yaml"), expected);
 });
@@ -109,7 +110,7 @@ Deno.test("parseMonitorConfig: unknown keys at the key, snake_case hint for came
     "/srv/lw/m.yaml:10:3: unknown key 'maxBatchTokens' (did you mean 'max_batch_tokens'?); expected one of: max_batch_tokens, " +
     "max_wait_ms, max_queue_tokens",
     "/srv/lw/m.yaml:11:1: unknown key 'colour'; expected one of: monitor, model, hook, saes, probes, " +
-    "policies, nats, alerts, batching, record, control",
+    "policies, nats, alerts, batching, record, sinks, control",
   ]);
 });
 
@@ -235,4 +236,116 @@ Deno.test("parseMonitorConfig: record frames to a trace, with sampling", () => {
     () => parseMonitorConfig(MINIMAL + "record:\n  path: t.trace\n  requests: 1.5\n", "m.yaml"),
     /m\.yaml:11:13: expected a fraction of requests in \(0, 1\]/,
   );
+});
+
+Deno.test("parseMonitorConfig: sinks of every type, defaults filled, paths absolute", () => {
+  const text = MINIMAL + [
+    "sinks:", //                                                                     9
+    "  - { type: syslog, address: 127.0.0.1:6514, tls: { ca: ca.pem }, format: cef }", // 10
+    "  - type: webhook", //                                                          11
+    "    url: https://splunk.internal:8088/services/collector/event", //             12
+    "    shape: splunk-hec", //                                                      13
+    "    token_env: SPLUNK_TOKEN", //                                                14
+    "    index: ai", //                                                              15
+    "    max_queue: 500", //                                                         16
+    "    timeout_ms: 2000", //                                                       17
+    "  - { type: stdout }", //                                                       18
+    "  - { type: file, path: alerts.jsonl, fsync: never }", //                       19
+    "  - { type: webhook, name: hook2, url: 'http://[::1]:9/x', headers: { X-Api-Key: k } }",
+    "",
+  ].join("\n");
+  const cfg = parseMonitorConfig(text, "/srv/lw/m.yaml");
+  assert.deepEqual(cfg.sinks, [
+    {
+      type: "syslog",
+      name: "syslog:127.0.0.1:6514",
+      at: "/srv/lw/m.yaml:10:5",
+      maxQueue: 10000,
+      timeoutMs: 5000,
+      host: "127.0.0.1",
+      port: 6514,
+      tls: { ca: "/srv/lw/ca.pem" },
+      format: "cef",
+      appName: "latentwatch",
+      facility: 16,
+      maxMessageBytes: 65536,
+      maxBackoffMs: 5000,
+    },
+    {
+      type: "webhook",
+      name: "webhook:splunk.internal:8088",
+      at: "/srv/lw/m.yaml:11:5",
+      maxQueue: 500,
+      timeoutMs: 2000,
+      url: "https://splunk.internal:8088/services/collector/event",
+      shape: "splunk-hec",
+      format: "json",
+      headers: {},
+      tokenEnv: "SPLUNK_TOKEN",
+      splunk: { index: "ai" },
+      maxAttempts: 5,
+      maxBackoffMs: 10000,
+    },
+    {
+      type: "stdout",
+      name: "stdout",
+      at: "/srv/lw/m.yaml:18:5",
+      maxQueue: 10000,
+      timeoutMs: 5000,
+      format: "json",
+    },
+    {
+      type: "file",
+      name: "file:alerts.jsonl",
+      at: "/srv/lw/m.yaml:19:5",
+      maxQueue: 10000,
+      timeoutMs: 5000,
+      path: "/srv/lw/alerts.jsonl",
+      format: "json",
+      fsync: "never",
+      maxBytes: 104857600,
+      keep: 3,
+    },
+    {
+      type: "webhook",
+      name: "webhook:hook2",
+      at: "/srv/lw/m.yaml:20:5",
+      maxQueue: 10000,
+      timeoutMs: 5000,
+      url: "http://[::1]:9/x",
+      shape: "json",
+      format: "json",
+      headers: { "X-Api-Key": "k" },
+      maxAttempts: 5,
+      maxBackoffMs: 10000,
+    },
+  ]);
+});
+
+Deno.test("parseMonitorConfig: sink errors at file:line:col, expected vs found", () => {
+  const text = MINIMAL + [
+    "sinks:", //                                                       9
+    "  - { type: syslog, address: collector }", //                     10
+    "  - { type: webhook, url: ftp://x/, shape: splunk-hec }", //       11
+    "  - { type: stdout, max_queue: 0 }", //                           12
+    "  - { type: kafka }", //                                          13
+    "  - { type: file, path: a.jsonl, fsync: sometimes }", //          14
+    "  - { type: syslog, address: 'h:1', format: xml, tls: { cert: c.pem } }", // 15
+    "  - { type: stdout }", //                                         16
+    "  - { type: webhook, url: 'http://h/', index: main, timeout_ms: -1 }", // 17
+    "",
+  ].join("\n");
+  assert.deepEqual(problems(text), [
+    '/srv/lw/m.yaml:10:30: expected host:port of the collector, like 127.0.0.1:6514, found the string "collector"',
+    '/srv/lw/m.yaml:11:27: expected an http:// or https:// URL, found the string "ftp://x/"',
+    "/srv/lw/m.yaml:11:44: expected token_env (the variable holding the HEC token) with shape splunk-hec, found none",
+    "/srv/lw/m.yaml:12:32: expected an integer in 1..10000000 (alerts queued for this sink before new ones are dropped), found 0",
+    '/srv/lw/m.yaml:13:13: expected a sink type: one of syslog, webhook, stdout, file, found the string "kafka"',
+    '/srv/lw/m.yaml:14:41: expected always or never, found the string "sometimes"',
+    '/srv/lw/m.yaml:15:45: expected one of json, cef, ocsf, ecs, found the string "xml"',
+    "/srv/lw/m.yaml:15:55: expected cert and key together (mutual TLS), found key missing",
+    "/srv/lw/m.yaml:16:5: duplicate sink 'stdout': expected sink names to be unique, found it already defined at line 12; give one a distinct 'name'",
+    "/srv/lw/m.yaml:17:47: expected index only with shape splunk-hec, found shape json",
+    "/srv/lw/m.yaml:17:65: expected an integer in 1..600000 (milliseconds one delivery attempt may take), found -1",
+  ]);
 });
