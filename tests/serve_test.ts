@@ -347,6 +347,13 @@ Deno.test("serve: probe rules and Neuronpedia labels reach the alert", async () 
     const p = byRule.get("inject-probe")!.latent.max;
     assert.ok(Math.abs(p - 1 / (1 + Math.exp(-3))) < 0.02, `probe score ${p} ≈ σ(3)`);
     assert.equal(byRule.get("injection")?.latent.label, "instructions to ignore the system prompt");
+    // the evidence lists every signal the rule reads, with labels and values on the first token
+    const [reading] = byRule.get("injection")!.latents!;
+    assert.equal(reading.label, "instructions to ignore the system prompt");
+    assert.ok(reading.value > 2 && reading.threshold === 2);
+    const [score] = byRule.get("inject-probe")!.probes!;
+    assert.equal(score.probe, "inj");
+    assert.ok(Math.abs(score.value - 1 / (1 + Math.exp(-3))) < 0.02);
   } finally {
     await h.stop();
   }

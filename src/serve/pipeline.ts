@@ -6,7 +6,15 @@
  *
  * @module
  */
-import { type Alert, type AlertEvidence, alertId } from "../core/alert.ts";
+import {
+  type Alert,
+  type AlertEvidence,
+  alertId,
+  type AlertLatentValue,
+  type AlertProbeScore,
+  traceContext,
+} from "../core/alert.ts";
+import { atlasOf } from "../core/render/atlas.ts";
 import { MicroBatcher } from "../core/batcher.ts";
 import { type Frame, FrameError } from "../core/frame.ts";
 import type { CompiledPolicySet, CompiledRule } from "../core/policy/compile.ts";
@@ -353,6 +361,27 @@ export class Pipeline {
       this.#o.telemetry.add("latentwatch.steer.planned", firing.steer.length, { rule: rule.id });
     }
     if (!firing.alert) return;
+    // every signal the rule reads, as it stood on the first firing token
+    const row = firstRow + (start - frame.position);
+    const readings: AlertLatentValue[] = [];
+    const scores: AlertProbeScore[] = [];
+    const seen = new Set<string>();
+    for (const t of rule.tests) {
+      const key = `${t.kind}:${t.encoder}:${t.index}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const value = valueAt(latents.get(t.encoder)?.[row] ?? EMPTY_ROW, t.index);
+      const tLabel = t.label ?? gen.labels?.get(t.encoder)?.get(t.index);
+      const tThreshold = thresholdOf(rule, t.encoder, t.index);
+      const extra = {
+        ...(tLabel !== undefined ? { label: tLabel } : {}),
+        ...(tThreshold !== undefined ? { threshold: tThreshold } : {}),
+      };
+      if (t.kind === "probe") scores.push({ probe: t.encoder, index: t.index, value, ...extra });
+      else readings.push({ sae: t.encoder, index: t.index, value, ...extra });
+    }
+    const trace = traceContext(frame.traceparent, frame.tracestate);
+    const atlas = atlasOf(def.tags);
     const alert: Alert = {
       schema: "latentwatch.alert/v1",
       id: alertId(this.#o.monitor, frame.requestId, rule.id, start),
@@ -388,8 +417,12 @@ export class Pipeline {
         ...(signal.kind === "probe" ? { signal: "probe" as const } : {}),
       },
       evidence,
+      ...(readings.length > 0 ? { latents: readings } : {}),
+      ...(scores.length > 0 ? { probes: scores } : {}),
+      ...(atlas.length > 0 ? { atlas } : {}),
       ...(firing.steer.length > 0 ? { steer: [...firing.steer] } : {}),
       ...(frame.traceparent ? { traceparent: frame.traceparent } : {}),
+      ...(trace ? { trace } : {}),
     };
     this.#o.telemetry.add("latentwatch.alerts", 1, { rule: rule.id, severity: def.severity });
     this.#o.onAlert?.(alert);
@@ -470,6 +503,8 @@ export class Pipeline {
     t.set("latentwatch.policy.evicted", s.evicted.capacity, { reason: "capacity" });
   }
 }
+
+const EMPTY_ROW: SparseLatents = { indices: new Uint32Array(0), values: new Float32Array(0) };
 
 /** Value of latent `index` in one token's sparse latents (0 when inactive). */
 function valueAt(row: SparseLatents, index: number): number {
