@@ -1,0 +1,246 @@
+/**
+ * deploy/ works as written: nats-server runs with deploy/nats/accounts.conf
+ * and enforces it (the sidecar creates the stream and publishes alerts and
+ * nothing else; SOC tools read and never write), the Vector consumer
+ * definition is accepted, and the Vector, NATS and rsyslog files parse.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { type ConsumerConfig, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { parse as parseYaml } from "yaml";
+import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
+import { NatsBus } from "../src/bus/nats_bus.ts";
+import { sampleAlert } from "./helpers/live_alerts.ts";
+import { runLatentwatch } from "./helpers/cli.ts";
+
+const DEPLOY = fileURLToPath(new URL("../deploy/", import.meta.url));
+const STREAM = "LATENTWATCH_ALERTS";
+// the config reads its passwords from the environment; nats-server inherits ours
+const PASSWORDS = {
+  LATENTWATCH_NATS_PASSWORD: "sidecar-test-pw",
+  LATENTWATCH_SOC_PASSWORD: "soc-test-pw",
+  LATENTWATCH_SYS_PASSWORD: "sys-test-pw",
+};
+
+/** Collect the permission violations the server reports on `nc`. */
+function violations(nc: NatsConnection): string[] {
+  const seen: string[] = [];
+  (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "error") seen.push(String((s as { error?: Error }).error?.message));
+    }
+  })().catch(() => {});
+  return seen;
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+Deno.test({
+  name: "deploy: nats-server.conf (with accounts.conf) passes nats-server's own check",
+  fn: async () => {
+    const bin = await findNatsServer();
+    assert.ok(bin, "nats-server is installed (tests/run.ts installs it)");
+    const out = await new Deno.Command(bin, {
+      args: ["-t", "-c", `${DEPLOY}nats/nats-server.conf`],
+      env: PASSWORDS,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, text);
+    assert.match(text, /is valid/);
+  },
+});
+
+Deno.test({
+  name: "deploy: the sidecar user creates the stream and publishes alerts, and nothing else",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    for (const [k, v] of Object.entries(PASSWORDS)) Deno.env.set(k, v);
+    const srv = await startNatsServer({ configFile: `${DEPLOY}nats/accounts.conf` });
+    const sidecar = await connect({
+      servers: srv.url,
+      user: "latentwatch",
+      pass: PASSWORDS.LATENTWATCH_NATS_PASSWORD,
+    });
+    const sidecarErrors = violations(sidecar);
+    let soc: NatsConnection | undefined;
+    try {
+      // the sidecar's own code path: NatsBus.ensureStream and publishDurable
+      const bus = new NatsBus(sidecar, { url: srv.url, ackTimeoutMs: 2000 });
+      await bus.ensureStream({
+        name: STREAM,
+        subjects: ["latentwatch.alerts.demo"],
+        duplicateWindowMs: 120_000,
+      });
+      // a second monitor adds its subject to the same stream
+      await bus.ensureStream({
+        name: STREAM,
+        subjects: ["latentwatch.alerts.other"],
+        duplicateWindowMs: 120_000,
+      });
+      const alert = sampleAlert({ severity: "critical" });
+      const ack = await bus.publishDurable(
+        "latentwatch.alerts.demo",
+        new TextEncoder().encode(JSON.stringify(alert)),
+        alert.id,
+      );
+      assert.deepEqual(ack, { stream: STREAM, seq: 1, duplicate: false });
+      const again = await bus.publishDurable(
+        "latentwatch.alerts.demo",
+        new TextEncoder().encode(JSON.stringify(alert)),
+        alert.id,
+      );
+      assert.equal(again.duplicate, true, "dedup by Nats-Msg-Id works under these permissions");
+
+      // anywhere else: refused
+      bus.publish("latentwatch.elsewhere", new TextEncoder().encode("x"));
+      await until(
+        () => sidecarErrors.some((e) => /Publish to "latentwatch.elsewhere"/.test(e)),
+        "a publish violation",
+      );
+      await assert.rejects(
+        jetstream(sidecar).publish("latentwatch.tap.v1.x", "x", { timeout: 2000 }),
+        /Permissions Violation for Publish to "latentwatch.tap.v1.x"/,
+      );
+      // it cannot read the alerts back, nor listen to them
+      await assert.rejects(
+        jetstream(sidecar).consumers.get(STREAM),
+        /Permissions Violation for Publish to "\$JS.API.CONSUMER.CREATE.LATENTWATCH_ALERTS/,
+      );
+      bus.subscribe("latentwatch.alerts.>", () => {});
+      await until(
+        () => sidecarErrors.some((e) => /Subscription to "latentwatch.alerts.>"/.test(e)),
+        "a subscription violation",
+      );
+      // nor delete the stream
+      const jsm = await jetstreamManager(sidecar);
+      await assert.rejects(jsm.streams.delete(STREAM), /Permissions Violation/);
+      // it can listen to the tap
+      const tap = sidecar.subscribe("latentwatch.tap.v1.gpt2.blocks_8.0", { max: 1 });
+      await sidecar.flush();
+      assert.ok(!tap.isClosed());
+      tap.unsubscribe();
+
+      // SOC: reads the stream (as alerts tail does), creates the Vector consumer, writes nothing
+      const tail = await runLatentwatch([
+        "alerts",
+        "tail",
+        "--url",
+        srv.url.replace("nats://", `nats://soc:${PASSWORDS.LATENTWATCH_SOC_PASSWORD}@`),
+        "--all",
+        "--json",
+        "--limit",
+        "1",
+      ]);
+      assert.equal(tail.code, 0, tail.stderr);
+      assert.deepEqual(JSON.parse(tail.stdout), alert);
+      assert.ok(!tail.stderr.includes(PASSWORDS.LATENTWATCH_SOC_PASSWORD), "password not echoed");
+
+      soc = await connect({
+        servers: srv.url,
+        user: "soc",
+        pass: PASSWORDS.LATENTWATCH_SOC_PASSWORD,
+      });
+      const socErrors = violations(soc);
+      const socJsm = await jetstreamManager(soc);
+      const consumerConfig = JSON.parse(
+        await Deno.readTextFile(`${DEPLOY}nats/vector-consumer.json`),
+      ) as ConsumerConfig;
+      await socJsm.consumers.add(STREAM, consumerConfig);
+      const vector = await jetstream(soc).consumers.get(STREAM, "vector");
+      const m = await vector.next({ expires: 2000 });
+      assert.ok(m, "the vector consumer delivers the alert");
+      assert.deepEqual(m.json(), alert);
+      assert.equal(await m.ackAck(), true, "and takes its ack");
+
+      await assert.rejects(
+        jetstream(soc).publish("latentwatch.alerts.demo", "forged", { timeout: 2000 }),
+        /Permissions Violation for Publish to "latentwatch.alerts.demo"/,
+      );
+      soc.publish("latentwatch.alerts.demo", "forged");
+      await until(
+        () => socErrors.some((e) => /Publish to "latentwatch.alerts.demo"/.test(e)),
+        "the SOC publish violation",
+      );
+      for (
+        const op of [
+          () => socJsm.streams.delete(STREAM),
+          () => socJsm.streams.purge(STREAM),
+          () => socJsm.streams.update(STREAM, { subjects: ["latentwatch.>"] }),
+        ]
+      ) await assert.rejects(op(), /Permissions Violation/);
+      assert.equal((await socJsm.streams.info(STREAM)).state.messages, 1, "stream untouched");
+    } finally {
+      await soc?.close();
+      await sidecar.close();
+      await srv.stop();
+    }
+  },
+});
+
+Deno.test("deploy: the Vector config parses and wires NATS to Splunk, Elastic and syslog", async () => {
+  const cfg = parseYaml(await Deno.readTextFile(`${DEPLOY}vector/vector.yaml`));
+  const src = cfg.sources.latentwatch_alerts;
+  assert.equal(src.type, "nats");
+  assert.equal(src.subject, "latentwatch.alerts.>");
+  assert.equal(src.jetstream.stream, STREAM);
+  const consumer = JSON.parse(await Deno.readTextFile(`${DEPLOY}nats/vector-consumer.json`));
+  assert.equal(src.jetstream.consumer, consumer.durable_name, "binds to the consumer we define");
+  assert.equal(src.auth.strategy, "user_password");
+  assert.equal(src.auth.user_password.user, "soc");
+  assert.equal(src.decoding.codec, "json");
+
+  const components = new Set([
+    ...Object.keys(cfg.sources),
+    ...Object.keys(cfg.transforms),
+  ]);
+  for (const [name, t] of Object.entries<{ inputs: string[]; type: string }>(cfg.transforms)) {
+    assert.equal(t.type, "remap", name);
+    for (const i of t.inputs) assert.ok(components.has(i), `${name}: unknown input ${i}`);
+  }
+  const sinkTypes: Record<string, string> = {};
+  for (const [name, s] of Object.entries<{ inputs: string[]; type: string }>(cfg.sinks)) {
+    sinkTypes[name] = s.type;
+    for (const i of s.inputs) assert.ok(components.has(i), `${name}: unknown input ${i}`);
+  }
+  assert.deepEqual(sinkTypes, {
+    splunk: "splunk_hec_logs",
+    elastic: "elasticsearch",
+    syslog: "socket",
+  });
+  assert.equal(cfg.sinks.elastic.mode, "data_stream");
+  assert.equal(cfg.sinks.syslog.mode, "tcp");
+  // secrets only through the environment
+  const raw = await Deno.readTextFile(`${DEPLOY}vector/vector.yaml`);
+  for (const key of ["default_token", "password"]) {
+    for (const m of raw.matchAll(new RegExp(`^\\s*${key}:\\s*(.+)$`, "gm"))) {
+      assert.match(m[1], /^"\$\{[A-Z_]+\}"$/, `${key} comes from the environment`);
+    }
+  }
+});
+
+Deno.test({
+  name: "deploy: the rsyslog snippet passes rsyslogd's config check",
+  ignore: !(await Deno.stat("/usr/sbin/rsyslogd").then(() => true, () => false)),
+  fn: async () => {
+    const out = await new Deno.Command("/usr/sbin/rsyslogd", {
+      args: ["-N1", "-f", `${DEPLOY}rsyslog/latentwatch.conf`],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, text);
+    assert.match(text, /End of config validation run/);
+  },
+});
