@@ -350,6 +350,7 @@ Deno.test({
       assert.equal(await monitor.stop(), 0, "stop loses nothing: undelivered alerts are spooled");
       await m.server.restart();
       monitor = await m.start(); // a new sidecar on the same spool dir
+      await waitUntil(() => m.tapBus.connected, "the tap reconnected", 10_000);
       await m.tapBus.flush();
       await waitUntil(
         () => [...m.raised].every((id) => m.published.has(id)),
