@@ -61,6 +61,7 @@ export async function benchServe(
     const latencies: number[] = [];
     let encoded = 0;
     const monitor = await startMonitor(await loadMonitorConfig(`${dir}/monitor.yaml`), {
+      spoolDir: `${dir}/spool`,
       log: new Logger({ quiet: true }),
       controlListen: null,
       onEncoded: (frames) => {

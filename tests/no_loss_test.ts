@@ -24,7 +24,7 @@ import { readAlerts, waitUntil } from "./helpers/stream.ts";
  * JetStreamSink on it): the sidecar-restart test through the monitor needs
  * it, as today's in-memory publisher loses what is queued at shutdown.
  */
-const MONITOR_SPOOL_WIRED = false;
+const MONITOR_SPOOL_WIRED = true;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -36,6 +36,7 @@ Deno.test("hot reload under traffic: no frame lost or evaluated twice; bad chang
   const logs: string[] = [];
   const seen = new Map<string, number>();
   const monitor = await startMonitor(await loadMonitorConfig(`${dir}/monitor.yaml`), {
+    spoolDir: `${dir}/spool`,
     log: new Logger({ write: (l) => logs.push(l), maxPerSecond: 10_000 }),
     controlListen: null,
     watchPolicies: true,

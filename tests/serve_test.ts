@@ -64,6 +64,7 @@ async function harness(stream: string, extras: HarnessExtras = {}): Promise<Harn
   );
   const logs: string[] = [];
   const monitor = await startMonitor(await loadMonitorConfig(`${dir}/monitor.yaml`), {
+    spoolDir: `${dir}/spool`,
     log: new Logger({ write: (l) => logs.push(l), maxPerSecond: 1000 }),
     controlListen: null,
   });

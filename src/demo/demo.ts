@@ -127,8 +127,11 @@ export async function runDemoCommand(args: string[]): Promise<number> {
   const config = await loadMonitorConfig(`${ROOT}monitors/demo.yaml`);
   const perRequest = new Map<string, { tokens: string[]; acts: number[][] }>();
   const alerts: Alert[] = [];
+  // the demo's broker is fresh each run, so its spool is too
+  const spoolDir = await Deno.makeTempDir({ prefix: "latentwatch-demo-spool-" });
   const monitor = await startMonitor(config, {
     bus,
+    spoolDir,
     controlListen: null,
     log: new Logger({ quiet: true }),
     onEncoded: (frames, latents) => record(perRequest, frames, latents.get("demo-res")),
@@ -238,6 +241,7 @@ export async function runDemoCommand(args: string[]): Promise<number> {
   await monitor.stop();
   await bus.close();
   await server?.stop();
+  await Deno.remove(spoolDir, { recursive: true });
   return 0;
 }
 

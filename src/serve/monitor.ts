@@ -24,6 +24,8 @@ import { controlApi, serveControlApi } from "./control_api.ts";
 import { Logger } from "./log.ts";
 import { Pipeline } from "./pipeline.ts";
 import { TraceWriter } from "../traces/writer.ts";
+import { JetStreamSink } from "../sinks/jetstream.ts";
+import type { AlertSink } from "../sinks/sink.ts";
 import { Telemetry } from "./telemetry.ts";
 
 /** Hooks and overrides for {@linkcode startMonitor}. */
@@ -34,6 +36,11 @@ export interface StartOptions {
   onAlert?: (alert: Alert) => void;
   onPublished?: (alert: Alert, seq: number, duplicate: boolean) => void;
   onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
+  /**
+   * Folder of the JetStream sink's on-disk spool (one process per folder);
+   * default `.latentwatch/spool/<monitor>` under the working directory.
+   */
+  spoolDir?: string;
   /** Reload the policies when one of their files changes (serve does). */
   watchPolicies?: boolean;
   /** Override the control API address (`host:port`); `null` disables it. */
@@ -173,7 +180,19 @@ export async function startMonitor(
     subjects: [config.alerts.subject],
     duplicateWindowMs: DUPLICATE_WINDOW_MS,
   };
-  await connected.ensureStream(streamSpec);
+  // JetStream is always a sink; while NATS is unreachable its alerts go to the
+  // on-disk spool and are delivered after reconnect, also across a restart
+  const jetstream = new JetStreamSink(connected, {
+    subject: config.alerts.subject,
+    stream: streamSpec,
+    maxQueue: config.alerts.maxQueue,
+    spoolDir: opts.spoolDir ?? `.latentwatch/spool/${config.monitor}`,
+    log,
+    telemetry,
+    onPublished: opts.onPublished,
+  });
+  await jetstream.start();
+  const sinks: AlertSink[] = [jetstream];
 
   const recorder = config.record
     ? await TraceWriter.create(config.record.path, {
@@ -201,17 +220,18 @@ export async function startMonitor(
     dIn,
     ...built.generation,
     batching: config.batching,
-    alerts: { subject: config.alerts.subject, maxQueue: config.alerts.maxQueue },
+    sinks,
     bus: connected,
     telemetry,
     log,
-    ensureStream: () => connected.ensureStream(streamSpec),
     onMessage: recorder ? (msg) => recorder.write(msg) : undefined,
     onAlert: opts.onAlert,
-    onPublished: opts.onPublished,
     onEncoded: opts.onEncoded,
   });
   pipeline.start();
+  // the subscription is live on the server once this round trip returns, so a
+  // caller that publishes right after start-up loses nothing
+  await connected.flush();
   log.info("monitor.started", { monitor: config.monitor, subject, alerts: config.alerts.subject });
   const running = pipeline;
 

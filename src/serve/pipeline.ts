@@ -21,7 +21,7 @@ import type { CompiledPolicySet, CompiledRule } from "../core/policy/compile.ts"
 import { type Firing, PolicyEngine } from "../core/policy/engine.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
-import { AlertPublisher } from "./alert_publisher.ts";
+import type { AlertSink } from "../sinks/sink.ts";
 import { decodeMonitorFrame, encodeFrames, type Scratch, tokenBatch } from "./frames.ts";
 import type { Logger } from "./log.ts";
 import type { Telemetry } from "./telemetry.ts";
@@ -54,7 +54,8 @@ export interface PipelineOptions {
   /** SAE id → latent labels, attached to alerts. */
   labels?: ReadonlyMap<string, ReadonlyMap<number, string>>;
   batching: { maxBatchTokens: number; maxWaitMs: number; maxQueueTokens: number };
-  alerts: { subject: string; maxQueue: number };
+  /** Where alerts go (JetStream with its spool, syslog, webhooks, ...); each has its own bounded queue. */
+  sinks: readonly AlertSink[];
   bus: Bus;
   telemetry: Telemetry;
   log: Logger;
@@ -62,14 +63,10 @@ export interface PipelineOptions {
   requestTtlMs?: number;
   /** At most this many requests have live state (default 100 000); the oldest is evicted past it. */
   maxRequests?: number;
-  /** Re-create the alert stream when publishes find it missing. */
-  ensureStream?: () => Promise<void>;
   /** Called with every message as received, before decoding (trace recording). */
   onMessage?: (msg: BusMessage) => void;
   /** Called for every alert raised (before it is published). */
   onAlert?: (alert: Alert) => void;
-  /** Called for every alert the stream acknowledged. */
-  onPublished?: (alert: Alert, seq: number, duplicate: boolean) => void;
   /** Called after each batch with the frames and their per-token latents (for displays). */
   onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
 }
@@ -95,7 +92,7 @@ interface RequestState {
 export class Pipeline {
   readonly #o: PipelineOptions;
   readonly #batcher: MicroBatcher<Frame>;
-  readonly publisher: AlertPublisher;
+  readonly sinks: readonly AlertSink[];
   #sub: BusSubscription | null = null;
   #worker: Promise<void> | null = null;
   #requests = new Map<string, RequestState>();
@@ -117,12 +114,7 @@ export class Pipeline {
       ttlMs: opts.requestTtlMs,
     });
     this.#batcher = new MicroBatcher<Frame>(opts.batching);
-    this.publisher = new AlertPublisher(opts.bus, opts.telemetry, opts.log, {
-      subject: opts.alerts.subject,
-      maxQueue: opts.alerts.maxQueue,
-      onPublished: opts.onPublished,
-      ensureStream: opts.ensureStream,
-    });
+    this.sinks = opts.sinks;
   }
 
   /** Subscribe to the tap subject and start the encode worker. */
@@ -178,8 +170,8 @@ export class Pipeline {
 
   /**
    * Stop taking frames, finish what is queued, and wait (up to `timeoutMs`)
-   * for the alerts to be acknowledged. Resolves with the number of alerts
-   * that were not (each counted as dropped, reason `shutdown`, and logged).
+   * for the sinks to deliver the alerts (JetStream spools what it cannot send).
+   * Resolves with the number of alerts lost (each counted and logged).
    */
   async stop(timeoutMs = 10_000): Promise<number> {
     this.#sub?.unsubscribe();
@@ -187,20 +179,11 @@ export class Pipeline {
     clearInterval(this.#sweeper);
     this.#batcher.close();
     await this.#worker;
-    this.publisher.close();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = await Promise.race([
-      this.publisher.drain().then(() => false),
-      new Promise<boolean>((r) => timer = setTimeout(() => r(true), timeoutMs)),
-    ]);
-    clearTimeout(timer);
-    if (!timedOut) return 0;
-    const abandoned = this.publisher.abandon();
-    this.#o.log.error("alerts.undelivered_at_shutdown", {
-      alerts: abandoned,
-      waited_ms: timeoutMs,
-    });
-    return abandoned;
+    // every sink drains in parallel, each within the deadline; what one could not
+    // deliver (or spool) is counted and logged by that sink
+    const lost = await Promise.all(this.sinks.map((sink) => sink.drain(timeoutMs)));
+    for (const sink of this.sinks) await sink.close();
+    return lost.reduce((a, b) => a + b, 0);
   }
 
   /** Resolve once every frame accepted so far is encoded and its alerts acknowledged. */
@@ -208,7 +191,9 @@ export class Pipeline {
     while (this.#processed < this.#accepted) {
       await new Promise((r) => setTimeout(r, 2));
     }
-    await this.publisher.drain();
+    while (this.sinks.some((sink) => sink.stats.queued > 0)) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
   }
 
   /** Frames accepted into the queue, and frames whose processing finished (or failed). */
@@ -426,7 +411,7 @@ export class Pipeline {
     };
     this.#o.telemetry.add("latentwatch.alerts", 1, { rule: rule.id, severity: def.severity });
     this.#o.onAlert?.(alert);
-    this.publisher.submit(alert);
+    for (const sink of this.sinks) sink.submit(alert);
   }
 
   /** Follow each request's Lw-Seq as frames arrive: gaps are frames lost before reaching us. */

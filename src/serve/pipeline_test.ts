@@ -14,6 +14,7 @@ import type { SaeWeights } from "../core/sae.ts";
 import { Logger } from "./log.ts";
 import { Pipeline } from "./pipeline.ts";
 import { Telemetry } from "./telemetry.ts";
+import { JetStreamSink } from "../sinks/jetstream.ts";
 
 const D = 4;
 /** Identity-like SAE: latent i reads input dimension i (relu), so values are known by hand. */
@@ -43,10 +44,22 @@ const POLICIES = () =>
     new Map([["s", { kind: "sae" as const, dSae: D }]]),
   );
 
+/** The JetStream sink on the in-process bus (no spool: these tests check what is lost). */
+function sinkFor(bus: MemoryBus, telemetry: Telemetry, log: Logger): JetStreamSink {
+  return new JetStreamSink(bus, {
+    subject: "alerts.t",
+    stream: { name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 },
+    maxQueue: 100,
+    telemetry,
+    log,
+  });
+}
+
 function setup(over: { maxQueueTokens?: number; maxBatchTokens?: number } = {}) {
   const bus = new MemoryBus();
   const telemetry = new Telemetry();
   const logs: string[] = [];
+  const log = new Logger({ write: (l) => logs.push(l), maxPerSecond: 1000 });
   const pipeline = new Pipeline({
     monitor: "t",
     model: "m",
@@ -60,10 +73,10 @@ function setup(over: { maxQueueTokens?: number; maxBatchTokens?: number } = {}) 
       maxWaitMs: 1,
       maxQueueTokens: over.maxQueueTokens ?? 64,
     },
-    alerts: { subject: "alerts.t", maxQueue: 100 },
+    sinks: [sinkFor(bus, telemetry, log)],
     bus,
     telemetry,
-    log: new Logger({ write: (l) => logs.push(l), maxPerSecond: 1000 }),
+    log,
   });
   const send = (requestId: string, seq: number, tokens: number, value = 0) => {
     const data = new Float32Array(tokens * D).fill(0);
@@ -143,7 +156,7 @@ Deno.test("pipeline: a frame larger than a batch is encoded in batch-sized calls
     encoders: new Map([["s", counting]]),
     policies: POLICIES(),
     batching: { maxBatchTokens: 4, maxWaitMs: 1, maxQueueTokens: 64 },
-    alerts: { subject: "alerts.t", maxQueue: 100 },
+    sinks: [sinkFor(bus, telemetry, new Logger({ quiet: true }))],
     bus,
     telemetry,
     log: new Logger({ quiet: true }),
@@ -167,6 +180,9 @@ Deno.test("pipeline: alerts still undelivered at the shutdown deadline are count
   const undelivered = await pipeline.stop(200);
   assert.equal(undelivered, 1, logs.join("\n"));
   assert.equal(telemetry.value("latentwatch.alerts.dropped", { reason: "shutdown" }), 1);
-  assert.ok(logs.some((l) => l.startsWith("error alert.dropped reason=shutdown")), logs.join("\n"));
+  assert.ok(
+    logs.some((l) => l.startsWith("error alert.dropped sink=jetstream reason=shutdown")),
+    logs.join("\n"),
+  );
   await new Promise((r) => setTimeout(r, 300)); // the retry loop notices and stops
 });
