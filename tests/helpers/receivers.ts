@@ -34,13 +34,17 @@ export function startHttpReceiver(
   answer: (n: number, r: Received) => number | "hang",
 ): HttpReceiver {
   const received: Received[] = [];
+  const hanging = new Set<() => void>();
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     const r = { headers: req.headers, body: await req.text(), at: performance.now() };
     received.push(r);
     const a = answer(received.length - 1, r);
     if (a === "hang") {
-      // answer only when the client gives up, so the server can shut down
-      await new Promise<void>((resolve) => req.signal.addEventListener("abort", () => resolve()));
+      // answer only when the client gives up or the receiver closes, so shutdown ends
+      await new Promise<void>((resolve) => {
+        hanging.add(resolve);
+        req.signal.addEventListener("abort", () => resolve());
+      });
       return new Response(null, { status: 499 });
     }
     return new Response(a < 300 ? '{"text":"Success","code":0}' : `status ${a}`, { status: a });
@@ -48,7 +52,10 @@ export function startHttpReceiver(
   return {
     url: `http://127.0.0.1:${server.addr.port}/`,
     received,
-    close: () => server.shutdown(),
+    close: () => {
+      for (const wake of hanging) wake();
+      return server.shutdown();
+    },
   };
 }
 
