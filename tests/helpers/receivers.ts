@@ -44,6 +44,8 @@ export function startHttpReceiver(
       await new Promise<void>((resolve) => {
         hanging.add(resolve);
         req.signal.addEventListener("abort", () => resolve());
+        // bounded even if the abort never reaches the server: a test must stop by itself
+        setTimeout(resolve, 3000);
       });
       return new Response(null, { status: 499 });
     }
