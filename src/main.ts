@@ -20,6 +20,7 @@ commands:
   policy calibrate --monitor <file> --traces <t>... --target-fpr <f>
                                       suggest thresholds for a false-positive target
   replay <trace> --monitor <file>     run a monitor offline over a recorded trace
+  alerts tail [--min-severity high]   follow the JetStream alert stream, filtered
   serve --monitor <file>              run a monitor: frames in over NATS, alerts out
   demo                                the whole pipeline on an embedded default
 `;

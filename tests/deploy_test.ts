@@ -12,7 +12,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type ConsumerConfig, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { parse as parseYaml } from "yaml";
 import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
-import { NatsBus } from "../src/bus/nats_bus.ts";
+import { connectNatsBus, NatsBus } from "../src/bus/nats_bus.ts";
 import { sampleAlert } from "./helpers/live_alerts.ts";
 import { runLatentwatch } from "./helpers/cli.ts";
 
@@ -242,5 +242,45 @@ Deno.test({
     const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
     assert.equal(out.code, 0, text);
     assert.match(text, /End of config validation run/);
+  },
+});
+
+Deno.test({
+  name:
+    "deploy: serve's own connection logs in with the account (user and password, or in the URL)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    for (const [k, v] of Object.entries(PASSWORDS)) Deno.env.set(k, v);
+    const srv = await startNatsServer({ configFile: `${DEPLOY}nats/accounts.conf` });
+    try {
+      const viaOptions = await connectNatsBus({
+        url: srv.url,
+        user: "latentwatch",
+        pass: PASSWORDS.LATENTWATCH_NATS_PASSWORD,
+      });
+      await viaOptions.ensureStream({
+        name: STREAM,
+        subjects: ["latentwatch.alerts.demo"],
+        duplicateWindowMs: 120_000,
+      });
+      await viaOptions.close();
+      const viaUrl = await connectNatsBus({
+        url: srv.url.replace(
+          "nats://",
+          `nats://latentwatch:${PASSWORDS.LATENTWATCH_NATS_PASSWORD}@`,
+        ),
+      });
+      const alert = sampleAlert({ severity: "high" });
+      const ack = await viaUrl.publishDurable(
+        "latentwatch.alerts.demo",
+        new TextEncoder().encode(JSON.stringify(alert)),
+        alert.id,
+      );
+      assert.equal(ack.stream, STREAM);
+      await viaUrl.close();
+    } finally {
+      await srv.stop();
+    }
   },
 });

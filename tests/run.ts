@@ -6,19 +6,12 @@
  * @module
  */
 import { findNatsServer } from "../src/bus/nats_server.ts";
+import { findRsyslogd, hasRsyslogGtls } from "./helpers/rsyslog.ts";
 
 async function sh(cmd: string, args: string[]): Promise<boolean> {
   const { code } = await new Deno.Command(cmd, { args, stdout: "inherit", stderr: "inherit" })
     .output();
   return code === 0;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -85,7 +78,12 @@ await ensurePackage(
 );
 await ensurePackage(
   "rsyslog",
-  () => exists("/usr/sbin/rsyslogd"),
+  async () => (await findRsyslogd()) !== null,
   "The syslog sink tests receive with it: `sudo apt-get install rsyslog`.",
+);
+await ensurePackage(
+  "rsyslog-gnutls",
+  hasRsyslogGtls,
+  "The syslog-over-TLS test receives with it: `sudo apt-get install rsyslog-gnutls`.",
 );
 Deno.exit(await runTests(Deno.args));

@@ -21,6 +21,9 @@ export interface NatsBusOptions {
   url: string;
   /** Connection name shown by the server (`nats-server` monitoring, logs). */
   name?: string;
+  /** User and password (the NATS client ignores `user:pass@` in a URL, so it is parsed here). */
+  user?: string;
+  pass?: string;
   /** Milliseconds between reconnect attempts (default 500). */
   reconnectWaitMs?: number;
   /** Publish-ack timeout for durable publishes in milliseconds (default 5000). */
@@ -41,8 +44,20 @@ export interface NatsBusOptions {
  * ```
  */
 export async function connectNatsBus(opts: NatsBusOptions): Promise<NatsBus> {
+  // credentials in a URL (`nats://user:pass@host:4222`) become options
+  let user = opts.user;
+  let pass = opts.pass;
+  const servers = opts.url.split(",").map((s) => {
+    const m = /^([a-z]+:\/\/)([^:@/]+)(?::([^@/]*))?@(.+)$/.exec(s.trim());
+    if (!m) return s.trim();
+    user ??= decodeURIComponent(m[2]);
+    if (m[3] !== undefined) pass ??= decodeURIComponent(m[3]);
+    return `${m[1]}${m[4]}`;
+  });
   const nc = await connect({
-    servers: opts.url.split(",").map((s) => s.trim()),
+    servers,
+    ...(user !== undefined ? { user } : {}),
+    ...(pass !== undefined ? { pass } : {}),
     name: opts.name ?? "latentwatch",
     maxReconnectAttempts: -1,
     waitOnFirstConnect: true,

@@ -36,7 +36,8 @@ export interface MonitorConfig {
   probes: { id: string; path: string /* absolute */ }[];
   /** Policy files, absolute paths, at least one. */
   policies: string[];
-  nats: { url: string; subject?: string };
+  /** `user` and the environment variable holding the password, for brokers with accounts. */
+  nats: { url: string; subject?: string; user?: string; passwordEnv?: string };
   alerts: { stream: string; subject: string; maxQueue: number };
   batching: { maxBatchTokens: number; maxWaitMs: number; maxQueueTokens: number };
   control?: { listen: string };
@@ -349,6 +350,10 @@ export const MonitorFileSchema = z.strictObject({
     subject: z.string().regex(FILTER_SUBJECT, {
       error: expectMessage("a NATS subject filter like latentwatch.tap.> (no spaces)"),
     }).optional(),
+    user: nonEmpty.optional(),
+    password_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+      error: expectMessage("the name of an environment variable holding the password"),
+    }).optional(),
   }).default({ url: MONITOR_DEFAULTS.natsUrl }),
   alerts: z.strictObject({
     stream: z.string().regex(STREAM, {
@@ -433,7 +438,11 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
     })),
     probes: m.probes.map((p) => ({ id: p.id, path: abs(p.path) })),
     policies: m.policies.map(abs),
-    nats: { url: m.nats.url },
+    nats: {
+      url: m.nats.url,
+      ...(m.nats.user !== undefined ? { user: m.nats.user } : {}),
+      ...(m.nats.password_env !== undefined ? { passwordEnv: m.nats.password_env } : {}),
+    },
     alerts: {
       stream: m.alerts.stream,
       subject: m.alerts.subject ?? `${MONITOR_DEFAULTS.alertSubjectPrefix}${m.monitor}`,

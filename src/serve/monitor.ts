@@ -26,6 +26,8 @@ import { Pipeline } from "./pipeline.ts";
 import { TraceWriter } from "../traces/writer.ts";
 import { JetStreamSink } from "../sinks/jetstream.ts";
 import type { AlertSink } from "../sinks/sink.ts";
+import { createSinks } from "../sinks/factory.ts";
+import { AlertFeed } from "./alert_feed.ts";
 import { Telemetry } from "./telemetry.ts";
 
 /** Hooks and overrides for {@linkcode startMonitor}. */
@@ -134,12 +136,15 @@ export async function startMonitor(
   // The control API comes up before NATS so liveness holds (and readiness says
   // why not) while the broker is still unreachable.
   let bus: Bus | null = opts.bus ?? null;
+  // raised alerts, live, for the control API's Server-Sent Events stream
+  const feed = new AlertFeed();
   let pipeline: Pipeline | null = null;
   const listen = opts.controlListen === undefined ? config.control?.listen : opts.controlListen;
   let server: Deno.HttpServer<Deno.NetAddr> | null = null;
   if (listen) {
     const app = controlApi({
       telemetry,
+      alerts: feed,
       ready: () => pipeline !== null && (bus?.connected ?? false),
       info: () => ({
         monitor: config.monitor,
@@ -156,6 +161,8 @@ export async function startMonitor(
         })),
         rules: pipeline?.generation.policies.rules.length ?? 0,
         active_requests: pipeline?.activeRequests ?? 0,
+        sinks: Object.fromEntries((pipeline?.sinks ?? []).map((s) => [s.name, s.stats])),
+        live_alerts: feed.stats,
       }),
     });
     server = serveControlApi(app, listen);
@@ -164,8 +171,16 @@ export async function startMonitor(
 
   if (!bus) {
     log.info("nats.connecting", { url: config.nats.url, note: "waits until the server answers" });
+    const pass = config.nats.passwordEnv ? Deno.env.get(config.nats.passwordEnv) : undefined;
+    if (config.nats.passwordEnv && pass === undefined) {
+      throw new TypeError(
+        `${config.file}: nats.password_env: expected environment variable ${config.nats.passwordEnv} to hold the NATS password, found it unset`,
+      );
+    }
     bus = await connectNatsBus({
       url: config.nats.url,
+      ...(config.nats.user !== undefined ? { user: config.nats.user } : {}),
+      ...(pass !== undefined ? { pass } : {}),
       name: `latentwatch:${config.monitor}`,
       onStatus: (s) => {
         if (s.type === "error") telemetry.add("latentwatch.bus.errors", 1, { type: s.type });
@@ -192,7 +207,15 @@ export async function startMonitor(
     onPublished: opts.onPublished,
   });
   await jetstream.start();
-  const sinks: AlertSink[] = [jetstream];
+  // the configured sinks (syslog, webhooks, stdout, files): each bounded and
+  // independent, so a dead collector slows nothing else
+  const extra = createSinks(config.sinks, {
+    log,
+    onDrop: (sink, _alert, reason) =>
+      telemetry.add("latentwatch.alerts.dropped", 1, { reason, sink }),
+  });
+  await Promise.all(extra.map((sink) => sink.start()));
+  const sinks: AlertSink[] = [jetstream, ...extra];
 
   const recorder = config.record
     ? await TraceWriter.create(config.record.path, {
@@ -225,7 +248,10 @@ export async function startMonitor(
     telemetry,
     log,
     onMessage: recorder ? (msg) => recorder.write(msg) : undefined,
-    onAlert: opts.onAlert,
+    onAlert: (alert) => {
+      feed.publish(alert);
+      opts.onAlert?.(alert);
+    },
     onEncoded: opts.onEncoded,
   });
   pipeline.start();
