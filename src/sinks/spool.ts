@@ -32,7 +32,10 @@
  * take disk space until their whole segment is acknowledged, which is why
  * segments are small compared with `maxBytes`.
  *
- * One process at a time may use a spool directory.
+ * - `.lock`: held with an exclusive advisory lock while the spool is open,
+ *   so one process at a time uses the directory; a second
+ *   {@linkcode Spool.open} fails with a {@linkcode SpoolError} until the
+ *   first closes (or its process exits).
  *
  * @module
  */
@@ -278,6 +281,8 @@ export class Spool {
   #nextSeg: number;
   #bytes = 0;
   #closed = false;
+  /** `<dir>/.lock`, exclusively locked while the spool is open. */
+  #lock: Deno.FsFile | null = null;
   readonly #loadStats: { torn: number; corrupt: number; loaded: number };
 
   private constructor(
@@ -322,6 +327,7 @@ export class Spool {
     }
     if (isDir === false) throw new SpoolError(dir, "a directory", "a file");
     if (isDir === null) Deno.mkdirSync(dir, { recursive: true });
+    const lock = lockDir(dir);
 
     const segs = new Set<number>();
     for (const e of Deno.readDirSync(dir)) {
@@ -336,7 +342,13 @@ export class Spool {
       (order.at(-1) ?? 0) + 1,
       loadStats,
     );
-    for (const seg of order) spool.#load(seg, loadStats);
+    spool.#lock = lock;
+    try {
+      for (const seg of order) spool.#load(seg, loadStats);
+    } catch (err) {
+      spool.close();
+      throw err;
+    }
     loadStats.loaded = spool.#index.size;
     return spool;
   }
@@ -566,9 +578,39 @@ export class Spool {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#active?.file.close();
-    this.#active = null;
+    try {
+      this.#active?.file.close();
+    } finally {
+      this.#active = null;
+      this.#lock?.close(); // closing the file releases its lock
+      this.#lock = null;
+    }
   }
+}
+
+/**
+ * Take the exclusive lock on `<dir>/.lock` without waiting; a
+ * {@linkcode SpoolError} when another open spool (in this or another process)
+ * holds it.
+ */
+function lockDir(dir: string): Deno.FsFile {
+  const path = `${dir}/.lock`;
+  const file = Deno.openSync(path, { read: true, write: true, create: true });
+  let locked = false;
+  try {
+    locked = file.tryLockSync(true);
+  } catch (err) {
+    file.close();
+    throw new SpoolError(path, "an exclusive lock", `an error: ${(err as Error).message}`);
+  }
+  if (!locked) {
+    file.close();
+    const err = new SpoolError(path, "an exclusive lock", "it held");
+    // say it in words first: the usual cause is a second sidecar on the same folder
+    err.message = `spool folder ${dir} is in use by another process (${err.message})`;
+    throw err;
+  }
+  return file;
 }
 
 function writeAll(f: Deno.FsFile, bytes: Uint8Array): void {

@@ -148,3 +148,44 @@ Deno.test("spool: a path that is a file is refused with what was expected", asyn
     await Deno.remove(f);
   }
 });
+
+Deno.test("spool: one open spool per folder; the folder opens again after close", () =>
+  withDir((dir) => {
+    const first = Spool.open(dir);
+    first.append(rec("a"));
+    let err: unknown;
+    try {
+      Spool.open(dir);
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err instanceof SpoolError, `expected a SpoolError, found ${err}`);
+    assert.match(
+      (err as Error).message,
+      new RegExp(`^spool folder ${dir} is in use by another process \\(.*\\.lock`),
+    );
+    assert.deepEqual(first.oldest(10).map((r) => r.id), ["a"], "the first spool is untouched");
+    first.close();
+
+    const again = Spool.open(dir);
+    assert.deepEqual(again.oldest(10).map((r) => r.id), ["a"]);
+    again.close();
+  }));
+
+Deno.test("spool: the folder lock holds against another process", async () => {
+  await withDir(async (dir) => {
+    const s = Spool.open(dir);
+    const url = new URL("./spool.ts", import.meta.url).href;
+    const code = `import { Spool } from ${JSON.stringify(url)};
+      try { Spool.open(${JSON.stringify(dir)}); console.log("opened"); }
+      catch (e) { console.log(e.message); }`;
+    const run = () =>
+      new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "piped" })
+        .output();
+    const held = new TextDecoder().decode((await run()).stdout);
+    assert.match(held, /is in use by another process/);
+    s.close();
+    const free = new TextDecoder().decode((await run()).stdout);
+    assert.match(free, /^opened/);
+  });
+});
