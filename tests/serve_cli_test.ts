@@ -2,6 +2,9 @@
  * `latentwatch serve` as a process: clear start-up errors, a control API
  * while running, a clean exit on SIGTERM.
  */
+import { loadMonitorConfig } from "../src/config/monitor.ts";
+import { Logger } from "../src/serve/log.ts";
+import { startMonitor } from "../src/serve/monitor.ts";
 import assert from "node:assert/strict";
 import { freePort, startNatsServer } from "../src/bus/nats_server.ts";
 import { buildDemoSae, SimulatedModel } from "../src/demo/simulator.ts";
@@ -75,6 +78,37 @@ Deno.test("serve CLI: live before NATS, ready once connected, metrics, exits 0 o
     assert.match(err, /monitor\.stopping/);
   } finally {
     await server?.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("startMonitor: a failed start-up releases what it opened (the control port here)", async () => {
+  const dir = await Deno.makeTempDir();
+  const port = freePort();
+  try {
+    await writeSaeLensFolder(`${dir}/sae`, buildDemoSae(new SimulatedModel({ dModel: 32 }), 40));
+    await Deno.writeTextFile(
+      `${dir}/p.yaml`,
+      "version: 1\nrules:\n  - id: r\n    title: t\n    severity: low\n    when: { sae: s, latent: 0, above: 1 }\n",
+    );
+    await Deno.writeTextFile(
+      `${dir}/m.yaml`,
+      `monitor: m\nmodel: x\nhook: h\nsaes:\n  - id: s\n    path: sae\npolicies: [p.yaml]\n` +
+        `nats:\n  url: nats://127.0.0.1:${freePort()}\n  user: lw\n  password_env: LW_TEST_UNSET_PASSWORD\n` +
+        `control:\n  listen: 127.0.0.1:${port}\n`,
+    );
+    Deno.env.delete("LW_TEST_UNSET_PASSWORD");
+    await assert.rejects(
+      async () =>
+        await startMonitor(await loadMonitorConfig(`${dir}/m.yaml`), {
+          log: new Logger({ quiet: true }),
+        }),
+      /nats\.password_env: expected environment variable LW_TEST_UNSET_PASSWORD/,
+    );
+    // the control API had started listening; it must be closed again
+    const again = Deno.listen({ hostname: "127.0.0.1", port });
+    again.close();
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

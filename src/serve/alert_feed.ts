@@ -175,6 +175,18 @@ export class AlertFeed {
   #delivered = 0;
   #lagged = 0;
   #failed = 0;
+  readonly #closed = Promise.withResolvers<void>();
+
+  /** Resolves when the feed is closed: live streams should end then (shutdown). */
+  get closed(): Promise<void> {
+    return this.#closed.promise;
+  }
+
+  /** End the feed: subscribers are dropped and `closed` resolves, so SSE streams finish. */
+  close(): void {
+    this.#subs.clear();
+    this.#closed.resolve();
+  }
 
   constructor(opts: AlertFeedOptions = {}) {
     this.#maxQueue = Math.max(1, opts.maxQueue ?? 256);

@@ -106,3 +106,17 @@ Deno.test("alert feed: a throwing subscriber is removed and counted; the cap ref
   assert.equal(feed.stats.subscribers, 1);
   feed.subscribe({}, () => {}); // room again
 });
+
+Deno.test("AlertFeed: close() resolves `closed` and drops the subscribers", async () => {
+  const feed = new AlertFeed();
+  let got = 0;
+  feed.subscribe({}, () => {
+    got++;
+  });
+  let closed = false;
+  feed.closed.then(() => closed = true);
+  feed.close();
+  await Promise.resolve();
+  assert.equal(closed, true);
+  assert.equal(feed.stats.subscribers, 0);
+});

@@ -91,7 +91,8 @@ export function controlApi(state: ControlState): Hono {
         stream.write(": heartbeat\n\n").finally(() => beating = false);
       }, heartbeatMs);
       try {
-        await ended;
+        // the client leaves, or the sidecar shuts down (the server waits for open streams)
+        await Promise.race([ended, feed.closed]);
       } finally {
         clearInterval(timer);
         unsubscribe();

@@ -120,6 +120,26 @@ export async function startMonitor(
   config: MonitorConfig,
   opts: StartOptions = {},
 ): Promise<RunningMonitor> {
+  // what start-up opened so far, undone in reverse if a later step fails, so
+  // a failed start leaves no port, connection, spool or session behind
+  const undo: (() => unknown)[] = [];
+  try {
+    return await start(config, opts, undo);
+  } catch (err) {
+    for (const step of undo.reverse()) {
+      try {
+        await step();
+      } catch { /* best effort: the start-up error is what matters */ }
+    }
+    throw err;
+  }
+}
+
+async function start(
+  config: MonitorConfig,
+  opts: StartOptions,
+  undo: (() => unknown)[],
+): Promise<RunningMonitor> {
   const log = opts.log ?? new Logger();
   const telemetry = new Telemetry();
 
@@ -131,6 +151,9 @@ export async function startMonitor(
     rules: built.generation.policies.rules.length,
   });
   dropEncoderWeights(saes);
+  undo.push(async () => {
+    for (const e of built.generation.encoders.values()) await e.close();
+  });
 
   const subject = config.nats.subject ?? tapSubjectFilter(config.model, config.hook);
   // The control API comes up before NATS so liveness holds (and readiness says
@@ -166,6 +189,11 @@ export async function startMonitor(
       }),
     });
     server = serveControlApi(app, listen);
+    const opened = server;
+    undo.push(() => {
+      feed.close();
+      return opened.shutdown();
+    });
     log.info("control.listening", { addr: `${server.addr.hostname}:${server.addr.port}` });
   }
 
@@ -188,6 +216,8 @@ export async function startMonitor(
       },
     });
     log.info("nats.connected", { url: config.nats.url });
+    const owned = bus;
+    undo.push(() => owned.close());
   }
   const connected = bus;
   const streamSpec = {
@@ -206,6 +236,7 @@ export async function startMonitor(
     telemetry,
     onPublished: opts.onPublished,
   });
+  undo.push(() => jetstream.close());
   await jetstream.start();
   // the configured sinks (syslog, webhooks, stdout, files): each bounded and
   // independent, so a dead collector slows nothing else
@@ -214,6 +245,7 @@ export async function startMonitor(
     onDrop: (sink, _alert, reason) =>
       telemetry.add("latentwatch.alerts.dropped", 1, { reason, sink }),
   });
+  undo.push(() => Promise.all(extra.map((sink) => sink.close())));
   await Promise.all(extra.map((sink) => sink.start()));
   const sinks: AlertSink[] = [jetstream, ...extra];
 
@@ -233,7 +265,10 @@ export async function startMonitor(
       },
     })
     : null;
-  if (recorder) log.info("trace.recording", { path: recorder.path });
+  if (recorder) {
+    log.info("trace.recording", { path: recorder.path });
+    undo.push(() => recorder.close());
+  }
 
   pipeline = new Pipeline({
     monitor: config.monitor,
@@ -306,6 +341,8 @@ export async function startMonitor(
         await reloading;
         const undelivered = await running.stop();
         await recorder?.close();
+        // live SSE streams end first: the server's shutdown waits for open responses
+        feed.close();
         await server?.shutdown();
         for (const e of running.generation.encoders.values()) await e.close();
         if (!opts.bus) await connected.close();

@@ -191,7 +191,10 @@ export class Pipeline {
     while (this.#processed < this.#accepted) {
       await new Promise((r) => setTimeout(r, 2));
     }
-    while (this.sinks.some((sink) => sink.stats.queued > 0)) {
+    // bounded: a sink that cannot deliver (broker down) spools or drops, and
+    // idle() is for tests and the demo, which must not wait forever
+    const deadline = Date.now() + 10_000;
+    while (this.sinks.some((sink) => sink.stats.queued > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 5));
     }
   }
@@ -219,7 +222,7 @@ export class Pipeline {
       });
       return;
     }
-    this.#track(frame, msg.subject);
+    if (!this.#track(frame, msg.subject)) return;
     if (!this.#batcher.offer(frame)) {
       const reason = frame.tokens > this.#batcher.limits.maxQueueTokens
         ? "frame_too_large"
@@ -293,6 +296,8 @@ export class Pipeline {
           requests: [...new Set(frames.map((f) => f.requestId))].join(","),
           error: (err as Error).message,
         });
+        // the requests that ended in this batch still end: their state goes now, not at the TTL
+        for (const f of frames) if (f.endOfRequest) this.#engine.endRequest(f.requestId);
         return;
       }
     }
@@ -414,8 +419,12 @@ export class Pipeline {
     for (const sink of this.sinks) sink.submit(alert);
   }
 
-  /** Follow each request's Lw-Seq as frames arrive: gaps are frames lost before reaching us. */
-  #track(frame: Frame, subject: string): void {
+  /**
+   * Follow each request's Lw-Seq as frames arrive: gaps are frames lost
+   * before reaching us; a seq already passed is a re-sent frame, dropped
+   * (returns false).
+   */
+  #track(frame: Frame, subject: string): boolean {
     const t = this.#o.telemetry;
     let s = this.#requests.get(frame.requestId);
     if (!s) {
@@ -447,19 +456,28 @@ export class Pipeline {
         lost: frame.seq - s.nextSeq,
       });
     } else if (frame.seq < s.nextSeq) {
+      // NATS keeps one publisher's order, so a seq already passed is a re-sent
+      // frame: evaluating it again would count its tokens twice in the windows
+      // and raise its alerts twice in sinks without dedup
       t.add("latentwatch.frames.out_of_order");
+      t.add("latentwatch.frames.dropped", 1, { reason: "repeated_seq" });
+      t.add("latentwatch.tokens.dropped", frame.tokens, { reason: "repeated_seq" });
       this.#o.log.warn("frame.out_of_order", {
         subject,
         request: frame.requestId,
         expected_seq: s.nextSeq,
         found_seq: frame.seq,
+        action: "dropped",
       });
+      s.lastSeen = Date.now();
+      return false;
     }
     s.nextSeq = Math.max(s.nextSeq, frame.seq + 1);
     s.lastSeen = Date.now();
     s.tokens += frame.tokens;
     if (frame.endOfRequest) this.#requests.delete(frame.requestId);
     t.set("latentwatch.requests.active", this.#requests.size);
+    return true;
   }
 
   #sweep(ttlMs: number): void {

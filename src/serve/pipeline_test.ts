@@ -116,14 +116,20 @@ Deno.test("pipeline: a burst past the token bound is dropped, counted and logged
   await pipeline.stop();
 });
 
-Deno.test("pipeline: gaps and repeats in Lw-Seq are counted as lost and out-of-order frames", async () => {
-  const { telemetry, logs, pipeline, send } = setup();
+Deno.test("pipeline: gaps in Lw-Seq are counted as lost; a repeated seq is dropped, not evaluated twice", async () => {
+  const { bus, telemetry, logs, pipeline, send } = setup();
+  await bus.ensureStream({ name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 });
   pipeline.start();
-  send("a", 0, 1);
+  send("a", 0, 1, 5); // fires
   send("a", 3, 1); // seq 1 and 2 never came
+  send("a", 0, 1, 5); // the first frame again (a tap retry)
   send("a", 2, 1); // late
+  await pipeline.idle();
   assert.equal(telemetry.total("latentwatch.frames.lost"), 2);
-  assert.equal(telemetry.total("latentwatch.frames.out_of_order"), 1);
+  assert.equal(telemetry.total("latentwatch.frames.out_of_order"), 2);
+  assert.equal(telemetry.value("latentwatch.frames.dropped", { reason: "repeated_seq" }), 2);
+  assert.equal(telemetry.total("latentwatch.tokens.encoded"), 2, "only seq 0 and 3 were encoded");
+  assert.equal(telemetry.total("latentwatch.alerts"), 1, "the re-sent frame raised nothing more");
   assert.ok(
     logs.some((l) =>
       l.includes("frame.lost") && l.includes("expected_seq=1") && l.includes("found_seq=3")
