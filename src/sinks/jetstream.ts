@@ -75,6 +75,12 @@ export interface JetStreamSinkStats extends SinkStats {
   /** Spool records found torn (cut short by a crash) or corrupt when the spool was opened. */
   spoolTorn: number;
   spoolCorrupt: number;
+  /**
+   * Replay rounds that failed on the spool itself (a read error, a segment
+   * gone): logged as errors and retried with backoff; also counted in
+   * `retries`.
+   */
+  spoolErrors: number;
 }
 
 /** The sink's settings are inconsistent. */
@@ -164,6 +170,7 @@ export class JetStreamSink implements AlertSink {
     spoolPending: 0,
     spoolTorn: 0,
     spoolCorrupt: 0,
+    spoolErrors: 0,
   };
 
   constructor(bus: Bus, opts: JetStreamSinkOptions) {
@@ -486,54 +493,83 @@ export class JetStreamSink implements AlertSink {
         await this.#sleep(this.#o.pollMs);
         continue;
       }
-      const batch = spool.oldest(this.#o.maxInFlight, this.#replaying);
-      const results = await Promise.all(batch.map(async (rec) => {
-        this.#replaying.add(rec.id);
-        const alert = parseAlert(rec.data);
-        try {
-          return { rec, alert, out: await this.#publish(rec.id, rec.data, alert) };
-        } finally {
-          this.#replaying.delete(rec.id);
-        }
-      }));
-      let failed = 0;
-      for (const { rec, alert, out } of results) {
-        if (this.#closed) break; // the spool is closing: the record stays for the next run
-        if (out.kind === "transient") {
-          failed++;
-          continue;
-        }
-        if (!spool.ack(rec.id)) continue; // acknowledged meanwhile (a late memory ack)
-        if (out.kind === "permanent") {
-          this.#drop(alert ?? stubAlert(rec.id), out.reason, out.error);
-          continue;
-        }
-        this.#stats.spoolReplayed++;
-        if (
-          rec.firstAttemptMs > 0 &&
-          Date.now() - rec.firstAttemptMs > this.#o.stream.duplicateWindowMs
-        ) {
-          // a first attempt older than the dedup window may have been stored
-          // with its ack lost; the stream could not tell this resend apart
-          this.#o.log?.warn("alert.resent_after_dedup_window", {
-            alert: rec.id,
-            first_attempt_ms_ago: Date.now() - rec.firstAttemptMs,
-            duplicate_window_ms: this.#o.stream.duplicateWindowMs,
-          });
-        }
-        this.#delivered(alert, out.seq, out.duplicate);
+      let ok: boolean;
+      try {
+        ok = await this.#replayRound(spool, backoff);
+      } catch (err) {
+        if (this.#closed) break; // the spool closed under the round
+        // the spool itself failed (a read error, a segment file gone): this
+        // loop must outlive it, so count, say why and try again later
+        this.#stats.spoolErrors++;
+        this.#stats.retries++;
+        this.#o.telemetry?.add("latentwatch.alerts.publish_retries");
+        this.#o.log?.error("alert.spool_replay_failed", {
+          sink: this.name,
+          dir: spool.dir,
+          pending: spool.pending,
+          retry_in_ms: backoff,
+          error: (err as Error)?.message ?? String(err),
+        });
+        ok = false;
       }
-      this.#gauge();
-      if (failed > 0) {
-        const first = results.find((r) => r.out.kind === "transient")!;
-        this.#stats.retries += failed - 1;
-        this.#retried(first.rec.id, (first.out as { error: string }).error, backoff);
+      if (ok) {
+        backoff = this.#o.initialBackoffMs;
+      } else {
         await this.#sleep(backoff);
         backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
-      } else {
-        backoff = this.#o.initialBackoffMs;
       }
     }
+  }
+
+  /**
+   * One replay round: publish up to `maxInFlight` of the oldest spooled
+   * records and acknowledge what the stream took. False when a publish
+   * failed (the caller backs off); throws when the spool fails.
+   */
+  async #replayRound(spool: Spool, backoff: number): Promise<boolean> {
+    const batch = spool.oldest(this.#o.maxInFlight, this.#replaying);
+    const results = await Promise.all(batch.map(async (rec) => {
+      this.#replaying.add(rec.id);
+      const alert = parseAlert(rec.data);
+      try {
+        return { rec, alert, out: await this.#publish(rec.id, rec.data, alert) };
+      } finally {
+        this.#replaying.delete(rec.id);
+      }
+    }));
+    let failed = 0;
+    for (const { rec, alert, out } of results) {
+      if (this.#closed) break; // the spool is closing: the record stays for the next run
+      if (out.kind === "transient") {
+        failed++;
+        continue;
+      }
+      if (!spool.ack(rec.id)) continue; // acknowledged meanwhile (a late memory ack)
+      if (out.kind === "permanent") {
+        this.#drop(alert ?? stubAlert(rec.id), out.reason, out.error);
+        continue;
+      }
+      this.#stats.spoolReplayed++;
+      if (
+        rec.firstAttemptMs > 0 &&
+        Date.now() - rec.firstAttemptMs > this.#o.stream.duplicateWindowMs
+      ) {
+        // a first attempt older than the dedup window may have been stored
+        // with its ack lost; the stream could not tell this resend apart
+        this.#o.log?.warn("alert.resent_after_dedup_window", {
+          alert: rec.id,
+          first_attempt_ms_ago: Date.now() - rec.firstAttemptMs,
+          duplicate_window_ms: this.#o.stream.duplicateWindowMs,
+        });
+      }
+      this.#delivered(alert, out.seq, out.duplicate);
+    }
+    this.#gauge();
+    if (failed === 0) return true;
+    const first = results.find((r) => r.out.kind === "transient")!;
+    this.#stats.retries += failed - 1;
+    this.#retried(first.rec.id, (first.out as { error: string }).error, backoff);
+    return false;
   }
 }
 

@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import type { Alert } from "../core/alert.ts";
+import { MemoryBus } from "../bus/memory_bus.ts";
+import { Logger } from "../serve/log.ts";
+import { JetStreamSink } from "./jetstream.ts";
+
+/** The in-process bus with a switch: down, every publish goes to the spool. */
+class SwitchBus extends MemoryBus {
+  up = false;
+  override get connected(): boolean {
+    return this.up && super.connected;
+  }
+}
+
+function alert(i: number): Alert {
+  return { id: `a${i}`, policy: { id: "r" }, requestId: `q${i}` } as unknown as Alert;
+}
+
+async function waitUntil(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+Deno.test("jetstream sink: a failing spool is logged and counted, the sink keeps running", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-js-sink-" });
+  const bus = new SwitchBus();
+  const logs: string[] = [];
+  const sink = new JetStreamSink(bus, {
+    subject: "alerts.t",
+    stream: { name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 },
+    spoolDir: `${dir}/spool`,
+    initialBackoffMs: 10,
+    maxBackoffMs: 50,
+    pollMs: 5,
+    log: new Logger({ write: (l) => logs.push(l), maxPerSecond: 1000 }),
+  });
+  try {
+    await sink.start();
+    for (let i = 0; i < 3; i++) assert.ok(sink.submit(alert(i)));
+    assert.equal(sink.stats.spoolPending, 3, "NATS down: the alerts wait in the spool");
+    // the spool loses its segment under the sink; the replay round reading it fails
+    for (const e of Deno.readDirSync(`${dir}/spool`)) {
+      if (e.name.endsWith(".log")) Deno.removeSync(`${dir}/spool/${e.name}`);
+    }
+    bus.up = true;
+    await bus.ensureStream({ name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 });
+    await waitUntil(() => sink.stats.spoolErrors >= 2, "two failed replay rounds");
+    const failed = logs.filter((l) => l.includes("alert.spool_replay_failed"));
+    assert.ok(failed.length >= 2, `the failure is logged, found ${logs.join("\n")}`);
+    assert.match(failed[0], /^error /);
+    assert.match(failed[0], /No such file|not found|os error 2/i, "with the reason");
+    assert.ok(sink.stats.retries >= 2, "and counted as retries");
+
+    // still running: a new alert is delivered while the replay keeps retrying
+    assert.ok(sink.submit(alert(9)));
+    await waitUntil(() => sink.stats.delivered === 1, "the new alert delivered");
+    assert.deepEqual(bus.streamMessages("A").map((m) => m.headers["Nats-Msg-Id"]), ["a9"]);
+  } finally {
+    await sink.close();
+    await bus.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
