@@ -207,6 +207,31 @@ Deno.test("engine rate limit: token bucket per rule across requests (fake clock)
   assert.equal(e.stats.rateLimited, 2);
 });
 
+Deno.test("engine swap: a rule's rate-limit bucket goes when a swapped-in set drops the rule", () => {
+  const now = 0; // the clock stands still: no bucket refills
+  const limited = throttled("rl", {
+    suppress: { kind: "none" },
+    dedupKey: "{request_id}",
+    rateLimit: { alerts: 1, seconds: 60 },
+  });
+  const other = rule("other", test(latent(1), 0));
+  const e = new PolicyEngine(compile([limited, other]), { now: () => now });
+  const row = series(1, [1]);
+  const ids = (id: string) => e.evaluate(batch(id, 0, row)).map((f) => f.rule.id);
+  assert.deepEqual(ids("a"), ["rl", "other"]);
+  assert.deepEqual(ids("b"), ["other"], "rl's bucket is empty");
+
+  e.swap(compile([other])); // rl is gone: so is its bucket (at the next evaluate)
+  assert.deepEqual(ids("c"), ["other"]);
+  e.swap(compile([limited, other])); // the same rule (same hash) comes back
+  assert.deepEqual(ids("d"), ["rl", "other"], "a fresh bucket, not the stale empty one");
+  assert.equal(e.stats.rateLimited, 1);
+
+  e.swap(compile([limited, other])); // kept across a swap that keeps the rule
+  assert.deepEqual(ids("e"), ["other"]);
+  assert.equal(e.stats.rateLimited, 2);
+});
+
 Deno.test("engine memory: capacity evicts the least recently seen, TTL sweep, endRequest", () => {
   let now = 0;
   const e = new PolicyEngine(compile([rule("a", test(latent(1), 0))]), {
