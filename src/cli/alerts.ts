@@ -338,7 +338,7 @@ export async function runAlertsCommand(args: string[]): Promise<number> {
       signal: ac.signal,
       onReady: () =>
         console.error(
-          `alerts tail: following ${opts.stream} at ${opts.url.replace(/\/\/[^@/]*@/, "//")} (${
+          `alerts tail: following ${opts.stream} at ${redact(opts.url)} (${
             describeStart(start)
           }; Ctrl-C stops)`,
         ),

@@ -195,3 +195,23 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "alerts tail: the start-up banner shows no password of any comma-separated URL",
+  sanitizeResources: false,
+  fn: async () => {
+    const srv = await startNatsServer();
+    try {
+      await seedStream(srv.url, [ALERTS[0]]);
+      const hostPort = srv.url.slice("nats://".length);
+      const url = `nats://ops:first-secret@${hostPort},nats://ops:second-secret@${hostPort}`;
+      const run = await runLatentwatch(["alerts", "tail", "--url", url, "--all", "--limit", "1"]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stderr, /following LATENTWATCH_ALERTS at nats:\/\/127\.0\.0\.1:\d+,/);
+      assert.ok(!run.stderr.includes("first-secret"), run.stderr);
+      assert.ok(!run.stderr.includes("second-secret"), run.stderr);
+    } finally {
+      await srv.stop();
+    }
+  },
+});
