@@ -11,7 +11,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import type { LinearProbe, SaeWeights, SparseLatents } from "../core/sae.ts";
 import { saeDOut } from "../core/sae.ts";
 import { evaluateReconstruction } from "../core/decode.ts";
@@ -30,6 +29,7 @@ import { TorchCheckpointError, TorchPickleRefusedError } from "../formats/torch_
 import { ZipError } from "../formats/zip.ts";
 import { SafetensorsError } from "../formats/safetensors.ts";
 import { createOrtEncoder, createProbeEncoder } from "../runtime/ort_encoder.ts";
+import { parseCommandArgs, usageError } from "./common.ts";
 
 const USAGE = `usage:
   latentwatch sae inspect <path> [--labels P] [--latent N] [--json] [load options]
@@ -94,36 +94,21 @@ const PROGRESS_MIN_BYTES = 256 * 1024 * 1024;
  * ```
  */
 export async function runSaeCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        input: { type: "string", short: "i" },
-        target: { type: "string" },
-        format: { type: "string", short: "f" },
-        labels: { type: "string" },
-        latent: { type: "string" },
-        "scaling-factor": { type: "string" },
-        layer: { type: "string" },
-        json: { type: "boolean" },
-        batch: { type: "string" },
-        threads: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    console.error(`latentwatch sae: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandArgs("latentwatch sae", USAGE, args, {
+    input: { type: "string", short: "i" },
+    target: { type: "string" },
+    format: { type: "string", short: "f" },
+    labels: { type: "string" },
+    latent: { type: "string" },
+    "scaling-factor": { type: "string" },
+    layer: { type: "string" },
+    json: { type: "boolean" },
+    batch: { type: "string" },
+    threads: { type: "string" },
+  });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
   const [sub, path, ...extra] = positionals;
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
   const known = sub === "inspect" || sub === "encode" || sub === "eval";
   if (!known || !path || extra.length > 0) {
     const why = !sub
@@ -133,8 +118,7 @@ export async function runSaeCommand(args: string[]): Promise<number> {
       : !path
       ? "missing <path>"
       : `unexpected arguments: ${extra.join(" ")}`;
-    console.error(`latentwatch sae: ${why}\n\n${USAGE}`);
-    return 2;
+    return usageError("latentwatch sae", USAGE, why);
   }
   if (values.format !== undefined && !(SAE_FORMATS as readonly string[]).includes(values.format)) {
     console.error(
@@ -165,8 +149,7 @@ export async function runSaeCommand(args: string[]): Promise<number> {
       return await inspect(path, load, values.labels, latent, values.json ?? false);
     }
     if (!values.input) {
-      console.error(`latentwatch sae ${sub}: missing --input <acts.npy>\n\n${USAGE}`);
-      return 2;
+      return usageError(`latentwatch sae ${sub}`, USAGE, "missing --input <acts.npy>");
     }
     const batch = positiveInt("--batch", values.batch, DEFAULT_BATCH);
     const threads = values.threads === undefined
@@ -534,27 +517,12 @@ function formatScores(token: number, probe: LinearProbe, scores: SparseLatents):
  * ```
  */
 export async function runProbeCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        input: { type: "string", short: "i" },
-        batch: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    console.error(`latentwatch probe: ${(e as Error).message}\n\n${PROBE_USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandArgs("latentwatch probe", PROBE_USAGE, args, {
+    input: { type: "string", short: "i" },
+    batch: { type: "string" },
+  });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(PROBE_USAGE);
-    return 0;
-  }
   const [sub, path, ...extra] = positionals;
   if (sub !== "score" || !path || extra.length > 0 || !values.input) {
     const why = sub !== "score"
@@ -564,8 +532,7 @@ export async function runProbeCommand(args: string[]): Promise<number> {
       : extra.length > 0
       ? `unexpected arguments: ${extra.join(" ")}`
       : "missing --input <acts.npy>";
-    console.error(`latentwatch probe: ${why}\n\n${PROBE_USAGE}`);
-    return 2;
+    return usageError("latentwatch probe", PROBE_USAGE, why);
   }
   try {
     const batch = positiveInt("--batch", values.batch, DEFAULT_BATCH);
