@@ -129,6 +129,32 @@ export function spanText(alert: Alert): string | undefined {
   return [...withText].sort((a, b) => a.position - b.position).map((e) => e.text).join("");
 }
 
+/**
+ * The alert fields OCSF `unmapped` and the ECS `latentwatch` object carry
+ * alike, in this order: policy, model, hook, request id, the optional
+ * tenant, meta and phase, the token span (with its {@linkcode spanText}),
+ * and the latent.
+ *
+ * @example
+ * ```ts
+ * const doc = { schema: alert.schema, ...alertCoreFields(alert) };
+ * ```
+ */
+export function alertCoreFields(alert: Alert): Record<string, unknown> {
+  const text = spanText(alert);
+  return {
+    policy: alert.policy,
+    model: alert.model,
+    hook: alert.hook,
+    request_id: alert.requestId,
+    ...(alert.tenant !== undefined ? { tenant: alert.tenant } : {}),
+    ...(alert.meta !== undefined ? { meta: alert.meta } : {}),
+    ...(alert.phase !== undefined ? { phase: alert.phase } : {}),
+    tokens: { ...alert.tokens, ...(text !== undefined ? { text } : {}) },
+    latent: alert.latent,
+  };
+}
+
 /** The human line of an alert: its rendered description, else its title. */
 export function alertMessage(alert: Alert): string {
   return alert.description ?? alert.title;

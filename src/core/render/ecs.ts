@@ -10,6 +10,7 @@
 import type { Alert } from "../alert.ts";
 import { ATLAS_TECHNIQUES, atlasUrl } from "./atlas.ts";
 import {
+  alertCoreFields,
   alertMessage,
   alertTimeMs,
   atlasOfAlert,
@@ -17,7 +18,6 @@ import {
   OCSF_SEVERITY,
   type RenderOptions,
   RISK_SCORE,
-  spanText,
   traceOfAlert,
 } from "./common.ts";
 import type { JsonObject } from "./ocsf.ts";
@@ -46,7 +46,6 @@ export function toEcs(alert: Alert, opts: RenderOptions = {}): JsonObject {
   const time = new Date(alertTimeMs(alert)).toISOString();
   const atlas = atlasOfAlert(alert);
   const trace = traceOfAlert(alert);
-  const text = spanText(alert);
   const techniques = atlas.filter((t) => t.id.length === 9);
   const subs = atlas.filter((t) => t.id.length > 9);
   // a sub-technique's parent is a technique of the alert too
@@ -134,15 +133,7 @@ export function toEcs(alert: Alert, opts: RenderOptions = {}): JsonObject {
     ...(trace !== undefined ? { trace: { id: trace.traceId }, span: { id: trace.spanId } } : {}),
     latentwatch: {
       schema: alert.schema,
-      policy: alert.policy,
-      model: alert.model,
-      hook: alert.hook,
-      request_id: alert.requestId,
-      ...(alert.tenant !== undefined ? { tenant: alert.tenant } : {}),
-      ...(alert.meta !== undefined ? { meta: alert.meta } : {}),
-      ...(alert.phase !== undefined ? { phase: alert.phase } : {}),
-      tokens: { ...alert.tokens, ...(text !== undefined ? { text } : {}) },
-      latent: alert.latent,
+      ...alertCoreFields(alert),
       evidence: alert.evidence,
       ...(alert.latents !== undefined ? { latents: alert.latents } : {}),
       ...(alert.probes !== undefined ? { probes: alert.probes } : {}),

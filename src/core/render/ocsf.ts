@@ -10,13 +10,13 @@
  */
 import type { Alert } from "../alert.ts";
 import {
+  alertCoreFields,
   alertMessage,
   alertTimeMs,
   atlasOfAlert,
   LATENTWATCH,
   OCSF_SEVERITY,
   type RenderOptions,
-  spanText,
   traceOfAlert,
 } from "./common.ts";
 import { ATLAS_TECHNIQUES } from "./atlas.ts";
@@ -52,7 +52,6 @@ export function toOcsf(alert: Alert, opts: RenderOptions = {}): JsonObject {
   const severity = OCSF_SEVERITY[alert.severity];
   const atlas = atlasOfAlert(alert);
   const trace = traceOfAlert(alert);
-  const text = spanText(alert);
   const attacks = atlas.flatMap((t) => {
     const sub = t.id.length > 9;
     const uid = t.id.slice(0, 9);
@@ -134,15 +133,7 @@ export function toOcsf(alert: Alert, opts: RenderOptions = {}): JsonObject {
     unmapped: {
       schema: alert.schema,
       monitor: alert.monitor,
-      policy: alert.policy,
-      model: alert.model,
-      hook: alert.hook,
-      request_id: alert.requestId,
-      ...(alert.tenant !== undefined ? { tenant: alert.tenant } : {}),
-      ...(alert.meta !== undefined ? { meta: alert.meta } : {}),
-      ...(alert.phase !== undefined ? { phase: alert.phase } : {}),
-      tokens: { ...alert.tokens, ...(text !== undefined ? { text } : {}) },
-      latent: alert.latent,
+      ...alertCoreFields(alert),
       ...(alert.latents !== undefined ? { latents: alert.latents } : {}),
       ...(alert.probes !== undefined ? { probes: alert.probes } : {}),
       ...(alert.tags !== undefined ? { tags: alert.tags } : {}),
