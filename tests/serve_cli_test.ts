@@ -12,6 +12,24 @@ import { writeSaeLensFolder } from "../src/formats/saelens.ts";
 import { LATENTWATCH_MAIN, runLatentwatch } from "./helpers/cli.ts";
 import { waitUntil } from "./helpers/stream.ts";
 
+/**
+ * Write a demo SAE (`sae`), a one-rule policy (`p.yaml`) and a monitor
+ * (`m.yaml`) using them into `dir`: `nats` is the body of its `nats:` block,
+ * its control API listens on `port`.
+ */
+async function writeMonitorFiles(dir: string, nats: string, port: number): Promise<void> {
+  await writeSaeLensFolder(`${dir}/sae`, buildDemoSae(new SimulatedModel({ dModel: 32 }), 40));
+  await Deno.writeTextFile(
+    `${dir}/p.yaml`,
+    "version: 1\nrules:\n  - id: r\n    title: t\n    severity: low\n    when: { sae: s, latent: 0, above: 1 }\n",
+  );
+  await Deno.writeTextFile(
+    `${dir}/m.yaml`,
+    `monitor: m\nmodel: x\nhook: h\nsaes:\n  - id: s\n    path: sae\npolicies: [p.yaml]\n` +
+      `nats:\n${nats}control:\n  listen: 127.0.0.1:${port}\n`,
+  );
+}
+
 Deno.test("serve CLI: an invalid monitor file is refused with file:line:col and exit 1", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -35,16 +53,7 @@ Deno.test("serve CLI: live before NATS, ready once connected, metrics, exits 0 o
   const dir = await Deno.makeTempDir();
   const port = freePort();
   try {
-    await writeSaeLensFolder(`${dir}/sae`, buildDemoSae(new SimulatedModel({ dModel: 32 }), 40));
-    await Deno.writeTextFile(
-      `${dir}/p.yaml`,
-      "version: 1\nrules:\n  - id: r\n    title: t\n    severity: low\n    when: { sae: s, latent: 0, above: 1 }\n",
-    );
-    await Deno.writeTextFile(
-      `${dir}/m.yaml`,
-      `monitor: m\nmodel: x\nhook: h\nsaes:\n  - id: s\n    path: sae\npolicies: [p.yaml]\n` +
-        `nats:\n  url: ${url}\ncontrol:\n  listen: 127.0.0.1:${port}\n`,
-    );
+    await writeMonitorFiles(dir, `  url: ${url}\n`, port);
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", LATENTWATCH_MAIN, "serve", "--monitor", `${dir}/m.yaml`],
       stdout: "null",
@@ -86,16 +95,10 @@ Deno.test("startMonitor: a failed start-up releases what it opened (the control 
   const dir = await Deno.makeTempDir();
   const port = freePort();
   try {
-    await writeSaeLensFolder(`${dir}/sae`, buildDemoSae(new SimulatedModel({ dModel: 32 }), 40));
-    await Deno.writeTextFile(
-      `${dir}/p.yaml`,
-      "version: 1\nrules:\n  - id: r\n    title: t\n    severity: low\n    when: { sae: s, latent: 0, above: 1 }\n",
-    );
-    await Deno.writeTextFile(
-      `${dir}/m.yaml`,
-      `monitor: m\nmodel: x\nhook: h\nsaes:\n  - id: s\n    path: sae\npolicies: [p.yaml]\n` +
-        `nats:\n  url: nats://127.0.0.1:${freePort()}\n  user: lw\n  password_env: LW_TEST_UNSET_PASSWORD\n` +
-        `control:\n  listen: 127.0.0.1:${port}\n`,
+    await writeMonitorFiles(
+      dir,
+      `  url: nats://127.0.0.1:${freePort()}\n  user: lw\n  password_env: LW_TEST_UNSET_PASSWORD\n`,
+      port,
     );
     Deno.env.delete("LW_TEST_UNSET_PASSWORD");
     await assert.rejects(
