@@ -8,7 +8,6 @@ import {
   parseGemmaScopeWidth,
 } from "./gemma_scope.ts";
 import { writeNpz } from "./npz.ts";
-import { SaeFormatError } from "./saelens.ts";
 import { type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
 import {
   add,
@@ -16,20 +15,13 @@ import {
   decode,
   gaussian,
   jumpRelu,
+  rejectsFormat,
   tensor,
+  testRoot,
   xW,
 } from "./testdata/upstream.ts";
 
-const TMP = Deno.makeTempDirSync({ prefix: "gemma_scope_test_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
-
-async function rejects(p: Promise<unknown>, ...parts: string[]): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof SaeFormatError, `expected SaeFormatError, got ${e}`);
-    for (const part of parts) assert.ok(e.message.includes(part), `'${e.message}' lacks '${part}'`);
-    return true;
-  });
-}
+const TMP = testRoot("gemma_scope_test_");
 
 const D_IN = 6;
 const D_SAE = 12;
@@ -147,7 +139,7 @@ Deno.test("Gemma Scope 1: lower-case w_enc/w_dec, embedding rescale, width check
   const wide = join(TMP, "gemma-scope-2b-pt-res", "layer_1", "width_16k", "average_l0_5");
   await Deno.mkdir(wide, { recursive: true });
   await Deno.writeFile(join(wide, "params.npz"), writeNpz(arrays));
-  await rejects(loadGemmaScope(wide), "params.npz", "W_enc", `[${D_IN},${D_SAE}]`, "16384");
+  await rejectsFormat(loadGemmaScope(wide), "params.npz", "W_enc", `[${D_IN},${D_SAE}]`, "16384");
 
   // A shape that disagrees with the encoder.
   const badDir = join(TMP, "bad", "average_l0_1");
@@ -156,16 +148,21 @@ Deno.test("Gemma Scope 1: lower-case w_enc/w_dec, embedding rescale, width check
     join(badDir, "params.npz"),
     writeNpz({ ...arrays, threshold: { data: new Float32Array(5), shape: [5] } }),
   );
-  await rejects(loadGemmaScope(badDir), "params.npz", "'threshold' has shape [5]", `[${D_SAE}]`);
+  await rejectsFormat(
+    loadGemmaScope(badDir),
+    "params.npz",
+    "'threshold' has shape [5]",
+    `[${D_SAE}]`,
+  );
   const { threshold: _, ...noThreshold } = arrays;
   await Deno.writeFile(join(badDir, "params.npz"), writeNpz(noThreshold));
-  await rejects(loadGemmaScope(badDir), "missing tensor 'threshold'", "found tensors");
+  await rejectsFormat(loadGemmaScope(badDir), "missing tensor 'threshold'", "found tensors");
 
   // Corrupt / truncated archive.
   const bytes = writeNpz(arrays);
   await Deno.writeFile(join(badDir, "params.npz"), bytes.subarray(0, bytes.byteLength >> 1));
-  await rejects(loadGemmaScope(badDir), "params.npz", "not a readable .npz");
-  await rejects(loadGemmaScope(join(TMP, "nowhere")), "cannot read");
+  await rejectsFormat(loadGemmaScope(badDir), "params.npz", "not a readable .npz");
+  await rejectsFormat(loadGemmaScope(join(TMP, "nowhere")), "cannot read");
 });
 
 const havePython = (() => {
@@ -261,7 +258,7 @@ Deno.test("Gemma Scope 2 SAE: lower-case keys, hook mapping, width check against
     assert.equal(sae.applyBDecToInput, false);
     assertMatchesUpstream(sae, X, tutorial(p, X, 4), `GS2 SAE ${path}`);
   }
-  await rejects(
+  await rejectsFormat(
     loadGemmaScope2(
       await gs2Folder("resid_post/wrong_width", { ...config, width: 16384 }, {
         "params.safetensors": gs2Tensors(p),
@@ -273,7 +270,7 @@ Deno.test("Gemma Scope 2 SAE: lower-case keys, hook mapping, width check against
     "16384",
     "'width'",
   );
-  await rejects(
+  await rejectsFormat(
     loadGemmaScope2(
       await gs2Folder("resid_post/bad_arch", { ...config, architecture: "topk" }, {
         "params.safetensors": gs2Tensors(p),
@@ -327,7 +324,7 @@ Deno.test("Gemma Scope 2 affine transcoder: square affine_skip_connection used U
   assert.deepEqual(tc.wSkip, affine);
   assertMatchesUpstream(tc, X, tutorial(q, X, 4, D_IN, affine), "GS2 affine transcoder");
 
-  await rejects(
+  await rejectsFormat(
     loadGemmaScope2(
       await gs2Folder("transcoder/missing_affine", {
         architecture: "jump_relu",
@@ -378,8 +375,12 @@ Deno.test("Gemma Scope 2 cross-layer transcoder: params_layer_{i} with w_dec [d_
     assert.deepEqual(sae.wDec, slice);
     assertMatchesUpstream(sae, X, tutorial({ ...p, W_dec: slice }, X, 4), "CLT layer 1");
   }
-  await rejects(loadGemmaScope2(dir), "params_layer_{i}.safetensors", "layer");
-  await rejects(loadGemmaScope2(dir, { layer: 7 }), "params_layer_7.safetensors", "cannot read");
+  await rejectsFormat(loadGemmaScope2(dir), "params_layer_{i}.safetensors", "layer");
+  await rejectsFormat(
+    loadGemmaScope2(dir, { layer: 7 }),
+    "params_layer_7.safetensors",
+    "cannot read",
+  );
 });
 
 Deno.test("Gemma Scope 2: truncated params and unreadable config fail naming the file", async () => {
@@ -390,7 +391,7 @@ Deno.test("Gemma Scope 2: truncated params and unreadable config fail naming the
   const file = join(dir, "params.safetensors");
   const bytes = await Deno.readFile(file);
   await Deno.writeFile(file, bytes.subarray(0, bytes.byteLength - 4));
-  await rejects(loadGemmaScope2(dir), "params.safetensors", "truncated");
+  await rejectsFormat(loadGemmaScope2(dir), "params.safetensors", "truncated");
   await Deno.writeTextFile(join(dir, "config.json"), "{");
-  await rejects(loadGemmaScope2(dir), "config.json", "not valid JSON");
+  await rejectsFormat(loadGemmaScope2(dir), "config.json", "not valid JSON");
 });

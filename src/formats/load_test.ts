@@ -5,10 +5,9 @@ import { writeNpz } from "./npz.ts";
 import { randomSae } from "./random_sae.ts";
 import { SaeFormatError, writeSaeLensFolder } from "./saelens.ts";
 import { writeSafetensors } from "./safetensors.ts";
-import { gaussian, tensor } from "./testdata/upstream.ts";
+import { gaussian, tensor, testRoot } from "./testdata/upstream.ts";
 
-const TMP = Deno.makeTempDirSync({ prefix: "load_test_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
+const TMP = testRoot("load_test_");
 
 let n = 0;
 /** A folder holding `files` (name → contents). */

@@ -16,17 +16,18 @@ import {
   decode,
   gaussian,
   jumpRelu,
+  rejectsFormat,
   relu,
   sub,
   tensor,
+  testRoot,
   topk,
   xW,
   xWT,
 } from "./testdata/upstream.ts";
 
 // Every folder lives under one temp dir, removed when the test module unloads.
-const TMP = Deno.makeTempDirSync({ prefix: "saelens_test_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
+const TMP = testRoot("saelens_test_");
 const tempDir = () => Deno.makeTempDir({ dir: TMP });
 
 function f32(...v: number[]): Uint8Array {
@@ -72,14 +73,6 @@ const V6 = {
     hook_name: "blocks.12.hook_resid_post",
   },
 };
-
-async function rejects(p: Promise<unknown>, ...parts: string[]): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof SaeFormatError, `expected SaeFormatError, got ${e}`);
-    for (const part of parts) assert.ok(e.message.includes(part), `'${e.message}' lacks '${part}'`);
-    return true;
-  });
-}
 
 Deno.test("loadSaeLens reads a hand-written v6 jumprelu folder", async () => {
   const dir = await handFolder(
@@ -168,14 +161,14 @@ Deno.test("legacy flat config: hook_point, topk via activation_fn_str, defaults"
   assert.equal(std.k, undefined);
 
   // normalize_activations: true means expected_average_only_in, which needs a constant not in cfg.json.
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder({ ...plain, normalize_activations: true }, tinyTensors())),
     "cfg.json",
     "expected_average_only_in",
     "activation_scaler.json",
     "norm_scaling_factor",
   );
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder({ ...plain, activation_fn_str: "tanh-relu" }, tinyTensors())),
     "activation_fn_str",
     "tanh-relu",
@@ -202,13 +195,13 @@ Deno.test("v6 topk reads k and rescale_acts_by_decoder_norm", async () => {
   const sae = await loadSaeLens(await handFolder(cfg, tinyTensors()));
   assert.equal(sae.k, 1);
   assert.equal(sae.rescaleActsByDecoderNorm, true);
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder({ ...cfg, k: 4 }, tinyTensors())),
     "'k'",
     "at most d_sae = 3",
     "4",
   );
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder({ ...cfg, k: undefined }, tinyTensors())),
     "'k'",
     "missing",
@@ -218,13 +211,13 @@ Deno.test("v6 topk reads k and rescale_acts_by_decoder_norm", async () => {
 Deno.test("loadSaeLens errors name the file, the tensor or key, expected and found", async () => {
   const std = { ...V6, architecture: "standard" };
   const { W_enc: _, ...noWEnc } = tinyTensors();
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder(std, noWEnc)),
     "sae_weights.safetensors",
     "missing tensor 'W_enc'",
     "[d_in, d_sae] = [2,3]",
   );
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(
       await handFolder(
         std,
@@ -235,7 +228,7 @@ Deno.test("loadSaeLens errors name the file, the tensor or key, expected and fou
     "'W_enc' has shape [3,2]",
     "expected [d_in, d_sae] = [2,3]",
   );
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(
       await handFolder(
         std,
@@ -245,7 +238,7 @@ Deno.test("loadSaeLens errors name the file, the tensor or key, expected and fou
     "'b_dec' has shape [3]",
     "[d_in] = [2]",
   );
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(
       await handFolder(
         V6,
@@ -255,48 +248,48 @@ Deno.test("loadSaeLens errors name the file, the tensor or key, expected and fou
     "missing tensor 'threshold'",
     "log_threshold",
   );
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder({ ...V6, architecture: "gated" }, tinyTensors())),
     "sae_weights.safetensors",
     "missing tensor 'b_gate'",
     "a gated SAE",
   );
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder({ ...V6, architecture: "mystery_sae" }, tinyTensors())),
     "cfg.json",
     "'architecture'",
     "'standard', 'gated', 'jumprelu', 'topk', 'transcoder'",
     '"mystery_sae"',
   );
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder({ ...V6, architecture: "batchtopk" }, tinyTensors())),
     "'architecture'",
     "saves BatchTopK SAEs for inference as 'jumprelu'",
   );
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder({ ...V6, d_in: 0 }, tinyTensors())),
     "'d_in'",
     "positive integer",
   );
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder({ ...V6, dtype: "int8" }, tinyTensors())),
     "'dtype'",
     '"int8"',
   );
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder({ ...V6, normalize_activations: "rms" }, tinyTensors())),
     "'normalize_activations'",
     "'layer_norm'",
     '"rms"',
   );
-  await rejects(loadSaeLens("/nonexistent/sae"), "/nonexistent/sae/cfg.json", "cannot read");
+  await rejectsFormat(loadSaeLens("/nonexistent/sae"), "/nonexistent/sae/cfg.json", "cannot read");
   const dir = await tempDir();
   await Deno.writeTextFile(join(dir, "cfg.json"), "{oops");
-  await rejects(loadSaeLens(dir), "cfg.json", "not valid JSON");
+  await rejectsFormat(loadSaeLens(dir), "cfg.json", "not valid JSON");
   await Deno.writeTextFile(join(dir, "cfg.json"), JSON.stringify(V6));
-  await rejects(loadSaeLens(dir), "sae_weights.safetensors", "cannot read");
+  await rejectsFormat(loadSaeLens(dir), "sae_weights.safetensors", "cannot read");
   await Deno.writeFile(join(dir, "sae_weights.safetensors"), new Uint8Array(4));
-  await rejects(loadSaeLens(dir), "sae_weights.safetensors", "at least 8 bytes");
+  await rejectsFormat(loadSaeLens(dir), "sae_weights.safetensors", "at least 8 bytes");
 });
 
 Deno.test("parseSaeLensConfig version rule: 6.0.0-rc.0 and later are v6", () => {
@@ -568,20 +561,20 @@ Deno.test("transcoders: never subtract b_dec; skip adds x_raw @ W_skip^T, orient
     b_dec: tensor(new Float32Array(D_IN), [D_IN]),
     b_enc: tensor(new Float32Array(D_SAE), [D_SAE]),
   };
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder(v6("transcoder", { d_out: D_IN }), tc)),
     "cfg.json",
     "'apply_b_dec_to_input'",
     "never subtract b_dec",
     "true",
   );
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder(v6("transcoder", { apply_b_dec_to_input: false }), tc)),
     "'d_out'",
     "missing",
   );
   // The skip tensor in the wrong orientation for a non-square transcoder: named with both shapes.
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(
       await handFolder(v6("skip_transcoder", { d_out: 4, apply_b_dec_to_input: false }), {
         W_dec: tensor(new Float32Array(D_SAE * 4), [D_SAE, 4]),
@@ -686,7 +679,7 @@ Deno.test("expected_average_only_in folds s like fold_activation_norm_scaling_fa
   const inCfg = await handFolder({ ...cfg, norm_scaling_factor: 1.75 }, tensors);
   assertMatchesUpstream(await loadSaeLens(inCfg), x, expectedFor(1.75), "cfg norm_scaling_factor");
   // 4. Nowhere: a clear error naming every place looked at.
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder(cfg, tensors)),
     "cfg.json",
     "expected_average_only_in",
@@ -695,12 +688,17 @@ Deno.test("expected_average_only_in folds s like fold_activation_norm_scaling_fa
     "norm_scaling_factor",
     "scalingFactor",
   );
-  await rejects(loadSaeLens(dir, { scalingFactor: -1 }), "positive");
+  await rejectsFormat(loadSaeLens(dir, { scalingFactor: -1 }), "positive");
   await Deno.writeTextFile(
     join(dir, "activation_scaler.json"),
     JSON.stringify({ scaling_factor: "x" }),
   );
-  await rejects(loadSaeLens(dir), "activation_scaler.json", "'scaling_factor'", "positive number");
+  await rejectsFormat(
+    loadSaeLens(dir),
+    "activation_scaler.json",
+    "'scaling_factor'",
+    "positive number",
+  );
 });
 
 Deno.test("hook_z: flattened head-major d_in; W_enc stored [n_heads, d_head, d_sae] is accepted, a wrong d_in is not", async () => {
@@ -726,7 +724,7 @@ Deno.test("hook_z: flattened head-major d_in; W_enc stored [n_heads, d_head, d_s
   assert.deepEqual(heads.wDec, flat.wDec);
   assert.equal(heads.hookName, "blocks.4.attn.hook_z");
   assert.equal(heads.neuronpediaId, "gpt2-small/4-att-kk");
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(
       await handFolder(cfg, {
         ...t([D_IN, D_SAE], [D_SAE, D_IN]),
@@ -737,11 +735,11 @@ Deno.test("hook_z: flattened head-major d_in; W_enc stored [n_heads, d_head, d_s
     "[d_in, d_sae] = [6,10]",
   );
   // Without hook_z the head axes are a shape error.
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(await handFolder(v6("standard"), t([2, 3, D_SAE], [D_SAE, D_IN]))),
     "'W_enc' has shape [2,3,10]",
   );
-  await rejects(
+  await rejectsFormat(
     loadSaeLens(
       await handFolder(
         { ...cfg, metadata: { ...cfg.metadata, hook_head_index: 1 } },
@@ -776,9 +774,9 @@ Deno.test("loadSaeLens reports progress over the stored bytes and fails clearly 
   const file = join(dir, "sae_weights.safetensors");
   const bytes = await Deno.readFile(file);
   await Deno.writeFile(file, bytes.subarray(0, bytes.byteLength - 10));
-  await rejects(loadSaeLens(dir), "sae_weights.safetensors", "truncated");
+  await rejectsFormat(loadSaeLens(dir), "sae_weights.safetensors", "truncated");
   await Deno.writeFile(file, bytes.subarray(0, 20));
-  await rejects(loadSaeLens(dir), "sae_weights.safetensors", "header length");
+  await rejectsFormat(loadSaeLens(dir), "sae_weights.safetensors", "header length");
 });
 
 Deno.test("writeSaeLensFolder round-trips gated, transcoders with skip, and normalisation", async () => {

@@ -1,30 +1,22 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { SaeFormatError } from "./saelens.ts";
 import { type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
 import { loadSparsify, parseSparsifyConfig, sparsifyHooks } from "./sparsify.ts";
 import {
   add,
   assertMatchesUpstream,
   gaussian,
+  rejectsFormat,
   relu,
   sub,
   tensor,
+  testRoot,
   topk,
   xW,
   xWT,
 } from "./testdata/upstream.ts";
 
-const TMP = Deno.makeTempDirSync({ prefix: "sparsify_test_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
-
-async function rejects(p: Promise<unknown>, ...parts: string[]): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof SaeFormatError, `expected SaeFormatError, got ${e}`);
-    for (const part of parts) assert.ok(e.message.includes(part), `'${e.message}' lacks '${part}'`);
-    return true;
-  });
-}
+const TMP = testRoot("sparsify_test_");
 
 const D_IN = 6;
 const M = 12;
@@ -187,14 +179,14 @@ Deno.test("sparsify: num_latents 0 → d_in × expansion_factor; dtype from the 
 
 Deno.test("sparsify errors: groupmax, signed, shapes, stray W_skip, k", async () => {
   const w = weights(31);
-  await rejects(
+  await rejectsFormat(
     loadSparsify(await folder("e/groupmax", { ...CFG, activation: "groupmax" }, stored(w, false))),
     "cfg.json",
     "'activation'",
     "groupmax",
     "unsupported",
   );
-  await rejects(
+  await rejectsFormat(
     loadSparsify(await folder("e/signed", { ...CFG, signed: true }, stored(w, false))),
     "'signed'",
     "unsupported",
@@ -202,28 +194,28 @@ Deno.test("sparsify errors: groupmax, signed, shapes, stray W_skip, k", async ()
   // encoder.weight stored [d_in, M] (the SAELens orientation) is a shape error, not silently used.
   const wrong = stored(w, false);
   wrong["encoder.weight"] = tensor(w.encW, [D_IN, M]);
-  await rejects(
+  await rejectsFormat(
     loadSparsify(await folder("e/orient", CFG, wrong)),
     "sae.safetensors",
     "'encoder.weight' has shape [6,12]",
     "[num_latents, d_in] = [12,6]",
     "cfg.json",
   );
-  await rejects(
+  await rejectsFormat(
     loadSparsify(await folder("e/count", { ...CFG, num_latents: 24 }, stored(w, false))),
     "'encoder.weight' has shape [12,6]",
     "[24,6]",
   );
-  await rejects(
+  await rejectsFormat(
     loadSparsify(await folder("e/stray", CFG, stored(w, true))),
     "'W_skip'",
     "skip_connection",
   );
-  await rejects(
+  await rejectsFormat(
     loadSparsify(await folder("e/noskip", { ...CFG, skip_connection: true }, stored(w, false))),
     "missing tensor 'W_skip'",
   );
-  await rejects(
+  await rejectsFormat(
     loadSparsify(await folder("e/k", { ...CFG, k: 99 }, stored(w, false))),
     "'k'",
     "99",

@@ -14,6 +14,7 @@ import { referenceEncode } from "../../core/reference_encoder.ts";
 import type { SaeWeights } from "../../core/sae.ts";
 import type { SafetensorsTensor } from "../safetensors.ts";
 import { fromF32 } from "../../core/dtype.ts";
+import { SaeFormatError } from "../saelens.ts";
 
 /** `n` N(0, std²) values from `seed`. */
 export function gaussian(seed: number, n: number, std = 1): Float32Array<ArrayBuffer> {
@@ -129,4 +130,35 @@ export function assertMatchesUpstream(
 /** `f @ W_dec` with W_dec stored `[d_sae, d_out]`. */
 export function decode(f: ArrayLike<number>, wDec: ArrayLike<number>, dOut: number): Float64Array {
   return xW(f, wDec, dOut);
+}
+
+/**
+ * A temp folder for one test module, removed when the module unloads.
+ *
+ * @example
+ * ```ts
+ * const TMP = testRoot("sparsify_test_");
+ * ```
+ */
+export function testRoot(prefix: string): string {
+  const dir = Deno.makeTempDirSync({ prefix });
+  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+  return dir;
+}
+
+/**
+ * Assert that `p` rejects with a {@linkcode SaeFormatError} whose message
+ * contains every one of `parts`.
+ *
+ * @example
+ * ```ts
+ * await rejectsFormat(loadSparsify(dir), "cfg.json", "d_in");
+ * ```
+ */
+export async function rejectsFormat(p: Promise<unknown>, ...parts: string[]): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof SaeFormatError, `expected SaeFormatError, got ${e}`);
+    for (const part of parts) assert.ok(e.message.includes(part), `'${e.message}' lacks '${part}'`);
+    return true;
+  });
 }
