@@ -7,6 +7,7 @@
  */
 import { findNatsServer } from "../src/bus/nats_server.ts";
 import { findRsyslogd, hasRsyslogGtls } from "./helpers/rsyslog.ts";
+import { hasPythonTorch } from "./helpers/python.ts";
 
 async function sh(cmd: string, args: string[]): Promise<boolean> {
   const { code } = await new Deno.Command(cmd, { args, stdout: "inherit", stderr: "inherit" })
@@ -23,11 +24,12 @@ async function ensurePackage(
   pkg: string,
   found: () => Promise<boolean>,
   hint: string,
+  aptFlags: string[] = [],
 ): Promise<void> {
   if (await found()) return;
   if (Deno.uid?.() === 0) {
     console.error(`tests: ${pkg} missing; installing it with apt-get (Debian package)`);
-    const install = ["-y", "-q", "install", pkg];
+    const install = ["-y", "-q", "install", ...aptFlags, pkg];
     if (!await sh("apt-get", install)) {
       await sh("apt-get", ["-q", "update"]);
       await sh("apt-get", install);
@@ -85,5 +87,12 @@ await ensurePackage(
   "rsyslog-gnutls",
   hasRsyslogGtls,
   "The syslog-over-TLS test receives with it: `sudo apt-get install rsyslog-gnutls`.",
+);
+await ensurePackage(
+  "python3-torch",
+  hasPythonTorch,
+  "The Python tap's end-to-end tests run a small PyTorch model: `sudo apt-get install\n" +
+    "  --no-install-recommends python3-torch` (Debian/Ubuntu), or `pip install torch`.",
+  ["--no-install-recommends"],
 );
 Deno.exit(await runTests(Deno.args));
