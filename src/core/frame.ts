@@ -166,7 +166,7 @@ function checkName(field: string, value: unknown, where: Where): string {
  * Distinct names can share a token (`blocks.6` and `blocks_6`): the subject
  * routes, the `Lw-Model`/`Lw-Hook` headers identify.
  */
-function subjectToken(field: string, name: string): string {
+export function subjectToken(field: string, name: string): string {
   if (typeof name !== "string" || name.length === 0) {
     throw new FrameError(field, "a non-empty name", show(name), {});
   }
