@@ -11,6 +11,26 @@ export interface BusMessage {
   subject: string;
   headers: Record<string, string>;
   data: Uint8Array;
+  /** Where an answer goes, when the message is a request (a gated frame). */
+  reply?: string;
+}
+
+/** A request got no answer: nobody listens on the subject, or none came in time. */
+export class BusRequestError extends Error {
+  constructor(
+    readonly kind: "timeout" | "no_responders",
+    readonly subject: string,
+    readonly timeoutMs: number,
+    options?: ErrorOptions,
+  ) {
+    super(
+      kind === "timeout"
+        ? `request on '${subject}': expected a reply within ${timeoutMs} ms, found none`
+        : `request on '${subject}': expected a subscriber to answer, found no responders`,
+      options,
+    );
+    this.name = "BusRequestError";
+  }
 }
 
 /** A live subscription. */
@@ -37,8 +57,18 @@ export interface StreamSpec {
 export interface Bus {
   /** Largest payload (bytes, headers included) the server accepts. */
   readonly maxPayload: number;
-  /** Fire-and-forget publish. */
+  /** Fire-and-forget publish (to a subject, or to a request's `reply` subject). */
   publish(subject: string, data: Uint8Array, headers?: Record<string, string>): void;
+  /**
+   * Publish `data` as a request and resolve with the first reply; rejects
+   * with {@linkcode BusRequestError} on timeout or when nobody listens.
+   */
+  request(
+    subject: string,
+    data: Uint8Array,
+    headers: Record<string, string> | undefined,
+    timeoutMs: number,
+  ): Promise<BusMessage>;
   /**
    * Subscribe; `handler` runs synchronously per message, in arrival order.
    * `onError` hears subscription errors (a permission violation, a slow

@@ -13,7 +13,14 @@
  * @module
  */
 import { headerWireBytes } from "../core/frame.ts";
-import type { Bus, BusMessage, BusSubscription, DurableAck, StreamSpec } from "./bus.ts";
+import {
+  type Bus,
+  type BusMessage,
+  BusRequestError,
+  type BusSubscription,
+  type DurableAck,
+  type StreamSpec,
+} from "./bus.ts";
 
 /** A subject or subscription filter is not valid NATS syntax. */
 export class SubjectError extends TypeError {
@@ -177,6 +184,45 @@ export class MemoryBus implements Bus {
     const tokens = splitSubject(subject, false);
     this.#checkSize(subject, data, headers);
     this.#enqueue(subject, tokens, data.slice(), headers);
+  }
+
+  #inboxes = 0;
+
+  /**
+   * Publish a request with a fresh `_INBOX.<n>` reply subject and resolve
+   * with the first reply; rejects with {@linkcode BusRequestError} when no
+   * subscription matches (no responders) or no reply comes in `timeoutMs`.
+   *
+   * @example
+   * ```ts
+   * const reply = await bus.request("svc.echo", new Uint8Array(0), undefined, 100);
+   * ```
+   */
+  request(
+    subject: string,
+    data: Uint8Array,
+    headers: Record<string, string> | undefined,
+    timeoutMs: number,
+  ): Promise<BusMessage> {
+    this.#checkOpen("request");
+    const tokens = splitSubject(subject, false);
+    this.#checkSize(subject, data, headers);
+    if (!this.#subs.some((s) => matches(s.tokens, tokens))) {
+      return Promise.reject(new BusRequestError("no_responders", subject, timeoutMs));
+    }
+    const reply = `_INBOX.${++this.#inboxes}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        sub.unsubscribe();
+        reject(new BusRequestError("timeout", subject, timeoutMs));
+      }, timeoutMs);
+      const sub = this.subscribe(reply, (msg) => {
+        clearTimeout(timer);
+        sub.unsubscribe();
+        resolve(msg);
+      });
+      this.#enqueue(subject, tokens, data.slice(), headers, reply);
+    });
   }
 
   /**
@@ -347,10 +393,14 @@ export class MemoryBus implements Bus {
     tokens: string[],
     data: Uint8Array,
     headers: Record<string, string> | undefined,
+    reply?: string,
   ): void {
     const subs = this.#subs.filter((s) => matches(s.tokens, tokens));
     if (subs.length === 0) return;
-    this.#queue.push({ msg: { subject, data, headers: { ...headers } }, subs });
+    this.#queue.push({
+      msg: { subject, data, headers: { ...headers }, ...(reply ? { reply } : {}) },
+      subs,
+    });
     if (this.#delivering) return;
     this.#delivering = true;
     try {

@@ -13,7 +13,14 @@ import {
   type NatsConnection,
 } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient, jetstreamManager } from "@nats-io/jetstream";
-import type { Bus, BusMessage, BusSubscription, DurableAck, StreamSpec } from "./bus.ts";
+import {
+  type Bus,
+  type BusMessage,
+  BusRequestError,
+  type BusSubscription,
+  type DurableAck,
+  type StreamSpec,
+} from "./bus.ts";
 
 /** Options for {@linkcode connectNatsBus}. */
 export interface NatsBusOptions {
@@ -99,6 +106,30 @@ export class NatsBus implements Bus {
     this.#nc.publish(subject, data, headers ? { headers: toNatsHeaders(headers) } : undefined);
   }
 
+  async request(
+    subject: string,
+    data: Uint8Array,
+    headers: Record<string, string> | undefined,
+    timeoutMs: number,
+  ): Promise<BusMessage> {
+    try {
+      const msg = await this.#nc.request(subject, data, {
+        timeout: timeoutMs,
+        ...(headers ? { headers: toNatsHeaders(headers) } : {}),
+      });
+      return { subject: msg.subject, headers: fromNatsHeaders(msg.headers), data: msg.data };
+    } catch (err) {
+      const text = `${(err as Error).name} ${(err as Error).message}`.toLowerCase();
+      if (text.includes("no responders") || text.includes("503")) {
+        throw new BusRequestError("no_responders", subject, timeoutMs, { cause: err });
+      }
+      if (text.includes("timeout")) {
+        throw new BusRequestError("timeout", subject, timeoutMs, { cause: err });
+      }
+      throw err;
+    }
+  }
+
   subscribe(
     subject: string,
     handler: (msg: BusMessage) => void,
@@ -107,7 +138,12 @@ export class NatsBus implements Bus {
     const sub = this.#nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err) return onError?.(err);
-        handler({ subject: msg.subject, headers: fromNatsHeaders(msg.headers), data: msg.data });
+        handler({
+          subject: msg.subject,
+          headers: fromNatsHeaders(msg.headers),
+          data: msg.data,
+          ...(msg.reply ? { reply: msg.reply } : {}),
+        });
       },
     });
     return { unsubscribe: () => sub.unsubscribe() };

@@ -192,6 +192,7 @@ Deno.test("tap: f32 activations are copied, so the caller may reuse its buffer",
     subscribe: () => ({ unsubscribe() {} }),
     ensureStream: () => Promise.resolve(),
     publishDurable: () => Promise.reject(new Error("unused")),
+    request: () => Promise.reject(new Error("unused")),
     flush: () => Promise.resolve(),
     close: () => Promise.resolve(),
   };
