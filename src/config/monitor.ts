@@ -40,6 +40,8 @@ export interface MonitorConfig {
   nats: { url: string; subject?: string; user?: string; passwordEnv?: string };
   alerts: { stream: string; subject: string; maxQueue: number };
   batching: { maxBatchTokens: number; maxWaitMs: number; maxQueueTokens: number };
+  /** Steering commands to taps and verdicts for gated frames (`docs/steering.md`). */
+  steering: { enabled: boolean; ttlMs: number };
   control?: { listen: string };
   /** Record received frames to a trace file (all, or a sample of requests). */
   record?: { path: string /* absolute */; every?: number; requests?: number };
@@ -135,6 +137,7 @@ export const MONITOR_DEFAULTS = {
   maxQueueTokens: 16384,
   sinkMaxQueue: 10000,
   sinkTimeoutMs: 5000,
+  steerTtlMs: 5000,
 } as const;
 
 /** Sink types of the `sinks:` list. */
@@ -387,6 +390,11 @@ export const MonitorFileSchema = z.strictObject({
     max_wait_ms: MONITOR_DEFAULTS.maxWaitMs,
     max_queue_tokens: MONITOR_DEFAULTS.maxQueueTokens,
   }),
+  steering: z.strictObject({
+    enabled: z.boolean({ error: expectMessage("true or false") }).default(true),
+    ttl_ms: int(1, 3_600_000, "milliseconds a steering command stays valid")
+      .default(MONITOR_DEFAULTS.steerTtlMs),
+  }).default({ enabled: true, ttl_ms: MONITOR_DEFAULTS.steerTtlMs }),
   record: z.strictObject({
     path: nonEmpty,
     every: z.int({ error: expectMessage("an integer ≥ 1 (keep one request in N)") }).min(1, {
@@ -453,6 +461,7 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
       maxWaitMs: m.batching.max_wait_ms,
       maxQueueTokens: m.batching.max_queue_tokens,
     },
+    steering: { enabled: m.steering.enabled, ttlMs: m.steering.ttl_ms },
     sinks: [],
   };
   // UnknownSinkType never validates, so every entry is one of the four

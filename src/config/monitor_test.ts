@@ -39,6 +39,7 @@ Deno.test("parseMonitorConfig: defaults and paths resolved against the file's fo
     nats: { url: "nats://127.0.0.1:4222" },
     alerts: { stream: "LATENTWATCH_ALERTS", subject: "latentwatch.alerts.demo", maxQueue: 10000 },
     batching: { maxBatchTokens: 128, maxWaitMs: 2, maxQueueTokens: 16384 },
+    steering: { enabled: true, ttlMs: 5000 },
     sinks: [],
   };
   assert.deepEqual(parseMonitorConfig(MINIMAL, "/srv/lw/m.yaml"), expected);
@@ -60,6 +61,9 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
     "  max_queue_tokens: 64",
     "control:",
     "  listen: 0.0.0.0:9000",
+    "steering:",
+    "  enabled: false",
+    "  ttl_ms: 250",
     "",
   ].join("\n");
   const cfg = parseMonitorConfig(text, "/srv/lw/m.yaml");
@@ -71,6 +75,7 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
   assert.deepEqual(cfg.alerts, { stream: "ALERTS_A", subject: "soc.alerts.a", maxQueue: 50 });
   assert.deepEqual(cfg.batching, { maxBatchTokens: 64, maxWaitMs: 0, maxQueueTokens: 64 });
   assert.deepEqual(cfg.control, { listen: "0.0.0.0:9000" });
+  assert.deepEqual(cfg.steering, { enabled: false, ttlMs: 250 });
 });
 
 Deno.test("parseMonitorConfig: partial sections keep the other defaults", () => {
@@ -110,7 +115,7 @@ Deno.test("parseMonitorConfig: unknown keys at the key, snake_case hint for came
     "/srv/lw/m.yaml:10:3: unknown key 'maxBatchTokens' (did you mean 'max_batch_tokens'?); expected one of: max_batch_tokens, " +
     "max_wait_ms, max_queue_tokens",
     "/srv/lw/m.yaml:11:1: unknown key 'colour'; expected one of: monitor, model, hook, saes, probes, " +
-    "policies, nats, alerts, batching, record, sinks, control",
+    "policies, nats, alerts, batching, steering, record, sinks, control",
   ]);
 });
 

@@ -67,17 +67,23 @@ export class MicroBatcher<T extends Batchable> {
 
   /**
    * Enqueue `item`. Returns false (and keeps nothing) when the queue is
-   * closed or the item would push it past `maxQueueTokens`.
+   * closed or the item would push it past `maxQueueTokens`. An `urgent`
+   * item (a gated frame, whose model waits for the verdict) does not wait
+   * for the batch to fill: the batch it is in goes out at once.
    */
-  offer(item: T): boolean {
+  offer(item: T, urgent = false): boolean {
     if (this.#closed) return false;
     if (this.#queuedTokens + item.tokens > this.limits.maxQueueTokens) return false;
     if (this.queuedItems === 0) this.#oldestAt = performance.now();
     this.#queue.push(item);
     this.#queuedTokens += item.tokens;
+    if (urgent) this.#urgentUpTo = this.#queue.length;
     this.#wake();
     return true;
   }
+
+  /** Queue index just past the last urgent item; a batch reaching it goes out at once. */
+  #urgentUpTo = 0;
 
   /**
    * The next batch: resolves as soon as `maxBatchTokens` tokens are queued or
@@ -108,7 +114,7 @@ export class MicroBatcher<T extends Batchable> {
     const waited = performance.now() - this.#oldestAt;
     if (
       this.#queuedTokens >= this.limits.maxBatchTokens || waited >= this.limits.maxWaitMs ||
-      this.#closed
+      this.#closed || this.#urgentUpTo > this.#head
     ) {
       this.#deliver(this.#take());
       return;
@@ -145,6 +151,7 @@ export class MicroBatcher<T extends Batchable> {
     this.#queuedTokens -= tokens;
     if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
       this.#queue = this.#queue.slice(this.#head);
+      this.#urgentUpTo = Math.max(0, this.#urgentUpTo - this.#head);
       this.#head = 0;
     }
     if (this.queuedItems > 0) this.#oldestAt = performance.now();

@@ -75,3 +75,26 @@ Deno.test("batcher: rejects inconsistent limits", () => {
     RangeError,
   );
 });
+
+Deno.test("batcher: an urgent item sends its batch at once, without waiting for maxWaitMs", async () => {
+  const b = new MicroBatcher<{ tokens: number; id: string }>({
+    maxBatchTokens: 64,
+    maxWaitMs: 60_000,
+    maxQueueTokens: 128,
+  });
+  b.offer({ tokens: 1, id: "a" });
+  b.offer({ tokens: 1, id: "gated" }, true);
+  const started = performance.now();
+  const batch = await b.next();
+  assert.deepEqual(batch?.map((i) => i.id), ["a", "gated"]);
+  assert.ok(performance.now() - started < 1000, "did not wait for maxWaitMs");
+  // a later, non-urgent item waits again (closing releases it)
+  b.offer({ tokens: 1, id: "c" });
+  let got: string[] | undefined;
+  const pending = b.next().then((x) => (got = x?.map((i) => i.id)));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(got, undefined);
+  b.close();
+  await pending;
+  assert.deepEqual(got, ["c"]);
+});

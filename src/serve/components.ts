@@ -11,7 +11,7 @@ import {
   compilePolicySet,
   type SignalInfo,
 } from "../core/policy/compile.ts";
-import type { PolicyFileDef } from "../core/policy/ast.ts";
+import type { PolicyFileDef, SteerAction } from "../core/policy/ast.ts";
 import type { Encoder, LinearProbe, SaeWeights } from "../core/sae.ts";
 import type { MonitorConfig } from "../config/monitor.ts";
 import { readPolicyFile } from "../config/policy_file.ts";
@@ -20,6 +20,7 @@ import { formatIssue } from "../config/errors.ts";
 import { attachLabels, findLabelsNextTo, loadNeuronpediaLabels } from "../formats/neuronpedia.ts";
 import { loadProbe } from "../formats/probe.ts";
 import { loadSae } from "../formats/load.ts";
+import { resolveSteerAction, type SteerOp, SteerResolveError } from "../core/steer.ts";
 import { createOrtEncoder, createProbeEncoder, watchIsCheap } from "../runtime/ort_encoder.ts";
 import type { Logger } from "./log.ts";
 import type { Generation } from "./pipeline.ts";
@@ -221,7 +222,62 @@ export async function buildGeneration(
   const labels = new Map(
     [...models.saes].flatMap(([id, s]) => s.labels ? [[id, s.labels] as const] : []),
   );
-  return { generation: { encoders, policies, labels }, watched };
+  const steerOps = await resolveSteering(models, policies, previous, reloadSae);
+  return { generation: { encoders, policies, labels, steerOps }, watched };
+}
+
+/**
+ * Resolve every steer action of `policies` into the operation a tap applies
+ * (`docs/steering.md`), once per generation, so a rule that cannot steer
+ * (an SAE with per-token normalisation, a transcoder) is refused at start or
+ * reload with its file:line, not when it fires. Operations of `previous`
+ * for the same action are reused (serve keeps no JS copy of W_enc).
+ */
+async function resolveSteering(
+  models: MonitorModels,
+  policies: CompiledPolicySet,
+  previous?: BuiltGeneration,
+  reloadSae?: (id: string) => Promise<SaeWeights>,
+): Promise<Map<SteerAction, SteerOp>> {
+  const known = new Map<string, SteerOp>();
+  for (const [action, op] of previous?.generation.steerOps ?? []) {
+    known.set(JSON.stringify(action), op);
+  }
+  const full = new Map<string, SaeWeights>();
+  const weightsOf = async (id: string) => {
+    const sae = models.saes.get(id);
+    if (!sae || sae.wEnc.length > 0 || !reloadSae) return sae;
+    if (!full.has(id)) full.set(id, await reloadSae(id));
+    return full.get(id);
+  };
+  const ops = new Map<SteerAction, SteerOp>();
+  for (const rule of policies.rules) {
+    for (const action of rule.steer) {
+      const reuse = known.get(JSON.stringify(action));
+      if (reuse) {
+        ops.set(action, reuse);
+        continue;
+      }
+      const saeId = "sae" in action
+        ? action.sae
+        : "direction" in action && "sae" in action.direction
+        ? action.direction.sae
+        : undefined;
+      const saes = new Map<string, SaeWeights>();
+      const weights = saeId === undefined ? undefined : await weightsOf(saeId);
+      if (saeId !== undefined && weights) saes.set(saeId, weights);
+      try {
+        ops.set(action, resolveSteerAction(action, saes, models.dIn));
+      } catch (err) {
+        const src = rule.def.source;
+        throw new SteerResolveError(
+          `${src.file}:${src.line}: rule ${rule.id}: ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
+    }
+  }
+  return ops;
 }
 
 /**

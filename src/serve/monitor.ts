@@ -278,6 +278,7 @@ async function start(
     dIn,
     ...built.generation,
     batching: config.batching,
+    steering: config.steering,
     sinks,
     bus: connected,
     telemetry,

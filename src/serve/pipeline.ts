@@ -18,6 +18,17 @@ import { atlasOf } from "../core/render/atlas.ts";
 import { MicroBatcher } from "../core/batcher.ts";
 import { type Frame, FrameError } from "../core/frame.ts";
 import type { CompiledPolicySet, CompiledRule } from "../core/policy/compile.ts";
+import type { SteerAction } from "../core/policy/ast.ts";
+import {
+  encodeCommand,
+  encodeVerdict,
+  type GateVerdict,
+  parseAck,
+  steerAckSubject,
+  type SteerCommand,
+  type SteerOp,
+  steerSubject,
+} from "../core/steer.ts";
 import { type Firing, PolicyEngine } from "../core/policy/engine.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
@@ -37,6 +48,8 @@ export interface Generation {
   policies: CompiledPolicySet;
   /** SAE id → latent labels, attached to alerts. */
   labels?: ReadonlyMap<string, ReadonlyMap<number, string>>;
+  /** Each steer action of the policies, resolved into what a tap applies. */
+  steerOps?: ReadonlyMap<SteerAction, SteerOp>;
 }
 
 /** What a {@linkcode Pipeline} needs. */
@@ -59,6 +72,11 @@ export interface PipelineOptions {
   bus: Bus;
   telemetry: Telemetry;
   log: Logger;
+  /**
+   * Steering (`docs/steering.md`): send the commands rules ask for to the
+   * taps and answer gated frames (default enabled, commands live 5 s).
+   */
+  steering?: { enabled: boolean; ttlMs: number };
   /** Per-request state is evicted when a request sends nothing for this long (default 10 min). */
   requestTtlMs?: number;
   /** At most this many requests have live state (default 100 000); the oldest is evicted past it. */
@@ -94,6 +112,9 @@ export class Pipeline {
   readonly #batcher: MicroBatcher<Frame>;
   readonly sinks: readonly AlertSink[];
   #sub: BusSubscription | null = null;
+  #ackSub: BusSubscription | null = null;
+  /** Where a frame came from: its partition, and the reply subject of a gated frame. */
+  readonly #origin = new WeakMap<Frame, { partition: number; reply?: string }>();
   #worker: Promise<void> | null = null;
   #requests = new Map<string, RequestState>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
@@ -128,6 +149,13 @@ export class Pipeline {
         this.#o.log.error("subscription.error", { subject: this.#o.subject, error: err.message });
       },
     );
+    if (this.#steering.enabled) {
+      const subject = steerAckSubject(this.#o.model, this.#o.hook);
+      this.#ackSub = this.#o.bus.subscribe(subject, (msg) => this.#onAck(msg), (err) => {
+        this.#o.telemetry.add("latentwatch.bus.errors", 1, { type: "subscription" });
+        this.#o.log.error("subscription.error", { subject, error: err.message });
+      });
+    }
     this.#worker = this.#run();
     const ttl = this.#o.requestTtlMs ?? 600_000;
     this.#sweeper = setInterval(() => this.#sweep(ttl), Math.min(ttl, 10_000));
@@ -176,6 +204,8 @@ export class Pipeline {
   async stop(timeoutMs = 10_000): Promise<number> {
     this.#sub?.unsubscribe();
     this.#sub = null;
+    this.#ackSub?.unsubscribe();
+    this.#ackSub = null;
     clearInterval(this.#sweeper);
     this.#batcher.close();
     await this.#worker;
@@ -214,16 +244,35 @@ export class Pipeline {
       const e = err instanceof FrameError ? err : null;
       const reason = e?.field ?? "decode";
       t.add("latentwatch.frames.rejected", 1, { reason });
+      const request = e?.requestId ?? msg.headers["Lw-Request-Id"] ?? "?";
       this.#o.log.warn("frame.rejected", {
         subject: msg.subject,
-        request: e?.requestId ?? msg.headers["Lw-Request-Id"] ?? "?",
+        request,
         reason,
         error: (err as Error).message,
       });
+      if (msg.reply) {
+        const seq = Number(msg.headers["Lw-Seq"]);
+        this.#reply(msg.reply, {
+          requestId: request,
+          seq: Number.isSafeInteger(seq) && seq >= 0 ? seq : 0,
+          verdict: "error",
+          commands: [],
+          reason: `frame rejected: ${(err as Error).message}`,
+        });
+      }
       return;
     }
-    if (!this.#track(frame, msg.subject)) return;
-    if (!this.#batcher.offer(frame)) {
+    const partition = Number(msg.subject.slice(msg.subject.lastIndexOf(".") + 1));
+    this.#origin.set(frame, {
+      partition: Number.isSafeInteger(partition) && partition >= 0 ? partition : 0,
+      ...(msg.reply ? { reply: msg.reply } : {}),
+    });
+    if (!this.#track(frame, msg.subject)) {
+      if (msg.reply) this.#replyError(frame, "frame dropped: repeated seq");
+      return;
+    }
+    if (!this.#batcher.offer(frame, msg.reply !== undefined)) {
       const reason = frame.tokens > this.#batcher.limits.maxQueueTokens
         ? "frame_too_large"
         : "queue_full";
@@ -237,6 +286,7 @@ export class Pipeline {
         tokens: frame.tokens,
         queued_tokens: this.#batcher.queuedTokens,
       });
+      if (msg.reply) this.#replyError(frame, `frame dropped: ${reason}`);
       return;
     }
     this.#accepted++;
@@ -297,7 +347,10 @@ export class Pipeline {
           error: (err as Error).message,
         });
         // the requests that ended in this batch still end: their state goes now, not at the TTL
-        for (const f of frames) if (f.endOfRequest) this.#engine.endRequest(f.requestId);
+        for (const f of frames) {
+          if (f.endOfRequest) this.#engine.endRequest(f.requestId);
+          this.#replyError(f, `encode failed: ${(err as Error).message}`);
+        }
         return;
       }
     }
@@ -322,7 +375,155 @@ export class Pipeline {
     // between encode and evaluate must not pair new rules with old encoders)
     if (this.#engine.set !== gen.policies) this.#engine.swap(gen.policies);
     const firings = this.#engine.evaluate(tokenBatch(frame, firstRow, latents));
-    for (const firing of firings) this.#raise(gen, frame, firstRow, latents, firing);
+    const commands: SteerCommand[] = [];
+    for (const firing of firings) {
+      commands.push(...this.#raise(gen, frame, firstRow, latents, firing));
+    }
+    const origin = this.#origin.get(frame);
+    if (origin?.reply) {
+      // a gated frame: its commands go in the verdict, which the tap waits for
+      this.#reply(origin.reply, {
+        requestId: frame.requestId,
+        seq: frame.seq,
+        verdict: commands.some((c) => c.op.kind === "abort")
+          ? "abort"
+          : commands.length > 0
+          ? "steer"
+          : "continue",
+        commands,
+      });
+      for (const c of commands) this.#countSent(c, "verdict");
+      return;
+    }
+    if (commands.length === 0) return;
+    const subject = steerSubject(frame.model, frame.hook, origin?.partition ?? 0);
+    for (const c of commands) {
+      try {
+        this.#o.bus.publish(subject, encodeCommand(c));
+        this.#countSent(c, "subject");
+      } catch (err) {
+        this.#o.telemetry.add("latentwatch.steer.errors", 1, { reason: "publish" });
+        this.#o.log.error("steer.publish_failed", {
+          subject,
+          request: c.requestId,
+          command: c.id,
+          error: (err as Error).message,
+        });
+      }
+    }
+  }
+
+  /** The steering settings in force. */
+  get #steering(): { enabled: boolean; ttlMs: number } {
+    return this.#o.steering ?? { enabled: true, ttlMs: 5000 };
+  }
+
+  #countSent(c: SteerCommand, route: "subject" | "verdict"): void {
+    this.#o.telemetry.add("latentwatch.steer.sent", 1, { op: c.op.kind, route });
+    this.#o.log.info("steer.sent", {
+      request: c.requestId,
+      command: c.id,
+      op: c.op.kind,
+      rule: c.rule,
+      from_position: c.fromPosition,
+      route,
+    });
+  }
+
+  /** The steering commands of one firing (none when steering is off). */
+  #commandsOf(gen: Generation, frame: Frame, firing: Firing, id: string): SteerCommand[] {
+    if (firing.steer.length === 0) return [];
+    if (!this.#steering.enabled) {
+      this.#o.telemetry.add("latentwatch.steer.errors", firing.steer.length, {
+        reason: "disabled",
+      });
+      return [];
+    }
+    const now = Date.now();
+    const commands: SteerCommand[] = [];
+    firing.steer.forEach((action: SteerAction, i) => {
+      const op: SteerOp | undefined = gen.steerOps?.get(action);
+      if (!op) {
+        // resolved at start and reload; a generation built without them (tests) lands here
+        this.#o.telemetry.add("latentwatch.steer.errors", 1, { reason: "unresolved" });
+        this.#o.log.error("steer.unresolved", {
+          request: frame.requestId,
+          rule: firing.rule.id,
+          action: JSON.stringify(action),
+        });
+        return;
+      }
+      commands.push({
+        id: `${id}-s${i}`,
+        requestId: frame.requestId,
+        model: frame.model,
+        hook: frame.hook,
+        dModel: this.#o.dIn,
+        // from the token after this frame: the next step the model takes
+        fromPosition: frame.position + frame.tokens,
+        untilPosition: null,
+        issuedAtMs: now,
+        expiresAtMs: now + this.#steering.ttlMs,
+        monitor: this.#o.monitor,
+        rule: firing.rule.id,
+        ...(firing.alert ? { alertId: id } : {}),
+        op,
+      });
+    });
+    return commands;
+  }
+
+  /** Answer a gated frame the pipeline could not evaluate. */
+  #replyError(frame: Frame, reason: string): void {
+    const reply = this.#origin.get(frame)?.reply;
+    if (!reply) return;
+    this.#reply(reply, {
+      requestId: frame.requestId,
+      seq: frame.seq,
+      verdict: "error",
+      commands: [],
+      reason,
+    });
+  }
+
+  #reply(subject: string, verdict: GateVerdict): void {
+    try {
+      this.#o.bus.publish(subject, encodeVerdict(verdict));
+      this.#o.telemetry.add("latentwatch.gate.replies", 1, { verdict: verdict.verdict });
+    } catch (err) {
+      this.#o.telemetry.add("latentwatch.bus.errors", 1, { type: "gate_reply" });
+      this.#o.log.error("gate.reply_failed", {
+        subject,
+        request: verdict.requestId,
+        seq: verdict.seq,
+        error: (err as Error).message,
+      });
+    }
+  }
+
+  #onAck(msg: BusMessage): void {
+    const t = this.#o.telemetry;
+    try {
+      const ack = parseAck(msg.data);
+      t.add("latentwatch.steer.acks", 1, { status: ack.status });
+      const fields = {
+        subject: msg.subject,
+        request: ack.requestId,
+        command: ack.id,
+        status: ack.status,
+        ...(ack.position !== undefined ? { position: ack.position } : {}),
+        ...(ack.reason !== undefined ? { reason: ack.reason } : {}),
+        ...(ack.tap !== undefined ? { tap: ack.tap } : {}),
+      };
+      if (ack.status === "applied") this.#o.log.info("steer.ack", fields);
+      else this.#o.log.warn("steer.ack", fields);
+    } catch (err) {
+      t.add("latentwatch.steer.acks", 1, { status: "malformed" });
+      this.#o.log.warn("steer.ack_malformed", {
+        subject: msg.subject,
+        error: (err as Error).message,
+      });
+    }
   }
 
   #raise(
@@ -331,7 +532,7 @@ export class Pipeline {
     firstRow: number,
     latents: ReadonlyMap<string, SparseLatents[]>,
     firing: Firing,
-  ): void {
+  ): SteerCommand[] {
     const { rule, signal } = firing;
     const def = rule.def;
     const rows = latents.get(signal.encoder);
@@ -350,7 +551,9 @@ export class Pipeline {
     if (firing.steer.length > 0) {
       this.#o.telemetry.add("latentwatch.steer.planned", firing.steer.length, { rule: rule.id });
     }
-    if (!firing.alert) return;
+    const id = alertId(this.#o.monitor, frame.requestId, rule.id, start);
+    const commands = this.#commandsOf(gen, frame, firing, id);
+    if (!firing.alert) return commands;
     // every signal the rule reads, as it stood on the first firing token
     const row = firstRow + (start - frame.position);
     const readings: AlertLatentValue[] = [];
@@ -374,7 +577,7 @@ export class Pipeline {
     const atlas = atlasOf(def.tags);
     const alert: Alert = {
       schema: "latentwatch.alert/v1",
-      id: alertId(this.#o.monitor, frame.requestId, rule.id, start),
+      id,
       time: new Date().toISOString(),
       monitor: this.#o.monitor,
       policy: {
@@ -417,6 +620,7 @@ export class Pipeline {
     this.#o.telemetry.add("latentwatch.alerts", 1, { rule: rule.id, severity: def.severity });
     this.#o.onAlert?.(alert);
     for (const sink of this.sinks) sink.submit(alert);
+    return commands;
   }
 
   /**

@@ -78,7 +78,28 @@ export const METRIC_SPEC = {
   "latentwatch.steer.planned": {
     kind: "counter",
     unit: "{command}",
-    help: "Steering commands rules asked for (carried in alerts until steering is wired)",
+    help: "Steering commands rules asked for, by rule (also carried on their alerts)",
+  },
+  "latentwatch.steer.sent": {
+    kind: "counter",
+    unit: "{command}",
+    help: "Steering commands sent to taps, by operation and route (subject, or in a gate verdict)",
+  },
+  "latentwatch.steer.acks": {
+    kind: "counter",
+    unit: "{ack}",
+    help:
+      "Acknowledgements from taps, by status (applied, rejected, expired, not_applied, malformed)",
+  },
+  "latentwatch.steer.errors": {
+    kind: "counter",
+    unit: "{command}",
+    help: "Steering commands not sent, by reason (disabled, unresolved, publish)",
+  },
+  "latentwatch.gate.replies": {
+    kind: "counter",
+    unit: "{reply}",
+    help: "Verdicts sent to gated frames, by verdict (continue, steer, abort, error)",
   },
   "latentwatch.bus.errors": {
     kind: "counter",
