@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { Bus } from "../bus/bus.ts";
+import { type Bus, BusRequestError, type BusSubscription } from "../bus/bus.ts";
 import { BYTES_PER_ELEMENT, type Dtype } from "../core/dtype.ts";
 import {
   encodeFrame,
@@ -20,6 +20,16 @@ import {
   partitionOf,
   tapSubject,
 } from "../core/frame.ts";
+import {
+  encodeAck,
+  parseVerdict,
+  type SteerAck,
+  steerAckSubject,
+  type SteerCommand,
+  SteerProtocolError,
+  steerSubjectFilter,
+} from "../core/steer.ts";
+import { RequestSteering, type SteeringStats } from "./steering.ts";
 
 /** Options of {@linkcode Tap}. */
 export interface TapOptions {
@@ -35,6 +45,27 @@ export interface TapOptions {
    * request aborted without `end()` is forgotten once this many are newer.
    */
   maxOpenRequests?: number;
+  /**
+   * Inline gating (`docs/steering.md`): {@linkcode Tap.step} publishes each
+   * step as a request and waits up to `deadlineMs` for the sidecar's
+   * verdict; with none, the step goes on (`open`) or the request is aborted
+   * (`closed`).
+   */
+  gate?: { deadlineMs: number; onTimeout: "open" | "closed" };
+  /** Name on acknowledgements and in logs (default `<model>@tap`). */
+  name?: string;
+}
+
+/** What {@linkcode Tap.step} did. */
+export interface StepResult {
+  /** False once the request must stop (abort command, gate failed closed). */
+  proceed: boolean;
+  /** The verdict (`ungated` without a gate; `timeout` when none came in time). */
+  verdict: "ungated" | "continue" | "steer" | "abort" | "error" | "timeout";
+  /** Milliseconds spent waiting for the verdict (0 ungated). */
+  waitedMs: number;
+  /** Why the request stops, when it does. */
+  reason?: string;
 }
 
 /** Optional per-call metadata; token arrays have one entry per token of the call. */
@@ -87,7 +118,11 @@ export class Tap {
   readonly #bus: Bus;
   readonly #requests = new Map<string, RequestState>();
   readonly #maxOpen: number;
+  readonly #gate?: { deadlineMs: number; onTimeout: "open" | "closed" };
+  readonly name: string;
   #evicted = 0;
+  #steering: RequestSteering | null = null;
+  #steerSub: BusSubscription | null = null;
 
   constructor(bus: Bus, opts: TapOptions) {
     this.#bus = bus;
@@ -96,6 +131,17 @@ export class Tap {
     this.hook = opts.hook;
     this.dtype = opts.dtype ?? "f32";
     this.partitions = opts.partitions ?? 1;
+    this.name = opts.name ?? `${opts.model}@tap`;
+    if (opts.gate) {
+      if (!(opts.gate.deadlineMs > 0) || !["open", "closed"].includes(opts.gate.onTimeout)) {
+        throw new RangeError(
+          `tap gate: expected { deadlineMs > 0, onTimeout: "open" | "closed" }, found ${
+            JSON.stringify(opts.gate)
+          }`,
+        );
+      }
+      this.#gate = opts.gate;
+    }
     tapSubject(this.model, this.hook, partitionOf("", this.partitions)); // validates
     frameHeaders(
       {
@@ -144,6 +190,30 @@ export class Tap {
     dModel: number,
     extra: TapExtra = {},
   ): number {
+    const planned = this.#prepare(requestId, position, activations, tokens, dModel, extra);
+    if (!planned) return 0;
+    for (const f of planned.frames) {
+      this.#bus.publish(planned.subject, f.payload, f.headers);
+      planned.state.seq++;
+    }
+    return planned.frames.length;
+  }
+
+  /** Plan and encode the frames of one publish, and record the request (nothing sent yet). */
+  #prepare(
+    requestId: string,
+    position: number,
+    activations: Float32Array,
+    tokens: number,
+    dModel: number,
+    extra: TapExtra,
+  ):
+    | {
+      subject: string;
+      frames: { headers: Record<string, string>; payload: Uint8Array }[];
+      state: RequestState;
+    }
+    | null {
     const where = { requestId };
     if (!Number.isSafeInteger(tokens) || tokens < 0) {
       throw new FrameError("tokens", "a non-negative integer", String(tokens), where);
@@ -168,7 +238,7 @@ export class Tap {
         throw new FrameError(field, `${tokens} entries (one per token)`, String(count), where);
       }
     }
-    if (tokens === 0) return 0;
+    if (tokens === 0) return null;
     const state = this.#requests.get(requestId);
     const firstSeq = state?.seq ?? 0;
     const meta = (start: number, n: number, seq: number): EncodeFrameMeta => ({
@@ -246,12 +316,181 @@ export class Tap {
       const [stalest] = this.#requests.keys();
       this.#requests.delete(stalest);
       this.#evicted++;
+      this.#sendAcks(this.#steering?.end(stalest) ?? []);
     }
-    for (const f of frames) {
-      this.#bus.publish(subject, f.payload, f.headers);
-      next.seq++;
+    return { subject, frames, state: next };
+  }
+
+  // -------------------------------------------------------------------------
+  // Steering and gating (docs/steering.md)
+
+  /**
+   * Listen for steering commands for this model and hook (every partition)
+   * and acknowledge them. `dModel` is the hook's width: commands for another
+   * width are rejected. Idempotent.
+   *
+   * @example
+   * ```ts
+   * tap.enableSteering(768);
+   * ```
+   */
+  enableSteering(dModel: number): void {
+    if (this.#steering) return;
+    this.#steering = new RequestSteering({
+      model: this.model,
+      hook: this.hook,
+      dModel,
+      tap: this.name,
+    });
+    this.#steerSub = this.#bus.subscribe(
+      steerSubjectFilter(this.model, this.hook),
+      (msg) => this.#receive(msg.data),
+      (err) => console.error(`tap ${this.name}: steering subscription: ${err.message}`),
+    );
+  }
+
+  /** Steering and gating counters (all 0 before {@linkcode Tap.enableSteering}). */
+  get steeringStats(): SteeringStats {
+    return this.#steering?.stats ?? new RequestSteering().stats;
+  }
+
+  #receive(raw: Uint8Array | SteerCommand): void {
+    const steering = this.#steering;
+    if (!steering) return;
+    const ack = steering.receive(
+      raw,
+      (id) => this.#requests.has(id),
+      (id) => this.#requests.get(id)?.nextPosition ?? 0,
+    );
+    if (ack) this.#sendAcks([ack]);
+  }
+
+  #sendAcks(acks: SteerAck[]): void {
+    if (acks.length === 0) return;
+    const subject = steerAckSubject(this.model, this.hook);
+    for (const ack of acks) {
+      try {
+        this.#bus.publish(subject, encodeAck(ack));
+      } catch (err) {
+        console.error(`tap ${this.name}: acknowledgement ${ack.id}: ${(err as Error).message}`);
+      }
     }
-    return frames.length;
+  }
+
+  /**
+   * Apply the request's active steering to `activations` (`[tokens, dModel]`,
+   * positions from `position`) in place, and acknowledge what took effect.
+   * Returns the number of commands newly applied.
+   *
+   * @example
+   * ```ts
+   * tap.steer("req-1", 12, hidden, 1, 768); // hidden now carries the clamp
+   * ```
+   */
+  steer(
+    requestId: string,
+    position: number,
+    activations: Float32Array,
+    tokens: number,
+    dModel: number,
+  ): number {
+    const acks = this.#steering?.apply(requestId, position, activations, tokens, dModel) ?? [];
+    this.#sendAcks(acks);
+    return acks.length;
+  }
+
+  /**
+   * Whether `requestId` must stop generating (an abort command, or a gate
+   * that failed closed), with the reason.
+   */
+  aborted(requestId: string): { position: number; reason: string } | null {
+    return this.#steering?.aborted(requestId) ?? null;
+  }
+
+  /**
+   * One generation step of a request: apply steering to `activations` in
+   * place, publish the frames, and with a gate wait for the sidecar's
+   * verdict (its commands take effect from the next step). Resolves with
+   * whether the request may go on. Needs {@linkcode Tap.enableSteering}.
+   *
+   * @example
+   * ```ts
+   * const r = await tap.step("req-1", pos, hidden, 1, 768, { phase: "decode" });
+   * if (!r.proceed) break;
+   * ```
+   */
+  async step(
+    requestId: string,
+    position: number,
+    activations: Float32Array,
+    tokens: number,
+    dModel: number,
+    extra: TapExtra = {},
+  ): Promise<StepResult> {
+    const steering = this.#steering;
+    if (!steering) {
+      throw new TypeError(`tap ${this.name}: step: expected enableSteering() first, found it off`);
+    }
+    const stop = (verdict: StepResult["verdict"], waitedMs: number): StepResult => {
+      const a = steering.aborted(requestId);
+      return a
+        ? { proceed: false, verdict, waitedMs, reason: a.reason }
+        : { proceed: true, verdict, waitedMs };
+    };
+    if (steering.aborted(requestId)) return stop("abort", 0);
+    this.steer(requestId, position, activations, tokens, dModel);
+    const planned = this.#prepare(requestId, position, activations, tokens, dModel, extra);
+    if (!planned) return stop(this.#gate ? "continue" : "ungated", 0);
+    const last = planned.frames.length - 1;
+    for (let i = 0; i < last; i++) {
+      this.#bus.publish(planned.subject, planned.frames[i].payload, planned.frames[i].headers);
+      planned.state.seq++;
+    }
+    const f = planned.frames[last];
+    if (!this.#gate) {
+      this.#bus.publish(planned.subject, f.payload, f.headers);
+      planned.state.seq++;
+      return stop("ungated", 0);
+    }
+    // the last frame carries the gate: the sidecar answers after evaluating it,
+    // and it evaluates a request's frames in order
+    const { deadlineMs, onTimeout } = this.#gate;
+    const s = steering.stats;
+    s.gateWaits++;
+    const started = performance.now();
+    let verdict: StepResult["verdict"];
+    let failure = "";
+    const pending = this.#bus.request(planned.subject, f.payload, f.headers, deadlineMs);
+    planned.state.seq++;
+    try {
+      const reply = await pending;
+      const v = parseVerdict(reply.data, { model: this.model, hook: this.hook, dModel });
+      verdict = v.verdict;
+      for (const cmd of v.commands) this.#receive(cmd);
+      if (v.verdict === "error") {
+        failure = `sidecar could not evaluate the step: ${v.reason ?? "?"}`;
+      }
+    } catch (err) {
+      verdict = err instanceof BusRequestError && err.kind === "timeout" ? "timeout" : "error";
+      if (err instanceof SteerProtocolError) s.rejected++;
+      failure = (err as Error).message;
+    }
+    const waited = performance.now() - started;
+    s.gateWaitMsTotal += waited;
+    s.gateWaitMsMax = Math.max(s.gateWaitMsMax, waited);
+    if (failure) {
+      s.gateTimeouts++;
+      if (onTimeout === "open") s.failOpen++;
+      else {
+        s.failClosed++;
+        steering.abort(
+          requestId,
+          position + tokens,
+          `gate failed closed: ${failure}`,
+        );
+      }
+    }
+    return stop(verdict, waited);
   }
 
   /**
@@ -268,6 +507,7 @@ export class Tap {
     const state = this.#requests.get(requestId);
     if (!state) return;
     this.#requests.delete(requestId);
+    this.#sendAcks(this.#steering?.end(requestId) ?? []);
     const { headers, payload } = encodeFrame(
       {
         model: this.model,
@@ -288,5 +528,11 @@ export class Tap {
     );
     const subject = tapSubject(this.model, this.hook, partitionOf(requestId, this.partitions));
     this.#bus.publish(subject, payload, headers);
+  }
+
+  /** Stop listening for steering commands. */
+  close(): void {
+    this.#steerSub?.unsubscribe();
+    this.#steerSub = null;
   }
 }
