@@ -1,7 +1,8 @@
 /**
  * deploy/ works as written: nats-server runs with deploy/nats/accounts.conf
  * and enforces it (the sidecar creates the stream and publishes alerts and
- * nothing else; SOC tools read and never write), the Vector consumer
+ * nothing else; SOC tools read and never write; only the sidecar steers and
+ * answers gated frames, taps publish frames and acks), the Vector consumer
  * definition is accepted, and the Vector, NATS and rsyslog files parse.
  *
  * @module
@@ -21,6 +22,7 @@ const STREAM = "LATENTWATCH_ALERTS";
 // the config reads its passwords from the environment; nats-server inherits ours
 const PASSWORDS = {
   LATENTWATCH_NATS_PASSWORD: "sidecar-test-pw",
+  LATENTWATCH_TAP_PASSWORD: "tap-test-pw",
   LATENTWATCH_SOC_PASSWORD: "soc-test-pw",
   LATENTWATCH_SYS_PASSWORD: "sys-test-pw",
 };
@@ -42,6 +44,72 @@ async function until(cond: () => boolean, what: string): Promise<void> {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+const enc = (text: string) => new TextEncoder().encode(text);
+const dec = (data: Uint8Array) => new TextDecoder().decode(data);
+
+/** One logged-in user: the project's NatsBus over it, and the violations its connection saw. */
+interface Login {
+  nc: NatsConnection;
+  bus: NatsBus;
+  errors: string[];
+  /** Resolves once the server has refused a publish to `subject` on this connection. */
+  refused(subject: string): Promise<void>;
+}
+
+const USER_PASSWORDS: Record<string, string> = {
+  latentwatch: PASSWORDS.LATENTWATCH_NATS_PASSWORD,
+  tap: PASSWORDS.LATENTWATCH_TAP_PASSWORD,
+  soc: PASSWORDS.LATENTWATCH_SOC_PASSWORD,
+};
+
+/**
+ * Start nats-server with accounts.conf, hand `body` a login function, and
+ * stop everything afterwards; the whole test fails after 20 s at most.
+ */
+async function withAccounts(
+  body: (login: (user: "latentwatch" | "tap" | "soc") => Promise<Login>) => Promise<void>,
+): Promise<void> {
+  for (const [k, v] of Object.entries(PASSWORDS)) Deno.env.set(k, v);
+  const srv = await startNatsServer({ configFile: `${DEPLOY}nats/accounts.conf` });
+  const open: NatsConnection[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const login = async (user: "latentwatch" | "tap" | "soc"): Promise<Login> => {
+      const nc = await connect({ servers: srv.url, user, pass: USER_PASSWORDS[user] });
+      open.push(nc);
+      const errors = violations(nc);
+      return {
+        nc,
+        bus: new NatsBus(nc, { url: srv.url, ackTimeoutMs: 2000 }),
+        errors,
+        refused: (subject) =>
+          until(
+            () =>
+              errors.some((e) => e.includes(`Permissions Violation for Publish to "${subject}"`)),
+            `${user}: a publish violation on ${subject}`,
+          ),
+      };
+    };
+    await Promise.race([
+      body(login),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("test took longer than 20 s")), 20_000);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    for (const nc of open) await nc.close().catch(() => {});
+    await srv.stop();
+  }
+}
+
+/** Messages received on `subject` through `bus`, in order, as text. */
+function collect(bus: NatsBus, subject: string): string[] {
+  const got: string[] = [];
+  bus.subscribe(subject, (m) => got.push(dec(m.data)));
+  return got;
 }
 
 Deno.test({
@@ -187,6 +255,147 @@ Deno.test({
       await srv.stop();
     }
   },
+});
+
+Deno.test({
+  name: "deploy: the sidecar user publishes steering commands and a tap user receives them",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withAccounts(async (login) => {
+      const sidecar = await login("latentwatch");
+      const tap = await login("tap");
+      // a tap listening on every partition of its model and hook
+      const commands = collect(tap.bus, "latentwatch.steer.v1.m.h.*");
+      await tap.bus.flush();
+      sidecar.bus.publish("latentwatch.steer.v1.m.h.0", enc('{"v":1,"id":"c1"}'));
+      await until(() => commands.length === 1, "the command at the tap");
+      assert.deepEqual(commands, ['{"v":1,"id":"c1"}']);
+      assert.deepEqual(sidecar.errors, [], "no violation for the sidecar");
+      assert.deepEqual(tap.errors, [], "nor for the tap's subscription");
+    }),
+});
+
+Deno.test({
+  name: "deploy: neither a tap user nor the soc user can publish steering commands",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withAccounts(async (login) => {
+      const sidecar = await login("latentwatch");
+      const listener = await login("tap");
+      const forger = await login("tap");
+      const soc = await login("soc");
+      const commands = collect(listener.bus, "latentwatch.steer.v1.>");
+      await listener.bus.flush();
+
+      forger.bus.publish("latentwatch.steer.v1.m.h.0", enc('{"v":1,"id":"from-a-tap"}'));
+      await forger.refused("latentwatch.steer.v1.m.h.0");
+      soc.bus.publish("latentwatch.steer.v1.m.h.0", enc('{"v":1,"id":"from-soc"}'));
+      await soc.refused("latentwatch.steer.v1.m.h.0");
+      // a tap writes no alerts either
+      forger.bus.publish("latentwatch.alerts.demo", enc("forged"));
+      await forger.refused("latentwatch.alerts.demo");
+
+      // the refused publishes were dropped before this one, sent after them,
+      // reached the listener: it holds the sidecar's command and nothing else
+      sidecar.bus.publish("latentwatch.steer.v1.m.h.0", enc('{"v":1,"id":"from-sidecar"}'));
+      await until(() => commands.length >= 1, "the sidecar's command");
+      await listener.bus.flush();
+      assert.deepEqual(commands, ['{"v":1,"id":"from-sidecar"}']);
+    }),
+});
+
+Deno.test({
+  name: "deploy: a tap user publishes steering acknowledgements and the sidecar receives them",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withAccounts(async (login) => {
+      const sidecar = await login("latentwatch");
+      const tap = await login("tap");
+      const acks = collect(sidecar.bus, "latentwatch.steer-ack.v1.>");
+      await sidecar.bus.flush();
+      const ack = '{"v":1,"id":"c1","request_id":"r1","status":"applied","position":8}';
+      tap.bus.publish("latentwatch.steer-ack.v1.m.h", enc(ack));
+      await until(() => acks.length === 1, "the ack at the sidecar");
+      assert.deepEqual(acks, [ack]);
+      assert.deepEqual(tap.errors, []);
+      assert.deepEqual(sidecar.errors, []);
+    }),
+});
+
+Deno.test({
+  name:
+    "deploy: a tap's gated frame (a request) reaches the sidecar, whose one verdict reaches the tap",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withAccounts(async (login) => {
+      const sidecar = await login("latentwatch");
+      const tap = await login("tap");
+      const verdict = '{"v":1,"request_id":"r1","seq":0,"verdict":"continue"}';
+      const frames: { data: string; reply?: string }[] = [];
+      sidecar.bus.subscribe("latentwatch.tap.>", (m) => {
+        frames.push({ data: dec(m.data), ...(m.reply ? { reply: m.reply } : {}) });
+        // the sidecar's answer goes to the request's reply subject (allow_responses)
+        if (m.reply) sidecar.bus.publish(m.reply, enc(verdict));
+      });
+      await sidecar.bus.flush();
+
+      const answer = await tap.bus.request(
+        "latentwatch.tap.v1.m.h.0",
+        enc("frame"),
+        undefined,
+        3000,
+      );
+      assert.equal(dec(answer.data), verdict);
+      assert.equal(frames.length, 1);
+      assert.equal(frames[0].data, "frame");
+      const reply = frames[0].reply ?? "";
+      assert.ok(reply.startsWith("_INBOX."), `a reply inbox: ${reply}`);
+      assert.deepEqual(sidecar.errors, [], "the verdict was allowed");
+
+      // one reply per request (max 1), and no publishing on inboxes otherwise
+      sidecar.bus.publish(reply, enc(verdict));
+      await sidecar.refused(reply);
+      sidecar.bus.publish("_INBOX.someone.else", enc(verdict));
+      await sidecar.refused("_INBOX.someone.else");
+    }),
+});
+
+Deno.test({
+  name: "deploy: a tap user cannot forge the verdict for another tap's gated frame",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withAccounts(async (login) => {
+      const sidecar = await login("latentwatch");
+      const victim = await login("tap");
+      const forger = await login("tap");
+      const genuine = '{"v":1,"request_id":"r1","seq":0,"verdict":"steer","commands":[]}';
+      // the sidecar holds the request until the forger has tried
+      let inbox = "";
+      sidecar.bus.subscribe("latentwatch.tap.v1.>", (m) => {
+        if (m.reply) inbox = m.reply;
+      });
+      await sidecar.bus.flush();
+      const pending = victim.bus.request(
+        "latentwatch.tap.v1.m.h.0",
+        enc("gated frame"),
+        undefined,
+        5000,
+      );
+      await until(() => inbox !== "", "the gated frame at the sidecar");
+
+      // the forger publishes straight to the victim's inbox subject: refused
+      forger.bus.publish(inbox, enc('{"v":1,"request_id":"r1","seq":0,"verdict":"continue"}'));
+      await forger.refused(inbox);
+      // the victim's request still resolves with the sidecar's verdict only
+      sidecar.bus.publish(inbox, enc(genuine));
+      assert.equal(dec((await pending).data), genuine);
+      assert.deepEqual(sidecar.errors, []);
+    }),
 });
 
 Deno.test("deploy: the Vector config parses and wires NATS to Splunk, Elastic and syslog", async () => {
