@@ -66,6 +66,8 @@ export interface PipelineOptions {
   policies: CompiledPolicySet;
   /** SAE id → latent labels, attached to alerts. */
   labels?: ReadonlyMap<string, ReadonlyMap<number, string>>;
+  /** Each steer action of the policies, resolved (see {@linkcode Generation.steerOps}). */
+  steerOps?: ReadonlyMap<SteerAction, SteerOp>;
   batching: { maxBatchTokens: number; maxWaitMs: number; maxQueueTokens: number };
   /** Where alerts go (JetStream with its spool, syslog, webhooks, ...); each has its own bounded queue. */
   sinks: readonly AlertSink[];
@@ -129,7 +131,12 @@ export class Pipeline {
 
   constructor(opts: PipelineOptions) {
     this.#o = opts;
-    this.#generation = { encoders: opts.encoders, policies: opts.policies, labels: opts.labels };
+    this.#generation = {
+      encoders: opts.encoders,
+      policies: opts.policies,
+      labels: opts.labels,
+      steerOps: opts.steerOps,
+    };
     this.#engine = new PolicyEngine(opts.policies, {
       maxRequests: opts.maxRequests,
       ttlMs: opts.requestTtlMs,
