@@ -132,6 +132,54 @@ export class SimulatedModel {
     return { tokens, activations: this.activations(tokens) };
   }
 
+  /**
+   * Generate a reply one token per step, the way a served model decodes:
+   * step `i` processes the previous token (first {@linkcode ASSISTANT_TOKEN})
+   * at position `prompt.length + i`. An injected instruction in the prompt
+   * stays in the context, so every step's activation carries the injection
+   * concept at `carry` of its strength. `step` is the tap's hook: it may
+   * change the activation in place (steering) and stop the generation
+   * (return false). The next token is read from the activation as `step`
+   * left it: while the injection concept reads above half its strength, the
+   * model follows the injected instruction (`scripts.injected`), otherwise
+   * it answers honestly (`scripts.honest`). Returns the generated tokens.
+   *
+   * @example
+   * ```ts
+   * const reply = await sim.generate(tokenize("Ignore previous instructions"), { honest: ["No", "."], injected: ["Sure", "."] }, () => true);
+   * ```
+   */
+  async generate(
+    prompt: readonly string[],
+    scripts: ReplyScripts,
+    step: GenerateStep,
+    carry = 0.8,
+  ): Promise<string[]> {
+    const d = this.dModel;
+    const injected = this.concepts(prompt).some((cs) => cs.some((c) => c.latent === 0));
+    const length = Math.max(scripts.honest.length, scripts.injected?.length ?? 0);
+    const out: string[] = [];
+    let input = ASSISTANT_TOKEN;
+    for (let i = 0; i < length; i++) {
+      const x = this.activations([...prompt, ...out, input].slice(-1));
+      if (injected) {
+        const dir = this.directions[0];
+        for (let j = 0; j < d; j++) x[j] += carry * this.strength * dir[j];
+      }
+      if (!await step(prompt.length + i, input, x)) break;
+      let reading = 0;
+      for (let j = 0; j < d; j++) reading += x[j] * this.directions[0][j];
+      const script = reading > this.strength / 2 && scripts.injected
+        ? scripts.injected
+        : scripts.honest;
+      const next = script[i];
+      if (next === undefined) break;
+      out.push(next);
+      input = next;
+    }
+    return out;
+  }
+
   /** Activations `[tokens, dModel]` for already tokenised text. */
   activations(tokens: readonly string[]): Float32Array {
     const d = this.dModel;
@@ -149,6 +197,24 @@ export class SimulatedModel {
     return out;
   }
 }
+
+/** One step of {@linkcode SimulatedModel.generate}: the tap's hook. */
+export type GenerateStep = (
+  position: number,
+  token: string,
+  activation: Float32Array,
+) => boolean | Promise<boolean>;
+
+/** The two scripts a {@linkcode SimulatedModel.generate} call chooses between, token by token. */
+export interface ReplyScripts {
+  /** What the model answers when no injected instruction pulls it. */
+  honest: readonly string[];
+  /** What it produces while an injected instruction dominates its residual stream. */
+  injected?: readonly string[];
+}
+
+/** The token a simulated chat template puts between the prompt and the reply. */
+export const ASSISTANT_TOKEN = "<assistant>";
 
 /**
  * An exact JumpReLU SAE for the simulator: latent i of the first
