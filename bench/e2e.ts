@@ -18,6 +18,44 @@ import { Tap } from "../src/tap/tap.ts";
 import type { BenchResult } from "./run.ts";
 
 /**
+ * Write the bench's 768→24576 SAE (SAELens layout), its rules and a monitor
+ * file into `dir`: TopK gets one rule (TopK is encoded in full anyway),
+ * JumpReLU 64 rules on 64 latents (what serve then encodes). `extraRules`
+ * is appended to the rule list (YAML, indented two spaces).
+ *
+ * @example
+ * ```ts
+ * await writeBenchMonitor(dir, server.url, "jumprelu");
+ * ```
+ */
+export async function writeBenchMonitor(
+  dir: string,
+  natsUrl: string,
+  arch: "topk" | "jumprelu",
+  extraRules = "",
+): Promise<void> {
+  const dIn = 768, dSae = 24576, k = 32;
+  await writeSaeLensFolder(`${dir}/sae`, randomSae({ architecture: arch, dIn, dSae, k, seed: 2 }));
+  const ruleCount = arch === "topk" ? 1 : 64;
+  await Deno.writeTextFile(
+    `${dir}/rules.yaml`,
+    "version: 2\nrules:\n" +
+      Array.from(
+        { length: ruleCount },
+        (_, i) =>
+          `  - id: bench-${i}\n    title: bench rule ${i}\n    severity: low\n` +
+          `    when: { sae: bench, latent: ${7 + i * 383}, above: 4.0 }\n`,
+      ).join("") + extraRules,
+  );
+  await Deno.writeTextFile(
+    `${dir}/monitor.yaml`,
+    `monitor: bench\nmodel: bench-model\nhook: blocks.8.hook_resid_pre\nsaes:\n  - id: bench\n    path: sae\n` +
+      `policies: [rules.yaml]\nnats:\n  url: ${natsUrl}\nalerts:\n  stream: BENCH_ALERTS\n` +
+      `batching:\n  max_batch_tokens: 128\n  max_wait_ms: 2\n  max_queue_tokens: 8192\n`,
+  );
+}
+
+/**
  * Run the serve bench on a 768→24576 SAE: TopK (encoded in full, as TopK
  * needs) or JumpReLU with rules on 64 latents (serve encodes only those).
  * Returns an empty list when nats-server is missing.
@@ -30,33 +68,12 @@ export async function benchServe(
     opts.progress("nats-server not installed: skipping e2e/");
     return [];
   }
-  const dIn = 768, dSae = 24576, k = 32;
+  const dIn = 768;
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-" });
   const server = await startNatsServer();
   try {
     opts.progress(`e2e: writing the 768x24576 ${arch} SAE in SAELens layout`);
-    await writeSaeLensFolder(
-      `${dir}/sae`,
-      randomSae({ architecture: arch, dIn, dSae, k, seed: 2 }),
-    );
-    // TopK: one rule; JumpReLU: 64 rules on 64 latents (what serve then encodes)
-    const ruleCount = arch === "topk" ? 1 : 64;
-    await Deno.writeTextFile(
-      `${dir}/rules.yaml`,
-      "version: 2\nrules:\n" +
-        Array.from(
-          { length: ruleCount },
-          (_, i) =>
-            `  - id: bench-${i}\n    title: bench rule ${i}\n    severity: low\n` +
-            `    when: { sae: bench, latent: ${7 + i * 383}, above: 4.0 }\n`,
-        ).join(""),
-    );
-    await Deno.writeTextFile(
-      `${dir}/monitor.yaml`,
-      `monitor: bench\nmodel: bench-model\nhook: blocks.8.hook_resid_pre\nsaes:\n  - id: bench\n    path: sae\n` +
-        `policies: [rules.yaml]\nnats:\n  url: ${server.url}\nalerts:\n  stream: BENCH_ALERTS\n` +
-        `batching:\n  max_batch_tokens: 128\n  max_wait_ms: 2\n  max_queue_tokens: 8192\n`,
-    );
+    await writeBenchMonitor(dir, server.url, arch);
     const sent = new Map<string, number>();
     const latencies: number[] = [];
     let encoded = 0;

@@ -23,6 +23,7 @@ import type { Encoder, SaeArchitecture, SaeWeights } from "../src/core/sae.ts";
 import { writeNpy } from "../src/formats/npy.ts";
 import { Rng } from "../src/core/random.ts";
 import { benchServe } from "./e2e.ts";
+import { benchGate } from "./gate.ts";
 import { encodeChart } from "./chart.ts";
 import { benchPolicy } from "./policy.ts";
 
@@ -256,6 +257,7 @@ const results: BenchResult[] = await benchEncode();
 results.push(...await benchWatched(results));
 results.push(...await benchServe({ quick, progress, architecture: "topk" }));
 results.push(...await benchServe({ quick, progress, architecture: "jumprelu" }));
+results.push(...await benchGate({ quick, progress }));
 progress("policy evaluation with 1, 100 and 1000 rules");
 results.push(...await benchPolicy({ quick }));
 
