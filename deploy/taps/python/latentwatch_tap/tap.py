@@ -52,16 +52,16 @@ STAT_KEYS = (
     "commands_not_applied",
     "acks",
     "aborts",  # requests aborted (by command, verdict or fail-closed)
-    "gate_waits",  # steps that waited for verdicts
-    "gate_frames",  # frames sent as gated requests
-    "gate_verdicts",  # verdicts received in time
-    "gate_timeouts",
-    "gate_no_responders",
-    "gate_errors",  # an `error` verdict, or a reply that is no valid verdict
-    "fail_open",
-    "fail_closed",
-    "gate_wait_ms_total",
-    "gate_wait_ms_max",
+    "gate_waits",  # hook calls (steps) that waited for verdicts
+    "gate_frames",  # frames sent as gated requests (one per request and step)
+    "gate_verdicts",  # valid verdicts received in time
+    "gate_timeouts",  # gated frames without a usable verdict (any of the next three, or the deadline)
+    "gate_no_responders",  # ... NATS said nobody listens (no sidecar)
+    "gate_errors",  # ... an `error` verdict, or a reply that is no valid verdict
+    "fail_open",  # ... and the step went on unsteered
+    "fail_closed",  # ... and the request was aborted
+    "gate_wait_ms_total",  # time spent waiting for verdicts, ms
+    "gate_wait_ms_max",  # longest wait of one step, ms
     "hook_calls",
     "skipped_calls",  # hook calls with no request mapping (or one that does not fit the tensor)
     "hook_errors",  # unexpected errors inside the hook (logged; the model goes on)
@@ -146,13 +146,16 @@ class LatentwatchTap:
       (commands are checked against it on arrival; otherwise on first use).
     - ``clock``: ``() -> Unix ms`` for command expiry (tests).
 
-    Gating: every frame of a step is published as a NATS request, all of the
-    step's frames first, then the tap waits (once) until every verdict has
-    come or ``deadline_ms`` has passed since the first was sent. A verdict's
-    commands take effect from their ``from_position`` (the next step); an
-    ``abort`` verdict aborts its request. A frame without a verdict
-    (timeout, no responders) or with an ``error`` verdict applies the
-    failure mode to its request: ``open`` goes on unsteered (``fail_open``),
+    Gating: in each hook call (one model step), the last frame of each
+    request's step is published as a NATS request (earlier frames of a split
+    step are plain publishes; the sidecar evaluates a request's frames in
+    order). All requests of the step are sent first; then the tap waits,
+    once, until every verdict has come or ``deadline_ms`` has passed since
+    the wait began. A verdict's commands take effect from their
+    ``from_position`` (the next step); an ``abort`` verdict aborts its
+    request. A request whose verdict did not come (timeout, no responders),
+    or came as ``error`` or unreadable, gets the failure mode (counted in
+    ``gate_timeouts``): ``open`` goes on unsteered (``fail_open``),
     ``closed`` aborts the request (``fail_closed``). End markers are not gated.
 
     Example (a hand-written loop, one request)::
@@ -200,6 +203,7 @@ class LatentwatchTap:
         self._lock = threading.RLock()
         self._requests: Dict[str, _Req] = {}
         self._aborted_ended: "collections.OrderedDict[str, bool]" = collections.OrderedDict()
+        self._ended: "collections.OrderedDict[str, set]" = collections.OrderedDict()
         self._batch: Optional[_Batch] = None
         self._token_map: Optional[List[Optional[Tuple[str, int, Optional[int]]]]] = None
         self._handles: List[Any] = []
@@ -431,7 +435,6 @@ class LatentwatchTap:
             req = self._requests.get(request_id)
             if req is None:
                 return self._aborted_ended.get(request_id, False)
-            self._check_abort(req)
             return req.aborted
 
     def should_stop(self) -> bool:
@@ -460,18 +463,6 @@ class LatentwatchTap:
         """
         return _StoppingCriteria(self)
 
-    def _check_abort(self, req: _Req) -> None:
-        """Lock held: an active abort command whose from_position the request reached aborts it."""
-        if req.aborted:
-            return
-        for a in req.commands:
-            if a.cmd.op.kind == "abort" and not a.applied and a.cmd.covers(req.cursor):
-                a.applied = True
-                self.stats["commands_applied"] += 1
-                self._ack(a.cmd, "applied", position=req.cursor)
-                self._abort(req, a.cmd.op.reason or f"abort command {a.cmd.id}")
-                return
-
     def _abort(self, req: _Req, reason: str) -> None:
         if not req.aborted:
             req.aborted = True
@@ -491,8 +482,11 @@ class LatentwatchTap:
                 return
             if req.aborted:
                 self._aborted_ended[request_id] = True
-                while len(self._aborted_ended) > 10000:
+                while len(self._aborted_ended) > 4096:
                     self._aborted_ended.popitem(last=False)
+            self._ended[request_id] = req.seen
+            while len(self._ended) > 4096:
+                self._ended.popitem(last=False)
             for a in req.commands:
                 if not a.applied:
                     self.stats["commands_not_applied"] += 1
@@ -523,25 +517,26 @@ class LatentwatchTap:
             self.stats["commands_rejected"] += 1
             log.warning("latentwatch tap: command on %s: %s", msg.subject, err)
             return
-        rid = o.get("request_id")
         with self._lock:
-            if not isinstance(rid, str) or rid not in self._requests:
-                self.stats["commands_ignored"] += 1
-                return
             self._take_command(o, None)
 
     def _take_command(self, o: Dict[str, Any], parsed: Optional[st.SteerCommand],
                       error: Optional[st.SteerProtocolError] = None) -> None:
         """Lock held. Validate (unless ``parsed``), check expiry, queue; ack rejections and expiries."""
         rid = o.get("request_id") if parsed is None else parsed.request_id
+        cid = o.get("id") if parsed is None else parsed.id
         req = self._requests.get(rid) if isinstance(rid, str) else None
         if req is None:
+            if isinstance(rid, str) and rid in self._ended and isinstance(cid, str) and 0 < len(cid) <= st.MAX_ID:
+                if cid not in self._ended[rid]:
+                    self._ended[rid].add(cid)
+                    self.stats["commands_not_applied"] += 1
+                    self._ack_raw(cid, rid, "not_applied", reason="the request had already ended")
+                return
             self.stats["commands_ignored"] += 1
             return
-        cid = o.get("id") if parsed is None else parsed.id
         if isinstance(cid, str) and cid in req.seen:
-            self.stats["commands_ignored"] += 1
-            return
+            return  # the same command again (verdict and subject): applied and acknowledged once
         if isinstance(cid, str):
             req.seen.add(cid)
         if parsed is None and error is None:
@@ -553,11 +548,19 @@ class LatentwatchTap:
             self.stats["commands_rejected"] += 1
             log.warning("latentwatch tap: %s", error)
             if isinstance(cid, str) and 0 < len(cid) <= st.MAX_ID:
-                self._ack_raw(cid, rid, "rejected", reason=error.reason if error else "unparsed")
+                self._ack_raw(cid, rid, "rejected", reason=str(error))
             return
-        if st.is_expired(parsed, self._clock()):
+        now = self._clock()
+        if st.is_expired(parsed, now):
             self.stats["commands_expired"] += 1
-            self._ack(parsed, "expired", reason=f"received after expires_at_ms {parsed.expires_at_ms}")
+            self._ack(parsed, "expired", reason=f"received {now - parsed.expires_at_ms:.0f} ms after expires_at_ms")
+            return
+        if parsed.op.kind == "abort":
+            # stops the request before its next token at or after from_position
+            at = max(parsed.from_position, req.cursor)
+            self.stats["commands_applied"] += 1
+            self._ack(parsed, "applied", position=at)
+            self._abort(req, parsed.op.reason or f"abort command {parsed.id} (rule {parsed.rule or '?'})")
             return
         req.commands.append(_Active(parsed))
 
@@ -599,8 +602,6 @@ class LatentwatchTap:
             with self._lock:
                 for b, rid in enumerate(batch.request_ids):
                     req = self._requests.get(rid)
-                    if req is not None:
-                        self._check_abort(req)
                     if req is None or req.finished or req.aborted:
                         continue
                     if req.started and T == 1:
@@ -637,8 +638,6 @@ class LatentwatchTap:
                         continue
                     rid, pos, tid = e
                     req = self._requests.get(rid)
-                    if req is not None:
-                        self._check_abort(req)
                     if req is None or req.finished or req.aborted:
                         continue
                     g = groups.setdefault(rid, ([], []))
@@ -728,11 +727,6 @@ class LatentwatchTap:
                     req.started = True
         if pending:
             self._await_verdicts(pending)
-        with self._lock:
-            for rid, *_ in spans:
-                req = self._requests.get(rid)
-                if req is not None:
-                    self._check_abort(req)
         return output
 
     def _steer(self, req: _Req, x, positions: List[int], changed_rows, D: int) -> None:
@@ -761,12 +755,15 @@ class LatentwatchTap:
             if bool(changed.any()):
                 x[rows] = sub
                 changed_rows[rows] |= changed
-                if not a.applied:
-                    a.applied = True
-                    self.stats["commands_applied"] += 1
-                    first = int(pos_t[rows][changed].min())
-                    self._ack(cmd, "applied", position=first)
-        req.commands = keep
+            if not a.applied:
+                a.applied = True
+                self.stats["commands_applied"] += 1
+                self._ack(cmd, "applied", position=int(pos_t[rows].min()))
+        # applied operations whose window has passed are done
+        last = max(positions) if positions else -1
+        req.commands = [
+            a for a in keep if not (a.applied and a.cmd.until_position is not None and a.cmd.until_position <= last + 1)
+        ]
 
     def _publish_step(self, rid: str, x_cpu, positions: List[int], dec, D: int) -> List[Tuple[str, Any]]:
         """Publish the new positions of one request; returns gated (rid, PendingRequest) pairs."""
@@ -809,9 +806,11 @@ class LatentwatchTap:
             if runs:
                 req.published = positions[runs[-1][-1]] + 1
             req.seq += len(frames)
+        # with a gate, the step's last frame carries it: the sidecar answers after
+        # evaluating it, and it evaluates a request's frames in order
         pending = []
-        for headers, payload in frames:
-            p = self._publish(rid, headers, payload, gated=self.gate is not None)
+        for i, (headers, payload) in enumerate(frames):
+            p = self._publish(rid, headers, payload, gated=self.gate is not None and i == len(frames) - 1)
             if p is not None:
                 pending.append((rid, p))
         return pending
@@ -841,9 +840,10 @@ class LatentwatchTap:
     # ------------------------------------------------------------------ gating
 
     def _gate_failed(self, req: _Req, why: str) -> None:
-        """Lock held: apply the failure mode to one request."""
+        """Lock held: apply the failure mode to one request (counted in gate_timeouts and fail_open/fail_closed)."""
         if self.gate is None:
             return
+        self.stats["gate_timeouts"] += 1
         if self.gate["on_timeout"] == "closed":
             self.stats["fail_closed"] += 1
             self._abort(req, f"gate failed closed: {why}")
@@ -865,7 +865,6 @@ class LatentwatchTap:
             try:
                 msg = p.result(0)
             except NatsTimeoutError:
-                self.stats["gate_timeouts"] += 1
                 self._gate_result_failed(rid, "no verdict before the deadline")
                 continue
             except NoRespondersError:
