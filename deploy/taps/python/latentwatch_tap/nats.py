@@ -333,6 +333,7 @@ class NatsClient:
         try:
             self._handshake(connect_timeout)
         except BaseException:
+            self._rfile.close()
             self._sock.close()
             raise
         self._sock.settimeout(None)
@@ -406,21 +407,21 @@ class NatsClient:
             ev.set()
 
     def close(self) -> None:
-        """Flush (briefly) and close the connection. Idempotent."""
-        if self.closed:
-            return
-        try:
-            self.flush(timeout=1.0)
-        except NatsError:
-            pass
+        """Flush (briefly, when still open) and close the connection. Idempotent."""
+        if not self.closed:
+            try:
+                self.flush(timeout=1.0)
+            except NatsError:
+                pass
         self._mark_closed()
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        self._sock.close()
         if self._reader is not threading.current_thread():
             self._reader.join(timeout=2.0)
+        self._rfile.close()
+        self._sock.close()
 
     def __enter__(self) -> "NatsClient":
         return self

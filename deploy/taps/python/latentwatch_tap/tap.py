@@ -224,6 +224,7 @@ class LatentwatchTap:
         self._sub = None
         if steering:
             self._sub = self.nc.subscribe(fr.steer_subject_filter(model, hook), self._on_command_msg)
+            self.nc.flush()  # the subscription is in place before the first step
 
     @staticmethod
     def _check_gate(gate: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
@@ -707,12 +708,15 @@ class LatentwatchTap:
                         self._steer(req, X[start:start + n], positions, changed_any[start:start + n], D)
                     start += n
             if bool(changed_any.any()):
+                # write the steered rows back in the model's dtype; frames carry
+                # exactly what the model continues with (rounded as written)
                 sel = changed_any.nonzero()[:, 0]
                 new = X[sel]
                 if R is not None:
                     new = new - R[sel]
-                sub_index = tuple(col[sel] for col in index)
-                hidden[sub_index] = new.to(hidden.dtype)
+                written = new.to(hidden.dtype)
+                hidden[tuple(col[sel] for col in index)] = written
+                X[sel] = written.to(torch.float32) + (R[sel] if R is not None else 0)
             X_cpu = X.detach().to("cpu")
 
         # publish (or gate), then advance cursors and check aborts
