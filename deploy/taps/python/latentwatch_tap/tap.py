@@ -102,6 +102,7 @@ class _Batch:
     masks: Optional[List[List[int]]]
     eos: Optional[set]
     decode_token: Optional[Callable[[int], str]]
+    prompt_cols: Optional[int] = None  # T of the first call (the padded prompt)
 
 
 def _tolist(x: Any) -> Any:
@@ -511,14 +512,14 @@ class LatentwatchTap:
         self.stats["nats_errors"] += 1
 
     def _on_command_msg(self, msg) -> None:
-        self.stats["commands_received"] += 1
-        try:
-            o = st._parse_json(msg.data, "steering command")
-        except st.SteerProtocolError as err:
-            self.stats["commands_rejected"] += 1
-            log.warning("latentwatch tap: command on %s: %s", msg.subject, err)
-            return
         with self._lock:
+            self.stats["commands_received"] += 1
+            try:
+                o = st._parse_json(msg.data, "steering command")
+            except st.SteerProtocolError as err:
+                self.stats["commands_rejected"] += 1
+                log.warning("latentwatch tap: command on %s: %s", msg.subject, err)
+                return
             self._take_command(o, None)
 
     def _take_command(self, o: Dict[str, Any], parsed: Optional[st.SteerCommand],
@@ -599,6 +600,8 @@ class LatentwatchTap:
             if B != len(batch.request_ids):
                 self._warn_once(f"hook: expected batch size {len(batch.request_ids)} (requests), found {B}")
                 return None
+            if batch.prompt_cols is None:
+                batch.prompt_cols = len(batch.masks[0]) if batch.masks else T
             out = []
             with self._lock:
                 for b, rid in enumerate(batch.request_ids):
@@ -609,11 +612,13 @@ class LatentwatchTap:
                         out.append((rid, [(b, 0)], [req.cursor], batch.decode_token))
                         continue
                     m = batch.masks[b] if batch.masks is not None else None
-                    if req.started and (m is None or T < len(m)):
+                    if req.started and T < batch.prompt_cols:
                         # a continuation chunk of new tokens
                         out.append((rid, [(b, t) for t in range(T)], list(range(req.cursor, req.cursor + T)),
                                     batch.decode_token))
                         continue
+                    # the prompt, or (T at least the prompt's length once started) the whole
+                    # sequence again, recomputed without a KV cache
                     if m is None:
                         m = [1] * T
                     elif T >= len(m):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -15,6 +16,9 @@ from typing import Callable, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+
+# the tests provoke warnings on purpose (rejected commands, -ERR); keep the output readable
+logging.getLogger("latentwatch_tap").setLevel(logging.ERROR)
 
 TORCH_HINT = (
     "torch is missing for {python}: install it with "

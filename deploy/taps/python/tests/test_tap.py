@@ -140,6 +140,28 @@ class TapTest(unittest.TestCase):
         self.assertEqual(tap.stats["frames"], 7)
         self.assertEqual(tap.stats["end_markers"], 2)
 
+    def test_recompute_without_kv_cache(self):
+        tap = self.tap()
+        hp = HookPoint()
+        tap.attach(hp)
+        with tap.requests(["r1"], input_ids=[[5, 6]]):
+            self.send(tap, cmd("c1", "r1", ADD, 1))
+            hp(torch.zeros(1, 2, 3))
+            tap.feed_tokens([7])
+            out = hp(torch.zeros(1, 3, 3))  # the whole sequence again: positions 0, 1, 2
+            self.assertEqual(out.tolist(), [[[0, 0, 0], [2, 0, -2], [2, 0, -2]]])  # every token steered
+            tap.feed_tokens([8])
+            hp(torch.ones(1, 4, 3))
+        self.settle(tap, frames=4)
+        got = [(m.headers["Lw-Pos"], m.headers["Lw-Shape"], m.headers.get("Lw-Token-Ids"), self.rows(m))
+               for m in self.frames.msgs]
+        self.assertEqual(got, [  # only new positions are published
+            ("0", "2,3", "5,6", [[0, 0, 0], [2, 0, -2]]),
+            ("2", "1,3", "7", [[2, 0, -2]]),
+            ("3", "1,3", "8", [[3, 1, -1]]),
+            ("4", "0,3", None, []),
+        ])
+
     def test_no_mapping_is_a_no_op(self):
         tap = self.tap()
         hp = HookPoint()
