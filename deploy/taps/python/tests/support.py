@@ -52,9 +52,11 @@ def free_port() -> int:
 
 
 class NatsServer:
-    """A nats-server on 127.0.0.1 and a free port; ``config`` is extra config-file text."""
+    """A nats-server on 127.0.0.1 and a free port; ``config`` is config-file text, or
+    ``config_path`` a config file (``env`` adds environment variables, e.g. passwords)."""
 
-    def __init__(self, config: Optional[str] = None):
+    def __init__(self, config: Optional[str] = None, config_path: Optional[str] = None,
+                 env: Optional[Dict[str, str]] = None):
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self._tmp = tempfile.TemporaryDirectory()
@@ -64,7 +66,10 @@ class NatsServer:
             with open(path, "w") as f:
                 f.write(config)
             args += ["-c", path]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        elif config_path is not None:
+            args += ["-c", config_path]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 10
         while True:
             try:

@@ -434,5 +434,66 @@ class TapTest(unittest.TestCase):
             tap.attach(3)
 
 
+class DeployedPermissions(unittest.TestCase):
+    """The tap as user `tap` of deploy/nats/accounts.conf, the sidecar as user `latentwatch`."""
+
+    ACCOUNTS = support.os.path.join(support.HERE, "..", "..", "..", "nats", "accounts.conf")
+    PASSWORDS = {
+        "LATENTWATCH_NATS_PASSWORD": "sidecar-pw",
+        "LATENTWATCH_TAP_PASSWORD": "tap-pw",
+        "LATENTWATCH_SOC_PASSWORD": "soc-pw",
+        "LATENTWATCH_SYS_PASSWORD": "sys-pw",
+    }
+
+    def setUp(self):
+        support.require_torch()
+        self.server = support.NatsServer(config_path=self.ACCOUNTS, env=self.PASSWORDS)
+        self.sidecar = NatsClient(self.server.url, user="latentwatch", password="sidecar-pw")
+        self.tap = None
+
+    def tearDown(self):
+        if self.tap is not None:
+            self.tap.close()
+        self.sidecar.close()
+        self.server.stop()
+
+    def test_tap_user_can_publish_gate_and_ack_but_not_steer(self):
+        acks = support.Recorder()
+        self.sidecar.subscribe("latentwatch.steer-ack.v1.>", acks)
+
+        def on_frame(msg):
+            h = msg.headers
+            if msg.reply and h["Lw-Seq"] == "0":
+                self.sidecar.publish(msg.reply, json.dumps({
+                    "v": 1, "request_id": h["Lw-Request-Id"], "seq": 0, "verdict": "steer",
+                    "commands": [cmd("g1", h["Lw-Request-Id"], ADD, 1)],
+                }))
+            elif msg.reply:
+                self.sidecar.publish(msg.reply, json.dumps({
+                    "v": 1, "request_id": h["Lw-Request-Id"], "seq": int(h["Lw-Seq"]), "verdict": "continue",
+                    "commands": [],
+                }))
+
+        self.sidecar.subscribe("latentwatch.tap.>", on_frame)
+        self.sidecar.flush()
+        self.tap = LatentwatchTap(self.server.url, MODEL, HOOK, user="tap", password="tap-pw",
+                                  gate={"deadline_ms": 2000, "on_timeout": "closed"}, clock=lambda: 2000.0)
+        hp = HookPoint()
+        self.tap.attach(hp)
+        with self.tap.requests(["r1"]):
+            hp(torch.zeros(1, 1, 3))
+            out = hp(torch.zeros(1, 1, 3))
+            self.assertEqual(out.tolist(), [[[2, 0, -2]]])
+            self.assertFalse(self.tap.aborted("r1"))
+        self.tap.nc.flush()
+        support.wait_until(lambda: len(acks.msgs) == 1, what="the applied ack")
+        self.assertEqual(self.tap.stats["nats_errors"], 0)
+        # a tap cannot steer: the server refuses, and the tap counts the -ERR
+        self.tap.nc.publish(STEER, json.dumps(cmd("forged", "r1", ADD, 0)))
+        self.tap.nc.flush()
+        support.wait_until(lambda: self.tap.stats["nats_errors"] == 1, what="a Permissions Violation")
+        self.assertIn("Permissions Violation", self.tap.nc.last_error)
+
+
 if __name__ == "__main__":
     unittest.main()
