@@ -627,7 +627,8 @@ class LatentwatchTap:
                         self._warn_once(f"hook: expected at least {len(m)} tokens (the attention mask), found {T}")
                         continue
                     idx = [(b, t) for t in range(T) if m[t]]
-                    out.append((rid, idx, list(range(len(idx))), batch.decode_token))
+                    if idx:
+                        out.append((rid, idx, list(range(len(idx))), batch.decode_token))
             return out
         if hidden.dim() == 2:
             tmap = self._token_map
@@ -663,7 +664,6 @@ class LatentwatchTap:
         return None
 
     def _warn_once(self, message: str) -> None:
-        self.stats["skipped_calls"] += 1
         if message not in self._warned:
             self._warned.add(message)
             log.warning("latentwatch tap: %s", message)
@@ -677,10 +677,11 @@ class LatentwatchTap:
         else:
             hidden, resid = output, None
         if not isinstance(hidden, torch.Tensor):
+            self.stats["skipped_calls"] += 1
             self._warn_once(f"hook: expected a tensor output (or a tuple starting with one), found {type(hidden).__name__}")
             return None
         located = self._locate(hidden)
-        if not located:
+        if not located:  # None: no usable mapping; []: no row to publish (all ended, aborted, padding)
             if located is None:
                 self.stats["skipped_calls"] += 1
             return None
@@ -688,6 +689,7 @@ class LatentwatchTap:
         if self.d_model is None:
             self.d_model = D
         elif self.d_model != D:
+            self.stats["skipped_calls"] += 1
             self._warn_once(f"hook: expected width {self.d_model} (d_model), found {D}")
             return None
 

@@ -162,6 +162,15 @@ class TapTest(unittest.TestCase):
             ("4", "0,3", None, []),
         ])
 
+    def test_batch_size_mismatch_is_skipped(self):
+        tap = self.tap()
+        hp = HookPoint()
+        tap.attach(hp)
+        with tap.requests(["r1", "r2"]):
+            out = hp(torch.ones(3, 1, 2))  # e.g. num_return_sequences: no guessing
+        self.assertEqual(out.tolist(), torch.ones(3, 1, 2).tolist())
+        self.assertEqual((tap.stats["skipped_calls"], tap.stats["frames"], tap.stats["hook_errors"]), (1, 0, 0))
+
     def test_no_mapping_is_a_no_op(self):
         tap = self.tap()
         hp = HookPoint()
