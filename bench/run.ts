@@ -24,6 +24,7 @@ import { writeNpy } from "../src/formats/npy.ts";
 import { Rng } from "../src/core/random.ts";
 import { benchServe } from "./e2e.ts";
 import { benchGate } from "./gate.ts";
+import { benchPythonGate } from "./python_gate.ts";
 import { encodeChart } from "./chart.ts";
 import { benchPolicy } from "./policy.ts";
 
@@ -258,6 +259,7 @@ results.push(...await benchWatched(results));
 results.push(...await benchServe({ quick, progress, architecture: "topk" }));
 results.push(...await benchServe({ quick, progress, architecture: "jumprelu" }));
 results.push(...await benchGate({ quick, progress }));
+results.push(...await benchPythonGate({ quick, progress }));
 progress("policy evaluation with 1, 100 and 1000 rules");
 results.push(...await benchPolicy({ quick }));
 

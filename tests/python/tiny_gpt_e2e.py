@@ -14,11 +14,13 @@ for the request whose prompt has one.
 
 Output (stdout, one JSON object): the generated ids per row, the hooked
 activation of every decode step before and after the tap (hooks registered
-around the tap's), whether each request was aborted, and the tap's counters.
+around the tap's), whether each request was aborted, the tap's counters,
+and the wall time of each decode step.
 """
 
 import json
 import sys
+import time
 
 import torch
 import torch.nn as nn
@@ -108,7 +110,7 @@ def main() -> None:
     cfg = json.loads(open(sys.argv[2]).read())
     torch.manual_seed(cfg["seed"])
     d = cfg["d_model"]
-    model = TinyGPT(cfg["vocab"], d, 4, 2, 64).eval()
+    model = TinyGPT(cfg["vocab"], d, 4, 2, cfg.get("ctx", 64)).eval()
     u = torch.tensor(cfg["u"], dtype=torch.float32)
     u2 = torch.tensor(cfg["u2"], dtype=torch.float32)
     with torch.no_grad():
@@ -124,9 +126,12 @@ def main() -> None:
         if out[0].shape[1] == 1:
             raw["x"] = out[0].detach().clone()
 
+    ticks = []
+
     def after(_m, _i, out):  # registered after the tap: what the model goes on with
         if out[0].shape[1] == 1:
             steps.append((raw.pop("x"), out[0].detach().clone()))
+            ticks.append(time.perf_counter())
 
     layer.register_forward_hook(before)
     tap = LatentwatchTap(
@@ -171,6 +176,8 @@ def main() -> None:
             for i, (r, s) in enumerate(steps)
         ],
         "stats": tap.stats,
+        # wall time of each decode step but the first (model forward, tap, gate), in ms
+        "step_ms": [(b - a) * 1000 for a, b in zip(ticks, ticks[1:])],
     }
     tap.close()
     print(json.dumps(result))
