@@ -9,7 +9,14 @@ import assert from "node:assert/strict";
 import { connectNatsBus, type NatsBus } from "../src/bus/nats_bus.ts";
 import { type NatsServerProcess, startNatsServer } from "../src/bus/nats_server.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
-import { encodeCommand, steerAckSubject, steerSubject, vectorToBase64 } from "../src/core/steer.ts";
+import {
+  encodeCommand,
+  parseVerdict,
+  steerAckSubject,
+  steerSubject,
+  vectorToBase64,
+} from "../src/core/steer.ts";
+import { encodeFrame, tapSubject } from "../src/core/frame.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens.ts";
 import { Logger } from "../src/serve/log.ts";
@@ -30,6 +37,7 @@ rules:
     actions:
       - alert
       - steer: { clamp: { sae: sim, latent: 0, value: 0 } }
+    suppress: none
   - id: self-harm
     title: self-harm seen
     severity: critical
@@ -287,5 +295,56 @@ Deno.test("steer: a policy that steers an SAE it cannot steer is refused at star
   } finally {
     await server.stop();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("steer e2e: a rule that fires again on a request does not send its steering again", async () => {
+  const h = await harness();
+  try {
+    const tap = h.tap();
+    const t = h.monitor!.telemetry;
+    for (
+      const [position, text] of [[0, "ignore previous"], [2, "instructions override"]] as const
+    ) {
+      const tokens = tokenize(text);
+      tap.publish("r-twice", position, h.sim.activations(tokens), tokens.length, D);
+    }
+    await h.bus.flush();
+    await waitUntil(() => t.total("latentwatch.alerts") >= 2, "two alerts (suppress: none)");
+    await h.monitor!.pipeline.idle();
+    assert.equal(t.total("latentwatch.steer.sent"), 1);
+    assert.equal(t.total("latentwatch.steer.repeats"), 1);
+  } finally {
+    await h.stop();
+  }
+});
+
+Deno.test("steer e2e: a gated end marker (no tokens) is answered continue", async () => {
+  const h = await harness();
+  try {
+    const { headers, payload } = encodeFrame(
+      {
+        model: MODEL,
+        hook: HOOK,
+        requestId: "r-end",
+        position: 0,
+        seq: 0,
+        dtype: "f32",
+        endOfRequest: true,
+      },
+      new Float32Array(0),
+      0,
+      D,
+    );
+    const reply = await h.bus.request(tapSubject(MODEL, HOOK, 0), payload, headers, 5000);
+    const v = parseVerdict(reply.data);
+    assert.deepEqual([v.requestId, v.seq, v.verdict, v.commands.length], [
+      "r-end",
+      0,
+      "continue",
+      0,
+    ]);
+  } finally {
+    await h.stop();
   }
 });

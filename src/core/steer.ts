@@ -80,6 +80,8 @@ export interface GateVerdict {
   verdict: "continue" | "steer" | "abort" | "error";
   commands: SteerCommand[];
   reason?: string;
+  /** Commands of the verdict that did not parse (each to be acknowledged `rejected`); the rest still apply. */
+  rejected?: SteerProtocolError[];
 }
 
 /** A command, acknowledgement or verdict that does not follow the protocol. */
@@ -370,6 +372,11 @@ function show(v: unknown): string {
   return JSON.stringify(s.length > 60 ? `${s.slice(0, 57)}...` : s);
 }
 
+/** A number as itself, anything else described. */
+function showValue(v: unknown): string {
+  return typeof v === "number" ? String(v) : typeOf(v);
+}
+
 function parseJson(data: Uint8Array | string, what: string): Record<string, unknown> {
   let value: unknown;
   try {
@@ -620,7 +627,7 @@ export function parseAck(data: Uint8Array): SteerAck {
   const o = parseJson(data, "steering acknowledgement");
   const where: Where = {};
   if (o.v !== STEER_VERSION) {
-    throw new SteerProtocolError("v", String(STEER_VERSION), typeOf(o.v), where);
+    throw new SteerProtocolError("v", String(STEER_VERSION), showValue(o.v), where);
   }
   const id = name(o, "id", where);
   where.commandId = id;
@@ -662,7 +669,7 @@ export function parseVerdict(data: Uint8Array, expect: CommandExpect = {}): Gate
   const o = parseJson(data, "gate verdict");
   const where: Where = {};
   if (o.v !== STEER_VERSION) {
-    throw new SteerProtocolError("v", String(STEER_VERSION), typeOf(o.v), where);
+    throw new SteerProtocolError("v", String(STEER_VERSION), showValue(o.v), where);
   }
   const requestId = name(o, "request_id", where);
   where.requestId = requestId;
@@ -679,11 +686,20 @@ export function parseVerdict(data: Uint8Array, expect: CommandExpect = {}): Gate
   if (!Array.isArray(o.commands)) {
     throw new SteerProtocolError("commands", "an array", typeOf(o.commands), where);
   }
-  const commands = o.commands.map((c, i) =>
-    parseCommand(asObject(c, `commands[${i}]`, "a command object", where), expect)
-  );
+  // one bad command does not spoil the others: it is returned to be acknowledged as rejected
+  const commands: SteerCommand[] = [];
+  const rejected: SteerProtocolError[] = [];
+  o.commands.forEach((c, i) => {
+    try {
+      commands.push(parseCommand(asObject(c, `commands[${i}]`, "a command object", where), expect));
+    } catch (err) {
+      if (!(err instanceof SteerProtocolError)) throw err;
+      rejected.push(err);
+    }
+  });
   const v: GateVerdict = { requestId, seq, verdict: verdict as GateVerdict["verdict"], commands };
   if (typeof o.reason === "string") v.reason = o.reason;
+  if (rejected.length > 0) v.rejected = rejected;
   return v;
 }
 

@@ -313,3 +313,16 @@ Deno.test("steering by latent is refused where the read-out is not affine", () =
     "expected a vector of 4 values",
   );
 });
+
+Deno.test("a verdict with one malformed command keeps the others and returns the bad one", () => {
+  const good = commandToWire(command({ kind: "abort" }));
+  const bad = { ...commandToWire(command({ kind: "abort" })), id: "c2", from_position: -3 };
+  const data = new TextEncoder().encode(
+    JSON.stringify({ v: 1, request_id: "req-1", seq: 0, verdict: "abort", commands: [good, bad] }),
+  );
+  const v = parseVerdict(data);
+  assertEquals(v.commands.map((c) => c.id), ["c1"]);
+  assertEquals(v.rejected?.map((e) => [e.commandId, e.field]), [["c2", "from_position"]]);
+  const wrong = new TextEncoder().encode(JSON.stringify({ v: 3, request_id: "r", seq: 0 }));
+  assertThrows(() => parseVerdict(wrong), SteerProtocolError, "v: expected 1, found 3");
+});

@@ -115,6 +115,8 @@ export class Pipeline {
   readonly sinks: readonly AlertSink[];
   #sub: BusSubscription | null = null;
   #ackSub: BusSubscription | null = null;
+  /** Per request, the steer actions already sent (`rule#index`), so each is sent once. */
+  readonly #steered = new Map<string, Set<string>>();
   /** Where a frame came from: its partition, and the reply subject of a gated frame. */
   readonly #origin = new WeakMap<Frame, { partition: number; reply?: string }>();
   #worker: Promise<void> | null = null;
@@ -363,10 +365,25 @@ export class Pipeline {
     }
     let row = 0;
     for (const frame of frames) {
-      if (frame.tokens > 0) this.#evaluate(gen, frame, row, latents);
+      try {
+        if (frame.tokens > 0) this.#evaluate(gen, frame, row, latents);
+        else this.#replyContinue(frame); // a gated end marker or empty frame: nothing to steer
+      } catch (err) {
+        // one frame's failure must not cost the batch's other frames their evaluation
+        this.#o.telemetry.add("latentwatch.evaluate.errors");
+        this.#o.log.error("frame.evaluate_failed", {
+          request: frame.requestId,
+          position: frame.position,
+          error: (err as Error).message,
+        });
+        this.#replyError(frame, `evaluation failed: ${(err as Error).message}`);
+      }
       row += frame.tokens;
       // the end marker is processed after the request's tokens: its windows can go
-      if (frame.endOfRequest) this.#engine.endRequest(frame.requestId);
+      if (frame.endOfRequest) {
+        this.#engine.endRequest(frame.requestId);
+        this.#steered.delete(frame.requestId);
+      }
     }
     this.#reportEngine();
     this.#o.onEncoded?.(frames, latents);
@@ -448,7 +465,22 @@ export class Pipeline {
     }
     const now = Date.now();
     const commands: SteerCommand[] = [];
+    let sent = this.#steered.get(frame.requestId);
+    if (!sent) {
+      this.#steered.set(frame.requestId, sent = new Set());
+      if (this.#steered.size > (this.#o.maxRequests ?? 100_000)) {
+        this.#steered.delete(this.#steered.keys().next().value!);
+      }
+    }
     firing.steer.forEach((action: SteerAction, i) => {
+      // a rule steers a request once: firing again (suppress none, token windows)
+      // must not stack the same operation on the tap
+      const key = `${firing.rule.id}#${i}`;
+      if (sent.has(key)) {
+        this.#o.telemetry.add("latentwatch.steer.repeats", 1, { rule: firing.rule.id });
+        return;
+      }
+      sent.add(key);
       const op: SteerOp | undefined = gen.steerOps?.get(action);
       if (!op) {
         // resolved at start and reload; a generation built without them (tests) lands here
@@ -478,6 +510,19 @@ export class Pipeline {
       });
     });
     return commands;
+  }
+
+  /** Answer a gated frame with nothing to evaluate. */
+  #replyContinue(frame: Frame): void {
+    const reply = this.#origin.get(frame)?.reply;
+    if (reply) {
+      this.#reply(reply, {
+        requestId: frame.requestId,
+        seq: frame.seq,
+        verdict: "continue",
+        commands: [],
+      });
+    }
   }
 
   /** Answer a gated frame the pipeline could not evaluate. */
@@ -696,6 +741,7 @@ export class Pipeline {
     for (const [id, s] of this.#requests) {
       if (s.lastSeen < cutoff) {
         this.#requests.delete(id);
+        this.#steered.delete(id);
         this.#o.telemetry.add("latentwatch.requests.evicted", 1, { reason: "ttl" });
         this.#o.log.info("request.expired", { request: id, tokens: s.tokens });
       }

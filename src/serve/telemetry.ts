@@ -85,6 +85,17 @@ export const METRIC_SPEC = {
     unit: "{command}",
     help: "Steering commands sent to taps, by operation and route (subject, or in a gate verdict)",
   },
+  "latentwatch.evaluate.errors": {
+    kind: "counter",
+    unit: "{frame}",
+    help:
+      "Frames whose policy evaluation failed (logged with the request; a gated frame gets an error verdict)",
+  },
+  "latentwatch.steer.repeats": {
+    kind: "counter",
+    unit: "{command}",
+    help: "Steer actions not sent again because the rule already steered that request",
+  },
   "latentwatch.steer.acks": {
     kind: "counter",
     unit: "{ack}",

@@ -217,11 +217,41 @@ export class RequestSteering {
         }
       }
     }
-    // operations past their window are done
-    r.active = r.active.filter((a) =>
-      a.cmd.untilPosition === null || a.cmd.untilPosition > position + tokens
-    );
+    // operations past their window are done; one whose window passed before it
+    // could apply (it arrived late) is acknowledged as not applied
+    r.active = r.active.filter((a) => {
+      const { untilPosition: until } = a.cmd;
+      if (until === null || until > position + tokens) return true;
+      if (!a.applied) {
+        this.stats.notApplied++;
+        acks.push(this.#ack({
+          id: a.cmd.id,
+          requestId,
+          status: "not_applied",
+          reason: `its window [${a.cmd.fromPosition}, ${until}) had passed (position ${
+            position + tokens - 1
+          })`,
+        }));
+      }
+      return false;
+    });
     return acks;
+  }
+
+  /**
+   * Acknowledge a verdict's command that did not parse (when its ids could
+   * be read) and count it.
+   */
+  rejectParsed(err: SteerProtocolError): SteerAck | null {
+    this.stats.received++;
+    this.stats.rejected++;
+    if (!err.commandId || !err.requestId) return null;
+    return this.#ack({
+      id: err.commandId,
+      requestId: err.requestId,
+      status: "rejected",
+      reason: err.message,
+    });
   }
 
   /** Stop `requestId` (a gate failing closed); counted once. */
@@ -235,12 +265,16 @@ export class RequestSteering {
   }
 
   /**
-   * Whether `requestId` must stop, and why: an abort command or a gate that
-   * failed closed. A generation loop checks it before each step.
+   * Whether `requestId` must stop before generating position `nextPosition`,
+   * and why: an abort command (from its `from_position` on) or a gate that
+   * failed closed. Without `nextPosition`, any abort received counts. A
+   * generation loop checks it before each step.
    */
-  aborted(requestId: string): { position: number; reason: string } | null {
+  aborted(requestId: string, nextPosition?: number): { position: number; reason: string } | null {
     const r = this.#requests.get(requestId);
-    return r?.abortedAt !== undefined ? { position: r.abortedAt, reason: r.abortReason! } : null;
+    if (r?.abortedAt === undefined) return null;
+    if (nextPosition !== undefined && nextPosition < r.abortedAt) return null;
+    return { position: r.abortedAt, reason: r.abortReason! };
   }
 
   /** Forget `requestId`; returns `not_applied` acknowledgements for commands that never took effect. */

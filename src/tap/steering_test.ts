@@ -98,3 +98,22 @@ Deno.test("steering: abort stops the request at max(from_position, next position
   assert.deepEqual(s.aborted("r1"), { position: 7, reason: "leak" });
   assert.equal(s.stats.aborted, 1);
 });
+
+Deno.test("steering: a command whose window passed before it could apply is acknowledged not_applied", () => {
+  const s = steering();
+  s.receive(
+    cmd("late", { kind: "add", scale: 1, vector: f32(1, 1) }, { untilPosition: 7 }),
+    serves,
+  );
+  const acks = s.apply("r1", 10, f32(0, 0), 1, 2);
+  assert.deepEqual(acks.map((a) => [a.id, a.status]), [["late", "not_applied"]]);
+  assert.match(acks[0].reason!, /window \[3, 7\) had passed/);
+  assert.deepEqual(s.end("r1"), [], "acknowledged once");
+});
+
+Deno.test("steering: an abort takes effect from its from_position, not before", () => {
+  const s = steering();
+  s.receive(cmd("later", { kind: "abort" }, { fromPosition: 100 }), serves, () => 3);
+  assert.equal(s.aborted("r1", 4), null);
+  assert.deepEqual(s.aborted("r1", 100), { position: 100, reason: "rule ?" });
+});

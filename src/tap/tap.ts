@@ -403,8 +403,8 @@ export class Tap {
    * Whether `requestId` must stop generating (an abort command, or a gate
    * that failed closed), with the reason.
    */
-  aborted(requestId: string): { position: number; reason: string } | null {
-    return this.#steering?.aborted(requestId) ?? null;
+  aborted(requestId: string, nextPosition?: number): { position: number; reason: string } | null {
+    return this.#steering?.aborted(requestId, nextPosition) ?? null;
   }
 
   /**
@@ -432,12 +432,13 @@ export class Tap {
       throw new TypeError(`tap ${this.name}: step: expected enableSteering() first, found it off`);
     }
     const stop = (verdict: StepResult["verdict"], waitedMs: number): StepResult => {
-      const a = steering.aborted(requestId);
+      // may the request generate the position after this step?
+      const a = steering.aborted(requestId, position + tokens);
       return a
         ? { proceed: false, verdict, waitedMs, reason: a.reason }
         : { proceed: true, verdict, waitedMs };
     };
-    if (steering.aborted(requestId)) return stop("abort", 0);
+    if (steering.aborted(requestId, position)) return stop("abort", 0);
     this.steer(requestId, position, activations, tokens, dModel);
     const planned = this.#prepare(requestId, position, activations, tokens, dModel, extra);
     if (!planned) return stop(this.#gate ? "continue" : "ungated", 0);
@@ -466,13 +467,24 @@ export class Tap {
       const reply = await pending;
       const v = parseVerdict(reply.data, { model: this.model, hook: this.hook, dModel });
       verdict = v.verdict;
+      const seq = planned.state.seq - 1;
+      if (v.requestId !== requestId || v.seq !== seq) {
+        throw new SteerProtocolError(
+          "verdict",
+          `the answer to request ${requestId} seq ${seq}`,
+          `request ${v.requestId} seq ${v.seq}`,
+        );
+      }
+      for (const err of v.rejected ?? []) {
+        const ack = steering.rejectParsed(err);
+        if (ack) this.#sendAcks([ack]);
+      }
       for (const cmd of v.commands) this.#receive(cmd);
       if (v.verdict === "error") {
         failure = `sidecar could not evaluate the step: ${v.reason ?? "?"}`;
       }
     } catch (err) {
       verdict = err instanceof BusRequestError && err.kind === "timeout" ? "timeout" : "error";
-      if (err instanceof SteerProtocolError) s.rejected++;
       failure = (err as Error).message;
     }
     const waited = performance.now() - started;

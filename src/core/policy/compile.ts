@@ -85,7 +85,8 @@ export type WarningCode =
   | "never-fires"
   | "always-holds"
   | "no-actions"
-  | "unknown-placeholder";
+  | "unknown-placeholder"
+  | "steer-throttled";
 
 /** One problem (or warning) with where it was written. */
 export interface PolicyProblem<C extends string = ProblemCode> {
@@ -1030,6 +1031,20 @@ function compileRule(
       rule: def.id,
       code: "disabled-rule",
       reason: "rule is disabled (enabled: false) and does not run",
+    });
+  }
+  if (steer.length > 0 && (def.throttle.dedupKey !== "{request_id}" || def.throttle.rateLimit)) {
+    // steering goes with firings: a firing held back for another request's sake
+    // leaves this request unsteered
+    warnings.push({
+      source: def.source,
+      rule: def.id,
+      code: "steer-throttled",
+      reason:
+        `rule steers but ${
+          def.throttle.rateLimit ? "has a rate limit" : `dedups by "${def.throttle.dedupKey}"`
+        }: a firing held back because of other requests leaves this request unsteered; keep the ` +
+        `default dedup key {request_id} and no rate limit on steering rules`,
     });
   }
   if (def.actions.length === 0) {

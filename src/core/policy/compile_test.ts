@@ -356,3 +356,34 @@ Deno.test("compile: the last latent (dSae - 1) and the last probe score are acce
   assert.deepEqual([...set.watchedLatents("res")], [31]);
   assert.deepEqual([...set.watchedLatents("pr")], [1]);
 });
+
+Deno.test("compile warning: a steering rule throttled across requests", () => {
+  const clamp = {
+    kind: "steer" as const,
+    steer: { kind: "clamp" as const, sae: "res", latent: 1, value: 0 },
+  };
+  const set = compilePolicySet([
+    file([
+      rule("per-tenant", test(latent(1), 1), {
+        source: at(3),
+        actions: [clamp],
+        throttle: { suppress: { kind: "seconds", s: 60 }, dedupKey: "{tenant}" },
+      }),
+      rule("limited", test(latent(1), 1), {
+        source: at(9),
+        actions: [clamp],
+        throttle: {
+          suppress: { kind: "request" },
+          dedupKey: "{request_id}",
+          rateLimit: { alerts: 5, seconds: 60 },
+        },
+      }),
+      rule("fine", test(latent(1), 1), { source: at(15), actions: [clamp] }),
+    ]),
+  ], SIGNALS);
+  assert.deepEqual(set.warnings.map((w) => [w.code, w.source.line, w.rule]), [
+    ["steer-throttled", 3, "per-tenant"],
+    ["steer-throttled", 9, "limited"],
+  ]);
+  assert.match(set.warnings[0].reason, /dedups by "\{tenant\}"/);
+});

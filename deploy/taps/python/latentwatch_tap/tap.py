@@ -66,6 +66,7 @@ STAT_KEYS = (
     "skipped_calls",  # hook calls with no request mapping (or one that does not fit the tensor)
     "hook_errors",  # unexpected errors inside the hook (logged; the model goes on)
     "nats_errors",  # -ERR from the server, e.g. Permissions Violation
+    "requests_evicted",  # requests ended because more than max_open_requests were open
 )
 
 
@@ -146,6 +147,9 @@ class LatentwatchTap:
     - ``d_model``: the hook's width, when known before the first forward pass
       (commands are checked against it on arrival; otherwise on first use).
     - ``clock``: ``() -> Unix ms`` for command expiry (tests).
+    - ``max_open_requests``: requests held at once (default 100 000); past it the
+      oldest is ended (end marker, ``not_applied`` acks) and counted in
+      ``requests_evicted``.
 
     Gating: in each hook call (one model step), the last frame of each
     request's step is published as a NATS request (earlier frames of a split
@@ -187,6 +191,7 @@ class LatentwatchTap:
         name: Optional[str] = None,
         d_model: Optional[int] = None,
         clock: Optional[Callable[[], float]] = None,
+        max_open_requests: int = 100_000,
     ):
         fr.frame_headers(model, hook, "x", 0, 0, dtype, 0, 1)  # validates model, hook, dtype
         fr.partition_of("", partitions)  # validates partitions
@@ -199,6 +204,9 @@ class LatentwatchTap:
             raise TapError(f"d_model: expected a positive integer, found {d_model!r}")
         self.d_model = d_model
         self.gate = self._check_gate(gate)
+        if isinstance(max_open_requests, bool) or not isinstance(max_open_requests, int) or max_open_requests < 1:
+            raise TapError(f"max_open_requests: expected a positive integer, found {max_open_requests!r}")
+        self.max_open_requests = max_open_requests
         self._clock = clock or (lambda: time.time() * 1000.0)
         self.stats: Dict[str, float] = {k: 0 for k in STAT_KEYS}
         self._lock = threading.RLock()
@@ -301,6 +309,14 @@ class LatentwatchTap:
             req = self._requests.get(request_id)
             if req is None:
                 self._requests[request_id] = _Req(request_id, tenant, dict(meta) if meta else None)
+                # requests never ended (a client went away, a scheduler preempted them)
+                # must not pile up: the oldest is ended, its pending commands acked not_applied
+                while len(self._requests) > self.max_open_requests:
+                    oldest = next(iter(self._requests))
+                    self.stats["requests_evicted"] += 1
+                    log.warning("latentwatch tap: request %s evicted (more than %d open)", oldest,
+                                self.max_open_requests)
+                    self.end(oldest)
             else:
                 if tenant is not None:
                     req.tenant = tenant
@@ -557,14 +573,18 @@ class LatentwatchTap:
             self.stats["commands_expired"] += 1
             self._ack(parsed, "expired", reason=f"received {now - parsed.expires_at_ms:.0f} ms after expires_at_ms")
             return
-        if parsed.op.kind == "abort":
+        if parsed.op.kind == "abort" and parsed.from_position <= req.cursor:
             # stops the request before its next token at or after from_position
-            at = max(parsed.from_position, req.cursor)
-            self.stats["commands_applied"] += 1
-            self._ack(parsed, "applied", position=at)
-            self._abort(req, parsed.op.reason or f"abort command {parsed.id} (rule {parsed.rule or '?'})")
+            self._take_abort(req, parsed)
             return
-        req.commands.append(_Active(parsed))
+        req.commands.append(_Active(parsed))  # an abort from a later position waits for it
+
+    def _take_abort(self, req: _Req, cmd: st.SteerCommand) -> None:
+        """Lock held: an abort whose from_position has been reached takes effect now."""
+        self.stats["commands_applied"] += 1
+        self._ack(cmd, "applied", position=max(cmd.from_position, req.cursor))
+        op = cmd.op
+        self._abort(req, getattr(op, "reason", None) or f"abort command {cmd.id} (rule {cmd.rule or '?'})")
 
     def _ack(self, cmd: st.SteerCommand, status: str, position: Optional[int] = None,
              reason: Optional[str] = None) -> None:
@@ -736,6 +756,11 @@ class LatentwatchTap:
                 if req is not None:
                     req.cursor = max(req.cursor, max(positions) + 1)
                     req.started = True
+                    # aborts waiting for a later position: reached now?
+                    for a in [a for a in req.commands if a.cmd.op.kind == "abort"]:
+                        if a.cmd.from_position <= req.cursor:
+                            req.commands.remove(a)
+                            self._take_abort(req, a.cmd)
         if pending:
             self._await_verdicts(pending)
         return output
@@ -823,7 +848,7 @@ class LatentwatchTap:
         for i, (headers, payload) in enumerate(frames):
             p = self._publish(rid, headers, payload, gated=self.gate is not None and i == len(frames) - 1)
             if p is not None:
-                pending.append((rid, p))
+                pending.append((rid, p, int(headers["Lw-Seq"])))
         return pending
 
     def _publish(self, rid: str, headers: Dict[str, str], payload: bytes, gated: bool = False):
@@ -866,13 +891,13 @@ class LatentwatchTap:
         assert self.gate is not None
         t0 = time.monotonic()
         deadline = t0 + self.gate["deadline_ms"] / 1000.0
-        for _rid, p in pending:
+        for _rid, p, _seq in pending:
             p.wait(max(0.0, deadline - time.monotonic()))
         waited_ms = (time.monotonic() - t0) * 1000.0
         self.stats["gate_waits"] += 1
         self.stats["gate_wait_ms_total"] += waited_ms
         self.stats["gate_wait_ms_max"] = max(self.stats["gate_wait_ms_max"], waited_ms)
-        for rid, p in pending:
+        for rid, p, seq in pending:
             try:
                 msg = p.result(0)
             except NatsTimeoutError:
@@ -886,7 +911,7 @@ class LatentwatchTap:
                 self.stats["gate_errors"] += 1
                 self._gate_result_failed(rid, str(err))
                 continue
-            self._take_verdict(rid, msg.data)
+            self._take_verdict(rid, seq, msg.data)
 
     def _gate_result_failed(self, rid: str, why: str) -> None:
         with self._lock:
@@ -894,13 +919,20 @@ class LatentwatchTap:
             if req is not None:
                 self._gate_failed(req, why)
 
-    def _take_verdict(self, rid: str, data: bytes) -> None:
+    def _take_verdict(self, rid: str, seq: int, data: bytes) -> None:
         try:
             verdict, bad = st.parse_verdict(data, self.model, self.hook, self.d_model)
         except st.SteerProtocolError as err:
             self.stats["gate_errors"] += 1
             log.warning("latentwatch tap: verdict for %s: %s", rid, err)
             self._gate_result_failed(rid, f"invalid verdict: {err.reason}")
+            return
+        if verdict.request_id != rid or verdict.seq != seq:
+            self.stats["gate_errors"] += 1
+            why = (f"verdict: expected the answer to request {rid} seq {seq}, "
+                   f"found request {verdict.request_id} seq {verdict.seq}")
+            log.warning("latentwatch tap: %s", why)
+            self._gate_result_failed(rid, why)
             return
         self.stats["gate_verdicts"] += 1
         with self._lock:
@@ -916,8 +948,8 @@ class LatentwatchTap:
                     self._take_command(cmd.raw or {}, None)
                 else:
                     self._take_command(cmd.raw or {}, cmd)
+            # an abort comes from its command (as in the TypeScript tap): an expired
+            # or rejected abort command does not stop the request
             if verdict.verdict == "error":
                 self.stats["gate_errors"] += 1
                 self._gate_failed(req, f"error verdict: {verdict.reason or 'no reason'}")
-            elif verdict.verdict == "abort" and not any(a.cmd.op.kind == "abort" for a in req.commands):
-                self._abort(req, verdict.reason or "abort verdict")

@@ -316,6 +316,31 @@ class TapTest(unittest.TestCase):
         self.assertEqual((ack["id"], ack["status"], ack["position"]), ("stop", "applied", 2))
         self.assertEqual(tap.stats["aborts"], 1)
 
+    def test_abort_waits_for_its_from_position(self):
+        tap = self.tap()
+        hp = HookPoint()
+        tap.attach(hp)
+        with tap.requests(["r1"]):
+            hp(torch.zeros(1, 2, 3))  # positions 0, 1
+            self.send(tap, cmd("later", "r1", {"kind": "abort"}, 4))
+            self.assertFalse(tap.aborted("r1"))  # position 2 may still be generated
+            hp(torch.zeros(1, 1, 3))  # position 2
+            self.assertFalse(tap.aborted("r1"))
+            hp(torch.zeros(1, 1, 3))  # position 3: the next one is 4
+            self.assertTrue(tap.aborted("r1"))
+        self.settle(tap, acks=1)
+        ack = self.acks.json()[0]
+        self.assertEqual((ack["id"], ack["status"], ack["position"]), ("later", "applied", 4))
+
+    def test_open_requests_are_bounded(self):
+        tap = self.tap(max_open_requests=2)
+        for rid in ("a", "b", "c"):
+            tap.begin(rid)
+        self.assertEqual(tap.stats["requests_evicted"], 1)
+        self.send(tap, cmd("x", "a", ADD, 0))  # "a" was ended: acknowledged not_applied
+        self.settle(tap, acks=1)
+        self.assertEqual(self.acks.json()[0]["status"], "not_applied")
+
     # ------------------------------------------------------------------ gating
 
     def sidecar_answers(self, verdict_for):
@@ -374,6 +399,19 @@ class TapTest(unittest.TestCase):
         self.settle(tap, acks=1)
         ack = self.acks.json()[0]
         self.assertEqual((ack["id"], ack["status"], ack["position"]), ("a1", "applied", 1))
+
+    def test_gate_verdict_for_another_frame_is_a_gate_error(self):
+        self.sidecar_answers(lambda h: {
+            "v": 1, "request_id": h["Lw-Request-Id"], "seq": int(h["Lw-Seq"]) + 7, "verdict": "continue",
+            "commands": [],
+        })
+        tap = self.tap(gate={"deadline_ms": 2000, "on_timeout": "closed"})
+        hp = HookPoint()
+        tap.attach(hp)
+        with tap.requests(["r1"]):
+            hp(torch.ones(1, 1, 3))
+            self.assertTrue(tap.aborted("r1"))
+        self.assertEqual((tap.stats["gate_errors"], tap.stats["fail_closed"]), (1, 1))
 
     def no_sidecar(self):
         self.frames_sub.unsubscribe()
