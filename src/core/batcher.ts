@@ -13,6 +13,12 @@ export interface BatchLimits {
   maxBatchTokens: number;
   maxWaitMs: number;
   maxQueueTokens: number;
+  /**
+   * Adapt the wait to the load (default false): a partial batch waits only
+   * while tokens arrive fast enough to fill it before `maxWaitMs`; at a
+   * lower rate it goes out at once, since waiting would only add latency.
+   */
+  adaptive?: boolean;
 }
 
 /** Anything with a token count; zero-token items (end markers) are allowed. */
@@ -39,6 +45,9 @@ export class MicroBatcher<T extends Batchable> {
   #waiter: ((batch: T[] | null) => void) | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  /** Arrival rate estimate (tokens per ms, exponentially weighted) and when the last item came. */
+  #rate = 0;
+  #lastOfferAt = -1;
 
   constructor(limits: BatchLimits) {
     if (!(limits.maxBatchTokens >= 1)) {
@@ -74,7 +83,16 @@ export class MicroBatcher<T extends Batchable> {
   offer(item: T, urgent = false): boolean {
     if (this.#closed) return false;
     if (this.#queuedTokens + item.tokens > this.limits.maxQueueTokens) return false;
-    if (this.queuedItems === 0) this.#oldestAt = performance.now();
+    const now = performance.now();
+    if (this.queuedItems === 0) this.#oldestAt = now;
+    if (this.limits.adaptive) {
+      if (this.#lastOfferAt >= 0) {
+        // a burst (same millisecond) counts as arriving over 0.05 ms
+        const instant = item.tokens / Math.max(0.05, now - this.#lastOfferAt);
+        this.#rate = 0.8 * this.#rate + 0.2 * instant;
+      }
+      this.#lastOfferAt = now;
+    }
     this.#queue.push(item);
     this.#queuedTokens += item.tokens;
     if (urgent) this.#urgentUpTo = this.#queue.length;
@@ -114,7 +132,7 @@ export class MicroBatcher<T extends Batchable> {
     const waited = performance.now() - this.#oldestAt;
     if (
       this.#queuedTokens >= this.limits.maxBatchTokens || waited >= this.limits.maxWaitMs ||
-      this.#closed || this.#urgentUpTo > this.#head
+      this.#closed || this.#urgentUpTo > this.#head || this.#notWorthWaiting(waited)
     ) {
       this.#deliver(this.#take());
       return;
@@ -125,6 +143,22 @@ export class MicroBatcher<T extends Batchable> {
         this.#wake();
       }, Math.max(0, this.limits.maxWaitMs - waited));
     }
+  }
+
+  /** Adaptive: would the batch still be partial when `maxWaitMs` runs out? Then send it now. */
+  #notWorthWaiting(waited: number): boolean {
+    if (!this.limits.adaptive) return false;
+    const missing = this.limits.maxBatchTokens - this.#queuedTokens;
+    const left = this.limits.maxWaitMs - waited;
+    // the rate estimate decays with the silence since the last arrival
+    const silence = performance.now() - this.#lastOfferAt;
+    const rate = this.#rate * Math.min(1, 1 / Math.max(1, silence));
+    return rate * left < missing;
+  }
+
+  /** Current arrival-rate estimate in tokens per second (adaptive mode; 0 otherwise). */
+  get arrivalRate(): number {
+    return this.#rate * 1000;
   }
 
   #deliver(batch: T[] | null): void {

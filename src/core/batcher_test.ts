@@ -98,3 +98,50 @@ Deno.test("batcher: an urgent item sends its batch at once, without waiting for 
   await pending;
   assert.deepEqual(got, ["c"]);
 });
+
+Deno.test("batcher (adaptive): at a low arrival rate a partial batch goes out at once", async () => {
+  const b = new MicroBatcher<{ tokens: number }>({
+    maxBatchTokens: 64,
+    maxWaitMs: 5000,
+    maxQueueTokens: 128,
+    adaptive: true,
+  });
+  b.offer({ tokens: 1 });
+  const t0 = performance.now();
+  const batch = await b.next();
+  assert.equal(batch?.length, 1);
+  assert.ok(performance.now() - t0 < 1000, "no wait for a batch that could not fill");
+  b.close();
+});
+
+Deno.test("batcher (adaptive): while tokens pour in, it waits to fill the batch", async () => {
+  const b = new MicroBatcher<{ tokens: number }>({
+    maxBatchTokens: 40,
+    maxWaitMs: 2000,
+    maxQueueTokens: 128,
+    adaptive: true,
+  });
+  for (let i = 0; i < 20; i++) b.offer({ tokens: 1 }); // a burst: a high rate
+  assert.ok(b.arrivalRate > 1000, `rate ${b.arrivalRate} tokens/s`);
+  let got: number | undefined;
+  const pending = b.next().then((x) => (got = x?.length));
+  await new Promise((r) => setTimeout(r, 1));
+  assert.equal(got, undefined, "still waiting for the batch to fill");
+  for (let i = 0; i < 20; i++) b.offer({ tokens: 1 });
+  await pending;
+  assert.equal(got, 40);
+  b.close();
+});
+
+Deno.test("batcher (not adaptive): a partial batch waits maxWaitMs as before", async () => {
+  const b = new MicroBatcher<{ tokens: number }>({
+    maxBatchTokens: 64,
+    maxWaitMs: 30,
+    maxQueueTokens: 128,
+  });
+  b.offer({ tokens: 1 });
+  const t0 = performance.now();
+  await b.next();
+  assert.ok(performance.now() - t0 >= 25, "waited for maxWaitMs");
+  b.close();
+});

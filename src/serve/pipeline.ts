@@ -15,7 +15,7 @@ import {
   traceContext,
 } from "../core/alert.ts";
 import { atlasOf } from "../core/render/atlas.ts";
-import { MicroBatcher } from "../core/batcher.ts";
+import { type BatchLimits, MicroBatcher } from "../core/batcher.ts";
 import { type Frame, FrameError } from "../core/frame.ts";
 import type { CompiledPolicySet, CompiledRule } from "../core/policy/compile.ts";
 import type { SteerAction } from "../core/policy/ast.ts";
@@ -68,7 +68,8 @@ export interface PipelineOptions {
   labels?: ReadonlyMap<string, ReadonlyMap<number, string>>;
   /** Each steer action of the policies, resolved (see {@linkcode Generation.steerOps}). */
   steerOps?: ReadonlyMap<SteerAction, SteerOp>;
-  batching: { maxBatchTokens: number; maxWaitMs: number; maxQueueTokens: number };
+  /** Micro-batching limits (`adaptive`: wait for a fuller batch only while the load can fill it). */
+  batching: BatchLimits;
   /** Where alerts go (JetStream with its spool, syslog, webhooks, ...); each has its own bounded queue. */
   sinks: readonly AlertSink[];
   bus: Bus;
