@@ -15,6 +15,18 @@ export interface AlertEvidence {
   /** Token id and text, when the tap sent them. */
   tokenId?: number;
   text?: string;
+  /**
+   * The token's strongest latents of the alert's SAE, from a full encode of
+   * its activation (monitor `evidence.top_latents`), by value descending.
+   */
+  topLatents?: AlertTopLatent[];
+}
+
+/** One of a token's strongest latents, with its label when the SAE has labels. */
+export interface AlertTopLatent {
+  index: number;
+  value: number;
+  label?: string;
 }
 
 /**

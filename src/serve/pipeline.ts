@@ -12,10 +12,12 @@ import {
   alertId,
   type AlertLatentValue,
   type AlertProbeScore,
+  type AlertTopLatent,
   traceContext,
 } from "../core/alert.ts";
 import { atlasOf } from "../core/render/atlas.ts";
 import { type BatchLimits, MicroBatcher } from "../core/batcher.ts";
+import { ActivationRing } from "../core/activation_ring.ts";
 import { type Frame, FrameError } from "../core/frame.ts";
 import type { CompiledPolicySet, CompiledRule } from "../core/policy/compile.ts";
 import type { SteerAction } from "../core/policy/ast.ts";
@@ -50,6 +52,8 @@ export interface Generation {
   labels?: ReadonlyMap<string, ReadonlyMap<number, string>>;
   /** Each steer action of the policies, resolved into what a tap applies. */
   steerOps?: ReadonlyMap<SteerAction, SteerOp>;
+  /** SAE id → an encoder reporting every latent, for the evidence attached to alerts. */
+  evidenceEncoders?: ReadonlyMap<string, Encoder>;
 }
 
 /** What a {@linkcode Pipeline} needs. */
@@ -68,6 +72,14 @@ export interface PipelineOptions {
   labels?: ReadonlyMap<string, ReadonlyMap<number, string>>;
   /** Each steer action of the policies, resolved (see {@linkcode Generation.steerOps}). */
   steerOps?: ReadonlyMap<SteerAction, SteerOp>;
+  /** See {@linkcode Generation.evidenceEncoders}. */
+  evidenceEncoders?: ReadonlyMap<string, Encoder>;
+  /**
+   * Evidence on alerts: the flagged tokens encoded in full, their
+   * `topLatents` strongest latents attached; recent activations kept in a
+   * ring of `ringTokens` tokens (default off).
+   */
+  evidence?: { topLatents: number; ringTokens: number };
   /** Micro-batching limits (`adaptive`: wait for a fuller batch only while the load can fill it). */
   batching: BatchLimits;
   /** Where alerts go (JetStream with its spool, syslog, webhooks, ...); each has its own bounded queue. */
@@ -116,6 +128,8 @@ export class Pipeline {
   readonly sinks: readonly AlertSink[];
   #sub: BusSubscription | null = null;
   #ackSub: BusSubscription | null = null;
+  /** Recent activations, for evidence (null when evidence is off). */
+  #ring: ActivationRing | null = null;
   /** Per request, the steer actions already sent (`rule#index`), so each is sent once. */
   readonly #steered = new Map<string, Set<string>>();
   /** Where a frame came from: its partition, and the reply subject of a gated frame. */
@@ -139,7 +153,11 @@ export class Pipeline {
       policies: opts.policies,
       labels: opts.labels,
       steerOps: opts.steerOps,
+      evidenceEncoders: opts.evidenceEncoders,
     };
+    if (opts.evidence && opts.evidence.topLatents > 0) {
+      this.#ring = new ActivationRing(opts.evidence.ringTokens, opts.dIn);
+    }
     this.#engine = new PolicyEngine(opts.policies, {
       maxRequests: opts.maxRequests,
       ttlMs: opts.requestTtlMs,
@@ -364,10 +382,16 @@ export class Pipeline {
         return;
       }
     }
+    if (this.#ring) {
+      for (const f of frames) {
+        if (f.tokens > 0) this.#ring.putRows(f.requestId, f.position, f.tokens, f.data);
+      }
+    }
+    const alerts: Alert[] = [];
     let row = 0;
     for (const frame of frames) {
       try {
-        if (frame.tokens > 0) this.#evaluate(gen, frame, row, latents);
+        if (frame.tokens > 0) this.#evaluate(gen, frame, row, latents, alerts);
         else this.#replyContinue(frame); // a gated end marker or empty frame: nothing to steer
       } catch (err) {
         // one frame's failure must not cost the batch's other frames their evaluation
@@ -386,8 +410,71 @@ export class Pipeline {
         this.#steered.delete(frame.requestId);
       }
     }
+    if (alerts.length > 0) {
+      await this.#attachEvidence(gen, alerts);
+      for (const alert of alerts) this.#emit(alert);
+    }
     this.#reportEngine();
     this.#o.onEncoded?.(frames, latents);
+  }
+
+  /** Count an alert and hand it to every sink. */
+  #emit(alert: Alert): void {
+    this.#o.telemetry.add("latentwatch.alerts", 1, {
+      rule: alert.policy.id,
+      severity: alert.severity,
+    });
+    this.#o.onAlert?.(alert);
+    for (const sink of this.sinks) sink.submit(alert);
+  }
+
+  /**
+   * Encode the tokens each alert flags in full (from the activation ring)
+   * and attach their strongest latents. Evidence is best effort: tokens no
+   * longer in the ring, a probe signal, or an encode error leave the alert
+   * as it is (counted), never hold it back.
+   */
+  async #attachEvidence(gen: Generation, alerts: Alert[]): Promise<void> {
+    const ring = this.#ring;
+    const top = this.#o.evidence?.topLatents ?? 0;
+    if (!ring || top === 0) return;
+    const t = this.#o.telemetry;
+    const perSae = new Map<string, { evidence: AlertEvidence; row: Float32Array }[]>();
+    for (const alert of alerts) {
+      if (alert.latent.signal === "probe") continue;
+      const sae = alert.latent.sae;
+      if (!gen.evidenceEncoders?.has(sae)) continue;
+      for (const evidence of alert.evidence.slice(0, MAX_EVIDENCE_TOKENS)) {
+        const row = ring.get(alert.requestId, evidence.position);
+        if (!row) {
+          t.add("latentwatch.evidence.missing", 1, { reason: "not_in_ring" });
+          continue;
+        }
+        let list = perSae.get(sae);
+        if (!list) perSae.set(sae, list = []);
+        list.push({ evidence, row });
+      }
+    }
+    for (const [sae, items] of perSae) {
+      const encoder = gen.evidenceEncoders!.get(sae)!;
+      const x = new Float32Array(items.length * this.#o.dIn);
+      items.forEach((it, i) => x.set(it.row, i * this.#o.dIn));
+      try {
+        const rows = await encoder.encode(x, items.length);
+        const labels = gen.labels?.get(sae);
+        items.forEach((it, i) => {
+          it.evidence.topLatents = topLatents(rows[i], top, labels);
+        });
+        t.add("latentwatch.evidence.tokens", items.length, { sae });
+      } catch (err) {
+        t.add("latentwatch.evidence.missing", items.length, { reason: "encode_error" });
+        this.#o.log.error("evidence.encode_failed", {
+          sae,
+          tokens: items.length,
+          error: (err as Error).message,
+        });
+      }
+    }
   }
 
   #evaluate(
@@ -395,6 +482,7 @@ export class Pipeline {
     frame: Frame,
     firstRow: number,
     latents: ReadonlyMap<string, SparseLatents[]>,
+    alerts: Alert[],
   ): void {
     // the engine evaluates with the set the batch was encoded for (a swap
     // between encode and evaluate must not pair new rules with old encoders)
@@ -402,7 +490,7 @@ export class Pipeline {
     const firings = this.#engine.evaluate(tokenBatch(frame, firstRow, latents));
     const commands: SteerCommand[] = [];
     for (const firing of firings) {
-      commands.push(...this.#raise(gen, frame, firstRow, latents, firing));
+      commands.push(...this.#raise(gen, frame, firstRow, latents, firing, alerts));
     }
     const origin = this.#origin.get(frame);
     if (origin?.reply) {
@@ -585,6 +673,7 @@ export class Pipeline {
     firstRow: number,
     latents: ReadonlyMap<string, SparseLatents[]>,
     firing: Firing,
+    alerts: Alert[],
   ): SteerCommand[] {
     const { rule, signal } = firing;
     const def = rule.def;
@@ -670,9 +759,7 @@ export class Pipeline {
       ...(frame.traceparent ? { traceparent: frame.traceparent } : {}),
       ...(trace ? { trace } : {}),
     };
-    this.#o.telemetry.add("latentwatch.alerts", 1, { rule: rule.id, severity: def.severity });
-    this.#o.onAlert?.(alert);
-    for (const sink of this.sinks) sink.submit(alert);
+    alerts.push(alert);
     return commands;
   }
 
@@ -766,6 +853,26 @@ export class Pipeline {
 }
 
 const EMPTY_ROW: SparseLatents = { indices: new Uint32Array(0), values: new Float32Array(0) };
+
+/** Flagged tokens per alert encoded for evidence (the rest of a long span is left out). */
+const MAX_EVIDENCE_TOKENS = 16;
+
+/** The `n` strongest latents of one token, value descending, with labels. */
+function topLatents(
+  row: SparseLatents,
+  n: number,
+  labels?: ReadonlyMap<number, string>,
+): AlertTopLatent[] {
+  const order = [...row.values.keys()].sort((a, b) => row.values[b] - row.values[a]).slice(0, n);
+  return order.map((k) => {
+    const label = labels?.get(row.indices[k]);
+    return {
+      index: row.indices[k],
+      value: row.values[k],
+      ...(label !== undefined ? { label } : {}),
+    };
+  });
+}
 
 /** Value of latent `index` in one token's sparse latents (0 when inactive). */
 function valueAt(row: SparseLatents, index: number): number {

@@ -85,6 +85,16 @@ export const METRIC_SPEC = {
     unit: "{command}",
     help: "Steering commands sent to taps, by operation and route (subject, or in a gate verdict)",
   },
+  "latentwatch.evidence.tokens": {
+    kind: "counter",
+    unit: "{token}",
+    help: "Flagged tokens encoded in full for the evidence on alerts, by SAE",
+  },
+  "latentwatch.evidence.missing": {
+    kind: "counter",
+    unit: "{token}",
+    help: "Flagged tokens sent without top latents, by reason (not_in_ring, encode_error)",
+  },
   "latentwatch.evaluate.errors": {
     kind: "counter",
     unit: "{frame}",

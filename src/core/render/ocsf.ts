@@ -127,6 +127,7 @@ export function toOcsf(alert: Alert, opts: RenderOptions = {}): JsonObject {
         index: alert.latent.index,
         ...(alert.latent.label !== undefined ? { label: alert.latent.label } : {}),
         value: e.value,
+        ...(e.topLatents ? { top_latents: e.topLatents } : {}),
       },
     })),
     count: alert.tokens.count,
