@@ -39,7 +39,25 @@ export interface MonitorConfig {
   /** `user` and the environment variable holding the password, for brokers with accounts. */
   nats: { url: string; subject?: string; user?: string; passwordEnv?: string };
   alerts: { stream: string; subject: string; maxQueue: number };
-  batching: { maxBatchTokens: number; maxWaitMs: number; maxQueueTokens: number };
+  batching: {
+    maxBatchTokens: number;
+    maxWaitMs: number;
+    maxQueueTokens: number;
+    /**
+     * Wait for a fuller batch only while the arrival rate can fill it within
+     * `maxWaitMs`; otherwise encode at once.
+     */
+    adaptive: boolean;
+  };
+  /** Where onnxruntime runs the encoders (`docs/gpu.md`). */
+  execution: { provider: ExecutionProviderSetting; threads?: number };
+  /**
+   * Evidence on alerts: when an alert fires, the flagged tokens are encoded in
+   * full and their `topLatents` strongest latents (with labels) attached;
+   * recent activations are kept in a bounded ring of `ringTokens` tokens.
+   * `topLatents: 0` turns it off.
+   */
+  evidence: { topLatents: number; ringTokens: number };
   /** Steering commands to taps and verdicts for gated frames (`docs/steering.md`). */
   steering: { enabled: boolean; ttlMs: number };
   control?: { listen: string };
@@ -126,6 +144,16 @@ export interface MonitorSae {
 
 export { SAE_FORMATS, type SaeFormatName };
 
+/**
+ * Values of `execution.provider`: `auto` tries WebGPU, then CUDA, then the
+ * CPU; the others ask for one provider and fall back to the CPU when it
+ * cannot start.
+ */
+export const EXECUTION_PROVIDERS = ["auto", "webgpu", "cuda", "cpu"] as const;
+
+/** One of {@linkcode EXECUTION_PROVIDERS}. */
+export type ExecutionProviderSetting = (typeof EXECUTION_PROVIDERS)[number];
+
 /** Defaults of every optional key. */
 export const MONITOR_DEFAULTS = {
   natsUrl: "nats://127.0.0.1:4222",
@@ -138,6 +166,10 @@ export const MONITOR_DEFAULTS = {
   sinkMaxQueue: 10000,
   sinkTimeoutMs: 5000,
   steerTtlMs: 5000,
+  adaptiveBatching: true,
+  provider: "auto",
+  evidenceTopLatents: 5,
+  evidenceRingTokens: 4096,
 } as const;
 
 /** Sink types of the `sinks:` list. */
@@ -374,6 +406,8 @@ export const MonitorFileSchema = z.strictObject({
       .default(MONITOR_DEFAULTS.maxWaitMs),
     max_queue_tokens: int(1, 1 << 24, "tokens queued before frames are dropped")
       .default(MONITOR_DEFAULTS.maxQueueTokens),
+    adaptive: z.boolean({ error: expectMessage("true or false") })
+      .default(MONITOR_DEFAULTS.adaptiveBatching),
   }).check((ctx) => {
     const b = ctx.value;
     if (b.max_queue_tokens < b.max_batch_tokens) {
@@ -389,6 +423,22 @@ export const MonitorFileSchema = z.strictObject({
     max_batch_tokens: MONITOR_DEFAULTS.maxBatchTokens,
     max_wait_ms: MONITOR_DEFAULTS.maxWaitMs,
     max_queue_tokens: MONITOR_DEFAULTS.maxQueueTokens,
+    adaptive: MONITOR_DEFAULTS.adaptiveBatching,
+  }),
+  execution: z.strictObject({
+    provider: z.enum(EXECUTION_PROVIDERS, {
+      error: expectMessage(`one of ${EXECUTION_PROVIDERS.join(", ")}`),
+    }).default(MONITOR_DEFAULTS.provider),
+    threads: int(1, 1024, "onnxruntime intra-op threads per encoder").optional(),
+  }).default({ provider: MONITOR_DEFAULTS.provider }),
+  evidence: z.strictObject({
+    top_latents: int(0, 64, "top latents attached per flagged token; 0: off")
+      .default(MONITOR_DEFAULTS.evidenceTopLatents),
+    ring_tokens: int(16, 1_000_000, "tokens of recent activations kept for evidence")
+      .default(MONITOR_DEFAULTS.evidenceRingTokens),
+  }).default({
+    top_latents: MONITOR_DEFAULTS.evidenceTopLatents,
+    ring_tokens: MONITOR_DEFAULTS.evidenceRingTokens,
   }),
   steering: z.strictObject({
     enabled: z.boolean({ error: expectMessage("true or false") }).default(true),
@@ -460,7 +510,13 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
       maxBatchTokens: m.batching.max_batch_tokens,
       maxWaitMs: m.batching.max_wait_ms,
       maxQueueTokens: m.batching.max_queue_tokens,
+      adaptive: m.batching.adaptive,
     },
+    execution: {
+      provider: m.execution.provider,
+      ...(m.execution.threads !== undefined ? { threads: m.execution.threads } : {}),
+    },
+    evidence: { topLatents: m.evidence.top_latents, ringTokens: m.evidence.ring_tokens },
     steering: { enabled: m.steering.enabled, ttlMs: m.steering.ttl_ms },
     sinks: [],
   };

@@ -38,7 +38,9 @@ Deno.test("parseMonitorConfig: defaults and paths resolved against the file's fo
     policies: ["/srv/lw/policies/demo.yaml"],
     nats: { url: "nats://127.0.0.1:4222" },
     alerts: { stream: "LATENTWATCH_ALERTS", subject: "latentwatch.alerts.demo", maxQueue: 10000 },
-    batching: { maxBatchTokens: 128, maxWaitMs: 2, maxQueueTokens: 16384 },
+    batching: { maxBatchTokens: 128, maxWaitMs: 2, maxQueueTokens: 16384, adaptive: true },
+    execution: { provider: "auto" },
+    evidence: { topLatents: 5, ringTokens: 4096 },
     steering: { enabled: true, ttlMs: 5000 },
     sinks: [],
   };
@@ -59,6 +61,13 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
     "  max_batch_tokens: 64",
     "  max_wait_ms: 0",
     "  max_queue_tokens: 64",
+    "  adaptive: false",
+    "execution:",
+    "  provider: cpu",
+    "  threads: 2",
+    "evidence:",
+    "  top_latents: 0",
+    "  ring_tokens: 16",
     "control:",
     "  listen: 0.0.0.0:9000",
     "steering:",
@@ -73,20 +82,35 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
     subject: "latentwatch.tap.sim-gpt.>",
   });
   assert.deepEqual(cfg.alerts, { stream: "ALERTS_A", subject: "soc.alerts.a", maxQueue: 50 });
-  assert.deepEqual(cfg.batching, { maxBatchTokens: 64, maxWaitMs: 0, maxQueueTokens: 64 });
+  assert.deepEqual(cfg.batching, {
+    maxBatchTokens: 64,
+    maxWaitMs: 0,
+    maxQueueTokens: 64,
+    adaptive: false,
+  });
+  assert.deepEqual(cfg.execution, { provider: "cpu", threads: 2 });
+  assert.deepEqual(cfg.evidence, { topLatents: 0, ringTokens: 16 });
   assert.deepEqual(cfg.control, { listen: "0.0.0.0:9000" });
   assert.deepEqual(cfg.steering, { enabled: false, ttlMs: 250 });
 });
 
 Deno.test("parseMonitorConfig: partial sections keep the other defaults", () => {
-  const text = MINIMAL + "alerts:\n  max_queue: 7\nbatching:\n  max_wait_ms: 10\n";
+  const text = MINIMAL + "alerts:\n  max_queue: 7\nbatching:\n  max_wait_ms: 10\n" +
+    "execution:\n  threads: 4\nevidence:\n  ring_tokens: 100000\n";
   const cfg = parseMonitorConfig(text, "/srv/lw/m.yaml");
   assert.deepEqual(cfg.alerts, {
     stream: "LATENTWATCH_ALERTS",
     subject: "latentwatch.alerts.demo",
     maxQueue: 7,
   });
-  assert.deepEqual(cfg.batching, { maxBatchTokens: 128, maxWaitMs: 10, maxQueueTokens: 16384 });
+  assert.deepEqual(cfg.batching, {
+    maxBatchTokens: 128,
+    maxWaitMs: 10,
+    maxQueueTokens: 16384,
+    adaptive: true,
+  });
+  assert.deepEqual(cfg.execution, { provider: "auto", threads: 4 });
+  assert.deepEqual(cfg.evidence, { topLatents: 5, ringTokens: 100000 });
 });
 
 Deno.test("parseMonitorConfig: a relative monitor path resolves against the working directory", () => {
@@ -113,9 +137,9 @@ Deno.test("parseMonitorConfig: unknown keys at the key, snake_case hint for came
   ].join("\n");
   assert.deepEqual(problems(text), [
     "/srv/lw/m.yaml:10:3: unknown key 'maxBatchTokens' (did you mean 'max_batch_tokens'?); expected one of: max_batch_tokens, " +
-    "max_wait_ms, max_queue_tokens",
+    "max_wait_ms, max_queue_tokens, adaptive",
     "/srv/lw/m.yaml:11:1: unknown key 'colour'; expected one of: monitor, model, hook, saes, probes, " +
-    "policies, nats, alerts, batching, steering, record, sinks, control",
+    "policies, nats, alerts, batching, execution, evidence, steering, record, sinks, control",
   ]);
 });
 
@@ -136,6 +160,33 @@ Deno.test("parseMonitorConfig: wrong types and ranges say expected and found", (
     '/srv/lw/m.yaml:13:16: expected an integer in 0..1000 (milliseconds to wait for a fuller batch), found the string "fast"',
     "/srv/lw/m.yaml:15:11: expected a string, found 8787",
   ]);
+});
+
+Deno.test("parseMonitorConfig: execution, evidence and batching.adaptive errors at file:line:col", () => {
+  const text = MINIMAL + [
+    "batching:", //                 9
+    "  adaptive: sometimes", //     10 value col 13
+    "execution:", //                11
+    "  provider: gpu", //           12 value col 13
+    "  threads: 0", //              13 value col 12
+    "  device: 1", //               14 key col 3
+    "evidence:", //                 15
+    "  top_latents: 65", //         16 value col 16
+    "  ring_tokens: 8", //          17 value col 16
+    "",
+  ].join("\n");
+  assert.deepEqual(problems(text), [
+    '/srv/lw/m.yaml:10:13: expected true or false, found the string "sometimes"',
+    '/srv/lw/m.yaml:12:13: expected one of auto, webgpu, cuda, cpu, found the string "gpu"',
+    "/srv/lw/m.yaml:13:12: expected an integer in 1..1024 (onnxruntime intra-op threads per encoder), found 0",
+    "/srv/lw/m.yaml:14:3: unknown key 'device'; expected one of: provider, threads",
+    "/srv/lw/m.yaml:16:16: expected an integer in 0..64 (top latents attached per flagged token; 0: off), found 65",
+    "/srv/lw/m.yaml:17:16: expected an integer in 16..1000000 (tokens of recent activations kept for evidence), found 8",
+  ]);
+  for (const provider of ["auto", "webgpu", "cuda", "cpu"]) {
+    const cfg = parseMonitorConfig(MINIMAL + `execution: { provider: ${provider} }\n`, "m.yaml");
+    assert.deepEqual(cfg.execution, { provider });
+  }
 });
 
 Deno.test("parseMonitorConfig: max_queue_tokens must hold a full batch", () => {
