@@ -1,6 +1,6 @@
 /**
  * The production encoder: the SAE's ONNX graph ({@linkcode buildEncoderGraph})
- * run by onnxruntime on the CPU, with the dense output turned into sparse
+ * run by onnxruntime on the CPU (or a GPU execution provider, `provider`), with the dense output turned into sparse
  * per-token latents by a tight scan into reused scratch buffers.
  *
  * Watched latents (`watch`): standard, JumpReLU and gated SAEs get a graph
@@ -31,10 +31,35 @@ import {
   watchIsCheap,
 } from "./onnx_graph.ts";
 
-import { openSession, sessionOptions } from "./session.ts";
+import { openProviderSession, type ProviderSession } from "./session.ts";
+import {
+  type ExecutionProvider,
+  type ExecutionProviderSetting,
+  parseProviderSetting,
+  type ProviderReport,
+} from "./provider.ts";
 
 export { watchIsCheap } from "./onnx_graph.ts";
 export { createProbeEncoder } from "./probe_encoder.ts";
+export type { ExecutionProvider, ExecutionProviderSetting, ProviderReport } from "./provider.ts";
+
+/** An encoder that says which execution provider runs it. */
+export type ProviderEncoder = Encoder & ProviderReport;
+
+/**
+ * The provider report of an encoder made by {@linkcode createOrtEncoder} or
+ * `createProbeEncoder`; undefined for other encoders (test doubles, the
+ * reference encoder).
+ *
+ * @example
+ * ```ts
+ * const where = encoderProvider(generation.encoders.get("res6")!)?.provider; // "cpu"
+ * ```
+ */
+export function encoderProvider(encoder: Encoder): ProviderReport | undefined {
+  const p = (encoder as Partial<ProviderReport>).provider;
+  return p === "cpu" || p === "webgpu" || p === "cuda" ? encoder as ProviderEncoder : undefined;
+}
 
 /** Options for {@linkcode createOrtEncoder}. */
 export interface OrtEncoderOptions {
@@ -51,13 +76,21 @@ export interface OrtEncoderOptions {
   externalDataThreshold?: number;
   /** Trade MatMul speed for memory on very large SAEs (see `sessionOptions`). */
   disablePrepacking?: boolean;
+  /**
+   * Execution provider setting (`provider.ts`): `cpu` (the default here),
+   * `auto`, `webgpu` or `cuda`; a GPU provider that cannot start falls back
+   * to the CPU, and the encoder's `provider` / `providerNote` say so.
+   */
+  provider?: ExecutionProviderSetting;
 }
 
 /**
- * Build the encoder graph of `sae` and open an onnxruntime CPU session on it.
+ * Build the encoder graph of `sae` and open an onnxruntime session on it, on
+ * the CPU unless `opts.provider` asks for another provider.
  *
  * @throws {EncoderConfigError} for an SAE the encoder cannot run (see `assertEncodable`)
  * @throws {EncoderInputError} for a watched latent ≥ dSae
+ * @throws {TypeError | RangeError} for an unknown provider name
  *
  * @example
  * ```ts
@@ -65,25 +98,32 @@ export interface OrtEncoderOptions {
  * const latents = await enc.encode(x, tokens); // one SparseLatents per token
  * await enc.close();
  * const watched = await createOrtEncoder(sae, { watch: new Uint32Array([12, 4096]) });
+ * const gpu = await createOrtEncoder(sae, { provider: "auto" });
+ * gpu.provider; // "webgpu", "cuda" or "cpu"
  * ```
  */
 export async function createOrtEncoder(
   sae: SaeWeights,
   opts: OrtEncoderOptions = {},
-): Promise<Encoder> {
+): Promise<ProviderEncoder> {
+  const provider = parseProviderSetting(opts.provider ?? "cpu");
   const model = buildEncoderGraph(sae, { watch: opts.watch, onProgress: opts.onProgress });
-  const session = await openSession(
-    model,
-    sessionOptions(opts.intraOpThreads, opts.disablePrepacking),
-    opts.externalDataThreshold,
-    opts.onProgress,
-  );
-  return new OrtEncoder(session, sae, opts.watch && canonicalWatch(opts.watch, sae.dSae));
+  const opened = await openProviderSession(model, {
+    provider,
+    intraOpThreads: opts.intraOpThreads,
+    disablePrepacking: opts.disablePrepacking,
+    threshold: opts.externalDataThreshold,
+    onProgress: opts.onProgress,
+  });
+  return new OrtEncoder(opened, sae, opts.watch && canonicalWatch(opts.watch, sae.dSae));
 }
 
-class OrtEncoder implements Encoder {
+class OrtEncoder implements ProviderEncoder {
   readonly dIn: number;
   readonly dSae: number;
+  readonly provider: ExecutionProvider;
+  readonly providerNote?: string;
+  readonly providerFallback: boolean;
   readonly #session: ort.InferenceSession;
   readonly #topk: boolean;
   // Scratch grown geometrically and reused across batches; results are
@@ -99,8 +139,11 @@ class OrtEncoder implements Encoder {
   /** Watched TopK: 1 for a watched latent (the graph is full; reporting is filtered). */
   readonly #mask: Uint8Array | null;
 
-  constructor(session: ort.InferenceSession, sae: SaeWeights, watch?: Uint32Array) {
-    this.#session = session;
+  constructor(opened: ProviderSession, sae: SaeWeights, watch?: Uint32Array) {
+    this.#session = opened.session;
+    this.provider = opened.provider;
+    if (opened.providerNote !== undefined) this.providerNote = opened.providerNote;
+    this.providerFallback = opened.providerFallback;
     this.dIn = sae.dIn;
     this.dSae = sae.dSae;
     this.#topk = sae.architecture === "topk";

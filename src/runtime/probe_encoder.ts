@@ -1,6 +1,7 @@
 /**
  * Linear probes as encoders: `s = x @ Wᵀ + b` (MatMul + Add), through a
- * Sigmoid for a logistic link, run by onnxruntime. Every direction is
+ * Sigmoid for a logistic link, run by onnxruntime (on the CPU, or the
+ * execution provider `opts.provider` picks). Every direction is
  * reported for every token, index i = direction i, zero scores included, so
  * the output equals {@linkcode referenceProbe}.
  *
@@ -13,7 +14,8 @@ import * as ort from "onnxruntime-node";
 import { EncoderConfigError, EncoderInputError } from "../core/reference_encoder.ts";
 import type { Encoder, LinearProbe, SparseLatents } from "../core/sae.ts";
 import { floatInit, INPUT_NAME, modelOf, node, valueInfo } from "./onnx_graph.ts";
-import { openSession, sessionOptions } from "./session.ts";
+import { openProviderSession, type ProviderSession } from "./session.ts";
+import type { ExecutionProvider, ExecutionProviderSetting, ProviderReport } from "./provider.ts";
 
 /** Graph output of a probe: `float [N, n]`. */
 export const PROBE_OUTPUT = "scores";
@@ -57,29 +59,41 @@ export function buildProbeGraph(probe: LinearProbe): OnnxTypes.IModelProto {
 
 /**
  * Open an onnxruntime session on a linear probe; `dSae` of the encoder is the
- * number of directions.
+ * number of directions. `provider` as for `createOrtEncoder` (default `cpu`).
+ *
+ * @throws {TypeError | RangeError} for an unknown provider name
  *
  * @example
  * ```ts
  * const enc = await createProbeEncoder(probe);
  * const [scores] = await enc.encode(x, 1); // indices 0..n−1, one score each
+ * enc.provider; // "cpu"
  * ```
  */
 export async function createProbeEncoder(
   probe: LinearProbe,
-  opts: { intraOpThreads?: number } = {},
-): Promise<Encoder> {
-  const session = await openSession(buildProbeGraph(probe), sessionOptions(opts.intraOpThreads));
-  return new ProbeEncoder(session, probe);
+  opts: { intraOpThreads?: number; provider?: ExecutionProviderSetting } = {},
+): Promise<Encoder & ProviderReport> {
+  const opened = await openProviderSession(buildProbeGraph(probe), {
+    provider: opts.provider ?? "cpu",
+    intraOpThreads: opts.intraOpThreads,
+  });
+  return new ProbeEncoder(opened, probe);
 }
 
-class ProbeEncoder implements Encoder {
+class ProbeEncoder implements Encoder, ProviderReport {
   readonly dIn: number;
   readonly dSae: number;
+  readonly provider: ExecutionProvider;
+  readonly providerNote?: string;
+  readonly providerFallback: boolean;
   readonly #session: ort.InferenceSession;
 
-  constructor(session: ort.InferenceSession, probe: LinearProbe) {
-    this.#session = session;
+  constructor(opened: ProviderSession, probe: LinearProbe) {
+    this.#session = opened.session;
+    this.provider = opened.provider;
+    if (opened.providerNote !== undefined) this.providerNote = opened.providerNote;
+    this.providerFallback = opened.providerFallback;
     this.dIn = probe.dIn;
     this.dSae = probe.n;
   }

@@ -1,7 +1,9 @@
 /**
- * Opening onnxruntime CPU sessions on in-process ONNX models, in memory or,
+ * Opening onnxruntime sessions on in-process ONNX models, in memory or,
  * past `threshold` bytes of weights, through ONNX external data in a
- * temporary folder (protobuf caps a message at 2 GB).
+ * temporary folder (protobuf caps a message at 2 GB), on the CPU or on the
+ * execution provider a setting picks ({@linkcode openProviderSession},
+ * `provider.ts`).
  *
  * @module
  */
@@ -11,6 +13,13 @@ import type { onnx as OnnxTypes } from "onnx-proto";
 import * as ort from "onnxruntime-node";
 import { writeModelWithExternalData } from "./external_data.ts";
 import { initializerBytes, type ProgressFn } from "./onnx_graph.ts";
+import {
+  type ExecutionProvider,
+  type ExecutionProviderSetting,
+  onProvider,
+  parseProviderSetting,
+  type ProviderReport,
+} from "./provider.ts";
 
 /** Initializers above this many bytes are written as external data by default. */
 export const DEFAULT_EXTERNAL_DATA_THRESHOLD = 1.5 * 2 ** 30;
@@ -20,19 +29,22 @@ export const DEFAULT_EXTERNAL_DATA_THRESHOLD = 1.5 * 2 ** 30;
  * onnxruntime from repacking MatMul weights into a second, private copy: with
  * external data the weights then stay memory-mapped (peak ≈ one copy instead
  * of two, faster load), at about 2.4× the MatMul time (3584×131072, 8 tokens,
- * 2 cores: 465 ms vs 191 ms).
+ * 2 cores: 465 ms vs 191 ms). `provider` is the one execution provider
+ * registered (onnxruntime runs nodes a GPU provider lacks on the CPU).
  *
  * @example
  * ```ts
  * const options = sessionOptions(2);
+ * const gpu = sessionOptions(undefined, false, "webgpu");
  * ```
  */
 export function sessionOptions(
   intraOpThreads?: number,
   disablePrepacking = false,
+  provider: ExecutionProvider = "cpu",
 ): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: ["cpu"],
+    executionProviders: [provider],
     graphOptimizationLevel: "all",
     executionMode: "sequential",
   };
@@ -51,28 +63,108 @@ export function sessionOptions(
  * const session = await openSession(buildEncoderGraph(sae), sessionOptions(2));
  * ```
  */
-export async function openSession(
+export function openSession(
   model: OnnxTypes.IModelProto,
   options: ort.InferenceSession.SessionOptions,
   threshold = DEFAULT_EXTERNAL_DATA_THRESHOLD,
   onProgress?: ProgressFn,
 ): Promise<ort.InferenceSession> {
+  return withModelSource(model, threshold, onProgress, (source) => {
+    return createSession(source, options, onProgress);
+  });
+}
+
+/** Options of {@linkcode openProviderSession}. */
+export interface ProviderSessionOptions {
+  /** Execution provider setting (default `cpu`). */
+  provider?: ExecutionProviderSetting;
+  /** onnxruntime intra-op threads; onnxruntime picks when unset. */
+  intraOpThreads?: number;
+  /** See {@linkcode sessionOptions}. */
+  disablePrepacking?: boolean;
+  /** Bytes of initializers above which external data is used (default 1.5 GiB). */
+  threshold?: number;
+  onProgress?: ProgressFn;
+}
+
+/** A session and the provider it runs on. */
+export interface ProviderSession extends ProviderReport {
+  session: ort.InferenceSession;
+}
+
+/**
+ * Open a session on `model` on the provider `opts.provider` picks
+ * (`provider.ts`): the model is serialised (or written as external data)
+ * once, and a GPU provider that cannot start falls back to the CPU with the
+ * reason in `providerNote`. With `cpu` this is {@linkcode openSession}.
+ *
+ * @throws {TypeError | RangeError} for an unknown provider name
+ *
+ * @example
+ * ```ts
+ * const { session, provider, providerNote } = await openProviderSession(model, { provider: "auto" });
+ * ```
+ */
+export function openProviderSession(
+  model: OnnxTypes.IModelProto,
+  opts: ProviderSessionOptions = {},
+): Promise<ProviderSession> {
+  const setting = parseProviderSetting(opts.provider ?? "cpu");
+  const { onProgress } = opts;
+  return withModelSource(
+    model,
+    opts.threshold ?? DEFAULT_EXTERNAL_DATA_THRESHOLD,
+    onProgress,
+    async (source) => {
+      const r = await onProvider(setting, (provider) =>
+        createSession(
+          source,
+          sessionOptions(opts.intraOpThreads, opts.disablePrepacking, provider),
+          onProgress,
+        ));
+      return {
+        session: r.value,
+        provider: r.provider,
+        ...(r.providerNote ? { providerNote: r.providerNote } : {}),
+        providerFallback: r.providerFallback,
+      };
+    },
+  );
+}
+
+async function createSession(
+  source: Uint8Array | string,
+  options: ort.InferenceSession.SessionOptions,
+  onProgress?: ProgressFn,
+): Promise<ort.InferenceSession> {
+  onProgress?.(0, 1, "session");
+  const session = typeof source === "string"
+    ? await ort.InferenceSession.create(source, options)
+    : await ort.InferenceSession.create(source, options);
+  onProgress?.(1, 1, "session");
+  return session;
+}
+
+/**
+ * Hand `use` the model as onnxruntime reads it: protobuf bytes when the
+ * initializers fit under `threshold`, else the path of a model written with
+ * external data into a temporary folder, removed once `use` is done.
+ */
+async function withModelSource<T>(
+  model: OnnxTypes.IModelProto,
+  threshold: number,
+  onProgress: ProgressFn | undefined,
+  use: (source: Uint8Array | string) => Promise<T>,
+): Promise<T> {
   if (initializerBytes(model) <= threshold) {
     onProgress?.(0, 1, "serialize");
     const bytes = onnxProto.onnx.ModelProto.encode(model).finish();
     onProgress?.(1, 1, "serialize");
-    onProgress?.(0, 1, "session");
-    const session = await ort.InferenceSession.create(bytes, options);
-    onProgress?.(1, 1, "session");
-    return session;
+    return await use(bytes);
   }
   const dir = await Deno.makeTempDir({ prefix: "latentwatch_onnx_" });
   try {
-    const path = await writeModelWithExternalData(model, dir, onProgress);
-    onProgress?.(0, 1, "session");
-    const session = await ort.InferenceSession.create(path, options);
-    onProgress?.(1, 1, "session");
-    return session;
+    return await use(await writeModelWithExternalData(model, dir, onProgress));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
