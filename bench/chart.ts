@@ -1,13 +1,125 @@
 /**
- * Draw the encode results as an SVG bar chart (tokens/s by batch size,
- * latentwatch beside the NumPy baseline), for docs/benchmarks.md.
+ * The bench's charts as SVG, for docs/benchmarks.md:
+ * - {@linkcode encodeChart}: encode throughput against batch size, one panel
+ *   per SAE shape, latentwatch (f32 and bf16 weights) beside NumPy;
+ * - {@linkcode latencyChart}: end-to-end p50/p99 latency against offered load.
  *
  * @module
  */
 import type { BenchResult } from "./run.ts";
 
+const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+const fmt = (v: number) =>
+  v >= 1e6
+    ? `${+(v / 1e6).toFixed(1)}M`
+    : v >= 1e3
+    ? `${+(v / 1e3).toFixed(1)}k`
+    : `${+v.toFixed(1)}`;
+
+interface Series {
+  label: string;
+  color: string;
+  dash?: string;
+  points: [number, number][];
+}
+
+/** One log–log or lin–lin panel with its axes, ticks and polylines. */
+function panel(
+  x0: number,
+  y0: number,
+  w: number,
+  h: number,
+  title: string,
+  series: Series[],
+  opts: {
+    logX: boolean;
+    logY: boolean;
+    xTicks: number[];
+    xLabel: string;
+    yLabel: string;
+    xFmt?: (v: number) => string;
+    hLine?: { y: number; label: string };
+  },
+): string[] {
+  const pts = series.flatMap((s) => s.points);
+  const ys = pts.map((p) => p[1]).concat(opts.hLine ? [opts.hLine.y] : []);
+  const f = (v: number, log: boolean) => (log ? Math.log10(Math.max(v, 1e-9)) : v);
+  const xMin = f(Math.min(...opts.xTicks), opts.logX),
+    xMax = f(Math.max(...opts.xTicks), opts.logX);
+  let yMin = opts.logY ? Math.floor(f(Math.min(...ys), true)) : 0;
+  let yMax = opts.logY ? Math.ceil(f(Math.max(...ys), true)) : Math.max(...ys) * 1.1;
+  if (yMax <= yMin) yMax = yMin + 1;
+  if (!Number.isFinite(yMin)) yMin = 0;
+  const px = (v: number) => x0 + ((f(v, opts.logX) - xMin) / (xMax - xMin || 1)) * w;
+  const py = (v: number) => y0 + h - ((f(v, opts.logY) - yMin) / (yMax - yMin)) * h;
+  const out: string[] = [
+    `<text x="${x0 + w / 2}" y="${y0 - 8}" text-anchor="middle" font-size="12">${
+      esc(title)
+    }</text>`,
+    `<rect x="${x0}" y="${y0}" width="${w}" height="${h}" fill="none" stroke="#333"/>`,
+  ];
+  const yTicks: number[] = [];
+  if (opts.logY) { for (let e = yMin; e <= yMax; e++) yTicks.push(10 ** e); }
+  else for (let i = 0; i <= 4; i++) yTicks.push((yMax * i) / 4);
+  for (const t of yTicks) {
+    out.push(
+      `<line x1="${x0}" y1="${py(t)}" x2="${x0 + w}" y2="${py(t)}" stroke="#e2e2e2"/>`,
+      `<text x="${x0 - 4}" y="${py(t) + 4}" text-anchor="end">${fmt(t)}</text>`,
+    );
+  }
+  for (const t of opts.xTicks) {
+    out.push(
+      `<text x="${px(t)}" y="${y0 + h + 14}" text-anchor="middle">${
+        opts.xFmt ? opts.xFmt(t) : fmt(t)
+      }</text>`,
+    );
+  }
+  out.push(
+    `<text x="${x0 + w / 2}" y="${y0 + h + 30}" text-anchor="middle">${esc(opts.xLabel)}</text>`,
+    `<text x="${x0 - 44}" y="${y0 + h / 2}" text-anchor="middle" transform="rotate(-90 ${x0 - 44} ${
+      y0 + h / 2
+    })">${esc(opts.yLabel)}</text>`,
+  );
+  if (opts.hLine) {
+    out.push(
+      `<line x1="${x0}" y1="${py(opts.hLine.y)}" x2="${x0 + w}" y2="${
+        py(opts.hLine.y)
+      }" stroke="#c53030" stroke-dasharray="2 3"/>`,
+      `<text x="${x0 + w - 4}" y="${py(opts.hLine.y) - 4}" text-anchor="end" fill="#c53030">${
+        esc(opts.hLine.label)
+      }</text>`,
+    );
+  }
+  for (const s of series) {
+    if (s.points.length === 0) continue;
+    const p = s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`);
+    out.push(
+      `<polyline points="${p.join(" ")}" fill="none" stroke="${s.color}" stroke-width="2"${
+        s.dash ? ` stroke-dasharray="${s.dash}"` : ""
+      }/>`,
+      ...s.points.map(([x, y]) =>
+        `<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="2.5" fill="${s.color}"/>`
+      ),
+    );
+  }
+  return out;
+}
+
+function legend(x: number, y: number, series: Series[]): string[] {
+  return series.flatMap((s, i) => [
+    `<line x1="${x + i * 190}" y1="${y}" x2="${
+      x + i * 190 + 24
+    }" y2="${y}" stroke="${s.color}" stroke-width="2"${
+      s.dash ? ` stroke-dasharray="${s.dash}"` : ""
+    }/>`,
+    `<text x="${x + i * 190 + 30}" y="${y + 4}">${esc(s.label)}</text>`,
+  ]);
+}
+
 /**
- * Render grouped bars: one group per `encode/<shape>/b<batch>` result.
+ * Encode throughput (tokens/s, log scale) against batch size, one panel per
+ * SAE shape: latentwatch with f32 and bf16 weights, NumPy (SAELens-style) on
+ * the same weights.
  *
  * @example
  * ```ts
@@ -16,59 +128,98 @@ import type { BenchResult } from "./run.ts";
  */
 export function encodeChart(results: readonly BenchResult[]): string {
   const rows = results.filter((r) => r.name.startsWith("encode/"));
-  const max = Math.max(1, ...rows.flatMap((r) => [r.tokens_per_s, r.baseline_tokens_per_s ?? 0]));
-  const barW = 18, gap = 26, left = 70, top = 44, h = 220;
-  const width = Math.max(560, left + rows.length * (2 * barW + gap) + 20);
-  const y = (v: number) => top + h - (v / max) * h;
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${
-      top + h + 90
-    }" font-family="sans-serif" font-size="11">`,
-    `<text x="${left}" y="16" font-size="13">SAE encode throughput (tokens/s), latentwatch vs NumPy, same run</text>`,
-    `<line x1="${left}" y1="${top + h}" x2="${width - 10}" y2="${top + h}" stroke="#333"/>`,
+  const parse = (r: BenchResult) => {
+    const m = /^encode\/(.+)-(f32|bf16)\/b(\d+)$/.exec(r.name);
+    return m ? { shape: m[1], dtype: m[2], batch: Number(m[3]), r } : null;
+  };
+  const parsed = rows.map(parse).filter((p) => p !== null);
+  const shapes = [...new Set(parsed.map((p) => p.shape))];
+  const pw = 250, ph = 180, cols = Math.min(2, Math.max(1, shapes.length));
+  const width = 90 + cols * (pw + 90);
+  const height = 60 + Math.ceil(shapes.length / cols) * (ph + 80) + 30;
+  const styles = [
+    { label: "latentwatch, f32 weights", color: "#2b6cb0" },
+    { label: "latentwatch, bf16 weights", color: "#38a169", dash: "6 3" },
+    { label: "NumPy (SAELens way), f32", color: "#718096", dash: "2 3" },
   ];
-  for (let i = 0; i <= 4; i++) {
-    const v = (max * i) / 4;
-    parts.push(
-      `<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${Math.round(v)}</text>`,
-      `<line x1="${left}" y1="${y(v)}" x2="${width - 10}" y2="${y(v)}" stroke="#ddd"/>`,
-    );
-  }
-  rows.forEach((r, i) => {
-    const x = left + 10 + i * (2 * barW + gap);
-    const base = r.baseline_tokens_per_s ?? 0;
-    parts.push(
-      `<rect x="${x}" y="${y(r.tokens_per_s)}" width="${barW}" height="${
-        top + h - y(r.tokens_per_s)
-      }" fill="#2b6cb0"/>`,
-      `<rect x="${x + barW}" y="${y(base)}" width="${barW}" height="${
-        top + h - y(base)
-      }" fill="#a0aec0"/>`,
-    );
-    const [, shape, batch] = r.name.split("/");
-    parts.push(
-      `<text x="${x + barW}" y="${top + h + 14}" text-anchor="middle">${batch}</text>`,
-      `<text x="${x + barW}" y="${top + h + 28}" text-anchor="middle" font-size="9">${
-        shape.split("-")[0]
-      }</text>`,
-    );
-    if (r.ratio !== null) {
-      parts.push(
-        `<text x="${x + barW}" y="${y(Math.max(r.tokens_per_s, base)) - 4}" text-anchor="middle">${
-          r.ratio.toFixed(2)
-        }×</text>`,
-      );
-    }
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    `<text x="20" y="20" font-size="14">SAE encode throughput against batch size (tokens/s, log scale), same run</text>`,
+  ];
+  shapes.forEach((shape, i) => {
+    const x0 = 80 + (i % cols) * (pw + 90), y0 = 60 + Math.floor(i / cols) * (ph + 80);
+    const pts = (dtype: string, base: boolean) =>
+      parsed.filter((p) => p.shape === shape && p.dtype === dtype)
+        .map((p) => [p.batch, base ? p.r.baseline_tokens_per_s ?? 0 : p.r.tokens_per_s])
+        .filter(([, v]) => v > 0)
+        .sort((a, b) => a[0] - b[0]) as [number, number][];
+    parts.push(...panel(x0, y0, pw, ph, shape, [
+      { ...styles[0], points: pts("f32", false) },
+      { ...styles[1], points: pts("bf16", false) },
+      { ...styles[2], points: pts("f32", true) },
+    ], {
+      logX: true,
+      logY: true,
+      xTicks: [1, 16, 128],
+      xLabel: "batch (tokens per call)",
+      yLabel: "tokens/s",
+    }));
   });
-  const ly = top + h + 50;
-  parts.push(
-    `<rect x="${left}" y="${ly}" width="12" height="12" fill="#2b6cb0"/><text x="${left + 18}" y="${
-      ly + 10
-    }">latentwatch (onnxruntime CPU)</text>`,
-    `<rect x="${left + 220}" y="${ly}" width="12" height="12" fill="#a0aec0"/><text x="${
-      left + 238
-    }" y="${ly + 10}">NumPy baseline</text>`,
+  parts.push(...legend(20, height - 16, styles.map((s) => ({ ...s, points: [] }))), "</svg>");
+  return parts.join("\n") + "\n";
+}
+
+/**
+ * End-to-end latency (frame published → evaluated, p50 and p99 ms) against
+ * the offered load (% of the saturation rate), from the `e2e/…/load-Npct` rows, with the
+ * issue's 5 ms p99 target.
+ *
+ * @example
+ * ```ts
+ * const svg = latencyChart(results);
+ * ```
+ */
+export function latencyChart(results: readonly BenchResult[]): string {
+  const load = results.filter((r) => /^e2e\/serve-.*\/load-\d+pct$/.test(r.name));
+  const groups = [...new Set(load.map((r) => r.name.split("/")[1]))];
+  const colors = ["#dd6b20", "#2b6cb0"];
+  const series: Series[] = groups.flatMap((g, i) => {
+    const rs = load.filter((r) => r.name.split("/")[1] === g)
+      .sort((a, b) => (a.load_fraction ?? 0) - (b.load_fraction ?? 0));
+    const sat = results.find((r) => r.name === `e2e/${g}/saturation`)?.tokens_per_s;
+    const pts = (f: (r: BenchResult) => number | null) =>
+      rs.filter((r) => f(r) !== null).map((r) => [100 * (r.load_fraction ?? 0), f(r)!]) as [
+        number,
+        number,
+      ][];
+    const short = `${g.replace(/^serve-/, "")}${sat ? ` (saturation ${fmt(sat)} tokens/s)` : ""}`;
+    return [
+      { label: `${short}: p50`, color: colors[i % 2], points: pts((r) => r.p50_ms) },
+      {
+        label: `${short}: p99`,
+        color: colors[i % 2],
+        dash: "6 3",
+        points: pts((r) => r.p99_ms),
+      },
+    ];
+  });
+  const width = 760, height = 330 + 18 * series.length;
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    `<text x="20" y="20" font-size="14">serve end to end: latency (frame published → evaluated, ms, log scale) against load</text>`,
+    ...panel(80, 50, 640, 220, "", series, {
+      logX: false,
+      logY: true,
+      xTicks: [0, 10, 25, 50, 75, 100],
+      xFmt: (v) => `${v}%`,
+      xLabel: "offered load, % of that monitor's saturation rate (open loop, frames of 16 tokens)",
+      yLabel: "latency (ms)",
+      hLine: { y: 5, label: "p99 target 5 ms" },
+    }),
+    ...series.flatMap((s, i) => legend(20, 330 + 18 * i, [s])),
     "</svg>",
-  );
+  ];
   return parts.join("\n") + "\n";
 }

@@ -1,11 +1,25 @@
 /**
- * End-to-end bench: tokens/s through `serve` on a real nats-server
- * (loopback, spawned on a free port), with a closed-loop load generator that
- * keeps a bounded number of tokens outstanding, so the figure is the
- * saturation throughput and nothing is dropped. Bounded in tokens and time.
+ * End-to-end bench through `serve` on a real nats-server (loopback, spawned on
+ * a free port), the TypeScript tap publishing frames of 16 tokens for 64
+ * concurrent requests, in phases on one running monitor:
+ *
+ * 1. saturation: a closed-loop generator keeps 512 tokens outstanding, so the
+ *    figure is the most `serve` sustains and nothing is dropped;
+ * 2. fixed loads: an open-loop generator publishes frames on a schedule at a
+ *    fixed share of that rate (whatever the sidecar does), bounded in count
+ *    and time; latency is frame published → its tokens encoded and evaluated
+ *    (the pipeline's `onEncoded` hook), the rate generator and sidecar share
+ *    this process;
+ * 3. RSS over time (JumpReLU): half load for two minutes (20 s in --quick),
+ *    RSS sampled every second.
+ *
+ * `deno run -A bench/e2e.ts --arch jumprelu [--quick]` prints one JSON row per
+ * line on stdout (progress on stderr); `bench/run.ts` runs it as a child
+ * process so RSS is the sidecar's and the load generator's alone.
  *
  * @module
  */
+import { parseArgs } from "node:util";
 import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
@@ -55,6 +69,43 @@ export async function writeBenchMonitor(
   );
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function pct(sorted: number[], p: number): number | null {
+  return sorted.length === 0
+    ? null
+    : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+const rssMb = () => Deno.memoryUsage().rss / 2 ** 20;
+
+/** Phases of one serve bench; durations in seconds. */
+interface ServePlan {
+  saturationTokens: number;
+  /** Shares of the saturation rate run open-loop, each for `loadSeconds`. */
+  loads: number[];
+  loadSeconds: number;
+  /** Half-load RSS check duration (0: none). */
+  rssSeconds: number;
+}
+
+function servePlan(arch: "topk" | "jumprelu", quick: boolean): ServePlan {
+  if (arch === "topk") {
+    return {
+      saturationTokens: quick ? 8192 : 65536,
+      loads: [0.5],
+      loadSeconds: quick ? 2 : 10,
+      rssSeconds: 0,
+    };
+  }
+  return {
+    saturationTokens: quick ? 32768 : 262144,
+    loads: [0.1, 0.25, 0.5, 0.75],
+    loadSeconds: quick ? 1.5 : 10,
+    rssSeconds: quick ? 20 : 120,
+  };
+}
+
 /**
  * Run the serve bench on a 768→24576 SAE: TopK (encoded in full, as TopK
  * needs) or JumpReLU with rules on 64 latents (serve encodes only those).
@@ -68,15 +119,19 @@ export async function benchServe(
     opts.progress("nats-server not installed: skipping e2e/");
     return [];
   }
+  const plan = servePlan(arch, opts.quick);
+  const name = `e2e/serve-${arch}-768x24576${arch === "jumprelu" ? "-watched64" : ""}`;
   const dIn = 768;
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-" });
   const server = await startNatsServer();
+  const rows: BenchResult[] = [];
   try {
     opts.progress(`e2e: writing the 768x24576 ${arch} SAE in SAELens layout`);
     await writeBenchMonitor(dir, server.url, arch);
     const sent = new Map<string, number>();
-    const latencies: number[] = [];
+    let latencies: number[] = [];
     let encoded = 0;
+    let lastEncodedAt = 0;
     const monitor = await startMonitor(await loadMonitorConfig(`${dir}/monitor.yaml`), {
       spoolDir: `${dir}/spool`,
       log: new Logger({ quiet: true }),
@@ -84,32 +139,25 @@ export async function benchServe(
       onEncoded: (frames) => {
         const now = performance.now();
         for (const f of frames) {
-          const t0 = sent.get(`${f.requestId}:${f.position}`);
+          const key = `${f.requestId}:${f.position}`;
+          const t0 = sent.get(key);
           if (t0 !== undefined) latencies.push(now - t0);
-          sent.delete(`${f.requestId}:${f.position}`);
+          sent.delete(key);
           encoded += f.tokens;
         }
+        lastEncodedAt = now;
       },
     });
     const bus = await connectNatsBus({ url: server.url, name: "bench-tap" });
     const tap = new Tap(bus, { model: "bench-model", hook: "blocks.8.hook_resid_pre" });
+    const dropped = () => monitor.telemetry.total("latentwatch.tokens.dropped");
 
     const tokensPerFrame = 16, requests = 64, outstanding = 512;
-    const total = (opts.quick ? 8192 : 65536) * (arch === "topk" ? 1 : 4);
     const pool = new Rng(9).fillGaussian(new Float32Array(tokensPerFrame * dIn * 8));
     const positions = new Array(requests).fill(0);
-    opts.progress(
-      `e2e: ${total} tokens through serve (frames of ${tokensPerFrame}, ${requests} requests)`,
-    );
-    const deadline = Date.now() + (opts.quick ? 30_000 : 120_000);
     let published = 0;
-    const t0 = performance.now();
     let frame = 0;
-    while (published < total && Date.now() < deadline) {
-      if (published - encoded >= outstanding) {
-        await new Promise((r) => setTimeout(r, 0));
-        continue;
-      }
+    const publish = () => {
       const r = frame % requests;
       const off = (frame % 8) * tokensPerFrame * dIn;
       sent.set(`req-${r}:${positions[r]}`, performance.now());
@@ -123,29 +171,170 @@ export async function benchServe(
       positions[r] += tokensPerFrame;
       published += tokensPerFrame;
       frame++;
-      if (frame % 16 === 0) await new Promise((r) => setTimeout(r, 0));
+    };
+    // peak RSS of the phase running now, sampled every 200 ms
+    let phasePeak = 0;
+    const sampler = setInterval(() => phasePeak = Math.max(phasePeak, rssMb()), 200);
+    const drain = async (deadline: number) => {
+      while (encoded < published && Date.now() < deadline) await sleep(1);
+    };
+    const begin = () => {
+      latencies = [];
+      phasePeak = rssMb();
+      return { encoded0: encoded, dropped0: dropped(), t0: performance.now() };
+    };
+
+    // 1. saturation: closed loop
+    {
+      opts.progress(
+        `e2e: saturation, ${plan.saturationTokens} tokens through serve (frames of ${tokensPerFrame}, ${requests} requests)`,
+      );
+      const { encoded0, dropped0, t0 } = begin();
+      const deadline = Date.now() + (opts.quick ? 30_000 : 120_000);
+      const target = published + plan.saturationTokens;
+      while (published < target && Date.now() < deadline) {
+        if (published - encoded >= outstanding) {
+          await sleep(0);
+          continue;
+        }
+        publish();
+        if (frame % 16 === 0) await sleep(0);
+      }
+      await drain(deadline);
+      const secs = (lastEncodedAt - t0) / 1000;
+      latencies.sort((a, b) => a - b);
+      const row: BenchResult = {
+        name: `${name}/saturation`,
+        tokens_per_s: (encoded - encoded0) / secs,
+        baseline_tokens_per_s: null,
+        ratio: null,
+        p50_ms: pct(latencies, 50),
+        p99_ms: pct(latencies, 99),
+        rss_mb: phasePeak,
+        dropped_tokens: dropped() - dropped0,
+      };
+      rows.push(row);
+      opts.progress(
+        `e2e: saturation ${Math.round(row.tokens_per_s)} tokens/s (${
+          encoded - encoded0
+        } tokens in ${secs.toFixed(2)} s, ${row.dropped_tokens} dropped)`,
+      );
     }
-    while (encoded < published && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
-    const seconds = (performance.now() - t0) / 1000;
-    const rss = Deno.memoryUsage().rss / 2 ** 20;
-    const dropped = monitor.telemetry.total("latentwatch.tokens.dropped");
+    const saturation = rows[0].tokens_per_s;
+
+    // 2. and 3. open loop at fixed rates
+    const openLoop = async (fraction: number, secs: number, rowName: string) => {
+      const rate = fraction * saturation;
+      const interval = (tokensPerFrame / rate) * 1000;
+      const frames = Math.max(1, Math.floor((rate * secs) / tokensPerFrame));
+      const { encoded0, dropped0, t0 } = begin();
+      const hardEnd = t0 + secs * 1000 + 5000;
+      const samples: number[] = [];
+      let nextSample = t0;
+      const lags: number[] = [];
+      let i = 0;
+      while (i < frames && performance.now() < hardEnd) {
+        const now = performance.now();
+        if (now >= nextSample) {
+          samples.push(rssMb());
+          nextSample += 1000;
+        }
+        const due = t0 + i * interval;
+        if (due > now) {
+          await sleep(Math.max(1, Math.round(due - now)));
+          continue;
+        }
+        for (let n = 0; i < frames && t0 + i * interval <= performance.now() && n < 64; n++) {
+          lags.push(performance.now() - (t0 + i * interval));
+          publish();
+          i++;
+        }
+        await sleep(0);
+      }
+      await drain(Date.now() + 10_000);
+      samples.push(rssMb());
+      const took = (Math.max(lastEncodedAt, t0 + 1) - t0) / 1000;
+      latencies.sort((a, b) => a - b);
+      lags.sort((a, b) => a - b);
+      const row: BenchResult = {
+        name: rowName,
+        tokens_per_s: (encoded - encoded0) / took,
+        baseline_tokens_per_s: null,
+        ratio: null,
+        p50_ms: pct(latencies, 50),
+        p99_ms: pct(latencies, 99),
+        rss_mb: Math.max(phasePeak, ...samples),
+        offered_tokens_per_s: rate,
+        load_fraction: fraction,
+        dropped_tokens: dropped() - dropped0,
+        schedule_lag_p99_ms: pct(lags, 99) ?? 0,
+      };
+      return { row, samples };
+    };
+    for (const f of plan.loads) {
+      opts.progress(
+        `e2e: open loop at ${Math.round(f * 100)}% of saturation (${
+          Math.round(f * saturation)
+        } tokens/s) for ${plan.loadSeconds} s`,
+      );
+      const { row } = await openLoop(
+        f,
+        plan.loadSeconds,
+        `${name}/load-${Math.round(f * 100)}pct`,
+      );
+      rows.push(row);
+      opts.progress(
+        `e2e: ${row.name}: p50 ${row.p50_ms?.toFixed(2)} ms, p99 ${row.p99_ms?.toFixed(2)} ms, ${
+          Math.round(row.tokens_per_s)
+        } tokens/s, generator lag p99 ${row.schedule_lag_p99_ms?.toFixed(2)} ms, peak RSS ${
+          row.rss_mb?.toFixed(0)
+        } MB`,
+      );
+    }
+    if (plan.rssSeconds > 0) {
+      const label = plan.rssSeconds % 60 === 0
+        ? `${plan.rssSeconds / 60}min`
+        : `${plan.rssSeconds}s`;
+      opts.progress(`e2e: RSS over ${label} at half load, sampled every second`);
+      const { row, samples } = await openLoop(0.5, plan.rssSeconds, `${name}/rss-${label}`);
+      const first = samples[0], last = samples[samples.length - 1];
+      const max = Math.max(...samples), min = Math.min(...samples);
+      row.rss_mb = max;
+      row.rss_samples_mb = samples.map((v) => Math.round(v * 10) / 10);
+      row.rss_first_mb = first;
+      row.rss_last_mb = last;
+      row.rss_within_10pct = max <= 1.1 * min;
+      rows.push(row);
+      opts.progress(
+        `e2e: RSS first ${first.toFixed(0)} MB, last ${last.toFixed(0)} MB, max ${
+          max.toFixed(0)
+        } MB, min ${min.toFixed(0)} MB: ${row.rss_within_10pct ? "within" : "NOT within"} 10%`,
+      );
+    }
+    clearInterval(sampler);
     await monitor.stop();
     await bus.close();
-    latencies.sort((a, b) => a - b);
-    const pct = (p: number) =>
-      latencies[Math.min(latencies.length - 1, Math.floor(p / 100 * latencies.length))];
-    opts.progress(`e2e: ${encoded} tokens in ${seconds.toFixed(2)} s, ${dropped} dropped`);
-    return [{
-      name: `e2e/serve-${arch}-768x24576${arch === "jumprelu" ? "-watched64" : ""}/saturation`,
-      tokens_per_s: encoded / seconds,
-      baseline_tokens_per_s: null,
-      ratio: null,
-      p50_ms: pct(50),
-      p99_ms: pct(99),
-      rss_mb: rss,
-    }];
+    return rows;
   } finally {
     await server.stop();
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { quick: { type: "boolean" }, arch: { type: "string", default: "jumprelu" } },
+  });
+  if (values.arch !== "topk" && values.arch !== "jumprelu") {
+    console.error("e2e: --arch must be topk or jumprelu");
+    Deno.exit(2);
+  }
+  const rows = await benchServe({
+    quick: values.quick ?? false,
+    progress: (m) => console.error(`bench: ${m}`),
+    architecture: values.arch,
+  });
+  for (const r of rows) console.log(JSON.stringify(r));
+  Deno.exit(0);
 }

@@ -1,34 +1,43 @@
 /**
  * `deno task bench [--quick]`: latentwatch's performance record.
  *
- * - encode/…: SAE encode throughput through onnxruntime (CPU) at batch 1, 16
- *   and 128, against NumPy computing the same thing the way SAELens does, on
- *   the same weights and inputs, in the same run (ratio = latentwatch / NumPy).
- * - e2e/…: tokens/s through `serve` (a real nats-server, the TypeScript tap,
- *   micro-batching, encode, policies, JetStream alerts) at saturation.
+ * - encode/…: SAE encode throughput through onnxruntime (CPU) for 768→24576
+ *   TopK k=32 and JumpReLU, 2304→16384 JumpReLU and 4096→65536 TopK k=64, at
+ *   batch 1, 16 and 128, with f32 and bf16 weights, against NumPy computing
+ *   the same thing the way SAELens does, on the same weights and inputs, in
+ *   the same run (ratio = latentwatch / NumPy); achieved GFLOP/s per row and,
+ *   at batch 128, the share of this machine's measured matmul peak.
+ * - machine.matmul_peak_gflops: one big f32 MatMul through onnxruntime (this
+ *   process, the encoder's threads) and through NumPy.
  * - watched/…: encoding only 16, 64 or 256 watched latents (exact for JumpReLU),
  *   ratio against the full encode of the same SAE in the same run.
+ * - e2e/…: through `serve` and a real nats-server (`bench/e2e.ts`, in a child
+ *   process so its RSS is the sidecar's): saturation, latency at fixed loads,
+ *   RSS over time; inline gating (`bench/gate.ts`, `bench/python_gate.ts`).
  * - policy/…: policy evaluation per token with 1, 100 and 1000 rules.
  *
- * Writes `bench/results/latest.json` and prints a table.
+ * Writes `bench/results/latest.json`, the charts beside it, and prints a table.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { cpus, totalmem } from "node:os";
 import * as ort from "onnxruntime-node";
-import { randomSae } from "../src/formats/random_sae.ts";
 import { createOrtEncoder } from "../src/runtime/ort_encoder.ts";
 import type { Encoder, SaeArchitecture, SaeWeights } from "../src/core/sae.ts";
+import { bf16ToF32, f32ToBf16 } from "../src/core/dtype.ts";
 import { writeNpy } from "../src/formats/npy.ts";
 import { Rng } from "../src/core/random.ts";
-import { benchServe } from "./e2e.ts";
 import { benchGate } from "./gate.ts";
 import { benchPythonGate } from "./python_gate.ts";
-import { encodeChart } from "./chart.ts";
+import { encodeChart, latencyChart } from "./chart.ts";
 import { benchPolicy } from "./policy.ts";
+import { type MatmulPeak, ortMatmulPeak, peakShapes } from "./matmul_peak.ts";
 
-/** One row of the results file. */
+/**
+ * One row of the results file. The first seven fields are fixed by issue 7;
+ * the optional ones are extra detail some rows carry.
+ */
 export interface BenchResult {
   name: string;
   tokens_per_s: number;
@@ -37,6 +46,26 @@ export interface BenchResult {
   p50_ms: number | null;
   p99_ms: number | null;
   rss_mb: number | null;
+  /** encode/: achieved GFLOP/s of the encoder GEMM, 2·dIn·dSae·tokens/s. */
+  gflops?: number;
+  /** encode/: the NumPy baseline's GFLOP/s. */
+  baseline_gflops?: number | null;
+  /** encode/ at batch 128: `gflops` ÷ `machine.matmul_peak_gflops.peak`. */
+  pct_of_peak?: number | null;
+  /** encode/: mean active latents per token on the bench input. */
+  l0?: number;
+  /** e2e/ at a fixed load: the rate the generator offered, and its share of saturation. */
+  offered_tokens_per_s?: number;
+  load_fraction?: number;
+  /** e2e/: tokens the sidecar dropped (queue full) during the phase. */
+  dropped_tokens?: number;
+  /** e2e/ open loop: how late the generator published against its schedule (p99, ms). */
+  schedule_lag_p99_ms?: number;
+  /** e2e/…/rss-*: RSS samples (MB) one second apart, and the verdict. */
+  rss_samples_mb?: number[];
+  rss_first_mb?: number;
+  rss_last_mb?: number;
+  rss_within_10pct?: boolean;
 }
 
 const { values } = parseArgs({
@@ -44,14 +73,41 @@ const { values } = parseArgs({
   options: { quick: { type: "boolean" }, out: { type: "string" } },
 });
 const quick = values.quick ?? false;
-const seconds = quick ? 0.4 : 2;
+const seconds = quick ? 0.3 : 2;
 const outPath = values.out ?? new URL("./results/latest.json", import.meta.url).pathname;
 
-const SHAPES: { arch: SaeArchitecture; dIn: number; dSae: number; k?: number; label: string }[] = [
-  { arch: "topk", dIn: 768, dSae: 24576, k: 32, label: "topk-768x24576-k32" },
-  { arch: "jumprelu", dIn: 768, dSae: 24576, label: "jumprelu-768x24576" },
+type Dtype = "f32" | "bf16";
+interface Shape {
+  arch: SaeArchitecture;
+  dIn: number;
+  dSae: number;
+  k?: number;
+  label: string;
+  seed: number;
+}
+
+const SHAPES: Shape[] = [
+  { arch: "topk", dIn: 768, dSae: 24576, k: 32, label: "topk-768x24576-k32", seed: 1 },
+  { arch: "jumprelu", dIn: 768, dSae: 24576, label: "jumprelu-768x24576", seed: 2 },
+  { arch: "jumprelu", dIn: 2304, dSae: 16384, label: "jumprelu-2304x16384", seed: 3 },
+  { arch: "topk", dIn: 4096, dSae: 65536, k: 64, label: "topk-4096x65536-k64", seed: 4 },
 ];
 const BATCHES = [1, 16, 128];
+
+/** Which dtypes and batches each shape runs: everything in a full run, a subset in --quick. */
+function plan(shape: Shape): { dtype: Dtype; batches: number[] }[] {
+  if (!quick) return (["f32", "bf16"] as const).map((dtype) => ({ dtype, batches: BATCHES }));
+  switch (shape.label) {
+    case "topk-768x24576-k32":
+      return [{ dtype: "f32", batches: BATCHES }];
+    case "jumprelu-768x24576":
+      return [{ dtype: "f32", batches: BATCHES }, { dtype: "bf16", batches: [1, 128] }];
+    case "jumprelu-2304x16384":
+      return [{ dtype: "f32", batches: [1, 128] }];
+    default:
+      return []; // 4096x65536: 1 GiB of W_enc, full run only
+  }
+}
 
 const progress = (msg: string) => console.error(`bench: ${msg}`);
 
@@ -59,21 +115,66 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-/** A seeded SAE of `shape` with trained-like sparsity (about 60 active latents per token). */
-function benchSae(shape: (typeof SHAPES)[number]): SaeWeights {
-  const sae = randomSae({
+/** Approximately N(0, std²) (Irwin–Hall of 4 xorshift32 uniforms): 1.7 s for 2^28 values. */
+function fillApproxGaussian(a: Float32Array, seed: number, std: number): Float32Array {
+  let s = (seed * 0x9e3779b9) | 0 || 1;
+  const scale = std * Math.sqrt(3) / 65536;
+  for (let i = 0; i < a.length; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    const u = (s & 0xffff) + (s >>> 16);
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    a[i] = (u + (s & 0xffff) + (s >>> 16) - 131070) * scale;
+  }
+  return a;
+}
+
+/**
+ * A seeded SAE of `shape` with trained-like sparsity: `W_enc` columns of
+ * norm ≈ 1, so `h` is about N(−0.1, 1) on Gaussian input; JumpReLU thresholds
+ * in [2.6, 3.0] keep ~0.2% of latents (L0 ≈ 30–50), as trained SAEs do. The
+ * decoder is left zero (never touched, so never resident): encoding does not
+ * read it.
+ */
+function benchSae(shape: Shape): SaeWeights {
+  const { dIn, dSae } = shape;
+  const rng = new Rng(shape.seed);
+  const bEnc = new Float32Array(dSae);
+  for (let i = 0; i < dSae; i++) bEnc[i] = -0.1 + 0.05 * rng.gaussian();
+  const sae: SaeWeights = {
+    format: "bench",
     architecture: shape.arch,
-    dIn: shape.dIn,
-    dSae: shape.dSae,
-    k: shape.k,
-    seed: 1,
-  });
-  if (sae.threshold) {
-    // h is about N(0, 1) on Gaussian input: θ ∈ [2.6, 3.0] keeps ~0.25% of latents, as trained SAEs do
-    const rng = new Rng(5);
-    for (let i = 0; i < sae.threshold.length; i++) sae.threshold[i] = 2.6 + 0.4 * rng.uniform();
+    dIn,
+    dSae,
+    hookName: null,
+    modelName: null,
+    dtype: "float32",
+    applyBDecToInput: true,
+    wEnc: fillApproxGaussian(new Float32Array(dIn * dSae), shape.seed, 1 / Math.sqrt(dIn)),
+    bEnc,
+    wDec: new Float32Array(dSae * dIn),
+    bDec: rng.fillGaussian(new Float32Array(dIn), 0.1),
+    source: `bench:${shape.label}:seed=${shape.seed}`,
+  };
+  if (shape.arch === "topk") {
+    sae.k = shape.k;
+    sae.rescaleActsByDecoderNorm = false;
+  }
+  if (shape.arch === "jumprelu") {
+    sae.threshold = new Float32Array(dSae);
+    for (let i = 0; i < dSae; i++) sae.threshold[i] = 2.6 + 0.4 * rng.uniform();
   }
   return sae;
+}
+
+/** Round the SAE's tensors to bf16 in place and mark it bf16, as a loaded bf16 checkpoint is. */
+function toBf16(sae: SaeWeights): void {
+  const round = (a: Float32Array) => bf16ToF32(f32ToBf16(a), a as Float32Array<ArrayBuffer>);
+  for (const a of [sae.wEnc, sae.bEnc, sae.bDec, sae.threshold]) if (a) round(a);
+  sae.dtype = "bfloat16";
 }
 
 /** Write the SAE's tensors and the bench input as .npy files for the NumPy baseline. */
@@ -87,18 +188,14 @@ async function writeBaselineInputs(dir: string, sae: SaeWeights, x: Float32Array
   await put("x", x, [x.length / sae.dIn, sae.dIn]);
 }
 
-async function numpyBaseline(
-  shape: (typeof SHAPES)[number],
-  weights: string,
-): Promise<Map<string, number>> {
-  const cases = BATCHES.map((b) => ({
-    name: `encode/${shape.label}/b${b}`,
-    architecture: shape.arch,
-    weights,
-    k: shape.k ?? 0,
-    batch: b,
-  }));
-  progress(`NumPy baseline for ${shape.label} (same weights and inputs, python3)`);
+interface NumpyReport {
+  numpy?: string;
+  results: { name: string; tokens_per_s: number }[];
+  matmul?: MatmulPeak[];
+}
+
+/** Run `bench/numpy_baseline.py` on a job; null when python3 or NumPy is missing. */
+async function runNumpy(job: Record<string, unknown>): Promise<NumpyReport | null> {
   try {
     const child = new Deno.Command("python3", {
       args: [new URL("./numpy_baseline.py", import.meta.url).pathname],
@@ -107,19 +204,14 @@ async function numpyBaseline(
       stderr: "piped",
     }).spawn();
     const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(JSON.stringify({ cases, seconds })));
+    await w.write(new TextEncoder().encode(JSON.stringify({ seconds, ...job })));
     await w.close();
     const { code, stdout, stderr } = await child.output();
     if (code !== 0) throw new Error(new TextDecoder().decode(stderr));
-    const res = JSON.parse(new TextDecoder().decode(stdout)) as {
-      results: { name: string; tokens_per_s: number }[];
-    };
-    return new Map(res.results.map((r) => [r.name, r.tokens_per_s]));
+    return JSON.parse(new TextDecoder().decode(stdout)) as NumpyReport;
   } catch (err) {
-    progress(
-      `NumPy baseline unavailable (${(err as Error).message.split("\n")[0]}); ratios left empty`,
-    );
-    return new Map();
+    progress(`NumPy unavailable (${(err as Error).message.split("\n")[0]}); baseline left empty`);
+    return null;
   }
 }
 
@@ -151,13 +243,42 @@ async function timeEncoder(
   };
 }
 
+/** The machine's matmul peak: onnxruntime in this process and NumPy, same shapes, same run. */
+async function matmulPeak() {
+  const shapes = peakShapes(quick);
+  progress(`matmul peak: f32 GEMM ${shapes.map((s) => s.join("x")).join(", ")} (onnxruntime)`);
+  const ortRows = await ortMatmulPeak(shapes, quick ? 0.5 : 2);
+  progress("matmul peak: the same GEMMs through NumPy");
+  const np = (await runNumpy({ matmul: shapes, seconds: quick ? 0.5 : 2 }))?.matmul ?? [];
+  const rows = shapes.map((shape, i) => ({
+    shape: shape.join("x"),
+    onnxruntime: ortRows[i].gflops,
+    numpy: np[i]?.gflops ?? null,
+  }));
+  const best = (a: (number | null)[]) => Math.max(0, ...a.filter((v): v is number => v !== null));
+  const peak = {
+    onnxruntime: best(rows.map((r) => r.onnxruntime)),
+    numpy: np.length ? best(rows.map((r) => r.numpy)) : null,
+    peak: best(rows.flatMap((r) => [r.onnxruntime, r.numpy])),
+    shapes: rows,
+  };
+  for (const r of rows) {
+    progress(
+      `matmul ${r.shape}: onnxruntime ${r.onnxruntime.toFixed(1)} GFLOP/s, NumPy ${
+        r.numpy?.toFixed(1) ?? "—"
+      }`,
+    );
+  }
+  return peak;
+}
+
 /**
  * Watched-latent encode: only the encoder columns rules read (exact for
  * JumpReLU), with 16, 64 and 256 watched latents, against the full encode of
  * the same SAE in the same run (ratio = watched / full).
  */
 async function benchWatched(full: BenchResult[]): Promise<BenchResult[]> {
-  const shape = SHAPES.find((s) => s.arch === "jumprelu")!;
+  const shape = SHAPES.find((s) => s.label === "jumprelu-768x24576")!;
   const sae = benchSae(shape);
   const xAll = new Rng(3).fillGaussian(new Float32Array(Math.max(...BATCHES) * shape.dIn));
   const rng = new Rng(11);
@@ -174,7 +295,7 @@ async function benchWatched(full: BenchResult[]): Promise<BenchResult[]> {
         xAll.subarray(0, b * shape.dIn),
         b,
       );
-      const base = full.find((f) => f.name === `encode/${shape.label}/b${b}`);
+      const base = full.find((f) => f.name === `encode/${shape.label}-f32/b${b}`);
       if (base) {
         r.baseline_tokens_per_s = base.tokens_per_s;
         r.ratio = r.tokens_per_s / base.tokens_per_s;
@@ -187,41 +308,92 @@ async function benchWatched(full: BenchResult[]): Promise<BenchResult[]> {
   return out;
 }
 
-async function benchEncode(): Promise<BenchResult[]> {
+async function benchEncode(peakGflops: number): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
   for (const s of SHAPES) {
-    progress(`building ${s.label} (seeded random weights) and its ONNX graph`);
+    const runs = plan(s);
+    if (runs.length === 0) {
+      progress(`${s.label}: skipped in --quick`);
+      continue;
+    }
+    progress(`building ${s.label} (seeded random weights)`);
     const sae = benchSae(s);
     const xAll = new Rng(3).fillGaussian(new Float32Array(Math.max(...BATCHES) * s.dIn));
-    const enc = await createOrtEncoder(sae);
-    for (const b of BATCHES) {
-      const name = `encode/${s.label}/b${b}`;
-      out.push(await timeEncoder(name, enc, xAll.subarray(0, b * s.dIn), b));
-      progress(`${name}: ${Math.round(out[out.length - 1].tokens_per_s)} tokens/s`);
-    }
-    const l0 = (await enc.encode(xAll, BATCHES[BATCHES.length - 1]))
-      .reduce((a, t) => a + t.indices.length, 0) / BATCHES[BATCHES.length - 1];
-    progress(`${s.label}: mean L0 ${l0.toFixed(1)} on the bench input`);
-    await enc.close();
-    const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-npy-" });
-    try {
-      await writeBaselineInputs(dir, sae, xAll);
-      const base = await numpyBaseline(s, dir);
-      for (const r of out) {
-        const b = base.get(r.name);
-        if (b !== undefined) {
-          r.baseline_tokens_per_s = b;
-          r.ratio = r.tokens_per_s / b;
-        }
+    const flopPerToken = 2 * s.dIn * s.dSae;
+    for (const { dtype, batches } of runs) {
+      if (dtype === "bf16") toBf16(sae); // f32 runs first; bf16 rounds the same weights
+      const label = `${s.label}-${dtype}`;
+      progress(`${label}: ONNX graph and session`);
+      const rows: BenchResult[] = [];
+      const enc = await createOrtEncoder(sae);
+      for (const b of batches) {
+        const r = await timeEncoder(`encode/${label}/b${b}`, enc, xAll.subarray(0, b * s.dIn), b);
+        r.gflops = r.tokens_per_s * flopPerToken / 1e9;
+        if (b === 128) r.pct_of_peak = peakGflops > 0 ? r.gflops / peakGflops : null;
+        rows.push(r);
+        progress(
+          `${r.name}: ${Math.round(r.tokens_per_s)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s`,
+        );
       }
-    } finally {
-      await Deno.remove(dir, { recursive: true });
+      const bMax = BATCHES[BATCHES.length - 1];
+      const l0 = (await enc.encode(xAll, bMax)).reduce((a, t) => a + t.indices.length, 0) / bMax;
+      for (const r of rows) r.l0 = l0;
+      progress(`${label}: mean L0 ${l0.toFixed(1)} on the bench input`);
+      await enc.close();
+      const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-npy-" });
+      try {
+        progress(`NumPy baseline for ${label} (same weights and inputs, python3)`);
+        await writeBaselineInputs(dir, sae, xAll);
+        const cases = rows.map((r, i) => ({
+          name: r.name,
+          architecture: s.arch,
+          weights: dir,
+          k: s.k ?? 0,
+          batch: batches[i],
+        }));
+        const base = new Map(
+          (await runNumpy({ cases }))?.results.map((r) => [r.name, r.tokens_per_s]) ?? [],
+        );
+        for (const r of rows) {
+          const b = base.get(r.name);
+          r.baseline_tokens_per_s = b ?? null;
+          r.baseline_gflops = b === undefined ? null : b * flopPerToken / 1e9;
+          r.ratio = b === undefined ? null : r.tokens_per_s / b;
+          progress(`${r.name}: NumPy ${b === undefined ? "—" : Math.round(b)} tokens/s`);
+        }
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+      out.push(...rows);
     }
   }
   return out;
 }
 
-function machine() {
+/** The e2e bench in a child process (`bench/e2e.ts`), so RSS is the sidecar's alone. */
+async function benchServeChild(arch: "topk" | "jumprelu"): Promise<BenchResult[]> {
+  const args = [
+    "run",
+    "-A",
+    "--config",
+    new URL("../deno.json", import.meta.url).pathname,
+    new URL("./e2e.ts", import.meta.url).pathname,
+    "--arch",
+    arch,
+    ...(quick ? ["--quick"] : []),
+  ];
+  const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+    args,
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (code !== 0) progress(`e2e (${arch}) exited with ${code}`);
+  return new TextDecoder().decode(stdout).split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as BenchResult);
+}
+
+function machine(peak: Awaited<ReturnType<typeof matmulPeak>>, numpy: string | null) {
   let cpu = cpus()[0]?.model ?? "unknown";
   try {
     const m = /model name\s*:\s*(.*)/.exec(Deno.readTextFileSync("/proc/cpuinfo"));
@@ -234,41 +406,56 @@ function machine() {
     os: `${Deno.build.os}-${Deno.build.arch}`,
     deno: Deno.version.deno,
     onnxruntime: ort.env.versions.node ?? "unknown",
+    numpy,
     provider: "cpu",
+    matmul_peak_gflops: peak,
     quick,
     date: new Date().toISOString(),
   };
 }
 
 function table(results: BenchResult[]): string {
-  const f = (v: number | null, d = 0) => v === null ? "—" : v.toFixed(d);
+  const f = (v: number | null | undefined, d = 0) =>
+    v === null || v === undefined ? "—" : v.toFixed(d);
   const rows = results.map((r) =>
     `| ${r.name} | ${f(r.tokens_per_s)} | ${f(r.baseline_tokens_per_s)} | ${
       r.ratio === null ? "—" : `${r.ratio.toFixed(2)}×`
+    } | ${f(r.gflops, 1)} | ${
+      r.pct_of_peak === null || r.pct_of_peak === undefined
+        ? "—"
+        : `${(100 * r.pct_of_peak).toFixed(0)}%`
     } | ${f(r.p50_ms, 2)} | ${f(r.p99_ms, 2)} | ${f(r.rss_mb)} |`
   );
   return [
-    "| benchmark | tokens/s | baseline tokens/s | ratio | p50 ms | p99 ms | RSS MB |",
-    "|---|---:|---:|---:|---:|---:|---:|",
+    "| benchmark | tokens/s | baseline tokens/s | ratio | GFLOP/s | % of peak | p50 ms | p99 ms | RSS MB |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...rows,
   ].join("\n");
 }
 
-const results: BenchResult[] = await benchEncode();
+const started = performance.now();
+const peak = await matmulPeak();
+const results: BenchResult[] = await benchEncode(peak.peak);
 results.push(...await benchWatched(results));
-results.push(...await benchServe({ quick, progress, architecture: "topk" }));
-results.push(...await benchServe({ quick, progress, architecture: "jumprelu" }));
+results.push(...await benchServeChild("topk"));
+results.push(...await benchServeChild("jumprelu"));
 results.push(...await benchGate({ quick, progress }));
 results.push(...await benchPythonGate({ quick, progress }));
 progress("policy evaluation with 1, 100 and 1000 rules");
 results.push(...await benchPolicy({ quick }));
 
-const report = { machine: machine(), results };
+const numpyVersion = (await runNumpy({ cases: [] }))?.numpy ?? null;
+const report = { machine: machine(peak, numpyVersion), results };
 await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
 await Deno.writeTextFile(outPath, JSON.stringify(report, null, 2) + "\n");
-const chartPath = outPath.replace(/\.json$/, "") + "-encode.svg";
-await Deno.writeTextFile(chartPath, encodeChart(results));
+const stem = outPath.replace(/\.json$/, "");
+await Deno.writeTextFile(`${stem}-encode.svg`, encodeChart(results));
+await Deno.writeTextFile(`${stem}-latency.svg`, latencyChart(results));
 console.log(table(results));
 console.log(
-  `\nmachine: ${report.machine.cpu}, ${report.machine.cores} cores; written to ${outPath} and ${chartPath}`,
+  `\nmachine: ${report.machine.cpu}, ${report.machine.cores} cores, matmul peak ${
+    peak.peak.toFixed(1)
+  } GFLOP/s; ${
+    ((performance.now() - started) / 1000).toFixed(1)
+  } s; written to ${outPath}, ${stem}-encode.svg and ${stem}-latency.svg`,
 );
