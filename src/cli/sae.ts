@@ -29,19 +29,30 @@ import { TorchCheckpointError, TorchPickleRefusedError } from "../formats/torch_
 import { ZipError } from "../formats/zip.ts";
 import { SafetensorsError } from "../formats/safetensors.ts";
 import { createOrtEncoder, createProbeEncoder } from "../runtime/ort_encoder.ts";
+import {
+  EXECUTION_PROVIDERS,
+  type ExecutionProviderSetting,
+  type ProviderReport,
+  providerWithoutModel,
+} from "../runtime/provider.ts";
 import { parseCommandArgs, usageError } from "./common.ts";
 
 const USAGE = `usage:
-  latentwatch sae inspect <path> [--labels P] [--latent N] [--json] [load options]
+  latentwatch sae inspect <path> [--labels P] [--latent N] [--json] [--provider P] [load options]
       format, architecture, kind, d_in, d_sae, d_out, hook, dtype, normalisation,
-      b_dec on input, skip connection and label count of an SAE or transcoder;
+      b_dec on input, skip connection and label count of an SAE or transcoder,
+      and the execution provider its encoder runs on;
       --latent N adds that latent's label and decoder norm ‖W_dec[N,:]‖
-  latentwatch sae encode <path> --input <acts.npy> [--batch 128] [--threads N] [load options]
+  latentwatch sae encode <path> --input <acts.npy> [--batch 128] [--threads N] [--provider P] [load options]
       encode a float32/float16 array of shape [T, d_in]; one JSON line per token:
       {"token": <i>, "latents": [[<index>, <value>], ...]}
-  latentwatch sae eval <path> --input <acts.npy> [--target <out.npy>] [--json] [load options]
+  latentwatch sae eval <path> --input <acts.npy> [--target <out.npy>] [--json] [--provider P] [load options]
       reconstruction MSE, fraction of variance unexplained, mean L0 and dead
       latents on that input (--target: what a transcoder should output)
+
+--provider: where onnxruntime runs the encoder: ${EXECUTION_PROVIDERS.join(", ")} (default auto:
+WebGPU, then CUDA, then the CPU); a GPU provider that cannot start falls back to
+the CPU with a warning saying why (docs/gpu.md).
 
 <path> is an SAE folder or file: SAELens (cfg.json + sae_weights.safetensors),
 Gemma Scope (params.npz or its average_l0_* folder), Gemma Scope 2 (config.json +
@@ -105,6 +116,7 @@ export async function runSaeCommand(args: string[]): Promise<number> {
     json: { type: "boolean" },
     batch: { type: "string" },
     threads: { type: "string" },
+    provider: { type: "string" },
   });
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
@@ -128,6 +140,15 @@ export async function runSaeCommand(args: string[]): Promise<number> {
     );
     return 2;
   }
+  const provider = (values.provider ?? "auto") as ExecutionProviderSetting;
+  if (!(EXECUTION_PROVIDERS as readonly string[]).includes(provider)) {
+    console.error(
+      `latentwatch sae ${sub}: --provider: expected one of ${
+        EXECUTION_PROVIDERS.join(", ")
+      }, found '${provider}'`,
+    );
+    return 2;
+  }
   const load: LoadSaeOptions = {
     format: values.format as SaeFormatName | undefined,
     onProgress: progressReporter(),
@@ -146,7 +167,7 @@ export async function runSaeCommand(args: string[]): Promise<number> {
       const latent = values.latent === undefined
         ? undefined
         : nonNegativeInt("--latent", values.latent);
-      return await inspect(path, load, values.labels, latent, values.json ?? false);
+      return await inspect(path, load, values.labels, latent, values.json ?? false, provider);
     }
     if (!values.input) {
       return usageError(`latentwatch sae ${sub}`, USAGE, "missing --input <acts.npy>");
@@ -156,9 +177,16 @@ export async function runSaeCommand(args: string[]): Promise<number> {
       ? undefined
       : positiveInt("--threads", values.threads, 1);
     if (sub === "eval") {
-      return await evaluate(path, load, values.input, values.target, batch, threads, values.json);
+      return await evaluate(
+        path,
+        load,
+        values.input,
+        values.target,
+        { batch, threads, provider, sub },
+        values.json,
+      );
     }
-    return await encode(path, load, values.input, batch, threads);
+    return await encode(path, load, values.input, { batch, threads, provider, sub });
   } catch (e) {
     if (isUserError(e)) {
       console.error(`latentwatch sae ${sub}: ${e.message}`);
@@ -276,12 +304,46 @@ function describe(sae: SaeWeights): Info {
   return info;
 }
 
+/** How `encode` and `eval` run the encoder. */
+interface RunOptions {
+  batch: number;
+  threads: number | undefined;
+  provider: ExecutionProviderSetting;
+  /** The subcommand, for warnings. */
+  sub: string;
+}
+
+/** A provider fallback worth a warning goes to stderr (stdout carries results only). */
+function warnFallback(sub: string, report: ProviderReport): void {
+  if (report.providerFallback && report.providerNote) {
+    console.error(`latentwatch sae ${sub}: warning: ${report.providerNote}`);
+  }
+}
+
+/**
+ * Where the SAE's encoder runs with `setting`: known without a session when
+ * no GPU provider can start here (or `cpu` is asked for); otherwise the
+ * encoder is opened, since a GPU provider may still refuse this model.
+ */
+async function providerOf(
+  sae: SaeWeights,
+  setting: ExecutionProviderSetting,
+  onProgress: LoadSaeOptions["onProgress"],
+): Promise<ProviderReport> {
+  const known = await providerWithoutModel(setting);
+  if (known) return known;
+  const encoder = await createOrtEncoder(sae, { provider: setting, onProgress });
+  await encoder.close();
+  return encoder;
+}
+
 async function inspect(
   path: string,
   load: LoadSaeOptions,
   labels: string | undefined,
   latent: number | undefined,
   json: boolean,
+  provider: ExecutionProviderSetting,
 ): Promise<number> {
   const sae = await withLabels(await loadSae(path, load), path, labels);
   const info = describe(sae);
@@ -296,6 +358,15 @@ async function inspect(
       label: sae.labels?.get(latent) ?? null,
       decoder_norm: Number(decoderNorm(sae, latent).toPrecision(9)),
     };
+  }
+  const where = await providerOf(sae, provider, load.onProgress);
+  info.provider = where.provider;
+  if (where.providerNote) info.provider_note = where.providerNote;
+  if (info.latent !== undefined) {
+    // the latent's block stays last
+    const block = info.latent;
+    delete info.latent;
+    info.latent = block;
   }
   if (json) {
     console.log(JSON.stringify(info));
@@ -390,8 +461,7 @@ async function encode(
   path: string,
   load: LoadSaeOptions,
   inputPath: string,
-  batch: number,
-  threads: number | undefined,
+  { batch, threads, provider, sub }: RunOptions,
 ): Promise<number> {
   const sae = await loadSae(path, load);
   const acts = await readActivations(inputPath, sae.dIn, "d_in", sae.source);
@@ -399,7 +469,9 @@ async function encode(
   const encoder = await createOrtEncoder(sae, {
     intraOpThreads: threads,
     onProgress: load.onProgress,
+    provider,
   });
+  warnFallback(sub, encoder);
   const utf8 = new TextEncoder();
   try {
     for (let start = 0; start < tokens; start += batch) {
@@ -427,8 +499,7 @@ async function evaluate(
   load: LoadSaeOptions,
   inputPath: string,
   targetPath: string | undefined,
-  batch: number,
-  threads: number | undefined,
+  { batch, threads, provider, sub }: RunOptions,
   json: boolean | undefined,
 ): Promise<number> {
   const sae = await loadSae(path, load);
@@ -454,7 +525,9 @@ async function evaluate(
   const encoder = await createOrtEncoder(sae, {
     intraOpThreads: threads,
     onProgress: load.onProgress,
+    provider,
   });
+  warnFallback(sub, encoder);
   const latents: SparseLatents[] = [];
   try {
     for (let start = 0; start < tokens; start += batch) {

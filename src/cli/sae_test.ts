@@ -164,7 +164,7 @@ Deno.test("sae inspect prints key: value lines and --json", async () => {
     modelName: "gpt2-small",
   });
   await writeSaeLensFolder(dir, sae, { dtype: "float16" });
-  const text = await cli("inspect", dir);
+  const text = await cli("inspect", dir, "--provider", "cpu");
   assert.equal(text.code, 0, text.stderr);
   assert.equal(
     text.stdout,
@@ -184,10 +184,11 @@ Deno.test("sae inspect prints key: value lines and --json", async () => {
       "k: 3",
       "rescale_acts_by_decoder_norm: false",
       "labels: 0",
+      "provider: cpu",
       "",
     ].join("\n"),
   );
-  const json = await cli("inspect", dir, "--json");
+  const json = await cli("inspect", dir, "--json", "--provider", "cpu");
   assert.equal(json.code, 0, json.stderr);
   assert.deepEqual(JSON.parse(json.stdout), {
     format: "saelens",
@@ -205,6 +206,7 @@ Deno.test("sae inspect prints key: value lines and --json", async () => {
     k: 3,
     rescale_acts_by_decoder_norm: false,
     labels: 0,
+    provider: "cpu",
   });
   assert.equal(json.stdout.trimEnd().split("\n").length, 1);
   const bad = await cli("inspect", join(dir, "nowhere"));
@@ -236,7 +238,10 @@ Deno.test("sae inspect --latent: label (auto-found or --labels) and decoder norm
   );
   const auto = await cli("inspect", join(dir, "sae"), "--latent", "10");
   assert.equal(auto.code, 0, auto.stderr);
-  assert.match(auto.stdout, /\nlabels: 3\nlatent: 10\n {2}label: ten\n {2}decoder_norm: 5\n$/);
+  assert.match(
+    auto.stdout,
+    /\nlabels: 3\nprovider: \w+\n(provider_note: .*\n)?latent: 10\n {2}label: ten\n {2}decoder_norm: 5\n$/,
+  );
 
   await Deno.writeTextFile(join(dir, "other.jsonl"), explanation("10", "ten, elsewhere") + "\n");
   const json = await cli(
@@ -489,5 +494,68 @@ Deno.test("sae inspect: labels of another Neuronpedia source are left out with a
   assert.equal(info.labels, 1);
   assert.equal(info.latent.label, null);
   assert.match(r.stderr, /warning: .*left out 1 of 2 explanations/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("sae --provider: a GPU provider that cannot start falls back to cpu with a note, same latents", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sae_cli_" });
+  const dIn = 16, dSae = 48, tokens = 20;
+  const sae = randomSae({ architecture: "standard", dIn, dSae, seed: 5 });
+  await writeSaeLensFolder(join(dir, "sae"), sae);
+  const x = new Rng(2).fillGaussian(new Float32Array(tokens * dIn));
+  await Deno.writeFile(join(dir, "acts.npy"), writeNpy(x, [tokens, dIn], "f32"));
+  const providers = ["webgpu", "cuda", "cpu"];
+
+  const json = await cli("inspect", join(dir, "sae"), "--provider", "webgpu", "--json");
+  assert.equal(json.code, 0, json.stderr);
+  const info = JSON.parse(json.stdout);
+  assert.ok(providers.includes(info.provider), info.provider);
+  if (info.provider === "cpu") {
+    // no GPU here: the note names the provider that failed and why
+    assert.match(info.provider_note, /^webgpu could not start: .+; running on cpu$/);
+    const text = await cli("inspect", join(dir, "sae"), "--provider", "webgpu");
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /\nprovider: cpu\nprovider_note: webgpu could not start: .+\n$/);
+  } else {
+    assert.equal(info.provider, "webgpu");
+  }
+  const auto = await cli("inspect", join(dir, "sae"), "--json");
+  assert.equal(auto.code, 0, auto.stderr);
+  assert.ok(providers.includes(JSON.parse(auto.stdout).provider));
+
+  const input = ["--input", join(dir, "acts.npy")];
+  const cpu = await cli("encode", join(dir, "sae"), ...input, "--provider", "cpu");
+  assert.equal(cpu.code, 0, cpu.stderr);
+  assert.equal(cpu.stderr, "");
+  const gpu = await cli("encode", join(dir, "sae"), ...input, "--provider", "webgpu");
+  assert.equal(gpu.code, 0, gpu.stderr);
+  if (info.provider === "cpu") {
+    assert.match(gpu.stderr, /latentwatch sae encode: warning: webgpu could not start: /);
+    assert.equal(gpu.stdout, cpu.stdout, "the same latents as the CPU path");
+  } else {
+    const a = cpu.stdout.trimEnd().split("\n").map((l) => JSON.parse(l).latents);
+    const b = gpu.stdout.trimEnd().split("\n").map((l) => JSON.parse(l).latents);
+    a.forEach((row: [number, number][], t: number) => {
+      const other = new Map<number, number>(b[t]);
+      for (const [i, v] of row) assert.ok(Math.abs((other.get(i) ?? 0) - v) <= tol(v), `${t} ${i}`);
+    });
+  }
+  const cuda = await cli("eval", join(dir, "sae"), ...input, "--provider", "cuda", "--json");
+  assert.equal(cuda.code, 0, cuda.stderr);
+  const evalCpu = await cli("eval", join(dir, "sae"), ...input, "--provider", "cpu", "--json");
+  if (!/could not start/.test(cuda.stderr)) {
+    assert.ok(Math.abs(JSON.parse(cuda.stdout).mse - JSON.parse(evalCpu.stdout).mse) < 1e-4);
+  } else {
+    assert.match(cuda.stderr, /latentwatch sae eval: warning: cuda could not start: /);
+    assert.equal(cuda.stdout, evalCpu.stdout);
+  }
+
+  const bad = await cli("inspect", join(dir, "sae"), "--provider", "gpu");
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stdout, "");
+  assert.match(
+    bad.stderr,
+    /latentwatch sae inspect: --provider: expected one of auto, webgpu, cuda, cpu, found 'gpu'/,
+  );
   await Deno.remove(dir, { recursive: true });
 });
