@@ -21,7 +21,12 @@ import { attachLabels, findLabelsNextTo, loadNeuronpediaLabels } from "../format
 import { loadProbe } from "../formats/probe.ts";
 import { loadSae } from "../formats/load.ts";
 import { resolveSteerAction, type SteerOp, SteerResolveError } from "../core/steer.ts";
-import { createOrtEncoder, createProbeEncoder, watchIsCheap } from "../runtime/ort_encoder.ts";
+import {
+  createOrtEncoder,
+  createProbeEncoder,
+  type ProviderReport,
+  watchIsCheap,
+} from "../runtime/ort_encoder.ts";
 import type { Logger } from "./log.ts";
 import type { Generation } from "./pipeline.ts";
 
@@ -180,9 +185,16 @@ function sameLatents(a: Uint32Array | undefined, b: Uint32Array): boolean {
  * reused; `reloadSae` is called when a new encoder needs an SAE's weights
  * (serve keeps no JS copy of W_enc once onnxruntime holds it).
  *
+ * New encoders run on the execution provider `execution.provider` picks
+ * (default `auto`; `docs/gpu.md`) with `execution.threads` intra-op threads;
+ * `encoder.ready` says which provider each one got, and a provider that
+ * could not start is logged as `encoder.provider_fallback` with the reason.
+ * Read it back with `encoderProvider(encoder)`.
+ *
  * @example
  * ```ts
  * const built = await buildGeneration(models, policies, log);
+ * const again = await buildGeneration(models, policies, log, built, reload, config.execution);
  * ```
  */
 export async function buildGeneration(
@@ -191,7 +203,9 @@ export async function buildGeneration(
   log: Logger,
   previous?: BuiltGeneration,
   reloadSae?: (id: string) => Promise<SaeWeights>,
+  execution: MonitorConfig["execution"] = { provider: "auto" },
 ): Promise<BuiltGeneration> {
+  const runOn = { provider: execution.provider, intraOpThreads: execution.threads };
   const encoders = new Map<string, Encoder>();
   const watched = new Map<string, Uint32Array>();
   for (const [id, sae] of models.saes) {
@@ -207,23 +221,63 @@ export async function buildGeneration(
       continue;
     }
     const weights = sae.wEnc.length > 0 ? sae : await reloadSae!(id);
-    encoders.set(id, await createOrtEncoder(weights, { watch }));
+    const encoder = await createOrtEncoder(weights, { watch, ...runOn });
+    encoders.set(id, encoder);
     const cheap = watchIsCheap(sae);
     log.info("encoder.ready", {
       id,
       mode: cheap ? "watched" : "full",
       watched: watch.length,
       why: cheap ? undefined : `${sae.architecture} ranks every latent, so all are computed`,
+      ...providerFields(id, execution.provider, encoder, log),
     });
   }
   for (const [id, probe] of models.probes) {
-    encoders.set(id, previous?.generation.encoders.get(id) ?? await createProbeEncoder(probe));
+    const reuse = previous?.generation.encoders.get(id);
+    if (reuse) {
+      encoders.set(id, reuse);
+      continue;
+    }
+    const encoder = await createProbeEncoder(probe, runOn);
+    encoders.set(id, encoder);
+    log.info("encoder.ready", {
+      id,
+      mode: "probe",
+      ...providerFields(id, execution.provider, encoder, log),
+    });
   }
   const labels = new Map(
     [...models.saes].flatMap(([id, s]) => s.labels ? [[id, s.labels] as const] : []),
   );
   const steerOps = await resolveSteering(models, policies, previous, reloadSae);
   return { generation: { encoders, policies, labels, steerOps }, watched };
+}
+
+/**
+ * The provider fields of an `encoder.ready` line; a fallback worth a warning
+ * (an explicit provider, or one that refused this model) is also logged as
+ * `encoder.provider_fallback`. When `auto` found no GPU provider here, the
+ * reason rides on `encoder.ready` as `provider_note`.
+ */
+function providerFields(
+  id: string,
+  requested: string,
+  encoder: ProviderReport,
+  log: Logger,
+): Record<string, string> {
+  if (encoder.providerFallback) {
+    log.warn("encoder.provider_fallback", {
+      id,
+      requested,
+      provider: encoder.provider,
+      reason: encoder.providerNote,
+    });
+    return { provider: encoder.provider };
+  }
+  return {
+    provider: encoder.provider,
+    ...(encoder.providerNote ? { provider_note: encoder.providerNote } : {}),
+  };
 }
 
 /**

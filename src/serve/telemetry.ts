@@ -178,6 +178,12 @@ export const METRIC_SPEC = {
     unit: "{alert}",
     help: "Alerts waiting to be published",
   },
+  "latentwatch.encoder.provider": {
+    kind: "gauge",
+    unit: "{encoder}",
+    help: "1 per encoder, labelled by encoder id and the execution provider it runs on " +
+      "(cpu, webgpu, cuda)",
+  },
   "latentwatch.requests.active": {
     kind: "gauge",
     unit: "{request}",
