@@ -393,7 +393,20 @@ async function benchServeChild(arch: "topk" | "jumprelu"): Promise<BenchResult[]
     .map((l) => JSON.parse(l) as BenchResult);
 }
 
-function machine(peak: Awaited<ReturnType<typeof matmulPeak>>, numpy: string | null) {
+/** `/proc/loadavg`'s 1, 5 and 15 minute averages: other work on the machine skews every figure. */
+function loadavg(): number[] | null {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).map(Number);
+  } catch {
+    return null;
+  }
+}
+
+function machine(
+  peak: Awaited<ReturnType<typeof matmulPeak>>,
+  numpy: string | null,
+  load: { start: number[] | null; end: number[] | null },
+) {
   let cpu = cpus()[0]?.model ?? "unknown";
   try {
     const m = /model name\s*:\s*(.*)/.exec(Deno.readTextFileSync("/proc/cpuinfo"));
@@ -409,6 +422,8 @@ function machine(peak: Awaited<ReturnType<typeof matmulPeak>>, numpy: string | n
     numpy,
     provider: "cpu",
     matmul_peak_gflops: peak,
+    loadavg_start: load.start,
+    loadavg_end: load.end,
     quick,
     date: new Date().toISOString(),
   };
@@ -434,6 +449,10 @@ function table(results: BenchResult[]): string {
 }
 
 const started = performance.now();
+const loadStart = loadavg();
+if (loadStart && loadStart[0] > 0.5) {
+  progress(`the machine is busy (load average ${loadStart.join(" ")}): figures will be low`);
+}
 const peak = await matmulPeak();
 const results: BenchResult[] = await benchEncode(peak.peak);
 results.push(...await benchWatched(results));
@@ -445,7 +464,10 @@ progress("policy evaluation with 1, 100 and 1000 rules");
 results.push(...await benchPolicy({ quick }));
 
 const numpyVersion = (await runNumpy({ cases: [] }))?.numpy ?? null;
-const report = { machine: machine(peak, numpyVersion), results };
+const report = {
+  machine: machine(peak, numpyVersion, { start: loadStart, end: loadavg() }),
+  results,
+};
 await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
 await Deno.writeTextFile(outPath, JSON.stringify(report, null, 2) + "\n");
 const stem = outPath.replace(/\.json$/, "");
