@@ -204,9 +204,11 @@ export async function buildGeneration(
   previous?: BuiltGeneration,
   reloadSae?: (id: string) => Promise<SaeWeights>,
   execution: MonitorConfig["execution"] = { provider: "auto" },
+  evidence: Pick<MonitorConfig["evidence"], "topLatents"> = { topLatents: 0 },
 ): Promise<BuiltGeneration> {
   const runOn = { provider: execution.provider, intraOpThreads: execution.threads };
   const encoders = new Map<string, Encoder>();
+  const evidenceEncoders = new Map<string, Encoder>();
   const watched = new Map<string, Uint32Array>();
   for (const [id, sae] of models.saes) {
     const watch = policies.watchedLatents(id);
@@ -215,15 +217,28 @@ export async function buildGeneration(
       continue;
     }
     watched.set(id, watch);
+    const cheap = watchIsCheap(sae);
     const reuse = previous?.generation.encoders.get(id);
-    if (reuse && sameLatents(previous!.watched.get(id), watch)) {
+    // a full (TopK) encoder reports every active latent whatever the rules read,
+    // so it serves any watched set, and the evidence too
+    if (reuse && (!cheap || sameLatents(previous!.watched.get(id), watch))) {
       encoders.set(id, reuse);
+      const ev = previous!.generation.evidenceEncoders?.get(id);
+      if (evidence.topLatents > 0) {
+        evidenceEncoders.set(id, ev ?? await evidenceEncoder(id, sae, reuse, cheap));
+      }
       continue;
     }
     const weights = sae.wEnc.length > 0 ? sae : await reloadSae!(id);
-    const encoder = await createOrtEncoder(weights, { watch, ...runOn });
+    const encoder = await createOrtEncoder(weights, { ...(cheap ? { watch } : {}), ...runOn });
     encoders.set(id, encoder);
-    const cheap = watchIsCheap(sae);
+    if (evidence.topLatents > 0) {
+      const ev = previous?.generation.evidenceEncoders?.get(id);
+      evidenceEncoders.set(
+        id,
+        ev && cheap ? ev : await evidenceEncoder(id, weights, encoder, cheap),
+      );
+    }
     log.info("encoder.ready", {
       id,
       mode: cheap ? "watched" : "full",
@@ -250,7 +265,31 @@ export async function buildGeneration(
     [...models.saes].flatMap(([id, s]) => s.labels ? [[id, s.labels] as const] : []),
   );
   const steerOps = await resolveSteering(models, policies, previous, reloadSae);
-  return { generation: { encoders, policies, labels, steerOps }, watched };
+  return { generation: { encoders, policies, labels, steerOps, evidenceEncoders }, watched };
+
+  /**
+   * The encoder the evidence on alerts uses: every latent of the SAE. A full
+   * encoder is its own; a watched one needs a second session with all of
+   * W_enc (its memory is the price of evidence; `evidence.top_latents: 0`
+   * saves it).
+   */
+  async function evidenceEncoder(
+    id: string,
+    sae: SaeWeights,
+    main: Encoder,
+    cheap: boolean,
+  ): Promise<Encoder> {
+    if (!cheap) return main;
+    const weights = sae.wEnc.length > 0 ? sae : await reloadSae!(id);
+    const encoder = await createOrtEncoder(weights, runOn);
+    log.info("encoder.ready", {
+      id,
+      mode: "evidence",
+      why: "alerts carry the flagged tokens' strongest latents (evidence.top_latents)",
+      ...providerFields(id, execution.provider, encoder, log),
+    });
+    return encoder;
+  }
 }
 
 /**
@@ -343,6 +382,18 @@ async function resolveSteering(
  * ```
  */
 export async function closeUnused(old: Generation, current: Generation): Promise<void> {
-  const kept = new Set(current.encoders.values());
-  for (const e of old.encoders.values()) if (!kept.has(e)) await e.close();
+  const kept = new Set(allEncoders(current));
+  for (const e of new Set(allEncoders(old))) if (!kept.has(e)) await e.close();
+}
+
+/**
+ * Every encoder a generation holds (signal and evidence encoders), each once.
+ *
+ * @example
+ * ```ts
+ * for (const e of allEncoders(generation)) await e.close();
+ * ```
+ */
+export function allEncoders(g: Generation): Encoder[] {
+  return [...new Set([...g.encoders.values(), ...(g.evidenceEncoders?.values() ?? [])])];
 }

@@ -14,6 +14,7 @@ import { connectNatsBus } from "../bus/nats_bus.ts";
 import type { MonitorConfig } from "../config/monitor.ts";
 import { dirname, resolve } from "node:path";
 import {
+  allEncoders,
   buildGeneration,
   closeUnused,
   compileMonitorPolicies,
@@ -22,7 +23,8 @@ import {
 } from "./components.ts";
 import { controlApi, serveControlApi } from "./control_api.ts";
 import { Logger } from "./log.ts";
-import { Pipeline } from "./pipeline.ts";
+import { type Generation, Pipeline } from "./pipeline.ts";
+import { encoderProvider } from "../runtime/ort_encoder.ts";
 import { TraceWriter } from "../traces/writer.ts";
 import { JetStreamSink } from "../sinks/jetstream.ts";
 import type { AlertSink } from "../sinks/sink.ts";
@@ -65,6 +67,20 @@ export interface RunningMonitor {
   reload(): Promise<ReloadResult>;
   /** Stop (once; later calls return the same result); resolves with the number of alerts that could not be delivered in time. */
   stop(): Promise<number>;
+}
+
+/** `latentwatch.encoder.provider`: 1 per live encoder {encoder, provider}; encoders a reload dropped go to 0. */
+function setProviderGauge(telemetry: Telemetry, current: Generation, old?: Generation): void {
+  for (const [id, e] of old?.encoders ?? []) {
+    const p = encoderProvider(e)?.provider;
+    if (p && current.encoders.get(id) !== e) {
+      telemetry.set("latentwatch.encoder.provider", 0, { encoder: id, provider: p });
+    }
+  }
+  for (const [id, e] of current.encoders) {
+    const p = encoderProvider(e)?.provider;
+    if (p) telemetry.set("latentwatch.encoder.provider", 1, { encoder: id, provider: p });
+  }
 }
 
 /**
@@ -145,14 +161,23 @@ async function start(
 
   const models = await loadMonitorModels(config, log);
   const { saes, dIn } = models;
-  let built = await buildGeneration(models, await compileMonitorPolicies(config, models), log);
+  let built = await buildGeneration(
+    models,
+    await compileMonitorPolicies(config, models),
+    log,
+    undefined,
+    undefined,
+    config.execution,
+    config.evidence,
+  );
+  setProviderGauge(telemetry, built.generation);
   log.info("policies.loaded", {
     files: config.policies.length,
     rules: built.generation.policies.rules.length,
   });
   dropEncoderWeights(saes);
   undo.push(async () => {
-    for (const e of built.generation.encoders.values()) await e.close();
+    for (const e of allEncoders(built.generation)) await e.close();
   });
 
   const subject = config.nats.subject ?? tapSubjectFilter(config.model, config.hook);
@@ -279,6 +304,7 @@ async function start(
     ...built.generation,
     batching: config.batching,
     steering: config.steering,
+    evidence: config.evidence,
     sinks,
     bus: connected,
     telemetry,
@@ -305,14 +331,19 @@ async function start(
     reloading = reloading.then(async () => {
       try {
         const policies = await compileMonitorPolicies(config, models);
-        const next = await buildGeneration(models, policies, log, built, (id) =>
-          loadMonitorSae(
-            config.saes.find((s) => s.id === id)!,
-            log,
-          ));
+        const next = await buildGeneration(
+          models,
+          policies,
+          log,
+          built,
+          (id) => loadMonitorSae(config.saes.find((s) => s.id === id)!, log),
+          config.execution,
+          config.evidence,
+        );
         const old = await running.swap(next.generation);
         built = next;
         await closeUnused(old, next.generation);
+        setProviderGauge(telemetry, next.generation, old);
         telemetry.add("latentwatch.policy.reloads", 1, { result: "ok" });
         log.info("policies.reloaded", { rules: policies.rules.length });
         return { ok: true, rules: policies.rules.length };
@@ -345,7 +376,7 @@ async function start(
         // live SSE streams end first: the server's shutdown waits for open responses
         feed.close();
         await server?.shutdown();
-        for (const e of running.generation.encoders.values()) await e.close();
+        for (const e of allEncoders(running.generation)) await e.close();
         if (!opts.bus) await connected.close();
         log.flush();
         return undelivered;
