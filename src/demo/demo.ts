@@ -161,6 +161,16 @@ export async function runDemoCommand(args: string[]): Promise<number> {
           }${alert.latent.threshold !== undefined ? ` > ${alert.latent.threshold}` : ""}`,
       );
       if (alert.tags?.length) out(`         tags ${alert.tags.join(", ")}`);
+      const strongest = alert.evidence[0]?.topLatents;
+      if (strongest?.length) {
+        out(
+          `         top latents of "${alert.evidence[0].text ?? "?"}": ${
+            strongest.slice(0, 3).map((l) =>
+              `${l.index}${l.label ? ` "${l.label}"` : ""} ${l.value.toFixed(2)}`
+            ).join(", ")
+          }`,
+        );
+      }
       if (alert.description) out(`         ${alert.description}`);
       for (const s of alert.steer ?? []) out(`         steer requested: ${JSON.stringify(s)}`);
     },
