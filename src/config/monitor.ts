@@ -50,7 +50,8 @@ export interface MonitorConfig {
     adaptive: boolean;
   };
   /** Where onnxruntime runs the encoders (`docs/gpu.md`). */
-  execution: { provider: ExecutionProviderSetting; threads?: number };
+  /** `spin`: let idle onnxruntime threads spin-wait (default false: the cores stay free). */
+  execution: { provider: ExecutionProviderSetting; threads?: number; spin: boolean };
   /**
    * Evidence on alerts: when an alert fires, the flagged tokens are encoded in
    * full and their `topLatents` strongest latents (with labels) attached;
@@ -430,7 +431,8 @@ export const MonitorFileSchema = z.strictObject({
       error: expectMessage(`one of ${EXECUTION_PROVIDERS.join(", ")}`),
     }).default(MONITOR_DEFAULTS.provider),
     threads: int(1, 1024, "onnxruntime intra-op threads per encoder").optional(),
-  }).default({ provider: MONITOR_DEFAULTS.provider }),
+    spin: z.boolean({ error: expectMessage("true or false") }).default(false),
+  }).default({ provider: MONITOR_DEFAULTS.provider, spin: false }),
   evidence: z.strictObject({
     top_latents: int(0, 64, "top latents attached per flagged token; 0: off")
       .default(MONITOR_DEFAULTS.evidenceTopLatents),
@@ -514,6 +516,7 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
     },
     execution: {
       provider: m.execution.provider,
+      spin: m.execution.spin,
       ...(m.execution.threads !== undefined ? { threads: m.execution.threads } : {}),
     },
     evidence: { topLatents: m.evidence.top_latents, ringTokens: m.evidence.ring_tokens },

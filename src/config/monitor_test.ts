@@ -39,7 +39,7 @@ Deno.test("parseMonitorConfig: defaults and paths resolved against the file's fo
     nats: { url: "nats://127.0.0.1:4222" },
     alerts: { stream: "LATENTWATCH_ALERTS", subject: "latentwatch.alerts.demo", maxQueue: 10000 },
     batching: { maxBatchTokens: 128, maxWaitMs: 2, maxQueueTokens: 16384, adaptive: true },
-    execution: { provider: "auto" },
+    execution: { provider: "auto", spin: false },
     evidence: { topLatents: 5, ringTokens: 4096 },
     steering: { enabled: true, ttlMs: 5000 },
     sinks: [],
@@ -65,6 +65,7 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
     "execution:",
     "  provider: cpu",
     "  threads: 2",
+    "  spin: true",
     "evidence:",
     "  top_latents: 0",
     "  ring_tokens: 16",
@@ -88,7 +89,7 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
     maxQueueTokens: 64,
     adaptive: false,
   });
-  assert.deepEqual(cfg.execution, { provider: "cpu", threads: 2 });
+  assert.deepEqual(cfg.execution, { provider: "cpu", threads: 2, spin: true });
   assert.deepEqual(cfg.evidence, { topLatents: 0, ringTokens: 16 });
   assert.deepEqual(cfg.control, { listen: "0.0.0.0:9000" });
   assert.deepEqual(cfg.steering, { enabled: false, ttlMs: 250 });
@@ -109,7 +110,7 @@ Deno.test("parseMonitorConfig: partial sections keep the other defaults", () => 
     maxQueueTokens: 16384,
     adaptive: true,
   });
-  assert.deepEqual(cfg.execution, { provider: "auto", threads: 4 });
+  assert.deepEqual(cfg.execution, { provider: "auto", threads: 4, spin: false });
   assert.deepEqual(cfg.evidence, { topLatents: 5, ringTokens: 100000 });
 });
 
@@ -179,13 +180,13 @@ Deno.test("parseMonitorConfig: execution, evidence and batching.adaptive errors 
     '/srv/lw/m.yaml:10:13: expected true or false, found the string "sometimes"',
     '/srv/lw/m.yaml:12:13: expected one of auto, webgpu, cuda, cpu, found the string "gpu"',
     "/srv/lw/m.yaml:13:12: expected an integer in 1..1024 (onnxruntime intra-op threads per encoder), found 0",
-    "/srv/lw/m.yaml:14:3: unknown key 'device'; expected one of: provider, threads",
+    "/srv/lw/m.yaml:14:3: unknown key 'device'; expected one of: provider, threads, spin",
     "/srv/lw/m.yaml:16:16: expected an integer in 0..64 (top latents attached per flagged token; 0: off), found 65",
     "/srv/lw/m.yaml:17:16: expected an integer in 16..1000000 (tokens of recent activations kept for evidence), found 8",
   ]);
   for (const provider of ["auto", "webgpu", "cuda", "cpu"]) {
     const cfg = parseMonitorConfig(MINIMAL + `execution: { provider: ${provider} }\n`, "m.yaml");
-    assert.deepEqual(cfg.execution, { provider });
+    assert.deepEqual(cfg.execution, { provider, spin: false });
   }
 });
 

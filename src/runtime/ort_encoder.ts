@@ -76,6 +76,8 @@ export interface OrtEncoderOptions {
   externalDataThreshold?: number;
   /** Trade MatMul speed for memory on very large SAEs (see `sessionOptions`). */
   disablePrepacking?: boolean;
+  /** Let idle onnxruntime threads spin-wait (default true; `serve` turns it off). */
+  spinning?: boolean;
   /**
    * Execution provider setting (`provider.ts`): `cpu` (the default here),
    * `auto`, `webgpu` or `cuda`; a GPU provider that cannot start falls back
@@ -112,6 +114,7 @@ export async function createOrtEncoder(
     provider,
     intraOpThreads: opts.intraOpThreads,
     disablePrepacking: opts.disablePrepacking,
+    spinning: opts.spinning,
     threshold: opts.externalDataThreshold,
     onProgress: opts.onProgress,
   });

@@ -72,11 +72,12 @@ export function buildProbeGraph(probe: LinearProbe): OnnxTypes.IModelProto {
  */
 export async function createProbeEncoder(
   probe: LinearProbe,
-  opts: { intraOpThreads?: number; provider?: ExecutionProviderSetting } = {},
+  opts: { intraOpThreads?: number; provider?: ExecutionProviderSetting; spinning?: boolean } = {},
 ): Promise<Encoder & ProviderReport> {
   const opened = await openProviderSession(buildProbeGraph(probe), {
     provider: opts.provider ?? "cpu",
     intraOpThreads: opts.intraOpThreads,
+    spinning: opts.spinning,
   });
   return new ProbeEncoder(opened, probe);
 }

@@ -42,6 +42,7 @@ export function sessionOptions(
   intraOpThreads?: number,
   disablePrepacking = false,
   provider: ExecutionProvider = "cpu",
+  spinning = true,
 ): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [provider],
@@ -49,7 +50,12 @@ export function sessionOptions(
     executionMode: "sequential",
   };
   if (intraOpThreads !== undefined) options.intraOpNumThreads = intraOpThreads;
-  if (disablePrepacking) options.extra = { session: { disable_prepacking: "1" } };
+  const session: Record<string, unknown> = {};
+  if (disablePrepacking) session.disable_prepacking = "1";
+  // idle intra-op threads spin by default, burning cores a sidecar shares
+  // with its model server (and with its own JS thread and nats-server)
+  if (!spinning) session.intra_op = { allow_spinning: "0" };
+  if (Object.keys(session).length > 0) options.extra = { session };
   return options;
 }
 
@@ -82,6 +88,8 @@ export interface ProviderSessionOptions {
   intraOpThreads?: number;
   /** See {@linkcode sessionOptions}. */
   disablePrepacking?: boolean;
+  /** Let idle intra-op threads spin-wait for work (onnxruntime's default, true). */
+  spinning?: boolean;
   /** Bytes of initializers above which external data is used (default 1.5 GiB). */
   threshold?: number;
   onProgress?: ProgressFn;
@@ -119,7 +127,7 @@ export function openProviderSession(
       const r = await onProvider(setting, (provider) =>
         createSession(
           source,
-          sessionOptions(opts.intraOpThreads, opts.disablePrepacking, provider),
+          sessionOptions(opts.intraOpThreads, opts.disablePrepacking, provider, opts.spinning),
           onProgress,
         ));
       return {

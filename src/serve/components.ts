@@ -203,10 +203,16 @@ export async function buildGeneration(
   log: Logger,
   previous?: BuiltGeneration,
   reloadSae?: (id: string) => Promise<SaeWeights>,
-  execution: MonitorConfig["execution"] = { provider: "auto" },
+  execution: Pick<MonitorConfig["execution"], "provider" | "threads"> & { spin?: boolean } = {
+    provider: "auto",
+  },
   evidence: Pick<MonitorConfig["evidence"], "topLatents"> = { topLatents: 0 },
 ): Promise<BuiltGeneration> {
-  const runOn = { provider: execution.provider, intraOpThreads: execution.threads };
+  const runOn = {
+    provider: execution.provider,
+    intraOpThreads: execution.threads,
+    spinning: execution.spin ?? false,
+  };
   const encoders = new Map<string, Encoder>();
   const evidenceEncoders = new Map<string, Encoder>();
   const watched = new Map<string, Uint32Array>();
