@@ -105,6 +105,11 @@ async function withAccounts(
   }
 }
 
+/** A test against a real nats-server started with deploy/nats/accounts.conf (see {@linkcode withAccounts}). */
+function accountsTest(name: string, fn: Parameters<typeof withAccounts>[0]): void {
+  Deno.test({ name, sanitizeResources: false, sanitizeOps: false, fn: () => withAccounts(fn) });
+}
+
 /** Messages received on `subject` through `bus`, in order, as text. */
 function collect(bus: NatsBus, subject: string): string[] {
   const got: string[] = [];
@@ -257,73 +262,64 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "deploy: the sidecar user publishes steering commands and a tap user receives them",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: () =>
-    withAccounts(async (login) => {
-      const sidecar = await login("latentwatch");
-      const tap = await login("tap");
-      // a tap listening on every partition of its model and hook
-      const commands = collect(tap.bus, "latentwatch.steer.v1.m.h.*");
-      await tap.bus.flush();
-      sidecar.bus.publish("latentwatch.steer.v1.m.h.0", enc('{"v":1,"id":"c1"}'));
-      await until(() => commands.length === 1, "the command at the tap");
-      assert.deepEqual(commands, ['{"v":1,"id":"c1"}']);
-      assert.deepEqual(sidecar.errors, [], "no violation for the sidecar");
-      assert.deepEqual(tap.errors, [], "nor for the tap's subscription");
-    }),
-});
+accountsTest(
+  "deploy: the sidecar user publishes steering commands and a tap user receives them",
+  async (login) => {
+    const sidecar = await login("latentwatch");
+    const tap = await login("tap");
+    // a tap listening on every partition of its model and hook
+    const commands = collect(tap.bus, "latentwatch.steer.v1.m.h.*");
+    await tap.bus.flush();
+    sidecar.bus.publish("latentwatch.steer.v1.m.h.0", enc('{"v":1,"id":"c1"}'));
+    await until(() => commands.length === 1, "the command at the tap");
+    assert.deepEqual(commands, ['{"v":1,"id":"c1"}']);
+    assert.deepEqual(sidecar.errors, [], "no violation for the sidecar");
+    assert.deepEqual(tap.errors, [], "nor for the tap's subscription");
+  },
+);
 
-Deno.test({
-  name: "deploy: neither a tap user nor the soc user can publish steering commands",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: () =>
-    withAccounts(async (login) => {
-      const sidecar = await login("latentwatch");
-      const listener = await login("tap");
-      const forger = await login("tap");
-      const soc = await login("soc");
-      const commands = collect(listener.bus, "latentwatch.steer.v1.>");
-      await listener.bus.flush();
+accountsTest(
+  "deploy: neither a tap user nor the soc user can publish steering commands",
+  async (login) => {
+    const sidecar = await login("latentwatch");
+    const listener = await login("tap");
+    const forger = await login("tap");
+    const soc = await login("soc");
+    const commands = collect(listener.bus, "latentwatch.steer.v1.>");
+    await listener.bus.flush();
 
-      forger.bus.publish("latentwatch.steer.v1.m.h.0", enc('{"v":1,"id":"from-a-tap"}'));
-      await forger.refused("latentwatch.steer.v1.m.h.0");
-      soc.bus.publish("latentwatch.steer.v1.m.h.0", enc('{"v":1,"id":"from-soc"}'));
-      await soc.refused("latentwatch.steer.v1.m.h.0");
-      // a tap writes no alerts either
-      forger.bus.publish("latentwatch.alerts.demo", enc("forged"));
-      await forger.refused("latentwatch.alerts.demo");
+    forger.bus.publish("latentwatch.steer.v1.m.h.0", enc('{"v":1,"id":"from-a-tap"}'));
+    await forger.refused("latentwatch.steer.v1.m.h.0");
+    soc.bus.publish("latentwatch.steer.v1.m.h.0", enc('{"v":1,"id":"from-soc"}'));
+    await soc.refused("latentwatch.steer.v1.m.h.0");
+    // a tap writes no alerts either
+    forger.bus.publish("latentwatch.alerts.demo", enc("forged"));
+    await forger.refused("latentwatch.alerts.demo");
 
-      // the refused publishes were dropped before this one, sent after them,
-      // reached the listener: it holds the sidecar's command and nothing else
-      sidecar.bus.publish("latentwatch.steer.v1.m.h.0", enc('{"v":1,"id":"from-sidecar"}'));
-      await until(() => commands.length >= 1, "the sidecar's command");
-      await listener.bus.flush();
-      assert.deepEqual(commands, ['{"v":1,"id":"from-sidecar"}']);
-    }),
-});
+    // the refused publishes were dropped before this one, sent after them,
+    // reached the listener: it holds the sidecar's command and nothing else
+    sidecar.bus.publish("latentwatch.steer.v1.m.h.0", enc('{"v":1,"id":"from-sidecar"}'));
+    await until(() => commands.length >= 1, "the sidecar's command");
+    await listener.bus.flush();
+    assert.deepEqual(commands, ['{"v":1,"id":"from-sidecar"}']);
+  },
+);
 
-Deno.test({
-  name: "deploy: a tap user publishes steering acknowledgements and the sidecar receives them",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: () =>
-    withAccounts(async (login) => {
-      const sidecar = await login("latentwatch");
-      const tap = await login("tap");
-      const acks = collect(sidecar.bus, "latentwatch.steer-ack.v1.>");
-      await sidecar.bus.flush();
-      const ack = '{"v":1,"id":"c1","request_id":"r1","status":"applied","position":8}';
-      tap.bus.publish("latentwatch.steer-ack.v1.m.h", enc(ack));
-      await until(() => acks.length === 1, "the ack at the sidecar");
-      assert.deepEqual(acks, [ack]);
-      assert.deepEqual(tap.errors, []);
-      assert.deepEqual(sidecar.errors, []);
-    }),
-});
+accountsTest(
+  "deploy: a tap user publishes steering acknowledgements and the sidecar receives them",
+  async (login) => {
+    const sidecar = await login("latentwatch");
+    const tap = await login("tap");
+    const acks = collect(sidecar.bus, "latentwatch.steer-ack.v1.>");
+    await sidecar.bus.flush();
+    const ack = '{"v":1,"id":"c1","request_id":"r1","status":"applied","position":8}';
+    tap.bus.publish("latentwatch.steer-ack.v1.m.h", enc(ack));
+    await until(() => acks.length === 1, "the ack at the sidecar");
+    assert.deepEqual(acks, [ack]);
+    assert.deepEqual(tap.errors, []);
+    assert.deepEqual(sidecar.errors, []);
+  },
+);
 
 Deno.test({
   name:
@@ -364,39 +360,36 @@ Deno.test({
     }),
 });
 
-Deno.test({
-  name: "deploy: a tap user cannot forge the verdict for another tap's gated frame",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: () =>
-    withAccounts(async (login) => {
-      const sidecar = await login("latentwatch");
-      const victim = await login("tap");
-      const forger = await login("tap");
-      const genuine = '{"v":1,"request_id":"r1","seq":0,"verdict":"steer","commands":[]}';
-      // the sidecar holds the request until the forger has tried
-      let inbox = "";
-      sidecar.bus.subscribe("latentwatch.tap.v1.>", (m) => {
-        if (m.reply) inbox = m.reply;
-      });
-      await sidecar.bus.flush();
-      const pending = victim.bus.request(
-        "latentwatch.tap.v1.m.h.0",
-        enc("gated frame"),
-        undefined,
-        5000,
-      );
-      await until(() => inbox !== "", "the gated frame at the sidecar");
+accountsTest(
+  "deploy: a tap user cannot forge the verdict for another tap's gated frame",
+  async (login) => {
+    const sidecar = await login("latentwatch");
+    const victim = await login("tap");
+    const forger = await login("tap");
+    const genuine = '{"v":1,"request_id":"r1","seq":0,"verdict":"steer","commands":[]}';
+    // the sidecar holds the request until the forger has tried
+    let inbox = "";
+    sidecar.bus.subscribe("latentwatch.tap.v1.>", (m) => {
+      if (m.reply) inbox = m.reply;
+    });
+    await sidecar.bus.flush();
+    const pending = victim.bus.request(
+      "latentwatch.tap.v1.m.h.0",
+      enc("gated frame"),
+      undefined,
+      5000,
+    );
+    await until(() => inbox !== "", "the gated frame at the sidecar");
 
-      // the forger publishes straight to the victim's inbox subject: refused
-      forger.bus.publish(inbox, enc('{"v":1,"request_id":"r1","seq":0,"verdict":"continue"}'));
-      await forger.refused(inbox);
-      // the victim's request still resolves with the sidecar's verdict only
-      sidecar.bus.publish(inbox, enc(genuine));
-      assert.equal(dec((await pending).data), genuine);
-      assert.deepEqual(sidecar.errors, []);
-    }),
-});
+    // the forger publishes straight to the victim's inbox subject: refused
+    forger.bus.publish(inbox, enc('{"v":1,"request_id":"r1","seq":0,"verdict":"continue"}'));
+    await forger.refused(inbox);
+    // the victim's request still resolves with the sidecar's verdict only
+    sidecar.bus.publish(inbox, enc(genuine));
+    assert.equal(dec((await pending).data), genuine);
+    assert.deepEqual(sidecar.errors, []);
+  },
+);
 
 Deno.test("deploy: the Vector config parses and wires NATS to Splunk, Elastic and syslog", async () => {
   const cfg = parseYaml(await Deno.readTextFile(`${DEPLOY}vector/vector.yaml`));
