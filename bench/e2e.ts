@@ -5,12 +5,11 @@
  *
  * 1. saturation: a closed-loop generator keeps 512 tokens outstanding, so the
  *    figure is the most `serve` sustains and nothing is dropped;
- * 2. fixed loads: an open-loop generator in its own process
- *    (`bench/load_gen.ts`, as a model server is) publishes frames on a
- *    schedule at a fixed share of that rate (whatever the sidecar does),
- *    bounded in count and time; latency is frame published (its
- *    `Lw-Meta-sent` wall-clock stamp) → its tokens encoded and evaluated (the
- *    pipeline's `onEncoded` hook, in this process);
+ * 2. fixed loads: an open-loop generator publishes frames on a schedule at a
+ *    fixed share of that rate (whatever the sidecar does), bounded in count
+ *    and time; latency is frame published → its tokens encoded and evaluated
+ *    (the pipeline's `onEncoded` hook), the rate generator and sidecar share
+ *    this process;
  * 3. RSS over time (JumpReLU): half load for two minutes (20 s in --quick),
  *    RSS sampled every second.
  *
@@ -133,28 +132,19 @@ export async function benchServe(
     let latencies: number[] = [];
     let encoded = 0;
     let lastEncodedAt = 0;
-    /** When the current phase's first tokens were evaluated (0: not yet). */
-    let firstEncodedAt = 0;
     const monitor = await startMonitor(await loadMonitorConfig(`${dir}/monitor.yaml`), {
       spoolDir: `${dir}/spool`,
       log: new Logger({ quiet: true }),
       controlListen: null,
       onEncoded: (frames) => {
         const now = performance.now();
-        const wall = performance.timeOrigin + now;
         for (const f of frames) {
-          if (f.meta?.sent !== undefined) {
-            // stamped by the load generator's process: compare wall clocks
-            if (f.tokens > 0) latencies.push(wall - Number(f.meta.sent));
-          } else {
-            const key = `${f.requestId}:${f.position}`;
-            const t0 = sent.get(key);
-            if (t0 !== undefined) latencies.push(now - t0);
-            sent.delete(key);
-          }
+          const key = `${f.requestId}:${f.position}`;
+          const t0 = sent.get(key);
+          if (t0 !== undefined) latencies.push(now - t0);
+          sent.delete(key);
           encoded += f.tokens;
         }
-        if (firstEncodedAt === 0) firstEncodedAt = now;
         lastEncodedAt = now;
       },
     });
@@ -190,7 +180,6 @@ export async function benchServe(
     };
     const begin = () => {
       latencies = [];
-      firstEncodedAt = 0;
       phasePeak = rssMb();
       return { encoded0: encoded, dropped0: dropped(), t0: performance.now() };
     };
@@ -234,48 +223,39 @@ export async function benchServe(
     const saturation = rows[0].tokens_per_s;
 
     // 2. and 3. open loop at fixed rates
-    let loadRun = 0;
     const openLoop = async (fraction: number, secs: number, rowName: string) => {
       const rate = fraction * saturation;
+      const interval = (tokensPerFrame / rate) * 1000;
+      const frames = Math.max(1, Math.floor((rate * secs) / tokensPerFrame));
       const { encoded0, dropped0, t0 } = begin();
-      const child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "--config",
-          new URL("../deno.json", import.meta.url).pathname,
-          new URL("./load_gen.ts", import.meta.url).pathname,
-          "--url",
-          server.url,
-          "--rate",
-          String(rate),
-          "--seconds",
-          String(secs),
-          "--tokens",
-          String(tokensPerFrame),
-          "--requests",
-          String(requests),
-          "--prefix",
-          `load${loadRun++}`,
-        ],
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
-      const samples: number[] = [rssMb()];
-      const sampling = setInterval(() => samples.push(rssMb()), 1000);
-      const { code, stdout } = await child.output();
-      clearInterval(sampling);
-      if (code !== 0) throw new Error(`load generator exited with ${code}`);
-      const gen = JSON.parse(new TextDecoder().decode(stdout).trim().split("\n").pop()!) as {
-        tokens: number;
-        schedule_lag_p99_ms: number;
-      };
-      const deadline = Date.now() + 10_000;
-      while (encoded - encoded0 < gen.tokens && Date.now() < deadline) await sleep(1);
+      const hardEnd = t0 + secs * 1000 + 5000;
+      const samples: number[] = [];
+      let nextSample = t0;
+      const lags: number[] = [];
+      let i = 0;
+      while (i < frames && performance.now() < hardEnd) {
+        const now = performance.now();
+        if (now >= nextSample) {
+          samples.push(rssMb());
+          nextSample += 1000;
+        }
+        const due = t0 + i * interval;
+        if (due > now) {
+          await sleep(Math.max(1, Math.round(due - now)));
+          continue;
+        }
+        for (let n = 0; i < frames && t0 + i * interval <= performance.now() && n < 64; n++) {
+          lags.push(performance.now() - (t0 + i * interval));
+          publish();
+          i++;
+        }
+        await sleep(0);
+      }
+      await drain(Date.now() + 10_000);
       samples.push(rssMb());
-      // the generator process takes a moment to start: time from its first evaluated frame
-      const took = Math.max(1e-3, (lastEncodedAt - (firstEncodedAt || t0)) / 1000);
+      const took = (Math.max(lastEncodedAt, t0 + 1) - t0) / 1000;
       latencies.sort((a, b) => a - b);
+      lags.sort((a, b) => a - b);
       const row: BenchResult = {
         name: rowName,
         tokens_per_s: (encoded - encoded0) / took,
@@ -287,7 +267,7 @@ export async function benchServe(
         offered_tokens_per_s: rate,
         load_fraction: fraction,
         dropped_tokens: dropped() - dropped0,
-        schedule_lag_p99_ms: gen.schedule_lag_p99_ms,
+        schedule_lag_p99_ms: pct(lags, 99) ?? 0,
       };
       return { row, samples };
     };
