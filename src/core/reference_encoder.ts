@@ -28,6 +28,31 @@ export class EncoderInputError extends RangeError {
   override name = "EncoderInputError";
 }
 
+/**
+ * Check an encoder's input: `tokens` a non-negative integer and `x` at least
+ * `tokens × dIn` values. Returns `tokens × dIn`; throws
+ * {@linkcode EncoderInputError} saying what was expected and found.
+ *
+ * @example
+ * ```ts
+ * checkEncodeInput(new Float32Array(8), 2, 4); // 8
+ * ```
+ */
+export function checkEncodeInput(x: Float32Array, tokens: number, dIn: number): number {
+  if (!Number.isSafeInteger(tokens) || tokens < 0) {
+    throw new EncoderInputError(
+      `encode: expected a non-negative integer token count, found ${tokens}`,
+    );
+  }
+  const n = tokens * dIn;
+  if (x.length < n) {
+    throw new EncoderInputError(
+      `encode: expected at least ${tokens} × ${dIn} = ${n} values, found ${x.length}`,
+    );
+  }
+  return n;
+}
+
 /** Added to σ (not inside the square root) by SAELens and OpenAI layer_norm. */
 export const LAYER_NORM_EPS = 1e-5;
 

@@ -19,7 +19,7 @@
  */
 
 import * as ort from "onnxruntime-node";
-import { canonicalWatch, EncoderInputError } from "../core/reference_encoder.ts";
+import { canonicalWatch, checkEncodeInput } from "../core/reference_encoder.ts";
 import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import {
   buildEncoderGraph,
@@ -161,18 +161,8 @@ class OrtEncoder implements ProviderEncoder {
   }
 
   async encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
-    if (!Number.isSafeInteger(tokens) || tokens < 0) {
-      throw new EncoderInputError(
-        `encode: expected a non-negative integer token count, found ${tokens}`,
-      );
-    }
+    const n = checkEncodeInput(x, tokens, this.dIn);
     if (tokens === 0) return [];
-    const n = tokens * this.dIn;
-    if (x.length < n) {
-      throw new EncoderInputError(
-        `encode: expected at least ${tokens} × ${this.dIn} = ${n} values, found ${x.length}`,
-      );
-    }
     const input = new ort.Tensor("float32", x.length === n ? x : x.subarray(0, n), [
       tokens,
       this.dIn,

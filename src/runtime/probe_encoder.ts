@@ -11,7 +11,7 @@
 import type { onnx as OnnxTypes } from "onnx-proto";
 import onnxProto from "onnx-proto";
 import * as ort from "onnxruntime-node";
-import { EncoderConfigError, EncoderInputError } from "../core/reference_encoder.ts";
+import { checkEncodeInput, EncoderConfigError } from "../core/reference_encoder.ts";
 import type { Encoder, LinearProbe, SparseLatents } from "../core/sae.ts";
 import { floatInit, INPUT_NAME, modelOf, node, valueInfo } from "./onnx_graph.ts";
 import { openProviderSession, type ProviderSession } from "./session.ts";
@@ -100,18 +100,8 @@ class ProbeEncoder implements Encoder, ProviderReport {
   }
 
   async encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
-    if (!Number.isSafeInteger(tokens) || tokens < 0) {
-      throw new EncoderInputError(
-        `encode: expected a non-negative integer token count, found ${tokens}`,
-      );
-    }
+    const len = checkEncodeInput(x, tokens, this.dIn);
     if (tokens === 0) return [];
-    const len = tokens * this.dIn;
-    if (x.length < len) {
-      throw new EncoderInputError(
-        `encode: expected at least ${tokens} × ${this.dIn} = ${len} values, found ${x.length}`,
-      );
-    }
     const input = new ort.Tensor("float32", x.subarray(0, len), [tokens, this.dIn]);
     const out = await this.#session.run({ [INPUT_NAME]: input });
     // Copy once out of onnxruntime's buffer; rows are views of the copy.
