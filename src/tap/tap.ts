@@ -29,7 +29,7 @@ import {
   SteerProtocolError,
   steerSubjectFilter,
 } from "../core/steer.ts";
-import { RequestSteering, type SteeringStats } from "./steering.ts";
+import { emptySteeringStats, RequestSteering, type SteeringStats } from "./steering.ts";
 
 /** Options of {@linkcode Tap}. */
 export interface TapOptions {
@@ -351,7 +351,7 @@ export class Tap {
 
   /** Steering and gating counters (all 0 before {@linkcode Tap.enableSteering}). */
   get steeringStats(): SteeringStats {
-    return this.#steering?.stats ?? new RequestSteering().stats;
+    return this.#steering?.stats ?? emptySteeringStats();
   }
 
   #receive(raw: Uint8Array | SteerCommand): void {
