@@ -16,6 +16,7 @@ import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
 import { connectNatsBus, NatsBus } from "../src/bus/nats_bus.ts";
 import { sampleAlert } from "./helpers/live_alerts.ts";
 import { runLatentwatch } from "./helpers/cli.ts";
+import { natsConfigPasswordProblem } from "../src/bus/nats_config_password.ts";
 
 const DEPLOY = fileURLToPath(new URL("../deploy/", import.meta.url));
 const STREAM = "LATENTWATCH_ALERTS";
@@ -483,6 +484,79 @@ Deno.test({
       await viaUrl.close();
     } finally {
       await srv.stop();
+    }
+  },
+});
+
+/**
+ * Start nats-server with accounts.conf and `password` as the sidecar's
+ * password from the environment; "refused" when the server does not start,
+ * "rejected" when it starts but the password does not log in as given.
+ */
+async function serverTakesPassword(password: string): Promise<"ok" | "refused" | "rejected"> {
+  for (const [k, v] of Object.entries(PASSWORDS)) Deno.env.set(k, v);
+  Deno.env.set("LATENTWATCH_NATS_PASSWORD", password);
+  let srv;
+  try {
+    srv = await startNatsServer({ configFile: `${DEPLOY}nats/accounts.conf` });
+  } catch {
+    return "refused";
+  } finally {
+    Deno.env.set("LATENTWATCH_NATS_PASSWORD", PASSWORDS.LATENTWATCH_NATS_PASSWORD);
+  }
+  try {
+    const nc = await connect({
+      servers: srv.url,
+      user: "latentwatch",
+      pass: password,
+      reconnect: false,
+      timeout: 2000,
+    });
+    await nc.close();
+    return "ok";
+  } catch {
+    return "rejected";
+  } finally {
+    await srv.stop();
+  }
+}
+
+Deno.test({
+  name:
+    "deploy: passwords from the environment: the documented rule matches what nats-server accepts",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // safe by the rule in src/bus/nats_config_password.ts and deploy/README.md
+    const safe = [
+      "lw3f9ac2d41b77e0c95a1",
+      "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+      "Az09_-x",
+      "e5",
+    ];
+    // the failures an outside tester met: number, boolean, space, UUID with a leading digit,
+    // and the characters that end or break a config value
+    const unsafe = [
+      "12345",
+      "true",
+      "Off",
+      "a b",
+      "123e4567-e89b-12d3-a456-426614174000",
+      "1e5",
+      "10MB",
+      "ab'cd",
+      "ab;cd",
+      "ab,cd",
+      "ab}cd",
+      "ab\\\\cd",
+    ];
+    for (const pw of safe) {
+      assert.equal(natsConfigPasswordProblem(pw), undefined, pw);
+      assert.equal(await serverTakesPassword(pw), "ok", `nats-server takes ${pw}`);
+    }
+    for (const pw of unsafe) {
+      assert.ok(natsConfigPasswordProblem(pw), `the rule flags ${pw}`);
+      assert.notEqual(await serverTakesPassword(pw), "ok", `nats-server misreads ${pw}`);
     }
   },
 });

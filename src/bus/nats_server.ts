@@ -85,7 +85,11 @@ export async function startNatsServer(
   const spawn = async () => {
     const args = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir];
     if (opts.configFile) args.push("-c", opts.configFile);
-    child = new Deno.Command(bin, { args, stdout: "null", stderr: "piped" }).spawn();
+    const started = new Deno.Command(bin, { args, stdout: "null", stderr: "piped" }).spawn();
+    child = started;
+    // a server that exits at once (a bad configuration) is reported at once
+    let exitCode: number | null = null;
+    started.status.then((s) => exitCode = s.code).catch(() => {});
     // drain stderr so the pipe never fills; keep the tail for error messages
     const tail: string[] = [];
     (async () => {
@@ -97,6 +101,11 @@ export async function startNatsServer(
     })().catch(() => {});
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
+      if (exitCode !== null) {
+        await new Promise((r) => setTimeout(r, 20)); // let the stderr tail arrive
+        child = null;
+        throw new Error(`nats-server exited with code ${exitCode} at start:\n${tail.join("")}`);
+      }
       try {
         const c = await Deno.connect({ hostname: "127.0.0.1", port });
         c.close();

@@ -11,6 +11,7 @@ import type { SaeWeights, SparseLatents } from "../core/sae.ts";
 import type { Frame } from "../core/frame.ts";
 import type { Bus } from "../bus/bus.ts";
 import { connectNatsBus } from "../bus/nats_bus.ts";
+import { natsConfigPasswordProblem } from "../bus/nats_config_password.ts";
 import type { MonitorConfig } from "../config/monitor.ts";
 import { dirname, resolve } from "node:path";
 import {
@@ -229,6 +230,16 @@ async function start(
       throw new TypeError(
         `${config.file}: nats.password_env: expected environment variable ${config.nats.passwordEnv} to hold the NATS password, found it unset`,
       );
+    }
+    const passProblem = pass !== undefined ? natsConfigPasswordProblem(pass) : undefined;
+    if (passProblem) {
+      // the sidecar sends it as is; the warning is for the server's side, where
+      // deploy/nats/accounts.conf takes the same variable through `$NAME`
+      log.warn("nats.password_unsafe_for_server_config", {
+        env: config.nats.passwordEnv,
+        reason: passProblem,
+        hint: "use a letter, then letters, digits, _ or - (e.g. lw + `openssl rand -hex 24`)",
+      });
     }
     bus = await connectNatsBus({
       url: config.nats.url,
