@@ -18,8 +18,10 @@ import type { Telemetry } from "./telemetry.ts";
 /** What the control API reports on. */
 export interface ControlState {
   telemetry: Telemetry;
-  /** True when the sidecar can do its work (bus connected, models loaded). */
+  /** True when the sidecar can do its work (bus connected and delivering, models loaded). */
   ready(): boolean;
+  /** Why it is not ready, one phrase each, shown in the `/readyz` answer (optional). */
+  notReadyReasons?(): string[];
   /** Free-form facts for `/stats` (monitor, SAEs, provider, ...). */
   info(): Record<string, unknown>;
   /** Live alerts for `GET /alerts/stream`; without it that route answers 404. */
@@ -40,7 +42,11 @@ export interface ControlState {
 export function controlApi(state: ControlState): Hono {
   const app = new Hono();
   app.get("/healthz", (c) => c.text("ok"));
-  app.get("/readyz", (c) => state.ready() ? c.text("ready") : c.text("not ready", 503));
+  app.get("/readyz", (c) => {
+    if (state.ready()) return c.text("ready");
+    const reasons = state.notReadyReasons?.() ?? [];
+    return c.text(reasons.length > 0 ? `not ready: ${reasons.join("; ")}` : "not ready", 503);
+  });
   app.get("/metrics", (c) =>
     c.text(state.telemetry.prometheus(), 200, {
       "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
