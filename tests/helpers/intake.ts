@@ -38,7 +38,7 @@ export interface IntakeHarness {
 /** Start nats-server, a monitor with a control API on a free port, and a raw publisher. */
 export async function intakeHarness(
   stream: string,
-  opts: { monitorYaml?: string; logs?: boolean } = {},
+  opts: { monitorYaml?: string; maxLogPerSecond?: number } = {},
 ): Promise<IntakeHarness> {
   const server = await startNatsServer();
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-intake-" });
@@ -62,10 +62,8 @@ export async function intakeHarness(
   const monitor = await startMonitor(await loadMonitorConfig(`${dir}/monitor.yaml`), {
     spoolDir: `${dir}/spool`,
     log: new Logger({
-      write: (l) => {
-        if (opts.logs !== false || logs.length < 1000) logs.push(l);
-      },
-      maxPerSecond: 100_000,
+      write: (l) => void (logs.length < 10_000 && logs.push(l)),
+      maxPerSecond: opts.maxLogPerSecond ?? 1000,
     }),
     onAlert: (a) => alerts.push(a),
   });
