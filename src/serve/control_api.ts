@@ -9,6 +9,7 @@ import { Hono } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import {
   type AlertFeed,
+  AlertFeedClientLimitError,
   AlertFeedFullError,
   AlertFilterError,
   parseAlertFilter,
@@ -79,8 +80,11 @@ export function controlApi(state: ControlState): Hono {
           await sse.writeSSE({ event: "lagged", data: JSON.stringify({ missed }) });
         }
         await sse.writeSSE({ event: "alert", id: alert.id, data: JSON.stringify(alert) });
-      });
+      }, { client: clientAddress(c.env) });
     } catch (err) {
+      if (err instanceof AlertFeedClientLimitError) {
+        return c.json({ error: err.message }, 429, { "Retry-After": "5" });
+      }
       if (err instanceof AlertFeedFullError) return c.json({ error: err.message }, 503);
       throw err;
     }
@@ -106,6 +110,16 @@ export function controlApi(state: ControlState): Hono {
     });
   });
   return app;
+}
+
+/**
+ * The client's address for per-client limits: the remote host `Deno.serve`
+ * hands to `app.fetch` as its second argument (Hono's `c.env`), or
+ * `"unknown"` (`app.request()` without one; every such caller shares a slot).
+ */
+function clientAddress(env: unknown): string {
+  const addr = (env as { remoteAddr?: { hostname?: string } } | undefined)?.remoteAddr;
+  return typeof addr?.hostname === "string" ? addr.hostname : "unknown";
 }
 
 /**

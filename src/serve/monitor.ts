@@ -185,7 +185,11 @@ async function start(
   // why not) while the broker is still unreachable.
   let bus: Bus | null = opts.bus ?? null;
   // raised alerts, live, for the control API's Server-Sent Events stream
-  const feed = new AlertFeed();
+  const feed = new AlertFeed({
+    ...(config.control?.maxStreamsPerClient !== undefined
+      ? { maxPerClient: config.control.maxStreamsPerClient }
+      : {}),
+  });
   let pipeline: Pipeline | null = null;
   /** Why the sidecar cannot do its work now (empty when ready). */
   const notReady = (): string[] => {
