@@ -12,6 +12,15 @@ Deno.test("control api: health, readiness, Prometheus metrics and stats", async 
 
   assert.equal((await app.request("/healthz")).status, 200);
   assert.equal((await app.request("/readyz")).status, 503);
+  const why = controlApi({
+    telemetry,
+    ready: () => false,
+    notReadyReasons: () => ["NATS disconnected", "pipeline not started"],
+    info: () => ({}),
+  });
+  const res = await why.request("/readyz");
+  assert.equal(res.status, 503);
+  assert.equal(await res.text(), "not ready: NATS disconnected; pipeline not started");
   ready = true;
   assert.equal((await app.request("/readyz")).status, 200);
 
