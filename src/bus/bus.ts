@@ -5,6 +5,9 @@
  *
  * @module
  */
+import type { HeaderProblem } from "./nats_headers.ts";
+
+export type { HeaderProblem } from "./nats_headers.ts";
 
 /** A received message. Header names are as sent (case preserved). */
 export interface BusMessage {
@@ -13,6 +16,17 @@ export interface BusMessage {
   data: Uint8Array;
   /** Where an answer goes, when the message is a request (a gated frame). */
   reply?: string;
+  /**
+   * Header names (as spelled) given more than once; `headers` holds the
+   * first value of each. Set by buses that read raw header blocks (NATS).
+   */
+  repeatedHeaders?: string[];
+  /**
+   * The header block could not be read in full (a name with a space or a
+   * non-ASCII byte, a value that is not UTF-8, a line without a colon);
+   * `headers` then holds the lines that could be read.
+   */
+  headerProblem?: HeaderProblem;
 }
 
 /** A request got no answer: nobody listens on the subject, or none came in time. */
@@ -36,6 +50,51 @@ export class BusRequestError extends Error {
 /** A live subscription. */
 export interface BusSubscription {
   unsubscribe(): void;
+  /**
+   * True while the subscription can deliver: not unsubscribed, not closed
+   * by the server (a NATS subscription closed by a permission error is
+   * re-opened, and reads false until then).
+   */
+  readonly active: boolean;
+}
+
+/** A subscription handler threw; the message is lost, the subscription goes on. */
+export class BusHandlerError extends Error {
+  constructor(readonly subject: string, options?: ErrorOptions) {
+    super(
+      `handler of subscription '${subject}': expected it to return, found it threw: ${
+        (options?.cause as Error)?.message ?? String(options?.cause)
+      }`,
+      options,
+    );
+    this.name = "BusHandlerError";
+  }
+}
+
+/** A subscription was closed by the server (or the client) without being unsubscribed. */
+export class SubscriptionClosedError extends Error {
+  constructor(readonly subject: string, options?: ErrorOptions) {
+    super(
+      `subscription '${subject}': expected it open, found it closed${
+        options?.cause ? ` (${(options.cause as Error).message ?? String(options.cause)})` : ""
+      }; re-subscribing`,
+      options,
+    );
+    this.name = "SubscriptionClosedError";
+  }
+}
+
+/** How the bus's delivery is doing, for readiness and `/stats`. */
+export interface BusHealth {
+  /** Connected to a server. */
+  connected: boolean;
+  /**
+   * The connection answers: the last liveness probe (a PING whose PONG goes
+   * through the same read loop as the messages) came back in time.
+   */
+  delivering: boolean;
+  /** The last error seen (status event, failed probe, closed subscription), with its time. */
+  lastError?: { message: string; at: string };
 }
 
 /** Result of a durable publish. */
@@ -92,5 +151,7 @@ export interface Bus {
   flush(): Promise<void>;
   /** True while connected. */
   readonly connected: boolean;
+  /** Delivery health beyond `connected` (buses without a liveness probe leave it out). */
+  readonly health?: BusHealth;
   close(): Promise<void>;
 }

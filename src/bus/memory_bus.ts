@@ -244,6 +244,9 @@ export class MemoryBus implements Bus {
         sub.active = false;
         this.#subs = this.#subs.filter((s) => s !== sub);
       },
+      get active() {
+        return sub.active;
+      },
     };
   }
 

@@ -9,18 +9,24 @@
 import {
   connect,
   headers as natsHeaders,
+  type Msg,
   type MsgHdrs,
   type NatsConnection,
+  type Subscription,
 } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient, jetstreamManager } from "@nats-io/jetstream";
 import {
   type Bus,
+  BusHandlerError,
+  type BusHealth,
   type BusMessage,
   BusRequestError,
   type BusSubscription,
   type DurableAck,
   type StreamSpec,
+  SubscriptionClosedError,
 } from "./bus.ts";
+import { type ParsedHeaders, parseHeaderBlock } from "./nats_headers.ts";
 
 /** Options for {@linkcode connectNatsBus}. */
 export interface NatsBusOptions {
@@ -35,8 +41,17 @@ export interface NatsBusOptions {
   reconnectWaitMs?: number;
   /** Publish-ack timeout for durable publishes in milliseconds (default 5000). */
   ackTimeoutMs?: number;
-  /** Called on connection status changes (disconnect, reconnect, errors). */
+  /** Called on connection status changes (disconnect, reconnect, errors, failed probes). */
   onStatus?: (event: { type: string; detail: string }) => void;
+  /**
+   * Liveness probe: every `intervalMs` a PING goes out, and the connection
+   * counts as not delivering (see {@linkcode BusHealth}) when its PONG, read
+   * by the same loop as the messages, is not back within `timeoutMs`
+   * (defaults 2000 and 3000; `intervalMs: 0` turns the probe off).
+   */
+  probe?: { intervalMs?: number; timeoutMs?: number };
+  /** Milliseconds before a subscription closed by the server is opened again (default 500). */
+  resubscribeMs?: number;
 }
 
 /**
@@ -80,13 +95,67 @@ export class NatsBus implements Bus {
   readonly #nc: NatsConnection;
   readonly #js: JetStreamClient;
   readonly #ackTimeoutMs: number;
+  readonly #opts: NatsBusOptions;
   #connected = true;
+  #delivering = true;
+  #lastError: { message: string; at: string } | undefined;
+  #probeTimer: ReturnType<typeof setInterval> | undefined;
+  #probing = false;
 
   constructor(nc: NatsConnection, opts: NatsBusOptions) {
     this.#nc = nc;
+    this.#opts = opts;
     this.#js = jetstream(nc);
     this.#ackTimeoutMs = opts.ackTimeoutMs ?? 5000;
     this.#watchStatus(opts.onStatus);
+    const intervalMs = opts.probe?.intervalMs ?? 2000;
+    if (intervalMs > 0) {
+      this.#probeTimer = setInterval(() => this.#probe(opts.probe?.timeoutMs ?? 3000), intervalMs);
+    }
+  }
+
+  /** Connected, answering the liveness probe, and the last error seen. */
+  get health(): BusHealth {
+    return {
+      connected: this.connected,
+      delivering: this.connected && this.#delivering,
+      ...(this.#lastError ? { lastError: { ...this.#lastError } } : {}),
+    };
+  }
+
+  #noteError(message: string): void {
+    this.#lastError = { message, at: new Date().toISOString() };
+  }
+
+  /** One PING/PONG round trip, bounded; a PONG that does not come back means nothing does. */
+  async #probe(timeoutMs: number): Promise<void> {
+    if (this.#probing || !this.connected) return;
+    this.#probing = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        this.#nc.flush(),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new Error(`liveness probe: expected a PONG within ${timeoutMs} ms, found none`),
+              ),
+            timeoutMs,
+          );
+        }),
+      ]);
+      this.#delivering = true;
+    } catch (err) {
+      if (this.#nc.isClosed() || !this.#connected) return;
+      const was = this.#delivering;
+      this.#delivering = false;
+      this.#noteError((err as Error).message);
+      if (was) this.#opts.onStatus?.({ type: "probe", detail: (err as Error).message });
+    } finally {
+      clearTimeout(timer);
+      this.#probing = false;
+    }
   }
 
   get maxPayload(): number {
@@ -117,7 +186,7 @@ export class NatsBus implements Bus {
         timeout: timeoutMs,
         ...(headers ? { headers: toNatsHeaders(headers) } : {}),
       });
-      return { subject: msg.subject, headers: fromNatsHeaders(msg.headers), data: msg.data };
+      return toBusMessage(msg);
     } catch (err) {
       const text = `${(err as Error).name} ${(err as Error).message}`.toLowerCase();
       if (text.includes("no responders") || text.includes("503")) {
@@ -130,23 +199,74 @@ export class NatsBus implements Bus {
     }
   }
 
+  /**
+   * Subscribe. Nothing a message carries can stop the subscription: header
+   * blocks are read by {@linkcode parseHeaderBlock} (problems come back on
+   * the message), and a throwing `handler` is reported to `onError` as a
+   * {@linkcode BusHandlerError} instead of reaching the client's read loop.
+   * A subscription the server closes (a permission error) is reported as a
+   * {@linkcode SubscriptionClosedError} and opened again; `active` reads
+   * false meanwhile.
+   */
   subscribe(
     subject: string,
     handler: (msg: BusMessage) => void,
     onError?: (err: Error) => void,
   ): BusSubscription {
-    const sub = this.#nc.subscribe(subject, {
-      callback: (err, msg) => {
-        if (err) return onError?.(err);
-        handler({
-          subject: msg.subject,
-          headers: fromNatsHeaders(msg.headers),
-          data: msg.data,
-          ...(msg.reply ? { reply: msg.reply } : {}),
+    const report = (err: Error) => {
+      this.#noteError(err.message);
+      try {
+        onError?.(err);
+      } catch {
+        // a failing error handler must not reach the client either
+      }
+    };
+    const state = { stopped: false, open: false, sub: null as Subscription | null };
+    const open = () => {
+      if (state.stopped || this.#nc.isClosed()) return;
+      let sub: Subscription;
+      try {
+        sub = this.#nc.subscribe(subject, {
+          callback: (err, msg) => {
+            try {
+              if (err) return report(err);
+              handler(toBusMessage(msg));
+            } catch (thrown) {
+              report(new BusHandlerError(subject, { cause: thrown }));
+            }
+          },
         });
+      } catch (err) {
+        report(new SubscriptionClosedError(subject, { cause: err }));
+        setTimeout(open, this.#opts.resubscribeMs ?? 500);
+        return;
+      }
+      state.sub = sub;
+      state.open = true;
+      sub.closed.then((err) => {
+        if (state.sub !== sub) return;
+        state.open = false;
+        if (state.stopped || this.#nc.isClosed()) return;
+        report(new SubscriptionClosedError(subject, err ? { cause: err } : undefined));
+        setTimeout(open, this.#opts.resubscribeMs ?? 500);
+      });
+    };
+    open();
+    const connected = () => this.connected;
+    return {
+      unsubscribe: () => {
+        state.stopped = true;
+        state.open = false;
+        try {
+          state.sub?.unsubscribe();
+        } catch {
+          // closed connection: nothing left to unsubscribe
+        }
       },
-    });
-    return { unsubscribe: () => sub.unsubscribe() };
+      get active() {
+        return state.open && !state.stopped && connected();
+      },
+    };
   }
 
   async ensureStream(spec: StreamSpec): Promise<void> {
@@ -190,6 +310,7 @@ export class NatsBus implements Bus {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#probeTimer);
     if (this.#nc.isClosed()) return;
     await this.#nc.drain().catch(() => this.#nc.close());
   }
@@ -200,6 +321,9 @@ export class NatsBus implements Bus {
       if (s.type === "reconnect") this.#connected = true;
       if (s.type === "ping" || s.type === "reconnecting") continue;
       const detail = "server" in s ? String(s.server) : "error" in s ? String(s.error) : "";
+      if (s.type !== "reconnect" && s.type !== "update" && s.type !== "ldm") {
+        this.#noteError(`${s.type}${detail ? `: ${detail}` : ""}`);
+      }
       onStatus?.({ type: s.type, detail });
     }
   }
@@ -216,11 +340,68 @@ function toNatsHeaders(headers: Record<string, string>): MsgHdrs {
   return h;
 }
 
-function fromNatsHeaders(h: MsgHdrs | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!h) return out;
-  // a header sent twice keeps both values, comma-joined, so the strict frame
-  // decoder sees a malformed value instead of silently reading the first
-  for (const k of h.keys()) out[k] = h.values(k).join(",");
-  return out;
+/** The parts of the client's message object that hold the raw bytes (nats-core 3.x `MsgImpl`). */
+interface RawMsg {
+  _rdata?: Uint8Array;
+  _msg?: { hdr?: number };
+}
+
+/**
+ * The raw header block of `msg`: `null` when it has none, `undefined` when
+ * the client's message object does not expose it (another client version).
+ *
+ * @example
+ * ```ts
+ * const block = rawHeaderBlock(msg); // Uint8Array "NATS/1.0\r\n..." or null
+ * ```
+ */
+export function rawHeaderBlock(msg: Msg): Uint8Array | null | undefined {
+  const raw = msg as unknown as RawMsg;
+  const hdr = raw._msg?.hdr;
+  if (typeof hdr !== "number") return undefined;
+  if (hdr < 0) return null;
+  if (!(raw._rdata instanceof Uint8Array)) return undefined;
+  return raw._rdata.subarray(0, hdr);
+}
+
+/** Headers of `msg`, read defensively; never throws. */
+function readHeaders(msg: Msg): ParsedHeaders {
+  const block = rawHeaderBlock(msg);
+  if (block === null) return { headers: {}, repeated: [] };
+  if (block !== undefined) return parseHeaderBlock(block);
+  // fallback for a client without the raw fields: its parser, guarded
+  try {
+    const h = msg.headers;
+    const headers: Record<string, string> = {};
+    const repeated: string[] = [];
+    for (const k of h?.keys() ?? []) {
+      const values = h!.values(k);
+      if (values.length > 1) repeated.push(k);
+      Object.defineProperty(headers, k, {
+        value: values[0] ?? "",
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
+    return { headers, repeated };
+  } catch (err) {
+    return {
+      headers: {},
+      repeated: [],
+      problem: { reason: "header_syntax", detail: `unreadable: ${(err as Error).message}` },
+    };
+  }
+}
+
+function toBusMessage(msg: Msg): BusMessage {
+  const { headers, repeated, problem } = readHeaders(msg);
+  return {
+    subject: msg.subject,
+    headers,
+    data: msg.data,
+    ...(msg.reply ? { reply: msg.reply } : {}),
+    ...(repeated.length > 0 ? { repeatedHeaders: repeated } : {}),
+    ...(problem ? { headerProblem: problem } : {}),
+  };
 }

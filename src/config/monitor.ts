@@ -61,7 +61,11 @@ export interface MonitorConfig {
   evidence: { topLatents: number; ringTokens: number };
   /** Steering commands to taps and verdicts for gated frames (`docs/steering.md`). */
   steering: { enabled: boolean; ttlMs: number };
-  control?: { listen: string };
+  /**
+   * The HTTP control API: its address, and how many live alert streams
+   * (`/alerts/stream`) one client address may hold (default 4).
+   */
+  control?: { listen: string; maxStreamsPerClient?: number };
   /** Record received frames to a trace file (all, or a sample of requests). */
   record?: { path: string /* absolute */; every?: number; requests?: number };
   /**
@@ -465,6 +469,11 @@ export const MonitorFileSchema = z.strictObject({
     }).refine((s) => Number(s.slice(s.lastIndexOf(":") + 1)) <= 65535, {
       error: expectMessage("a port in 0..65535"),
     }),
+    max_streams_per_client: z.number({
+      error: expectMessage("a whole number of streams ≥ 1"),
+    }).int({ error: expectMessage("a whole number of streams ≥ 1") }).min(1, {
+      error: expectMessage("a whole number of streams ≥ 1"),
+    }).optional(),
   }).optional(),
 });
 
@@ -526,7 +535,14 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
   // UnknownSinkType never validates, so every entry is one of the four
   cfg.sinks = m.sinks.map((s, i) => sinkConfig(s as SinkEntry, src, i, abs));
   if (m.nats.subject !== undefined) cfg.nats.subject = m.nats.subject;
-  if (m.control) cfg.control = { listen: m.control.listen };
+  if (m.control) {
+    cfg.control = {
+      listen: m.control.listen,
+      ...(m.control.max_streams_per_client !== undefined
+        ? { maxStreamsPerClient: m.control.max_streams_per_client }
+        : {}),
+    };
+  }
   if (m.record) {
     cfg.record = {
       path: abs(m.record.path),

@@ -406,3 +406,19 @@ Deno.test("parseMonitorConfig: sink errors at file:line:col, expected vs found",
     "/srv/lw/m.yaml:17:65: expected an integer in 1..600000 (milliseconds one delivery attempt may take), found -1",
   ]);
 });
+
+Deno.test("parseMonitorConfig: control.max_streams_per_client is read and checked", () => {
+  const cfg = parseMonitorConfig(
+    MINIMAL + "control:\n  listen: 127.0.0.1:8787\n  max_streams_per_client: 2\n",
+    "/srv/lw/m.yaml",
+  );
+  assert.deepEqual(cfg.control, { listen: "127.0.0.1:8787", maxStreamsPerClient: 2 });
+  const errs = problems(
+    MINIMAL + "control:\n  listen: 127.0.0.1:8787\n  max_streams_per_client: 0\n",
+  );
+  assert.equal(errs.length, 1);
+  assert.match(
+    errs[0],
+    /m\.yaml:\d+:\d+: expected a whole number of streams ≥ 1, found 0/,
+  );
+});

@@ -485,6 +485,18 @@ function parseCount(field: string, value: string | undefined, where: Where): num
   return n;
 }
 
+/** Options of {@linkcode decodeFrame}. */
+export interface DecodeFrameOptions {
+  /** The width the frame must have (`Lw-Shape` D); any width when absent. */
+  dModel?: number;
+  /**
+   * Header names the bus saw more than once with the same spelling (a
+   * record holds one value per name): such a header is rejected like two
+   * spellings of one header, when it is one the decoder reads.
+   */
+  repeated?: readonly string[];
+}
+
 /**
  * Decode and check one frame, strictly: any violation of format v1 throws a
  * {@linkcode FrameError} naming the header (or `payload`), what was expected
@@ -507,7 +519,7 @@ export function decodeFrame(
   subject: string,
   headers: Record<string, string>,
   payload: Uint8Array,
-  expect: { dModel?: number } = {},
+  expect: DecodeFrameOptions = {},
 ): Frame {
   const where: Where = { subject };
   const h = new Map<string, string>();
@@ -516,6 +528,11 @@ export function decodeFrame(
     const lk = k.toLowerCase();
     spelled.set(lk, [...(spelled.get(lk) ?? []), k]);
     h.set(lk, v);
+  }
+  // a header given twice with the same spelling counts like two spellings
+  for (const k of expect.repeated ?? []) {
+    const lk = k.toLowerCase();
+    spelled.set(lk, [...(spelled.get(lk) ?? []), k]);
   }
   const get = (name: string): string | undefined => {
     const lk = name.toLowerCase();

@@ -37,6 +37,20 @@ export class AlertFeedFullError extends Error {
 }
 
 /**
+ * `subscribe` was refused because this client (remote address) already has
+ * `maxPerClient` subscriptions; answered 429 by the control API.
+ */
+export class AlertFeedClientLimitError extends Error {
+  override name = "AlertFeedClientLimitError";
+  constructor(readonly client: string, readonly limit: number, options?: ErrorOptions) {
+    super(
+      `alert feed: client ${client}: expected at most ${limit} live streams per client address, found ${limit} open already; close one or raise control.max_streams_per_client`,
+      options,
+    );
+  }
+}
+
+/**
  * Split a comma-separated list (`"high, critical"`), dropping empty items.
  *
  * @example
@@ -129,6 +143,18 @@ export interface AlertFeedOptions {
   maxQueue?: number;
   /** Subscribers at most; more are refused with {@linkcode AlertFeedFullError} (default 64). */
   maxSubscribers?: number;
+  /**
+   * Subscribers at most per client (the `client` given to `subscribe`, the
+   * remote address for SSE); more are refused with
+   * {@linkcode AlertFeedClientLimitError} (default 4).
+   */
+  maxPerClient?: number;
+}
+
+/** Options of {@linkcode AlertFeed.subscribe}. */
+export interface SubscribeOptions {
+  /** Who subscribes (the remote address), for the per-client limit; unlimited per client when absent. */
+  client?: string;
 }
 
 /** Counters of an {@linkcode AlertFeed}. */
@@ -152,6 +178,7 @@ interface Subscriber {
   missed: number;
   pumping: boolean;
   closed: boolean;
+  client?: string;
 }
 
 /**
@@ -170,7 +197,10 @@ interface Subscriber {
 export class AlertFeed {
   readonly #maxQueue: number;
   readonly #maxSubscribers: number;
+  readonly #maxPerClient: number;
   readonly #subs = new Set<Subscriber>();
+  /** Subscribers per client. */
+  readonly #perClient = new Map<string, number>();
   #published = 0;
   #delivered = 0;
   #lagged = 0;
@@ -185,12 +215,14 @@ export class AlertFeed {
   /** End the feed: subscribers are dropped and `closed` resolves, so SSE streams finish. */
   close(): void {
     this.#subs.clear();
+    this.#perClient.clear();
     this.#closed.resolve();
   }
 
   constructor(opts: AlertFeedOptions = {}) {
     this.#maxQueue = Math.max(1, opts.maxQueue ?? 256);
     this.#maxSubscribers = Math.max(1, opts.maxSubscribers ?? 64);
+    this.#maxPerClient = Math.max(1, opts.maxPerClient ?? 4);
   }
 
   /** Hand `alert` to every matching subscriber's queue. Synchronous; never waits. */
@@ -216,9 +248,15 @@ export class AlertFeed {
   /**
    * Receive the alerts that match `filter` from now on. Returns the function
    * that ends the subscription (idempotent). Throws
-   * {@linkcode AlertFeedFullError} when `maxSubscribers` are already here.
+   * {@linkcode AlertFeedClientLimitError} when `opts.client` already has
+   * `maxPerClient` subscriptions, {@linkcode AlertFeedFullError} when
+   * `maxSubscribers` are already here.
    */
-  subscribe(filter: AlertFilter, onAlert: AlertCallback): () => void {
+  subscribe(filter: AlertFilter, onAlert: AlertCallback, opts: SubscribeOptions = {}): () => void {
+    const client = opts.client;
+    if (client !== undefined && (this.#perClient.get(client) ?? 0) >= this.#maxPerClient) {
+      throw new AlertFeedClientLimitError(client, this.#maxPerClient);
+    }
     if (this.#subs.size >= this.#maxSubscribers) {
       throw new AlertFeedFullError(
         `alert feed full: ${this.#maxSubscribers} subscribers already`,
@@ -231,8 +269,10 @@ export class AlertFeed {
       missed: 0,
       pumping: false,
       closed: false,
+      ...(client !== undefined ? { client } : {}),
     };
     this.#subs.add(sub);
+    if (client !== undefined) this.#perClient.set(client, (this.#perClient.get(client) ?? 0) + 1);
     return () => this.#remove(sub);
   }
 
@@ -250,7 +290,12 @@ export class AlertFeed {
   #remove(sub: Subscriber): void {
     sub.closed = true;
     sub.queue.length = 0;
-    this.#subs.delete(sub);
+    if (!this.#subs.delete(sub)) return;
+    if (sub.client !== undefined) {
+      const n = (this.#perClient.get(sub.client) ?? 1) - 1;
+      if (n > 0) this.#perClient.set(sub.client, n);
+      else this.#perClient.delete(sub.client);
+    }
   }
 
   async #pump(sub: Subscriber): Promise<void> {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   AlertFeed,
+  AlertFeedClientLimitError,
   AlertFeedFullError,
   AlertFilterError,
   matchesAlert,
@@ -119,4 +120,31 @@ Deno.test("AlertFeed: close() resolves `closed` and drops the subscribers", asyn
   await Promise.resolve();
   assert.equal(closed, true);
   assert.equal(feed.stats.subscribers, 0);
+});
+
+Deno.test("alert feed: one client gets at most maxPerClient subscriptions; others are not affected", async () => {
+  const feed = new AlertFeed({ maxPerClient: 2, maxSubscribers: 10 });
+  const a1 = feed.subscribe({}, () => {}, { client: "10.0.0.1" });
+  feed.subscribe({}, () => {
+    throw new Error("gone");
+  }, { client: "10.0.0.1" });
+  assert.throws(
+    () => feed.subscribe({}, () => {}, { client: "10.0.0.1" }),
+    (e) =>
+      e instanceof AlertFeedClientLimitError &&
+      /client 10\.0\.0\.1: expected at most 2 live streams/.test(e.message),
+  );
+  feed.subscribe({}, () => {}, { client: "10.0.0.2" }); // another address has its own slots
+  a1();
+  a1(); // idempotent: frees one slot, not two
+  feed.subscribe({}, () => {}, { client: "10.0.0.1" });
+  assert.throws(
+    () => feed.subscribe({}, () => {}, { client: "10.0.0.1" }),
+    AlertFeedClientLimitError,
+  );
+  // the throwing subscriber is removed on its first alert, which frees its slot
+  feed.publish(sampleAlert());
+  await waitUntil(() => feed.stats.failed === 1, "failure counted");
+  feed.subscribe({}, () => {}, { client: "10.0.0.1" });
+  assert.equal(feed.stats.subscribers, 3);
 });

@@ -9,6 +9,7 @@ import { Hono } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import {
   type AlertFeed,
+  AlertFeedClientLimitError,
   AlertFeedFullError,
   AlertFilterError,
   parseAlertFilter,
@@ -18,8 +19,10 @@ import type { Telemetry } from "./telemetry.ts";
 /** What the control API reports on. */
 export interface ControlState {
   telemetry: Telemetry;
-  /** True when the sidecar can do its work (bus connected, models loaded). */
+  /** True when the sidecar can do its work (bus connected and delivering, models loaded). */
   ready(): boolean;
+  /** Why it is not ready, one phrase each, shown in the `/readyz` answer (optional). */
+  notReadyReasons?(): string[];
   /** Free-form facts for `/stats` (monitor, SAEs, provider, ...). */
   info(): Record<string, unknown>;
   /** Live alerts for `GET /alerts/stream`; without it that route answers 404. */
@@ -40,7 +43,11 @@ export interface ControlState {
 export function controlApi(state: ControlState): Hono {
   const app = new Hono();
   app.get("/healthz", (c) => c.text("ok"));
-  app.get("/readyz", (c) => state.ready() ? c.text("ready") : c.text("not ready", 503));
+  app.get("/readyz", (c) => {
+    if (state.ready()) return c.text("ready");
+    const reasons = state.notReadyReasons?.() ?? [];
+    return c.text(reasons.length > 0 ? `not ready: ${reasons.join("; ")}` : "not ready", 503);
+  });
   app.get("/metrics", (c) =>
     c.text(state.telemetry.prometheus(), 200, {
       "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
@@ -73,8 +80,11 @@ export function controlApi(state: ControlState): Hono {
           await sse.writeSSE({ event: "lagged", data: JSON.stringify({ missed }) });
         }
         await sse.writeSSE({ event: "alert", id: alert.id, data: JSON.stringify(alert) });
-      });
+      }, { client: clientAddress(c.env) });
     } catch (err) {
+      if (err instanceof AlertFeedClientLimitError) {
+        return c.json({ error: err.message }, 429, { "Retry-After": "5" });
+      }
       if (err instanceof AlertFeedFullError) return c.json({ error: err.message }, 503);
       throw err;
     }
@@ -100,6 +110,16 @@ export function controlApi(state: ControlState): Hono {
     });
   });
   return app;
+}
+
+/**
+ * The client's address for per-client limits: the remote host `Deno.serve`
+ * hands to `app.fetch` as its second argument (Hono's `c.env`), or
+ * `"unknown"` (`app.request()` without one; every such caller shares a slot).
+ */
+function clientAddress(env: unknown): string {
+  const addr = (env as { remoteAddr?: { hostname?: string } } | undefined)?.remoteAddr;
+  return typeof addr?.hostname === "string" ? addr.hostname : "unknown";
 }
 
 /**

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { controlApi } from "./control_api.ts";
+import { controlApi, serveControlApi } from "./control_api.ts";
 import { AlertFeed } from "./alert_feed.ts";
 import { Telemetry } from "./telemetry.ts";
 import { sampleAlert } from "../../tests/helpers/live_alerts.ts";
@@ -12,6 +12,15 @@ Deno.test("control api: health, readiness, Prometheus metrics and stats", async 
 
   assert.equal((await app.request("/healthz")).status, 200);
   assert.equal((await app.request("/readyz")).status, 503);
+  const why = controlApi({
+    telemetry,
+    ready: () => false,
+    notReadyReasons: () => ["NATS disconnected", "pipeline not started"],
+    info: () => ({}),
+  });
+  const res = await why.request("/readyz");
+  assert.equal(res.status, 503);
+  assert.equal(await res.text(), "not ready: NATS disconnected; pipeline not started");
   ready = true;
   assert.equal((await app.request("/readyz")).status, 200);
 
@@ -152,4 +161,44 @@ Deno.test("control api: /alerts/stream answers 404 without a feed, 400 on a bad 
   await full.body?.cancel();
   await first.body!.cancel();
   await waitUntil(() => feed.stats.subscribers === 0, "first client gone");
+});
+
+Deno.test("control api: /alerts/stream answers 429 past the per-client limit, by remote address", async () => {
+  const feed = new AlertFeed({ maxPerClient: 2 });
+  const app = controlApi(baseState(feed, 60_000));
+  const as = (hostname: string) => ({ remoteAddr: { hostname, port: 1, transport: "tcp" } });
+  const open = [
+    await app.request("/alerts/stream", {}, as("10.0.0.1")),
+    await app.request("/alerts/stream", {}, as("10.0.0.1")),
+  ];
+  const third = await app.request("/alerts/stream", {}, as("10.0.0.1"));
+  assert.equal(third.status, 429);
+  assert.equal(third.headers.get("Retry-After"), "5");
+  assert.match((await third.json()).error, /expected at most 2 live streams per client address/);
+  const other = await app.request("/alerts/stream", {}, as("10.0.0.2"));
+  assert.equal(other.status, 200, "another address is not affected");
+  await other.body!.cancel();
+  for (const r of open) await r.body!.cancel();
+  await waitUntil(() => feed.stats.subscribers === 0, "clients gone");
+
+  // through a real server: the remote address comes from the connection
+  const srv = serveControlApi(app, "127.0.0.1:0");
+  try {
+    const url = `http://127.0.0.1:${srv.addr.port}/alerts/stream`;
+    const streams = [await fetch(url), await fetch(url)];
+    for (const r of streams) assert.equal(r.status, 200);
+    const refused = await fetch(url);
+    assert.equal(refused.status, 429);
+    await refused.body?.cancel();
+    await streams[0].body!.cancel();
+    await waitUntil(() => feed.stats.subscribers === 1, "a slot freed");
+    const again = await fetch(url);
+    assert.equal(again.status, 200, "a closed stream frees its slot");
+    await again.body!.cancel();
+    await streams[1].body!.cancel();
+    await waitUntil(() => feed.stats.subscribers === 0, "clients gone");
+  } finally {
+    feed.close();
+    await srv.shutdown();
+  }
 });

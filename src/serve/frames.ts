@@ -9,12 +9,17 @@
 import { decodeFrame, type Frame, FrameError } from "../core/frame.ts";
 import type { TokenBatch } from "../core/policy/engine.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
+import type { HeaderProblem } from "../bus/bus.ts";
 
 /** A tap message as received or recorded: subject, headers, payload. */
 export interface RawFrame {
   subject: string;
   headers: Record<string, string>;
   data: Uint8Array;
+  /** Header names given more than once with the same spelling (see `BusMessage`). */
+  repeatedHeaders?: string[];
+  /** The header block could not be read in full (see `BusMessage`). */
+  headerProblem?: HeaderProblem;
 }
 
 /** What a monitor accepts: its model, hook and activation width. */
@@ -27,7 +32,9 @@ export interface FrameExpect {
 /**
  * Decode `msg` strictly (`decodeFrame` with `dModel = dIn`) and check it is
  * for the monitor's model and hook. Throws {@linkcode FrameError} otherwise
- * (field `Lw-Model` or `Lw-Hook` for the checks here).
+ * (field `Lw-Model` or `Lw-Hook` for the checks here; `header_syntax`,
+ * `header_name` or `header_encoding` for a header block the bus could not
+ * read in full). A header the bus saw twice is rejected by the decoder.
  *
  * @example
  * ```ts
@@ -35,7 +42,22 @@ export interface FrameExpect {
  * ```
  */
 export function decodeMonitorFrame(msg: RawFrame, expect: FrameExpect): Frame {
-  const frame = decodeFrame(msg.subject, msg.headers, msg.data, { dModel: expect.dIn });
+  if (msg.headerProblem) {
+    const id = msg.headers["Lw-Request-Id"];
+    throw new FrameError(
+      msg.headerProblem.reason,
+      "a header block of NATS/1.0 lines `Name: value` (name printable ASCII, value UTF-8)",
+      msg.headerProblem.detail,
+      {
+        subject: msg.subject,
+        ...(typeof id === "string" && readableName(id) ? { requestId: id } : {}),
+      },
+    );
+  }
+  const frame = decodeFrame(msg.subject, msg.headers, msg.data, {
+    dModel: expect.dIn,
+    ...(msg.repeatedHeaders ? { repeated: msg.repeatedHeaders } : {}),
+  });
   const where = { subject: msg.subject, requestId: frame.requestId };
   if (frame.model !== expect.model) {
     throw new FrameError(
@@ -49,6 +71,13 @@ export function decodeMonitorFrame(msg: RawFrame, expect: FrameExpect): Frame {
     throw new FrameError("Lw-Hook", JSON.stringify(expect.hook), JSON.stringify(frame.hook), where);
   }
   return frame;
+}
+
+/** A request id worth naming in a log line: short, printable, no surrounding whitespace. */
+function readableName(s: string): boolean {
+  // deno-lint-ignore no-control-regex
+  return s.length > 0 && s.length <= 256 && !/[\u0000-\u001f\u007f-\u009f]/.test(s) &&
+    s.trim() === s;
 }
 
 /** A buffer reused across batches by {@linkcode gatherFrames}; grown when too small. */

@@ -186,21 +186,44 @@ async function start(
   // why not) while the broker is still unreachable.
   let bus: Bus | null = opts.bus ?? null;
   // raised alerts, live, for the control API's Server-Sent Events stream
-  const feed = new AlertFeed();
+  const feed = new AlertFeed({
+    ...(config.control?.maxStreamsPerClient !== undefined
+      ? { maxPerClient: config.control.maxStreamsPerClient }
+      : {}),
+  });
   let pipeline: Pipeline | null = null;
+  /** Why the sidecar cannot do its work now (empty when ready). */
+  const notReady = (): string[] => {
+    const why: string[] = [];
+    if (!bus) return ["connecting to NATS"];
+    if (!bus.connected) why.push("NATS disconnected");
+    else if (bus.health && !bus.health.delivering) {
+      why.push(`NATS not delivering (${bus.health.lastError?.message ?? "probe failed"})`);
+    }
+    if (pipeline === null) why.push("pipeline not started");
+    else if (!pipeline.subscribed) why.push(`subscription to '${subject}' closed, re-subscribing`);
+    return why;
+  };
   const listen = opts.controlListen === undefined ? config.control?.listen : opts.controlListen;
   let server: Deno.HttpServer<Deno.NetAddr> | null = null;
   if (listen) {
     const app = controlApi({
       telemetry,
       alerts: feed,
-      ready: () => pipeline !== null && (bus?.connected ?? false),
+      ready: () => notReady().length === 0,
+      notReadyReasons: notReady,
       info: () => ({
         monitor: config.monitor,
         model: config.model,
         hook: config.hook,
         subject,
-        nats: { url: config.nats.url, connected: bus?.connected ?? false },
+        nats: {
+          url: config.nats.url,
+          connected: bus?.connected ?? false,
+          delivering: bus ? (bus.health?.delivering ?? bus.connected) : false,
+          subscribed: pipeline?.subscribed ?? false,
+          ...(bus?.health?.lastError ? { last_error: bus.health.lastError } : {}),
+        },
         provider: "cpu",
         saes: [...saes].map(([id, s]) => ({
           id,

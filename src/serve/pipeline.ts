@@ -214,6 +214,14 @@ export class Pipeline {
     return new Promise((resolve) => this.#released.set(old, () => resolve(old)));
   }
 
+  /**
+   * True while the tap subscription can deliver (started, not stopped, and
+   * not closed by the server; see `BusSubscription.active`).
+   */
+  get subscribed(): boolean {
+    return this.#sub?.active ?? false;
+  }
+
   /** Requests with live state. */
   get activeRequests(): number {
     return this.#requests.size;
@@ -261,7 +269,26 @@ export class Pipeline {
   #accepted = 0;
   #processed = 0;
 
+  /**
+   * One tap message. Never throws: whatever the message carries, it is
+   * accepted, rejected (counted by reason) or dropped (counted), so nothing
+   * reaches the bus client's read loop.
+   */
   #onMessage(msg: BusMessage): void {
+    try {
+      this.#intake(msg);
+    } catch (err) {
+      this.#o.telemetry.add("latentwatch.frames.dropped", 1, { reason: "internal_error" });
+      this.#o.log.error("frame.dropped", {
+        reason: "internal_error",
+        subject: msg.subject,
+        request: requestOf(msg),
+        error: (err as Error)?.message ?? String(err),
+      });
+    }
+  }
+
+  #intake(msg: BusMessage): void {
     const t = this.#o.telemetry;
     t.add("latentwatch.frames.received");
     this.#o.onMessage?.(msg);
@@ -270,9 +297,9 @@ export class Pipeline {
       frame = decodeMonitorFrame(msg, this.#o);
     } catch (err) {
       const e = err instanceof FrameError ? err : null;
-      const reason = e?.field ?? "decode";
+      const reason = rejectionReason(e?.field);
       t.add("latentwatch.frames.rejected", 1, { reason });
-      const request = e?.requestId ?? msg.headers["Lw-Request-Id"] ?? "?";
+      const request = e?.requestId ?? requestOf(msg);
       this.#o.log.warn("frame.rejected", {
         subject: msg.subject,
         request,
@@ -850,6 +877,24 @@ export class Pipeline {
     t.set("latentwatch.policy.evicted", s.evicted.ttl, { reason: "ttl" });
     t.set("latentwatch.policy.evicted", s.evicted.capacity, { reason: "capacity" });
   }
+}
+
+/**
+ * The counted reason of a rejection: the header at fault, `payload`, a
+ * header-block problem, or `decode`. `Lw-Meta-<key>` headers count as one
+ * reason, `Lw-Meta-*`, so senders cannot grow the label set.
+ */
+function rejectionReason(field: string | undefined): string {
+  if (field === undefined) return "decode";
+  if (field.toLowerCase().startsWith("lw-meta-")) return "Lw-Meta-*";
+  return field;
+}
+
+/** The request id a message claims, bounded for a log line ("?" when none). */
+function requestOf(msg: BusMessage): string {
+  const id = msg.headers?.["Lw-Request-Id"];
+  if (typeof id !== "string") return "?";
+  return id.length > 256 ? `${id.slice(0, 256)}…` : id;
 }
 
 const EMPTY_ROW: SparseLatents = { indices: new Uint32Array(0), values: new Float32Array(0) };

@@ -1,0 +1,140 @@
+/**
+ * A defensive reader of a NATS message's raw header block
+ * (`NATS/1.0\r\nName: value\r\n...\r\n\r\n`), for messages that anyone on
+ * the bus can publish. The NATS client's own parser throws on a header name
+ * with a space, a non-ASCII letter or invalid UTF-8, and joins a repeated
+ * header into one value; this one never throws, keeps what it can read (so
+ * a rejection can still name the request), reports the first problem, and
+ * lists the names given more than once.
+ *
+ * @module
+ */
+
+/** Why a header block was refused, as counted (`latentwatch.frames.rejected{reason}`). */
+export type HeaderProblemReason =
+  /** The block is not `NATS/1.0` lines of `Name: value` (no colon, a bare CR or LF). */
+  | "header_syntax"
+  /** A header name is empty or has a byte outside printable ASCII (33–126) or a colon. */
+  | "header_name"
+  /** A header value is not valid UTF-8. */
+  | "header_encoding";
+
+/** The first problem found in a header block. */
+export interface HeaderProblem {
+  reason: HeaderProblemReason;
+  /** What was expected and what was found, with the line number (1 = the `NATS/1.0` line). */
+  detail: string;
+}
+
+/** What {@linkcode parseHeaderBlock} read. */
+export interface ParsedHeaders {
+  /** Name (as spelled) → value (surrounding whitespace trimmed); the first value of a repeated name. */
+  headers: Record<string, string>;
+  /** Names given more than once with the same spelling, each listed once. */
+  repeated: string[];
+  /** The first problem, when the block is malformed (`headers` then holds the readable lines). */
+  problem?: HeaderProblem;
+}
+
+const STATUS_LINE = [0x4e, 0x41, 0x54, 0x53, 0x2f, 0x31, 0x2e, 0x30]; // "NATS/1.0"
+const utf8Strict = new TextDecoder("utf-8", { fatal: true });
+const utf8Loose = new TextDecoder("utf-8");
+
+/** Bytes shown quoted in a detail message, bounded. */
+function quote(bytes: Uint8Array): string {
+  const cut = bytes.subarray(0, 80);
+  const more = bytes.length > cut.length ? `… (${bytes.length} bytes)` : "";
+  return JSON.stringify(utf8Loose.decode(cut)) + more;
+}
+
+/** Set `name` as an own property, also when it is `__proto__`. */
+function put(out: Record<string, string>, name: string, value: string): void {
+  Object.defineProperty(out, name, {
+    value,
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  });
+}
+
+/**
+ * Read a raw NATS header block. Never throws: a malformed block comes back
+ * with `problem` set and the lines that could be read in `headers`. Names
+ * keep their spelling; values are decoded as strict UTF-8 and trimmed like
+ * the NATS clients do.
+ *
+ * @example
+ * ```ts
+ * const block = new TextEncoder().encode("NATS/1.0\r\nLw-Seq: 1\r\nLw-Seq: 1\r\nBad Name: x\r\n\r\n");
+ * const parsed = parseHeaderBlock(block);
+ * parsed.headers["Lw-Seq"]; // "1"
+ * parsed.repeated; // ["Lw-Seq"]
+ * parsed.problem?.reason; // "header_name"
+ * ```
+ */
+export function parseHeaderBlock(block: Uint8Array): ParsedHeaders {
+  const headers: Record<string, string> = {};
+  const seen = new Set<string>();
+  const repeated = new Set<string>();
+  let problem: HeaderProblem | undefined;
+  const fail = (reason: HeaderProblemReason, detail: string) => {
+    problem ??= { reason, detail };
+  };
+  let start = 0;
+  let line = 0;
+  while (start < block.length) {
+    let end = start;
+    while (end < block.length && !(block[end] === 13 && block[end + 1] === 10)) end++;
+    const bytes = block.subarray(start, end);
+    start = end + 2;
+    line++;
+    if (line === 1) {
+      const ok = STATUS_LINE.every((b, i) => bytes[i] === b) &&
+        (bytes.length === STATUS_LINE.length || bytes[STATUS_LINE.length] === 0x20);
+      if (!ok) fail("header_syntax", `line 1: expected "NATS/1.0", found ${quote(bytes)}`);
+      continue;
+    }
+    if (bytes.length === 0) continue; // the blank line closing the block
+    if (bytes.includes(13) || bytes.includes(10)) {
+      fail("header_syntax", `line ${line}: expected no bare CR or LF, found ${quote(bytes)}`);
+      continue;
+    }
+    const colon = bytes.indexOf(0x3a);
+    if (colon < 0) {
+      fail("header_syntax", `line ${line}: expected "Name: value", found ${quote(bytes)}`);
+      continue;
+    }
+    const nameBytes = bytes.subarray(0, colon);
+    const bad = nameBytes.findIndex((b) => b < 33 || b > 126);
+    if (colon === 0 || bad >= 0) {
+      const what = colon === 0
+        ? "an empty name"
+        : `${quote(nameBytes)} (byte 0x${nameBytes[bad].toString(16).padStart(2, "0")} at ${bad})`;
+      fail(
+        "header_name",
+        `line ${line}: expected a name of printable ASCII (33–126, no colon), found ${what}`,
+      );
+      continue;
+    }
+    const name = utf8Loose.decode(nameBytes); // printable ASCII, checked above
+    let value: string;
+    try {
+      value = utf8Strict.decode(bytes.subarray(colon + 1)).trim();
+    } catch (err) {
+      fail(
+        "header_encoding",
+        `line ${line}: ${name}: expected a UTF-8 value, found ${
+          quote(bytes.subarray(colon + 1))
+        } (${(err as Error).message})`,
+      );
+      continue;
+    }
+    if (seen.has(name)) {
+      repeated.add(name);
+      continue;
+    }
+    seen.add(name);
+    put(headers, name, value);
+  }
+  return { headers, repeated: [...repeated], ...(problem ? { problem } : {}) };
+}

@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import { parseHeaderBlock } from "./nats_headers.ts";
+
+const enc = new TextEncoder();
+const block = (...lines: (string | Uint8Array)[]) => {
+  const parts = [
+    enc.encode("NATS/1.0\r\n"),
+    ...lines.flatMap((l) => [typeof l === "string" ? enc.encode(l) : l, enc.encode("\r\n")]),
+    enc.encode("\r\n"),
+  ];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) out.set(p, (o += p.length) - p.length);
+  return out;
+};
+
+Deno.test("header block: names keep their spelling, values are trimmed UTF-8", () => {
+  const p = parseHeaderBlock(block("Lw-Model:  modèle ", "lw-seq:3", "__proto__: x"));
+  assert.equal(p.problem, undefined);
+  assert.deepEqual(Object.keys(p.headers), ["Lw-Model", "lw-seq", "__proto__"]);
+  assert.equal(p.headers["Lw-Model"], "modèle");
+  assert.equal(p.headers["lw-seq"], "3");
+  assert.equal(Object.getOwnPropertyDescriptor(p.headers, "__proto__")?.value, "x");
+  assert.deepEqual(p.repeated, []);
+});
+
+Deno.test("header block: a name given twice is listed once in repeated, first value kept", () => {
+  const p = parseHeaderBlock(block("Lw-Request-Id: a", "Lw-Request-Id: b", "Lw-Request-Id: c"));
+  assert.deepEqual(p.repeated, ["Lw-Request-Id"]);
+  assert.equal(p.headers["Lw-Request-Id"], "a");
+});
+
+Deno.test("header block: bad names, encodings and lines are reported, the rest still read", () => {
+  const cases: [Uint8Array, string, RegExp][] = [
+    [
+      block("Lw-Request-Id: r", "Bad Name: x"),
+      "header_name",
+      /line 3: .*"Bad Name" \(byte 0x20 at 3\)/,
+    ],
+    [block("Lw-Request-Id: r", "Modèle: x"), "header_name", /byte 0xc3 at 3/],
+    [block("Lw-Request-Id: r", ": x"), "header_name", /an empty name/],
+    [
+      block("Lw-Request-Id: r", new Uint8Array([0x41, 0x3a, 0xff])),
+      "header_encoding",
+      /A: expected a UTF-8 value/,
+    ],
+    [block("Lw-Request-Id: r", "no colon"), "header_syntax", /expected "Name: value"/],
+    [block("Lw-Request-Id: r", "A: b\nc"), "header_syntax", /bare CR or LF/],
+  ];
+  for (const [b, reason, detail] of cases) {
+    const p = parseHeaderBlock(b);
+    assert.equal(p.problem?.reason, reason);
+    assert.match(p.problem!.detail, detail);
+    assert.equal(p.headers["Lw-Request-Id"], "r", "readable lines are kept");
+  }
+  const noStatus = parseHeaderBlock(enc.encode("HTTP/1.1\r\nA: b\r\n\r\n"));
+  assert.equal(noStatus.problem?.reason, "header_syntax");
+  assert.deepEqual(parseHeaderBlock(new Uint8Array(0)), { headers: {}, repeated: [] });
+});
+
+Deno.test("header block: a huge name does not overflow the call stack", () => {
+  const p = parseHeaderBlock(block("X".repeat(300_000) + ": v"));
+  assert.equal(p.problem, undefined);
+  assert.equal(Object.keys(p.headers)[0].length, 300_000);
+});
