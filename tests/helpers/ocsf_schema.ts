@@ -271,11 +271,18 @@ export async function loadOcsfSchema(dir: string | URL): Promise<OcsfSchema> {
   };
 
   const classes = new Map<number, OcsfClass>();
+  /** A class's category, its own or the nearest one along its `extends` chain. */
+  const categoryOf = (def: Raw): unknown =>
+    def.category ??
+      (typeof def.extends === "string" && rawClasses.has(def.extends)
+        ? categoryOf(rawClasses.get(def.extends)!)
+        : undefined);
   for (const [name, def] of rawClasses) {
-    if (typeof def.uid !== "number" || typeof def.category !== "string") continue;
-    const category = categories[def.category];
+    const categoryName = categoryOf(def);
+    if (typeof def.uid !== "number" || typeof categoryName !== "string") continue;
+    const category = categories[categoryName];
     if (!category) {
-      throw new OcsfSchemaError(`class ${name} names unknown category '${def.category}'`);
+      throw new OcsfSchemaError(`class ${name} names unknown category '${categoryName}'`);
     }
     const categoryUid = Number(category.uid);
     const cls = build(rawClasses, name, "event class");
