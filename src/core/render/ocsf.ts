@@ -3,8 +3,12 @@
  * alert. Every required attribute of the class is filled: `class_uid`,
  * `category_uid`, `activity_id`, `type_uid`, `severity_id`, `time` (epoch
  * ms), `metadata` (`version`, `product` with `name` and `vendor_name`) and
- * `finding_info` (`uid`, `title`). What OCSF has no attribute for goes under
- * `unmapped`. Pure.
+ * `finding_info` (`uid`, `title`). Only attributes OCSF 1.3.0 defines for
+ * the class and its objects are rendered (checked against the official
+ * schema files by `tests/ocsf_conformance_test.ts`); what 1.3.0 has no
+ * attribute for goes under `unmapped`, and an attribute a later release
+ * added (`is_alert` from 1.4, an evidence's `name` from 1.5) keeps its path
+ * there (`unmapped.is_alert`, `unmapped.evidences[i].name`). Pure.
  *
  * @module
  */
@@ -21,7 +25,10 @@ import {
 } from "./common.ts";
 import { ATLAS_TECHNIQUES } from "./atlas.ts";
 
-/** The OCSF schema version the events follow (`metadata.version`). */
+/**
+ * The OCSF schema version the events follow (`metadata.version`): 1.3.0,
+ * the release most SIEM parsers and data lakes accept (see docs/alerts.md).
+ */
 export const OCSF_VERSION = "1.3.0";
 
 /** Detection Finding. */
@@ -81,12 +88,12 @@ export function toOcsf(alert: Alert, opts: RenderOptions = {}): JsonObject {
     severity: severity.caption,
     status_id: 1,
     status: "New",
-    is_alert: true,
     message: alertMessage(alert),
     metadata: {
       version: OCSF_VERSION,
       uid: alert.id,
       correlation_uid: alert.requestId,
+      ...(alert.tenant !== undefined ? { tenant_uid: alert.tenant } : {}),
       log_name: "latentwatch.alert",
       product: { name: product.name, vendor_name: product.vendor, version: product.version },
     },
@@ -113,11 +120,10 @@ export function toOcsf(alert: Alert, opts: RenderOptions = {}): JsonObject {
       { name: "resources.uid", type_id: 10, type: "Resource UID", value: alert.model },
       { name: "metadata.correlation_uid", type_id: 99, type: "Other", value: alert.requestId },
       ...(alert.tenant !== undefined
-        ? [{ name: "unmapped.tenant", type_id: 99, type: "Other", value: alert.tenant }]
+        ? [{ name: "metadata.tenant_uid", type_id: 99, type: "Other", value: alert.tenant }]
         : []),
     ],
     evidences: alert.evidence.map((e) => ({
-      name: `token ${e.position}`,
       data: {
         request_id: alert.requestId,
         position: e.position,
@@ -132,6 +138,9 @@ export function toOcsf(alert: Alert, opts: RenderOptions = {}): JsonObject {
     })),
     count: alert.tokens.count,
     unmapped: {
+      // OCSF 1.4 `is_alert` and 1.5 `evidences[].name`, at their paths
+      is_alert: true,
+      evidences: alert.evidence.map((e) => ({ name: `token ${e.position}` })),
       schema: alert.schema,
       monitor: alert.monitor,
       ...alertCoreFields(alert),

@@ -55,7 +55,8 @@ function checkRecommended(f: O, alert: Alert): void {
   assert.equal(f.type_name, "Detection Finding: Create");
   assert.ok([0, 1, 2, 3, 4, 5, 6, 99].includes(f.status_id as number));
   assert.equal(f.status, "New");
-  assert.equal(f.is_alert, true);
+  assert.equal(f.is_alert, undefined, "is_alert is OCSF 1.4; 1.3.0 carries it in unmapped");
+  assert.equal((f.unmapped as O).is_alert, true);
   const fi = obj(f.finding_info, "finding_info");
   const an = obj(fi.analytic, "analytic");
   assert.ok([0, 1, 2, 3, 4, 99].includes(an.type_id as number));
@@ -64,7 +65,10 @@ function checkRecommended(f: O, alert: Alert): void {
   for (const a of (fi.attacks as O[] | undefined) ?? []) {
     assert.ok("tactic" in a || "technique" in a || "sub_technique" in a);
   }
-  for (const e of f.evidences as O[]) obj(e.data, "evidence data");
+  for (const e of f.evidences as O[]) {
+    obj(e.data, "evidence data");
+    assert.deepEqual(Object.keys(e), ["data"], "an evidence's name is OCSF 1.5");
+  }
   for (const o of f.observables as O[]) {
     str(o.name, "observable name");
     int(o.type_id, "observable type_id");
@@ -95,6 +99,7 @@ Deno.test("toOcsf: the fixed alert", () => {
     version: OCSF_VERSION,
     uid: ALERT.id,
     correlation_uid: "req-1",
+    tenant_uid: "acme",
     log_name: "latentwatch.alert",
     product: { name: "latentwatch", vendor_name: "latentwatch", version: "0.1.0" },
   });
@@ -125,7 +130,6 @@ Deno.test("toOcsf: the fixed alert", () => {
   assert.equal(fi.desc, ALERT.description);
   assert.deepEqual(fi.data_sources, ["sae:res12"]);
   assert.deepEqual((f.evidences as O[])[1], {
-    name: "token 13",
     data: {
       request_id: "req-1",
       position: 13,
@@ -149,6 +153,21 @@ Deno.test("toOcsf: the fixed alert", () => {
   assert.deepEqual(u.probes, ALERT.probes);
   assert.deepEqual(u.latents, ALERT.latents);
   assert.equal(u.tenant, "acme");
+  assert.deepEqual(u.evidences, [{ name: "token 12" }, { name: "token 13" }]);
+  assert.deepEqual(f.observables, [
+    { name: "resources.uid", type_id: 10, type: "Resource UID", value: "gemma-2-2b" },
+    { name: "metadata.correlation_uid", type_id: 99, type: "Other", value: "req-1" },
+    { name: "metadata.tenant_uid", type_id: 99, type: "Other", value: "acme" },
+  ]);
+});
+
+Deno.test("toOcsf: without a tenant, no tenant_uid and no tenant observable", () => {
+  const f = toOcsf(MINIMAL);
+  assert.equal((f.metadata as O).tenant_uid, undefined);
+  assert.deepEqual((f.observables as O[]).map((o) => o.name), [
+    "resources.uid",
+    "metadata.correlation_uid",
+  ]);
 });
 
 Deno.test("toOcsf: no ATLAS tag, no attacks; a probe signal names its source", () => {

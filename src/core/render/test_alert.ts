@@ -1,10 +1,11 @@
 /**
- * Fixed alerts the rendering tests share: a typical one, a minimal one and
- * one full of adversarial strings.
+ * Fixed alerts the rendering tests share: a typical one, a minimal one,
+ * one full of adversarial strings, and every kind of alert by kind.
  *
  * @module
  */
 import type { Alert } from "../alert.ts";
+import { SEVERITIES } from "../policy/ast.ts";
 
 /** A typical alert: ATLAS tags, token text, trace context, steering. */
 export const ALERT: Alert = {
@@ -71,3 +72,75 @@ export const NASTY: Alert = {
   tenant: "tenant = x",
   traceparent: undefined,
 };
+
+const withoutText = (a: Alert): Alert => ({
+  ...a,
+  evidence: a.evidence.map(({ text: _text, ...e }) => e),
+});
+
+/**
+ * Every kind of alert a rendering must express, by kind: each variant of a
+ * kind once per severity. The conformance tests render them all.
+ */
+export const ALERT_KINDS: Readonly<Record<string, readonly Alert[]>> = Object.fromEntries(
+  Object.entries(
+    {
+      minimal: [MINIMAL],
+      typical: [ALERT],
+      "adversarial strings": [NASTY],
+      "with tenant": [{ ...MINIMAL, tenant: "acme" }, ALERT],
+      "without tenant": [MINIMAL, { ...ALERT, tenant: undefined }],
+      "steering actions": [{
+        ...MINIMAL,
+        steer: [
+          { kind: "clamp", sae: "s", latent: 0, value: 0 },
+          { kind: "ablate", sae: "s", latent: 1 },
+          { kind: "add", scale: -2, direction: { sae: "s", latent: 2 } },
+          { kind: "cap", max: 1.5, direction: { vector: [0.5, -0.5] } },
+        ],
+      }, ALERT],
+      "probe signal": [{
+        ...MINIMAL,
+        latent: { sae: "jailbreak", index: 0, max: 0.91, threshold: 0.5, signal: "probe" },
+        probes: [{ probe: "jailbreak", index: 0, value: 0.91, threshold: 0.5, label: "jb" }],
+      }],
+      "evidence with top latents": [{
+        ...ALERT,
+        evidence: ALERT.evidence.map((e) => ({
+          ...e,
+          topLatents: [{ index: 1234, value: e.value, label: "instruction override" }, {
+            index: 7,
+            value: 0.5,
+          }],
+        })),
+      }],
+      "ATLAS tags": [
+        { ...MINIMAL, tags: ["AML.T0054"] },
+        { ...MINIMAL, tags: ["AML.T0051.001", "AML.T0999", "AML.T0999.001", "AML.TA0005", "x"] },
+        {
+          ...MINIMAL,
+          tags: ["AML.T0024.002"],
+          atlas: [{ id: "AML.T0024.002", name: "Extract AI Model" }],
+        },
+      ],
+      "with token text": [ALERT, {
+        ...MINIMAL,
+        evidence: [{ position: 0, value: 1, text: "é\n" }],
+      }],
+      "without token text": [withoutText(ALERT), withoutText(NASTY)],
+      "trace context": [{
+        ...MINIMAL,
+        traceparent: ALERT.traceparent,
+        trace: {
+          traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+          spanId: "00f067aa0ba902b7",
+          sampled: false,
+          tracestate: "congo=t61rcWkgMzE",
+        },
+      }],
+    } satisfies Record<string, Alert[]>,
+  ).map(([kind, alerts]) => [
+    kind,
+    alerts.flatMap((a) => SEVERITIES.map((severity) => ({ ...a, severity }))),
+  ]),
+);
