@@ -469,8 +469,9 @@ Deno.test("sae --format overrides detection and is validated", async () => {
   const forced = await cli("inspect", join(dir, "sae"), "--format", "sparsify");
   assert.equal(forced.code, 1);
   assert.equal(forced.stdout, "");
-  // The sparsify loader read the SAELens cfg.json and named the sparsify key it lacks.
-  assert.match(forced.stderr, /cfg\.json: key 'expansion_factor': expected a positive integer/);
+  // The sparsify loader reads the SAELens cfg.json with SparseCoderConfig's defaults (as
+  // sparsify does) and then names the sparsify weights file the folder lacks.
+  assert.match(forced.stderr, /sae\.safetensors: cannot read the sparsify weights/);
   const unknown = await cli("inspect", join(dir, "sae"), "--format", "pickle");
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /--format: expected one of saelens, gemma-scope, .* found 'pickle'/);
