@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { LinearProbe, SaeWeights, SparseLatents } from "../core/sae.ts";
+import type { LinearProbe, SaeWeights, SettingProvenance, SparseLatents } from "../core/sae.ts";
 import { saeDOut } from "../core/sae.ts";
 import { evaluateReconstruction } from "../core/decode.ts";
 import { EncoderConfigError, EncoderInputError } from "../core/reference_encoder.ts";
@@ -273,7 +273,10 @@ function decoderNorm(sae: SaeWeights, i: number): number {
   return Math.sqrt(sq);
 }
 
-type Info = Record<string, string | number | boolean | null | Record<string, unknown>>;
+type Info = Record<
+  string,
+  string | number | boolean | null | Record<string, unknown> | SettingProvenance[]
+>;
 
 function describe(sae: SaeWeights): Info {
   const transcoder = sae.kind === "transcoder";
@@ -299,8 +302,11 @@ function describe(sae: SaeWeights): Info {
   if (sae.crossLayer) {
     info.cross_layer = `layer ${sae.crossLayer.layer} of ${sae.crossLayer.layers}`;
   }
+  if (sae.hookHeadIndex !== undefined) info.hook_head_index = sae.hookHeadIndex;
   if (sae.neuronpediaId) info.neuronpedia = sae.neuronpediaId;
   info.labels = sae.labels?.size ?? 0;
+  // Which upstream rule decided each setting the file did not state plainly.
+  if (sae.provenance && sae.provenance.length > 0) info.provenance = sae.provenance;
   return info;
 }
 
@@ -362,6 +368,12 @@ async function inspect(
   const where = await providerOf(sae, provider, load.onProgress);
   info.provider = where.provider;
   if (where.providerNote) info.provider_note = where.providerNote;
+  if (info.provenance !== undefined) {
+    // the rules come after the settings they explain
+    const rules = info.provenance;
+    delete info.provenance;
+    info.provenance = rules;
+  }
   if (info.latent !== undefined) {
     // the latent's block stays last
     const block = info.latent;
@@ -374,7 +386,12 @@ async function inspect(
   }
   let text = "";
   for (const [key, value] of Object.entries(info)) {
-    if (key === "latent" && value !== null && typeof value === "object") {
+    if (key === "provenance" && Array.isArray(value)) {
+      text += "provenance:\n";
+      for (const p of value) text += `  ${p.setting}=${p.value ?? "null"} ${p.rule}\n`;
+    } else if (
+      key === "latent" && value !== null && typeof value === "object" && !Array.isArray(value)
+    ) {
       text += `latent: ${value.index}\n`;
       text += `  label: ${value.label ?? "(none)"}\n`;
       text += `  decoder_norm: ${value.decoder_norm}\n`;

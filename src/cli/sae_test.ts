@@ -215,6 +215,59 @@ Deno.test("sae inspect prints key: value lines and --json", async () => {
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("sae inspect states which upstream rule decided each legacy setting (text and --json provenance)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sae_cli_" });
+  await writeSaeLensFolder(
+    dir,
+    randomSae({ architecture: "topk", dIn: 8, dSae: 16, k: 3, seed: 2 }),
+  );
+  // A pre-6.0 config: no sae_lens_version, architecture topk, k only in activation_fn_kwargs,
+  // hook_point, boolean normalize_activations, no apply_b_dec_to_input.
+  await Deno.writeTextFile(
+    join(dir, "cfg.json"),
+    JSON.stringify({
+      architecture: "topk",
+      d_in: 8,
+      d_sae: 16,
+      dtype: "torch.float32",
+      hook_point: "blocks.2.hook_resid_pre",
+      model_name: "gpt2-small",
+      activation_fn_kwargs: { k: 5 },
+      normalize_activations: false,
+    }),
+  );
+  const PRE6 = "(SAELens pre-6.0 rule, handle_pre_6_0_config)";
+  const expected = [
+    {
+      setting: "config layout",
+      value: "pre-6.0",
+      rule:
+        "no sae_lens_version: converted by handle_pre_6_0_config (SAELens handle_config_defaulting)",
+    },
+    { setting: "hook_name", value: "blocks.2.hook_resid_pre", rule: `from hook_point ${PRE6}` },
+    { setting: "normalize_activations", value: "none", rule: `from boolean false ${PRE6}` },
+    { setting: "apply_b_dec_to_input", value: true, rule: `no key: default true ${PRE6}` },
+    { setting: "k", value: 5, rule: `from activation_fn_kwargs.k ${PRE6}` },
+  ];
+  const text = await cli("inspect", dir, "--provider", "cpu");
+  assert.equal(text.code, 0, text.stderr);
+  const lines = text.stdout.trimEnd().split("\n");
+  assert.ok(lines.includes("k: 5"), text.stdout);
+  assert.ok(lines.includes("hook: blocks.2.hook_resid_pre"), text.stdout);
+  const at = lines.indexOf("provenance:");
+  assert.ok(at > lines.indexOf("provider: cpu"), text.stdout);
+  assert.deepEqual(
+    lines.slice(at + 1),
+    expected.map((p) => `  ${p.setting}=${p.value} ${p.rule}`),
+  );
+  const json = await cli("inspect", dir, "--json", "--provider", "cpu");
+  assert.equal(json.code, 0, json.stderr);
+  const info = JSON.parse(json.stdout);
+  assert.equal(info.k, 5);
+  assert.deepEqual(info.provenance, expected);
+  await Deno.remove(dir, { recursive: true });
+});
+
 async function gzip(text: string): Promise<Uint8Array> {
   const stream = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
   return new Uint8Array(await new Response(stream).arrayBuffer());
@@ -416,8 +469,9 @@ Deno.test("sae --format overrides detection and is validated", async () => {
   const forced = await cli("inspect", join(dir, "sae"), "--format", "sparsify");
   assert.equal(forced.code, 1);
   assert.equal(forced.stdout, "");
-  // The sparsify loader read the SAELens cfg.json and named the sparsify key it lacks.
-  assert.match(forced.stderr, /cfg\.json: key 'expansion_factor': expected a positive integer/);
+  // The sparsify loader reads the SAELens cfg.json with SparseCoderConfig's defaults (as
+  // sparsify does) and then names the sparsify weights file the folder lacks.
+  assert.match(forced.stderr, /sae\.safetensors: cannot read the sparsify weights/);
   const unknown = await cli("inspect", join(dir, "sae"), "--format", "pickle");
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /--format: expected one of saelens, gemma-scope, .* found 'pickle'/);

@@ -98,6 +98,26 @@ export interface SaeWeights {
   neuronpediaId?: string | null;
   /** Human labels by latent index (Neuronpedia explanations). */
   labels?: ReadonlyMap<number, string>;
+  /**
+   * SAELens `hook_head_index`: the SAE reads one attention head's slice
+   * (`d_in = d_head`) of the hook, which the caller selects before encoding.
+   */
+  hookHeadIndex?: number;
+  /**
+   * Which upstream rule decided each setting that the file did not state
+   * plainly (legacy keys, defaults), in the order they were applied.
+   */
+  provenance?: SettingProvenance[];
+}
+
+/** One setting a loader derived from an upstream rule rather than read as is. */
+export interface SettingProvenance {
+  /** The setting, e.g. `"k"` or `"normalize_activations"`. */
+  setting: string;
+  /** The value it ended up with. */
+  value: string | number | boolean | null;
+  /** Where it came from and which upstream rule said so, e.g. `"from activation_fn_kwargs.k (SAELens pre-6.0 rule, handle_pre_6_0_config)"`. */
+  rule: string;
 }
 
 /** Decoder output width of `sae` (`dIn` for SAEs). */

@@ -14,6 +14,7 @@ import type {
   SaeArchitecture,
   SaeKind,
   SaeWeights,
+  SettingProvenance,
   WeightDtype,
 } from "../core/sae.ts";
 import {
@@ -127,6 +128,12 @@ export interface SaeLensConfig {
   neuronpediaId: string | null;
   /** True when the file used the pre-6.0 flat layout. */
   legacy: boolean;
+  /** `finetuning_scaling_factor`: a non-unit `scaling_factor` tensor is applied to the latents. */
+  finetuningScalingFactor: boolean;
+  /** `hook_head_index`: the SAE reads that head's slice of the hook. */
+  hookHeadIndex?: number;
+  /** Which upstream rule decided each setting not stated plainly in the file. */
+  provenance: SettingProvenance[];
 }
 
 type Json = Record<string, unknown>;
@@ -135,15 +142,36 @@ function isRecord(v: unknown): v is Json {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** SAELens treats a missing version or one below 6.0.0-rc.0 as the legacy layout. */
-function isLegacyVersion(version: unknown): boolean {
-  if (typeof version !== "string") return true;
-  const m = /^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?/.exec(version);
-  if (!m) return true;
-  const major = Number(m[1]);
-  if (major !== 6 || m[2] !== "0" || m[3] !== "0" || m[4] === undefined) return major < 6;
-  // 6.0.0 pre-releases: only rc.N and later count as 6.x.
-  return !m[4].startsWith("rc");
+/**
+ * SAELens's version test (`handle_config_defaulting`): is `version` below
+ * `6.0.0-rc.0` under PEP 440 ordering (what `packaging.version.Version`
+ * compares)? Returns `null` for a string PEP 440 cannot parse (SAELens raises).
+ *
+ * @example
+ * ```ts
+ * isBelowV6rc0("5.9.1"); // true
+ * isBelowV6rc0("6.0.0-rc.1"); // false
+ * ```
+ */
+export function isBelowV6rc0(version: string): boolean | null {
+  const m =
+    /^\s*v?(?:(\d+)!)?(\d+(?:\.\d+)*)(?:[-_.]?(a|alpha|b|beta|c|rc|pre|preview)[-_.]?(\d+)?)?(?:-(\d+)|[-_.]?(post|rev|r)[-_.]?(\d+)?)?(?:[-_.]?(dev)[-_.]?(\d+)?)?(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?\s*$/i
+      .exec(version);
+  if (!m) return null;
+  if (m[1] !== undefined && Number(m[1]) > 0) return false; // a later epoch
+  const release = m[2].split(".").map(Number);
+  for (let i = 0; i < Math.max(3, release.length); i++) {
+    const d = (release[i] ?? 0) - (i === 0 ? 6 : 0);
+    if (d !== 0) return d < 0;
+  }
+  // The release is 6.0.0: the suffixes decide.
+  const pre = m[3]?.toLowerCase();
+  const post = m[5] !== undefined || m[6] !== undefined;
+  const dev = m[8] !== undefined;
+  if (pre === undefined) return dev && !post; // 6.0.0.devN sorts before every pre-release
+  if (pre === "a" || pre === "alpha" || pre === "b" || pre === "beta") return true;
+  if (Number(m[4] ?? 0) > 0) return false; // rc1 and later
+  return dev && !post; // rc0.devN < rc0
 }
 
 /** `${source}: key 'k': expected …, found …` */
@@ -155,8 +183,18 @@ export function badKey(source: string, key: string, expected: string, found: unk
   );
 }
 
+/** Where each rule lives in SAELens (sae_lens/loading/pretrained_sae_loaders.py and the config classes). */
+const PRE6 = "SAELens pre-6.0 rule, handle_pre_6_0_config";
+
 /**
- * Interpret a parsed `cfg.json` (v6 or legacy flat layout).
+ * Interpret a parsed `cfg.json` the way SAELens 6.18 (`SAE.load_from_disk`)
+ * does: `handle_config_defaulting` sends a config without
+ * `sae_lens_version` (top level, else `metadata`) or with one below
+ * `6.0.0-rc.0` through `handle_pre_6_0_config` (renames, defaults, `k` from
+ * `activation_fn_kwargs`, boolean `normalize_activations`), then the
+ * architecture's config class fills its dataclass defaults (`k = 100`,
+ * `d_out = 768`, `dtype = "float32"`, `apply_b_dec_to_input = true`). Every
+ * setting a rule decided is listed in `provenance`.
  *
  * @param raw the parsed JSON
  * @param source the config path, used in error messages
@@ -164,43 +202,135 @@ export function badKey(source: string, key: string, expected: string, found: unk
  *
  * @example
  * ```ts
- * const cfg = parseSaeLensConfig(JSON.parse(await Deno.readTextFile("sae/cfg.json")), "sae/cfg.json");
- * cfg.architecture; // "jumprelu"
+ * const cfg = parseSaeLensConfig(
+ *   { architecture: "topk", d_in: 16, d_sae: 64, activation_fn_kwargs: { k: 8 } },
+ *   "sae/cfg.json",
+ * );
+ * cfg.k; // 8, from activation_fn_kwargs (SAELens pre-6.0 rule)
  * ```
  */
 export function parseSaeLensConfig(raw: unknown, source: string): SaeLensConfig {
   if (!isRecord(raw)) {
     throw new SaeFormatError(`${source}: expected a JSON object, found ${JSON.stringify(raw)}`);
   }
-  const metadata = isRecord(raw.metadata) ? raw.metadata : {};
-  const legacy = isLegacyVersion(raw.sae_lens_version ?? metadata.sae_lens_version);
-  // Legacy files keep model keys at the top level; v6 moves them to metadata.
-  const meta = (key: string): unknown => metadata[key] ?? raw[key];
   const bad = (key: string, expected: string, found: unknown): never =>
     badKey(source, key, expected, found);
+  const provenance: SettingProvenance[] = [];
+  const note = (setting: string, value: SettingProvenance["value"], rule: string) =>
+    provenance.push({ setting, value, rule });
+
+  // handle_config_defaulting: the top-level version when truthy, else metadata's.
+  let version: unknown = raw.sae_lens_version;
+  let versionKey = "sae_lens_version";
+  if (!version && isRecord(raw.metadata)) {
+    version = raw.metadata.sae_lens_version;
+    versionKey = "metadata.sae_lens_version";
+  }
+  let legacy: boolean;
+  if (!version) legacy = true;
+  else {
+    const below = typeof version === "string" ? isBelowV6rc0(version) : null;
+    if (below === null) bad(versionKey, "a version string (PEP 440, e.g. '6.18.0')", version);
+    legacy = below as boolean;
+  }
+  if (legacy) {
+    note(
+      "config layout",
+      "pre-6.0",
+      `${
+        version
+          ? `${versionKey} ${JSON.stringify(version)} is below 6.0.0-rc.0`
+          : "no sae_lens_version"
+      }: converted by handle_pre_6_0_config (SAELens handle_config_defaulting)`,
+    );
+  }
+
+  // handle_pre_6_0_config renames keys in file order, so a later key wins over an earlier one.
+  const RENAMES: Record<string, string> = {
+    hook_point: "hook_name",
+    hook_point_head_index: "hook_head_index",
+    activation_fn_str: "activation_fn",
+  };
+  const cfg: Json = {};
+  const renamedFrom: Record<string, string> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    const to = legacy ? RENAMES[key] ?? key : key;
+    cfg[to] = value;
+    if (to !== key) renamedFrom[to] = key;
+    else delete renamedFrom[to];
+  }
+  // Model keys: legacy files keep them at the top level (SAELens rebuilds metadata from
+  // them, LLM_METADATA_KEYS); 6.x files under metadata (top level read as a fallback).
+  const metadata = !legacy && isRecord(cfg.metadata) ? cfg.metadata : {};
+  const meta = (key: string): unknown => legacy ? cfg[key] : metadata[key] ?? cfg[key];
   const posInt = (key: string, v: unknown): number =>
     typeof v === "number" && Number.isSafeInteger(v) && v > 0
       ? v
       : bad(key, "a positive integer", v);
 
-  const dIn = posInt("d_in", raw.d_in);
-  const dSae = posInt("d_sae", raw.d_sae);
+  const dIn = posInt("d_in", cfg.d_in);
+  const dSae = posInt("d_sae", cfg.d_sae);
+  const hookName = stringOrNull(meta("hook_name"));
+  if (legacy && renamedFrom.hook_name) {
+    note("hook_name", hookName, `from ${renamedFrom.hook_name} (${PRE6})`);
+  }
 
-  let architecture: unknown = raw.architecture;
-  let k: unknown = raw.k;
+  let architecture: unknown = cfg.architecture;
+  let k: unknown = cfg.k;
+  let kFrom = "k";
   if (legacy) {
-    architecture ??= "standard";
-    const activationFn = raw.activation_fn ?? raw.activation_fn_str;
-    if (activationFn === "topk") {
+    if (architecture === undefined) {
+      architecture = "standard";
+      note("architecture", "standard", `no architecture key: default 'standard' (${PRE6})`);
+    }
+    const fnKey = renamedFrom.activation_fn ?? "activation_fn";
+    const activationFn = cfg.activation_fn ?? "relu";
+    const kwargs = cfg.activation_fn_kwargs;
+    if (kwargs !== undefined && kwargs !== null && !isRecord(kwargs)) {
+      bad("activation_fn_kwargs", 'an object such as {"k": 32}', kwargs);
+    }
+    const kwargK = isRecord(kwargs) ? kwargs.k : undefined;
+    if (activationFn === "topk" && kwargK !== undefined && kwargK !== null) {
+      if (architecture !== "topk") {
+        note(
+          "architecture",
+          "topk",
+          `from ${fnKey} 'topk' with activation_fn_kwargs.k (${PRE6}; was ${
+            JSON.stringify(architecture)
+          })`,
+        );
+      }
       architecture = "topk";
-      const kwargs = isRecord(raw.activation_fn_kwargs) ? raw.activation_fn_kwargs : {};
-      k = kwargs.k;
-    } else if (activationFn !== undefined && activationFn !== null && activationFn !== "relu") {
+    } else if (activationFn === "topk") {
+      // SAELens keeps the architecture (ReLU unless it says otherwise); SAELens ≤ 5 refused.
+      note(
+        "architecture",
+        architecture as string,
+        `${fnKey} 'topk' without activation_fn_kwargs.k: SAELens 6 keeps architecture ${
+          JSON.stringify(architecture)
+        } and ignores the activation (${PRE6})`,
+      );
+    } else if (activationFn === "tanh-relu") {
+      // SAELens 6 drops activation_fn and would run ReLU; SAELens ≤ 5 computed tanh(relu(h)).
       bad(
-        raw.activation_fn !== undefined ? "activation_fn" : "activation_fn_str",
-        "'relu' or 'topk'",
+        fnKey,
+        "'relu' or 'topk' (a 'tanh-relu' SAE computes tanh(relu(h)), which latentwatch does not run; SAELens 6 ignores the key and would run it as ReLU)",
         activationFn,
       );
+    } else if (activationFn !== "relu") {
+      bad(fnKey, "'relu', 'topk' or 'tanh-relu' (the activations SAELens ever had)", activationFn);
+    }
+    if (architecture === "topk" && kwargs !== undefined) {
+      // handle_pre_6_0_config: activation_fn_kwargs["k"] whenever the architecture is topk.
+      if (kwargK === undefined || kwargK === null) {
+        bad(
+          "activation_fn_kwargs.k",
+          "a positive integer (SAELens reads k from activation_fn_kwargs whenever a pre-6.0 config's architecture is 'topk', and fails without it)",
+          kwargK,
+        );
+      }
+      k = kwargK;
+      kFrom = "activation_fn_kwargs.k";
     }
   }
   if (typeof architecture !== "string" || !Object.hasOwn(ARCHITECTURES, architecture)) {
@@ -218,50 +348,81 @@ export function parseSaeLensConfig(raw: unknown, source: string): SaeLensConfig 
   const { architecture: arch, kind, skip } = ARCHITECTURES[architecture];
   const transcoder = kind === "transcoder";
 
-  const dtypeRaw = raw.dtype ?? "float32";
+  let dtypeRaw = cfg.dtype;
+  if (dtypeRaw === undefined) {
+    dtypeRaw = "float32";
+    note("dtype", "float32", "no dtype key: default 'float32' (SAELens SAEConfig)");
+  }
   const dtypeName = typeof dtypeRaw === "string" ? dtypeRaw.replace(/^torch\./, "") : "";
   if (!Object.hasOwn(CFG_DTYPES, dtypeName)) {
     bad("dtype", "float32, float16, bfloat16 or float64 (optionally 'torch.'-prefixed)", dtypeRaw);
   }
 
-  let normalize: unknown = raw.normalize_activations ?? "none";
+  let normalize: unknown = cfg.normalize_activations;
   if (legacy && typeof normalize === "boolean") {
     normalize = normalize ? "expected_average_only_in" : "none";
+    note(
+      "normalize_activations",
+      normalize as string,
+      `from boolean ${cfg.normalize_activations} (${PRE6})`,
+    );
+  } else if (normalize === undefined || (legacy && normalize === null)) {
+    normalize = "none";
   }
   const NORMS = ["none", "expected_average_only_in", "constant_norm_rescale", "layer_norm"];
   if (typeof normalize !== "string" || !NORMS.includes(normalize)) {
     bad("normalize_activations", NORMS.map((n) => `'${n}'`).join(", "), normalize);
   }
   let normScalingFactor: number | undefined;
-  if (raw.norm_scaling_factor !== undefined && raw.norm_scaling_factor !== null) {
-    const s = raw.norm_scaling_factor;
+  if (cfg.norm_scaling_factor !== undefined && cfg.norm_scaling_factor !== null) {
+    const s = cfg.norm_scaling_factor;
     if (typeof s !== "number" || !(s > 0) || !Number.isFinite(s)) {
       bad("norm_scaling_factor", "a positive number", s);
     }
     normScalingFactor = s as number;
   }
 
-  const hookName = stringOrNull(meta("hook_name") ?? meta("hook_point"));
-  let reshape = raw.reshape_activations ?? "none";
-  // handle_pre_6_0_config: legacy hook_z SAEs reshape by hook name.
-  if (legacy && raw.reshape_activations === undefined && hookName?.includes("hook_z")) {
-    reshape = "hook_z";
+  let reshape = cfg.reshape_activations;
+  if (reshape === undefined) {
+    // handle_pre_6_0_config infers hook_z from the hook name; 6.x defaults to "none".
+    reshape = legacy && hookName?.includes("hook_z") ? "hook_z" : "none";
+    if (reshape === "hook_z") {
+      note(
+        "reshape_activations",
+        "hook_z",
+        `hook name ${JSON.stringify(hookName)} contains 'hook_z' (${PRE6})`,
+      );
+    }
   }
   if (reshape !== "none" && reshape !== "hook_z") {
     bad("reshape_activations", "'none' or 'hook_z'", reshape);
   }
-  const headIndex = meta("hook_head_index") ?? meta("hook_point_head_index");
+  const headIndex = meta("hook_head_index");
+  let hookHeadIndex: number | undefined;
   if (headIndex !== undefined && headIndex !== null) {
-    // SAELens would feed one head's slice of hook_z; the runtime reads whole activations.
-    bad(
-      "hook_head_index",
-      "null (single-head SAEs are not supported; the runtime feeds the whole activation)",
-      headIndex,
-    );
+    if (typeof headIndex !== "number" || !Number.isSafeInteger(headIndex) || headIndex < 0) {
+      bad("hook_head_index", "null or a head index (a non-negative integer)", headIndex);
+    }
+    hookHeadIndex = headIndex as number;
+    if (legacy && renamedFrom.hook_head_index) {
+      note("hook_head_index", hookHeadIndex, `from ${renamedFrom.hook_head_index} (${PRE6})`);
+    }
   }
 
-  // Transcoders never subtract b_dec; SAELens's TranscoderConfig raises if asked to.
-  const applyBDec = raw.apply_b_dec_to_input ?? !transcoder;
+  let applyBDec = cfg.apply_b_dec_to_input;
+  if (applyBDec === undefined) {
+    // Transcoders never subtract b_dec; SAELens's TranscoderConfig would default to true and raise.
+    applyBDec = !transcoder;
+    note(
+      "apply_b_dec_to_input",
+      applyBDec as boolean,
+      transcoder
+        ? "no key: false for transcoders (latentwatch rule; SAELens's TranscoderConfig defaults to true and then raises)"
+        : legacy
+        ? `no key: default true (${PRE6})`
+        : "no key: default true (SAELens SAEConfig)",
+    );
+  }
   if (typeof applyBDec !== "boolean") bad("apply_b_dec_to_input", "a boolean", applyBDec);
   if (transcoder && applyBDec) {
     bad(
@@ -270,20 +431,31 @@ export function parseSaeLensConfig(raw: unknown, source: string): SaeLensConfig 
       applyBDec,
     );
   }
-  const rescale = raw.rescale_acts_by_decoder_norm ?? false;
+  const rescale = cfg.rescale_acts_by_decoder_norm ?? false;
   if (typeof rescale !== "boolean") bad("rescale_acts_by_decoder_norm", "a boolean", rescale);
+  const fsf = cfg.finetuning_scaling_factor ?? false;
+  if (typeof fsf !== "boolean") bad("finetuning_scaling_factor", "a boolean", fsf);
 
-  const cfg: SaeLensConfig = {
+  let dOut = dIn;
+  if (transcoder) {
+    if (cfg.d_out === undefined) {
+      dOut = 768;
+      note("d_out", 768, "no d_out key: default 768 (SAELens TranscoderConfig)");
+    } else dOut = posInt("d_out", cfg.d_out);
+  }
+
+  const out: SaeLensConfig = {
     architecture: arch,
     cfgArchitecture: architecture,
     kind,
     skip,
     dIn,
     dSae,
-    dOut: transcoder ? posInt("d_out", raw.d_out) : dIn,
+    dOut,
     dtype: CFG_DTYPES[dtypeName],
     applyBDecToInput: applyBDec as boolean,
     rescaleActsByDecoderNorm: arch === "topk" && (rescale as boolean),
+    finetuningScalingFactor: fsf as boolean,
     normalize: normalize as SaeLensConfig["normalize"],
     reshapeActivations: reshape as "none" | "hook_z",
     hookName,
@@ -291,14 +463,31 @@ export function parseSaeLensConfig(raw: unknown, source: string): SaeLensConfig 
     modelName: stringOrNull(meta("model_name")),
     neuronpediaId: stringOrNull(meta("neuronpedia_id")),
     legacy,
+    provenance,
   };
-  if (normScalingFactor !== undefined) cfg.normScalingFactor = normScalingFactor;
+  if (hookHeadIndex !== undefined) out.hookHeadIndex = hookHeadIndex;
+  if (normScalingFactor !== undefined) out.normScalingFactor = normScalingFactor;
   if (arch === "topk") {
-    const kv = posInt(legacy ? "activation_fn_kwargs.k" : "k", k);
-    if (kv > dSae) bad(legacy ? "activation_fn_kwargs.k" : "k", `at most d_sae = ${dSae}`, kv);
-    cfg.k = kv;
+    let kv: number;
+    if (k === undefined) {
+      // TopKSAEConfig's dataclass default.
+      if (dSae < 100) {
+        bad(
+          "k",
+          `a positive integer at most d_sae = ${dSae} (SAELens's TopKSAEConfig default k = 100 does not fit)`,
+          k,
+        );
+      }
+      kv = 100;
+      note("k", 100, "no k key: default 100 (SAELens TopKSAEConfig)");
+    } else {
+      kv = posInt(kFrom, k);
+      if (kv > dSae) bad(kFrom, `at most d_sae = ${dSae}`, kv);
+      if (kFrom !== "k") note("k", kv, `from ${kFrom} (${PRE6})`);
+    }
+    out.k = kv;
   }
-  return cfg;
+  return out;
 }
 
 function stringOrNull(v: unknown): string | null {
@@ -617,7 +806,7 @@ export async function loadSaeLens(dir: string, opts: SaeLoadOptions = {}): Promi
     ...(gated ? ["b_gate", "b_mag", "r_mag"] : ["b_enc"]),
     ...(cfg.architecture === "jumprelu" ? ["threshold"] : []),
     ...(cfg.skip ? ["W_skip"] : []),
-    ...(cfg.legacy ? ["scaling_factor"] : []),
+    "scaling_factor",
   ];
   const r = new WeightReader(source, {
     what: `a ${cfg.cfgArchitecture} SAE`,
@@ -645,7 +834,13 @@ export async function loadSaeLens(dir: string, opts: SaeLoadOptions = {}): Promi
     });
     const wDec = await read("W_dec", {
       shape: [dSae, dOut],
-      dims: cfg.kind === "transcoder" ? "[d_sae, d_out]" : "[d_sae, d_in]",
+      dims: cfg.kind === "transcoder"
+        ? `[d_sae, d_out]${
+          cfg.provenance.some((p) => p.setting === "d_out")
+            ? " (the cfg has no 'd_out' key; SAELens's TranscoderConfig default is 768)"
+            : ""
+        }`
+        : "[d_sae, d_in]",
       accept: (s) => cfg.kind === "sae" && s[0] === dSae && headAxes(s, 1, 3, dIn),
     });
     const bDec = await vec("b_dec", dOut, cfg.kind === "transcoder" ? "[d_out]" : "[d_in]");
@@ -704,16 +899,46 @@ export async function loadSaeLens(dir: string, opts: SaeLoadOptions = {}): Promi
       sae.normalize = cfg.normalize;
     }
     if (scale !== null) foldScalingFactor(sae, scale);
-    if (cfg.legacy && r.has("scaling_factor")) {
-      // Legacy decode was (f * scaling_factor) @ W_dec; folding it into the
-      // decoder rows keeps decode identical and leaves encode untouched.
+    const provenance = [...cfg.provenance];
+    if (r.has("scaling_factor")) {
+      // read_sae_components_from_disk (any config version): a tensor allclose to
+      // ones is dropped; otherwise finetuning_scaling_factor must be true.
       const s = await vec("scaling_factor", dSae, "[d_sae]");
-      if (s.some((v) => v !== 1)) {
+      if (s.every((v) => Math.abs(v - 1) <= 1e-8 + 1e-5)) {
+        provenance.push({
+          setting: "scaling_factor",
+          value: "ignored",
+          rule: "tensor allclose to ones: dropped (SAELens read_sae_components_from_disk)",
+        });
+      } else if (!cfg.finetuningScalingFactor) {
+        throw new SaeFormatError(
+          `${cfgPath}: key 'finetuning_scaling_factor': expected true because ${weightsPath} holds a 'scaling_factor' tensor that is not all ones, found ${
+            JSON.stringify(cfg.finetuningScalingFactor)
+          } (SAELens raises "Scaling factor is present but finetuning_scaling_factor is False.")`,
+        );
+      } else {
+        // SAELens ≤ 5 decoded (f * scaling_factor) @ W_dec; folding it into the
+        // decoder rows keeps decode identical and leaves encode untouched.
         for (let i = 0; i < dSae; i++) {
           for (let j = 0; j < dOut; j++) sae.wDec[i * dOut + j] *= s[i];
         }
+        provenance.push({
+          setting: "scaling_factor",
+          value: "folded into W_dec rows",
+          rule:
+            "finetuning_scaling_factor true: decode multiplies latents by scaling_factor (SAELens ≤ 5 rule; SAELens 6 refuses the tensor)",
+        });
       }
     }
+    if (scale !== null) {
+      provenance.push({
+        setting: "normalize_activations",
+        value: `expected_average_only_in folded (s = ${scale})`,
+        rule: "W_enc·s, W_dec/s, b_dec/s (SAELens fold_activation_norm_scaling_factor)",
+      });
+    }
+    if (cfg.hookHeadIndex !== undefined) sae.hookHeadIndex = cfg.hookHeadIndex;
+    if (provenance.length > 0) sae.provenance = provenance;
     return sae;
   } finally {
     source.close();

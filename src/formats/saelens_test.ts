@@ -570,8 +570,9 @@ Deno.test("transcoders: never subtract b_dec; skip adds x_raw @ W_skip^T, orient
   );
   await rejectsFormat(
     loadSaeLens(await handFolder(v6("transcoder", { apply_b_dec_to_input: false }), tc)),
-    "'d_out'",
-    "missing",
+    "'W_dec' has shape [10,6]",
+    "no 'd_out' key",
+    "default is 768",
   );
   // The skip tensor in the wrong orientation for a non-square transcoder: named with both shapes.
   await rejectsFormat(
@@ -739,14 +740,25 @@ Deno.test("hook_z: flattened head-major d_in; W_enc stored [n_heads, d_head, d_s
     loadSaeLens(await handFolder(v6("standard"), t([2, 3, D_SAE], [D_SAE, D_IN]))),
     "'W_enc' has shape [2,3,10]",
   );
+  // hook_head_index is metadata: SAELens loads the SAE; the caller feeds that head's slice.
+  const head = await loadSaeLens(
+    await handFolder(
+      { ...cfg, metadata: { ...cfg.metadata, hook_head_index: 1 } },
+      t([D_IN, D_SAE], [D_SAE, D_IN]),
+    ),
+  );
+  assert.equal(head.hookHeadIndex, 1);
+  assert.deepEqual(head.wEnc, flat.wEnc);
   await rejectsFormat(
     loadSaeLens(
       await handFolder(
-        { ...cfg, metadata: { ...cfg.metadata, hook_head_index: 1 } },
+        { ...cfg, metadata: { ...cfg.metadata, hook_head_index: "1" } },
         t([D_IN, D_SAE], [D_SAE, D_IN]),
       ),
     ),
     "'hook_head_index'",
+    "non-negative integer",
+    '"1"',
   );
 });
 

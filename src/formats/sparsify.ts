@@ -13,7 +13,7 @@
  */
 
 import { basename, dirname, join } from "node:path";
-import type { SaeWeights } from "../core/sae.ts";
+import type { SaeWeights, SettingProvenance } from "../core/sae.ts";
 import {
   badKey,
   openSafetensorsSource,
@@ -34,6 +34,8 @@ export interface SparsifyConfig {
   k: number;
   transcode: boolean;
   skipConnection: boolean;
+  /** Settings taken from SparseCoderConfig defaults rather than the file. */
+  provenance: SettingProvenance[];
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -78,10 +80,29 @@ export function parseSparsifyConfig(raw: unknown, source: string): SparsifyConfi
     const v = raw[key] ?? false;
     return typeof v === "boolean" ? v : bad(key, "a boolean", v);
   };
+  const provenance: SettingProvenance[] = [];
   const dIn = int("d_in", 1);
+  // SparseCoderConfig defaults (sparsify/config.py): num_latents 0, expansion_factor 32, k 32.
   let numLatents = raw.num_latents === undefined ? 0 : int("num_latents", 0);
-  if (numLatents === 0) numLatents = dIn * int("expansion_factor", 1);
-  const k = int("k", 1);
+  if (numLatents === 0) {
+    const factor = raw.expansion_factor === undefined ? 32 : int("expansion_factor", 1);
+    numLatents = dIn * factor;
+    provenance.push({
+      setting: "num_latents",
+      value: numLatents,
+      rule: `num_latents 0 or absent: d_in × expansion_factor ${factor}${
+        raw.expansion_factor === undefined ? " (default 32)" : ""
+      } (sparsify SparseCoder)`,
+    });
+  }
+  let k = 32;
+  if (raw.k === undefined) {
+    provenance.push({
+      setting: "k",
+      value: 32,
+      rule: "no k key: default 32 (sparsify SparseCoderConfig)",
+    });
+  } else k = int("k", 1);
   if (k > numLatents) bad("k", `at most the number of latents, ${numLatents}`, k);
   return {
     dIn,
@@ -90,6 +111,7 @@ export function parseSparsifyConfig(raw: unknown, source: string): SparsifyConfi
     // Old `sae` checkpoints have no `transcode` key and always subtracted b_dec.
     transcode: bool("transcode"),
     skipConnection: bool("skip_connection"),
+    provenance,
   };
 }
 
@@ -208,6 +230,7 @@ export async function loadSparsify(path: string, opts: SaeLoadOptions = {}): Pro
       sae.hookNameOut = hooks.out;
     }
     sae.modelName = await runModelName(dirname(hookDir));
+    if (cfg.provenance.length > 0) sae.provenance = cfg.provenance;
     return sae;
   } finally {
     source.close();

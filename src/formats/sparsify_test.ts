@@ -177,6 +177,28 @@ Deno.test("sparsify: num_latents 0 → d_in × expansion_factor; dtype from the 
   );
 });
 
+Deno.test("sparsify: missing k and expansion_factor take SparseCoderConfig's defaults (32, 32)", async () => {
+  // sparsify/config.py: k = 32, expansion_factor = 32, num_latents = 0 → d_in × 32.
+  const dIn = 2;
+  const m = dIn * 32;
+  const z = (n: number) => new Float32Array(n);
+  const sae = await loadSparsify(
+    await folder("defaults/layers.0", { d_in: dIn }, {
+      "encoder.weight": tensor(z(m * dIn), [m, dIn]),
+      "encoder.bias": tensor(z(m), [m]),
+      W_dec: tensor(z(m * dIn), [m, dIn]),
+      b_dec: tensor(z(dIn), [dIn]),
+    }),
+  );
+  assert.equal(sae.dSae, 64);
+  assert.equal(sae.k, 32);
+  assert.deepEqual(sae.provenance?.map((p) => `${p.setting}=${p.value}`), [
+    "num_latents=64",
+    "k=32",
+  ]);
+  assert.equal(parseSparsifyConfig(CFG, "c").provenance.length, 0);
+});
+
 Deno.test("sparsify errors: groupmax, signed, shapes, stray W_skip, k", async () => {
   const w = weights(31);
   await rejectsFormat(
