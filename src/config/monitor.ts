@@ -8,6 +8,7 @@
  * @module
  */
 import { SAE_FORMATS, type SaeFormatName } from "../core/sae.ts";
+import { RENDERING_SHAPES, renderSubject } from "../sinks/renderings.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
 import type { ConfigIssue } from "./errors.ts";
@@ -131,8 +132,33 @@ export interface FileSinkConfig extends SinkConfigBase {
   keep: number;
 }
 
+/**
+ * `type: jetstream`: one rendering of each alert published on its own
+ * subject of the alert stream (`alerts.stream`), durably (spool, dedup), for
+ * forwarders such as Vector (deploy/vector/) to send on unchanged.
+ */
+export interface JetStreamRenderSinkConfig extends SinkConfigBase {
+  type: "jetstream";
+  /** Default `latentwatch.render.<rendering id>.<monitor>` (`renderSubject`). */
+  subject: string;
+  shape: (typeof RENDERING_SHAPES)[number];
+  format: "json" | "ocsf" | "ecs" | "cef";
+  /** syslog shape: APP-NAME and facility. */
+  appName: string;
+  facility: number;
+  /** syslog HOSTNAME, CEF `dvchost` (default: the host's name). */
+  hostname?: string;
+  /** splunk-hec shape: HEC event fields. */
+  splunk?: { index?: string; source?: string; sourcetype?: string; host?: string };
+}
+
 /** One entry of the monitor's `sinks:` list. */
-export type SinkConfig = SyslogSinkConfig | WebhookSinkConfig | StdoutSinkConfig | FileSinkConfig;
+export type SinkConfig =
+  | SyslogSinkConfig
+  | WebhookSinkConfig
+  | StdoutSinkConfig
+  | FileSinkConfig
+  | JetStreamRenderSinkConfig;
 
 /** One SAE of a monitor. */
 export interface MonitorSae {
@@ -178,7 +204,10 @@ export const MONITOR_DEFAULTS = {
 } as const;
 
 /** Sink types of the `sinks:` list. */
-export const SINK_TYPES = ["syslog", "webhook", "stdout", "file"] as const;
+export const SINK_TYPES = ["syslog", "webhook", "stdout", "file", "jetstream"] as const;
+
+/** Subjects of native alerts (what `alerts tail` and native readers filter on): no rendering goes there. */
+export const NATIVE_ALERT_SUBJECTS = "latentwatch.alerts.>";
 
 const NAME = /^[A-Za-z0-9_-]+$/;
 const SAE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -331,6 +360,64 @@ const FileSinkSchema = z.strictObject({
   keep: int(0, 1000, "rotated files kept").default(3),
 });
 
+const SYSLOG_ONLY = ["app_name", "facility"] as const;
+const HEC_ONLY = ["index", "source", "sourcetype", "host"] as const;
+
+const JetStreamSinkSchema = z.strictObject({
+  type: typeOf("jetstream"),
+  ...sinkCommon,
+  subject: z.string().regex(PUBLISH_SUBJECT, {
+    error: expectMessage(
+      "a NATS subject without wildcards or spaces, like latentwatch.render.ecs.x",
+    ),
+    abort: true,
+  }).refine((s) => !s.startsWith(MONITOR_DEFAULTS.alertSubjectPrefix), {
+    error: expectMessage(
+      `a subject outside ${NATIVE_ALERT_SUBJECTS} (native alerts only), like latentwatch.render.ecs.x`,
+    ),
+  }).optional(),
+  shape: z.enum(RENDERING_SHAPES, {
+    error: expectMessage(`one of ${RENDERING_SHAPES.join(", ")}`),
+  }).default("document"),
+  format: z.enum(["json", "ocsf", "ecs", "cef"], {
+    error: expectMessage("one of json, ocsf, ecs, cef"),
+  }).default("json"),
+  app_name: SyslogSinkSchema.shape.app_name.unwrap().optional(),
+  hostname: SyslogSinkSchema.shape.hostname,
+  facility: int(0, 23, "syslog facility; 16 is local0").optional(),
+  index: nonEmpty.optional(),
+  source: nonEmpty.optional(),
+  sourcetype: nonEmpty.optional(),
+  host: nonEmpty.optional(),
+}).check((ctx) => {
+  const j = ctx.value;
+  if (j.shape === "splunk-hec" && j.format === "cef") {
+    ctx.issues.push({
+      code: "custom",
+      input: j.format,
+      path: ["format"],
+      message: "expected one of json, ocsf, ecs with shape splunk-hec, found cef",
+    });
+  }
+  const misplaced: [readonly string[], string][] = [
+    [SYSLOG_ONLY, "syslog"],
+    [HEC_ONLY, "splunk-hec"],
+  ];
+  for (const [keys, shape] of misplaced) {
+    if (j.shape === shape) continue;
+    for (const k of keys) {
+      if (j[k as keyof typeof j] !== undefined) {
+        ctx.issues.push({
+          code: "custom",
+          input: j[k as keyof typeof j],
+          path: [k],
+          message: `expected ${k} only with shape ${shape}, found shape ${j.shape}`,
+        });
+      }
+    }
+  }
+});
+
 /**
  * Never valid: chosen for a mapping whose `type` is not a sink type, so the
  * error sits at that `type` and lists the types.
@@ -343,7 +430,14 @@ const UnknownSinkType = z.looseObject({
 
 /** One `sinks:` entry: the option is picked by its `type`. */
 const SinkSchema = choiceOf(
-  [SyslogSinkSchema, WebhookSinkSchema, StdoutSinkSchema, FileSinkSchema, UnknownSinkType],
+  [
+    SyslogSinkSchema,
+    WebhookSinkSchema,
+    StdoutSinkSchema,
+    FileSinkSchema,
+    JetStreamSinkSchema,
+    UnknownSinkType,
+  ],
   {
     expected: `a sink: a mapping with type ${SINK_TYPES.join(", ")}`,
     choose: (v) => {
@@ -461,7 +555,7 @@ export const MonitorFileSchema = z.strictObject({
     }).max(1, { error: expectMessage("a fraction of requests in (0, 1]") }).optional(),
   }).optional(),
   sinks: z.array(SinkSchema, {
-    error: expectMessage("a list of sinks ({type: syslog|webhook|stdout|file, ...})"),
+    error: expectMessage("a list of sinks ({type: syslog|webhook|stdout|file|jetstream, ...})"),
   }).default([]),
   control: z.strictObject({
     listen: z.string().regex(LISTEN, {
@@ -532,8 +626,8 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
     steering: { enabled: m.steering.enabled, ttlMs: m.steering.ttl_ms },
     sinks: [],
   };
-  // UnknownSinkType never validates, so every entry is one of the four
-  cfg.sinks = m.sinks.map((s, i) => sinkConfig(s as SinkEntry, src, i, abs));
+  // UnknownSinkType never validates, so every entry is one of the five
+  cfg.sinks = m.sinks.map((s, i) => sinkConfig(s as SinkEntry, src, i, abs, m.monitor));
   if (m.nats.subject !== undefined) cfg.nats.subject = m.nats.subject;
   if (m.control) {
     cfg.control = {
@@ -557,9 +651,10 @@ type SinkEntry = Exclude<z.output<typeof SinkSchema>, z.output<typeof UnknownSin
 
 /**
  * The name a sink entry gets: `<type>:<name>` when named, else from its
- * destination (`syslog:<address>`, `webhook:<url host>`, `stdout`, `file:<path>`).
+ * destination (`syslog:<address>`, `webhook:<url host>`, `stdout`,
+ * `file:<path>`, `jetstream:<subject>`).
  */
-function sinkName(s: Record<string, unknown>): string | undefined {
+function sinkName(s: Record<string, unknown>, monitor: unknown): string | undefined {
   if (typeof s.type !== "string") return undefined;
   if (typeof s.name === "string") return `${s.type}:${s.name}`;
   switch (s.type) {
@@ -573,18 +668,38 @@ function sinkName(s: Record<string, unknown>): string | undefined {
       return "stdout";
     case "file":
       return typeof s.path === "string" ? `file:${s.path}` : undefined;
+    case "jetstream": {
+      const subject = jetstreamSubject(s, monitor);
+      return subject !== undefined ? `jetstream:${subject}` : undefined;
+    }
   }
   return undefined;
+}
+
+/** A `type: jetstream` entry's subject: its own, else the default for its rendering. */
+function jetstreamSubject(s: Record<string, unknown>, monitor: unknown): string | undefined {
+  if (typeof s.subject === "string") return s.subject;
+  const shape = s.shape ?? "document";
+  const format = s.format ?? "json";
+  if (
+    typeof monitor !== "string" || !RENDERING_SHAPES.includes(shape as "document") ||
+    typeof format !== "string"
+  ) return undefined;
+  return renderSubject(
+    { shape: shape as "document", format: format as "json" },
+    monitor,
+  );
 }
 
 /** Two sinks with one name (they would share counters and log lines): each repeat reported. */
 function duplicateSinkNames(src: YamlSource): ConfigIssue[] {
   const sinks = (src.value as Record<string, unknown> | null)?.sinks;
+  const monitor = (src.value as Record<string, unknown> | null)?.monitor;
   if (!Array.isArray(sinks)) return [];
   const seen = new Map<string, number>();
   const issues: ConfigIssue[] = [];
   sinks.forEach((s, i) => {
-    const name = isMapping(s) ? sinkName(s) : undefined;
+    const name = isMapping(s) ? sinkName(s, monitor) : undefined;
     if (name === undefined) return;
     const at = src.locate(["sinks", i]);
     const first = seen.get(name);
@@ -606,10 +721,11 @@ function sinkConfig(
   src: YamlSource,
   i: number,
   abs: (p: string) => string,
+  monitor: string,
 ): SinkConfig {
   const pos = src.locate(["sinks", i]);
   const common = {
-    name: sinkName(s)!,
+    name: sinkName(s, monitor)!,
     at: `${src.file}:${pos.line}:${pos.col}`,
     maxQueue: s.max_queue,
     timeoutMs: s.timeout_ms,
@@ -674,6 +790,25 @@ function sinkConfig(
         maxBytes: s.max_bytes,
         keep: s.keep,
       };
+    case "jetstream": {
+      const splunk = {
+        ...(s.index ? { index: s.index } : {}),
+        ...(s.source ? { source: s.source } : {}),
+        ...(s.sourcetype ? { sourcetype: s.sourcetype } : {}),
+        ...(s.host ? { host: s.host } : {}),
+      };
+      return {
+        type: "jetstream",
+        ...common,
+        subject: jetstreamSubject(s, monitor)!,
+        shape: s.shape,
+        format: s.format,
+        appName: s.app_name ?? "latentwatch",
+        facility: s.facility ?? 16,
+        ...(s.hostname ? { hostname: s.hostname } : {}),
+        ...(s.shape === "splunk-hec" ? { splunk } : {}),
+      };
+    }
   }
 }
 

@@ -397,7 +397,7 @@ Deno.test("parseMonitorConfig: sink errors at file:line:col, expected vs found",
     '/srv/lw/m.yaml:11:27: expected an http:// or https:// URL, found the string "ftp://x/"',
     "/srv/lw/m.yaml:11:44: expected token_env (the variable holding the HEC token) with shape splunk-hec, found none",
     "/srv/lw/m.yaml:12:32: expected an integer in 1..10000000 (alerts queued for this sink before new ones are dropped), found 0",
-    '/srv/lw/m.yaml:13:13: expected a sink type: one of syslog, webhook, stdout, file, found the string "kafka"',
+    '/srv/lw/m.yaml:13:13: expected a sink type: one of syslog, webhook, stdout, file, jetstream, found the string "kafka"',
     '/srv/lw/m.yaml:14:41: expected always or never, found the string "sometimes"',
     '/srv/lw/m.yaml:15:45: expected one of json, cef, ocsf, ecs, found the string "xml"',
     "/srv/lw/m.yaml:15:55: expected cert and key together (mutual TLS), found key missing",
@@ -421,4 +421,80 @@ Deno.test("parseMonitorConfig: control.max_streams_per_client is read and checke
     errs[0],
     /m\.yaml:\d+:\d+: expected a whole number of streams ≥ 1, found 0/,
   );
+});
+
+Deno.test("parseMonitorConfig: jetstream sinks (renderings on their own subjects), defaults", () => {
+  const text = MINIMAL + [
+    "sinks:", //                                                                   9
+    "  - { type: jetstream, format: ecs }", //                                     10
+    "  - { type: jetstream, shape: splunk-hec, index: latentwatch, host: gw1 }", // 11
+    "  - { type: jetstream, shape: syslog, hostname: gw1, facility: 13 }", //      12
+    "  - { type: jetstream, shape: syslog, format: cef, subject: soc.cef, max_queue: 5 }",
+    "",
+  ].join("\n");
+  const cfg = parseMonitorConfig(text, "/srv/lw/m.yaml");
+  const common = { maxQueue: 10000, timeoutMs: 5000, appName: "latentwatch", facility: 16 };
+  assert.deepEqual(cfg.sinks, [
+    {
+      type: "jetstream",
+      name: "jetstream:latentwatch.render.ecs.demo",
+      at: "/srv/lw/m.yaml:10:5",
+      ...common,
+      subject: "latentwatch.render.ecs.demo",
+      shape: "document",
+      format: "ecs",
+    },
+    {
+      type: "jetstream",
+      name: "jetstream:latentwatch.render.splunk-hec.demo",
+      at: "/srv/lw/m.yaml:11:5",
+      ...common,
+      subject: "latentwatch.render.splunk-hec.demo",
+      shape: "splunk-hec",
+      format: "json",
+      splunk: { index: "latentwatch", host: "gw1" },
+    },
+    {
+      type: "jetstream",
+      name: "jetstream:latentwatch.render.syslog.demo",
+      at: "/srv/lw/m.yaml:12:5",
+      ...common,
+      facility: 13,
+      hostname: "gw1",
+      subject: "latentwatch.render.syslog.demo",
+      shape: "syslog",
+      format: "json",
+    },
+    {
+      type: "jetstream",
+      name: "jetstream:soc.cef",
+      at: "/srv/lw/m.yaml:13:5",
+      ...common,
+      maxQueue: 5,
+      subject: "soc.cef",
+      shape: "syslog",
+      format: "cef",
+    },
+  ]);
+});
+
+Deno.test("parseMonitorConfig: jetstream sink errors at file:line:col, expected vs found", () => {
+  const text = MINIMAL + [
+    "sinks:", //                                                                    9
+    "  - { type: jetstream, subject: latentwatch.alerts.demo.ecs, format: ecs }", // 10
+    "  - { type: jetstream, subject: 'a.*', shape: xml }", //                       11
+    "  - { type: jetstream, shape: splunk-hec, format: cef }", //                   12
+    "  - { type: jetstream, format: ecs, index: main, facility: 3 }", //            13
+    "  - { type: jetstream, format: ecs }", //                                      14
+    "",
+  ].join("\n");
+  assert.deepEqual(problems(text), [
+    '/srv/lw/m.yaml:10:33: expected a subject outside latentwatch.alerts.> (native alerts only), like latentwatch.render.ecs.x, found the string "latentwatch.alerts.demo.ecs"',
+    '/srv/lw/m.yaml:11:33: expected a NATS subject without wildcards or spaces, like latentwatch.render.ecs.x, found the string "a.*"',
+    '/srv/lw/m.yaml:11:47: expected one of document, syslog, splunk-hec, found the string "xml"',
+    "/srv/lw/m.yaml:12:51: expected one of json, ocsf, ecs with shape splunk-hec, found cef",
+    "/srv/lw/m.yaml:13:44: expected index only with shape splunk-hec, found shape document",
+    "/srv/lw/m.yaml:13:60: expected facility only with shape syslog, found shape document",
+    "/srv/lw/m.yaml:14:5: duplicate sink 'jetstream:latentwatch.render.ecs.demo': expected sink names to be unique, found it already defined at line 13; give one a distinct 'name'",
+  ]);
 });

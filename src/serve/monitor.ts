@@ -286,11 +286,12 @@ async function start(
   };
   // JetStream is always a sink; while NATS is unreachable its alerts go to the
   // on-disk spool and are delivered after reconnect, also across a restart
+  const spoolDir = opts.spoolDir ?? `.latentwatch/spool/${config.monitor}`;
   const jetstream = new JetStreamSink(connected, {
     subject: config.alerts.subject,
     stream: streamSpec,
     maxQueue: config.alerts.maxQueue,
-    spoolDir: opts.spoolDir ?? `.latentwatch/spool/${config.monitor}`,
+    spoolDir,
     log,
     telemetry,
     onPublished: opts.onPublished,
@@ -301,6 +302,13 @@ async function start(
   // independent, so a dead collector slows nothing else
   const extra = createSinks(config.sinks, {
     log,
+    // `type: jetstream` sinks: renderings on their own subjects of the alert stream
+    jetstream: {
+      bus: connected,
+      stream: config.alerts.stream,
+      duplicateWindowMs: DUPLICATE_WINDOW_MS,
+      spoolDir,
+    },
     onDrop: (sink, _alert, reason) =>
       telemetry.add("latentwatch.alerts.dropped", 1, { reason, sink }),
   });

@@ -8,6 +8,7 @@
  * @module
  */
 import type { Alert } from "../core/alert.ts";
+import type { Bus } from "../bus/bus.ts";
 import type { Logger } from "../serve/log.ts";
 import { type DeliverFn, DeliveryQueue, type DeliveryQueueOptions } from "./queue.ts";
 import type { AlertSink, SinkStats } from "./sink.ts";
@@ -21,6 +22,18 @@ export interface SinkDeps {
   env?: (name: string) => string | undefined;
   /** Called for every alert a sink gives up on, after it is counted (for metrics). */
   onDrop?: (sink: string, alert: Alert, reason: string) => void;
+  /** The alert stream, for `type: jetstream` sinks (rendered publications). */
+  jetstream?: RenderedStreamDeps;
+}
+
+/** Where `type: jetstream` sinks publish: the sidecar's bus and alert stream. */
+export interface RenderedStreamDeps {
+  bus: Bus;
+  /** The alert stream (`alerts.stream`); each sink adds its subject to it. */
+  stream: string;
+  duplicateWindowMs: number;
+  /** Spool folder of the native alerts; each rendered sink spools in a subfolder of it. */
+  spoolDir?: string;
 }
 
 /** An alert rendered for one sink. */

@@ -7,20 +7,22 @@
  */
 import type { SinkConfig } from "../config/monitor.ts";
 import type { SinkDeps } from "./base.ts";
+import { JetStreamSink } from "./jetstream.ts";
+import { type Rendering, renderingContentType, renderingId, renderPayload } from "./renderings.ts";
 import { FileSink } from "./file.ts";
 import type { AlertSink } from "./sink.ts";
 import { StdoutSink } from "./stdout.ts";
 import { SyslogSink } from "./syslog.ts";
 import { WebhookSink } from "./webhook.ts";
 
-export type { SinkDeps } from "./base.ts";
+export type { RenderedStreamDeps, SinkDeps } from "./base.ts";
 
 /** A sink config that cannot run here (a token variable unset): names the config line. */
 export class SinkSetupError extends Error {
   /** `file:line:col` of the sink in the monitor config. */
   readonly at: string;
-  constructor(at: string, message: string) {
-    super(`${at}: ${message}`);
+  constructor(at: string, message: string, options?: ErrorOptions) {
+    super(`${at}: ${message}`, options);
     this.name = "SinkSetupError";
     this.at = at;
   }
@@ -94,6 +96,51 @@ export function createSinks(configs: readonly SinkConfig[], deps: SinkDeps): Ale
       }
       case "stdout":
         return new StdoutSink({ ...common, format: c.format }, deps);
+      case "jetstream": {
+        const js = deps.jetstream;
+        if (!js) {
+          throw new SinkSetupError(
+            c.at,
+            `sink ${c.name}: expected the alert stream (NATS) to publish ${c.subject} on, found none`,
+          );
+        }
+        const hostname = c.hostname ?? deps.hostname ?? Deno.hostname();
+        const rendering: Rendering = c.shape === "syslog"
+          ? {
+            shape: "syslog",
+            format: c.format,
+            hostname,
+            appName: c.appName,
+            facility: c.facility,
+          }
+          : c.shape === "splunk-hec"
+          ? {
+            shape: "splunk-hec",
+            format: c.format as "json",
+            ...c.splunk,
+            host: c.splunk?.host ?? hostname,
+          }
+          : { shape: "document", format: c.format, hostname };
+        return new JetStreamSink(js.bus, {
+          name: c.name,
+          subject: c.subject,
+          stream: {
+            name: js.stream,
+            subjects: [c.subject],
+            duplicateWindowMs: js.duplicateWindowMs,
+          },
+          maxQueue: c.maxQueue,
+          ...(js.spoolDir
+            ? { spoolDir: `${js.spoolDir}/${c.name.replace(/[^A-Za-z0-9._-]/g, "_")}` }
+            : {}),
+          log: deps.log,
+          rendering: {
+            id: renderingId(rendering),
+            contentType: renderingContentType(rendering),
+            render: (alert) => renderPayload(alert, rendering),
+          },
+        });
+      }
       case "file":
         return new FileSink({
           ...common,

@@ -159,3 +159,16 @@ Deno.test("FileSink: an unwritable path fails at start", async () => {
   await assert.rejects(() => sink.start(), Deno.errors.NotFound);
   await sink.close();
 });
+
+Deno.test("createSinks: a jetstream sink needs the alert stream; without one, an error at its line", () => {
+  const cfg = parseMonitorConfig(
+    HEAD + "sinks:\n  - { type: jetstream, format: ecs }\n",
+    "/srv/lw/m.yaml",
+  );
+  assert.throws(
+    () => createSinks(cfg.sinks, { log }),
+    (err) =>
+      err instanceof SinkSetupError && err.at === "/srv/lw/m.yaml:7:5" &&
+      /latentwatch\.render\.ecs\.demo/.test(err.message),
+  );
+});

@@ -22,6 +22,12 @@
  * Order in the stream follows submission while NATS answers; alerts that
  * went through the spool arrive later than newer ones that did not.
  *
+ * With a `rendering`, the sink publishes that rendering of each alert (ECS,
+ * CEF, an RFC 5424 frame, a Splunk HEC event: `src/sinks/renderings.ts`)
+ * instead of the native record, with message id `<alert id>:<rendering id>`
+ * so it does not collide with the native alert in the stream's dedup window.
+ * The spool still holds native alerts; the rendering is made at each publish.
+ *
  * @module
  */
 import type { Alert } from "../core/alert.ts";
@@ -60,6 +66,18 @@ export interface JetStreamSinkOptions {
   telemetry?: Telemetry;
   /** Called for every alert the stream acknowledged (for live display). */
   onPublished?: (alert: Alert, seq: number, duplicate: boolean) => void;
+  /** Publish this rendering of each alert instead of the native record. */
+  rendering?: StreamRendering;
+}
+
+/** A rendering a {@linkcode JetStreamSink} publishes instead of the native alert. */
+export interface StreamRendering {
+  /** Short name, the suffix of each message id (`ecs`, `syslog`, `splunk-hec`). */
+  id: string;
+  /** `Content-Type` header of each message. */
+  contentType: string;
+  /** The payload of one alert; may throw (the alert is then dropped as `render_failed`). */
+  render(alert: Alert): Uint8Array;
 }
 
 /** Counters of a {@linkcode JetStreamSink}. */
@@ -109,7 +127,10 @@ function streamMissing(err: unknown): boolean {
 /** An alert in memory, encoded once. */
 interface Item {
   alert: Alert;
+  /** The native record (what the spool keeps). */
   data: Uint8Array;
+  /** What is published: the native record, or its rendering. */
+  payload: Uint8Array<ArrayBufferLike>;
   /** Time of the first publish attempt, 0 before it. */
   firstAttemptMs: number;
 }
@@ -261,15 +282,24 @@ export class JetStreamSink implements AlertSink {
       return this.#drop(alert, "shutdown"), false;
     }
     const data = encoder.encode(JSON.stringify(alert));
-    if (data.length > this.#bus.maxPayload) {
+    let payload: Uint8Array = data;
+    if (this.#o.rendering) {
+      try {
+        payload = this.#o.rendering.render(alert);
+      } catch (err) {
+        this.#drop(alert, "render_failed", (err as Error)?.message ?? String(err));
+        return false;
+      }
+    }
+    if (payload.length > this.#bus.maxPayload) {
       this.#drop(
         alert,
         "too_large",
-        `expected at most ${this.#bus.maxPayload} bytes, found ${data.length}`,
+        `expected at most ${this.#bus.maxPayload} bytes, found ${payload.length}`,
       );
       return false;
     }
-    const item: Item = { alert, data, firstAttemptMs: 0 };
+    const item: Item = { alert, data, payload, firstAttemptMs: 0 };
     const inMemory = this.#queue.length + this.#inFlight.size;
     if (this.#spool && (this.#stopping || !this.#bus.connected || inMemory >= this.#o.maxQueue)) {
       return this.#toSpool(item);
@@ -396,7 +426,7 @@ export class JetStreamSink implements AlertSink {
     let backoff = this.#o.initialBackoffMs;
     for (;;) {
       item.firstAttemptMs ||= Date.now();
-      const out = await this.#publish(item.alert.id, item.data, item.alert);
+      const out = await this.#publish(item.alert.id, item.payload, item.alert);
       if (!this.#inFlight.has(item)) {
         // drain() moved it to the spool while the publish was out; a late ack
         // means the stream has it, so the spool record can go
@@ -442,8 +472,14 @@ export class JetStreamSink implements AlertSink {
   }
 
   async #publish(id: string, data: Uint8Array, alert: Alert | null): Promise<Outcome> {
+    const r = this.#o.rendering;
     try {
-      const ack = await this.#bus.publishDurable(this.#o.subject, data, id, headersFor(alert));
+      const ack = await this.#bus.publishDurable(
+        this.#o.subject,
+        data,
+        r ? `${id}:${r.id}` : id,
+        headersFor(alert, r?.contentType),
+      );
       return { kind: "ok", seq: ack.seq, duplicate: ack.duplicate };
     } catch (err) {
       const error = (err as Error)?.message ?? String(err);
@@ -451,6 +487,18 @@ export class JetStreamSink implements AlertSink {
       if (reason) return { kind: "permanent", reason, error };
       if (streamMissing(err) && this.#bus.connected) await this.#recreateStream();
       return { kind: "transient", error };
+    }
+  }
+
+  /** The payload of a spooled record: itself, or its rendering; a string says why there is none. */
+  #payloadOf(data: Uint8Array, alert: Alert | null): Uint8Array | string {
+    const r = this.#o.rendering;
+    if (!r) return data;
+    if (!alert) return "the spooled record is not an alert (JSON)";
+    try {
+      return r.render(alert);
+    } catch (err) {
+      return (err as Error)?.message ?? String(err);
     }
   }
 
@@ -532,7 +580,12 @@ export class JetStreamSink implements AlertSink {
       this.#replaying.add(rec.id);
       const alert = parseAlert(rec.data);
       try {
-        return { rec, alert, out: await this.#publish(rec.id, rec.data, alert) };
+        const payload = this.#payloadOf(rec.data, alert);
+        if (typeof payload === "string") {
+          const out: Outcome = { kind: "permanent", reason: "render_failed", error: payload };
+          return { rec, alert, out };
+        }
+        return { rec, alert, out: await this.#publish(rec.id, payload, alert) };
       } finally {
         this.#replaying.delete(rec.id);
       }
@@ -574,8 +627,8 @@ export class JetStreamSink implements AlertSink {
 }
 
 /** Headers consumers pick a decoder and route by, as the alert publisher always sent them. */
-function headersFor(alert: Alert | null): Record<string, string> {
-  const h: Record<string, string> = { "Content-Type": "application/json" };
+function headersFor(alert: Alert | null, contentType = "application/json"): Record<string, string> {
+  const h: Record<string, string> = { "Content-Type": contentType };
   if (!alert) return h;
   if (alert.schema) h["Lw-Schema"] = alert.schema;
   if (alert.severity) h["Lw-Severity"] = alert.severity;

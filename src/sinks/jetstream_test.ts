@@ -64,3 +64,45 @@ Deno.test("jetstream sink: a failing spool is logged and counted, the sink keeps
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("jetstream sink with a rendering: spooled native, published rendered with its own msg id", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-js-render-" });
+  const bus = new SwitchBus();
+  const stream = { name: "A", subjects: ["render.t"], duplicateWindowMs: 60_000 };
+  const sink = new JetStreamSink(bus, {
+    subject: "render.t",
+    stream,
+    spoolDir: `${dir}/spool`,
+    initialBackoffMs: 10,
+    pollMs: 5,
+    rendering: {
+      id: "upper",
+      contentType: "text/plain",
+      render: (a) => {
+        if (a.requestId === "bad") throw new Error("cannot render");
+        return new TextEncoder().encode(a.id.toUpperCase());
+      },
+    },
+  });
+  try {
+    await sink.start();
+    assert.ok(sink.submit(alert(1)), "NATS down: spooled");
+    assert.equal(sink.submit({ ...alert(2), requestId: "bad" }), false, "unrenderable: dropped");
+    assert.deepEqual(sink.stats.dropped, { render_failed: 1 });
+    bus.up = true;
+    await bus.ensureStream(stream);
+    await waitUntil(() => sink.stats.spoolReplayed === 1, "the spooled alert replayed");
+    assert.ok(sink.submit(alert(3)), "NATS up: from memory");
+    await waitUntil(() => sink.stats.delivered === 2, "both published");
+    const got = bus.streamMessages("A").map((m) => [
+      new TextDecoder().decode(m.data),
+      m.headers["Nats-Msg-Id"],
+      m.headers["Content-Type"],
+    ]);
+    assert.deepEqual(got, [["A1", "a1:upper", "text/plain"], ["A3", "a3:upper", "text/plain"]]);
+  } finally {
+    await sink.close();
+    await bus.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

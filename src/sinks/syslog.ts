@@ -17,12 +17,12 @@
  * @module
  */
 import type { Alert } from "../core/alert.ts";
-import { octetFrame, toSyslog5424 } from "../core/render/syslog.ts";
+import { octetFrame } from "../core/render/syslog.ts";
+import { syslogMessage, type SyslogMsgFormat } from "./renderings.ts";
 import { type Prepared, QueuedSink, raceSignal, type SinkDeps, writeAll } from "./base.ts";
 import { concat } from "./stdout.ts";
 
-/** Renderings a syslog message can carry. */
-export type SyslogMsgFormat = "json" | "cef" | "ocsf" | "ecs";
+export type { SyslogMsgFormat } from "./renderings.ts";
 
 /** TLS settings of a {@linkcode SyslogSink} (RFC 5425). */
 export interface SyslogTlsOptions {
@@ -134,10 +134,12 @@ export class SyslogSink extends QueuedSink {
   }
 
   protected prepare(alert: Alert): Prepared {
-    const msg = new TextEncoder().encode(toSyslog5424(alert, {
+    // the one syslog rendering (src/sinks/renderings.ts), as the rendered
+    // JetStream publication `shape: syslog` sends it
+    const msg = new TextEncoder().encode(syslogMessage(alert, {
       hostname: this.#hostname,
-      appName: this.#o.appName ?? "latentwatch",
       format: this.#o.format ?? "json",
+      ...(this.#o.appName !== undefined ? { appName: this.#o.appName } : {}),
       ...(this.#o.facility !== undefined ? { facility: this.#o.facility } : {}),
     }));
     return { alert, payload: octetFrame(msg), bytes: msg.length };

@@ -14,10 +14,12 @@
  * @module
  */
 import type { Alert } from "../core/alert.ts";
-import { alertTimeMs } from "../core/render/common.ts";
 import { type Prepared, QueuedSink, type SinkDeps } from "./base.ts";
-import { type JsonFormat, renderObject } from "./formats.ts";
+import type { JsonFormat } from "./formats.ts";
 import { PermanentDeliveryError } from "./queue.ts";
+import { renderPayload, splunkHecEvent } from "./renderings.ts";
+
+export { splunkHecEvent };
 
 /** Body shapes a webhook can send. */
 export const WEBHOOK_SHAPES = ["json", "splunk-hec"] as const;
@@ -72,31 +74,6 @@ export class WebhookConfigError extends TypeError {
   }
 }
 
-/**
- * The Splunk HEC event for `alert`: `time` in epoch seconds (milliseconds as
- * the fraction), `event` the rendered alert.
- *
- * @example
- * ```ts
- * splunkHecEvent(alert, { token: "t", host: "gw1" }, "json");
- * // { time: 1777636800.123, host: "gw1", source: "latentwatch", sourcetype: "latentwatch:alert", event: {...} }
- * ```
- */
-export function splunkHecEvent(
-  alert: Alert,
-  hec: Omit<SplunkHecOptions, "token"> & { host: string },
-  format: JsonFormat = "json",
-): Record<string, unknown> {
-  return {
-    time: alertTimeMs(alert) / 1000,
-    host: hec.host,
-    source: hec.source ?? "latentwatch",
-    sourcetype: hec.sourcetype ?? "latentwatch:alert",
-    ...(hec.index !== undefined ? { index: hec.index } : {}),
-    event: renderObject(alert, format),
-  };
-}
-
 /** Answers worth sending again: rate limited, or a server-side failure. */
 function retryable(status: number): boolean {
   return status === 429 || status >= 500;
@@ -129,7 +106,7 @@ export class WebhookSink extends QueuedSink<string> {
   readonly #o: WebhookSinkOptions;
   readonly #headers: Headers;
   readonly #host: string;
-  readonly #enc = new TextEncoder();
+  readonly #dec = new TextDecoder();
 
   constructor(opts: WebhookSinkOptions, deps: SinkDeps) {
     let url: URL;
@@ -165,10 +142,12 @@ export class WebhookSink extends QueuedSink<string> {
 
   protected prepare(alert: Alert): Prepared<string> {
     const format = this.#o.format ?? "json";
-    const body = this.#o.shape === "splunk-hec"
-      ? JSON.stringify(splunkHecEvent(alert, { ...this.#o.splunk, host: this.#host }, format))
-      : JSON.stringify(renderObject(alert, format));
-    return { alert, payload: body, bytes: this.#enc.encode(body).length };
+    // the one rendering of each shape (src/sinks/renderings.ts), as the
+    // rendered JetStream publications send it
+    const bytes = this.#o.shape === "splunk-hec"
+      ? renderPayload(alert, { shape: "splunk-hec", format, ...this.#o.splunk, host: this.#host })
+      : renderPayload(alert, { shape: "document", format });
+    return { alert, payload: this.#dec.decode(bytes), bytes: bytes.length };
   }
 
   protected async deliver([item]: Prepared<string>[], signal: AbortSignal): Promise<void> {
