@@ -34,7 +34,7 @@ import {
 import { type Firing, PolicyEngine } from "../core/policy/engine.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
-import type { AlertSink, DurableSink } from "../sinks/sink.ts";
+import type { AlertSink, Durability, DurableSink } from "../sinks/sink.ts";
 import type { SeqCheckpoints } from "./checkpoints.ts";
 import { decodeMonitorFrame, encodeFrames, type Scratch, tokenBatch } from "./frames.ts";
 import type { Logger } from "./log.ts";
@@ -394,7 +394,7 @@ export class Pipeline {
           if (f.endOfRequest) this.#engine.endRequest(f.requestId);
           this.#replyError(f, `encode failed: ${(err as Error).message}`);
         }
-        this.#checkpoint(frames); // counted as dropped: not lost at a restart
+        this.#checkpoint(this.#checkpointOf(frames)); // counted as dropped: not lost at a restart
         return;
       }
     }
@@ -426,38 +426,36 @@ export class Pipeline {
         this.#steered.delete(frame.requestId);
       }
     }
-    if (alerts.length > 0) {
-      await this.#attachEvidence(gen, alerts);
-      this.#emitAll(alerts);
-    }
-    // after the alerts are durable (same tick, the next write): a restart
-    // resumes each request's seq from here, so what a crash cut off before
-    // this point is counted as lost by the gap the next frame shows
-    this.#checkpoint(frames);
+    if (alerts.length > 0) await this.#attachEvidence(gen, alerts);
+    // write-ahead, then the checkpoint, then the other sinks: the two writes
+    // follow each other in one tick, so a restart resumes each request's seq
+    // right after the last batch whose alerts are durable, and counts what a
+    // crash cut off after it as lost (the gap its next frame shows)
+    const checkpoint = this.#checkpointOf(frames);
+    const results = alerts.length > 0 ? this.#persist(alerts) : null;
+    this.#checkpoint(checkpoint);
+    if (results) this.#releaseAll(alerts, results);
     this.#reportEngine();
     this.#o.onEncoded?.(frames, latents);
   }
 
+  /** Make a batch's alerts durable (write-ahead, one write); without a durable sink they are as they are. */
+  #persist(alerts: Alert[]): Durability[] {
+    return this.#o.durable?.persist(alerts) ?? alerts.map(() => true);
+  }
+
   /**
-   * Make a batch's alerts durable (write-ahead, one write), then count each
-   * and hand it to the other sinks. An alert the durable sink could not
-   * write ahead is released once the stream acknowledged it, or never when
-   * it was dropped (counted and logged by that sink).
+   * Count each durable alert and hand it to the other sinks. An alert the
+   * durable sink could not write ahead is released once the stream
+   * acknowledged it, or never when it was dropped (counted and logged by
+   * that sink).
    */
-  #emitAll(alerts: Alert[]): void {
-    const durable = this.#o.durable;
-    if (!durable) {
-      for (const alert of alerts) this.#release(alert);
-      return;
-    }
-    const results = durable.persist(alerts);
+  #releaseAll(alerts: Alert[], results: Durability[]): void {
     alerts.forEach((alert, i) => {
       const d = results[i];
       if (d === true) this.#release(alert);
-      else {
-        // dropped (false): counted and logged by the durable sink, seen by no sink
-        d.then((ok) => ok && this.#release(alert));
-      }
+      // dropped (false): counted and logged by the durable sink, seen by no sink
+      else d.then((ok) => ok && this.#release(alert));
     });
   }
 
@@ -471,10 +469,8 @@ export class Pipeline {
     for (const sink of this.sinks) if (sink !== this.#o.durable) sink.submit(alert);
   }
 
-  /** Record the seq each request of `frames` resumes from after a restart. */
-  #checkpoint(frames: readonly Frame[]): void {
-    const cp = this.#o.checkpoints;
-    if (!cp) return;
+  /** The seq each request of `frames` resumes from after a restart, and the requests they end. */
+  #checkpointOf(frames: readonly Frame[]): { next: Map<string, number>; ended: string[] } {
     const next = new Map<string, number>();
     const ended: string[] = [];
     for (const f of frames) {
@@ -483,6 +479,13 @@ export class Pipeline {
         ended.push(f.requestId);
       } else next.set(f.requestId, Math.max(next.get(f.requestId) ?? 0, f.seq + 1));
     }
+    return { next, ended };
+  }
+
+  /** Record a batch's checkpoint (see {@linkcode SeqCheckpoints}). */
+  #checkpoint({ next, ended }: { next: Map<string, number>; ended: string[] }): void {
+    const cp = this.#o.checkpoints;
+    if (!cp) return;
     try {
       cp.record(next, ended);
     } catch (err) {
@@ -873,6 +876,8 @@ export class Pipeline {
         lost: frame.seq - s.nextSeq,
         ...(resumed ? { after_restart: true } : {}),
       });
+      // counted: a restart before this frame is processed must not count them again
+      this.#checkpoint({ next: new Map([[frame.requestId, frame.seq]]), ended: [] });
     } else if (frame.seq < s.nextSeq) {
       // NATS keeps one publisher's order, so a seq already passed is a re-sent
       // frame: evaluating it again would count its tokens twice in the windows

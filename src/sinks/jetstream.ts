@@ -340,7 +340,9 @@ export class JetStreamSink implements DurableSink {
     }
     if (woke) this.#wake?.();
     this.#gauge();
-    this.#pump();
+    // publishing starts after the caller's synchronous work (its own
+    // bookkeeping write right after this one, in the pipeline's case)
+    queueMicrotask(() => this.#pump());
     return out;
   }
 
