@@ -15,6 +15,8 @@
  *   process so its RSS is the sidecar's): saturation, latency at fixed loads,
  *   RSS over time; inline gating (`bench/gate.ts`, `bench/python_gate.ts`).
  * - policy/…: policy evaluation per token with 1, 100 and 1000 rules.
+ * - alerts/spool-fsync-…: alerts/s through the JetStream sink with the
+ *   spool's fsync `never`, `batch` and `always` (`bench/alert_spool.ts`).
  *
  * Writes `bench/results/latest.json`, the charts beside it, and prints a table.
  *
@@ -32,6 +34,7 @@ import { benchGate } from "./gate.ts";
 import { benchPythonGate } from "./python_gate.ts";
 import { encodeChart, latencyChart } from "./chart.ts";
 import { benchPolicy } from "./policy.ts";
+import { benchAlertSpool } from "./alert_spool.ts";
 import { type MatmulPeak, ortMatmulPeak, peakShapes } from "./matmul_peak.ts";
 
 /**
@@ -66,6 +69,13 @@ export interface BenchResult {
   rss_first_mb?: number;
   rss_last_mb?: number;
   rss_within_10pct?: boolean;
+  /**
+   * alerts/…: alerts per second through the JetStream sink (write-ahead to
+   * the spool, publish, acks) with one fsync setting, and with `never`, the
+   * baseline of `ratio`; `tokens_per_s` is 0 on these rows.
+   */
+  alerts_per_s?: number;
+  baseline_alerts_per_s?: number;
 }
 
 const { values } = parseArgs({
@@ -433,9 +443,13 @@ function table(results: BenchResult[]): string {
   const f = (v: number | null | undefined, d = 0) =>
     v === null || v === undefined ? "—" : v.toFixed(d);
   const rows = results.map((r) =>
-    `| ${r.name} | ${f(r.tokens_per_s)} | ${f(r.baseline_tokens_per_s)} | ${
-      r.ratio === null ? "—" : `${r.ratio.toFixed(2)}×`
-    } | ${f(r.gflops, 1)} | ${
+    `| ${r.name} | ${
+      r.alerts_per_s !== undefined ? `${r.alerts_per_s} alerts/s` : f(r.tokens_per_s)
+    } | ${
+      r.baseline_alerts_per_s !== undefined
+        ? `${r.baseline_alerts_per_s} alerts/s`
+        : f(r.baseline_tokens_per_s)
+    } | ${r.ratio === null ? "—" : `${r.ratio.toFixed(2)}×`} | ${f(r.gflops, 1)} | ${
       r.pct_of_peak === null || r.pct_of_peak === undefined
         ? "—"
         : `${(100 * r.pct_of_peak).toFixed(0)}%`
@@ -462,6 +476,7 @@ results.push(...await benchGate({ quick, progress }));
 results.push(...await benchPythonGate({ quick, progress }));
 progress("policy evaluation with 1, 100 and 1000 rules");
 results.push(...await benchPolicy({ quick }));
+results.push(...await benchAlertSpool({ quick, progress }));
 
 const numpyVersion = (await runNumpy({ cases: [] }))?.numpy ?? null;
 const report = {

@@ -39,7 +39,18 @@ export interface MonitorConfig {
   policies: string[];
   /** `user` and the environment variable holding the password, for brokers with accounts. */
   nats: { url: string; subject?: string; user?: string; passwordEnv?: string };
-  alerts: { stream: string; subject: string; maxQueue: number };
+  alerts: {
+    stream: string;
+    subject: string;
+    maxQueue: number;
+    /**
+     * The JetStream sink's on-disk spool, where every alert is written ahead
+     * before any sink sees it (docs/alert-delivery.md): its folder (absolute;
+     * absent: `.latentwatch/spool/<monitor>` under the working directory) and
+     * when it calls `fdatasync`.
+     */
+    spool: { dir?: string; fsync: SpoolFsyncSetting };
+  };
   batching: {
     maxBatchTokens: number;
     maxWaitMs: number;
@@ -185,12 +196,19 @@ export const EXECUTION_PROVIDERS = ["auto", "webgpu", "cuda", "cpu"] as const;
 /** One of {@linkcode EXECUTION_PROVIDERS}. */
 export type ExecutionProviderSetting = (typeof EXECUTION_PROVIDERS)[number];
 
+/** Settings of `alerts.spool.fsync` (see `SpoolOptions.fsync` in src/sinks/spool.ts). */
+export const SPOOL_FSYNC = ["never", "batch", "always"] as const;
+
+/** One of {@linkcode SPOOL_FSYNC}. */
+export type SpoolFsyncSetting = (typeof SPOOL_FSYNC)[number];
+
 /** Defaults of every optional key. */
 export const MONITOR_DEFAULTS = {
   natsUrl: "nats://127.0.0.1:4222",
   alertStream: "LATENTWATCH_ALERTS",
   alertSubjectPrefix: "latentwatch.alerts.",
   maxQueue: 10000,
+  spoolFsync: "never",
   maxBatchTokens: 128,
   maxWaitMs: 2,
   maxQueueTokens: 16384,
@@ -498,7 +516,16 @@ export const MonitorFileSchema = z.strictObject({
     }).optional(),
     max_queue: int(1, 10_000_000, "the number of alerts buffered while NATS is down")
       .default(MONITOR_DEFAULTS.maxQueue),
-  }).default({ stream: MONITOR_DEFAULTS.alertStream, max_queue: MONITOR_DEFAULTS.maxQueue }),
+    spool: z.strictObject({
+      dir: nonEmpty.optional(),
+      fsync: z.enum(SPOOL_FSYNC, { error: expectMessage("never, batch or always") })
+        .default(MONITOR_DEFAULTS.spoolFsync),
+    }).default({ fsync: MONITOR_DEFAULTS.spoolFsync }),
+  }).default({
+    stream: MONITOR_DEFAULTS.alertStream,
+    max_queue: MONITOR_DEFAULTS.maxQueue,
+    spool: { fsync: MONITOR_DEFAULTS.spoolFsync },
+  }),
   batching: z.strictObject({
     max_batch_tokens: int(1, 4096, "tokens per batch").default(MONITOR_DEFAULTS.maxBatchTokens),
     max_wait_ms: int(0, 1000, "milliseconds to wait for a fuller batch")
@@ -610,6 +637,10 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
       stream: m.alerts.stream,
       subject: m.alerts.subject ?? `${MONITOR_DEFAULTS.alertSubjectPrefix}${m.monitor}`,
       maxQueue: m.alerts.max_queue,
+      spool: {
+        ...(m.alerts.spool.dir !== undefined ? { dir: abs(m.alerts.spool.dir) } : {}),
+        fsync: m.alerts.spool.fsync,
+      },
     },
     batching: {
       maxBatchTokens: m.batching.max_batch_tokens,

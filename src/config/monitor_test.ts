@@ -37,7 +37,12 @@ Deno.test("parseMonitorConfig: defaults and paths resolved against the file's fo
     probes: [],
     policies: ["/srv/lw/policies/demo.yaml"],
     nats: { url: "nats://127.0.0.1:4222" },
-    alerts: { stream: "LATENTWATCH_ALERTS", subject: "latentwatch.alerts.demo", maxQueue: 10000 },
+    alerts: {
+      stream: "LATENTWATCH_ALERTS",
+      subject: "latentwatch.alerts.demo",
+      maxQueue: 10000,
+      spool: { fsync: "never" },
+    },
     batching: { maxBatchTokens: 128, maxWaitMs: 2, maxQueueTokens: 16384, adaptive: true },
     execution: { provider: "auto", spin: false },
     evidence: { topLatents: 5, ringTokens: 4096 },
@@ -82,7 +87,12 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
     url: "nats://nats.internal:4333",
     subject: "latentwatch.tap.sim-gpt.>",
   });
-  assert.deepEqual(cfg.alerts, { stream: "ALERTS_A", subject: "soc.alerts.a", maxQueue: 50 });
+  assert.deepEqual(cfg.alerts, {
+    stream: "ALERTS_A",
+    subject: "soc.alerts.a",
+    maxQueue: 50,
+    spool: { fsync: "never" },
+  });
   assert.deepEqual(cfg.batching, {
     maxBatchTokens: 64,
     maxWaitMs: 0,
@@ -103,6 +113,7 @@ Deno.test("parseMonitorConfig: partial sections keep the other defaults", () => 
     stream: "LATENTWATCH_ALERTS",
     subject: "latentwatch.alerts.demo",
     maxQueue: 7,
+    spool: { fsync: "never" },
   });
   assert.deepEqual(cfg.batching, {
     maxBatchTokens: 128,
@@ -497,4 +508,16 @@ Deno.test("parseMonitorConfig: jetstream sink errors at file:line:col, expected 
     "/srv/lw/m.yaml:13:60: expected facility only with shape syslog, found shape document",
     "/srv/lw/m.yaml:14:5: duplicate sink 'jetstream:latentwatch.render.ecs.demo': expected sink names to be unique, found it already defined at line 13; give one a distinct 'name'",
   ]);
+});
+Deno.test("parseMonitorConfig: alerts.spool sets the spool folder (relative to the file) and fsync", () => {
+  const cfg = parseMonitorConfig(
+    MINIMAL + "alerts:\n  spool:\n    dir: state/spool\n    fsync: batch\n",
+    "/srv/lw/m.yaml",
+  );
+  assert.deepEqual(cfg.alerts.spool, { dir: "/srv/lw/state/spool", fsync: "batch" });
+  assert.throws(
+    () =>
+      parseMonitorConfig(MINIMAL + "alerts:\n  spool:\n    fsync: sometimes\n", "/srv/lw/m.yaml"),
+    /alerts\.spool\.fsync|expected never, batch or always/,
+  );
 });

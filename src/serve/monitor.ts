@@ -28,6 +28,7 @@ import { type Generation, Pipeline } from "./pipeline.ts";
 import { encoderProvider } from "../runtime/ort_encoder.ts";
 import { TraceWriter } from "../traces/writer.ts";
 import { JetStreamSink } from "../sinks/jetstream.ts";
+import { SeqCheckpoints } from "./checkpoints.ts";
 import type { AlertSink } from "../sinks/sink.ts";
 import { createSinks } from "../sinks/factory.ts";
 import { AlertFeed } from "./alert_feed.ts";
@@ -43,7 +44,8 @@ export interface StartOptions {
   onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
   /**
    * Folder of the JetStream sink's on-disk spool (one process per folder);
-   * default `.latentwatch/spool/<monitor>` under the working directory.
+   * overrides `alerts.spool.dir`, whose default is
+   * `.latentwatch/spool/<monitor>` under the working directory.
    */
   spoolDir?: string;
   /** Reload the policies when one of their files changes (serve does). */
@@ -286,18 +288,36 @@ async function start(
   };
   // JetStream is always a sink; while NATS is unreachable its alerts go to the
   // on-disk spool and are delivered after reconnect, also across a restart
-  const spoolDir = opts.spoolDir ?? `.latentwatch/spool/${config.monitor}`;
+  const spoolDir = opts.spoolDir ?? config.alerts.spool?.dir ??
+    `.latentwatch/spool/${config.monitor}`;
   const jetstream = new JetStreamSink(connected, {
     subject: config.alerts.subject,
     stream: streamSpec,
     maxQueue: config.alerts.maxQueue,
     spoolDir,
+    spool: { fsync: config.alerts.spool?.fsync ?? "never" },
     log,
     telemetry,
     onPublished: opts.onPublished,
   });
   undo.push(() => jetstream.close());
   await jetstream.start();
+  // beside the spool (whose lock makes the folder this process's): where
+  // each request's processing stood, so a restart counts what it missed
+  const checkpoints = SeqCheckpoints.open(`${spoolDir}/requests.ckpt`, {
+    maxRequests: 100_000,
+  });
+  undo.push(() => checkpoints.close());
+  if (checkpoints.damaged > 0) {
+    log.warn("checkpoint.damaged", { path: checkpoints.path, records: checkpoints.damaged });
+  }
+  if (checkpoints.pending > 0) {
+    log.info("checkpoint.loaded", {
+      path: checkpoints.path,
+      requests: checkpoints.pending,
+      note: "frames of these requests missed while down are counted as lost",
+    });
+  }
   // the configured sinks (syslog, webhooks, stdout, files): each bounded and
   // independent, so a dead collector slows nothing else
   const extra = createSinks(config.sinks, {
@@ -348,6 +368,8 @@ async function start(
     steering: config.steering,
     evidence: config.evidence,
     sinks,
+    durable: jetstream,
+    checkpoints,
     bus: connected,
     telemetry,
     log,
@@ -414,6 +436,7 @@ async function start(
         watcher?.close();
         await reloading;
         const undelivered = await running.stop();
+        checkpoints.close();
         await recorder?.close();
         // live SSE streams end first: the server's shutdown waits for open responses
         feed.close();

@@ -34,7 +34,8 @@ import {
 import { type Firing, PolicyEngine } from "../core/policy/engine.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
-import type { AlertSink } from "../sinks/sink.ts";
+import type { AlertSink, Durability, DurableSink } from "../sinks/sink.ts";
+import type { SeqCheckpoints } from "./checkpoints.ts";
 import { decodeMonitorFrame, encodeFrames, type Scratch, tokenBatch } from "./frames.ts";
 import type { Logger } from "./log.ts";
 import type { Telemetry } from "./telemetry.ts";
@@ -84,6 +85,20 @@ export interface PipelineOptions {
   batching: BatchLimits;
   /** Where alerts go (JetStream with its spool, syslog, webhooks, ...); each has its own bounded queue. */
   sinks: readonly AlertSink[];
+  /**
+   * The sink that makes alerts durable (JetStream with its spool; may also
+   * be in `sinks`, it is not handed an alert twice). Each evaluated batch's
+   * alerts go to it first, in one write; an alert reaches the other sinks,
+   * `onAlert` and the `latentwatch.alerts` counter only once it is durable
+   * (see docs/alert-delivery.md). Without one, alerts go to every sink at once.
+   */
+  durable?: DurableSink;
+  /**
+   * Where each request's last durably processed Lw-Seq is kept across a
+   * restart, so frames that arrived while the sidecar was down are counted
+   * as lost (`latentwatch.frames.lost`, `frame.lost ... after_restart=true`).
+   */
+  checkpoints?: SeqCheckpoints;
   bus: Bus;
   telemetry: Telemetry;
   log: Logger;
@@ -406,6 +421,7 @@ export class Pipeline {
           if (f.endOfRequest) this.#engine.endRequest(f.requestId);
           this.#replyError(f, `encode failed: ${(err as Error).message}`);
         }
+        this.#checkpoint(this.#checkpointOf(frames)); // counted as dropped: not lost at a restart
         return;
       }
     }
@@ -437,22 +453,76 @@ export class Pipeline {
         this.#steered.delete(frame.requestId);
       }
     }
-    if (alerts.length > 0) {
-      await this.#attachEvidence(gen, alerts);
-      for (const alert of alerts) this.#emit(alert);
-    }
+    if (alerts.length > 0) await this.#attachEvidence(gen, alerts);
+    // write-ahead, then the checkpoint, then the other sinks: the two writes
+    // follow each other in one tick, so a restart resumes each request's seq
+    // right after the last batch whose alerts are durable, and counts what a
+    // crash cut off after it as lost (the gap its next frame shows)
+    const checkpoint = this.#checkpointOf(frames);
+    const results = alerts.length > 0 ? this.#persist(alerts) : null;
+    this.#checkpoint(checkpoint);
+    if (results) this.#releaseAll(alerts, results);
     this.#reportEngine();
     this.#o.onEncoded?.(frames, latents);
   }
 
-  /** Count an alert and hand it to every sink. */
-  #emit(alert: Alert): void {
+  /** Make a batch's alerts durable (write-ahead, one write); without a durable sink they are as they are. */
+  #persist(alerts: Alert[]): Durability[] {
+    return this.#o.durable?.persist(alerts) ?? alerts.map(() => true);
+  }
+
+  /**
+   * Count each durable alert and hand it to the other sinks. An alert the
+   * durable sink could not write ahead is released once the stream
+   * acknowledged it, or never when it was dropped (counted and logged by
+   * that sink).
+   */
+  #releaseAll(alerts: Alert[], results: Durability[]): void {
+    alerts.forEach((alert, i) => {
+      const d = results[i];
+      if (d === true) this.#release(alert);
+      // dropped (false): counted and logged by the durable sink, seen by no sink
+      else d.then((ok) => ok && this.#release(alert));
+    });
+  }
+
+  /** Count a durable alert and hand it to every sink but the durable one. */
+  #release(alert: Alert): void {
     this.#o.telemetry.add("latentwatch.alerts", 1, {
       rule: alert.policy.id,
       severity: alert.severity,
     });
     this.#o.onAlert?.(alert);
-    for (const sink of this.sinks) sink.submit(alert);
+    for (const sink of this.sinks) if (sink !== this.#o.durable) sink.submit(alert);
+  }
+
+  /** The seq each request of `frames` resumes from after a restart, and the requests they end. */
+  #checkpointOf(frames: readonly Frame[]): { next: Map<string, number>; ended: string[] } {
+    const next = new Map<string, number>();
+    const ended: string[] = [];
+    for (const f of frames) {
+      if (f.endOfRequest) {
+        next.delete(f.requestId);
+        ended.push(f.requestId);
+      } else next.set(f.requestId, Math.max(next.get(f.requestId) ?? 0, f.seq + 1));
+    }
+    return { next, ended };
+  }
+
+  /** Record a batch's checkpoint (see {@linkcode SeqCheckpoints}). */
+  #checkpoint({ next, ended }: { next: Map<string, number>; ended: string[] }): void {
+    const cp = this.#o.checkpoints;
+    if (!cp) return;
+    try {
+      cp.record(next, ended);
+    } catch (err) {
+      this.#o.telemetry.add("latentwatch.checkpoint.errors");
+      this.#o.log.error("checkpoint.write_failed", {
+        path: cp.path,
+        error: (err as Error).message,
+        note: "after a restart, frames lost while down may be miscounted",
+      });
+    }
   }
 
   /**
@@ -798,8 +868,13 @@ export class Pipeline {
   #track(frame: Frame, subject: string): boolean {
     const t = this.#o.telemetry;
     let s = this.#requests.get(frame.requestId);
+    let resumed = false;
     if (!s) {
-      s = { lastSeen: 0, tokens: 0, nextSeq: 0 };
+      // a request the last run was in the middle of resumes from its
+      // checkpoint: the frames since then never reached a durable state
+      const from = this.#o.checkpoints?.take(frame.requestId);
+      resumed = from !== undefined;
+      s = { lastSeen: 0, tokens: 0, nextSeq: from ?? 0 };
       this.#requests.set(frame.requestId, s);
       const max = this.#o.maxRequests ?? 100_000;
       if (this.#requests.size > max) {
@@ -819,13 +894,17 @@ export class Pipeline {
     }
     if (frame.seq > s.nextSeq) {
       t.add("latentwatch.frames.lost", frame.seq - s.nextSeq);
+      if (resumed) t.add("latentwatch.frames.lost_at_restart", frame.seq - s.nextSeq);
       this.#o.log.warn("frame.lost", {
         subject,
         request: frame.requestId,
         expected_seq: s.nextSeq,
         found_seq: frame.seq,
         lost: frame.seq - s.nextSeq,
+        ...(resumed ? { after_restart: true } : {}),
       });
+      // counted: a restart before this frame is processed must not count them again
+      this.#checkpoint({ next: new Map([[frame.requestId, frame.seq]]), ended: [] });
     } else if (frame.seq < s.nextSeq) {
       // NATS keeps one publisher's order, so a seq already passed is a re-sent
       // frame: evaluating it again would count its tokens twice in the windows
@@ -853,15 +932,22 @@ export class Pipeline {
 
   #sweep(ttlMs: number): void {
     const cutoff = Date.now() - ttlMs;
+    const expired: string[] = [];
     for (const [id, s] of this.#requests) {
       if (s.lastSeen < cutoff) {
         this.#requests.delete(id);
         this.#steered.delete(id);
+        expired.push(id);
         this.#o.telemetry.add("latentwatch.requests.evicted", 1, { reason: "ttl" });
         this.#o.log.info("request.expired", { request: id, tokens: s.tokens });
       }
     }
     this.#o.telemetry.set("latentwatch.requests.active", this.#requests.size);
+    if (expired.length > 0) {
+      try {
+        this.#o.checkpoints?.record(new Map(), expired);
+      } catch { /* counted where batches write their checkpoints */ }
+    }
     this.#engine.sweep();
     this.#reportEngine();
   }

@@ -30,6 +30,17 @@ export const METRIC_SPEC = {
     unit: "{frame}",
     help: "Frames the tap sent that never arrived (gaps in Lw-Seq)",
   },
+  "latentwatch.frames.lost_at_restart": {
+    kind: "counter",
+    unit: "{frame}",
+    help: "Of frames.lost: frames of requests a previous run was following that no run processed " +
+      "(queued when it died, or sent while no sidecar listened)",
+  },
+  "latentwatch.checkpoint.errors": {
+    kind: "counter",
+    unit: "{write}",
+    help: "Per-request seq checkpoints that could not be written",
+  },
   "latentwatch.frames.out_of_order": {
     kind: "counter",
     unit: "{frame}",

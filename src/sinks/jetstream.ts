@@ -34,7 +34,7 @@ import type { Alert } from "../core/alert.ts";
 import type { Bus, StreamSpec } from "../bus/bus.ts";
 import type { Logger } from "../serve/log.ts";
 import type { Telemetry } from "../serve/telemetry.ts";
-import type { AlertSink, SinkStats } from "./sink.ts";
+import type { Durability, DurableSink, SinkStats } from "./sink.ts";
 import { Spool, type SpoolOptions } from "./spool.ts";
 
 /** Settings of a {@linkcode JetStreamSink}. */
@@ -133,6 +133,10 @@ interface Item {
   payload: Uint8Array<ArrayBufferLike>;
   /** Time of the first publish attempt, 0 before it. */
   firstAttemptMs: number;
+  /** Its record is in the spool (written ahead): memory only speeds its publish up. */
+  backed: boolean;
+  /** For an alert not written ahead: told once the stream has it (true) or it is dropped (false). */
+  settle?: (durable: boolean) => void;
 }
 
 type Outcome =
@@ -160,7 +164,7 @@ const decoder = new TextDecoder();
  * await sink.close();
  * ```
  */
-export class JetStreamSink implements AlertSink {
+export class JetStreamSink implements DurableSink {
   readonly name: string;
   readonly #bus: Bus;
   readonly #o: JetStreamSinkOptions & {
@@ -173,8 +177,13 @@ export class JetStreamSink implements AlertSink {
   #spool: Spool | null = null;
   #queue: Item[] = [];
   #inFlight = new Set<Item>();
-  /** Spooled ids being published by the replay loop. */
+  /**
+   * Spooled ids being published: by the replay loop, or from memory (an
+   * alert written ahead). The replay loop skips them.
+   */
   #replaying = new Set<string>();
+  /** Items in memory that are not in the spool (not written ahead). */
+  #volatile = 0;
   #closed = false;
   #stopping = false;
   #replayLoop: Promise<void> | null = null;
@@ -227,7 +236,7 @@ export class JetStreamSink implements AlertSink {
   get stats(): JetStreamSinkStats {
     const s = this.#stats;
     s.spoolPending = this.#spool?.pending ?? 0;
-    s.queued = this.#queue.length + this.#inFlight.size + s.spoolPending;
+    s.queued = this.#volatile + s.spoolPending;
     return s;
   }
 
@@ -273,50 +282,151 @@ export class JetStreamSink implements AlertSink {
   }
 
   /**
-   * Queue `alert`: in memory while NATS answers and the queue has room,
-   * otherwise in the spool. Returns false when it was dropped (and counted,
-   * and logged): spool full, too large, or the sink closed. Never blocks.
+   * Queue `alert` (see {@linkcode JetStreamSink.persist}). Returns false when
+   * it was dropped (and counted, and logged): spool full while NATS is down,
+   * too large, or the sink closed. Never blocks.
    */
   submit(alert: Alert): boolean {
-    if (this.#closed || (this.#stopping && !this.#spool)) {
-      return this.#drop(alert, "shutdown"), false;
-    }
-    const data = encoder.encode(JSON.stringify(alert));
-    let payload: Uint8Array = data;
-    if (this.#o.rendering) {
-      try {
-        payload = this.#o.rendering.render(alert);
-      } catch (err) {
-        this.#drop(alert, "render_failed", (err as Error)?.message ?? String(err));
-        return false;
+    // a drop is decided before persist returns (full spool with NATS down, too large, closed)
+    return this.persist([alert])[0] === true || !this.#droppedNow.has(alert.id);
+  }
+
+  /**
+   * Make `alerts` durable, then deliver them: with a spool, all of them are
+   * appended to it first (write-ahead: one write, and with `fsync: batch` one
+   * `fdatasync`, for the whole list), then published from memory while NATS
+   * answers and the memory queue has room; the spool record is acknowledged
+   * once the stream acknowledged the alert. Whatever memory cannot take now,
+   * or a publish failed for, waits in the spool for the replay loop.
+   *
+   * An alert the spool refuses (full, write error) is published from memory
+   * only: its result resolves true once the stream acknowledged it, false
+   * when it was dropped (counted and logged). Callers hand an alert to other
+   * sinks only once it is durable, so a crash at any moment loses no alert
+   * any sink has seen. Never blocks.
+   *
+   * @example
+   * ```ts
+   * const [d] = sink.persist([alert]);
+   * if (d === true || await d) otherSink.submit(alert);
+   * ```
+   */
+  persist(alerts: readonly Alert[]): Durability[] {
+    this.#droppedNow.clear();
+    const out: Durability[] = new Array(alerts.length);
+    const items: (Item | null)[] = alerts.map((alert, i) => {
+      if (this.#closed || (this.#stopping && !this.#spool)) {
+        this.#drop(alert, "shutdown");
+        out[i] = this.#refused(alert);
+        return null;
       }
+      const data = encoder.encode(JSON.stringify(alert));
+      let payload: Uint8Array = data;
+      if (this.#o.rendering) {
+        try {
+          payload = this.#o.rendering.render(alert);
+        } catch (err) {
+          this.#drop(alert, "render_failed", (err as Error)?.message ?? String(err));
+          out[i] = this.#refused(alert);
+          return null;
+        }
+      }
+      if (payload.length > this.#bus.maxPayload) {
+        this.#drop(
+          alert,
+          "too_large",
+          `expected at most ${this.#bus.maxPayload} bytes, found ${payload.length}`,
+        );
+        out[i] = this.#refused(alert);
+        return null;
+      }
+      return { alert, data, payload, firstAttemptMs: 0, backed: false };
+    });
+    const todo = items.filter((it): it is Item => it !== null);
+    const spooled = this.#spool && todo.length > 0
+      ? this.#spool.appendMany(todo.map((it) => ({
+        id: it.alert.id,
+        data: it.data,
+        firstAttemptMs: 0,
+      })))
+      : null;
+    let k = 0;
+    let woke = false;
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      if (!item) continue;
+      const r = spooled?.[k++];
+      if (r?.ok) {
+        out[i] = true;
+        if (r.already) continue; // waiting already: in memory or for the replay loop
+        this.#stats.spooled++;
+        item.backed = true;
+        if (this.#memoryHasRoom()) {
+          this.#replaying.add(item.alert.id);
+          this.#queue.push(item);
+        } else woke = true; // the replay loop delivers it
+        continue;
+      }
+      out[i] = this.#volatileItem(item, r && !r.ok ? r : null);
     }
-    if (payload.length > this.#bus.maxPayload) {
-      this.#drop(
-        alert,
-        "too_large",
-        `expected at most ${this.#bus.maxPayload} bytes, found ${payload.length}`,
-      );
-      return false;
-    }
-    const item: Item = { alert, data, payload, firstAttemptMs: 0 };
-    const inMemory = this.#queue.length + this.#inFlight.size;
-    if (this.#spool && (this.#stopping || !this.#bus.connected || inMemory >= this.#o.maxQueue)) {
-      return this.#toSpool(item);
-    }
-    if (inMemory >= this.#o.maxQueue) return this.#drop(alert, "queue_full"), false;
-    this.#queue.push(item);
+    if (woke) this.#wake?.();
     this.#gauge();
-    this.#pump();
-    return true;
+    // publishing starts after the caller's synchronous work (its own
+    // bookkeeping write right after this one, in the pipeline's case)
+    queueMicrotask(() => this.#pump());
+    return out;
+  }
+
+  /** Ids dropped by the current {@linkcode persist} call (for `submit`'s answer). */
+  readonly #droppedNow = new Set<string>();
+
+  #refused(alert: Alert): Durability {
+    this.#droppedNow.add(alert.id);
+    return Promise.resolve(false);
+  }
+
+  #memoryHasRoom(): boolean {
+    return !this.#stopping && this.#bus.connected &&
+      this.#queue.length + this.#inFlight.size < this.#o.maxQueue;
+  }
+
+  /**
+   * An alert not written ahead (no spool, or the spool refused it): queued
+   * in memory when NATS answers and there is room, otherwise dropped
+   * (counted and logged, with the spool's reason when it refused).
+   */
+  #volatileItem(
+    item: Item,
+    refusal: { reason: string; error: string } | null,
+  ): Durability {
+    const room = !this.#stopping && this.#queue.length + this.#inFlight.size < this.#o.maxQueue &&
+      (this.#bus.connected || !this.#spool);
+    if (!room) {
+      const reason = refusal?.reason ?? (this.#stopping ? "shutdown" : "queue_full");
+      this.#drop(item.alert, reason, refusal?.error);
+      return this.#refused(item.alert);
+    }
+    this.#volatile++;
+    const settled = new Promise<boolean>((resolve) => item.settle = resolve);
+    this.#queue.push(item);
+    return settled;
+  }
+
+  /** A volatile item leaves memory: durable (in the stream or the spool) or dropped. */
+  #settle(item: Item, durable: boolean): void {
+    if (!item.settle) return;
+    const settle = item.settle;
+    item.settle = undefined;
+    this.#volatile--;
+    settle(durable);
   }
 
   /**
    * Wait up to `timeoutMs` for the memory queue to be delivered, and for the
-   * spool too while NATS answers. Then what is still in memory goes to the
-   * spool (resent by the next run); without a spool it is dropped (reason
-   * `shutdown`). Resolves with the number of alerts lost: dropped here, not
-   * spooled.
+   * spool too while NATS answers. Alerts written ahead are in the spool
+   * already (resent by the next run); the others still in memory go to the
+   * spool now, or without a spool are dropped (reason `shutdown`). Resolves
+   * with the number of alerts lost: dropped here, not spooled.
    */
   async drain(timeoutMs: number): Promise<number> {
     const deadline = Date.now() + Math.max(0, timeoutMs);
@@ -331,12 +441,12 @@ export class JetStreamSink implements AlertSink {
     this.#inFlight.clear();
     let lost = 0;
     for (const item of left) {
-      if (this.#spool) {
-        if (!this.#toSpool(item)) lost++;
-      } else {
-        this.#drop(item.alert, "shutdown");
-        lost++;
-      }
+      this.#replaying.delete(item.alert.id);
+      if (item.backed) continue; // on disk already
+      if (this.#spool && this.#toSpool(item)) continue;
+      if (!this.#spool) this.#drop(item.alert, "shutdown");
+      this.#settle(item, false);
+      lost++;
     }
     this.#gauge();
     if (left.length > 0 || (this.#spool?.pending ?? 0) > 0) {
@@ -369,7 +479,7 @@ export class JetStreamSink implements AlertSink {
   #gauge(): void {
     this.#o.telemetry?.set(
       "latentwatch.alert_queue.depth",
-      this.#queue.length + this.#inFlight.size + (this.#spool?.pending ?? 0),
+      this.#volatile + (this.#spool?.pending ?? 0),
     );
   }
 
@@ -399,6 +509,8 @@ export class JetStreamSink implements AlertSink {
       return false;
     }
     if (!r.already) this.#stats.spooled++;
+    item.backed = true;
+    this.#settle(item, true);
     this.#gauge();
     this.#wake?.();
     return true;
@@ -408,14 +520,20 @@ export class JetStreamSink implements AlertSink {
     while (!this.#stopping && this.#inFlight.size < this.#o.maxInFlight && this.#queue.length) {
       if (this.#spool && !this.#bus.connected) {
         // no point waiting for acks that cannot come: the queue goes to disk
-        for (const item of this.#queue.splice(0)) this.#toSpool(item);
+        // (what was written ahead is there already)
+        for (const item of this.#queue.splice(0)) {
+          this.#replaying.delete(item.alert.id);
+          if (!item.backed && !this.#toSpool(item)) this.#settle(item, false);
+        }
         this.#gauge();
+        this.#wake?.();
         return;
       }
       const item = this.#queue.shift()!;
       this.#inFlight.add(item);
       this.#sendFromMemory(item).finally(() => {
         this.#inFlight.delete(item);
+        if (item.backed) this.#replaying.delete(item.alert.id);
         this.#gauge();
         this.#pump();
       });
@@ -425,23 +543,35 @@ export class JetStreamSink implements AlertSink {
   async #sendFromMemory(item: Item): Promise<void> {
     let backoff = this.#o.initialBackoffMs;
     for (;;) {
-      item.firstAttemptMs ||= Date.now();
+      if (!item.firstAttemptMs) {
+        item.firstAttemptMs = Date.now();
+        if (item.backed) this.#spool?.markAttempt(item.alert.id, item.firstAttemptMs);
+      }
       const out = await this.#publish(item.alert.id, item.payload, item.alert);
       if (!this.#inFlight.has(item)) {
-        // drain() moved it to the spool while the publish was out; a late ack
-        // means the stream has it, so the spool record can go
+        // drain() let go of it while the publish was out (it is in the spool,
+        // or dropped); a late ack means the stream has it, so the spool record can go
         if (out.kind === "ok" && this.#spool?.ack(item.alert.id)) {
           this.#delivered(item.alert, out.seq, out.duplicate);
         }
         return;
       }
-      if (out.kind === "ok") return this.#delivered(item.alert, out.seq, out.duplicate);
-      if (out.kind === "permanent") return this.#drop(item.alert, out.reason, out.error);
+      if (out.kind === "ok") {
+        if (item.backed) this.#spool?.ack(item.alert.id);
+        this.#settle(item, true);
+        return this.#delivered(item.alert, out.seq, out.duplicate);
+      }
+      if (out.kind === "permanent") {
+        if (item.backed) this.#spool?.ack(item.alert.id); // given up on: it must not come back
+        this.#settle(item, false);
+        return this.#drop(item.alert, out.reason, out.error);
+      }
       this.#retried(item.alert.id, out.error, backoff);
-      // with a spool, a failed publish moves the alert to disk at once: the
-      // memory queue stays free for alerts that can go now, and the alert
-      // survives a restart; the replay loop retries it with backoff
-      if (this.#spool) return void this.#toSpool(item);
+      // with a spool, a failed publish leaves the alert to the replay loop
+      // (written ahead, or written now): the memory queue stays free for
+      // alerts that can go now, and the loop retries it with backoff
+      if (item.backed) return void this.#wake?.();
+      if (this.#spool && this.#toSpool(item)) return;
       await new Promise((r) => setTimeout(r, backoff));
       backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
       if (this.#stopping) return; // counted by drain()
@@ -537,7 +667,8 @@ export class JetStreamSink implements AlertSink {
     if (!spool) return;
     let backoff = this.#o.initialBackoffMs;
     while (!this.#closed) {
-      if (spool.pending === 0 || !this.#bus.connected || this.#stopping) {
+      // ids published from memory are skipped by the round: nothing else waiting means idle
+      if (spool.pending <= this.#replaying.size || !this.#bus.connected || this.#stopping) {
         await this.#sleep(this.#o.pollMs);
         continue;
       }
@@ -576,6 +707,10 @@ export class JetStreamSink implements AlertSink {
    */
   async #replayRound(spool: Spool, backoff: number): Promise<boolean> {
     const batch = spool.oldest(this.#o.maxInFlight, this.#replaying);
+    if (batch.length === 0) {
+      await this.#sleep(this.#o.pollMs);
+      return true;
+    }
     const results = await Promise.all(batch.map(async (rec) => {
       this.#replaying.add(rec.id);
       const alert = parseAlert(rec.data);

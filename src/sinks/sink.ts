@@ -36,3 +36,25 @@ export interface AlertSink {
   close(): Promise<void>;
   readonly stats: SinkStats;
 }
+
+/**
+ * Where an alert handed to {@linkcode DurableSink.persist} stands: `true`
+ * when it is durable already (written ahead to disk, or acknowledged by its
+ * destination); otherwise a promise that resolves true once it is durable,
+ * false when it was dropped (counted and logged).
+ */
+export type Durability = true | Promise<boolean>;
+
+/**
+ * A sink that makes alerts durable before anything else sees them (the
+ * JetStream sink with its spool): the pipeline hands an alert to the other
+ * sinks, its callbacks and its counters only once `persist` said it is
+ * durable.
+ */
+export interface DurableSink extends AlertSink {
+  /**
+   * Make `alerts` durable (one write for the list) and queue them for
+   * delivery; one {@linkcode Durability} per alert, in order. Never blocks.
+   */
+  persist(alerts: readonly Alert[]): Durability[];
+}

@@ -49,12 +49,24 @@ export interface SpoolOptions {
   /** A new segment starts past this size (default 4 MiB, at most `maxBytes / 4`). */
   segmentBytes?: number;
   /**
-   * `fdatasync` after every append and ack (default false). Without it a
-   * record survives a crash of the sidecar (it is in the page cache) but not
-   * a crash of the host.
+   * When to `fdatasync` (default `never`):
+   *
+   * - `never`: a record is in the page cache once {@linkcode Spool.append}
+   *   returns: it survives a crash (or SIGKILL) of the sidecar, not a crash
+   *   of the host.
+   * - `batch`: one `fdatasync` per {@linkcode Spool.appendMany} call (an
+   *   `append` is a call of one) before it returns: the records survive a
+   *   host crash. Ack records are not synced: after a host crash an alert
+   *   already delivered may be sent again (the stream's dedup keeps it once
+   *   inside its duplicate window).
+   * - `always`: as `batch`, and every ack record is synced too, so a host
+   *   crash resends nothing already acknowledged.
    */
-  fsync?: boolean;
+  fsync?: SpoolFsync;
 }
+
+/** When a {@linkcode Spool} calls `fdatasync` (see {@linkcode SpoolOptions.fsync}). */
+export type SpoolFsync = "never" | "batch" | "always";
 
 /** A record waiting in the spool. */
 export interface SpoolRecord {
@@ -206,6 +218,25 @@ function scan(b: Uint8Array): Scan {
   return out;
 }
 
+/**
+ * The payloads of the whole records framed by {@linkcode frameRecord} in
+ * `bytes`, skipping damage: a record cut short at the end counts as torn,
+ * damage in the middle is skipped up to the next valid record (corrupt).
+ *
+ * @example
+ * ```ts
+ * const bytes = frameRecord(new Uint8Array([7]));
+ * scanRecords(bytes).records.length; // 1
+ * scanRecords(bytes.subarray(0, 5)).torn; // 1
+ * ```
+ */
+export function scanRecords(
+  bytes: Uint8Array,
+): { records: Uint8Array[]; torn: number; corrupt: number } {
+  const s = scan(bytes);
+  return { records: s.records.map((r) => r.payload), torn: s.torn, corrupt: s.corrupt };
+}
+
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -273,7 +304,9 @@ export class Spool {
   readonly #maxBytes: number;
   readonly #maxRecords: number;
   readonly #segmentBytes: number;
-  readonly #fsync: boolean;
+  readonly #fsync: SpoolFsync;
+  /** Open ack files, per segment (closed when the segment goes, and at close). */
+  #ackFiles = new Map<number, Deno.FsFile>();
   /** Waiting records, oldest first (Map keeps insertion order). */
   #index = new Map<string, Entry>();
   #segments = new Map<number, Segment>();
@@ -313,6 +346,9 @@ export class Spool {
   static open(dir: string, opts: SpoolOptions = {}): Spool {
     const maxBytes = opts.maxBytes ?? 256 * 1024 * 1024;
     const maxRecords = opts.maxRecords ?? 100_000;
+    if (opts.fsync !== undefined && !["never", "batch", "always"].includes(opts.fsync)) {
+      throw new SpoolError(dir, "fsync never, batch or always", String(opts.fsync));
+    }
     if (!(maxBytes >= 1024)) throw new SpoolError(dir, "maxBytes ≥ 1024", String(maxBytes));
     if (!(maxRecords >= 1)) throw new SpoolError(dir, "maxRecords ≥ 1", String(maxRecords));
     const segmentBytes = Math.max(
@@ -338,7 +374,7 @@ export class Spool {
     const loadStats = { torn: 0, corrupt: 0, loaded: 0 };
     const spool = new Spool(
       dir,
-      { maxBytes, maxRecords, segmentBytes, fsync: opts.fsync ?? false },
+      { maxBytes, maxRecords, segmentBytes, fsync: opts.fsync ?? "never" },
       (order.at(-1) ?? 0) + 1,
       loadStats,
     );
@@ -418,64 +454,165 @@ export class Spool {
    * spool is full or the write fails; the caller counts and logs that.
    */
   append(rec: SpoolRecord): SpoolAppendResult {
+    return this.appendMany([rec])[0];
+  }
+
+  /**
+   * Write `recs` at the end of the spool with one `write` per segment they
+   * land in (and, with `fsync: batch` or `always`, one `fdatasync` before
+   * returning). One result per record, in order: a record that does not fit
+   * is refused (`spool_full`) and the others are still written; a failed
+   * write refuses the records it carried (`spool_io_error`).
+   *
+   * @example
+   * ```ts
+   * const spool = Spool.open("/tmp/spool-many", { fsync: "batch" });
+   * const enc = new TextEncoder();
+   * const results = spool.appendMany([
+   *   { id: "a1", data: enc.encode("{}"), firstAttemptMs: 0 },
+   *   { id: "a2", data: enc.encode("{}"), firstAttemptMs: 0 },
+   * ]);
+   * results.every((r) => r.ok); // true: both on disk, synced together
+   * spool.close();
+   * ```
+   */
+  appendMany(recs: readonly SpoolRecord[]): SpoolAppendResult[] {
     this.#checkOpen();
-    if (this.#index.has(rec.id)) return { ok: true, already: true };
-    const framed = frameRecord(encodePut(rec));
-    if (this.#index.size >= this.#maxRecords) {
-      return {
-        ok: false,
-        reason: "spool_full",
-        error: `expected fewer than ${this.#maxRecords} records waiting, found ${this.#index.size}`,
-      };
-    }
-    if (this.#bytes + framed.length > this.#maxBytes) {
-      return {
-        ok: false,
-        reason: "spool_full",
-        error: `expected at most ${this.#maxBytes} bytes on disk, found ${this.#bytes} + ` +
-          `${framed.length} for this record`,
-      };
-    }
-    try {
-      if (this.#active && this.#active.size + framed.length > this.#segmentBytes) {
-        this.#active.file.close();
+    const out: SpoolAppendResult[] = new Array(recs.length);
+    /** Records framed for the active segment, not yet written. */
+    let chunk: { i: number; framed: Uint8Array; idLen: number }[] = [];
+    let chunkBytes = 0;
+    let pendingCount = this.#index.size;
+    let pendingBytes = this.#bytes;
+    const inBatch = new Set<string>();
+    let wrote = false;
+    let syncError: string | null = null;
+    const syncActive = (): void => {
+      if (!wrote || this.#fsync === "never" || !this.#active) return;
+      try {
+        this.#active.file.syncDataSync();
+      } catch (err) {
+        syncError ??= (err as Error).message;
+      }
+      wrote = false;
+    };
+    const flush = (): void => {
+      if (chunk.length === 0) return;
+      const items = chunk;
+      chunk = [];
+      const bytes = chunkBytes;
+      chunkBytes = 0;
+      try {
+        if (!this.#active) this.#openSegment();
+        const a = this.#active!;
+        const buf = new Uint8Array(bytes);
+        let at = 0;
+        for (const it of items) {
+          buf.set(it.framed, at);
+          at += it.framed.length;
+        }
+        writeAll(a.file, buf);
+        wrote = true;
+        const segment = this.#segments.get(a.seg)!;
+        for (const it of items) {
+          const rec = recs[it.i];
+          this.#index.set(rec.id, {
+            seg: a.seg,
+            dataOffset: a.size + HEADER + 2 + it.idLen + 8,
+            dataLength: rec.data.length,
+            firstAttemptMs: rec.firstAttemptMs,
+          });
+          a.size += it.framed.length;
+          segment.live++;
+          out[it.i] = { ok: true, already: false };
+        }
+        segment.bytes += bytes;
+        this.#bytes += bytes;
+      } catch (err) {
+        // a half-written chunk is skipped as torn on the next open; start a new segment now
+        try {
+          this.#active?.file.close();
+        } catch { /* already unusable */ }
+        this.#active = null;
+        for (const it of items) {
+          out[it.i] = { ok: false, reason: "spool_io_error", error: (err as Error).message };
+          pendingCount--;
+          pendingBytes -= it.framed.length;
+          inBatch.delete(recs[it.i].id);
+        }
+      }
+    };
+    for (let i = 0; i < recs.length; i++) {
+      const rec = recs[i];
+      if (this.#index.has(rec.id) || inBatch.has(rec.id)) {
+        out[i] = { ok: true, already: true };
+        continue;
+      }
+      const idLen = enc.encode(rec.id).length;
+      const framed = frameRecord(encodePut(rec));
+      if (pendingCount >= this.#maxRecords) {
+        out[i] = {
+          ok: false,
+          reason: "spool_full",
+          error: `expected fewer than ${this.#maxRecords} records waiting, found ${pendingCount}`,
+        };
+        continue;
+      }
+      if (pendingBytes + framed.length > this.#maxBytes) {
+        out[i] = {
+          ok: false,
+          reason: "spool_full",
+          error: `expected at most ${this.#maxBytes} bytes on disk, found ${pendingBytes} + ` +
+            `${framed.length} for this record`,
+        };
+        continue;
+      }
+      const activeSize = (this.#active?.size ?? 0) + chunkBytes;
+      if (activeSize > 0 && activeSize + framed.length > this.#segmentBytes) {
+        // this record starts a new segment
+        flush();
+        syncActive();
+        try {
+          this.#active?.file.close();
+        } catch { /* closing a segment whose write failed */ }
         this.#active = null;
       }
-      if (!this.#active) {
-        const seg = this.#nextSeg++;
-        const file = Deno.openSync(this.#path(seg, "log"), {
-          write: true,
-          create: true,
-          append: true,
-        });
-        this.#active = { seg, file, size: 0 };
-        this.#segments.set(seg, { live: 0, bytes: 0 });
-      }
-      const a = this.#active;
-      writeAll(a.file, framed);
-      if (this.#fsync) a.file.syncDataSync();
-      const offset = a.size;
-      a.size += framed.length;
-      this.#bytes += framed.length;
-      const segment = this.#segments.get(a.seg)!;
-      segment.bytes += framed.length;
-      segment.live++;
-      const idLen = enc.encode(rec.id).length;
-      this.#index.set(rec.id, {
-        seg: a.seg,
-        dataOffset: offset + HEADER + 2 + idLen + 8,
-        dataLength: rec.data.length,
-        firstAttemptMs: rec.firstAttemptMs,
-      });
-      return { ok: true, already: false };
-    } catch (err) {
-      // a half-written record is skipped as torn on the next open; start a new segment now
-      try {
-        this.#active?.file.close();
-      } catch { /* already unusable */ }
-      this.#active = null;
-      return { ok: false, reason: "spool_io_error", error: (err as Error).message };
+      chunk.push({ i, framed, idLen });
+      chunkBytes += framed.length;
+      pendingCount++;
+      pendingBytes += framed.length;
+      inBatch.add(rec.id);
     }
+    flush();
+    syncActive();
+    if (syncError !== null) {
+      // not known to be on disk: refuse what this call wrote (the caller
+      // must not count it as durable); the records stay in the index and
+      // are delivered like any other, so nothing is lost while the host runs
+      for (let i = 0; i < out.length; i++) {
+        if (out[i]?.ok && !(out[i] as { already: boolean }).already) {
+          out[i] = { ok: false, reason: "spool_io_error", error: `fdatasync: ${syncError}` };
+        }
+      }
+    }
+    return out;
+  }
+
+  #openSegment(): void {
+    const seg = this.#nextSeg++;
+    const file = Deno.openSync(this.#path(seg, "log"), {
+      write: true,
+      create: true,
+      append: true,
+    });
+    this.#active = { seg, file, size: 0 };
+    this.#segments.set(seg, { live: 0, bytes: 0 });
+  }
+
+  /** Remember (in memory only) when delivery of `id` was first tried. */
+  markAttempt(id: string, ms: number): void {
+    const e = this.#index.get(id);
+    if (e && e.firstAttemptMs === 0) e.firstAttemptMs = ms;
   }
 
   /**
@@ -539,27 +676,32 @@ export class Spool {
     }
     const framed = frameRecord(enc.encode(id));
     try {
-      const f = Deno.openSync(this.#path(e.seg, "ack"), {
-        write: true,
-        create: true,
-        append: true,
-      });
-      try {
-        writeAll(f, framed);
-        if (this.#fsync) f.syncDataSync();
-      } finally {
-        f.close();
+      let f = this.#ackFiles.get(e.seg);
+      if (!f) {
+        f = Deno.openSync(this.#path(e.seg, "ack"), { write: true, create: true, append: true });
+        this.#ackFiles.set(e.seg, f);
       }
+      writeAll(f, framed);
+      if (this.#fsync === "always") f.syncDataSync();
       segment.bytes += framed.length;
       this.#bytes += framed.length;
     } catch {
       // the ack is lost: the record is sent again after a restart and the
       // stream's dedup (Nats-Msg-Id) keeps it once
+      this.#closeAck(e.seg);
     }
     return true;
   }
 
+  #closeAck(seg: number): void {
+    try {
+      this.#ackFiles.get(seg)?.close();
+    } catch { /* already closed */ }
+    this.#ackFiles.delete(seg);
+  }
+
   #deleteSegment(seg: number): void {
+    this.#closeAck(seg);
     const s = this.#segments.get(seg);
     this.#segments.delete(seg);
     if (s) this.#bytes -= s.bytes;
@@ -578,6 +720,7 @@ export class Spool {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    for (const seg of [...this.#ackFiles.keys()]) this.#closeAck(seg);
     try {
       this.#active?.file.close();
     } finally {

@@ -189,3 +189,33 @@ Deno.test("spool: the folder lock holds against another process", async () => {
     assert.match(free, /^opened/);
   });
 });
+
+Deno.test("spool: appendMany writes a batch across segments, refuses what does not fit, and reloads", () =>
+  withDir((dir) => {
+    const s = Spool.open(dir, { maxRecords: 5, segmentBytes: 1024, fsync: "batch" });
+    const big = "x".repeat(400); // three of these do not fit one 1024-byte segment
+    const results = s.appendMany([
+      rec("a", big),
+      rec("b", big),
+      rec("a", big), // the same id again in the batch: written once
+      rec("c", big),
+      rec("d"),
+      rec("e"),
+      rec("f"), // the sixth waiting record: over maxRecords
+    ]);
+    assert.deepEqual(results.map((r) => r.ok ? (r.already ? "already" : "ok") : r.reason), [
+      "ok",
+      "ok",
+      "already",
+      "ok",
+      "ok",
+      "ok",
+      "spool_full",
+    ]);
+    assert.equal(segFiles(dir, "log").length, 2, "the batch spans two segments");
+    s.close();
+    const again = Spool.open(dir);
+    assert.deepEqual(again.oldest(10).map((r) => r.id), ["a", "b", "c", "d", "e"]);
+    assert.equal(dec.decode(again.oldest(1)[0].data), big);
+    again.close();
+  }));
