@@ -28,6 +28,7 @@
  * @module
  */
 import { stableId } from "../alert.ts";
+import { oneLine } from "../one_line.ts";
 import type {
   ExceptionDef,
   PolicyFileDef,
@@ -124,7 +125,9 @@ function where(s: SourceRef): string {
  * ```
  */
 export function formatProblem(p: PolicyProblem<string>): string {
-  return `${where(p.source)}: ${p.rule !== undefined ? `rule '${p.rule}': ` : ""}${p.reason}`;
+  // one line, whatever the reason quotes (see oneLine in src/config/errors.ts)
+  const text = `${p.rule !== undefined ? `rule '${p.rule}': ` : ""}${p.reason}`;
+  return `${where(p.source)}: ${oneLine(text)}`;
 }
 
 /**

@@ -502,8 +502,8 @@ export function withinLimits(
       rule,
       source,
       "limit",
-      `${what} expected at most ${conditionNodes} conditions in all rules with their macros ` +
-        `expanded (limit conditionNodes), found ${
+      `${what} expected at most ${conditionNodes} conditions with macros expanded (limit ` +
+        `conditionNodes, all rules together), found ${
           nodesLeft === conditionNodes ? foundCount(res.size, conditionNodes) : "more"
         }`,
     );
