@@ -138,14 +138,19 @@ export function series(index: number, values: number[]): SparseLatents[] {
  * text.includes("macro: m2"); // true
  * ```
  */
-export function macroChainYaml(n: number, opts: { sae?: string; rules?: number } = {}): string {
+export function macroChainYaml(
+  n: number,
+  opts: { sae?: string; rules?: number; dSae?: number } = {},
+): string {
   const sae = opts.sae ?? "res";
+  // latents wrap around d_sae when given, so any SAE can hold the chain
+  const l = (i: number) => opts.dSae ? i % opts.dSae : i;
   const lines = ["version: 2", "macros:"];
   lines.push(`  - macro: m0`, `    when: { sae: ${sae}, latent: 0, above: 1 }`);
   for (let i = 1; i < n; i++) {
     lines.push(
       `  - macro: m${i}`,
-      `    when: { any: [{ macro: m${i - 1} }, { sae: ${sae}, latent: ${i}, above: 1 }] }`,
+      `    when: { any: [{ macro: m${i - 1} }, { sae: ${sae}, latent: ${l(i)}, above: 1 }] }`,
     );
   }
   lines.push("rules:");
