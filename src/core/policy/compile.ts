@@ -24,6 +24,10 @@
  *   conditions that can never hold (a test and its negation in one `all`,
  *   `x > a` and `x < b` with `b ≤ a` on one pooled signal, a `count` above its
  *   window, an SAE test below 0 or less) or always hold.
+ * - **Limits** (`limits.ts`): macros, list items, latent indices, and each
+ *   condition's expanded depth and the set's expanded size are bounded, and
+ *   a macro is resolved once (`resolve.ts`), so compile time is linear in
+ *   the size of the set with its macros expanded.
  *
  * @module
  */
