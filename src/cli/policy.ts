@@ -23,7 +23,8 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { ConfigError, type ConfigIssue, sortIssues } from "../config/errors.ts";
+import { ConfigError, type ConfigIssue, oneLine, sortIssues } from "../config/errors.ts";
+import { DEFAULT_POLICY_LIMITS } from "../core/policy/limits.ts";
 import { type MonitorConfig, monitorConfigFromSource } from "../config/monitor.ts";
 import { readPolicyFile } from "../config/policy_file.ts";
 import { loadYamlSource, type YamlPath, type YamlSource } from "../config/yaml_source.ts";
@@ -163,7 +164,8 @@ function printReport(r: LintReport): void {
  */
 export function formatFinding(f: LintFinding): string {
   const rule = f.rule !== undefined ? `rule '${f.rule}': ` : "";
-  return `${f.file}:${f.line}:${f.col}: ${f.severity}: ${rule}${f.reason}`;
+  // one line per finding, whatever the reason quotes from the file
+  return `${f.file}:${f.line}:${f.col}: ${f.severity}: ${oneLine(rule + f.reason)}`;
 }
 
 /**
@@ -196,7 +198,10 @@ export async function policyPaths(paths: string[]): Promise<string[]> {
 
 /**
  * Lint policy files (or folders), optionally against a monitor. Never
- * throws for a problem in the files: everything lands in the report.
+ * throws: every problem, even one latentwatch did not foresee (reported
+ * with code `internal` at the file's first line), lands in the report as a
+ * `file:line:col` finding. Work is bounded by the policy limits
+ * (`src/core/policy/limits.ts`): nothing is sized by a latent index.
  *
  * @example
  * ```ts
@@ -224,13 +229,18 @@ export async function lintPolicies(
       signals = loaded.signals;
       configErrors(loaded.issues, "monitor");
     } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      configErrors(err.issues, "monitor");
+      if (err instanceof ConfigError) configErrors(err.issues, "monitor");
+      else errors.push(internal(opts.monitor, err));
     }
     if (paths.length === 0 && monitor) paths = monitor.policies;
   }
 
-  const files = await policyPaths(paths);
+  let files: string[] = [];
+  try {
+    files = await policyPaths(paths);
+  } catch (err) {
+    errors.push(internal(paths[0] ?? ".", err));
+  }
   const defs: PolicyFileDef[] = [];
   for (const file of files) {
     try {
@@ -240,8 +250,8 @@ export async function lintPolicies(
         warnings.push({ ...w, severity: "warning", code: "atlas-tag" });
       }
     } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      configErrors(err.issues);
+      if (err instanceof ConfigError) configErrors(err.issues);
+      else errors.push(internal(file, err));
     }
   }
 
@@ -261,27 +271,49 @@ export async function lintPolicies(
     const set = compilePolicySet(defs, against);
     for (const w of set.warnings) warnings.push(finding(w, "warning"));
   } catch (err) {
-    if (!(err instanceof PolicyCompileError)) throw err;
+    if (!(err instanceof PolicyCompileError)) {
+      errors.push(internal(files[0] ?? ".", err));
+      return report();
+    }
     for (const p of err.problems) {
       if (!real && NEEDS_MONITOR.has(p.code)) continue;
       errors.push(finding(p, "error"));
     }
     for (const w of err.warnings) warnings.push(finding(w, "warning"));
   }
+  return report();
+
+  function report(): LintReport {
+    return {
+      ok: errors.length === 0,
+      files,
+      rules: defs.reduce((n, d) => n + d.rules.length, 0),
+      monitor: monitor?.monitor ?? null,
+      errors,
+      warnings,
+    };
+  }
+}
+
+/** A failure latentwatch did not foresee, as a finding at the file's first line. */
+function internal(file: string, err: unknown): LintFinding {
+  const e = err instanceof Error ? err : new Error(String(err));
   return {
-    ok: errors.length === 0,
-    files,
-    rules: defs.reduce((n, d) => n + d.rules.length, 0),
-    monitor: monitor?.monitor ?? null,
-    errors,
-    warnings,
+    file,
+    line: 1,
+    col: 1,
+    severity: "error",
+    code: "internal",
+    reason: `expected to check this file, found an unexpected ${e.name}: ${e.message}`,
   };
 }
 
 /**
  * Stand-in encoders for linting without a monitor: every SAE and probe the
- * files name, wide enough for every index they use, with every label they
- * use (one latent each), so compile's other checks can run.
+ * files name, as wide as the latent index limit allows (indices beyond it are
+ * errors of their own, `latent-index`), with every label they use (one latent
+ * each), so compile's other checks can run. Nothing is allocated by a width:
+ * lint never builds the per-latent index.
  */
 function standInSignals(defs: PolicyFileDef[]): Map<string, SignalInfo> {
   const saes = new Map<string, { max: number; labels: Set<string> }>();
@@ -335,10 +367,12 @@ function standInSignals(defs: PolicyFileDef[]): Map<string, SignalInfo> {
     const labels = new Map<number, string>();
     let next = s.max + 1;
     for (const l of s.labels) labels.set(next++, l);
-    out.set(id, { kind: "sae", dSae: Math.max(next, 1), labels });
+    out.set(id, { kind: "sae", dSae: Math.max(next, DEFAULT_POLICY_LIMITS.latentIndex), labels });
   }
   // a name used as both an SAE and a probe stays an SAE: compile reports the probe uses
-  for (const [id, n] of probes) if (!out.has(id)) out.set(id, { kind: "probe", dSae: n + 1 });
+  for (const [id] of probes) {
+    if (!out.has(id)) out.set(id, { kind: "probe", dSae: DEFAULT_POLICY_LIMITS.latentIndex });
+  }
   return out;
 }
 

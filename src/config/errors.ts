@@ -7,6 +7,10 @@
  * @module
  */
 
+import { oneLine } from "../core/one_line.ts";
+
+export { oneLine };
+
 /** One problem at one place in a configuration file. Lines and columns are 1-based. */
 export interface ConfigIssue {
   file: string;
@@ -26,7 +30,7 @@ export interface ConfigIssue {
  * ```
  */
 export function formatIssue(issue: ConfigIssue): string {
-  return `${issue.file}:${issue.line}:${issue.col}: ${issue.reason}`;
+  return `${issue.file}:${issue.line}:${issue.col}: ${oneLine(issue.reason)}`;
 }
 
 /**

@@ -39,6 +39,7 @@ import {
   type Throttle,
   type ValueSet,
 } from "../core/policy/ast.ts";
+import { DEFAULT_POLICY_LIMITS, type PolicyLimits } from "../core/policy/limits.ts";
 import { ConfigError, type ConfigIssue } from "./errors.ts";
 import {
   choiceOf,
@@ -63,6 +64,11 @@ const NEGATIVE_WHY = "a latent that is not active reads as 0, so a negative thre
   "fire on every token (v0 rules only fire when a latent rises above a threshold)";
 
 const LATENT = "an integer latent index ≥ 0";
+const INDEX_LIMIT = DEFAULT_POLICY_LIMITS.latentIndex;
+/** Indices above the limit are refused by the schema, so nothing is ever sized by one. */
+const belowLimit = (what: string) => ({
+  error: expectMessage(`${what} below ${INDEX_LIMIT} (limit latentIndex)`),
+});
 const SCORE = "an integer score index ≥ 0 (0 for a probe with one direction)";
 
 /** The zod schema of a v1 policy file (YAML keys as written). */
@@ -84,12 +90,12 @@ export const PolicyFileSchema = z.strictObject({
         error: expectMessage("an SAE id from the monitor config ([A-Za-z0-9][A-Za-z0-9._-]*)"),
       }).optional(),
       latent: z.int({ error: expectMessage(LATENT) }).min(0, { error: expectMessage(LATENT) })
-        .optional(),
+        .max(INDEX_LIMIT - 1, belowLimit("a latent index")).optional(),
       probe: z.string().regex(SAE_ID_PATTERN, {
         error: expectMessage("a probe id from the monitor config ([A-Za-z0-9][A-Za-z0-9._-]*)"),
       }).optional(),
       score: z.int({ error: expectMessage(SCORE) }).min(0, { error: expectMessage(SCORE) })
-        .optional(),
+        .max(INDEX_LIMIT - 1, belowLimit("a score index")).optional(),
       above: z.number({ error: expectMessage("a number") }),
     }).check((ctx) => {
       const w = ctx.value;
@@ -153,7 +159,7 @@ const whole = (what: string, min: number) => {
   return z.int({ error }).min(min, { error });
 };
 const WINDOW = whole("a window of whole tokens ≥ 1", 1);
-const latentIndex = whole(LATENT, 0);
+const latentIndex = whole(LATENT, 0).max(INDEX_LIMIT - 1, belowLimit("a latent index"));
 
 /** `[a, b]` (literal values) or `name` (a `list`). */
 function valueSet<T extends z.ZodType>(item: T, itemText: string) {
@@ -727,15 +733,21 @@ export function parsePolicyFileDef(text: string, file: string): PolicyFileDef {
 /**
  * Read, parse and validate a policy file (v1 or v2), with its parse
  * warnings. Throws {@linkcode ConfigError} (an unreadable file is reported
- * at `path:1:1`).
+ * at `path:1:1`; so is one beyond `limits.fileBytes`, and nesting beyond
+ * `limits.depth` at its place; defaults in `src/core/policy/limits.ts`).
  *
  * @example
  * ```ts
  * const { def, warnings } = await readPolicyFile("policies/demo.yaml");
  * ```
  */
-export async function readPolicyFile(path: string): Promise<ParsedPolicyFile> {
-  return policyFileDefFromSource(await loadYamlSource(path));
+export async function readPolicyFile(
+  path: string,
+  limits: Partial<Pick<PolicyLimits, "depth" | "fileBytes">> = {},
+): Promise<ParsedPolicyFile> {
+  return policyFileDefFromSource(
+    await loadYamlSource(path, { depth: limits.depth, bytes: limits.fileBytes }),
+  );
 }
 
 /**

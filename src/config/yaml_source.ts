@@ -17,12 +17,14 @@ import {
   LineCounter,
   type Node,
   parseDocument,
+  Parser,
   visit,
   type YAMLError,
 } from "yaml";
 import { z as zod } from "zod";
 import type { z } from "zod";
 import { ConfigError, type ConfigIssue } from "./errors.ts";
+import { DEFAULT_POLICY_LIMITS } from "../core/policy/limits.ts";
 
 /** A 1-based line and column. */
 export interface Position {
@@ -51,9 +53,21 @@ export interface YamlSource {
   locate(path: YamlPath, at?: LocateAt): Position;
 }
 
+/** Limits {@linkcode parseYamlSource} checks before building the document. */
+export interface YamlLimits {
+  /** Nesting depth: a mapping or list inside another is one level more; the top level is 1 (default 64). */
+  depth?: number;
+  /** Characters of text (default 8 MiB). */
+  bytes?: number;
+}
+
 /**
  * Parse YAML `text` read from `file`. Throws {@linkcode ConfigError} listing
  * every syntax error (duplicate keys included) with its line and column.
+ * Text beyond `limits` (size, nesting depth; defaults in
+ * `src/core/policy/limits.ts`) is refused before the document is built, at
+ * the first place past the limit: the YAML library and the validators recurse
+ * once per level, so deep nesting would otherwise overflow the stack.
  *
  * @example
  * ```ts
@@ -63,13 +77,35 @@ export interface YamlSource {
  * src.locate(["rules", 0, "title"]); // { line: 3, col: 5 } (the mapping lacking it)
  * ```
  */
-export function parseYamlSource(text: string, file: string): YamlSource {
+export function parseYamlSource(text: string, file: string, limits: YamlLimits = {}): YamlSource {
+  const maxDepth = limits.depth ?? DEFAULT_POLICY_LIMITS.depth;
+  const maxBytes = limits.bytes ?? DEFAULT_POLICY_LIMITS.fileBytes;
+  if (text.length > maxBytes) {
+    throw ConfigError.at(
+      file,
+      1,
+      1,
+      `expected a file of at most ${maxBytes} bytes (limit fileBytes), found ${text.length}`,
+    );
+  }
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const pos = (offset: number): Position => {
     const { line, col } = lineCounter.linePos(Math.max(0, Math.min(offset, text.length)));
     return { line, col };
   };
+  const deep = (offset: number, found: string) => {
+    const before = text.slice(0, offset);
+    const line = before.split("\n").length;
+    return ConfigError.at(
+      file,
+      line,
+      offset - (before.lastIndexOf("\n") + 1) + 1,
+      `expected YAML nested at most ${maxDepth} levels deep (limit depth), found ${found}`,
+    );
+  };
+  const tooDeep = deepestCollection(text, maxDepth);
+  if (tooDeep !== undefined) throw deep(tooDeep, `a mapping or list at level ${maxDepth + 1}`);
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(doc.errors.map((e) => {
       const opened = unclosedOpening(doc, e);
@@ -87,11 +123,69 @@ export function parseYamlSource(text: string, file: string): YamlSource {
   } catch (err) {
     throw ConfigError.at(file, 1, 1, `invalid YAML: ${(err as Error).message}`);
   }
+  // aliases can nest what the text does not
+  const depth = valueDepth(value, maxDepth);
+  if (depth > maxDepth) throw deep(0, `${depth} levels once its aliases are expanded`);
   return {
     file,
     value,
     locate: (path, at = "value") => pos(locateOffset(doc, path, at)),
   };
+}
+
+/**
+ * Offset of the first mapping or list nested deeper than `max` in `text`,
+ * from the YAML library's syntax tree (built without recursion), or
+ * `undefined` when there is none.
+ */
+function deepestCollection(text: string, max: number): number | undefined {
+  type Tok = {
+    type: string;
+    offset: number;
+    value?: Tok;
+    items?: { key?: Tok | null; value?: Tok }[];
+  };
+  const stack: [Tok | null | undefined, number][] = [];
+  try {
+    for (const tok of new Parser().parse(text)) stack.push([tok as Tok, 0]);
+  } catch {
+    return 0; // the tokenizer gave up: too deep or too odd to build at all
+  }
+  stack.reverse();
+  while (stack.length > 0) {
+    const [tok, level] = stack.pop()!;
+    if (!tok) continue;
+    if (tok.type === "document") {
+      stack.push([tok.value, level]);
+    } else if (
+      tok.type === "block-map" || tok.type === "block-seq" || tok.type === "flow-collection"
+    ) {
+      if (level + 1 > max) return tok.offset;
+      for (let i = (tok.items ?? []).length - 1; i >= 0; i--) {
+        const item = tok.items![i];
+        stack.push([item.value, level + 1], [item.key, level + 1]);
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Nesting depth of a plain value (mappings and lists), without recursion; stops past `max`. */
+function valueDepth(value: unknown, max: number): number {
+  let deepest = 0;
+  const seen = new Map<object, number>();
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, level] = stack.pop()!;
+    if (v === null || typeof v !== "object" || v instanceof Date) continue;
+    // shared by aliases: walk again only when reached deeper
+    if ((seen.get(v) ?? 0) >= level) continue;
+    seen.set(v, level);
+    deepest = Math.max(deepest, level);
+    if (deepest > max) return deepest;
+    for (const x of Array.isArray(v) ? v : Object.values(v)) stack.push([x, level + 1]);
+  }
+  return deepest;
 }
 
 /**
@@ -103,15 +197,26 @@ export function parseYamlSource(text: string, file: string): YamlSource {
  * const src = await loadYamlSource("monitors/demo.yaml");
  * ```
  */
-export async function loadYamlSource(path: string): Promise<YamlSource> {
+export async function loadYamlSource(path: string, limits: YamlLimits = {}): Promise<YamlSource> {
   let text: string;
+  const maxBytes = limits.bytes ?? DEFAULT_POLICY_LIMITS.fileBytes;
   try {
+    const { size } = await Deno.stat(path);
+    if (size > maxBytes) {
+      throw ConfigError.at(
+        path,
+        1,
+        1,
+        `expected a file of at most ${maxBytes} bytes (limit fileBytes), found ${size}`,
+      );
+    }
     text = await Deno.readTextFile(path);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     const why = err instanceof Deno.errors.NotFound ? "no such file" : (err as Error).message;
     throw ConfigError.at(path, 1, 1, `cannot read file: ${why}`);
   }
-  return parseYamlSource(text, path);
+  return parseYamlSource(text, path, limits);
 }
 
 /**

@@ -183,3 +183,54 @@ Deno.test("describeValue: names what was found", () => {
   assert.equal(describeValue(null), "an empty value");
   assert.equal(describeValue(undefined), "nothing (the key is missing)");
 });
+
+Deno.test("parseYamlSource: nesting past the depth limit is refused where it starts", () => {
+  // root mapping 1, then lists: the 64th '[' is level 65
+  assert.throws(
+    () => parseYamlSource(`a: ${"[".repeat(64)}${"]".repeat(64)}\n`, "d.yaml"),
+    (e: ConfigError) =>
+      e.message ===
+        "d.yaml:1:67: expected YAML nested at most 64 levels deep (limit depth), found a mapping or list at level 65",
+  );
+  assert.deepEqual(
+    parseYamlSource(`a: ${"[".repeat(63)}${"]".repeat(63)}\n`, "d.yaml").locate(["a"]),
+    { line: 1, col: 4 },
+  );
+  // 50,000 deep: refused as fast, no stack overflow in the YAML library
+  const t0 = performance.now();
+  assert.throws(
+    () => parseYamlSource(`a: ${"{a: ".repeat(50_000)}1${"}".repeat(50_000)}`, "d.yaml"),
+    /limit depth/,
+  );
+  assert.ok(performance.now() - t0 < 2000);
+  // a smaller limit
+  assert.throws(
+    () => parseYamlSource("a: [[1]]\n", "d.yaml", { depth: 2 }),
+    /^ConfigError: d\.yaml:1:5: /,
+  );
+});
+
+Deno.test("parseYamlSource: aliases nesting deeper than the limit are refused", () => {
+  // each anchor nests the previous one: 3 levels of text, 5 once expanded
+  const text = "a: &a [1]\nb: &b [*a]\nc: &c [*b]\nd: [*c]\n";
+  assert.throws(
+    () => parseYamlSource(text, "al.yaml", { depth: 4 }),
+    (e: ConfigError) =>
+      e.message ===
+        "al.yaml:1:1: expected YAML nested at most 4 levels deep (limit depth), found 5 levels once its aliases are expanded",
+  );
+  assert.deepEqual(parseYamlSource(text, "al.yaml", { depth: 5 }).value, {
+    a: [1],
+    b: [[1]],
+    c: [[[1]]],
+    d: [[[[1]]]],
+  });
+});
+
+Deno.test("parseYamlSource: a text past the size limit is refused before parsing", () => {
+  assert.throws(
+    () => parseYamlSource("a: 1\n".repeat(10), "big.yaml", { bytes: 20 }),
+    (e: ConfigError) =>
+      e.message === "big.yaml:1:1: expected a file of at most 20 bytes (limit fileBytes), found 50",
+  );
+});

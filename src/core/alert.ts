@@ -172,15 +172,35 @@ export function traceContext(
  */
 export function stableId(key: string): string {
   const bytes = new TextEncoder().encode(key);
-  const lane = (offset: bigint) => {
-    let h = offset;
-    for (const b of bytes) {
-      h ^= BigInt(b);
-      h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
-    }
-    return h.toString(16).padStart(16, "0");
-  };
-  return lane(0xcbf29ce484222325n) + lane(0x84222325cbf29ce4n);
+  return fnv1a64(bytes, 0xcbf2, 0x9ce4, 0x8422, 0x2325) +
+    fnv1a64(bytes, 0x8422, 0x2325, 0xcbf2, 0x9ce4);
+}
+
+/**
+ * 64-bit FNV-1a over `bytes` from the offset basis given as four 16-bit limbs
+ * (most significant first), as 16 hex digits. Exact 64-bit arithmetic in
+ * 16-bit limbs (no BigInt), so hashing a large rule (a megabyte of
+ * canonical JSON) takes milliseconds.
+ */
+function fnv1a64(bytes: Uint8Array, a3: number, a2: number, a1: number, a0: number): string {
+  let h0 = a0, h1 = a1, h2 = a2, h3 = a3;
+  for (let i = 0; i < bytes.length; i++) {
+    h0 ^= bytes[i];
+    // h × (2^40 + 0x1b3) mod 2^64
+    const t0 = h0 * 0x1b3;
+    let t1 = h1 * 0x1b3;
+    let t2 = h2 * 0x1b3 + ((h0 & 0xff) << 8);
+    let t3 = h3 * 0x1b3 + ((h0 >>> 8) | ((h1 & 0xff) << 8));
+    t1 += t0 >>> 16;
+    h0 = t0 & 0xffff;
+    t2 += t1 >>> 16;
+    h1 = t1 & 0xffff;
+    t3 += t2 >>> 16;
+    h2 = t2 & 0xffff;
+    h3 = t3 & 0xffff;
+  }
+  const hex = (n: number) => n.toString(16).padStart(4, "0");
+  return hex(h3) + hex(h2) + hex(h1) + hex(h0);
 }
 
 /**

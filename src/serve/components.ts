@@ -28,6 +28,7 @@ import {
   watchIsCheap,
 } from "../runtime/ort_encoder.ts";
 import type { Logger } from "./log.ts";
+import { type PolicyCompiler, PolicyWorkerError } from "./policy_compiler.ts";
 import type { Generation } from "./pipeline.ts";
 
 /** The SAEs and probes of a monitor, and the activation width they all read. */
@@ -150,25 +151,41 @@ export function monitorSignals(models: MonitorModels): Map<string, SignalInfo> {
 /**
  * Load and compile the policy files of `config` against its SAEs and probes.
  * Throws (every problem with file:line) when a file is invalid; nothing is
- * changed then. Warnings are logged.
+ * changed then. Warnings are logged. With `compiler`, the files are read and
+ * compiled in its worker, off the event loop (what a hot reload does); if
+ * the worker itself fails, they are compiled here instead.
  *
  * @example
  * ```ts
  * const policies = await compileMonitorPolicies(config, models, log);
+ * const again = await compileMonitorPolicies(config, models, log, new PolicyCompiler());
  * ```
  */
 export async function compileMonitorPolicies(
   config: MonitorConfig,
   models: MonitorModels,
   log?: Logger,
+  compiler?: PolicyCompiler,
 ): Promise<CompiledPolicySet> {
+  const signals = monitorSignals(models);
+  if (compiler) {
+    try {
+      const { set, fileWarnings } = await compiler.compile(config.policies, signals);
+      for (const w of fileWarnings) log?.warn("policy.warning", { warning: w });
+      for (const w of set.warnings) log?.warn("policy.warning", { warning: formatProblem(w) });
+      return set;
+    } catch (err) {
+      if (!(err instanceof PolicyWorkerError)) throw err;
+      log?.warn("policies.worker_failed", { error: err.message, note: "compiling in-thread" });
+    }
+  }
   const files: PolicyFileDef[] = [];
   for (const file of config.policies) {
     const { def, warnings } = await readPolicyFile(file);
     files.push(def);
     for (const w of warnings) log?.warn("policy.warning", { warning: formatIssue(w) });
   }
-  const set = compilePolicySet(files, monitorSignals(models));
+  const set = compilePolicySet(files, signals);
   for (const w of set.warnings) log?.warn("policy.warning", { warning: formatProblem(w) });
   return set;
 }

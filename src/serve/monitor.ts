@@ -23,6 +23,7 @@ import {
   loadMonitorSae,
 } from "./components.ts";
 import { controlApi, serveControlApi } from "./control_api.ts";
+import { PolicyCompiler } from "./policy_compiler.ts";
 import { Logger } from "./log.ts";
 import { type Generation, Pipeline } from "./pipeline.ts";
 import { encoderProvider } from "../runtime/ort_encoder.ts";
@@ -391,10 +392,14 @@ async function start(
   // need, then swap everything at once between batches. A bad change is
   // refused with its error and the running set carries on. Reloads queue up.
   let reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, rules: 0 });
+  const compiler = new PolicyCompiler();
+  undo.push(() => compiler.close());
   const reload = (): Promise<ReloadResult> =>
     reloading = reloading.then(async () => {
       try {
-        const policies = await compileMonitorPolicies(config, models);
+        // read and compiled in a worker: the control API and frame intake
+        // keep their latency while a large set compiles
+        const policies = await compileMonitorPolicies(config, models, undefined, compiler);
         const next = await buildGeneration(
           models,
           policies,
@@ -435,6 +440,7 @@ async function start(
       stopping ??= (async () => {
         watcher?.close();
         await reloading;
+        compiler.close();
         const undelivered = await running.stop();
         checkpoints.close();
         await recorder?.close();

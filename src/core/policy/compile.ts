@@ -24,24 +24,37 @@
  *   conditions that can never hold (a test and its negation in one `all`,
  *   `x > a` and `x < b` with `b ≤ a` on one pooled signal, a `count` above its
  *   window, an SAE test below 0 or less) or always hold.
+ * - **Limits** (`limits.ts`): macros, list items, latent indices, and each
+ *   condition's expanded depth and the set's expanded size are bounded, and
+ *   a macro is resolved once (`resolve.ts`), so compile time is linear in
+ *   the size of the set with its macros expanded.
  *
  * @module
  */
 import { stableId } from "../alert.ts";
+import { oneLine } from "../one_line.ts";
 import type {
-  Condition,
   ExceptionDef,
-  MacroDef,
   PolicyFileDef,
   Pool,
   RuleDef,
   Scope,
-  SignalRef,
-  SignalTest,
   SourceRef,
   SteerAction,
   ValueSet,
 } from "./ast.ts";
+import { type PolicyLimits, policyLimits } from "./limits.ts";
+import {
+  canonical,
+  ConditionBuilder,
+  type Ctx,
+  namedList,
+  resolveCondition,
+  resolveMacros,
+  usedByRules,
+  withinLimits,
+  writtenDepth,
+} from "./resolve.ts";
 import { isTemplateField, templatePlaceholders } from "./template.ts";
 
 /** What compile knows about an encoder the monitor loads. */
@@ -62,6 +75,8 @@ export type ProblemCode =
   | "unknown-encoder"
   | "wrong-encoder-kind"
   | "latent-range"
+  | "latent-index"
+  | "limit"
   | "unknown-label"
   | "ambiguous-label"
   | "no-labels"
@@ -114,7 +129,9 @@ function where(s: SourceRef): string {
  * ```
  */
 export function formatProblem(p: PolicyProblem<string>): string {
-  return `${where(p.source)}: ${p.rule !== undefined ? `rule '${p.rule}': ` : ""}${p.reason}`;
+  // one line, whatever the reason quotes (see oneLine in src/config/errors.ts)
+  const text = `${p.rule !== undefined ? `rule '${p.rule}': ` : ""}${p.reason}`;
+  return `${where(p.source)}: ${oneLine(text)}`;
 }
 
 /**
@@ -230,362 +247,18 @@ export interface CompiledPolicySet {
   watchedLatents(encoderId: string): Uint32Array;
 }
 
-/** JSON with object keys sorted and `source` fields left out: the content of a definition. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
-  if (v instanceof Set) return canonical([...v].sort());
-  if (v !== null && typeof v === "object") {
-    const o = v as Record<string, unknown>;
-    const keys = Object.keys(o).filter((k) => k !== "source" && o[k] !== undefined).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(",")}}`;
-  }
-  return JSON.stringify(v) ?? "null";
+/** Reasons joined for a message, at most a few of them. */
+function someReasons(reasons: string[]): string {
+  const shown = reasons.slice(0, 5).join("; ");
+  return reasons.length > 5 ? `${shown}; and ${reasons.length - 5} more` : shown;
 }
 
-interface Ctx {
-  signals: ReadonlyMap<string, SignalInfo>;
-  macros: Map<string, MacroDef>;
-  lists: Map<string, { def: { name: string; items: (string | number)[]; source: SourceRef } }>;
-  usedMacros: Set<string>;
-  usedLists: Set<string>;
-  problems: PolicyProblem[];
-  labelIndex: Map<string, Map<string, number[]>>;
-  /** Macro loops reported, as their sorted names. */
-  cycles: Set<string>;
-}
-
-/** A rule's pooled signals while its condition is resolved. */
-class TestTable {
-  readonly tests: CompiledTest[] = [];
-  readonly #byKey = new Map<string, number>();
-  slot(t: Omit<CompiledTest, "trigger">, trigger: boolean): number {
-    const key = canonical({ e: t.encoder, k: t.kind, i: t.index, p: t.pool });
-    let i = this.#byKey.get(key);
-    if (i === undefined) {
-      i = this.tests.length;
-      this.#byKey.set(key, i);
-      this.tests.push({ ...t, trigger });
-    } else if (trigger && !this.tests[i].trigger) {
-      this.tests[i] = { ...this.tests[i], trigger };
-    }
-    return i;
-  }
-}
-
-function labelsOf(ctx: Ctx, encoder: string, info: SignalInfo): Map<string, number[]> {
-  let m = ctx.labelIndex.get(encoder);
-  if (!m) {
-    m = new Map();
-    for (const [i, label] of info.labels ?? []) {
-      const k = label.trim().toLowerCase();
-      const list = m.get(k);
-      if (list) list.push(i);
-      else m.set(k, [i]);
-    }
-    ctx.labelIndex.set(encoder, m);
-  }
-  return m;
-}
-
-/** Resolve a list used where integers (latent indices) are expected. */
-function latentList(
-  ctx: Ctx,
-  name: string,
-  source: SourceRef,
-  rule: string | undefined,
-  report: boolean,
-): number[] | null {
-  const list = ctx.lists.get(name);
-  ctx.usedLists.add(name);
-  if (!list) {
-    if (report) {
-      ctx.problems.push({
-        source,
-        rule,
-        code: "unknown-list",
-        reason: `unknown list '${name}'; expected one of the lists defined (${
-          [...ctx.lists.keys()].join(", ") || "none"
-        })`,
-      });
-    }
-    return null;
-  }
-  return list.def.items as number[];
-}
-
-interface Resolving {
-  rule: string | undefined;
-  /** Report problems (false while inlining a macro, whose problems are reported once, on its own). */
-  report: boolean;
-  table: TestTable;
-  /** Macros being expanded, for cycle detection. */
-  stack: string[];
-}
-
-function problem(ctx: Ctx, r: Resolving, source: SourceRef, code: ProblemCode, reason: string) {
-  if (r.report) ctx.problems.push({ source, rule: r.rule, code, reason });
-}
-
-/** Resolve a signal reference to concrete `(encoder, index)` pairs; `null` after a problem. */
-function resolveSignal(
-  ctx: Ctx,
-  r: Resolving,
-  sig: SignalRef,
-  source: SourceRef,
-): { encoder: string; kind: "latent" | "probe"; index: number; label?: string }[] | null {
-  const encoder = sig.kind === "probe" ? sig.probe : sig.sae;
-  const info = ctx.signals.get(encoder);
-  const want = sig.kind === "probe" ? "probe" : "sae";
-  if (!info) {
-    const known = [...ctx.signals].filter(([, i]) => i.kind === want).map(([k]) => k);
-    problem(
-      ctx,
-      r,
-      source,
-      "unknown-encoder",
-      `unknown ${want === "sae" ? "SAE" : "probe"} '${encoder}'; expected one the monitor loads (${
-        known.join(", ") || "none"
-      })`,
-    );
-    return null;
-  }
-  if (info.kind !== want) {
-    problem(
-      ctx,
-      r,
-      source,
-      "wrong-encoder-kind",
-      want === "probe"
-        ? `expected a probe, found SAE '${encoder}' (read its latents with 'sae:' and 'latent:')`
-        : `expected an SAE, found probe '${encoder}' (read its scores with 'probe:')`,
-    );
-    return null;
-  }
-  let indices: number[];
-  if (sig.kind === "label") {
-    if (!info.labels || info.labels.size === 0) {
-      problem(
-        ctx,
-        r,
-        source,
-        "no-labels",
-        `latent label '${sig.label}': SAE '${encoder}' has no labels loaded; expected a latent index`,
-      );
-      return null;
-    }
-    const found = labelsOf(ctx, encoder, info).get(sig.label.trim().toLowerCase()) ?? [];
-    if (found.length === 0) {
-      const needle = sig.label.trim().toLowerCase();
-      const near = [...info.labels].filter(([, l]) => l.toLowerCase().includes(needle)).slice(0, 3);
-      problem(
-        ctx,
-        r,
-        source,
-        "unknown-label",
-        `unknown latent label '${sig.label}' for SAE '${encoder}'; expected a loaded label ` +
-          `(matched exactly, ignoring case)` +
-          (near.length
-            ? `; labels containing it: ${near.map(([i, l]) => `${i} '${l}'`).join(", ")}`
-            : ""),
-      );
-      return null;
-    }
-    if (found.length > 1) {
-      problem(
-        ctx,
-        r,
-        source,
-        "ambiguous-label",
-        `latent label '${sig.label}' of SAE '${encoder}' is ambiguous: expected one latent, found ` +
-          `${found.length} (${
-            found.map((i) => `${i} '${info.labels!.get(i)}'`).join(", ")
-          }); use 'latent:' with an index`,
-      );
-      return null;
-    }
-    indices = found;
-  } else if (sig.kind === "latents") {
-    const list = Array.isArray(sig.indices)
-      ? sig.indices
-      : latentList(ctx, sig.indices.list, source, r.rule, r.report);
-    if (list === null) return null;
-    if (list.length === 0) {
-      problem(ctx, r, source, "list-item", "expected at least one latent, found an empty list");
-      return null;
-    }
-    indices = list;
-  } else {
-    indices = [sig.index];
-  }
-  let ok = true;
-  for (const i of indices) {
-    if (typeof i !== "number" || !Number.isInteger(i) || i < 0 || i >= info.dSae) {
-      ok = false;
-      problem(
-        ctx,
-        r,
-        source,
-        "latent-range",
-        want === "sae"
-          ? `expected a latent index in 0..${
-            info.dSae - 1
-          } (SAE '${encoder}' has d_sae ${info.dSae}), found ${JSON.stringify(i)}`
-          : `expected a score index in 0..${
-            info.dSae - 1
-          } (probe '${encoder}' has ${info.dSae} scores), found ${JSON.stringify(i)}`,
-      );
-    }
-  }
-  if (!ok) return null;
-  return [...new Set(indices)].map((index) => ({
-    encoder,
-    kind: want === "sae" ? "latent" as const : "probe" as const,
-    index,
-    ...(want === "sae" && info.labels?.has(index) ? { label: info.labels.get(index)! } : {}),
-  }));
-}
-
-function checkPool(ctx: Ctx, r: Resolving, pool: Pool, source: SourceRef): boolean {
-  const bad = (reason: string) => {
-    problem(ctx, r, source, "pool", reason);
-    return false;
-  };
-  if ("window" in pool && (!Number.isInteger(pool.window) || pool.window < 1)) {
-    return bad(`${pool.kind}: expected a window of at least 1 token, found ${pool.window}`);
-  }
-  if (pool.kind === "ema" && (!Number.isFinite(pool.halfLife) || pool.halfLife <= 0)) {
-    return bad(`ema: expected a half-life > 0 tokens, found ${pool.halfLife}`);
-  }
-  if (pool.kind === "count" && !Number.isFinite(pool.above)) {
-    return bad(`count: expected a finite 'above', found ${pool.above}`);
-  }
-  return true;
-}
-
-function resolveTest(
-  ctx: Ctx,
-  r: Resolving,
-  test: SignalTest,
-  negated: boolean,
-): CompiledCondition | null {
-  const signals = resolveSignal(ctx, r, test.signal, test.source);
-  let ok = signals !== null;
-  ok = checkPool(ctx, r, test.pool, test.source) && ok;
-  const isSae = test.signal.kind !== "probe";
-  if (!Number.isFinite(test.threshold)) {
-    ok = false;
-    problem(
-      ctx,
-      r,
-      test.source,
-      "threshold",
-      `expected a finite threshold, found ${test.threshold}`,
-    );
-  } else if (isSae && test.op === "above" && test.threshold < 0) {
-    ok = false;
-    problem(
-      ctx,
-      r,
-      test.source,
-      "fires-every-token",
-      `expected an 'above' threshold ≥ 0 for an SAE latent, found ${test.threshold}: ` +
-        "a latent that is not active reads 0 and pooled latents are never negative, " +
-        "so this test would hold on every token",
-    );
-  }
-  if (isSae && test.pool.kind === "count" && test.pool.above < 0) {
-    ok = false;
-    problem(
-      ctx,
-      r,
-      test.source,
-      "fires-every-token",
-      `count: expected 'above' ≥ 0 for an SAE latent, found ${test.pool.above}: ` +
-        "a latent that is not active reads 0, so every token would count",
-    );
-  }
-  if (!ok || signals === null) return null;
-  const trigger = isSae ? (test.op === "above") !== negated : !negated;
-  const leaves: CompiledCondition[] = signals.map((s) => ({
-    kind: "test",
-    test: r.table.slot({ ...s, pool: test.pool }, trigger),
-    op: test.op,
-    threshold: test.threshold,
-    source: test.source,
-  }));
-  return leaves.length === 1 ? leaves[0] : { kind: "any", of: leaves, source: test.source };
-}
-
-function resolveCondition(
-  ctx: Ctx,
-  r: Resolving,
-  c: Condition,
-  negated: boolean,
-): CompiledCondition | null {
-  switch (c.kind) {
-    case "test":
-      return resolveTest(ctx, r, c, negated);
-    case "all":
-    case "any": {
-      if (c.of.length === 0) {
-        problem(
-          ctx,
-          r,
-          c.source,
-          "empty-condition",
-          `'${c.kind}' expected at least one condition, found none`,
-        );
-        return null;
-      }
-      const of = c.of.map((x) => resolveCondition(ctx, r, x, negated));
-      if (of.some((x) => x === null)) return null;
-      return { kind: c.kind, of: of as CompiledCondition[], source: c.source };
-    }
-    case "not": {
-      const of = resolveCondition(ctx, r, c.of, !negated);
-      return of === null ? null : { kind: "not", of, source: c.source };
-    }
-    case "macro": {
-      ctx.usedMacros.add(c.name);
-      const m = ctx.macros.get(c.name);
-      if (!m) {
-        problem(
-          ctx,
-          r,
-          c.source,
-          "unknown-macro",
-          `unknown macro '${c.name}'; expected one of the macros defined (${
-            [...ctx.macros.keys()].join(", ") || "none"
-          })`,
-        );
-        return null;
-      }
-      const at = r.stack.indexOf(c.name);
-      if (at >= 0) {
-        // each macro of a loop finds it when checked: report the loop once
-        const loop = [...r.stack.slice(at)].sort().join("\u0000");
-        if (ctx.cycles.has(loop)) return null;
-        ctx.cycles.add(loop);
-        // reported even while inlining: a loop is found inside the macros it runs through
-        ctx.problems.push({
-          source: c.source,
-          rule: r.rule,
-          code: "macro-cycle",
-          reason:
-            `macro cycle: ${[...r.stack.slice(at), c.name].join(" → ")}; expected macros to ` +
-            "refer to each other without a loop",
-        });
-        return null;
-      }
-      // the macro's own problems are reported once, when it is checked on its own
-      const inner: Resolving = { ...r, report: false, stack: [...r.stack, c.name] };
-      return resolveCondition(ctx, inner, m.condition, negated);
-    }
-  }
-}
-
-/** Why `c` can never hold, or null. */
-function never(c: CompiledCondition, tests: readonly CompiledTest[]): string | null {
+/** Why `c` can never hold, or null. `id` gives equal conditions equal numbers. */
+function never(
+  c: CompiledCondition,
+  tests: readonly CompiledTest[],
+  id: (c: CompiledCondition) => number,
+): string | null {
   switch (c.kind) {
     case "test": {
       const t = tests[c.test];
@@ -602,31 +275,40 @@ function never(c: CompiledCondition, tests: readonly CompiledTest[]): string | n
       return null;
     }
     case "not":
-      return always(c.of, tests);
+      return always(c.of, tests, id);
     case "any": {
-      const reasons = c.of.map((x) => never(x, tests));
-      return reasons.every((x) => x !== null) ? reasons.join("; ") : null;
+      const reasons: string[] = [];
+      for (const x of c.of) {
+        const why = never(x, tests, id);
+        if (why === null) return null;
+        reasons.push(why);
+      }
+      return someReasons(reasons);
     }
     case "all": {
       for (const x of c.of) {
-        const why = never(x, tests);
+        const why = never(x, tests, id);
         if (why) return why;
       }
       const flat = flattenAll(c);
-      for (const x of flat) {
-        if (x.kind === "not" && flat.some((y) => canonical(y) === canonical(x.of))) {
-          return "'all' holds a condition and its negation";
+      const present = new Set(flat.map(id));
+      if (flat.some((x) => x.kind === "not" && present.has(id(x.of)))) {
+        return "'all' holds a condition and its negation";
+      }
+      // one pooled value above a and below b ≤ a: the first such pair, in order
+      const leaves = flat.filter((x) => x.kind === "test");
+      const lowestBelow = new Map<number, number>();
+      for (const b of leaves) {
+        if (b.op === "below") {
+          lowestBelow.set(b.test, Math.min(lowestBelow.get(b.test) ?? Infinity, b.threshold));
         }
       }
-      const leaves = flat.filter((x) => x.kind === "test");
       for (const a of leaves) {
-        for (const b of leaves) {
-          if (
-            a.test === b.test && a.op === "above" && b.op === "below" && b.threshold <= a.threshold
-          ) {
-            return `'all' needs one pooled value above ${a.threshold} and below ${b.threshold}`;
-          }
-        }
+        if (a.op !== "above" || !((lowestBelow.get(a.test) ?? Infinity) <= a.threshold)) continue;
+        const b = leaves.find((b) =>
+          b.test === a.test && b.op === "below" && b.threshold <= a.threshold
+        )!;
+        return `'all' needs one pooled value above ${a.threshold} and below ${b.threshold}`;
       }
       return null;
     }
@@ -634,7 +316,11 @@ function never(c: CompiledCondition, tests: readonly CompiledTest[]): string | n
 }
 
 /** Why `c` always holds, or null. */
-function always(c: CompiledCondition, tests: readonly CompiledTest[]): string | null {
+function always(
+  c: CompiledCondition,
+  tests: readonly CompiledTest[],
+  id: (c: CompiledCondition) => number,
+): string | null {
   switch (c.kind) {
     case "test": {
       const t = tests[c.test];
@@ -647,20 +333,24 @@ function always(c: CompiledCondition, tests: readonly CompiledTest[]): string | 
       return null;
     }
     case "not":
-      return never(c.of, tests);
+      return never(c.of, tests, id);
     case "all": {
-      const reasons = c.of.map((x) => always(x, tests));
-      return reasons.every((x) => x !== null) ? reasons.join("; ") : null;
+      const reasons: string[] = [];
+      for (const x of c.of) {
+        const why = always(x, tests, id);
+        if (why === null) return null;
+        reasons.push(why);
+      }
+      return someReasons(reasons);
     }
     case "any": {
       for (const x of c.of) {
-        const why = always(x, tests);
+        const why = always(x, tests, id);
         if (why) return why;
       }
-      for (const x of c.of) {
-        if (x.kind === "not" && c.of.some((y) => canonical(y) === canonical(x.of))) {
-          return "'any' holds a condition and its negation";
-        }
+      const present = new Set(c.of.map(id));
+      if (c.of.some((x) => x.kind === "not" && present.has(id(x.of)))) {
+        return "'any' holds a condition and its negation";
       }
       return null;
     }
@@ -753,21 +443,29 @@ function resolveValues(
   source: SourceRef,
   rule: string,
 ): ReadonlySet<string> | null {
-  if (Array.isArray(set)) return new Set(set.map(String));
-  ctx.usedLists.add(set.list);
-  const list = ctx.lists.get(set.list);
-  if (!list) {
-    ctx.problems.push({
-      source,
-      rule,
-      code: "unknown-list",
-      reason: `unknown list '${set.list}'; expected one of the lists defined (${
-        [...ctx.lists.keys()].join(", ") || "none"
-      })`,
-    });
-    return null;
+  if (Array.isArray(set)) {
+    if (set.length > ctx.limits.listItems) {
+      ctx.problems.push({
+        source,
+        rule,
+        code: "limit",
+        reason: `expected at most ${ctx.limits.listItems} values in a list (limit listItems), ` +
+          `found ${set.length}`,
+      });
+      return null;
+    }
+    return new Set(set.map(String));
   }
-  return new Set(list.def.items.map(String));
+  const known = ctx.valueSets.get(set.list);
+  if (known) {
+    ctx.usedLists.add(set.list);
+    return known;
+  }
+  const items = namedList(ctx, set.list, source, rule);
+  if (items === null) return null;
+  const values = new Set(items.map(String));
+  ctx.valueSets.set(set.list, values);
+  return values;
 }
 
 function resolveException(ctx: Ctx, e: ExceptionDef, rule: string): CompiledException {
@@ -847,10 +545,20 @@ function checkThrottle(ctx: Ctx, rule: RuleDef): void {
   }
 }
 
+/** Options of {@linkcode compilePolicySet}. */
+export interface CompileOptions {
+  /** Limits on the set (`limits.ts`); defaults apply to what is not given. */
+  limits?: Partial<PolicyLimits>;
+}
+
 /**
  * Compile policy files against the encoders a monitor loads (`signals`: id →
  * kind, width, labels). Throws {@linkcode PolicyCompileError} with every
- * problem found; see the module doc for what is checked and decided.
+ * problem found; see the module doc for what is checked and decided. Time is
+ * linear in the size of the set with its macros expanded, which the limits
+ * bound (`opts.limits`, default {@linkcode DEFAULT_POLICY_LIMITS}); the
+ * per-latent index the engine uses is built on first use, so compiling
+ * allocates nothing by a latent index.
  *
  * @example
  * ```ts
@@ -871,19 +579,24 @@ function checkThrottle(ctx: Ctx, rule: RuleDef): void {
 export function compilePolicySet(
   files: PolicyFileDef[],
   signals: ReadonlyMap<string, SignalInfo>,
+  opts: CompileOptions = {},
 ): CompiledPolicySet {
   const ctx: Ctx = {
     signals,
+    limits: policyLimits(opts.limits),
     macros: new Map(),
     lists: new Map(),
     usedMacros: new Set(),
     usedLists: new Set(),
     problems: [],
     labelIndex: new Map(),
-    cycles: new Set(),
+    resolved: new Map(),
+    refs: new Map(),
+    valueSets: new Map(),
   };
   const warnings: PolicyWarning[] = [];
 
+  let macroCount = 0;
   for (const f of files) {
     for (const l of f.lists) {
       const first = ctx.lists.get(l.name);
@@ -892,11 +605,29 @@ export function compilePolicySet(
           source: l.source,
           code: "duplicate-list",
           reason: `duplicate list '${l.name}': expected names to be unique across files, ` +
-            `found it already defined at ${where(first.def.source)}`,
+            `found it already defined at ${where(first.source)}`,
         });
-      } else ctx.lists.set(l.name, { def: l });
+      } else ctx.lists.set(l.name, l);
+      if (l.items.length > ctx.limits.listItems) {
+        ctx.problems.push({
+          source: l.source,
+          code: "limit",
+          reason: `list '${l.name}': expected at most ${ctx.limits.listItems} items (limit ` +
+            `listItems), found ${l.items.length}`,
+        });
+      }
     }
     for (const m of f.macros) {
+      if (++macroCount === ctx.limits.macros + 1) {
+        const total = files.reduce((n, f) => n + f.macros.length, 0);
+        // refused before any resolution: the set is too large to check further
+        throw new PolicyCompileError([{
+          source: m.source,
+          code: "limit",
+          reason: `expected at most ${ctx.limits.macros} macros across the policy files (limit ` +
+            `macros), found ${total}`,
+        }]);
+      }
       const first = ctx.macros.get(m.name);
       if (first) {
         ctx.problems.push({
@@ -909,11 +640,8 @@ export function compilePolicySet(
     }
   }
 
-  // each macro is checked once on its own, so its problems are reported once, at its lines
-  for (const m of ctx.macros.values()) {
-    const r: Resolving = { rule: undefined, report: true, table: new TestTable(), stack: [m.name] };
-    resolveCondition(ctx, r, m.condition, false);
-  }
+  // each macro is resolved once, on its own, so its problems are reported once, at its lines
+  resolveMacros(ctx);
   // use counts from rules only: a macro only another unused macro uses is unused too
   ctx.usedMacros.clear();
   ctx.usedLists.clear();
@@ -921,6 +649,7 @@ export function compilePolicySet(
   const byId = new Map<string, RuleDef>();
   const compiled: { def: RuleDef; rule: Omit<CompiledRule, "index"> | null }[] = [];
   const hashes: string[] = [];
+  const budget = { nodesLeft: ctx.limits.conditionNodes };
   for (const f of files) {
     for (const def of f.rules) {
       const first = byId.get(def.id);
@@ -933,12 +662,13 @@ export function compilePolicySet(
             `found it already defined at ${where(first.source)}`,
         });
       } else byId.set(def.id, def);
-      compiled.push({ def, rule: compileRule(ctx, def, warnings) });
+      compiled.push({ def, rule: compileRule(ctx, def, warnings, budget) });
     }
   }
 
+  const used = usedByRules(ctx);
   for (const m of ctx.macros.values()) {
-    if (!ctx.usedMacros.has(m.name)) {
+    if (!used.macros.has(m.name)) {
       warnings.push({
         source: m.source,
         code: "unused-macro",
@@ -947,11 +677,11 @@ export function compilePolicySet(
     }
   }
   for (const l of ctx.lists.values()) {
-    if (!ctx.usedLists.has(l.def.name)) {
+    if (!used.lists.has(l.name)) {
       warnings.push({
-        source: l.def.source,
+        source: l.source,
         code: "unused-list",
-        reason: `list '${l.def.name}' is defined but nothing uses it`,
+        reason: `list '${l.name}' is defined but nothing uses it`,
       });
     }
   }
@@ -962,30 +692,34 @@ export function compilePolicySet(
     hashes.push(rule!.hash);
     if (rule!.def.enabled) rules.push({ ...rule!, index: rules.length });
   }
-  const index = buildIndex(rules, signals);
-  return {
-    rules,
-    encoderIds: [...index.keys()].sort(),
-    warnings,
-    version: stableId(hashes.join(",")),
-    index,
-    watchedLatents: (id) => index.get(id)?.watched.slice() ?? new Uint32Array(0),
-  };
+  return policySet(rules, warnings, stableId(hashes.join(",")), signals);
 }
 
 function compileRule(
   ctx: Ctx,
   def: RuleDef,
   warnings: PolicyWarning[],
+  budget: { nodesLeft: number },
 ): Omit<CompiledRule, "index"> | null {
   const before = ctx.problems.length;
-  const table = new TestTable();
-  const condition = resolveCondition(
-    ctx,
-    { rule: def.id, report: true, table, stack: [] },
-    def.condition,
-    false,
-  );
+  const builder = new ConditionBuilder();
+  const table = builder.table;
+  let condition: CompiledCondition | null = null;
+  const what = "when:";
+  const depth = writtenDepth(def.condition);
+  if (depth > ctx.limits.conditionDepth) {
+    withinLimits(ctx, def.id, what, { depth, size: 0 }, def.condition.source);
+  } else {
+    const res = resolveCondition(ctx, def.id, def.condition);
+    if (res !== null && budget.nodesLeft >= 0) {
+      if (withinLimits(ctx, def.id, what, res, def.condition.source, budget.nodesLeft)) {
+        budget.nodesLeft -= res.size;
+        condition = builder.build(res);
+      } else if (res.depth <= ctx.limits.conditionDepth) {
+        budget.nodesLeft = -1; // reported once: later rules are not built
+      }
+    }
+  }
   if (condition !== null && !table.tests.some((t) => t.trigger)) {
     ctx.problems.push({
       source: def.condition.source,
@@ -1057,7 +791,8 @@ function compileRule(
   }
   if (condition === null || ctx.problems.length > before) return null;
   const tests = table.tests;
-  const nope = never(condition, tests);
+  const id = (c: CompiledCondition) => builder.id(c);
+  const nope = never(condition, tests, id);
   if (nope) {
     warnings.push({
       source: def.condition.source,
@@ -1066,7 +801,7 @@ function compileRule(
       reason: `condition can never hold: ${nope}`,
     });
   } else {
-    const yes = always(condition, tests);
+    const yes = always(condition, tests, id);
     if (yes) {
       warnings.push({
         source: def.condition.source,
@@ -1103,6 +838,76 @@ function compileRule(
     steer,
     metaKeys,
   };
+}
+
+/** A set from its rules; the per-latent index is built on first use. */
+function policySet(
+  rules: CompiledRule[],
+  warnings: PolicyWarning[],
+  version: string,
+  signals: ReadonlyMap<string, SignalInfo>,
+): CompiledPolicySet {
+  let index: Map<string, EncoderIndex> | undefined;
+  const built = () => index ??= buildIndex(rules, signals);
+  const encoderIds = [...new Set(rules.flatMap((r) => r.tests.map((t) => t.encoder)))].sort();
+  return {
+    rules,
+    encoderIds,
+    warnings,
+    version,
+    get index() {
+      return built();
+    },
+    watchedLatents: (id) => built().get(id)?.watched.slice() ?? new Uint32Array(0),
+  };
+}
+
+/**
+ * A compiled set as plain data (no closures, no index), which structured
+ * clone can carry from a worker: see {@linkcode policySetData} and
+ * {@linkcode hydratePolicySet}.
+ */
+export interface CompiledPolicyData {
+  rules: Omit<CompiledRule, "holds">[];
+  warnings: PolicyWarning[];
+  version: string;
+}
+
+/**
+ * The plain data of a compiled set, to send to another thread.
+ *
+ * @example
+ * ```ts
+ * postMessage(policySetData(compilePolicySet(files, signals)));
+ * ```
+ */
+export function policySetData(set: CompiledPolicySet): CompiledPolicyData {
+  return {
+    rules: set.rules.map(({ holds: _, ...rule }) => rule),
+    warnings: [...set.warnings],
+    version: set.version,
+  };
+}
+
+/**
+ * A compiled set again from its data ({@linkcode policySetData}), for the
+ * same `signals`: each rule's evaluation closure is rebuilt (linear in the
+ * size of its condition, which compile has bounded).
+ *
+ * @example
+ * ```ts
+ * const set = hydratePolicySet(policySetData(compilePolicySet(files, signals)), signals);
+ * ```
+ */
+export function hydratePolicySet(
+  data: CompiledPolicyData,
+  signals: ReadonlyMap<string, SignalInfo>,
+): CompiledPolicySet {
+  const rules = data.rules.map((r) => ({
+    ...r,
+    holds: compileEval(r.condition, r.tests, false),
+  }));
+  return policySet(rules, data.warnings, data.version, signals);
 }
 
 function buildIndex(

@@ -125,3 +125,42 @@ export function sparse(pairs: [number, number][]): SparseLatents {
 export function series(index: number, values: number[]): SparseLatents[] {
   return values.map((v) => sparse(v === 0 ? [] : [[index, v]]));
 }
+
+/**
+ * A v2 policy file (YAML text) of `n` chained macros: `m0` is one SAE test,
+ * `m<i>` is `any` of `m<i-1>` and a test on latent `i`, and one rule uses
+ * the last, so its condition expands to `n` tests. The stress case of
+ * macro resolution (compile time, reload latency).
+ *
+ * @example
+ * ```ts
+ * const text = macroChainYaml(3);
+ * text.includes("macro: m2"); // true
+ * ```
+ */
+export function macroChainYaml(
+  n: number,
+  opts: { sae?: string; rules?: number; dSae?: number } = {},
+): string {
+  const sae = opts.sae ?? "res";
+  // latents wrap around d_sae when given, so any SAE can hold the chain
+  const l = (i: number) => opts.dSae ? i % opts.dSae : i;
+  const lines = ["version: 2", "macros:"];
+  lines.push(`  - macro: m0`, `    when: { sae: ${sae}, latent: 0, above: 1 }`);
+  for (let i = 1; i < n; i++) {
+    lines.push(
+      `  - macro: m${i}`,
+      `    when: { any: [{ macro: m${i - 1} }, { sae: ${sae}, latent: ${l(i)}, above: 1 }] }`,
+    );
+  }
+  lines.push("rules:");
+  for (let r = 0; r < (opts.rules ?? 1); r++) {
+    lines.push(
+      `  - id: chain-${r}`,
+      `    title: chain ${r}`,
+      "    severity: low",
+      `    when: { macro: m${n - 1} }`,
+    );
+  }
+  return lines.join("\n") + "\n";
+}
