@@ -570,8 +570,86 @@ export async function loadGemmaScope2(
       const decShape = source.info("w_dec")!.shape;
       sae.crossLayer = { layer, layers: decShape[1] };
     }
+    sae.provenance = gemmaScope2Provenance(sae, {
+      hookIn,
+      hookOut,
+      type,
+      layer,
+      hasAffine,
+      file: basename(file),
+    });
     return sae;
   } finally {
     source.close();
   }
+}
+
+/** Which Gemma Scope 2 rule decided each setting of a loaded SAE or transcoder. */
+function gemmaScope2Provenance(
+  sae: SaeWeights,
+  o: {
+    hookIn: string | null;
+    hookOut: string | null;
+    type: unknown;
+    layer: number | null;
+    hasAffine: boolean;
+    file: string;
+  },
+): SettingProvenance[] {
+  const MAP = "HF module path → TransformerLens hook (the map SAELens's Gemma 3 loader uses)";
+  const atFile = o.layer !== null ? `, layer ${o.layer} from ${o.file}` : "";
+  const out: SettingProvenance[] = [
+    {
+      setting: "threshold",
+      value: `${o.file} 'threshold'`,
+      rule: "latent active when h > threshold, strictly (Gemma Scope 2 tutorial's JumpReLUSAE)",
+    },
+    {
+      setting: "apply_b_dec_to_input",
+      value: false,
+      rule: "Gemma Scope never subtracts b_dec (SAELens Gemma 3 loader config)",
+    },
+  ];
+  if (o.hookIn !== null) {
+    out.push({
+      setting: "hook_name",
+      value: sae.hookName,
+      rule: `from hf_hook_point_in '${o.hookIn}': ${MAP}${atFile}`,
+    });
+  }
+  if (sae.kind === "transcoder") {
+    const why = o.layer !== null
+      ? `cross-layer transcoder file ${o.file}`
+      : o.type === "transcoder"
+      ? "config type 'transcoder'"
+      : o.hasAffine
+      ? "the file holds affine_skip_connection"
+      : o.hookOut !== null && o.hookOut !== o.hookIn
+      ? "hf_hook_point_out differs from hf_hook_point_in"
+      : "w_dec width differs from w_enc's input width";
+    out.push({ setting: "kind", value: "transcoder", rule: why });
+    if (o.hookOut !== null) {
+      out.push({
+        setting: "hook_name_out",
+        value: sae.hookNameOut ?? null,
+        rule: `from hf_hook_point_out '${o.hookOut}': ${MAP}${atFile}`,
+      });
+    }
+  }
+  if (o.hasAffine) {
+    out.push({
+      setting: "skip",
+      value: "x @ affine_skip_connection",
+      rule: "[d_in, d_out], used untransposed (Gemma Scope 2 tutorial's JumpReLUSAE.forward)",
+    });
+  }
+  if (o.layer !== null) {
+    out.push({
+      setting: "W_dec",
+      value: `w_dec[:, ${o.layer}, :]`,
+      rule:
+        "a CLT source layer's own output slice (w_dec indexes target layers absolutely; earlier ones are unused)",
+    });
+  }
+  return out;
 }

@@ -409,6 +409,18 @@ Deno.test("Gemma Scope 2 affine transcoder: square affine_skip_connection used U
   assert.equal(tc.hookNameOut, "blocks.12.hook_mlp_out");
   assert.deepEqual(tc.wSkip, affine);
   assertMatchesUpstream(tc, X, tutorial(q, X, 4, D_IN, affine), "GS2 affine transcoder");
+  assert.deepEqual(
+    tc.provenance!.map((r) => [r.setting, r.value]),
+    [
+      ["threshold", "params.safetensors 'threshold'"],
+      ["apply_b_dec_to_input", false],
+      ["hook_name", "blocks.12.hook_mlp_in"],
+      ["kind", "transcoder"],
+      ["hook_name_out", "blocks.12.hook_mlp_out"],
+      ["skip", "x @ affine_skip_connection"],
+    ],
+  );
+  assert.equal(tc.provenance![3].rule, "config type 'transcoder'");
 
   await rejectsFormat(
     loadGemmaScope2(
@@ -460,6 +472,10 @@ Deno.test("Gemma Scope 2 cross-layer transcoder: params_layer_{i} with w_dec [d_
     }
     assert.deepEqual(sae.wDec, slice);
     assertMatchesUpstream(sae, X, tutorial({ ...p, W_dec: slice }, X, 4), "CLT layer 1");
+    const rule = (s: string) => sae.provenance!.find((r) => r.setting === s)!;
+    assert.equal(rule("W_dec").value, "w_dec[:, 1, :]");
+    assert.match(rule("hook_name").rule, /layer 1 from params_layer_1\.safetensors/);
+    assert.equal(rule("kind").rule, "cross-layer transcoder file params_layer_1.safetensors");
   }
   await rejectsFormat(loadGemmaScope2(dir), "params_layer_{i}.safetensors", "layer");
   await rejectsFormat(
