@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { Rng } from "../core/random.ts";
 import { referenceEncode, referencePreActivations } from "../core/reference_encoder.ts";
 import { writeNpy } from "../formats/npy.ts";
+import { writeNpz } from "../formats/npz.ts";
 import { randomSae } from "../formats/random_sae.ts";
 import { loadSaeLens, writeSaeLensFolder } from "../formats/saelens.ts";
 import type { SaeWeights } from "../core/sae.ts";
@@ -266,6 +267,56 @@ Deno.test("sae inspect states which upstream rule decided each legacy setting (t
   assert.equal(info.k, 5);
   assert.deepEqual(info.provenance, expected);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("sae inspect shows the Gemma Scope 1 rules (a non-SAELens format) in text and --json", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sae_cli_" });
+  const dir = join(root, "gemma-scope-2b-pt-transcoders", "layer_4", "width_16k", "average_l0_9");
+  await Deno.mkdir(dir, { recursive: true });
+  const dIn = 4, dSae = 16384;
+  // SAELens's transcoder loader reads these spellings case-insensitively.
+  await Deno.writeFile(
+    join(dir, "params.npz"),
+    writeNpz({
+      WEnc: { data: new Float32Array(dIn * dSae), shape: [dIn, dSae] },
+      W_D: { data: new Float32Array(dSae * dIn), shape: [dSae, dIn] },
+      b_enc: { data: new Float32Array(dSae), shape: [dSae] },
+      b_dec: { data: new Float32Array(dIn), shape: [dIn] },
+      threshold: { data: new Float32Array(dSae), shape: [dSae] },
+    }),
+  );
+  const expected = [
+    ["W_enc", "params.npz 'WEnc'"],
+    ["W_dec", "params.npz 'W_D'"],
+    ["threshold", "params.npz 'threshold'"],
+    ["apply_b_dec_to_input", "false"],
+    ["model_name", "gemma-2-2b"],
+    ["hook_name", "blocks.4.ln2.hook_normalized"],
+    ["hook_name_out", "blocks.4.hook_mlp_out"],
+  ];
+  const text = await cli("inspect", dir, "--provider", "cpu");
+  assert.equal(text.code, 0, text.stderr);
+  const lines = text.stdout.trimEnd().split("\n");
+  assert.ok(lines.includes("format: gemma-scope"), text.stdout);
+  const at = lines.indexOf("provenance:");
+  assert.ok(at > 0, text.stdout);
+  const shown = lines.slice(at + 1).filter((l) => l.startsWith("  "));
+  assert.deepEqual(
+    shown.map((l) => l.slice(2, l.indexOf("="))),
+    expected.map(([k]) => k),
+  );
+  for (const [k, v] of expected) {
+    assert.ok(shown.some((l) => l.startsWith(`  ${k}=${v} `)), `${k}=${v} in ${text.stdout}`);
+  }
+  assert.ok(shown[0].endsWith("(SAELens gemma_2_transcoder_huggingface_loader)"), shown[0]);
+  const json = await cli("inspect", dir, "--json", "--provider", "cpu");
+  assert.equal(json.code, 0, json.stderr);
+  const info = JSON.parse(json.stdout);
+  assert.deepEqual(
+    info.provenance.map((p: { setting: string; value: unknown }) => [p.setting, String(p.value)]),
+    expected,
+  );
+  await Deno.remove(root, { recursive: true });
 });
 
 async function gzip(text: string): Promise<Uint8Array> {

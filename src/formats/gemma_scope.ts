@@ -16,7 +16,8 @@
  */
 
 import { basename, dirname, join } from "node:path";
-import type { SaeWeights } from "../core/sae.ts";
+import type { SaeWeights, SettingProvenance } from "../core/sae.ts";
+import type { NpyArray } from "./npy.ts";
 import { readNpz } from "./npz.ts";
 import {
   badKey,
@@ -167,15 +168,9 @@ export async function loadGemmaScope(path: string, opts: SaeLoadOptions = {}): P
   } catch (e) {
     throw new SaeFormatError(`${file}: not a readable .npz: ${(e as Error).message}`, { cause: e });
   }
-  // The loaders accept lower-case w_enc / w_dec ("W_" + key[2:] if key.startswith("w_")).
-  for (const key of [...arrays.keys()]) {
-    if (key.startsWith("w_") && !arrays.has("W_" + key.slice(2))) {
-      arrays.set("W_" + key.slice(2), arrays.get(key)!);
-      arrays.delete(key);
-    }
-  }
   const info = parseGemmaScopePath(file);
   const hooks = gemmaScope1Hooks(info);
+  const provenance = gemmaScope1Keys(arrays, info.site === "transcoders", file);
   const source = memoryTensorSource(file, arrays);
   const sae = await readJumpRelu(source, {
     names: { wEnc: "W_enc", wDec: "W_dec", bEnc: "b_enc", bDec: "b_dec", threshold: "threshold" },
@@ -184,6 +179,16 @@ export async function loadGemmaScope(path: string, opts: SaeLoadOptions = {}): P
     width: info.width,
     widthFrom: `the path's width folder`,
     onProgress: opts.onProgress,
+  });
+  provenance.push({
+    setting: "threshold",
+    value: "params.npz 'threshold'",
+    rule:
+      "latent active when h > threshold, strictly (Gemma Scope 1 rule: the release tutorial's JumpReLUSAE)",
+  }, {
+    setting: "apply_b_dec_to_input",
+    value: false,
+    rule: "Gemma Scope never subtracts b_dec (SAELens get_gemma_2_config_from_hf)",
   });
   if (info.embedding) {
     // SAELens gemma_2_sae_huggingface_loader: the SAE was trained on embeddings
@@ -196,12 +201,121 @@ export async function loadGemmaScope(path: string, opts: SaeLoadOptions = {}): P
   sae.source = file;
   sae.modelName = info.modelName;
   sae.hookName = hooks.in;
+  if (info.embedding) {
+    provenance.push({
+      setting: "W_enc, W_dec",
+      value: `W_enc ÷ √${sae.dIn}, W_dec × √${sae.dIn}`,
+      rule:
+        "embedding SAE trained after Gemma's ×√d_model, read at hook_embed (SAELens gemma_2_sae_huggingface_loader)",
+    });
+  }
+  if (info.modelName !== null) {
+    provenance.push({
+      setting: "model_name",
+      value: info.modelName,
+      rule: `from the repo folder ${info.repo} (SAELens get_gemma_2_config_from_hf model table)`,
+    });
+  }
+  if (hooks.in !== null) {
+    provenance.push({
+      setting: "hook_name",
+      value: hooks.in,
+      rule: info.embedding
+        ? "embedding folder of a res repo: hook_embed (SAELens get_gemma_2_config_from_hf)"
+        : info.site === "transcoders"
+        ? `layer_${info.layer} of a transcoders repo (SAELens get_gemma_2_transcoder_config_from_hf)`
+        : `${info.site} repo, layer_${info.layer} (SAELens get_gemma_2_config_from_hf)`,
+    });
+  }
   if (info.site === "transcoders") {
     sae.kind = "transcoder";
     sae.dOut = sae.dIn;
     sae.hookNameOut = hooks.out;
+    provenance.push({
+      setting: "hook_name_out",
+      value: hooks.out,
+      rule: "transcoders write the MLP output (SAELens get_gemma_2_transcoder_config_from_hf)",
+    });
   }
+  sae.provenance = provenance;
   return sae;
+}
+
+/** Gemma Scope 1 transcoder key spellings, lower-cased (SAELens gemma_2_transcoder_huggingface_loader). */
+const TRANSCODER_KEYS: Record<string, string> = {
+  w_enc: "W_enc",
+  wenc: "W_enc",
+  w_e: "W_enc",
+  w_dec: "W_dec",
+  wdec: "W_dec",
+  w_d: "W_dec",
+  b_enc: "b_enc",
+  benc: "b_enc",
+  b_e: "b_enc",
+  b_dec: "b_dec",
+  bdec: "b_dec",
+  b_d: "b_dec",
+  threshold: "threshold",
+};
+
+/**
+ * Rename the npz arrays in place the way SAELens reads them, and apply its
+ * `scaling_factor` rule. SAEs (`gemma_2_sae_huggingface_loader`): `w_x` →
+ * `W_x`; a `scaling_factor` array of ones is dropped, any other fails
+ * (the Gemma 2 config says `finetuning_scaling_factor: False`). Transcoders
+ * (`gemma_2_transcoder_huggingface_loader`): the spellings in
+ * `TRANSCODER_KEYS`, case-insensitively; every other array is ignored.
+ *
+ * @returns the renames and drops, as provenance
+ */
+function gemmaScope1Keys(
+  arrays: Map<string, NpyArray>,
+  transcoder: boolean,
+  file: string,
+): SettingProvenance[] {
+  const provenance: SettingProvenance[] = [];
+  const rename = (key: string, to: string, rule: string) => {
+    if (key === to || arrays.has(to)) return;
+    arrays.set(to, arrays.get(key)!);
+    arrays.delete(key);
+    provenance.push({ setting: to, value: `params.npz '${key}'`, rule });
+  };
+  for (const key of [...arrays.keys()]) {
+    if (transcoder) {
+      const to = TRANSCODER_KEYS[key.toLowerCase()];
+      if (to) {
+        rename(
+          key,
+          to,
+          "key spelling accepted case-insensitively (SAELens gemma_2_transcoder_huggingface_loader)",
+        );
+      }
+    } else if (key.startsWith("w_")) {
+      rename(
+        key,
+        "W_" + key.slice(2),
+        "'w_' read as 'W_' (SAELens gemma_2_sae_huggingface_loader)",
+      );
+    }
+  }
+  const scale = arrays.get("scaling_factor");
+  if (scale !== undefined && !transcoder) {
+    // torch.allclose(s, ones): |s - 1| <= atol 1e-8 + rtol 1e-5 · 1.
+    if (!scale.data.every((v) => Math.abs(v - 1) <= 1e-8 + 1e-5)) {
+      throw new SaeFormatError(
+        `${file}: array 'scaling_factor': expected all ones (Gemma Scope SAEs have finetuning_scaling_factor false; SAELens raises "Scaling factor is present but finetuning_scaling_factor is False."), found [${
+          [...scale.data.subarray(0, 4)].join(", ")
+        }${scale.data.length > 4 ? ", …" : ""}]`,
+      );
+    }
+    arrays.delete("scaling_factor");
+    provenance.push({
+      setting: "scaling_factor",
+      value: "ignored",
+      rule: "array allclose to ones: dropped (SAELens gemma_2_sae_huggingface_loader)",
+    });
+  }
+  return provenance;
 }
 
 interface JumpReluNames {
@@ -456,8 +570,86 @@ export async function loadGemmaScope2(
       const decShape = source.info("w_dec")!.shape;
       sae.crossLayer = { layer, layers: decShape[1] };
     }
+    sae.provenance = gemmaScope2Provenance(sae, {
+      hookIn,
+      hookOut,
+      type,
+      layer,
+      hasAffine,
+      file: basename(file),
+    });
     return sae;
   } finally {
     source.close();
   }
+}
+
+/** Which Gemma Scope 2 rule decided each setting of a loaded SAE or transcoder. */
+function gemmaScope2Provenance(
+  sae: SaeWeights,
+  o: {
+    hookIn: string | null;
+    hookOut: string | null;
+    type: unknown;
+    layer: number | null;
+    hasAffine: boolean;
+    file: string;
+  },
+): SettingProvenance[] {
+  const MAP = "HF module path → TransformerLens hook (the map SAELens's Gemma 3 loader uses)";
+  const atFile = o.layer !== null ? `, layer ${o.layer} from ${o.file}` : "";
+  const out: SettingProvenance[] = [
+    {
+      setting: "threshold",
+      value: `${o.file} 'threshold'`,
+      rule: "latent active when h > threshold, strictly (Gemma Scope 2 tutorial's JumpReLUSAE)",
+    },
+    {
+      setting: "apply_b_dec_to_input",
+      value: false,
+      rule: "Gemma Scope never subtracts b_dec (SAELens Gemma 3 loader config)",
+    },
+  ];
+  if (o.hookIn !== null) {
+    out.push({
+      setting: "hook_name",
+      value: sae.hookName,
+      rule: `from hf_hook_point_in '${o.hookIn}': ${MAP}${atFile}`,
+    });
+  }
+  if (sae.kind === "transcoder") {
+    const why = o.layer !== null
+      ? `cross-layer transcoder file ${o.file}`
+      : o.type === "transcoder"
+      ? "config type 'transcoder'"
+      : o.hasAffine
+      ? "the file holds affine_skip_connection"
+      : o.hookOut !== null && o.hookOut !== o.hookIn
+      ? "hf_hook_point_out differs from hf_hook_point_in"
+      : "w_dec width differs from w_enc's input width";
+    out.push({ setting: "kind", value: "transcoder", rule: why });
+    if (o.hookOut !== null) {
+      out.push({
+        setting: "hook_name_out",
+        value: sae.hookNameOut ?? null,
+        rule: `from hf_hook_point_out '${o.hookOut}': ${MAP}${atFile}`,
+      });
+    }
+  }
+  if (o.hasAffine) {
+    out.push({
+      setting: "skip",
+      value: "x @ affine_skip_connection",
+      rule: "[d_in, d_out], used untransposed (Gemma Scope 2 tutorial's JumpReLUSAE.forward)",
+    });
+  }
+  if (o.layer !== null) {
+    out.push({
+      setting: "W_dec",
+      value: `w_dec[:, ${o.layer}, :]`,
+      rule:
+        "a CLT source layer's own output slice (w_dec indexes target layers absolutely; earlier ones are unused)",
+    });
+  }
+  return out;
 }

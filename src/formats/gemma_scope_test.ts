@@ -165,6 +165,92 @@ Deno.test("Gemma Scope 1: lower-case w_enc/w_dec, embedding rescale, width check
   await rejectsFormat(loadGemmaScope(join(TMP, "nowhere")), "cannot read");
 });
 
+Deno.test("Gemma Scope 1 transcoders: key spellings as SAELens's transcoder loader reads them (case-insensitive)", async () => {
+  const p = params(41);
+  const dir = join(TMP, "gemma-scope-2b-pt-transcoders", "layer_3", "average_l0_54");
+  await Deno.mkdir(dir, { recursive: true });
+  // gemma_2_transcoder_huggingface_loader accepts w_enc/wenc/w_e, w_dec/wdec/w_d, b_enc/benc/b_e,
+  // b_dec/bdec/b_d and threshold, lower-cased; other arrays are not read.
+  await Deno.writeFile(
+    join(dir, "params.npz"),
+    writeNpz({
+      WENC: { data: p.W_enc, shape: [D_IN, D_SAE] },
+      W_D: { data: p.W_dec, shape: [D_SAE, D_IN] },
+      B_E: { data: p.b_enc, shape: [D_SAE] },
+      bDec: { data: p.b_dec, shape: [D_IN] },
+      Threshold: { data: p.threshold, shape: [D_SAE] },
+      scaling_factor: { data: new Float32Array(D_SAE).fill(3), shape: [D_SAE] },
+    }),
+  );
+  const tc = await loadGemmaScope(dir);
+  assert.equal(tc.kind, "transcoder");
+  assert.equal(tc.hookName, "blocks.3.ln2.hook_normalized");
+  assertMatchesUpstream(tc, X, tutorial(p, X, 4), "transcoder aliases");
+  const renamed = tc.provenance!.filter((r) => /case-insensitively/.test(r.rule));
+  assert.deepEqual(
+    renamed.map((r) => [r.setting, r.value]),
+    [
+      ["W_enc", "params.npz 'WENC'"],
+      ["W_dec", "params.npz 'W_D'"],
+      ["b_enc", "params.npz 'B_E'"],
+      ["b_dec", "params.npz 'bDec'"],
+      ["threshold", "params.npz 'Threshold'"],
+    ],
+  );
+
+  // The SAE loader checks scaling_factor (the transcoder loader never reads it) and renames
+  // only 'w_' → 'W_', so the same arrays in an SAE repo fail.
+  const sae = join(TMP, "gemma-scope-2b-pt-res", "layer_3", "average_l0_54");
+  await Deno.mkdir(sae, { recursive: true });
+  await Deno.copyFile(join(dir, "params.npz"), join(sae, "params.npz"));
+  await rejectsFormat(loadGemmaScope(sae), "array 'scaling_factor': expected all ones");
+  await Deno.writeFile(
+    join(sae, "params.npz"),
+    writeNpz({
+      WENC: { data: p.W_enc, shape: [D_IN, D_SAE] },
+      W_dec: { data: p.W_dec, shape: [D_SAE, D_IN] },
+      b_enc: { data: p.b_enc, shape: [D_SAE] },
+      b_dec: { data: p.b_dec, shape: [D_IN] },
+      threshold: { data: p.threshold, shape: [D_SAE] },
+    }),
+  );
+  await rejectsFormat(loadGemmaScope(sae), "missing tensor 'W_enc'", "WENC");
+});
+
+Deno.test("Gemma Scope 1 SAEs: a scaling_factor of ones is dropped, any other fails (finetuning_scaling_factor false)", async () => {
+  const p = params(43);
+  const dir = join(TMP, "gemma-scope-9b-it-res", "layer_7", "average_l0_20");
+  await Deno.mkdir(dir, { recursive: true });
+  const arrays = (scale: number) =>
+    writeNpz({
+      W_enc: { data: p.W_enc, shape: [D_IN, D_SAE] },
+      W_dec: { data: p.W_dec, shape: [D_SAE, D_IN] },
+      b_enc: { data: p.b_enc, shape: [D_SAE] },
+      b_dec: { data: p.b_dec, shape: [D_IN] },
+      threshold: { data: p.threshold, shape: [D_SAE] },
+      // allclose(s, 1): |s − 1| ≤ 1e-8 + 1e-5; 1 + 5e-6 passes, 1 + 1e-3 does not.
+      scaling_factor: { data: new Float32Array(D_SAE).fill(scale), shape: [D_SAE] },
+    });
+  await Deno.writeFile(join(dir, "params.npz"), arrays(1 + 5e-6));
+  const sae = await loadGemmaScope(dir);
+  assertMatchesUpstream(sae, X, tutorial(p, X, 4), "scaling_factor ones");
+  assert.equal(sae.modelName, "gemma-2-9b-it");
+  const rule = (s: string) => sae.provenance!.find((r) => r.setting === s);
+  assert.equal(rule("scaling_factor")?.value, "ignored");
+  assert.equal(rule("hook_name")?.value, "blocks.7.hook_resid_post");
+  assert.match(rule("hook_name")!.rule, /get_gemma_2_config_from_hf/);
+  assert.equal(rule("apply_b_dec_to_input")?.value, false);
+  assert.match(rule("threshold")!.rule, /h > threshold, strictly/);
+
+  await Deno.writeFile(join(dir, "params.npz"), arrays(1 + 1e-3));
+  await rejectsFormat(
+    loadGemmaScope(dir),
+    "params.npz",
+    "array 'scaling_factor': expected all ones",
+    "found [1.00",
+  );
+});
+
 const havePython = (() => {
   try {
     return new Deno.Command("python3", { args: ["-c", "import numpy"] }).outputSync().success;
@@ -323,6 +409,18 @@ Deno.test("Gemma Scope 2 affine transcoder: square affine_skip_connection used U
   assert.equal(tc.hookNameOut, "blocks.12.hook_mlp_out");
   assert.deepEqual(tc.wSkip, affine);
   assertMatchesUpstream(tc, X, tutorial(q, X, 4, D_IN, affine), "GS2 affine transcoder");
+  assert.deepEqual(
+    tc.provenance!.map((r) => [r.setting, r.value]),
+    [
+      ["threshold", "params.safetensors 'threshold'"],
+      ["apply_b_dec_to_input", false],
+      ["hook_name", "blocks.12.hook_mlp_in"],
+      ["kind", "transcoder"],
+      ["hook_name_out", "blocks.12.hook_mlp_out"],
+      ["skip", "x @ affine_skip_connection"],
+    ],
+  );
+  assert.equal(tc.provenance![3].rule, "config type 'transcoder'");
 
   await rejectsFormat(
     loadGemmaScope2(
@@ -374,6 +472,10 @@ Deno.test("Gemma Scope 2 cross-layer transcoder: params_layer_{i} with w_dec [d_
     }
     assert.deepEqual(sae.wDec, slice);
     assertMatchesUpstream(sae, X, tutorial({ ...p, W_dec: slice }, X, 4), "CLT layer 1");
+    const rule = (s: string) => sae.provenance!.find((r) => r.setting === s)!;
+    assert.equal(rule("W_dec").value, "w_dec[:, 1, :]");
+    assert.match(rule("hook_name").rule, /layer 1 from params_layer_1\.safetensors/);
+    assert.equal(rule("kind").rule, "cross-layer transcoder file params_layer_1.safetensors");
   }
   await rejectsFormat(loadGemmaScope2(dir), "params_layer_{i}.safetensors", "layer");
   await rejectsFormat(

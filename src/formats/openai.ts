@@ -3,9 +3,10 @@
  * `{location}[_v4|_v5_32k|_v5_128k]/autoencoders/{layer}.pt`, a torch state
  * dict with `pre_bias [d]`, `encoder.weight [n, d]` (an `nn.Linear` weight),
  * `latent_bias [n]`, `decoder.weight [d, n]`, and the non-tensor entries
- * `activation` ("TopK" | "ReLU") and `activation_state_dict` (`{k, postact_fn}`).
+ * `activation` ("TopK" | "ReLU", ReLU when absent as `from_state_dict` defaults it) and
+ * `activation_state_dict` (`{k, postact_fn}`, both required for TopK).
  *
- * Mapped the way SAELens converts them: `W_enc = encoder.weight^T`,
+ * Mapped the way model.py's `Autoencoder` computes: `W_enc = encoder.weight^T`,
  * `W_dec = decoder.weight^T`, `b_dec = pre_bias` subtracted from the input,
  * `b_enc = latent_bias`; TopK models layer-normalise their input
  * (`normalize = activation == "TopK"` upstream).
@@ -14,7 +15,7 @@
  */
 
 import { basename, dirname } from "node:path";
-import type { SaeWeights, WeightDtype } from "../core/sae.ts";
+import type { SaeWeights, SettingProvenance, WeightDtype } from "../core/sae.ts";
 import { SaeFormatError } from "./saelens.ts";
 import {
   isTorchTensor,
@@ -114,13 +115,14 @@ const LOCATION_HOOKS: Record<string, (layer: number) => string> = {
 };
 
 /** The hook implied by `<location>[_v…]/autoencoders/<layer>.pt`, or null. */
-function hookFromPath(path: string): string | null {
+function hookFromPath(path: string): { hook: string; location: string } | null {
   const m = /^(\d+)\.pt$/.exec(basename(path));
-  const folder = basename(dirname(dirname(path))).replace(/_v\d+(_\d+k)?$/, "");
+  const location = basename(dirname(dirname(path)));
+  const folder = location.replace(/_v\d+(_\d+k)?$/, "");
   if (!m || basename(dirname(path)) !== "autoencoders" || !Object.hasOwn(LOCATION_HOOKS, folder)) {
     return null;
   }
-  return LOCATION_HOOKS[folder](Number(m[1]));
+  return { hook: LOCATION_HOOKS[folder](Number(m[1])), location };
 }
 
 /**
@@ -157,13 +159,23 @@ export async function loadOpenAiSae(
   const enc = stateDictTensor(sd, "encoder.weight", [n, d], "[n_latents, d]", path);
   const dec = stateDictTensor(sd, "decoder.weight", [d, n], "[d, n_latents]", path);
 
-  const activation = sd.get("activation");
+  const provenance: SettingProvenance[] = [];
+  // Autoencoder.from_state_dict: state_dict.pop("activation", "ReLU").
+  let activation = sd.get("activation");
+  if (activation === undefined) {
+    activation = "ReLU";
+    provenance.push({
+      setting: "activation",
+      value: "ReLU",
+      rule: "no 'activation' entry: ReLU (OpenAI model.py Autoencoder.from_state_dict default)",
+    });
+  }
   let arch: { architecture: "topk"; k: number } | { architecture: "standard" };
   if (activation === "TopK") {
     const st = sd.get("activation_state_dict");
     if (!(st instanceof Map)) {
       throw new SaeFormatError(
-        `${path}: activation "TopK" needs 'activation_state_dict' {k, postact_fn}, found ${
+        `${path}: key 'activation_state_dict': expected {k, postact_fn} for activation "TopK", found ${
           st === undefined ? "none" : typeof st
         }`,
       );
@@ -172,28 +184,73 @@ export async function loadOpenAiSae(
     const k = isTorchTensor(kv) && kv.data.length === 1 ? kv.data[0] : kv;
     if (typeof k !== "number" || !Number.isInteger(k) || k < 1 || k > n) {
       throw new SaeFormatError(
-        `${path}: activation_state_dict.k must be an integer in 1..${n}, found ${
-          JSON.stringify(k)
+        `${path}: key 'activation_state_dict.k': expected an integer in 1..${n}, found ${
+          k === undefined ? "none" : JSON.stringify(k)
         }`,
       );
     }
-    const post = st.get("postact_fn") ?? "ReLU";
+    // TopK.from_state_dict reads state_dict["postact_fn"]: required upstream.
+    const post = st.get("postact_fn");
     if (post !== "ReLU") {
       throw new SaeFormatError(
-        `${path}: TopK postact_fn ${
-          JSON.stringify(post)
-        } is not supported, expected "ReLU" (latentwatch applies relu to the kept values)`,
+        `${path}: key 'activation_state_dict.postact_fn': expected "ReLU", found ${
+          post === undefined ? "none (TopK.from_state_dict requires it)" : JSON.stringify(post)
+        }${
+          post === "Identity"
+            ? " (keeps negative top-k values; latentwatch applies relu to the kept values)"
+            : ""
+        }`,
       );
     }
     arch = { architecture: "topk", k };
+    provenance.push({
+      setting: "k",
+      value: k,
+      rule: "from activation_state_dict.k (OpenAI TopK rule, TopK.from_state_dict)",
+    });
   } else if (activation === "ReLU") {
     arch = { architecture: "standard" };
   } else {
+    // Deviation: from_state_dict falls back to ReLU for an unknown name; we refuse it.
     throw new SaeFormatError(
-      `${path}: activation ${
-        JSON.stringify(activation ?? null)
-      } is not supported, expected "TopK" or "ReLU" (an "Identity" autoencoder has no sparse latents to watch)`,
+      `${path}: key 'activation': expected "TopK" or "ReLU", found ${JSON.stringify(activation)}${
+        activation === "Identity"
+          ? " (an Identity autoencoder has no sparse latents to watch)"
+          : " (upstream would silently treat an unknown name as ReLU)"
+      }`,
     );
+  }
+  const normalize = arch.architecture === "topk" ? "layer_norm" : "none";
+  provenance.push({
+    setting: "normalize",
+    value: normalize,
+    rule: `activation ${activation}: ${
+      normalize === "layer_norm" ? "" : "no "
+    }layer norm of the input (OpenAI model.py: normalize = activation == "TopK")`,
+  });
+  let hookName: string | null;
+  if (opts.hookName !== undefined) hookName = opts.hookName;
+  else {
+    const hook = hookFromPath(path);
+    hookName = hook?.hook ?? null;
+    if (hook) {
+      provenance.push({
+        setting: "hook_name",
+        value: hook.hook,
+        rule: `from the location folder ${hook.location} and ${
+          basename(path)
+        } (OpenAI README transformer_lens_loc table)`,
+      });
+    }
+  }
+  let modelName = opts.modelName ?? null;
+  if (opts.modelName === undefined && path.split(/[\\/]+/).includes("gpt2-small")) {
+    modelName = "gpt2-small";
+    provenance.push({
+      setting: "model_name",
+      value: modelName,
+      rule: "from the gpt2-small folder of the release layout (OpenAI paths.py)",
+    });
   }
 
   return {
@@ -201,8 +258,8 @@ export async function loadOpenAiSae(
     ...arch,
     dIn: d,
     dSae: n,
-    hookName: opts.hookName !== undefined ? opts.hookName : hookFromPath(path),
-    modelName: opts.modelName ?? null,
+    hookName,
+    modelName,
     dtype: weightDtype([enc, dec, preBias, latentBias]),
     // pre_bias is subtracted from the input and added back to the output (model.py).
     applyBDecToInput: true,
@@ -212,8 +269,8 @@ export async function loadOpenAiSae(
     bDec: preBias.data,
     source: path,
     kind: "sae",
-    // Upstream: normalize = (activation == "TopK"), a layer norm with the
-    // unbiased std and eps added to σ.
-    normalize: arch.architecture === "topk" ? "layer_norm" : "none",
+    // A layer norm with the unbiased std and eps added to σ (model.py LN).
+    normalize,
+    provenance,
   };
 }

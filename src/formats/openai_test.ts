@@ -35,6 +35,53 @@ Deno.test("OpenAI ReLU checkpoint: standard, no normalisation", async () => {
   assertEncodesLike(sae, c);
 });
 
+Deno.test("OpenAI checkpoint without 'activation': ReLU, no layer norm (from_state_dict's default)", async () => {
+  const c = (await cases()).openai_noact;
+  const sae = await loadOpenAiSae(c.path);
+  assert.equal(sae.architecture, "standard");
+  assert.equal(sae.normalize, "none");
+  assertEncodesLike(sae, c);
+  assert.deepEqual(sae.provenance!.map((p) => [p.setting, p.value]), [
+    ["activation", "ReLU"],
+    ["normalize", "none"],
+  ]);
+  assert.match(sae.provenance![0].rule, /from_state_dict default/);
+});
+
+Deno.test("OpenAI TopK provenance: k from activation_state_dict, layer norm from the activation, hook and model from the path", async () => {
+  const c = (await cases()).openai_topk;
+  const dir = await Deno.makeTempDir();
+  const folder = join(dir, "gpt2-small", "resid_delta_attn_v5_128k", "autoencoders");
+  await Deno.mkdir(folder, { recursive: true });
+  await Deno.copyFile(c.path, join(folder, "3.pt"));
+  const sae = await loadOpenAiSae(join(folder, "3.pt"));
+  assert.equal(sae.modelName, "gpt2-small");
+  assert.deepEqual(sae.provenance!.map((p) => [p.setting, p.value]), [
+    ["k", 2],
+    ["normalize", "layer_norm"],
+    ["hook_name", "blocks.3.hook_attn_out"],
+    ["model_name", "gpt2-small"],
+  ]);
+  assert.match(sae.provenance![0].rule, /OpenAI TopK rule/);
+  assert.match(sae.provenance![1].rule, /normalize = activation == "TopK"/);
+  // Given explicitly, the hook and model are not derived (no provenance).
+  const given = await loadOpenAiSae(join(folder, "3.pt"), { hookName: null, modelName: "gpt2" });
+  assert.equal(given.modelName, "gpt2");
+  assert.deepEqual(given.provenance!.map((p) => p.setting), ["k", "normalize"]);
+});
+
+Deno.test("OpenAI TopK without postact_fn fails as TopK.from_state_dict does", async () => {
+  const c = (await cases()).openai_topk_nopostact;
+  await assert.rejects(() => loadOpenAiSae(c.path), (e) => {
+    assert.ok(e instanceof SaeFormatError);
+    assert.match(
+      e.message,
+      /key 'activation_state_dict\.postact_fn': expected "ReLU", found none/,
+    );
+    return true;
+  });
+});
+
 Deno.test("the hook is inferred from <location>_v5_32k/autoencoders/<layer>.pt", async () => {
   const c = (await cases()).openai_topk;
   const dir = await Deno.makeTempDir();

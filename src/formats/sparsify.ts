@@ -7,7 +7,10 @@
  * - `b_dec` is subtracted from the input unless `transcode` (a missing key
  *   means false, which reproduces old checkpoints that always subtracted it);
  * - `W_skip [d_in, d_in]` is used as `x @ W_skip^T` → `wSkip = W_skip^T`;
- * - `pre = relu(x' @ encoder.weight^T + encoder.bias)`, then top-k.
+ * - `pre = relu(x' @ encoder.weight^T + encoder.bias)`, then top-k;
+ * - every tensor is cast to the dtype of the file's first key in sorted order
+ *   (`load_from_disk`'s `reference_dtype`), and a tensor the model lacks fails
+ *   (`load_model(strict=True)`).
  *
  * @module
  */
@@ -34,6 +37,8 @@ export interface SparsifyConfig {
   k: number;
   transcode: boolean;
   skipConnection: boolean;
+  /** cfg.json has no `transcode` key (old `sae` checkpoints): the default, false. */
+  transcodeAbsent: boolean;
   /** Settings taken from SparseCoderConfig defaults rather than the file. */
   provenance: SettingProvenance[];
 }
@@ -110,6 +115,7 @@ export function parseSparsifyConfig(raw: unknown, source: string): SparsifyConfi
     k,
     // Old `sae` checkpoints have no `transcode` key and always subtracted b_dec.
     transcode: bool("transcode"),
+    transcodeAbsent: raw.transcode === undefined,
     skipConnection: bool("skip_connection"),
     provenance,
   };
@@ -176,19 +182,49 @@ export async function loadSparsify(path: string, opts: SaeLoadOptions = {}): Pro
   const { dIn, numLatents: m } = cfg;
   const source = await openSafetensorsSource(join(dir, SPARSIFY_WEIGHTS), "sparsify weights");
   try {
+    const provenance = [...cfg.provenance];
+    const expected = ["encoder.weight", "encoder.bias", "W_dec", "b_dec", "W_skip"];
     const r: WeightReader = new WeightReader(source, {
       what: cfg.transcode ? "a sparsify transcoder" : "a sparsify SAE",
       configPath: cfgPath,
-      wanted: ["encoder.weight", "encoder.bias", "W_dec", "b_dec", "W_skip"],
+      wanted: expected,
       onProgress: opts.onProgress,
     });
-    const wEnc = await r.f32("encoder.weight", {
-      shape: [m, dIn],
-      dims: "[num_latents, d_in]",
-      // nn.Linear weight: x @ encoder.weight^T, so transpose once into [d_in, M].
-      layout: "transposed",
-    });
-    const dtypeName = r.dtype("encoder.weight");
+    // load_model(strict=True): a tensor the model does not have fails the load.
+    const stray = source.names().filter((n) => !expected.includes(n));
+    if (stray.length > 0) {
+      throw new SaeFormatError(
+        `${source.path}: tensor '${stray[0]}': expected only ${
+          JSON.stringify(expected.slice(0, cfg.skipConnection ? 5 : 4))
+        } (sparsify loads with strict=True), found ${JSON.stringify(source.names())}`,
+      );
+    }
+    // load_from_disk builds the model in the dtype of the file's first key
+    // (safe_open's keys() are sorted) and load_model casts every tensor to it.
+    const first = [...source.names()].sort()[0];
+    const refDtype = r.dtype(first);
+    const cast = (name: string, v: Float32Array<ArrayBuffer>): Float32Array<ArrayBuffer> => {
+      const d = r.dtype(name);
+      if (d === refDtype || (refDtype !== "BF16" && refDtype !== "F16")) return v;
+      if (refDtype === "BF16") roundToBf16(v);
+      else for (let i = 0; i < v.length; i++) v[i] = Math.f16round(v[i]);
+      provenance.push({
+        setting: `${name} dtype`,
+        value: refDtype === "BF16" ? "bfloat16" : "float16",
+        rule:
+          `stored ${d}, rounded to the dtype of the first key '${first}' (sparsify load_from_disk reference_dtype)`,
+      });
+      return v;
+    };
+    const wEnc = cast(
+      "encoder.weight",
+      await r.f32("encoder.weight", {
+        shape: [m, dIn],
+        dims: "[num_latents, d_in]",
+        // nn.Linear weight: x @ encoder.weight^T, so transpose once into [d_in, M].
+        layout: "transposed",
+      }),
+    );
     const sae: SaeWeights = {
       format: "sparsify",
       architecture: "topk",
@@ -196,23 +232,37 @@ export async function loadSparsify(path: string, opts: SaeLoadOptions = {}): Pro
       dSae: m,
       hookName: null,
       modelName: null,
-      dtype: dtypeName === "BF16" ? "bfloat16" : dtypeName === "F16" ? "float16" : "float32",
+      dtype: refDtype === "BF16" ? "bfloat16" : refDtype === "F16" ? "float16" : "float32",
       applyBDecToInput: !cfg.transcode,
       k: cfg.k,
       rescaleActsByDecoderNorm: false,
       wEnc,
-      bEnc: await r.f32("encoder.bias", { shape: [m], dims: "[num_latents]" }),
+      bEnc: cast(
+        "encoder.bias",
+        await r.f32("encoder.bias", { shape: [m], dims: "[num_latents]" }),
+      ),
       // Rows are latents already, the same orientation as ours: never transposed.
-      wDec: await r.f32("W_dec", { shape: [m, dIn], dims: "[num_latents, d_in]" }),
-      bDec: await r.f32("b_dec", { shape: [dIn], dims: "[d_in]" }),
+      wDec: cast(
+        "W_dec",
+        await r.f32("W_dec", { shape: [m, dIn], dims: "[num_latents, d_in]" }),
+      ),
+      bDec: cast("b_dec", await r.f32("b_dec", { shape: [dIn], dims: "[d_in]" })),
       source: dir,
     };
     if (cfg.skipConnection) {
       // forward() adds x @ W_skip^T; the runtime adds x @ wSkip.
-      sae.wSkip = await r.f32("W_skip", {
-        shape: [dIn, dIn],
-        dims: "[d_in, d_in]",
-        layout: "transposed",
+      sae.wSkip = cast(
+        "W_skip",
+        await r.f32("W_skip", {
+          shape: [dIn, dIn],
+          dims: "[d_in, d_in]",
+          layout: "transposed",
+        }),
+      );
+      provenance.push({
+        setting: "skip",
+        value: "x @ W_skip^T",
+        rule: "W_skip transposed at load (sparsify SparseCoder.forward: sae_out += x @ W_skip.mT)",
       });
     } else if (r.has("W_skip")) {
       throw new SaeFormatError(
@@ -223,14 +273,47 @@ export async function loadSparsify(path: string, opts: SaeLoadOptions = {}): Pro
     const hookDir = /^seed\d+$/.test(basename(dir)) ? dirname(dir) : dir;
     const hooks = sparsifyHooks(basename(hookDir), cfg.transcode);
     sae.hookName = hooks.in;
+    if (cfg.transcodeAbsent) {
+      provenance.push({
+        setting: "apply_b_dec_to_input",
+        value: true,
+        rule:
+          "no 'transcode' key: false (SparseCoderConfig default), so encode subtracts b_dec (sparsify SparseCoder.encode)",
+      });
+    }
+    if (hooks.in !== null) {
+      provenance.push({
+        setting: "hook_name",
+        value: hooks.in,
+        rule: `from the hookpoint folder ${basename(hookDir)}: ${
+          cfg.transcode ? "the module's input" : "the module's output"
+        } (sparsify trainer forward hook)`,
+      });
+    }
     if (cfg.transcode) {
       // Transcoders assume the same width in and out (b_dec [d_in]).
       sae.kind = "transcoder";
       sae.dOut = dIn;
       sae.hookNameOut = hooks.out;
+      if (hooks.out !== null) {
+        provenance.push({
+          setting: "hook_name_out",
+          value: hooks.out,
+          rule: `from the hookpoint folder ${
+            basename(hookDir)
+          }: the module's output (sparsify trainer forward hook)`,
+        });
+      }
     }
     sae.modelName = await runModelName(dirname(hookDir));
-    if (cfg.provenance.length > 0) sae.provenance = cfg.provenance;
+    if (sae.modelName !== null) {
+      provenance.push({
+        setting: "model_name",
+        value: sae.modelName,
+        rule: "'model' of the training run's config.json one level up (sparsify TrainConfig)",
+      });
+    }
+    if (provenance.length > 0) sae.provenance = provenance;
     return sae;
   } finally {
     source.close();
@@ -244,5 +327,27 @@ async function runModelName(runDir: string): Promise<string | null> {
     return isRecord(run) && typeof run.model === "string" ? run.model : null;
   } catch {
     return null; // optional: hookpoint folders are often downloaded alone
+  }
+}
+
+/**
+ * Round float32 values in place to the nearest bfloat16 (ties to even), as
+ * torch's `.to(torch.bfloat16)` does.
+ *
+ * @example
+ * ```ts
+ * const v = new Float32Array([1 + 2 ** -9]);
+ * roundToBf16(v); // v[0] === 1 (halfway, ties to the even mantissa)
+ * ```
+ */
+export function roundToBf16(v: Float32Array): void {
+  const u = new Uint32Array(v.buffer, v.byteOffset, v.length);
+  for (let i = 0; i < u.length; i++) {
+    const x = u[i];
+    if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0) {
+      u[i] = (x | 0x400000) & 0xffff0000; // NaN stays a (quiet) NaN
+    } else {
+      u[i] = ((x + 0x7fff + ((x >>> 16) & 1)) & 0xffff0000) >>> 0;
+    }
   }
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
-import { loadSparsify, parseSparsifyConfig, sparsifyHooks } from "./sparsify.ts";
+import { loadSparsify, parseSparsifyConfig, roundToBf16, sparsifyHooks } from "./sparsify.ts";
 import {
   add,
   assertMatchesUpstream,
@@ -195,8 +195,77 @@ Deno.test("sparsify: missing k and expansion_factor take SparseCoderConfig's def
   assert.deepEqual(sae.provenance?.map((p) => `${p.setting}=${p.value}`), [
     "num_latents=64",
     "k=32",
+    "apply_b_dec_to_input=true",
+    "hook_name=blocks.0.hook_resid_post",
   ]);
+  assert.match(sae.provenance![2].rule, /no 'transcode' key: false/);
   assert.equal(parseSparsifyConfig(CFG, "c").provenance.length, 0);
+});
+
+Deno.test("sparsify: every tensor is cast to the dtype of the first sorted key (load_from_disk reference_dtype)", async () => {
+  const w = weights(41);
+  // Values with more mantissa bits than bf16 keeps, so rounding shows.
+  const t = stored(w, false);
+  // W_dec sorts first ('W' < 'b' < 'e'): bf16 there makes the model bf16 and rounds the f32 rest.
+  const bfDec = Float32Array.from(w.W_dec, (v) => Math.round(v * 64) / 64);
+  t.W_dec = tensor(bfDec, [M, D_IN], "BF16");
+  const sae = await loadSparsify(await folder("mixed/layers.2", CFG, t));
+  assert.equal(sae.dtype, "bfloat16");
+  // Independent bf16 rounding: keep the top 16 bits after adding half an ulp (ties to even).
+  const bf16 = (v: number) => {
+    const u = new Uint32Array(new Float32Array([v]).buffer)[0];
+    const r = (u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000;
+    return new Float32Array(new Uint32Array([r >>> 0]).buffer)[0];
+  };
+  assert.ok(w.encB.some((v) => bf16(v) !== v), "fixture has values bf16 changes");
+  assert.deepEqual([...sae.bEnc], [...w.encB].map(bf16));
+  assert.deepEqual([...sae.bDec], [...w.b_dec].map(bf16));
+  assert.equal(sae.wEnc[1 * M + 5], bf16(w.encW[5 * D_IN + 1]));
+  const q = {
+    ...w,
+    encW: w.encW.map(bf16),
+    encB: w.encB.map(bf16),
+    W_dec: bfDec,
+    b_dec: w.b_dec.map(bf16),
+  };
+  assertMatchesUpstream(
+    sae,
+    X,
+    sparsifyForward(q, X, 4, { transcode: false, skip: false }),
+    "mixed",
+  );
+  assert.deepEqual(
+    sae.provenance!.filter((p) => p.setting.endsWith(" dtype")).map((p) => p.setting),
+    ["encoder.weight dtype", "encoder.bias dtype", "b_dec dtype"],
+  );
+  assert.match(sae.provenance![0].rule, /first key 'W_dec'/);
+});
+
+Deno.test("roundToBf16: nearest bfloat16, ties to even (hand-worked values)", () => {
+  // bf16 keeps 7 mantissa bits: one ulp at 1 is 2^-7.
+  const v = new Float32Array([
+    1 + 2 ** -9, // quarter ulp → 1
+    1 + 3 * 2 ** -9, // three quarters → 1 + 2^-7
+    1 + 2 ** -8, // half ulp, tie: 1 has the even mantissa → 1
+    1 + 2 ** -7 + 2 ** -8, // tie between odd 1+2^-7 and even 1+2^-6 → 1 + 2^-6
+    -(1 + 3 * 2 ** -9),
+    NaN,
+  ]);
+  roundToBf16(v);
+  assert.deepEqual([...v.subarray(0, 5)], [1, 1 + 2 ** -7, 1, 1 + 2 ** -6, -(1 + 2 ** -7)]);
+  assert.ok(Number.isNaN(v[5]));
+});
+
+Deno.test("sparsify: a tensor the model does not have fails (load_model strict=True)", async () => {
+  const w = weights(45);
+  const t = stored(w, false);
+  t["decoder.bias"] = tensor(w.b_dec, [D_IN]);
+  await rejectsFormat(
+    loadSparsify(await folder("e/extra/layers.1", CFG, t)),
+    "sae.safetensors",
+    "tensor 'decoder.bias'",
+    "strict=True",
+  );
 });
 
 Deno.test("sparsify errors: groupmax, signed, shapes, stray W_skip, k", async () => {

@@ -227,7 +227,9 @@ def layer_norm(x, eps=1e-5):
 
 # ---------------------------------------------------------------- OpenAI
 
-def openai_case(out, name, activation, k=None, layer=6):
+def openai_case(out, name, activation, k=None, layer=6, postact="ReLU"):
+    """activation None: no 'activation' entry (model.py's from_state_dict pops "ReLU" then);
+    postact None: an activation_state_dict without 'postact_fn'."""
     N, d = F, D
     enc = grid(N, d, 1)  # encoder.weight [n_latents, d]
     dec = grid(d, N, 2)  # decoder.weight [d, n_latents]
@@ -241,11 +243,12 @@ def openai_case(out, name, activation, k=None, layer=6):
         ("latents_mean_square", tensor([0.5] * N, [N])),
         ("encoder.weight", tensor(flat(enc), [N, d])),
         ("decoder.weight", tensor(flat(dec), [d, N])),
-        ("activation", activation),
     ]
+    if activation is not None:
+        items.append(("activation", activation))
     if activation == "TopK":
-        items.append(("activation_state_dict",
-                      state_dict([("k", k), ("postact_fn", "ReLU")])))
+        act_sd = [("k", k)] + ([("postact_fn", postact)] if postact is not None else [])
+        items.append(("activation_state_dict", state_dict(act_sd)))
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     torch_save(state_dict(items), folder / ("%d.pt" % layer), prefix=str(layer))
@@ -446,6 +449,9 @@ def main(out):
     exp = {
         "openai_topk": openai_case(out, "openai_topk", "TopK", k=2, layer=6),
         "openai_relu": openai_case(out, "openai_relu", "ReLU", layer=5),
+        "openai_noact": openai_case(out, "openai_noact", None, layer=4),
+        "openai_topk_nopostact": openai_case(out, "openai_topk_nopostact", "TopK", k=2,
+                                             postact=None),
     }
     for cls in ["AutoEncoder", "AutoEncoderNew", "GatedAutoEncoder", "JumpReluAutoEncoder",
                 "AutoEncoderTopK", "BatchTopKSAE", "MatryoshkaBatchTopKSAE"]:
