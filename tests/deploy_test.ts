@@ -471,19 +471,37 @@ async function serverTakesPassword(password: string): Promise<"ok" | "refused" |
     Deno.env.set("LATENTWATCH_NATS_PASSWORD", PASSWORDS.LATENTWATCH_NATS_PASSWORD);
   }
   try {
-    const nc = await connect({
-      servers: srv.url,
-      user: "latentwatch",
-      pass: password,
-      reconnect: false,
-      timeout: 2000,
-    });
-    await nc.close();
-    return "ok";
-  } catch {
-    return "rejected";
+    return await rawLogin(srv.port, "latentwatch", password) ? "ok" : "rejected";
   } finally {
     await srv.stop();
+  }
+}
+
+/**
+ * Log in with the NATS protocol itself (CONNECT, then PING): true on PONG,
+ * false on `-ERR`. A raw socket, because the client library reports a
+ * refused login as a socket error that escapes the test.
+ */
+async function rawLogin(port: number, user: string, pass: string): Promise<boolean> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const connectLine = JSON.stringify({ user, pass, verbose: false, pedantic: false });
+    await conn.write(enc(`CONNECT ${connectLine}\r\nPING\r\n`));
+    let text = "";
+    const buf = new Uint8Array(4096);
+    const deadline = Date.now() + 3000;
+    while (Date.now() < deadline) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      text += dec(buf.subarray(0, n));
+      if (/\r\nPONG\r\n|^PONG\r\n/m.test(text)) return true;
+      if (text.includes("-ERR")) return false;
+    }
+    return false;
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed by the server */ }
   }
 }
 
