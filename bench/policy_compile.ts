@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { BenchResult } from "./run.ts";
 import { MemoryBus } from "../src/bus/memory_bus.ts";
 import { parsePolicyFileDef } from "../src/config/policy_file.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
@@ -106,6 +107,40 @@ export async function benchReloadLatency(
     await Deno.remove(dir, { recursive: true });
   }
 }
+
+/** Rows of the compile and reload figures for `bench/run.ts` (`tokens_per_s` is 0 on them). */
+export async function benchPolicyCompile(
+  opts: { quick: boolean; progress?: (s: string) => void },
+): Promise<BenchResult[]> {
+  const lengths = opts.quick ? [250, 1000, 2000] : [250, 1000, 2000, 10_000];
+  opts.progress?.(`policy compile: chains of ${lengths.join(", ")} macros`);
+  const rows: BenchResult[] = benchCompile(lengths, opts.quick ? 1 : 3).map((r) => ({
+    ...EMPTY_ROW,
+    name: `policy/compile-chain-${r.macros}`,
+    parse_ms: r.parse_ms,
+    compile_ms: r.compile_ms,
+  }));
+  const n = lengths[lengths.length - 1];
+  opts.progress?.(`policy reload of a ${n}-macro chain while /healthz is polled`);
+  const r = await benchReloadLatency(n);
+  rows.push({
+    ...EMPTY_ROW,
+    name: `policy/reload-chain-${n}`,
+    reload_ms: r.reload_ms,
+    healthz_polls: r.polls,
+    max_healthz_ms: r.max_healthz_ms,
+  });
+  return rows;
+}
+
+const EMPTY_ROW = {
+  tokens_per_s: 0,
+  baseline_tokens_per_s: null,
+  ratio: null,
+  p50_ms: null,
+  p99_ms: null,
+  rss_mb: null,
+};
 
 if (import.meta.main) {
   const lengths = [250, 1000, 2000, 10_000];

@@ -17,6 +17,9 @@
  * - policy/…: policy evaluation per token with 1, 100 and 1000 rules.
  * - alerts/spool-fsync-…: alerts/s through the JetStream sink with the
  *   spool's fsync `never`, `batch` and `always` (`bench/alert_spool.ts`).
+ * - policy/compile-chain-…, policy/reload-chain-…: compile time of chained
+ *   macros and the slowest `/healthz` answer during a reload of the largest
+ *   (`bench/policy_compile.ts`).
  *
  * Writes `bench/results/latest.json`, the charts beside it, and prints a table.
  *
@@ -35,6 +38,7 @@ import { benchPythonGate } from "./python_gate.ts";
 import { encodeChart, latencyChart } from "./chart.ts";
 import { benchPolicy } from "./policy.ts";
 import { benchAlertSpool } from "./alert_spool.ts";
+import { benchPolicyCompile } from "./policy_compile.ts";
 import { type MatmulPeak, ortMatmulPeak, peakShapes } from "./matmul_peak.ts";
 
 /**
@@ -76,6 +80,13 @@ export interface BenchResult {
    */
   alerts_per_s?: number;
   baseline_alerts_per_s?: number;
+  /** policy/compile-chain-…: parse and compile time of the policy file, ms. */
+  parse_ms?: number;
+  compile_ms?: number;
+  /** policy/reload-chain-…: the reload's duration and the slowest `/healthz` answer during it, ms. */
+  reload_ms?: number;
+  healthz_polls?: number;
+  max_healthz_ms?: number;
 }
 
 const { values } = parseArgs({
@@ -444,7 +455,13 @@ function table(results: BenchResult[]): string {
     v === null || v === undefined ? "—" : v.toFixed(d);
   const rows = results.map((r) =>
     `| ${r.name} | ${
-      r.alerts_per_s !== undefined ? `${r.alerts_per_s} alerts/s` : f(r.tokens_per_s)
+      r.alerts_per_s !== undefined
+        ? `${r.alerts_per_s} alerts/s`
+        : r.compile_ms !== undefined
+        ? `parse ${r.parse_ms} ms, compile ${r.compile_ms} ms`
+        : r.max_healthz_ms !== undefined
+        ? `reload ${r.reload_ms} ms, slowest /healthz ${r.max_healthz_ms} ms`
+        : f(r.tokens_per_s)
     } | ${
       r.baseline_alerts_per_s !== undefined
         ? `${r.baseline_alerts_per_s} alerts/s`
@@ -477,6 +494,7 @@ results.push(...await benchPythonGate({ quick, progress }));
 progress("policy evaluation with 1, 100 and 1000 rules");
 results.push(...await benchPolicy({ quick }));
 results.push(...await benchAlertSpool({ quick, progress }));
+results.push(...await benchPolicyCompile({ quick, progress }));
 
 const numpyVersion = (await runNumpy({ cases: [] }))?.numpy ?? null;
 const report = {
