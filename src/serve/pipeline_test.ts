@@ -185,7 +185,10 @@ Deno.test("pipeline: alerts still undelivered at the shutdown deadline are count
   await new Promise((r) => setTimeout(r, 20));
   const undelivered = await pipeline.stop(200);
   assert.equal(undelivered, 1, logs.join("\n"));
-  assert.equal(telemetry.value("latentwatch.alerts.dropped", { reason: "shutdown" }), 1);
+  assert.equal(
+    telemetry.value("latentwatch.alerts.dropped", { reason: "shutdown", sink: "jetstream" }),
+    1,
+  );
   assert.ok(
     logs.some((l) => l.startsWith("error alert.dropped sink=jetstream reason=shutdown")),
     logs.join("\n"),
