@@ -148,7 +148,7 @@ export interface FileSinkConfig extends SinkConfigBase {
  * subject of the alert stream (`alerts.stream`), durably (spool, dedup), for
  * forwarders such as Vector (deploy/vector/) to send on unchanged.
  */
-export interface JetStreamRenderSinkConfig extends SinkConfigBase {
+export interface JetStreamRenderSinkConfig extends Omit<SinkConfigBase, "timeoutMs"> {
   type: "jetstream";
   /** Default `latentwatch.render.<rendering id>.<monitor>` (`renderSubject`). */
   subject: string;
@@ -384,6 +384,15 @@ const HEC_ONLY = ["index", "source", "sourcetype", "host"] as const;
 const JetStreamSinkSchema = z.strictObject({
   type: typeOf("jetstream"),
   ...sinkCommon,
+  // each publish waits for the NATS publish ack (the bus's ack timeout) and
+  // is retried with the same message id; a per-sink limit is not applied, so
+  // the key is refused rather than silently ignored
+  timeout_ms: z.custom<never>(() => false, {
+    error: expectMessage(
+      "no timeout_ms on a jetstream sink (each publish waits for the NATS publish ack, " +
+        "5000 ms, and is retried)",
+    ),
+  }).optional(),
   subject: z.string().regex(PUBLISH_SUBJECT, {
     error: expectMessage(
       "a NATS subject without wildcards or spaces, like latentwatch.render.ecs.x",
@@ -759,7 +768,8 @@ function sinkConfig(
     name: sinkName(s, monitor)!,
     at: `${src.file}:${pos.line}:${pos.col}`,
     maxQueue: s.max_queue,
-    timeoutMs: s.timeout_ms,
+    // always set but on jetstream sinks, which refuse the key (and drop it below)
+    timeoutMs: s.timeout_ms ?? MONITOR_DEFAULTS.sinkTimeoutMs,
   };
   switch (s.type) {
     case "syslog": {
@@ -822,6 +832,7 @@ function sinkConfig(
         keep: s.keep,
       };
     case "jetstream": {
+      const { timeoutMs: _unused, ...base } = common; // refused by the schema (no limit applies)
       const splunk = {
         ...(s.index ? { index: s.index } : {}),
         ...(s.source ? { source: s.source } : {}),
@@ -830,7 +841,7 @@ function sinkConfig(
       };
       return {
         type: "jetstream",
-        ...common,
+        ...base,
         subject: jetstreamSubject(s, monitor)!,
         shape: s.shape,
         format: s.format,

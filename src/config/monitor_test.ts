@@ -444,7 +444,7 @@ Deno.test("parseMonitorConfig: jetstream sinks (renderings on their own subjects
     "",
   ].join("\n");
   const cfg = parseMonitorConfig(text, "/srv/lw/m.yaml");
-  const common = { maxQueue: 10000, timeoutMs: 5000, appName: "latentwatch", facility: 16 };
+  const common = { maxQueue: 10000, appName: "latentwatch", facility: 16 };
   assert.deepEqual(cfg.sinks, [
     {
       type: "jetstream",
@@ -497,6 +497,7 @@ Deno.test("parseMonitorConfig: jetstream sink errors at file:line:col, expected 
     "  - { type: jetstream, shape: splunk-hec, format: cef }", //                   12
     "  - { type: jetstream, format: ecs, index: main, facility: 3 }", //            13
     "  - { type: jetstream, format: ecs }", //                                      14
+    "  - { type: jetstream, name: slow, timeout_ms: 100 }", //                      15
     "",
   ].join("\n");
   assert.deepEqual(problems(text), [
@@ -507,6 +508,7 @@ Deno.test("parseMonitorConfig: jetstream sink errors at file:line:col, expected 
     "/srv/lw/m.yaml:13:44: expected index only with shape splunk-hec, found shape document",
     "/srv/lw/m.yaml:13:60: expected facility only with shape syslog, found shape document",
     "/srv/lw/m.yaml:14:5: duplicate sink 'jetstream:latentwatch.render.ecs.demo': expected sink names to be unique, found it already defined at line 13; give one a distinct 'name'",
+    "/srv/lw/m.yaml:15:48: expected no timeout_ms on a jetstream sink (each publish waits for the NATS publish ack, 5000 ms, and is retried), found 100",
   ]);
 });
 Deno.test("parseMonitorConfig: alerts.spool sets the spool folder (relative to the file) and fsync", () => {

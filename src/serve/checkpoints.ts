@@ -14,9 +14,13 @@
  * file is rewritten compactly on open and whenever it grows past
  * `compactBytes`: written to a temporary file, then renamed over.
  *
- * Writes are not synced: after a host crash a checkpoint may be behind the
- * alerts, and frames processed after it are counted as lost although their
- * alerts are in the stream (dedup keeps them once).
+ * The pipeline writes a batch's checkpoint right after the batch's spool
+ * write, so a checkpoint is never ahead of the alerts. A SIGKILL between the
+ * two writes leaves it one batch behind: that batch's frames (at most
+ * `max_batch_tokens` tokens' worth) are counted as lost although their
+ * alerts are in the stream. Writes are not synced: after a host crash a
+ * checkpoint may be further behind, with the same effect (dedup keeps the
+ * alerts once). See docs/alert-delivery.md, "Known over-counts".
  *
  * @module
  */

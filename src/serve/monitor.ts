@@ -329,6 +329,8 @@ async function start(
       stream: config.alerts.stream,
       duplicateWindowMs: DUPLICATE_WINDOW_MS,
       spoolDir,
+      // drops, publishes and queue depth, labelled with each sink's name
+      telemetry,
     },
     onDrop: (sink, _alert, reason) =>
       telemetry.add("latentwatch.alerts.dropped", 1, { reason, sink }),

@@ -2,7 +2,9 @@
  * Pipeline behaviour that needs exact control over timing, on the in-process
  * bus (delivery is synchronous, so a burst of frames arrives before the encode
  * worker runs) and the plain-TypeScript reference encoder. The same pipeline
- * over a real nats-server is tested in tests/serve_test.ts.
+ * over a real nats-server is tested in tests/serve_test.ts; the last test
+ * here publishes its alerts to a real nats-server too (the release of alerts
+ * the spool refused depends on real publish acks and a real outage).
  */
 import assert from "node:assert/strict";
 import { MemoryBus } from "../bus/memory_bus.ts";
@@ -15,6 +17,11 @@ import { Logger } from "./log.ts";
 import { Pipeline } from "./pipeline.ts";
 import { Telemetry } from "./telemetry.ts";
 import { JetStreamSink } from "../sinks/jetstream.ts";
+import type { AlertSink } from "../sinks/sink.ts";
+import { type Alert, alertId } from "../core/alert.ts";
+import { connectNatsBus } from "../bus/nats_bus.ts";
+import { startNatsServer } from "../bus/nats_server.ts";
+import { readAlerts, waitUntil } from "../../tests/helpers/stream.ts";
 
 const D = 4;
 /** Identity-like SAE: latent i reads input dimension i (relu), so values are known by hand. */
@@ -185,10 +192,164 @@ Deno.test("pipeline: alerts still undelivered at the shutdown deadline are count
   await new Promise((r) => setTimeout(r, 20));
   const undelivered = await pipeline.stop(200);
   assert.equal(undelivered, 1, logs.join("\n"));
-  assert.equal(telemetry.value("latentwatch.alerts.dropped", { reason: "shutdown" }), 1);
+  assert.equal(
+    telemetry.value("latentwatch.alerts.dropped", { reason: "shutdown", sink: "jetstream" }),
+    1,
+  );
   assert.ok(
     logs.some((l) => l.startsWith("error alert.dropped sink=jetstream reason=shutdown")),
     logs.join("\n"),
   );
   await new Promise((r) => setTimeout(r, 300)); // the retry loop notices and stops
+});
+
+/** Records what the pipeline hands it, and whether the stream had acknowledged it by then. */
+class RecordingSink implements AlertSink {
+  readonly name = "recording";
+  readonly got: { id: string; ackedBefore: boolean }[] = [];
+  constructor(readonly acked: ReadonlySet<string>) {}
+  readonly stats = { queued: 0, delivered: 0, dropped: {}, retries: 0 };
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+  submit(alert: Alert): boolean {
+    this.got.push({ id: alert.id, ackedBefore: this.acked.has(alert.id) });
+    return true;
+  }
+  drain(): Promise<number> {
+    return Promise.resolve(0);
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+Deno.test("pipeline on nats-server: an alert the spool refuses reaches the other sinks only once the stream acknowledged it, never when dropped", async () => {
+  const server = await startNatsServer();
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-refused-" });
+  const bus = await connectNatsBus({ url: server.url, reconnectWaitMs: 100, ackTimeoutMs: 1000 });
+  // frames come in on the in-process bus, so they keep coming while nats-server is down
+  const tapBus = new MemoryBus();
+  const telemetry = new Telemetry();
+  const logs: string[] = [];
+  const log = new Logger({ write: (l) => logs.push(l), maxPerSecond: 10_000 });
+  const acked = new Set<string>();
+  const durable = new JetStreamSink(bus, {
+    subject: "alerts.refused",
+    stream: { name: "REFUSED", subjects: ["alerts.refused"], duplicateWindowMs: 60_000 },
+    spoolDir: `${dir}/spool`,
+    // one record waiting at most: of a batch's three alerts, the spool takes the
+    // first and refuses the other two (spool_full)
+    spool: { maxRecords: 1 },
+    maxBackoffMs: 200,
+    telemetry,
+    log,
+    onPublished: (a) => acked.add(a.id),
+  });
+  const other = new RecordingSink(acked);
+  const pipeline = new Pipeline({
+    monitor: "t",
+    model: "m",
+    hook: "h",
+    subject: tapSubjectFilter("m", "h"),
+    dIn: D,
+    encoders: new Map([["s", new ReferenceEncoder(SAE)]]),
+    policies: POLICIES(),
+    // three one-token frames make one batch: one write-ahead for their three alerts
+    batching: { maxBatchTokens: 3, maxWaitMs: 2000, maxQueueTokens: 64 },
+    sinks: [durable, other],
+    durable,
+    bus: tapBus,
+    telemetry,
+    log,
+  });
+  /** Send one batch of three firing frames; the ids of their alerts, in order. */
+  const batch = async (tag: string): Promise<string[]> => {
+    const batches = telemetry.total("latentwatch.batches");
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const data = new Float32Array(D);
+      data[0] = 5;
+      const requestId = `${tag}-${i}`;
+      const f = encodeFrame(
+        { model: "m", hook: "h", requestId, position: 0, seq: 0, dtype: "f32" },
+        data,
+        1,
+        D,
+      );
+      tapBus.publish(tapSubject("m", "h"), f.payload, f.headers);
+      ids.push(alertId("t", requestId, "dim0", 0));
+    }
+    await waitUntil(() => telemetry.total("latentwatch.batches") > batches, `batch ${tag} encoded`);
+    assert.equal(
+      telemetry.total("latentwatch.batches"),
+      batches + 1,
+      "the three frames in one batch",
+    );
+    return ids;
+  };
+  const dropped = () =>
+    telemetry.value("latentwatch.alerts.dropped", { reason: "spool_full", sink: "jetstream" });
+  const seen = (id: string) => other.got.find((g) => g.id === id);
+  try {
+    await durable.start();
+    pipeline.start();
+
+    // NATS up: the first alert is written ahead and released at once (before
+    // its ack); the two the spool refused are published from memory and
+    // released once the stream acknowledged them
+    const up = await batch("up");
+    await waitUntil(() => up.every((id) => seen(id)), "the batch released to the other sink");
+    assert.equal(dropped(), 0, logs.join("\n"));
+    assert.deepEqual(
+      seen(up[0]),
+      { id: up[0], ackedBefore: false },
+      "written ahead: released at once",
+    );
+    for (const id of up.slice(1)) {
+      assert.deepEqual(
+        seen(id),
+        { id, ackedBefore: true },
+        "refused by the spool: released after its ack",
+      );
+    }
+
+    // NATS down: the refused alerts can be neither spooled nor published, so
+    // they are dropped (counted, logged) and no other sink ever sees them
+    await waitUntil(() => durable.stats.spoolPending === 0, "the spool emptied");
+    await server.stop();
+    await waitUntil(() => !bus.connected, "the sink's bus sees the outage");
+    const down = await batch("down");
+    await waitUntil(() => seen(down[0]) !== undefined, "the written-ahead alert released");
+    assert.equal(dropped(), 2, "the two refused alerts dropped as spool_full");
+    for (const id of down.slice(1)) {
+      assert.ok(
+        logs.some((l) => l.startsWith("error alert.dropped") && l.includes(`alert=${id}`)),
+        `the drop of ${id} is logged:\n${logs.join("\n")}`,
+      );
+    }
+    assert.deepEqual(seen(down[0]), { id: down[0], ackedBefore: false }, "written ahead: released");
+
+    await server.restart();
+    await waitUntil(
+      () => acked.has(down[0]),
+      "the spooled alert delivered after the outage",
+      10_000,
+    );
+    await new Promise((r) => setTimeout(r, 300)); // a late release would show by now
+    for (const id of down.slice(1)) {
+      assert.equal(seen(id), undefined, "a dropped alert reaches no sink");
+    }
+    const stored = (await readAlerts(server.url, "REFUSED")).map((m) => m.msgId).sort();
+    assert.deepEqual(stored, [...up, down[0]].sort(), "the stream holds what the other sink saw");
+    assert.deepEqual(other.got.map((g) => g.id).sort(), stored);
+  } finally {
+    await pipeline.stop(2000);
+    await durable.close();
+    await tapBus.close();
+    await bus.close();
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(server.storeDir, { recursive: true }).catch(() => {});
+  }
 });

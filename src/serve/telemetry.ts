@@ -162,22 +162,22 @@ export const METRIC_SPEC = {
   "latentwatch.alerts.published": {
     kind: "counter",
     unit: "{alert}",
-    help: "Alerts acknowledged by the stream",
+    help: "Alerts acknowledged by the stream, by sink (jetstream, or a rendered jetstream sink)",
   },
   "latentwatch.alerts.duplicate": {
     kind: "counter",
     unit: "{alert}",
-    help: "Alert publishes the stream reported as duplicates (already stored)",
+    help: "Alert publishes the stream reported as duplicates (already stored), by sink",
   },
   "latentwatch.alerts.dropped": {
     kind: "counter",
     unit: "{alert}",
-    help: "Alerts dropped, by reason",
+    help: "Alerts dropped, by reason and sink (every sink's drops are counted here)",
   },
   "latentwatch.alerts.publish_retries": {
     kind: "counter",
     unit: "{attempt}",
-    help: "Alert publish retries",
+    help: "Alert publish retries, by sink",
   },
   "latentwatch.queue.depth": {
     kind: "gauge",
@@ -187,7 +187,7 @@ export const METRIC_SPEC = {
   "latentwatch.alert_queue.depth": {
     kind: "gauge",
     unit: "{alert}",
-    help: "Alerts waiting to be published",
+    help: "Alerts waiting to be published by a JetStream sink (memory and spool), by sink",
   },
   "latentwatch.encoder.provider": {
     kind: "gauge",

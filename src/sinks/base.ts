@@ -10,6 +10,7 @@
 import type { Alert } from "../core/alert.ts";
 import type { Bus } from "../bus/bus.ts";
 import type { Logger } from "../serve/log.ts";
+import type { Telemetry } from "../serve/telemetry.ts";
 import { type DeliverFn, DeliveryQueue, type DeliveryQueueOptions } from "./queue.ts";
 import type { AlertSink, SinkStats } from "./sink.ts";
 
@@ -34,6 +35,12 @@ export interface RenderedStreamDeps {
   duplicateWindowMs: number;
   /** Spool folder of the native alerts; each rendered sink spools in a subfolder of it. */
   spoolDir?: string;
+  /**
+   * Where each rendered sink counts its drops, publishes, retries and queue
+   * depth, every series labelled `sink` with the sink's name (see
+   * `JetStreamSinkOptions.telemetry` in `src/sinks/jetstream.ts`).
+   */
+  telemetry?: Telemetry;
 }
 
 /** An alert rendered for one sink. */

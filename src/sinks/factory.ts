@@ -43,7 +43,11 @@ export class SinkSetupError extends Error {
 export function createSinks(configs: readonly SinkConfig[], deps: SinkDeps): AlertSink[] {
   const env = deps.env ?? ((name: string) => Deno.env.get(name));
   return configs.map((c): AlertSink => {
-    const common = { name: c.name, maxQueue: c.maxQueue, timeoutMs: c.timeoutMs };
+    const common = {
+      name: c.name,
+      maxQueue: c.maxQueue,
+      timeoutMs: c.type === "jetstream" ? 0 : c.timeoutMs,
+    };
     switch (c.type) {
       case "syslog":
         return new SyslogSink({
@@ -134,6 +138,7 @@ export function createSinks(configs: readonly SinkConfig[], deps: SinkDeps): Ale
             ? { spoolDir: `${js.spoolDir}/${c.name.replace(/[^A-Za-z0-9._-]/g, "_")}` }
             : {}),
           log: deps.log,
+          ...(js.telemetry ? { telemetry: js.telemetry } : {}),
           rendering: {
             id: renderingId(rendering),
             contentType: renderingContentType(rendering),

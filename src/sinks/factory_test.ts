@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { ALERT, MINIMAL, NASTY } from "../core/render/test_alert.ts";
 import { parseMonitorConfig } from "../config/monitor.ts";
+import { MemoryBus } from "../bus/memory_bus.ts";
 import { Logger } from "../serve/log.ts";
+import { Telemetry } from "../serve/telemetry.ts";
 import { startFrameReceiver, startHttpReceiver } from "../../tests/helpers/receivers.ts";
 import { waitUntil } from "../../tests/helpers/stream.ts";
 import { createSinks, SinkSetupError } from "./factory.ts";
@@ -171,4 +173,54 @@ Deno.test("createSinks: a jetstream sink needs the alert stream; without one, an
       err instanceof SinkSetupError && err.at === "/srv/lw/m.yaml:7:5" &&
       /latentwatch\.render\.ecs\.demo/.test(err.message),
   );
+});
+
+Deno.test("createSinks: rendered jetstream sinks count drops and queue depth per sink", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-render-metrics-" });
+  const cfg = parseMonitorConfig(
+    HEAD + "sinks:\n  - { type: jetstream, format: ecs }\n  - { type: jetstream, shape: syslog }\n",
+    `${dir}/m.yaml`,
+  );
+  const ecs = "jetstream:latentwatch.render.ecs.demo";
+  const syslog = "jetstream:latentwatch.render.syslog.demo";
+  // NATS down: what each sink accepts waits in its own spool
+  const down = new (class extends MemoryBus {
+    override get connected(): boolean {
+      return false;
+    }
+  })();
+  // a broker whose max_payload no rendering fits in: every alert is dropped as too_large
+  const tiny = new MemoryBus({ maxPayload: 16 });
+  const telemetry = new Telemetry();
+  const deps = (bus: MemoryBus, spoolDir: string) => ({
+    log,
+    hostname: "lw-test",
+    jetstream: { bus, stream: "A", duplicateWindowMs: 60_000, spoolDir, telemetry },
+  });
+  const waiting = createSinks(cfg.sinks, deps(down, `${dir}/spool-down`));
+  const dropping = createSinks(cfg.sinks, deps(tiny, `${dir}/spool-tiny`));
+  try {
+    for (const s of [...waiting, ...dropping]) await s.start();
+    assert.deepEqual(waiting.map((s) => s.name), [ecs, syslog]);
+    assert.ok(
+      waiting[0].submit(ALERT) && waiting[0].submit({ ...NASTY, id: "second" }) &&
+        waiting[1].submit(ALERT),
+    );
+    // one gauge series per sink: neither overwrites the other
+    assert.equal(telemetry.value("latentwatch.alert_queue.depth", { sink: ecs }), 2);
+    assert.equal(telemetry.value("latentwatch.alert_queue.depth", { sink: syslog }), 1);
+
+    assert.equal(dropping[0].submit(ALERT), false);
+    assert.equal(dropping[1].submit(ALERT), false);
+    assert.equal(dropping[1].submit({ ...NASTY, id: "second" }), false);
+    const dropped = (sink: string) =>
+      telemetry.value("latentwatch.alerts.dropped", { reason: "too_large", sink });
+    assert.deepEqual([dropped(ecs), dropped(syslog)], [1, 2], "every drop counted, by sink");
+    assert.equal(telemetry.total("latentwatch.alerts.dropped"), 3);
+  } finally {
+    for (const s of [...waiting, ...dropping]) await s.close();
+    await down.close();
+    await tiny.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -1,26 +1,42 @@
 /**
  * The JetStream alert sink: every alert ends up in the alert stream exactly
- * once, even when NATS is down for a while or the sidecar restarts.
+ * once, even when NATS is down for a while or the sidecar restarts
+ * (docs/alert-delivery.md, "Order of operations (write-ahead)").
  *
- * - At start the stream is created or checked (`bus.ensureStream`).
- * - Each alert is published with its stable id as `Nats-Msg-Id` and the
- *   publish ack is awaited. An ack that never comes is retried with the same
- *   id, so the stream's dedup window keeps the alert once.
- * - Alerts wait in a bounded in-memory queue while NATS answers. While it
- *   does not (the bus is disconnected, or a publish failed), or when the
- *   memory queue is full, they go to the on-disk {@linkcode Spool}, and a
- *   replay loop delivers the spool, oldest first, with capped exponential
- *   backoff, once NATS is back. The spool survives a restart of the sidecar:
- *   {@linkcode JetStreamSink.start} loads what the last run left and resends it.
+ * - At start the spool is opened, loading what the last run left there
+ *   (resent by the replay loop), and the stream is created or checked
+ *   (`bus.ensureStream`; deferred to the first publish while NATS is down).
+ * - **Write-ahead.** {@linkcode JetStreamSink.persist} appends a batch of
+ *   alerts to the on-disk {@linkcode Spool} first, in one write (with
+ *   `fsync: batch` or `always`, one `fdatasync`), before any other sink sees
+ *   them: an alert is durable (accepted) once its record is in the spool.
+ * - **Publish.** Accepted alerts are then published from memory while NATS
+ *   answers and the memory queue (`maxQueue`) has room, each with its stable
+ *   id as `Nats-Msg-Id`, and the publish ack is awaited. When the stream
+ *   acknowledges one, an ack record for its id is appended to the spool; a
+ *   record leaves the spool only then. When NATS is down, memory is full or
+ *   a publish fails, nothing more is written: the record already waits in
+ *   the spool, and a replay loop delivers the spool, oldest first, with
+ *   capped exponential backoff. Resends carry the same id, so the stream's
+ *   dedup window keeps each alert once.
+ * - **Refused by the spool** (full, write error): the alert is not accepted.
+ *   It is published from memory only, and its {@linkcode Durability}
+ *   resolves true once the stream acknowledged it (the caller hands it to
+ *   the other sinks only then), false when it is dropped.
  * - When the stream itself is gone (a broker restarted without its store) it
  *   is created again.
- * - Errors no retry can cure (too large, no permission) drop the alert,
- *   counted and logged. So does a full spool: the newest alert is dropped
- *   (`spool_full`), counted and logged as an error with its id. Nothing is
- *   dropped silently.
+ * - Drops: errors no retry can cure (`too_large`, `permission_denied`), a
+ *   spool refusal while the alert cannot be published from memory either
+ *   (`spool_full`, `spool_io_error`: the newest alert is the one dropped),
+ *   `render_failed` and `shutdown`. Each is counted in `stats.dropped` and in
+ *   `latentwatch.alerts.dropped{reason,sink}`, and logged as an error with
+ *   the alert id. Nothing is dropped silently.
+ * - At shutdown, {@linkcode JetStreamSink.drain} waits for memory (and for
+ *   the spool while NATS answers); what is not acknowledged stays in the
+ *   spool for the next run.
  *
  * Order in the stream follows submission while NATS answers; alerts that
- * went through the spool arrive later than newer ones that did not.
+ * went through the replay loop arrive later than newer ones that did not.
  *
  * With a `rendering`, the sink publishes that rendering of each alert (ECS,
  * CEF, an RFC 5424 frame, a Splunk HEC event: `src/sinks/renderings.ts`)
@@ -62,7 +78,13 @@ export interface JetStreamSinkOptions {
   /** Sink name for logs (default `jetstream`). */
   name?: string;
   log?: Logger;
-  /** Mirror counters into the sidecar's telemetry (published, duplicate, dropped, retries). */
+  /**
+   * Mirror counters into the sidecar's telemetry, each series labelled
+   * `sink` with {@linkcode JetStreamSink.name} (so several sinks share one
+   * telemetry): `latentwatch.alerts.published`, `.duplicate`,
+   * `.dropped{reason}`, `.publish_retries` and the gauge
+   * `latentwatch.alert_queue.depth`.
+   */
   telemetry?: Telemetry;
   /** Called for every alert the stream acknowledged (for live display). */
   onPublished?: (alert: Alert, seq: number, duplicate: boolean) => void;
@@ -480,12 +502,13 @@ export class JetStreamSink implements DurableSink {
     this.#o.telemetry?.set(
       "latentwatch.alert_queue.depth",
       this.#volatile + (this.#spool?.pending ?? 0),
+      { sink: this.name },
     );
   }
 
   #drop(alert: Alert, reason: string, error?: string): void {
     this.#stats.dropped[reason] = (this.#stats.dropped[reason] ?? 0) + 1;
-    this.#o.telemetry?.add("latentwatch.alerts.dropped", 1, { reason });
+    this.#o.telemetry?.add("latentwatch.alerts.dropped", 1, { reason, sink: this.name });
     this.#o.log?.error("alert.dropped", {
       sink: this.name,
       reason,
@@ -581,17 +604,17 @@ export class JetStreamSink implements DurableSink {
   #delivered(alert: Alert | null, seq: number, duplicate: boolean): void {
     if (duplicate) {
       this.#stats.duplicate++;
-      this.#o.telemetry?.add("latentwatch.alerts.duplicate");
+      this.#o.telemetry?.add("latentwatch.alerts.duplicate", 1, { sink: this.name });
     } else {
       this.#stats.delivered++;
-      this.#o.telemetry?.add("latentwatch.alerts.published");
+      this.#o.telemetry?.add("latentwatch.alerts.published", 1, { sink: this.name });
     }
     if (alert) this.#o.onPublished?.(alert, seq, duplicate);
   }
 
   #retried(id: string, error: string, retryInMs: number): void {
     this.#stats.retries++;
-    this.#o.telemetry?.add("latentwatch.alerts.publish_retries");
+    this.#o.telemetry?.add("latentwatch.alerts.publish_retries", 1, { sink: this.name });
     this.#o.log?.warn("alert.publish_failed", {
       sink: this.name,
       alert: id,
@@ -681,7 +704,7 @@ export class JetStreamSink implements DurableSink {
         // loop must outlive it, so count, say why and try again later
         this.#stats.spoolErrors++;
         this.#stats.retries++;
-        this.#o.telemetry?.add("latentwatch.alerts.publish_retries");
+        this.#o.telemetry?.add("latentwatch.alerts.publish_retries", 1, { sink: this.name });
         this.#o.log?.error("alert.spool_replay_failed", {
           sink: this.name,
           dir: spool.dir,

@@ -1,0 +1,166 @@
+import assert from "node:assert/strict";
+import { frameRecord } from "../sinks/spool.ts";
+import { CheckpointError, SeqCheckpoints } from "./checkpoints.ts";
+
+async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-ckpt-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Every request's resume seq, as a fresh open sees it (each taken once). */
+function resumeAll(path: string, ids: string[], opts = {}): Record<string, number | undefined> {
+  const cp = SeqCheckpoints.open(path, opts);
+  try {
+    return Object.fromEntries(ids.map((id) => [id, cp.take(id)]));
+  } finally {
+    cp.close();
+  }
+}
+
+Deno.test("checkpoints: round trip; later records win, ended requests go, each taken once", () =>
+  withDir((dir) => {
+    const path = `${dir}/requests.ckpt`;
+    const cp = SeqCheckpoints.open(path);
+    assert.equal(cp.pending, 0, "a new file: nothing to resume");
+    assert.equal(cp.damaged, 0);
+    cp.record(new Map([["a", 3], ["b", 1]]), []);
+    cp.record(new Map([["a", 7], ["c", 2]]), []);
+    cp.record(new Map(), ["b"]);
+    cp.record(new Map(), []); // nothing to say: nothing written
+    cp.close();
+
+    const again = SeqCheckpoints.open(path);
+    assert.equal(again.pending, 2);
+    assert.equal(again.take("a"), 7, "the later record wins");
+    assert.equal(again.take("a"), undefined, "taken once");
+    assert.equal(again.take("b"), undefined, "ended: forgotten");
+    assert.equal(again.take("c"), 2);
+    assert.equal(again.pending, 0);
+    again.close();
+  }));
+
+Deno.test("checkpoints: a torn tail and a corrupt record are skipped and counted, the rest kept", () =>
+  withDir((dir) => {
+    const path = `${dir}/requests.ckpt`;
+    const cp = SeqCheckpoints.open(path); // compacts: one record (empty) on disk
+    cp.record(new Map([["a", 1]]), []);
+    cp.record(new Map([["b", 5]]), []);
+    cp.record(new Map([["c", 9]]), []);
+    cp.close();
+    const bytes = Deno.readFileSync(path);
+    // records: "LWS1" | length u32 LE | CRC-32 u32 LE | payload
+    const starts: number[] = [];
+    for (let at = 0; at < bytes.length;) {
+      starts.push(at);
+      at += 12 + new DataView(bytes.buffer, at + 4, 4).getUint32(0, true);
+    }
+    assert.equal(starts.length, 4, "the compacted record and three appended ones");
+    // damage b's payload (the CRC no longer matches), and cut a fourth record short
+    const damaged = bytes.slice();
+    damaged[starts[2] + 14] ^= 0xff;
+    const whole = frameRecord(new TextEncoder().encode(JSON.stringify({ s: { d: 4 } })));
+    const torn = whole.subarray(0, whole.length - 3); // a crash mid-write
+    Deno.writeFileSync(path, new Uint8Array([...damaged, ...torn]));
+
+    const again = SeqCheckpoints.open(path);
+    assert.equal(again.damaged, 2, "one corrupt, one torn");
+    assert.equal(again.take("a"), 1);
+    assert.equal(again.take("b"), undefined, "the corrupt record is gone");
+    assert.equal(again.take("c"), 9, "the record after the corrupt one is kept");
+    assert.equal(again.take("d"), undefined, "the torn record is gone");
+    again.close();
+    // open rewrote the file compactly: nothing damaged is left
+    const third = SeqCheckpoints.open(path);
+    assert.equal(third.damaged, 0);
+    assert.equal(third.pending, 2);
+    third.close();
+  }));
+
+Deno.test("checkpoints: the file is rewritten compactly once it grows past compactBytes", () =>
+  withDir((dir) => {
+    const path = `${dir}/requests.ckpt`;
+    const compactBytes = 512;
+    const cp = SeqCheckpoints.open(path, { compactBytes });
+    let largest = 0;
+    for (let seq = 1; seq <= 200; seq++) {
+      cp.record(new Map([["a", seq], [`r${seq % 3}`, seq]]), []);
+      largest = Math.max(largest, Deno.statSync(path).size);
+    }
+    cp.close();
+    // 200 appended records are some 8 KiB: without compaction the file would hold them all
+    assert.ok(
+      largest <= compactBytes + 64,
+      `expected at most ~${compactBytes} bytes, found ${largest}`,
+    );
+    assert.deepEqual(resumeAll(path, ["a", "r0", "r1", "r2"]), {
+      a: 200,
+      r0: 198,
+      r1: 199,
+      r2: 200,
+    });
+  }));
+
+Deno.test("checkpoints: at most maxRequests are remembered, the least recently recorded forgotten", () =>
+  withDir((dir) => {
+    const path = `${dir}/requests.ckpt`;
+    const cp = SeqCheckpoints.open(path, { maxRequests: 3 });
+    for (const [id, seq] of [["a", 1], ["b", 2], ["c", 3]] as const) {
+      cp.record(new Map([[id, seq]]), []);
+    }
+    cp.record(new Map([["a", 4]]), []); // a is now the most recent
+    cp.record(new Map([["d", 5], ["e", 6]]), []); // b and c go
+    cp.close();
+    const again = SeqCheckpoints.open(path, { maxRequests: 3 });
+    assert.equal(again.pending, 3);
+    again.close();
+    assert.deepEqual(resumeAll(path, ["a", "b", "c", "d", "e"]), {
+      a: 4,
+      b: undefined,
+      c: undefined,
+      d: 5,
+      e: 6,
+    });
+    // a smaller bound on open trims what an earlier run left
+    const trimmed = SeqCheckpoints.open(path, { maxRequests: 1 });
+    assert.equal(trimmed.pending, 1);
+    trimmed.close();
+  }));
+
+Deno.test("checkpoints: an unreadable or unwritable file is a CheckpointError with its cause", () =>
+  withDir((dir) => {
+    // a directory where the file should be
+    Deno.mkdirSync(`${dir}/requests.ckpt`);
+    assert.throws(
+      () => SeqCheckpoints.open(`${dir}/requests.ckpt`),
+      (err: unknown) => {
+        assert.ok(err instanceof CheckpointError, String(err));
+        assert.equal(err.name, "CheckpointError");
+        assert.equal(err.path, `${dir}/requests.ckpt`);
+        assert.match(err.message, /requests\.ckpt: expected a readable file/);
+        assert.ok(err.cause instanceof Error, "the I/O error is its cause");
+        return true;
+      },
+    );
+    // a folder that does not exist: the compact rewrite at open fails
+    assert.throws(
+      () => SeqCheckpoints.open(`${dir}/missing/requests.ckpt`),
+      (err: unknown) =>
+        err instanceof CheckpointError && /expected to rewrite it compactly/.test(err.message) &&
+        err.cause instanceof Deno.errors.NotFound,
+    );
+    // the folder goes while the file is in use: record() says so, with the cause
+    Deno.mkdirSync(`${dir}/gone`);
+    const cp = SeqCheckpoints.open(`${dir}/gone/requests.ckpt`);
+    Deno.removeSync(`${dir}/gone`, { recursive: true });
+    assert.throws(
+      () => cp.record(new Map([["a", 1]]), []),
+      (err: unknown) =>
+        err instanceof CheckpointError && /expected the write to succeed/.test(err.message) &&
+        err.cause instanceof Deno.errors.NotFound,
+    );
+    cp.close();
+  }));
