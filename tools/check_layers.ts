@@ -1,0 +1,268 @@
+/**
+ * The layering check of `deno task ok`: every import between folders of
+ * `src/` (and from `bench/`) must follow the table in docs/architecture.md,
+ * and no folder may import a folder that imports it back (directly or round
+ * a longer loop). Imports are read from the source text (static, type-only,
+ * re-exports, dynamic `import()` and `new URL(…, import.meta.url)` for
+ * workers), so type-only edges count too.
+ *
+ * `deno run -A tools/check_layers.ts [--graph]` prints each violation as
+ * `file:line: <from> may not import <to> (allowed: …)`, then the folder
+ * cycles, and exits 1 when there is either; `--graph` prints the folder graph.
+ *
+ * @module
+ */
+import { join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/**
+ * Which folders each folder may import (besides itself). The order is the
+ * layering, lowest first; docs/architecture.md has the same table.
+ */
+export const ALLOWED: Readonly<Record<string, readonly string[]>> = {
+  "src/shared": [],
+  "src/core": ["src/shared"],
+  "src/formats": ["src/core", "src/shared"],
+  "src/runtime": ["src/core", "src/formats", "src/shared"],
+  "src/bus": ["src/core", "src/shared"],
+  "src/sinks": ["src/core", "src/bus", "src/shared"],
+  "src/config": ["src/core", "src/formats", "src/sinks", "src/shared"],
+  "src/pipeline": ["src/core", "src/formats", "src/runtime", "src/shared"],
+  "src/traces": [
+    "src/core",
+    "src/formats",
+    "src/runtime",
+    "src/config",
+    "src/pipeline",
+    "src/shared",
+  ],
+  "src/tap": ["src/core", "src/bus", "src/shared"],
+  "src/serve": [
+    "src/core",
+    "src/formats",
+    "src/runtime",
+    "src/bus",
+    "src/sinks",
+    "src/config",
+    "src/pipeline",
+    "src/traces",
+    "src/shared",
+  ],
+  "src/demo": [
+    "src/core",
+    "src/formats",
+    "src/runtime",
+    "src/bus",
+    "src/sinks",
+    "src/config",
+    "src/pipeline",
+    "src/traces",
+    "src/tap",
+    "src/serve",
+    "src/shared",
+  ],
+  "src/cli": [
+    "src/core",
+    "src/formats",
+    "src/runtime",
+    "src/bus",
+    "src/sinks",
+    "src/config",
+    "src/pipeline",
+    "src/traces",
+    "src/tap",
+    "src/serve",
+    "src/shared",
+  ],
+  "src/main.ts": ["src/cli", "src/demo", "src/shared"],
+  // benches use the product and their own helpers, never test code
+  "bench": [
+    "src/core",
+    "src/formats",
+    "src/runtime",
+    "src/bus",
+    "src/sinks",
+    "src/config",
+    "src/pipeline",
+    "src/traces",
+    "src/tap",
+    "src/serve",
+    "src/demo",
+    "src/shared",
+  ],
+};
+
+/** One import of one file. */
+export interface ImportEdge {
+  file: string;
+  line: number;
+  target: string;
+}
+
+/** A broken rule: a forbidden edge or a folder cycle. */
+export interface LayerViolation {
+  kind: "forbidden" | "unknown-folder" | "cycle";
+  message: string;
+}
+
+const IMPORT_RE =
+  /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|new\s+URL\s*\(\s*)["'](\.{1,2}\/[^"']+)["']/g;
+
+/**
+ * The relative imports in `text` of the file at `file` (repository-relative),
+ * each resolved to a repository-relative path.
+ *
+ * @example
+ * ```ts
+ * const edges = importsOf("src/core/a.ts", 'import { b } from "../shared/log.ts";');
+ * // [{ file: "src/core/a.ts", line: 1, target: "src/shared/log.ts" }]
+ * ```
+ */
+export function importsOf(file: string, text: string): ImportEdge[] {
+  const out: ImportEdge[] = [];
+  const dir = file.split("/").slice(0, -1).join("/");
+  for (const m of text.matchAll(IMPORT_RE)) {
+    const line = text.slice(0, m.index).split("\n").length;
+    const target = join(dir, m[1]).replaceAll("\\", "/");
+    // data files read through import.meta.url (JSON schemas, fixtures) are not code
+    if (!/\.(ts|js|mjs)$/.test(target)) continue;
+    out.push({ file, line, target });
+  }
+  return out;
+}
+
+/**
+ * The layer (folder) a repository-relative path belongs to: `src/<folder>`,
+ * `src/main.ts`, or the top folder (`bench`, `tests`, `tools`).
+ *
+ * @example
+ * ```ts
+ * layerOf("src/serve/pipeline.ts"); // "src/serve"
+ * ```
+ */
+export function layerOf(path: string): string {
+  const parts = path.split("/");
+  if (parts[0] === "src") return parts.length === 2 ? path : `src/${parts[1]}`;
+  return parts[0];
+}
+
+/**
+ * Check `edges` against {@linkcode ALLOWED} and look for folder cycles.
+ * Test files (`*_test.ts`) and test support may import anything below them,
+ * so only product and bench files are checked.
+ *
+ * @example
+ * ```ts
+ * const problems = checkLayers([{ file: "src/core/a.ts", line: 3, target: "src/serve/log.ts" }]);
+ * // [{ kind: "forbidden", message: "src/core/a.ts:3: src/core may not import src/serve ..." }]
+ * ```
+ */
+export function checkLayers(edges: readonly ImportEdge[]): LayerViolation[] {
+  const problems: LayerViolation[] = [];
+  const graph = new Map<string, Set<string>>();
+  for (const e of edges) {
+    if (/_test\.ts$/.test(e.file) || e.file.startsWith("tests/")) continue;
+    const from = layerOf(e.file);
+    const to = layerOf(e.target);
+    if (from === to) continue;
+    const allowed = ALLOWED[from];
+    if (!allowed) {
+      problems.push({
+        kind: "unknown-folder",
+        message: `${e.file}:${e.line}: ${from} is not in the layer table (tools/check_layers.ts)`,
+      });
+      continue;
+    }
+    if (!graph.has(from)) graph.set(from, new Set());
+    graph.get(from)!.add(to);
+    if (!allowed.includes(to)) {
+      problems.push({
+        kind: "forbidden",
+        message: `${e.file}:${e.line}: ${from} may not import ${to} (${e.target}); allowed: ${
+          allowed.join(", ") || "nothing"
+        }`,
+      });
+    }
+  }
+  for (const cycle of folderCycles(graph)) {
+    problems.push({
+      kind: "cycle",
+      message: `folders that import each other round a loop: ${cycle.slice(0, -1).join(", ")}`,
+    });
+  }
+  return problems;
+}
+
+/** Each elementary loop of strongly connected folders, reported once per component. */
+export function folderCycles(graph: ReadonlyMap<string, ReadonlySet<string>>): string[][] {
+  // Tarjan's strongly connected components, iteratively small enough: folders are few
+  let index = 0;
+  const idx = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const on = new Set<string>();
+  const out: string[][] = [];
+  const visit = (v: string): void => {
+    idx.set(v, index);
+    low.set(v, index++);
+    stack.push(v);
+    on.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!idx.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (on.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!));
+    }
+    if (low.get(v) === idx.get(v)) {
+      const comp: string[] = [];
+      let w: string;
+      do {
+        w = stack.pop()!;
+        on.delete(w);
+        comp.push(w);
+      } while (w !== v);
+      if (comp.length > 1) out.push([...comp.reverse(), comp[0]]);
+    }
+  };
+  for (const v of [...graph.keys()].sort()) if (!idx.has(v)) visit(v);
+  return out;
+}
+
+/** Every `.ts` file under `dir` (repository-relative). */
+async function tsFiles(root: string, dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(join(root, dir))) {
+    const p = `${dir}/${e.name}`;
+    if (e.isDirectory && e.name !== "node_modules" && e.name !== "testdata") {
+      out.push(...await tsFiles(root, p));
+    } else if (e.isFile && p.endsWith(".ts")) out.push(p);
+  }
+  return out;
+}
+
+if (import.meta.main) {
+  const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
+  const files = [...await tsFiles(root, "src"), ...await tsFiles(root, "bench")];
+  const edges: ImportEdge[] = [];
+  for (const f of files) edges.push(...importsOf(f, await Deno.readTextFile(join(root, f))));
+  if (Deno.args.includes("--graph")) {
+    const g = new Map<string, Set<string>>();
+    for (const e of edges) {
+      if (/_test\.ts$/.test(e.file)) continue;
+      const a = layerOf(e.file);
+      const b = layerOf(e.target);
+      if (a !== b) g.set(a, (g.get(a) ?? new Set()).add(b));
+    }
+    for (const [k, v] of [...g].sort()) console.log(`${k} → ${[...v].sort().join(", ")}`);
+  }
+  const problems = checkLayers(edges);
+  for (const p of problems) console.log(p.message);
+  const cycles = problems.filter((p) => p.kind === "cycle").length;
+  console.log(
+    `layers: ${files.length} files, ${edges.length} relative imports, ` +
+      `${problems.length - cycles} forbidden, ${cycles} folder cycles (${
+        relative(Deno.cwd(), root) || "."
+      })`,
+  );
+  if (problems.length > 0) Deno.exit(1);
+}
