@@ -26,7 +26,7 @@ import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { Rng } from "../src/core/random.ts";
 import { randomSae } from "../src/formats/random_sae.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens.ts";
-import { Logger } from "../src/serve/log.ts";
+import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import { Tap } from "../src/tap/tap.ts";
 import type { BenchResult } from "./run.ts";

@@ -12,7 +12,7 @@ import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { Rng } from "../src/core/random.ts";
-import { Logger } from "../src/serve/log.ts";
+import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import { Tap } from "../src/tap/tap.ts";
 import { writeBenchMonitor } from "./e2e.ts";

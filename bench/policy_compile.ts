@@ -15,7 +15,7 @@ import { compilePolicySet } from "../src/core/policy/compile.ts";
 import { macroChainYaml } from "../src/core/policy/test_helpers.ts";
 import { buildDemoSae, SimulatedModel } from "../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens.ts";
-import { Logger } from "../src/serve/log.ts";
+import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 
 /** One measurement. */

@@ -7,8 +7,8 @@
  *
  * @module
  */
-import { findPythonWithTorch } from "../tests/helpers/python.ts";
-import { torchFixture } from "../tests/python/planted.ts";
+import { findPythonWithTorch } from "../support/python.ts";
+import { torchFixture } from "../support/planted_model.ts";
 import type { BenchResult } from "./run.ts";
 
 function pct(sorted: number[], p: number): number {

@@ -31,7 +31,7 @@ import type { Alert } from "../src/core/alert.ts";
 import { toEcs } from "../src/core/render/ecs.ts";
 import { octetFrame, toSyslog5424 } from "../src/core/render/syslog.ts";
 import { ALERT, MINIMAL, NASTY } from "../src/core/render/test_alert.ts";
-import { Logger } from "../src/serve/log.ts";
+import { Logger } from "../src/shared/log.ts";
 import { createSinks } from "../src/sinks/factory.ts";
 import { JetStreamSink } from "../src/sinks/jetstream.ts";
 import { SyslogSink } from "../src/sinks/syslog.ts";

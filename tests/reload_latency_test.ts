@@ -10,7 +10,7 @@ import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { macroChainYaml } from "../src/core/policy/test_helpers.ts";
 import { buildDemoSae, SimulatedModel } from "../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens.ts";
-import { Logger } from "../src/serve/log.ts";
+import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 
 const D_SAE = 256;

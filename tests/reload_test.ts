@@ -10,7 +10,7 @@ import { startNatsServer } from "../src/bus/nats_server.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens.ts";
-import { Logger } from "../src/serve/log.ts";
+import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import { Tap } from "../src/tap/tap.ts";
 import { readAlerts, waitUntil } from "./helpers/stream.ts";

@@ -7,7 +7,7 @@
  */
 import { findNatsServer } from "../src/bus/nats_server.ts";
 import { findRsyslogd, hasRsyslogGtls } from "./helpers/rsyslog.ts";
-import { hasPythonTorch } from "./helpers/python.ts";
+import { hasPythonTorch } from "../support/python.ts";
 
 async function sh(cmd: string, args: string[]): Promise<boolean> {
   const { code } = await new Deno.Command(cmd, { args, stdout: "inherit", stderr: "inherit" })

@@ -3,7 +3,7 @@
  * while running, a clean exit on SIGTERM.
  */
 import { loadMonitorConfig } from "../src/config/monitor.ts";
-import { Logger } from "../src/serve/log.ts";
+import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import assert from "node:assert/strict";
 import { freePort, startNatsServer } from "../src/bus/nats_server.ts";

@@ -11,7 +11,7 @@ import { decodeFrame, encodeFrame, tapSubject } from "../src/core/frame.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens.ts";
-import { Logger } from "../src/serve/log.ts";
+import { Logger } from "../src/shared/log.ts";
 import { type RunningMonitor, startMonitor } from "../src/serve/monitor.ts";
 import { Tap } from "../src/tap/tap.ts";
 import { TraceReader } from "../src/traces/reader.ts";

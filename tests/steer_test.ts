@@ -20,7 +20,7 @@ import {
 import { encodeFrame, tapSubject } from "../src/core/frame.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens.ts";
-import { Logger } from "../src/serve/log.ts";
+import { Logger } from "../src/shared/log.ts";
 import { type RunningMonitor, startMonitor } from "../src/serve/monitor.ts";
 import { Tap, type TapOptions } from "../src/tap/tap.ts";
 import type { Alert } from "../src/core/alert.ts";

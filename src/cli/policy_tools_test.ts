@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { runLatentwatch } from "../../tests/helpers/cli.ts";
-import { writeExample } from "../traces/example.ts";
+import { writeExample } from "../demo/example_trace.ts";
 import { runReplayCommand } from "./replay.ts";
 
 const DEMO_RULES = `version: 1

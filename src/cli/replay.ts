@@ -7,7 +7,7 @@
  * @module
  */
 import { loadMonitorConfig } from "../config/monitor.ts";
-import { Logger } from "../serve/log.ts";
+import { Logger } from "../shared/log.ts";
 import { loadOfflineMonitor, type ReplayFiring, replayTrace } from "../traces/offline.ts";
 import { readTraceHeader } from "../traces/reader.ts";
 import { commandFailed, parseCommandArgs, usageError } from "./common.ts";

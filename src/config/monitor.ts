@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { EXECUTION_PROVIDERS, type ExecutionProviderSetting } from "../runtime/provider.ts";
 import { SAE_FORMATS, type SaeFormatName } from "../core/sae.ts";
 import { RENDERING_SHAPES, renderSubject } from "../sinks/renderings.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
@@ -186,17 +187,9 @@ export interface MonitorSae {
 
 export { SAE_FORMATS, type SaeFormatName };
 
-/**
- * Values of `execution.provider`: `auto` tries WebGPU, then CUDA, then the
- * CPU; the others ask for one provider and fall back to the CPU when it
- * cannot start.
- */
-export const EXECUTION_PROVIDERS = ["auto", "webgpu", "cuda", "cpu"] as const;
-
-/** One of {@linkcode EXECUTION_PROVIDERS}. */
-export type ExecutionProviderSetting = (typeof EXECUTION_PROVIDERS)[number];
-
 /** Settings of `alerts.spool.fsync` (see `SpoolOptions.fsync` in src/sinks/spool.ts). */
+export { EXECUTION_PROVIDERS, type ExecutionProviderSetting };
+
 export const SPOOL_FSYNC = ["never", "batch", "always"] as const;
 
 /** One of {@linkcode SPOOL_FSYNC}. */

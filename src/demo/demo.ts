@@ -27,7 +27,7 @@ import { connectNatsBus } from "../bus/nats_bus.ts";
 import { findNatsServer, type NatsServerProcess, startNatsServer } from "../bus/nats_server.ts";
 import { loadMonitorConfig } from "../config/monitor.ts";
 import { writeSaeLensFolder } from "../formats/saelens.ts";
-import { Logger } from "../serve/log.ts";
+import { Logger } from "../shared/log.ts";
 import { startMonitor } from "../serve/monitor.ts";
 import { Tap } from "../tap/tap.ts";
 import { tapSubjectFilter } from "../core/frame.ts";

@@ -20,10 +20,17 @@ import * as ort from "onnxruntime-node";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import process from "node:process";
-import { EXECUTION_PROVIDERS, type ExecutionProviderSetting } from "../config/monitor.ts";
 import { floatInit, INPUT_NAME, modelOf, node, valueInfo } from "./onnx_graph.ts";
 
-export { EXECUTION_PROVIDERS, type ExecutionProviderSetting };
+/**
+ * Values of `execution.provider`: `auto` tries WebGPU, then CUDA, then the
+ * CPU; the others ask for one provider and fall back to the CPU when it
+ * cannot start.
+ */
+export const EXECUTION_PROVIDERS = ["auto", "webgpu", "cuda", "cpu"] as const;
+
+/** One of {@linkcode EXECUTION_PROVIDERS}. */
+export type ExecutionProviderSetting = (typeof EXECUTION_PROVIDERS)[number];
 
 /** A provider a session can actually run on. */
 export type ExecutionProvider = "cpu" | "webgpu" | "cuda";

@@ -27,7 +27,7 @@ import {
   type ProviderReport,
   watchIsCheap,
 } from "../runtime/ort_encoder.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../shared/log.ts";
 import { type PolicyCompiler, PolicyWorkerError } from "./policy_compiler.ts";
 import type { Generation } from "./pipeline.ts";
 

@@ -14,7 +14,7 @@ import {
   AlertFilterError,
   parseAlertFilter,
 } from "./alert_feed.ts";
-import type { Telemetry } from "./telemetry.ts";
+import type { Telemetry } from "../shared/telemetry.ts";
 
 /** What the control API reports on. */
 export interface ControlState {

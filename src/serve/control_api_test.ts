@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { controlApi, serveControlApi } from "./control_api.ts";
 import { AlertFeed } from "./alert_feed.ts";
-import { Telemetry } from "./telemetry.ts";
+import { Telemetry } from "../shared/telemetry.ts";
 import { sampleAlert } from "../../tests/helpers/live_alerts.ts";
 import { waitUntil } from "../../tests/helpers/stream.ts";
 

@@ -24,7 +24,7 @@ import {
 } from "./components.ts";
 import { controlApi, serveControlApi } from "./control_api.ts";
 import { PolicyCompiler } from "./policy_compiler.ts";
-import { Logger } from "./log.ts";
+import { Logger } from "../shared/log.ts";
 import { type Generation, Pipeline } from "./pipeline.ts";
 import { encoderProvider } from "../runtime/ort_encoder.ts";
 import { TraceWriter } from "../traces/writer.ts";
@@ -33,7 +33,7 @@ import { SeqCheckpoints } from "./checkpoints.ts";
 import type { AlertSink } from "../sinks/sink.ts";
 import { createSinks } from "../sinks/factory.ts";
 import { AlertFeed } from "./alert_feed.ts";
-import { Telemetry } from "./telemetry.ts";
+import { Telemetry } from "../shared/telemetry.ts";
 
 /** Hooks and overrides for {@linkcode startMonitor}. */
 export interface StartOptions {

@@ -37,8 +37,8 @@ import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
 import type { AlertSink, Durability, DurableSink } from "../sinks/sink.ts";
 import type { SeqCheckpoints } from "./checkpoints.ts";
 import { decodeMonitorFrame, encodeFrames, type Scratch, tokenBatch } from "./frames.ts";
-import type { Logger } from "./log.ts";
-import type { Telemetry } from "./telemetry.ts";
+import type { Logger } from "../shared/log.ts";
+import type { Telemetry } from "../shared/telemetry.ts";
 
 /**
  * What the pipeline evaluates with: the encoders and the policies they were

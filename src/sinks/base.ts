@@ -9,8 +9,8 @@
  */
 import type { Alert } from "../core/alert.ts";
 import type { Bus } from "../bus/bus.ts";
-import type { Logger } from "../serve/log.ts";
-import type { Telemetry } from "../serve/telemetry.ts";
+import type { Logger } from "../shared/log.ts";
+import type { Telemetry } from "../shared/telemetry.ts";
 import { type DeliverFn, DeliveryQueue, type DeliveryQueueOptions } from "./queue.ts";
 import type { AlertSink, SinkStats } from "./sink.ts";
 

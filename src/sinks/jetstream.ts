@@ -48,8 +48,8 @@
  */
 import type { Alert } from "../core/alert.ts";
 import type { Bus, StreamSpec } from "../bus/bus.ts";
-import type { Logger } from "../serve/log.ts";
-import type { Telemetry } from "../serve/telemetry.ts";
+import type { Logger } from "../shared/log.ts";
+import type { Telemetry } from "../shared/telemetry.ts";
 import type { Durability, DurableSink, SinkStats } from "./sink.ts";
 import { Spool, type SpoolOptions } from "./spool.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Alert } from "../core/alert.ts";
 import { MemoryBus } from "../bus/memory_bus.ts";
-import { Logger } from "../serve/log.ts";
+import { Logger } from "../shared/log.ts";
 import { JetStreamSink } from "./jetstream.ts";
 
 /** The in-process bus with a switch: down, every publish goes to the spool. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { Alert } from "../core/alert.ts";
 import { toSyslog5424 } from "../core/render/syslog.ts";
 import { ALERT, MINIMAL, NASTY } from "../core/render/test_alert.ts";
-import { Logger } from "../serve/log.ts";
+import { Logger } from "../shared/log.ts";
 import { waitUntil } from "../../tests/helpers/stream.ts";
 import {
   findRsyslogd,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ALERT, MINIMAL } from "../core/render/test_alert.ts";
-import { Logger } from "../serve/log.ts";
+import { Logger } from "../shared/log.ts";
 import { startHttpReceiver } from "../../tests/helpers/receivers.ts";
 import { WebhookConfigError, WebhookSink } from "./webhook.ts";
 

@@ -22,7 +22,7 @@ import { loadPolicyFileDef } from "../config/policy_file.ts";
 import { createOrtEncoder, createProbeEncoder } from "../runtime/ort_encoder.ts";
 import { loadMonitorModels, type MonitorModels } from "../serve/components.ts";
 import { decodeMonitorFrame, encodeFrames, tokenBatch } from "../serve/frames.ts";
-import { Logger } from "../serve/log.ts";
+import { Logger } from "../shared/log.ts";
 import { TraceReader } from "./reader.ts";
 import type { TraceRecord } from "./format.ts";
 

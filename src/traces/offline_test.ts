@@ -9,7 +9,7 @@ import { writeSaeLensFolder } from "../formats/saelens.ts";
 import { calibrate } from "../cli/policy_tools.ts";
 import { suggestThreshold } from "./calibrate.ts";
 import { loadOfflineMonitor, type ReplayFiring, replayTrace } from "./offline.ts";
-import { writeSimulatedTrace } from "./simulated.ts";
+import { writeSimulatedTrace } from "../demo/simulated_trace.ts";
 import { TraceWriter } from "./writer.ts";
 
 const HOOK = "blocks.6.hook_resid_post";

@@ -12,10 +12,10 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { DEMO_PROMPTS } from "../demo/demo.ts";
-import { buildDemoSae, SimulatedModel, writeDemoLabels } from "../demo/simulator.ts";
+import { DEMO_PROMPTS } from "./demo.ts";
+import { buildDemoSae, SimulatedModel, writeDemoLabels } from "./simulator.ts";
 import { writeSaeLensFolder } from "../formats/saelens.ts";
-import { type RequestTruth, writeSimulatedTrace } from "./simulated.ts";
+import { type RequestTruth, writeSimulatedTrace } from "./simulated_trace.ts";
 
 /**
  * Write the example SAE, monitor and trace into `dir`; returns the ground truth.

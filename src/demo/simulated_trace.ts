@@ -9,8 +9,8 @@
  */
 import { encodeFrame, tapSubject } from "../core/frame.ts";
 import type { Dtype } from "../core/dtype.ts";
-import { type SimulatedModel, tokenize } from "../demo/simulator.ts";
-import { TraceWriter } from "./writer.ts";
+import { type SimulatedModel, tokenize } from "./simulator.ts";
+import { TraceWriter } from "../traces/writer.ts";
 
 /** One simulated request: a prompt and the reply the model "generates". */
 export interface SimulatedRequest {

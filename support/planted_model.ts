@@ -7,14 +7,14 @@
  *
  * @module
  */
-import { Rng } from "../../src/core/random.ts";
-import type { SaeWeights } from "../../src/core/sae.ts";
-import { writeSaeLensFolder } from "../../src/formats/saelens.ts";
-import { type NatsServerProcess, startNatsServer } from "../../src/bus/nats_server.ts";
-import { loadMonitorConfig } from "../../src/config/monitor.ts";
-import { Logger } from "../../src/serve/log.ts";
-import { type RunningMonitor, startMonitor } from "../../src/serve/monitor.ts";
-import { findPythonWithTorch } from "../helpers/python.ts";
+import { Rng } from "../src/core/random.ts";
+import type { SaeWeights } from "../src/core/sae.ts";
+import { writeSaeLensFolder } from "../src/formats/saelens.ts";
+import { type NatsServerProcess, startNatsServer } from "../src/bus/nats_server.ts";
+import { loadMonitorConfig } from "../src/config/monitor.ts";
+import { Logger } from "../src/shared/log.ts";
+import { type RunningMonitor, startMonitor } from "../src/serve/monitor.ts";
+import { findPythonWithTorch } from "./python.ts";
 
 export const D = 32;
 const D_SAE = 16;
@@ -23,7 +23,7 @@ export const HOOK = "blocks.0.hook_resid_post";
 export const TRIGGER = 7;
 export const STOP = 9;
 export const CLAMP_VALUE = 0.5;
-export const ROOT = new URL("../../", import.meta.url).pathname;
+export const ROOT = new URL("..", import.meta.url).pathname;
 
 export const RULES = `version: 2
 rules:
