@@ -13,7 +13,14 @@
  * python3-torch`; `deno task test` installs it when run as root).
  */
 import assert from "node:assert/strict";
-import { CLAMP_VALUE, clampExpected, D, STOP, torchFixture, TRIGGER } from "../support/planted_model.ts";
+import {
+  CLAMP_VALUE,
+  clampExpected,
+  D,
+  STOP,
+  torchFixture,
+  TRIGGER,
+} from "../support/planted_model.ts";
 import { waitUntil } from "./helpers/stream.ts";
 
 const PROMPTS = { planted: [1, 2, TRIGGER, 3, 4], benign: [5, 6, 3], stop: [1, STOP, 2] };

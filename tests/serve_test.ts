@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import { connectNatsBus, type NatsBus } from "../src/bus/nats_bus.ts";
 import { type NatsServerProcess, startNatsServer } from "../src/bus/nats_server.ts";
-import { decodeFrame, encodeFrame, tapSubject } from "../src/core/frame.ts";
+import { decodeFrame } from "../src/core/frame/decode.ts";
+import { encodeFrame } from "../src/core/frame/encode.ts";
+import { tapSubject } from "../src/core/frame/subjects.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens.ts";

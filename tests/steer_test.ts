@@ -17,7 +17,8 @@ import {
   steerSubject,
   vectorToBase64,
 } from "../src/core/steer.ts";
-import { encodeFrame, tapSubject } from "../src/core/frame.ts";
+import { encodeFrame } from "../src/core/frame/encode.ts";
+import { tapSubject } from "../src/core/frame/subjects.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens.ts";
 import { Logger } from "../src/shared/log.ts";

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { headerWireBytes } from "../core/frame.ts";
+import { headerWireBytes } from "../core/frame/encode.ts";
 import {
   type Bus,
   type BusMessage,

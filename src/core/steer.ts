@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { subjectToken } from "./frame.ts";
+import { subjectToken } from "./frame/subjects.ts";
 import type { SteerAction } from "./policy/ast.ts";
 import { saeDOut, type SaeWeights } from "./sae.ts";
 

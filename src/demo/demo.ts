@@ -19,7 +19,7 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import type { Alert } from "../core/alert.ts";
-import type { Frame } from "../core/frame.ts";
+import type { Frame } from "../core/frame/format.ts";
 import type { SparseLatents } from "../core/sae.ts";
 import type { Bus } from "../bus/bus.ts";
 import { MemoryBus } from "../bus/memory_bus.ts";
@@ -30,7 +30,7 @@ import { writeSaeLensFolder } from "../formats/saelens.ts";
 import { Logger } from "../shared/log.ts";
 import { startMonitor } from "../serve/monitor.ts";
 import { Tap } from "../tap/tap.ts";
-import { tapSubjectFilter } from "../core/frame.ts";
+import { tapSubjectFilter } from "../core/frame/subjects.ts";
 import { TraceWriter } from "../traces/writer.ts";
 import {
   buildDemoSae,

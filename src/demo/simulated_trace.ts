@@ -7,7 +7,8 @@
  *
  * @module
  */
-import { encodeFrame, tapSubject } from "../core/frame.ts";
+import { encodeFrame } from "../core/frame/encode.ts";
+import { tapSubject } from "../core/frame/subjects.ts";
 import type { Dtype } from "../core/dtype.ts";
 import { type SimulatedModel, tokenize } from "./simulator.ts";
 import { TraceWriter } from "../traces/writer.ts";

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { decodeFrame, type Frame, FrameError } from "../core/frame.ts";
+import { decodeFrame } from "../core/frame/decode.ts";
+import { type Frame, FrameError } from "../core/frame/format.ts";
 import type { TokenBatch } from "../core/policy/engine.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { HeaderProblem } from "../bus/bus.ts";

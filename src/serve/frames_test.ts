@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { decodeFrame, encodeFrame, type Frame, FrameError, tapSubject } from "../core/frame.ts";
+import { decodeFrame } from "../core/frame/decode.ts";
+import { encodeFrame } from "../core/frame/encode.ts";
+import { type Frame, FrameError } from "../core/frame/format.ts";
+import { tapSubject } from "../core/frame/subjects.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import {
   decodeMonitorFrame,

@@ -6,9 +6,9 @@
  * @module
  */
 import type { Alert } from "../core/alert.ts";
-import { tapSubjectFilter } from "../core/frame.ts";
+import { tapSubjectFilter } from "../core/frame/subjects.ts";
 import type { SaeWeights, SparseLatents } from "../core/sae.ts";
-import type { Frame } from "../core/frame.ts";
+import type { Frame } from "../core/frame/format.ts";
 import type { Bus } from "../bus/bus.ts";
 import { connectNatsBus } from "../bus/nats_bus.ts";
 import { natsConfigPasswordProblem } from "../bus/nats_config_password.ts";

@@ -18,7 +18,7 @@ import {
 import { atlasOf } from "../core/render/atlas.ts";
 import { type BatchLimits, MicroBatcher } from "../core/batcher.ts";
 import { ActivationRing } from "../core/activation_ring.ts";
-import { type Frame, FrameError } from "../core/frame.ts";
+import { type Frame, FrameError } from "../core/frame/format.ts";
 import type { CompiledPolicySet, CompiledRule } from "../core/policy/compile.ts";
 import type { SteerAction } from "../core/policy/ast.ts";
 import {

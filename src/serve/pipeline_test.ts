@@ -8,7 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { MemoryBus } from "../bus/memory_bus.ts";
-import { encodeFrame, tapSubject, tapSubjectFilter } from "../core/frame.ts";
+import { encodeFrame } from "../core/frame/encode.ts";
+import { tapSubject, tapSubjectFilter } from "../core/frame/subjects.ts";
 import { compilePolicySet } from "../core/policy/compile.ts";
 import { parsePolicyFileDef } from "../config/policy_file.ts";
 import { ReferenceEncoder } from "../core/reference_encoder.ts";

@@ -10,16 +10,9 @@
  */
 import { type Bus, BusRequestError, type BusSubscription } from "../bus/bus.ts";
 import { BYTES_PER_ELEMENT, type Dtype } from "../core/dtype.ts";
-import {
-  encodeFrame,
-  type EncodeFrameMeta,
-  FrameError,
-  frameHeaders,
-  type FrameMeta,
-  headerWireBytes,
-  partitionOf,
-  tapSubject,
-} from "../core/frame.ts";
+import { encodeFrame, frameHeaders, headerWireBytes } from "../core/frame/encode.ts";
+import { type EncodeFrameMeta, FrameError, type FrameMeta } from "../core/frame/format.ts";
+import { partitionOf, tapSubject } from "../core/frame/subjects.ts";
 import {
   encodeAck,
   parseVerdict,

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import type { Bus, BusMessage } from "../bus/bus.ts";
 import { MemoryBus } from "../bus/memory_bus.ts";
-import { decodeFrame, type Frame, FrameError } from "../core/frame.ts";
+import { decodeFrame } from "../core/frame/decode.ts";
+import { type Frame, FrameError } from "../core/frame/format.ts";
 import { FrameTooLargeError, Tap } from "./tap.ts";
 
 /** A MemoryBus with a subscriber that decodes every tap frame. */

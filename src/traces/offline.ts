@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { Frame } from "../core/frame.ts";
+import type { Frame } from "../core/frame/format.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { PolicyFileDef } from "../core/policy/ast.ts";
 import { compilePolicySet } from "../core/policy/compile.ts";

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { encodeFrame, tapSubject } from "../core/frame.ts";
+import { encodeFrame } from "../core/frame/encode.ts";
+import { tapSubject } from "../core/frame/subjects.ts";
 import type { PolicyFileDef, RuleDef, SignalTest } from "../core/policy/ast.ts";
 import type { SaeWeights } from "../core/sae.ts";
 import { parseMonitorConfig } from "../config/monitor.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { encodeFrame } from "../core/frame.ts";
+import { encodeFrame } from "../core/frame/encode.ts";
 import { sampleFraction, TraceFormatError } from "./format.ts";
 import { readTrace, readTraceHeader, TraceReader } from "./reader.ts";
 import { TraceWriter } from "./writer.ts";

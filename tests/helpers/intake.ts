@@ -7,7 +7,8 @@
 import { type NatsServerProcess, startNatsServer } from "../../src/bus/nats_server.ts";
 import { loadMonitorConfig } from "../../src/config/monitor.ts";
 import type { Alert } from "../../src/core/alert.ts";
-import { encodeFrame, tapSubject } from "../../src/core/frame.ts";
+import { encodeFrame } from "../../src/core/frame/encode.ts";
+import { tapSubject } from "../../src/core/frame/subjects.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../../src/formats/saelens.ts";
 import { Logger } from "../../src/shared/log.ts";

@@ -1,7 +1,7 @@
 /**
  * The Python tap from Deno: its unittest suite, and a cross-language check
  * that frames made by the Python encoder decode with the reference decoder
- * (`src/core/frame.ts`) to the known inputs.
+ * (`src/core/frame/`) to the known inputs.
  *
  * Python: `PYTHON` when set; else the first of `python3`, `/usr/bin/python3`
  * that imports torch; else `python3` (the torch tests then fail, saying how
@@ -10,7 +10,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { decodeFrame, partitionOf, tapSubject } from "../../../src/core/frame.ts";
+import { decodeFrame } from "../../../src/core/frame/decode.ts";
+import { partitionOf, tapSubject } from "../../../src/core/frame/subjects.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const ROOT = new URL("../../../", import.meta.url).pathname;
@@ -92,7 +93,7 @@ const EXPECTED: Record<string, number[]> = {
 const IDS = [318, 257, 7];
 const TEXT = ["Hello", " wörld", "😀\n\x7f"];
 
-Deno.test("python tap: frames made in Python decode with src/core/frame.ts", async () => {
+Deno.test("python tap: frames made in Python decode with src/core/frame/", async () => {
   const { code, out, err } = await run([`${HERE}tests/emit_frames.py`]);
   assert.equal(code, 0, `emit_frames.py failed:\n${err}`);
   const emitted = JSON.parse(out) as Emitted[];
