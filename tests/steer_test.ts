@@ -10,13 +10,9 @@ import assert from "node:assert/strict";
 import { connectNatsBus, type NatsBus } from "../src/bus/nats_bus.ts";
 import { type NatsServerProcess, startNatsServer } from "../src/bus/nats_server.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
-import {
-  encodeCommand,
-  parseVerdict,
-  steerAckSubject,
-  steerSubject,
-  vectorToBase64,
-} from "../src/core/steer.ts";
+import { encodeCommand, vectorToBase64 } from "../src/core/steer/encode.ts";
+import { parseVerdict } from "../src/core/steer/parse.ts";
+import { steerAckSubject, steerSubject } from "../src/core/steer/subjects.ts";
 import { encodeFrame } from "../src/core/frame/encode.ts";
 import { tapSubject } from "../src/core/frame/subjects.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts";

@@ -20,7 +20,8 @@ import { formatIssue } from "../config/errors.ts";
 import { attachLabels, findLabelsNextTo, loadNeuronpediaLabels } from "../formats/neuronpedia.ts";
 import { loadProbe } from "../formats/probe.ts";
 import { loadSae } from "../formats/load.ts";
-import { resolveSteerAction, type SteerOp, SteerResolveError } from "../core/steer.ts";
+import { type SteerOp, SteerResolveError } from "../core/steer/protocol.ts";
+import { resolveSteerAction } from "../core/steer/resolve.ts";
 import {
   createOrtEncoder,
   createProbeEncoder,

@@ -21,16 +21,10 @@ import { ActivationRing } from "../core/activation_ring.ts";
 import { type Frame, FrameError } from "../core/frame/format.ts";
 import type { CompiledPolicySet, CompiledRule } from "../core/policy/compile.ts";
 import type { SteerAction } from "../core/policy/ast.ts";
-import {
-  encodeCommand,
-  encodeVerdict,
-  type GateVerdict,
-  parseAck,
-  steerAckSubject,
-  type SteerCommand,
-  type SteerOp,
-  steerSubject,
-} from "../core/steer.ts";
+import { encodeCommand, encodeVerdict } from "../core/steer/encode.ts";
+import { parseAck } from "../core/steer/parse.ts";
+import { type GateVerdict, type SteerCommand, type SteerOp } from "../core/steer/protocol.ts";
+import { steerAckSubject, steerSubject } from "../core/steer/subjects.ts";
 import { type Firing, PolicyEngine } from "../core/policy/engine.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";

@@ -7,15 +7,9 @@
  *
  * @module
  */
-import {
-  applyOp,
-  type CommandExpect,
-  isExpired,
-  parseCommand,
-  type SteerAck,
-  type SteerCommand,
-  SteerProtocolError,
-} from "../core/steer.ts";
+import { applyOp } from "../core/steer/arithmetic.ts";
+import { type CommandExpect, isExpired, parseCommand } from "../core/steer/parse.ts";
+import { type SteerAck, type SteerCommand, SteerProtocolError } from "../core/steer/protocol.ts";
 
 /** Counters of a tap's steering and gating. */
 export interface SteeringStats {

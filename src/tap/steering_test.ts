@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { encodeCommand, type SteerCommand, type SteerOp } from "../core/steer.ts";
+import { encodeCommand } from "../core/steer/encode.ts";
+import { type SteerCommand, type SteerOp } from "../core/steer/protocol.ts";
 import { RequestSteering } from "./steering.ts";
 
 const f32 = (...v: number[]) => new Float32Array(v);

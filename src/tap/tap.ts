@@ -13,15 +13,10 @@ import { BYTES_PER_ELEMENT, type Dtype } from "../core/dtype.ts";
 import { encodeFrame, frameHeaders, headerWireBytes } from "../core/frame/encode.ts";
 import { type EncodeFrameMeta, FrameError, type FrameMeta } from "../core/frame/format.ts";
 import { partitionOf, tapSubject } from "../core/frame/subjects.ts";
-import {
-  encodeAck,
-  parseVerdict,
-  type SteerAck,
-  steerAckSubject,
-  type SteerCommand,
-  SteerProtocolError,
-  steerSubjectFilter,
-} from "../core/steer.ts";
+import { encodeAck } from "../core/steer/encode.ts";
+import { parseVerdict } from "../core/steer/parse.ts";
+import { type SteerAck, type SteerCommand, SteerProtocolError } from "../core/steer/protocol.ts";
+import { steerAckSubject, steerSubjectFilter } from "../core/steer/subjects.ts";
 import { emptySteeringStats, RequestSteering, type SteeringStats } from "./steering.ts";
 
 /** Options of {@linkcode Tap}. */

@@ -1,6 +1,6 @@
 """Frame format v1 (``docs/frame-format.md``): subjects, headers, payloads.
 
-The Python counterpart of ``src/core/frame.ts`` (encoder side) and of the
+The Python counterpart of ``src/core/frame/encode.ts`` (encoder side) and of the
 splitting in ``src/tap/tap.ts``. Standard library only; a torch tensor is
 accepted wherever values are (encoded with torch when it is one).
 

@@ -1,6 +1,6 @@
 """Steering protocol v1 (``docs/steering.md``): commands, acks, verdicts, and the arithmetic.
 
-Parsing is standard library only and as strict as ``src/core/steer.ts``: a
+Parsing is standard library only and as strict as ``src/core/steer/parse.ts``: a
 malformed command raises :class:`SteerProtocolError` naming the field, what
 was expected and what was found. :func:`apply_op` changes rows of a torch
 tensor ``[tokens, d_model]`` exactly as the table in ``docs/steering.md``
@@ -526,7 +526,7 @@ def apply_op(op: SteerOp, x) -> "Any":
     - ``abort``: nothing (the tap stops the request)
 
     The coefficient and the update are computed in f64 and rounded to f32
-    once, like ``applyOp`` in ``src/core/steer.ts``. A row whose
+    once, like ``applyOp`` in ``src/core/steer/arithmetic.ts``. A row whose
     coefficient is 0 is unchanged.
 
     >>> import torch

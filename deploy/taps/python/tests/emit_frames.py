@@ -1,7 +1,7 @@
 """Print frames made by the Python encoder as JSON, for the cross-language check in python_tap_test.ts.
 
 Output: a JSON array of {"case", "subject", "headers", "payload" (base64)}. Inputs are fixed here
-and repeated, as known values, in the Deno test that decodes them with src/core/frame.ts.
+and repeated, as known values, in the Deno test that decodes them with src/core/frame/decode.ts.
 """
 
 import base64
