@@ -25,7 +25,7 @@ import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { Rng } from "../src/core/random.ts";
 import { randomSae } from "../src/formats/random_sae.ts";
-import { writeSaeLensFolder } from "../src/formats/saelens.ts";
+import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import { Tap } from "../src/tap/tap.ts";

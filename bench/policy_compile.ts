@@ -14,7 +14,7 @@ import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { compilePolicySet } from "../src/core/policy/compile.ts";
 import { macroChainYaml } from "../src/core/policy/test_helpers.ts";
 import { buildDemoSae, SimulatedModel } from "../src/demo/simulator.ts";
-import { writeSaeLensFolder } from "../src/formats/saelens.ts";
+import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 

@@ -9,7 +9,7 @@
  */
 import { Rng } from "../src/core/random.ts";
 import type { SaeWeights } from "../src/core/sae.ts";
-import { writeSaeLensFolder } from "../src/formats/saelens.ts";
+import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { type NatsServerProcess, startNatsServer } from "../src/bus/nats_server.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { Logger } from "../src/shared/log.ts";

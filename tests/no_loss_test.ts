@@ -11,7 +11,7 @@ import { type NatsServerProcess, startNatsServer } from "../src/bus/nats_server.
 import { type Alert, stableId } from "../src/core/alert.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts";
-import { writeSaeLensFolder } from "../src/formats/saelens.ts";
+import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor, type StartOptions } from "../src/serve/monitor.ts";
 import { JetStreamSink, type JetStreamSinkOptions } from "../src/sinks/jetstream.ts";

@@ -9,7 +9,7 @@ import { MemoryBus } from "../src/bus/memory_bus.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { macroChainYaml } from "../src/core/policy/test_helpers.ts";
 import { buildDemoSae, SimulatedModel } from "../src/demo/simulator.ts";
-import { writeSaeLensFolder } from "../src/formats/saelens.ts";
+import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 

@@ -9,7 +9,7 @@ import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { startNatsServer } from "../src/bus/nats_server.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts";
-import { writeSaeLensFolder } from "../src/formats/saelens.ts";
+import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import { Tap } from "../src/tap/tap.ts";

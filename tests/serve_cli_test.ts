@@ -8,7 +8,7 @@ import { startMonitor } from "../src/serve/monitor.ts";
 import assert from "node:assert/strict";
 import { freePort, startNatsServer } from "../src/bus/nats_server.ts";
 import { buildDemoSae, SimulatedModel } from "../src/demo/simulator.ts";
-import { writeSaeLensFolder } from "../src/formats/saelens.ts";
+import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { LATENTWATCH_MAIN, runLatentwatch } from "./helpers/cli.ts";
 import { waitUntil } from "./helpers/stream.ts";
 

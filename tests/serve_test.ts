@@ -12,7 +12,7 @@ import { encodeFrame } from "../src/core/frame/encode.ts";
 import { tapSubject } from "../src/core/frame/subjects.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts";
-import { writeSaeLensFolder } from "../src/formats/saelens.ts";
+import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { type RunningMonitor, startMonitor } from "../src/serve/monitor.ts";
 import { Tap } from "../src/tap/tap.ts";

@@ -19,7 +19,7 @@ import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { freePort, startNatsServer } from "../src/bus/nats_server.ts";
 import { Rng } from "../src/core/random.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts";
-import { writeSaeLensFolder } from "../src/formats/saelens.ts";
+import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Tap } from "../src/tap/tap.ts";
 import { LATENTWATCH_MAIN } from "./helpers/cli.ts";
 import { readAlerts, waitUntil } from "./helpers/stream.ts";

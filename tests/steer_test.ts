@@ -16,7 +16,7 @@ import { steerAckSubject, steerSubject } from "../src/core/steer/subjects.ts";
 import { encodeFrame } from "../src/core/frame/encode.ts";
 import { tapSubject } from "../src/core/frame/subjects.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts";
-import { writeSaeLensFolder } from "../src/formats/saelens.ts";
+import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { type RunningMonitor, startMonitor } from "../src/serve/monitor.ts";
 import { Tap, type TapOptions } from "../src/tap/tap.ts";

@@ -24,7 +24,7 @@ import {
 } from "../formats/neuronpedia.ts";
 import { loadProbe, ProbeFormatError } from "../formats/probe.ts";
 import { loadSae, type LoadSaeOptions, SAE_FORMATS, type SaeFormatName } from "../formats/load.ts";
-import { SaeFormatError } from "../formats/saelens.ts";
+import { SaeFormatError } from "../formats/errors.ts";
 import { TorchCheckpointError, TorchPickleRefusedError } from "../formats/torch_pickle.ts";
 import { ZipError } from "../formats/zip.ts";
 import { SafetensorsError } from "../formats/safetensors.ts";

@@ -5,7 +5,8 @@ import { referenceEncode, referencePreActivations } from "../core/reference_enco
 import { writeNpy } from "../formats/npy.ts";
 import { writeNpz } from "../formats/npz.ts";
 import { randomSae } from "../formats/random_sae.ts";
-import { loadSaeLens, writeSaeLensFolder } from "../formats/saelens.ts";
+import { loadSaeLens } from "../formats/saelens.ts";
+import { writeSaeLensFolder } from "../formats/saelens_writer.ts";
 import type { SaeWeights } from "../core/sae.ts";
 import { REPO_ROOT, runLatentwatch } from "../../tests/helpers/cli.ts";
 

@@ -26,7 +26,7 @@ import { MemoryBus } from "../bus/memory_bus.ts";
 import { connectNatsBus } from "../bus/nats_bus.ts";
 import { findNatsServer, type NatsServerProcess, startNatsServer } from "../bus/nats_server.ts";
 import { loadMonitorConfig } from "../config/monitor.ts";
-import { writeSaeLensFolder } from "../formats/saelens.ts";
+import { writeSaeLensFolder } from "../formats/saelens_writer.ts";
 import { Logger } from "../shared/log.ts";
 import { startMonitor } from "../serve/monitor.ts";
 import { Tap } from "../tap/tap.ts";

@@ -14,7 +14,7 @@
 import { fileURLToPath } from "node:url";
 import { DEMO_PROMPTS } from "./demo.ts";
 import { buildDemoSae, SimulatedModel, writeDemoLabels } from "./simulator.ts";
-import { writeSaeLensFolder } from "../formats/saelens.ts";
+import { writeSaeLensFolder } from "../formats/saelens_writer.ts";
 import { type RequestTruth, writeSimulatedTrace } from "./simulated_trace.ts";
 
 /**

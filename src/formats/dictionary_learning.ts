@@ -23,7 +23,7 @@
 
 import { dirname, join } from "node:path";
 import type { SaeWeights } from "../core/sae.ts";
-import { SaeFormatError } from "./saelens.ts";
+import { SaeFormatError } from "./errors.ts";
 import {
   stateDictTensor,
   tensorShape,

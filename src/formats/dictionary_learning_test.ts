@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { loadDictionaryLearningSae } from "./dictionary_learning.ts";
-import { SaeFormatError } from "./saelens.ts";
+import { SaeFormatError } from "./errors.ts";
 import { torchFixtureDir } from "./testdata/python.ts";
 import { assertEncodesLike, type ExpectedCase } from "./testdata/expect.ts";
 

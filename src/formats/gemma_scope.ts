@@ -19,16 +19,14 @@ import { basename, dirname, join } from "node:path";
 import type { SaeWeights, SettingProvenance } from "../core/sae.ts";
 import type { NpyArray } from "./npy.ts";
 import { readNpz } from "./npz.ts";
+import { badKey, readJsonFile, SaeFormatError } from "./errors.ts";
 import {
-  badKey,
   memoryTensorSource,
   openSafetensorsSource,
-  readJsonFile,
-  SaeFormatError,
   type SaeLoadOptions,
   type TensorSource,
   WeightReader,
-} from "./saelens.ts";
+} from "./weights.ts";
 
 /** Gemma Scope 1 weights file name. */
 export const GEMMA_SCOPE_NPZ = "params.npz";

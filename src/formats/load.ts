@@ -30,13 +30,9 @@ import {
   loadGemmaScope2,
 } from "./gemma_scope.ts";
 import { loadOpenAiSae } from "./openai.ts";
-import {
-  type LoadProgress,
-  loadSaeLens,
-  SaeFormatError,
-  SAELENS_CFG,
-  SAELENS_WEIGHTS,
-} from "./saelens.ts";
+import { SaeFormatError } from "./errors.ts";
+import { loadSaeLens, SAELENS_CFG, SAELENS_WEIGHTS } from "./saelens.ts";
+import { type LoadProgress } from "./weights.ts";
 import { loadSparsify, SPARSIFY_CFG, SPARSIFY_WEIGHTS } from "./sparsify.ts";
 
 import { SAE_FORMATS, type SaeFormatName } from "../core/sae.ts";

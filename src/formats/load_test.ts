@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { detectSaeFormat, loadSae, SAE_FORMATS, type SaeFormatName } from "./load.ts";
 import { writeNpz } from "./npz.ts";
 import { randomSae } from "./random_sae.ts";
-import { SaeFormatError, writeSaeLensFolder } from "./saelens.ts";
+import { SaeFormatError } from "./errors.ts";
+import { writeSaeLensFolder } from "./saelens_writer.ts";
 import { writeSafetensors } from "./safetensors.ts";
 import { gaussian, tensor, testRoot } from "./testdata/upstream.ts";
 

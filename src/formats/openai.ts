@@ -16,7 +16,7 @@
 
 import { basename, dirname } from "node:path";
 import type { SaeWeights, SettingProvenance, WeightDtype } from "../core/sae.ts";
-import { SaeFormatError } from "./saelens.ts";
+import { SaeFormatError } from "./errors.ts";
 import {
   isTorchTensor,
   loadTorchCheckpoint,

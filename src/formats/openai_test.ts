@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadOpenAiSae } from "./openai.ts";
-import { SaeFormatError } from "./saelens.ts";
+import { SaeFormatError } from "./errors.ts";
 import { torchFixtureDir } from "./testdata/python.ts";
 import { assertEncodesLike, type ExpectedCase } from "./testdata/expect.ts";
 

@@ -11,7 +11,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { SaeWeights } from "../core/sae.ts";
-import { isBelowV6rc0, loadSaeLens, parseSaeLensConfig } from "./saelens.ts";
+import { loadSaeLens } from "./saelens.ts";
+import { isBelowV6rc0, parseSaeLensConfig } from "./saelens_config.ts";
 import { type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
 import {
   add,

@@ -2,13 +2,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { SaeWeights } from "../core/sae.ts";
 import { randomSae } from "./random_sae.ts";
-import {
-  loadSaeLens,
-  parseSaeLensConfig,
-  SaeFormatError,
-  saeLensFolder,
-  writeSaeLensFolder,
-} from "./saelens.ts";
+import { SaeFormatError } from "./errors.ts";
+import { loadSaeLens, saeLensFolder } from "./saelens.ts";
+import { parseSaeLensConfig } from "./saelens_config.ts";
+import { writeSaeLensFolder } from "./saelens_writer.ts";
 import { readSafetensors, type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
 import {
   add,

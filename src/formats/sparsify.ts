@@ -17,14 +17,8 @@
 
 import { basename, dirname, join } from "node:path";
 import type { SaeWeights, SettingProvenance } from "../core/sae.ts";
-import {
-  badKey,
-  openSafetensorsSource,
-  readJsonFile,
-  SaeFormatError,
-  type SaeLoadOptions,
-  WeightReader,
-} from "./saelens.ts";
+import { badKey, readJsonFile, SaeFormatError } from "./errors.ts";
+import { openSafetensorsSource, type SaeLoadOptions, WeightReader } from "./weights.ts";
 
 /** File names inside a sparsify hookpoint folder (sparse_coder.py `save_to_disk`). */
 export const SPARSIFY_CFG = "cfg.json";

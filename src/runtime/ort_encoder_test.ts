@@ -45,7 +45,8 @@ import {
   tinyTranscoder,
 } from "../core/testdata/tiny_sae.ts";
 import { randomSae } from "../formats/random_sae.ts";
-import { loadSaeLens, writeSaeLensFolder } from "../formats/saelens.ts";
+import { loadSaeLens } from "../formats/saelens.ts";
+import { writeSaeLensFolder } from "../formats/saelens_writer.ts";
 import { EXTERNAL_DATA_FILE } from "./external_data.ts";
 import { createOrtEncoder, createProbeEncoder, watchIsCheap } from "./ort_encoder.ts";
 

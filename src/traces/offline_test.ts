@@ -6,7 +6,7 @@ import type { SaeWeights } from "../core/sae.ts";
 import { parseMonitorConfig } from "../config/monitor.ts";
 import { DEMO_PROMPTS } from "../demo/demo.ts";
 import { buildDemoSae, SimulatedModel } from "../demo/simulator.ts";
-import { writeSaeLensFolder } from "../formats/saelens.ts";
+import { writeSaeLensFolder } from "../formats/saelens_writer.ts";
 import { calibrate } from "../cli/policy_tools.ts";
 import { suggestThreshold } from "./calibrate.ts";
 import { loadOfflineMonitor, type ReplayFiring, replayTrace } from "./offline.ts";

@@ -10,7 +10,7 @@ import type { Alert } from "../../src/core/alert.ts";
 import { encodeFrame } from "../../src/core/frame/encode.ts";
 import { tapSubject } from "../../src/core/frame/subjects.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../../src/demo/simulator.ts";
-import { writeSaeLensFolder } from "../../src/formats/saelens.ts";
+import { writeSaeLensFolder } from "../../src/formats/saelens_writer.ts";
 import { Logger } from "../../src/shared/log.ts";
 import { type RunningMonitor, startMonitor } from "../../src/serve/monitor.ts";
 import { headerBlock, line, RawNatsPublisher } from "./raw_nats.ts";

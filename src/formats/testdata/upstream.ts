@@ -14,7 +14,7 @@ import { referenceEncode } from "../../core/reference_encoder.ts";
 import type { SaeWeights } from "../../core/sae.ts";
 import type { SafetensorsTensor } from "../safetensors.ts";
 import { fromF32 } from "../../core/dtype.ts";
-import { SaeFormatError } from "../saelens.ts";
+import { SaeFormatError } from "../errors.ts";
 
 /** `n` N(0, std²) values from `seed`. */
 export function gaussian(seed: number, n: number, std = 1): Float32Array<ArrayBuffer> {
