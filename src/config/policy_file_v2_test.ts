@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import type { PolicyFileDef } from "../core/policy/ast.ts";
 import { ConfigError } from "./errors.ts";
-import { atlasTagProblem, parsePolicyFileDef, policyFileDefFromSource } from "./policy_file.ts";
+import { parsePolicyFileDef, policyFileDefFromSource } from "./policy_file.ts";
+import { atlasTagProblem } from "./policy_file_schema.ts";
 import { parseYamlSource } from "./yaml_source.ts";
 
 const F = "p.yaml";

@@ -17,7 +17,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
-import { PolicyDocumentSchema } from "./policy_file.ts";
+import { PolicyDocumentSchema } from "./policy_file_schema.ts";
 
 /** Where the generated schema is committed. */
 export const POLICY_SCHEMA_PATH = fileURLToPath(
