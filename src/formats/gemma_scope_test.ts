@@ -8,7 +8,8 @@ import {
   parseGemmaScopeWidth,
 } from "./gemma_scope.ts";
 import { writeNpz } from "./npz.ts";
-import { type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
+import { type SafetensorsTensor } from "./safetensors.ts";
+import { writeSafetensors } from "./safetensors_writer.ts";
 import {
   add,
   assertMatchesUpstream,

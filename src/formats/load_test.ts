@@ -5,7 +5,7 @@ import { writeNpz } from "./npz.ts";
 import { randomSae } from "./random_sae.ts";
 import { SaeFormatError } from "./errors.ts";
 import { writeSaeLensFolder } from "./saelens_writer.ts";
-import { writeSafetensors } from "./safetensors.ts";
+import { writeSafetensors } from "./safetensors_writer.ts";
 import { gaussian, tensor, testRoot } from "./testdata/upstream.ts";
 
 const TMP = testRoot("load_test_");

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { f32ToBf16 } from "../core/dtype.ts";
 import { writeNpy } from "./npy.ts";
-import { writeSafetensors } from "./safetensors.ts";
+import { writeSafetensors } from "./safetensors_writer.ts";
 import type { LinearProbe } from "../core/sae.ts";
 import { referenceProbe } from "../core/decode.ts";
 import { loadProbe, parseProbeJson, ProbeFormatError } from "./probe.ts";

@@ -13,7 +13,8 @@ import { join } from "node:path";
 import type { SaeWeights } from "../core/sae.ts";
 import { loadSaeLens } from "./saelens.ts";
 import { isBelowV6rc0, parseSaeLensConfig } from "./saelens_config.ts";
-import { type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
+import { type SafetensorsTensor } from "./safetensors.ts";
+import { writeSafetensors } from "./safetensors_writer.ts";
 import {
   add,
   assertMatchesUpstream,

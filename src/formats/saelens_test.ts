@@ -6,7 +6,8 @@ import { SaeFormatError } from "./errors.ts";
 import { loadSaeLens, saeLensFolder } from "./saelens.ts";
 import { parseSaeLensConfig } from "./saelens_config.ts";
 import { writeSaeLensFolder } from "./saelens_writer.ts";
-import { readSafetensors, type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
+import { readSafetensors, type SafetensorsTensor } from "./safetensors.ts";
+import { writeSafetensors } from "./safetensors_writer.ts";
 import {
   add,
   assertMatchesUpstream,

@@ -10,7 +10,8 @@ import type { SaeWeights, WeightDtype } from "../core/sae.ts";
 import { SaeFormatError } from "./errors.ts";
 import { CORE_DTYPE, DISK_DTYPE } from "./saelens_config.ts";
 import { SAELENS_CFG, SAELENS_WEIGHTS } from "./saelens.ts";
-import { type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
+import { type SafetensorsTensor } from "./safetensors.ts";
+import { writeSafetensors } from "./safetensors_writer.ts";
 
 type Json = Record<string, unknown>;
 /** Options for {@linkcode writeSaeLensFolder}. */

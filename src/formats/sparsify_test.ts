@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
+import { type SafetensorsTensor } from "./safetensors.ts";
+import { writeSafetensors } from "./safetensors_writer.ts";
 import { loadSparsify, parseSparsifyConfig, roundToBf16, sparsifyHooks } from "./sparsify.ts";
 import {
   add,

@@ -8,12 +8,9 @@
  * @module
  */
 import { SaeFormatError } from "./errors.ts";
-import {
-  rearrange,
-  SafetensorsError,
-  SafetensorsReader,
-  type TensorLayout,
-} from "./safetensors.ts";
+import { SafetensorsError } from "./safetensors.ts";
+import { SafetensorsReader } from "./safetensors_reader.ts";
+import { rearrange, type TensorLayout } from "./tensor_layout.ts";
 /**
  * Called while weights load: `done` of `total` stored bytes read so far, and
  * what is being read (e.g. `"W_enc"`).
