@@ -21,14 +21,13 @@
 import { basename, dirname, join } from "node:path";
 import type { SaeWeights } from "../core/sae.ts";
 import { loadDictionaryLearningSae } from "./dictionary_learning.ts";
+import { GEMMA_SCOPE_NPZ, loadGemmaScope } from "./gemma_scope.ts";
 import {
   GEMMA_SCOPE_2_CLT_PARAMS,
   GEMMA_SCOPE_2_CONFIG,
   GEMMA_SCOPE_2_PARAMS,
-  GEMMA_SCOPE_NPZ,
-  loadGemmaScope,
   loadGemmaScope2,
-} from "./gemma_scope.ts";
+} from "./gemma_scope_2.ts";
 import { loadOpenAiSae } from "./openai.ts";
 import { SaeFormatError } from "./errors.ts";
 import { loadSaeLens, SAELENS_CFG, SAELENS_WEIGHTS } from "./saelens.ts";
