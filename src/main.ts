@@ -29,7 +29,7 @@ type Command = (args: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
   sae: async () => (await import("./cli/sae.ts")).runSaeCommand,
-  probe: async () => (await import("./cli/sae.ts")).runProbeCommand,
+  probe: async () => (await import("./cli/probe.ts")).runProbeCommand,
   policy: async () => (await import("./cli/policy.ts")).runPolicyCommand,
   alerts: async () => (await import("./cli/alerts.ts")).runAlertsCommand,
   serve: async () => (await import("./cli/serve.ts")).runServeCommand,

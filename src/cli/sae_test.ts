@@ -18,7 +18,7 @@ const cli = (...args: string[]) => runLatentwatch(["sae", ...args]);
  * src/main.ts routes the `probe` command to it).
  */
 async function probeCli(...args: string[]) {
-  const mod = new URL("./sae.ts", import.meta.url).href;
+  const mod = new URL("./probe.ts", import.meta.url).href;
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "eval",
