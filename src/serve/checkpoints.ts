@@ -11,8 +11,14 @@
  * (`"LWS1" | length | CRC-32 | payload`), each payload a JSON object
  * `{"s": {request: nextSeq, ...}, "e": [ended request, ...]}`. Later
  * records win. A torn or corrupt record (a crash mid-write) is skipped. The
- * file is rewritten compactly on open and whenever it grows past
- * `compactBytes`: written to a temporary file, then renamed over.
+ * file is rewritten compactly on open and whenever it grows past both
+ * `compactBytes` and twice its size after the last rewrite (so a live state
+ * larger than `compactBytes` is rewritten O(log) times, not at every
+ * record): written to a temporary file, then renamed over.
+ *
+ * A request id longer than {@linkcode MAX_STORED_ID} characters is stored as
+ * `#` and a 128-bit SHA-256 prefix (base64url) of it, so what one request
+ * costs in the file is bounded whatever ids the tap sends.
  *
  * The pipeline writes a batch's checkpoint right after the batch's spool
  * write, so a checkpoint is never ahead of the alerts. A SIGKILL between the
@@ -24,6 +30,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { frameRecord, scanRecords } from "../sinks/spool.ts";
 
 /** A checkpoint file cannot be opened or is not what it must be. */
@@ -44,6 +51,15 @@ export interface SeqCheckpointOptions {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+
+/** Request ids longer than this are stored as a hash (see the module doc). */
+export const MAX_STORED_ID = 64;
+
+/** The key a request is stored under: itself, or `#` + a hash of a long id. */
+function keyOf(requestId: string): string {
+  if (requestId.length <= MAX_STORED_ID) return requestId;
+  return "#" + createHash("sha256").update(requestId).digest("base64url").slice(0, 22);
+}
 
 /**
  * Where each request resumes after a restart.
@@ -68,6 +84,9 @@ export class SeqCheckpoints {
   #resume = new Map<string, number>();
   #file: Deno.FsFile | null = null;
   #size = 0;
+  /** The file's size right after the last compact rewrite. */
+  #compactedSize = 0;
+  #compactions = 0;
   /** Records skipped as torn or corrupt when the file was opened. */
   readonly damaged: number;
 
@@ -110,6 +129,11 @@ export class SeqCheckpoints {
     return cp;
   }
 
+  /** Compact rewrites done since open (the one at open included). */
+  get compactions(): number {
+    return this.#compactions;
+  }
+
   /** Requests the previous run left a checkpoint for and no frame has taken yet. */
   get pending(): number {
     return this.#resume.size;
@@ -120,8 +144,9 @@ export class SeqCheckpoints {
    * each request's checkpoint is taken once.
    */
   take(requestId: string): number | undefined {
-    const seq = this.#resume.get(requestId);
-    this.#resume.delete(requestId);
+    const key = keyOf(requestId);
+    const seq = this.#resume.get(key);
+    this.#resume.delete(key);
     return seq;
   }
 
@@ -131,10 +156,13 @@ export class SeqCheckpoints {
    */
   record(next: ReadonlyMap<string, number>, ended: readonly string[]): void {
     if (next.size === 0 && ended.length === 0) return;
-    const body = { s: Object.fromEntries(next), e: ended };
+    const s: Record<string, number> = {};
+    for (const [id, seq] of next) s[keyOf(id)] = seq;
+    const body = { s, e: ended.map(keyOf) };
     this.#apply(body);
     this.#write(frameRecord(enc.encode(JSON.stringify(body))));
-    if (this.#size > this.#compactBytes) this.#compact();
+    // amortised: a live state larger than compactBytes is not rewritten at every record
+    if (this.#size > Math.max(this.#compactBytes, 2 * this.#compactedSize)) this.#compact();
   }
 
   /** Close the file (what it holds is kept for the next open). */
@@ -146,12 +174,14 @@ export class SeqCheckpoints {
   }
 
   #apply(body: { s?: Record<string, number>; e?: readonly string[] }): void {
+    // keyOf: a file an older version wrote may hold long ids as they were
     for (const [id, seq] of Object.entries(body.s ?? {})) {
       if (!Number.isSafeInteger(seq)) continue;
-      this.#next.delete(id); // keep Map order = least recently recorded first
-      this.#next.set(id, seq);
+      const key = keyOf(id);
+      this.#next.delete(key); // keep Map order = least recently recorded first
+      this.#next.set(key, seq);
     }
-    for (const id of body.e ?? []) this.#next.delete(id);
+    for (const id of body.e ?? []) this.#next.delete(keyOf(id));
     while (this.#next.size > this.#max) this.#next.delete(this.#next.keys().next().value!);
   }
 
@@ -176,7 +206,8 @@ export class SeqCheckpoints {
     try {
       Deno.writeFileSync(tmp, framed);
       Deno.renameSync(tmp, this.path);
-      this.#size = framed.length;
+      this.#size = this.#compactedSize = framed.length;
+      this.#compactions++;
     } catch (err) {
       throw new CheckpointError(this.path, "expected to rewrite it compactly", { cause: err });
     }

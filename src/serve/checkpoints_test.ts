@@ -164,3 +164,64 @@ Deno.test("checkpoints: an unreadable or unwritable file is a CheckpointError wi
     );
     cp.close();
   }));
+
+Deno.test("checkpoints: a live state larger than compactBytes is rewritten O(log) times, not at every record", () =>
+  withDir((dir) => {
+    const path = `${dir}/requests.ckpt`;
+    const compactBytes = 4 * 1024 * 1024; // the default
+    const cp = SeqCheckpoints.open(path, { compactBytes });
+    // 70 000 live requests with 64-character ids (stored as they are) and
+    // 7-digit seqs: some 5.2 MB of live state, more than compactBytes
+    const id = (i: number) => `req-${String(i).padStart(60, "0")}`;
+    const live = 70_000;
+    const more = 10_000;
+    let tail = 0; // ms spent on the records made once the live state exceeded compactBytes
+    const started = performance.now();
+    for (let i = 0; i < live + more; i++) {
+      const t0 = performance.now();
+      cp.record(new Map([[id(i % live), 1_000_000 + i]]), []);
+      if (i >= live) tail += performance.now() - t0;
+      // without amortisation each record rewrites ~5 MB: stop early, the asserts below fail
+      if (performance.now() - started > 30_000) break;
+    }
+    const compactions = cp.compactions;
+    cp.close();
+    assert.ok(
+      Deno.statSync(path).size > compactBytes,
+      "the live state alone is larger than compactBytes",
+    );
+    // the file doubles between rewrites: about log2(5.2 MB · 2 / 4 MiB) + the one at open
+    assert.ok(compactions <= 5, `expected a handful of rewrites, found ${compactions}`);
+    assert.ok(
+      tail / more < 2,
+      `expected well under 2 ms per record, found ${(tail / more).toFixed(2)} ms`,
+    );
+    const again = SeqCheckpoints.open(path);
+    assert.equal(again.pending, live);
+    assert.equal(again.take(id(5)), 1_000_000 + live + 5, "the later record wins");
+    assert.equal(again.take(id(live - 1)), 1_000_000 + live - 1);
+    again.close();
+  }));
+
+Deno.test("checkpoints: a long request id costs a bounded number of bytes and is still found", () =>
+  withDir((dir) => {
+    const path = `${dir}/requests.ckpt`;
+    const long = "x".repeat(10_000);
+    const other = "x".repeat(9_999) + "y"; // differs in the last character only
+    const cp = SeqCheckpoints.open(path);
+    cp.record(new Map([[long, 3], [other, 4], ["short", 5]]), []);
+    cp.close();
+    const size = Deno.statSync(path).size;
+    assert.ok(size < 300, `expected a small file for two 10 000-character ids, found ${size} B`);
+    const again = SeqCheckpoints.open(path);
+    assert.equal(again.take(long), 3);
+    assert.equal(again.take(other), 4);
+    assert.equal(again.take("short"), 5);
+    again.close();
+    // an ended long id is forgotten too
+    const cp2 = SeqCheckpoints.open(path);
+    cp2.record(new Map([[long, 9]]), []);
+    cp2.record(new Map(), [long]);
+    cp2.close();
+    assert.deepEqual(resumeAll(path, [long]), { [long]: undefined });
+  }));
