@@ -35,7 +35,7 @@ import { type Firing, PolicyEngine } from "../core/policy/engine.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
 import type { AlertSink, Durability, DurableSink } from "../sinks/sink.ts";
-import type { SeqCheckpoints } from "./checkpoints.ts";
+import { type Resume, type SeqCheckpoints, uncountedBefore } from "./checkpoints.ts";
 import { decodeMonitorFrame, encodeFrames, type Scratch, tokenBatch } from "./frames.ts";
 import type { Logger } from "./log.ts";
 import type { Telemetry } from "./telemetry.ts";
@@ -525,6 +525,22 @@ export class Pipeline {
     }
   }
 
+  /** Record frames `[from, to)` of a request as counted lost (see {@linkcode SeqCheckpoints.lost}). */
+  #checkpointLost(requestId: string, from: number, to: number): void {
+    const cp = this.#o.checkpoints;
+    if (!cp) return;
+    try {
+      cp.lost(requestId, from, to);
+    } catch (err) {
+      this.#o.telemetry.add("latentwatch.checkpoint.errors");
+      this.#o.log.error("checkpoint.write_failed", {
+        path: cp.path,
+        error: (err as Error).message,
+        note: "after a restart, frames lost while down may be miscounted",
+      });
+    }
+  }
+
   /**
    * Encode the tokens each alert flags in full (from the activation ring)
    * and attach their strongest latents. Evidence is best effort: tokens no
@@ -868,13 +884,12 @@ export class Pipeline {
   #track(frame: Frame, subject: string): boolean {
     const t = this.#o.telemetry;
     let s = this.#requests.get(frame.requestId);
-    let resumed = false;
+    let resumed: Resume | undefined;
     if (!s) {
       // a request the last run was in the middle of resumes from its
       // checkpoint: the frames since then never reached a durable state
-      const from = this.#o.checkpoints?.take(frame.requestId);
-      resumed = from !== undefined;
-      s = { lastSeen: 0, tokens: 0, nextSeq: from ?? 0 };
+      resumed = this.#o.checkpoints?.take(frame.requestId);
+      s = { lastSeen: 0, tokens: 0, nextSeq: resumed?.next ?? 0 };
       this.#requests.set(frame.requestId, s);
       const max = this.#o.maxRequests ?? 100_000;
       if (this.#requests.size > max) {
@@ -893,18 +908,23 @@ export class Pipeline {
       this.#requests.set(frame.requestId, s);
     }
     if (frame.seq > s.nextSeq) {
-      t.add("latentwatch.frames.lost", frame.seq - s.nextSeq);
-      if (resumed) t.add("latentwatch.frames.lost_at_restart", frame.seq - s.nextSeq);
-      this.#o.log.warn("frame.lost", {
-        subject,
-        request: frame.requestId,
-        expected_seq: s.nextSeq,
-        found_seq: frame.seq,
-        lost: frame.seq - s.nextSeq,
-        ...(resumed ? { after_restart: true } : {}),
-      });
-      // counted: a restart before this frame is processed must not count them again
-      this.#checkpoint({ next: new Map([[frame.requestId, frame.seq]]), ended: [] });
+      // after a restart, what the last run counted at intake is not counted again
+      const lost = resumed ? uncountedBefore(resumed, frame.seq) : frame.seq - s.nextSeq;
+      if (lost > 0) {
+        t.add("latentwatch.frames.lost", lost);
+        if (resumed) t.add("latentwatch.frames.lost_at_restart", lost);
+        this.#o.log.warn("frame.lost", {
+          subject,
+          request: frame.requestId,
+          expected_seq: s.nextSeq,
+          found_seq: frame.seq,
+          lost,
+          ...(resumed ? { after_restart: true } : {}),
+        });
+      }
+      // counted: a restart before these frames' successors are processed must
+      // not count them again, nor skip the frames still queued before them
+      this.#checkpointLost(frame.requestId, s.nextSeq, frame.seq);
     } else if (frame.seq < s.nextSeq) {
       // NATS keeps one publisher's order, so a seq already passed is a re-sent
       // frame: evaluating it again would count its tokens twice in the windows

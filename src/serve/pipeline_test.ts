@@ -12,7 +12,8 @@ import { encodeFrame, tapSubject, tapSubjectFilter } from "../core/frame.ts";
 import { compilePolicySet } from "../core/policy/compile.ts";
 import { parsePolicyFileDef } from "../config/policy_file.ts";
 import { ReferenceEncoder } from "../core/reference_encoder.ts";
-import type { SaeWeights } from "../core/sae.ts";
+import type { Encoder, SaeWeights } from "../core/sae.ts";
+import { SeqCheckpoints } from "./checkpoints.ts";
 import { Logger } from "./log.ts";
 import { Pipeline } from "./pipeline.ts";
 import { Telemetry } from "./telemetry.ts";
@@ -62,7 +63,14 @@ function sinkFor(bus: MemoryBus, telemetry: Telemetry, log: Logger): JetStreamSi
   });
 }
 
-function setup(over: { maxQueueTokens?: number; maxBatchTokens?: number } = {}) {
+function setup(
+  over: {
+    maxQueueTokens?: number;
+    maxBatchTokens?: number;
+    encoder?: Encoder;
+    checkpoints?: SeqCheckpoints;
+  } = {},
+) {
   const bus = new MemoryBus();
   const telemetry = new Telemetry();
   const logs: string[] = [];
@@ -73,8 +81,9 @@ function setup(over: { maxQueueTokens?: number; maxBatchTokens?: number } = {}) 
     hook: "h",
     subject: tapSubjectFilter("m", "h"),
     dIn: D,
-    encoders: new Map([["s", new ReferenceEncoder(SAE)]]),
+    encoders: new Map([["s", over.encoder ?? new ReferenceEncoder(SAE)]]),
     policies: POLICIES(),
+    ...(over.checkpoints ? { checkpoints: over.checkpoints } : {}),
     batching: {
       maxBatchTokens: over.maxBatchTokens ?? 4,
       maxWaitMs: 1,
@@ -143,6 +152,86 @@ Deno.test("pipeline: gaps in Lw-Seq are counted as lost; a repeated seq is dropp
     ),
   );
   await pipeline.stop();
+});
+
+/** The reference encoder, each call held until the test lets it go (`entered` counts calls). */
+function gatedEncoder() {
+  const enc = new ReferenceEncoder(SAE);
+  const gates: (() => void)[] = [];
+  const state = { entered: 0 };
+  const encoder: Encoder = {
+    dIn: D,
+    dSae: D,
+    encode: async (x, n) => {
+      state.entered++;
+      await new Promise<void>((r) => gates.push(r));
+      return enc.encode(x, n);
+    },
+    close: () => enc.close(),
+  };
+  return { encoder, state, release: () => gates.shift()?.() };
+}
+
+Deno.test("pipeline: checkpoints keep processed and counted-lost apart; a restart at any moment counts each frame never processed exactly once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-ckpt-pipe-" });
+  try {
+    const path = `${dir}/requests.ckpt`;
+    const checkpoints = SeqCheckpoints.open(path);
+    const gated = gatedEncoder();
+    const { bus, telemetry, pipeline, send } = setup({ encoder: gated.encoder, checkpoints });
+    await bus.ensureStream({ name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 });
+    pipeline.start();
+    /** What a SIGKILL now would leave: a copy of the file as it stands. */
+    let kills = 0;
+    const killNow = () => {
+      const copy = `${dir}/kill-${kills++}.ckpt`;
+      Deno.copyFileSync(path, copy);
+      return copy;
+    };
+    /** A new run on what a kill left, whose first frame of "a" has `seq`: the frames it counts lost. */
+    const restart = async (copy: string, seq: number) => {
+      const again = `${dir}/run-${kills++}.ckpt`; // each restart on its own copy
+      Deno.copyFileSync(copy, again);
+      const cp = SeqCheckpoints.open(again);
+      const run = setup({ checkpoints: cp });
+      await run.bus.ensureStream({ name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 });
+      run.pipeline.start();
+      run.send("a", seq, 1);
+      await run.pipeline.idle();
+      await run.pipeline.stop();
+      cp.close();
+      return run.telemetry.total("latentwatch.frames.lost_at_restart");
+    };
+    const until = async (ok: () => boolean) => {
+      while (!ok()) await new Promise((r) => setTimeout(r, 1));
+    };
+
+    send("a", 0, 1); // taken by the worker at once: held in encode
+    await until(() => gated.state.entered === 1);
+    send("a", 1, 1); // queued
+    send("a", 2, 1); // queued
+    send("a", 5, 1); // queued; 3 and 4 never came: counted lost now, at intake
+    assert.equal(telemetry.total("latentwatch.frames.lost"), 2);
+    // killed now: nothing processed; 0, 1, 2 and 5 were queued, 3 and 4 already counted
+    const k0 = killNow();
+    gated.release(); // frame 0 done; 1, 2 and 5 go in the next batch, held in encode
+    await until(() => gated.state.entered === 2);
+    const k1 = killNow(); // 0 processed; 1, 2 and 5 queued, 3 and 4 counted
+    gated.release();
+    await pipeline.idle();
+    const k2 = killNow(); // all processed
+    await pipeline.stop();
+    checkpoints.close();
+
+    // the next run's first frame of "a" is seq 7: 6 was sent while no sidecar listened
+    assert.equal(await restart(k0, 7), 5, "0, 1, 2, 5 queued and 6 unsent: 3 and 4 not again");
+    assert.equal(await restart(k1, 7), 4, "1, 2, 5 queued and 6 unsent: 3 and 4 not again");
+    assert.equal(await restart(k2, 7), 1, "only 6");
+    // the first frame after the restart is inside the gap counted before (a resend): never under
+    assert.equal(await restart(k1, 4), 2, "1 and 2 (3 counted before)");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("pipeline: a frame larger than a batch is encoded in batch-sized calls", async () => {
