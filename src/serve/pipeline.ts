@@ -199,6 +199,7 @@ export class Pipeline {
         this.#o.log.error("subscription.error", { subject, error: err.message });
       });
     }
+    this.#running = true;
     this.#worker = this.#run();
     const ttl = this.#o.requestTtlMs ?? 600_000;
     this.#sweeper = setInterval(() => this.#sweep(ttl), Math.min(ttl, 10_000));
@@ -258,6 +259,7 @@ export class Pipeline {
     this.#ackSub?.unsubscribe();
     this.#ackSub = null;
     clearInterval(this.#sweeper);
+    this.#stopping = true;
     this.#batcher.close();
     await this.#worker;
     // every sink drains in parallel, each within the deadline; what one could not
@@ -363,17 +365,63 @@ export class Pipeline {
     t.set("latentwatch.queue.depth", this.#batcher.queuedTokens);
   }
 
+  /**
+   * The encode worker: one batch at a time until the queue is closed. A
+   * batch that throws is counted (`latentwatch.pipeline.errors{stage=batch}`)
+   * and logged, and the loop goes on with the next one.
+   */
   async #run(): Promise<void> {
-    for (;;) {
-      const batch = await this.#batcher.next();
-      if (batch === null) return;
-      try {
-        await this.#process(batch);
-      } finally {
-        this.#processed += batch.length;
-        this.#o.telemetry.set("latentwatch.queue.depth", this.#batcher.queuedTokens);
+    try {
+      for (;;) {
+        const batch = await this.#batcher.next();
+        if (batch === null) return;
+        try {
+          await this.#process(batch);
+        } catch (err) {
+          this.#pipelineError("batch", err, {
+            frames: batch.length,
+            requests: [...new Set(batch.map((f) => f.requestId))].slice(0, 16).join(","),
+          });
+        } finally {
+          this.#processed += batch.length;
+          this.#o.telemetry.set("latentwatch.queue.depth", this.#batcher.queuedTokens);
+        }
       }
+    } catch (err) {
+      // the queue itself failed: nothing is processed any more, readiness says so
+      this.#loopError = err as Error;
+      this.#pipelineError("loop", err);
+    } finally {
+      this.#running = false;
     }
+  }
+
+  #running = false;
+  #stopping = false;
+  #loopError: Error | null = null;
+
+  /**
+   * False once the processing loop has ended although the pipeline was not
+   * stopped (and before start): frames would be queued and never processed.
+   * Readiness reports it.
+   */
+  get processing(): boolean {
+    return this.#running || this.#stopping;
+  }
+
+  /** Why the processing loop ended, when it ended on an error. */
+  get processingError(): Error | null {
+    return this.#loopError;
+  }
+
+  /** Count and log an error caught in the pipeline; processing goes on. */
+  #pipelineError(stage: string, err: unknown, fields: Record<string, string | number> = {}): void {
+    this.#o.telemetry.add("latentwatch.pipeline.errors", 1, { stage });
+    this.#o.log.error("pipeline.error", {
+      stage,
+      ...fields,
+      error: (err as Error)?.message ?? String(err),
+    });
   }
 
   async #process(frames: Frame[]): Promise<void> {
@@ -482,18 +530,38 @@ export class Pipeline {
       const d = results[i];
       if (d === true) this.#release(alert);
       // dropped (false): counted and logged by the durable sink, seen by no sink
-      else d.then((ok) => ok && this.#release(alert));
+      else {
+        d.then((ok) => ok && this.#release(alert)).catch((err) =>
+          this.#pipelineError("release", err, { alert: alert.id })
+        );
+      }
     });
   }
 
-  /** Count a durable alert and hand it to every sink but the durable one. */
+  /**
+   * Count a durable alert and hand it to every sink but the durable one.
+   * Never throws: a throwing `onAlert` or sink is counted
+   * (`latentwatch.pipeline.errors{stage=on_alert|sink_submit}`) and logged,
+   * and the other sinks still get the alert.
+   */
   #release(alert: Alert): void {
     this.#o.telemetry.add("latentwatch.alerts", 1, {
       rule: alert.policy.id,
       severity: alert.severity,
     });
-    this.#o.onAlert?.(alert);
-    for (const sink of this.sinks) if (sink !== this.#o.durable) sink.submit(alert);
+    try {
+      this.#o.onAlert?.(alert);
+    } catch (err) {
+      this.#pipelineError("on_alert", err, { alert: alert.id });
+    }
+    for (const sink of this.sinks) {
+      if (sink === this.#o.durable) continue;
+      try {
+        sink.submit(alert);
+      } catch (err) {
+        this.#pipelineError("sink_submit", err, { alert: alert.id, sink: sink.name });
+      }
+    }
   }
 
   /** The seq each request of `frames` resumes from after a restart, and the requests they end. */

@@ -15,10 +15,10 @@ import { ReferenceEncoder } from "../core/reference_encoder.ts";
 import type { Encoder, SaeWeights } from "../core/sae.ts";
 import { SeqCheckpoints } from "./checkpoints.ts";
 import { Logger } from "./log.ts";
-import { Pipeline } from "./pipeline.ts";
+import { Pipeline, type PipelineOptions } from "./pipeline.ts";
 import { Telemetry } from "./telemetry.ts";
 import { JetStreamSink } from "../sinks/jetstream.ts";
-import type { AlertSink } from "../sinks/sink.ts";
+import type { AlertSink, Durability, DurableSink } from "../sinks/sink.ts";
 import { type Alert, alertId } from "../core/alert.ts";
 import { connectNatsBus } from "../bus/nats_bus.ts";
 import { startNatsServer } from "../bus/nats_server.ts";
@@ -69,6 +69,8 @@ function setup(
     maxBatchTokens?: number;
     encoder?: Encoder;
     checkpoints?: SeqCheckpoints;
+    /** Replaces or adds options (sinks, durable, onAlert). */
+    more?: Partial<PipelineOptions>;
   } = {},
 ) {
   const bus = new MemoryBus();
@@ -93,6 +95,7 @@ function setup(
     bus,
     telemetry,
     log,
+    ...over.more,
   });
   const send = (requestId: string, seq: number, tokens: number, value = 0) => {
     const data = new Float32Array(tokens * D).fill(0);
@@ -152,6 +155,94 @@ Deno.test("pipeline: gaps in Lw-Seq are counted as lost; a repeated seq is dropp
     ),
   );
   await pipeline.stop();
+});
+
+/** A sink that keeps what it is given (or throws on every submit). */
+function memorySink(name: string, opts: { throws?: boolean } = {}) {
+  const got: Alert[] = [];
+  const sink: AlertSink = {
+    name,
+    start: () => Promise.resolve(),
+    submit: (alert) => {
+      if (opts.throws) throw new Error(`${name} is broken`);
+      got.push(alert);
+      return true;
+    },
+    drain: () => Promise.resolve(0),
+    close: () => Promise.resolve(),
+    stats: { queued: 0, delivered: 0, dropped: {}, retries: 0 },
+  };
+  return { sink, got };
+}
+
+Deno.test("pipeline: a throwing sink, onAlert or durable write is counted and logged; processing goes on", async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: PromiseRejectionEvent) => {
+    unhandled.push(e.reason);
+    e.preventDefault();
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  try {
+    const broken = memorySink("broken", { throws: true });
+    const good = memorySink("good");
+    let persisted = 0;
+    const durable: DurableSink = {
+      ...memorySink("durable").sink,
+      persist: (alerts) => {
+        // the third batch's write fails outright; the others alternate the two Durability kinds
+        if (++persisted === 3) throw new Error("disk on fire");
+        return alerts.map((): Durability => persisted % 2 === 0 ? true : Promise.resolve(true));
+      },
+    };
+    let onAlertCalls = 0;
+    const { telemetry, logs, pipeline, send } = setup({
+      more: {
+        sinks: [durable, broken.sink, good.sink],
+        durable,
+        onAlert: () => {
+          onAlertCalls++;
+          throw new Error("display crashed");
+        },
+      },
+    });
+    pipeline.start();
+    for (let i = 0; i < 6; i++) {
+      send(`r${i}`, 0, 1, 5); // one frame per batch, each raising one alert
+      // bounded: a dead processing loop never gets idle
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        pipeline.idle(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`frame r${i} never processed`)), 5000);
+        }),
+      ]).finally(() => clearTimeout(timer));
+    }
+    await new Promise((r) => setTimeout(r, 10)); // the promised releases
+    assert.deepEqual(
+      good.got.map((a) => a.requestId),
+      ["r0", "r1", "r3", "r4", "r5"],
+      "every alert but the failed batch's reached the good sink",
+    );
+    assert.equal(onAlertCalls, 5);
+    assert.equal(telemetry.value("latentwatch.pipeline.errors", { stage: "on_alert" }), 5);
+    assert.equal(telemetry.value("latentwatch.pipeline.errors", { stage: "sink_submit" }), 5);
+    assert.equal(telemetry.value("latentwatch.pipeline.errors", { stage: "batch" }), 1);
+    assert.equal(telemetry.total("latentwatch.alerts"), 5);
+    assert.ok(pipeline.processing, "the processing loop is alive");
+    assert.ok(
+      logs.some((l) =>
+        l.startsWith("error pipeline.error") && l.includes("stage=sink_submit") &&
+        l.includes("sink=broken") && l.includes("broken is broken")
+      ),
+      logs.join("\n"),
+    );
+    assert.ok(logs.some((l) => l.includes("stage=batch") && l.includes("disk on fire")));
+    await pipeline.stop();
+    assert.ok(pipeline.processing, "stopped on purpose: not reported as a dead loop");
+    assert.deepEqual(unhandled, []);
+  } finally {
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+  }
 });
 
 /** The reference encoder, each call held until the test lets it go (`entered` counts calls). */
