@@ -193,7 +193,10 @@ Deno.test({
             .exec(l);
           if (!m) continue;
           const [from, to, n] = [Number(m[2]), Number(m[3]), Number(m[4])];
-          assert.equal(to - from, n, l);
+          // after a restart, frames of [from, to) the killed run had already
+          // counted (a gap seen at intake) are not counted again
+          if (l.includes("after_restart=true")) assert.ok(n <= to - from, l);
+          else assert.equal(to - from, n, l);
           for (let q = from; q < to; q++) lost.get(m[1])!.add(q);
           if (l.includes("after_restart=true")) restartFrom.get(m[1])!.set(from, runIndex);
           lostTotal += n;

@@ -204,7 +204,14 @@ async function start(
       why.push(`NATS not delivering (${bus.health.lastError?.message ?? "probe failed"})`);
     }
     if (pipeline === null) why.push("pipeline not started");
-    else if (!pipeline.subscribed) why.push(`subscription to '${subject}' closed, re-subscribing`);
+    else {
+      if (!pipeline.subscribed) why.push(`subscription to '${subject}' closed, re-subscribing`);
+      if (!pipeline.processing) {
+        why.push(
+          `processing loop ended (${pipeline.processingError?.message ?? "stopped"})`,
+        );
+      }
+    }
     return why;
   };
   const listen = opts.controlListen === undefined ? config.control?.listen : opts.controlListen;

@@ -29,7 +29,7 @@ import { type Firing, PolicyEngine } from "../core/policy/engine.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
 import type { AlertSink, Durability, DurableSink } from "../sinks/sink.ts";
-import type { SeqCheckpoints } from "./checkpoints.ts";
+import { type Resume, type SeqCheckpoints, uncountedBefore } from "./checkpoints.ts";
 import { decodeMonitorFrame, encodeFrames, type Scratch, tokenBatch } from "./frames.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Telemetry } from "../shared/telemetry.ts";
@@ -193,6 +193,7 @@ export class Pipeline {
         this.#o.log.error("subscription.error", { subject, error: err.message });
       });
     }
+    this.#running = true;
     this.#worker = this.#run();
     const ttl = this.#o.requestTtlMs ?? 600_000;
     this.#sweeper = setInterval(() => this.#sweep(ttl), Math.min(ttl, 10_000));
@@ -252,6 +253,7 @@ export class Pipeline {
     this.#ackSub?.unsubscribe();
     this.#ackSub = null;
     clearInterval(this.#sweeper);
+    this.#stopping = true;
     this.#batcher.close();
     await this.#worker;
     // every sink drains in parallel, each within the deadline; what one could not
@@ -357,17 +359,63 @@ export class Pipeline {
     t.set("latentwatch.queue.depth", this.#batcher.queuedTokens);
   }
 
+  /**
+   * The encode worker: one batch at a time until the queue is closed. A
+   * batch that throws is counted (`latentwatch.pipeline.errors{stage=batch}`)
+   * and logged, and the loop goes on with the next one.
+   */
   async #run(): Promise<void> {
-    for (;;) {
-      const batch = await this.#batcher.next();
-      if (batch === null) return;
-      try {
-        await this.#process(batch);
-      } finally {
-        this.#processed += batch.length;
-        this.#o.telemetry.set("latentwatch.queue.depth", this.#batcher.queuedTokens);
+    try {
+      for (;;) {
+        const batch = await this.#batcher.next();
+        if (batch === null) return;
+        try {
+          await this.#process(batch);
+        } catch (err) {
+          this.#pipelineError("batch", err, {
+            frames: batch.length,
+            requests: [...new Set(batch.map((f) => f.requestId))].slice(0, 16).join(","),
+          });
+        } finally {
+          this.#processed += batch.length;
+          this.#o.telemetry.set("latentwatch.queue.depth", this.#batcher.queuedTokens);
+        }
       }
+    } catch (err) {
+      // the queue itself failed: nothing is processed any more, readiness says so
+      this.#loopError = err as Error;
+      this.#pipelineError("loop", err);
+    } finally {
+      this.#running = false;
     }
+  }
+
+  #running = false;
+  #stopping = false;
+  #loopError: Error | null = null;
+
+  /**
+   * False once the processing loop has ended although the pipeline was not
+   * stopped (and before start): frames would be queued and never processed.
+   * Readiness reports it.
+   */
+  get processing(): boolean {
+    return this.#running || this.#stopping;
+  }
+
+  /** Why the processing loop ended, when it ended on an error. */
+  get processingError(): Error | null {
+    return this.#loopError;
+  }
+
+  /** Count and log an error caught in the pipeline; processing goes on. */
+  #pipelineError(stage: string, err: unknown, fields: Record<string, string | number> = {}): void {
+    this.#o.telemetry.add("latentwatch.pipeline.errors", 1, { stage });
+    this.#o.log.error("pipeline.error", {
+      stage,
+      ...fields,
+      error: (err as Error)?.message ?? String(err),
+    });
   }
 
   async #process(frames: Frame[]): Promise<void> {
@@ -476,18 +524,38 @@ export class Pipeline {
       const d = results[i];
       if (d === true) this.#release(alert);
       // dropped (false): counted and logged by the durable sink, seen by no sink
-      else d.then((ok) => ok && this.#release(alert));
+      else {
+        d.then((ok) => ok && this.#release(alert)).catch((err) =>
+          this.#pipelineError("release", err, { alert: alert.id })
+        );
+      }
     });
   }
 
-  /** Count a durable alert and hand it to every sink but the durable one. */
+  /**
+   * Count a durable alert and hand it to every sink but the durable one.
+   * Never throws: a throwing `onAlert` or sink is counted
+   * (`latentwatch.pipeline.errors{stage=on_alert|sink_submit}`) and logged,
+   * and the other sinks still get the alert.
+   */
   #release(alert: Alert): void {
     this.#o.telemetry.add("latentwatch.alerts", 1, {
       rule: alert.policy.id,
       severity: alert.severity,
     });
-    this.#o.onAlert?.(alert);
-    for (const sink of this.sinks) if (sink !== this.#o.durable) sink.submit(alert);
+    try {
+      this.#o.onAlert?.(alert);
+    } catch (err) {
+      this.#pipelineError("on_alert", err, { alert: alert.id });
+    }
+    for (const sink of this.sinks) {
+      if (sink === this.#o.durable) continue;
+      try {
+        sink.submit(alert);
+      } catch (err) {
+        this.#pipelineError("sink_submit", err, { alert: alert.id, sink: sink.name });
+      }
+    }
   }
 
   /** The seq each request of `frames` resumes from after a restart, and the requests they end. */
@@ -509,6 +577,22 @@ export class Pipeline {
     if (!cp) return;
     try {
       cp.record(next, ended);
+    } catch (err) {
+      this.#o.telemetry.add("latentwatch.checkpoint.errors");
+      this.#o.log.error("checkpoint.write_failed", {
+        path: cp.path,
+        error: (err as Error).message,
+        note: "after a restart, frames lost while down may be miscounted",
+      });
+    }
+  }
+
+  /** Record frames `[from, to)` of a request as counted lost (see {@linkcode SeqCheckpoints.lost}). */
+  #checkpointLost(requestId: string, from: number, to: number): void {
+    const cp = this.#o.checkpoints;
+    if (!cp) return;
+    try {
+      cp.lost(requestId, from, to);
     } catch (err) {
       this.#o.telemetry.add("latentwatch.checkpoint.errors");
       this.#o.log.error("checkpoint.write_failed", {
@@ -862,13 +946,12 @@ export class Pipeline {
   #track(frame: Frame, subject: string): boolean {
     const t = this.#o.telemetry;
     let s = this.#requests.get(frame.requestId);
-    let resumed = false;
+    let resumed: Resume | undefined;
     if (!s) {
       // a request the last run was in the middle of resumes from its
       // checkpoint: the frames since then never reached a durable state
-      const from = this.#o.checkpoints?.take(frame.requestId);
-      resumed = from !== undefined;
-      s = { lastSeen: 0, tokens: 0, nextSeq: from ?? 0 };
+      resumed = this.#o.checkpoints?.take(frame.requestId);
+      s = { lastSeen: 0, tokens: 0, nextSeq: resumed?.next ?? 0 };
       this.#requests.set(frame.requestId, s);
       const max = this.#o.maxRequests ?? 100_000;
       if (this.#requests.size > max) {
@@ -887,18 +970,23 @@ export class Pipeline {
       this.#requests.set(frame.requestId, s);
     }
     if (frame.seq > s.nextSeq) {
-      t.add("latentwatch.frames.lost", frame.seq - s.nextSeq);
-      if (resumed) t.add("latentwatch.frames.lost_at_restart", frame.seq - s.nextSeq);
-      this.#o.log.warn("frame.lost", {
-        subject,
-        request: frame.requestId,
-        expected_seq: s.nextSeq,
-        found_seq: frame.seq,
-        lost: frame.seq - s.nextSeq,
-        ...(resumed ? { after_restart: true } : {}),
-      });
-      // counted: a restart before this frame is processed must not count them again
-      this.#checkpoint({ next: new Map([[frame.requestId, frame.seq]]), ended: [] });
+      // after a restart, what the last run counted at intake is not counted again
+      const lost = resumed ? uncountedBefore(resumed, frame.seq) : frame.seq - s.nextSeq;
+      if (lost > 0) {
+        t.add("latentwatch.frames.lost", lost);
+        if (resumed) t.add("latentwatch.frames.lost_at_restart", lost);
+        this.#o.log.warn("frame.lost", {
+          subject,
+          request: frame.requestId,
+          expected_seq: s.nextSeq,
+          found_seq: frame.seq,
+          lost,
+          ...(resumed ? { after_restart: true } : {}),
+        });
+      }
+      // counted: a restart before these frames' successors are processed must
+      // not count them again, nor skip the frames still queued before them
+      this.#checkpointLost(frame.requestId, s.nextSeq, frame.seq);
     } else if (frame.seq < s.nextSeq) {
       // NATS keeps one publisher's order, so a seq already passed is a re-sent
       // frame: evaluating it again would count its tokens twice in the windows

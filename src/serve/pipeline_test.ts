@@ -13,12 +13,13 @@ import { tapSubject, tapSubjectFilter } from "../core/frame/subjects.ts";
 import { compilePolicySet } from "../core/policy/compile.ts";
 import { parsePolicyFileDef } from "../config/policy_file.ts";
 import { ReferenceEncoder } from "../core/reference_encoder.ts";
-import type { SaeWeights } from "../core/sae.ts";
+import type { Encoder, SaeWeights } from "../core/sae.ts";
+import { SeqCheckpoints } from "./checkpoints.ts";
 import { Logger } from "../shared/log.ts";
-import { Pipeline } from "./pipeline.ts";
+import { Pipeline, type PipelineOptions } from "./pipeline.ts";
 import { Telemetry } from "../shared/telemetry.ts";
 import { JetStreamSink } from "../sinks/jetstream.ts";
-import type { AlertSink } from "../sinks/sink.ts";
+import type { AlertSink, Durability, DurableSink } from "../sinks/sink.ts";
 import { type Alert, alertId } from "../core/alert.ts";
 import { connectNatsBus } from "../bus/nats_bus.ts";
 import { startNatsServer } from "../bus/nats_server.ts";
@@ -63,7 +64,16 @@ function sinkFor(bus: MemoryBus, telemetry: Telemetry, log: Logger): JetStreamSi
   });
 }
 
-function setup(over: { maxQueueTokens?: number; maxBatchTokens?: number } = {}) {
+function setup(
+  over: {
+    maxQueueTokens?: number;
+    maxBatchTokens?: number;
+    encoder?: Encoder;
+    checkpoints?: SeqCheckpoints;
+    /** Replaces or adds options (sinks, durable, onAlert). */
+    more?: Partial<PipelineOptions>;
+  } = {},
+) {
   const bus = new MemoryBus();
   const telemetry = new Telemetry();
   const logs: string[] = [];
@@ -74,8 +84,9 @@ function setup(over: { maxQueueTokens?: number; maxBatchTokens?: number } = {}) 
     hook: "h",
     subject: tapSubjectFilter("m", "h"),
     dIn: D,
-    encoders: new Map([["s", new ReferenceEncoder(SAE)]]),
+    encoders: new Map([["s", over.encoder ?? new ReferenceEncoder(SAE)]]),
     policies: POLICIES(),
+    ...(over.checkpoints ? { checkpoints: over.checkpoints } : {}),
     batching: {
       maxBatchTokens: over.maxBatchTokens ?? 4,
       maxWaitMs: 1,
@@ -85,6 +96,7 @@ function setup(over: { maxQueueTokens?: number; maxBatchTokens?: number } = {}) 
     bus,
     telemetry,
     log,
+    ...over.more,
   });
   const send = (requestId: string, seq: number, tokens: number, value = 0) => {
     const data = new Float32Array(tokens * D).fill(0);
@@ -144,6 +156,174 @@ Deno.test("pipeline: gaps in Lw-Seq are counted as lost; a repeated seq is dropp
     ),
   );
   await pipeline.stop();
+});
+
+/** A sink that keeps what it is given (or throws on every submit). */
+function memorySink(name: string, opts: { throws?: boolean } = {}) {
+  const got: Alert[] = [];
+  const sink: AlertSink = {
+    name,
+    start: () => Promise.resolve(),
+    submit: (alert) => {
+      if (opts.throws) throw new Error(`${name} is broken`);
+      got.push(alert);
+      return true;
+    },
+    drain: () => Promise.resolve(0),
+    close: () => Promise.resolve(),
+    stats: { queued: 0, delivered: 0, dropped: {}, retries: 0 },
+  };
+  return { sink, got };
+}
+
+Deno.test("pipeline: a throwing sink, onAlert or durable write is counted and logged; processing goes on", async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: PromiseRejectionEvent) => {
+    unhandled.push(e.reason);
+    e.preventDefault();
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  try {
+    const broken = memorySink("broken", { throws: true });
+    const good = memorySink("good");
+    let persisted = 0;
+    const durable: DurableSink = {
+      ...memorySink("durable").sink,
+      persist: (alerts) => {
+        // the third batch's write fails outright; the others alternate the two Durability kinds
+        if (++persisted === 3) throw new Error("disk on fire");
+        return alerts.map((): Durability => persisted % 2 === 0 ? true : Promise.resolve(true));
+      },
+    };
+    let onAlertCalls = 0;
+    const { telemetry, logs, pipeline, send } = setup({
+      more: {
+        sinks: [durable, broken.sink, good.sink],
+        durable,
+        onAlert: () => {
+          onAlertCalls++;
+          throw new Error("display crashed");
+        },
+      },
+    });
+    pipeline.start();
+    for (let i = 0; i < 6; i++) {
+      send(`r${i}`, 0, 1, 5); // one frame per batch, each raising one alert
+      // bounded: a dead processing loop never gets idle
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        pipeline.idle(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`frame r${i} never processed`)), 5000);
+        }),
+      ]).finally(() => clearTimeout(timer));
+    }
+    await new Promise((r) => setTimeout(r, 10)); // the promised releases
+    assert.deepEqual(
+      good.got.map((a) => a.requestId),
+      ["r0", "r1", "r3", "r4", "r5"],
+      "every alert but the failed batch's reached the good sink",
+    );
+    assert.equal(onAlertCalls, 5);
+    assert.equal(telemetry.value("latentwatch.pipeline.errors", { stage: "on_alert" }), 5);
+    assert.equal(telemetry.value("latentwatch.pipeline.errors", { stage: "sink_submit" }), 5);
+    assert.equal(telemetry.value("latentwatch.pipeline.errors", { stage: "batch" }), 1);
+    assert.equal(telemetry.total("latentwatch.alerts"), 5);
+    assert.ok(pipeline.processing, "the processing loop is alive");
+    assert.ok(
+      logs.some((l) =>
+        l.startsWith("error pipeline.error") && l.includes("stage=sink_submit") &&
+        l.includes("sink=broken") && l.includes("broken is broken")
+      ),
+      logs.join("\n"),
+    );
+    assert.ok(logs.some((l) => l.includes("stage=batch") && l.includes("disk on fire")));
+    await pipeline.stop();
+    assert.ok(pipeline.processing, "stopped on purpose: not reported as a dead loop");
+    assert.deepEqual(unhandled, []);
+  } finally {
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+  }
+});
+
+/** The reference encoder, each call held until the test lets it go (`entered` counts calls). */
+function gatedEncoder() {
+  const enc = new ReferenceEncoder(SAE);
+  const gates: (() => void)[] = [];
+  const state = { entered: 0 };
+  const encoder: Encoder = {
+    dIn: D,
+    dSae: D,
+    encode: async (x, n) => {
+      state.entered++;
+      await new Promise<void>((r) => gates.push(r));
+      return enc.encode(x, n);
+    },
+    close: () => enc.close(),
+  };
+  return { encoder, state, release: () => gates.shift()?.() };
+}
+
+Deno.test("pipeline: checkpoints keep processed and counted-lost apart; a restart at any moment counts each frame never processed exactly once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-ckpt-pipe-" });
+  try {
+    const path = `${dir}/requests.ckpt`;
+    const checkpoints = SeqCheckpoints.open(path);
+    const gated = gatedEncoder();
+    const { bus, telemetry, pipeline, send } = setup({ encoder: gated.encoder, checkpoints });
+    await bus.ensureStream({ name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 });
+    pipeline.start();
+    /** What a SIGKILL now would leave: a copy of the file as it stands. */
+    let kills = 0;
+    const killNow = () => {
+      const copy = `${dir}/kill-${kills++}.ckpt`;
+      Deno.copyFileSync(path, copy);
+      return copy;
+    };
+    /** A new run on what a kill left, whose first frame of "a" has `seq`: the frames it counts lost. */
+    const restart = async (copy: string, seq: number) => {
+      const again = `${dir}/run-${kills++}.ckpt`; // each restart on its own copy
+      Deno.copyFileSync(copy, again);
+      const cp = SeqCheckpoints.open(again);
+      const run = setup({ checkpoints: cp });
+      await run.bus.ensureStream({ name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 });
+      run.pipeline.start();
+      run.send("a", seq, 1);
+      await run.pipeline.idle();
+      await run.pipeline.stop();
+      cp.close();
+      return run.telemetry.total("latentwatch.frames.lost_at_restart");
+    };
+    const until = async (ok: () => boolean) => {
+      while (!ok()) await new Promise((r) => setTimeout(r, 1));
+    };
+
+    send("a", 0, 1); // taken by the worker at once: held in encode
+    await until(() => gated.state.entered === 1);
+    send("a", 1, 1); // queued
+    send("a", 2, 1); // queued
+    send("a", 5, 1); // queued; 3 and 4 never came: counted lost now, at intake
+    assert.equal(telemetry.total("latentwatch.frames.lost"), 2);
+    // killed now: nothing processed; 0, 1, 2 and 5 were queued, 3 and 4 already counted
+    const k0 = killNow();
+    gated.release(); // frame 0 done; 1, 2 and 5 go in the next batch, held in encode
+    await until(() => gated.state.entered === 2);
+    const k1 = killNow(); // 0 processed; 1, 2 and 5 queued, 3 and 4 counted
+    gated.release();
+    await pipeline.idle();
+    const k2 = killNow(); // all processed
+    await pipeline.stop();
+    checkpoints.close();
+
+    // the next run's first frame of "a" is seq 7: 6 was sent while no sidecar listened
+    assert.equal(await restart(k0, 7), 5, "0, 1, 2, 5 queued and 6 unsent: 3 and 4 not again");
+    assert.equal(await restart(k1, 7), 4, "1, 2, 5 queued and 6 unsent: 3 and 4 not again");
+    assert.equal(await restart(k2, 7), 1, "only 6");
+    // the first frame after the restart is inside the gap counted before (a resend): never under
+    assert.equal(await restart(k1, 4), 2, "1 and 2 (3 counted before)");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("pipeline: a frame larger than a batch is encoded in batch-sized calls", async () => {

@@ -112,6 +112,12 @@ export const METRIC_SPEC = {
     help:
       "Frames whose policy evaluation failed (logged with the request; a gated frame gets an error verdict)",
   },
+  "latentwatch.pipeline.errors": {
+    kind: "counter",
+    unit: "{error}",
+    help:
+      "Errors caught in the pipeline, by stage (on_alert, sink_submit, release, batch): logged, processing goes on",
+  },
   "latentwatch.steer.repeats": {
     kind: "counter",
     unit: "{command}",
