@@ -1,13 +1,20 @@
 /**
- * `deno task test`: make sure what the suite needs is here (installing
- * `nats-server` through apt-get when running as root), run every test, and
- * end with one line `tests: N passed, M failed` that CI reads.
+ * `deno task test` (also `deno task ok`: the same gate): make sure what the
+ * suite needs is here (installing `nats-server` through apt-get when running
+ * as root), run the static gates (fmt, lint, type check, layering, doc
+ * examples; see tools/gates.ts), each as one test line, then every test, and
+ * end with one line `tests: N passed, M failed` that CI reads, gates
+ * included.
+ *
+ * `deno task test [--no-gates | --only-gates] [deno test args…]`: with test
+ * paths or filters, only those tests run (and the gates, unless `--no-gates`).
  *
  * @module
  */
 import { findNatsServer } from "../src/bus/nats_server.ts";
 import { findRsyslogd, hasRsyslogGtls } from "./helpers/rsyslog.ts";
 import { hasPythonTorch } from "../support/python.ts";
+import { type Gate, staticGates } from "../tools/gates.ts";
 
 async function sh(cmd: string, args: string[]): Promise<boolean> {
   const { code } = await new Deno.Command(cmd, { args, stdout: "inherit", stderr: "inherit" })
@@ -38,7 +45,51 @@ async function ensurePackage(
   if (!await found()) console.error(`tests: ${pkg} could not be installed.\n  ${hint}`);
 }
 
-async function runTests(filters: string[]): Promise<number> {
+/** Passed and failed counts. */
+interface Tally {
+  passed: number;
+  failed: number;
+}
+
+/**
+ * Run one gate, printing `gate <name> ... ok (Ns)` or `... FAILED (Ns)`
+ * followed by its output.
+ */
+async function runGate(gate: Gate): Promise<boolean> {
+  const t0 = performance.now();
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: gate.args,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const secs = ((performance.now() - t0) / 1000).toFixed(1);
+  if (code === 0) {
+    console.log(`gate ${gate.name} ... ok (${secs}s)`);
+    return true;
+  }
+  const dec = new TextDecoder();
+  // deno's progress lines ("Check …", "Download …") are noise next to the failure
+  const output = (dec.decode(stdout) + dec.decode(stderr))
+    .split("\n")
+    .filter((l) => !/^(Check|Download|Initialize) /.test(l))
+    .join("\n")
+    .trimEnd();
+  console.log(`gate ${gate.name} ... FAILED (${secs}s)\n${output}\n`);
+  return false;
+}
+
+async function runGates(): Promise<Tally> {
+  const tally = { passed: 0, failed: 0 };
+  const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+  for (const gate of await staticGates(root)) {
+    if (await runGate(gate)) tally.passed++;
+    else tally.failed++;
+  }
+  return tally;
+}
+
+async function runTests(filters: string[], gates: Tally): Promise<number> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["test", "-A", "--no-check=remote", ...filters],
     stdout: "piped",
@@ -68,9 +119,25 @@ async function runTests(filters: string[]): Promise<number> {
   }
   const { code } = await child.status;
   if (!sawSummary && code !== 0) failed = Math.max(failed, 1);
-  console.log(`tests: ${passed} passed, ${failed} failed`);
-  return code;
+  if (gates.passed + gates.failed > 0) {
+    console.log(`gates: ${gates.passed} passed, ${gates.failed} failed`);
+  }
+  console.log(`tests: ${passed + gates.passed} passed, ${failed + gates.failed} failed`);
+  return code !== 0 ? code : gates.failed > 0 ? 1 : 0;
 }
+
+/** Run only the static gates (`--only-gates`). */
+function gatesOnly(gates: Tally): number {
+  console.log(`tests: ${gates.passed} passed, ${gates.failed} failed`);
+  return gates.failed > 0 ? 1 : 0;
+}
+
+const noGates = Deno.args.includes("--no-gates");
+const onlyGates = Deno.args.includes("--only-gates");
+const rest = Deno.args.filter((a) => a !== "--no-gates" && a !== "--only-gates");
+// the gates first: they take about a minute and say quickly what is wrong
+const gates = noGates ? { passed: 0, failed: 0 } : await runGates();
+if (onlyGates) Deno.exit(gatesOnly(gates));
 
 await ensurePackage(
   "nats-server",
@@ -95,4 +162,4 @@ await ensurePackage(
     "  --no-install-recommends python3-torch` (Debian/Ubuntu), or `pip install torch`.",
   ["--no-install-recommends"],
 );
-Deno.exit(await runTests(Deno.args));
+Deno.exit(await runTests(rest, gates));
