@@ -21,7 +21,6 @@ export const DOC_EXAMPLES_PENDING: readonly string[] = [
   "src/traces/",
   "src/demo/",
   "src/sinks/",
-  "src/cli/replay.ts",
   "src/cli/policy_tools.ts",
 ];
 

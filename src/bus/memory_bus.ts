@@ -195,6 +195,7 @@ export class MemoryBus implements Bus {
    *
    * @example
    * ```ts
+   * declare const bus: MemoryBus;
    * const reply = await bus.request("svc.echo", new Uint8Array(0), undefined, 100);
    * ```
    */
@@ -354,6 +355,7 @@ export class MemoryBus implements Bus {
    *
    * @example
    * ```ts
+   * declare const bus: MemoryBus;
    * bus.streamMessages("ALERTS").map((m) => m.seq);
    * ```
    */

@@ -352,6 +352,8 @@ interface RawMsg {
  *
  * @example
  * ```ts
+ * import type { Msg } from "@nats-io/transport-node";
+ * declare const msg: Msg;
  * const block = rawHeaderBlock(msg); // Uint8Array "NATS/1.0\r\n..." or null
  * ```
  */

@@ -128,6 +128,8 @@ function num(v: number): string {
  *
  * @example
  * ```ts
+ * import type { Alert } from "../core/alert.ts";
+ * declare const alert: Alert;
  * formatAlertLine(alert, { color: false });
  * // 2026-05-01T12:00:00.000Z HIGH     prompt-injection gpt2-small req=req-1 tokens=[12,15) " ignore previous" latent=res-jb:1234 "instructions override" max=5.25 thr=3
  * ```

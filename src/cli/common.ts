@@ -31,9 +31,12 @@ export type ParsedCommandArgs<O extends ParseArgsOptionsConfig> = ReturnType<
  *
  * @example
  * ```ts
- * const parsed = parseCommandArgs("replay", USAGE, args, { json: { type: "boolean" } });
- * if (typeof parsed === "number") return parsed;
- * parsed.values.json; // boolean | undefined
+ * const USAGE = "usage: latentwatch replay [--json] <trace>";
+ * function replayCommand(args: string[]): number {
+ *   const parsed = parseCommandArgs("replay", USAGE, args, { json: { type: "boolean" } });
+ *   if (typeof parsed === "number") return parsed;
+ *   return parsed.values.json ? 0 : 1; // boolean | undefined
+ * }
  * ```
  */
 export function parseCommandArgs<O extends ParseArgsOptionsConfig>(
@@ -66,7 +69,10 @@ export function parseCommandArgs<O extends ParseArgsOptionsConfig>(
  *
  * @example
  * ```ts
- * if (positionals.length === 0) return usageError("policy test", USAGE, "expected at least one path");
+ * function policyTest(positionals: string[]): number {
+ *   if (positionals.length === 0) return usageError("policy test", "usage: …", "expected at least one path");
+ *   return 0;
+ * }
  * ```
  */
 export function usageError(name: string, usage: string, message: string): number {
@@ -80,7 +86,10 @@ export function usageError(name: string, usage: string, message: string): number
  *
  * @example
  * ```ts
- * try { await run(); } catch (err) { return commandFailed("replay", err); }
+ * async function replayCommand(run: () => Promise<void>): Promise<number> {
+ *   try { await run(); } catch (err) { return commandFailed("replay", err); }
+ *   return 0;
+ * }
  * ```
  */
 export function commandFailed(name: string, err: unknown): number {

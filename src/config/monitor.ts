@@ -606,6 +606,8 @@ export const MonitorFileSchema = z.strictObject({
  *
  * @example
  * ```ts
+ * import { parseYamlSource } from "./yaml_source.ts";
+ * declare const text: string;
  * const cfg = monitorConfigFromSource(parseYamlSource(text, "/etc/lw/m.yaml"));
  * ```
  */

@@ -225,6 +225,7 @@ export async function loadYamlSource(path: string, limits: YamlLimits = {}): Pro
  *
  * @example
  * ```ts
+ * import { z } from "zod";
  * z.number().min(0, { error: expectMessage("a number ≥ 0", "negative thresholds fire on every token") });
  * // "expected a number ≥ 0, found -1; negative thresholds fire on every token"
  * ```
@@ -351,6 +352,7 @@ const choices: ChoiceOptions[] = [];
  *
  * @example
  * ```ts
+ * import { z } from "zod";
  * const Pool = choiceOf([z.literal("token"), z.strictObject({ max: z.int() })], {
  *   expected: "token or {max: N}",
  *   choose: (v) => typeof v === "string" ? 0 : isMapping(v) && "max" in v ? 1 : -1,
@@ -403,6 +405,7 @@ function deferDefault(iss: { code?: string; inst?: unknown }): string {
  *
  * @example
  * ```ts
+ * import { z } from "zod";
  * const src = parseYamlSource("port: high\n", "m.yaml");
  * validateYaml(z.strictObject({ port: z.int() }), src);
  * // throws ConfigError 'm.yaml:1:7: expected an integer, found the string "high"'
@@ -471,6 +474,8 @@ export function duplicateIds(
  *
  * @example
  * ```ts
+ * import type { z } from "zod";
+ * declare const schema: z.ZodType, src: YamlSource;
  * const r = schema.safeParse(src.value, {});
  * if (!r.success) zodIssuesToConfig(r.error.issues, src);
  * // [{ file, line: 4, col: 13, reason: "expected one of info, low, ..., found the string \"hgh\"" }]

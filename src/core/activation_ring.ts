@@ -13,6 +13,7 @@
  *
  * @example
  * ```ts
+ * const row = new Float32Array(768);
  * const ring = new ActivationRing(4096, 768);
  * ring.put("req-1", 12, row);
  * ring.get("req-1", 12); // a copy of row, or null once overwritten

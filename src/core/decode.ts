@@ -32,6 +32,9 @@ import { saeDOut } from "./sae.ts";
  *
  * @example
  * ```ts
+ * import { referenceEncode } from "./reference_encoder.ts";
+ * import type { SaeWeights } from "./sae.ts";
+ * declare const sae: SaeWeights, x: Float32Array, tokens: number;
  * const latents = referenceEncode(sae, x, tokens);
  * const y = referenceDecode(sae, latents, x); // Float32Array, tokens × dOut
  * ```
@@ -117,6 +120,8 @@ export interface ReconstructionReport {
  *
  * @example
  * ```ts
+ * import type { Encoder, SaeWeights } from "./sae.ts";
+ * declare const sae: SaeWeights, encoder: Encoder, x: Float32Array, tokens: number;
  * const latents = await encoder.encode(x, tokens);
  * const { mse, fvu, meanL0, deadLatents } = evaluateReconstruction(sae, x, tokens, latents);
  * ```
@@ -198,6 +203,8 @@ export function evaluateReconstruction(
  *
  * @example
  * ```ts
+ * import type { SaeWeights } from "./sae.ts";
+ * declare const sae: SaeWeights, x: Float32Array, tokens: number;
  * const report = referenceEvaluate(sae, x, tokens);
  * ```
  */
@@ -219,6 +226,8 @@ export function referenceEvaluate(
  *
  * @example
  * ```ts
+ * import type { LinearProbe } from "./sae.ts";
+ * declare const probe: LinearProbe, x: Float32Array;
  * const [scores] = referenceProbe(probe, x, 1);
  * scores.values[0]; // direction 0's score for token 0
  * ```

@@ -65,6 +65,8 @@ export const LAYER_NORM_EPS = 1e-5;
  *
  * @example
  * ```ts
+ * import type { SaeWeights } from "./sae.ts";
+ * declare const sae: SaeWeights;
  * assertEncodable(sae); // throws before any work if, e.g., a transcoder subtracts b_dec
  * ```
  */
@@ -170,6 +172,8 @@ export interface NormStats {
  *
  * @example
  * ```ts
+ * import type { SaeWeights } from "./sae.ts";
+ * declare const sae: SaeWeights;
  * referenceNormStats({ ...sae, normalize: "layer_norm" }, new Float32Array([1, 3])).inShift; // 2
  * ```
  */
@@ -202,6 +206,8 @@ export function referenceNormStats(sae: SaeWeights, x: Float32Array): NormStats 
  *
  * @example
  * ```ts
+ * import type { SaeWeights } from "./sae.ts";
+ * declare const sae: SaeWeights, x: Float32Array;
  * const xt = referenceEncoderInput(sae, x.subarray(0, sae.dIn));
  * ```
  */
@@ -250,6 +256,8 @@ export function referenceDecoderNorms(sae: SaeWeights): Float64Array {
  *
  * @example
  * ```ts
+ * import type { SaeWeights } from "./sae.ts";
+ * declare const sae: SaeWeights, x: Float32Array;
  * const h = referencePreActivations(sae, x.subarray(0, sae.dIn));
  * ```
  */
@@ -274,6 +282,8 @@ export function referencePreActivations(sae: SaeWeights, x: Float32Array): Float
  *
  * @example
  * ```ts
+ * import type { SaeWeights } from "./sae.ts";
+ * declare const gatedSae: SaeWeights, x: Float32Array;
  * const gate = referenceGatePreActivations(gatedSae, x.subarray(0, gatedSae.dIn));
  * ```
  */
@@ -324,6 +334,8 @@ function activate(sae: SaeWeights, x: Float32Array): Float64Array {
  *
  * @example
  * ```ts
+ * import type { SaeWeights } from "./sae.ts";
+ * declare const sae: SaeWeights, x: Float32Array;
  * const [first] = referenceEncode(sae, x, 1);
  * first.indices; // Uint32Array of active latents
  * const watched = referenceEncode(sae, x, 1, new Uint32Array([3, 7]));
@@ -367,6 +379,8 @@ export function referenceEncode(
  *
  * @example
  * ```ts
+ * import type { SaeWeights } from "./sae.ts";
+ * declare const sae: SaeWeights, x: Float32Array, tokens: number;
  * const enc = new ReferenceEncoder(sae);
  * const latents = await enc.encode(x, tokens);
  * ```

@@ -245,6 +245,7 @@ export async function readNeuronpediaExplanations(
  *
  * @example
  * ```ts
+ * import { loadSae } from "./load.ts";
  * const labels = await loadNeuronpediaLabels("my-sae/explanations");
  * const sae = attachLabels(await loadSae("my-sae"), labels);
  * ```
@@ -264,6 +265,8 @@ export async function loadNeuronpediaLabels(
  *
  * @example
  * ```ts
+ * import type { SaeWeights } from "../core/sae.ts";
+ * declare const sae: SaeWeights;
  * const labelled = attachLabels(sae, new Map([[3, "French text"]]));
  * labelled.labels?.get(3); // "French text"
  * ```

@@ -40,6 +40,8 @@ export interface TorchSaeLoadOptions {
  *
  * @example
  * ```ts
+ * import type { TorchValue } from "./torch_pickle.ts";
+ * declare const sd: Map<string, TorchValue>, n: number, d: number;
  * const enc = stateDictTensor(sd, "encoder.weight", [n, d], "[n_latents, d]", "6.pt");
  * ```
  */

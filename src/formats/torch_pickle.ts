@@ -832,6 +832,7 @@ export async function loadTorchCheckpoint(path: string): Promise<Map<string, Tor
  *
  * @example
  * ```ts
+ * declare const sd: Map<string, TorchValue>;
  * if (isTorchTensor(sd.get("pre_bias"))) console.log("a tensor");
  * ```
  */

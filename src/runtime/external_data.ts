@@ -41,6 +41,10 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  *
  * @example
  * ```ts
+ * import * as ort from "onnxruntime-node";
+ * import { buildEncoderGraph } from "./onnx_graph.ts";
+ * import type { SaeWeights } from "../core/sae.ts";
+ * declare const sae: SaeWeights;
  * const dir = await Deno.makeTempDir();
  * const path = await writeModelWithExternalData(buildEncoderGraph(sae), dir);
  * const session = await ort.InferenceSession.create(path);

@@ -52,6 +52,9 @@ export type ProgressFn = (done: number, total: number, phase: string) => void;
  *
  * @example
  * ```ts
+ * import type { SaeWeights } from "../core/sae.ts";
+ * declare const sae: SaeWeights;
+ * declare const policyLatents: Uint32Array;
  * const watch = watchIsCheap(sae) ? policyLatents : undefined;
  * ```
  */
@@ -170,6 +173,8 @@ function encoderColumns(
  *
  * @example
  * ```ts
+ * import type { SaeWeights } from "../core/sae.ts";
+ * declare const sae: SaeWeights;
  * const model = buildEncoderGraph(sae, { watch: new Uint32Array([3, 17]) });
  * model.graph!.output![0].name; // "f": [N, 2], latents 3 and 17
  * ```
@@ -326,6 +331,8 @@ export function initializerBytes(model: OnnxTypes.IModelProto): number {
  *
  * @example
  * ```ts
+ * import type { SaeWeights } from "../core/sae.ts";
+ * declare const sae: SaeWeights;
  * import * as ort from "onnxruntime-node";
  * const session = await ort.InferenceSession.create(buildEncoderModel(sae));
  * ```

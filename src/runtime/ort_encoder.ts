@@ -53,7 +53,9 @@ export type ProviderEncoder = Encoder & ProviderReport;
  *
  * @example
  * ```ts
- * const where = encoderProvider(generation.encoders.get("res6")!)?.provider; // "cpu"
+ * import type { Encoder } from "../core/sae.ts";
+ * declare const encoder: Encoder;
+ * const where = encoderProvider(encoder)?.provider; // "cpu"
  * ```
  */
 export function encoderProvider(encoder: Encoder): ProviderReport | undefined {
@@ -96,6 +98,9 @@ export interface OrtEncoderOptions {
  *
  * @example
  * ```ts
+ * import { loadSaeLens } from "../formats/saelens.ts";
+ * import type { SaeWeights } from "../core/sae.ts";
+ * declare const sae: SaeWeights, x: Float32Array, tokens: number;
  * const enc = await createOrtEncoder(await loadSaeLens("my-sae"), { intraOpThreads: 4 });
  * const latents = await enc.encode(x, tokens); // one SparseLatents per token
  * await enc.close();

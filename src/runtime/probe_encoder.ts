@@ -28,6 +28,8 @@ export const PROBE_OUTPUT = "scores";
  *
  * @example
  * ```ts
+ * import type { LinearProbe } from "../core/sae.ts";
+ * declare const probe: LinearProbe;
  * const model = buildProbeGraph(probe);
  * ```
  */
@@ -65,6 +67,8 @@ export function buildProbeGraph(probe: LinearProbe): OnnxTypes.IModelProto {
  *
  * @example
  * ```ts
+ * import type { LinearProbe } from "../core/sae.ts";
+ * declare const probe: LinearProbe, x: Float32Array;
  * const enc = await createProbeEncoder(probe);
  * const [scores] = await enc.encode(x, 1); // indices 0..n−1, one score each
  * enc.provider; // "cpu"

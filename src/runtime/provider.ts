@@ -246,6 +246,8 @@ function missingCudaLibraries(): string | null {
  *
  * @example
  * ```ts
+ * import * as ort from "onnxruntime-node";
+ * declare const bytes: Uint8Array;
  * const r = await onProvider("auto", (ep) => ort.InferenceSession.create(bytes, { executionProviders: [ep] }));
  * r.value; // the session
  * r.provider; // "cpu" on a machine without a GPU

@@ -66,6 +66,9 @@ export function sessionOptions(
  *
  * @example
  * ```ts
+ * import { buildEncoderGraph } from "./onnx_graph.ts";
+ * import type { SaeWeights } from "../core/sae.ts";
+ * declare const sae: SaeWeights;
  * const session = await openSession(buildEncoderGraph(sae), sessionOptions(2));
  * ```
  */
@@ -110,6 +113,8 @@ export interface ProviderSession extends ProviderReport {
  *
  * @example
  * ```ts
+ * import type { onnx } from "onnx-proto";
+ * declare const model: onnx.IModelProto;
  * const { session, provider, providerNote } = await openProviderSession(model, { provider: "auto" });
  * ```
  */

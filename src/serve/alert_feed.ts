@@ -110,6 +110,8 @@ export function parseAlertFilter(raw: {
  *
  * @example
  * ```ts
+ * import type { Alert } from "../core/alert.ts";
+ * declare const alert: Alert;
  * matchesAlert(alert, { minSeverity: "high" }); // true for high and critical alerts
  * ```
  */
@@ -186,6 +188,8 @@ interface Subscriber {
  *
  * @example
  * ```ts
+ * import type { Alert } from "../core/alert.ts";
+ * declare const alert: Alert;
  * const feed = new AlertFeed({ maxQueue: 100 });
  * const unsubscribe = feed.subscribe({ minSeverity: "high" }, (alert, { missed }) => {
  *   console.log(alert.id, missed);

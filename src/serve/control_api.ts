@@ -36,6 +36,7 @@ export interface ControlState {
  *
  * @example
  * ```ts
+ * declare const state: ControlState;
  * const app = controlApi(state);
  * const res = await app.request("/healthz"); // 200 "ok"
  * ```
@@ -127,6 +128,7 @@ function clientAddress(env: unknown): string {
  *
  * @example
  * ```ts
+ * declare const app: ReturnType<typeof controlApi>;
  * const srv = serveControlApi(app, "127.0.0.1:0");
  * console.log(srv.addr.port);
  * await srv.shutdown();

@@ -59,6 +59,8 @@ export interface OffThreadResult {
  *
  * @example
  * ```ts
+ * import type { SignalInfo } from "../core/policy/compile.ts";
+ * declare const signals: ReadonlyMap<string, SignalInfo>;
  * const compiler = new PolicyCompiler();
  * const { set } = await compiler.compile(["policies/demo.yaml"], signals);
  * compiler.close();

@@ -82,6 +82,8 @@ export interface RequestSteeringOptions extends CommandExpect {
  *
  * @example
  * ```ts
+ * declare const msg: { data: Uint8Array }, activations: Float32Array;
+ * declare const tap: { serves(requestId: string): boolean };
  * const s = new RequestSteering({ model: "m", hook: "h", dModel: 64, tap: "demo" });
  * const ack = s.receive(msg.data, (id) => tap.serves(id)); // publish the ack when not null
  * const acks = s.apply("req-1", 12, activations, 1, 64); // in place

@@ -92,6 +92,8 @@ interface RequestState extends Pick<TapExtra, "tenant" | "meta" | "traceparent" 
  *
  * @example
  * ```ts
+ * import type { Bus } from "../bus/bus.ts";
+ * declare const bus: Bus, prefillActs: Float32Array, stepActs: Float32Array, tokenIds: number[];
  * const tap = new Tap(bus, { model: "gpt2", hook: "blocks.6.hook_resid_post", dtype: "bf16" });
  * tap.publish("req-1", 0, prefillActs, 12, 768, { phase: "prefill", tokenIds });
  * tap.publish("req-1", 12, stepActs, 1, 768, { phase: "decode" });
@@ -167,6 +169,7 @@ export class Tap {
    *
    * @example
    * ```ts
+   * declare const tap: Tap;
    * tap.publish("req-1", 0, new Float32Array(768 * 4), 4, 768, { tokenIds: [1, 2, 3, 4] }); // 1
    * ```
    */
@@ -319,6 +322,7 @@ export class Tap {
    *
    * @example
    * ```ts
+   * declare const tap: Tap;
    * tap.enableSteering(768);
    * ```
    */
@@ -372,6 +376,7 @@ export class Tap {
    *
    * @example
    * ```ts
+   * declare const tap: Tap, hidden: Float32Array;
    * tap.steer("req-1", 12, hidden, 1, 768); // hidden now carries the clamp
    * ```
    */
@@ -403,8 +408,11 @@ export class Tap {
    *
    * @example
    * ```ts
-   * const r = await tap.step("req-1", pos, hidden, 1, 768, { phase: "decode" });
-   * if (!r.proceed) break;
+   * declare const tap: Tap, hidden: Float32Array;
+   * for (let pos = 12; pos < 64; pos++) {
+   *   const r = await tap.step("req-1", pos, hidden, 1, 768, { phase: "decode" });
+   *   if (!r.proceed) break;
+   * }
    * ```
    */
   async step(
@@ -500,6 +508,7 @@ export class Tap {
    *
    * @example
    * ```ts
+   * declare const tap: Tap;
    * tap.end("req-1");
    * ```
    */

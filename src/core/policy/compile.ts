@@ -141,6 +141,8 @@ export function formatProblem(p: PolicyProblem<string>): string {
  *
  * @example
  * ```ts
+ * import type { PolicyFileDef } from "./ast.ts";
+ * declare const files: PolicyFileDef[], signals: ReadonlyMap<string, SignalInfo>;
  * try { compilePolicySet(files, signals); } catch (e) {
  *   if (e instanceof PolicyCompileError) for (const p of e.problems) console.error(formatProblem(p));
  * }
@@ -878,6 +880,8 @@ export interface CompiledPolicyData {
  *
  * @example
  * ```ts
+ * import type { PolicyFileDef } from "./ast.ts";
+ * declare const files: PolicyFileDef[], signals: ReadonlyMap<string, SignalInfo>;
  * postMessage(policySetData(compilePolicySet(files, signals)));
  * ```
  */
@@ -896,6 +900,8 @@ export function policySetData(set: CompiledPolicySet): CompiledPolicyData {
  *
  * @example
  * ```ts
+ * import type { PolicyFileDef } from "./ast.ts";
+ * declare const files: PolicyFileDef[], signals: ReadonlyMap<string, SignalInfo>;
  * const set = hydratePolicySet(policySetData(compilePolicySet(files, signals)), signals);
  * ```
  */

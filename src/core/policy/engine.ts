@@ -187,6 +187,9 @@ function valueAt(row: SparseLatents, index: number): number {
  *
  * @example
  * ```ts
+ * import type { CompiledPolicySet } from "./compile.ts";
+ * import type { SparseLatents } from "../sae.ts";
+ * declare const set: CompiledPolicySet, rows: SparseLatents[];
  * const engine = new PolicyEngine(set, { ttlMs: 60_000 });
  * for (const f of engine.evaluate({
  *   ctx: { requestId: "r1", model: "gpt2", phase: "prefill" },
@@ -272,6 +275,9 @@ export class PolicyEngine {
    *
    * @example
    * ```ts
+   * import { compilePolicySet, type SignalInfo } from "./compile.ts";
+   * import type { PolicyFileDef } from "./ast.ts";
+   * declare const engine: PolicyEngine, files: PolicyFileDef[], signals: ReadonlyMap<string, SignalInfo>;
    * engine.swap(compilePolicySet(files, signals)); // throws before swapping if invalid
    * ```
    */
@@ -324,6 +330,8 @@ export class PolicyEngine {
    *
    * @example
    * ```ts
+   * import type { SparseLatents } from "../sae.ts";
+   * declare const engine: PolicyEngine, rowA: SparseLatents, rowB: SparseLatents;
    * const firings = engine.evaluate({ ctx: { requestId: "r1", model: "m" }, position: 0,
    *   tokens: 2, latents: new Map([["res", [rowA, rowB]]]), firstRow: 0 });
    * ```
@@ -542,6 +550,7 @@ export class PolicyEngine {
    *
    * @example
    * ```ts
+   * declare const engine: PolicyEngine;
    * engine.endRequest("r1");
    * ```
    */
@@ -557,6 +566,7 @@ export class PolicyEngine {
    *
    * @example
    * ```ts
+   * declare const engine: PolicyEngine;
    * setInterval(() => engine.sweep(), 10_000);
    * ```
    */

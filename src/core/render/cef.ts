@@ -80,6 +80,8 @@ export function cefExtensionEscape(s: string): string {
  * @throws {AlertRenderError} when the alert time is not RFC 3339.
  * @example
  * ```ts
+ * import type { Alert } from "../alert.ts";
+ * declare const alert: Alert;
  * toCef(alert); // "CEF:0|latentwatch|latentwatch|0.1.0|prompt-injection|Prompt injection|8|rt=…"
  * ```
  */

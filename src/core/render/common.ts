@@ -95,6 +95,8 @@ export function alertTimeMs(alert: Pick<Alert, "time">): number {
  *
  * @example
  * ```ts
+ * import type { Alert } from "../alert.ts";
+ * declare const alert: Alert;
  * atlasOfAlert({ ...alert, tags: ["AML.T0054"] })[0].name; // "LLM Jailbreak"
  * ```
  */
@@ -107,6 +109,8 @@ export function atlasOfAlert(alert: Alert): AlertAtlasTechnique[] {
  *
  * @example
  * ```ts
+ * import type { Alert } from "../alert.ts";
+ * declare const alert: Alert;
  * traceOfAlert(alert)?.traceId; // "4bf92f3577b34da6a3ce929d0e0e4736"
  * ```
  */
@@ -120,6 +124,8 @@ export function traceOfAlert(alert: Alert): AlertTrace | undefined {
  *
  * @example
  * ```ts
+ * import type { Alert } from "../alert.ts";
+ * declare const alert: Alert;
  * spanText(alert); // "Ignore previous"
  * ```
  */
@@ -137,6 +143,8 @@ export function spanText(alert: Alert): string | undefined {
  *
  * @example
  * ```ts
+ * import type { Alert } from "../alert.ts";
+ * declare const alert: Alert;
  * const doc = { schema: alert.schema, ...alertCoreFields(alert) };
  * ```
  */

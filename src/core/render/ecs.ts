@@ -36,6 +36,8 @@ function labelKey(key: string): string {
  * @throws {AlertRenderError} when the alert time is not RFC 3339.
  * @example
  * ```ts
+ * import type { Alert } from "../alert.ts";
+ * declare const alert: Alert;
  * const doc = toEcs(alert);
  * doc["@timestamp"]; // alert.time
  * (doc.event as { kind: string }).kind; // "alert"

@@ -12,6 +12,8 @@ import type { Alert } from "../alert.ts";
  *
  * @example
  * ```ts
+ * import type { Alert } from "../alert.ts";
+ * declare const alert: Alert;
  * JSON.parse(toJson(alert)).schema; // "latentwatch.alert/v1"
  * ```
  */

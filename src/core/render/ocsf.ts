@@ -48,6 +48,8 @@ export type JsonObject = Record<string, unknown>;
  * @throws {AlertRenderError} when the alert time is not RFC 3339.
  * @example
  * ```ts
+ * import type { Alert } from "../alert.ts";
+ * declare const alert: Alert;
  * const f = toOcsf(alert);
  * f.class_uid; // 2004
  * f.type_uid; // 200401

@@ -124,6 +124,8 @@ export function syslogTimestamp(alert: Pick<Alert, "time">): string {
  * @throws {AlertRenderError} when the alert time is not RFC 3339.
  * @example
  * ```ts
+ * import type { Alert } from "../alert.ts";
+ * declare const alert: Alert;
  * toSyslog5424(alert, { hostname: "gw1", appName: "latentwatch", format: "cef" });
  * // '<131>1 2026-05-01T12:00:00.123Z gw1 latentwatch - alert [latentwatch@32473 id="…" …] CEF:0|…'
  * ```

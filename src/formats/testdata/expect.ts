@@ -24,6 +24,8 @@ export interface ExpectedCase {
  *
  * @example
  * ```ts
+ * import { loadOpenAiSae } from "../openai.ts";
+ * declare const c: ExpectedCase;
  * assertEncodesLike(await loadOpenAiSae(c.path), c);
  * ```
  */

@@ -152,6 +152,8 @@ export function testRoot(prefix: string): string {
  *
  * @example
  * ```ts
+ * import { loadSparsify } from "../sparsify.ts";
+ * declare const dir: string;
  * await rejectsFormat(loadSparsify(dir), "cfg.json", "d_in");
  * ```
  */
