@@ -23,7 +23,11 @@ import {
   loadMonitorSae,
 } from "./components.ts";
 import { controlApi, serveControlApi } from "./control_api.ts";
-import { PolicyCompiler } from "./policy_compiler.ts";
+import {
+  PolicyCompiler,
+  type PolicyCompilerOptions,
+  PolicyWorkerError,
+} from "./policy_compiler.ts";
 import { Logger } from "./log.ts";
 import { type Generation, Pipeline } from "./pipeline.ts";
 import { encoderProvider } from "../runtime/ort_encoder.ts";
@@ -53,6 +57,8 @@ export interface StartOptions {
   watchPolicies?: boolean;
   /** Override the control API address (`host:port`); `null` disables it. */
   controlListen?: string | null;
+  /** The reload compiler's settings (timeout, default 60 s; a stand-in worker in tests). */
+  policyCompiler?: PolicyCompilerOptions;
 }
 
 /** What a policy reload did. */
@@ -401,7 +407,7 @@ async function start(
   // need, then swap everything at once between batches. A bad change is
   // refused with its error and the running set carries on. Reloads queue up.
   let reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, rules: 0 });
-  const compiler = new PolicyCompiler();
+  const compiler = new PolicyCompiler(opts.policyCompiler);
   undo.push(() => compiler.close());
   const reload = (): Promise<ReloadResult> =>
     reloading = reloading.then(async () => {
@@ -428,6 +434,7 @@ async function start(
       } catch (err) {
         telemetry.add("latentwatch.policy.reloads", 1, { result: "refused" });
         log.error("policies.reload_refused", {
+          reason: err instanceof PolicyWorkerError ? `worker_${err.kind}` : "invalid",
           error: (err as Error).message,
           note: "the running rules stay in force",
         });
@@ -448,8 +455,9 @@ async function start(
     stop: () =>
       stopping ??= (async () => {
         watcher?.close();
-        await reloading;
+        // closed first: a compile in flight rejects now instead of holding the stop
         compiler.close();
+        await reloading;
         const undelivered = await running.stop();
         checkpoints.close();
         await recorder?.close();
