@@ -26,7 +26,7 @@ import {
   type StreamSpec,
   SubscriptionClosedError,
 } from "./bus.ts";
-import { type ParsedHeaders, parseHeaderBlock } from "./nats_headers.ts";
+import { type ParsedHeaders, parseHeaderBlock, put } from "./nats_headers.ts";
 
 /** Options for {@linkcode connectNatsBus}. */
 export interface NatsBusOptions {
@@ -413,12 +413,7 @@ function readHeaders(msg: Msg): ParsedHeaders {
     for (const k of h?.keys() ?? []) {
       const values = h!.values(k);
       if (values.length > 1) repeated.push(k);
-      Object.defineProperty(headers, k, {
-        value: values[0] ?? "",
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
+      put(headers, k, values[0] ?? "");
     }
     return { headers, repeated };
   } catch (err) {

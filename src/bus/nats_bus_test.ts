@@ -1,10 +1,12 @@
 /**
- * NatsBus against a real nats-server: concurrent stream set-up.
+ * NatsBus against a real nats-server: concurrent stream set-up, and the raw
+ * header block the intake reads from the client's private message fields
+ * (so a client upgrade that moves them fails here, loudly).
  */
 import assert from "node:assert/strict";
-import { connect } from "@nats-io/transport-node";
+import { connect, headers as natsHeaders, type Msg } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connectNatsBus } from "./nats_bus.ts";
+import { connectNatsBus, rawHeaderBlock } from "./nats_bus.ts";
 import { startNatsServer } from "./nats_server.ts";
 
 async function withServer(fn: (url: string) => Promise<void>): Promise<void> {
@@ -45,5 +47,39 @@ Deno.test("nats bus: concurrent ensureStream calls with different subjects all e
     } finally {
       await nc.close();
       await bus.close();
+    }
+  }));
+
+Deno.test("nats bus: rawHeaderBlock reads a real message's header block from the client (private fields)", () =>
+  withServer(async (url) => {
+    const nc = await connect({ servers: url });
+    try {
+      const got: Msg[] = [];
+      const sub = nc.subscribe("raw.>", { callback: (_err, msg) => void got.push(msg) });
+      const h = natsHeaders();
+      h.set("Lw-Request-Id", "r1");
+      h.append("Lw-Seq", "7");
+      nc.publish("raw.with", new Uint8Array([1, 2, 3]), { headers: h });
+      nc.publish("raw.without", new Uint8Array([4]));
+      await nc.flush();
+      for (let i = 0; i < 100 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      sub.unsubscribe();
+      const withHeaders = got.find((m) => m.subject === "raw.with")!;
+      const without = got.find((m) => m.subject === "raw.without")!;
+      const block = rawHeaderBlock(withHeaders);
+      assert.ok(
+        block instanceof Uint8Array,
+        "the client's raw fields (_rdata, _msg.hdr) are where rawHeaderBlock reads them: " +
+          "a client upgrade moved them; update rawHeaderBlock",
+      );
+      const text = new TextDecoder().decode(block);
+      assert.match(text, /^NATS\/1\.0\r\n/);
+      assert.match(text, /Lw-Request-Id: r1\r\n/);
+      assert.match(text, /Lw-Seq: 7\r\n/);
+      assert.ok(text.endsWith("\r\n\r\n"), JSON.stringify(text));
+      assert.deepEqual([...withHeaders.data], [1, 2, 3], "the payload follows the block");
+      assert.equal(rawHeaderBlock(without), null, "no headers: null");
+    } finally {
+      await nc.close();
     }
   }));
