@@ -342,6 +342,7 @@ async function start(
       stream: config.alerts.stream,
       duplicateWindowMs: DUPLICATE_WINDOW_MS,
       spoolDir,
+      spool: { fsync: config.alerts.spool?.fsync ?? "never" },
       // drops, publishes and queue depth, labelled with each sink's name
       telemetry,
     },

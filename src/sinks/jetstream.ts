@@ -51,7 +51,7 @@ import type { Bus, StreamSpec } from "../bus/bus.ts";
 import type { Logger } from "../serve/log.ts";
 import type { Telemetry } from "../serve/telemetry.ts";
 import type { Durability, DurableSink, SinkStats } from "./sink.ts";
-import { Spool, type SpoolOptions } from "./spool.ts";
+import { Spool, type SpoolFsync, type SpoolOptions } from "./spool.ts";
 
 /** Settings of a {@linkcode JetStreamSink}. */
 export interface JetStreamSinkOptions {
@@ -260,6 +260,11 @@ export class JetStreamSink implements DurableSink {
     s.spoolPending = this.#spool?.pending ?? 0;
     s.queued = this.#volatile + s.spoolPending;
     return s;
+  }
+
+  /** The fsync setting of the open spool (null before start, or without a spool). */
+  get spoolFsync(): SpoolFsync | null {
+    return this.#spool?.fsync ?? null;
   }
 
   /**

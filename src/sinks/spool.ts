@@ -333,6 +333,11 @@ export class Spool {
     this.#loadStats = loadStats;
   }
 
+  /** When this spool calls `fdatasync` (see {@linkcode SpoolOptions.fsync}). */
+  get fsync(): SpoolFsync {
+    return this.#fsync;
+  }
+
   /**
    * Open (creating if needed) the spool in `dir` and load the records still
    * waiting there, skipping and counting torn and corrupt ones.
