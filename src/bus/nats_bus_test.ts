@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { connect, headers as natsHeaders, type Msg } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connectNatsBus, rawHeaderBlock } from "./nats_bus.ts";
-import { startNatsServer } from "./nats_server.ts";
+import { NatsServerStartError, startNatsServer } from "./nats_server.ts";
 
 async function withServer(fn: (url: string) => Promise<void>): Promise<void> {
   const server = await startNatsServer();
@@ -83,3 +83,23 @@ Deno.test("nats bus: rawHeaderBlock reads a real message's header block from the
       await nc.close();
     }
   }));
+
+Deno.test("startNatsServer: a server that exits at start is a NatsServerStartError with its exit code and stderr", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-nats-bad-" });
+  try {
+    await Deno.writeTextFile(`${dir}/bad.conf`, "this is { not a nats config\n");
+    await assert.rejects(
+      startNatsServer({ configFile: `${dir}/bad.conf`, storeDir: `${dir}/store` }),
+      (err: unknown) => {
+        assert.ok(err instanceof NatsServerStartError, String(err));
+        assert.equal(err.name, "NatsServerStartError");
+        assert.ok(err.exitCode !== null && err.exitCode !== 0, `exit code ${err.exitCode}`);
+        assert.match(err.message, /exited with code/);
+        assert.ok(err.stderr.length > 0, "with what it said");
+        return true;
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
