@@ -207,6 +207,19 @@ export class NatsBus implements Bus {
    * A subscription the server closes (a permission error) is reported as a
    * {@linkcode SubscriptionClosedError} and opened again; `active` reads
    * false meanwhile.
+   *
+   * @example
+   * ```ts
+   * const bus = await connectNatsBus({ url: "nats://127.0.0.1:4222" });
+   * const sub = bus.subscribe(
+   *   "latentwatch.tap.v1.>",
+   *   (msg) => console.log(msg.subject, msg.headers["Lw-Request-Id"], msg.data.length),
+   *   (err) => console.error("subscription:", err.message), // a throwing handler lands here
+   * );
+   * // ... later
+   * sub.unsubscribe();
+   * await bus.close();
+   * ```
    */
   subscribe(
     subject: string,
