@@ -19,13 +19,6 @@ import { Spool } from "../src/sinks/spool.ts";
 import { Tap } from "../src/tap/tap.ts";
 import { readAlerts, waitUntil } from "./helpers/stream.ts";
 
-/**
- * Flip to true once `startMonitor` honours `spoolDir` (it then builds a
- * JetStreamSink on it): the sidecar-restart test through the monitor needs
- * it, as today's in-memory publisher loses what is queued at shutdown.
- */
-const MONITOR_SPOOL_WIRED = true;
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function alert(run: string, i: number): Alert {
@@ -337,7 +330,6 @@ Deno.test("no loss: monitor path, alerts raised just before nats-server stops", 
 
 Deno.test({
   name: "no loss: monitor path, sidecar restarted while NATS is down (spoolDir)",
-  ignore: !MONITOR_SPOOL_WIRED,
   fn: async () => {
     const m = await monitorRig("NOLOSS_MONITOR_RESTART");
     let monitor = await m.start();

@@ -12,6 +12,7 @@ import { buildDemoSae, SimulatedModel } from "../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
+import { WORKER_READY } from "../src/serve/policy_compiler.ts";
 
 const D_SAE = 256;
 
@@ -83,5 +84,64 @@ Deno.test("reload of a large policy set: /healthz stays under 500 ms throughout"
     await monitor.stop();
     await bus.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("reload whose worker hangs or crashes: refused (at the timeout), rules kept, stop() never waits for it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-reload-hang-" });
+  const sim = new SimulatedModel({ dModel: 32, seed: 5 });
+  await writeSaeLensFolder(`${dir}/sae`, buildDemoSae(sim, D_SAE));
+  await Deno.writeTextFile(`${dir}/rules.yaml`, plainRules(3));
+  await Deno.writeTextFile(
+    `${dir}/monitor.yaml`,
+    "monitor: hang\nmodel: sim\nhook: h\nsaes:\n  - id: sim\n    path: sae\n" +
+      "policies: [rules.yaml]\nnats:\n  url: nats://127.0.0.1:1\nalerts:\n  stream: HANG\n",
+  );
+  // a stand-in worker: loads, then answers one compile by crashing, and never answers the next
+  await Deno.writeTextFile(
+    `${dir}/worker.js`,
+    `self.postMessage(${JSON.stringify(WORKER_READY)});\n` +
+      `self.onmessage = (e) => { if (e.data.id === 0) throw new Error("worker blew up"); };\n`,
+  );
+  const logs: string[] = [];
+  const monitor = await startMonitor(await loadMonitorConfig(`${dir}/monitor.yaml`), {
+    bus: new MemoryBus(),
+    spoolDir: `${dir}/spool`,
+    log: new Logger({ write: (l) => logs.push(l), maxPerSecond: 10_000 }),
+    controlListen: null,
+    policyCompiler: { workerUrl: new URL(`file://${dir}/worker.js`), timeoutMs: 400 },
+  });
+  try {
+    const rules = monitor.pipeline.generation.policies.rules.map((r) => r.id);
+    assert.deepEqual(rules, ["plain-0", "plain-1", "plain-2"]);
+    const crashed = await monitor.reload();
+    assert.equal(crashed.ok, false);
+    assert.match((crashed as { error: string }).error, /worker blew up/);
+    const t0 = performance.now();
+    const timedOut = await monitor.reload();
+    assert.equal(timedOut.ok, false);
+    assert.match((timedOut as { error: string }).error, /no answer in 400 ms/);
+    assert.ok(performance.now() - t0 < 5_000);
+    assert.deepEqual(
+      monitor.pipeline.generation.policies.rules.map((r) => r.id),
+      rules,
+      "the running rules stay",
+    );
+    assert.ok(
+      logs.some((l) => l.includes("policies.reload_refused") && l.includes("reason=worker_failed")),
+      logs.join("\n"),
+    );
+    assert.ok(logs.some((l) => l.includes("reason=worker_timeout")));
+    assert.ok(!logs.some((l) => l.includes("worker_unavailable")), "never compiled in-thread");
+  } finally {
+    // a reload in flight (the worker hangs again) must not hold the stop
+    const pending = monitor.reload();
+    const t0 = performance.now();
+    await monitor.stop();
+    const stopMs = performance.now() - t0;
+    const result = await pending;
+    await Deno.remove(dir, { recursive: true });
+    assert.ok(stopMs < 300, `stop() waited ${stopMs.toFixed(0)} ms for a hanging compile`);
+    assert.equal(result.ok, false);
   }
 });

@@ -20,6 +20,7 @@ import { freePort, startNatsServer } from "../src/bus/nats_server.ts";
 import { Rng } from "../src/core/random.ts";
 import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
+import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { Tap } from "../src/tap/tap.ts";
 import { LATENTWATCH_MAIN } from "./helpers/cli.ts";
 import { readAlerts, waitUntil } from "./helpers/stream.ts";
@@ -32,11 +33,6 @@ const TOKENS = tokenize("ignore all previous instructions");
 const REQUESTS = ["r0", "r1", "r2", "r3"];
 const KILLS = 6;
 const MAX_BATCH_TOKENS = 32;
-/**
- * Frames in one batch at most. The one known over-count (docs/alert-delivery.md,
- * "What a crash does lose") is one batch per kill: this many frames, in all requests together.
- */
-const FRAMES_PER_BATCH = Math.floor(MAX_BATCH_TOKENS / TOKENS.length);
 const SEED = 11;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -101,6 +97,12 @@ Deno.test({
           `sinks:\n  - { type: file, path: alerts.jsonl, max_bytes: 0, fsync: never }\n` +
           `control:\n  listen: 127.0.0.1:${port}\n`,
       );
+      // frames in one batch at most, from the configuration the sidecar runs
+      // with: the one known over-count (docs/alert-delivery.md, "What a crash
+      // does lose") is one batch per kill, this many frames, all requests together
+      const config = await loadMonitorConfig(`${dir}/monitor.yaml`);
+      const framesPerBatch = Math.floor(config.batching.maxBatchTokens / TOKENS.length);
+      assert.ok(framesPerBatch >= 1, "a frame fits in a batch");
       const up = async (): Promise<Run> => {
         const run = startSidecar(`${dir}/monitor.yaml`);
         runs.push(run);
@@ -235,7 +237,7 @@ Deno.test({
         // where the restart resumed (the checkpoint) and are counted by that
         // restart; anything else is a bug
         const lastBatchRun = (q: number): number | undefined =>
-          [...restartFrom.get(r)!].find(([from]) => q >= from && q < from + FRAMES_PER_BATCH)?.[1];
+          [...restartFrom.get(r)!].find(([from]) => q >= from && q < from + framesPerBatch)?.[1];
         const both = [...p].filter((q) => l.has(q) && lastBatchRun(q) === undefined);
         for (const q of p) {
           const run = l.has(q) ? lastBatchRun(q) : undefined;
@@ -262,10 +264,14 @@ Deno.test({
           `${overCounted}`,
       );
       // the documented bound: at most one batch's frames per kill, all requests together
+      assert.ok(
+        overCounted <= KILLS * framesPerBatch,
+        `expected at most ${KILLS} kills × ${framesPerBatch} frames excused, found ${overCounted}`,
+      );
       for (const [run, n] of overCountedByRun) {
         assert.ok(
-          n <= FRAMES_PER_BATCH,
-          `restart ${run}: expected at most ${FRAMES_PER_BATCH} frames (one batch) processed and ` +
+          n <= framesPerBatch,
+          `restart ${run}: expected at most ${framesPerBatch} frames (one batch) processed and ` +
             `also counted lost, found ${n}`,
         );
       }

@@ -26,7 +26,7 @@ import {
   type StreamSpec,
   SubscriptionClosedError,
 } from "./bus.ts";
-import { type ParsedHeaders, parseHeaderBlock } from "./nats_headers.ts";
+import { type ParsedHeaders, parseHeaderBlock, put } from "./nats_headers.ts";
 
 /** Options for {@linkcode connectNatsBus}. */
 export interface NatsBusOptions {
@@ -207,6 +207,19 @@ export class NatsBus implements Bus {
    * A subscription the server closes (a permission error) is reported as a
    * {@linkcode SubscriptionClosedError} and opened again; `active` reads
    * false meanwhile.
+   *
+   * @example
+   * ```ts
+   * const bus = await connectNatsBus({ url: "nats://127.0.0.1:4222" });
+   * const sub = bus.subscribe(
+   *   "latentwatch.tap.v1.>",
+   *   (msg) => console.log(msg.subject, msg.headers["Lw-Request-Id"], msg.data.length),
+   *   (err) => console.error("subscription:", err.message), // a throwing handler lands here
+   * );
+   * // ... later
+   * sub.unsubscribe();
+   * await bus.close();
+   * ```
    */
   subscribe(
     subject: string,
@@ -269,25 +282,56 @@ export class NatsBus implements Bus {
     };
   }
 
-  async ensureStream(spec: StreamSpec): Promise<void> {
+  /**
+   * Create the stream, or add the subjects it lacks. Calls for one stream
+   * name are serialised in this client (each reads the stream's config right
+   * before its update), so concurrent callers with different subjects all
+   * end up in the stream; a concurrent create by another client is retried
+   * as an update.
+   */
+  ensureStream(spec: StreamSpec): Promise<void> {
+    const before = this.#streamQueue.get(spec.name) ?? Promise.resolve();
+    const mine = before.then(() => this.#ensureStream(spec));
+    const tail = mine.catch(() => {});
+    this.#streamQueue.set(spec.name, tail);
+    // forget the chain once it is idle, so the map does not grow with stream names
+    tail.then(() => {
+      if (this.#streamQueue.get(spec.name) === tail) this.#streamQueue.delete(spec.name);
+    });
+    return mine;
+  }
+
+  /** Per stream name, the last {@linkcode ensureStream} call's completion. */
+  readonly #streamQueue = new Map<string, Promise<void>>();
+
+  async #ensureStream(spec: StreamSpec): Promise<void> {
     const jsm = await jetstreamManager(this.#nc);
     const duplicateWindowNs = spec.duplicateWindowMs * 1_000_000;
-    try {
-      const info = await jsm.streams.info(spec.name);
-      const missing = spec.subjects.filter((s) => !info.config.subjects?.includes(s));
-      if (missing.length > 0) {
-        await jsm.streams.update(spec.name, {
-          ...info.config,
-          subjects: [...(info.config.subjects ?? []), ...missing],
-        });
+    for (let attempt = 0;; attempt++) {
+      try {
+        const info = await jsm.streams.info(spec.name);
+        const missing = spec.subjects.filter((s) => !info.config.subjects?.includes(s));
+        if (missing.length > 0) {
+          await jsm.streams.update(spec.name, {
+            ...info.config,
+            subjects: [...(info.config.subjects ?? []), ...missing],
+          });
+        }
+        return;
+      } catch (err) {
+        if (!isStreamNotFound(err)) throw err;
       }
-    } catch (err) {
-      if (!isStreamNotFound(err)) throw err;
-      await jsm.streams.add({
-        name: spec.name,
-        subjects: spec.subjects,
-        duplicate_window: duplicateWindowNs,
-      });
+      try {
+        await jsm.streams.add({
+          name: spec.name,
+          subjects: spec.subjects,
+          duplicate_window: duplicateWindowNs,
+        });
+        return;
+      } catch (err) {
+        // another client created it meanwhile: add the subjects to theirs
+        if (!isStreamNameInUse(err) || attempt >= 2) throw err;
+      }
     }
   }
 
@@ -332,6 +376,11 @@ export class NatsBus implements Bus {
 function isStreamNotFound(err: unknown): boolean {
   const e = err as { code?: number; api_error?: { err_code?: number }; message?: string };
   return e?.api_error?.err_code === 10059 || /stream not found/i.test(String(e?.message));
+}
+
+function isStreamNameInUse(err: unknown): boolean {
+  const e = err as { api_error?: { err_code?: number }; message?: string };
+  return e?.api_error?.err_code === 10058 || /stream name already in use/i.test(String(e?.message));
 }
 
 function toNatsHeaders(headers: Record<string, string>): MsgHdrs {
@@ -379,12 +428,7 @@ function readHeaders(msg: Msg): ParsedHeaders {
     for (const k of h?.keys() ?? []) {
       const values = h!.values(k);
       if (values.length > 1) repeated.push(k);
-      Object.defineProperty(headers, k, {
-        value: values[0] ?? "",
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
+      put(headers, k, values[0] ?? "");
     }
     return { headers, repeated };
   } catch (err) {

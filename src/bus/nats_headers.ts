@@ -47,8 +47,17 @@ function quote(bytes: Uint8Array): string {
   return JSON.stringify(utf8Loose.decode(cut)) + more;
 }
 
-/** Set `name` as an own property, also when it is `__proto__`. */
-function put(out: Record<string, string>, name: string, value: string): void {
+/**
+ * Set `name` as an own property, also when it is `__proto__`.
+ *
+ * @example
+ * ```ts
+ * const headers: Record<string, string> = {};
+ * put(headers, "__proto__", "x");
+ * Object.keys(headers); // ["__proto__"]
+ * ```
+ */
+export function put(out: Record<string, string>, name: string, value: string): void {
   Object.defineProperty(out, name, {
     value,
     enumerable: true,

@@ -59,6 +59,34 @@ export function freePort(): number {
 }
 
 /**
+ * `nats-server` could not be started: not found, exited at start (a bad
+ * configuration; `exitCode` and the end of its `stderr`), or did not listen
+ * in time (`cause`: the last connection error).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await startNatsServer({ configFile: "deploy/nats/nats-server.conf" });
+ * } catch (err) {
+ *   if (err instanceof NatsServerStartError) console.error(err.exitCode, err.stderr);
+ * }
+ * ```
+ */
+export class NatsServerStartError extends Error {
+  override name = "NatsServerStartError";
+  constructor(
+    message: string,
+    /** The end of what the server wrote to stderr ("" when it never ran). */
+    readonly stderr = "",
+    /** Its exit status, when it exited at start. */
+    readonly exitCode: number | null = null,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/**
  * Spawn `nats-server -js` on a free loopback port and wait until it accepts
  * connections. Throws with an install hint when the binary is missing.
  *
@@ -74,7 +102,7 @@ export async function startNatsServer(
 ): Promise<NatsServerProcess> {
   const bin = await findNatsServer();
   if (!bin) {
-    throw new Error(
+    throw new NatsServerStartError(
       "nats-server not found: install it (Debian: `apt-get install nats-server`) or set NATS_SERVER",
     );
   }
@@ -100,22 +128,31 @@ export async function startNatsServer(
       }
     })().catch(() => {});
     const deadline = Date.now() + 10_000;
+    let lastError: unknown;
     while (Date.now() < deadline) {
       if (exitCode !== null) {
         await new Promise((r) => setTimeout(r, 20)); // let the stderr tail arrive
         child = null;
-        throw new Error(`nats-server exited with code ${exitCode} at start:\n${tail.join("")}`);
+        throw new NatsServerStartError(
+          `nats-server exited with code ${exitCode} at start:\n${tail.join("")}`,
+          tail.join(""),
+          exitCode,
+        );
       }
       try {
         const c = await Deno.connect({ hostname: "127.0.0.1", port });
         c.close();
         return;
-      } catch {
+      } catch (err) {
+        lastError = err;
         await new Promise((r) => setTimeout(r, 50));
       }
     }
-    throw new Error(
+    throw new NatsServerStartError(
       `nats-server did not listen on 127.0.0.1:${port} within 10 s:\n${tail.join("")}`,
+      tail.join(""),
+      null,
+      { cause: lastError },
     );
   };
 

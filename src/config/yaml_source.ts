@@ -201,22 +201,54 @@ export async function loadYamlSource(path: string, limits: YamlLimits = {}): Pro
   let text: string;
   const maxBytes = limits.bytes ?? DEFAULT_POLICY_LIMITS.fileBytes;
   try {
-    const { size } = await Deno.stat(path);
-    if (size > maxBytes) {
-      throw ConfigError.at(
+    // a FIFO, a device or a folder is refused before it is opened: opening a
+    // FIFO waits for a writer, and /dev/zero never ends
+    const info = await Deno.stat(path);
+    if (!info.isFile) {
+      throw ConfigError.at(path, 1, 1, `expected a regular file, found ${fileKind(info)}`);
+    }
+    const tooBig = (found: string) =>
+      ConfigError.at(
         path,
         1,
         1,
-        `expected a file of at most ${maxBytes} bytes (limit fileBytes), found ${size}`,
+        `expected a file of at most ${maxBytes} bytes (limit fileBytes), found ${found}`,
       );
+    if (info.size > maxBytes) throw tooBig(String(info.size));
+    // read at most maxBytes + 1 bytes whatever the size said (a file that grows meanwhile)
+    using file = await Deno.open(path, { read: true });
+    const buf = new Uint8Array(Math.min(maxBytes + 1, Math.max(info.size + 1, 64 * 1024)));
+    let got = 0;
+    let chunk = buf;
+    for (;;) {
+      if (got === chunk.length) {
+        if (chunk.length > maxBytes) break;
+        const bigger = new Uint8Array(Math.min(maxBytes + 1, chunk.length * 2));
+        bigger.set(chunk);
+        chunk = bigger;
+      }
+      const n = await file.read(chunk.subarray(got));
+      if (n === null) break;
+      got += n;
     }
-    text = await Deno.readTextFile(path);
+    if (got > maxBytes) throw tooBig(`more than ${maxBytes}`);
+    text = new TextDecoder().decode(chunk.subarray(0, got));
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     const why = err instanceof Deno.errors.NotFound ? "no such file" : (err as Error).message;
     throw ConfigError.at(path, 1, 1, `cannot read file: ${why}`);
   }
   return parseYamlSource(text, path, limits);
+}
+
+/** What a path that is not a regular file is, for an error message. */
+function fileKind(info: Deno.FileInfo): string {
+  if (info.isDirectory) return "a directory";
+  if (info.isFifo) return "a FIFO (named pipe)";
+  if (info.isCharDevice) return "a character device";
+  if (info.isBlockDevice) return "a block device";
+  if (info.isSocket) return "a socket";
+  return "not a regular file";
 }
 
 /**

@@ -234,3 +234,42 @@ Deno.test("parseYamlSource: a text past the size limit is refused before parsing
       e.message === "big.yaml:1:1: expected a file of at most 20 bytes (limit fileBytes), found 50",
   );
 });
+
+Deno.test("loadYamlSource: a device, a FIFO or a folder is refused at once, with what it is", async () => {
+  const t0 = performance.now();
+  await assert.rejects(
+    loadYamlSource("/dev/zero"),
+    (err: unknown) =>
+      err instanceof ConfigError &&
+      /\/dev\/zero:1:1.*expected a regular file, found a character device/.test(err.message),
+  );
+  assert.ok(performance.now() - t0 < 2_000, "bounded time");
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-yaml-" });
+  try {
+    await assert.rejects(
+      loadYamlSource(dir),
+      (err: unknown) => err instanceof ConfigError && /found a directory/.test(err.message),
+    );
+    const fifo = `${dir}/pipe.yaml`;
+    const mk = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    if (mk.success) {
+      // opening it would wait for a writer forever
+      await assert.rejects(
+        loadYamlSource(fifo),
+        (err: unknown) => err instanceof ConfigError && /found a FIFO/.test(err.message),
+      );
+    }
+    // a regular file is read up to the limit, and no further
+    await Deno.writeTextFile(`${dir}/big.yaml`, "# filler\n".repeat(40) + "a: 1\n");
+    await assert.rejects(
+      loadYamlSource(`${dir}/big.yaml`, { bytes: 100 }),
+      (err: unknown) => err instanceof ConfigError && /at most 100 bytes/.test(err.message),
+    );
+    assert.deepEqual(
+      (await loadYamlSource(`${dir}/big.yaml`, { bytes: 500 })).value,
+      { a: 1 },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

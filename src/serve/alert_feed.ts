@@ -255,6 +255,18 @@ export class AlertFeed {
    * {@linkcode AlertFeedClientLimitError} when `opts.client` already has
    * `maxPerClient` subscriptions, {@linkcode AlertFeedFullError} when
    * `maxSubscribers` are already here.
+   *
+   * @example
+   * ```ts
+   * const feed = new AlertFeed({ maxPerClient: 4 });
+   * const stop = feed.subscribe(
+   *   { minSeverity: "high" },
+   *   (alert) => console.log(alert.id, alert.severity),
+   *   { client: "127.0.0.1" }, // counted against that address's maxPerClient
+   * );
+   * feed.publish(alert); // delivered after publish returns
+   * stop();
+   * ```
    */
   subscribe(filter: AlertFilter, onAlert: AlertCallback, opts: SubscribeOptions = {}): () => void {
     const client = opts.client;

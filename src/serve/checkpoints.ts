@@ -49,7 +49,7 @@ import { frameRecord, scanRecords } from "../sinks/spool.ts";
 
 /** A checkpoint file cannot be opened or is not what it must be. */
 export class CheckpointError extends Error {
-  constructor(readonly path: string, message: string, options?: { cause?: unknown }) {
+  constructor(readonly path: string, message: string, options?: ErrorOptions) {
     super(`checkpoints ${path}: ${message}`, options);
     this.name = "CheckpointError";
   }

@@ -153,8 +153,12 @@ export function monitorSignals(models: MonitorModels): Map<string, SignalInfo> {
  * Load and compile the policy files of `config` against its SAEs and probes.
  * Throws (every problem with file:line) when a file is invalid; nothing is
  * changed then. Warnings are logged. With `compiler`, the files are read and
- * compiled in its worker, off the event loop (what a hot reload does); if
- * the worker itself fails, they are compiled here instead.
+ * compiled in its worker, off the event loop (what a hot reload does). Only
+ * when the worker cannot start at all are they compiled here instead; a
+ * worker that crashed, timed out or answered with an unexpected error
+ * throws its {@linkcode PolicyWorkerError} (a reload is refused, the
+ * running set stays), so a policy set that kills the worker never stalls the
+ * event loop.
  *
  * @example
  * ```ts
@@ -176,8 +180,11 @@ export async function compileMonitorPolicies(
       for (const w of set.warnings) log?.warn("policy.warning", { warning: formatProblem(w) });
       return set;
     } catch (err) {
-      if (!(err instanceof PolicyWorkerError)) throw err;
-      log?.warn("policies.worker_failed", { error: err.message, note: "compiling in-thread" });
+      if (!(err instanceof PolicyWorkerError) || err.kind !== "unavailable") throw err;
+      log?.warn("policies.worker_unavailable", {
+        error: err.message,
+        note: "compiling in-thread",
+      });
     }
   }
   const files: PolicyFileDef[] = [];

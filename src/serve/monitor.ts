@@ -30,7 +30,11 @@ import {
   type MonitorModels,
 } from "./components.ts";
 import { controlApi, serveControlApi } from "./control_api.ts";
-import { PolicyCompiler } from "./policy_compiler.ts";
+import {
+  PolicyCompiler,
+  type PolicyCompilerOptions,
+  PolicyWorkerError,
+} from "./policy_compiler.ts";
 import { Logger } from "../shared/log.ts";
 import { type Generation, Pipeline } from "./pipeline.ts";
 import { encoderProvider } from "../runtime/ort_encoder.ts";
@@ -61,6 +65,8 @@ export interface StartOptions {
   watchPolicies?: boolean;
   /** Override the control API address (`host:port`); `null` disables it. */
   controlListen?: string | null;
+  /** The reload compiler's settings (timeout, default 60 s; a stand-in worker in tests). */
+  policyCompiler?: PolicyCompilerOptions;
 }
 
 /** What a policy reload did. */
@@ -247,6 +253,7 @@ function reload(ctx: MonitorContext): Promise<ReloadResult> {
     } catch (err) {
       telemetry.add("latentwatch.policy.reloads", 1, { result: "refused" });
       log.error("policies.reload_refused", {
+        reason: err instanceof PolicyWorkerError ? `worker_${err.kind}` : "invalid",
         error: (err as Error).message,
         note: "the running rules stay in force",
       });
@@ -447,6 +454,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
           stream: ctx.config.alerts.stream,
           duplicateWindowMs: DUPLICATE_WINDOW_MS,
           spoolDir: ctx.spoolDir,
+          spool: { fsync: ctx.config.alerts.spool?.fsync ?? "never" },
           // drops, publishes and queue depth, labelled with each sink's name
           telemetry,
         },
@@ -536,7 +544,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
     // the policy compiler worker, and the file watcher when asked for
     name: "policy-reload",
     start: (ctx) => {
-      ctx.compiler = new PolicyCompiler();
+      ctx.compiler = new PolicyCompiler(ctx.opts.policyCompiler);
       if (ctx.opts.watchPolicies) {
         ctx.watcher = watchFiles({
           files: ctx.config.policies,
@@ -547,8 +555,9 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
     },
     stop: async (ctx) => {
       ctx.watcher?.close();
-      await ctx.reloading;
+      // closed first: a compile in flight rejects now instead of holding the stop
       ctx.compiler?.close();
+      await ctx.reloading;
     },
   },
 ];

@@ -10,7 +10,7 @@ import { ConfigError, formatIssue } from "../config/errors.ts";
 import { readPolicyFile } from "../config/policy_file.ts";
 import type { PolicyFileDef } from "../core/policy/ast.ts";
 import { compilePolicySet, PolicyCompileError, policySetData } from "../core/policy/compile.ts";
-import type { CompileRequest, CompileResponse } from "./policy_compiler.ts";
+import { type CompileRequest, type CompileResponse, WORKER_READY } from "./policy_compiler.ts";
 
 self.onmessage = async (e: MessageEvent<CompileRequest>) => {
   const { id, paths, signals, limits } = e.data;
@@ -36,3 +36,6 @@ self.onmessage = async (e: MessageEvent<CompileRequest>) => {
   }
   self.postMessage(reply);
 };
+
+// loaded: from now on a failure is a failed compile, not a worker that cannot start
+self.postMessage(WORKER_READY);

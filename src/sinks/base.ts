@@ -13,6 +13,7 @@ import type { Logger } from "../shared/log.ts";
 import type { Telemetry } from "../shared/telemetry.ts";
 import { type DeliverFn, DeliveryQueue, type DeliveryQueueOptions } from "./queue.ts";
 import type { AlertSink, SinkStats } from "./sink.ts";
+import type { SpoolOptions } from "./spool.ts";
 
 /** What every sink needs from the sidecar. */
 export interface SinkDeps {
@@ -35,6 +36,12 @@ export interface RenderedStreamDeps {
   duplicateWindowMs: number;
   /** Spool folder of the native alerts; each rendered sink spools in a subfolder of it. */
   spoolDir?: string;
+  /**
+   * Settings of each rendered sink's spool, as for the native alerts'
+   * (`alerts.spool.fsync`): a rendered publication is as durable as the
+   * native one.
+   */
+  spool?: SpoolOptions;
   /**
    * Where each rendered sink counts its drops, publishes, retries and queue
    * depth, every series labelled `sink` with the sink's name (see

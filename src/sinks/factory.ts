@@ -137,6 +137,8 @@ export function createSinks(configs: readonly SinkConfig[], deps: SinkDeps): Ale
           ...(js.spoolDir
             ? { spoolDir: `${js.spoolDir}/${c.name.replace(/[^A-Za-z0-9._-]/g, "_")}` }
             : {}),
+          // alerts.spool.fsync (and bounds) hold for the rendered spools too
+          ...(js.spool ? { spool: js.spool } : {}),
           log: deps.log,
           ...(js.telemetry ? { telemetry: js.telemetry } : {}),
           rendering: {

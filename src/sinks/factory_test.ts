@@ -8,6 +8,7 @@ import { startFrameReceiver, startHttpReceiver } from "../../tests/helpers/recei
 import { waitUntil } from "../../tests/helpers/stream.ts";
 import { createSinks, SinkSetupError } from "./factory.ts";
 import { FileSink } from "./file.ts";
+import type { JetStreamSink } from "./jetstream.ts";
 import { StdoutSink } from "./stdout.ts";
 import { toJson } from "../core/render/json.ts";
 
@@ -221,6 +222,41 @@ Deno.test("createSinks: rendered jetstream sinks count drops and queue depth per
     for (const s of [...waiting, ...dropping]) await s.close();
     await down.close();
     await tiny.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("createSinks: a rendered jetstream sink's spool gets the alerts.spool settings (fsync)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-render-fsync-" });
+  const cfg = parseMonitorConfig(
+    HEAD + "sinks:\n  - { type: jetstream, format: ecs }\n",
+    `${dir}/m.yaml`,
+  );
+  const bus = new MemoryBus();
+  const made = (fsync?: "never" | "batch" | "always") =>
+    createSinks(cfg.sinks, {
+      log,
+      hostname: "lw-test",
+      jetstream: {
+        bus,
+        stream: "A",
+        duplicateWindowMs: 60_000,
+        spoolDir: `${dir}/spool-${fsync ?? "default"}`,
+        ...(fsync ? { spool: { fsync } } : {}),
+      },
+    })[0] as JetStreamSink;
+  try {
+    for (const fsync of ["batch", "always", undefined] as const) {
+      const sink = made(fsync);
+      await sink.start();
+      try {
+        assert.equal(sink.spoolFsync, fsync ?? "never", `alerts.spool.fsync: ${fsync}`);
+      } finally {
+        await sink.close();
+      }
+    }
+  } finally {
+    await bus.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

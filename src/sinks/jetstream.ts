@@ -51,7 +51,7 @@ import type { Bus, StreamSpec } from "../bus/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Telemetry } from "../shared/telemetry.ts";
 import type { Durability, DurableSink, SinkStats } from "./sink.ts";
-import { Spool, type SpoolOptions } from "./spool.ts";
+import { Spool, type SpoolAppendResult, type SpoolFsync, type SpoolOptions } from "./spool.ts";
 
 /** Settings of a {@linkcode JetStreamSink}. */
 export interface JetStreamSinkOptions {
@@ -121,6 +121,12 @@ export interface JetStreamSinkStats extends SinkStats {
    * `retries`.
    */
   spoolErrors: number;
+  /**
+   * Alerts written to the spool whose `fdatasync` failed: accepted and
+   * delivered like the others (they survive a process crash), but a host
+   * crash may lose them. Logged as `alert.spool_sync_failed`.
+   */
+  spoolUnsynced: number;
 }
 
 /** The sink's settings are inconsistent. */
@@ -222,6 +228,7 @@ export class JetStreamSink implements DurableSink {
     spoolPending: 0,
     spoolTorn: 0,
     spoolCorrupt: 0,
+    spoolUnsynced: 0,
     spoolErrors: 0,
   };
 
@@ -260,6 +267,11 @@ export class JetStreamSink implements DurableSink {
     s.spoolPending = this.#spool?.pending ?? 0;
     s.queued = this.#volatile + s.spoolPending;
     return s;
+  }
+
+  /** The fsync setting of the open spool (null before start, or without a spool). */
+  get spoolFsync(): SpoolFsync | null {
+    return this.#spool?.fsync ?? null;
   }
 
   /**
@@ -374,6 +386,7 @@ export class JetStreamSink implements DurableSink {
       : null;
     let k = 0;
     let woke = false;
+    const unsynced: string[] = [];
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
       if (!item) continue;
@@ -381,6 +394,7 @@ export class JetStreamSink implements DurableSink {
       if (r?.ok) {
         out[i] = true;
         if (r.already) continue; // waiting already: in memory or for the replay loop
+        if (r.unsynced !== undefined) unsynced.push(item.alert.id);
         this.#stats.spooled++;
         item.backed = true;
         if (this.#memoryHasRoom()) {
@@ -391,12 +405,25 @@ export class JetStreamSink implements DurableSink {
       }
       out[i] = this.#volatileItem(item, r && !r.ok ? r : null);
     }
+    if (unsynced.length > 0) this.#unsynced(unsynced, spooled!.find((r) => r.ok && r.unsynced));
     if (woke) this.#wake?.();
     this.#gauge();
     // publishing starts after the caller's synchronous work (its own
     // bookkeeping write right after this one, in the pipeline's case)
     queueMicrotask(() => this.#pump());
     return out;
+  }
+
+  /** Count and log alerts written to the spool whose `fdatasync` failed (accepted all the same). */
+  #unsynced(ids: string[], r: SpoolAppendResult | undefined): void {
+    this.#stats.spoolUnsynced += ids.length;
+    this.#o.log?.error("alert.spool_sync_failed", {
+      sink: this.name,
+      alerts: ids.length,
+      first: ids[0],
+      error: r?.ok ? r.unsynced ?? "" : "",
+      note: "accepted and delivered; a host crash before the kernel writes them back may lose them",
+    });
   }
 
   /** Ids dropped by the current {@linkcode persist} call (for `submit`'s answer). */
@@ -532,6 +559,7 @@ export class JetStreamSink implements DurableSink {
       return false;
     }
     if (!r.already) this.#stats.spooled++;
+    if (r.unsynced !== undefined) this.#unsynced([item.alert.id], r);
     item.backed = true;
     this.#settle(item, true);
     this.#gauge();

@@ -106,3 +106,59 @@ Deno.test("jetstream sink with a rendering: spooled native, published rendered w
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("jetstream sink: a failed fdatasync keeps the alerts accepted, published once each, no drop counted", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-js-sync-" });
+  const bus = new SwitchBus();
+  bus.up = true;
+  await bus.ensureStream({ name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 });
+  const logs: string[] = [];
+  let syncs = 0;
+  const sink = new JetStreamSink(bus, {
+    subject: "alerts.t",
+    stream: { name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 },
+    spoolDir: `${dir}/spool`,
+    spool: {
+      fsync: "batch",
+      syncData: () => {
+        syncs++;
+        throw new Error("EIO: fdatasync failed");
+      },
+    },
+    initialBackoffMs: 10,
+    maxBackoffMs: 50,
+    pollMs: 5,
+    log: new Logger({ write: (l) => logs.push(l), maxPerSecond: 1000 }),
+  });
+  try {
+    await sink.start();
+    const results = sink.persist([alert(0), alert(1), alert(2)]);
+    assert.equal(syncs, 1, "one fdatasync for the batch, and it failed");
+    assert.deepEqual(
+      results,
+      [true, true, true],
+      "written: accepted, as durable as a process crash",
+    );
+    await waitUntil(
+      () => sink.stats.delivered === 3 && sink.stats.spoolPending === 0,
+      "the three delivered and acknowledged",
+    );
+    await new Promise((r) => setTimeout(r, 100)); // a replay round that would resend them
+    const ids = bus.streamMessages("A").map((m) => m.headers["Nats-Msg-Id"]);
+    assert.deepEqual(ids, ["a0", "a1", "a2"]);
+    assert.equal(sink.stats.duplicate, 0, "never published twice (memory and replay)");
+    assert.deepEqual(sink.stats.dropped, {}, "no drop counted for an alert a sink sees");
+    assert.equal(sink.stats.spoolUnsynced, 3);
+    assert.ok(
+      logs.some((l) =>
+        l.startsWith("error alert.spool_sync_failed") && l.includes("alerts=3") &&
+        l.includes("EIO")
+      ),
+      logs.join("\n"),
+    );
+  } finally {
+    await sink.close();
+    await bus.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -63,6 +63,11 @@ export interface SpoolOptions {
    *   crash resends nothing already acknowledged.
    */
   fsync?: SpoolFsync;
+  /**
+   * How a file's data is synced (default `file.syncDataSync()`, i.e.
+   * `fdatasync`); tests inject failures here.
+   */
+  syncData?: (file: Deno.FsFile) => void;
 }
 
 /** When a {@linkcode Spool} calls `fdatasync` (see {@linkcode SpoolOptions.fsync}). */
@@ -81,7 +86,17 @@ export type SpoolRefusal = "spool_full" | "spool_io_error";
 
 /** Result of {@linkcode Spool.append}. */
 export type SpoolAppendResult =
-  | { ok: true; /** The id was already waiting: nothing written. */ already: boolean }
+  | {
+    ok: true;
+    /** The id was already waiting: nothing written. */
+    already: boolean;
+    /**
+     * Set when the record was written but the `fdatasync` after it failed:
+     * it is waiting (delivered like any other, it survives a process
+     * crash) but may not survive a host crash. The error says why.
+     */
+    unsynced?: string;
+  }
   | { ok: false; reason: SpoolRefusal; error: string };
 
 /** Counters of a spool. */
@@ -305,6 +320,7 @@ export class Spool {
   readonly #maxRecords: number;
   readonly #segmentBytes: number;
   readonly #fsync: SpoolFsync;
+  readonly #syncData: (file: Deno.FsFile) => void;
   /** Open ack files, per segment (closed when the segment goes, and at close). */
   #ackFiles = new Map<number, Deno.FsFile>();
   /** Waiting records, oldest first (Map keeps insertion order). */
@@ -320,7 +336,7 @@ export class Spool {
 
   private constructor(
     dir: string,
-    opts: Required<SpoolOptions>,
+    opts: Required<Omit<SpoolOptions, "syncData">> & Pick<SpoolOptions, "syncData">,
     nextSeg: number,
     loadStats: { torn: number; corrupt: number; loaded: number },
   ) {
@@ -329,8 +345,14 @@ export class Spool {
     this.#maxRecords = opts.maxRecords;
     this.#segmentBytes = opts.segmentBytes;
     this.#fsync = opts.fsync;
+    this.#syncData = opts.syncData ?? ((file) => file.syncDataSync());
     this.#nextSeg = nextSeg;
     this.#loadStats = loadStats;
+  }
+
+  /** When this spool calls `fdatasync` (see {@linkcode SpoolOptions.fsync}). */
+  get fsync(): SpoolFsync {
+    return this.#fsync;
   }
 
   /**
@@ -374,7 +396,13 @@ export class Spool {
     const loadStats = { torn: 0, corrupt: 0, loaded: 0 };
     const spool = new Spool(
       dir,
-      { maxBytes, maxRecords, segmentBytes, fsync: opts.fsync ?? "never" },
+      {
+        maxBytes,
+        maxRecords,
+        segmentBytes,
+        fsync: opts.fsync ?? "never",
+        ...(opts.syncData ? { syncData: opts.syncData } : {}),
+      },
       (order.at(-1) ?? 0) + 1,
       loadStats,
     );
@@ -490,7 +518,7 @@ export class Spool {
     const syncActive = (): void => {
       if (!wrote || this.#fsync === "never" || !this.#active) return;
       try {
-        this.#active.file.syncDataSync();
+        this.#syncData(this.#active.file);
       } catch (err) {
         syncError ??= (err as Error).message;
       }
@@ -586,13 +614,14 @@ export class Spool {
     flush();
     syncActive();
     if (syncError !== null) {
-      // not known to be on disk: refuse what this call wrote (the caller
-      // must not count it as durable); the records stay in the index and
-      // are delivered like any other, so nothing is lost while the host runs
+      // written but not known to be on disk: the records stay waiting (they
+      // are delivered like any other, and survive a process crash), so they
+      // are accepted, not refused: refusing them while the replay still
+      // delivers them would publish them twice and count drops that a sink
+      // sees. What a host crash would cost is said with `unsynced`.
       for (let i = 0; i < out.length; i++) {
-        if (out[i]?.ok && !(out[i] as { already: boolean }).already) {
-          out[i] = { ok: false, reason: "spool_io_error", error: `fdatasync: ${syncError}` };
-        }
+        const r = out[i];
+        if (r?.ok && !r.already) out[i] = { ok: true, already: false, unsynced: syncError };
       }
     }
     return out;
@@ -682,7 +711,7 @@ export class Spool {
         this.#ackFiles.set(e.seg, f);
       }
       writeAll(f, framed);
-      if (this.#fsync === "always") f.syncDataSync();
+      if (this.#fsync === "always") this.#syncData(f);
       segment.bytes += framed.length;
       this.#bytes += framed.length;
     } catch {

@@ -219,3 +219,33 @@ Deno.test("spool: appendMany writes a batch across segments, refuses what does n
     assert.equal(dec.decode(again.oldest(1)[0].data), big);
     again.close();
   }));
+
+Deno.test("spool: a failed fdatasync leaves the records written and waiting, marked unsynced", () =>
+  withDir((dir) => {
+    let fail = true;
+    const spool = Spool.open(dir, {
+      fsync: "batch",
+      syncData: () => {
+        if (fail) throw new Error("EIO");
+      },
+    });
+    const enc = new TextEncoder();
+    const out = spool.appendMany([
+      { id: "a", data: enc.encode("1"), firstAttemptMs: 0 },
+      { id: "b", data: enc.encode("2"), firstAttemptMs: 0 },
+    ]);
+    assert.deepEqual(out, [
+      { ok: true, already: false, unsynced: "EIO" },
+      { ok: true, already: false, unsynced: "EIO" },
+    ]);
+    assert.equal(spool.pending, 2, "waiting: delivered like any other");
+    fail = false;
+    assert.deepEqual(spool.append({ id: "c", data: enc.encode("3"), firstAttemptMs: 0 }), {
+      ok: true,
+      already: false,
+    });
+    spool.close();
+    const again = Spool.open(dir);
+    assert.deepEqual(again.oldest(10).map((r) => r.id), ["a", "b", "c"]);
+    again.close();
+  }));

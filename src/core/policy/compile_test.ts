@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   compilePolicySet,
   formatProblem,
+  indexEntries,
   PolicyCompileError,
   type PolicyProblem,
   type SignalInfo,
@@ -21,6 +22,7 @@ import {
   test,
 } from "./test_helpers.ts";
 import type { PolicyFileDef } from "./ast.ts";
+import { PolicyEngine } from "./engine.ts";
 
 function compileError(
   files: PolicyFileDef[],
@@ -386,4 +388,75 @@ Deno.test("compile warning: a steering rule throttled across requests", () => {
     ["steer-throttled", 9, "limited"],
   ]);
   assert.match(set.warnings[0].reason, /dedups by "\{tenant\}"/);
+});
+
+Deno.test("compile: the per-latent index is sized by the latents read, not by d_sae (2^31 wide)", () => {
+  const huge = new Map<string, SignalInfo>([["res", { kind: "sae", dSae: 2 ** 31 }]]);
+  const top = 2 ** 31 - 1;
+  const set = compilePolicySet([
+    file([
+      rule("a", test(latent(top), 1)),
+      rule("b", test(latent(5), 1)),
+      rule("c", all(test(latent(top), 2), test(latent(1_000_000_007), 0))),
+    ]),
+  ], huge);
+  const before = Deno.memoryUsage().rss;
+  const idx = set.index.get("res")!;
+  const grew = Deno.memoryUsage().rss - before;
+  // a dense [d_sae + 1] offsets array would be 8 GiB
+  assert.ok(grew < 64 * 2 ** 20, `building the index took ${grew} bytes`);
+  assert.equal(idx.offsets, null, "no dense array for a latent past 2^20");
+  assert.ok(idx.slotKey.length <= 16, `a table for 3 latents, found ${idx.slotKey.length} slots`);
+  assert.equal(idx.filter.length, 4096);
+  assert.deepEqual([...idx.watched], [5, 1_000_000_007, top]);
+  const entries = (l: number) => {
+    const [from, to] = indexEntries(idx, l);
+    const out: string[] = [];
+    for (let e = from; e < to; e++) out.push(`${set.rules[idx.rule[e]].id}#${idx.test[e]}`);
+    return out;
+  };
+  assert.deepEqual(entries(top), ["a#0", "c#0"], "rule order kept within a latent");
+  assert.deepEqual(entries(5), ["b#0"]);
+  assert.deepEqual(entries(1_000_000_007), ["c#1"]);
+  assert.deepEqual(entries(6), []);
+  assert.deepEqual(entries(0), []);
+
+  // and the engine finds the rules of the top latent
+  const engine = new PolicyEngine(set);
+  const row = {
+    indices: Uint32Array.from([5, 6, 1_000_000_007, top]),
+    values: Float32Array.from([3, 9, 1, 3]),
+  };
+  const fired = engine.evaluate({
+    ctx: { requestId: "r", model: "m" },
+    position: 0,
+    tokens: 1,
+    latents: new Map([["res", [row]]]),
+    firstRow: 0,
+  });
+  assert.deepEqual(fired.map((f) => f.rule.id).sort(), ["a", "b", "c"]);
+});
+
+Deno.test("compile: small latents get a dense index sized by the largest one read, not by d_sae", () => {
+  const wide = new Map<string, SignalInfo>([["res", { kind: "sae", dSae: 2 ** 30 }]]);
+  const set = compilePolicySet([
+    file([
+      rule("a", test(latent(10), 1)),
+      rule("b", test(latent(3), 1)),
+      rule("c", test(latent(10), 2)),
+    ]),
+  ], wide);
+  const idx = set.index.get("res")!;
+  assert.equal(idx.offsets?.length, 12, "latents 0..10, plus one");
+  const ids = (l: number) => {
+    const [from, to] = indexEntries(idx, l);
+    return Array.from({ length: to - from }, (_, i) => set.rules[idx.rule[from + i]].id);
+  };
+  assert.deepEqual([ids(3), ids(10), ids(4), ids(11), ids(2 ** 29)], [
+    ["b"],
+    ["a", "c"],
+    [],
+    [],
+    [],
+  ]);
 });

@@ -52,7 +52,13 @@
  */
 import type { SparseLatents } from "../sae.ts";
 import type { SteerAction } from "./ast.ts";
-import type { CompiledPolicySet, CompiledRule, ConditionEnv } from "./compile.ts";
+import {
+  type CompiledPolicySet,
+  type CompiledRule,
+  type ConditionEnv,
+  INDEX_EMPTY,
+  INDEX_HASH,
+} from "./compile.ts";
 import { createPoolState, type PoolState } from "./pool.ts";
 import { renderTemplate } from "./template.ts";
 
@@ -80,6 +86,10 @@ export interface TokenBatch {
   firstRow: number;
   tokenText?: string[];
 }
+
+/** The index's constants as plain locals of this module (no import cell in the hot loop). */
+const INDEX_EMPTY_LOCAL: number = INDEX_EMPTY;
+const INDEX_HASH_LOCAL: number = INDEX_HASH;
 
 /** A rule that fired in one batch. */
 export interface Firing {
@@ -379,22 +389,48 @@ export class PolicyEngine {
       for (const [encoder, idx] of this.#encoders) {
         const row = batch.latents.get(encoder)?.[batch.firstRow + i];
         if (row === undefined) continue;
-        const { offsets, rule, test } = idx;
+        const { groups, rule, test } = idx;
         if (idx.kind === "probe") {
-          for (const latent of idx.watched) {
-            const v = valueAt(row, latent);
-            for (let e = offsets[latent]; e < offsets[latent + 1]; e++) visit(rule[e], test[e], v);
+          const watched = idx.watched;
+          for (let g = 0; g < watched.length; g++) {
+            const v = valueAt(row, watched[g]);
+            for (let e = groups[g]; e < groups[g + 1]; e++) visit(rule[e], test[e], v);
           }
           continue;
         }
         const { indices, values } = row;
+        const offsets = idx.offsets;
+        if (offsets !== null) {
+          const end = offsets.length - 1;
+          for (let k = 0; k < indices.length; k++) {
+            const latent = indices[k];
+            // most active latents are watched by no rule: this is the whole cost for them
+            if (latent >= end) continue;
+            const a = offsets[latent];
+            const b = offsets[latent + 1];
+            if (a === b) continue;
+            for (let e = a; e < b; e++) visit(rule[e], test[e], values[k]);
+          }
+          continue;
+        }
+        const { slotKey, slotGroup, mask, shift, filter, filterMask } = idx;
+        const EMPTY = INDEX_EMPTY_LOCAL;
+        const HASH = INDEX_HASH_LOCAL;
         for (let k = 0; k < indices.length; k++) {
-          const latent = indices[k];
-          const a = offsets[latent];
-          const b = offsets[latent + 1];
-          // most active latents are watched by no rule: this is the whole cost for them
-          if (a === b) continue;
-          for (let e = a; e < b; e++) visit(rule[e], test[e], values[k]);
+          const latent = indices[k] | 0; // int32, like the table's keys
+          // most active latents are watched by no rule: the filter is the
+          // whole cost for nearly all of them (see EncoderIndex)
+          if (filter[latent & filterMask] === 0) continue;
+          let s = (Math.imul(latent, HASH) >> shift) & mask;
+          let key = slotKey[s];
+          while (key !== latent) {
+            if (key === EMPTY) break;
+            s = (s + 1) & mask;
+            key = slotKey[s];
+          }
+          if (key !== latent) continue;
+          const g = slotGroup[s];
+          for (let e = groups[g]; e < groups[g + 1]; e++) visit(rule[e], test[e], values[k]);
         }
       }
       if (candidates.length === 0) continue;

@@ -1,0 +1,105 @@
+/**
+ * NatsBus against a real nats-server: concurrent stream set-up, and the raw
+ * header block the intake reads from the client's private message fields
+ * (so a client upgrade that moves them fails here, loudly).
+ */
+import assert from "node:assert/strict";
+import { connect, headers as natsHeaders, type Msg } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connectNatsBus, rawHeaderBlock } from "./nats_bus.ts";
+import { NatsServerStartError, startNatsServer } from "./nats_server.ts";
+
+async function withServer(fn: (url: string) => Promise<void>): Promise<void> {
+  const server = await startNatsServer();
+  try {
+    await fn(server.url);
+  } finally {
+    await server.stop();
+    await Deno.remove(server.storeDir, { recursive: true }).catch(() => {});
+  }
+}
+
+Deno.test("nats bus: concurrent ensureStream calls with different subjects all end up in the stream", () =>
+  withServer(async (url) => {
+    const bus = await connectNatsBus({ url });
+    const nc = await connect({ servers: url });
+    try {
+      const subjects = Array.from({ length: 8 }, (_, i) => `latentwatch.render.s${i}`);
+      // the first creates the stream, the rest update it, all at once (what
+      // the monitor does when it starts every rendered JetStream sink together)
+      await Promise.all(
+        subjects.map((subject) =>
+          bus.ensureStream({ name: "RACE", subjects: [subject], duplicateWindowMs: 60_000 })
+        ),
+      );
+      // and again on a stream that exists
+      const more = Array.from({ length: 8 }, (_, i) => `latentwatch.render.t${i}`);
+      await Promise.all(
+        more.map((subject) =>
+          bus.ensureStream({ name: "RACE", subjects: [subject], duplicateWindowMs: 60_000 })
+        ),
+      );
+      const info = await (await jetstreamManager(nc)).streams.info("RACE");
+      assert.deepEqual(
+        [...(info.config.subjects ?? [])].sort(),
+        [...subjects, ...more].sort(),
+      );
+    } finally {
+      await nc.close();
+      await bus.close();
+    }
+  }));
+
+Deno.test("nats bus: rawHeaderBlock reads a real message's header block from the client (private fields)", () =>
+  withServer(async (url) => {
+    const nc = await connect({ servers: url });
+    try {
+      const got: Msg[] = [];
+      const sub = nc.subscribe("raw.>", { callback: (_err, msg) => void got.push(msg) });
+      const h = natsHeaders();
+      h.set("Lw-Request-Id", "r1");
+      h.append("Lw-Seq", "7");
+      nc.publish("raw.with", new Uint8Array([1, 2, 3]), { headers: h });
+      nc.publish("raw.without", new Uint8Array([4]));
+      await nc.flush();
+      for (let i = 0; i < 100 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      sub.unsubscribe();
+      const withHeaders = got.find((m) => m.subject === "raw.with")!;
+      const without = got.find((m) => m.subject === "raw.without")!;
+      const block = rawHeaderBlock(withHeaders);
+      assert.ok(
+        block instanceof Uint8Array,
+        "the client's raw fields (_rdata, _msg.hdr) are where rawHeaderBlock reads them: " +
+          "a client upgrade moved them; update rawHeaderBlock",
+      );
+      const text = new TextDecoder().decode(block);
+      assert.match(text, /^NATS\/1\.0\r\n/);
+      assert.match(text, /Lw-Request-Id: r1\r\n/);
+      assert.match(text, /Lw-Seq: 7\r\n/);
+      assert.ok(text.endsWith("\r\n\r\n"), JSON.stringify(text));
+      assert.deepEqual([...withHeaders.data], [1, 2, 3], "the payload follows the block");
+      assert.equal(rawHeaderBlock(without), null, "no headers: null");
+    } finally {
+      await nc.close();
+    }
+  }));
+
+Deno.test("startNatsServer: a server that exits at start is a NatsServerStartError with its exit code and stderr", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-nats-bad-" });
+  try {
+    await Deno.writeTextFile(`${dir}/bad.conf`, "this is { not a nats config\n");
+    await assert.rejects(
+      startNatsServer({ configFile: `${dir}/bad.conf`, storeDir: `${dir}/store` }),
+      (err: unknown) => {
+        assert.ok(err instanceof NatsServerStartError, String(err));
+        assert.equal(err.name, "NatsServerStartError");
+        assert.ok(err.exitCode !== null && err.exitCode !== 0, `exit code ${err.exitCode}`);
+        assert.match(err.message, /exited with code/);
+        assert.ok(err.stderr.length > 0, "with what it said");
+        return true;
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
