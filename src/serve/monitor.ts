@@ -165,15 +165,13 @@ async function start(
 
   const models = await loadMonitorModels(config, log);
   const { saes, dIn } = models;
-  let built = await buildGeneration(
+  let built = await buildGeneration({
     models,
-    await compileMonitorPolicies(config, models),
+    policies: await compileMonitorPolicies(config, models),
     log,
-    undefined,
-    undefined,
-    config.execution,
-    config.evidence,
-  );
+    execution: config.execution,
+    evidence: config.evidence,
+  });
   setProviderGauge(telemetry, built.generation);
   log.info("policies.loaded", {
     files: config.policies.length,
@@ -409,15 +407,15 @@ async function start(
         // read and compiled in a worker: the control API and frame intake
         // keep their latency while a large set compiles
         const policies = await compileMonitorPolicies(config, models, undefined, compiler);
-        const next = await buildGeneration(
+        const next = await buildGeneration({
           models,
           policies,
           log,
-          built,
-          (id) => loadMonitorSae(config.saes.find((s) => s.id === id)!, log),
-          config.execution,
-          config.evidence,
-        );
+          previous: built,
+          reloadSae: (id) => loadMonitorSae(config.saes.find((s) => s.id === id)!, log),
+          execution: config.execution,
+          evidence: config.evidence,
+        });
         const old = await running.swap(next.generation);
         built = next;
         await closeUnused(old, next.generation);
