@@ -51,6 +51,8 @@ export interface SeqStep {
   lost: number;
   /** The request resumed from a checkpoint of the previous run with this frame. */
   resumed: boolean;
+  /** The request's first frame tracked (since it began, ended or was evicted). */
+  first: boolean;
   /** A request evicted to make room for this one (capacity). */
   evicted?: string;
 }
@@ -113,6 +115,7 @@ export class SequenceTracker {
     let s = this.#requests.get(frame.requestId);
     let resumed: Resume | undefined;
     let evicted: string | undefined;
+    const first = s === undefined;
     if (!s) {
       // a request the last run was in the middle of resumes from its
       // checkpoint: the frames since then never reached a durable state
@@ -143,6 +146,7 @@ export class SequenceTracker {
         expected,
         lost: 0,
         resumed: false,
+        first: false,
         ...(evicted ? { evicted } : {}),
       };
     }
@@ -155,6 +159,7 @@ export class SequenceTracker {
       expected,
       lost,
       resumed: resumed !== undefined,
+      first,
       ...(evicted ? { evicted } : {}),
     };
   }
