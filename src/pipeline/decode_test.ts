@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { FrameError } from "../core/frame/format.ts";
 import { decodeMonitorFrame, partitionOf, rejectionReason, requestOf } from "./decode.ts";
-import { D, HOOK, MODEL, raw } from "./testdata.ts";
+import { D, HOOK, MODEL, raw } from "./testdata/fixtures.ts";
 
 Deno.test("decode: decodeMonitorFrame accepts the monitor's model and hook, rejects others", () => {
   const expect = { model: MODEL, hook: HOOK, dIn: D };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { encodeFrames, gatherFrames, type Scratch } from "./encode.ts";
-import { D, frame, recordingEncoder } from "./testdata.ts";
+import { D, frame, recordingEncoder } from "./testdata/fixtures.ts";
 
 Deno.test("encode: encodeFrames encodes every row in order, at most maxBatchTokens per call", async () => {
   const calls: number[] = [];

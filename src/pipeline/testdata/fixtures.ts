@@ -4,11 +4,13 @@
  *
  * @module
  */
-import { decodeFrame } from "../core/frame/decode.ts";
-import { encodeFrame } from "../core/frame/encode.ts";
-import type { Frame } from "../core/frame/format.ts";
-import { tapSubject } from "../core/frame/subjects.ts";
-import type { Encoder, SparseLatents } from "../core/sae.ts";
+import { decodeFrame } from "../../core/frame/decode.ts";
+import { encodeFrame } from "../../core/frame/encode.ts";
+import type { Frame } from "../../core/frame/format.ts";
+import { tapSubject } from "../../core/frame/subjects.ts";
+import type { Encoder, SparseLatents } from "../../core/sae.ts";
+import { type CompiledPolicySet, compilePolicySet } from "../../core/policy/compile.ts";
+import { parsePolicyFileDef } from "../../config/policy_file.ts";
 
 export const MODEL = "gpt2";
 export const HOOK = "blocks.6.hook_resid_post";
@@ -55,4 +57,18 @@ export function recordingEncoder(calls: number[]): Encoder {
     },
     close: () => Promise.resolve(),
   };
+}
+
+/** Compile one policy file (YAML) against an SAE `s` of width `dSae`. */
+export function policies(yaml: string, dSae = 4): CompiledPolicySet {
+  return compilePolicySet(
+    [parsePolicyFileDef(yaml, "inline.yaml")],
+    new Map([["s", { kind: "sae" as const, dSae }]]),
+  );
+}
+
+/** Sparse latents of one token: `{index: value}`. */
+export function row(values: Record<number, number>): SparseLatents {
+  const keys = Object.keys(values).map(Number).sort((a, b) => a - b);
+  return { indices: Uint32Array.from(keys), values: Float32Array.from(keys.map((k) => values[k])) };
 }
