@@ -2,10 +2,13 @@
  * `latentwatch replay <trace> --monitor <file> [--json]`: run a monitor's
  * SAEs, probes and policies OFFLINE over a recorded trace
  * (`docs/traces.md`) and print the alerts: readable lines by default, one
- * JSON object per alert with `--json`. Progress and a summary go to stderr.
+ * JSON object per alert with `--json`, or the alerts exactly as `serve`
+ * publishes them with `--alerts` (the same stages build them:
+ * `src/pipeline/`). Progress and a summary go to stderr.
  *
  * @module
  */
+import type { Alert } from "../core/alert.ts";
 import { loadMonitorConfig } from "../config/monitor.ts";
 import { Logger } from "../shared/log.ts";
 import { loadOfflineMonitor, type ReplayFiring, replayTrace } from "../traces/offline.ts";
@@ -13,7 +16,7 @@ import { readTraceHeader } from "../traces/reader.ts";
 import { commandFailed, parseCommandArgs, usageError } from "./common.ts";
 import { progressText } from "./policy_tools.ts";
 
-const USAGE = `usage: latentwatch replay <trace> --monitor <file> [--json] [--quiet]
+const USAGE = `usage: latentwatch replay <trace> --monitor <file> [--json|--alerts] [--quiet]
 
   Run the monitor's SAEs, probes and policies offline over a recorded trace
   (plain or .gz; format in docs/traces.md) and print the alerts it raises,
@@ -22,6 +25,8 @@ const USAGE = `usage: latentwatch replay <trace> --monitor <file> [--json] [--qu
 
   --monitor <file>  the monitor config (SAEs, probes, policy files)
   --json            one JSON object per alert on stdout
+  --alerts          each alert as serve publishes it (latentwatch.alert/v1,
+                    evidence attached; its time is the recorded receive time)
   --quiet           no progress or summary on stderr
 
   Exit status: 0 when the trace was replayed (alerts or not), 1 when the
@@ -47,6 +52,7 @@ export async function runReplayCommand(args: string[]): Promise<number> {
   const parsed = parseCommandArgs("replay", USAGE, args, {
     monitor: { type: "string" },
     json: { type: "boolean" },
+    alerts: { type: "boolean" },
     quiet: { type: "boolean", short: "q" },
   });
   if (typeof parsed === "number") return parsed;
@@ -54,11 +60,15 @@ export async function runReplayCommand(args: string[]): Promise<number> {
   if (positionals.length !== 1 || !values.monitor) {
     return usageError("replay", USAGE, "expected one trace and --monitor <file>");
   }
+  if (values.json && values.alerts) {
+    return usageError("replay", USAGE, "expected one of --json and --alerts, found both");
+  }
   const tracePath = positionals[0];
   const note = (s: string) => {
     if (!values.quiet) console.error(s);
   };
-  const color = !values.json && !Deno.env.get("NO_COLOR") && Deno.stdout.isTerminal();
+  const color = !values.json && !values.alerts && !Deno.env.get("NO_COLOR") &&
+    Deno.stdout.isTerminal();
 
   let monitor;
   try {
@@ -118,7 +128,9 @@ export async function runReplayCommand(args: string[]): Promise<number> {
   let rejectedShown = 0;
   try {
     const stats = await replayTrace(monitor, tracePath, {
-      onFiring: print,
+      ...(values.alerts
+        ? { onAlert: (a: Alert) => console.log(JSON.stringify(a)) }
+        : { onFiring: print }),
       onProgress: (p) => note(`replay: ${progressText(p)}`),
       onRejected: ({ record, error }) => {
         // like the sidecar: each bad frame is reported and skipped; a flood is cut short
@@ -132,6 +144,7 @@ export async function runReplayCommand(args: string[]): Promise<number> {
         `${stats.firings} alert(s)` +
         (stats.rejected ? `, ${stats.rejected} frame(s) rejected` : "") +
         (stats.lost ? `, ${stats.lost} frame(s) missing by Lw-Seq` : "") +
+        (stats.repeated ? `, ${stats.repeated} frame(s) with a repeated Lw-Seq dropped` : "") +
         (stats.droppedWhileRecording
           ? `, ${stats.droppedWhileRecording} frame(s) dropped while recording`
           : "") +

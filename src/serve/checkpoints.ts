@@ -46,6 +46,7 @@
  */
 import { createHash } from "node:crypto";
 import { frameRecord, scanRecords } from "../sinks/spool.ts";
+import type { Resume } from "../pipeline/sequence.ts";
 
 /** A checkpoint file cannot be opened or is not what it must be. */
 export class CheckpointError extends Error {
@@ -55,36 +56,7 @@ export class CheckpointError extends Error {
   }
 }
 
-/** What the previous run left for one request (see the module doc). */
-export interface Resume {
-  /** The seq of the first frame not processed: the request resumes here. */
-  readonly next: number;
-  /** Every seq gap below this one was counted lost already (at least `next`). */
-  readonly counted: number;
-  /** Frames in `[next, counted)` counted lost already. */
-  readonly lost: number;
-}
-
-/**
- * Of the frames `[resume.next, seq)` a request resuming with frame `seq`
- * never had processed, those not counted lost already. Exact when `seq` is
- * at least `resume.counted` (the usual case: the tap does not send a frame
- * twice); otherwise it assumes the counted frames lie just below
- * `resume.counted`, so it may over-count, never under-count.
- *
- * @example
- * ```ts
- * // frames 0..4 processed; at intake 5..7 were counted lost (frame 8 showed the gap)
- * uncountedBefore({ next: 5, counted: 8, lost: 3 }, 10); // 2: frames 8 and 9
- * ```
- */
-export function uncountedBefore(resume: Resume, seq: number): number {
-  if (seq <= resume.next) return 0;
-  const already = seq >= resume.counted
-    ? resume.lost
-    : Math.max(0, resume.lost - (resume.counted - seq));
-  return Math.max(0, seq - resume.next - already);
-}
+export { type Resume, uncountedBefore } from "../pipeline/sequence.ts";
 
 /** Settings of {@linkcode SeqCheckpoints.open}. */
 export interface SeqCheckpointOptions {

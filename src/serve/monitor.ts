@@ -196,15 +196,15 @@ interface BuildOptions {
 
 /** Build a generation of encoders for `ctx`'s models and config. */
 function buildFor(ctx: MonitorContext, o: BuildOptions): Promise<BuiltGeneration> {
-  return buildGeneration(
-    ctx.models!,
-    o.policies,
-    ctx.log,
-    o.previous,
-    o.reloadSae,
-    ctx.config.execution,
-    ctx.config.evidence,
-  );
+  return buildGeneration({
+    models: ctx.models!,
+    policies: o.policies,
+    log: ctx.log,
+    ...(o.previous ? { previous: o.previous } : {}),
+    ...(o.reloadSae ? { reloadSae: o.reloadSae } : {}),
+    execution: ctx.config.execution,
+    evidence: ctx.config.evidence,
+  });
 }
 
 /** Why the sidecar cannot do its work now (empty when ready). */

@@ -1,55 +1,41 @@
 /**
- * The monitor pipeline: tap frames in from the bus → strict decode →
- * bounded micro-batch across requests → encode with each SAE → policy
- * evaluation per token → alerts to the alert publisher. Every rejected or
- * dropped frame is counted and logged with its subject and request id.
+ * The monitor pipeline in `serve`: the stages of `src/pipeline/` wired to
+ * the bus, the sinks, the checkpoints and telemetry. Tap frames come in
+ * from the bus → decode and sequence tracking (`pipeline/decode.ts`,
+ * `pipeline/sequence.ts`) → bounded micro-batch across requests → encode
+ * (`pipeline/encode.ts`) → evaluation (`pipeline/evaluate.ts`: alerts,
+ * steering commands and gate verdicts as values) → evidence
+ * (`pipeline/evidence.ts`) → write-ahead, checkpoint, then the other sinks.
+ * Gate verdicts go back to the tap, commands to its steer subject. Every
+ * rejected or dropped frame is counted and logged with its subject and
+ * request id.
  *
  * @module
  */
-import {
-  type Alert,
-  type AlertEvidence,
-  alertId,
-  type AlertLatentValue,
-  type AlertProbeScore,
-  type AlertTopLatent,
-  traceContext,
-} from "../core/alert.ts";
-import { atlasOf } from "../core/render/atlas.ts";
+import type { Alert } from "../core/alert.ts";
 import { type BatchLimits, MicroBatcher } from "../core/batcher.ts";
-import { ActivationRing } from "../core/activation_ring.ts";
 import { type Frame, FrameError } from "../core/frame/format.ts";
-import type { CompiledPolicySet, CompiledRule } from "../core/policy/compile.ts";
+import type { CompiledPolicySet } from "../core/policy/compile.ts";
 import type { SteerAction } from "../core/policy/ast.ts";
 import { encodeCommand, encodeVerdict } from "../core/steer/encode.ts";
 import { parseAck } from "../core/steer/parse.ts";
-import { type GateVerdict, type SteerCommand, type SteerOp } from "../core/steer/protocol.ts";
+import type { GateVerdict, SteerCommand, SteerOp } from "../core/steer/protocol.ts";
 import { steerAckSubject, steerSubject } from "../core/steer/subjects.ts";
-import { type Firing, PolicyEngine } from "../core/policy/engine.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
 import type { AlertSink, Durability, DurableSink } from "../sinks/sink.ts";
-import { type Resume, type SeqCheckpoints, uncountedBefore } from "./checkpoints.ts";
-import { decodeMonitorFrame, encodeFrames, type Scratch, tokenBatch } from "./frames.ts";
+import type { SeqCheckpoints } from "./checkpoints.ts";
+import { decodeMonitorFrame, partitionOf, rejectionReason, requestOf } from "../pipeline/decode.ts";
+import { encodeFrames, type Scratch } from "../pipeline/encode.ts";
+import { Evaluator, type FrameOutcome } from "../pipeline/evaluate.ts";
+import { Evidence } from "../pipeline/evidence.ts";
+import type { Generation } from "../pipeline/generation.ts";
+import { SequenceTracker } from "../pipeline/sequence.ts";
+import type { SteerSkip } from "../pipeline/steer_plan.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Telemetry } from "../shared/telemetry.ts";
 
-/**
- * What the pipeline evaluates with: the encoders and the policies they were
- * built for. A hot reload swaps the whole generation at once, between
- * batches, so a batch is always encoded and evaluated by one generation.
- */
-export interface Generation {
-  /** Encoder id (SAE or probe) → encoder. */
-  encoders: ReadonlyMap<string, Encoder>;
-  policies: CompiledPolicySet;
-  /** SAE id → latent labels, attached to alerts. */
-  labels?: ReadonlyMap<string, ReadonlyMap<number, string>>;
-  /** Each steer action of the policies, resolved into what a tap applies. */
-  steerOps?: ReadonlyMap<SteerAction, SteerOp>;
-  /** SAE id → an encoder reporting every latent, for the evidence attached to alerts. */
-  evidenceEncoders?: ReadonlyMap<string, Encoder>;
-}
+export type { Generation } from "../pipeline/generation.ts";
 
 /** What a {@linkcode Pipeline} needs. */
 export interface PipelineOptions {
@@ -113,13 +99,6 @@ export interface PipelineOptions {
   onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
 }
 
-interface RequestState {
-  lastSeen: number;
-  tokens: number;
-  /** The Lw-Seq expected next from the tap. */
-  nextSeq: number;
-}
-
 /**
  * A running monitor.
  *
@@ -137,20 +116,19 @@ export class Pipeline {
   readonly sinks: readonly AlertSink[];
   #sub: BusSubscription | null = null;
   #ackSub: BusSubscription | null = null;
-  /** Recent activations, for evidence (null when evidence is off). */
-  #ring: ActivationRing | null = null;
-  /** Per request, the steer actions already sent (`rule#index`), so each is sent once. */
-  readonly #steered = new Map<string, Set<string>>();
   /** Where a frame came from: its partition, and the reply subject of a gated frame. */
   readonly #origin = new WeakMap<Frame, { partition: number; reply?: string }>();
   #worker: Promise<void> | null = null;
-  #requests = new Map<string, RequestState>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
   /** Reused across batches to gather their frames' rows. */
   readonly #scratch: Scratch = { data: new Float32Array(0) };
   #generation: Generation;
-  /** Per-request policy state (windows, suppression) lives here, across reloads. */
-  readonly #engine: PolicyEngine;
+  /** Each request's Lw-Seq (intake). */
+  readonly #seqs: SequenceTracker;
+  /** Per-request policy and steering state lives here, across reloads. */
+  readonly #evaluator: Evaluator;
+  /** Recent activations and the evidence attached to alerts. */
+  readonly #evidence: Evidence;
   /** Batches in flight per generation, so a swapped-out one is released only when unused. */
   #inUse = new Map<Generation, number>();
   #released = new Map<Generation, () => void>();
@@ -164,12 +142,22 @@ export class Pipeline {
       steerOps: opts.steerOps,
       evidenceEncoders: opts.evidenceEncoders,
     };
-    if (opts.evidence && opts.evidence.topLatents > 0) {
-      this.#ring = new ActivationRing(opts.evidence.ringTokens, opts.dIn);
-    }
-    this.#engine = new PolicyEngine(opts.policies, {
+    this.#evidence = new Evidence({
+      topLatents: opts.evidence?.topLatents ?? 0,
+      ringTokens: opts.evidence?.ringTokens ?? 0,
+      dIn: opts.dIn,
+    });
+    const checkpoints = opts.checkpoints;
+    this.#seqs = new SequenceTracker({
       maxRequests: opts.maxRequests,
-      ttlMs: opts.requestTtlMs,
+      ...(checkpoints ? { resume: (id: string) => checkpoints.take(id) } : {}),
+    });
+    this.#evaluator = new Evaluator(opts.policies, {
+      monitor: opts.monitor,
+      dIn: opts.dIn,
+      steering: this.#steering,
+      maxRequests: opts.maxRequests,
+      requestTtlMs: opts.requestTtlMs,
     });
     this.#batcher = new MicroBatcher<Frame>(opts.batching);
     this.sinks = opts.sinks;
@@ -234,7 +222,7 @@ export class Pipeline {
 
   /** Requests with live state. */
   get activeRequests(): number {
-    return this.#requests.size;
+    return this.#seqs.size;
   }
 
   /** Tokens waiting to be encoded. */
@@ -329,9 +317,8 @@ export class Pipeline {
       }
       return;
     }
-    const partition = Number(msg.subject.slice(msg.subject.lastIndexOf(".") + 1));
     this.#origin.set(frame, {
-      partition: Number.isSafeInteger(partition) && partition >= 0 ? partition : 0,
+      partition: partitionOf(msg.subject),
       ...(msg.reply ? { reply: msg.reply } : {}),
     });
     if (!this.#track(frame, msg.subject)) {
@@ -357,6 +344,56 @@ export class Pipeline {
     }
     this.#accepted++;
     t.set("latentwatch.queue.depth", this.#batcher.queuedTokens);
+  }
+
+  /**
+   * Follow the frame's Lw-Seq ({@linkcode SequenceTracker}), counting and
+   * logging what it finds: gaps are frames lost before reaching us; a seq
+   * already passed is a re-sent frame, dropped (returns false).
+   */
+  #track(frame: Frame, subject: string): boolean {
+    const t = this.#o.telemetry;
+    const step = this.#seqs.track(frame, Date.now());
+    if (step.evicted !== undefined) {
+      t.add("latentwatch.requests.evicted", 1, { reason: "capacity" });
+      this.#o.log.warn("request.evicted", {
+        request: step.evicted,
+        reason: "capacity",
+        max_requests: this.#seqs.maxRequests,
+      });
+    }
+    if (!step.accepted) {
+      t.add("latentwatch.frames.out_of_order");
+      t.add("latentwatch.frames.dropped", 1, { reason: "repeated_seq" });
+      t.add("latentwatch.tokens.dropped", frame.tokens, { reason: "repeated_seq" });
+      this.#o.log.warn("frame.out_of_order", {
+        subject,
+        request: frame.requestId,
+        expected_seq: step.expected,
+        found_seq: frame.seq,
+        action: "dropped",
+      });
+      return false;
+    }
+    if (frame.seq > step.expected) {
+      if (step.lost > 0) {
+        t.add("latentwatch.frames.lost", step.lost);
+        if (step.resumed) t.add("latentwatch.frames.lost_at_restart", step.lost);
+        this.#o.log.warn("frame.lost", {
+          subject,
+          request: frame.requestId,
+          expected_seq: step.expected,
+          found_seq: frame.seq,
+          lost: step.lost,
+          ...(step.resumed ? { after_restart: true } : {}),
+        });
+      }
+      // counted: a restart before these frames' successors are processed must
+      // not count them again, nor skip the frames still queued before them
+      this.#checkpointLost(frame.requestId, step.expected, frame.seq);
+    }
+    t.set("latentwatch.requests.active", this.#seqs.size);
+    return true;
   }
 
   /**
@@ -460,41 +497,29 @@ export class Pipeline {
         });
         // the requests that ended in this batch still end: their state goes now, not at the TTL
         for (const f of frames) {
-          if (f.endOfRequest) this.#engine.endRequest(f.requestId);
+          if (f.endOfRequest) this.#evaluator.endRequest(f.requestId);
           this.#replyError(f, `encode failed: ${(err as Error).message}`);
         }
         this.#checkpoint(this.#checkpointOf(frames)); // counted as dropped: not lost at a restart
         return;
       }
     }
-    if (this.#ring) {
-      for (const f of frames) {
-        if (f.tokens > 0) this.#ring.putRows(f.requestId, f.position, f.tokens, f.data);
-      }
-    }
-    const alerts: Alert[] = [];
-    let row = 0;
-    for (const frame of frames) {
-      try {
-        if (frame.tokens > 0) this.#evaluate(gen, frame, row, latents, alerts);
-        else this.#replyContinue(frame); // a gated end marker or empty frame: nothing to steer
-      } catch (err) {
+    this.#evidence.remember(frames);
+    const outcome = this.#evaluator.evaluateBatch(gen, frames, latents);
+    outcome.frames.forEach((o, i) => {
+      const frame = frames[i];
+      if ("error" in o) {
         // one frame's failure must not cost the batch's other frames their evaluation
-        this.#o.telemetry.add("latentwatch.evaluate.errors");
+        t.add("latentwatch.evaluate.errors");
         this.#o.log.error("frame.evaluate_failed", {
           request: frame.requestId,
           position: frame.position,
-          error: (err as Error).message,
+          error: o.error.message,
         });
-        this.#replyError(frame, `evaluation failed: ${(err as Error).message}`);
-      }
-      row += frame.tokens;
-      // the end marker is processed after the request's tokens: its windows can go
-      if (frame.endOfRequest) {
-        this.#engine.endRequest(frame.requestId);
-        this.#steered.delete(frame.requestId);
-      }
-    }
+        this.#replyError(frame, `evaluation failed: ${o.error.message}`);
+      } else this.#act(frame, o);
+    });
+    const alerts = outcome.alerts;
     if (alerts.length > 0) await this.#attachEvidence(gen, alerts);
     // write-ahead, then the checkpoint, then the other sinks: the two writes
     // follow each other in one tick, so a restart resumes each request's seq
@@ -506,6 +531,63 @@ export class Pipeline {
     if (results) this.#releaseAll(alerts, results);
     this.#reportEngine();
     this.#o.onEncoded?.(frames, latents);
+  }
+
+  /**
+   * Carry out what one frame's evaluation asks for: count the steering
+   * planned and skipped, answer a gated frame with its verdict (its commands
+   * inside), or publish the commands on the tap's steer subject.
+   */
+  #act(frame: Frame, o: FrameOutcome): void {
+    for (const f of o.firings) {
+      if (f.steer.length > 0) {
+        this.#o.telemetry.add("latentwatch.steer.planned", f.steer.length, { rule: f.rule.id });
+      }
+    }
+    for (const s of o.skipped) this.#countSkipped(s);
+    const origin = this.#origin.get(frame);
+    if (origin?.reply) {
+      // a gated frame: its commands go in the verdict, which the tap waits for
+      this.#reply(origin.reply, {
+        requestId: frame.requestId,
+        seq: frame.seq,
+        verdict: o.verdict,
+        commands: o.commands as SteerCommand[],
+      });
+      for (const c of o.commands) this.#countSent(c, "verdict");
+      return;
+    }
+    if (o.commands.length === 0) return;
+    const subject = steerSubject(frame.model, frame.hook, origin?.partition ?? 0);
+    for (const c of o.commands) {
+      try {
+        this.#o.bus.publish(subject, encodeCommand(c));
+        this.#countSent(c, "subject");
+      } catch (err) {
+        this.#o.telemetry.add("latentwatch.steer.errors", 1, { reason: "publish" });
+        this.#o.log.error("steer.publish_failed", {
+          subject,
+          request: c.requestId,
+          command: c.id,
+          error: (err as Error).message,
+        });
+      }
+    }
+  }
+
+  #countSkipped(s: SteerSkip): void {
+    const t = this.#o.telemetry;
+    if (s.reason === "disabled") {
+      t.add("latentwatch.steer.errors", s.actions, { reason: "disabled" });
+    } else if (s.reason === "repeat") t.add("latentwatch.steer.repeats", 1, { rule: s.rule });
+    else {
+      t.add("latentwatch.steer.errors", 1, { reason: "unresolved" });
+      this.#o.log.error("steer.unresolved", {
+        request: s.requestId,
+        rule: s.rule,
+        action: JSON.stringify(s.action),
+      });
+    }
   }
 
   /** Make a batch's alerts durable (write-ahead, one write); without a durable sink they are as they are. */
@@ -578,12 +660,7 @@ export class Pipeline {
     try {
       cp.record(next, ended);
     } catch (err) {
-      this.#o.telemetry.add("latentwatch.checkpoint.errors");
-      this.#o.log.error("checkpoint.write_failed", {
-        path: cp.path,
-        error: (err as Error).message,
-        note: "after a restart, frames lost while down may be miscounted",
-      });
+      this.#checkpointFailed(cp, err);
     }
   }
 
@@ -594,110 +671,44 @@ export class Pipeline {
     try {
       cp.lost(requestId, from, to);
     } catch (err) {
-      this.#o.telemetry.add("latentwatch.checkpoint.errors");
-      this.#o.log.error("checkpoint.write_failed", {
-        path: cp.path,
-        error: (err as Error).message,
-        note: "after a restart, frames lost while down may be miscounted",
-      });
+      this.#checkpointFailed(cp, err);
     }
+  }
+
+  #checkpointFailed(cp: SeqCheckpoints, err: unknown): void {
+    this.#o.telemetry.add("latentwatch.checkpoint.errors");
+    this.#o.log.error("checkpoint.write_failed", {
+      path: cp.path,
+      error: (err as Error).message,
+      note: "after a restart, frames lost while down may be miscounted",
+    });
   }
 
   /**
-   * Encode the tokens each alert flags in full (from the activation ring)
-   * and attach their strongest latents. Evidence is best effort: tokens no
-   * longer in the ring, a probe signal, or an encode error leave the alert
-   * as it is (counted), never hold it back.
+   * Attach evidence to a batch's alerts ({@linkcode Evidence.attach}) and
+   * count what it did: best effort, an alert without evidence is never held
+   * back.
    */
   async #attachEvidence(gen: Generation, alerts: Alert[]): Promise<void> {
-    const ring = this.#ring;
-    const top = this.#o.evidence?.topLatents ?? 0;
-    if (!ring || top === 0) return;
+    if (!this.#evidence.enabled) return;
     const t = this.#o.telemetry;
-    const perSae = new Map<string, { evidence: AlertEvidence; row: Float32Array }[]>();
-    for (const alert of alerts) {
-      if (alert.latent.signal === "probe") continue;
-      const sae = alert.latent.sae;
-      if (!gen.evidenceEncoders?.has(sae)) continue;
-      for (const evidence of alert.evidence.slice(0, MAX_EVIDENCE_TOKENS)) {
-        const row = ring.get(alert.requestId, evidence.position);
-        if (!row) {
-          t.add("latentwatch.evidence.missing", 1, { reason: "not_in_ring" });
-          continue;
-        }
-        let list = perSae.get(sae);
-        if (!list) perSae.set(sae, list = []);
-        list.push({ evidence, row });
-      }
+    const report = await this.#evidence.attach(alerts, {
+      encoders: gen.evidenceEncoders,
+      labels: gen.labels,
+    });
+    if (report.notInRing > 0) {
+      t.add("latentwatch.evidence.missing", report.notInRing, { reason: "not_in_ring" });
     }
-    for (const [sae, items] of perSae) {
-      const encoder = gen.evidenceEncoders!.get(sae)!;
-      const x = new Float32Array(items.length * this.#o.dIn);
-      items.forEach((it, i) => x.set(it.row, i * this.#o.dIn));
-      try {
-        const rows = await encoder.encode(x, items.length);
-        const labels = gen.labels?.get(sae);
-        items.forEach((it, i) => {
-          it.evidence.topLatents = topLatents(rows[i], top, labels);
-        });
-        t.add("latentwatch.evidence.tokens", items.length, { sae });
-      } catch (err) {
-        t.add("latentwatch.evidence.missing", items.length, { reason: "encode_error" });
-        this.#o.log.error("evidence.encode_failed", {
-          sae,
-          tokens: items.length,
-          error: (err as Error).message,
-        });
-      }
+    for (const [sae, tokens] of report.tokens) {
+      t.add("latentwatch.evidence.tokens", tokens, { sae });
     }
-  }
-
-  #evaluate(
-    gen: Generation,
-    frame: Frame,
-    firstRow: number,
-    latents: ReadonlyMap<string, SparseLatents[]>,
-    alerts: Alert[],
-  ): void {
-    // the engine evaluates with the set the batch was encoded for (a swap
-    // between encode and evaluate must not pair new rules with old encoders)
-    if (this.#engine.set !== gen.policies) this.#engine.swap(gen.policies);
-    const firings = this.#engine.evaluate(tokenBatch(frame, firstRow, latents));
-    const commands: SteerCommand[] = [];
-    for (const firing of firings) {
-      commands.push(...this.#raise(gen, frame, firstRow, latents, firing, alerts));
-    }
-    const origin = this.#origin.get(frame);
-    if (origin?.reply) {
-      // a gated frame: its commands go in the verdict, which the tap waits for
-      this.#reply(origin.reply, {
-        requestId: frame.requestId,
-        seq: frame.seq,
-        verdict: commands.some((c) => c.op.kind === "abort")
-          ? "abort"
-          : commands.length > 0
-          ? "steer"
-          : "continue",
-        commands,
+    for (const f of report.failures) {
+      t.add("latentwatch.evidence.missing", f.tokens, { reason: "encode_error" });
+      this.#o.log.error("evidence.encode_failed", {
+        sae: f.sae,
+        tokens: f.tokens,
+        error: f.error.message,
       });
-      for (const c of commands) this.#countSent(c, "verdict");
-      return;
-    }
-    if (commands.length === 0) return;
-    const subject = steerSubject(frame.model, frame.hook, origin?.partition ?? 0);
-    for (const c of commands) {
-      try {
-        this.#o.bus.publish(subject, encodeCommand(c));
-        this.#countSent(c, "subject");
-      } catch (err) {
-        this.#o.telemetry.add("latentwatch.steer.errors", 1, { reason: "publish" });
-        this.#o.log.error("steer.publish_failed", {
-          subject,
-          request: c.requestId,
-          command: c.id,
-          error: (err as Error).message,
-        });
-      }
     }
   }
 
@@ -716,77 +727,6 @@ export class Pipeline {
       from_position: c.fromPosition,
       route,
     });
-  }
-
-  /** The steering commands of one firing (none when steering is off). */
-  #commandsOf(gen: Generation, frame: Frame, firing: Firing, id: string): SteerCommand[] {
-    if (firing.steer.length === 0) return [];
-    if (!this.#steering.enabled) {
-      this.#o.telemetry.add("latentwatch.steer.errors", firing.steer.length, {
-        reason: "disabled",
-      });
-      return [];
-    }
-    const now = Date.now();
-    const commands: SteerCommand[] = [];
-    let sent = this.#steered.get(frame.requestId);
-    if (!sent) {
-      this.#steered.set(frame.requestId, sent = new Set());
-      if (this.#steered.size > (this.#o.maxRequests ?? 100_000)) {
-        this.#steered.delete(this.#steered.keys().next().value!);
-      }
-    }
-    firing.steer.forEach((action: SteerAction, i) => {
-      // a rule steers a request once: firing again (suppress none, token windows)
-      // must not stack the same operation on the tap
-      const key = `${firing.rule.id}#${i}`;
-      if (sent.has(key)) {
-        this.#o.telemetry.add("latentwatch.steer.repeats", 1, { rule: firing.rule.id });
-        return;
-      }
-      sent.add(key);
-      const op: SteerOp | undefined = gen.steerOps?.get(action);
-      if (!op) {
-        // resolved at start and reload; a generation built without them (tests) lands here
-        this.#o.telemetry.add("latentwatch.steer.errors", 1, { reason: "unresolved" });
-        this.#o.log.error("steer.unresolved", {
-          request: frame.requestId,
-          rule: firing.rule.id,
-          action: JSON.stringify(action),
-        });
-        return;
-      }
-      commands.push({
-        id: `${id}-s${i}`,
-        requestId: frame.requestId,
-        model: frame.model,
-        hook: frame.hook,
-        dModel: this.#o.dIn,
-        // from the token after this frame: the next step the model takes
-        fromPosition: frame.position + frame.tokens,
-        untilPosition: null,
-        issuedAtMs: now,
-        expiresAtMs: now + this.#steering.ttlMs,
-        monitor: this.#o.monitor,
-        rule: firing.rule.id,
-        ...(firing.alert ? { alertId: id } : {}),
-        op,
-      });
-    });
-    return commands;
-  }
-
-  /** Answer a gated frame with nothing to evaluate. */
-  #replyContinue(frame: Frame): void {
-    const reply = this.#origin.get(frame)?.reply;
-    if (reply) {
-      this.#reply(reply, {
-        requestId: frame.requestId,
-        seq: frame.seq,
-        verdict: "continue",
-        commands: [],
-      });
-    }
   }
 
   /** Answer a gated frame the pipeline could not evaluate. */
@@ -842,201 +782,26 @@ export class Pipeline {
     }
   }
 
-  #raise(
-    gen: Generation,
-    frame: Frame,
-    firstRow: number,
-    latents: ReadonlyMap<string, SparseLatents[]>,
-    firing: Firing,
-    alerts: Alert[],
-  ): SteerCommand[] {
-    const { rule, signal } = firing;
-    const def = rule.def;
-    const rows = latents.get(signal.encoder);
-    const evidence: AlertEvidence[] = firing.positions.map((position) => {
-      const i = position - frame.position;
-      return {
-        position,
-        value: rows ? valueAt(rows[firstRow + i], signal.index) : firing.value,
-        ...(frame.tokenIds ? { tokenId: frame.tokenIds[i] } : {}),
-        ...(frame.tokenText ? { text: frame.tokenText[i] } : {}),
-      };
-    });
-    const start = firing.positions[0];
-    const label = signal.label ?? gen.labels?.get(signal.encoder)?.get(signal.index);
-    const threshold = thresholdOf(rule, signal.encoder, signal.index);
-    if (firing.steer.length > 0) {
-      this.#o.telemetry.add("latentwatch.steer.planned", firing.steer.length, { rule: rule.id });
-    }
-    const id = alertId(this.#o.monitor, frame.requestId, rule.id, start);
-    const commands = this.#commandsOf(gen, frame, firing, id);
-    if (!firing.alert) return commands;
-    // every signal the rule reads, as it stood on the first firing token
-    const row = firstRow + (start - frame.position);
-    const readings: AlertLatentValue[] = [];
-    const scores: AlertProbeScore[] = [];
-    const seen = new Set<string>();
-    for (const t of rule.tests) {
-      const key = `${t.kind}:${t.encoder}:${t.index}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      const value = valueAt(latents.get(t.encoder)?.[row] ?? EMPTY_ROW, t.index);
-      const tLabel = t.label ?? gen.labels?.get(t.encoder)?.get(t.index);
-      const tThreshold = thresholdOf(rule, t.encoder, t.index);
-      const extra = {
-        ...(tLabel !== undefined ? { label: tLabel } : {}),
-        ...(tThreshold !== undefined ? { threshold: tThreshold } : {}),
-      };
-      if (t.kind === "probe") scores.push({ probe: t.encoder, index: t.index, value, ...extra });
-      else readings.push({ sae: t.encoder, index: t.index, value, ...extra });
-    }
-    const trace = traceContext(frame.traceparent, frame.tracestate);
-    const atlas = atlasOf(def.tags);
-    const alert: Alert = {
-      schema: "latentwatch.alert/v1",
-      id,
-      time: new Date().toISOString(),
-      monitor: this.#o.monitor,
-      policy: {
-        id: rule.id,
-        file: def.source.file,
-        line: def.source.line,
-        version: gen.policies.version,
-      },
-      severity: def.severity,
-      title: def.title,
-      ...(firing.description ? { description: firing.description } : {}),
-      ...(def.tags.length > 0 ? { tags: def.tags } : {}),
-      model: frame.model,
-      hook: frame.hook,
-      requestId: frame.requestId,
-      ...(frame.tenant ? { tenant: frame.tenant } : {}),
-      ...(frame.meta ? { meta: frame.meta } : {}),
-      ...(frame.phase ? { phase: frame.phase } : {}),
-      tokens: {
-        start,
-        end: firing.positions[firing.positions.length - 1] + 1,
-        count: evidence.length,
-      },
-      latent: {
-        sae: signal.encoder,
-        index: signal.index,
-        ...(threshold !== undefined ? { threshold } : {}),
-        max: firing.value,
-        ...(label !== undefined ? { label } : {}),
-        ...(signal.kind === "probe" ? { signal: "probe" as const } : {}),
-      },
-      evidence,
-      ...(readings.length > 0 ? { latents: readings } : {}),
-      ...(scores.length > 0 ? { probes: scores } : {}),
-      ...(atlas.length > 0 ? { atlas } : {}),
-      ...(firing.steer.length > 0 ? { steer: [...firing.steer] } : {}),
-      ...(frame.traceparent ? { traceparent: frame.traceparent } : {}),
-      ...(trace ? { trace } : {}),
-    };
-    alerts.push(alert);
-    return commands;
-  }
-
-  /**
-   * Follow each request's Lw-Seq as frames arrive: gaps are frames lost
-   * before reaching us; a seq already passed is a re-sent frame, dropped
-   * (returns false).
-   */
-  #track(frame: Frame, subject: string): boolean {
-    const t = this.#o.telemetry;
-    let s = this.#requests.get(frame.requestId);
-    let resumed: Resume | undefined;
-    if (!s) {
-      // a request the last run was in the middle of resumes from its
-      // checkpoint: the frames since then never reached a durable state
-      resumed = this.#o.checkpoints?.take(frame.requestId);
-      s = { lastSeen: 0, tokens: 0, nextSeq: resumed?.next ?? 0 };
-      this.#requests.set(frame.requestId, s);
-      const max = this.#o.maxRequests ?? 100_000;
-      if (this.#requests.size > max) {
-        const [oldest] = this.#requests.keys();
-        this.#requests.delete(oldest);
-        t.add("latentwatch.requests.evicted", 1, { reason: "capacity" });
-        this.#o.log.warn("request.evicted", {
-          request: oldest,
-          reason: "capacity",
-          max_requests: max,
-        });
-      }
-    } else {
-      // keep Map order = least recently seen first, so capacity evicts the stalest
-      this.#requests.delete(frame.requestId);
-      this.#requests.set(frame.requestId, s);
-    }
-    if (frame.seq > s.nextSeq) {
-      // after a restart, what the last run counted at intake is not counted again
-      const lost = resumed ? uncountedBefore(resumed, frame.seq) : frame.seq - s.nextSeq;
-      if (lost > 0) {
-        t.add("latentwatch.frames.lost", lost);
-        if (resumed) t.add("latentwatch.frames.lost_at_restart", lost);
-        this.#o.log.warn("frame.lost", {
-          subject,
-          request: frame.requestId,
-          expected_seq: s.nextSeq,
-          found_seq: frame.seq,
-          lost,
-          ...(resumed ? { after_restart: true } : {}),
-        });
-      }
-      // counted: a restart before these frames' successors are processed must
-      // not count them again, nor skip the frames still queued before them
-      this.#checkpointLost(frame.requestId, s.nextSeq, frame.seq);
-    } else if (frame.seq < s.nextSeq) {
-      // NATS keeps one publisher's order, so a seq already passed is a re-sent
-      // frame: evaluating it again would count its tokens twice in the windows
-      // and raise its alerts twice in sinks without dedup
-      t.add("latentwatch.frames.out_of_order");
-      t.add("latentwatch.frames.dropped", 1, { reason: "repeated_seq" });
-      t.add("latentwatch.tokens.dropped", frame.tokens, { reason: "repeated_seq" });
-      this.#o.log.warn("frame.out_of_order", {
-        subject,
-        request: frame.requestId,
-        expected_seq: s.nextSeq,
-        found_seq: frame.seq,
-        action: "dropped",
-      });
-      s.lastSeen = Date.now();
-      return false;
-    }
-    s.nextSeq = Math.max(s.nextSeq, frame.seq + 1);
-    s.lastSeen = Date.now();
-    s.tokens += frame.tokens;
-    if (frame.endOfRequest) this.#requests.delete(frame.requestId);
-    t.set("latentwatch.requests.active", this.#requests.size);
-    return true;
-  }
-
   #sweep(ttlMs: number): void {
-    const cutoff = Date.now() - ttlMs;
-    const expired: string[] = [];
-    for (const [id, s] of this.#requests) {
-      if (s.lastSeen < cutoff) {
-        this.#requests.delete(id);
-        this.#steered.delete(id);
-        expired.push(id);
-        this.#o.telemetry.add("latentwatch.requests.evicted", 1, { reason: "ttl" });
-        this.#o.log.info("request.expired", { request: id, tokens: s.tokens });
-      }
+    const expired = this.#seqs.sweep(Date.now() - ttlMs);
+    for (const { requestId, tokens } of expired) {
+      this.#evaluator.expire(requestId);
+      this.#o.telemetry.add("latentwatch.requests.evicted", 1, { reason: "ttl" });
+      this.#o.log.info("request.expired", { request: requestId, tokens });
     }
-    this.#o.telemetry.set("latentwatch.requests.active", this.#requests.size);
+    this.#o.telemetry.set("latentwatch.requests.active", this.#seqs.size);
     if (expired.length > 0) {
       try {
-        this.#o.checkpoints?.record(new Map(), expired);
+        this.#o.checkpoints?.record(new Map(), expired.map((e) => e.requestId));
       } catch { /* counted where batches write their checkpoints */ }
     }
-    this.#engine.sweep();
+    this.#evaluator.sweep();
     this.#reportEngine();
   }
 
   /** Mirror the policy engine's counters into telemetry. */
   #reportEngine(): void {
-    const s = this.#engine.stats;
+    const s = this.#evaluator.stats;
     const t = this.#o.telemetry;
     t.set("latentwatch.policy.requests", s.activeRequests);
     t.set("latentwatch.policy.suppressed", s.suppressed);
@@ -1045,75 +810,4 @@ export class Pipeline {
     t.set("latentwatch.policy.evicted", s.evicted.ttl, { reason: "ttl" });
     t.set("latentwatch.policy.evicted", s.evicted.capacity, { reason: "capacity" });
   }
-}
-
-/**
- * The counted reason of a rejection: the header at fault, `payload`, a
- * header-block problem, or `decode`. `Lw-Meta-<key>` headers count as one
- * reason, `Lw-Meta-*`, so senders cannot grow the label set.
- */
-function rejectionReason(field: string | undefined): string {
-  if (field === undefined) return "decode";
-  if (field.toLowerCase().startsWith("lw-meta-")) return "Lw-Meta-*";
-  return field;
-}
-
-/** The request id a message claims, bounded for a log line ("?" when none). */
-function requestOf(msg: BusMessage): string {
-  const id = msg.headers?.["Lw-Request-Id"];
-  if (typeof id !== "string") return "?";
-  return id.length > 256 ? `${id.slice(0, 256)}…` : id;
-}
-
-const EMPTY_ROW: SparseLatents = { indices: new Uint32Array(0), values: new Float32Array(0) };
-
-/** Flagged tokens per alert encoded for evidence (the rest of a long span is left out). */
-const MAX_EVIDENCE_TOKENS = 16;
-
-/** The `n` strongest latents of one token, value descending, with labels. */
-function topLatents(
-  row: SparseLatents,
-  n: number,
-  labels?: ReadonlyMap<number, string>,
-): AlertTopLatent[] {
-  const order = [...row.values.keys()].sort((a, b) => row.values[b] - row.values[a]).slice(0, n);
-  return order.map((k) => {
-    const label = labels?.get(row.indices[k]);
-    return {
-      index: row.indices[k],
-      value: row.values[k],
-      ...(label !== undefined ? { label } : {}),
-    };
-  });
-}
-
-/** Value of latent `index` in one token's sparse latents (0 when inactive). */
-function valueAt(row: SparseLatents, index: number): number {
-  let lo = 0;
-  let hi = row.indices.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (row.indices[mid] < index) lo = mid + 1;
-    else hi = mid;
-  }
-  return row.indices[lo] === index ? row.values[lo] : 0;
-}
-
-/** Threshold of the first `above` test on (encoder, index) in a rule's condition. */
-function thresholdOf(rule: CompiledRule, encoder: string, index: number): number | undefined {
-  const walk = (c: CompiledRule["condition"]): number | undefined => {
-    if (c.kind === "test") {
-      const t = rule.tests[c.test];
-      return t.encoder === encoder && t.index === index && c.op === "above"
-        ? c.threshold
-        : undefined;
-    }
-    if (c.kind === "not") return undefined;
-    for (const sub of c.of) {
-      const found = walk(sub);
-      if (found !== undefined) return found;
-    }
-    return undefined;
-  };
-  return walk(rule.condition);
 }

@@ -1,40 +1,43 @@
 /**
- * Run a monitor OFFLINE over a recorded trace: the same SAEs (onnxruntime),
- * probes and policy engine as `serve`, fed from a trace file instead of the
- * bus. Used by `replay`, `policy test` and `policy calibrate`.
+ * Run a monitor OFFLINE over a recorded trace: the stages `serve` runs
+ * (`src/pipeline/`: decode and sequence tracking, the same generation of
+ * encoders, evaluation, alert building, evidence), fed from a trace file
+ * instead of the bus. Used by `replay`, `policy test` and `policy
+ * calibrate`, so what they report is the `Alert` that `serve` publishes.
  *
- * Frames are decoded strictly (`decodeFrame`), checked against the monitor's
- * model and hook, batched up to the monitor's `max_batch_tokens`, encoded,
- * then evaluated frame by frame in recorded order, so windows and
- * suppression see the requests exactly as the sidecar did. The engine's
- * clock is the recorded receive time, which makes time-based suppression
- * replay deterministically.
+ * Frames are decoded strictly, checked against the monitor's model and
+ * hook, followed by `Lw-Seq` (a repeated seq is dropped, as serve drops
+ * it), batched up to the monitor's `max_batch_tokens`, encoded, then
+ * evaluated frame by frame in recorded order, so windows and suppression
+ * see the requests exactly as the sidecar did. The engine's clock (and the
+ * alerts' `time`) is the recorded receive time, which makes time-based
+ * suppression replay deterministically.
  *
  * @module
  */
+import type { Alert } from "../core/alert.ts";
 import type { Frame } from "../core/frame/format.ts";
 import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { PolicyFileDef } from "../core/policy/ast.ts";
-import { compilePolicySet } from "../core/policy/compile.ts";
-import { type Firing, PolicyEngine } from "../core/policy/engine.ts";
+import { compilePolicySet, type SignalInfo } from "../core/policy/compile.ts";
+import type { Firing } from "../core/policy/engine.ts";
 import type { MonitorConfig } from "../config/monitor.ts";
 import { loadPolicyFileDef } from "../config/policy_file.ts";
-import { createOrtEncoder, createProbeEncoder } from "../runtime/ort_encoder.ts";
-import { loadMonitorModels, type MonitorModels } from "../serve/components.ts";
-import { decodeMonitorFrame, encodeFrames, tokenBatch } from "../serve/frames.ts";
+import { decodeMonitorFrame } from "../pipeline/decode.ts";
+import { encodeFrames } from "../pipeline/encode.ts";
+import { Evaluator } from "../pipeline/evaluate.ts";
+import { Evidence } from "../pipeline/evidence.ts";
+import { allEncoders, buildGeneration, type Generation } from "../pipeline/generation.ts";
+import { loadMonitorModels, type MonitorModels, monitorSignals } from "../pipeline/models.ts";
+import { SequenceTracker } from "../pipeline/sequence.ts";
 import { Logger } from "../shared/log.ts";
 import { TraceReader } from "./reader.ts";
 import type { TraceRecord } from "./format.ts";
 
+export type { SignalInfo };
+
 /** A compiled policy set, as `compilePolicySet` returns it. */
 export type PolicySet = ReturnType<typeof compilePolicySet>;
-
-/** What the compiler needs to know about each SAE and probe. */
-export type SignalInfo = {
-  kind: "sae" | "probe";
-  dSae: number;
-  labels?: ReadonlyMap<number, string>;
-};
 
 /** A monitor's components, loaded for offline runs. */
 export interface OfflineMonitor {
@@ -44,8 +47,10 @@ export interface OfflineMonitor {
   files: PolicyFileDef[];
   signals: Map<string, SignalInfo>;
   set: PolicySet;
-  /** Encoder id (SAE or probe) → encoder; every latent of every SAE is encoded. */
-  encoders: Map<string, Encoder>;
+  /** What serve would evaluate with: the encoders `set` needs, evidence encoders, labels, steering. */
+  generation: Generation;
+  /** Encoder id (SAE or probe) → encoder (`generation.encoders`). */
+  encoders: ReadonlyMap<string, Encoder>;
   close(): Promise<void>;
 }
 
@@ -59,14 +64,16 @@ export interface OfflineLoadOptions {
 
 /**
  * Load the SAEs, probes and policy files of `config`, compile the policies
- * and build one onnxruntime encoder per SAE and probe. Every latent is
- * encoded (no watched subset): offline, exactness for any rule set, e.g. the
- * derived sets of `calibrate`, matters more than speed.
+ * and build the generation serve would build from them (`buildGeneration`:
+ * the watched latents where that is exact, evidence encoders, steering
+ * resolved), on the monitor's execution provider.
  *
  * @example
  * ```ts
+ * import { loadMonitorConfig } from "../config/monitor.ts";
+ * import { loadOfflineMonitor, replayTrace } from "./offline.ts";
  * const m = await loadOfflineMonitor(await loadMonitorConfig("monitors/demo.yaml"));
- * const stats = await replayTrace(m, "demo.trace.gz", { onFiring: (f) => console.log(f.rule.def.id) });
+ * const stats = await replayTrace(m, "demo.trace.gz", { onAlert: (a) => console.log(a.policy.id) });
  * await m.close();
  * ```
  */
@@ -78,29 +85,26 @@ export async function loadOfflineMonitor(
   const models = await loadMonitorModels(config, log);
   const files: PolicyFileDef[] = opts.files ?? [];
   if (!opts.files) { for (const f of config.policies) files.push(await loadPolicyFileDef(f)); }
-  const signals = new Map<string, SignalInfo>();
-  for (const [id, s] of models.saes) {
-    signals.set(id, { kind: "sae", dSae: s.dSae, ...(s.labels ? { labels: s.labels } : {}) });
-  }
-  for (const [id, p] of models.probes) signals.set(id, { kind: "probe", dSae: p.n });
+  const signals = monitorSignals(models);
   const set = compilePolicySet(files, signals);
-  const encoders = new Map<string, Encoder>();
-  try {
-    for (const [id, sae] of models.saes) encoders.set(id, await createOrtEncoder(sae));
-    for (const [id, probe] of models.probes) encoders.set(id, await createProbeEncoder(probe));
-  } catch (err) {
-    for (const e of encoders.values()) await e.close();
-    throw err;
-  }
+  const { generation } = await buildGeneration({
+    models,
+    policies: set,
+    // encoder lines are serve's start-up report, not replay's
+    log: new Logger({ quiet: true }),
+    execution: config.execution,
+    evidence: config.evidence,
+  });
   return {
     config,
     models,
     files,
     signals,
     set,
-    encoders,
+    generation,
+    encoders: generation.encoders,
     close: async () => {
-      for (const e of encoders.values()) await e.close();
+      for (const e of allEncoders(generation)) await e.close();
     },
   };
 }
@@ -134,23 +138,42 @@ export interface TraceProgress {
   fileSize: number;
 }
 
+/** What intake saw, as serve counts it. */
+export interface IntakeStats {
+  /** Frames accepted (decoded, for the monitor, not repeated). */
+  frames: number;
+  tokens: number;
+  /** Requests seen (a request ended and begun again counts twice). */
+  requests: number;
+  rejected: number;
+  /** Frames missing by `Lw-Seq` (lost before they were recorded). */
+  lost: number;
+  /** Frames dropped for a repeated `Lw-Seq` (a re-sent frame). */
+  repeated: number;
+}
+
 /** Options of {@linkcode encodeTrace}. */
 export interface EncodeTraceOptions {
   onRejected?: (r: RejectedFrame) => void;
   /** Called about every `progressMs` (default 1000) while reading. */
   onProgress?: (p: TraceProgress) => void;
   progressMs?: number;
+  /** Counted into as frames are read. */
+  stats?: IntakeStats;
 }
 
 /**
- * Decode, batch and encode every frame of `reader` with the monitor's
- * encoders, yielding batches in recorded order. Frames that do not decode,
- * or are for another model or hook, go to `onRejected` and are skipped, as
- * the sidecar drops them.
+ * Decode, track, batch and encode every frame of `reader` with the
+ * monitor's encoders, yielding batches in recorded order. Frames that do not
+ * decode, or are for another model or hook, go to `onRejected` and are
+ * skipped, and a repeated `Lw-Seq` is dropped, as the sidecar does.
  *
  * @example
  * ```ts
- * for await (const batch of encodeTrace(monitor, await TraceReader.open(path))) {
+ * import { TraceReader } from "./reader.ts";
+ * import { encodeTrace, type OfflineMonitor } from "./offline.ts";
+ * declare const monitor: OfflineMonitor;
+ * for await (const batch of encodeTrace(monitor, await TraceReader.open("t.trace"))) {
  *   for (const { frame, firstRow } of batch.frames) console.log(frame.requestId, firstRow);
  * }
  * ```
@@ -163,6 +186,9 @@ export async function* encodeTrace(
   const { config, models } = monitor;
   const step = config.batching.maxBatchTokens;
   const every = opts.progressMs ?? 1000;
+  const stats = opts.stats ?? emptyIntake();
+  const seqs = new SequenceTracker();
+  const expect = { model: config.model, hook: config.hook, dIn: models.dIn };
   let lastProgress = Date.now();
   let pending: { frame: Frame; record: TraceRecord }[] = [];
   let pendingTokens = 0;
@@ -196,20 +222,30 @@ export async function* encodeTrace(
     }
     let frame: Frame;
     try {
-      frame = decodeMonitorFrame(record, {
-        model: config.model,
-        hook: config.hook,
-        dIn: models.dIn,
-      });
+      frame = decodeMonitorFrame(record, expect);
     } catch (err) {
+      stats.rejected++;
       opts.onRejected?.({ record, error: err as Error });
       continue;
     }
+    const seq = seqs.track(frame, record.receivedAt);
+    if (!seq.accepted) {
+      stats.repeated++;
+      continue;
+    }
+    if (seq.first) stats.requests++;
+    stats.lost += seq.lost;
+    stats.frames++;
+    stats.tokens += frame.tokens;
     pending.push({ frame, record });
     pendingTokens += frame.tokens;
     if (pendingTokens >= step) yield await flush();
   }
   if (pending.length > 0) yield await flush();
+}
+
+function emptyIntake(): IntakeStats {
+  return { frames: 0, tokens: 0, requests: 0, rejected: 0, lost: 0, repeated: 0 };
 }
 
 /** A firing raised during a replay, with where in the trace it happened. */
@@ -220,18 +256,16 @@ export interface ReplayFiring extends Firing {
   receivedAt: number;
   /** Token text at `positions`, when the frames carried it. */
   text?: (string | undefined)[];
+  /** The alert serve would publish for it (absent for a steer-only rule). */
+  alertRecord?: Alert;
 }
 
 /** What a replay went through. */
-export interface ReplayStats {
+export interface ReplayStats extends IntakeStats {
   records: number;
-  frames: number;
-  tokens: number;
-  requests: number;
-  rejected: number;
-  /** Frames missing by `Lw-Seq` (lost before they were recorded). */
-  lost: number;
   firings: number;
+  /** Alerts raised (firings less steer-only ones). */
+  alerts: number;
   /** The trace's end record says frames were dropped while recording. */
   droppedWhileRecording: number;
   /** False when the trace has no end record (a crash, or still being written). */
@@ -239,21 +273,33 @@ export interface ReplayStats {
 }
 
 /** Options of {@linkcode replayTrace}. */
-export interface ReplayOptions extends EncodeTraceOptions {
+export interface ReplayOptions extends Omit<EncodeTraceOptions, "stats"> {
   onFiring?: (f: ReplayFiring) => void;
+  /** Called with every alert, evidence attached, as serve publishes it. */
+  onAlert?: (alert: Alert) => void;
   /** Called after each batch is evaluated (calibrate reads the latents here). */
   onBatch?: (b: EncodedBatch) => void;
-  /** Use this policy set instead of the monitor's. */
-  set?: PolicySet;
+}
+
+/** A frame whose evaluation failed offline (serve counts and skips it; a replay stops). */
+export class ReplayEvaluationError extends Error {
+  constructor(readonly record: number, options: { cause: Error }) {
+    super(`record ${record}: evaluation failed: ${options.cause.message}`, options);
+    this.name = "ReplayEvaluationError";
+  }
 }
 
 /**
- * Replay the trace at `path` through `monitor` and report every firing.
+ * Replay the trace at `path` through `monitor`: every firing and every
+ * alert (built and given evidence by the stages serve runs).
  *
  * @example
  * ```ts
+ * import { type OfflineMonitor, replayTrace } from "./offline.ts";
+ * declare const monitor: OfflineMonitor;
  * const stats = await replayTrace(monitor, "demo.trace.gz", {
  *   onFiring: (f) => console.log(f.rule.def.id, f.requestId, f.positions),
+ *   onAlert: (a) => console.log(JSON.stringify(a)),
  * });
  * ```
  */
@@ -263,62 +309,59 @@ export async function replayTrace(
   opts: ReplayOptions = {},
 ): Promise<ReplayStats> {
   const reader = await TraceReader.open(path);
-  let now = 0;
-  const engine = new PolicyEngine(opts.set ?? monitor.set, { now: () => now });
+  const { config, generation: gen } = monitor;
+  const evaluator = new Evaluator(gen.policies, {
+    monitor: config.monitor,
+    dIn: monitor.models.dIn,
+    steering: config.steering,
+  });
+  const evidence = new Evidence({ ...config.evidence, dIn: monitor.models.dIn });
   const stats: ReplayStats = {
+    ...emptyIntake(),
     records: 0,
-    frames: 0,
-    tokens: 0,
-    requests: 0,
-    rejected: 0,
-    lost: 0,
     firings: 0,
+    alerts: 0,
     droppedWhileRecording: 0,
     complete: false,
   };
-  const seq = new Map<string, number>();
   const text = new Map<string, Map<number, string>>();
-  for await (
-    const batch of encodeTrace(monitor, reader, {
-      ...opts,
-      onRejected: (r) => {
-        stats.rejected++;
-        opts.onRejected?.(r);
-      },
-    })
-  ) {
-    for (const { frame, record, firstRow } of batch.frames) {
-      now = record.receivedAt;
-      stats.frames++;
-      stats.tokens += frame.tokens;
-      const expected = seq.get(frame.requestId);
-      if (expected === undefined) stats.requests++;
-      if (frame.seq > (expected ?? 0)) stats.lost += frame.seq - (expected ?? 0);
-      seq.set(frame.requestId, Math.max(expected ?? 0, frame.seq + 1));
+  for await (const batch of encodeTrace(monitor, reader, { ...opts, stats })) {
+    const frames = batch.frames.map((f) => f.frame);
+    evidence.remember(frames);
+    const outcome = evaluator.evaluateBatch(
+      gen,
+      frames,
+      batch.latents,
+      (_, i) => batch.frames[i].record.receivedAt,
+    );
+    await evidence.attach(outcome.alerts, { encoders: gen.evidenceEncoders, labels: gen.labels });
+    batch.frames.forEach(({ frame, record }, i) => {
+      const o = outcome.frames[i];
+      if ("error" in o) throw new ReplayEvaluationError(record.record, { cause: o.error });
       if (frame.tokenText) {
         let t = text.get(frame.requestId);
         if (!t) text.set(frame.requestId, t = new Map());
         frame.tokenText.forEach((s, i) => t!.set(frame.position + i, s));
       }
-      if (frame.tokens > 0) {
-        const firings = engine.evaluate(tokenBatch(frame, firstRow, batch.latents));
-        for (const f of firings) {
-          stats.firings++;
-          const t = text.get(frame.requestId);
-          opts.onFiring?.({
-            ...f,
-            record: record.record,
-            receivedAt: record.receivedAt,
-            ...(t ? { text: f.positions.map((p) => t.get(p)) } : {}),
-          });
+      let k = 0;
+      for (const f of o.firings) {
+        stats.firings++;
+        const alert = f.alert ? o.alerts[k++] : undefined;
+        const t = text.get(frame.requestId);
+        opts.onFiring?.({
+          ...f,
+          record: record.record,
+          receivedAt: record.receivedAt,
+          ...(t ? { text: f.positions.map((p) => t.get(p)) } : {}),
+          ...(alert ? { alertRecord: alert } : {}),
+        });
+        if (alert) {
+          stats.alerts++;
+          opts.onAlert?.(alert);
         }
       }
-      if (frame.endOfRequest) {
-        engine.endRequest(frame.requestId);
-        seq.delete(frame.requestId);
-        text.delete(frame.requestId);
-      }
-    }
+      if (frame.endOfRequest) text.delete(frame.requestId);
+    });
     opts.onBatch?.(batch);
   }
   stats.records = reader.records;

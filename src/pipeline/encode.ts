@@ -1,0 +1,104 @@
+/**
+ * The encode stage: a batch of decoded frames, their rows gathered into one
+ * buffer and encoded with every encoder of a generation, at most
+ * `maxBatchTokens` rows per call. Shared by `serve` and offline replay.
+ * (Evidence, the second encode of an alert's flagged tokens, is
+ * `./evidence.ts`.)
+ *
+ * @module
+ */
+import type { Frame } from "../core/frame/format.ts";
+import type { Encoder, SparseLatents } from "../core/sae.ts";
+
+/** A buffer reused across batches by {@linkcode gatherFrames}; grown when too small. */
+export interface Scratch {
+  data: Float32Array;
+}
+
+/**
+ * Copy the frames' rows into one contiguous `[n, dIn]` buffer, `n` the
+ * frames' tokens. A batch whose rows all come from one frame reads that
+ * frame's data directly. With `scratch` the buffer is reused (and grown),
+ * otherwise a new one is allocated.
+ *
+ * @example
+ * ```ts
+ * import type { Frame } from "../core/frame/format.ts";
+ * import { gatherFrames, type Scratch } from "./encode.ts";
+ * const scratch: Scratch = { data: new Float32Array(0) };
+ * const frames = [{ tokens: 1, data: new Float32Array(2) }, { tokens: 1, data: new Float32Array(2) }] as Frame[];
+ * gatherFrames(frames, 2, 2, scratch).length; // 4
+ * ```
+ */
+export function gatherFrames(
+  frames: readonly Frame[],
+  n: number,
+  dIn: number,
+  scratch?: Scratch,
+): Float32Array {
+  const withTokens = frames.filter((f) => f.tokens > 0);
+  if (withTokens.length === 1) return withTokens[0].data;
+  let x: Float32Array;
+  if (scratch) {
+    if (scratch.data.length < n * dIn) scratch.data = new Float32Array(n * dIn);
+    x = scratch.data;
+  } else x = new Float32Array(n * dIn);
+  let offset = 0;
+  for (const f of withTokens) {
+    x.set(f.data, offset);
+    offset += f.data.length;
+  }
+  return x.subarray(0, n * dIn);
+}
+
+/** Options of {@linkcode encodeFrames}. */
+export interface EncodeFramesOptions {
+  /** Width of the activations (each frame's `dModel`). */
+  dIn: number;
+  /** At most this many rows go to one `encode` call (a frame may hold more). */
+  maxBatchTokens: number;
+  /** Reuse this buffer to gather the frames (see {@linkcode gatherFrames}). */
+  scratch?: Scratch;
+  /** Called after each encoder has encoded every row, with the number of rows. */
+  onEncoded?: (encoder: string, tokens: number) => void;
+}
+
+/**
+ * Encode every token row of `frames` (in order) with each encoder, at most
+ * `maxBatchTokens` rows per `encode` call. Resolves with encoder id → one
+ * entry per row; empty when the frames hold no tokens. An encoder's error
+ * rejects the whole batch.
+ *
+ * @example
+ * ```ts
+ * import type { Frame } from "../core/frame/format.ts";
+ * import type { Encoder } from "../core/sae.ts";
+ * import { encodeFrames } from "./encode.ts";
+ * declare const encoders: Map<string, Encoder>;
+ * declare const frames: Frame[];
+ * const latents = await encodeFrames(encoders, frames, { dIn: 768, maxBatchTokens: 256 });
+ * latents.get("res")!.length; // the frames' tokens
+ * ```
+ */
+export async function encodeFrames(
+  encoders: ReadonlyMap<string, Encoder>,
+  frames: readonly Frame[],
+  opts: EncodeFramesOptions,
+): Promise<Map<string, SparseLatents[]>> {
+  const { dIn, maxBatchTokens: step } = opts;
+  const n = frames.reduce((s, f) => s + f.tokens, 0);
+  const latents = new Map<string, SparseLatents[]>();
+  if (n === 0) return latents;
+  const x = gatherFrames(frames, n, dIn, opts.scratch);
+  for (const [id, encoder] of encoders) {
+    let rows: SparseLatents[] = [];
+    for (let r = 0; r < n; r += step) {
+      const m = Math.min(step, n - r);
+      const part = await encoder.encode(x.subarray(r * dIn, (r + m) * dIn), m);
+      rows = rows.length === 0 ? part : rows.concat(part);
+    }
+    latents.set(id, rows);
+    opts.onEncoded?.(id, n);
+  }
+  return latents;
+}
