@@ -74,6 +74,9 @@ const WRITE_CHUNK = 1 << 20;
  *
  * @example
  * ```ts
+ * import type { Bus } from "../bus/bus.ts";
+ * declare const bus: Bus;
+ * const subject = "latentwatch.tap.v1.sim-gpt.>";
  * const w = await TraceWriter.create(".latentwatch/serve.trace.gz", {
  *   monitor: "demo", model: "sim-gpt", hook: "blocks.6.hook_resid_post",
  *   sampling: { requests: 0.1 },
