@@ -1,15 +1,14 @@
 /**
  * The monitor pipeline in `serve`: the stages of `src/pipeline/` wired to
  * the bus, the sinks, the checkpoints and telemetry. Tap frames come in
- * through {@linkcode Intake} (`intake.ts`: decode and sequence tracking) →
- * bounded micro-batch across requests → the batch loop here: encode
- * (`pipeline/encode.ts`) → evaluation (`pipeline/evaluate.ts`: alerts,
- * steering commands and gate verdicts as values) → evidence
- * (`pipeline/evidence.ts`) → {@linkcode AlertDelivery} (`delivery.ts`:
- * write-ahead, checkpoint, then the other sinks). Gate verdicts and commands
- * go back to the taps through {@linkcode TapChannel} (`tap_channel.ts`). The
- * loop holds each batch's {@linkcode Generation}, so a reload releases the
- * old one only once no batch uses it.
+ * through {@linkcode Intake} (`intake.ts`: decode and Lw-Seq tracking) →
+ * bounded micro-batch across requests → the batch loop here, which runs each
+ * batch through {@linkcode BatchStages} (`batch.ts`: encode → evaluation →
+ * evidence) under the {@linkcode Generation} it was taken with, and releases
+ * a swapped-out generation only once no batch uses it. Alerts go out through
+ * {@linkcode AlertDelivery} (`delivery.ts`: write-ahead, checkpoint, then the
+ * other sinks); gate verdicts and steer commands back to the taps through
+ * {@linkcode TapChannel} (`tap_channel.ts`).
  *
  * @module
  */
@@ -23,14 +22,14 @@ import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
 import type { AlertSink, DurableSink } from "../sinks/sink.ts";
 import type { SeqCheckpoints } from "./checkpoints.ts";
-import { encodeFrames, type Scratch } from "../pipeline/encode.ts";
 import { Evaluator } from "../pipeline/evaluate.ts";
 import { Evidence } from "../pipeline/evidence.ts";
 import type { Generation } from "../pipeline/generation.ts";
 import { SequenceTracker } from "../pipeline/sequence.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Telemetry } from "../shared/telemetry.ts";
-import { AlertDelivery, checkpointOf } from "./delivery.ts";
+import { BatchStages, reportEngine } from "./batch.ts";
+import { AlertDelivery } from "./delivery.ts";
 import { Intake } from "./intake.ts";
 import { TapChannel } from "./tap_channel.ts";
 
@@ -118,16 +117,13 @@ export class Pipeline {
   #sub: BusSubscription | null = null;
   #worker: Promise<void> | null = null;
   #sweeper: ReturnType<typeof setInterval> | undefined;
-  /** Reused across batches to gather their frames' rows. */
-  readonly #scratch: Scratch = { data: new Float32Array(0) };
   #generation: Generation;
   /** Each request's Lw-Seq (intake). */
   readonly #seqs: SequenceTracker;
   /** Per-request policy and steering state lives here, across reloads. */
   readonly #evaluator: Evaluator;
-  /** Recent activations and the evidence attached to alerts. */
-  readonly #evidence: Evidence;
   readonly #intake: Intake;
+  readonly #stages: BatchStages;
   readonly #delivery: AlertDelivery;
   readonly #taps: TapChannel;
   /** Batches in flight per generation, so a swapped-out one is released only when unused. */
@@ -148,11 +144,6 @@ export class Pipeline {
       steerOps: opts.steerOps,
       evidenceEncoders: opts.evidenceEncoders,
     };
-    this.#evidence = new Evidence({
-      topLatents: opts.evidence?.topLatents ?? 0,
-      ringTokens: opts.evidence?.ringTokens ?? 0,
-      dIn: opts.dIn,
-    });
     const checkpoints = opts.checkpoints;
     this.#seqs = new SequenceTracker({
       maxRequests: opts.maxRequests,
@@ -187,6 +178,21 @@ export class Pipeline {
       telemetry,
       log,
       onMessage: opts.onMessage,
+    });
+    this.#stages = new BatchStages({
+      dIn: opts.dIn,
+      maxBatchTokens: opts.batching.maxBatchTokens,
+      evaluator: this.#evaluator,
+      evidence: new Evidence({
+        topLatents: opts.evidence?.topLatents ?? 0,
+        ringTokens: opts.evidence?.ringTokens ?? 0,
+        dIn: opts.dIn,
+      }),
+      taps: this.#taps,
+      delivery: this.#delivery,
+      telemetry,
+      log,
+      onEncoded: opts.onEncoded,
     });
   }
 
@@ -344,7 +350,7 @@ export class Pipeline {
     const gen = this.#generation;
     this.#inUse.set(gen, (this.#inUse.get(gen) ?? 0) + 1);
     try {
-      await this.#processWith(gen, frames);
+      await this.#stages.process(gen, frames);
     } finally {
       const left = this.#inUse.get(gen)! - 1;
       if (left > 0) this.#inUse.set(gen, left);
@@ -353,95 +359,6 @@ export class Pipeline {
         this.#released.get(gen)?.();
         this.#released.delete(gen);
       }
-    }
-  }
-
-  async #processWith(gen: Generation, frames: Frame[]): Promise<void> {
-    const { dIn, telemetry: t } = this.#o;
-    const n = frames.reduce((s, f) => s + f.tokens, 0);
-    let latents: ReadonlyMap<string, SparseLatents[]> = new Map();
-    if (n > 0) {
-      try {
-        // a frame may hold more tokens than a batch: encode at most maxBatchTokens rows per call
-        latents = await encodeFrames(gen.encoders, frames, {
-          dIn,
-          maxBatchTokens: this.#o.batching.maxBatchTokens,
-          scratch: this.#scratch,
-          onEncoded: (sae, tokens) => t.add("latentwatch.tokens.encoded", tokens, { sae }),
-        });
-        t.add("latentwatch.batches");
-      } catch (err) {
-        this.#encodeFailed(frames, n, err as Error);
-        return;
-      }
-    }
-    this.#evidence.remember(frames);
-    const outcome = this.#evaluator.evaluateBatch(gen, frames, latents);
-    outcome.frames.forEach((o, i) => {
-      const frame = frames[i];
-      if ("error" in o) {
-        // one frame's failure must not cost the batch's other frames their evaluation
-        t.add("latentwatch.evaluate.errors");
-        this.#o.log.error("frame.evaluate_failed", {
-          request: frame.requestId,
-          position: frame.position,
-          error: o.error.message,
-        });
-        this.#taps.replyError(frame, `evaluation failed: ${o.error.message}`);
-      } else this.#taps.act(frame, o);
-    });
-    const alerts = outcome.alerts;
-    if (alerts.length > 0) await this.#attachEvidence(gen, alerts);
-    this.#delivery.deliver(alerts, frames);
-    this.#reportEngine();
-    this.#o.onEncoded?.(frames, latents);
-  }
-
-  /** A batch that could not be encoded: its frames are counted as dropped, gated ones answered. */
-  #encodeFailed(frames: Frame[], tokens: number, err: Error): void {
-    const t = this.#o.telemetry;
-    t.add("latentwatch.encode.errors");
-    t.add("latentwatch.frames.dropped", frames.length, { reason: "encode_error" });
-    t.add("latentwatch.tokens.dropped", tokens, { reason: "encode_error" });
-    this.#o.log.error("batch.encode_failed", {
-      frames: frames.length,
-      tokens,
-      requests: [...new Set(frames.map((f) => f.requestId))].join(","),
-      error: err.message,
-    });
-    // the requests that ended in this batch still end: their state goes now, not at the TTL
-    for (const f of frames) {
-      if (f.endOfRequest) this.#evaluator.endRequest(f.requestId);
-      this.#taps.replyError(f, `encode failed: ${err.message}`);
-    }
-    this.#delivery.checkpoint(checkpointOf(frames)); // counted as dropped: not lost at a restart
-  }
-
-  /**
-   * Attach evidence to a batch's alerts ({@linkcode Evidence.attach}) and
-   * count what it did: best effort, an alert without evidence is never held
-   * back.
-   */
-  async #attachEvidence(gen: Generation, alerts: Alert[]): Promise<void> {
-    if (!this.#evidence.enabled) return;
-    const t = this.#o.telemetry;
-    const report = await this.#evidence.attach(alerts, {
-      encoders: gen.evidenceEncoders,
-      labels: gen.labels,
-    });
-    if (report.notInRing > 0) {
-      t.add("latentwatch.evidence.missing", report.notInRing, { reason: "not_in_ring" });
-    }
-    for (const [sae, tokens] of report.tokens) {
-      t.add("latentwatch.evidence.tokens", tokens, { sae });
-    }
-    for (const f of report.failures) {
-      t.add("latentwatch.evidence.missing", f.tokens, { reason: "encode_error" });
-      this.#o.log.error("evidence.encode_failed", {
-        sae: f.sae,
-        tokens: f.tokens,
-        error: f.error.message,
-      });
     }
   }
 
@@ -461,18 +378,6 @@ export class Pipeline {
     this.#o.telemetry.set("latentwatch.requests.active", this.#seqs.size);
     if (expired.length > 0) this.#delivery.expired(expired.map((e) => e.requestId));
     this.#evaluator.sweep();
-    this.#reportEngine();
-  }
-
-  /** Mirror the policy engine's counters into telemetry. */
-  #reportEngine(): void {
-    const s = this.#evaluator.stats;
-    const t = this.#o.telemetry;
-    t.set("latentwatch.policy.requests", s.activeRequests);
-    t.set("latentwatch.policy.suppressed", s.suppressed);
-    t.set("latentwatch.policy.rate_limited", s.rateLimited);
-    t.set("latentwatch.policy.excepted", s.excepted);
-    t.set("latentwatch.policy.evicted", s.evicted.ttl, { reason: "ttl" });
-    t.set("latentwatch.policy.evicted", s.evicted.capacity, { reason: "capacity" });
+    reportEngine(this.#evaluator.stats, this.#o.telemetry);
   }
 }
