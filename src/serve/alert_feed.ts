@@ -258,6 +258,8 @@ export class AlertFeed {
    *
    * @example
    * ```ts
+   * import type { Alert } from "../core/alert.ts";
+   * declare const alert: Alert;
    * const feed = new AlertFeed({ maxPerClient: 4 });
    * const stop = feed.subscribe(
    *   { minSeverity: "high" },

@@ -287,6 +287,7 @@ export const INDEX_HASH = -1640531535; // 0x9e3779b1
  *
  * @example
  * ```ts
+ * declare const set: CompiledPolicySet;
  * const idx = set.index.get("res12")!;
  * const [from, to] = indexEntries(idx, 4123);
  * for (let e = from; e < to; e++) console.log(set.rules[idx.rule[e]].id, idx.test[e]);
@@ -955,7 +956,8 @@ export interface CompiledPolicyData {
  * ```ts
  * import type { PolicyFileDef } from "./ast.ts";
  * declare const files: PolicyFileDef[], signals: ReadonlyMap<string, SignalInfo>;
- * postMessage(policySetData(compilePolicySet(files, signals)));
+ * declare const worker: Worker;
+ * worker.postMessage(policySetData(compilePolicySet(files, signals)));
  * ```
  */
 export function policySetData(set: CompiledPolicySet): CompiledPolicyData {
