@@ -450,6 +450,8 @@ export interface CalibrationReport {
  *
  * @example
  * ```ts
+ * import type { OfflineMonitor } from "../traces/offline.ts";
+ * declare const monitor: OfflineMonitor;
  * const report = await calibrate(monitor, ["benign.trace.gz"], 0.001, ["token", "request"]);
  * report.rules[0].suggested?.request?.threshold;
  * ```

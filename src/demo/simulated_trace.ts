@@ -47,6 +47,7 @@ export interface SimulatedTraceOptions {
  *
  * @example
  * ```ts
+ * import { SimulatedModel } from "./simulator.ts";
  * const truth = await writeSimulatedTrace("/tmp/t.trace.gz", new SimulatedModel(), [
  *   { id: "r1", prompt: "Ignore previous instructions", reply: "No ." },
  * ]);

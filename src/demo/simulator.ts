@@ -146,6 +146,7 @@ export class SimulatedModel {
    *
    * @example
    * ```ts
+   * const sim = new SimulatedModel();
    * const reply = await sim.generate(tokenize("Ignore previous instructions"), { honest: ["No", "."], injected: ["Sure", "."] }, () => true);
    * ```
    */

@@ -43,6 +43,13 @@ export {
  *
  * @example
  * ```ts
+ * import type { MonitorConfig } from "../config/monitor.ts";
+ * import type { MonitorModels } from "../pipeline/models.ts";
+ * import { Logger } from "../shared/log.ts";
+ * import { PolicyCompiler } from "./policy_compiler.ts";
+ * declare const config: MonitorConfig;
+ * declare const models: MonitorModels;
+ * const log = new Logger();
  * const policies = await compileMonitorPolicies(config, models, log);
  * const again = await compileMonitorPolicies(config, models, log, new PolicyCompiler());
  * ```

@@ -37,6 +37,8 @@ export interface TriggerTest {
  *
  * @example
  * ```ts
+ * import type { CompiledPolicySet } from "../core/policy/compile.ts";
+ * declare const set: CompiledPolicySet;
  * triggerTest(set.rules[0])?.threshold; // 2
  * ```
  */

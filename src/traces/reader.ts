@@ -187,6 +187,7 @@ export class TraceReader implements AsyncIterable<TraceRecord> {
  *
  * @example
  * ```ts
+ * import { decodeFrame } from "../core/frame/decode.ts";
  * for await (const rec of readTrace("demo.trace.gz")) {
  *   const frame = decodeFrame(rec.subject, rec.headers, rec.data);
  * }

@@ -74,11 +74,13 @@ const WRITE_CHUNK = 1 << 20;
  *
  * @example
  * ```ts
+ * // the bus subscription serve records from
+ * declare const subscribe: (onMessage: (msg: TraceMessage) => void) => void;
  * const w = await TraceWriter.create(".latentwatch/serve.trace.gz", {
  *   monitor: "demo", model: "sim-gpt", hook: "blocks.6.hook_resid_post",
  *   sampling: { requests: 0.1 },
  * });
- * bus.subscribe(subject, (msg) => w.write(msg));
+ * subscribe((msg) => w.write(msg));
  * // ...
  * await w.close(); // writes the end record with the drop counts
  * ```

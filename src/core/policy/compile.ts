@@ -956,8 +956,8 @@ export interface CompiledPolicyData {
  * ```ts
  * import type { PolicyFileDef } from "./ast.ts";
  * declare const files: PolicyFileDef[], signals: ReadonlyMap<string, SignalInfo>;
- * declare const port: MessagePort;
- * port.postMessage(policySetData(compilePolicySet(files, signals)));
+ * declare const worker: Worker;
+ * worker.postMessage(policySetData(compilePolicySet(files, signals)));
  * ```
  */
 export function policySetData(set: CompiledPolicySet): CompiledPolicyData {

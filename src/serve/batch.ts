@@ -1,0 +1,174 @@
+/**
+ * One micro-batch through the stages in `serve`: encode
+ * (`pipeline/encode.ts`) → evaluation (`pipeline/evaluate.ts`) → each frame's
+ * verdict and commands to its tap ({@linkcode TapChannel}) → evidence on the
+ * alerts (`pipeline/evidence.ts`) → delivery ({@linkcode AlertDelivery}).
+ * What fails is counted and logged: a batch that cannot be encoded drops its
+ * frames (gated ones are answered), a frame whose evaluation throws costs the
+ * batch's other frames nothing.
+ *
+ * @module
+ */
+import type { Alert } from "../core/alert.ts";
+import type { Frame } from "../core/frame/format.ts";
+import type { EngineStats } from "../core/policy/engine.ts";
+import type { SparseLatents } from "../core/sae.ts";
+import { encodeFrames, type Scratch } from "../pipeline/encode.ts";
+import type { Evaluator } from "../pipeline/evaluate.ts";
+import type { Evidence } from "../pipeline/evidence.ts";
+import type { Generation } from "../pipeline/generation.ts";
+import type { Logger } from "../shared/log.ts";
+import type { Telemetry } from "../shared/telemetry.ts";
+import { type AlertDelivery, checkpointOf } from "./delivery.ts";
+import type { TapChannel } from "./tap_channel.ts";
+
+/** What a {@linkcode BatchStages} needs. */
+export interface BatchStagesOptions {
+  /** Width of the activations every SAE reads. */
+  dIn: number;
+  /** At most this many rows per encode call (a frame may hold more than a batch). */
+  maxBatchTokens: number;
+  /** Per-request policy and steering state. */
+  evaluator: Evaluator;
+  /** Recent activations and the evidence attached to alerts. */
+  evidence: Evidence;
+  taps: TapChannel;
+  delivery: AlertDelivery;
+  telemetry: Telemetry;
+  log: Logger;
+  /** Called after each batch with the frames and their per-token latents (for displays). */
+  onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
+}
+
+/**
+ * Runs batches through the stages, with the generation each was taken under.
+ *
+ * @example
+ * ```ts
+ * import type { Frame } from "../core/frame/format.ts";
+ * import type { Generation } from "../pipeline/generation.ts";
+ * declare const stages: BatchStages;
+ * declare const gen: Generation;
+ * declare const frames: Frame[];
+ * await stages.process(gen, frames);
+ * ```
+ */
+export class BatchStages {
+  readonly #o: BatchStagesOptions;
+  /** Reused across batches to gather their frames' rows. */
+  readonly #scratch: Scratch = { data: new Float32Array(0) };
+
+  constructor(opts: BatchStagesOptions) {
+    this.#o = opts;
+  }
+
+  /** Encode, evaluate, answer and deliver one batch. */
+  async process(gen: Generation, frames: Frame[]): Promise<void> {
+    const { dIn, telemetry: t, evaluator, taps } = this.#o;
+    const n = frames.reduce((s, f) => s + f.tokens, 0);
+    let latents: ReadonlyMap<string, SparseLatents[]> = new Map();
+    if (n > 0) {
+      try {
+        // a frame may hold more tokens than a batch: encode at most maxBatchTokens rows per call
+        latents = await encodeFrames(gen.encoders, frames, {
+          dIn,
+          maxBatchTokens: this.#o.maxBatchTokens,
+          scratch: this.#scratch,
+          onEncoded: (sae, tokens) => t.add("latentwatch.tokens.encoded", tokens, { sae }),
+        });
+        t.add("latentwatch.batches");
+      } catch (err) {
+        this.#encodeFailed(frames, n, err as Error);
+        return;
+      }
+    }
+    this.#o.evidence.remember(frames);
+    const outcome = evaluator.evaluateBatch(gen, frames, latents);
+    outcome.frames.forEach((o, i) => {
+      const frame = frames[i];
+      if ("error" in o) {
+        // one frame's failure must not cost the batch's other frames their evaluation
+        t.add("latentwatch.evaluate.errors");
+        this.#o.log.error("frame.evaluate_failed", {
+          request: frame.requestId,
+          position: frame.position,
+          error: o.error.message,
+        });
+        taps.replyError(frame, `evaluation failed: ${o.error.message}`);
+      } else taps.act(frame, o);
+    });
+    const alerts = outcome.alerts;
+    if (alerts.length > 0) await this.#attachEvidence(gen, alerts);
+    this.#o.delivery.deliver(alerts, frames);
+    reportEngine(evaluator.stats, t);
+    this.#o.onEncoded?.(frames, latents);
+  }
+
+  /** A batch that could not be encoded: its frames are counted as dropped, gated ones answered. */
+  #encodeFailed(frames: Frame[], tokens: number, err: Error): void {
+    const t = this.#o.telemetry;
+    t.add("latentwatch.encode.errors");
+    t.add("latentwatch.frames.dropped", frames.length, { reason: "encode_error" });
+    t.add("latentwatch.tokens.dropped", tokens, { reason: "encode_error" });
+    this.#o.log.error("batch.encode_failed", {
+      frames: frames.length,
+      tokens,
+      requests: [...new Set(frames.map((f) => f.requestId))].join(","),
+      error: err.message,
+    });
+    // the requests that ended in this batch still end: their state goes now, not at the TTL
+    for (const f of frames) {
+      if (f.endOfRequest) this.#o.evaluator.endRequest(f.requestId);
+      this.#o.taps.replyError(f, `encode failed: ${err.message}`);
+    }
+    this.#o.delivery.checkpoint(checkpointOf(frames)); // counted as dropped: not lost at a restart
+  }
+
+  /**
+   * Attach evidence to a batch's alerts ({@linkcode Evidence.attach}) and
+   * count what it did: best effort, an alert without evidence is never held
+   * back.
+   */
+  async #attachEvidence(gen: Generation, alerts: Alert[]): Promise<void> {
+    const { evidence, telemetry: t } = this.#o;
+    if (!evidence.enabled) return;
+    const report = await evidence.attach(alerts, {
+      encoders: gen.evidenceEncoders,
+      labels: gen.labels,
+    });
+    if (report.notInRing > 0) {
+      t.add("latentwatch.evidence.missing", report.notInRing, { reason: "not_in_ring" });
+    }
+    for (const [sae, tokens] of report.tokens) {
+      t.add("latentwatch.evidence.tokens", tokens, { sae });
+    }
+    for (const f of report.failures) {
+      t.add("latentwatch.evidence.missing", f.tokens, { reason: "encode_error" });
+      this.#o.log.error("evidence.encode_failed", {
+        sae: f.sae,
+        tokens: f.tokens,
+        error: f.error.message,
+      });
+    }
+  }
+}
+
+/**
+ * Mirror the policy engine's counters into telemetry.
+ *
+ * @example
+ * ```ts
+ * import type { Evaluator } from "../pipeline/evaluate.ts";
+ * import { Telemetry } from "../shared/telemetry.ts";
+ * declare const evaluator: Evaluator;
+ * reportEngine(evaluator.stats, new Telemetry());
+ * ```
+ */
+export function reportEngine(s: EngineStats, t: Telemetry): void {
+  t.set("latentwatch.policy.requests", s.activeRequests);
+  t.set("latentwatch.policy.suppressed", s.suppressed);
+  t.set("latentwatch.policy.rate_limited", s.rateLimited);
+  t.set("latentwatch.policy.excepted", s.excepted);
+  t.set("latentwatch.policy.evicted", s.evicted.ttl, { reason: "ttl" });
+  t.set("latentwatch.policy.evicted", s.evicted.capacity, { reason: "capacity" });
+}

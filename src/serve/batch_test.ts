@@ -1,0 +1,84 @@
+/** One batch through the stages: alerts delivered, and an encode failure that drops the batch, counted. */
+import assert from "node:assert/strict";
+import type { Alert } from "../core/alert.ts";
+import { MemoryBus } from "../bus/memory_bus.ts";
+import type { Encoder } from "../core/sae.ts";
+import { parseVerdict } from "../core/steer/parse.ts";
+import { Evaluator } from "../pipeline/evaluate.ts";
+import { Evidence } from "../pipeline/evidence.ts";
+import type { Generation } from "../pipeline/generation.ts";
+import { D, frame, policies, recordingEncoder } from "../pipeline/testdata/fixtures.ts";
+import { Logger } from "../shared/log.ts";
+import { Telemetry } from "../shared/telemetry.ts";
+import type { SeqCheckpoints } from "./checkpoints.ts";
+import { BatchStages } from "./batch.ts";
+import { AlertDelivery } from "./delivery.ts";
+import { TapChannel } from "./tap_channel.ts";
+
+const RULE = "version: 1\nrules:\n  - id: high\n    title: latent 0 high\n    severity: high\n" +
+  "    when: { sae: s, latent: 0, above: 2 }\n";
+
+function setup(encoder: Encoder) {
+  const bus = new MemoryBus();
+  const telemetry = new Telemetry();
+  const logs: string[] = [];
+  const log = new Logger({ write: (l) => logs.push(l), maxPerSecond: 1000 });
+  const set = policies(RULE, 1);
+  const alerts: Alert[] = [];
+  const recorded: { next: Map<string, number>; ended: string[] }[] = [];
+  const checkpoints = {
+    path: "cp",
+    record: (next: Map<string, number>, ended: string[]) => recorded.push({ next, ended }),
+  } as unknown as SeqCheckpoints;
+  const taps = new TapChannel({ model: "m", hook: "h", bus, telemetry, log });
+  const stages = new BatchStages({
+    dIn: D,
+    maxBatchTokens: 8,
+    evaluator: new Evaluator(set, { monitor: "t", dIn: D }),
+    evidence: new Evidence({ topLatents: 0, ringTokens: 0, dIn: D }),
+    taps,
+    delivery: new AlertDelivery({
+      sinks: [],
+      checkpoints,
+      telemetry,
+      log,
+      onAlert: (a) => alerts.push(a),
+      onError: () => {},
+    }),
+    telemetry,
+    log,
+  });
+  const gen: Generation = { encoders: new Map([["s", encoder]]), policies: set };
+  return { bus, telemetry, logs, alerts, recorded, taps, stages, gen };
+}
+
+Deno.test("batch: a batch is encoded, evaluated and its alerts delivered, the checkpoint after it", async () => {
+  const calls: number[] = [];
+  const { stages, gen, alerts, recorded, telemetry } = setup(recordingEncoder(calls));
+  await stages.process(gen, [frame([[1, 0], [5, 0]], "r1"), frame([[0, 0]], "r2")]);
+  assert.deepEqual(calls, [3]);
+  assert.deepEqual(alerts.map((a) => [a.policy.id, a.requestId]), [["high", "r1"]]);
+  assert.equal(telemetry.value("latentwatch.batches"), 1);
+  assert.deepEqual(recorded.map((r) => [...r.next]), [[["r1", 1], ["r2", 1]]]);
+});
+
+Deno.test("batch: a batch that cannot be encoded is dropped and counted; gated frames are answered, the checkpoint still moves", async () => {
+  const failing: Encoder = {
+    dIn: D,
+    dSae: 1,
+    encode: () => Promise.reject(new Error("device lost")),
+    close: () => Promise.resolve(),
+  };
+  const { bus, stages, gen, taps, alerts, recorded, telemetry, logs } = setup(failing);
+  const replies: Uint8Array[] = [];
+  bus.subscribe("_INBOX.>", (m) => replies.push(m.data));
+  const gated = frame([[9, 0]], "r1");
+  taps.remember(gated, { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.1" });
+  await stages.process(gen, [gated, frame([[9, 0], [9, 0]], "r2")]);
+  assert.equal(alerts.length, 0);
+  assert.equal(telemetry.value("latentwatch.frames.dropped", { reason: "encode_error" }), 2);
+  assert.equal(telemetry.value("latentwatch.tokens.dropped", { reason: "encode_error" }), 3);
+  assert.ok(logs.some((l) => l.includes("batch.encode_failed") && l.includes("r1,r2")));
+  assert.equal(parseVerdict(replies[0]).reason, "encode failed: device lost");
+  assert.equal(recorded.length, 1);
+});

@@ -1,0 +1,196 @@
+/**
+ * Intake in `serve`: each tap message is decoded (`pipeline/decode.ts`), its
+ * Lw-Seq followed (`pipeline/sequence.ts`) and the frame offered to the
+ * micro-batcher. Every rejected, repeated, lost or dropped frame is counted
+ * and logged with its subject and request id; a gated frame that goes no
+ * further is answered with an `error` verdict.
+ *
+ * @module
+ */
+import type { MicroBatcher } from "../core/batcher.ts";
+import { type Frame, FrameError } from "../core/frame/format.ts";
+import type { BusMessage } from "../bus/bus.ts";
+import {
+  decodeMonitorFrame,
+  type FrameExpect,
+  rejectionReason,
+  requestOf,
+} from "../pipeline/decode.ts";
+import type { SequenceTracker } from "../pipeline/sequence.ts";
+import type { Logger } from "../shared/log.ts";
+import type { Telemetry } from "../shared/telemetry.ts";
+import type { TapChannel } from "./tap_channel.ts";
+
+/** What an {@linkcode Intake} needs. */
+export interface IntakeOptions {
+  /** What every frame must carry (model, hook, width). */
+  expect: FrameExpect;
+  /** Where accepted frames wait for the encode worker. */
+  batcher: MicroBatcher<Frame>;
+  /** Each request's Lw-Seq. */
+  seqs: SequenceTracker;
+  /** Answers gated frames. */
+  taps: TapChannel;
+  /** Record frames `[from, to)` of a request as counted lost, so a restart does not count them again. */
+  onLost: (requestId: string, from: number, to: number) => void;
+  telemetry: Telemetry;
+  log: Logger;
+  /** Called with every message as received, before decoding (trace recording). */
+  onMessage?: (msg: BusMessage) => void;
+}
+
+/**
+ * Takes tap messages into the batcher.
+ *
+ * @example
+ * ```ts
+ * import type { BusMessage } from "../bus/bus.ts";
+ * declare const intake: Intake;
+ * declare const msg: BusMessage;
+ * intake.receive(msg);
+ * intake.accepted; // frames queued so far
+ * ```
+ */
+export class Intake {
+  readonly #o: IntakeOptions;
+  #accepted = 0;
+
+  constructor(opts: IntakeOptions) {
+    this.#o = opts;
+  }
+
+  /** Frames accepted into the queue so far. */
+  get accepted(): number {
+    return this.#accepted;
+  }
+
+  /**
+   * One tap message. Never throws: whatever the message carries, it is
+   * accepted, rejected (counted by reason) or dropped (counted), so nothing
+   * reaches the bus client's read loop.
+   */
+  receive(msg: BusMessage): void {
+    try {
+      this.#intake(msg);
+    } catch (err) {
+      this.#o.telemetry.add("latentwatch.frames.dropped", 1, { reason: "internal_error" });
+      this.#o.log.error("frame.dropped", {
+        reason: "internal_error",
+        subject: msg.subject,
+        request: requestOf(msg),
+        error: (err as Error)?.message ?? String(err),
+      });
+    }
+  }
+
+  #intake(msg: BusMessage): void {
+    const { telemetry: t, batcher, taps } = this.#o;
+    t.add("latentwatch.frames.received");
+    this.#o.onMessage?.(msg);
+    let frame: Frame;
+    try {
+      frame = decodeMonitorFrame(msg, this.#o.expect);
+    } catch (err) {
+      this.#rejected(msg, err);
+      return;
+    }
+    taps.remember(frame, msg);
+    if (!this.#track(frame, msg.subject)) {
+      if (msg.reply) taps.replyError(frame, "frame dropped: repeated seq");
+      return;
+    }
+    if (!batcher.offer(frame, msg.reply !== undefined)) {
+      const reason = frame.tokens > batcher.limits.maxQueueTokens
+        ? "frame_too_large"
+        : "queue_full";
+      t.add("latentwatch.frames.dropped", 1, { reason });
+      t.add("latentwatch.tokens.dropped", frame.tokens, { reason });
+      this.#o.log.error("frame.dropped", {
+        reason,
+        subject: msg.subject,
+        request: frame.requestId,
+        position: frame.position,
+        tokens: frame.tokens,
+        queued_tokens: batcher.queuedTokens,
+      });
+      if (msg.reply) taps.replyError(frame, `frame dropped: ${reason}`);
+      return;
+    }
+    this.#accepted++;
+    t.set("latentwatch.queue.depth", batcher.queuedTokens);
+  }
+
+  /** Count and log a message that is no frame; a gated one is answered with an `error` verdict. */
+  #rejected(msg: BusMessage, err: unknown): void {
+    const e = err instanceof FrameError ? err : null;
+    const reason = rejectionReason(e?.field);
+    this.#o.telemetry.add("latentwatch.frames.rejected", 1, { reason });
+    const request = e?.requestId ?? requestOf(msg);
+    this.#o.log.warn("frame.rejected", {
+      subject: msg.subject,
+      request,
+      reason,
+      error: (err as Error).message,
+    });
+    if (msg.reply) {
+      const seq = Number(msg.headers["Lw-Seq"]);
+      this.#o.taps.reply(msg.reply, {
+        requestId: request,
+        seq: Number.isSafeInteger(seq) && seq >= 0 ? seq : 0,
+        verdict: "error",
+        commands: [],
+        reason: `frame rejected: ${(err as Error).message}`,
+      });
+    }
+  }
+
+  /**
+   * Follow the frame's Lw-Seq ({@linkcode SequenceTracker}), counting and
+   * logging what it finds: gaps are frames lost before reaching us; a seq
+   * already passed is a re-sent frame, dropped (returns false).
+   */
+  #track(frame: Frame, subject: string): boolean {
+    const { telemetry: t, seqs } = this.#o;
+    const step = seqs.track(frame, Date.now());
+    if (step.evicted !== undefined) {
+      t.add("latentwatch.requests.evicted", 1, { reason: "capacity" });
+      this.#o.log.warn("request.evicted", {
+        request: step.evicted,
+        reason: "capacity",
+        max_requests: seqs.maxRequests,
+      });
+    }
+    if (!step.accepted) {
+      t.add("latentwatch.frames.out_of_order");
+      t.add("latentwatch.frames.dropped", 1, { reason: "repeated_seq" });
+      t.add("latentwatch.tokens.dropped", frame.tokens, { reason: "repeated_seq" });
+      this.#o.log.warn("frame.out_of_order", {
+        subject,
+        request: frame.requestId,
+        expected_seq: step.expected,
+        found_seq: frame.seq,
+        action: "dropped",
+      });
+      return false;
+    }
+    if (frame.seq > step.expected) {
+      if (step.lost > 0) {
+        t.add("latentwatch.frames.lost", step.lost);
+        if (step.resumed) t.add("latentwatch.frames.lost_at_restart", step.lost);
+        this.#o.log.warn("frame.lost", {
+          subject,
+          request: frame.requestId,
+          expected_seq: step.expected,
+          found_seq: frame.seq,
+          lost: step.lost,
+          ...(step.resumed ? { after_restart: true } : {}),
+        });
+      }
+      // counted: a restart before these frames' successors are processed must
+      // not count them again, nor skip the frames still queued before them
+      this.#o.onLost(frame.requestId, step.expected, frame.seq);
+    }
+    t.set("latentwatch.requests.active", seqs.size);
+    return true;
+  }
+}

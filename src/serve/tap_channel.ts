@@ -1,0 +1,213 @@
+/**
+ * The channel back to the taps in `serve`: gate verdicts for gated frames
+ * (on the frame's reply subject), steer commands on the tap's steer subject,
+ * and the acks the taps send for them (docs/steering.md). Every reply, command
+ * and ack is counted; a publish that fails is counted and logged, never thrown.
+ *
+ * @module
+ */
+import type { Frame } from "../core/frame/format.ts";
+import { encodeCommand, encodeVerdict } from "../core/steer/encode.ts";
+import { parseAck } from "../core/steer/parse.ts";
+import type { GateVerdict, SteerCommand } from "../core/steer/protocol.ts";
+import { steerAckSubject, steerSubject } from "../core/steer/subjects.ts";
+import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
+import { partitionOf } from "../pipeline/decode.ts";
+import type { FrameOutcome } from "../pipeline/evaluate.ts";
+import type { SteerSkip } from "../pipeline/steer_plan.ts";
+import type { Logger } from "../shared/log.ts";
+import type { Telemetry } from "../shared/telemetry.ts";
+
+/** What a {@linkcode TapChannel} needs. */
+export interface TapChannelOptions {
+  /** The tap's model and hook (the ack subject is derived from them). */
+  model: string;
+  hook: string;
+  bus: Bus;
+  telemetry: Telemetry;
+  log: Logger;
+}
+
+/** Where a frame came from: its partition, and the reply subject of a gated frame. */
+interface Origin {
+  partition: number;
+  reply?: string;
+}
+
+/**
+ * Replies, commands and acks between `serve` and its taps.
+ *
+ * @example
+ * ```ts
+ * import type { Bus } from "../bus/bus.ts";
+ * import { Logger } from "../shared/log.ts";
+ * import { Telemetry } from "../shared/telemetry.ts";
+ * declare const bus: Bus;
+ * const taps = new TapChannel({
+ *   model: "gpt2",
+ *   hook: "blocks.6.hook_resid_post",
+ *   bus,
+ *   telemetry: new Telemetry(),
+ *   log: new Logger(),
+ * });
+ * taps.subscribeAcks();
+ * taps.reply("_INBOX.1", { requestId: "r1", seq: 0, verdict: "continue", commands: [] });
+ * taps.close();
+ * ```
+ */
+export class TapChannel {
+  readonly #o: TapChannelOptions;
+  readonly #origin = new WeakMap<Frame, Origin>();
+  #ackSub: BusSubscription | null = null;
+
+  constructor(opts: TapChannelOptions) {
+    this.#o = opts;
+  }
+
+  /** Subscribe to the taps' acks for the commands sent (`steer.ack` lines, `latentwatch.steer.acks`). */
+  subscribeAcks(): void {
+    if (this.#ackSub) return;
+    const subject = steerAckSubject(this.#o.model, this.#o.hook);
+    this.#ackSub = this.#o.bus.subscribe(subject, (msg) => this.#onAck(msg), (err) => {
+      this.#o.telemetry.add("latentwatch.bus.errors", 1, { type: "subscription" });
+      this.#o.log.error("subscription.error", { subject, error: err.message });
+    });
+  }
+
+  /** Stop taking acks. */
+  close(): void {
+    this.#ackSub?.unsubscribe();
+    this.#ackSub = null;
+  }
+
+  /** Remember where `frame` came from: the subject it arrived on, and the reply subject when it is gated. */
+  remember(frame: Frame, msg: Pick<BusMessage, "subject" | "reply">): void {
+    this.#origin.set(frame, {
+      partition: partitionOf(msg.subject),
+      ...(msg.reply ? { reply: msg.reply } : {}),
+    });
+  }
+
+  /**
+   * Carry out what one frame's evaluation asks for: count the steering
+   * planned and skipped, answer a gated frame with its verdict (its commands
+   * inside), or publish the commands on the tap's steer subject.
+   */
+  act(frame: Frame, o: FrameOutcome): void {
+    for (const f of o.firings) {
+      if (f.steer.length > 0) {
+        this.#o.telemetry.add("latentwatch.steer.planned", f.steer.length, { rule: f.rule.id });
+      }
+    }
+    for (const s of o.skipped) this.#countSkipped(s);
+    const origin = this.#origin.get(frame);
+    if (origin?.reply) {
+      // a gated frame: its commands go in the verdict, which the tap waits for
+      this.reply(origin.reply, {
+        requestId: frame.requestId,
+        seq: frame.seq,
+        verdict: o.verdict,
+        commands: o.commands as SteerCommand[],
+      });
+      for (const c of o.commands) this.#countSent(c, "verdict");
+      return;
+    }
+    if (o.commands.length === 0) return;
+    const subject = steerSubject(frame.model, frame.hook, origin?.partition ?? 0);
+    for (const c of o.commands) {
+      try {
+        this.#o.bus.publish(subject, encodeCommand(c));
+        this.#countSent(c, "subject");
+      } catch (err) {
+        this.#o.telemetry.add("latentwatch.steer.errors", 1, { reason: "publish" });
+        this.#o.log.error("steer.publish_failed", {
+          subject,
+          request: c.requestId,
+          command: c.id,
+          error: (err as Error).message,
+        });
+      }
+    }
+  }
+
+  /** Answer a gated frame the pipeline could not evaluate (nothing for an ungated one). */
+  replyError(frame: Frame, reason: string): void {
+    const reply = this.#origin.get(frame)?.reply;
+    if (!reply) return;
+    this.reply(reply, {
+      requestId: frame.requestId,
+      seq: frame.seq,
+      verdict: "error",
+      commands: [],
+      reason,
+    });
+  }
+
+  /** Publish a gate verdict on `subject`, counted by verdict; a failed publish is counted and logged. */
+  reply(subject: string, verdict: GateVerdict): void {
+    try {
+      this.#o.bus.publish(subject, encodeVerdict(verdict));
+      this.#o.telemetry.add("latentwatch.gate.replies", 1, { verdict: verdict.verdict });
+    } catch (err) {
+      this.#o.telemetry.add("latentwatch.bus.errors", 1, { type: "gate_reply" });
+      this.#o.log.error("gate.reply_failed", {
+        subject,
+        request: verdict.requestId,
+        seq: verdict.seq,
+        error: (err as Error).message,
+      });
+    }
+  }
+
+  #countSkipped(s: SteerSkip): void {
+    const t = this.#o.telemetry;
+    if (s.reason === "disabled") {
+      t.add("latentwatch.steer.errors", s.actions, { reason: "disabled" });
+    } else if (s.reason === "repeat") t.add("latentwatch.steer.repeats", 1, { rule: s.rule });
+    else {
+      t.add("latentwatch.steer.errors", 1, { reason: "unresolved" });
+      this.#o.log.error("steer.unresolved", {
+        request: s.requestId,
+        rule: s.rule,
+        action: JSON.stringify(s.action),
+      });
+    }
+  }
+
+  #countSent(c: SteerCommand, route: "subject" | "verdict"): void {
+    this.#o.telemetry.add("latentwatch.steer.sent", 1, { op: c.op.kind, route });
+    this.#o.log.info("steer.sent", {
+      request: c.requestId,
+      command: c.id,
+      op: c.op.kind,
+      rule: c.rule,
+      from_position: c.fromPosition,
+      route,
+    });
+  }
+
+  #onAck(msg: BusMessage): void {
+    const t = this.#o.telemetry;
+    try {
+      const ack = parseAck(msg.data);
+      t.add("latentwatch.steer.acks", 1, { status: ack.status });
+      const fields = {
+        subject: msg.subject,
+        request: ack.requestId,
+        command: ack.id,
+        status: ack.status,
+        ...(ack.position !== undefined ? { position: ack.position } : {}),
+        ...(ack.reason !== undefined ? { reason: ack.reason } : {}),
+        ...(ack.tap !== undefined ? { tap: ack.tap } : {}),
+      };
+      if (ack.status === "applied") this.#o.log.info("steer.ack", fields);
+      else this.#o.log.warn("steer.ack", fields);
+    } catch (err) {
+      t.add("latentwatch.steer.acks", 1, { status: "malformed" });
+      this.#o.log.warn("steer.ack_malformed", {
+        subject: msg.subject,
+        error: (err as Error).message,
+      });
+    }
+  }
+}
