@@ -9,10 +9,17 @@
  */
 import { EXECUTION_PROVIDERS, type ExecutionProviderSetting } from "../runtime/provider.ts";
 import { SAE_FORMATS, type SaeFormatName } from "../core/sae.ts";
-import { RENDERING_SHAPES, renderSubject } from "../sinks/renderings.ts";
+import { SINK_DEFAULTS } from "../sinks/kind.ts";
+import {
+  NATIVE_ALERT_SUBJECT_PREFIX,
+  NATIVE_ALERT_SUBJECTS,
+  PUBLISH_SUBJECT,
+} from "../sinks/jetstream/mod.ts";
+import { SINK_TYPES, type SinkConfig, sinkKind, SINKS } from "../sinks/registry.ts";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
 import type { ConfigIssue } from "./errors.ts";
+import { int, nonEmpty } from "../shared/schema.ts";
 import {
   choiceOf,
   duplicateIds,
@@ -88,90 +95,6 @@ export interface MonitorConfig {
   sinks: SinkConfig[];
 }
 
-/** What every sink config has. */
-export interface SinkConfigBase {
-  /** Unique sink name, `<type>:<name or destination>` (logs, metrics). */
-  name: string;
-  /** Where the sink is written, `file:line:col`, for errors found when it starts. */
-  at: string;
-  maxQueue: number;
-  timeoutMs: number;
-}
-
-/** `type: syslog`: RFC 5424 over TCP (octet counting) or TLS. */
-export interface SyslogSinkConfig extends SinkConfigBase {
-  type: "syslog";
-  host: string;
-  port: number;
-  /** Absolute paths; present (possibly empty) when TLS is on. */
-  tls?: { ca?: string; serverName?: string; cert?: string; key?: string };
-  format: "json" | "cef" | "ocsf" | "ecs";
-  appName: string;
-  hostname?: string;
-  facility: number;
-  maxMessageBytes: number;
-  maxBackoffMs: number;
-}
-
-/** `type: webhook`: HTTP POST of JSON or a Splunk HEC event. */
-export interface WebhookSinkConfig extends SinkConfigBase {
-  type: "webhook";
-  url: string;
-  shape: "json" | "splunk-hec";
-  format: "json" | "ocsf" | "ecs";
-  headers: Record<string, string>;
-  /** Environment variable holding the token (Splunk HEC token, or a bearer token for `json`). */
-  tokenEnv?: string;
-  splunk?: { index?: string; source?: string; sourcetype?: string; host?: string };
-  maxAttempts: number;
-  maxBackoffMs: number;
-}
-
-/** `type: stdout`: one JSON line per alert. */
-export interface StdoutSinkConfig extends SinkConfigBase {
-  type: "stdout";
-  format: "json" | "ocsf" | "ecs";
-}
-
-/** `type: file`: JSONL appended to a file, rotated by size. */
-export interface FileSinkConfig extends SinkConfigBase {
-  type: "file";
-  /** Absolute. */
-  path: string;
-  format: "json" | "ocsf" | "ecs";
-  fsync: "always" | "never";
-  maxBytes: number;
-  keep: number;
-}
-
-/**
- * `type: jetstream`: one rendering of each alert published on its own
- * subject of the alert stream (`alerts.stream`), durably (spool, dedup), for
- * forwarders such as Vector (deploy/vector/) to send on unchanged.
- */
-export interface JetStreamRenderSinkConfig extends Omit<SinkConfigBase, "timeoutMs"> {
-  type: "jetstream";
-  /** Default `latentwatch.render.<rendering id>.<monitor>` (`renderSubject`). */
-  subject: string;
-  shape: (typeof RENDERING_SHAPES)[number];
-  format: "json" | "ocsf" | "ecs" | "cef";
-  /** syslog shape: APP-NAME and facility. */
-  appName: string;
-  facility: number;
-  /** syslog HOSTNAME, CEF `dvchost` (default: the host's name). */
-  hostname?: string;
-  /** splunk-hec shape: HEC event fields. */
-  splunk?: { index?: string; source?: string; sourcetype?: string; host?: string };
-}
-
-/** One entry of the monitor's `sinks:` list. */
-export type SinkConfig =
-  | SyslogSinkConfig
-  | WebhookSinkConfig
-  | StdoutSinkConfig
-  | FileSinkConfig
-  | JetStreamRenderSinkConfig;
-
 /** One SAE of a monitor. */
 export interface MonitorSae {
   id: string;
@@ -186,6 +109,16 @@ export interface MonitorSae {
 }
 
 export { SAE_FORMATS, type SaeFormatName };
+export { NATIVE_ALERT_SUBJECTS, SINK_TYPES };
+export type {
+  FileSinkConfig,
+  JetStreamRenderSinkConfig,
+  SinkConfig,
+  StdoutSinkConfig,
+  SyslogSinkConfig,
+  WebhookSinkConfig,
+} from "../sinks/registry.ts";
+export type { SinkConfigBase } from "../sinks/kind.ts";
 
 /** Settings of `alerts.spool.fsync` (see `SpoolOptions.fsync` in src/sinks/spool.ts). */
 export { EXECUTION_PROVIDERS, type ExecutionProviderSetting };
@@ -199,14 +132,14 @@ export type SpoolFsyncSetting = (typeof SPOOL_FSYNC)[number];
 export const MONITOR_DEFAULTS = {
   natsUrl: "nats://127.0.0.1:4222",
   alertStream: "LATENTWATCH_ALERTS",
-  alertSubjectPrefix: "latentwatch.alerts.",
+  alertSubjectPrefix: NATIVE_ALERT_SUBJECT_PREFIX,
   maxQueue: 10000,
   spoolFsync: "never",
   maxBatchTokens: 128,
   maxWaitMs: 2,
   maxQueueTokens: 16384,
-  sinkMaxQueue: 10000,
-  sinkTimeoutMs: 5000,
+  sinkMaxQueue: SINK_DEFAULTS.maxQueue,
+  sinkTimeoutMs: SINK_DEFAULTS.timeoutMs,
   steerTtlMs: 5000,
   adaptiveBatching: true,
   provider: "auto",
@@ -214,229 +147,13 @@ export const MONITOR_DEFAULTS = {
   evidenceRingTokens: 4096,
 } as const;
 
-/** Sink types of the `sinks:` list. */
-export const SINK_TYPES = ["syslog", "webhook", "stdout", "file", "jetstream"] as const;
-
-/** Subjects of native alerts (what `alerts tail` and native readers filter on): no rendering goes there. */
-export const NATIVE_ALERT_SUBJECTS = "latentwatch.alerts.>";
-
 const NAME = /^[A-Za-z0-9_-]+$/;
 const SAE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const NATS_URL = /^(nats|tls|ws|wss):\/\/[^\s/]+$/;
-/** Subject a monitor publishes to: dot-separated tokens, no wildcards, no spaces. */
-const PUBLISH_SUBJECT = /^[^\s.*>]+(\.[^\s.*>]+)*$/;
 /** Subject filter a monitor subscribes to: wildcards `*` as a token and `>` as the last one. */
 const FILTER_SUBJECT = /^([^\s.*>]+|\*)(\.([^\s.*>]+|\*))*(\.>)?$|^>$/;
 const STREAM = /^[A-Za-z0-9_-]+$/;
 const LISTEN = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
-
-const nonEmpty = z.string().trim().min(1);
-const int = (lo: number, hi: number, what: string) => {
-  const error = expectMessage(`an integer in ${lo}..${hi} (${what})`);
-  return z.int({ error }).min(lo, { error }).max(hi, { error });
-};
-
-/** `host:port` of a syslog collector (a bracketed IPv6 address allowed). */
-const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-/** An HTTP header name (RFC 9110 token). */
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const SINK_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-
-const jsonFormat = z.enum(["json", "ocsf", "ecs"], {
-  error: expectMessage("one of json, ocsf, ecs"),
-});
-const sinkCommon = {
-  name: z.string().regex(SINK_NAME, {
-    error: expectMessage("a sink name of letters, digits, '.', '_' or '-'"),
-  }).optional(),
-  max_queue: int(1, 10_000_000, "alerts queued for this sink before new ones are dropped")
-    .default(MONITOR_DEFAULTS.sinkMaxQueue),
-  timeout_ms: int(1, 600_000, "milliseconds one delivery attempt may take")
-    .default(MONITOR_DEFAULTS.sinkTimeoutMs),
-};
-const typeOf = <const T extends (typeof SINK_TYPES)[number]>(t: T) =>
-  z.literal(t, { error: expectMessage(`type: ${t}`) });
-
-const SyslogSinkSchema = z.strictObject({
-  type: typeOf("syslog"),
-  ...sinkCommon,
-  address: z.string().regex(HOST_PORT, {
-    error: expectMessage("host:port of the collector, like 127.0.0.1:6514"),
-    abort: true,
-  }).refine((s) => Number(s.slice(s.lastIndexOf(":") + 1)) <= 65535, {
-    error: expectMessage("a port in 0..65535"),
-  }),
-  tls: choiceOf([
-    z.literal(true),
-    z.strictObject({
-      ca: nonEmpty.optional(),
-      server_name: nonEmpty.optional(),
-      cert: nonEmpty.optional(),
-      key: nonEmpty.optional(),
-    }).check((ctx) => {
-      if ((ctx.value.cert === undefined) !== (ctx.value.key === undefined)) {
-        const missing = ctx.value.cert === undefined ? "cert" : "key";
-        ctx.issues.push({
-          code: "custom",
-          input: ctx.value,
-          path: [],
-          message: `expected cert and key together (mutual TLS), found ${missing} missing`,
-        });
-      }
-    }),
-  ], {
-    expected: "true or {ca, server_name, cert, key}",
-    choose: (v) => v === true ? 0 : isMapping(v) ? 1 : -1,
-  }).optional(),
-  format: z.enum(["json", "cef", "ocsf", "ecs"], {
-    error: expectMessage("one of json, cef, ocsf, ecs"),
-  }).default("json"),
-  app_name: z.string().regex(/^[\x21-\x7e]{1,48}$/, {
-    error: expectMessage("an APP-NAME of 1 to 48 printable ASCII characters, no spaces"),
-  }).default("latentwatch"),
-  hostname: z.string().regex(/^[\x21-\x7e]{1,255}$/, {
-    error: expectMessage("a HOSTNAME of 1 to 255 printable ASCII characters, no spaces"),
-  }).optional(),
-  facility: int(0, 23, "syslog facility; 16 is local0").default(16),
-  max_message_bytes: int(256, 16 * 1024 * 1024, "largest syslog message, in bytes")
-    .default(65536),
-  max_backoff_ms: int(1, 600_000, "longest wait between reconnects").default(5000),
-});
-
-const WebhookSinkSchema = z.strictObject({
-  type: typeOf("webhook"),
-  ...sinkCommon,
-  url: z.string().refine((s) => /^https?:\/\/[^\s/]+/.test(s) && URL.canParse(s), {
-    error: expectMessage("an http:// or https:// URL"),
-  }),
-  shape: z.enum(["json", "splunk-hec"], {
-    error: expectMessage("one of json, splunk-hec"),
-  }).default("json"),
-  format: jsonFormat.default("json"),
-  headers: z.record(
-    z.string().regex(HEADER_NAME, { error: expectMessage("an HTTP header name") }),
-    z.string({ error: expectMessage("a header value (a string)") }),
-    { error: expectMessage("a mapping of header names to values") },
-  ).default({}),
-  token_env: z.string().regex(ENV_NAME, {
-    error: expectMessage("an environment variable name like SPLUNK_TOKEN"),
-  }).optional(),
-  index: nonEmpty.optional(),
-  source: nonEmpty.optional(),
-  sourcetype: nonEmpty.optional(),
-  host: nonEmpty.optional(),
-  max_attempts: int(1, 100, "POST attempts per alert before it is dropped").default(5),
-  max_backoff_ms: int(1, 600_000, "longest wait between attempts").default(10_000),
-}).check((ctx) => {
-  const w = ctx.value;
-  if (w.shape === "splunk-hec" && w.token_env === undefined) {
-    ctx.issues.push({
-      code: "custom",
-      input: w,
-      path: ["shape"],
-      message: "expected token_env (the variable holding the HEC token) with shape splunk-hec, " +
-        "found none",
-    });
-  }
-  if (w.shape !== "splunk-hec") {
-    for (const k of ["index", "source", "sourcetype", "host"] as const) {
-      if (w[k] !== undefined) {
-        ctx.issues.push({
-          code: "custom",
-          input: w[k],
-          path: [k],
-          message: `expected ${k} only with shape splunk-hec, found shape ${w.shape}`,
-        });
-      }
-    }
-  }
-});
-
-const StdoutSinkSchema = z.strictObject({
-  type: typeOf("stdout"),
-  ...sinkCommon,
-  format: jsonFormat.default("json"),
-});
-
-const FileSinkSchema = z.strictObject({
-  type: typeOf("file"),
-  ...sinkCommon,
-  path: nonEmpty,
-  format: jsonFormat.default("json"),
-  fsync: z.enum(["always", "never"], { error: expectMessage("always or never") })
-    .default("always"),
-  max_bytes: int(0, Number.MAX_SAFE_INTEGER, "bytes before the file is rotated; 0: never")
-    .default(100 * 1024 * 1024),
-  keep: int(0, 1000, "rotated files kept").default(3),
-});
-
-const SYSLOG_ONLY = ["app_name", "facility"] as const;
-const HEC_ONLY = ["index", "source", "sourcetype", "host"] as const;
-
-const JetStreamSinkSchema = z.strictObject({
-  type: typeOf("jetstream"),
-  ...sinkCommon,
-  // each publish waits for the NATS publish ack (the bus's ack timeout) and
-  // is retried with the same message id; a per-sink limit is not applied, so
-  // the key is refused rather than silently ignored
-  timeout_ms: z.custom<never>(() => false, {
-    error: expectMessage(
-      "no timeout_ms on a jetstream sink (each publish waits for the NATS publish ack, " +
-        "5000 ms, and is retried)",
-    ),
-  }).optional(),
-  subject: z.string().regex(PUBLISH_SUBJECT, {
-    error: expectMessage(
-      "a NATS subject without wildcards or spaces, like latentwatch.render.ecs.x",
-    ),
-    abort: true,
-  }).refine((s) => !s.startsWith(MONITOR_DEFAULTS.alertSubjectPrefix), {
-    error: expectMessage(
-      `a subject outside ${NATIVE_ALERT_SUBJECTS} (native alerts only), like latentwatch.render.ecs.x`,
-    ),
-  }).optional(),
-  shape: z.enum(RENDERING_SHAPES, {
-    error: expectMessage(`one of ${RENDERING_SHAPES.join(", ")}`),
-  }).default("document"),
-  format: z.enum(["json", "ocsf", "ecs", "cef"], {
-    error: expectMessage("one of json, ocsf, ecs, cef"),
-  }).default("json"),
-  app_name: SyslogSinkSchema.shape.app_name.unwrap().optional(),
-  hostname: SyslogSinkSchema.shape.hostname,
-  facility: int(0, 23, "syslog facility; 16 is local0").optional(),
-  index: nonEmpty.optional(),
-  source: nonEmpty.optional(),
-  sourcetype: nonEmpty.optional(),
-  host: nonEmpty.optional(),
-}).check((ctx) => {
-  const j = ctx.value;
-  if (j.shape === "splunk-hec" && j.format === "cef") {
-    ctx.issues.push({
-      code: "custom",
-      input: j.format,
-      path: ["format"],
-      message: "expected one of json, ocsf, ecs with shape splunk-hec, found cef",
-    });
-  }
-  const misplaced: [readonly string[], string][] = [
-    [SYSLOG_ONLY, "syslog"],
-    [HEC_ONLY, "splunk-hec"],
-  ];
-  for (const [keys, shape] of misplaced) {
-    if (j.shape === shape) continue;
-    for (const k of keys) {
-      if (j[k as keyof typeof j] !== undefined) {
-        ctx.issues.push({
-          code: "custom",
-          input: j[k as keyof typeof j],
-          path: [k],
-          message: `expected ${k} only with shape ${shape}, found shape ${j.shape}`,
-        });
-      }
-    }
-  }
-});
 
 /**
  * Never valid: chosen for a mapping whose `type` is not a sink type, so the
@@ -450,19 +167,12 @@ const UnknownSinkType = z.looseObject({
 
 /** One `sinks:` entry: the option is picked by its `type`. */
 const SinkSchema = choiceOf(
-  [
-    SyslogSinkSchema,
-    WebhookSinkSchema,
-    StdoutSinkSchema,
-    FileSinkSchema,
-    JetStreamSinkSchema,
-    UnknownSinkType,
-  ],
+  [...SINKS.map((k) => k.schema), UnknownSinkType] as unknown as [z.ZodType, ...z.ZodType[]],
   {
     expected: `a sink: a mapping with type ${SINK_TYPES.join(", ")}`,
     choose: (v) => {
       if (!isMapping(v)) return -1;
-      const i = SINK_TYPES.indexOf(v.type as (typeof SINK_TYPES)[number]);
+      const i = SINK_TYPES.indexOf(v.type as SinkConfig["type"]);
       return i >= 0 ? i : "type" in v ? SINK_TYPES.length : -1;
     },
   },
@@ -584,7 +294,7 @@ export const MonitorFileSchema = z.strictObject({
     }).max(1, { error: expectMessage("a fraction of requests in (0, 1]") }).optional(),
   }).optional(),
   sinks: z.array(SinkSchema, {
-    error: expectMessage("a list of sinks ({type: syslog|webhook|stdout|file|jetstream, ...})"),
+    error: expectMessage(`a list of sinks ({type: ${SINK_TYPES.join("|")}, ...})`),
   }).default([]),
   control: z.strictObject({
     listen: z.string().regex(LISTEN, {
@@ -661,8 +371,10 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
     steering: { enabled: m.steering.enabled, ttlMs: m.steering.ttl_ms },
     sinks: [],
   };
-  // UnknownSinkType never validates, so every entry is one of the five
-  cfg.sinks = m.sinks.map((s, i) => sinkConfig(s as SinkEntry, src, i, abs, m.monitor));
+  // UnknownSinkType never validates, so every entry is of a registered kind
+  cfg.sinks = m.sinks.map((s, i) =>
+    sinkConfig(s as Parameters<typeof sinkConfig>[0], src, i, abs, m.monitor)
+  );
   if (m.nats.subject !== undefined) cfg.nats.subject = m.nats.subject;
   if (m.control) {
     cfg.control = {
@@ -682,48 +394,17 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
   return cfg;
 }
 
-type SinkEntry = Exclude<z.output<typeof SinkSchema>, z.output<typeof UnknownSinkType>>;
-
 /**
- * The name a sink entry gets: `<type>:<name>` when named, else from its
- * destination (`syslog:<address>`, `webhook:<url host>`, `stdout`,
- * `file:<path>`, `jetstream:<subject>`).
+ * The name a sink entry gets: `<type>:<name>` when named, else its kind's
+ * default name from its destination (`syslog:<address>`, `webhook:<url
+ * host>`, `stdout`, `file:<path>`, `jetstream:<subject>`).
  */
 function sinkName(s: Record<string, unknown>, monitor: unknown): string | undefined {
   if (typeof s.type !== "string") return undefined;
+  const kind = sinkKind(s.type);
+  if (!kind) return undefined;
   if (typeof s.name === "string") return `${s.type}:${s.name}`;
-  switch (s.type) {
-    case "syslog":
-      return typeof s.address === "string" ? `syslog:${s.address}` : undefined;
-    case "webhook":
-      return typeof s.url === "string" && URL.canParse(s.url)
-        ? `webhook:${new URL(s.url).host}`
-        : undefined;
-    case "stdout":
-      return "stdout";
-    case "file":
-      return typeof s.path === "string" ? `file:${s.path}` : undefined;
-    case "jetstream": {
-      const subject = jetstreamSubject(s, monitor);
-      return subject !== undefined ? `jetstream:${subject}` : undefined;
-    }
-  }
-  return undefined;
-}
-
-/** A `type: jetstream` entry's subject: its own, else the default for its rendering. */
-function jetstreamSubject(s: Record<string, unknown>, monitor: unknown): string | undefined {
-  if (typeof s.subject === "string") return s.subject;
-  const shape = s.shape ?? "document";
-  const format = s.format ?? "json";
-  if (
-    typeof monitor !== "string" || !RENDERING_SHAPES.includes(shape as "document") ||
-    typeof format !== "string"
-  ) return undefined;
-  return renderSubject(
-    { shape: shape as "document", format: format as "json" },
-    monitor,
-  );
+  return kind.defaultName(s, monitor);
 }
 
 /** Two sinks with one name (they would share counters and log lines): each repeat reported. */
@@ -751,8 +432,9 @@ function duplicateSinkNames(src: YamlSource): ConfigIssue[] {
   return issues;
 }
 
+/** A validated `sinks:` entry → its config, by its kind. */
 function sinkConfig(
-  s: SinkEntry,
+  s: { type: string; max_queue: number; timeout_ms?: number } & Record<string, unknown>,
   src: YamlSource,
   i: number,
   abs: (p: string) => string,
@@ -763,90 +445,10 @@ function sinkConfig(
     name: sinkName(s, monitor)!,
     at: `${src.file}:${pos.line}:${pos.col}`,
     maxQueue: s.max_queue,
-    // always set but on jetstream sinks, which refuse the key (and drop it below)
+    // always set but on jetstream sinks, which refuse the key (and drop it)
     timeoutMs: s.timeout_ms ?? MONITOR_DEFAULTS.sinkTimeoutMs,
   };
-  switch (s.type) {
-    case "syslog": {
-      const colon = s.address.lastIndexOf(":");
-      const tls = s.tls === true ? {} : s.tls;
-      return {
-        type: "syslog",
-        ...common,
-        host: s.address.slice(0, colon).replace(/^\[(.*)\]$/, "$1"),
-        port: Number(s.address.slice(colon + 1)),
-        ...(tls
-          ? {
-            tls: {
-              ...(tls.ca ? { ca: abs(tls.ca) } : {}),
-              ...(tls.server_name ? { serverName: tls.server_name } : {}),
-              ...(tls.cert ? { cert: abs(tls.cert) } : {}),
-              ...(tls.key ? { key: abs(tls.key) } : {}),
-            },
-          }
-          : {}),
-        format: s.format,
-        appName: s.app_name,
-        ...(s.hostname ? { hostname: s.hostname } : {}),
-        facility: s.facility,
-        maxMessageBytes: s.max_message_bytes,
-        maxBackoffMs: s.max_backoff_ms,
-      };
-    }
-    case "webhook": {
-      const splunk = {
-        ...(s.index ? { index: s.index } : {}),
-        ...(s.source ? { source: s.source } : {}),
-        ...(s.sourcetype ? { sourcetype: s.sourcetype } : {}),
-        ...(s.host ? { host: s.host } : {}),
-      };
-      return {
-        type: "webhook",
-        ...common,
-        url: s.url,
-        shape: s.shape,
-        format: s.format,
-        headers: s.headers,
-        ...(s.token_env ? { tokenEnv: s.token_env } : {}),
-        ...(s.shape === "splunk-hec" ? { splunk } : {}),
-        maxAttempts: s.max_attempts,
-        maxBackoffMs: s.max_backoff_ms,
-      };
-    }
-    case "stdout":
-      return { type: "stdout", ...common, format: s.format };
-    case "file":
-      return {
-        type: "file",
-        ...common,
-        name: s.name ? common.name : `file:${s.path}`,
-        path: abs(s.path),
-        format: s.format,
-        fsync: s.fsync,
-        maxBytes: s.max_bytes,
-        keep: s.keep,
-      };
-    case "jetstream": {
-      const { timeoutMs: _unused, ...base } = common; // refused by the schema (no limit applies)
-      const splunk = {
-        ...(s.index ? { index: s.index } : {}),
-        ...(s.source ? { source: s.source } : {}),
-        ...(s.sourcetype ? { sourcetype: s.sourcetype } : {}),
-        ...(s.host ? { host: s.host } : {}),
-      };
-      return {
-        type: "jetstream",
-        ...base,
-        subject: jetstreamSubject(s, monitor)!,
-        shape: s.shape,
-        format: s.format,
-        appName: s.app_name ?? "latentwatch",
-        facility: s.facility ?? 16,
-        ...(s.hostname ? { hostname: s.hostname } : {}),
-        ...(s.shape === "splunk-hec" ? { splunk } : {}),
-      };
-    }
-  }
+  return sinkKind(s.type)!.config(s, { common, abs, monitor });
 }
 
 /**

@@ -129,3 +129,19 @@ export function choiceFromMessage(message: string): ChoiceOptions | undefined {
   if (!message.startsWith(CHOICE)) return undefined;
   return choices[Number(message.slice(CHOICE.length))];
 }
+
+/** A non-empty string (trimmed). */
+export const nonEmpty: z.ZodString = z.string().trim().min(1);
+
+/**
+ * An integer in `lo..hi`; the error says what it is for.
+ *
+ * @example
+ * ```ts
+ * int(0, 23, "syslog facility; 16 is local0").default(16);
+ * ```
+ */
+export function int(lo: number, hi: number, what: string): z.ZodInt {
+  const error = expectMessage(`an integer in ${lo}..${hi} (${what})`);
+  return z.int({ error }).min(lo, { error }).max(hi, { error });
+}

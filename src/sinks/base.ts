@@ -237,3 +237,24 @@ export async function writeAll(
   let off = 0;
   while (off < bytes.length) off += await w.write(bytes.subarray(off));
 }
+
+/**
+ * The payloads of `batch`, back to back in one buffer.
+ *
+ * @example
+ * ```ts
+ * concat([{ payload: new Uint8Array([1]) }, { payload: new Uint8Array([2, 3]) }]); // [1, 2, 3]
+ * ```
+ */
+export function concat(batch: { payload: Uint8Array }[]): Uint8Array {
+  if (batch.length === 1) return batch[0].payload;
+  let n = 0;
+  for (const b of batch) n += b.payload.length;
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const b of batch) {
+    out.set(b.payload, off);
+    off += b.payload.length;
+  }
+  return out;
+}

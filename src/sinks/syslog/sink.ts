@@ -16,13 +16,12 @@
  *
  * @module
  */
-import type { Alert } from "../core/alert.ts";
-import { octetFrame } from "../core/render/syslog.ts";
-import { syslogMessage, type SyslogMsgFormat } from "./renderings.ts";
-import { type Prepared, QueuedSink, raceSignal, type SinkDeps, writeAll } from "./base.ts";
-import { concat } from "./stdout.ts";
+import type { Alert } from "../../core/alert.ts";
+import { octetFrame } from "../../core/render/syslog.ts";
+import { syslogMessage, type SyslogMsgFormat } from "../renderings.ts";
+import { concat, type Prepared, QueuedSink, raceSignal, type SinkDeps, writeAll } from "../base.ts";
 
-export type { SyslogMsgFormat } from "./renderings.ts";
+export type { SyslogMsgFormat } from "../renderings.ts";
 
 /** TLS settings of a {@linkcode SyslogSink} (RFC 5425). */
 export interface SyslogTlsOptions {

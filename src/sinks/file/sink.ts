@@ -18,17 +18,17 @@
  *
  * @module
  */
-import type { Alert } from "../core/alert.ts";
+import type { Alert } from "../../core/alert.ts";
 import {
+  concat,
   OnceWriter,
   type Prepared,
   QueuedSink,
   raceSignal,
   type SinkDeps,
   writeAll,
-} from "./base.ts";
-import { type JsonFormat, renderLine } from "./formats.ts";
-import { concat } from "./stdout.ts";
+} from "../base.ts";
+import { type JsonFormat, renderLine } from "../formats.ts";
 
 /** Settings of a {@linkcode FileSink}. */
 export interface FileSinkOptions {

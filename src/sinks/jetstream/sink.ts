@@ -46,12 +46,12 @@
  *
  * @module
  */
-import type { Alert } from "../core/alert.ts";
-import type { Bus, StreamSpec } from "../bus/bus.ts";
-import type { Logger } from "../shared/log.ts";
-import type { Telemetry } from "../shared/telemetry.ts";
-import type { Durability, DurableSink, SinkStats } from "./sink.ts";
-import { Spool, type SpoolAppendResult, type SpoolFsync, type SpoolOptions } from "./spool.ts";
+import type { Alert } from "../../core/alert.ts";
+import type { Bus, StreamSpec } from "../../bus/bus.ts";
+import type { Logger } from "../../shared/log.ts";
+import type { Telemetry } from "../../shared/telemetry.ts";
+import type { Durability, DurableSink, SinkStats } from "../sink.ts";
+import { Spool, type SpoolAppendResult, type SpoolFsync, type SpoolOptions } from "../spool.ts";
 
 /** Settings of a {@linkcode JetStreamSink}. */
 export interface JetStreamSinkOptions {

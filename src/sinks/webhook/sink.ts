@@ -13,11 +13,11 @@
  *
  * @module
  */
-import type { Alert } from "../core/alert.ts";
-import { type Prepared, QueuedSink, type SinkDeps } from "./base.ts";
-import type { JsonFormat } from "./formats.ts";
-import { PermanentDeliveryError } from "./queue.ts";
-import { renderPayload, splunkHecEvent } from "./renderings.ts";
+import type { Alert } from "../../core/alert.ts";
+import { type Prepared, QueuedSink, type SinkDeps } from "../base.ts";
+import type { JsonFormat } from "../formats.ts";
+import { PermanentDeliveryError } from "../queue.ts";
+import { renderPayload, splunkHecEvent } from "../renderings.ts";
 
 export { splunkHecEvent };
 
