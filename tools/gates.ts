@@ -20,7 +20,6 @@ export const DOC_EXAMPLES_PENDING: readonly string[] = [
   "src/pipeline/",
   "src/traces/",
   "src/demo/",
-  "src/sinks/",
   "src/cli/policy_tools.ts",
 ];
 

@@ -70,6 +70,7 @@ export interface QueuedSinkOptions extends Omit<DeliveryQueueOptions, "onDrop" |
  *
  * @example
  * ```ts
+ * import type { Alert } from "../core/alert.ts";
  * class NullSink extends QueuedSink<string> {
  *   protected prepare(alert: Alert) { return { alert, payload: alert.id, bytes: 32 }; }
  *   protected deliver() { return Promise.resolve(); }
@@ -166,6 +167,7 @@ export abstract class QueuedSink<P = Uint8Array> implements AlertSink {
  *
  * @example
  * ```ts
+ * declare const signal: AbortSignal;
  * const conn = await raceSignal(Deno.connect({ port: 514 }), signal, (c) => c.close());
  * ```
  */

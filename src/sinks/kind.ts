@@ -78,7 +78,7 @@ export interface SinkKind<T extends string, S extends z.ZodType, C extends { typ
  *   schema: z.strictObject({ type: sinkType("echo"), ...sinkCommon }),
  *   defaultName: () => "echo",
  *   config: (_entry, { common }) => ({ type: "echo" as const, ...common }),
- *   create: (c, deps) => new StdoutSink({ name: c.name, maxQueue: c.maxQueue }, deps),
+ *   create: (c, deps) => new StdoutSink({ name: c.name, maxQueue: c.maxQueue, timeoutMs: 5000 }, deps),
  * });
  * ```
  */

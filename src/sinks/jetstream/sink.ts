@@ -181,6 +181,10 @@ const decoder = new TextDecoder();
  *
  * @example
  * ```ts
+ * import type { Alert } from "../../core/alert.ts";
+ * declare const alert: Alert;
+ * import type { Bus } from "../../bus/bus.ts";
+ * declare const bus: Bus;
  * const sink = new JetStreamSink(bus, {
  *   subject: "latentwatch.alerts.demo",
  *   stream: { name: "LATENTWATCH_ALERTS", subjects: ["latentwatch.alerts.>"], duplicateWindowMs: 600_000 },
@@ -341,6 +345,10 @@ export class JetStreamSink implements DurableSink {
    *
    * @example
    * ```ts
+   * import type { Alert } from "../../core/alert.ts";
+   * declare const alert: Alert;
+   * import type { AlertSink } from "../../sinks/sink.ts";
+   * declare const sink: JetStreamSink, otherSink: AlertSink;
    * const [d] = sink.persist([alert]);
    * if (d === true || await d) otherSink.submit(alert);
    * ```

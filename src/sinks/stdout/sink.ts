@@ -43,6 +43,9 @@ const MAX_BATCH = 256;
  *
  * @example
  * ```ts
+ * import type { Alert } from "../../core/alert.ts";
+ * declare const alert: Alert;
+ * import { Logger } from "../../shared/log.ts";
  * const sink = new StdoutSink({ maxQueue: 1000, timeoutMs: 5000 }, { log: new Logger() });
  * sink.submit(alert);
  * await sink.drain(1000);

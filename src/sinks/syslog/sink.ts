@@ -79,6 +79,9 @@ const MAX_BATCH = 128;
  *
  * @example
  * ```ts
+ * import type { Alert } from "../../core/alert.ts";
+ * declare const alert: Alert;
+ * import { Logger } from "../../shared/log.ts";
  * const sink = new SyslogSink(
  *   { host: "siem.internal", port: 6514, tls: { caFile: "/etc/lw/ca.pem" }, format: "cef", maxQueue: 10000, timeoutMs: 5000 },
  *   { log: new Logger() },

@@ -92,6 +92,9 @@ function retryAfterMs(value: string | null): number | undefined {
  *
  * @example
  * ```ts
+ * import type { Alert } from "../../core/alert.ts";
+ * declare const alert: Alert;
+ * import { Logger } from "../../shared/log.ts";
  * const sink = new WebhookSink({
  *   url: "https://splunk.internal:8088/services/collector/event",
  *   shape: "splunk-hec",
