@@ -48,6 +48,7 @@
  */
 import type { Alert } from "../../core/alert.ts";
 import type { Bus, StreamSpec } from "../../bus/bus.ts";
+import { type BusErrorKind, classifyBusError } from "../../bus/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { Telemetry } from "../../shared/telemetry.ts";
 import type { Durability, DurableSink, SinkStats } from "../sink.ts";
@@ -137,19 +138,17 @@ export class JetStreamSinkError extends RangeError {
   }
 }
 
-/** Publish errors that no retry can cure: the alert is dropped, counted and logged. */
-function permanentReason(err: unknown): string | null {
-  const m = String((err as Error)?.message ?? err);
-  if (/max_payload|payload.*exceed|maximum payload/i.test(m)) return "too_large";
-  if (/permission/i.test(m)) return "permission_denied";
-  return null;
+/**
+ * Publish errors that no retry can cure (the alert is dropped, counted and
+ * logged, with the kind as the reason), by the error's class and code.
+ */
+function permanentReason(kind: BusErrorKind): string | null {
+  return kind === "too_large" || kind === "permission_denied" ? kind : null;
 }
 
 /** Errors that mean the stream is gone (no JetStream responder on its subject). */
-function streamMissing(err: unknown): boolean {
-  const e = err as { message?: string; cause?: unknown };
-  const m = `${e?.message ?? ""} ${String((e?.cause as Error)?.message ?? "")}`;
-  return /no responders|stream not found|503/i.test(m);
+function streamMissing(kind: BusErrorKind): boolean {
+  return kind === "no_responders" || kind === "stream_not_found";
 }
 
 /** An alert in memory, encoded once. */
@@ -672,9 +671,10 @@ export class JetStreamSink implements DurableSink {
       return { kind: "ok", seq: ack.seq, duplicate: ack.duplicate };
     } catch (err) {
       const error = (err as Error)?.message ?? String(err);
-      const reason = permanentReason(err);
+      const kind = classifyBusError(err);
+      const reason = permanentReason(kind);
       if (reason) return { kind: "permanent", reason, error };
-      if (streamMissing(err) && this.#bus.connected) await this.#recreateStream();
+      if (streamMissing(kind) && this.#bus.connected) await this.#recreateStream();
       return { kind: "transient", error };
     }
   }
