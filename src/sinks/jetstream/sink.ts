@@ -52,6 +52,7 @@ import { type BusErrorKind, classifyBusError } from "../../bus/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { Telemetry } from "../../shared/telemetry.ts";
 import type { Durability, DurableSink, SinkStats } from "../sink.ts";
+import { Backoff, countDrop } from "../queue.ts";
 import { Spool, type SpoolAppendResult, type SpoolFsync, type SpoolOptions } from "../spool.ts";
 
 /** Settings of a {@linkcode JetStreamSink}. */
@@ -541,7 +542,7 @@ export class JetStreamSink implements DurableSink {
   }
 
   #drop(alert: Alert, reason: string, error?: string): void {
-    this.#stats.dropped[reason] = (this.#stats.dropped[reason] ?? 0) + 1;
+    countDrop(this.#stats, reason);
     this.#o.telemetry?.add("latentwatch.alerts.dropped", 1, { reason, sink: this.name });
     this.#o.log?.error("alert.dropped", {
       sink: this.name,
@@ -599,7 +600,7 @@ export class JetStreamSink implements DurableSink {
   }
 
   async #sendFromMemory(item: Item): Promise<void> {
-    let backoff = this.#o.initialBackoffMs;
+    const backoff = new Backoff(this.#o.initialBackoffMs, this.#o.maxBackoffMs);
     for (;;) {
       if (!item.firstAttemptMs) {
         item.firstAttemptMs = Date.now();
@@ -624,14 +625,14 @@ export class JetStreamSink implements DurableSink {
         this.#settle(item, false);
         return this.#drop(item.alert, out.reason, out.error);
       }
-      this.#retried(item.alert.id, out.error, backoff);
+      this.#retried(item.alert.id, out.error, backoff.delay);
       // with a spool, a failed publish leaves the alert to the replay loop
       // (written ahead, or written now): the memory queue stays free for
       // alerts that can go now, and the loop retries it with backoff
       if (item.backed) return void this.#wake?.();
       if (this.#spool && this.#toSpool(item)) return;
-      await new Promise((r) => setTimeout(r, backoff));
-      backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
+      await new Promise((r) => setTimeout(r, backoff.delay));
+      backoff.grow();
       if (this.#stopping) return; // counted by drain()
     }
   }
@@ -724,7 +725,7 @@ export class JetStreamSink implements DurableSink {
   async #replay(): Promise<void> {
     const spool = this.#spool;
     if (!spool) return;
-    let backoff = this.#o.initialBackoffMs;
+    const backoff = new Backoff(this.#o.initialBackoffMs, this.#o.maxBackoffMs);
     while (!this.#closed) {
       // ids published from memory are skipped by the round: nothing else waiting means idle
       if (spool.pending <= this.#replaying.size || !this.#bus.connected || this.#stopping) {
@@ -733,7 +734,7 @@ export class JetStreamSink implements DurableSink {
       }
       let ok: boolean;
       try {
-        ok = await this.#replayRound(spool, backoff);
+        ok = await this.#replayRound(spool, backoff.delay);
       } catch (err) {
         if (this.#closed) break; // the spool closed under the round
         // the spool itself failed (a read error, a segment file gone): this
@@ -745,16 +746,16 @@ export class JetStreamSink implements DurableSink {
           sink: this.name,
           dir: spool.dir,
           pending: spool.pending,
-          retry_in_ms: backoff,
+          retry_in_ms: backoff.delay,
           error: (err as Error)?.message ?? String(err),
         });
         ok = false;
       }
       if (ok) {
-        backoff = this.#o.initialBackoffMs;
+        backoff.reset();
       } else {
-        await this.#sleep(backoff);
-        backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
+        await this.#sleep(backoff.delay);
+        backoff.grow();
       }
     }
   }
