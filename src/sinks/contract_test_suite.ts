@@ -18,7 +18,7 @@ import type { AlertSink } from "./sink.ts";
 /** A real destination a sink under test writes to, which the suite can break and mend. */
 export interface ContractReceiver {
   /** Everything received so far, one string per message (or per line). */
-  received(): string[];
+  received(): string[] | Promise<string[]>;
   /** Make deliveries fail from now on (refuse connections, answer 500, stop the broker). */
   fail(): Promise<void>;
   /** Accept deliveries again. */
@@ -47,15 +47,24 @@ export function contractAlert(): Alert {
 }
 
 /** Resolve once `cond()` holds; fail after `ms`. */
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+async function until(
+  cond: () => boolean | Promise<boolean>,
+  ms: number,
+  what: string,
+): Promise<void> {
   const end = Date.now() + ms;
-  while (!cond()) {
+  while (!await cond()) {
     if (Date.now() > end) assert.fail(`expected ${what} within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-const has = (rx: ContractReceiver, a: Alert) => rx.received().some((m) => m.includes(a.id));
+const has = async (rx: ContractReceiver, a: Alert) =>
+  (await rx.received()).some((m) => m.includes(a.id));
+const hasAll = async (rx: ContractReceiver, alerts: Alert[]) => {
+  const got = await rx.received();
+  return alerts.every((a) => got.some((m) => m.includes(a.id)));
+};
 const dropped = (s: AlertSink) => Object.values(s.stats.dropped).reduce((x, y) => x + y, 0);
 
 /**
@@ -101,7 +110,7 @@ export function runSinkContract(c: SinkContract): void {
       await sink.start();
       const alerts = [contractAlert(), contractAlert(), contractAlert()];
       for (const a of alerts) assert.equal(sink.submit(a), true);
-      await until(() => alerts.every((a) => has(rx, a)), 10_000, "every alert at the receiver");
+      await until(() => hasAll(rx, alerts), 10_000, "every alert at the receiver");
       await until(() => sink.stats.delivered >= 3, 5_000, "3 counted as delivered");
       assert.equal(dropped(sink), 0);
       assert.equal(await sink.drain(5_000), 0);
@@ -139,7 +148,7 @@ export function runSinkContract(c: SinkContract): void {
       const a = contractAlert();
       assert.equal(sink.submit(a), true);
       await until(() => sink.stats.retries > 0, 10_000, "a failed attempt counted as a retry");
-      assert.equal(has(rx, a), false);
+      assert.equal(await has(rx, a), false);
       await rx.heal();
       await until(() => has(rx, a), 20_000, "the alert at the mended receiver");
       assert.equal(dropped(sink), 0);
