@@ -43,10 +43,8 @@ export const SinkSchema = choiceOf(
  */
 export function sinkName(s: Record<string, unknown>, monitor: unknown): string | undefined {
   if (typeof s.type !== "string") return undefined;
-  const kind = sinkKind(s.type);
-  if (!kind) return undefined;
   if (typeof s.name === "string") return `${s.type}:${s.name}`;
-  return kind.defaultName(s, monitor);
+  return sinkKind(s.type)?.defaultName(s, monitor);
 }
 
 /** Two sinks with one name (they would share counters and log lines): each repeat reported. */
