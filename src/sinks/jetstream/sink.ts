@@ -49,8 +49,9 @@
 import type { Alert } from "../../core/alert.ts";
 import type { Bus } from "../../bus/bus.ts";
 import type { Durability, DurableSink } from "../sink.ts";
-import { Backoff, countDrop } from "../queue.ts";
-import { Spool, type SpoolAppendResult, type SpoolFsync } from "../spool.ts";
+import { Backoff } from "../queue.ts";
+import { JetStreamAccounting } from "./accounting.ts";
+import { Spool, type SpoolFsync } from "../spool.ts";
 import { StreamPublisher } from "./publisher.ts";
 import { type ReplayHost, replaySpool } from "./replay.ts";
 import {
@@ -115,6 +116,7 @@ export class JetStreamSink implements DurableSink {
   #replayLoop: Promise<void> | null = null;
   #wake: (() => void) | null = null;
   readonly #publisher: StreamPublisher;
+  readonly #acct: JetStreamAccounting;
   readonly #stats: JetStreamSinkStats = {
     queued: 0,
     delivered: 0,
@@ -142,6 +144,7 @@ export class JetStreamSink implements DurableSink {
     };
     this.name = opts.name ?? "jetstream";
     this.#publisher = new StreamPublisher(bus, this.#o);
+    this.#acct = new JetStreamAccounting(this.name, this.#stats, this.#o);
     if (!(this.#o.maxQueue >= 1)) {
       throw new JetStreamSinkError("maxQueue", "≥ 1", String(this.#o.maxQueue));
     }
@@ -253,7 +256,7 @@ export class JetStreamSink implements DurableSink {
     const out: Durability[] = new Array(alerts.length);
     const items: (Item | null)[] = alerts.map((alert, i) => {
       if (this.#closed || (this.#stopping && !this.#spool)) {
-        this.#drop(alert, "shutdown");
+        this.#acct.drop(alert, "shutdown");
         out[i] = this.#refused(alert);
         return null;
       }
@@ -263,13 +266,13 @@ export class JetStreamSink implements DurableSink {
         try {
           payload = this.#o.rendering.render(alert);
         } catch (err) {
-          this.#drop(alert, "render_failed", (err as Error)?.message ?? String(err));
+          this.#acct.drop(alert, "render_failed", (err as Error)?.message ?? String(err));
           out[i] = this.#refused(alert);
           return null;
         }
       }
       if (payload.length > this.#bus.maxPayload) {
-        this.#drop(
+        this.#acct.drop(
           alert,
           "too_large",
           `expected at most ${this.#bus.maxPayload} bytes, found ${payload.length}`,
@@ -308,25 +311,18 @@ export class JetStreamSink implements DurableSink {
       }
       out[i] = this.#volatileItem(item, r && !r.ok ? r : null);
     }
-    if (unsynced.length > 0) this.#unsynced(unsynced, spooled!.find((r) => r.ok && r.unsynced));
+    if (unsynced.length > 0) {
+      this.#acct.unsynced(
+        unsynced,
+        spooled!.find((r) => r.ok && r.unsynced),
+      );
+    }
     if (woke) this.#wake?.();
     this.#gauge();
     // publishing starts after the caller's synchronous work (its own
     // bookkeeping write right after this one, in the pipeline's case)
     queueMicrotask(() => this.#pump());
     return out;
-  }
-
-  /** Count and log alerts written to the spool whose `fdatasync` failed (accepted all the same). */
-  #unsynced(ids: string[], r: SpoolAppendResult | undefined): void {
-    this.#stats.spoolUnsynced += ids.length;
-    this.#o.log?.error("alert.spool_sync_failed", {
-      sink: this.name,
-      alerts: ids.length,
-      first: ids[0],
-      error: r?.ok ? r.unsynced ?? "" : "",
-      note: "accepted and delivered; a host crash before the kernel writes them back may lose them",
-    });
   }
 
   /** Ids dropped by the current {@linkcode persist} call (for `submit`'s answer). */
@@ -355,7 +351,7 @@ export class JetStreamSink implements DurableSink {
       (this.#bus.connected || !this.#spool);
     if (!room) {
       const reason = refusal?.reason ?? (this.#stopping ? "shutdown" : "queue_full");
-      this.#drop(item.alert, reason, refusal?.error);
+      this.#acct.drop(item.alert, reason, refusal?.error);
       return this.#refused(item.alert);
     }
     this.#volatile++;
@@ -396,7 +392,7 @@ export class JetStreamSink implements DurableSink {
       this.#replaying.delete(item.alert.id);
       if (item.backed) continue; // on disk already
       if (this.#spool && this.#toSpool(item)) continue;
-      if (!this.#spool) this.#drop(item.alert, "shutdown");
+      if (!this.#spool) this.#acct.drop(item.alert, "shutdown");
       this.#settle(item, false);
       lost++;
     }
@@ -436,19 +432,6 @@ export class JetStreamSink implements DurableSink {
     );
   }
 
-  #drop(alert: Alert, reason: string, error?: string): void {
-    countDrop(this.#stats, reason);
-    this.#o.telemetry?.add("latentwatch.alerts.dropped", 1, { reason, sink: this.name });
-    this.#o.log?.error("alert.dropped", {
-      sink: this.name,
-      reason,
-      alert: alert.id,
-      rule: alert.policy?.id,
-      request: alert.requestId,
-      error,
-    });
-  }
-
   /** Write `item` to the spool; on refusal (full, I/O error) drop it, counted and logged. */
   #toSpool(item: Item): boolean {
     const r = this.#spool!.append({
@@ -458,11 +441,11 @@ export class JetStreamSink implements DurableSink {
     });
     if (!r.ok) {
       // documented policy: the newest alert is the one dropped (see docs/alert-delivery.md)
-      this.#drop(item.alert, r.reason, r.error);
+      this.#acct.drop(item.alert, r.reason, r.error);
       return false;
     }
     if (!r.already) this.#stats.spooled++;
-    if (r.unsynced !== undefined) this.#unsynced([item.alert.id], r);
+    if (r.unsynced !== undefined) this.#acct.unsynced([item.alert.id], r);
     item.backed = true;
     this.#settle(item, true);
     this.#gauge();
@@ -506,21 +489,21 @@ export class JetStreamSink implements DurableSink {
         // drain() let go of it while the publish was out (it is in the spool,
         // or dropped); a late ack means the stream has it, so the spool record can go
         if (out.kind === "ok" && this.#spool?.ack(item.alert.id)) {
-          this.#delivered(item.alert, out.seq, out.duplicate);
+          this.#acct.delivered(item.alert, out.seq, out.duplicate);
         }
         return;
       }
       if (out.kind === "ok") {
         if (item.backed) this.#spool?.ack(item.alert.id);
         this.#settle(item, true);
-        return this.#delivered(item.alert, out.seq, out.duplicate);
+        return this.#acct.delivered(item.alert, out.seq, out.duplicate);
       }
       if (out.kind === "permanent") {
         if (item.backed) this.#spool?.ack(item.alert.id); // given up on: it must not come back
         this.#settle(item, false);
-        return this.#drop(item.alert, out.reason, out.error);
+        return this.#acct.drop(item.alert, out.reason, out.error);
       }
-      this.#retried(item.alert.id, out.error, backoff.delay);
+      this.#acct.retried(item.alert.id, out.error, backoff.delay);
       // with a spool, a failed publish leaves the alert to the replay loop
       // (written ahead, or written now): the memory queue stays free for
       // alerts that can go now, and the loop retries it with backoff
@@ -530,29 +513,6 @@ export class JetStreamSink implements DurableSink {
       backoff.grow();
       if (this.#stopping) return; // counted by drain()
     }
-  }
-
-  #delivered(alert: Alert | null, seq: number, duplicate: boolean): void {
-    if (duplicate) {
-      this.#stats.duplicate++;
-      this.#o.telemetry?.add("latentwatch.alerts.duplicate", 1, { sink: this.name });
-    } else {
-      this.#stats.delivered++;
-      this.#o.telemetry?.add("latentwatch.alerts.published", 1, { sink: this.name });
-    }
-    if (alert) this.#o.onPublished?.(alert, seq, duplicate);
-  }
-
-  #retried(id: string, error: string, retryInMs: number): void {
-    this.#stats.retries++;
-    this.#o.telemetry?.add("latentwatch.alerts.publish_retries", 1, { sink: this.name });
-    this.#o.log?.warn("alert.publish_failed", {
-      sink: this.name,
-      alert: id,
-      subject: this.#o.subject,
-      retry_in_ms: retryInMs,
-      error,
-    });
   }
 
   /** The sink as the replay loop sees it (`./replay.ts`). */
@@ -576,9 +536,9 @@ export class JetStreamSink implements DurableSink {
         return sink.#bus.connected;
       },
       sleep: (ms) => this.#sleep(ms),
-      delivered: (alert, seq, duplicate) => this.#delivered(alert, seq, duplicate),
-      retried: (id, error, ms) => this.#retried(id, error, ms),
-      drop: (alert, reason, error) => this.#drop(alert, reason, error),
+      delivered: (alert, seq, duplicate) => this.#acct.delivered(alert, seq, duplicate),
+      retried: (id, error, ms) => this.#acct.retried(id, error, ms),
+      drop: (alert, reason, error) => this.#acct.drop(alert, reason, error),
       gauge: () => this.#gauge(),
     };
   }
