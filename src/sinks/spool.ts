@@ -39,15 +39,8 @@
  *
  * @module
  */
-import {
-  decodePut,
-  encodePut,
-  frameRecord,
-  HEADER,
-  scan,
-  SEGMENT_RE,
-  SpoolError,
-} from "./spool_format.ts";
+import { openSpoolDir, readIfExists, segName, writeAll } from "./spool_dir.ts";
+import { decodePut, encodePut, frameRecord, HEADER, scan, SpoolError } from "./spool_format.ts";
 
 export { crc32, frameRecord, scanRecords, SpoolError } from "./spool_format.ts";
 
@@ -142,10 +135,6 @@ interface Segment {
   bytes: number;
 }
 
-function segName(seg: number, kind: "log" | "ack"): string {
-  return `seg-${String(seg).padStart(16, "0")}.${kind}`;
-}
-
 /**
  * A bounded, crash-tolerant, on-disk FIFO of records keyed by id.
  * Synchronous file I/O: an append is one `write` to the page cache, so a
@@ -225,22 +214,7 @@ export class Spool {
       1024,
       Math.min(opts.segmentBytes ?? 4 * 1024 * 1024, Math.floor(maxBytes / 4)),
     );
-    let isDir: boolean | null = null;
-    try {
-      isDir = Deno.statSync(dir).isDirectory;
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    }
-    if (isDir === false) throw new SpoolError(dir, "a directory", "a file");
-    if (isDir === null) Deno.mkdirSync(dir, { recursive: true });
-    const lock = lockDir(dir);
-
-    const segs = new Set<number>();
-    for (const e of Deno.readDirSync(dir)) {
-      const m = SEGMENT_RE.exec(e.name);
-      if (m && e.isFile) segs.add(Number(m[1]));
-    }
-    const order = [...segs].sort((a, b) => a - b);
+    const { lock, segments: order } = openSpoolDir(dir);
     const loadStats = { torn: 0, corrupt: 0, loaded: 0 };
     const spool = new Spool(
       dir,
@@ -269,18 +243,9 @@ export class Spool {
     return `${this.dir}/${segName(seg, kind)}`;
   }
 
-  #readIfExists(path: string): Uint8Array {
-    try {
-      return Deno.readFileSync(path);
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return new Uint8Array(0);
-      throw err;
-    }
-  }
-
   #load(seg: number, counts: { torn: number; corrupt: number }): void {
-    const log = this.#readIfExists(this.#path(seg, "log"));
-    const ack = this.#readIfExists(this.#path(seg, "ack"));
+    const log = readIfExists(this.#path(seg, "log"));
+    const ack = readIfExists(this.#path(seg, "ack"));
     const puts = scan(log);
     const acks = scan(ack);
     counts.torn += puts.torn + acks.torn;
@@ -606,33 +571,4 @@ export class Spool {
       this.#lock = null;
     }
   }
-}
-
-/**
- * Take the exclusive lock on `<dir>/.lock` without waiting; a
- * {@linkcode SpoolError} when another open spool (in this or another process)
- * holds it.
- */
-function lockDir(dir: string): Deno.FsFile {
-  const path = `${dir}/.lock`;
-  const file = Deno.openSync(path, { read: true, write: true, create: true });
-  let locked = false;
-  try {
-    locked = file.tryLockSync(true);
-  } catch (err) {
-    file.close();
-    throw new SpoolError(path, "an exclusive lock", `an error: ${(err as Error).message}`);
-  }
-  if (!locked) {
-    file.close();
-    const err = new SpoolError(path, "an exclusive lock", "it held");
-    // say it in words first: the usual cause is a second sidecar on the same folder
-    err.message = `spool folder ${dir} is in use by another process (${err.message})`;
-    throw err;
-  }
-  return file;
-}
-
-function writeAll(f: Deno.FsFile, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length;) done += f.writeSync(bytes.subarray(done));
 }
