@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { startNatsServer } from "../src/bus/nats_server.ts";
 import { type Alert, stableId } from "../src/core/alert.ts";
-import { JetStreamSink } from "../src/sinks/jetstream.ts";
+import { JetStreamSink } from "../src/sinks/jetstream/sink.ts";
 import type { SpoolFsync } from "../src/sinks/spool.ts";
 import type { BenchResult } from "./run.ts";
 

@@ -33,9 +33,9 @@ import { octetFrame, toSyslog5424 } from "../src/core/render/syslog.ts";
 import { ALERT, MINIMAL, NASTY } from "../src/core/render/test_alert.ts";
 import { Logger } from "../src/shared/log.ts";
 import { createSinks } from "../src/sinks/factory.ts";
-import { JetStreamSink } from "../src/sinks/jetstream.ts";
-import { SyslogSink } from "../src/sinks/syslog.ts";
-import { WebhookSink } from "../src/sinks/webhook.ts";
+import { JetStreamSink } from "../src/sinks/jetstream/sink.ts";
+import { SyslogSink } from "../src/sinks/syslog/sink.ts";
+import { WebhookSink } from "../src/sinks/webhook/sink.ts";
 import { startFrameReceiver, startHttpReceiver } from "./helpers/receivers.ts";
 import { findRsyslogd, skipMessage } from "./helpers/rsyslog.ts";
 

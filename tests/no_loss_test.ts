@@ -14,7 +14,7 @@ import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts
 import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor, type StartOptions } from "../src/serve/monitor.ts";
-import { JetStreamSink, type JetStreamSinkOptions } from "../src/sinks/jetstream.ts";
+import { JetStreamSink, type JetStreamSinkOptions } from "../src/sinks/jetstream/sink.ts";
 import { Spool } from "../src/sinks/spool.ts";
 import { Tap } from "../src/tap/tap.ts";
 import { readAlerts, waitUntil } from "./helpers/stream.ts";

@@ -26,6 +26,7 @@ import {
   type StreamSpec,
   SubscriptionClosedError,
 } from "./bus.ts";
+import { classifyBusError } from "./errors.ts";
 import { type ParsedHeaders, parseHeaderBlock, put } from "./nats_headers.ts";
 
 /** Options for {@linkcode connectNatsBus}. */
@@ -188,12 +189,9 @@ export class NatsBus implements Bus {
       });
       return toBusMessage(msg);
     } catch (err) {
-      const text = `${(err as Error).name} ${(err as Error).message}`.toLowerCase();
-      if (text.includes("no responders") || text.includes("503")) {
-        throw new BusRequestError("no_responders", subject, timeoutMs, { cause: err });
-      }
-      if (text.includes("timeout")) {
-        throw new BusRequestError("timeout", subject, timeoutMs, { cause: err });
+      const kind = classifyBusError(err);
+      if (kind === "no_responders" || kind === "timeout") {
+        throw new BusRequestError(kind, subject, timeoutMs, { cause: err });
       }
       throw err;
     }
@@ -374,13 +372,11 @@ export class NatsBus implements Bus {
 }
 
 function isStreamNotFound(err: unknown): boolean {
-  const e = err as { code?: number; api_error?: { err_code?: number }; message?: string };
-  return e?.api_error?.err_code === 10059 || /stream not found/i.test(String(e?.message));
+  return classifyBusError(err) === "stream_not_found";
 }
 
 function isStreamNameInUse(err: unknown): boolean {
-  const e = err as { api_error?: { err_code?: number }; message?: string };
-  return e?.api_error?.err_code === 10058 || /stream name already in use/i.test(String(e?.message));
+  return classifyBusError(err) === "stream_name_in_use";
 }
 
 function toNatsHeaders(headers: Record<string, string>): MsgHdrs {

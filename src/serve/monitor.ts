@@ -39,7 +39,7 @@ import { Logger } from "../shared/log.ts";
 import { type Generation, Pipeline } from "./pipeline.ts";
 import { encoderProvider } from "../runtime/ort_encoder.ts";
 import { TraceWriter } from "../traces/writer.ts";
-import { JetStreamSink } from "../sinks/jetstream.ts";
+import { JetStreamSink } from "../sinks/jetstream/sink.ts";
 import { SeqCheckpoints } from "./checkpoints.ts";
 import type { AlertSink } from "../sinks/sink.ts";
 import { createSinks } from "../sinks/factory.ts";

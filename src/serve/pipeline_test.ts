@@ -18,7 +18,7 @@ import { SeqCheckpoints } from "./checkpoints.ts";
 import { Logger } from "../shared/log.ts";
 import { Pipeline, type PipelineOptions } from "./pipeline.ts";
 import { Telemetry } from "../shared/telemetry.ts";
-import { JetStreamSink } from "../sinks/jetstream.ts";
+import { JetStreamSink } from "../sinks/jetstream/sink.ts";
 import type { AlertSink, Durability, DurableSink } from "../sinks/sink.ts";
 import { type Alert, alertId } from "../core/alert.ts";
 import { connectNatsBus } from "../bus/nats_bus.ts";

@@ -70,6 +70,7 @@ export interface QueuedSinkOptions extends Omit<DeliveryQueueOptions, "onDrop" |
  *
  * @example
  * ```ts
+ * import type { Alert } from "../core/alert.ts";
  * class NullSink extends QueuedSink<string> {
  *   protected prepare(alert: Alert) { return { alert, payload: alert.id, bytes: 32 }; }
  *   protected deliver() { return Promise.resolve(); }
@@ -166,6 +167,7 @@ export abstract class QueuedSink<P = Uint8Array> implements AlertSink {
  *
  * @example
  * ```ts
+ * declare const signal: AbortSignal;
  * const conn = await raceSignal(Deno.connect({ port: 514 }), signal, (c) => c.close());
  * ```
  */
@@ -236,4 +238,25 @@ export async function writeAll(
 ): Promise<void> {
   let off = 0;
   while (off < bytes.length) off += await w.write(bytes.subarray(off));
+}
+
+/**
+ * The payloads of `batch`, back to back in one buffer.
+ *
+ * @example
+ * ```ts
+ * concat([{ payload: new Uint8Array([1]) }, { payload: new Uint8Array([2, 3]) }]); // [1, 2, 3]
+ * ```
+ */
+export function concat(batch: { payload: Uint8Array }[]): Uint8Array {
+  if (batch.length === 1) return batch[0].payload;
+  let n = 0;
+  for (const b of batch) n += b.payload.length;
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const b of batch) {
+    out.set(b.payload, off);
+    off += b.payload.length;
+  }
+  return out;
 }

@@ -7,9 +7,9 @@ import { Telemetry } from "../shared/telemetry.ts";
 import { startFrameReceiver, startHttpReceiver } from "../../tests/helpers/receivers.ts";
 import { waitUntil } from "../../tests/helpers/stream.ts";
 import { createSinks, SinkSetupError } from "./factory.ts";
-import { FileSink } from "./file.ts";
-import type { JetStreamSink } from "./jetstream.ts";
-import { StdoutSink } from "./stdout.ts";
+import { FileSink } from "./file/sink.ts";
+import type { JetStreamSink } from "./jetstream/sink.ts";
+import { StdoutSink } from "./stdout/sink.ts";
 import { toJson } from "../core/render/json.ts";
 
 const log = new Logger({ quiet: true, write: () => {} });

@@ -25,6 +25,8 @@ export type SyslogFormat = (typeof SYSLOG_FORMATS)[number];
  *
  * @example
  * ```ts
+ * import type { Alert } from "../core/alert.ts";
+ * declare const alert: Alert;
  * renderObject(alert, "ocsf"); // { class_uid: 2004, ... }
  * ```
  */
@@ -44,6 +46,9 @@ export function renderObject(alert: Alert, format: JsonFormat): unknown {
  *
  * @example
  * ```ts
+ * import type { Alert } from "../core/alert.ts";
+ * declare const alert: Alert;
+ * import { toJson } from "../core/render/json.ts";
  * renderLine(alert, "json") === toJson(alert); // true
  * ```
  */

@@ -15,6 +15,54 @@
  */
 import type { SinkStats } from "./sink.ts";
 
+/**
+ * Capped exponential backoff: `delay` starts at `initialMs` and doubles on
+ * each {@linkcode Backoff.grow} up to `maxMs`; {@linkcode Backoff.reset}
+ * starts over. Shared by the delivery queue and the JetStream sink's
+ * publish and replay loops.
+ *
+ * @example
+ * ```ts
+ * const b = new Backoff(100, 250);
+ * b.delay; // 100
+ * b.grow(); b.delay; // 200
+ * b.grow(); b.delay; // 250
+ * b.reset(); b.delay; // 100
+ * ```
+ */
+export class Backoff {
+  #delay: number;
+  constructor(readonly initialMs: number, readonly maxMs: number) {
+    this.#delay = initialMs;
+  }
+  /** The wait before the next attempt, in ms. */
+  get delay(): number {
+    return this.#delay;
+  }
+  /** After a failed attempt: double the wait, capped. */
+  grow(): void {
+    this.#delay = Math.min(this.#delay * 2, this.maxMs);
+  }
+  /** After a success: back to the first wait. */
+  reset(): void {
+    this.#delay = this.initialMs;
+  }
+}
+
+/**
+ * Count `n` drops for `reason` in `stats.dropped` (the one place sinks count
+ * drops; each sink then logs and reports them its way).
+ *
+ * @example
+ * ```ts
+ * const stats = { queued: 0, delivered: 0, dropped: {}, retries: 0 };
+ * countDrop(stats, "queue_full"); // stats.dropped: { queue_full: 1 }
+ * ```
+ */
+export function countDrop(stats: Pick<SinkStats, "dropped">, reason: string, n = 1): void {
+  stats.dropped[reason] = (stats.dropped[reason] ?? 0) + n;
+}
+
 /** A failure no retry can cure (a 4xx answer, an oversized message): dropped with `reason`. */
 export class PermanentDeliveryError extends Error {
   /** Drop reason counted in {@linkcode SinkStats.dropped}, e.g. `rejected`, `too_large`. */
@@ -172,7 +220,7 @@ export class DeliveryQueue<T> {
 
   #drop(items: T[], reason: string, error?: string): void {
     if (items.length === 0) return;
-    this.#stats.dropped[reason] = (this.#stats.dropped[reason] ?? 0) + items.length;
+    countDrop(this.#stats, reason, items.length);
     for (const item of items) this.#o.onDrop?.(item, reason, error);
   }
 
@@ -198,7 +246,7 @@ export class DeliveryQueue<T> {
   }
 
   async #run(batch: T[]): Promise<void> {
-    let backoff = this.#o.initialBackoffMs;
+    const backoff = new Backoff(this.#o.initialBackoffMs, this.#o.maxBackoffMs);
     for (let attempt = 1;; attempt++) {
       if (this.#abandoned) return;
       const ctl = new AbortController();
@@ -232,11 +280,11 @@ export class DeliveryQueue<T> {
         const hinted = (err as { retryAfterMs?: unknown })?.retryAfterMs;
         const delay = typeof hinted === "number" && hinted >= 0
           ? Math.min(hinted, this.#o.maxBackoffMs)
-          : backoff;
+          : backoff.delay;
         this.#stats.retries++;
         this.#o.onRetry?.(attempt, delay, message);
         await this.#sleep(delay);
-        backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
+        backoff.grow();
       } finally {
         clearTimeout(timer);
       }

@@ -54,6 +54,8 @@ export const RENDERING_SHAPES = ["document", "syslog", "splunk-hec"] as const;
  *
  * @example
  * ```ts
+ * import type { Alert } from "../core/alert.ts";
+ * declare const alert: Alert;
  * splunkHecEvent(alert, { host: "gw1" }, "json");
  * // { time: 1777636800.123, host: "gw1", source: "latentwatch", sourcetype: "latentwatch:alert", event: {...} }
  * ```
@@ -79,6 +81,8 @@ export function splunkHecEvent(
  *
  * @example
  * ```ts
+ * import type { Alert } from "../core/alert.ts";
+ * declare const alert: Alert;
  * syslogMessage(alert, { hostname: "gw1", format: "json" }); // "<131>1 2026-05-01T12:00:00.123Z gw1 latentwatch - alert [...] {...}"
  * ```
  */
@@ -105,6 +109,8 @@ const enc = new TextEncoder();
  * @throws {SyslogFieldError} for a syslog header field outside RFC 5424.
  * @example
  * ```ts
+ * import type { Alert } from "../core/alert.ts";
+ * declare const alert: Alert;
  * const ecs = JSON.parse(new TextDecoder().decode(renderPayload(alert, { shape: "document", format: "ecs" })));
  * ecs.event.kind; // "alert"
  * ```
@@ -139,7 +145,7 @@ export function renderingContentType(r: Rendering): string {
  * @example
  * ```ts
  * renderingId({ shape: "document", format: "ecs" }); // "ecs"
- * renderingId({ shape: "syslog", format: "cef", hostname: "h" }); // "syslog-cef"
+ * renderingId({ shape: "syslog", format: "cef" }); // "syslog-cef"
  * ```
  */
 export function renderingId(r: Pick<Rendering, "shape" | "format">): string {

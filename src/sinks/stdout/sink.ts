@@ -9,16 +9,17 @@
  *
  * @module
  */
-import type { Alert } from "../core/alert.ts";
+import type { Alert } from "../../core/alert.ts";
 import {
+  concat,
   OnceWriter,
   type Prepared,
   QueuedSink,
   raceSignal,
   type SinkDeps,
   writeAll,
-} from "./base.ts";
-import { type JsonFormat, renderLine } from "./formats.ts";
+} from "../base.ts";
+import { type JsonFormat, renderLine } from "../formats.ts";
 
 /** Settings of a {@linkcode StdoutSink}. */
 export interface StdoutSinkOptions {
@@ -42,6 +43,9 @@ const MAX_BATCH = 256;
  *
  * @example
  * ```ts
+ * import type { Alert } from "../../core/alert.ts";
+ * declare const alert: Alert;
+ * import { Logger } from "../../shared/log.ts";
  * const sink = new StdoutSink({ maxQueue: 1000, timeoutMs: 5000 }, { log: new Logger() });
  * sink.submit(alert);
  * await sink.drain(1000);
@@ -73,25 +77,4 @@ export class StdoutSink extends QueuedSink {
   protected deliver(batch: Prepared[], signal: AbortSignal): Promise<void> {
     return raceSignal(this.#once.write(batch, () => writeAll(this.#writer, concat(batch))), signal);
   }
-}
-
-/**
- * The payloads of `batch`, back to back in one buffer.
- *
- * @example
- * ```ts
- * concat([{ payload: new Uint8Array([1]) }, { payload: new Uint8Array([2, 3]) }]); // [1, 2, 3]
- * ```
- */
-export function concat(batch: { payload: Uint8Array }[]): Uint8Array {
-  if (batch.length === 1) return batch[0].payload;
-  let n = 0;
-  for (const b of batch) n += b.payload.length;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const b of batch) {
-    out.set(b.payload, off);
-    off += b.payload.length;
-  }
-  return out;
 }

@@ -16,13 +16,12 @@
  *
  * @module
  */
-import type { Alert } from "../core/alert.ts";
-import { octetFrame } from "../core/render/syslog.ts";
-import { syslogMessage, type SyslogMsgFormat } from "./renderings.ts";
-import { type Prepared, QueuedSink, raceSignal, type SinkDeps, writeAll } from "./base.ts";
-import { concat } from "./stdout.ts";
+import type { Alert } from "../../core/alert.ts";
+import { octetFrame } from "../../core/render/syslog.ts";
+import { syslogMessage, type SyslogMsgFormat } from "../renderings.ts";
+import { concat, type Prepared, QueuedSink, raceSignal, type SinkDeps, writeAll } from "../base.ts";
 
-export type { SyslogMsgFormat } from "./renderings.ts";
+export type { SyslogMsgFormat } from "../renderings.ts";
 
 /** TLS settings of a {@linkcode SyslogSink} (RFC 5425). */
 export interface SyslogTlsOptions {
@@ -80,6 +79,9 @@ const MAX_BATCH = 128;
  *
  * @example
  * ```ts
+ * import type { Alert } from "../../core/alert.ts";
+ * declare const alert: Alert;
+ * import { Logger } from "../../shared/log.ts";
  * const sink = new SyslogSink(
  *   { host: "siem.internal", port: 6514, tls: { caFile: "/etc/lw/ca.pem" }, format: "cef", maxQueue: 10000, timeoutMs: 5000 },
  *   { log: new Logger() },

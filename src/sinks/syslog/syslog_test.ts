@@ -1,17 +1,17 @@
 import assert from "node:assert/strict";
-import type { Alert } from "../core/alert.ts";
-import { toSyslog5424 } from "../core/render/syslog.ts";
-import { ALERT, MINIMAL, NASTY } from "../core/render/test_alert.ts";
-import { Logger } from "../shared/log.ts";
-import { waitUntil } from "../../tests/helpers/stream.ts";
+import type { Alert } from "../../core/alert.ts";
+import { toSyslog5424 } from "../../core/render/syslog.ts";
+import { ALERT, MINIMAL, NASTY } from "../../core/render/test_alert.ts";
+import { Logger } from "../../shared/log.ts";
+import { waitUntil } from "../../../tests/helpers/stream.ts";
 import {
   findRsyslogd,
   hasRsyslogGtls,
   skipMessage,
   startRsyslog,
-} from "../../tests/helpers/rsyslog.ts";
-import { makeTestPki, parseFrames, startFrameReceiver } from "../../tests/helpers/receivers.ts";
-import { SyslogSink, SyslogTlsFileError } from "./syslog.ts";
+} from "../../../tests/helpers/rsyslog.ts";
+import { makeTestPki, parseFrames, startFrameReceiver } from "../../../tests/helpers/receivers.ts";
+import { SyslogSink, SyslogTlsFileError } from "./sink.ts";
 
 const log = new Logger({ quiet: true, write: () => {} });
 const ALERTS: Alert[] = [ALERT, MINIMAL, NASTY];

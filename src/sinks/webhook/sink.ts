@@ -13,11 +13,11 @@
  *
  * @module
  */
-import type { Alert } from "../core/alert.ts";
-import { type Prepared, QueuedSink, type SinkDeps } from "./base.ts";
-import type { JsonFormat } from "./formats.ts";
-import { PermanentDeliveryError } from "./queue.ts";
-import { renderPayload, splunkHecEvent } from "./renderings.ts";
+import type { Alert } from "../../core/alert.ts";
+import { type Prepared, QueuedSink, type SinkDeps } from "../base.ts";
+import type { JsonFormat } from "../formats.ts";
+import { PermanentDeliveryError } from "../queue.ts";
+import { renderPayload, splunkHecEvent } from "../renderings.ts";
 
 export { splunkHecEvent };
 
@@ -92,6 +92,9 @@ function retryAfterMs(value: string | null): number | undefined {
  *
  * @example
  * ```ts
+ * import type { Alert } from "../../core/alert.ts";
+ * declare const alert: Alert;
+ * import { Logger } from "../../shared/log.ts";
  * const sink = new WebhookSink({
  *   url: "https://splunk.internal:8088/services/collector/event",
  *   shape: "splunk-hec",

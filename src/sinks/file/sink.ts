@@ -18,17 +18,17 @@
  *
  * @module
  */
-import type { Alert } from "../core/alert.ts";
+import type { Alert } from "../../core/alert.ts";
 import {
+  concat,
   OnceWriter,
   type Prepared,
   QueuedSink,
   raceSignal,
   type SinkDeps,
   writeAll,
-} from "./base.ts";
-import { type JsonFormat, renderLine } from "./formats.ts";
-import { concat } from "./stdout.ts";
+} from "../base.ts";
+import { type JsonFormat, renderLine } from "../formats.ts";
 
 /** Settings of a {@linkcode FileSink}. */
 export interface FileSinkOptions {
@@ -58,6 +58,10 @@ const NEWLINE = 0x0a;
  *
  * @example
  * ```ts
+ * import type { Alert } from "../../core/alert.ts";
+ * declare const alert: Alert;
+ * import { Logger } from "../../shared/log.ts";
+ * const log = new Logger();
  * const sink = new FileSink({ path: "/var/log/lw/alerts.jsonl", maxQueue: 10000, timeoutMs: 5000 }, { log });
  * await sink.start();
  * sink.submit(alert);

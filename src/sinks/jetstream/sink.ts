@@ -46,134 +46,29 @@
  *
  * @module
  */
-import type { Alert } from "../core/alert.ts";
-import type { Bus, StreamSpec } from "../bus/bus.ts";
-import type { Logger } from "../shared/log.ts";
-import type { Telemetry } from "../shared/telemetry.ts";
-import type { Durability, DurableSink, SinkStats } from "./sink.ts";
-import { Spool, type SpoolAppendResult, type SpoolFsync, type SpoolOptions } from "./spool.ts";
+import type { Alert } from "../../core/alert.ts";
+import type { Bus } from "../../bus/bus.ts";
+import type { Durability, DurableSink } from "../sink.ts";
+import { Backoff } from "../queue.ts";
+import { JetStreamAccounting } from "./accounting.ts";
+import { Spool, type SpoolFsync } from "../spool.ts";
+import { StreamPublisher } from "./publisher.ts";
+import { type ReplayHost, replaySpool } from "./replay.ts";
+import {
+  type Item,
+  JetStreamSinkError,
+  type JetStreamSinkOptions,
+  type JetStreamSinkStats,
+} from "./types.ts";
 
-/** Settings of a {@linkcode JetStreamSink}. */
-export interface JetStreamSinkOptions {
-  /** Subject alerts are published on (captured by `stream`). */
-  subject: string;
-  /** The alert stream: created or checked at start, re-created when it goes missing. */
-  stream: StreamSpec;
-  /** Alerts queued in memory or awaiting their ack at most (default 1000). */
-  maxQueue?: number;
-  /** Publishes awaiting their ack at once (default 32). */
-  maxInFlight?: number;
-  /** First retry delay in ms (default 100), doubled up to `maxBackoffMs` (default 5000). */
-  initialBackoffMs?: number;
-  maxBackoffMs?: number;
-  /**
-   * Directory of the on-disk spool. Without one, failed publishes are retried
-   * from memory only, and what is left at shutdown is lost (counted).
-   */
-  spoolDir?: string;
-  /** Bounds of the spool. */
-  spool?: SpoolOptions;
-  /** How often the replay loop looks at the connection while it waits, in ms (default 100). */
-  pollMs?: number;
-  /** Sink name for logs (default `jetstream`). */
-  name?: string;
-  log?: Logger;
-  /**
-   * Mirror counters into the sidecar's telemetry, each series labelled
-   * `sink` with {@linkcode JetStreamSink.name} (so several sinks share one
-   * telemetry): `latentwatch.alerts.published`, `.duplicate`,
-   * `.dropped{reason}`, `.publish_retries` and the gauge
-   * `latentwatch.alert_queue.depth`.
-   */
-  telemetry?: Telemetry;
-  /** Called for every alert the stream acknowledged (for live display). */
-  onPublished?: (alert: Alert, seq: number, duplicate: boolean) => void;
-  /** Publish this rendering of each alert instead of the native record. */
-  rendering?: StreamRendering;
-}
-
-/** A rendering a {@linkcode JetStreamSink} publishes instead of the native alert. */
-export interface StreamRendering {
-  /** Short name, the suffix of each message id (`ecs`, `syslog`, `splunk-hec`). */
-  id: string;
-  /** `Content-Type` header of each message. */
-  contentType: string;
-  /** The payload of one alert; may throw (the alert is then dropped as `render_failed`). */
-  render(alert: Alert): Uint8Array;
-}
-
-/** Counters of a {@linkcode JetStreamSink}. */
-export interface JetStreamSinkStats extends SinkStats {
-  /** Publishes the stream acknowledged as already stored (dedup by `Nats-Msg-Id`). */
-  duplicate: number;
-  /** Alerts written to the spool. */
-  spooled: number;
-  /** Spooled alerts delivered from the spool (in this run). */
-  spoolReplayed: number;
-  /** Alerts waiting in the spool now. */
-  spoolPending: number;
-  /** Spool records found torn (cut short by a crash) or corrupt when the spool was opened. */
-  spoolTorn: number;
-  spoolCorrupt: number;
-  /**
-   * Replay rounds that failed on the spool itself (a read error, a segment
-   * gone): logged as errors and retried with backoff; also counted in
-   * `retries`.
-   */
-  spoolErrors: number;
-  /**
-   * Alerts written to the spool whose `fdatasync` failed: accepted and
-   * delivered like the others (they survive a process crash), but a host
-   * crash may lose them. Logged as `alert.spool_sync_failed`.
-   */
-  spoolUnsynced: number;
-}
-
-/** The sink's settings are inconsistent. */
-export class JetStreamSinkError extends RangeError {
-  constructor(field: string, expected: string, found: string) {
-    super(`jetstream sink ${field}: expected ${expected}, found ${found}`);
-    this.name = "JetStreamSinkError";
-  }
-}
-
-/** Publish errors that no retry can cure: the alert is dropped, counted and logged. */
-function permanentReason(err: unknown): string | null {
-  const m = String((err as Error)?.message ?? err);
-  if (/max_payload|payload.*exceed|maximum payload/i.test(m)) return "too_large";
-  if (/permission/i.test(m)) return "permission_denied";
-  return null;
-}
-
-/** Errors that mean the stream is gone (no JetStream responder on its subject). */
-function streamMissing(err: unknown): boolean {
-  const e = err as { message?: string; cause?: unknown };
-  const m = `${e?.message ?? ""} ${String((e?.cause as Error)?.message ?? "")}`;
-  return /no responders|stream not found|503/i.test(m);
-}
-
-/** An alert in memory, encoded once. */
-interface Item {
-  alert: Alert;
-  /** The native record (what the spool keeps). */
-  data: Uint8Array;
-  /** What is published: the native record, or its rendering. */
-  payload: Uint8Array<ArrayBufferLike>;
-  /** Time of the first publish attempt, 0 before it. */
-  firstAttemptMs: number;
-  /** Its record is in the spool (written ahead): memory only speeds its publish up. */
-  backed: boolean;
-  /** For an alert not written ahead: told once the stream has it (true) or it is dropped (false). */
-  settle?: (durable: boolean) => void;
-}
-
-type Outcome =
-  | { kind: "ok"; seq: number; duplicate: boolean }
-  | { kind: "permanent"; reason: string; error: string }
-  | { kind: "transient"; error: string };
+export {
+  JetStreamSinkError,
+  type JetStreamSinkOptions,
+  type JetStreamSinkStats,
+  type StreamRendering,
+} from "./types.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /**
  * At-least-once JetStream alert sink with an on-disk spool; dedup by alert id
@@ -181,6 +76,10 @@ const decoder = new TextDecoder();
  *
  * @example
  * ```ts
+ * import type { Alert } from "../../core/alert.ts";
+ * declare const alert: Alert;
+ * import type { Bus } from "../../bus/bus.ts";
+ * declare const bus: Bus;
  * const sink = new JetStreamSink(bus, {
  *   subject: "latentwatch.alerts.demo",
  *   stream: { name: "LATENTWATCH_ALERTS", subjects: ["latentwatch.alerts.>"], duplicateWindowMs: 600_000 },
@@ -216,7 +115,8 @@ export class JetStreamSink implements DurableSink {
   #stopping = false;
   #replayLoop: Promise<void> | null = null;
   #wake: (() => void) | null = null;
-  #streamCheck: Promise<void> | null = null;
+  readonly #publisher: StreamPublisher;
+  readonly #acct: JetStreamAccounting;
   readonly #stats: JetStreamSinkStats = {
     queued: 0,
     delivered: 0,
@@ -243,6 +143,8 @@ export class JetStreamSink implements DurableSink {
       ...opts,
     };
     this.name = opts.name ?? "jetstream";
+    this.#publisher = new StreamPublisher(bus, this.#o);
+    this.#acct = new JetStreamAccounting(this.name, this.#stats, this.#o);
     if (!(this.#o.maxQueue >= 1)) {
       throw new JetStreamSinkError("maxQueue", "≥ 1", String(this.#o.maxQueue));
     }
@@ -312,7 +214,7 @@ export class JetStreamSink implements DurableSink {
         note: "NATS unreachable; the stream is created on the first publish that misses it",
       });
     }
-    this.#replayLoop ??= this.#replay();
+    if (this.#spool) this.#replayLoop ??= replaySpool(this.#replayHost(this.#spool));
   }
 
   /**
@@ -341,6 +243,10 @@ export class JetStreamSink implements DurableSink {
    *
    * @example
    * ```ts
+   * import type { Alert } from "../../core/alert.ts";
+   * declare const alert: Alert;
+   * import type { AlertSink } from "../../sinks/sink.ts";
+   * declare const sink: JetStreamSink, otherSink: AlertSink;
    * const [d] = sink.persist([alert]);
    * if (d === true || await d) otherSink.submit(alert);
    * ```
@@ -350,7 +256,7 @@ export class JetStreamSink implements DurableSink {
     const out: Durability[] = new Array(alerts.length);
     const items: (Item | null)[] = alerts.map((alert, i) => {
       if (this.#closed || (this.#stopping && !this.#spool)) {
-        this.#drop(alert, "shutdown");
+        this.#acct.drop(alert, "shutdown");
         out[i] = this.#refused(alert);
         return null;
       }
@@ -360,13 +266,13 @@ export class JetStreamSink implements DurableSink {
         try {
           payload = this.#o.rendering.render(alert);
         } catch (err) {
-          this.#drop(alert, "render_failed", (err as Error)?.message ?? String(err));
+          this.#acct.drop(alert, "render_failed", (err as Error)?.message ?? String(err));
           out[i] = this.#refused(alert);
           return null;
         }
       }
       if (payload.length > this.#bus.maxPayload) {
-        this.#drop(
+        this.#acct.drop(
           alert,
           "too_large",
           `expected at most ${this.#bus.maxPayload} bytes, found ${payload.length}`,
@@ -405,25 +311,18 @@ export class JetStreamSink implements DurableSink {
       }
       out[i] = this.#volatileItem(item, r && !r.ok ? r : null);
     }
-    if (unsynced.length > 0) this.#unsynced(unsynced, spooled!.find((r) => r.ok && r.unsynced));
+    if (unsynced.length > 0) {
+      this.#acct.unsynced(
+        unsynced,
+        spooled!.find((r) => r.ok && r.unsynced),
+      );
+    }
     if (woke) this.#wake?.();
     this.#gauge();
     // publishing starts after the caller's synchronous work (its own
     // bookkeeping write right after this one, in the pipeline's case)
     queueMicrotask(() => this.#pump());
     return out;
-  }
-
-  /** Count and log alerts written to the spool whose `fdatasync` failed (accepted all the same). */
-  #unsynced(ids: string[], r: SpoolAppendResult | undefined): void {
-    this.#stats.spoolUnsynced += ids.length;
-    this.#o.log?.error("alert.spool_sync_failed", {
-      sink: this.name,
-      alerts: ids.length,
-      first: ids[0],
-      error: r?.ok ? r.unsynced ?? "" : "",
-      note: "accepted and delivered; a host crash before the kernel writes them back may lose them",
-    });
   }
 
   /** Ids dropped by the current {@linkcode persist} call (for `submit`'s answer). */
@@ -452,7 +351,7 @@ export class JetStreamSink implements DurableSink {
       (this.#bus.connected || !this.#spool);
     if (!room) {
       const reason = refusal?.reason ?? (this.#stopping ? "shutdown" : "queue_full");
-      this.#drop(item.alert, reason, refusal?.error);
+      this.#acct.drop(item.alert, reason, refusal?.error);
       return this.#refused(item.alert);
     }
     this.#volatile++;
@@ -493,7 +392,7 @@ export class JetStreamSink implements DurableSink {
       this.#replaying.delete(item.alert.id);
       if (item.backed) continue; // on disk already
       if (this.#spool && this.#toSpool(item)) continue;
-      if (!this.#spool) this.#drop(item.alert, "shutdown");
+      if (!this.#spool) this.#acct.drop(item.alert, "shutdown");
       this.#settle(item, false);
       lost++;
     }
@@ -533,19 +432,6 @@ export class JetStreamSink implements DurableSink {
     );
   }
 
-  #drop(alert: Alert, reason: string, error?: string): void {
-    this.#stats.dropped[reason] = (this.#stats.dropped[reason] ?? 0) + 1;
-    this.#o.telemetry?.add("latentwatch.alerts.dropped", 1, { reason, sink: this.name });
-    this.#o.log?.error("alert.dropped", {
-      sink: this.name,
-      reason,
-      alert: alert.id,
-      rule: alert.policy?.id,
-      request: alert.requestId,
-      error,
-    });
-  }
-
   /** Write `item` to the spool; on refusal (full, I/O error) drop it, counted and logged. */
   #toSpool(item: Item): boolean {
     const r = this.#spool!.append({
@@ -555,11 +441,11 @@ export class JetStreamSink implements DurableSink {
     });
     if (!r.ok) {
       // documented policy: the newest alert is the one dropped (see docs/alert-delivery.md)
-      this.#drop(item.alert, r.reason, r.error);
+      this.#acct.drop(item.alert, r.reason, r.error);
       return false;
     }
     if (!r.already) this.#stats.spooled++;
-    if (r.unsynced !== undefined) this.#unsynced([item.alert.id], r);
+    if (r.unsynced !== undefined) this.#acct.unsynced([item.alert.id], r);
     item.backed = true;
     this.#settle(item, true);
     this.#gauge();
@@ -592,109 +478,69 @@ export class JetStreamSink implements DurableSink {
   }
 
   async #sendFromMemory(item: Item): Promise<void> {
-    let backoff = this.#o.initialBackoffMs;
+    const backoff = new Backoff(this.#o.initialBackoffMs, this.#o.maxBackoffMs);
     for (;;) {
       if (!item.firstAttemptMs) {
         item.firstAttemptMs = Date.now();
         if (item.backed) this.#spool?.markAttempt(item.alert.id, item.firstAttemptMs);
       }
-      const out = await this.#publish(item.alert.id, item.payload, item.alert);
+      const out = await this.#publisher.publish(item.alert.id, item.payload, item.alert);
       if (!this.#inFlight.has(item)) {
         // drain() let go of it while the publish was out (it is in the spool,
         // or dropped); a late ack means the stream has it, so the spool record can go
         if (out.kind === "ok" && this.#spool?.ack(item.alert.id)) {
-          this.#delivered(item.alert, out.seq, out.duplicate);
+          this.#acct.delivered(item.alert, out.seq, out.duplicate);
         }
         return;
       }
       if (out.kind === "ok") {
         if (item.backed) this.#spool?.ack(item.alert.id);
         this.#settle(item, true);
-        return this.#delivered(item.alert, out.seq, out.duplicate);
+        return this.#acct.delivered(item.alert, out.seq, out.duplicate);
       }
       if (out.kind === "permanent") {
         if (item.backed) this.#spool?.ack(item.alert.id); // given up on: it must not come back
         this.#settle(item, false);
-        return this.#drop(item.alert, out.reason, out.error);
+        return this.#acct.drop(item.alert, out.reason, out.error);
       }
-      this.#retried(item.alert.id, out.error, backoff);
+      this.#acct.retried(item.alert.id, out.error, backoff.delay);
       // with a spool, a failed publish leaves the alert to the replay loop
       // (written ahead, or written now): the memory queue stays free for
       // alerts that can go now, and the loop retries it with backoff
       if (item.backed) return void this.#wake?.();
       if (this.#spool && this.#toSpool(item)) return;
-      await new Promise((r) => setTimeout(r, backoff));
-      backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
+      await new Promise((r) => setTimeout(r, backoff.delay));
+      backoff.grow();
       if (this.#stopping) return; // counted by drain()
     }
   }
 
-  #delivered(alert: Alert | null, seq: number, duplicate: boolean): void {
-    if (duplicate) {
-      this.#stats.duplicate++;
-      this.#o.telemetry?.add("latentwatch.alerts.duplicate", 1, { sink: this.name });
-    } else {
-      this.#stats.delivered++;
-      this.#o.telemetry?.add("latentwatch.alerts.published", 1, { sink: this.name });
-    }
-    if (alert) this.#o.onPublished?.(alert, seq, duplicate);
-  }
-
-  #retried(id: string, error: string, retryInMs: number): void {
-    this.#stats.retries++;
-    this.#o.telemetry?.add("latentwatch.alerts.publish_retries", 1, { sink: this.name });
-    this.#o.log?.warn("alert.publish_failed", {
-      sink: this.name,
-      alert: id,
-      subject: this.#o.subject,
-      retry_in_ms: retryInMs,
-      error,
-    });
-  }
-
-  async #publish(id: string, data: Uint8Array, alert: Alert | null): Promise<Outcome> {
-    const r = this.#o.rendering;
-    try {
-      const ack = await this.#bus.publishDurable(
-        this.#o.subject,
-        data,
-        r ? `${id}:${r.id}` : id,
-        headersFor(alert, r?.contentType),
-      );
-      return { kind: "ok", seq: ack.seq, duplicate: ack.duplicate };
-    } catch (err) {
-      const error = (err as Error)?.message ?? String(err);
-      const reason = permanentReason(err);
-      if (reason) return { kind: "permanent", reason, error };
-      if (streamMissing(err) && this.#bus.connected) await this.#recreateStream();
-      return { kind: "transient", error };
-    }
-  }
-
-  /** The payload of a spooled record: itself, or its rendering; a string says why there is none. */
-  #payloadOf(data: Uint8Array, alert: Alert | null): Uint8Array | string {
-    const r = this.#o.rendering;
-    if (!r) return data;
-    if (!alert) return "the spooled record is not an alert (JSON)";
-    try {
-      return r.render(alert);
-    } catch (err) {
-      return (err as Error)?.message ?? String(err);
-    }
-  }
-
-  /** One stream re-creation at a time, shared by every failing publish. */
-  #recreateStream(): Promise<void> {
-    this.#streamCheck ??= this.#bus.ensureStream(this.#o.stream)
-      .then(() => this.#o.log?.warn("alert.stream_recreated", { stream: this.#o.stream.name }))
-      .catch((err) =>
-        this.#o.log?.error("alert.stream_check_failed", {
-          stream: this.#o.stream.name,
-          error: (err as Error).message,
-        })
-      )
-      .finally(() => this.#streamCheck = null);
-    return this.#streamCheck;
+  /** The sink as the replay loop sees it (`./replay.ts`). */
+  #replayHost(spool: Spool): ReplayHost {
+    // deno-lint-ignore no-this-alias
+    const sink = this;
+    return {
+      name: this.name,
+      spool,
+      publisher: this.#publisher,
+      o: this.#o,
+      stats: this.#stats,
+      replaying: this.#replaying,
+      get closed() {
+        return sink.#closed;
+      },
+      get stopping() {
+        return sink.#stopping;
+      },
+      get connected() {
+        return sink.#bus.connected;
+      },
+      sleep: (ms) => this.#sleep(ms),
+      delivered: (alert, seq, duplicate) => this.#acct.delivered(alert, seq, duplicate),
+      retried: (id, error, ms) => this.#acct.retried(id, error, ms),
+      drop: (alert, reason, error) => this.#acct.drop(alert, reason, error),
+      gauge: () => this.#gauge(),
+    };
   }
 
   /** Sleep `ms`, or less when woken (new spool records, close). */
@@ -708,130 +554,4 @@ export class JetStreamSink implements DurableSink {
       this.#wake = done;
     });
   }
-
-  /**
-   * Deliver the spool, oldest first, up to `maxInFlight` at a time, while
-   * NATS answers; back off (capped, doubling) after a round with a failure.
-   */
-  async #replay(): Promise<void> {
-    const spool = this.#spool;
-    if (!spool) return;
-    let backoff = this.#o.initialBackoffMs;
-    while (!this.#closed) {
-      // ids published from memory are skipped by the round: nothing else waiting means idle
-      if (spool.pending <= this.#replaying.size || !this.#bus.connected || this.#stopping) {
-        await this.#sleep(this.#o.pollMs);
-        continue;
-      }
-      let ok: boolean;
-      try {
-        ok = await this.#replayRound(spool, backoff);
-      } catch (err) {
-        if (this.#closed) break; // the spool closed under the round
-        // the spool itself failed (a read error, a segment file gone): this
-        // loop must outlive it, so count, say why and try again later
-        this.#stats.spoolErrors++;
-        this.#stats.retries++;
-        this.#o.telemetry?.add("latentwatch.alerts.publish_retries", 1, { sink: this.name });
-        this.#o.log?.error("alert.spool_replay_failed", {
-          sink: this.name,
-          dir: spool.dir,
-          pending: spool.pending,
-          retry_in_ms: backoff,
-          error: (err as Error)?.message ?? String(err),
-        });
-        ok = false;
-      }
-      if (ok) {
-        backoff = this.#o.initialBackoffMs;
-      } else {
-        await this.#sleep(backoff);
-        backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
-      }
-    }
-  }
-
-  /**
-   * One replay round: publish up to `maxInFlight` of the oldest spooled
-   * records and acknowledge what the stream took. False when a publish
-   * failed (the caller backs off); throws when the spool fails.
-   */
-  async #replayRound(spool: Spool, backoff: number): Promise<boolean> {
-    const batch = spool.oldest(this.#o.maxInFlight, this.#replaying);
-    if (batch.length === 0) {
-      await this.#sleep(this.#o.pollMs);
-      return true;
-    }
-    const results = await Promise.all(batch.map(async (rec) => {
-      this.#replaying.add(rec.id);
-      const alert = parseAlert(rec.data);
-      try {
-        const payload = this.#payloadOf(rec.data, alert);
-        if (typeof payload === "string") {
-          const out: Outcome = { kind: "permanent", reason: "render_failed", error: payload };
-          return { rec, alert, out };
-        }
-        return { rec, alert, out: await this.#publish(rec.id, payload, alert) };
-      } finally {
-        this.#replaying.delete(rec.id);
-      }
-    }));
-    let failed = 0;
-    for (const { rec, alert, out } of results) {
-      if (this.#closed) break; // the spool is closing: the record stays for the next run
-      if (out.kind === "transient") {
-        failed++;
-        continue;
-      }
-      if (!spool.ack(rec.id)) continue; // acknowledged meanwhile (a late memory ack)
-      if (out.kind === "permanent") {
-        this.#drop(alert ?? stubAlert(rec.id), out.reason, out.error);
-        continue;
-      }
-      this.#stats.spoolReplayed++;
-      if (
-        rec.firstAttemptMs > 0 &&
-        Date.now() - rec.firstAttemptMs > this.#o.stream.duplicateWindowMs
-      ) {
-        // a first attempt older than the dedup window may have been stored
-        // with its ack lost; the stream could not tell this resend apart
-        this.#o.log?.warn("alert.resent_after_dedup_window", {
-          alert: rec.id,
-          first_attempt_ms_ago: Date.now() - rec.firstAttemptMs,
-          duplicate_window_ms: this.#o.stream.duplicateWindowMs,
-        });
-      }
-      this.#delivered(alert, out.seq, out.duplicate);
-    }
-    this.#gauge();
-    if (failed === 0) return true;
-    const first = results.find((r) => r.out.kind === "transient")!;
-    this.#stats.retries += failed - 1;
-    this.#retried(first.rec.id, (first.out as { error: string }).error, backoff);
-    return false;
-  }
-}
-
-/** Headers consumers pick a decoder and route by, as the alert publisher always sent them. */
-function headersFor(alert: Alert | null, contentType = "application/json"): Record<string, string> {
-  const h: Record<string, string> = { "Content-Type": contentType };
-  if (!alert) return h;
-  if (alert.schema) h["Lw-Schema"] = alert.schema;
-  if (alert.severity) h["Lw-Severity"] = alert.severity;
-  if (alert.policy?.id) h["Lw-Rule"] = alert.policy.id;
-  if (alert.traceparent) h.traceparent = alert.traceparent;
-  return h;
-}
-
-function parseAlert(data: Uint8Array): Alert | null {
-  try {
-    return JSON.parse(decoder.decode(data)) as Alert;
-  } catch {
-    return null;
-  }
-}
-
-/** Enough of an alert to log a drop when its spooled body does not parse. */
-function stubAlert(id: string): Alert {
-  return { id, policy: { id: "" }, requestId: "" } as unknown as Alert;
 }

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { ALERT, MINIMAL } from "../core/render/test_alert.ts";
-import { Logger } from "../shared/log.ts";
-import { startHttpReceiver } from "../../tests/helpers/receivers.ts";
-import { WebhookConfigError, WebhookSink } from "./webhook.ts";
+import { ALERT, MINIMAL } from "../../core/render/test_alert.ts";
+import { Logger } from "../../shared/log.ts";
+import { startHttpReceiver } from "../../../tests/helpers/receivers.ts";
+import { WebhookConfigError, WebhookSink } from "./sink.ts";
 
 const log = new Logger({ quiet: true, write: () => {} });
 const opts = { maxQueue: 100, timeoutMs: 2000, initialBackoffMs: 20, maxBackoffMs: 100 };

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import type { Alert } from "../core/alert.ts";
-import { MemoryBus } from "../bus/memory_bus.ts";
-import { Logger } from "../shared/log.ts";
-import { JetStreamSink } from "./jetstream.ts";
+import type { Alert } from "../../core/alert.ts";
+import { MemoryBus } from "../../bus/memory_bus.ts";
+import { Logger } from "../../shared/log.ts";
+import { JetStreamSink } from "./sink.ts";
 
 /** The in-process bus with a switch: down, every publish goes to the spool. */
 class SwitchBus extends MemoryBus {
