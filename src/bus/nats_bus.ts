@@ -94,6 +94,8 @@ export async function connectNatsBus(opts: NatsBusOptions): Promise<NatsBus> {
 /** A {@linkcode Bus} backed by a NATS connection. */
 export class NatsBus implements Bus {
   readonly #nc: NatsConnection;
+  /** Set by close(): subscriptions ending now are not faults. */
+  #closing = false;
   readonly #js: JetStreamClient;
   readonly #ackTimeoutMs: number;
   readonly #opts: NatsBusOptions;
@@ -234,7 +236,7 @@ export class NatsBus implements Bus {
     };
     const state = { stopped: false, open: false, sub: null as Subscription | null };
     const open = () => {
-      if (state.stopped || this.#nc.isClosed()) return;
+      if (state.stopped || this.#closing || this.#nc.isClosed()) return;
       let sub: Subscription;
       try {
         sub = this.#nc.subscribe(subject, {
@@ -257,7 +259,8 @@ export class NatsBus implements Bus {
       sub.closed.then((err) => {
         if (state.sub !== sub) return;
         state.open = false;
-        if (state.stopped || this.#nc.isClosed()) return;
+        // draining on close ends every subscription: not a fault to report
+        if (state.stopped || this.#closing || this.#nc.isClosed()) return;
         report(new SubscriptionClosedError(subject, err ? { cause: err } : undefined));
         setTimeout(open, this.#opts.resubscribeMs ?? 500);
       });
@@ -353,6 +356,7 @@ export class NatsBus implements Bus {
 
   async close(): Promise<void> {
     clearInterval(this.#probeTimer);
+    this.#closing = true;
     if (this.#nc.isClosed()) return;
     await this.#nc.drain().catch(() => this.#nc.close());
   }
