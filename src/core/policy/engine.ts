@@ -52,13 +52,8 @@
  */
 import type { SparseLatents } from "../sae.ts";
 import type { SteerAction } from "./ast.ts";
-import {
-  type CompiledPolicySet,
-  type CompiledRule,
-  type ConditionEnv,
-  INDEX_EMPTY,
-  INDEX_HASH,
-} from "./compile.ts";
+import type { CompiledPolicySet, CompiledRule, ConditionEnv } from "./compiled.ts";
+import { INDEX_EMPTY, INDEX_HASH } from "./encoder_index.ts";
 import { createPoolState, type PoolState } from "./pool.ts";
 import { renderTemplate } from "./template.ts";
 

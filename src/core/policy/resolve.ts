@@ -24,13 +24,8 @@ import type {
   SignalTest,
   SourceRef,
 } from "./ast.ts";
-import type {
-  CompiledCondition,
-  CompiledTest,
-  PolicyProblem,
-  ProblemCode,
-  SignalInfo,
-} from "./compile.ts";
+import type { CompiledCondition, CompiledTest, SignalInfo } from "./compiled.ts";
+import type { PolicyProblem, ProblemCode } from "./problems.ts";
 import { foundCount, type PolicyLimits } from "./limits.ts";
 
 /** JSON with object keys sorted and `source` fields left out: the content of a definition. */

@@ -16,7 +16,7 @@ import type {
   SourceRef,
 } from "./ast.ts";
 import type { SparseLatents } from "../sae.ts";
-import type { SignalInfo } from "./compile.ts";
+import type { SignalInfo } from "./compiled.ts";
 
 /** A source position in `p.yaml` (or `file`). */
 export function at(line: number, file = "p.yaml"): SourceRef {

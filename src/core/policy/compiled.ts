@@ -1,0 +1,97 @@
+/**
+ * The shapes compile produces and the engine runs: what compile knows of an
+ * encoder ({@linkcode SignalInfo}), and a compiled set, its rules, their
+ * pooled tests, conditions and exceptions. Types only.
+ *
+ * @module
+ */
+import type { Pool, RuleDef, Scope, SourceRef, SteerAction } from "./ast.ts";
+import type { EncoderIndex } from "./encoder_index.ts";
+import type { PolicyWarning } from "./problems.ts";
+
+/** What compile knows about an encoder the monitor loads. */
+export interface SignalInfo {
+  /** An SAE (sparse latents, ≥ 0) or a linear probe (a dense score per token, any sign). */
+  kind: "sae" | "probe";
+  /** Latents (SAE) or scores (probe) per token. */
+  dSae: number;
+  /** Human labels by latent index, for `label:` signals and for alerts. */
+  labels?: ReadonlyMap<number, string>;
+}
+
+/** One pooled signal a rule reads (tests on the same signal and pooling share it). */
+export interface CompiledTest {
+  readonly encoder: string;
+  readonly kind: "latent" | "probe";
+  readonly index: number;
+  readonly label?: string;
+  readonly pool: Pool;
+  /** Whether the signal being present on a token makes the rule evaluate there. */
+  readonly trigger: boolean;
+}
+
+/** A condition with names resolved; leaves point into the rule's `tests`. */
+export type CompiledCondition =
+  | {
+    kind: "test";
+    test: number;
+    op: "above" | "below";
+    threshold: number;
+    source: SourceRef;
+  }
+  | { kind: "all" | "any"; of: CompiledCondition[]; source: SourceRef }
+  | { kind: "not"; of: CompiledCondition; source: SourceRef };
+
+/**
+ * What a condition reads while the engine evaluates it at one token: the
+ * pooled value of each test, and the witness, the first trigger test found
+ * holding (for the value and signal an alert reports).
+ */
+export interface ConditionEnv {
+  read(test: number): number;
+  witness: number;
+  witnessValue: number;
+}
+
+/** An exception with its value sets resolved (values compared as strings). */
+export interface CompiledException {
+  readonly name?: string;
+  readonly tenant?: ReadonlySet<string>;
+  readonly model?: ReadonlySet<string>;
+  readonly metadata?: readonly (readonly [string, ReadonlySet<string>])[];
+}
+
+/** A rule ready to run. */
+export interface CompiledRule {
+  readonly def: RuleDef;
+  readonly id: string;
+  /** Position in {@linkcode CompiledPolicySet.rules}. */
+  readonly index: number;
+  /** Hash of the compiled content (not of where it was written): equal hashes, equal behaviour. */
+  readonly hash: string;
+  readonly scope: Scope;
+  readonly tests: readonly CompiledTest[];
+  readonly condition: CompiledCondition;
+  /** Evaluate the condition; sets `env.witness` when it holds. */
+  readonly holds: (env: ConditionEnv) => boolean;
+  readonly exceptions: readonly CompiledException[];
+  /** Whether the rule raises an alert (it may only steer). */
+  readonly alert: boolean;
+  readonly steer: readonly SteerAction[];
+  /** `meta.<key>` names its description and dedup key read. */
+  readonly metaKeys: readonly string[];
+}
+
+/** Policy files compiled against a monitor's encoders. */
+export interface CompiledPolicySet {
+  /** Enabled rules, in file order. */
+  readonly rules: readonly CompiledRule[];
+  /** Encoders any enabled rule reads, sorted. */
+  readonly encoderIds: readonly string[];
+  readonly warnings: readonly PolicyWarning[];
+  /** Hash of every rule definition, for alerts: equal versions, equal behaviour. */
+  readonly version: string;
+  readonly index: ReadonlyMap<string, EncoderIndex>;
+  /** Sorted latents of `encoderId` any test of an enabled rule reads (a fresh copy; empty for an unknown id). */
+  watchedLatents(encoderId: string): Uint32Array;
+}
