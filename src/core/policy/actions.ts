@@ -6,7 +6,7 @@
  * @module
  */
 import type { RuleDef, SteerAction } from "./ast.ts";
-import type { Ctx } from "./resolve.ts";
+import type { Ctx } from "./context.ts";
 
 export function checkSteer(ctx: Ctx, s: SteerAction, rule: RuleDef): void {
   const bad = (reason: string) =>

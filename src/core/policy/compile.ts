@@ -34,16 +34,11 @@
 import { stableId } from "../alert.ts";
 import type { PolicyFileDef, RuleDef, SteerAction } from "./ast.ts";
 import { type PolicyLimits, policyLimits } from "./limits.ts";
-import {
-  canonical,
-  ConditionBuilder,
-  type Ctx,
-  resolveCondition,
-  resolveMacros,
-  usedByRules,
-  withinLimits,
-  writtenDepth,
-} from "./resolve.ts";
+import { canonical } from "./canonical.ts";
+import { ConditionBuilder } from "./condition_builder.ts";
+import type { Ctx } from "./context.ts";
+import { resolveMacros, usedByRules } from "./macros.ts";
+import { resolveCondition, withinLimits, writtenDepth } from "./resolve.ts";
 import { isTemplateField, templatePlaceholders } from "./template.ts";
 import { checkSteer, checkThrottle } from "./actions.ts";
 import { always, never } from "./analysis.ts";

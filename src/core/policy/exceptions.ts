@@ -6,7 +6,7 @@
  */
 import type { ExceptionDef, SourceRef, ValueSet } from "./ast.ts";
 import type { CompiledException } from "./compiled.ts";
-import { type Ctx, namedList } from "./resolve.ts";
+import { type Ctx, namedList } from "./context.ts";
 
 function resolveValues(
   ctx: Ctx,
