@@ -57,13 +57,13 @@ export interface FrameOutcome {
   skipped: readonly SteerSkip[];
 }
 
-/** Nothing fired: shared, never modified. */
+/** Nothing fired: shared by every such frame, so it and its arrays are frozen. */
 const NOTHING: FrameOutcome = Object.freeze({
-  firings: [],
-  alerts: [],
-  commands: [],
+  firings: Object.freeze([]),
+  alerts: Object.freeze([]),
+  commands: Object.freeze([]),
   verdict: "continue",
-  skipped: [],
+  skipped: Object.freeze([]),
 });
 
 /** A frame whose evaluation threw: the batch's other frames are still evaluated. */
