@@ -123,6 +123,9 @@ function legend(x: number, y: number, series: Series[]): string[] {
  *
  * @example
  * ```ts
+ * import type { BenchResult } from "./run.ts";
+ * import { encodeChart } from "./chart.ts";
+ * declare const results: BenchResult[];
  * const svg = encodeChart(results); // "<svg ...>...</svg>"
  * ```
  */
@@ -177,6 +180,9 @@ export function encodeChart(results: readonly BenchResult[]): string {
  *
  * @example
  * ```ts
+ * import type { BenchResult } from "./run.ts";
+ * import { latencyChart } from "./chart.ts";
+ * declare const results: BenchResult[];
  * const svg = latencyChart(results);
  * ```
  */

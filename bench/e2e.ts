@@ -39,7 +39,9 @@ import type { BenchResult } from "./run.ts";
  *
  * @example
  * ```ts
- * await writeBenchMonitor(dir, server.url, "jumprelu");
+ * import { writeBenchMonitor } from "./e2e.ts";
+ * const dir = await Deno.makeTempDir();
+ * await writeBenchMonitor(dir, "nats://127.0.0.1:4222", "jumprelu");
  * ```
  */
 export async function writeBenchMonitor(

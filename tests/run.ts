@@ -52,13 +52,14 @@ interface Tally {
 }
 
 /**
- * Run one gate, printing `gate <name> ... ok (Ns)` or `... FAILED (Ns)`
- * followed by its output.
+ * Run one gate from the repository `root`, printing `gate <name> ... ok
+ * (Ns)` or `... FAILED (Ns)` followed by its output.
  */
-async function runGate(gate: Gate): Promise<boolean> {
+async function runGate(gate: Gate, root: string): Promise<boolean> {
   const t0 = performance.now();
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: gate.args,
+    cwd: root, // the gates' paths are repository-relative, wherever the task was started
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
@@ -83,7 +84,7 @@ async function runGates(): Promise<Tally> {
   const tally = { passed: 0, failed: 0 };
   const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
   for (const gate of await staticGates(root)) {
-    if (await runGate(gate)) tally.passed++;
+    if (await runGate(gate, root)) tally.passed++;
     else tally.failed++;
   }
   return tally;

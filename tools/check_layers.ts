@@ -2,9 +2,13 @@
  * The layering check of `deno task ok`: every import between folders of
  * `src/` (and from `bench/`) must follow the table in docs/architecture.md,
  * and no folder may import a folder that imports it back (directly or round
- * a longer loop). Imports are read from the source text (static, type-only,
- * re-exports, dynamic `import()` and `new URL(…, import.meta.url)` for
- * workers), so type-only edges count too.
+ * a longer loop). Imports are read with the TypeScript parser (static,
+ * type-only, re-exports, `import("…")` calls and `import("…")` types,
+ * `import.meta.resolve("…")`, `new URL("…", import.meta.url)` for workers),
+ * so type-only edges count too and paths in comments do not; an `import()`
+ * whose argument is not a literal is reported, since it cannot be checked.
+ * Files under a `testdata/` folder are test code: only `*_test.ts` files
+ * and other test code may import them.
  *
  * `deno run -A tools/check_layers.ts [--graph]` prints each violation as
  * `file:line: <from> may not import <to> (allowed: …)`, then the folder
@@ -14,6 +18,7 @@
  */
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import ts from "typescript";
 
 /**
  * Which folders each folder may import (besides itself). The order is the
@@ -110,36 +115,116 @@ export interface ImportEdge {
   target: string;
 }
 
-/** A broken rule: a forbidden edge or a folder cycle. */
+/** A broken rule: a forbidden edge, an import that cannot be checked, or a folder cycle. */
 export interface LayerViolation {
-  kind: "forbidden" | "unknown-folder" | "cycle";
+  kind: "forbidden" | "unknown-folder" | "cycle" | "dynamic-import" | "test-code";
   message: string;
 }
 
-const IMPORT_RE =
-  /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|new\s+URL\s*\(\s*)["'](\.{1,2}\/[^"']+)["']/g;
+/** What {@linkcode scanImports} finds in one file. */
+export interface ScannedImports {
+  edges: ImportEdge[];
+  /** `import()` calls whose argument is not a literal (`dynamic-import`). */
+  problems: LayerViolation[];
+}
+
+/** The text of a string literal or a template literal without substitutions, else undefined. */
+function literalText(node: ts.Node | undefined): string | undefined {
+  if (node && (ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node))) {
+    return node.text;
+  }
+  return undefined;
+}
+
+/** `import.meta.url` */
+function isImportMetaUrl(node: ts.Node | undefined): boolean {
+  return !!node && ts.isPropertyAccessExpression(node) && ts.isMetaProperty(node.expression) &&
+    node.expression.keywordToken === ts.SyntaxKind.ImportKeyword && node.name.text === "url";
+}
+
+/** `import.meta.resolve` */
+function isImportMetaResolve(node: ts.Node): boolean {
+  return ts.isPropertyAccessExpression(node) && ts.isMetaProperty(node.expression) &&
+    node.expression.keywordToken === ts.SyntaxKind.ImportKeyword && node.name.text === "resolve";
+}
 
 /**
- * The relative imports in `text` of the file at `file` (repository-relative),
- * each resolved to a repository-relative path.
+ * The relative imports of the file at `file` (repository-relative), parsed
+ * from `text` with the TypeScript parser and each resolved to a
+ * repository-relative path: import and export declarations, `import()`
+ * calls and types, `import.meta.resolve`, and `new URL(…, import.meta.url)`
+ * of code (`.ts`, `.js`, `.mjs`: data files read that way are not imports).
+ * An `import()` of anything but a literal is a problem.
  *
  * @example
  * ```ts
+ * import { scanImports } from "./check_layers.ts";
+ * const { edges, problems } = scanImports("src/core/a.ts", "await import(`../${x}.ts`);");
+ * // edges: [], problems: [{ kind: "dynamic-import", message: "src/core/a.ts:1: ..." }]
+ * ```
+ */
+export function scanImports(file: string, text: string): ScannedImports {
+  const edges: ImportEdge[] = [];
+  const problems: LayerViolation[] = [];
+  const dir = file.split("/").slice(0, -1).join("/");
+  const sf = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const lineOf = (node: ts.Node) => sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1;
+  const add = (node: ts.Node, specifier: string | undefined, codeOnly = false) => {
+    if (specifier === undefined || !/^\.{1,2}\//.test(specifier)) return;
+    const target = join(dir, specifier).replaceAll("\\", "/");
+    // data files read through import.meta.url (JSON schemas, fixtures) are not code
+    if (codeOnly && !/\.(ts|js|mjs)$/.test(target)) return;
+    edges.push({ file, line: lineOf(node), target });
+  };
+  const visit = (node: ts.Node): void => {
+    if (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) {
+      add(node, literalText(node.moduleSpecifier));
+    } else if (ts.isImportTypeNode(node)) {
+      const arg = node.argument;
+      add(node, ts.isLiteralTypeNode(arg) ? literalText(arg.literal) : undefined);
+    } else if (ts.isCallExpression(node)) {
+      if (node.expression.kind === ts.SyntaxKind.ImportKeyword) {
+        const spec = literalText(node.arguments[0]);
+        if (spec === undefined) {
+          problems.push({
+            kind: "dynamic-import",
+            message: `${file}:${lineOf(node)}: import() of ${
+              node.arguments[0]?.getText(sf) ?? "nothing"
+            }: not a literal, so its layer cannot be checked`,
+          });
+        } else add(node, spec);
+      } else if (isImportMetaResolve(node.expression)) {
+        add(node, literalText(node.arguments[0]));
+      }
+    } else if (
+      ts.isNewExpression(node) && ts.isIdentifier(node.expression) &&
+      node.expression.text === "URL" && isImportMetaUrl(node.arguments?.[1])
+    ) {
+      add(node, literalText(node.arguments?.[0]), true);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  return { edges, problems };
+}
+
+/**
+ * The relative imports of `file` ({@linkcode scanImports}' edges).
+ *
+ * @example
+ * ```ts
+ * import { importsOf } from "./check_layers.ts";
  * const edges = importsOf("src/core/a.ts", 'import { b } from "../shared/log.ts";');
  * // [{ file: "src/core/a.ts", line: 1, target: "src/shared/log.ts" }]
  * ```
  */
 export function importsOf(file: string, text: string): ImportEdge[] {
-  const out: ImportEdge[] = [];
-  const dir = file.split("/").slice(0, -1).join("/");
-  for (const m of text.matchAll(IMPORT_RE)) {
-    const line = text.slice(0, m.index).split("\n").length;
-    const target = join(dir, m[1]).replaceAll("\\", "/");
-    // data files read through import.meta.url (JSON schemas, fixtures) are not code
-    if (!/\.(ts|js|mjs)$/.test(target)) continue;
-    out.push({ file, line, target });
-  }
-  return out;
+  return scanImports(file, text).edges;
+}
+
+/** Whether `path` is test code: a `*_test.ts`, under `tests/`, or under a `testdata/` folder. */
+export function isTestCode(path: string): boolean {
+  return /_test\.ts$/.test(path) || path.startsWith("tests/") || /(^|\/)testdata\//.test(path);
 }
 
 /**
@@ -159,8 +244,10 @@ export function layerOf(path: string): string {
 
 /**
  * Check `edges` against {@linkcode ALLOWED} and look for folder cycles.
- * Test files (`*_test.ts`) and test support may import anything below them,
- * so only product and bench files are checked.
+ * Test code ({@linkcode isTestCode}: `*_test.ts`, `tests/`, `testdata/`)
+ * may import anything below it, so only product and bench files are
+ * checked; one of those importing test code (under `testdata/`) is a
+ * `test-code` violation.
  *
  * @example
  * ```ts
@@ -172,7 +259,15 @@ export function checkLayers(edges: readonly ImportEdge[]): LayerViolation[] {
   const problems: LayerViolation[] = [];
   const graph = new Map<string, Set<string>>();
   for (const e of edges) {
-    if (/_test\.ts$/.test(e.file) || e.file.startsWith("tests/")) continue;
+    if (isTestCode(e.file)) continue;
+    if (/(^|\/)testdata\//.test(e.target)) {
+      problems.push({
+        kind: "test-code",
+        message: `${e.file}:${e.line}: product code may not import test code (${e.target}); ` +
+          "only *_test.ts files may",
+      });
+      continue;
+    }
     const from = layerOf(e.file);
     const to = layerOf(e.target);
     if (from === to) continue;
@@ -244,7 +339,7 @@ async function tsFiles(root: string, dir: string): Promise<string[]> {
   const out: string[] = [];
   for await (const e of Deno.readDir(join(root, dir))) {
     const p = `${dir}/${e.name}`;
-    if (e.isDirectory && e.name !== "node_modules" && e.name !== "testdata") {
+    if (e.isDirectory && e.name !== "node_modules") {
       out.push(...await tsFiles(root, p));
     } else if (e.isFile && p.endsWith(".ts")) out.push(p);
   }
@@ -259,18 +354,23 @@ if (import.meta.main) {
     ...await tsFiles(root, "support"),
   ];
   const edges: ImportEdge[] = [];
-  for (const f of files) edges.push(...importsOf(f, await Deno.readTextFile(join(root, f))));
+  const unreadable: LayerViolation[] = [];
+  for (const f of files) {
+    const scanned = scanImports(f, await Deno.readTextFile(join(root, f)));
+    edges.push(...scanned.edges);
+    unreadable.push(...scanned.problems);
+  }
   if (Deno.args.includes("--graph")) {
     const g = new Map<string, Set<string>>();
     for (const e of edges) {
-      if (/_test\.ts$/.test(e.file)) continue;
+      if (isTestCode(e.file)) continue;
       const a = layerOf(e.file);
       const b = layerOf(e.target);
       if (a !== b) g.set(a, (g.get(a) ?? new Set()).add(b));
     }
     for (const [k, v] of [...g].sort()) console.log(`${k} → ${[...v].sort().join(", ")}`);
   }
-  const problems = checkLayers(edges);
+  const problems = [...unreadable, ...checkLayers(edges)];
   for (const p of problems) console.log(p.message);
   const cycles = problems.filter((p) => p.kind === "cycle").length;
   console.log(

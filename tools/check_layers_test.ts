@@ -5,7 +5,9 @@ import {
   folderCycles,
   type ImportEdge,
   importsOf,
+  isTestCode,
   layerOf,
+  scanImports,
 } from "./check_layers.ts";
 
 Deno.test("importsOf: static, type-only, re-export, dynamic and worker imports, with their lines", () => {
@@ -30,6 +32,80 @@ Deno.test("importsOf: data files read through import.meta.url are not imports", 
   const text = 'const schema = new URL("../../docs/schema.json", import.meta.url);\n' +
     'const fixture = new URL("./testdata/trace.lwt", import.meta.url);';
   assert.deepEqual(importsOf("src/core/a.ts", text), []);
+});
+
+Deno.test("importsOf: paths in comments and JSDoc examples are not imports", () => {
+  const text = [
+    '// import { a } from "../serve/a.ts";',
+    "/**",
+    " * @example",
+    " * ```ts",
+    ' * import { b } from "../cli/b.ts";',
+    ' * const w = new Worker(new URL("../demo/w.ts", import.meta.url));',
+    " * ```",
+    " */",
+    "const s = \"import('../serve/c.ts')\";",
+    'import { d } from "../shared/d.ts";',
+  ].join("\n");
+  assert.deepEqual(importsOf("src/core/m.ts", text), [
+    { file: "src/core/m.ts", line: 10, target: "src/shared/d.ts" },
+  ]);
+});
+
+Deno.test("scanImports: template-literal import(), import.meta.resolve, import types and multi-line imports", () => {
+  const text = [
+    "const a = await import(`../serve/a.ts`);",
+    'const b = import.meta.resolve("../cli/b.ts");',
+    'type C = import("../config/c.ts").C;',
+    "import {",
+    "  d,",
+    '} from "../shared/d.ts";',
+  ].join("\n");
+  const { edges, problems } = scanImports("src/core/m.ts", text);
+  assert.deepEqual(edges.map((e) => [e.line, e.target]), [
+    [1, "src/serve/a.ts"],
+    [2, "src/cli/b.ts"],
+    [3, "src/config/c.ts"],
+    [4, "src/shared/d.ts"],
+  ]);
+  assert.deepEqual(problems, []);
+  // and the checker then sees the forbidden edges the old regex missed
+  assert.deepEqual(
+    checkLayers(edges).map((p) => p.message.split(" (")[0]),
+    [
+      "src/core/m.ts:1: src/core may not import src/serve",
+      "src/core/m.ts:2: src/core may not import src/cli",
+      "src/core/m.ts:3: src/core may not import src/config",
+    ],
+  );
+});
+
+Deno.test("scanImports: an import() of a non-literal is reported, it cannot be checked", () => {
+  const text = 'const name = "x";\nawait import(`../${name}/m.ts`);\nawait import(name);';
+  const { edges, problems } = scanImports("src/cli/m.ts", text);
+  assert.deepEqual(edges, []);
+  assert.deepEqual(problems.map((p) => p.kind), ["dynamic-import", "dynamic-import"]);
+  assert.match(problems[0].message, /^src\/cli\/m\.ts:2: import\(\) of `\.\.\/\$\{name\}\/m\.ts`/);
+  assert.match(problems[1].message, /^src\/cli\/m\.ts:3: import\(\) of name: not a literal/);
+});
+
+Deno.test("checkLayers: testdata/ is test code: product code may not import it, tests may", () => {
+  assert.ok(isTestCode("src/pipeline/testdata/fixtures.ts"));
+  assert.ok(!isTestCode("src/pipeline/evaluate.ts"));
+  assert.deepEqual(
+    checkLayers([
+      edge("src/serve/batch_test.ts", 9, "src/pipeline/testdata/fixtures.ts"),
+      // test code itself may import below it
+      edge("src/pipeline/testdata/fixtures.ts", 2, "src/serve/x.ts"),
+    ]),
+    [],
+  );
+  const [p, ...rest] = checkLayers([
+    edge("src/pipeline/evaluate.ts", 4, "src/pipeline/testdata/f.ts"),
+  ]);
+  assert.equal(rest.length, 0);
+  assert.equal(p.kind, "test-code");
+  assert.match(p.message, /^src\/pipeline\/evaluate\.ts:4: product code may not import test code/);
 });
 
 Deno.test("layerOf: src folders, src/main.ts and top folders", () => {

@@ -245,7 +245,7 @@ async function runTests(args: string[]): Promise<number> {
     let m = monitors.get(t.monitor);
     if (!m) {
       try {
-        m = await loadMonitorAt(t.monitor);
+        m = await loadMonitorAt(t.monitor, { evidence: false }); // reads firings, not alerts
       } catch (err) {
         m = err as Error;
       }
@@ -571,7 +571,7 @@ async function runCalibrate(args: string[]): Promise<number> {
 
   let monitor: OfflineMonitor;
   try {
-    monitor = await loadMonitorAt(values.monitor);
+    monitor = await loadMonitorAt(values.monitor, { evidence: false }); // reads latents, not alerts
   } catch (err) {
     return commandFailed("policy calibrate", err);
   }

@@ -11,7 +11,12 @@
 import type { Alert } from "../core/alert.ts";
 import { loadMonitorConfig } from "../config/monitor.ts";
 import { Logger } from "../shared/log.ts";
-import { loadOfflineMonitor, type ReplayFiring, replayTrace } from "../traces/offline.ts";
+import {
+  loadOfflineMonitor,
+  type ReplayFiring,
+  type ReplayStats,
+  replayTrace,
+} from "../traces/offline.ts";
 import { readTraceHeader } from "../traces/reader.ts";
 import { commandFailed, parseCommandArgs, usageError } from "./common.ts";
 import { progressText } from "./policy_tools.ts";
@@ -139,25 +144,42 @@ export async function runReplayCommand(args: string[]): Promise<number> {
         }
       },
     });
-    note(
-      `replay: ${stats.records} records, ${stats.frames} frames, ${stats.tokens} tokens, ${stats.requests} requests, ` +
-        `${stats.firings} alert(s)` +
-        (stats.rejected ? `, ${stats.rejected} frame(s) rejected` : "") +
-        (stats.lost ? `, ${stats.lost} frame(s) missing by Lw-Seq` : "") +
-        (stats.repeated ? `, ${stats.repeated} frame(s) with a repeated Lw-Seq dropped` : "") +
-        (stats.droppedWhileRecording
-          ? `, ${stats.droppedWhileRecording} frame(s) dropped while recording`
-          : "") +
-        (stats.complete
-          ? ""
-          : "; no end record (the recorder did not close cleanly, or is still writing)"),
-    );
+    note(replaySummary(stats, { alerts: values.alerts ?? false }));
   } catch (err) {
     return commandFailed("replay", err);
   } finally {
     await monitor.close();
   }
   return 0;
+}
+
+/**
+ * The summary `replay` prints on stderr. Its count is of firings (steer-only
+ * ones included, as the readable and `--json` outputs list them), or of
+ * alerts with `--alerts` (the lines it printed).
+ *
+ * @example
+ * ```ts
+ * import type { ReplayStats } from "../traces/offline.ts";
+ * declare const stats: ReplayStats;
+ * console.error(replaySummary(stats, { alerts: true }));
+ * ```
+ */
+export function replaySummary(stats: ReplayStats, opts: { alerts: boolean }): string {
+  return `replay: ${stats.records} records, ${stats.frames} frames, ${stats.tokens} tokens, ${stats.requests} requests, ` +
+    (opts.alerts ? `${stats.alerts} alert(s)` : `${stats.firings} alert(s)`) +
+    (stats.rejected ? `, ${stats.rejected} frame(s) rejected` : "") +
+    (stats.lost ? `, ${stats.lost} frame(s) missing by Lw-Seq` : "") +
+    (stats.repeated ? `, ${stats.repeated} frame(s) with a repeated Lw-Seq dropped` : "") +
+    (stats.tooLarge
+      ? `, ${stats.tooLarge} frame(s) over max_queue_tokens dropped (frame_too_large)`
+      : "") +
+    (stats.droppedWhileRecording
+      ? `, ${stats.droppedWhileRecording} frame(s) dropped while recording`
+      : "") +
+    (stats.complete
+      ? ""
+      : "; no end record (the recorder did not close cleanly, or is still writing)");
 }
 
 /** The JSON form of a firing (`--json`), one object per alert. */

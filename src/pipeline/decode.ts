@@ -129,15 +129,16 @@ export function requestOf(msg: Pick<RawFrame, "headers">): string {
 }
 
 /**
- * The partition of a tap subject (its last token), 0 when it has none.
+ * The partition of a tap subject (its last token), 0 when it has none. Not
+ * `partitionOf` (`core/frame/subjects.ts`), which hashes a request id to one.
  *
  * @example
  * ```ts
- * import { partitionOf } from "./decode.ts";
- * partitionOf("lw.tap.gpt2.3"); // 3
+ * import { subjectPartition } from "./decode.ts";
+ * subjectPartition("lw.tap.gpt2.3"); // 3
  * ```
  */
-export function partitionOf(subject: string): number {
+export function subjectPartition(subject: string): number {
   const partition = Number(subject.slice(subject.lastIndexOf(".") + 1));
   return Number.isSafeInteger(partition) && partition >= 0 ? partition : 0;
 }

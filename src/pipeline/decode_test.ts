@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { FrameError } from "../core/frame/format.ts";
-import { decodeMonitorFrame, partitionOf, rejectionReason, requestOf } from "./decode.ts";
+import { decodeMonitorFrame, rejectionReason, requestOf, subjectPartition } from "./decode.ts";
 import { D, HOOK, MODEL, raw } from "./testdata/fixtures.ts";
 
 Deno.test("decode: decodeMonitorFrame accepts the monitor's model and hook, rejects others", () => {
@@ -32,6 +32,6 @@ Deno.test("decode: rejection reasons, request ids and partitions as serve counts
   assert.equal(rejectionReason("Lw-Seq"), "Lw-Seq");
   assert.equal(requestOf({ headers: {} }), "?");
   assert.equal(requestOf({ headers: { "Lw-Request-Id": "x".repeat(300) } }).length, 257);
-  assert.equal(partitionOf("latentwatch.tap.v1.m.h.3"), 3);
-  assert.equal(partitionOf("latentwatch.tap.v1.m.h.x"), 0);
+  assert.equal(subjectPartition("latentwatch.tap.v1.m.h.3"), 3);
+  assert.equal(subjectPartition("latentwatch.tap.v1.m.h.x"), 0);
 });

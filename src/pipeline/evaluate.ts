@@ -20,7 +20,7 @@ import type { SparseLatents } from "../core/sae.ts";
 import type { GateVerdict, SteerCommand } from "../core/steer/protocol.ts";
 import { buildAlert, firingId } from "./alert.ts";
 import type { Generation } from "./generation.ts";
-import { SteerPlanner, type SteerSkip } from "./steer_plan.ts";
+import { gateVerdict, SteerPlanner, type SteerSkip } from "./steer_plan.ts";
 
 /** Options of {@linkcode Evaluator}. */
 export interface EvaluatorOptions {
@@ -57,13 +57,13 @@ export interface FrameOutcome {
   skipped: readonly SteerSkip[];
 }
 
-/** Nothing fired: shared, never modified. */
+/** Nothing fired: shared by every such frame, so it and its arrays are frozen. */
 const NOTHING: FrameOutcome = Object.freeze({
-  firings: [],
-  alerts: [],
-  commands: [],
+  firings: Object.freeze([]),
+  alerts: Object.freeze([]),
+  commands: Object.freeze([]),
   verdict: "continue",
-  skipped: [],
+  skipped: Object.freeze([]),
 });
 
 /** A frame whose evaluation threw: the batch's other frames are still evaluated. */
@@ -165,11 +165,7 @@ export class Evaluator {
         time,
       }));
     }
-    const verdict = commands.some((c) => c.op.kind === "abort")
-      ? "abort"
-      : commands.length > 0
-      ? "steer"
-      : "continue";
+    const { verdict } = gateVerdict(frame, commands);
     return { firings, alerts, commands, verdict, skipped };
   }
 

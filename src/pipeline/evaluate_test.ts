@@ -27,6 +27,12 @@ Deno.test("evaluate: alerts as values, stamped with the frame's time; nothing fi
   const quiet = ev.evaluate(g, f, 0, new Map([["s", [row({}), row({})]]]));
   assert.equal(quiet.firings.length, 0);
   assert.equal(ev.evaluate(g, f, 0, new Map([["s", [row({}), row({})]]])), quiet);
+  // shared: neither it nor its arrays can be changed by one caller for the others
+  assert.ok(Object.isFrozen(quiet));
+  for (const a of [quiet.firings, quiet.alerts, quiet.commands, quiet.skipped]) {
+    assert.ok(Object.isFrozen(a));
+  }
+  assert.throws(() => (quiet.alerts as unknown[]).push(1), TypeError);
 });
 
 Deno.test("evaluate: a batch in order, rows per frame, a failing frame does not stop the others", () => {

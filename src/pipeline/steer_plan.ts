@@ -137,7 +137,9 @@ export class SteerPlanner {
 
 /**
  * The verdict a gated frame is answered with: `abort` when a command
- * aborts, `steer` with commands, `continue` otherwise.
+ * aborts, `steer` with commands, `continue` otherwise. The one place that
+ * decides it: `Evaluator.evaluate` (`./evaluate.ts`) calls it for every
+ * frame's outcome.
  *
  * @example
  * ```ts

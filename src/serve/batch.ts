@@ -4,8 +4,8 @@
  * verdict and commands to its tap ({@linkcode TapChannel}) → evidence on the
  * alerts (`pipeline/evidence.ts`) → delivery ({@linkcode AlertDelivery}).
  * What fails is counted and logged: a batch that cannot be encoded drops its
- * frames (gated ones are answered), a frame whose evaluation throws costs the
- * batch's other frames nothing.
+ * frames (gated ones are answered), a frame whose evaluation or tap reply
+ * throws costs the batch's other frames (and the batch's delivery) nothing.
  *
  * @module
  */
@@ -95,7 +95,20 @@ export class BatchStages {
           error: o.error.message,
         });
         taps.replyError(frame, `evaluation failed: ${o.error.message}`);
-      } else taps.act(frame, o);
+        return;
+      }
+      try {
+        taps.act(frame, o);
+      } catch (err) {
+        // a tap reply that throws must not cost the batch its delivery and checkpoint
+        t.add("latentwatch.pipeline.errors", 1, { stage: "tap" });
+        this.#o.log.error("frame.tap_failed", {
+          request: frame.requestId,
+          position: frame.position,
+          error: (err as Error).message,
+        });
+        taps.replyError(frame, `tap reply failed: ${(err as Error).message}`);
+      }
     });
     const alerts = outcome.alerts;
     if (alerts.length > 0) await this.#attachEvidence(gen, alerts);

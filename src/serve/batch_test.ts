@@ -82,3 +82,23 @@ Deno.test("batch: a batch that cannot be encoded is dropped and counted; gated f
   assert.equal(parseVerdict(replies[0]).reason, "encode failed: device lost");
   assert.equal(recorded.length, 1);
 });
+
+Deno.test("batch: a tap channel that throws costs the batch nothing: alerts still delivered, counted, gated frame answered", async () => {
+  const calls: number[] = [];
+  const { bus, stages, gen, taps, alerts, recorded, telemetry, logs } = setup(
+    recordingEncoder(calls),
+  );
+  const replies: Uint8Array[] = [];
+  bus.subscribe("_INBOX.>", (m) => replies.push(m.data));
+  taps.act = () => {
+    throw new Error("tap broke");
+  };
+  const gated = frame([[5, 0]], "r1");
+  taps.remember(gated, { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.1" });
+  await stages.process(gen, [gated, frame([[7, 0]], "r2")]);
+  assert.deepEqual(alerts.map((a) => a.requestId), ["r1", "r2"]);
+  assert.equal(telemetry.value("latentwatch.pipeline.errors", { stage: "tap" }), 2);
+  assert.ok(logs.some((l) => l.includes("frame.tap_failed") && l.includes("tap broke")));
+  assert.equal(parseVerdict(replies[0]).reason, "tap reply failed: tap broke");
+  assert.equal(recorded.length, 1);
+});

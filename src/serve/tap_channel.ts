@@ -12,7 +12,7 @@ import { parseAck } from "../core/steer/parse.ts";
 import type { GateVerdict, SteerCommand } from "../core/steer/protocol.ts";
 import { steerAckSubject, steerSubject } from "../core/steer/subjects.ts";
 import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
-import { partitionOf } from "../pipeline/decode.ts";
+import { subjectPartition } from "../pipeline/decode.ts";
 import type { FrameOutcome } from "../pipeline/evaluate.ts";
 import type { SteerSkip } from "../pipeline/steer_plan.ts";
 import type { Logger } from "../shared/log.ts";
@@ -83,7 +83,7 @@ export class TapChannel {
   /** Remember where `frame` came from: the subject it arrived on, and the reply subject when it is gated. */
   remember(frame: Frame, msg: Pick<BusMessage, "subject" | "reply">): void {
     this.#origin.set(frame, {
-      partition: partitionOf(msg.subject),
+      partition: subjectPartition(msg.subject),
       ...(msg.reply ? { reply: msg.reply } : {}),
     });
   }

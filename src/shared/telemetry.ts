@@ -116,7 +116,7 @@ export const METRIC_SPEC = {
     kind: "counter",
     unit: "{error}",
     help:
-      "Errors caught in the pipeline, by stage (on_alert, sink_submit, release, batch): logged, processing goes on",
+      "Errors caught in the pipeline, by stage (on_alert, sink_submit, release, batch, tap): logged, processing goes on",
   },
   "latentwatch.steer.repeats": {
     kind: "counter",

@@ -60,6 +60,13 @@ export interface OfflineLoadOptions {
   log?: Logger;
   /** Use these parsed policy files instead of reading `config.policies`. */
   files?: PolicyFileDef[];
+  /**
+   * Attach evidence (top latents) to alerts, as `config.evidence` says
+   * (default true). `policy test` and `policy calibrate` read no alerts:
+   * false builds no evidence encoders and runs no extra encode per alert
+   * (the monitor's `config.evidence.topLatents` becomes 0).
+   */
+  evidence?: boolean;
 }
 
 /**
@@ -81,6 +88,9 @@ export async function loadOfflineMonitor(
   config: MonitorConfig,
   opts: OfflineLoadOptions = {},
 ): Promise<OfflineMonitor> {
+  if (opts.evidence === false) {
+    config = { ...config, evidence: { ...config.evidence, topLatents: 0 } };
+  }
   const log = opts.log ?? new Logger({ quiet: true });
   const models = await loadMonitorModels(config, log);
   const files: PolicyFileDef[] = opts.files ?? [];
@@ -130,6 +140,13 @@ export interface RejectedFrame {
   error: Error;
 }
 
+/** A decoded frame of the trace that serve would drop before batching it. */
+export interface DroppedFrame {
+  record: TraceRecord;
+  frame: Frame;
+  reason: "frame_too_large";
+}
+
 /** Progress through a trace file. */
 export interface TraceProgress {
   path: string;
@@ -150,11 +167,18 @@ export interface IntakeStats {
   lost: number;
   /** Frames dropped for a repeated `Lw-Seq` (a re-sent frame). */
   repeated: number;
+  /**
+   * Frames dropped for holding more tokens than `batching.max_queue_tokens`
+   * (serve's `latentwatch.frames.dropped{reason=frame_too_large}`).
+   */
+  tooLarge: number;
 }
 
 /** Options of {@linkcode encodeTrace}. */
 export interface EncodeTraceOptions {
   onRejected?: (r: RejectedFrame) => void;
+  /** A decoded frame serve would drop (`frame_too_large`). */
+  onDropped?: (d: DroppedFrame) => void;
   /** Called about every `progressMs` (default 1000) while reading. */
   onProgress?: (p: TraceProgress) => void;
   progressMs?: number;
@@ -166,7 +190,8 @@ export interface EncodeTraceOptions {
  * Decode, track, batch and encode every frame of `reader` with the
  * monitor's encoders, yielding batches in recorded order. Frames that do not
  * decode, or are for another model or hook, go to `onRejected` and are
- * skipped, and a repeated `Lw-Seq` is dropped, as the sidecar does.
+ * skipped, a repeated `Lw-Seq` is dropped, and so is a frame of more tokens
+ * than `batching.max_queue_tokens` (`frame_too_large`), as the sidecar does.
  *
  * @example
  * ```ts
@@ -185,6 +210,7 @@ export async function* encodeTrace(
 ): AsyncGenerator<EncodedBatch> {
   const { config, models } = monitor;
   const step = config.batching.maxBatchTokens;
+  const maxQueueTokens = config.batching.maxQueueTokens;
   const every = opts.progressMs ?? 1000;
   const stats = opts.stats ?? emptyIntake();
   const seqs = new SequenceTracker();
@@ -235,6 +261,12 @@ export async function* encodeTrace(
     }
     if (seq.first) stats.requests++;
     stats.lost += seq.lost;
+    if (frame.tokens > maxQueueTokens) {
+      // serve's batcher cannot queue it: dropped, its seq already counted (as serve does)
+      stats.tooLarge++;
+      opts.onDropped?.({ record, frame, reason: "frame_too_large" });
+      continue;
+    }
     stats.frames++;
     stats.tokens += frame.tokens;
     pending.push({ frame, record });
@@ -245,7 +277,7 @@ export async function* encodeTrace(
 }
 
 function emptyIntake(): IntakeStats {
-  return { frames: 0, tokens: 0, requests: 0, rejected: 0, lost: 0, repeated: 0 };
+  return { frames: 0, tokens: 0, requests: 0, rejected: 0, lost: 0, repeated: 0, tooLarge: 0 };
 }
 
 /** A firing raised during a replay, with where in the trace it happened. */

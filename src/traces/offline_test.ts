@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { encodeFrame } from "../core/frame/encode.ts";
 import { tapSubject } from "../core/frame/subjects.ts";
 import type { PolicyFileDef, RuleDef, SignalTest } from "../core/policy/ast.ts";
+import type { Alert } from "../core/alert.ts";
 import type { SaeWeights } from "../core/sae.ts";
 import { parseMonitorConfig } from "../config/monitor.ts";
 import { DEMO_PROMPTS } from "../demo/demo.ts";
@@ -282,4 +283,77 @@ Deno.test("calibrate: suggestThreshold edge cases", () => {
   assert.equal(suggestThreshold(Array.from({ length: 100 }, (_, i) => i), 100, 0.29, "above"), 70);
   // fewer candidate tokens than the allowed false positives: any threshold is fine
   assert.equal(suggestThreshold([5, 6], 1000, 0.01, "above"), null);
+});
+
+/** A trace of `frames` ([seq, position, tokens, latent-0 value]) of request `r`, written to `path`. */
+async function handTrace(path: string, frames: [number, number, number, number][]): Promise<void> {
+  const w = await TraceWriter.create(path, { monitor: "t", model: "sim-gpt", hook: HOOK });
+  for (const [seq, position, n, v] of frames) {
+    const x = new Float32Array(2 * n);
+    for (let i = 0; i < n; i++) x[2 * i] = v;
+    const { headers, payload } = encodeFrame(
+      { model: "sim-gpt", hook: HOOK, requestId: "r", position, seq, dtype: "f32" },
+      x,
+      n,
+      2,
+    );
+    w.write({ subject: tapSubject("sim-gpt", HOOK), headers, data: payload });
+  }
+  await w.close();
+}
+
+async function identityMonitor(dir: string, opts: { evidence?: boolean } = {}) {
+  const config = parseMonitorConfig(
+    await Deno.readTextFile(`${dir}/monitor.yaml`),
+    `${dir}/monitor.yaml`,
+  );
+  return await loadOfflineMonitor(config, { files: [file([rule("hi", "res", 0, 2)])], ...opts });
+}
+
+Deno.test("replay: a re-sent frame (repeated Lw-Seq) is dropped and counted, as serve drops it", async () => {
+  const dir = await monitorDir(identitySae(2));
+  // seq 0, seq 0 again (re-sent: it would fire), then seq 1
+  await handTrace(`${dir}/t.trace`, [[0, 0, 1, 0], [0, 0, 1, 5], [1, 1, 1, 0]]);
+  const m = await identityMonitor(dir);
+  const firings: ReplayFiring[] = [];
+  const stats = await replayTrace(m, `${dir}/t.trace`, { onFiring: (f) => firings.push(f) });
+  await m.close();
+  assert.equal(stats.repeated, 1);
+  assert.equal(stats.frames, 2);
+  assert.equal(stats.lost, 0);
+  assert.equal(firings.length, 0);
+});
+
+Deno.test("replay: a frame of more tokens than max_queue_tokens is dropped as frame_too_large, its seq still followed", async () => {
+  const dir = await monitorDir(identitySae(2)); // max_queue_tokens: 64
+  await handTrace(`${dir}/t.trace`, [[0, 0, 65, 5], [1, 65, 1, 5]]);
+  const m = await identityMonitor(dir);
+  const dropped: string[] = [];
+  const firings: ReplayFiring[] = [];
+  const stats = await replayTrace(m, `${dir}/t.trace`, {
+    onFiring: (f) => firings.push(f),
+    onDropped: (d) => dropped.push(`${d.record.record}: ${d.reason} (${d.frame.tokens})`),
+  });
+  await m.close();
+  assert.equal(stats.tooLarge, 1);
+  assert.deepStrictEqual(dropped, ["1: frame_too_large (65)"]);
+  assert.equal(stats.frames, 1);
+  assert.equal(stats.tokens, 1);
+  assert.equal(stats.lost, 0); // seq 0 was seen (then dropped): seq 1 is no gap
+  assert.deepStrictEqual(firings.map((f) => f.positions), [[65]]);
+});
+
+Deno.test("loadOfflineMonitor: evidence: false builds no evidence encoders and attaches none", async () => {
+  const dir = await monitorDir(identitySae(2));
+  await handTrace(`${dir}/t.trace`, [[0, 0, 1, 5]]);
+  for (const evidence of [true, false]) {
+    const m = await identityMonitor(dir, { evidence });
+    const alerts: Alert[] = [];
+    await replayTrace(m, `${dir}/t.trace`, { onAlert: (a) => alerts.push(a) });
+    await m.close();
+    assert.equal((m.generation.evidenceEncoders?.size ?? 0) > 0, evidence);
+    assert.equal(m.config.evidence.topLatents > 0, evidence);
+    assert.equal(alerts.length, 1);
+    assert.equal((alerts[0].evidence[0].topLatents?.length ?? 0) > 0, evidence);
+  }
 });
