@@ -1,0 +1,268 @@
+/**
+ * `latentwatch policy calibrate`: from benign recorded traces, suggest each
+ * rule's threshold for a false-positive target, per token and per request,
+ * with the alert rates at the current and suggested thresholds. Documented
+ * in `docs/traces.md`.
+ *
+ * @module
+ */
+import {
+  describeTrigger,
+  passRate,
+  PooledCollector,
+  suggestThreshold,
+  triggerTest,
+} from "../traces/calibrate.ts";
+import { type OfflineMonitor, replayTrace } from "../traces/offline.ts";
+import { TraceFormatError } from "../traces/format.ts";
+import { commandFailed, loadMonitorAt, parseCommandArgs, usageError } from "./common.ts";
+import { fmtNum, progressText, rel } from "./policy_test_cmd.ts";
+
+const CALIBRATE_USAGE =
+  `usage: latentwatch policy calibrate --monitor <file> --traces <trace>... --target-fpr <f>
+                                   [--per token|request] [--json]
+
+  From BENIGN traces, suggest each rule's threshold for a target false-positive
+  rate, per token (fraction of tokens on which the rule's test holds) and per
+  request (fraction of requests on which it holds at least once), and report
+  the expected alert rates at the current and suggested thresholds. Composite
+  rules are calibrated on their trigger test (said in the output).
+
+  --monitor <file>    the monitor whose SAEs, probes and policies to use
+  --traces <t>...     benign trace files (repeat --traces or list them after it)
+  --target-fpr <f>    false-positive target in (0, 1), e.g. 0.001
+  --per token|request suggest for one of the two only (default: both)
+  --json              one JSON document on stdout
+
+  Exit status: 0 on success, 1 on errors (unreadable trace, bad monitor), 2 on bad usage.`;
+
+/** The rates of one threshold. */
+export interface RateAt {
+  threshold: number | null;
+  /** Tokens on which the test holds, per 1000 tokens of the traces. */
+  perThousandTokens: number;
+  /** Requests on which it holds at least once, per 1000 requests. */
+  perThousandRequests: number;
+}
+
+/** Calibration of one rule. */
+export interface RuleCalibration {
+  rule: string;
+  file: string;
+  line: number;
+  test?: string;
+  composite?: boolean;
+  note?: string;
+  /** Why the rule was not calibrated. */
+  skipped?: string;
+  current?: RateAt;
+  suggested?: { token?: RateAt; request?: RateAt };
+}
+
+/** What `calibrate --json` prints. */
+export interface CalibrationReport {
+  monitor: string;
+  traces: string[];
+  targetFpr: number;
+  tokens: number;
+  requests: number;
+  rules: RuleCalibration[];
+}
+
+/**
+ * Calibrate every rule of `monitor` on the benign `traces`.
+ *
+ * @example
+ * ```ts
+ * import type { OfflineMonitor } from "../traces/offline.ts";
+ * declare const monitor: OfflineMonitor;
+ * const report = await calibrate(monitor, ["benign.trace.gz"], 0.001, ["token", "request"]);
+ * report.rules[0].suggested?.request?.threshold;
+ * ```
+ */
+export async function calibrate(
+  monitor: OfflineMonitor,
+  traces: string[],
+  targetFpr: number,
+  per: ("token" | "request")[],
+  onProgress?: (text: string) => void,
+): Promise<CalibrationReport> {
+  const rules: RuleCalibration[] = [];
+  const collectors: { cal: RuleCalibration; c: PooledCollector }[] = [];
+  const compiled = new Map(monitor.set.rules.map((r) => [r.id, r]));
+  for (const file of monitor.files) {
+    for (const def of file.rules) {
+      const cal: RuleCalibration = { rule: def.id, file: def.source.file, line: def.source.line };
+      rules.push(cal);
+      const rule = compiled.get(def.id);
+      if (!def.enabled || !rule) {
+        cal.skipped = "disabled";
+        continue;
+      }
+      const trig = triggerTest(rule);
+      if (!trig) {
+        cal.skipped = "no trigger test outside a 'not' to calibrate";
+        continue;
+      }
+      cal.test = describeTrigger(trig);
+      cal.composite = trig.composite;
+      if (trig.note) cal.note = trig.note;
+      collectors.push({ cal, c: new PooledCollector(trig, rule.scope) });
+    }
+  }
+  let tokens = 0;
+  const requests = new Set<string>();
+  for (const path of traces) {
+    await replayTrace(monitor, path, {
+      onProgress: (p) => onProgress?.(`${rel(p.path)}: ${progressText(p)}`),
+      onBatch: (batch) => {
+        for (const { frame, firstRow } of batch.frames) {
+          tokens += frame.tokens;
+          // the same request id in two traces is two requests
+          requests.add(`${path}\0${frame.requestId}`);
+          for (const { c } of collectors) {
+            c.push(
+              `${path}\0${frame.requestId}`,
+              frame.position,
+              frame.tokens,
+              frame.phase,
+              batch.latents,
+              firstRow,
+            );
+            if (frame.endOfRequest) c.endRequest(`${path}\0${frame.requestId}`);
+          }
+        }
+      },
+    });
+  }
+  const nReq = requests.size;
+  for (const { cal, c } of collectors) {
+    const op = c.trigger.op;
+    const reqValues = [...c.requestValues.values()];
+    // null: no threshold reaches the target; the rule may then fire wherever it is evaluated
+    const at = (threshold: number | null): RateAt => ({
+      threshold,
+      perThousandTokens: 1000 *
+        (threshold === null
+          ? c.tokenValues.length / Math.max(1, tokens)
+          : passRate(c.tokenValues, tokens, op, threshold)),
+      perThousandRequests: 1000 *
+        (threshold === null
+          ? reqValues.length / Math.max(1, nReq)
+          : passRate(reqValues, nReq, op, threshold)),
+    });
+    cal.current = at(c.trigger.threshold);
+    cal.suggested = {};
+    if (per.includes("token")) {
+      cal.suggested.token = at(suggestThreshold(c.tokenValues, tokens, targetFpr, op));
+    }
+    if (per.includes("request")) {
+      cal.suggested.request = at(suggestThreshold(reqValues, nReq, targetFpr, op));
+    }
+  }
+  return { monitor: monitor.config.monitor, traces, targetFpr, tokens, requests: nReq, rules };
+}
+
+/** Run `policy calibrate ...` and return the exit code. */
+export async function runCalibrate(args: string[]): Promise<number> {
+  const parsed = parseCommandArgs("policy calibrate", CALIBRATE_USAGE, args, {
+    monitor: { type: "string" },
+    traces: { type: "string", multiple: true },
+    "target-fpr": { type: "string" },
+    per: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
+  // `--traces a b c`: parseArgs takes one value per flag; the rest arrive as positionals
+  const traces = [...(values.traces ?? []), ...positionals];
+  const usage = (msg: string) => usageError("policy calibrate", CALIBRATE_USAGE, msg);
+  if (!values.monitor) return usage("expected --monitor <file>");
+  if (traces.length === 0) return usage("expected --traces <trace>...");
+  const fpr = Number(values["target-fpr"]);
+  if (values["target-fpr"] === undefined || !(fpr > 0 && fpr < 1)) {
+    return usage(
+      `--target-fpr: expected a fraction in (0, 1), found ${
+        JSON.stringify(values["target-fpr"] ?? null)
+      }`,
+    );
+  }
+  if (values.per !== undefined && values.per !== "token" && values.per !== "request") {
+    return usage(`--per: expected token or request, found ${JSON.stringify(values.per)}`);
+  }
+  const per: ("token" | "request")[] = values.per
+    ? [values.per as "token" | "request"]
+    : ["token", "request"];
+
+  let monitor: OfflineMonitor;
+  try {
+    monitor = await loadMonitorAt(values.monitor, { evidence: false }); // reads latents, not alerts
+  } catch (err) {
+    return commandFailed("policy calibrate", err);
+  }
+  let report: CalibrationReport;
+  try {
+    report = await calibrate(
+      monitor,
+      traces,
+      fpr,
+      per,
+      (t) => console.error(`policy calibrate: ${t}`),
+    );
+  } catch (err) {
+    const e = err as Error;
+    console.error(
+      `policy calibrate: ${
+        e instanceof TraceFormatError || e instanceof Deno.errors.NotFound ? "" : "error: "
+      }${e.message}`,
+    );
+    return 1;
+  } finally {
+    await monitor.close();
+  }
+  if (values.json) console.log(JSON.stringify(report, null, 2));
+  else printCalibration(report);
+  return 0;
+}
+
+function printCalibration(r: CalibrationReport): void {
+  const out = (s = "") => console.log(s);
+  out(
+    `calibrate: monitor '${r.monitor}', ${r.traces.length} benign trace(s), ${r.tokens} tokens in ${r.requests} requests, ` +
+      `target false-positive rate ${r.targetFpr}`,
+  );
+  out(
+    "rates: tokens/1000 = tokens on which the test holds per 1000 tokens (alerts per 1000 tokens without",
+  );
+  out(
+    "suppression); requests/1000 = requests on which it holds at least once per 1000 requests (alerts",
+  );
+  out("per 1000 requests with the default per-request suppression)");
+  const cell = (s: string, w: number) => s.padEnd(w);
+  for (const c of r.rules) {
+    out();
+    out(`rule ${c.rule} (${rel(c.file)}:${c.line})`);
+    if (c.skipped) {
+      out(`  not calibrated: ${c.skipped}`);
+      continue;
+    }
+    out(`  test: ${c.test}`);
+    if (c.note) out(`  note: ${c.note}`);
+    out(`  ${cell("", 22)}${cell("threshold", 14)}${cell("tokens/1000", 14)}requests/1000`);
+    const row = (name: string, a: RateAt | undefined) => {
+      if (!a) return;
+      const thr = a.threshold === null ? "any" : fmtNum(a.threshold);
+      out(
+        `  ${cell(name, 22)}${cell(thr, 14)}${cell(a.perThousandTokens.toFixed(2), 14)}${
+          a.perThousandRequests.toFixed(2)
+        }` +
+          (a.threshold === null
+            ? "  (below the target at any threshold: even firing wherever evaluated)"
+            : ""),
+      );
+    };
+    row("current", c.current);
+    row("suggested (token)", c.suggested?.token);
+    row("suggested (request)", c.suggested?.request);
+  }
+}
