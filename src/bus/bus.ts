@@ -6,6 +6,7 @@
  * @module
  */
 import type { HeaderProblem } from "./nats_headers.ts";
+import type { LeaseStore } from "./leases.ts";
 
 export type { HeaderProblem } from "./nats_headers.ts";
 
@@ -110,6 +111,17 @@ export interface StreamSpec {
   subjects: string[];
   /** Dedup window in milliseconds. */
   duplicateWindowMs: number;
+  /** Copies kept in a cluster when the stream is created (default 1). */
+  replicas?: number;
+}
+
+/** Settings of a lease bucket (see {@linkcode Bus.openLeases}). */
+export interface LeaseSpec {
+  bucket: string;
+  /** Milliseconds an entry lives without a rewrite. */
+  ttlMs: number;
+  /** Copies kept in a cluster. */
+  replicas: number;
 }
 
 /** Core publish/subscribe plus durable alert publishing with dedup. */
@@ -147,6 +159,11 @@ export interface Bus {
     msgId: string,
     headers?: Record<string, string>,
   ): Promise<DurableAck>;
+  /**
+   * Open a compare-and-set store of expiring entries (a JetStream KV bucket
+   * on NATS), for partition leases; buses without one leave it out.
+   */
+  openLeases?(spec: LeaseSpec): Promise<LeaseStore>;
   /** Wait until everything published so far reached the server. */
   flush(): Promise<void>;
   /** True while connected. */

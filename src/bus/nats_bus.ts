@@ -23,10 +23,13 @@ import {
   BusRequestError,
   type BusSubscription,
   type DurableAck,
+  type LeaseSpec,
   type StreamSpec,
   SubscriptionClosedError,
 } from "./bus.ts";
 import { classifyBusError } from "./errors.ts";
+import type { LeaseStore } from "./leases.ts";
+import { openNatsLeases } from "./nats_leases.ts";
 import { type ParsedHeaders, parseHeaderBlock, put } from "./nats_headers.ts";
 
 /** Options for {@linkcode connectNatsBus}. */
@@ -302,6 +305,11 @@ export class NatsBus implements Bus {
     return mine;
   }
 
+  /** A JetStream KV bucket as a {@linkcode LeaseStore} (created when missing). */
+  openLeases(spec: LeaseSpec): Promise<LeaseStore> {
+    return openNatsLeases(this.#nc, spec);
+  }
+
   /** Per stream name, the last {@linkcode ensureStream} call's completion. */
   readonly #streamQueue = new Map<string, Promise<void>>();
 
@@ -327,6 +335,7 @@ export class NatsBus implements Bus {
           name: spec.name,
           subjects: spec.subjects,
           duplicate_window: duplicateWindowNs,
+          num_replicas: spec.replicas ?? 1,
         });
         return;
       } catch (err) {

@@ -21,6 +21,7 @@ import {
 } from "./yaml_source.ts";
 import { MONITOR_DEFAULTS, MonitorFileSchema, type SpoolFsyncSetting } from "./monitor_schema.ts";
 import { duplicateSinkNames, sinkConfig } from "./monitor_sinks.ts";
+import { type ScaleOutConfig, scaleOutConfig } from "./monitor_scale_out.ts";
 
 export {
   MONITOR_DEFAULTS,
@@ -49,6 +50,8 @@ export interface MonitorConfig {
     stream: string;
     subject: string;
     maxQueue: number;
+    /** Copies of the alert stream kept in a NATS cluster when the sidecar creates it. */
+    replicas: number;
     /**
      * The JetStream sink's on-disk spool, where every alert is written ahead
      * before any sink sees it (docs/alert-delivery.md): its folder (absolute;
@@ -84,6 +87,11 @@ export interface MonitorConfig {
    * (`/alerts/stream`) one client address may hold (default 4).
    */
   control?: { listen: string; maxStreamsPerClient?: number };
+  /**
+   * Several sidecars sharing the frames by partition (docs/scale-out.md);
+   * absent: this sidecar takes every partition.
+   */
+  scaleOut?: ScaleOutConfig;
   /** Record received frames to a trace file (all, or a sample of requests). */
   record?: { path: string /* absolute */; every?: number; requests?: number };
   /**
@@ -161,6 +169,7 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
       stream: m.alerts.stream,
       subject: m.alerts.subject ?? `${MONITOR_DEFAULTS.alertSubjectPrefix}${m.monitor}`,
       maxQueue: m.alerts.max_queue,
+      replicas: m.alerts.replicas,
       spool: {
         ...(m.alerts.spool.dir !== undefined ? { dir: abs(m.alerts.spool.dir) } : {}),
         fsync: m.alerts.spool.fsync,
@@ -186,6 +195,7 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
     sinkConfig(s as Parameters<typeof sinkConfig>[0], src, i, abs, m.monitor)
   );
   if (m.nats.subject !== undefined) cfg.nats.subject = m.nats.subject;
+  if (m.scale_out) cfg.scaleOut = scaleOutConfig(m.scale_out, m.monitor);
   if (m.control) {
     cfg.control = {
       listen: m.control.listen,

@@ -11,8 +11,9 @@ import { SAE_FORMATS } from "../core/sae.ts";
 import { SINK_DEFAULTS } from "../sinks/kind.ts";
 import { NATIVE_ALERT_SUBJECT_PREFIX, PUBLISH_SUBJECT } from "../sinks/jetstream/mod.ts";
 import { SINK_TYPES } from "../sinks/registry.ts";
-import { expectMessage, int, nonEmpty } from "../shared/schema.ts";
+import { describeValue, expectMessage, int, nonEmpty } from "../shared/schema.ts";
 import { SinkSchema } from "./monitor_sinks.ts";
+import { ScaleOutSchema } from "./monitor_scale_out.ts";
 
 /** Settings of `alerts.spool.fsync` (see `SpoolOptions.fsync` in src/sinks/spool.ts). */
 export const SPOOL_FSYNC = ["never", "batch", "always"] as const;
@@ -77,8 +78,24 @@ export const MonitorFileSchema = z.strictObject({
     error: expectMessage("a list of at least one policy file"),
   }),
   nats: z.strictObject({
-    url: z.string().regex(NATS_URL, {
-      error: expectMessage("a NATS URL like nats://host:port"),
+    // one server, several separated by commas, or a list: the client fails over between them
+    url: z.union([z.string(), z.array(z.string()).min(1)], {
+      error: expectMessage("a NATS URL like nats://host:port, or a list of them"),
+    }).transform((v, ctx) => {
+      const urls = (Array.isArray(v) ? v : v.split(",")).map((u) => u.trim());
+      for (const u of urls) {
+        if (!NATS_URL.test(u)) {
+          ctx.issues.push({
+            code: "custom",
+            input: v,
+            message: `expected a NATS URL like nats://host:port (or a list of them), found ${
+              describeValue(u)
+            }`,
+          });
+          return z.NEVER;
+        }
+      }
+      return urls.join(",");
     }).default(MONITOR_DEFAULTS.natsUrl),
     subject: z.string().regex(FILTER_SUBJECT, {
       error: expectMessage("a NATS subject filter like latentwatch.tap.> (no spaces)"),
@@ -97,6 +114,8 @@ export const MonitorFileSchema = z.strictObject({
     }).optional(),
     max_queue: int(1, 10_000_000, "the number of alerts buffered while NATS is down")
       .default(MONITOR_DEFAULTS.maxQueue),
+    replicas: int(1, 5, "copies of the alert stream in a NATS cluster (1, 3 or 5)")
+      .default(1),
     spool: z.strictObject({
       dir: nonEmpty.optional(),
       fsync: z.enum(SPOOL_FSYNC, { error: expectMessage("never, batch or always") })
@@ -105,6 +124,7 @@ export const MonitorFileSchema = z.strictObject({
   }).default({
     stream: MONITOR_DEFAULTS.alertStream,
     max_queue: MONITOR_DEFAULTS.maxQueue,
+    replicas: 1,
     spool: { fsync: MONITOR_DEFAULTS.spoolFsync },
   }),
   batching: z.strictObject({
@@ -165,6 +185,7 @@ export const MonitorFileSchema = z.strictObject({
   sinks: z.array(SinkSchema, {
     error: expectMessage(`a list of sinks ({type: ${SINK_TYPES.join("|")}, ...})`),
   }).default([]),
+  scale_out: ScaleOutSchema.optional(),
   control: z.strictObject({
     listen: z.string().regex(LISTEN, {
       error: expectMessage("host:port, like 127.0.0.1:8787"),

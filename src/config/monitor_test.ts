@@ -41,6 +41,7 @@ Deno.test("parseMonitorConfig: defaults and paths resolved against the file's fo
       stream: "LATENTWATCH_ALERTS",
       subject: "latentwatch.alerts.demo",
       maxQueue: 10000,
+      replicas: 1,
       spool: { fsync: "never" },
     },
     batching: { maxBatchTokens: 128, maxWaitMs: 2, maxQueueTokens: 16384, adaptive: true },
@@ -91,6 +92,7 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
     stream: "ALERTS_A",
     subject: "soc.alerts.a",
     maxQueue: 50,
+    replicas: 1,
     spool: { fsync: "never" },
   });
   assert.deepEqual(cfg.batching, {
@@ -113,6 +115,7 @@ Deno.test("parseMonitorConfig: partial sections keep the other defaults", () => 
     stream: "LATENTWATCH_ALERTS",
     subject: "latentwatch.alerts.demo",
     maxQueue: 7,
+    replicas: 1,
     spool: { fsync: "never" },
   });
   assert.deepEqual(cfg.batching, {
@@ -151,7 +154,7 @@ Deno.test("parseMonitorConfig: unknown keys at the key, snake_case hint for came
     "/srv/lw/m.yaml:10:3: unknown key 'maxBatchTokens' (did you mean 'max_batch_tokens'?); expected one of: max_batch_tokens, " +
     "max_wait_ms, max_queue_tokens, adaptive",
     "/srv/lw/m.yaml:11:1: unknown key 'colour'; expected one of: monitor, model, hook, saes, probes, " +
-    "policies, nats, alerts, batching, execution, evidence, steering, record, sinks, control",
+    "policies, nats, alerts, batching, execution, evidence, steering, record, sinks, scale_out, control",
   ]);
 });
 
@@ -167,7 +170,7 @@ Deno.test("parseMonitorConfig: wrong types and ranges say expected and found", (
     "",
   ].join("\n");
   assert.deepEqual(problems(text), [
-    '/srv/lw/m.yaml:10:8: expected a NATS URL like nats://host:port, found the string "http://127.0.0.1:4222"',
+    '/srv/lw/m.yaml:10:8: expected a NATS URL like nats://host:port (or a list of them), found the string "http://127.0.0.1:4222"',
     "/srv/lw/m.yaml:12:21: expected an integer in 1..4096 (tokens per batch), found 8192",
     '/srv/lw/m.yaml:13:16: expected an integer in 0..1000 (milliseconds to wait for a fuller batch), found the string "fast"',
     "/srv/lw/m.yaml:15:11: expected a string, found 8787",

@@ -164,6 +164,18 @@ export class SequenceTracker {
     };
   }
 
+  /** Forget every request `which` picks (its partition moved elsewhere); returns their ids. */
+  forget(which: (requestId: string) => boolean): string[] {
+    const gone: string[] = [];
+    for (const id of this.#requests.keys()) {
+      if (which(id)) {
+        this.#requests.delete(id);
+        gone.push(id);
+      }
+    }
+    return gone;
+  }
+
   /**
    * Forget every request last seen before `cutoff` (ms); returns each with
    * the tokens it sent.

@@ -25,6 +25,11 @@ export interface ControlState {
   notReadyReasons?(): string[];
   /** Free-form facts for `/stats` (monitor, SAEs, provider, ...). */
   info(): Record<string, unknown>;
+  /**
+   * Scale-out: which partitions this sidecar owns and the peers it sees, for
+   * `GET /partitions`; without it that route answers 404.
+   */
+  partitions?(): unknown;
   /** Live alerts for `GET /alerts/stream`; without it that route answers 404. */
   alerts?: AlertFeed;
   /** Milliseconds between SSE heartbeat comments (default 15000). */
@@ -54,6 +59,13 @@ export function controlApi(state: ControlState): Hono {
       "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
     }));
   app.get("/stats", (c) => c.json({ ...state.info(), metrics: state.telemetry.snapshot() }));
+  app.get("/partitions", (c) => {
+    const p = state.partitions?.();
+    if (p === undefined) {
+      return c.json({ error: "this sidecar is not scaled out (no scale_out:)" }, 404);
+    }
+    return c.json(p);
+  });
   app.get("/alerts/stream", (c) => {
     const feed = state.alerts;
     if (!feed) return c.json({ error: "no live alert feed on this sidecar" }, 404);

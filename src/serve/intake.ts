@@ -15,7 +15,9 @@ import {
   type FrameExpect,
   rejectionReason,
   requestOf,
+  subjectPartition,
 } from "../pipeline/decode.ts";
+import { partitionOf } from "../core/frame/subjects.ts";
 import type { SequenceTracker } from "../pipeline/sequence.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Telemetry } from "../shared/telemetry.ts";
@@ -33,6 +35,13 @@ export interface IntakeOptions {
   taps: TapChannel;
   /** Record frames `[from, to)` of a request as counted lost, so a restart does not count them again. */
   onLost: (requestId: string, from: number, to: number) => void;
+  /**
+   * Scale-out: the partition count shared by taps and sidecars. A frame on
+   * another partition than its request's is rejected (`partition`: the tap
+   * is configured with another count), and a request first seen mid-stream
+   * counts in `latentwatch.requests.state_lost` rather than as lost frames.
+   */
+  partitions?: number;
   telemetry: Telemetry;
   log: Logger;
   /** Called with every message as received, before decoding (trace recording). */
@@ -94,6 +103,7 @@ export class Intake {
       this.#rejected(msg, err);
       return;
     }
+    if (this.#o.partitions !== undefined && !this.#onItsPartition(frame, msg)) return;
     taps.remember(frame, msg);
     if (!this.#track(frame, msg.subject)) {
       if (msg.reply) taps.replyError(frame, "frame dropped: repeated seq");
@@ -118,6 +128,24 @@ export class Intake {
     }
     this.#accepted++;
     t.set("latentwatch.queue.depth", batcher.queuedTokens);
+  }
+
+  /** True when `frame` came on its request's partition; otherwise counted, logged and answered. */
+  #onItsPartition(frame: Frame, msg: BusMessage): boolean {
+    const count = this.#o.partitions!;
+    const found = subjectPartition(msg.subject);
+    const expected = partitionOf(frame.requestId, count);
+    if (found === expected) return true;
+    this.#rejected(
+      msg,
+      new FrameError(
+        "partition",
+        `the request's partition ${expected} of ${count} (the tap's partitions must equal scale_out.partitions)`,
+        `partition ${found}`,
+        { subject: msg.subject, requestId: frame.requestId },
+      ),
+    );
+    return false;
   }
 
   /** Count and log a message that is no frame; a gated one is answered with an `error` verdict. */
@@ -173,7 +201,20 @@ export class Intake {
       });
       return false;
     }
-    if (frame.seq > step.expected) {
+    if (this.#o.partitions !== undefined && step.first && !step.resumed && frame.seq > 0) {
+      // partitioned: the request began on another sidecar (its partition moved
+      // here), or its first frames were lost; either way its state starts here
+      t.add("latentwatch.requests.state_lost", 1, { reason: "joined_mid_request" });
+      t.add("latentwatch.frames.before_join", frame.seq);
+      this.#o.log.warn("request.state_lost", {
+        subject,
+        request: frame.requestId,
+        partition: subjectPartition(subject),
+        first_seq: frame.seq,
+        note: "its windows start empty here; earlier frames went to the previous owner",
+      });
+      this.#o.onLost(frame.requestId, 0, frame.seq);
+    } else if (frame.seq > step.expected) {
       if (step.lost > 0) {
         t.add("latentwatch.frames.lost", step.lost);
         if (step.resumed) t.add("latentwatch.frames.lost_at_restart", step.lost);

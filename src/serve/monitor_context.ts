@@ -33,6 +33,7 @@ import { AlertFeed } from "./alert_feed.ts";
 import { Telemetry } from "../shared/telemetry.ts";
 
 import type { ReloadResult, StartOptions } from "./monitor.ts";
+import type { PartitionOwner } from "./partition_owner.ts";
 
 /** `latentwatch.encoder.provider`: 1 per live encoder {encoder, provider}; encoders a reload dropped go to 0. */
 export function setProviderGauge(
@@ -126,6 +127,8 @@ export interface MonitorContext {
   recorder?: TraceWriter;
   pipeline: Pipeline | null;
   compiler?: PolicyCompiler;
+  /** Scale-out: this sidecar's share of the partitions. */
+  owner?: PartitionOwner;
   reloading: Promise<ReloadResult>;
   watcher?: { close(): void };
   /** Alerts the pipeline's stop could not deliver in time. */

@@ -24,6 +24,7 @@ import { createSinks } from "../sinks/factory.ts";
 import { AlertFeed } from "./alert_feed.ts";
 
 import { type Step } from "./steps.ts";
+import { PARTITIONS_STEP } from "./partition_step.ts";
 
 import {
   buildFor,
@@ -84,6 +85,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
         telemetry: ctx.telemetry,
         alerts: feed,
         ready: () => notReady(ctx).length === 0,
+        ...(config.scaleOut ? { partitions: () => ctx.owner?.stats() ?? null } : {}),
         notReadyReasons: () => notReady(ctx),
         info: () => {
           const { bus, pipeline } = ctx;
@@ -107,6 +109,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
               d_sae: s.dSae,
             })),
             rules: pipeline?.generation.policies.rules.length ?? 0,
+            ...(ctx.owner ? { partitions: ctx.owner.stats() } : {}),
             active_requests: pipeline?.activeRequests ?? 0,
             sinks: Object.fromEntries((pipeline?.sinks ?? []).map((s) => [s.name, s.stats])),
             live_alerts: feed.stats,
@@ -179,6 +182,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
           name: config.alerts.stream,
           subjects: [config.alerts.subject],
           duplicateWindowMs: DUPLICATE_WINDOW_MS,
+          replicas: config.alerts.replicas,
         },
         maxQueue: config.alerts.maxQueue,
         spoolDir: ctx.spoolDir,
@@ -282,6 +286,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
         model: config.model,
         hook: config.hook,
         subject: ctx.subject,
+        ...(config.scaleOut ? { partitions: config.scaleOut.partitions } : {}),
         dIn: ctx.models!.dIn,
         ...ctx.built!.generation,
         batching: config.batching,
@@ -317,6 +322,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
       ctx.sinksClosed = true;
     },
   },
+  PARTITIONS_STEP,
   {
     // the policy compiler worker, and the file watcher when asked for
     name: "policy-reload",

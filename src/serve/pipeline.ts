@@ -15,6 +15,7 @@
 import type { Alert } from "../core/alert.ts";
 import { type BatchLimits, MicroBatcher } from "../core/batcher.ts";
 import type { Frame } from "../core/frame/format.ts";
+import { partitionOf } from "../core/frame/subjects.ts";
 import type { CompiledPolicySet } from "../core/policy/compile.ts";
 import type { SteerAction } from "../core/policy/ast.ts";
 import type { SteerOp } from "../core/steer/protocol.ts";
@@ -40,8 +41,18 @@ export interface PipelineOptions {
   monitor: string;
   model: string;
   hook: string;
-  /** Subject filter the tap frames arrive on. */
+  /**
+   * Subject filter the tap frames arrive on. With `partitions`, the last
+   * token is replaced by each owned partition's number instead.
+   */
   subject: string;
+  /**
+   * Scale-out (docs/scale-out.md): the partition count shared by the taps
+   * and the sidecars. The pipeline then subscribes only to the partitions
+   * handed to it with {@linkcode Pipeline.own}, and checks that every frame
+   * arrives on its request's partition.
+   */
+  partitions?: number;
   /** Width of the activations every SAE reads. */
   dIn: number;
   /** SAE id → encoder. */
@@ -115,6 +126,8 @@ export class Pipeline {
   readonly #batcher: MicroBatcher<Frame>;
   readonly sinks: readonly AlertSink[];
   #sub: BusSubscription | null = null;
+  /** With `partitions`: each owned partition's subscription. */
+  readonly #partitionSubs = new Map<number, BusSubscription>();
   #worker: Promise<void> | null = null;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #generation: Generation;
@@ -175,6 +188,7 @@ export class Pipeline {
       seqs: this.#seqs,
       taps: this.#taps,
       onLost: (id, from, to) => this.#delivery.lost(id, from, to),
+      ...(opts.partitions !== undefined ? { partitions: opts.partitions } : {}),
       telemetry,
       log,
       onMessage: opts.onMessage,
@@ -196,22 +210,73 @@ export class Pipeline {
     });
   }
 
-  /** Subscribe to the tap subject and start the encode worker. */
+  /** Subscribe to the tap subject (unless partitioned: see {@linkcode own}) and start the encode worker. */
   start(): void {
-    if (this.#sub) return;
-    this.#sub = this.#o.bus.subscribe(
-      this.#o.subject,
-      (msg) => this.#intake.receive(msg),
-      (err) => {
-        this.#o.telemetry.add("latentwatch.bus.errors", 1, { type: "subscription" });
-        this.#o.log.error("subscription.error", { subject: this.#o.subject, error: err.message });
-      },
-    );
+    if (this.#running || this.#stopping) return;
+    if (this.#o.partitions === undefined) this.#sub = this.#subscribe(this.#o.subject);
     if (this.#steering.enabled) this.#taps.subscribeAcks();
     this.#running = true;
     this.#worker = this.#run();
     const ttl = this.#o.requestTtlMs ?? 600_000;
     this.#sweeper = setInterval(() => this.#sweep(ttl), Math.min(ttl, 10_000));
+  }
+
+  #subscribe(subject: string): BusSubscription {
+    return this.#o.bus.subscribe(
+      subject,
+      (msg) => this.#intake.receive(msg),
+      (err) => {
+        this.#o.telemetry.add("latentwatch.bus.errors", 1, { type: "subscription" });
+        this.#o.log.error("subscription.error", { subject, error: err.message });
+      },
+    );
+  }
+
+  /** The subject of partition `p`: the filter's last token replaced by `p`. */
+  partitionSubject(p: number): string {
+    return `${this.#o.subject.slice(0, this.#o.subject.lastIndexOf(".") + 1)}${p}`;
+  }
+
+  /** Partitioned: start taking partition `p`'s frames. */
+  own(p: number): void {
+    if (this.#partitionSubs.has(p) || this.#stopping) return;
+    this.#partitionSubs.set(p, this.#subscribe(this.partitionSubject(p)));
+  }
+
+  /**
+   * Partitioned: stop taking partition `p`'s frames, let the frames already
+   * queued be processed (up to `timeoutMs`), then forget its requests'
+   * window state (another sidecar carries on with them), counted in
+   * `latentwatch.requests.handed_off`. Resolves with the requests forgotten.
+   */
+  async release(p: number, timeoutMs = 5000): Promise<string[]> {
+    const sub = this.#partitionSubs.get(p);
+    if (!sub) return [];
+    sub.unsubscribe();
+    this.#partitionSubs.delete(p);
+    const mark = this.#intake.accepted;
+    const deadline = Date.now() + timeoutMs;
+    while (this.#processed < mark && this.#running && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const gone = this.#seqs.forget((id) => partitionOf(id, this.#o.partitions ?? 1) === p);
+    for (const id of gone) this.#evaluator.endRequest(id);
+    if (gone.length > 0) {
+      this.#delivery.expired(gone);
+      this.#o.telemetry.add("latentwatch.requests.handed_off", gone.length);
+      this.#o.log.info("partition.handed_off", {
+        partition: p,
+        requests: gone.length,
+        first: gone.slice(0, 16).join(","),
+      });
+    }
+    this.#o.telemetry.set("latentwatch.requests.active", this.#seqs.size);
+    return gone;
+  }
+
+  /** Partitioned: the partitions whose frames are taken now. */
+  get ownedPartitions(): number[] {
+    return [...this.#partitionSubs.keys()].sort((a, b) => a - b);
   }
 
   /** The generation new batches use. */
@@ -246,6 +311,9 @@ export class Pipeline {
    * not closed by the server; see `BusSubscription.active`).
    */
   get subscribed(): boolean {
+    if (this.#o.partitions !== undefined) {
+      return this.#running && [...this.#partitionSubs.values()].every((s) => s.active);
+    }
     return this.#sub?.active ?? false;
   }
 
@@ -267,6 +335,8 @@ export class Pipeline {
   async stop(timeoutMs = 10_000): Promise<number> {
     this.#sub?.unsubscribe();
     this.#sub = null;
+    for (const sub of this.#partitionSubs.values()) sub.unsubscribe();
+    this.#partitionSubs.clear();
     this.#taps.close();
     clearInterval(this.#sweeper);
     this.#stopping = true;

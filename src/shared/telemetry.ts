@@ -206,6 +206,49 @@ export const METRIC_SPEC = {
     unit: "{request}",
     help: "Requests with live state",
   },
+  // scale-out (docs/scale-out.md)
+  "latentwatch.partitions.owned": {
+    kind: "gauge",
+    unit: "{partition}",
+    help: "Partitions this sidecar owns now",
+  },
+  "latentwatch.partition.owned": {
+    kind: "gauge",
+    unit: "{partition}",
+    help: "1 for each partition this sidecar owns, 0 once released, by partition",
+  },
+  "latentwatch.partition.acquired": {
+    kind: "counter",
+    unit: "{partition}",
+    help: "Partition leases taken",
+  },
+  "latentwatch.partition.released": {
+    kind: "counter",
+    unit: "{partition}",
+    help: "Partitions given up, by reason (rebalance, shutdown, lost, unrenewed)",
+  },
+  "latentwatch.partition.errors": {
+    kind: "counter",
+    unit: "{error}",
+    help: "Lease rounds that failed (store unreachable) and peers configured differently",
+  },
+  "latentwatch.requests.handed_off": {
+    kind: "counter",
+    unit: "{request}",
+    help: "Requests whose window state was dropped because their partition went to another sidecar",
+  },
+  "latentwatch.requests.state_lost": {
+    kind: "counter",
+    unit: "{request}",
+    help: "Requests first seen mid-stream on a partitioned sidecar: their window state " +
+      "before that frame is not here (the partition moved, or its first frames were lost)",
+  },
+  "latentwatch.frames.before_join": {
+    kind: "counter",
+    unit: "{frame}",
+    help: "Of requests.state_lost: the frames before the first one this sidecar saw " +
+      "(processed by the previous owner, or sent while the partition had none)",
+  },
 } as const;
 
 /** A metric name from {@linkcode METRIC_SPEC}. */

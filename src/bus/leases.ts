@@ -1,0 +1,45 @@
+/**
+ * A small compare-and-set key/value store with expiring entries, behind an
+ * interface so partition ownership (`src/serve/partitions/`) does not see
+ * NATS. The NATS implementation is a JetStream KV bucket
+ * (`./nats_leases.ts`): every write is a new revision, a write names the
+ * revision it replaces, and an entry not rewritten within the bucket's TTL
+ * goes away.
+ *
+ * @module
+ */
+
+/** One entry: its value and the revision that wrote it. */
+export interface LeaseEntry {
+  value: string;
+  revision: number;
+}
+
+/** Compare-and-set writes over keys that expire when not rewritten. */
+export interface LeaseStore {
+  /** Every live entry whose key starts with `prefix` (deleted keys are left out). */
+  list(prefix: string): Promise<Map<string, LeaseEntry>>;
+  /** Write `value` under `key` when no live entry has it; the new revision, or null when one does. */
+  create(key: string, value: string): Promise<number | null>;
+  /** Replace the entry at `revision`; the new revision, or null when `key` was written since. */
+  update(key: string, value: string, revision: number): Promise<number | null>;
+  /** Overwrite regardless of revision (a member's own heartbeat); the new revision. */
+  put(key: string, value: string): Promise<number>;
+  /** Delete the entry at `revision`; false when `key` was written since. */
+  remove(key: string, revision: number): Promise<boolean>;
+  /** Entries live this long without a rewrite (milliseconds). */
+  readonly ttlMs: number;
+}
+
+/** A lease store could not be opened or does not match what was asked for. */
+export class LeaseStoreError extends Error {
+  override name = "LeaseStoreError";
+  constructor(
+    /** The bucket. */
+    readonly bucket: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(`lease bucket '${bucket}': ${message}`, options);
+  }
+}

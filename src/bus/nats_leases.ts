@@ -1,0 +1,125 @@
+/**
+ * {@linkcode LeaseStore} over a JetStream KV bucket (NATS 2.9 and later):
+ * the bucket's `max_age` is the lease TTL, `create` and `update` are the
+ * server's expected-last-sequence checks, so two clients can never both
+ * believe they wrote a key at the same revision.
+ *
+ * @module
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstream, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { type KV, Kvm } from "@nats-io/kv";
+import { type LeaseEntry, type LeaseStore, LeaseStoreError } from "./leases.ts";
+
+/** Options of {@linkcode openNatsLeases}. */
+export interface NatsLeaseOptions {
+  /** Bucket name (letters, digits, `_`, `-`). */
+  bucket: string;
+  /** Milliseconds an entry lives without a rewrite (the bucket's max age). */
+  ttlMs: number;
+  /** Copies kept in a cluster (1, 3 or 5; a single server holds 1). */
+  replicas: number;
+}
+
+const utf8 = new TextDecoder();
+
+/** Compare-and-set conflicts: another writer got there first. */
+function isConflict(err: unknown): boolean {
+  return err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
+      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+}
+
+/**
+ * Open (creating when missing) the KV bucket `opts.bucket` on `nc`. An
+ * existing bucket whose TTL differs from `opts.ttlMs` is refused: sidecars
+ * sharing partitions must agree on how long a lease lives.
+ *
+ * @example
+ * ```ts
+ * import { connect } from "@nats-io/transport-node";
+ * const nc = await connect({ servers: "127.0.0.1:4222" });
+ * const leases = await openNatsLeases(nc, { bucket: "lw_demo", ttlMs: 10_000, replicas: 1 });
+ * await leases.create("partition.0", "sidecar-a");
+ * await nc.close();
+ * ```
+ */
+export async function openNatsLeases(
+  nc: NatsConnection,
+  opts: NatsLeaseOptions,
+): Promise<LeaseStore> {
+  let kv: KV;
+  try {
+    kv = await new Kvm(jetstream(nc)).create(opts.bucket, {
+      ttl: opts.ttlMs,
+      history: 1,
+      replicas: opts.replicas,
+    });
+  } catch (err) {
+    throw new LeaseStoreError(
+      opts.bucket,
+      `expected to open or create it (TTL ${opts.ttlMs} ms, ${opts.replicas} replicas), found: ${
+        (err as Error).message
+      }`,
+      { cause: err },
+    );
+  }
+  const status = await kv.status();
+  if (Math.abs(status.ttl - opts.ttlMs) > 1) {
+    throw new LeaseStoreError(
+      opts.bucket,
+      `expected a TTL of ${opts.ttlMs} ms (scale_out.lease_ttl_ms), found ${status.ttl} ms; ` +
+        "every sidecar sharing the bucket must use the same lease TTL (delete the bucket to change it)",
+    );
+  }
+  return new NatsLeases(kv, opts.ttlMs);
+}
+
+class NatsLeases implements LeaseStore {
+  constructor(readonly kv: KV, readonly ttlMs: number) {}
+
+  async list(prefix: string): Promise<Map<string, LeaseEntry>> {
+    const out = new Map<string, LeaseEntry>();
+    const keys: string[] = [];
+    for await (const k of await this.kv.keys(`${prefix}>`)) keys.push(k);
+    await Promise.all(keys.map(async (k) => {
+      const e = await this.kv.get(k);
+      if (e && e.operation === "PUT") {
+        out.set(k, { value: utf8.decode(e.value), revision: e.revision });
+      }
+    }));
+    return out;
+  }
+
+  async create(key: string, value: string): Promise<number | null> {
+    try {
+      return await this.kv.create(key, value);
+    } catch (err) {
+      if (isConflict(err)) return null;
+      throw err;
+    }
+  }
+
+  async update(key: string, value: string, revision: number): Promise<number | null> {
+    try {
+      return await this.kv.update(key, value, revision);
+    } catch (err) {
+      if (isConflict(err)) return null;
+      throw err;
+    }
+  }
+
+  put(key: string, value: string): Promise<number> {
+    return this.kv.put(key, value);
+  }
+
+  async remove(key: string, revision: number): Promise<boolean> {
+    try {
+      await this.kv.delete(key, { previousSeq: revision });
+      return true;
+    } catch (err) {
+      if (isConflict(err)) return false;
+      throw err;
+    }
+  }
+}

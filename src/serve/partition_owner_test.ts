@@ -1,0 +1,173 @@
+import assert from "node:assert/strict";
+import { startNatsServer } from "../bus/nats_server.ts";
+import { connectNatsBus, type NatsBus } from "../bus/nats_bus.ts";
+import { Logger } from "../shared/log.ts";
+import { Telemetry } from "../shared/telemetry.ts";
+import { PartitionOwner, type ReleaseReason } from "./partition_owner.ts";
+
+const PARTITIONS = 8;
+const TTL_MS = 1500;
+const HEARTBEAT_MS = 200;
+
+interface Peer {
+  name: string;
+  bus: NatsBus;
+  owner: PartitionOwner;
+  /** What the callbacks were told, in order. */
+  events: string[];
+  /** Partitions whose frames this peer would take now (acquired and not released). */
+  taking: Set<number>;
+}
+
+async function peer(url: string, name: string, bucket: string): Promise<Peer> {
+  const bus = await connectNatsBus({ url, probe: { intervalMs: 0 } });
+  const store = await bus.openLeases({ bucket, ttlMs: TTL_MS, replicas: 1 });
+  const events: string[] = [];
+  const taking = new Set<number>();
+  const owner = new PartitionOwner({
+    store,
+    member: name,
+    partitions: PARTITIONS,
+    heartbeatMs: HEARTBEAT_MS,
+    onAcquire: (p) => {
+      events.push(`+${p}`);
+      taking.add(p);
+    },
+    onRelease: (p, why: ReleaseReason) => {
+      events.push(`-${p}:${why}`);
+      taking.delete(p);
+    },
+    log: new Logger({ quiet: true }),
+    telemetry: new Telemetry(),
+  });
+  await owner.start();
+  return { name, bus, owner, events, taking };
+}
+
+/**
+ * Sample every `everyMs` until `done()` or the deadline, failing if two peers
+ * ever take the same partition at once; resolves with the ms it took.
+ */
+async function watchUntil(peers: Peer[], done: () => boolean, deadlineMs: number): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    const seen = new Map<number, string>();
+    for (const p of peers) {
+      for (const n of p.taking) {
+        assert.equal(
+          seen.get(n),
+          undefined,
+          `partition ${n} taken by ${seen.get(n)} and ${p.name}`,
+        );
+        seen.set(n, p.name);
+      }
+    }
+    if (done()) return performance.now() - t0;
+    if (performance.now() - t0 > deadlineMs) {
+      throw new Error(
+        `expected the partitions settled within ${deadlineMs} ms, found ${
+          peers.map((p) => `${p.name}=[${[...p.taking]}]`).join(" ")
+        }`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Every partition taken by exactly one of `peers`, counts balanced. */
+function settled(peers: Peer[]): boolean {
+  const all = peers.flatMap((p) => [...p.taking]);
+  const counts = peers.map((p) => p.taking.size);
+  return all.length === PARTITIONS && new Set(all).size === PARTITIONS &&
+    Math.max(...counts) - Math.min(...counts) <= 1;
+}
+
+Deno.test({
+  name:
+    "PartitionOwner: peers share partitions, hand them over on join and leave, take a dead one's",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const server = await startNatsServer();
+    const peers: Peer[] = [];
+    try {
+      const bucket = `lw_test_${crypto.randomUUID().slice(0, 8)}`;
+      peers.push(await peer(server.url, "a", bucket));
+      await watchUntil(peers, () => settled(peers), 3000);
+      assert.equal(peers[0].taking.size, PARTITIONS);
+
+      // two more join: each ends with 2 or 3 of 8, never two owners at once
+      peers.push(await peer(server.url, "b", bucket));
+      peers.push(await peer(server.url, "c", bucket));
+      const joinMs = await watchUntil(peers, () => settled(peers), 5000);
+      assert.deepEqual(peers.map((p) => p.taking.size).sort(), [2, 3, 3]);
+      assert.ok(peers[0].events.some((e) => e.endsWith(":rebalance")), peers[0].events.join(" "));
+
+      // b leaves: its partitions are free at once and taken within a few heartbeats
+      const b = peers.splice(1, 1)[0];
+      await b.owner.stop();
+      await b.bus.close();
+      const leaveMs = await watchUntil(peers, () => settled(peers), 5000);
+      assert.ok(leaveMs < 4 * HEARTBEAT_MS + 500, `leave handoff took ${leaveMs} ms`);
+      assert.ok(b.events.filter((e) => e.endsWith(":shutdown")).length >= 2, b.events.join(" "));
+
+      // c dies (its connection gone, no goodbye): a takes all once c's leases go stale
+      const c = peers.pop()!;
+      const owned = c.taking.size;
+      assert.ok(owned >= 4);
+      await c.bus.close(); // its rounds fail from now on; it fences itself
+      const deadMs = await watchUntil(
+        [...peers, c],
+        () => peers[0].taking.size === PARTITIONS,
+        8000,
+      );
+      assert.ok(deadMs >= TTL_MS - HEARTBEAT_MS, `took ${deadMs} ms: before the lease TTL`);
+      assert.ok(deadMs < TTL_MS + 4 * HEARTBEAT_MS + 500, `took ${deadMs} ms`);
+      // the dead one gave its partitions up by itself before a took them (checked above by
+      // watchUntil over [a, c]); it says why
+      assert.equal(c.taking.size, 0);
+      assert.equal(
+        c.events.filter((e) => e.endsWith(":unrenewed")).length,
+        owned,
+        c.events.join(" "),
+      );
+      await c.owner.stop();
+      console.log(
+        `join ${joinMs.toFixed(0)} ms, leave ${leaveMs.toFixed(0)} ms, dead ${
+          deadMs.toFixed(0)
+        } ms (TTL ${TTL_MS}, heartbeat ${HEARTBEAT_MS})`,
+      );
+    } finally {
+      for (const p of peers) {
+        await p.owner.stop().catch(() => {});
+        await p.bus.close().catch(() => {});
+      }
+      await server.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "PartitionOwner: a bucket with another TTL is refused, naming both",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const server = await startNatsServer();
+    const bus = await connectNatsBus({ url: server.url, probe: { intervalMs: 0 } });
+    try {
+      await bus.openLeases({ bucket: "lw_ttl", ttlMs: 2000, replicas: 1 });
+      await assert.rejects(
+        () => bus.openLeases({ bucket: "lw_ttl", ttlMs: 3000, replicas: 1 }),
+        (err: Error) => {
+          assert.match(err.message, /lw_ttl/);
+          assert.match(err.message, /expected a TTL of 3000 ms/);
+          assert.match(err.message, /found 2000 ms/);
+          return true;
+        },
+      );
+    } finally {
+      await bus.close();
+      await server.stop();
+    }
+  },
+});
