@@ -94,6 +94,7 @@ export class PartitionOwner {
   #members: string[] = [];
   #lastRenewed = -Infinity;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #fenceTimer: ReturnType<typeof setInterval> | undefined;
   #round: Promise<void> = Promise.resolve();
   #stopped = false;
   #acquired = 0;
@@ -121,12 +122,15 @@ export class PartitionOwner {
     });
     await this.round();
     this.#schedule();
+    // checked apart from the rounds: a round can hang on a broker that went away
+    this.#fenceTimer = setInterval(() => this.#fence(), Math.max(25, this.#o.heartbeatMs / 4));
   }
 
   /** Leave: stop the rounds, release every partition and delete the leases, so peers take them at once. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    clearInterval(this.#fenceTimer);
     await this.#round;
     for (const [p, revision] of [...this.#held]) {
       await this.#release(p, "shutdown");
@@ -157,9 +161,11 @@ export class PartitionOwner {
   round(): Promise<void> {
     return this.#round = this.#round.then(async () => {
       if (this.#stopped) return;
+      // when the round began: every lease it renews was written after this
+      const began = this.#now();
       try {
         await this.#step();
-        this.#lastRenewed = this.#now();
+        this.#lastRenewed = began;
       } catch (err) {
         this.#errors++;
         this.#o.telemetry.add("latentwatch.partition.errors", 1);
@@ -181,8 +187,13 @@ export class PartitionOwner {
     }, this.#o.heartbeatMs);
   }
 
-  /** Without a successful round for most of a TTL, peers may take our partitions: give them up first. */
+  /**
+   * Without a successful round for most of a TTL, peers may soon count our
+   * leases dead (a TTL after they saw them written, which was after the
+   * round began): give the partitions up first, a heartbeat ahead.
+   */
   async #fence(): Promise<void> {
+    if (this.#held.size === 0 || this.#stopped) return;
     const since = this.#now() - this.#lastRenewed;
     if (since < this.#o.store.ttlMs - this.#o.heartbeatMs) return;
     for (const p of [...this.#held.keys()]) await this.#release(p, "unrenewed");
