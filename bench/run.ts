@@ -20,6 +20,8 @@
  * - policy/compile-chain-…, policy/reload-chain-…: compile time of chained
  *   macros and the slowest `/healthz` answer during a reload of the largest
  *   (`bench/policy_compile.ts`).
+ * - scale-out/…: the same traffic through 1, 2 and 3 `serve` processes
+ *   sharing 16 partitions, against the 1-sidecar rate (`bench/scale_out.ts`).
  *
  * Writes `bench/results/latest.json`, the charts beside it, and prints a table.
  *
@@ -39,6 +41,7 @@ import { encodeChart, latencyChart } from "./chart.ts";
 import { benchPolicy } from "./policy.ts";
 import { benchAlertSpool } from "./alert_spool.ts";
 import { benchPolicyCompile } from "./policy_compile.ts";
+import { benchScaleOut } from "./scale_out.ts";
 import { type MatmulPeak, ortMatmulPeak, peakShapes } from "./matmul_peak.ts";
 
 /**
@@ -495,6 +498,7 @@ progress("policy evaluation with 1, 100 and 1000 rules");
 results.push(...await benchPolicy({ quick }));
 results.push(...await benchAlertSpool({ quick, progress }));
 results.push(...await benchPolicyCompile({ quick, progress }));
+results.push(...await benchScaleOut({ quick, progress }));
 
 const numpyVersion = (await runNumpy({ cases: [] }))?.numpy ?? null;
 const report = {

@@ -17,6 +17,7 @@ import { partitionOf } from "../src/core/frame/subjects.ts";
 import { Tap } from "../src/tap/tap.ts";
 import { startTestCluster } from "./helpers/cluster.ts";
 import {
+  BENIGN,
   controlJson,
   type Fixture,
   HOOK,
@@ -239,9 +240,43 @@ Deno.test({
           } ` +
           `were the victim's), requests that lost state ${stateLost} (expected ${expectedLost})`,
       );
-      // the survivors' view says so too
+      // the survivors' view says so too, in /partitions and /metrics
       const view = await controlJson<PartitionsView>(survivors[0].port, "/partitions");
       assert.equal(view!.members.length, 2);
+      const metrics = await fetch(`http://127.0.0.1:${survivors[0].port}/metrics`).then((r) =>
+        r.text()
+      );
+      for (const p of view!.owned) {
+        assert.match(
+          metrics,
+          new RegExp(`^latentwatch_partition_owned\\{partition="${p}"\\} 1$`, "m"),
+        );
+      }
+      assert.match(
+        metrics,
+        new RegExp(`^latentwatch_partitions_owned ${view!.owned.length}$`, "m"),
+      );
+
+      // gating across the handoff: a gated frame of a moved partition is answered by its new owner
+      const gated = new Tap(tapBus, {
+        model: MODEL,
+        hook: HOOK,
+        partitions: PARTITIONS,
+        gate: { deadlineMs: 3000, onTimeout: "closed" },
+      });
+      gated.enableSteering(fx.sim.dModel);
+      let id = 0;
+      while (!moved.has(partitionOf(`g-${id}`, PARTITIONS))) id++;
+      const newOwner = survivors.find((s) =>
+        after!.find((v) => v.member === s.name)!.owned.includes(partitionOf(`g-${id}`, PARTITIONS))
+      )!;
+      const repliesBefore = await metricSum(newOwner.port, "latentwatch_gate_replies_total");
+      const step = await gated.step(`g-${id}`, 0, fx.benign, BENIGN.length, fx.sim.dModel);
+      assert.equal(step.verdict, "continue");
+      assert.equal(
+        await metricSum(newOwner.port, "latentwatch_gate_replies_total"),
+        repliesBefore + 1,
+      );
     } finally {
       await stopAll(all.filter((s) => s.child.pid));
       await tapBus.close();
