@@ -55,6 +55,17 @@ export interface OwnershipStats {
   errors: number;
 }
 
+/** `p`, or undefined once `ms` have passed. */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 const MEMBER = "member.";
 const PARTITION = "partition.";
 
@@ -131,14 +142,20 @@ export class PartitionOwner {
     this.#stopped = true;
     clearTimeout(this.#timer);
     clearInterval(this.#fenceTimer);
-    await this.#round;
+    // a round hung on a broker that went away must not hold the shutdown:
+    // two heartbeats for all of it
+    const deadline = this.#now() + 2 * this.#o.heartbeatMs;
+    const bounded = <T>(p: Promise<T>) => within(p, Math.max(0, deadline - this.#now()));
+    await bounded(this.#round);
     for (const [p, revision] of [...this.#held]) {
       await this.#release(p, "shutdown");
-      await this.#o.store.remove(`${PARTITION}${p}`, revision).catch(() => false);
+      await bounded(this.#o.store.remove(`${PARTITION}${p}`, revision).catch(() => false));
     }
     const me = this.#seen.get(`${MEMBER}${this.#o.member}`);
     if (me) {
-      await this.#o.store.remove(`${MEMBER}${this.#o.member}`, me.revision).catch(() => false);
+      await bounded(
+        this.#o.store.remove(`${MEMBER}${this.#o.member}`, me.revision).catch(() => false),
+      );
     }
     this.#o.log.info("partitions.left", { member: this.#o.member });
   }
@@ -258,6 +275,8 @@ export class PartitionOwner {
     live: boolean,
     target: (string | null)[],
   ): Promise<void> {
+    // a round that was hung when the sidecar stopped takes nothing afterwards
+    if (this.#stopped) return;
     const { store, member } = this.#o;
     const key = `${PARTITION}${p}`;
     const mine = this.#held.get(p);

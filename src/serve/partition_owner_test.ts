@@ -171,3 +171,66 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "PartitionOwner: a round hung on a stalled broker does not keep partitions past the fence",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const server = await startNatsServer();
+    const bus = await connectNatsBus({ url: server.url, probe: { intervalMs: 0 } });
+    try {
+      const real = await bus.openLeases({ bucket: "lw_stall", ttlMs: TTL_MS, replicas: 1 });
+      // test double for a broker that stops answering without closing the connection
+      // (the real client waits for its request timeout): calls hang while `stalled`
+      let stalled = false;
+      const never = new Promise<never>(() => {});
+      const hang = <T>(f: () => Promise<T>) => stalled ? never : f();
+      const store = {
+        ttlMs: real.ttlMs,
+        list: (p: string) => hang(() => real.list(p)),
+        create: (k: string, v: string) => hang(() => real.create(k, v)),
+        update: (k: string, v: string, r: number) => hang(() => real.update(k, v, r)),
+        put: (k: string, v: string) => hang(() => real.put(k, v)),
+        remove: (k: string, r: number) => hang(() => real.remove(k, r)),
+      };
+      const released: { p: number; why: string; at: number }[] = [];
+      const owner = new PartitionOwner({
+        store,
+        member: "solo",
+        partitions: 4,
+        heartbeatMs: HEARTBEAT_MS,
+        onAcquire: () => {},
+        onRelease: (p, why) => void released.push({ p, why, at: performance.now() }),
+        log: new Logger({ quiet: true }),
+        telemetry: new Telemetry(),
+      });
+      await owner.start();
+      assert.equal(owner.owned.size, 4);
+      stalled = true;
+      const t0 = performance.now();
+      while (owner.owned.size > 0 && performance.now() - t0 < 3 * TTL_MS) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.equal(owner.owned.size, 0, "gave its partitions up while the round hung");
+      assert.deepEqual(released.map((r) => r.why), [
+        "unrenewed",
+        "unrenewed",
+        "unrenewed",
+        "unrenewed",
+      ]);
+      const after = released[0].at - t0;
+      // not before the lease could have been renewed, and at least a heartbeat
+      // before peers could count it dead (a TTL after the last renewal)
+      assert.ok(after <= TTL_MS - HEARTBEAT_MS + HEARTBEAT_MS / 2, `fenced after ${after} ms`);
+      assert.ok(after >= TTL_MS - 2 * HEARTBEAT_MS, `fenced after ${after} ms`);
+      // the shutdown does not wait for the hung round past two heartbeats
+      const s0 = performance.now();
+      await owner.stop();
+      assert.ok(performance.now() - s0 < 3 * HEARTBEAT_MS + 200, "stop was bounded");
+    } finally {
+      await bus.close();
+      await server.stop();
+    }
+  },
+});
