@@ -8,6 +8,7 @@ import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { startNatsCluster } from "../src/bus/nats_cluster.ts";
 import { freePort } from "../src/bus/nats_server.ts";
+import { loadMonitorConfig } from "../src/config/monitor.ts";
 
 const DIR = new URL("../deploy/cluster/", import.meta.url).pathname;
 /** A base port whose base, +1 and +2 are free on 127.0.0.1 (start.sh adds 0, 1, 2). */
@@ -114,4 +115,11 @@ Deno.test("deploy/cluster: start.sh starts the three nodes and stops them on SIG
       `node ${i + 1} still listening after SIGINT`,
     );
   }
+});
+
+Deno.test("deploy/cluster: monitor.yaml loads and lists the three servers start.sh starts", async () => {
+  const m = await loadMonitorConfig(`${DIR}monitor.yaml`);
+  assert.equal(m.nats.url, "nats://127.0.0.1:4222,127.0.0.1:4223,127.0.0.1:4224");
+  const sh = await Deno.readTextFile(`${DIR}start.sh`);
+  assert.match(sh, /LW_CLUSTER_CLIENT_BASE:-4222\}/, "start.sh's default client ports");
 });
