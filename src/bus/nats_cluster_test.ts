@@ -206,3 +206,74 @@ for (const victim of ["follower", "stream leader"] as const) {
       }
     }));
 }
+
+Deno.test("nats cluster: SIGKILL the KV bucket's leader while a lease is renewed by revision", () =>
+  withCluster(async (cluster) => {
+    const nc = await client(cluster.urls);
+    try {
+      const kv = await new Kvm(nc).create("LEASES", { replicas: 3, ttl: 30_000 });
+      const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+      const leaderName = (await jsm.streams.info("KV_LEASES")).cluster?.leader;
+      const target = cluster.nodes.find((n) => n.name === leaderName);
+      assert.ok(target, `KV_LEASES leader ${leaderName} is one of the nodes`);
+
+      // the holder renews p0 with update(revision); an update whose ack was
+      // lost may have landed: read back and adopt the revision if it holds our value
+      let rev = await kv.create("p0", "a:0");
+      let stop = false;
+      let killedAt = Infinity;
+      let firstAfter = 0;
+      let failures = 0;
+      let adopted = 0;
+      let n = 0;
+      const renew = (async () => {
+        while (!stop) {
+          const val = `a:${++n}`;
+          for (;;) {
+            const sent = Date.now();
+            try {
+              rev = await kv.update("p0", val, rev, 1000);
+            } catch {
+              failures++;
+              const e = await kv.get("p0").catch(() => null);
+              if (e?.string() !== val) {
+                assert.ok(
+                  !e || e.revision === rev,
+                  `lease taken: r${e?.revision} = ${e?.string()}`,
+                );
+                await sleep(50);
+                continue;
+              }
+              rev = e.revision;
+              adopted++;
+            }
+            if (sent > killedAt && !firstAfter) firstAfter = Date.now();
+            break;
+          }
+          await sleep(20);
+        }
+      })();
+      await sleep(500);
+      killedAt = Date.now();
+      await target.kill();
+      const deadline = Date.now() + 30_000;
+      while (!firstAfter) {
+        assert.ok(Date.now() < deadline, `no renewal within 30 s of the kill (${failures} failed)`);
+        await sleep(20);
+      }
+      await sleep(500);
+      stop = true;
+      await renew;
+      console.log(
+        `kill KV leader ${target.name}: first renewal ${
+          firstAfter - killedAt
+        } ms after the kill, ` +
+          `${failures} failed attempts, ${adopted} adopted after a lost ack, ${n} renewals`,
+      );
+      const last = await kv.get("p0");
+      assert.equal(last?.string(), `a:${n}`);
+      assert.equal(last?.revision, rev);
+    } finally {
+      await nc.close();
+    }
+  }));
