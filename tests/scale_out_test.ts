@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { partitionOf } from "../src/core/frame/subjects.ts";
 import { Tap } from "../src/tap/tap.ts";
-import { startTestCluster } from "./helpers/cluster.ts";
+import { startNatsCluster } from "../src/bus/nats_cluster.ts";
 import {
   BENIGN,
   controlJson,
@@ -127,7 +127,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const cluster = await startTestCluster();
+    const cluster = await startNatsCluster({ nodes: 3 });
     const fx = await writeFixture("latentwatch-scale-");
     const tapBus = await connectNatsBus({ url: cluster.url, reconnectWaitMs: 100 });
     const tap = new Tap(tapBus, { model: MODEL, hook: HOOK, partitions: PARTITIONS });
@@ -144,7 +144,7 @@ Deno.test({
           subject: "lw.alerts.single",
           port,
           spool: "spool-single",
-          replicas: 1,
+          replicas: 3,
         }),
         port,
       );
@@ -171,7 +171,7 @@ Deno.test({
         n: 3,
         ttlMs: 3000,
         heartbeatMs: 500,
-        replicas: 1,
+        replicas: 3,
       });
       all.push(...three);
       await sendFrames(tap, fx, traffic, { from: 0, to: FRAMES, end: true }, tapBus);

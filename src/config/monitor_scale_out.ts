@@ -10,8 +10,12 @@ import { expectMessage, int } from "../shared/schema.ts";
 
 /** Defaults of `scale_out:`. */
 export const SCALE_OUT_DEFAULTS = {
-  /** A dead sidecar's partitions are taken over within this, plus one heartbeat. */
-  leaseTtlMs: 8000,
+  /**
+   * A dead sidecar's partitions are taken over within this, plus one
+   * heartbeat; above a 3-node cluster's leader election (5–7 s on 2.9), so a
+   * broker failover does not make sidecars give their partitions up.
+   */
+  leaseTtlMs: 10_000,
   replicas: 1,
 } as const;
 
@@ -51,7 +55,7 @@ export interface ScaleOutConfig {
   partitions: number;
   /** Milliseconds a lease lives without renewal. */
   leaseTtlMs: number;
-  /** Milliseconds between renewals (default a quarter of the TTL). */
+  /** Milliseconds between renewals (default a fifth of the TTL). */
   heartbeatMs: number;
   /** The KV bucket of leases (default `latentwatch_partitions_<monitor>`). */
   bucket: string;
@@ -66,7 +70,7 @@ export interface ScaleOutConfig {
  *
  * @example
  * ```ts
- * const s = scaleOutConfig({ partitions: 16, lease_ttl_ms: 8000, replicas: 3 }, "demo");
+ * const s = scaleOutConfig({ partitions: 16, lease_ttl_ms: 10_000, replicas: 3 }, "demo");
  * s.heartbeatMs; // 2000
  * s.bucket; // "latentwatch_partitions_demo"
  * ```
@@ -75,7 +79,7 @@ export function scaleOutConfig(s: z.infer<typeof ScaleOutSchema>, monitor: strin
   return {
     partitions: s.partitions,
     leaseTtlMs: s.lease_ttl_ms,
-    heartbeatMs: s.heartbeat_ms ?? Math.max(100, Math.floor(s.lease_ttl_ms / 4)),
+    heartbeatMs: s.heartbeat_ms ?? Math.max(100, Math.floor(s.lease_ttl_ms / 5)),
     bucket: s.bucket ?? `latentwatch_partitions_${monitor}`,
     replicas: s.replicas,
     ...(s.member !== undefined ? { member: s.member } : {}),

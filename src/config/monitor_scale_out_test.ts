@@ -19,7 +19,7 @@ Deno.test("scale_out: defaults filled in, bucket named after the monitor", () =>
   const cfg = parseMonitorConfig(`${BASE}scale_out:\n  partitions: 16\n`, "/srv/lw/m.yaml");
   assert.deepEqual(cfg.scaleOut, {
     partitions: 16,
-    leaseTtlMs: 8000,
+    leaseTtlMs: 10000,
     heartbeatMs: 2000,
     bucket: "latentwatch_partitions_demo",
     replicas: 1,
@@ -47,8 +47,8 @@ Deno.test("scale_out: bad values say where, what was expected and what was found
   assert.deepEqual(problems(`${BASE}scale_out:\n  partitions: 0\n`), [
     "/srv/lw/m.yaml:7:15: expected an integer in 1..1024 (the number of partitions the taps spread requests over), found 0",
   ]);
-  assert.deepEqual(problems(`${BASE}scale_out:\n  partitions: 2\n  heartbeat_ms: 5000\n`), [
-    "/srv/lw/m.yaml:8:17: expected heartbeat_ms ≤ lease_ttl_ms / 2 (4000), found 5000; a lease must be renewed at least twice in its lifetime",
+  assert.deepEqual(problems(`${BASE}scale_out:\n  partitions: 2\n  heartbeat_ms: 6000\n`), [
+    "/srv/lw/m.yaml:8:17: expected heartbeat_ms ≤ lease_ttl_ms / 2 (5000), found 6000; a lease must be renewed at least twice in its lifetime",
   ]);
   assert.deepEqual(problems(`${BASE}scale_out:\n  partitions: 2\n  member: a.b\n`), [
     `/srv/lw/m.yaml:8:11: expected a sidecar name of letters, digits, '_' or '-', found the string "a.b"`,

@@ -282,17 +282,19 @@ export class PartitionOwner {
     const mine = this.#held.get(p);
     const want = target[p];
     if (mine !== undefined) {
-      if (!entry || entry.revision !== mine || entry.value !== member) {
+      if (!entry || entry.value !== member) {
         // our lease expired on the server or a peer took it: we are not the owner any more
         await this.#release(p, "lost");
         return;
       }
+      // a renewal whose answer was lost (a broker failover) still wrote our name: carry on from it
+      const current = entry.revision;
       if (want !== member && want !== null) {
         await this.#release(p, "rebalance");
-        await store.remove(key, mine);
+        await store.remove(key, current);
         return;
       }
-      const next = await store.update(key, member, mine);
+      const next = await store.update(key, member, current);
       if (next === null) await this.#release(p, "lost");
       else this.#held.set(p, next);
       return;
