@@ -319,7 +319,7 @@ Deno.test({
         run: "node",
         n: 3,
         ttlMs: 10_000,
-        heartbeatMs: 2000,
+        heartbeatMs: 1000,
         replicas: 3,
       });
       const early = requests("e", 60);
@@ -327,6 +327,7 @@ Deno.test({
       await sendFrames(tap, fx, early, { from: 0, to: 2, end: false }, tapBus);
       await quiesce(sidecars);
       const leader = await streamLeader(cluster.url, "ALERTS_NODE");
+      const bucketLeader = await streamLeader(cluster.url, "KV_lw_node");
       const node = cluster.nodes.find((n) => n.name === leader)!;
       const survivorUrls = cluster.urls.filter((u) => u !== node.url).join(",");
       const releasedBefore = await Promise.all(
@@ -381,7 +382,9 @@ Deno.test({
       // requests that began after the kill alert as ever
       for (const r of late) assert.equal(stored.requests.has(r.id), r.alerts, r.id);
       console.log(
-        `SIGKILL node ${leader} (the stream's leader): alerts produced ${produced.size}, in the stream ` +
+        `SIGKILL node ${leader} (the alert stream's leader${
+          bucketLeader === leader ? " and the lease bucket's" : ""
+        }): alerts produced ${produced.size}, in the stream ` +
           `${stored.ids.size}, missing ${missing.length}, duplicated ${stored.duplicated.length}; ` +
           `all ready and published ${
             recoveredMs.toFixed(0)

@@ -19,6 +19,8 @@ export interface LeaseEntry {
 export interface LeaseStore {
   /** Every live entry whose key starts with `prefix` (deleted keys are left out). */
   list(prefix: string): Promise<Map<string, LeaseEntry>>;
+  /** The live entry of `key`, or null when it has none (absent, deleted or expired). */
+  get(key: string): Promise<LeaseEntry | null>;
   /** Write `value` under `key` when no live entry has it; the new revision, or null when one does. */
   create(key: string, value: string): Promise<number | null>;
   /** Replace the entry at `revision`; the new revision, or null when `key` was written since. */

@@ -91,6 +91,13 @@ class NatsLeases implements LeaseStore {
     return out;
   }
 
+  async get(key: string): Promise<LeaseEntry | null> {
+    const e = await this.kv.get(key);
+    return e && e.operation === "PUT"
+      ? { value: utf8.decode(e.value), revision: e.revision }
+      : null;
+  }
+
   async create(key: string, value: string): Promise<number | null> {
     try {
       return await this.kv.create(key, value);

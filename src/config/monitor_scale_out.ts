@@ -55,7 +55,7 @@ export interface ScaleOutConfig {
   partitions: number;
   /** Milliseconds a lease lives without renewal. */
   leaseTtlMs: number;
-  /** Milliseconds between renewals (default a fifth of the TTL). */
+  /** Milliseconds between renewals (default a tenth of the TTL). */
   heartbeatMs: number;
   /** The KV bucket of leases (default `latentwatch_partitions_<monitor>`). */
   bucket: string;
@@ -71,7 +71,7 @@ export interface ScaleOutConfig {
  * @example
  * ```ts
  * const s = scaleOutConfig({ partitions: 16, lease_ttl_ms: 10_000, replicas: 3 }, "demo");
- * s.heartbeatMs; // 2000
+ * s.heartbeatMs; // 1000
  * s.bucket; // "latentwatch_partitions_demo"
  * ```
  */
@@ -79,7 +79,7 @@ export function scaleOutConfig(s: z.infer<typeof ScaleOutSchema>, monitor: strin
   return {
     partitions: s.partitions,
     leaseTtlMs: s.lease_ttl_ms,
-    heartbeatMs: s.heartbeat_ms ?? Math.max(100, Math.floor(s.lease_ttl_ms / 5)),
+    heartbeatMs: s.heartbeat_ms ?? Math.max(100, Math.floor(s.lease_ttl_ms / 10)),
     bucket: s.bucket ?? `latentwatch_partitions_${monitor}`,
     replicas: s.replicas,
     ...(s.member !== undefined ? { member: s.member } : {}),

@@ -20,7 +20,7 @@ Deno.test("scale_out: defaults filled in, bucket named after the monitor", () =>
   assert.deepEqual(cfg.scaleOut, {
     partitions: 16,
     leaseTtlMs: 10000,
-    heartbeatMs: 2000,
+    heartbeatMs: 1000,
     bucket: "latentwatch_partitions_demo",
     replicas: 1,
   });

@@ -43,6 +43,8 @@ export const MONITOR_DEFAULTS = {
 const NAME = /^[A-Za-z0-9_-]+$/;
 const SAE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const NATS_URL = /^(nats|tls|ws|wss):\/\/[^\s/]+$/;
+/** One server of a list: a URL, or `host:port` as the NATS clients take it after the first. */
+const NATS_SERVER = /^((nats|tls|ws|wss):\/\/)?[^\s/:]+:\d{1,5}$/;
 /** Subject filter a monitor subscribes to: wildcards `*` as a token and `>` as the last one. */
 const FILTER_SUBJECT = /^([^\s.*>]+|\*)(\.([^\s.*>]+|\*))*(\.>)?$|^>$/;
 const STREAM = /^[A-Za-z0-9_-]+$/;
@@ -83,8 +85,8 @@ export const MonitorFileSchema = z.strictObject({
       error: expectMessage("a NATS URL like nats://host:port, or a list of them"),
     }).transform((v, ctx) => {
       const urls = (Array.isArray(v) ? v : v.split(",")).map((u) => u.trim());
-      for (const u of urls) {
-        if (!NATS_URL.test(u)) {
+      for (const [i, u] of urls.entries()) {
+        if (!(NATS_URL.test(u) || (i > 0 && NATS_SERVER.test(u)))) {
           ctx.issues.push({
             code: "custom",
             input: v,

@@ -181,8 +181,7 @@ export class PartitionOwner {
       // when the round began: every lease it renews was written after this
       const began = this.#now();
       try {
-        await this.#step();
-        this.#lastRenewed = began;
+        await this.#step(began);
       } catch (err) {
         this.#errors++;
         this.#o.telemetry.add("latentwatch.partition.errors", 1);
@@ -216,12 +215,32 @@ export class PartitionOwner {
     for (const p of [...this.#held.keys()]) await this.#release(p, "unrenewed");
   }
 
-  async #step(): Promise<void> {
+  /**
+   * Renew first: the heartbeat and the leases held need only the bucket's
+   * stream leader. Then read the bucket and rebalance, which a meta-leader
+   * election can stall (listing keys opens a consumer); a failed read is
+   * counted but does not count against the leases just renewed.
+   */
+  async #step(began: number): Promise<void> {
     const { store, member, partitions } = this.#o;
     const memberValue = JSON.stringify({ partitions });
     const myRevision = await store.put(`${MEMBER}${member}`, memberValue);
+    for (const [p, revision] of [...this.#held]) await this.#renew(p, revision);
+    this.#lastRenewed = began;
+    let entries: Map<string, LeaseEntry>;
+    try {
+      entries = await store.list("");
+    } catch (err) {
+      this.#errors++;
+      this.#o.telemetry.add("latentwatch.partition.errors", 1);
+      this.#o.log.warn("partitions.read_failed", {
+        member,
+        error: (err as Error).message,
+        note: "leases renewed; rebalancing waits for the next round",
+      });
+      return;
+    }
     const now = this.#now();
-    const entries = await store.list("");
     entries.set(`${MEMBER}${member}`, { value: memberValue, revision: myRevision });
     const live = this.#liveEntries(entries, now);
     const members = [...live].filter(([k]) => k.startsWith(MEMBER)).map(([k, e]) => {
@@ -234,6 +253,24 @@ export class PartitionOwner {
       await this.#settle(p, entries.get(`${PARTITION}${p}`), live.has(`${PARTITION}${p}`), target);
     }
     this.#o.telemetry.set("latentwatch.partitions.owned", this.#held.size);
+  }
+
+  /**
+   * Renew the lease on `p` written at `revision`. When the key was written
+   * since, it is still ours if it holds our name (a renewal whose answer a
+   * broker failover lost); otherwise the partition is lost.
+   */
+  async #renew(p: number, revision: number): Promise<void> {
+    const { store, member } = this.#o;
+    const key = `${PARTITION}${p}`;
+    let next = await store.update(key, member, revision);
+    if (next === null) {
+      const entry = await store.get(key);
+      next = entry?.value === member ? await store.update(key, member, entry.revision) : null;
+    }
+    if (this.#held.get(p) !== revision) return; // fenced or released meanwhile
+    if (next === null) await this.#release(p, "lost");
+    else this.#held.set(p, next);
   }
 
   /** Entries whose revision changed within a TTL (by this sidecar's clock); forgets keys gone. */
@@ -287,16 +324,11 @@ export class PartitionOwner {
         await this.#release(p, "lost");
         return;
       }
-      // a renewal whose answer was lost (a broker failover) still wrote our name: carry on from it
-      const current = entry.revision;
+      // renewed at the start of this round: hand it over if it belongs elsewhere now
       if (want !== member && want !== null) {
         await this.#release(p, "rebalance");
-        await store.remove(key, current);
-        return;
+        await store.remove(key, entry.revision);
       }
-      const next = await store.update(key, member, current);
-      if (next === null) await this.#release(p, "lost");
-      else this.#held.set(p, next);
       return;
     }
     if (entry && live && entry.value !== member) {
