@@ -330,14 +330,17 @@ Deno.test({
       const bucketLeader = await streamLeader(cluster.url, "KV_lw_node");
       const node = cluster.nodes.find((n) => n.name === leader)!;
       const survivorUrls = cluster.urls.filter((u) => u !== node.url).join(",");
+      const receivedBefore = (await Promise.all(
+        sidecars.map((s) => metricSum(s.port, "latentwatch_frames_received_total")),
+      )).reduce((a, b) => a + b, 0);
       const releasedBefore = await Promise.all(
         sidecars.map((s) => metricSum(s.port, "latentwatch_partition_released_total")),
       );
       const killedAt = performance.now();
       await node.kill();
       // the traffic goes on while the survivors elect a leader
-      await sendFrames(tap, fx, early, { from: 2, to: FRAMES, end: true }, tapBus);
-      await sendFrames(tap, fx, late, { from: 0, to: FRAMES, end: true }, tapBus);
+      await sendFrames(tap, fx, early, { from: 2, to: FRAMES, end: false }, tapBus);
+      await sendFrames(tap, fx, late, { from: 0, to: FRAMES, end: false }, tapBus);
       // every sidecar ready again (connected through a survivor, delivering)
       await waitUntil(
         async () => {
@@ -349,6 +352,9 @@ Deno.test({
         "the sidecars ready after the node died",
         30_000,
       );
+      // the end markers once every connection is back: a frame lost in flight
+      // through the dead node shows as a gap before its request's end marker
+      await sendFrames(tap, fx, [...early, ...late], { from: 0, to: 0, end: true }, tapBus);
       await quiesce(sidecars);
       // the alerts the sidecars wrote ahead are all published before they stop
       await waitUntil(
@@ -373,9 +379,23 @@ Deno.test({
       const lostFrames = await Promise.all(
         sidecars.map((s) => metricSum(s.port, "latentwatch_frames_lost_total")),
       );
+      const receivedNow = await Promise.all(
+        sidecars.map((s) => metricSum(s.port, "latentwatch_frames_received_total")),
+      );
+      // frames the tap sent after the sidecars were ready: 2 + 3 per early request, 5 per late one
+      const sentAfter = early.length * 3 + late.length * (FRAMES + 1);
+      const receivedAfter = receivedNow.reduce((a, b) => a + b, 0) - receivedBefore;
       await stopAll(sidecars);
       const produced = await jsonlIds(fx.dir, "node", 3);
       const stored = await alertsIn(survivorUrls, "ALERTS_NODE");
+      const expectedAlerts = [...early, ...late].filter((r) => r.alerts).length * FRAMES;
+      // frames in flight through the dead node are lost (core NATS); every one is counted
+      const counted = lostFrames.reduce((a, b) => a + b, 0);
+      assert.equal(
+        receivedAfter + counted,
+        sentAfter,
+        `received ${receivedAfter} + counted lost ${counted}, sent ${sentAfter}`,
+      );
       const missing = [...produced].filter((id) => !stored.ids.has(id));
       assert.deepEqual(missing, [], "alerts that reached a sink but not the stream");
       assert.deepEqual(stored.duplicated, [], "alerts stored twice");
@@ -388,8 +408,9 @@ Deno.test({
           `${stored.ids.size}, missing ${missing.length}, duplicated ${stored.duplicated.length}; ` +
           `all ready and published ${
             recoveredMs.toFixed(0)
-          } ms after the kill; partitions released ` +
-          `${released.join("/")}; frames lost ${lostFrames.join("/")}`,
+          } ms after the kill; partitions given up during the failover ${released.join("/")}; ` +
+          `frames sent after the kill ${sentAfter}, received ${receivedAfter}, counted lost ` +
+          `(seq gaps) ${lostFrames.join("/")}; alerts expected by construction ${expectedAlerts}`,
       );
     } finally {
       await stopAll(sidecars.filter((s) => s.child.pid));

@@ -116,8 +116,21 @@ export async function sendFrames(
       const tokens = r.alerts ? TRIGGER : BENIGN;
       tap.publish(r.id, f * tokens.length, x, tokens.length, fx.sim.dModel, { tokenText: tokens });
     }
-    await bus.flush();
+    await flushed(bus);
   }
   if (o.end) { for (const r of reqs) tap.end(r.id); }
-  await bus.flush();
+  await flushed(bus);
+}
+
+/** Flush, again while the connection is failing over (a flush in flight then rejects). */
+async function flushed(bus: Bus): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      return await bus.flush();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
