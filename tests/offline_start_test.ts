@@ -1,9 +1,11 @@
 /**
- * Offline start: `tools/prepare_offline.ts` (`deno task prepare-offline`)
- * prepares a folder in a temporary directory, with every download made
- * impossible (an unreachable proxy), and the demo, the whole pipeline with
- * onnxruntime-node's native binding, runs from it with `--cached-only`, an
- * empty `DENO_DIR` and an unreachable npm registry. Then, as `nobody`, the
+ * Offline start: `tools/prepare_offline.ts` (`deno task prepare-offline`),
+ * run exactly as deploy/container/Containerfile's build step runs it,
+ * prepares a folder in a temporary directory with every download made
+ * impossible (an unreachable proxy); then the demo, the whole pipeline with
+ * onnxruntime-node's native binding, runs from it with the image's
+ * `ENTRYPOINT` (`--cached-only`), an empty `DENO_DIR` and an unreachable npm
+ * registry. Then, as `nobody`, the
  * recorded trace is replayed from the same folder with nothing writable
  * (the folder, `DENO_DIR` and `HOME`), as the systemd unit and the container
  * run it; and a folder missing one package fails instead of fetching it.
@@ -13,7 +15,23 @@
 import assert from "node:assert/strict";
 import { rename } from "node:fs/promises";
 import { join } from "node:path";
-import { OFFLINE_RUN_FLAGS, prepareOffline } from "../tools/prepare_offline.ts";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { OFFLINE_RUN_FLAGS, onnxruntimeBinDir, REPO_ROOT } from "../tools/prepare_offline.ts";
+import { execArgv, finalStage, parseContainerfile } from "./helpers/containerfile.ts";
+
+const CONTAINERFILE = parseContainerfile(
+  await Deno.readTextFile(
+    fileURLToPath(new URL("../deploy/container/Containerfile", import.meta.url)),
+  ),
+);
+/** The build step that prepares the folder, and the folder it prepares. */
+const PREPARE = execArgv(
+  CONTAINERFILE.find((i) => i.keyword === "RUN" && i.args.includes("prepare_offline.ts"))!.args,
+);
+const IMAGE_DIR = PREPARE[PREPARE.indexOf("tools/prepare_offline.ts") + 1];
+/** The image's entry point: `deno run --cached-only ... src/main.ts`. */
+const ENTRYPOINT = execArgv(finalStage(CONTAINERFILE, "ENTRYPOINT")[0].args);
 
 /** Every fetch fails: nothing listens on port 9 of loopback. */
 const UNREACHABLE = "http://127.0.0.1:9";
@@ -38,7 +56,8 @@ async function runOffline(
   env: Record<string, string>,
   asNobody = false,
 ): Promise<Run> {
-  const deno = [Deno.execPath(), "run", ...OFFLINE_RUN_FLAGS, "-A", "src/main.ts", ...args];
+  assert.deepEqual(ENTRYPOINT, ["deno", "run", ...OFFLINE_RUN_FLAGS, "-A", "src/main.ts"]);
+  const deno = [Deno.execPath(), ...ENTRYPOINT.slice(1), ...args];
   const cmd = asNobody
     ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ...deno]
     : deno;
@@ -79,10 +98,25 @@ Deno.test({
     await Deno.chmod(tmp, 0o755); // nobody reads the folder below
     const app = join(tmp, "latentwatch");
     try {
-      await t.step("prepare-offline fills node_modules from the cache alone", async () => {
-        const found = await prepareOffline(app, { platformOnly: true, env: NO_NETWORK });
+      await t.step("the image's prepare step fills node_modules from the cache alone", async () => {
+        // `RUN deno run -A tools/prepare_offline.ts /opt/latentwatch ...`, into `app`
+        assert.deepEqual(PREPARE.slice(0, 4), ["deno", "run", "-A", "tools/prepare_offline.ts"]);
+        const args = PREPARE.slice(1).map((a) => a === IMAGE_DIR ? app : a);
+        const r = await new Deno.Command(Deno.execPath(), {
+          args,
+          cwd: REPO_ROOT,
+          env: NO_NETWORK,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const dec = new TextDecoder();
+        assert.equal(r.code, 0, dec.decode(r.stdout) + dec.decode(r.stderr));
+        const found = [...Deno.readDirSync(onnxruntimeBinDir(app))].map((e) => e.name).sort();
         assert.deepEqual(found.filter((f) => f.endsWith(".node")), ["onnxruntime_binding.node"]);
         assert.ok(found.some((f) => f.startsWith("libonnxruntime")), found.join(", "));
+        // --platform-only: no other platform's binaries in the image
+        const platforms = [...Deno.readDirSync(join(onnxruntimeBinDir(app), "..", ".."))];
+        assert.deepEqual(platforms.map((e) => e.name), [process.platform]);
       });
 
       await t.step("the demo runs offline from an empty DENO_DIR", async () => {
