@@ -60,7 +60,8 @@ function containerProblems(all: Instruction[]): string[] {
   const user = last("USER")?.split(":")[0];
   if (!user || user === "root" || user === "0") problems.push(`runs as root (USER ${user})`);
   const entry = execArgv(last("ENTRYPOINT") ?? "[]");
-  const expected = ["deno", "run", ...OFFLINE_RUN_FLAGS, "-A", "src/main.ts"];
+  // an init first (tini, in the base image), then the offline command line
+  const expected = ["/tini", "--", "deno", "run", ...OFFLINE_RUN_FLAGS, "-A", "src/main.ts"];
   if (entry.join(" ") !== expected.join(" ")) {
     problems.push(`ENTRYPOINT ${entry.join(" ")} is not ${expected.join(" ")}`);
   }
@@ -104,7 +105,7 @@ Deno.test("container: the check reports a root image, an online entry point, a l
     return containerProblems(parseContainerfile(TEXT.replace(from, to))).join("\n");
   };
   assert.match(problems("USER 10001:10001", "USER root"), /runs as root/);
-  assert.match(problems('"--cached-only", ', ""), /ENTRYPOINT deno run --frozen/);
+  assert.match(problems('"--cached-only", ', ""), /ENTRYPOINT \/tini -- deno run --frozen/);
   assert.match(problems("VOLUME /var/lib/latentwatch", "VOLUME /data"), /is not a VOLUME/);
   assert.match(problems("COPY policies ./policies\n", ""), /policies not copied before prepare/);
   assert.match(problems("EXPOSE 8787", "EXPOSE 9090"), /not \/healthz on an EXPOSEd port/);
