@@ -341,6 +341,10 @@ Deno.test("k8s: the checks report a broken port, mount, key, route, probe path o
     /\$LATENTWATCH_SYS_PASSWORD is not in the container's env/,
   );
   assert.match(
+    await broken((all) => find(all, "NetworkPolicy", "nats")!.spec.ingress[0].ports[0].port = 6223),
+    /NetworkPolicy nats: port 6223 is not a port of nats/,
+  );
+  assert.match(
     await broken((all) => find(all, "Service", "nats-headless")!.spec.clusterIP = undefined),
     /serviceName nats-headless is not a headless Service/,
   );

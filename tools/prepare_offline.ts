@@ -105,7 +105,11 @@ export async function prepareOffline(dest: string, opts: PrepareOptions = {}): P
     await mkdir(dest, { recursive: true });
     for (const f of OFFLINE_FILES) {
       await rm(join(dest, f), { recursive: true, force: true });
-      await cp(join(root, f), join(dest, f), { recursive: true });
+      // unit tests stay behind: they import tests/, which the folder does not hold
+      await cp(join(root, f), join(dest, f), {
+        recursive: true,
+        filter: (path) => !path.endsWith("_test.ts"),
+      });
     }
   }
   const env: Record<string, string> = { ...opts.env };

@@ -5,7 +5,7 @@
  * checks the references between them that `kubectl apply` would not: every
  * volume mount names a volume, every ConfigMap, Secret and key a volume or an
  * env var names exists, every probe port is a port of its container, every
- * Service selects a pod template with the ports it targets, a StatefulSet's
+ * Service and NetworkPolicy selects a pod template with the ports it names, a StatefulSet's
  * `serviceName` is a headless Service, and every claim is declared.
  *
  * @module
@@ -155,15 +155,22 @@ function containerProblems(all: Manifest[], where: string, spec: Obj): string[] 
   return problems;
 }
 
-/** Problems with Services: selectors and target ports; StatefulSets' headless Services. */
+/** The workloads whose pod template carries every label of `sel`. */
+function selected(workloads: Manifest[], sel: Obj): Manifest[] {
+  return workloads.filter((w) =>
+    Object.entries(sel).every(([k, v]) => w.spec.template.metadata?.labels?.[k] === v)
+  );
+}
+
+/**
+ * Problems with Services (selectors, target ports), NetworkPolicies
+ * (selectors, ports) and StatefulSets' headless Services.
+ */
 function serviceProblems(all: Manifest[]): string[] {
   const problems: string[] = [];
   const workloads = all.filter((m) => podSpec(m));
   for (const svc of all.filter((m) => m.kind === "Service")) {
-    const sel: Obj = svc.spec.selector ?? {};
-    const chosen = workloads.filter((w) =>
-      Object.entries(sel).every(([k, v]) => w.spec.template.metadata?.labels?.[k] === v)
-    );
+    const chosen = selected(workloads, svc.spec.selector ?? {});
     if (chosen.length === 0) {
       problems.push(`Service ${svc.metadata.name}: its selector matches no pod template`);
       continue;
@@ -175,6 +182,25 @@ function serviceProblems(all: Manifest[]): string[] {
           problems.push(
             `Service ${svc.metadata.name}: targetPort ${target} is not a port of ${w.metadata.name}`,
           );
+        }
+      }
+    }
+  }
+  for (const np of all.filter((m) => m.kind === "NetworkPolicy")) {
+    const at = `NetworkPolicy ${np.metadata.name}`;
+    const pods = selected(workloads, np.spec.podSelector?.matchLabels ?? {});
+    if (pods.length === 0) problems.push(`${at}: its podSelector matches no pod template`);
+    for (const rule of np.spec.ingress ?? []) {
+      for (const f of rule.from ?? []) {
+        if (f.podSelector && selected(workloads, f.podSelector.matchLabels ?? {}).length === 0) {
+          problems.push(`${at}: a from podSelector matches no pod template`);
+        }
+      }
+      for (const p of rule.ports ?? []) {
+        for (const w of pods) {
+          if (!podSpec(w)!.containers.some((c: Obj) => resolvePort(c, p.port) !== undefined)) {
+            problems.push(`${at}: port ${p.port} is not a port of ${w.metadata.name}`);
+          }
         }
       }
     }
