@@ -85,3 +85,46 @@ Deno.test("telemetry: an undeclared label is refused by name", () => {
   );
   assert.throws(() => t.observe("latentwatch.gate.latency", 1, { sink: "x" }), MetricLabelError);
 });
+
+Deno.test("telemetry: with OTEL_DENO=true, Deno exports the histograms with their buckets", async () => {
+  // Deno's own console exporter prints what it would send over OTLP
+  const script = `import { Telemetry } from ${
+    JSON.stringify(new URL("./telemetry.ts", import.meta.url).href)
+  };
+const t = new Telemetry();
+t.observe("latentwatch.frame.latency", 0.004);
+t.observe("latentwatch.frame.latency", 0.02);
+t.observe("latentwatch.alert.ack_latency", 0.3, { sink: "jetstream" });
+t.add("latentwatch.frames.dropped", 2, { reason: "queue_full" });`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    env: {
+      NO_COLOR: "1",
+      OTEL_DENO: "true",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "console",
+      OTEL_DENO_CONSOLE: "ignore",
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, text);
+  // each metric's block, from its METRIC line to the next
+  const block = (name: string) => {
+    const at = text.indexOf(`METRIC ${name} `);
+    assert.ok(at >= 0, `${name} exported:\n${text}`);
+    const next = text.indexOf("METRIC ", at + 1);
+    return text.slice(at, next < 0 ? undefined : next);
+  };
+  const frame = block("latentwatch.frame.latency");
+  assert.match(frame, /^METRIC latentwatch\.frame\.latency \(Histogram, unit=s\)/);
+  assert.match(frame, /\{\} count=2 sum=0\.024 /);
+  assert.match(
+    frame,
+    /bounds:\s+\[0\.001, 0\.0025, 0\.005, 0\.01, 0\.025, 0\.05, 0\.1, 0\.25, 0\.5, 1\.0, 2\.5, 5\.0, 10\.0\]/,
+  );
+  // 4 ms falls in (2.5, 5] ms, 20 ms in (10, 25] ms; the last count is the overflow
+  assert.match(frame, /counts:\s+\[0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0\]/);
+  assert.match(block("latentwatch.alert.ack_latency"), /\{sink=jetstream\} count=1 sum=0\.3 /);
+  assert.match(block("latentwatch.frames.dropped"), /\{reason=queue_full\} value=2\n/);
+});
