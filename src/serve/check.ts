@@ -9,7 +9,6 @@
  *
  * @module
  */
-import { isAbsolute } from "node:path";
 import { MemoryBus } from "../bus/memory_bus.ts";
 import type { MonitorConfig } from "../config/monitor.ts";
 import { createSinks } from "../sinks/factory.ts";
@@ -19,7 +18,7 @@ import { tapSubjectFilter } from "../core/frame/subjects.ts";
 import { DUPLICATE_WINDOW_MS, type MonitorContext } from "./monitor_context.ts";
 import { MONITOR_STEPS } from "./monitor_steps.ts";
 import { natsPassword } from "./secrets.ts";
-import { chooseStateDir, probeStateDir, type StateDir } from "./state_dir.ts";
+import { chooseStateDir, probeStateDir, type StateDir, stateDirNeeded } from "./state_dir.ts";
 
 /** What a passing check found. */
 export interface CheckSummary {
@@ -65,9 +64,7 @@ export async function checkMonitor(
     config,
     ...(opts.env ? { env: opts.env } : {}),
   });
-  const needed = config.alerts.spool.dir === undefined ||
-    (config.record !== undefined && !isAbsolute(config.record.path));
-  const status = needed ? await probeStateDir(state) : "not used";
+  const status = stateDirNeeded(config) ? await probeStateDir(state) : "not used";
   // sinks are built (secrets read, settings checked), never started
   const bus = new MemoryBus();
   const sinks = createSinks(config.sinks, {

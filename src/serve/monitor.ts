@@ -24,8 +24,8 @@ import { Pipeline } from "./pipeline.ts";
 
 import { Telemetry } from "../shared/telemetry.ts";
 import { startSteps, StartupStepError } from "./steps.ts";
-import { isAbsolute, join } from "node:path";
-import { chooseStateDir, ensureStateDir, placeInStateDir } from "./state_dir.ts";
+import { join } from "node:path";
+import { chooseStateDir, ensureStateDir, placeInStateDir, stateDirNeeded } from "./state_dir.ts";
 import { MONITOR_STEPS, type MonitorContext, reload } from "./monitor_steps.ts";
 
 export { MONITOR_STEPS, type MonitorContext };
@@ -101,8 +101,7 @@ export async function startMonitor(
   const state = chooseStateDir({ flag: opts.stateDir, config });
   const spoolOverride = opts.spoolDir ?? config.alerts.spool?.dir;
   // created only when something lives there (the demo and tests pass their own spool)
-  const used = spoolOverride === undefined ||
-    (config.record !== undefined && !isAbsolute(config.record.path));
+  const used = stateDirNeeded(config, spoolOverride);
   if (used) {
     const { dir } = await ensureStateDir(state);
     config = placeInStateDir(config, dir);

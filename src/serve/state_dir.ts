@@ -192,3 +192,27 @@ export function placeInStateDir(config: MonitorConfig, stateDir: string): Monito
   if (!config.record || isAbsolute(config.record.path)) return config;
   return { ...config, record: { ...config.record, path: join(stateDir, config.record.path) } };
 }
+
+/**
+ * Whether anything of `config` lives in the state directory: the spool
+ * (unless `spoolDir` or `alerts.spool.dir` puts it elsewhere) or a relative
+ * `record.path`.
+ *
+ * @example
+ * ```ts
+ * import { parseMonitorConfig } from "../config/monitor.ts";
+ * const cfg = parseMonitorConfig(
+ *   "monitor: m\nmodel: x\nhook: h\nsaes: [{id: s, path: ./sae}]\npolicies: [./p.yaml]\n",
+ *   "/srv/lw/m.yaml",
+ * );
+ * stateDirNeeded(cfg); // true: the spool's default place
+ * stateDirNeeded(cfg, "/tmp/spool"); // false
+ * ```
+ */
+export function stateDirNeeded(
+  config: Pick<MonitorConfig, "alerts" | "record">,
+  spoolDir?: string,
+): boolean {
+  return (spoolDir ?? config.alerts.spool.dir) === undefined ||
+    (config.record !== undefined && !isAbsolute(config.record.path));
+}

@@ -5,6 +5,7 @@ import {
   placeInStateDir,
   probeStateDir,
   StateDirError,
+  stateDirNeeded,
 } from "./state_dir.ts";
 import { parseMonitorConfig } from "../config/monitor.ts";
 
@@ -105,4 +106,19 @@ Deno.test("placeInStateDir: a relative record path goes under the state director
   assert.equal(placeInStateDir(rel, "/var/lib/lw").record?.path, "/var/lib/lw/rec/t.trace.gz");
   const abs = parseMonitorConfig(base + "record: {path: /data/t.trace.gz}\n", "/srv/lw/m.yaml");
   assert.equal(placeInStateDir(abs, "/var/lib/lw").record?.path, "/data/t.trace.gz");
+});
+
+Deno.test("stateDirNeeded: the default spool or a relative recording live there", () => {
+  const base =
+    "monitor: m\nmodel: x\nhook: h\nsaes: [{id: s, path: ./sae}]\npolicies: [./p.yaml]\n";
+  const plain = parseMonitorConfig(base, "/srv/lw/m.yaml");
+  assert.equal(stateDirNeeded(plain), true);
+  assert.equal(stateDirNeeded(plain, "/tmp/spool"), false);
+  const spooled = parseMonitorConfig(base + "alerts: {spool: {dir: sp}}\n", "/srv/lw/m.yaml");
+  assert.equal(stateDirNeeded(spooled), false);
+  const recorded = parseMonitorConfig(
+    base + "alerts: {spool: {dir: sp}}\nrecord: {path: t.trace}\n",
+    "/srv/lw/m.yaml",
+  );
+  assert.equal(stateDirNeeded(recorded), true);
 });
