@@ -143,6 +143,33 @@ Deno.test("serve --check: a state_dir under a file fails naming the path and the
   }
 });
 
+Deno.test("serve: a state directory it cannot create stops the start, naming the path and the flag", async () => {
+  const nats = connectionRecorder();
+  const dir = await monitorFolder(`nats:\n  url: nats://127.0.0.1:${nats.port}\n`);
+  try {
+    const r = await runLatentwatch([
+      "serve",
+      "--monitor",
+      `${dir}/m.yaml`,
+      "--state-dir",
+      `${dir}/p.yaml/state`,
+    ]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^latentwatch serve: state directory ${dir}/p\\.yaml/state \\(from --state-dir\\): ` +
+          "expected a directory it can create, found ",
+        "m",
+      ),
+    );
+    assert.equal(nats.connections(), 0, "it stopped before connecting");
+  } finally {
+    nats.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("latentwatch --version and version: the version of deno.json, Deno's, onnxruntime's", async () => {
   const denoJson = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
   for (const arg of ["--version", "version"]) {
