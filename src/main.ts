@@ -22,7 +22,13 @@ commands:
   replay <trace> --monitor <file>     run a monitor offline over a recorded trace
   alerts tail [--min-severity high]   follow the JetStream alert stream, filtered
   serve --monitor <file>              run a monitor: frames in over NATS, alerts out
+        [--state-dir <dir>]           spool, checkpoints, recordings (default: $STATE_DIRECTORY,
+                                      else $XDG_STATE_HOME/latentwatch, else ~/.local/state/latentwatch)
+        [--log-format text|json]      log lines as text (default) or one JSON object each
+        [--listen host:port]          the control API's address (overrides control.listen)
+        [--check]                     load and check everything, connect nowhere; exit 0 or 1
   demo                                the whole pipeline on an embedded default
+  version, --version                  latentwatch's version and Deno's, V8's, TypeScript's, onnxruntime's
 `;
 
 type Command = (args: string[]) => Promise<number>;
@@ -35,6 +41,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import("./cli/serve.ts")).runServeCommand,
   replay: async () => (await import("./cli/replay.ts")).runReplayCommand,
   demo: async () => (await import("./demo/demo.ts")).runDemoCommand,
+  version: async () => (await import("./cli/version.ts")).runVersionCommand,
+  "--version": async () => (await import("./cli/version.ts")).runVersionCommand,
 };
 
 /** Run the CLI with `args` and return the process exit code. */

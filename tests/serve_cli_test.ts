@@ -55,7 +55,16 @@ Deno.test("serve CLI: live before NATS, ready once connected, metrics, exits 0 o
   try {
     await writeMonitorFiles(dir, `  url: ${url}\n`, port);
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", LATENTWATCH_MAIN, "serve", "--monitor", `${dir}/m.yaml`],
+      args: [
+        "run",
+        "-A",
+        LATENTWATCH_MAIN,
+        "serve",
+        "--monitor",
+        `${dir}/m.yaml`,
+        "--state-dir",
+        `${dir}/state`,
+      ],
       stdout: "null",
       stderr: "piped",
     }).spawn();
@@ -85,6 +94,15 @@ Deno.test("serve CLI: live before NATS, ready once connected, metrics, exits 0 o
     assert.match(err, /nats\.connecting/);
     assert.match(err, /monitor\.started/);
     assert.match(err, /monitor\.stopping/);
+    assert.match(err, new RegExp(`info state\\.dir dir=${dir}/state source=--state-dir`));
+    // text lines start with their time
+    for (const line of err.trim().split("\n")) {
+      assert.match(
+        line,
+        /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (debug|info|warn|error) \S/,
+        line,
+      );
+    }
   } finally {
     await server?.stop();
     await Deno.remove(dir, { recursive: true });
@@ -104,6 +122,7 @@ Deno.test("startMonitor: a failed start-up releases what it opened (the control 
     await assert.rejects(
       async () =>
         await startMonitor(await loadMonitorConfig(`${dir}/m.yaml`), {
+          stateDir: `${dir}/state`,
           log: new Logger({ quiet: true }),
         }),
       /nats\.password_env: expected environment variable LW_TEST_UNSET_PASSWORD/,

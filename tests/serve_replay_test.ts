@@ -93,6 +93,7 @@ Deno.test("serve and replay: one recorded trace raises the same alerts field for
     const config = await loadMonitorConfig(`${dir}/monitor.yaml`);
     const monitor = await startMonitor(config, {
       spoolDir: `${dir}/spool`,
+      stateDir: dir, // record.path is relative: under the state directory
       log: new Logger({ quiet: true }),
       controlListen: null,
     });
@@ -167,7 +168,7 @@ Deno.test("serve and replay: one recorded trace raises the same alerts field for
     const replayed: Alert[] = [];
     let replayedSteerOnly = 0;
     try {
-      const stats = await replayTrace(offline, config.record!.path, {
+      const stats = await replayTrace(offline, monitor.config.record!.path, {
         onAlert: (a) => replayed.push(a),
         onFiring: (f) => {
           if (f.rule.def.id === "steer-only") replayedSteerOnly++;

@@ -68,6 +68,7 @@ async function harness(stream: string, extras: HarnessExtras = {}): Promise<Harn
   const logs: string[] = [];
   const monitor = await startMonitor(await loadMonitorConfig(`${dir}/monitor.yaml`), {
     spoolDir: `${dir}/spool`,
+    stateDir: dir, // a relative record.path lands here
     log: new Logger({ write: (l) => logs.push(l), maxPerSecond: 1000 }),
     controlListen: null,
   });

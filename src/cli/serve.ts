@@ -1,54 +1,107 @@
 /**
- * `latentwatch serve --monitor <file>`: run one monitor until SIGINT/SIGTERM.
+ * `latentwatch serve --monitor <file>`: run one monitor until SIGINT/SIGTERM;
+ * with `--check`, load and check everything without connecting anywhere.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { loadMonitorConfig } from "../config/monitor.ts";
+import { checkMonitor } from "../serve/check.ts";
 import { startMonitor } from "../serve/monitor.ts";
+import { type LogFormat, Logger, parseLogFormat } from "../shared/log.ts";
+
+const USAGE = "usage: latentwatch serve --monitor <file> [--listen host:port] " +
+  "[--state-dir <dir>] [--log-format text|json] [--check]";
 
 /**
- * Run the `serve` command; resolves with the exit code after a signal.
+ * Run the `serve` command; resolves with the exit code after a signal (or
+ * at once with `--check`: 0 when the monitor would start, 1 when not).
  *
  * @example
  * ```ts
- * await runServeCommand(["--monitor", "monitors/demo.yaml"]);
+ * await runServeCommand(["--monitor", "monitors/demo.yaml", "--check"]);
  * ```
  */
 export async function runServeCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { monitor: { type: "string", short: "m" }, listen: { type: "string" } },
-    strict: true,
-  });
-  if (!values.monitor) {
-    console.error("usage: latentwatch serve --monitor <file> [--listen host:port]");
+  let values;
+  let format: LogFormat;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        monitor: { type: "string", short: "m" },
+        listen: { type: "string" },
+        "state-dir": { type: "string" },
+        "log-format": { type: "string" },
+        check: { type: "boolean" },
+      },
+      strict: true,
+    }));
+    const named = values["log-format"];
+    format = named !== undefined
+      ? parseLogFormat(named, "--log-format")
+      : parseLogFormat(Deno.env.get("LATENTWATCH_LOG_FORMAT") || "text", "$LATENTWATCH_LOG_FORMAT");
+  } catch (err) {
+    console.error(`latentwatch serve: ${(err as Error).message}\n${USAGE}`);
     return 2;
   }
-  let monitor;
-  try {
-    const config = await loadMonitorConfig(values.monitor);
-    monitor = await startMonitor(config, {
-      watchPolicies: true,
-      ...(values.listen ? { controlListen: values.listen } : {}),
-    });
-  } catch (err) {
-    console.error(`latentwatch serve: ${(err as Error).message}`);
-    return 1;
+  if (!values.monitor) {
+    console.error(USAGE);
+    return 2;
   }
+  const log = new Logger({ format });
+  const fail = (err: unknown) => {
+    const message = (err as Error).message;
+    if (format === "json") log.error("startup.failed", { error: message });
+    else console.error(`latentwatch serve: ${message}`);
+    return 1;
+  };
+  const stateDir = values["state-dir"];
+  if (values.check) {
+    try {
+      const config = await loadMonitorConfig(values.monitor);
+      const s = await checkMonitor(config, { log, ...(stateDir ? { stateDir } : {}) });
+      const state = s.stateDir
+        ? `${s.stateDir.dir} (from ${s.stateDir.source}, ${s.stateDir.status})`
+        : "none";
+      console.log(
+        `ok: monitor ${s.monitor}: ${s.saes} SAE(s), ${s.probes} probe(s), ${s.rules} rule(s), ` +
+          `${s.sinks} sink(s); state dir ${state}`,
+      );
+      return 0;
+    } catch (err) {
+      return fail(err);
+    }
+  }
+  // listening before the start, so a SIGTERM during start-up stops it cleanly once started
   const { promise, resolve } = Promise.withResolvers<void>();
   const onSignal = () => resolve();
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
+  let monitor: Awaited<ReturnType<typeof startMonitor>> | null = null;
   // SIGHUP reloads the policy files, as file changes do
-  const running = monitor;
-  const onHup = () => void running.reload();
+  const onHup = () => void monitor?.reload();
   Deno.addSignalListener("SIGHUP", onHup);
+  const unlisten = () => {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    Deno.removeSignalListener("SIGHUP", onHup);
+  };
+  try {
+    const config = await loadMonitorConfig(values.monitor);
+    monitor = await startMonitor(config, {
+      log,
+      watchPolicies: true,
+      ...(values.listen ? { controlListen: values.listen } : {}),
+      ...(stateDir ? { stateDir } : {}),
+    });
+  } catch (err) {
+    unlisten();
+    return fail(err);
+  }
   await promise;
-  Deno.removeSignalListener("SIGINT", onSignal);
-  Deno.removeSignalListener("SIGTERM", onSignal);
-  Deno.removeSignalListener("SIGHUP", onHup);
-  console.error("info monitor.stopping");
+  unlisten();
+  log.info("monitor.stopping");
   const undelivered = await monitor.stop();
   // alerts that could not be delivered are counted and logged; say so in the exit code too
   return undelivered > 0 ? 3 : 0;

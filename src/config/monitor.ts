@@ -55,7 +55,7 @@ export interface MonitorConfig {
     /**
      * The JetStream sink's on-disk spool, where every alert is written ahead
      * before any sink sees it (docs/alert-delivery.md): its folder (absolute;
-     * absent: `.latentwatch/spool/<monitor>` under the working directory) and
+     * absent: `spool/<monitor>` under the state directory) and
      * when it calls `fdatasync`.
      */
     spool: { dir?: string; fsync: SpoolFsyncSetting };
@@ -92,8 +92,21 @@ export interface MonitorConfig {
    * absent: this sidecar takes every partition.
    */
   scaleOut?: ScaleOutConfig;
-  /** Record received frames to a trace file (all, or a sample of requests). */
-  record?: { path: string /* absolute */; every?: number; requests?: number };
+  /**
+   * The state directory (`state_dir`, absolute): spool, checkpoints,
+   * relative recordings. Absent: `--state-dir` or the environment decides
+   * (src/serve/state_dir.ts).
+   */
+  stateDir?: string;
+  /**
+   * Record received frames to a trace file (all, or a sample of requests);
+   * a relative `path` is under the state directory (placed at start-up).
+   */
+  record?: {
+    path: string /* absolute, or relative to the state directory */;
+    every?: number;
+    requests?: number;
+  };
   /**
    * Alert sinks besides the JetStream stream (which `alerts` configures and
    * which is always there): syslog, webhooks, stdout, JSONL files.
@@ -204,9 +217,11 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
         : {}),
     };
   }
+  if (m.state_dir !== undefined) cfg.stateDir = abs(m.state_dir);
   if (m.record) {
     cfg.record = {
-      path: abs(m.record.path),
+      // relative: under the state directory, which only start-up knows
+      path: isAbsolute(m.record.path) ? resolve(m.record.path) : m.record.path,
       ...(m.record.every !== undefined ? { every: m.record.every } : {}),
       ...(m.record.requests !== undefined ? { requests: m.record.requests } : {}),
     };

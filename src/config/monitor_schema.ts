@@ -175,6 +175,7 @@ export const MonitorFileSchema = z.strictObject({
     ttl_ms: int(1, 3_600_000, "milliseconds a steering command stays valid")
       .default(MONITOR_DEFAULTS.steerTtlMs),
   }).default({ enabled: true, ttl_ms: MONITOR_DEFAULTS.steerTtlMs }),
+  state_dir: nonEmpty.optional(),
   record: z.strictObject({
     path: nonEmpty,
     every: z.int({ error: expectMessage("an integer ≥ 1 (keep one request in N)") }).min(1, {

@@ -154,7 +154,7 @@ Deno.test("parseMonitorConfig: unknown keys at the key, snake_case hint for came
     "/srv/lw/m.yaml:10:3: unknown key 'maxBatchTokens' (did you mean 'max_batch_tokens'?); expected one of: max_batch_tokens, " +
     "max_wait_ms, max_queue_tokens, adaptive",
     "/srv/lw/m.yaml:11:1: unknown key 'colour'; expected one of: monitor, model, hook, saes, probes, " +
-    "policies, nats, alerts, batching, execution, evidence, steering, record, sinks, scale_out, control",
+    "policies, nats, alerts, batching, execution, evidence, steering, state_dir, record, sinks, scale_out, control",
   ]);
 });
 
@@ -299,13 +299,31 @@ Deno.test("parseMonitorConfig: SAE format, labels, scaling factor and probes", (
 
 Deno.test("parseMonitorConfig: record frames to a trace, with sampling", () => {
   const text = MINIMAL + "record:\n  path: traces/serve.trace.gz\n  requests: 0.1\n";
+  // relative: under the state directory, placed at start-up
   assert.deepEqual(parseMonitorConfig(text, "/srv/lw/m.yaml").record, {
-    path: "/srv/lw/traces/serve.trace.gz",
+    path: "traces/serve.trace.gz",
     requests: 0.1,
   });
+  assert.equal(
+    parseMonitorConfig(MINIMAL + "record:\n  path: /data/../t.trace\n", "/srv/lw/m.yaml").record
+      ?.path,
+    "/t.trace",
+  );
   assert.throws(
     () => parseMonitorConfig(MINIMAL + "record:\n  path: t.trace\n  requests: 1.5\n", "m.yaml"),
     /m\.yaml:11:13: expected a fraction of requests in \(0, 1\]/,
+  );
+});
+
+Deno.test("parseMonitorConfig: state_dir is made absolute against the monitor file", () => {
+  assert.equal(
+    parseMonitorConfig(MINIMAL + "state_dir: state\n", "/srv/lw/m.yaml").stateDir,
+    "/srv/lw/state",
+  );
+  assert.equal(parseMonitorConfig(MINIMAL, "/srv/lw/m.yaml").stateDir, undefined);
+  assert.throws(
+    () => parseMonitorConfig(MINIMAL + "state_dir: ''\n", "m.yaml"),
+    /m\.yaml:\d+:\d+: expected/,
   );
 });
 

@@ -84,8 +84,13 @@ export class BatchStages {
     }
     this.#o.evidence.remember(frames);
     const outcome = evaluator.evaluateBatch(gen, frames, latents);
+    const evaluatedAt = performance.now();
     outcome.frames.forEach((o, i) => {
       const frame = frames[i];
+      const receivedAt = taps.receivedAt(frame);
+      if (receivedAt !== undefined) {
+        t.observe("latentwatch.frame.latency", (evaluatedAt - receivedAt) / 1000);
+      }
       if ("error" in o) {
         // one frame's failure must not cost the batch's other frames their evaluation
         t.add("latentwatch.evaluate.errors");

@@ -54,9 +54,9 @@ export function controlApi(state: ControlState): Hono {
     const reasons = state.notReadyReasons?.() ?? [];
     return c.text(reasons.length > 0 ? `not ready: ${reasons.join("; ")}` : "not ready", 503);
   });
-  app.get("/metrics", (c) =>
-    c.text(state.telemetry.prometheus(), 200, {
-      "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
+  app.get("/metrics", async (c) =>
+    c.text(await state.telemetry.prometheus(), 200, {
+      "Content-Type": state.telemetry.contentType,
     }));
   app.get("/stats", (c) => c.json({ ...state.info(), metrics: state.telemetry.snapshot() }));
   app.get("/partitions", (c) => {

@@ -94,6 +94,7 @@ export class Intake {
 
   #intake(msg: BusMessage): void {
     const { telemetry: t, batcher, taps } = this.#o;
+    const receivedAt = performance.now();
     t.add("latentwatch.frames.received");
     this.#o.onMessage?.(msg);
     let frame: Frame;
@@ -104,7 +105,7 @@ export class Intake {
       return;
     }
     if (this.#o.partitions !== undefined && !this.#onItsPartition(frame, msg)) return;
-    taps.remember(frame, msg);
+    taps.remember(frame, msg, receivedAt);
     if (!this.#track(frame, msg.subject)) {
       if (msg.reply) taps.replyError(frame, "frame dropped: repeated seq");
       return;

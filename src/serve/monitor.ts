@@ -24,6 +24,8 @@ import { Pipeline } from "./pipeline.ts";
 
 import { Telemetry } from "../shared/telemetry.ts";
 import { startSteps, StartupStepError } from "./steps.ts";
+import { join } from "node:path";
+import { chooseStateDir, ensureStateDir, placeInStateDir, stateDirNeeded } from "./state_dir.ts";
 import { MONITOR_STEPS, type MonitorContext, reload } from "./monitor_steps.ts";
 
 export { MONITOR_STEPS, type MonitorContext };
@@ -38,10 +40,16 @@ export interface StartOptions {
   onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
   /**
    * Folder of the JetStream sink's on-disk spool (one process per folder);
-   * overrides `alerts.spool.dir`, whose default is
-   * `.latentwatch/spool/<monitor>` under the working directory.
+   * overrides `alerts.spool.dir`, whose default is `spool/<monitor>` under
+   * the state directory.
    */
   spoolDir?: string;
+  /**
+   * The state directory (`serve --state-dir`): wins over `state_dir` and the
+   * environment (see `./state_dir.ts`). Created (0700) when something lives
+   * in it: the default spool, a relative `record.path`.
+   */
+  stateDir?: string;
   /** Reload the policies when one of their files changes (serve does). */
   watchPolicies?: boolean;
   /** Override the control API address (`host:port`); `null` disables it. */
@@ -70,9 +78,11 @@ export interface RunningMonitor {
 
 /**
  * Load everything a monitor needs and start it, step by step
- * ({@linkcode MONITOR_STEPS}). Throws with a clear message (file, field,
- * expected, found) when something in the config is wrong, after undoing the
- * steps that had started; the log names the step (`startup.step_failed`).
+ * ({@linkcode MONITOR_STEPS}), in its state directory (logged as
+ * `state.dir`). Throws with a clear message (file, field, expected, found)
+ * when something in the config is wrong, after undoing the steps that had
+ * started; the log names the step (`startup.step_failed`); a state
+ * directory that cannot be made is a `StateDirError` naming its source.
  *
  * @example
  * ```ts
@@ -88,13 +98,26 @@ export async function startMonitor(
   opts: StartOptions = {},
 ): Promise<RunningMonitor> {
   const log = opts.log ?? new Logger();
+  const state = chooseStateDir({ flag: opts.stateDir, config });
+  const spoolOverride = opts.spoolDir ?? config.alerts.spool?.dir;
+  // created only when something lives there (the demo and tests pass their own spool)
+  const used = stateDirNeeded(config, spoolOverride);
+  if (used) {
+    const { dir } = await ensureStateDir(state);
+    config = placeInStateDir(config, dir);
+  }
+  log.info("state.dir", {
+    dir: state?.dir ?? "(none)",
+    source: state?.source ?? "(none)",
+    ...(used ? {} : { used: false }),
+  });
   const ctx: MonitorContext = {
     config,
     opts,
     log,
     telemetry: new Telemetry(),
     subject: config.nats.subject ?? tapSubjectFilter(config.model, config.hook),
-    spoolDir: opts.spoolDir ?? config.alerts.spool?.dir ?? `.latentwatch/spool/${config.monitor}`,
+    spoolDir: spoolOverride ?? join(state!.dir, "spool", config.monitor),
     bus: opts.bus ?? null,
     sinksClosed: false,
     pipeline: null,

@@ -9,6 +9,7 @@
 
 import { connectNatsBus } from "../bus/nats_bus.ts";
 import { natsConfigPasswordProblem } from "../bus/nats_config_password.ts";
+import { natsPassword } from "./secrets.ts";
 
 import { allEncoders, compileMonitorPolicies, loadMonitorModels } from "./components.ts";
 import { controlApi, serveControlApi } from "./control_api.ts";
@@ -137,12 +138,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
         url: config.nats.url,
         note: "waits until the server answers",
       });
-      const pass = config.nats.passwordEnv ? Deno.env.get(config.nats.passwordEnv) : undefined;
-      if (config.nats.passwordEnv && pass === undefined) {
-        throw new TypeError(
-          `${config.file}: nats.password_env: expected environment variable ${config.nats.passwordEnv} to hold the NATS password, found it unset`,
-        );
-      }
+      const pass = natsPassword(config);
       const passProblem = pass !== undefined ? natsConfigPasswordProblem(pass) : undefined;
       if (passProblem) {
         // the sidecar sends it as is; the warning is for the server's side, where

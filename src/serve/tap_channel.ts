@@ -28,10 +28,12 @@ export interface TapChannelOptions {
   log: Logger;
 }
 
-/** Where a frame came from: its partition, and the reply subject of a gated frame. */
+/** Where a frame came from: its partition, the reply subject of a gated frame, when it arrived. */
 interface Origin {
   partition: number;
   reply?: string;
+  /** `performance.now()` at its arrival (the latency histograms start there). */
+  receivedAt: number;
 }
 
 /**
@@ -80,12 +82,25 @@ export class TapChannel {
     this.#ackSub = null;
   }
 
-  /** Remember where `frame` came from: the subject it arrived on, and the reply subject when it is gated. */
-  remember(frame: Frame, msg: Pick<BusMessage, "subject" | "reply">): void {
+  /**
+   * Remember where `frame` came from: the subject it arrived on, the reply
+   * subject when it is gated, and when it arrived (`performance.now()`).
+   */
+  remember(
+    frame: Frame,
+    msg: Pick<BusMessage, "subject" | "reply">,
+    receivedAt: number = performance.now(),
+  ): void {
     this.#origin.set(frame, {
       partition: subjectPartition(msg.subject),
       ...(msg.reply ? { reply: msg.reply } : {}),
+      receivedAt,
     });
+  }
+
+  /** When `frame` arrived (`performance.now()`), if it was remembered. */
+  receivedAt(frame: Frame): number | undefined {
+    return this.#origin.get(frame)?.receivedAt;
   }
 
   /**
@@ -103,7 +118,7 @@ export class TapChannel {
     const origin = this.#origin.get(frame);
     if (origin?.reply) {
       // a gated frame: its commands go in the verdict, which the tap waits for
-      this.reply(origin.reply, {
+      this.#answer(origin, {
         requestId: frame.requestId,
         seq: frame.seq,
         verdict: o.verdict,
@@ -132,9 +147,9 @@ export class TapChannel {
 
   /** Answer a gated frame the pipeline could not evaluate (nothing for an ungated one). */
   replyError(frame: Frame, reason: string): void {
-    const reply = this.#origin.get(frame)?.reply;
-    if (!reply) return;
-    this.reply(reply, {
+    const origin = this.#origin.get(frame);
+    if (!origin?.reply) return;
+    this.#answer(origin, {
       requestId: frame.requestId,
       seq: frame.seq,
       verdict: "error",
@@ -157,6 +172,15 @@ export class TapChannel {
         error: (err as Error).message,
       });
     }
+  }
+
+  /** Answer a gated frame and record the time from its arrival (`latentwatch.gate.latency`). */
+  #answer(origin: Origin, verdict: GateVerdict): void {
+    this.reply(origin.reply!, verdict);
+    this.#o.telemetry.observe(
+      "latentwatch.gate.latency",
+      (performance.now() - origin.receivedAt) / 1000,
+    );
   }
 
   #countSkipped(s: SteerSkip): void {

@@ -54,7 +54,15 @@ export class JetStreamAccounting {
       this.stats.delivered++;
       this.o.telemetry?.add("latentwatch.alerts.published", 1, { sink: this.name });
     }
-    if (alert) this.o.onPublished?.(alert, seq, duplicate);
+    if (!alert) return;
+    // from the alert's production (its `time`, so a spooled alert counts the restart too)
+    const produced = Date.parse(alert.time);
+    if (Number.isFinite(produced)) {
+      this.o.telemetry?.observe("latentwatch.alert.ack_latency", (Date.now() - produced) / 1000, {
+        sink: this.name,
+      });
+    }
+    this.o.onPublished?.(alert, seq, duplicate);
   }
 
   retried(id: string, error: string, retryInMs: number): void {

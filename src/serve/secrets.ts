@@ -1,0 +1,51 @@
+/**
+ * Secrets a monitor reads from its environment at start-up, named by the
+ * monitor file: the NATS password (`nats.password_env`). Shared by the
+ * `nats` start-up step and `serve --check`, so both refuse the same way.
+ *
+ * @module
+ */
+import type { MonitorConfig } from "../config/monitor.ts";
+
+/** A variable the monitor file names is not set. */
+export class MissingSecretError extends TypeError {
+  /** The environment variable. */
+  readonly variable: string;
+  constructor(message: string, variable: string) {
+    super(message);
+    this.name = "MissingSecretError";
+    this.variable = variable;
+  }
+}
+
+/**
+ * The NATS password `nats.password_env` names (undefined when the monitor
+ * names none). Throws {@linkcode MissingSecretError} when the variable is
+ * unset.
+ *
+ * @example
+ * ```ts
+ * import { parseMonitorConfig } from "../config/monitor.ts";
+ * const cfg = parseMonitorConfig(
+ *   "monitor: m\nmodel: x\nhook: h\nsaes: [{id: s, path: ./sae}]\npolicies: [./p.yaml]\n" +
+ *     "nats: {user: lw, password_env: LW_NATS_PASSWORD}\n",
+ *   "/srv/lw/m.yaml",
+ * );
+ * natsPassword(cfg, (k) => ({ LW_NATS_PASSWORD: "lw0123" } as Record<string, string>)[k]); // "lw0123"
+ * ```
+ */
+export function natsPassword(
+  config: Pick<MonitorConfig, "file" | "nats">,
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): string | undefined {
+  const name = config.nats.passwordEnv;
+  if (!name) return undefined;
+  const pass = env(name);
+  if (pass === undefined) {
+    throw new MissingSecretError(
+      `${config.file}: nats.password_env: expected environment variable ${name} to hold the NATS password, found it unset`,
+      name,
+    );
+  }
+  return pass;
+}
