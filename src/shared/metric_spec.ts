@@ -286,7 +286,8 @@ export const METRIC_SPEC = {
     kind: "counter",
     unit: "{error}",
     labels: [],
-    help: "Lease rounds or bucket reads that failed, and peers configured with another partition count",
+    help:
+      "Lease rounds or bucket reads that failed, and peers configured with another partition count",
   },
   "latentwatch.requests.handed_off": {
     kind: "counter",
