@@ -35,6 +35,7 @@ import { TraceWriter } from "../traces/writer.ts";
 import {
   buildDemoSae,
   DEMO_CONCEPTS,
+  DEMO_SIMULATOR,
   SimulatedModel,
   tokenize,
   writeDemoLabels,
@@ -112,7 +113,7 @@ export async function runDemoCommand(args: string[]): Promise<number> {
   out("not a real language model) tapped over NATS, an SAE, the demo policies, live alerts.\n");
 
   // 1. the simulated model and its SAE, saved in the SAELens layout
-  const sim = new SimulatedModel({ dModel: 256, seed: 7 });
+  const sim = new SimulatedModel(DEMO_SIMULATOR);
   const saeDir = `${ROOT}.latentwatch/demo/sae`;
   await writeSaeLensFolder(saeDir, buildDemoSae(sim, 512));
   await writeDemoLabels(saeDir);

@@ -61,6 +61,9 @@ export function tokenize(text: string): string[] {
   return text.match(/[\w.+-]+@[\w-]+\.[\w.]+|[\w'-]+|[^\s\w]/g) ?? [];
 }
 
+/** The demo's simulated model: the demo writes its SAE, the traffic generator its activations. */
+export const DEMO_SIMULATOR = { dModel: 256, seed: 7 } as const;
+
 /** Options of a {@linkcode SimulatedModel}. */
 export interface SimulatorOptions {
   dModel?: number;
