@@ -19,6 +19,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { OFFLINE_RUN_FLAGS, onnxruntimeBinDir, REPO_ROOT } from "../tools/prepare_offline.ts";
 import { execArgv, finalStage, parseContainerfile } from "./helpers/containerfile.ts";
+import { one, parseUnit } from "./helpers/unit_file.ts";
 
 const CONTAINERFILE = parseContainerfile(
   await Deno.readTextFile(
@@ -162,6 +163,41 @@ Deno.test({
         },
       });
       if (!nobody) console.error("offline start: not root or no setpriv: read-only run skipped");
+
+      await t.step("the systemd unit's ExecStartPre (serve --check) runs offline", async () => {
+        const unit = parseUnit(
+          await Deno.readTextFile(
+            fileURLToPath(new URL("../deploy/systemd/latentwatch.service", import.meta.url)),
+          ),
+        );
+        const pre = one(unit, "Service", "ExecStartPre").split(/\s+/);
+        const args = pre.slice(pre.indexOf("src/main.ts") + 1);
+        assert.deepEqual(args.slice(0, 2), ["serve", "--check"]);
+        // the unit's monitor file is the operator's: the demo's stands in for it
+        const monitor = args.indexOf("/etc/latentwatch/monitor.yaml");
+        assert.ok(monitor > 0, args.join(" "));
+        args[monitor] = "monitors/demo.yaml";
+        const env = { DENO_DIR: join(tmp, "read-only-cache"), HOME: "/nonexistent" };
+        // systemd creates StateDirectory= owned by the unit's (dynamic) user
+        const state = join(tmp, "state");
+        await Deno.mkdir(state, { mode: 0o700 });
+        if (nobody) await Deno.chown(state, 65534, 65534);
+        const ok = await runOffline(
+          app,
+          args,
+          { ...env, STATE_DIRECTORY: state },
+          nobody,
+        );
+        assert.equal(ok.code, 0, ok.out);
+        assert.match(ok.out, /ok: monitor demo/);
+        // and it refuses a monitor file that does not load, without connecting anywhere
+        await Deno.writeTextFile(join(tmp, "bad.yaml"), "monitor: demo\nmodel: m\n");
+        await Deno.chmod(join(tmp, "bad.yaml"), 0o644);
+        args[monitor] = join(tmp, "bad.yaml");
+        const bad = await runOffline(app, args, env, nobody);
+        assert.equal(bad.code, 1, bad.out);
+        assert.match(bad.out, /bad\.yaml:\d+:\d+/);
+      });
 
       await t.step("a folder missing a package fails instead of fetching it", async () => {
         const imports = JSON.parse(await Deno.readTextFile(join(app, "deno.json"))).imports;
