@@ -45,3 +45,31 @@ export class LeaseStoreError extends Error {
     super(`lease bucket '${bucket}': ${message}`, options);
   }
 }
+
+/**
+ * `store` seen through a key prefix: every key this view reads or writes is
+ * `prefix` + key, and listings come back without it. Lets several monitors
+ * share one bucket (one stream to grant in NATS permissions).
+ *
+ * @example
+ * ```ts
+ * declare const bucket: LeaseStore;
+ * const demo = scopedLeases(bucket, "demo.");
+ * await demo.create("partition.0", "sidecar-a"); // key "demo.partition.0" in the bucket
+ * ```
+ */
+export function scopedLeases(store: LeaseStore, prefix: string): LeaseStore {
+  return {
+    ttlMs: store.ttlMs,
+    list: async (p) => {
+      const out = new Map<string, LeaseEntry>();
+      for (const [k, e] of await store.list(`${prefix}${p}`)) out.set(k.slice(prefix.length), e);
+      return out;
+    },
+    get: (k) => store.get(`${prefix}${k}`),
+    create: (k, v) => store.create(`${prefix}${k}`, v),
+    update: (k, v, r) => store.update(`${prefix}${k}`, v, r),
+    put: (k, v) => store.put(`${prefix}${k}`, v),
+    remove: (k, r) => store.remove(`${prefix}${k}`, r),
+  };
+}

@@ -208,7 +208,7 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
     sinkConfig(s as Parameters<typeof sinkConfig>[0], src, i, abs, m.monitor)
   );
   if (m.nats.subject !== undefined) cfg.nats.subject = m.nats.subject;
-  if (m.scale_out) cfg.scaleOut = scaleOutConfig(m.scale_out, m.monitor);
+  if (m.scale_out) cfg.scaleOut = scaleOutConfig(m.scale_out);
   if (m.control) {
     cfg.control = {
       listen: m.control.listen,

@@ -17,6 +17,7 @@ export const SCALE_OUT_DEFAULTS = {
    */
   leaseTtlMs: 10_000,
   replicas: 1,
+  bucket: "latentwatch_partitions",
 } as const;
 
 const BUCKET = /^[A-Za-z0-9_-]+$/;
@@ -57,7 +58,10 @@ export interface ScaleOutConfig {
   leaseTtlMs: number;
   /** Milliseconds between renewals (default a tenth of the TTL). */
   heartbeatMs: number;
-  /** The KV bucket of leases (default `latentwatch_partitions_<monitor>`). */
+  /**
+   * The KV bucket of leases (default `latentwatch_partitions`, shared by
+   * every monitor: keys are under the monitor's name).
+   */
   bucket: string;
   /** Copies of the bucket in a cluster. */
   replicas: number;
@@ -70,17 +74,17 @@ export interface ScaleOutConfig {
  *
  * @example
  * ```ts
- * const s = scaleOutConfig({ partitions: 16, lease_ttl_ms: 10_000, replicas: 3 }, "demo");
+ * const s = scaleOutConfig({ partitions: 16, lease_ttl_ms: 10_000, replicas: 3 });
  * s.heartbeatMs; // 1000
- * s.bucket; // "latentwatch_partitions_demo"
+ * s.bucket; // "latentwatch_partitions"
  * ```
  */
-export function scaleOutConfig(s: z.infer<typeof ScaleOutSchema>, monitor: string): ScaleOutConfig {
+export function scaleOutConfig(s: z.infer<typeof ScaleOutSchema>): ScaleOutConfig {
   return {
     partitions: s.partitions,
     leaseTtlMs: s.lease_ttl_ms,
     heartbeatMs: s.heartbeat_ms ?? Math.max(100, Math.floor(s.lease_ttl_ms / 10)),
-    bucket: s.bucket ?? `latentwatch_partitions_${monitor}`,
+    bucket: s.bucket ?? SCALE_OUT_DEFAULTS.bucket,
     replicas: s.replicas,
     ...(s.member !== undefined ? { member: s.member } : {}),
   };

@@ -21,7 +21,7 @@ Deno.test("scale_out: defaults filled in, bucket named after the monitor", () =>
     partitions: 16,
     leaseTtlMs: 10000,
     heartbeatMs: 1000,
-    bucket: "latentwatch_partitions_demo",
+    bucket: "latentwatch_partitions",
     replicas: 1,
   });
   assert.equal(parseMonitorConfig(BASE, "/srv/lw/m.yaml").scaleOut, undefined);

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { scopedLeases } from "../bus/leases.ts";
 import { PartitionOwner } from "./partition_owner.ts";
 import type { MonitorContext } from "./monitor_context.ts";
 import type { Step } from "./steps.ts";
@@ -37,11 +38,15 @@ export const PARTITIONS_STEP: Step<MonitorContext> = {
           `with scale_out, found '${ctx.subject}'`,
       );
     }
-    const store = await bus.openLeases({
-      bucket: scale.bucket,
-      ttlMs: scale.leaseTtlMs,
-      replicas: scale.replicas,
-    });
+    // one bucket for every monitor (one stream to grant), keys under the monitor's name
+    const store = scopedLeases(
+      await bus.openLeases({
+        bucket: scale.bucket,
+        ttlMs: scale.leaseTtlMs,
+        replicas: scale.replicas,
+      }),
+      `${ctx.config.monitor}.`,
+    );
     ctx.owner = new PartitionOwner({
       store,
       member: memberName(scale.member),
