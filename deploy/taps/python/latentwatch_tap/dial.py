@@ -228,6 +228,11 @@ def _handshake(sock, rfile, srv: ServerUrl, o: DialOptions, timeout: float) -> N
             line = rfile.readline()
         except socket.timeout as err:
             raise NatsTimeoutError(f"connect to {srv}: expected PONG within {timeout} s, found none") from err
+        except ssl.SSLError as err:  # TLS 1.3: a refused client certificate arrives as an alert here
+            raise NatsTlsError(f"connect to {srv}: expected PONG, found a TLS alert: {err.reason or err} "
+                               "(a server with tls verify wants tls cert_file and key_file)") from err
+        except OSError as err:
+            raise NatsConnectionError(f"connect to {srv}: expected PONG, found {err}") from err
         if not line:
             raise NatsConnectionError(f"connect to {srv}: the server closed the connection")
         if line.startswith(b"PONG"):
