@@ -87,9 +87,10 @@ class NatsClient:
       ``reconnect_jitter``: the :class:`~latentwatch_tap.reconnect.Backoff`.
     - ``reconnect_buffer_bytes``/``reconnect_buffer_msgs``: what publishes may
       wait during an outage (default 8 MiB, 65 536 messages; 0: nothing waits).
-    - ``ping_interval``: seconds between PINGs (default 2; 0: none). They confirm
-      what was written (``in_doubt``), and ``max_pings_out`` unanswered ones
-      (default 2) declare the connection dead, as a silent server would leave it.
+    - ``ping_interval``: seconds between PINGs (default 2; 0: none); ``max_pings_out``
+      unanswered ones (default 2) declare the connection dead, as a silent server
+      would leave it. ``confirm_interval``: while publishing, a PING at most this
+      often (default 0.1 s; 0: none) confirms what was written (see ``in_doubt``).
     - ``on_error(message)`` is called (from the I/O thread) for each ``-ERR`` the
       server sends, such as ``Permissions Violation for Publish to "x"``;
       counted in ``errors``, kept in ``last_error``, and logged.
@@ -101,35 +102,23 @@ class NatsClient:
     def __init__(
         self,
         servers: Union[str, Sequence[str]] = "nats://127.0.0.1:4222",
-        user: Optional[str] = None,
-        password: Optional[str] = None,
-        name: str = "latentwatch-tap",
-        connect_timeout: float = 5.0,
+        user: Optional[str] = None, password: Optional[str] = None,
+        name: str = "latentwatch-tap", connect_timeout: float = 5.0,
         on_error: Optional[Callable[[str], None]] = None,
-        token: Optional[str] = None,
-        tls: Union[None, bool, Mapping[str, Any], ssl.SSLContext] = None,
-        reconnect: bool = True,
-        max_reconnect_attempts: int = -1,
-        reconnect_wait: float = 0.05,
-        reconnect_wait_max: float = 2.0,
-        reconnect_jitter: float = 0.5,
-        reconnect_buffer_bytes: int = 8 * 1024 * 1024,
-        reconnect_buffer_msgs: int = 65536,
-        ping_interval: float = 2.0,
-        max_pings_out: int = 2,
+        token: Optional[str] = None, tls: Union[None, bool, Mapping[str, Any], ssl.SSLContext] = None,
+        reconnect: bool = True, max_reconnect_attempts: int = -1,
+        reconnect_wait: float = 0.05, reconnect_wait_max: float = 2.0, reconnect_jitter: float = 0.5,
+        reconnect_buffer_bytes: int = 8 * 1024 * 1024, reconnect_buffer_msgs: int = 65536,
+        ping_interval: float = 2.0, max_pings_out: int = 2, confirm_interval: float = 0.1,
     ):
         self.servers: List[ServerUrl] = parse_servers(servers)
         self.url = str(self.servers[0])
-        self.name = name
-        self.on_error = on_error
-        self.errors = 0
+        self.name, self.on_error, self.errors, self.max_payload = name, on_error, 0, 1024 * 1024
         self.last_error: Optional[str] = None
         self.server_info: Dict[str, object] = {}
-        self.max_payload = 1024 * 1024
         self.stats: Dict[str, int] = {k: 0 for k in STAT_KEYS}
         self._dial_opts = DialOptions(user, password, token, tls, name)
-        self._connect_timeout = connect_timeout
-        self._reconnect = reconnect
+        self._connect_timeout, self._reconnect = connect_timeout, reconnect
         if isinstance(max_reconnect_attempts, bool) or not isinstance(max_reconnect_attempts, int):
             raise NatsArgumentError(f"max_reconnect_attempts: expected an integer, found {max_reconnect_attempts!r}")
         self._max_attempts = max_reconnect_attempts
@@ -137,6 +126,7 @@ class NatsClient:
         self._buffer = OutageBuffer(reconnect_buffer_bytes, reconnect_buffer_msgs)
         self._ping_interval = float(ping_interval)
         self._max_pings_out = max_pings_out
+        self._confirm_every, self._last_confirm = float(confirm_interval), 0.0
         self._state = "connecting"  # connected | reconnecting | closed
         self._closing = False
         self._why_closed = "close() was called"
@@ -297,6 +287,7 @@ class NatsClient:
             self._dropping = False
         self.stats["reconnects"] += 1
         self.stats["replayed"] += held
+        self.stats["outage_ms"] += int((time.monotonic() - self._lost_at) * 1000)
         log.warning("nats: reconnected to %s after %.2f s; %d subscriptions and %d held publishes sent",
                     self.servers[index], time.monotonic() - self._lost_at, len(subs), held)
         with self._up:
@@ -360,6 +351,12 @@ class NatsClient:
                 try:
                     self._sock.sendall(data)
                     self._written += 1
+                    now = time.monotonic()
+                    if self._confirm_every > 0 and now - self._last_confirm >= self._confirm_every:
+                        self._last_confirm = now
+                        with self._state_lock:
+                            self._pongs.append(_Pong(self._written, None))
+                        self._sock.sendall(b"PING\r\n")
                     return
                 except OSError as err:
                     self._write_failed(err)

@@ -37,6 +37,7 @@ STAT_KEYS = (
     "dropped",  # publishes refused: the outage buffer was full, or left in it at close / on giving up
     "dropped_bytes",
     "in_doubt",  # publishes written to a connection that died before a PONG confirmed them
+    "outage_ms",  # time spent disconnected, over all outages
 )
 
 

@@ -60,6 +60,7 @@ STAT_KEYS = (
     "nats_dropped",  # publishes lost: the outage buffer was full (also in publish_errors), or closed with it
     "nats_dropped_bytes",
     "nats_in_doubt",  # publishes written to a connection that died before a PONG confirmed them
+    "nats_outage_ms",  # time spent disconnected, over all outages
 )
 
 
