@@ -35,6 +35,8 @@ import { freePort } from "../src/bus/nats_server.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const OUTAGE_MS = 1000;
+/** Long enough for the plain subscriber (reconnect wait 20 ms + up to 100 ms jitter) to be back. */
+const REPLAY_DELAY_MS = 300;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Gaps of what reached the server: in the stream or seen by the subscriber (repeats: the stream's). */
@@ -67,6 +69,7 @@ async function pythonRun(bufferMsgs: number | null, id: string) {
         nats_options: {
           reconnect_wait: 0.05,
           reconnect_wait_max: 0.25,
+          replay_delay: REPLAY_DELAY_MS / 1000,
           ...(bufferMsgs !== null ? { reconnect_buffer_msgs: bufferMsgs } : {}),
         },
       }),
@@ -145,7 +148,7 @@ async function pythonRun(bufferMsgs: number | null, id: string) {
 }
 
 Deno.test("python tap: a nats-server restart under a generating model loses only what it counts", async () => {
-  const { s, stored, ack, figures, result } = await pythonRun(null, "buffered");
+  const { s, stored, seen, ack, figures, result } = await pythonRun(null, "buffered");
   assert.equal(s.nats_disconnects, 1);
   assert.equal(s.nats_reconnects, 1);
   assert.ok(
@@ -159,6 +162,8 @@ Deno.test("python tap: a nats-server restart under a generating model loses only
     stored.missing <= s.nats_in_doubt,
     `missing ${stored.missing} ≤ in doubt ${s.nats_in_doubt}`,
   );
+  // the replay waited for the plain subscriber: it saw what reached the server
+  assert.ok(seen.missing <= s.nats_in_doubt, `subscriber missed ${seen.missing}`);
   assert.equal(ack.status, "applied");
   assert.equal(s.commands_applied, 1);
   assert.ok(result.changed_positions.length > 0, "the command changed the activations");
@@ -188,7 +193,10 @@ async function tsRun(maxMessages: number | undefined, id: string) {
     model: MODEL,
     hook: HOOK,
     name: "ts-tap",
-    outage: maxMessages === undefined ? {} : { maxMessages },
+    outage: {
+      replayDelayMs: REPLAY_DELAY_MS,
+      ...(maxMessages === undefined ? {} : { maxMessages }),
+    },
   });
   tap.enableSteering(D);
   let stop = false;
@@ -242,7 +250,7 @@ async function tsRun(maxMessages: number | undefined, id: string) {
       ack: ack.status,
     };
     console.log(`tap restart figures: ${JSON.stringify(figures)}`);
-    return { s, stored, ack, changed, steering: tap.steeringStats };
+    return { s, stored, seen, ack, changed, steering: tap.steeringStats };
   } finally {
     stop = true;
     await loop;
@@ -253,7 +261,7 @@ async function tsRun(maxMessages: number | undefined, id: string) {
 }
 
 Deno.test("ts tap: a nats-server restart under a generating loop loses only what it counts", async () => {
-  const { s, stored, ack, changed } = await tsRun(undefined, "buffered");
+  const { s, stored, seen, ack, changed } = await tsRun(undefined, "buffered");
   assert.equal(s.disconnects, 1);
   assert.equal(s.reconnects, 1);
   assert.ok(s.buffered > 20, `frames held during the outage: ${s.buffered}`);
@@ -261,6 +269,7 @@ Deno.test("ts tap: a nats-server restart under a generating loop loses only what
   assert.equal(s.replayed, s.buffered);
   assert.equal(stored.repeated, 0);
   assert.ok(stored.missing <= s.inDoubt, `missing ${stored.missing} ≤ in doubt ${s.inDoubt}`);
+  assert.ok(seen.missing <= s.inDoubt, `subscriber missed ${seen.missing}`);
   assert.equal(ack.status, "applied");
   assert.ok(changed > 0, "the command changed the activations");
 });

@@ -28,6 +28,11 @@ export interface OutageOptions {
   confirmEveryMs?: number;
   /** Milliseconds between checks for the reconnect while messages are held (default 50). */
   pollMs?: number;
+  /**
+   * Milliseconds to go on holding after the bus is back (default 0), so that
+   * subscribers that reconnect later (a sidecar) are back for the replay.
+   */
+  replayDelayMs?: number;
 }
 
 /** Counters of {@linkcode OutagePublisher} (all start at 0). */
@@ -102,6 +107,8 @@ export class OutagePublisher {
   readonly #maxBytes: number;
   readonly #confirmEveryMs: number;
   readonly #pollMs: number;
+  readonly #replayDelayMs: number;
+  #upSince: number | undefined;
   readonly #held: Held[] = [];
   #heldBytes = 0;
   #down = false;
@@ -129,6 +136,7 @@ export class OutagePublisher {
     this.#maxBytes = int(opts.maxBytes, 8 * 1024 * 1024, "maxBytes");
     this.#confirmEveryMs = int(opts.confirmEveryMs, 100, "confirmEveryMs");
     this.#pollMs = int(opts.pollMs, 50, "pollMs") || 50;
+    this.#replayDelayMs = int(opts.replayDelayMs, 0, "replayDelayMs");
   }
 
   /** Publishes held now. */
@@ -213,6 +221,11 @@ export class OutagePublisher {
   /** Follow the bus's state; on the way back, replay what is held. True when connected. */
   #check(): boolean {
     const up = this.#bus.connected;
+    if (up && this.#down && this.#replayDelayMs > 0) {
+      this.#upSince ??= performance.now();
+      if (performance.now() - this.#upSince < this.#replayDelayMs) return false;
+    }
+    this.#upSince = undefined;
     if (!up && !this.#down) {
       this.#down = true;
       this.#downSince = performance.now();

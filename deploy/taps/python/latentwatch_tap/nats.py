@@ -1,13 +1,10 @@
 """A small NATS client over TCP or TLS, standard library only, that outlives its server.
 
-Enough of the NATS client protocol for a tap: INFO/CONNECT (user and
-password or token, ``headers`` and ``no_responders``), TLS when the URL is
-``tls://``, ``tls`` options are given or the server's INFO says
-``tls_required`` (the upgrade follows the plaintext INFO, as nats-server
-2.9 expects), PUB and HPUB, SUB/UNSUB, MSG and HMSG (status headers such as
-``NATS/1.0 503`` included), PING/PONG, ``-ERR``. One I/O thread reads and
-dispatches messages to subscription callbacks; writes are serialised by a
-lock, so any thread may publish.
+Enough of the NATS client protocol for a tap: INFO/CONNECT with user and
+password or token, TLS (see :mod:`latentwatch_tap.dial`), PUB/HPUB, SUB/UNSUB,
+MSG/HMSG (status headers such as ``NATS/1.0 503`` included), PING/PONG,
+``-ERR``. One I/O thread reads and dispatches messages to subscription
+callbacks; writes are serialised by a lock, so any thread may publish.
 
 When the connection drops, the client reconnects: it tries the servers of
 its list in turn (starting after the one that failed), sleeping a jittered,
@@ -28,7 +25,6 @@ Example::
     nc = NatsClient(["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"], user="tap", password="secret")
     nc.subscribe("greet", lambda msg: print(msg.subject, msg.headers, msg.data))
     nc.publish("greet", b"hi", headers={"Lw-Example": "1"})
-    nc.flush()
     reply = nc.request("service", b"ping", timeout=1.0)  # NatsTimeoutError / NoRespondersError
     print(nc.stats)   # disconnects, reconnects, buffered, replayed, dropped, in_doubt, ...
     nc.close()
@@ -50,7 +46,7 @@ from .protocol import (MaxPayloadError, Msg, NatsArgumentError, NatsConnectionEr
                        NatsTimeoutError, NatsTlsError, NoRespondersError, PendingRequest, ReconnectBufferFullError,
                        Subscription, _as_bytes, _check_subject, _type_name, encode_headers, parse_headers)
 from .dial import DialOptions, ServerUrl, dial, parse_servers
-from .reconnect import STAT_KEYS, Backoff, OutageBuffer
+from .reconnect import STAT_KEYS, Backoff, OutageBuffer, _Pong
 
 __all__ = ["NatsClient", "Msg", "Subscription", "PendingRequest", "NatsError", "NatsConnectionError", "NatsTlsError",
            "ReconnectBufferFullError", "NatsServerError", "NatsTimeoutError", "NoRespondersError",
@@ -60,15 +56,6 @@ log = logging.getLogger("latentwatch_tap.nats")
 
 _CRLF = b"\r\n"
 
-
-
-class _Pong:
-    __slots__ = ("event", "mark", "error")
-
-    def __init__(self, mark: int, event: Optional[threading.Event]):
-        self.mark = mark  # messages written on this connection before the PING
-        self.event = event
-        self.error: Optional[str] = None
 
 
 class NatsClient:
@@ -91,6 +78,8 @@ class NatsClient:
       unanswered ones (default 2) declare the connection dead, as a silent server
       would leave it. ``confirm_interval``: while publishing, a PING at most this
       often (default 0.1 s; 0: none) confirms what was written (see ``in_doubt``).
+    - ``replay_delay``: seconds to hold publishes after a reconnect (default 0), so
+      that subscribers that reconnect later (a sidecar) are back for the replay.
     - ``on_error(message)`` is called (from the I/O thread) for each ``-ERR`` the
       server sends, such as ``Permissions Violation for Publish to "x"``;
       counted in ``errors``, kept in ``last_error``, and logged.
@@ -110,6 +99,7 @@ class NatsClient:
         reconnect_wait: float = 0.05, reconnect_wait_max: float = 2.0, reconnect_jitter: float = 0.5,
         reconnect_buffer_bytes: int = 8 * 1024 * 1024, reconnect_buffer_msgs: int = 65536,
         ping_interval: float = 2.0, max_pings_out: int = 2, confirm_interval: float = 0.1,
+        replay_delay: float = 0.0,
     ):
         self.servers: List[ServerUrl] = parse_servers(servers)
         self.url = str(self.servers[0])
@@ -127,6 +117,7 @@ class NatsClient:
         self._ping_interval = float(ping_interval)
         self._max_pings_out = max_pings_out
         self._confirm_every, self._last_confirm = float(confirm_interval), 0.0
+        self._replay_delay = float(replay_delay)
         self._state = "connecting"  # connected | reconnecting | closed
         self._closing = False
         self._why_closed = "close() was called"
@@ -271,6 +262,9 @@ class NatsClient:
         with self._state_lock:
             subs = list(self._subs.values())
         ops = b"".join(f"SUB {s.subject}{' ' + s.queue if s.queue else ''} {s.sid}\r\n".encode() for s in subs)
+        if self._replay_delay > 0 and self._try_send(sock, ops):  # subscriptions now, held publishes later
+            ops = b""
+            self._wake.wait(self._replay_delay)
         with self._write_lock:
             held = len(self._buffer)
             try:
@@ -293,6 +287,13 @@ class NatsClient:
         with self._up:
             self._up.notify_all()
         return True
+
+    @staticmethod
+    def _try_send(sock, data: bytes) -> bool:
+        try:
+            return sock.sendall(data) is None
+        except OSError:
+            return False
 
     def _finish(self) -> None:
         with self._write_lock:

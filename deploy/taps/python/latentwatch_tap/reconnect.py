@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import random
+import threading
 from typing import Deque, Optional
 
 from .protocol import NatsArgumentError
@@ -102,3 +103,14 @@ class OutageBuffer:
         self._items.clear()
         self.nbytes = 0
         return n
+
+
+class _Pong:
+    """A PING sent: what it confirms once its PONG comes (``mark``), who waits (``event``)."""
+
+    __slots__ = ("event", "mark", "error")
+
+    def __init__(self, mark: int, event: Optional[threading.Event]):
+        self.mark = mark  # messages written on this connection before the PING
+        self.event = event
+        self.error: Optional[str] = None
