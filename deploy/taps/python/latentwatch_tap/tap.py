@@ -30,7 +30,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 from . import frame as fr
 from . import steer as st
-from .nats import NatsClient, NatsError, NatsTimeoutError, NoRespondersError, ReconnectBufferFullError
+from .nats import (NatsClient, NatsConnectionError, NatsError, NatsTimeoutError, NoRespondersError,
+                   ReconnectBufferFullError)
 from .tap_state import STAT_KEYS, _Active, _Batch, _Req, _StoppingCriteria, _tolist
 
 __all__ = ["LatentwatchTap", "TapError", "STAT_KEYS"]
@@ -784,12 +785,17 @@ class LatentwatchTap:
         subject = fr.tap_subject(self.model, self.hook, fr.partition_of(rid, self.partitions))
         offline = gated and not getattr(self.nc, "connected", True)
         try:
+            p = None
             if gated and not offline:
-                p = self.nc.request_async(subject, payload, headers)
-                self._stats["gate_frames"] += 1
-            else:
+                try:
+                    p = self.nc.request_async(subject, payload, headers)
+                    self._stats["gate_frames"] += 1
+                except NatsConnectionError as err:  # the connection dropped just now: hold it instead
+                    if isinstance(err, ReconnectBufferFullError) or getattr(self.nc, "closed", True):
+                        raise
+                    offline = True
+            if not gated or offline:
                 self.nc.publish(subject, payload, headers)
-                p = None
             self._stats["frames"] += 1
             self._stats["frame_bytes"] += fr.header_wire_bytes(headers) + len(payload)
             if offline:  # held for the reconnect; no verdict can come in time
