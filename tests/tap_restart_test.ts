@@ -32,6 +32,7 @@ import {
   witness,
 } from "./helpers/tap_restart.ts";
 import { freePort } from "../src/bus/nats_server.ts";
+import { waitUntil } from "./helpers/stream.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const OUTAGE_MS = 1000;
@@ -284,4 +285,48 @@ Deno.test("ts tap: with a small outage buffer, the frames that did not fit are t
     stored.missing >= s.dropped && stored.missing <= s.dropped + s.inDoubt,
     `missing ${stored.missing}: dropped ${s.dropped} + at most ${s.inDoubt} in doubt`,
   );
+});
+
+Deno.test("ts tap: a gated step during an outage does not wait, fails as configured, and its frame is held", async () => {
+  const w = await witness();
+  const bus = await connectTapBus(w.server.url, { name: "ts-gated", reconnectWaitMs: 50 });
+  const make = (onTimeout: "open" | "closed") =>
+    new Tap(bus, {
+      model: MODEL,
+      hook: HOOK,
+      gate: { deadlineMs: 2000, onTimeout },
+      outage: { replayDelayMs: REPLAY_DELAY_MS },
+    });
+  const open = make("open");
+  const closed = make("closed");
+  open.enableSteering(D);
+  closed.enableSteering(D);
+  try {
+    await w.server.stop();
+    await waitUntil(() => !bus.connected, "the tap's bus to see the outage");
+    const acts = () => new Float32Array(D).fill(0.5);
+    const t0 = performance.now();
+    const a = await open.step("g-open", 0, acts(), 1, D);
+    const b = await closed.step("g-closed", 0, acts(), 1, D);
+    const waited = performance.now() - t0;
+    assert.ok(waited < 500, `two gated steps took ${waited} ms (deadline 2000 ms each)`);
+    assert.deepEqual([a.proceed, a.verdict], [true, "timeout"]);
+    assert.deepEqual([b.proceed, b.verdict], [false, "timeout"]);
+    assert.equal(open.outageStats.gateOffline, 1);
+    assert.equal(open.steeringStats.failOpen, 1);
+    assert.equal(closed.steeringStats.failClosed, 1);
+    await w.server.restart();
+    await waitUntil(
+      () => w.seen.has("g-open") && w.seen.has("g-closed"),
+      "the held gated frames after the restart",
+      15_000,
+    );
+    assert.deepEqual([w.seen.get("g-open"), w.seen.get("g-closed")], [[0], [0]]);
+    assert.equal(open.outageStats.replayed, 1);
+  } finally {
+    open.close();
+    closed.close();
+    await bus.close();
+    await w.close();
+  }
 });
