@@ -21,16 +21,7 @@ import assert from "node:assert/strict";
 import { findPythonWithTorch } from "../support/python.ts";
 import { connectTapBus } from "../src/tap/connect.ts";
 import { Tap } from "../src/tap/tap.ts";
-import {
-  ackOf,
-  D,
-  framesAfter,
-  gaps,
-  HOOK,
-  lastSeen,
-  MODEL,
-  witness,
-} from "./helpers/tap_restart.ts";
+import { ackOf, D, framesAfter, gaps, HOOK, MODEL, witness } from "./helpers/tap_restart.ts";
 import { freePort } from "../src/bus/nats_server.ts";
 import { waitUntil } from "./helpers/stream.ts";
 
@@ -101,9 +92,8 @@ async function pythonRun(bufferMsgs: number | null, id: string) {
     };
     assert.equal((await next()).ready, true);
     await sleep(400);
-    const before = lastSeen(w, rid);
-    const outage = await w.restart(OUTAGE_MS);
-    await framesAfter(w, rid, before + 1);
+    const outage = await w.restart(OUTAGE_MS, rid);
+    await framesAfter(w, rid, outage.lastBefore);
     const cmd = `steer-after-restart-${id}`;
     w.steer(cmd, rid, (w.lastPos.get(rid) ?? 0) + 10);
     const ack = await ackOf(w, cmd);
@@ -165,13 +155,14 @@ Deno.test("python tap: a nats-server restart under a generating model loses only
   );
   // the replay waited for the plain subscriber: it saw what reached the server
   assert.ok(seen.missing <= s.nats_in_doubt, `subscriber missed ${seen.missing}`);
-  assert.equal(ack.status, "applied");
+  assert.equal(ack.status, "applied", `commands received ${s.commands_received}, acks ${s.acks}`);
   assert.equal(s.commands_applied, 1);
   assert.ok(result.changed_positions.length > 0, "the command changed the activations");
 });
 
 Deno.test("python tap: with a small outage buffer, the frames that did not fit are the ones missing", async () => {
-  const { s, stored } = await pythonRun(20, "small");
+  const { s, stored, ack } = await pythonRun(20, "small");
+  assert.equal(ack.status, "applied", `commands received ${s.commands_received}, acks ${s.acks}`);
   assert.equal(s.nats_buffered, 20);
   assert.equal(s.nats_replayed, 20);
   assert.ok(s.nats_dropped > 20, `dropped ${s.nats_dropped}`);
@@ -215,9 +206,8 @@ async function tsRun(maxMessages: number | undefined, id: string) {
   })();
   try {
     await sleep(400);
-    const before = lastSeen(w, rid);
-    const outage = await w.restart(OUTAGE_MS);
-    await framesAfter(w, rid, before + 1);
+    const outage = await w.restart(OUTAGE_MS, rid);
+    await framesAfter(w, rid, outage.lastBefore);
     const cmd = `ts-steer-after-restart-${id}`;
     w.steer(cmd, rid, pos + 10);
     const ack = await ackOf(w, cmd);
@@ -251,7 +241,7 @@ async function tsRun(maxMessages: number | undefined, id: string) {
       ack: ack.status,
     };
     console.log(`tap restart figures: ${JSON.stringify(figures)}`);
-    return { s, stored, seen, ack, changed, steering: tap.steeringStats };
+    return { s, stored, seen, ack, changed, steering: { ...tap.steeringStats } };
   } finally {
     stop = true;
     await loop;
@@ -262,7 +252,7 @@ async function tsRun(maxMessages: number | undefined, id: string) {
 }
 
 Deno.test("ts tap: a nats-server restart under a generating loop loses only what it counts", async () => {
-  const { s, stored, seen, ack, changed } = await tsRun(undefined, "buffered");
+  const { s, stored, seen, ack, changed, steering } = await tsRun(undefined, "buffered");
   assert.equal(s.disconnects, 1);
   assert.equal(s.reconnects, 1);
   assert.ok(s.buffered > 20, `frames held during the outage: ${s.buffered}`);
@@ -271,12 +261,13 @@ Deno.test("ts tap: a nats-server restart under a generating loop loses only what
   assert.equal(stored.repeated, 0);
   assert.ok(stored.missing <= s.inDoubt, `missing ${stored.missing} ≤ in doubt ${s.inDoubt}`);
   assert.ok(seen.missing <= s.inDoubt, `subscriber missed ${seen.missing}`);
-  assert.equal(ack.status, "applied");
+  assert.equal(ack.status, "applied", JSON.stringify(steering));
   assert.ok(changed > 0, "the command changed the activations");
 });
 
 Deno.test("ts tap: with a small outage buffer, the frames that did not fit are the ones missing", async () => {
-  const { s, stored } = await tsRun(20, "small");
+  const { s, stored, ack, steering } = await tsRun(20, "small");
+  assert.equal(ack.status, "applied", JSON.stringify(steering));
   assert.equal(s.buffered, 20);
   assert.equal(s.replayed, 20);
   assert.ok(s.dropped > 20, `dropped ${s.dropped}`);

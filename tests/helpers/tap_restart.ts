@@ -30,8 +30,15 @@ export interface Witness {
   /** Per request: the last `Lw-Pos` seen. */
   lastPos: Map<string, number>;
   acks: Record<string, unknown>[];
-  /** Stop the server, wait `outageMs`, start it again; the outage as measured here. */
-  restart(outageMs: number): Promise<{ stoppedAt: number; upAt: number; outageMs: number }>;
+  /**
+   * Stop the server, wait `outageMs`, start it again; the outage as measured here, and the
+   * highest seq of `requestId` the subscriber had seen when the server went (read at the end of
+   * the outage, so that nothing from before the stop is still on its way).
+   */
+  restart(
+    outageMs: number,
+    requestId: string,
+  ): Promise<{ stoppedAt: number; upAt: number; outageMs: number; lastBefore: number }>;
   /** Send an `add` steering command for `requestId` from `fromPosition` on. */
   steer(id: string, requestId: string, fromPosition: number): void;
   /** The seqs of `requestId` the stream holds (what reached the server). */
@@ -68,13 +75,14 @@ export async function witness(): Promise<Witness> {
     seen,
     lastPos,
     acks,
-    restart: async (outageMs) => {
+    restart: async (outageMs, requestId) => {
       const stoppedAt = performance.now();
       await server.stop();
       await new Promise((r) => setTimeout(r, outageMs));
+      const lastBefore = Math.max(-1, ...(seen.get(requestId) ?? []));
       await server.restart();
       const upAt = performance.now();
-      return { stoppedAt, upAt, outageMs: upAt - stoppedAt };
+      return { stoppedAt, upAt, outageMs: upAt - stoppedAt, lastBefore };
     },
     steer: (id, requestId, fromPosition) => {
       const now = Date.now();
@@ -138,13 +146,10 @@ export function framesAfter(w: Witness, requestId: string, above: number): Promi
   );
 }
 
-/** The highest seq of `requestId` seen so far (-1: none). */
-export function lastSeen(w: Witness, requestId: string): number {
-  return Math.max(-1, ...(w.seen.get(requestId) ?? []));
-}
-
-/** Wait for an ack of command `id`; returns it. */
+/** Wait (up to 15 s) for an ack of command `id`; returns it, or `{ status: "none" }`. */
 export async function ackOf(w: Witness, id: string): Promise<Record<string, unknown>> {
-  await waitUntil(() => w.acks.some((a) => a.id === id), `the ack of ${id}`, 15_000);
-  return w.acks.find((a) => a.id === id)!;
+  await waitUntil(() => w.acks.some((a) => a.id === id), `the ack of ${id}`, 15_000).catch(
+    () => {},
+  );
+  return w.acks.find((a) => a.id === id) ?? { status: "none" };
 }
