@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .protocol import NatsArgumentError, NatsConnectionError, NatsServerError, NatsTimeoutError, NatsTlsError
 
-__all__ = ["ServerUrl", "parse_servers", "make_ssl_context", "TLS_KEYS", "DialOptions", "dial"]
+__all__ = ["ServerUrl", "parse_servers", "make_ssl_context", "TLS_KEYS", "DialOptions", "dial", "close_quietly"]
 
 _CRLF = b"\r\n"
 
@@ -143,6 +143,16 @@ class DialOptions:
     def __post_init__(self) -> None:
         self.ssl_context = make_ssl_context(self.tls)
         self.tls_opts = self.tls if isinstance(self.tls, Mapping) else {}
+
+
+def close_quietly(*files) -> bool:
+    """Close each (errors ignored); returns False, for ``return close_quietly(sock, rfile)`` on a failed attempt."""
+    for f in files:
+        try:
+            f.close()
+        except OSError:
+            pass
+    return False
 
 
 def dial(srv: ServerUrl, opts: DialOptions, timeout: float) -> Tuple[socket.socket, Any, Dict[str, Any]]:

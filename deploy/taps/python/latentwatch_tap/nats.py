@@ -45,7 +45,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from .protocol import (MaxPayloadError, Msg, NatsArgumentError, NatsConnectionError, NatsError, NatsServerError,
                        NatsTimeoutError, NatsTlsError, NoRespondersError, PendingRequest, ReconnectBufferFullError,
                        Subscription, _as_bytes, _check_subject, _type_name, encode_headers, parse_headers)
-from .dial import DialOptions, ServerUrl, dial, parse_servers
+from .dial import DialOptions, ServerUrl, close_quietly, dial, parse_servers
 from .reconnect import STAT_KEYS, Backoff, OutageBuffer, _Pong
 
 __all__ = ["NatsClient", "Msg", "Subscription", "PendingRequest", "NatsError", "NatsConnectionError", "NatsTlsError",
@@ -185,9 +185,8 @@ class NatsClient:
     # -- connection -----------------------------------------------------------
 
     def _connect(self, srv: ServerUrl) -> Tuple[socket.socket, Any]:
-        sock, rfile, info = dial(srv, self._dial_opts, self._connect_timeout)
-        self.server_info = info
-        self.max_payload = int(info.get("max_payload", self.max_payload))
+        sock, rfile, self.server_info = dial(srv, self._dial_opts, self._connect_timeout)
+        self.max_payload = int(self.server_info.get("max_payload", self.max_payload))
         return sock, rfile
 
     def _run(self) -> None:
@@ -206,11 +205,7 @@ class NatsClient:
                 self._state = "reconnecting"
             doubt = max(0, self._written - self._confirmed)
             self._written = self._confirmed = self._pings_out = 0
-        for f in (sock.close, rfile.close):
-            try:
-                f()
-            except OSError:
-                pass
+        close_quietly(sock, rfile)
         with self._state_lock:
             pending = list(self._pending.values())
             self._pending.clear()
@@ -237,6 +232,8 @@ class NatsClient:
         while not self._closing:
             for k in range(n):
                 i = (self._index + 1 + k) % n
+                if self._closing:
+                    return False
                 try:
                     sock, rfile = self._connect(self.servers[i])
                 except NatsError as err:
@@ -265,15 +262,15 @@ class NatsClient:
         if self._replay_delay > 0 and self._try_send(sock, ops):  # subscriptions now, held publishes later
             ops = b""
             self._wake.wait(self._replay_delay)
+        if self._closing:  # close() during the replay delay: what is held counts as dropped
+            return close_quietly(sock, rfile)
         with self._write_lock:
             held = len(self._buffer)
             try:
                 sock.sendall(ops + self._buffer.peek_all())
             except OSError as err:
                 log.warning("nats: reconnect to %s: resending failed: %s", self.servers[index], err)
-                sock.close()
-                rfile.close()
-                return False
+                return close_quietly(sock, rfile)
             self._buffer.clear()
             self._written, self._confirmed = held, 0
             self._sock, self._rfile, self._index = sock, rfile, index
@@ -291,9 +288,10 @@ class NatsClient:
     @staticmethod
     def _try_send(sock, data: bytes) -> bool:
         try:
-            return sock.sendall(data) is None
+            sock.sendall(data)
         except OSError:
             return False
+        return True
 
     def _finish(self) -> None:
         with self._write_lock:

@@ -163,6 +163,33 @@ class Client(unittest.TestCase):
         c.flush()
         self.assertEqual(c.stats["reconnects"], 1)
 
+    def test_replay_delay_holds_and_close_during_it_counts_the_held_as_dropped(self):
+        sub = self.client(reconnect_wait=0.002, reconnect_wait_max=0.005)
+        got = support.Recorder()
+        sub.subscribe("lw.delay", got)
+        sub.flush()
+        c = self.client(replay_delay=0.5)
+        self.outage(c, sub)
+        c.publish("lw.delay", b"1")
+        self.server.start()
+        self.assertTrue(sub.wait_connected(5))
+        sub.flush()
+        t0 = time.monotonic()
+        self.assertTrue(c.wait_connected(5))
+        c.flush()
+        support.wait_until(lambda: len(got.msgs) == 1, what="the held publish after the delay")
+        self.assertGreater(time.monotonic() - t0, 0.3)  # held while the delay ran
+        d = self.client(replay_delay=5.0)
+        self.outage(d)
+        d.publish("lw.delay", b"2")
+        self.server.start()
+        time.sleep(0.3)  # connected again, in the delay
+        t0 = time.monotonic()
+        d.close()
+        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertTrue(d.closed)
+        self.assertEqual((d.stats["dropped"], d.stats["replayed"]), (1, 0))
+
     def test_backoff_and_buffer_arguments(self):
         b = Backoff(base=0.1, cap=1.0, jitter=0.5)
         for i in range(10):
