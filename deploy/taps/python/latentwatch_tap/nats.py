@@ -327,16 +327,17 @@ class NatsClient:
 
     def _ping(self, event: Optional[threading.Event]) -> Optional[_Pong]:
         with self._write_lock:
-            if self._state != "connected":
-                return None
-            pong = _Pong(self._written, event)
-            with self._state_lock:
-                self._pongs.append(pong)
-            try:
-                self._sock.sendall(b"PING\r\n")
-            except OSError as err:
-                self._write_failed(err)
-            return pong
+            return self._ping_locked(event) if self._state == "connected" else None
+
+    def _ping_locked(self, event: Optional[threading.Event]) -> _Pong:
+        pong = _Pong(self._written, event)
+        with self._state_lock:
+            self._pongs.append(pong)
+        try:
+            self._sock.sendall(b"PING\r\n")
+        except OSError as err:  # what was written stays in doubt; the reader sees the drop
+            self._write_failed(err)
+        return pong
 
     def _write_failed(self, err: OSError) -> None:
         """Write lock held: the connection is gone; publishes wait from now on."""
@@ -349,18 +350,17 @@ class NatsClient:
             if self._state == "connected":
                 try:
                     self._sock.sendall(data)
-                    self._written += 1
-                    now = time.monotonic()
-                    if self._confirm_every > 0 and now - self._last_confirm >= self._confirm_every:
-                        self._last_confirm = now
-                        with self._state_lock:
-                            self._pongs.append(_Pong(self._written, None))
-                        self._sock.sendall(b"PING\r\n")
-                    return
                 except OSError as err:
                     self._write_failed(err)
                     if not self._reconnect:
                         raise NatsConnectionError(f"write: {err}") from err
+                else:
+                    self._written += 1
+                    now = time.monotonic()
+                    if self._confirm_every > 0 and now - self._last_confirm >= self._confirm_every:
+                        self._last_confirm = now
+                        self._ping_locked(None)
+                    return
             if self._state == "closed" or not self._reconnect:
                 raise NatsConnectionError(f"expected an open connection, found it closed: {self._why_closed}")
             if not hold:
