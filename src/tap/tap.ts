@@ -463,17 +463,20 @@ export class Tap {
     // and it evaluates a request's frames in order
     const { deadlineMs, onTimeout } = this.#gate;
     const s = steering.stats;
+    const fail = (why: string) => {
+      s.gateTimeouts++;
+      if (onTimeout === "open") s.failOpen++;
+      else {
+        s.failClosed++;
+        steering.abort(requestId, position + tokens, `gate failed closed: ${why}`);
+      }
+    };
     if (!this.#out.connected) {
       // no verdict can come: hold the frame for the reconnect, apply the failure mode now
       this.#out.publish(planned.subject, f.payload, f.headers);
       planned.state.seq++;
       this.#out.stats.gateOffline++;
-      s.gateTimeouts++;
-      if (onTimeout === "open") s.failOpen++;
-      else {
-        s.failClosed++;
-        steering.abort(requestId, position + tokens, "gate failed closed: no NATS connection");
-      }
+      fail("no NATS connection");
       return stop("timeout", 0);
     }
     s.gateWaits++;
@@ -509,18 +512,7 @@ export class Tap {
     const waited = performance.now() - started;
     s.gateWaitMsTotal += waited;
     s.gateWaitMsMax = Math.max(s.gateWaitMsMax, waited);
-    if (failure) {
-      s.gateTimeouts++;
-      if (onTimeout === "open") s.failOpen++;
-      else {
-        s.failClosed++;
-        steering.abort(
-          requestId,
-          position + tokens,
-          `gate failed closed: ${failure}`,
-        );
-      }
-    }
+    if (failure) fail(failure);
     return stop(verdict, waited);
   }
 
