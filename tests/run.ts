@@ -157,6 +157,18 @@ await ensurePackage(
   "The syslog-over-TLS test receives with it: `sudo apt-get install rsyslog-gnutls`.",
 );
 await ensurePackage(
+  "openssl",
+  async () => {
+    try {
+      return (await new Deno.Command("openssl", { args: ["version"], stdout: "null" }).output())
+        .success;
+    } catch {
+      return false;
+    }
+  },
+  "The Python tap's TLS tests make a throwaway CA with it: `sudo apt-get install openssl`.",
+);
+await ensurePackage(
   "python3-torch",
   hasPythonTorch,
   "The Python tap's end-to-end tests run a small PyTorch model: `sudo apt-get install\n" +

@@ -17,6 +17,7 @@ import { encodeAck } from "../core/steer/encode.ts";
 import { parseVerdict } from "../core/steer/parse.ts";
 import { type SteerAck, type SteerCommand, SteerProtocolError } from "../core/steer/protocol.ts";
 import { steerAckSubject, steerSubjectFilter } from "../core/steer/subjects.ts";
+import { type OutageOptions, OutagePublisher, type OutageStats } from "./outage.ts";
 import { emptySteeringStats, RequestSteering, type SteeringStats } from "./steering.ts";
 
 /** Options of {@linkcode Tap}. */
@@ -42,6 +43,8 @@ export interface TapOptions {
   gate?: { deadlineMs: number; onTimeout: "open" | "closed" };
   /** Name on acknowledgements and in logs (default `<model>@tap`). */
   name?: string;
+  /** Publishes held while the bus is disconnected (bounded; see {@linkcode OutagePublisher}). */
+  outage?: OutageOptions;
 }
 
 /** What {@linkcode Tap.step} did. */
@@ -113,6 +116,7 @@ export class Tap {
   #evicted = 0;
   #steering: RequestSteering | null = null;
   #steerSub: BusSubscription | null = null;
+  readonly #out: OutagePublisher;
 
   constructor(bus: Bus, opts: TapOptions) {
     this.#bus = bus;
@@ -122,6 +126,7 @@ export class Tap {
     this.dtype = opts.dtype ?? "f32";
     this.partitions = opts.partitions ?? 1;
     this.name = opts.name ?? `${opts.model}@tap`;
+    this.#out = new OutagePublisher(bus, opts.outage, this.name);
     if (opts.gate) {
       if (!(opts.gate.deadlineMs > 0) || !["open", "closed"].includes(opts.gate.onTimeout)) {
         throw new RangeError(
@@ -150,6 +155,11 @@ export class Tap {
   /** Requests forgotten because more than `maxOpenRequests` were open (never ended). */
   get evictedRequests(): number {
     return this.#evicted;
+  }
+
+  /** What NATS outages cost: held, replayed, dropped, in doubt (see {@linkcode OutagePublisher}). */
+  get outageStats(): OutageStats {
+    return this.#out.stats;
   }
 
   /** Requests published and not yet ended (their seq counters are held). */
@@ -184,7 +194,7 @@ export class Tap {
     const planned = this.#prepare(requestId, position, activations, tokens, dModel, extra);
     if (!planned) return 0;
     for (const f of planned.frames) {
-      this.#bus.publish(planned.subject, f.payload, f.headers);
+      this.#out.publish(planned.subject, f.payload, f.headers);
       planned.state.seq++;
     }
     return planned.frames.length;
@@ -362,7 +372,7 @@ export class Tap {
     const subject = steerAckSubject(this.model, this.hook);
     for (const ack of acks) {
       try {
-        this.#bus.publish(subject, encodeAck(ack));
+        this.#out.publish(subject, encodeAck(ack));
       } catch (err) {
         console.error(`tap ${this.name}: acknowledgement ${ack.id}: ${(err as Error).message}`);
       }
@@ -440,12 +450,12 @@ export class Tap {
     if (!planned) return stop(this.#gate ? "continue" : "ungated", 0);
     const last = planned.frames.length - 1;
     for (let i = 0; i < last; i++) {
-      this.#bus.publish(planned.subject, planned.frames[i].payload, planned.frames[i].headers);
+      this.#out.publish(planned.subject, planned.frames[i].payload, planned.frames[i].headers);
       planned.state.seq++;
     }
     const f = planned.frames[last];
     if (!this.#gate) {
-      this.#bus.publish(planned.subject, f.payload, f.headers);
+      this.#out.publish(planned.subject, f.payload, f.headers);
       planned.state.seq++;
       return stop("ungated", 0);
     }
@@ -453,6 +463,22 @@ export class Tap {
     // and it evaluates a request's frames in order
     const { deadlineMs, onTimeout } = this.#gate;
     const s = steering.stats;
+    const fail = (why: string) => {
+      s.gateTimeouts++;
+      if (onTimeout === "open") s.failOpen++;
+      else {
+        s.failClosed++;
+        steering.abort(requestId, position + tokens, `gate failed closed: ${why}`);
+      }
+    };
+    if (!this.#out.connected) {
+      // no verdict can come: hold the frame for the reconnect, apply the failure mode now
+      this.#out.publish(planned.subject, f.payload, f.headers);
+      planned.state.seq++;
+      this.#out.stats.gateOffline++;
+      fail("no NATS connection");
+      return stop("timeout", 0);
+    }
     s.gateWaits++;
     const started = performance.now();
     let verdict: StepResult["verdict"];
@@ -486,18 +512,7 @@ export class Tap {
     const waited = performance.now() - started;
     s.gateWaitMsTotal += waited;
     s.gateWaitMsMax = Math.max(s.gateWaitMsMax, waited);
-    if (failure) {
-      s.gateTimeouts++;
-      if (onTimeout === "open") s.failOpen++;
-      else {
-        s.failClosed++;
-        steering.abort(
-          requestId,
-          position + tokens,
-          `gate failed closed: ${failure}`,
-        );
-      }
-    }
+    if (failure) fail(failure);
     return stop(verdict, waited);
   }
 
@@ -536,12 +551,13 @@ export class Tap {
       state.dModel,
     );
     const subject = tapSubject(this.model, this.hook, partitionOf(requestId, this.partitions));
-    this.#bus.publish(subject, payload, headers);
+    this.#out.publish(subject, payload, headers);
   }
 
-  /** Stop listening for steering commands. */
+  /** Stop listening for steering commands; publishes still held for a reconnect are counted as dropped. */
   close(): void {
     this.#steerSub?.unsubscribe();
     this.#steerSub = null;
+    this.#out.close();
   }
 }

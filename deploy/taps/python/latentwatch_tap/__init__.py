@@ -13,11 +13,12 @@ Example::
 """
 
 from .frame import FrameError, FrameTooLargeError, encode_frame, partition_of, split_frames, tap_subject
-from .nats import MaxPayloadError, Msg, NatsClient, NatsError, NatsTimeoutError, NoRespondersError
+from .nats import (MaxPayloadError, Msg, NatsClient, NatsConnectionError, NatsError, NatsServerError, NatsTimeoutError,
+                   NatsTlsError, NoRespondersError, ReconnectBufferFullError)
 from .steer import SteerCommand, SteerOp, SteerProtocolError, apply_op, parse_command
 from .tap import STAT_KEYS, LatentwatchTap, TapError
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 __all__ = [
     "LatentwatchTap",
@@ -26,6 +27,10 @@ __all__ = [
     "NatsClient",
     "Msg",
     "NatsError",
+    "NatsConnectionError",
+    "NatsServerError",
+    "NatsTlsError",
+    "ReconnectBufferFullError",
     "NatsTimeoutError",
     "NoRespondersError",
     "MaxPayloadError",

@@ -26,107 +26,20 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import frame as fr
 from . import steer as st
-from .nats import MaxPayloadError, NatsClient, NatsError, NatsTimeoutError, NoRespondersError
+from .nats import (NatsClient, NatsConnectionError, NatsError, NatsTimeoutError, NoRespondersError,
+                   ReconnectBufferFullError)
+from .tap_state import STAT_KEYS, _Active, _Batch, _Req, _StoppingCriteria, _tolist
 
 __all__ = ["LatentwatchTap", "TapError", "STAT_KEYS"]
 
 log = logging.getLogger("latentwatch_tap")
 
-#: Every counter in :attr:`LatentwatchTap.stats` (all start at 0).
-STAT_KEYS = (
-    "frames",  # frames published (end markers included)
-    "frame_bytes",  # header + payload bytes of those frames
-    "end_markers",
-    "frame_errors",  # a step's frames of one request could not be encoded (non-finite, too large)
-    "publish_errors",  # the NATS client refused or the connection is closed
-    "commands_received",  # command messages on the command subject plus commands in verdicts
-    "commands_applied",
-    "commands_rejected",
-    "commands_expired",
-    "commands_ignored",  # another replica's request, or a repeated command id
-    "commands_not_applied",
-    "acks",
-    "aborts",  # requests aborted (by command, verdict or fail-closed)
-    "gate_waits",  # hook calls (steps) that waited for verdicts
-    "gate_frames",  # frames sent as gated requests (one per request and step)
-    "gate_verdicts",  # valid verdicts received in time
-    "gate_timeouts",  # gated frames without a usable verdict (any of the next three, or the deadline)
-    "gate_no_responders",  # ... NATS said nobody listens (no sidecar)
-    "gate_errors",  # ... an `error` verdict, or a reply that is no valid verdict
-    "fail_open",  # ... and the step went on unsteered
-    "fail_closed",  # ... and the request was aborted
-    "gate_wait_ms_total",  # time spent waiting for verdicts, ms
-    "gate_wait_ms_max",  # longest wait of one step, ms
-    "hook_calls",
-    "skipped_calls",  # hook calls with no request mapping (or one that does not fit the tensor)
-    "hook_errors",  # unexpected errors inside the hook (logged; the model goes on)
-    "nats_errors",  # -ERR from the server, e.g. Permissions Violation
-    "requests_evicted",  # requests ended because more than max_open_requests were open
-)
-
-
 class TapError(ValueError):
     """A tap argument or request mapping that cannot be used (message: ``expected X, found Y``)."""
-
-
-@dataclass
-class _Active:
-    cmd: st.SteerCommand
-    applied: bool = False
-
-
-@dataclass
-class _Req:
-    rid: str
-    tenant: Optional[str] = None
-    meta: Optional[Dict[str, str]] = None
-    seq: int = 0
-    cursor: int = 0  # next position the model will process
-    published: int = 0  # next position to publish (frames cover [0, published))
-    started: bool = False
-    d_model: Optional[int] = None
-    history: List[int] = field(default_factory=list)  # token id per position, where known
-    commands: List[_Active] = field(default_factory=list)
-    seen: set = field(default_factory=set)
-    aborted: bool = False
-    finished: bool = False  # EOS seen: no more frames
-
-
-@dataclass
-class _Batch:
-    request_ids: List[str]
-    masks: Optional[List[List[int]]]
-    eos: Optional[set]
-    decode_token: Optional[Callable[[int], str]]
-    prompt_cols: Optional[int] = None  # T of the first call (the padded prompt)
-
-
-def _tolist(x: Any) -> Any:
-    return x.tolist() if hasattr(x, "tolist") else x
-
-
-class _StoppingCriteria:
-    """Duck-typed Hugging Face ``StoppingCriteria`` (see :meth:`LatentwatchTap.stopping_criteria`)."""
-
-    def __init__(self, tap: "LatentwatchTap"):
-        self.tap = tap
-
-    def __call__(self, input_ids, scores=None, **kwargs):
-        import torch
-
-        ids = input_ids[:, -1].tolist()
-        self.tap.feed_tokens(ids)
-        batch = self.tap._batch
-        rids = batch.request_ids if batch is not None else []
-        done = [self.tap.aborted(r) for r in rids]
-        if len(done) != input_ids.shape[0]:
-            done = (done + [False] * input_ids.shape[0])[: input_ids.shape[0]]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 class LatentwatchTap:
@@ -134,14 +47,20 @@ class LatentwatchTap:
 
     Arguments:
 
-    - ``nats``: a URL (``nats://[user:pass@]host:port``) or a connected
-      :class:`~latentwatch_tap.nats.NatsClient` (the tap then does not close it).
+    - ``nats``: a URL (``nats://[user:pass@|token@]host:port``, ``tls://...``), several
+      (a list, or separated by commas: tried in turn, also on reconnects), or a
+      connected :class:`~latentwatch_tap.nats.NatsClient` (the tap then does not close it).
     - ``model``, ``hook``: the ``Lw-Model``/``Lw-Hook`` names (and, sanitised, the subjects).
     - ``dtype``: wire element type, ``f32`` (default), ``f16`` or ``bf16``.
     - ``partitions``: subject partitions (same as the sidecars'); default 1.
     - ``gate``: None (no gating) or ``{"deadline_ms": 50, "on_timeout": "open"|"closed"}``.
     - ``steering``: subscribe to ``latentwatch.steer.v1.<model>.<hook>.*`` (default True).
-    - ``user``, ``password``: NATS credentials (override the URL's).
+    - ``user``, ``password`` or ``token``: NATS credentials (override the URL's);
+      ``tls``: TLS options (``{"ca_file", "cert_file", "key_file", "server_hostname"}``);
+      ``nats_options``: more :class:`~latentwatch_tap.nats.NatsClient` arguments
+      (reconnect backoff, outage buffer limits, PINGs). Its counters are in
+      ``stats`` as ``nats_*``. A gated frame during an outage is held as a plain
+      publish and gets the failure mode at once (``gate_offline``).
     - ``name``: this tap in acks (``tap`` field) and as the NATS connection
       name; default ``<model>@<host>:<pid>``.
     - ``d_model``: the hook's width, when known before the first forward pass
@@ -179,7 +98,7 @@ class LatentwatchTap:
 
     def __init__(
         self,
-        nats: Union[str, NatsClient],
+        nats: Union[str, Sequence[str], NatsClient],
         model: str,
         hook: str,
         dtype: str = "f32",
@@ -192,6 +111,9 @@ class LatentwatchTap:
         d_model: Optional[int] = None,
         clock: Optional[Callable[[], float]] = None,
         max_open_requests: int = 100_000,
+        token: Optional[str] = None,
+        tls: Optional[Any] = None,
+        nats_options: Optional[Mapping[str, Any]] = None,
     ):
         fr.frame_headers(model, hook, "x", 0, 0, dtype, 0, 1)  # validates model, hook, dtype
         fr.partition_of("", partitions)  # validates partitions
@@ -208,7 +130,7 @@ class LatentwatchTap:
             raise TapError(f"max_open_requests: expected a positive integer, found {max_open_requests!r}")
         self.max_open_requests = max_open_requests
         self._clock = clock or (lambda: time.time() * 1000.0)
-        self.stats: Dict[str, float] = {k: 0 for k in STAT_KEYS}
+        self._stats: Dict[str, float] = {k: 0 for k in STAT_KEYS}
         self._lock = threading.RLock()
         self._requests: Dict[str, _Req] = {}
         self._aborted_ended: "collections.OrderedDict[str, bool]" = collections.OrderedDict()
@@ -218,8 +140,9 @@ class LatentwatchTap:
         self._handles: List[Any] = []
         self._warned: set = set()
         self._map_decode_token: Optional[Callable[[int], str]] = None
-        if isinstance(nats, str):
-            self.nc = NatsClient(nats, user=user, password=password, name=self.name, on_error=self._on_nats_error)
+        if isinstance(nats, (str, list, tuple)):
+            self.nc = NatsClient(nats, user=user, password=password, name=self.name, on_error=self._on_nats_error,
+                                 token=token, tls=tls, **dict(nats_options or {}))
             self._owns_nc = True
         else:
             self.nc = nats
@@ -234,6 +157,13 @@ class LatentwatchTap:
         if steering:
             self._sub = self.nc.subscribe(fr.steer_subject_filter(model, hook), self._on_command_msg)
             self.nc.flush()  # the subscription is in place before the first step
+
+    @property
+    def stats(self) -> Dict[str, float]:
+        """The counters of :data:`STAT_KEYS`; the ``nats_*`` ones read from the NATS client now."""
+        for k, v in getattr(self.nc, "stats", {}).items():
+            self._stats["nats_" + k] = v
+        return self._stats
 
     @staticmethod
     def _check_gate(gate: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
@@ -313,7 +243,7 @@ class LatentwatchTap:
                 # must not pile up: the oldest is ended, its pending commands acked not_applied
                 while len(self._requests) > self.max_open_requests:
                     oldest = next(iter(self._requests))
-                    self.stats["requests_evicted"] += 1
+                    self._stats["requests_evicted"] += 1
                     log.warning("latentwatch tap: request %s evicted (more than %d open)", oldest,
                                 self.max_open_requests)
                     self.end(oldest)
@@ -484,7 +414,7 @@ class LatentwatchTap:
     def _abort(self, req: _Req, reason: str) -> None:
         if not req.aborted:
             req.aborted = True
-            self.stats["aborts"] += 1
+            self._stats["aborts"] += 1
             log.info("latentwatch tap: request %s aborted at position %d: %s", req.rid, req.cursor, reason)
 
     # ------------------------------------------------------------------ end
@@ -507,7 +437,7 @@ class LatentwatchTap:
                 self._ended.popitem(last=False)
             for a in req.commands:
                 if not a.applied:
-                    self.stats["commands_not_applied"] += 1
+                    self._stats["commands_not_applied"] += 1
                     self._ack(
                         a.cmd, "not_applied",
                         reason=f"request ended at position {req.cursor} before the operation took effect",
@@ -520,20 +450,20 @@ class LatentwatchTap:
             )
             req.seq += 1
         self._publish(request_id, headers, b"")
-        self.stats["end_markers"] += 1
+        self._stats["end_markers"] += 1
 
     # ------------------------------------------------------------------ commands
 
     def _on_nats_error(self, message: str) -> None:
-        self.stats["nats_errors"] += 1
+        self._stats["nats_errors"] += 1
 
     def _on_command_msg(self, msg) -> None:
         with self._lock:
-            self.stats["commands_received"] += 1
+            self._stats["commands_received"] += 1
             try:
                 o = st._parse_json(msg.data, "steering command")
             except st.SteerProtocolError as err:
-                self.stats["commands_rejected"] += 1
+                self._stats["commands_rejected"] += 1
                 log.warning("latentwatch tap: command on %s: %s", msg.subject, err)
                 return
             self._take_command(o, None)
@@ -548,10 +478,10 @@ class LatentwatchTap:
             if isinstance(rid, str) and rid in self._ended and isinstance(cid, str) and 0 < len(cid) <= st.MAX_ID:
                 if cid not in self._ended[rid]:
                     self._ended[rid].add(cid)
-                    self.stats["commands_not_applied"] += 1
+                    self._stats["commands_not_applied"] += 1
                     self._ack_raw(cid, rid, "not_applied", reason="the request had already ended")
                 return
-            self.stats["commands_ignored"] += 1
+            self._stats["commands_ignored"] += 1
             return
         if isinstance(cid, str) and cid in req.seen:
             return  # the same command again (verdict and subject): applied and acknowledged once
@@ -563,14 +493,14 @@ class LatentwatchTap:
             except st.SteerProtocolError as err:
                 error = err
         if error is not None or parsed is None:
-            self.stats["commands_rejected"] += 1
+            self._stats["commands_rejected"] += 1
             log.warning("latentwatch tap: %s", error)
             if isinstance(cid, str) and 0 < len(cid) <= st.MAX_ID:
                 self._ack_raw(cid, rid, "rejected", reason=str(error))
             return
         now = self._clock()
         if st.is_expired(parsed, now):
-            self.stats["commands_expired"] += 1
+            self._stats["commands_expired"] += 1
             self._ack(parsed, "expired", reason=f"received {now - parsed.expires_at_ms:.0f} ms after expires_at_ms")
             return
         if parsed.op.kind == "abort" and parsed.from_position <= req.cursor:
@@ -581,7 +511,7 @@ class LatentwatchTap:
 
     def _take_abort(self, req: _Req, cmd: st.SteerCommand) -> None:
         """Lock held: an abort whose from_position has been reached takes effect now."""
-        self.stats["commands_applied"] += 1
+        self._stats["commands_applied"] += 1
         self._ack(cmd, "applied", position=max(cmd.from_position, req.cursor))
         op = cmd.op
         self._abort(req, getattr(op, "reason", None) or f"abort command {cmd.id} (rule {cmd.rule or '?'})")
@@ -594,19 +524,19 @@ class LatentwatchTap:
                  reason: Optional[str] = None) -> None:
         try:
             self.nc.publish(self._ack_subject, st.encode_ack(cid, rid, status, position, reason, self.name))
-            self.stats["acks"] += 1
+            self._stats["acks"] += 1
         except (NatsError, OSError) as err:
-            self.stats["publish_errors"] += 1
+            self._stats["publish_errors"] += 1
             log.warning("latentwatch tap: ack %s of %s: %s", status, cid, err)
 
     # ------------------------------------------------------------------ the hook
 
     def _hook(self, output, sum_outputs: bool):
-        self.stats["hook_calls"] += 1
+        self._stats["hook_calls"] += 1
         try:
             return self._on_output(output, sum_outputs)
         except Exception:  # monitoring must never break the model
-            self.stats["hook_errors"] += 1
+            self._stats["hook_errors"] += 1
             log.exception("latentwatch tap: hook failed")
             return None
 
@@ -697,19 +627,19 @@ class LatentwatchTap:
         else:
             hidden, resid = output, None
         if not isinstance(hidden, torch.Tensor):
-            self.stats["skipped_calls"] += 1
+            self._stats["skipped_calls"] += 1
             self._warn_once(f"hook: expected a tensor output (or a tuple starting with one), found {type(hidden).__name__}")
             return None
         located = self._locate(hidden)
         if not located:  # None: no usable mapping; []: no row to publish (all ended, aborted, padding)
             if located is None:
-                self.stats["skipped_calls"] += 1
+                self._stats["skipped_calls"] += 1
             return None
         D = hidden.shape[-1]
         if self.d_model is None:
             self.d_model = D
         elif self.d_model != D:
-            self.stats["skipped_calls"] += 1
+            self._stats["skipped_calls"] += 1
             self._warn_once(f"hook: expected width {self.d_model} (d_model), found {D}")
             return None
 
@@ -774,7 +704,7 @@ class LatentwatchTap:
         for a in req.commands:
             cmd = a.cmd
             if cmd.d_model != D:
-                self.stats["commands_rejected"] += 1
+                self._stats["commands_rejected"] += 1
                 self._ack(cmd, "rejected", reason=f"d_model: expected {D} (the hook's width), found {cmd.d_model}")
                 continue
             keep.append(a)
@@ -793,7 +723,7 @@ class LatentwatchTap:
                 changed_rows[rows] |= changed
             if not a.applied:
                 a.applied = True
-                self.stats["commands_applied"] += 1
+                self._stats["commands_applied"] += 1
                 self._ack(cmd, "applied", position=int(pos_t[rows].min()))
         # applied operations whose window has passed are done
         last = max(positions) if positions else -1
@@ -833,10 +763,10 @@ class LatentwatchTap:
                     )
                     frames += out
             except (fr.FrameError, fr.FrameTooLargeError) as err:
-                self.stats["frame_errors"] += 1
+                self._stats["frame_errors"] += 1
                 log.warning("latentwatch tap: %s", err)
                 if self.gate is not None and self.gate["on_timeout"] == "closed":
-                    self.stats["fail_closed"] += 1
+                    self._stats["fail_closed"] += 1
                     self._abort(req, f"frame not encodable: {err}")
                 return []
             if runs:
@@ -853,19 +783,29 @@ class LatentwatchTap:
 
     def _publish(self, rid: str, headers: Dict[str, str], payload: bytes, gated: bool = False):
         subject = fr.tap_subject(self.model, self.hook, fr.partition_of(rid, self.partitions))
+        offline = gated and not getattr(self.nc, "connected", True)
         try:
-            if gated:
-                p = self.nc.request_async(subject, payload, headers)
-                self.stats["gate_frames"] += 1
-            else:
+            p = None
+            if gated and not offline:
+                try:
+                    p = self.nc.request_async(subject, payload, headers)
+                    self._stats["gate_frames"] += 1
+                except NatsConnectionError as err:  # the connection dropped just now: hold it instead
+                    if isinstance(err, ReconnectBufferFullError) or getattr(self.nc, "closed", True):
+                        raise
+                    offline = True
+            if not gated or offline:
                 self.nc.publish(subject, payload, headers)
-                p = None
-            self.stats["frames"] += 1
-            self.stats["frame_bytes"] += fr.header_wire_bytes(headers) + len(payload)
+            self._stats["frames"] += 1
+            self._stats["frame_bytes"] += fr.header_wire_bytes(headers) + len(payload)
+            if offline:  # held for the reconnect; no verdict can come in time
+                self._stats["gate_offline"] += 1
+                self._gate_result_failed(rid, "no NATS connection (reconnecting)")
             return p
         except (NatsError, OSError) as err:
-            self.stats["publish_errors"] += 1
-            log.warning("latentwatch tap: publish on %s: %s", subject, err)
+            self._stats["publish_errors"] += 1
+            quiet = isinstance(err, ReconnectBufferFullError)  # counted in nats_dropped; logged per outage
+            (log.debug if quiet else log.warning)("latentwatch tap: publish on %s: %s", subject, err)
             if gated:
                 with self._lock:
                     req = self._requests.get(rid)
@@ -879,12 +819,12 @@ class LatentwatchTap:
         """Lock held: apply the failure mode to one request (counted in gate_timeouts and fail_open/fail_closed)."""
         if self.gate is None:
             return
-        self.stats["gate_timeouts"] += 1
+        self._stats["gate_timeouts"] += 1
         if self.gate["on_timeout"] == "closed":
-            self.stats["fail_closed"] += 1
+            self._stats["fail_closed"] += 1
             self._abort(req, f"gate failed closed: {why}")
         else:
-            self.stats["fail_open"] += 1
+            self._stats["fail_open"] += 1
             log.debug("latentwatch tap: gate failed open for %s: %s", req.rid, why)
 
     def _await_verdicts(self, pending: List[Tuple[str, Any]]) -> None:
@@ -894,9 +834,9 @@ class LatentwatchTap:
         for _rid, p, _seq in pending:
             p.wait(max(0.0, deadline - time.monotonic()))
         waited_ms = (time.monotonic() - t0) * 1000.0
-        self.stats["gate_waits"] += 1
-        self.stats["gate_wait_ms_total"] += waited_ms
-        self.stats["gate_wait_ms_max"] = max(self.stats["gate_wait_ms_max"], waited_ms)
+        self._stats["gate_waits"] += 1
+        self._stats["gate_wait_ms_total"] += waited_ms
+        self._stats["gate_wait_ms_max"] = max(self._stats["gate_wait_ms_max"], waited_ms)
         for rid, p, seq in pending:
             try:
                 msg = p.result(0)
@@ -904,11 +844,11 @@ class LatentwatchTap:
                 self._gate_result_failed(rid, "no verdict before the deadline")
                 continue
             except NoRespondersError:
-                self.stats["gate_no_responders"] += 1
+                self._stats["gate_no_responders"] += 1
                 self._gate_result_failed(rid, "no responders")
                 continue
             except NatsError as err:
-                self.stats["gate_errors"] += 1
+                self._stats["gate_errors"] += 1
                 self._gate_result_failed(rid, str(err))
                 continue
             self._take_verdict(rid, seq, msg.data)
@@ -923,27 +863,27 @@ class LatentwatchTap:
         try:
             verdict, bad = st.parse_verdict(data, self.model, self.hook, self.d_model)
         except st.SteerProtocolError as err:
-            self.stats["gate_errors"] += 1
+            self._stats["gate_errors"] += 1
             log.warning("latentwatch tap: verdict for %s: %s", rid, err)
             self._gate_result_failed(rid, f"invalid verdict: {err.reason}")
             return
         if verdict.request_id != rid or verdict.seq != seq:
-            self.stats["gate_errors"] += 1
+            self._stats["gate_errors"] += 1
             why = (f"verdict: expected the answer to request {rid} seq {seq}, "
                    f"found request {verdict.request_id} seq {verdict.seq}")
             log.warning("latentwatch tap: %s", why)
             self._gate_result_failed(rid, why)
             return
-        self.stats["gate_verdicts"] += 1
+        self._stats["gate_verdicts"] += 1
         with self._lock:
             req = self._requests.get(rid)
             if req is None:
                 return
             for raw, err in bad:
-                self.stats["commands_received"] += 1
+                self._stats["commands_received"] += 1
                 self._take_command(raw, None, err)
             for cmd in verdict.commands:
-                self.stats["commands_received"] += 1
+                self._stats["commands_received"] += 1
                 if cmd.request_id != rid:
                     self._take_command(cmd.raw or {}, None)
                 else:
@@ -951,5 +891,5 @@ class LatentwatchTap:
             # an abort comes from its command (as in the TypeScript tap): an expired
             # or rejected abort command does not stop the request
             if verdict.verdict == "error":
-                self.stats["gate_errors"] += 1
+                self._stats["gate_errors"] += 1
                 self._gate_failed(req, f"error verdict: {verdict.reason or 'no reason'}")

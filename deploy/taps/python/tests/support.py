@@ -53,23 +53,27 @@ def free_port() -> int:
 
 class NatsServer:
     """A nats-server on 127.0.0.1 and a free port; ``config`` is config-file text, or
-    ``config_path`` a config file (``env`` adds environment variables, e.g. passwords)."""
+    ``config_path`` a config file (``env`` adds environment variables, e.g. passwords).
+    :meth:`kill` stops the process only; :meth:`start` runs it again on the same port."""
 
     def __init__(self, config: Optional[str] = None, config_path: Optional[str] = None,
-                 env: Optional[Dict[str, str]] = None):
-        self.port = free_port()
+                 env: Optional[Dict[str, str]] = None, port: Optional[int] = None):
+        self.port = port or free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self._tmp = tempfile.TemporaryDirectory()
-        args = [find_nats_server(), "-a", "127.0.0.1", "-p", str(self.port)]
+        self.args = [find_nats_server(), "-a", "127.0.0.1", "-p", str(self.port)]
         if config is not None:
             path = os.path.join(self._tmp.name, "server.conf")
             with open(path, "w") as f:
                 f.write(config)
-            args += ["-c", path]
+            self.args += ["-c", path]
         elif config_path is not None:
-            args += ["-c", config_path]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env={**os.environ, **(env or {})})
+            self.args += ["-c", config_path]
+        self.env = {**os.environ, **(env or {})}
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -82,7 +86,8 @@ class NatsServer:
                     raise AssertionError(f"nats-server did not start on port {self.port}: {err}")
                 time.sleep(0.02)
 
-    def stop(self) -> None:
+    def kill(self) -> None:
+        """Stop the server (SIGTERM, as an operator's restart would), keep the port and config."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -92,6 +97,9 @@ class NatsServer:
                 self.proc.wait(5)
         if self.proc.stderr:
             self.proc.stderr.close()
+
+    def stop(self) -> None:
+        self.kill()
         self._tmp.cleanup()
 
 

@@ -123,11 +123,11 @@ class Client(unittest.TestCase):
         support.wait_until(lambda: len(got.msgs) == 800, what="800 messages")
         self.assertTrue(all(m.data.decode().split(":")[0] == m.headers["K"] for m in got.msgs))
 
-    def test_closed_connection(self):
-        c = self.client()
-        self.server.stop()
+    def test_closed_connection_without_reconnect(self):
+        c = self.client(reconnect=False)
+        self.server.kill()
         support.wait_until(lambda: c.closed, what="the client to see the connection closed")
-        with self.assertRaises(n.NatsConnectionError):
+        with self.assertRaisesRegex(n.NatsConnectionError, "expected an open connection, found it closed"):
             c.publish("lw.x", b"")
 
     def test_connect_refused(self):
