@@ -82,12 +82,15 @@ Deno.test({
       // another bucket: refused
       await assert.rejects(
         bus.openLeases({ bucket: "elsewhere", ttlMs: 2000, replicas: 1 }),
-        /Permissions Violation|elsewhere/,
+        /Permissions Violation for Publish to "\$JS\.API\.STREAM\.INFO\.KV_elsewhere"/,
       );
       // a tap cannot write leases (it could steal partitions)
       const tap = await login("tap", PASSWORDS.LATENTWATCH_TAP_PASSWORD);
       const kv = await new Kvm(jetstream(tap, { timeout: 2000 })).open(SCALE_OUT_DEFAULTS.bucket);
-      await assert.rejects(kv.put("demo.partition.0", "tap"), /Permissions Violation|timeout/i);
+      await assert.rejects(
+        kv.put("demo.partition.0", "tap"),
+        /Permissions Violation for Publish to "\$KV\.latentwatch_partitions\.demo\.partition\.0"/,
+      );
     } finally {
       for (const nc of open) await nc.close().catch(() => {});
       await srv.stop();

@@ -82,11 +82,9 @@ async function quiesce(sidecars: Sidecar[]): Promise<void> {
   let last = -1;
   await waitUntil(
     async () => {
-      const alive = sidecars.filter((s) => !s.child.pid || true);
       const now = (await Promise.all(
-        alive.map((s) => metricSum(s.port, "latentwatch_frames_received_total")),
-      ))
-        .reduce((a, b) => a + b, 0);
+        sidecars.map((s) => metricSum(s.port, "latentwatch_frames_received_total")),
+      )).reduce((a, b) => a + b, 0);
       const stable = now === last;
       last = now;
       await new Promise((r) => setTimeout(r, 400));
@@ -199,9 +197,53 @@ Deno.test({
       const owner = new Map<number, string>();
       for (const v of before) for (const p of v.owned) owner.set(p, v.member);
       const [victim, ...survivors] = three;
+      // a gated request on one of the victim's partitions, answered by the victim so far
+      const gated = new Tap(tapBus, {
+        model: MODEL,
+        hook: HOOK,
+        partitions: PARTITIONS,
+        gate: { deadlineMs: 3000, onTimeout: "closed" },
+      });
+      gated.enableSteering(fx.sim.dModel);
+      let g = 0;
+      while (owner.get(partitionOf(`g-${g}`, PARTITIONS)) !== victim.name) g++;
+      const gatedId = `g-${g}`;
+      const first = await gated.step(gatedId, 0, fx.benign, BENIGN.length, fx.sim.dModel);
+      assert.equal(first.verdict, "continue");
+      // traffic that keeps flowing through the kill and the handoff
+      const flowing = requests("f", 30);
+      await sendFrames(tap, fx, flowing, { from: 0, to: 1, end: false }, tapBus);
+      let flowFrames = 1;
+      let flowingOn = true;
+      let unownedSends = 0;
+      let handedOver = false;
+      const flow = (async () => {
+        while (flowingOn) {
+          await sendFrames(
+            tap,
+            fx,
+            flowing,
+            { from: flowFrames, to: flowFrames + 1, end: false },
+            tapBus,
+          );
+          if (!handedOver) {
+            unownedSends += flowing.filter((r) =>
+              owner.get(partitionOf(r.id, PARTITIONS)) === victim.name
+            ).length;
+          }
+          flowFrames++;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 300));
       const lostBefore = await Promise.all(
         survivors.map((s) => metricSum(s.port, "latentwatch_requests_state_lost_total")),
       );
+      const joinBefore = await Promise.all(
+        survivors.map((s) => metricSum(s.port, "latentwatch_frames_before_join_total")),
+      );
+      const linesBefore = survivors.map((s) => s.lines.length);
+      unownedSends = 0;
       const killedAt = performance.now();
       victim.child.kill("SIGKILL");
       await victim.child.status;
@@ -215,15 +257,46 @@ Deno.test({
         20_000,
       );
       const handoffMs = performance.now() - killedAt;
-      assert.ok(handoffMs < 3000 + 3 * 500 + 1000, `handoff took ${handoffMs} ms`);
+      handedOver = true;
+      // a lease lives 3000 ms, peers take it within two heartbeats (500 ms) after; 1 s for polling
+      assert.ok(handoffMs < 3000 + 2 * 500 + 1000, `handoff took ${handoffMs} ms`);
+      await new Promise((r) => setTimeout(r, 300));
+      flowingOn = false;
+      await flow;
       const moved = new Set<number>();
       for (const v of after!) for (const p of v.owned) if (owner.get(p) !== v.member) moved.add(p);
       // every partition of the victim moved; survivors may have swapped some to rebalance
       for (const [p, m] of owner) if (m === victim.name) assert.ok(moved.has(p), `partition ${p}`);
 
-      // the open requests go on, and new ones start
+      // the gated request goes on: its new owner answers
+      const newOwner = survivors.find((s) =>
+        after!.find((v) => v.member === s.name)!.owned.includes(partitionOf(gatedId, PARTITIONS))
+      )!;
+      const repliesBefore = await metricSum(newOwner.port, "latentwatch_gate_replies_total");
+      const next = await gated.step(
+        gatedId,
+        BENIGN.length,
+        fx.benign,
+        BENIGN.length,
+        fx.sim.dModel,
+      );
+      assert.equal(next.verdict, "continue");
+      assert.equal(
+        await metricSum(newOwner.port, "latentwatch_gate_replies_total"),
+        repliesBefore + 1,
+      );
+      gated.end(gatedId);
+
+      // the open and flowing requests go on and end, and new ones start
       const late = requests("n", 40);
       await sendFrames(tap, fx, open, { from: 2, to: FRAMES, end: true }, tapBus);
+      await sendFrames(
+        tap,
+        fx,
+        flowing,
+        { from: flowFrames, to: flowFrames + 1, end: true },
+        tapBus,
+      );
       await sendFrames(tap, fx, late, { from: 0, to: FRAMES, end: true }, tapBus);
       await quiesce(survivors);
       const lostAfter = await Promise.all(
@@ -231,8 +304,23 @@ Deno.test({
       );
       const stateLost = lostAfter.reduce((a, b) => a + b, 0) -
         lostBefore.reduce((a, b) => a + b, 0);
-      const expectedLost = open.filter((r) => moved.has(partitionOf(r.id, PARTITIONS))).length;
-      assert.equal(stateLost, expectedLost);
+      // every request open on a moved partition when it moved, and no other
+      const expected = [...open, ...flowing, { id: gatedId }]
+        .filter((r) => moved.has(partitionOf(r.id, PARTITIONS))).map((r) => r.id).sort();
+      assert.equal(stateLost, expected.length);
+      const logged = survivors.flatMap((s, i) =>
+        s.lines.slice(linesBefore[i]).map((l) => /request\.state_lost .*request=(\S+)/.exec(l)?.[1])
+          .filter((id): id is string => id !== undefined)
+      ).sort();
+      assert.deepEqual(logged, expected);
+      // the frames the flowing requests sent while their partition had no owner are among
+      // those counted before each request's first frame on its new owner
+      const joinAfter = await Promise.all(
+        survivors.map((s) => metricSum(s.port, "latentwatch_frames_before_join_total")),
+      );
+      const beforeJoin = joinAfter.reduce((a, b) => a + b, 0) -
+        joinBefore.reduce((a, b) => a + b, 0);
+      assert.ok(beforeJoin >= unownedSends, `${beforeJoin} counted, ${unownedSends} sent unowned`);
       const end = await alertsIn(cluster.url, "ALERTS_THREE");
       for (const r of late) assert.equal(end.requests.has(r.id), r.alerts, r.id);
       assert.deepEqual(end.duplicated, []);
@@ -240,8 +328,9 @@ Deno.test({
         `SIGKILL sidecar: handoff ${handoffMs.toFixed(0)} ms (lease 3000 ms, heartbeat 500 ms), ` +
           `${moved.size} partitions moved (${
             before.find((v) => v.member === victim.name)!.owned.length
-          } ` +
-          `were the victim's), requests that lost state ${stateLost} (expected ${expectedLost})`,
+          } were the victim's), requests that lost state ${stateLost} (expected ${expected.length}), ` +
+          `flowing frames sent to the victim's partitions before the handoff ${unownedSends}, ` +
+          `frames counted before the survivors joined those requests ${beforeJoin}`,
       );
       // the survivors' view says so too, in /partitions and /metrics
       const view = await controlJson<PartitionsView>(survivors[0].port, "/partitions");
@@ -258,27 +347,6 @@ Deno.test({
       assert.match(
         metrics,
         new RegExp(`^latentwatch_partitions_owned ${view!.owned.length}$`, "m"),
-      );
-
-      // gating across the handoff: a gated frame of a moved partition is answered by its new owner
-      const gated = new Tap(tapBus, {
-        model: MODEL,
-        hook: HOOK,
-        partitions: PARTITIONS,
-        gate: { deadlineMs: 3000, onTimeout: "closed" },
-      });
-      gated.enableSteering(fx.sim.dModel);
-      let id = 0;
-      while (!moved.has(partitionOf(`g-${id}`, PARTITIONS))) id++;
-      const newOwner = survivors.find((s) =>
-        after!.find((v) => v.member === s.name)!.owned.includes(partitionOf(`g-${id}`, PARTITIONS))
-      )!;
-      const repliesBefore = await metricSum(newOwner.port, "latentwatch_gate_replies_total");
-      const step = await gated.step(`g-${id}`, 0, fx.benign, BENIGN.length, fx.sim.dModel);
-      assert.equal(step.verdict, "continue");
-      assert.equal(
-        await metricSum(newOwner.port, "latentwatch_gate_replies_total"),
-        repliesBefore + 1,
       );
     } finally {
       await stopAll(all.filter((s) => s.child.pid));

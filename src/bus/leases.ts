@@ -1,6 +1,6 @@
 /**
  * A small compare-and-set key/value store with expiring entries, behind an
- * interface so partition ownership (`src/serve/partitions/`) does not see
+ * interface so partition ownership (`src/serve/partition_owner.ts`) does not see
  * NATS. The NATS implementation is a JetStream KV bucket
  * (`./nats_leases.ts`): every write is a new revision, a write names the
  * revision it replaces, and an entry not rewritten within the bucket's TTL
@@ -31,6 +31,8 @@ export interface LeaseStore {
   remove(key: string, revision: number): Promise<boolean>;
   /** Entries live this long without a rewrite (milliseconds). */
   readonly ttlMs: number;
+  /** Copies the store keeps (in a cluster). */
+  readonly replicas: number;
 }
 
 /** A lease store could not be opened or does not match what was asked for. */
@@ -61,6 +63,7 @@ export class LeaseStoreError extends Error {
 export function scopedLeases(store: LeaseStore, prefix: string): LeaseStore {
   return {
     ttlMs: store.ttlMs,
+    replicas: store.replicas,
     list: async (p) => {
       const out = new Map<string, LeaseEntry>();
       for (const [k, e] of await store.list(`${prefix}${p}`)) out.set(k.slice(prefix.length), e);

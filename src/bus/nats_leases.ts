@@ -48,9 +48,23 @@ export async function openNatsLeases(
   nc: NatsConnection,
   opts: NatsLeaseOptions,
 ): Promise<LeaseStore> {
-  let kv: KV;
+  const kv = await openBucket(nc, opts);
+  const status = await kv.status();
+  if (Math.abs(status.ttl - opts.ttlMs) > 1) {
+    throw new LeaseStoreError(
+      opts.bucket,
+      `expected a TTL of ${opts.ttlMs} ms (scale_out.lease_ttl_ms), found ${status.ttl} ms; ` +
+        "every monitor sharing a bucket must use the same lease TTL: give this one the same, " +
+        "or its own scale_out.bucket (and grant that bucket in the NATS permissions)",
+    );
+  }
+  return new NatsLeases(nc, opts, kv, status.replicas);
+}
+
+/** Open the bucket, creating it when missing. */
+async function openBucket(nc: NatsConnection, opts: NatsLeaseOptions): Promise<KV> {
   try {
-    kv = await new Kvm(jetstream(nc)).create(opts.bucket, {
+    return await new Kvm(jetstream(nc)).create(opts.bucket, {
       ttl: opts.ttlMs,
       history: 1,
       replicas: opts.replicas,
@@ -64,69 +78,100 @@ export async function openNatsLeases(
       { cause: err },
     );
   }
-  const status = await kv.status();
-  if (Math.abs(status.ttl - opts.ttlMs) > 1) {
-    throw new LeaseStoreError(
-      opts.bucket,
-      `expected a TTL of ${opts.ttlMs} ms (scale_out.lease_ttl_ms), found ${status.ttl} ms; ` +
-        "every sidecar sharing the bucket must use the same lease TTL (delete the bucket to change it)",
-    );
+}
+
+/** The bucket's stream is gone (deleted, or a server restarted without its store). */
+function isBucketGone(err: unknown): boolean {
+  if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) {
+    return true;
   }
-  return new NatsLeases(kv, opts.ttlMs);
+  return /stream not found|jetstream is not enabled/i.test((err as Error)?.message ?? "");
 }
 
 class NatsLeases implements LeaseStore {
-  constructor(readonly kv: KV, readonly ttlMs: number) {}
+  readonly ttlMs: number;
+  #kv: KV;
 
-  async list(prefix: string): Promise<Map<string, LeaseEntry>> {
-    const out = new Map<string, LeaseEntry>();
-    const keys: string[] = [];
-    for await (const k of await this.kv.keys(`${prefix}>`)) keys.push(k);
-    await Promise.all(keys.map(async (k) => {
-      const e = await this.kv.get(k);
-      if (e && e.operation === "PUT") {
-        out.set(k, { value: utf8.decode(e.value), revision: e.revision });
+  constructor(
+    readonly nc: NatsConnection,
+    readonly opts: NatsLeaseOptions,
+    kv: KV,
+    readonly replicas: number,
+  ) {
+    this.ttlMs = opts.ttlMs;
+    this.#kv = kv;
+  }
+
+  /** Run `op`; when the bucket has disappeared, create it again once and retry. */
+  async #bucket<T>(op: (kv: KV) => Promise<T>): Promise<T> {
+    try {
+      return await op(this.#kv);
+    } catch (err) {
+      if (!isBucketGone(err)) throw err;
+      this.#kv = await openBucket(this.nc, this.opts);
+      return await op(this.#kv);
+    }
+  }
+
+  list(prefix: string): Promise<Map<string, LeaseEntry>> {
+    return this.#bucket(async (kv) => {
+      const out = new Map<string, LeaseEntry>();
+      const keys: string[] = [];
+      for await (const k of await kv.keys(`${prefix}>`)) keys.push(k);
+      await Promise.all(keys.map(async (k) => {
+        const e = await kv.get(k);
+        if (e && e.operation === "PUT") {
+          out.set(k, { value: utf8.decode(e.value), revision: e.revision });
+        }
+      }));
+      return out;
+    });
+  }
+
+  get(key: string): Promise<LeaseEntry | null> {
+    return this.#bucket(async (kv) => {
+      const e = await kv.get(key);
+      return e && e.operation === "PUT"
+        ? { value: utf8.decode(e.value), revision: e.revision }
+        : null;
+    });
+  }
+
+  create(key: string, value: string): Promise<number | null> {
+    return this.#bucket(async (kv) => {
+      try {
+        return await kv.create(key, value);
+      } catch (err) {
+        if (isConflict(err)) return null;
+        throw err;
       }
-    }));
-    return out;
+    });
   }
 
-  async get(key: string): Promise<LeaseEntry | null> {
-    const e = await this.kv.get(key);
-    return e && e.operation === "PUT"
-      ? { value: utf8.decode(e.value), revision: e.revision }
-      : null;
-  }
-
-  async create(key: string, value: string): Promise<number | null> {
-    try {
-      return await this.kv.create(key, value);
-    } catch (err) {
-      if (isConflict(err)) return null;
-      throw err;
-    }
-  }
-
-  async update(key: string, value: string, revision: number): Promise<number | null> {
-    try {
-      return await this.kv.update(key, value, revision);
-    } catch (err) {
-      if (isConflict(err)) return null;
-      throw err;
-    }
+  update(key: string, value: string, revision: number): Promise<number | null> {
+    return this.#bucket(async (kv) => {
+      try {
+        return await kv.update(key, value, revision);
+      } catch (err) {
+        if (isConflict(err)) return null;
+        throw err;
+      }
+    });
   }
 
   put(key: string, value: string): Promise<number> {
-    return this.kv.put(key, value);
+    return this.#bucket((kv) => kv.put(key, value));
   }
 
-  async remove(key: string, revision: number): Promise<boolean> {
-    try {
-      await this.kv.delete(key, { previousSeq: revision });
-      return true;
-    } catch (err) {
-      if (isConflict(err)) return false;
-      throw err;
-    }
+  remove(key: string, revision: number): Promise<boolean> {
+    return this.#bucket(async (kv) => {
+      try {
+        await kv.delete(key, { previousSeq: revision });
+        return true;
+      } catch (err) {
+        if (isConflict(err)) return false;
+        throw err;
+      }
+    });
   }
 }

@@ -11,9 +11,10 @@ import { expectMessage, int } from "../shared/schema.ts";
 /** Defaults of `scale_out:`. */
 export const SCALE_OUT_DEFAULTS = {
   /**
-   * A dead sidecar's partitions are taken over within this, plus one
-   * heartbeat; above a 3-node cluster's leader election (5–7 s on 2.9), so a
-   * broker failover does not make sidecars give their partitions up.
+   * A dead sidecar's partitions are taken over a TTL to a TTL and two
+   * heartbeats after its last renewal; above a 3-node cluster's leader
+   * election (4–8 s on 2.9), so a failover does not make sidecars give
+   * their partitions up.
    */
   leaseTtlMs: 10_000,
   replicas: 1,
@@ -32,20 +33,27 @@ export const ScaleOutSchema = z.strictObject({
   bucket: z.string().regex(BUCKET, {
     error: expectMessage("a KV bucket name of letters, digits, '_' or '-'"),
   }).optional(),
-  replicas: int(1, 5, "copies of the lease bucket in a NATS cluster (1, 3 or 5)")
+  replicas: int(
+    1,
+    5,
+    "copies of the lease bucket in a NATS cluster (1 to 5; 3 on a 3-node cluster)",
+  )
     .default(SCALE_OUT_DEFAULTS.replicas),
   member: z.string().regex(MEMBER, {
     error: expectMessage("a sidecar name of letters, digits, '_' or '-'"),
   }).optional(),
 }).check((ctx) => {
   const s = ctx.value;
-  if (s.heartbeat_ms !== undefined && s.heartbeat_ms * 2 > s.lease_ttl_ms) {
+  // a sidecar gives its partitions up a heartbeat before its lease could be
+  // counted dead, and rounds start a heartbeat after the last one ended: a
+  // lease must see at least three heartbeats
+  if (s.heartbeat_ms !== undefined && s.heartbeat_ms * 3 > s.lease_ttl_ms) {
     ctx.issues.push({
       code: "custom",
       input: s.heartbeat_ms,
       path: ["heartbeat_ms"],
-      message: `expected heartbeat_ms ≤ lease_ttl_ms / 2 (${s.lease_ttl_ms / 2}), found ` +
-        `${s.heartbeat_ms}; a lease must be renewed at least twice in its lifetime`,
+      message: `expected heartbeat_ms ≤ lease_ttl_ms / 3 (${Math.floor(s.lease_ttl_ms / 3)}), ` +
+        `found ${s.heartbeat_ms}; a lease must be renewed at least three times in its lifetime`,
     });
   }
 });

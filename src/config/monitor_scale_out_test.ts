@@ -48,7 +48,7 @@ Deno.test("scale_out: bad values say where, what was expected and what was found
     "/srv/lw/m.yaml:7:15: expected an integer in 1..1024 (the number of partitions the taps spread requests over), found 0",
   ]);
   assert.deepEqual(problems(`${BASE}scale_out:\n  partitions: 2\n  heartbeat_ms: 6000\n`), [
-    "/srv/lw/m.yaml:8:17: expected heartbeat_ms ≤ lease_ttl_ms / 2 (5000), found 6000; a lease must be renewed at least twice in its lifetime",
+    "/srv/lw/m.yaml:8:17: expected heartbeat_ms ≤ lease_ttl_ms / 3 (3333), found 6000; a lease must be renewed at least three times in its lifetime",
   ]);
   assert.deepEqual(problems(`${BASE}scale_out:\n  partitions: 2\n  member: a.b\n`), [
     `/srv/lw/m.yaml:8:11: expected a sidecar name of letters, digits, '_' or '-', found the string "a.b"`,

@@ -116,7 +116,11 @@ export const MonitorFileSchema = z.strictObject({
     }).optional(),
     max_queue: int(1, 10_000_000, "the number of alerts buffered while NATS is down")
       .default(MONITOR_DEFAULTS.maxQueue),
-    replicas: int(1, 5, "copies of the alert stream in a NATS cluster (1, 3 or 5)")
+    replicas: int(
+      1,
+      5,
+      "copies of the alert stream in a NATS cluster (1 to 5; 3 on a 3-node cluster)",
+    )
       .default(1),
     spool: z.strictObject({
       dir: nonEmpty.optional(),

@@ -29,7 +29,7 @@ export interface ControlState {
    * Scale-out: which partitions this sidecar owns and the peers it sees, for
    * `GET /partitions`; without it that route answers 404.
    */
-  partitions?(): unknown;
+  partitions?(): unknown | null;
   /** Live alerts for `GET /alerts/stream`; without it that route answers 404. */
   alerts?: AlertFeed;
   /** Milliseconds between SSE heartbeat comments (default 15000). */
@@ -60,9 +60,12 @@ export function controlApi(state: ControlState): Hono {
     }));
   app.get("/stats", (c) => c.json({ ...state.info(), metrics: state.telemetry.snapshot() }));
   app.get("/partitions", (c) => {
-    const p = state.partitions?.();
-    if (p === undefined) {
+    if (!state.partitions) {
       return c.json({ error: "this sidecar is not scaled out (no scale_out:)" }, 404);
+    }
+    const p = state.partitions();
+    if (p === null) {
+      return c.json({ error: "not joined yet: the lease bucket is being opened" }, 503);
     }
     return c.json(p);
   });

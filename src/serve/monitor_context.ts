@@ -173,6 +173,9 @@ export function notReady(ctx: MonitorContext): string[] {
       why.push(`processing loop ended (${pipeline.processingError?.message ?? "stopped"})`);
     }
   }
+  // scale-out: owning no partition is ready (peers have them); not renewing leases is not
+  const leases = ctx.owner?.problem;
+  if (leases) why.push(leases);
   return why;
 }
 

@@ -86,7 +86,14 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
         telemetry: ctx.telemetry,
         alerts: feed,
         ready: () => notReady(ctx).length === 0,
-        ...(config.scaleOut ? { partitions: () => ctx.owner?.stats() ?? null } : {}),
+        ...(config.scaleOut
+          ? {
+            partitions: () =>
+              ctx.owner
+                ? { ...ctx.owner.stats(), subscribed: ctx.pipeline?.ownedPartitions ?? [] }
+                : null,
+          }
+          : {}),
         notReadyReasons: () => notReady(ctx),
         info: () => {
           const { bus, pipeline } = ctx;

@@ -17,9 +17,23 @@ import { assignPartitions } from "../core/frame/assign.ts";
 import type { LeaseEntry, LeaseStore } from "../bus/leases.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Telemetry } from "../shared/telemetry.ts";
+import {
+  leaseHolder,
+  leaseValue,
+  LeaseView,
+  MEMBER,
+  memberValue,
+  parseMember,
+  PARTITION,
+  Peers,
+  within,
+} from "./partition_view.ts";
 
 /** Why a sidecar gave a partition up. */
 export type ReleaseReason = "rebalance" | "lost" | "unrenewed" | "shutdown";
+
+/** Rounds a free partition waits for its assigned owner before a peer adopts it. */
+const ADOPT_AFTER_ROUNDS = 3;
 
 /** What a {@linkcode PartitionOwner} needs. */
 export interface PartitionOwnerOptions {
@@ -31,8 +45,12 @@ export interface PartitionOwnerOptions {
   heartbeatMs: number;
   /** Start taking `partition`'s frames; called once the lease is held. */
   onAcquire: (partition: number) => void | Promise<void>;
-  /** Stop taking `partition`'s frames and forget its requests; called before the lease is let go. */
-  onRelease: (partition: number, reason: ReleaseReason) => void | Promise<void>;
+  /**
+   * Stop taking `partition`'s frames before returning (synchronously: a
+   * fence gives every partition up at once); forgetting its requests may
+   * go on afterwards. Called before the lease is let go.
+   */
+  onRelease: (partition: number, reason: ReleaseReason) => void;
   log: Logger;
   telemetry: Telemetry;
   /** Monotonic milliseconds (tests pass their own clock). */
@@ -53,21 +71,9 @@ export interface OwnershipStats {
   released: number;
   /** Rounds whose store access failed. */
   errors: number;
+  /** False while the leases are not being renewed, or another process uses this member name. */
+  healthy: boolean;
 }
-
-/** `p`, or undefined once `ms` have passed. */
-async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms));
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-const MEMBER = "member.";
-const PARTITION = "partition.";
 
 /**
  * One sidecar's share of the partitions.
@@ -82,7 +88,7 @@ const PARTITION = "partition.";
  *   store,
  *   member: "sidecar-a",
  *   partitions: 16,
- *   heartbeatMs: 2000,
+ *   heartbeatMs: 1000,
  *   onAcquire: (p) => console.log("own", p),
  *   onRelease: (p, why) => console.log("release", p, why),
  *   log: new Logger(),
@@ -96,14 +102,19 @@ const PARTITION = "partition.";
 export class PartitionOwner {
   readonly #o: PartitionOwnerOptions;
   readonly #now: () => number;
+  /** This process: its leases carry it, so a namesake's are never taken for ours. */
+  readonly #nonce = crypto.randomUUID().slice(0, 8);
+  readonly #me: string;
   /** Partition → the revision of our lease. */
   readonly #held = new Map<number, number>();
-  /** Key → (revision, when this sidecar first saw that revision): leases not renewed for a TTL are dead. */
-  readonly #seen = new Map<string, { revision: number; at: number }>();
+  readonly #view: LeaseView;
+  readonly #peers: Peers;
   /** Partition → rounds it has been free while its assigned owner did not take it. */
   readonly #freeRounds = new Map<number, number>();
   #members: string[] = [];
+  #myRevision: number | null = null;
   #lastRenewed = -Infinity;
+  #collision: string | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #fenceTimer: ReturnType<typeof setInterval> | undefined;
   #round: Promise<void> = Promise.resolve();
@@ -111,16 +122,45 @@ export class PartitionOwner {
   #acquired = 0;
   #released = 0;
   #errors = 0;
-  readonly #mismatched = new Set<string>();
 
   constructor(opts: PartitionOwnerOptions) {
     this.#o = opts;
     this.#now = opts.now ?? (() => performance.now());
+    this.#me = leaseValue(opts.member, this.#nonce);
+    this.#view = new LeaseView(opts.store.ttlMs);
+    this.#peers = new Peers({
+      partitions: opts.partitions,
+      onMismatch: (peer, found) => {
+        this.#o.telemetry.add("latentwatch.partition.errors", 1);
+        this.#o.log.error("partitions.peer_mismatch", {
+          member: opts.member,
+          peer,
+          expected_partitions: opts.partitions,
+          found,
+          note: "left out of the assignment; every sidecar and every tap must use the same count",
+        });
+      },
+    });
   }
 
   /** Partitions this sidecar owns now. */
   get owned(): ReadonlySet<number> {
     return new Set(this.#held.keys());
+  }
+
+  /**
+   * Why this sidecar cannot keep its leases now (null when it can): rounds
+   * failing for most of a TTL, or another process with the same member name.
+   */
+  get problem(): string | null {
+    if (this.#collision) return this.#collision;
+    const since = this.#now() - this.#lastRenewed;
+    if (since >= this.#o.store.ttlMs - this.#o.heartbeatMs) {
+      return `partition leases not renewed for ${
+        Number.isFinite(since) ? `${Math.round(since)} ms` : "ever"
+      } (lease bucket unreachable?)`;
+    }
+    return null;
   }
 
   /** Join: one round now (errors logged, not thrown), then one every heartbeat. */
@@ -137,27 +177,26 @@ export class PartitionOwner {
     this.#fenceTimer = setInterval(() => this.#fence(), Math.max(25, this.#o.heartbeatMs / 4));
   }
 
-  /** Leave: stop the rounds, release every partition and delete the leases, so peers take them at once. */
+  /** Leave: stop the rounds, give every partition up at once, delete the leases so peers take them. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     clearInterval(this.#fenceTimer);
+    const held = [...this.#held];
+    for (const [p] of held) this.#release(p, "shutdown");
     // a round hung on a broker that went away must not hold the shutdown:
     // two heartbeats for all of it
     const deadline = this.#now() + 2 * this.#o.heartbeatMs;
     const bounded = <T>(p: Promise<T>) => within(p, Math.max(0, deadline - this.#now()));
     await bounded(this.#round);
-    for (const [p, revision] of [...this.#held]) {
-      await this.#release(p, "shutdown");
-      await bounded(this.#o.store.remove(`${PARTITION}${p}`, revision).catch(() => false));
-    }
-    const me = this.#seen.get(`${MEMBER}${this.#o.member}`);
-    if (me) {
-      await bounded(
-        this.#o.store.remove(`${MEMBER}${this.#o.member}`, me.revision).catch(() => false),
-      );
-    }
-    this.#o.log.info("partitions.left", { member: this.#o.member });
+    const { store, member } = this.#o;
+    await bounded(Promise.all([
+      ...held.map(([p, revision]) => store.remove(`${PARTITION}${p}`, revision).catch(() => false)),
+      ...(this.#myRevision !== null
+        ? [store.remove(`${MEMBER}${member}`, this.#myRevision).catch(() => false)]
+        : []),
+    ]));
+    this.#o.log.info("partitions.left", { member });
   }
 
   /** What this sidecar knows of the partitions. */
@@ -171,6 +210,7 @@ export class PartitionOwner {
       acquired: this.#acquired,
       released: this.#released,
       errors: this.#errors,
+      healthy: this.problem === null,
     };
   }
 
@@ -190,7 +230,7 @@ export class PartitionOwner {
           error: (err as Error).message,
           owned: this.#held.size,
         });
-        await this.#fence();
+        this.#fence();
       }
     });
   }
@@ -206,13 +246,13 @@ export class PartitionOwner {
   /**
    * Without a successful round for most of a TTL, peers may soon count our
    * leases dead (a TTL after they saw them written, which was after the
-   * round began): give the partitions up first, a heartbeat ahead.
+   * round began): give every partition up at once, before they can.
    */
-  async #fence(): Promise<void> {
+  #fence(): void {
     if (this.#held.size === 0 || this.#stopped) return;
     const since = this.#now() - this.#lastRenewed;
     if (since < this.#o.store.ttlMs - this.#o.heartbeatMs) return;
-    for (const p of [...this.#held.keys()]) await this.#release(p, "unrenewed");
+    for (const p of [...this.#held.keys()]) this.#release(p, "unrenewed");
   }
 
   /**
@@ -223,8 +263,8 @@ export class PartitionOwner {
    */
   async #step(began: number): Promise<void> {
     const { store, member, partitions } = this.#o;
-    const memberValue = JSON.stringify({ partitions });
-    const myRevision = await store.put(`${MEMBER}${member}`, memberValue);
+    const mine = memberValue({ partitions, nonce: this.#nonce });
+    const alone = await this.#heartbeat(mine);
     for (const [p, revision] of [...this.#held]) await this.#renew(p, revision);
     this.#lastRenewed = began;
     let entries: Map<string, LeaseEntry>;
@@ -240,69 +280,76 @@ export class PartitionOwner {
       });
       return;
     }
+    if (!alone) return;
     const now = this.#now();
-    entries.set(`${MEMBER}${member}`, { value: memberValue, revision: myRevision });
-    const live = this.#liveEntries(entries, now);
-    const members = [...live].filter(([k]) => k.startsWith(MEMBER)).map(([k, e]) => {
-      this.#checkPeer(k.slice(MEMBER.length), e);
-      return k.slice(MEMBER.length);
-    }).sort();
-    this.#members = members;
-    const target = assignPartitions(members, partitions);
+    entries.set(`${MEMBER}${member}`, { value: mine, revision: this.#myRevision! });
+    const live = this.#view.live(entries, now);
+    this.#members = this.#peers.eligible(live, now);
+    const target = assignPartitions(this.#members, partitions);
     for (let p = 0; p < partitions; p++) {
       await this.#settle(p, entries.get(`${PARTITION}${p}`), live.has(`${PARTITION}${p}`), target);
     }
-    this.#o.telemetry.set("latentwatch.partitions.owned", this.#held.size);
   }
 
   /**
-   * Renew the lease on `p` written at `revision`. When the key was written
-   * since, it is still ours if it holds our name (a renewal whose answer a
-   * broker failover lost); otherwise the partition is lost.
+   * Rewrite our member key at the revision we last wrote. A conflict means
+   * another process wrote it since: one with our name (unless it holds our
+   * own nonce: an answer lost in a failover). Then nobody may own partitions
+   * under this name: everything is given up, loudly, until it stops.
+   * Returns false while another process shares the name.
    */
-  async #renew(p: number, revision: number): Promise<void> {
+  async #heartbeat(value: string): Promise<boolean> {
     const { store, member } = this.#o;
-    const key = `${PARTITION}${p}`;
-    let next = await store.update(key, member, revision);
+    const key = `${MEMBER}${member}`;
+    let next = this.#myRevision === null
+      ? await store.put(key, value)
+      : await store.update(key, value, this.#myRevision);
     if (next === null) {
       const entry = await store.get(key);
-      next = entry?.value === member ? await store.update(key, member, entry.revision) : null;
+      const nonce = entry ? parseMember(entry.value)?.nonce : undefined;
+      if (entry && nonce !== this.#nonce) {
+        this.#collided(nonce ?? entry.value);
+        this.#myRevision = await store.put(key, value); // so the other one sees it too
+        return false;
+      }
+      // ours (a lost answer), or gone (expired in an outage): write it again
+      next = entry ? await store.update(key, value, entry.revision) : await store.put(key, value);
+      if (next === null) next = await store.put(key, value);
+    }
+    this.#myRevision = next;
+    if (this.#collision) this.#o.log.info("partitions.member_collision_over", { member });
+    this.#collision = null;
+    return true;
+  }
+
+  #collided(theirs: string): void {
+    if (!this.#collision) {
+      this.#errors++;
+      this.#o.telemetry.add("latentwatch.partition.errors", 1);
+      this.#o.log.error("partitions.member_collision", {
+        member: this.#o.member,
+        expected: `the member key written by this process only (${this.#nonce})`,
+        found: `a write by another process (${theirs})`,
+        note: "scale_out.member must be unique; this sidecar takes no partition meanwhile",
+      });
+    }
+    this.#collision = `another sidecar uses the member name '${this.#o.member}' ` +
+      "(scale_out.member must be unique)";
+    for (const p of [...this.#held.keys()]) this.#release(p, "lost");
+  }
+
+  /** Renew the lease on `p`; a conflicting write that holds our own value is ours (a lost answer). */
+  async #renew(p: number, revision: number): Promise<void> {
+    const { store } = this.#o;
+    const key = `${PARTITION}${p}`;
+    let next = await store.update(key, this.#me, revision);
+    if (next === null) {
+      const entry = await store.get(key);
+      next = entry?.value === this.#me ? await store.update(key, this.#me, entry.revision) : null;
     }
     if (this.#held.get(p) !== revision) return; // fenced or released meanwhile
-    if (next === null) await this.#release(p, "lost");
+    if (next === null) this.#release(p, "lost");
     else this.#held.set(p, next);
-  }
-
-  /** Entries whose revision changed within a TTL (by this sidecar's clock); forgets keys gone. */
-  #liveEntries(entries: Map<string, LeaseEntry>, now: number): Map<string, LeaseEntry> {
-    const live = new Map<string, LeaseEntry>();
-    for (const [k, e] of entries) {
-      const seen = this.#seen.get(k);
-      if (!seen || seen.revision !== e.revision) {
-        this.#seen.set(k, { revision: e.revision, at: now });
-      } else if (now - seen.at >= this.#o.store.ttlMs) continue;
-      live.set(k, e);
-    }
-    for (const k of [...this.#seen.keys()]) if (!entries.has(k)) this.#seen.delete(k);
-    return live;
-  }
-
-  /** A peer configured with another partition count would split requests differently: say so once. */
-  #checkPeer(peer: string, e: LeaseEntry): void {
-    let theirs: number | undefined;
-    try {
-      theirs = JSON.parse(e.value).partitions;
-    } catch { /* an unreadable member record: counted below */ }
-    if (theirs === this.#o.partitions || this.#mismatched.has(peer)) return;
-    this.#mismatched.add(peer);
-    this.#o.telemetry.add("latentwatch.partition.errors", 1);
-    this.#o.log.error("partitions.peer_mismatch", {
-      member: this.#o.member,
-      peer,
-      expected_partitions: this.#o.partitions,
-      found: theirs ?? e.value,
-      note: "every sidecar sharing the bucket, and every tap, must use the same partition count",
-    });
   }
 
   /** Bring partition `p` in line with the assignment. */
@@ -316,57 +363,72 @@ export class PartitionOwner {
     if (this.#stopped) return;
     const { store, member } = this.#o;
     const key = `${PARTITION}${p}`;
-    const mine = this.#held.get(p);
     const want = target[p];
-    if (mine !== undefined) {
-      if (!entry || entry.value !== member) {
+    const now = this.#now();
+    if (this.#held.has(p)) {
+      if (!entry || entry.value !== this.#me) {
         // our lease expired on the server or a peer took it: we are not the owner any more
-        await this.#release(p, "lost");
+        this.#release(p, "lost");
         return;
       }
       // renewed at the start of this round: hand it over if it belongs elsewhere now
       if (want !== member && want !== null) {
-        await this.#release(p, "rebalance");
+        this.#release(p, "rebalance");
         await store.remove(key, entry.revision);
       }
       return;
     }
-    if (entry && live && entry.value !== member) {
+    const freeSince = this.#view.free(p, !(entry && live), now);
+    if (freeSince === null) {
       this.#freeRounds.delete(p);
       return;
     }
-    // free (absent, deleted, expired, or a lease of ours from before a restart)
     const rounds = (this.#freeRounds.get(p) ?? 0) + 1;
     this.#freeRounds.set(p, rounds);
-    // a free partition assigned elsewhere is adopted when its owner-to-be does not take it
-    if (want !== member && rounds < 3) return;
+    if (want !== member) {
+      if (rounds < ADOPT_AFTER_ROUNDS) return;
+      // its owner-to-be does not take it: adopt it, and pass that member over for a TTL
+      if (want !== null) this.#peers.passOver(want, now + this.#o.store.ttlMs);
+    }
     if (entry && !(await store.remove(key, entry.revision))) return;
-    const revision = await store.create(key, member);
+    const revision = await store.create(key, this.#me);
     if (revision === null) return;
+    if (this.#stopped) {
+      // stopped while creating: let it go again at once
+      await store.remove(key, revision).catch(() => false);
+      return;
+    }
     this.#freeRounds.delete(p);
+    this.#view.free(p, false, now);
     this.#held.set(p, revision);
     this.#acquired++;
     this.#o.telemetry.add("latentwatch.partition.acquired", 1);
     this.#o.telemetry.set("latentwatch.partition.owned", 1, { partition: String(p) });
+    this.#o.telemetry.set("latentwatch.partitions.owned", this.#held.size);
     this.#o.log.info("partition.acquired", {
       member,
       partition: p,
-      ...(entry ? { previous: entry.value } : {}),
+      // how long it had no owner, as far as this sidecar saw: frames sent then reached nobody
+      free_for_ms: Math.round(now - freeSince),
+      ...(entry ? { previous: leaseHolder(entry.value) } : {}),
+      ...(want !== member ? { adopted_from: want ?? "none" } : {}),
     });
     await this.#o.onAcquire(p);
   }
 
-  async #release(p: number, reason: ReleaseReason): Promise<void> {
+  /** Stop taking `p`'s frames now (synchronously), counted and logged. */
+  #release(p: number, reason: ReleaseReason): void {
     if (!this.#held.delete(p)) return;
     this.#released++;
     this.#o.telemetry.add("latentwatch.partition.released", 1, { reason });
     this.#o.telemetry.set("latentwatch.partition.owned", 0, { partition: String(p) });
+    this.#o.telemetry.set("latentwatch.partitions.owned", this.#held.size);
     const fields = { member: this.#o.member, partition: p, reason };
     if (reason === "rebalance" || reason === "shutdown") {
       this.#o.log.info("partition.released", fields);
     } else this.#o.log.warn("partition.released", fields);
     try {
-      await this.#o.onRelease(p, reason);
+      this.#o.onRelease(p, reason);
     } catch (err) {
       this.#o.log.error("partition.release_failed", { ...fields, error: (err as Error).message });
     }

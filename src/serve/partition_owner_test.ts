@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { startNatsServer } from "../bus/nats_server.ts";
 import { connectNatsBus, type NatsBus } from "../bus/nats_bus.ts";
 import { Logger } from "../shared/log.ts";
@@ -189,6 +191,7 @@ Deno.test({
       const hang = <T>(f: () => Promise<T>) => stalled ? never : f();
       const store = {
         ttlMs: real.ttlMs,
+        replicas: real.replicas,
         list: (p: string) =>
           hang(() => listing ? real.list(p) : Promise.reject(new Error("consumer create timeout"))),
         get: (k: string) => hang(() => real.get(k)),
@@ -229,6 +232,8 @@ Deno.test({
         "unrenewed",
         "unrenewed",
       ]);
+      // all at once: none keeps taking frames while another is given up
+      assert.ok(released[3].at - released[0].at < 5, "released together");
       const after = released[0].at - t0;
       // not before the lease could have been renewed, and at least a heartbeat
       // before peers could count it dead (a TTL after the last renewal)
@@ -240,6 +245,122 @@ Deno.test({
       assert.ok(performance.now() - s0 < 3 * HEARTBEAT_MS + 200, "stop was bounded");
     } finally {
       await bus.close();
+      await server.stop();
+    }
+  },
+});
+
+/** Count releases of `owner` by reason while `ms` pass. */
+function releases(events: string[]): number {
+  return events.filter((e) => e.startsWith("-")).length;
+}
+
+Deno.test({
+  name: "PartitionOwner: two processes with one member name own nothing and say so",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const server = await startNatsServer();
+    const peers: Peer[] = [];
+    try {
+      const bucket = `lw_twin_${crypto.randomUUID().slice(0, 8)}`;
+      peers.push(await peer(server.url, "twin", bucket));
+      await watchUntil(peers, () => peers[0].taking.size === PARTITIONS, 3000);
+      peers.push(await peer(server.url, "twin", bucket));
+      // both see the other's writes to the member key: neither may own a partition
+      await watchUntil(
+        peers,
+        () => peers.every((p) => p.taking.size === 0 && p.owner.problem !== null),
+        5000,
+      );
+      assert.match(peers[1].owner.problem!, /another sidecar uses the member name 'twin'/);
+      // the second one goes: the first takes everything again
+      const twin = peers.pop()!;
+      await twin.owner.stop();
+      await twin.bus.close();
+      await watchUntil(peers, () => peers[0].taking.size === PARTITIONS, TTL_MS + 3000);
+      assert.equal(peers[0].owner.problem, null);
+    } finally {
+      for (const p of peers) {
+        await p.owner.stop().catch(() => {});
+        await p.bus.close().catch(() => {});
+      }
+      await server.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "PartitionOwner: a peer with another partition count, or one that takes nothing, " +
+    "is left out without partitions flapping",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const server = await startNatsServer();
+    const peers: Peer[] = [];
+    const bus = await connectNatsBus({ url: server.url, probe: { intervalMs: 0 } });
+    let beating = true;
+    try {
+      const bucket = `lw_odd_${crypto.randomUUID().slice(0, 8)}`;
+      const raw = await bus.openLeases({ bucket, ttlMs: TTL_MS, replicas: 1 });
+      // two members that heartbeat but never take a lease: one counts 16 partitions,
+      // one counts 8 like us (a sidecar stuck before it settles anything)
+      const beat = (async () => {
+        while (beating) {
+          await raw.put("member.odd", JSON.stringify({ partitions: 16, nonce: "x" }));
+          await raw.put("member.stuck", JSON.stringify({ partitions: PARTITIONS, nonce: "y" }));
+          await new Promise((r) => setTimeout(r, HEARTBEAT_MS));
+        }
+      })();
+      peers.push(await peer(server.url, "a", bucket));
+      // "odd" is never assigned anything; "stuck"'s share is adopted after three rounds
+      await watchUntil(peers, () => peers[0].taking.size === PARTITIONS, 10 * HEARTBEAT_MS);
+      const before = releases(peers[0].events);
+      await new Promise((r) => setTimeout(r, 2 * TTL_MS));
+      const flaps = releases(peers[0].events) - before;
+      console.log(`releases while a stuck member heartbeats: ${flaps} in ${2 * TTL_MS} ms`);
+      // passed over for a TTL at a time: at most one hand-back per TTL for each of its partitions
+      assert.ok(flaps <= 2 * (PARTITIONS / 2), `${flaps} releases in ${2 * TTL_MS} ms`);
+      assert.ok(!peers[0].owner.stats().members.includes("odd"));
+      beating = false;
+      await beat;
+    } finally {
+      beating = false;
+      for (const p of peers) {
+        await p.owner.stop().catch(() => {});
+        await p.bus.close().catch(() => {});
+      }
+      await bus.close();
+      await server.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "PartitionOwner: a lease bucket deleted under it is created again and the partitions taken",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const server = await startNatsServer();
+    const peers: Peer[] = [];
+    const nc = await connect({ servers: server.url });
+    try {
+      const bucket = `lw_gone_${crypto.randomUUID().slice(0, 8)}`;
+      peers.push(await peer(server.url, "a", bucket));
+      await watchUntil(peers, () => peers[0].taking.size === PARTITIONS, 3000);
+      await (await jetstreamManager(nc)).streams.delete(`KV_${bucket}`);
+      // its renewals fail once, then it recreates the bucket and holds its partitions again
+      await new Promise((r) => setTimeout(r, 4 * HEARTBEAT_MS));
+      await watchUntil(peers, () => peers[0].taking.size === PARTITIONS, TTL_MS + 3000);
+      const info = await (await jetstreamManager(nc)).streams.info(`KV_${bucket}`);
+      assert.equal(info.config.name, `KV_${bucket}`);
+      assert.equal(peers[0].owner.problem, null);
+    } finally {
+      for (const p of peers) {
+        await p.owner.stop().catch(() => {});
+        await p.bus.close().catch(() => {});
+      }
+      await nc.close();
       await server.stop();
     }
   },

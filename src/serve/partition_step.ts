@@ -7,6 +7,7 @@
  * @module
  */
 import { scopedLeases } from "../bus/leases.ts";
+import { subjectToken } from "../core/frame/subjects.ts";
 import { PartitionOwner } from "./partition_owner.ts";
 import type { MonitorContext } from "./monitor_context.ts";
 import type { Step } from "./steps.ts";
@@ -38,15 +39,26 @@ export const PARTITIONS_STEP: Step<MonitorContext> = {
           `with scale_out, found '${ctx.subject}'`,
       );
     }
-    // one bucket for every monitor (one stream to grant), keys under the monitor's name
+    // one bucket for every monitor (one stream to grant in NATS permissions)
     const store = scopedLeases(
       await bus.openLeases({
         bucket: scale.bucket,
         ttlMs: scale.leaseTtlMs,
         replicas: scale.replicas,
       }),
-      `${ctx.config.monitor}.`,
+      // scoped by monitor, model and hook: sidecars of another model never share these
+      `${ctx.config.monitor}.${subjectToken("model", ctx.config.model)}.${
+        subjectToken("hook", ctx.config.hook)
+      }.`,
     );
+    if (store.replicas !== scale.replicas) {
+      ctx.log.warn("partitions.bucket_replicas", {
+        bucket: scale.bucket,
+        expected: scale.replicas,
+        found: store.replicas,
+        note: "the bucket existed already; its replicas are not changed by the sidecar",
+      });
+    }
     ctx.owner = new PartitionOwner({
       store,
       member: memberName(scale.member),
@@ -57,9 +69,8 @@ export const PARTITIONS_STEP: Step<MonitorContext> = {
         // the subscription is live on the server once this returns
         await bus.flush();
       },
-      onRelease: async (p) => {
-        await pipeline.release(p);
-      },
+      // unsubscribes at once; its requests are forgotten in the background
+      onRelease: (p) => void pipeline.release(p),
       log: ctx.log,
       telemetry: ctx.telemetry,
     });

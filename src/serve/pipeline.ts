@@ -128,6 +128,8 @@ export class Pipeline {
   #sub: BusSubscription | null = null;
   /** With `partitions`: each owned partition's subscription. */
   readonly #partitionSubs = new Map<number, BusSubscription>();
+  /** Released partitions whose requests are being forgotten (see `release`). */
+  readonly #handoffs = new Set<Promise<string[]>>();
   #worker: Promise<void> | null = null;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #generation: Generation;
@@ -244,20 +246,39 @@ export class Pipeline {
   }
 
   /**
-   * Partitioned: stop taking partition `p`'s frames, let the frames already
-   * queued be processed (up to `timeoutMs`), then forget its requests'
-   * window state (another sidecar carries on with them), counted in
-   * `latentwatch.requests.handed_off`. Resolves with the requests forgotten.
+   * Partitioned: stop taking partition `p`'s frames at once (before this
+   * returns), then, in the background, let the frames already queued be
+   * processed (up to `timeoutMs`) and forget its requests' window state
+   * (another sidecar carries on with them), counted in
+   * `latentwatch.requests.handed_off`. {@linkcode stop} waits for these.
+   * Resolves with the requests forgotten.
    */
-  async release(p: number, timeoutMs = 5000): Promise<string[]> {
+  release(p: number, timeoutMs = 5000): Promise<string[]> {
     const sub = this.#partitionSubs.get(p);
-    if (!sub) return [];
+    if (!sub) return Promise.resolve([]);
     sub.unsubscribe();
     this.#partitionSubs.delete(p);
-    const mark = this.#intake.accepted;
+    const done = this.#forgetPartition(p, this.#intake.accepted, timeoutMs);
+    this.#handoffs.add(done);
+    done.finally(() => this.#handoffs.delete(done));
+    return done;
+  }
+
+  /** Once the frames accepted before `mark` are processed, forget partition `p`'s requests. */
+  async #forgetPartition(p: number, mark: number, timeoutMs: number): Promise<string[]> {
     const deadline = Date.now() + timeoutMs;
     while (this.#processed < mark && this.#running && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 5));
+    }
+    if (this.#processed < mark && this.#running) {
+      // frames of p still queued are evaluated with fresh state after this: say so
+      this.#o.telemetry.add("latentwatch.partition.errors", 1);
+      this.#o.log.warn("partition.drain_timeout", {
+        partition: p,
+        waited_ms: timeoutMs,
+        frames_queued: mark - this.#processed,
+        note: "its requests' state is forgotten now; their queued frames start it afresh",
+      });
     }
     const gone = this.#seqs.forget((id) => partitionOf(id, this.#o.partitions ?? 1) === p);
     for (const id of gone) this.#evaluator.endRequest(id);
@@ -342,6 +363,7 @@ export class Pipeline {
     this.#stopping = true;
     this.#batcher.close();
     await this.#worker;
+    await Promise.all(this.#handoffs);
     // every sink drains in parallel, each within the deadline; what one could not
     // deliver (or spool) is counted and logged by that sink
     return await this.#delivery.drain(timeoutMs);

@@ -3,7 +3,7 @@
  * every sidecar alike from the same list of live members (no coordinator):
  * balanced (owners' counts differ by at most one) and stable (a member that
  * joins or leaves moves few partitions), by a capacity-bounded rendezvous
- * hash. Pure: the leases that enforce it are in `src/serve/partitions/`.
+ * hash. Pure: the leases that enforce it are in `src/serve/partition_owner.ts`.
  *
  * @module
  */
