@@ -118,6 +118,12 @@ export class OutagePublisher {
   #gen = 0;
   #written = 0;
   #confirmed = 0;
+  /**
+   * What the flush before the last one confirmed: a server answers once it
+   * has read what came before, and one shutting down can still lose that;
+   * only what was confirmed a confirmation earlier counts as delivered.
+   */
+  #settled = 0;
   #confirming = false;
   #lastConfirm = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -211,7 +217,9 @@ export class OutagePublisher {
       const mark = this.#written;
       this.#bus.flush().then(
         () => {
-          if (gen === this.#gen) this.#confirmed = Math.max(this.#confirmed, mark);
+          if (gen !== this.#gen) return;
+          this.#settled = this.#confirmed;
+          this.#confirmed = Math.max(this.#confirmed, mark);
         },
         () => {}, // the connection dropped: what it carried stays unconfirmed
       ).finally(() => this.#confirming = false);
@@ -230,9 +238,9 @@ export class OutagePublisher {
       this.#down = true;
       this.#downSince = performance.now();
       this.stats.disconnects++;
-      this.stats.inDoubt += Math.max(0, this.#written - this.#confirmed);
+      this.stats.inDoubt += Math.max(0, this.#written - this.#settled);
       this.#gen++;
-      this.#written = this.#confirmed = 0;
+      this.#written = this.#confirmed = this.#settled = 0;
       this.#timer ??= setInterval(() => this.#check(), this.#pollMs);
       Deno.unrefTimer(this.#timer);
       console.error(`tap ${this.#name}: NATS connection lost; holding publishes for the reconnect`);

@@ -129,6 +129,10 @@ class NatsClient:
         self._sid = itertools.count(1)
         self._pongs: List[_Pong] = []
         self._written = self._confirmed = self._pings_out = 0
+        # what the PONG before the last one confirmed: a server answers a PING once it has
+        # read what came before, and one shutting down can still lose those; only what an
+        # earlier PONG confirmed (a ping interval ago) counts as delivered
+        self._settled = 0
         self._inbox_prefix = "_INBOX." + secrets.token_hex(11)
         self._inbox_seq = itertools.count(1)
         self._inbox_sub: Optional[Subscription] = None
@@ -203,8 +207,8 @@ class NatsClient:
         with self._write_lock:
             if self._state == "connected":
                 self._state = "reconnecting"
-            doubt = max(0, self._written - self._confirmed)
-            self._written = self._confirmed = self._pings_out = 0
+            doubt = max(0, self._written - self._settled)
+            self._written = self._confirmed = self._settled = self._pings_out = 0
         close_quietly(sock, rfile)
         with self._state_lock:
             pending = list(self._pending.values())
@@ -272,7 +276,7 @@ class NatsClient:
                 log.warning("nats: reconnect to %s: resending failed: %s", self.servers[index], err)
                 return close_quietly(sock, rfile)
             self._buffer.clear()
-            self._written, self._confirmed = held, 0
+            self._written, self._confirmed, self._settled = held, 0, 0
             self._sock, self._rfile, self._index = sock, rfile, index
             self._state = "connected"
             self._dropping = False
@@ -612,6 +616,7 @@ class NatsClient:
                         pong = self._pongs.pop(0) if self._pongs else None
                     self._pings_out = 0
                     if pong is not None:
+                        self._settled = self._confirmed
                         self._confirmed = max(self._confirmed, pong.mark)
                         if pong.event is not None:
                             pong.event.set()
