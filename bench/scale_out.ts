@@ -109,6 +109,13 @@ async function run(
     await until(async () => await encoded(sidecars) >= o.tokens, "every token encoded", 300_000);
     return o.tokens / ((performance.now() - t0) / 1000);
   } finally {
+    if (Deno.env.get("LW_BENCH_DEBUG")) {
+      for (const s of sidecars) {
+        console.error(
+          s.lines.filter((l) => /partition|round|lease/.test(l)).slice(0, 40).join("\n"),
+        );
+      }
+    }
     for (const s of sidecars) s.child.kill("SIGTERM");
     for (const s of sidecars) {
       await s.child.status;
@@ -141,7 +148,7 @@ export async function benchScaleOut(
     const rng = new Rng(5);
     const x = new Float32Array(FRAME_TOKENS * D_IN);
     for (let i = 0; i < x.length; i++) x[i] = rng.gaussian();
-    const tokens = opts.quick ? 8192 : 49152;
+    const tokens = Number(Deno.env.get("LW_BENCH_TOKENS") ?? 0) || (opts.quick ? 8192 : 49152);
     const rows: BenchResult[] = [];
     let one = 0;
     // one onnxruntime thread per sidecar; then one sidecar on every core, for context

@@ -45,6 +45,9 @@ export function startSidecar(
       const parts = (rest + chunk).split("\n");
       rest = parts.pop()!;
       lines.push(...parts);
+      if (Deno.env.get("LW_SIDECAR_ECHO")) {
+        for (const p of parts) console.error(`[${name}] ${p}`);
+      }
     }
     if (rest) lines.push(rest);
   })();

@@ -264,8 +264,11 @@ export class PartitionOwner {
   async #step(began: number): Promise<void> {
     const { store, member, partitions } = this.#o;
     const mine = memberValue({ partitions, nonce: this.#nonce });
-    const alone = await this.#heartbeat(mine);
-    for (const [p, revision] of [...this.#held]) await this.#renew(p, revision);
+    // all at once: a round under load must cost one round trip, not one per partition
+    const [alone] = await Promise.all([
+      this.#heartbeat(mine),
+      ...[...this.#held].map(([p, revision]) => this.#renew(p, revision)),
+    ]);
     this.#lastRenewed = began;
     let entries: Map<string, LeaseEntry>;
     try {
