@@ -289,9 +289,14 @@ export class PartitionOwner {
     const live = this.#view.live(entries, now);
     this.#members = this.#peers.eligible(live, now);
     const target = assignPartitions(this.#members, partitions);
-    for (let p = 0; p < partitions; p++) {
-      await this.#settle(p, entries.get(`${PARTITION}${p}`), live.has(`${PARTITION}${p}`), target);
-    }
+    // partitions are independent keys: settled at once, so taking a share costs one round trip
+    await Promise.all(
+      Array.from(
+        { length: partitions },
+        (_, p) =>
+          this.#settle(p, entries.get(`${PARTITION}${p}`), live.has(`${PARTITION}${p}`), target),
+      ),
+    );
   }
 
   /**

@@ -365,3 +365,50 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "PartitionOwner: a slow store (every call 250 ms, as under full load) keeps its leases",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const server = await startNatsServer();
+    const bus = await connectNatsBus({ url: server.url, probe: { intervalMs: 0 } });
+    try {
+      const real = await bus.openLeases({ bucket: "lw_slow", ttlMs: TTL_MS, replicas: 1 });
+      // test double for a sidecar busy encoding: each call answers a quarter second late
+      const late = <T>(f: () => Promise<T>) =>
+        new Promise<T>((r, j) => setTimeout(() => f().then(r, j), 250));
+      const store = {
+        ttlMs: real.ttlMs,
+        replicas: real.replicas,
+        list: (p: string) => late(() => real.list(p)),
+        get: (k: string) => late(() => real.get(k)),
+        create: (k: string, v: string) => late(() => real.create(k, v)),
+        update: (k: string, v: string, r: number) => late(() => real.update(k, v, r)),
+        put: (k: string, v: string) => late(() => real.put(k, v)),
+        remove: (k: string, r: number) => late(() => real.remove(k, r)),
+      };
+      const released: string[] = [];
+      const owner = new PartitionOwner({
+        store,
+        member: "busy",
+        partitions: PARTITIONS,
+        heartbeatMs: HEARTBEAT_MS,
+        onAcquire: () => {},
+        onRelease: (p, why) => void released.push(`${p}:${why}`),
+        log: new Logger({ quiet: true }),
+        telemetry: new Telemetry(),
+      });
+      await owner.start();
+      assert.equal(owner.owned.size, PARTITIONS);
+      // nine renewals one after another would take 2.25 s, past the fence (1.3 s)
+      await new Promise((r) => setTimeout(r, 2 * TTL_MS));
+      assert.deepEqual(released, []);
+      assert.equal(owner.owned.size, PARTITIONS);
+      await owner.stop();
+    } finally {
+      await bus.close();
+      await server.stop();
+    }
+  },
+});
