@@ -137,6 +137,11 @@ Deno.test({
         assert.equal(r.code, 0, r.out);
         assert.match(r.out, /6 alerts acknowledged by stream LATENTWATCH_ALERTS/);
         assert.match(r.out, /0 alerts dropped/);
+        // it ends with the workbench for its trace
+        assert.match(
+          r.out,
+          /explore \.latentwatch\/demo\/demo\.trace\.gz --monitor monitors\/demo\.yaml\n\s+then open http:\/\/127\.0\.0\.1:8790\/ui\//,
+        );
       });
 
       const nobody = await canRunAsNobody();

@@ -91,6 +91,9 @@ const COLORS = {
 const RESET = "\x1b[0m";
 const BARS = "·▁▂▃▄▅▆▇█";
 
+/** Where `explore` serves the workbench by default. */
+const WORKBENCH_ADDRESS = "http://127.0.0.1:8790/ui/";
+
 /**
  * Run the demo; returns the exit code.
  *
@@ -290,6 +293,11 @@ export async function runDemoCommand(args: string[]): Promise<number> {
   out(
     `\nRecorded ${trace.stats.frames} frames to ${relTrace} (docs/traces.md). Replay them offline:\n` +
       `  deno task latentwatch replay ${relTrace} --monitor monitors/demo.yaml`,
+  );
+  out(
+    `\nLook at it in the workbench (latents over tokens, rules previewed on this trace):\n` +
+      `  deno task latentwatch explore ${relTrace} --monitor monitors/demo.yaml\n` +
+      `  then open ${WORKBENCH_ADDRESS} (docs/workbench.md)`,
   );
   await monitor.stop();
   await bus.close();
