@@ -33,7 +33,12 @@ async function subscriber(url: string) {
     callback: (_err, m: Msg) => {
       const headers: Record<string, string> = {};
       for (const k of m.headers?.keys() ?? []) headers[k] = m.headers!.get(k);
-      got.push({ subject: m.subject, headers, data: new Uint8Array(m.data), at: performance.now() });
+      got.push({
+        subject: m.subject,
+        headers,
+        data: new Uint8Array(m.data),
+        at: performance.now(),
+      });
     },
   });
   await nc.flush();
