@@ -175,3 +175,46 @@ Deno.test("trace publish --timing recorded: the recorded gaps, divided by --spee
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("trace publish through src/main.ts: progress once a second, then the summary", async () => {
+  const server = await startNatsServer();
+  const dir = await Deno.makeTempDir({ prefix: "lw-publish-" });
+  const sub = await subscriber(server.url);
+  try {
+    await writeExample(dir, POLICIES);
+    const main = new URL("../main.ts", import.meta.url).pathname;
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        main,
+        "trace",
+        "publish",
+        `${dir}/demo.trace.gz`,
+        "--url",
+        server.url,
+        "--rate",
+        "10",
+        "--loop",
+        "--max-frames",
+        "25",
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(stderr);
+    assert.equal(code, 0, err);
+    const progress = err.split("\n").filter((l) => /^trace publish: \d+ frames, /.test(l));
+    assert.ok(progress.length >= 1 && progress.length <= 3, `progress lines:\n${err}`);
+    assert.match(
+      err,
+      /trace publish: done \(max-frames\): 25 frames, [0-9.]+ MB, [0-9.]+ s, [0-9.]+ frames\/s/,
+    );
+    await settle(sub, 25);
+    assert.equal(sub.got.length, 25);
+  } finally {
+    await sub.close();
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
