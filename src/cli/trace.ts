@@ -115,17 +115,20 @@ async function exportCommand(args: string[]): Promise<number> {
   if (format === "latents" && !v.monitor) {
     return usageError(name, EXPORT_USAGE, "expected --monitor <file> for --format latents");
   }
-  const out = v.out ? await Deno.open(v.out, { write: true, create: true, truncate: true }) : null;
+  // the file is created only once there is something to write, and removed on a failure
+  let out: Deno.FsFile | null = null;
+  const open = async () =>
+    out ??= await Deno.open(v.out!, { write: true, create: true, truncate: true });
   const enc = new TextEncoder();
   const writeLine = async (o: unknown) => {
-    const line = JSON.stringify(o) + "\n";
-    if (out) await out.write(enc.encode(line));
-    else await Deno.stdout.write(enc.encode(line));
+    const line = enc.encode(JSON.stringify(o) + "\n");
+    if (v.out) await (await open()).write(line);
+    else await Deno.stdout.write(line);
   };
   try {
     if (format === "npy") {
       const a = await requestActivations(path, v.request);
-      await out!.write(writeNpy(a.data, [a.tokens, a.dIn], "f32"));
+      await (await open()).write(writeNpy(a.data, [a.tokens, a.dIn], "f32"));
       console.error(
         `${name}: ${v.request}: ${a.tokens} tokens × ${a.dIn} from ${a.frames} frame(s)` +
           (a.repeated ? ` (${a.repeated} re-sent frame(s) left out)` : "") + ` → ${v.out}`,
@@ -154,9 +157,14 @@ async function exportCommand(args: string[]): Promise<number> {
       console.error(`${name}: ${v.request}: ${tokens} token(s)`);
     }
   } catch (err) {
+    if (out) {
+      (out as Deno.FsFile).close();
+      out = null;
+      await Deno.remove(v.out!).catch(() => {});
+    }
     return commandFailed(name, err);
   } finally {
-    out?.close();
+    (out as Deno.FsFile | null)?.close();
   }
   return 0;
 }

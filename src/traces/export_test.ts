@@ -124,6 +124,7 @@ Deno.test("trace export: --list counts each request's frames and tokens; unknown
       await runTraceCommand(["export", trace, "--request", "nope", "--out", `${dir}/x.npy`]),
       1,
     );
+    await assert.rejects(Deno.stat(`${dir}/x.npy`), Deno.errors.NotFound, "no file left behind");
     assert.equal(await runTraceCommand(["export", `${dir}/missing.trace`, "--list"]), 1);
     await Deno.writeTextFile(`${dir}/bad.trace`, "not a trace\n");
     assert.equal(await runTraceCommand(["export", `${dir}/bad.trace`, "--list"]), 1);
