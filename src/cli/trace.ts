@@ -232,15 +232,20 @@ async function publishCommand(args: string[]): Promise<number> {
   let bus;
   try {
     await Deno.stat(positionals[0]); // a missing trace fails before connecting
-    bus = await Promise.race([
-      connectNatsBus({ url: v.url, name: "latentwatch-trace-publish", probe: { intervalMs: 0 } }),
-      new Promise<never>((_, reject) =>
-        setTimeout(
-          () => reject(new Error(`no NATS server answered at ${v.url} within 10 s`)),
-          10_000,
-        )
-      ),
-    ]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      bus = await Promise.race([
+        connectNatsBus({ url: v.url, name: "latentwatch-trace-publish", probe: { intervalMs: 0 } }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`expected a NATS server at ${v.url}, found none within 10 s`)),
+            10_000,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   } catch (err) {
     return commandFailed(name, err);
   }
