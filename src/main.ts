@@ -20,6 +20,10 @@ commands:
   policy calibrate --monitor <file> --traces <t>... --target-fpr <f>
                                       suggest thresholds for a false-positive target
   replay <trace> --monitor <file>     run a monitor offline over a recorded trace
+  trace export <trace> --request <id> a request's activations (.npy), frames or latents (JSON lines)
+        [--format npy|frames|latents] [--out <file>] [--monitor <file>]; --list: the requests
+  trace publish <trace> --url <nats>  replay a trace's frames into NATS as a tap would, paced
+        [--rate N | --timing recorded] [--speed X] [--max-frames N] [--max-seconds S] [--loop]
   alerts tail [--min-severity high]   follow the JetStream alert stream, filtered
   serve --monitor <file>              run a monitor: frames in over NATS, alerts out
         [--state-dir <dir>]           spool, checkpoints, recordings (default: $STATE_DIRECTORY,
@@ -40,6 +44,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   alerts: async () => (await import("./cli/alerts.ts")).runAlertsCommand,
   serve: async () => (await import("./cli/serve.ts")).runServeCommand,
   replay: async () => (await import("./cli/replay.ts")).runReplayCommand,
+  trace: async () => (await import("./cli/trace.ts")).runTraceCommand,
   demo: async () => (await import("./demo/demo.ts")).runDemoCommand,
   version: async () => (await import("./cli/version.ts")).runVersionCommand,
   "--version": async () => (await import("./cli/version.ts")).runVersionCommand,
