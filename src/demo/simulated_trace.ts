@@ -111,7 +111,15 @@ export async function writeSimulatedTrace(
     if (prompt.length > 0) put(0, prompt.length, "prefill");
     for (let i = 0; i < reply.length; i++) put(prompt.length + i, 1, "decode");
     put(tokens.length, 0, undefined, true);
+    // the writer's queue is bounded: let it write rather than drop (a trace of
+    // thousands of requests is written faster than it compresses)
+    while (writer.stats.queuedBytes > 8 << 20) await new Promise((r) => setTimeout(r, 1));
   }
   await writer.close();
+  if (writer.stats.dropped > 0) {
+    throw new Error(
+      `simulated trace ${path}: expected every frame written, found ${writer.stats.dropped} dropped`,
+    );
+  }
   return truth;
 }
