@@ -37,7 +37,7 @@ export async function renderLatent(ctx, sae, latent) {
     el("h3", {}, "Top activating tokens"),
     el(
       "table",
-      { class: "top", id: "latent-top" },
+      { class: "toplist", id: "latent-top" },
       el(
         "thead",
         {},

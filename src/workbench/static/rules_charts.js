@@ -34,7 +34,7 @@ export function conditionChart(box, tokens, c) {
         silent: true,
         symbol: "none",
         lineStyle: { color: COLORS.threshold, type: "dashed" },
-        label: { formatter: `${c.op ?? ""} ${fmt(c.threshold)}` },
+        label: { position: "insideEndTop", formatter: `${c.op ?? ""} ${fmt(c.threshold)}` },
         data: typeof c.threshold === "number" ? [{ yAxis: c.threshold }] : [],
       },
     }],
@@ -51,9 +51,9 @@ export function curveChart(box, curve) {
   const pts = curve.points ?? [];
   chart.setOption({
     animation: false,
-    title: { text: `${curve.rule}: by threshold`, textStyle: { fontSize: 13 } },
-    legend: { top: 0, right: 10 },
-    grid: { left: 50, right: 20, top: 36, bottom: 40 },
+    title: { text: `${curve.rule}: by threshold`, left: 8, top: 4, textStyle: { fontSize: 13 } },
+    legend: { top: 26, right: 10 },
+    grid: { left: 50, right: 20, top: 60, bottom: 40 },
     tooltip: { trigger: "axis", valueFormatter: (v) => fmt(v) },
     xAxis: { type: "value", name: "threshold", nameLocation: "middle", nameGap: 26 },
     yAxis: { type: "value", min: 0, max: 1 },
