@@ -36,7 +36,7 @@ export interface WorkbenchServers {
   traces(): Promise<WorkbenchUnderTest>;
   live(): Promise<WorkbenchUnderTest>;
   /** The request holding the planted injection, and its tokens' positions. */
-  injection: { request: string; positions: number[]; quiet: number[] };
+  injection: { request: string; rule: string; positions: number[]; quiet: number[] };
   /** The request ids a rule on the injection latent fires on. */
   injectionFires: string[];
 }
@@ -67,7 +67,12 @@ export const fixtureServers: WorkbenchServers = {
       },
     });
   },
-  injection: { request: "req-2-injection", positions: [4, 6, 7], quiet: [0, 1, 2, 3] },
+  injection: {
+    request: "req-2-injection",
+    rule: "prompt-injection",
+    positions: [4, 6, 7],
+    quiet: [0, 1, 2, 3],
+  },
   injectionFires: ["req-2-injection"],
 };
 
@@ -140,15 +145,19 @@ export function workbenchBrowserTests(name: string, servers: WorkbenchServers) {
           await page.click(`tr[data-request-id="${servers.injection.request}"] a`);
           await ready(page, "request");
           await page.waitForSelector("#heatmap[data-drawn='1']");
-          const marked = await page.$$eval("#token-strip li[data-alert]", (els) =>
+          // a planted token carries the rule's alert, or at least crosses its threshold
+          const marked = await page.$$eval("#token-strip li", (els) =>
             els.map((e) => ({
               pos: Number((e as HTMLElement).dataset.pos),
-              rules: (e as HTMLElement).dataset.alert ?? "",
+              alert: (e as HTMLElement).dataset.alert ?? "",
+              over: (e as HTMLElement).dataset.over ?? "",
             })));
-          const at = new Set(marked.map((m) => m.pos));
-          for (const p of servers.injection.positions) assert(at.has(p), `token ${p} marked`);
-          for (const p of servers.injection.quiet) assert(!at.has(p), `token ${p} not marked`);
-          assert(marked.some((m) => m.rules.includes("prompt-injection")));
+          const rule = servers.injection.rule;
+          const hit = (p: number) =>
+            marked.some((m) => m.pos === p && `${m.alert} ${m.over}`.split(" ").includes(rule));
+          for (const p of servers.injection.positions) assert(hit(p), `token ${p} marked`);
+          for (const p of servers.injection.quiet) assert(!hit(p), `token ${p} not marked`);
+          assert(marked.some((m) => m.alert.split(" ").includes(rule)), "the alert is marked");
           const rows = Number(await page.getAttribute("#heatmap", "data-rows"));
           assert(rows >= 2, `heatmap rows: ${rows}`);
           await shot(page, "workbench-heatmap.png");

@@ -85,7 +85,7 @@ function alertsOf(id: string, rules: Rule[]) {
       rule: rule.id,
       severity: rule.severity,
       start: at[0],
-      end: at[at.length - 1],
+      end: at[at.length - 1] + 1,
       positions: at,
     }];
   });

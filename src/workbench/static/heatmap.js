@@ -4,14 +4,34 @@
 // (data-alert, data-steer) so they can be read without the canvas.
 import { charts, COLORS, el, esc, fmt, getJSON } from "./api.js";
 
-/** Positions an alert covers: its `positions`, else start..end inclusive. */
+/** Positions an alert covers: its `positions`, else the span [start, end) (at least start). */
 export function alertPositions(a) {
   if (Array.isArray(a.positions)) return a.positions;
   const s = Number(a.start ?? 0);
-  const e = Math.max(s, Number(a.end ?? s));
+  const e = Math.max(s + 1, Number(a.end ?? s + 1));
   const out = [];
-  for (let i = s; i <= e; i++) out.push(i);
+  for (let i = s; i < e; i++) out.push(i);
   return out;
+}
+
+/** A steering op as text: a string as is, `{clamp: {sae, latent, value}}` in short. */
+export function opText(op) {
+  if (op === undefined || op === null) return "";
+  if (typeof op !== "object") return String(op);
+  return Object.entries(op).map(([k, v]) => {
+    if (v && typeof v === "object" && "latent" in v) {
+      const val = "value" in v ? ` = ${v.value}` : "scale" in v ? ` × ${v.scale}` : "";
+      return `${k} ${v.sae ?? ""}#${v.latent}${val}`;
+    }
+    return `${k} ${JSON.stringify(v)}`;
+  }).join(", ");
+}
+
+/** Whether `v` crosses a threshold `{op, value}` (above/below, or a comparison sign). */
+export function crosses(v, t) {
+  const op = String(t.op ?? "above");
+  if (op === "below" || op.startsWith("<")) return op === "<=" ? v <= t.value : v < t.value;
+  return op === ">=" ? v >= t.value : v > t.value;
 }
 
 /** Rows of the heatmap: signals, then latents not already a signal. */
@@ -60,14 +80,18 @@ function tokenStrip(tokens, marks) {
         `token ${i}`,
         m.alerts.length ? `alert: ${m.alerts.join(", ")}` : "",
         m.steer.length ? `steered: ${m.steer.join(", ")}` : "",
+        m.over.length ? `over the threshold of ${m.over.join(", ")}` : "",
       ].filter(Boolean).join(" · ");
       return el(
         "li",
         {
-          class: `tok${m.alerts.length ? " alert" : ""}${m.steer.length ? " steer" : ""}`,
+          class: `tok${m.alerts.length ? " alert" : ""}${m.over.length ? " over" : ""}${
+            m.steer.length ? " steer" : ""
+          }`,
           "data-pos": i,
           "data-alert": m.alerts.length ? m.alerts.join(" ") : null,
           "data-steer": m.steer.length ? m.steer.join(" ") : null,
+          "data-over": m.over.length ? m.over.join(" ") : null,
           title,
         },
         t,
@@ -80,12 +104,21 @@ export async function renderRequest(ctx, id) {
   const { main } = ctx;
   const req = await getJSON(`requests/${encodeURIComponent(id)}`);
   const tokens = req.tokens ?? [];
-  const marks = tokens.map(() => ({ alerts: [], steer: [] }));
+  const marks = tokens.map(() => ({ alerts: [], steer: [], over: [] }));
   for (const a of req.alerts ?? []) {
     for (const p of alertPositions(a)) if (marks[p]) marks[p].alerts.push(a.rule);
   }
   for (const s of req.steering ?? []) {
-    if (marks[s.position]) marks[s.position].steer.push(`${s.rule ?? ""} ${s.op ?? ""}`.trim());
+    if (marks[s.position]) marks[s.position].steer.push(`${s.rule ?? ""} ${opText(s.op)}`.trim());
+  }
+  for (const sig of req.signals ?? []) {
+    for (const t of sig.thresholds ?? []) {
+      (sig.values ?? []).forEach((v, i) => {
+        if (marks[i] && crosses(v, t) && !marks[i].over.includes(t.rule)) {
+          marks[i].over.push(t.rule);
+        }
+      });
+    }
   }
   const rows = rowsOf(req);
   main.dataset.request = req.id;
@@ -104,7 +137,7 @@ export async function renderRequest(ctx, id) {
         )
       ),
       (req.steering ?? []).map((s) =>
-        el("li", { class: "steer" }, `steering at token ${s.position}: ${s.op ?? ""} (${s.rule})`)
+        el("li", { class: "steer" }, `steering at token ${s.position}: ${opText(s.op)} (${s.rule})`)
       ),
     ),
     tokenStrip(tokens, marks),
@@ -206,11 +239,13 @@ function drawHeatmap(ctx, box, tokens, marks, rows) {
           const t = tokens[i].length > 12 ? `${tokens[i].slice(0, 11)}…` : tokens[i];
           const m = marks[i];
           if (m.alerts.length) return `{alert|${t}${m.steer.length ? " ⚑" : ""}}`;
+          if (m.over.length) return `{over|${t}${m.steer.length ? " ⚑" : ""}}`;
           return m.steer.length ? `{steer|${t} ⚑}` : t;
         },
         rich: {
           alert: { color: COLORS.alert, fontWeight: "bold" },
           steer: { color: COLORS.steer, fontWeight: "bold" },
+          over: { color: COLORS.threshold, fontWeight: "bold" },
         },
       },
     },
