@@ -18,6 +18,12 @@ export function alertPositions(a) {
 export function opText(op) {
   if (op === undefined || op === null) return "";
   if (typeof op !== "object") return String(op);
+  if (typeof op.kind === "string") {
+    const { kind, sae, latent, ...rest } = op;
+    const args = Object.entries(rest).map(([k, v]) => k === "value" ? `= ${v}` : `${k} ${v}`);
+    return [kind, latent !== undefined ? `${sae ?? ""}#${latent}` : "", ...args].filter(Boolean)
+      .join(" ");
+  }
   return Object.entries(op).map(([k, v]) => {
     if (v && typeof v === "object" && "latent" in v) {
       const val = "value" in v ? ` = ${v.value}` : "scale" in v ? ` × ${v.scale}` : "";
