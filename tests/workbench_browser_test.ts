@@ -34,7 +34,8 @@ export interface WorkbenchUnderTest {
 /** How to start the workbench in traces mode (demo trace) and in live mode. */
 export interface WorkbenchServers {
   traces(): Promise<WorkbenchUnderTest>;
-  live(): Promise<WorkbenchUnderTest>;
+  /** Absent where the backend has no live mode (then that test is left out). */
+  live?(): Promise<WorkbenchUnderTest>;
   /** The request holding the planted injection, and its tokens' positions. */
   injection: { request: string; rule: string; positions: number[]; quiet: number[] };
   /** The request ids a rule on the injection latent fires on. */
@@ -217,11 +218,13 @@ export function workbenchBrowserTests(name: string, servers: WorkbenchServers) {
     },
   });
 
+  if (!servers.live) return;
+  const live = servers.live;
   Deno.test({
     name: `workbench (${name}): a live request appears on the requests page`,
     ...opts,
     fn: async () => {
-      const server = await servers.live();
+      const server = await live();
       let browser: Browser | null = null;
       try {
         browser = await launchBrowser();
@@ -243,4 +246,56 @@ export function workbenchBrowserTests(name: string, servers: WorkbenchServers) {
   });
 }
 
-workbenchBrowserTests("stand-in backend", fixtureServers);
+/**
+ * The real backend over traces: `explore` on the demo's recorded trace (no
+ * live mode). Chosen with `LW_WORKBENCH_BACKEND=explore` until the stand-in
+ * is retired.
+ */
+export const exploreServers: WorkbenchServers = {
+  traces: async () => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "src/main.ts",
+        "explore",
+        "policies/testdata/demo.trace.gz",
+        "--monitor",
+        "policies/testdata/monitor.yaml",
+        "--listen",
+        "127.0.0.1:0",
+      ],
+      cwd: new URL("../", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let out = "";
+    while (!/http:\/\/\S+\/ui\//.test(out)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`explore ended before printing its address: ${out}`);
+      out += value;
+    }
+    return {
+      base: /http:\/\/\S+\/ui\//.exec(out)![0],
+      close: async () => {
+        child.kill("SIGTERM");
+        await child.status;
+        await reader.cancel().catch(() => {});
+      },
+    };
+  },
+  injection: {
+    request: "req-2-injection",
+    rule: "prompt-injection",
+    positions: [4, 6, 7], // "Ignore", "previous", "instructions"
+    quiet: [0, 1, 2, 3],
+  },
+  injectionFires: ["req-2-injection"],
+};
+
+if (Deno.env.get("LW_WORKBENCH_BACKEND") === "explore") {
+  workbenchBrowserTests("explore, demo trace", exploreServers);
+} else {
+  workbenchBrowserTests("stand-in backend", fixtureServers);
+}
