@@ -202,6 +202,7 @@ export function workbenchBrowserTests(name: string, servers: WorkbenchServers) {
           assert.deepEqual(fired, [...servers.injectionFires].sort());
           await page.waitForSelector("#preview-requests details[open] .cond-chart[data-drawn='1']");
           assert(await page.$("#preview-requests details[open] pre.alert-json"));
+          await page.fill("#positives", servers.injectionFires.join(", "));
           await page.selectOption("#curve-rule", "injection-probe");
           await page.waitForSelector("#curve[data-drawn='1']");
           assert(await page.isDisabled("#save"), "Save is disabled without write access");

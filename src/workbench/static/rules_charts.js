@@ -51,7 +51,15 @@ export function curveChart(box, curve) {
   const pts = curve.points ?? [];
   chart.setOption({
     animation: false,
-    title: { text: `${curve.rule}: by threshold`, left: 8, top: 4, textStyle: { fontSize: 13 } },
+    title: {
+      text: `${curve.rule}: by threshold`,
+      subtext: pts.some((p) => typeof p.detection === "number")
+        ? ""
+        : "no positives: detection needs request ids marked as positives",
+      left: 8,
+      top: 4,
+      textStyle: { fontSize: 13 },
+    },
     legend: { top: 26, right: 10 },
     grid: { left: 50, right: 20, top: 60, bottom: 40 },
     tooltip: { trigger: "axis", valueFormatter: (v) => fmt(v) },
