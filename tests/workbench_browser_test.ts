@@ -34,6 +34,8 @@ export interface WorkbenchUnderTest {
 /** How to start the workbench in traces mode (demo trace) and in live mode. */
 export interface WorkbenchServers {
   traces(): Promise<WorkbenchUnderTest>;
+  /** Started with write access (the Save test); absent: that test is left out. */
+  writable?(): Promise<WorkbenchUnderTest>;
   /** Absent where the backend has no live mode (then that test is left out). */
   live?(): Promise<WorkbenchUnderTest>;
   /** The request holding the planted injection, and its tokens' positions. */
@@ -46,6 +48,10 @@ export interface WorkbenchServers {
 export const fixtureServers: WorkbenchServers = {
   traces: () => {
     const f = startWorkbenchFixture({ mode: "traces" });
+    return Promise.resolve({ base: f.base, close: f.close });
+  },
+  writable: () => {
+    const f = startWorkbenchFixture({ mode: "traces", writable: true });
     return Promise.resolve({ base: f.base, close: f.close });
   },
   live: () => {
@@ -218,6 +224,37 @@ export function workbenchBrowserTests(name: string, servers: WorkbenchServers) {
       }
     },
   });
+
+  if (servers.writable) {
+    const writable = servers.writable;
+    Deno.test({
+      name: `workbench (${name}): Save writes the policy where the page may write`,
+      ...opts,
+      fn: async () => {
+        const server = await writable();
+        let browser: Browser | null = null;
+        try {
+          browser = await launchBrowser();
+          const { page, errors } = await newWatchedPage(browser);
+          await page.goto(`${server.base}#/rules`, { waitUntil: "load" });
+          await ready(page, "rules");
+          await page.waitForSelector('#preview[data-state="done"]');
+          assert(await page.isEnabled("#save"), "Save is enabled with write access");
+          await page.fill("#policy-text", BROKEN_RULE.replace("abov:", "above:"));
+          await page.waitForSelector('#preview[data-state="done"]');
+          await page.click("#save");
+          await page.waitForFunction(() =>
+            document.getElementById("save-note")?.textContent?.startsWith("saved")
+          );
+          assert.deepEqual(errors, [], "no console errors");
+          await page.close();
+        } finally {
+          await closeBrowser(browser);
+          await server.close();
+        }
+      },
+    });
+  }
 
   if (!servers.live) return;
   const live = servers.live;

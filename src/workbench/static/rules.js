@@ -32,7 +32,7 @@ export async function renderRules(ctx) {
     autocomplete: "off",
     wrap: "off",
     "aria-label": "Policy text",
-    "aria-describedby": "lint-problems",
+    "aria-describedby": "editor-hint lint-problems",
   });
   const problems = el("ul", { id: "lint-problems", class: "problems", "aria-live": "polite" });
   const lintState = el("span", { id: "lint-state", class: "muted" }, "");
@@ -72,6 +72,11 @@ export async function renderRules(ctx) {
       saveNote,
     ),
     el("div", { class: "editor" }, gutter, area),
+    el(
+      "p",
+      { id: "editor-hint", class: "muted hint" },
+      "Tab indents; Escape then Tab leaves the editor.",
+    ),
     el("div", { class: "lint" }, el("h3", {}, "Lint ", lintState), problems),
     el(
       "div",
@@ -195,8 +200,16 @@ export async function renderRules(ctx) {
   });
   curveSel.addEventListener("change", schedule);
   positives.addEventListener("change", schedule);
+  // Tab indents; Escape then Tab leaves the editor (no keyboard trap)
+  let escaped = false;
   area.addEventListener("keydown", (e) => {
-    if (e.key === "Tab" && !e.shiftKey && !e.ctrlKey && !e.altKey) {
+    if (e.key === "Escape") {
+      escaped = true;
+      return;
+    }
+    const leave = escaped;
+    escaped = false;
+    if (e.key === "Tab" && !leave && !e.shiftKey && !e.ctrlKey && !e.altKey) {
       e.preventDefault();
       area.setRangeText("  ", area.selectionStart, area.selectionEnd, "end");
       area.dispatchEvent(new Event("input"));
