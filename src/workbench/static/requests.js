@@ -2,13 +2,16 @@
 // live updates from /ui/api/live when the backend is a running monitor.
 import { debounce, el, getJSON, liveEvents, status } from "./api.js";
 
+/** A count given as a number or as the list itself. */
+const num = (v) => Array.isArray(v) ? v.length : Number(v ?? 0) || 0;
+
 function row(r) {
-  const alerts = Number(r.alerts ?? 0);
+  const alerts = num(r.alerts);
   return el(
     "tr",
     { "data-request-id": r.id, "data-alerts": alerts, class: alerts > 0 ? "has-alert" : "" },
     el("td", {}, el("a", { href: `#/request/${encodeURIComponent(r.id)}` }, r.id)),
-    el("td", { class: "num" }, String(r.tokens ?? "")),
+    el("td", { class: "num" }, String(num(r.tokens))),
     el(
       "td",
       { class: "num" },
@@ -22,7 +25,7 @@ function row(r) {
 
 /** Whether a summary passes the filters (for live events, filtered here). */
 function passes(r, f) {
-  if (f.alert && !(Number(r.alerts) > 0)) return false;
+  if (f.alert && !(num(r.alerts) > 0)) return false;
   if (f.rule && !(r.rules ?? []).includes(f.rule)) return false;
   if (f.tenant && !String(r.tenant ?? "").includes(f.tenant)) return false;
   if (f.text && !String(r.text ?? "").toLowerCase().includes(f.text.toLowerCase())) return false;
