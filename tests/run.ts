@@ -15,6 +15,7 @@ import { findNatsServer } from "../src/bus/nats_server.ts";
 import { findRsyslogd, hasRsyslogGtls } from "./helpers/rsyslog.ts";
 import { hasPythonTorch } from "../support/python.ts";
 import { type Gate, staticGates } from "../tools/gates.ts";
+import { findChromium } from "./helpers/chromium.ts";
 
 async function sh(cmd: string, args: string[]): Promise<boolean> {
   const { code } = await new Deno.Command(cmd, { args, stdout: "inherit", stderr: "inherit" })
@@ -173,6 +174,13 @@ await ensurePackage(
   hasPythonTorch,
   "The Python tap's end-to-end tests run a small PyTorch model: `sudo apt-get install\n" +
     "  --no-install-recommends python3-torch` (Debian/Ubuntu), or `pip install torch`.",
+  ["--no-install-recommends"],
+);
+await ensurePackage(
+  "chromium",
+  () => Promise.resolve(findChromium() !== null),
+  "The workbench's browser tests drive it headless: `sudo apt-get install chromium` (Debian),\n" +
+    "  or point CHROMIUM at a Chromium binary; without it they skip.",
   ["--no-install-recommends"],
 );
 Deno.exit(await runTests(rest, gates));
