@@ -20,6 +20,9 @@ commands:
   policy calibrate --monitor <file> --traces <t>... --target-fpr <f>
                                       suggest thresholds for a false-positive target
   replay <trace> --monitor <file>     run a monitor offline over a recorded trace
+  explore <trace>... --monitor <file> the policy author's workbench over traces, in a browser
+        [--listen 127.0.0.1:8790]     its local address (loopback only)
+        [--write] [--positives <t>...] save policy files; traces of positive requests
   alerts tail [--min-severity high]   follow the JetStream alert stream, filtered
   serve --monitor <file>              run a monitor: frames in over NATS, alerts out
         [--state-dir <dir>]           spool, checkpoints, recordings (default: $STATE_DIRECTORY,
@@ -40,6 +43,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   alerts: async () => (await import("./cli/alerts.ts")).runAlertsCommand,
   serve: async () => (await import("./cli/serve.ts")).runServeCommand,
   replay: async () => (await import("./cli/replay.ts")).runReplayCommand,
+  explore: async () => (await import("./cli/explore.ts")).runExploreCommand,
   demo: async () => (await import("./demo/demo.ts")).runDemoCommand,
   version: async () => (await import("./cli/version.ts")).runVersionCommand,
   "--version": async () => (await import("./cli/version.ts")).runVersionCommand,

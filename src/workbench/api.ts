@@ -27,6 +27,8 @@ export interface WorkbenchSource {
   store: TraceStore;
   /** The monitor's policies over the store. */
   evaluation: Evaluation;
+  /** Request ids marked positive when a preview names none (`explore --positives`). */
+  positives?: string[];
 }
 
 /** Options of {@linkcode workbenchApi}. */
@@ -98,6 +100,7 @@ export function workbenchApi(source: WorkbenchSource, opts: WorkbenchOptions = {
       writable: opts.writable === true,
       policyFiles,
       traces: store.paths,
+      positives: source.positives ?? [],
       requests: store.requests.size,
     }));
 
@@ -202,7 +205,7 @@ export function workbenchApi(source: WorkbenchSource, opts: WorkbenchOptions = {
       return c.json(
         await previewPolicy(store, b.text as string, file, {
           curve: b.curve as { rule: string } | undefined,
-          positives: b.positives as string[] | undefined,
+          positives: (b.positives as string[] | undefined) ?? source.positives,
         }),
       );
     } catch (err) {

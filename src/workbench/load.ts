@@ -15,6 +15,8 @@ import { TraceStore } from "./trace_source.ts";
 export interface TraceSourceOptions {
   log?: Logger;
   onProgress?: (p: TraceProgress) => void;
+  /** Traces whose requests are positives (curves' detection rate), loaded after `paths`. */
+  positives?: readonly string[];
 }
 
 /**
@@ -42,7 +44,11 @@ export async function loadTraceSource(
   );
   try {
     const store = await TraceStore.load(monitor, paths, { onProgress: opts.onProgress });
-    return { mode: "traces", store, evaluation: await store.evaluate(monitor.set) };
+    const positives: string[] = [];
+    for (const p of opts.positives ?? []) {
+      positives.push(...await store.add(p, { onProgress: opts.onProgress }));
+    }
+    return { mode: "traces", store, evaluation: await store.evaluate(monitor.set), positives };
   } catch (err) {
     await monitor.close();
     throw err;

@@ -89,11 +89,13 @@ export class TraceStore {
     opts: TraceLoadOptions = {},
   ): Promise<TraceStore> {
     const store = new TraceStore(monitor);
-    for (const p of paths) await store.#loadOne(p, opts);
+    for (const p of paths) await store.add(p, opts);
     return store;
   }
 
-  async #loadOne(path: string, opts: TraceLoadOptions): Promise<void> {
+  /** Read, encode and store one more trace; returns the ids of the requests it holds. */
+  async add(path: string, opts: TraceLoadOptions = {}): Promise<string[]> {
+    const ids = new Set<string>();
     const reader = await TraceReader.open(path);
     const { monitor } = this;
     const full = monitor.generation.evidenceEncoders;
@@ -114,6 +116,7 @@ export class TraceStore {
         latents,
       });
       batch.frames.forEach(({ frame, firstRow }) => {
+        ids.add(frame.requestId);
         let r = this.requests.get(frame.requestId);
         if (!r) {
           r = { id: frame.requestId, tokens: [], refs: [] };
@@ -128,6 +131,7 @@ export class TraceStore {
       });
     }
     this.paths.push(path);
+    return [...ids];
   }
 
   /** The latents of encoder `id` at one token (undefined when not stored). */
