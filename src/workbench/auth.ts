@@ -7,15 +7,13 @@
  * @module
  */
 import type { Context, MiddlewareHandler } from "hono";
+import { isLoopbackHost } from "../config/monitor_schema.ts";
 
 /** The cookie `/ui/?token=` sets. */
 export const TOKEN_COOKIE = "latentwatch_ui_token";
 
 /** Whether `host` (of a `host:port` listen address) is a loopback address. */
-export function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, "");
-  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
-}
+export const isLoopback: (host: string) => boolean = isLoopbackHost;
 
 /** Equal strings, compared in time independent of where they differ. */
 export function constantTimeEqual(a: string, b: string): boolean {
