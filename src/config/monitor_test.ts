@@ -547,7 +547,8 @@ Deno.test("parseMonitorConfig: alerts.spool sets the spool folder (relative to t
 });
 
 Deno.test("parseMonitorConfig: control off loopback needs control.token_env (file:line:col)", () => {
-  const base = "monitor: m\nmodel: x\nhook: h\nsaes: [{id: s, path: ./sae}]\npolicies: [./p.yaml]\n";
+  const base =
+    "monitor: m\nmodel: x\nhook: h\nsaes: [{id: s, path: ./sae}]\npolicies: [./p.yaml]\n";
   const err = assert.throws(
     () => parseMonitorConfig(base + "control:\n  listen: 0.0.0.0:9000\n", "/srv/lw/m.yaml"),
     (e: unknown) =>

@@ -6,6 +6,8 @@
  * @module
  */
 import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { LiveStore } from "./live_source.ts";
 import { fileURLToPath } from "node:url";
 import { extname, join, normalize } from "node:path";
 import { requireToken } from "./auth.ts";
@@ -39,6 +41,8 @@ export interface WorkbenchOptions {
   token?: string;
   /** Folder of the page's files (default `src/workbench/static/`). */
   staticDir?: string;
+  /** Resolves when the server shuts down: live streams end then. */
+  closed?: Promise<void>;
 }
 
 /** `/ui/vendor/<name>` → a file of an npm package of deno.json's imports, on disk. */
@@ -229,14 +233,34 @@ export function workbenchApi(source: WorkbenchSource, opts: WorkbenchOptions = {
     return c.json({ saved: true, problems });
   });
 
-  app.get(
-    "/ui/api/live",
-    (c) =>
-      c.json(
+  app.get("/ui/api/live", (c) => {
+    const live = store instanceof LiveStore ? store : undefined;
+    if (!live) {
+      return c.json(
         { error: "no live feed: the workbench shows traces (explore), not a running monitor" },
         404,
-      ),
-  );
+      );
+    }
+    return streamSSE(c, async (stream) => {
+      const ended = new Promise<void>((resolve) => stream.onAbort(() => resolve()));
+      await stream.write(": latentwatch workbench\n\n");
+      const unsubscribe = live.subscribe((id) => {
+        const r = live.requests.get(id);
+        if (!r) return;
+        stream.writeSSE({
+          event: "request",
+          data: JSON.stringify(summarize(r, source.evaluation)),
+        }).catch(() => {});
+      });
+      const timer = setInterval(() => stream.write(": heartbeat\n\n").catch(() => {}), 15_000);
+      try {
+        await Promise.race([ended, opts.closed ?? new Promise<never>(() => {})]);
+      } finally {
+        clearInterval(timer);
+        unsubscribe();
+      }
+    });
+  });
 
   app.get("/ui/vendor/:name", async (c) => {
     const rel = VENDOR_FILES[c.req.param("name")];

@@ -66,6 +66,8 @@ export interface TraceLoadOptions {
 /** Loaded traces: the stored batches and the requests in them. */
 export class TraceStore {
   readonly batches: StoredBatch[] = [];
+  /** Batch number of `batches[0]` (a live store forgets its oldest batches). */
+  protected base = 0;
   readonly requests = new Map<string, StoredRequest>();
   readonly paths: string[] = [];
 
@@ -134,9 +136,33 @@ export class TraceStore {
     return [...ids];
   }
 
+  /** Keep one encoded batch and index its requests' tokens; returns the request ids in it. */
+  protected store(batch: StoredBatch): string[] {
+    const b = this.base + this.batches.length;
+    this.batches.push(batch);
+    const ids: string[] = [];
+    let firstRow = 0;
+    for (const frame of batch.frames) {
+      ids.push(frame.requestId);
+      let r = this.requests.get(frame.requestId);
+      if (!r) {
+        r = { id: frame.requestId, tokens: [], refs: [] };
+        this.requests.set(frame.requestId, r);
+      }
+      if (frame.tenant !== undefined) r.tenant = frame.tenant;
+      for (let i = 0; i < frame.tokens; i++) {
+        const pos = frame.position + i;
+        r.tokens[pos] = frame.tokenText?.[i] ?? r.tokens[pos] ?? "";
+        r.refs[pos] = { batch: b, row: firstRow + i };
+      }
+      firstRow += frame.tokens;
+    }
+    return ids;
+  }
+
   /** The latents of encoder `id` at one token (undefined when not stored). */
   row(ref: TokenRef | undefined, id: string): SparseLatents | undefined {
-    return ref ? this.batches[ref.batch].latents.get(id)?.[ref.row] : undefined;
+    return ref ? this.batches[ref.batch - this.base]?.latents.get(id)?.[ref.row] : undefined;
   }
 
   /**
