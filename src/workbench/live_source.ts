@@ -4,10 +4,10 @@
  * generation's encoders, alerts and steering), fed from the pipeline's
  * `onEncoded` hook and its alerts, with a change feed for `/ui/api/live`.
  *
- * Latents are what serve encodes: the watched latents of each SAE (every
- * latent when evidence is on and the SAE's evidence encoder ran is not
- * kept: only the policies' encoders), so a latent's page and a preview of
- * a rule on another latent read zeros for it.
+ * Latents are what serve encodes: each SAE's watched latents (those the
+ * policies read), not a full encode, so a latent's page and a preview of a
+ * rule on a latent no policy reads see zeros for it; `explore` over a
+ * recorded trace encodes every latent.
  *
  * @module
  */
