@@ -45,12 +45,14 @@ export interface WorkbenchOptions {
   closed?: Promise<void>;
 }
 
-/** `/ui/vendor/<name>` → a file of an npm package of deno.json's imports, on disk. */
-export const VENDOR_FILES: Readonly<Record<string, string>> = {
-  "echarts.min.js": "echarts/dist/echarts.min.js",
+/**
+ * `/ui/vendor/<name>` → a file of an npm package of deno.json's imports, as
+ * Deno resolves it on disk (under `node_modules/`).
+ */
+export const VENDOR_FILES: Readonly<Record<string, () => string>> = {
+  "echarts.min.js": () => import.meta.resolve("echarts/dist/echarts.min.js"),
 };
 
-const NODE_MODULES = fileURLToPath(new URL("../../node_modules/", import.meta.url));
 const STATIC = fileURLToPath(new URL("./static/", import.meta.url));
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
@@ -263,9 +265,9 @@ export function workbenchApi(source: WorkbenchSource, opts: WorkbenchOptions = {
   });
 
   app.get("/ui/vendor/:name", async (c) => {
-    const rel = VENDOR_FILES[c.req.param("name")];
-    if (!rel) return c.json({ error: `no vendored file '${c.req.param("name")}'` }, 404);
-    return await fileResponse(join(NODE_MODULES, rel));
+    const resolve = VENDOR_FILES[c.req.param("name")];
+    if (!resolve) return c.json({ error: `no vendored file '${c.req.param("name")}'` }, 404);
+    return await fileResponse(fileURLToPath(resolve()));
   });
 
   const staticDir = opts.staticDir ?? STATIC;
