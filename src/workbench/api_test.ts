@@ -4,6 +4,7 @@ import { writeExample } from "../demo/example_trace.ts";
 import { DEMO_CONCEPTS } from "../demo/simulator.ts";
 import { workbenchApi } from "./api.ts";
 import { loadTraceSource } from "./load.ts";
+import { formatFinding, lintPolicies } from "../cli/policy.ts";
 
 // The demo's planted model: latent 0 is "prompt injection" on these words.
 const INJECTION_WORDS = [
@@ -149,6 +150,24 @@ Deno.test("workbench API over the demo trace", async (t) => {
       body: JSON.stringify({ text: bad, file: s.policyFile }),
     });
     assert.deepEqual(lint.body.problems, body.problems);
+  });
+
+  await t.step("lint: the same lines `policy lint` prints for the same file", async () => {
+    const bad = s.policy
+      .replace("latent: 1, above: 2.0 }", "latent: 99, above: 2.0 }")
+      .replace("tags: [pii]", "tags: [pii, AML.T9]");
+    // policy lint reads the file: the monitor's own, restored after
+    await Deno.writeTextFile(s.policyFile, bad);
+    const cli = await lintPolicies([s.policyFile], { monitor: `${s.dir}/monitor.yaml` });
+    await Deno.writeTextFile(s.policyFile, s.policy);
+    const expected = [...cli.errors, ...cli.warnings].map(formatFinding).sort();
+    assert.ok(cli.errors.length > 0 && cli.warnings.length > 0, JSON.stringify(cli));
+    const { body } = await json(app, "/ui/api/policy/lint", {
+      method: "POST",
+      body: JSON.stringify({ text: bad, file: s.policyFile }),
+    });
+    const found = body.problems.map((p: { formatted: string }) => p.formatted).sort();
+    assert.deepEqual(found, expected);
   });
 
   await t.step(
