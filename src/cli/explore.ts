@@ -63,13 +63,23 @@ export async function runExploreCommand(
     );
   }
   let source;
+  let rejected = 0;
+  let firstRejection = "";
   try {
     const started = Date.now();
     source = await loadTraceSource(values.monitor, positionals, {
       log: new Logger(),
       positives: values.positives ?? [],
       onProgress: (p) => console.error(`explore: ${p.path}: ${progressText(p)}`),
+      onRejected: ({ record, error }) => {
+        if (rejected++ === 0) firstRejection = `record ${record.record}: ${error.message}`;
+      },
     });
+    if (rejected > 0) {
+      console.error(
+        `explore: warning: ${rejected} frame(s) rejected by the monitor and skipped (first: ${firstRejection})`,
+      );
+    }
     const s = source.store;
     console.error(
       `explore: ${s.requests.size} request(s) from ${s.paths.length} trace(s) in ${

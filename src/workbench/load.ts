@@ -6,7 +6,7 @@
  * @module
  */
 import { loadMonitorConfig } from "../config/monitor.ts";
-import { loadOfflineMonitor, type TraceProgress } from "../traces/offline.ts";
+import { loadOfflineMonitor, type RejectedFrame, type TraceProgress } from "../traces/offline.ts";
 import type { Logger } from "../shared/log.ts";
 import type { WorkbenchSource } from "./api.ts";
 import { TraceStore } from "./trace_source.ts";
@@ -15,6 +15,7 @@ import { TraceStore } from "./trace_source.ts";
 export interface TraceSourceOptions {
   log?: Logger;
   onProgress?: (p: TraceProgress) => void;
+  onRejected?: (r: RejectedFrame) => void;
   /** Traces whose requests are positives (curves' detection rate), loaded after `paths`. */
   positives?: readonly string[];
 }
@@ -43,11 +44,10 @@ export async function loadTraceSource(
     { log: opts.log },
   );
   try {
-    const store = await TraceStore.load(monitor, paths, { onProgress: opts.onProgress });
+    const reading = { onProgress: opts.onProgress, onRejected: opts.onRejected };
+    const store = await TraceStore.load(monitor, paths, reading);
     const positives: string[] = [];
-    for (const p of opts.positives ?? []) {
-      positives.push(...await store.add(p, { onProgress: opts.onProgress }));
-    }
+    for (const p of opts.positives ?? []) positives.push(...await store.add(p, reading));
     return { mode: "traces", store, evaluation: await store.evaluate(monitor.set), positives };
   } catch (err) {
     await monitor.close();

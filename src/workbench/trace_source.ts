@@ -15,7 +15,12 @@ import { encodeFrames } from "../pipeline/encode.ts";
 import { Evaluator } from "../pipeline/evaluate.ts";
 import { Evidence } from "../pipeline/evidence.ts";
 import type { Generation } from "../pipeline/generation.ts";
-import { encodeTrace, type OfflineMonitor, type TraceProgress } from "../traces/offline.ts";
+import {
+  encodeTrace,
+  type OfflineMonitor,
+  type RejectedFrame,
+  type TraceProgress,
+} from "../traces/offline.ts";
 import { TraceReader } from "../traces/reader.ts";
 
 /** Frames encoded together, with every latent of every SAE and every probe score. */
@@ -61,6 +66,8 @@ export interface Evaluation {
 /** Options of {@linkcode TraceStore.load}. */
 export interface TraceLoadOptions {
   onProgress?: (p: TraceProgress) => void;
+  /** A frame the monitor rejects (another model or hook, undecodable): skipped. */
+  onRejected?: (r: RejectedFrame) => void;
 }
 
 /** Loaded traces: the stored batches and the requests in them. */
@@ -101,7 +108,12 @@ export class TraceStore {
     const reader = await TraceReader.open(path);
     const { monitor } = this;
     const full = monitor.generation.evidenceEncoders;
-    for await (const batch of encodeTrace(monitor, reader, { onProgress: opts.onProgress })) {
+    for await (
+      const batch of encodeTrace(monitor, reader, {
+        onProgress: opts.onProgress,
+        onRejected: opts.onRejected,
+      })
+    ) {
       const frames = batch.frames.map((f) => f.frame);
       const latents = new Map(batch.latents);
       if (full && full.size > 0) {
