@@ -196,6 +196,18 @@ Deno.test("workbench API over the demo trace", async (t) => {
       );
       assert(cond.firedAt.length > 0);
       for (const p of cond.firedAt) assert(injected[0].concepts.get(0)!.includes(p));
+      // the macro's other test: ≥ 2 of the last 4 tokens above 3 (count pool, above 1);
+      // by hand from the planted positions: a window of 4 holds two of them here
+      const planted = injected[0].concepts.get(0)!;
+      const byHand = injected[0].tokens.flatMap((_, p) =>
+        planted.filter((q) => q <= p && q > p - 4).length > 1 ? [p] : []
+      );
+      assert(byHand.length > 0);
+      const count = req.conditions.find((c: { rule: string; threshold: number }) =>
+        c.rule === "prompt-injection" && c.threshold === 1
+      );
+      assert.deepEqual(count.values.flatMap((v: number, i: number) => v > 1 ? [i] : []), byHand);
+      assert.deepEqual(count.raw, cond.raw);
       const pts = body.curve.points;
       assert(pts.length >= 2);
       for (let i = 1; i < pts.length; i++) {

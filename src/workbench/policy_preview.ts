@@ -18,6 +18,8 @@ import {
   PolicyCompileError,
   type PolicyProblem,
 } from "../core/policy/compile.ts";
+import type { CompiledTest } from "../core/policy/compile.ts";
+import { createPoolState } from "../core/policy/pool.ts";
 import { PooledCollector, triggerTest } from "../traces/calibrate.ts";
 import type { TraceStore } from "./trace_source.ts";
 import { leaves, signalValues } from "./views.ts";
@@ -103,8 +105,10 @@ export interface ConditionTrace {
   name: string;
   op: "above" | "below";
   threshold: number;
-  /** The signal's value per token (before the test's pooling). */
+  /** The value the test compares with `threshold`, per token: the signal pooled as the engine pools it. */
   values: number[];
+  /** The signal's own value per token (before pooling). */
+  raw: number[];
   /** Positions where the rule fired in this request. */
   firedAt: number[];
 }
@@ -179,12 +183,14 @@ export async function previewPolicy(
       for (const leaf of leaves(rule.condition)) {
         const t = rule.tests[leaf.test];
         const what = t.kind === "probe" ? "score" : "latent";
+        const raw = signalValues(store, r, t.encoder, t.index);
         conditions.push({
           rule: rule.id,
           name: `${t.encoder} ${what} ${t.index}${t.label ? ` "${t.label}"` : ""}`,
           op: leaf.op,
           threshold: leaf.threshold,
-          values: signalValues(store, r, t.encoder, t.index),
+          values: pooled(t, raw),
+          raw,
           firedAt,
         });
       }
@@ -200,6 +206,20 @@ export async function previewPolicy(
   const out: Preview = { problems: lint.problems, requests };
   if (opts.curve) out.curve = thresholdCurve(store, set, opts.curve.rule, opts.positives ?? []);
   return out;
+}
+
+/**
+ * `raw` pooled as the engine pools test `t` along one request: a latent's
+ * value is pushed where it is active (a probe's on every token); a
+ * per-token test reads 0 where its latent is inactive.
+ */
+export function pooled(t: CompiledTest, raw: readonly number[]): number[] {
+  const state = createPoolState(t.pool);
+  return raw.map((x, pos) => {
+    const present = x !== 0 || t.kind === "probe";
+    if (present) state.push(pos, x, 0);
+    return !present && t.pool.kind === "token" ? 0 : state.read(pos, 0);
+  });
 }
 
 /**
