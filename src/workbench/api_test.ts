@@ -258,6 +258,16 @@ Deno.test("workbench API over the demo trace", async (t) => {
     assert.deepEqual((await app.request("/ui/../deno.json")).status, 404);
   });
 
+  await t.step("no token: a request naming another host is refused", async () => {
+    assert.equal((await app.request("http://127.0.0.1:8790/ui/api/info")).status, 200);
+    const other = await app.request("http://attacker.invalid:8790/ui/api/info");
+    assert.equal(other.status, 403);
+    assert.match(
+      (await other.json()).error,
+      /expected a loopback Host .* found 'attacker\.invalid'/,
+    );
+  });
+
   await t.step("token: without it 401, with the header or the cookie 200", async () => {
     const locked = workbenchApi(s.source, { token: "s3cret-token" });
     assert.deepEqual((await locked.request("/ui/api/info")).status, 401);

@@ -33,8 +33,9 @@ function cookieToken(c: Context): string | undefined {
 }
 
 /**
- * Middleware requiring `token` (none: everything passes). A `?token=` that
- * matches sets the cookie and redirects to the same path without it.
+ * Middleware requiring `token`. Without one, only requests naming a
+ * loopback host pass (a DNS-rebinding guard). A `?token=` that matches sets
+ * the cookie and redirects to the same path without it.
  *
  * @example
  * ```ts
@@ -46,7 +47,18 @@ function cookieToken(c: Context): string | undefined {
  */
 export function requireToken(token: string | undefined): MiddlewareHandler {
   return async (c, next) => {
-    if (token === undefined) return await next();
+    if (token === undefined) {
+      // open only to loopback: a page elsewhere that rebinds its name to 127.0.0.1 is refused
+      const host = new URL(c.req.url).hostname;
+      if (isLoopback(host)) return await next();
+      return c.json(
+        {
+          error:
+            `expected a loopback Host (127.0.0.1, localhost, [::1]) without a token, found '${host}'`,
+        },
+        403,
+      );
+    }
     const q = c.req.query("token");
     if (q !== undefined && constantTimeEqual(q, token)) {
       const url = new URL(c.req.url);
