@@ -24,6 +24,9 @@ commands:
         [--format npy|frames|latents] [--out <file>] [--monitor <file>]; --list: the requests
   trace publish <trace> --url <nats>  replay a trace's frames into NATS as a tap would, paced
         [--rate N | --timing recorded] [--speed X] [--max-frames N] [--max-seconds S] [--loop]
+  explore <trace>... --monitor <file> the policy author's workbench over traces, in a browser
+        [--listen 127.0.0.1:8790]     its local address (loopback only)
+        [--write] [--positives <t>...] save policy files; traces of positive requests
   alerts tail [--min-severity high]   follow the JetStream alert stream, filtered
   serve --monitor <file>              run a monitor: frames in over NATS, alerts out
         [--state-dir <dir>]           spool, checkpoints, recordings (default: $STATE_DIRECTORY,
@@ -45,6 +48,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import("./cli/serve.ts")).runServeCommand,
   replay: async () => (await import("./cli/replay.ts")).runReplayCommand,
   trace: async () => (await import("./cli/trace.ts")).runTraceCommand,
+  explore: async () => (await import("./cli/explore.ts")).runExploreCommand,
   demo: async () => (await import("./demo/demo.ts")).runDemoCommand,
   version: async () => (await import("./cli/version.ts")).runVersionCommand,
   "--version": async () => (await import("./cli/version.ts")).runVersionCommand,

@@ -32,6 +32,7 @@ const APPLICATION = [
   "src/traces",
   "src/tap",
   "src/serve",
+  "src/workbench",
   "src/shared",
 ] as const;
 
@@ -58,6 +59,15 @@ export const ALLOWED: Readonly<Record<string, readonly string[]>> = {
     "src/shared",
   ],
   "src/tap": ["src/core", "src/bus", "src/shared"],
+  "src/workbench": [
+    "src/core",
+    "src/formats",
+    "src/runtime",
+    "src/config",
+    "src/pipeline",
+    "src/traces",
+    "src/shared",
+  ],
   "src/serve": [
     "src/core",
     "src/formats",
@@ -67,6 +77,7 @@ export const ALLOWED: Readonly<Record<string, readonly string[]>> = {
     "src/config",
     "src/pipeline",
     "src/traces",
+    "src/workbench",
     "src/shared",
   ],
   "src/demo": APPLICATION,

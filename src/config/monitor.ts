@@ -86,7 +86,12 @@ export interface MonitorConfig {
    * The HTTP control API: its address, and how many live alert streams
    * (`/alerts/stream`) one client address may hold (default 4).
    */
-  control?: { listen: string; maxStreamsPerClient?: number };
+  control?: {
+    listen: string;
+    maxStreamsPerClient?: number;
+    /** Environment variable holding the bearer token of `/ui/` (required off loopback). */
+    tokenEnv?: string;
+  };
   /**
    * Several sidecars sharing the frames by partition (docs/scale-out.md);
    * absent: this sidecar takes every partition.
@@ -215,6 +220,7 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
       ...(m.control.max_streams_per_client !== undefined
         ? { maxStreamsPerClient: m.control.max_streams_per_client }
         : {}),
+      ...(m.control.token_env !== undefined ? { tokenEnv: m.control.token_env } : {}),
     };
   }
   if (m.state_dir !== undefined) cfg.stateDir = abs(m.state_dir);

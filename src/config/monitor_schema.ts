@@ -48,6 +48,12 @@ const NATS_SERVER = /^((nats|tls|ws|wss):\/\/)?[^\s/:]+:\d{1,5}$/;
 /** Subject filter a monitor subscribes to: wildcards `*` as a token and `>` as the last one. */
 const FILTER_SUBJECT = /^([^\s.*>]+|\*)(\.([^\s.*>]+|\*))*(\.>)?$|^>$/;
 const STREAM = /^[A-Za-z0-9_-]+$/;
+/** Whether `host` (of a `host:port` listen address) is a loopback address. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
 const LISTEN = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
 /** The zod schema of a monitor file (YAML keys as written). */
@@ -204,5 +210,18 @@ export const MonitorFileSchema = z.strictObject({
     }).int({ error: expectMessage("a whole number of streams ≥ 1") }).min(1, {
       error: expectMessage("a whole number of streams ≥ 1"),
     }).optional(),
+    token_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+      error: expectMessage("the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*)"),
+    }).optional(),
+  }).superRefine((c, ctx) => {
+    const host = c.listen.slice(0, c.listen.lastIndexOf(":"));
+    if (c.token_env === undefined && !isLoopbackHost(host)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["listen"],
+        message: `expected control.token_env (a bearer token for /ui/ and state-changing ` +
+          `endpoints) with a non-loopback address, found '${host}' without it`,
+      });
+    }
   }).optional(),
 });

@@ -77,6 +77,7 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
     "  ring_tokens: 16",
     "control:",
     "  listen: 0.0.0.0:9000",
+    "  token_env: LW_UI_TOKEN",
     "steering:",
     "  enabled: false",
     "  ttl_ms: 250",
@@ -103,7 +104,7 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
   });
   assert.deepEqual(cfg.execution, { provider: "cpu", threads: 2, spin: true });
   assert.deepEqual(cfg.evidence, { topLatents: 0, ringTokens: 16 });
-  assert.deepEqual(cfg.control, { listen: "0.0.0.0:9000" });
+  assert.deepEqual(cfg.control, { listen: "0.0.0.0:9000", tokenEnv: "LW_UI_TOKEN" });
   assert.deepEqual(cfg.steering, { enabled: false, ttlMs: 250 });
 });
 
@@ -543,4 +544,21 @@ Deno.test("parseMonitorConfig: alerts.spool sets the spool folder (relative to t
       parseMonitorConfig(MINIMAL + "alerts:\n  spool:\n    fsync: sometimes\n", "/srv/lw/m.yaml"),
     /alerts\.spool\.fsync|expected never, batch or always/,
   );
+});
+
+Deno.test("parseMonitorConfig: control off loopback needs control.token_env (file:line:col)", () => {
+  const base =
+    "monitor: m\nmodel: x\nhook: h\nsaes: [{id: s, path: ./sae}]\npolicies: [./p.yaml]\n";
+  const err = assert.throws(
+    () => parseMonitorConfig(base + "control:\n  listen: 0.0.0.0:9000\n", "/srv/lw/m.yaml"),
+    (e: unknown) =>
+      e instanceof Error &&
+      /^\/srv\/lw\/m\.yaml:7:11: .*expected control\.token_env.*found '0\.0\.0\.0' without it/
+        .test(e.message),
+  );
+  void err;
+  for (const listen of ["127.0.0.1:9000", "localhost:9000", "[::1]:9000"]) {
+    const cfg = parseMonitorConfig(base + `control:\n  listen: "${listen}"\n`, "/srv/lw/m.yaml");
+    assert.deepEqual(cfg.control, { listen });
+  }
 });

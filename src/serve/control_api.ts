@@ -34,6 +34,8 @@ export interface ControlState {
   alerts?: AlertFeed;
   /** Milliseconds between SSE heartbeat comments (default 15000). */
   sseHeartbeatMs?: number;
+  /** Routes mounted as they are (the workbench under `/ui/`). */
+  ui?: Hono;
 }
 
 /**
@@ -125,6 +127,7 @@ export function controlApi(state: ControlState): Hono {
       }
     });
   });
+  if (state.ui) app.route("/", state.ui);
   return app;
 }
 

@@ -54,6 +54,12 @@ export interface StartOptions {
   watchPolicies?: boolean;
   /** Override the control API address (`host:port`); `null` disables it. */
   controlListen?: string | null;
+  /**
+   * The workbench under `/ui/` of the control API (docs/workbench.md): how
+   * many recent requests it keeps (default 200), whether it may save policy
+   * files (default false); `false` leaves it out.
+   */
+  workbench?: { maxRequests?: number; writable?: boolean } | false;
   /** The reload compiler's settings (timeout, default 60 s; a stand-in worker in tests). */
   policyCompiler?: PolicyCompilerOptions;
 }

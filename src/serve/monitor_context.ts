@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { LiveStore } from "../workbench/live_source.ts";
 import type { SaeWeights } from "../core/sae.ts";
 
 import type { Bus } from "../bus/bus.ts";
@@ -116,6 +117,8 @@ export interface MonitorContext {
   /** Raised alerts, live, for the control API's Server-Sent Events stream. */
   feed?: AlertFeed;
   server?: Deno.HttpServer<Deno.NetAddr>;
+  /** The workbench's store of recent requests (`/ui/`), while the control API runs. */
+  live?: LiveStore;
   /** The bus: `opts.bus`, or the connection the `nats` step opened. */
   bus: Bus | null;
   jetstream?: JetStreamSink;

@@ -9,7 +9,12 @@
 
 import { connectNatsBus } from "../bus/nats_bus.ts";
 import { natsConfigPasswordProblem } from "../bus/nats_config_password.ts";
-import { natsPassword } from "./secrets.ts";
+import { controlToken, natsPassword } from "./secrets.ts";
+import type { Hono } from "hono";
+import { loadPolicyFileDef } from "../config/policy_file.ts";
+import { workbenchApi } from "../workbench/api.ts";
+import { isLoopback } from "../workbench/auth.ts";
+import { liveStore } from "../workbench/live_source.ts";
 
 import { allEncoders, compileMonitorPolicies, loadMonitorModels } from "./components.ts";
 import { controlApi, serveControlApi } from "./control_api.ts";
@@ -72,7 +77,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
     // before NATS, so liveness holds (and readiness says why not) while the
     // broker is still unreachable
     name: "control-api",
-    start: (ctx) => {
+    start: async (ctx) => {
       const { config, opts, log } = ctx;
       const feed = ctx.feed = new AlertFeed({
         ...(config.control?.maxStreamsPerClient !== undefined
@@ -82,6 +87,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
       const listen = opts.controlListen === undefined ? config.control?.listen : opts.controlListen;
       if (!listen) return;
       const saes = ctx.models!.saes;
+      const ui = await workbenchRoutes(ctx, listen);
       const app = controlApi({
         telemetry: ctx.telemetry,
         alerts: feed,
@@ -95,6 +101,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
           }
           : {}),
         notReadyReasons: () => notReady(ctx),
+        ...(ui ? { ui } : {}),
         info: () => {
           const { bus, pipeline } = ctx;
           return {
@@ -304,9 +311,13 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
         onMessage: recorder ? (msg) => recorder.write(msg) : undefined,
         onAlert: (alert) => {
           feed!.publish(alert);
+          ctx.live?.alert(alert);
           opts.onAlert?.(alert);
         },
-        onEncoded: opts.onEncoded,
+        onEncoded: (frames, latents) => {
+          ctx.live?.push(frames, latents);
+          opts.onEncoded?.(frames, latents);
+        },
       });
       pipeline.start();
       // the subscription is live on the server once this round trip returns, so a
@@ -347,3 +358,37 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
     },
   },
 ];
+
+/**
+ * The workbench's routes for the control API at `listen`, over a live store
+ * of recent requests (`ctx.live`); off loopback they need the bearer token
+ * `control.token_env` names (a start-up error without one).
+ */
+async function workbenchRoutes(ctx: MonitorContext, listen: string): Promise<Hono | undefined> {
+  const { config, opts } = ctx;
+  const host = listen.slice(0, listen.lastIndexOf(":"));
+  const token = controlToken(config);
+  if (token === undefined && !isLoopback(host)) {
+    throw new TypeError(
+      `${config.file}: control: expected control.token_env (a bearer token for /ui/) with the ` +
+        `non-loopback address ${listen}, found none`,
+    );
+  }
+  if (opts.workbench === false) return undefined;
+  const files = [];
+  for (const f of config.policies) files.push(await loadPolicyFileDef(f));
+  const store = ctx.live = liveStore({
+    config,
+    models: ctx.models!,
+    files,
+    generation: () => ctx.pipeline?.generation ?? ctx.built!.generation,
+  }, { maxRequests: opts.workbench?.maxRequests });
+  return workbenchApi(
+    { mode: "live", store, evaluation: store.evaluation },
+    {
+      writable: opts.workbench?.writable === true,
+      ...(token !== undefined ? { token } : {}),
+      closed: ctx.feed!.closed,
+    },
+  );
+}

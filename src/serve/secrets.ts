@@ -49,3 +49,36 @@ export function natsPassword(
   }
   return pass;
 }
+
+/**
+ * The bearer token of the workbench and state-changing endpoints that
+ * `control.token_env` names (undefined when the monitor names none).
+ * Throws {@linkcode MissingSecretError} when the variable is unset or empty.
+ *
+ * @example
+ * ```ts
+ * import { parseMonitorConfig } from "../config/monitor.ts";
+ * const cfg = parseMonitorConfig(
+ *   "monitor: m\nmodel: x\nhook: h\nsaes: [{id: s, path: ./sae}]\npolicies: [./p.yaml]\n" +
+ *     "control: {listen: 0.0.0.0:8787, token_env: LW_UI_TOKEN}\n",
+ *   "/srv/lw/m.yaml",
+ * );
+ * controlToken(cfg, (k) => ({ LW_UI_TOKEN: "t0k" } as Record<string, string>)[k]); // "t0k"
+ * ```
+ */
+export function controlToken(
+  config: Pick<MonitorConfig, "file" | "control">,
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): string | undefined {
+  const name = config.control?.tokenEnv;
+  if (!name) return undefined;
+  const token = env(name);
+  if (!token) {
+    throw new MissingSecretError(
+      `${config.file}: control.token_env: expected environment variable ${name} to hold the ` +
+        `control API's bearer token, found it ${token === undefined ? "unset" : "empty"}`,
+      name,
+    );
+  }
+  return token;
+}
