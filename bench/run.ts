@@ -20,6 +20,8 @@
  * - policy/compile-chain-…, policy/reload-chain-…: compile time of chained
  *   macros and the slowest `/healthz` answer during a reload of the largest
  *   (`bench/policy_compile.ts`).
+ * - workbench/…: in headless Chromium, `explore` on a 1,000-request trace to
+ *   the first heatmap drawn, and a rule edit to its preview (p50_ms).
  * - scale-out/…: the same traffic through 1, 2 and 3 `serve` processes
  *   sharing 16 partitions, against the 1-sidecar rate (`bench/scale_out.ts`).
  *
@@ -42,6 +44,7 @@ import { benchPolicy } from "./policy.ts";
 import { benchAlertSpool } from "./alert_spool.ts";
 import { benchPolicyCompile } from "./policy_compile.ts";
 import { benchScaleOut } from "./scale_out.ts";
+import { benchWorkbenchBrowser } from "./workbench_browser.ts";
 import { type MatmulPeak, ortMatmulPeak, peakShapes } from "./matmul_peak.ts";
 
 /**
@@ -499,6 +502,24 @@ results.push(...await benchPolicy({ quick }));
 results.push(...await benchAlertSpool({ quick, progress }));
 results.push(...await benchPolicyCompile({ quick, progress }));
 results.push(...await benchScaleOut({ quick, progress }));
+progress("workbench: a 1,000-request trace to its first heatmap, a rule edit to its preview");
+const wb = await benchWorkbenchBrowser(quick ? 200 : 1000);
+if (wb === null) progress("chromium not installed: skipping workbench/");
+else {
+  const row = (name: string, ms: number): BenchResult => ({
+    name,
+    tokens_per_s: 0,
+    baseline_tokens_per_s: null,
+    ratio: null,
+    p50_ms: ms,
+    p99_ms: null,
+    rss_mb: null,
+  });
+  results.push(
+    row(`workbench/open-${wb.requests}x64-to-first-heatmap`, wb.open_to_heatmap_ms),
+    row("workbench/rule-edit-to-preview", wb.edit_to_preview_ms),
+  );
+}
 
 const numpyVersion = (await runNumpy({ cases: [] }))?.numpy ?? null;
 const report = {
