@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { requireToken } from "../workbench/auth.ts";
 import { Hono } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import {
@@ -15,6 +16,9 @@ import {
   parseAlertFilter,
 } from "./alert_feed.ts";
 import type { Telemetry } from "../shared/telemetry.ts";
+
+/** Paths a liveness or readiness probe reads without a token. */
+const PROBES = new Set(["/healthz", "/readyz"]);
 
 /** What the control API reports on. */
 export interface ControlState {
@@ -36,6 +40,11 @@ export interface ControlState {
   sseHeartbeatMs?: number;
   /** Routes mounted as they are (the workbench under `/ui/`). */
   ui?: Hono;
+  /**
+   * The bearer token (`control.token_env`): when set, every route but
+   * `/healthz` and `/readyz` (the probes) requires it, as `/ui/` does.
+   */
+  token?: string;
 }
 
 /**
@@ -50,6 +59,10 @@ export interface ControlState {
  */
 export function controlApi(state: ControlState): Hono {
   const app = new Hono();
+  if (state.token !== undefined) {
+    const guard = requireToken(state.token);
+    app.use("*", (c, next) => PROBES.has(c.req.path) ? next() : guard(c, next));
+  }
   app.get("/healthz", (c) => c.text("ok"));
   app.get("/readyz", (c) => {
     if (state.ready()) return c.text("ready");

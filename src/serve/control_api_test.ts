@@ -202,3 +202,23 @@ Deno.test("control api: /alerts/stream answers 429 past the per-client limit, by
     await srv.shutdown();
   }
 });
+
+Deno.test("control api: with a token, every route but the probes asks for it", async () => {
+  const app = controlApi({
+    telemetry: new Telemetry(),
+    ready: () => true,
+    info: () => ({ monitor: "m1" }),
+    partitions: () => ({ owned: [] }),
+    token: "t0ken",
+  });
+  assert.equal((await app.request("/healthz")).status, 200);
+  assert.equal((await app.request("/readyz")).status, 200);
+  for (const path of ["/metrics", "/stats", "/partitions"]) {
+    const res = await app.request(path);
+    assert.equal(res.status, 401, path);
+    await res.body?.cancel();
+    const ok = await app.request(path, { headers: { Authorization: "Bearer t0ken" } });
+    assert.equal(ok.status, 200, path);
+    await ok.body?.cancel();
+  }
+});

@@ -88,7 +88,9 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
       if (!listen) return;
       const saes = ctx.models!.saes;
       const ui = await workbenchRoutes(ctx, listen);
+      const token = controlToken(config);
       const app = controlApi({
+        ...(token !== undefined ? { token } : {}),
         telemetry: ctx.telemetry,
         alerts: feed,
         ready: () => notReady(ctx).length === 0,

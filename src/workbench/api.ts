@@ -10,7 +10,8 @@ import { streamSSE } from "hono/streaming";
 import { LiveStore } from "./live_source.ts";
 import { fileURLToPath } from "node:url";
 import { extname, join, normalize } from "node:path";
-import { requireToken } from "./auth.ts";
+import { bodyLimit } from "hono/body-limit";
+import { requireToken, sameSiteWrites } from "./auth.ts";
 import { lintPolicyText, previewPolicy, PreviewRequestError } from "./policy_preview.ts";
 import type { Evaluation, TraceStore } from "./trace_source.ts";
 import {
@@ -54,6 +55,17 @@ export const VENDOR_FILES: Readonly<Record<string, () => string>> = {
 };
 
 const STATIC = fileURLToPath(new URL("./static/", import.meta.url));
+
+/** Largest request body (a policy text) the API reads. */
+const MAX_BODY_BYTES = 1 << 20;
+/** Most requests one listing returns, and most label search results. */
+const MAX_LIST = 5000;
+const MAX_LABELS = 200;
+/** Longest label query (fuzzy search cost grows with it). */
+const MAX_QUERY = 200;
+/** Live streams open at once, and events queued for one slow reader. */
+const MAX_LIVE_STREAMS = 16;
+const MAX_SSE_BACKLOG = 256;
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
   ".js": "text/javascript; charset=utf-8",
@@ -83,6 +95,14 @@ export function workbenchApi(source: WorkbenchSource, opts: WorkbenchOptions = {
   const labels = new LabelIndex(store);
   app.use("/ui/*", requireToken(opts.token));
   app.use("/ui", requireToken(opts.token));
+  app.use("/ui/api/*", sameSiteWrites());
+  app.use(
+    "/ui/api/*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => c.json({ error: `expected a body of at most ${MAX_BODY_BYTES} bytes` }, 413),
+    }),
+  );
 
   app.get("/ui/api/info", (c) =>
     c.json({
@@ -116,9 +136,9 @@ export function workbenchApi(source: WorkbenchSource, opts: WorkbenchOptions = {
     const tenant = c.req.query("tenant") || undefined;
     const text = c.req.query("text")?.toLowerCase() || undefined;
     const limit = Number(c.req.query("limit") ?? 1000);
-    if (!Number.isInteger(limit) || limit < 1) {
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST) {
       return c.json(
-        { error: `limit: expected an integer ≥ 1, found '${c.req.query("limit")}'` },
+        { error: `limit: expected an integer in 1..${MAX_LIST}, found '${c.req.query("limit")}'` },
         400,
       );
     }
@@ -176,7 +196,22 @@ export function workbenchApi(source: WorkbenchSource, opts: WorkbenchOptions = {
 
   app.get("/ui/api/labels", (c) => {
     const limit = Number(c.req.query("limit") ?? 20);
-    return c.json({ results: labels.search(c.req.query("q") ?? "", limit > 0 ? limit : 20) });
+    const q = c.req.query("q") ?? "";
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LABELS) {
+      return c.json(
+        {
+          error: `limit: expected an integer in 1..${MAX_LABELS}, found '${c.req.query("limit")}'`,
+        },
+        400,
+      );
+    }
+    if (q.length > MAX_QUERY) {
+      return c.json(
+        { error: `q: expected at most ${MAX_QUERY} characters, found ${q.length}` },
+        400,
+      );
+    }
+    return c.json({ results: labels.search(q, limit) });
   });
 
   const knownFile = (file: string | undefined) => file === undefined || policyFiles.includes(file);
@@ -193,19 +228,32 @@ export function workbenchApi(source: WorkbenchSource, opts: WorkbenchOptions = {
   const body = async (c: { req: { json(): Promise<unknown> } }) => {
     const b = await c.req.json().catch(() => null) as Record<string, unknown> | null;
     if (!b || typeof b.text !== "string") return null;
+    if (b.file !== undefined && (typeof b.file !== "string" || !knownFile(b.file))) return null;
     return b;
   };
+  const isStrings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === "string");
 
   app.post("/ui/api/policy/lint", async (c) => {
     const b = await body(c);
-    if (!b) return c.json({ error: "expected a JSON body {text, file?}" }, 400);
+    if (!b) {
+      return c.json({
+        error: "expected a JSON body {text, file?} (file: a policy file of the monitor)",
+      }, 400);
+    }
     const file = (b.file as string | undefined) ?? policyFiles[0];
     return c.json({ problems: lintPolicyText(store, b.text as string, file).problems });
   });
 
   app.post("/ui/api/policy/preview", async (c) => {
     const b = await body(c);
-    if (!b) return c.json({ error: "expected a JSON body {text, file?, curve?, positives?}" }, 400);
+    const curveOk = b?.curve === undefined ||
+      (typeof b.curve === "object" && b.curve !== null &&
+        typeof (b.curve as { rule?: unknown }).rule === "string");
+    if (!b || !curveOk || (b.positives !== undefined && !isStrings(b.positives))) {
+      return c.json({
+        error: "expected a JSON body {text, file?, curve?: {rule}, positives?: [request id]}",
+      }, 400);
+    }
     const file = (b.file as string | undefined) ?? policyFiles[0];
     try {
       return c.json(
@@ -231,10 +279,14 @@ export function workbenchApi(source: WorkbenchSource, opts: WorkbenchOptions = {
     if (!knownFile(b.file)) return c.json(fileError(b.file), 404);
     const { problems } = lintPolicyText(store, b.text as string, b.file);
     if (problems.some((p) => p.severity === "error")) return c.json({ problems }, 422);
-    await Deno.writeTextFile(b.file, b.text as string);
+    // written beside it and renamed: the policy watcher never reads half a file
+    const temp = `${b.file}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+    await Deno.writeTextFile(temp, b.text as string);
+    await Deno.rename(temp, b.file);
     return c.json({ saved: true, problems });
   });
 
+  let liveStreams = 0;
   app.get("/ui/api/live", (c) => {
     const live = store instanceof LiveStore ? store : undefined;
     if (!live) {
@@ -243,16 +295,25 @@ export function workbenchApi(source: WorkbenchSource, opts: WorkbenchOptions = {
         404,
       );
     }
+    if (liveStreams >= MAX_LIVE_STREAMS) {
+      return c.json({
+        error: `expected at most ${MAX_LIVE_STREAMS} live streams, found that many open`,
+      }, 429);
+    }
+    liveStreams++;
     return streamSSE(c, async (stream) => {
       const ended = new Promise<void>((resolve) => stream.onAbort(() => resolve()));
       await stream.write(": latentwatch workbench\n\n");
+      // a slow reader gets no backlog past MAX_SSE_BACKLOG events: those are skipped
+      let pending = 0;
       const unsubscribe = live.subscribe((id) => {
         const r = live.requests.get(id);
-        if (!r) return;
+        if (!r || pending >= MAX_SSE_BACKLOG) return;
+        pending++;
         stream.writeSSE({
           event: "request",
           data: JSON.stringify(summarize(r, source.evaluation)),
-        }).catch(() => {});
+        }).catch(() => {}).finally(() => pending--);
       });
       const timer = setInterval(() => stream.write(": heartbeat\n\n").catch(() => {}), 15_000);
       try {
@@ -260,6 +321,7 @@ export function workbenchApi(source: WorkbenchSource, opts: WorkbenchOptions = {
       } finally {
         clearInterval(timer);
         unsubscribe();
+        liveStreams--;
       }
     });
   });
@@ -289,7 +351,7 @@ async function fileResponse(path: string): Promise<Response> {
     });
   } catch (err) {
     if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.IsADirectory) {
-      return Response.json({ error: `not found: ${path}` }, { status: 404 });
+      return Response.json({ error: "not found" }, { status: 404 });
     }
     throw err;
   }

@@ -6,6 +6,9 @@ import { workbenchApi } from "./api.ts";
 import { loadTraceSource } from "./load.ts";
 import { formatFinding, lintPolicies } from "../cli/policy.ts";
 
+/** What the page sends with its writes (others are refused as cross-site). */
+const JSON_TYPE = { "Content-Type": "application/json" };
+
 // The demo's planted model: latent 0 is "prompt injection" on these words.
 const INJECTION_WORDS = [
   "ignore",
@@ -138,6 +141,7 @@ Deno.test("workbench API over the demo trace", async (t) => {
     assert(line > 0);
     const { body } = await json(app, "/ui/api/policy/preview", {
       method: "POST",
+      headers: JSON_TYPE,
       body: JSON.stringify({ text: bad, file: s.policyFile }),
     });
     const errs = body.problems.filter((p: { severity: string }) => p.severity === "error");
@@ -147,6 +151,7 @@ Deno.test("workbench API over the demo trace", async (t) => {
     assert.deepEqual(body.requests, []);
     const lint = await json(app, "/ui/api/policy/lint", {
       method: "POST",
+      headers: JSON_TYPE,
       body: JSON.stringify({ text: bad, file: s.policyFile }),
     });
     assert.deepEqual(lint.body.problems, body.problems);
@@ -164,6 +169,7 @@ Deno.test("workbench API over the demo trace", async (t) => {
     assert.ok(cli.errors.length > 0 && cli.warnings.length > 0, JSON.stringify(cli));
     const { body } = await json(app, "/ui/api/policy/lint", {
       method: "POST",
+      headers: JSON_TYPE,
       body: JSON.stringify({ text: bad, file: s.policyFile }),
     });
     const found = body.problems.map((p: { formatted: string }) => p.formatted).sort();
@@ -175,6 +181,7 @@ Deno.test("workbench API over the demo trace", async (t) => {
     async () => {
       const { body } = await json(app, "/ui/api/policy/preview", {
         method: "POST",
+        headers: JSON_TYPE,
         body: JSON.stringify({
           text: s.policy,
           file: s.policyFile,
@@ -227,6 +234,7 @@ Deno.test("workbench API over the demo trace", async (t) => {
     const bad = s.policy.replace("severity: low", "severity: lwo");
     const put422 = await json(app, "/ui/api/policy", {
       method: "PUT",
+      headers: JSON_TYPE,
       body: JSON.stringify({ file: s.policyFile, text: bad }),
     });
     assert.deepEqual(put422.status, 422);
@@ -234,6 +242,7 @@ Deno.test("workbench API over the demo trace", async (t) => {
     const edited = s.policy.replace("above: 2.0 }", "above: 2.5 }");
     const ok = await json(app, "/ui/api/policy", {
       method: "PUT",
+      headers: JSON_TYPE,
       body: JSON.stringify({ file: s.policyFile, text: edited }),
     });
     assert.deepEqual(ok.status, 200);
@@ -242,6 +251,7 @@ Deno.test("workbench API over the demo trace", async (t) => {
     const ro = workbenchApi(s.source, { writable: false });
     const put403 = await json(ro, "/ui/api/policy", {
       method: "PUT",
+      headers: JSON_TYPE,
       body: JSON.stringify({ file: s.policyFile, text: s.policy }),
     });
     assert.deepEqual(put403.status, 403);
@@ -256,6 +266,66 @@ Deno.test("workbench API over the demo trace", async (t) => {
     assert.deepEqual(v.status, 200);
     assert((await v.text()).length > 100_000);
     assert.deepEqual((await app.request("/ui/../deno.json")).status, 404);
+  });
+
+  await t.step("bad input is a 4xx with the reason, never a 500", async () => {
+    const post = (path: string, body: unknown, headers: Record<string, string> = JSON_TYPE) =>
+      app.request(path, { method: "POST", headers, body: JSON.stringify(body) });
+    const cases: [Response, number, RegExp][] = [
+      [
+        await post("/ui/api/policy/preview", {
+          text: s.policy,
+          curve: { rule: "x" },
+          positives: "abc",
+        }),
+        400,
+        /positives\?: \[request id\]/,
+      ],
+      [
+        await post("/ui/api/policy/preview", { text: s.policy, curve: "x" }),
+        400,
+        /curve\?: \{rule\}/,
+      ],
+      [
+        await post("/ui/api/policy/lint", { text: s.policy, file: 5 }),
+        400,
+        /a policy file of the monitor/,
+      ],
+      [
+        await post("/ui/api/policy/lint", { text: s.policy }, { "Content-Type": "text/plain" }),
+        415,
+        /application\/json/,
+      ],
+      [
+        await post("/ui/api/policy/lint", { text: s.policy }, {
+          ...JSON_TYPE,
+          Origin: "http://evil.example",
+        }),
+        403,
+        /this page's origin, found 'http:\/\/evil\.example'/,
+      ],
+      [
+        await post("/ui/api/policy/lint", { text: "x".repeat(2 << 20) }),
+        413,
+        /at most 1048576 bytes/,
+      ],
+      [await app.request("/ui/api/requests?limit=1000000000"), 400, /1\.\.5000/],
+      [await app.request("/ui/api/labels?limit=99999"), 400, /1\.\.200/],
+      [await app.request(`/ui/api/labels?q=${"a".repeat(300)}`), 400, /at most 200 characters/],
+    ];
+    for (const [res, status, message] of cases) {
+      const body = await res.json();
+      assert.equal(res.status, status, JSON.stringify(body));
+      assert.match(body.error, message);
+    }
+    // the same origin passes
+    const same = await post("/ui/api/policy/lint", { text: s.policy }, {
+      ...JSON_TYPE,
+      Origin: "http://localhost",
+    });
+    assert.equal(same.status, 200);
+    assert.equal((await app.request("/ui/nope.js")).status, 404);
+    assert.deepEqual(await (await app.request("/ui/nope.js")).json(), { error: "not found" });
   });
 
   await t.step("no token: a request naming another host is refused", async () => {
@@ -278,8 +348,17 @@ Deno.test("workbench API over the demo trace", async (t) => {
       headers: { Authorization: "Bearer s3cret-token" },
     });
     assert.deepEqual(good.status, 200);
-    const put = await locked.request("/ui/api/policy", { method: "PUT", body: "{}" });
+    const put = await locked.request("/ui/api/policy", {
+      method: "PUT",
+      headers: JSON_TYPE,
+      body: "{}",
+    });
     assert.deepEqual(put.status, 401);
+    // a malformed cookie is no token (401), not a crash
+    const mangled = await locked.request("/ui/api/info", {
+      headers: { Cookie: "latentwatch_ui_token=%E0" },
+    });
+    assert.equal(mangled.status, 401);
     const set = await locked.request("/ui/?token=s3cret-token");
     assert.deepEqual(set.status, 303);
     const cookie = set.headers.get("Set-Cookie")!;

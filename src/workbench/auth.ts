@@ -27,7 +27,12 @@ export function constantTimeEqual(a: string, b: string): boolean {
 function cookieToken(c: Context): string | undefined {
   for (const part of (c.req.header("Cookie") ?? "").split(";")) {
     const [k, ...v] = part.trim().split("=");
-    if (k === TOKEN_COOKIE) return decodeURIComponent(v.join("="));
+    if (k !== TOKEN_COOKIE) continue;
+    try {
+      return decodeURIComponent(v.join("="));
+    } catch {
+      return undefined; // a malformed cookie is no token
+    }
   }
   return undefined;
 }
@@ -82,5 +87,37 @@ export function requireToken(token: string | undefined): MiddlewareHandler {
       401,
       { "WWW-Authenticate": "Bearer" },
     );
+  };
+}
+
+/**
+ * Middleware refusing cross-site writes: a POST or PUT must carry
+ * `Content-Type: application/json` (which a form or a plain cross-site fetch
+ * cannot send without a preflight) and no `Origin` other than the page's own.
+ *
+ * @example
+ * ```ts
+ * import { Hono } from "hono";
+ * import { sameSiteWrites } from "./auth.ts";
+ * const app = new Hono();
+ * app.use("/ui/api/*", sameSiteWrites());
+ * ```
+ */
+export function sameSiteWrites(): MiddlewareHandler {
+  return async (c, next) => {
+    if (c.req.method !== "POST" && c.req.method !== "PUT") return await next();
+    const type = c.req.header("Content-Type") ?? "";
+    if (!type.toLowerCase().startsWith("application/json")) {
+      return c.json({ error: `expected Content-Type: application/json, found '${type}'` }, 415);
+    }
+    const origin = c.req.header("Origin");
+    const site = c.req.header("Sec-Fetch-Site");
+    if ((origin !== undefined && origin !== new URL(c.req.url).origin) || site === "cross-site") {
+      return c.json(
+        { error: `expected a request from this page's origin, found '${origin ?? site}'` },
+        403,
+      );
+    }
+    return await next();
   };
 }

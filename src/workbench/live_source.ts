@@ -80,6 +80,14 @@ export class LiveStore extends TraceStore {
     const list = this.evaluation.byRequest.get(alert.requestId) ?? [];
     list.push(f);
     this.evaluation.byRequest.set(alert.requestId, list);
+    // alerts may come before their request's batch is stored: keep them, but an
+    // alert whose request never comes (or was evicted) must not stay forever
+    if (this.evaluation.byRequest.size > this.requests.size + this.#max) {
+      for (const id of this.evaluation.byRequest.keys()) {
+        if (this.evaluation.byRequest.size <= this.requests.size + this.#max) break;
+        if (!this.requests.has(id)) this.evaluation.byRequest.delete(id);
+      }
+    }
     if (this.evaluation.firings.length > this.#max * 16) {
       this.evaluation.firings.splice(0, this.evaluation.firings.length - this.#max * 16);
     }

@@ -5,6 +5,9 @@ import { writeSimulatedTrace } from "../demo/simulated_trace.ts";
 import { workbenchApi } from "./api.ts";
 import { loadTraceSource } from "./load.ts";
 
+/** What the page sends with its writes (others are refused as cross-site). */
+const JSON_TYPE = { "Content-Type": "application/json" };
+
 Deno.test("loadTraceSource: --positives traces mark their requests for threshold curves", async () => {
   const dir = await Deno.makeTempDir({ prefix: "lw-workbench-pos-" });
   const policy = new URL("../../policies/demo.yaml", import.meta.url).pathname;
@@ -29,6 +32,7 @@ Deno.test("loadTraceSource: --positives traces mark their requests for threshold
     assert.equal(info.requests, 7);
     const res = await app.request("/ui/api/policy/preview", {
       method: "POST",
+      headers: JSON_TYPE,
       body: JSON.stringify({
         text: await Deno.readTextFile(policy),
         file: policy,
@@ -42,6 +46,7 @@ Deno.test("loadTraceSource: --positives traces mark their requests for threshold
     assert.equal(at2.benignRate, 1 / 5);
     const unknown = await app.request("/ui/api/policy/preview", {
       method: "POST",
+      headers: JSON_TYPE,
       body: JSON.stringify({
         text: await Deno.readTextFile(policy),
         file: policy,

@@ -134,7 +134,10 @@ export interface CurvePoint {
 /** What a preview gave. */
 export interface Preview {
   problems: LintProblem[];
+  /** Those that fire first, then quiet ones, at most {@linkcode PREVIEW_REQUESTS}. */
   requests: PreviewRequest[];
+  /** How many requests were previewed, fired, and are in `requests`. */
+  totals?: { requests: number; fired: number; shown: number };
   curve?: { rule: string; points: CurvePoint[] };
 }
 
@@ -150,6 +153,11 @@ export interface PreviewOptions {
 export class PreviewRequestError extends Error {
   override name = "PreviewRequestError";
 }
+
+/** Most requests one preview returns in detail (those that fire first). */
+export const PREVIEW_REQUESTS = 500;
+/** Most thresholds on a curve. */
+export const CURVE_POINTS = 200;
 
 /**
  * Lint `text` and, without errors, evaluate it over the loaded traces.
@@ -203,7 +211,15 @@ export async function previewPolicy(
       conditions,
     });
   }
-  const out: Preview = { problems: lint.problems, requests };
+  // a bounded answer: every request that fires (up to PREVIEW_REQUESTS), then quiet ones
+  const fired = requests.filter((r) => r.fired);
+  const quiet = requests.filter((r) => !r.fired);
+  const shown = [...fired, ...quiet].slice(0, PREVIEW_REQUESTS);
+  const out: Preview = {
+    problems: lint.problems,
+    requests: shown,
+    totals: { requests: requests.length, fired: fired.length, shown: shown.length },
+  };
   if (opts.curve) out.curve = thresholdCurve(store, set, opts.curve.rule, opts.positives ?? []);
   return out;
 }
@@ -260,7 +276,12 @@ export function thresholdCurve(
   const above = trigger.op === "above";
   const benign = [...store.requests.keys()].filter((id) => !pos.has(id));
   const extremes = [...collector.requestValues.values()].filter(Number.isFinite);
-  const thresholds = [...new Set([trigger.threshold, ...extremes])].sort((a, b) => a - b);
+  // at most CURVE_POINTS thresholds (quantiles of the extremes): the cost stays
+  // linear in the requests whatever their number
+  const sorted = [...new Set(extremes)].sort((a, b) => a - b);
+  const step = Math.max(1, Math.ceil(sorted.length / CURVE_POINTS));
+  const picked = sorted.filter((_, i) => i % step === 0 || i === sorted.length - 1);
+  const thresholds = [...new Set([trigger.threshold, ...picked])].sort((a, b) => a - b);
   const passes = (id: string, t: number) => {
     const v = collector.requestValues.get(id);
     return v !== undefined && (above ? v > t : v < t);

@@ -137,11 +137,7 @@ export class TraceStore {
           this.requests.set(frame.requestId, r);
         }
         if (frame.tenant !== undefined) r.tenant = frame.tenant;
-        for (let i = 0; i < frame.tokens; i++) {
-          const pos = frame.position + i;
-          r.tokens[pos] = frame.tokenText?.[i] ?? r.tokens[pos] ?? "";
-          r.refs[pos] = { batch: b, row: firstRow + i };
-        }
+        indexTokens(r, frame, b, firstRow);
       });
     }
     this.paths.push(path);
@@ -162,11 +158,7 @@ export class TraceStore {
         this.requests.set(frame.requestId, r);
       }
       if (frame.tenant !== undefined) r.tenant = frame.tenant;
-      for (let i = 0; i < frame.tokens; i++) {
-        const pos = frame.position + i;
-        r.tokens[pos] = frame.tokenText?.[i] ?? r.tokens[pos] ?? "";
-        r.refs[pos] = { batch: b, row: firstRow + i };
-      }
+      indexTokens(r, frame, b, firstRow);
       firstRow += frame.tokens;
     }
     return ids;
@@ -198,7 +190,8 @@ export class TraceStore {
     });
     const evidence = new Evidence({ ...monitor.config.evidence, dIn: monitor.models.dIn });
     const out: Evaluation = { firings: [], byRequest: new Map() };
-    for (const batch of this.batches) {
+    // a snapshot: a live store appends and drops batches while this awaits
+    for (const batch of [...this.batches]) {
       evidence.remember(batch.frames);
       const outcome = evaluator.evaluateBatch(
         gen,
@@ -234,5 +227,24 @@ export class TraceStore {
       });
     }
     return out;
+  }
+}
+
+/** Positions past this are not shown: a request's token arrays stay dense and bounded. */
+export const MAX_TOKENS_PER_REQUEST = 1 << 16;
+
+/** Index `frame`'s tokens in `r` (batch `b`, rows from `firstRow`), up to the bound. */
+function indexTokens(
+  r: { tokens: string[]; refs: { batch: number; row: number }[] },
+  frame: { position: number; tokens: number; tokenText?: readonly string[] },
+  b: number,
+  firstRow: number,
+): void {
+  for (let i = 0; i < frame.tokens; i++) {
+    const pos = frame.position + i;
+    // a position far past the request's tokens would make a huge sparse array
+    if (pos >= MAX_TOKENS_PER_REQUEST || pos > r.tokens.length + 4096) return;
+    r.tokens[pos] = frame.tokenText?.[i] ?? r.tokens[pos] ?? "";
+    r.refs[pos] = { batch: b, row: firstRow + i };
   }
 }

@@ -170,6 +170,22 @@ export class NotFoundError extends Error {
   override name = "NotFoundError";
 }
 
+/** Each decoder row's norm, computed once per decoder (latent pages come one after another). */
+const NORMS = new WeakMap<Float32Array, Float64Array>();
+
+function decoderNorms(wDec: Float32Array, dSae: number, dOut: number): Float64Array {
+  let norms = NORMS.get(wDec);
+  if (norms) return norms;
+  norms = new Float64Array(dSae);
+  for (let l = 0; l < dSae; l++) {
+    let s = 0;
+    for (let j = 0; j < dOut; j++) s += wDec[l * dOut + j] ** 2;
+    norms[l] = Math.sqrt(s);
+  }
+  NORMS.set(wDec, norms);
+  return norms;
+}
+
 /** The page of `sae`'s latent `latent` over the loaded traces. */
 export function latentPage(
   store: TraceStore,
@@ -187,21 +203,27 @@ export function latentPage(
     throw new NotFoundError(`latent ${latent} out of range (expected 0..${w.dSae - 1})`);
   }
   const dOut = w.dOut ?? w.dIn;
-  const norms = new Float64Array(w.dSae);
-  for (let l = 0; l < w.dSae; l++) {
-    let s = 0;
-    for (let j = 0; j < dOut; j++) s += w.wDec[l * dOut + j] ** 2;
-    norms[l] = Math.sqrt(s);
-  }
-  const nearest: LatentPage["nearest"] = [];
+  const norms = decoderNorms(w.wDec, w.dSae, dOut);
+  // the `keep` nearest, without sorting (or labelling) every latent of the SAE
+  const keep = opts.nearest ?? 10;
+  const best: { latent: number; cosine: number }[] = [];
   for (let l = 0; l < w.dSae; l++) {
     if (l === latent) continue;
     let dot = 0;
     for (let j = 0; j < dOut; j++) dot += w.wDec[l * dOut + j] * w.wDec[latent * dOut + j];
     const d = norms[l] * norms[latent];
-    nearest.push({ latent: l, label: labelOf(store, sae, l), cosine: d > 0 ? dot / d : 0 });
+    const cosine = d > 0 ? dot / d : 0;
+    if (best.length < keep || cosine > best[best.length - 1].cosine) {
+      best.push({ latent: l, cosine });
+      best.sort((a, b) => b.cosine - a.cosine);
+      if (best.length > keep) best.pop();
+    }
   }
-  nearest.sort((a, b) => b.cosine - a.cosine);
+  const nearest: LatentPage["nearest"] = best.map((b) => ({
+    latent: b.latent,
+    label: labelOf(store, sae, b.latent),
+    cosine: b.cosine,
+  }));
   const ctx = opts.context ?? 5;
   let tokens = 0;
   let active = 0;

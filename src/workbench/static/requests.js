@@ -121,6 +121,8 @@ export async function renderRequests(ctx) {
         const tr = row(r);
         tr.classList.add("fresh");
         tbody.prepend(tr);
+        // a bounded table: the oldest rows go past 500
+        while (tbody.children.length > 500) tbody.lastElementChild.remove();
         count.textContent = `${tbody.children.length} request(s)`;
       });
       ctx.onCleanup(() => es.close());
