@@ -4,7 +4,10 @@
  * and warning as `file:line:col: error|warning: reason`.
  *
  * - A path is a policy file or a folder: every `*.yaml`/`*.yml` under it,
- *   except rule tests (`*.test.yaml`) and `testdata/` folders.
+ *   except rule tests (`*.test.yaml`), `testdata/` folders and monitor files
+ *   (`monitor:` and `saes:`), each passed over with a note line.
+ * - Schema errors and semantic errors come in one run, sorted by file, line
+ *   and column: the rules of a file that did validate are still compiled.
  * - With `--monitor`, the files are compiled against the SAEs and probes
  *   that monitor loads: SAE widths (`d_sae` from an SAELens `cfg.json`
  *   without reading the weights; other formats are loaded), labels
@@ -22,11 +25,11 @@
  *
  * @module
  */
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { ConfigError, type ConfigIssue, oneLine, sortIssues } from "../config/errors.ts";
 import { DEFAULT_POLICY_LIMITS } from "../core/policy/limits.ts";
 import { type MonitorConfig, monitorConfigFromSource } from "../config/monitor.ts";
-import { readPolicyFile } from "../config/policy_file.ts";
+import { policyFileDefFromSource, validRulesOf } from "../config/policy_file.ts";
 import { loadYamlSource, type YamlPath, type YamlSource } from "../config/yaml_source.ts";
 import type { Condition, PolicyFileDef, SteerAction } from "../core/policy/ast.ts";
 import {
@@ -46,7 +49,8 @@ const USAGE =
        latentwatch policy calibrate --monitor ...   (thresholds; see policy calibrate --help)
 
   Validate and compile policy files. A path is a file or a folder (every
-  *.yaml / *.yml under it except *.test.yaml and testdata/ folders).
+  *.yaml / *.yml under it except *.test.yaml, testdata/ folders and monitor
+  files, each noted as skipped).
 
   --monitor <file>  compile against that monitor's SAEs and probes (unknown SAE
                     or probe, latent out of range, unknown label); with no
@@ -78,6 +82,14 @@ export interface LintReport {
   monitor: string | null;
   errors: LintFinding[];
   warnings: LintFinding[];
+  /** What a folder held that is not a policy (monitor files, rule tests, `testdata/`), not linted. */
+  skipped: SkippedPath[];
+}
+
+/** A path under a folder given to lint that is not a policy file, with why. */
+export interface SkippedPath {
+  file: string;
+  reason: string;
 }
 
 /** Compile problems that need the real SAEs; stand-in encoders cannot judge them. */
@@ -135,11 +147,15 @@ export async function runPolicyCommand(args: string[]): Promise<number> {
   return failed ? 1 : 0;
 }
 
+/** Findings in file, line, column order. */
+function byPosition(a: LintFinding, b: LintFinding): number {
+  return a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line || a.col - b.col;
+}
+
 function printReport(r: LintReport): void {
-  const all = [...r.errors, ...r.warnings].sort((a, b) =>
-    a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line || a.col - b.col
-  );
+  const all = [...r.errors, ...r.warnings].sort(byPosition);
   for (const f of all) console.error(formatFinding(f));
+  for (const n of r.skipped) console.error(`${n.file}: note: skipped, ${oneLine(n.reason)}`);
   const warned = r.warnings.length > 0 ? `, ${r.warnings.length} warning(s)` : "";
   if (r.errors.length > 0) {
     const nFiles = new Set(all.map((f) => f.file)).size;
@@ -178,22 +194,59 @@ export function formatFinding(f: LintFinding): string {
  * ```
  */
 export async function policyPaths(paths: string[]): Promise<string[]> {
-  const out: string[] = [];
+  return (await policyPathsWithSkips(paths)).files.map((f) => f.path);
+}
+
+/** A path to lint; `inFolder` when it was found under a folder (not named on the command line). */
+interface LintPath {
+  path: string;
+  inFolder: boolean;
+}
+
+/** {@linkcode policyPaths}, with the rule tests and `testdata/` folders passed over, each noted. */
+async function policyPathsWithSkips(
+  paths: string[],
+): Promise<{ files: LintPath[]; skipped: SkippedPath[] }> {
+  const files: LintPath[] = [];
+  const skipped: SkippedPath[] = [];
   for (const p of paths) {
     let dir = false;
     try {
       dir = (await Deno.stat(p)).isDirectory;
     } catch { /* missing: reported when read */ }
-    if (dir) {
-      out.push(
-        ...await filesUnder(p, {
-          enter: (name) => name !== "testdata" && !name.startsWith("."),
-          take: (name) => /\.ya?ml$/.test(name) && !/\.test\.ya?ml$/.test(name),
-        }),
-      );
-    } else out.push(p);
+    if (!dir) {
+      files.push({ path: p, inFolder: false });
+      continue;
+    }
+    const yaml = (name: string) => /\.ya?ml$/.test(name);
+    const ruleTest = (name: string) => /\.test\.ya?ml$/.test(name);
+    const under = await filesUnder(p, {
+      enter: (name) => !name.startsWith("."),
+      take: yaml,
+    });
+    const seenTestdata = new Set<string>();
+    for (const f of under) {
+      const parts = relative(p, f).split(/[\\/]/);
+      const at = parts.indexOf("testdata");
+      if (at >= 0) {
+        const folder = join(p, ...parts.slice(0, at + 1));
+        if (!seenTestdata.has(folder)) {
+          seenTestdata.add(folder);
+          skipped.push({ file: folder, reason: "a testdata folder (fixtures, not policies)" });
+        }
+      } else if (ruleTest(parts[parts.length - 1])) {
+        skipped.push({ file: f, reason: "a rule test (*.test.yaml; see policy test)" });
+      } else files.push({ path: f, inFolder: true });
+    }
   }
-  return out;
+  return { files, skipped };
+}
+
+/** A monitor file: a YAML mapping with `monitor:` and `saes:`. */
+function isMonitorSource(src: YamlSource): boolean {
+  const v = src.value;
+  return v !== null && typeof v === "object" && !Array.isArray(v) && "monitor" in v &&
+    "saes" in v;
 }
 
 /**
@@ -235,23 +288,50 @@ export async function lintPolicies(
     if (paths.length === 0 && monitor) paths = monitor.policies;
   }
 
-  let files: string[] = [];
+  let found: LintPath[] = [];
+  const skipped: SkippedPath[] = [];
   try {
-    files = await policyPaths(paths);
+    const walked = await policyPathsWithSkips(paths);
+    found = walked.files;
+    skipped.push(...walked.skipped);
   } catch (err) {
     errors.push(internal(paths[0] ?? ".", err));
   }
+  const files: string[] = [];
   const defs: PolicyFileDef[] = [];
-  for (const file of files) {
+  for (const { path: file, inFolder } of found) {
+    let src: YamlSource | undefined;
     try {
-      const parsed = await readPolicyFile(file);
+      src = await loadYamlSource(file);
+      if (inFolder && isMonitorSource(src)) {
+        skipped.push({ file, reason: "a monitor file (monitor: and saes:), not a policy" });
+        continue;
+      }
+      files.push(file);
+      const parsed = policyFileDefFromSource(src);
       defs.push(parsed.def);
       for (const w of parsed.warnings) {
         warnings.push({ ...w, severity: "warning", code: "atlas-tag" });
       }
     } catch (err) {
-      if (err instanceof ConfigError) configErrors(err.issues);
-      else errors.push(internal(file, err));
+      if (src === undefined) files.push(file);
+      if (!(err instanceof ConfigError)) {
+        errors.push(internal(file, err));
+        continue;
+      }
+      configErrors(err.issues);
+      // the rules that did validate still get the semantic checks, in this same run
+      try {
+        const partial = src && validRulesOf(src);
+        if (partial) {
+          defs.push(partial.def);
+          for (const w of partial.warnings) {
+            warnings.push({ ...w, severity: "warning", code: "atlas-tag" });
+          }
+        }
+      } catch (e) {
+        errors.push(internal(file, e));
+      }
     }
   }
 
@@ -289,8 +369,9 @@ export async function lintPolicies(
       files,
       rules: defs.reduce((n, d) => n + d.rules.length, 0),
       monitor: monitor?.monitor ?? null,
-      errors,
-      warnings,
+      errors: errors.sort(byPosition),
+      warnings: warnings.sort(byPosition),
+      skipped,
     };
   }
 }

@@ -282,3 +282,93 @@ Deno.test("policy lint --monitor: the demo policies against the demo trace's mon
     "policy lint: OK, 1 file(s), 4 rule(s), compiled against monitor 'demo-example'",
   ]);
 });
+
+const ONE_PASS = [
+  "version: 2", //                                                1
+  "rules:", //                                                    2
+  "  - id: first", //                                             3
+  "    title: First", //                                          4
+  "    severity: high", //                                        5
+  "    when: { macro: nope }", //                                 6  semantic: unknown macro
+  "  - id: second", //                                            7
+  "    title: Second", //                                         8
+  "    severity: urgent", //                                      9  schema: not a severity
+  "    when: { sae: res, latent: 1, above: 1 }", //               10
+  "  - id: third", //                                             11
+  "    title: Third", //                                          12
+  "    severity: low", //                                         13
+  '    when: { sae: res, label: "prompt injecton", above: 1 }', // 14 semantic: misspelled label
+  "",
+].join("\n");
+
+Deno.test("policy lint: schema and semantic errors in one run, sorted, valid rules still checked", async () => {
+  const dir = await fixture();
+  try {
+    await Deno.writeTextFile(join(dir, "p.yaml"), ONE_PASS);
+    const r = await latentwatch(["lint", "p.yaml"], dir);
+    assert.equal(r.code, 1);
+    assert.deepEqual(lines(r.stderr), [
+      "p.yaml:6:11: error: rule 'first': unknown macro 'nope'; expected one of the macros defined (none)",
+      'p.yaml:9:15: error: expected one of info, low, medium, high, critical, found the string "urgent"',
+      "policy lint: 2 error(s) in 1 file(s)",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("policy lint --monitor: a misspelled label gets 'did you mean', case and spaces ignored", async () => {
+  const dir = await fixture();
+  try {
+    await Deno.writeTextFile(
+      join(dir, "labels.jsonl"),
+      [
+        { modelId: "m", layer: "res", index: "0", description: "French text" },
+        { modelId: "m", layer: "res", index: "1", description: "prompt injection" },
+      ].map((row) => JSON.stringify(row)).join("\n") + "\n",
+    );
+    const monitor = await Deno.readTextFile(join(dir, "monitor.yaml"));
+    await Deno.writeTextFile(
+      join(dir, "monitor.yaml"),
+      monitor.replace("    path: sae\n", "    path: sae\n    labels: labels.jsonl\n"),
+    );
+    await Deno.writeTextFile(
+      join(dir, "p.yaml"),
+      ONE_PASS.replace("{ macro: nope }", '{ sae: res, label: "PromptInjection", above: 1 }')
+        .replace("severity: urgent", "severity: medium"),
+    );
+    const r = await latentwatch(["lint", "p.yaml", "--monitor", "monitor.yaml"], dir);
+    assert.equal(r.code, 1);
+    assert.deepEqual(lines(r.stderr), [
+      "p.yaml:6:11: error: rule 'first': unknown latent label 'PromptInjection' for SAE 'res'; " +
+      "expected a loaded label (matched exactly, ignoring case) (did you mean 'prompt injection'?)",
+      "p.yaml:14:11: error: rule 'third': unknown latent label 'prompt injecton' for SAE 'res'; " +
+      "expected a loaded label (matched exactly, ignoring case) (did you mean 'prompt injection'?)",
+      "policy lint: 2 error(s) in 1 file(s)",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("policy lint: a folder skips monitor files, rule tests and testdata, a note each", async () => {
+  const dir = await fixture();
+  try {
+    await Deno.writeTextFile(join(dir, "rules.test.yaml"), "tests: []\n");
+    await Deno.mkdir(join(dir, "testdata"));
+    await Deno.writeTextFile(join(dir, "testdata", "broken.yaml"), "version: 9\n");
+    const r = await latentwatch(["lint", "."], dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(lines(r.stderr), [
+      "rules.test.yaml: note: skipped, a rule test (*.test.yaml; see policy test)",
+      "testdata: note: skipped, a testdata folder (fixtures, not policies)",
+      "monitor.yaml: note: skipped, a monitor file (monitor: and saes:), not a policy",
+    ]);
+    assert.deepEqual(lines(r.stdout), ["policy lint: OK, 1 file(s), 1 rule(s)"]);
+    // named on the command line, a file is linted as a policy whatever it holds
+    const named = await latentwatch(["lint", "monitor.yaml"], dir);
+    assert.equal(named.code, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

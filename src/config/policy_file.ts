@@ -32,6 +32,7 @@ import {
   loadYamlSource,
   parseYamlSource,
   validateYaml,
+  type YamlPath,
   type YamlSource,
 } from "./yaml_source.ts";
 
@@ -154,4 +155,68 @@ export async function readPolicyFile(
  */
 export async function loadPolicyFileDef(path: string): Promise<PolicyFileDef> {
   return (await readPolicyFile(path)).def;
+}
+
+/**
+ * What of an invalid policy file can still be checked: the file without the
+ * rules that have schema errors (or repeat an earlier rule's id), converted
+ * as {@linkcode policyFileDefFromSource} would, with positions still those of
+ * the original file. `undefined` when an error lies outside the rules (the
+ * version, a macro, a list, a top-level key) or nothing is left to check, so
+ * that lint can report a file's schema errors and the semantic errors of
+ * its valid rules in one run.
+ *
+ * @example
+ * ```ts
+ * import { parseYamlSource } from "./yaml_source.ts";
+ * const src = parseYamlSource(
+ *   "version: 2\nrules:\n  - id: bad\n    title: T\n    severity: nope\n" +
+ *     "    when: {sae: res, latent: 1, above: 1}\n  - id: ok\n    title: T\n" +
+ *     "    severity: high\n    when: {sae: res, latent: 2, above: 1}\n",
+ *   "p.yaml",
+ * );
+ * validRulesOf(src)?.def.rules.map((r) => r.id); // ["ok"]
+ * ```
+ */
+export function validRulesOf(src: YamlSource): ParsedPolicyFile | undefined {
+  if (versionIssue(src)) return undefined;
+  const root = src.value as Record<string, unknown>;
+  const rules = root.rules;
+  if (!Array.isArray(rules)) return undefined;
+  const schema = root.version === 1 ? PolicyFileSchema : PolicyFileV2Schema;
+  const result = schema.safeParse(root);
+  if (result.success) return undefined;
+  const bad = new Set<number>();
+  for (const issue of result.error.issues) {
+    const [key, i] = issue.path;
+    if (key !== "rules" || typeof i !== "number") return undefined;
+    bad.add(i);
+  }
+  const seen = new Set<string>();
+  rules.forEach((r, i) => {
+    const id = (r as { id?: unknown } | null)?.id;
+    if (typeof id !== "string") return;
+    if (seen.has(id)) bad.add(i);
+    seen.add(id);
+  });
+  const kept = rules.map((_, i) => i).filter((i) => !bad.has(i));
+  if (kept.length === 0) return undefined;
+  const value = { ...root, rules: kept.map((i) => rules[i]) };
+  const shifted: YamlSource = {
+    file: src.file,
+    value,
+    locate: (path: YamlPath, at) =>
+      src.locate(
+        path[0] === "rules" && typeof path[1] === "number"
+          ? ["rules", kept[path[1]], ...path.slice(2)]
+          : path,
+        at,
+      ),
+  };
+  try {
+    return policyFileDefFromSource(shifted);
+  } catch (err) {
+    if (err instanceof ConfigError) return undefined;
+    throw err;
+  }
 }

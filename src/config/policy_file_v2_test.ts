@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { PolicyFileDef } from "../core/policy/ast.ts";
 import { ConfigError } from "./errors.ts";
-import { parsePolicyFileDef, policyFileDefFromSource } from "./policy_file.ts";
+import { parsePolicyFileDef, policyFileDefFromSource, validRulesOf } from "./policy_file.ts";
 import { atlasTagProblem } from "./policy_file_schema.ts";
 import { parseYamlSource } from "./yaml_source.ts";
 
@@ -432,4 +432,27 @@ Deno.test("ATLAS tags: well-formed ids pass, look-alikes warn at the tag with a 
     parseYamlSource(oneRule("{ sae: s, latent: 1, above: 2 }", "    tags: [ok, AML.T0051.0]"), F),
   );
   assert.deepEqual(warnings.map((w) => `${w.line}:${w.col}`), ["7:16"]);
+});
+
+Deno.test("validRulesOf: the rules that validate, at their own lines; none when an error is outside the rules", () => {
+  const text = [
+    "version: 2", //                                       1
+    "rules:", //                                           2
+    "  - id: bad", //                                      3
+    "    title: Bad", //                                   4
+    "    severity: urgent", //                             5
+    "    when: { sae: res, latent: 1, above: 1 }", //      6
+    "  - id: ok", //                                       7
+    "    title: Ok", //                                    8
+    "    severity: high", //                               9
+    "    when: { sae: res, latent: 2, above: 1 }", //      10
+    "",
+  ].join("\n");
+  const kept = validRulesOf(parseYamlSource(text, "p.yaml"));
+  assert.deepEqual(kept?.def.rules.map((r) => [r.id, r.source.line]), [["ok", 7]]);
+  assert.equal(validRulesOf(parseYamlSource(`${text}extra: 1\n`, "p.yaml")), undefined);
+  assert.equal(
+    validRulesOf(parseYamlSource(text.replace("severity: high", "severity: nope"), "p.yaml")),
+    undefined,
+  );
 });

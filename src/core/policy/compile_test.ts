@@ -168,6 +168,24 @@ Deno.test("compile error: labels unknown, ambiguous (candidates listed), none lo
   assert.match(e.problems[1].reason, /found 2 \(4 'deception', 5 'Deception'\)/);
 });
 
+Deno.test("compile error: a misspelled label gets the closest one, case and spaces ignored", () => {
+  const e = compileError([
+    file([
+      rule("a", test({ kind: "label", sae: "res", label: "prompt injecton" }, 1, { line: 11 })),
+      rule("b", test({ kind: "label", sae: "res", label: "PromptInjection" }, 1, { line: 12 })),
+      rule("c", test({ kind: "label", sae: "res", label: "zzzz" }, 1, { line: 13 })),
+    ]),
+  ]);
+  assert.deepEqual(e.problems.map((p) => p.reason), [
+    "unknown latent label 'prompt injecton' for SAE 'res'; expected a loaded label (matched " +
+    "exactly, ignoring case) (did you mean 'Prompt injection'?)",
+    "unknown latent label 'PromptInjection' for SAE 'res'; expected a loaded label (matched " +
+    "exactly, ignoring case) (did you mean 'Prompt injection'?)",
+    "unknown latent label 'zzzz' for SAE 'res'; expected a loaded label (matched exactly, " +
+    "ignoring case)",
+  ]);
+});
+
 Deno.test("compile error: unknown macro, macro cycle (reported once), unknown list", () => {
   const e = compileError([
     file([

@@ -33,6 +33,56 @@ function labelsOf(ctx: Ctx, encoder: string, info: SignalInfo): Map<string, numb
   return m;
 }
 
+/** A label compared for "did you mean": lower case, without whitespace. */
+function normalizeLabel(label: string): string {
+  return label.toLowerCase().replace(/\s+/g, "");
+}
+
+/**
+ * The loaded label closest to `label` by edit distance on normalized text
+ * (case and whitespace ignored), when it is close: at most 1 edit for short
+ * labels, about one in four characters for longer ones. The first of equally
+ * close labels wins; labels whose length alone rules them out are skipped, so
+ * the work is bounded by the label count times the label's length.
+ *
+ * @example
+ * ```ts
+ * closestLabel("prompt injecton", ["prompt injection", "French text"]); // "prompt injection"
+ * closestLabel("PromptInjection", ["prompt injection"]); // "prompt injection"
+ * ```
+ */
+export function closestLabel(label: string, labels: Iterable<string>): string | undefined {
+  const needle = normalizeLabel(label);
+  if (needle.length === 0) return undefined;
+  const limit = Math.max(1, Math.floor(needle.length / 4));
+  let best: string | undefined;
+  let bestD = limit + 1;
+  for (const l of labels) {
+    const n = normalizeLabel(l);
+    if (Math.abs(n.length - needle.length) >= bestD) continue;
+    const d = boundedEditDistance(needle, n, bestD - 1);
+    if (d < bestD) [best, bestD] = [l, d];
+    if (bestD === 0) break;
+  }
+  return best;
+}
+
+/** Levenshtein distance of `a` and `b`, or `max + 1` once it is known to exceed `max`. */
+function boundedEditDistance(a: string, b: string, max: number): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    let low = i;
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      low = Math.min(low, cur[j]);
+    }
+    if (low > max) return max + 1;
+    prev = cur;
+  }
+  return Math.min(prev[b.length], max + 1);
+}
+
 /** Resolve a signal reference to concrete `(encoder, index)` pairs; `null` after a problem. */
 function resolveSignal(
   ctx: Ctx,
@@ -76,10 +126,12 @@ function resolveSignal(
     if (found.length === 0) {
       const needle = sig.label.trim().toLowerCase();
       const near = [...info.labels].filter(([, l]) => l.toLowerCase().includes(needle)).slice(0, 3);
+      const close = closestLabel(sig.label, info.labels.values());
       return bad(
         "unknown-label",
         `unknown latent label '${sig.label}' for SAE '${encoder}'; expected a loaded label ` +
           `(matched exactly, ignoring case)` +
+          (close !== undefined ? ` (did you mean '${close}'?)` : "") +
           (near.length
             ? `; labels containing it: ${near.map(([i, l]) => `${i} '${l}'`).join(", ")}`
             : ""),
