@@ -10,6 +10,7 @@ import {
   describeTrigger,
   passRate,
   PooledCollector,
+  sampleNeeded,
   suggestThreshold,
   triggerTest,
 } from "../traces/calibrate.ts";
@@ -33,12 +34,23 @@ const CALIBRATE_USAGE =
   --target-fpr <f>    false-positive target in (0, 1), e.g. 0.001
   --per token|request suggest for one of the two only (default: both)
   --json              one JSON document on stdout
+  --allow-small-sample  report even when the benign sample cannot measure the target
+                      (fewer than 1/target requests, or tokens for --per token)
+
+  With N benign requests the smallest measurable false-positive rate is 1/N:
+  below 1/target requests the command refuses (exit 1), below 3/target it warns.
 
   Exit status: 0 on success, 1 on errors (unreadable trace, bad monitor), 2 on bad usage.`;
 
 /** The rates of one threshold. */
 export interface RateAt {
-  threshold: number | null;
+  threshold: number;
+  /**
+   * Every threshold meets the target (fewer evaluations than the false
+   * positives allowed): the current threshold is kept, and these are the
+   * rates of the rule firing wherever it is evaluated, the worst case.
+   */
+  anyThresholdMeets?: { perThousandTokens: number; perThousandRequests: number };
   /** Tokens on which the test holds, per 1000 tokens of the traces. */
   perThousandTokens: number;
   /** Requests on which it holds at least once, per 1000 requests. */
@@ -139,25 +151,27 @@ export async function calibrate(
   for (const { cal, c } of collectors) {
     const op = c.trigger.op;
     const reqValues = [...c.requestValues.values()];
-    // null: no threshold reaches the target; the rule may then fire wherever it is evaluated
-    const at = (threshold: number | null): RateAt => ({
+    const at = (threshold: number): RateAt => ({
       threshold,
-      perThousandTokens: 1000 *
-        (threshold === null
-          ? c.tokenValues.length / Math.max(1, tokens)
-          : passRate(c.tokenValues, tokens, op, threshold)),
-      perThousandRequests: 1000 *
-        (threshold === null
-          ? reqValues.length / Math.max(1, nReq)
-          : passRate(reqValues, nReq, op, threshold)),
+      perThousandTokens: 1000 * passRate(c.tokenValues, tokens, op, threshold),
+      perThousandRequests: 1000 * passRate(reqValues, nReq, op, threshold),
     });
+    // null: even firing wherever evaluated stays within the target; keep the current threshold
+    const suggest = (t: number | null): RateAt =>
+      t !== null ? at(t) : {
+        ...at(c.trigger.threshold),
+        anyThresholdMeets: {
+          perThousandTokens: 1000 * c.tokenValues.length / Math.max(1, tokens),
+          perThousandRequests: 1000 * reqValues.length / Math.max(1, nReq),
+        },
+      };
     cal.current = at(c.trigger.threshold);
     cal.suggested = {};
     if (per.includes("token")) {
-      cal.suggested.token = at(suggestThreshold(c.tokenValues, tokens, targetFpr, op));
+      cal.suggested.token = suggest(suggestThreshold(c.tokenValues, tokens, targetFpr, op));
     }
     if (per.includes("request")) {
-      cal.suggested.request = at(suggestThreshold(reqValues, nReq, targetFpr, op));
+      cal.suggested.request = suggest(suggestThreshold(reqValues, nReq, targetFpr, op));
     }
   }
   return { monitor: monitor.config.monitor, traces, targetFpr, tokens, requests: nReq, rules };
@@ -171,6 +185,7 @@ export async function runCalibrate(args: string[]): Promise<number> {
     "target-fpr": { type: "string" },
     per: { type: "string" },
     json: { type: "boolean" },
+    "allow-small-sample": { type: "boolean" },
   });
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
@@ -220,9 +235,48 @@ export async function runCalibrate(args: string[]): Promise<number> {
   } finally {
     await monitor.close();
   }
+  const small = sampleProblems(report, per);
+  for (const p of small) {
+    console.error(`policy calibrate: ${p.refuse ? "error" : "warning"}: ${p.message}`);
+  }
+  if (small.some((p) => p.refuse) && !values["allow-small-sample"]) {
+    console.error(
+      "policy calibrate: refusing to suggest thresholds (--allow-small-sample to report anyway)",
+    );
+    return 1;
+  }
   if (values.json) console.log(JSON.stringify(report, null, 2));
   else printCalibration(report);
   return 0;
+}
+
+/**
+ * Whether the benign sample can measure the target: with N requests (tokens
+ * for per-token rates) the smallest non-zero rate is 1/N. Below
+ * `ceil(1/target)` items the target is not measurable (refuse); below
+ * `ceil(3/target)` it is a rough estimate at best (warn).
+ */
+export function sampleProblems(
+  r: Pick<CalibrationReport, "targetFpr" | "tokens" | "requests">,
+  per: ("token" | "request")[],
+): { refuse: boolean; message: string }[] {
+  const need = sampleNeeded(r.targetFpr);
+  const out: { refuse: boolean; message: string }[] = [];
+  for (const unit of per) {
+    const n = unit === "token" ? r.tokens : r.requests;
+    const what = `${unit}s`;
+    if (n >= need.rough) continue;
+    const refuse = n < need.measurable;
+    out.push({
+      refuse,
+      message: `${n} benign ${what}: the smallest measurable false-positive rate per ${unit} is ` +
+        `${
+          n === 0 ? "none (no items)" : `1/${n} = ${+(1 / n).toPrecision(3)}`
+        }; a target of ${r.targetFpr} needs at least ` +
+        `${need.measurable} ${what} to be measurable and ${need.rough} (3/target) for a rough estimate`,
+    });
+  }
+  return out;
 }
 
 function printCalibration(r: CalibrationReport): void {
@@ -251,13 +305,14 @@ function printCalibration(r: CalibrationReport): void {
     out(`  ${cell("", 22)}${cell("threshold", 14)}${cell("tokens/1000", 14)}requests/1000`);
     const row = (name: string, a: RateAt | undefined) => {
       if (!a) return;
-      const thr = a.threshold === null ? "any" : fmtNum(a.threshold);
       out(
-        `  ${cell(name, 22)}${cell(thr, 14)}${cell(a.perThousandTokens.toFixed(2), 14)}${
-          a.perThousandRequests.toFixed(2)
-        }` +
-          (a.threshold === null
-            ? "  (below the target at any threshold: even firing wherever evaluated)"
+        `  ${cell(name, 22)}${cell(fmtNum(a.threshold), 14)}${
+          cell(a.perThousandTokens.toFixed(2), 14)
+        }${a.perThousandRequests.toFixed(2)}` +
+          (a.anyThresholdMeets
+            ? `  (current kept: every threshold meets the target; firing wherever evaluated gives ${
+              a.anyThresholdMeets.perThousandTokens.toFixed(2)
+            } tokens/1000, ${a.anyThresholdMeets.perThousandRequests.toFixed(2)} requests/1000)`
             : ""),
       );
     };

@@ -112,6 +112,7 @@ Deno.test("policy calibrate: --json report for the demo rules on the demo trace"
     "--per",
     "request",
     "--json",
+    "--allow-small-sample",
   ]);
   assert.equal(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout);
@@ -123,6 +124,45 @@ Deno.test("policy calibrate: --json report for the demo rules on the demo trace"
   assert.equal(pi.suggested.token, undefined);
   assert.equal(pi.suggested.request.perThousandRequests, 0);
   assert.ok(pi.suggested.request.threshold > 5, `${pi.suggested.request.threshold}`);
+
+  // without --allow-small-sample: 5 requests cannot measure 1% (100 needed, 300 for a rough estimate)
+  const refused = await runLatentwatch([
+    "policy",
+    "calibrate",
+    "--monitor",
+    `${dir}/testdata/monitor.yaml`,
+    "--traces",
+    `${dir}/testdata/demo.trace.gz`,
+    "--target-fpr",
+    "0.01",
+    "--per",
+    "request",
+  ]);
+  assert.equal(refused.code, 1);
+  assert.equal(refused.stdout, "");
+  assert.match(
+    refused.stderr,
+    /error: 5 benign requests: the smallest measurable false-positive rate per request is 1\/5 = 0\.2; a target of 0\.01 needs at least 100 requests to be measurable and 300 \(3\/target\) for a rough estimate/,
+  );
+  // 104 tokens and 5 requests at 0.3: requests measurable (4) but under 10 → warning, exit 0;
+  // tokens: 104 ≥ 10, no word about them
+  const warned = await runLatentwatch([
+    "policy",
+    "calibrate",
+    "--monitor",
+    `${dir}/testdata/monitor.yaml`,
+    "--traces",
+    `${dir}/testdata/demo.trace.gz`,
+    "--target-fpr",
+    "0.3",
+  ]);
+  assert.equal(warned.code, 0, warned.stderr);
+  assert.match(
+    warned.stderr,
+    /warning: 5 benign requests: .* at least 4 requests .* and 10 \(3\/target\)/,
+  );
+  assert.doesNotMatch(warned.stderr, /benign tokens/);
+  assert.doesNotMatch(warned.stdout, /\bany\b/);
 
   const bad = await runLatentwatch(["policy", "calibrate", "--monitor", "m.yaml", "--traces", "t"]);
   assert.equal(bad.code, 2);

@@ -237,3 +237,19 @@ export function suggestThreshold(
   const sorted = Float64Array.from(values).sort();
   return op === "above" ? sorted[sorted.length - 1 - k] : sorted[k];
 }
+
+/**
+ * How many benign items (requests, or tokens for a per-token rate) a
+ * false-positive target needs: with `n` items the smallest non-zero rate
+ * measurable is `1/n`, so `measurable = ceil(1/target)` is the least for the
+ * target to be resolvable at all, and `rough = ceil(3/target)` the least for
+ * a rough estimate (3 expected false positives at the target).
+ *
+ * @example
+ * ```ts
+ * sampleNeeded(0.01); // { measurable: 100, rough: 300 }
+ * ```
+ */
+export function sampleNeeded(target: number): { measurable: number; rough: number } {
+  return { measurable: Math.ceil(1 / target - 1e-9), rough: Math.ceil(3 / target - 1e-9) };
+}

@@ -231,7 +231,17 @@ Deno.test("calibrate: hand-checkable quantiles on a benign trace of known values
     ],
   });
   const report = await calibrate(m, [path], 0.05, ["token", "request"]);
+  // at 50% per token, 500 false positives of 1000 tokens are allowed but generation-only is
+  // evaluated on 400 tokens: every threshold meets the target; the current 500 is kept (its
+  // 200 tokens/1000 as above) and firing wherever evaluated is 400 tokens/1000, every request
+  const half = await calibrate(m, [path], 0.5, ["token"]);
   await m.close();
+  assert.deepStrictEqual(half.rules[2].suggested?.token, {
+    threshold: 500,
+    perThousandTokens: 200,
+    perThousandRequests: 500,
+    anyThresholdMeets: { perThousandTokens: 400, perThousandRequests: 1000 },
+  });
   assert.equal(report.tokens, 1000);
   assert.equal(report.requests, 10);
   const [plain, comp, gen] = report.rules;
