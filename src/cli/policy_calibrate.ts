@@ -33,6 +33,9 @@ const CALIBRATE_USAGE =
   --traces <t>...     benign trace files (repeat --traces or list them after it)
   --target-fpr <f>    false-positive target in (0, 1), e.g. 0.001
   --per token|request suggest for one of the two only (default: both)
+  --positives <t>...  traces whose requests should all be caught (repeat --positives per file):
+                      the detection rate (positive requests on which the test holds at
+                      least once) is reported at each threshold
   --json              one JSON document on stdout
   --allow-small-sample  report even when the benign sample cannot measure the target
                       (fewer than 1/target requests, or tokens for --per token)
@@ -51,6 +54,8 @@ export interface RateAt {
    * rates of the rule firing wherever it is evaluated, the worst case.
    */
   anyThresholdMeets?: { perThousandTokens: number; perThousandRequests: number };
+  /** With `--positives`: fraction of the positive requests on which the test holds at least once. */
+  detectionRate?: number;
   /** Tokens on which the test holds, per 1000 tokens of the traces. */
   perThousandTokens: number;
   /** Requests on which it holds at least once, per 1000 requests. */
@@ -78,7 +83,15 @@ export interface CalibrationReport {
   targetFpr: number;
   tokens: number;
   requests: number;
+  /** With `--positives`: the positive traces and their requests. */
+  positives?: { traces: string[]; requests: number };
   rules: RuleCalibration[];
+}
+
+/** Options of {@linkcode calibrate}. */
+export interface CalibrateOptions {
+  /** Traces whose requests are all positives: the detection rate at each threshold is reported. */
+  positives?: string[];
 }
 
 /**
@@ -98,9 +111,10 @@ export async function calibrate(
   targetFpr: number,
   per: ("token" | "request")[],
   onProgress?: (text: string) => void,
+  options: CalibrateOptions = {},
 ): Promise<CalibrationReport> {
   const rules: RuleCalibration[] = [];
-  const collectors: { cal: RuleCalibration; c: PooledCollector }[] = [];
+  const collectors: { cal: RuleCalibration; c: PooledCollector; pos: PooledCollector }[] = [];
   const compiled = new Map(monitor.set.rules.map((r) => [r.id, r]));
   for (const file of monitor.files) {
     for (const def of file.rules) {
@@ -119,42 +133,55 @@ export async function calibrate(
       cal.test = describeTrigger(trig);
       cal.composite = trig.composite;
       if (trig.note) cal.note = trig.note;
-      collectors.push({ cal, c: new PooledCollector(trig, rule.scope) });
+      collectors.push({
+        cal,
+        c: new PooledCollector(trig, rule.scope),
+        pos: new PooledCollector(trig, rule.scope),
+      });
     }
   }
-  let tokens = 0;
-  const requests = new Set<string>();
-  for (const path of traces) {
-    await replayTrace(monitor, path, {
-      onProgress: (p) => onProgress?.(`${rel(p.path)}: ${progressText(p)}`),
-      onBatch: (batch) => {
-        for (const { frame, firstRow } of batch.frames) {
-          tokens += frame.tokens;
-          // the same request id in two traces is two requests
-          requests.add(`${path}\0${frame.requestId}`);
-          for (const { c } of collectors) {
-            c.push(
-              `${path}\0${frame.requestId}`,
-              frame.position,
-              frame.tokens,
-              frame.phase,
-              batch.latents,
-              firstRow,
-            );
-            if (frame.endOfRequest) c.endRequest(`${path}\0${frame.requestId}`);
+  const feed = async (paths: string[], which: "c" | "pos") => {
+    let tokens = 0;
+    const requests = new Set<string>();
+    for (const path of paths) {
+      await replayTrace(monitor, path, {
+        onProgress: (p) => onProgress?.(`${rel(p.path)}: ${progressText(p)}`),
+        onBatch: (batch) => {
+          for (const { frame, firstRow } of batch.frames) {
+            tokens += frame.tokens;
+            // the same request id in two traces is two requests
+            requests.add(`${path}\0${frame.requestId}`);
+            for (const entry of collectors) {
+              const c = entry[which];
+              c.push(
+                `${path}\0${frame.requestId}`,
+                frame.position,
+                frame.tokens,
+                frame.phase,
+                batch.latents,
+                firstRow,
+              );
+              if (frame.endOfRequest) c.endRequest(`${path}\0${frame.requestId}`);
+            }
           }
-        }
-      },
-    });
-  }
-  const nReq = requests.size;
-  for (const { cal, c } of collectors) {
+        },
+      });
+    }
+    return { tokens, requests: requests.size };
+  };
+  const { tokens, requests: nReq } = await feed(traces, "c");
+  const positives = options.positives?.length ? await feed(options.positives, "pos") : null;
+  for (const { cal, c, pos } of collectors) {
     const op = c.trigger.op;
     const reqValues = [...c.requestValues.values()];
+    const posValues = [...pos.requestValues.values()];
     const at = (threshold: number): RateAt => ({
       threshold,
       perThousandTokens: 1000 * passRate(c.tokenValues, tokens, op, threshold),
       perThousandRequests: 1000 * passRate(reqValues, nReq, op, threshold),
+      ...(positives
+        ? { detectionRate: passRate(posValues, positives.requests, op, threshold) }
+        : {}),
     });
     // null: even firing wherever evaluated stays within the target; keep the current threshold
     const suggest = (t: number | null): RateAt =>
@@ -174,7 +201,17 @@ export async function calibrate(
       cal.suggested.request = suggest(suggestThreshold(reqValues, nReq, targetFpr, op));
     }
   }
-  return { monitor: monitor.config.monitor, traces, targetFpr, tokens, requests: nReq, rules };
+  return {
+    monitor: monitor.config.monitor,
+    traces,
+    targetFpr,
+    tokens,
+    requests: nReq,
+    ...(positives
+      ? { positives: { traces: options.positives!, requests: positives.requests } }
+      : {}),
+    rules,
+  };
 }
 
 /** Run `policy calibrate ...` and return the exit code. */
@@ -186,6 +223,7 @@ export async function runCalibrate(args: string[]): Promise<number> {
     per: { type: "string" },
     json: { type: "boolean" },
     "allow-small-sample": { type: "boolean" },
+    positives: { type: "string", multiple: true },
   });
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
@@ -223,6 +261,7 @@ export async function runCalibrate(args: string[]): Promise<number> {
       fpr,
       per,
       (t) => console.error(`policy calibrate: ${t}`),
+      { positives: values.positives ?? [] },
     );
   } catch (err) {
     const e = err as Error;
@@ -292,6 +331,12 @@ function printCalibration(r: CalibrationReport): void {
     "suppression); requests/1000 = requests on which it holds at least once per 1000 requests (alerts",
   );
   out("per 1000 requests with the default per-request suppression)");
+  if (r.positives) {
+    out(
+      `detected = share of the ${r.positives.requests} requests of ${r.positives.traces.length} positive trace(s) ` +
+        "on which the test holds at least once",
+    );
+  }
   const cell = (s: string, w: number) => s.padEnd(w);
   for (const c of r.rules) {
     out();
@@ -302,13 +347,23 @@ function printCalibration(r: CalibrationReport): void {
     }
     out(`  test: ${c.test}`);
     if (c.note) out(`  note: ${c.note}`);
-    out(`  ${cell("", 22)}${cell("threshold", 14)}${cell("tokens/1000", 14)}requests/1000`);
+    const det = r.positives !== undefined;
+    out(
+      `  ${cell("", 22)}${cell("threshold", 14)}${cell("tokens/1000", 14)}${
+        det ? cell("requests/1000", 15) + "detected" : "requests/1000"
+      }`,
+    );
     const row = (name: string, a: RateAt | undefined) => {
       if (!a) return;
       out(
         `  ${cell(name, 22)}${cell(fmtNum(a.threshold), 14)}${
           cell(a.perThousandTokens.toFixed(2), 14)
-        }${a.perThousandRequests.toFixed(2)}` +
+        }${
+          det
+            ? cell(a.perThousandRequests.toFixed(2), 15) +
+              `${(100 * (a.detectionRate ?? 0)).toFixed(1)}%`
+            : a.perThousandRequests.toFixed(2)
+        }` +
           (a.anyThresholdMeets
             ? `  (current kept: every threshold meets the target; firing wherever evaluated gives ${
               a.anyThresholdMeets.perThousandTokens.toFixed(2)

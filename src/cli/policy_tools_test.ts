@@ -164,6 +164,24 @@ Deno.test("policy calibrate: --json report for the demo rules on the demo trace"
   assert.doesNotMatch(warned.stderr, /benign tokens/);
   assert.doesNotMatch(warned.stdout, /\bany\b/);
 
+  // --positives: the demo trace's injection request (req-2) fires prompt-injection at the current 2.0
+  const pos = await runLatentwatch([
+    "policy",
+    "calibrate",
+    "--monitor",
+    `${dir}/testdata/monitor.yaml`,
+    "--traces",
+    `${dir}/testdata/demo.trace.gz`,
+    "--positives",
+    `${dir}/testdata/demo.trace.gz`,
+    "--target-fpr",
+    "0.3",
+  ]);
+  assert.equal(pos.code, 0, pos.stderr);
+  assert.match(pos.stdout, /detected = share of the 5 requests of 1 positive trace\(s\)/);
+  // 1 request of 5 holds at 2.0: 200 requests/1000 and, the same trace as positives, 20.0% detected
+  assert.match(pos.stdout, /rule prompt-injection[^]*?current +2 +\S+ +200\.00 +20\.0%/);
+
   const bad = await runLatentwatch(["policy", "calibrate", "--monitor", "m.yaml", "--traces", "t"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--target-fpr: expected a fraction in \(0, 1\), found null/);

@@ -235,7 +235,20 @@ Deno.test("calibrate: hand-checkable quantiles on a benign trace of known values
   // evaluated on 400 tokens: every threshold meets the target; the current 500 is kept (its
   // 200 tokens/1000 as above) and firing wherever evaluated is 400 tokens/1000, every request
   const half = await calibrate(m, [path], 0.5, ["token"]);
+  // positives: two traces of one request each, latent 0 at 600 on 4 tokens and at 960 on 4 tokens
+  await handTrace(`${dir}/pos-a.trace`, [[0, 0, 4, 600]]);
+  await handTrace(`${dir}/pos-b.trace`, [[0, 0, 4, 960]]);
+  const withPos = await calibrate(m, [path], 0.05, ["token", "request"], undefined, {
+    positives: [`${dir}/pos-a.trace`, `${dir}/pos-b.trace`],
+  });
   await m.close();
+  assert.equal(withPos.positives?.requests, 2);
+  const p0 = withPos.rules[0];
+  // current 500: both caught; token-suggested 950: only the 960 one; request-suggested 1000: none
+  assert.equal(p0.current?.detectionRate, 1);
+  assert.equal(p0.suggested?.token?.detectionRate, 0.5);
+  assert.equal(p0.suggested?.request?.detectionRate, 0);
+  assert.equal(report.rules[0].current?.detectionRate, undefined);
   assert.deepStrictEqual(half.rules[2].suggested?.token, {
     threshold: 500,
     perThousandTokens: 200,
