@@ -7,10 +7,12 @@
  * @module
  */
 import {
+  conditionRefs,
   describeTrigger,
   passRate,
   PooledCollector,
   sampleNeeded,
+  selectCondition,
   suggestThreshold,
   triggerTest,
 } from "../traces/calibrate.ts";
@@ -36,6 +38,10 @@ const CALIBRATE_USAGE =
   --positives <t>...  traces whose requests should all be caught (repeat --positives per file):
                       the detection rate (positive requests on which the test holds at
                       least once) is reported at each threshold
+  --rule <id>         only this rule (repeatable)
+  --condition <c>     calibrate condition <c> of each rule instead of its trigger: a 1-based
+                      index or a name, the path in the condition tree (test, all[1],
+                      any[0].all[2]); the output lists every rule's conditions by both
   --json              one JSON document on stdout
   --allow-small-sample  report even when the benign sample cannot measure the target
                       (fewer than 1/target requests, or tokens for --per token)
@@ -68,6 +74,8 @@ export interface RuleCalibration {
   file: string;
   line: number;
   test?: string;
+  /** The rule's threshold tests, `#index name: test (file:line)`, for `--condition`. */
+  conditions?: string[];
   composite?: boolean;
   note?: string;
   /** Why the rule was not calibrated. */
@@ -92,6 +100,10 @@ export interface CalibrationReport {
 export interface CalibrateOptions {
   /** Traces whose requests are all positives: the detection rate at each threshold is reported. */
   positives?: string[];
+  /** Calibrate this condition (1-based index or name, see `conditionRefs`) instead of the trigger. */
+  condition?: string;
+  /** Only these rules (by id); all when absent. */
+  rules?: string[];
 }
 
 /**
@@ -125,7 +137,29 @@ export async function calibrate(
         cal.skipped = "disabled";
         continue;
       }
-      const trig = triggerTest(rule);
+      if (options.rules && !options.rules.includes(def.id)) {
+        rules.pop();
+        continue;
+      }
+      const refs = conditionRefs(rule);
+      if (refs.length > 1) {
+        cal.conditions = refs.map((r) =>
+          `#${r.index} ${r.name}: ${
+            describeTrigger({ tests: [rule.tests[r.leaf.test]], ...r.leaf })
+          } (${r.leaf.source.file}:${r.leaf.source.line})`
+        );
+      }
+      let trig;
+      if (options.condition !== undefined) {
+        const sel = selectCondition(rule, options.condition);
+        if (typeof sel === "string") {
+          cal.skipped = sel;
+          continue;
+        }
+        trig = sel;
+      } else {
+        trig = triggerTest(rule);
+      }
       if (!trig) {
         cal.skipped = "no trigger test outside a 'not' to calibrate";
         continue;
@@ -224,6 +258,8 @@ export async function runCalibrate(args: string[]): Promise<number> {
     json: { type: "boolean" },
     "allow-small-sample": { type: "boolean" },
     positives: { type: "string", multiple: true },
+    condition: { type: "string" },
+    rule: { type: "string", multiple: true },
   });
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
@@ -261,7 +297,11 @@ export async function runCalibrate(args: string[]): Promise<number> {
       fpr,
       per,
       (t) => console.error(`policy calibrate: ${t}`),
-      { positives: values.positives ?? [] },
+      {
+        positives: values.positives ?? [],
+        ...(values.condition !== undefined ? { condition: values.condition } : {}),
+        ...(values.rule ? { rules: values.rule } : {}),
+      },
     );
   } catch (err) {
     const e = err as Error;
@@ -345,6 +385,7 @@ function printCalibration(r: CalibrationReport): void {
       out(`  not calibrated: ${c.skipped}`);
       continue;
     }
+    for (const line of c.conditions ?? []) out(`  condition ${line}`);
     out(`  test: ${c.test}`);
     if (c.note) out(`  note: ${c.note}`);
     const det = r.positives !== undefined;
