@@ -17,6 +17,8 @@ import {
   triggerTest,
 } from "../traces/calibrate.ts";
 import { type OfflineMonitor, replayTrace } from "../traces/offline.ts";
+import { setThresholds, type ThresholdEdit, thresholdText } from "../traces/calibrate_write.ts";
+import { formatFinding, lintPolicies } from "./policy.ts";
 import { TraceFormatError } from "../traces/format.ts";
 import { commandFailed, loadMonitorAt, parseCommandArgs, usageError } from "./common.ts";
 import { fmtNum, progressText, rel } from "./policy_test_cmd.ts";
@@ -42,6 +44,8 @@ const CALIBRATE_USAGE =
   --condition <c>     calibrate condition <c> of each rule instead of its trigger: a 1-based
                       index or a name, the path in the condition tree (test, all[1],
                       any[0].all[2]); the output lists every rule's conditions by both
+  --write             set the suggested thresholds (per request unless --per token) in the
+                      policy files, changing only those numbers, then lint them again
   --json              one JSON document on stdout
   --allow-small-sample  report even when the benign sample cannot measure the target
                       (fewer than 1/target requests, or tokens for --per token)
@@ -77,6 +81,8 @@ export interface RuleCalibration {
   /** The rule's threshold tests, `#index name: test (file:line)`, for `--condition`. */
   conditions?: string[];
   composite?: boolean;
+  /** Where the calibrated test's threshold is written, and its comparison. */
+  testSource?: { file: string; line: number; col?: number; op: "above" | "below" };
   note?: string;
   /** Why the rule was not calibrated. */
   skipped?: string;
@@ -165,6 +171,7 @@ export async function calibrate(
         continue;
       }
       cal.test = describeTrigger(trig);
+      cal.testSource = { ...trig.source, op: trig.op };
       cal.composite = trig.composite;
       if (trig.note) cal.note = trig.note;
       collectors.push({
@@ -260,6 +267,7 @@ export async function runCalibrate(args: string[]): Promise<number> {
     positives: { type: "string", multiple: true },
     condition: { type: "string" },
     rule: { type: "string", multiple: true },
+    write: { type: "boolean" },
   });
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
@@ -326,7 +334,82 @@ export async function runCalibrate(args: string[]): Promise<number> {
   }
   if (values.json) console.log(JSON.stringify(report, null, 2));
   else printCalibration(report);
+  if (values.write) {
+    return await writeThresholds(
+      report,
+      per.includes("request") ? "request" : "token",
+      values.monitor,
+    );
+  }
   return 0;
+}
+
+/**
+ * `--write`: put each rule's suggested threshold (per request unless
+ * `--per token`) into its policy file, editing only that scalar, then lint
+ * the files again. Rules where every threshold meets the target keep theirs;
+ * a test shared by several rules (a macro) gets the strictest suggestion.
+ */
+async function writeThresholds(
+  r: CalibrationReport,
+  per: "token" | "request",
+  monitor: string,
+): Promise<number> {
+  const byFile = new Map<string, Map<string, ThresholdEdit & { rules: string[] }>>();
+  for (const c of r.rules) {
+    const s = c.suggested?.[per];
+    if (!s || !c.testSource || s.anyThresholdMeets) continue;
+    const { file, line, col, op } = c.testSource;
+    const edits = byFile.get(file) ?? new Map();
+    byFile.set(file, edits);
+    const key = `${line}:${col ?? ""}`;
+    const prev = edits.get(key);
+    if (!prev) {
+      edits.set(key, {
+        line,
+        ...(col !== undefined ? { col } : {}),
+        op,
+        value: s.threshold,
+        rules: [c.rule],
+      });
+    } else {
+      prev.value = op === "above"
+        ? Math.max(prev.value, s.threshold)
+        : Math.min(prev.value, s.threshold);
+      prev.rules.push(c.rule);
+    }
+  }
+  for (const [file, edits] of byFile) {
+    try {
+      const text = await Deno.readTextFile(file);
+      const next = setThresholds(text, [...edits.values()]);
+      const tmp = `${file}.calibrate-tmp`;
+      await Deno.writeTextFile(tmp, next);
+      await Deno.rename(tmp, file);
+    } catch (err) {
+      console.error(`policy calibrate: --write ${rel(file)}: ${(err as Error).message}`);
+      return 1;
+    }
+    for (const e of edits.values()) {
+      console.log(
+        `wrote ${rel(file)}:${e.line}: ${e.op}: ${thresholdText(e.value)} (${
+          e.rules.join(", ")
+        }, per ${per})`,
+      );
+    }
+  }
+  if (byFile.size === 0) {
+    console.log("wrote nothing: no rule has a threshold to change");
+    return 0;
+  }
+  const lint = await lintPolicies([...byFile.keys()], { monitor });
+  for (const f of [...lint.errors, ...lint.warnings]) console.log(formatFinding(f));
+  console.log(
+    `re-lint: ${
+      lint.ok ? "ok" : "FAILED"
+    } (${lint.errors.length} error(s), ${lint.warnings.length} warning(s))`,
+  );
+  return lint.ok ? 0 : 1;
 }
 
 /**

@@ -187,6 +187,45 @@ Deno.test("policy calibrate: --json report for the demo rules on the demo trace"
   assert.match(bad.stderr, /--target-fpr: expected a fraction in \(0, 1\), found null/);
 });
 
+Deno.test("policy calibrate --write: sets the suggested threshold in place, comments kept, re-linted", async () => {
+  const dir = await example();
+  const before = await Deno.readTextFile(`${dir}/rules.yaml`);
+  await Deno.writeTextFile(`${dir}/rules.yaml`, "# reviewed thresholds\n" + before);
+  const r = await runLatentwatch([
+    "policy",
+    "calibrate",
+    "--monitor",
+    `${dir}/testdata/monitor.yaml`,
+    "--traces",
+    `${dir}/testdata/demo.trace.gz`,
+    "--target-fpr",
+    "0.01",
+    "--per",
+    "request",
+    "--rule",
+    "prompt-injection",
+    "--allow-small-sample",
+    "--write",
+  ]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const m = r.stdout.match(
+    /wrote \S*rules\.yaml:7: above: ([0-9.]+) \(prompt-injection, per request\)/,
+  );
+  assert.ok(m, r.stdout);
+  // 1% of 5 requests allows none: the largest request max, above the demo's injection values (> 5)
+  assert.ok(Number(m[1]) > 5, m[1]);
+  assert.match(r.stdout, /re-lint: ok \(0 error\(s\)/);
+  const after = await Deno.readTextFile(`${dir}/rules.yaml`);
+  assert.equal(
+    after,
+    "# reviewed thresholds\n" +
+      before.replace(
+        "when: {sae: demo-res, latent: 0, above: 2.0}",
+        `when: {sae: demo-res, latent: 0, above: ${m[1]}}`,
+      ),
+  );
+});
+
 Deno.test("replay: prints the alerts, --json one object per alert, exit 1 for a missing trace", async () => {
   const dir = await example();
   const lines: string[] = [];
