@@ -152,7 +152,7 @@ export async function calibrate(
         cal.conditions = refs.map((r) =>
           `#${r.index} ${r.name}: ${
             describeTrigger({ tests: [rule.tests[r.leaf.test]], ...r.leaf })
-          } (${r.leaf.source.file}:${r.leaf.source.line})`
+          } (${rel(r.leaf.source.file)}:${r.leaf.source.line})`
         );
       }
       let trig;
