@@ -7,13 +7,18 @@
  * @module
  */
 import {
+  conditionRefs,
   describeTrigger,
   passRate,
   PooledCollector,
+  sampleNeeded,
+  selectCondition,
   suggestThreshold,
   triggerTest,
 } from "../traces/calibrate.ts";
 import { type OfflineMonitor, replayTrace } from "../traces/offline.ts";
+import { setThresholds, type ThresholdEdit, thresholdText } from "../traces/calibrate_write.ts";
+import { formatFinding, lintPolicies } from "./policy.ts";
 import { TraceFormatError } from "../traces/format.ts";
 import { commandFailed, loadMonitorAt, parseCommandArgs, usageError } from "./common.ts";
 import { fmtNum, progressText, rel } from "./policy_test_cmd.ts";
@@ -32,13 +37,35 @@ const CALIBRATE_USAGE =
   --traces <t>...     benign trace files (repeat --traces or list them after it)
   --target-fpr <f>    false-positive target in (0, 1), e.g. 0.001
   --per token|request suggest for one of the two only (default: both)
+  --positives <t>...  traces whose requests should all be caught (repeat --positives per file):
+                      the detection rate (positive requests on which the test holds at
+                      least once) is reported at each threshold
+  --rule <id>         only this rule (repeatable)
+  --condition <c>     calibrate condition <c> of each rule instead of its trigger: a 1-based
+                      index or a name, the path in the condition tree (test, all[1],
+                      any[0].all[2]); the output lists every rule's conditions by both
+  --write             set the suggested thresholds (per request unless --per token) in the
+                      policy files, changing only those numbers, then lint them again
   --json              one JSON document on stdout
+  --allow-small-sample  report even when the benign sample cannot measure the target
+                      (fewer than 1/target requests, or tokens for --per token)
+
+  With N benign requests the smallest measurable false-positive rate is 1/N:
+  below 1/target requests the command refuses (exit 1), below 3/target it warns.
 
   Exit status: 0 on success, 1 on errors (unreadable trace, bad monitor), 2 on bad usage.`;
 
 /** The rates of one threshold. */
 export interface RateAt {
-  threshold: number | null;
+  threshold: number;
+  /**
+   * Every threshold meets the target (fewer evaluations than the false
+   * positives allowed): the current threshold is kept, and these are the
+   * rates of the rule firing wherever it is evaluated, the worst case.
+   */
+  anyThresholdMeets?: { perThousandTokens: number; perThousandRequests: number };
+  /** With `--positives`: fraction of the positive requests on which the test holds at least once. */
+  detectionRate?: number;
   /** Tokens on which the test holds, per 1000 tokens of the traces. */
   perThousandTokens: number;
   /** Requests on which it holds at least once, per 1000 requests. */
@@ -51,7 +78,11 @@ export interface RuleCalibration {
   file: string;
   line: number;
   test?: string;
+  /** The rule's threshold tests, `#index name: test (file:line)`, for `--condition`. */
+  conditions?: string[];
   composite?: boolean;
+  /** Where the calibrated test's threshold is written, and its comparison. */
+  testSource?: { file: string; line: number; col?: number; op: "above" | "below" };
   note?: string;
   /** Why the rule was not calibrated. */
   skipped?: string;
@@ -66,7 +97,19 @@ export interface CalibrationReport {
   targetFpr: number;
   tokens: number;
   requests: number;
+  /** With `--positives`: the positive traces and their requests. */
+  positives?: { traces: string[]; requests: number };
   rules: RuleCalibration[];
+}
+
+/** Options of {@linkcode calibrate}. */
+export interface CalibrateOptions {
+  /** Traces whose requests are all positives: the detection rate at each threshold is reported. */
+  positives?: string[];
+  /** Calibrate this condition (1-based index or name, see `conditionRefs`) instead of the trigger. */
+  condition?: string;
+  /** Only these rules (by id); all when absent. */
+  rules?: string[];
 }
 
 /**
@@ -86,9 +129,10 @@ export async function calibrate(
   targetFpr: number,
   per: ("token" | "request")[],
   onProgress?: (text: string) => void,
+  options: CalibrateOptions = {},
 ): Promise<CalibrationReport> {
   const rules: RuleCalibration[] = [];
-  const collectors: { cal: RuleCalibration; c: PooledCollector }[] = [];
+  const collectors: { cal: RuleCalibration; c: PooledCollector; pos: PooledCollector }[] = [];
   const compiled = new Map(monitor.set.rules.map((r) => [r.id, r]));
   for (const file of monitor.files) {
     for (const def of file.rules) {
@@ -99,68 +143,116 @@ export async function calibrate(
         cal.skipped = "disabled";
         continue;
       }
-      const trig = triggerTest(rule);
+      if (options.rules && !options.rules.includes(def.id)) {
+        rules.pop();
+        continue;
+      }
+      const refs = conditionRefs(rule);
+      if (refs.length > 1) {
+        cal.conditions = refs.map((r) =>
+          `#${r.index} ${r.name}: ${
+            describeTrigger({ tests: [rule.tests[r.leaf.test]], ...r.leaf })
+          } (${rel(r.leaf.source.file)}:${r.leaf.source.line})`
+        );
+      }
+      let trig;
+      if (options.condition !== undefined) {
+        const sel = selectCondition(rule, options.condition);
+        if (typeof sel === "string") {
+          cal.skipped = sel;
+          continue;
+        }
+        trig = sel;
+      } else {
+        trig = triggerTest(rule);
+      }
       if (!trig) {
         cal.skipped = "no trigger test outside a 'not' to calibrate";
         continue;
       }
       cal.test = describeTrigger(trig);
+      cal.testSource = { ...trig.source, op: trig.op };
       cal.composite = trig.composite;
       if (trig.note) cal.note = trig.note;
-      collectors.push({ cal, c: new PooledCollector(trig, rule.scope) });
+      collectors.push({
+        cal,
+        c: new PooledCollector(trig, rule.scope),
+        pos: new PooledCollector(trig, rule.scope),
+      });
     }
   }
-  let tokens = 0;
-  const requests = new Set<string>();
-  for (const path of traces) {
-    await replayTrace(monitor, path, {
-      onProgress: (p) => onProgress?.(`${rel(p.path)}: ${progressText(p)}`),
-      onBatch: (batch) => {
-        for (const { frame, firstRow } of batch.frames) {
-          tokens += frame.tokens;
-          // the same request id in two traces is two requests
-          requests.add(`${path}\0${frame.requestId}`);
-          for (const { c } of collectors) {
-            c.push(
-              `${path}\0${frame.requestId}`,
-              frame.position,
-              frame.tokens,
-              frame.phase,
-              batch.latents,
-              firstRow,
-            );
-            if (frame.endOfRequest) c.endRequest(`${path}\0${frame.requestId}`);
+  const feed = async (paths: string[], which: "c" | "pos") => {
+    let tokens = 0;
+    const requests = new Set<string>();
+    for (const path of paths) {
+      await replayTrace(monitor, path, {
+        onProgress: (p) => onProgress?.(`${rel(p.path)}: ${progressText(p)}`),
+        onBatch: (batch) => {
+          for (const { frame, firstRow } of batch.frames) {
+            tokens += frame.tokens;
+            // the same request id in two traces is two requests
+            requests.add(`${path}\0${frame.requestId}`);
+            for (const entry of collectors) {
+              const c = entry[which];
+              c.push(
+                `${path}\0${frame.requestId}`,
+                frame.position,
+                frame.tokens,
+                frame.phase,
+                batch.latents,
+                firstRow,
+              );
+              if (frame.endOfRequest) c.endRequest(`${path}\0${frame.requestId}`);
+            }
           }
-        }
-      },
-    });
-  }
-  const nReq = requests.size;
-  for (const { cal, c } of collectors) {
+        },
+      });
+    }
+    return { tokens, requests: requests.size };
+  };
+  const { tokens, requests: nReq } = await feed(traces, "c");
+  const positives = options.positives?.length ? await feed(options.positives, "pos") : null;
+  for (const { cal, c, pos } of collectors) {
     const op = c.trigger.op;
     const reqValues = [...c.requestValues.values()];
-    // null: no threshold reaches the target; the rule may then fire wherever it is evaluated
-    const at = (threshold: number | null): RateAt => ({
+    const posValues = [...pos.requestValues.values()];
+    const at = (threshold: number): RateAt => ({
       threshold,
-      perThousandTokens: 1000 *
-        (threshold === null
-          ? c.tokenValues.length / Math.max(1, tokens)
-          : passRate(c.tokenValues, tokens, op, threshold)),
-      perThousandRequests: 1000 *
-        (threshold === null
-          ? reqValues.length / Math.max(1, nReq)
-          : passRate(reqValues, nReq, op, threshold)),
+      perThousandTokens: 1000 * passRate(c.tokenValues, tokens, op, threshold),
+      perThousandRequests: 1000 * passRate(reqValues, nReq, op, threshold),
+      ...(positives
+        ? { detectionRate: passRate(posValues, positives.requests, op, threshold) }
+        : {}),
     });
+    // null: even firing wherever evaluated stays within the target; keep the current threshold
+    const suggest = (t: number | null): RateAt =>
+      t !== null ? at(t) : {
+        ...at(c.trigger.threshold),
+        anyThresholdMeets: {
+          perThousandTokens: 1000 * c.tokenValues.length / Math.max(1, tokens),
+          perThousandRequests: 1000 * reqValues.length / Math.max(1, nReq),
+        },
+      };
     cal.current = at(c.trigger.threshold);
     cal.suggested = {};
     if (per.includes("token")) {
-      cal.suggested.token = at(suggestThreshold(c.tokenValues, tokens, targetFpr, op));
+      cal.suggested.token = suggest(suggestThreshold(c.tokenValues, tokens, targetFpr, op));
     }
     if (per.includes("request")) {
-      cal.suggested.request = at(suggestThreshold(reqValues, nReq, targetFpr, op));
+      cal.suggested.request = suggest(suggestThreshold(reqValues, nReq, targetFpr, op));
     }
   }
-  return { monitor: monitor.config.monitor, traces, targetFpr, tokens, requests: nReq, rules };
+  return {
+    monitor: monitor.config.monitor,
+    traces,
+    targetFpr,
+    tokens,
+    requests: nReq,
+    ...(positives
+      ? { positives: { traces: options.positives!, requests: positives.requests } }
+      : {}),
+    rules,
+  };
 }
 
 /** Run `policy calibrate ...` and return the exit code. */
@@ -171,6 +263,11 @@ export async function runCalibrate(args: string[]): Promise<number> {
     "target-fpr": { type: "string" },
     per: { type: "string" },
     json: { type: "boolean" },
+    "allow-small-sample": { type: "boolean" },
+    positives: { type: "string", multiple: true },
+    condition: { type: "string" },
+    rule: { type: "string", multiple: true },
+    write: { type: "boolean" },
   });
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
@@ -208,6 +305,11 @@ export async function runCalibrate(args: string[]): Promise<number> {
       fpr,
       per,
       (t) => console.error(`policy calibrate: ${t}`),
+      {
+        positives: values.positives ?? [],
+        ...(values.condition !== undefined ? { condition: values.condition } : {}),
+        ...(values.rule ? { rules: values.rule } : {}),
+      },
     );
   } catch (err) {
     const e = err as Error;
@@ -220,9 +322,123 @@ export async function runCalibrate(args: string[]): Promise<number> {
   } finally {
     await monitor.close();
   }
+  const small = sampleProblems(report, per);
+  for (const p of small) {
+    console.error(`policy calibrate: ${p.refuse ? "error" : "warning"}: ${p.message}`);
+  }
+  if (small.some((p) => p.refuse) && !values["allow-small-sample"]) {
+    console.error(
+      "policy calibrate: refusing to suggest thresholds (--allow-small-sample to report anyway)",
+    );
+    return 1;
+  }
   if (values.json) console.log(JSON.stringify(report, null, 2));
   else printCalibration(report);
+  if (values.write) {
+    return await writeThresholds(
+      report,
+      per.includes("request") ? "request" : "token",
+      values.monitor,
+    );
+  }
   return 0;
+}
+
+/**
+ * `--write`: put each rule's suggested threshold (per request unless
+ * `--per token`) into its policy file, editing only that scalar, then lint
+ * the files again. Rules where every threshold meets the target keep theirs;
+ * a test shared by several rules (a macro) gets the strictest suggestion.
+ */
+async function writeThresholds(
+  r: CalibrationReport,
+  per: "token" | "request",
+  monitor: string,
+): Promise<number> {
+  const byFile = new Map<string, Map<string, ThresholdEdit & { rules: string[] }>>();
+  for (const c of r.rules) {
+    const s = c.suggested?.[per];
+    if (!s || !c.testSource || s.anyThresholdMeets) continue;
+    const { file, line, col, op } = c.testSource;
+    const edits = byFile.get(file) ?? new Map();
+    byFile.set(file, edits);
+    const key = `${line}:${col ?? ""}`;
+    const prev = edits.get(key);
+    if (!prev) {
+      edits.set(key, {
+        line,
+        ...(col !== undefined ? { col } : {}),
+        op,
+        value: s.threshold,
+        rules: [c.rule],
+      });
+    } else {
+      prev.value = op === "above"
+        ? Math.max(prev.value, s.threshold)
+        : Math.min(prev.value, s.threshold);
+      prev.rules.push(c.rule);
+    }
+  }
+  for (const [file, edits] of byFile) {
+    try {
+      const text = await Deno.readTextFile(file);
+      const next = setThresholds(text, [...edits.values()]);
+      const tmp = `${file}.calibrate-tmp`;
+      await Deno.writeTextFile(tmp, next);
+      await Deno.rename(tmp, file);
+    } catch (err) {
+      console.error(`policy calibrate: --write ${rel(file)}: ${(err as Error).message}`);
+      return 1;
+    }
+    for (const e of edits.values()) {
+      console.log(
+        `wrote ${rel(file)}:${e.line}: ${e.op}: ${thresholdText(e.value)} (${
+          e.rules.join(", ")
+        }, per ${per})`,
+      );
+    }
+  }
+  if (byFile.size === 0) {
+    console.log("wrote nothing: no rule has a threshold to change");
+    return 0;
+  }
+  const lint = await lintPolicies([...byFile.keys()], { monitor });
+  for (const f of [...lint.errors, ...lint.warnings]) console.log(formatFinding(f));
+  console.log(
+    `re-lint: ${
+      lint.ok ? "ok" : "FAILED"
+    } (${lint.errors.length} error(s), ${lint.warnings.length} warning(s))`,
+  );
+  return lint.ok ? 0 : 1;
+}
+
+/**
+ * Whether the benign sample can measure the target: with N requests (tokens
+ * for per-token rates) the smallest non-zero rate is 1/N. Below
+ * `ceil(1/target)` items the target is not measurable (refuse); below
+ * `ceil(3/target)` it is a rough estimate at best (warn).
+ */
+export function sampleProblems(
+  r: Pick<CalibrationReport, "targetFpr" | "tokens" | "requests">,
+  per: ("token" | "request")[],
+): { refuse: boolean; message: string }[] {
+  const need = sampleNeeded(r.targetFpr);
+  const out: { refuse: boolean; message: string }[] = [];
+  for (const unit of per) {
+    const n = unit === "token" ? r.tokens : r.requests;
+    const what = `${unit}s`;
+    if (n >= need.rough) continue;
+    const refuse = n < need.measurable;
+    out.push({
+      refuse,
+      message: `${n} benign ${what}: the smallest measurable false-positive rate per ${unit} is ` +
+        `${
+          n === 0 ? "none (no items)" : `1/${n} = ${+(1 / n).toPrecision(3)}`
+        }; a target of ${r.targetFpr} needs at least ` +
+        `${need.measurable} ${what} to be measurable and ${need.rough} (3/target) for a rough estimate`,
+    });
+  }
+  return out;
 }
 
 function printCalibration(r: CalibrationReport): void {
@@ -238,6 +454,12 @@ function printCalibration(r: CalibrationReport): void {
     "suppression); requests/1000 = requests on which it holds at least once per 1000 requests (alerts",
   );
   out("per 1000 requests with the default per-request suppression)");
+  if (r.positives) {
+    out(
+      `detected = share of the ${r.positives.requests} requests of ${r.positives.traces.length} positive trace(s) ` +
+        "on which the test holds at least once",
+    );
+  }
   const cell = (s: string, w: number) => s.padEnd(w);
   for (const c of r.rules) {
     out();
@@ -246,18 +468,30 @@ function printCalibration(r: CalibrationReport): void {
       out(`  not calibrated: ${c.skipped}`);
       continue;
     }
+    for (const line of c.conditions ?? []) out(`  condition ${line}`);
     out(`  test: ${c.test}`);
     if (c.note) out(`  note: ${c.note}`);
-    out(`  ${cell("", 22)}${cell("threshold", 14)}${cell("tokens/1000", 14)}requests/1000`);
+    const det = r.positives !== undefined;
+    out(
+      `  ${cell("", 22)}${cell("threshold", 14)}${cell("tokens/1000", 14)}${
+        det ? cell("requests/1000", 15) + "detected" : "requests/1000"
+      }`,
+    );
     const row = (name: string, a: RateAt | undefined) => {
       if (!a) return;
-      const thr = a.threshold === null ? "any" : fmtNum(a.threshold);
       out(
-        `  ${cell(name, 22)}${cell(thr, 14)}${cell(a.perThousandTokens.toFixed(2), 14)}${
-          a.perThousandRequests.toFixed(2)
+        `  ${cell(name, 22)}${cell(fmtNum(a.threshold), 14)}${
+          cell(a.perThousandTokens.toFixed(2), 14)
+        }${
+          det
+            ? cell(a.perThousandRequests.toFixed(2), 15) +
+              `${(100 * (a.detectionRate ?? 0)).toFixed(1)}%`
+            : a.perThousandRequests.toFixed(2)
         }` +
-          (a.threshold === null
-            ? "  (below the target at any threshold: even firing wherever evaluated)"
+          (a.anyThresholdMeets
+            ? `  (current kept: every threshold meets the target; firing wherever evaluated gives ${
+              a.anyThresholdMeets.perThousandTokens.toFixed(2)
+            } tokens/1000, ${a.anyThresholdMeets.perThousandRequests.toFixed(2)} requests/1000)`
             : ""),
       );
     };

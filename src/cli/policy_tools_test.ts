@@ -112,6 +112,7 @@ Deno.test("policy calibrate: --json report for the demo rules on the demo trace"
     "--per",
     "request",
     "--json",
+    "--allow-small-sample",
   ]);
   assert.equal(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout);
@@ -124,9 +125,105 @@ Deno.test("policy calibrate: --json report for the demo rules on the demo trace"
   assert.equal(pi.suggested.request.perThousandRequests, 0);
   assert.ok(pi.suggested.request.threshold > 5, `${pi.suggested.request.threshold}`);
 
+  // without --allow-small-sample: 5 requests cannot measure 1% (100 needed, 300 for a rough estimate)
+  const refused = await runLatentwatch([
+    "policy",
+    "calibrate",
+    "--monitor",
+    `${dir}/testdata/monitor.yaml`,
+    "--traces",
+    `${dir}/testdata/demo.trace.gz`,
+    "--target-fpr",
+    "0.01",
+    "--per",
+    "request",
+  ]);
+  assert.equal(refused.code, 1);
+  assert.equal(refused.stdout, "");
+  assert.match(
+    refused.stderr,
+    /error: 5 benign requests: the smallest measurable false-positive rate per request is 1\/5 = 0\.2; a target of 0\.01 needs at least 100 requests to be measurable and 300 \(3\/target\) for a rough estimate/,
+  );
+  // 104 tokens and 5 requests at 0.3: requests measurable (4) but under 10 → warning, exit 0;
+  // tokens: 104 ≥ 10, no word about them
+  const warned = await runLatentwatch([
+    "policy",
+    "calibrate",
+    "--monitor",
+    `${dir}/testdata/monitor.yaml`,
+    "--traces",
+    `${dir}/testdata/demo.trace.gz`,
+    "--target-fpr",
+    "0.3",
+  ]);
+  assert.equal(warned.code, 0, warned.stderr);
+  assert.match(
+    warned.stderr,
+    /warning: 5 benign requests: .* at least 4 requests .* and 10 \(3\/target\)/,
+  );
+  assert.doesNotMatch(warned.stderr, /benign tokens/);
+  assert.doesNotMatch(warned.stdout, /\bany\b/);
+
+  // --positives: the demo trace's injection request (req-2) fires prompt-injection at the current 2.0
+  const pos = await runLatentwatch([
+    "policy",
+    "calibrate",
+    "--monitor",
+    `${dir}/testdata/monitor.yaml`,
+    "--traces",
+    `${dir}/testdata/demo.trace.gz`,
+    "--positives",
+    `${dir}/testdata/demo.trace.gz`,
+    "--target-fpr",
+    "0.3",
+  ]);
+  assert.equal(pos.code, 0, pos.stderr);
+  assert.match(pos.stdout, /detected = share of the 5 requests of 1 positive trace\(s\)/);
+  // 1 request of 5 holds at 2.0: 200 requests/1000 and, the same trace as positives, 20.0% detected
+  assert.match(pos.stdout, /rule prompt-injection[^]*?current +2 +\S+ +200\.00 +20\.0%/);
+
   const bad = await runLatentwatch(["policy", "calibrate", "--monitor", "m.yaml", "--traces", "t"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--target-fpr: expected a fraction in \(0, 1\), found null/);
+});
+
+Deno.test("policy calibrate --write: sets the suggested threshold in place, comments kept, re-linted", async () => {
+  const dir = await example();
+  const before = await Deno.readTextFile(`${dir}/rules.yaml`);
+  await Deno.writeTextFile(`${dir}/rules.yaml`, "# reviewed thresholds\n" + before);
+  const r = await runLatentwatch([
+    "policy",
+    "calibrate",
+    "--monitor",
+    `${dir}/testdata/monitor.yaml`,
+    "--traces",
+    `${dir}/testdata/demo.trace.gz`,
+    "--target-fpr",
+    "0.01",
+    "--per",
+    "request",
+    "--rule",
+    "prompt-injection",
+    "--allow-small-sample",
+    "--write",
+  ]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const m = r.stdout.match(
+    /wrote \S*rules\.yaml:7: above: ([0-9.]+) \(prompt-injection, per request\)/,
+  );
+  assert.ok(m, r.stdout);
+  // 1% of 5 requests allows none: the largest request max, above the demo's injection values (> 5)
+  assert.ok(Number(m[1]) > 5, m[1]);
+  assert.match(r.stdout, /re-lint: ok \(0 error\(s\)/);
+  const after = await Deno.readTextFile(`${dir}/rules.yaml`);
+  assert.equal(
+    after,
+    "# reviewed thresholds\n" +
+      before.replace(
+        "when: {sae: demo-res, latent: 0, above: 2.0}",
+        `when: {sae: demo-res, latent: 0, above: ${m[1]}}`,
+      ),
+  );
 });
 
 Deno.test("replay: prints the alerts, --json one object per alert, exit 1 for a missing trace", async () => {

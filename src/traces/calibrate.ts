@@ -85,6 +85,70 @@ export function triggerTest(rule: CompiledRule): TriggerTest | null {
   };
 }
 
+/** One threshold test of a rule's condition, as `--condition` names it. */
+export interface ConditionRef {
+  /** 1-based, depth first over the tests outside a `not`. */
+  index: number;
+  /** Path in the condition tree: `test` for a lone test, else e.g. `all[1]` or `any[0].all[2]`. */
+  name: string;
+  leaf: Extract<CompiledCondition, { kind: "test" }>;
+}
+
+/**
+ * Every threshold test of a rule that `--condition` can target: the leaves
+ * outside a `not`, depth first, numbered from 1 and named by their path.
+ *
+ * @example
+ * ```ts
+ * import type { CompiledRule } from "../core/policy/compile.ts";
+ * declare const rule: CompiledRule; // when: {all: [{sae: res, latent: 0, above: 1}, {sae: res, latent: 1, above: 2}]}
+ * conditionRefs(rule).map((c) => c.name); // ["all[0]", "all[1]"]
+ * ```
+ */
+export function conditionRefs(rule: CompiledRule): ConditionRef[] {
+  const out: ConditionRef[] = [];
+  const walk = (x: CompiledCondition, path: string) => {
+    if (x.kind === "test") out.push({ index: out.length + 1, name: path || "test", leaf: x });
+    else if (x.kind !== "not") {
+      x.of.forEach((sub, i) => walk(sub, `${path ? path + "." : ""}${x.kind}[${i}]`));
+    }
+  };
+  walk(rule.condition, "");
+  return out;
+}
+
+/**
+ * The test `--condition <sel>` names in `rule` (`sel` a 1-based index or a
+ * name from {@linkcode conditionRefs}), or a message saying why none.
+ */
+export function selectCondition(rule: CompiledRule, sel: string): TriggerTest | string {
+  const refs = conditionRefs(rule);
+  const ref = /^[0-9]+$/.test(sel) ? refs[Number(sel) - 1] : refs.find((r) => r.name === sel);
+  if (!ref) {
+    return `no condition ${JSON.stringify(sel)} (it has ${
+      refs.map((r) => `#${r.index} ${r.name}`).join(", ") || "none outside a 'not'"
+    })`;
+  }
+  const l = ref.leaf;
+  const composite = refs.length > 1 || rule.condition.kind !== "test";
+  const t: TriggerTest = {
+    tests: [rule.tests[l.test]],
+    op: l.op,
+    threshold: l.threshold,
+    source: l.source,
+    composite,
+  };
+  if (composite) {
+    t.note =
+      `condition #${ref.index} ${ref.name} (${
+        describeTrigger(t)
+      }, ${l.source.file}:${l.source.line}) ` +
+      "calibrated alone; the other conditions are not applied" +
+      (rule.tests[l.test].trigger ? "" : "; not a trigger: values where its own signal is present");
+  }
+  return t;
+}
+
 /** `demo-res latent 0, max over 8 tokens, above 2` */
 export function describeTrigger(t: Pick<TriggerTest, "tests" | "op" | "threshold">): string {
   const first = t.tests[0];
@@ -236,4 +300,20 @@ export function suggestThreshold(
   if (k + 1 > values.length) return null;
   const sorted = Float64Array.from(values).sort();
   return op === "above" ? sorted[sorted.length - 1 - k] : sorted[k];
+}
+
+/**
+ * How many benign items (requests, or tokens for a per-token rate) a
+ * false-positive target needs: with `n` items the smallest non-zero rate
+ * measurable is `1/n`, so `measurable = ceil(1/target)` is the least for the
+ * target to be resolvable at all, and `rough = ceil(3/target)` the least for
+ * a rough estimate (3 expected false positives at the target).
+ *
+ * @example
+ * ```ts
+ * sampleNeeded(0.01); // { measurable: 100, rough: 300 }
+ * ```
+ */
+export function sampleNeeded(target: number): { measurable: number; rough: number } {
+  return { measurable: Math.ceil(1 / target - 1e-9), rough: Math.ceil(3 / target - 1e-9) };
 }

@@ -231,7 +231,56 @@ Deno.test("calibrate: hand-checkable quantiles on a benign trace of known values
     ],
   });
   const report = await calibrate(m, [path], 0.05, ["token", "request"]);
+  // at 50% per token, 500 false positives of 1000 tokens are allowed but generation-only is
+  // evaluated on 400 tokens: every threshold meets the target; the current 500 is kept (its
+  // 200 tokens/1000 as above) and firing wherever evaluated is 400 tokens/1000, every request
+  const half = await calibrate(m, [path], 0.5, ["token"]);
+  // positives: two traces of one request each, latent 0 at 600 on 4 tokens and at 960 on 4 tokens
+  await handTrace(`${dir}/pos-a.trace`, [[0, 0, 4, 600]]);
+  await handTrace(`${dir}/pos-b.trace`, [[0, 0, 4, 960]]);
+  const withPos = await calibrate(m, [path], 0.05, ["token", "request"], undefined, {
+    positives: [`${dir}/pos-a.trace`, `${dir}/pos-b.trace`],
+  });
+  // --condition: the composite's second test (latent 1, 1 on every token, above 0.5), by index and by name
+  const byIndex = await calibrate(m, [path], 0.05, ["token"], undefined, { condition: "2" });
+  const byName = await calibrate(m, [path], 0.05, ["token"], undefined, {
+    condition: "all[1]",
+    rules: ["both-latents"],
+  });
   await m.close();
+  assert.deepStrictEqual(byIndex.rules[1].conditions, [
+    "#1 all[0]: res latent 0, per token, above 500 (p.yaml:2)",
+    "#2 all[1]: res latent 1, per token, above 0.5 (p.yaml:2)",
+  ]);
+  // every token holds at 0.5; the 51st largest of 1000 ones is 1, and none lies above it
+  assert.deepStrictEqual(byIndex.rules[1].current, {
+    threshold: 0.5,
+    perThousandTokens: 1000,
+    perThousandRequests: 1000,
+  });
+  assert.deepStrictEqual(byIndex.rules[1].suggested?.token, {
+    threshold: 1,
+    perThousandTokens: 0,
+    perThousandRequests: 0,
+  });
+  assert.match(byIndex.rules[1].note ?? "", /^condition #2 all\[1\] \(res latent 1/);
+  // the single-test rules have no condition #2
+  assert.equal(byIndex.rules[0].skipped, 'no condition "2" (it has #1 test)');
+  assert.equal(byName.rules.length, 1);
+  assert.deepStrictEqual(byName.rules[0].suggested, byIndex.rules[1].suggested);
+  assert.equal(withPos.positives?.requests, 2);
+  const p0 = withPos.rules[0];
+  // current 500: both caught; token-suggested 950: only the 960 one; request-suggested 1000: none
+  assert.equal(p0.current?.detectionRate, 1);
+  assert.equal(p0.suggested?.token?.detectionRate, 0.5);
+  assert.equal(p0.suggested?.request?.detectionRate, 0);
+  assert.equal(report.rules[0].current?.detectionRate, undefined);
+  assert.deepStrictEqual(half.rules[2].suggested?.token, {
+    threshold: 500,
+    perThousandTokens: 200,
+    perThousandRequests: 500,
+    anyThresholdMeets: { perThousandTokens: 400, perThousandRequests: 1000 },
+  });
   assert.equal(report.tokens, 1000);
   assert.equal(report.requests, 10);
   const [plain, comp, gen] = report.rules;
