@@ -7,7 +7,7 @@
  * share of them that fires is then the held-back false-positive rate).
  * Prints a Markdown table for docs/policies.md.
  *
- *   deno run -A bench/calibrate_holdout.ts [requests per half, default 2000] [noise, default 1]
+ *   deno run -A tools/calibrate_holdout.ts [requests per half, default 2000] [noise, default 1]
  *
  * @module
  */
