@@ -17,26 +17,10 @@ import { scopedLeases } from "../src/bus/leases.ts";
 import { SCALE_OUT_DEFAULTS } from "../src/config/monitor_scale_out.ts";
 import { PartitionOwner } from "../src/serve/partition_owner.ts";
 import { Logger } from "../src/shared/log.ts";
+import { PASSWORDS, violations } from "./helpers/nats_accounts.ts";
 import { Telemetry } from "../src/shared/telemetry.ts";
 
 const ACCOUNTS = fileURLToPath(new URL("../deploy/nats/accounts.conf", import.meta.url));
-const PASSWORDS = {
-  LATENTWATCH_NATS_PASSWORD: "sidecar-test-pw",
-  LATENTWATCH_TAP_PASSWORD: "tap-test-pw",
-  LATENTWATCH_SOC_PASSWORD: "soc-test-pw",
-  LATENTWATCH_SYS_PASSWORD: "sys-test-pw",
-};
-
-/** The permission violations the server reports on `nc`. */
-function violations(nc: NatsConnection): string[] {
-  const seen: string[] = [];
-  (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === "error") seen.push(String((s as { error?: Error }).error?.message));
-    }
-  })().catch(() => {});
-  return seen;
-}
 
 Deno.test({
   name: "deploy: the sidecar user keeps partition leases in the lease bucket, and nothing else",

@@ -16,28 +16,11 @@ import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
 import { connectNatsBus, NatsBus } from "../src/bus/nats_bus.ts";
 import { sampleAlert } from "./helpers/live_alerts.ts";
 import { runLatentwatch } from "./helpers/cli.ts";
+import { PASSWORDS, violations } from "./helpers/nats_accounts.ts";
 import { natsConfigPasswordProblem } from "../src/bus/nats_config_password.ts";
 
 const DEPLOY = fileURLToPath(new URL("../deploy/", import.meta.url));
 const STREAM = "LATENTWATCH_ALERTS";
-// the config reads its passwords from the environment; nats-server inherits ours
-const PASSWORDS = {
-  LATENTWATCH_NATS_PASSWORD: "sidecar-test-pw",
-  LATENTWATCH_TAP_PASSWORD: "tap-test-pw",
-  LATENTWATCH_SOC_PASSWORD: "soc-test-pw",
-  LATENTWATCH_SYS_PASSWORD: "sys-test-pw",
-};
-
-/** Collect the permission violations the server reports on `nc`. */
-function violations(nc: NatsConnection): string[] {
-  const seen: string[] = [];
-  (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === "error") seen.push(String((s as { error?: Error }).error?.message));
-    }
-  })().catch(() => {});
-  return seen;
-}
 
 async function until(cond: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + 5000;

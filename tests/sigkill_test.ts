@@ -22,7 +22,7 @@ import { buildDemoSae, SimulatedModel, tokenize } from "../src/demo/simulator.ts
 import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { Tap } from "../src/tap/tap.ts";
-import { LATENTWATCH_MAIN } from "./helpers/cli.ts";
+import { type Sidecar, startSidecar } from "../support/sidecars.ts";
 import { readAlerts, waitUntil } from "./helpers/stream.ts";
 
 const MODEL = "sim-gpt";
@@ -38,31 +38,7 @@ const SEED = 11;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One run of the sidecar: its process and its stderr, line by line as it comes. */
-interface Run {
-  child: Deno.ChildProcess;
-  lines: string[];
-  done: Promise<void>;
-}
-
-function startSidecar(monitorFile: string): Run {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", LATENTWATCH_MAIN, "serve", "--monitor", monitorFile],
-    env: { NO_COLOR: "1" },
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const lines: string[] = [];
-  const done = (async () => {
-    let rest = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      const parts = (rest + chunk).split("\n");
-      rest = parts.pop()!;
-      lines.push(...parts);
-    }
-    if (rest) lines.push(rest);
-  })();
-  return { child, lines, done };
-}
+type Run = Sidecar;
 
 Deno.test({
   name: "sigkill: SIGKILL at random moments loses no alert a sink saw, duplicates none, " +
@@ -104,7 +80,7 @@ Deno.test({
       const framesPerBatch = Math.floor(config.batching.maxBatchTokens / TOKENS.length);
       assert.ok(framesPerBatch >= 1, "a frame fits in a batch");
       const up = async (): Promise<Run> => {
-        const run = startSidecar(`${dir}/monitor.yaml`);
+        const run = startSidecar(`run-${runs.length + 1}`, `${dir}/monitor.yaml`, port);
         runs.push(run);
         await waitUntil(
           () => run.lines.some((l) => l.includes("monitor.started")),
