@@ -77,6 +77,7 @@ export class ToAst {
       op,
       threshold: (op === "above" ? c.above : c.below)!,
       source,
+      ...(c.name !== undefined ? { name: c.name } : {}),
     };
   }
 

@@ -156,7 +156,21 @@ export const PoolSchema = choiceOf([
     "Windows count tokens of the request, ending at the current one.",
 });
 
-const TEST_KEYS = ["sae", "latent", "label", "latents", "probe", "score", "pool", "above", "below"];
+const TEST_KEYS = [
+  "sae",
+  "latent",
+  "label",
+  "latents",
+  "probe",
+  "score",
+  "pool",
+  "above",
+  "below",
+  "name",
+];
+
+/** A condition's name (`name:` on a signal test): no dots, so `{cond.<name>.<field>}` reads unambiguously. */
+export const CONDITION_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 
 /** One signal test: an SAE latent (by index, label or a list) or a probe score, pooled, above or below a threshold. */
 export const SignalTestSchema = z.strictObject({
@@ -176,6 +190,16 @@ export const SignalTestSchema = z.strictObject({
   pool: PoolSchema.optional(),
   above: number().optional().meta({ description: "Holds when the pooled value is > above." }),
   below: number().optional().meta({ description: "Holds when the pooled value is < below." }),
+  name: z.string().regex(CONDITION_NAME_PATTERN, {
+    error: expectMessage(
+      "a condition name of letters, digits, '_' or '-' starting with a " +
+        "letter or '_'",
+    ),
+  }).optional().meta({
+    description: "The condition's name in alerts and in templates ({cond.<name>.value}); " +
+      "unique within a rule. Default: the latent's label slugged, else <sae>.<latent> or " +
+      "<probe>.<score>.",
+  }),
 }).check((ctx) => {
   const t = ctx.value;
   const issue = (path: (string | number)[], message: string) =>

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Severity, SteerAction } from "./policy/ast.ts";
+import type { Pool, Severity, SteerAction } from "./policy/ast.ts";
 
 /** One token on which a rule fired. */
 export interface AlertEvidence {
@@ -51,6 +51,31 @@ export interface AlertProbeScore {
   label?: string;
   value: number;
   threshold?: number;
+}
+
+/**
+ * One condition (leaf signal test) of the rule, named, with its pooled value
+ * on the first firing token (`tokens.start`).
+ */
+export interface AlertCondition {
+  /** Written `name:`, or the default name (see docs/alerts.md). */
+  name: string;
+  /** SAE id, or probe id when `signal` is "probe". */
+  sae: string;
+  /** Latent index, or probe score index. */
+  index: number;
+  label?: string;
+  signal?: "probe";
+  /** The pooling: `{ kind: "max", window: 8 }`, `{ kind: "ema", halfLife: 4 }`, … */
+  pool: Pool;
+  op: "above" | "below";
+  threshold: number;
+  /** Pooled value on the first firing token. */
+  value: number;
+  /** Whether the test held there. */
+  held: boolean;
+  /** Set on the condition that completed the rule (the one `latent` names). */
+  completed?: true;
 }
 
 /** W3C trace context of the request, split out of `traceparent` (see {@linkcode traceContext}). */
@@ -101,7 +126,8 @@ export interface Alert {
   /** Token span of the firing tokens: `[start, end)` positions. */
   tokens: { start: number; end: number; count: number };
   /**
-   * The signal that fired: latent `index` of SAE `sae` (with its human label
+   * The signal that fired: the condition that completed the rule
+   * (`completedBy`), latent `index` of SAE `sae` (with its human label
    * when one is loaded), or score `index` of probe `sae` when `signal` is "probe".
    */
   latent: {
@@ -126,6 +152,10 @@ export interface Alert {
   trace?: AlertTrace;
   /** MITRE ATLAS techniques among `tags`, with names and tactics (see `render/atlas.ts`). */
   atlas?: AlertAtlasTechnique[];
+  /** Every condition of the rule, in rule order (see {@linkcode AlertCondition}). */
+  conditions?: AlertCondition[];
+  /** Name of the condition that completed the rule (the one `latent` names). */
+  completedBy?: string;
 }
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;

@@ -8,6 +8,7 @@
  */
 import {
   type Alert,
+  type AlertCondition,
   type AlertEvidence,
   alertId,
   type AlertLatentValue,
@@ -19,6 +20,7 @@ import type { Frame } from "../core/frame/format.ts";
 import type { CompiledRule } from "../core/policy/compile.ts";
 import type { Firing } from "../core/policy/engine.ts";
 import type { SparseLatents } from "../core/sae.ts";
+import { conditionHolds } from "../core/policy/condition_fields.ts";
 
 /** SAE id → latent index → label. */
 export type LatentLabels = ReadonlyMap<string, ReadonlyMap<number, string>>;
@@ -95,7 +97,11 @@ export function buildAlert(input: AlertInput): Alert {
   });
   const start = firing.positions[0];
   const label = signal.label ?? labels?.get(signal.encoder)?.get(signal.index);
-  const threshold = thresholdOf(rule, signal.encoder, signal.index);
+  // the threshold of the condition that completed the rule (the headline)
+  const completed = rule.conditions[firing.completedBy];
+  const threshold = completed?.op === "above"
+    ? completed.threshold
+    : thresholdOf(rule, signal.encoder, signal.index);
   // every signal the rule reads, as it stood on the first firing token
   const row = firstRow + (start - frame.position);
   const readings: AlertLatentValue[] = [];
@@ -115,6 +121,7 @@ export function buildAlert(input: AlertInput): Alert {
     if (t.kind === "probe") scores.push({ probe: t.encoder, index: t.index, value, ...extra });
     else readings.push({ sae: t.encoder, index: t.index, value, ...extra });
   }
+  const conditions = alertConditions(firing, labels);
   const trace = traceContext(frame.traceparent, frame.tracestate);
   const atlas = atlasOf(def.tags);
   return {
@@ -154,11 +161,48 @@ export function buildAlert(input: AlertInput): Alert {
     evidence,
     ...(readings.length > 0 ? { latents: readings } : {}),
     ...(scores.length > 0 ? { probes: scores } : {}),
+    ...(conditions.length > 0
+      ? { conditions, completedBy: rule.conditions[firing.completedBy].name }
+      : {}),
     ...(atlas.length > 0 ? { atlas } : {}),
     ...(firing.steer.length > 0 ? { steer: [...firing.steer] } : {}),
     ...(frame.traceparent ? { traceparent: frame.traceparent } : {}),
     ...(trace ? { trace } : {}),
   };
+}
+
+/**
+ * Every condition of the firing's rule, named, with its pooled value on the
+ * first firing token; the one that completed the rule is marked.
+ *
+ * @example
+ * ```ts
+ * import type { Firing } from "../core/policy/engine.ts";
+ * import { alertConditions } from "./alert.ts";
+ * declare const firing: Firing;
+ * alertConditions(firing).find((c) => c.completed)?.name;
+ * ```
+ */
+export function alertConditions(firing: Firing, labels?: LatentLabels): AlertCondition[] {
+  const { rule } = firing;
+  return rule.conditions.map((c, k) => {
+    const t = rule.tests[c.test];
+    const label = t.label ?? labels?.get(t.encoder)?.get(t.index);
+    const value = firing.conditionValues[k];
+    return {
+      name: c.name,
+      sae: t.encoder,
+      index: t.index,
+      ...(label !== undefined ? { label } : {}),
+      ...(t.kind === "probe" ? { signal: "probe" as const } : {}),
+      pool: t.pool,
+      op: c.op,
+      threshold: c.threshold,
+      value,
+      held: conditionHolds(c, value),
+      ...(k === firing.completedBy ? { completed: true as const } : {}),
+    };
+  });
 }
 
 const EMPTY_ROW: SparseLatents = { indices: new Uint32Array(0), values: new Float32Array(0) };

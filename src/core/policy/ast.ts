@@ -63,6 +63,8 @@ export interface SignalTest {
   op: "above" | "below";
   threshold: number;
   source: SourceRef;
+  /** The condition's name in alerts and templates (unique within a rule); see `condition_names.ts` for the default. */
+  name?: string;
 }
 
 /** A boolean condition over signal tests. */
@@ -145,7 +147,7 @@ export interface RuleDef {
   id: string;
   title: string;
   severity: Severity;
-  /** Template: `{rule}`, `{title}`, `{severity}`, `{model}`, `{hook}`, `{request_id}`, `{tenant}`, `{value}`, `{signal}`, `{label}`, `{tokens}`, `{text}`, `{meta.<key>}`. */
+  /** Template: `{rule}`, `{title}`, `{severity}`, `{model}`, `{hook}`, `{request_id}`, `{tenant}`, `{value}`, `{signal}`, `{label}`, `{tokens}`, `{text}`, `{meta.<key>}`, `{cond.<name>.<field>}`. */
   description?: string;
   /** Free tags; MITRE ATLAS technique ids (`AML.T0051`, `AML.T0051.000`) are recognised as such. */
   tags: string[];

@@ -39,12 +39,13 @@ import { ConditionBuilder } from "./condition_builder.ts";
 import type { Ctx } from "./context.ts";
 import { resolveMacros, usedByRules } from "./macros.ts";
 import { resolveCondition, withinLimits, writtenDepth } from "./resolve.ts";
-import { isTemplateField, templatePlaceholders } from "./template.ts";
 import { checkSteer, checkThrottle } from "./actions.ts";
 import { always, never } from "./analysis.ts";
 import { compileEval } from "./closures.ts";
 import type { CompiledCondition, CompiledPolicySet, CompiledRule, SignalInfo } from "./compiled.ts";
 import { resolveException } from "./exceptions.ts";
+import { nameConditions } from "./condition_names.ts";
+import { checkTemplate } from "./template_check.ts";
 import { PolicyCompileError, type PolicyWarning, where } from "./problems.ts";
 import { policySet } from "./transfer.ts";
 
@@ -249,6 +250,7 @@ function compileRule(
       }
     }
   }
+  const conditions = condition === null ? [] : nameConditions(builder.leaves, def.id, ctx.problems);
   if (condition !== null && !table.tests.some((t) => t.trigger)) {
     ctx.problems.push({
       source: def.condition.source,
@@ -269,25 +271,7 @@ function compileRule(
   }
   checkThrottle(ctx, def);
 
-  const metaKeys: string[] = [];
-  for (
-    const [field, tpl] of [["description", def.description], ["dedup key", def.throttle.dedupKey]]
-  ) {
-    for (const name of templatePlaceholders(tpl ?? "")) {
-      if (!isTemplateField(name)) {
-        warnings.push({
-          source: def.source,
-          rule: def.id,
-          code: "unknown-placeholder",
-          reason: `${field}: unknown placeholder {${name}} (left as is); expected one of ` +
-            "{rule} {title} {severity} {model} {hook} {request_id} {tenant} {value} {signal} " +
-            "{label} {tokens} {text} {meta.<key>}",
-        });
-      } else if (name.startsWith("meta.") && !metaKeys.includes(name.slice(5))) {
-        metaKeys.push(name.slice(5));
-      }
-    }
-  }
+  const metaKeys = checkTemplate(def, conditions, warnings);
   if (!def.enabled) {
     warnings.push({
       source: def.source,
@@ -350,6 +334,7 @@ function compileRule(
     enabled: def.enabled,
     tests,
     condition,
+    conditions: conditions.map((c) => c.name),
     exceptions,
     actions: def.actions,
     throttle: def.throttle,
@@ -361,6 +346,7 @@ function compileRule(
     scope: def.scope,
     tests,
     condition,
+    conditions,
     holds: compileEval(condition, tests, false),
     exceptions,
     alert: def.actions.some((a) => a.kind === "alert"),

@@ -35,12 +35,29 @@ export type CompiledCondition =
   | {
     kind: "test";
     test: number;
+    /** Index of this leaf's named condition in {@linkcode CompiledRule.conditions}. */
+    cond: number;
     op: "above" | "below";
     threshold: number;
     source: SourceRef;
   }
   | { kind: "all" | "any"; of: CompiledCondition[]; source: SourceRef }
   | { kind: "not"; of: CompiledCondition; source: SourceRef };
+
+/**
+ * One named condition of a rule: a leaf signal test as written (a macro's
+ * leaf used twice in a rule is one condition), in the order the rule's
+ * condition reads them with macros expanded (see `condition_names.ts`).
+ */
+export interface RuleCondition {
+  /** Written `name:`, or the default name (unique within the rule). */
+  readonly name: string;
+  /** Index of its pooled signal in {@linkcode CompiledRule.tests}. */
+  readonly test: number;
+  readonly op: "above" | "below";
+  readonly threshold: number;
+  readonly source: SourceRef;
+}
 
 /**
  * What a condition reads while the engine evaluates it at one token: the
@@ -72,6 +89,8 @@ export interface CompiledRule {
   readonly scope: Scope;
   readonly tests: readonly CompiledTest[];
   readonly condition: CompiledCondition;
+  /** Its leaf signal tests, named (alerts list them; templates read `{cond.<name>.<field>}`). */
+  readonly conditions: readonly RuleCondition[];
   /** Evaluate the condition; sets `env.witness` when it holds. */
   readonly holds: (env: ConditionEnv) => boolean;
   readonly exceptions: readonly CompiledException[];

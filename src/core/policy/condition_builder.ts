@@ -9,6 +9,7 @@
 import { canonical } from "./canonical.ts";
 import type { CompiledCondition, CompiledTest } from "./compiled.ts";
 import type { Resolved } from "./context.ts";
+import type { ConditionLeaf } from "./condition_names.ts";
 
 /** A rule's pooled signals while its condition is built. */
 export class TestTable {
@@ -36,6 +37,9 @@ export class TestTable {
  */
 export class ConditionBuilder {
   readonly table = new TestTable();
+  /** The rule's leaves in the order the condition reads them (one per written leaf). */
+  readonly leaves: ConditionLeaf[] = [];
+  readonly #leafOf = new Map<Resolved, number>();
   readonly #ids = new WeakMap<CompiledCondition, number>();
   readonly #keys = new Map<string, number>();
 
@@ -58,8 +62,20 @@ export class ConditionBuilder {
         const { signal, sae, pool, op, threshold, source } = res;
         const trigger = sae ? (op === "above") !== negated : !negated;
         const test = this.table.slot({ ...signal, pool }, trigger);
+        let cond = this.#leafOf.get(res);
+        if (cond === undefined) {
+          this.#leafOf.set(res, cond = this.leaves.length);
+          this.leaves.push({
+            signal,
+            test,
+            op,
+            threshold,
+            source,
+            ...(res.name !== undefined ? { name: res.name } : {}),
+          });
+        }
         return this.#intern(
-          { kind: "test", test, op, threshold, source },
+          { kind: "test", test, cond, op, threshold, source },
           `t${test}:${op}:${threshold}`,
         );
       }

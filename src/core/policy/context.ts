@@ -50,6 +50,8 @@ export type Resolved =
       pool: Pool;
       op: "above" | "below";
       threshold: number;
+      /** Written `name:` (with `.<latent>` for each latent of a `latents` test). */
+      name?: string;
     }
     | { kind: "all" | "any"; of: Resolved[] }
     | { kind: "not"; of: Resolved }

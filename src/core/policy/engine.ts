@@ -26,8 +26,17 @@
  *   evaluate: `all(A, not B)` can start to hold as B's window empties, but
  *   is only seen on A's next active token.
  * - **A firing** is one rule in one batch: the positions where the condition
- *   held (from the first one not suppressed on), and the value and signal of
- *   the trigger test that held first at the first of them.
+ *   held (from the first one not suppressed on), the pooled value of each of
+ *   the rule's conditions (leaf tests, `CompiledRule.conditions`) at the
+ *   first of them, and the condition that completed the rule there, whose
+ *   value and signal the firing leads with (`value`, `signal`, `{value}`).
+ * - **The condition that completed the rule** (completion.ts): among the
+ *   leaves that support the condition holding (outside `not`, through `all`
+ *   and the `any` branches that hold) and can trigger it, the one that did
+ *   not hold at the rule's previous evaluation in this request (a bitmask
+ *   per rule and request, updated at every evaluation, for rules of 2..31
+ *   leaves); if several rose together (or none did), the one whose signal
+ *   is present on the token, then the shortest window, then file order.
  * - **Exceptions** (tenant, model, metadata; every key given must match)
  *   stop a firing, counted as `excepted`.
  * - **Suppression** per dedup key (rendered from the firing's fields at its
@@ -56,6 +65,8 @@ import type { CompiledPolicySet, CompiledRule, ConditionEnv } from "./compiled.t
 import { INDEX_EMPTY, INDEX_HASH } from "./encoder_index.ts";
 import { createPoolState, type PoolState } from "./pool.ts";
 import { renderTemplate } from "./template.ts";
+import { completingLeaf, heldMask, type LeafTable, leafTable } from "./completion.ts";
+import { conditionFields } from "./condition_fields.ts";
 
 /** Who a batch belongs to. */
 export interface RequestContext {
@@ -92,9 +103,13 @@ export interface Firing {
   requestId: string;
   /** Absolute positions in this batch where the rule fired, ascending. */
   positions: number[];
-  /** Pooled value of the trigger test that held, at `positions[0]`. */
+  /** Pooled value of the condition that completed the rule, at `positions[0]`. */
   value: number;
   signal: { encoder: string; index: number; label?: string; kind: "latent" | "probe" };
+  /** Index in `rule.conditions` of the condition that completed the rule at `positions[0]`. */
+  completedBy: number;
+  /** Pooled value of each of `rule.conditions` at `positions[0]`. */
+  conditionValues: readonly number[];
   /** The rule's description template rendered ("" when the rule has none). */
   description: string;
   dedupKey: string;
@@ -133,6 +148,8 @@ interface RuleState {
   tests: (PoolState | undefined)[];
   /** Dedup key → first position of the last firing (request and tokens suppression). */
   fired?: Map<string, number>;
+  /** Bit k: condition k held at the rule's previous evaluation (rules of 2..31 conditions). */
+  held: number;
 }
 
 interface RequestState {
@@ -146,7 +163,9 @@ interface RequestState {
 /** What one rule held on in the current batch. */
 interface Held {
   positions: number[];
+  /** Per position, the pooled value of each condition (stride: the rule's condition count). */
   values: number[];
+  /** Per position, the condition that completed the rule. */
   witnesses: number[];
 }
 
@@ -225,6 +244,12 @@ export class PolicyEngine {
   /** Per rule: its scope's bit (SCOPE_BIT) and start slot (SCOPE_SLOT), read per hit. */
   #scopeBit = new Uint8Array(0);
   #scopeSlot = new Uint8Array(0);
+  /** Per rule: its conditions as flat arrays (completion.ts). */
+  #leaves: LeafTable[] = [];
+  /** Scratch for completion: per condition, pooled value, presence, support mark. */
+  #leafValues = new Float64Array(0);
+  #leafPresent = new Uint8Array(0);
+  #leafScratch = new Uint8Array(0);
   #stamp = 0;
   readonly #env = new Env();
   /** Per encoder in the set: [id, index] (an array is cheaper to walk per token than a Map). */
@@ -271,6 +296,11 @@ export class PolicyEngine {
     this.#scopeSlot = Uint8Array.from(set.rules, (r) => SCOPE_SLOT[r.scope]);
     this.#stamp = 0;
     this.#encoders = [...set.index];
+    this.#leaves = set.rules.map(leafTable);
+    const most = Math.max(1, ...this.#leaves.map((l) => l.n));
+    this.#leafValues = new Float64Array(most);
+    this.#leafPresent = new Uint8Array(most);
+    this.#leafScratch = new Uint8Array(most);
   }
 
   /**
@@ -369,7 +399,9 @@ export class PolicyEngine {
       if (!(scopeBit[r] & mask)) return;
       const rule = rules[r];
       let rs = req.rules.get(r);
-      if (rs === undefined) req.rules.set(r, rs = { tests: new Array(rule.tests.length) });
+      if (rs === undefined) {
+        req.rules.set(r, rs = { tests: new Array(rule.tests.length), held: 0 });
+      }
       let ps = rs.tests[test];
       if (ps === undefined) ps = rs.tests[test] = createPoolState(rule.tests[test].pool);
       ps.push(t, v, req.start[SCOPE_SLOT[rule.scope]]);
@@ -438,18 +470,23 @@ export class PolicyEngine {
         env.t = t;
         env.start = req.start[scopeSlot[r]];
         env.witness = -1;
-        if (!rule.holds(env)) continue;
-        if (env.witness < 0) {
-          // held through a guard-only branch: report its first trigger test
-          env.witness = rule.tests.findIndex((x) => x.trigger);
-          env.witnessValue = env.read(env.witness);
+        const holds = rule.holds(env);
+        const leaves = this.#leaves[r];
+        let before = -1;
+        if (leaves.tracked) {
+          before = env.rs.held;
+          env.rs.held = heldMask(leaves, env);
         }
+        if (!holds) continue;
         held ??= new Map();
-        let h = held.get(r);
+        let h: Held | undefined = held.get(r);
         if (!h) held.set(r, h = { positions: [], values: [], witnesses: [] });
         h.positions.push(t);
-        h.values.push(env.witnessValue);
-        h.witnesses.push(env.witness);
+        h.witnesses.push(
+          leaves.n === 1
+            ? (h.values.push(env.read(leaves.test[0])), 0)
+            : this.#completion(rule, leaves, env, batch, i, before, h),
+        );
       }
       candidates.length = 0;
     }
@@ -460,6 +497,32 @@ export class PolicyEngine {
       if (f) out.push(f);
     }
     return out;
+  }
+
+  /** The condition that completed `rule` at the env's token; records each condition's value in `h`. */
+  #completion(
+    rule: CompiledRule,
+    leaves: LeafTable,
+    env: Env,
+    batch: TokenBatch,
+    i: number,
+    before: number,
+    h: Held,
+  ): number {
+    const values = this.#leafValues;
+    const present = this.#leafPresent;
+    for (let k = 0; k < leaves.n; k++) {
+      values[k] = env.read(leaves.test[k]);
+      h.values.push(values[k]);
+      const test = rule.tests[leaves.test[k]];
+      const row = leaves.probe[k] === 1
+        ? undefined
+        : batch.latents.get(test.encoder)?.[batch.firstRow + i];
+      present[k] = leaves.probe[k] === 1 || (row !== undefined && valueAt(row, test.index) !== 0)
+        ? 1
+        : 0;
+    }
+    return completingLeaf(rule, leaves, { values, before, present, scratch: this.#leafScratch });
   }
 
   #excepted(rule: CompiledRule, ctx: RequestContext): boolean {
@@ -481,7 +544,7 @@ export class PolicyEngine {
     h: Held,
     from: number,
   ): Record<string, string | number | undefined> {
-    const test = rule.tests[h.witnesses[from]];
+    const test = rule.tests[rule.conditions[h.witnesses[from]].test];
     const { ctx } = batch;
     const first = h.positions[from];
     const last = h.positions[h.positions.length - 1];
@@ -493,7 +556,7 @@ export class PolicyEngine {
       hook: ctx.hook,
       request_id: ctx.requestId,
       tenant: ctx.tenant,
-      value: h.values[from],
+      value: h.values[from * rule.conditions.length + h.witnesses[from]],
       signal: `${test.encoder}:${test.index}`,
       label: test.label,
       tokens: first === last ? `${first}` : `${first}-${last}`,
@@ -502,6 +565,10 @@ export class PolicyEngine {
         : undefined,
     };
     for (const k of rule.metaKeys) fields[`meta.${k}`] = ctx.meta?.[k];
+    if (rule.conditions.length > 0) {
+      const n = rule.conditions.length;
+      conditionFields(rule, h.values.slice(from * n, from * n + n), fields);
+    }
     return fields;
   }
 
@@ -555,12 +622,17 @@ export class PolicyEngine {
         this.#quiet.delete(oldest);
       }
     }
-    const test = rule.tests[h.witnesses[from]];
+    const completedBy = h.witnesses[from];
+    const test = rule.tests[rule.conditions[completedBy].test];
+    const n = rule.conditions.length;
+    const conditionValues = h.values.slice(from * n, from * n + n);
     return {
       rule,
       requestId: batch.ctx.requestId,
       positions: from === 0 ? h.positions : h.positions.slice(from),
-      value: h.values[from],
+      value: conditionValues[completedBy],
+      completedBy,
+      conditionValues,
       signal: {
         encoder: test.encoder,
         index: test.index,

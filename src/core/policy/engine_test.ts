@@ -523,6 +523,32 @@ function refEval(
   }
 }
 
+function refHolds(l: { op: "above" | "below"; threshold: number }, x: number): boolean {
+  return l.op === "above" ? x > l.threshold : x < l.threshold;
+}
+
+function refLeaves(
+  c: CompiledCondition,
+  out: Map<number, Extract<CompiledCondition, { kind: "test" }>>,
+): void {
+  if (c.kind === "test") out.set(c.cond, c);
+  else if (c.kind === "not") refLeaves(c.of, out);
+  else for (const x of c.of) refLeaves(x, out);
+}
+
+/** Leaves outside `not` that make `c` hold (through all, and through the any branches that hold). */
+function refSupport(c: CompiledCondition, val: (test: number) => number): Set<number> {
+  const holds = (x: CompiledCondition) => refEval(x, val, () => false, false).holds;
+  if (c.kind === "test") return holds(c) ? new Set([c.cond]) : new Set();
+  if (c.kind === "not") return new Set();
+  const out = new Set<number>();
+  for (const x of c.of) {
+    if (c.kind === "any" && !holds(x)) continue;
+    for (const k of refSupport(x, val)) out.add(k);
+  }
+  return out;
+}
+
 function rowValue(row: SparseLatents, i: number): number | undefined {
   const k = row.indices.indexOf(i);
   return k < 0 ? undefined : row.values[k];
@@ -530,11 +556,19 @@ function rowValue(row: SparseLatents, i: number): number | undefined {
 
 /** Per batch: rule id → [positions, value at the first]. */
 function naive(set: CompiledPolicySet, batches: TokenBatch[]): Map<string, [number[], number]>[] {
-  const reqs = new Map<string, { start: number[]; hist: Map<string, Hist> }>();
+  const reqs = new Map<
+    string,
+    { start: number[]; hist: Map<string, Hist>; prev: Map<string, Set<number>> }
+  >();
   const scopeSlot = { prompt: 0, generation: 1, both: 2 };
   return batches.map((b) => {
     let req = reqs.get(b.ctx.requestId);
-    if (!req) reqs.set(b.ctx.requestId, req = { start: [NaN, NaN, NaN], hist: new Map() });
+    if (!req) {
+      reqs.set(
+        b.ctx.requestId,
+        req = { start: [NaN, NaN, NaN], hist: new Map(), prev: new Map() },
+      );
+    }
     const phase = b.ctx.phase;
     const inScope = (s: Scope) =>
       phase === undefined || s === "both" || (s === "prompt") === (phase === "prefill");
@@ -563,11 +597,43 @@ function naive(set: CompiledPolicySet, batches: TokenBatch[]): Map<string, [numb
         const val = (k: number) =>
           pooled(r.tests[k].pool, req!.hist.get(`${r.id}/${k}`)!, t, start);
         const res = refEval(r.condition, val, (k) => r.tests[k].trigger, false);
+        // the leaves (by condition index) and which hold now
+        const leaves = new Map<number, Extract<CompiledCondition, { kind: "test" }>>();
+        refLeaves(r.condition, leaves);
+        const holdsNow = new Set(
+          [...leaves].filter(([, l]) => refHolds(l, val(l.test))).map(([k]) => k),
+        );
+        const prevKey = `${r.id}`;
+        const before = req.prev.get(prevKey) ?? new Set<number>();
+        const tracked = leaves.size >= 2 && leaves.size <= 31;
+        if (tracked) req.prev.set(prevKey, holdsNow);
         if (!res.holds) continue;
-        const w = res.witness ?? r.tests.findIndex((x) => x.trigger);
+        const supp = refSupport(r.condition, val);
+        const present = (l: { test: number }) => {
+          const x = r.tests[l.test];
+          const row = b.latents.get(x.encoder)?.[b.firstRow + i];
+          return x.kind === "probe" || (row !== undefined && rowValue(row, x.index) !== undefined);
+        };
+        const span = (l: { test: number }) => {
+          const p = r.tests[l.test].pool;
+          return p.kind === "token" ? 1 : p.kind === "ema" ? Infinity : p.window;
+        };
+        const ranked = [...supp].filter((k) => {
+          const l = leaves.get(k)!;
+          return r.tests[l.test].kind === "probe" || l.op === "above";
+        }).sort((x, y) => {
+          const lx = leaves.get(x)!, ly = leaves.get(y)!;
+          const rose = (k: number) => (tracked && !before.has(k) ? 1 : 0);
+          return rose(y) - rose(x) || Number(present(ly)) - Number(present(lx)) ||
+            span(lx) - span(ly) || x - y;
+        });
+        const chosen = ranked[0] ??
+          [...leaves.keys()].sort((x, y) => x - y).find((k) =>
+            r.tests[leaves.get(k)!.test].trigger
+          )!;
         const o = out.get(r.id);
         if (o) o[0].push(t);
-        else out.set(r.id, [[t], val(w)]);
+        else out.set(r.id, [[t], val(leaves.get(chosen)!.test)]);
       }
     }
     return out;

@@ -13,6 +13,7 @@ export type ProblemCode =
   | "duplicate-rule"
   | "duplicate-macro"
   | "duplicate-list"
+  | "duplicate-condition-name"
   | "unknown-encoder"
   | "wrong-encoder-kind"
   | "latent-range"

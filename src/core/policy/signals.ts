@@ -250,6 +250,10 @@ export function resolveTest(ctx: Ctx, rule: string | undefined, test: SignalTest
   }
   if (!ok || signals === null) return null;
   const { pool, op, threshold, source } = test;
+  const named = (signal: ResolvedSignal) =>
+    test.name === undefined
+      ? {}
+      : { name: signals.length === 1 ? test.name : `${test.name}.${signal.index}` };
   const leaves: Resolved[] = signals.map((signal) => ({
     kind: "leaf",
     signal,
@@ -260,6 +264,7 @@ export function resolveTest(ctx: Ctx, rule: string | undefined, test: SignalTest
     source,
     size: 1,
     depth: 1,
+    ...named(signal),
   }));
   return leaves.length === 1 ? leaves[0] : node("any", leaves, source);
 }

@@ -28,6 +28,22 @@ export const TEMPLATE_FIELDS: readonly string[] = [
   "text",
 ];
 
+/**
+ * The fields of one condition a template may read as
+ * `{cond.<name>.<field>}`: its pooled value at the first firing token, its
+ * threshold and op, its pooling (`max 8`), signal (`res12:4012`), label, and
+ * whether it held (`true`/`false`).
+ */
+export const CONDITION_FIELDS: readonly string[] = [
+  "value",
+  "threshold",
+  "op",
+  "pool",
+  "signal",
+  "label",
+  "held",
+];
+
 const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_.-]*)\}/g;
 
 /** Values a template reads: absent keys stay `{name}`, present-but-undefined ones render empty. */
@@ -83,14 +99,40 @@ export function templatePlaceholders(template: string): string[] {
 
 /**
  * Whether `name` is a field templates can use: one of
- * {@linkcode TEMPLATE_FIELDS} or `meta.<key>`.
+ * {@linkcode TEMPLATE_FIELDS}, `meta.<key>`, or `cond.<name>.<field>` for a
+ * condition among `conditions` (the rule's condition names) and a field of
+ * {@linkcode CONDITION_FIELDS}.
  *
  * @example
  * ```ts
  * isTemplateField("meta.team"); // true
  * isTemplateField("tenat"); // false
+ * isTemplateField("cond.email.value", ["email"]); // true
+ * isTemplateField("cond.mail.value", ["email"]); // false
  * ```
  */
-export function isTemplateField(name: string): boolean {
-  return TEMPLATE_FIELDS.includes(name) || (name.startsWith("meta.") && name.length > 5);
+export function isTemplateField(name: string, conditions: readonly string[] = []): boolean {
+  if (TEMPLATE_FIELDS.includes(name) || (name.startsWith("meta.") && name.length > 5)) return true;
+  const c = conditionPlaceholder(name);
+  return c !== undefined && CONDITION_FIELDS.includes(c.field) && conditions.includes(c.condition);
+}
+
+/**
+ * A `cond.<name>.<field>` placeholder split into condition name and field
+ * (the field is the last dot-separated part: default names may hold dots);
+ * `undefined` for any other name.
+ *
+ * @example
+ * ```ts
+ * conditionPlaceholder("cond.res12.7.value"); // { condition: "res12.7", field: "value" }
+ * conditionPlaceholder("meta.team"); // undefined
+ * ```
+ */
+export function conditionPlaceholder(
+  name: string,
+): { condition: string; field: string } | undefined {
+  if (!name.startsWith("cond.")) return undefined;
+  const dot = name.lastIndexOf(".");
+  if (dot <= 5) return undefined;
+  return { condition: name.slice(5, dot), field: name.slice(dot + 1) };
 }
