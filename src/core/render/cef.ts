@@ -16,6 +16,7 @@ import {
   alertTimeMs,
   atlasOfAlert,
   CEF_SEVERITY,
+  conditionText,
   LATENTWATCH,
   type RenderOptions,
   traceOfAlert,
@@ -75,7 +76,9 @@ export function cefExtensionEscape(s: string): string {
  * `cs4` tenant, `cs5` signal (`sae:index label`), `cs6` ATLAS technique ids,
  * `cn1`/`cn2`/`cn3` token start/end/count, `cfp1` value, `cfp2` threshold,
  * `flexString1` policy version, `flexString2` trace id, `dvchost` (option),
- * each `…Label` beside it.
+ * each `…Label` beside it; and two latentwatch keys: `lwCompletedBy` (the
+ * condition that completed the rule) and `lwConditions` (every condition
+ * in words, `; `-separated, see `conditionText`).
  *
  * @throws {AlertRenderError} when the alert time is not RFC 3339.
  * @example
@@ -134,6 +137,8 @@ export function toCef(alert: Alert, opts: CefOptions = {}): string {
     ["flexString1", alert.policy.version],
     ["flexString2Label", "traceId"],
     ["flexString2", trace?.traceId],
+    ["lwCompletedBy", alert.completedBy],
+    ["lwConditions", alert.conditions?.map(conditionText).join("; ")],
   ];
   // a label goes only with its value
   const present = ext.filter(([k, v], i) => {

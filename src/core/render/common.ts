@@ -1,12 +1,20 @@
 /**
  * What every rendering shares: the product identity, severity scales, the
  * alert time in milliseconds, and the derived fields (ATLAS techniques, trace
- * ids, token text) an alert may carry or leave to be derived. Pure.
+ * ids, token text) an alert may carry or leave to be derived, and a
+ * condition in words. Pure.
  *
  * @module
  */
-import { type Alert, type AlertAtlasTechnique, type AlertTrace, traceContext } from "../alert.ts";
+import {
+  type Alert,
+  type AlertAtlasTechnique,
+  type AlertCondition,
+  type AlertTrace,
+  traceContext,
+} from "../alert.ts";
 import type { Severity } from "../policy/ast.ts";
+import { poolText } from "../policy/condition_fields.ts";
 import { atlasOf } from "./atlas.ts";
 
 /** Who emits the alert, as SOC schemas name a product. */
@@ -160,7 +168,34 @@ export function alertCoreFields(alert: Alert): Record<string, unknown> {
     ...(alert.phase !== undefined ? { phase: alert.phase } : {}),
     tokens: { ...alert.tokens, ...(text !== undefined ? { text } : {}) },
     latent: alert.latent,
+    ...(alert.conditions !== undefined
+      ? { conditions: alert.conditions, completed_by: alert.completedBy }
+      : {}),
   };
+}
+
+/** A number as alerts show it in text: six significant digits at most. */
+function shown(v: number): string {
+  return Number.isInteger(v) || !Number.isFinite(v) ? String(v) : String(Number(v.toPrecision(6)));
+}
+
+/**
+ * One condition of an alert in words: name, signal, pooling, test, pooled
+ * value, whether it held and whether it completed the rule.
+ *
+ * @example
+ * ```ts
+ * conditionText({
+ *   name: "email", sae: "res12", index: 10, label: "e-mail address",
+ *   pool: { kind: "max", window: 8 }, op: "above", threshold: 5, value: 5.99, held: true,
+ * }); // "email: sae res12:10 'e-mail address' max 8 above 5 = 5.99 (held)"
+ * ```
+ */
+export function conditionText(c: AlertCondition): string {
+  return `${c.name}: ${c.signal === "probe" ? "probe" : "sae"} ${c.sae}:${c.index}` +
+    (c.label !== undefined ? ` '${c.label}'` : "") +
+    ` ${poolText(c.pool)} ${c.op} ${shown(c.threshold)} = ${shown(c.value)}` +
+    ` (${c.held ? "held" : "not held"}${c.completed ? ", completed the rule" : ""})`;
 }
 
 /** The human line of an alert: its rendered description, else its title. */

@@ -7,7 +7,8 @@
  * the severity mapped from the alert's ({@linkcode SYSLOG_SEVERITY}). Absent
  * header fields are the NILVALUE `-`. One structured-data element,
  * `[latentwatch@32473 …]`, names the alert (id, policy, severity, model,
- * request, tenant, trace); MSG is the alert as native JSON, CEF, OCSF or ECS.
+ * request, tenant, trace, `completedBy`, and `cond1`, `cond2`, … each
+ * condition in words); MSG is the alert as native JSON, CEF, OCSF or ECS.
  * Pure.
  *
  * @module
@@ -17,6 +18,7 @@ import { toCef } from "./cef.ts";
 import {
   AlertRenderError,
   alertTimeMs,
+  conditionText,
   LATENTWATCH,
   type RenderOptions,
   SYSLOG_SEVERITY,
@@ -158,6 +160,12 @@ export function toSyslog5424(alert: Alert, opts: SyslogOptions): string {
       ["request", alert.requestId],
       ["tenant", alert.tenant],
       ["traceId", trace?.traceId],
+      ["completedBy", alert.completedBy],
+      // one parameter per condition, numbered from 1 in rule order
+      ...(alert.conditions ?? []).map((c, k): [string, string] => [
+        `cond${k + 1}`,
+        conditionText(c),
+      ]),
     ];
     sd = `[${sdName("SD-ID", sdId)}` +
       params

@@ -42,6 +42,46 @@ export const ALERT: Alert = {
   probes: [{ probe: "jailbreak", index: 0, value: 0.91 }],
 };
 
+/**
+ * The typical alert with its rule's three conditions listed: the one that
+ * completed the rule (max 8), a probe (ema), a guard (below).
+ */
+export const WITH_CONDITIONS: Alert = {
+  ...ALERT,
+  conditions: [{
+    name: "override",
+    sae: "res12",
+    index: 1234,
+    label: "instruction override",
+    pool: { kind: "max", window: 8 },
+    op: "above",
+    threshold: 3,
+    value: 5.25,
+    held: true,
+    completed: true,
+  }, {
+    name: "jailbreak.0",
+    sae: "jailbreak",
+    index: 0,
+    signal: "probe",
+    pool: { kind: "ema", halfLife: 4 },
+    op: "above",
+    threshold: 0.5,
+    value: 0.91,
+    held: true,
+  }, {
+    name: "quiet",
+    sae: "res12",
+    index: 7,
+    pool: { kind: "token" },
+    op: "below",
+    threshold: 1,
+    value: 0,
+    held: true,
+  }],
+  completedBy: "override",
+};
+
 /** Only what every alert has. */
 export const MINIMAL: Alert = {
   schema: "latentwatch.alert/v1",
@@ -87,6 +127,7 @@ export const ALERT_KINDS: Readonly<Record<string, readonly Alert[]>> = Object.fr
     {
       minimal: [MINIMAL],
       typical: [ALERT],
+      "named conditions": [WITH_CONDITIONS],
       "adversarial strings": [NASTY],
       "with tenant": [{ ...MINIMAL, tenant: "acme" }, ALERT],
       "without tenant": [MINIMAL, { ...ALERT, tenant: undefined }],
