@@ -15,6 +15,7 @@ import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/t
 import { type ConsumerMessages, DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import type { Alert } from "../core/alert.ts";
 import type { Severity } from "../core/policy/ast.ts";
+import { conditionText } from "../core/render/common.ts";
 import {
   type AlertFilter,
   AlertFilterError,
@@ -123,7 +124,9 @@ function num(v: number): string {
 
 /**
  * One alert as one readable line: time, severity, rule, model, request,
- * token span and text, then the latent (or probe) with its label and value.
+ * token span and text, then the latent (or probe) with its label and value
+ * and `by=<the condition that completed the rule>`; then, when the alert
+ * lists its conditions, one indented line per condition (`conditionText`).
  * With `color`, ANSI colours mark severity and fields.
  *
  * @example
@@ -155,7 +158,10 @@ export function formatAlertLine(alert: Alert, opts: { color: boolean }): string 
     fields.push(`max=${num(l.max)}`);
     if (l.threshold !== undefined) fields.push(c(DIM, `thr=${num(l.threshold)}`));
   }
-  return fields.join(" ");
+  if (alert.completedBy !== undefined) fields.push(`by=${alert.completedBy}`);
+  // then each condition of the rule on its own indented line
+  const conditions = (alert.conditions ?? []).map((x) => c(DIM, `    ${conditionText(x)}`));
+  return [fields.join(" "), ...conditions].join("\n");
 }
 
 /** Split `nats://user:pass@host:4222,...` into servers and the one login found. */

@@ -42,8 +42,9 @@ const CALIBRATE_USAGE =
                       least once) is reported at each threshold
   --rule <id>         only this rule (repeatable)
   --condition <c>     calibrate condition <c> of each rule instead of its trigger: a 1-based
-                      index or a name, the path in the condition tree (test, all[1],
-                      any[0].all[2]); the output lists every rule's conditions by both
+                      index, the condition's name (name: or its default, as alerts list
+                      it) or its path in the condition tree (test, all[1], any[0].all[2]);
+                      the output lists every rule's conditions by all three
   --write             set the suggested thresholds (per request unless --per token) in the
                       policy files, changing only those numbers, then lint them again
   --json              one JSON document on stdout
@@ -150,7 +151,7 @@ export async function calibrate(
       const refs = conditionRefs(rule);
       if (refs.length > 1) {
         cal.conditions = refs.map((r) =>
-          `#${r.index} ${r.name}: ${
+          `#${r.index} ${r.condition} at ${r.name}: ${
             describeTrigger({ tests: [rule.tests[r.leaf.test]], ...r.leaf })
           } (${rel(r.leaf.source.file)}:${r.leaf.source.line})`
         );

@@ -340,9 +340,13 @@ export function firingLine(f: ReplayFiring): string {
   const sig = f.signal.kind === "probe"
     ? `probe ${f.signal.encoder}/${f.signal.index}`
     : `latent ${f.signal.encoder}/${f.signal.index}${f.signal.label ? ` "${f.signal.label}"` : ""}`;
+  // with several conditions, which one completed the rule
+  const by = f.rule.conditions.length > 1
+    ? ` (condition ${f.rule.conditions[f.completedBy].name})`
+    : "";
   return `[${def.severity.toUpperCase()}] ${def.id} request ${f.requestId} tokens ${pos} ${sig} value ${
     fmtNum(f.value)
-  }`;
+  }${by}`;
 }
 
 /** A number as the policy tools print it: integers as is, others to 4 significant digits. */

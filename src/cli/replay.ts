@@ -9,6 +9,8 @@
  * @module
  */
 import type { Alert } from "../core/alert.ts";
+import { alertConditions } from "../pipeline/alert.ts";
+import { conditionText } from "../core/render/common.ts";
 import { loadMonitorConfig } from "../config/monitor.ts";
 import { Logger } from "../shared/log.ts";
 import {
@@ -126,6 +128,8 @@ export async function runReplayCommand(args: string[]): Promise<number> {
           new Date(f.receivedAt).toISOString()
         }` +
         (f.description ? `\n    ${f.description}` : "") +
+        `\n    conditions (completed by ${f.rule.conditions[f.completedBy].name}):` +
+        alertConditions(f).map((c) => `\n      ${conditionText(c)}`).join("") +
         (f.steer.length ? `\n    steer: ${f.steer.map((s) => JSON.stringify(s)).join(", ")}` : ""),
     );
   };
@@ -196,6 +200,8 @@ export function firingJson(f: ReplayFiring): Record<string, unknown> {
     ...(f.text ? { text: f.text } : {}),
     value: f.value,
     signal: f.signal,
+    completedBy: f.rule.conditions[f.completedBy].name,
+    conditions: alertConditions(f),
     description: f.description,
     dedupKey: f.dedupKey,
     alert: f.alert,

@@ -91,6 +91,8 @@ export interface ConditionRef {
   index: number;
   /** Path in the condition tree: `test` for a lone test, else e.g. `all[1]` or `any[0].all[2]`. */
   name: string;
+  /** The condition's name in the rule (`name:` or its default), as alerts list it. */
+  condition: string;
   leaf: Extract<CompiledCondition, { kind: "test" }>;
 }
 
@@ -108,8 +110,14 @@ export interface ConditionRef {
 export function conditionRefs(rule: CompiledRule): ConditionRef[] {
   const out: ConditionRef[] = [];
   const walk = (x: CompiledCondition, path: string) => {
-    if (x.kind === "test") out.push({ index: out.length + 1, name: path || "test", leaf: x });
-    else if (x.kind !== "not") {
+    if (x.kind === "test") {
+      out.push({
+        index: out.length + 1,
+        name: path || "test",
+        condition: rule.conditions[x.cond].name,
+        leaf: x,
+      });
+    } else if (x.kind !== "not") {
       x.of.forEach((sub, i) => walk(sub, `${path ? path + "." : ""}${x.kind}[${i}]`));
     }
   };
@@ -118,15 +126,19 @@ export function conditionRefs(rule: CompiledRule): ConditionRef[] {
 }
 
 /**
- * The test `--condition <sel>` names in `rule` (`sel` a 1-based index or a
- * name from {@linkcode conditionRefs}), or a message saying why none.
+ * The test `--condition <sel>` names in `rule` (`sel` a 1-based index, a
+ * path or a condition name from {@linkcode conditionRefs}), or a message
+ * saying why none.
  */
 export function selectCondition(rule: CompiledRule, sel: string): TriggerTest | string {
   const refs = conditionRefs(rule);
-  const ref = /^[0-9]+$/.test(sel) ? refs[Number(sel) - 1] : refs.find((r) => r.name === sel);
+  const ref = /^[0-9]+$/.test(sel)
+    ? refs[Number(sel) - 1]
+    : refs.find((r) => r.name === sel || r.condition === sel);
   if (!ref) {
     return `no condition ${JSON.stringify(sel)} (it has ${
-      refs.map((r) => `#${r.index} ${r.name}`).join(", ") || "none outside a 'not'"
+      refs.map((r) => `#${r.index} ${r.condition} at ${r.name}`).join(", ") ||
+      "none outside a 'not'"
     })`;
   }
   const l = ref.leaf;
@@ -140,7 +152,7 @@ export function selectCondition(rule: CompiledRule, sel: string): TriggerTest | 
   };
   if (composite) {
     t.note =
-      `condition #${ref.index} ${ref.name} (${
+      `condition #${ref.index} ${ref.condition} at ${ref.name} (${
         describeTrigger(t)
       }, ${l.source.file}:${l.source.line}) ` +
       "calibrated alone; the other conditions are not applied" +

@@ -247,10 +247,15 @@ Deno.test("calibrate: hand-checkable quantiles on a benign trace of known values
     condition: "all[1]",
     rules: ["both-latents"],
   });
+  // and by the condition's (default) name, as alerts list it
+  const byConditionName = await calibrate(m, [path], 0.05, ["token"], undefined, {
+    condition: "res.1",
+    rules: ["both-latents"],
+  });
   await m.close();
   assert.deepStrictEqual(byIndex.rules[1].conditions, [
-    "#1 all[0]: res latent 0, per token, above 500 (p.yaml:2)",
-    "#2 all[1]: res latent 1, per token, above 0.5 (p.yaml:2)",
+    "#1 res.0 at all[0]: res latent 0, per token, above 500 (p.yaml:2)",
+    "#2 res.1 at all[1]: res latent 1, per token, above 0.5 (p.yaml:2)",
   ]);
   // every token holds at 0.5; the 51st largest of 1000 ones is 1, and none lies above it
   assert.deepStrictEqual(byIndex.rules[1].current, {
@@ -263,11 +268,13 @@ Deno.test("calibrate: hand-checkable quantiles on a benign trace of known values
     perThousandTokens: 0,
     perThousandRequests: 0,
   });
-  assert.match(byIndex.rules[1].note ?? "", /^condition #2 all\[1\] \(res latent 1/);
+  assert.match(byIndex.rules[1].note ?? "", /^condition #2 res\.1 at all\[1\] \(res latent 1/);
   // the single-test rules have no condition #2
-  assert.equal(byIndex.rules[0].skipped, 'no condition "2" (it has #1 test)');
+  assert.equal(byIndex.rules[0].skipped, 'no condition "2" (it has #1 res.0 at test)');
   assert.equal(byName.rules.length, 1);
   assert.deepStrictEqual(byName.rules[0].suggested, byIndex.rules[1].suggested);
+  assert.deepStrictEqual(byConditionName.rules[0].suggested, byIndex.rules[1].suggested);
+  assert.equal(byConditionName.rules[0].current?.threshold, 0.5);
   assert.equal(withPos.positives?.requests, 2);
   const p0 = withPos.rules[0];
   // current 500: both caught; token-suggested 950: only the 960 one; request-suggested 1000: none

@@ -101,6 +101,8 @@ export function lintPolicyText(store: TraceStore, text: string, file: string): L
 /** One condition of a rule, valued per token of one request. */
 export interface ConditionTrace {
   rule: string;
+  /** The condition's name in the rule (as alerts list it: `conditions[].name`). */
+  condition: string;
   /** What it reads: `demo-res latent 0 "prompt injection"`. */
   name: string;
   op: "above" | "below";
@@ -194,6 +196,7 @@ export async function previewPolicy(
         const raw = signalValues(store, r, t.encoder, t.index);
         conditions.push({
           rule: rule.id,
+          condition: rule.conditions[leaf.cond].name,
           name: `${t.encoder} ${what} ${t.index}${t.label ? ` "${t.label}"` : ""}`,
           op: leaf.op,
           threshold: leaf.threshold,

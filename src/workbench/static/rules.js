@@ -279,12 +279,18 @@ function drawPreview(box, pv, disposers) {
                 "data-rule": c.rule,
                 "data-cond": c.name,
                 role: "img",
-                "aria-label": `${c.rule}: ${c.name} ${c.op} ${c.threshold} per token`,
+                "aria-label": `${c.rule}: ${
+                  c.condition ?? ""
+                } (${c.name}) ${c.op} ${c.threshold} per token`,
               });
               const holder = el(
                 "figure",
                 { class: "cond" },
-                el("figcaption", {}, `${c.rule}: ${c.name} ${c.op} ${fmt(c.threshold)}`),
+                el(
+                  "figcaption",
+                  {},
+                  `${c.rule}: ${c.condition ?? ""} (${c.name}) ${c.op} ${fmt(c.threshold)}`,
+                ),
                 cbox,
               );
               queueMicrotask(() => disposers.push(conditionChart(cbox, r.tokens ?? [], c)));
