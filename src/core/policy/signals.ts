@@ -67,8 +67,15 @@ export function closestLabel(label: string, labels: Iterable<string>): string | 
   return best;
 }
 
-/** Levenshtein distance of `a` and `b`, or `max + 1` once it is known to exceed `max`. */
-function boundedEditDistance(a: string, b: string, max: number): number {
+/**
+ * Levenshtein distance of `a` and `b`, or `max + 1` once it is known to exceed `max`.
+ *
+ * @example
+ * ```ts
+ * boundedEditDistance("emial", "email", 2); // 2
+ * ```
+ */
+export function boundedEditDistance(a: string, b: string, max: number): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];

@@ -9,7 +9,6 @@
 import type { RuleDef } from "./ast.ts";
 import type { RuleCondition } from "./compiled.ts";
 import type { PolicyWarning } from "./problems.ts";
-import { closestLabel } from "./signals.ts";
 import {
   CONDITION_FIELDS,
   conditionPlaceholder,
@@ -17,20 +16,33 @@ import {
   templatePlaceholders,
 } from "./template.ts";
 import { someNames } from "./context.ts";
+import { boundedEditDistance } from "./signals.ts";
 
 const FIELDS_TEXT = "{rule} {title} {severity} {model} {hook} {request_id} {tenant} {value} " +
   "{signal} {label} {tokens} {text} {meta.<key>} {cond.<name>.<field>}";
+
+/** The name among `names` closest to `name`, when within 2 edits (a third of a long name). */
+function closest(name: string, names: readonly string[]): string | undefined {
+  const limit = Math.max(2, Math.floor(name.length / 3));
+  let best: string | undefined;
+  let bestD = limit + 1;
+  for (const n of names) {
+    const d = boundedEditDistance(name.toLowerCase(), n.toLowerCase(), limit);
+    if (d < bestD) [best, bestD] = [n, d];
+  }
+  return best;
+}
 
 /** Why `name` is not a template field of a rule with `conditions` (its condition names). */
 function unknownReason(name: string, conditions: readonly string[]): string {
   const c = conditionPlaceholder(name);
   if (c === undefined) return `expected one of ${FIELDS_TEXT}`;
   if (!conditions.includes(c.condition)) {
-    const close = closestLabel(c.condition, conditions);
+    const close = closest(c.condition, conditions);
     return `expected a condition of the rule (${someNames(conditions)})` +
       (close !== undefined ? ` (did you mean {cond.${close}.${c.field}}?)` : "");
   }
-  const close = closestLabel(c.field, CONDITION_FIELDS);
+  const close = closest(c.field, CONDITION_FIELDS);
   return `expected a condition field: ${CONDITION_FIELDS.join(" ")}` +
     (close !== undefined ? ` (did you mean {cond.${c.condition}.${close}}?)` : "");
 }
