@@ -233,7 +233,7 @@ Deno.test("v1 file: every problem in a file is reported at once", () => {
     "{all: [...]}, {any: [...]}, {not: ...} or {macro: name}, found an empty value",
     "p.yaml:7:9: duplicate rule id 'a': expected ids to be unique, found it already defined at line 3",
     "p.yaml:10:42: unknown key 'why'; expected one of: sae, latent, label, latents, probe, score, " +
-    "pool, above, below",
+    "pool, above, below, name",
   ]);
 });
 
