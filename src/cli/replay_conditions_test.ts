@@ -18,6 +18,7 @@ import { loadSaeLens } from "../formats/saelens.ts";
 import { readTrace } from "../traces/reader.ts";
 import { formatAlertLine } from "./alerts.ts";
 import { runReplayCommand } from "./replay.ts";
+import { runTests } from "./policy_test_cmd.ts";
 
 const RULES = `version: 2
 rules:
@@ -49,18 +50,20 @@ async function referenceValues(dir: string): Promise<Map<number, [number, number
   return out;
 }
 
-/** stdout lines of `replay args`, run in this process. */
-async function replay(args: string[]): Promise<string[]> {
+/** stdout lines of a command run in this process (exit 0 expected). */
+async function captured(run: () => Promise<number>): Promise<string[]> {
   const lines: string[] = [];
   const log = console.log;
   console.log = (s: string) => lines.push(s);
   try {
-    assert.equal(await runReplayCommand([...args, "--quiet"]), 0);
+    assert.equal(await run(), 0);
   } finally {
     console.log = log;
   }
   return lines;
 }
+
+const replay = (args: string[]) => captured(() => runReplayCommand([...args, "--quiet"]));
 
 const close = (got: number, want: number, what: string) =>
   assert.ok(
@@ -149,6 +152,22 @@ Deno.test("replay: the e-mail-then-credential rule leads with the credential, li
     const json = (await replay([...args, "--json"])).map((l) => JSON.parse(l));
     assert.equal(json[0].completedBy, "credential");
     assert.deepEqual(json[0].conditions, a.conditions);
+
+    // policy test --verbose names the condition that completed the rule
+    await Deno.writeTextFile(
+      `${dir}/rules.test.yaml`,
+      `trace: testdata/demo.trace.gz\nmonitor: testdata/monitor.yaml\ntests:\n` +
+        `  - name: leak\n    expect: [{rule: credential-leak, request: req-3-pii, positions: [${fire}]}]\n`,
+    );
+    const tested = (await captured(() => runTests([`${dir}/rules.test.yaml`, "--verbose"])))
+      .join("\n");
+    assert.match(
+      tested,
+      new RegExp(
+        `fired: \\[HIGH\\] credential-leak request req-3-pii tokens ${fire} latent ` +
+          `demo-res/2 "credential / API key" value [\\d.]+ \\(condition credential\\)`,
+      ),
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
