@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { isTemplateField, renderTemplate, templatePlaceholders } from "./template.ts";
+import {
+  conditionPlaceholder,
+  isTemplateField,
+  renderTemplate,
+  templatePlaceholders,
+} from "./template.ts";
 
 Deno.test("renderTemplate: fields replaced, unknown left, undefined empty", () => {
   assert.equal(
@@ -30,4 +35,18 @@ Deno.test("templatePlaceholders and isTemplateField", () => {
   assert.equal(isTemplateField("meta."), false);
   assert.equal(isTemplateField("tenat"), false);
   assert.equal(isTemplateField("request_id"), true);
+});
+
+Deno.test("isTemplateField and conditionPlaceholder: cond.<name>.<field> for the rule's conditions", () => {
+  assert.deepEqual(conditionPlaceholder("cond.res12.7.value"), {
+    condition: "res12.7",
+    field: "value",
+  });
+  assert.equal(conditionPlaceholder("cond.value"), undefined);
+  assert.equal(conditionPlaceholder("meta.x"), undefined);
+  assert.equal(isTemplateField("cond.email.value", ["email"]), true);
+  assert.equal(isTemplateField("cond.email.held", ["email"]), true);
+  assert.equal(isTemplateField("cond.email.nope", ["email"]), false);
+  assert.equal(isTemplateField("cond.mail.value", ["email"]), false);
+  assert.equal(isTemplateField("cond.email.value"), false);
 });
