@@ -215,6 +215,15 @@ Deno.test("workbench API over the demo trace", async (t) => {
       );
       assert.deepEqual(count.values.flatMap((v: number, i: number) => v > 1 ? [i] : []), byHand);
       assert.deepEqual(count.raw, cond.raw);
+      // the preview's alert lists the rule's conditions by the names its condition traces carry
+      type Named = { name: string; completed?: true };
+      const alert = req.alerts.find((a: { policy: { id: string } }) =>
+        a.policy.id === "prompt-injection"
+      ) as { conditions: Named[]; completedBy: string };
+      const traced = req.conditions.filter((c: { rule: string }) => c.rule === "prompt-injection")
+        .map((c: { condition: string }) => c.condition);
+      assert.deepEqual(alert.conditions.map((c) => c.name).sort(), [...new Set(traced)].sort());
+      assert.ok(alert.conditions.some((c) => c.name === alert.completedBy && c.completed));
       const pts = body.curve.points;
       assert(pts.length >= 2);
       for (let i = 1; i < pts.length; i++) {
