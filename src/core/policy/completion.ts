@@ -173,24 +173,25 @@ export function completingLeaf(
   input: CompletionInput,
 ): number {
   const { values, before, present, scratch } = input;
-  const mark = scratch.subarray(0, table.n);
-  mark.fill(0);
+  const mark = scratch;
+  for (let k = 0; k < table.n; k++) mark[k] = 0;
   support(rule.condition, table, values, mark);
   let best = -1;
-  let bestKey = [0, 0, 0];
+  let bestRose = 0;
   for (let k = 0; k < table.n; k++) {
     if (mark[k] === 0 || table.canLead[k] === 0) continue;
     const rose = before >= 0 && (before & (1 << k)) === 0 ? 1 : 0;
-    const key = [rose, present[k], -table.span[k]];
-    if (best < 0 || ranksBefore(key, bestKey)) [best, bestKey] = [k, key];
+    // strictly better than the best so far: rose, then present, then a shorter window
+    if (
+      best < 0 || rose > bestRose ||
+      (rose === bestRose && (present[k] > present[best] ||
+        (present[k] === present[best] && table.span[k] < table.span[best])))
+    ) {
+      best = k;
+      bestRose = rose;
+    }
   }
   if (best >= 0) return best;
   const first = rule.conditions.findIndex((c) => rule.tests[c.test].trigger);
   return first >= 0 ? first : 0;
-}
-
-/** Whether `a` ranks strictly before `b` (larger is better, key by key). */
-function ranksBefore(a: number[], b: number[]): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] > b[i];
-  return false;
 }
