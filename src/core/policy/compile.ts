@@ -9,6 +9,11 @@
  * - **Latents by label** match a loaded label exactly, ignoring case and
  *   surrounding spaces; several matches is an error that lists them.
  * - **`latents` tests** (a list of latents) become an `any` of one test per latent.
+ * - **Condition names** (`condition_names.ts`): each leaf test of a rule is a
+ *   named condition (`name:`, else a default from its label or signal, made
+ *   unique); a name written twice in one rule is an error. Templates may read
+ *   `{cond.<name>.<field>}`; an unknown name or field is a warning with a
+ *   close match (`template_check.ts`).
  * - **Triggers.** A rule is evaluated on a token only when one of its trigger
  *   tests' signals is present on that token, which is what makes inactive
  *   rules free. A trigger is a test that can only hold when its signal is
