@@ -17,6 +17,7 @@ import {
 import { atlasOf } from "../core/render/atlas.ts";
 import type { Frame } from "../core/frame/format.ts";
 import type { CompiledRule } from "../core/policy/compile.ts";
+import { familyValue } from "../core/family.ts";
 import type { Firing } from "../core/policy/engine.ts";
 import type { SparseLatents } from "../core/sae.ts";
 
@@ -88,7 +89,11 @@ export function buildAlert(input: AlertInput): Alert {
     const i = position - frame.position;
     return {
       position,
-      value: rows ? valueAt(rows[firstRow + i], signal.index) : firing.value,
+      value: !rows
+        ? firing.value
+        : signal.family
+        ? familyValue(rows[firstRow + i], signal.family)
+        : valueAt(rows[firstRow + i], signal.index),
       ...(frame.tokenIds ? { tokenId: frame.tokenIds[i] } : {}),
       ...(frame.tokenText ? { text: frame.tokenText[i] } : {}),
     };
@@ -114,6 +119,19 @@ export function buildAlert(input: AlertInput): Alert {
     };
     if (t.kind === "probe") scores.push({ probe: t.encoder, index: t.index, value, ...extra });
     else readings.push({ sae: t.encoder, index: t.index, value, ...extra });
+    // a family lists each member with its raw activation and its weight
+    t.family?.members.forEach((m, k) => {
+      if (m === t.index || seen.has(`${t.kind}:${t.encoder}:${m}`)) return;
+      seen.add(`${t.kind}:${t.encoder}:${m}`);
+      const mLabel = labels?.get(t.encoder)?.get(m);
+      readings.push({
+        sae: t.encoder,
+        index: m,
+        value: valueAt(latents.get(t.encoder)?.[row] ?? EMPTY_ROW, m),
+        ...(mLabel !== undefined ? { label: mLabel } : {}),
+        family: { of: t.index, cosine: t.family!.weights[k] },
+      });
+    });
   }
   const trace = traceContext(frame.traceparent, frame.tracestate);
   const atlas = atlasOf(def.tags);

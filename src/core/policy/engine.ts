@@ -52,9 +52,10 @@
  */
 import type { SparseLatents } from "../sae.ts";
 import type { SteerAction } from "./ast.ts";
-import type { CompiledPolicySet, CompiledRule, ConditionEnv } from "./compiled.ts";
+import type { CompiledPolicySet, CompiledRule, CompiledTest, ConditionEnv } from "./compiled.ts";
 import { INDEX_EMPTY, INDEX_HASH } from "./encoder_index.ts";
-import { createPoolState, type PoolState } from "./pool.ts";
+import type { PoolState } from "./pool.ts";
+import { createTestPoolState } from "./family_pool.ts";
 import { renderTemplate } from "./template.ts";
 
 /** Who a batch belongs to. */
@@ -94,7 +95,14 @@ export interface Firing {
   positions: number[];
   /** Pooled value of the trigger test that held, at `positions[0]`. */
   value: number;
-  signal: { encoder: string; index: number; label?: string; kind: "latent" | "probe" };
+  signal: {
+    encoder: string;
+    index: number;
+    label?: string;
+    kind: "latent" | "probe";
+    /** A family test: its members, weights and combine (`value` is the family's). */
+    family?: CompiledTest["family"];
+  };
   /** The rule's description template rendered ("" when the rule has none). */
   description: string;
   dedupKey: string;
@@ -167,7 +175,7 @@ class Env implements ConditionEnv {
   witnessValue = 0;
   read(test: number): number {
     let s = this.rs.tests[test];
-    if (s === undefined) s = this.rs.tests[test] = createPoolState(this.rule.tests[test].pool);
+    if (s === undefined) s = this.rs.tests[test] = createTestPoolState(this.rule.tests[test]);
     return s.read(this.t, this.start);
   }
 }
@@ -371,7 +379,7 @@ export class PolicyEngine {
       let rs = req.rules.get(r);
       if (rs === undefined) req.rules.set(r, rs = { tests: new Array(rule.tests.length) });
       let ps = rs.tests[test];
-      if (ps === undefined) ps = rs.tests[test] = createPoolState(rule.tests[test].pool);
+      if (ps === undefined) ps = rs.tests[test] = createTestPoolState(rule.tests[test]);
       ps.push(t, v, req.start[SCOPE_SLOT[rule.scope]]);
       if (rule.tests[test].trigger && mark[r] !== stamp) {
         mark[r] = stamp;
@@ -384,7 +392,7 @@ export class PolicyEngine {
       for (const [encoder, idx] of this.#encoders) {
         const row = batch.latents.get(encoder)?.[batch.firstRow + i];
         if (row === undefined) continue;
-        const { groups, rule, test } = idx;
+        const { groups, rule, test, weight } = idx;
         if (idx.kind === "probe") {
           const watched = idx.watched;
           for (let g = 0; g < watched.length; g++) {
@@ -404,7 +412,7 @@ export class PolicyEngine {
             const a = offsets[latent];
             const b = offsets[latent + 1];
             if (a === b) continue;
-            for (let e = a; e < b; e++) visit(rule[e], test[e], values[k]);
+            for (let e = a; e < b; e++) visit(rule[e], test[e], values[k] * weight[e]);
           }
           continue;
         }
@@ -425,7 +433,9 @@ export class PolicyEngine {
           }
           if (key !== latent) continue;
           const g = slotGroup[s];
-          for (let e = groups[g]; e < groups[g + 1]; e++) visit(rule[e], test[e], values[k]);
+          for (let e = groups[g]; e < groups[g + 1]; e++) {
+            visit(rule[e], test[e], values[k] * weight[e]);
+          }
         }
       }
       if (candidates.length === 0) continue;
@@ -566,6 +576,7 @@ export class PolicyEngine {
         index: test.index,
         ...(test.label !== undefined ? { label: test.label } : {}),
         kind: test.kind,
+        ...(test.family ? { family: test.family } : {}),
       },
       description: rule.def.description
         ? renderTemplate(rule.def.description, this.#fields(rule, batch, h, from))
