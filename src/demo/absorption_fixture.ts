@@ -199,8 +199,9 @@ function explanationRows(): string {
 
 /**
  * Write the fixture SAE (SAELens folder `sae/` with an `explanations/`
- * export of its labels), the policy YAML given, and `monitor.yaml` reading
- * both, under `dir`. Returns the monitor file's path.
+ * export of its labels), a probe along the parent concept (`probe.json`,
+ * id `concept`: score = activation · p), the policy YAML given, and
+ * `monitor.yaml` reading them, under `dir`. Returns the monitor file's path.
  *
  * @example
  * ```ts
@@ -212,12 +213,15 @@ export async function writeAbsorptionMonitor(dir: string, policyYaml: string): P
   await writeSaeLensFolder(`${dir}/sae`, absorptionSae());
   await Deno.mkdir(`${dir}/sae/explanations`, { recursive: true });
   await Deno.writeTextFile(`${dir}/sae/explanations/0.jsonl`, explanationRows());
+  const direction = Array.from({ length: ABSORPTION.dIn }, (_, j) => j === 0 ? 1 : 0);
+  await Deno.writeTextFile(`${dir}/probe.json`, JSON.stringify({ direction, bias: 0 }));
   await Deno.writeTextFile(`${dir}/policies.yaml`, policyYaml);
   const path = `${dir}/monitor.yaml`;
   await Deno.writeTextFile(
     path,
     `monitor: absorption\nmodel: ${ABSORPTION.model}\nhook: ${ABSORPTION.hook}\n` +
-      `saes: [{id: res, path: ./sae}]\npolicies: [./policies.yaml]\n` +
+      `saes: [{id: res, path: ./sae}]\nprobes: [{id: concept, path: ./probe.json}]\n` +
+      `policies: [./policies.yaml]\n` +
       `batching: {max_batch_tokens: 256, max_queue_tokens: 1024}\n`,
   );
   return path;
