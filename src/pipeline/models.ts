@@ -171,9 +171,9 @@ export function monitorSignals(models: MonitorModels): Map<string, SignalInfo> {
  * ```
  */
 export function saeDecoderCosines(sae: SaeWeights): (latent: number) => Float32Array {
-  const width = saeDOut(sae);
   const done = new Map<number, Float32Array>();
   return (latent) => {
+    const width = saeDOut(sae);
     let c = done.get(latent);
     if (!c) {
       done.set(latent, c = decoderCosines(sae.wDec, width, matrixRow(sae.wDec, width, latent)));
