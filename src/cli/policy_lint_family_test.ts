@@ -1,9 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  ABSORPTION,
-  absorptionPolicy,
-  writeAbsorptionMonitor,
-} from "../demo/absorption_fixture.ts";
+import { absorptionPolicy, writeAbsorptionMonitor } from "../demo/absorption_fixture.ts";
 import { lintPolicies } from "./policy.ts";
 
 Deno.test("policy lint --monitor: a single-latent test with an absorbing neighbour is warned at its file:line:col", async () => {
