@@ -51,7 +51,7 @@ class CombinePool implements PoolState {
  * @example
  * ```ts
  * const s = createTestPoolState({
- *   encoder: "res", kind: "latent", index: 4, pool: { kind: "token" }, trigger: true,
+ *   pool: { kind: "token" },
  *   family: { members: [4, 9], weights: [1, 0.5], combine: "sum" },
  * });
  * s.push(3, 2, 0); // latent 4 at 2 (× 1)
