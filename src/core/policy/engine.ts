@@ -25,6 +25,11 @@
  *   pass. A guard (a negated or `below` SAE test) does not make a rule
  *   evaluate: `all(A, not B)` can start to hold as B's window empties, but
  *   is only seen on A's next active token.
+ * - **Families.** A `family` test's members are indexed like latents, each
+ *   with its decoder cosine as a weight: an active member pushes
+ *   `activation × cosine`, the members of one token are combined (sum or
+ *   max, `family_pool.ts`) before the pooling, and any active member
+ *   triggers the rule.
  * - **A firing** is one rule in one batch: the positions where the condition
  *   held (from the first one not suppressed on), and the value and signal of
  *   the trigger test that held first at the first of them.
