@@ -63,7 +63,7 @@ export async function attachDecoders(
 }
 
 /**
- * Warnings (code `absorption`) for tests on one latent whose decoder has
+ * Warnings (code `absorption`) for tests on one latent (`latent:` or `label:`) whose decoder has
  * near neighbours: the latents with a decoder cosine of at least `minCosine`
  * with it, and the family form that reads them too.
  *
@@ -83,9 +83,11 @@ export function absorptionWarnings(
   const out: PolicyProblem<"absorption">[] = [];
   for (const t of singleLatentTests(defs)) {
     const info = signals.get(t.sae);
-    if (info?.kind !== "sae" || !info.decoderCosines || t.index >= info.dSae) continue;
-    const others = familyMembers(info.decoderCosines(t.index), { minCosine })
-      .filter((m) => m.index !== t.index);
+    if (info?.kind !== "sae" || !info.decoderCosines) continue;
+    const index = typeof t.index === "number" ? t.index : labelled(info, t.index);
+    if (index === undefined || index >= info.dSae) continue;
+    const others = familyMembers(info.decoderCosines(index), { minCosine })
+      .filter((m) => m.index !== index);
     if (others.length === 0) continue;
     const shown = others.slice(0, SUGGESTED_MEMBERS);
     const name = (i: number) => info.labels?.has(i) ? ` '${info.labels.get(i)}'` : "";
@@ -93,23 +95,33 @@ export function absorptionWarnings(
       source: t.test.source,
       ...(t.rule !== undefined ? { rule: t.rule } : {}),
       code: "absorption",
-      reason: `latent ${t.index}${name(t.index)} of SAE '${t.sae}' has ${others.length} ` +
+      reason: `latent ${index}${name(index)} of SAE '${t.sae}' has ${others.length} ` +
         `latent${others.length > 1 ? "s" : ""} whose decoder carries its direction (cosine ≥ ` +
         `${minCosine}): ${
           shown.map((m) => `${m.index}${name(m.index)} (${m.cosine.toFixed(2)})`).join(", ")
         }${others.length > shown.length ? ` and ${others.length - shown.length} more` : ""}; ` +
         "where they absorb it this latent is silent and the rule misses the token. Consider " +
-        `'family: {of: ${t.index}, members: [${
-          [t.index, ...shown.map((m) => m.index)].join(", ")
-        }]}' in place of 'latent: ${t.index}' (see latentwatch sae family)`,
+        `'family: {of: ${index}, members: [${
+          [index, ...shown.map((m) => m.index)].join(", ")
+        }]}' in place of '${
+          typeof t.index === "number" ? `latent: ${index}` : `label: "${t.index}"`
+        }' (see latentwatch sae family)`,
     });
   }
   return out;
 }
 
+/** The one latent whose label is `label` (ignoring case and outer spaces), if exactly one. */
+function labelled(info: SignalInfo, label: string): number | undefined {
+  const want = label.trim().toLowerCase();
+  const found = [...info.labels ?? []].filter(([, l]) => l.trim().toLowerCase() === want);
+  return found.length === 1 ? found[0][0] : undefined;
+}
+
 interface LatentTest {
   sae: string;
-  index: number;
+  /** The latent, or its label (resolved against the SAE's labels). */
+  index: number | string;
   test: SignalTest;
   rule?: string;
 }
@@ -137,8 +149,9 @@ function singleLatentTests(defs: PolicyFileDef[]): LatentTest[] {
   const out: LatentTest[] = [];
   for (const d of defs) {
     const add = (rule: string | undefined) => (t: SignalTest) => {
-      if (t.signal.kind === "latent") {
-        out.push({ sae: t.signal.sae, index: t.signal.index, test: t, rule });
+      if (t.signal.kind === "latent" || t.signal.kind === "label") {
+        const index = t.signal.kind === "latent" ? t.signal.index : t.signal.label;
+        out.push({ sae: t.signal.sae, index, test: t, rule });
       }
     };
     for (const r of d.rules) walk(r.condition, add(r.id));

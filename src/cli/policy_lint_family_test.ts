@@ -47,3 +47,16 @@ Deno.test("policy lint --monitor: a family member against the concept is an erro
   );
   assert.match(report.errors[0].reason, /found 3 \(cosine 0\.000\)/);
 });
+
+Deno.test("policy lint --monitor: a test by label is checked too, and the suggestion names the label", async () => {
+  const dir = await Deno.makeTempDir();
+  const monitor = await writeAbsorptionMonitor(
+    dir,
+    "version: 2\nrules:\n  - id: by-label\n    title: L\n    severity: low\n" +
+      '    when: {sae: res, label: "Starts with E", above: 1}\n',
+  );
+  const report = await lintPolicies([], { monitor });
+  const found = report.warnings.filter((w) => w.code === "absorption");
+  assert.deepStrictEqual(found.map((w) => [w.line, w.col, w.rule]), [[6, 11, "by-label"]]);
+  assert.match(found[0].reason, /in place of 'label: "Starts with E"'/);
+});
