@@ -155,6 +155,10 @@ export function describeTrigger(t: Pick<TriggerTest, "tests" | "op" | "threshold
   const first = t.tests[0];
   const signal = first.kind === "probe"
     ? `${first.encoder} score ${first.index}`
+    : first.family
+    ? `${first.encoder} family of latent ${first.index} (members ${
+      first.family.members.join(", ")
+    })`
     : `${first.encoder} latent${t.tests.length > 1 ? "s" : ""} ${
       t.tests.map((x) => x.label ? `${x.index} "${x.label}"` : String(x.index)).join(", ")
     }`;
