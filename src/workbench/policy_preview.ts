@@ -190,8 +190,8 @@ export async function previewPolicy(
       const firedAt = firings.filter((f) => f.rule === rule.id).flatMap((f) => f.positions);
       for (const leaf of leaves(rule.condition)) {
         const t = rule.tests[leaf.test];
-        const what = t.kind === "probe" ? "score" : "latent";
-        const raw = signalValues(store, r, t.encoder, t.index);
+        const what = t.kind === "probe" ? "score" : t.family ? "family of latent" : "latent";
+        const raw = signalValues(store, r, t.encoder, t.index, t.family);
         conditions.push({
           rule: rule.id,
           name: `${t.encoder} ${what} ${t.index}${t.label ? ` "${t.label}"` : ""}`,
