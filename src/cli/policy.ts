@@ -32,6 +32,7 @@ import { type MonitorConfig, monitorConfigFromSource } from "../config/monitor.t
 import { policyFileDefFromSource, validRulesOf } from "../config/policy_file.ts";
 import { loadYamlSource, type YamlPath, type YamlSource } from "../config/yaml_source.ts";
 import type { Condition, PolicyFileDef, SteerAction } from "../core/policy/ast.ts";
+import { absorptionWarnings, attachDecoders } from "./policy_lint_family.ts";
 import {
   compilePolicySet,
   PolicyCompileError,
@@ -99,6 +100,7 @@ const NEEDS_MONITOR = new Set([
   "unknown-label",
   "ambiguous-label",
   "no-labels",
+  "no-decoder",
 ]);
 
 /**
@@ -338,6 +340,7 @@ export async function lintPolicies(
   // A monitor that failed to load is reported; the files are still checked with stand-ins.
   const real = signals !== undefined && errors.every((e) => e.code !== "monitor");
   const against = real ? signals! : standInSignals(defs);
+  if (real && monitor) await attachDecoders(monitor, defs, against);
   const finding = (p: PolicyProblem<string>, severity: LintFinding["severity"]): LintFinding => ({
     file: p.source.file,
     line: p.source.line,
@@ -360,6 +363,9 @@ export async function lintPolicies(
       errors.push(finding(p, "error"));
     }
     for (const w of err.warnings) warnings.push(finding(w, "warning"));
+  }
+  if (real) {
+    for (const w of absorptionWarnings(defs, against)) warnings.push(finding(w, "warning"));
   }
   return report();
 
@@ -424,7 +430,10 @@ function standInSignals(defs: PolicyFileDef[]): Map<string, SignalInfo> {
     if (s.kind === "probe") probes.set(s.probe, Math.max(probes.get(s.probe) ?? 0, s.index));
     else if (s.kind === "latent") index(s.sae, s.index);
     else if (s.kind === "label") sae(s.sae).labels.add(s.label.trim().toLowerCase());
-    else {
+    else if (s.kind === "family") {
+      index(s.sae, s.of);
+      if (Array.isArray(s.members)) { for (const i of s.members) index(s.sae, i); }
+    } else {
       const items = Array.isArray(s.indices) ? s.indices : lists.get(s.indices.list) ?? [];
       sae(s.sae);
       for (const i of items) index(s.sae, i);

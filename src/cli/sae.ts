@@ -18,6 +18,7 @@ import { parseCommandArgs, usageError } from "./common.ts";
 import { encode } from "./sae_encode.ts";
 import { evaluate } from "./sae_eval.ts";
 import { inspect } from "./sae_inspect.ts";
+import { runSaeFamily } from "./sae_family.ts";
 import {
   CliInputError,
   DEFAULT_BATCH,
@@ -38,6 +39,10 @@ const USAGE = `usage:
   latentwatch sae eval <path> --input <acts.npy> [--target <out.npy>] [--json] [--provider P] [load options]
       reconstruction MSE, fraction of variance unexplained, mean L0 and dead
       latents on that input (--target: what a transcoder should output)
+  latentwatch sae family <path> <latent> | --probe <file>[:score] [--min-cosine 0.3] [--top 20]
+      [--traces <trace>...] [--json]
+      the latents whose decoder carries the concept, by cosine; with --traces the
+      absorption candidates (latentwatch sae family --help)
 
 --provider: where onnxruntime runs the encoder: ${EXECUTION_PROVIDERS.join(", ")} (default auto:
 WebGPU, then CUDA, then the CPU); a GPU provider that cannot start falls back to
@@ -63,6 +68,7 @@ read automatically; --labels <file or folder> points elsewhere.`;
  * ```
  */
 export async function runSaeCommand(args: string[]): Promise<number> {
+  if (args[0] === "family") return await runSaeFamily(args.slice(1));
   const parsed = parseCommandArgs("latentwatch sae", USAGE, args, {
     input: { type: "string", short: "i" },
     target: { type: "string" },

@@ -15,8 +15,18 @@ import {
 import { loadSae, type LoadSaeOptions } from "../formats/load.ts";
 import type { ExecutionProviderSetting } from "../runtime/provider.ts";
 import { CliInputError, providerOf, writeAll } from "./sae_support.ts";
-/** Labels from `--labels`, else from an `explanations/` folder next to the SAE, else none. */
-async function withLabels(
+/**
+ * `sae` with labels from `labels` (a file or folder), else from an
+ * `explanations/` folder next to the SAE, else as it is.
+ *
+ * @example
+ * ```ts
+ * import { loadSae } from "../formats/load.ts";
+ * const sae = await withLabels(await loadSae("saes/my-sae"), "saes/my-sae");
+ * sae.labels?.get(42);
+ * ```
+ */
+export async function withLabels(
   sae: SaeWeights,
   path: string,
   labels?: string,

@@ -64,7 +64,15 @@ export class ToAst {
     if (c.probe !== undefined) signal = { kind: "probe", probe: c.probe, index: c.score ?? 0 };
     else if (c.latent !== undefined) signal = { kind: "latent", sae: c.sae!, index: c.latent };
     else if (c.label !== undefined) signal = { kind: "label", sae: c.sae!, label: c.label };
-    else {signal = {
+    else if (c.family !== undefined) {
+      signal = {
+        kind: "family",
+        sae: c.sae!,
+        of: c.family.of,
+        members: c.family.members ?? { minCosine: c.family.min_cosine! },
+        combine: c.family.combine ?? "sum",
+      };
+    } else {signal = {
         kind: "latents",
         sae: c.sae!,
         indices: valueSetAst(c.latents!) as number[] | { list: string },

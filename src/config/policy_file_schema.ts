@@ -161,6 +161,7 @@ const TEST_KEYS = [
   "latent",
   "label",
   "latents",
+  "family",
   "probe",
   "score",
   "pool",
@@ -171,6 +172,41 @@ const TEST_KEYS = [
 
 /** A condition's name (`name:` on a signal test): no dots, so `{cond.<name>.<field>}` reads unambiguously. */
 export const CONDITION_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+
+const COSINE = "a cosine in (0, 1]";
+
+/** A latent family: the concept latent `of` and its members (listed, or by decoder cosine). */
+export const FamilySchema = z.strictObject({
+  of: latentIndex.meta({ description: "The concept's latent (its decoder is the concept)." }),
+  members: z.array(latentIndex, { error: expectMessage("a list of latent indices") }).min(1, {
+    error: expectMessage("a list of at least one latent index"),
+  }).optional().meta({
+    description: "The latents that carry the concept (e.g. from `latentwatch sae family`).",
+  }),
+  min_cosine: z.number({ error: expectMessage(COSINE) }).gt(0, { error: expectMessage(COSINE) })
+    .max(1, { error: expectMessage(COSINE) }).optional().meta({
+      description: "Members: every latent whose decoder cosine with `of`'s is at least this, " +
+        "resolved from the SAE when the policy is compiled.",
+    }),
+  combine: z.enum(["sum", "max"]).optional().meta({
+    description: "How members combine per token (default sum).",
+  }),
+}).check((ctx) => {
+  const f = ctx.value;
+  if ((f.members === undefined) === (f.min_cosine === undefined)) {
+    ctx.issues.push({
+      code: "custom",
+      input: f,
+      path: f.members === undefined ? [] : ["min_cosine"],
+      message: f.members === undefined
+        ? "expected 'members: [...]' or 'min_cosine: X' (which latents carry the concept)"
+        : "expected 'members' or 'min_cosine', found both",
+    });
+  }
+}).meta({
+  description: "A latent family: per token, combine over members of activation × decoder " +
+    "cosine with the concept (catches feature absorption).",
+});
 
 /** One signal test: an SAE latent (by index, label or a list) or a probe score, pooled, above or below a threshold. */
 export const SignalTestSchema = z.strictObject({
@@ -183,6 +219,7 @@ export const SignalTestSchema = z.strictObject({
     description: "Several latents (or the name of a list of them): the test holds if it holds " +
       "for one.",
   }),
+  family: FamilySchema.optional(),
   probe: encoderId("a probe").optional().meta({ description: "Probe id from the monitor config." }),
   score: latentIndex.optional().meta({
     description: "Which score of a multi-direction probe (default 0).",
@@ -204,7 +241,9 @@ export const SignalTestSchema = z.strictObject({
   const t = ctx.value;
   const issue = (path: (string | number)[], message: string) =>
     ctx.issues.push({ code: "custom", input: t, path, message });
-  const saeKeys = (["latent", "label", "latents"] as const).filter((k) => t[k] !== undefined);
+  const saeKeys = (["latent", "label", "latents", "family"] as const).filter((k) =>
+    t[k] !== undefined
+  );
   if (t.probe !== undefined) {
     if (t.sae !== undefined) issue(["sae"], "expected 'sae' or 'probe', found both");
     for (const k of saeKeys) {
@@ -213,16 +252,21 @@ export const SignalTestSchema = z.strictObject({
   } else if (t.sae === undefined) {
     issue(
       [],
-      "expected a signal: 'sae' with 'latent', 'label' or 'latents' (an SAE latent), or " +
+      "expected a signal: 'sae' with 'latent', 'label', 'latents' or 'family' (SAE latents), or " +
         "'probe' (a probe score)",
     );
   } else {
     if (saeKeys.length === 0) {
-      issue([], "expected 'latent', 'label' or 'latents' with 'sae' (which latent to read)");
+      issue(
+        [],
+        "expected 'latent', 'label', 'latents' or 'family' with 'sae' (which latent to read)",
+      );
     } else if (saeKeys.length > 1) {
       issue(
         [saeKeys[1]],
-        `expected one of 'latent', 'label' or 'latents', found both '${saeKeys[0]}' and ` +
+        `expected one of 'latent', 'label', 'latents' or 'family', found both '${
+          saeKeys[0]
+        }' and ` +
           `'${saeKeys[1]}'`,
       );
     }

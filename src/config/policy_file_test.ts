@@ -232,7 +232,7 @@ Deno.test("v1 file: every problem in a file is reported at once", () => {
     "p.yaml:6:5: expected a condition: a signal test ({sae, latent, above} or {probe, above}), " +
     "{all: [...]}, {any: [...]}, {not: ...} or {macro: name}, found an empty value",
     "p.yaml:7:9: duplicate rule id 'a': expected ids to be unique, found it already defined at line 3",
-    "p.yaml:10:42: unknown key 'why'; expected one of: sae, latent, label, latents, probe, score, " +
+    "p.yaml:10:42: unknown key 'why'; expected one of: sae, latent, label, latents, family, probe, score, " +
     "pool, above, below, name",
   ]);
 });

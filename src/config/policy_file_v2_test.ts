@@ -353,7 +353,7 @@ Deno.test("errors: conditions, pooling, actions, suppression at the exact line:c
     `8:43: ${pool}, found a mapping with key(s) 'maxx' (did you mean 'max'?)`,
     "9:31: expected 'latent' only with 'sae'; a probe's score is chosen with 'score'",
     "9:51: expected 'above' or 'below', found both",
-    "10:11: expected 'latent', 'label' or 'latents' with 'sae' (which latent to read)",
+    "10:11: expected 'latent', 'label', 'latents' or 'family' with 'sae' (which latent to read)",
     "10:11: expected a threshold: 'above: X' or 'below: X'",
     `11:11: ${cond}, found a mapping with key(s) 'nott' (did you mean 'not'?)`,
     `12:11: ${cond}, found 5`,

@@ -42,6 +42,8 @@ export interface AlertLatentValue {
   value: number;
   /** Threshold of the first `above` test on this latent, when there is one. */
   threshold?: number;
+  /** A member of a `family` test: its concept latent and its decoder cosine with it (the value's weight). */
+  family?: { of: number; cosine: number };
 }
 
 /** One probe score the rule's condition reads, on the first firing token. */
@@ -66,6 +68,8 @@ export interface AlertCondition {
   index: number;
   label?: string;
   signal?: "probe";
+  /** A `family` test (`index` is its concept latent): how many members it combines, and how. */
+  family?: { members: number; combine: "sum" | "max" };
   /** The pooling: `{ kind: "max", window: 8 }`, `{ kind: "ema", halfLife: 4 }`, … */
   pool: Pool;
   op: "above" | "below";

@@ -18,6 +18,7 @@ import {
 import { atlasOf } from "../core/render/atlas.ts";
 import type { Frame } from "../core/frame/format.ts";
 import type { CompiledRule } from "../core/policy/compile.ts";
+import { familyValue } from "../core/family.ts";
 import type { Firing } from "../core/policy/engine.ts";
 import type { SparseLatents } from "../core/sae.ts";
 import { conditionHolds } from "../core/policy/condition_fields.ts";
@@ -90,7 +91,11 @@ export function buildAlert(input: AlertInput): Alert {
     const i = position - frame.position;
     return {
       position,
-      value: rows ? valueAt(rows[firstRow + i], signal.index) : firing.value,
+      value: !rows
+        ? firing.value
+        : signal.family
+        ? familyValue(rows[firstRow + i], signal.family)
+        : valueAt(rows[firstRow + i], signal.index),
       ...(frame.tokenIds ? { tokenId: frame.tokenIds[i] } : {}),
       ...(frame.tokenText ? { text: frame.tokenText[i] } : {}),
     };
@@ -120,6 +125,19 @@ export function buildAlert(input: AlertInput): Alert {
     };
     if (t.kind === "probe") scores.push({ probe: t.encoder, index: t.index, value, ...extra });
     else readings.push({ sae: t.encoder, index: t.index, value, ...extra });
+    // a family lists each member with its raw activation and its weight
+    t.family?.members.forEach((m, k) => {
+      if (m === t.index || seen.has(`${t.kind}:${t.encoder}:${m}`)) return;
+      seen.add(`${t.kind}:${t.encoder}:${m}`);
+      const mLabel = labels?.get(t.encoder)?.get(m);
+      readings.push({
+        sae: t.encoder,
+        index: m,
+        value: valueAt(latents.get(t.encoder)?.[row] ?? EMPTY_ROW, m),
+        ...(mLabel !== undefined ? { label: mLabel } : {}),
+        family: { of: t.index, cosine: t.family!.weights[k] },
+      });
+    });
   }
   const conditions = alertConditions(firing, labels);
   const trace = traceContext(frame.traceparent, frame.tracestate);
@@ -195,6 +213,9 @@ export function alertConditions(firing: Firing, labels?: LatentLabels): AlertCon
       index: t.index,
       ...(label !== undefined ? { label } : {}),
       ...(t.kind === "probe" ? { signal: "probe" as const } : {}),
+      ...(t.family
+        ? { family: { members: t.family.members.length, combine: t.family.combine } }
+        : {}),
       pool: t.pool,
       op: c.op,
       threshold: c.threshold,

@@ -7,6 +7,8 @@
  */
 import type { SignalInfo } from "../core/policy/compile.ts";
 import type { LinearProbe, SaeFormatName, SaeWeights } from "../core/sae.ts";
+import { saeDOut } from "../core/sae.ts";
+import { decoderCosines, matrixRow } from "../core/family.ts";
 import { attachLabels, findLabelsNextTo, loadNeuronpediaLabels } from "../formats/neuronpedia.ts";
 import { loadProbe } from "../formats/probe.ts";
 import { loadSae } from "../formats/load.ts";
@@ -146,8 +148,36 @@ export async function loadMonitorModels(
 export function monitorSignals(models: MonitorModels): Map<string, SignalInfo> {
   const signals = new Map<string, SignalInfo>();
   for (const [id, s] of models.saes) {
-    signals.set(id, { kind: "sae", dSae: s.dSae, ...(s.labels ? { labels: s.labels } : {}) });
+    signals.set(id, {
+      kind: "sae",
+      dSae: s.dSae,
+      ...(s.labels ? { labels: s.labels } : {}),
+      decoderCosines: saeDecoderCosines(s),
+    });
   }
   for (const [id, p] of models.probes) signals.set(id, { kind: "probe", dSae: p.n });
   return signals;
+}
+
+/**
+ * `latent` → the cosine of every decoder row of `sae` with that latent's
+ * (family tests), computed row by row on demand and kept per latent asked.
+ *
+ * @example
+ * ```ts
+ * import type { SaeWeights } from "../core/sae.ts";
+ * declare const sae: SaeWeights;
+ * saeDecoderCosines(sae)(4123)[9001]; // cosine of latent 9001's decoder with 4123's
+ * ```
+ */
+export function saeDecoderCosines(sae: SaeWeights): (latent: number) => Float32Array {
+  const done = new Map<number, Float32Array>();
+  return (latent) => {
+    const width = saeDOut(sae);
+    let c = done.get(latent);
+    if (!c) {
+      done.set(latent, c = decoderCosines(sae.wDec, width, matrixRow(sae.wDec, width, latent)));
+    }
+    return c;
+  };
 }

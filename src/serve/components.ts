@@ -9,7 +9,7 @@ import { type CompiledPolicySet, compilePolicySet } from "../core/policy/compile
 import type { PolicyFileDef } from "../core/policy/ast.ts";
 import type { MonitorConfig } from "../config/monitor.ts";
 import { readPolicyFile } from "../config/policy_file.ts";
-import { formatProblem } from "../core/policy/compile.ts";
+import { formatProblem, PolicyCompileError } from "../core/policy/compile.ts";
 import { formatIssue } from "../config/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import { type MonitorModels, monitorSignals } from "../pipeline/models.ts";
@@ -68,11 +68,17 @@ export async function compileMonitorPolicies(
       for (const w of set.warnings) log?.warn("policy.warning", { warning: formatProblem(w) });
       return set;
     } catch (err) {
-      if (!(err instanceof PolicyWorkerError) || err.kind !== "unavailable") throw err;
-      log?.warn("policies.worker_unavailable", {
-        error: err.message,
-        note: "compiling in-thread",
-      });
+      // family tests read the SAE decoder, which stays on this thread
+      const needsDecoder = err instanceof PolicyCompileError &&
+        err.problems.some((p) => p.code === "no-decoder");
+      if (needsDecoder) log?.info("policies.compile_in_thread", { why: "family tests" });
+      else if (!(err instanceof PolicyWorkerError) || err.kind !== "unavailable") throw err;
+      else {
+        log?.warn("policies.worker_unavailable", {
+          error: err.message,
+          note: "compiling in-thread",
+        });
+      }
     }
   }
   const files: PolicyFileDef[] = [];

@@ -211,7 +211,12 @@ export class PolicyCompiler {
         );
       }, this.#timeoutMs);
       try {
-        worker.postMessage({ id, paths, signals, limits } satisfies CompileRequest);
+        // functions do not cross threads: a family test compiled there reports
+        // 'no-decoder', and compileMonitorPolicies compiles in-thread instead
+        const plain = new Map(
+          [...signals].map(([k, { decoderCosines: _, ...info }]) => [k, info]),
+        );
+        worker.postMessage({ id, paths, signals: plain, limits } satisfies CompileRequest);
       } catch (err) {
         this.#pending.delete(id);
         reject(

@@ -10,6 +10,7 @@ import type { MonitorConfig } from "../config/monitor.ts";
 import type { SaeWeights } from "../core/sae.ts";
 import { compileMonitorPolicies, type MonitorModels } from "./components.ts";
 import { Logger } from "../shared/log.ts";
+import { absorptionSae } from "../demo/absorption_fixture.ts";
 import { PolicyCompiler, PolicyWorkerError, WORKER_READY } from "./policy_compiler.ts";
 
 const RULES = "version: 1\nrules:\n  - id: r1\n    title: one\n    severity: high\n" +
@@ -145,3 +146,34 @@ Deno.test("compileMonitorPolicies: in-thread only when the worker cannot start; 
       "no in-thread compile after a crash, an unexpected error or a timeout",
     );
   }));
+
+Deno.test("compileMonitorPolicies: family tests need the SAE decoder, so they compile in-thread", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-compiler-" });
+  try {
+    await Deno.writeTextFile(
+      `${dir}/family.yaml`,
+      "version: 2\nrules:\n  - id: fam\n    title: F\n    severity: low\n" +
+        "    when: { sae: res, family: { of: 0, min_cosine: 0.5 }, above: 1 }\n",
+    );
+    const config = { policies: [`${dir}/family.yaml`] } as unknown as MonitorConfig;
+    const models: MonitorModels = {
+      saes: new Map([["res", absorptionSae()]]),
+      probes: new Map(),
+      dIn: 16,
+    };
+    const logs: string[] = [];
+    const log = new Logger({ write: (l) => logs.push(l), maxPerSecond: 1000 });
+    const compiler = new PolicyCompiler();
+    try {
+      const set = await compileMonitorPolicies(config, models, log, compiler);
+      // the fixture's child decoder has cosine 1/√2 with the parent's
+      assert.deepEqual(set.rules[0].tests[0].family?.members, [0, 1]);
+      assert.deepEqual([...set.watchedLatents("res")], [0, 1]);
+      assert.ok(logs.some((l) => l.includes("policies.compile_in_thread")), logs.join("\n"));
+    } finally {
+      compiler.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

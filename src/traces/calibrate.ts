@@ -13,6 +13,7 @@
 import type { Scope } from "../core/policy/ast.ts";
 import type { CompiledCondition, CompiledRule, CompiledTest } from "../core/policy/compile.ts";
 import { createPoolState, type PoolState } from "../core/policy/pool.ts";
+import { familyValue } from "../core/family.ts";
 import type { SparseLatents } from "../core/sae.ts";
 
 /** The threshold test a rule is calibrated on: one pooled signal or several under one threshold. */
@@ -166,6 +167,10 @@ export function describeTrigger(t: Pick<TriggerTest, "tests" | "op" | "threshold
   const first = t.tests[0];
   const signal = first.kind === "probe"
     ? `${first.encoder} score ${first.index}`
+    : first.family
+    ? `${first.encoder} family of latent ${first.index} (members ${
+      first.family.members.join(", ")
+    })`
     : `${first.encoder} latent${t.tests.length > 1 ? "s" : ""} ${
       t.tests.map((x) => x.label ? `${x.index} "${x.label}"` : String(x.index)).join(", ")
     }`;
@@ -248,7 +253,9 @@ export class PooledCollector {
       const t = position + i;
       let present = false;
       for (let k = 0; k < tests.length; k++) {
-        const x = latentValue(latents.get(tests[k].encoder)?.[firstRow + i], tests[k].index);
+        const row = latents.get(tests[k].encoder)?.[firstRow + i];
+        const family = tests[k].family;
+        const x = family ? (row ? familyValue(row, family) : 0) : latentValue(row, tests[k].index);
         const dense = tests[k].kind === "probe";
         if (x !== 0 || dense) {
           st.pools[k].push(t, x, st.start);

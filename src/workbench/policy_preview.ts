@@ -192,8 +192,8 @@ export async function previewPolicy(
       const firedAt = firings.filter((f) => f.rule === rule.id).flatMap((f) => f.positions);
       for (const leaf of leaves(rule.condition)) {
         const t = rule.tests[leaf.test];
-        const what = t.kind === "probe" ? "score" : "latent";
-        const raw = signalValues(store, r, t.encoder, t.index);
+        const what = t.kind === "probe" ? "score" : t.family ? "family of latent" : "latent";
+        const raw = signalValues(store, r, t.encoder, t.index, t.family);
         conditions.push({
           rule: rule.id,
           condition: rule.conditions[leaf.cond].name,

@@ -6,7 +6,8 @@
  * @module
  */
 import Fuse from "fuse.js";
-import type { CompiledCondition, CompiledPolicySet } from "../core/policy/compile.ts";
+import type { CompiledCondition, CompiledPolicySet, CompiledTest } from "../core/policy/compile.ts";
+import { familyValue } from "../core/family.ts";
 import { latentValue } from "../traces/calibrate.ts";
 import type { Evaluation, StoredRequest, TraceStore } from "./trace_source.ts";
 
@@ -68,14 +69,19 @@ export function leaves(
   return out;
 }
 
-/** The value of `encoder`'s latent (or probe score) `index` per token of `r`. */
+/** The value of `encoder`'s latent (or probe score) `index` per token of `r`; a family's value with `family`. */
 export function signalValues(
   store: TraceStore,
   r: StoredRequest,
   encoder: string,
   index: number,
+  family?: CompiledTest["family"],
 ): number[] {
-  return r.tokens.map((_, pos) => latentValue(store.row(r.refs[pos], encoder), index));
+  return r.tokens.map((_, pos) => {
+    const row = store.row(r.refs[pos], encoder);
+    // a family test reads its members' activations weighted by decoder cosine
+    return family ? (row ? familyValue(row, family) : 0) : latentValue(row, index);
+  });
 }
 
 /** The signals the rules of `set` read, per token of `r`, with each rule's thresholds. */
@@ -89,7 +95,8 @@ export function requestSignals(
   for (const rule of set.rules) {
     for (const leaf of leaves(rule.condition)) {
       const t = rule.tests[leaf.test];
-      const key = `${t.kind === "probe" ? "probe" : "sae"}:${t.encoder}:${t.index}`;
+      const kind = t.kind === "probe" ? "probe" : t.family ? "family" : "sae";
+      const key = `${kind}:${t.encoder}:${t.index}${t.family ? `:${t.family.members}` : ""}`;
       let s = out.get(key);
       if (!s) {
         const label = t.label ?? labels?.get(t.encoder)?.get(t.index) ?? "";
@@ -98,7 +105,7 @@ export function requestSignals(
           label,
           ...(t.kind === "probe" ? { probe: t.encoder } : { sae: t.encoder }),
           latent: t.index,
-          values: signalValues(store, r, t.encoder, t.index),
+          values: signalValues(store, r, t.encoder, t.index, t.family),
           thresholds: [],
         };
         out.set(key, s);

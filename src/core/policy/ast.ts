@@ -35,7 +35,21 @@ export type SignalRef =
   /** Any of several latents of SAE `sae` (a literal list or the name of a `list`); the test holds if it holds for one. */
   | { kind: "latents"; sae: string; indices: number[] | { list: string } }
   /** Score `index` of probe `probe` (present on every token). */
-  | { kind: "probe"; probe: string; index: number };
+  | { kind: "probe"; probe: string; index: number }
+  /**
+   * A latent family of SAE `sae`: the concept of latent `of` as every member
+   * carries it, per token `combine` over members of activation × (unit
+   * decoder · unit decoder of `of`). Members are listed, or every latent
+   * whose decoder cosine with `of`'s is at least `minCosine` (resolved from
+   * the SAE's decoder at compile time).
+   */
+  | {
+    kind: "family";
+    sae: string;
+    of: number;
+    members: number[] | { minCosine: number };
+    combine: "sum" | "max";
+  };
 
 /**
  * How per-token values become the value a test compares, at token t of a

@@ -17,6 +17,19 @@ export interface SignalInfo {
   dSae: number;
   /** Human labels by latent index, for `label:` signals and for alerts. */
   labels?: ReadonlyMap<number, string>;
+  /**
+   * SAEs: the cosine of every latent's decoder row with latent `latent`'s
+   * (`[dSae]`), for `family` tests; filled by the adapter that loads the
+   * SAE. Without it a family test is a compile problem.
+   */
+  decoderCosines?: (latent: number) => ArrayLike<number>;
+}
+
+/** A family test's members with their weights (decoder cosine with the concept). */
+export interface CompiledFamily {
+  readonly members: readonly number[];
+  readonly weights: readonly number[];
+  readonly combine: "sum" | "max";
 }
 
 /** One pooled signal a rule reads (tests on the same signal and pooling share it). */
@@ -26,6 +39,8 @@ export interface CompiledTest {
   readonly index: number;
   readonly label?: string;
   readonly pool: Pool;
+  /** A family test: `index` is the concept's latent; the value is the family's (core/family.ts). */
+  readonly family?: CompiledFamily;
   /** Whether the signal being present on a token makes the rule evaluate there. */
   readonly trigger: boolean;
 }

@@ -16,7 +16,7 @@ export class TestTable {
   readonly tests: CompiledTest[] = [];
   readonly #byKey = new Map<string, number>();
   slot(t: Omit<CompiledTest, "trigger">, trigger: boolean): number {
-    const key = canonical({ e: t.encoder, k: t.kind, i: t.index, p: t.pool });
+    const key = canonical({ e: t.encoder, k: t.kind, i: t.index, p: t.pool, f: t.family ?? null });
     let i = this.#byKey.get(key);
     if (i === undefined) {
       i = this.tests.length;

@@ -7,7 +7,8 @@
  * - An unnamed test is named after its latent's label, slugged (lower case,
  *   each run of characters other than `a-z` and `0-9` made one `_`, at most
  *   40 characters): `e-mail address` → `e_mail_address`; without a label,
- *   `<sae>.<latent>` or `<probe>.<score>` (`res12.4012`).
+ *   `<sae>.<latent>` or `<probe>.<score>` (`res12.4012`). A family test's
+ *   default name is its concept's followed by `_family`.
  * - Names are unique within a rule: two tests written with the same name are
  *   an error (`duplicate-condition-name`, at the second one's line and
  *   column); a default name already taken gets `_2`, `_3`, … (first free).
@@ -48,7 +49,8 @@ const SLUG_MAX = 40;
 export function defaultConditionName(signal: ResolvedSignal): string {
   const slug = (signal.label ?? "").toLowerCase().replace(/[^a-z0-9]+/g, "_")
     .slice(0, SLUG_MAX + 1).replace(/^_+|_+$/g, "").slice(0, SLUG_MAX).replace(/_+$/, "");
-  return slug.length > 0 ? slug : `${signal.encoder}.${signal.index}`;
+  const base = slug.length > 0 ? slug : `${signal.encoder}.${signal.index}`;
+  return signal.family ? `${base}_family` : base;
 }
 
 /**

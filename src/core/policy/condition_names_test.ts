@@ -15,6 +15,10 @@ Deno.test("defaultConditionName: label slugged, cut at 40, else <encoder>.<index
   assert.equal(defaultConditionName(sig("日本語")), "res12.7"); // nothing left of the label
   assert.equal(defaultConditionName(sig()), "res12.7");
   assert.equal(defaultConditionName({ encoder: "jb", kind: "probe", index: 1 }), "jb.1");
+  // a family test is named after its concept, marked as the family
+  const family = { members: [7, 9], weights: [1, 0.8], combine: "sum" as const };
+  assert.equal(defaultConditionName({ ...sig("Starts with E"), family }), "starts_with_e_family");
+  assert.equal(defaultConditionName({ ...sig(), family }), "res12.7_family");
   // 45 characters: cut to 40, no trailing '_'
   const long = "abcdefghij abcdefghij abcdefghij abcdefghi jklmn";
   assert.equal(defaultConditionName(sig(long)), "abcdefghij_abcdefghij_abcdefghij_abcdefg");

@@ -7,7 +7,7 @@
  * @module
  */
 import type { ListDef, MacroDef, Pool, SourceRef } from "./ast.ts";
-import type { SignalInfo } from "./compiled.ts";
+import type { CompiledFamily, SignalInfo } from "./compiled.ts";
 import type { PolicyLimits } from "./limits.ts";
 import type { PolicyProblem, ProblemCode } from "./problems.ts";
 
@@ -32,6 +32,7 @@ export interface ResolvedSignal {
   kind: "latent" | "probe";
   index: number;
   label?: string;
+  family?: CompiledFamily;
 }
 
 /**

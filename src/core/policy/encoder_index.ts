@@ -40,6 +40,8 @@ export interface EncoderIndex {
   readonly rule: Uint32Array;
   /** Per entry: the test's index in that rule's `tests`. */
   readonly test: Uint32Array;
+  /** Per entry: what the latent's value is multiplied by (1; a family member's decoder cosine). */
+  readonly weight: Float64Array;
   /** Hash table: the latent in each slot, or {@linkcode INDEX_EMPTY}. */
   readonly slotKey: Int32Array;
   /** Hash table: the group (index into `watched`) of each slot's latent. */
@@ -99,12 +101,15 @@ export function buildIndex(
   rules: readonly CompiledRule[],
   signals: ReadonlyMap<string, SignalInfo>,
 ): Map<string, EncoderIndex> {
-  const refs = new Map<string, [latent: number, rule: number, test: number][]>();
+  const refs = new Map<string, [latent: number, rule: number, test: number, weight: number][]>();
   for (const r of rules) {
     r.tests.forEach((t, i) => {
       let list = refs.get(t.encoder);
       if (!list) refs.set(t.encoder, list = []);
-      list.push([t.index, r.index, i]);
+      // a family test reads every member, each weighted by its decoder cosine
+      if (t.family) {
+        t.family.members.forEach((m, k) => list.push([m, r.index, i, t.family!.weights[k]]));
+      } else list.push([t.index, r.index, i, 1]);
     });
   }
   const out = new Map<string, EncoderIndex>();
@@ -114,10 +119,12 @@ export function buildIndex(
     const order = list.map((_, i) => i).sort((a, b) => list[a][0] - list[b][0] || a - b);
     const rule = new Uint32Array(list.length);
     const test = new Uint32Array(list.length);
+    const weight = new Float64Array(list.length);
     const watchedList: number[] = [];
     const groupList: number[] = [];
     order.forEach((j, at) => {
-      const [l, r, t] = list[j];
+      const [l, r, t, w] = list[j];
+      weight[at] = w;
       if (watchedList[watchedList.length - 1] !== l) {
         watchedList.push(l);
         groupList.push(at);
@@ -158,6 +165,7 @@ export function buildIndex(
       groups: Uint32Array.from(groupList),
       rule,
       test,
+      weight,
       slotKey,
       slotGroup,
       mask,

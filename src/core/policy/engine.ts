@@ -25,6 +25,11 @@
  *   pass. A guard (a negated or `below` SAE test) does not make a rule
  *   evaluate: `all(A, not B)` can start to hold as B's window empties, but
  *   is only seen on A's next active token.
+ * - **Families.** A `family` test's members are indexed like latents, each
+ *   with its decoder cosine as a weight: an active member pushes
+ *   `activation × cosine`, the members of one token are combined (sum or
+ *   max, `family_pool.ts`) before the pooling, and any active member
+ *   triggers the rule.
  * - **A firing** is one rule in one batch: the positions where the condition
  *   held (from the first one not suppressed on), the pooled value of each of
  *   the rule's conditions (leaf tests, `CompiledRule.conditions`) at the
@@ -61,9 +66,10 @@
  */
 import type { SparseLatents } from "../sae.ts";
 import type { SteerAction } from "./ast.ts";
-import type { CompiledPolicySet, CompiledRule, ConditionEnv } from "./compiled.ts";
+import type { CompiledPolicySet, CompiledRule, CompiledTest, ConditionEnv } from "./compiled.ts";
 import { INDEX_EMPTY, INDEX_HASH } from "./encoder_index.ts";
-import { createPoolState, type PoolState } from "./pool.ts";
+import type { PoolState } from "./pool.ts";
+import { createTestPoolState } from "./family_pool.ts";
 import { renderTemplate } from "./template.ts";
 import { completingLeaf, heldMask, type LeafTable, leafTable } from "./completion.ts";
 import { conditionFields } from "./condition_fields.ts";
@@ -105,7 +111,14 @@ export interface Firing {
   positions: number[];
   /** Pooled value of the condition that completed the rule, at `positions[0]`. */
   value: number;
-  signal: { encoder: string; index: number; label?: string; kind: "latent" | "probe" };
+  signal: {
+    encoder: string;
+    index: number;
+    label?: string;
+    kind: "latent" | "probe";
+    /** A family test: its members, weights and combine (`value` is the family's). */
+    family?: CompiledTest["family"];
+  };
   /** Index in `rule.conditions` of the condition that completed the rule at `positions[0]`. */
   completedBy: number;
   /** Pooled value of each of `rule.conditions` at `positions[0]`. */
@@ -186,7 +199,7 @@ class Env implements ConditionEnv {
   witnessValue = 0;
   read(test: number): number {
     let s = this.rs.tests[test];
-    if (s === undefined) s = this.rs.tests[test] = createPoolState(this.rule.tests[test].pool);
+    if (s === undefined) s = this.rs.tests[test] = createTestPoolState(this.rule.tests[test]);
     return s.read(this.t, this.start);
   }
 }
@@ -403,7 +416,7 @@ export class PolicyEngine {
         req.rules.set(r, rs = { tests: new Array(rule.tests.length), held: 0 });
       }
       let ps = rs.tests[test];
-      if (ps === undefined) ps = rs.tests[test] = createPoolState(rule.tests[test].pool);
+      if (ps === undefined) ps = rs.tests[test] = createTestPoolState(rule.tests[test]);
       ps.push(t, v, req.start[SCOPE_SLOT[rule.scope]]);
       if (rule.tests[test].trigger && mark[r] !== stamp) {
         mark[r] = stamp;
@@ -416,7 +429,7 @@ export class PolicyEngine {
       for (const [encoder, idx] of this.#encoders) {
         const row = batch.latents.get(encoder)?.[batch.firstRow + i];
         if (row === undefined) continue;
-        const { groups, rule, test } = idx;
+        const { groups, rule, test, weight } = idx;
         if (idx.kind === "probe") {
           const watched = idx.watched;
           for (let g = 0; g < watched.length; g++) {
@@ -436,7 +449,7 @@ export class PolicyEngine {
             const a = offsets[latent];
             const b = offsets[latent + 1];
             if (a === b) continue;
-            for (let e = a; e < b; e++) visit(rule[e], test[e], values[k]);
+            for (let e = a; e < b; e++) visit(rule[e], test[e], values[k] * weight[e]);
           }
           continue;
         }
@@ -457,7 +470,9 @@ export class PolicyEngine {
           }
           if (key !== latent) continue;
           const g = slotGroup[s];
-          for (let e = groups[g]; e < groups[g + 1]; e++) visit(rule[e], test[e], values[k]);
+          for (let e = groups[g]; e < groups[g + 1]; e++) {
+            visit(rule[e], test[e], values[k] * weight[e]);
+          }
         }
       }
       if (candidates.length === 0) continue;
@@ -638,6 +653,7 @@ export class PolicyEngine {
         index: test.index,
         ...(test.label !== undefined ? { label: test.label } : {}),
         kind: test.kind,
+        ...(test.family ? { family: test.family } : {}),
       },
       description: rule.def.description
         ? renderTemplate(rule.def.description, this.#fields(rule, batch, h, from))

@@ -32,7 +32,9 @@ export type ProblemCode =
   | "no-trigger"
   | "empty-condition"
   | "steer"
-  | "throttle";
+  | "throttle"
+  | "family"
+  | "no-decoder";
 
 /** Machine-readable kinds of lint warnings. */
 export type WarningCode =

@@ -8,6 +8,7 @@
 import type { Pool, SignalRef, SignalTest, SourceRef } from "./ast.ts";
 import type { SignalInfo } from "./compiled.ts";
 import type { ProblemCode } from "./problems.ts";
+import { resolveFamily } from "./family_signal.ts";
 import {
   type Ctx,
   namedList,
@@ -122,6 +123,7 @@ function resolveSignal(
     );
   }
   let indices: readonly unknown[];
+  if (sig.kind === "family") return resolveFamily(ctx, rule, sig, source, info);
   if (sig.kind === "label") {
     if (!info.labels || info.labels.size === 0) {
       return bad(

@@ -194,6 +194,7 @@ function shown(v: number): string {
 export function conditionText(c: AlertCondition): string {
   return `${c.name}: ${c.signal === "probe" ? "probe" : "sae"} ${c.sae}:${c.index}` +
     (c.label !== undefined ? ` '${c.label}'` : "") +
+    (c.family ? ` family (${c.family.members} members, ${c.family.combine})` : "") +
     ` ${poolText(c.pool)} ${c.op} ${shown(c.threshold)} = ${shown(c.value)}` +
     ` (${c.held ? "held" : "not held"}${c.completed ? ", completed the rule" : ""})`;
 }

@@ -29,6 +29,22 @@ Deno.test("conditionText: name, signal, window, op, threshold, value, held, comp
     }),
     "c: sae s:2 count 5 above 0.25 above 2 = 1.23457 (not held)",
   );
+  assert.equal(
+    conditionText({
+      name: "e_family",
+      sae: "s",
+      index: 3,
+      label: "starts with E",
+      family: { members: 4, combine: "max" },
+      pool: { kind: "max", window: 1 },
+      op: "above",
+      threshold: 1,
+      value: 2,
+      held: true,
+      completed: true,
+    }),
+    "e_family: sae s:3 'starts with E' family (4 members, max) max 1 above 1 = 2 (held, completed the rule)",
+  );
 });
 
 Deno.test("CEF lists every condition (lwConditions) and the one that completed (lwCompletedBy)", () => {
