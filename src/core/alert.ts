@@ -126,6 +126,11 @@ export interface Alert {
   trace?: AlertTrace;
   /** MITRE ATLAS techniques among `tags`, with names and tactics (see `render/atlas.ts`). */
   atlas?: AlertAtlasTechnique[];
+  /**
+   * How the token text in `evidence` (and the description's `{text}`) was
+   * redacted (see `redact.ts`); absent: verbatim.
+   */
+  redaction?: "hash" | "tokens";
 }
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
