@@ -55,7 +55,7 @@ import type { SteerAction } from "./ast.ts";
 import type { CompiledPolicySet, CompiledRule, ConditionEnv } from "./compiled.ts";
 import { INDEX_EMPTY, INDEX_HASH } from "./encoder_index.ts";
 import { createPoolState, type PoolState } from "./pool.ts";
-import { renderTemplate } from "./template.ts";
+import { renderTemplate, type TemplateFields } from "./template.ts";
 
 /** Who a batch belongs to. */
 export interface RequestContext {
@@ -97,6 +97,8 @@ export interface Firing {
   signal: { encoder: string; index: number; label?: string; kind: "latent" | "probe" };
   /** The rule's description template rendered ("" when the rule has none). */
   description: string;
+  /** The fields `description` was rendered with (absent when the rule has none), for redaction. */
+  descriptionFields?: TemplateFields;
   dedupKey: string;
   alert: boolean;
   steer: readonly SteerAction[];
@@ -556,6 +558,7 @@ export class PolicyEngine {
       }
     }
     const test = rule.tests[h.witnesses[from]];
+    const fields = rule.def.description ? this.#fields(rule, batch, h, from) : undefined;
     return {
       rule,
       requestId: batch.ctx.requestId,
@@ -567,9 +570,8 @@ export class PolicyEngine {
         ...(test.label !== undefined ? { label: test.label } : {}),
         kind: test.kind,
       },
-      description: rule.def.description
-        ? renderTemplate(rule.def.description, this.#fields(rule, batch, h, from))
-        : "",
+      description: fields ? renderTemplate(rule.def.description!, fields) : "",
+      ...(fields ? { descriptionFields: fields } : {}),
       dedupKey: key,
       alert: rule.alert,
       steer: rule.steer,
