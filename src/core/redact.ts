@@ -24,6 +24,7 @@
  */
 import { createHash, createHmac } from "node:crypto";
 import type { Alert } from "./alert.ts";
+import type { Frame } from "./frame/format.ts";
 import { renderTemplate, type TemplateFields } from "./policy/template.ts";
 
 /** The redaction modes, least strict first. */
@@ -166,4 +167,23 @@ function redactDescription(
   const joined = alert.evidence.map((e) => e.text ?? "").join("");
   if (joined.length === 0 || alert.redaction !== undefined) return alert.description!;
   return alert.description!.split(joined).join(redactText(joined, how));
+}
+
+/**
+ * `frames` with their token text redacted by `opts` (the workbench's live
+ * view of serve shows whole requests): the same array under `none`, else
+ * new frames for those that carry text.
+ *
+ * @example
+ * ```ts
+ * import type { Frame } from "./frame/format.ts";
+ * declare const frames: Frame[];
+ * redactFrameText(frames, { mode: "tokens" })[0].tokenText; // ["[redacted]", ...]
+ * ```
+ */
+export function redactFrameText(frames: readonly Frame[], opts: RedactOptions): readonly Frame[] {
+  if (opts.mode === "none") return frames;
+  return frames.map((f) =>
+    f.tokenText ? { ...f, tokenText: f.tokenText.map((t) => redactText(t, opts)) } : f
+  );
 }
