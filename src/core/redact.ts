@@ -25,6 +25,7 @@
 import { createHash, createHmac } from "node:crypto";
 import type { Alert } from "./alert.ts";
 import type { Frame } from "./frame/format.ts";
+import type { Firing } from "./policy/engine.ts";
 import { renderTemplate, type TemplateFields } from "./policy/template.ts";
 
 /** The redaction modes, least strict first. */
@@ -140,16 +141,18 @@ export function redactAlert(alert: Alert, opts: RedactOptions): Alert {
     out.description = redactDescription(alert, source, how);
   }
   if (source) {
-    const text = source.fields.text;
     out[DESCRIPTION_SOURCE] = {
       template: source.template,
-      fields: {
-        ...source.fields,
-        ...(typeof text === "string" ? { text: redactText(text, how) } : {}),
-      },
+      fields: redactFields(source.fields, how),
     };
   }
   return out;
+}
+
+/** Template fields with `text` (the firing tokens' text) redacted. */
+function redactFields(fields: TemplateFields, how: RedactOptions): TemplateFields {
+  const text = fields.text;
+  return typeof text === "string" ? { ...fields, text: redactText(text, how) } : fields;
 }
 
 /** The description with its embedded token text redacted. */
@@ -158,11 +161,7 @@ function redactDescription(
   source: DescriptionSource | undefined,
   how: RedactOptions,
 ): string {
-  if (source) {
-    const text = source.fields.text;
-    if (typeof text !== "string") return alert.description!;
-    return renderTemplate(source.template, { ...source.fields, text: redactText(text, how) });
-  }
+  if (source) return renderTemplate(source.template, redactFields(source.fields, how));
   // read back from JSON: the joined text of the firing tokens is what `{text}` rendered
   const joined = alert.evidence.map((e) => e.text ?? "").join("");
   if (joined.length === 0 || alert.redaction !== undefined) return alert.description!;
@@ -186,4 +185,40 @@ export function redactFrameText(frames: readonly Frame[], opts: RedactOptions): 
   return frames.map((f) =>
     f.tokenText ? { ...f, tokenText: f.tokenText.map((t) => redactText(t, opts)) } : f
   );
+}
+
+/**
+ * A firing (as `replay` prints it, with the text of its tokens) with its
+ * token text redacted by the stricter of its rule's `redact` and `opts`:
+ * `text`, the description (re-rendered) and a dedup key whose template
+ * reads `{text}`. The same object when that is `none`.
+ *
+ * @example
+ * ```ts
+ * import type { Firing } from "./policy/engine.ts";
+ * declare const firing: Firing & { text?: (string | undefined)[] };
+ * redactFiring(firing, { mode: "none" }).description; // as the rule's `redact` says
+ * ```
+ */
+export function redactFiring<F extends Firing & { text?: (string | undefined)[] }>(
+  firing: F,
+  opts: RedactOptions,
+): F {
+  const mode = stricterRedaction(firing.rule.def.redact ?? "none", opts.mode);
+  if (mode === "none") return firing;
+  const how: RedactOptions = { ...opts, mode };
+  const def = firing.rule.def;
+  const fields = firing.descriptionFields && redactFields(firing.descriptionFields, how);
+  return {
+    ...firing,
+    ...(firing.text
+      ? { text: firing.text.map((t) => t === undefined ? t : redactText(t, how)) }
+      : {}),
+    ...(fields && def.description
+      ? { description: renderTemplate(def.description, fields), descriptionFields: fields }
+      : {}),
+    ...(def.throttle.dedupKey.includes("{text}")
+      ? { dedupKey: redactText(firing.dedupKey, how) }
+      : {}),
+  };
 }
