@@ -490,6 +490,9 @@ Deno.test("serve: redaction: stream and SSE hashed (keyed), a tokens sink, a red
     }
     assert.match(sseText, /hmac-sha256:[0-9a-f]{16}/);
     for (const t of want.keys()) assert.ok(sseText.includes(`"${t}"`), `SSE has rule ${t}`);
+    // the workbench's live view of the request: its tokens as the monitor redacts them
+    const live = await (await fetch(`http://127.0.0.1:${addr.port}/ui/api/requests/pw`)).text();
+    assert.match(live, /hmac-sha256:[0-9a-f]{16}/);
     sse.abort();
     await reading;
     await h.monitor.stop();
@@ -497,7 +500,12 @@ Deno.test("serve: redaction: stream and SSE hashed (keyed), a tokens sink, a red
     assert.ok(trace.includes("[redacted]"), "the recording holds the marker");
     // what left the process holds none of the request's words
     for (const word of ["hunter2024", "password", "bob@example.org"]) {
-      for (const [where, text] of [["sse", sseText], ["file", fileText], ["trace", trace]]) {
+      for (
+        const [where, text] of [["sse", sseText], ["file", fileText], ["trace", trace], [
+          "live view",
+          live,
+        ]]
+      ) {
         assert.ok(!text.includes(word), `${where} leaks ${word}`);
       }
       assert.ok(!JSON.stringify(stored).includes(word), `the stream leaks ${word}`);
