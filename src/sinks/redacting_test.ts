@@ -3,6 +3,7 @@ import { parseMonitorConfig } from "../config/monitor.ts";
 import { redactAlert } from "../core/redact.ts";
 import { SECRET, SECRETS } from "../core/render/test_alert.ts";
 import { Logger } from "../shared/log.ts";
+import { MemoryBus } from "../bus/memory_bus.ts";
 import { startHttpReceiver } from "../../tests/helpers/receivers.ts";
 import { waitUntil } from "../../tests/helpers/stream.ts";
 import { createSinks } from "./factory.ts";
@@ -78,6 +79,59 @@ Deno.test("sinks[].redact: file and webhook sinks send no secret; stricter of al
   } finally {
     for (const s of sinks) await s.close();
     await rx.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** The in-process bus, down until `up`: a jetstream sink spools everything meanwhile. */
+class DownBus extends MemoryBus {
+  up = false;
+  override get connected(): boolean {
+    return this.up && super.connected;
+  }
+}
+
+/** Every file under `dir`, concatenated. */
+async function allBytes(dir: string): Promise<string> {
+  let out = "";
+  for await (const e of Deno.readDir(dir)) {
+    const p = `${dir}/${e.name}`;
+    out += e.isDirectory ? await allBytes(p) : new TextDecoder().decode(await Deno.readFile(p));
+  }
+  return out;
+}
+
+Deno.test("sinks[].redact: a jetstream rendering's spool on disk and its publication hold no secret", async () => {
+  const dir = await Deno.makeTempDir();
+  const bus = new DownBus();
+  const cfg = parseMonitorConfig(
+    HEAD + "sinks:\n  - { type: jetstream, format: ecs, redact: tokens }\n",
+    `${dir}/m.yaml`,
+  );
+  const [sink] = createSinks(cfg.sinks, {
+    log,
+    jetstream: { bus, stream: "A", duplicateWindowMs: 60_000, spoolDir: `${dir}/spool` },
+  });
+  try {
+    await sink.start();
+    assert.ok(sink.submit(SECRET));
+    const spooled = await allBytes(`${dir}/spool`);
+    assert.ok(spooled.includes("[redacted]"), "the alert is in the spool");
+    for (const s of SECRETS) assert.ok(!spooled.includes(s), `the spool holds ${s}`);
+    bus.up = true;
+    await bus.ensureStream({
+      name: "A",
+      subjects: ["latentwatch.alerts.>"],
+      duplicateWindowMs: 60_000,
+    });
+    await waitUntil(() => sink.stats.delivered === 1, "the spooled alert published", 5000);
+    const [msg] = bus.streamMessages("A");
+    const published = new TextDecoder().decode(msg.data);
+    assert.match(published, /saw '\[redacted\]' on tokens 3-6/);
+    for (const s of SECRETS) assert.ok(!published.includes(s), `published ${s}`);
+  } finally {
+    await sink.close();
+    await bus.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
