@@ -44,6 +44,8 @@ interface HarnessExtras {
   files?: (dir: string, sim: SimulatedModel) => Promise<void>;
   rules?: string;
   monitorYaml?: string;
+  /** The control API's address (default: none). */
+  controlListen?: string;
 }
 
 async function harness(stream: string, extras: HarnessExtras = {}): Promise<Harness> {
@@ -70,7 +72,7 @@ async function harness(stream: string, extras: HarnessExtras = {}): Promise<Harn
     spoolDir: `${dir}/spool`,
     stateDir: dir, // a relative record.path lands here
     log: new Logger({ write: (l) => logs.push(l), maxPerSecond: 1000 }),
-    controlListen: null,
+    controlListen: extras.controlListen ?? null,
   });
   const tapBus = await connectNatsBus({ url: server.url, name: "test-tap" });
   const tap = new Tap(tapBus, { model: MODEL, hook: HOOK });
@@ -422,5 +424,95 @@ Deno.test("serve: configured sinks receive the alerts too (webhook to a local se
   } finally {
     await h.stop();
     await rx.close();
+  }
+});
+
+/** HMAC-SHA-256 of `text` under `key`, first 16 hex digits (WebCrypto: a reference apart from the code). */
+async function hmac16(key: string, text: string): Promise<string> {
+  const k = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(key),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const d = await crypto.subtle.sign("HMAC", k, new TextEncoder().encode(text));
+  return [...new Uint8Array(d)].slice(0, 8).map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test("serve: redaction: stream and SSE hashed (keyed), a tokens sink, a redacted recording", async () => {
+  Deno.env.set("LW_TEST_REDACT_KEY", "e2e-key");
+  const h = await harness("E2E_REDACT", {
+    monitorYaml: "redaction:\n  default: hash\n  hash_key_env: LW_TEST_REDACT_KEY\n" +
+      "sinks:\n  - { type: file, path: alerts.jsonl, redact: tokens }\n" +
+      "record:\n  path: rec.trace\n  redact: tokens\n",
+    controlListen: "127.0.0.1:0",
+  });
+  const sse = new AbortController();
+  try {
+    const addr = h.monitor.controlAddr!;
+    const res = await fetch(`http://127.0.0.1:${addr.port}/alerts/stream`, { signal: sse.signal });
+    const events: string[] = [];
+    const reading = (async () => {
+      const dec = new TextDecoder();
+      for await (const chunk of res.body!) events.push(dec.decode(chunk));
+    })().catch(() => {});
+    const tokens = send(h, "pw", "Write to bob@example.org about my password hunter2024");
+    h.tap.end("pw");
+    await h.tapBus.flush();
+    const want = expected(h, tokens);
+    assert.ok(want.size >= 1, "the prompt carries a concept");
+    await waitUntil(
+      () => h.monitor.telemetry.total("latentwatch.alerts.published") >= want.size,
+      "stream ack",
+    );
+    await h.monitor.pipeline.idle();
+    const stored = await readAlerts(h.server.url, "E2E_REDACT");
+    assert.equal(stored.length, want.size);
+    for (const { alert } of stored) {
+      assert.equal(alert.redaction, "hash");
+      for (const e of alert.evidence) {
+        assert.equal(e.text, `hmac-sha256:${await hmac16("e2e-key", tokens[e.position])}`);
+      }
+    }
+    const dir = h.monitor.config.file.replace(/monitor\.yaml$/, "");
+    await waitUntil(
+      async () => (await Deno.readTextFile(`${dir}alerts.jsonl`).catch(() => "")).includes('"pw"'),
+      "the file",
+    );
+    await waitUntil(() => events.join("").includes("event: alert"), "an SSE alert");
+    const sseText = events.join("");
+    const fileText = await Deno.readTextFile(`${dir}alerts.jsonl`);
+    for (const line of fileText.trim().split("\n")) {
+      const a = JSON.parse(line);
+      assert.equal(a.redaction, "tokens");
+      assert.ok(a.evidence.every((e: { text: string }) => e.text === "[redacted]"));
+    }
+    assert.match(sseText, /hmac-sha256:[0-9a-f]{16}/);
+    for (const t of want.keys()) assert.ok(sseText.includes(`"${t}"`), `SSE has rule ${t}`);
+    // the workbench's live view of the request: its tokens as the monitor redacts them
+    const live = await (await fetch(`http://127.0.0.1:${addr.port}/ui/api/requests/pw`)).text();
+    assert.match(live, /hmac-sha256:[0-9a-f]{16}/);
+    sse.abort();
+    await reading;
+    await h.monitor.stop();
+    const trace = new TextDecoder().decode(await Deno.readFile(`${dir}rec.trace`));
+    assert.ok(trace.includes("[redacted]"), "the recording holds the marker");
+    // what left the process holds none of the request's words
+    for (const word of ["hunter2024", "password", "bob@example.org"]) {
+      for (
+        const [where, text] of [["sse", sseText], ["file", fileText], ["trace", trace], [
+          "live view",
+          live,
+        ]]
+      ) {
+        assert.ok(!text.includes(word), `${where} leaks ${word}`);
+      }
+      assert.ok(!JSON.stringify(stored).includes(word), `the stream leaks ${word}`);
+    }
+  } finally {
+    sse.abort();
+    Deno.env.delete("LW_TEST_REDACT_KEY");
+    await h.stop();
   }
 });

@@ -16,6 +16,7 @@ import { type ConsumerMessages, DeliverPolicy, jetstream } from "@nats-io/jetstr
 import type { Alert } from "../core/alert.ts";
 import type { Severity } from "../core/policy/ast.ts";
 import { conditionText } from "../core/render/common.ts";
+import { REDACT_MODES, redactAlert, type RedactMode, type RedactOptions } from "../core/redact.ts";
 import {
   type AlertFilter,
   AlertFilterError,
@@ -28,6 +29,7 @@ const USAGE = `usage: latentwatch alerts tail [--url nats://host:4222] [--stream
                                [--severity high,critical | --min-severity medium]
                                [--policy id,...] [--model name,...]
                                [--since 10m | --all] [--json] [--limit N]
+                               [--redact tokens|hash [--redact-key-env VAR]]
 
   Follow the JetStream alert stream. Without --since or --all, only alerts
   published from now on are shown. Ctrl-C stops.
@@ -44,6 +46,11 @@ const USAGE = `usage: latentwatch alerts tail [--url nats://host:4222] [--stream
   --all                 start at the beginning of the stream
   --json                one alert per line, as stored (latentwatch.alert/v1)
   --limit <n>           stop after n matching alerts
+  --redact <mode>       show token text redacted: tokens ([redacted]) or hash
+                        (sha256:…); what the stream holds is already redacted
+                        as the monitor and rules say, this only adds to it
+  --redact-key-env <v>  with --redact hash: the environment variable holding
+                        the HMAC key (hmac-sha256:…, as the monitor's key gives)
 
   Lines are coloured on a terminal (NO_COLOR=1 turns that off) and plain when
   piped. Exit status: 0 on Ctrl-C or after --limit alerts, 1 when the server
@@ -262,6 +269,37 @@ export async function tailAlerts(
   return shown;
 }
 
+/**
+ * The redaction `--redact` and `--redact-key-env` ask for, or what is wrong
+ * with them (a usage error).
+ *
+ * @example
+ * ```ts
+ * tailRedaction("tokens", undefined); // { mode: "tokens" }
+ * tailRedaction("secret", undefined); // "--redact: expected one of none, hash, tokens, found 'secret'"
+ * ```
+ */
+export function tailRedaction(
+  mode: string | undefined,
+  keyEnv: string | undefined,
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): RedactOptions | string {
+  if (mode === undefined) {
+    return keyEnv === undefined ? { mode: "none" } : "--redact-key-env needs --redact hash";
+  }
+  if (!(REDACT_MODES as readonly string[]).includes(mode)) {
+    return `--redact: expected one of ${REDACT_MODES.join(", ")}, found '${mode}'`;
+  }
+  if (keyEnv === undefined) return { mode: mode as RedactMode };
+  if (mode !== "hash") return `--redact-key-env: expected --redact hash, found --redact ${mode}`;
+  const key = env(keyEnv);
+  if (!key) {
+    return `--redact-key-env: expected environment variable ${keyEnv} to hold the key, ` +
+      `found it ${key === undefined ? "unset" : "empty"}`;
+  }
+  return { mode: "hash", hashKey: key };
+}
+
 /** `url` without the password of a `user:password@` login, for messages. */
 function redact(url: string): string {
   return url.replace(/\/\/[^@/,]*@/g, "//");
@@ -286,6 +324,8 @@ export async function runAlertsCommand(args: string[]): Promise<number> {
     all: { type: "boolean" },
     json: { type: "boolean" },
     limit: { type: "string" },
+    redact: { type: "string" },
+    "redact-key-env": { type: "string" },
   });
   if (typeof parsed === "number") return parsed;
   const v = parsed.values;
@@ -318,6 +358,8 @@ export async function runAlertsCommand(args: string[]): Promise<number> {
       return usageError(NAME, USAGE, `--limit: expected a whole number ≥ 1, found '${v.limit}'`);
     }
   }
+  const redaction = tailRedaction(v.redact, v["redact-key-env"]);
+  if (typeof redaction === "string") return usageError(NAME, USAGE, redaction);
   const opts: TailOptions = {
     url: v.url ?? Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222",
     stream: v.stream ?? DEFAULT_ALERT_STREAM,
@@ -333,7 +375,8 @@ export async function runAlertsCommand(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGTERM", onSignal);
   const enc = new TextEncoder();
   try {
-    await tailAlerts(opts, async (alert) => {
+    await tailAlerts(opts, async (stored) => {
+      const alert = redactAlert(stored, redaction);
       const line = v.json ? JSON.stringify(alert) : formatAlertLine(alert, { color });
       try {
         await Deno.stdout.write(enc.encode(line + "\n"));

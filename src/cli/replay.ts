@@ -136,7 +136,11 @@ export async function runReplayCommand(args: string[]): Promise<number> {
 
   let rejectedShown = 0;
   try {
+    // the monitor's redaction (keyed when its key variable is set here) and each rule's
+    const keyEnv = monitor.config.redaction.hashKeyEnv;
+    const hashKey = keyEnv ? Deno.env.get(keyEnv) : undefined;
     const stats = await replayTrace(monitor, tracePath, {
+      redaction: { mode: monitor.config.redaction.default, ...(hashKey ? { hashKey } : {}) },
       ...(values.alerts
         ? { onAlert: (a: Alert) => console.log(JSON.stringify(a)) }
         : { onFiring: print }),

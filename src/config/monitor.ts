@@ -10,6 +10,7 @@
 import { dirname, isAbsolute, resolve } from "node:path";
 import { EXECUTION_PROVIDERS, type ExecutionProviderSetting } from "../runtime/provider.ts";
 import { SAE_FORMATS, type SaeFormatName } from "../core/sae.ts";
+import type { RedactMode } from "../core/redact.ts";
 import { NATIVE_ALERT_SUBJECTS } from "../sinks/jetstream/mod.ts";
 import { SINK_TYPES, type SinkConfig } from "../sinks/registry.ts";
 import {
@@ -111,7 +112,16 @@ export interface MonitorConfig {
     path: string /* absolute, or relative to the state directory */;
     every?: number;
     requests?: number;
+    /** Redaction of the token text recorded (`record.redact`; default `redaction.default`). */
+    redact: RedactMode;
   };
+  /**
+   * Redaction of token text (`redaction:`, docs/monitor-config.md): the
+   * monitor-wide floor of every alert (stream, spool, control API, live
+   * view; rules and sinks may be stricter), and the environment variable
+   * holding the key of `hash` mode (HMAC-SHA-256; absent: plain SHA-256).
+   */
+  redaction: { default: RedactMode; hashKeyEnv?: string };
   /**
    * Alert sinks besides the JetStream stream (which `alerts` configures and
    * which is always there): syslog, webhooks, stdout, JSONL files.
@@ -206,6 +216,10 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
     },
     evidence: { topLatents: m.evidence.top_latents, ringTokens: m.evidence.ring_tokens },
     steering: { enabled: m.steering.enabled, ttlMs: m.steering.ttl_ms },
+    redaction: {
+      default: m.redaction.default,
+      ...(m.redaction.hash_key_env !== undefined ? { hashKeyEnv: m.redaction.hash_key_env } : {}),
+    },
     sinks: [],
   };
   // UnknownSinkType never validates, so every entry is of a registered kind
@@ -230,6 +244,7 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
       path: isAbsolute(m.record.path) ? resolve(m.record.path) : m.record.path,
       ...(m.record.every !== undefined ? { every: m.record.every } : {}),
       ...(m.record.requests !== undefined ? { requests: m.record.requests } : {}),
+      redact: m.record.redact ?? m.redaction.default,
     };
   }
   return cfg;

@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { EXECUTION_PROVIDERS } from "../runtime/provider.ts";
 import { SAE_FORMATS } from "../core/sae.ts";
+import { REDACT_MODES } from "../core/redact.ts";
 import { SINK_DEFAULTS } from "../sinks/kind.ts";
 import { NATIVE_ALERT_SUBJECT_PREFIX, PUBLISH_SUBJECT } from "../sinks/jetstream/mod.ts";
 import { SINK_TYPES } from "../sinks/registry.ts";
@@ -53,6 +54,8 @@ export function isLoopbackHost(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, "");
   return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
+
+const redactMode = z.enum(REDACT_MODES, { error: expectMessage("one of none, hash, tokens") });
 
 const LISTEN = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
@@ -194,7 +197,14 @@ export const MonitorFileSchema = z.strictObject({
     requests: z.number({ error: expectMessage("a fraction of requests in (0, 1]") }).gt(0, {
       error: expectMessage("a fraction of requests in (0, 1]"),
     }).max(1, { error: expectMessage("a fraction of requests in (0, 1]") }).optional(),
+    redact: redactMode.optional(),
   }).optional(),
+  redaction: z.strictObject({
+    default: redactMode.default("none"),
+    hash_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+      error: expectMessage("the name of an environment variable holding the hash key"),
+    }).optional(),
+  }).default({ default: "none" }),
   sinks: z.array(SinkSchema, {
     error: expectMessage(`a list of sinks ({type: ${SINK_TYPES.join("|")}, ...})`),
   }).default([]),

@@ -7,6 +7,7 @@
  * @module
  */
 import { z } from "zod";
+import type { RedactMode } from "../core/redact.ts";
 import { SINK_DEFAULTS } from "../sinks/kind.ts";
 import { SINK_TYPES, type SinkConfig, sinkKind, SINKS } from "../sinks/registry.ts";
 import { choiceOf, expectMessage, isMapping } from "../shared/schema.ts";
@@ -74,7 +75,12 @@ export function duplicateSinkNames(src: YamlSource): ConfigIssue[] {
 
 /** A validated `sinks:` entry → its config, by its kind. */
 export function sinkConfig(
-  s: { type: string; max_queue: number; timeout_ms?: number } & Record<string, unknown>,
+  s:
+    & { type: string; max_queue: number; timeout_ms?: number; redact?: RedactMode }
+    & Record<
+      string,
+      unknown
+    >,
   src: YamlSource,
   i: number,
   abs: (p: string) => string,
@@ -87,6 +93,7 @@ export function sinkConfig(
     maxQueue: s.max_queue,
     // always set but on jetstream sinks, which refuse the key (and drop it)
     timeoutMs: s.timeout_ms ?? SINK_DEFAULTS.timeoutMs,
+    ...(s.redact !== undefined ? { redact: s.redact } : {}),
   };
   return sinkKind(s.type)!.config(s, { common, abs, monitor });
 }

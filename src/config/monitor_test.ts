@@ -48,6 +48,7 @@ Deno.test("parseMonitorConfig: defaults and paths resolved against the file's fo
     execution: { provider: "auto", spin: false },
     evidence: { topLatents: 5, ringTokens: 4096 },
     steering: { enabled: true, ttlMs: 5000 },
+    redaction: { default: "none" },
     sinks: [],
   };
   assert.deepEqual(parseMonitorConfig(MINIMAL, "/srv/lw/m.yaml"), expected);
@@ -155,7 +156,7 @@ Deno.test("parseMonitorConfig: unknown keys at the key, snake_case hint for came
     "/srv/lw/m.yaml:10:3: unknown key 'maxBatchTokens' (did you mean 'max_batch_tokens'?); expected one of: max_batch_tokens, " +
     "max_wait_ms, max_queue_tokens, adaptive",
     "/srv/lw/m.yaml:11:1: unknown key 'colour'; expected one of: monitor, model, hook, saes, probes, " +
-    "policies, nats, alerts, batching, execution, evidence, steering, state_dir, record, sinks, scale_out, control",
+    "policies, nats, alerts, batching, execution, evidence, steering, state_dir, record, redaction, sinks, scale_out, control",
   ]);
 });
 
@@ -304,6 +305,7 @@ Deno.test("parseMonitorConfig: record frames to a trace, with sampling", () => {
   assert.deepEqual(parseMonitorConfig(text, "/srv/lw/m.yaml").record, {
     path: "traces/serve.trace.gz",
     requests: 0.1,
+    redact: "none",
   });
   assert.equal(
     parseMonitorConfig(MINIMAL + "record:\n  path: /data/../t.trace\n", "/srv/lw/m.yaml").record

@@ -123,6 +123,7 @@ export class ToAst {
       source: this.at(path),
     };
     if (r.description !== undefined) def.description = r.description;
+    if (r.redact !== undefined) def.redact = r.redact;
     return def;
   }
 }

@@ -11,6 +11,7 @@
 import { z } from "zod";
 import { SEVERITIES, type Severity } from "../core/policy/ast.ts";
 import { DEFAULT_POLICY_LIMITS } from "../core/policy/limits.ts";
+import { REDACT_MODES } from "../core/redact.ts";
 import { choiceOf, expectMessage, isMapping } from "./yaml_source.ts";
 
 /** Rule ids: lowercase letters, digits, `.`, `_`, `-`, starting with a letter or digit. */
@@ -462,6 +463,12 @@ export const RuleSchema = z.strictObject({
   }).optional().meta({
     description: "At most `alerts` firings per `per_seconds`, across requests.",
   }),
+  redact: z.enum(REDACT_MODES, { error: expectMessage("one of none, hash, tokens") }).optional()
+    .meta({
+      description: "Redaction of the firing tokens' text in this rule's alerts: none " +
+        "(default), hash (sha256:… digest) or tokens ([redacted]); the stricter of this " +
+        "and the monitor's or sink's setting wins.",
+    }),
 });
 
 /** The zod schema of a v2 policy file (YAML keys as written). */

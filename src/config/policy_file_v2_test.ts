@@ -409,7 +409,7 @@ Deno.test("errors: rules, macros, lists, exceptions, throttling", () => {
     "15:25: expected a whole number of tokens ≥ 1, found 1.5",
     '16:16: expected a non-empty string, found the string ""',
     "17:5: unknown key 'priority'; expected one of: id, title, severity, description, tags, " +
-    "scope, enabled, when, exceptions, actions, suppress, dedup_key, rate_limit",
+    "scope, enabled, when, exceptions, actions, suppress, dedup_key, rate_limit, redact",
     "18:9: duplicate rule id 'Bad_Id': expected ids to be unique, found it already defined at " +
     "line 8",
     "18:9: expected a rule id of lowercase letters, digits, '.', '_' or '-' ([a-z0-9][a-z0-9._-]*)" +

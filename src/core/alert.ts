@@ -160,6 +160,11 @@ export interface Alert {
   conditions?: AlertCondition[];
   /** Name of the condition that completed the rule (the one `latent` names). */
   completedBy?: string;
+  /**
+   * How the token text in `evidence` (and the description's `{text}`) was
+   * redacted (see `redact.ts`); absent: verbatim.
+   */
+  redaction?: "hash" | "tokens";
 }
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;

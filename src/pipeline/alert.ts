@@ -16,6 +16,12 @@ import {
   traceContext,
 } from "../core/alert.ts";
 import { atlasOf } from "../core/render/atlas.ts";
+import {
+  redactAlert,
+  type RedactOptions,
+  stricterRedaction,
+  withDescriptionSource,
+} from "../core/redact.ts";
 import type { Frame } from "../core/frame/format.ts";
 import type { CompiledRule } from "../core/policy/compile.ts";
 import { familyValue } from "../core/family.ts";
@@ -43,6 +49,12 @@ export interface AlertInput {
   labels?: LatentLabels;
   /** When the alert was raised (ISO 8601). */
   time: string;
+  /**
+   * The monitor's redaction (`redaction.default`, and the key of `hash`
+   * mode); the rule's `redact` and this combine, the stricter winning.
+   * @default { mode: "none" }
+   */
+  redaction?: RedactOptions;
 }
 
 /**
@@ -66,7 +78,9 @@ export function firingId(monitor: string, firing: Firing): string {
  * The alert a firing raises: the flagged tokens (value, token id and text),
  * every signal the rule reads as it stood on the first flagged token, the
  * request's context, ATT&CK-style atlas tags and trace context. Evidence
- * `topLatents` are attached later (`./evidence.ts`).
+ * `topLatents` are attached later (`./evidence.ts`). Token text (evidence
+ * and the description's `{text}`) is redacted by the stricter of the rule's
+ * `redact` and `input.redaction` (see `core/redact.ts`).
  *
  * @example
  * ```ts
@@ -83,6 +97,22 @@ export function firingId(monitor: string, firing: Firing): string {
  * ```
  */
 export function buildAlert(input: AlertInput): Alert {
+  const alert = unredactedAlert(input);
+  const { firing } = input;
+  if (firing.descriptionFields && firing.rule.def.description) {
+    withDescriptionSource(alert, {
+      template: firing.rule.def.description,
+      fields: firing.descriptionFields,
+    });
+  }
+  const floor = input.redaction ?? { mode: "none" };
+  return redactAlert(alert, {
+    ...floor,
+    mode: stricterRedaction(firing.rule.def.redact ?? "none", floor.mode),
+  });
+}
+
+function unredactedAlert(input: AlertInput): Alert {
   const { frame, firstRow, latents, firing, labels } = input;
   const { rule, signal } = firing;
   const def = rule.def;

@@ -8,6 +8,7 @@
  * @module
  */
 import type { Alert } from "../core/alert.ts";
+import type { RedactOptions } from "../core/redact.ts";
 import type { Frame } from "../core/frame/format.ts";
 import type { CompiledPolicySet } from "../core/policy/compile.ts";
 import {
@@ -41,6 +42,11 @@ export interface EvaluatorOptions {
    * @default Date.now
    */
   now?: () => number;
+  /**
+   * The monitor's redaction of token text in alerts (`redaction:`); a rule's
+   * `redact` is combined with it, the stricter winning. @default { mode: "none" }
+   */
+  redaction?: RedactOptions;
 }
 
 /** What one frame's evaluation asks for. */
@@ -163,6 +169,7 @@ export class Evaluator {
         policyVersion: gen.policies.version,
         labels: gen.labels,
         time,
+        ...(this.#o.redaction ? { redaction: this.#o.redaction } : {}),
       }));
     }
     const { verdict } = gateVerdict(frame, commands);

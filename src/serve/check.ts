@@ -17,7 +17,7 @@ import { Telemetry } from "../shared/telemetry.ts";
 import { tapSubjectFilter } from "../core/frame/subjects.ts";
 import { DUPLICATE_WINDOW_MS, type MonitorContext } from "./monitor_context.ts";
 import { MONITOR_STEPS } from "./monitor_steps.ts";
-import { controlToken, natsPassword } from "./secrets.ts";
+import { controlToken, monitorRedaction, natsPassword } from "./secrets.ts";
 import { chooseStateDir, probeStateDir, type StateDir, stateDirNeeded } from "./state_dir.ts";
 
 /** What a passing check found. */
@@ -59,6 +59,7 @@ export async function checkMonitor(
   const log = opts.log ?? new Logger({ quiet: true });
   natsPassword(config, opts.env);
   controlToken(config, opts.env);
+  monitorRedaction(config, opts.env);
   // the state directory is needed unless the spool and recording are placed elsewhere
   const state = chooseStateDir({
     flag: opts.stateDir,

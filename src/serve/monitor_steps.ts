@@ -9,7 +9,8 @@
 
 import { connectNatsBus } from "../bus/nats_bus.ts";
 import { natsConfigPasswordProblem } from "../bus/nats_config_password.ts";
-import { controlToken, natsPassword } from "./secrets.ts";
+import { controlToken, monitorRedaction, natsPassword } from "./secrets.ts";
+import { redactFrameText } from "../core/redact.ts";
 import type { Hono } from "hono";
 import { loadPolicyFileDef } from "../config/policy_file.ts";
 import { workbenchApi } from "../workbench/api.ts";
@@ -239,8 +240,10 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
     name: "sinks",
     start: async (ctx) => {
       const { telemetry } = ctx;
+      const { hashKey } = monitorRedaction(ctx.config);
       const extra = ctx.extraSinks = createSinks(ctx.config.sinks, {
         log: ctx.log,
+        ...(hashKey ? { redactHashKey: hashKey } : {}),
         // `type: jetstream` sinks: renderings on their own subjects of the alert stream
         jetstream: {
           bus: ctx.bus!,
@@ -267,15 +270,18 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
       const { config, log, telemetry } = ctx;
       const record = config.record;
       if (!record) return;
+      const { hashKey } = monitorRedaction(config);
       ctx.recorder = await TraceWriter.create(record.path, {
         monitor: config.monitor,
         model: config.model,
         hook: config.hook,
+        ...(record.redact !== "none" ? { meta: { redact: record.redact } } : {}),
         sampling: {
           ...(record.every !== undefined ? { every: record.every } : {}),
           ...(record.requests !== undefined ? { requests: record.requests } : {}),
         },
       }, {
+        redact: { mode: record.redact, ...(hashKey ? { hashKey } : {}) },
         onDrop: (reason, total) => {
           telemetry.add("latentwatch.trace.dropped", 1, { reason });
           log.error("trace.dropped", { path: record.path, reason, total });
@@ -293,6 +299,8 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
     start: async (ctx) => {
       const { config, opts, recorder, feed } = ctx;
       const bus = ctx.bus!;
+      // the floor of every alert: the stream, its spool, the feed, the live view
+      const redaction = monitorRedaction(config);
       const pipeline = ctx.pipeline = new Pipeline({
         monitor: config.monitor,
         model: config.model,
@@ -304,6 +312,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
         batching: config.batching,
         steering: config.steering,
         evidence: config.evidence,
+        redaction,
         sinks: [ctx.jetstream!, ...ctx.extraSinks!],
         durable: ctx.jetstream!,
         checkpoints: ctx.checkpoints!,
@@ -317,7 +326,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
           opts.onAlert?.(alert);
         },
         onEncoded: (frames, latents) => {
-          ctx.live?.push(frames, latents);
+          ctx.live?.push(redactFrameText(frames, redaction), latents);
           opts.onEncoded?.(frames, latents);
         },
       });

@@ -13,6 +13,7 @@
  * @module
  */
 import type { Alert } from "../core/alert.ts";
+import type { RedactOptions } from "../core/redact.ts";
 import { type BatchLimits, MicroBatcher } from "../core/batcher.ts";
 import type { Frame } from "../core/frame/format.ts";
 import { partitionOf } from "../core/frame/subjects.ts";
@@ -72,6 +73,11 @@ export interface PipelineOptions {
   evidence?: { topLatents: number; ringTokens: number };
   /** Micro-batching limits (`adaptive`: wait for a fuller batch only while the load can fill it). */
   batching: BatchLimits;
+  /**
+   * The monitor's redaction of token text in alerts (`redaction:`), combined
+   * with each rule's `redact`, the stricter winning. @default { mode: "none" }
+   */
+  redaction?: RedactOptions;
   /** Where alerts go (JetStream with its spool, syslog, webhooks, ...); each has its own bounded queue. */
   sinks: readonly AlertSink[];
   /**
@@ -170,6 +176,7 @@ export class Pipeline {
       steering: this.#steering,
       maxRequests: opts.maxRequests,
       requestTtlMs: opts.requestTtlMs,
+      ...(opts.redaction ? { redaction: opts.redaction } : {}),
     });
     this.#batcher = new MicroBatcher<Frame>(opts.batching);
     this.sinks = opts.sinks;

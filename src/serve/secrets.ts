@@ -6,6 +6,7 @@
  * @module
  */
 import type { MonitorConfig } from "../config/monitor.ts";
+import type { RedactOptions } from "../core/redact.ts";
 
 /** A variable the monitor file names is not set. */
 export class MissingSecretError extends TypeError {
@@ -81,4 +82,38 @@ export function controlToken(
     );
   }
   return token;
+}
+
+/**
+ * The monitor's redaction (`redaction:`): its default mode, and the HMAC key
+ * of `hash` mode read from the variable `redaction.hash_key_env` names.
+ * Throws {@linkcode MissingSecretError} when that variable is unset or empty.
+ *
+ * @example
+ * ```ts
+ * import { parseMonitorConfig } from "../config/monitor.ts";
+ * const cfg = parseMonitorConfig(
+ *   "monitor: m\nmodel: x\nhook: h\nsaes: [{id: s, path: ./sae}]\npolicies: [./p.yaml]\n" +
+ *     "redaction: {default: hash, hash_key_env: LW_REDACT_KEY}\n",
+ *   "/srv/lw/m.yaml",
+ * );
+ * monitorRedaction(cfg, (k) => ({ LW_REDACT_KEY: "k3y" } as Record<string, string>)[k]);
+ * // { mode: "hash", hashKey: "k3y" }
+ * ```
+ */
+export function monitorRedaction(
+  config: Pick<MonitorConfig, "file" | "redaction">,
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): RedactOptions {
+  const name = config.redaction.hashKeyEnv;
+  if (!name) return { mode: config.redaction.default };
+  const key = env(name);
+  if (!key) {
+    throw new MissingSecretError(
+      `${config.file}: redaction.hash_key_env: expected environment variable ${name} to hold ` +
+        `the key of hashed token text, found it ${key === undefined ? "unset" : "empty"}`,
+      name,
+    );
+  }
+  return { mode: config.redaction.default, hashKey: key };
 }

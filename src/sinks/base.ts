@@ -26,6 +26,8 @@ export interface SinkDeps {
   onDrop?: (sink: string, alert: Alert, reason: string) => void;
   /** The alert stream, for `type: jetstream` sinks (rendered publications). */
   jetstream?: RenderedStreamDeps;
+  /** HMAC key of `redact: hash` (monitor `redaction.hash_key_env`); absent: plain SHA-256. */
+  redactHashKey?: string;
 }
 
 /** Where `type: jetstream` sinks publish: the sidecar's bus and alert stream. */

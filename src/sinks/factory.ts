@@ -6,6 +6,7 @@
  * @module
  */
 import type { SinkDeps } from "./base.ts";
+import { redactingSink } from "./redacting.ts";
 import { SinkSetupError } from "./kind.ts";
 import { type SinkConfig, sinkKind } from "./registry.ts";
 import type { AlertSink } from "./sink.ts";
@@ -16,7 +17,9 @@ export { SinkSetupError };
 /**
  * One sink per entry of `configs`, not yet started (call `start()` on each;
  * a syslog sink reads its TLS files there and throws a named error for a
- * missing one). Secrets named by `token_env` are read now.
+ * missing one). Secrets named by `token_env` are read now. A sink with a
+ * `redact` setting gets each alert redacted before it renders or queues it
+ * (the key of `hash` mode is `deps.redactHashKey`).
  *
  * @example
  * ```ts
@@ -35,6 +38,10 @@ export function createSinks(configs: readonly SinkConfig[], deps: SinkDeps): Ale
     if (!kind) {
       throw new SinkSetupError(c.at, `sink ${c.name}: expected a sink type, found ${c.type}`);
     }
-    return kind.create(c, deps);
+    const sink: AlertSink = kind.create(c, deps);
+    return redactingSink(sink, {
+      mode: c.redact ?? "none",
+      ...(deps.redactHashKey ? { hashKey: deps.redactHashKey } : {}),
+    });
   });
 }

@@ -13,6 +13,7 @@
  */
 import { z } from "zod";
 import { expectMessage, int } from "../shared/schema.ts";
+import { REDACT_MODES, type RedactMode } from "../core/redact.ts";
 
 export { int, nonEmpty } from "../shared/schema.ts";
 import type { SinkDeps } from "./base.ts";
@@ -29,6 +30,11 @@ export interface SinkConfigBase {
   at: string;
   maxQueue: number;
   timeoutMs: number;
+  /**
+   * Redaction of token text in what this sink sends (`redact:`); combined
+   * with the alert's own (rule, monitor), the stricter winning. Absent: none.
+   */
+  redact?: RedactMode;
 }
 
 /** What turning a validated entry into its config may use. */
@@ -115,6 +121,7 @@ export const sinkCommon = {
     .default(SINK_DEFAULTS.maxQueue),
   timeout_ms: int(1, 600_000, "milliseconds one delivery attempt may take")
     .default(SINK_DEFAULTS.timeoutMs),
+  redact: z.enum(REDACT_MODES, { error: expectMessage("one of none, hash, tokens") }).optional(),
 };
 
 /**

@@ -21,6 +21,7 @@ import type { Encoder, SparseLatents } from "../core/sae.ts";
 import type { PolicyFileDef } from "../core/policy/ast.ts";
 import { compilePolicySet, type SignalInfo } from "../core/policy/compile.ts";
 import type { Firing } from "../core/policy/engine.ts";
+import { redactFiring, type RedactOptions } from "../core/redact.ts";
 import type { MonitorConfig } from "../config/monitor.ts";
 import { loadPolicyFileDef } from "../config/policy_file.ts";
 import { decodeMonitorFrame } from "../pipeline/decode.ts";
@@ -311,6 +312,12 @@ export interface ReplayOptions extends Omit<EncodeTraceOptions, "stats"> {
   onAlert?: (alert: Alert) => void;
   /** Called after each batch is evaluated (calibrate reads the latents here). */
   onBatch?: (b: EncodedBatch) => void;
+  /**
+   * The monitor's redaction of token text (`redaction:`); each rule's
+   * `redact` applies in any case, the stricter winning, to alerts and to
+   * the firings' `text`, description and dedup key. @default { mode: "none" }
+   */
+  redaction?: RedactOptions;
 }
 
 /** A frame whose evaluation failed offline (serve counts and skips it; a replay stops). */
@@ -346,7 +353,9 @@ export async function replayTrace(
     monitor: config.monitor,
     dIn: monitor.models.dIn,
     steering: config.steering,
+    ...(opts.redaction ? { redaction: opts.redaction } : {}),
   });
+  const floor: RedactOptions = opts.redaction ?? { mode: "none" };
   const evidence = new Evidence({ ...config.evidence, dIn: monitor.models.dIn });
   const stats: ReplayStats = {
     ...emptyIntake(),
@@ -380,13 +389,13 @@ export async function replayTrace(
         stats.firings++;
         const alert = f.alert ? o.alerts[k++] : undefined;
         const t = text.get(frame.requestId);
-        opts.onFiring?.({
+        opts.onFiring?.(redactFiring({
           ...f,
           record: record.record,
           receivedAt: record.receivedAt,
           ...(t ? { text: f.positions.map((p) => t.get(p)) } : {}),
           ...(alert ? { alertRecord: alert } : {}),
-        });
+        }, floor));
         if (alert) {
           stats.alerts++;
           opts.onAlert?.(alert);

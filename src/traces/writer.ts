@@ -16,6 +16,8 @@ import {
   type TraceHeader,
   type TraceSampling,
 } from "./format.ts";
+import type { RedactOptions } from "../core/redact.ts";
+import { redactTokenTextHeader } from "./redact.ts";
 
 /** What {@linkcode TraceWriter.create} needs to write the header record. */
 export interface TraceHeaderInit {
@@ -37,6 +39,11 @@ export interface TraceWriterOptions {
   maxBufferBytes?: number;
   /** Called on every dropped frame with the reason and the running total of drops. */
   onDrop?: (reason: "buffer_full" | "write_error", dropped: number) => void;
+  /**
+   * Redaction of the frames' token text (`record.redact`; `./redact.ts`)
+   * before they are written. @default { mode: "none" }
+   */
+  redact?: RedactOptions;
 }
 
 /** A message as the bus delivered it. */
@@ -92,6 +99,7 @@ export class TraceWriter {
   readonly #done: Promise<void>;
   readonly #max: number;
   readonly #onDrop?: TraceWriterOptions["onDrop"];
+  readonly #redact?: RedactOptions;
   /** Records waiting for the disk; `frame` marks frame records (for counting losses). */
   #queue: { bytes: Bytes; frame: boolean }[] = [];
   #queued = 0;
@@ -119,6 +127,7 @@ export class TraceWriter {
     this.#done = done;
     this.#max = opts.maxBufferBytes ?? 64 << 20;
     this.#onDrop = opts.onDrop;
+    if (opts.redact && opts.redact.mode !== "none") this.#redact = opts.redact;
   }
 
   /**
@@ -189,8 +198,9 @@ export class TraceWriter {
       return;
     }
     if (this.#error) return this.#drop("write_error");
+    const headers = this.#redact ? redactTokenTextHeader(msg.headers, this.#redact) : msg.headers;
     const line = enc.encode(
-      JSON.stringify({ t: receivedAt, s: msg.subject, h: msg.headers, n: msg.data.byteLength }) +
+      JSON.stringify({ t: receivedAt, s: msg.subject, h: headers, n: msg.data.byteLength }) +
         "\n",
     );
     const size = line.byteLength + msg.data.byteLength + 1;

@@ -46,8 +46,13 @@ export function headerWireBytes(headers: Record<string, string>): number {
 /**
  * JSON text of `strings`, ASCII only: every character outside printable ASCII
  * is written as a `\uXXXX` escape, so the text is a safe header value.
+ *
+ * @example
+ * ```ts
+ * asciiJson(["é", "a"]); // '["\\u00e9","a"]'
+ * ```
  */
-function asciiJson(strings: string[]): string {
+export function asciiJson(strings: string[]): string {
   return JSON.stringify(strings).replace(
     /[^\x20-\x7e]/g,
     (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"),

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { RedactMode } from "../redact.ts";
 
 /** Alert severities, lowest first. */
 export type Severity = "info" | "low" | "medium" | "high" | "critical";
@@ -172,6 +173,8 @@ export interface RuleDef {
   throttle: Throttle;
   /** False to keep a rule in the file without running it. */
   enabled: boolean;
+  /** Redaction of the token text in this rule's alerts (absent: `none`; the stricter setting wins). */
+  redact?: RedactMode;
   source: SourceRef;
 }
 

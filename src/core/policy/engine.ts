@@ -70,7 +70,7 @@ import type { CompiledPolicySet, CompiledRule, CompiledTest, ConditionEnv } from
 import { INDEX_EMPTY, INDEX_HASH } from "./encoder_index.ts";
 import type { PoolState } from "./pool.ts";
 import { createTestPoolState } from "./family_pool.ts";
-import { renderTemplate } from "./template.ts";
+import { renderTemplate, type TemplateFields } from "./template.ts";
 import { completingLeaf, heldMask, type LeafTable, leafTable } from "./completion.ts";
 import { conditionFields } from "./condition_fields.ts";
 
@@ -125,6 +125,8 @@ export interface Firing {
   conditionValues: readonly number[];
   /** The rule's description template rendered ("" when the rule has none). */
   description: string;
+  /** The fields `description` was rendered with (absent when the rule has none), for redaction. */
+  descriptionFields?: TemplateFields;
   dedupKey: string;
   alert: boolean;
   steer: readonly SteerAction[];
@@ -641,6 +643,7 @@ export class PolicyEngine {
     const test = rule.tests[rule.conditions[completedBy].test];
     const n = rule.conditions.length;
     const conditionValues = h.values.slice(from * n, from * n + n);
+    const fields = rule.def.description ? this.#fields(rule, batch, h, from) : undefined;
     return {
       rule,
       requestId: batch.ctx.requestId,
@@ -655,9 +658,8 @@ export class PolicyEngine {
         kind: test.kind,
         ...(test.family ? { family: test.family } : {}),
       },
-      description: rule.def.description
-        ? renderTemplate(rule.def.description, this.#fields(rule, batch, h, from))
-        : "",
+      description: fields ? renderTemplate(rule.def.description!, fields) : "",
+      ...(fields ? { descriptionFields: fields } : {}),
       dedupKey: key,
       alert: rule.alert,
       steer: rule.steer,

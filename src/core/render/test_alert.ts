@@ -6,6 +6,7 @@
  */
 import type { Alert } from "../alert.ts";
 import { SEVERITIES } from "../policy/ast.ts";
+import { redactAlert, withDescriptionSource } from "../redact.ts";
 
 /** A typical alert: ATLAS tags, token text, trace context, steering. */
 export const ALERT: Alert = {
@@ -113,6 +114,29 @@ export const NASTY: Alert = {
   traceparent: undefined,
 };
 
+/** The two secrets {@linkcode SECRET} carries in its token text. */
+export const SECRETS = ["hunter2024", "sk-live-"] as const;
+
+/**
+ * An alert whose firing tokens hold secrets (a password, an API key split
+ * over three tokens), its description rendered from `saw '{text}' on tokens
+ * {tokens}` (template and fields attached, as the pipeline attaches them).
+ */
+export const SECRET: Alert = withDescriptionSource({
+  ...ALERT,
+  description: "saw ' hunter2024 sk-live-9f8e' on tokens 3-6",
+  tokens: { start: 3, end: 7, count: 4 },
+  evidence: [
+    { position: 3, value: 5.25, tokenId: 7, text: " hunter2024" },
+    { position: 4, value: 4.5, tokenId: 8, text: " sk" },
+    { position: 5, value: 4.25, tokenId: 9, text: "-live-" },
+    { position: 6, value: 4, tokenId: 10, text: "9f8e" },
+  ],
+}, {
+  template: "saw '{text}' on tokens {tokens}",
+  fields: { text: " hunter2024 sk-live-9f8e", tokens: "3-6" },
+});
+
 const withoutText = (a: Alert): Alert => ({
   ...a,
   evidence: a.evidence.map(({ text: _text, ...e }) => e),
@@ -169,6 +193,11 @@ export const ALERT_KINDS: Readonly<Record<string, readonly Alert[]>> = Object.fr
         evidence: [{ position: 0, value: 1, text: "é\n" }],
       }],
       "without token text": [withoutText(ALERT), withoutText(NASTY)],
+      "redacted token text": [
+        redactAlert(SECRET, { mode: "hash" }),
+        redactAlert(SECRET, { mode: "tokens" }),
+        redactAlert(NASTY, { mode: "hash", hashKey: "k" }),
+      ],
       "trace context": [{
         ...MINIMAL,
         traceparent: ALERT.traceparent,
