@@ -278,7 +278,7 @@ Deno.test({
       const twin = peers.pop()!;
       await twin.owner.stop();
       await twin.bus.close();
-      await watchUntil(peers, () => peers[0].taking.size === PARTITIONS, TTL_MS + 3000);
+      await watchUntil(peers, () => peers[0].taking.size === PARTITIONS, TTL_MS + 8000);
       assert.equal(peers[0].owner.problem, null);
     } finally {
       for (const p of peers) {
@@ -351,7 +351,7 @@ Deno.test({
       await (await jetstreamManager(nc)).streams.delete(`KV_${bucket}`);
       // its renewals fail once, then it recreates the bucket and holds its partitions again
       await new Promise((r) => setTimeout(r, 4 * HEARTBEAT_MS));
-      await watchUntil(peers, () => peers[0].taking.size === PARTITIONS, TTL_MS + 3000);
+      await watchUntil(peers, () => peers[0].taking.size === PARTITIONS, TTL_MS + 8000);
       const info = await (await jetstreamManager(nc)).streams.info(`KV_${bucket}`);
       assert.equal(info.config.name, `KV_${bucket}`);
       assert.equal(peers[0].owner.problem, null);
