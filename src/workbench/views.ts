@@ -6,7 +6,8 @@
  * @module
  */
 import Fuse from "fuse.js";
-import type { CompiledCondition, CompiledPolicySet } from "../core/policy/compile.ts";
+import type { CompiledPolicySet } from "../core/policy/compile.ts";
+import { conditionLeaves } from "../core/policy/condition_values.ts";
 import { latentValue } from "../traces/calibrate.ts";
 import type { Evaluation, StoredRequest, TraceStore } from "./trace_source.ts";
 
@@ -57,17 +58,6 @@ export interface SignalView {
   thresholds: Threshold[];
 }
 
-/** Every test leaf of a compiled condition. */
-export function leaves(
-  c: CompiledCondition,
-  out: Extract<CompiledCondition, { kind: "test" }>[] = [],
-): Extract<CompiledCondition, { kind: "test" }>[] {
-  if (c.kind === "test") out.push(c);
-  else if (c.kind === "not") leaves(c.of, out);
-  else for (const x of c.of) leaves(x, out);
-  return out;
-}
-
 /** The value of `encoder`'s latent (or probe score) `index` per token of `r`. */
 export function signalValues(
   store: TraceStore,
@@ -87,7 +77,7 @@ export function requestSignals(
   const out = new Map<string, SignalView>();
   const labels = store.monitor.generation.labels;
   for (const rule of set.rules) {
-    for (const leaf of leaves(rule.condition)) {
+    for (const leaf of conditionLeaves(rule.condition)) {
       const t = rule.tests[leaf.test];
       const key = `${t.kind === "probe" ? "probe" : "sae"}:${t.encoder}:${t.index}`;
       let s = out.get(key);
