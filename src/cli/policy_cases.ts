@@ -188,63 +188,59 @@ function signalTarget(
   signals: ReadonlyMap<string, SignalInfo>,
   issue: (key: string, reason: string) => void,
 ): { encoder: string; index: number; info: SignalInfo; what: string } | null {
+  const fail = (key: string, reason: string) => {
+    return fail(key, reason);
+  };
   const known = (kind: SignalInfo["kind"]) =>
     [...signals].filter(([, i]) => i.kind === kind).map(([id]) => id).join(", ") || "none";
   if ((s.sae === undefined) === (s.probe === undefined)) {
-    issue(
+    return fail(
       s.sae !== undefined ? "probe" : "values",
       "expected either 'sae' with 'latent' or 'label', or 'probe' (with 'score')",
     );
-    return null;
   }
   if (s.probe !== undefined) {
     if (s.latent !== undefined || s.label !== undefined) {
-      issue(
+      return fail(
         s.latent !== undefined ? "latent" : "label",
         "expected 'score' (not a latent) with 'probe'",
       );
-      return null;
     }
     const info = signals.get(s.probe);
     if (!info || info.kind !== "probe") {
-      issue(
+      return fail(
         "probe",
         `unknown probe '${s.probe}'; expected one the monitor loads (${known("probe")})`,
       );
-      return null;
     }
     const index = s.score ?? 0;
     if (index >= info.dSae) {
-      issue(
+      return fail(
         "score",
         `expected a score index in 0..${info.dSae - 1} (probe '${s.probe}'), found ${index}`,
       );
-      return null;
     }
     return { encoder: s.probe, index, info, what: `probe '${s.probe}' score ${index}` };
   }
   const sae = s.sae!;
   const info = signals.get(sae);
   if (!info || info.kind !== "sae") {
-    issue("sae", `unknown SAE '${sae}'; expected one the monitor loads (${known("sae")})`);
-    return null;
+    return fail("sae", `unknown SAE '${sae}'; expected one the monitor loads (${known("sae")})`);
   }
   if (s.score !== undefined) {
-    issue("score", "expected 'latent' or 'label' (not 'score') with 'sae'");
-    return null;
+    return fail("score", "expected 'latent' or 'label' (not 'score') with 'sae'");
   }
   if ((s.latent === undefined) === (s.label === undefined)) {
-    issue(
+    return fail(
       s.latent !== undefined ? "label" : "sae",
       "expected one of 'latent' or 'label' with 'sae'",
     );
-    return null;
   }
   if (s.label !== undefined) {
     const want = s.label.trim().toLowerCase();
     const found = [...info.labels ?? []].filter(([, l]) => l.trim().toLowerCase() === want);
     if (found.length !== 1) {
-      issue(
+      return fail(
         "label",
         found.length === 0
           ? `unknown latent label '${s.label}' for SAE '${sae}'; expected a loaded label ` +
@@ -252,20 +248,18 @@ function signalTarget(
           : `latent label '${s.label}' of SAE '${sae}' is ambiguous: expected one latent, found ` +
             found.map(([i]) => i).join(", "),
       );
-      return null;
     }
     const index = found[0][0];
     return { encoder: sae, index, info, what: `SAE '${sae}' latent ${index} "${s.label}"` };
   }
   const index = s.latent!;
   if (index >= info.dSae) {
-    issue(
+    return fail(
       "latent",
       `expected a latent index in 0..${
         info.dSae - 1
       } (SAE '${sae}' has d_sae ${info.dSae}), found ${index}`,
     );
-    return null;
   }
   return { encoder: sae, index, info, what: `SAE '${sae}' latent ${index}` };
 }

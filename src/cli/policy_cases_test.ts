@@ -37,6 +37,16 @@ async function example(): Promise<string> {
   return dir;
 }
 
+/** Run `body` with a fresh {@linkcode example} folder, removed afterwards. */
+async function withExample(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await example();
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 /** Run `policy test <file>` from `dir` after writing `text` to it. */
 async function policyTest(dir: string, text: string, ...flags: string[]) {
   await Deno.writeTextFile(`${dir}/rules.test.yaml`, text);
@@ -44,8 +54,7 @@ async function policyTest(dir: string, text: string, ...flags: string[]) {
 }
 
 Deno.test("policy test, given values: positions computed by hand, exact with --verbose", async () => {
-  const dir = await example();
-  try {
+  await withExample(async (dir) => {
     const r = await policyTest(
       dir,
       `monitor: testdata/monitor.yaml
@@ -88,14 +97,11 @@ tests:
       bad.stdout,
       /wrong position: FAIL .*\n +expected rule 'spike' on request 'test' to fire at positions 2, found positions 1 \(missing 2\)/,
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("policy test, given values: the failing case's condition table, textually", async () => {
-  const dir = await example();
-  try {
+  await withExample(async (dir) => {
     const r = await policyTest(
       dir,
       `monitor: testdata/monitor.yaml
@@ -131,14 +137,11 @@ tests:
       "exceptions and suppression)",
       "--------------------------------------------------------------------------------",
     ]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("policy test, given values: exceptions on tenant and on metadata", async () => {
-  const dir = await example();
-  try {
+  await withExample(async (dir) => {
     const signals = `    tokens: ["key", "sk-123"]
     signals:
       - { sae: demo-res, latent: 2, values: [0, 6] }
@@ -170,14 +173,11 @@ ${signals}    expect: [{ rule: leak }]
       /wrongly expected for the red team: FAIL .*\n +expected rule 'leak' to fire on request 'test', found no firing/,
     );
     assert.match(r.stdout, /\nPASS: 3\/4\nFAIL: 1\/4\n/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("policy test, recorded trace: request overrides make the exceptions apply", async () => {
-  const dir = await example();
-  try {
+  await withExample(async (dir) => {
     const r = await policyTest(
       dir,
       `monitor: testdata/monitor.yaml
@@ -212,14 +212,11 @@ tests:
     );
     assert.match(r.stdout, /\n {6}8 +"[^"]*" +\d+(\.\d+)? ✓ +yes +no\n/);
     assert.match(r.stdout, /\nPASS: 4\/5\nFAIL: 1\/5\n/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("policy test, given values: bad values are errors at file:line:col", async () => {
-  const dir = await example();
-  try {
+  await withExample(async (dir) => {
     const r = await policyTest(
       dir,
       [
@@ -289,9 +286,7 @@ Deno.test("policy test, given values: bad values are errors at file:line:col", a
       "rules.test.yaml:6:37: test 'bad': expected no 'request' here: a case with given values " +
       "is one request (name it with request.id)",
     ]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("policy test: the example tests under policies/ pass (trace and given values)", async () => {
