@@ -188,8 +188,9 @@ function signalTarget(
   signals: ReadonlyMap<string, SignalInfo>,
   issue: (key: string, reason: string) => void,
 ): { encoder: string; index: number; info: SignalInfo; what: string } | null {
-  const fail = (key: string, reason: string) => {
-    return fail(key, reason);
+  const fail = (key: string, reason: string): null => {
+    issue(key, reason);
+    return null;
   };
   const known = (kind: SignalInfo["kind"]) =>
     [...signals].filter(([, i]) => i.kind === kind).map(([id]) => id).join(", ") || "none";
