@@ -1,34 +1,46 @@
 /**
- * `latentwatch policy test`: rule tests over recorded traces. A test file
- * (`<name>.test.yaml`) names a trace, a monitor, the alerts expected and
- * those expected not to fire; each test replays the trace through the
- * monitor and is reported PASS/FAIL with a summary like `opa test`. Test
- * files are described in `docs/traces.md`.
+ * `latentwatch policy test`: rule tests. A test file (`<name>.test.yaml`,
+ * `./policy_test_file.ts`) names a monitor and, per test, either a recorded
+ * trace to replay through it (optionally as another tenant, model or with
+ * other metadata) or a request with its tokens and signal values given
+ * directly (`./policy_cases.ts`, run through the policy engine without
+ * encoders); then the alerts expected and those expected not to fire. Each
+ * test is reported PASS/FAIL with a summary like `opa test`; a failing one
+ * shows, for each rule it is about, every condition's pooled value per
+ * token (`./condition_table.ts`). Test files are described in
+ * `docs/traces.md`.
  *
  * Also holds the small formatting helpers the offline policy tools share
  * (progress text, numbers, paths relative to the working folder).
  *
  * @module
  */
-import { basename, dirname, extname, isAbsolute, join, relative, resolve } from "node:path";
-import { z } from "zod";
-import { ConfigError } from "../config/errors.ts";
-import { expectMessage, loadYamlSource, validateYaml } from "../config/yaml_source.ts";
-import {
-  type OfflineMonitor,
-  type ReplayFiring,
-  type ReplayStats,
-  replayTrace,
-} from "../traces/offline.ts";
+import { basename, dirname, extname, join, relative } from "node:path";
+import { ConfigError, type ConfigIssue } from "../config/errors.ts";
+import type { Frame } from "../core/frame/format.ts";
+import { type OfflineMonitor, type ReplayFiring, replayTrace } from "../traces/offline.ts";
 import { filesUnder, loadMonitorAt, parseCommandArgs, usageError } from "./common.ts";
+import { conditionTable } from "./condition_table.ts";
+import { explainReplay } from "./explain_replay.ts";
+import {
+  type CaseMonitor,
+  caseSignal,
+  loadCaseMonitor,
+  overrideFrame,
+  runGivenCase,
+} from "./policy_case_run.ts";
+import { type GivenCase, resolveGivenCase } from "./policy_cases.ts";
+import { loadPolicyTests, type PolicyTest } from "./policy_test_file.ts";
 
 const TEST_USAGE = `usage: latentwatch policy test <path>... [--run <regex>] [--verbose]
 
   Run rule tests. A path is a test file (<name>.test.yaml), a policy file
   (its <name>.test.yaml beside it), or a folder (every *.test.yaml under it).
-  Each test replays a recorded trace through a monitor and checks the alerts
-  expected (rule, request, optionally token positions) and those expected not
-  to fire. Test files are described in docs/traces.md.
+  Each test replays a recorded trace through a monitor, or runs the request,
+  tokens and signal values it gives through the monitor's policies, and checks
+  the alerts expected (rule, request, optionally token positions) and those
+  expected not to fire. A failing test prints each condition's value per token.
+  Test files are described in docs/traces.md.
 
   --run <regex>   only the tests whose name matches
   --verbose       also list every firing of each replay
@@ -36,91 +48,7 @@ const TEST_USAGE = `usage: latentwatch policy test <path>... [--run <regex>] [--
   Exit status: 0 when every test passes, 1 when one fails or a test file is
   invalid, 2 on bad usage.`;
 
-const NAME_ERR = expectMessage("a non-empty string");
-const RULE_ID = z.string().min(1, { error: NAME_ERR });
-const POSITIONS = expectMessage("a list of token positions (integers ≥ 0)");
-
-/** The zod schema of a rule test file (`<name>.test.yaml`). */
-export const PolicyTestFileSchema = z.strictObject({
-  /** Defaults for every test of the file; relative to the test file. */
-  trace: z.string().min(1, { error: NAME_ERR }).optional(),
-  monitor: z.string().min(1, { error: NAME_ERR }).optional(),
-  tests: z.array(z.strictObject({
-    name: z.string().min(1, { error: NAME_ERR }),
-    trace: z.string().min(1, { error: NAME_ERR }).optional(),
-    monitor: z.string().min(1, { error: NAME_ERR }).optional(),
-    expect: z.array(z.strictObject({
-      rule: RULE_ID,
-      request: z.string().min(1, { error: NAME_ERR }),
-      positions: z.array(z.int({ error: POSITIONS }).min(0, { error: POSITIONS }), {
-        error: POSITIONS,
-      }).optional(),
-    })).default([]),
-    expect_not: z.array(z.strictObject({
-      rule: RULE_ID,
-      request: z.string().min(1, { error: NAME_ERR }).optional(),
-    })).default([]),
-  })).min(1, { error: expectMessage("a list of at least one test") }),
-});
-
-/** One test, with absolute paths. */
-export interface PolicyTest {
-  file: string;
-  line: number;
-  name: string;
-  trace: string;
-  monitor: string;
-  expect: { rule: string; request: string; positions?: number[] }[];
-  expectNot: { rule: string; request?: string }[];
-}
-
-/**
- * Read and validate a test file. Throws {@linkcode ConfigError} with
- * `file:line:col` for every problem (a test without a trace or monitor
- * included).
- *
- * @example
- * ```ts
- * const tests = await loadPolicyTests("policies/demo.test.yaml");
- * tests[0].trace; // absolute path of the trace it replays
- * ```
- */
-export async function loadPolicyTests(path: string): Promise<PolicyTest[]> {
-  const src = await loadYamlSource(path);
-  const parsed = validateYaml(PolicyTestFileSchema, src);
-  const base = dirname(resolve(path));
-  const abs = (p: string) => isAbsolute(p) ? p : resolve(base, p);
-  const issues = [];
-  const out: PolicyTest[] = [];
-  for (const [i, t] of parsed.tests.entries()) {
-    const at = src.locate(["tests", i]);
-    const trace = t.trace ?? parsed.trace;
-    const monitor = t.monitor ?? parsed.monitor;
-    for (const [key, v] of [["trace", trace], ["monitor", monitor]] as const) {
-      if (v === undefined) {
-        issues.push({
-          file: path,
-          line: at.line,
-          col: at.col,
-          reason:
-            `test '${t.name}': expected a '${key}' (in the test or at the top of the file), found none`,
-        });
-      }
-    }
-    if (trace === undefined || monitor === undefined) continue;
-    out.push({
-      file: path,
-      line: at.line,
-      name: t.name,
-      trace: abs(trace),
-      monitor: abs(monitor),
-      expect: t.expect,
-      expectNot: t.expect_not,
-    });
-  }
-  if (issues.length > 0) throw new ConfigError(issues);
-  return out;
-}
+export { loadPolicyTests, type PolicyTest, PolicyTestFileSchema } from "./policy_test_file.ts";
 
 /** Test files named by `path`: itself, the one beside a policy file, or all under a folder. */
 async function findTestFiles(path: string): Promise<string[]> {
@@ -139,12 +67,23 @@ async function findTestFiles(path: string): Promise<string[]> {
   return [beside];
 }
 
-/** Result of one (monitor, trace) replay, shared by every test that names it. */
-interface ReplayRun {
-  firings: ReplayFiring[];
-  stats: ReplayStats;
-  ms: number;
+/** A firing as the checks read it: from a replay, or from a given-values case. */
+interface TestFiring {
+  rule: { def: { id: string } };
+  requestId: string;
+  positions: number[];
+  /** Trace record it fired on (replays only). */
+  record?: number;
+}
+
+/** What running one test gave: its firings, and why a rule did (not) fire on a request. */
+interface TestRun {
+  firings: TestFiring[];
   ruleIds: Set<string>;
+  /** Verbose lines of the firings. */
+  lines: string[];
+  /** The condition table of rule `rule` on request `request`. */
+  explain(rule: string, request: string): Promise<string[]>;
 }
 
 /** `p` relative to the working folder, or as given when outside it. */
@@ -187,61 +126,27 @@ export async function runTests(args: string[]): Promise<number> {
     }
   }
 
-  const monitors = new Map<string, OfflineMonitor | Error>();
-  const replays = new Map<string, ReplayRun | Error>();
-  const replay = async (t: PolicyTest): Promise<ReplayRun | Error> => {
-    const key = `${t.monitor}\0${t.trace}`;
-    let r = replays.get(key);
-    if (r) return r;
-    let m = monitors.get(t.monitor);
-    if (!m) {
-      try {
-        m = await loadMonitorAt(t.monitor, { evidence: false }); // reads firings, not alerts
-      } catch (err) {
-        m = err as Error;
-      }
-      monitors.set(t.monitor, m);
-    }
-    if (m instanceof Error) return m;
-    const firings: ReplayFiring[] = [];
-    const t0 = performance.now();
-    try {
-      const stats = await replayTrace(m, t.trace, {
-        onFiring: (f) => firings.push(f),
-        onProgress: (p) =>
-          console.error(`policy test: replaying ${rel(p.path)}: ${progressText(p)}`),
-      });
-      r = {
-        firings,
-        stats,
-        ms: performance.now() - t0,
-        ruleIds: new Set(m.files.flatMap((f) => f.rules.map((x) => x.id))),
-      };
-    } catch (err) {
-      r = err as Error;
-    }
-    replays.set(key, r);
-    return r;
-  };
-
+  const runner = new TestRunner();
   let passed = 0;
   let failed = 0;
   for (const file of files) {
     let tests: PolicyTest[];
     try {
-      tests = await loadPolicyTests(file);
+      tests = (await loadPolicyTests(file)).filter((t) => !filter || filter.test(t.name));
+      await runner.resolveGiven(tests);
     } catch (err) {
       console.error((err as Error).message);
       errors++;
       continue;
     }
-    tests = tests.filter((t) => !filter || filter.test(t.name));
     if (tests.length === 0) continue;
     console.log(`${rel(file)}:`);
     for (const t of tests) {
       const t0 = performance.now();
-      const r = await replay(t);
-      const problems = r instanceof Error ? [`cannot replay: ${r.message}`] : checkTest(t, r);
+      const r = await runner.run(t);
+      const problems = r instanceof Error
+        ? [{ text: `cannot ${t.kind === "trace" ? "replay" : "run"}: ${r.message}` }]
+        : checkTest(t, r);
       const ms = (performance.now() - t0).toFixed(1);
       if (problems.length === 0) {
         passed++;
@@ -249,14 +154,25 @@ export async function runTests(args: string[]): Promise<number> {
       } else {
         failed++;
         console.log(`  ${t.name}: FAIL (${ms}ms)  ${rel(t.file)}:${t.line}`);
-        for (const p of problems) console.log(`    ${p}`);
+        for (const p of problems) console.log(`    ${p.text}`);
+        if (!(r instanceof Error)) {
+          const shown = new Set<string>();
+          for (const p of problems) {
+            if (p.rule === undefined || p.request === undefined) continue;
+            const key = `${p.rule}\0${p.request}`;
+            if (shown.has(key)) continue;
+            shown.add(key);
+            console.log(`    why: rule '${p.rule}' on request '${p.request}', per token:`);
+            for (const l of await r.explain(p.rule, p.request)) console.log(`      ${l}`);
+          }
+        }
       }
       if (values.verbose && !(r instanceof Error)) {
-        for (const f of r.firings) console.log(`      fired: ${firingLine(f)}`);
+        for (const l of r.lines) console.log(`      fired: ${l}`);
       }
     }
   }
-  for (const m of monitors.values()) if (!(m instanceof Error)) await m.close();
+  await runner.close();
 
   const total = passed + failed;
   console.log("-".repeat(80));
@@ -270,49 +186,172 @@ export async function runTests(args: string[]): Promise<number> {
   return failed > 0 || errors > 0 ? 1 : 0;
 }
 
-/** What is wrong with `t` given the replay's firings; empty when it passes. */
-function checkTest(t: PolicyTest, r: ReplayRun): string[] {
-  const problems: string[] = [];
+/** Runs tests, sharing loaded monitors and replays between them. */
+class TestRunner {
+  readonly #monitors = new Map<string, OfflineMonitor | Error>();
+  readonly #caseMonitors = new Map<string, CaseMonitor | Error>();
+  readonly #replays = new Map<string, TestRun | Error>();
+  readonly #given = new Map<PolicyTest, GivenCase>();
+
+  /**
+   * Check the given values of `tests` against their monitors; throws a
+   * {@linkcode ConfigError} listing every problem (a monitor that does not
+   * load fails its tests instead).
+   */
+  async resolveGiven(tests: readonly PolicyTest[]): Promise<void> {
+    const issues: ConfigIssue[] = [];
+    for (const t of tests) {
+      if (t.kind !== "given") continue;
+      const m = await this.#caseMonitor(t.monitor);
+      if (m instanceof Error) continue;
+      const r = resolveGivenCase(t.given, m.signals);
+      issues.push(...r.issues);
+      if (r.case) this.#given.set(t, r.case);
+    }
+    if (issues.length > 0) throw new ConfigError(issues);
+  }
+
+  /** Run one test (a replay is shared by the tests naming the same monitor, trace and overrides). */
+  async run(t: PolicyTest): Promise<TestRun | Error> {
+    if (t.kind === "given") {
+      const m = await this.#caseMonitor(t.monitor);
+      if (m instanceof Error) return m;
+      return givenRun(m, this.#given.get(t)!);
+    }
+    const key = `${t.monitor}\0${t.trace}\0${JSON.stringify(t.request ?? null)}`;
+    let r = this.#replays.get(key);
+    if (!r) this.#replays.set(key, r = await this.#replay(t));
+    return r;
+  }
+
+  async close(): Promise<void> {
+    for (const m of this.#monitors.values()) if (!(m instanceof Error)) await m.close();
+  }
+
+  async #caseMonitor(path: string): Promise<CaseMonitor | Error> {
+    let m = this.#caseMonitors.get(path);
+    if (!m) {
+      try {
+        m = await loadCaseMonitor(path);
+      } catch (err) {
+        m = err as Error;
+      }
+      this.#caseMonitors.set(path, m);
+    }
+    return m;
+  }
+
+  async #replay(t: PolicyTest & { kind: "trace" }): Promise<TestRun | Error> {
+    let m = this.#monitors.get(t.monitor);
+    if (!m) {
+      try {
+        m = await loadMonitorAt(t.monitor, { evidence: false }); // reads firings, not alerts
+      } catch (err) {
+        m = err as Error;
+      }
+      this.#monitors.set(t.monitor, m);
+    }
+    if (m instanceof Error) return m;
+    const monitor = m;
+    const request = t.request;
+    const rewriteFrame = request ? (f: Frame) => overrideFrame(f, request) : undefined;
+    const firings: ReplayFiring[] = [];
+    try {
+      await replayTrace(monitor, t.trace, {
+        onFiring: (f) => firings.push(f),
+        onProgress: (p) =>
+          console.error(`policy test: replaying ${rel(p.path)}: ${progressText(p)}`),
+        ...(rewriteFrame ? { rewriteFrame } : {}),
+      });
+    } catch (err) {
+      return err as Error;
+    }
+    return {
+      firings,
+      ruleIds: new Set(monitor.files.flatMap((f) => f.rules.map((x) => x.id))),
+      lines: firings.map(firingLine),
+      explain: (rule, requestId) =>
+        explainReplay({ monitor, trace: t.trace, rule, requestId, firings, rewriteFrame }),
+    };
+  }
+}
+
+/** A given-values case run through the engine. */
+function givenRun(m: CaseMonitor, c: GivenCase): TestRun {
+  const firings = runGivenCase({ set: m.set, signals: m.signals, case: c, model: m.model });
+  return {
+    firings,
+    ruleIds: new Set(m.set.rules.map((r) => r.id)),
+    lines: firings.map((f) => `${f.rule.id} at ${f.positions.join(",")} value ${fmtNum(f.value)}`),
+    explain: (ruleId) => {
+      const rule = m.set.rules.find((r) => r.id === ruleId);
+      return Promise.resolve(
+        rule
+          ? conditionTable({
+            rule,
+            length: c.length,
+            rawOf: (t) => caseSignal(c, t),
+            text: (pos) => c.tokens?.[pos],
+            firedAt: firings.filter((f) => f.rule.id === ruleId).flatMap((f) => f.positions),
+          })
+          : [`rule '${ruleId}' is not an enabled rule of the monitor`],
+      );
+    },
+  };
+}
+
+/** A problem of a test, with the rule and request it is about (for the condition table). */
+interface TestProblem {
+  text: string;
+  rule?: string;
+  request?: string;
+}
+
+/** What is wrong with `t` given its run's firings; empty when it passes. */
+function checkTest(t: PolicyTest, r: TestRun): TestProblem[] {
+  const problems: TestProblem[] = [];
   const unknown = (rule: string) =>
     r.ruleIds.has(rule) ? null : `rule '${rule}' is not in the monitor's policies (a typo?)`;
   for (const e of t.expect) {
     const bad = unknown(e.rule);
     if (bad) {
-      problems.push(bad);
+      problems.push({ text: bad });
       continue;
     }
+    const about = { rule: e.rule, request: e.request };
     const hits = r.firings.filter((f) => f.rule.def.id === e.rule && f.requestId === e.request);
     if (hits.length === 0) {
       const elsewhere = [
         ...new Set(r.firings.filter((f) => f.rule.def.id === e.rule).map((f) => f.requestId)),
       ];
-      problems.push(
-        `expected rule '${e.rule}' to fire on request '${e.request}', found no firing` +
+      problems.push({
+        ...about,
+        text: `expected rule '${e.rule}' to fire on request '${e.request}', found no firing` +
           (elsewhere.length
             ? ` (it fired on ${elsewhere.join(", ")})`
             : " (it fired on no request)"),
-      );
+      });
       continue;
     }
     if (e.positions) {
       const fired = new Set(hits.flatMap((f) => f.positions));
       const missing = e.positions.filter((p) => !fired.has(p));
       if (missing.length > 0) {
-        problems.push(
-          `expected rule '${e.rule}' on request '${e.request}' to fire at positions ${
+        problems.push({
+          ...about,
+          text: `expected rule '${e.rule}' on request '${e.request}' to fire at positions ${
             e.positions.join(", ")
-          }, ` +
-            `found positions ${[...fired].sort((a, b) => a - b).join(", ")} (missing ${
-              missing.join(", ")
-            })`,
-        );
+          }, found positions ${[...fired].sort((a, b) => a - b).join(", ")} (missing ${
+            missing.join(", ")
+          })`,
+        });
       }
     }
   }
   for (const e of t.expectNot) {
     const bad = unknown(e.rule);
     if (bad) {
-      problems.push(bad);
+      problems.push({ text: bad });
       continue;
     }
     const hits = r.firings.filter((f) =>
@@ -320,14 +359,16 @@ function checkTest(t: PolicyTest, r: ReplayRun): string[] {
     );
     if (hits.length > 0) {
       const on = e.request !== undefined ? `on request '${e.request}'` : "on any request";
-      problems.push(
-        `expected rule '${e.rule}' not to fire ${on}, found ${hits.length} firing(s): ` +
+      problems.push({
+        rule: e.rule,
+        request: hits[0].requestId,
+        text: `expected rule '${e.rule}' not to fire ${on}, found ${hits.length} firing(s): ` +
           hits.slice(0, 3).map((f) =>
-            `${f.requestId} at ${f.positions.join(",")} (record ${f.record})`
-          )
-            .join("; ") +
+            `${f.requestId} at ${f.positions.join(",")}` +
+            (f.record !== undefined ? ` (record ${f.record})` : "")
+          ).join("; ") +
           (hits.length > 3 ? "; ..." : ""),
-      );
+      });
     }
   }
   return problems;

@@ -318,6 +318,8 @@ export interface ReplayOptions extends Omit<EncodeTraceOptions, "stats"> {
    * the firings' `text`, description and dedup key. @default { mode: "none" }
    */
   redaction?: RedactOptions;
+  /** The frame as the policies see it (`policy test`'s request overrides: tenant, model, metadata). */
+  rewriteFrame?: (frame: Frame) => Frame;
 }
 
 /** A frame whose evaluation failed offline (serve counts and skips it; a replay stops). */
@@ -367,7 +369,8 @@ export async function replayTrace(
   };
   const text = new Map<string, Map<number, string>>();
   for await (const batch of encodeTrace(monitor, reader, { ...opts, stats })) {
-    const frames = batch.frames.map((f) => f.frame);
+    const rewrite = opts.rewriteFrame;
+    const frames = batch.frames.map((f) => rewrite ? rewrite(f.frame) : f.frame);
     evidence.remember(frames);
     const outcome = evaluator.evaluateBatch(
       gen,
@@ -376,7 +379,8 @@ export async function replayTrace(
       (_, i) => batch.frames[i].record.receivedAt,
     );
     await evidence.attach(outcome.alerts, { encoders: gen.evidenceEncoders, labels: gen.labels });
-    batch.frames.forEach(({ frame, record }, i) => {
+    batch.frames.forEach(({ record }, i) => {
+      const frame = frames[i];
       const o = outcome.frames[i];
       if ("error" in o) throw new ReplayEvaluationError(record.record, { cause: o.error });
       if (frame.tokenText) {

@@ -18,11 +18,10 @@ import {
   PolicyCompileError,
   type PolicyProblem,
 } from "../core/policy/compile.ts";
-import type { CompiledTest } from "../core/policy/compile.ts";
-import { createPoolState } from "../core/policy/pool.ts";
+import { conditionLeaves, pooledValues, signalName } from "../core/policy/condition_values.ts";
 import { PooledCollector, triggerTest } from "../traces/calibrate.ts";
 import type { TraceStore } from "./trace_source.ts";
-import { leaves, signalValues } from "./views.ts";
+import { signalValues } from "./views.ts";
 
 /** One lint problem. */
 export interface LintProblem {
@@ -190,17 +189,16 @@ export async function previewPolicy(
     const conditions: ConditionTrace[] = [];
     for (const rule of own) {
       const firedAt = firings.filter((f) => f.rule === rule.id).flatMap((f) => f.positions);
-      for (const leaf of leaves(rule.condition)) {
+      for (const leaf of conditionLeaves(rule.condition)) {
         const t = rule.tests[leaf.test];
-        const what = t.kind === "probe" ? "score" : t.family ? "family of latent" : "latent";
         const raw = signalValues(store, r, t.encoder, t.index, t.family);
         conditions.push({
           rule: rule.id,
           condition: rule.conditions[leaf.cond].name,
-          name: `${t.encoder} ${what} ${t.index}${t.label ? ` "${t.label}"` : ""}`,
+          name: signalName(t),
           op: leaf.op,
           threshold: leaf.threshold,
-          values: pooled(t, raw),
+          values: pooledValues(t, raw),
           raw,
           firedAt,
         });
@@ -225,20 +223,6 @@ export async function previewPolicy(
   };
   if (opts.curve) out.curve = thresholdCurve(store, set, opts.curve.rule, opts.positives ?? []);
   return out;
-}
-
-/**
- * `raw` pooled as the engine pools test `t` along one request: a latent's
- * value is pushed where it is active (a probe's on every token); a
- * per-token test reads 0 where its latent is inactive.
- */
-export function pooled(t: CompiledTest, raw: readonly number[]): number[] {
-  const state = createPoolState(t.pool);
-  return raw.map((x, pos) => {
-    const present = x !== 0 || t.kind === "probe";
-    if (present) state.push(pos, x, 0);
-    return !present && t.pool.kind === "token" ? 0 : state.read(pos, 0);
-  });
 }
 
 /**

@@ -6,7 +6,8 @@
  * @module
  */
 import Fuse from "fuse.js";
-import type { CompiledCondition, CompiledPolicySet, CompiledTest } from "../core/policy/compile.ts";
+import type { CompiledPolicySet, CompiledTest } from "../core/policy/compile.ts";
+import { conditionLeaves } from "../core/policy/condition_values.ts";
 import { familyValue } from "../core/family.ts";
 import { latentValue } from "../traces/calibrate.ts";
 import type { Evaluation, StoredRequest, TraceStore } from "./trace_source.ts";
@@ -58,17 +59,6 @@ export interface SignalView {
   thresholds: Threshold[];
 }
 
-/** Every test leaf of a compiled condition. */
-export function leaves(
-  c: CompiledCondition,
-  out: Extract<CompiledCondition, { kind: "test" }>[] = [],
-): Extract<CompiledCondition, { kind: "test" }>[] {
-  if (c.kind === "test") out.push(c);
-  else if (c.kind === "not") leaves(c.of, out);
-  else for (const x of c.of) leaves(x, out);
-  return out;
-}
-
 /** The value of `encoder`'s latent (or probe score) `index` per token of `r`; a family's value with `family`. */
 export function signalValues(
   store: TraceStore,
@@ -93,7 +83,7 @@ export function requestSignals(
   const out = new Map<string, SignalView>();
   const labels = store.monitor.generation.labels;
   for (const rule of set.rules) {
-    for (const leaf of leaves(rule.condition)) {
+    for (const leaf of conditionLeaves(rule.condition)) {
       const t = rule.tests[leaf.test];
       const kind = t.kind === "probe" ? "probe" : t.family ? "family" : "sae";
       const key = `${kind}:${t.encoder}:${t.index}${t.family ? `:${t.family.members}` : ""}`;
