@@ -124,8 +124,8 @@ tests:
       "    expected rule 'spike' not to fire on request 'req-9', found 1 firing(s): req-9 at 1",
       "    why: rule 'spike' on request 'req-9', per token:",
       // the monitor's labels name the latents
-      '      #1 rules.yaml:16:11 demo-res latent 1 "e-mail address": above 2',
-      '      #2 rules.yaml:17:16 demo-res latent 3 "self-harm": above 1',
+      '      #1 e_mail_address (rules.yaml:16:11 demo-res latent 1 "e-mail address"): above 2',
+      '      #2 self_harm (rules.yaml:17:16 demo-res latent 3 "self-harm"): above 1',
       "      pos  token  #1   #2   holds  fired",
       '      0    "ab"   0 ✗  0 ✗  no     no',
       '      1    "cd"   3 ✓  0 ✗  yes    yes',
@@ -209,7 +209,7 @@ tests:
     // the failing one shows why, from the trace: latent 2 at token 8 held, the rule did not fire
     assert.match(
       r.stdout,
-      /wrongly quiet for payments: FAIL .*\n +expected rule 'leak' to fire on request 'req-4-key', found no firing \(it fired on no request\)\n +why: rule 'leak' on request 'req-4-key', per token:\n +#1 rules\.yaml:6:11 demo-res latent 2 "credential \/ API key": above 2\n/,
+      /wrongly quiet for payments: FAIL .*\n +expected rule 'leak' to fire on request 'req-4-key', found no firing \(it fired on no request\)\n +why: rule 'leak' on request 'req-4-key', per token:\n +#1 credential_api_key \(rules\.yaml:6:11 demo-res latent 2 "credential \/ API key"\): above 2\n/,
     );
     assert.match(r.stdout, /\n {6}8 +"[^"]*" +\d+(\.\d+)? ✓ +yes +no\n/);
     assert.match(r.stdout, /\nPASS: 4\/5\nFAIL: 1\/5\n/);

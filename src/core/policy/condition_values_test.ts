@@ -73,8 +73,9 @@ Deno.test("ruleConditionValues: each leaf pooled, held per token, by hand", () =
   const values = ruleConditionValues(rule, (t) => t.index === 1 ? L1 : L3);
   assert.equal(values.length, 2);
   assert.deepEqual(values.map((v) => v.label), [
-    "p.yaml:7 res latent 1",
-    `p.yaml:8 res latent 3 "Prompt injection"`, // the SAE labels latent 3
+    // default names: <sae>.<latent> without a label, the label slugged with one
+    "res.1 (p.yaml:7 res latent 1)",
+    `prompt_injection (p.yaml:8 res latent 3 "Prompt injection")`, // the SAE labels latent 3
   ]);
   // max over t-2..t of [0, 3, 1, 0, 1, 0]: t4 max(1, 0, 1), t5 max(0, 1, 0)
   assert.deepEqual(values[0].pooled, [0, 3, 3, 3, 1, 1]);
