@@ -9,6 +9,7 @@
  */
 import { dirname, isAbsolute, resolve } from "node:path";
 import { EXECUTION_PROVIDERS, type ExecutionProviderSetting } from "../runtime/provider.ts";
+import type { FullEncodePath } from "../runtime/ort_encoder.ts";
 import { SAE_FORMATS, type SaeFormatName } from "../core/sae.ts";
 import type { RedactMode } from "../core/redact.ts";
 import { NATIVE_ALERT_SUBJECTS } from "../sinks/jetstream/mod.ts";
@@ -73,7 +74,13 @@ export interface MonitorConfig {
   };
   /** Where onnxruntime runs the encoders (`docs/gpu.md`). */
   /** `spin`: let idle onnxruntime threads spin-wait (default false: the cores stay free). */
-  execution: { provider: ExecutionProviderSetting; threads?: number; spin: boolean };
+  execution: {
+    provider: ExecutionProviderSetting;
+    threads?: number;
+    spin: boolean;
+    /** How full encodes run on the CPU (`auto`: int8 candidates, exact; see `ort_encoder.ts`). */
+    fullEncode: FullEncodePath;
+  };
   /**
    * Evidence on alerts: when an alert fires, the flagged tokens are encoded in
    * full and their `topLatents` strongest latents (with labels) attached;
@@ -212,6 +219,7 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
     execution: {
       provider: m.execution.provider,
       spin: m.execution.spin,
+      fullEncode: m.execution.full_encode,
       ...(m.execution.threads !== undefined ? { threads: m.execution.threads } : {}),
     },
     evidence: { topLatents: m.evidence.top_latents, ringTokens: m.evidence.ring_tokens },

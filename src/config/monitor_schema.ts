@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import { EXECUTION_PROVIDERS } from "../runtime/provider.ts";
+import { FULL_ENCODE_PATHS } from "../runtime/ort_encoder.ts";
 import { SAE_FORMATS } from "../core/sae.ts";
 import { REDACT_MODES } from "../core/redact.ts";
 import { SINK_DEFAULTS } from "../sinks/kind.ts";
@@ -173,7 +174,10 @@ export const MonitorFileSchema = z.strictObject({
     }).default(MONITOR_DEFAULTS.provider),
     threads: int(1, 1024, "onnxruntime intra-op threads per encoder").optional(),
     spin: z.boolean({ error: expectMessage("true or false") }).default(false),
-  }).default({ provider: MONITOR_DEFAULTS.provider, spin: false }),
+    full_encode: z.enum(FULL_ENCODE_PATHS, {
+      error: expectMessage(`one of ${FULL_ENCODE_PATHS.join(", ")}`),
+    }).default("auto"),
+  }).default({ provider: MONITOR_DEFAULTS.provider, spin: false, full_encode: "auto" }),
   evidence: z.strictObject({
     top_latents: int(0, 64, "top latents attached per flagged token; 0: off")
       .default(MONITOR_DEFAULTS.evidenceTopLatents),

@@ -45,7 +45,7 @@ Deno.test("parseMonitorConfig: defaults and paths resolved against the file's fo
       spool: { fsync: "never" },
     },
     batching: { maxBatchTokens: 128, maxWaitMs: 2, maxQueueTokens: 16384, adaptive: true },
-    execution: { provider: "auto", spin: false },
+    execution: { provider: "auto", spin: false, fullEncode: "auto" },
     evidence: { topLatents: 5, ringTokens: 4096 },
     steering: { enabled: true, ttlMs: 5000 },
     redaction: { default: "none" },
@@ -73,6 +73,7 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
     "  provider: cpu",
     "  threads: 2",
     "  spin: true",
+    "  full_encode: f32",
     "evidence:",
     "  top_latents: 0",
     "  ring_tokens: 16",
@@ -103,7 +104,12 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
     maxQueueTokens: 64,
     adaptive: false,
   });
-  assert.deepEqual(cfg.execution, { provider: "cpu", threads: 2, spin: true });
+  assert.deepEqual(cfg.execution, {
+    provider: "cpu",
+    threads: 2,
+    spin: true,
+    fullEncode: "f32",
+  });
   assert.deepEqual(cfg.evidence, { topLatents: 0, ringTokens: 16 });
   assert.deepEqual(cfg.control, { listen: "0.0.0.0:9000", tokenEnv: "LW_UI_TOKEN" });
   assert.deepEqual(cfg.steering, { enabled: false, ttlMs: 250 });
@@ -126,7 +132,12 @@ Deno.test("parseMonitorConfig: partial sections keep the other defaults", () => 
     maxQueueTokens: 16384,
     adaptive: true,
   });
-  assert.deepEqual(cfg.execution, { provider: "auto", threads: 4, spin: false });
+  assert.deepEqual(cfg.execution, {
+    provider: "auto",
+    threads: 4,
+    spin: false,
+    fullEncode: "auto",
+  });
   assert.deepEqual(cfg.evidence, { topLatents: 5, ringTokens: 100000 });
 });
 
@@ -196,13 +207,13 @@ Deno.test("parseMonitorConfig: execution, evidence and batching.adaptive errors 
     '/srv/lw/m.yaml:10:13: expected true or false, found the string "sometimes"',
     '/srv/lw/m.yaml:12:13: expected one of auto, webgpu, cuda, cpu, found the string "gpu"',
     "/srv/lw/m.yaml:13:12: expected an integer in 1..1024 (onnxruntime intra-op threads per encoder), found 0",
-    "/srv/lw/m.yaml:14:3: unknown key 'device'; expected one of: provider, threads, spin",
+    "/srv/lw/m.yaml:14:3: unknown key 'device'; expected one of: provider, threads, spin, full_encode",
     "/srv/lw/m.yaml:16:16: expected an integer in 0..64 (top latents attached per flagged token; 0: off), found 65",
     "/srv/lw/m.yaml:17:16: expected an integer in 16..1000000 (tokens of recent activations kept for evidence), found 8",
   ]);
   for (const provider of ["auto", "webgpu", "cuda", "cpu"]) {
     const cfg = parseMonitorConfig(MINIMAL + `execution: { provider: ${provider} }\n`, "m.yaml");
-    assert.deepEqual(cfg.execution, { provider, spin: false });
+    assert.deepEqual(cfg.execution, { provider, spin: false, fullEncode: "auto" });
   }
 });
 

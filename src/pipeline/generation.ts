@@ -16,6 +16,7 @@ import {
   createOrtEncoder,
   createProbeEncoder,
   type ExecutionProviderSetting,
+  type FullEncodePath,
   type ProviderReport,
   watchIsCheap,
 } from "../runtime/ort_encoder.ts";
@@ -56,7 +57,12 @@ export interface BuildGenerationOptions {
   /** Reload an SAE's weights (serve drops W_enc once onnxruntime holds it). */
   reloadSae?: (id: string) => Promise<SaeWeights>;
   /** Where encoders run (`docs/gpu.md`). @default { provider: "auto" } */
-  execution?: { provider: ExecutionProviderSetting; threads?: number; spin?: boolean };
+  execution?: {
+    provider: ExecutionProviderSetting;
+    threads?: number;
+    spin?: boolean;
+    fullEncode?: FullEncodePath;
+  };
   /** Evidence on alerts: build evidence encoders when `topLatents > 0`. @default { topLatents: 0 } */
   evidence?: { topLatents: number };
 }
@@ -102,6 +108,7 @@ export async function buildGeneration(opts: BuildGenerationOptions): Promise<Bui
     provider: execution.provider,
     intraOpThreads: execution.threads,
     spinning: execution.spin ?? false,
+    fullEncode: execution.fullEncode ?? "auto",
   };
   const encoders = new Map<string, Encoder>();
   const evidenceEncoders = new Map<string, Encoder>();
@@ -138,6 +145,7 @@ export async function buildGeneration(opts: BuildGenerationOptions): Promise<Bui
     log.info("encoder.ready", {
       id,
       mode: cheap ? "watched" : "full",
+      path: (encoder as { path?: string }).path,
       watched: watch.length,
       why: cheap ? undefined : `${sae.architecture} ranks every latent, so all are computed`,
       ...providerFields(id, execution.provider, encoder, log),

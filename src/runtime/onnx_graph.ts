@@ -163,37 +163,28 @@ function encoderColumns(
 }
 
 /**
- * The encoder graph of `sae` as an ONNX model object (opset 17, dynamic batch
- * dimension `N`). Float initializers are views of the SAE's arrays, so
- * building it copies no full weight matrix (a watched graph copies only its
- * columns).
- *
- * @throws {EncoderConfigError} for an SAE that {@linkcode assertEncodable} rejects
- * @throws {EncoderInputError} for a watched latent ≥ dSae
+ * The nodes that turn the graph input into what `W_enc` multiplies:
+ * normalisation (`constant_norm_rescale`, `layer_norm`) and `− b_dec`
+ * (SAEs that apply it). Appends to `nodes` and `inits`; returns the name of
+ * the prepared input (`x` itself when there is nothing to do).
  *
  * @example
  * ```ts
  * import type { SaeWeights } from "../core/sae.ts";
  * declare const sae: SaeWeights;
- * const model = buildEncoderGraph(sae, { watch: new Uint32Array([3, 17]) });
- * model.graph!.output![0].name; // "f": [N, 2], latents 3 and 17
+ * const nodes: ReturnType<typeof node>[] = [];
+ * const inits: ReturnType<typeof floatInit>[] = [];
+ * preprocessInput(sae, nodes, inits); // "x", "x_normed" or "x_centered"
  * ```
  */
-export function buildEncoderGraph(
+export function preprocessInput(
   sae: SaeWeights,
-  opts: EncoderGraphOptions = {},
-): OnnxTypes.IModelProto {
-  assertEncodable(sae);
-  const { dIn, dSae } = sae;
-  // Validated for every architecture, even TopK whose graph ignores it.
-  const watched = opts.watch ? canonicalWatch(opts.watch, dSae) : null;
-  const watch = watched && watchIsCheap(sae) ? watched : null;
-  const width = watch ? watch.length : dSae;
-  const nodes: OnnxTypes.INodeProto[] = [];
-  const inits: OnnxTypes.ITensorProto[] = [];
+  nodes: OnnxTypes.INodeProto[],
+  inits: OnnxTypes.ITensorProto[],
+): string {
+  const { dIn } = sae;
   const scalar = (name: string, v: number) =>
     inits.push(floatInit(name, [], new Float32Array([v])));
-
   let input = INPUT_NAME;
   const keepdims: OnnxTypes.IAttributeProto[] = [
     { name: "axes", type: ATTR_INTS, ints: [-1] },
@@ -234,6 +225,42 @@ export function buildEncoderGraph(
     nodes.push(node("Sub", [input, "b_dec"], ["x_centered"]));
     input = "x_centered";
   }
+  return input;
+}
+
+/**
+ * The encoder graph of `sae` as an ONNX model object (opset 17, dynamic batch
+ * dimension `N`). Float initializers are views of the SAE's arrays, so
+ * building it copies no full weight matrix (a watched graph copies only its
+ * columns).
+ *
+ * @throws {EncoderConfigError} for an SAE that {@linkcode assertEncodable} rejects
+ * @throws {EncoderInputError} for a watched latent ≥ dSae
+ *
+ * @example
+ * ```ts
+ * import type { SaeWeights } from "../core/sae.ts";
+ * declare const sae: SaeWeights;
+ * const model = buildEncoderGraph(sae, { watch: new Uint32Array([3, 17]) });
+ * model.graph!.output![0].name; // "f": [N, 2], latents 3 and 17
+ * ```
+ */
+export function buildEncoderGraph(
+  sae: SaeWeights,
+  opts: EncoderGraphOptions = {},
+): OnnxTypes.IModelProto {
+  assertEncodable(sae);
+  const { dIn, dSae } = sae;
+  // Validated for every architecture, even TopK whose graph ignores it.
+  const watched = opts.watch ? canonicalWatch(opts.watch, dSae) : null;
+  const watch = watched && watchIsCheap(sae) ? watched : null;
+  const width = watch ? watch.length : dSae;
+  const nodes: OnnxTypes.INodeProto[] = [];
+  const inits: OnnxTypes.ITensorProto[] = [];
+  const scalar = (name: string, v: number) =>
+    inits.push(floatInit(name, [], new Float32Array([v])));
+
+  const input = preprocessInput(sae, nodes, inits);
   inits.unshift(floatInit("W_enc", [dIn, width], encoderColumns(sae, watch, opts.onProgress)));
   nodes.push(node("MatMul", [input, "W_enc"], ["x_W_enc"]));
 

@@ -19,25 +19,27 @@
  */
 
 import * as ort from "onnxruntime-node";
-import { canonicalWatch, checkEncodeInput } from "../core/reference_encoder.ts";
+import { canonicalWatch } from "../core/reference_encoder.ts";
 import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import {
   buildEncoderGraph,
   DENSE_OUTPUT,
-  INPUT_NAME,
   type ProgressFn,
   TOPK_INDICES,
   TOPK_VALUES,
   watchIsCheap,
 } from "./onnx_graph.ts";
 
-import { openProviderSession, type ProviderSession } from "./session.ts";
+import { encoderFeeds, openProviderSession, type ProviderSession } from "./session.ts";
 import {
   type ExecutionProvider,
   type ExecutionProviderSetting,
+  GPU_PROVIDERS,
   parseProviderSetting,
+  providerAvailability,
   type ProviderReport,
 } from "./provider.ts";
+import { createCandidateEncoder } from "./candidate_encoder.ts";
 
 export { watchIsCheap } from "./onnx_graph.ts";
 export { createProbeEncoder } from "./probe_encoder.ts";
@@ -86,6 +88,33 @@ export interface OrtEncoderOptions {
    * to the CPU, and the encoder's `provider` / `providerNote` say so.
    */
   provider?: ExecutionProviderSetting;
+  /**
+   * How a full encode (no watch, or TopK) runs on the CPU: `f32` (one f32
+   * graph, the default here), `int8-candidates` (an int8 pass bounds every
+   * latent, the candidates are recomputed exactly in f32:
+   * `candidate_encoder.ts`; same results), or `auto` (`int8-candidates` for
+   * SAEs of at least 2²⁰ encoder weights when no GPU provider runs it).
+   */
+  fullEncode?: FullEncodePath;
+}
+
+/** See {@linkcode OrtEncoderOptions.fullEncode}. */
+export type FullEncodePath = "auto" | "f32" | "int8-candidates";
+
+/** The full-encode paths, for configuration checks. */
+export const FULL_ENCODE_PATHS = ["auto", "f32", "int8-candidates"] as const;
+
+/** Whether `sae` is encoded by the candidate encoder under `opts`. */
+async function candidatePath(sae: SaeWeights, opts: OrtEncoderOptions): Promise<boolean> {
+  const setting = opts.fullEncode ?? "f32";
+  if (setting === "f32") return false;
+  if (opts.watch && watchIsCheap(sae)) return false; // a watched graph does less work still
+  const provider = parseProviderSetting(opts.provider ?? "cpu");
+  if (provider === "webgpu" || provider === "cuda") return false;
+  if (provider === "auto") {
+    for (const gpu of GPU_PROVIDERS) if ((await providerAvailability(gpu)).available) return false;
+  }
+  return setting === "int8-candidates" || sae.dIn * sae.dSae >= 2 ** 20;
 }
 
 /**
@@ -107,12 +136,21 @@ export interface OrtEncoderOptions {
  * const watched = await createOrtEncoder(sae, { watch: new Uint32Array([12, 4096]) });
  * const gpu = await createOrtEncoder(sae, { provider: "auto" });
  * gpu.provider; // "webgpu", "cuda" or "cpu"
+ * const fast = await createOrtEncoder(sae, { fullEncode: "auto" });
+ * (fast as { path?: string }).path; // "int8-candidates" for a large SAE on the CPU
  * ```
  */
 export async function createOrtEncoder(
   sae: SaeWeights,
   opts: OrtEncoderOptions = {},
 ): Promise<ProviderEncoder> {
+  if (await candidatePath(sae, opts)) {
+    return await createCandidateEncoder(sae, {
+      intraOpThreads: opts.intraOpThreads,
+      spinning: opts.spinning,
+      watch: opts.watch,
+    });
+  }
   const provider = parseProviderSetting(opts.provider ?? "cpu");
   const model = buildEncoderGraph(sae, { watch: opts.watch, onProgress: opts.onProgress });
   const opened = await openProviderSession(model, {
@@ -127,6 +165,8 @@ export async function createOrtEncoder(
 }
 
 class OrtEncoder implements ProviderEncoder {
+  /** Which encode path runs (the bench reports it). */
+  readonly path = "f32";
   readonly dIn: number;
   readonly dSae: number;
   readonly provider: ExecutionProvider;
@@ -166,13 +206,9 @@ class OrtEncoder implements ProviderEncoder {
   }
 
   async encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
-    const n = checkEncodeInput(x, tokens, this.dIn);
-    if (tokens === 0) return [];
-    const input = new ort.Tensor("float32", x.length === n ? x : x.subarray(0, n), [
-      tokens,
-      this.dIn,
-    ]);
-    const out = await this.#session.run({ [INPUT_NAME]: input });
+    const feeds = encoderFeeds(x, tokens, this.dIn);
+    if (!feeds) return [];
+    const out = await this.#session.run(feeds);
     return this.#topk
       ? this.#sparseFromTopK(
         out[TOPK_VALUES].data as Float32Array,

@@ -24,8 +24,6 @@ import {
   EncoderConfigError,
   EncoderInputError,
   referenceEncode,
-  referenceGatePreActivations,
-  referencePreActivations,
 } from "../core/reference_encoder.ts";
 import type {
   LinearProbe,
@@ -49,55 +47,7 @@ import { loadSaeLens } from "../formats/saelens.ts";
 import { writeSaeLensFolder } from "../formats/saelens_writer.ts";
 import { EXTERNAL_DATA_FILE } from "./external_data.ts";
 import { createOrtEncoder, createProbeEncoder, watchIsCheap } from "./ort_encoder.ts";
-
-const tol = (v: number) => 1e-4 * (1 + Math.abs(v));
-
-/** Compare one token; returns how many support flips the tolerance rule excused. */
-function compareToken(
-  sae: SaeWeights,
-  x: Float32Array,
-  got: SparseLatents,
-  want: SparseLatents,
-  where: string,
-): number {
-  for (let p = 1; p < got.indices.length; p++) {
-    assert.ok(got.indices[p - 1] < got.indices[p], `${where}: indices not strictly ascending`);
-  }
-  const g = new Map<number, number>();
-  got.indices.forEach((i, p) => g.set(i, got.values[p]));
-  const w = new Map<number, number>();
-  want.indices.forEach((i, p) => w.set(i, want.values[p]));
-  for (const [i, v] of g) assert.notEqual(v, 0, `${where}: latent ${i} reported with value 0`);
-
-  let h: Float64Array | null = null;
-  let gate: Float64Array | null = null;
-  let kth = NaN;
-  let excused = 0;
-  for (const i of new Set([...g.keys(), ...w.keys()])) {
-    if (g.has(i) && w.has(i)) {
-      const d = Math.abs(g.get(i)! - w.get(i)!);
-      assert.ok(d <= tol(w.get(i)!), `${where}: latent ${i}: ort ${g.get(i)} vs ref ${w.get(i)}`);
-      continue;
-    }
-    if (!h) {
-      h = referencePreActivations(sae, x);
-      if (sae.architecture === "topk") kth = [...h].sort((a, b) => b - a)[sae.k! - 1];
-      if (sae.architecture === "gated") gate = referenceGatePreActivations(sae, x);
-    }
-    const hi = h[i];
-    const nearZero = Math.abs(hi) <= tol(hi);
-    const nearGate = sae.architecture === "jumprelu" &&
-      Math.abs(hi - sae.threshold![i]) <= tol(sae.threshold![i]);
-    const nearKth = sae.architecture === "topk" && Math.abs(hi - kth) <= tol(kth);
-    const nearOpen = gate !== null && Math.abs(gate[i]) <= tol(gate[i]);
-    assert.ok(
-      nearZero || nearGate || nearKth || nearOpen,
-      `${where}: latent ${i} only in ${g.has(i) ? "ort" : "reference"} (h = ${hi})`,
-    );
-    excused++;
-  }
-  return excused;
-}
+import { compareToken, tol } from "./testdata/compare_encoding.ts";
 
 interface Case {
   architecture: SaeArchitecture;

@@ -12,7 +12,8 @@ import onnxProto from "onnx-proto";
 import type { onnx as OnnxTypes } from "onnx-proto";
 import * as ort from "onnxruntime-node";
 import { writeModelWithExternalData } from "./external_data.ts";
-import { initializerBytes, type ProgressFn } from "./onnx_graph.ts";
+import { checkEncodeInput } from "../core/reference_encoder.ts";
+import { initializerBytes, INPUT_NAME, type ProgressFn } from "./onnx_graph.ts";
 import {
   type ExecutionProvider,
   type ExecutionProviderSetting,
@@ -181,4 +182,24 @@ async function withModelSource<T>(
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/**
+ * The feeds of an encoder graph for `tokens` rows of `x` (checked as the
+ * `Encoder` contract asks), or null for an empty batch.
+ *
+ * @example
+ * ```ts
+ * const feeds = encoderFeeds(new Float32Array(8), 2, 4); // { x: Tensor [2, 4] }
+ * ```
+ */
+export function encoderFeeds(
+  x: Float32Array,
+  tokens: number,
+  dIn: number,
+): Record<string, ort.Tensor> | null {
+  const n = checkEncodeInput(x, tokens, dIn);
+  if (tokens === 0) return null;
+  const data = x.length === n ? x : x.subarray(0, n);
+  return { [INPUT_NAME]: new ort.Tensor("float32", data, [tokens, dIn]) };
 }

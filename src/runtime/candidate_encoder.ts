@@ -1,0 +1,139 @@
+/**
+ * The candidate encoder: an exact full encode in two passes. An int8
+ * onnxruntime graph (`candidate_graph.ts`, VNNI on CPUs that have it) reads a
+ * quarter of the f32 weight bytes and bounds every latent's pre-activation;
+ * the latents whose bound does not rule them out (a few times the active
+ * ones) are recomputed in f32 (`wasm_dots.ts`) and the activation applied to
+ * the exact values. The result is the f32 encode's: the same active latents
+ * and values but for f32 rounding (a different summation order).
+ *
+ * A token with more than `maxCandidates` candidates (a bound that does not
+ * separate, or an SAE with very many active latents) falls back to the exact
+ * dot with every latent; `fallbackTokens` counts them.
+ *
+ * @module
+ */
+import * as ort from "onnxruntime-node";
+import { canonicalWatch } from "../core/reference_encoder.ts";
+import type { SaeWeights, SparseLatents } from "../core/sae.ts";
+import { buildCandidateGraph, MARGIN_OUTPUT, PREPARED_OUTPUT } from "./candidate_graph.ts";
+import { CandidateSelector } from "./candidate_select.ts";
+import type { ProviderEncoder } from "./ort_encoder.ts";
+import { encoderFeeds, openProviderSession } from "./session.ts";
+import { WasmDots } from "./wasm_dots.ts";
+
+/** Options for {@linkcode createCandidateEncoder}. */
+export interface CandidateEncoderOptions {
+  intraOpThreads?: number;
+  /** Let idle onnxruntime threads spin-wait (default true). */
+  spinning?: boolean;
+  /** Report only these latents (TopK: still selected among all). */
+  watch?: Uint32Array;
+  /** Candidates per token above which the token is computed in full (default max(1024, d_sae/8)). */
+  maxCandidates?: number;
+}
+
+/** What the candidate encoder did so far. */
+export interface CandidateStats {
+  tokens: number;
+  /** Latents recomputed exactly (fallback tokens count every latent). */
+  candidates: number;
+  fallbackTokens: number;
+}
+
+/**
+ * Open the candidate encoder of `sae` on the CPU.
+ *
+ * @example
+ * ```ts
+ * import type { SaeWeights } from "../core/sae.ts";
+ * declare const sae: SaeWeights, x: Float32Array;
+ * const enc = await createCandidateEncoder(sae);
+ * const rows = await enc.encode(x, x.length / sae.dIn);
+ * enc.path; // "int8-candidates"
+ * enc.fallbackTokens; // tokens computed in full
+ * await enc.close();
+ * ```
+ */
+export async function createCandidateEncoder(
+  sae: SaeWeights,
+  opts: CandidateEncoderOptions = {},
+): Promise<CandidateEncoder> {
+  const { model } = buildCandidateGraph(sae);
+  const opened = await openProviderSession(model, {
+    provider: "cpu",
+    intraOpThreads: opts.intraOpThreads,
+    spinning: opts.spinning,
+  });
+  return new CandidateEncoder(opened.session, sae, opts);
+}
+
+/** Transpose `[rows, cols]` to `[cols, rows]`. */
+function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(m.length);
+  const B = 64;
+  for (let i0 = 0; i0 < rows; i0 += B) {
+    for (let j0 = 0; j0 < cols; j0 += B) {
+      const i1 = Math.min(rows, i0 + B), j1 = Math.min(cols, j0 + B);
+      for (let i = i0; i < i1; i++) {
+        for (let j = j0; j < j1; j++) out[j * rows + i] = m[i * cols + j];
+      }
+    }
+  }
+  return out;
+}
+
+/** The encoder {@linkcode createCandidateEncoder} opens. */
+export class CandidateEncoder implements ProviderEncoder {
+  readonly dIn: number;
+  readonly dSae: number;
+  readonly provider = "cpu" as const;
+  readonly providerFallback = false;
+  /** Which encode path runs (the bench reports it). */
+  readonly path = "int8-candidates";
+  readonly #session: ort.InferenceSession;
+  readonly #dots: WasmDots;
+  readonly #select: CandidateSelector;
+  readonly #stats: CandidateStats = { tokens: 0, candidates: 0, fallbackTokens: 0 };
+
+  /** @internal use {@linkcode createCandidateEncoder} */
+  constructor(session: ort.InferenceSession, sae: SaeWeights, opts: CandidateEncoderOptions) {
+    this.#session = session;
+    this.dIn = sae.dIn;
+    this.dSae = sae.dSae;
+    this.#dots = new WasmDots(transpose(sae.wEnc, sae.dIn, sae.dSae), sae.dSae, sae.dIn);
+    this.#select = new CandidateSelector(sae, {
+      maxCandidates: opts.maxCandidates ?? Math.max(1024, sae.dSae >> 3),
+      watch: opts.watch ? canonicalWatch(opts.watch, sae.dSae) : undefined,
+    });
+  }
+
+  /** Tokens computed in full so far. */
+  get fallbackTokens(): number {
+    return this.#stats.fallbackTokens;
+  }
+
+  /** A copy of the counts so far. */
+  stats(): CandidateStats {
+    return { ...this.#stats };
+  }
+
+  async encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
+    const feeds = encoderFeeds(x, tokens, this.dIn);
+    if (!feeds) return [];
+    const out = await this.#session.run(feeds);
+    const rows = this.#select.encode({
+      prepared: out[PREPARED_OUTPUT].data as Float32Array,
+      margin: out[MARGIN_OUTPUT].data as Float32Array,
+      tokens,
+      dots: this.#dots,
+      stats: this.#stats,
+    });
+    this.#stats.tokens += tokens;
+    return rows;
+  }
+
+  async close(): Promise<void> {
+    await this.#session.release();
+  }
+}

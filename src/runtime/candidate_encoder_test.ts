@@ -1,0 +1,158 @@
+/**
+ * The candidate encoder (int8 pass, exact f32 recomputation) against the
+ * plain-TypeScript f64 reference, under the tolerance rule of
+ * `ort_encoder_test.ts` (`testdata/compare_encoding.ts`), and against the f32
+ * onnxruntime encoder: the same active latents.
+ */
+import assert from "node:assert/strict";
+import { Rng } from "../core/random.ts";
+import { referenceEncode, referencePreActivations } from "../core/reference_encoder.ts";
+import type { SaeWeights } from "../core/sae.ts";
+import { randomVariant, variantName, VARIANTS } from "../core/testdata/random_variants.ts";
+import { randomSae } from "../formats/random_sae.ts";
+import { createCandidateEncoder } from "./candidate_encoder.ts";
+import { createOrtEncoder } from "./ort_encoder.ts";
+import { compareToken } from "./testdata/compare_encoding.ts";
+
+const BATCHES = [1, 3, 64];
+
+Deno.test("candidate encoder matches the reference for every architecture, normalisation and kind", async () => {
+  const dIn = 40, dSae = 300; // not multiples of 8 or 16: scan and padding tails run
+  let tokens = 0, excused = 0;
+  for (const [n, v] of VARIANTS.entries()) {
+    const sae = randomVariant(v, dIn, dSae, 40 + n);
+    const enc = await createCandidateEncoder(sae, { intraOpThreads: 1 });
+    const f32 = await createOrtEncoder(sae, { intraOpThreads: 1 });
+    const rng = new Rng(500 + n);
+    try {
+      for (const batch of BATCHES) {
+        const x = rng.fillGaussian(new Float32Array(batch * dIn), 1.5);
+        const got = await enc.encode(x, batch);
+        const want = referenceEncode(sae, x, batch);
+        const ort = await f32.encode(x, batch);
+        for (let t = 0; t < batch; t++) {
+          const row = x.subarray(t * dIn, (t + 1) * dIn);
+          const where = `${variantName(v)} batch ${batch} token ${t}`;
+          excused += compareToken(sae, row, got[t], want[t], where);
+          compareToken(sae, row, got[t], ort[t], `${where} (against f32 onnxruntime)`);
+          tokens++;
+        }
+      }
+      assert.equal(enc.path, "int8-candidates");
+      const stats = enc.stats();
+      assert.equal(stats.tokens, BATCHES.reduce((a, b) => a + b, 0));
+    } finally {
+      await enc.close();
+      await f32.close();
+    }
+  }
+  assert.ok(tokens > 1000, `checked ${tokens} tokens`);
+  assert.ok(excused <= tokens / 100, `${excused} excused flips in ${tokens} tokens`);
+});
+
+/** A bench-like JumpReLU SAE: unit-ish columns, thresholds set per test. */
+function jumprelu(dIn: number, dSae: number, seed: number): SaeWeights {
+  const sae = randomSae({ architecture: "jumprelu", dIn, dSae, seed });
+  return sae;
+}
+
+Deno.test("candidate encoder: latents a hair above or below their threshold are decided exactly", async () => {
+  const dIn = 64, dSae = 512, batch = 8;
+  const sae = jumprelu(dIn, dSae, 3);
+  const x = new Rng(4).fillGaussian(new Float32Array(batch * dIn), 2);
+  // thresholds at token 0's own pre-activations, 1e-3 below for even latents (active
+  // by a hair) and 1e-3 above for odd ones (inactive by a hair): the int8 pass's
+  // error is far larger than 1e-3, so only the exact recomputation can decide
+  const h0 = referencePreActivations(sae, x.subarray(0, dIn));
+  sae.threshold = Float32Array.from(h0, (h, j) => Math.abs(h) + (j % 2 === 0 ? -1e-3 : 1e-3));
+  const enc = await createCandidateEncoder(sae, { intraOpThreads: 1 });
+  try {
+    const got = await enc.encode(x, batch);
+    const active = [...got[0].indices];
+    const expected = [...h0.keys()].filter((j) =>
+      j % 2 === 0 && h0[j] > 0 && h0[j] > Math.abs(h0[j]) - 1e-3
+    );
+    assert.deepEqual(active, expected);
+    const want = referenceEncode(sae, x, batch);
+    for (let t = 0; t < batch; t++) {
+      compareToken(sae, x.subarray(t * dIn, (t + 1) * dIn), got[t], want[t], `token ${t}`);
+    }
+  } finally {
+    await enc.close();
+  }
+});
+
+Deno.test("candidate encoder: tokens over the candidate cap fall back to every latent, counted, still exact", async () => {
+  const dIn = 32, dSae = 200, batch = 5;
+  for (const architecture of ["jumprelu", "topk"] as const) {
+    const sae = randomSae({ architecture, dIn, dSae, seed: 8, k: 12 });
+    const enc = await createCandidateEncoder(sae, { intraOpThreads: 1, maxCandidates: 0 });
+    try {
+      const x = new Rng(9).fillGaussian(new Float32Array(batch * dIn));
+      const got = await enc.encode(x, batch);
+      const want = referenceEncode(sae, x, batch);
+      for (let t = 0; t < batch; t++) {
+        compareToken(
+          sae,
+          x.subarray(t * dIn, (t + 1) * dIn),
+          got[t],
+          want[t],
+          `${architecture} ${t}`,
+        );
+      }
+      assert.equal(enc.fallbackTokens, batch);
+      assert.equal(enc.stats().candidates, batch * dSae);
+    } finally {
+      await enc.close();
+    }
+  }
+});
+
+Deno.test("candidate encoder: zero rows, a zero encoder column, watched latents, empty batch", async () => {
+  const dIn = 24, dSae = 96;
+  const sae = randomSae({ architecture: "topk", dIn, dSae, seed: 12, k: 6 });
+  for (let i = 0; i < dIn; i++) sae.wEnc[i * dSae + 5] = 0; // latent 5 reads nothing
+  const watch = Uint32Array.of(90, 5, 3, 3);
+  const enc = await createCandidateEncoder(sae, { intraOpThreads: 1 });
+  const watched = await createCandidateEncoder(sae, { intraOpThreads: 1, watch });
+  try {
+    const x = new Rng(13).fillGaussian(new Float32Array(3 * dIn));
+    x.fill(0, dIn, 2 * dIn); // token 1 is all zeros
+    const got = await enc.encode(x, 3);
+    const want = referenceEncode(sae, x, 3);
+    for (let t = 0; t < 3; t++) {
+      compareToken(sae, x.subarray(t * dIn, (t + 1) * dIn), got[t], want[t], `token ${t}`);
+    }
+    // watched TopK: still the top k of all latents, reported only where watched
+    const w = await watched.encode(x, 3);
+    for (let t = 0; t < 3; t++) {
+      const keep = [...got[t].indices].filter((i) => i === 90 || i === 5 || i === 3);
+      assert.deepEqual([...w[t].indices], keep);
+    }
+    assert.deepEqual(await enc.encode(new Float32Array(0), 0), []);
+  } finally {
+    await enc.close();
+    await watched.close();
+  }
+});
+
+Deno.test("createOrtEncoder picks the path: int8-candidates when asked or (auto) for large SAEs, f32 otherwise", async () => {
+  const path = async (sae: SaeWeights, opts: Parameters<typeof createOrtEncoder>[1]) => {
+    const enc = await createOrtEncoder(sae, opts);
+    await enc.close();
+    return (enc as { path?: string }).path;
+  };
+  const small = randomSae({ architecture: "jumprelu", dIn: 16, dSae: 64, seed: 1 });
+  assert.equal(await path(small, {}), "f32"); // the library default
+  assert.equal(await path(small, { fullEncode: "int8-candidates" }), "int8-candidates");
+  assert.equal(await path(small, { fullEncode: "auto" }), "f32"); // under 2²⁰ weights
+  // a watched JumpReLU graph computes only its latents: cheaper than any full encode
+  const watch = Uint32Array.of(1, 2);
+  assert.equal(await path(small, { fullEncode: "int8-candidates", watch }), "f32");
+  const large = randomSae({ architecture: "topk", dIn: 64, dSae: 16384, seed: 2, k: 8 });
+  assert.equal(await path(large, { fullEncode: "auto" }), "int8-candidates");
+  assert.equal(
+    await path(large, { fullEncode: "auto", provider: "cpu", watch }),
+    "int8-candidates",
+  );
+});

@@ -1,0 +1,222 @@
+/**
+ * The first pass of the candidate encoder: an int8 ONNX graph that finds,
+ * per token, every latent that can be active (a superset, proven), so the
+ * second pass recomputes only those exactly in f32 (`candidate_encoder.ts`).
+ *
+ *   xp = prepared input (normalise, − b_dec), output as is
+ *   q, s, z = DynamicQuantizeLinear(xp)     x̂ = s·(q − z), e = xp − x̂ (per batch scale)
+ *   a_j = x̂ · (σ_j Ŵ_j)·f_j + c_j           MatMulIntegerToFloat: int8 weights (VNNI),
+ *                                           column scaling f and bias c fused
+ *
+ * With Ŵ_j = round(W_j/σ_j) per column (σ_j = max|W_j|/127), `ew_j = W_j − σ_jŴ_j`:
+ *   xp·W_j − x̂·σ_jŴ_j = x̂·ew_j + e·W_j,  |x̂·ew_j| ≤ ‖x̂‖‖ew_j‖,  |e·W_j| ≤ ‖e‖‖W_j‖
+ * (Cauchy–Schwarz). One bound per token covers every column (after scaling
+ * by f_j): `‖x̂‖·max_j(‖ew_j‖f_j) + ‖e‖·max_j(‖W_j‖f_j)`, plus rounding: an
+ * f32 GEMM's own error (≤ γ‖xp‖‖W_j‖, γ = d_in·2⁻²⁴, counted twice: the
+ * reference's and ours), the float arithmetic here (2⁻¹⁸‖x̂‖‖σ_jŴ_j‖), all × 1.001.
+ *
+ * `margin` (`[N, d_sae]`) is positive exactly for the candidates:
+ * - standard / JumpReLU / gated: f_j = 1/‖W_j‖, c_j = −T_j·f_j with T_j the level
+ *   the pre-activation must exceed (`max(θ_j, 0) − b_enc_j`, `−b_enc_j`,
+ *   `−b_gate_j`, lowered for rounding); `margin = a + bound`;
+ * - TopK: f_j the decoder norm when rescaling (else 1), c_j = b_enc_j·f_j, so `a`
+ *   is the scores; `margin = a − (kth_largest(a) − 2·bound)`: a latent of the
+ *   true top k scores at least the true k-th score, itself ≥ kth − bound.
+ *
+ * @module
+ */
+import onnxProto from "onnx-proto";
+import type { onnx as OnnxTypes } from "onnx-proto";
+import { assertEncodable } from "../core/reference_encoder.ts";
+import type { SaeWeights } from "../core/sae.ts";
+import {
+  decoderNorms,
+  floatInit,
+  INPUT_NAME,
+  node,
+  preprocessInput,
+  valueInfo,
+} from "./onnx_graph.ts";
+import { quantizeColumns, type QuantizedColumns } from "./quantized_columns.ts";
+
+const { onnx } = onnxProto;
+const FLOAT = onnx.TensorProto.DataType.FLOAT;
+const INT8 = onnx.TensorProto.DataType.INT8;
+const INT64 = onnx.TensorProto.DataType.INT64;
+const ATTR_INT = onnx.AttributeProto.AttributeType.INT;
+const ATTR_INTS = onnx.AttributeProto.AttributeType.INTS;
+
+/** Output: the prepared input, `float [N, d_in]`. */
+export const PREPARED_OUTPUT = "xp";
+/** Output: `float [N, d_sae]`, positive for the candidates. */
+export const MARGIN_OUTPUT = "margin";
+
+/** Relative inflation of every bound term, for the float arithmetic that computes it. */
+const INFLATE = 1.001;
+
+/** The graph and what the second pass needs of the weights. */
+export interface CandidateGraph {
+  model: OnnxTypes.IModelProto;
+  columns: QuantizedColumns;
+}
+
+/**
+ * The candidate graph of `sae` (see the module doc) and its quantized columns.
+ *
+ * @example
+ * ```ts
+ * import type { SaeWeights } from "../core/sae.ts";
+ * declare const sae: SaeWeights;
+ * const { model } = buildCandidateGraph(sae);
+ * model.graph!.output!.map((o) => o.name); // ["xp", "margin"]
+ * ```
+ */
+export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
+  assertEncodable(sae);
+  const { dIn, dSae } = sae;
+  const columns = quantizeColumns(sae.wEnc, dIn, dSae);
+  const nodes: OnnxTypes.INodeProto[] = [];
+  const inits: OnnxTypes.ITensorProto[] = [];
+  const ms = (n: OnnxTypes.INodeProto) => ({ ...n, domain: "com.microsoft" });
+  const axesLast = (keep: number): OnnxTypes.IAttributeProto[] => [
+    { name: "axes", type: ATTR_INTS, ints: [-1] },
+    { name: "keepdims", type: ATTR_INT, i: keep },
+  ];
+  const vector = (name: string, values: ArrayLike<number>) =>
+    inits.push(floatInit(name, [values.length], Float32Array.from(values)));
+
+  const input = preprocessInput(sae, nodes, inits);
+  nodes.push(node("Identity", [input], [PREPARED_OUTPUT]));
+  inits.push({
+    name: "w_q",
+    dims: [dIn, dSae],
+    dataType: INT8,
+    rawData: new Uint8Array(columns.q.buffer, columns.q.byteOffset, columns.q.byteLength),
+  });
+  nodes.push(node("DynamicQuantizeLinear", [PREPARED_OUTPUT], ["x_q", "x_s", "x_z"]));
+  // x̂ = s·(q − z) and e = xp − x̂, exactly as quantized; their norms per token
+  nodes.push(node("Cast", ["x_q"], ["x_qf"], [{ name: "to", type: ATTR_INT, i: FLOAT }]));
+  nodes.push(node("Cast", ["x_z"], ["x_zf"], [{ name: "to", type: ATTR_INT, i: FLOAT }]));
+  nodes.push(node("Sub", ["x_qf", "x_zf"], ["x_qc"]));
+  nodes.push(node("Mul", ["x_qc", "x_s"], ["x_hat"]));
+  nodes.push(node("Sub", [PREPARED_OUTPUT, "x_hat"], ["x_err"]));
+  nodes.push(node("ReduceL2", ["x_hat"], ["n_hat"], axesLast(1)));
+  nodes.push(node("ReduceL2", ["x_err"], ["n_err"], axesLast(1)));
+  nodes.push(node("ReduceL2", [PREPARED_OUTPUT], ["n_x"], axesLast(1)));
+  const scaled = sae.architecture === "topk" ? topkScale(sae) : levelScale(sae, columns.norm);
+  // per-token bound = n_hat·(max_j E'_j + 2⁻¹⁸ max_j Ŵn'_j) + (n_err + n_x·2γ)·max_j W'_j,
+  // every per-column factor scaled as the matmul's columns are (see levelScale, topkScale)
+  const gamma2 = 2 * dIn * 2 ** -24 / (1 - dIn * 2 ** -24);
+  let eMax = 0, qMax = 0, wMax = 0;
+  for (let j = 0; j < dSae; j++) {
+    eMax = Math.max(eMax, columns.errNorm[j] * scaled.factor[j]);
+    qMax = Math.max(qMax, columns.qNorm[j] * scaled.factor[j]);
+    wMax = Math.max(wMax, columns.norm[j] * scaled.factor[j]);
+  }
+  const scalar = (name: string, v: number) =>
+    inits.push(floatInit(name, [], new Float32Array([v])));
+  scalar("c_hat", (eMax + 2 ** -18 * qMax) * INFLATE);
+  scalar("c_err", wMax * INFLATE);
+  scalar("c_x", wMax * gamma2 * INFLATE);
+  nodes.push(node("Mul", ["n_hat", "c_hat"], ["b_hat"]));
+  nodes.push(node("Mul", ["n_err", "c_err"], ["b_err"]));
+  nodes.push(node("Mul", ["n_x", "c_x"], ["b_x"]));
+  nodes.push(node("Sum", ["b_hat", "b_err", "b_x"], ["bound"]));
+  // a' = x̂·(σ_j·f_j Ŵ_j) + bias'_j: the int8 GEMM with the column scaling and bias fused
+  vector("w_scale", Float32Array.from(columns.scale, (sc, j) => sc * scaled.factor[j]));
+  vector("w_bias", scaled.bias);
+  nodes.push(ms(node("MatMulIntegerToFloat", [
+    "x_q",
+    "w_q",
+    "x_s",
+    "w_scale",
+    "x_z",
+    "",
+    "w_bias",
+  ], ["a"])));
+  if (sae.architecture === "topk") topkMargin(sae, nodes, inits, axesLast);
+  else nodes.push(node("Add", ["a", "bound"], [MARGIN_OUTPUT]));
+  return {
+    columns,
+    model: {
+      irVersion: 8,
+      producerName: "latentwatch",
+      opsetImport: [{ domain: "", version: 17 }, { domain: "com.microsoft", version: 1 }],
+      graph: {
+        name: `sae_candidates_${sae.architecture}`,
+        node: nodes,
+        initializer: inits,
+        input: [valueInfo(INPUT_NAME, FLOAT, ["N", dIn])],
+        output: [
+          valueInfo(PREPARED_OUTPUT, FLOAT, ["N", dIn]),
+          valueInfo(MARGIN_OUTPUT, FLOAT, ["N", dSae]),
+        ],
+      },
+    },
+  };
+}
+
+/** How the int8 GEMM's columns are scaled (`factor`) and biased for one architecture. */
+interface ColumnScaling {
+  factor: Float64Array;
+  bias: Float32Array;
+}
+
+/**
+ * Standard, JumpReLU, gated: column j divided by `W_j = ‖W_enc[:, j]‖`, its
+ * bias `−T_j/W_j` (T_j the level the pre-activation must exceed, lowered
+ * for f32 rounding), so `a'_j + bound > 0` with one bound per token:
+ * `(a_j − T_j)/W_j + bound_j/W_j`, and `bound_j/W_j ≤` the token's bound.
+ */
+function levelScale(sae: SaeWeights, norms: Float64Array): ColumnScaling {
+  const { dSae } = sae;
+  const bias = sae.architecture === "gated" ? sae.gated!.bGate : sae.bEnc;
+  const factor = new Float64Array(dSae);
+  const out = new Float32Array(dSae);
+  for (let j = 0; j < dSae; j++) {
+    factor[j] = norms[j] > 0 ? 1 / norms[j] : 1;
+    const level = (sae.architecture === "jumprelu" ? Math.max(sae.threshold![j], 0) : 0) - bias[j];
+    const lowered = level - 2 ** -20 * (1 + Math.abs(level) + Math.abs(bias[j]));
+    out[j] = -lowered * factor[j];
+  }
+  return { factor, bias: out };
+}
+
+/** TopK: columns scaled by the decoder norms when rescaling (the scores), biased by `b_enc·n`. */
+function topkScale(sae: SaeWeights): ColumnScaling {
+  const n = sae.rescaleActsByDecoderNorm ? decoderNorms(sae) : null;
+  const factor = Float64Array.from({ length: sae.dSae }, (_, j) => n ? n[j] : 1);
+  return { factor, bias: Float32Array.from(sae.bEnc, (b, j) => b * factor[j]) };
+}
+
+/**
+ * TopK: `a` is the scores `s`; `margin = s − L`, `L = kth_largest(s) − 2·bound`:
+ * a latent of the true top k has `s_j + bound ≥` the true k-th score `≥ kth − bound`.
+ */
+function topkMargin(
+  sae: SaeWeights,
+  nodes: OnnxTypes.INodeProto[],
+  inits: OnnxTypes.ITensorProto[],
+  axesLast: (keep: number) => OnnxTypes.IAttributeProto[],
+): void {
+  inits.push({
+    name: "k",
+    dims: [1],
+    dataType: INT64,
+    rawData: new Uint8Array(new BigInt64Array([BigInt(sae.k!)]).buffer),
+  });
+  nodes.push(node("TopK", ["a", "k"], ["top_a", "top_i"], [
+    { name: "axis", type: ATTR_INT, i: -1 },
+  ]));
+  nodes.push(node("ReduceMin", ["top_a"], ["kth_a"], axesLast(1)));
+  // L = kth − 2·bound, lowered for rounding (relative to |L| and a little absolute)
+  inits.push(floatInit("two", [], new Float32Array([2])));
+  inits.push(floatInit("slack", [], new Float32Array([1e-5])));
+  nodes.push(node("Mul", ["bound", "two"], ["bound_2"]));
+  nodes.push(node("Sub", ["kth_a", "bound_2"], ["low_raw"]));
+  nodes.push(node("Abs", ["low_raw"], ["low_abs"]));
+  nodes.push(node("Mul", ["low_abs", "slack"], ["low_rel"]));
+  nodes.push(node("Sum", ["low_rel", "slack"], ["low_slack"]));
+  nodes.push(node("Sub", ["low_raw", "low_slack"], ["low"]));
+  nodes.push(node("Sub", ["a", "low"], [MARGIN_OUTPUT]));
+}

@@ -1,0 +1,304 @@
+/**
+ * Exact f32 dot products of one input row with chosen rows of a matrix,
+ * in WebAssembly SIMD (f32x4, four accumulators of four lanes): the second
+ * pass of the candidate encoder (`candidate_encoder.ts`), which recomputes
+ * only the latents a low-precision pass could not rule out. The module is
+ * a few hundred bytes written here (no toolchain, nothing fetched).
+ *
+ * Memory: `W^T` (`[rows, stride]`, each row padded with zeros to a multiple
+ * of 16 floats) from byte 0, then a scratch area for inputs, candidate row
+ * indices and outputs, grown when a batch needs more.
+ *
+ * Each dot is summed in f32: lane-wise over four accumulators, then the
+ * accumulators and their lanes in a fixed order. It differs from another
+ * f32 GEMM's result only by rounding (at most d·2⁻²⁴·Σ|x_i·w_i|).
+ *
+ * @module
+ */
+
+/** Floats per row step of the kernel's inner loop (four f32x4 accumulators). */
+export const DOT_STRIDE_FLOATS = 16;
+const PAGE = 65536;
+
+/** Unsigned LEB128. */
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return out;
+}
+
+/** Signed LEB128 (i32.const immediates) of a non-negative number. */
+function sleb(n: number): number[] {
+  const out = uleb(n);
+  // a last byte with bit 6 set would read as negative: add a 0 byte
+  if (out[out.length - 1] & 0x40) {
+    out[out.length - 1] |= 0x80;
+    out.push(0);
+  }
+  return out;
+}
+
+const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
+const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
+const name = (s: string) => [...uleb(s.length), ...new TextEncoder().encode(s)];
+
+// Opcodes (WebAssembly core 2.0 with SIMD).
+const I32 = 0x7f, V128 = 0x7b;
+const LOCAL_GET = 0x20, LOCAL_SET = 0x21, I32_CONST = 0x41;
+const I32_ADD = 0x6a, I32_SHL = 0x74, I32_GE_U = 0x4f, I32_LT_U = 0x49;
+const I32_LOAD = 0x28, F32_STORE = 0x38, F32_ADD = 0x92;
+const BLOCK = 0x02, LOOP = 0x03, BR = 0x0c, BR_IF = 0x0d, END = 0x0b, VOID = 0x40;
+const SIMD = 0xfd;
+const V128_LOAD = [SIMD, ...uleb(0)];
+const V128_CONST_ZERO = [SIMD, ...uleb(12), ...new Array(16).fill(0)];
+const F32X4_ADD = [SIMD, ...uleb(228)];
+const F32X4_MUL = [SIMD, ...uleb(230)];
+const lane = (i: number) => [SIMD, ...uleb(31), i];
+
+/**
+ * `dots(pairs, n, stride, out)`: for c < n, with `x = pairs[2c]` and
+ * `w = pairs[2c + 1]` (byte addresses of two rows of `stride` floats, a
+ * multiple of 16), `out[c] = Σ_i x[i]·w[i]`.
+ */
+function dotsModule(): Uint8Array {
+  // params 0..3: pairs, n, stride, out; locals: 4 c, 5 x, 6 w, 7 i, 8 rowBytes, 9..12 acc
+  const [PAIRS, N, STRIDE, OUT, C, X, W, I, ROW] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const ACC = [9, 10, 11, 12];
+  const get = (l: number) => [LOCAL_GET, l];
+  const set = (l: number) => [LOCAL_SET, l];
+  const pairAt = [...get(PAIRS), ...get(C), I32_CONST, 3, I32_SHL, I32_ADD];
+  const body: number[] = [
+    ...get(STRIDE),
+    I32_CONST,
+    2,
+    I32_SHL,
+    ...set(ROW),
+    I32_CONST,
+    0,
+    ...set(C),
+    BLOCK,
+    VOID,
+    LOOP,
+    VOID,
+    ...get(C),
+    ...get(N),
+    I32_GE_U,
+    BR_IF,
+    1,
+    ...pairAt,
+    I32_LOAD,
+    2,
+    0,
+    ...set(X),
+    ...pairAt,
+    I32_LOAD,
+    2,
+    4,
+    ...set(W),
+    ...ACC.flatMap((a) => [...V128_CONST_ZERO, ...set(a)]),
+    I32_CONST,
+    0,
+    ...set(I),
+    LOOP,
+    VOID,
+    ...ACC.flatMap((a, k) => [
+      ...get(a),
+      ...get(X),
+      ...get(I),
+      I32_ADD,
+      ...V128_LOAD,
+      4,
+      ...uleb(16 * k),
+      ...get(W),
+      ...get(I),
+      I32_ADD,
+      ...V128_LOAD,
+      4,
+      ...uleb(16 * k),
+      ...F32X4_MUL,
+      ...F32X4_ADD,
+      ...set(a),
+    ]),
+    ...get(I),
+    I32_CONST,
+    ...sleb(64),
+    I32_ADD,
+    ...set(I),
+    ...get(I),
+    ...get(ROW),
+    I32_LT_U,
+    BR_IF,
+    0,
+    END,
+    // (a0 + a1) + (a2 + a3), then lanes (0 + 1) + (2 + 3)
+    ...get(ACC[0]),
+    ...get(ACC[1]),
+    ...F32X4_ADD,
+    ...get(ACC[2]),
+    ...get(ACC[3]),
+    ...F32X4_ADD,
+    ...F32X4_ADD,
+    ...set(ACC[0]),
+    ...get(OUT),
+    ...get(C),
+    I32_CONST,
+    2,
+    I32_SHL,
+    I32_ADD,
+    ...get(ACC[0]),
+    ...lane(0),
+    ...get(ACC[0]),
+    ...lane(1),
+    F32_ADD,
+    ...get(ACC[0]),
+    ...lane(2),
+    ...get(ACC[0]),
+    ...lane(3),
+    F32_ADD,
+    F32_ADD,
+    F32_STORE,
+    2,
+    0,
+    ...get(C),
+    I32_CONST,
+    1,
+    I32_ADD,
+    ...set(C),
+    BR,
+    0,
+    END,
+    END,
+    END,
+  ];
+  const locals = vec([[5, I32], [4, V128]]);
+  const code = [...locals, ...body];
+  return new Uint8Array([
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    ...section(1, vec([[0x60, ...vec([[I32], [I32], [I32], [I32]]), 0]])),
+    ...section(2, vec([[...name("env"), ...name("mem"), 0x02, 0x00, ...uleb(1)]])),
+    ...section(3, vec([[0]])),
+    ...section(7, vec([[...name("dots"), 0x00, 0]])),
+    ...section(10, vec([[...uleb(code.length), ...code]])),
+  ]);
+}
+
+let compiled: WebAssembly.Module | undefined;
+
+type DotsFn = (pairs: number, n: number, stride: number, out: number) => void;
+
+/** Views of the scratch area, valid until the next {@linkcode WasmDots.prepare}. */
+export interface DotsScratch {
+  /** Input rows, `stride` floats apart (padding zero): row r at `r·stride`. */
+  inputs: Float32Array;
+  /** Pairs of byte addresses: `pairs[2c]` an input row, `pairs[2c + 1]` a matrix row. */
+  pairs: Uint32Array;
+  /** `results[c]`: the dot of pair c, after {@linkcode WasmDots.run}. */
+  results: Float32Array;
+}
+
+/**
+ * A matrix's rows held in WebAssembly memory, and dot products of input rows
+ * with chosen ones.
+ *
+ * @example
+ * ```ts
+ * // W^T of a 3-input, 2-latent encoder: row j is latent j's encoder column
+ * const dots = new WasmDots(new Float32Array([1, 2, 3, 4, 5, 6]), 2, 3);
+ * const s = dots.prepare(1, 2);
+ * s.inputs.set([1, 0, -1]);
+ * s.pairs.set([dots.inputAddress(0), dots.rowAddress(1), dots.inputAddress(0), dots.rowAddress(0)]);
+ * dots.run(2);
+ * [...s.results.subarray(0, 2)]; // [-2, -2]
+ * ```
+ */
+export class WasmDots {
+  /** Rows of the matrix (latents). */
+  readonly rows: number;
+  /** Floats per row as given. */
+  readonly width: number;
+  /** Floats per row in memory (width padded to a multiple of 16). */
+  readonly stride: number;
+  readonly #memory: WebAssembly.Memory;
+  readonly #dots: DotsFn;
+  /** Byte address of the scratch area (after the matrix). */
+  readonly #scratch: number;
+  #inputRows = 0;
+  #maxPairs = 0;
+  #views: DotsScratch | null = null;
+
+  /** Copy `matrix` (`[rows, width]`, row-major) into WebAssembly memory. */
+  constructor(matrix: Float32Array, rows: number, width: number) {
+    if (matrix.length !== rows * width) {
+      throw new RangeError(
+        `expected a ${rows}×${width} matrix (${rows * width} floats), found ${matrix.length}`,
+      );
+    }
+    this.rows = rows;
+    this.width = width;
+    this.stride = Math.ceil(width / DOT_STRIDE_FLOATS) * DOT_STRIDE_FLOATS;
+    this.#scratch = rows * this.stride * 4;
+    this.#memory = new WebAssembly.Memory({ initial: Math.ceil(this.#scratch / PAGE) + 1 });
+    compiled ??= new WebAssembly.Module(dotsModule() as BufferSource);
+    const instance = new WebAssembly.Instance(compiled, { env: { mem: this.#memory } });
+    this.#dots = instance.exports.dots as DotsFn;
+    const heap = new Float32Array(this.#memory.buffer, 0, rows * this.stride);
+    if (this.stride === width) heap.set(matrix);
+    else {
+      for (let r = 0; r < rows; r++) {
+        heap.set(matrix.subarray(r * width, (r + 1) * width), r * this.stride);
+      }
+    }
+  }
+
+  /** Room for `inputRows` input rows and `maxPairs` pairs; the views of it. */
+  prepare(inputRows: number, maxPairs: number): DotsScratch {
+    if (this.#views && inputRows <= this.#inputRows && maxPairs <= this.#maxPairs) {
+      return this.#views;
+    }
+    this.#inputRows = Math.max(inputRows, this.#inputRows);
+    this.#maxPairs = Math.max(maxPairs, this.#maxPairs, 1024);
+    const pairsAt = this.#scratch + this.#inputRows * this.stride * 4;
+    const resultsAt = pairsAt + this.#maxPairs * 8;
+    const need = resultsAt + this.#maxPairs * 4;
+    const have = this.#memory.buffer.byteLength;
+    if (need > have) this.#memory.grow(Math.ceil((need - have) / PAGE));
+    const buffer = this.#memory.buffer;
+    this.#views = {
+      inputs: new Float32Array(buffer, this.#scratch, this.#inputRows * this.stride),
+      pairs: new Uint32Array(buffer, pairsAt, this.#maxPairs * 2),
+      results: new Float32Array(buffer, resultsAt, this.#maxPairs),
+    };
+    return this.#views;
+  }
+
+  /** Byte address of input row `row` (for `pairs`). */
+  inputAddress(row: number): number {
+    return this.#scratch + row * this.stride * 4;
+  }
+
+  /** Byte address of matrix row `row` (for `pairs`). */
+  rowAddress(row: number): number {
+    return row * this.stride * 4;
+  }
+
+  /** Compute the dots of the first `n` pairs into `results`. */
+  run(n: number): void {
+    const v = this.#views;
+    if (!v || n > this.#maxPairs) {
+      throw new RangeError(`expected n ≤ ${this.#maxPairs} pairs after prepare(), found ${n}`);
+    }
+    this.#dots(v.pairs.byteOffset, n, this.stride, v.results.byteOffset);
+  }
+}
