@@ -16,7 +16,13 @@
 import * as ort from "onnxruntime-node";
 import { canonicalWatch } from "../core/reference_encoder.ts";
 import type { SaeWeights, SparseLatents } from "../core/sae.ts";
-import { buildCandidateGraph, MARGIN_OUTPUT, PREPARED_OUTPUT } from "./candidate_graph.ts";
+import {
+  buildCandidateGraph,
+  type ColumnBounds,
+  MARGIN_OUTPUT,
+  PREPARED_OUTPUT,
+  TOKEN_OUTPUT,
+} from "./candidate_graph.ts";
 import { CandidateSelector } from "./candidate_select.ts";
 import type { ProviderEncoder } from "./ort_encoder.ts";
 import { encoderFeeds, openProviderSession } from "./session.ts";
@@ -59,13 +65,13 @@ export async function createCandidateEncoder(
   sae: SaeWeights,
   opts: CandidateEncoderOptions = {},
 ): Promise<CandidateEncoder> {
-  const { model } = buildCandidateGraph(sae);
+  const { model, bounds } = buildCandidateGraph(sae);
   const opened = await openProviderSession(model, {
     provider: "cpu",
     intraOpThreads: opts.intraOpThreads,
     spinning: opts.spinning,
   });
-  return new CandidateEncoder(opened.session, sae, opts);
+  return new CandidateEncoder(opened.session, sae, bounds, opts);
 }
 
 /** Transpose `[rows, cols]` to `[cols, rows]`. */
@@ -97,13 +103,19 @@ export class CandidateEncoder implements ProviderEncoder {
   readonly #stats: CandidateStats = { tokens: 0, candidates: 0, fallbackTokens: 0 };
 
   /** @internal use {@linkcode createCandidateEncoder} */
-  constructor(session: ort.InferenceSession, sae: SaeWeights, opts: CandidateEncoderOptions) {
+  constructor(
+    session: ort.InferenceSession,
+    sae: SaeWeights,
+    bounds: ColumnBounds,
+    opts: CandidateEncoderOptions,
+  ) {
     this.#session = session;
     this.dIn = sae.dIn;
     this.dSae = sae.dSae;
     this.#dots = new WasmDots(transpose(sae.wEnc, sae.dIn, sae.dSae), sae.dSae, sae.dIn);
     this.#select = new CandidateSelector(sae, {
       maxCandidates: opts.maxCandidates ?? Math.max(1024, sae.dSae >> 3),
+      bounds,
       watch: opts.watch ? canonicalWatch(opts.watch, sae.dSae) : undefined,
     });
   }
@@ -125,6 +137,7 @@ export class CandidateEncoder implements ProviderEncoder {
     const rows = this.#select.encode({
       prepared: out[PREPARED_OUTPUT].data as Float32Array,
       margin: out[MARGIN_OUTPUT].data as Float32Array,
+      tokenBounds: out[TOKEN_OUTPUT].data as Float32Array,
       tokens,
       dots: this.#dots,
       stats: this.#stats,

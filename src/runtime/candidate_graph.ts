@@ -50,14 +50,30 @@ const ATTR_INTS = onnx.AttributeProto.AttributeType.INTS;
 export const PREPARED_OUTPUT = "xp";
 /** Output: `float [N, d_sae]`, positive for the candidates. */
 export const MARGIN_OUTPUT = "margin";
+/**
+ * Output: `float [N, 5]` per token: `‖x̂‖`, `‖e‖`, `‖xp‖`, the uniform bound and
+ * (TopK) the level `L` the margin is measured from (else the bound again).
+ */
+export const TOKEN_OUTPUT = "token_bounds";
 
 /** Relative inflation of every bound term, for the float arithmetic that computes it. */
 const INFLATE = 1.001;
+
+/**
+ * Per-column factors of the tight bound (scaled as the GEMM's columns):
+ * `bound_j = ‖x̂‖·hat_j + ‖e‖·err_j + ‖xp‖·x_j ≤` the token's uniform bound.
+ */
+export interface ColumnBounds {
+  hat: Float64Array;
+  err: Float64Array;
+  x: Float64Array;
+}
 
 /** The graph and what the second pass needs of the weights. */
 export interface CandidateGraph {
   model: OnnxTypes.IModelProto;
   columns: QuantizedColumns;
+  bounds: ColumnBounds;
 }
 
 /**
@@ -68,7 +84,7 @@ export interface CandidateGraph {
  * import type { SaeWeights } from "../core/sae.ts";
  * declare const sae: SaeWeights;
  * const { model } = buildCandidateGraph(sae);
- * model.graph!.output!.map((o) => o.name); // ["xp", "margin"]
+ * model.graph!.output!.map((o) => o.name); // ["xp", "margin", "token_bounds"]
  * ```
  */
 export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
@@ -107,17 +123,24 @@ export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
   // per-token bound = n_hat·(max_j E'_j + 2⁻¹⁸ max_j Ŵn'_j) + (n_err + n_x·2γ)·max_j W'_j,
   // every per-column factor scaled as the matmul's columns are (see levelScale, topkScale)
   const gamma2 = 2 * dIn * 2 ** -24 / (1 - dIn * 2 ** -24);
-  let eMax = 0, qMax = 0, wMax = 0;
+  const bounds: ColumnBounds = {
+    hat: new Float64Array(dSae),
+    err: new Float64Array(dSae),
+    x: new Float64Array(dSae),
+  };
   for (let j = 0; j < dSae; j++) {
-    eMax = Math.max(eMax, columns.errNorm[j] * scaled.factor[j]);
-    qMax = Math.max(qMax, columns.qNorm[j] * scaled.factor[j]);
-    wMax = Math.max(wMax, columns.norm[j] * scaled.factor[j]);
+    const f = scaled.factor[j];
+    bounds.hat[j] = (columns.errNorm[j] + 2 ** -18 * columns.qNorm[j]) * f * INFLATE;
+    bounds.err[j] = columns.norm[j] * f * INFLATE;
+    bounds.x[j] = columns.norm[j] * f * gamma2 * INFLATE;
   }
+  const max = (a: Float64Array) => a.reduce((m, v) => Math.max(m, v), 0);
   const scalar = (name: string, v: number) =>
     inits.push(floatInit(name, [], new Float32Array([v])));
-  scalar("c_hat", (eMax + 2 ** -18 * qMax) * INFLATE);
-  scalar("c_err", wMax * INFLATE);
-  scalar("c_x", wMax * gamma2 * INFLATE);
+  // f32 rounding up of the maxima keeps the uniform bound ≥ every column's
+  scalar("c_hat", max(bounds.hat) * INFLATE);
+  scalar("c_err", max(bounds.err) * INFLATE);
+  scalar("c_x", max(bounds.x) * INFLATE);
   nodes.push(node("Mul", ["n_hat", "c_hat"], ["b_hat"]));
   nodes.push(node("Mul", ["n_err", "c_err"], ["b_err"]));
   nodes.push(node("Mul", ["n_x", "c_x"], ["b_x"]));
@@ -136,8 +159,13 @@ export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
   ], ["a"])));
   if (sae.architecture === "topk") topkMargin(sae, nodes, inits, axesLast);
   else nodes.push(node("Add", ["a", "bound"], [MARGIN_OUTPUT]));
+  const level = sae.architecture === "topk" ? "low" : "bound";
+  nodes.push(node("Concat", ["n_hat", "n_err", "n_x", "bound", level], [TOKEN_OUTPUT], [
+    { name: "axis", type: ATTR_INT, i: 1 },
+  ]));
   return {
     columns,
+    bounds,
     model: {
       irVersion: 8,
       producerName: "latentwatch",
@@ -150,6 +178,7 @@ export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
         output: [
           valueInfo(PREPARED_OUTPUT, FLOAT, ["N", dIn]),
           valueInfo(MARGIN_OUTPUT, FLOAT, ["N", dSae]),
+          valueInfo(TOKEN_OUTPUT, FLOAT, ["N", 5]),
         ],
       },
     },

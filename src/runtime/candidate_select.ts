@@ -10,6 +10,7 @@
  */
 import type { SaeWeights, SparseLatents } from "../core/sae.ts";
 import { decoderNorms } from "./onnx_graph.ts";
+import type { ColumnBounds } from "./candidate_graph.ts";
 import type { WasmDots } from "./wasm_dots.ts";
 
 /** Columns per block when pairs are ordered for locality. */
@@ -21,6 +22,8 @@ export interface SelectorOptions {
   maxCandidates: number;
   /** Report only these latents (ascending, unique). */
   watch?: Uint32Array;
+  /** The per-column bound factors (`candidate_graph.ts`): a tighter test than the margin's. */
+  bounds: ColumnBounds;
 }
 
 /** One batch for {@linkcode CandidateSelector.encode}. */
@@ -29,6 +32,8 @@ export interface SelectInput {
   prepared: Float32Array;
   /** `[tokens, d_sae]`, positive for candidates (mostly negative elsewhere). */
   margin: Float32Array;
+  /** `[tokens, 5]`: ‖x̂‖, ‖e‖, ‖xp‖, the uniform bound, the TopK level (`TOKEN_OUTPUT`). */
+  tokenBounds: Float32Array;
   tokens: number;
   dots: WasmDots;
   /** Counters to add to. */
@@ -54,6 +59,7 @@ export class CandidateSelector {
   /** JumpReLU: max(θ, 0); gated: exp(r_mag); TopK: decoder norms (rescaling) */
   readonly #level: Float32Array | null;
   readonly #norms: Float32Array | null;
+  readonly #bounds: ColumnBounds;
   #cand = new Uint32Array(0);
   #pairTok = new Uint32Array(0);
   #pairCol = new Uint32Array(0);
@@ -63,6 +69,7 @@ export class CandidateSelector {
   constructor(sae: SaeWeights, opts: SelectorOptions) {
     this.#sae = sae;
     this.#max = opts.maxCandidates;
+    this.#bounds = opts.bounds;
     this.#watch = null;
     if (opts.watch) {
       this.#watch = new Uint8Array(sae.dSae);
@@ -84,7 +91,7 @@ export class CandidateSelector {
     const { dIn, dSae } = this.#sae;
     const ends = new Uint32Array(tokens);
     const full = new Uint8Array(tokens);
-    let total = this.#scan(input.margin, tokens, ends, full);
+    let total = this.#scan(input, ends, full);
     let pairs = 0;
     for (let t = 0; t < tokens; t++) {
       const n = full[t] ? dSae : ends[t] - (t === 0 ? 0 : ends[t - 1]);
@@ -103,9 +110,18 @@ export class CandidateSelector {
     return this.#activate(tokens, ends, full, total, s.results);
   }
 
-  /** Candidates of each token into `#cand` (ends per token); `full` marks fallbacks. */
-  #scan(margin: Float32Array, tokens: number, ends: Uint32Array, full: Uint8Array): number {
+  /**
+   * Candidates of each token into `#cand` (ends per token); `full` marks
+   * fallbacks. A positive margin passed the token's uniform bound; the
+   * column's own bound (`≤` it) decides: level SAEs keep
+   * `margin − bound + bound_j > 0`, TopK `margin + bound_j ≥ bound` (the
+   * margin is `score − (kth − 2·bound)`), each with slack for the f32
+   * rounding of the margin.
+   */
+  #scan(input: SelectInput, ends: Uint32Array, full: Uint8Array): number {
+    const { margin, tokenBounds, tokens } = input;
     const dSae = this.#sae.dSae;
+    const { hat, err, x } = this.#bounds;
     const bits = new Int32Array(margin.buffer, margin.byteOffset, margin.length);
     let pos = 0;
     for (let t = 0; t < tokens; t++) {
@@ -115,19 +131,29 @@ export class CandidateSelector {
         this.#cand = grown;
       }
       const cand = this.#cand;
+      const nHat = tokenBounds[5 * t], nErr = tokenBounds[5 * t + 1], nX = tokenBounds[5 * t + 2];
+      const bound = tokenBounds[5 * t + 3], level = Math.abs(tokenBounds[5 * t + 4]);
+      // both forms read margin − bound + bound_j > −slack
       const start = pos;
       const base = t * dSae;
       const end8 = base + (dSae & ~7);
       let b = base;
-      for (; b < end8; b += 8) {
+      for (; b < dSae + base; b += 8) {
         // all eight negative (sign bits set): none is a candidate
         if (
+          b < end8 &&
           (bits[b] & bits[b + 1] & bits[b + 2] & bits[b + 3] & bits[b + 4] & bits[b + 5] &
-            bits[b + 6] & bits[b + 7]) < 0
+              bits[b + 6] & bits[b + 7]) < 0
         ) continue;
-        for (let j = b; j < b + 8; j++) if (margin[j] > 0) cand[pos++] = j - base;
+        for (let i = b, e = Math.min(b + 8, base + dSae); i < e; i++) {
+          const m = margin[i];
+          if (!(m > 0)) continue;
+          const j = i - base;
+          const own = nHat * hat[j] + nErr * err[j] + nX * x[j];
+          const slack = 2 ** -20 * (Math.abs(m) + bound + level + 1e-30);
+          if (m - bound + own + slack > 0) cand[pos++] = j;
+        }
       }
-      for (; b < base + dSae; b++) if (margin[b] > 0) cand[pos++] = b - base;
       if (pos - start > this.#max) {
         full[t] = 1;
         pos = start;
