@@ -35,6 +35,8 @@ export interface CandidateEncoderOptions {
   spinning?: boolean;
   /** Report only these latents (TopK: still selected among all). */
   watch?: Uint32Array;
+  /** Threads of the exact recomputation: 1, or 2 (the default on 2+ cores: a worker takes half). */
+  recomputeThreads?: 1 | 2;
   /** Candidates per token above which the token is computed in full (default max(1024, d_sae/8)). */
   maxCandidates?: number;
 }
@@ -101,6 +103,7 @@ export class CandidateEncoder implements ProviderEncoder {
   readonly #dots: WasmDots;
   readonly #select: CandidateSelector;
   readonly #stats: CandidateStats = { tokens: 0, candidates: 0, fallbackTokens: 0 };
+  #busy: Promise<unknown> = Promise.resolve();
 
   /** @internal use {@linkcode createCandidateEncoder} */
   constructor(
@@ -112,7 +115,9 @@ export class CandidateEncoder implements ProviderEncoder {
     this.#session = session;
     this.dIn = sae.dIn;
     this.dSae = sae.dSae;
-    this.#dots = new WasmDots(transpose(sae.wEnc, sae.dIn, sae.dSae), sae.dSae, sae.dIn);
+    this.#dots = new WasmDots(transpose(sae.wEnc, sae.dIn, sae.dSae), sae.dSae, sae.dIn, {
+      threads: (opts.recomputeThreads ?? Math.min(2, navigator.hardwareConcurrency)) >= 2 ? 2 : 1,
+    });
     this.#select = new CandidateSelector(sae, {
       maxCandidates: opts.maxCandidates ?? Math.max(1024, sae.dSae >> 3),
       bounds,
@@ -134,19 +139,25 @@ export class CandidateEncoder implements ProviderEncoder {
     const feeds = encoderFeeds(x, tokens, this.dIn);
     if (!feeds) return [];
     const out = await this.#session.run(feeds);
-    const rows = this.#select.encode({
-      prepared: out[PREPARED_OUTPUT].data as Float32Array,
-      margin: out[MARGIN_OUTPUT].data as Float32Array,
-      tokenBounds: out[TOKEN_OUTPUT].data as Float32Array,
-      tokens,
-      dots: this.#dots,
-      stats: this.#stats,
-    });
+    // the second pass shares scratch memory: one batch at a time through it
+    const run = this.#busy.then(() =>
+      this.#select.encode({
+        prepared: out[PREPARED_OUTPUT].data as Float32Array,
+        margin: out[MARGIN_OUTPUT].data as Float32Array,
+        tokenBounds: out[TOKEN_OUTPUT].data as Float32Array,
+        tokens,
+        dots: this.#dots,
+        stats: this.#stats,
+      })
+    );
+    this.#busy = run.catch(() => {});
+    const rows = await run;
     this.#stats.tokens += tokens;
     return rows;
   }
 
   async close(): Promise<void> {
+    this.#dots.close();
     await this.#session.release();
   }
 }

@@ -15,13 +15,15 @@
  * f32 GEMM's own error (≤ γ‖xp‖‖W_j‖, γ = d_in·2⁻²⁴, counted twice: the
  * reference's and ours), the float arithmetic here (2⁻¹⁸‖x̂‖‖σ_jŴ_j‖), all × 1.001.
  *
- * `margin` (`[N, d_sae]`) is positive exactly for the candidates:
+ * The candidates of a token are the latents with `a_j > cut` (the outputs
+ * `a_out` and `token_bounds`):
  * - standard / JumpReLU / gated: f_j = 1/‖W_j‖, c_j = −T_j·f_j with T_j the level
  *   the pre-activation must exceed (`max(θ_j, 0) − b_enc_j`, `−b_enc_j`,
- *   `−b_gate_j`, lowered for rounding); `margin = a + bound`;
+ *   `−b_gate_j`, lowered for rounding); `cut = −bound`;
  * - TopK: f_j the decoder norm when rescaling (else 1), c_j = b_enc_j·f_j, so `a`
- *   is the scores; `margin = a − (kth_largest(a) − 2·bound)`: a latent of the
- *   true top k scores at least the true k-th score, itself ≥ kth − bound.
+ *   is the scores; `cut = kth_largest(a) − 2·bound`: a latent of the true top k
+ *   scores at least the true k-th score, itself ≥ kth − bound.
+ * Each column's own bound (`bounds`, ≤ the token's) then narrows them down.
  *
  * @module
  */
@@ -48,11 +50,12 @@ const ATTR_INTS = onnx.AttributeProto.AttributeType.INTS;
 
 /** Output: the prepared input, `float [N, d_in]`. */
 export const PREPARED_OUTPUT = "xp";
-/** Output: `float [N, d_sae]`, positive for the candidates. */
-export const MARGIN_OUTPUT = "margin";
+/** Output: `float [N, d_sae]`, the approximate (scaled) pre-activations `a`. */
+export const MARGIN_OUTPUT = "a_out";
 /**
  * Output: `float [N, 5]` per token: `‖x̂‖`, `‖e‖`, `‖xp‖`, the uniform bound and
- * (TopK) the level `L` the margin is measured from (else the bound again).
+ * the cut: the candidates are the latents with `a_j > cut` (`−bound`; TopK:
+ * `kth − 2·bound`), and of those, the ones whose own column bound passes.
  */
 export const TOKEN_OUTPUT = "token_bounds";
 
@@ -84,7 +87,7 @@ export interface CandidateGraph {
  * import type { SaeWeights } from "../core/sae.ts";
  * declare const sae: SaeWeights;
  * const { model } = buildCandidateGraph(sae);
- * model.graph!.output!.map((o) => o.name); // ["xp", "margin", "token_bounds"]
+ * model.graph!.output!.map((o) => o.name); // ["xp", "a_out", "token_bounds"]
  * ```
  */
 export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
@@ -157,10 +160,10 @@ export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
     "",
     "w_bias",
   ], ["a"])));
-  if (sae.architecture === "topk") topkMargin(sae, nodes, inits, axesLast);
-  else nodes.push(node("Add", ["a", "bound"], [MARGIN_OUTPUT]));
-  const level = sae.architecture === "topk" ? "low" : "bound";
-  nodes.push(node("Concat", ["n_hat", "n_err", "n_x", "bound", level], [TOKEN_OUTPUT], [
+  nodes.push(node("Identity", ["a"], [MARGIN_OUTPUT]));
+  if (sae.architecture === "topk") topkCut(sae, nodes, inits, axesLast);
+  else nodes.push(node("Neg", ["bound"], ["cut"]));
+  nodes.push(node("Concat", ["n_hat", "n_err", "n_x", "bound", "cut"], [TOKEN_OUTPUT], [
     { name: "axis", type: ATTR_INT, i: 1 },
   ]));
   return {
@@ -219,10 +222,10 @@ function topkScale(sae: SaeWeights): ColumnScaling {
 }
 
 /**
- * TopK: `a` is the scores `s`; `margin = s − L`, `L = kth_largest(s) − 2·bound`:
- * a latent of the true top k has `s_j + bound ≥` the true k-th score `≥ kth − bound`.
+ * TopK: `a` is the scores `s`; `cut = kth_largest(s) − 2·bound`: a latent of
+ * the true top k has `s_j + bound ≥` the true k-th score `≥ kth − bound`.
  */
-function topkMargin(
+function topkCut(
   sae: SaeWeights,
   nodes: OnnxTypes.INodeProto[],
   inits: OnnxTypes.ITensorProto[],
@@ -246,6 +249,5 @@ function topkMargin(
   nodes.push(node("Abs", ["low_raw"], ["low_abs"]));
   nodes.push(node("Mul", ["low_abs", "slack"], ["low_rel"]));
   nodes.push(node("Sum", ["low_rel", "slack"], ["low_slack"]));
-  nodes.push(node("Sub", ["low_raw", "low_slack"], ["low"]));
-  nodes.push(node("Sub", ["a", "low"], [MARGIN_OUTPUT]));
+  nodes.push(node("Sub", ["low_raw", "low_slack"], ["cut"]));
 }

@@ -30,7 +30,7 @@ export interface SelectorOptions {
 export interface SelectInput {
   /** The prepared input, `[tokens, d_in]`. */
   prepared: Float32Array;
-  /** `[tokens, d_sae]`, positive for candidates (mostly negative elsewhere). */
+  /** `[tokens, d_sae]`: the int8 pass's `a` (`candidate_graph.ts`). */
   margin: Float32Array;
   /** `[tokens, 5]`: ‖x̂‖, ‖e‖, ‖xp‖, the uniform bound, the TopK level (`TOKEN_OUTPUT`). */
   tokenBounds: Float32Array;
@@ -86,43 +86,39 @@ export class CandidateSelector {
   }
 
   /** The sparse latents of one batch. */
-  encode(input: SelectInput): SparseLatents[] {
+  async encode(input: SelectInput): Promise<SparseLatents[]> {
     const { tokens, dots, stats } = input;
     const { dIn, dSae } = this.#sae;
     const ends = new Uint32Array(tokens);
     const full = new Uint8Array(tokens);
-    let total = this.#scan(input, ends, full);
-    let pairs = 0;
+    this.#scan(input, ends, full);
+    let total = 0;
     for (let t = 0; t < tokens; t++) {
       const n = full[t] ? dSae : ends[t] - (t === 0 ? 0 : ends[t - 1]);
-      pairs += n;
+      total += n;
       if (full[t]) stats.fallbackTokens++;
     }
-    stats.candidates += pairs;
-    total = pairs;
+    stats.candidates += total;
     const s = dots.prepare(tokens, total);
     for (let t = 0; t < tokens; t++) {
       s.inputs.set(input.prepared.subarray(t * dIn, (t + 1) * dIn), t * dots.stride);
       if (dots.stride > dIn) s.inputs.fill(0, t * dots.stride + dIn, (t + 1) * dots.stride);
     }
     this.#pairs(tokens, ends, full, total, dots, s.pairs);
-    dots.run(total);
+    await dots.run(total);
     return this.#activate(tokens, ends, full, total, s.results);
   }
 
   /**
    * Candidates of each token into `#cand` (ends per token); `full` marks
-   * fallbacks. A positive margin passed the token's uniform bound; the
-   * column's own bound (`≤` it) decides: level SAEs keep
-   * `margin − bound + bound_j > 0`, TopK `margin + bound_j ≥ bound` (the
-   * margin is `score − (kth − 2·bound)`), each with slack for the f32
-   * rounding of the margin.
+   * fallbacks. `a_j > cut` passes the token's uniform bound; the column's
+   * own bound (`≤` it) decides: `a_j − cut − bound + bound_j > 0` (with
+   * slack for the f32 rounding of `a` and `cut`).
    */
   #scan(input: SelectInput, ends: Uint32Array, full: Uint8Array): number {
-    const { margin, tokenBounds, tokens } = input;
+    const { margin: a, tokenBounds, tokens } = input;
     const dSae = this.#sae.dSae;
     const { hat, err, x } = this.#bounds;
-    const bits = new Int32Array(margin.buffer, margin.byteOffset, margin.length);
     let pos = 0;
     for (let t = 0; t < tokens; t++) {
       if (this.#cand.length < pos + dSae) {
@@ -131,27 +127,26 @@ export class CandidateSelector {
         this.#cand = grown;
       }
       const cand = this.#cand;
-      const nHat = tokenBounds[5 * t], nErr = tokenBounds[5 * t + 1], nX = tokenBounds[5 * t + 2];
-      const bound = tokenBounds[5 * t + 3], level = Math.abs(tokenBounds[5 * t + 4]);
-      // both forms read margin − bound + bound_j > −slack
+      const tb = 5 * t;
+      const nHat = tokenBounds[tb], nErr = tokenBounds[tb + 1], nX = tokenBounds[tb + 2];
+      const bound = tokenBounds[tb + 3], cut = tokenBounds[tb + 4];
       const start = pos;
       const base = t * dSae;
-      const end8 = base + (dSae & ~7);
-      let b = base;
-      for (; b < dSae + base; b += 8) {
-        // all eight negative (sign bits set): none is a candidate
-        if (
-          b < end8 &&
-          (bits[b] & bits[b + 1] & bits[b + 2] & bits[b + 3] & bits[b + 4] & bits[b + 5] &
-              bits[b + 6] & bits[b + 7]) < 0
-        ) continue;
-        for (let i = b, e = Math.min(b + 8, base + dSae); i < e; i++) {
-          const m = margin[i];
-          if (!(m > 0)) continue;
-          const j = i - base;
+      const end = base + dSae;
+      const end4 = base + (dSae & ~3);
+      let i = base;
+      for (; i < end; i += 4) {
+        if (i < end4 && !(a[i] > cut || a[i + 1] > cut || a[i + 2] > cut || a[i + 3] > cut)) {
+          continue;
+        }
+        for (let k = i, e = Math.min(i + 4, end); k < e; k++) {
+          const v = a[k];
+          if (!(v > cut)) continue;
+          const j = k - base;
+          // a_j − cut − bound + own_j > −slack (slack: f32 rounding of a and cut)
           const own = nHat * hat[j] + nErr * err[j] + nX * x[j];
-          const slack = 2 ** -20 * (Math.abs(m) + bound + level + 1e-30);
-          if (m - bound + own + slack > 0) cand[pos++] = j;
+          const slack = 2 ** -20 * (Math.abs(v) + Math.abs(cut) + bound + 1e-30);
+          if (v - cut - bound + own + slack > 0) cand[pos++] = j;
         }
       }
       if (pos - start > this.#max) {

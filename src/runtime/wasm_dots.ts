@@ -19,6 +19,10 @@
 /** Floats per row step of the kernel's inner loop (four f32x4 accumulators). */
 export const DOT_STRIDE_FLOATS = 16;
 const PAGE = 65536;
+/** 4 GiB: the most a 32-bit WebAssembly memory can address. */
+const MAX_PAGES = 65536;
+/** Multiply-adds below which a second thread costs more than it saves. */
+const PARALLEL_MIN_MACS = 1 << 20;
 
 /** Unsigned LEB128. */
 function uleb(n: number): number[] {
@@ -187,7 +191,11 @@ function dotsModule(): Uint8Array {
     0x00,
     0x00,
     ...section(1, vec([[0x60, ...vec([[I32], [I32], [I32], [I32]]), 0]])),
-    ...section(2, vec([[...name("env"), ...name("mem"), 0x02, 0x00, ...uleb(1)]])),
+    // a shared memory of at most 4 GiB (flags 3: shared, with a maximum)
+    ...section(
+      2,
+      vec([[...name("env"), ...name("mem"), 0x02, 0x03, ...uleb(1), ...uleb(MAX_PAGES)]]),
+    ),
     ...section(3, vec([[0]])),
     ...section(7, vec([[...name("dots"), 0x00, 0]])),
     ...section(10, vec([[...uleb(code.length), ...code]])),
@@ -237,9 +245,14 @@ export class WasmDots {
   #inputRows = 0;
   #maxPairs = 0;
   #views: DotsScratch | null = null;
+  #worker: Worker | null = null;
+  #pending: (() => void) | null = null;
 
-  /** Copy `matrix` (`[rows, width]`, row-major) into WebAssembly memory. */
-  constructor(matrix: Float32Array, rows: number, width: number) {
+  /**
+   * Copy `matrix` (`[rows, width]`, row-major) into WebAssembly memory;
+   * `threads: 2` runs half of each large job on a worker.
+   */
+  constructor(matrix: Float32Array, rows: number, width: number, opts: { threads?: 1 | 2 } = {}) {
     if (matrix.length !== rows * width) {
       throw new RangeError(
         `expected a ${rows}×${width} matrix (${rows * width} floats), found ${matrix.length}`,
@@ -249,8 +262,23 @@ export class WasmDots {
     this.width = width;
     this.stride = Math.ceil(width / DOT_STRIDE_FLOATS) * DOT_STRIDE_FLOATS;
     this.#scratch = rows * this.stride * 4;
-    this.#memory = new WebAssembly.Memory({ initial: Math.ceil(this.#scratch / PAGE) + 1 });
+    this.#memory = new WebAssembly.Memory({
+      initial: Math.ceil(this.#scratch / PAGE) + 1,
+      maximum: MAX_PAGES,
+      shared: true,
+    });
     compiled ??= new WebAssembly.Module(dotsModule() as BufferSource);
+    if (opts.threads === 2) {
+      this.#worker = new Worker(new URL("./wasm_dots_worker.ts", import.meta.url).href, {
+        type: "module",
+      });
+      this.#worker.postMessage({ module: compiled, memory: this.#memory });
+      this.#worker.onmessage = () => {
+        const done = this.#pending;
+        this.#pending = null;
+        done?.();
+      };
+    }
     const instance = new WebAssembly.Instance(compiled, { env: { mem: this.#memory } });
     this.#dots = instance.exports.dots as DotsFn;
     const heap = new Float32Array(this.#memory.buffer, 0, rows * this.stride);
@@ -294,11 +322,32 @@ export class WasmDots {
   }
 
   /** Compute the dots of the first `n` pairs into `results`. */
-  run(n: number): void {
+  async run(n: number): Promise<void> {
     const v = this.#views;
     if (!v || n > this.#maxPairs) {
       throw new RangeError(`expected n ≤ ${this.#maxPairs} pairs after prepare(), found ${n}`);
     }
-    this.#dots(v.pairs.byteOffset, n, this.stride, v.results.byteOffset);
+    const pairs = v.pairs.byteOffset, out = v.results.byteOffset;
+    if (!this.#worker || n * this.stride < PARALLEL_MIN_MACS) {
+      this.#dots(pairs, n, this.stride, out);
+      return;
+    }
+    // the worker takes the second half while this thread does the first
+    const half = n >> 1;
+    const done = new Promise<void>((resolve) => this.#pending = resolve);
+    this.#worker.postMessage({
+      pairs: pairs + half * 8,
+      n: n - half,
+      stride: this.stride,
+      out: out + half * 4,
+    });
+    this.#dots(pairs, half, this.stride, out);
+    await done;
+  }
+
+  /** Stop the worker, if any. */
+  close(): void {
+    this.#worker?.terminate();
+    this.#worker = null;
   }
 }

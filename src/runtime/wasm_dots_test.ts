@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Rng } from "../core/random.ts";
 import { WasmDots } from "./wasm_dots.ts";
 
-Deno.test("WasmDots: dots of chosen rows against an f64 sum, widths that need padding", () => {
+Deno.test("WasmDots: dots of chosen rows against an f64 sum, widths that need padding", async () => {
   for (const width of [1, 15, 16, 17, 40, 768]) {
     const rows = 37;
     const rng = new Rng(width);
@@ -22,7 +22,7 @@ Deno.test("WasmDots: dots of chosen rows against an f64 sum, widths that need pa
       s.pairs[2 * c] = dots.inputAddress(t);
       s.pairs[2 * c + 1] = dots.rowAddress(r);
     });
-    dots.run(pairs.length);
+    await dots.run(pairs.length);
     pairs.forEach(([t, r], c) => {
       let want = 0, abs = 0;
       for (let i = 0; i < width; i++) {
@@ -39,17 +39,56 @@ Deno.test("WasmDots: dots of chosen rows against an f64 sum, widths that need pa
   }
 });
 
-Deno.test("WasmDots: growing the scratch keeps the matrix; bad shapes and counts are refused", () => {
+Deno.test("WasmDots: growing the scratch keeps the matrix; bad shapes and counts are refused", async () => {
   const dots = new WasmDots(new Float32Array([1, 2, 3, 4]), 2, 2);
   let s = dots.prepare(1, 1);
   s = dots.prepare(5000, 200_000); // grows the memory
   s.inputs.set([1, 1], 4 * dots.stride);
   s.pairs.set([dots.inputAddress(4), dots.rowAddress(1), dots.inputAddress(4), dots.rowAddress(0)]);
-  dots.run(2);
+  await dots.run(2);
   assert.deepEqual([...s.results.subarray(0, 2)], [7, 3]);
   assert.throws(
     () => new WasmDots(new Float32Array(3), 2, 2),
     /expected a 2×2 matrix \(4 floats\), found 3/,
   );
-  assert.throws(() => dots.run(300_000), /expected n ≤ 200000 pairs/);
+  await assert.rejects(() => dots.run(300_000), /expected n ≤ 200000 pairs/);
+});
+
+Deno.test("WasmDots: two threads (a worker takes half of a large job) give the same bits as one", async () => {
+  const rows = 512, width = 300, inputs = 8;
+  const rng = new Rng(77);
+  const m = rng.fillGaussian(new Float32Array(rows * width));
+  const x = rng.fillGaussian(new Float32Array(inputs * width));
+  const one = new WasmDots(m, rows, width);
+  const two = new WasmDots(m, rows, width, { threads: 2 });
+  try {
+    const n = 4001; // ≥ 2²⁰ multiply-adds: split between the threads
+    const results: Float32Array[] = [];
+    for (const dots of [one, two]) {
+      const s = dots.prepare(inputs, n);
+      for (let t = 0; t < inputs; t++) {
+        s.inputs.set(x.subarray(t * width, (t + 1) * width), t * dots.stride);
+      }
+      for (let c = 0; c < n; c++) {
+        s.pairs[2 * c] = dots.inputAddress(c % inputs);
+        s.pairs[2 * c + 1] = dots.rowAddress((c * 7919) % rows);
+      }
+      await dots.run(n);
+      results.push(s.results.slice(0, n));
+    }
+    assert.deepEqual(results[1], results[0]);
+    // and against f64 sums, both halves
+    for (const c of [0, n >> 1, n - 1]) {
+      let want = 0, abs = 0;
+      const t = c % inputs, r = (c * 7919) % rows;
+      for (let i = 0; i < width; i++) {
+        want += x[t * width + i] * m[r * width + i];
+        abs += Math.abs(x[t * width + i] * m[r * width + i]);
+      }
+      assert.ok(Math.abs(results[1][c] - want) <= width * 2 ** -24 * abs, `pair ${c}`);
+    }
+  } finally {
+    one.close();
+    two.close();
+  }
 });
