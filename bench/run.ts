@@ -53,6 +53,7 @@ import { ortMatmulPeak, peakShapes } from "./matmul_peak.ts";
 import { type NumpyBlas, type NumpyReport, runNumpyChild } from "./numpy_child.ts";
 import { readTheoreticalF32Peak } from "./cpu_peak.ts";
 import { machineHeader, machineRecord, type MeasuredPeaks } from "./machine.ts";
+import { resultsTable } from "./table.ts";
 
 /**
  * One row of the results file. The first seven fields are fixed by issue 7;
@@ -453,37 +454,6 @@ function loadavg(): number[] | null {
   }
 }
 
-function table(results: BenchResult[]): string {
-  const f = (v: number | null | undefined, d = 0) =>
-    v === null || v === undefined ? "—" : v.toFixed(d);
-  const rows = results.map((r) =>
-    `| ${r.name} | ${
-      r.alerts_per_s !== undefined
-        ? `${r.alerts_per_s} alerts/s`
-        : r.compile_ms !== undefined
-        ? `parse ${r.parse_ms} ms, compile ${r.compile_ms} ms`
-        : r.max_healthz_ms !== undefined
-        ? `reload ${r.reload_ms} ms, slowest /healthz ${r.max_healthz_ms} ms`
-        : f(r.tokens_per_s)
-    } | ${
-      r.baseline_alerts_per_s !== undefined
-        ? `${r.baseline_alerts_per_s} alerts/s`
-        : f(r.baseline_tokens_per_s)
-    } | ${r.ratio === null ? "—" : `${r.ratio.toFixed(2)}×`} | ${f(r.gflops, 1)} | ${
-      r.pct_of_peak === null || r.pct_of_peak === undefined
-        ? "—"
-        : `${(100 * r.pct_of_peak).toFixed(0)}%`
-    } | ${r.path === undefined ? "—" : `${r.path} (${r.fallbacks ?? 0})`} | ${f(r.p50_ms, 2)} | ${
-      f(r.p99_ms, 2)
-    } | ${f(r.rss_mb)} |`
-  );
-  return [
-    "| benchmark | tokens/s | baseline tokens/s | ratio | GFLOP/s | % of peak | path (fallbacks) | p50 ms | p99 ms | RSS MB |",
-    "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
-    ...rows,
-  ].join("\n");
-}
-
 const started = performance.now();
 const loadStart = loadavg();
 if (loadStart && loadStart[0] > 0.5) {
@@ -539,7 +509,7 @@ const stem = outPath.replace(/\.json$/, "");
 await Deno.writeTextFile(`${stem}-encode.svg`, encodeChart(results));
 await Deno.writeTextFile(`${stem}-latency.svg`, latencyChart(results));
 console.log(machineHeader(report.machine).join("\n") + "\n");
-console.log(table(results));
+console.log(resultsTable(results));
 console.log(
   `\nmachine: ${report.machine.cpu}, ${report.machine.cores} cores, matmul peak ${
     peak.peak.toFixed(1)
