@@ -105,7 +105,7 @@ function servePlan(arch: "topk" | "jumprelu", quick: boolean): ServePlan {
   return {
     ...shared,
     loads: quick ? [0.25, 0.5] : [0.1, 0.25, 0.5, 0.75],
-    rssSeconds: quick ? 20 : 120,
+    rssSeconds: quick ? 10 : 120,
   };
 }
 

@@ -44,7 +44,7 @@ function fill(a: Float32Array, seed: number): Float32Array {
 
 /**
  * Time `[m, k] @ [k, n]` through onnxruntime for `seconds` per shape (at
- * least 5 calls), after at least 3 calls and 0.25 s of warm-up.
+ * least 5 calls), after at least 3 calls and 0.2 s of warm-up.
  *
  * @example
  * ```ts
@@ -67,8 +67,8 @@ export async function ortMatmulPeak(
     });
     const session = await openSession(model, sessionOptions());
     const a = new ort.Tensor("float32", fill(new Float32Array(m * k), 3), [m, k]);
-    // warm-up: at least 3 calls and 0.25 s, as every bench row (bench/run.ts)
-    const warm = performance.now() + 250;
+    // warm-up: at least 3 calls and 0.2 s, as every bench row (bench/run.ts)
+    const warm = performance.now() + 200;
     for (let i = 0; i < 3 || performance.now() < warm; i++) await session.run({ a });
     let calls = 0;
     const t0 = performance.now();
@@ -85,7 +85,7 @@ export async function ortMatmulPeak(
 
 if (import.meta.main) {
   const quick = Deno.args.includes("--quick");
-  for (const r of await ortMatmulPeak(peakShapes(quick), 1)) {
+  for (const r of await ortMatmulPeak(peakShapes(quick), 0.5)) {
     console.log(JSON.stringify(r));
   }
 }

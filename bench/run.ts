@@ -121,8 +121,8 @@ const quick = values.quick ?? false;
  * --quick runs fewer rows, never shorter versions of the same rows, so the
  * rows both runs share measure the same way.
  */
-const ROW_SECONDS = 1;
-const WARMUP_SECONDS = 0.25;
+const ROW_SECONDS = 0.5;
+const WARMUP_SECONDS = 0.2;
 const outPath = values.out ?? new URL("./results/latest.json", import.meta.url).pathname;
 
 type Dtype = "f32" | "bf16";
@@ -471,8 +471,11 @@ results.push(...await benchPolicy({ quick }));
 results.push(...await benchAlertSpool({ quick, progress }));
 results.push(...await benchPolicyCompile({ quick, progress }));
 results.push(...await benchScaleOut({ quick, progress }));
-progress("workbench: a 1,000-request trace to its first heatmap, a rule edit to its preview");
-const wb = await benchWorkbenchBrowser(quick ? 200 : 1000);
+const traceRequests = quick ? 200 : 1000;
+progress(
+  `workbench: a ${traceRequests}-request trace to its first heatmap, a rule edit to its preview`,
+);
+const wb = await benchWorkbenchBrowser(traceRequests);
 if (wb === null) progress("chromium not installed: skipping workbench/");
 else {
   const row = (name: string, ms: number): BenchResult => ({

@@ -163,7 +163,7 @@ export async function benchScaleOut(
     for (let i = 0; i < x.length; i++) x[i] = rng.gaussian();
     // the same measured tokens in --quick and full runs (after WARMUP_TOKENS not
     // measured); --quick runs fewer rows (1 and 2 sidecars), not shorter ones
-    const tokens = Number(Deno.env.get("LW_BENCH_TOKENS") ?? 0) || 24576;
+    const tokens = Number(Deno.env.get("LW_BENCH_TOKENS") ?? 0) || 16384;
     const rows: BenchResult[] = [];
     let one = 0;
     // one onnxruntime thread per sidecar; then one sidecar on every core, for context
