@@ -4,13 +4,14 @@
  * concurrent requests, in phases on one running monitor:
  *
  * 1. saturation: a closed-loop generator keeps 512 tokens outstanding, so the
- *    figure is the most `serve` sustains and nothing is dropped;
+ *    figure is the most `serve` sustains and nothing is dropped (1 s of it
+ *    as warm-up, not measured, then 3 s measured);
  * 2. fixed loads: an open-loop generator publishes frames on a schedule at a
  *    fixed share of that rate (whatever the sidecar does), bounded in count
  *    and time; latency is frame published → its tokens encoded and evaluated
  *    (the pipeline's `onEncoded` hook), the rate generator and sidecar share
  *    this process;
- * 3. RSS over time (JumpReLU): half load for two minutes (20 s in --quick),
+ * 3. RSS over time (JumpReLU): half load for two minutes (a 10 s row in --quick),
  *    RSS sampled every second.
  *
  * `deno run -A bench/e2e.ts --arch jumprelu [--quick]` prints one JSON row per
