@@ -54,6 +54,7 @@ import { type NumpyBlas, type NumpyReport, runNumpyChild } from "./numpy_child.t
 import { readTheoreticalF32Peak } from "./cpu_peak.ts";
 import { machineHeader, machineRecord, type MeasuredPeaks } from "./machine.ts";
 import { resultsTable } from "./table.ts";
+import { encodePathOf } from "./encode_path.ts";
 
 /**
  * One row of the results file. The first seven fields are fixed by issue 7;
@@ -267,7 +268,7 @@ async function timeEncoder(
 ): Promise<BenchResult> {
   const warm = performance.now() + WARMUP_SECONDS * 1000;
   for (let i = 0; i < 3 || performance.now() < warm; i++) await enc.encode(x, b);
-  const fallbacks0 = fallbackTokens(enc);
+  const fallbacks0 = encodePathOf(enc).fallbackTokens;
   const lat: number[] = [];
   const end = performance.now() + ROW_SECONDS * 1000;
   while (performance.now() < end || lat.length < 5) {
@@ -285,14 +286,9 @@ async function timeEncoder(
     p50_ms: percentile(lat, 50),
     p99_ms: percentile(lat, 99),
     rss_mb: Deno.memoryUsage().rss / 2 ** 20,
-    path: (enc as { path?: string }).path ?? "f32",
-    fallbacks: fallbackTokens(enc) - fallbacks0,
+    path: encodePathOf(enc).path,
+    fallbacks: encodePathOf(enc).fallbackTokens - fallbacks0,
   };
-}
-
-/** The encoder's count of tokens that fell back to the exact full encode (0 when it keeps none). */
-function fallbackTokens(enc: Encoder): number {
-  return (enc as { fallbackTokens?: number }).fallbackTokens ?? 0;
 }
 
 /** The machine's matmul peak: onnxruntime in this process and NumPy, same shapes, same run. */
