@@ -18,6 +18,9 @@ import { Tap } from "../src/tap/tap.ts";
 import { writeBenchMonitor } from "./e2e.ts";
 import type { BenchResult } from "./run.ts";
 
+/** Untimed decode steps per request before each tap's timed steps (JIT, first subscriptions). */
+const WARMUP_STEPS = 50;
+
 const STEER_RULE = `  - id: bench-steer
     title: bench steering rule
     severity: low
@@ -66,8 +69,9 @@ export async function benchGate(
     gated.enableSteering(dIn);
     ungated.enableSteering(dIn);
     const pool = new Rng(3).fillGaussian(new Float32Array(64 * dIn));
-    const steps = opts.quick ? 300 : 2000;
-    const deadlineMs = opts.quick ? 20_000 : 60_000;
+    // the same in --quick and full runs, after WARMUP_STEPS untimed steps per tap
+    const steps = 1000;
+    const deadlineMs = 60_000;
 
     for (const concurrency of [1, 8]) {
       const timings = new Map<Tap, number[]>();
@@ -78,11 +82,12 @@ export async function benchGate(
         const run = async (r: number) => {
           const id = `${tap.name}-c${concurrency}-r${r}`;
           const x = new Float32Array(dIn);
-          for (let s = 0; s < perRequest && Date.now() - started < deadlineMs; s++) {
+          const total = WARMUP_STEPS + perRequest;
+          for (let s = 0; s < total && Date.now() - started < deadlineMs; s++) {
             x.set(pool.subarray(((r + s) % 64) * dIn, ((r + s) % 64 + 1) * dIn));
             const t0 = performance.now();
             await tap.step(id, s, x, 1, dIn, { phase: "decode" });
-            times.push(performance.now() - t0);
+            if (s >= WARMUP_STEPS) times.push(performance.now() - t0);
           }
           tap.end(id);
         };

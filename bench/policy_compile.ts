@@ -114,7 +114,7 @@ export async function benchPolicyCompile(
 ): Promise<BenchResult[]> {
   const lengths = opts.quick ? [250, 1000, 2000] : [250, 1000, 2000, 10_000];
   opts.progress?.(`policy compile: chains of ${lengths.join(", ")} macros`);
-  const rows: BenchResult[] = benchCompile(lengths, opts.quick ? 1 : 3).map((r) => ({
+  const rows: BenchResult[] = benchCompile(lengths, 3).map((r) => ({
     ...EMPTY_ROW,
     name: `policy/compile-chain-${r.macros}`,
     parse_ms: r.parse_ms,

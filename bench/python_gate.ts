@@ -30,7 +30,8 @@ export async function benchPythonGate(
     opts.progress("no python3 with torch: skipping e2e/gate-python");
     return [];
   }
-  const steps = opts.quick ? 40 : 200;
+  // the same in --quick and full runs: a step's cost grows with the context
+  const steps = 200;
   const f = await torchFixture();
   try {
     const time = async (gate: Record<string, unknown> | null) => {

@@ -6,9 +6,14 @@
  *   batch 1, 16 and 128, with f32 and bf16 weights, against NumPy computing
  *   the same thing the way SAELens does, on the same weights and inputs, in
  *   the same run (ratio = latentwatch / NumPy); achieved GFLOP/s per row and,
- *   at batch 128, the share of this machine's measured matmul peak.
+ *   at batch 128, the share of this machine's best measured matmul peak;
+ *   the encode path that ran and its fallbacks (`path`, `fallbacks`).
+ *   NumPy runs without `OPENBLAS_CORETYPE`/`OPENBLAS_L2_SIZE`
+ *   (`bench/numpy_child.ts`), so OpenBLAS picks its own kernels.
  * - machine.matmul_peak_gflops: one big f32 MatMul through onnxruntime (this
- *   process, the encoder's threads) and through NumPy.
+ *   process, the encoder's threads) and through NumPy, each also as a share
+ *   of machine.theoretical_peak_gflops (`bench/cpu_peak.ts`);
+ *   machine.numpy_blas: the kernel OpenBLAS chose.
  * - watched/…: encoding only 16, 64 or 256 watched latents (exact for JumpReLU),
  *   ratio against the full encode of the same SAE in the same run.
  * - e2e/…: through `serve` and a real nats-server (`bench/e2e.ts`, in a child
@@ -30,7 +35,6 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { cpus, totalmem } from "node:os";
 import * as ort from "onnxruntime-node";
 import { createOrtEncoder } from "../src/runtime/ort_encoder.ts";
 import type { Encoder, SaeArchitecture, SaeWeights } from "../src/core/sae.ts";
@@ -45,7 +49,12 @@ import { benchAlertSpool } from "./alert_spool.ts";
 import { benchPolicyCompile } from "./policy_compile.ts";
 import { benchScaleOut } from "./scale_out.ts";
 import { benchWorkbenchBrowser } from "./workbench_browser.ts";
-import { type MatmulPeak, ortMatmulPeak, peakShapes } from "./matmul_peak.ts";
+import { ortMatmulPeak, peakShapes } from "./matmul_peak.ts";
+import { type NumpyBlas, type NumpyReport, runNumpyChild } from "./numpy_child.ts";
+import { readTheoreticalF32Peak } from "./cpu_peak.ts";
+import { machineHeader, machineRecord, type MeasuredPeaks } from "./machine.ts";
+import { resultsTable } from "./table.ts";
+import { encodePathOf } from "./encode_path.ts";
 
 /**
  * One row of the results file. The first seven fields are fixed by issue 7;
@@ -67,6 +76,13 @@ export interface BenchResult {
   pct_of_peak?: number | null;
   /** encode/: mean active latents per token on the bench input. */
   l0?: number;
+  /**
+   * encode/: which encode path ran (the encoder's `path`, "f32" when it has
+   * none) and how many tokens fell back to the exact full encode
+   * (`fallbackTokens`, 0 when it has none), over the row's timed calls.
+   */
+  path?: string;
+  fallbacks?: number;
   /** e2e/ at a fixed load: the rate the generator offered, and its share of saturation. */
   offered_tokens_per_s?: number;
   load_fraction?: number;
@@ -100,7 +116,14 @@ const { values } = parseArgs({
   options: { quick: { type: "boolean" }, out: { type: "string" } },
 });
 const quick = values.quick ?? false;
-const seconds = quick ? 0.3 : 2;
+/**
+ * Every timed row, in --quick and full runs alike: at least 3 calls and
+ * WARMUP_SECONDS of warm-up, then at least 5 calls and ROW_SECONDS measured.
+ * --quick runs fewer rows, never shorter versions of the same rows, so the
+ * rows both runs share measure the same way.
+ */
+const ROW_SECONDS = 0.5;
+const WARMUP_SECONDS = 0.2;
 const outPath = values.out ?? new URL("./results/latest.json", import.meta.url).pathname;
 
 type Dtype = "f32" | "bf16";
@@ -215,27 +238,21 @@ async function writeBaselineInputs(dir: string, sae: SaeWeights, x: Float32Array
   await put("x", x, [x.length / sae.dIn, sae.dIn]);
 }
 
-interface NumpyReport {
-  numpy?: string;
-  results: { name: string; tokens_per_s: number }[];
-  matmul?: MatmulPeak[];
-}
+/** The BLAS the NumPy child reported (the first report that has one). */
+let numpyBlas: NumpyBlas | null = null;
 
-/** Run `bench/numpy_baseline.py` on a job; null when python3 or NumPy is missing. */
+/**
+ * Run `bench/numpy_baseline.py` on a job, without the variables that force
+ * OpenBLAS's kernel (`bench/numpy_child.ts`); null when python3 or NumPy is
+ * missing.
+ */
 async function runNumpy(job: Record<string, unknown>): Promise<NumpyReport | null> {
   try {
-    const child = new Deno.Command("python3", {
-      args: [new URL("./numpy_baseline.py", import.meta.url).pathname],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(JSON.stringify({ seconds, ...job })));
-    await w.close();
-    const { code, stdout, stderr } = await child.output();
-    if (code !== 0) throw new Error(new TextDecoder().decode(stderr));
-    return JSON.parse(new TextDecoder().decode(stdout)) as NumpyReport;
+    const report = await runNumpyChild({
+      job: { seconds: ROW_SECONDS, warmup_seconds: WARMUP_SECONDS, ...job },
+    });
+    numpyBlas ??= report.blas ?? null;
+    return report;
   } catch (err) {
     progress(`NumPy unavailable (${(err as Error).message.split("\n")[0]}); baseline left empty`);
     return null;
@@ -249,9 +266,11 @@ async function timeEncoder(
   x: Float32Array,
   b: number,
 ): Promise<BenchResult> {
-  for (let i = 0; i < 3; i++) await enc.encode(x, b);
+  const warm = performance.now() + WARMUP_SECONDS * 1000;
+  for (let i = 0; i < 3 || performance.now() < warm; i++) await enc.encode(x, b);
+  const fallbacks0 = encodePathOf(enc).fallbackTokens;
   const lat: number[] = [];
-  const end = performance.now() + seconds * 1000;
+  const end = performance.now() + ROW_SECONDS * 1000;
   while (performance.now() < end || lat.length < 5) {
     const t0 = performance.now();
     await enc.encode(x, b);
@@ -267,16 +286,18 @@ async function timeEncoder(
     p50_ms: percentile(lat, 50),
     p99_ms: percentile(lat, 99),
     rss_mb: Deno.memoryUsage().rss / 2 ** 20,
+    path: encodePathOf(enc).path,
+    fallbacks: encodePathOf(enc).fallbackTokens - fallbacks0,
   };
 }
 
 /** The machine's matmul peak: onnxruntime in this process and NumPy, same shapes, same run. */
-async function matmulPeak() {
+async function matmulPeak(): Promise<MeasuredPeaks> {
   const shapes = peakShapes(quick);
   progress(`matmul peak: f32 GEMM ${shapes.map((s) => s.join("x")).join(", ")} (onnxruntime)`);
-  const ortRows = await ortMatmulPeak(shapes, quick ? 0.5 : 2);
+  const ortRows = await ortMatmulPeak(shapes, ROW_SECONDS);
   progress("matmul peak: the same GEMMs through NumPy");
-  const np = (await runNumpy({ matmul: shapes, seconds: quick ? 0.5 : 2 }))?.matmul ?? [];
+  const np = (await runNumpy({ matmul: shapes }))?.matmul ?? [];
   const rows = shapes.map((shape, i) => ({
     shape: shape.join("x"),
     onnxruntime: ortRows[i].gflops,
@@ -429,62 +450,6 @@ function loadavg(): number[] | null {
   }
 }
 
-function machine(
-  peak: Awaited<ReturnType<typeof matmulPeak>>,
-  numpy: string | null,
-  load: { start: number[] | null; end: number[] | null },
-) {
-  let cpu = cpus()[0]?.model ?? "unknown";
-  try {
-    const m = /model name\s*:\s*(.*)/.exec(Deno.readTextFileSync("/proc/cpuinfo"));
-    if (m) cpu = m[1];
-  } catch { /* not Linux */ }
-  return {
-    cpu,
-    cores: navigator.hardwareConcurrency,
-    memory_gb: Math.round(totalmem() / 2 ** 30),
-    os: `${Deno.build.os}-${Deno.build.arch}`,
-    deno: Deno.version.deno,
-    onnxruntime: ort.env.versions.node ?? "unknown",
-    numpy,
-    provider: "cpu",
-    matmul_peak_gflops: peak,
-    loadavg_start: load.start,
-    loadavg_end: load.end,
-    quick,
-    date: new Date().toISOString(),
-  };
-}
-
-function table(results: BenchResult[]): string {
-  const f = (v: number | null | undefined, d = 0) =>
-    v === null || v === undefined ? "—" : v.toFixed(d);
-  const rows = results.map((r) =>
-    `| ${r.name} | ${
-      r.alerts_per_s !== undefined
-        ? `${r.alerts_per_s} alerts/s`
-        : r.compile_ms !== undefined
-        ? `parse ${r.parse_ms} ms, compile ${r.compile_ms} ms`
-        : r.max_healthz_ms !== undefined
-        ? `reload ${r.reload_ms} ms, slowest /healthz ${r.max_healthz_ms} ms`
-        : f(r.tokens_per_s)
-    } | ${
-      r.baseline_alerts_per_s !== undefined
-        ? `${r.baseline_alerts_per_s} alerts/s`
-        : f(r.baseline_tokens_per_s)
-    } | ${r.ratio === null ? "—" : `${r.ratio.toFixed(2)}×`} | ${f(r.gflops, 1)} | ${
-      r.pct_of_peak === null || r.pct_of_peak === undefined
-        ? "—"
-        : `${(100 * r.pct_of_peak).toFixed(0)}%`
-    } | ${f(r.p50_ms, 2)} | ${f(r.p99_ms, 2)} | ${f(r.rss_mb)} |`
-  );
-  return [
-    "| benchmark | tokens/s | baseline tokens/s | ratio | GFLOP/s | % of peak | p50 ms | p99 ms | RSS MB |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ...rows,
-  ].join("\n");
-}
-
 const started = performance.now();
 const loadStart = loadavg();
 if (loadStart && loadStart[0] > 0.5) {
@@ -502,8 +467,11 @@ results.push(...await benchPolicy({ quick }));
 results.push(...await benchAlertSpool({ quick, progress }));
 results.push(...await benchPolicyCompile({ quick, progress }));
 results.push(...await benchScaleOut({ quick, progress }));
-progress("workbench: a 1,000-request trace to its first heatmap, a rule edit to its preview");
-const wb = await benchWorkbenchBrowser(quick ? 200 : 1000);
+const traceRequests = quick ? 200 : 1000;
+progress(
+  `workbench: a ${traceRequests}-request trace to its first heatmap, a rule edit to its preview`,
+);
+const wb = await benchWorkbenchBrowser(traceRequests);
 if (wb === null) progress("chromium not installed: skipping workbench/");
 else {
   const row = (name: string, ms: number): BenchResult => ({
@@ -523,7 +491,15 @@ else {
 
 const numpyVersion = (await runNumpy({ cases: [] }))?.numpy ?? null;
 const report = {
-  machine: machine(peak, numpyVersion, { start: loadStart, end: loadavg() }),
+  machine: machineRecord({
+    peaks: peak,
+    theoretical: readTheoreticalF32Peak(),
+    numpy: numpyVersion,
+    numpyBlas,
+    onnxruntime: ort.env.versions.node ?? "unknown",
+    load: { start: loadStart, end: loadavg() },
+    quick,
+  }),
   results,
 };
 await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
@@ -531,7 +507,8 @@ await Deno.writeTextFile(outPath, JSON.stringify(report, null, 2) + "\n");
 const stem = outPath.replace(/\.json$/, "");
 await Deno.writeTextFile(`${stem}-encode.svg`, encodeChart(results));
 await Deno.writeTextFile(`${stem}-latency.svg`, latencyChart(results));
-console.log(table(results));
+console.log(machineHeader(report.machine).join("\n") + "\n");
+console.log(resultsTable(results));
 console.log(
   `\nmachine: ${report.machine.cpu}, ${report.machine.cores} cores, matmul peak ${
     peak.peak.toFixed(1)
