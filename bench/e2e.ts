@@ -20,16 +20,15 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
-import { Rng } from "../src/core/random.ts";
 import { randomSae } from "../src/formats/random_sae.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
-import { Tap } from "../src/tap/tap.ts";
 import type { BenchResult } from "./run.ts";
+import { hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
+import { LoadGenerator } from "./e2e_load_process.ts";
 
 /**
  * Write the bench's 768→24576 SAE (SAELens layout), its rules and a monitor
@@ -130,54 +129,34 @@ export async function benchServe(
   try {
     opts.progress(`e2e: writing the 768x24576 ${arch} SAE in SAELens layout`);
     await writeBenchMonitor(dir, server.url, arch);
-    const sent = new Map<string, number>();
     let latencies: number[] = [];
     let encoded = 0;
     let lastEncodedAt = 0;
+    let creditDue = false;
+    const gen = await LoadGenerator.start(server.url);
     const monitor = await startMonitor(await loadMonitorConfig(`${dir}/monitor.yaml`), {
       spoolDir: `${dir}/spool`,
       log: new Logger({ quiet: true }),
       controlListen: null,
       onEncoded: (frames) => {
-        const now = performance.now();
+        // frame published (generator's clock) → encoded and evaluated (ours): one host clock
+        const now = hostNowMs();
         for (const f of frames) {
-          const key = `${f.requestId}:${f.position}`;
-          const t0 = sent.get(key);
-          if (t0 !== undefined) latencies.push(now - t0);
-          sent.delete(key);
+          const sent = f.meta?.sent;
+          if (sent !== undefined) latencies.push(now - Number(sent));
           encoded += f.tokens;
         }
-        lastEncodedAt = now;
+        lastEncodedAt = performance.now();
+        if (creditDue) gen.credit(encoded);
       },
     });
-    const bus = await connectNatsBus({ url: server.url, name: "bench-tap" });
-    const tap = new Tap(bus, { model: "bench-model", hook: "blocks.8.hook_resid_pre" });
     const dropped = () => monitor.telemetry.total("latentwatch.tokens.dropped");
-
-    const tokensPerFrame = 16, requests = 64, outstanding = 512;
-    const pool = new Rng(9).fillGaussian(new Float32Array(tokensPerFrame * dIn * 8));
-    const positions = new Array(requests).fill(0);
-    let published = 0;
-    let frame = 0;
-    const publish = () => {
-      const r = frame % requests;
-      const off = (frame % 8) * tokensPerFrame * dIn;
-      sent.set(`req-${r}:${positions[r]}`, performance.now());
-      tap.publish(
-        `req-${r}`,
-        positions[r],
-        pool.subarray(off, off + tokensPerFrame * dIn),
-        tokensPerFrame,
-        dIn,
-      );
-      positions[r] += tokensPerFrame;
-      published += tokensPerFrame;
-      frame++;
-    };
+    const { tokensPerFrame, requests } = LOAD_SHAPE;
+    const outstanding = 512;
     // peak RSS of the phase running now, sampled every 200 ms
     let phasePeak = 0;
     const sampler = setInterval(() => phasePeak = Math.max(phasePeak, rssMb()), 200);
-    const drain = async (deadline: number) => {
+    const drain = async (published: number, deadline: number) => {
       while (encoded < published && Date.now() < deadline) await sleep(1);
     };
     const begin = () => {
@@ -189,20 +168,17 @@ export async function benchServe(
     // 1. saturation: closed loop
     {
       opts.progress(
-        `e2e: saturation, ${plan.saturationTokens} tokens through serve (frames of ${tokensPerFrame}, ${requests} requests)`,
+        `e2e: saturation, ${plan.saturationTokens} tokens through serve (frames of ${tokensPerFrame}, ${requests} requests, generator in its own process)`,
       );
       const { encoded0, dropped0, t0 } = begin();
       const deadline = Date.now() + (opts.quick ? 30_000 : 120_000);
-      const target = published + plan.saturationTokens;
-      while (published < target && Date.now() < deadline) {
-        if (published - encoded >= outstanding) {
-          await sleep(0);
-          continue;
-        }
-        publish();
-        if (frame % 16 === 0) await sleep(0);
-      }
-      await drain(deadline);
+      creditDue = true;
+      const done = await gen.run(
+        { cmd: "saturation", tokens: plan.saturationTokens, outstanding },
+        deadline,
+      );
+      await drain(done.published, deadline);
+      creditDue = false;
       const secs = (lastEncodedAt - t0) / 1000;
       latencies.sort((a, b) => a - b);
       const row: BenchResult = {
@@ -227,37 +203,18 @@ export async function benchServe(
     // 2. and 3. open loop at fixed rates
     const openLoop = async (fraction: number, secs: number, rowName: string) => {
       const rate = fraction * saturation;
-      const interval = (tokensPerFrame / rate) * 1000;
-      const frames = Math.max(1, Math.floor((rate * secs) / tokensPerFrame));
       const { encoded0, dropped0, t0 } = begin();
-      const hardEnd = t0 + secs * 1000 + 5000;
-      const samples: number[] = [];
-      let nextSample = t0;
-      const lags: number[] = [];
-      let i = 0;
-      while (i < frames && performance.now() < hardEnd) {
-        const now = performance.now();
-        if (now >= nextSample) {
-          samples.push(rssMb());
-          nextSample += 1000;
-        }
-        const due = t0 + i * interval;
-        if (due > now) {
-          await sleep(Math.max(1, Math.round(due - now)));
-          continue;
-        }
-        for (let n = 0; i < frames && t0 + i * interval <= performance.now() && n < 64; n++) {
-          lags.push(performance.now() - (t0 + i * interval));
-          publish();
-          i++;
-        }
-        await sleep(0);
-      }
-      await drain(Date.now() + 10_000);
+      const samples: number[] = [rssMb()];
+      const sampleEverySecond = setInterval(() => samples.push(rssMb()), 1000);
+      const done = await gen.run(
+        { cmd: "open", rate, seconds: secs },
+        Date.now() + secs * 1000 + 30_000,
+      );
+      clearInterval(sampleEverySecond);
+      await drain(done.published, Date.now() + 10_000);
       samples.push(rssMb());
       const took = (Math.max(lastEncodedAt, t0 + 1) - t0) / 1000;
       latencies.sort((a, b) => a - b);
-      lags.sort((a, b) => a - b);
       const row: BenchResult = {
         name: rowName,
         tokens_per_s: (encoded - encoded0) / took,
@@ -269,7 +226,7 @@ export async function benchServe(
         offered_tokens_per_s: rate,
         load_fraction: fraction,
         dropped_tokens: dropped() - dropped0,
-        schedule_lag_p99_ms: pct(lags, 99) ?? 0,
+        schedule_lag_p99_ms: done.lagP99Ms,
       };
       return { row, samples };
     };
@@ -314,8 +271,8 @@ export async function benchServe(
       );
     }
     clearInterval(sampler);
+    await gen.quit();
     await monitor.stop();
-    await bus.close();
     return rows;
   } finally {
     await server.stop();
