@@ -113,14 +113,22 @@ function servePlan(arch: "topk" | "jumprelu", quick: boolean): ServePlan {
  * Returns an empty list when nats-server is missing.
  */
 export async function benchServe(
-  opts: { quick: boolean; progress: (msg: string) => void; architecture: "topk" | "jumprelu" },
+  opts: {
+    quick: boolean;
+    progress: (msg: string) => void;
+    architecture: "topk" | "jumprelu";
+    /** Profiling aid: run only the saturation phase, with this many tokens. */
+    saturationOnly?: number;
+  },
 ): Promise<BenchResult[]> {
   const arch = opts.architecture;
   if (!await findNatsServer()) {
     opts.progress("nats-server not installed: skipping e2e/");
     return [];
   }
-  const plan = servePlan(arch, opts.quick);
+  const plan = opts.saturationOnly
+    ? { saturationTokens: opts.saturationOnly, loads: [], loadSeconds: 0, rssSeconds: 0 }
+    : servePlan(arch, opts.quick);
   const name = `e2e/serve-${arch}-768x24576${arch === "jumprelu" ? "-watched64" : ""}`;
   const dIn = 768;
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-" });
@@ -245,9 +253,9 @@ export async function benchServe(
       opts.progress(
         `e2e: ${row.name}: p50 ${row.p50_ms?.toFixed(2)} ms, p99 ${row.p99_ms?.toFixed(2)} ms, ${
           Math.round(row.tokens_per_s)
-        } tokens/s, generator lag p99 ${row.schedule_lag_p99_ms?.toFixed(2)} ms, peak RSS ${
-          row.rss_mb?.toFixed(0)
-        } MB`,
+        } tokens/s, generator lag p99 ${row.schedule_lag_p99_ms?.toFixed(2)} ms, alerts so far ${
+          monitor.telemetry.total("latentwatch.alerts")
+        }, peak RSS ${row.rss_mb?.toFixed(0)} MB`,
       );
     }
     if (plan.rssSeconds > 0) {
@@ -283,7 +291,12 @@ export async function benchServe(
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { quick: { type: "boolean" }, arch: { type: "string", default: "jumprelu" } },
+    options: {
+      quick: { type: "boolean" },
+      arch: { type: "string", default: "jumprelu" },
+      // profiling aid: only the saturation phase, with this many tokens
+      "saturation-only": { type: "string" },
+    },
   });
   if (values.arch !== "topk" && values.arch !== "jumprelu") {
     console.error("e2e: --arch must be topk or jumprelu");
@@ -293,6 +306,7 @@ if (import.meta.main) {
     quick: values.quick ?? false,
     progress: (m) => console.error(`bench: ${m}`),
     architecture: values.arch,
+    ...(values["saturation-only"] ? { saturationOnly: Number(values["saturation-only"]) } : {}),
   });
   for (const r of rows) console.log(JSON.stringify(r));
   Deno.exit(0);

@@ -6,8 +6,6 @@
  *
  * - `{"cmd":"saturation","tokens":N,"outstanding":512}`: closed loop, at most
  *   `outstanding` tokens published and not yet encoded;
- * - `{"cmd":"encoded","tokens":E}`: the sidecar has encoded E tokens in all
- *   (the closed loop's credit);
  * - `{"cmd":"open","rate":R,"seconds":S}`: open loop, frames on a schedule at
  *   R tokens/s for S seconds, whatever the sidecar does;
  * - `{"cmd":"quit"}`.
@@ -18,6 +16,9 @@
  * as request metadata `Lw-Meta-sent` (`performance.timeOrigin + now()`, ms,
  * the host clock both processes share), so the sidecar measures frame
  * published → encoded and evaluated.
+ *
+ * The closed loop's credit (tokens the sidecar has encoded in all) comes as
+ * core NATS messages on {@linkcode CREDIT_SUBJECT}.
  *
  * `deno run -A bench/e2e_load.ts --url nats://127.0.0.1:4222`
  *
@@ -31,7 +32,6 @@ import { Tap } from "../src/tap/tap.ts";
 /** A command from the parent (`bench/e2e.ts`). */
 export type LoadCommand =
   | { cmd: "saturation"; tokens: number; outstanding: number }
-  | { cmd: "encoded"; tokens: number }
   | { cmd: "open"; rate: number; seconds: number }
   | { cmd: "quit" };
 
@@ -42,6 +42,9 @@ export interface LoadPhaseDone {
   frames: number;
   lagP99Ms: number;
 }
+
+/** Where the parent publishes the tokens encoded so far (closed-loop credit). */
+export const CREDIT_SUBJECT = "bench.e2e.encoded";
 
 /** Shape of the generated load. */
 export const LOAD_SHAPE = { tokensPerFrame: 16, requests: 64, dIn: 768 } as const;
@@ -88,6 +91,12 @@ async function main(url: string): Promise<void> {
     published += tokensPerFrame;
     frame++;
   };
+  bus.subscribe(CREDIT_SUBJECT, (msg) => {
+    encoded = Math.max(encoded, Number(new TextDecoder().decode(msg.data)));
+    const r = waiting.credit;
+    waiting.credit = null;
+    r?.();
+  });
   const out = (o: unknown) => console.log(JSON.stringify(o));
   const finish = (frames0: number, lags: number[]) => {
     lags.sort((a, b) => a - b);
@@ -138,12 +147,7 @@ async function main(url: string): Promise<void> {
   for await (const line of readLines(Deno.stdin.readable)) {
     if (line.trim() === "") continue;
     const c = JSON.parse(line) as LoadCommand;
-    if (c.cmd === "encoded") {
-      encoded = c.tokens;
-      const r = waiting.credit;
-      waiting.credit = null;
-      r?.();
-    } else if (c.cmd === "saturation") {
+    if (c.cmd === "saturation") {
       phase = phase.then(() => saturation(c.tokens, c.outstanding));
     } else if (c.cmd === "open") phase = phase.then(() => openLoop(c.rate, c.seconds));
     else break;

@@ -4,7 +4,13 @@
  *
  * @module
  */
-import { type LoadCommand, type LoadPhaseDone, readLines as lines } from "./e2e_load.ts";
+import { connectNatsBus, type NatsBus } from "../src/bus/nats_bus.ts";
+import {
+  CREDIT_SUBJECT,
+  type LoadCommand,
+  type LoadPhaseDone,
+  readLines as lines,
+} from "./e2e_load.ts";
 
 /**
  * A running load generator child process.
@@ -23,25 +29,38 @@ export class LoadGenerator {
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #reader: AsyncGenerator<string>;
   readonly #enc = new TextEncoder();
-  /** Credit to send once the write in flight is done (coalesced). */
-  #creditPending: number | null = null;
-  #writing = false;
+  /** The closed loop's credit goes over NATS (a stdin write per batch cost the sidecar ~0.5 ms). */
+  readonly #bus: NatsBus;
 
-  private constructor(child: Deno.ChildProcess) {
+  private constructor(child: Deno.ChildProcess, bus: NatsBus) {
     this.#child = child;
+    this.#bus = bus;
     this.#writer = child.stdin.getWriter();
     this.#reader = lines(child.stdout);
   }
 
   /** Spawn the generator on `natsUrl` and wait until it is connected. */
   static async start(natsUrl: string): Promise<LoadGenerator> {
+    // E2E_LOAD_CPU_PROF=<dir>: profile the generator too (`--cpu-prof`)
+    const profDir = Deno.env.get("E2E_LOAD_CPU_PROF");
+    const prof = profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : [];
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL("./e2e_load.ts", import.meta.url).pathname, "--url", natsUrl],
+      args: [
+        "run",
+        "-A",
+        ...prof,
+        new URL("./e2e_load.ts", import.meta.url).pathname,
+        "--url",
+        natsUrl,
+      ],
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
-    const gen = new LoadGenerator(child);
+    const gen = new LoadGenerator(
+      child,
+      await connectNatsBus({ url: natsUrl, name: "bench-credit" }),
+    );
     const first = await gen.#reader.next();
     if (first.done || !JSON.parse(first.value).ready) {
       throw new Error(`e2e_load: expected {"ready":true} first, found ${first.value}`);
@@ -49,20 +68,9 @@ export class LoadGenerator {
     return gen;
   }
 
-  /** Tell the closed loop that `tokens` tokens are encoded in all (coalesced, never blocks). */
+  /** Tell the closed loop that `tokens` tokens are encoded in all (a core NATS publish, never blocks). */
   credit(tokens: number): void {
-    this.#creditPending = tokens;
-    if (!this.#writing) void this.#flushCredit();
-  }
-
-  async #flushCredit(): Promise<void> {
-    this.#writing = true;
-    while (this.#creditPending !== null) {
-      const tokens = this.#creditPending;
-      this.#creditPending = null;
-      await this.#send({ cmd: "encoded", tokens });
-    }
-    this.#writing = false;
+    this.#bus.publish(CREDIT_SUBJECT, this.#enc.encode(String(tokens)));
   }
 
   #send(c: LoadCommand): Promise<void> {
@@ -94,5 +102,6 @@ export class LoadGenerator {
     await this.#writer.close();
     for await (const _ of this.#reader) { /* drain */ }
     await this.#child.status;
+    await this.#bus.close();
   }
 }
