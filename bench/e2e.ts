@@ -131,7 +131,6 @@ export async function benchServe(
     ? { saturationTokens: opts.saturationOnly, loads: [], loadSeconds: 0, rssSeconds: 0 }
     : servePlan(arch, opts.quick);
   const name = `e2e/serve-${arch}-768x24576${arch === "jumprelu" ? "-watched64" : ""}`;
-  const dIn = 768;
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-" });
   const server = await startNatsServer();
   const rows: BenchResult[] = [];
