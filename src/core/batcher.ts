@@ -142,9 +142,13 @@ export class MicroBatcher<T extends Batchable> {
     const waited = performance.now() - this.#oldestAt;
     if (
       this.#queuedTokens >= this.limits.maxBatchTokens || waited >= this.limits.maxWaitMs ||
-      this.#closed || this.#urgentUpTo > this.#head || this.#notWorthWaiting(waited)
+      this.#closed || this.#notWorthWaiting(waited)
     ) {
       this.#deliver(this.#take());
+      return;
+    }
+    if (this.#urgentUpTo > this.#head) {
+      this.#sendSoon();
       return;
     }
     if (this.#timer !== undefined || this.#poll !== undefined) return;
@@ -166,6 +170,25 @@ export class MicroBatcher<T extends Batchable> {
 
   /** Adaptive: the pending send after one turn of due I/O (see {@linkcode TIMER_GRANULARITY_MS}). */
   #poll: ReturnType<typeof setImmediate> | undefined;
+
+  /**
+   * An urgent item's batch goes out once the current turn is over: the
+   * messages of one socket read are handed over in one turn, so gated frames
+   * that arrive together (8 decode steps, one per request) go out in one
+   * batch, not the first alone and the rest after its encode.
+   */
+  #sendSoon(): void {
+    if (this.#sending) return;
+    this.#sending = true;
+    queueMicrotask(() => {
+      this.#sending = false;
+      if (!this.#waiter) return;
+      if (this.queuedItems > 0) this.#deliver(this.#take());
+      else if (this.#closed) this.#deliver(null);
+    });
+  }
+
+  #sending = false;
 
   /** Adaptive: would the batch still be partial when `maxWaitMs` runs out? Then send it now. */
   #notWorthWaiting(waited: number): boolean {

@@ -165,3 +165,21 @@ Deno.test("batcher (adaptive): a short wait takes one turn of due I/O, not a tim
   assert.equal(timerFired, false, "the batch went out before even a 0 ms timer fired");
   b.close();
 });
+
+Deno.test("batcher: frames that arrive in the same turn as an urgent one share its batch", async () => {
+  const b = new MicroBatcher<{ tokens: number; name: string }>({
+    maxBatchTokens: 64,
+    maxWaitMs: 1000,
+    maxQueueTokens: 128,
+  });
+  const pending = b.next();
+  // one socket read hands over several gated frames in one turn
+  b.offer(item(1, "a"), true);
+  b.offer(item(1, "b"), true);
+  b.offer(item(1, "c"), true);
+  assert.deepEqual((await pending)?.map((x) => x.name), ["a", "b", "c"]);
+  b.offer(item(1, "d"), true);
+  assert.deepEqual((await b.next())?.map((x) => x.name), ["d"]);
+  b.close();
+  assert.equal(await b.next(), null);
+});
