@@ -28,7 +28,7 @@ export class ActivationRing {
    * oldest first. A frame is one run (two where it wraps), so keeping a
    * frame costs one object and one copy, not a key and a map entry per token.
    */
-  readonly #runs = new Map<string, Run[]>();
+  readonly #runs = new Map<string, RequestRuns>();
   /** The run each slot belongs to (null: empty). */
   readonly #slotRun: (Run | null)[];
   #size = 0;
@@ -80,9 +80,10 @@ export class ActivationRing {
 
   /** The slot holding token `position` of `requestId`, or -1. */
   #find(requestId: string, position: number): number {
-    const runs = this.#runs.get(requestId);
-    if (runs === undefined) return -1;
-    for (let i = runs.length - 1; i >= 0; i--) {
+    const req = this.#runs.get(requestId);
+    if (req === undefined || position >= req.end) return -1;
+    const runs = req.runs;
+    for (let i = runs.length - 1; i >= req.head; i--) {
       const r = runs[i], d = position - r.position;
       if (d >= 0 && d < r.tokens) return r.slot + d;
     }
@@ -91,9 +92,11 @@ export class ActivationRing {
 
   /** Is any of positions `[position, position + tokens)` of `requestId` held? */
   #holdsAny(requestId: string, position: number, tokens: number): boolean {
-    const runs = this.#runs.get(requestId);
-    if (runs === undefined) return false;
-    for (const r of runs) {
+    const req = this.#runs.get(requestId);
+    // positions only grow, as a rule: past every held one, nothing to look up
+    if (req === undefined || position >= req.end) return false;
+    for (let i = req.head; i < req.runs.length; i++) {
+      const r = req.runs[i];
       if (r.position < position + tokens && position < r.position + r.tokens) return true;
     }
     return false;
@@ -108,9 +111,10 @@ export class ActivationRing {
       for (let s = first; s < first + n; s++) this.#evict(s);
       const run: Run = { requestId, position: position + done, tokens: n, slot: first };
       for (let s = first; s < first + n; s++) this.#slotRun[s] = run;
-      let runs = this.#runs.get(requestId);
-      if (runs === undefined) this.#runs.set(requestId, runs = []);
-      runs.push(run);
+      let req = this.#runs.get(requestId);
+      if (req === undefined) this.#runs.set(requestId, req = { runs: [], head: 0, end: 0 });
+      req.runs.push(run);
+      req.end = Math.max(req.end, run.position + n);
       this.#data.set(data.subarray(done * dIn, (done + n) * dIn), first * dIn);
       this.#size += n;
       this.#next = (first + n) % this.capacity;
@@ -120,7 +124,8 @@ export class ActivationRing {
 
   /**
    * Empty `slot` before it is overwritten. Slots are overwritten in ring
-   * order, so the slot is always the first one left of its run.
+   * order, so the slot is always the first one left of its run, and the run
+   * its request's oldest.
    */
   #evict(slot: number): void {
     const r = this.#slotRun[slot];
@@ -131,10 +136,24 @@ export class ActivationRing {
     r.position++;
     r.tokens--;
     if (r.tokens > 0) return;
-    const runs = this.#runs.get(r.requestId)!;
-    runs.splice(runs.indexOf(r), 1);
-    if (runs.length === 0) this.#runs.delete(r.requestId);
+    const req = this.#runs.get(r.requestId)!;
+    req.head++;
+    if (req.head === req.runs.length) this.#runs.delete(r.requestId);
+    else if (req.head > 64 && req.head * 2 > req.runs.length) {
+      req.runs = req.runs.slice(req.head);
+      req.head = 0;
+    }
   }
+}
+
+/**
+ * A request's runs, oldest first from `head` (a queue), and a bound past
+ * every position it holds.
+ */
+interface RequestRuns {
+  runs: Run[];
+  head: number;
+  end: number;
 }
 
 /** Consecutive positions of one request in consecutive slots. */

@@ -58,20 +58,30 @@ class ReferenceRing {
 }
 
 Deno.test("activation ring: frames kept as runs agree with one-key-per-token, wraps and rewrites included", () => {
+  agreesWithReference({ capacity: 37, requests: 5, maxTokens: 9, ops: 3000 });
+});
+
+Deno.test("activation ring: decode steps of one token (hundreds of runs per request) agree too", () => {
+  agreesWithReference({ capacity: 300, requests: 2, maxTokens: 1, ops: 3000 });
+});
+
+function agreesWithReference(
+  o: { capacity: number; requests: number; maxTokens: number; ops: number },
+): void {
   // a small deterministic generator (not the code under test)
   let seed = 12345;
   const rand = (n: number) => {
     seed = (seed * 1103515245 + 12345) % 2147483648;
     return seed % n;
   };
-  const dIn = 3, capacity = 37;
+  const dIn = 3, capacity = o.capacity;
   const ring = new ActivationRing(capacity, dIn);
   const ref = new ReferenceRing(capacity);
   const next = new Map<string, number>();
   let value = 0;
-  for (let op = 0; op < 3000; op++) {
-    const id = `r${rand(5)}`;
-    const tokens = rand(10) === 0 ? capacity + rand(5) : 1 + rand(9);
+  for (let op = 0; op < o.ops; op++) {
+    const id = `r${rand(o.requests)}`;
+    const tokens = rand(10) === 0 ? capacity + rand(5) : 1 + rand(o.maxTokens);
     // mostly the next positions; sometimes a re-send of earlier ones (held: updated in place)
     const start = rand(6) === 0 ? Math.max(0, (next.get(id) ?? 0) - rand(12)) : next.get(id) ?? 0;
     next.set(id, Math.max(next.get(id) ?? 0, start + tokens));
@@ -93,4 +103,4 @@ Deno.test("activation ring: frames kept as runs agree with one-key-per-token, wr
       }
     }
   }
-});
+}
