@@ -44,6 +44,9 @@ export class ActivationRing {
     this.capacity = capacity;
     this.dIn = dIn;
     this.#data = new Float32Array(capacity * dIn);
+    // commit every page now (fill writes them): the first write to each would otherwise fault
+    // on the hot path, about 30 µs a one-token step while the ring fills (bench/gate.ts)
+    this.#data.fill(0);
     this.#slotRun = new Array(capacity).fill(null);
   }
 
