@@ -1,7 +1,8 @@
 /**
  * End-to-end bench through `serve` on a real nats-server (loopback, spawned on
  * a free port), the TypeScript tap publishing frames of 16 tokens for 64
- * concurrent requests, in phases on one running monitor:
+ * concurrent requests from its own process (`e2e_load.ts`, as a model server
+ * is; `serve` runs in this one), in phases on one running monitor:
  *
  * 0. warm-up: 16 384 tokens closed-loop, not measured (JIT, first runs);
  * 1. saturation: a closed-loop generator keeps 1024 tokens outstanding, so the
@@ -9,14 +10,16 @@
  * 2. fixed loads: an open-loop generator publishes frames on a schedule at a
  *    fixed share of that rate (whatever the sidecar does), bounded in count
  *    and time; latency is frame published → its tokens encoded and evaluated
- *    (the pipeline's `onEncoded` hook), the rate generator and sidecar share
- *    this process;
+ *    (the pipeline's `onEncoded` hook), from the publish time each frame
+ *    carries (`Lw-Meta-sent`, the host clock both processes read);
  * 3. RSS over time (JumpReLU): half load for two minutes (20 s in --quick),
  *    RSS sampled every second.
  *
  * `deno run -A bench/e2e.ts --arch jumprelu [--quick]` prints one JSON row per
  * line on stdout (progress on stderr); `bench/run.ts` runs it as a child
- * process so RSS is the sidecar's and the load generator's alone.
+ * process, so RSS is the sidecar's alone. Profiling aids: `--saturation-only N`
+ * (only the saturation phase, N tokens), `E2E_LOAD_CPU_PROF=<dir>` (profile the
+ * generator too), `E2E_EXTRA_MONITOR` (YAML appended to the monitor file).
  *
  * @module
  */
