@@ -1,36 +1,38 @@
 /**
  * End-to-end bench through `serve` on a real nats-server (loopback, spawned on
  * a free port), the TypeScript tap publishing frames of 16 tokens for 64
- * concurrent requests, in phases on one running monitor:
+ * concurrent requests from its own process (`e2e_load.ts`, as a model server
+ * is; `serve` runs in this one), in phases on one running monitor:
  *
- * 1. saturation: a closed-loop generator keeps 512 tokens outstanding, so the
- *    figure is the most `serve` sustains and nothing is dropped (1 s of it
- *    as warm-up, not measured, then 3 s measured);
+ * 0. warm-up: 16 384 tokens closed-loop, not measured (JIT, first runs);
+ * 1. saturation: a closed-loop generator keeps 1024 tokens outstanding, so the
+ *    figure is the most `serve` sustains and nothing is dropped;
  * 2. fixed loads: an open-loop generator publishes frames on a schedule at a
  *    fixed share of that rate (whatever the sidecar does), bounded in count
  *    and time; latency is frame published → its tokens encoded and evaluated
- *    (the pipeline's `onEncoded` hook), the rate generator and sidecar share
- *    this process;
+ *    (the pipeline's `onEncoded` hook), from the publish time each frame
+ *    carries (`Lw-Meta-sent`, the host clock both processes read);
  * 3. RSS over time (JumpReLU): half load for two minutes (a 10 s row in --quick),
  *    RSS sampled every second.
  *
  * `deno run -A bench/e2e.ts --arch jumprelu [--quick]` prints one JSON row per
  * line on stdout (progress on stderr); `bench/run.ts` runs it as a child
- * process so RSS is the sidecar's and the load generator's alone.
+ * process, so RSS is the sidecar's alone. Profiling aids: `--saturation-only N`
+ * (only the saturation phase, N tokens), `E2E_LOAD_CPU_PROF=<dir>` (profile the
+ * generator too), `E2E_EXTRA_MONITOR` (YAML appended to the monitor file).
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
-import { Rng } from "../src/core/random.ts";
 import { randomSae } from "../src/formats/random_sae.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
-import { Tap } from "../src/tap/tap.ts";
 import type { BenchResult } from "./run.ts";
+import { hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
+import { LoadGenerator } from "./e2e_load_process.ts";
 
 /**
  * Write the bench's 768→24576 SAE (SAELens layout), its rules and a monitor
@@ -68,9 +70,13 @@ export async function writeBenchMonitor(
     `${dir}/monitor.yaml`,
     `monitor: bench\nmodel: bench-model\nhook: blocks.8.hook_resid_pre\nsaes:\n  - id: bench\n    path: sae\n` +
       `policies: [rules.yaml]\nnats:\n  url: ${natsUrl}\nalerts:\n  stream: BENCH_ALERTS\n` +
-      `batching:\n  max_batch_tokens: 128\n  max_wait_ms: 2\n  max_queue_tokens: 8192\n`,
+      `batching:\n  max_batch_tokens: 128\n  max_wait_ms: 2\n  max_queue_tokens: 8192\n` +
+      (Deno.env.get("E2E_EXTRA_MONITOR") ?? ""),
   );
 }
+
+/** Tokens sent closed-loop before the measured phases, so they time a warm process. */
+const WARMUP_TOKENS = 16384;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -82,17 +88,9 @@ function pct(sorted: number[], p: number): number | null {
 
 const rssMb = () => Deno.memoryUsage().rss / 2 ** 20;
 
-/**
- * Phases of one serve bench; durations in seconds. A row --quick shares with
- * the full run is measured the same way in both (same warm-up, same
- * durations): --quick runs fewer load rows and a shorter RSS row (named
- * after its duration), never a shorter version of a shared row.
- */
+/** Phases of one serve bench; durations in seconds. */
 interface ServePlan {
-  /** Closed loop before the saturation row, not measured (JIT, session shapes, allocator). */
-  warmupSeconds: number;
-  /** Closed loop measured for the saturation row. */
-  saturationSeconds: number;
+  saturationTokens: number;
   /** Shares of the saturation rate run open-loop, each for `loadSeconds`. */
   loads: number[];
   loadSeconds: number;
@@ -101,11 +99,15 @@ interface ServePlan {
 }
 
 function servePlan(arch: "topk" | "jumprelu", quick: boolean): ServePlan {
-  const shared = { warmupSeconds: 1, saturationSeconds: 3, loadSeconds: 5 };
-  if (arch === "topk") return { ...shared, loads: [0.5], rssSeconds: 0 };
+  // rows --quick shares with a full run measure the same way (same tokens, same
+  // seconds); --quick only runs fewer load rows and a shorter, differently named RSS row
+  if (arch === "topk") {
+    return { saturationTokens: 16384, loads: [0.5], loadSeconds: 5, rssSeconds: 0 };
+  }
   return {
-    ...shared,
+    saturationTokens: 131072,
     loads: quick ? [0.25, 0.5] : [0.1, 0.25, 0.5, 0.75],
+    loadSeconds: 5,
     rssSeconds: quick ? 10 : 120,
   };
 }
@@ -116,70 +118,60 @@ function servePlan(arch: "topk" | "jumprelu", quick: boolean): ServePlan {
  * Returns an empty list when nats-server is missing.
  */
 export async function benchServe(
-  opts: { quick: boolean; progress: (msg: string) => void; architecture: "topk" | "jumprelu" },
+  opts: {
+    quick: boolean;
+    progress: (msg: string) => void;
+    architecture: "topk" | "jumprelu";
+    /** Profiling aid: run only the saturation phase, with this many tokens. */
+    saturationOnly?: number;
+  },
 ): Promise<BenchResult[]> {
   const arch = opts.architecture;
   if (!await findNatsServer()) {
     opts.progress("nats-server not installed: skipping e2e/");
     return [];
   }
-  const plan = servePlan(arch, opts.quick);
+  const plan = opts.saturationOnly
+    ? { saturationTokens: opts.saturationOnly, loads: [], loadSeconds: 0, rssSeconds: 0 }
+    : servePlan(arch, opts.quick);
   const name = `e2e/serve-${arch}-768x24576${arch === "jumprelu" ? "-watched64" : ""}`;
-  const dIn = 768;
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-" });
   const server = await startNatsServer();
   const rows: BenchResult[] = [];
   try {
     opts.progress(`e2e: writing the 768x24576 ${arch} SAE in SAELens layout`);
     await writeBenchMonitor(dir, server.url, arch);
-    const sent = new Map<string, number>();
     let latencies: number[] = [];
     let encoded = 0;
     let lastEncodedAt = 0;
+    const outstanding = 1024;
+    let creditDue = false;
+    let credited = 0;
+    const gen = await LoadGenerator.start(server.url);
     const monitor = await startMonitor(await loadMonitorConfig(`${dir}/monitor.yaml`), {
       spoolDir: `${dir}/spool`,
       log: new Logger({ quiet: true }),
       controlListen: null,
       onEncoded: (frames) => {
-        const now = performance.now();
+        // frame published (generator's clock) → encoded and evaluated (ours): one host clock
+        const now = hostNowMs();
         for (const f of frames) {
-          const key = `${f.requestId}:${f.position}`;
-          const t0 = sent.get(key);
-          if (t0 !== undefined) latencies.push(now - t0);
-          sent.delete(key);
+          const sent = f.meta?.sent;
+          if (sent !== undefined) latencies.push(now - Number(sent));
           encoded += f.tokens;
         }
-        lastEncodedAt = now;
+        lastEncodedAt = performance.now();
+        // credit in steps of a quarter of the window: each NATS publish is a socket write that,
+        // on a small machine, costs the sidecar a context switch
+        if (creditDue && encoded - credited >= outstanding / 4) gen.credit(credited = encoded);
       },
     });
-    const bus = await connectNatsBus({ url: server.url, name: "bench-tap" });
-    const tap = new Tap(bus, { model: "bench-model", hook: "blocks.8.hook_resid_pre" });
     const dropped = () => monitor.telemetry.total("latentwatch.tokens.dropped");
-
-    const tokensPerFrame = 16, requests = 64, outstanding = 512;
-    const pool = new Rng(9).fillGaussian(new Float32Array(tokensPerFrame * dIn * 8));
-    const positions = new Array(requests).fill(0);
-    let published = 0;
-    let frame = 0;
-    const publish = () => {
-      const r = frame % requests;
-      const off = (frame % 8) * tokensPerFrame * dIn;
-      sent.set(`req-${r}:${positions[r]}`, performance.now());
-      tap.publish(
-        `req-${r}`,
-        positions[r],
-        pool.subarray(off, off + tokensPerFrame * dIn),
-        tokensPerFrame,
-        dIn,
-      );
-      positions[r] += tokensPerFrame;
-      published += tokensPerFrame;
-      frame++;
-    };
+    const { tokensPerFrame, requests } = LOAD_SHAPE;
     // peak RSS of the phase running now, sampled every 200 ms
     let phasePeak = 0;
     const sampler = setInterval(() => phasePeak = Math.max(phasePeak, rssMb()), 200);
-    const drain = async (deadline: number) => {
+    const drain = async (published: number, deadline: number) => {
       while (encoded < published && Date.now() < deadline) await sleep(1);
     };
     const begin = () => {
@@ -188,28 +180,31 @@ export async function benchServe(
       return { encoded0: encoded, dropped0: dropped(), t0: performance.now() };
     };
 
-    // closed loop for `secs`: at most `outstanding` tokens in flight
-    const closedLoop = async (secs: number) => {
-      const end = Date.now() + secs * 1000;
-      while (Date.now() < end) {
-        if (published - encoded >= outstanding) {
-          await sleep(0);
-          continue;
-        }
-        publish();
-        if (frame % 16 === 0) await sleep(0);
-      }
-      await drain(Date.now() + 30_000);
-    };
+    // 0. warm-up (not measured): JIT, onnxruntime's first runs, the NATS buffers
+    {
+      creditDue = true;
+      const done = await gen.run(
+        { cmd: "saturation", tokens: WARMUP_TOKENS, outstanding },
+        Date.now() + 30_000,
+      );
+      await drain(done.published, Date.now() + 30_000);
+      creditDue = false;
+    }
 
-    // 1. saturation: closed loop, after a closed-loop warm-up that is not measured
+    // 1. saturation: closed loop
     {
       opts.progress(
-        `e2e: saturation, ${plan.warmupSeconds} s warm-up then ${plan.saturationSeconds} s through serve (frames of ${tokensPerFrame}, ${requests} requests)`,
+        `e2e: saturation, ${plan.saturationTokens} tokens through serve (frames of ${tokensPerFrame}, ${requests} requests, generator in its own process)`,
       );
-      await closedLoop(plan.warmupSeconds);
       const { encoded0, dropped0, t0 } = begin();
-      await closedLoop(plan.saturationSeconds);
+      const deadline = Date.now() + (opts.quick ? 30_000 : 120_000);
+      creditDue = true;
+      const done = await gen.run(
+        { cmd: "saturation", tokens: plan.saturationTokens, outstanding },
+        deadline,
+      );
+      await drain(done.published, deadline);
+      creditDue = false;
       const secs = (lastEncodedAt - t0) / 1000;
       latencies.sort((a, b) => a - b);
       const row: BenchResult = {
@@ -234,37 +229,18 @@ export async function benchServe(
     // 2. and 3. open loop at fixed rates
     const openLoop = async (fraction: number, secs: number, rowName: string) => {
       const rate = fraction * saturation;
-      const interval = (tokensPerFrame / rate) * 1000;
-      const frames = Math.max(1, Math.floor((rate * secs) / tokensPerFrame));
       const { encoded0, dropped0, t0 } = begin();
-      const hardEnd = t0 + secs * 1000 + 5000;
-      const samples: number[] = [];
-      let nextSample = t0;
-      const lags: number[] = [];
-      let i = 0;
-      while (i < frames && performance.now() < hardEnd) {
-        const now = performance.now();
-        if (now >= nextSample) {
-          samples.push(rssMb());
-          nextSample += 1000;
-        }
-        const due = t0 + i * interval;
-        if (due > now) {
-          await sleep(Math.max(1, Math.round(due - now)));
-          continue;
-        }
-        for (let n = 0; i < frames && t0 + i * interval <= performance.now() && n < 64; n++) {
-          lags.push(performance.now() - (t0 + i * interval));
-          publish();
-          i++;
-        }
-        await sleep(0);
-      }
-      await drain(Date.now() + 10_000);
+      const samples: number[] = [rssMb()];
+      const sampleEverySecond = setInterval(() => samples.push(rssMb()), 1000);
+      const done = await gen.run(
+        { cmd: "open", rate, seconds: secs },
+        Date.now() + secs * 1000 + 30_000,
+      );
+      clearInterval(sampleEverySecond);
+      await drain(done.published, Date.now() + 10_000);
       samples.push(rssMb());
       const took = (Math.max(lastEncodedAt, t0 + 1) - t0) / 1000;
       latencies.sort((a, b) => a - b);
-      lags.sort((a, b) => a - b);
       const row: BenchResult = {
         name: rowName,
         tokens_per_s: (encoded - encoded0) / took,
@@ -276,7 +252,7 @@ export async function benchServe(
         offered_tokens_per_s: rate,
         load_fraction: fraction,
         dropped_tokens: dropped() - dropped0,
-        schedule_lag_p99_ms: pct(lags, 99) ?? 0,
+        schedule_lag_p99_ms: done.lagP99Ms,
       };
       return { row, samples };
     };
@@ -295,9 +271,9 @@ export async function benchServe(
       opts.progress(
         `e2e: ${row.name}: p50 ${row.p50_ms?.toFixed(2)} ms, p99 ${row.p99_ms?.toFixed(2)} ms, ${
           Math.round(row.tokens_per_s)
-        } tokens/s, generator lag p99 ${row.schedule_lag_p99_ms?.toFixed(2)} ms, peak RSS ${
-          row.rss_mb?.toFixed(0)
-        } MB`,
+        } tokens/s, generator lag p99 ${row.schedule_lag_p99_ms?.toFixed(2)} ms, alerts so far ${
+          monitor.telemetry.total("latentwatch.alerts")
+        }, peak RSS ${row.rss_mb?.toFixed(0)} MB`,
       );
     }
     if (plan.rssSeconds > 0) {
@@ -321,8 +297,8 @@ export async function benchServe(
       );
     }
     clearInterval(sampler);
+    await gen.quit();
     await monitor.stop();
-    await bus.close();
     return rows;
   } finally {
     await server.stop();
@@ -333,7 +309,12 @@ export async function benchServe(
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { quick: { type: "boolean" }, arch: { type: "string", default: "jumprelu" } },
+    options: {
+      quick: { type: "boolean" },
+      arch: { type: "string", default: "jumprelu" },
+      // profiling aid: only the saturation phase, with this many tokens
+      "saturation-only": { type: "string" },
+    },
   });
   if (values.arch !== "topk" && values.arch !== "jumprelu") {
     console.error("e2e: --arch must be topk or jumprelu");
@@ -343,6 +324,7 @@ if (import.meta.main) {
     quick: values.quick ?? false,
     progress: (m) => console.error(`bench: ${m}`),
     architecture: values.arch,
+    ...(values["saturation-only"] ? { saturationOnly: Number(values["saturation-only"]) } : {}),
   });
   for (const r of rows) console.log(JSON.stringify(r));
   Deno.exit(0);

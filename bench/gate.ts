@@ -4,22 +4,30 @@
  * (64 watched latents, plus a steering rule), `concurrency` requests each
  * take decode steps of one token; every step is published as a request and
  * waits for the sidecar's verdict. The baseline, in the same run, is the
- * same steps ungated (publish and go on). Bounded in steps and time.
+ * same steps ungated (publish and go on). The taps run in their own process
+ * (`bench/gate_tap.ts`), as in a model server; the sidecar in this one.
+ * Each row reports the gated p50/p99, the ungated ones, and the difference
+ * (`added_p50_ms`, `added_p99_ms`). Bounded in steps and time.
  *
  * @module
  */
-import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
-import { Rng } from "../src/core/random.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
-import { Tap } from "../src/tap/tap.ts";
 import { writeBenchMonitor } from "./e2e.ts";
 import type { BenchResult } from "./run.ts";
+import { readLines } from "./e2e_load.ts";
+import type { GateTimings } from "./gate_tap.ts";
 
-/** Untimed decode steps per request before each tap's timed steps (JIT, first subscriptions). */
-const WARMUP_STEPS = 50;
+/** A gating row: besides the gated step's p50/p99, the ungated ones and the difference. */
+export type GateRow = BenchResult & {
+  baseline_p50_ms: number;
+  baseline_p99_ms: number;
+  /** Gated − ungated, p50 and p99 (ms): what the gate adds to a decode step. */
+  added_p50_ms: number;
+  added_p99_ms: number;
+};
 
 const STEER_RULE = `  - id: bench-steer
     title: bench steering rule
@@ -45,7 +53,6 @@ export async function benchGate(
     opts.progress("nats-server not installed: skipping e2e/gate");
     return [];
   }
-  const dIn = 768;
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-gate-" });
   const server = await startNatsServer();
   const results: BenchResult[] = [];
@@ -57,57 +64,40 @@ export async function benchGate(
       log: new Logger({ quiet: true }),
       controlListen: null,
     });
-    const bus = await connectNatsBus({ url: server.url, name: "bench-gate-tap" });
-    const hook = "blocks.8.hook_resid_pre";
-    const gated = new Tap(bus, {
-      model: "bench-model",
-      hook,
-      name: "bench-gated",
-      gate: { deadlineMs: 1000, onTimeout: "open" },
-    });
-    const ungated = new Tap(bus, { model: "bench-model", hook, name: "bench-ungated" });
-    gated.enableSteering(dIn);
-    ungated.enableSteering(dIn);
-    const pool = new Rng(3).fillGaussian(new Float32Array(64 * dIn));
-    // the same in --quick and full runs, after WARMUP_STEPS untimed steps per tap
+    // the same in --quick and full runs (after untimed warm-up steps in the tap process)
     const steps = 1000;
     const deadlineMs = 60_000;
-
+    // the taps run in their own process, as in a model server
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./gate_tap.ts", import.meta.url).pathname,
+        "--url",
+        server.url,
+        "--steps",
+        String(steps),
+        "--deadline-ms",
+        String(deadlineMs),
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const timings: GateTimings[] = [];
+    for await (const line of readLines(child.stdout)) {
+      if (line.trim()) timings.push(JSON.parse(line));
+    }
+    const status = await child.status;
+    if (!status.success) opts.progress(`gate: the tap process exited with ${status.code}`);
+    await monitor.stop();
+    const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
     for (const concurrency of [1, 8]) {
-      const timings = new Map<Tap, number[]>();
-      for (const tap of [ungated, gated]) {
-        const times: number[] = [];
-        const started = Date.now();
-        const perRequest = Math.ceil(steps / concurrency);
-        const run = async (r: number) => {
-          const id = `${tap.name}-c${concurrency}-r${r}`;
-          const x = new Float32Array(dIn);
-          const total = WARMUP_STEPS + perRequest;
-          for (let s = 0; s < total && Date.now() - started < deadlineMs; s++) {
-            x.set(pool.subarray(((r + s) % 64) * dIn, ((r + s) % 64 + 1) * dIn));
-            const t0 = performance.now();
-            await tap.step(id, s, x, 1, dIn, { phase: "decode" });
-            if (s >= WARMUP_STEPS) times.push(performance.now() - t0);
-          }
-          tap.end(id);
-        };
-        await Promise.all(Array.from({ length: concurrency }, (_, r) => run(r)));
-        await bus.flush();
-        await monitor.pipeline.idle();
-        times.sort((a, b) => a - b);
-        timings.set(tap, times);
-      }
-      const base = timings.get(ungated)!;
-      const g = timings.get(gated)!;
-      const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
+      const base = timings.find((t) => t.concurrency === concurrency && !t.gated)?.ms;
+      const g = timings.find((t) => t.concurrency === concurrency && t.gated)?.ms;
+      if (!base?.length || !g?.length) continue;
       // tokens/s a single request's loop reaches if the model itself took no time
       const rate = (a: number[]) => concurrency * 1000 / mean(a);
-      opts.progress(
-        `gate: ${concurrency} request(s): gated step p50 ${pct(g, 50).toFixed(3)} ms, p99 ${
-          pct(g, 99).toFixed(3)
-        } ms; ungated p50 ${pct(base, 50).toFixed(3)} ms (${g.length} steps)`,
-      );
-      results.push({
+      const row: GateRow = {
         name: `e2e/gate-jumprelu-768x24576-watched64/concurrency-${concurrency}`,
         tokens_per_s: rate(g),
         baseline_tokens_per_s: rate(base),
@@ -115,12 +105,22 @@ export async function benchGate(
         p50_ms: pct(g, 50),
         p99_ms: pct(g, 99),
         rss_mb: Deno.memoryUsage().rss / 2 ** 20,
-      });
+        baseline_p50_ms: pct(base, 50),
+        baseline_p99_ms: pct(base, 99),
+        added_p50_ms: pct(g, 50) - pct(base, 50),
+        added_p99_ms: pct(g, 99) - pct(base, 99),
+      };
+      opts.progress(
+        `gate: ${concurrency} request(s): gated step p50 ${pct(g, 50).toFixed(3)} ms, p99 ${
+          pct(g, 99).toFixed(3)
+        } ms; ungated p50 ${pct(base, 50).toFixed(3)}, p99 ${
+          pct(base, 99).toFixed(3)
+        } ms; added p50 ${row.added_p50_ms.toFixed(3)} ms, p99 ${
+          row.added_p99_ms.toFixed(3)
+        } ms (${g.length} steps)`,
+      );
+      results.push(row);
     }
-    gated.close();
-    ungated.close();
-    await bus.close();
-    await monitor.stop();
   } finally {
     await server.stop();
     await Deno.remove(dir, { recursive: true });

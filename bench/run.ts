@@ -373,7 +373,7 @@ async function benchEncode(peakGflops: number): Promise<BenchResult[]> {
       const label = `${s.label}-${dtype}`;
       progress(`${label}: ONNX graph and session`);
       const rows: BenchResult[] = [];
-      const enc = await createOrtEncoder(sae);
+      const enc = await createOrtEncoder(sae, { fullEncode: "auto" }); // serve's default path
       for (const b of batches) {
         const r = await timeEncoder(`encode/${label}/b${b}`, enc, xAll.subarray(0, b * s.dIn), b);
         r.gflops = r.tokens_per_s * flopPerToken / 1e9;

@@ -63,3 +63,26 @@ Deno.test("header block: a huge name does not overflow the call stack", () => {
   assert.equal(p.problem, undefined);
   assert.equal(Object.keys(p.headers)[0].length, 300_000);
 });
+
+Deno.test("header block: names of Object.prototype's members become own headers, the prototype untouched", () => {
+  const p = parseHeaderBlock(
+    block("constructor: a", "toString: b", "hasOwnProperty: c", "__proto__: d"),
+  );
+  assert.equal(p.problem, undefined);
+  assert.deepEqual(Object.keys(p.headers), [
+    "constructor",
+    "toString",
+    "hasOwnProperty",
+    "__proto__",
+  ]);
+  for (
+    const [k, v] of [["constructor", "a"], ["toString", "b"], ["hasOwnProperty", "c"], [
+      "__proto__",
+      "d",
+    ]]
+  ) {
+    assert.equal(Object.getOwnPropertyDescriptor(p.headers, k)?.value, v, k);
+  }
+  assert.equal(Object.getPrototypeOf(p.headers), Object.prototype);
+  assert.equal(({} as Record<string, unknown>).toString, Object.prototype.toString);
+});

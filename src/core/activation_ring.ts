@@ -23,9 +23,15 @@ export class ActivationRing {
   readonly capacity: number;
   readonly dIn: number;
   readonly #data: Float32Array;
-  /** Key of each slot (`request\0position`), "" when empty. */
-  readonly #keys: string[];
-  readonly #slots = new Map<string, number>();
+  /**
+   * Each request's runs of consecutive positions in consecutive slots,
+   * oldest first. A frame is one run (two where it wraps), so keeping a
+   * frame costs one object and one copy, not a key and a map entry per token.
+   */
+  readonly #runs = new Map<string, RequestRuns>();
+  /** The run each slot belongs to (null: empty). */
+  readonly #slotRun: (Run | null)[];
+  #size = 0;
   #next = 0;
 
   constructor(capacity: number, dIn: number) {
@@ -38,31 +44,31 @@ export class ActivationRing {
     this.capacity = capacity;
     this.dIn = dIn;
     this.#data = new Float32Array(capacity * dIn);
-    this.#keys = new Array(capacity).fill("");
+    // commit every page now (fill writes them): the first write to each would otherwise fault
+    // on the hot path, about 30 µs a one-token step while the ring fills (bench/gate.ts)
+    this.#data.fill(0);
+    this.#slotRun = new Array(capacity).fill(null);
   }
 
   /** Tokens held. */
   get size(): number {
-    return this.#slots.size;
+    return this.#size;
   }
 
   /** Keep `row` (`dIn` values, copied) as token `position` of `requestId`, overwriting the oldest. */
   put(requestId: string, position: number, row: Float32Array): void {
-    const key = `${requestId}\u0000${position}`;
-    let slot = this.#slots.get(key);
-    if (slot === undefined) {
-      slot = this.#next;
-      this.#next = (this.#next + 1) % this.capacity;
-      const old = this.#keys[slot];
-      if (old) this.#slots.delete(old);
-      this.#keys[slot] = key;
-      this.#slots.set(key, slot);
-    }
-    this.#data.set(row.subarray(0, this.dIn), slot * this.dIn);
+    const slot = this.#find(requestId, position);
+    if (slot >= 0) this.#data.set(row.subarray(0, this.dIn), slot * this.dIn);
+    else this.#append(requestId, position, 1, row);
   }
 
   /** Keep every token of a frame-like `{ requestId, position, tokens, data }`. */
   putRows(requestId: string, position: number, tokens: number, data: Float32Array): void {
+    if (!this.#holdsAny(requestId, position, tokens)) {
+      this.#append(requestId, position, tokens, data);
+      return;
+    }
+    // some positions are held already: those are updated in place
     for (let t = 0; t < tokens; t++) {
       this.put(requestId, position + t, data.subarray(t * this.dIn, (t + 1) * this.dIn));
     }
@@ -70,8 +76,93 @@ export class ActivationRing {
 
   /** A copy of token `position` of `requestId`, or null when it is not (or no longer) held. */
   get(requestId: string, position: number): Float32Array | null {
-    const slot = this.#slots.get(`${requestId}\u0000${position}`);
-    if (slot === undefined) return null;
+    const slot = this.#find(requestId, position);
+    if (slot < 0) return null;
     return this.#data.slice(slot * this.dIn, (slot + 1) * this.dIn);
   }
+
+  /** The slot holding token `position` of `requestId`, or -1. */
+  #find(requestId: string, position: number): number {
+    const req = this.#runs.get(requestId);
+    if (req === undefined || position >= req.end) return -1;
+    const runs = req.runs;
+    for (let i = runs.length - 1; i >= req.head; i--) {
+      const r = runs[i], d = position - r.position;
+      if (d >= 0 && d < r.tokens) return r.slot + d;
+    }
+    return -1;
+  }
+
+  /** Is any of positions `[position, position + tokens)` of `requestId` held? */
+  #holdsAny(requestId: string, position: number, tokens: number): boolean {
+    const req = this.#runs.get(requestId);
+    // positions only grow, as a rule: past every held one, nothing to look up
+    if (req === undefined || position >= req.end) return false;
+    for (let i = req.head; i < req.runs.length; i++) {
+      const r = req.runs[i];
+      if (r.position < position + tokens && position < r.position + r.tokens) return true;
+    }
+    return false;
+  }
+
+  /** Write `tokens` rows (none held yet) into the next slots, as runs that stop at the wrap. */
+  #append(requestId: string, position: number, tokens: number, data: Float32Array): void {
+    const dIn = this.dIn;
+    for (let done = 0; done < tokens;) {
+      const n = Math.min(tokens - done, this.capacity - this.#next);
+      const first = this.#next;
+      for (let s = first; s < first + n; s++) this.#evict(s);
+      const run: Run = { requestId, position: position + done, tokens: n, slot: first };
+      for (let s = first; s < first + n; s++) this.#slotRun[s] = run;
+      let req = this.#runs.get(requestId);
+      if (req === undefined) this.#runs.set(requestId, req = { runs: [], head: 0, end: 0 });
+      req.runs.push(run);
+      req.end = Math.max(req.end, run.position + n);
+      this.#data.set(data.subarray(done * dIn, (done + n) * dIn), first * dIn);
+      this.#size += n;
+      this.#next = (first + n) % this.capacity;
+      done += n;
+    }
+  }
+
+  /**
+   * Empty `slot` before it is overwritten. Slots are overwritten in ring
+   * order, so the slot is always the first one left of its run, and the run
+   * its request's oldest.
+   */
+  #evict(slot: number): void {
+    const r = this.#slotRun[slot];
+    if (r === null) return;
+    this.#slotRun[slot] = null;
+    this.#size--;
+    r.slot++;
+    r.position++;
+    r.tokens--;
+    if (r.tokens > 0) return;
+    const req = this.#runs.get(r.requestId)!;
+    req.head++;
+    if (req.head === req.runs.length) this.#runs.delete(r.requestId);
+    else if (req.head > 64 && req.head * 2 > req.runs.length) {
+      req.runs = req.runs.slice(req.head);
+      req.head = 0;
+    }
+  }
+}
+
+/**
+ * A request's runs, oldest first from `head` (a queue), and a bound past
+ * every position it holds.
+ */
+interface RequestRuns {
+  runs: Run[];
+  head: number;
+  end: number;
+}
+
+/** Consecutive positions of one request in consecutive slots. */
+interface Run {
+  readonly requestId: string;
+  position: number;
+  tokens: number;
+  slot: number;
 }

@@ -145,3 +145,41 @@ Deno.test("batcher (not adaptive): a partial batch waits maxWaitMs as before", a
   assert.ok(performance.now() - t0 >= 25, "waited for maxWaitMs");
   b.close();
 });
+
+Deno.test("batcher (adaptive): a short wait takes one turn of due I/O, not a timer", async () => {
+  const b = new MicroBatcher<{ tokens: number }>({
+    maxBatchTokens: 1000,
+    maxWaitMs: 2,
+    maxQueueTokens: 2000,
+    adaptive: true,
+  });
+  for (let i = 0; i < 20; i++) b.offer({ tokens: 40 }); // a burst: the rate could fill it
+  assert.ok(b.arrivalRate * 0.001 >= 200, `rate ${b.arrivalRate} tokens/s`);
+  let timerFired = false;
+  const timer = setTimeout(() => timerFired = true, 0);
+  const pending = b.next();
+  b.offer({ tokens: 40 }); // arrives in the same turn: joins the batch
+  const batch = await pending;
+  clearTimeout(timer);
+  assert.equal(batch?.length, 21);
+  assert.equal(timerFired, false, "the batch went out before even a 0 ms timer fired");
+  b.close();
+});
+
+Deno.test("batcher: frames that arrive in the same turn as an urgent one share its batch", async () => {
+  const b = new MicroBatcher<{ tokens: number; name: string }>({
+    maxBatchTokens: 64,
+    maxWaitMs: 1000,
+    maxQueueTokens: 128,
+  });
+  const pending = b.next();
+  // one socket read hands over several gated frames in one turn
+  b.offer(item(1, "a"), true);
+  b.offer(item(1, "b"), true);
+  b.offer(item(1, "c"), true);
+  assert.deepEqual((await pending)?.map((x) => x.name), ["a", "b", "c"]);
+  b.offer(item(1, "d"), true);
+  assert.deepEqual((await b.next())?.map((x) => x.name), ["d"]);
+  b.close();
+  assert.equal(await b.next(), null);
+});

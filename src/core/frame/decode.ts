@@ -7,6 +7,7 @@
  * @module
  */
 import { BYTES_PER_ELEMENT, type Dtype, toF32 } from "../dtype.ts";
+import { alignedF32Copy } from "./aligned_copy.ts";
 import {
   firstNonFinite,
   type Frame,
@@ -71,16 +72,19 @@ export function decodeFrame(
   const where: Where = { subject };
   const h = new Map<string, string>();
   const spelled = new Map<string, string[]>();
-  for (const [k, v] of Object.entries(headers)) {
+  const spell = (k: string, lk: string) => {
+    const names = spelled.get(lk);
+    if (names === undefined) spelled.set(lk, [k]);
+    else names.push(k);
+  };
+  for (const k in headers) {
+    if (!Object.hasOwn(headers, k)) continue;
     const lk = k.toLowerCase();
-    spelled.set(lk, [...(spelled.get(lk) ?? []), k]);
-    h.set(lk, v);
+    spell(k, lk);
+    h.set(lk, headers[k]);
   }
   // a header given twice with the same spelling counts like two spellings
-  for (const k of expect.repeated ?? []) {
-    const lk = k.toLowerCase();
-    spelled.set(lk, [...(spelled.get(lk) ?? []), k]);
-  }
+  for (const k of expect.repeated ?? []) spell(k, k.toLowerCase());
   const get = (name: string): string | undefined => {
     const lk = name.toLowerCase();
     const names = spelled.get(lk);
@@ -194,7 +198,10 @@ export function decodeFrame(
     if (tracestate !== undefined) frame.tracestate = tracestate;
   }
 
-  const data = toF32(payload, dtype);
+  // an unaligned f32 payload (most, from NATS) is copied into a shared slab, not a buffer of its own
+  const data = dtype === "f32" && payload.byteOffset % 4 !== 0
+    ? alignedF32Copy(payload)
+    : toF32(payload, dtype);
   const bad = firstNonFinite(data);
   if (bad >= 0) throw nonFinite(data[bad], bad, dModel, position, "", where);
   frame.data = data;

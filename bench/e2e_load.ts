@@ -1,0 +1,168 @@
+/**
+ * The load generator of `bench/e2e.ts`, in its own process (as a model
+ * server is): the TypeScript tap publishing frames of 16 tokens for 64
+ * concurrent requests to a nats-server. The sidecar under test runs in the
+ * parent process, which drives this one with JSON lines on stdin:
+ *
+ * - `{"cmd":"saturation","tokens":N,"outstanding":512}`: closed loop, at most
+ *   `outstanding` tokens published and not yet encoded;
+ * - `{"cmd":"open","rate":R,"seconds":S}`: open loop, frames on a schedule at
+ *   R tokens/s for S seconds, whatever the sidecar does;
+ * - `{"cmd":"quit"}`.
+ *
+ * Each phase ends with one JSON line on stdout:
+ * `{"done":true,"published":P,"frames":F,"lagP99Ms":x}` (the generator's
+ * lateness against its schedule, p99). Every frame carries its publish time
+ * as request metadata `Lw-Meta-sent` (`performance.timeOrigin + now()`, ms,
+ * the host clock both processes share), so the sidecar measures frame
+ * published → encoded and evaluated.
+ *
+ * The closed loop's credit (tokens the sidecar has encoded in all) comes as
+ * core NATS messages on {@linkcode CREDIT_SUBJECT}.
+ *
+ * `deno run -A bench/e2e_load.ts --url nats://127.0.0.1:4222`
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { connectNatsBus } from "../src/bus/nats_bus.ts";
+import { Rng } from "../src/core/random.ts";
+import { Tap } from "../src/tap/tap.ts";
+
+/** A command from the parent (`bench/e2e.ts`). */
+export type LoadCommand =
+  | { cmd: "saturation"; tokens: number; outstanding: number }
+  | { cmd: "open"; rate: number; seconds: number }
+  | { cmd: "quit" };
+
+/** What the generator reports at the end of a phase. */
+export interface LoadPhaseDone {
+  done: true;
+  published: number;
+  frames: number;
+  lagP99Ms: number;
+}
+
+/** Where the parent publishes the tokens encoded so far (closed-loop credit). */
+export const CREDIT_SUBJECT = "bench.e2e.encoded";
+
+/** Shape of the generated load. */
+export const LOAD_SHAPE = { tokensPerFrame: 16, requests: 64, dIn: 768 } as const;
+
+/** Absolute time in ms on the host clock (shared by processes on one host). */
+export const hostNowMs = (): number => performance.timeOrigin + performance.now();
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Lines of a byte stream (UTF-8, `\n`-separated). */
+export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const dec = new TextDecoder();
+  let buf = "";
+  for await (const chunk of stream) {
+    buf += dec.decode(chunk, { stream: true });
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+    }
+  }
+}
+
+async function main(url: string): Promise<void> {
+  const { tokensPerFrame, requests, dIn } = LOAD_SHAPE;
+  const bus = await connectNatsBus({ url, name: "bench-load" });
+  const tap = new Tap(bus, { model: "bench-model", hook: "blocks.8.hook_resid_pre" });
+  const pool = new Rng(9).fillGaussian(new Float32Array(tokensPerFrame * dIn * 8));
+  const positions = new Array(requests).fill(0);
+  let published = 0, frame = 0, encoded = 0;
+  const waiting: { credit: (() => void) | null } = { credit: null };
+  const publish = () => {
+    const r = frame % requests;
+    const off = (frame % 8) * tokensPerFrame * dIn;
+    tap.publish(
+      `req-${r}`,
+      positions[r],
+      pool.subarray(off, off + tokensPerFrame * dIn),
+      tokensPerFrame,
+      dIn,
+      { meta: { sent: hostNowMs().toFixed(3) } },
+    );
+    positions[r] += tokensPerFrame;
+    published += tokensPerFrame;
+    frame++;
+  };
+  bus.subscribe(CREDIT_SUBJECT, (msg) => {
+    encoded = Math.max(encoded, Number(new TextDecoder().decode(msg.data)));
+    const r = waiting.credit;
+    waiting.credit = null;
+    r?.();
+  });
+  const out = (o: unknown) => console.log(JSON.stringify(o));
+  const finish = (frames0: number, lags: number[]) => {
+    lags.sort((a, b) => a - b);
+    const lagP99Ms = lags.length
+      ? lags[Math.min(lags.length - 1, Math.floor(0.99 * lags.length))]
+      : 0;
+    out({ done: true, published, frames: frame - frames0, lagP99Ms } satisfies LoadPhaseDone);
+  };
+
+  const saturation = async (tokens: number, outstanding: number) => {
+    const frames0 = frame, target = published + tokens;
+    while (published < target) {
+      if (published - encoded >= outstanding) {
+        await new Promise<void>((r) => waiting.credit = r);
+        continue;
+      }
+      publish();
+      if (frame % 16 === 0) await sleep(0);
+    }
+    await bus.flush();
+    finish(frames0, []);
+  };
+  const openLoop = async (rate: number, seconds: number) => {
+    const interval = (tokensPerFrame / rate) * 1000;
+    const frames = Math.max(1, Math.floor((rate * seconds) / tokensPerFrame));
+    const frames0 = frame, t0 = performance.now(), lags: number[] = [];
+    let i = 0;
+    while (i < frames) {
+      const due = t0 + i * interval;
+      const now = performance.now();
+      if (due > now) {
+        await sleep(Math.max(1, Math.round(due - now)));
+        continue;
+      }
+      for (let n = 0; i < frames && t0 + i * interval <= performance.now() && n < 64; n++) {
+        lags.push(performance.now() - (t0 + i * interval));
+        publish();
+        i++;
+      }
+      await sleep(0);
+    }
+    await bus.flush();
+    finish(frames0, lags);
+  };
+
+  out({ ready: true });
+  let phase: Promise<void> = Promise.resolve();
+  for await (const line of readLines(Deno.stdin.readable)) {
+    if (line.trim() === "") continue;
+    const c = JSON.parse(line) as LoadCommand;
+    if (c.cmd === "saturation") {
+      phase = phase.then(() => saturation(c.tokens, c.outstanding));
+    } else if (c.cmd === "open") phase = phase.then(() => openLoop(c.rate, c.seconds));
+    else break;
+  }
+  await phase;
+  tap.close();
+  await bus.close();
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ args: Deno.args, options: { url: { type: "string" } } });
+  if (!values.url) {
+    console.error("e2e_load: --url nats://host:port is required");
+    Deno.exit(2);
+  }
+  await main(values.url);
+  Deno.exit(0);
+}
