@@ -17,10 +17,12 @@ import * as ort from "onnxruntime-node";
 import { canonicalWatch } from "../core/reference_encoder.ts";
 import type { SaeWeights, SparseLatents } from "../core/sae.ts";
 import {
+  ACC_OUTPUT,
+  APPROX_OUTPUT,
   buildCandidateGraph,
-  type ColumnBounds,
-  MARGIN_OUTPUT,
+  type CandidateGraph,
   PREPARED_OUTPUT,
+  SCALE_OUTPUT,
   TOKEN_OUTPUT,
 } from "./candidate_graph.ts";
 import { CandidateSelector } from "./candidate_select.ts";
@@ -30,8 +32,9 @@ import { WasmDots } from "./wasm_dots.ts";
 
 /** Options for {@linkcode createCandidateEncoder}. */
 export interface CandidateEncoderOptions {
+  /** onnxruntime intra-op threads (default: one per logical core). */
   intraOpThreads?: number;
-  /** Let idle onnxruntime threads spin-wait (default true). */
+  /** Let idle onnxruntime threads spin-wait (default false: the second pass needs the cores). */
   spinning?: boolean;
   /** Report only these latents (TopK: still selected among all). */
   watch?: Uint32Array;
@@ -67,13 +70,15 @@ export async function createCandidateEncoder(
   sae: SaeWeights,
   opts: CandidateEncoderOptions = {},
 ): Promise<CandidateEncoder> {
-  const { model, bounds } = buildCandidateGraph(sae);
-  const opened = await openProviderSession(model, {
+  const graph = buildCandidateGraph(sae);
+  const opened = await openProviderSession(graph.model, {
     provider: "cpu",
-    intraOpThreads: opts.intraOpThreads,
-    spinning: opts.spinning,
+    // onnxruntime's own default ran the int8 GEMM on one of two cores here (half the speed)
+    intraOpThreads: opts.intraOpThreads ?? navigator.hardwareConcurrency,
+    // idle onnxruntime threads would spin through the second pass, on the cores it runs on
+    spinning: opts.spinning ?? false,
   });
-  return new CandidateEncoder(opened.session, sae, bounds, opts);
+  return new CandidateEncoder(opened.session, sae, graph, opts);
 }
 
 /** Transpose `[rows, cols]` to `[cols, rows]`. */
@@ -109,7 +114,7 @@ export class CandidateEncoder implements ProviderEncoder {
   constructor(
     session: ort.InferenceSession,
     sae: SaeWeights,
-    bounds: ColumnBounds,
+    graph: CandidateGraph,
     opts: CandidateEncoderOptions,
   ) {
     this.#session = session;
@@ -120,7 +125,9 @@ export class CandidateEncoder implements ProviderEncoder {
     });
     this.#select = new CandidateSelector(sae, {
       maxCandidates: opts.maxCandidates ?? Math.max(1024, sae.dSae >> 3),
-      bounds,
+      bounds: graph.bounds,
+      columnScale: graph.columnScale,
+      columnBias: graph.columnBias,
       watch: opts.watch ? canonicalWatch(opts.watch, sae.dSae) : undefined,
     });
   }
@@ -143,7 +150,10 @@ export class CandidateEncoder implements ProviderEncoder {
     const run = this.#busy.then(() =>
       this.#select.encode({
         prepared: out[PREPARED_OUTPUT].data as Float32Array,
-        margin: out[MARGIN_OUTPUT].data as Float32Array,
+        ...(out[APPROX_OUTPUT]
+          ? { approx: out[APPROX_OUTPUT].data as Float32Array }
+          : { acc: out[ACC_OUTPUT].data as Int32Array }),
+        scale: (out[SCALE_OUTPUT].data as Float32Array)[0],
         tokenBounds: out[TOKEN_OUTPUT].data as Float32Array,
         tokens,
         dots: this.#dots,

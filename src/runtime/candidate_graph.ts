@@ -15,8 +15,9 @@
  * f32 GEMM's own error (≤ γ‖xp‖‖W_j‖, γ = d_in·2⁻²⁴, counted twice: the
  * reference's and ours), the float arithmetic here (2⁻¹⁸‖x̂‖‖σ_jŴ_j‖), all × 1.001.
  *
- * The candidates of a token are the latents with `a_j > cut` (the outputs
- * `a_out` and `token_bounds`):
+ * The candidates of a token are the latents with `a_j > cut` (`token_bounds`;
+ * `a` is an output for TopK, else computed by the second pass from the int32
+ * accumulations `acc`, the scale `x_s` and `columnScale`/`columnBias`):
  * - standard / JumpReLU / gated: f_j = 1/‖W_j‖, c_j = −T_j·f_j with T_j the level
  *   the pre-activation must exceed (`max(θ_j, 0) − b_enc_j`, `−b_enc_j`,
  *   `−b_gate_j`, lowered for rounding); `cut = −bound`;
@@ -44,14 +45,19 @@ import { quantizeColumns, type QuantizedColumns } from "./quantized_columns.ts";
 const { onnx } = onnxProto;
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
 const INT8 = onnx.TensorProto.DataType.INT8;
+const INT32 = onnx.TensorProto.DataType.INT32;
 const INT64 = onnx.TensorProto.DataType.INT64;
 const ATTR_INT = onnx.AttributeProto.AttributeType.INT;
 const ATTR_INTS = onnx.AttributeProto.AttributeType.INTS;
 
 /** Output: the prepared input, `float [N, d_in]`. */
 export const PREPARED_OUTPUT = "xp";
-/** Output: `float [N, d_sae]`, the approximate (scaled) pre-activations `a`. */
-export const MARGIN_OUTPUT = "a_out";
+/** Output (TopK): `float [N, d_sae]`, the approximate scores `a`. */
+export const APPROX_OUTPUT = "a";
+/** Output (other SAEs): `int32 [N, d_sae]`, `a = acc·x_s·columnScale + columnBias`. */
+export const ACC_OUTPUT = "acc";
+/** Output: the input's quantization scale `x_s` (a float scalar). */
+export const SCALE_OUTPUT = "x_s";
 /**
  * Output: `float [N, 5]` per token: `‖x̂‖`, `‖e‖`, `‖xp‖`, the uniform bound and
  * the cut: the candidates are the latents with `a_j > cut` (`−bound`; TopK:
@@ -77,6 +83,10 @@ export interface CandidateGraph {
   model: OnnxTypes.IModelProto;
   columns: QuantizedColumns;
   bounds: ColumnBounds;
+  /** `σ_j·f_j`: with `x_s`, the scale of column j's accumulations (`ACC_OUTPUT`). */
+  columnScale: Float64Array;
+  /** `bias'_j` (f32), added after scaling. */
+  columnBias: Float32Array;
 }
 
 /**
@@ -87,7 +97,7 @@ export interface CandidateGraph {
  * import type { SaeWeights } from "../core/sae.ts";
  * declare const sae: SaeWeights;
  * const { model } = buildCandidateGraph(sae);
- * model.graph!.output!.map((o) => o.name); // ["xp", "a_out", "token_bounds"]
+ * model.graph!.output!.map((o) => o.name); // ["xp", "acc", "x_s", "token_bounds"]
  * ```
  */
 export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
@@ -148,27 +158,37 @@ export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
   nodes.push(node("Mul", ["n_err", "c_err"], ["b_err"]));
   nodes.push(node("Mul", ["n_x", "c_x"], ["b_x"]));
   nodes.push(node("Sum", ["b_hat", "b_err", "b_x"], ["bound"]));
-  // a' = x̂·(σ_j·f_j Ŵ_j) + bias'_j: the int8 GEMM with the column scaling and bias fused
-  vector("w_scale", Float32Array.from(columns.scale, (sc, j) => sc * scaled.factor[j]));
-  vector("w_bias", scaled.bias);
-  nodes.push(ms(node("MatMulIntegerToFloat", [
-    "x_q",
-    "w_q",
-    "x_s",
-    "w_scale",
-    "x_z",
-    "",
-    "w_bias",
-  ], ["a"])));
-  nodes.push(node("Identity", ["a"], [MARGIN_OUTPUT]));
-  if (sae.architecture === "topk") topkCut(sae, nodes, inits, axesLast);
-  else nodes.push(node("Neg", ["bound"], ["cut"]));
+  const columnScale = Float64Array.from(columns.scale, (sc, j) => sc * scaled.factor[j]);
+  const topk = sae.architecture === "topk";
+  if (topk) {
+    // a' = x̂·(σ_j·f_j Ŵ_j) + bias'_j: the int8 GEMM with the column scaling and bias fused,
+    // as TopK's k-th score is needed here
+    vector("w_scale", columnScale);
+    vector("w_bias", scaled.bias);
+    nodes.push(ms(node("MatMulIntegerToFloat", [
+      "x_q",
+      "w_q",
+      "x_s",
+      "w_scale",
+      "x_z",
+      "",
+      "w_bias",
+    ], [APPROX_OUTPUT])));
+    topkCut(sae, nodes, inits, axesLast);
+  } else {
+    // the exact int32 accumulations (the fastest int8 GEMM); the second pass scales them:
+    // a'_j = acc_j·x_s·σ_j·f_j + bias'_j
+    nodes.push(node("MatMulInteger", ["x_q", "w_q", "x_z"], [ACC_OUTPUT]));
+    nodes.push(node("Neg", ["bound"], ["cut"]));
+  }
   nodes.push(node("Concat", ["n_hat", "n_err", "n_x", "bound", "cut"], [TOKEN_OUTPUT], [
     { name: "axis", type: ATTR_INT, i: 1 },
   ]));
   return {
     columns,
     bounds,
+    columnScale,
+    columnBias: scaled.bias,
     model: {
       irVersion: 8,
       producerName: "latentwatch",
@@ -180,7 +200,10 @@ export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
         input: [valueInfo(INPUT_NAME, FLOAT, ["N", dIn])],
         output: [
           valueInfo(PREPARED_OUTPUT, FLOAT, ["N", dIn]),
-          valueInfo(MARGIN_OUTPUT, FLOAT, ["N", dSae]),
+          topk
+            ? valueInfo(APPROX_OUTPUT, FLOAT, ["N", dSae])
+            : valueInfo(ACC_OUTPUT, INT32, ["N", dSae]),
+          valueInfo(SCALE_OUTPUT, FLOAT, []),
           valueInfo(TOKEN_OUTPUT, FLOAT, ["N", 5]),
         ],
       },

@@ -11,6 +11,7 @@
 import type { SaeWeights, SparseLatents } from "../core/sae.ts";
 import { decoderNorms } from "./onnx_graph.ts";
 import type { ColumnBounds } from "./candidate_graph.ts";
+import { topKPositions } from "./top_k.ts";
 import type { WasmDots } from "./wasm_dots.ts";
 
 /** Columns per block when pairs are ordered for locality. */
@@ -22,16 +23,23 @@ export interface SelectorOptions {
   maxCandidates: number;
   /** Report only these latents (ascending, unique). */
   watch?: Uint32Array;
-  /** The per-column bound factors (`candidate_graph.ts`): a tighter test than the margin's. */
+  /** The per-column bound factors (`candidate_graph.ts`): a tighter test than the token's. */
   bounds: ColumnBounds;
+  /** See `CandidateGraph.columnScale` and `columnBias`. */
+  columnScale: Float64Array;
+  columnBias: Float32Array;
 }
 
 /** One batch for {@linkcode CandidateSelector.encode}. */
 export interface SelectInput {
   /** The prepared input, `[tokens, d_in]`. */
   prepared: Float32Array;
-  /** `[tokens, d_sae]`: the int8 pass's `a` (`candidate_graph.ts`). */
-  margin: Float32Array;
+  /** TopK: `[tokens, d_sae]`, the int8 pass's approximate scores `a` (`candidate_graph.ts`). */
+  approx?: Float32Array;
+  /** Other SAEs: `[tokens, d_sae]`, the int32 accumulations; `a = acc·scale·columnScale + columnBias`. */
+  acc?: Int32Array;
+  /** The input's quantization scale (`x_s`). */
+  scale: number;
   /** `[tokens, 5]`: ‖x̂‖, ‖e‖, ‖xp‖, the uniform bound, the TopK level (`TOKEN_OUTPUT`). */
   tokenBounds: Float32Array;
   tokens: number;
@@ -41,6 +49,13 @@ export interface SelectInput {
 }
 
 const f32 = Math.fround;
+
+/** Each token's latents: `cand[ends[t−1]..ends[t])`, ascending, or all of them where `full[t]`. */
+interface CandidateList {
+  cand: Uint32Array;
+  ends: Uint32Array;
+  full: Uint8Array;
+}
 
 /**
  * Candidate scan, exact recomputation and activation for one SAE.
@@ -60,7 +75,13 @@ export class CandidateSelector {
   readonly #level: Float32Array | null;
   readonly #norms: Float32Array | null;
   readonly #bounds: ColumnBounds;
+  readonly #columnScale: Float64Array;
+  readonly #columnBias: Float32Array;
+  /** This batch's `scale·columnScale`. */
+  readonly #batchScale: Float64Array;
   #cand = new Uint32Array(0);
+  /** Per candidate: an upper bound of its (scaled) pre-activation (TopK ranks by it). */
+  #upper = new Float32Array(0);
   #pairTok = new Uint32Array(0);
   #pairCol = new Uint32Array(0);
   #outIdx = new Uint32Array(0);
@@ -70,6 +91,9 @@ export class CandidateSelector {
     this.#sae = sae;
     this.#max = opts.maxCandidates;
     this.#bounds = opts.bounds;
+    this.#columnScale = opts.columnScale;
+    this.#columnBias = opts.columnBias;
+    this.#batchScale = new Float64Array(sae.dSae);
     this.#watch = null;
     if (opts.watch) {
       this.#watch = new Uint8Array(sae.dSae);
@@ -92,21 +116,30 @@ export class CandidateSelector {
     const ends = new Uint32Array(tokens);
     const full = new Uint8Array(tokens);
     this.#scan(input, ends, full);
-    let total = 0;
-    for (let t = 0; t < tokens; t++) {
-      const n = full[t] ? dSae : ends[t] - (t === 0 ? 0 : ends[t - 1]);
-      total += n;
-      if (full[t]) stats.fallbackTokens++;
-    }
-    stats.candidates += total;
-    const s = dots.prepare(tokens, total);
+    for (let t = 0; t < tokens; t++) if (full[t]) stats.fallbackTokens++;
+    const s = dots.prepare(tokens, 0);
     for (let t = 0; t < tokens; t++) {
       s.inputs.set(input.prepared.subarray(t * dIn, (t + 1) * dIn), t * dots.stride);
       if (dots.stride > dIn) s.inputs.fill(0, t * dots.stride + dIn, (t + 1) * dots.stride);
     }
-    this.#pairs(tokens, ends, full, total, dots, s.pairs);
+    if (this.#sae.architecture === "topk") {
+      return await this.#topkRounds({ cand: this.#cand, ends, full }, dots, stats);
+    }
+    let total = 0;
+    for (let t = 0; t < tokens; t++) {
+      total += full[t] ? dSae : ends[t] - (t === 0 ? 0 : ends[t - 1]);
+    }
+    stats.candidates += total;
+    const results = await this.#run({ cand: this.#cand, ends, full }, total, dots);
+    return this.#activate(tokens, ends, full, total, results);
+  }
+
+  /** Dots of every pair of `list` (`total` of them); the results' view. */
+  async #run(list: CandidateList, total: number, dots: WasmDots): Promise<Float32Array> {
+    const s = dots.prepare(list.ends.length, total);
+    this.#pairs(list, total, dots, s.pairs);
     await dots.run(total);
-    return this.#activate(tokens, ends, full, total, s.results);
+    return s.results;
   }
 
   /**
@@ -116,37 +149,49 @@ export class CandidateSelector {
    * slack for the f32 rounding of `a` and `cut`).
    */
   #scan(input: SelectInput, ends: Uint32Array, full: Uint8Array): number {
-    const { margin: a, tokenBounds, tokens } = input;
+    const { tokenBounds, tokens } = input;
     const dSae = this.#sae.dSae;
     const { hat, err, x } = this.#bounds;
+    const approx = input.approx;
+    const acc = input.acc ?? new Int32Array(0);
+    const cs = this.#batchScale, cb = this.#columnBias;
+    if (!approx) { for (let j = 0; j < dSae; j++) cs[j] = input.scale * this.#columnScale[j]; }
     let pos = 0;
     for (let t = 0; t < tokens; t++) {
       if (this.#cand.length < pos + dSae) {
         const grown = new Uint32Array(Math.max(pos + dSae, this.#cand.length * 2));
         grown.set(this.#cand.subarray(0, pos));
         this.#cand = grown;
+        const up = new Float32Array(grown.length);
+        up.set(this.#upper.subarray(0, pos));
+        this.#upper = up;
       }
-      const cand = this.#cand;
+      const cand = this.#cand, upper = this.#upper;
       const tb = 5 * t;
       const nHat = tokenBounds[tb], nErr = tokenBounds[tb + 1], nX = tokenBounds[tb + 2];
       const bound = tokenBounds[tb + 3], cut = tokenBounds[tb + 4];
       const start = pos;
       const base = t * dSae;
-      const end = base + dSae;
-      const end4 = base + (dSae & ~3);
-      let i = base;
-      for (; i < end; i += 4) {
-        if (i < end4 && !(a[i] > cut || a[i + 1] > cut || a[i + 2] > cut || a[i + 3] > cut)) {
-          continue;
+      // the uniform test a_j > cut, four at a time; then each column's own bound:
+      // a_j − cut − bound + own_j > −slack (slack: f32 rounding of a and cut)
+      for (let j0 = 0; j0 < dSae; j0 += 4) {
+        const j1 = Math.min(j0 + 4, dSae);
+        let any = false;
+        if (approx) {
+          for (let j = j0; j < j1; j++) any ||= approx[base + j] > cut;
+        } else {
+          for (let j = j0; j < j1; j++) any ||= acc[base + j] * cs[j] + cb[j] > cut;
         }
-        for (let k = i, e = Math.min(i + 4, end); k < e; k++) {
-          const v = a[k];
+        if (!any) continue;
+        for (let j = j0; j < j1; j++) {
+          const v = approx ? approx[base + j] : acc[base + j] * cs[j] + cb[j];
           if (!(v > cut)) continue;
-          const j = k - base;
-          // a_j − cut − bound + own_j > −slack (slack: f32 rounding of a and cut)
           const own = nHat * hat[j] + nErr * err[j] + nX * x[j];
           const slack = 2 ** -20 * (Math.abs(v) + Math.abs(cut) + bound + 1e-30);
-          if (v - cut - bound + own + slack > 0) cand[pos++] = j;
+          if (v - cut - bound + own + slack > 0) {
+            upper[pos] = v + own + slack;
+            cand[pos++] = j;
+          }
         }
       }
       if (pos - start > this.#max) {
@@ -158,20 +203,24 @@ export class CandidateSelector {
     return pos;
   }
 
-  /** Pairs (input row, weight row) in column blocks; `#pairTok`/`#pairCol` say which. */
+  /**
+   * Pairs (input row, weight row) in column blocks; `#pairTok`/`#pairCol` say
+   * which. Token t's latents are `cand[ends[t−1]..ends[t])` (ascending), or
+   * every latent when `full[t]`.
+   */
   #pairs(
-    tokens: number,
-    ends: Uint32Array,
-    full: Uint8Array,
+    list: { cand: Uint32Array; ends: Uint32Array; full: Uint8Array },
     total: number,
     dots: WasmDots,
     out: Uint32Array,
   ): void {
+    const { cand, ends, full } = list;
+    const tokens = ends.length;
     if (this.#pairTok.length < total) {
       this.#pairTok = new Uint32Array(Math.max(total, this.#pairTok.length * 2));
       this.#pairCol = new Uint32Array(this.#pairTok.length);
     }
-    const tok = this.#pairTok, col = this.#pairCol, cand = this.#cand;
+    const tok = this.#pairTok, col = this.#pairCol;
     const dSae = this.#sae.dSae;
     const next = new Uint32Array(tokens);
     for (let t = 1; t < tokens; t++) next[t] = ends[t - 1];
@@ -197,7 +246,7 @@ export class CandidateSelector {
     }
   }
 
-  /** Apply the activation to each pair's exact dot; one sparse row per token. */
+  /** Standard, JumpReLU, gated: the activation on each pair's exact dot; one sparse row per token. */
   #activate(
     tokens: number,
     ends: Uint32Array,
@@ -212,16 +261,13 @@ export class CandidateSelector {
     for (let t = 0; t < tokens; t++) {
       base[t + 1] = base[t] + (full[t] ? dSae : ends[t] - (t === 0 ? 0 : ends[t - 1]));
     }
-    if (this.#outIdx.length < total) {
-      this.#outIdx = new Uint32Array(Math.max(total, this.#outIdx.length * 2));
-      this.#outVal = new Float32Array(this.#outIdx.length);
-    }
+    this.#reserveSlots(total);
     const idx = this.#outIdx, val = this.#outVal;
     const cursor = base.slice(0, tokens);
     const tok = this.#pairTok, col = this.#pairCol;
     const arch = sae.architecture;
     const bias = arch === "gated" ? sae.gated!.bGate : sae.bEnc;
-    const level = this.#level, norms = this.#norms;
+    const level = this.#level;
     const bMag = sae.gated?.bMag;
     for (let c = 0; c < total; c++) {
       const j = col[c];
@@ -229,15 +275,13 @@ export class CandidateSelector {
       let v: number;
       if (arch === "jumprelu") v = h > level![j] ? h : 0;
       else if (arch === "standard") v = h > 0 ? h : 0;
-      else if (arch === "gated") {
-        v = h > 0 ? Math.max(0, f32(f32(dots[c] * level![j]) + bMag![j])) : 0;
-      } else v = norms ? f32(h * norms[j]) : h; // TopK score, selected below
-      if (v === 0 && arch !== "topk") continue;
+      else v = h > 0 ? Math.max(0, f32(f32(dots[c] * level![j]) + bMag![j])) : 0; // gated
+      if (v === 0) continue;
       const t = tok[c];
       idx[cursor[t]] = j;
       val[cursor[t]++] = v;
     }
-    return arch === "topk" ? this.#topk(tokens, base, cursor) : this.#rows(tokens, base, cursor);
+    return this.#rows(tokens, base, cursor);
   }
 
   /** Rows from each token's slots (already ascending by latent). */
@@ -260,20 +304,108 @@ export class CandidateSelector {
     return out;
   }
 
+  /**
+   * TopK in two rounds of exact recomputation. Round 1: each token's k
+   * candidates with the highest upper bounds; the least of their exact
+   * scores, V, is a lower bound of the true k-th score. Round 2: the other
+   * candidates whose upper bound reaches V (no other can be in the top k).
+   * Then the k best exact scores (ties: lower latent), relu'd, by latent.
+   */
+  async #topkRounds(
+    list: CandidateList,
+    dots: WasmDots,
+    stats: { candidates: number },
+  ): Promise<SparseLatents[]> {
+    const { cand, ends, full } = list;
+    const tokens = ends.length;
+    const { dSae, k } = { dSae: this.#sae.dSae, k: this.#sae.k! };
+    const startOf = (t: number) => (t === 0 ? 0 : ends[t - 1]);
+    // slots per token: every latent it may compute
+    const base = new Uint32Array(tokens + 1);
+    for (let t = 0; t < tokens; t++) {
+      base[t + 1] = base[t] + (full[t] ? dSae : ends[t] - startOf(t));
+    }
+    this.#reserveSlots(base[tokens]);
+    const cursor = base.slice(0, tokens);
+    const picked = new Uint8Array(ends[tokens - 1] ?? 0);
+    // round 1
+    const r1 = new Uint32Array(tokens * k), ends1 = new Uint32Array(tokens);
+    const best = new Uint32Array(k);
+    let n1 = 0;
+    for (let t = 0; t < tokens; t++) {
+      if (!full[t]) {
+        const n = topKPositions(this.#upper, cand, startOf(t), ends[t], k, best);
+        const chosen = best.subarray(0, n).sort(); // ascending positions: ascending latents
+        for (const p of chosen) {
+          picked[p] = 1;
+          r1[n1++] = cand[p];
+        }
+      }
+      ends1[t] = n1;
+    }
+    let total = n1;
+    for (let t = 0; t < tokens; t++) if (full[t]) total += dSae;
+    this.#scores(await this.#run({ cand: r1, ends: ends1, full }, total, dots), total, cursor);
+    stats.candidates += total;
+    // round 2: V = the least exact score of round 1 (only tokens that had more than k)
+    const r2 = new Uint32Array(ends[tokens - 1] ?? 0), ends2 = new Uint32Array(tokens);
+    let n2 = 0;
+    for (let t = 0; t < tokens; t++) {
+      if (!full[t] && ends[t] - startOf(t) > k) {
+        let least = Infinity;
+        for (let p = base[t]; p < cursor[t]; p++) least = Math.min(least, this.#outVal[p]);
+        for (let p = startOf(t); p < ends[t]; p++) {
+          if (!picked[p] && this.#upper[p] >= least) r2[n2++] = cand[p];
+        }
+      }
+      ends2[t] = n2;
+    }
+    if (n2 > 0) {
+      const none = new Uint8Array(tokens);
+      this.#scores(await this.#run({ cand: r2, ends: ends2, full: none }, n2, dots), n2, cursor);
+      stats.candidates += n2;
+    }
+    return this.#topk(tokens, base, cursor);
+  }
+
+  #reserveSlots(n: number): void {
+    if (this.#outIdx.length >= n) return;
+    this.#outIdx = new Uint32Array(Math.max(n, this.#outIdx.length * 2));
+    this.#outVal = new Float32Array(this.#outIdx.length);
+  }
+
+  /** TopK scores of the pairs just run, appended to their tokens' slots. */
+  #scores(dots: Float32Array, total: number, cursor: Uint32Array): void {
+    const bias = this.#sae.bEnc, norms = this.#norms;
+    const tok = this.#pairTok, col = this.#pairCol, idx = this.#outIdx, val = this.#outVal;
+    for (let c = 0; c < total; c++) {
+      const j = col[c];
+      const h = f32(dots[c] + bias[j]);
+      const t = tok[c];
+      idx[cursor[t]] = j;
+      val[cursor[t]++] = norms ? f32(h * norms[j]) : h;
+    }
+  }
+
   /** TopK: each token's k best scores (ties: lower latent first), relu'd, by latent. */
   #topk(tokens: number, base: Uint32Array, cursor: Uint32Array): SparseLatents[] {
     const k = this.#sae.k!;
     const idx = this.#outIdx, val = this.#outVal, watch = this.#watch;
+    const best = new Uint32Array(k);
+    const indices = new Uint32Array(tokens * k), values = new Float32Array(tokens * k);
     const out = new Array<SparseLatents>(tokens);
+    let pos = 0;
     for (let t = 0; t < tokens; t++) {
-      const order = Array.from({ length: cursor[t] - base[t] }, (_, i) => base[t] + i);
-      order.sort((a, b) => val[b] - val[a] || idx[a] - idx[b]);
-      const chosen = order.slice(0, k).filter((p) => val[p] > 0 && (!watch || watch[idx[p]]));
-      chosen.sort((a, b) => idx[a] - idx[b]);
-      out[t] = {
-        indices: Uint32Array.from(chosen, (p) => idx[p]),
-        values: Float32Array.from(chosen, (p) => val[p]),
-      };
+      const n = topKPositions(val, idx, base[t], cursor[t], k, best);
+      const chosen = Array.from(best.subarray(0, n)).sort((a, b) => idx[a] - idx[b]);
+      const start = pos;
+      for (const p of chosen) {
+        if (val[p] > 0 && (!watch || watch[idx[p]])) {
+          indices[pos] = idx[p];
+          values[pos++] = val[p];
+        }
+      }
+      out[t] = { indices: indices.subarray(start, pos), values: values.subarray(start, pos) };
     }
     return out;
   }
