@@ -42,6 +42,11 @@ export interface CandidateEncoderOptions {
   recomputeThreads?: 1 | 2;
   /** Candidates per token above which the token is computed in full (default max(1024, d_sae/8)). */
   maxCandidates?: number;
+  /**
+   * Opens the f32 encoder of the same SAE (and watch) for tokens computed in
+   * full (default: `createOrtEncoder` with `fullEncode: "f32"`, on first need).
+   */
+  fullEncoder?: () => Promise<ProviderEncoder>;
 }
 
 /** What the candidate encoder did so far. */
@@ -96,19 +101,25 @@ function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
   return out;
 }
 
+/** Tokens after which the share of fallbacks is judged. */
+const JUDGE_TOKENS = 512;
+
 /** The encoder {@linkcode createCandidateEncoder} opens. */
 export class CandidateEncoder implements ProviderEncoder {
   readonly dIn: number;
   readonly dSae: number;
   readonly provider = "cpu" as const;
   readonly providerFallback = false;
-  /** Which encode path runs (the bench reports it). */
-  readonly path = "int8-candidates";
   readonly #session: ort.InferenceSession;
   readonly #dots: WasmDots;
   readonly #select: CandidateSelector;
   readonly #stats: CandidateStats = { tokens: 0, candidates: 0, fallbackTokens: 0 };
+  readonly #openFull: () => Promise<ProviderEncoder>;
+  #full: Promise<ProviderEncoder> | null = null;
   #busy: Promise<unknown> = Promise.resolve();
+  /** Tokens and fallbacks since the share was last judged. */
+  #recent = { tokens: 0, fallbacks: 0 };
+  #f32Only = false;
 
   /** @internal use {@linkcode createCandidateEncoder} */
   constructor(
@@ -130,6 +141,23 @@ export class CandidateEncoder implements ProviderEncoder {
       columnBias: graph.columnBias,
       watch: opts.watch ? canonicalWatch(opts.watch, sae.dSae) : undefined,
     });
+    this.#openFull = opts.fullEncoder ?? (async () => {
+      const { createOrtEncoder } = await import("./ort_encoder.ts");
+      return await createOrtEncoder(sae, {
+        fullEncode: "f32",
+        intraOpThreads: opts.intraOpThreads,
+        ...(opts.watch ? { watch: opts.watch } : {}),
+      });
+    });
+  }
+
+  /**
+   * Which encode path runs (the bench reports it): `int8-candidates`, or
+   * `f32` once more than half of the tokens fell back (the bound does not
+   * separate this SAE's latents on this input).
+   */
+  get path(): string {
+    return this.#f32Only ? "f32" : "int8-candidates";
   }
 
   /** Tokens computed in full so far. */
@@ -145,6 +173,11 @@ export class CandidateEncoder implements ProviderEncoder {
   async encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
     const feeds = encoderFeeds(x, tokens, this.dIn);
     if (!feeds) return [];
+    if (this.#f32Only) {
+      this.#stats.tokens += tokens;
+      this.#stats.fallbackTokens += tokens;
+      return await (await this.#fullEncoder()).encode(x, tokens);
+    }
     const out = await this.#session.run(feeds);
     // the second pass shares scratch memory: one batch at a time through it
     const run = this.#busy.then(() =>
@@ -161,13 +194,37 @@ export class CandidateEncoder implements ProviderEncoder {
       })
     );
     this.#busy = run.catch(() => {});
-    const rows = await run;
+    const { rows, fallback } = await run;
+    const fell: number[] = [];
+    fallback.forEach((f, t) => f && fell.push(t));
+    if (fell.length > 0) {
+      // the tokens the bound did not separate: one f32 product for all of them
+      const sub = new Float32Array(fell.length * this.dIn);
+      fell.forEach((t, i) => sub.set(x.subarray(t * this.dIn, (t + 1) * this.dIn), i * this.dIn));
+      const full = await (await this.#fullEncoder()).encode(sub, fell.length);
+      fell.forEach((t, i) => rows[t] = full[i]);
+    }
     this.#stats.tokens += tokens;
+    this.#judge(tokens, fell.length);
     return rows;
+  }
+
+  #fullEncoder(): Promise<ProviderEncoder> {
+    return this.#full ??= this.#openFull();
+  }
+
+  /** Give up on the int8 pass when, over the last tokens, most fell back. */
+  #judge(tokens: number, fallbacks: number): void {
+    this.#recent.tokens += tokens;
+    this.#recent.fallbacks += fallbacks;
+    if (this.#recent.tokens < JUDGE_TOKENS) return;
+    if (this.#recent.fallbacks * 2 > this.#recent.tokens) this.#f32Only = true;
+    this.#recent = { tokens: 0, fallbacks: 0 };
   }
 
   async close(): Promise<void> {
     this.#dots.close();
     await this.#session.release();
+    if (this.#full) await (await this.#full).close();
   }
 }

@@ -82,7 +82,7 @@ Deno.test("candidate encoder: latents a hair above or below their threshold are 
   }
 });
 
-Deno.test("candidate encoder: tokens over the candidate cap fall back to every latent, counted, still exact", async () => {
+Deno.test("candidate encoder: tokens over the candidate cap are encoded in f32, counted; mostly-fallback SAEs switch to f32", async () => {
   const dIn = 32, dSae = 200, batch = 5;
   for (const architecture of ["jumprelu", "topk"] as const) {
     const sae = randomSae({ architecture, dIn, dSae, seed: 8, k: 12 });
@@ -100,8 +100,31 @@ Deno.test("candidate encoder: tokens over the candidate cap fall back to every l
           `${architecture} ${t}`,
         );
       }
-      assert.equal(enc.fallbackTokens, batch);
-      assert.equal(enc.stats().candidates, batch * dSae);
+      if (architecture === "jumprelu") {
+        assert.equal(enc.fallbackTokens, batch);
+        assert.equal(enc.stats().candidates, 0); // none recomputed: the f32 encoder did them
+      } else {
+        // TopK judges its second round: tokens with at most k candidates need none
+        assert.ok(enc.fallbackTokens > 0);
+      }
+      assert.equal(enc.path, "int8-candidates");
+      // every token falls back: after 512 tokens the int8 pass is given up
+      const many = 520;
+      const y = new Rng(10).fillGaussian(new Float32Array(many * dIn));
+      await enc.encode(y, many);
+      assert.equal(enc.path, "f32");
+      const before = enc.fallbackTokens;
+      const after = await enc.encode(x, batch);
+      for (let t = 0; t < batch; t++) {
+        compareToken(
+          sae,
+          x.subarray(t * dIn, (t + 1) * dIn),
+          after[t],
+          want[t],
+          `${architecture} f32 ${t}`,
+        );
+      }
+      assert.equal(enc.fallbackTokens, before + batch); // f32 from now on: every token counted
     } finally {
       await enc.close();
     }

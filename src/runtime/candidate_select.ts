@@ -109,29 +109,31 @@ export class CandidateSelector {
       : null;
   }
 
-  /** The sparse latents of one batch. */
-  async encode(input: SelectInput): Promise<SparseLatents[]> {
+  /**
+   * The sparse latents of one batch. Tokens over the candidate cap get an
+   * empty row here and are marked in `fallback`: the caller encodes them
+   * in full (an f32 product is far faster than dots with every latent).
+   */
+  async encode(input: SelectInput): Promise<{ rows: SparseLatents[]; fallback: Uint8Array }> {
     const { tokens, dots, stats } = input;
-    const { dIn, dSae } = this.#sae;
+    const { dIn } = this.#sae;
     const ends = new Uint32Array(tokens);
-    const full = new Uint8Array(tokens);
-    this.#scan(input, ends, full);
-    for (let t = 0; t < tokens; t++) if (full[t]) stats.fallbackTokens++;
+    const fallback = new Uint8Array(tokens);
+    this.#scan(input, ends, fallback);
+    for (let t = 0; t < tokens; t++) if (fallback[t]) stats.fallbackTokens++;
     const s = dots.prepare(tokens, 0);
     for (let t = 0; t < tokens; t++) {
       s.inputs.set(input.prepared.subarray(t * dIn, (t + 1) * dIn), t * dots.stride);
       if (dots.stride > dIn) s.inputs.fill(0, t * dots.stride + dIn, (t + 1) * dots.stride);
     }
+    const list = { cand: this.#cand, ends, full: new Uint8Array(tokens) };
     if (this.#sae.architecture === "topk") {
-      return await this.#topkRounds({ cand: this.#cand, ends, full }, dots, stats);
+      return { rows: await this.#topkRounds(list, dots, stats, fallback), fallback };
     }
-    let total = 0;
-    for (let t = 0; t < tokens; t++) {
-      total += full[t] ? dSae : ends[t] - (t === 0 ? 0 : ends[t - 1]);
-    }
+    const total = ends[tokens - 1] ?? 0;
     stats.candidates += total;
-    const results = await this.#run({ cand: this.#cand, ends, full }, total, dots);
-    return this.#activate(tokens, ends, full, total, results);
+    const results = await this.#run(list, total, dots);
+    return { rows: this.#activate(tokens, ends, list.full, total, results), fallback };
   }
 
   /** Dots of every pair of `list` (`total` of them); the results' view. */
@@ -153,6 +155,7 @@ export class CandidateSelector {
     const dSae = this.#sae.dSae;
     const { hat, err, x } = this.#bounds;
     const approx = input.approx;
+    const topk = this.#sae.architecture === "topk";
     const acc = input.acc ?? new Int32Array(0);
     const cs = this.#batchScale, cb = this.#columnBias;
     if (!approx) { for (let j = 0; j < dSae; j++) cs[j] = input.scale * this.#columnScale[j]; }
@@ -194,7 +197,8 @@ export class CandidateSelector {
           }
         }
       }
-      if (pos - start > this.#max) {
+      // TopK judges its second round instead (most of a wide band is ruled out by round 1)
+      if (!topk && pos - start > this.#max) {
         full[t] = 1;
         pos = start;
       }
@@ -314,7 +318,8 @@ export class CandidateSelector {
   async #topkRounds(
     list: CandidateList,
     dots: WasmDots,
-    stats: { candidates: number },
+    stats: { candidates: number; fallbackTokens: number },
+    fallback: Uint8Array,
   ): Promise<SparseLatents[]> {
     const { cand, ends, full } = list;
     const tokens = ends.length;
@@ -354,8 +359,15 @@ export class CandidateSelector {
       if (!full[t] && ends[t] - startOf(t) > k) {
         let least = Infinity;
         for (let p = base[t]; p < cursor[t]; p++) least = Math.min(least, this.#outVal[p]);
+        const start = n2;
         for (let p = startOf(t); p < ends[t]; p++) {
           if (!picked[p] && this.#upper[p] >= least) r2[n2++] = cand[p];
+        }
+        if (n2 - start > this.#max) {
+          // the bound does not separate: the caller encodes this token in full
+          n2 = start;
+          fallback[t] = 1;
+          stats.fallbackTokens++;
         }
       }
       ends2[t] = n2;

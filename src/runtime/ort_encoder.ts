@@ -67,7 +67,7 @@ export function encoderProvider(encoder: Encoder): ProviderReport | undefined {
 
 /** Options for {@linkcode createOrtEncoder}. */
 export interface OrtEncoderOptions {
-  /** onnxruntime intra-op threads; onnxruntime picks when unset. */
+  /** onnxruntime intra-op threads (default: one per logical core). */
   intraOpThreads?: number;
   /**
    * Report only these latents (still by their SAE index). Exact for every
@@ -149,6 +149,7 @@ export async function createOrtEncoder(
       intraOpThreads: opts.intraOpThreads,
       spinning: opts.spinning,
       watch: opts.watch,
+      fullEncoder: () => createOrtEncoder(sae, { ...opts, fullEncode: "f32" }),
     });
   }
   const provider = parseProviderSetting(opts.provider ?? "cpu");
