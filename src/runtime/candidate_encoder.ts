@@ -28,6 +28,7 @@ import {
 import { CandidateSelector } from "./candidate_select.ts";
 import type { ProviderEncoder } from "./ort_encoder.ts";
 import { encoderFeeds, openProviderSession } from "./session.ts";
+import { type EncodePath, PathTuner } from "./path_tuner.ts";
 import { WasmDots } from "./wasm_dots.ts";
 
 /** Options for {@linkcode createCandidateEncoder}. */
@@ -42,6 +43,11 @@ export interface CandidateEncoderOptions {
   recomputeThreads?: 1 | 2;
   /** Candidates per token above which the token is computed in full (default max(1024, d_sae/8)). */
   maxCandidates?: number;
+  /**
+   * Time the int8 path against the f32 one per batch size and run the faster
+   * (default true; both are exact). False: always the int8 path.
+   */
+  tune?: boolean;
   /**
    * Opens the f32 encoder of the same SAE (and watch) for tokens computed in
    * full (default: `createOrtEncoder` with `fullEncode: "f32"`, on first need).
@@ -83,7 +89,10 @@ export async function createCandidateEncoder(
     // idle onnxruntime threads would spin through the second pass, on the cores it runs on
     spinning: opts.spinning ?? false,
   });
-  return new CandidateEncoder(opened.session, sae, graph, opts);
+  const encoder = new CandidateEncoder(opened.session, sae, graph, opts);
+  // the tuner times the f32 path too: open it now, not in the middle of a batch
+  if (opts.tune !== false) await encoder.openFull();
+  return encoder;
 }
 
 /** Transpose `[rows, cols]` to `[cols, rows]`. */
@@ -120,6 +129,9 @@ export class CandidateEncoder implements ProviderEncoder {
   /** Tokens and fallbacks since the share was last judged. */
   #recent = { tokens: 0, fallbacks: 0 };
   #f32Only = false;
+  /** Times the two exact paths per batch size and picks the faster (absent: always int8). */
+  readonly #tuner: PathTuner | null;
+  #last: EncodePath = "int8";
 
   /** @internal use {@linkcode createCandidateEncoder} */
   constructor(
@@ -141,6 +153,7 @@ export class CandidateEncoder implements ProviderEncoder {
       columnBias: graph.columnBias,
       watch: opts.watch ? canonicalWatch(opts.watch, sae.dSae) : undefined,
     });
+    this.#tuner = opts.tune === false ? null : new PathTuner();
     this.#openFull = opts.fullEncoder ?? (async () => {
       const { createOrtEncoder } = await import("./ort_encoder.ts");
       return await createOrtEncoder(sae, {
@@ -152,12 +165,13 @@ export class CandidateEncoder implements ProviderEncoder {
   }
 
   /**
-   * Which encode path runs (the bench reports it): `int8-candidates`, or
-   * `f32` once more than half of the tokens fell back (the bound does not
-   * separate this SAE's latents on this input).
+   * Which encode path ran last (the bench reports it): `int8-candidates`, or
+   * `f32` when it timed faster for that batch size or once more than half of
+   * the tokens fell back (the bound does not separate this SAE's latents on
+   * this input).
    */
   get path(): string {
-    return this.#f32Only ? "f32" : "int8-candidates";
+    return this.#f32Only || this.#last === "f32" ? "f32" : "int8-candidates";
   }
 
   /** Tokens computed in full so far. */
@@ -178,6 +192,23 @@ export class CandidateEncoder implements ProviderEncoder {
       this.#stats.fallbackTokens += tokens;
       return await (await this.#fullEncoder()).encode(x, tokens);
     }
+    const path = this.#tuner ? this.#tuner.pick(tokens) : "int8";
+    this.#last = path;
+    const t0 = performance.now();
+    const rows = path === "f32"
+      ? await (await this.#fullEncoder()).encode(x, tokens)
+      : await this.#int8(feeds, x, tokens);
+    this.#tuner?.record(tokens, path, performance.now() - t0);
+    if (path === "f32") this.#stats.tokens += tokens;
+    return rows;
+  }
+
+  /** The two-pass encode of one batch. */
+  async #int8(
+    feeds: Record<string, ort.Tensor>,
+    x: Float32Array,
+    tokens: number,
+  ): Promise<SparseLatents[]> {
     const out = await this.#session.run(feeds);
     // the second pass shares scratch memory: one batch at a time through it
     const run = this.#busy.then(() =>
@@ -211,6 +242,11 @@ export class CandidateEncoder implements ProviderEncoder {
 
   #fullEncoder(): Promise<ProviderEncoder> {
     return this.#full ??= this.#openFull();
+  }
+
+  /** @internal open the f32 encoder now (tuning times it). */
+  async openFull(): Promise<void> {
+    await this.#fullEncoder();
   }
 
   /** Give up on the int8 pass when, over the last tokens, most fell back. */

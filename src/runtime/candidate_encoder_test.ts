@@ -21,7 +21,7 @@ Deno.test("candidate encoder matches the reference for every architecture, norma
   let tokens = 0, excused = 0;
   for (const [n, v] of VARIANTS.entries()) {
     const sae = randomVariant(v, dIn, dSae, 40 + n);
-    const enc = await createCandidateEncoder(sae, { intraOpThreads: 1 });
+    const enc = await createCandidateEncoder(sae, { tune: false, intraOpThreads: 1 });
     const f32 = await createOrtEncoder(sae, { intraOpThreads: 1 });
     const rng = new Rng(500 + n);
     try {
@@ -65,7 +65,7 @@ Deno.test("candidate encoder: latents a hair above or below their threshold are 
   // error is far larger than 1e-3, so only the exact recomputation can decide
   const h0 = referencePreActivations(sae, x.subarray(0, dIn));
   sae.threshold = Float32Array.from(h0, (h, j) => Math.abs(h) + (j % 2 === 0 ? -1e-3 : 1e-3));
-  const enc = await createCandidateEncoder(sae, { intraOpThreads: 1 });
+  const enc = await createCandidateEncoder(sae, { tune: false, intraOpThreads: 1 });
   try {
     const got = await enc.encode(x, batch);
     const active = [...got[0].indices];
@@ -86,7 +86,11 @@ Deno.test("candidate encoder: tokens over the candidate cap are encoded in f32, 
   const dIn = 32, dSae = 200, batch = 5;
   for (const architecture of ["jumprelu", "topk"] as const) {
     const sae = randomSae({ architecture, dIn, dSae, seed: 8, k: 12 });
-    const enc = await createCandidateEncoder(sae, { intraOpThreads: 1, maxCandidates: 0 });
+    const enc = await createCandidateEncoder(sae, {
+      tune: false,
+      intraOpThreads: 1,
+      maxCandidates: 0,
+    });
     try {
       const x = new Rng(9).fillGaussian(new Float32Array(batch * dIn));
       const got = await enc.encode(x, batch);
@@ -136,8 +140,8 @@ Deno.test("candidate encoder: zero rows, a zero encoder column, watched latents,
   const sae = randomSae({ architecture: "topk", dIn, dSae, seed: 12, k: 6 });
   for (let i = 0; i < dIn; i++) sae.wEnc[i * dSae + 5] = 0; // latent 5 reads nothing
   const watch = Uint32Array.of(90, 5, 3, 3);
-  const enc = await createCandidateEncoder(sae, { intraOpThreads: 1 });
-  const watched = await createCandidateEncoder(sae, { intraOpThreads: 1, watch });
+  const enc = await createCandidateEncoder(sae, { tune: false, intraOpThreads: 1 });
+  const watched = await createCandidateEncoder(sae, { tune: false, intraOpThreads: 1, watch });
   try {
     const x = new Rng(13).fillGaussian(new Float32Array(3 * dIn));
     x.fill(0, dIn, 2 * dIn); // token 1 is all zeros
@@ -178,4 +182,32 @@ Deno.test("createOrtEncoder picks the path: int8-candidates when asked or (auto)
     await path(large, { fullEncode: "auto", provider: "cpu", watch }),
     "int8-candidates",
   );
+});
+
+Deno.test("candidate encoder with tuning: both paths run on a batch size, every batch exact", async () => {
+  const dIn = 32, dSae = 256, batch = 16;
+  const sae = randomSae({ architecture: "jumprelu", dIn, dSae, seed: 21 });
+  const enc = await createCandidateEncoder(sae, { intraOpThreads: 1 });
+  try {
+    const x = new Rng(22).fillGaussian(new Float32Array(batch * dIn));
+    const want = referenceEncode(sae, x, batch);
+    const paths = new Set<string>();
+    for (let i = 0; i < 10; i++) {
+      const got = await enc.encode(x, batch);
+      paths.add(enc.path);
+      for (let t = 0; t < batch; t++) {
+        compareToken(
+          sae,
+          x.subarray(t * dIn, (t + 1) * dIn),
+          got[t],
+          want[t],
+          `batch ${i} token ${t}`,
+        );
+      }
+    }
+    // three timed batches of each path after a warm-up each: both ran
+    assert.deepEqual([...paths].sort(), ["f32", "int8-candidates"]);
+  } finally {
+    await enc.close();
+  }
 });

@@ -1,0 +1,74 @@
+/**
+ * Chooses, per batch size, the faster of two exact encode paths by timing
+ * them on live batches: both give the f32 encode's results, so only speed
+ * is at stake. Per size class (⌊log₂ tokens⌋) each path is timed on
+ * `samples` batches after one untimed warm-up; then the one with the lower
+ * median time per token runs, and every `retryEvery` batches the other is
+ * timed once more (the machine's load changes).
+ *
+ * @module
+ */
+
+/** The two paths. */
+export type EncodePath = "int8" | "f32";
+
+interface SizeClass {
+  times: Record<EncodePath, number[]>;
+  seen: Record<EncodePath, number>;
+  batches: number;
+}
+
+/**
+ * Per-size-class timing of the two paths.
+ *
+ * @example
+ * ```ts
+ * const tuner = new PathTuner();
+ * const path = tuner.pick(128); // "int8" until both paths are timed
+ * tuner.record(128, path, 12.5);
+ * ```
+ */
+export class PathTuner {
+  readonly #classes = new Map<number, SizeClass>();
+  readonly #samples: number;
+  readonly #retryEvery: number;
+
+  constructor(opts: { samples?: number; retryEvery?: number } = {}) {
+    this.#samples = opts.samples ?? 3;
+    this.#retryEvery = opts.retryEvery ?? 256;
+  }
+
+  #class(tokens: number): SizeClass {
+    const key = 31 - Math.clz32(Math.max(1, tokens));
+    let c = this.#classes.get(key);
+    if (!c) {
+      c = { times: { int8: [], f32: [] }, seen: { int8: 0, f32: 0 }, batches: 0 };
+      this.#classes.set(key, c);
+    }
+    return c;
+  }
+
+  /** The path the next batch of `tokens` should take. */
+  pick(tokens: number): EncodePath {
+    const c = this.#class(tokens);
+    for (const p of ["int8", "f32"] as const) if (c.times[p].length < this.#samples) return p;
+    const best = median(c.times.int8) <= median(c.times.f32) ? "int8" : "f32";
+    const other = best === "int8" ? "f32" : "int8";
+    return c.batches % this.#retryEvery === this.#retryEvery - 1 ? other : best;
+  }
+
+  /** Time a batch of `tokens` took on `path` (ms); the first of each path per class is warm-up. */
+  record(tokens: number, path: EncodePath, ms: number): void {
+    const c = this.#class(tokens);
+    c.batches++;
+    if (c.seen[path]++ === 0) return;
+    const t = c.times[path];
+    t.push(ms / tokens);
+    if (t.length > this.#samples) t.shift();
+  }
+}
+
+function median(a: number[]): number {
+  const s = [...a].sort((x, y) => x - y);
+  return s[s.length >> 1];
+}
