@@ -267,9 +267,9 @@ async function timeEncoder(
   b: number,
 ): Promise<BenchResult> {
   const warm = performance.now() + WARMUP_SECONDS * 1000;
-  // at least 8 calls: the int8-candidates encoder times both exact paths on its first
-  // batches of a size (3 timed after a warm-up each) before it settles on the faster
-  for (let i = 0; i < 8 || performance.now() < warm; i++) await enc.encode(x, b);
+  // at least 10 calls: the int8-candidates encoder times both exact paths on its first
+  // batches of a size (3 timed after 2 warm-up each) before it settles on the faster
+  for (let i = 0; i < 10 || performance.now() < warm; i++) await enc.encode(x, b);
   const fallbacks0 = encodePathOf(enc).fallbackTokens;
   const lat: number[] = [];
   const end = performance.now() + ROW_SECONDS * 1000;

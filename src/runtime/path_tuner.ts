@@ -2,7 +2,8 @@
  * Chooses, per batch size, the faster of two exact encode paths by timing
  * them on live batches: both give the f32 encode's results, so only speed
  * is at stake. Per size class (⌊log₂ tokens⌋) each path is timed on
- * `samples` batches after one untimed warm-up; then the one with the lower
+ * `samples` batches after `warmup` untimed ones (default 2: one was too few
+ * for a 1 GiB SAE's recomputation to warm up); then the one with the lower
  * median time per token runs, and every `retryEvery` batches the other is
  * timed once more (the machine's load changes).
  *
@@ -32,9 +33,11 @@ export class PathTuner {
   readonly #classes = new Map<number, SizeClass>();
   readonly #samples: number;
   readonly #retryEvery: number;
+  readonly #warmup: number;
 
-  constructor(opts: { samples?: number; retryEvery?: number } = {}) {
+  constructor(opts: { samples?: number; retryEvery?: number; warmup?: number } = {}) {
     this.#samples = opts.samples ?? 3;
+    this.#warmup = opts.warmup ?? 2;
     this.#retryEvery = opts.retryEvery ?? 256;
   }
 
@@ -51,17 +54,19 @@ export class PathTuner {
   /** The path the next batch of `tokens` should take. */
   pick(tokens: number): EncodePath {
     const c = this.#class(tokens);
-    for (const p of ["int8", "f32"] as const) if (c.times[p].length < this.#samples) return p;
+    for (const p of ["int8", "f32"] as const) {
+      if (c.seen[p] < this.#warmup || c.times[p].length < this.#samples) return p;
+    }
     const best = median(c.times.int8) <= median(c.times.f32) ? "int8" : "f32";
     const other = best === "int8" ? "f32" : "int8";
     return c.batches % this.#retryEvery === this.#retryEvery - 1 ? other : best;
   }
 
-  /** Time a batch of `tokens` took on `path` (ms); the first of each path per class is warm-up. */
+  /** Time a batch of `tokens` took on `path` (ms); the first `warmup` of each path per class are not kept. */
   record(tokens: number, path: EncodePath, ms: number): void {
     const c = this.#class(tokens);
     c.batches++;
-    if (c.seen[path]++ === 0) return;
+    if (c.seen[path]++ < this.#warmup) return;
     const t = c.times[path];
     t.push(ms / tokens);
     if (t.length > this.#samples) t.shift();

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { PathTuner } from "./path_tuner.ts";
 
 Deno.test("PathTuner: times both paths per size class (after a warm-up each), then runs the faster, retrying the other", () => {
-  const tuner = new PathTuner({ samples: 2, retryEvery: 10 });
+  const tuner = new PathTuner({ samples: 2, retryEvery: 10, warmup: 1 });
   const run = (tokens: number, cost: { int8: number; f32: number }) => {
     const p = tuner.pick(tokens);
     tuner.record(tokens, p, cost[p] * tokens);
@@ -21,4 +21,16 @@ Deno.test("PathTuner: times both paths per size class (after a warm-up each), th
   let retried = 0;
   for (let i = 0; i < 30; i++) if (run(128, big) === "int8") retried++;
   assert.equal(retried, 3);
+});
+
+Deno.test("PathTuner: the default two warm-up batches per path are not timed", () => {
+  const tuner = new PathTuner({ samples: 1 });
+  const picks: string[] = [];
+  for (let i = 0; i < 7; i++) {
+    const p = tuner.pick(16);
+    picks.push(p);
+    // the warm-up batches are slow on int8 and would make f32 look better if kept
+    tuner.record(16, p, p === "int8" ? (i < 2 ? 100 : 1) : 2);
+  }
+  assert.deepEqual(picks, ["int8", "int8", "int8", "f32", "f32", "f32", "int8"]);
 });
