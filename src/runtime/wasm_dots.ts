@@ -21,6 +21,8 @@ export const DOT_STRIDE_FLOATS = 16;
 const PAGE = 65536;
 /** 4 GiB: the most a 32-bit WebAssembly memory can address. */
 const MAX_PAGES = 65536;
+/** A worker without a job for this long is stopped. */
+const WORKER_IDLE_MS = 1000;
 /** Multiply-adds below which a second thread costs more than it saves. */
 const PARALLEL_MIN_MACS = 1 << 20;
 
@@ -245,8 +247,11 @@ export class WasmDots {
   #inputRows = 0;
   #maxPairs = 0;
   #views: DotsScratch | null = null;
+  readonly #threads: 1 | 2;
+  /** The second thread: started for a large job, stopped after a second without one. */
   #worker: Worker | null = null;
   #pending: (() => void) | null = null;
+  #idle: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * Copy `matrix` (`[rows, width]`, row-major) into WebAssembly memory;
@@ -268,17 +273,7 @@ export class WasmDots {
       shared: true,
     });
     compiled ??= new WebAssembly.Module(dotsModule() as BufferSource);
-    if (opts.threads === 2) {
-      this.#worker = new Worker(new URL("./wasm_dots_worker.ts", import.meta.url).href, {
-        type: "module",
-      });
-      this.#worker.postMessage({ module: compiled, memory: this.#memory });
-      this.#worker.onmessage = () => {
-        const done = this.#pending;
-        this.#pending = null;
-        done?.();
-      };
-    }
+    this.#threads = opts.threads ?? 1;
     const instance = new WebAssembly.Instance(compiled, { env: { mem: this.#memory } });
     this.#dots = instance.exports.dots as DotsFn;
     const heap = new Float32Array(this.#memory.buffer, 0, rows * this.stride);
@@ -328,14 +323,15 @@ export class WasmDots {
       throw new RangeError(`expected n ≤ ${this.#maxPairs} pairs after prepare(), found ${n}`);
     }
     const pairs = v.pairs.byteOffset, out = v.results.byteOffset;
-    if (!this.#worker || n * this.stride < PARALLEL_MIN_MACS) {
+    if (this.#threads === 1 || n * this.stride < PARALLEL_MIN_MACS) {
       this.#dots(pairs, n, this.stride, out);
       return;
     }
     // the worker takes the second half while this thread does the first
     const half = n >> 1;
+    const worker = this.#startWorker();
     const done = new Promise<void>((resolve) => this.#pending = resolve);
-    this.#worker.postMessage({
+    worker.postMessage({
       pairs: pairs + half * 8,
       n: n - half,
       stride: this.stride,
@@ -343,10 +339,30 @@ export class WasmDots {
     });
     this.#dots(pairs, half, this.stride, out);
     await done;
+    // an idle worker would keep the process alive: stop it after a second without work
+    const idle = setTimeout(() => this.close(), WORKER_IDLE_MS);
+    Deno.unrefTimer(idle);
+    this.#idle = idle;
   }
 
-  /** Stop the worker, if any. */
+  #startWorker(): Worker {
+    clearTimeout(this.#idle);
+    if (this.#worker) return this.#worker;
+    const worker = new Worker(new URL("./wasm_dots_worker.ts", import.meta.url).href, {
+      type: "module",
+    });
+    worker.postMessage({ module: compiled, memory: this.#memory });
+    worker.onmessage = () => {
+      const done = this.#pending;
+      this.#pending = null;
+      done?.();
+    };
+    return this.#worker = worker;
+  }
+
+  /** Stop the worker, if any (a later large job starts it again). */
   close(): void {
+    clearTimeout(this.#idle);
     this.#worker?.terminate();
     this.#worker = null;
   }

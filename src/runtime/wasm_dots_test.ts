@@ -92,3 +92,31 @@ Deno.test("WasmDots: two threads (a worker takes half of a large job) give the s
     two.close();
   }
 });
+
+Deno.test("WasmDots: a process that never closes its two-thread dots still exits (the worker stops when idle)", async () => {
+  const code = `
+    import { WasmDots } from ${JSON.stringify(new URL("./wasm_dots.ts", import.meta.url).href)};
+    const rows = 512, width = 300;
+    const d = new WasmDots(new Float32Array(rows * width).fill(0.5), rows, width, { threads: 2 });
+    const s = d.prepare(1, 4001);
+    s.inputs.fill(0.5, 0, width);
+    for (let c = 0; c < 4001; c++) { s.pairs[2 * c] = d.inputAddress(0); s.pairs[2 * c + 1] = d.rowAddress(c % rows); }
+    await d.run(4001);
+    console.log(s.results[0]);
+  `;
+  const file = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(file, code);
+    const t0 = performance.now();
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", file],
+      stdout: "piped",
+    })
+      .output();
+    assert.equal(out.code, 0);
+    assert.equal(new TextDecoder().decode(out.stdout).trim(), String(300 * 0.25)); // 0.5·0.5 × 300
+    assert.ok(performance.now() - t0 < 15_000, "the process exited on its own");
+  } finally {
+    await Deno.remove(file);
+  }
+});
