@@ -11,7 +11,7 @@
 import type { SaeWeights, SparseLatents } from "../core/sae.ts";
 import { decoderNorms } from "./onnx_graph.ts";
 import type { ColumnBounds } from "./candidate_graph.ts";
-import { topKPositions } from "./top_k.ts";
+import { topKPositions, topKRows } from "./top_k.ts";
 import type { WasmDots } from "./wasm_dots.ts";
 
 /** Columns per block when pairs are ordered for locality. */
@@ -323,7 +323,7 @@ export class CandidateSelector {
   ): Promise<SparseLatents[]> {
     const { cand, ends, full } = list;
     const tokens = ends.length;
-    const { dSae, k } = { dSae: this.#sae.dSae, k: this.#sae.k! };
+    const dSae = this.#sae.dSae, k = this.#sae.k!;
     const startOf = (t: number) => (t === 0 ? 0 : ends[t - 1]);
     // slots per token: every latent it may compute
     const base = new Uint32Array(tokens + 1);
@@ -377,7 +377,14 @@ export class CandidateSelector {
       this.#scores(await this.#run({ cand: r2, ends: ends2, full: none }, n2, dots), n2, cursor);
       stats.candidates += n2;
     }
-    return this.#topk(tokens, base, cursor);
+    return topKRows({
+      scores: this.#outVal,
+      latents: this.#outIdx,
+      base,
+      cursor,
+      k,
+      watch: this.#watch,
+    });
   }
 
   #reserveSlots(n: number): void {
@@ -397,28 +404,5 @@ export class CandidateSelector {
       idx[cursor[t]] = j;
       val[cursor[t]++] = norms ? f32(h * norms[j]) : h;
     }
-  }
-
-  /** TopK: each token's k best scores (ties: lower latent first), relu'd, by latent. */
-  #topk(tokens: number, base: Uint32Array, cursor: Uint32Array): SparseLatents[] {
-    const k = this.#sae.k!;
-    const idx = this.#outIdx, val = this.#outVal, watch = this.#watch;
-    const best = new Uint32Array(k);
-    const indices = new Uint32Array(tokens * k), values = new Float32Array(tokens * k);
-    const out = new Array<SparseLatents>(tokens);
-    let pos = 0;
-    for (let t = 0; t < tokens; t++) {
-      const n = topKPositions(val, idx, base[t], cursor[t], k, best);
-      const chosen = Array.from(best.subarray(0, n)).sort((a, b) => idx[a] - idx[b]);
-      const start = pos;
-      for (const p of chosen) {
-        if (val[p] > 0 && (!watch || watch[idx[p]])) {
-          indices[pos] = idx[p];
-          values[pos++] = val[p];
-        }
-      }
-      out[t] = { indices: indices.subarray(start, pos), values: values.subarray(start, pos) };
-    }
-    return out;
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The k largest of a few hundred scored latents, as the ONNX TopK operator
  * ranks them (larger score first, ties: lower latent first), in O(n log k)
- * with a binary min-heap on typed arrays.
+ * with a binary min-heap on typed arrays; and TopK rows built from them.
  *
  * @module
  */
@@ -66,4 +66,50 @@ export function topKPositions(
     }
   }
   return n;
+}
+
+/** What {@linkcode topKRows} reads: each token's scored latents in slots `base[t]..cursor[t]`. */
+export interface ScoredSlots {
+  scores: Float32Array;
+  latents: Uint32Array;
+  base: Uint32Array;
+  cursor: Uint32Array;
+  k: number;
+  /** 1 for a latent to report (absent: all). */
+  watch?: Uint8Array | null;
+}
+
+/**
+ * TopK rows: each token's k best scores (ties: lower latent first), relu'd
+ * (zeros dropped), reported by ascending latent.
+ *
+ * @example
+ * ```ts
+ * const rows = topKRows({
+ *   scores: Float32Array.of(1, -2, 3), latents: Uint32Array.of(7, 4, 9),
+ *   base: Uint32Array.of(0), cursor: Uint32Array.of(3), k: 2,
+ * });
+ * [...rows[0].indices]; // [7, 9]
+ * ```
+ */
+export function topKRows(slots: ScoredSlots): { indices: Uint32Array; values: Float32Array }[] {
+  const { scores, latents, base, cursor, k, watch } = slots;
+  const tokens = cursor.length;
+  const best = new Uint32Array(k);
+  const indices = new Uint32Array(tokens * k), values = new Float32Array(tokens * k);
+  const out = new Array<{ indices: Uint32Array; values: Float32Array }>(tokens);
+  let pos = 0;
+  for (let t = 0; t < tokens; t++) {
+    const n = topKPositions(scores, latents, base[t], cursor[t], k, best);
+    const chosen = Array.from(best.subarray(0, n)).sort((a, b) => latents[a] - latents[b]);
+    const start = pos;
+    for (const p of chosen) {
+      if (scores[p] > 0 && (!watch || watch[latents[p]])) {
+        indices[pos] = latents[p];
+        values[pos++] = scores[p];
+      }
+    }
+    out[t] = { indices: indices.subarray(start, pos), values: values.subarray(start, pos) };
+  }
+  return out;
 }
