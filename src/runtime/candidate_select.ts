@@ -63,8 +63,10 @@ interface CandidateList {
  * @example
  * ```ts
  * import type { SaeWeights } from "../core/sae.ts";
+ * import { buildCandidateGraph } from "./candidate_graph.ts";
  * declare const sae: SaeWeights;
- * const select = new CandidateSelector(sae, { maxCandidates: 1024 });
+ * const { bounds, columnScale, columnBias } = buildCandidateGraph(sae);
+ * const select = new CandidateSelector(sae, { maxCandidates: 1024, bounds, columnScale, columnBias });
  * ```
  */
 export class CandidateSelector {
