@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { randomSae } from "../formats/random_sae.ts";
 import { writeSaeLensFolder } from "../formats/saelens_writer.ts";
 import { providerWithoutModel } from "../runtime/provider.ts";
