@@ -16,6 +16,7 @@ import { type ConsumerMessages, DeliverPolicy, jetstream } from "@nats-io/jetstr
 import type { Alert } from "../core/alert.ts";
 import type { Severity } from "../core/policy/ast.ts";
 import { conditionText } from "../core/render/common.ts";
+import { shownTokenText } from "../core/render/token_text.ts";
 import { REDACT_MODES, redactAlert, type RedactMode, type RedactOptions } from "../core/redact.ts";
 import {
   type AlertFilter,
@@ -112,19 +113,6 @@ const RESET = "\x1b[0m";
 const DIM = "\x1b[2m";
 const BOLD = "\x1b[1m";
 
-/** The token text of an alert's evidence, in position order, quoted and cut to `max` characters. */
-function tokenText(alert: Alert, max = 60): string | null {
-  const parts = [...(alert.evidence ?? [])]
-    .sort((a, b) => a.position - b.position)
-    .map((e) => e.text)
-    .filter((t): t is string => t !== undefined);
-  if (parts.length === 0) return null;
-  let text = parts.join("");
-  if (text.length > max) text = text.slice(0, max - 1) + "…";
-  // JSON quoting shows newlines and control characters instead of printing them
-  return JSON.stringify(text);
-}
-
 function num(v: number): string {
   return Number.isInteger(v) ? String(v) : v.toFixed(3).replace(/0+$/, "");
 }
@@ -157,7 +145,7 @@ export function formatAlertLine(alert: Alert, opts: { color: boolean }): string 
     `req=${alert.requestId}`,
   ];
   if (alert.tokens) fields.push(`tokens=[${alert.tokens.start},${alert.tokens.end})`);
-  const text = tokenText(alert);
+  const text = shownTokenText(alert.evidence ?? []);
   if (text) fields.push(c("\x1b[35m", text));
   if (l) {
     fields.push(`${signal}=${l.sae}:${l.index}`);

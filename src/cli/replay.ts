@@ -11,6 +11,7 @@
 import type { Alert } from "../core/alert.ts";
 import { alertConditions } from "../pipeline/alert.ts";
 import { conditionText } from "../core/render/common.ts";
+import { shownTokenText } from "../core/render/token_text.ts";
 import { loadMonitorConfig } from "../config/monitor.ts";
 import { Logger } from "../shared/log.ts";
 import {
@@ -115,9 +116,10 @@ export async function runReplayCommand(args: string[]): Promise<number> {
       : `latent ${f.signal.encoder}/${f.signal.index}${
         f.signal.label ? ` "${f.signal.label}"` : ""
       }`;
-    const words = f.text?.some((t) => t !== undefined)
-      ? `: "${f.text.map((t) => t ?? "?").join(" ")}"`
-      : "";
+    const shown = shownTokenText(
+      f.positions.map((position, i) => ({ position, text: f.text?.[i] })),
+    );
+    const words = shown !== undefined ? `: ${shown}` : "";
     const kind = f.alert ? "" : " (steer only)";
     console.log(
       `${

@@ -28,11 +28,12 @@ import {
   progressReporter,
 } from "./sae_support.ts";
 const USAGE = `usage:
-  latentwatch sae inspect <path> [--labels P] [--latent N] [--json] [--provider P] [load options]
+  latentwatch sae inspect <path> [--labels P] [--latent N] [--json] [--provider P] [--verbose] [load options]
       format, architecture, kind, d_in, d_sae, d_out, hook, dtype, normalisation,
       b_dec on input, skip connection and label count of an SAE or transcoder,
       and the execution provider its encoder runs on;
-      --latent N adds that latent's label and decoder norm ‖W_dec[N,:]‖
+      --latent N adds that latent's label and decoder norm ‖W_dec[N,:]‖; when auto finds
+      no GPU provider, provider_note says so in one line (--verbose: every reason)
   latentwatch sae encode <path> --input <acts.npy> [--batch 128] [--threads N] [--provider P] [load options]
       encode a float32/float16 array of shape [T, d_in]; one JSON line per token:
       {"token": <i>, "latents": [[<index>, <value>], ...]}
@@ -81,6 +82,7 @@ export async function runSaeCommand(args: string[]): Promise<number> {
     batch: { type: "string" },
     threads: { type: "string" },
     provider: { type: "string" },
+    verbose: { type: "boolean" },
   });
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
@@ -131,7 +133,14 @@ export async function runSaeCommand(args: string[]): Promise<number> {
       const latent = values.latent === undefined
         ? undefined
         : nonNegativeInt("--latent", values.latent);
-      return await inspect(path, load, values.labels, latent, values.json ?? false, provider);
+      return await inspect(path, {
+        load,
+        ...(values.labels !== undefined ? { labels: values.labels } : {}),
+        ...(latent !== undefined ? { latent } : {}),
+        json: values.json ?? false,
+        provider,
+        verbose: values.verbose ?? false,
+      });
     }
     if (!values.input) {
       return usageError(`latentwatch sae ${sub}`, USAGE, "missing --input <acts.npy>");

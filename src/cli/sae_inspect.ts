@@ -13,7 +13,7 @@ import {
   readNeuronpediaExplanations,
 } from "../formats/neuronpedia.ts";
 import { loadSae, type LoadSaeOptions } from "../formats/load.ts";
-import type { ExecutionProviderSetting } from "../runtime/provider.ts";
+import type { ExecutionProviderSetting, ProviderReport } from "../runtime/provider.ts";
 import { CliInputError, providerOf, writeAll } from "./sae_support.ts";
 /**
  * `sae` with labels from `labels` (a file or folder), else from an
@@ -90,15 +90,47 @@ function describe(sae: SaeWeights): Info {
   return info;
 }
 
+/** What `sae inspect` is asked for besides the SAE's path. */
+export interface InspectOptions {
+  load: LoadSaeOptions;
+  /** A labels file or folder (else an `explanations/` folder next to the SAE). */
+  labels?: string;
+  /** One latent to describe in detail. */
+  latent?: number;
+  json: boolean;
+  provider: ExecutionProviderSetting;
+  /** The provider note in full even when `auto` found no GPU provider. */
+  verbose?: boolean;
+}
+
+/**
+ * The `provider_note` that `sae inspect` shows: in full when a GPU provider
+ * was asked for by name or with `verbose`; otherwise (`auto`, where a
+ * machine without a GPU is the ordinary case) one short line, the reasons
+ * left to `--verbose`. Undefined when there is no note (the first choice
+ * started).
+ *
+ * @example
+ * ```ts
+ * const report = { provider: "cpu", providerFallback: false, providerNote: "auto: webgpu could not start: …; running on cpu" } as const;
+ * providerNoteShown(report, { provider: "auto", verbose: false });
+ * // "auto: no GPU provider started; running on cpu (--verbose: why)"
+ * ```
+ */
+export function providerNoteShown(
+  report: ProviderReport,
+  asked: { provider: ExecutionProviderSetting; verbose: boolean },
+): string | undefined {
+  const note = report.providerNote;
+  if (note === undefined || asked.verbose || asked.provider !== "auto") return note;
+  return report.provider === "cpu"
+    ? "auto: no GPU provider started; running on cpu (--verbose: why)"
+    : `auto: running on ${report.provider}, an earlier GPU provider did not start (--verbose: why)`;
+}
+
 /** `latentwatch sae inspect <path>`: prints the SAE's description (or one latent's); returns the exit code. */
-export async function inspect(
-  path: string,
-  load: LoadSaeOptions,
-  labels: string | undefined,
-  latent: number | undefined,
-  json: boolean,
-  provider: ExecutionProviderSetting,
-): Promise<number> {
+export async function inspect(path: string, opts: InspectOptions): Promise<number> {
+  const { load, labels, latent, json, provider } = opts;
   const sae = await withLabels(await loadSae(path, load), path, labels);
   const info = describe(sae);
   if (latent !== undefined) {
@@ -115,7 +147,8 @@ export async function inspect(
   }
   const where = await providerOf(sae, provider, load.onProgress);
   info.provider = where.provider;
-  if (where.providerNote) info.provider_note = where.providerNote;
+  const note = providerNoteShown(where, { provider, verbose: opts.verbose ?? false });
+  if (note) info.provider_note = note;
   if (info.provenance !== undefined) {
     // the rules come after the settings they explain
     const rules = info.provenance;

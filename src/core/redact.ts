@@ -27,6 +27,7 @@ import type { Alert } from "./alert.ts";
 import type { Frame } from "./frame/format.ts";
 import type { Firing } from "./policy/engine.ts";
 import { renderTemplate, type TemplateFields } from "./policy/template.ts";
+import { joinTokenText } from "./render/token_text.ts";
 
 /** The redaction modes, least strict first. */
 export const REDACT_MODES = ["none", "hash", "tokens"] as const;
@@ -163,8 +164,8 @@ function redactDescription(
 ): string {
   if (source) return renderTemplate(source.template, redactFields(source.fields, how));
   // read back from JSON: the joined text of the firing tokens is what `{text}` rendered
-  const joined = alert.evidence.map((e) => e.text ?? "").join("");
-  if (joined.length === 0 || alert.redaction !== undefined) return alert.description!;
+  const joined = joinTokenText(alert.evidence);
+  if (!joined || alert.redaction !== undefined) return alert.description!;
   return alert.description!.split(joined).join(redactText(joined, how));
 }
 

@@ -32,6 +32,7 @@ import { startMonitor } from "../serve/monitor.ts";
 import { Tap } from "../tap/tap.ts";
 import { tapSubjectFilter } from "../core/frame/subjects.ts";
 import { TraceWriter } from "../traces/writer.ts";
+import { shownTokenText } from "../core/render/token_text.ts";
 import {
   buildDemoSae,
   DEMO_CONCEPTS,
@@ -152,12 +153,12 @@ export async function runDemoCommand(args: string[]): Promise<number> {
     onPublished: (alert, seq) => {
       alerts.push(alert);
       const tag = paint(COLORS[alert.severity], `[${alert.severity.toUpperCase()}]`);
-      const words = alert.evidence.map((e) => e.text ?? `#${e.position}`).join(" ");
+      const shown = shownTokenText(alert.evidence);
       out(
         `  ${tag} ${alert.title}  (rule ${alert.policy.id}, stream seq ${seq})\n` +
           `         request ${alert.requestId}, ${
             alert.phase ?? "?"
-          } tokens ${alert.tokens.start}–${alert.tokens.end - 1}: "${words}"\n` +
+          } tokens ${alert.tokens.start}–${alert.tokens.end - 1}${shown ? `: ${shown}` : ""}\n` +
           `         latent ${alert.latent.sae}/${alert.latent.index}${
             alert.latent.label ? ` "${alert.latent.label}"` : ""
           } ${alert.latent.threshold !== undefined ? "value" : "pooled value"} ${
@@ -168,7 +169,7 @@ export async function runDemoCommand(args: string[]): Promise<number> {
       const strongest = alert.evidence[0]?.topLatents;
       if (strongest?.length) {
         out(
-          `         top latents of "${alert.evidence[0].text ?? "?"}": ${
+          `         top latents of ${shownTokenText(alert.evidence.slice(0, 1)) ?? "?"}: ${
             strongest.slice(0, 3).map((l) =>
               `${l.index}${l.label ? ` "${l.label}"` : ""} ${l.value.toFixed(2)}`
             ).join(", ")

@@ -73,6 +73,7 @@ import { createTestPoolState } from "./family_pool.ts";
 import { renderTemplate, type TemplateFields } from "./template.ts";
 import { completingLeaf, heldMask, type LeafTable, leafTable } from "./completion.ts";
 import { conditionFields } from "./condition_fields.ts";
+import { joinTokenText } from "../render/token_text.ts";
 
 /** Who a batch belongs to. */
 export interface RequestContext {
@@ -577,8 +578,14 @@ export class PolicyEngine {
       signal: `${test.encoder}:${test.index}`,
       label: test.label,
       tokens: first === last ? `${first}` : `${first}-${last}`,
+      // the one rendering of token text (src/core/render/token_text.ts)
       text: batch.tokenText
-        ? h.positions.slice(from).map((p) => batch.tokenText![p - batch.position] ?? "").join("")
+        ? joinTokenText(
+          h.positions.slice(from).map((p) => ({
+            position: p,
+            text: batch.tokenText![p - batch.position],
+          })),
+        )
         : undefined,
     };
     for (const k of rule.metaKeys) fields[`meta.${k}`] = ctx.meta?.[k];

@@ -315,9 +315,10 @@ Deno.test("engine: labels, description template, text and meta fields", () => {
     label: "Prompt injection",
     kind: "latent",
   });
+  // tokens that carry no space of their own are joined with a visible '·' (token_text.ts)
   assert.equal(
     f.description,
-    "rule pi in r () at 10-11: Prompt injection=2.5 via res:3 'ignore' team=red ",
+    "rule pi in r () at 10-11: Prompt injection=2.5 via res:3 'ig·nore' team=red ",
   );
   assert.equal(f.alert, true);
   assert.deepEqual(f.steer, []);

@@ -16,6 +16,7 @@ import {
 import type { Severity } from "../policy/ast.ts";
 import { poolText } from "../policy/condition_fields.ts";
 import { atlasOf } from "./atlas.ts";
+import { joinTokenText } from "./token_text.ts";
 
 /** Who emits the alert, as SOC schemas name a product. */
 export interface Product {
@@ -128,7 +129,8 @@ export function traceOfAlert(alert: Alert): AlertTrace | undefined {
 
 /**
  * The text of the firing tokens, in position order, when the tap sent it
- * (`undefined` when no evidence carries text).
+ * (`undefined` when no evidence carries text): the one rendering of token
+ * text, {@linkcode joinTokenText}.
  *
  * @example
  * ```ts
@@ -138,9 +140,7 @@ export function traceOfAlert(alert: Alert): AlertTrace | undefined {
  * ```
  */
 export function spanText(alert: Alert): string | undefined {
-  const withText = alert.evidence.filter((e) => e.text !== undefined);
-  if (withText.length === 0) return undefined;
-  return [...withText].sort((a, b) => a.position - b.position).map((e) => e.text).join("");
+  return joinTokenText(alert.evidence);
 }
 
 /**

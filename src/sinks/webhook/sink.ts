@@ -11,6 +11,11 @@
  * other status (400, 401, 403, 404, a redirect not followed…) is dropped at
  * once as `rejected`, since sending the same body again cannot fix it.
  *
+ * Delivery is at least once: a retry, or the same alert raised again (a
+ * trace replayed twice), is POSTed again. Each POST carries the alert id as
+ * `Idempotency-Key` (and `Lw-Alert-Id`), the same on every delivery of one
+ * alert, so the receiver can deduplicate.
+ *
  * @module
  */
 import type { Alert } from "../../core/alert.ts";
@@ -155,6 +160,9 @@ export class WebhookSink extends QueuedSink<string> {
 
   protected async deliver([item]: Prepared<string>[], signal: AbortSignal): Promise<void> {
     const headers = new Headers(this.#headers);
+    // the alert id is the idempotency key: every delivery of one alert (a retry, a
+    // replayed trace, a resend after a restart) carries the same one (docs/alert-delivery.md)
+    headers.set("idempotency-key", item.alert.id);
     headers.set("lw-alert-id", item.alert.id);
     if (item.alert.traceparent) headers.set("traceparent", item.alert.traceparent);
     const res = await fetch(this.#o.url, {

@@ -145,3 +145,45 @@ Deno.test("WebhookSink: misconfiguration is a named error", () => {
     { name: "WebhookConfigError", message: /expected a Splunk HEC token .*, found none/ },
   );
 });
+
+Deno.test("WebhookSink: Idempotency-Key is the alert id, the same on a retry and on a second delivery", async () => {
+  // the first POST fails (503) and is retried; ALERT is submitted twice (a trace replayed a
+  // second time into a running monitor), MINIMAL once
+  const rx = startHttpReceiver((n) => n === 0 ? 503 : 200);
+  const sink = new WebhookSink({ ...opts, url: rx.url, format: "ecs", concurrency: 1 }, { log });
+  try {
+    sink.submit(ALERT);
+    sink.submit(ALERT);
+    sink.submit(MINIMAL);
+    assert.equal(await sink.drain(2000), 0);
+    assert.deepEqual(sink.stats, { queued: 0, delivered: 3, dropped: {}, retries: 1 });
+    const keys = rx.received.map((r) => r.headers.get("idempotency-key"));
+    assert.deepEqual([...keys].sort(), [ALERT.id, ALERT.id, ALERT.id, MINIMAL.id].sort());
+    assert.notEqual(ALERT.id, MINIMAL.id);
+    // the body says the same: ECS event.id
+    for (const r of rx.received) {
+      assert.equal(JSON.parse(r.body).event.id, r.headers.get("idempotency-key"));
+    }
+  } finally {
+    await sink.close();
+    await rx.close();
+  }
+  // the Splunk HEC shape carries it too (its Authorization does not replace it)
+  const hec = startHttpReceiver(() => 200);
+  const hecSink = new WebhookSink({
+    ...opts,
+    url: hec.url,
+    shape: "splunk-hec",
+    headers: { "Idempotency-Key": "static" },
+    splunk: { token: "t" },
+  }, { log });
+  try {
+    hecSink.submit(ALERT);
+    assert.equal(await hecSink.drain(2000), 0);
+    assert.equal(hec.received[0].headers.get("idempotency-key"), ALERT.id);
+    assert.equal(JSON.parse(hec.received[0].body).event.id, ALERT.id);
+  } finally {
+    await hecSink.close();
+    await hec.close();
+  }
+});
