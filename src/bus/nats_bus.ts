@@ -7,7 +7,6 @@
  * @module
  */
 import {
-  connect,
   headers as natsHeaders,
   type Msg,
   type MsgHdrs,
@@ -31,6 +30,7 @@ import { classifyBusError } from "./errors.ts";
 import type { LeaseStore } from "./leases.ts";
 import { openNatsLeases } from "./nats_leases.ts";
 import { type ParsedHeaders, parseHeaderBlock, put } from "./nats_headers.ts";
+import { connectWhenAnswered } from "./nats_first_connect.ts";
 
 /** Options for {@linkcode connectNatsBus}. */
 export interface NatsBusOptions {
@@ -56,11 +56,17 @@ export interface NatsBusOptions {
   probe?: { intervalMs?: number; timeoutMs?: number };
   /** Milliseconds before a subscription closed by the server is opened again (default 500). */
   resubscribeMs?: number;
+  /**
+   * Stops the wait for the first connection: the connect rejects with
+   * `NatsConnectAbortedError` (./nats_first_connect.ts) and leaves nothing open.
+   */
+  signal?: AbortSignal;
 }
 
 /**
  * Connect to NATS and return a {@linkcode Bus}. Waits for the first
- * connection, however long that takes, and reconnects forever afterwards.
+ * connection, however long that takes (until `signal` aborts), and
+ * reconnects forever afterwards.
  *
  * @example
  * ```ts
@@ -80,16 +86,18 @@ export async function connectNatsBus(opts: NatsBusOptions): Promise<NatsBus> {
     if (m[3] !== undefined) pass ??= decodeURIComponent(m[3]);
     return `${m[1]}${m[4]}`;
   });
-  const nc = await connect({
+  const nc = await connectWhenAnswered({
     servers,
     ...(user !== undefined ? { user } : {}),
     ...(pass !== undefined ? { pass } : {}),
     name: opts.name ?? "latentwatch",
     maxReconnectAttempts: -1,
-    waitOnFirstConnect: true,
     reconnectTimeWait: opts.reconnectWaitMs ?? 500,
     reconnectJitter: 100,
     pingInterval: 10_000,
+  }, {
+    retryMs: opts.reconnectWaitMs ?? 500,
+    ...(opts.signal ? { signal: opts.signal } : {}),
   });
   return new NatsBus(nc, opts);
 }
@@ -376,6 +384,8 @@ export class NatsBus implements Bus {
       if (s.type === "reconnect") this.#connected = true;
       if (s.type === "ping" || s.type === "reconnecting") continue;
       const detail = "server" in s ? String(s.server) : "error" in s ? String(s.error) : "";
+      // the end of close(): not a fault unless it carries an error
+      if (s.type === "close" && this.#closing && !detail) continue;
       if (s.type !== "reconnect" && s.type !== "update" && s.type !== "ldm") {
         this.#noteError(`${s.type}${detail ? `: ${detail}` : ""}`);
       }

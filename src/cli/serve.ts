@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { loadMonitorConfig } from "../config/monitor.ts";
 import { checkMonitor } from "../serve/check.ts";
 import { startMonitor } from "../serve/monitor.ts";
+import { StartupAbortedError } from "../serve/steps.ts";
 import { type LogFormat, Logger, parseLogFormat } from "../shared/log.ts";
 
 const USAGE = "usage: latentwatch serve --monitor <file> [--listen host:port] " +
@@ -73,36 +74,54 @@ export async function runServeCommand(args: string[]): Promise<number> {
       return fail(err);
     }
   }
-  // listening before the start, so a SIGTERM during start-up stops it cleanly once started
+  // listening before the first step, so a signal stops serve the same way in
+  // every state: a start-up in progress (the wait for NATS included) stops
+  // what it started, in reverse; a running monitor stops all its steps
+  const stop = new AbortController();
   const { promise, resolve } = Promise.withResolvers<void>();
-  const onSignal = () => resolve();
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  let signalled: string | null = null;
+  const onSignal = (name: string) => () => {
+    if (signalled !== null) return;
+    signalled = name;
+    log.info("monitor.stopping", { signal: name });
+    stop.abort();
+    resolve();
+  };
+  const onInt = onSignal("SIGINT");
+  const onTerm = onSignal("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
   let monitor: Awaited<ReturnType<typeof startMonitor>> | null = null;
   // SIGHUP reloads the policy files, as file changes do
   const onHup = () => void monitor?.reload();
   Deno.addSignalListener("SIGHUP", onHup);
   const unlisten = () => {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    Deno.removeSignalListener("SIGINT", onInt);
+    Deno.removeSignalListener("SIGTERM", onTerm);
     Deno.removeSignalListener("SIGHUP", onHup);
   };
   try {
     const config = await loadMonitorConfig(values.monitor);
+    if (signalled !== null) throw new StartupAbortedError("config");
     monitor = await startMonitor(config, {
       log,
       watchPolicies: true,
+      signal: stop.signal,
       ...(values.listen ? { controlListen: values.listen } : {}),
       ...(stateDir ? { stateDir } : {}),
     });
   } catch (err) {
     unlisten();
-    return fail(err);
+    if (!(err instanceof StartupAbortedError)) return fail(err);
+    log.info("monitor.stopped", { during: "start-up", step: err.step, undelivered: 0 });
+    log.flush();
+    return 0;
   }
   await promise;
   unlisten();
-  log.info("monitor.stopping");
   const undelivered = await monitor.stop();
+  log.info("monitor.stopped", { during: "running", undelivered });
+  log.flush();
   // alerts that could not be delivered are counted and logged; say so in the exit code too
   return undelivered > 0 ? 3 : 0;
 }

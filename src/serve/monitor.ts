@@ -62,6 +62,12 @@ export interface StartOptions {
   workbench?: { maxRequests?: number; writable?: boolean } | false;
   /** The reload compiler's settings (timeout, default 60 s; a stand-in worker in tests). */
   policyCompiler?: PolicyCompilerOptions;
+  /**
+   * Stops the start-up (serve's SIGINT/SIGTERM): what had started stops in
+   * reverse and {@linkcode startMonitor} throws `StartupAbortedError`; also
+   * ends the wait for NATS.
+   */
+  signal?: AbortSignal;
 }
 
 /** What a policy reload did. */
@@ -132,7 +138,10 @@ export async function startMonitor(
   };
   let started;
   try {
-    started = await startSteps(MONITOR_STEPS, ctx, { log });
+    started = await startSteps(MONITOR_STEPS, ctx, {
+      log,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
   } catch (err) {
     // the caller sees the step's own error (its message is the user's start-up error)
     throw err instanceof StartupStepError ? err.cause : err;

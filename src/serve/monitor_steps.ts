@@ -20,6 +20,7 @@ import { liveStore } from "../workbench/live_source.ts";
 import { allEncoders, compileMonitorPolicies, loadMonitorModels } from "./components.ts";
 import { controlApi, serveControlApi } from "./control_api.ts";
 import { PolicyCompiler } from "./policy_compiler.ts";
+import { monitorStats } from "./monitor_stats.ts";
 
 import { Pipeline } from "./pipeline.ts";
 
@@ -87,7 +88,6 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
       });
       const listen = opts.controlListen === undefined ? config.control?.listen : opts.controlListen;
       if (!listen) return;
-      const saes = ctx.models!.saes;
       const ui = await workbenchRoutes(ctx, listen);
       const token = controlToken(config);
       const app = controlApi({
@@ -105,34 +105,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
           : {}),
         notReadyReasons: () => notReady(ctx),
         ...(ui ? { ui } : {}),
-        info: () => {
-          const { bus, pipeline } = ctx;
-          return {
-            monitor: config.monitor,
-            model: config.model,
-            hook: config.hook,
-            subject: ctx.subject,
-            nats: {
-              url: config.nats.url,
-              connected: bus?.connected ?? false,
-              delivering: bus ? (bus.health?.delivering ?? bus.connected) : false,
-              subscribed: pipeline?.subscribed ?? false,
-              ...(bus?.health?.lastError ? { last_error: bus.health.lastError } : {}),
-            },
-            provider: "cpu",
-            saes: [...saes].map(([id, s]) => ({
-              id,
-              architecture: s.architecture,
-              d_in: s.dIn,
-              d_sae: s.dSae,
-            })),
-            rules: pipeline?.generation.policies.rules.length ?? 0,
-            ...(ctx.owner ? { partitions: ctx.owner.stats() } : {}),
-            active_requests: pipeline?.activeRequests ?? 0,
-            sinks: Object.fromEntries((pipeline?.sinks ?? []).map((s) => [s.name, s.stats])),
-            live_alerts: feed.stats,
-          };
-        },
+        info: () => monitorStats(ctx),
       });
       ctx.server = serveControlApi(app, listen);
       log.info("control.listening", {
@@ -171,6 +144,7 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
         ...(config.nats.user !== undefined ? { user: config.nats.user } : {}),
         ...(pass !== undefined ? { pass } : {}),
         name: `latentwatch:${config.monitor}`,
+        ...(ctx.opts.signal ? { signal: ctx.opts.signal } : {}),
         onStatus: (s) => {
           if (s.type === "error") telemetry.add("latentwatch.bus.errors", 1, { type: s.type });
           log.warn(`nats.${s.type}`, { url: config.nats.url, detail: s.detail });

@@ -52,6 +52,13 @@ export interface StepsOptions {
    * @default performance.now
    */
   now?: () => number;
+  /**
+   * Stops the start-up: checked before each step, and a step that throws
+   * once it has aborted (a wait it passed the signal to) is a stop, not a
+   * failure. Either way the started steps stop in reverse and
+   * {@linkcode startSteps} throws {@linkcode StartupAbortedError}.
+   */
+  signal?: AbortSignal;
 }
 
 /** Steps that started, to be stopped together. */
@@ -82,6 +89,23 @@ export class StartupStepError extends Error {
   constructor(step: string, cause: unknown) {
     super(`start-up step "${step}" failed: ${messageOf(cause)}`, { cause });
     this.step = step;
+  }
+}
+
+/**
+ * The start-up was stopped by its signal (SIGTERM during start-up) before
+ * or during step `step`; the steps started before it have been stopped.
+ *
+ * @example
+ * ```ts
+ * const err = new StartupAbortedError("nats");
+ * err.message; // 'start-up stopped at step "nats"'
+ * ```
+ */
+export class StartupAbortedError extends Error {
+  override name = "StartupAbortedError";
+  constructor(readonly step: string, cause?: unknown) {
+    super(`start-up stopped at step "${step}"`, { cause });
   }
 }
 
@@ -131,7 +155,8 @@ export async function stopSteps<C>(
  * Start `steps` in order, logging `startup.step name=… ms=…` for each. When
  * one throws, the started steps and the failing one are stopped in reverse
  * (see {@linkcode stopSteps}) and a {@linkcode StartupStepError} naming the
- * step is thrown, with the original error as its `cause`.
+ * step is thrown, with the original error as its `cause`; when `signal`
+ * aborts, the same happens with a {@linkcode StartupAbortedError}.
  *
  * @example
  * ```ts
@@ -151,11 +176,21 @@ export async function startSteps<C>(
   const now = opts.now ?? (() => performance.now());
   const started: Step<C>[] = [];
   for (const step of steps) {
+    if (opts.signal?.aborted) {
+      opts.log.info("startup.stopped", { before: step.name });
+      await stopSteps(started, ctx, opts);
+      throw new StartupAbortedError(step.name);
+    }
     const t0 = now();
     started.push(step);
     try {
       await step.start(ctx);
     } catch (err) {
+      if (opts.signal?.aborted) {
+        opts.log.info("startup.stopped", { during: step.name });
+        await stopSteps(started, ctx, opts);
+        throw new StartupAbortedError(step.name, err);
+      }
       opts.log.error("startup.step_failed", { name: step.name, error: messageOf(err) });
       await stopSteps(started, ctx, opts);
       throw new StartupStepError(step.name, err);

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { Logger } from "../shared/log.ts";
-import { startSteps, StartupStepError, type Step, stopSteps } from "./steps.ts";
+import {
+  startSteps,
+  StartupAbortedError,
+  StartupStepError,
+  type Step,
+  stopSteps,
+} from "./steps.ts";
 
 /** A logger whose lines are kept for the assertions. */
 function captured(): { log: Logger; lines: string[] } {
@@ -126,4 +132,50 @@ Deno.test("stopSteps: steps without a stop are skipped; async stops are awaited 
   );
   assert.deepEqual(failures, []);
   assert.deepEqual(order, ["z sees 2", "x sees 1"]);
+});
+
+Deno.test("steps: an abort during a step's wait stops the started steps in reverse, no error logged", async () => {
+  const order: string[] = [];
+  const { log, lines } = captured();
+  const stop = new AbortController();
+  const waiting: Step<unknown> = {
+    name: "wait",
+    start: () =>
+      new Promise((_, reject) => {
+        order.push("start wait");
+        stop.signal.addEventListener("abort", () => reject(new Error("aborted")));
+      }),
+    stop: () => void order.push("stop wait"),
+  };
+  const starting = startSteps([recording("a", order), waiting, recording("c", order)], {}, {
+    log,
+    signal: stop.signal,
+  });
+  await new Promise((r) => setTimeout(r, 20));
+  stop.abort();
+  const err = await starting.then(() => null, (e) => e);
+  assert.ok(err instanceof StartupAbortedError, String(err));
+  assert.equal(err.step, "wait");
+  assert.deepEqual(order, ["start a", "start wait", "stop wait", "stop a"]);
+  assert.ok(lines.some((l) => /(^| )info startup\.stopped during=wait$/.test(l)), lines.join("\n"));
+  assert.ok(!lines.some((l) => /(^| )error /.test(l)), lines.join("\n"));
+});
+
+Deno.test("steps: an abort between steps starts no further step", async () => {
+  const order: string[] = [];
+  const { log, lines } = captured();
+  const stop = new AbortController();
+  const aborting: Step<unknown> = {
+    name: "b",
+    start: () => void stop.abort(),
+    stop: () => void order.push("stop b"),
+  };
+  const err = await startSteps([recording("a", order), aborting, recording("c", order)], {}, {
+    log,
+    signal: stop.signal,
+  }).then(() => null, (e) => e);
+  assert.ok(err instanceof StartupAbortedError);
+  assert.equal(err.step, "c");
+  assert.deepEqual(order, ["start a", "stop b", "stop a"]);
+  assert.ok(lines.some((l) => /(^| )info startup\.stopped before=c$/.test(l)), lines.join("\n"));
 });
