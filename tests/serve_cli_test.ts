@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { freePort, startNatsServer } from "../src/bus/nats_server.ts";
 import { buildDemoSae, SimulatedModel } from "../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
-import { LATENTWATCH_MAIN, runLatentwatch } from "./helpers/cli.ts";
+import { runLatentwatch, spawnLatentwatch } from "./helpers/cli.ts";
 import { waitUntil } from "./helpers/stream.ts";
 
 /**
@@ -54,21 +54,13 @@ Deno.test("serve CLI: live before NATS, ready once connected, metrics, exits 0 o
   const port = freePort();
   try {
     await writeMonitorFiles(dir, `  url: ${url}\n`, port);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        LATENTWATCH_MAIN,
-        "serve",
-        "--monitor",
-        `${dir}/m.yaml`,
-        "--state-dir",
-        `${dir}/state`,
-      ],
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const errText = (async () => new TextDecoder().decode((await child.output()).stderr))();
+    const { child, stderr: errText } = spawnLatentwatch([
+      "serve",
+      "--monitor",
+      `${dir}/m.yaml`,
+      "--state-dir",
+      `${dir}/state`,
+    ]);
     const get = (path: string) =>
       fetch(`http://127.0.0.1:${port}${path}`).then(async (r) => ({
         status: r.status,

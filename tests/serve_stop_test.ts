@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { freePort, startNatsServer } from "../src/bus/nats_server.ts";
 import { buildDemoSae, SimulatedModel } from "../src/demo/simulator.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
-import { LATENTWATCH_MAIN } from "./helpers/cli.ts";
+import { spawnLatentwatch } from "./helpers/cli.ts";
 import { waitUntil } from "./helpers/stream.ts";
 
 /** A rule on latent `latent` of SAE `s`. */
@@ -36,23 +36,7 @@ async function countRules(path: string): Promise<number> {
 }
 
 function spawnServe(dir: string) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      LATENTWATCH_MAIN,
-      "serve",
-      "--monitor",
-      `${dir}/m.yaml`,
-      "--state-dir",
-      `${dir}/state`,
-    ],
-    env: { NO_COLOR: "1" },
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const stderr = (async () => new TextDecoder().decode((await child.output()).stderr))();
-  return { child, stderr };
+  return spawnLatentwatch(["serve", "--monitor", `${dir}/m.yaml`, "--state-dir", `${dir}/state`]);
 }
 
 const get = (port: number, path: string) => fetch(`http://127.0.0.1:${port}${path}`);

@@ -19,6 +19,7 @@ import { Tap } from "../src/tap/tap.ts";
 import { TraceReader } from "../src/traces/reader.ts";
 import { readAlerts, waitUntil } from "./helpers/stream.ts";
 import { startHttpReceiver } from "./helpers/receivers.ts";
+import { hmac16 } from "./helpers/hmac_reference.ts";
 
 const MODEL = "sim-gpt";
 const HOOK = "blocks.6.hook_resid_post";
@@ -426,19 +427,6 @@ Deno.test("serve: configured sinks receive the alerts too (webhook to a local se
     await rx.close();
   }
 });
-
-/** HMAC-SHA-256 of `text` under `key`, first 16 hex digits (WebCrypto: a reference apart from the code). */
-async function hmac16(key: string, text: string): Promise<string> {
-  const k = await crypto.subtle.importKey(
-    "raw",
-    new TextEncoder().encode(key),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const d = await crypto.subtle.sign("HMAC", k, new TextEncoder().encode(text));
-  return [...new Uint8Array(d)].slice(0, 8).map((b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 Deno.test("serve: redaction: stream and SSE hashed (keyed), a tokens sink, a redacted recording", async () => {
   Deno.env.set("LW_TEST_REDACT_KEY", "e2e-key");

@@ -5,18 +5,7 @@ import { startNatsServer } from "../bus/nats_server.ts";
 import { SECRET, SECRETS } from "../core/render/test_alert.ts";
 import { runLatentwatch } from "../../tests/helpers/cli.ts";
 import { tailRedaction } from "./alerts.ts";
-
-async function hmac16(key: string, text: string): Promise<string> {
-  const k = await crypto.subtle.importKey(
-    "raw",
-    new TextEncoder().encode(key),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const d = await crypto.subtle.sign("HMAC", k, new TextEncoder().encode(text));
-  return [...new Uint8Array(d)].slice(0, 8).map((b) => b.toString(16).padStart(2, "0")).join("");
-}
+import { hmac16 } from "../../tests/helpers/hmac_reference.ts";
 
 Deno.test("alerts tail --redact: modes, the key variable, and what is refused", () => {
   const env = (n: string) => ({ K: "k3y", EMPTY: "" } as Record<string, string>)[n];

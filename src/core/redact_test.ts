@@ -15,22 +15,11 @@ import { toJson } from "./render/json.ts";
 import { toOcsf } from "./render/ocsf.ts";
 import { toSyslog5424 } from "./render/syslog.ts";
 import { ALERT, SECRET, SECRETS } from "./render/test_alert.ts";
+import { hmacHex } from "../../tests/helpers/hmac_reference.ts";
 
 /** Reference digests by WebCrypto (the code under test hashes with node:crypto). */
 async function sha256Hex(text: string): Promise<string> {
   const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-async function hmacHex(key: string, text: string): Promise<string> {
-  const k = await crypto.subtle.importKey(
-    "raw",
-    new TextEncoder().encode(key),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const d = await crypto.subtle.sign("HMAC", k, new TextEncoder().encode(text));
   return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 

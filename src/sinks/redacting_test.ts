@@ -7,21 +7,10 @@ import { MemoryBus } from "../bus/memory_bus.ts";
 import { startHttpReceiver } from "../../tests/helpers/receivers.ts";
 import { waitUntil } from "../../tests/helpers/stream.ts";
 import { createSinks } from "./factory.ts";
+import { hmac16 } from "../../tests/helpers/hmac_reference.ts";
 
 const log = new Logger({ quiet: true, write: () => {} });
 const HEAD = "monitor: demo\nmodel: m\nhook: h\nsaes: [{id: s, path: ./s}]\npolicies: [./p.yaml]\n";
-
-async function hmac16(key: string, text: string): Promise<string> {
-  const k = await crypto.subtle.importKey(
-    "raw",
-    new TextEncoder().encode(key),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const d = await crypto.subtle.sign("HMAC", k, new TextEncoder().encode(text));
-  return [...new Uint8Array(d)].slice(0, 8).map((b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 Deno.test("sinks[].redact: file and webhook sinks send no secret; stricter of alert and sink wins", async () => {
   const rx = startHttpReceiver(() => 200);

@@ -44,3 +44,34 @@ export async function runLatentwatch(
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
+
+/** A CLI process left running, and its stderr once it exits. */
+export interface RunningCli {
+  child: Deno.ChildProcess;
+  /** Everything it wrote to stderr, when it has exited. */
+  stderr: Promise<string>;
+}
+
+/**
+ * Start `deno run -A src/main.ts ...args` (with `NO_COLOR=1`) and leave it
+ * running: stdout is discarded, stderr collected for when it exits.
+ *
+ * @example
+ * ```ts
+ * const { child, stderr } = spawnLatentwatch(["serve", "--monitor", "m.yaml"]);
+ * child.kill("SIGTERM");
+ * (await child.status).code; // 0
+ * await stderr;
+ * ```
+ */
+export function spawnLatentwatch(args: string[]): RunningCli {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", LATENTWATCH_MAIN, ...args],
+    cwd: REPO_ROOT,
+    env: { NO_COLOR: "1" },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = (async () => new TextDecoder().decode((await child.output()).stderr))();
+  return { child, stderr };
+}
