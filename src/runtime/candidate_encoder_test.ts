@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Rng } from "../core/random.ts";
 import { referenceEncode, referencePreActivations } from "../core/reference_encoder.ts";
-import type { SaeWeights } from "../core/sae.ts";
+import type { SaeWeights, SparseLatents } from "../core/sae.ts";
 import { randomVariant, variantName, VARIANTS } from "../core/testdata/random_variants.ts";
 import { randomSae } from "../formats/random_sae.ts";
 import { createCandidateEncoder } from "./candidate_encoder.ts";
@@ -15,6 +15,20 @@ import { createOrtEncoder } from "./ort_encoder.ts";
 import { compareToken } from "./testdata/compare_encoding.ts";
 
 const BATCHES = [1, 3, 64];
+
+/** {@linkcode compareToken} for every token of a batch (`where` names it, the token is appended). */
+function compareBatch(
+  sae: SaeWeights,
+  x: Float32Array,
+  got: SparseLatents[],
+  want: SparseLatents[],
+  where: string,
+): void {
+  for (let t = 0; t < got.length; t++) {
+    compareToken(sae, x.subarray(t * sae.dIn, (t + 1) * sae.dIn), got[t], want[t], `${where} ${t}`);
+  }
+  assert.equal(got.length, want.length, `${where}: tokens`);
+}
 
 Deno.test("candidate encoder matches the reference for every architecture, normalisation and kind", async () => {
   const dIn = 40, dSae = 300; // not multiples of 8 or 16: scan and padding tails run
@@ -74,9 +88,7 @@ Deno.test("candidate encoder: latents a hair above or below their threshold are 
     );
     assert.deepEqual(active, expected);
     const want = referenceEncode(sae, x, batch);
-    for (let t = 0; t < batch; t++) {
-      compareToken(sae, x.subarray(t * dIn, (t + 1) * dIn), got[t], want[t], `token ${t}`);
-    }
+    compareBatch(sae, x, got, want, `token`);
   } finally {
     await enc.close();
   }
@@ -95,15 +107,7 @@ Deno.test("candidate encoder: tokens over the candidate cap are encoded in f32, 
       const x = new Rng(9).fillGaussian(new Float32Array(batch * dIn));
       const got = await enc.encode(x, batch);
       const want = referenceEncode(sae, x, batch);
-      for (let t = 0; t < batch; t++) {
-        compareToken(
-          sae,
-          x.subarray(t * dIn, (t + 1) * dIn),
-          got[t],
-          want[t],
-          `${architecture} ${t}`,
-        );
-      }
+      compareBatch(sae, x, got, want, `${architecture}`);
       if (architecture === "jumprelu") {
         assert.equal(enc.fallbackTokens, batch);
         assert.equal(enc.stats().candidates, 0); // none recomputed: the f32 encoder did them
@@ -119,15 +123,7 @@ Deno.test("candidate encoder: tokens over the candidate cap are encoded in f32, 
       assert.equal(enc.path, "f32");
       const before = enc.fallbackTokens;
       const after = await enc.encode(x, batch);
-      for (let t = 0; t < batch; t++) {
-        compareToken(
-          sae,
-          x.subarray(t * dIn, (t + 1) * dIn),
-          after[t],
-          want[t],
-          `${architecture} f32 ${t}`,
-        );
-      }
+      compareBatch(sae, x, after, want, `${architecture} f32`);
       assert.equal(enc.fallbackTokens, before + batch); // f32 from now on: every token counted
     } finally {
       await enc.close();
@@ -147,9 +143,7 @@ Deno.test("candidate encoder: zero rows, a zero encoder column, watched latents,
     x.fill(0, dIn, 2 * dIn); // token 1 is all zeros
     const got = await enc.encode(x, 3);
     const want = referenceEncode(sae, x, 3);
-    for (let t = 0; t < 3; t++) {
-      compareToken(sae, x.subarray(t * dIn, (t + 1) * dIn), got[t], want[t], `token ${t}`);
-    }
+    compareBatch(sae, x, got, want, `token`);
     // watched TopK: still the top k of all latents, reported only where watched
     const w = await watched.encode(x, 3);
     for (let t = 0; t < 3; t++) {
@@ -195,15 +189,7 @@ Deno.test("candidate encoder with tuning: both paths run on a batch size, every 
     for (let i = 0; i < 10; i++) {
       const got = await enc.encode(x, batch);
       paths.add(enc.path);
-      for (let t = 0; t < batch; t++) {
-        compareToken(
-          sae,
-          x.subarray(t * dIn, (t + 1) * dIn),
-          got[t],
-          want[t],
-          `batch ${i} token ${t}`,
-        );
-      }
+      compareBatch(sae, x, got, want, `batch ${i} token`);
     }
     // three timed batches of each path after a warm-up each: both ran
     assert.deepEqual([...paths].sort(), ["f32", "int8-candidates"]);
