@@ -50,11 +50,10 @@ export interface SelectInput {
 
 const f32 = Math.fround;
 
-/** Each token's latents: `cand[ends[t−1]..ends[t])`, ascending, or all of them where `full[t]`. */
+/** Each token's latents: `cand[ends[t−1]..ends[t])`, ascending. */
 interface CandidateList {
   cand: Uint32Array;
   ends: Uint32Array;
-  full: Uint8Array;
 }
 
 /**
@@ -128,14 +127,14 @@ export class CandidateSelector {
       s.inputs.set(input.prepared.subarray(t * dIn, (t + 1) * dIn), t * dots.stride);
       if (dots.stride > dIn) s.inputs.fill(0, t * dots.stride + dIn, (t + 1) * dots.stride);
     }
-    const list = { cand: this.#cand, ends, full: new Uint8Array(tokens) };
+    const list = { cand: this.#cand, ends };
     if (this.#sae.architecture === "topk") {
       return { rows: await this.#topkRounds(list, dots, stats, fallback), fallback };
     }
     const total = ends[tokens - 1] ?? 0;
     stats.candidates += total;
     const results = await this.#run(list, total, dots);
-    return { rows: this.#activate(tokens, ends, list.full, total, results), fallback };
+    return { rows: this.#activate(tokens, ends, total, results), fallback };
   }
 
   /** Dots of every pair of `list` (`total` of them); the results' view. */
@@ -147,12 +146,12 @@ export class CandidateSelector {
   }
 
   /**
-   * Candidates of each token into `#cand` (ends per token); `full` marks
+   * Candidates of each token into `#cand` (ends per token); `fallback` marks
    * fallbacks. `a_j > cut` passes the token's uniform bound; the column's
    * own bound (`≤` it) decides: `a_j − cut − bound + bound_j > 0` (with
    * slack for the f32 rounding of `a` and `cut`).
    */
-  #scan(input: SelectInput, ends: Uint32Array, full: Uint8Array): number {
+  #scan(input: SelectInput, ends: Uint32Array, fallback: Uint8Array): void {
     const { tokenBounds, tokens } = input;
     const dSae = this.#sae.dSae;
     const { hat, err, x } = this.#bounds;
@@ -201,26 +200,24 @@ export class CandidateSelector {
       }
       // TopK judges its second round instead (most of a wide band is ruled out by round 1)
       if (!topk && pos - start > this.#max) {
-        full[t] = 1;
+        fallback[t] = 1;
         pos = start;
       }
       ends[t] = pos;
     }
-    return pos;
   }
 
   /**
    * Pairs (input row, weight row) in column blocks; `#pairTok`/`#pairCol` say
-   * which. Token t's latents are `cand[ends[t−1]..ends[t])` (ascending), or
-   * every latent when `full[t]`.
+   * which. Token t's latents are `cand[ends[t−1]..ends[t])` (ascending).
    */
   #pairs(
-    list: { cand: Uint32Array; ends: Uint32Array; full: Uint8Array },
+    list: CandidateList,
     total: number,
     dots: WasmDots,
     out: Uint32Array,
   ): void {
-    const { cand, ends, full } = list;
+    const { cand, ends } = list;
     const tokens = ends.length;
     if (this.#pairTok.length < total) {
       this.#pairTok = new Uint32Array(Math.max(total, this.#pairTok.length * 2));
@@ -235,12 +232,6 @@ export class CandidateSelector {
       const b1 = Math.min(dSae, b0 + BLOCK);
       for (let t = 0; t < tokens; t++) {
         const x = dots.inputAddress(t);
-        if (full[t]) {
-          for (let j = b0; j < b1; j++) {
-            tok[c] = t, col[c] = j, out[2 * c] = x, out[2 * c + 1] = dots.rowAddress(j), c++;
-          }
-          continue;
-        }
         let p = next[t];
         const end = ends[t];
         for (; p < end && cand[p] < b1; p++) {
@@ -256,17 +247,13 @@ export class CandidateSelector {
   #activate(
     tokens: number,
     ends: Uint32Array,
-    full: Uint8Array,
     total: number,
     dots: Float32Array,
   ): SparseLatents[] {
     const sae = this.#sae;
-    const dSae = sae.dSae;
     // each token's slots: as many as its pairs, from `base[t]`
     const base = new Uint32Array(tokens + 1);
-    for (let t = 0; t < tokens; t++) {
-      base[t + 1] = base[t] + (full[t] ? dSae : ends[t] - (t === 0 ? 0 : ends[t - 1]));
-    }
+    base.set(ends, 1);
     this.#reserveSlots(total);
     const idx = this.#outIdx, val = this.#outVal;
     const cursor = base.slice(0, tokens);
@@ -323,15 +310,13 @@ export class CandidateSelector {
     stats: { candidates: number; fallbackTokens: number },
     fallback: Uint8Array,
   ): Promise<SparseLatents[]> {
-    const { cand, ends, full } = list;
+    const { cand, ends } = list;
     const tokens = ends.length;
-    const dSae = this.#sae.dSae, k = this.#sae.k!;
+    const k = this.#sae.k!;
     const startOf = (t: number) => (t === 0 ? 0 : ends[t - 1]);
-    // slots per token: every latent it may compute
+    // slots per token: every candidate it may compute
     const base = new Uint32Array(tokens + 1);
-    for (let t = 0; t < tokens; t++) {
-      base[t + 1] = base[t] + (full[t] ? dSae : ends[t] - startOf(t));
-    }
+    base.set(ends, 1);
     this.#reserveSlots(base[tokens]);
     const cursor = base.slice(0, tokens);
     const picked = new Uint8Array(ends[tokens - 1] ?? 0);
@@ -340,25 +325,21 @@ export class CandidateSelector {
     const best = new Uint32Array(k);
     let n1 = 0;
     for (let t = 0; t < tokens; t++) {
-      if (!full[t]) {
-        const n = topKPositions(this.#upper, cand, startOf(t), ends[t], k, best);
-        const chosen = best.subarray(0, n).sort(); // ascending positions: ascending latents
-        for (const p of chosen) {
-          picked[p] = 1;
-          r1[n1++] = cand[p];
-        }
+      const n = topKPositions(this.#upper, cand, startOf(t), ends[t], k, best);
+      const chosen = best.subarray(0, n).sort(); // ascending positions: ascending latents
+      for (const p of chosen) {
+        picked[p] = 1;
+        r1[n1++] = cand[p];
       }
       ends1[t] = n1;
     }
-    let total = n1;
-    for (let t = 0; t < tokens; t++) if (full[t]) total += dSae;
-    this.#scores(await this.#run({ cand: r1, ends: ends1, full }, total, dots), total, cursor);
-    stats.candidates += total;
+    this.#scores(await this.#run({ cand: r1, ends: ends1 }, n1, dots), n1, cursor);
+    stats.candidates += n1;
     // round 2: V = the least exact score of round 1 (only tokens that had more than k)
     const r2 = new Uint32Array(ends[tokens - 1] ?? 0), ends2 = new Uint32Array(tokens);
     let n2 = 0;
     for (let t = 0; t < tokens; t++) {
-      if (!full[t] && ends[t] - startOf(t) > k) {
+      if (ends[t] - startOf(t) > k) {
         let least = Infinity;
         for (let p = base[t]; p < cursor[t]; p++) least = Math.min(least, this.#outVal[p]);
         const start = n2;
@@ -375,8 +356,7 @@ export class CandidateSelector {
       ends2[t] = n2;
     }
     if (n2 > 0) {
-      const none = new Uint8Array(tokens);
-      this.#scores(await this.#run({ cand: r2, ends: ends2, full: none }, n2, dots), n2, cursor);
+      this.#scores(await this.#run({ cand: r2, ends: ends2 }, n2, dots), n2, cursor);
       stats.candidates += n2;
     }
     return topKRows({
