@@ -19,7 +19,7 @@
  */
 
 import * as ort from "onnxruntime-node";
-import { canonicalWatch } from "../core/reference_encoder.ts";
+import { canonicalWatch, checkEncodeInput } from "../core/reference_encoder.ts";
 import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import {
   buildEncoderGraph,
@@ -40,6 +40,7 @@ import {
   type ProviderReport,
 } from "./provider.ts";
 import { createCandidateEncoder } from "./candidate_encoder.ts";
+import { WatchedDots } from "./watched_dots.ts";
 
 export { watchIsCheap } from "./onnx_graph.ts";
 export { createProbeEncoder } from "./probe_encoder.ts";
@@ -96,6 +97,14 @@ export interface OrtEncoderOptions {
    * SAEs of at least 2²⁰ encoder weights when no GPU provider runs it).
    */
   fullEncode?: FullEncodePath;
+  /**
+   * Watched standard, JumpReLU and gated encoders: compute batches of a few
+   * tokens (up to `SYNC_MAX_MACS` multiply-adds) in WebAssembly SIMD on the
+   * calling thread instead of onnxruntime (`watched_dots.ts`; same results
+   * up to f32 rounding). Default true on the CPU; false keeps every batch
+   * on onnxruntime (bit for bit the full graph's values).
+   */
+  smallBatchDots?: boolean;
 }
 
 /** See {@linkcode OrtEncoderOptions.fullEncode}. */
@@ -162,7 +171,9 @@ export async function createOrtEncoder(
     threshold: opts.externalDataThreshold,
     onProgress: opts.onProgress,
   });
-  return new OrtEncoder(opened, sae, opts.watch && canonicalWatch(opts.watch, sae.dSae));
+  const encoder = new OrtEncoder(opened, sae, opts.watch && canonicalWatch(opts.watch, sae.dSae));
+  if ((opts.smallBatchDots ?? true) && opened.provider === "cpu") encoder.useSmallBatchDots(sae);
+  return encoder;
 }
 
 class OrtEncoder implements ProviderEncoder {
@@ -187,6 +198,10 @@ class OrtEncoder implements ProviderEncoder {
   readonly #columns: Uint32Array | null;
   /** Watched TopK: 1 for a watched latent (the graph is full; reporting is filtered). */
   readonly #mask: Uint8Array | null;
+  /** Watched dense graphs: small batches computed synchronously (`watched_dots.ts`). */
+  #small: WatchedDots | null = null;
+  /** Batches the small-batch path computed. */
+  smallBatches = 0;
 
   constructor(opened: ProviderSession, sae: SaeWeights, watch?: Uint32Array) {
     this.#session = opened.session;
@@ -206,7 +221,26 @@ class OrtEncoder implements ProviderEncoder {
     }
   }
 
-  async encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
+  /** Compute small watched batches with {@linkcode WatchedDots} (where it applies). */
+  useSmallBatchDots(sae: SaeWeights): void {
+    if (this.#columns) this.#small = WatchedDots.create(sae, this.#columns);
+  }
+
+  encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
+    const small = this.#small;
+    if (small && tokens > 0 && small.fits(tokens)) {
+      try {
+        checkEncodeInput(x, tokens, this.dIn);
+        this.smallBatches++;
+        return Promise.resolve(this.#sparseFromDense(small.encode(x, tokens), tokens));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    return this.#encodeOrt(x, tokens);
+  }
+
+  async #encodeOrt(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
     const feeds = encoderFeeds(x, tokens, this.dIn);
     if (!feeds) return [];
     const out = await this.#session.run(feeds);

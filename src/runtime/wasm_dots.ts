@@ -316,12 +316,23 @@ export class WasmDots {
     return row * this.stride * 4;
   }
 
-  /** Compute the dots of the first `n` pairs into `results`. */
-  async run(n: number): Promise<void> {
+  /** Compute the dots of the first `n` pairs into `results` on this thread, before returning. */
+  runHere(n: number): void {
+    const v = this.#checked(n);
+    this.#dots(v.pairs.byteOffset, n, this.stride, v.results.byteOffset);
+  }
+
+  #checked(n: number): DotsScratch {
     const v = this.#views;
     if (!v || n > this.#maxPairs) {
       throw new RangeError(`expected n ≤ ${this.#maxPairs} pairs after prepare(), found ${n}`);
     }
+    return v;
+  }
+
+  /** Compute the dots of the first `n` pairs into `results`. */
+  async run(n: number): Promise<void> {
+    const v = this.#checked(n);
     const pairs = v.pairs.byteOffset, out = v.results.byteOffset;
     if (this.#threads === 1 || n * this.stride < PARALLEL_MIN_MACS) {
       this.#dots(pairs, n, this.stride, out);

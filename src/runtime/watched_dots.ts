@@ -1,0 +1,176 @@
+/**
+ * Watched encodes of a few tokens without onnxruntime: the watched encoder
+ * columns held in WebAssembly memory ({@linkcode WasmDots}) and every
+ * (token, watched latent) dot computed in f32 SIMD, synchronously, on the
+ * calling thread.
+ *
+ * Why: a gated decode step is one token. Through onnxruntime its watched
+ * encode costs a `setImmediate` turn (onnxruntime-node defers `run` to one,
+ * so every other due I/O callback runs first), tensor set-up and five graph
+ * nodes: about 90 µs in the sidecar for 64 latents at d_in 768, against
+ * about 6 µs here. For batches past {@linkcode SYNC_MAX_MACS} the
+ * onnxruntime GEMM is faster, and the encoder uses it.
+ *
+ * The arithmetic follows the encoder graph (`onnx_graph.ts`) in f32: input
+ * normalisation, `− b_dec`, the product, the bias and the activation. Only
+ * the order of the sums differs from onnxruntime's (rounding, at most
+ * d·2⁻²⁴·Σ|x_i·w_i| per dot), as for the candidate encoder's second pass.
+ *
+ * @module
+ */
+import { LAYER_NORM_EPS } from "../core/reference_encoder.ts";
+import type { SaeWeights } from "../core/sae.ts";
+import { type DotsScratch, WasmDots } from "./wasm_dots.ts";
+
+/**
+ * Multiply-adds (tokens × watched latents × d_in) up to which a watched batch
+ * is computed here rather than by onnxruntime: about 60 µs of this thread at
+ * most (measured crossover of a synchronous loop: about 4 tokens of 64
+ * latents at d_in 768; the `setImmediate` turn onnxruntime adds moves it
+ * further).
+ */
+export const SYNC_MAX_MACS = 1 << 19;
+
+const f32 = Math.fround;
+
+/**
+ * The dense activations of a standard, JumpReLU or gated SAE's watched
+ * latents for a few tokens, computed synchronously in WebAssembly SIMD.
+ *
+ * @example
+ * ```ts
+ * import { randomSae } from "../formats/random_sae.ts";
+ * const sae = randomSae({ architecture: "jumprelu", dIn: 8, dSae: 32, seed: 1 });
+ * const dots = WatchedDots.create(sae, new Uint32Array([3, 17]));
+ * const dense = dots!.encode(new Float32Array(8), 1); // [1, 2]: latents 3 and 17
+ * ```
+ */
+export class WatchedDots {
+  readonly #sae: SaeWeights;
+  readonly #columns: Uint32Array;
+  readonly #dots: WasmDots;
+  /** Per watched column: the bias before the activation (`b_enc`, or `b_gate` for gated). */
+  readonly #bias: Float32Array;
+  /** JumpReLU: max(θ, 0) as f32; gated: exp(r_mag) as f32. */
+  readonly #level: Float32Array | null;
+  readonly #bMag: Float32Array | null;
+  #dense = new Float32Array(0);
+
+  /**
+   * A `WatchedDots` for `columns` (ascending SAE indices), or null where it
+   * does not apply: TopK (membership depends on every latent), or a watch so
+   * wide that even one token is past {@linkcode SYNC_MAX_MACS}.
+   */
+  static create(sae: SaeWeights, columns: Uint32Array): WatchedDots | null {
+    if (sae.architecture === "topk" || columns.length === 0) return null;
+    if (columns.length * sae.dIn > SYNC_MAX_MACS) return null;
+    return new WatchedDots(sae, columns);
+  }
+
+  private constructor(sae: SaeWeights, columns: Uint32Array) {
+    this.#sae = sae;
+    this.#columns = columns;
+    const { dIn, dSae } = sae;
+    const w = columns.length;
+    // W_enc is [dIn, dSae] row-major; the kernel wants each latent's column as a row
+    const rows = new Float32Array(w * dIn);
+    for (let c = 0; c < w; c++) {
+      const j = columns[c];
+      for (let i = 0; i < dIn; i++) rows[c * dIn + i] = sae.wEnc[i * dSae + j];
+    }
+    this.#dots = new WasmDots(rows, w, dIn);
+    const pick = (v: Float32Array, map: (x: number) => number = (x) => x) =>
+      Float32Array.from(columns, (j) => map(v[j]));
+    const gated = sae.architecture === "gated";
+    this.#bias = pick(gated ? sae.gated!.bGate : sae.bEnc);
+    this.#level = sae.architecture === "jumprelu"
+      ? pick(sae.threshold!, (t) => Math.max(t, 0))
+      : gated
+      ? pick(sae.gated!.rMag, Math.exp)
+      : null;
+    this.#bMag = gated ? pick(sae.gated!.bMag) : null;
+  }
+
+  /** Whether a batch of `tokens` is computed here (see {@linkcode SYNC_MAX_MACS}). */
+  fits(tokens: number): boolean {
+    return tokens * this.#columns.length * this.#sae.dIn <= SYNC_MAX_MACS;
+  }
+
+  /**
+   * The watched latents' activations of `tokens` raw tokens (`x` is
+   * `[tokens, dIn]`): `[tokens, |watch|]`, row-major, in watch order. The
+   * array is reused by the next call.
+   */
+  encode(x: Float32Array, tokens: number): Float32Array {
+    const { dIn } = this.#sae;
+    const w = this.#columns.length;
+    const dots = this.#dots;
+    const s = dots.prepare(tokens, tokens * w);
+    for (let t = 0; t < tokens; t++) {
+      this.#input(x.subarray(t * dIn, (t + 1) * dIn), s.inputs, t * dots.stride);
+    }
+    let c = 0;
+    for (let t = 0; t < tokens; t++) {
+      const input = dots.inputAddress(t);
+      for (let j = 0; j < w; j++, c++) {
+        s.pairs[2 * c] = input;
+        s.pairs[2 * c + 1] = dots.rowAddress(j);
+      }
+    }
+    dots.runHere(c);
+    return this.#activate(s, tokens * w);
+  }
+
+  /** Normalise one token and subtract `b_dec` as the graph does, in f32, into `out` at `at`. */
+  #input(x: Float32Array, out: Float32Array, at: number): void {
+    const sae = this.#sae;
+    const d = sae.dIn;
+    let shift = 0, mul = 1, divide = 1;
+    switch (sae.normalize ?? "none") {
+      case "none":
+        break;
+      case "constant_norm_rescale": {
+        let sq = 0;
+        for (let i = 0; i < d; i++) sq += x[i] * x[i];
+        const norm = f32(Math.sqrt(f32(sq)));
+        // a zero vector encodes as 0 (the graph's Where), not 0·∞
+        mul = norm > 0 ? f32(f32(Math.sqrt(d)) / norm) : 0;
+        break;
+      }
+      case "layer_norm": {
+        let sum = 0;
+        for (let i = 0; i < d; i++) sum += x[i];
+        shift = f32(sum / d);
+        let ss = 0;
+        for (let i = 0; i < d; i++) ss += f32(x[i] - shift) ** 2;
+        divide = f32(f32(Math.sqrt(f32(f32(ss) / (d - 1)))) + f32(LAYER_NORM_EPS));
+        break;
+      }
+    }
+    const bDec = sae.applyBDecToInput && (sae.kind ?? "sae") === "sae" ? sae.bDec : null;
+    for (let i = 0; i < d; i++) {
+      let v = shift === 0 ? x[i] : f32(x[i] - shift);
+      if (mul !== 1) v = f32(v * mul);
+      if (divide !== 1) v = f32(v / divide);
+      out[at + i] = bDec ? f32(v - bDec[i]) : v;
+    }
+  }
+
+  /** The activation of every (token, watched latent) dot, as the graph's last nodes. */
+  #activate(s: DotsScratch, n: number): Float32Array {
+    if (this.#dense.length < n) this.#dense = new Float32Array(n);
+    const dense = this.#dense;
+    const w = this.#columns.length;
+    const bias = this.#bias, level = this.#level, bMag = this.#bMag;
+    const arch = this.#sae.architecture;
+    for (let c = 0; c < n; c++) {
+      const j = c % w;
+      const dot = s.results[c];
+      const h = f32(dot + bias[j]);
+      if (arch === "jumprelu") dense[c] = h > level![j] ? h : 0;
+      else if (arch === "standard") dense[c] = h > 0 ? h : 0;
+      else dense[c] = h > 0 ? Math.max(0, f32(f32(dot * level![j]) + bMag![j])) : 0; // gated
+    }
+    return dense.subarray(0, n);
+  }
+}

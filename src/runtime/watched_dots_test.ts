@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { Rng } from "../core/random.ts";
+import { referenceEncode } from "../core/reference_encoder.ts";
+import type { SparseLatents } from "../core/sae.ts";
+import { randomVariant, variantName, VARIANTS } from "../core/testdata/random_variants.ts";
+import { randomSae } from "../formats/random_sae.ts";
+import { createOrtEncoder } from "./ort_encoder.ts";
+import { compareToken } from "./testdata/compare_encoding.ts";
+import { SYNC_MAX_MACS, WatchedDots } from "./watched_dots.ts";
+
+const smallBatches = (e: unknown) => (e as { smallBatches: number }).smallBatches;
+
+/** Same active latents, values within f32 rounding of a 48-term dot (relative 1e-5). */
+function sameUpToRounding(got: SparseLatents, want: SparseLatents, where: string): void {
+  assert.deepEqual([...got.indices], [...want.indices], `${where}: active latents`);
+  got.values.forEach((v, p) => {
+    const w = want.values[p];
+    assert.ok(
+      Math.abs(v - w) <= 1e-5 * (1 + Math.abs(w)),
+      `${where}: latent ${got.indices[p]}: ${v} vs ${w}`,
+    );
+  });
+}
+
+Deno.test("small watched batches: every architecture × normalisation × kind matches the reference and onnxruntime", async () => {
+  const dIn = 48, dSae = 163;
+  let compared = 0, excused = 0, small = 0;
+  // skip TopK variants: their watched graph is the full one (membership needs every latent)
+  for (const [n, v] of VARIANTS.entries()) {
+    if (v.architecture === "topk") continue;
+    const sae = randomVariant(v, dIn, dSae, 40 + n);
+    const rng = new Rng(500 + n);
+    const watch = Uint32Array.from({ length: 50 }, (_, p) => (p * 37 + n) % dSae);
+    const dots = await createOrtEncoder(sae, { intraOpThreads: 1, watch });
+    const ort = await createOrtEncoder(sae, { intraOpThreads: 1, watch, smallBatchDots: false });
+    for (const tokens of [1, 2, 7]) {
+      const x = rng.fillGaussian(new Float32Array(tokens * dIn), 1.5);
+      // shift and scale some tokens so the normalisations have work to do; one all-zero token
+      for (let t = 0; t < tokens; t += 2) {
+        for (let j = 0; j < dIn; j++) x[t * dIn + j] = x[t * dIn + j] * 3 + 0.7;
+      }
+      if (tokens === 7) x.fill(0, 3 * dIn, 4 * dIn);
+      const before = smallBatches(dots);
+      const got = await dots.encode(x, tokens);
+      small += smallBatches(dots) - before;
+      const viaOrt = await ort.encode(x, tokens);
+      const want = referenceEncode(sae, x, tokens, watch);
+      for (let t = 0; t < tokens; t++) {
+        const where = `${variantName(v)} N=${tokens} t=${t}`;
+        excused += compareToken(sae, x.subarray(t * dIn, (t + 1) * dIn), got[t], want[t], where);
+        sameUpToRounding(got[t], viaOrt[t], `${where} vs onnxruntime`);
+        compared += want[t].indices.length;
+      }
+    }
+    assert.equal(smallBatches(ort), 0, "smallBatchDots: false kept onnxruntime");
+    await dots.close();
+    await ort.close();
+  }
+  assert.ok(small >= 3 * 6, `the small-batch path ran ${small} batches`);
+  assert.ok(compared > 500, `only ${compared} latents compared`);
+  assert.equal(excused, 0);
+});
+
+Deno.test("small watched batches: large batches, TopK and wide watches go to onnxruntime", async () => {
+  const dIn = 64;
+  const sae = randomSae({ architecture: "jumprelu", dIn, dSae: 512, seed: 3 });
+  const watch = Uint32Array.from({ length: 64 }, (_, i) => i * 8);
+  const enc = await createOrtEncoder(sae, { watch });
+  const perToken = watch.length * dIn;
+  const most = Math.floor(SYNC_MAX_MACS / perToken);
+  const x = new Rng(1).fillGaussian(new Float32Array((most + 1) * dIn));
+  await enc.encode(x, most);
+  assert.equal(smallBatches(enc), 1, `${most} tokens fit`);
+  const big = await enc.encode(x, most + 1);
+  assert.equal(smallBatches(enc), 1, `${most + 1} tokens do not`);
+  // the two paths agree on the tokens they share
+  const head = await enc.encode(x, 1);
+  sameUpToRounding(head[0], big[0], "token 0, small vs onnxruntime");
+  await assert.rejects(enc.encode(new Float32Array(dIn), 2), /expected at least 2 × 64/);
+  await enc.close();
+
+  const topk = randomSae({ architecture: "topk", dIn, dSae: 512, k: 8, seed: 3 });
+  assert.equal(WatchedDots.create(topk, watch), null, "TopK");
+  const wide = Uint32Array.from({ length: 512 }, (_, i) => i);
+  const wideSae = randomSae({ architecture: "jumprelu", dIn: 2048, dSae: 512, seed: 3 });
+  assert.equal(WatchedDots.create(wideSae, wide), null, "512 latents × d_in 2048 > SYNC_MAX_MACS");
+});
