@@ -24,14 +24,16 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
+import { tapSubjectFilter } from "../src/core/frame/subjects.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { randomSae } from "../src/formats/random_sae.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import type { BenchResult } from "./run.ts";
-import { hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
+import { BENCH_HOOK, hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
 import { LoadGenerator } from "./e2e_load_process.ts";
 
 /**
@@ -68,7 +70,7 @@ export async function writeBenchMonitor(
   );
   await Deno.writeTextFile(
     `${dir}/monitor.yaml`,
-    `monitor: bench\nmodel: bench-model\nhook: blocks.8.hook_resid_pre\nsaes:\n  - id: bench\n    path: sae\n` +
+    `monitor: bench\nmodel: bench-model\nhook: ${BENCH_HOOK}\nsaes:\n  - id: bench\n    path: sae\n` +
       `policies: [rules.yaml]\nnats:\n  url: ${natsUrl}\nalerts:\n  stream: BENCH_ALERTS\n` +
       `batching:\n  max_batch_tokens: 128\n  max_wait_ms: 2\n  max_queue_tokens: 8192\n` +
       (Deno.env.get("E2E_EXTRA_MONITOR") ?? ""),
@@ -96,19 +98,22 @@ interface ServePlan {
   loadSeconds: number;
   /** Half-load RSS check duration (0: none). */
   rssSeconds: number;
+  /** Shares of saturation sent to a bare subscriber (the transport's own latency). */
+  floorLoads: number[];
 }
 
 function servePlan(arch: "topk" | "jumprelu", quick: boolean): ServePlan {
   // rows --quick shares with a full run measure the same way (same tokens, same
   // seconds); --quick only runs fewer load rows and a shorter, differently named RSS row
   if (arch === "topk") {
-    return { saturationTokens: 16384, loads: [0.5], loadSeconds: 5, rssSeconds: 0 };
+    return { saturationTokens: 16384, loads: [0.5], loadSeconds: 5, rssSeconds: 0, floorLoads: [] };
   }
   return {
     saturationTokens: 131072,
     loads: quick ? [0.25, 0.5] : [0.1, 0.25, 0.5, 0.75],
     loadSeconds: 5,
     rssSeconds: quick ? 10 : 120,
+    floorLoads: [0.25, 0.5],
   };
 }
 
@@ -132,7 +137,13 @@ export async function benchServe(
     return [];
   }
   const plan = opts.saturationOnly
-    ? { saturationTokens: opts.saturationOnly, loads: [], loadSeconds: 0, rssSeconds: 0 }
+    ? {
+      saturationTokens: opts.saturationOnly,
+      loads: [],
+      loadSeconds: 0,
+      rssSeconds: 0,
+      floorLoads: [],
+    }
     : servePlan(arch, opts.quick);
   const name = `e2e/serve-${arch}-768x24576${arch === "jumprelu" ? "-watched64" : ""}`;
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-" });
@@ -297,8 +308,41 @@ export async function benchServe(
       );
     }
     clearInterval(sampler);
-    await gen.quit();
     await monitor.stop();
+    // 4. the floor: the same open loads to a bare subscriber in this process, sidecar stopped
+    const floor = await connectNatsBus({ url: server.url, name: "bench-floor" });
+    let received = 0;
+    const sub = floor.subscribe(tapSubjectFilter("bench-model", BENCH_HOOK), (msg) => {
+      const sent = msg.headers["Lw-Meta-sent"];
+      if (sent !== undefined) latencies.push(hostNowMs() - Number(sent));
+      received += tokensPerFrame;
+    });
+    for (const f of plan.floorLoads) {
+      opts.progress(`e2e: transport floor, ${Math.round(f * 100)}% to a bare subscriber`);
+      latencies = [];
+      const t0 = performance.now(), received0 = received;
+      const done = await gen.run(
+        { cmd: "open", rate: f * saturation, seconds: plan.loadSeconds },
+        Date.now() + plan.loadSeconds * 1000 + 30_000,
+      );
+      const want = received0 + done.frames * tokensPerFrame, deadline = Date.now() + 10_000;
+      while (received < want && Date.now() < deadline) await sleep(1);
+      latencies.sort((a, b) => a - b);
+      rows.push({
+        name: `${name}/floor-${Math.round(f * 100)}pct`,
+        tokens_per_s: (received - received0) / ((performance.now() - t0) / 1000),
+        baseline_tokens_per_s: null,
+        ratio: null,
+        p50_ms: pct(latencies, 50),
+        p99_ms: pct(latencies, 99),
+        rss_mb: null,
+        offered_tokens_per_s: f * saturation,
+        load_fraction: f,
+      });
+    }
+    sub.unsubscribe();
+    await floor.close();
+    await gen.quit();
     return rows;
   } finally {
     await server.stop();

@@ -46,6 +46,9 @@ export interface LoadPhaseDone {
 /** Where the parent publishes the tokens encoded so far (closed-loop credit). */
 export const CREDIT_SUBJECT = "bench.e2e.encoded";
 
+/** The hook the bench's tap and monitor name. */
+export const BENCH_HOOK = "blocks.8.hook_resid_pre";
+
 /** Shape of the generated load. */
 export const LOAD_SHAPE = { tokensPerFrame: 16, requests: 64, dIn: 768 } as const;
 
@@ -71,7 +74,7 @@ export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGener
 async function main(url: string): Promise<void> {
   const { tokensPerFrame, requests, dIn } = LOAD_SHAPE;
   const bus = await connectNatsBus({ url, name: "bench-load" });
-  const tap = new Tap(bus, { model: "bench-model", hook: "blocks.8.hook_resid_pre" });
+  const tap = new Tap(bus, { model: "bench-model", hook: BENCH_HOOK });
   const pool = new Rng(9).fillGaussian(new Float32Array(tokensPerFrame * dIn * 8));
   const positions = new Array(requests).fill(0);
   let published = 0, frame = 0, encoded = 0;
