@@ -47,6 +47,21 @@ function quote(bytes: Uint8Array): string {
   return JSON.stringify(utf8Loose.decode(cut)) + more;
 }
 
+/** Longest value read without a decoder call (each `TextDecoder.decode` is a runtime call). */
+const SHORT_ASCII = 256;
+
+/** Whether `bytes` is short ASCII: valid UTF-8 that {@linkcode asciiString} reads as is. */
+function isShortAscii(bytes: Uint8Array): boolean {
+  if (bytes.length > SHORT_ASCII) return false;
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] > 0x7f) return false;
+  return true;
+}
+
+/** ASCII bytes (at most {@linkcode SHORT_ASCII}) as a string. */
+function asciiString(bytes: Uint8Array): string {
+  return String.fromCharCode.apply(null, bytes as unknown as number[]);
+}
+
 /**
  * Set `name` as an own property, also when it is `__proto__`.
  *
@@ -131,10 +146,15 @@ export function parseHeaderBlock(block: Uint8Array): ParsedHeaders {
       );
       continue;
     }
-    const name = utf8Loose.decode(nameBytes); // printable ASCII, checked above
+    // printable ASCII, checked above
+    const name = nameBytes.length <= SHORT_ASCII
+      ? asciiString(nameBytes)
+      : utf8Loose.decode(nameBytes);
     let value: string;
     try {
-      value = utf8Strict.decode(bytes.subarray(colon + 1)).trim();
+      const valueBytes = bytes.subarray(colon + 1);
+      value = (isShortAscii(valueBytes) ? asciiString(valueBytes) : utf8Strict.decode(valueBytes))
+        .trim();
     } catch (err) {
       fail(
         "header_encoding",

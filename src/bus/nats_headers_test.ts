@@ -86,3 +86,23 @@ Deno.test("header block: names of Object.prototype's members become own headers,
   assert.equal(Object.getPrototypeOf(p.headers), Object.prototype);
   assert.equal(({} as Record<string, unknown>).toString, Object.prototype.toString);
 });
+
+Deno.test("header block: short ASCII, long ASCII and UTF-8 values read the same as a UTF-8 decoder", () => {
+  const values = [
+    "",
+    " 1796367096937.458 ",
+    "x".repeat(255),
+    "y".repeat(256),
+    "z".repeat(257) + " ",
+    "a\tb",
+    "~!{}\x7f",
+    "naïve",
+    "🙂".repeat(70),
+  ];
+  const p = parseHeaderBlock(block(...values.map((v, i) => `H${i}: ${v}`)));
+  assert.equal(p.problem, undefined);
+  values.forEach((v, i) => assert.equal(p.headers[`H${i}`], v.trim(), `value ${i}`));
+  // a high byte in a short value still goes through the strict decoder
+  const bad = parseHeaderBlock(block(new Uint8Array([0x48, 0x3a, 0x20, 0x61, 0xff, 0x62])));
+  assert.equal(bad.problem?.reason, "header_encoding");
+});
