@@ -13,7 +13,10 @@
  *    (the pipeline's `onEncoded` hook), from the publish time each frame
  *    carries (`Lw-Meta-sent`, the host clock both processes read);
  * 3. RSS over time (JumpReLU): half load for two minutes (a 10 s row in --quick),
- *    RSS sampled every second.
+ *    RSS sampled every second;
+ * 4. the floor (JumpReLU): the sidecar stopped, the same open loads (25 and 50%)
+ *    to a bare subscriber here that only reads each frame's publish time: the
+ *    transport's and the machine's own latency under the rows of phase 2.
  *
  * `deno run -A bench/e2e.ts --arch jumprelu [--quick]` prints one JSON row per
  * line on stdout (progress on stderr); `bench/run.ts` runs it as a child
