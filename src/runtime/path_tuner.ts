@@ -4,11 +4,18 @@
  * is at stake. Per size class (⌊log₂ tokens⌋) each path is timed on
  * `samples` batches after `warmup` untimed ones (default 2: one was too few
  * for a 1 GiB SAE's recomputation to warm up); then the one with the lower
- * median time per token runs, and every `retryEvery` batches the other is
- * timed once more (the machine's load changes).
+ * best time per token runs (other work on the machine only ever adds time,
+ * so the best of the recent samples is the path's own speed), and the
+ * other is timed once more at the 16th and 64th batch of the class (a path
+ * whose JavaScript was still being compiled when first timed, 4× slower at
+ * one token in one bench sitting, gets its second look early) and then
+ * every `retryEvery` batches (the machine's load changes).
  *
  * @module
  */
+
+/** Batches of a class (counted before the pick) after which the slower path is timed again early. */
+const EARLY_RETRIES = new Set([15, 63]);
 
 /** The two paths. */
 export type EncodePath = "int8" | "f32";
@@ -57,9 +64,11 @@ export class PathTuner {
     for (const p of ["int8", "f32"] as const) {
       if (c.seen[p] < this.#warmup || c.times[p].length < this.#samples) return p;
     }
-    const best = median(c.times.int8) <= median(c.times.f32) ? "int8" : "f32";
+    const best = Math.min(...c.times.int8) <= Math.min(...c.times.f32) ? "int8" : "f32";
     const other = best === "int8" ? "f32" : "int8";
-    return c.batches % this.#retryEvery === this.#retryEvery - 1 ? other : best;
+    const retry = EARLY_RETRIES.has(c.batches) ||
+      c.batches % this.#retryEvery === this.#retryEvery - 1;
+    return retry ? other : best;
   }
 
   /** Time a batch of `tokens` took on `path` (ms); the first `warmup` of each path per class are not kept. */
@@ -71,9 +80,4 @@ export class PathTuner {
     t.push(ms / tokens);
     if (t.length > this.#samples) t.shift();
   }
-}
-
-function median(a: number[]): number {
-  const s = [...a].sort((x, y) => x - y);
-  return s[s.length >> 1];
 }

@@ -17,10 +17,10 @@ Deno.test("PathTuner: times both paths per size class (after a warm-up each), th
   assert.equal(run(200, big), "f32");
   const one = Array.from({ length: 7 }, () => run(1, small));
   assert.deepEqual(one.slice(6), ["int8"]);
-  // every 10th batch of a class retries the slower path once
+  // every 10th batch of a class (batches 10, 20, 30) and the 16th retry the slower path once
   let retried = 0;
   for (let i = 0; i < 30; i++) if (run(128, big) === "int8") retried++;
-  assert.equal(retried, 3);
+  assert.equal(retried, 4);
 });
 
 Deno.test("PathTuner: the default two warm-up batches per path are not timed", () => {
@@ -33,4 +33,21 @@ Deno.test("PathTuner: the default two warm-up batches per path are not timed", (
     tuner.record(16, p, p === "int8" ? (i < 2 ? 100 : 1) : 2);
   }
   assert.deepEqual(picks, ["int8", "int8", "int8", "f32", "f32", "f32", "int8"]);
+});
+
+Deno.test("PathTuner: a path timed slow while it warmed up gets an early second look, and its best time counts", () => {
+  const tuner = new PathTuner(); // 2 warm-up, 3 timed, retries at the 16th and 64th batch
+  const calls = { int8: 0, f32: 0 };
+  const picks: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    const p = tuner.pick(1);
+    picks.push(p);
+    // int8 is slow for its first 5 batches (still compiling), then 1 ms; f32 is 2 ms throughout
+    const ms = p === "int8" ? (calls.int8 < 5 ? 10 : 1) : 2;
+    calls[p]++;
+    tuner.record(1, p, ms);
+  }
+  assert.deepEqual(picks.slice(0, 15), [...Array(5).fill("int8"), ...Array(10).fill("f32")]);
+  assert.equal(picks[15], "int8", "the early retry at the 16th batch");
+  assert.deepEqual(new Set(picks.slice(16)), new Set(["int8"]), "int8 from then on");
 });
