@@ -37,6 +37,7 @@ export interface StartOptions {
   log?: Logger;
   onAlert?: (alert: Alert) => void;
   onPublished?: (alert: Alert, seq: number, duplicate: boolean) => void;
+  /** After each batch (see the pipeline's `onEncoded`: `frames[i].data` is valid during the call only). */
   onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
   /**
    * Folder of the JetStream sink's on-disk spool (one process per folder);

@@ -16,6 +16,7 @@ import type { Alert } from "../core/alert.ts";
 import type { RedactOptions } from "../core/redact.ts";
 import { type BatchLimits, MicroBatcher } from "../core/batcher.ts";
 import type { Frame } from "../core/frame/format.ts";
+import { releaseFrameData } from "../core/frame/decode.ts";
 import { partitionOf } from "../core/frame/subjects.ts";
 import type { CompiledPolicySet } from "../core/policy/compile.ts";
 import type { SteerAction } from "../core/policy/ast.ts";
@@ -110,7 +111,10 @@ export interface PipelineOptions {
   onMessage?: (msg: BusMessage) => void;
   /** Called for every alert raised (before it is published). */
   onAlert?: (alert: Alert) => void;
-  /** Called after each batch with the frames and their per-token latents (for displays). */
+  /**
+   * Called after each batch with the frames and their per-token latents (for displays). The
+   * frames' `data` is valid during the call only: its memory is reused once the batch is done.
+   */
   onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
 }
 
@@ -421,6 +425,8 @@ export class Pipeline {
             requests: [...new Set(batch.map((f) => f.requestId))].slice(0, 16).join(","),
           });
         } finally {
+          // encoded, evaluated and copied into the evidence ring: the activations are not read again
+          releaseFrameData(batch);
           this.#processed += batch.length;
           this.#o.telemetry.set("latentwatch.queue.depth", this.#batcher.queuedTokens);
         }

@@ -5,8 +5,16 @@
  * they are copied. One `ArrayBuffer` per frame (48 KiB for 16 tokens of
  * 768) is external memory to V8, and its churn drove a full mark-compact
  * about every 0.6 s at 25 000 tokens/s (docs/performance.md); copies carved
- * from 4 MiB slabs allocate one buffer per ~80 frames instead. A slab is
- * freed once no copy in it is referenced.
+ * from 4 MiB slabs allocate one buffer per ~80 frames instead.
+ *
+ * A fresh `ArrayBuffer` is fresh pages, which the kernel faults in and
+ * zeroes on first write: a 48 KiB copy into a new slab cost 20 µs, the same
+ * copy into memory already touched 0.4 µs. So a caller that knows when a
+ * copy is dead (`serve`'s pipeline, once a batch is encoded, evaluated and
+ * its evidence copied) hands it back with {@linkcode releaseAlignedCopy},
+ * and a slab whose copies have all come back is reused (a pool of
+ * {@linkcode POOL_SLABS}). Copies never handed back only cost reuse: their
+ * slab is left to the garbage collector once no copy in it is referenced.
  *
  * @module
  */
@@ -14,8 +22,81 @@
 /** Bytes per slab; payloads above a quarter of it get a buffer of their own. */
 export const SLAB_BYTES = 4 * 1024 * 1024;
 
+/** Free slabs kept for reuse, at most. */
+export const POOL_SLABS = 4;
+
+interface Slab {
+  /** Copies carved from it and not handed back. */
+  out: number;
+  /** No longer carved from: reusable once `out` reaches 0. */
+  retired: boolean;
+  /** Byte offsets of the copies handed back (a second hand-back of one is ignored). */
+  back: Set<number>;
+}
+
 let slab = new ArrayBuffer(0);
 let used = 0;
+/**
+ * Slabs by buffer. Weak: a retired slab with copies never handed back stays
+ * alive through those copies only, and goes when they do.
+ */
+const slabs = new WeakMap<ArrayBuffer, Slab>();
+const pool: ArrayBuffer[] = [];
+const stats = { allocated: 0, reused: 0 };
+
+/**
+ * Slabs allocated and taken from the pool since start-up.
+ *
+ * @example
+ * ```ts
+ * import { slabStats } from "./aligned_copy.ts";
+ * slabStats().reused; // 0 until every copy of a slab is handed back
+ * ```
+ */
+export function slabStats(): { allocated: number; reused: number } {
+  return { ...stats };
+}
+
+/**
+ * Hand back a copy made by {@linkcode alignedF32Copy} that nothing will read
+ * again (each copy once; anything else is ignored). Its memory is reused
+ * once every copy of its slab is back.
+ *
+ * @example
+ * ```ts
+ * import { alignedF32Copy, releaseAlignedCopy } from "./aligned_copy.ts";
+ * const copy = alignedF32Copy(new Uint8Array(9).subarray(1));
+ * releaseAlignedCopy(copy); // copy must not be read after this
+ * ```
+ */
+export function releaseAlignedCopy(copy: Float32Array): void {
+  const buffer = copy.buffer as ArrayBuffer;
+  const s = slabs.get(buffer);
+  if (!s || s.back.has(copy.byteOffset)) return;
+  s.back.add(copy.byteOffset);
+  if (--s.out === 0 && s.retired) {
+    slabs.delete(buffer);
+    if (pool.length < POOL_SLABS) pool.push(buffer);
+  }
+}
+
+/** Retire the current slab and take the next one, from the pool when it has one. */
+function nextSlab(): ArrayBuffer {
+  const current = slabs.get(slab);
+  if (current) {
+    current.retired = true;
+    if (current.out === 0) {
+      slabs.delete(slab);
+      if (pool.length < POOL_SLABS) pool.push(slab);
+    }
+  }
+  const reused = pool.pop();
+  if (reused) stats.reused++;
+  else stats.allocated++;
+  const next = reused ?? new ArrayBuffer(SLAB_BYTES);
+  slabs.set(next, { out: 0, retired: false, back: new Set() });
+  return next;
+}
 
 /**
  * A 4-byte aligned `Float32Array` copy of little-endian f32 `bytes` (whose
@@ -40,11 +121,12 @@ export function alignedF32Copy(bytes: Uint8Array): Float32Array {
   }
   const size = (n + 7) & ~7;
   if (used + size > slab.byteLength) {
-    slab = new ArrayBuffer(SLAB_BYTES);
+    slab = nextSlab();
     used = 0;
   }
   new Uint8Array(slab, used, n).set(bytes);
   const out = new Float32Array(slab, used, n / 4);
   used += size;
+  slabs.get(slab)!.out++;
   return out;
 }

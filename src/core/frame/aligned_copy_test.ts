@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { alignedF32Copy, SLAB_BYTES } from "./aligned_copy.ts";
+import { alignedF32Copy, releaseAlignedCopy, SLAB_BYTES, slabStats } from "./aligned_copy.ts";
 
 /** Little-endian f32 bytes of `values`, written by DataView (independent of the code under test). */
 function unalignedBytes(values: number[], offset: number): Uint8Array {
@@ -43,4 +43,32 @@ Deno.test("aligned copy: a payload over a quarter slab gets its own buffer; a ba
   const copy = alignedF32Copy(unalignedBytes(new Array(n).fill(2), 1));
   assert.equal(copy.buffer.byteLength, n * 4);
   assert.throws(() => alignedF32Copy(new Uint8Array(6)), /expected a multiple of 4 bytes, found 6/);
+});
+
+Deno.test("aligned copy: a slab whose copies all came back is reused; copies still out are never overwritten", () => {
+  const floats = (SLAB_BYTES / 4) / 4; // four copies fill a slab
+  const bytes = (v: number) => unalignedBytes(new Array(floats).fill(v), 1);
+  // copy until one starts a new slab (whatever earlier tests left in the current one)
+  let start = alignedF32Copy(bytes(1)), previous;
+  do {
+    previous = start;
+    start = alignedF32Copy(bytes(1));
+  } while (start.buffer === previous.buffer);
+  const before = slabStats();
+  const first = [start, ...[2, 3].map((v) => alignedF32Copy(bytes(v)))];
+  const kept = alignedF32Copy(bytes(4)); // same slab as `first`, never handed back
+  const second = [5, 6, 7, 8].map((v) => alignedF32Copy(bytes(v))); // the next slab
+  for (const c of first) releaseAlignedCopy(c);
+  for (const c of second) releaseAlignedCopy(c);
+  releaseAlignedCopy(second[0]); // a second hand-back is ignored
+  // the slab of `second` is all back; the slab of `first` and `kept` is not
+  const third = [9, 10, 11, 12, 13].map((v) => alignedF32Copy(bytes(v)));
+  const after = slabStats();
+  assert.ok(after.reused > before.reused, "a slab was taken from the pool");
+  assert.equal(third[0].buffer, second[0].buffer, "the slab whose copies all came back");
+  assert.ok(kept.every((v) => v === 4), "a copy not handed back keeps its values");
+  assert.ok(third.every((c) => c.buffer !== kept.buffer), "its slab is not reused");
+  third.forEach((c, i) => assert.ok(c.every((v) => v === 9 + i), `copy ${i} of the reused slab`));
+  // hand-backs of what this module did not carve are ignored
+  releaseAlignedCopy(new Float32Array(4));
 });

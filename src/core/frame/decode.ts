@@ -7,7 +7,7 @@
  * @module
  */
 import { BYTES_PER_ELEMENT, type Dtype, toF32 } from "../dtype.ts";
-import { alignedF32Copy } from "./aligned_copy.ts";
+import { alignedF32Copy, releaseAlignedCopy } from "./aligned_copy.ts";
 import {
   firstNonFinite,
   type Frame,
@@ -259,4 +259,22 @@ function decodeTokenText(raw: string, tokens: number, where: Where): string[] {
     }
   }
   return parsed as string[];
+}
+
+/**
+ * Hand back the activations of decoded frames that nothing will read again
+ * (`serve` does, once a batch is encoded, evaluated and its evidence
+ * copied): an unaligned payload's copy is then reused for later frames
+ * (`aligned_copy.ts`). Reading `frame.data` afterwards reads other frames'
+ * values. Frames whose data is not such a copy are left alone.
+ *
+ * @example
+ * ```ts
+ * import type { Frame } from "./format.ts";
+ * declare const batch: Frame[];
+ * releaseFrameData(batch);
+ * ```
+ */
+export function releaseFrameData(frames: readonly Frame[]): void {
+  for (const f of frames) releaseAlignedCopy(f.data);
 }
