@@ -341,6 +341,8 @@ export async function benchServe(
         rss_mb: null,
         offered_tokens_per_s: f * saturation,
         load_fraction: f,
+        // not received by the deadline (a slow consumer's messages that nats-server dropped)
+        dropped_tokens: want - received,
       });
     }
     sub.unsubscribe();
