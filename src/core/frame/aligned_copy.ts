@@ -114,6 +114,7 @@ export function alignedF32Copy(bytes: Uint8Array): Float32Array {
   if (n % 4 !== 0) {
     throw new RangeError(`alignedF32Copy: expected a multiple of 4 bytes, found ${n}`);
   }
+  if (n === 0) return new Float32Array(0); // an end-of-request marker: nothing to carve
   if (n > SLAB_BYTES / 4) {
     const own = new Float32Array(n / 4);
     new Uint8Array(own.buffer).set(bytes);

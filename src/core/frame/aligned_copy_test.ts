@@ -71,4 +71,21 @@ Deno.test("aligned copy: a slab whose copies all came back is reused; copies sti
   third.forEach((c, i) => assert.ok(c.every((v) => v === 9 + i), `copy ${i} of the reused slab`));
   // hand-backs of what this module did not carve are ignored
   releaseAlignedCopy(new Float32Array(4));
+  // an empty payload (an end-of-request marker) at an odd offset, as the first copy or any other
+  const empty = alignedF32Copy(new Uint8Array(3).subarray(1, 1));
+  assert.equal(empty.length, 0);
+  releaseAlignedCopy(empty);
+});
+
+Deno.test("aligned copy: an empty payload as a process's very first copy", async () => {
+  // a fresh process: the module's state before any slab exists (module state is shared in here)
+  const url = new URL("./aligned_copy.ts", import.meta.url).href;
+  const code = `import { alignedF32Copy } from "${url}";
+    const e = alignedF32Copy(new Uint8Array(3).subarray(1, 1));
+    const x = alignedF32Copy(new Uint8Array(9).subarray(1));
+    console.log(e.length, x.length);`;
+  const out = await new Deno.Command(Deno.execPath(), { args: ["eval", code], stderr: "piped" })
+    .output();
+  assert.equal(new TextDecoder().decode(out.stderr), "");
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "0 2");
 });
