@@ -6,7 +6,8 @@
  * for a 1 GiB SAE's recomputation to warm up); then the one with the lower
  * best time per token runs (other work on the machine only ever adds time,
  * so the best of the recent samples is the path's own speed), and the
- * other is timed once more at the 16th and 64th batch of the class (a path
+ * other is timed again, `samples` batches in a row (the first after a long
+ * pause meets cold caches), from the 16th and 64th batch of the class (a path
  * whose JavaScript was still being compiled when first timed, 4× slower at
  * one token in one bench sitting, gets its second look early) and then
  * every `retryEvery` batches (the machine's load changes).
@@ -24,6 +25,9 @@ interface SizeClass {
   times: Record<EncodePath, number[]>;
   seen: Record<EncodePath, number>;
   batches: number;
+  /** Batches left in the retry under way (the slower path, `samples` batches in a row). */
+  retryLeft: number;
+  retryPath: EncodePath;
 }
 
 /**
@@ -52,7 +56,13 @@ export class PathTuner {
     const key = 31 - Math.clz32(Math.max(1, tokens));
     let c = this.#classes.get(key);
     if (!c) {
-      c = { times: { int8: [], f32: [] }, seen: { int8: 0, f32: 0 }, batches: 0 };
+      c = {
+        times: { int8: [], f32: [] },
+        seen: { int8: 0, f32: 0 },
+        batches: 0,
+        retryLeft: 0,
+        retryPath: "int8",
+      };
       this.#classes.set(key, c);
     }
     return c;
@@ -66,9 +76,16 @@ export class PathTuner {
     }
     const best = Math.min(...c.times.int8) <= Math.min(...c.times.f32) ? "int8" : "f32";
     const other = best === "int8" ? "f32" : "int8";
-    const retry = EARLY_RETRIES.has(c.batches) ||
-      c.batches % this.#retryEvery === this.#retryEvery - 1;
-    return retry ? other : best;
+    if (c.retryLeft > 0) {
+      // a retry runs `samples` batches in a row: the first after a long pause meets cold caches
+      c.retryLeft--;
+      return c.retryPath;
+    }
+    if (EARLY_RETRIES.has(c.batches) || c.batches % this.#retryEvery === this.#retryEvery - 1) {
+      c.retryLeft = this.#samples - 1;
+      return c.retryPath = other;
+    }
+    return best;
   }
 
   /** Time a batch of `tokens` took on `path` (ms); the first `warmup` of each path per class are not kept. */
