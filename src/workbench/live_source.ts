@@ -57,7 +57,9 @@ export class LiveStore extends TraceStore {
   push(frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>): void {
     const t = this.#now();
     const ids = this.store({
-      frames: [...frames],
+      // serve reuses a batch's activation memory once the batch is done (`releaseFrameData`),
+      // and previews evaluate these frames later: keep a copy
+      frames: frames.map((f) => ({ ...f, data: f.data.slice() })),
       receivedAt: frames.map(() => t),
       latents: new Map(latents),
     });

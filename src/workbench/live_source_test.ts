@@ -48,3 +48,29 @@ Deno.test("LiveStore keeps the most recent requests and forgets the batches of t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("LiveStore keeps its own copy of each frame's activations (serve reuses a batch's memory)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lw-live-copy-" });
+  const policy = new URL("../../policies/demo.yaml", import.meta.url).pathname;
+  await writeExample(dir, policy);
+  const monitor = await loadOfflineMonitor(await loadMonitorConfig(`${dir}/monitor.yaml`));
+  try {
+    const store = new LiveStore(monitor, { maxRequests: 2 });
+    const reader = await TraceReader.open(`${dir}/demo.trace.gz`);
+    for await (const batch of encodeTrace(monitor, reader)) {
+      const { frame } = batch.frames[0];
+      const values = [...frame.data];
+      store.push(
+        [frame],
+        new Map([...batch.latents].map(([id, rows]) => [id, rows.slice(0, frame.tokens)])),
+      );
+      frame.data.fill(NaN); // what a reused slab would hold
+      const kept = store.batches.at(-1)!.frames[0];
+      assert.deepEqual([...kept.data], values);
+      break;
+    }
+  } finally {
+    await monitor.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -26,21 +26,24 @@ export const SLAB_BYTES = 4 * 1024 * 1024;
 export const POOL_SLABS = 4;
 
 interface Slab {
+  buffer: ArrayBuffer;
   /** Copies carved from it and not handed back. */
   out: number;
   /** No longer carved from: reusable once `out` reaches 0. */
   retired: boolean;
-  /** Byte offsets of the copies handed back (a second hand-back of one is ignored). */
-  back: Set<number>;
 }
 
-let slab = new ArrayBuffer(0);
+/** The slab being carved (a new object each time a buffer is taken, from the pool or new). */
+let current: Slab = { buffer: new ArrayBuffer(0), out: 0, retired: false };
 let used = 0;
 /**
- * Slabs by buffer. Weak: a retired slab with copies never handed back stays
- * alive through those copies only, and goes when they do.
+ * Each copy's slab, until the copy is handed back. Keyed by the copy, not the
+ * buffer: a copy from a buffer's earlier use handed back again finds nothing
+ * (its entry went with its first hand-back), so it cannot count against the
+ * copies of the buffer's current use. Weak: a copy never handed back keeps
+ * its slab alive only as long as the copy lives.
  */
-const slabs = new WeakMap<ArrayBuffer, Slab>();
+const owners = new WeakMap<Float32Array, Slab>();
 const pool: ArrayBuffer[] = [];
 const stats = { allocated: 0, reused: 0 };
 
@@ -57,10 +60,14 @@ export function slabStats(): { allocated: number; reused: number } {
   return { ...stats };
 }
 
+function free(s: Slab): void {
+  if (pool.length < POOL_SLABS) pool.push(s.buffer);
+}
+
 /**
  * Hand back a copy made by {@linkcode alignedF32Copy} that nothing will read
- * again (each copy once; anything else is ignored). Its memory is reused
- * once every copy of its slab is back.
+ * again (each copy once; a second hand-back, or anything else, is ignored).
+ * Its memory is reused once every copy of its slab is back.
  *
  * @example
  * ```ts
@@ -70,32 +77,20 @@ export function slabStats(): { allocated: number; reused: number } {
  * ```
  */
 export function releaseAlignedCopy(copy: Float32Array): void {
-  const buffer = copy.buffer as ArrayBuffer;
-  const s = slabs.get(buffer);
-  if (!s || s.back.has(copy.byteOffset)) return;
-  s.back.add(copy.byteOffset);
-  if (--s.out === 0 && s.retired) {
-    slabs.delete(buffer);
-    if (pool.length < POOL_SLABS) pool.push(buffer);
-  }
+  const s = owners.get(copy);
+  if (!s) return;
+  owners.delete(copy);
+  if (--s.out === 0 && s.retired) free(s);
 }
 
 /** Retire the current slab and take the next one, from the pool when it has one. */
-function nextSlab(): ArrayBuffer {
-  const current = slabs.get(slab);
-  if (current) {
-    current.retired = true;
-    if (current.out === 0) {
-      slabs.delete(slab);
-      if (pool.length < POOL_SLABS) pool.push(slab);
-    }
-  }
+function nextSlab(): Slab {
+  current.retired = true;
+  if (current.out === 0 && current.buffer.byteLength > 0) free(current);
   const reused = pool.pop();
   if (reused) stats.reused++;
   else stats.allocated++;
-  const next = reused ?? new ArrayBuffer(SLAB_BYTES);
-  slabs.set(next, { out: 0, retired: false, back: new Set() });
-  return next;
+  return { buffer: reused ?? new ArrayBuffer(SLAB_BYTES), out: 0, retired: false };
 }
 
 /**
@@ -121,13 +116,14 @@ export function alignedF32Copy(bytes: Uint8Array): Float32Array {
     return own;
   }
   const size = (n + 7) & ~7;
-  if (used + size > slab.byteLength) {
-    slab = nextSlab();
+  if (used + size > current.buffer.byteLength) {
+    current = nextSlab();
     used = 0;
   }
-  new Uint8Array(slab, used, n).set(bytes);
-  const out = new Float32Array(slab, used, n / 4);
+  new Uint8Array(current.buffer, used, n).set(bytes);
+  const out = new Float32Array(current.buffer, used, n / 4);
   used += size;
-  slabs.get(slab)!.out++;
+  current.out++;
+  owners.set(out, current);
   return out;
 }

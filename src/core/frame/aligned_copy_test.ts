@@ -9,6 +9,16 @@ function unalignedBytes(values: number[], offset: number): Uint8Array {
   return raw.subarray(offset);
 }
 
+/** Copy `bytes` until a copy starts a new slab (whatever earlier tests left); that copy. */
+function firstOfNewSlab(bytes: Uint8Array): Float32Array {
+  let copy = alignedF32Copy(bytes), previous;
+  do {
+    previous = copy;
+    copy = alignedF32Copy(bytes);
+  } while (copy.buffer === previous.buffer);
+  return copy;
+}
+
 Deno.test("aligned copy: the values, aligned, independent of the source", () => {
   const src = unalignedBytes([1.5, -2, 3.25], 3);
   const copy = alignedF32Copy(src);
@@ -48,12 +58,7 @@ Deno.test("aligned copy: a payload over a quarter slab gets its own buffer; a ba
 Deno.test("aligned copy: a slab whose copies all came back is reused; copies still out are never overwritten", () => {
   const floats = (SLAB_BYTES / 4) / 4; // four copies fill a slab
   const bytes = (v: number) => unalignedBytes(new Array(floats).fill(v), 1);
-  // copy until one starts a new slab (whatever earlier tests left in the current one)
-  let start = alignedF32Copy(bytes(1)), previous;
-  do {
-    previous = start;
-    start = alignedF32Copy(bytes(1));
-  } while (start.buffer === previous.buffer);
+  const start = firstOfNewSlab(bytes(1));
   const before = slabStats();
   const first = [start, ...[2, 3].map((v) => alignedF32Copy(bytes(v)))];
   const kept = alignedF32Copy(bytes(4)); // same slab as `first`, never handed back
@@ -88,4 +93,20 @@ Deno.test("aligned copy: an empty payload as a process's very first copy", async
     .output();
   assert.equal(new TextDecoder().decode(out.stderr), "");
   assert.equal(new TextDecoder().decode(out.stdout).trim(), "0 2");
+});
+
+Deno.test("aligned copy: a copy handed back again after its slab was reused does not free the slab's new copies", () => {
+  const floats = (SLAB_BYTES / 4) / 4; // four copies fill a slab
+  const bytes = (v: number) => unalignedBytes(new Array(floats).fill(v), 1);
+  const start = firstOfNewSlab(bytes(1));
+  const first = [start, ...[2, 3, 4].map((v) => alignedF32Copy(bytes(v)))];
+  for (const c of first) releaseAlignedCopy(c);
+  const reusedFrom = first[0].buffer;
+  const second = [10, 11, 12, 13].map((v) => alignedF32Copy(bytes(v)));
+  assert.equal(second[0].buffer, reusedFrom, "the slab is reused");
+  // stale hand-backs from the slab's earlier use
+  for (const c of first) releaseAlignedCopy(c);
+  const later = [20, 21, 22, 23, 24, 25, 26, 27].map((v) => alignedF32Copy(bytes(v)));
+  assert.ok(later.every((c) => c.buffer !== reusedFrom), "not reused while its copies are out");
+  second.forEach((c, i) => assert.ok(c.every((v) => v === 10 + i), `copy ${i} kept its values`));
 });
