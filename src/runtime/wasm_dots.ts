@@ -290,6 +290,7 @@ export class WasmDots {
     if (this.#views && inputRows <= this.#inputRows && maxPairs <= this.#maxPairs) {
       return this.#views;
     }
+    const rowsBefore = this.#views ? this.#inputRows : 0;
     this.#inputRows = Math.max(inputRows, this.#inputRows);
     this.#maxPairs = Math.max(maxPairs, this.#maxPairs, 1024);
     const pairsAt = this.#scratch + this.#inputRows * this.stride * 4;
@@ -303,6 +304,10 @@ export class WasmDots {
       pairs: new Uint32Array(buffer, pairsAt, this.#maxPairs * 2),
       results: new Float32Array(buffer, resultsAt, this.#maxPairs),
     };
+    // the input rows' padding is never written by callers and meets the matrix's zero padding, so
+    // it must be 0: new rows may cover what held pairs and results (NaN × 0 would be NaN). Rows
+    // already there keep their values (callers write inputs, then may grow the pairs)
+    this.#views.inputs.fill(0, rowsBefore * this.stride);
     return this.#views;
   }
 

@@ -120,3 +120,19 @@ Deno.test("WasmDots: a process that never closes its two-thread dots still exits
     await Deno.remove(file);
   }
 });
+
+Deno.test("WasmDots: growing the scratch area leaves the input rows' padding zero", () => {
+  // width 3: each row is padded to 16 floats, which the kernel multiplies with the matrix's zeros
+  const dots = new WasmDots(new Float32Array([1, 2, 3]), 1, 3);
+  const small = dots.prepare(1, 1);
+  // what the pairs and results hold can be anything, NaN included, as f32
+  small.results.fill(NaN);
+  new Float32Array(small.pairs.buffer, small.pairs.byteOffset, small.pairs.length).fill(NaN);
+  const big = dots.prepare(4096, 4096);
+  const row = 5; // inside what were the pairs
+  big.inputs.set([1, 1, 1], row * dots.stride);
+  big.pairs.set([dots.inputAddress(row), dots.rowAddress(0)]);
+  dots.runHere(1);
+  assert.equal(big.results[0], 6);
+  assert.ok(big.inputs.every((v) => v === 0 || v === 1));
+});
