@@ -18,7 +18,7 @@ import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
 import type { Alert } from "../src/core/alert.ts";
-import { type CliRun, REPO_ROOT } from "./helpers/cli.ts";
+import { type CliRun, REPO_ROOT, runLatentwatch } from "./helpers/cli.ts";
 
 /** The demo's firings by `request@first position`, the text each shows (hand-written). */
 const EXPECTED: Record<string, string> = {
@@ -47,16 +47,8 @@ async function demoCopy(): Promise<string> {
 }
 
 /** `deno run -A src/main.ts ...args` of the copy in `dir`, without colour. */
-async function runIn(dir: string, args: string[]): Promise<CliRun> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", join(dir, "src/main.ts"), ...args],
-    cwd: dir,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function runIn(dir: string, args: string[]): Promise<CliRun> {
+  return runLatentwatch(args, { cwd: dir, main: join(dir, "src/main.ts") });
 }
 
 /** `text` of each match of `re` (groups: request, first position, quoted text), by key. */

@@ -22,7 +22,8 @@ export interface CliRun {
 /**
  * Run `deno run -A src/main.ts ...args` in `cwd` (the repository root by
  * default) with `NO_COLOR=1` plus `env` on top of this process's environment,
- * and return its exit code and decoded output.
+ * and return its exit code and decoded output. `main` runs another copy's
+ * `src/main.ts`.
  *
  * @example
  * ```ts
@@ -32,10 +33,10 @@ export interface CliRun {
  */
 export async function runLatentwatch(
   args: string[],
-  opts: { cwd?: string; env?: Record<string, string> } = {},
+  opts: { cwd?: string; env?: Record<string, string>; main?: string } = {},
 ): Promise<CliRun> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", LATENTWATCH_MAIN, ...args],
+    args: ["run", "-A", opts.main ?? LATENTWATCH_MAIN, ...args],
     cwd: opts.cwd ?? REPO_ROOT,
     stdout: "piped",
     stderr: "piped",
