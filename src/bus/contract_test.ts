@@ -11,12 +11,14 @@ runBusContract({
 
 const missing = (await findNatsServer()) === null ? "nats-server not installed" : undefined;
 
-runBusContract({
-  name: "nats",
-  ...(missing ? { ignore: missing } : {}),
-  newBus: async () => {
-    const server = await startNatsServer();
-    const bus = await connectNatsBus({ url: server.url, ackTimeoutMs: 1000 });
-    return { bus, stop: () => server.stop() };
-  },
-});
+for (const transport of ["deno", "node"] as const) {
+  runBusContract({
+    name: `nats (${transport} transport)`,
+    ...(missing ? { ignore: missing } : {}),
+    newBus: async () => {
+      const server = await startNatsServer();
+      const bus = await connectNatsBus({ url: server.url, ackTimeoutMs: 1000, transport });
+      return { bus, stop: () => server.stop() };
+    },
+  });
+}

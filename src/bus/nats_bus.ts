@@ -31,6 +31,7 @@ import type { LeaseStore } from "./leases.ts";
 import { openNatsLeases } from "./nats_leases.ts";
 import { type ParsedHeaders, parseHeaderBlock, put } from "./nats_headers.ts";
 import { connectWhenAnswered } from "./nats_first_connect.ts";
+import type { NatsTransportKind } from "./nats_connect.ts";
 
 /** Options for {@linkcode connectNatsBus}. */
 export interface NatsBusOptions {
@@ -61,6 +62,11 @@ export interface NatsBusOptions {
    * `NatsConnectAbortedError` (./nats_first_connect.ts) and leaves nothing open.
    */
   signal?: AbortSignal;
+  /**
+   * The socket layer under the NATS client: `deno` (Deno's own sockets, the default) or
+   * `node` (nats.js's Node transport); `LATENTWATCH_NATS_TRANSPORT` sets it when absent.
+   */
+  transport?: NatsTransportKind;
 }
 
 /**
@@ -98,6 +104,7 @@ export async function connectNatsBus(opts: NatsBusOptions): Promise<NatsBus> {
   }, {
     retryMs: opts.reconnectWaitMs ?? 500,
     ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.transport ? { transport: opts.transport } : {}),
   });
   return new NatsBus(nc, opts);
 }

@@ -7,7 +7,8 @@
  *
  * @module
  */
-import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
+import type { ConnectionOptions, NatsConnection } from "@nats-io/transport-node";
+import { connectNats, type NatsTransportKind } from "./nats_connect.ts";
 
 /**
  * The wait for the first NATS connection was stopped by its signal; `cause`
@@ -32,6 +33,8 @@ export interface FirstConnectOptions {
   retryMs?: number;
   /** Stops the wait: the promise rejects with {@linkcode NatsConnectAbortedError}. */
   signal?: AbortSignal;
+  /** The socket layer (default: `LATENTWATCH_NATS_TRANSPORT`, else `deno`; see ./nats_connect.ts). */
+  transport?: NatsTransportKind;
 }
 
 /**
@@ -61,7 +64,7 @@ export async function connectWhenAnswered(
   while (true) {
     if (signal?.aborted) throw aborted();
     attempts++;
-    const attempt = connect({ ...options, waitOnFirstConnect: false });
+    const attempt = connectNats({ ...options, waitOnFirstConnect: false }, opts.transport);
     try {
       const nc = await raceAbort(attempt, signal);
       if (nc === ABORTED) {

@@ -16,6 +16,8 @@ export interface NatsServerProcess {
   stop(): Promise<void>;
   /** Start it again on the same port and store. */
   restart(): Promise<void>;
+  /** Send `sig` to the server (tests pause it with `SIGSTOP` and wake it with `SIGCONT`). */
+  signal(sig: Deno.Signal): void;
 }
 
 /** Locations searched for the binary, after `$NATS_SERVER` and `PATH`. */
@@ -181,6 +183,10 @@ export async function startNatsServer(
     restart: async () => {
       await stop();
       await spawn();
+    },
+    signal: (sig) => {
+      const c = child as Deno.ChildProcess | null;
+      c?.kill(sig);
     },
   };
 }
