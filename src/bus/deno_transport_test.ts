@@ -49,39 +49,25 @@ async function burst(from: NatsConnection, to: NatsConnection, count: number): P
   });
 }
 
-Deno.test({
-  name: "deno transport: reads a burst of mixed sizes from the node transport intact, in order",
-  ignore,
-  async fn() {
-    const server = await startNatsServer();
-    const node = await connectNats({ servers: server.url }, "node");
-    const deno = await connectNats({ servers: server.url }, "deno");
-    try {
-      await burst(node, deno, 180);
-    } finally {
-      await node.close();
-      await deno.close();
-      await server.stop();
-    }
-  },
-});
-
-Deno.test({
-  name: "deno transport: writes a burst of mixed sizes the node transport reads intact, in order",
-  ignore,
-  async fn() {
-    const server = await startNatsServer();
-    const node = await connectNats({ servers: server.url }, "node");
-    const deno = await connectNats({ servers: server.url }, "deno");
-    try {
-      await burst(deno, node, 180);
-    } finally {
-      await node.close();
-      await deno.close();
-      await server.stop();
-    }
-  },
-});
+for (const [writer, reader] of [["node", "deno"], ["deno", "node"]] as const) {
+  Deno.test({
+    name: `deno transport: a burst of mixed sizes from the ${writer} transport to the ${reader} ` +
+      "transport arrives intact, in order",
+    ignore,
+    async fn() {
+      const server = await startNatsServer();
+      const from = await connectNats({ servers: server.url }, writer);
+      const to = await connectNats({ servers: server.url }, reader);
+      try {
+        await burst(from, to, 180);
+      } finally {
+        await from.close();
+        await to.close();
+        await server.stop();
+      }
+    },
+  });
+}
 
 Deno.test({
   name: "deno transport: request and reply both ways, with headers",
