@@ -24,7 +24,7 @@ export const NATS_TRANSPORT_ENV = "LATENTWATCH_NATS_TRANSPORT";
 export function natsTransportFromEnv(): NatsTransportKind {
   let value: string | undefined;
   try {
-    value = Deno.env.get(NATS_TRANSPORT_ENV);
+    value = Deno.env.get("LATENTWATCH_NATS_TRANSPORT");
   } catch {
     value = undefined; // no --allow-env: the default
   }
