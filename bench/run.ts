@@ -83,6 +83,10 @@ export interface BenchResult {
    */
   path?: string;
   fallbacks?: number;
+  /** encode/: interleaved turns (ENCODE_ROUNDS), and each side's tokens/s in every turn. */
+  turns?: number;
+  turns_tokens_per_s?: number[];
+  baseline_turns_tokens_per_s?: (number | null)[];
   /** e2e/ at a fixed load: the rate the generator offered, and its share of saturation. */
   offered_tokens_per_s?: number;
   load_fraction?: number;
@@ -124,6 +128,13 @@ const quick = values.quick ?? false;
  */
 const ROW_SECONDS = 0.5;
 const WARMUP_SECONDS = 0.2;
+/**
+ * encode/ rows: latentwatch and NumPy take turns this many times on each shape and weight
+ * type, and each side's row is its best turn. This shared machine's other work slows one
+ * half-second window or another by up to 2×; interleaved turns put both sides through the
+ * same stretches, and the best turn is what each can do here.
+ */
+const ENCODE_ROUNDS = 3;
 const outPath = values.out ?? new URL("./results/latest.json", import.meta.url).pathname;
 
 type Dtype = "f32" | "bf16";
@@ -323,6 +334,31 @@ async function matmulPeak(): Promise<MeasuredPeaks> {
 }
 
 /**
+ * Fold one interleaved turn into an encode/ row: each side keeps its best turn (and the path
+ * that ran then); fallbacks add up over all turns; `turns_tokens_per_s` and
+ * `baseline_turns_tokens_per_s` keep every turn's figure.
+ */
+function bestTurn(
+  kept: BenchResult | undefined,
+  turn: BenchResult,
+  baseline: number | null,
+  round: number,
+): BenchResult {
+  const ours = [...(kept?.turns_tokens_per_s ?? []), turn.tokens_per_s];
+  const theirs = [...(kept?.baseline_turns_tokens_per_s ?? []), baseline];
+  const best = kept === undefined || turn.tokens_per_s > kept.tokens_per_s ? turn : kept;
+  const measured = theirs.filter((v): v is number => v !== null);
+  return {
+    ...best,
+    fallbacks: (kept?.fallbacks ?? 0) + (turn.fallbacks ?? 0),
+    baseline_tokens_per_s: measured.length > 0 ? Math.max(...measured) : null,
+    turns: round,
+    turns_tokens_per_s: ours,
+    baseline_turns_tokens_per_s: theirs,
+  };
+}
+
+/**
  * Watched-latent encode: only the encoder columns rules read (exact for
  * JumpReLU), with 16, 64 and 256 watched latents, against the full encode of
  * the same SAE in the same run (ratio = watched / full).
@@ -374,46 +410,54 @@ async function benchEncode(peakGflops: number): Promise<BenchResult[]> {
       if (dtype === "bf16") toBf16(sae); // f32 runs first; bf16 rounds the same weights
       const label = `${s.label}-${dtype}`;
       progress(`${label}: ONNX graph and session`);
-      const rows: BenchResult[] = [];
       const enc = await createOrtEncoder(sae, { fullEncode: "auto" }); // serve's default path
-      for (const b of batches) {
-        const r = await timeEncoder(`encode/${label}/b${b}`, enc, xAll.subarray(0, b * s.dIn), b);
+      const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-npy-" });
+      let rows: BenchResult[] = [];
+      try {
+        await writeBaselineInputs(dir, sae, xAll);
+        for (let round = 1; round <= ENCODE_ROUNDS; round++) {
+          const turn: BenchResult[] = [];
+          for (const b of batches) {
+            const x = xAll.subarray(0, b * s.dIn);
+            turn.push(await timeEncoder(`encode/${label}/b${b}`, enc, x, b));
+          }
+          progress(`NumPy baseline for ${label}, turn ${round} of ${ENCODE_ROUNDS} (python3)`);
+          const cases = turn.map((r, i) => ({
+            name: r.name,
+            architecture: s.arch,
+            weights: dir,
+            k: s.k ?? 0,
+            batch: batches[i],
+          }));
+          const base = new Map(
+            (await runNumpy({ cases }))?.results.map((r) => [r.name, r.tokens_per_s]) ?? [],
+          );
+          rows = turn.map((r, i) => bestTurn(rows[i], r, base.get(r.name) ?? null, round));
+          for (const r of turn) {
+            const b = base.get(r.name);
+            progress(
+              `${r.name} turn ${round}: ${Math.round(r.tokens_per_s)} tokens/s (${r.path}), ` +
+                `NumPy ${b === undefined ? "—" : Math.round(b)}`,
+            );
+          }
+        }
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+      for (const r of rows) {
         r.gflops = r.tokens_per_s * flopPerToken / 1e9;
-        if (b === 128) r.pct_of_peak = peakGflops > 0 ? r.gflops / peakGflops : null;
-        rows.push(r);
-        progress(
-          `${r.name}: ${Math.round(r.tokens_per_s)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s`,
-        );
+        if (r.name.endsWith("/b128")) {
+          r.pct_of_peak = peakGflops > 0 ? r.gflops / peakGflops : null;
+        }
+        const b = r.baseline_tokens_per_s;
+        r.baseline_gflops = b === null ? null : b * flopPerToken / 1e9;
+        r.ratio = b === null ? null : r.tokens_per_s / b;
       }
       const bMax = BATCHES[BATCHES.length - 1];
       const l0 = (await enc.encode(xAll, bMax)).reduce((a, t) => a + t.indices.length, 0) / bMax;
       for (const r of rows) r.l0 = l0;
       progress(`${label}: mean L0 ${l0.toFixed(1)} on the bench input`);
       await enc.close();
-      const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-npy-" });
-      try {
-        progress(`NumPy baseline for ${label} (same weights and inputs, python3)`);
-        await writeBaselineInputs(dir, sae, xAll);
-        const cases = rows.map((r, i) => ({
-          name: r.name,
-          architecture: s.arch,
-          weights: dir,
-          k: s.k ?? 0,
-          batch: batches[i],
-        }));
-        const base = new Map(
-          (await runNumpy({ cases }))?.results.map((r) => [r.name, r.tokens_per_s]) ?? [],
-        );
-        for (const r of rows) {
-          const b = base.get(r.name);
-          r.baseline_tokens_per_s = b ?? null;
-          r.baseline_gflops = b === undefined ? null : b * flopPerToken / 1e9;
-          r.ratio = b === undefined ? null : r.tokens_per_s / b;
-          progress(`${r.name}: NumPy ${b === undefined ? "—" : Math.round(b)} tokens/s`);
-        }
-      } finally {
-        await Deno.remove(dir, { recursive: true });
-      }
       out.push(...rows);
     }
   }
