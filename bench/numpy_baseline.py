@@ -122,7 +122,9 @@ def main():
     job = json.load(sys.stdin)
     weights = {}
     results = []
-    for case in job.get("cases", []):
+    cases = job.get("cases", [])
+    primed = set()
+    for case in cases:
         folder = case["weights"]
         if folder not in weights:
             load = lambda name: np.load(f"{folder}/{name}.npy")  # noqa: E731
@@ -131,6 +133,16 @@ def main():
         w_enc, b_enc, b_dec, threshold, x_all = weights[folder]
         x = x_all[: case["batch"]]
         arch, k = case["architecture"], case.get("k", 0)
+        if folder not in primed:
+            # OpenBLAS runs at its best only when the process's first GEMMs are large: measured
+            # here, a process that starts with batch 1 or 16 then runs batch 128 at less than
+            # half speed (2,444 against 5,679 tokens/s) and batch 1 at about half (409–500
+            # against 742–908), whatever comes later. So every weight set is first run untimed
+            # at the largest batch asked for.
+            primed.add(folder)
+            largest = max(c["batch"] for c in cases if c["weights"] == folder)
+            for _ in range(3):
+                encode(x_all[:largest], w_enc, b_enc, b_dec, arch, k, threshold)
         lat = timed(
             lambda: encode(x, w_enc, b_enc, b_dec, arch, k, threshold),
             job["seconds"],
