@@ -154,48 +154,29 @@ export class CandidateSelector {
   #scan(input: SelectInput, ends: Uint32Array, fallback: Uint8Array): void {
     const { tokenBounds, tokens } = input;
     const dSae = this.#sae.dSae;
-    const { hat, err, x } = this.#bounds;
     const approx = input.approx;
     const topk = this.#sae.architecture === "topk";
-    const acc = input.acc ?? new Int32Array(0);
     const cs = this.#batchScale, cb = this.#columnBias;
     if (!approx) { for (let j = 0; j < dSae; j++) cs[j] = input.scale * this.#columnScale[j]; }
     let pos = 0;
     for (let t = 0; t < tokens; t++) {
-      if (this.#cand.length < pos + dSae) {
-        const grown = new Uint32Array(Math.max(pos + dSae, this.#cand.length * 2));
-        grown.set(this.#cand.subarray(0, pos));
-        this.#cand = grown;
-        const up = new Float32Array(grown.length);
-        up.set(this.#upper.subarray(0, pos));
-        this.#upper = up;
-      }
-      const cand = this.#cand, upper = this.#upper;
+      this.#reserveCandidates(pos, pos + dSae);
       const tb = 5 * t;
-      const nHat = tokenBounds[tb], nErr = tokenBounds[tb + 1], nX = tokenBounds[tb + 2];
-      const bound = tokenBounds[tb + 3], cut = tokenBounds[tb + 4];
+      const cut = tokenBounds[tb + 4];
       const start = pos;
       const base = t * dSae;
-      // the uniform test a_j > cut, four at a time; then each column's own bound:
-      // a_j − cut − bound + own_j > −slack (slack: f32 rounding of a and cut)
-      for (let j0 = 0; j0 < dSae; j0 += 4) {
-        const j1 = Math.min(j0 + 4, dSae);
-        let any = false;
-        if (approx) {
-          for (let j = j0; j < j1; j++) any ||= approx[base + j] > cut;
-        } else {
-          for (let j = j0; j < j1; j++) any ||= acc[base + j] * cs[j] + cb[j] > cut;
+      // the uniform test a_j > cut over every column, one compare per column in a tight loop
+      // (few pass; this loop is most of the scan); each that passes meets its own bound
+      if (approx) {
+        const a = approx.subarray(base, base + dSae);
+        for (let j = 0; j < dSae; j++) {
+          if (a[j] > cut) pos = this.#admit(j, a[j], pos, tokenBounds, tb);
         }
-        if (!any) continue;
-        for (let j = j0; j < j1; j++) {
-          const v = approx ? approx[base + j] : acc[base + j] * cs[j] + cb[j];
-          if (!(v > cut)) continue;
-          const own = nHat * hat[j] + nErr * err[j] + nX * x[j];
-          const slack = 2 ** -20 * (Math.abs(v) + Math.abs(cut) + bound + 1e-30);
-          if (v - cut - bound + own + slack > 0) {
-            upper[pos] = v + own + slack;
-            cand[pos++] = j;
-          }
+      } else {
+        const a = input.acc!.subarray(base, base + dSae);
+        for (let j = 0; j < dSae; j++) {
+          const v = a[j] * cs[j] + cb[j];
+          if (v > cut) pos = this.#admit(j, v, pos, tokenBounds, tb);
         }
       }
       // TopK judges its second round instead (most of a wide band is ruled out by round 1)
@@ -205,6 +186,35 @@ export class CandidateSelector {
       }
       ends[t] = pos;
     }
+  }
+
+  /**
+   * Column `j` passed token `tb / 5`'s uniform test with score `v`; its own bound (`≤` the
+   * uniform one) decides: `v − cut − bound + own_j > −slack` (slack: the f32 rounding of `v`
+   * and `cut`). Kept at `pos` (with an upper bound of its pre-activation); the next free slot.
+   */
+  #admit(j: number, v: number, pos: number, tokenBounds: Float32Array, tb: number): number {
+    const { hat, err, x } = this.#bounds;
+    const nHat = tokenBounds[tb], nErr = tokenBounds[tb + 1], nX = tokenBounds[tb + 2];
+    const bound = tokenBounds[tb + 3], cut = tokenBounds[tb + 4];
+    const own = nHat * hat[j] + nErr * err[j] + nX * x[j];
+    const slack = 2 ** -20 * (Math.abs(v) + Math.abs(cut) + bound + 1e-30);
+    if (v - cut - bound + own + slack > 0) {
+      this.#upper[pos] = v + own + slack;
+      this.#cand[pos++] = j;
+    }
+    return pos;
+  }
+
+  /** Room for `need` candidates, keeping the first `kept`. */
+  #reserveCandidates(kept: number, need: number): void {
+    if (this.#cand.length >= need) return;
+    const grown = new Uint32Array(Math.max(need, this.#cand.length * 2));
+    grown.set(this.#cand.subarray(0, kept));
+    this.#cand = grown;
+    const up = new Float32Array(grown.length);
+    up.set(this.#upper.subarray(0, kept));
+    this.#upper = up;
   }
 
   /**
