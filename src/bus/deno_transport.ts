@@ -95,7 +95,8 @@ export class DenoTransport implements Transport {
       this.#conn.setNoDelay(true);
       if (this.#done) throw new errors.ConnectionError("connection discarded while dialing");
       const info = await this.#peekInfo();
-      if (info.tls_required) {
+      // as nats.js's Node transport: TLS when required, or offered and not refused (tls: null)
+      if (info.tls_required || (info.tls_available && options.tls !== null)) {
         this.#conn.close();
         this.#conn = undefined;
         this.#peeked = null;
@@ -113,8 +114,14 @@ export class DenoTransport implements Transport {
   }
 
   async #handToTls(server: Server, options: ConnectionOptions): Promise<void> {
-    this.#tls = new NodeTransport() as unknown as Transport;
-    await this.#tls.connect(server, options);
+    if (this.#done) throw new errors.ConnectionError("connection discarded while dialing");
+    const tls = this.#tls = new NodeTransport() as unknown as Transport;
+    // the client took closed() before connect: relay the TLS transport's end to it
+    tls.closed().then((err) => {
+      this.closeError = tls.closeError;
+      this.#closed.resolve(err);
+    });
+    await tls.connect(server, options);
   }
 
   /** Read until the first protocol line is whole; keep what was read for the parser. */
@@ -188,7 +195,8 @@ export class DenoTransport implements Transport {
     if (this.#done || !this.#conn || frame.length === 0) return;
     this.#queue.push(frame);
     this.#queuedBytes += frame.length;
-    if (this.#queuedBytes > MAX_QUEUED_WRITE_BYTES) {
+    // only a backlog behind a write still in progress means the server stopped reading
+    if (this.#writing !== null && this.#queuedBytes > MAX_QUEUED_WRITE_BYTES) {
       void this.#shutDown(new NatsWriteBacklogError(this.#queuedBytes), false);
       return;
     }
@@ -244,7 +252,7 @@ export class DenoTransport implements Transport {
   }
 
   closed(): Promise<void | Error> {
-    return this.#tls ? this.#tls.closed() : this.#closed;
+    return this.#closed;
   }
 
   /** Close at once, without notifying (the client gave up on this connection). */

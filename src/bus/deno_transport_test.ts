@@ -250,6 +250,19 @@ Deno.test({
       const sub = nc.subscribe("tls", { max: 1 });
       nc.publish("tls", pattern(3, 49_400));
       for await (const m of sub) assertEquals(Uint8Array.from(m.data), pattern(3, 49_400));
+      // a TLS connection that drops is noticed and comes back
+      const opts = { maxReconnectAttempts: -1, reconnectTimeWait: 100 };
+      const again = await connectNats(
+        { servers: server.url, tls: { caFile: pki.ca }, ...opts },
+        "deno",
+      );
+      const back = nextStatus(again, "reconnect");
+      await server.restart();
+      await back;
+      const after = again.subscribe("tls.after", { max: 1 });
+      again.publish("tls.after", "back");
+      for await (const m of after) assertEquals(m.string(), "back");
+      await again.close();
       await nc.close();
       // not asked for, but the server requires it: handed over after INFO, and the
       // self-signed CA is refused (a plain-text client would have failed on the protocol)
