@@ -34,6 +34,8 @@ const CHUNK_BYTES = 256 << 10;
 const MIN_READ_BYTES = 64 << 10;
 /** Reads up to this size (PINGs, acks, small requests) are copied out, so the chunk is reused. */
 const COPY_READ_BYTES = 4096;
+/** How long a close waits for queued bytes to be written before it closes the socket anyway. */
+const FLUSH_ON_CLOSE_MS = 2000;
 /** Outbound bytes queued while the server is not reading before the connection is closed. */
 export const MAX_QUEUED_WRITE_BYTES = 64 << 20;
 
@@ -270,7 +272,13 @@ export class DenoTransport implements Transport {
     }
     this.#done = true;
     this.closeError = err;
-    if (flush && !err) await this.#writing?.catch(() => {});
+    if (flush && !err && this.#writing) {
+      // a server that stopped reading would hold the flush forever: give it a bounded time
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<void>((r) => timer = setTimeout(r, FLUSH_ON_CLOSE_MS));
+      await Promise.race([this.#writing.catch(() => {}), late]);
+      clearTimeout(timer);
+    }
     this.#closeConn();
     this.#closed.resolve(err);
   }

@@ -6,7 +6,12 @@ import { deepStrictEqual as assertEquals, default as assert, rejects } from "nod
 import { errors, headers, type NatsConnection, type Server } from "@nats-io/transport-node";
 import { DenoTransport, MAX_QUEUED_WRITE_BYTES, NatsWriteBacklogError } from "./deno_transport.ts";
 import { connectNats, natsTransportFromEnv } from "./nats_connect.ts";
-import { findNatsServer, freePort, startNatsServer } from "./nats_server.ts";
+import {
+  findNatsServer,
+  freePort,
+  type NatsServerProcess,
+  startNatsServer,
+} from "./nats_server.ts";
 import { makeTestPki } from "../../tests/helpers/receivers.ts";
 
 const ignore = (await findNatsServer()) === null;
@@ -196,34 +201,67 @@ Deno.test({
   },
 });
 
+/** A transport on a real nats-server that is then paused (SIGSTOP), and a 1 MB PUB frame. */
+async function pausedServer(): Promise<
+  { server: NatsServerProcess; transport: DenoTransport; pub: Uint8Array }
+> {
+  const server = await startNatsServer();
+  const transport = new DenoTransport();
+  const target = { hostname: "127.0.0.1", port: server.port, tlsName: "" } as unknown as Server;
+  await transport.connect(target, { servers: server.url });
+  // valid protocol, so whatever the server reads before it stops is no reason to drop us
+  const te = new TextEncoder();
+  transport.send(te.encode('CONNECT {"verbose":false,"pedantic":false}\r\n'));
+  const body = 1_000_000;
+  const head = te.encode(`PUB nobody ${body}\r\n`);
+  const pub = new Uint8Array(head.length + body + 2);
+  pub.set(head);
+  pub.set(te.encode("\r\n"), head.length + body);
+  server.signal("SIGSTOP");
+  await new Promise((r) => setTimeout(r, 50));
+  return { server, transport, pub };
+}
+
 Deno.test({
   name: "deno transport: a server that stops reading ends the connection past the write limit",
   ignore,
   async fn() {
-    const server = await startNatsServer();
-    const transport = new DenoTransport();
-    const target = { hostname: "127.0.0.1", port: server.port, tlsName: "" } as unknown as Server;
+    const { server, transport, pub } = await pausedServer();
     try {
-      await transport.connect(target, { servers: server.url });
-      // valid protocol, so whatever the server reads before it stops is no reason to drop us
-      const te = new TextEncoder();
-      transport.send(te.encode('CONNECT {"verbose":false,"pedantic":false}\r\n'));
-      const body = 1_000_000;
-      const frame = new Uint8Array(body + 64);
-      const head = te.encode(`PUB nobody ${body}\r\n`);
-      frame.set(head);
-      frame.set(te.encode("\r\n"), head.length + body);
-      const whole = frame.subarray(0, head.length + body + 2);
-      server.signal("SIGSTOP");
-      await new Promise((r) => setTimeout(r, 50));
       // the kernel's socket buffers take a few MiB; the rest queues in the transport
-      for (let i = 0; i < MAX_QUEUED_WRITE_BYTES / whole.length + 16; i++) {
-        transport.send(whole);
+      for (let i = 0; i < MAX_QUEUED_WRITE_BYTES / pub.length + 16; i++) {
+        transport.send(pub);
         await new Promise((r) => setTimeout(r, 0));
       }
       const err = await transport.closed();
       assert(err instanceof NatsWriteBacklogError, `found ${err}`);
       assert(err.queued > MAX_QUEUED_WRITE_BYTES);
+      assert(transport.isClosed);
+    } finally {
+      server.signal("SIGCONT");
+      transport.discard();
+      await server.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "deno transport: a close that flushes to a server that stopped reading still closes",
+  ignore,
+  async fn() {
+    const { server, transport, pub } = await pausedServer();
+    try {
+      // more than the kernel's buffers take: a write stays pending
+      for (let i = 0; i < 24; i++) transport.send(pub);
+      await new Promise((r) => setTimeout(r, 100));
+      const started = performance.now();
+      transport.disconnect();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stuck = new Promise((r) => timer = setTimeout(() => r("stuck"), 6000));
+      const ended = await Promise.race([transport.closed().then(() => "closed"), stuck]);
+      clearTimeout(timer);
+      assertEquals(ended, "closed");
+      assert(performance.now() - started >= 1500, "it waited for the flush first");
       assert(transport.isClosed);
     } finally {
       server.signal("SIGCONT");
