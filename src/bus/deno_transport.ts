@@ -10,8 +10,8 @@
  * arrive whole far more often. Writes are queued in order and written fully.
  *
  * TLS is left to nats.js's own Node transport, which this one hands the connection to
- * whenever TLS is asked for or the server requires or offers it (as nats.js decides): certificates, `handshakeFirst`
- * and the rest work exactly as nats.js documents them.
+ * whenever TLS is asked for or the server requires or offers it (as nats.js decides):
+ * certificates, `handshakeFirst` and the rest work exactly as nats.js documents them.
  *
  * @module
  */
