@@ -1,0 +1,515 @@
+/**
+ * A full SAE encode on the GPU through Deno's own WebGPU (wgpu; Vulkan on
+ * Linux), for standard (ReLU) and JumpReLU SAEs: exact f32 arithmetic (a
+ * tiled GEMM with f32 accumulation, `webgpu_kernels.ts`), the bias and the
+ * activation applied in the GEMM's last pass, and the active latents compacted
+ * on the device, in index order, so a token costs `dIn` floats up and
+ * `cap` (index, value) pairs down.
+ *
+ * Batches run in a bounded pool of slots (`inFlight`, default 2), so one
+ * batch's upload and readback overlap another's kernels; a batch larger than
+ * `maxRows` is split. A token with more than `cap` active latents is never
+ * truncated: the batch is compacted again with a cap that holds it
+ * (`stats().recompactions` counts these).
+ *
+ * @module
+ */
+
+import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
+import { checkEncodeInput, referenceNormStats } from "../core/reference_encoder.ts";
+import {
+  compactWgsl,
+  GEMM_TILES,
+  gemmActivateWgsl,
+  type GemmTileName,
+  PAD_COLS,
+  PAD_DEPTH,
+  PAD_ROWS,
+  roundUp,
+} from "./webgpu_kernels.ts";
+
+/** No WebGPU adapter or device here (no `navigator.gpu`, no Vulkan driver, or limits too small). */
+export class WebGpuUnavailableError extends Error {
+  override name = "WebGpuUnavailableError";
+}
+
+/** An SAE this encoder does not run (TopK and gated SAEs, transcoders' skip connections). */
+export class WebGpuEncoderConfigError extends TypeError {
+  override name = "WebGpuEncoderConfigError";
+}
+
+/** Options for {@linkcode createWebGpuEncoder}. */
+export interface WebGpuEncoderOptions {
+  /** Largest batch one dispatch takes; bigger batches are split (default 4096). */
+  maxRows?: number;
+  /** Batches in flight at once, each with its own buffers (default 2). */
+  inFlight?: number;
+  /** Active latents read back per token before a batch is compacted again (default 128). */
+  cap?: number;
+  /** Force one tiling instead of choosing by batch size. */
+  tile?: GemmTileName;
+  /** Use this device instead of requesting one (the caller keeps ownership). */
+  device?: GPUDevice;
+}
+
+/** What the encoder has done, for reports and the bench. */
+export interface WebGpuEncoderStats {
+  batches: number;
+  tokens: number;
+  /** Batches compacted a second time because a token had more than `cap` active latents. */
+  recompactions: number;
+}
+
+/** The adapter's description (`GPUAdapterInfo`) as plain fields. */
+export interface WebGpuAdapterReport {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  isFallbackAdapter: boolean;
+}
+
+/**
+ * Request a high-performance adapter and a device with the adapter's largest
+ * buffer limits (an SAE's encoder matrix is often above WebGPU's 128 MiB
+ * default binding limit).
+ *
+ * @throws {WebGpuUnavailableError} saying what is missing
+ * @example
+ * ```ts
+ * const { device, adapter } = await requestWebGpuDevice();
+ * console.log(adapter.description);
+ * device.destroy();
+ * ```
+ */
+export async function requestWebGpuDevice(): Promise<
+  { device: GPUDevice; adapter: WebGpuAdapterReport }
+> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) throw new WebGpuUnavailableError("navigator.gpu is not defined in this runtime");
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    throw new WebGpuUnavailableError(
+      "no WebGPU adapter: install a Vulkan loader (libvulkan1) and a driver (see docs/gpu.md)",
+    );
+  }
+  const device = await adapter.requestDevice({
+    requiredLimits: {
+      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+      maxBufferSize: adapter.limits.maxBufferSize,
+      maxStorageBuffersPerShaderStage: Math.max(8, adapter.limits.maxStorageBuffersPerShaderStage),
+    },
+  });
+  const info = adapter.info;
+  return {
+    device,
+    adapter: {
+      vendor: info.vendor,
+      architecture: info.architecture,
+      device: info.device,
+      description: info.description,
+      isFallbackAdapter: (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+    },
+  };
+}
+
+/** A full-encode {@linkcode Encoder} on WebGPU, with its device-side timing hook. */
+export interface WebGpuEncoder extends Encoder {
+  readonly engine: "deno-webgpu";
+  /** The adapter the encoder runs on (absent when a device was passed in). */
+  readonly adapter?: WebGpuAdapterReport;
+  stats(): WebGpuEncoderStats;
+  /**
+   * Run the GEMM and compaction `repeats` times on `rows` tokens already on
+   * the device (no upload, no readback) and return the seconds they took:
+   * the kernels' own throughput.
+   */
+  timeKernels(rows: number, repeats: number, tile?: GemmTileName): Promise<number>;
+}
+
+/** Choose a tiling by batch size (measured on an H200: see docs/gpu.md). */
+export function tileForRows(rows: number): GemmTileName {
+  if (rows <= 256) return "small";
+  if (rows <= 1024) return "medium";
+  return "large";
+}
+
+const STORAGE = 0x0080; // GPUBufferUsage.STORAGE
+const COPY_SRC = 0x0004;
+const COPY_DST = 0x0008;
+const MAP_READ = 0x0001;
+const UNIFORM = 0x0040;
+
+interface Slot {
+  x: GPUBuffer;
+  norm: GPUBuffer;
+  dense: GPUBuffer;
+  idx: GPUBuffer;
+  val: GPUBuffer;
+  count: GPUBuffer;
+  dims: GPUBuffer;
+  readback: GPUBuffer;
+  cap: number;
+  gemmGroups: Map<GemmTileName, GPUBindGroup>;
+  compactGroup: GPUBindGroup;
+}
+
+/**
+ * Create a WebGPU encoder for a standard or JumpReLU SAE.
+ *
+ * @throws {WebGpuEncoderConfigError} for TopK and gated SAEs
+ * @throws {WebGpuUnavailableError} when no device can be had or the encoder matrix exceeds its limits
+ * @example
+ * ```ts
+ * import { randomSae } from "../formats/random_sae.ts";
+ * const sae = randomSae({ architecture: "jumprelu", dIn: 16, dSae: 64, seed: 1 });
+ * const enc = await createWebGpuEncoder(sae);
+ * const [first] = await enc.encode(new Float32Array(16), 1);
+ * await enc.close();
+ * ```
+ */
+export async function createWebGpuEncoder(
+  sae: SaeWeights,
+  options: WebGpuEncoderOptions = {},
+): Promise<WebGpuEncoder> {
+  if (sae.architecture !== "standard" && sae.architecture !== "jumprelu") {
+    throw new WebGpuEncoderConfigError(
+      `${sae.source}: the WebGPU encoder runs standard and JumpReLU SAEs, found ${sae.architecture}`,
+    );
+  }
+  if (sae.architecture === "jumprelu" && sae.threshold?.length !== sae.dSae) {
+    throw new WebGpuEncoderConfigError(`${sae.source}: JumpReLU SAE needs threshold [${sae.dSae}]`);
+  }
+  const owned = options.device === undefined;
+  const got = owned ? await requestWebGpuDevice() : undefined;
+  const device = options.device ?? got!.device;
+  return new WebGpuSaeEncoder(sae, device, options, owned, got?.adapter);
+}
+
+class WebGpuSaeEncoder implements WebGpuEncoder {
+  readonly engine = "deno-webgpu" as const;
+  readonly provider = "webgpu" as const;
+  readonly providerFallback = false;
+  readonly dIn: number;
+  readonly dSae: number;
+  readonly #dInPad: number;
+  readonly #dSaePad: number;
+  readonly #maxRows: number;
+  readonly #device: GPUDevice;
+  readonly #owned: boolean;
+  readonly #sae: SaeWeights;
+  readonly #weights: GPUBuffer[] = [];
+  readonly #gemm = new Map<GemmTileName, GPUComputePipeline>();
+  readonly #compact: GPUComputePipeline;
+  readonly #slots: Slot[] = [];
+  readonly #free: Slot[] = [];
+  readonly #waiting: ((s: Slot) => void)[] = [];
+  readonly #tile?: GemmTileName;
+  readonly #stats: WebGpuEncoderStats = { batches: 0, tokens: 0, recompactions: 0 };
+  readonly adapter?: WebGpuAdapterReport;
+
+  constructor(
+    sae: SaeWeights,
+    device: GPUDevice,
+    options: WebGpuEncoderOptions,
+    owned: boolean,
+    adapter?: WebGpuAdapterReport,
+  ) {
+    this.#sae = sae;
+    this.dIn = sae.dIn;
+    this.dSae = sae.dSae;
+    this.#device = device;
+    this.#owned = owned;
+    this.adapter = adapter;
+    this.#tile = options.tile;
+    this.#dInPad = roundUp(sae.dIn, PAD_DEPTH);
+    this.#dSaePad = roundUp(sae.dSae, PAD_COLS);
+    this.#maxRows = roundUp(options.maxRows ?? 4096, PAD_ROWS);
+    const wBytes = this.#dInPad * this.#dSaePad * 4;
+    const limit = device.limits.maxStorageBufferBindingSize;
+    if (wBytes > limit) {
+      throw new WebGpuUnavailableError(
+        `${sae.source}: W_enc needs ${wBytes} bytes in one binding, the device allows ${limit}`,
+      );
+    }
+    this.#uploadWeights();
+    for (const name of Object.keys(GEMM_TILES) as GemmTileName[]) {
+      const module = device.createShaderModule({ code: gemmActivateWgsl(GEMM_TILES[name]) });
+      this.#gemm.set(
+        name,
+        device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } }),
+      );
+    }
+    const compact = device.createShaderModule({ code: compactWgsl() });
+    this.#compact = device.createComputePipeline({
+      layout: "auto",
+      compute: { module: compact, entryPoint: "main" },
+    });
+    const inFlight = Math.max(1, options.inFlight ?? 2);
+    for (let i = 0; i < inFlight; i++) {
+      const slot = this.#makeSlot(Math.max(4, options.cap ?? 128));
+      this.#slots.push(slot);
+      this.#free.push(slot);
+    }
+  }
+
+  #buffer(bytes: number, usage: number, init?: Float32Array): GPUBuffer {
+    const buf = this.#device.createBuffer({ size: roundUp(Math.max(bytes, 16), 16), usage });
+    if (init) this.#device.queue.writeBuffer(buf, 0, init as Float32Array<ArrayBuffer>);
+    return buf;
+  }
+
+  #uploadWeights(): void {
+    const { dIn, dSae } = this.#sae;
+    const dInPad = this.#dInPad;
+    const dSaePad = this.#dSaePad;
+    let w = this.#sae.wEnc;
+    if (dIn !== dInPad || dSae !== dSaePad) {
+      w = new Float32Array(dInPad * dSaePad);
+      for (let j = 0; j < dIn; j++) {
+        w.set(this.#sae.wEnc.subarray(j * dSae, (j + 1) * dSae), j * dSaePad);
+      }
+    }
+    const bias = new Float32Array(dSaePad);
+    bias.set(this.#sae.bEnc);
+    // Padded latents can never be active; standard SAEs threshold at 0 (f = relu(h)).
+    const thr = new Float32Array(dSaePad).fill(3.4e38);
+    if (this.#sae.threshold) thr.set(this.#sae.threshold);
+    else thr.fill(0, 0, dSae);
+    const bdec = new Float32Array(dInPad);
+    if (this.#sae.applyBDecToInput && (this.#sae.kind ?? "sae") === "sae") bdec.set(this.#sae.bDec);
+    for (const a of [w, bias, thr, bdec]) {
+      this.#weights.push(this.#buffer(a.byteLength, STORAGE | COPY_DST, a));
+    }
+  }
+
+  #makeSlot(cap: number): Slot {
+    const rows = this.#maxRows;
+    const x = this.#buffer(rows * this.#dInPad * 4, STORAGE | COPY_DST);
+    const normInit = new Float32Array(rows * 2);
+    for (let r = 0; r < rows; r++) normInit[2 * r + 1] = 1;
+    const norm = this.#buffer(rows * 8, STORAGE | COPY_DST, normInit);
+    const dense = this.#buffer(rows * this.#dSaePad * 4, STORAGE);
+    const idx = this.#buffer(rows * cap * 4, STORAGE | COPY_SRC);
+    const val = this.#buffer(rows * cap * 4, STORAGE | COPY_SRC);
+    const count = this.#buffer(rows * 4, STORAGE | COPY_SRC);
+    const dims = this.#buffer(16, UNIFORM | COPY_DST);
+    const readback = this.#buffer(rows * (1 + 2 * cap) * 4, MAP_READ | COPY_DST);
+    const [w, bias, thr, bdec] = this.#weights;
+    const gemmGroups = new Map<GemmTileName, GPUBindGroup>();
+    for (const [name, pipeline] of this.#gemm) {
+      const bufs = [x, w, bias, thr, bdec, norm, dense, dims];
+      gemmGroups.set(
+        name,
+        this.#device.createBindGroup({
+          layout: pipeline.getBindGroupLayout(0),
+          entries: bufs.map((buffer, binding) => ({ binding, resource: { buffer } })),
+        }),
+      );
+    }
+    const compactGroup = this.#compactGroup(dense, idx, val, count, dims);
+    return { x, norm, dense, idx, val, count, dims, readback, cap, gemmGroups, compactGroup };
+  }
+
+  #compactGroup(
+    dense: GPUBuffer,
+    idx: GPUBuffer,
+    val: GPUBuffer,
+    count: GPUBuffer,
+    dims: GPUBuffer,
+  ): GPUBindGroup {
+    return this.#device.createBindGroup({
+      layout: this.#compact.getBindGroupLayout(0),
+      entries: [dense, idx, val, count, dims].map((buffer, binding) => ({
+        binding,
+        resource: { buffer },
+      })),
+    });
+  }
+
+  async #acquire(): Promise<Slot> {
+    const slot = this.#free.pop();
+    if (slot) return slot;
+    return await new Promise<Slot>((resolve) => this.#waiting.push(resolve));
+  }
+
+  #release(slot: Slot): void {
+    const next = this.#waiting.shift();
+    if (next) next(slot);
+    else this.#free.push(slot);
+  }
+
+  stats(): WebGpuEncoderStats {
+    return { ...this.#stats };
+  }
+
+  async encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
+    checkEncodeInput(x, tokens, this.dIn);
+    const chunks: Promise<SparseLatents[]>[] = [];
+    for (let r0 = 0; r0 < tokens; r0 += this.#maxRows) {
+      const n = Math.min(this.#maxRows, tokens - r0);
+      chunks.push(this.#encodeChunk(x.subarray(r0 * this.dIn, (r0 + n) * this.dIn), n));
+    }
+    return (await Promise.all(chunks)).flat();
+  }
+
+  async #encodeChunk(x: Float32Array, rows: number): Promise<SparseLatents[]> {
+    if (rows === 0) return [];
+    const slot = await this.#acquire();
+    try {
+      this.#upload(slot, x, rows);
+      const tile = this.#tile ?? tileForRows(rows);
+      const enc = this.#device.createCommandEncoder();
+      this.#dispatch(enc, slot, rows, tile);
+      this.#copyBack(enc, slot, rows);
+      this.#device.queue.submit([enc.finish()]);
+      let out = await this.#read(slot, rows);
+      if (out.maxCount > slot.cap) {
+        // Never truncate: compact once more with a cap that holds the fullest token.
+        this.#stats.recompactions++;
+        out = await this.#recompact(slot, rows, out.maxCount);
+      }
+      this.#stats.batches++;
+      this.#stats.tokens += rows;
+      return out.latents;
+    } finally {
+      this.#release(slot);
+    }
+  }
+
+  #upload(slot: Slot, x: Float32Array, rows: number): void {
+    const q = this.#device.queue;
+    if (this.dIn === this.#dInPad) {
+      q.writeBuffer(slot.x, 0, x as Float32Array<ArrayBuffer>, 0, rows * this.dIn);
+    } else {
+      const padded = new Float32Array(rows * this.#dInPad);
+      for (let r = 0; r < rows; r++) {
+        padded.set(x.subarray(r * this.dIn, (r + 1) * this.dIn), r * this.#dInPad);
+      }
+      q.writeBuffer(slot.x, 0, padded);
+    }
+    if ((this.#sae.normalize ?? "none") !== "none") {
+      const norm = new Float32Array(rows * 2);
+      for (let r = 0; r < rows; r++) {
+        const s = referenceNormStats(this.#sae, x.subarray(r * this.dIn, (r + 1) * this.dIn));
+        norm[2 * r] = s.inShift;
+        norm[2 * r + 1] = s.inMul;
+      }
+      q.writeBuffer(slot.norm, 0, norm);
+    }
+  }
+
+  #dispatch(enc: GPUCommandEncoder, slot: Slot, rows: number, tile: GemmTileName): void {
+    const t = GEMM_TILES[tile];
+    const rowsPad = roundUp(rows, t.bm);
+    this.#device.queue.writeBuffer(
+      slot.dims,
+      0,
+      new Uint32Array([rowsPad, this.#dInPad, this.#dSaePad, slot.cap]),
+    );
+    const pass = enc.beginComputePass();
+    pass.setPipeline(this.#gemm.get(tile)!);
+    pass.setBindGroup(0, slot.gemmGroups.get(tile)!);
+    pass.dispatchWorkgroups(this.#dSaePad / t.bn, rowsPad / t.bm);
+    pass.setPipeline(this.#compact);
+    pass.setBindGroup(0, slot.compactGroup);
+    pass.dispatchWorkgroups(rows);
+    pass.end();
+  }
+
+  #copyBack(enc: GPUCommandEncoder, slot: Slot, rows: number): void {
+    const n = rows * slot.cap * 4;
+    enc.copyBufferToBuffer(slot.count, 0, slot.readback, 0, rows * 4);
+    enc.copyBufferToBuffer(slot.idx, 0, slot.readback, rows * 4, n);
+    enc.copyBufferToBuffer(slot.val, 0, slot.readback, rows * 4 + n, n);
+  }
+
+  async #read(slot: Slot, rows: number): Promise<{ latents: SparseLatents[]; maxCount: number }> {
+    const cap = slot.cap;
+    const bytes = rows * (1 + 2 * cap) * 4;
+    await slot.readback.mapAsync(1, /* GPUMapMode.READ */ 0, bytes);
+    const copy = slot.readback.getMappedRange(0, bytes).slice(0);
+    slot.readback.unmap();
+    const counts = new Uint32Array(copy, 0, rows);
+    const idx = new Uint32Array(copy, rows * 4, rows * cap);
+    const val = new Float32Array(copy, rows * 4 * (1 + cap), rows * cap);
+    let maxCount = 0;
+    const latents: SparseLatents[] = new Array(rows);
+    for (let r = 0; r < rows; r++) {
+      const c = counts[r];
+      if (c > maxCount) maxCount = c;
+      const k = Math.min(c, cap);
+      latents[r] = {
+        indices: idx.subarray(r * cap, r * cap + k),
+        values: val.subarray(r * cap, r * cap + k),
+      };
+    }
+    return { latents, maxCount };
+  }
+
+  /** Compact a batch already encoded in `slot.dense` again into buffers of `cap` pairs per token. */
+  async #recompact(
+    slot: Slot,
+    rows: number,
+    maxCount: number,
+  ): Promise<{ latents: SparseLatents[]; maxCount: number }> {
+    const cap = roundUp(maxCount, 32);
+    const idx = this.#buffer(rows * cap * 4, STORAGE | COPY_SRC);
+    const val = this.#buffer(rows * cap * 4, STORAGE | COPY_SRC);
+    const dims = this.#buffer(16, UNIFORM | COPY_DST);
+    const readback = this.#buffer(rows * (1 + 2 * cap) * 4, MAP_READ | COPY_DST);
+    try {
+      const rowsPad = roundUp(rows, PAD_ROWS);
+      this.#device.queue.writeBuffer(
+        dims,
+        0,
+        new Uint32Array([rowsPad, this.#dInPad, this.#dSaePad, cap]),
+      );
+      const wide = { ...slot, idx, val, dims, readback, cap };
+      const enc = this.#device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setPipeline(this.#compact);
+      pass.setBindGroup(0, this.#compactGroup(slot.dense, idx, val, slot.count, dims));
+      pass.dispatchWorkgroups(rows);
+      pass.end();
+      this.#copyBack(enc, wide, rows);
+      this.#device.queue.submit([enc.finish()]);
+      return await this.#read(wide, rows);
+    } finally {
+      for (const b of [idx, val, dims, readback]) b.destroy();
+    }
+  }
+
+  async timeKernels(rows: number, repeats: number, tile?: GemmTileName): Promise<number> {
+    if (rows > this.#maxRows) {
+      throw new RangeError(`timeKernels: ${rows} rows exceed maxRows ${this.#maxRows}`);
+    }
+    const slot = await this.#acquire();
+    try {
+      const name = tile ?? this.#tile ?? tileForRows(rows);
+      const run = (n: number) => {
+        const enc = this.#device.createCommandEncoder();
+        for (let i = 0; i < n; i++) this.#dispatch(enc, slot, rows, name);
+        this.#device.queue.submit([enc.finish()]);
+        return this.#device.queue.onSubmittedWorkDone();
+      };
+      await run(1); // pipelines compiled and caches warm before timing
+      const t0 = performance.now();
+      await run(repeats);
+      return (performance.now() - t0) / 1000;
+    } finally {
+      this.#release(slot);
+    }
+  }
+
+  close(): Promise<void> {
+    for (const s of this.#slots) {
+      for (const b of [s.x, s.norm, s.dense, s.idx, s.val, s.count, s.dims, s.readback]) {
+        b.destroy();
+      }
+    }
+    for (const b of this.#weights) b.destroy();
+    if (this.#owned) this.#device.destroy();
+    return Promise.resolve();
+  }
+}
