@@ -67,6 +67,8 @@ export interface WebGpuAdapterReport {
   device: string;
   description: string;
   isFallbackAdapter: boolean;
+  /** The adapter's optional features (`shader-f16`, `subgroups`, …). */
+  features: string[];
 }
 
 /**
@@ -109,6 +111,7 @@ export async function requestWebGpuDevice(): Promise<
       device: info.device,
       description: info.description,
       isFallbackAdapter: (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+      features: [...adapter.features].sort(),
     },
   };
 }

@@ -32,6 +32,10 @@ export const GEMM_TILES = {
   medium: { bm: 64, bn: 128, bk: 16, tm: 4, tn: 8 },
   /** Large batches: the most arithmetic per byte of shared memory. */
   large: { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8 },
+  /** As `large`, twice the depth per stage (half the barriers, 32 KiB of shared memory). */
+  deep: { bm: 128, bn: 128, bk: 32, tm: 8, tn: 8 },
+  /** 64 tokens × 256 latents: `large`'s arithmetic per thread for decode-sized batches. */
+  wide: { bm: 64, bn: 256, bk: 16, tm: 4, tn: 16 },
 } as const satisfies Record<string, GemmTile>;
 
 /** Name of one of {@linkcode GEMM_TILES}. */
@@ -45,9 +49,9 @@ export function tileThreads(t: GemmTile): { x: number; y: number } {
 /** Every row and column count the kernels see is padded to a multiple of this. */
 export const PAD_ROWS = 128;
 /** Latent columns are padded to a multiple of this (the widest `bn`). */
-export const PAD_COLS = 128;
+export const PAD_COLS = 256;
 /** `dIn` is padded to a multiple of this (every `bk`). */
-export const PAD_DEPTH = 16;
+export const PAD_DEPTH = 32;
 
 /** Round `n` up to a multiple of `m`. */
 export function roundUp(n: number, m: number): number {
@@ -88,7 +92,7 @@ struct Dims { rows: u32, d_in: u32, d_sae: u32, cap: u32 }
 @group(0) @binding(3) var<storage, read> thr: array<f32>;
 @group(0) @binding(4) var<storage, read> bdec: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> norm: array<vec2<f32>>;
-@group(0) @binding(6) var<storage, read_write> dense: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dense: array<vec4<f32>>;
 @group(0) @binding(7) var<uniform> dims: Dims;
 
 const BM: u32 = ${t.bm}u;
@@ -104,6 +108,27 @@ const TN4: u32 = ${tn4}u;
 var<workgroup> As: array<vec4<f32>, ${aVec4s}>;
 var<workgroup> Bs: array<vec4<f32>, ${bVec4s}>;
 
+// One stage's global loads: BM×BK of x̃ (normalised, b_dec subtracted) and BK×BN of W_enc.
+fn load_stage(
+  pa: ptr<function, array<vec4<f32>, ${aVec4s / threads}>>,
+  pb: ptr<function, array<vec4<f32>, ${bVec4s / threads}>>,
+  k0: u32, tid: u32, row0: u32, col0: u32, din4: u32, dsae4: u32,
+) {
+  for (var l = 0u; l < ${aVec4s / threads}u; l++) {
+    let idx = tid + l * THREADS;
+    let m = idx / (BK / 4u);
+    let k4 = idx % (BK / 4u);
+    let nrm = norm[row0 + m];
+    (*pa)[l] = (x[(row0 + m) * din4 + k0 / 4u + k4] - vec4<f32>(nrm.x)) * nrm.y - bdec[k0 / 4u + k4];
+  }
+  for (var l = 0u; l < ${bVec4s / threads}u; l++) {
+    let idx = tid + l * THREADS;
+    let k = idx / (BN / 4u);
+    let n4 = idx % (BN / 4u);
+    (*pb)[l] = w[(k0 + k) * dsae4 + col0 / 4u + n4];
+  }
+}
+
 @compute @workgroup_size(${wx}, ${wy}, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let tx = lid.x;
@@ -116,27 +141,25 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   var acc: array<vec4<f32>, ${t.tm * tn4}>;
   for (var i = 0u; i < ${t.tm * tn4}u; i++) { acc[i] = vec4<f32>(0.0); }
 
+  // Global loads for stage k0 + BK are issued before stage k0's arithmetic, so their latency hides behind it.
+  var pa: array<vec4<f32>, ${aVec4s / threads}>;
+  var pb: array<vec4<f32>, ${bVec4s / threads}>;
+  load_stage(&pa, &pb, 0u, tid, row0, col0, din4, dsae4);
   for (var k0 = 0u; k0 < dims.d_in; k0 += BK) {
+    workgroupBarrier();
     // A tile: BM rows × BK depth, stored transposed so a thread reads 4 rows at once.
     for (var l = 0u; l < ${aVec4s / threads}u; l++) {
       let idx = tid + l * THREADS;
       let m = idx / (BK / 4u);
-      let k4 = idx % (BK / 4u);
-      let nrm = norm[row0 + m];
-      let v = (x[(row0 + m) * din4 + k0 / 4u + k4] - vec4<f32>(nrm.x)) * nrm.y - bdec[k0 / 4u + k4];
-      let kk = k4 * 4u;
+      let kk = (idx % (BK / 4u)) * 4u;
+      let v = pa[l];
       As[(kk + 0u) * (BM / 4u) + m / 4u][m % 4u] = v.x;
       As[(kk + 1u) * (BM / 4u) + m / 4u][m % 4u] = v.y;
       As[(kk + 2u) * (BM / 4u) + m / 4u][m % 4u] = v.z;
       As[(kk + 3u) * (BM / 4u) + m / 4u][m % 4u] = v.w;
     }
-    // B tile: BK depth × BN columns, copied as is.
-    for (var l = 0u; l < ${bVec4s / threads}u; l++) {
-      let idx = tid + l * THREADS;
-      let k = idx / (BN / 4u);
-      let n4 = idx % (BN / 4u);
-      Bs[idx] = w[(k0 + k) * dsae4 + col0 / 4u + n4];
-    }
+    for (var l = 0u; l < ${bVec4s / threads}u; l++) { Bs[tid + l * THREADS] = pb[l]; }
+    if (k0 + BK < dims.d_in) { load_stage(&pa, &pb, k0 + BK, tid, row0, col0, din4, dsae4); }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) {
       var b: array<vec4<f32>, ${tn4}>;
@@ -151,7 +174,6 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         }
       }
     }
-    workgroupBarrier();
   }
 
   // Bias and activation in the GEMM's last pass: h = acc + bias; f = h when h > thr and h > 0.
@@ -164,11 +186,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         let t = vec4<f32>(thr[col], thr[col + 1u], thr[col + 2u], thr[col + 3u]);
         let on = (h > t) & (h > vec4<f32>(0.0));
         let f = select(vec4<f32>(0.0), h, on);
-        let base = row * dims.d_sae + col;
-        dense[base] = f.x;
-        dense[base + 1u] = f.y;
-        dense[base + 2u] = f.z;
-        dense[base + 3u] = f.w;
+        dense[(row * dims.d_sae + col) / 4u] = f;
       }
     }
   }
