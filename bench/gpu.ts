@@ -232,7 +232,7 @@ await attempt("torch baseline", async () => {
   await put("threshold", sae.threshold!, [sae.dSae]);
   const big = Math.min(4096, BIG);
   await put("x", x.subarray(0, big * sae.dIn), [big, sae.dIn]);
-  const script = new URL("./gpu_torch_baseline.py", import.meta.url).pathname;
+  const script = new URL("./gpu/torch_baseline.py", import.meta.url).pathname;
   const out = await command("python3", [script, dir, String(big)]);
   const torch = JSON.parse(out.trim().split("\n").at(-1)!);
   report.torch = torch;

@@ -46,6 +46,17 @@ async function ensurePackage(
   if (!await found()) console.error(`tests: ${pkg} could not be installed.\n  ${hint}`);
 }
 
+/** Whether Deno's WebGPU finds an adapter, asked in a child (the loader is read once per process). */
+async function hasWebGpuAdapter(): Promise<boolean> {
+  const probe = "Deno.exit((await navigator.gpu?.requestAdapter()) ? 0 : 1)";
+  const { code } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", probe],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return code === 0;
+}
+
 /** Passed and failed counts. */
 interface Tally {
   passed: number;
@@ -181,6 +192,13 @@ await ensurePackage(
   () => Promise.resolve(findChromium() !== null),
   "The workbench's browser tests drive it headless: `sudo apt-get install chromium` (Debian),\n" +
     "  or point CHROMIUM at a Chromium binary; without it they skip.",
+  ["--no-install-recommends"],
+);
+await ensurePackage(
+  "mesa-vulkan-drivers",
+  hasWebGpuAdapter,
+  "The WebGPU encoder's tests need a Vulkan device; without a GPU, Mesa's lavapipe runs them on\n" +
+    "  the CPU: `sudo apt-get install mesa-vulkan-drivers` (Debian/Ubuntu).",
   ["--no-install-recommends"],
 );
 Deno.exit(await runTests(rest, gates));

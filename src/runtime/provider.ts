@@ -158,6 +158,24 @@ async function checkAvailability(provider: GpuProvider): Promise<Availability> {
   }
   const missing = provider === "webgpu" ? missingVulkanLoader() : missingCudaLibraries();
   if (missing) return { available: false, reason: missing };
+  // The first session loads the GPU's native libraries, which may print on stderr (a Vulkan
+  // driver that Dawn refuses, such as Mesa's lavapipe, does): ask a child process first, so a
+  // provider that cannot start leaves no lines in this process's JSON log.
+  const child = await availabilityInChild(provider);
+  if (child && !child.available) return child;
+  return await openTinySession(provider);
+}
+
+/**
+ * Open and release a session on the one-node model with `provider` alone, in
+ * this process: whether the provider starts here.
+ *
+ * @example
+ * ```ts
+ * (await openTinySession("webgpu")).available; // false on a machine without a GPU
+ * ```
+ */
+export async function openTinySession(provider: GpuProvider): Promise<Availability> {
   let session: ort.InferenceSession | undefined;
   try {
     session = await ort.InferenceSession.create(tinyModel(), {
@@ -170,6 +188,30 @@ async function checkAvailability(provider: GpuProvider): Promise<Availability> {
     return { available: false, reason: errorFirstLine(err) };
   } finally {
     await session?.release().catch(() => {});
+  }
+}
+
+/**
+ * {@linkcode openTinySession} in a child Deno process (`provider_probe.ts`),
+ * its stderr kept out of this process's; null when no child can be started
+ * (no permission to run one) or it answered nothing readable.
+ */
+async function availabilityInChild(provider: GpuProvider): Promise<Availability | null> {
+  const probe = new URL("./provider_probe.ts", import.meta.url);
+  if (probe.protocol !== "file:") return null;
+  const config = new URL("../../deno.json", import.meta.url);
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", "--config", config.pathname, probe.pathname, provider],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const last = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1) ?? "";
+    const answer = JSON.parse(last) as Availability;
+    return typeof answer.available === "boolean" ? answer : null;
+  } catch {
+    return null;
   }
 }
 

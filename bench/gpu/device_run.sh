@@ -1,0 +1,22 @@
+#!/bin/bash
+# Run the GPU bench on a GPU machine without network, from what
+# bench/gpu/offline_bundle.sh bundled: unpack the Vulkan loader, Deno and
+# node_modules, point the Vulkan loader at the NVIDIA driver's ICD when the
+# standard places have none, and run bench/gpu.ts (results in $OUT, or
+# bench/results). Extra arguments go to bench/gpu.ts.
+cd "$(dirname "$0")/../.."
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+xz -dc .gpu/deno.xz > /tmp/deno && chmod +x /tmp/deno
+tar -xJf .gpu/node_modules.tar.xz
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if ! ls /usr/share/vulkan/icd.d/*nvidia* /etc/vulkan/icd.d/*nvidia* >/dev/null 2>&1 && [ -f $icd ]; then
+  export VK_DRIVER_FILES=$icd VK_ICD_FILENAMES=$icd
+fi
+echo "Vulkan ICD: ${VK_DRIVER_FILES:-standard places}"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
+export DENO_DIR=/tmp/denodir XDG_RUNTIME_DIR=/tmp/xdg
+mkdir -p /tmp/xdg
+timeout "${GPU_BENCH_TIMEOUT:-420}" /tmp/deno run -A --cached-only bench/gpu.ts \
+  --out "${OUT:-bench/results}" "$@"
+echo "bench exit $?"
