@@ -142,6 +142,7 @@ const COPY_SRC = 0x0004;
 const COPY_DST = 0x0008;
 const MAP_READ = 0x0001;
 const UNIFORM = 0x0040;
+const COMPUTE = 0x4; // GPUShaderStage.COMPUTE
 
 interface Slot {
   x: GPUBuffer;
@@ -153,7 +154,7 @@ interface Slot {
   dims: GPUBuffer;
   readback: GPUBuffer;
   cap: number;
-  gemmGroups: Map<GemmTileName, GPUBindGroup>;
+  gemmGroup: GPUBindGroup;
   compactGroup: GPUBindGroup;
 }
 
@@ -202,7 +203,9 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
   readonly #owned: boolean;
   readonly #sae: SaeWeights;
   readonly #weights: GPUBuffer[] = [];
+  /** Pipelines by tiling, compiled on first use (a compile can take seconds on a software driver). */
   readonly #gemm = new Map<GemmTileName, GPUComputePipeline>();
+  readonly #gemmLayout: GPUBindGroupLayout;
   readonly #compact: GPUComputePipeline;
   readonly #slots: Slot[] = [];
   readonly #free: Slot[] = [];
@@ -236,13 +239,19 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
       );
     }
     this.#uploadWeights();
-    for (const name of Object.keys(GEMM_TILES) as GemmTileName[]) {
-      const module = device.createShaderModule({ code: gemmActivateWgsl(GEMM_TILES[name]) });
-      this.#gemm.set(
-        name,
-        device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } }),
-      );
-    }
+    // One layout for every tiling, so a slot's bind group serves whichever pipeline runs.
+    const storage = (binding: number, type: GPUBufferBindingType): GPUBindGroupLayoutEntry => ({
+      binding,
+      visibility: COMPUTE,
+      buffer: { type },
+    });
+    this.#gemmLayout = device.createBindGroupLayout({
+      entries: [
+        ...[0, 1, 2, 3, 4, 5].map((b) => storage(b, "read-only-storage")),
+        storage(6, "storage"),
+        storage(7, "uniform"),
+      ],
+    });
     const compact = device.createShaderModule({ code: compactWgsl() });
     this.#compact = device.createComputePipeline({
       layout: "auto",
@@ -254,6 +263,19 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
       this.#slots.push(slot);
       this.#free.push(slot);
     }
+  }
+
+  #gemmPipeline(tile: GemmTileName): GPUComputePipeline {
+    let pipeline = this.#gemm.get(tile);
+    if (!pipeline) {
+      const module = this.#device.createShaderModule({ code: gemmActivateWgsl(GEMM_TILES[tile]) });
+      pipeline = this.#device.createComputePipeline({
+        layout: this.#device.createPipelineLayout({ bindGroupLayouts: [this.#gemmLayout] }),
+        compute: { module, entryPoint: "main" },
+      });
+      this.#gemm.set(tile, pipeline);
+    }
+    return pipeline;
   }
 
   #buffer(bytes: number, usage: number, init?: Float32Array): GPUBuffer {
@@ -299,19 +321,15 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
     const dims = this.#buffer(16, UNIFORM | COPY_DST);
     const readback = this.#buffer(rows * (1 + 2 * cap) * 4, MAP_READ | COPY_DST);
     const [w, bias, thr, bdec] = this.#weights;
-    const gemmGroups = new Map<GemmTileName, GPUBindGroup>();
-    for (const [name, pipeline] of this.#gemm) {
-      const bufs = [x, w, bias, thr, bdec, norm, dense, dims];
-      gemmGroups.set(
-        name,
-        this.#device.createBindGroup({
-          layout: pipeline.getBindGroupLayout(0),
-          entries: bufs.map((buffer, binding) => ({ binding, resource: { buffer } })),
-        }),
-      );
-    }
+    const gemmGroup = this.#device.createBindGroup({
+      layout: this.#gemmLayout,
+      entries: [x, w, bias, thr, bdec, norm, dense, dims].map((buffer, binding) => ({
+        binding,
+        resource: { buffer },
+      })),
+    });
     const compactGroup = this.#compactGroup(dense, idx, val, count, dims);
-    return { x, norm, dense, idx, val, count, dims, readback, cap, gemmGroups, compactGroup };
+    return { x, norm, dense, idx, val, count, dims, readback, cap, gemmGroup, compactGroup };
   }
 
   #compactGroup(
@@ -411,8 +429,8 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
       new Uint32Array([rowsPad, this.#dInPad, this.#dSaePad, slot.cap]),
     );
     const pass = enc.beginComputePass();
-    pass.setPipeline(this.#gemm.get(tile)!);
-    pass.setBindGroup(0, slot.gemmGroups.get(tile)!);
+    pass.setPipeline(this.#gemmPipeline(tile));
+    pass.setBindGroup(0, slot.gemmGroup);
     pass.dispatchWorkgroups(this.#dSaePad / t.bn, rowsPad / t.bm);
     pass.setPipeline(this.#compact);
     pass.setBindGroup(0, slot.compactGroup);
