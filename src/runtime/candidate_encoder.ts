@@ -30,6 +30,7 @@ import type { ProviderEncoder } from "./ort_encoder.ts";
 import { encoderFeeds, openProviderSession } from "./session.ts";
 import { type EncodePath, PathTuner } from "./path_tuner.ts";
 import { WasmDots } from "./wasm_dots.ts";
+import { WasmScan } from "./wasm_scan.ts";
 
 /** Options for {@linkcode createCandidateEncoder}. */
 export interface CandidateEncoderOptions {
@@ -43,6 +44,12 @@ export interface CandidateEncoderOptions {
   recomputeThreads?: 1 | 2;
   /** Candidates per token above which the token is computed in full (default max(1024, d_sae/8)). */
   maxCandidates?: number;
+  /**
+   * Prefilter the uniform test in WebAssembly SIMD, the int8 pass writing its
+   * accumulations into the scan's memory (`wasm_scan.ts`; default true; the
+   * same candidates either way). False: the plain TypeScript loop.
+   */
+  simdScan?: boolean;
   /**
    * Time the int8 path against the f32 one per batch size and run the faster
    * (default true; both are exact). False: always the int8 path.
@@ -121,6 +128,8 @@ export class CandidateEncoder implements ProviderEncoder {
   readonly providerFallback = false;
   readonly #session: ort.InferenceSession;
   readonly #dots: WasmDots;
+  /** The SIMD uniform test (standard, JumpReLU, gated: the SAEs whose int8 pass outputs `acc`). */
+  readonly #scan: WasmScan | null;
   readonly #select: CandidateSelector;
   readonly #stats: CandidateStats = { tokens: 0, candidates: 0, fallbackTokens: 0 };
   readonly #openFull: () => Promise<ProviderEncoder>;
@@ -146,6 +155,9 @@ export class CandidateEncoder implements ProviderEncoder {
     this.#dots = new WasmDots(transpose(sae.wEnc, sae.dIn, sae.dSae), sae.dSae, sae.dIn, {
       threads: (opts.recomputeThreads ?? Math.min(2, navigator.hardwareConcurrency)) >= 2 ? 2 : 1,
     });
+    this.#scan = sae.architecture === "topk" || opts.simdScan === false
+      ? null
+      : new WasmScan(sae.dSae);
     this.#select = new CandidateSelector(sae, {
       maxCandidates: opts.maxCandidates ?? Math.max(1024, sae.dSae >> 3),
       bounds: graph.bounds,
@@ -209,13 +221,30 @@ export class CandidateEncoder implements ProviderEncoder {
     x: Float32Array,
     tokens: number,
   ): Promise<SparseLatents[]> {
-    const out = await this.#session.run(feeds);
+    // the int32 accumulations straight into the SIMD scan's memory, when a region is free
+    const region = this.#scan?.lease(tokens) ?? null;
+    let out: ort.InferenceSession.OnnxValueMapType;
+    try {
+      out = region
+        ? await this.#session.run(feeds, {
+          [PREPARED_OUTPUT]: null,
+          [ACC_OUTPUT]: new ort.Tensor("int32", region.acc, [tokens, this.dSae]),
+          [SCALE_OUTPUT]: null,
+          [TOKEN_OUTPUT]: null,
+        })
+        : await this.#session.run(feeds);
+    } catch (err) {
+      if (region) this.#scan!.release(region);
+      throw err;
+    }
     // the second pass shares scratch memory: one batch at a time through it
     const run = this.#busy.then(() =>
       this.#select.encode({
         prepared: out[PREPARED_OUTPUT].data as Float32Array,
         ...(out[APPROX_OUTPUT]
           ? { approx: out[APPROX_OUTPUT].data as Float32Array }
+          : region
+          ? { acc: region.acc, scan: { wasm: this.#scan!, region } }
           : { acc: out[ACC_OUTPUT].data as Int32Array }),
         scale: (out[SCALE_OUTPUT].data as Float32Array)[0],
         tokenBounds: out[TOKEN_OUTPUT].data as Float32Array,
@@ -223,7 +252,7 @@ export class CandidateEncoder implements ProviderEncoder {
         dots: this.#dots,
         stats: this.#stats,
       })
-    );
+    ).finally(() => region && this.#scan!.release(region));
     this.#busy = run.catch(() => {});
     const { rows, fallback } = await run;
     const fell: number[] = [];

@@ -197,3 +197,29 @@ Deno.test("candidate encoder with tuning: both paths run on a batch size, every 
     await enc.close();
   }
 });
+
+Deno.test("candidate encoder: the SIMD scan admits the same candidates as the TypeScript loop, batches in flight together", async () => {
+  const sae = randomSae({ architecture: "jumprelu", dIn: 48, dSae: 1022, seed: 31 });
+  const x = new Rng(32).fillGaussian(new Float32Array(200 * 48), 1.5);
+  const simd = await createCandidateEncoder(sae, { tune: false, intraOpThreads: 1 });
+  const plain = await createCandidateEncoder(sae, {
+    tune: false,
+    intraOpThreads: 1,
+    simdScan: false,
+  });
+  try {
+    const batches = [0, 50, 120, 137].map((t0, i, a) => [t0, (a[i + 1] ?? 200) - t0]);
+    const run = (enc: typeof simd) =>
+      Promise.all(batches.map(([t0, n]) => enc.encode(x.subarray(t0 * 48), n)));
+    const [got, want] = [(await run(simd)).flat(), (await run(plain)).flat()];
+    assert.equal(simd.stats().candidates, plain.stats().candidates);
+    assert.ok(simd.stats().candidates > 200, "some candidates per token");
+    for (let t = 0; t < 200; t++) {
+      assert.deepEqual([...got[t].indices], [...want[t].indices], `token ${t}`);
+      assert.deepEqual([...got[t].values], [...want[t].values], `token ${t}`);
+    }
+  } finally {
+    await simd.close();
+    await plain.close();
+  }
+});

@@ -13,6 +13,7 @@ import { decoderNorms } from "./onnx_graph.ts";
 import type { ColumnBounds } from "./candidate_graph.ts";
 import { topKPositions, topKRows } from "./top_k.ts";
 import type { WasmDots } from "./wasm_dots.ts";
+import { type AccRegion, scanSlack, type WasmScan } from "./wasm_scan.ts";
 
 /** Columns per block when pairs are ordered for locality. */
 const BLOCK = 1024;
@@ -38,6 +39,8 @@ export interface SelectInput {
   approx?: Float32Array;
   /** Other SAEs: `[tokens, d_sae]`, the int32 accumulations; `a = acc·scale·columnScale + columnBias`. */
   acc?: Int32Array;
+  /** When `acc` lies in `scan`'s memory: the SIMD scan prefilters the uniform test. */
+  scan?: { wasm: WasmScan; region: AccRegion };
   /** The input's quantization scale (`x_s`). */
   scale: number;
   /** `[tokens, 5]`: ‖x̂‖, ‖e‖, ‖xp‖, the uniform bound, the TopK level (`TOKEN_OUTPUT`). */
@@ -86,6 +89,8 @@ export class CandidateSelector {
   #pairTok = new Uint32Array(0);
   #pairCol = new Uint32Array(0);
   #outIdx = new Uint32Array(0);
+  /** `max_j |columnBias_j|`, for the SIMD scan's slack. */
+  readonly #maxAbsBias: number;
   #outVal = new Float32Array(0);
 
   constructor(sae: SaeWeights, opts: SelectorOptions) {
@@ -95,6 +100,7 @@ export class CandidateSelector {
     this.#columnScale = opts.columnScale;
     this.#columnBias = opts.columnBias;
     this.#batchScale = new Float64Array(sae.dSae);
+    this.#maxAbsBias = opts.columnBias.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
     this.#watch = null;
     if (opts.watch) {
       this.#watch = new Uint8Array(sae.dSae);
@@ -158,6 +164,7 @@ export class CandidateSelector {
     const topk = this.#sae.architecture === "topk";
     const cs = this.#batchScale, cb = this.#columnBias;
     if (!approx) { for (let j = 0; j < dSae; j++) cs[j] = input.scale * this.#columnScale[j]; }
+    input.scan?.wasm.setColumns(cs, cb);
     let pos = 0;
     for (let t = 0; t < tokens; t++) {
       this.#reserveCandidates(pos, pos + dSae);
@@ -171,6 +178,19 @@ export class CandidateSelector {
         const a = approx.subarray(base, base + dSae);
         for (let j = 0; j < dSae; j++) {
           if (a[j] > cut) pos = this.#admit(j, a[j], pos, tokenBounds, tb);
+        }
+      } else if (input.scan) {
+        // the f32 SIMD test with a lowered cut finds a superset; the f64 test decides, as below
+        const a = input.acc!.subarray(base, base + dSae);
+        const hits = input.scan.wasm.row(
+          input.scan.region,
+          t,
+          cut - scanSlack(cut, this.#maxAbsBias),
+        );
+        for (let h = 0; h < hits.length; h++) {
+          const j = hits[h];
+          const v = a[j] * cs[j] + cb[j];
+          if (v > cut) pos = this.#admit(j, v, pos, tokenBounds, tb);
         }
       } else {
         const a = input.acc!.subarray(base, base + dSae);

@@ -16,6 +16,38 @@
  * @module
  */
 
+import {
+  BLOCK,
+  BR,
+  BR_IF,
+  END,
+  F32_ADD,
+  F32_STORE,
+  F32X4_ADD,
+  F32X4_MUL,
+  get,
+  I32,
+  I32_ADD,
+  I32_CONST,
+  I32_GE_U,
+  I32_LOAD,
+  I32_LT_U,
+  I32_SHL,
+  lane,
+  LOOP,
+  MODULE_HEADER,
+  name,
+  section,
+  set,
+  sleb,
+  uleb,
+  V128,
+  V128_CONST_ZERO,
+  V128_LOAD,
+  vec,
+  VOID,
+} from "./wasm_asm.ts";
+
 /** Floats per row step of the kernel's inner loop (four f32x4 accumulators). */
 export const DOT_STRIDE_FLOATS = 16;
 const PAGE = 65536;
@@ -26,46 +58,6 @@ const WORKER_IDLE_MS = 1000;
 /** Multiply-adds below which a second thread costs more than it saves. */
 const PARALLEL_MIN_MACS = 1 << 20;
 
-/** Unsigned LEB128. */
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (n !== 0);
-  return out;
-}
-
-/** Signed LEB128 (i32.const immediates) of a non-negative number. */
-function sleb(n: number): number[] {
-  const out = uleb(n);
-  // a last byte with bit 6 set would read as negative: add a 0 byte
-  if (out[out.length - 1] & 0x40) {
-    out[out.length - 1] |= 0x80;
-    out.push(0);
-  }
-  return out;
-}
-
-const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
-const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
-const name = (s: string) => [...uleb(s.length), ...new TextEncoder().encode(s)];
-
-// Opcodes (WebAssembly core 2.0 with SIMD).
-const I32 = 0x7f, V128 = 0x7b;
-const LOCAL_GET = 0x20, LOCAL_SET = 0x21, I32_CONST = 0x41;
-const I32_ADD = 0x6a, I32_SHL = 0x74, I32_GE_U = 0x4f, I32_LT_U = 0x49;
-const I32_LOAD = 0x28, F32_STORE = 0x38, F32_ADD = 0x92;
-const BLOCK = 0x02, LOOP = 0x03, BR = 0x0c, BR_IF = 0x0d, END = 0x0b, VOID = 0x40;
-const SIMD = 0xfd;
-const V128_LOAD = [SIMD, ...uleb(0)];
-const V128_CONST_ZERO = [SIMD, ...uleb(12), ...new Array(16).fill(0)];
-const F32X4_ADD = [SIMD, ...uleb(228)];
-const F32X4_MUL = [SIMD, ...uleb(230)];
-const lane = (i: number) => [SIMD, ...uleb(31), i];
-
 /**
  * `dots(pairs, n, stride, out)`: for c < n, with `x = pairs[2c]` and
  * `w = pairs[2c + 1]` (byte addresses of two rows of `stride` floats, a
@@ -75,8 +67,6 @@ function dotsModule(): Uint8Array {
   // params 0..3: pairs, n, stride, out; locals: 4 c, 5 x, 6 w, 7 i, 8 rowBytes, 9..12 acc
   const [PAIRS, N, STRIDE, OUT, C, X, W, I, ROW] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   const ACC = [9, 10, 11, 12];
-  const get = (l: number) => [LOCAL_GET, l];
-  const set = (l: number) => [LOCAL_SET, l];
   const pairAt = [...get(PAIRS), ...get(C), I32_CONST, 3, I32_SHL, I32_ADD];
   const body: number[] = [
     ...get(STRIDE),
@@ -184,14 +174,7 @@ function dotsModule(): Uint8Array {
   const locals = vec([[5, I32], [4, V128]]);
   const code = [...locals, ...body];
   return new Uint8Array([
-    0x00,
-    0x61,
-    0x73,
-    0x6d,
-    0x01,
-    0x00,
-    0x00,
-    0x00,
+    ...MODULE_HEADER,
     ...section(1, vec([[0x60, ...vec([[I32], [I32], [I32], [I32]]), 0]])),
     // a shared memory of at most 4 GiB (flags 3: shared, with a maximum)
     ...section(

@@ -130,6 +130,10 @@ class Client(unittest.TestCase):
         try:
             c2 = self.client(f"{self.server.url},{other.url}")
             self.server.kill()
+            # wait_connected can answer before the client has noticed the kill: wait for the move
+            deadline = time.monotonic() + 5
+            while c2.server_info["port"] != other.port and time.monotonic() < deadline:
+                time.sleep(0.01)
             self.assertTrue(c2.wait_connected(5))
             self.assertEqual(c2.server_info["port"], other.port)  # the next one in the list
         finally:
