@@ -1,187 +1,58 @@
 /**
  * The WebGPU encoder against the plain-TypeScript f64 reference encoder, on
  * whatever adapter Deno's WebGPU finds: a GPU where there is one, Mesa's
- * lavapipe (a real Vulkan implementation on the CPU, installed by
- * `deno task test` when root) elsewhere.
+ * lavapipe or llvmpipe (real Vulkan and GL implementations on the CPU) elsewhere;
+ * `deno task test` installs `mesa-vulkan-drivers` when root and no adapter is found.
+ *
+ * Each case (`testdata/webgpu_cases.ts`) runs in its own process: a software
+ * driver has been seen to abort the process as it exits, about 1 run in 100.
+ * A case passes when its process reports it passed; an abort after that is
+ * printed, not counted, since the driver's teardown is not latentwatch's code.
  */
 import assert from "node:assert/strict";
-import { randomSae } from "../formats/random_sae.ts";
-import { referenceEncode, referencePreActivations } from "../core/reference_encoder.ts";
-import type { SaeWeights, SparseLatents } from "../core/sae.ts";
-import {
-  createWebGpuEncoder,
-  requestWebGpuDevice,
-  WebGpuEncoderConfigError,
-  WebGpuUnavailableError,
-} from "./webgpu_encoder.ts";
-import { GEMM_TILES, type GemmTileName } from "./webgpu_kernels.ts";
-import { Rng } from "../core/random.ts";
+import { CASES } from "./testdata/webgpu_cases.ts";
 
-const adapterFound = await requestWebGpuDevice().then(
-  ({ device }) => (device.destroy(), true),
-  (e) => {
-    if (!(e instanceof WebGpuUnavailableError)) throw e;
-    const msg =
-      `webgpu_encoder_test: ${e.message}; install mesa-vulkan-drivers (lavapipe) to run ` +
-      "these tests without a GPU";
-    if (Deno.env.get("CI")) throw new Error(msg, { cause: e });
-    console.error(`SKIPPED ${msg}`);
-    return false;
-  },
-);
+const CASES_FILE = new URL("./testdata/webgpu_cases.ts", import.meta.url).pathname;
 
-const tol = (v: number) => 1e-4 * (1 + Math.abs(v));
-
-/**
- * Compare with the f64 reference: the same active latents, except a latent
- * whose pre-activation lies within f32 rounding of its threshold (or of 0),
- * and values within `tol`.
- */
-function assertMatchesReference(
-  sae: SaeWeights,
-  x: Float32Array,
-  tokens: number,
-  got: SparseLatents[],
-): number {
-  const want = referenceEncode(sae, x, tokens);
-  assert.deepEqual(got.length, tokens);
-  let active = 0;
-  for (let t = 0; t < tokens; t++) {
-    const h = referencePreActivations(sae, x.subarray(t * sae.dIn, (t + 1) * sae.dIn));
-    const g = new Map<number, number>();
-    got[t].indices.forEach((i, n) => g.set(i, got[t].values[n]));
-    for (let n = 1; n < got[t].indices.length; n++) {
-      assert(got[t].indices[n] > got[t].indices[n - 1], `token ${t}: indices ascend`);
-    }
-    const w = new Map<number, number>();
-    want[t].indices.forEach((i, n) => w.set(i, want[t].values[n]));
-    active += w.size;
-    for (const i of new Set([...g.keys(), ...w.keys()])) {
-      const edge = Math.min(Math.abs(h[i] - (sae.threshold?.[i] ?? 0)), Math.abs(h[i]));
-      if (g.has(i) !== w.has(i)) {
-        assert(
-          edge <= tol(h[i]),
-          `token ${t} latent ${i}: active ${g.has(i)}, reference ${w.has(i)}, h ${h[i]}`,
-        );
-        continue;
-      }
-      const d = Math.abs(g.get(i)! - w.get(i)!);
-      assert(d <= tol(w.get(i)!), `token ${t} latent ${i}: ${g.get(i)} vs reference ${w.get(i)}`);
-    }
-  }
-  return active;
+async function probeAdapter(): Promise<string | null> {
+  const probe =
+    "const a = await navigator.gpu?.requestAdapter(); console.log(a ? a.info.description : '')";
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", probe],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const description = new TextDecoder().decode(out.stdout).trim();
+  return out.success && description !== "" ? description : null;
 }
 
-function gaussianInput(tokens: number, dIn: number, seed: number, scale = 1): Float32Array {
-  return new Rng(seed).fillGaussian(new Float32Array(tokens * dIn), scale);
+const adapter = await probeAdapter();
+if (adapter === null) {
+  const msg = "webgpu_encoder_test: Deno finds no WebGPU adapter; install mesa-vulkan-drivers " +
+    "(lavapipe) to run these tests without a GPU";
+  if (Deno.env.get("CI")) throw new Error(msg);
+  console.error(`SKIPPED ${msg}`);
 }
 
-Deno.test({
-  name: "webgpu encoder: every tiling matches the f64 reference (JumpReLU, b_dec subtracted)",
-  ignore: !adapterFound,
-  async fn() {
-    const sae = randomSae({ architecture: "jumprelu", dIn: 48, dSae: 384, seed: 3 });
-    const x = gaussianInput(150, 48, 4);
-    for (const tile of Object.keys(GEMM_TILES) as GemmTileName[]) {
-      const enc = await createWebGpuEncoder(sae, { maxRows: 256, tile });
-      try {
-        const active = assertMatchesReference(sae, x, 150, await enc.encode(x, 150));
-        assert(active > 150, `${tile}: some latents are active (${active})`);
-      } finally {
-        await enc.close();
+for (const name of CASES.keys()) {
+  Deno.test({
+    name: `webgpu encoder: ${name}`,
+    ignore: adapter === null,
+    async fn() {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", CASES_FILE, name],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const dec = new TextDecoder();
+      const stdout = dec.decode(out.stdout);
+      const stderr = dec.decode(out.stderr).split("\n").filter((l) => !/XDG_RUNTIME_DIR/.test(l))
+        .join("\n");
+      const passed = stdout.includes(`case ${name}: ok`);
+      assert.ok(passed, `case failed on ${adapter} (exit ${out.code}):\n${stdout}\n${stderr}`);
+      if (!out.success) {
+        console.error(`note: the case passed, then its process exited ${out.code} (${out.signal})`);
       }
-    }
-  },
-});
-
-Deno.test({
-  name: "webgpu encoder: odd widths, ReLU, and both input normalisations",
-  ignore: !adapterFound,
-  async fn() {
-    const cases: SaeWeights[] = [
-      randomSae({ architecture: "standard", dIn: 37, dSae: 203, seed: 5 }),
-      randomSae({ architecture: "jumprelu", dIn: 21, dSae: 130, seed: 6, normalize: "layer_norm" }),
-      randomSae({
-        architecture: "standard",
-        dIn: 64,
-        dSae: 256,
-        seed: 7,
-        normalize: "constant_norm_rescale",
-        applyBDecToInput: false,
-      }),
-    ];
-    for (const sae of cases) {
-      const x = gaussianInput(33, sae.dIn, 8, 3);
-      const enc = await createWebGpuEncoder(sae, { maxRows: 128 });
-      try {
-        assertMatchesReference(sae, x, 33, await enc.encode(x, 33));
-      } finally {
-        await enc.close();
-      }
-    }
-  },
-});
-
-Deno.test({
-  name: "webgpu encoder: a token past the cap is compacted again, never truncated",
-  ignore: !adapterFound,
-  async fn() {
-    const sae = randomSae({ architecture: "standard", dIn: 32, dSae: 512, seed: 9 });
-    const x = gaussianInput(20, 32, 10);
-    const enc = await createWebGpuEncoder(sae, { maxRows: 128, cap: 4 });
-    try {
-      const got = await enc.encode(x, 20);
-      assert(got.some((l) => l.indices.length > 4), "some token has more than 4 active latents");
-      assertMatchesReference(sae, x, 20, got);
-      assert.deepEqual(enc.stats().recompactions, 1);
-    } finally {
-      await enc.close();
-    }
-  },
-});
-
-Deno.test({
-  name: "webgpu encoder: batches split past maxRows and concurrent batches give the same results",
-  ignore: !adapterFound,
-  async fn() {
-    const sae = randomSae({ architecture: "jumprelu", dIn: 32, dSae: 256, seed: 11 });
-    const x = gaussianInput(300, 32, 12);
-    const enc = await createWebGpuEncoder(sae, { maxRows: 128, inFlight: 2 });
-    try {
-      const whole = await enc.encode(x, 300); // three chunks through two slots
-      assertMatchesReference(sae, x, 300, whole);
-      const parts = await Promise.all(
-        [0, 1, 2, 3, 4].map((p) => enc.encode(x.subarray(p * 60 * 32), 60)),
-      );
-      const flat = parts.flat();
-      for (let t = 0; t < 300; t++) {
-        assert.deepEqual([...flat[t].indices], [...whole[t].indices], `token ${t}`);
-        assert.deepEqual([...flat[t].values], [...whole[t].values], `token ${t}`);
-      }
-      assert.deepEqual(enc.stats().tokens, 600);
-      assert.deepEqual((await enc.encode(x, 0)).length, 0);
-    } finally {
-      await enc.close();
-    }
-  },
-});
-
-Deno.test({
-  name: "webgpu encoder: refuses TopK and gated SAEs and a short input, saying why",
-  ignore: !adapterFound,
-  async fn() {
-    const topk = randomSae({ architecture: "topk", dIn: 16, dSae: 64, k: 4, seed: 1 });
-    await assert.rejects(
-      () => createWebGpuEncoder(topk),
-      (e) => e instanceof WebGpuEncoderConfigError && e.message.includes("found topk"),
-    );
-    const sae = randomSae({ architecture: "jumprelu", dIn: 16, dSae: 64, seed: 1 });
-    const enc = await createWebGpuEncoder(sae, { maxRows: 128 });
-    try {
-      await assert.rejects(() => enc.encode(new Float32Array(20), 2), /2 × 16 = 32/);
-      assert((await enc.timeKernels(64, 2)) > 0);
-    } finally {
-      await enc.close();
-    }
-  },
-});
+    },
+  });
+}

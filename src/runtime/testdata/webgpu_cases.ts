@@ -1,0 +1,169 @@
+/**
+ * The WebGPU encoder's test cases, each run in its own Deno process by
+ * `../webgpu_encoder_test.ts`: a software Vulkan or GL driver (Mesa's
+ * lavapipe or llvmpipe) has been seen to abort the process as it exits (about
+ * 1 run in 100 here), which must not take the whole test run down with it.
+ *
+ * Usage: `deno run -A src/runtime/testdata/webgpu_cases.ts <case>`: prints
+ * `case <case>: ok` when the case passed.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { randomSae } from "../../formats/random_sae.ts";
+import { referenceEncode, referencePreActivations } from "../../core/reference_encoder.ts";
+import type { SaeWeights, SparseLatents } from "../../core/sae.ts";
+import { createWebGpuEncoder, WebGpuEncoderConfigError } from "../webgpu_encoder.ts";
+import { GEMM_TILES, type GemmTileName } from "../webgpu_kernels.ts";
+import { Rng } from "../../core/random.ts";
+
+/** The cases by name. */
+export const CASES = new Map<string, () => Promise<void>>();
+
+const tol = (v: number) => 1e-4 * (1 + Math.abs(v));
+
+/**
+ * Compare with the f64 reference: the same active latents, except a latent
+ * whose pre-activation lies within f32 rounding of its threshold (or of 0),
+ * and values within `tol`.
+ */
+function assertMatchesReference(
+  sae: SaeWeights,
+  x: Float32Array,
+  tokens: number,
+  got: SparseLatents[],
+): number {
+  const want = referenceEncode(sae, x, tokens);
+  assert.deepEqual(got.length, tokens);
+  let active = 0;
+  for (let t = 0; t < tokens; t++) {
+    const h = referencePreActivations(sae, x.subarray(t * sae.dIn, (t + 1) * sae.dIn));
+    const g = new Map<number, number>();
+    got[t].indices.forEach((i, n) => g.set(i, got[t].values[n]));
+    for (let n = 1; n < got[t].indices.length; n++) {
+      assert(got[t].indices[n] > got[t].indices[n - 1], `token ${t}: indices ascend`);
+    }
+    const w = new Map<number, number>();
+    want[t].indices.forEach((i, n) => w.set(i, want[t].values[n]));
+    active += w.size;
+    for (const i of new Set([...g.keys(), ...w.keys()])) {
+      const edge = Math.min(Math.abs(h[i] - (sae.threshold?.[i] ?? 0)), Math.abs(h[i]));
+      if (g.has(i) !== w.has(i)) {
+        assert(
+          edge <= tol(h[i]),
+          `token ${t} latent ${i}: active ${g.has(i)}, reference ${w.has(i)}, h ${h[i]}`,
+        );
+        continue;
+      }
+      const d = Math.abs(g.get(i)! - w.get(i)!);
+      assert(d <= tol(w.get(i)!), `token ${t} latent ${i}: ${g.get(i)} vs reference ${w.get(i)}`);
+    }
+  }
+  return active;
+}
+
+function gaussianInput(tokens: number, dIn: number, seed: number, scale = 1): Float32Array {
+  return new Rng(seed).fillGaussian(new Float32Array(tokens * dIn), scale);
+}
+
+CASES.set("every tiling matches the f64 reference (JumpReLU, b_dec subtracted)", async () => {
+  const sae = randomSae({ architecture: "jumprelu", dIn: 48, dSae: 384, seed: 3 });
+  const x = gaussianInput(150, 48, 4);
+  for (const tile of Object.keys(GEMM_TILES) as GemmTileName[]) {
+    const enc = await createWebGpuEncoder(sae, { maxRows: 256, tile });
+    try {
+      const active = assertMatchesReference(sae, x, 150, await enc.encode(x, 150));
+      assert(active > 150, `${tile}: some latents are active (${active})`);
+    } finally {
+      await enc.close();
+    }
+  }
+});
+
+CASES.set("odd widths, ReLU, and both input normalisations", async () => {
+  const cases: SaeWeights[] = [
+    randomSae({ architecture: "standard", dIn: 37, dSae: 203, seed: 5 }),
+    randomSae({ architecture: "jumprelu", dIn: 21, dSae: 130, seed: 6, normalize: "layer_norm" }),
+    randomSae({
+      architecture: "standard",
+      dIn: 64,
+      dSae: 256,
+      seed: 7,
+      normalize: "constant_norm_rescale",
+      applyBDecToInput: false,
+    }),
+  ];
+  for (const sae of cases) {
+    const x = gaussianInput(33, sae.dIn, 8, 3);
+    const enc = await createWebGpuEncoder(sae, { maxRows: 128 });
+    try {
+      assertMatchesReference(sae, x, 33, await enc.encode(x, 33));
+    } finally {
+      await enc.close();
+    }
+  }
+});
+
+CASES.set("a token past the cap is compacted again, never truncated", async () => {
+  const sae = randomSae({ architecture: "standard", dIn: 32, dSae: 512, seed: 9 });
+  const x = gaussianInput(20, 32, 10);
+  const enc = await createWebGpuEncoder(sae, { maxRows: 128, cap: 4 });
+  try {
+    const got = await enc.encode(x, 20);
+    assert(got.some((l) => l.indices.length > 4), "some token has more than 4 active latents");
+    assertMatchesReference(sae, x, 20, got);
+    assert.deepEqual(enc.stats().recompactions, 1);
+  } finally {
+    await enc.close();
+  }
+});
+
+CASES.set("batches split past maxRows and concurrent batches give the same results", async () => {
+  const sae = randomSae({ architecture: "jumprelu", dIn: 32, dSae: 256, seed: 11 });
+  const x = gaussianInput(300, 32, 12);
+  const enc = await createWebGpuEncoder(sae, { maxRows: 128, inFlight: 2 });
+  try {
+    const whole = await enc.encode(x, 300); // three chunks through two slots
+    assertMatchesReference(sae, x, 300, whole);
+    const parts = await Promise.all(
+      [0, 1, 2, 3, 4].map((p) => enc.encode(x.subarray(p * 60 * 32), 60)),
+    );
+    const flat = parts.flat();
+    for (let t = 0; t < 300; t++) {
+      assert.deepEqual([...flat[t].indices], [...whole[t].indices], `token ${t}`);
+      assert.deepEqual([...flat[t].values], [...whole[t].values], `token ${t}`);
+    }
+    assert.deepEqual(enc.stats().tokens, 600);
+    assert.deepEqual((await enc.encode(x, 0)).length, 0);
+  } finally {
+    await enc.close();
+  }
+});
+
+CASES.set("refuses TopK and gated SAEs and a short input, saying why", async () => {
+  const topk = randomSae({ architecture: "topk", dIn: 16, dSae: 64, k: 4, seed: 1 });
+  await assert.rejects(
+    () => createWebGpuEncoder(topk),
+    (e) => e instanceof WebGpuEncoderConfigError && e.message.includes("found topk"),
+  );
+  const sae = randomSae({ architecture: "jumprelu", dIn: 16, dSae: 64, seed: 1 });
+  const enc = await createWebGpuEncoder(sae, { maxRows: 128 });
+  try {
+    await assert.rejects(() => enc.encode(new Float32Array(20), 2), /2 × 16 = 32/);
+    assert((await enc.timeKernels(64, 2)) > 0);
+  } finally {
+    await enc.close();
+  }
+});
+
+if (import.meta.main) {
+  const name = Deno.args[0];
+  const run = CASES.get(name);
+  if (!run) {
+    console.error(`unknown case '${name}'; cases: ${[...CASES.keys()].join(", ")}`);
+    Deno.exit(2);
+  }
+  await run();
+  console.log(`case ${name}: ok`);
+  Deno.exit(0);
+}
