@@ -162,6 +162,10 @@ async function denoWebGpu(enc: WebGpuEncoder) {
   report.check_deno_webgpu = checkAgainstReference(sae, x, 16, first);
   progress(`check ${JSON.stringify(report.check_deno_webgpu)}`);
   for (const tile of Object.keys(GEMM_TILES) as GemmTileName[]) {
+    if (!enc.tileFits(tile)) {
+      progress(`kernels ${tile}: skipped, more workgroup memory than the device allows`);
+      continue;
+    }
     for (const batch of BATCHES) {
       const repeats = Math.max(3, Math.round(40_000 / batch));
       const secs = await enc.timeKernels(batch, repeats, tile);
@@ -187,6 +191,7 @@ async function denoWebGpu(enc: WebGpuEncoder) {
     progress(`host-to-host b${batch}: ${tps.toFixed(0)} tokens/s`);
   }
   for (const tile of ["small", "medium", "wide"] as GemmTileName[]) {
+    if (!enc.tileFits(tile)) continue;
     const one = await createWebGpuEncoder(sae, { maxRows: 64, inFlight: 1, tile });
     const lat = await decodeStepLatency(one, x);
     await one.close();

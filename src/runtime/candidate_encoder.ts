@@ -68,6 +68,8 @@ export interface CandidateStats {
   /** Latents recomputed exactly (fallback tokens count every latent). */
   candidates: number;
   fallbackTokens: number;
+  /** Batches whose uniform test the WebAssembly SIMD scan prefiltered. */
+  simdScanBatches: number;
 }
 
 /**
@@ -117,6 +119,25 @@ function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
   return out;
 }
 
+/** A value no int8 accumulation reaches (|acc| ≤ 127·255·d_in < 2³¹ for d_in < 66,000). */
+const SENTINEL = -(2 ** 31);
+
+/** Mark the first and last accumulation of a region before onnxruntime writes it. */
+function markRegion(acc: Int32Array): void {
+  acc[0] = SENTINEL;
+  acc[acc.length - 1] = SENTINEL;
+}
+
+/**
+ * Whether onnxruntime wrote its output into the pre-allocated `target` (it
+ * returns a copy as `data`): both marks overwritten with `data`'s values.
+ */
+function writtenInto(data: Int32Array, target: Int32Array): boolean {
+  const last = target.length - 1;
+  return data.length === target.length && target[0] === data[0] && target[last] === data[last] &&
+    target[0] !== SENTINEL && target[last] !== SENTINEL;
+}
+
 /** Tokens after which the share of fallbacks is judged. */
 const JUDGE_TOKENS = 512;
 
@@ -131,7 +152,12 @@ export class CandidateEncoder implements ProviderEncoder {
   /** The SIMD uniform test (standard, JumpReLU, gated: the SAEs whose int8 pass outputs `acc`). */
   readonly #scan: WasmScan | null;
   readonly #select: CandidateSelector;
-  readonly #stats: CandidateStats = { tokens: 0, candidates: 0, fallbackTokens: 0 };
+  readonly #stats: CandidateStats = {
+    tokens: 0,
+    candidates: 0,
+    fallbackTokens: 0,
+    simdScanBatches: 0,
+  };
   readonly #openFull: () => Promise<ProviderEncoder>;
   #full: Promise<ProviderEncoder> | null = null;
   #busy: Promise<unknown> = Promise.resolve();
@@ -223,6 +249,7 @@ export class CandidateEncoder implements ProviderEncoder {
   ): Promise<SparseLatents[]> {
     // the int32 accumulations straight into the SIMD scan's memory, when a region is free
     const region = this.#scan?.lease(tokens) ?? null;
+    if (region) markRegion(region.acc);
     let out: ort.InferenceSession.OnnxValueMapType;
     try {
       out = region
@@ -243,7 +270,8 @@ export class CandidateEncoder implements ProviderEncoder {
         prepared: out[PREPARED_OUTPUT].data as Float32Array,
         ...(out[APPROX_OUTPUT]
           ? { approx: out[APPROX_OUTPUT].data as Float32Array }
-          : region
+          : region && writtenInto(out[ACC_OUTPUT].data as Int32Array, region.acc) &&
+              ++this.#stats.simdScanBatches
           ? { acc: region.acc, scan: { wasm: this.#scan!, region } }
           : { acc: out[ACC_OUTPUT].data as Int32Array }),
         scale: (out[SCALE_OUTPUT].data as Float32Array)[0],

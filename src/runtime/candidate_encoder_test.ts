@@ -211,8 +211,19 @@ Deno.test("candidate encoder: the SIMD scan admits the same candidates as the Ty
     const batches = [0, 50, 120, 137].map((t0, i, a) => [t0, (a[i + 1] ?? 200) - t0]);
     const run = (enc: typeof simd) =>
       Promise.all(batches.map(([t0, n]) => enc.encode(x.subarray(t0 * 48), n)));
+    for (const [t0, n] of batches) await simd.encode(x.subarray(t0 * 48), n);
+    assert.equal(
+      simd.stats().simdScanBatches,
+      4,
+      "one batch at a time: each through the SIMD scan",
+    );
     const [got, want] = [(await run(simd)).flat(), (await run(plain)).flat()];
-    assert.equal(simd.stats().candidates, plain.stats().candidates);
+    assert.equal(simd.stats().candidates, 2 * plain.stats().candidates);
+    assert.ok(
+      simd.stats().simdScanBatches >= 6,
+      "two batches in flight: both through the SIMD scan",
+    );
+    assert.equal(plain.stats().simdScanBatches, 0);
     assert.ok(simd.stats().candidates > 200, "some candidates per token");
     for (let t = 0; t < 200; t++) {
       assert.deepEqual([...got[t].indices], [...want[t].indices], `token ${t}`);

@@ -19,6 +19,7 @@ import onnxProto from "onnx-proto";
 import * as ort from "onnxruntime-node";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { floatInit, INPUT_NAME, modelOf, node, valueInfo } from "./onnx_graph.ts";
 
@@ -191,28 +192,54 @@ export async function openTinySession(provider: GpuProvider): Promise<Availabili
   }
 }
 
+/** How long the child's check may take (loading a GPU driver can be slow, never this slow). */
+const CHILD_CHECK_MS = 60_000;
+
 /**
  * {@linkcode openTinySession} in a child Deno process (`provider_probe.ts`),
- * its stderr kept out of this process's; null when no child can be started
- * (no permission to run one) or it answered nothing readable.
+ * its stderr kept out of this process's. Null only when no child can be
+ * started here (no permission to run one, no module file); a child that ran
+ * and gave no answer (it crashed, hung, or could not load its modules) means
+ * the provider is not available, with the reason.
  */
 async function availabilityInChild(provider: GpuProvider): Promise<Availability | null> {
   const probe = new URL("./provider_probe.ts", import.meta.url);
   if (probe.protocol !== "file:") return null;
+  const args = ["run", "-A", "--quiet", "--cached-only"];
   const config = new URL("../../deno.json", import.meta.url);
   try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", "--config", config.pathname, probe.pathname, provider],
+    Deno.statSync(config);
+    args.push("--config", fileURLToPath(config));
+  } catch {
+    // no project config beside the sources: the child resolves as the parent did
+  }
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(Deno.execPath(), {
+      args: [...args, fileURLToPath(probe), provider],
       stdin: "null",
       stdout: "piped",
       stderr: "null",
+      signal: AbortSignal.timeout(CHILD_CHECK_MS),
     }).output();
-    const last = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1) ?? "";
-    const answer = JSON.parse(last) as Availability;
-    return typeof answer.available === "boolean" ? answer : null;
-  } catch {
+  } catch (err) {
+    if (err instanceof DOMException && (err.name === "TimeoutError" || err.name === "AbortError")) {
+      return {
+        available: false,
+        reason: `the ${provider} check did not finish in ${CHILD_CHECK_MS} ms`,
+      };
+    }
     return null;
   }
+  const last = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1) ?? "";
+  try {
+    const answer = JSON.parse(last) as Availability;
+    if (typeof answer.available === "boolean") return answer;
+  } catch {
+    // no answer: below
+  }
+  const how = out.signal ? `was killed by ${out.signal}` : `exited ${out.code}`;
+  return { available: false, reason: `the ${provider} check ${how} without an answer` };
 }
 
 /** `y = x @ [[1]]`: the smallest model a provider must accept. */

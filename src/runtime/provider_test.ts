@@ -213,3 +213,20 @@ Deno.test("provider: errorFirstLine keeps the message, not onnxruntime's source 
   );
   assert.equal(errorFirstLine("first\nsecond"), "first");
 });
+
+Deno.test("provider: the child check answers one JSON line, whatever the machine, and names an unknown provider", async () => {
+  const probe = new URL("./provider_probe.ts", import.meta.url).pathname;
+  const ask = async (p: string) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", probe, p],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    assert.equal(out.code, 0);
+    return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  };
+  const webgpu = await ask("webgpu");
+  assert.equal(typeof webgpu.available, "boolean");
+  if (!webgpu.available) assert.equal(typeof webgpu.reason, "string");
+  assert.deepEqual(await ask("tpu"), { available: false, reason: "unknown provider 'tpu'" });
+});

@@ -196,6 +196,8 @@ export class WasmScan {
   readonly #csAt = 0;
   readonly #cbAt: number;
   readonly #outAt: number;
+  /** Byte address of the first region. */
+  readonly #regionsAt: number;
   #end: number;
   /** Free regions by capacity in tokens. */
   readonly #free: { address: number; tokens: number }[] = [];
@@ -206,7 +208,8 @@ export class WasmScan {
     this.#n4 = dSae & ~3;
     this.#cbAt = dSae * 4;
     this.#outAt = this.#cbAt + dSae * 4;
-    this.#end = Math.ceil((this.#outAt + dSae * 4) / 64) * 64;
+    this.#regionsAt = Math.ceil((this.#outAt + dSae * 4) / 64) * 64;
+    this.#end = this.#regionsAt;
     this.#memory = new WebAssembly.Memory({
       initial: Math.ceil(this.#end / PAGE) + 1,
       maximum: 65536,
@@ -230,16 +233,27 @@ export class WasmScan {
    */
   lease(tokens: number, maxBytes = 256 * 2 ** 20): AccRegion | null {
     const bytes = tokens * this.dSae * 4;
+    if (this.#leased.size === 0 && !this.#free.some((r) => r.tokens >= tokens)) {
+      // nothing is out: start the regions over, so batch sizes that change do not pile up regions
+      this.#free.length = 0;
+      this.#end = this.#regionsAt;
+    }
     let at = this.#free.findIndex((r) => r.tokens >= tokens);
     let region: { address: number; tokens: number };
     if (at >= 0) region = this.#free.splice(at, 1)[0];
     else {
-      const end = Math.ceil((this.#end + bytes) / 64) * 64;
+      const step = Math.ceil(bytes / 64) * 64;
+      const end = this.#end + step;
       const have = this.#memory.buffer.byteLength;
       if (end > have && (this.#leased.size > 0 || end > maxBytes)) return null;
-      if (end > have) this.#memory.grow(Math.ceil((end - have) / PAGE));
-      region = { address: this.#end, tokens };
-      this.#end = end;
+      if (end > have) {
+        // room for a spare region of the same size too: a second batch in flight then needs no growth
+        const spare = end + step <= maxBytes ? step : 0;
+        this.#memory.grow(Math.ceil((end + spare - have) / PAGE));
+        if (spare) this.#free.push({ address: end, tokens });
+        this.#end = end + spare;
+      } else this.#end = end;
+      region = { address: end - step, tokens };
     }
     at = region.address;
     this.#leased.set(at, region.tokens);
@@ -269,8 +283,9 @@ export class WasmScan {
       const cs = new Float32Array(this.#memory.buffer, this.#csAt, this.dSae);
       const cb = new Float32Array(this.#memory.buffer, this.#cbAt, this.dSae);
       const f = Math.fround;
+      const cut32 = f(cut); // as the SIMD lanes compare
       for (let j = this.#n4; j < this.dSae; j++) {
-        if (f(f(f(acc[j]) * cs[j]) + cb[j]) > cut) out[count++] = j;
+        if (f(f(f(acc[j]) * cs[j]) + cb[j]) > cut32) out[count++] = j;
       }
     }
     return out.subarray(0, count);

@@ -19,6 +19,7 @@ import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import { checkEncodeInput, referenceNormStats } from "../core/reference_encoder.ts";
 import {
   compactWgsl,
+  fitRows,
   GEMM_TILES,
   gemmActivateWgsl,
   type GemmTileName,
@@ -26,11 +27,17 @@ import {
   PAD_DEPTH,
   PAD_ROWS,
   roundUp,
+  tileSharedBytes,
 } from "./webgpu_kernels.ts";
 
 /** No WebGPU adapter or device here (no `navigator.gpu`, no Vulkan driver, or limits too small). */
 export class WebGpuUnavailableError extends Error {
   override name = "WebGpuUnavailableError";
+}
+
+/** The device refused work it was given (validation or out of memory): what and where. */
+export class WebGpuEncodeError extends Error {
+  override name = "WebGpuEncodeError";
 }
 
 /** An SAE this encoder does not run (TopK and gated SAEs, transcoders' skip connections). */
@@ -95,11 +102,21 @@ export async function requestWebGpuDevice(): Promise<
       "no WebGPU adapter: install a Vulkan loader (libvulkan1) and a driver (see docs/gpu.md)",
     );
   }
+  const storageBuffers = adapter.limits.maxStorageBuffersPerShaderStage;
+  if (storageBuffers < STORAGE_BINDINGS) {
+    throw new WebGpuUnavailableError(
+      `the adapter allows ${storageBuffers} storage buffers per shader stage, the encoder binds ` +
+        `${STORAGE_BINDINGS}`,
+    );
+  }
+  // the adapter's own limits: W_enc is often above the 128 MiB default binding size, and the
+  // larger tilings use more than the 16 KiB default of workgroup memory
   const device = await adapter.requestDevice({
     requiredLimits: {
       maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
       maxBufferSize: adapter.limits.maxBufferSize,
-      maxStorageBuffersPerShaderStage: Math.max(8, adapter.limits.maxStorageBuffersPerShaderStage),
+      maxStorageBuffersPerShaderStage: storageBuffers,
+      maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
     },
   });
   const info = adapter.info;
@@ -128,9 +145,11 @@ export interface WebGpuEncoder extends Encoder {
    * the kernels' own throughput.
    */
   timeKernels(rows: number, repeats: number, tile?: GemmTileName): Promise<number>;
+  /** Whether a tiling fits the device's workgroup memory (the others are never chosen). */
+  tileFits(tile: GemmTileName): boolean;
 }
 
-/** Choose a tiling by batch size (measured on an H200: see docs/gpu.md). */
+/** Choose a tiling by batch size: a first guess until a GPU run measures them (`bench/gpu.ts`). */
 export function tileForRows(rows: number): GemmTileName {
   if (rows <= 256) return "small";
   if (rows <= 1024) return "medium";
@@ -143,6 +162,34 @@ const COPY_DST = 0x0008;
 const MAP_READ = 0x0001;
 const UNIFORM = 0x0040;
 const COMPUTE = 0x4; // GPUShaderStage.COMPUTE
+/** Storage buffers the GEMM binds (x, w, bias, thr, bdec, norm, dense). */
+const STORAGE_BINDINGS = 7;
+
+/**
+ * Run `f` inside validation and out-of-memory error scopes; the promise
+ * rejects with {@linkcode WebGpuEncodeError} when the device reported either.
+ * Scopes are popped before any await, so concurrent batches do not share one.
+ */
+function guarded<T>(
+  device: GPUDevice,
+  what: string,
+  f: () => T,
+): { value: T; checked: Promise<void> } {
+  device.pushErrorScope("out-of-memory");
+  device.pushErrorScope("validation");
+  let value: T;
+  let popped: Promise<GPUError | null>[];
+  try {
+    value = f();
+  } finally {
+    popped = [device.popErrorScope(), device.popErrorScope()];
+  }
+  const checked = Promise.all(popped).then(([a, b]) => {
+    const e = a ?? b;
+    if (e) throw new WebGpuEncodeError(`${what}: the device refused it: ${e.message}`);
+  });
+  return { value, checked };
+}
 
 interface Slot {
   x: GPUBuffer;
@@ -187,7 +234,21 @@ export async function createWebGpuEncoder(
   const owned = options.device === undefined;
   const got = owned ? await requestWebGpuDevice() : undefined;
   const device = options.device ?? got!.device;
-  return new WebGpuSaeEncoder(sae, device, options, owned, got?.adapter);
+  try {
+    const { value: encoder, checked } = guarded(
+      device,
+      `${sae.source}: create the encoder`,
+      () => new WebGpuSaeEncoder(sae, device, options, owned, got?.adapter),
+    );
+    await checked.catch(async (err) => {
+      await encoder.close();
+      throw err;
+    });
+    return encoder;
+  } catch (err) {
+    if (owned) device.destroy();
+    throw err;
+  }
 }
 
 class WebGpuSaeEncoder implements WebGpuEncoder {
@@ -230,7 +291,23 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
     this.#tile = options.tile;
     this.#dInPad = roundUp(sae.dIn, PAD_DEPTH);
     this.#dSaePad = roundUp(sae.dSae, PAD_COLS);
-    this.#maxRows = roundUp(options.maxRows ?? 4096, PAD_ROWS);
+    const requested = options.maxRows ?? 4096;
+    if (!Number.isSafeInteger(requested) || requested < 1) {
+      throw new WebGpuEncoderConfigError(
+        `maxRows: expected a positive integer, found ${requested}`,
+      );
+    }
+    const cap = Math.max(4, options.cap ?? 128);
+    this.#maxRows = fitRows(
+      requested,
+      { dInPad: this.#dInPad, dSaePad: this.#dSaePad, cap },
+      device.limits,
+    );
+    if (this.#maxRows === 0) {
+      throw new WebGpuUnavailableError(
+        `${sae.source}: not even ${PAD_ROWS} rows of ${this.#dSaePad} latents fit this device's buffers`,
+      );
+    }
     const wBytes = this.#dInPad * this.#dSaePad * 4;
     const limit = device.limits.maxStorageBufferBindingSize;
     if (wBytes > limit) {
@@ -259,15 +336,35 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
     });
     const inFlight = Math.max(1, options.inFlight ?? 2);
     for (let i = 0; i < inFlight; i++) {
-      const slot = this.#makeSlot(Math.max(4, options.cap ?? 128));
+      const slot = this.#makeSlot(cap);
       this.#slots.push(slot);
       this.#free.push(slot);
     }
   }
 
+  /** Whether tiling `tile` fits this device's workgroup memory. */
+  tileFits(tile: GemmTileName): boolean {
+    return tileSharedBytes(GEMM_TILES[tile]) <= this.#device.limits.maxComputeWorkgroupStorageSize;
+  }
+
+  /** The tiling for a batch: the one asked for (refused later if it does not fit), else by size, else the largest that fits. */
+  #tileFor(rows: number): GemmTileName {
+    if (this.#tile) return this.#tile;
+    const want = tileForRows(rows);
+    if (this.tileFits(want)) return want;
+    for (const t of ["large", "medium", "small"] as const) if (this.tileFits(t)) return t;
+    return "small";
+  }
+
   #gemmPipeline(tile: GemmTileName): GPUComputePipeline {
     let pipeline = this.#gemm.get(tile);
     if (!pipeline) {
+      if (!this.tileFits(tile)) {
+        throw new WebGpuEncoderConfigError(
+          `tiling ${tile} needs ${tileSharedBytes(GEMM_TILES[tile])} bytes of workgroup memory, ` +
+            `the device allows ${this.#device.limits.maxComputeWorkgroupStorageSize}`,
+        );
+      }
       const module = this.#device.createShaderModule({ code: gemmActivateWgsl(GEMM_TILES[tile]) });
       pipeline = this.#device.createComputePipeline({
         layout: this.#device.createPipelineLayout({ bindGroupLayouts: [this.#gemmLayout] }),
@@ -378,13 +475,18 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
     if (rows === 0) return [];
     const slot = await this.#acquire();
     try {
-      this.#upload(slot, x, rows);
-      const tile = this.#tile ?? tileForRows(rows);
-      const enc = this.#device.createCommandEncoder();
-      this.#dispatch(enc, slot, rows, tile);
-      this.#copyBack(enc, slot, rows);
-      this.#device.queue.submit([enc.finish()]);
-      let out = await this.#read(slot, rows);
+      const tile = this.#tileFor(rows);
+      const { checked } = guarded(this.#device, `encode ${rows} tokens (${tile})`, () => {
+        this.#upload(slot, x, rows);
+        const enc = this.#device.createCommandEncoder();
+        this.#dispatch(enc, slot, rows, tile);
+        this.#copyBack(enc, slot, rows);
+        this.#device.queue.submit([enc.finish()]);
+      });
+      const read = this.#read(slot, rows);
+      // a refused submit still maps a readback buffer: its error must win over its zeros
+      await Promise.all([checked, read.catch(() => {})]);
+      let out = await read;
       if (out.maxCount > slot.cap) {
         // Never truncate: compact once more with a cap that holds the fullest token.
         this.#stats.recompactions++;
@@ -487,15 +589,19 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
         new Uint32Array([rowsPad, this.#dInPad, this.#dSaePad, cap]),
       );
       const wide = { ...slot, idx, val, dims, readback, cap };
-      const enc = this.#device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      pass.setPipeline(this.#compact);
-      pass.setBindGroup(0, this.#compactGroup(slot.dense, idx, val, slot.count, dims));
-      pass.dispatchWorkgroups(rows);
-      pass.end();
-      this.#copyBack(enc, wide, rows);
-      this.#device.queue.submit([enc.finish()]);
-      return await this.#read(wide, rows);
+      const { checked } = guarded(this.#device, `compact ${rows} tokens, cap ${cap}`, () => {
+        const enc = this.#device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        pass.setPipeline(this.#compact);
+        pass.setBindGroup(0, this.#compactGroup(slot.dense, idx, val, slot.count, dims));
+        pass.dispatchWorkgroups(rows);
+        pass.end();
+        this.#copyBack(enc, wide, rows);
+        this.#device.queue.submit([enc.finish()]);
+      });
+      const read = this.#read(wide, rows);
+      await Promise.all([checked, read.catch(() => {})]);
+      return await read;
     } finally {
       for (const b of [idx, val, dims, readback]) b.destroy();
     }
@@ -507,12 +613,14 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
     }
     const slot = await this.#acquire();
     try {
-      const name = tile ?? this.#tile ?? tileForRows(rows);
-      const run = (n: number) => {
-        const enc = this.#device.createCommandEncoder();
-        for (let i = 0; i < n; i++) this.#dispatch(enc, slot, rows, name);
-        this.#device.queue.submit([enc.finish()]);
-        return this.#device.queue.onSubmittedWorkDone();
+      const name = tile ?? this.#tileFor(rows);
+      const run = async (n: number) => {
+        const { checked } = guarded(this.#device, `time ${name} on ${rows} rows`, () => {
+          const enc = this.#device.createCommandEncoder();
+          for (let i = 0; i < n; i++) this.#dispatch(enc, slot, rows, name);
+          this.#device.queue.submit([enc.finish()]);
+        });
+        await Promise.all([checked, this.#device.queue.onSubmittedWorkDone()]);
       };
       await run(1); // pipelines compiled and caches warm before timing
       const t0 = performance.now();

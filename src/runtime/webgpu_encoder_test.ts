@@ -10,9 +10,10 @@
  * printed, not counted, since the driver's teardown is not latentwatch's code.
  */
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import { CASES } from "./testdata/webgpu_cases.ts";
 
-const CASES_FILE = new URL("./testdata/webgpu_cases.ts", import.meta.url).pathname;
+const CASES_FILE = fileURLToPath(new URL("./testdata/webgpu_cases.ts", import.meta.url));
 
 async function probeAdapter(): Promise<string | null> {
   const probe =

@@ -53,6 +53,47 @@ export const PAD_COLS = 256;
 /** `dIn` is padded to a multiple of this (every `bk`). */
 export const PAD_DEPTH = 32;
 
+/** Bytes of workgroup (shared) memory a tiling's GEMM uses: one stage of each operand. */
+export function tileSharedBytes(t: GemmTile): number {
+  return (t.bm * t.bk + t.bk * t.bn) * 4;
+}
+
+/** The device limits {@linkcode fitRows} reads. */
+export interface RowLimits {
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+  maxComputeWorkgroupsPerDimension: number;
+}
+
+/**
+ * The most rows (a multiple of {@linkcode PAD_ROWS}, at most `requested`
+ * rounded up) one batch may have so that every per-batch buffer fits the
+ * device: the dense activations `rows × dSaePad`, the input `rows × dInPad`,
+ * the readback `rows × (1 + 2·cap)` words, and one compaction workgroup per
+ * row. 0 when not even {@linkcode PAD_ROWS} rows fit.
+ *
+ * @example
+ * ```ts
+ * const limits = { maxStorageBufferBindingSize: 2 ** 27, maxBufferSize: 2 ** 28, maxComputeWorkgroupsPerDimension: 65535 };
+ * fitRows(8192, { dInPad: 2304, dSaePad: 16384, cap: 128 }, limits); // 2048: 2048 × 16384 × 4 B = 128 MiB
+ * ```
+ */
+export function fitRows(
+  requested: number,
+  widths: { dInPad: number; dSaePad: number; cap: number },
+  limits: RowLimits,
+): number {
+  const binding = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  const perRow = Math.max(widths.dSaePad, widths.dInPad, 1 + 2 * widths.cap) * 4;
+  const byBytes = Math.floor(binding / perRow);
+  const rows = Math.min(
+    roundUp(requested, PAD_ROWS),
+    byBytes,
+    limits.maxComputeWorkgroupsPerDimension,
+  );
+  return Math.floor(rows / PAD_ROWS) * PAD_ROWS;
+}
+
 /** Round `n` up to a multiple of `m`. */
 export function roundUp(n: number, m: number): number {
   return Math.ceil(n / m) * m;

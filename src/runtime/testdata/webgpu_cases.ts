@@ -45,9 +45,9 @@ function assertMatchesReference(
     }
     const w = new Map<number, number>();
     want[t].indices.forEach((i, n) => w.set(i, want[t].values[n]));
-    active += w.size;
+    active += g.size; // the encoder's own count: a silent empty result fails the callers
     for (const i of new Set([...g.keys(), ...w.keys()])) {
-      const edge = Math.min(Math.abs(h[i] - (sae.threshold?.[i] ?? 0)), Math.abs(h[i]));
+      const edge = Math.abs(h[i] - Math.max(sae.threshold?.[i] ?? 0, 0));
       if (g.has(i) !== w.has(i)) {
         assert(
           edge <= tol(h[i]),
@@ -155,6 +155,41 @@ CASES.set("refuses TopK and gated SAEs and a short input, saying why", async () 
     await enc.close();
   }
 });
+
+CASES.set(
+  "a bad maxRows, a tiling the device cannot hold, a lost device: errors, not empty rows",
+  async () => {
+    const sae = randomSae({ architecture: "jumprelu", dIn: 16, dSae: 64, seed: 2 });
+    for (const maxRows of [0, -5, 1.5]) {
+      await assert.rejects(
+        () => createWebGpuEncoder(sae, { maxRows }),
+        (e) => e instanceof WebGpuEncoderConfigError && e.message.includes(`found ${maxRows}`),
+      );
+    }
+    // a device with WebGPU's default limits: 16 KiB of workgroup memory, too little for "deep"
+    const adapter = await navigator.gpu.requestAdapter();
+    const small = await adapter!.requestDevice();
+    const x = new Rng(3).fillGaussian(new Float32Array(8 * 16));
+    try {
+      const deep = await createWebGpuEncoder(sae, { device: small, tile: "deep", maxRows: 128 });
+      assert.equal(deep.tileFits("deep"), small.limits.maxComputeWorkgroupStorageSize >= 32768);
+      if (!deep.tileFits("deep")) {
+        await assert.rejects(() => deep.encode(x, 8), /deep needs 32768 bytes of workgroup memory/);
+      }
+      await deep.close();
+      const enc = await createWebGpuEncoder(sae, { device: small, maxRows: 128 });
+      assertMatchesReference(sae, x, 8, await enc.encode(x, 8));
+      small.destroy();
+      await assert.rejects(
+        () => enc.encode(x, 8),
+        "a lost device rejects, it does not return rows",
+      );
+      await enc.close();
+    } finally {
+      small.destroy();
+    }
+  },
+);
 
 if (import.meta.main) {
   const name = Deno.args[0];
