@@ -27,6 +27,7 @@ import { Rng } from "../src/core/random.ts";
 import { referenceEncode, referencePreActivations } from "../src/core/reference_encoder.ts";
 import type { Encoder, SaeWeights, SparseLatents } from "../src/core/sae.ts";
 import { writeNpy } from "../src/formats/npy.ts";
+import { findPythonWithTorch } from "../support/python.ts";
 import { createWebGpuEncoder, type WebGpuEncoder } from "../src/runtime/webgpu_encoder.ts";
 import { GEMM_TILES, type GemmTileName } from "../src/runtime/webgpu_kernels.ts";
 
@@ -238,7 +239,9 @@ await attempt("torch baseline", async () => {
   const big = Math.min(4096, BIG);
   await put("x", x.subarray(0, big * sae.dIn), [big, sae.dIn]);
   const script = new URL("./gpu/torch_baseline.py", import.meta.url).pathname;
-  const out = await command("python3", [script, dir, String(big)]);
+  const python = await findPythonWithTorch();
+  if (!python) throw new Error("no Python with torch found (PYTHON, python3, /usr/bin/python3)");
+  const out = await command(python, [script, dir, String(big)]);
   const torch = JSON.parse(out.trim().split("\n").at(-1)!);
   report.torch = torch;
   const clock = Number(String(report.nvidia_smi ?? "").split(",")[3]?.trim().split(" ")[0]);

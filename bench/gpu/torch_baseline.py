@@ -23,17 +23,31 @@ def encode(x, w, b_enc, b_dec, thr):
     return torch.where((h > thr) & (h > 0), h, torch.zeros((), dtype=h.dtype, device=h.device))
 
 
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+
+
+def sync():
+    if CUDA:
+        torch.cuda.synchronize()
+
+
 def timed_throughput(x, w, b_enc, b_dec, thr, repeats=20):
     for _ in range(3):
         encode(x, w, b_enc, b_dec, thr)
-    torch.cuda.synchronize()
+    sync()
+    if not CUDA:
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            encode(x, w, b_enc, b_dec, thr)
+        return x.shape[0] * repeats / (time.perf_counter() - t0)
     start = torch.cuda.Event(enable_timing=True)
     end = torch.cuda.Event(enable_timing=True)
     start.record()
     for _ in range(repeats):
         encode(x, w, b_enc, b_dec, thr)
     end.record()
-    torch.cuda.synchronize()
+    sync()
     secs = start.elapsed_time(end) / 1000
     return x.shape[0] * repeats / secs
 
@@ -42,7 +56,7 @@ def decode_step_latency(x_host, w, b_enc, b_dec, thr, steps=300):
     times = []
     for i in range(steps + 20):
         t0 = time.perf_counter()
-        x = x_host.to("cuda", non_blocking=False)
+        x = x_host.to(DEVICE, non_blocking=False)
         f = encode(x, w, b_enc, b_dec, thr)
         nz = f.nonzero()
         vals = f[nz[:, 0], nz[:, 1]]
@@ -58,21 +72,18 @@ def decode_step_latency(x_host, w, b_enc, b_dec, thr, steps=300):
 
 def main():
     folder, batch = sys.argv[1], int(sys.argv[2])
-    w = torch.from_numpy(np.load(f"{folder}/W_enc.npy")).cuda()
-    b_enc = torch.from_numpy(np.load(f"{folder}/b_enc.npy")).cuda()
-    b_dec = torch.from_numpy(np.load(f"{folder}/b_dec.npy")).cuda()
-    thr = torch.from_numpy(np.load(f"{folder}/threshold.npy")).cuda()
+    load = lambda name: torch.from_numpy(np.load(f"{folder}/{name}.npy")).to(DEVICE)
+    w, b_enc, b_dec, thr = (load(n) for n in ("W_enc", "b_enc", "b_dec", "threshold"))
     x_all = torch.from_numpy(np.load(f"{folder}/x.npy"))
-    props = torch.cuda.get_device_properties(0)
-    out = {
-        "torch": torch.__version__,
-        "device": props.name,
-        "sms": props.multi_processor_count,
-        "rows": [],
-    }
-    x_big = x_all[:batch].cuda()
-    for name, dtype, tf32 in [("f32", torch.float32, False), ("tf32", torch.float32, True),
-                              ("bf16", torch.bfloat16, False)]:
+    out = {"torch": torch.__version__, "device": "cpu", "sms": None, "rows": []}
+    if CUDA:
+        props = torch.cuda.get_device_properties(0)
+        out.update(device=props.name, sms=props.multi_processor_count)
+    x_big = x_all[:batch].to(DEVICE)
+    precisions = [("f32", torch.float32, False)]
+    if CUDA:
+        precisions += [("tf32", torch.float32, True), ("bf16", torch.bfloat16, False)]
+    for name, dtype, tf32 in precisions:
         torch.backends.cuda.matmul.allow_tf32 = tf32
         args = [t.to(dtype) for t in (w, b_enc, b_dec, thr)]
         row = {
@@ -80,7 +91,7 @@ def main():
             "exact": name == "f32",
             "tokens_per_s": timed_throughput(x_big.to(dtype), *args),
         }
-        row.update(decode_step_latency(x_all[:64].to(dtype), *args))
+        row.update(decode_step_latency(x_all[:64].to(dtype), *args, steps=300 if CUDA else 20))
         out["rows"].append(row)
     torch.backends.cuda.matmul.allow_tf32 = False
     print(json.dumps(out))
