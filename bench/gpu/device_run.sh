@@ -13,6 +13,9 @@ icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 if ! ls /usr/share/vulkan/icd.d/*nvidia* /etc/vulkan/icd.d/*nvidia* >/dev/null 2>&1 && [ -f $icd ]; then
   export VK_DRIVER_FILES=$icd VK_ICD_FILENAMES=$icd
 fi
+egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+[ -f $egl ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
+ldconfig -p | grep -q libvulkan.so.1 || echo "no libvulkan.so.1 after unpacking .gl/: Deno's WebGPU will find no Vulkan adapter"
 echo "Vulkan ICD: ${VK_DRIVER_FILES:-standard places}"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
 export DENO_DIR=/tmp/denodir XDG_RUNTIME_DIR=/tmp/xdg

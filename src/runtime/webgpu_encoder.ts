@@ -76,6 +76,13 @@ export interface WebGpuAdapterReport {
   isFallbackAdapter: boolean;
   /** The adapter's optional features (`shader-f16`, `subgroups`, …). */
   features: string[];
+  /** The adapter limits the encoder depends on. */
+  limits: {
+    maxStorageBufferBindingSize: number;
+    maxBufferSize: number;
+    maxComputeWorkgroupStorageSize: number;
+    maxComputeWorkgroupsPerDimension: number;
+  };
 }
 
 /**
@@ -129,6 +136,12 @@ export async function requestWebGpuDevice(): Promise<
       description: info.description,
       isFallbackAdapter: (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
       features: [...adapter.features].sort(),
+      limits: {
+        maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+        maxBufferSize: adapter.limits.maxBufferSize,
+        maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
+        maxComputeWorkgroupsPerDimension: adapter.limits.maxComputeWorkgroupsPerDimension,
+      },
     },
   };
 }
