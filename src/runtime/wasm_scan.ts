@@ -229,9 +229,10 @@ export class WasmScan {
    * A region for `tokens` rows of accumulations (a free one that is large
    * enough, else new memory), valid until {@linkcode release}; null when the
    * memory would have to grow while another region is out (growing detaches
-   * the views onnxruntime may be writing through) or past `maxBytes`.
+   * the views onnxruntime may be writing through) or past `maxBytes` (64 MiB:
+   * the memory is never given back, so it bounds what each encoder keeps).
    */
-  lease(tokens: number, maxBytes = 256 * 2 ** 20): AccRegion | null {
+  lease(tokens: number, maxBytes = 64 * 2 ** 20): AccRegion | null {
     const bytes = tokens * this.dSae * 4;
     if (this.#leased.size === 0 && !this.#free.some((r) => r.tokens >= tokens)) {
       // nothing is out: start the regions over, so batch sizes that change do not pile up regions
