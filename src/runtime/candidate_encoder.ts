@@ -274,7 +274,7 @@ export class CandidateEncoder implements ProviderEncoder {
               ++this.#stats.simdScanBatches
           ? { acc: region.acc, scan: { wasm: this.#scan!, region } }
           : { acc: out[ACC_OUTPUT].data as Int32Array }),
-        scale: (out[SCALE_OUTPUT].data as Float32Array)[0],
+        scale: out[SCALE_OUTPUT].data as Float32Array,
         tokenBounds: out[TOKEN_OUTPUT].data as Float32Array,
         tokens,
         dots: this.#dots,

@@ -4,7 +4,8 @@
  * second pass recomputes only those exactly in f32 (`candidate_encoder.ts`).
  *
  *   xp = prepared input (normalise, − b_dec), output as is
- *   q, s, z = DynamicQuantizeLinear(xp)     x̂ = s·(q − z), e = xp − x̂ (per batch scale)
+ *   q, s, z = DynamicQuantizeLinear(xp)     x̂ = s·(q − z), e = xp − x̂ (TopK: one scale per batch;
+ *                                           the others: s = max|xp|/127 per token, z = 128)
  *   a_j = x̂ · (σ_j Ŵ_j)·f_j + c_j           MatMulIntegerToFloat: int8 weights (VNNI),
  *                                           column scaling f and bias c fused
  *
@@ -45,6 +46,7 @@ import { quantizeColumns, type QuantizedColumns } from "./quantized_columns.ts";
 const { onnx } = onnxProto;
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
 const INT8 = onnx.TensorProto.DataType.INT8;
+const UINT8 = onnx.TensorProto.DataType.UINT8;
 const INT32 = onnx.TensorProto.DataType.INT32;
 const INT64 = onnx.TensorProto.DataType.INT64;
 const ATTR_INT = onnx.AttributeProto.AttributeType.INT;
@@ -56,7 +58,7 @@ export const PREPARED_OUTPUT = "xp";
 export const APPROX_OUTPUT = "a";
 /** Output (other SAEs): `int32 [N, d_sae]`, `a = acc·x_s·columnScale + columnBias`. */
 export const ACC_OUTPUT = "acc";
-/** Output: the input's quantization scale `x_s` (a float scalar). */
+/** Output: the input's quantization scale `x_s`: TopK one float per batch, the others `[N, 1]`. */
 export const SCALE_OUTPUT = "x_s";
 /**
  * Output: `float [N, 5]` per token: `‖x̂‖`, `‖e‖`, `‖xp‖`, the uniform bound and
@@ -122,7 +124,31 @@ export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
     dataType: INT8,
     rawData: new Uint8Array(columns.q.buffer, columns.q.byteOffset, columns.q.byteLength),
   });
-  nodes.push(node("DynamicQuantizeLinear", [PREPARED_OUTPUT], ["x_q", "x_s", "x_z"]));
+  const topk = sae.architecture === "topk";
+  if (topk) {
+    // one scale per batch: MatMulIntegerToFloat below takes a scalar input scale
+    nodes.push(node("DynamicQuantizeLinear", [PREPARED_OUTPUT], ["x_q", "x_s", "x_z"]));
+  } else {
+    // one scale per token, symmetric: q = 128 + round(xp/s), s = max|xp|/127 (a token's own
+    // range, not the batch's widest, so ‖e‖ is smaller); the sums are scaled per token later
+    const constant = (name: string, v: number) =>
+      inits.push(floatInit(name, [], new Float32Array([v])));
+    constant("q_levels", 127);
+    constant("q_tiny", 1e-30);
+    constant("q_mid", 128);
+    constant("q_lo", 0);
+    constant("q_hi", 255);
+    inits.push({ name: "x_z", dims: [], dataType: UINT8, rawData: new Uint8Array([128]) });
+    nodes.push(node("Abs", [PREPARED_OUTPUT], ["x_abs"]));
+    nodes.push(node("ReduceMax", ["x_abs"], ["x_amax"], axesLast(1)));
+    nodes.push(node("Div", ["x_amax", "q_levels"], ["x_s_raw"]));
+    nodes.push(node("Max", ["x_s_raw", "q_tiny"], ["x_s"]));
+    nodes.push(node("Div", [PREPARED_OUTPUT, "x_s"], ["x_scaled"]));
+    nodes.push(node("Round", ["x_scaled"], ["x_round"]));
+    nodes.push(node("Add", ["x_round", "q_mid"], ["x_shift"]));
+    nodes.push(node("Clip", ["x_shift", "q_lo", "q_hi"], ["x_clip"]));
+    nodes.push(node("Cast", ["x_clip"], ["x_q"], [{ name: "to", type: ATTR_INT, i: UINT8 }]));
+  }
   // x̂ = s·(q − z) and e = xp − x̂, exactly as quantized; their norms per token
   nodes.push(node("Cast", ["x_q"], ["x_qf"], [{ name: "to", type: ATTR_INT, i: FLOAT }]));
   nodes.push(node("Cast", ["x_z"], ["x_zf"], [{ name: "to", type: ATTR_INT, i: FLOAT }]));
@@ -159,7 +185,6 @@ export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
   nodes.push(node("Mul", ["n_x", "c_x"], ["b_x"]));
   nodes.push(node("Sum", ["b_hat", "b_err", "b_x"], ["bound"]));
   const columnScale = Float64Array.from(columns.scale, (sc, j) => sc * scaled.factor[j]);
-  const topk = sae.architecture === "topk";
   if (topk) {
     // a' = x̂·(σ_j·f_j Ŵ_j) + bias'_j: the int8 GEMM with the column scaling and bias fused,
     // as TopK's k-th score is needed here
@@ -203,7 +228,7 @@ export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
           topk
             ? valueInfo(APPROX_OUTPUT, FLOAT, ["N", dSae])
             : valueInfo(ACC_OUTPUT, INT32, ["N", dSae]),
-          valueInfo(SCALE_OUTPUT, FLOAT, []),
+          topk ? valueInfo(SCALE_OUTPUT, FLOAT, []) : valueInfo(SCALE_OUTPUT, FLOAT, ["N", 1]),
           valueInfo(TOKEN_OUTPUT, FLOAT, ["N", 5]),
         ],
       },

@@ -37,12 +37,12 @@ export interface SelectInput {
   prepared: Float32Array;
   /** TopK: `[tokens, d_sae]`, the int8 pass's approximate scores `a` (`candidate_graph.ts`). */
   approx?: Float32Array;
-  /** Other SAEs: `[tokens, d_sae]`, the int32 accumulations; `a = acc·scale·columnScale + columnBias`. */
+  /** Other SAEs: `[tokens, d_sae]`, the int32 accumulations; `a = acc·columnScale·scale + columnBias`. */
   acc?: Int32Array;
   /** When `acc` lies in `scan`'s memory: the SIMD scan prefilters the uniform test. */
   scan?: { wasm: WasmScan; region: AccRegion };
-  /** The input's quantization scale (`x_s`). */
-  scale: number;
+  /** The input's quantization scale (`x_s`): one per token, or one for the batch. */
+  scale: Float32Array;
   /** `[tokens, 5]`: ‖x̂‖, ‖e‖, ‖xp‖, the uniform bound, the TopK level (`TOKEN_OUTPUT`). */
   tokenBounds: Float32Array;
   tokens: number;
@@ -81,7 +81,7 @@ export class CandidateSelector {
   readonly #bounds: ColumnBounds;
   readonly #columnScale: Float64Array;
   readonly #columnBias: Float32Array;
-  /** This batch's `scale·columnScale`. */
+  /** `columnScale` (the accumulations' per-column factor; the token's scale multiplies after). */
   readonly #batchScale: Float64Array;
   #cand = new Uint32Array(0);
   /** Per candidate: an upper bound of its (scaled) pre-activation (TopK ranks by it). */
@@ -163,8 +163,10 @@ export class CandidateSelector {
     const approx = input.approx;
     const topk = this.#sae.architecture === "topk";
     const cs = this.#batchScale, cb = this.#columnBias;
-    if (!approx) { for (let j = 0; j < dSae; j++) cs[j] = input.scale * this.#columnScale[j]; }
+    // a_j = acc_j·columnScale_j·x_s(t) + columnBias_j, the token's scale applied last
+    if (!approx) cs.set(this.#columnScale);
     input.scan?.wasm.setColumns(cs, cb);
+    const perToken = input.scale.length >= tokens;
     let pos = 0;
     for (let t = 0; t < tokens; t++) {
       this.#reserveCandidates(pos, pos + dSae);
@@ -182,20 +184,19 @@ export class CandidateSelector {
       } else if (input.scan) {
         // the f32 SIMD test with a lowered cut finds a superset; the f64 test decides, as below
         const a = input.acc!.subarray(base, base + dSae);
-        const hits = input.scan.wasm.row(
-          input.scan.region,
-          t,
-          cut - scanSlack(cut, this.#maxAbsBias),
-        );
+        const st = input.scale[perToken ? t : 0];
+        const low = cut - scanSlack(cut, this.#maxAbsBias);
+        const hits = input.scan.wasm.row(input.scan.region, t, low, st);
         for (let h = 0; h < hits.length; h++) {
           const j = hits[h];
-          const v = a[j] * cs[j] + cb[j];
+          const v = a[j] * cs[j] * st + cb[j];
           if (v > cut) pos = this.#admit(j, v, pos, tokenBounds, tb);
         }
       } else {
         const a = input.acc!.subarray(base, base + dSae);
+        const st = input.scale[perToken ? t : 0];
         for (let j = 0; j < dSae; j++) {
-          const v = a[j] * cs[j] + cb[j];
+          const v = a[j] * cs[j] * st + cb[j];
           if (v > cut) pos = this.#admit(j, v, pos, tokenBounds, tb);
         }
       }

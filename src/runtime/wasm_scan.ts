@@ -50,13 +50,27 @@ import {
 const PAGE = 65536;
 
 /**
- * `scan(acc, cs, cb, n, cut, out) → count`: byte addresses `acc` (i32),
- * `cs`, `cb` (f32), `out` (u32); `n` a multiple of 4. Writes the `j < n`
- * with `f32(acc[j])·cs[j] + cb[j] > cut`, ascending, to `out`.
+ * `scan(acc, cs, cb, n, cut, rowScale, out) → count`: byte addresses `acc`
+ * (i32), `cs`, `cb` (f32), `out` (u32); `n` a multiple of 4. Writes the
+ * `j < n` with `f32(acc[j])·cs[j]·rowScale + cb[j] > cut`, ascending, to `out`.
  */
 function scanModule(): Uint8Array {
-  // params 0..5: acc, cs, cb, n, cut, out; locals: 6 j (bytes), 7 count, 8 mask, 9 cutv (v128)
-  const [ACC, CS, CB, N, CUT, OUT, J, COUNT, MASK, CUTV] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  // params 0..6: acc, cs, cb, n, cut, rowScale, out; locals: 7 j (bytes), 8 count, 9 mask,
+  // 10 cutv, 11 scalev (v128)
+  const [ACC, CS, CB, N, CUT, ROW_SCALE, OUT, J, COUNT, MASK, CUTV, SCALEV] = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+  ];
   const load = (base: number) => [...get(base), ...get(J), I32_ADD, ...V128_LOAD, 2, 0];
   // lane L passed: out[count++] = j/4 + L
   const emit = (l: number) => [
@@ -93,6 +107,9 @@ function scanModule(): Uint8Array {
     ...get(CUT),
     ...F32X4_SPLAT,
     ...set(CUTV),
+    ...get(ROW_SCALE),
+    ...F32X4_SPLAT,
+    ...set(SCALEV),
     ...get(N),
     I32_CONST,
     2,
@@ -110,6 +127,8 @@ function scanModule(): Uint8Array {
     ...load(ACC),
     ...F32X4_CONVERT_I32X4_S,
     ...load(CS),
+    ...F32X4_MUL,
+    ...get(SCALEV),
     ...F32X4_MUL,
     ...load(CB),
     ...F32X4_ADD,
@@ -134,8 +153,8 @@ function scanModule(): Uint8Array {
     ...get(COUNT),
     END,
   ];
-  const code = [...vec([[3, I32], [1, V128]]), ...body];
-  const params = vec([[I32], [I32], [I32], [I32], [F32], [I32]]);
+  const code = [...vec([[3, I32], [2, V128]]), ...body];
+  const params = vec([[I32], [I32], [I32], [I32], [F32], [F32], [I32]]);
   return new Uint8Array([
     ...MODULE_HEADER,
     ...section(1, vec([[0x60, ...params, ...vec([[I32]])]])),
@@ -149,13 +168,22 @@ function scanModule(): Uint8Array {
 
 let compiled: WebAssembly.Module | undefined;
 
-type ScanFn = (acc: number, cs: number, cb: number, n: number, cut: number, out: number) => number;
+type ScanFn = (
+  acc: number,
+  cs: number,
+  cb: number,
+  n: number,
+  cut: number,
+  rowScale: number,
+  out: number,
+) => number;
 
 /**
  * How far the f32 test's `cut` must be lowered so that it keeps every column
- * the f64 test `acc·cs + cb > cut` keeps, for `cut ≤ 0`: the f32 conversion,
- * product and sum each round by at most 2⁻²⁴ relative, and near the cut
- * `|acc·cs| ≤ |cut| + |cb|`; 2⁻²¹ doubles the resulting 4·2⁻²⁴.
+ * the f64 test `acc·cs·rowScale + cb > cut` keeps, for `cut ≤ 0`: the f32
+ * conversion, `cs`'s rounding to f32, the two products and the sum each round
+ * by at most 2⁻²⁴ relative, and near the cut `|acc·cs·rowScale| ≤ |cut| +
+ * |cb|`; 2⁻²¹ is 8·2⁻²⁴, above the resulting 5·2⁻²⁴ with room to spare.
  *
  * @example
  * ```ts
@@ -274,9 +302,9 @@ export class WasmScan {
    * (already lowered by the caller's slack), ascending. The view is valid
    * until the next call.
    */
-  row(region: AccRegion, t: number, cut: number): Uint32Array {
+  row(region: AccRegion, t: number, cut: number, rowScale = 1): Uint32Array {
     const base = region.address + t * this.dSae * 4;
-    let count = this.#scan(base, this.#csAt, this.#cbAt, this.#n4, cut, this.#outAt);
+    let count = this.#scan(base, this.#csAt, this.#cbAt, this.#n4, cut, rowScale, this.#outAt);
     const out = new Uint32Array(this.#memory.buffer, this.#outAt, this.dSae);
     if (this.#n4 < this.dSae) {
       // the last 1–3 columns, in the same f32 arithmetic
@@ -286,7 +314,7 @@ export class WasmScan {
       const f = Math.fround;
       const cut32 = f(cut); // as the SIMD lanes compare
       for (let j = this.#n4; j < this.dSae; j++) {
-        if (f(f(f(acc[j]) * cs[j]) + cb[j]) > cut32) out[count++] = j;
+        if (f(f(f(f(acc[j]) * cs[j]) * f(rowScale)) + cb[j]) > cut32) out[count++] = j;
       }
     }
     return out.subarray(0, count);
