@@ -184,6 +184,8 @@ export class CandidateEncoder implements ProviderEncoder {
     this.#scan = sae.architecture === "topk" || opts.simdScan === false
       ? null
       : new WasmScan(sae.dSae);
+    // the columns' factors are the SAE's, fixed at load; each token's scale multiplies in the scan
+    this.#scan?.setColumns(graph.columnScale, graph.columnBias);
     this.#select = new CandidateSelector(sae, {
       maxCandidates: opts.maxCandidates ?? Math.max(1024, sae.dSae >> 3),
       bounds: graph.bounds,
@@ -264,14 +266,16 @@ export class CandidateEncoder implements ProviderEncoder {
       if (region) this.#scan!.release(region);
       throw err;
     }
+    const scanned = region !== null && !out[APPROX_OUTPUT] &&
+      writtenInto(out[ACC_OUTPUT].data as Int32Array, region.acc);
+    if (scanned) this.#stats.simdScanBatches++;
     // the second pass shares scratch memory: one batch at a time through it
     const run = this.#busy.then(() =>
       this.#select.encode({
         prepared: out[PREPARED_OUTPUT].data as Float32Array,
         ...(out[APPROX_OUTPUT]
           ? { approx: out[APPROX_OUTPUT].data as Float32Array }
-          : region && writtenInto(out[ACC_OUTPUT].data as Int32Array, region.acc) &&
-              ++this.#stats.simdScanBatches
+          : scanned
           ? { acc: region.acc, scan: { wasm: this.#scan!, region } }
           : { acc: out[ACC_OUTPUT].data as Int32Array }),
         scale: out[SCALE_OUTPUT].data as Float32Array,

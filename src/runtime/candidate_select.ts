@@ -39,7 +39,10 @@ export interface SelectInput {
   approx?: Float32Array;
   /** Other SAEs: `[tokens, d_sae]`, the int32 accumulations; `a = acc·columnScale·scale + columnBias`. */
   acc?: Int32Array;
-  /** When `acc` lies in `scan`'s memory: the SIMD scan prefilters the uniform test. */
+  /**
+   * When `acc` lies in `scan`'s memory: the SIMD scan prefilters the uniform
+   * test (its columns set to `columnScale` and `columnBias` at load).
+   */
   scan?: { wasm: WasmScan; region: AccRegion };
   /** The input's quantization scale (`x_s`): one per token, or one for the batch. */
   scale: Float32Array;
@@ -81,8 +84,6 @@ export class CandidateSelector {
   readonly #bounds: ColumnBounds;
   readonly #columnScale: Float64Array;
   readonly #columnBias: Float32Array;
-  /** `columnScale` (the accumulations' per-column factor; the token's scale multiplies after). */
-  readonly #batchScale: Float64Array;
   #cand = new Uint32Array(0);
   /** Per candidate: an upper bound of its (scaled) pre-activation (TopK ranks by it). */
   #upper = new Float32Array(0);
@@ -99,7 +100,6 @@ export class CandidateSelector {
     this.#bounds = opts.bounds;
     this.#columnScale = opts.columnScale;
     this.#columnBias = opts.columnBias;
-    this.#batchScale = new Float64Array(sae.dSae);
     this.#maxAbsBias = opts.columnBias.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
     this.#watch = null;
     if (opts.watch) {
@@ -162,10 +162,8 @@ export class CandidateSelector {
     const dSae = this.#sae.dSae;
     const approx = input.approx;
     const topk = this.#sae.architecture === "topk";
-    const cs = this.#batchScale, cb = this.#columnBias;
     // a_j = acc_j·columnScale_j·x_s(t) + columnBias_j, the token's scale applied last
-    if (!approx) cs.set(this.#columnScale);
-    input.scan?.wasm.setColumns(cs, cb);
+    const cs = this.#columnScale, cb = this.#columnBias;
     const perToken = input.scale.length >= tokens;
     let pos = 0;
     for (let t = 0; t < tokens; t++) {

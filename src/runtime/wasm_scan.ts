@@ -247,7 +247,7 @@ export class WasmScan {
     this.#scan = instance.exports.scan as ScanFn;
   }
 
-  /** This batch's column scale (`x_s·columnScale`, rounded to f32) and bias. */
+  /** The columns' scale (`columnScale`, rounded to f32) and bias, set once at load. */
   setColumns(cs: ArrayLike<number>, cb: ArrayLike<number>): void {
     new Float32Array(this.#memory.buffer, this.#csAt, this.dSae).set(cs);
     new Float32Array(this.#memory.buffer, this.#cbAt, this.dSae).set(cb);
