@@ -23,6 +23,7 @@
 
 import { parseArgs } from "node:util";
 import { benchSae, SHAPES } from "./bench_sae.ts";
+import { quantile } from "../src/core/family.ts";
 import { Rng } from "../src/core/random.ts";
 import { referenceEncode, referencePreActivations } from "../src/core/reference_encoder.ts";
 import type { Encoder, SaeWeights, SparseLatents } from "../src/core/sae.ts";
@@ -56,18 +57,14 @@ async function attempt<T>(what: string, f: () => Promise<T>): Promise<T | undefi
   }
 }
 
-async function command(cmd: string, cmdArgs: string[], env?: Record<string, string>) {
-  const out = await new Deno.Command(cmd, { args: cmdArgs, stdout: "piped", stderr: "piped", env })
+async function command(cmd: string, cmdArgs: string[]) {
+  const out = await new Deno.Command(cmd, { args: cmdArgs, stdout: "piped", stderr: "piped" })
     .output();
   const dec = new TextDecoder();
   if (!out.success) {
     throw new Error(`${cmd} exited ${out.code}: ${dec.decode(out.stderr).slice(-600)}`);
   }
   return dec.decode(out.stdout);
-}
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
 /** Active-set mismatches and value errors against the f64 reference, first `tokens` tokens. */
@@ -130,7 +127,6 @@ async function decodeStepLatency(enc: Encoder, x: Float32Array, steps = 500) {
     await enc.encode(x.subarray((i % 8) * 64 * enc.dIn), 64);
     if (i >= 30) times.push(performance.now() - t0);
   }
-  times.sort((a, b) => a - b);
   return { p50_ms: quantile(times, 0.5), p99_ms: quantile(times, 0.99), steps };
 }
 

@@ -40,7 +40,7 @@ export class WebGpuEncodeError extends Error {
   override name = "WebGpuEncodeError";
 }
 
-/** An SAE this encoder does not run (TopK and gated SAEs, transcoders' skip connections). */
+/** An SAE or option this encoder does not take (TopK and gated SAEs, a bad `maxRows`, a tiling too large). */
 export class WebGpuEncoderConfigError extends TypeError {
   override name = "WebGpuEncoderConfigError";
 }
