@@ -31,6 +31,7 @@ import { writeNpy } from "../src/formats/npy.ts";
 import { findPythonWithTorch } from "../support/python.ts";
 import { createWebGpuEncoder, type WebGpuEncoder } from "../src/runtime/webgpu_encoder.ts";
 import { GEMM_TILES, type GemmTileName } from "../src/runtime/webgpu_kernels.ts";
+import { createCudaEncoder, type CudaEncoder } from "../src/runtime/cuda_encoder.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -268,10 +269,48 @@ await attempt("torch baseline", async () => {
   await Deno.remove(dir, { recursive: true });
 });
 
-report.errors = errors;
-report.finished = new Date().toISOString();
-await Deno.mkdir(args.out!, { recursive: true });
-await Deno.writeTextFile(`${args.out}/gpu.json`, JSON.stringify(report, null, 2) + "\n");
+// Last, and with what came before already on disk: a fault in a native call ends the process.
+await writeReport();
+progress("cuda-ffi: driver, cuBLAS and NVRTC");
+const cuda = await attempt(
+  "cuda-ffi encoder",
+  () => Promise.resolve(createCudaEncoder(sae, { maxRows: BIG })),
+);
+if (cuda) await attempt("cuda-ffi bench", () => cudaFfi(cuda));
+
+/** The CUDA encoder (cuBLAS f32 + our kernels through FFI): the same three measures. */
+async function cudaFfi(enc: CudaEncoder) {
+  report.cuda_device = enc.device;
+  progress(`device ${JSON.stringify(enc.device)}`);
+  report.check_cuda_ffi = checkAgainstReference(sae, x, 16, await enc.encode(x, 64));
+  progress(`check ${JSON.stringify(report.check_cuda_ffi)}`);
+  for (const batch of BATCHES) {
+    const repeats = Math.max(5, Math.round(400_000 / batch));
+    const secs = enc.timeKernels(batch, repeats);
+    const tps = (batch * repeats) / secs;
+    rows.push({ engine: "cuda-ffi", what: "kernels", batch, tokens_per_s: tps });
+    progress(`cuda kernels b${batch}: ${tps.toFixed(0)} tokens/s`);
+  }
+  for (const batch of BATCHES.slice(1)) {
+    const tps = await hostThroughput(enc, x, batch, 1);
+    rows.push({ engine: "cuda-ffi", what: "host-to-host", batch, tokens_per_s: tps });
+    progress(`cuda host-to-host b${batch}: ${tps.toFixed(0)} tokens/s`);
+  }
+  const lat = await decodeStepLatency(enc, x, 2000);
+  rows.push({ engine: "cuda-ffi", what: "decode-step-64", ...lat });
+  progress(`cuda decode step 64: p50 ${lat.p50_ms.toFixed(3)} p99 ${lat.p99_ms.toFixed(3)} ms`);
+  report.cuda_ffi_stats = enc.stats();
+  await enc.close();
+}
+
+await writeReport(new Date().toISOString());
+
+async function writeReport(finished?: string) {
+  report.errors = errors;
+  report.finished = finished ?? null;
+  await Deno.mkdir(args.out!, { recursive: true });
+  await Deno.writeTextFile(`${args.out}/gpu.json`, JSON.stringify(report, null, 2) + "\n");
+}
 console.log(`| engine | measure | tile | batch | tokens/s | p50 ms | p99 ms |`);
 console.log(`|---|---|---|---:|---:|---:|---:|`);
 const fmt = (v: unknown, d = 0) => typeof v === "number" ? v.toFixed(d) : "";

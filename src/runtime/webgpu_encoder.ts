@@ -17,6 +17,7 @@
 
 import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import { checkEncodeInput, referenceNormStats } from "../core/reference_encoder.ts";
+import { unpackCompacted } from "./compacted.ts";
 import {
   compactWgsl,
   fitRows,
@@ -566,21 +567,7 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
     await slot.readback.mapAsync(1, /* GPUMapMode.READ */ 0, bytes);
     const copy = slot.readback.getMappedRange(0, bytes).slice(0);
     slot.readback.unmap();
-    const counts = new Uint32Array(copy, 0, rows);
-    const idx = new Uint32Array(copy, rows * 4, rows * cap);
-    const val = new Float32Array(copy, rows * 4 * (1 + cap), rows * cap);
-    let maxCount = 0;
-    const latents: SparseLatents[] = new Array(rows);
-    for (let r = 0; r < rows; r++) {
-      const c = counts[r];
-      if (c > maxCount) maxCount = c;
-      const k = Math.min(c, cap);
-      latents[r] = {
-        indices: idx.subarray(r * cap, r * cap + k),
-        values: val.subarray(r * cap, r * cap + k),
-      };
-    }
-    return { latents, maxCount };
+    return unpackCompacted(copy, rows, cap);
   }
 
   /** Compact a batch already encoded in `slot.dense` again into buffers of `cap` pairs per token. */

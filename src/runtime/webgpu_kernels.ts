@@ -99,6 +99,14 @@ export function roundUp(n: number, m: number): number {
   return Math.ceil(n / m) * m;
 }
 
+/** WGSL swizzle of vector component `c` (0‥3): a constant, never `v[c]`. */
+const XYZW = ["x", "y", "z", "w"] as const;
+
+/** `f(0) … f(n − 1)`. */
+function each<T>(n: number, f: (i: number) => T): T[] {
+  return Array.from({ length: n }, (_, i) => f(i));
+}
+
 /**
  * The GEMM + activation kernel for tiling `t`.
  *
@@ -108,6 +116,17 @@ export function roundUp(n: number, m: number): number {
  * subtracted from every input value; 5 `norm` `[rowsPad]` vec2 (shift, scale):
  * `x̃ = (x − shift)·scale − bdec`; 6 `dense` `[rowsPad, dSaePad]`, written
  * with the activated value or 0; 7 the dims uniform.
+ *
+ * Thread `(tx, ty)` owns the tile's rows `(i4·WY + ty)·4 + c` (`i4 < tm/4`,
+ * `c < 4`) and columns `(j·WX + tx)·4 …+3` (`j < tn/4`).
+ *
+ * The shader is straight-line code generated here: every per-thread value is
+ * its own WGSL variable (`acc_r_j`, `pa_l`, `pb_l`, `a_r`, `b_j`) and every
+ * loop over the register tile, the stage depth and the per-thread loads is
+ * unrolled in TypeScript, with vector components as swizzles. A private array
+ * indexed by a loop variable becomes a Function-storage array with dynamic
+ * access chains in SPIR-V, which a driver may leave in local memory (spilled)
+ * instead of registers; here only storage and workgroup arrays are indexed.
  *
  * @example
  * ```ts
@@ -123,8 +142,88 @@ export function gemmActivateWgsl(t: GemmTile): string {
   if (aVec4s % threads !== 0 || bVec4s % threads !== 0) {
     throw new RangeError(`tile ${JSON.stringify(t)}: shared-memory loads do not divide evenly`);
   }
-  const tm4 = t.tm / 4;
+  const aLoads = aVec4s / threads;
+  const bLoads = bVec4s / threads;
+  const bk4 = t.bk / 4;
   const tn4 = t.tn / 4;
+  // A thread's row r (0‥tm−1) is the tile's row 4·ty + rowOff(r).
+  const rowOff = (r: number) => Math.floor(r / 4) * wy * 4 + (r % 4);
+  // Load slot l of a thread is vec4 `tid + l·THREADS` of the stage's A tile and of its B tile.
+  const slot = (l: number) => (l === 0 ? "tid" : `tid + ${l * threads}u`);
+  const slotP = (l: number) => (l === 0 ? "tid" : `(${slot(l)})`);
+  const accs = each(t.tm, (r) => each(tn4, (j) => `acc_${r}_${j}`));
+
+  // This thread's loads: A vec4 i is (row i / (BK/4), depths 4·(i % (BK/4))…),
+  // B vec4 i is (depth i / (BN/4), columns 4·(i % (BN/4))…); the addresses of stage 0.
+  const setup = [
+    ...each(aLoads, (l) => `let am_${l} = ${slotP(l)} / (BK / 4u);`),
+    ...each(aLoads, (l) => `let ak4_${l} = ${slotP(l)} % (BK / 4u);`),
+    ...each(aLoads, (l) => `let xa_${l} = (row0 + am_${l}) * din4 + ak4_${l};`),
+    ...each(aLoads, (l) => `let nrm_${l} = norm[row0 + am_${l}];`),
+    ...each(
+      bLoads,
+      (l) =>
+        `let wb_${l} = (${slotP(l)} / (BN / 4u)) * dsae4 + col0 / 4u + ${slotP(l)} % (BN / 4u);`,
+    ),
+  ];
+  const prefetch = [...each(aLoads, (l) => `pa_${l}`), ...each(bLoads, (l) => `pb_${l}`)];
+  // Into shared memory, whole vec4s: the same slot l of As / Bs as of the loads.
+  const store = [
+    ...each(aLoads, (l) => `As[${slot(l)}] = pa_${l};`),
+    ...each(bLoads, (l) => `Bs[${slot(l)}] = pb_${l};`),
+  ];
+  // One stage's global loads into the prefetch registers: x̃ (normalised, b_dec
+  // subtracted) and W_enc; `k0` undefined for stage 0.
+  const loadStage = (k0?: string) => [
+    ...each(
+      aLoads,
+      (l) =>
+        `pa_${l} = (x[xa_${l}${k0 ? ` + ${k0} / 4u` : ""}] - vec4<f32>(nrm_${l}.x)) * nrm_${l}.y` +
+        ` - bdec[${k0 ? `${k0} / 4u + ` : ""}ak4_${l}];`,
+    ),
+    ...each(bLoads, (l) => `pb_${l} = w[wb_${l}${k0 ? ` + ${k0} * dsae4` : ""}];`),
+  ];
+
+  // One stage's arithmetic, k ascending: per 4-deep slice the thread's tm rows
+  // of A (As[m][k4] holds 4 depths), then per depth its tn/4 vec4s of B and
+  // tm · tn/4 vec4 fmas.
+  const stage: string[] = [];
+  for (let k4 = 0; k4 < bk4; k4++) {
+    stage.push("{", ...each(t.tm, (r) => `  let a_${r} = As[ay + ${rowOff(r) * bk4 + k4}u];`));
+    for (let c = 0; c < 4; c++) {
+      const k = k4 * 4 + c;
+      stage.push(
+        "  {",
+        ...each(tn4, (j) => `    let b_${j} = Bs[tx + ${(k * t.bn) / 4 + j * wx}u];`),
+      );
+      for (let r = 0; r < t.tm; r++) {
+        for (let j = 0; j < tn4; j++) {
+          stage.push(
+            `    ${accs[r][j]} = fma(vec4<f32>(a_${r}.${XYZW[c]}), b_${j}, ${accs[r][j]});`,
+          );
+        }
+      }
+      stage.push("  }");
+    }
+    stage.push("}");
+  }
+
+  // Bias and activation: h = acc + bias; f = h when h > thr and h > 0.
+  const cols = (v: string, j: number) =>
+    `vec4<f32>(${each(4, (c) => `${v}[cx + ${j * wx * 4 + c}u]`).join(", ")})`;
+  const epilogue = [
+    ...each(tn4, (j) => `let bias_${j} = ${cols("bias", j)};`),
+    ...each(tn4, (j) => `let thr_${j} = ${cols("thr", j)};`),
+    ...each(
+      t.tm,
+      (r) =>
+        each(tn4, (j) =>
+          `dense[(ry + ${rowOff(r)}u) * dsae4 + cx / 4u + ${j * wx}u]` +
+          ` = activate(${accs[r][j]}, bias_${j}, thr_${j});`),
+    ).flat(),
+  ];
+
+  const indent = (pad: string, ls: string[]) => ls.map((l) => pad + l).join("\n");
   return /* wgsl */ `
 struct Dims { rows: u32, d_in: u32, d_sae: u32, cap: u32 }
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
@@ -140,34 +239,14 @@ const BM: u32 = ${t.bm}u;
 const BN: u32 = ${t.bn}u;
 const BK: u32 = ${t.bk}u;
 const WX: u32 = ${wx}u;
-const WY: u32 = ${wy}u;
-const THREADS: u32 = ${threads}u;
-const TM4: u32 = ${tm4}u;
-const TN4: u32 = ${tn4}u;
 
-// As[k][m] and Bs[k][n], both as vec4 along m / n.
+// As[m][k] and Bs[k][n], as vec4 along k / n: a thread stores its prefetched vec4s whole.
 var<workgroup> As: array<vec4<f32>, ${aVec4s}>;
 var<workgroup> Bs: array<vec4<f32>, ${bVec4s}>;
 
-// One stage's global loads: BM×BK of x̃ (normalised, b_dec subtracted) and BK×BN of W_enc.
-fn load_stage(
-  pa: ptr<function, array<vec4<f32>, ${aVec4s / threads}>>,
-  pb: ptr<function, array<vec4<f32>, ${bVec4s / threads}>>,
-  k0: u32, tid: u32, row0: u32, col0: u32, din4: u32, dsae4: u32,
-) {
-  for (var l = 0u; l < ${aVec4s / threads}u; l++) {
-    let idx = tid + l * THREADS;
-    let m = idx / (BK / 4u);
-    let k4 = idx % (BK / 4u);
-    let nrm = norm[row0 + m];
-    (*pa)[l] = (x[(row0 + m) * din4 + k0 / 4u + k4] - vec4<f32>(nrm.x)) * nrm.y - bdec[k0 / 4u + k4];
-  }
-  for (var l = 0u; l < ${bVec4s / threads}u; l++) {
-    let idx = tid + l * THREADS;
-    let k = idx / (BN / 4u);
-    let n4 = idx % (BN / 4u);
-    (*pb)[l] = w[(k0 + k) * dsae4 + col0 / 4u + n4];
-  }
+fn activate(acc: vec4<f32>, b: vec4<f32>, t: vec4<f32>) -> vec4<f32> {
+  let h = acc + b;
+  return select(vec4<f32>(0.0), h, (h > t) & (h > vec4<f32>(0.0)));
 }
 
 @compute @workgroup_size(${wx}, ${wy}, 1)
@@ -179,58 +258,27 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let col0 = wid.x * BN;
   let din4 = dims.d_in / 4u;
   let dsae4 = dims.d_sae / 4u;
-  var acc: array<vec4<f32>, ${t.tm * tn4}>;
-  for (var i = 0u; i < ${t.tm * tn4}u; i++) { acc[i] = vec4<f32>(0.0); }
+  let ay = ty * BK; // the vec4 in As of row 4·ty, depth 0
+${indent("  ", accs.map((row) => row.map((a) => `var ${a} = vec4<f32>(0.0);`).join(" ")))}
 
-  // Global loads for stage k0 + BK are issued before stage k0's arithmetic, so their latency hides behind it.
-  var pa: array<vec4<f32>, ${aVec4s / threads}>;
-  var pb: array<vec4<f32>, ${bVec4s / threads}>;
-  load_stage(&pa, &pb, 0u, tid, row0, col0, din4, dsae4);
+${indent("  ", setup)}
+
+  // Stage k0 + BK's global loads are issued before stage k0's arithmetic, so their latency hides behind it.
+${indent("  ", [...prefetch.map((p) => `var ${p}: vec4<f32>;`), ...loadStage()])}
   for (var k0 = 0u; k0 < dims.d_in; k0 += BK) {
     workgroupBarrier();
-    // A tile: BM rows × BK depth, stored transposed so a thread reads 4 rows at once.
-    for (var l = 0u; l < ${aVec4s / threads}u; l++) {
-      let idx = tid + l * THREADS;
-      let m = idx / (BK / 4u);
-      let kk = (idx % (BK / 4u)) * 4u;
-      let v = pa[l];
-      As[(kk + 0u) * (BM / 4u) + m / 4u][m % 4u] = v.x;
-      As[(kk + 1u) * (BM / 4u) + m / 4u][m % 4u] = v.y;
-      As[(kk + 2u) * (BM / 4u) + m / 4u][m % 4u] = v.z;
-      As[(kk + 3u) * (BM / 4u) + m / 4u][m % 4u] = v.w;
+${indent("    ", store)}
+    if (k0 + BK < dims.d_in) {
+      let k1 = k0 + BK;
+${indent("      ", loadStage("k1"))}
     }
-    for (var l = 0u; l < ${bVec4s / threads}u; l++) { Bs[tid + l * THREADS] = pb[l]; }
-    if (k0 + BK < dims.d_in) { load_stage(&pa, &pb, k0 + BK, tid, row0, col0, din4, dsae4); }
     workgroupBarrier();
-    for (var k = 0u; k < BK; k++) {
-      var b: array<vec4<f32>, ${tn4}>;
-      for (var j = 0u; j < TN4; j++) { b[j] = Bs[k * (BN / 4u) + j * WX + tx]; }
-      for (var i4 = 0u; i4 < TM4; i4++) {
-        let a = As[k * (BM / 4u) + i4 * WY + ty];
-        for (var c = 0u; c < 4u; c++) {
-          for (var j = 0u; j < TN4; j++) {
-            let o = (i4 * 4u + c) * TN4 + j;
-            acc[o] = fma(vec4<f32>(a[c]), b[j], acc[o]);
-          }
-        }
-      }
-    }
+${indent("    ", stage)}
   }
 
-  // Bias and activation in the GEMM's last pass: h = acc + bias; f = h when h > thr and h > 0.
-  for (var i4 = 0u; i4 < TM4; i4++) {
-    for (var c = 0u; c < 4u; c++) {
-      let row = row0 + (i4 * WY + ty) * 4u + c;
-      for (var j = 0u; j < TN4; j++) {
-        let col = col0 + (j * WX + tx) * 4u;
-        let h = acc[(i4 * 4u + c) * TN4 + j] + vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
-        let t = vec4<f32>(thr[col], thr[col + 1u], thr[col + 2u], thr[col + 3u]);
-        let on = (h > t) & (h > vec4<f32>(0.0));
-        let f = select(vec4<f32>(0.0), h, on);
-        dense[(row * dims.d_sae + col) / 4u] = f;
-      }
-    }
-  }
+  let ry = row0 + ty * 4u;
+  let cx = col0 + tx * 4u;
+${indent("  ", epilogue)}
 }
 `;
 }
