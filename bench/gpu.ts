@@ -272,34 +272,40 @@ await attempt("torch baseline", async () => {
 // Last, and with what came before already on disk: a fault in a native call ends the process.
 await writeReport();
 progress("cuda-ffi: driver, cuBLAS and NVRTC");
-const cuda = await attempt(
-  "cuda-ffi encoder",
-  () => Promise.resolve(createCudaEncoder(sae, { maxRows: BIG })),
-);
-if (cuda) await attempt("cuda-ffi bench", () => cudaFfi(cuda));
+for (const precision of ["f32", "bf16x3", "auto"] as const) {
+  const cuda = await attempt(
+    `cuda-ffi ${precision} encoder`,
+    () => Promise.resolve(createCudaEncoder(sae, { maxRows: BIG, precision })),
+  );
+  if (cuda) await attempt(`cuda-ffi ${precision} bench`, () => cudaFfi(cuda));
+}
 
-/** The CUDA encoder (cuBLAS f32 + our kernels through FFI): the same three measures. */
+/** The CUDA encoder (cuBLAS + our kernels through FFI): the same three measures. */
 async function cudaFfi(enc: CudaEncoder) {
+  const engine = `cuda-ffi-${enc.precision}`;
   report.cuda_device = enc.device;
-  progress(`device ${JSON.stringify(enc.device)}`);
-  report.check_cuda_ffi = checkAgainstReference(sae, x, 16, await enc.encode(x, 64));
-  progress(`check ${JSON.stringify(report.check_cuda_ffi)}`);
-  for (const batch of BATCHES) {
+  progress(`${engine} device ${JSON.stringify(enc.device)}`);
+  const check = checkAgainstReference(sae, x, 16, await enc.encode(x, 64));
+  report[`check_${engine}`] = check;
+  progress(`${engine} check ${JSON.stringify(check)}`);
+  for (const batch of DRY ? BATCHES : [64, 128, 256, 512, 1024, 4096, 8192]) {
     const repeats = Math.max(5, Math.round(400_000 / batch));
-    const secs = enc.timeKernels(batch, repeats);
-    const tps = (batch * repeats) / secs;
-    rows.push({ engine: "cuda-ffi", what: "kernels", batch, tokens_per_s: tps });
-    progress(`cuda kernels b${batch}: ${tps.toFixed(0)} tokens/s`);
+    const tps = (batch * repeats) / enc.timeKernels(batch, repeats);
+    rows.push({ engine, what: "kernels", batch, tokens_per_s: tps });
+    progress(`${engine} kernels b${batch}: ${tps.toFixed(0)} tokens/s`);
   }
   for (const batch of BATCHES.slice(1)) {
     const tps = await hostThroughput(enc, x, batch, 1);
-    rows.push({ engine: "cuda-ffi", what: "host-to-host", batch, tokens_per_s: tps });
-    progress(`cuda host-to-host b${batch}: ${tps.toFixed(0)} tokens/s`);
+    rows.push({ engine, what: "host-to-host", batch, tokens_per_s: tps });
+    progress(`${engine} host-to-host b${batch}: ${tps.toFixed(0)} tokens/s`);
   }
   const lat = await decodeStepLatency(enc, x, 2000);
-  rows.push({ engine: "cuda-ffi", what: "decode-step-64", ...lat });
-  progress(`cuda decode step 64: p50 ${lat.p50_ms.toFixed(3)} p99 ${lat.p99_ms.toFixed(3)} ms`);
-  report.cuda_ffi_stats = enc.stats();
+  rows.push({ engine, what: "decode-step-64", ...lat });
+  progress(
+    `${engine} decode step 64: p50 ${lat.p50_ms.toFixed(3)} p99 ${lat.p99_ms.toFixed(3)} ms`,
+  );
+  const stats = enc.stats();
+  report[`${engine}_stats`] = { ...stats, candidates_per_token: stats.candidates / stats.tokens };
   await enc.close();
 }
 

@@ -19,18 +19,15 @@
 import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import { checkEncodeInput, referenceNormStats } from "../core/reference_encoder.ts";
 import { compactedBytes, unpackCompacted } from "./compacted.ts";
+import { columnNorms, splitBound, stackedBf16, transpose } from "./cuda_split.ts";
 import {
   type CudaDeviceReport,
   type CudaRuntime,
   cudaRuntime,
   type DevicePtr,
 } from "./cuda_ffi.ts";
-import {
-  COMPACT_ROWS_PER_BLOCK,
-  CUDA_BLOCK,
-  CUDA_KERNELS,
-  cudaKernelSource,
-} from "./cuda_kernels.ts";
+import { CUDA_KERNELS, cudaKernelSource, segmentsFor } from "./cuda_kernels.ts";
+import { type EncodeBuffers, EncodeLaunches } from "./cuda_launch.ts";
 
 export { CudaError, CudaUnavailableError } from "./cuda_ffi.ts";
 
@@ -45,7 +42,18 @@ export interface CudaEncoderOptions {
   maxRows?: number;
   /** Active latents read back per token before a batch is compacted again (default 128). */
   cap?: number;
+  /**
+   * `f32` (default): cuBLAS's f32 SGEMM. `bf16x3`: a split bf16 GEMM on the
+   * tensor cores finds the candidates under a proven bound and each is
+   * recomputed in f32 (`cuda_split.ts`): the same active latents and f32
+   * values, for three bf16 GEMMs' time. `auto`: `bf16x3` for batches of at
+   * least {@linkcode AUTO_SPLIT_ROWS} tokens, `f32` for smaller ones.
+   */
+  precision?: CudaPrecision;
 }
+
+/** The CUDA encoder's arithmetic: see {@linkcode CudaEncoderOptions.precision}. */
+export type CudaPrecision = "f32" | "bf16x3" | "auto";
 
 /** What the encoder has done, for reports and the bench. */
 export interface CudaEncoderStats {
@@ -53,11 +61,14 @@ export interface CudaEncoderStats {
   tokens: number;
   /** Batches compacted a second time because a token had more than `cap` active latents. */
   recompactions: number;
+  /** `bf16x3`: latents recomputed in f32 (the candidates), over all tokens. */
+  candidates: number;
 }
 
 /** A full-encode {@linkcode Encoder} on CUDA, with a device-side timing hook. */
 export interface CudaEncoder extends Encoder {
   readonly engine: "cuda-ffi";
+  readonly precision: CudaPrecision;
   readonly device: CudaDeviceReport;
   stats(): CudaEncoderStats;
   /**
@@ -100,11 +111,19 @@ export function createCudaEncoder(sae: SaeWeights, options: CudaEncoderOptions =
   if (!Number.isSafeInteger(maxRows) || maxRows < 1) {
     throw new CudaEncoderConfigError(`maxRows: expected a positive integer, found ${maxRows}`);
   }
-  return new CudaSaeEncoder(sae, cudaRuntime(), maxRows, Math.max(4, options.cap ?? 128));
+  const precision = options.precision ?? "f32";
+  if (precision !== "f32" && precision !== "bf16x3" && precision !== "auto") {
+    throw new CudaEncoderConfigError(`precision: expected f32, bf16x3 or auto, found ${precision}`);
+  }
+  const cap = Math.max(4, options.cap ?? 128);
+  return new CudaSaeEncoder(sae, cudaRuntime(), { maxRows, cap, precision });
 }
 
-const u64 = (v: bigint) => new BigUint64Array([v]);
-const i32 = (v: number) => new Int32Array([v]);
+/**
+ * `auto` runs batches of at least this many tokens on the split bf16 GEMM and
+ * smaller ones on the f32 GEMM (the crossover measured on an H200, docs/gpu.md).
+ */
+export const AUTO_SPLIT_ROWS = 256;
 
 class CudaSaeEncoder implements CudaEncoder {
   readonly engine = "cuda-ffi" as const;
@@ -112,60 +131,91 @@ class CudaSaeEncoder implements CudaEncoder {
   readonly providerFallback = false;
   readonly dIn: number;
   readonly dSae: number;
+  readonly precision: CudaPrecision;
   readonly device: CudaDeviceReport;
   readonly #cuda: CudaRuntime;
   readonly #sae: SaeWeights;
   readonly #maxRows: number;
   readonly #cap: number;
-  readonly #kernels: Map<string, Deno.PointerObject>;
   readonly #owned: DevicePtr[] = [];
-  readonly #w: DevicePtr;
-  readonly #bias: DevicePtr;
-  readonly #thr: DevicePtr;
-  readonly #bdec: DevicePtr;
-  readonly #prepNeeded: boolean;
-  readonly #x: DevicePtr;
-  readonly #norm: DevicePtr;
-  readonly #h: DevicePtr;
+  readonly #buffers: EncodeBuffers;
+  readonly #launches: EncodeLaunches;
   /** counts `[rows]`, then indices `[rows, cap]`, then values `[rows, cap]`: one readback. */
   readonly #out: DevicePtr;
-  readonly #stats: CudaEncoderStats = { batches: 0, tokens: 0, recompactions: 0 };
+  readonly #stats: CudaEncoderStats = { batches: 0, tokens: 0, recompactions: 0, candidates: 0 };
   #closed = false;
 
-  constructor(sae: SaeWeights, cuda: CudaRuntime, maxRows: number, cap: number) {
+  constructor(
+    sae: SaeWeights,
+    cuda: CudaRuntime,
+    o: { maxRows: number; cap: number; precision: CudaPrecision },
+  ) {
     this.#sae = sae;
     this.#cuda = cuda;
     this.device = cuda.device;
     this.dIn = sae.dIn;
     this.dSae = sae.dSae;
-    this.#maxRows = maxRows;
-    this.#cap = cap;
-    this.#kernels = cuda.compile(cudaKernelSource(), [...CUDA_KERNELS]);
+    this.precision = o.precision;
+    this.#maxRows = o.maxRows;
+    this.#cap = o.cap;
     const thr = new Float32Array(sae.dSae);
     if (sae.threshold) thr.set(sae.threshold); // standard SAEs threshold at 0: f = relu(h)
     const bdec = new Float32Array(sae.dIn);
     const subtract = sae.applyBDecToInput && (sae.kind ?? "sae") === "sae";
     if (subtract) bdec.set(sae.bDec);
-    this.#prepNeeded = subtract || (sae.normalize ?? "none") !== "none";
-    const put = (a: Float32Array) => {
+    const normalize = (sae.normalize ?? "none") !== "none";
+    const prep = subtract || normalize;
+    const put = (a: ArrayBufferView) => {
       const p = this.#alloc(a.byteLength);
       cuda.upload(p, a);
       return p;
     };
-    this.#w = put(sae.wEnc);
-    this.#bias = put(sae.bEnc);
-    this.#thr = put(thr);
-    this.#bdec = put(bdec);
-    this.#x = this.#alloc(maxRows * sae.dIn * 4);
-    this.#norm = this.#alloc(maxRows * 8);
-    this.#h = this.#alloc(maxRows * sae.dSae * 4);
-    this.#out = this.#alloc(compactedBytes(maxRows, cap));
+    const rows = o.maxRows;
+    const maxSegs = segmentsFor(1, sae.dSae).segs;
+    const x = this.#alloc(rows * sae.dIn * 4);
+    this.#buffers = {
+      x,
+      xt: prep ? this.#alloc(rows * sae.dIn * 4) : x,
+      norm: this.#alloc(rows * 8),
+      h: this.#alloc(rows * sae.dSae * 4),
+      segCount: this.#alloc(rows * maxSegs * 4),
+      bias: put(sae.bEnc),
+      thr: put(thr),
+      bdec: put(bdec),
+      w: o.precision !== "bf16x3" ? put(sae.wEnc) : undefined,
+      split: o.precision !== "f32"
+        ? {
+          wStacked: put(stackedBf16(sae.wEnc, sae.dIn, sae.dSae)),
+          wT: put(transpose(sae.wEnc, sae.dIn, sae.dSae)),
+          wNorm: put(columnNorms(sae.wEnc, sae.dIn, sae.dSae)),
+          xStacked: this.#alloc(rows * 3 * sae.dIn * 2),
+          xNorm: this.#alloc(rows * 4),
+          segCandidates: this.#alloc(rows * maxSegs * 4),
+          bound: splitBound(sae.dIn),
+        }
+        : undefined,
+    };
+    this.#out = this.#alloc(compactedBytes(rows, o.cap));
+    this.#launches = new EncodeLaunches({
+      cuda,
+      kernels: cuda.compile(cudaKernelSource(), [...CUDA_KERNELS]),
+      buffers: this.#buffers,
+      dIn: sae.dIn,
+      dSae: sae.dSae,
+      normalize,
+      prep,
+    });
   }
 
   #alloc(bytes: number): DevicePtr {
     const p = this.#cuda.alloc(bytes);
     this.#owned.push(p);
     return p;
+  }
+
+  /** Whether a batch of `rows` tokens runs on the split bf16 GEMM. */
+  #splitFor(rows: number): boolean {
+    return this.precision === "bf16x3" || (this.precision === "auto" && rows >= AUTO_SPLIT_ROWS);
   }
 
   stats(): CudaEncoderStats {
@@ -190,9 +240,12 @@ class CudaSaeEncoder implements CudaEncoder {
   #encodeChunk(x: Float32Array, rows: number): SparseLatents[] {
     if (rows === 0) return [];
     this.#upload(x, rows);
-    this.#kernelsOn(rows);
+    const split = this.#splitFor(rows);
+    this.#launches.encode(rows, { split, cap: this.#cap, out: this.#out });
     let got = this.#read(rows, this.#cap, this.#out);
+    if (split) this.#stats.candidates += this.#launches.candidates(rows);
     if (got.maxCount > this.#cap) {
+      // Never truncate: gather once more with room for the fullest token.
       this.#stats.recompactions++;
       got = this.#recompact(rows, Math.ceil(got.maxCount / 32) * 32);
     }
@@ -202,7 +255,7 @@ class CudaSaeEncoder implements CudaEncoder {
   }
 
   #upload(x: Float32Array, rows: number): void {
-    this.#cuda.upload(this.#x, x.subarray(0, rows * this.dIn));
+    this.#cuda.upload(this.#buffers.x, x.subarray(0, rows * this.dIn));
     if ((this.#sae.normalize ?? "none") !== "none") {
       const norm = new Float32Array(rows * 2);
       for (let r = 0; r < rows; r++) {
@@ -210,50 +263,8 @@ class CudaSaeEncoder implements CudaEncoder {
         norm[2 * r] = s.inShift;
         norm[2 * r + 1] = s.inMul;
       }
-      this.#cuda.upload(this.#norm, norm);
+      this.#cuda.upload(this.#buffers.norm, norm);
     }
-  }
-
-  /** Input kernel, GEMM and compaction on `rows` tokens in `#x`, queued on the default stream. */
-  #kernelsOn(rows: number): void {
-    const cuda = this.#cuda;
-    if (this.#prepNeeded) {
-      const n = rows * this.dIn;
-      cuda.launch(this.#kernels.get("lw_prep")!, {
-        grid: Math.ceil(n / CUDA_BLOCK),
-        block: CUDA_BLOCK,
-      }, [
-        u64(this.#x),
-        u64(this.#bdec),
-        u64(this.#norm),
-        u64(BigInt(n)),
-        i32(this.dIn),
-        i32((this.#sae.normalize ?? "none") !== "none" ? 1 : 0),
-      ]);
-    }
-    cuda.sgemmRowMajor({ a: this.#x, b: this.#w, c: this.#h, n: rows, k: this.dIn, m: this.dSae });
-    this.#compact(rows, this.#cap, this.#out);
-  }
-
-  #compact(rows: number, cap: number, out: DevicePtr): void {
-    const counts = out;
-    const idx = out + BigInt(rows * 4);
-    const val = idx + BigInt(rows * cap * 4);
-    this.#cuda.launch(
-      this.#kernels.get("lw_compact")!,
-      { grid: Math.ceil(rows / COMPACT_ROWS_PER_BLOCK), block: CUDA_BLOCK },
-      [
-        u64(this.#h),
-        u64(this.#bias),
-        u64(this.#thr),
-        i32(rows),
-        i32(this.dSae),
-        i32(cap),
-        u64(counts),
-        u64(idx),
-        u64(val),
-      ],
-    );
   }
 
   #read(rows: number, cap: number, out: DevicePtr): { latents: SparseLatents[]; maxCount: number } {
@@ -262,11 +273,11 @@ class CudaSaeEncoder implements CudaEncoder {
     return unpackCompacted(buf, rows, cap);
   }
 
-  /** Compact the batch's pre-activations (still in `#h`) again, into room for `cap` per token. */
+  /** Gather the batch's activations (still on the device) again, into room for `cap` per token. */
   #recompact(rows: number, cap: number): { latents: SparseLatents[]; maxCount: number } {
     const out = this.#cuda.alloc(compactedBytes(rows, cap));
     try {
-      this.#compact(rows, cap, out);
+      this.#launches.gather(rows, cap, out);
       return this.#read(rows, cap, out);
     } finally {
       this.#cuda.free(out);
@@ -277,10 +288,11 @@ class CudaSaeEncoder implements CudaEncoder {
     if (rows > this.#maxRows) {
       throw new RangeError(`timeKernels: ${rows} rows exceed maxRows ${this.#maxRows}`);
     }
-    this.#kernelsOn(rows); // warm: cuBLAS picks its kernel on first use
+    const run = { split: this.#splitFor(rows), cap: this.#cap, out: this.#out };
+    this.#launches.encode(rows, run); // warm: cuBLAS picks its kernel on first use
     this.#cuda.synchronize();
     const t0 = performance.now();
-    for (let i = 0; i < repeats; i++) this.#kernelsOn(rows);
+    for (let i = 0; i < repeats; i++) this.#launches.encode(rows, run);
     this.#cuda.synchronize();
     return (performance.now() - t0) / 1000;
   }

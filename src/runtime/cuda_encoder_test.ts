@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { randomSae } from "../formats/random_sae.ts";
+import { referencePreActivations } from "../core/reference_encoder.ts";
 import { assertMatchesReference, gaussianInput, oddSaes } from "./testdata/gpu_reference.ts";
 import { createCudaEncoder, CudaEncoderConfigError } from "./cuda_encoder.ts";
 import { cudaLibraryDirs, cudaRuntime, CudaUnavailableError } from "./cuda_ffi.ts";
@@ -32,7 +33,7 @@ Deno.test("cuda: library folders come from LATENTWATCH_CUDA_LIBS, CUDA_HOME, the
   assert.deepEqual(cudaLibraryDirs(() => undefined), ["/usr/local/cuda/lib64"]);
 });
 
-Deno.test("cuda: TopK and a bad maxRows are refused before CUDA is touched", () => {
+Deno.test("cuda: TopK, a bad maxRows and an unknown precision are refused before CUDA is touched", () => {
   const topk = randomSae({ architecture: "topk", dIn: 16, dSae: 64, k: 4, seed: 1 });
   assert.throws(
     () => createCudaEncoder(topk),
@@ -45,6 +46,10 @@ Deno.test("cuda: TopK and a bad maxRows are refused before CUDA is touched", () 
       (e) => e instanceof CudaEncoderConfigError && e.message.includes(`found ${maxRows}`),
     );
   }
+  assert.throws(
+    () => createCudaEncoder(sae, { precision: "tf32" as "f32" }),
+    (e) => e instanceof CudaEncoderConfigError && e.message.includes("found tf32"),
+  );
 });
 
 Deno.test({
@@ -70,12 +75,19 @@ Deno.test({
     ];
     for (const sae of cases) {
       const x = gaussianInput(150, sae.dIn, 8, 3);
-      const enc = createCudaEncoder(sae, { maxRows: 256 });
-      try {
-        const active = assertMatchesReference(sae, x, 150, await enc.encode(x, 150));
-        assert(active > 150, `${sae.architecture} ${sae.dIn}: some latents are active (${active})`);
-      } finally {
-        await enc.close();
+      for (const precision of ["f32", "bf16x3", "auto"] as const) {
+        const enc = createCudaEncoder(sae, { maxRows: 256, precision });
+        try {
+          const active = assertMatchesReference(sae, x, 150, await enc.encode(x, 150));
+          const what = `${precision} ${sae.architecture} ${sae.dIn}`;
+          assert(active > 150, `${what}: some latents are active (${active})`);
+          if (precision === "bf16x3") {
+            const { candidates } = enc.stats();
+            assert(candidates >= active, `${what}: every active latent was a candidate`);
+          }
+        } finally {
+          await enc.close();
+        }
       }
     }
   },
@@ -92,7 +104,7 @@ Deno.test({
       const got = await enc.encode(x, 300);
       assert(got.some((l) => l.indices.length > 4), "some token has more than 4 active latents");
       assertMatchesReference(sae, x, 300, got);
-      assert.deepEqual(enc.stats(), { batches: 3, tokens: 300, recompactions: 3 });
+      assert.deepEqual(enc.stats(), { batches: 3, tokens: 300, recompactions: 3, candidates: 0 });
       assert.deepEqual((await enc.encode(x, 0)).length, 0);
       await assert.rejects(() => enc.encode(new Float32Array(20), 2), /2 × 32 = 64/);
       assert(enc.timeKernels(64, 3) > 0);
@@ -100,5 +112,57 @@ Deno.test({
       await enc.close();
     }
     await assert.rejects(() => enc.encode(x, 1), /closed/);
+  },
+});
+
+Deno.test({
+  name: "cuda: bf16x3 gives the f32 path's active latents and values on a wider SAE",
+  ...onGpu,
+  async fn() {
+    const sae = randomSae({ architecture: "jumprelu", dIn: 512, dSae: 4096, seed: 13 });
+    const x = gaussianInput(300, 512, 14, 2);
+    const f32 = createCudaEncoder(sae, { maxRows: 128 });
+    const split = createCudaEncoder(sae, { maxRows: 128, precision: "bf16x3" });
+    try {
+      const a = await f32.encode(x, 300);
+      const b = await split.encode(x, 300);
+      assertMatchesReference(sae, x, 300, b);
+      let active = 0;
+      for (let t = 0; t < 300; t++) {
+        const h = referencePreActivations(sae, x.subarray(t * 512, (t + 1) * 512));
+        const want = new Map<number, number>();
+        a[t].indices.forEach((i, n) => want.set(i, a[t].values[n]));
+        const got = new Map<number, number>();
+        b[t].indices.forEach((i, n) => got.set(i, b[t].values[n]));
+        for (const i of new Set([...want.keys(), ...got.keys()])) {
+          if (want.has(i) !== got.has(i)) {
+            // two f32 sums in different orders may only disagree within rounding of the threshold
+            const edge = Math.abs(h[i] - Math.max(sae.threshold![i], 0));
+            assert(edge <= 1e-5 * (1 + Math.abs(h[i])), `token ${t} latent ${i}: h ${h[i]}`);
+            continue;
+          }
+          const d = Math.abs(got.get(i)! - want.get(i)!);
+          assert(d <= 1e-5 * (1 + Math.abs(want.get(i)!)), `token ${t} latent ${i}: ${d} apart`);
+        }
+        active += a[t].indices.length;
+      }
+      const { candidates } = split.stats();
+      assert(active > 300 && candidates >= active, `${candidates} candidates, ${active} active`);
+      // auto: the split GEMM for 300 tokens, the f32 GEMM for 64
+      const auto = createCudaEncoder(sae, { maxRows: 512, precision: "auto" });
+      try {
+        const c = await auto.encode(x, 300);
+        for (let t = 0; t < 300; t++) assert.deepEqual([...c[t].indices], [...b[t].indices]);
+        const after300 = auto.stats().candidates;
+        assert(after300 >= active, `auto on 300 tokens ran the split GEMM (${after300})`);
+        assertMatchesReference(sae, x, 64, await auto.encode(x, 64));
+        assert.equal(auto.stats().candidates, after300, "auto on 64 tokens ran the f32 GEMM");
+      } finally {
+        await auto.close();
+      }
+    } finally {
+      await f32.close();
+      await split.close();
+    }
   },
 });

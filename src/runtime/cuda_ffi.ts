@@ -12,15 +12,9 @@
  * @module
  */
 
-/** CUDA cannot be used here: no driver, no GPU, or no cuBLAS/NVRTC; says what was looked for. */
-export class CudaUnavailableError extends Error {
-  override name = "CudaUnavailableError";
-}
-
-/** A CUDA, cuBLAS or NVRTC call returned an error status: which call, what for, and the status. */
-export class CudaError extends Error {
-  override name = "CudaError";
-}
+export { CudaError, CudaUnavailableError } from "./cuda_errors.ts";
+import { CudaError, CudaUnavailableError } from "./cuda_errors.ts";
+import { compileKernels, NVRTC } from "./cuda_nvrtc.ts";
 
 const CU = {
   cuInit: { parameters: ["u32"], result: "i32" },
@@ -62,6 +56,30 @@ const CUBLAS = {
   cublasCreate_v2: { parameters: ["buffer"], result: "i32" },
   cublasDestroy_v2: { parameters: ["pointer"], result: "i32" },
   cublasSetMathMode: { parameters: ["pointer", "i32"], result: "i32" },
+  cublasGemmEx: {
+    parameters: [
+      "pointer",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32", // handle, transa, transb, m, n, k
+      "buffer",
+      "u64",
+      "i32",
+      "i32", // alpha, A, Atype, lda
+      "u64",
+      "i32",
+      "i32", // B, Btype, ldb
+      "buffer",
+      "u64",
+      "i32",
+      "i32", // beta, C, Ctype, ldc
+      "i32",
+      "i32", // computeType, algo
+    ],
+    result: "i32",
+  },
   cublasSgemm_v2: {
     parameters: [
       "pointer",
@@ -83,26 +101,15 @@ const CUBLAS = {
   },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-const NVRTC = {
-  nvrtcVersion: { parameters: ["buffer", "buffer"], result: "i32" },
-  nvrtcCreateProgram: {
-    parameters: ["buffer", "buffer", "buffer", "i32", "pointer", "pointer"],
-    result: "i32",
-  },
-  nvrtcCompileProgram: { parameters: ["pointer", "i32", "buffer"], result: "i32" },
-  nvrtcGetProgramLogSize: { parameters: ["pointer", "buffer"], result: "i32" },
-  nvrtcGetProgramLog: { parameters: ["pointer", "buffer"], result: "i32" },
-  nvrtcGetCUBINSize: { parameters: ["pointer", "buffer"], result: "i32" },
-  nvrtcGetCUBIN: { parameters: ["pointer", "buffer"], result: "i32" },
-  nvrtcDestroyProgram: { parameters: ["buffer"], result: "i32" },
-  nvrtcGetErrorString: { parameters: ["i32"], result: "pointer" },
-} as const satisfies Deno.ForeignLibraryInterface;
-
 /**
  * cuBLAS's default math: compute and intermediate precision at least that of the
  * operands, so an f32 GEMM never runs on TF32 (unless `NVIDIA_TF32_OVERRIDE=1` forces it).
  */
 const CUBLAS_DEFAULT_MATH = 0;
+const CUDA_R_32F = 0;
+const CUDA_R_16BF = 14;
+const CUBLAS_COMPUTE_32F = 68;
+const CUBLAS_GEMM_DEFAULT = -1;
 const CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
 const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
@@ -144,6 +151,13 @@ export interface CudaRuntime {
   ): void;
   /** `C[n×m] = A·B` row-major f32 (`A` `[n, k]`, `B` `[k, m]`), exact f32 (no TF32). */
   sgemmRowMajor(
+    g: { a: DevicePtr; b: DevicePtr; c: DevicePtr; n: number; k: number; m: number },
+  ): void;
+  /**
+   * `C[n×m] = A·B` row-major with bf16 operands (`A` `[n, k]`, `B` `[k, m]`,
+   * as bf16 bits) and f32 accumulation and result, on the tensor cores.
+   */
+  gemmBf16RowMajor(
     g: { a: DevicePtr; b: DevicePtr; c: DevicePtr; n: number; k: number; m: number },
   ): void;
   /** Wait for all work on the device. */
@@ -359,69 +373,34 @@ function loadRuntime(): CudaRuntime {
         blas.cublasSgemm_v2(blasHandle, 0, 0, m, n, k, one, b, m, a, k, zero, c, m),
       );
     },
+    gemmBf16RowMajor({ a, b, c, n, k, m }) {
+      blasCheck(
+        `cublasGemmEx bf16 ${n}×${k}·${k}×${m}`,
+        blas.cublasGemmEx(
+          blasHandle,
+          0,
+          0,
+          m,
+          n,
+          k,
+          one,
+          b,
+          CUDA_R_16BF,
+          m,
+          a,
+          CUDA_R_16BF,
+          k,
+          zero,
+          c,
+          CUDA_R_32F,
+          m,
+          CUBLAS_COMPUTE_32F,
+          CUBLAS_GEMM_DEFAULT,
+        ),
+      );
+    },
     synchronize() {
       check("cuCtxSynchronize", cu.cuCtxSynchronize());
     },
   };
-}
-
-function cString(s: string): Uint8Array<ArrayBuffer> {
-  const bytes = new TextEncoder().encode(s);
-  const out = new Uint8Array(bytes.length + 1);
-  out.set(bytes);
-  return out;
-}
-
-function compileKernels(c: {
-  rtc: Deno.DynamicLibrary<typeof NVRTC>["symbols"];
-  cu: Deno.DynamicLibrary<typeof CU>["symbols"];
-  check: (what: string, code: number) => void;
-  source: string;
-  kernels: string[];
-  arch: string;
-}): Map<string, Deno.PointerObject> {
-  const { rtc, cu, check } = c;
-  const rtcCheck = (what: string, code: number, log = "") => {
-    if (code === 0) return;
-    const msg = rtc.nvrtcGetErrorString(code);
-    const text = msg ? Deno.UnsafePointerView.getCString(msg) : `nvrtcResult ${code}`;
-    throw new CudaError(`${what}: ${text}${log ? `\n${log}` : ""}`);
-  };
-  const handle = new BigUint64Array(1);
-  rtcCheck(
-    "nvrtcCreateProgram",
-    rtc.nvrtcCreateProgram(handle, cString(c.source), cString("latentwatch.cu"), 0, null, null),
-  );
-  const prog = Deno.UnsafePointer.create(handle[0]);
-  try {
-    const opts = [cString(`--gpu-architecture=${c.arch}`), cString("--fmad=false")];
-    const optPtrs = new BigUint64Array(
-      opts.map((o) => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(o)))),
-    );
-    const compiled = rtc.nvrtcCompileProgram(prog, opts.length, optPtrs);
-    const size = new BigUint64Array(1);
-    let log = "";
-    if (compiled !== 0) {
-      rtc.nvrtcGetProgramLogSize(prog, size);
-      const buf = new Uint8Array(Number(size[0]));
-      rtc.nvrtcGetProgramLog(prog, buf);
-      log = new TextDecoder().decode(buf.subarray(0, Math.max(0, buf.indexOf(0))));
-    }
-    rtcCheck(`nvrtcCompileProgram for ${c.arch}`, compiled, log);
-    rtcCheck("nvrtcGetCUBINSize", rtc.nvrtcGetCUBINSize(prog, size));
-    const cubin = new Uint8Array(Number(size[0]));
-    rtcCheck("nvrtcGetCUBIN", rtc.nvrtcGetCUBIN(prog, cubin));
-    const mod = new BigUint64Array(1);
-    check("cuModuleLoadData", cu.cuModuleLoadData(mod, cubin));
-    const module = Deno.UnsafePointer.create(mod[0]);
-    const out = new Map<string, Deno.PointerObject>();
-    for (const k of c.kernels) {
-      const f = new BigUint64Array(1);
-      check(`cuModuleGetFunction ${k}`, cu.cuModuleGetFunction(f, module, cString(k)));
-      out.set(k, Deno.UnsafePointer.create(f[0])!);
-    }
-    return out;
-  } finally {
-    rtc.nvrtcDestroyProgram(handle);
-  }
 }

@@ -1,16 +1,29 @@
 /**
  * CUDA C++ for the CUDA encoder (`cuda_encoder.ts`), compiled at run time
  * by NVRTC (with `--fmad=false`, so no multiply and add is fused behind the
- * f32 reference's back). The GEMM between the two kernels is cuBLAS's
- * exact f32 SGEMM.
+ * f32 reference's back). Between them runs cuBLAS's GEMM.
  *
- * - `lw_prep`: the input in place, `x̃ = (x − shift)·scale − b_dec` per token,
- *   as the f32 encode does before its GEMM.
- * - `lw_compact`: one warp per token reads its pre-activations in index
- *   order, adds the bias, keeps the latents with `h > θ` and `h > 0`, and
- *   writes them ascending into `cap` slots (a warp ballot ranks the lanes);
- *   the token's full count is written too, so the host can compact again
- *   when a token has more than `cap`.
+ * - `lw_prep`: `x̃ = (x − shift)·scale − b_dec` per token, as the f32 encode
+ *   does before its GEMM (into its own buffer: the input stays as sent).
+ * - `lw_split` (`bf16x3` precision, `cuda_split.ts`): one warp per token
+ *   writes `[x_hi, x_hi, x_lo]` as bf16 for the split GEMM and `‖x̃‖₂`
+ *   (summed in f64, rounded up) for the bound.
+ *
+ * Then two phases, each with one warp per (token, segment of latents), so a
+ * decode step of 64 tokens still fills the GPU (a row has `segs` segments of
+ * `segLen` latents; `segs` is 1 for large batches):
+ *
+ * 1. activate, in place: `h ← h + b` where `h > θ` and `h > 0`, else 0, and
+ *    the segment's count of active latents. `lw_activate` (f32 GEMM) tests
+ *    the GEMM's value; `lw_exact_activate` (`bf16x3`) recomputes every
+ *    latent within the bound of its threshold as an f32 dot product of `x̃`
+ *    and its row of `W_encᵀ`, lets the f32 value decide, and counts those
+ *    candidates too.
+ * 2. `lw_gather`: each segment's place in its token's list is the sum of the
+ *    counts before it; its nonzero latents are written there in ascending
+ *    order (a warp ballot ranks the lanes), at most `cap` per token, and the
+ *    token's full count beside them, so the host can gather again with more
+ *    room when a token has more than `cap`.
  *
  * Pure: strings only.
  *
@@ -20,18 +33,33 @@
 /** Threads per block of both kernels. */
 export const CUDA_BLOCK = 256;
 
-/** Tokens one `lw_compact` block handles (one warp each). */
-export const COMPACT_ROWS_PER_BLOCK = CUDA_BLOCK / 32;
-
 /** The kernels' names, as `compile` is asked for them. */
-export const CUDA_KERNELS = ["lw_prep", "lw_compact"] as const;
+export const CUDA_KERNELS = [
+  "lw_prep",
+  "lw_split",
+  "lw_activate",
+  "lw_exact_activate",
+  "lw_gather",
+] as const;
 
 /**
- * The kernels' source.
+ * Segments per token for a batch of `rows` tokens: enough warps to fill a
+ * large GPU (about 4096) without splitting a row below 256 latents.
  *
- * `lw_prep(float* x, const float* bdec, const float* norm, u64 n, int dIn, int hasNorm)`;
- * `lw_compact(const float* h, const float* bias, const float* thr, int rows,
- * int dSae, int cap, int* count, int* idx, float* val)`.
+ * @example
+ * ```ts
+ * segmentsFor(64, 16384); // { segs: 64, segLen: 256 }
+ * segmentsFor(8192, 16384); // { segs: 1, segLen: 16384 }
+ * ```
+ */
+export function segmentsFor(rows: number, dSae: number): { segs: number; segLen: number } {
+  const want = Math.max(1, Math.min(Math.ceil(4096 / rows), Math.floor(dSae / 256)));
+  const segLen = Math.ceil(dSae / want / 32) * 32;
+  return { segs: Math.ceil(dSae / segLen), segLen };
+}
+
+/**
+ * The kernels' source (signatures as the encoder launches them).
  *
  * @example
  * ```ts
@@ -40,45 +68,144 @@ export const CUDA_KERNELS = ["lw_prep", "lw_compact"] as const;
  */
 export function cudaKernelSource(): string {
   return /* cuda */ `
-extern "C" __global__ void lw_prep(float* __restrict__ x, const float* __restrict__ bdec,
-    const float* __restrict__ norm, unsigned long long n, int d_in, int has_norm) {
+extern "C" __global__ void lw_prep(const float* __restrict__ x, float* __restrict__ xt,
+    const float* __restrict__ bdec, const float* __restrict__ norm, unsigned long long n, int d_in,
+    int has_norm) {
   unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
   unsigned long long r = i / (unsigned long long)d_in;
   int k = (int)(i - r * (unsigned long long)d_in);
   float v = x[i];
   if (has_norm) v = (v - norm[2 * r]) * norm[2 * r + 1];
-  x[i] = v - bdec[k];
+  xt[i] = v - bdec[k];
 }
 
-extern "C" __global__ void lw_compact(const float* __restrict__ h, const float* __restrict__ bias,
-    const float* __restrict__ thr, int rows, int d_sae, int cap, int* __restrict__ count,
-    int* __restrict__ idx, float* __restrict__ val) {
+// bf16 bits nearest to v (ties to even), as cuda_split.ts's bf16Bits.
+__device__ unsigned short lw_bf16(float v) {
+  unsigned u = __float_as_uint(v);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (unsigned short)(u >> 16);
+}
+
+__device__ float lw_from_bf16(unsigned short b) { return __uint_as_float(((unsigned)b) << 16); }
+
+extern "C" __global__ void lw_split(const float* __restrict__ x, unsigned short* __restrict__ xcat,
+    float* __restrict__ xnorm, int rows, int d_in) {
   int row = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
   unsigned lane = threadIdx.x & 31u;
-  if (row >= rows) return; // the same for every lane of a warp
-  const float* hr = h + (unsigned long long)row * d_sae;
-  unsigned long long out = (unsigned long long)row * cap;
-  int total = 0;
-  for (int c0 = 0; c0 < d_sae; c0 += 32) {
-    int c = c0 + (int)lane;
-    float v = 0.0f;
-    bool on = false;
-    if (c < d_sae) {
-      v = hr[c] + bias[c];
-      on = v > thr[c] && v > 0.0f;
-    }
-    unsigned mask = __ballot_sync(0xffffffffu, on);
-    if (on) {
-      int slot = total + __popc(mask & ((1u << lane) - 1u));
-      if (slot < cap) {
-        idx[out + slot] = c;
-        val[out + slot] = v;
-      }
-    }
-    total += __popc(mask);
+  if (row >= rows) return;
+  const float* xr = x + (unsigned long long)row * d_in;
+  unsigned short* out = xcat + (unsigned long long)row * 3 * d_in;
+  double ss = 0.0;
+  for (int i = (int)lane; i < d_in; i += 32) {
+    float v = xr[i];
+    unsigned short hi = lw_bf16(v);
+    out[i] = hi;
+    out[d_in + i] = hi;
+    out[2 * d_in + i] = lw_bf16(v - lw_from_bf16(hi));
+    ss += (double)v * (double)v;
   }
-  if (lane == 0) count[row] = total;
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if (lane == 0) xnorm[row] = __double2float_ru(__dsqrt_ru(ss));
+}
+
+// The warp's (token, segment) and the segment's latents [j0, j1).
+#define LW_SEGMENT \
+  int warp = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5); \
+  unsigned lane = threadIdx.x & 31u; \
+  int row = warp / segs; \
+  int seg = warp - row * segs; \
+  if (row >= rows) return; /* the same for every lane of a warp */ \
+  int j0 = seg * seg_len; \
+  int j1 = min(d_sae, j0 + seg_len); \
+  float* hr = h + (unsigned long long)row * d_sae;
+
+extern "C" __global__ void lw_activate(float* __restrict__ h, const float* __restrict__ bias,
+    const float* __restrict__ thr, int rows, int d_sae, int seg_len, int segs,
+    int* __restrict__ seg_count) {
+  LW_SEGMENT
+  int total = 0;
+  for (int c0 = j0; c0 < j1; c0 += 32) {
+    int c = c0 + (int)lane;
+    bool on = false;
+    if (c < j1) {
+      float v = hr[c] + bias[c];
+      on = v > thr[c] && v > 0.0f;
+      hr[c] = on ? v : 0.0f;
+    }
+    total += __popc(__ballot_sync(0xffffffffu, on));
+  }
+  if (lane == 0u) seg_count[warp] = total;
+}
+
+extern "C" __global__ void lw_exact_activate(float* __restrict__ h,
+    const float* __restrict__ bias, const float* __restrict__ thr, const float* __restrict__ wt,
+    const float* __restrict__ x, const float* __restrict__ xnorm, const float* __restrict__ wnorm,
+    float bound, int rows, int d_sae, int d_in, int seg_len, int segs,
+    int* __restrict__ seg_count, int* __restrict__ seg_cands) {
+  LW_SEGMENT
+  const float* xr = x + (unsigned long long)row * d_in;
+  float bt = bound * xnorm[row];
+  int total = 0;
+  int candidates = 0;
+  for (int c0 = j0; c0 < j1; c0 += 32) {
+    int c = c0 + (int)lane;
+    bool cand = false;
+    if (c < j1) {
+      float v = hr[c] + bias[c];
+      // the bound, plus a few ulps for the roundings of this test itself
+      float slack = bt * wnorm[c] + 2.4e-7f * (fabsf(v) + fabsf(thr[c]));
+      cand = v > thr[c] - slack && v > -slack;
+      if (!cand) hr[c] = 0.0f;
+    }
+    unsigned mask = __ballot_sync(0xffffffffu, cand);
+    candidates += __popc(mask);
+    while (mask != 0u) {
+      int j = c0 + __ffs(mask) - 1;
+      mask &= mask - 1u;
+      const float* wr = wt + (unsigned long long)j * d_in;
+      float s = 0.0f;
+      for (int i = (int)lane; i < d_in; i += 32) s = fmaf(xr[i], wr[i], s);
+      // a butterfly: every lane ends with the same sum, so every lane takes the same branch
+      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      float v = s + bias[j];
+      bool on = v > thr[j] && v > 0.0f;
+      if (lane == 0u) hr[j] = on ? v : 0.0f;
+      total += on ? 1 : 0;
+    }
+  }
+  if (lane == 0u) {
+    seg_count[warp] = total;
+    seg_cands[warp] = candidates;
+  }
+}
+
+extern "C" __global__ void lw_gather(float* __restrict__ h, int rows, int d_sae, int seg_len,
+    int segs, const int* __restrict__ seg_count, int cap, int* __restrict__ count,
+    int* __restrict__ idx, float* __restrict__ val) {
+  LW_SEGMENT
+  const int* counts = seg_count + (unsigned long long)row * segs;
+  int slot0 = 0;
+  for (int s = 0; s < seg; s++) slot0 += counts[s];
+  if (slot0 >= cap) return; // nothing of this segment fits; the full count still tells the host
+  if (seg == 0 && lane == 0u) {
+    int total = 0;
+    for (int s = 0; s < segs; s++) total += counts[s];
+    count[row] = total;
+  }
+  unsigned long long out = (unsigned long long)row * cap;
+  for (int c0 = j0; c0 < j1; c0 += 32) {
+    int c = c0 + (int)lane;
+    float v = c < j1 ? hr[c] : 0.0f;
+    bool on = v != 0.0f;
+    unsigned mask = __ballot_sync(0xffffffffu, on);
+    int slot = slot0 + __popc(mask & ((1u << lane) - 1u));
+    if (on && slot < cap) {
+      idx[out + slot] = c;
+      val[out + slot] = v;
+    }
+    slot0 += __popc(mask);
+  }
 }
 `;
 }
