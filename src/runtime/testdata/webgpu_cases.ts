@@ -11,7 +11,6 @@
  */
 import assert from "node:assert/strict";
 import { randomSae } from "../../formats/random_sae.ts";
-import type { SaeWeights } from "../../core/sae.ts";
 import { assertMatchesReference, gaussianInput, oddSaes } from "./gpu_reference.ts";
 import { createWebGpuEncoder, WebGpuEncoderConfigError } from "../webgpu_encoder.ts";
 import { GEMM_TILES, type GemmTileName } from "../webgpu_kernels.ts";
