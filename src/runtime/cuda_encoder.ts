@@ -247,7 +247,7 @@ class CudaSaeEncoder implements CudaEncoder {
     if (got.maxCount > this.#cap) {
       // Never truncate: gather once more with room for the fullest token.
       this.#stats.recompactions++;
-      got = this.#recompact(rows, Math.ceil(got.maxCount / 32) * 32);
+      got = this.#recompact(rows, split, Math.ceil(got.maxCount / 32) * 32);
     }
     this.#stats.batches++;
     this.#stats.tokens += rows;
@@ -273,11 +273,15 @@ class CudaSaeEncoder implements CudaEncoder {
     return unpackCompacted(buf, rows, cap);
   }
 
-  /** Gather the batch's activations (still on the device) again, into room for `cap` per token. */
-  #recompact(rows: number, cap: number): { latents: SparseLatents[]; maxCount: number } {
+  /** Compact the batch (still on the device) again, into room for `cap` per token. */
+  #recompact(
+    rows: number,
+    split: boolean,
+    cap: number,
+  ): { latents: SparseLatents[]; maxCount: number } {
     const out = this.#cuda.alloc(compactedBytes(rows, cap));
     try {
-      this.#launches.gather(rows, cap, out);
+      this.#launches.compact(rows, { split, cap, out }, true);
       return this.#read(rows, cap, out);
     } finally {
       this.#cuda.free(out);

@@ -10,6 +10,7 @@ import { randomSae } from "../formats/random_sae.ts";
 import { referencePreActivations } from "../core/reference_encoder.ts";
 import { assertMatchesReference, gaussianInput, oddSaes } from "./testdata/gpu_reference.ts";
 import { createCudaEncoder, CudaEncoderConfigError } from "./cuda_encoder.ts";
+import { segmentsFor } from "./cuda_kernels.ts";
 import { cudaLibraryDirs, cudaRuntime, CudaUnavailableError } from "./cuda_ffi.ts";
 
 let available: string | null = null;
@@ -94,24 +95,34 @@ Deno.test({
 });
 
 Deno.test({
-  name: "cuda: a token past the cap is compacted again; batches split past maxRows",
+  name:
+    "cuda: a token past the cap is compacted again (in segments and in one pass, both precisions); batches split past maxRows",
   ...onGpu,
   async fn() {
-    const sae = randomSae({ architecture: "standard", dIn: 32, dSae: 512, seed: 9 });
-    const x = gaussianInput(300, 32, 10);
-    const enc = createCudaEncoder(sae, { maxRows: 128, cap: 4 });
-    try {
-      const got = await enc.encode(x, 300);
-      assert(got.some((l) => l.indices.length > 4), "some token has more than 4 active latents");
-      assertMatchesReference(sae, x, 300, got);
-      assert.deepEqual(enc.stats(), { batches: 3, tokens: 300, recompactions: 3, candidates: 0 });
-      assert.deepEqual((await enc.encode(x, 0)).length, 0);
-      await assert.rejects(() => enc.encode(new Float32Array(20), 2), /2 × 32 = 64/);
-      assert(enc.timeKernels(64, 3) > 0);
-    } finally {
-      await enc.close();
+    // 512 latents in 128-token batches run in two segments per token, 203 in one pass
+    for (const dSae of [512, 203]) {
+      const sae = randomSae({ architecture: "standard", dIn: 32, dSae, seed: 9 });
+      const x = gaussianInput(300, 32, 10);
+      for (const precision of ["f32", "bf16x3"] as const) {
+        const what = `${dSae} latents, ${precision}`;
+        assert.equal(segmentsFor(128, dSae).segs, dSae === 512 ? 2 : 1, what);
+        const enc = createCudaEncoder(sae, { maxRows: 128, cap: 4, precision });
+        try {
+          const got = await enc.encode(x, 300);
+          assert(got.some((l) => l.indices.length > 4), `${what}: a token past 4 latents`);
+          assertMatchesReference(sae, x, 300, got);
+          const { candidates, ...rest } = enc.stats();
+          assert.deepEqual(rest, { batches: 3, tokens: 300, recompactions: 3 }, what);
+          assert.equal(candidates > 0, precision === "bf16x3", what);
+          assert.deepEqual((await enc.encode(x, 0)).length, 0);
+          await assert.rejects(() => enc.encode(new Float32Array(20), 2), /2 × 32 = 64/);
+          assert(enc.timeKernels(64, 3) > 0);
+        } finally {
+          await enc.close();
+        }
+        await assert.rejects(() => enc.encode(x, 1), /closed/);
+      }
     }
-    await assert.rejects(() => enc.encode(x, 1), /closed/);
   },
 });
 

@@ -25,6 +25,11 @@
  *    token's full count beside them, so the host can gather again with more
  *    room when a token has more than `cap`.
  *
+ * When a token is one segment (large batches), `lw_compact` and
+ * `lw_exact_compact` do both phases in one pass instead: the activations are
+ * never written back nor read again, and a token past `cap` is compacted
+ * again from the pre-activations.
+ *
  * Pure: strings only.
  *
  * @module
@@ -40,6 +45,8 @@ export const CUDA_KERNELS = [
   "lw_activate",
   "lw_exact_activate",
   "lw_gather",
+  "lw_compact",
+  "lw_exact_compact",
 ] as const;
 
 /**
@@ -109,6 +116,23 @@ extern "C" __global__ void lw_split(const float* __restrict__ x, unsigned short*
   if (lane == 0) xnorm[row] = __double2float_ru(__dsqrt_ru(ss));
 }
 
+// Whether a latent whose split-GEMM value is v (h̃ + b) may be active in f32: within the bound
+// of its threshold t and of 0, plus a few ulps for the roundings of this test itself.
+__device__ bool lw_candidate(float v, float t, float bound) {
+  float slack = bound + 2.4e-7f * (fabsf(v) + fabsf(t));
+  return v > t - slack && v > -slack;
+}
+
+// x·w in f32 by a whole warp: lane-strided FMAs, then a butterfly, after which every lane holds
+// the same sum (so every lane takes the same branch on it).
+__device__ float lw_warp_dot(const float* __restrict__ x, const float* __restrict__ w, int d_in,
+    unsigned lane) {
+  float s = 0.0f;
+  for (int i = (int)lane; i < d_in; i += 32) s = fmaf(x[i], w[i], s);
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  return s;
+}
+
 // The warp's (token, segment) and the segment's latents [j0, j1).
 #define LW_SEGMENT \
   int warp = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5); \
@@ -152,10 +176,7 @@ extern "C" __global__ void lw_exact_activate(float* __restrict__ h,
     int c = c0 + (int)lane;
     bool cand = false;
     if (c < j1) {
-      float v = hr[c] + bias[c];
-      // the bound, plus a few ulps for the roundings of this test itself
-      float slack = bt * wnorm[c] + 2.4e-7f * (fabsf(v) + fabsf(thr[c]));
-      cand = v > thr[c] - slack && v > -slack;
+      cand = lw_candidate(hr[c] + bias[c], thr[c], bt * wnorm[c]);
       if (!cand) hr[c] = 0.0f;
     }
     unsigned mask = __ballot_sync(0xffffffffu, cand);
@@ -163,12 +184,7 @@ extern "C" __global__ void lw_exact_activate(float* __restrict__ h,
     while (mask != 0u) {
       int j = c0 + __ffs(mask) - 1;
       mask &= mask - 1u;
-      const float* wr = wt + (unsigned long long)j * d_in;
-      float s = 0.0f;
-      for (int i = (int)lane; i < d_in; i += 32) s = fmaf(xr[i], wr[i], s);
-      // a butterfly: every lane ends with the same sum, so every lane takes the same branch
-      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-      float v = s + bias[j];
+      float v = lw_warp_dot(xr, wt + (unsigned long long)j * d_in, d_in, lane) + bias[j];
       bool on = v > thr[j] && v > 0.0f;
       if (lane == 0u) hr[j] = on ? v : 0.0f;
       total += on ? 1 : 0;
@@ -205,6 +221,79 @@ extern "C" __global__ void lw_gather(float* __restrict__ h, int rows, int d_sae,
       val[out + slot] = v;
     }
     slot0 += __popc(mask);
+  }
+}
+
+// segs == 1 (large batches): one pass per token, activating and gathering at once (no
+// write-back of the activations, no second read).
+extern "C" __global__ void lw_compact(const float* __restrict__ h, const float* __restrict__ bias,
+    const float* __restrict__ thr, int rows, int d_sae, int cap, int* __restrict__ count,
+    int* __restrict__ idx, float* __restrict__ val) {
+  int row = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
+  unsigned lane = threadIdx.x & 31u;
+  if (row >= rows) return; // the same for every lane of a warp
+  const float* hr = h + (unsigned long long)row * d_sae;
+  unsigned long long out = (unsigned long long)row * cap;
+  int total = 0;
+  for (int c0 = 0; c0 < d_sae; c0 += 32) {
+    int c = c0 + (int)lane;
+    float v = 0.0f;
+    bool on = false;
+    if (c < d_sae) {
+      v = hr[c] + bias[c];
+      on = v > thr[c] && v > 0.0f;
+    }
+    unsigned mask = __ballot_sync(0xffffffffu, on);
+    if (on) {
+      int slot = total + __popc(mask & ((1u << lane) - 1u));
+      if (slot < cap) {
+        idx[out + slot] = c;
+        val[out + slot] = v;
+      }
+    }
+    total += __popc(mask);
+  }
+  if (lane == 0u) count[row] = total;
+}
+
+extern "C" __global__ void lw_exact_compact(const float* __restrict__ h,
+    const float* __restrict__ bias, const float* __restrict__ thr, const float* __restrict__ wt,
+    const float* __restrict__ x, const float* __restrict__ xnorm, const float* __restrict__ wnorm,
+    float bound, int rows, int d_sae, int d_in, int cap, int* __restrict__ count,
+    int* __restrict__ idx, float* __restrict__ val, int* __restrict__ cands) {
+  int row = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
+  unsigned lane = threadIdx.x & 31u;
+  if (row >= rows) return; // the same for every lane of a warp
+  const float* hr = h + (unsigned long long)row * d_sae;
+  const float* xr = x + (unsigned long long)row * d_in;
+  unsigned long long out = (unsigned long long)row * cap;
+  float bt = bound * xnorm[row];
+  int total = 0;
+  int candidates = 0;
+  for (int c0 = 0; c0 < d_sae; c0 += 32) {
+    int c = c0 + (int)lane;
+    bool cand = false;
+    if (c < d_sae) {
+      cand = lw_candidate(hr[c] + bias[c], thr[c], bt * wnorm[c]);
+    }
+    unsigned mask = __ballot_sync(0xffffffffu, cand);
+    candidates += __popc(mask);
+    while (mask != 0u) {
+      int j = c0 + __ffs(mask) - 1;
+      mask &= mask - 1u;
+      float v = lw_warp_dot(xr, wt + (unsigned long long)j * d_in, d_in, lane) + bias[j];
+      if (v > thr[j] && v > 0.0f) {
+        if (lane == 0u && total < cap) {
+          idx[out + total] = j;
+          val[out + total] = v;
+        }
+        total++;
+      }
+    }
+  }
+  if (lane == 0u) {
+    count[row] = total;
+    cands[row] = candidates;
   }
 }
 `;

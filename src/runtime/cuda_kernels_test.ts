@@ -23,3 +23,50 @@ Deno.test("cuda kernels: the source defines every kernel the encoder looks up, u
     assert.match(src, new RegExp(`extern "C" __global__ void ${k}\\(`), k);
   }
 });
+
+/** Host declarations for the CUDA built-ins the kernels use, so a C++ compiler can check them. */
+const HOST_STUBS = `
+#include <math.h>
+#define __global__
+#define __device__
+struct lw_dim3 { unsigned x, y, z; };
+extern lw_dim3 blockIdx, blockDim, threadIdx;
+unsigned __ballot_sync(unsigned mask, bool pred);
+int __popc(unsigned v);
+int __ffs(int v);
+float __shfl_xor_sync(unsigned mask, float v, int lane_mask);
+double __shfl_xor_sync(unsigned mask, double v, int lane_mask);
+unsigned __float_as_uint(float v);
+float __uint_as_float(unsigned v);
+float __double2float_ru(double v);
+double __dsqrt_ru(double v);
+
+inline int min(int a, int b) { return a < b ? a : b; }
+`;
+
+const gxx = await new Deno.Command("g++", { args: ["--version"], stdout: "null", stderr: "null" })
+  .output().then((o) => o.success, () => false);
+
+Deno.test({
+  name: "cuda kernels: the source compiles as C++ against host declarations of the CUDA built-ins",
+  ignore: !gxx, // NVRTC compiles it for real on a GPU machine (bench/gpu/device_run.sh)
+  async fn() {
+    const check = async (src: string) => {
+      const child = new Deno.Command("g++", {
+        args: ["-std=c++17", "-fsyntax-only", "-Wall", "-Werror", "-x", "c++", "-"],
+        stdin: "piped",
+        stderr: "piped",
+      }).spawn();
+      const w = child.stdin.getWriter();
+      await w.write(new TextEncoder().encode(HOST_STUBS + src));
+      await w.close();
+      const out = await child.output();
+      return { ok: out.success, stderr: new TextDecoder().decode(out.stderr) };
+    };
+    const good = await check(cudaKernelSource());
+    assert(good.ok, good.stderr);
+    // the check can fail: a kernel calling something undeclared is refused
+    const bad = await check(cudaKernelSource().replace("lw_warp_dot(xr,", "lw_warp_dotx(xr,"));
+    assert(!bad.ok && /lw_warp_dotx/.test(bad.stderr), "a misspelt call is caught");
+  },
+});

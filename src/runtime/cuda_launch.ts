@@ -1,7 +1,9 @@
 /**
  * One CUDA encode as a sequence of launches on the default stream: the
  * input kernel, the GEMM (cuBLAS f32, or the split bf16 GEMM of the
- * `bf16x3` precision), then activation and gathering (`cuda_kernels.ts`).
+ * `bf16x3` precision), then activation and gathering (`cuda_kernels.ts`):
+ * in two phases over segments of each token for small batches, in one pass
+ * per token for large ones.
  * The encoder (`cuda_encoder.ts`) owns the buffers and reads the result.
  *
  * @module
@@ -119,33 +121,36 @@ export class EncodeLaunches {
     } else {
       cuda.sgemmRowMajor({ a: b.xt, b: b.w!, c: b.h, n: rows, k: dIn, m: dSae });
     }
-    this.#activate(rows, o.split);
-    this.gather(rows, o.cap, o.out);
+    this.compact(rows, o);
   }
 
-  /** Activate `h` in place and count each segment's active latents (and candidates). */
-  #activate(rows: number, split: boolean): void {
-    const { segs, segLen } = segmentsFor(rows, this.#dSae);
-    const b = this.#b;
-    const g = grid(rows * segs, 32);
-    if (!split) {
-      this.#cuda.launch(this.#k.get("lw_activate")!, g, [
-        u64(b.h),
-        u64(b.bias),
-        u64(b.thr),
-        i32(rows),
-        i32(this.#dSae),
-        i32(segLen),
-        i32(segs),
-        u64(b.segCount),
-      ]);
+  /**
+   * Activation and gathering into `out` with room for `cap` per token, for
+   * the batch's pre-activations in `h` (the first time) or activations (a
+   * second time, with more room, after the first found a token past `cap`).
+   */
+  compact(rows: number, o: { split: boolean; cap: number; out: DevicePtr }, again = false): void {
+    if (segmentsFor(rows, this.#dSae).segs === 1) {
+      // one pass from the pre-activations, which it leaves as they are: the same again
+      this.#fused(rows, o);
       return;
     }
+    if (!again) this.#activate(rows, o.split);
+    this.#gather(rows, o.cap, o.out);
+  }
+
+  /**
+   * The arguments every activating kernel starts with: `h`, `b_enc`, `θ`,
+   * (`bf16x3`: `W_encᵀ`, `x̃`, `‖x̃‖`, `‖w_j‖`, the bound), `rows`, `dSae`
+   * (`bf16x3`: `dIn`).
+   */
+  #activationArgs(rows: number, split: boolean): ArrayBufferView[] {
+    const b = this.#b;
+    const head = [u64(b.h), u64(b.bias), u64(b.thr)];
+    if (!split) return [...head, i32(rows), i32(this.#dSae)];
     const s = b.split!;
-    this.#cuda.launch(this.#k.get("lw_exact_activate")!, g, [
-      u64(b.h),
-      u64(b.bias),
-      u64(b.thr),
+    return [
+      ...head,
       u64(s.wT),
       u64(b.xt),
       u64(s.xNorm),
@@ -154,15 +159,44 @@ export class EncodeLaunches {
       i32(rows),
       i32(this.#dSae),
       i32(this.#dIn),
-      i32(segLen),
-      i32(segs),
-      u64(b.segCount),
-      u64(s.segCandidates),
-    ]);
+    ];
+  }
+
+  /** One token per warp, activation and gathering in one pass (`segs` = 1). */
+  #fused(rows: number, o: { split: boolean; cap: number; out: DevicePtr }): void {
+    const idx = o.out + BigInt(rows * 4);
+    this.#cuda.launch(
+      this.#k.get(o.split ? "lw_exact_compact" : "lw_compact")!,
+      grid(rows, 32),
+      [
+        ...this.#activationArgs(rows, o.split),
+        i32(o.cap),
+        u64(o.out),
+        u64(idx),
+        u64(idx + BigInt(rows * o.cap * 4)),
+        ...(o.split ? [u64(this.#b.split!.segCandidates)] : []),
+      ],
+    );
+  }
+
+  /** Activate `h` in place and count each segment's active latents (and candidates). */
+  #activate(rows: number, split: boolean): void {
+    const { segs, segLen } = segmentsFor(rows, this.#dSae);
+    this.#cuda.launch(
+      this.#k.get(split ? "lw_exact_activate" : "lw_activate")!,
+      grid(rows * segs, 32),
+      [
+        ...this.#activationArgs(rows, split),
+        i32(segLen),
+        i32(segs),
+        u64(this.#b.segCount),
+        ...(split ? [u64(this.#b.split!.segCandidates)] : []),
+      ],
+    );
   }
 
   /** Each token's active latents (in `h`), ascending, into `out` with room for `cap`. */
-  gather(rows: number, cap: number, out: DevicePtr): void {
+  #gather(rows: number, cap: number, out: DevicePtr): void {
     const { segs, segLen } = segmentsFor(rows, this.#dSae);
     const idx = out + BigInt(rows * 4);
     this.#cuda.launch(this.#k.get("lw_gather")!, grid(rows * segs, 32), [
