@@ -285,7 +285,10 @@ async function cudaFfi(enc: CudaEncoder) {
   const engine = `cuda-ffi-${enc.precision}`;
   report.cuda_device = enc.device;
   progress(`${engine} device ${JSON.stringify(enc.device)}`);
+  // 64 tokens run the segmented path; 4096 (or the dry run's largest batch) one pass per token
   const check = checkAgainstReference(sae, x, 16, await enc.encode(x, 64));
+  const big = Math.min(4096, BIG);
+  report[`check_${engine}_b${big}`] = checkAgainstReference(sae, x, 16, await enc.encode(x, big));
   report[`check_${engine}`] = check;
   progress(`${engine} check ${JSON.stringify(check)}`);
   for (const batch of DRY ? BATCHES : [64, 128, 256, 512, 1024, 4096, 8192]) {

@@ -1,10 +1,11 @@
 /**
  * A full SAE encode on an NVIDIA GPU through CUDA, reached with Deno's FFI
- * (`cuda_ffi.ts`), for standard (ReLU) and JumpReLU SAEs: cuBLAS's f32 SGEMM
- * with TF32 forbidden (exact f32 arithmetic), then one kernel that adds the
- * bias, applies the activation and compacts each token's active latents in
- * index order on the device, so a token costs `dIn` floats up and `cap`
- * (index, value) pairs down.
+ * (`cuda_ffi.ts`), for standard (ReLU) and JumpReLU SAEs: a GEMM (cuBLAS's
+ * f32 SGEMM, never TF32; or the split bf16 GEMM of `bf16x3`, whose
+ * candidates are recomputed in f32), then kernels that add the bias, apply
+ * the activation and compact each token's active latents in index order on
+ * the device (`cuda_launch.ts`, `cuda_kernels.ts`), so a token costs `dIn`
+ * floats up and `cap` (index, value) pairs down.
  *
  * Each call is synchronous on the calling thread (one batch at a time, on
  * the default stream): the device finishes a 64-token decode step in well
@@ -45,8 +46,9 @@ export interface CudaEncoderOptions {
   /**
    * `f32` (default): cuBLAS's f32 SGEMM. `bf16x3`: a split bf16 GEMM on the
    * tensor cores finds the candidates under a proven bound and each is
-   * recomputed in f32 (`cuda_split.ts`): the same active latents and f32
-   * values, for three bf16 GEMMs' time. `auto`: `bf16x3` for batches of at
+   * recomputed as an f32 dot product (`cuda_split.ts`): f32 values, and the
+   * `f32` path's active latents but where a value lies within f32 rounding of
+   * its threshold, for three bf16 GEMMs' time. `auto`: `bf16x3` for batches of at
    * least {@linkcode AUTO_SPLIT_ROWS} tokens, `f32` for smaller ones.
    */
   precision?: CudaPrecision;
@@ -115,8 +117,11 @@ export function createCudaEncoder(sae: SaeWeights, options: CudaEncoderOptions =
   if (precision !== "f32" && precision !== "bf16x3" && precision !== "auto") {
     throw new CudaEncoderConfigError(`precision: expected f32, bf16x3 or auto, found ${precision}`);
   }
-  const cap = Math.max(4, options.cap ?? 128);
-  return new CudaSaeEncoder(sae, cudaRuntime(), { maxRows, cap, precision });
+  const cap = options.cap ?? 128;
+  if (!Number.isSafeInteger(cap) || cap < 1) {
+    throw new CudaEncoderConfigError(`cap: expected a positive integer, found ${cap}`);
+  }
+  return new CudaSaeEncoder(sae, cudaRuntime(), { maxRows, cap: Math.max(4, cap), precision });
 }
 
 /**
@@ -165,6 +170,7 @@ class CudaSaeEncoder implements CudaEncoder {
     if (subtract) bdec.set(sae.bDec);
     const normalize = (sae.normalize ?? "none") !== "none";
     const prep = subtract || normalize;
+    const kernels = cuda.compile(cudaKernelSource(), [...CUDA_KERNELS]);
     const put = (a: ArrayBufferView) => {
       const p = this.#alloc(a.byteLength);
       cuda.upload(p, a);
@@ -172,39 +178,53 @@ class CudaSaeEncoder implements CudaEncoder {
     };
     const rows = o.maxRows;
     const maxSegs = segmentsFor(1, sae.dSae).segs;
-    const x = this.#alloc(rows * sae.dIn * 4);
-    this.#buffers = {
-      x,
-      xt: prep ? this.#alloc(rows * sae.dIn * 4) : x,
-      norm: this.#alloc(rows * 8),
-      h: this.#alloc(rows * sae.dSae * 4),
-      segCount: this.#alloc(rows * maxSegs * 4),
-      bias: put(sae.bEnc),
-      thr: put(thr),
-      bdec: put(bdec),
-      w: o.precision !== "bf16x3" ? put(sae.wEnc) : undefined,
-      split: o.precision !== "f32"
-        ? {
-          wStacked: put(stackedBf16(sae.wEnc, sae.dIn, sae.dSae)),
-          wT: put(transpose(sae.wEnc, sae.dIn, sae.dSae)),
-          wNorm: put(columnNorms(sae.wEnc, sae.dIn, sae.dSae)),
-          xStacked: this.#alloc(rows * 3 * sae.dIn * 2),
-          xNorm: this.#alloc(rows * 4),
-          segCandidates: this.#alloc(rows * maxSegs * 4),
-          bound: splitBound(sae.dIn),
-        }
-        : undefined,
-    };
-    this.#out = this.#alloc(compactedBytes(rows, o.cap));
+    try {
+      const x = this.#alloc(rows * sae.dIn * 4);
+      this.#buffers = {
+        x,
+        xt: prep ? this.#alloc(rows * sae.dIn * 4) : x,
+        norm: this.#alloc(rows * 8),
+        h: this.#alloc(rows * sae.dSae * 4),
+        segCount: this.#alloc(rows * maxSegs * 4),
+        bias: put(sae.bEnc),
+        thr: put(thr),
+        bdec: put(bdec),
+        w: o.precision !== "bf16x3" ? put(sae.wEnc) : undefined,
+        split: o.precision !== "f32"
+          ? {
+            wStacked: put(stackedBf16(sae.wEnc, sae.dIn, sae.dSae)),
+            wT: put(transpose(sae.wEnc, sae.dIn, sae.dSae)),
+            wNorm: put(columnNorms(sae.wEnc, sae.dIn, sae.dSae)),
+            xStacked: this.#alloc(rows * 3 * sae.dIn * 2),
+            xNorm: this.#alloc(rows * 4),
+            segCandidates: this.#alloc(rows * maxSegs * 4),
+            bound: splitBound(sae.dIn),
+          }
+          : undefined,
+      };
+      this.#out = this.#alloc(compactedBytes(rows, o.cap));
+    } catch (e) {
+      // out of device memory part way: nothing of this encoder stays allocated
+      this.#freeAll();
+      throw e;
+    }
     this.#launches = new EncodeLaunches({
       cuda,
-      kernels: cuda.compile(cudaKernelSource(), [...CUDA_KERNELS]),
+      kernels,
       buffers: this.#buffers,
       dIn: sae.dIn,
       dSae: sae.dSae,
       normalize,
       prep,
     });
+  }
+
+  #freeAll(): void {
+    for (const p of this.#owned.splice(0)) {
+      try {
+        this.#cuda.free(p);
+      } catch { /* freeing what was allocated is best effort after an error */ }
+    }
   }
 
   #alloc(bytes: number): DevicePtr {
@@ -289,8 +309,9 @@ class CudaSaeEncoder implements CudaEncoder {
   }
 
   timeKernels(rows: number, repeats: number): number {
-    if (rows > this.#maxRows) {
-      throw new RangeError(`timeKernels: ${rows} rows exceed maxRows ${this.#maxRows}`);
+    if (this.#closed) throw new CudaEncoderConfigError(`${this.#sae.source}: encoder is closed`);
+    if (!Number.isSafeInteger(rows) || rows < 1 || rows > this.#maxRows) {
+      throw new RangeError(`timeKernels: expected 1 to ${this.#maxRows} rows, found ${rows}`);
     }
     const run = { split: this.#splitFor(rows), cap: this.#cap, out: this.#out };
     this.#launches.encode(rows, run); // warm: cuBLAS picks its kernel on first use
@@ -305,7 +326,7 @@ class CudaSaeEncoder implements CudaEncoder {
     if (!this.#closed) {
       this.#closed = true;
       this.#cuda.synchronize();
-      for (const p of this.#owned) this.#cuda.free(p);
+      for (const p of this.#owned.splice(0)) this.#cuda.free(p);
     }
     return Promise.resolve();
   }

@@ -34,7 +34,7 @@ Deno.test("cuda: library folders come from LATENTWATCH_CUDA_LIBS, CUDA_HOME, the
   assert.deepEqual(cudaLibraryDirs(() => undefined), ["/usr/local/cuda/lib64"]);
 });
 
-Deno.test("cuda: TopK, a bad maxRows and an unknown precision are refused before CUDA is touched", () => {
+Deno.test("cuda: TopK, a bad maxRows or cap and an unknown precision are refused before CUDA is touched", () => {
   const topk = randomSae({ architecture: "topk", dIn: 16, dSae: 64, k: 4, seed: 1 });
   assert.throws(
     () => createCudaEncoder(topk),
@@ -45,6 +45,12 @@ Deno.test("cuda: TopK, a bad maxRows and an unknown precision are refused before
     assert.throws(
       () => createCudaEncoder(sae, { maxRows }),
       (e) => e instanceof CudaEncoderConfigError && e.message.includes(`found ${maxRows}`),
+    );
+  }
+  for (const cap of [0, Number.NaN, 5.5]) {
+    assert.throws(
+      () => createCudaEncoder(sae, { cap }),
+      (e) => e instanceof CudaEncoderConfigError && e.message.includes(`found ${cap}`),
     );
   }
   assert.throws(
@@ -121,6 +127,7 @@ Deno.test({
           await enc.close();
         }
         await assert.rejects(() => enc.encode(x, 1), /closed/);
+        assert.throws(() => enc.timeKernels(64, 1), /closed/, "no launch on freed memory");
       }
     }
   },
@@ -171,6 +178,46 @@ Deno.test({
       } finally {
         await auto.close();
       }
+    } finally {
+      await f32.close();
+      await split.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "cuda: bf16x3 in one pass per token (4096-token batches) gives the f32 path's latents",
+  ...onGpu,
+  async fn() {
+    const sae = randomSae({ architecture: "jumprelu", dIn: 512, dSae: 4096, seed: 15 });
+    assert.equal(segmentsFor(4096, 4096).segs, 1, "one pass per token at this size");
+    const x = gaussianInput(4096, 512, 16, 2);
+    const f32 = createCudaEncoder(sae, { maxRows: 4096 });
+    const split = createCudaEncoder(sae, { maxRows: 4096, precision: "bf16x3" });
+    try {
+      const a = await f32.encode(x, 4096);
+      const b = await split.encode(x, 4096);
+      let active = 0;
+      for (let t = 0; t < 4096; t++) {
+        active += a[t].indices.length;
+        const want = new Map<number, number>();
+        a[t].indices.forEach((i, n) => want.set(i, a[t].values[n]));
+        const got = new Map<number, number>();
+        b[t].indices.forEach((i, n) => got.set(i, b[t].values[n]));
+        let h: Float64Array | undefined; // the f64 reference, only where the two disagree
+        for (const i of new Set([...want.keys(), ...got.keys()])) {
+          if (want.has(i) !== got.has(i)) {
+            h ??= referencePreActivations(sae, x.subarray(t * 512, (t + 1) * 512));
+            const edge = Math.abs(h[i] - Math.max(sae.threshold![i], 0));
+            assert(edge <= 1e-5 * (1 + Math.abs(h[i])), `token ${t} latent ${i}: h ${h[i]}`);
+            continue;
+          }
+          const d = Math.abs(got.get(i)! - want.get(i)!);
+          assert(d <= 1e-5 * (1 + Math.abs(want.get(i)!)), `token ${t} latent ${i}: ${d} apart`);
+        }
+      }
+      assert(active > 4096, `latents are active (${active})`);
+      assertMatchesReference(sae, x, 8, b); // and the first tokens against the f64 reference
     } finally {
       await f32.close();
       await split.close();

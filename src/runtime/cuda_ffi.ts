@@ -165,7 +165,7 @@ export interface CudaRuntime {
 }
 
 let runtime: CudaRuntime | undefined;
-let failure: CudaUnavailableError | undefined;
+let failure: Error | undefined;
 
 /**
  * The process's CUDA runtime, loaded on first use.
@@ -187,7 +187,8 @@ export function cudaRuntime(): CudaRuntime {
     runtime = loadRuntime();
     return runtime;
   } catch (e) {
-    if (e instanceof CudaUnavailableError) failure = e;
+    // remembered either way: a second attempt would retain the primary context again
+    if (e instanceof Error) failure = e;
     throw e;
   }
 }
@@ -305,11 +306,11 @@ function loadRuntime(): CudaRuntime {
   const nvrtc = openFirst("NVRTC", SONAMES.nvrtc, NVRTC);
   const blas = cublas.lib.symbols;
   const rtc = nvrtc.lib.symbols;
-  check("cublasCreate", blas.cublasCreate_v2(handle));
-  const blasHandle = Deno.UnsafePointer.create(handle[0]);
   const blasCheck = (what: string, status: number) => {
     if (status !== 0) throw new CudaError(`${what}: cuBLAS status ${status}`);
   };
+  blasCheck("cublasCreate", blas.cublasCreate_v2(handle));
+  const blasHandle = Deno.UnsafePointer.create(handle[0]);
   blasCheck("cublasSetMathMode", blas.cublasSetMathMode(blasHandle, CUBLAS_DEFAULT_MATH));
   const v = [new Int32Array(1), new Int32Array(1)];
   rtc.nvrtcVersion(v[0], v[1]);

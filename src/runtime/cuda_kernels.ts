@@ -1,7 +1,8 @@
 /**
  * CUDA C++ for the CUDA encoder (`cuda_encoder.ts`), compiled at run time
- * by NVRTC (with `--fmad=false`, so no multiply and add is fused behind the
- * f32 reference's back). Between them runs cuBLAS's GEMM.
+ * by NVRTC (with `--fmad=false`, so no multiply and add is contracted
+ * implicitly; the one fused multiply-add is the f32 dot product's explicit
+ * `fmaf`, as in a GEMM). Between them runs cuBLAS's GEMM.
  *
  * - `lw_prep`: `x̃ = (x − shift)·scale − b_dec` per token, as the f32 encode
  *   does before its GEMM (into its own buffer: the input stays as sent).
@@ -35,7 +36,7 @@
  * @module
  */
 
-/** Threads per block of both kernels. */
+/** Threads per block of every kernel (a multiple of 32: warps never straddle blocks). */
 export const CUDA_BLOCK = 256;
 
 /** The kernels' names, as `compile` is asked for them. */
@@ -117,10 +118,12 @@ extern "C" __global__ void lw_split(const float* __restrict__ x, unsigned short*
 }
 
 // Whether a latent whose split-GEMM value is v (h̃ + b) may be active in f32: within the bound
-// of its threshold t and of 0, plus a few ulps for the roundings of this test itself.
-__device__ bool lw_candidate(float v, float t, float bound) {
-  float slack = bound + 2.4e-7f * (fabsf(v) + fabsf(t));
-  return v > t - slack && v > -slack;
+// of its threshold t and of 0, plus a few ulps for the roundings of this test itself, plus
+// tiny: what subnormal operands and flushed products can add below any relative bound. Written
+// so that a NaN anywhere (an overflowed norm times a zero column) makes a candidate, never hides one.
+__device__ bool lw_candidate(float v, float t, float bound, float tiny) {
+  float slack = bound + 2.4e-7f * (fabsf(v) + fabsf(t)) + tiny;
+  return !(v <= t - slack) && !(v <= -slack);
 }
 
 // x·w in f32 by a whole warp: lane-strided FMAs, then a butterfly, after which every lane holds
@@ -170,13 +173,15 @@ extern "C" __global__ void lw_exact_activate(float* __restrict__ h,
   LW_SEGMENT
   const float* xr = x + (unsigned long long)row * d_in;
   float bt = bound * xnorm[row];
+  // 3·dIn products, each off by under 2^-126 when flushed to zero, with room to spare
+  float tiny = 1.5e-37f * (float)d_in;
   int total = 0;
   int candidates = 0;
   for (int c0 = j0; c0 < j1; c0 += 32) {
     int c = c0 + (int)lane;
     bool cand = false;
     if (c < j1) {
-      cand = lw_candidate(hr[c] + bias[c], thr[c], bt * wnorm[c]);
+      cand = lw_candidate(hr[c] + bias[c], thr[c], bt * wnorm[c], tiny);
       if (!cand) hr[c] = 0.0f;
     }
     unsigned mask = __ballot_sync(0xffffffffu, cand);
@@ -268,13 +273,15 @@ extern "C" __global__ void lw_exact_compact(const float* __restrict__ h,
   const float* xr = x + (unsigned long long)row * d_in;
   unsigned long long out = (unsigned long long)row * cap;
   float bt = bound * xnorm[row];
+  // 3·dIn products, each off by under 2^-126 when flushed to zero, with room to spare
+  float tiny = 1.5e-37f * (float)d_in;
   int total = 0;
   int candidates = 0;
   for (int c0 = 0; c0 < d_sae; c0 += 32) {
     int c = c0 + (int)lane;
     bool cand = false;
     if (c < d_sae) {
-      cand = lw_candidate(hr[c] + bias[c], thr[c], bt * wnorm[c]);
+      cand = lw_candidate(hr[c] + bias[c], thr[c], bt * wnorm[c], tiny);
     }
     unsigned mask = __ballot_sync(0xffffffffu, cand);
     candidates += __popc(mask);

@@ -27,6 +27,7 @@ export const NVRTC = {
 interface DriverCalls {
   cuModuleLoadData(module: BigUint64Array, image: Uint8Array): number;
   cuModuleGetFunction(f: BigUint64Array, module: Deno.PointerValue, name: Uint8Array): number;
+  cuModuleUnload(module: Deno.PointerValue): number;
 }
 
 /** A NUL-terminated copy of `s`. */
@@ -81,10 +82,15 @@ export function compileKernels(c: {
     check("cuModuleLoadData", cu.cuModuleLoadData(mod, cubin));
     const module = Deno.UnsafePointer.create(mod[0]);
     const out = new Map<string, Deno.PointerObject>();
-    for (const k of c.kernels) {
-      const f = new BigUint64Array(1);
-      check(`cuModuleGetFunction ${k}`, cu.cuModuleGetFunction(f, module, cString(k)));
-      out.set(k, Deno.UnsafePointer.create(f[0])!);
+    try {
+      for (const k of c.kernels) {
+        const f = new BigUint64Array(1);
+        check(`cuModuleGetFunction ${k}`, cu.cuModuleGetFunction(f, module, cString(k)));
+        out.set(k, Deno.UnsafePointer.create(f[0])!);
+      }
+    } catch (e) {
+      cu.cuModuleUnload(module); // a kernel missing from the module: nothing of it is kept
+      throw e;
     }
     return out;
   } finally {

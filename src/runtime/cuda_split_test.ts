@@ -70,3 +70,57 @@ Deno.test("split bound grows with depth and sits between the f32 and bf16 roundi
   assert(splitBound(2304) < 2 ** -8 && splitBound(2304) > 2 ** -11);
   assert(splitBound(4096) > splitBound(768));
 });
+
+/** f32 rounding toward zero (a truncating accumulator), by stepping back one ulp where rounding went out. */
+function truncF32(v: number): number {
+  const f = Math.fround(v);
+  if (Math.abs(f) <= Math.abs(v)) return f;
+  const b = new Float32Array([f]);
+  new Int32Array(b.buffer)[0] -= 1; // one ulp toward zero (same sign, smaller magnitude)
+  return b[0];
+}
+
+Deno.test("split bound: the split GEMM and an f32 dot product stay within it, even accumulating by truncation", () => {
+  const rng = new Rng(11);
+  let worst = 0;
+  for (const dIn of [16, 300, 2304]) {
+    for (let trial = 0; trial < 40; trial++) {
+      const scale = 10 ** Math.floor(rng.uniform() * 8 - 4);
+      const x = rng.fillGaussian(new Float32Array(dIn), scale);
+      const w = rng.fillGaussian(new Float32Array(dIn), 1 / Math.sqrt(dIn));
+      if (trial % 4 === 0) { for (let i = 0; i < dIn; i += 3) x[i] = 0; // sparse rows too
+       }
+      const stacked = (v: Float32Array) => stackedBf16(v, dIn, 1); // [hi; lo; hi]
+      const xs = stacked(x), ws = stacked(w);
+      // the GEMM's operands: [x_hi, x_hi, x_lo] · [w_hi; w_lo; w_hi]
+      const a = (k: number) => fromBf16(k < 2 * dIn ? xs[k % dIn] : xs[dIn + (k % dIn)]);
+      const b = (k: number) => fromBf16(ws[k]);
+      const order = Array.from({ length: 3 * dIn }, (_, k) => k);
+      for (let i = order.length - 1; i > 0; i--) { // an accumulation order the hardware might use
+        const j = Math.floor(rng.uniform() * (i + 1));
+        [order[i], order[j]] = [order[j], order[i]];
+      }
+      let nearest = 0, truncated = 0;
+      for (const k of order) {
+        const p = a(k) * b(k); // bf16 × bf16 is exact in f32
+        nearest = Math.fround(nearest + p);
+        truncated = truncF32(truncated + p);
+      }
+      let s = 0; // the recomputation: an f32 dot product with fused multiply-adds
+      for (let i = 0; i < dIn; i++) s = Math.fround(x[i] * w[i] + s);
+      let nx = 0, nw = 0;
+      for (let i = 0; i < dIn; i++) (nx += x[i] * x[i]), (nw += w[i] * w[i]);
+      const scaleOf = Math.sqrt(nx) * Math.sqrt(nw);
+      if (scaleOf === 0) continue;
+      const c = splitBound(dIn);
+      const what = `dIn ${dIn} trial ${trial}`;
+      assert(
+        Math.abs(nearest - s) <= (c / 4) * scaleOf,
+        `${what}: round-to-nearest within the derived bound`,
+      );
+      assert(Math.abs(truncated - s) <= (c / 2) * scaleOf, `${what}: truncation within twice it`);
+      worst = Math.max(worst, Math.abs(truncated - s) / (c * scaleOf));
+    }
+  }
+  assert(worst > 0 && worst < 0.5, `the bound is used, not vacuous, with margin: ${worst}`);
+});
