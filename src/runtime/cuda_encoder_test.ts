@@ -60,7 +60,8 @@ Deno.test("cuda: TopK, a bad maxRows or cap and an unknown precision are refused
 });
 
 Deno.test({
-  name: "cuda: without a driver (or cuBLAS, or NVRTC), a CudaUnavailableError says what was looked for",
+  name:
+    "cuda: without a driver (or cuBLAS, or NVRTC), a CudaUnavailableError says what was looked for",
   ignore: available !== null,
   fn() {
     assert(unavailable);
