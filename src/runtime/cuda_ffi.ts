@@ -52,50 +52,28 @@ const CU = {
   cuGetErrorName: { parameters: ["i32", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
+/** The first parameters of both GEMMs: handle, transa, transb, m, n, k. */
+const GEMM_SHAPE = ["pointer", "i32", "i32", "i32", "i32", "i32"] as const;
+
 const CUBLAS = {
   cublasCreate_v2: { parameters: ["buffer"], result: "i32" },
-  cublasDestroy_v2: { parameters: ["pointer"], result: "i32" },
   cublasSetMathMode: { parameters: ["pointer", "i32"], result: "i32" },
   cublasGemmEx: {
     parameters: [
-      "pointer",
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "i32", // handle, transa, transb, m, n, k
-      "buffer",
-      "u64",
-      "i32",
-      "i32", // alpha, A, Atype, lda
-      "u64",
-      "i32",
-      "i32", // B, Btype, ldb
-      "buffer",
-      "u64",
-      "i32",
-      "i32", // beta, C, Ctype, ldc
-      "i32",
-      "i32", // computeType, algo
+      ...GEMM_SHAPE,
+      ...["buffer", "u64", "i32", "i32"] as const, // alpha, A, Atype, lda
+      ...["u64", "i32", "i32"] as const, // B, Btype, ldb
+      ...["buffer", "u64", "i32", "i32"] as const, // beta, C, Ctype, ldc
+      ...["i32", "i32"] as const, // computeType, algo
     ],
     result: "i32",
   },
   cublasSgemm_v2: {
     parameters: [
-      "pointer",
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "i32", // handle, transa, transb, m, n, k
-      "buffer",
-      "u64",
-      "i32", // alpha, A, lda
-      "u64",
-      "i32", // B, ldb
-      "buffer",
-      "u64",
-      "i32", // beta, C, ldc
+      ...GEMM_SHAPE,
+      ...["buffer", "u64", "i32"] as const, // alpha, A, lda
+      ...["u64", "i32"] as const, // B, ldb
+      ...["buffer", "u64", "i32"] as const, // beta, C, ldc
     ],
     result: "i32",
   },

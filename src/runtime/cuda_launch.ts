@@ -90,12 +90,7 @@ export class EncodeLaunches {
    * for `cap` per token.
    */
   encode(rows: number, o: { split: boolean; cap: number; out: DevicePtr }): void {
-    const { cuda, b, dIn, dSae } = {
-      cuda: this.#cuda,
-      b: this.#b,
-      dIn: this.#dIn,
-      dSae: this.#dSae,
-    };
+    const cuda = this.#cuda, b = this.#b, dIn = this.#dIn, dSae = this.#dSae;
     if (this.#prep) {
       const n = rows * dIn;
       cuda.launch(this.#k.get("lw_prep")!, grid(n, 1), [
