@@ -29,7 +29,7 @@ import { CandidateSelector } from "./candidate_select.ts";
 import type { ProviderEncoder } from "./ort_encoder.ts";
 import { encoderFeeds, openProviderSession } from "./session.ts";
 import { type EncodePath, PathTuner } from "./path_tuner.ts";
-import { WasmDots } from "./wasm_dots.ts";
+import { type RowFormat, WasmDots } from "./wasm_dots.ts";
 import { WasmScan } from "./wasm_scan.ts";
 
 /** Options for {@linkcode createCandidateEncoder}. */
@@ -180,6 +180,8 @@ export class CandidateEncoder implements ProviderEncoder {
     this.dSae = sae.dSae;
     this.#dots = new WasmDots(transpose(sae.wEnc, sae.dIn, sae.dSae), sae.dSae, sae.dIn, {
       threads: (opts.recomputeThreads ?? Math.min(2, navigator.hardwareConcurrency)) >= 2 ? 2 : 1,
+      // bf16 weights (most released SAEs) are held as bf16: the second pass reads half the bytes
+      rowFormat: "auto",
     });
     this.#scan = sae.architecture === "topk" || opts.simdScan === false
       ? null
@@ -212,6 +214,11 @@ export class CandidateEncoder implements ProviderEncoder {
    */
   get path(): string {
     return this.#f32Only || this.#last === "f32" ? "f32" : "int8-candidates";
+  }
+
+  /** How the second pass holds `W_encᵀ`: `bf16` (half the bytes) when every weight is a bf16. */
+  get recomputeRows(): RowFormat {
+    return this.#dots.rowFormat;
   }
 
   /** Tokens computed in full so far. */

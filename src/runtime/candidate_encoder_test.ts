@@ -64,6 +64,36 @@ Deno.test("candidate encoder matches the reference for every architecture, norma
   assert.ok(excused <= tokens / 100, `${excused} excused flips in ${tokens} tokens`);
 });
 
+Deno.test("candidate encoder: bf16 weights are recomputed from bf16 rows, with the same latents", async () => {
+  const dIn = 40, dSae = 300;
+  for (const [n, v] of VARIANTS.entries()) {
+    const sae = randomVariant(v, dIn, dSae, 70 + n);
+    // every encoder weight rounded to bf16 (nearest, ties to even), as a bf16 checkpoint loads
+    const bits = new Uint32Array(sae.wEnc.buffer, sae.wEnc.byteOffset, sae.wEnc.length);
+    for (let i = 0; i < bits.length; i++) {
+      bits[i] = ((bits[i] + 0x7fff + ((bits[i] >>> 16) & 1)) >>> 16) << 16;
+    }
+    const enc = await createCandidateEncoder(sae, { tune: false, intraOpThreads: 1 });
+    const f32 = await createOrtEncoder(sae, { intraOpThreads: 1 });
+    try {
+      assert.equal(enc.recomputeRows, "bf16", variantName(v));
+      const x = new Rng(600 + n).fillGaussian(new Float32Array(64 * dIn), 1.5);
+      const got = await enc.encode(x, 64);
+      compareBatch(sae, x, got, referenceEncode(sae, x, 64), `${variantName(v)} bf16`);
+      compareBatch(sae, x, got, await f32.encode(x, 64), `${variantName(v)} bf16 (against f32)`);
+      assert.ok(got.some((t) => t.indices.length > 0), `${variantName(v)}: latents are active`);
+    } finally {
+      await enc.close();
+      await f32.close();
+    }
+  }
+  // one weight off the bf16 grid keeps the f32 rows
+  const sae = randomVariant(VARIANTS[0], dIn, dSae, 99);
+  const enc = await createCandidateEncoder(sae, { tune: false, intraOpThreads: 1 });
+  assert.equal(enc.recomputeRows, "f32");
+  await enc.close();
+});
+
 /** A bench-like JumpReLU SAE: unit-ish columns, thresholds set per test. */
 function jumprelu(dIn: number, dSae: number, seed: number): SaeWeights {
   const sae = randomSae({ architecture: "jumprelu", dIn, dSae, seed });

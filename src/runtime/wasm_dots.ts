@@ -33,6 +33,10 @@ import {
   I32_LOAD,
   I32_LT_U,
   I32_SHL,
+  I32_SHR_U,
+  I32X4_EXTEND_HIGH_I16X8_U,
+  I32X4_EXTEND_LOW_I16X8_U,
+  I32X4_SHL,
   lane,
   LOOP,
   MODULE_HEADER,
@@ -59,11 +63,49 @@ const WORKER_IDLE_MS = 1000;
 const PARALLEL_MIN_MACS = 1 << 20;
 
 /**
- * `dots(pairs, n, stride, out)`: for c < n, with `x = pairs[2c]` and
- * `w = pairs[2c + 1]` (byte addresses of two rows of `stride` floats, a
- * multiple of 16), `out[c] = Σ_i x[i]·w[i]`.
+ * How the matrix's rows are held: `f32`, or `bf16` (the upper half of each
+ * f32, half the bytes to read) for a matrix whose every value is a bf16.
  */
-function dotsModule(): Uint8Array {
+export type RowFormat = "f32" | "bf16";
+
+/** Whether every value of `m` is exactly a bf16 (its f32 bits' lower half zero). */
+export function isBf16Exact(m: Float32Array): boolean {
+  const bits = new Uint32Array(m.buffer, m.byteOffset, m.length);
+  for (let i = 0; i < bits.length; i++) if ((bits[i] & 0xffff) !== 0) return false;
+  return true;
+}
+
+/**
+ * The kernel's load of accumulator `k`'s four weights at element offset `i`
+ * of the row at `w` (`i` in bytes of f32). A bf16 row holds them in the
+ * upper halves: widened in registers, `(u16 → u32) << 16` is the f32 exactly,
+ * so both formats give the same bits.
+ */
+function weightLoad(format: RowFormat, w: number, i: number, k: number): number[] {
+  if (format === "f32") return [...get(w), ...get(i), I32_ADD, ...V128_LOAD, 4, ...uleb(16 * k)];
+  return [
+    ...get(w),
+    ...get(i),
+    I32_CONST,
+    1,
+    I32_SHR_U,
+    I32_ADD,
+    ...V128_LOAD,
+    4,
+    ...uleb(16 * (k >> 1)),
+    ...(k % 2 === 0 ? I32X4_EXTEND_LOW_I16X8_U : I32X4_EXTEND_HIGH_I16X8_U),
+    I32_CONST,
+    16,
+    ...I32X4_SHL,
+  ];
+}
+
+/**
+ * `dots(pairs, n, stride, out)`: for c < n, with `x = pairs[2c]` and
+ * `w = pairs[2c + 1]` (byte addresses of two rows of `stride` values, a
+ * multiple of 16: x in f32, w in `format`), `out[c] = Σ_i x[i]·w[i]`.
+ */
+function dotsModule(format: RowFormat): Uint8Array {
   // params 0..3: pairs, n, stride, out; locals: 4 c, 5 x, 6 w, 7 i, 8 rowBytes, 9..12 acc
   const [PAIRS, N, STRIDE, OUT, C, X, W, I, ROW] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   const ACC = [9, 10, 11, 12];
@@ -110,12 +152,7 @@ function dotsModule(): Uint8Array {
       ...V128_LOAD,
       4,
       ...uleb(16 * k),
-      ...get(W),
-      ...get(I),
-      I32_ADD,
-      ...V128_LOAD,
-      4,
-      ...uleb(16 * k),
+      ...weightLoad(format, W, I, k),
       ...F32X4_MUL,
       ...F32X4_ADD,
       ...set(a),
@@ -187,7 +224,7 @@ function dotsModule(): Uint8Array {
   ]);
 }
 
-let compiled: WebAssembly.Module | undefined;
+const compiled = new Map<RowFormat, WebAssembly.Module>();
 
 type DotsFn = (pairs: number, n: number, stride: number, out: number) => void;
 
@@ -221,8 +258,12 @@ export class WasmDots {
   readonly rows: number;
   /** Floats per row as given. */
   readonly width: number;
-  /** Floats per row in memory (width padded to a multiple of 16). */
+  /** Values per row in memory (width padded to a multiple of 16). */
   readonly stride: number;
+  /** How the rows are held (`bf16`: half the bytes, for a matrix of bf16 values). */
+  readonly rowFormat: RowFormat;
+  readonly #rowBytes: number;
+  readonly #module: WebAssembly.Module;
   readonly #memory: WebAssembly.Memory;
   readonly #dots: DotsFn;
   /** Byte address of the scratch area (after the matrix). */
@@ -238,9 +279,17 @@ export class WasmDots {
 
   /**
    * Copy `matrix` (`[rows, width]`, row-major) into WebAssembly memory;
-   * `threads: 2` runs half of each large job on a worker.
+   * `threads: 2` runs half of each large job on a worker. `rowFormat`
+   * (default `f32`): `auto` holds the rows as bf16 when every value is one
+   * (the same results from half the bytes), `bf16` insists (a value that is
+   * not a bf16 is a `RangeError`).
    */
-  constructor(matrix: Float32Array, rows: number, width: number, opts: { threads?: 1 | 2 } = {}) {
+  constructor(
+    matrix: Float32Array,
+    rows: number,
+    width: number,
+    opts: { threads?: 1 | 2; rowFormat?: RowFormat | "auto" } = {},
+  ) {
     if (matrix.length !== rows * width) {
       throw new RangeError(
         `expected a ${rows}×${width} matrix (${rows * width} floats), found ${matrix.length}`,
@@ -249,22 +298,50 @@ export class WasmDots {
     this.rows = rows;
     this.width = width;
     this.stride = Math.ceil(width / DOT_STRIDE_FLOATS) * DOT_STRIDE_FLOATS;
-    this.#scratch = rows * this.stride * 4;
+    const asked = opts.rowFormat ?? "f32";
+    const exact = asked !== "f32" && isBf16Exact(matrix);
+    if (asked === "bf16" && !exact) {
+      throw new RangeError(
+        "rowFormat bf16: expected every matrix value to be a bf16, found one that is not",
+      );
+    }
+    this.rowFormat = exact ? "bf16" : "f32";
+    this.#rowBytes = this.stride * (this.rowFormat === "bf16" ? 2 : 4);
+    this.#scratch = rows * this.#rowBytes;
     this.#memory = new WebAssembly.Memory({
       initial: Math.ceil(this.#scratch / PAGE) + 1,
       maximum: MAX_PAGES,
       shared: true,
     });
-    compiled ??= new WebAssembly.Module(dotsModule() as BufferSource);
+    let module = compiled.get(this.rowFormat);
+    if (!module) {
+      module = new WebAssembly.Module(dotsModule(this.rowFormat) as BufferSource);
+      compiled.set(this.rowFormat, module);
+    }
+    this.#module = module;
     this.#threads = opts.threads ?? 1;
-    const instance = new WebAssembly.Instance(compiled, { env: { mem: this.#memory } });
+    const instance = new WebAssembly.Instance(module, { env: { mem: this.#memory } });
     this.#dots = instance.exports.dots as DotsFn;
-    const heap = new Float32Array(this.#memory.buffer, 0, rows * this.stride);
-    if (this.stride === width) heap.set(matrix);
+    if (this.rowFormat === "bf16") this.#storeBf16(matrix);
     else {
-      for (let r = 0; r < rows; r++) {
-        heap.set(matrix.subarray(r * width, (r + 1) * width), r * this.stride);
+      const heap = new Float32Array(this.#memory.buffer, 0, rows * this.stride);
+      if (this.stride === width) heap.set(matrix);
+      else {
+        for (let r = 0; r < rows; r++) {
+          heap.set(matrix.subarray(r * width, (r + 1) * width), r * this.stride);
+        }
       }
+    }
+  }
+
+  /** Each value's upper 16 bits (exactly it, for a bf16), rows `stride` apart. */
+  #storeBf16(matrix: Float32Array): void {
+    const { rows, width, stride } = this;
+    const bits = new Uint32Array(matrix.buffer, matrix.byteOffset, matrix.length);
+    const heap = new Uint16Array(this.#memory.buffer, 0, rows * stride);
+    for (let r = 0; r < rows; r++) {
+      const from = r * width, to = r * stride;
+      for (let i = 0; i < width; i++) heap[to + i] = bits[from + i] >>> 16;
     }
   }
 
@@ -301,7 +378,7 @@ export class WasmDots {
 
   /** Byte address of matrix row `row` (for `pairs`). */
   rowAddress(row: number): number {
-    return row * this.stride * 4;
+    return row * this.#rowBytes;
   }
 
   /** Compute the dots of the first `n` pairs into `results` on this thread, before returning. */
@@ -350,7 +427,7 @@ export class WasmDots {
     const worker = new Worker(new URL("./wasm_dots_worker.ts", import.meta.url).href, {
       type: "module",
     });
-    worker.postMessage({ module: compiled, memory: this.#memory });
+    worker.postMessage({ module: this.#module, memory: this.#memory });
     worker.onmessage = () => {
       const done = this.#pending;
       this.#pending = null;

@@ -54,6 +54,26 @@ Deno.test("WasmDots: growing the scratch keeps the matrix; bad shapes and counts
   await assert.rejects(() => dots.run(300_000), /expected n ≤ 200000 pairs/);
 });
 
+/** Pair c: input row `c % inputs` with matrix row `c·7919 mod rows`; the `n` results. */
+async function strided(
+  dots: WasmDots,
+  x: Float32Array,
+  inputs: number,
+  n: number,
+): Promise<Float32Array> {
+  const width = dots.width;
+  const s = dots.prepare(inputs, n);
+  for (let t = 0; t < inputs; t++) {
+    s.inputs.set(x.subarray(t * width, (t + 1) * width), t * dots.stride);
+  }
+  for (let c = 0; c < n; c++) {
+    s.pairs[2 * c] = dots.inputAddress(c % inputs);
+    s.pairs[2 * c + 1] = dots.rowAddress((c * 7919) % dots.rows);
+  }
+  await dots.run(n);
+  return s.results.slice(0, n);
+}
+
 Deno.test("WasmDots: two threads (a worker takes half of a large job) give the same bits as one", async () => {
   const rows = 512, width = 300, inputs = 8;
   const rng = new Rng(77);
@@ -63,19 +83,7 @@ Deno.test("WasmDots: two threads (a worker takes half of a large job) give the s
   const two = new WasmDots(m, rows, width, { threads: 2 });
   try {
     const n = 4001; // ≥ 2²⁰ multiply-adds: split between the threads
-    const results: Float32Array[] = [];
-    for (const dots of [one, two]) {
-      const s = dots.prepare(inputs, n);
-      for (let t = 0; t < inputs; t++) {
-        s.inputs.set(x.subarray(t * width, (t + 1) * width), t * dots.stride);
-      }
-      for (let c = 0; c < n; c++) {
-        s.pairs[2 * c] = dots.inputAddress(c % inputs);
-        s.pairs[2 * c + 1] = dots.rowAddress((c * 7919) % rows);
-      }
-      await dots.run(n);
-      results.push(s.results.slice(0, n));
-    }
+    const results = [await strided(one, x, inputs, n), await strided(two, x, inputs, n)];
     assert.deepEqual(results[1], results[0]);
     // and against f64 sums, both halves
     for (const c of [0, n >> 1, n - 1]) {
@@ -135,4 +143,49 @@ Deno.test("WasmDots: growing the scratch area leaves the input rows' padding zer
   dots.runHere(1);
   assert.equal(big.results[0], 6);
   assert.ok(big.inputs.every((v) => v === 0 || v === 1));
+});
+
+Deno.test("WasmDots: bf16 rows (auto for a matrix of bf16 values) give the f32 rows' bits; padding, both threads", async () => {
+  for (const width of [7, 16, 300]) {
+    const rows = 512, inputs = 8;
+    const rng = new Rng(900 + width);
+    const m = rng.fillGaussian(new Float32Array(rows * width));
+    // round to bf16 independently of the kernel: keep the upper 16 bits, nearest-even
+    const bits = new Uint32Array(m.buffer);
+    for (let i = 0; i < bits.length; i++) {
+      const b = bits[i];
+      bits[i] = ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) << 16;
+    }
+    const x = rng.fillGaussian(new Float32Array(inputs * width));
+    const f32 = new WasmDots(m, rows, width);
+    const bf16 = new WasmDots(m, rows, width, { rowFormat: "auto", threads: 2 });
+    try {
+      assert.equal(f32.rowFormat, "f32");
+      assert.equal(bf16.rowFormat, "bf16");
+      const n = 4001;
+      const results = [await strided(f32, x, inputs, n), await strided(bf16, x, inputs, n)];
+      assert.deepEqual(results[1], results[0], `width ${width}`);
+      // and the f64 sum of one pair, so a kernel reading the wrong halves cannot agree with itself
+      const c = n - 1, t = c % inputs, r = (c * 7919) % rows;
+      let want = 0, abs = 0;
+      for (let i = 0; i < width; i++) {
+        want += x[t * width + i] * m[r * width + i];
+        abs += Math.abs(x[t * width + i] * m[r * width + i]);
+      }
+      assert.ok(Math.abs(results[1][c] - want) <= width * 2 ** -24 * abs + 1e-30, `width ${width}`);
+    } finally {
+      f32.close();
+      bf16.close();
+    }
+  }
+});
+
+Deno.test("WasmDots: a matrix with a value that is not a bf16 stays f32 under auto and is refused as bf16", () => {
+  const m = new Float32Array([1, 2, 3, 1 + 2 ** -20]);
+  assert.equal(new WasmDots(m, 2, 2, { rowFormat: "auto" }).rowFormat, "f32");
+  assert.throws(
+    () => new WasmDots(m, 2, 2, { rowFormat: "bf16" }),
+    /rowFormat bf16: expected every matrix value to be a bf16, found one that is not/,
+  );
+  assert.equal(new WasmDots(m.subarray(0, 3), 1, 3, { rowFormat: "bf16" }).rowFormat, "bf16");
 });
