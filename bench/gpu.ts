@@ -296,11 +296,29 @@ async function cudaFfi(enc: CudaEncoder) {
     const tps = (batch * repeats) / enc.timeKernels(batch, repeats);
     rows.push({ engine, what: "kernels", batch, tokens_per_s: tps });
     progress(`${engine} kernels b${batch}: ${tps.toFixed(0)} tokens/s`);
+    if (batch >= 1024 || DRY) {
+      // the GEMM alone: what the activation and compaction add is the difference
+      const gemm = (batch * repeats) / enc.timeKernels(batch, repeats, "gemm");
+      rows.push({ engine, what: "kernels-gemm-only", batch, tokens_per_s: gemm });
+      progress(`${engine} GEMM alone b${batch}: ${gemm.toFixed(0)} tokens/s`);
+    }
   }
   for (const batch of BATCHES.slice(1)) {
+    const before = enc.stats();
     const tps = await hostThroughput(enc, x, batch, 1);
-    rows.push({ engine, what: "host-to-host", batch, tokens_per_s: tps });
-    progress(`${engine} host-to-host b${batch}: ${tps.toFixed(0)} tokens/s`);
+    const after = enc.stats();
+    const n = after.batches - before.batches;
+    // ms per batch of each step of encode(): where host to host loses to the kernels
+    const split = Object.fromEntries(
+      (Object.keys(after.ms) as (keyof typeof after.ms)[]).map((k) => [
+        k,
+        Number(((after.ms[k] - before.ms[k]) / n).toFixed(3)),
+      ]),
+    );
+    rows.push({ engine, what: "host-to-host", batch, tokens_per_s: tps, ms_per_batch: split });
+    progress(
+      `${engine} host-to-host b${batch}: ${tps.toFixed(0)} tokens/s, ms ${JSON.stringify(split)}`,
+    );
   }
   const lat = await decodeStepLatency(enc, x, 2000);
   rows.push({ engine, what: "decode-step-64", ...lat });

@@ -65,6 +65,12 @@ export interface CudaEncoderStats {
   recompactions: number;
   /** `bf16x3`: latents recomputed in f32 (the candidates), over all tokens. */
   candidates: number;
+  /**
+   * Where `encode` spent its time, in ms over all batches: copying the input
+   * up, the kernels (waited for), copying the result down, and unpacking it
+   * into sparse rows.
+   */
+  ms: { upload: number; kernels: number; download: number; unpack: number };
 }
 
 /** A full-encode {@linkcode Encoder} on CUDA, with a device-side timing hook. */
@@ -76,9 +82,10 @@ export interface CudaEncoder extends Encoder {
   /**
    * Run the input kernel, the GEMM and the compaction `repeats` times on
    * `rows` tokens already on the device (no upload, no readback) and return
-   * the seconds they took: the kernels' own throughput.
+   * the seconds they took: the kernels' own throughput. `stages: "gemm"`
+   * stops after the GEMM (the compaction's share is the difference).
    */
-  timeKernels(rows: number, repeats: number): number;
+  timeKernels(rows: number, repeats: number, stages?: "all" | "gemm"): number;
 }
 
 /**
@@ -147,7 +154,13 @@ class CudaSaeEncoder implements CudaEncoder {
   readonly #launches: EncodeLaunches;
   /** counts `[rows]`, then indices `[rows, cap]`, then values `[rows, cap]`: one readback. */
   readonly #out: DevicePtr;
-  readonly #stats: CudaEncoderStats = { batches: 0, tokens: 0, recompactions: 0, candidates: 0 };
+  readonly #stats: CudaEncoderStats = {
+    batches: 0,
+    tokens: 0,
+    recompactions: 0,
+    candidates: 0,
+    ms: { upload: 0, kernels: 0, download: 0, unpack: 0 },
+  };
   #closed = false;
 
   constructor(
@@ -239,7 +252,7 @@ class CudaSaeEncoder implements CudaEncoder {
   }
 
   stats(): CudaEncoderStats {
-    return { ...this.#stats };
+    return { ...this.#stats, ms: { ...this.#stats.ms } };
   }
 
   encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
@@ -259,9 +272,15 @@ class CudaSaeEncoder implements CudaEncoder {
 
   #encodeChunk(x: Float32Array, rows: number): SparseLatents[] {
     if (rows === 0) return [];
+    const ms = this.#stats.ms;
+    const t0 = performance.now();
     this.#upload(x, rows);
+    const t1 = performance.now();
     const split = this.#splitFor(rows);
     this.#launches.encode(rows, { split, cap: this.#cap, out: this.#out });
+    this.#cuda.synchronize();
+    ms.upload += t1 - t0;
+    ms.kernels += performance.now() - t1;
     let got = this.#read(rows, this.#cap, this.#out);
     if (split) this.#stats.candidates += this.#launches.candidates(rows);
     if (got.maxCount > this.#cap) {
@@ -288,9 +307,14 @@ class CudaSaeEncoder implements CudaEncoder {
   }
 
   #read(rows: number, cap: number, out: DevicePtr): { latents: SparseLatents[]; maxCount: number } {
+    const t0 = performance.now();
     const buf = new ArrayBuffer(compactedBytes(rows, cap));
     this.#cuda.download(new Uint8Array(buf), out);
-    return unpackCompacted(buf, rows, cap);
+    const t1 = performance.now();
+    const got = unpackCompacted(buf, rows, cap);
+    this.#stats.ms.download += t1 - t0;
+    this.#stats.ms.unpack += performance.now() - t1;
+    return got;
   }
 
   /** Compact the batch (still on the device) again, into room for `cap` per token. */
@@ -308,12 +332,17 @@ class CudaSaeEncoder implements CudaEncoder {
     }
   }
 
-  timeKernels(rows: number, repeats: number): number {
+  timeKernels(rows: number, repeats: number, stages: "all" | "gemm" = "all"): number {
     if (this.#closed) throw new CudaEncoderConfigError(`${this.#sae.source}: encoder is closed`);
     if (!Number.isSafeInteger(rows) || rows < 1 || rows > this.#maxRows) {
       throw new RangeError(`timeKernels: expected 1 to ${this.#maxRows} rows, found ${rows}`);
     }
-    const run = { split: this.#splitFor(rows), cap: this.#cap, out: this.#out };
+    const run = {
+      split: this.#splitFor(rows),
+      cap: this.#cap,
+      out: this.#out,
+      gemmOnly: stages === "gemm",
+    };
     this.#launches.encode(rows, run); // warm: cuBLAS picks its kernel on first use
     this.#cuda.synchronize();
     const t0 = performance.now();

@@ -118,12 +118,14 @@ Deno.test({
           const got = await enc.encode(x, 300);
           assert(got.some((l) => l.indices.length > 4), `${what}: a token past 4 latents`);
           assertMatchesReference(sae, x, 300, got);
-          const { candidates, ...rest } = enc.stats();
+          const { candidates, ms, ...rest } = enc.stats();
           assert.deepEqual(rest, { batches: 3, tokens: 300, recompactions: 3 }, what);
           assert.equal(candidates > 0, precision === "bf16x3", what);
+          assert(ms.kernels > 0 && ms.upload >= 0 && ms.download > 0 && ms.unpack > 0, what);
           assert.deepEqual((await enc.encode(x, 0)).length, 0);
           await assert.rejects(() => enc.encode(new Float32Array(20), 2), /2 × 32 = 64/);
           assert(enc.timeKernels(64, 3) > 0);
+          assert(enc.timeKernels(64, 3, "gemm") > 0);
         } finally {
           await enc.close();
         }

@@ -87,9 +87,12 @@ export class EncodeLaunches {
   /**
    * Queue the input kernel, the GEMM (`split`: the bf16x3 one) and
    * activation for `rows` tokens in `x`, then gather into `out` with room
-   * for `cap` per token.
+   * for `cap` per token (`gemmOnly`: stop after the GEMM, for timing).
    */
-  encode(rows: number, o: { split: boolean; cap: number; out: DevicePtr }): void {
+  encode(
+    rows: number,
+    o: { split: boolean; cap: number; out: DevicePtr; gemmOnly?: boolean },
+  ): void {
     const cuda = this.#cuda, b = this.#b, dIn = this.#dIn, dSae = this.#dSae;
     if (this.#prep) {
       const n = rows * dIn;
@@ -116,7 +119,7 @@ export class EncodeLaunches {
     } else {
       cuda.sgemmRowMajor({ a: b.xt, b: b.w!, c: b.h, n: rows, k: dIn, m: dSae });
     }
-    this.compact(rows, o);
+    if (!o.gemmOnly) this.compact(rows, o);
   }
 
   /**

@@ -127,6 +127,22 @@ function expected(kernel: string, rows: number, cap: number, out: bigint) {
   ]);
 }
 
+/** Launches of the test buffers through the recording double: what it records, and the launcher. */
+function recorded(names: Map<string, Deno.PointerObject>) {
+  const calls: Recorded[] = [];
+  const gemms: string[] = [];
+  const launches = new EncodeLaunches({
+    cuda: recordingRuntime(calls, gemms),
+    kernels: names,
+    buffers: B,
+    dIn: D_IN,
+    dSae: D_SAE,
+    normalize: true,
+    prep: true,
+  });
+  return { calls, gemms, launches };
+}
+
 Deno.test("cuda launches: every kernel gets what its source declares, by name, order and type", () => {
   const params = declared();
   assert.deepEqual([...params.keys()].sort(), [...CUDA_KERNELS].sort());
@@ -137,17 +153,7 @@ Deno.test("cuda launches: every kernel gets what its source declares, by name, o
   const seen = new Set<string>();
   for (const rows of [64, 8192]) { // segmented, and one pass per token
     for (const split of [false, true]) {
-      const calls: Recorded[] = [];
-      const gemms: string[] = [];
-      const launches = new EncodeLaunches({
-        cuda: recordingRuntime(calls, gemms),
-        kernels: names,
-        buffers: B,
-        dIn: D_IN,
-        dSae: D_SAE,
-        normalize: true,
-        prep: true,
-      });
+      const { calls, gemms, launches } = recorded(names);
       launches.encode(rows, { split, cap: 128, out: 100n });
       const first = calls.length;
       launches.compact(rows, { split, cap: 256, out: 900n }, true);
@@ -176,4 +182,16 @@ Deno.test("cuda launches: every kernel gets what its source declares, by name, o
     }
   }
   assert.deepEqual([...seen].sort(), [...CUDA_KERNELS].sort(), "every kernel was launched");
+});
+
+Deno.test("cuda launches: gemmOnly (the bench's GEMM timing) stops after the GEMM", () => {
+  const names = new Map(
+    CUDA_KERNELS.map((k) => [k, Deno.UnsafePointer.of(new TextEncoder().encode(k + "\0"))!]),
+  );
+  for (const split of [false, true]) {
+    const { calls, gemms, launches } = recorded(names);
+    launches.encode(4096, { split, cap: 128, out: 100n, gemmOnly: true });
+    assert.deepEqual(calls.map((c) => c.kernel), split ? ["lw_prep", "lw_split"] : ["lw_prep"]);
+    assert.equal(gemms.length, 1);
+  }
 });
