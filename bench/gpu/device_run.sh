@@ -32,5 +32,5 @@ timeout "${GPU_BENCH_TIMEOUT:-420}" /tmp/deno run -A --cached-only bench/gpu.ts 
   --out "${OUT:-bench/results}" "$@"
 echo "bench exit $?"
 # The CUDA encoder's tests against the f64 reference (ignored where there is no GPU).
-timeout 120 /tmp/deno test -A --cached-only --no-check src/runtime/cuda_encoder_test.ts
+timeout 120 /tmp/deno test -A --cached-only --no-check src/runtime/cuda_encoder_test.ts src/runtime/cuda_choice_test.ts
 echo "cuda tests exit $?"

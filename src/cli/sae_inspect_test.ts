@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { randomSae } from "../formats/random_sae.ts";
+import { cudaAvailability } from "../runtime/cuda_choice.ts";
 import { writeSaeLensFolder } from "../formats/saelens_writer.ts";
 import { providerWithoutModel } from "../runtime/provider.ts";
 import { runLatentwatch } from "../../tests/helpers/cli.ts";
@@ -49,8 +50,17 @@ Deno.test("sae inspect: auto without a GPU says so in one short line; --verbose 
       const r = await inspect("--provider", named, "--json");
       assert.equal(r.code, 0, r.stderr);
       const note: string = JSON.parse(r.stdout).provider_note;
-      assert.match(note, new RegExp(`^${named} could not start: .+; running on cpu$`));
-      assert.equal(note, known.providerNote);
+      // cuda: latentwatch's own CUDA encoder is tried first for this (standard) SAE
+      const cuda = named === "cuda" ? cudaAvailability() : null;
+      if (cuda?.available) continue; // it starts here: no note
+      const first = cuda ? "cuda-ffi could not start: .+; cuda" : named;
+      assert.match(note, new RegExp(`^${first} could not start: .+; running on cpu$`));
+      assert.equal(
+        note,
+        cuda
+          ? `cuda-ffi could not start: ${cuda.reason}; ${known.providerNote}`
+          : known.providerNote,
+      );
     }
 
     // --provider cpu: nothing was tried, nothing to say

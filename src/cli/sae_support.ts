@@ -17,6 +17,7 @@ import { TorchCheckpointError, TorchPickleRefusedError } from "../formats/torch_
 import { ZipError } from "../formats/zip.ts";
 import { SafetensorsError } from "../formats/safetensors.ts";
 import { createOrtEncoder } from "../runtime/ort_encoder.ts";
+import { cudaAvailability, cudaEncoderTakes, withCudaNote } from "../runtime/cuda_choice.ts";
 import {
   type ExecutionProviderSetting,
   type ProviderReport,
@@ -130,8 +131,10 @@ export async function providerOf(
   setting: ExecutionProviderSetting,
   onProgress: LoadSaeOptions["onProgress"],
 ): Promise<ProviderReport> {
-  const known = await providerWithoutModel(setting);
-  if (known) return known;
+  // latentwatch's CUDA encoder comes first where it takes the SAE (cuda_choice.ts)
+  const cuda = cudaEncoderTakes(sae, setting) ? cudaAvailability() : null;
+  const known = cuda?.available ? null : await providerWithoutModel(setting);
+  if (known) return cuda?.reason ? withCudaNote(known, setting, cuda.reason) : known;
   const encoder = await createOrtEncoder(sae, { provider: setting, onProgress });
   await encoder.close();
   return encoder;

@@ -29,6 +29,7 @@ import {
 } from "./cuda_ffi.ts";
 import { CUDA_KERNELS, cudaKernelSource, segmentsFor } from "./cuda_kernels.ts";
 import { type EncodeBuffers, EncodeLaunches } from "./cuda_launch.ts";
+import type { ProviderReport } from "./provider.ts";
 
 export { CudaError, CudaUnavailableError } from "./cuda_ffi.ts";
 
@@ -74,7 +75,8 @@ export interface CudaEncoderStats {
 }
 
 /** A full-encode {@linkcode Encoder} on CUDA, with a device-side timing hook. */
-export interface CudaEncoder extends Encoder {
+export interface CudaEncoder extends Encoder, ProviderReport {
+  readonly provider: "cuda";
   readonly engine: "cuda-ffi";
   readonly precision: CudaPrecision;
   readonly device: CudaDeviceReport;

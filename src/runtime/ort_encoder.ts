@@ -41,6 +41,7 @@ import {
 } from "./provider.ts";
 import { createCandidateEncoder } from "./candidate_encoder.ts";
 import { WatchedDots } from "./watched_dots.ts";
+import { cudaEncoderTakes, tryCudaEncoder, withCudaNote } from "./cuda_choice.ts";
 
 export { watchIsCheap } from "./onnx_graph.ts";
 export { createProbeEncoder } from "./probe_encoder.ts";
@@ -153,6 +154,13 @@ export async function createOrtEncoder(
   sae: SaeWeights,
   opts: OrtEncoderOptions = {},
 ): Promise<ProviderEncoder> {
+  const setting = parseProviderSetting(opts.provider ?? "cpu");
+  let cudaFailed: string | undefined;
+  if (cudaEncoderTakes(sae, setting, opts.watch)) {
+    const tried = tryCudaEncoder(sae);
+    if ("encoder" in tried) return tried.encoder;
+    cudaFailed = tried.reason;
+  }
   if (await candidatePath(sae, opts)) {
     return await createCandidateEncoder(sae, {
       intraOpThreads: opts.intraOpThreads,
@@ -161,18 +169,18 @@ export async function createOrtEncoder(
       fullEncoder: () => createOrtEncoder(sae, { ...opts, fullEncode: "f32" }),
     });
   }
-  const provider = parseProviderSetting(opts.provider ?? "cpu");
   const model = buildEncoderGraph(sae, { watch: opts.watch, onProgress: opts.onProgress });
   const opened = await openProviderSession(model, {
-    provider,
+    provider: setting,
     intraOpThreads: opts.intraOpThreads,
     disablePrepacking: opts.disablePrepacking,
     spinning: opts.spinning,
     threshold: opts.externalDataThreshold,
     onProgress: opts.onProgress,
   });
-  const encoder = new OrtEncoder(opened, sae, opts.watch && canonicalWatch(opts.watch, sae.dSae));
-  if ((opts.smallBatchDots ?? true) && opened.provider === "cpu") encoder.useSmallBatchDots(sae);
+  const where = cudaFailed === undefined ? opened : withCudaNote(opened, setting, cudaFailed);
+  const encoder = new OrtEncoder(where, sae, opts.watch && canonicalWatch(opts.watch, sae.dSae));
+  if ((opts.smallBatchDots ?? true) && where.provider === "cpu") encoder.useSmallBatchDots(sae);
   return encoder;
 }
 
