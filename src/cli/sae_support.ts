@@ -134,7 +134,10 @@ export async function providerOf(
   // latentwatch's CUDA encoder comes first where it takes the SAE (cuda_choice.ts)
   const cuda = cudaEncoderTakes(sae, setting) ? cudaAvailability() : null;
   const known = cuda?.available ? null : await providerWithoutModel(setting);
-  if (known) return cuda?.reason ? withCudaNote(known, setting, cuda.reason) : known;
+  if (known && cuda?.reason) {
+    return withCudaNote(known, setting, { reason: cuda.reason, unavailable: true });
+  }
+  if (known) return known;
   const encoder = await createOrtEncoder(sae, { provider: setting, onProgress });
   await encoder.close();
   return encoder;

@@ -10,7 +10,8 @@
  * @module
  */
 import type { SaeWeights } from "../core/sae.ts";
-import { createCudaEncoder, type CudaEncoder } from "./cuda_encoder.ts";
+import { createCudaEncoder, type CudaEncoder, CudaEncoderConfigError } from "./cuda_encoder.ts";
+import { CudaError, CudaUnavailableError } from "./cuda_errors.ts";
 import { cudaRuntime } from "./cuda_ffi.ts";
 import { watchIsCheap } from "./onnx_graph.ts";
 import type { Availability, ExecutionProviderSetting, ProviderReport } from "./provider.ts";
@@ -45,9 +46,19 @@ export function cudaEncoderTakes(
   return sae.architecture === "standard" || sae.architecture === "jumprelu";
 }
 
+/** Why the CUDA encoder did not start: one line, and whether there is no usable CUDA at all. */
+export interface CudaFailure {
+  reason: string;
+  /** No driver, GPU, cuBLAS or NVRTC: the ordinary case on a machine without an NVIDIA GPU. */
+  unavailable: boolean;
+}
+
 /**
  * Open the CUDA encoder (`precision: auto`: exact either way), or say in
- * one line why it cannot start here (no driver, no GPU, no cuBLAS or NVRTC).
+ * one line why it cannot start here: no usable CUDA (no driver, GPU, cuBLAS
+ * or NVRTC), a CUDA error (out of device memory, a kernel that does not
+ * compile), or an SAE it does not take. Any other error is a fault and
+ * propagates.
  *
  * @example
  * ```ts
@@ -57,11 +68,20 @@ export function cudaEncoderTakes(
  * else await tried.encoder.close();
  * ```
  */
-export function tryCudaEncoder(sae: SaeWeights): { encoder: CudaEncoder } | { reason: string } {
+export function tryCudaEncoder(sae: SaeWeights): { encoder: CudaEncoder } | CudaFailure {
   try {
     return { encoder: createCudaEncoder(sae, { maxRows: CUDA_ENCODER_ROWS, precision: "auto" }) };
   } catch (err) {
-    return { reason: (err as Error).message.split("\n")[0] };
+    if (
+      err instanceof CudaUnavailableError || err instanceof CudaError ||
+      err instanceof CudaEncoderConfigError
+    ) {
+      return {
+        reason: err.message.split("\n")[0],
+        unavailable: err instanceof CudaUnavailableError,
+      };
+    }
+    throw err;
   }
 }
 
@@ -79,32 +99,40 @@ export function cudaAvailability(): Availability {
     cudaRuntime();
     return { available: true };
   } catch (err) {
-    return { available: false, reason: (err as Error).message.split("\n")[0] };
+    if (!(err instanceof CudaUnavailableError || err instanceof CudaError)) throw err;
+    return { available: false, reason: err.message.split("\n")[0] };
   }
 }
 
 /**
- * `report` with why the CUDA encoder did not start put first in its note,
- * when `cuda` was asked for by name (then it is a fallback worth a
- * warning); `auto` stays quiet about a machine without a GPU, as it does
- * for onnxruntime's providers.
+ * `report` with why the CUDA encoder did not start put first in its note
+ * (a fallback worth a warning): when `cuda` was asked for by name, or when
+ * CUDA is there and the encoder still failed (out of device memory, say).
+ * `auto` stays quiet about a machine without usable CUDA, as it does for
+ * onnxruntime's providers.
  *
  * @example
  * ```ts
- * const r = withCudaNote({ provider: "cpu", providerNote: "cuda could not start: x; running on cpu", providerFallback: true }, "cuda", "no driver");
+ * const r = withCudaNote(
+ *   { provider: "cpu", providerNote: "cuda could not start: x; running on cpu", providerFallback: true },
+ *   "cuda",
+ *   { reason: "no driver", unavailable: true },
+ * );
  * r.providerNote; // "cuda-ffi could not start: no driver; cuda could not start: x; running on cpu"
  * ```
  */
 export function withCudaNote<T extends ProviderReport>(
   report: T,
   setting: ExecutionProviderSetting,
-  reason: string,
+  failure: CudaFailure,
 ): T {
-  if (setting !== "cuda") return report;
-  const note = `cuda-ffi could not start: ${reason}`;
+  if (setting !== "cuda" && failure.unavailable) return report;
+  const note = `cuda-ffi could not start: ${failure.reason}`;
   return {
     ...report,
-    providerNote: report.providerNote ? `${note}; ${report.providerNote}` : note,
+    providerNote: report.providerNote
+      ? `${note}; ${report.providerNote}`
+      : `${note}; running on ${report.provider}`,
     providerFallback: true,
   };
 }

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Rng } from "../core/random.ts";
+import { EncoderConfigError } from "../core/reference_encoder.ts";
 import { randomSae } from "../formats/random_sae.ts";
 import { cudaAvailability, cudaEncoderTakes, tryCudaEncoder, withCudaNote } from "./cuda_choice.ts";
 import { createOrtEncoder } from "./ort_encoder.ts";
@@ -33,23 +34,60 @@ Deno.test("cuda choice: full encodes of standard and JumpReLU SAEs under auto or
   }
 });
 
-Deno.test("cuda choice: the note names the CUDA encoder first when cuda was asked for, never for auto", () => {
+Deno.test("cuda choice: the note names the CUDA encoder first when cuda was asked for, or when CUDA is there and it failed", () => {
   const report = {
     provider: "cpu" as const,
     providerNote: "cuda could not start: no provider libraries; running on cpu",
     providerFallback: false,
   };
-  const named = withCudaNote(report, "cuda", "cannot load the CUDA driver (tried libcuda.so.1)");
+  const noDriver = {
+    reason: "cannot load the CUDA driver (tried libcuda.so.1)",
+    unavailable: true,
+  };
+  const named = withCudaNote(report, "cuda", noDriver);
   assert.equal(
     named.providerNote,
     "cuda-ffi could not start: cannot load the CUDA driver (tried libcuda.so.1); " +
       "cuda could not start: no provider libraries; running on cpu",
   );
   assert.equal(named.providerFallback, true);
-  assert.deepEqual(withCudaNote(report, "auto", "no driver"), report);
-  const none: ProviderReport = { provider: "cpu", providerFallback: false };
-  const bare = withCudaNote(none, "cuda", "x");
-  assert.equal(bare.providerNote, "cuda-ffi could not start: x");
+  // auto on a machine without usable CUDA: quiet, as for onnxruntime's providers
+  assert.deepEqual(withCudaNote(report, "auto", noDriver), report);
+  // auto where CUDA is there but the encoder failed (out of device memory): worth a warning
+  const oom = {
+    reason: "cuMemAlloc 536870912 bytes: CUDA_ERROR_OUT_OF_MEMORY",
+    unavailable: false,
+  };
+  const loud = withCudaNote(report, "auto", oom);
+  assert.ok(loud.providerNote!.startsWith(`cuda-ffi could not start: ${oom.reason}; cuda could`));
+  assert.equal(loud.providerFallback, true);
+  // a report without a note of its own (the next provider started): where it runs instead
+  const started: ProviderReport = { provider: "cuda", providerFallback: false };
+  assert.equal(
+    withCudaNote(started, "cuda", noDriver).providerNote,
+    `cuda-ffi could not start: ${noDriver.reason}; running on cuda`,
+  );
+  const cpu: ProviderReport = { provider: "cpu", providerFallback: false };
+  assert.equal(
+    withCudaNote(cpu, "cuda", { reason: "x", unavailable: true }).providerNote,
+    "cuda-ffi could not start: x; running on cpu",
+  );
+});
+
+Deno.test("cuda choice: an SAE the CUDA encoder does not take is a reason, not a crash; a broken SAE is refused as on the CPU", async () => {
+  const refused = tryCudaEncoder(GATED);
+  assert.ok("reason" in refused);
+  assert.match(refused.reason, /standard and JumpReLU SAEs, found gated/);
+  assert.equal(refused.unavailable, false);
+  // a b_enc of the wrong length: the same EncoderConfigError under auto as under cpu, before any upload
+  const broken = { ...JUMPRELU, bEnc: JUMPRELU.bEnc.subarray(0, 10) };
+  for (const provider of ["auto", "cpu"] as const) {
+    await assert.rejects(
+      () => createOrtEncoder(broken, { provider }),
+      EncoderConfigError,
+      provider,
+    );
+  }
 });
 
 Deno.test("cuda choice: createOrtEncoder runs a JumpReLU full encode on the CUDA encoder where one starts, else says why", async () => {

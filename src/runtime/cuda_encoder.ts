@@ -68,8 +68,9 @@ export interface CudaEncoderStats {
   candidates: number;
   /**
    * Where `encode` spent its time, in ms over all batches: copying the input
-   * up, the kernels (waited for), copying the result down, and unpacking it
-   * into sparse rows.
+   * up (with a normalising SAE's per-token statistics, computed on the host),
+   * the kernels (waited for, a second compaction's included), copying the
+   * result down, and unpacking it into sparse rows.
    */
   ms: { upload: number; kernels: number; download: number; unpack: number };
 }
@@ -327,7 +328,10 @@ class CudaSaeEncoder implements CudaEncoder {
   ): { latents: SparseLatents[]; maxCount: number } {
     const out = this.#cuda.alloc(compactedBytes(rows, cap));
     try {
+      const t0 = performance.now();
       this.#launches.compact(rows, { split, cap, out }, true);
+      this.#cuda.synchronize();
+      this.#stats.ms.kernels += performance.now() - t0;
       return this.#read(rows, cap, out);
     } finally {
       this.#cuda.free(out);

@@ -127,6 +127,17 @@ function expected(kernel: string, rows: number, cap: number, out: bigint) {
   ]);
 }
 
+/**
+ * The "kernels" are their own names as C strings, so the double can say which was launched;
+ * held here so that the pointers to them stay valid.
+ */
+const KERNEL_NAMES = CUDA_KERNELS.map((k) => new TextEncoder().encode(k + "\0"));
+
+/** Each kernel's name → the pointer the double receives for it. */
+function kernelNames(): Map<string, Deno.PointerObject> {
+  return new Map(CUDA_KERNELS.map((k, i) => [k, Deno.UnsafePointer.of(KERNEL_NAMES[i])!]));
+}
+
 /** Launches of the test buffers through the recording double: what it records, and the launcher. */
 function recorded(names: Map<string, Deno.PointerObject>) {
   const calls: Recorded[] = [];
@@ -146,10 +157,7 @@ function recorded(names: Map<string, Deno.PointerObject>) {
 Deno.test("cuda launches: every kernel gets what its source declares, by name, order and type", () => {
   const params = declared();
   assert.deepEqual([...params.keys()].sort(), [...CUDA_KERNELS].sort());
-  // the "kernels" are their own names as C strings, so the double can say which was launched
-  const names = new Map(
-    CUDA_KERNELS.map((k) => [k, Deno.UnsafePointer.of(new TextEncoder().encode(k + "\0"))!]),
-  );
+  const names = kernelNames();
   const seen = new Set<string>();
   for (const rows of [64, 8192]) { // segmented, and one pass per token
     for (const split of [false, true]) {
@@ -185,13 +193,11 @@ Deno.test("cuda launches: every kernel gets what its source declares, by name, o
 });
 
 Deno.test("cuda launches: gemmOnly (the bench's GEMM timing) stops after the GEMM", () => {
-  const names = new Map(
-    CUDA_KERNELS.map((k) => [k, Deno.UnsafePointer.of(new TextEncoder().encode(k + "\0"))!]),
-  );
+  const names = kernelNames();
   for (const split of [false, true]) {
     const { calls, gemms, launches } = recorded(names);
     launches.encode(4096, { split, cap: 128, out: 100n, gemmOnly: true });
     assert.deepEqual(calls.map((c) => c.kernel), split ? ["lw_prep", "lw_split"] : ["lw_prep"]);
-    assert.equal(gemms.length, 1);
+    assert.deepEqual(gemms, [split ? "bf16 13·10→4 4096x6912x16384" : "f32 2·9→4 4096x2304x16384"]);
   }
 });

@@ -19,7 +19,7 @@
  */
 
 import * as ort from "onnxruntime-node";
-import { canonicalWatch, checkEncodeInput } from "../core/reference_encoder.ts";
+import { assertEncodable, canonicalWatch, checkEncodeInput } from "../core/reference_encoder.ts";
 import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import {
   buildEncoderGraph,
@@ -41,7 +41,7 @@ import {
 } from "./provider.ts";
 import { createCandidateEncoder } from "./candidate_encoder.ts";
 import { WatchedDots } from "./watched_dots.ts";
-import { cudaEncoderTakes, tryCudaEncoder, withCudaNote } from "./cuda_choice.ts";
+import { cudaEncoderTakes, type CudaFailure, tryCudaEncoder, withCudaNote } from "./cuda_choice.ts";
 
 export { watchIsCheap } from "./onnx_graph.ts";
 export { createProbeEncoder } from "./probe_encoder.ts";
@@ -106,6 +106,12 @@ export interface OrtEncoderOptions {
    * on onnxruntime (bit for bit the full graph's values).
    */
   smallBatchDots?: boolean;
+  /**
+   * With `provider` `auto` or `cuda`, open latentwatch's CUDA encoder first
+   * for a full encode of a standard or JumpReLU SAE (`cuda_choice.ts`;
+   * default true).
+   */
+  cudaEncoder?: boolean;
 }
 
 /** See {@linkcode OrtEncoderOptions.fullEncode}. */
@@ -155,18 +161,20 @@ export async function createOrtEncoder(
   opts: OrtEncoderOptions = {},
 ): Promise<ProviderEncoder> {
   const setting = parseProviderSetting(opts.provider ?? "cpu");
-  let cudaFailed: string | undefined;
-  if (cudaEncoderTakes(sae, setting, opts.watch)) {
+  let cudaFailed: CudaFailure | undefined;
+  if ((opts.cudaEncoder ?? true) && cudaEncoderTakes(sae, setting, opts.watch)) {
+    assertEncodable(sae); // what the graph checks on the other paths, before any upload
     const tried = tryCudaEncoder(sae);
     if ("encoder" in tried) return tried.encoder;
-    cudaFailed = tried.reason;
+    cudaFailed = tried;
   }
   if (await candidatePath(sae, opts)) {
     return await createCandidateEncoder(sae, {
       intraOpThreads: opts.intraOpThreads,
       spinning: opts.spinning,
       watch: opts.watch,
-      fullEncoder: () => createOrtEncoder(sae, { ...opts, fullEncode: "f32" }),
+      // the CUDA encoder was tried above: its fallback tokens stay where this encoder runs
+      fullEncoder: () => createOrtEncoder(sae, { ...opts, fullEncode: "f32", cudaEncoder: false }),
     });
   }
   const model = buildEncoderGraph(sae, { watch: opts.watch, onProgress: opts.onProgress });
