@@ -36,7 +36,10 @@ export function f16ToF32(src: Uint16Array, out = new Float32Array(src.length)): 
  * bf16ToF32(new Uint16Array([0x3f80])); // Float32Array [1]
  * ```
  */
-export function bf16ToF32(src: Uint16Array, out = new Float32Array(src.length)): Float32Array {
+export function bf16ToF32(
+  src: Uint16Array,
+  out: Float32Array = new Float32Array(src.length),
+): Float32Array {
   const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
   for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
   return out;

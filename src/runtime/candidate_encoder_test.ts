@@ -5,6 +5,7 @@
  * onnxruntime encoder: the same active latents.
  */
 import assert from "node:assert/strict";
+import { bf16ToF32, f32ToBf16 } from "../core/dtype.ts";
 import { Rng } from "../core/random.ts";
 import { referenceEncode, referencePreActivations } from "../core/reference_encoder.ts";
 import type { SaeWeights, SparseLatents } from "../core/sae.ts";
@@ -69,10 +70,7 @@ Deno.test("candidate encoder: bf16 weights are recomputed from bf16 rows, with t
   for (const [n, v] of VARIANTS.entries()) {
     const sae = randomVariant(v, dIn, dSae, 70 + n);
     // every encoder weight rounded to bf16 (nearest, ties to even), as a bf16 checkpoint loads
-    const bits = new Uint32Array(sae.wEnc.buffer, sae.wEnc.byteOffset, sae.wEnc.length);
-    for (let i = 0; i < bits.length; i++) {
-      bits[i] = ((bits[i] + 0x7fff + ((bits[i] >>> 16) & 1)) >>> 16) << 16;
-    }
+    bf16ToF32(f32ToBf16(sae.wEnc), sae.wEnc);
     const enc = await createCandidateEncoder(sae, { tune: false, intraOpThreads: 1 });
     const f32 = await createOrtEncoder(sae, { intraOpThreads: 1 });
     try {

@@ -88,7 +88,7 @@ extern "C" __global__ void lw_prep(const float* __restrict__ x, float* __restric
   xt[i] = v - bdec[k];
 }
 
-// bf16 bits nearest to v (ties to even), as cuda_split.ts's bf16Bits.
+// bf16 bits nearest to v (ties to even), as core/dtype.ts's f32ToBf16.
 __device__ unsigned short lw_bf16(float v) {
   unsigned u = __float_as_uint(v);
   u += 0x7fffu + ((u >> 16) & 1u);

@@ -25,49 +25,37 @@
  * @module
  */
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
+import { bf16ToF32, f32ToBf16 } from "../core/dtype.ts";
 
-/**
- * The bf16 bits nearest to `v` (round to nearest, ties to even), as the
- * kernels round.
- *
- * @example
- * ```ts
- * bf16Bits(1); // 0x3f80
- * ```
- */
-export function bf16Bits(v: number): number {
-  f32[0] = v;
-  const u = u32[0];
-  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
-/** The f32 value of bf16 bits. */
-export function fromBf16(bits: number): number {
-  u32[0] = bits << 16;
-  return f32[0];
-}
+/** Weights split per step of {@linkcode stackedBf16}: its scratch stays small for any SAE. */
+const SPLIT_CHUNK = 1 << 16;
 
 /**
  * `W_enc` (`[dIn, dSae]`) stacked for the split GEMM: `[w_hi; w_lo; w_hi]`,
- * `[3·dIn, dSae]` bf16 bits, row-major.
+ * `[3·dIn, dSae]` bf16 bits, row-major: `hi = bf16(w)`, `lo = bf16(w − hi)`
+ * (`w − hi` is exact in f32), rounded to nearest as the kernels round
+ * (`f32ToBf16`).
  *
  * @example
  * ```ts
+ * import { bf16ToF32 } from "../core/dtype.ts";
  * const stacked = stackedBf16(new Float32Array([1 + 2 ** -10]), 1, 1);
- * fromBf16(stacked[0]) + fromBf16(stacked[1]); // 1 + 2 ** -10
+ * const [hi, lo] = bf16ToF32(stacked.subarray(0, 2));
+ * hi + lo; // 1 + 2 ** -10
  * ```
  */
 export function stackedBf16(w: Float32Array, dIn: number, dSae: number): Uint16Array {
   const n = dIn * dSae;
   const out = new Uint16Array(3 * n);
-  for (let i = 0; i < n; i++) {
-    const hi = bf16Bits(w[i]);
-    out[i] = hi;
-    out[2 * n + i] = hi;
-    out[n + i] = bf16Bits(w[i] - fromBf16(hi));
+  const rest = new Float32Array(Math.min(n, SPLIT_CHUNK));
+  for (let s = 0; s < n; s += SPLIT_CHUNK) {
+    const e = Math.min(n, s + SPLIT_CHUNK);
+    const hi = f32ToBf16(w.subarray(s, e), out.subarray(s, e));
+    const r = bf16ToF32(hi, rest.subarray(0, e - s));
+    for (let i = 0; i < r.length; i++) r[i] = w[s + i] - r[i];
+    f32ToBf16(r, out.subarray(n + s, n + e));
   }
+  out.copyWithin(2 * n, 0, n);
   return out;
 }
 

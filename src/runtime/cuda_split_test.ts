@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
 import { Rng } from "../core/random.ts";
-import {
-  bf16Bits,
-  columnNorms,
-  fromBf16,
-  splitBound,
-  stackedBf16,
-  transpose,
-} from "./cuda_split.ts";
+import { bf16ToF32, f32ToBf16 } from "../core/dtype.ts";
+import { columnNorms, splitBound, stackedBf16, transpose } from "./cuda_split.ts";
+
+/** One value's bf16 bits, as the split rounds (`core/dtype.ts`). */
+const bf16Bits = (v: number) => f32ToBf16(Float32Array.of(v))[0];
+/** The f32 value of bf16 bits. */
+const fromBf16 = (bits: number) => bf16ToF32(Uint16Array.of(bits))[0];
 
 /** The nearest bf16 found by looking at both neighbours (ties to the even one): independent of the bit trick. */
 function nearestBf16(v: number): number {
@@ -38,7 +37,7 @@ Deno.test("bf16: round to nearest, ties to even, as an independent search finds"
 });
 
 Deno.test("bf16 split: hi + lo is within 2^-16 of every weight, stacked [hi; lo; hi]", () => {
-  const dIn = 7, dSae = 5;
+  const dIn = 700, dSae = 150; // more weights than one step of the split (2^16)
   const w = new Rng(6).fillGaussian(new Float32Array(dIn * dSae));
   const s = stackedBf16(w, dIn, dSae);
   assert.equal(s.length, 3 * dIn * dSae);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { bf16ToF32, f32ToBf16 } from "../core/dtype.ts";
 import { Rng } from "../core/random.ts";
 import { WasmDots } from "./wasm_dots.ts";
 
@@ -150,12 +151,7 @@ Deno.test("WasmDots: bf16 rows (auto for a matrix of bf16 values) give the f32 r
     const rows = 512, inputs = 8;
     const rng = new Rng(900 + width);
     const m = rng.fillGaussian(new Float32Array(rows * width));
-    // round to bf16 independently of the kernel: keep the upper 16 bits, nearest-even
-    const bits = new Uint32Array(m.buffer);
-    for (let i = 0; i < bits.length; i++) {
-      const b = bits[i];
-      bits[i] = ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) << 16;
-    }
+    bf16ToF32(f32ToBf16(m), m); // every value a bf16 (nearest, ties to even)
     const x = rng.fillGaussian(new Float32Array(inputs * width));
     const f32 = new WasmDots(m, rows, width);
     const bf16 = new WasmDots(m, rows, width, { rowFormat: "auto", threads: 2 });
