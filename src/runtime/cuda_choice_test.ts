@@ -79,7 +79,8 @@ Deno.test("cuda choice: an SAE the CUDA encoder does not take is a reason, not a
   assert.ok("reason" in refused);
   assert.match(refused.reason, /standard and JumpReLU SAEs, found gated/);
   assert.equal(refused.unavailable, false);
-  // a b_enc of the wrong length: the same EncoderConfigError under auto as under cpu, before any upload
+  // a b_enc of the wrong length: the same EncoderConfigError under auto as under cpu, before any
+  // upload (without a GPU the graph's own check refuses it too; with one, only the CUDA path's does)
   const broken = { ...JUMPRELU, bEnc: JUMPRELU.bEnc.subarray(0, 10) };
   for (const provider of ["auto", "cpu"] as const) {
     await assert.rejects(
