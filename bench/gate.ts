@@ -7,11 +7,17 @@
  * same steps ungated (publish and go on). The taps run in their own process
  * (`bench/gate_tap.ts`), as in a model server; the sidecar in this one.
  * Each row reports the gated p50/p99, the ungated ones, and the difference
- * (`added_p50_ms`, `added_p99_ms`). Bounded in steps and time.
+ * (`added_p50_ms`, `added_p99_ms`). A second pass answers the same taps'
+ * requests with a responder that only sends a `continue` verdict back, no
+ * sidecar (`…/floor-concurrency-N`): what the transport alone adds, the
+ * floor under the gated rows on this machine. Bounded in steps and time.
  *
  * @module
  */
+import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
+import { tapSubjectFilter } from "../src/core/frame/subjects.ts";
+import { encodeVerdict } from "../src/core/steer/encode.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
@@ -64,66 +70,100 @@ export async function benchGate(
       log: new Logger({ quiet: true }),
       controlListen: null,
     });
-    // the same in --quick and full runs (after untimed warm-up steps in the tap process)
-    const steps = 1000;
-    const deadlineMs = 60_000;
-    // the taps run in their own process, as in a model server
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("./gate_tap.ts", import.meta.url).pathname,
-        "--url",
-        server.url,
-        "--steps",
-        String(steps),
-        "--deadline-ms",
-        String(deadlineMs),
-      ],
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const timings: GateTimings[] = [];
-    for await (const line of readLines(child.stdout)) {
-      if (line.trim()) timings.push(JSON.parse(line));
-    }
-    const status = await child.status;
-    if (!status.success) opts.progress(`gate: the tap process exited with ${status.code}`);
+    const timings = await runTaps(server.url, opts.progress);
     await monitor.stop();
-    const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
-    for (const concurrency of [1, 8]) {
-      const base = timings.find((t) => t.concurrency === concurrency && !t.gated)?.ms;
-      const g = timings.find((t) => t.concurrency === concurrency && t.gated)?.ms;
-      if (!base?.length || !g?.length) continue;
-      // tokens/s a single request's loop reaches if the model itself took no time
-      const rate = (a: number[]) => concurrency * 1000 / mean(a);
-      const row: GateRow = {
-        name: `e2e/gate-jumprelu-768x24576-watched64/concurrency-${concurrency}`,
-        tokens_per_s: rate(g),
-        baseline_tokens_per_s: rate(base),
-        ratio: rate(g) / rate(base),
-        p50_ms: pct(g, 50),
-        p99_ms: pct(g, 99),
-        rss_mb: Deno.memoryUsage().rss / 2 ** 20,
-        baseline_p50_ms: pct(base, 50),
-        baseline_p99_ms: pct(base, 99),
-        added_p50_ms: pct(g, 50) - pct(base, 50),
-        added_p99_ms: pct(g, 99) - pct(base, 99),
-      };
-      opts.progress(
-        `gate: ${concurrency} request(s): gated step p50 ${pct(g, 50).toFixed(3)} ms, p99 ${
-          pct(g, 99).toFixed(3)
-        } ms; ungated p50 ${pct(base, 50).toFixed(3)}, p99 ${
-          pct(base, 99).toFixed(3)
-        } ms; added p50 ${row.added_p50_ms.toFixed(3)} ms, p99 ${
-          row.added_p99_ms.toFixed(3)
-        } ms (${g.length} steps)`,
-      );
-      results.push(row);
+    results.push(...gateRows(timings, "", opts.progress));
+    // the floor: the same taps, answered at once by a responder that does nothing else
+    const bus = await connectNatsBus({ url: server.url, name: "bench-gate-floor" });
+    const sub = bus.subscribe(tapSubjectFilter("bench-model", TAP_HOOK), (msg) => {
+      if (!msg.reply) return;
+      const seq = Number(msg.headers["Lw-Seq"]);
+      const requestId = msg.headers["Lw-Request-Id"];
+      bus.publish(msg.reply, encodeVerdict({ requestId, seq, verdict: "continue", commands: [] }));
+    });
+    try {
+      results.push(...gateRows(await runTaps(server.url, opts.progress), "floor-", opts.progress));
+    } finally {
+      sub.unsubscribe();
+      await bus.close();
     }
   } finally {
     await server.stop();
     await Deno.remove(dir, { recursive: true });
+  }
+  return results;
+}
+
+/** The hook the taps of `bench/gate_tap.ts` publish on. */
+const TAP_HOOK = "blocks.8.hook_resid_pre";
+
+/** Run the tap process against `url` and collect its timings. */
+async function runTaps(url: string, progress: (msg: string) => void): Promise<GateTimings[]> {
+  // the same in --quick and full runs (after untimed warm-up steps in the tap process)
+  const steps = 1000;
+  const deadlineMs = 60_000;
+  // the taps run in their own process, as in a model server
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./gate_tap.ts", import.meta.url).pathname,
+      "--url",
+      url,
+      "--steps",
+      String(steps),
+      "--deadline-ms",
+      String(deadlineMs),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const timings: GateTimings[] = [];
+  for await (const line of readLines(child.stdout)) {
+    if (line.trim()) timings.push(JSON.parse(line));
+  }
+  const status = await child.status;
+  if (!status.success) progress(`gate: the tap process exited with ${status.code}`);
+  return timings;
+}
+
+/** The rows of one pass (`kind` "" for the sidecar, "floor-" for the bare responder). */
+function gateRows(
+  timings: GateTimings[],
+  kind: "" | "floor-",
+  progress: (msg: string) => void,
+): GateRow[] {
+  const results: GateRow[] = [];
+  const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
+  for (const concurrency of [1, 8]) {
+    const base = timings.find((t) => t.concurrency === concurrency && !t.gated)?.ms;
+    const g = timings.find((t) => t.concurrency === concurrency && t.gated)?.ms;
+    if (!base?.length || !g?.length) continue;
+    // tokens/s a single request's loop reaches if the model itself took no time
+    const rate = (a: number[]) => concurrency * 1000 / mean(a);
+    const row: GateRow = {
+      name: `e2e/gate-jumprelu-768x24576-watched64/${kind}concurrency-${concurrency}`,
+      tokens_per_s: rate(g),
+      baseline_tokens_per_s: rate(base),
+      ratio: rate(g) / rate(base),
+      p50_ms: pct(g, 50),
+      p99_ms: pct(g, 99),
+      rss_mb: Deno.memoryUsage().rss / 2 ** 20,
+      baseline_p50_ms: pct(base, 50),
+      baseline_p99_ms: pct(base, 99),
+      added_p50_ms: pct(g, 50) - pct(base, 50),
+      added_p99_ms: pct(g, 99) - pct(base, 99),
+    };
+    progress(
+      `gate${kind ? " floor" : ""}: ${concurrency} request(s): gated step p50 ${
+        pct(g, 50).toFixed(3)
+      } ms, p99 ${pct(g, 99).toFixed(3)} ms; ungated p50 ${pct(base, 50).toFixed(3)}, p99 ${
+        pct(base, 99).toFixed(3)
+      } ms; added p50 ${row.added_p50_ms.toFixed(3)} ms, p99 ${
+        row.added_p99_ms.toFixed(3)
+      } ms (${g.length} steps)`,
+    );
+    results.push(row);
   }
   return results;
 }

@@ -30,7 +30,7 @@ const WARMUP_STEPS = 50;
 async function main(url: string, steps: number, deadlineMs: number): Promise<void> {
   const dIn = 768;
   const bus = await connectNatsBus({ url, name: "bench-gate-tap" });
-  const hook = "blocks.8.hook_resid_pre";
+  const hook = "blocks.8.hook_resid_pre"; // bench/gate.ts answers this hook in its floor pass
   const gated = new Tap(bus, {
     model: "bench-model",
     hook,
