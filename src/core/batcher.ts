@@ -139,16 +139,19 @@ export class MicroBatcher<T extends Batchable> {
       if (this.#closed) this.#deliver(null);
       return;
     }
-    const waited = performance.now() - this.#oldestAt;
-    if (
-      this.#queuedTokens >= this.limits.maxBatchTokens || waited >= this.limits.maxWaitMs ||
-      this.#closed || this.#notWorthWaiting(waited)
-    ) {
+    if (this.#queuedTokens >= this.limits.maxBatchTokens || this.#closed) {
       this.#deliver(this.#take());
       return;
     }
+    // an urgent batch waits for the end of the turn even when nothing else would be worth
+    // waiting for: the rest of the same socket read (other requests' gated steps) joins it
     if (this.#urgentUpTo > this.#head) {
       this.#sendSoon();
+      return;
+    }
+    const waited = performance.now() - this.#oldestAt;
+    if (waited >= this.limits.maxWaitMs || this.#notWorthWaiting(waited)) {
+      this.#deliver(this.#take());
       return;
     }
     if (this.#timer !== undefined || this.#poll !== undefined) return;

@@ -167,19 +167,24 @@ Deno.test("batcher (adaptive): a short wait takes one turn of due I/O, not a tim
 });
 
 Deno.test("batcher: frames that arrive in the same turn as an urgent one share its batch", async () => {
-  const b = new MicroBatcher<{ tokens: number; name: string }>({
-    maxBatchTokens: 64,
-    maxWaitMs: 1000,
-    maxQueueTokens: 128,
-  });
-  const pending = b.next();
-  // one socket read hands over several gated frames in one turn
-  b.offer(item(1, "a"), true);
-  b.offer(item(1, "b"), true);
-  b.offer(item(1, "c"), true);
-  assert.deepEqual((await pending)?.map((x) => x.name), ["a", "b", "c"]);
-  b.offer(item(1, "d"), true);
-  assert.deepEqual((await b.next())?.map((x) => x.name), ["d"]);
-  b.close();
-  assert.equal(await b.next(), null);
+  // adaptive too: after a silence a lone frame is not worth waiting for, but the rest of
+  // the same socket read (8 requests' decode steps) must still join the first one's batch
+  for (const adaptive of [false, true]) {
+    const b = new MicroBatcher<{ tokens: number; name: string }>({
+      maxBatchTokens: 64,
+      maxWaitMs: 1000,
+      maxQueueTokens: 128,
+      adaptive,
+    });
+    const pending = b.next();
+    // one socket read hands over several gated frames in one turn
+    b.offer(item(1, "a"), true);
+    b.offer(item(1, "b"), true);
+    b.offer(item(1, "c"), true);
+    assert.deepEqual((await pending)?.map((x) => x.name), ["a", "b", "c"], `adaptive ${adaptive}`);
+    b.offer(item(1, "d"), true);
+    assert.deepEqual((await b.next())?.map((x) => x.name), ["d"]);
+    b.close();
+    assert.equal(await b.next(), null);
+  }
 });
