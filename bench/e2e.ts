@@ -36,7 +36,7 @@ import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import type { BenchResult } from "./run.ts";
-import { BENCH_HOOK, hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
+import { BENCH_HOOK, BENCH_MODEL, hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
 import { LoadGenerator } from "./e2e_load_process.ts";
 
 /**
@@ -73,7 +73,7 @@ export async function writeBenchMonitor(
   );
   await Deno.writeTextFile(
     `${dir}/monitor.yaml`,
-    `monitor: bench\nmodel: bench-model\nhook: ${BENCH_HOOK}\nsaes:\n  - id: bench\n    path: sae\n` +
+    `monitor: bench\nmodel: ${BENCH_MODEL}\nhook: ${BENCH_HOOK}\nsaes:\n  - id: bench\n    path: sae\n` +
       `policies: [rules.yaml]\nnats:\n  url: ${natsUrl}\nalerts:\n  stream: BENCH_ALERTS\n` +
       `batching:\n  max_batch_tokens: 128\n  max_wait_ms: 2\n  max_queue_tokens: 8192\n` +
       (Deno.env.get("E2E_EXTRA_MONITOR") ?? ""),
@@ -315,7 +315,7 @@ export async function benchServe(
     // 4. the floor: the same open loads to a bare subscriber in this process, sidecar stopped
     const floor = await connectNatsBus({ url: server.url, name: "bench-floor" });
     let received = 0;
-    const sub = floor.subscribe(tapSubjectFilter("bench-model", BENCH_HOOK), (msg) => {
+    const sub = floor.subscribe(tapSubjectFilter(BENCH_MODEL, BENCH_HOOK), (msg) => {
       const sent = msg.headers["Lw-Meta-sent"];
       if (sent !== undefined) latencies.push(hostNowMs() - Number(sent));
       received += tokensPerFrame;

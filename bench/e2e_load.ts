@@ -49,6 +49,9 @@ export const CREDIT_SUBJECT = "bench.e2e.encoded";
 /** The hook the bench's tap and monitor name. */
 export const BENCH_HOOK = "blocks.8.hook_resid_pre";
 
+/** The model the bench's taps name (the monitor's tap subjects follow it). */
+export const BENCH_MODEL = "bench-model";
+
 /** Shape of the generated load. */
 export const LOAD_SHAPE = { tokensPerFrame: 16, requests: 64, dIn: 768 } as const;
 
@@ -74,7 +77,7 @@ export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGener
 async function main(url: string): Promise<void> {
   const { tokensPerFrame, requests, dIn } = LOAD_SHAPE;
   const bus = await connectNatsBus({ url, name: "bench-load" });
-  const tap = new Tap(bus, { model: "bench-model", hook: BENCH_HOOK });
+  const tap = new Tap(bus, { model: BENCH_MODEL, hook: BENCH_HOOK });
   const pool = new Rng(9).fillGaussian(new Float32Array(tokensPerFrame * dIn * 8));
   const positions = new Array(requests).fill(0);
   let published = 0, frame = 0, encoded = 0;

@@ -23,7 +23,7 @@ import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import { writeBenchMonitor } from "./e2e.ts";
 import type { BenchResult } from "./run.ts";
-import { readLines } from "./e2e_load.ts";
+import { BENCH_HOOK, BENCH_MODEL, readLines } from "./e2e_load.ts";
 import type { GateTimings } from "./gate_tap.ts";
 
 /** A gating row: besides the gated step's p50/p99, the ungated ones and the difference. */
@@ -49,8 +49,9 @@ function pct(sorted: number[], p: number): number {
 }
 
 /**
- * Run the gating bench at 1 and 8 concurrent requests. Returns no rows when
- * nats-server is missing.
+ * Run the gating bench at 1 and 8 concurrent requests, through the sidecar
+ * and then through the bare responder of the floor pass. Returns no rows
+ * when nats-server is missing.
  */
 export async function benchGate(
   opts: { quick: boolean; progress: (msg: string) => void },
@@ -70,21 +71,29 @@ export async function benchGate(
       log: new Logger({ quiet: true }),
       controlListen: null,
     });
-    const timings = await runTaps(server.url, opts.progress);
-    await monitor.stop();
+    let timings: GateTimings[];
+    try {
+      timings = await runTaps(server.url, opts.progress);
+    } finally {
+      await monitor.stop();
+    }
     results.push(...gateRows(timings, "", opts.progress));
     // the floor: the same taps, answered at once by a responder that does nothing else
     const bus = await connectNatsBus({ url: server.url, name: "bench-gate-floor" });
-    const sub = bus.subscribe(tapSubjectFilter("bench-model", TAP_HOOK), (msg) => {
-      if (!msg.reply) return;
-      const seq = Number(msg.headers["Lw-Seq"]);
-      const requestId = msg.headers["Lw-Request-Id"];
-      bus.publish(msg.reply, encodeVerdict({ requestId, seq, verdict: "continue", commands: [] }));
-    });
     try {
+      const sub = bus.subscribe(tapSubjectFilter(BENCH_MODEL, BENCH_HOOK), (msg) => {
+        if (!msg.reply) return;
+        const seq = Number(msg.headers["Lw-Seq"]);
+        const requestId = msg.headers["Lw-Request-Id"];
+        bus.publish(
+          msg.reply,
+          encodeVerdict({ requestId, seq, verdict: "continue", commands: [] }),
+        );
+      });
+      await bus.flush(); // the server knows the subscription before the first step
       results.push(...gateRows(await runTaps(server.url, opts.progress), "floor-", opts.progress));
-    } finally {
       sub.unsubscribe();
+    } finally {
       await bus.close();
     }
   } finally {
@@ -93,9 +102,6 @@ export async function benchGate(
   }
   return results;
 }
-
-/** The hook the taps of `bench/gate_tap.ts` publish on. */
-const TAP_HOOK = "blocks.8.hook_resid_pre";
 
 /** Run the tap process against `url` and collect its timings. */
 async function runTaps(url: string, progress: (msg: string) => void): Promise<GateTimings[]> {
@@ -119,8 +125,15 @@ async function runTaps(url: string, progress: (msg: string) => void): Promise<Ga
     stderr: "inherit",
   }).spawn();
   const timings: GateTimings[] = [];
-  for await (const line of readLines(child.stdout)) {
-    if (line.trim()) timings.push(JSON.parse(line));
+  try {
+    for await (const line of readLines(child.stdout)) {
+      if (line.trim()) timings.push(JSON.parse(line));
+    }
+  } catch (err) {
+    // a line that is not JSON: stop the taps rather than leave them running
+    child.kill();
+    await child.status;
+    throw err;
   }
   const status = await child.status;
   if (!status.success) progress(`gate: the tap process exited with ${status.code}`);

@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { Rng } from "../src/core/random.ts";
 import { Tap } from "../src/tap/tap.ts";
+import { BENCH_HOOK, BENCH_MODEL } from "./e2e_load.ts";
 
 /** One line of this process's output. */
 export interface GateTimings {
@@ -30,14 +31,14 @@ const WARMUP_STEPS = 50;
 async function main(url: string, steps: number, deadlineMs: number): Promise<void> {
   const dIn = 768;
   const bus = await connectNatsBus({ url, name: "bench-gate-tap" });
-  const hook = "blocks.8.hook_resid_pre"; // bench/gate.ts answers this hook in its floor pass
+  const hook = BENCH_HOOK; // bench/gate.ts's floor pass answers this model and hook
   const gated = new Tap(bus, {
-    model: "bench-model",
+    model: BENCH_MODEL,
     hook,
     name: "bench-gated",
     gate: { deadlineMs: 1000, onTimeout: "open" },
   });
-  const ungated = new Tap(bus, { model: "bench-model", hook, name: "bench-ungated" });
+  const ungated = new Tap(bus, { model: BENCH_MODEL, hook, name: "bench-ungated" });
   gated.enableSteering(dIn);
   ungated.enableSteering(dIn);
   const pool = new Rng(3).fillGaussian(new Float32Array(64 * dIn));

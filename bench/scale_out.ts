@@ -23,6 +23,7 @@ import {
   startSidecar,
 } from "../support/sidecars.ts";
 import { writeBenchMonitor } from "./e2e.ts";
+import { BENCH_HOOK, BENCH_MODEL } from "./e2e_load.ts";
 import type { BenchResult } from "./run.ts";
 
 const PARTITIONS = 16;
@@ -89,8 +90,8 @@ async function run(
       120_000,
     );
     const tap = new Tap(bus, {
-      model: "bench-model",
-      hook: "blocks.8.hook_resid_pre",
+      model: BENCH_MODEL,
+      hook: BENCH_HOOK,
       partitions: PARTITIONS,
     });
     let sent = 0;

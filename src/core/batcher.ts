@@ -88,7 +88,8 @@ export class MicroBatcher<T extends Batchable> {
    * Enqueue `item`. Returns false (and keeps nothing) when the queue is
    * closed or the item would push it past `maxQueueTokens`. An `urgent`
    * item (a gated frame, whose model waits for the verdict) does not wait
-   * for the batch to fill: the batch it is in goes out at once.
+   * for the batch to fill: the batch it is in goes out at the end of the
+   * current turn, with the other frames of the same socket read.
    */
   offer(item: T, urgent = false): boolean {
     if (this.#closed) return false;

@@ -183,7 +183,7 @@ Deno.test("batcher: frames that arrive in the same turn as an urgent one share i
     b.offer(item(1, "c"), true);
     assert.deepEqual((await pending)?.map((x) => x.name), ["a", "b", "c"], `adaptive ${adaptive}`);
     b.offer(item(1, "d"), true);
-    assert.deepEqual((await b.next())?.map((x) => x.name), ["d"]);
+    assert.deepEqual((await b.next())?.map((x) => x.name), ["d"], `adaptive ${adaptive}`);
     b.close();
     assert.equal(await b.next(), null);
   }
