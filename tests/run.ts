@@ -181,6 +181,19 @@ await ensurePackage(
   "The Python tap's TLS tests make a throwaway CA with it: `sudo apt-get install openssl`.",
 );
 await ensurePackage(
+  "gcc",
+  async () => {
+    try {
+      const cc = Deno.env.get("CC") ?? "cc";
+      return (await new Deno.Command(cc, { args: ["--version"], stdout: "null" }).output()).success;
+    } catch {
+      return false;
+    }
+  },
+  "The native CPU kernels' tests compile them (on a CPU with AVX-512 VNNI; elsewhere they skip):\n" +
+    "  `sudo apt-get install gcc`, or point CC at a C compiler.",
+);
+await ensurePackage(
   "python3-torch",
   hasPythonTorch,
   "The Python tap's end-to-end tests run a small PyTorch model: `sudo apt-get install\n" +

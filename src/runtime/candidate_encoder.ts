@@ -22,10 +22,21 @@ import {
   buildCandidateGraph,
   type CandidateGraph,
   PREPARED_OUTPUT,
+  QUANTIZED_OUTPUT,
   SCALE_OUTPUT,
   TOKEN_OUTPUT,
+  topkCutOf,
 } from "./candidate_graph.ts";
 import { CandidateSelector } from "./candidate_select.ts";
+import {
+  MAX_NATIVE_D_IN,
+  type NativeDots,
+  type NativeInt8Gemm,
+  nativeKernelsStatus,
+  NativeKernelsUnavailableError,
+  openNativeDots,
+  openNativeInt8,
+} from "./native_kernels.ts";
 import type { ProviderEncoder } from "./ort_encoder.ts";
 import { encoderFeeds, openProviderSession } from "./session.ts";
 import { type EncodePath, PathTuner } from "./path_tuner.ts";
@@ -50,6 +61,14 @@ export interface CandidateEncoderOptions {
    * same candidates either way). False: the plain TypeScript loop.
    */
   simdScan?: boolean;
+  /**
+   * Which kernel computes the int8 product (standard, JumpReLU, gated SAEs):
+   * `auto` (default) the native AVX-512 VNNI kernel where it loads
+   * (`native_kernels.ts`), else onnxruntime's `MatMulInteger`; `native` insists
+   * (an error says why it cannot); `onnxruntime` never tries. The same
+   * integers either way.
+   */
+  int8Kernel?: Int8Kernel;
   /**
    * Time the int8 path against the f32 one per batch size and run the faster
    * (default true; both are exact). False: always the int8 path.
@@ -90,7 +109,8 @@ export async function createCandidateEncoder(
   sae: SaeWeights,
   opts: CandidateEncoderOptions = {},
 ): Promise<CandidateEncoder> {
-  const graph = buildCandidateGraph(sae);
+  const native = await nativeProduct(sae, opts.int8Kernel ?? "auto");
+  const graph = buildCandidateGraph(sae, { externalProduct: native !== null });
   const opened = await openProviderSession(graph.model, {
     provider: "cpu",
     // onnxruntime's own default ran the int8 GEMM on one of two cores here (half the speed)
@@ -98,10 +118,42 @@ export async function createCandidateEncoder(
     // idle onnxruntime threads would spin through the second pass, on the cores it runs on
     spinning: opts.spinning ?? false,
   });
-  const encoder = new CandidateEncoder(opened.session, sae, graph, opts);
+  const encoder = new CandidateEncoder(opened.session, sae, graph, {
+    ...opts,
+    native: native ? await native(graph.columns.q) : undefined,
+  });
+  if (native) encoder.useNativeDots(await openNativeDots());
   // the tuner times the f32 path too: open it now, not in the middle of a batch
   if (opts.tune !== false) await encoder.openFull();
   return encoder;
+}
+
+/** Where the int8 product runs: see {@linkcode CandidateEncoderOptions.int8Kernel}. */
+export type Int8Kernel = "auto" | "native" | "onnxruntime";
+
+/**
+ * How to open the native product for `sae`, or null for onnxruntime's
+ * (`auto` falls back quietly: the encoder's `int8Kernel` says which ran).
+ */
+async function nativeProduct(
+  sae: SaeWeights,
+  kernel: Int8Kernel,
+): Promise<((wq: Int8Array) => Promise<NativeInt8Gemm>) | null> {
+  if (kernel === "onnxruntime") return null;
+  if (sae.dIn > MAX_NATIVE_D_IN) {
+    if (kernel === "native") {
+      throw new NativeKernelsUnavailableError(
+        `the native int8 kernel takes d_in ≤ ${MAX_NATIVE_D_IN}, found ${sae.dIn}`,
+      );
+    }
+    return null;
+  }
+  const status = await nativeKernelsStatus();
+  if (!status.available) {
+    if (kernel === "native") throw new NativeKernelsUnavailableError(status.reason);
+    return null;
+  }
+  return (wq) => openNativeInt8(wq, sae.dIn, sae.dSae);
 }
 
 /** Transpose `[rows, cols]` to `[cols, rows]`. */
@@ -148,6 +200,12 @@ export class CandidateEncoder implements ProviderEncoder {
   readonly provider = "cpu" as const;
   readonly providerFallback = false;
   readonly #session: ort.InferenceSession;
+  /** The native int8 product, when it loaded (else the graph computes `acc`). */
+  readonly #native: NativeInt8Gemm | null;
+  /** TopK's k (0 for the other architectures). */
+  readonly #topkK: number;
+  readonly #columnScale: Float64Array;
+  readonly #columnBias: Float32Array;
   readonly #dots: WasmDots;
   /** The SIMD uniform test (standard, JumpReLU, gated: the SAEs whose int8 pass outputs `acc`). */
   readonly #scan: WasmScan | null;
@@ -173,9 +231,13 @@ export class CandidateEncoder implements ProviderEncoder {
     session: ort.InferenceSession,
     sae: SaeWeights,
     graph: CandidateGraph,
-    opts: CandidateEncoderOptions,
+    opts: CandidateEncoderOptions & { native?: NativeInt8Gemm },
   ) {
     this.#session = session;
+    this.#native = opts.native ?? null;
+    this.#topkK = sae.architecture === "topk" ? sae.k! : 0;
+    this.#columnScale = graph.columnScale;
+    this.#columnBias = graph.columnBias;
     this.dIn = sae.dIn;
     this.dSae = sae.dSae;
     this.#dots = new WasmDots(transpose(sae.wEnc, sae.dIn, sae.dSae), sae.dSae, sae.dIn, {
@@ -214,6 +276,21 @@ export class CandidateEncoder implements ProviderEncoder {
    */
   get path(): string {
     return this.#f32Only || this.#last === "f32" ? "f32" : "int8-candidates";
+  }
+
+  /** @internal the second pass's dots in native code (null: WebAssembly). */
+  useNativeDots(native: NativeDots | null): void {
+    this.#dots.useNative(native);
+  }
+
+  /** Which kernel computes the second pass's dots: `native` (AVX-512) or `wasm`. */
+  get dotsKernel(): "native" | "wasm" {
+    return this.#dots.kernel;
+  }
+
+  /** Which kernel computes the int8 product: `native-vnni` or `onnxruntime`. */
+  get int8Kernel(): "native-vnni" | "onnxruntime" {
+    return this.#native ? "native-vnni" : "onnxruntime";
   }
 
   /** How the second pass holds `W_encᵀ`: `bf16` (half the bytes) when every weight is a bf16. */
@@ -258,23 +335,22 @@ export class CandidateEncoder implements ProviderEncoder {
   ): Promise<SparseLatents[]> {
     // the int32 accumulations straight into the SIMD scan's memory, when a region is free
     const region = this.#scan?.lease(tokens) ?? null;
-    if (region) markRegion(region.acc);
     let out: ort.InferenceSession.OnnxValueMapType;
+    let scanned: boolean;
     try {
-      out = region
-        ? await this.#session.run(feeds, {
-          [PREPARED_OUTPUT]: null,
-          [ACC_OUTPUT]: new ort.Tensor("int32", region.acc, [tokens, this.dSae]),
-          [SCALE_OUTPUT]: null,
-          [TOKEN_OUTPUT]: null,
-        })
-        : await this.#session.run(feeds);
+      if (this.#native) {
+        out = await this.#nativeProduct(this.#native, feeds, tokens, region?.acc);
+        scanned = region !== null;
+      } else {
+        if (region) markRegion(region.acc);
+        out = await this.#ortProduct(feeds, tokens, region);
+        scanned = region !== null && !out[APPROX_OUTPUT] &&
+          writtenInto(out[ACC_OUTPUT].data as Int32Array, region.acc);
+      }
     } catch (err) {
       if (region) this.#scan!.release(region);
       throw err;
     }
-    const scanned = region !== null && !out[APPROX_OUTPUT] &&
-      writtenInto(out[ACC_OUTPUT].data as Int32Array, region.acc);
     if (scanned) this.#stats.simdScanBatches++;
     // the second pass shares scratch memory: one batch at a time through it
     const run = this.#busy.then(() =>
@@ -283,7 +359,7 @@ export class CandidateEncoder implements ProviderEncoder {
         ...(out[APPROX_OUTPUT]
           ? { approx: out[APPROX_OUTPUT].data as Float32Array }
           : scanned
-          ? { acc: region.acc, scan: { wasm: this.#scan!, region } }
+          ? { acc: region!.acc, scan: { wasm: this.#scan!, region: region! } }
           : { acc: out[ACC_OUTPUT].data as Int32Array }),
         scale: out[SCALE_OUTPUT].data as Float32Array,
         tokenBounds: out[TOKEN_OUTPUT].data as Float32Array,
@@ -306,6 +382,50 @@ export class CandidateEncoder implements ProviderEncoder {
     this.#stats.tokens += tokens;
     this.#judge(tokens, fell.length);
     return rows;
+  }
+
+  /**
+   * The graph (quantize, bounds), then the native product into `into` (the
+   * scan's region) or a fresh buffer; TopK's scores and cut from it too.
+   */
+  async #nativeProduct(
+    native: NativeInt8Gemm,
+    feeds: Record<string, ort.Tensor>,
+    tokens: number,
+    into: Int32Array | undefined,
+  ): Promise<ort.InferenceSession.OnnxValueMapType> {
+    const graphOut = await this.#session.run(feeds);
+    const acc = into ?? new Int32Array(tokens * this.dSae);
+    await native.run(graphOut[QUANTIZED_OUTPUT].data as Uint8Array, tokens, acc);
+    if (this.#topkK === 0) {
+      return { ...graphOut, [ACC_OUTPUT]: new ort.Tensor("int32", acc, [tokens, this.dSae]) };
+    }
+    const kth = await native.topkScores(acc, tokens, {
+      columnScale: this.#columnScale,
+      columnBias: this.#columnBias,
+      tokenScale: graphOut[SCALE_OUTPUT].data as Float32Array,
+      k: this.#topkK,
+    });
+    // the graph left −bound in the cut column: TopK's cut needs the k-th score
+    const tb = graphOut[TOKEN_OUTPUT].data as Float32Array;
+    for (let t = 0; t < tokens; t++) tb[5 * t + 4] = topkCutOf(kth[t], tb[5 * t + 3]);
+    const scores = new Float32Array(acc.buffer, acc.byteOffset, tokens * this.dSae);
+    return { ...graphOut, [APPROX_OUTPUT]: new ort.Tensor("float32", scores, [tokens, this.dSae]) };
+  }
+
+  /** onnxruntime's int8 pass, writing `acc` into the scan's region when one is leased. */
+  #ortProduct(
+    feeds: Record<string, ort.Tensor>,
+    tokens: number,
+    region: { acc: Int32Array } | null,
+  ): Promise<ort.InferenceSession.OnnxValueMapType> {
+    if (!region) return this.#session.run(feeds);
+    return this.#session.run(feeds, {
+      [PREPARED_OUTPUT]: null,
+      [ACC_OUTPUT]: new ort.Tensor("int32", region.acc, [tokens, this.dSae]),
+      [SCALE_OUTPUT]: null,
+      [TOKEN_OUTPUT]: null,
+    });
   }
 
   #fullEncoder(): Promise<ProviderEncoder> {

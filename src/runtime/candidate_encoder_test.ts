@@ -12,6 +12,7 @@ import type { SaeWeights, SparseLatents } from "../core/sae.ts";
 import { randomVariant, variantName, VARIANTS } from "../core/testdata/random_variants.ts";
 import { randomSae } from "../formats/random_sae.ts";
 import { createCandidateEncoder } from "./candidate_encoder.ts";
+import { nativeKernelsStatus } from "./native_kernels.ts";
 import { createOrtEncoder } from "./ort_encoder.ts";
 import { compareToken } from "./testdata/compare_encoding.ts";
 
@@ -261,4 +262,48 @@ Deno.test("candidate encoder: the SIMD scan admits the same candidates as the Ty
     await simd.close();
     await plain.close();
   }
+});
+
+/** Whether this CPU runs the native kernels (AVX-512 VNNI); elsewhere `auto` keeps onnxruntime's. */
+const nativeHere = (await nativeKernelsStatus()).available;
+
+Deno.test({
+  name:
+    "candidate encoder: the native int8 product and dots give onnxruntime's candidates and the same latents",
+  ignore: !nativeHere,
+  async fn() {
+    const dIn = 40, dSae = 300;
+    for (const [n, v] of VARIANTS.entries()) {
+      const sae = randomVariant(v, dIn, dSae, 90 + n);
+      const native = await createCandidateEncoder(sae, {
+        tune: false,
+        intraOpThreads: 1,
+        int8Kernel: "native",
+      });
+      const ort = await createCandidateEncoder(sae, {
+        tune: false,
+        intraOpThreads: 1,
+        int8Kernel: "onnxruntime",
+      });
+      try {
+        assert.equal(native.int8Kernel, "native-vnni", variantName(v));
+        assert.equal(native.dotsKernel, "native", variantName(v));
+        assert.equal(ort.int8Kernel, "onnxruntime");
+        assert.equal(ort.dotsKernel, "wasm");
+        const x = new Rng(700 + n).fillGaussian(new Float32Array(70 * dIn), 1.5);
+        const got = await native.encode(x, 70);
+        const want = await ort.encode(x, 70);
+        // the same integers, so the same candidates (TopK: its input is quantized per token
+        // for the native product, per batch for onnxruntime's); the dots differ by f32 rounding
+        if (sae.architecture !== "topk") {
+          assert.equal(native.stats().candidates, ort.stats().candidates, variantName(v));
+        }
+        compareBatch(sae, x, got, want, `${variantName(v)} native against onnxruntime`);
+        compareBatch(sae, x, got, referenceEncode(sae, x, 70), `${variantName(v)} native`);
+      } finally {
+        await native.close();
+        await ort.close();
+      }
+    }
+  },
 });

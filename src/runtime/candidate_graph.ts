@@ -54,11 +54,20 @@ const ATTR_INTS = onnx.AttributeProto.AttributeType.INTS;
 
 /** Output: the prepared input, `float [N, d_in]`. */
 export const PREPARED_OUTPUT = "xp";
-/** Output (TopK): `float [N, d_sae]`, the approximate scores `a`. */
+/** Output (TopK, product in the graph): `float [N, d_sae]`, the approximate scores `a`. */
 export const APPROX_OUTPUT = "a";
 /** Output (other SAEs): `int32 [N, d_sae]`, `a = acc·x_s·columnScale + columnBias`. */
 export const ACC_OUTPUT = "acc";
-/** Output: the input's quantization scale `x_s`: TopK one float per batch, the others `[N, 1]`. */
+/**
+ * Output (with {@linkcode CandidateGraphOptions.externalProduct}):
+ * `uint8 [N, d_in]`, the quantized input `q` (zero point 128) whose product
+ * `acc = Σ (q − 128)·Ŵ` runs outside the graph (`native_kernels.ts`).
+ */
+export const QUANTIZED_OUTPUT = "x_q";
+/**
+ * Output: the input's quantization scale `x_s`: `[N, 1]`, one per token, or
+ * one float for the batch (TopK with the product in the graph).
+ */
 export const SCALE_OUTPUT = "x_s";
 /**
  * Output: `float [N, 5]` per token: `‖x̂‖`, `‖e‖`, `‖xp‖`, the uniform bound and
@@ -91,6 +100,19 @@ export interface CandidateGraph {
   columnBias: Float32Array;
 }
 
+/** Options for {@linkcode buildCandidateGraph}. */
+export interface CandidateGraphOptions {
+  /**
+   * Leave the int8 product out and output the quantized input
+   * (`QUANTIZED_OUTPUT`) instead of `acc` or `a`, for a faster kernel to
+   * compute the same integers (default false). The input is then quantized
+   * per token for TopK too, and TopK's `cut` column holds `−bound` until the
+   * caller, who has the scores, replaces it with `kth − 2·bound` lowered as
+   * here (`topkCutOf`).
+   */
+  externalProduct?: boolean;
+}
+
 /**
  * The candidate graph of `sae` (see the module doc) and its quantized columns.
  *
@@ -102,9 +124,13 @@ export interface CandidateGraph {
  * model.graph!.output!.map((o) => o.name); // ["xp", "acc", "x_s", "token_bounds"]
  * ```
  */
-export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
+export function buildCandidateGraph(
+  sae: SaeWeights,
+  opts: CandidateGraphOptions = {},
+): CandidateGraph {
   assertEncodable(sae);
   const { dIn, dSae } = sae;
+  const external = opts.externalProduct === true;
   const columns = quantizeColumns(sae.wEnc, dIn, dSae);
   const nodes: OnnxTypes.INodeProto[] = [];
   const inits: OnnxTypes.ITensorProto[] = [];
@@ -118,14 +144,18 @@ export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
 
   const input = preprocessInput(sae, nodes, inits);
   nodes.push(node("Identity", [input], [PREPARED_OUTPUT]));
-  inits.push({
-    name: "w_q",
-    dims: [dIn, dSae],
-    dataType: INT8,
-    rawData: new Uint8Array(columns.q.buffer, columns.q.byteOffset, columns.q.byteLength),
-  });
+  if (!external) {
+    inits.push({
+      name: "w_q",
+      dims: [dIn, dSae],
+      dataType: INT8,
+      rawData: new Uint8Array(columns.q.buffer, columns.q.byteOffset, columns.q.byteLength),
+    });
+  }
   const topk = sae.architecture === "topk";
-  if (topk) {
+  // the graph's TopK product takes one input scale; a product outside it takes one per token
+  const batchScale = topk && !external;
+  if (batchScale) {
     // one scale per batch: MatMulIntegerToFloat below takes a scalar input scale
     nodes.push(node("DynamicQuantizeLinear", [PREPARED_OUTPUT], ["x_q", "x_s", "x_z"]));
   } else {
@@ -185,7 +215,7 @@ export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
   nodes.push(node("Mul", ["n_x", "c_x"], ["b_x"]));
   nodes.push(node("Sum", ["b_hat", "b_err", "b_x"], ["bound"]));
   const columnScale = Float64Array.from(columns.scale, (sc, j) => sc * scaled.factor[j]);
-  if (topk) {
+  if (batchScale) {
     // a' = x̂·(σ_j·f_j Ŵ_j) + bias'_j: the int8 GEMM with the column scaling and bias fused,
     // as TopK's k-th score is needed here
     vector("w_scale", columnScale);
@@ -203,7 +233,7 @@ export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
   } else {
     // the exact int32 accumulations (the fastest int8 GEMM); the second pass scales them:
     // a'_j = acc_j·x_s·σ_j·f_j + bias'_j
-    nodes.push(node("MatMulInteger", ["x_q", "w_q", "x_z"], [ACC_OUTPUT]));
+    if (!external) nodes.push(node("MatMulInteger", ["x_q", "w_q", "x_z"], [ACC_OUTPUT]));
     nodes.push(node("Neg", ["bound"], ["cut"]));
   }
   nodes.push(node("Concat", ["n_hat", "n_err", "n_x", "bound", "cut"], [TOKEN_OUTPUT], [
@@ -225,10 +255,14 @@ export function buildCandidateGraph(sae: SaeWeights): CandidateGraph {
         input: [valueInfo(INPUT_NAME, FLOAT, ["N", dIn])],
         output: [
           valueInfo(PREPARED_OUTPUT, FLOAT, ["N", dIn]),
-          topk
+          batchScale
             ? valueInfo(APPROX_OUTPUT, FLOAT, ["N", dSae])
+            : external
+            ? valueInfo(QUANTIZED_OUTPUT, UINT8, ["N", dIn])
             : valueInfo(ACC_OUTPUT, INT32, ["N", dSae]),
-          topk ? valueInfo(SCALE_OUTPUT, FLOAT, []) : valueInfo(SCALE_OUTPUT, FLOAT, ["N", 1]),
+          batchScale
+            ? valueInfo(SCALE_OUTPUT, FLOAT, [])
+            : valueInfo(SCALE_OUTPUT, FLOAT, ["N", 1]),
           valueInfo(TOKEN_OUTPUT, FLOAT, ["N", 5]),
         ],
       },
@@ -298,4 +332,20 @@ function topkCut(
   nodes.push(node("Mul", ["low_abs", "slack"], ["low_rel"]));
   nodes.push(node("Sum", ["low_rel", "slack"], ["low_slack"]));
   nodes.push(node("Sub", ["low_raw", "low_slack"], ["cut"]));
+}
+
+/**
+ * TopK's cut from a token's k-th largest approximate score and its bound,
+ * in f32 as the graph's `topkCut` computes it: `kth − 2·bound`, lowered by
+ * `10⁻⁵·(|·| + 1)` for rounding.
+ *
+ * @example
+ * ```ts
+ * topkCutOf(3, 0.5) < 2; // true: 3 − 2·0.5, lowered a little
+ * ```
+ */
+export function topkCutOf(kth: number, bound: number): number {
+  const f = Math.fround, slack = f(1e-5);
+  const low = f(f(kth) - f(f(bound) * 2));
+  return f(low - f(f(Math.abs(low) * slack) + slack));
 }

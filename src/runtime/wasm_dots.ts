@@ -51,6 +51,7 @@ import {
   vec,
   VOID,
 } from "./wasm_asm.ts";
+import type { NativeDots } from "./native_kernels.ts";
 
 /** Floats per row step of the kernel's inner loop (four f32x4 accumulators). */
 export const DOT_STRIDE_FLOATS = 16;
@@ -276,6 +277,8 @@ export class WasmDots {
   #worker: Worker | null = null;
   #pending: (() => void) | null = null;
   #idle: ReturnType<typeof setTimeout> | undefined;
+  /** The native kernel (AVX-512), when attached: {@linkcode WasmDots.useNative}. */
+  #native: NativeDots | null = null;
 
   /**
    * Copy `matrix` (`[rows, width]`, row-major) into WebAssembly memory;
@@ -395,9 +398,35 @@ export class WasmDots {
     return v;
   }
 
+  /**
+   * Run {@linkcode WasmDots.run} with a native kernel over the same memory
+   * and pairs (`native_kernels.ts`; null: WebAssembly again). The dots are
+   * the same up to f32 rounding (the summation order differs).
+   */
+  useNative(native: NativeDots | null): void {
+    this.#native = native;
+  }
+
+  /** Which kernel {@linkcode WasmDots.run} uses: `native` (AVX-512) or `wasm`. */
+  get kernel(): "native" | "wasm" {
+    return this.#native ? "native" : "wasm";
+  }
+
   /** Compute the dots of the first `n` pairs into `results`. */
   async run(n: number): Promise<void> {
     const v = this.#checked(n);
+    if (this.#native) {
+      await this.#native.run({
+        memory: new Uint8Array(this.#memory.buffer),
+        pairs: v.pairs,
+        n,
+        stride: this.stride,
+        bf16: this.rowFormat === "bf16",
+        out: v.results,
+        parts: this.#threads === 2 && n * this.stride >= PARALLEL_MIN_MACS ? 2 : 1,
+      });
+      return;
+    }
     const pairs = v.pairs.byteOffset, out = v.results.byteOffset;
     if (this.#threads === 1 || n * this.stride < PARALLEL_MIN_MACS) {
       this.#dots(pairs, n, this.stride, out);

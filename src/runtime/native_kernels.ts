@@ -1,0 +1,373 @@
+/**
+ * The candidate encoder's two hot loops in native code (`native/kernels.c`):
+ * the int8 product of the first pass (`acc = Σ (q − 128)·Ŵ`, exact int32,
+ * AVX-512 VNNI: about twice onnxruntime's `MatMulInteger` on the bench
+ * machine) and the exact f32 dots of the second pass (AVX-512 FMA, the next
+ * weight row prefetched). The C is compiled on first use with the system's C
+ * compiler (`$CC`, else `cc`) into a cache folder and loaded through Deno's
+ * FFI; work is split between this thread and FFI worker threads.
+ *
+ * Everything here is optional: without a CPU with AVX-512 VNNI, a compiler,
+ * or the `--allow-ffi`/`--allow-run` permissions, {@linkcode nativeKernelsStatus}
+ * says why, and the candidate encoder keeps onnxruntime's product and the
+ * WebAssembly dots (the same integers, and the same dots up to f32 rounding).
+ *
+ * @module
+ */
+
+/** Compiler flags: only the instruction sets the kernel uses, so the library runs on any CPU with them. */
+const CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vnni", "-shared", "-fPIC"];
+/** The CPU flags (`/proc/cpuinfo`) the kernel needs. */
+const CPU_FLAGS = ["avx512f", "avx512bw", "avx512_vnni"];
+/** The largest `d_in` whose sums stay within int32 (|Σ| ≤ 128·255·K). */
+export const MAX_NATIVE_D_IN = 65536;
+/** Multiply-adds below which splitting the product between threads costs more than it saves. */
+const PARALLEL_MIN_MACS = 1 << 21;
+const COLUMNS_PER_PANEL = 64;
+
+// each worker-thread kernel twice: called here, and on an FFI worker thread (a promise)
+const GEMM_ARGS = ["buffer", "i32", "i32", "buffer", "i32", "buffer", "i32", "i32"] as const;
+const TOPK_ARGS = [
+  ...["buffer", "i32", "i32", "i32"],
+  ...["buffer", "buffer", "buffer", "i32", "buffer", "buffer"],
+] as const;
+const DOTS_ARGS = ["buffer", "buffer", "i32", "i32", "i32", "buffer"] as const;
+
+const SYMBOLS = {
+  lw_packed_bytes: { parameters: ["i32", "i32"], result: "i64" },
+  lw_pack: { parameters: ["buffer", "i32", "i32", "buffer"], result: "void" },
+  lw_prepared_bytes: { parameters: ["i32", "i32"], result: "i64" },
+  lw_prepare: { parameters: ["buffer", "i32", "i32", "buffer"], result: "void" },
+  lw_gemm: { parameters: GEMM_ARGS, result: "void" },
+  lw_gemm_async: { name: "lw_gemm", parameters: GEMM_ARGS, result: "void", nonblocking: true },
+  lw_topk_scores: { parameters: TOPK_ARGS, result: "void" },
+  lw_topk_scores_async: {
+    name: "lw_topk_scores",
+    parameters: TOPK_ARGS,
+    result: "void",
+    nonblocking: true,
+  },
+  lw_dots: { parameters: DOTS_ARGS, result: "void" },
+  lw_dots_async: { name: "lw_dots", parameters: DOTS_ARGS, result: "void", nonblocking: true },
+} as const;
+
+type NativeLibrary = Deno.DynamicLibrary<typeof SYMBOLS>;
+
+/** Whether the native kernel loaded, and if not, why. */
+export type NativeKernelsStatus =
+  | { available: true; library: string }
+  | { available: false; reason: string };
+
+/** The native kernel could not be used; `message` says what was expected and what was found. */
+export class NativeKernelsUnavailableError extends Error {
+  override name = "NativeKernelsUnavailableError";
+}
+
+let loading: Promise<{ lib: NativeLibrary; path: string } | NativeKernelsUnavailableError> | null =
+  null;
+
+/**
+ * Compile (once, cached on disk by the source's hash) and load the kernel.
+ * The result is shared by the whole process.
+ *
+ * @example
+ * ```ts
+ * const status = await nativeKernelsStatus();
+ * status.available ? status.library : status.reason;
+ * ```
+ */
+export async function nativeKernelsStatus(): Promise<NativeKernelsStatus> {
+  const got = await loadLibrary();
+  return got instanceof Error
+    ? { available: false, reason: got.message }
+    : { available: true, library: got.path };
+}
+
+function loadLibrary(): Promise<
+  { lib: NativeLibrary; path: string } | NativeKernelsUnavailableError
+> {
+  return loading ??= (async () => {
+    try {
+      await assertCpu();
+      const path = await compiledLibrary();
+      return { lib: Deno.dlopen(path, SYMBOLS), path };
+    } catch (e) {
+      return e instanceof NativeKernelsUnavailableError
+        ? e
+        : new NativeKernelsUnavailableError(`cannot load the native kernels: ${message(e)}`, {
+          cause: e,
+        });
+    }
+  })();
+}
+
+function message(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
+}
+
+async function assertCpu(): Promise<void> {
+  if (Deno.build.os !== "linux" || Deno.build.arch !== "x86_64") {
+    throw new NativeKernelsUnavailableError(
+      `the native kernels need x86-64 Linux, found ${Deno.build.arch} ${Deno.build.os}`,
+    );
+  }
+  const info = await Deno.readTextFile("/proc/cpuinfo");
+  const flags = new Set((/^flags\s*:(.*)$/m.exec(info)?.[1] ?? "").trim().split(/\s+/));
+  const missing = CPU_FLAGS.filter((f) => !flags.has(f));
+  if (missing.length > 0) {
+    throw new NativeKernelsUnavailableError(
+      `the native kernels need the CPU flags ${CPU_FLAGS.join(", ")}; this CPU lacks ${
+        missing.join(", ")
+      }`,
+    );
+  }
+}
+
+/** Where compiled kernels are kept: `$LATENTWATCH_NATIVE_CACHE`, else `$XDG_CACHE_HOME` (absolute) or `~/.cache`. */
+function cacheDir(): string {
+  const own = Deno.env.get("LATENTWATCH_NATIVE_CACHE");
+  if (own) return own;
+  const xdg = Deno.env.get("XDG_CACHE_HOME");
+  if (xdg?.startsWith("/")) return `${xdg}/latentwatch`;
+  const home = Deno.env.get("HOME");
+  if (home) return `${home}/.cache/latentwatch`;
+  throw new NativeKernelsUnavailableError(
+    "the native kernels need a cache folder: set LATENTWATCH_NATIVE_CACHE, XDG_CACHE_HOME or HOME",
+  );
+}
+
+/** The library's path, compiling it first when no copy of this source and these flags is cached. */
+async function compiledLibrary(): Promise<string> {
+  const source = await Deno.readTextFile(new URL("./native/kernels.c", import.meta.url));
+  const cc = Deno.env.get("CC") ?? "cc";
+  const digest = new Uint8Array(
+    await crypto.subtle.digest(
+      "SHA-256",
+      new TextEncoder().encode([source, cc, ...CFLAGS].join("\0")),
+    ),
+  );
+  const hash = [...digest.subarray(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const dir = cacheDir();
+  const path = `${dir}/kernels-${hash}.so`;
+  try {
+    if ((await Deno.stat(path)).isFile) return path;
+  } catch { /* not compiled yet */ }
+  await Deno.mkdir(dir, { recursive: true });
+  // compile beside the target, then rename: a concurrent process never opens a half-written file
+  const tmp = `${path}.${Deno.pid}.tmp`;
+  const src = `${tmp}.c`;
+  await Deno.writeTextFile(src, source);
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(cc, { args: [...CFLAGS, "-o", tmp, src], stderr: "piped" })
+      .output();
+  } catch (e) {
+    await Deno.remove(src).catch(() => {});
+    throw new NativeKernelsUnavailableError(
+      `the native kernels need a C compiler: cannot run \`${cc}\` (${message(e)})`,
+      { cause: e },
+    );
+  }
+  await Deno.remove(src).catch(() => {});
+  if (!out.success) {
+    await Deno.remove(tmp).catch(() => {});
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(0, 3).join(" | ");
+    throw new NativeKernelsUnavailableError(
+      `compiling the native kernels with \`${cc}\` failed (exit ${out.code}): ${err}`,
+    );
+  }
+  await Deno.rename(tmp, path);
+  return path;
+}
+
+/**
+ * Load the kernel and pack `Ŵ` (`int8 [dIn, dSae]`, row-major) for it; the
+ * error says why when it cannot be used here.
+ *
+ * @example
+ * ```ts
+ * const wq = new Int8Array([1, -2, 3, 4, 5, -6]); // d_in 2, d_sae 3
+ * const gemm = await openNativeInt8(wq, 2, 3);
+ * const acc = new Int32Array(3);
+ * await gemm.run(new Uint8Array([129, 126]), 1, acc); // q − 128 = [1, −2]
+ * [...acc]; // [−7, −12, 15]
+ * ```
+ */
+export async function openNativeInt8(
+  wq: Int8Array,
+  dIn: number,
+  dSae: number,
+  opts: { threads?: number } = {},
+): Promise<NativeInt8Gemm> {
+  if (wq.length !== dIn * dSae) {
+    throw new RangeError(`expected a ${dIn}×${dSae} int8 matrix, found ${wq.length} values`);
+  }
+  if (dIn > MAX_NATIVE_D_IN) {
+    throw new NativeKernelsUnavailableError(
+      `the native int8 kernel takes d_in ≤ ${MAX_NATIVE_D_IN} (int32 sums), found ${dIn}`,
+    );
+  }
+  const got = await loadLibrary();
+  if (got instanceof Error) throw got;
+  return new NativeInt8Gemm(got.lib, wq, dIn, dSae, opts.threads ?? navigator.hardwareConcurrency);
+}
+
+/** The packed weights of one SAE and the product over them. */
+export class NativeInt8Gemm {
+  readonly dIn: number;
+  readonly dSae: number;
+  readonly #lib: NativeLibrary;
+  readonly #packed: Uint8Array;
+  readonly #threads: number;
+  #prepared = new Uint8Array(0);
+  /** One product at a time: they share the prepared input. */
+  #busy: Promise<unknown> = Promise.resolve();
+
+  /** @internal use {@linkcode openNativeInt8} */
+  constructor(lib: NativeLibrary, wq: Int8Array, dIn: number, dSae: number, threads: number) {
+    this.#lib = lib;
+    this.dIn = dIn;
+    this.dSae = dSae;
+    this.#threads = Math.max(1, Math.min(8, Math.floor(threads)));
+    this.#packed = new Uint8Array(Number(lib.symbols.lw_packed_bytes(dIn, dSae)));
+    lib.symbols.lw_pack(wq, dIn, dSae, this.#packed);
+  }
+
+  /**
+   * `acc[t, j] = Σ_i (q[t, i] − 128)·Ŵ[i, j]` for `tokens` rows of `q`
+   * (`u8 [tokens, dIn]`) into `acc` (`int32 [tokens, dSae]`, e.g. a view of
+   * WebAssembly memory that must not grow meanwhile).
+   */
+  run(q: Uint8Array, tokens: number, acc: Int32Array): Promise<void> {
+    if (q.length < tokens * this.dIn || acc.length < tokens * this.dSae) {
+      throw new RangeError(
+        `expected ≥ ${tokens * this.dIn} inputs and room for ${tokens * this.dSae} sums, ` +
+          `found ${q.length} and ${acc.length}`,
+      );
+    }
+    const run = this.#busy.then(() => this.#product(q, tokens, acc));
+    this.#busy = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * TopK, after {@linkcode NativeInt8Gemm.run}: turn each token's sums in
+   * `acc` into its approximate scores in place (`a = f32(acc·columnScale_j·
+   * tokenScale_t + columnBias_j)`, read them through a `Float32Array` of the
+   * same memory) and return each token's k-th largest score.
+   */
+  async topkScores(acc: Int32Array, tokens: number, opts: {
+    columnScale: Float64Array;
+    columnBias: Float32Array;
+    tokenScale: Float32Array;
+    k: number;
+  }): Promise<Float32Array> {
+    const { columnScale, columnBias, tokenScale, k } = opts;
+    if (k < 1 || k > this.dSae || tokenScale.length < tokens) {
+      throw new RangeError(
+        `expected 1 ≤ k ≤ ${this.dSae} and ${tokens} token scales, found k ${k} and ${tokenScale.length}`,
+      );
+    }
+    const s = this.#lib.symbols;
+    const kth = new Float32Array(tokens);
+    const parts = tokens >= 2 && tokens * this.dSae >= PARALLEL_MIN_MACS >> 4 ? 2 : 1;
+    const mid = parts === 2 ? tokens >> 1 : tokens;
+    // tokens [t0, t1), each call with its own heap of k
+    const args = (t0: number, t1: number) =>
+      [
+        ...[acc, t0, t1, this.dSae, columnScale, columnBias, tokenScale],
+        ...[k, new Float32Array(k), kth],
+      ] as Parameters<typeof s.lw_topk_scores>;
+    const other = parts === 2 ? s.lw_topk_scores_async(...args(mid, tokens)) : Promise.resolve();
+    s.lw_topk_scores(...args(0, mid));
+    await other;
+    return kth;
+  }
+
+  async #product(q: Uint8Array, tokens: number, acc: Int32Array): Promise<void> {
+    const s = this.#lib.symbols;
+    const need = Number(s.lw_prepared_bytes(tokens, this.dIn));
+    if (this.#prepared.length < need) this.#prepared = new Uint8Array(need);
+    s.lw_prepare(q, tokens, this.dIn, this.#prepared);
+    const panels = Math.ceil(this.dSae / COLUMNS_PER_PANEL);
+    const parts = tokens * this.dIn * this.dSae < PARALLEL_MIN_MACS
+      ? 1
+      : Math.min(this.#threads, panels);
+    const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round(panels * i / parts));
+    // the other parts on FFI worker threads, the first on this one
+    const others: Promise<void>[] = [];
+    for (let p = 1; p < parts; p++) {
+      others.push(
+        s.lw_gemm_async(
+          this.#prepared,
+          tokens,
+          this.dIn,
+          this.#packed,
+          this.dSae,
+          acc,
+          bounds[p],
+          bounds[p + 1],
+        ),
+      );
+    }
+    s.lw_gemm(this.#prepared, tokens, this.dIn, this.#packed, this.dSae, acc, 0, bounds[1]);
+    await Promise.all(others);
+  }
+}
+
+/**
+ * The exact dots of the second pass (`wasm_dots.ts`'s pairs, over its
+ * WebAssembly memory), or null where the native kernels do not load.
+ *
+ * @example
+ * ```ts
+ * const dots = await openNativeDots();
+ * dots === null || typeof dots.run === "function"; // true
+ * ```
+ */
+export async function openNativeDots(): Promise<NativeDots | null> {
+  const got = await loadLibrary();
+  return got instanceof Error ? null : new NativeDots(got.lib);
+}
+
+/** `lw_dots` over views of one memory, split between this thread and an FFI worker thread. */
+export class NativeDots {
+  readonly #lib: NativeLibrary;
+
+  /** @internal use {@linkcode openNativeDots} */
+  constructor(lib: NativeLibrary) {
+    this.#lib = lib;
+  }
+
+  /**
+   * For c < n: `out[c] = Σ_i x[i]·w[i]`, `x`, `w` the rows at the byte
+   * offsets `pairs[2c]`, `pairs[2c + 1]` of `memory` (`stride` values each;
+   * `w` f32, or bf16 upper halves); `parts` 2 runs the second half of the
+   * pairs on a worker thread meanwhile.
+   */
+  async run(opts: {
+    memory: Uint8Array;
+    pairs: Uint32Array;
+    n: number;
+    stride: number;
+    bf16: boolean;
+    out: Float32Array;
+    parts: 1 | 2;
+  }): Promise<void> {
+    const { memory, pairs, n, stride, out } = opts;
+    const bf16 = opts.bf16 ? 1 : 0;
+    const s = this.#lib.symbols;
+    if (opts.parts === 1) return s.lw_dots(memory, pairs, n, stride, bf16, out);
+    const half = n >> 1;
+    const other = s.lw_dots_async(
+      memory,
+      pairs.subarray(2 * half),
+      n - half,
+      stride,
+      bf16,
+      out.subarray(half),
+    );
+    s.lw_dots(memory, pairs, half, stride, bf16, out);
+    await other;
+  }
+}

@@ -1,0 +1,194 @@
+import assert from "node:assert/strict";
+import { Rng } from "../core/random.ts";
+import {
+  nativeKernelsStatus,
+  NativeKernelsUnavailableError,
+  openNativeDots,
+  openNativeInt8,
+} from "./native_kernels.ts";
+import { WasmDots } from "./wasm_dots.ts";
+
+/** Whether this CPU has what the kernels need (else the tests below cannot run here). */
+const cpuHasVnni = Deno.build.os === "linux" && Deno.build.arch === "x86_64" &&
+  ["avx512f", "avx512bw", "avx512_vnni"].every((f) =>
+    new RegExp(`^flags\\s*:.*\\b${f}\\b`, "m").test(Deno.readTextFileSync("/proc/cpuinfo"))
+  );
+const ignore = !cpuHasVnni;
+
+/** The integer product written plainly: Σ (q − 128)·w, in exact JS numbers. */
+function referenceProduct(
+  q: Uint8Array,
+  w: Int8Array,
+  m: number,
+  k: number,
+  n: number,
+): Float64Array {
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let kk = 0; kk < k; kk++) {
+      const a = q[i * k + kk] - 128;
+      if (a === 0) continue;
+      for (let j = 0; j < n; j++) out[i * n + j] += a * w[kk * n + j];
+    }
+  }
+  return out;
+}
+
+Deno.test({
+  name: "native kernels load on a CPU with AVX-512 VNNI (the test command installs a C compiler)",
+  ignore,
+  async fn() {
+    const status = await nativeKernelsStatus();
+    if (!status.available) assert.fail(status.reason);
+    assert.match(status.library, /kernels-[0-9a-f]{16}\.so$/);
+  },
+});
+
+Deno.test({
+  name: "native int8 product: exact against the plain sum, every tile edge, extreme bytes",
+  ignore,
+  async fn() {
+    const rng = new Rng(17);
+    // rows around the 6-row tile, depths not a multiple of 4, widths around the 64-column panel
+    const shapes = [[1, 1, 1], [1, 3, 65], [5, 7, 63], [6, 8, 64], [7, 13, 129], [13, 130, 200]];
+    for (const [m, k, n] of shapes) {
+      const w = Int8Array.from({ length: k * n }, () => Math.floor(rng.uniform() * 255) - 127);
+      const q = Uint8Array.from({ length: m * k }, () => Math.floor(rng.uniform() * 256));
+      const gemm = await openNativeInt8(w, k, n);
+      const acc = new Int32Array(m * n).fill(12345);
+      await gemm.run(q, m, acc);
+      assert.deepEqual(
+        Array.from(acc),
+        Array.from(referenceProduct(q, w, m, k, n)),
+        `${m}×${k}×${n}`,
+      );
+    }
+    // the extremes: q = 0 (a = −128) against w = −127 and 127 over a long row: no overflow, no
+    // saturation of vpdpbusd's pairs
+    const k = 4099, n = 70;
+    const w = Int8Array.from({ length: k * n }, (_, i) => (i % 2 ? 127 : -127));
+    const q = new Uint8Array(2 * k).fill(0, 0, k).fill(255, k);
+    const acc = new Int32Array(2 * n);
+    await (await openNativeInt8(w, k, n)).run(q, 2, acc);
+    assert.deepEqual(Array.from(acc), Array.from(referenceProduct(q, w, 2, k, n)));
+  },
+});
+
+Deno.test({
+  name: "native int8 product: a large batch split between threads equals one thread's",
+  ignore,
+  async fn() {
+    const rng = new Rng(5);
+    const m = 40, k = 300, n = 1000; // 12M multiply-adds: split
+    const w = Int8Array.from({ length: k * n }, () => Math.floor(rng.uniform() * 255) - 127);
+    const q = Uint8Array.from({ length: m * k }, () => Math.floor(rng.uniform() * 256));
+    const split = new Int32Array(m * n), single = new Int32Array(m * n);
+    await (await openNativeInt8(w, k, n)).run(q, m, split);
+    await (await openNativeInt8(w, k, n, { threads: 1 })).run(q, m, single);
+    assert.deepEqual(split, single);
+    assert.deepEqual(Array.from(split), Array.from(referenceProduct(q, w, m, k, n)));
+  },
+});
+
+Deno.test({
+  name: "native dots equal the f64 sum within f32 rounding; f32 and bf16 rows, one and two parts",
+  ignore,
+  async fn() {
+    const native = await openNativeDots();
+    assert.ok(native);
+    const rng = new Rng(9);
+    for (const width of [5, 16, 70, 300]) {
+      const rows = 50;
+      const m = rng.fillGaussian(new Float32Array(rows * width));
+      const bits = new Uint32Array(m.buffer);
+      const asBf16 = Float32Array.from(m);
+      const b = new Uint32Array(asBf16.buffer);
+      for (let i = 0; i < b.length; i++) b[i] = bits[i] & 0xffff0000;
+      for (const matrix of [m, asBf16]) {
+        const dots = new WasmDots(matrix, rows, width, { threads: 2, rowFormat: "auto" });
+        const wasm = new WasmDots(matrix, rows, width, { threads: 1, rowFormat: "auto" });
+        dots.useNative(native);
+        assert.deepEqual(dots.kernel, "native");
+        const inputs = rng.fillGaussian(new Float32Array(3 * width));
+        const n = 3000; // past the size that splits the job
+        const pick: [number, number][] = Array.from(
+          { length: n },
+          () => [Math.floor(rng.uniform() * 3), Math.floor(rng.uniform() * rows)],
+        );
+        for (const d of [dots, wasm]) {
+          const s = d.prepare(3, n);
+          for (let t = 0; t < 3; t++) {
+            s.inputs.set(inputs.subarray(t * width, (t + 1) * width), t * d.stride);
+          }
+          pick.forEach(([t, r], c) => {
+            s.pairs[2 * c] = d.inputAddress(t);
+            s.pairs[2 * c + 1] = d.rowAddress(r);
+          });
+          await d.run(n);
+        }
+        const got = dots.prepare(3, n).results, plain = wasm.prepare(3, n).results;
+        pick.forEach(([t, r], c) => {
+          let exact = 0, abs = 0;
+          for (let i = 0; i < width; i++) {
+            const p = inputs[t * width + i] * matrix[r * width + i];
+            exact += p;
+            abs += Math.abs(p);
+          }
+          const tol = width * 2 ** -24 * abs * 1.01 + 1e-30;
+          assert.ok(
+            Math.abs(got[c] - exact) <= tol,
+            `width ${width} pair ${c}: ${got[c]} vs ${exact}`,
+          );
+          assert.ok(Math.abs(got[c] - plain[c]) <= 2 * tol, `native vs wasm at ${c}`);
+        });
+        dots.close();
+        wasm.close();
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "native kernels: without a compiler the status says so, and opening names the reason",
+  ignore,
+  async fn() {
+    // a fresh process, an empty cache and a compiler that is not there
+    const cache = await Deno.makeTempDir();
+    const code = `
+      import { nativeKernelsStatus, openNativeInt8, NativeKernelsUnavailableError } from
+        ${JSON.stringify(new URL("./native_kernels.ts", import.meta.url).href)};
+      const s = await nativeKernelsStatus();
+      let opened = "opened";
+      try { await openNativeInt8(new Int8Array(4), 2, 2); }
+      catch (e) { opened = (e instanceof NativeKernelsUnavailableError ? "unavailable: " : "other: ") + e.message; }
+      console.log(JSON.stringify({ s, opened }));`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--ext=ts", code],
+      env: { CC: "/nonexistent/cc", LATENTWATCH_NATIVE_CACHE: cache },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    await Deno.remove(cache, { recursive: true });
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const { s, opened } = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.deepEqual(s.available, false);
+    assert.match(s.reason, /needs? a C compiler: cannot run `\/nonexistent\/cc`/);
+    assert.match(opened, /^unavailable: .*\/nonexistent\/cc/);
+  },
+});
+
+Deno.test({
+  name: "native int8 product: a d_in past int32's reach and a wrong-sized matrix are refused",
+  ignore,
+  async fn() {
+    await assert.rejects(
+      () => openNativeInt8(new Int8Array(0), 70000, 0),
+      (e) =>
+        e instanceof NativeKernelsUnavailableError && /d_in ≤ 65536 .*found 70000/.test(e.message),
+    );
+    await assert.rejects(
+      () => openNativeInt8(new Int8Array(5), 2, 3),
+      (e) => e instanceof RangeError && /2×3 int8 matrix, found 5/.test(e.message),
+    );
+  },
+});
