@@ -10,6 +10,7 @@
 import { dirname, isAbsolute, resolve } from "node:path";
 import { EXECUTION_PROVIDERS, type ExecutionProviderSetting } from "../runtime/provider.ts";
 import type { FullEncodePath } from "../runtime/ort_encoder.ts";
+import type { NativeKernelsSetting } from "../runtime/candidate_encoder.ts";
 import { SAE_FORMATS, type SaeFormatName } from "../core/sae.ts";
 import type { RedactMode } from "../core/redact.ts";
 import { NATIVE_ALERT_SUBJECTS } from "../sinks/jetstream/mod.ts";
@@ -80,6 +81,8 @@ export interface MonitorConfig {
     spin: boolean;
     /** How full encodes run on the CPU (`auto`: int8 candidates, exact; see `ort_encoder.ts`). */
     fullEncode: FullEncodePath;
+    /** The int8 candidates' native CPU kernels: `auto`, `require` or `off` (`candidate_encoder.ts`). */
+    nativeKernels: NativeKernelsSetting;
   };
   /**
    * Evidence on alerts: when an alert fires, the flagged tokens are encoded in
@@ -220,6 +223,7 @@ export function monitorConfigFromSource(src: YamlSource): MonitorConfig {
       provider: m.execution.provider,
       spin: m.execution.spin,
       fullEncode: m.execution.full_encode,
+      nativeKernels: m.execution.native_kernels,
       ...(m.execution.threads !== undefined ? { threads: m.execution.threads } : {}),
     },
     evidence: { topLatents: m.evidence.top_latents, ringTokens: m.evidence.ring_tokens },

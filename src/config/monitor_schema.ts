@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { EXECUTION_PROVIDERS } from "../runtime/provider.ts";
 import { FULL_ENCODE_PATHS } from "../runtime/ort_encoder.ts";
+import { NATIVE_KERNELS_SETTINGS } from "../runtime/candidate_encoder.ts";
 import { SAE_FORMATS } from "../core/sae.ts";
 import { REDACT_MODES } from "../core/redact.ts";
 import { SINK_DEFAULTS } from "../sinks/kind.ts";
@@ -177,7 +178,15 @@ export const MonitorFileSchema = z.strictObject({
     full_encode: z.enum(FULL_ENCODE_PATHS, {
       error: expectMessage(`one of ${FULL_ENCODE_PATHS.join(", ")}`),
     }).default("auto"),
-  }).default({ provider: MONITOR_DEFAULTS.provider, spin: false, full_encode: "auto" }),
+    native_kernels: z.enum(NATIVE_KERNELS_SETTINGS, {
+      error: expectMessage(`one of ${NATIVE_KERNELS_SETTINGS.join(", ")}`),
+    }).default("auto"),
+  }).default({
+    provider: MONITOR_DEFAULTS.provider,
+    spin: false,
+    full_encode: "auto",
+    native_kernels: "auto",
+  }),
   evidence: z.strictObject({
     top_latents: int(0, 64, "top latents attached per flagged token; 0: off")
       .default(MONITOR_DEFAULTS.evidenceTopLatents),

@@ -45,7 +45,7 @@ Deno.test("parseMonitorConfig: defaults and paths resolved against the file's fo
       spool: { fsync: "never" },
     },
     batching: { maxBatchTokens: 128, maxWaitMs: 2, maxQueueTokens: 16384, adaptive: true },
-    execution: { provider: "auto", spin: false, fullEncode: "auto" },
+    execution: { provider: "auto", spin: false, fullEncode: "auto", nativeKernels: "auto" },
     evidence: { topLatents: 5, ringTokens: 4096 },
     steering: { enabled: true, ttlMs: 5000 },
     redaction: { default: "none" },
@@ -74,6 +74,7 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
     "  threads: 2",
     "  spin: true",
     "  full_encode: f32",
+    "  native_kernels: off",
     "evidence:",
     "  top_latents: 0",
     "  ring_tokens: 16",
@@ -109,6 +110,7 @@ Deno.test("parseMonitorConfig: every key set explicitly", () => {
     threads: 2,
     spin: true,
     fullEncode: "f32",
+    nativeKernels: "off",
   });
   assert.deepEqual(cfg.evidence, { topLatents: 0, ringTokens: 16 });
   assert.deepEqual(cfg.control, { listen: "0.0.0.0:9000", tokenEnv: "LW_UI_TOKEN" });
@@ -137,6 +139,7 @@ Deno.test("parseMonitorConfig: partial sections keep the other defaults", () => 
     threads: 4,
     spin: false,
     fullEncode: "auto",
+    nativeKernels: "auto",
   });
   assert.deepEqual(cfg.evidence, { topLatents: 5, ringTokens: 100000 });
 });
@@ -207,13 +210,21 @@ Deno.test("parseMonitorConfig: execution, evidence and batching.adaptive errors 
     '/srv/lw/m.yaml:10:13: expected true or false, found the string "sometimes"',
     '/srv/lw/m.yaml:12:13: expected one of auto, webgpu, cuda, cpu, found the string "gpu"',
     "/srv/lw/m.yaml:13:12: expected an integer in 1..1024 (onnxruntime intra-op threads per encoder), found 0",
-    "/srv/lw/m.yaml:14:3: unknown key 'device'; expected one of: provider, threads, spin, full_encode",
+    "/srv/lw/m.yaml:14:3: unknown key 'device'; expected one of: provider, threads, spin, full_encode, native_kernels",
     "/srv/lw/m.yaml:16:16: expected an integer in 0..64 (top latents attached per flagged token; 0: off), found 65",
     "/srv/lw/m.yaml:17:16: expected an integer in 16..1000000 (tokens of recent activations kept for evidence), found 8",
   ]);
+  assert.deepEqual(problems(MINIMAL + "execution:\n  native_kernels: maybe\n"), [
+    '/srv/lw/m.yaml:10:19: expected one of auto, require, off, found the string "maybe"',
+  ]);
   for (const provider of ["auto", "webgpu", "cuda", "cpu"]) {
     const cfg = parseMonitorConfig(MINIMAL + `execution: { provider: ${provider} }\n`, "m.yaml");
-    assert.deepEqual(cfg.execution, { provider, spin: false, fullEncode: "auto" });
+    assert.deepEqual(cfg.execution, {
+      provider,
+      spin: false,
+      fullEncode: "auto",
+      nativeKernels: "auto",
+    });
   }
 });
 

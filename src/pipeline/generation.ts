@@ -20,6 +20,7 @@ import {
   type ProviderReport,
   watchIsCheap,
 } from "../runtime/ort_encoder.ts";
+import type { NativeKernelsSetting } from "../runtime/candidate_encoder.ts";
 import type { Logger } from "../shared/log.ts";
 import type { MonitorModels } from "./models.ts";
 
@@ -62,6 +63,7 @@ export interface BuildGenerationOptions {
     threads?: number;
     spin?: boolean;
     fullEncode?: FullEncodePath;
+    nativeKernels?: NativeKernelsSetting;
   };
   /** Evidence on alerts: build evidence encoders when `topLatents > 0`. @default { topLatents: 0 } */
   evidence?: { topLatents: number };
@@ -109,6 +111,7 @@ export async function buildGeneration(opts: BuildGenerationOptions): Promise<Bui
     intraOpThreads: execution.threads,
     spinning: execution.spin ?? false,
     fullEncode: execution.fullEncode ?? "auto",
+    nativeKernels: execution.nativeKernels ?? "auto",
   };
   const encoders = new Map<string, Encoder>();
   const evidenceEncoders = new Map<string, Encoder>();
@@ -146,6 +149,7 @@ export async function buildGeneration(opts: BuildGenerationOptions): Promise<Bui
       id,
       mode: cheap ? "watched" : "full",
       path: (encoder as { path?: string }).path,
+      kernels: (encoder as { int8Kernel?: string }).int8Kernel,
       watched: watch.length,
       why: cheap ? undefined : `${sae.architecture} ranks every latent, so all are computed`,
       ...providerFields(id, execution.provider, encoder, log),

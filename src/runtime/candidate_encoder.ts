@@ -62,13 +62,14 @@ export interface CandidateEncoderOptions {
    */
   simdScan?: boolean;
   /**
-   * Which kernel computes the int8 product (standard, JumpReLU, gated SAEs):
-   * `auto` (default) the native AVX-512 VNNI kernel where it loads
-   * (`native_kernels.ts`), else onnxruntime's `MatMulInteger`; `native` insists
-   * (an error says why it cannot); `onnxruntime` never tries. The same
-   * integers either way.
+   * The native CPU kernels (`native_kernels.ts`: the int8 product in AVX-512
+   * VNNI, the exact dots in AVX-512 FMA): `auto` (default) where they load,
+   * else onnxruntime's `MatMulInteger` and the WebAssembly dots; `require`
+   * insists (an error says why they cannot load); `off` never tries. The
+   * same integers and candidates either way (TopK quantizes its input per
+   * token with them, per batch without), the dots up to f32 rounding.
    */
-  int8Kernel?: Int8Kernel;
+  nativeKernels?: NativeKernelsSetting;
   /**
    * Time the int8 path against the f32 one per batch size and run the faster
    * (default true; both are exact). False: always the int8 path.
@@ -109,7 +110,7 @@ export async function createCandidateEncoder(
   sae: SaeWeights,
   opts: CandidateEncoderOptions = {},
 ): Promise<CandidateEncoder> {
-  const native = await nativeProduct(sae, opts.int8Kernel ?? "auto");
+  const native = await nativeProduct(sae, opts.nativeKernels ?? "auto");
   const graph = buildCandidateGraph(sae, { externalProduct: native !== null });
   const opened = await openProviderSession(graph.model, {
     provider: "cpu",
@@ -128,8 +129,11 @@ export async function createCandidateEncoder(
   return encoder;
 }
 
-/** Where the int8 product runs: see {@linkcode CandidateEncoderOptions.int8Kernel}. */
-export type Int8Kernel = "auto" | "native" | "onnxruntime";
+/** See {@linkcode CandidateEncoderOptions.nativeKernels}. */
+export type NativeKernelsSetting = "auto" | "require" | "off";
+
+/** The native-kernel settings, for configuration checks. */
+export const NATIVE_KERNELS_SETTINGS = ["auto", "require", "off"] as const;
 
 /**
  * How to open the native product for `sae`, or null for onnxruntime's
@@ -137,11 +141,11 @@ export type Int8Kernel = "auto" | "native" | "onnxruntime";
  */
 async function nativeProduct(
   sae: SaeWeights,
-  kernel: Int8Kernel,
+  kernel: NativeKernelsSetting,
 ): Promise<((wq: Int8Array) => Promise<NativeInt8Gemm>) | null> {
-  if (kernel === "onnxruntime") return null;
+  if (kernel === "off") return null;
   if (sae.dIn > MAX_NATIVE_D_IN) {
-    if (kernel === "native") {
+    if (kernel === "require") {
       throw new NativeKernelsUnavailableError(
         `the native int8 kernel takes d_in ≤ ${MAX_NATIVE_D_IN}, found ${sae.dIn}`,
       );
@@ -150,7 +154,7 @@ async function nativeProduct(
   }
   const status = await nativeKernelsStatus();
   if (!status.available) {
-    if (kernel === "native") throw new NativeKernelsUnavailableError(status.reason);
+    if (kernel === "require") throw new NativeKernelsUnavailableError(status.reason);
     return null;
   }
   return (wq) => openNativeInt8(wq, sae.dIn, sae.dSae);

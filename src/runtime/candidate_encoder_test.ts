@@ -278,12 +278,12 @@ Deno.test({
       const native = await createCandidateEncoder(sae, {
         tune: false,
         intraOpThreads: 1,
-        int8Kernel: "native",
+        nativeKernels: "require",
       });
       const ort = await createCandidateEncoder(sae, {
         tune: false,
         intraOpThreads: 1,
-        int8Kernel: "onnxruntime",
+        nativeKernels: "off",
       });
       try {
         assert.equal(native.int8Kernel, "native-vnni", variantName(v));

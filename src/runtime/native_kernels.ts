@@ -21,8 +21,14 @@ const CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vnni", "-shared", "-f
 const CPU_FLAGS = ["avx512f", "avx512bw", "avx512_vnni"];
 /** The largest `d_in` whose sums stay within int32 (|Σ| ≤ 128·255·K). */
 export const MAX_NATIVE_D_IN = 65536;
-/** Multiply-adds below which splitting the product between threads costs more than it saves. */
-const PARALLEL_MIN_MACS = 1 << 21;
+/**
+ * Multiply-adds below which splitting the product between threads costs more
+ * than it saves: handing a call to an FFI worker thread and hearing back took
+ * about 0.1 ms here, and one thread computed 18.9M multiply-adds (one token
+ * of 768 → 24576) in 0.19 ms; 2304 → 16384 (37.7M) took 0.70 ms on one thread
+ * and 0.47 on two.
+ */
+const PARALLEL_MIN_MACS = 24 << 20;
 const COLUMNS_PER_PANEL = 64;
 
 // each worker-thread kernel twice: called here, and on an FFI worker thread (a promise)
@@ -270,7 +276,8 @@ export class NativeInt8Gemm {
     }
     const s = this.#lib.symbols;
     const kth = new Float32Array(tokens);
-    const parts = tokens >= 2 && tokens * this.dSae >= PARALLEL_MIN_MACS >> 4 ? 2 : 1;
+    // about 2 ns a score: split from a few hundred thousand
+    const parts = tokens >= 2 && tokens * this.dSae >= 1 << 18 ? 2 : 1;
     const mid = parts === 2 ? tokens >> 1 : tokens;
     // tokens [t0, t1), each call with its own heap of k
     const args = (t0: number, t1: number) =>

@@ -39,7 +39,7 @@ import {
   providerAvailability,
   type ProviderReport,
 } from "./provider.ts";
-import { createCandidateEncoder } from "./candidate_encoder.ts";
+import { createCandidateEncoder, type NativeKernelsSetting } from "./candidate_encoder.ts";
 import { WatchedDots } from "./watched_dots.ts";
 import { cudaEncoderTakes, type CudaFailure, tryCudaEncoder, withCudaNote } from "./cuda_choice.ts";
 
@@ -98,6 +98,8 @@ export interface OrtEncoderOptions {
    * SAEs of at least 2²⁰ encoder weights when no GPU provider runs it).
    */
   fullEncode?: FullEncodePath;
+  /** The candidate encoder's native CPU kernels (`candidate_encoder.ts`; default `auto`). */
+  nativeKernels?: NativeKernelsSetting;
   /**
    * Watched standard, JumpReLU and gated encoders: compute batches of a few
    * tokens (up to `SYNC_MAX_MACS` multiply-adds) in WebAssembly SIMD on the
@@ -173,6 +175,7 @@ export async function createOrtEncoder(
       intraOpThreads: opts.intraOpThreads,
       spinning: opts.spinning,
       watch: opts.watch,
+      nativeKernels: opts.nativeKernels,
       // the CUDA encoder was tried above: its fallback tokens stay where this encoder runs
       fullEncoder: () => createOrtEncoder(sae, { ...opts, fullEncode: "f32", cudaEncoder: false }),
     });
