@@ -29,3 +29,16 @@ Deno.test("values of the wrong type count as absent", () => {
   });
   assert.deepEqual(encodePathOf({ fallbackTokens: NaN }), { path: "f32", fallbackTokens: 0 });
 });
+
+Deno.test("encodePathOf: the int8 path with the native kernels says so; other kernels and paths do not", () => {
+  assert.equal(
+    encodePathOf({ path: "int8-candidates", int8Kernel: "native-vnni" }).path,
+    "int8-candidates/native",
+  );
+  assert.equal(
+    encodePathOf({ path: "int8-candidates", int8Kernel: "onnxruntime" }).path,
+    "int8-candidates",
+  );
+  // the tuner ran f32 for this batch size: the kernel of the other path is not named
+  assert.equal(encodePathOf({ path: "f32", int8Kernel: "native-vnni" }).path, "f32");
+});

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { NativeKernelsStatus } from "../src/runtime/native_kernels.ts";
 import { cpus, totalmem } from "node:os";
 import type { CpuPeak } from "./cpu_peak.ts";
 import type { NumpyBlas } from "./numpy_child.ts";
@@ -26,6 +27,8 @@ export interface MachineRecordOptions {
   numpy: string | null;
   numpyBlas: NumpyBlas | null;
   onnxruntime: string;
+  /** Whether the candidate encoder's native CPU kernels loaded here, and if not, why. */
+  nativeKernels: NativeKernelsStatus;
   load: { start: number[] | null; end: number[] | null };
   quick: boolean;
 }
@@ -46,6 +49,7 @@ function ofTheoretical(gflops: number | null, theoretical: CpuPeak | null): numb
  *   numpy: "2.4.6",
  *   numpyBlas: null,
  *   onnxruntime: "1.30.0",
+ *   nativeKernels: { available: false, reason: "no C compiler" },
  *   load: { start: null, end: null },
  *   quick: true,
  * });
@@ -69,6 +73,7 @@ export function machineRecord(opts: MachineRecordOptions) {
     numpy: opts.numpy,
     /** NumPy's BLAS as the child found it at run time, forcing variables removed. */
     numpy_blas: opts.numpyBlas,
+    native_kernels: opts.nativeKernels,
     provider: "cpu",
     matmul_peak_gflops: {
       ...peaks,
@@ -117,5 +122,10 @@ export function machineHeader(m: MachineRecord): string[] {
       pct(p.of_theoretical.numpy)
     }); best ${p.peak.toFixed(1)} GFLOP/s = the "% of peak" denominator`,
     `theoretical f32 peak: ${t ? t.derivation : "— (no /proc/cpuinfo)"}`,
+    `native CPU kernels (int8-candidates/native): ${
+      m.native_kernels.available
+        ? `loaded (${m.native_kernels.library})`
+        : `not used: ${m.native_kernels.reason}`
+    }`,
   ];
 }

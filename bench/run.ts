@@ -53,6 +53,7 @@ import { ortMatmulPeak, peakShapes } from "./matmul_peak.ts";
 import { type NumpyBlas, type NumpyReport, runNumpyChild } from "./numpy_child.ts";
 import { readTheoreticalF32Peak } from "./cpu_peak.ts";
 import { machineHeader, machineRecord, type MeasuredPeaks } from "./machine.ts";
+import { nativeKernelsStatus } from "../src/runtime/native_kernels.ts";
 import { resultsTable } from "./table.ts";
 import {
   benchWatched,
@@ -367,6 +368,7 @@ const report = {
     numpy: numpyVersion,
     numpyBlas,
     onnxruntime: ort.env.versions.node ?? "unknown",
+    nativeKernels: await nativeKernelsStatus(),
     load: { start: loadStart, end: loadavg() },
     quick,
   }),
