@@ -12,7 +12,7 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { OFFLINE_FILES, OFFLINE_RUN_FLAGS } from "../tools/prepare_offline.ts";
+import { NATIVE_KERNELS_DIR, OFFLINE_FILES, OFFLINE_RUN_FLAGS } from "../tools/prepare_offline.ts";
 import {
   execArgv,
   finalEnv,
@@ -83,6 +83,19 @@ function containerProblems(all: Instruction[]): string[] {
       problems.push(`${what} ${dir} is not in a directory the image chowns to its user`);
     }
   }
+  // the native CPU kernels prepare_offline.ts builds: the image points the sidecar at them, and
+  // the build stage has the compiler that builds them
+  if (env.LATENTWATCH_NATIVE_CACHE !== `${dest}/${NATIVE_KERNELS_DIR}`) {
+    problems.push(
+      `LATENTWATCH_NATIVE_CACHE ${env.LATENTWATCH_NATIVE_CACHE} is not ${dest}/${NATIVE_KERNELS_DIR}`,
+    );
+  }
+  const buildRuns = all.filter((i) => i.stage === prepare.stage && i.keyword === "RUN");
+  if (
+    !buildRuns.slice(0, buildRuns.indexOf(prepare)).some((i) => /install\b.*\bgcc\b/.test(i.args))
+  ) {
+    problems.push("build stage: no C compiler installed before prepare (the native kernels)");
+  }
   const hc = finalStage(all, "HEALTHCHECK")[0];
   if (!hc) problems.push("no HEALTHCHECK");
   const exposed = finalStage(all, "EXPOSE").flatMap((i) => i.args.split(/\s+/));
@@ -109,6 +122,11 @@ Deno.test("container: the check reports a root image, an online entry point, a l
   assert.match(problems("VOLUME /var/lib/latentwatch", "VOLUME /data"), /is not a VOLUME/);
   assert.match(problems("COPY policies ./policies\n", ""), /policies not copied before prepare/);
   assert.match(problems("EXPOSE 8787", "EXPOSE 9090"), /not \/healthz on an EXPOSEd port/);
+  assert.match(
+    problems("LATENTWATCH_NATIVE_CACHE=/opt/latentwatch/native-kernels", "X=1"),
+    /LATENTWATCH_NATIVE_CACHE undefined is not \/opt\/latentwatch\/native-kernels/,
+  );
+  assert.match(problems(" gcc libc6-dev", " libc6-dev"), /no C compiler installed before prepare/);
   assert.match(
     problems("DENO_DIR=/var/cache/latentwatch/deno", "DENO_DIR=/opt/latentwatch/.deno"),
     /DENO_DIR \/opt\/latentwatch\/\.deno is not in a directory the image chowns/,

@@ -17,7 +17,12 @@ import { rename } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { OFFLINE_RUN_FLAGS, onnxruntimeBinDir, REPO_ROOT } from "../tools/prepare_offline.ts";
+import {
+  NATIVE_KERNELS_DIR,
+  OFFLINE_RUN_FLAGS,
+  onnxruntimeBinDir,
+  REPO_ROOT,
+} from "../tools/prepare_offline.ts";
 import { execArgv, finalStage, parseContainerfile } from "./helpers/containerfile.ts";
 import { one, parseUnit } from "./helpers/unit_file.ts";
 
@@ -128,6 +133,10 @@ Deno.test({
         // --platform-only: no other platform's binaries in the image
         const platforms = [...Deno.readDirSync(join(onnxruntimeBinDir(app), "..", ".."))];
         assert.deepEqual(platforms.map((e) => e.name), [process.platform]);
+        // the native CPU kernels, built where a compiler is (the test command installs one)
+        const kernels = [...Deno.readDirSync(join(app, NATIVE_KERNELS_DIR))].map((e) => e.name);
+        assert.ok(kernels.some((f) => /^kernels-[0-9a-f]{16}\.so$/.test(f)), kernels.join(", "));
+        assert.match(dec.decode(r.stdout), /native CPU kernels: built .*LATENTWATCH_NATIVE_CACHE=/);
       });
 
       await t.step("the demo runs offline from an empty DENO_DIR", async () => {

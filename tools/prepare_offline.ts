@@ -15,6 +15,11 @@
  * 3. Checks that the binding of this platform is there, and with
  *    `--platform-only` deletes onnxruntime-node's binaries for other
  *    platforms (about 250 MB of a container image).
+ * 4. Builds the candidate encoder's native CPU kernels into
+ *    `<dest>/native-kernels` when a C compiler is here (else says why and
+ *    goes on: the sidecar then runs onnxruntime's and WebAssembly's); a
+ *    machine without a compiler loads them with
+ *    `LATENTWATCH_NATIVE_CACHE=<dest>/native-kernels`.
  *
  * Then, from `<dest>`, with no network:
  *
@@ -34,12 +39,16 @@ import { cp, mkdir, readdir, rm, stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { join, resolve } from "node:path";
 import process from "node:process";
+import { buildNativeKernels } from "../src/runtime/native_kernels.ts";
 
 /** The repository root this script belongs to. */
 export const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
 
 /** What a prepared folder holds besides `node_modules/`, relative to the repository root. */
 export const OFFLINE_FILES = ["deno.json", "deno.lock", "src", "monitors", "policies"] as const;
+
+/** Where a prepared folder keeps the native CPU kernels (`LATENTWATCH_NATIVE_CACHE` there). */
+export const NATIVE_KERNELS_DIR = "native-kernels";
 
 /** The flags every run from a prepared folder needs: no fetch, no lockfile change. */
 export const OFFLINE_RUN_FLAGS = ["--cached-only", "--frozen"] as const;
@@ -176,9 +185,14 @@ if (import.meta.main) {
       cuda: values.cuda,
     });
     const { size } = await stat(join(onnxruntimeBinDir(dest), "onnxruntime_binding.node"));
+    const kernels = await buildNativeKernels(join(dest, NATIVE_KERNELS_DIR)).then(
+      (path) => `built ${path} (LATENTWATCH_NATIVE_CACHE=${join(dest, NATIVE_KERNELS_DIR)})`,
+      (e) => `not built: ${e instanceof Error ? e.message : e}`,
+    );
     console.log(
       `prepared ${dest}: node_modules complete; onnxruntime-node ${process.platform}/` +
         `${process.arch}: ${found.join(", ")} (binding ${size} bytes)\n` +
+        `native CPU kernels: ${kernels}\n` +
         `start it with: cd ${dest} && deno run ${OFFLINE_RUN_FLAGS.join(" ")} -A src/main.ts ...`,
     );
   } catch (err) {

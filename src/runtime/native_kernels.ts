@@ -95,7 +95,7 @@ function loadLibrary(): Promise<
   return loading ??= (async () => {
     try {
       await assertCpu();
-      const path = await compiledLibrary();
+      const path = await compiledLibrary(cacheDir());
       return { lib: Deno.dlopen(path, SYMBOLS), path };
     } catch (e) {
       return e instanceof NativeKernelsUnavailableError
@@ -143,17 +143,14 @@ function cacheDir(): string {
 }
 
 /** The library's path, compiling it first when no copy of this source and these flags is cached. */
-async function compiledLibrary(): Promise<string> {
+async function compiledLibrary(dir: string): Promise<string> {
   const source = await Deno.readTextFile(new URL("./native/kernels.c", import.meta.url));
   const cc = Deno.env.get("CC") ?? "cc";
+  // the file is named by what it was built from: any compiler's build of it will do
   const digest = new Uint8Array(
-    await crypto.subtle.digest(
-      "SHA-256",
-      new TextEncoder().encode([source, cc, ...CFLAGS].join("\0")),
-    ),
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode([source, ...CFLAGS].join("\0"))),
   );
   const hash = [...digest.subarray(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
-  const dir = cacheDir();
   const path = `${dir}/kernels-${hash}.so`;
   try {
     if ((await Deno.stat(path)).isFile) return path;
@@ -184,6 +181,32 @@ async function compiledLibrary(): Promise<string> {
   }
   await Deno.rename(tmp, path);
   return path;
+}
+
+/**
+ * Build the kernels into `dir` (or find them there) without loading them,
+ * whatever this CPU: a prepared folder or image ships them for machines
+ * without a compiler (`LATENTWATCH_NATIVE_CACHE` names the folder there).
+ * Returns the library's path; the error says why it cannot be built.
+ *
+ * @example
+ * ```ts
+ * const path = await buildNativeKernels("/opt/latentwatch/native-kernels");
+ * path.endsWith(".so"); // true
+ * ```
+ */
+export async function buildNativeKernels(dir: string): Promise<string> {
+  try {
+    return await compiledLibrary(dir);
+  } catch (e) {
+    if (e instanceof NativeKernelsUnavailableError) throw e;
+    throw new NativeKernelsUnavailableError(
+      `cannot build the native kernels in ${dir}: ${message(e)}`,
+      {
+        cause: e,
+      },
+    );
+  }
 }
 
 /**

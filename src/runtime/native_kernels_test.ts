@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Rng } from "../core/random.ts";
 import {
+  buildNativeKernels,
   nativeKernelsStatus,
   NativeKernelsUnavailableError,
   openNativeDots,
@@ -190,5 +191,40 @@ Deno.test({
       () => openNativeInt8(new Int8Array(5), 2, 3),
       (e) => e instanceof RangeError && /2×3 int8 matrix, found 5/.test(e.message),
     );
+  },
+});
+
+Deno.test({
+  name: "native kernels built into a folder load from it on a machine without a compiler",
+  ignore,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const built = await buildNativeKernels(dir);
+      assert.ok(built.startsWith(dir + "/") && (await Deno.stat(built)).isFile);
+      const code = `
+        import { nativeKernelsStatus } from ${
+        JSON.stringify(new URL("./native_kernels.ts", import.meta.url).href)
+      };
+        console.log(JSON.stringify(await nativeKernelsStatus()));`;
+      const run = async (cache: string) => {
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["eval", "--ext=ts", code],
+          env: { CC: "/nonexistent/cc", LATENTWATCH_NATIVE_CACHE: cache },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.ok(out.success, new TextDecoder().decode(out.stderr));
+        return JSON.parse(new TextDecoder().decode(out.stdout));
+      };
+      assert.deepEqual(await run(dir), { available: true, library: built });
+      // the same machine without the prepared folder: nothing to load, nothing to build with
+      const empty = await Deno.makeTempDir();
+      const without = await run(empty);
+      await Deno.remove(empty, { recursive: true });
+      assert.equal(without.available, false);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });
