@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Rng } from "../core/random.ts";
 import {
   buildNativeKernels,
+  type NativeKernelsStatus,
   nativeKernelsStatus,
   NativeKernelsUnavailableError,
   openNativeDots,
@@ -149,32 +150,45 @@ Deno.test({
   },
 });
 
+/**
+ * In a fresh process with no compiler (`CC` names none) and `cache` as the
+ * kernels' folder: the status, and what opening the product says.
+ */
+async function withoutCompiler(cache: string): Promise<{ s: NativeKernelsStatus; opened: string }> {
+  const code = `
+    import { nativeKernelsStatus, openNativeInt8, NativeKernelsUnavailableError } from
+      ${JSON.stringify(new URL("./native_kernels.ts", import.meta.url).href)};
+    const s = await nativeKernelsStatus();
+    let opened = "opened";
+    try { await openNativeInt8(new Int8Array(4), 2, 2); }
+    catch (e) { opened = (e instanceof NativeKernelsUnavailableError ? "unavailable: " : "other: ") + e.message; }
+    console.log(JSON.stringify({ s, opened }));`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", code],
+    env: { CC: "/nonexistent/cc", LATENTWATCH_NATIVE_CACHE: cache },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
 Deno.test({
   name: "native kernels: without a compiler the status says so, and opening names the reason",
   ignore,
   async fn() {
-    // a fresh process, an empty cache and a compiler that is not there
     const cache = await Deno.makeTempDir();
-    const code = `
-      import { nativeKernelsStatus, openNativeInt8, NativeKernelsUnavailableError } from
-        ${JSON.stringify(new URL("./native_kernels.ts", import.meta.url).href)};
-      const s = await nativeKernelsStatus();
-      let opened = "opened";
-      try { await openNativeInt8(new Int8Array(4), 2, 2); }
-      catch (e) { opened = (e instanceof NativeKernelsUnavailableError ? "unavailable: " : "other: ") + e.message; }
-      console.log(JSON.stringify({ s, opened }));`;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--ext=ts", code],
-      env: { CC: "/nonexistent/cc", LATENTWATCH_NATIVE_CACHE: cache },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    await Deno.remove(cache, { recursive: true });
-    assert.ok(out.success, new TextDecoder().decode(out.stderr));
-    const { s, opened } = JSON.parse(new TextDecoder().decode(out.stdout));
-    assert.deepEqual(s.available, false);
-    assert.match(s.reason, /needs? a C compiler: cannot run `\/nonexistent\/cc`/);
-    assert.match(opened, /^unavailable: .*\/nonexistent\/cc/);
+    try {
+      const { s, opened } = await withoutCompiler(cache);
+      assert.equal(s.available, false);
+      assert.match(
+        s.available ? "" : s.reason,
+        /needs? a C compiler: cannot run `\/nonexistent\/cc`/,
+      );
+      assert.match(opened, /^unavailable: .*\/nonexistent\/cc/);
+    } finally {
+      await Deno.remove(cache, { recursive: true });
+    }
   },
 });
 
@@ -202,27 +216,14 @@ Deno.test({
     try {
       const built = await buildNativeKernels(dir);
       assert.ok(built.startsWith(dir + "/") && (await Deno.stat(built)).isFile);
-      const code = `
-        import { nativeKernelsStatus } from ${
-        JSON.stringify(new URL("./native_kernels.ts", import.meta.url).href)
-      };
-        console.log(JSON.stringify(await nativeKernelsStatus()));`;
-      const run = async (cache: string) => {
-        const out = await new Deno.Command(Deno.execPath(), {
-          args: ["eval", "--ext=ts", code],
-          env: { CC: "/nonexistent/cc", LATENTWATCH_NATIVE_CACHE: cache },
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        assert.ok(out.success, new TextDecoder().decode(out.stderr));
-        return JSON.parse(new TextDecoder().decode(out.stdout));
-      };
-      assert.deepEqual(await run(dir), { available: true, library: built });
-      // the same machine without the prepared folder: nothing to load, nothing to build with
+      // the same process twice: once with the folder, once without it
+      const { s, opened } = await withoutCompiler(dir);
+      assert.deepEqual(s, { available: true, library: built });
+      assert.equal(opened, "opened");
       const empty = await Deno.makeTempDir();
-      const without = await run(empty);
+      const without = await withoutCompiler(empty);
       await Deno.remove(empty, { recursive: true });
-      assert.equal(without.available, false);
+      assert.equal(without.s.available, false);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
