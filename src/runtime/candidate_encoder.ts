@@ -34,8 +34,10 @@ import {
   type NativeInt8Gemm,
   nativeKernelsStatus,
   NativeKernelsUnavailableError,
+  type NativeSelect,
   openNativeDots,
   openNativeInt8,
+  openNativeSelect,
 } from "./native_kernels.ts";
 import type { ProviderEncoder } from "./ort_encoder.ts";
 import { encoderFeeds, openProviderSession } from "./session.ts";
@@ -70,6 +72,8 @@ export interface CandidateEncoderOptions {
    * token with them, per batch without), the dots up to f32 rounding.
    */
   nativeKernels?: NativeKernelsSetting;
+  /** @internal TopK: slots per token of the native scan (tests make tokens overflow them). */
+  nativeSlots?: number;
   /**
    * Time the int8 path against the f32 one per batch size and run the faster
    * (default true; both are exact). False: always the int8 path.
@@ -122,6 +126,7 @@ export async function createCandidateEncoder(
   const encoder = new CandidateEncoder(opened.session, sae, graph, {
     ...opts,
     native: native ? await native(graph.columns.q) : undefined,
+    nativeSelect: native ? await openNativeSelect() : null,
   });
   if (native) encoder.useNativeDots(await openNativeDots());
   // the tuner times the f32 path too: open it now, not in the middle of a batch
@@ -235,7 +240,10 @@ export class CandidateEncoder implements ProviderEncoder {
     session: ort.InferenceSession,
     sae: SaeWeights,
     graph: CandidateGraph,
-    opts: CandidateEncoderOptions & { native?: NativeInt8Gemm },
+    opts: CandidateEncoderOptions & {
+      native?: NativeInt8Gemm;
+      nativeSelect?: NativeSelect | null;
+    },
   ) {
     this.#session = session;
     this.#native = opts.native ?? null;
@@ -260,6 +268,8 @@ export class CandidateEncoder implements ProviderEncoder {
       columnScale: graph.columnScale,
       columnBias: graph.columnBias,
       watch: opts.watch ? canonicalWatch(opts.watch, sae.dSae) : undefined,
+      native: opts.nativeSelect ?? null,
+      nativeSlots: opts.nativeSlots,
     });
     this.#tuner = opts.tune === false ? null : new PathTuner();
     this.#openFull = opts.fullEncoder ?? (async () => {
@@ -344,7 +354,8 @@ export class CandidateEncoder implements ProviderEncoder {
     try {
       if (this.#native) {
         out = await this.#nativeProduct(this.#native, feeds, tokens, region?.acc);
-        scanned = region !== null;
+        // the native scan reads the sums wherever they are; the region is only their buffer
+        scanned = false;
       } else {
         if (region) markRegion(region.acc);
         out = await this.#ortProduct(feeds, tokens, region);

@@ -230,11 +230,17 @@ Deno.test("candidate encoder with tuning: both paths run on a batch size, every 
 Deno.test("candidate encoder: the SIMD scan admits the same candidates as the TypeScript loop, batches in flight together", async () => {
   const sae = randomSae({ architecture: "jumprelu", dIn: 48, dSae: 1022, seed: 31 });
   const x = new Rng(32).fillGaussian(new Float32Array(200 * 48), 1.5);
-  const simd = await createCandidateEncoder(sae, { tune: false, intraOpThreads: 1 });
+  // onnxruntime's product and the WebAssembly scan (the native kernels scan in C)
+  const simd = await createCandidateEncoder(sae, {
+    tune: false,
+    intraOpThreads: 1,
+    nativeKernels: "off",
+  });
   const plain = await createCandidateEncoder(sae, {
     tune: false,
     intraOpThreads: 1,
     simdScan: false,
+    nativeKernels: "off",
   });
   try {
     const batches = [0, 50, 120, 137].map((t0, i, a) => [t0, (a[i + 1] ?? 200) - t0]);
@@ -293,6 +299,26 @@ Deno.test({
         const x = new Rng(700 + n).fillGaussian(new Float32Array(70 * dIn), 1.5);
         const got = await native.encode(x, 70);
         const want = await ort.encode(x, 70);
+        // fewer slots than candidates: TopK's tokens (over 20 in its first round) are scanned
+        // again alone, with the same candidates; the others' (over 3) fall back to f32; the
+        // same latents either way
+        const topk = sae.architecture === "topk";
+        const narrow = await createCandidateEncoder(sae, {
+          tune: false,
+          intraOpThreads: 1,
+          nativeKernels: "require",
+          maxCandidates: topk ? 1024 : 3,
+          nativeSlots: 20,
+        });
+        try {
+          compareBatch(sae, x, await narrow.encode(x, 70), want, `${variantName(v)} few slots`);
+          if (topk) {
+            assert.equal(narrow.stats().fallbackTokens, 0, variantName(v));
+            assert.equal(narrow.stats().candidates, native.stats().candidates, variantName(v));
+          } else assert.ok(narrow.stats().fallbackTokens > 0, variantName(v));
+        } finally {
+          await narrow.close();
+        }
         // the same integers, so the same candidates (TopK: its input is quantized per token
         // for the native product, per batch for onnxruntime's); the dots differ by f32 rounding
         if (sae.architecture !== "topk") {

@@ -1,19 +1,19 @@
 /**
- * The second pass of the candidate encoder: read each token's candidates
- * off the int8 pass's `margin`, recompute them exactly (f32 dots in
- * WebAssembly, in column blocks so each weight row is read once per batch
- * while it is in cache), apply the SAE's activation to the exact values and
- * build the sparse rows. Tokens with too many candidates are computed over
- * every latent (counted as fallbacks).
+ * The second pass of the candidate encoder: each token's candidates from
+ * the int8 pass (`candidate_scan.ts`), recomputed exactly (f32 dots in
+ * WebAssembly or native code, `wasm_dots.ts`, in column blocks so each
+ * weight row is read once per batch while it is in cache), the SAE's
+ * activation applied to the exact values and the sparse rows built. Tokens
+ * with too many candidates are computed over every latent (counted as
+ * fallbacks).
  *
  * @module
  */
 import type { SaeWeights, SparseLatents } from "../core/sae.ts";
 import { decoderNorms } from "./onnx_graph.ts";
-import type { ColumnBounds } from "./candidate_graph.ts";
 import { topKPositions, topKRows } from "./top_k.ts";
 import type { WasmDots } from "./wasm_dots.ts";
-import { type AccRegion, scanSlack, type WasmScan } from "./wasm_scan.ts";
+import { CandidateScan, type CandidateScanOptions, type ScanInput } from "./candidate_scan.ts";
 
 /**
  * log₂ of the columns per block when pairs are ordered for locality: every
@@ -25,37 +25,16 @@ import { type AccRegion, scanSlack, type WasmScan } from "./wasm_scan.ts";
  */
 const BLOCK_SHIFT = 4;
 
-/** Options of {@linkcode CandidateSelector}. */
-export interface SelectorOptions {
-  /** Candidates per token above which the token is computed over every latent. */
-  maxCandidates: number;
+/** Options of {@linkcode CandidateSelector}: the scan's, and which latents to report. */
+export interface SelectorOptions extends CandidateScanOptions {
   /** Report only these latents (ascending, unique). */
   watch?: Uint32Array;
-  /** The per-column bound factors (`candidate_graph.ts`): a tighter test than the token's. */
-  bounds: ColumnBounds;
-  /** See `CandidateGraph.columnScale` and `columnBias`. */
-  columnScale: Float64Array;
-  columnBias: Float32Array;
 }
 
-/** One batch for {@linkcode CandidateSelector.encode}. */
-export interface SelectInput {
+/** One batch for {@linkcode CandidateSelector.encode}: the scan's input, and for the dots: */
+export interface SelectInput extends ScanInput {
   /** The prepared input, `[tokens, d_in]`. */
   prepared: Float32Array;
-  /** TopK: `[tokens, d_sae]`, the int8 pass's approximate scores `a` (`candidate_graph.ts`). */
-  approx?: Float32Array;
-  /** Other SAEs: `[tokens, d_sae]`, the int32 accumulations; `a = acc·columnScale·scale + columnBias`. */
-  acc?: Int32Array;
-  /**
-   * When `acc` lies in `scan`'s memory: the SIMD scan prefilters the uniform
-   * test (its columns set to `columnScale` and `columnBias` at load).
-   */
-  scan?: { wasm: WasmScan; region: AccRegion };
-  /** The input's quantization scale (`x_s`): one per token, or one for the batch. */
-  scale: Float32Array;
-  /** `[tokens, 5]`: ‖x̂‖, ‖e‖, ‖xp‖, the uniform bound, the TopK level (`TOKEN_OUTPUT`). */
-  tokenBounds: Float32Array;
-  tokens: number;
   dots: WasmDots;
   /** Counters to add to. */
   stats: { candidates: number; fallbackTokens: number };
@@ -88,26 +67,17 @@ export class CandidateSelector {
   /** JumpReLU: max(θ, 0); gated: exp(r_mag); TopK: decoder norms (rescaling) */
   readonly #level: Float32Array | null;
   readonly #norms: Float32Array | null;
-  readonly #bounds: ColumnBounds;
-  readonly #columnScale: Float64Array;
-  readonly #columnBias: Float32Array;
-  #cand = new Uint32Array(0);
-  /** Per candidate: an upper bound of its (scaled) pre-activation (TopK ranks by it). */
-  #upper = new Float32Array(0);
+  /** Each token's candidates (`candidate_scan.ts`). */
+  readonly #scanner: CandidateScan;
   #pairTok = new Uint32Array(0);
   #pairCol = new Uint32Array(0);
   #outIdx = new Uint32Array(0);
-  /** `max_j |columnBias_j|`, for the SIMD scan's slack. */
-  readonly #maxAbsBias: number;
   #outVal = new Float32Array(0);
 
   constructor(sae: SaeWeights, opts: SelectorOptions) {
     this.#sae = sae;
     this.#max = opts.maxCandidates;
-    this.#bounds = opts.bounds;
-    this.#columnScale = opts.columnScale;
-    this.#columnBias = opts.columnBias;
-    this.#maxAbsBias = opts.columnBias.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    this.#scanner = new CandidateScan(sae, opts);
     this.#watch = null;
     if (opts.watch) {
       this.#watch = new Uint8Array(sae.dSae);
@@ -133,14 +103,14 @@ export class CandidateSelector {
     const { dIn } = this.#sae;
     const ends = new Uint32Array(tokens);
     const fallback = new Uint8Array(tokens);
-    this.#scan(input, ends, fallback);
+    await this.#scanner.scan(input, ends, fallback);
     for (let t = 0; t < tokens; t++) if (fallback[t]) stats.fallbackTokens++;
     const s = dots.prepare(tokens, 0);
     for (let t = 0; t < tokens; t++) {
       s.inputs.set(input.prepared.subarray(t * dIn, (t + 1) * dIn), t * dots.stride);
       if (dots.stride > dIn) s.inputs.fill(0, t * dots.stride + dIn, (t + 1) * dots.stride);
     }
-    const list = { cand: this.#cand, ends };
+    const list = { cand: this.#scanner.cand, ends };
     if (this.#sae.architecture === "topk") {
       return { rows: await this.#topkRounds(list, dots, stats, fallback), fallback };
     }
@@ -156,91 +126,6 @@ export class CandidateSelector {
     this.#pairs(list, total, dots, s.pairs);
     await dots.run(total);
     return s.results;
-  }
-
-  /**
-   * Candidates of each token into `#cand` (ends per token); `fallback` marks
-   * fallbacks. `a_j > cut` passes the token's uniform bound; the column's
-   * own bound (`≤` it) decides: `a_j − cut − bound + bound_j > 0` (with
-   * slack for the f32 rounding of `a` and `cut`).
-   */
-  #scan(input: SelectInput, ends: Uint32Array, fallback: Uint8Array): void {
-    const { tokenBounds, tokens } = input;
-    const dSae = this.#sae.dSae;
-    const approx = input.approx;
-    const topk = this.#sae.architecture === "topk";
-    // a_j = acc_j·columnScale_j·x_s(t) + columnBias_j, the token's scale applied last
-    const cs = this.#columnScale, cb = this.#columnBias;
-    const perToken = input.scale.length >= tokens;
-    let pos = 0;
-    for (let t = 0; t < tokens; t++) {
-      this.#reserveCandidates(pos, pos + dSae);
-      const tb = 5 * t;
-      const cut = tokenBounds[tb + 4];
-      const start = pos;
-      const base = t * dSae;
-      // the uniform test a_j > cut over every column, one compare per column in a tight loop
-      // (few pass; this loop is most of the scan); each that passes meets its own bound
-      if (approx) {
-        const a = approx.subarray(base, base + dSae);
-        for (let j = 0; j < dSae; j++) {
-          if (a[j] > cut) pos = this.#admit(j, a[j], pos, tokenBounds, tb);
-        }
-      } else if (input.scan) {
-        // the f32 SIMD test with a lowered cut finds a superset; the f64 test decides, as below
-        const a = input.acc!.subarray(base, base + dSae);
-        const st = input.scale[perToken ? t : 0];
-        const low = cut - scanSlack(cut, this.#maxAbsBias);
-        const hits = input.scan.wasm.row(input.scan.region, t, low, st);
-        for (let h = 0; h < hits.length; h++) {
-          const j = hits[h];
-          const v = a[j] * cs[j] * st + cb[j];
-          if (v > cut) pos = this.#admit(j, v, pos, tokenBounds, tb);
-        }
-      } else {
-        const a = input.acc!.subarray(base, base + dSae);
-        const st = input.scale[perToken ? t : 0];
-        for (let j = 0; j < dSae; j++) {
-          const v = a[j] * cs[j] * st + cb[j];
-          if (v > cut) pos = this.#admit(j, v, pos, tokenBounds, tb);
-        }
-      }
-      // TopK judges its second round instead (most of a wide band is ruled out by round 1)
-      if (!topk && pos - start > this.#max) {
-        fallback[t] = 1;
-        pos = start;
-      }
-      ends[t] = pos;
-    }
-  }
-
-  /**
-   * Column `j` passed token `tb / 5`'s uniform test with score `v`; its own bound (`≤` the
-   * uniform one) decides: `v − cut − bound + own_j > −slack` (slack: the f32 rounding of `v`
-   * and `cut`). Kept at `pos` (with an upper bound of its pre-activation); the next free slot.
-   */
-  #admit(j: number, v: number, pos: number, tokenBounds: Float32Array, tb: number): number {
-    const { hat, err, x } = this.#bounds;
-    const nHat = tokenBounds[tb], nErr = tokenBounds[tb + 1], nX = tokenBounds[tb + 2];
-    const bound = tokenBounds[tb + 3], cut = tokenBounds[tb + 4];
-    const own = nHat * hat[j] + nErr * err[j] + nX * x[j];
-    const slack = 2 ** -20 * (Math.abs(v) + Math.abs(cut) + bound + 1e-30);
-    if (v - cut - bound + own + slack > 0) {
-      this.#upper[pos] = v + own + slack;
-      this.#cand[pos++] = j;
-    }
-    return pos;
-  }
-
-  /** Room for `need` candidates, keeping the first `kept`. */
-  #reserveCandidates(kept: number, need: number): void {
-    if (this.#cand.length >= need) return;
-    const grown = new Uint32Array(Math.max(need, this.#cand.length * 2));
-    grown.set(this.#cand.subarray(0, kept));
-    this.#cand = grown;
-    const up = new Float32Array(grown.length);
-    up.set(this.#upper.subarray(0, kept));
-    this.#upper = up;
   }
 
   /**
@@ -364,7 +249,8 @@ export class CandidateSelector {
     const best = new Uint32Array(k);
     let n1 = 0;
     for (let t = 0; t < tokens; t++) {
-      const n = topKPositions(this.#upper, cand, startOf(t), ends[t], k, best);
+      const upper = this.#scanner.upper;
+      const n = topKPositions(upper, cand, startOf(t), ends[t], k, best);
       const chosen = best.subarray(0, n).sort(); // ascending positions: ascending latents
       for (const p of chosen) {
         picked[p] = 1;
@@ -383,7 +269,7 @@ export class CandidateSelector {
         for (let p = base[t]; p < cursor[t]; p++) least = Math.min(least, this.#outVal[p]);
         const start = n2;
         for (let p = startOf(t); p < ends[t]; p++) {
-          if (!picked[p] && this.#upper[p] >= least) r2[n2++] = cand[p];
+          if (!picked[p] && this.#scanner.upper[p] >= least) r2[n2++] = cand[p];
         }
         if (n2 - start > this.#max) {
           // the bound does not separate: the caller encodes this token in full

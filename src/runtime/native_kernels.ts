@@ -1,9 +1,10 @@
 /**
- * The candidate encoder's two hot loops in native code (`native/kernels.c`):
+ * The candidate encoder's hot loops in native code (`native/kernels.c`):
  * the int8 product of the first pass (`acc = Σ (q − 128)·Ŵ`, exact int32,
  * AVX-512 VNNI: about twice onnxruntime's `MatMulInteger` on the bench
- * machine) and the exact f32 dots of the second pass (AVX-512 FMA, the next
- * weight row prefetched). The C is compiled on first use with the system's C
+ * machine), TopK's scores and k-th, the candidate scan (the same f64
+ * arithmetic as `candidate_scan.ts`) and the exact f32 dots of the second
+ * pass (AVX-512 FMA, the next weight row prefetched). The C is compiled on first use with the system's C
  * compiler (`$CC`, else `cc`) into a cache folder and loaded through Deno's
  * FFI; work is split between this thread and FFI worker threads.
  *
@@ -16,9 +17,12 @@
  */
 
 /** Compiler flags: only the instruction sets the kernel uses, so the library runs on any CPU with them. */
-const CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vnni", "-shared", "-fPIC"];
+const CFLAGS = [
+  ...["-O3", "-ffp-contract=off", "-shared", "-fPIC"],
+  ...["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"],
+];
 /** The CPU flags (`/proc/cpuinfo`) the kernel needs. */
-const CPU_FLAGS = ["avx512f", "avx512bw", "avx512_vnni"];
+const CPU_FLAGS = ["avx512f", "avx512bw", "avx512vl", "avx512_vnni"];
 /** The largest `d_in` whose sums stay within int32 (|Σ| ≤ 128·255·K). */
 export const MAX_NATIVE_D_IN = 65536;
 /**
@@ -38,6 +42,10 @@ const TOPK_ARGS = [
   ...["buffer", "buffer", "buffer", "i32", "buffer", "buffer"],
 ] as const;
 const DOTS_ARGS = ["buffer", "buffer", "i32", "i32", "i32", "buffer"] as const;
+const SELECT_ARGS = [
+  ...["buffer", "i32", "i32", "i32", "i32", "buffer", "buffer", "buffer", "i32"],
+  ...["buffer", "buffer", "buffer", "buffer", "i32", "buffer", "buffer", "buffer"],
+] as const;
 
 const SYMBOLS = {
   lw_packed_bytes: { parameters: ["i32", "i32"], result: "i64" },
@@ -50,6 +58,13 @@ const SYMBOLS = {
   lw_topk_scores_async: {
     name: "lw_topk_scores",
     parameters: TOPK_ARGS,
+    result: "void",
+    nonblocking: true,
+  },
+  lw_select: { parameters: SELECT_ARGS, result: "void" },
+  lw_select_async: {
+    name: "lw_select",
+    parameters: SELECT_ARGS,
     result: "void",
     nonblocking: true,
   },
@@ -400,4 +415,89 @@ export class NativeDots {
     s.lw_dots(memory, pairs, half, stride, bf16, out);
     await other;
   }
+}
+
+/** One batch for {@linkcode NativeSelect.run}. */
+export interface NativeSelectJob {
+  /** `[tokens, n]`: int32 sums (the candidate graph's `acc`) or TopK's f32 scores. */
+  values: Int32Array | Float32Array;
+  tokens: number;
+  /** Latents per token (`d_sae`). */
+  n: number;
+  columnScale: Float64Array;
+  columnBias: Float32Array;
+  /** The input's quantization scale: one per token, or one for the batch. */
+  scale: Float32Array;
+  /** `[tokens, 5]`: ‖x̂‖, ‖e‖, ‖xp‖, the uniform bound, the cut. */
+  tokenBounds: Float32Array;
+  /** The per-column bound factors (`candidate_graph.ts`). */
+  bounds: { hat: Float64Array; err: Float64Array; x: Float64Array };
+  /** Scan the tokens `[from, tokens)` only (default 0). */
+  from?: number;
+  /** Slots per token in `cand` and `upper`. */
+  cap: number;
+  /** Out: token t's kept latents from `(t − from)·cap`, ascending, and their upper bounds. */
+  cand: Uint32Array;
+  upper: Float32Array;
+  /** Out: `[t − from]`, how many latents token t kept (more than `cap`: only `cap` written). */
+  counts: Int32Array;
+}
+
+/**
+ * The second pass's candidate scan in native code (`lw_select`): the same
+ * double arithmetic, in the same order, as `candidate_select.ts`'s loops,
+ * so the same candidates; the tokens split between this thread and an FFI
+ * worker thread.
+ */
+export class NativeSelect {
+  readonly #lib: NativeLibrary;
+
+  /** @internal use {@linkcode openNativeSelect} */
+  constructor(lib: NativeLibrary) {
+    this.#lib = lib;
+  }
+
+  /** Scan one batch (see {@linkcode NativeSelectJob}). */
+  async run(job: NativeSelectJob): Promise<void> {
+    const { values, tokens, n, cap, cand, upper, counts, tokenBounds, scale } = job;
+    const from = job.from ?? 0, rows = tokens - from;
+    if (values.length < tokens * n || cand.length < rows * cap || upper.length < rows * cap) {
+      throw new RangeError(
+        `expected ${tokens}×${n} values and ${rows}×${cap} slots, found ${values.length}, ` +
+          `${cand.length} and ${upper.length}`,
+      );
+    }
+    const s = this.#lib.symbols;
+    const kind = values instanceof Float32Array ? 1 : 0;
+    const perToken = scale.length >= tokens ? 1 : 0;
+    // tokens [t0, t1), their slots and counts from the start of the views given
+    const args = (t0: number, t1: number) => {
+      const at = t0 - from;
+      return [
+        ...[values, kind, t0, t1, n, job.columnScale, job.columnBias, scale, perToken],
+        ...[tokenBounds, job.bounds.hat, job.bounds.err, job.bounds.x, cap],
+        ...[cand.subarray(at * cap), upper.subarray(at * cap), counts.subarray(at)],
+      ] as Parameters<typeof s.lw_select>;
+    };
+    // about a nanosecond a latent: split past a few hundred thousand
+    if (rows < 2 || rows * n < 1 << 18) return s.lw_select(...args(from, tokens));
+    const mid = from + (rows >> 1);
+    const other = s.lw_select_async(...args(mid, tokens));
+    s.lw_select(...args(from, mid));
+    await other;
+  }
+}
+
+/**
+ * The native candidate scan, or null where the native kernels do not load.
+ *
+ * @example
+ * ```ts
+ * const select = await openNativeSelect();
+ * select === null || typeof select.run === "function"; // true
+ * ```
+ */
+export async function openNativeSelect(): Promise<NativeSelect | null> {
+  const got = await loadLibrary();
+  return got instanceof Error ? null : new NativeSelect(got.lib);
 }

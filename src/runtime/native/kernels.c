@@ -5,6 +5,7 @@
  *
  *   lw_gemm          the first pass's int8 product (AVX-512 VNNI), below
  *   lw_topk_scores   TopK: the sums scaled into scores, each token's k-th
+ *   lw_select        the candidate scan (candidate_scan.ts's arithmetic)
  *   lw_dots          the second pass's exact f32 dots (AVX-512 FMA)
  *
  * The int8 product:
@@ -237,5 +238,68 @@ void lw_topk_scores(int32_t *acc, int32_t t0, int32_t t1, int32_t n, const doubl
       }
     }
     kth[t] = heap[0];
+  }
+}
+
+/*
+ * The candidate scan (candidate_select.ts's #scan and #admit, the same
+ * double arithmetic in the same order, so the same candidates; built with
+ * -ffp-contract=off): for the tokens [t0, t1) and each latent j,
+ *   v = acc[t, j] * col_scale[j] * scale[t] + col_bias[j]   (kind 0: int32 sums)
+ *   v = scores[t, j]                                          (kind 1: TopK's f32 scores)
+ * a latent with v > cut (the token's uniform test) is kept when its own
+ * bound passes:
+ *   own = n_hat * hat[j] + n_err * err[j] + n_x * x[j]
+ *   slack = 2^-20 * (|v| + |cut| + bound + 1e-30)
+ *   v - cut - bound + own + slack > 0
+ * with upper = f32(v + own + slack). tb: 5 floats per token (n_hat, n_err,
+ * n_x, bound, cut). Token t's first cap latents go to cand/upper[(t - t0) *
+ * cap..]; counts[t - t0] is how many passed (more than cap: the caller
+ * decides).
+ */
+void lw_select(const void *values, int32_t kind, int32_t t0, int32_t t1, int32_t n,
+               const double *col_scale, const float *col_bias, const float *scale,
+               int32_t scale_per_token, const float *tb, const double *hat, const double *err,
+               const double *xf, int32_t cap, uint32_t *cand, float *upper, int32_t *counts) {
+  for (int32_t t = t0; t < t1; t++) {
+    const float *b = tb + (size_t)t * 5;
+    const double n_hat = b[0], n_err = b[1], n_x = b[2], bound = b[3], cut = b[4];
+    const double st = scale[scale_per_token ? t : 0];
+    const int32_t *acc = (const int32_t *)values + (size_t)t * n;
+    const float *scores = (const float *)values + (size_t)t * n;
+    uint32_t *c = cand + (size_t)(t - t0) * cap;
+    float *u = upper + (size_t)(t - t0) * cap;
+    const __m512d vcut = _mm512_set1_pd(cut), vst = _mm512_set1_pd(st);
+    int32_t count = 0;
+    for (int32_t j0 = 0; j0 < n; j0 += 8) {
+      const int32_t left = n - j0;
+      const __mmask8 m = left >= 8 ? 0xff : (__mmask8)((1u << left) - 1);
+      __m512d v;
+      if (kind == 0) {
+        const __m256i a = _mm256_maskz_loadu_epi32(m, acc + j0);
+        v = _mm512_mul_pd(_mm512_mul_pd(_mm512_cvtepi32_pd(a), _mm512_maskz_loadu_pd(m, col_scale + j0)), vst);
+        v = _mm512_add_pd(v, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, col_bias + j0)));
+      } else {
+        v = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, scores + j0));
+      }
+      __mmask8 pass = _mm512_mask_cmp_pd_mask(m, v, vcut, _CMP_GT_OQ);
+      while (pass) {
+        const int32_t j = j0 + __builtin_ctz(pass);
+        pass &= pass - 1;
+        const double vj = kind == 0
+                              ? (double)acc[j] * col_scale[j] * st + (double)col_bias[j]
+                              : (double)scores[j];
+        const double own = n_hat * hat[j] + n_err * err[j] + n_x * xf[j];
+        const double slack = 0x1p-20 * (__builtin_fabs(vj) + __builtin_fabs(cut) + bound + 1e-30);
+        if (vj - cut - bound + own + slack > 0) {
+          if (count < cap) {
+            c[count] = (uint32_t)j;
+            u[count] = (float)(vj + own + slack);
+          }
+          count++;
+        }
+      }
+    }
+    counts[t - t0] = count;
   }
 }
