@@ -150,6 +150,7 @@ export async function buildGeneration(opts: BuildGenerationOptions): Promise<Bui
       mode: cheap ? "watched" : "full",
       path: (encoder as { path?: string }).path,
       kernels: (encoder as { int8Kernel?: string }).int8Kernel,
+      kernels_note: (encoder as { int8KernelNote?: string }).int8KernelNote,
       watched: watch.length,
       why: cheap ? undefined : `${sae.architecture} ranks every latent, so all are computed`,
       ...providerFields(id, execution.provider, encoder, log),

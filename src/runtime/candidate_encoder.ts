@@ -114,7 +114,7 @@ export async function createCandidateEncoder(
   sae: SaeWeights,
   opts: CandidateEncoderOptions = {},
 ): Promise<CandidateEncoder> {
-  const native = await nativeProduct(sae, opts.nativeKernels ?? "auto");
+  const { open: native, why } = await nativeProduct(sae, opts.nativeKernels ?? "auto");
   const graph = buildCandidateGraph(sae, { externalProduct: native !== null });
   const opened = await openProviderSession(graph.model, {
     provider: "cpu",
@@ -127,6 +127,7 @@ export async function createCandidateEncoder(
     ...opts,
     native: native ? await native(graph.columns.q) : undefined,
     nativeSelect: native ? await openNativeSelect() : null,
+    nativeWhy: why,
   });
   if (native) encoder.useNativeDots(await openNativeDots());
   // the tuner times the f32 path too: open it now, not in the middle of a batch
@@ -141,28 +142,25 @@ export type NativeKernelsSetting = "auto" | "require" | "off";
 export const NATIVE_KERNELS_SETTINGS = ["auto", "require", "off"] as const;
 
 /**
- * How to open the native product for `sae`, or null for onnxruntime's
- * (`auto` falls back quietly: the encoder's `int8Kernel` says which ran).
+ * How to open the native product for `sae`, or null for onnxruntime's with
+ * why (`auto` falls back quietly: the encoder's `int8Kernel` and
+ * `int8KernelNote` say which ran and why).
  */
 async function nativeProduct(
   sae: SaeWeights,
   kernel: NativeKernelsSetting,
-): Promise<((wq: Int8Array) => Promise<NativeInt8Gemm>) | null> {
-  if (kernel === "off") return null;
+): Promise<{ open: ((wq: Int8Array) => Promise<NativeInt8Gemm>) | null; why?: string }> {
+  if (kernel === "off") return { open: null, why: "execution.native_kernels is off" };
+  let why: string | undefined;
   if (sae.dIn > MAX_NATIVE_D_IN) {
-    if (kernel === "require") {
-      throw new NativeKernelsUnavailableError(
-        `the native int8 kernel takes d_in ≤ ${MAX_NATIVE_D_IN}, found ${sae.dIn}`,
-      );
-    }
-    return null;
+    why = `the native int8 kernel takes d_in ≤ ${MAX_NATIVE_D_IN}, found ${sae.dIn}`;
+  } else {
+    const status = await nativeKernelsStatus();
+    if (!status.available) why = status.reason;
   }
-  const status = await nativeKernelsStatus();
-  if (!status.available) {
-    if (kernel === "require") throw new NativeKernelsUnavailableError(status.reason);
-    return null;
-  }
-  return (wq) => openNativeInt8(wq, sae.dIn, sae.dSae);
+  if (why === undefined) return { open: (wq) => openNativeInt8(wq, sae.dIn, sae.dSae) };
+  if (kernel === "require") throw new NativeKernelsUnavailableError(why);
+  return { open: null, why };
 }
 
 /** Transpose `[rows, cols]` to `[cols, rows]`. */
@@ -211,6 +209,8 @@ export class CandidateEncoder implements ProviderEncoder {
   readonly #session: ort.InferenceSession;
   /** The native int8 product, when it loaded (else the graph computes `acc`). */
   readonly #native: NativeInt8Gemm | null;
+  /** Why the native kernels do not run here, when they do not. */
+  readonly #nativeWhy: string | undefined;
   /** TopK's k (0 for the other architectures). */
   readonly #topkK: number;
   readonly #columnScale: Float64Array;
@@ -243,10 +243,12 @@ export class CandidateEncoder implements ProviderEncoder {
     opts: CandidateEncoderOptions & {
       native?: NativeInt8Gemm;
       nativeSelect?: NativeSelect | null;
+      nativeWhy?: string;
     },
   ) {
     this.#session = session;
     this.#native = opts.native ?? null;
+    this.#nativeWhy = opts.nativeWhy;
     this.#topkK = sae.architecture === "topk" ? sae.k! : 0;
     this.#columnScale = graph.columnScale;
     this.#columnBias = graph.columnBias;
@@ -300,6 +302,11 @@ export class CandidateEncoder implements ProviderEncoder {
   /** Which kernel computes the second pass's dots: `native` (AVX-512) or `wasm`. */
   get dotsKernel(): "native" | "wasm" {
     return this.#dots.kernel;
+  }
+
+  /** Why the native kernels do not run (absent when they do): `encoder.ready` logs it. */
+  get int8KernelNote(): string | undefined {
+    return this.#native ? undefined : this.#nativeWhy;
   }
 
   /** Which kernel computes the int8 product: `native-vnni` or `onnxruntime`. */

@@ -296,6 +296,8 @@ Deno.test({
         assert.equal(native.dotsKernel, "native", variantName(v));
         assert.equal(ort.int8Kernel, "onnxruntime");
         assert.equal(ort.dotsKernel, "wasm");
+        assert.equal(native.int8KernelNote, undefined);
+        assert.equal(ort.int8KernelNote, "execution.native_kernels is off");
         const x = new Rng(700 + n).fillGaussian(new Float32Array(70 * dIn), 1.5);
         const got = await native.encode(x, 70);
         const want = await ort.encode(x, 70);
@@ -326,6 +328,45 @@ Deno.test({
         }
         compareBatch(sae, x, got, want, `${variantName(v)} native against onnxruntime`);
         compareBatch(sae, x, got, referenceEncode(sae, x, 70), `${variantName(v)} native`);
+      } finally {
+        await native.close();
+        await ort.close();
+      }
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "candidate encoder, native kernels: batches in flight together, every product, scan and score split between threads",
+  ignore: !nativeHere,
+  async fn() {
+    // 64 × 257 × 4103: past every size at which the native kernels split their work
+    const dIn = 257, dSae = 4103, batch = 64;
+    for (const architecture of ["jumprelu", "topk"] as const) {
+      const sae = randomSae({
+        architecture,
+        dIn,
+        dSae,
+        seed: 51,
+        ...(architecture === "topk" ? { k: 40 } : {}),
+      });
+      const native = await createCandidateEncoder(sae, { tune: false, nativeKernels: "require" });
+      const ort = await createCandidateEncoder(sae, { tune: false, nativeKernels: "off" });
+      try {
+        // std 0.5: a few hundred of the JumpReLU's latents a token (1.5 would fire a quarter)
+        const x = new Rng(52).fillGaussian(new Float32Array(3 * batch * dIn), 0.5);
+        const part = (i: number) => x.subarray(i * batch * dIn, (i + 1) * batch * dIn);
+        const together = await Promise.all([0, 1, 2].map((i) => native.encode(part(i), batch)));
+        for (let i = 0; i < 3; i++) {
+          const want = await ort.encode(part(i), batch);
+          compareBatch(sae, part(i), together[i], want, `${architecture} batch ${i} in flight`);
+        }
+        if (architecture !== "topk") {
+          assert.equal(native.stats().candidates, ort.stats().candidates);
+        }
+        assert.ok(native.stats().candidates > 3 * batch, "some candidates");
+        assert.equal(native.stats().fallbackTokens, 0);
       } finally {
         await native.close();
         await ort.close();

@@ -29,7 +29,7 @@ function batch(rng: Rng, tokens: number, dSae: number, topk: boolean) {
   const input: ScanInput = topk
     ? { approx, scale, tokenBounds, tokens }
     : { acc, scale, tokenBounds, tokens };
-  const opts: CandidateScanOptions = { maxCandidates: 1024, bounds, columnScale, columnBias };
+  const opts: CandidateScanOptions = { maxCandidates: dSae, bounds, columnScale, columnBias };
   return { input, opts };
 }
 
@@ -52,8 +52,9 @@ Deno.test({
     const native = await openNativeSelect();
     const rng = new Rng(41);
     for (const topk of [false, true]) {
-      for (const dSae of [7, 300, 1029]) {
-        const tokens = 37;
+      // 70 × 4103 latents: past the size the native scan splits between threads
+      for (const dSae of [7, 300, 1029, 4103]) {
+        const tokens = dSae === 4103 ? 70 : 37;
         const { input, opts } = batch(rng, tokens, dSae, topk);
         const sae = { dSae, architecture: topk ? "topk" : "jumprelu" } as SaeWeights;
         const here = await scanned(new CandidateScan(sae, opts), input);

@@ -9,7 +9,8 @@
  * FFI; work is split between this thread and FFI worker threads.
  *
  * Everything here is optional: without a CPU with AVX-512 VNNI, a compiler,
- * or the `--allow-ffi`/`--allow-run` permissions, {@linkcode nativeKernelsStatus}
+ * or all permissions (`-A`: FFI, running the compiler, and `/proc/cpuinfo`,
+ * which Deno lets a program read only with `--allow-all`), {@linkcode nativeKernelsStatus}
  * says why, and the candidate encoder keeps onnxruntime's product and the
  * WebAssembly dots (the same integers, and the same dots up to f32 rounding).
  *
@@ -110,8 +111,15 @@ function loadLibrary(): Promise<
   return loading ??= (async () => {
     try {
       await assertCpu();
-      const path = await compiledLibrary(cacheDir());
-      return { lib: Deno.dlopen(path, SYMBOLS), path };
+      const dir = cacheDir();
+      const path = await compiledLibrary(dir);
+      try {
+        return { lib: Deno.dlopen(path, SYMBOLS), path };
+      } catch {
+        // a damaged or foreign file at the hashed name (a copy cut short): build it again, once
+        const again = await compiledLibrary(dir, { rebuild: true });
+        return { lib: Deno.dlopen(again, SYMBOLS), path: again };
+      }
     } catch (e) {
       return e instanceof NativeKernelsUnavailableError
         ? e
@@ -158,7 +166,7 @@ function cacheDir(): string {
 }
 
 /** The library's path, compiling it first when no copy of this source and these flags is cached. */
-async function compiledLibrary(dir: string): Promise<string> {
+async function compiledLibrary(dir: string, opts: { rebuild?: boolean } = {}): Promise<string> {
   const source = await Deno.readTextFile(new URL("./native/kernels.c", import.meta.url));
   const cc = Deno.env.get("CC") ?? "cc";
   // the file is named by what it was built from: any compiler's build of it will do
@@ -167,12 +175,15 @@ async function compiledLibrary(dir: string): Promise<string> {
   );
   const hash = [...digest.subarray(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
   const path = `${dir}/kernels-${hash}.so`;
-  try {
-    if ((await Deno.stat(path)).isFile) return path;
-  } catch { /* not compiled yet */ }
+  if (!opts.rebuild) {
+    try {
+      if ((await Deno.stat(path)).isFile) return path;
+    } catch { /* not compiled yet */ }
+  }
   await Deno.mkdir(dir, { recursive: true });
   // compile beside the target, then rename: a concurrent process never opens a half-written file
-  const tmp = `${path}.${Deno.pid}.tmp`;
+  // (a random name: processes in other PID namespaces may share the folder and the PID)
+  const tmp = `${path}.${crypto.randomUUID()}.tmp`;
   const src = `${tmp}.c`;
   await Deno.writeTextFile(src, source);
   let out: Deno.CommandOutput;
@@ -314,18 +325,23 @@ export class NativeInt8Gemm {
     }
     const s = this.#lib.symbols;
     const kth = new Float32Array(tokens);
+    // one heap of k per call, referenced here until both calls are done (the worker writes one)
+    const heaps = [new Float32Array(k), new Float32Array(k)];
     // about 2 ns a score: split from a few hundred thousand
     const parts = tokens >= 2 && tokens * this.dSae >= 1 << 18 ? 2 : 1;
     const mid = parts === 2 ? tokens >> 1 : tokens;
-    // tokens [t0, t1), each call with its own heap of k
-    const args = (t0: number, t1: number) =>
+    // tokens [t0, t1) with its own heap
+    const args = (t0: number, t1: number, heap: Float32Array) =>
       [
         ...[acc, t0, t1, this.dSae, columnScale, columnBias, tokenScale],
-        ...[k, new Float32Array(k), kth],
+        ...[k, heap, kth],
       ] as Parameters<typeof s.lw_topk_scores>;
-    const other = parts === 2 ? s.lw_topk_scores_async(...args(mid, tokens)) : Promise.resolve();
-    s.lw_topk_scores(...args(0, mid));
+    const other = parts === 2
+      ? s.lw_topk_scores_async(...args(mid, tokens, heaps[1]))
+      : Promise.resolve();
+    s.lw_topk_scores(...args(0, mid, heaps[0]));
     await other;
+    heaps.length = 0;
     return kth;
   }
 
@@ -445,7 +461,7 @@ export interface NativeSelectJob {
 
 /**
  * The second pass's candidate scan in native code (`lw_select`): the same
- * double arithmetic, in the same order, as `candidate_select.ts`'s loops,
+ * double arithmetic, in the same order, as `candidate_scan.ts`'s loops,
  * so the same candidates; the tokens split between this thread and an FFI
  * worker thread.
  */

@@ -81,7 +81,7 @@ Deno.test({
   ignore,
   async fn() {
     const rng = new Rng(5);
-    const m = 40, k = 300, n = 1000; // 12M multiply-adds: split
+    const m = 64, k = 400, n = 1000; // 25.6M multiply-adds: past PARALLEL_MIN_MACS, split
     const w = Int8Array.from({ length: k * n }, () => Math.floor(rng.uniform() * 255) - 127);
     const q = Uint8Array.from({ length: m * k }, () => Math.floor(rng.uniform() * 256));
     const split = new Int32Array(m * n), single = new Int32Array(m * n);
@@ -112,7 +112,8 @@ Deno.test({
         dots.useNative(native);
         assert.deepEqual(dots.kernel, "native");
         const inputs = rng.fillGaussian(new Float32Array(3 * width));
-        const n = 3000; // past the size that splits the job
+        // the widest past NATIVE_PARALLEL_MIN_MACS (4M multiply-adds): the job is split
+        const n = width === 300 ? 15000 : 3000;
         const pick: [number, number][] = Array.from(
           { length: n },
           () => [Math.floor(rng.uniform() * 3), Math.floor(rng.uniform() * rows)],
@@ -151,10 +152,14 @@ Deno.test({
 });
 
 /**
- * In a fresh process with no compiler (`CC` names none) and `cache` as the
- * kernels' folder: the status, and what opening the product says.
+ * In a fresh process with no compiler (`CC` names none, unless `cc` is
+ * given) and `cache` as the kernels' folder: the status, and what opening
+ * the product says.
  */
-async function withoutCompiler(cache: string): Promise<{ s: NativeKernelsStatus; opened: string }> {
+async function withoutCompiler(
+  cache: string,
+  cc = "/nonexistent/cc",
+): Promise<{ s: NativeKernelsStatus; opened: string }> {
   const code = `
     import { nativeKernelsStatus, openNativeInt8, NativeKernelsUnavailableError } from
       ${JSON.stringify(new URL("./native_kernels.ts", import.meta.url).href)};
@@ -165,7 +170,7 @@ async function withoutCompiler(cache: string): Promise<{ s: NativeKernelsStatus;
     console.log(JSON.stringify({ s, opened }));`;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", "--ext=ts", code],
-    env: { CC: "/nonexistent/cc", LATENTWATCH_NATIVE_CACHE: cache },
+    env: { CC: cc, LATENTWATCH_NATIVE_CACHE: cache },
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -224,6 +229,59 @@ Deno.test({
       const without = await withoutCompiler(empty);
       await Deno.remove(empty, { recursive: true });
       assert.equal(without.s.available, false);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "native TopK scores: each sum scaled in f64 and rounded once, the k-th against a sort, split",
+  ignore,
+  async fn() {
+    const rng = new Rng(23);
+    const tokens = 70, n = 4103, k = 37; // 70 × 4103 scores: past the split point
+    const gemm = await openNativeInt8(new Int8Array(4 * n), 4, n);
+    const acc = Int32Array.from({ length: tokens * n }, () => Math.round(rng.gaussian() * 5000));
+    const sums = Int32Array.from(acc);
+    const columnScale = Float64Array.from({ length: n }, () => 1e-4 * (0.5 + rng.uniform()));
+    const columnBias = Float32Array.from({ length: n }, () => rng.gaussian() * 0.1);
+    const tokenScale = Float32Array.from({ length: tokens }, () => 0.5 + rng.uniform());
+    const kth = await gemm.topkScores(acc, tokens, { columnScale, columnBias, tokenScale, k });
+    const scores = new Float32Array(acc.buffer);
+    for (let t = 0; t < tokens; t++) {
+      const want = Array.from(
+        { length: n },
+        (_, j) => Math.fround(sums[t * n + j] * columnScale[j] * tokenScale[t] + columnBias[j]),
+      );
+      assert.deepEqual(Array.from(scores.subarray(t * n, (t + 1) * n)), want, `token ${t}`);
+      assert.equal(kth[t], [...want].sort((a, b) => b - a)[k - 1], `token ${t}'s k-th`);
+    }
+    await assert.rejects(
+      () => gemm.topkScores(acc, tokens, { columnScale, columnBias, tokenScale, k: n + 1 }),
+      RangeError,
+    );
+  },
+});
+
+Deno.test({
+  name: "native kernels: a damaged library at the cached name is built again, once",
+  ignore,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const built = await buildNativeKernels(dir);
+      await Deno.writeTextFile(built, "not a library"); // a copy cut short
+      const { s, opened } = await withoutCompiler(dir, Deno.env.get("CC") ?? "cc");
+      assert.deepEqual(s, { available: true, library: built });
+      assert.equal(opened, "opened");
+      assert.ok((await Deno.stat(built)).size > 1000, "the library was written again");
+      // without a compiler it cannot be rebuilt: unavailable, saying why
+      await Deno.writeTextFile(built, "not a library");
+      const again = await withoutCompiler(dir);
+      assert.equal(again.s.available, false);
+      assert.match(again.s.available ? "" : again.s.reason, /C compiler/);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -242,7 +242,7 @@ void lw_topk_scores(int32_t *acc, int32_t t0, int32_t t1, int32_t n, const doubl
 }
 
 /*
- * The candidate scan (candidate_select.ts's #scan and #admit, the same
+ * The candidate scan (candidate_scan.ts's #scanHere and #admit, the same
  * double arithmetic in the same order, so the same candidates; built with
  * -ffp-contract=off): for the tokens [t0, t1) and each latent j,
  *   v = acc[t, j] * col_scale[j] * scale[t] + col_bias[j]   (kind 0: int32 sums)
