@@ -22,21 +22,16 @@ import {
   buildCandidateGraph,
   type CandidateGraph,
   PREPARED_OUTPUT,
-  QUANTIZED_OUTPUT,
   SCALE_OUTPUT,
   TOKEN_OUTPUT,
-  topkCutOf,
 } from "./candidate_graph.ts";
+import { nativeFirstPass, type NativeKernelsSetting, nativeProduct } from "./candidate_native.ts";
 import { CandidateSelector } from "./candidate_select.ts";
 import {
-  MAX_NATIVE_D_IN,
   type NativeDots,
   type NativeInt8Gemm,
-  nativeKernelsStatus,
-  NativeKernelsUnavailableError,
   type NativeSelect,
   openNativeDots,
-  openNativeInt8,
   openNativeSelect,
 } from "./native_kernels.ts";
 import type { ProviderEncoder } from "./ort_encoder.ts";
@@ -135,33 +130,7 @@ export async function createCandidateEncoder(
   return encoder;
 }
 
-/** See {@linkcode CandidateEncoderOptions.nativeKernels}. */
-export type NativeKernelsSetting = "auto" | "require" | "off";
-
-/** The native-kernel settings, for configuration checks. */
-export const NATIVE_KERNELS_SETTINGS = ["auto", "require", "off"] as const;
-
-/**
- * How to open the native product for `sae`, or null for onnxruntime's with
- * why (`auto` falls back quietly: the encoder's `int8Kernel` and
- * `int8KernelNote` say which ran and why).
- */
-async function nativeProduct(
-  sae: SaeWeights,
-  kernel: NativeKernelsSetting,
-): Promise<{ open: ((wq: Int8Array) => Promise<NativeInt8Gemm>) | null; why?: string }> {
-  if (kernel === "off") return { open: null, why: "execution.native_kernels is off" };
-  let why: string | undefined;
-  if (sae.dIn > MAX_NATIVE_D_IN) {
-    why = `the native int8 kernel takes d_in ≤ ${MAX_NATIVE_D_IN}, found ${sae.dIn}`;
-  } else {
-    const status = await nativeKernelsStatus();
-    if (!status.available) why = status.reason;
-  }
-  if (why === undefined) return { open: (wq) => openNativeInt8(wq, sae.dIn, sae.dSae) };
-  if (kernel === "require") throw new NativeKernelsUnavailableError(why);
-  return { open: null, why };
-}
+export { NATIVE_KERNELS_SETTINGS, type NativeKernelsSetting } from "./candidate_native.ts";
 
 /** Transpose `[rows, cols]` to `[cols, rows]`. */
 function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
@@ -360,7 +329,16 @@ export class CandidateEncoder implements ProviderEncoder {
     let scanned: boolean;
     try {
       if (this.#native) {
-        out = await this.#nativeProduct(this.#native, feeds, tokens, region?.acc);
+        out = await nativeFirstPass({
+          session: this.#session,
+          gemm: this.#native,
+          feeds,
+          tokens,
+          into: region?.acc,
+          topkK: this.#topkK,
+          columnScale: this.#columnScale,
+          columnBias: this.#columnBias,
+        });
         // the native scan reads the sums wherever they are; the region is only their buffer
         scanned = false;
       } else {
@@ -404,35 +382,6 @@ export class CandidateEncoder implements ProviderEncoder {
     this.#stats.tokens += tokens;
     this.#judge(tokens, fell.length);
     return rows;
-  }
-
-  /**
-   * The graph (quantize, bounds), then the native product into `into` (the
-   * scan's region) or a fresh buffer; TopK's scores and cut from it too.
-   */
-  async #nativeProduct(
-    native: NativeInt8Gemm,
-    feeds: Record<string, ort.Tensor>,
-    tokens: number,
-    into: Int32Array | undefined,
-  ): Promise<ort.InferenceSession.OnnxValueMapType> {
-    const graphOut = await this.#session.run(feeds);
-    const acc = into ?? new Int32Array(tokens * this.dSae);
-    await native.run(graphOut[QUANTIZED_OUTPUT].data as Uint8Array, tokens, acc);
-    if (this.#topkK === 0) {
-      return { ...graphOut, [ACC_OUTPUT]: new ort.Tensor("int32", acc, [tokens, this.dSae]) };
-    }
-    const kth = await native.topkScores(acc, tokens, {
-      columnScale: this.#columnScale,
-      columnBias: this.#columnBias,
-      tokenScale: graphOut[SCALE_OUTPUT].data as Float32Array,
-      k: this.#topkK,
-    });
-    // the graph left −bound in the cut column: TopK's cut needs the k-th score
-    const tb = graphOut[TOKEN_OUTPUT].data as Float32Array;
-    for (let t = 0; t < tokens; t++) tb[5 * t + 4] = topkCutOf(kth[t], tb[5 * t + 3]);
-    const scores = new Float32Array(acc.buffer, acc.byteOffset, tokens * this.dSae);
-    return { ...graphOut, [APPROX_OUTPUT]: new ort.Tensor("float32", scores, [tokens, this.dSae]) };
   }
 
   /** onnxruntime's int8 pass, writing `acc` into the scan's region when one is leased. */
