@@ -25,15 +25,14 @@ import {
   SCALE_OUTPUT,
   TOKEN_OUTPUT,
 } from "./candidate_graph.ts";
-import { nativeFirstPass, type NativeKernelsSetting, nativeProduct } from "./candidate_native.ts";
-import { CandidateSelector } from "./candidate_select.ts";
 import {
-  type NativeDots,
-  type NativeInt8Gemm,
-  type NativeSelect,
-  openNativeDots,
-  openNativeSelect,
-} from "./native_kernels.ts";
+  nativeFirstPass,
+  type NativeKernelSet,
+  type NativeKernelsSetting,
+  nativeProduct,
+} from "./candidate_native.ts";
+import { CandidateSelector } from "./candidate_select.ts";
+import type { NativeInt8Gemm } from "./native_kernels.ts";
 import type { ProviderEncoder } from "./ort_encoder.ts";
 import { encoderFeeds, openProviderSession } from "./session.ts";
 import { type EncodePath, PathTuner } from "./path_tuner.ts";
@@ -121,10 +120,8 @@ export async function createCandidateEncoder(
   const encoder = new CandidateEncoder(opened.session, sae, graph, {
     ...opts,
     native: native ? await native(graph.columns.q) : undefined,
-    nativeSelect: native ? await openNativeSelect() : null,
     nativeWhy: why,
   });
-  if (native) encoder.useNativeDots(await openNativeDots());
   // the tuner times the f32 path too: open it now, not in the middle of a batch
   if (opts.tune !== false) await encoder.openFull();
   return encoder;
@@ -209,14 +206,10 @@ export class CandidateEncoder implements ProviderEncoder {
     session: ort.InferenceSession,
     sae: SaeWeights,
     graph: CandidateGraph,
-    opts: CandidateEncoderOptions & {
-      native?: NativeInt8Gemm;
-      nativeSelect?: NativeSelect | null;
-      nativeWhy?: string;
-    },
+    opts: CandidateEncoderOptions & { native?: NativeKernelSet; nativeWhy?: string },
   ) {
     this.#session = session;
-    this.#native = opts.native ?? null;
+    this.#native = opts.native?.gemm ?? null;
     this.#nativeWhy = opts.nativeWhy;
     this.#topkK = sae.architecture === "topk" ? sae.k! : 0;
     this.#columnScale = graph.columnScale;
@@ -228,6 +221,7 @@ export class CandidateEncoder implements ProviderEncoder {
       // bf16 weights (most released SAEs) are held as bf16: the second pass reads half the bytes
       rowFormat: "auto",
     });
+    this.#dots.useNative(opts.native?.dots ?? null);
     this.#scan = sae.architecture === "topk" || opts.simdScan === false
       ? null
       : new WasmScan(sae.dSae);
@@ -239,7 +233,7 @@ export class CandidateEncoder implements ProviderEncoder {
       columnScale: graph.columnScale,
       columnBias: graph.columnBias,
       watch: opts.watch ? canonicalWatch(opts.watch, sae.dSae) : undefined,
-      native: opts.nativeSelect ?? null,
+      native: opts.native?.select ?? null,
       nativeSlots: opts.nativeSlots,
     });
     this.#tuner = opts.tune === false ? null : new PathTuner();
@@ -261,11 +255,6 @@ export class CandidateEncoder implements ProviderEncoder {
    */
   get path(): string {
     return this.#f32Only || this.#last === "f32" ? "f32" : "int8-candidates";
-  }
-
-  /** @internal the second pass's dots in native code (null: WebAssembly). */
-  useNativeDots(native: NativeDots | null): void {
-    this.#dots.useNative(native);
   }
 
   /** Which kernel computes the second pass's dots: `native` (AVX-512) or `wasm`. */

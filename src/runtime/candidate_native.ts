@@ -18,10 +18,14 @@ import {
 } from "./candidate_graph.ts";
 import {
   MAX_NATIVE_D_IN,
+  type NativeDots,
   type NativeInt8Gemm,
   nativeKernelsStatus,
   NativeKernelsUnavailableError,
+  type NativeSelect,
+  openNativeDots,
   openNativeInt8,
+  openNativeSelect,
 } from "./native_kernels.ts";
 
 /** `auto`, `require` or `off`: see `CandidateEncoderOptions.nativeKernels`. */
@@ -30,8 +34,15 @@ export type NativeKernelsSetting = "auto" | "require" | "off";
 /** The native-kernel settings, for configuration checks. */
 export const NATIVE_KERNELS_SETTINGS = ["auto", "require", "off"] as const;
 
+/** The native kernels one candidate encoder runs: its product, the scan and the dots. */
+export interface NativeKernelSet {
+  gemm: NativeInt8Gemm;
+  select: NativeSelect;
+  dots: NativeDots;
+}
+
 /**
- * How to open the native product for `sae`, or null for onnxruntime's with
+ * How to open the native kernels for `sae`, or null for onnxruntime's with
  * why (`auto` falls back quietly: the encoder's `int8Kernel` and
  * `int8KernelNote` say which ran and why; `require` throws).
  *
@@ -40,13 +51,13 @@ export const NATIVE_KERNELS_SETTINGS = ["auto", "require", "off"] as const;
  * import type { SaeWeights } from "../core/sae.ts";
  * declare const sae: SaeWeights;
  * const { open, why } = await nativeProduct(sae, "auto");
- * open === null ? why : "native";
+ * open === null ? why : "native"; // open(wq): the product over Ŵ, the scan and the dots
  * ```
  */
 export async function nativeProduct(
   sae: SaeWeights,
   kernel: NativeKernelsSetting,
-): Promise<{ open: ((wq: Int8Array) => Promise<NativeInt8Gemm>) | null; why?: string }> {
+): Promise<{ open: ((wq: Int8Array) => Promise<NativeKernelSet>) | null; why?: string }> {
   if (kernel === "off") return { open: null, why: "execution.native_kernels is off" };
   let why: string | undefined;
   if (sae.dIn > MAX_NATIVE_D_IN) {
@@ -55,7 +66,15 @@ export async function nativeProduct(
     const status = await nativeKernelsStatus();
     if (!status.available) why = status.reason;
   }
-  if (why === undefined) return { open: (wq) => openNativeInt8(wq, sae.dIn, sae.dSae) };
+  if (why === undefined) {
+    // the library loaded (the status above), so the scan and the dots open too
+    const open = async (wq: Int8Array) => ({
+      gemm: await openNativeInt8(wq, sae.dIn, sae.dSae),
+      select: (await openNativeSelect())!,
+      dots: (await openNativeDots())!,
+    });
+    return { open };
+  }
   if (kernel === "require") throw new NativeKernelsUnavailableError(why);
   return { open: null, why };
 }

@@ -22,16 +22,18 @@ Deno.test("nativeProduct: off says so; a d_in past int32's reach falls back unde
 });
 
 Deno.test({
-  name: "nativeProduct: where the kernels load, auto and require open the product",
+  name: "nativeProduct: where the kernels load, auto and require open the product, scan and dots",
   ignore: missingCpuFlags().length > 0,
   async fn() {
     for (const setting of ["auto", "require"] as const) {
       const { open, why } = await nativeProduct(small, setting);
       assert.equal(why, undefined);
-      const gemm = await open!(new Int8Array(64).fill(1));
+      const kernels = await open!(new Int8Array(64).fill(1));
       const acc = new Int32Array(8);
-      await gemm.run(new Uint8Array(8).fill(130), 1, acc); // (130 − 128) · 1 · 8
+      await kernels.gemm.run(new Uint8Array(8).fill(130), 1, acc); // (130 − 128) · 1 · 8
       assert.deepEqual([...acc], new Array(8).fill(16));
+      assert.equal(typeof kernels.select.run, "function");
+      assert.equal(typeof kernels.dots.run, "function");
     }
   },
 });
