@@ -76,6 +76,8 @@ export const SCALE_OUTPUT = "x_s";
  */
 export const TOKEN_OUTPUT = "token_bounds";
 
+/** TopK's cut is lowered by this, relative and absolute, for rounding (`topkCut`, `topkCutOf`). */
+const TOPK_CUT_SLACK = 1e-5;
 /** Relative inflation of every bound term, for the float arithmetic that computes it. */
 const INFLATE = 1.001;
 
@@ -325,7 +327,7 @@ function topkCut(
   nodes.push(node("ReduceMin", ["top_a"], ["kth_a"], axesLast(1)));
   // L = kth − 2·bound, lowered for rounding (relative to |L| and a little absolute)
   inits.push(floatInit("two", [], new Float32Array([2])));
-  inits.push(floatInit("slack", [], new Float32Array([1e-5])));
+  inits.push(floatInit("slack", [], new Float32Array([TOPK_CUT_SLACK])));
   nodes.push(node("Mul", ["bound", "two"], ["bound_2"]));
   nodes.push(node("Sub", ["kth_a", "bound_2"], ["low_raw"]));
   nodes.push(node("Abs", ["low_raw"], ["low_abs"]));
@@ -345,7 +347,7 @@ function topkCut(
  * ```
  */
 export function topkCutOf(kth: number, bound: number): number {
-  const f = Math.fround, slack = f(1e-5);
+  const f = Math.fround, slack = f(TOPK_CUT_SLACK);
   const low = f(f(kth) - f(f(bound) * 2));
   return f(low - f(f(Math.abs(low) * slack) + slack));
 }

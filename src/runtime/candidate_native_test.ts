@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
+import { Rng } from "../core/random.ts";
 import type { SaeWeights } from "../core/sae.ts";
+import { randomSae } from "../formats/random_sae.ts";
+import { APPROX_OUTPUT, buildCandidateGraph, TOKEN_OUTPUT, topkCutOf } from "./candidate_graph.ts";
 import { nativeProduct } from "./candidate_native.ts";
 import { NativeKernelsUnavailableError } from "./native_kernels.ts";
 import { missingCpuFlags } from "./native_library.ts";
+import { encoderFeeds, openProviderSession } from "./session.ts";
 
 const wide = { dIn: 70000, dSae: 8, architecture: "jumprelu" } as SaeWeights;
 const small = { dIn: 8, dSae: 8, architecture: "jumprelu" } as SaeWeights;
@@ -36,4 +40,23 @@ Deno.test({
       assert.equal(typeof kernels.dots.run, "function");
     }
   },
+});
+
+Deno.test("topkCutOf gives the cut onnxruntime computes in the TopK candidate graph, bit for bit", async () => {
+  const sae = randomSae({ architecture: "topk", dIn: 40, dSae: 300, k: 17, seed: 61 });
+  const graph = buildCandidateGraph(sae); // the product and the cut in the graph
+  const { session } = await openProviderSession(graph.model, { provider: "cpu" });
+  try {
+    const tokens = 9;
+    const x = new Rng(62).fillGaussian(new Float32Array(tokens * 40), 1.5);
+    const out = await session.run(encoderFeeds(x, tokens, 40)!);
+    const a = out[APPROX_OUTPUT].data as Float32Array;
+    const tb = out[TOKEN_OUTPUT].data as Float32Array;
+    for (let t = 0; t < tokens; t++) {
+      const kth = [...a.subarray(t * 300, (t + 1) * 300)].sort((p, q) => q - p)[16];
+      assert.equal(topkCutOf(kth, tb[5 * t + 3]), tb[5 * t + 4], `token ${t}`);
+    }
+  } finally {
+    await session.release();
+  }
 });
