@@ -91,6 +91,18 @@ function pct(sorted: number[], p: number): number | null {
     : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+/** p50 and p99 of the two halves of a frame's latency (unsorted samples, ms). */
+function latencySplit(toSidecar: number[], inSidecar: number[]) {
+  toSidecar.sort((a, b) => a - b);
+  inSidecar.sort((a, b) => a - b);
+  return {
+    to_sidecar_p50_ms: pct(toSidecar, 50),
+    to_sidecar_p99_ms: pct(toSidecar, 99),
+    in_sidecar_p50_ms: pct(inSidecar, 50),
+    in_sidecar_p99_ms: pct(inSidecar, 99),
+  };
+}
+
 const rssMb = () => Deno.memoryUsage().rss / 2 ** 20;
 
 /** Phases of one serve bench; durations in seconds. */
@@ -156,6 +168,9 @@ export async function benchServe(
     opts.progress(`e2e: writing the 768x24576 ${arch} SAE in SAELens layout`);
     await writeBenchMonitor(dir, server.url, arch);
     let latencies: number[] = [];
+    // the same latency split at the sidecar's door: published → received, received → evaluated
+    let toSidecar: number[] = [];
+    let inSidecar: number[] = [];
     let encoded = 0;
     let lastEncodedAt = 0;
     const outstanding = 1024;
@@ -166,14 +181,20 @@ export async function benchServe(
       spoolDir: `${dir}/spool`,
       log: new Logger({ quiet: true }),
       controlListen: null,
-      onEncoded: (frames) => {
+      onEncoded: (frames, _latents, batch) => {
         // frame published (generator's clock) → encoded and evaluated (ours): one host clock
         const now = hostNowMs();
-        for (const f of frames) {
+        const origin = performance.timeOrigin;
+        frames.forEach((f, i) => {
           const sent = f.meta?.sent;
-          if (sent !== undefined) latencies.push(now - Number(sent));
           encoded += f.tokens;
-        }
+          if (sent === undefined) return;
+          latencies.push(now - Number(sent));
+          const received = batch.receivedAt[i];
+          if (Number.isNaN(received)) return;
+          toSidecar.push(origin + received - Number(sent));
+          inSidecar.push(batch.evaluatedAt - received);
+        });
         lastEncodedAt = performance.now();
         // credit in steps of a quarter of the window: each NATS publish is a socket write that,
         // on a small machine, costs the sidecar a context switch
@@ -190,6 +211,8 @@ export async function benchServe(
     };
     const begin = () => {
       latencies = [];
+      toSidecar = [];
+      inSidecar = [];
       phasePeak = rssMb();
       return { encoded0: encoded, dropped0: dropped(), t0: performance.now() };
     };
@@ -262,6 +285,7 @@ export async function benchServe(
         ratio: null,
         p50_ms: pct(latencies, 50),
         p99_ms: pct(latencies, 99),
+        ...latencySplit(toSidecar, inSidecar),
         rss_mb: Math.max(phasePeak, ...samples),
         offered_tokens_per_s: rate,
         load_fraction: fraction,
@@ -283,11 +307,15 @@ export async function benchServe(
       );
       rows.push(row);
       opts.progress(
-        `e2e: ${row.name}: p50 ${row.p50_ms?.toFixed(2)} ms, p99 ${row.p99_ms?.toFixed(2)} ms, ${
-          Math.round(row.tokens_per_s)
-        } tokens/s, generator lag p99 ${row.schedule_lag_p99_ms?.toFixed(2)} ms, alerts so far ${
-          monitor.telemetry.total("latentwatch.alerts")
-        }, peak RSS ${row.rss_mb?.toFixed(0)} MB`,
+        `e2e: ${row.name}: p50 ${row.p50_ms?.toFixed(2)} ms, p99 ${
+          row.p99_ms?.toFixed(2)
+        } ms (to the sidecar ${row.to_sidecar_p99_ms?.toFixed(2)}, in it ${
+          row.in_sidecar_p99_ms?.toFixed(2)
+        }), ${Math.round(row.tokens_per_s)} tokens/s, generator lag p99 ${
+          row.schedule_lag_p99_ms?.toFixed(2)
+        } ms, alerts so far ${monitor.telemetry.total("latentwatch.alerts")}, peak RSS ${
+          row.rss_mb?.toFixed(0)
+        } MB`,
       );
     }
     if (plan.rssSeconds > 0) {

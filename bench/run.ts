@@ -103,6 +103,15 @@ export interface BenchResult {
   dropped_tokens?: number;
   /** e2e/ open loop: how late the generator published against its schedule (p99, ms). */
   schedule_lag_p99_ms?: number;
+  /**
+   * e2e/ open loop: the latency split at the sidecar's door, ms: frame published →
+   * handed to the sidecar's subscription (transport, and any wait for the sidecar's
+   * thread), and received there → encoded and evaluated.
+   */
+  to_sidecar_p50_ms?: number | null;
+  to_sidecar_p99_ms?: number | null;
+  in_sidecar_p50_ms?: number | null;
+  in_sidecar_p99_ms?: number | null;
   /** e2e/…/rss-*: RSS samples (MB) one second apart, and the verdict. */
   rss_samples_mb?: number[];
   rss_first_mb?: number;

@@ -21,6 +21,11 @@ import type { BenchResult } from "./run.ts";
 export function resultsTable(results: BenchResult[]): string {
   const f = (v: number | null | undefined, d = 0) =>
     v === null || v === undefined ? "—" : v.toFixed(d);
+  // e2e rows: each half's own p99 (percentiles do not add up)
+  const split = (r: BenchResult) =>
+    r.to_sidecar_p99_ms == null || r.in_sidecar_p99_ms == null
+      ? ""
+      : ` (to the sidecar ${f(r.to_sidecar_p99_ms, 2)}, in it ${f(r.in_sidecar_p99_ms, 2)})`;
   const rows = results.map((r) =>
     `| ${r.name} | ${
       r.alerts_per_s !== undefined
@@ -40,7 +45,7 @@ export function resultsTable(results: BenchResult[]): string {
         : `${(100 * r.pct_of_peak).toFixed(0)}%`
     } | ${r.path === undefined ? "—" : `${r.path} (${r.fallbacks ?? 0})`} | ${f(r.p50_ms, 2)} | ${
       f(r.p99_ms, 2)
-    } | ${f(r.rss_mb)} |`
+    }${split(r)} | ${f(r.rss_mb)} |`
   );
   return [
     "| benchmark | tokens/s | baseline tokens/s | ratio | GFLOP/s | % of peak | path (fallbacks) | p50 ms | p99 ms | RSS MB |",

@@ -37,8 +37,27 @@ export interface BatchStagesOptions {
   telemetry: Telemetry;
   log: Logger;
   /** Called after each batch with the frames and their per-token latents (for displays). */
-  onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
+  onEncoded?: OnEncoded;
 }
+
+/** What the `onEncoded` hook learns about a batch besides its frames and latents. */
+export interface EncodedBatch {
+  /** Each frame's arrival at the sidecar (`performance.now()`); NaN where it is not known. */
+  receivedAt: readonly number[];
+  /** When the batch's evaluation finished (`performance.now()`). */
+  evaluatedAt: number;
+}
+
+/**
+ * The hook called after each batch: its frames, their per-token latents by
+ * SAE, and when each frame arrived and the batch was evaluated (so a bench
+ * can split a frame's latency at the sidecar's door).
+ */
+export type OnEncoded = (
+  frames: readonly Frame[],
+  latents: ReadonlyMap<string, SparseLatents[]>,
+  batch: EncodedBatch,
+) => void;
 
 /**
  * Runs batches through the stages, with the generation each was taken under.
@@ -85,11 +104,13 @@ export class BatchStages {
     this.#o.evidence.remember(frames);
     const outcome = evaluator.evaluateBatch(gen, frames, latents);
     const evaluatedAt = performance.now();
+    const arrivals = this.#o.onEncoded ? new Array<number>(frames.length).fill(NaN) : null;
     outcome.frames.forEach((o, i) => {
       const frame = frames[i];
       const receivedAt = taps.receivedAt(frame);
       if (receivedAt !== undefined) {
         t.observe("latentwatch.frame.latency", (evaluatedAt - receivedAt) / 1000);
+        if (arrivals) arrivals[i] = receivedAt;
       }
       if ("error" in o) {
         // one frame's failure must not cost the batch's other frames their evaluation
@@ -119,7 +140,7 @@ export class BatchStages {
     if (alerts.length > 0) await this.#attachEvidence(gen, alerts);
     this.#o.delivery.deliver(alerts, frames);
     reportEngine(evaluator.stats, t);
-    this.#o.onEncoded?.(frames, latents);
+    this.#o.onEncoded?.(frames, latents, { receivedAt: arrivals ?? [], evaluatedAt });
   }
 
   /** A batch that could not be encoded: its frames are counted as dropped, gated ones answered. */

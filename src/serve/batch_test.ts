@@ -11,14 +11,14 @@ import { D, frame, policies, recordingEncoder } from "../pipeline/testdata/fixtu
 import { Logger } from "../shared/log.ts";
 import { Telemetry } from "../shared/telemetry.ts";
 import type { SeqCheckpoints } from "./checkpoints.ts";
-import { BatchStages } from "./batch.ts";
+import { BatchStages, type EncodedBatch } from "./batch.ts";
 import { AlertDelivery } from "./delivery.ts";
 import { TapChannel } from "./tap_channel.ts";
 
 const RULE = "version: 1\nrules:\n  - id: high\n    title: latent 0 high\n    severity: high\n" +
   "    when: { sae: s, latent: 0, above: 2 }\n";
 
-function setup(encoder: Encoder) {
+function setup(encoder: Encoder, onEncoded?: (batch: EncodedBatch) => void) {
   const bus = new MemoryBus();
   const telemetry = new Telemetry();
   const logs: string[] = [];
@@ -47,6 +47,7 @@ function setup(encoder: Encoder) {
     }),
     telemetry,
     log,
+    ...(onEncoded ? { onEncoded: (_f, _l, batch) => onEncoded(batch) } : {}),
   });
   const gen: Generation = { encoders: new Map([["s", encoder]]), policies: set };
   return { bus, telemetry, logs, alerts, recorded, taps, stages, gen };
@@ -60,6 +61,18 @@ Deno.test("batch: a batch is encoded, evaluated and its alerts delivered, the ch
   assert.deepEqual(alerts.map((a) => [a.policy.id, a.requestId]), [["high", "r1"]]);
   assert.equal(telemetry.value("latentwatch.batches"), 1);
   assert.deepEqual(recorded.map((r) => [...r.next]), [[["r1", 1], ["r2", 1]]]);
+});
+
+Deno.test("batch: the onEncoded hook learns each frame's arrival (NaN where unknown) and when the batch was evaluated", async () => {
+  const seen: EncodedBatch[] = [];
+  const { stages, gen, taps } = setup(recordingEncoder([]), (b) => seen.push(b));
+  const known = frame([[1, 0]], "r1"), unknown = frame([[0, 0]], "r2");
+  taps.remember(known, { subject: "latentwatch.tap.v1.m.h.0" }, 1234.5);
+  const before = performance.now();
+  await stages.process(gen, [known, unknown]);
+  assert.equal(seen.length, 1);
+  assert.deepEqual(seen[0].receivedAt, [1234.5, NaN]);
+  assert.ok(seen[0].evaluatedAt >= before && seen[0].evaluatedAt <= performance.now());
 });
 
 Deno.test("batch: a batch that cannot be encoded is dropped and counted; gated frames are answered, the checkpoint still moves", async () => {

@@ -12,8 +12,8 @@
  */
 import type { Alert } from "../core/alert.ts";
 import { tapSubjectFilter } from "../core/frame/subjects.ts";
-import type { SaeWeights, SparseLatents } from "../core/sae.ts";
-import type { Frame } from "../core/frame/format.ts";
+import type { SaeWeights } from "../core/sae.ts";
+import type { OnEncoded } from "./batch.ts";
 import type { Bus } from "../bus/bus.ts";
 
 import type { MonitorConfig } from "../config/monitor.ts";
@@ -38,7 +38,7 @@ export interface StartOptions {
   onAlert?: (alert: Alert) => void;
   onPublished?: (alert: Alert, seq: number, duplicate: boolean) => void;
   /** After each batch (see the pipeline's `onEncoded`: `frames[i].data` is valid during the call only). */
-  onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
+  onEncoded?: OnEncoded;
   /**
    * Folder of the JetStream sink's on-disk spool (one process per folder);
    * overrides `alerts.spool.dir`, whose default is `spool/<monitor>` under

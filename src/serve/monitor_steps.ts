@@ -299,9 +299,9 @@ export const MONITOR_STEPS: readonly Step<MonitorContext>[] = [
           ctx.live?.alert(alert);
           opts.onAlert?.(alert);
         },
-        onEncoded: (frames, latents) => {
+        onEncoded: (frames, latents, batch) => {
           ctx.live?.push(redactFrameText(frames, redaction), latents);
-          opts.onEncoded?.(frames, latents);
+          opts.onEncoded?.(frames, latents, batch);
         },
       });
       pipeline.start();

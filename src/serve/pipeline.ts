@@ -21,7 +21,7 @@ import { partitionOf } from "../core/frame/subjects.ts";
 import type { CompiledPolicySet } from "../core/policy/compile.ts";
 import type { SteerAction } from "../core/policy/ast.ts";
 import type { SteerOp } from "../core/steer/protocol.ts";
-import type { Encoder, SparseLatents } from "../core/sae.ts";
+import type { Encoder } from "../core/sae.ts";
 import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
 import type { AlertSink, DurableSink } from "../sinks/sink.ts";
 import type { SeqCheckpoints } from "./checkpoints.ts";
@@ -31,7 +31,7 @@ import type { Generation } from "../pipeline/generation.ts";
 import { SequenceTracker } from "../pipeline/sequence.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Telemetry } from "../shared/telemetry.ts";
-import { BatchStages, reportEngine } from "./batch.ts";
+import { BatchStages, type OnEncoded, reportEngine } from "./batch.ts";
 import { AlertDelivery } from "./delivery.ts";
 import { Intake } from "./intake.ts";
 import { TapChannel } from "./tap_channel.ts";
@@ -115,7 +115,7 @@ export interface PipelineOptions {
    * Called after each batch with the frames and their per-token latents (for displays). The
    * frames' `data` is valid during the call only: its memory is reused once the batch is done.
    */
-  onEncoded?: (frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>) => void;
+  onEncoded?: OnEncoded;
 }
 
 /**

@@ -1,0 +1,39 @@
+/** The bench's Markdown table: one line per row, e2e rows with their latency split. */
+import assert from "node:assert/strict";
+import { resultsTable } from "./table.ts";
+
+Deno.test("table: an e2e row shows each half of its p99; an encode row shows its path and fallbacks", () => {
+  const lines = resultsTable([
+    {
+      name: "e2e/x/load-50pct",
+      tokens_per_s: 45000,
+      baseline_tokens_per_s: null,
+      ratio: null,
+      p50_ms: 0.25,
+      p99_ms: 16.456,
+      rss_mb: 620,
+      to_sidecar_p99_ms: 12.61,
+      in_sidecar_p99_ms: 4.4,
+    },
+    {
+      name: "encode/y/b1",
+      tokens_per_s: 1000,
+      baseline_tokens_per_s: 500,
+      ratio: 2,
+      p50_ms: 1,
+      p99_ms: 2,
+      rss_mb: 300,
+      path: "f32",
+      fallbacks: 3,
+    },
+  ]).split("\n");
+  assert.equal(lines.length, 4);
+  assert.equal(
+    lines[2],
+    "| e2e/x/load-50pct | 45000 | — | — | — | — | — | 0.25 | 16.46 (to the sidecar 12.61, in it 4.40) | 620 |",
+  );
+  assert.equal(
+    lines[3],
+    "| encode/y/b1 | 1000 | 500 | 2.00× | — | — | f32 (3) | 1.00 | 2.00 | 300 |",
+  );
+});
