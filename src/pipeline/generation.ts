@@ -149,8 +149,7 @@ export async function buildGeneration(opts: BuildGenerationOptions): Promise<Bui
       id,
       mode: cheap ? "watched" : "full",
       path: (encoder as { path?: string }).path,
-      kernels: (encoder as { int8Kernel?: string }).int8Kernel,
-      kernels_note: (encoder as { int8KernelNote?: string }).int8KernelNote,
+      ...kernelFields(encoder),
       watched: watch.length,
       why: cheap ? undefined : `${sae.architecture} ranks every latent, so all are computed`,
       ...providerFields(id, execution.provider, encoder, log),
@@ -310,4 +309,18 @@ export async function closeUnused(old: Generation, current: Generation): Promise
  */
 export function allEncoders(g: Generation): Encoder[] {
   return [...new Set([...g.encoders.values(), ...(g.evidenceEncoders?.values() ?? [])])];
+}
+
+/** Which native kernels an encoder runs and why not (`encoder.ready`'s `kernels`, `kernels_note`). */
+function kernelFields(encoder: Encoder): { kernels?: string; kernels_note?: string } {
+  const e = encoder as {
+    int8Kernel?: string;
+    int8KernelNote?: string;
+    watchedKernel?: string;
+    watchedKernelNote?: string;
+  };
+  return {
+    kernels: e.int8Kernel ?? e.watchedKernel,
+    kernels_note: e.int8Kernel !== undefined ? e.int8KernelNote : e.watchedKernelNote,
+  };
 }

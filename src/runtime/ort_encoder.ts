@@ -98,14 +98,20 @@ export interface OrtEncoderOptions {
    * SAEs of at least 2²⁰ encoder weights when no GPU provider runs it).
    */
   fullEncode?: FullEncodePath;
-  /** The candidate encoder's native CPU kernels (`candidate_encoder.ts`; default `auto`). */
+  /**
+   * The native CPU kernels (default `auto`): the candidate encoder's
+   * (`candidate_encoder.ts`) and the watched encoder's product
+   * (`watched_dots.ts`).
+   */
   nativeKernels?: NativeKernelsSetting;
   /**
-   * Watched standard, JumpReLU and gated encoders: compute batches of a few
-   * tokens (up to `SYNC_MAX_MACS` multiply-adds) in WebAssembly SIMD on the
+   * Watched standard, JumpReLU and gated encoders: compute batches on the
    * calling thread instead of onnxruntime (`watched_dots.ts`; same results
-   * up to f32 rounding). Default true on the CPU; false keeps every batch
-   * on onnxruntime (bit for bit the full graph's values).
+   * up to f32 rounding): on the native product (`nativeKernels` permitting)
+   * up to `NATIVE_SYNC_MAX_MACS` multiply-adds, else batches of a few tokens
+   * (up to `SYNC_MAX_MACS`) in WebAssembly SIMD. Default true on the CPU;
+   * false keeps every batch on onnxruntime (bit for bit the full graph's
+   * values).
    */
   smallBatchDots?: boolean;
   /**
@@ -191,7 +197,14 @@ export async function createOrtEncoder(
   });
   const where = cudaFailed === undefined ? opened : withCudaNote(opened, setting, cudaFailed);
   const encoder = new OrtEncoder(where, sae, opts.watch && canonicalWatch(opts.watch, sae.dSae));
-  if ((opts.smallBatchDots ?? true) && where.provider === "cpu") encoder.useSmallBatchDots(sae);
+  if ((opts.smallBatchDots ?? true) && where.provider === "cpu") {
+    try {
+      await encoder.useSmallBatchDots(sae, opts.nativeKernels ?? "auto");
+    } catch (err) {
+      await encoder.close(); // `require` without the native kernels: nothing may leak
+      throw err;
+    }
+  }
   return encoder;
 }
 
@@ -219,6 +232,7 @@ class OrtEncoder implements ProviderEncoder {
   readonly #mask: Uint8Array | null;
   /** Watched dense graphs: small batches computed synchronously (`watched_dots.ts`). */
   #small: WatchedDots | null = null;
+  #smallNote: string | undefined;
   /** Batches the small-batch path computed. */
   smallBatches = 0;
 
@@ -240,9 +254,25 @@ class OrtEncoder implements ProviderEncoder {
     }
   }
 
-  /** Compute small watched batches with {@linkcode WatchedDots} (where it applies). */
-  useSmallBatchDots(sae: SaeWeights): void {
-    if (this.#columns) this.#small = WatchedDots.create(sae, this.#columns);
+  /**
+   * Compute watched batches with {@linkcode WatchedDots} where it applies: on
+   * the native product as `kernels` allows, else small ones in WebAssembly.
+   */
+  async useSmallBatchDots(sae: SaeWeights, kernels: NativeKernelsSetting): Promise<void> {
+    if (!this.#columns) return;
+    const { dots, note } = await WatchedDots.open(sae, this.#columns, kernels);
+    this.#small = dots;
+    this.#smallNote = dots?.kernel === "native-fma" ? undefined : note;
+  }
+
+  /** Which kernel computes watched batches here: absent where onnxruntime computes them all. */
+  get watchedKernel(): "native-fma" | "wasm" | undefined {
+    return this.#small?.kernel;
+  }
+
+  /** Why the native product does not compute watched batches, when it could apply. */
+  get watchedKernelNote(): string | undefined {
+    return this.#small ? this.#smallNote : undefined;
   }
 
   encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {

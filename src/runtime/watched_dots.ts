@@ -1,15 +1,18 @@
 /**
- * Watched encodes of a few tokens without onnxruntime: the watched encoder
- * columns held in WebAssembly memory ({@linkcode WasmDots}) and every
- * (token, watched latent) dot computed in f32 SIMD, synchronously, on the
- * calling thread.
+ * Watched encodes without onnxruntime, synchronously on the calling thread:
+ * the watched columns' product in native code where the native kernels
+ * load (`native_sgemm.ts`, AVX-512 FMA), else every (token, watched latent)
+ * dot in WebAssembly f32 SIMD ({@linkcode WasmDots}) for a few tokens.
  *
  * Why: a gated decode step is one token. Through onnxruntime its watched
  * encode costs a `setImmediate` turn (onnxruntime-node defers `run` to one,
  * so every other due I/O callback runs first), tensor set-up and five graph
  * nodes: about 90 µs in the sidecar for 64 latents at d_in 768, against
- * about 6 µs here. For batches past {@linkcode SYNC_MAX_MACS} the
- * onnxruntime GEMM is faster, and the encoder uses it.
+ * about 6 µs in WebAssembly. For batches past {@linkcode SYNC_MAX_MACS} the
+ * onnxruntime GEMM is faster than WebAssembly, and the encoder uses it. The
+ * native product is faster than onnxruntime's at every batch the bench runs
+ * (16 tokens × 64 latents × 768: 10 µs against 25–29 µs; 128 tokens: 48
+ * against 100 µs), so with it the limit is {@linkcode NATIVE_SYNC_MAX_MACS}.
  *
  * The arithmetic follows the encoder graph (`onnx_graph.ts`) in f32: input
  * normalisation, `− b_dec`, the product, the bias and the activation. Only
@@ -20,7 +23,10 @@
  */
 import { LAYER_NORM_EPS } from "../core/reference_encoder.ts";
 import type { SaeWeights } from "../core/sae.ts";
-import { type DotsScratch, WasmDots } from "./wasm_dots.ts";
+import type { NativeKernelsSetting } from "./candidate_native.ts";
+import { nativeKernelsStatus, NativeKernelsUnavailableError } from "./native_library.ts";
+import { type NativeSgemm, openNativeSgemm } from "./native_sgemm.ts";
+import { WasmDots } from "./wasm_dots.ts";
 
 /**
  * Multiply-adds (tokens × watched latents × d_in) up to which a watched batch
@@ -30,6 +36,13 @@ import { type DotsScratch, WasmDots } from "./wasm_dots.ts";
  * further).
  */
 export const SYNC_MAX_MACS = 1 << 19;
+
+/**
+ * The same limit with the native product: about 0.5 ms of this thread at the
+ * 260 GFLOP/s it measured on one core here. Past it, onnxruntime's GEMM on
+ * every core can win, and a batch that large is not latency-bound.
+ */
+export const NATIVE_SYNC_MAX_MACS = 1 << 26;
 
 const f32 = Math.fround;
 
@@ -48,7 +61,12 @@ const f32 = Math.fround;
 export class WatchedDots {
   readonly #sae: SaeWeights;
   readonly #columns: Uint32Array;
-  readonly #dots: WasmDots;
+  /** One of the two: the WebAssembly dots, or the native product. */
+  readonly #dots: WasmDots | null;
+  readonly #native: NativeSgemm | null;
+  /** Native: the batch's normalised inputs, and its products. */
+  #inputs = new Float32Array(0);
+  #products = new Float32Array(0);
   /** Per watched column: the bias before the activation (`b_enc`, or `b_gate` for gated). */
   readonly #bias: Float32Array;
   /** JumpReLU: max(θ, 0) as f32; gated: exp(r_mag) as f32. */
@@ -57,28 +75,67 @@ export class WatchedDots {
   #dense = new Float32Array(0);
 
   /**
-   * A `WatchedDots` for `columns` (ascending SAE indices), or null where it
-   * does not apply: TopK (membership depends on every latent), or a watch so
-   * wide that even one token is past {@linkcode SYNC_MAX_MACS}.
+   * A `WatchedDots` in WebAssembly for `columns` (ascending SAE indices), or
+   * null where it does not apply: TopK (membership depends on every latent),
+   * or a watch so wide that even one token is past {@linkcode SYNC_MAX_MACS}.
    */
   static create(sae: SaeWeights, columns: Uint32Array): WatchedDots | null {
-    if (sae.architecture === "topk" || columns.length === 0) return null;
-    if (columns.length * sae.dIn > SYNC_MAX_MACS) return null;
-    return new WatchedDots(sae, columns);
+    if (!applies(sae, columns) || columns.length * sae.dIn > SYNC_MAX_MACS) return null;
+    return new WatchedDots(sae, columns, null);
   }
 
-  private constructor(sae: SaeWeights, columns: Uint32Array) {
+  /**
+   * A `WatchedDots` on the native product where `kernels` allows and it
+   * loads (`auto`), else as {@linkcode create}; with `require`, where it
+   * cannot load, a {@linkcode NativeKernelsUnavailableError} saying why.
+   * `note` says why the native product does not run, when it does not.
+   *
+   * @example
+   * ```ts
+   * import { randomSae } from "../formats/random_sae.ts";
+   * const sae = randomSae({ architecture: "jumprelu", dIn: 8, dSae: 32, seed: 1 });
+   * const { dots, note } = await WatchedDots.open(sae, new Uint32Array([3, 17]), "auto");
+   * dots?.kernel; // "native-fma", or "wasm" with `note` saying why
+   * ```
+   */
+  static async open(
+    sae: SaeWeights,
+    columns: Uint32Array,
+    kernels: NativeKernelsSetting,
+  ): Promise<{ dots: WatchedDots | null; note?: string }> {
+    if (!applies(sae, columns)) return { dots: null };
+    let note = "execution.native_kernels is off";
+    if (kernels !== "off") {
+      const native = columns.length * sae.dIn <= NATIVE_SYNC_MAX_MACS
+        ? await openNativeSgemm(watchedColumns(sae, columns), sae.dIn, columns.length)
+        : null;
+      if (native) return { dots: new WatchedDots(sae, columns, native) };
+      const status = await nativeKernelsStatus();
+      note = status.available
+        ? `one token of ${columns.length} latents × d_in ${sae.dIn} is past NATIVE_SYNC_MAX_MACS`
+        : status.reason;
+      if (kernels === "require") throw new NativeKernelsUnavailableError(note);
+    }
+    return { dots: WatchedDots.create(sae, columns), note };
+  }
+
+  private constructor(sae: SaeWeights, columns: Uint32Array, native: NativeSgemm | null) {
     this.#sae = sae;
     this.#columns = columns;
+    this.#native = native;
     const { dIn, dSae } = sae;
     const w = columns.length;
-    // W_enc is [dIn, dSae] row-major; the kernel wants each latent's column as a row
-    const rows = new Float32Array(w * dIn);
-    for (let c = 0; c < w; c++) {
-      const j = columns[c];
-      for (let i = 0; i < dIn; i++) rows[c * dIn + i] = sae.wEnc[i * dSae + j];
+    if (native) {
+      this.#dots = null;
+    } else {
+      // W_enc is [dIn, dSae] row-major; the kernel wants each latent's column as a row
+      const rows = new Float32Array(w * dIn);
+      for (let c = 0; c < w; c++) {
+        const j = columns[c];
+        for (let i = 0; i < dIn; i++) rows[c * dIn + i] = sae.wEnc[i * dSae + j];
+      }
+      this.#dots = new WasmDots(rows, w, dIn);
     }
-    this.#dots = new WasmDots(rows, w, dIn);
     const pick = (v: Float32Array, map: (x: number) => number = (x) => x) =>
       Float32Array.from(columns, (j) => map(v[j]));
     const gated = sae.architecture === "gated";
@@ -91,9 +148,15 @@ export class WatchedDots {
     this.#bMag = gated ? pick(sae.gated!.bMag) : null;
   }
 
+  /** Which kernel computes the products. */
+  get kernel(): "native-fma" | "wasm" {
+    return this.#native ? "native-fma" : "wasm";
+  }
+
   /** Whether a batch of `tokens` is computed here (see {@linkcode SYNC_MAX_MACS}). */
   fits(tokens: number): boolean {
-    return tokens * this.#columns.length * this.#sae.dIn <= SYNC_MAX_MACS;
+    const limit = this.#native ? NATIVE_SYNC_MAX_MACS : SYNC_MAX_MACS;
+    return tokens * this.#columns.length * this.#sae.dIn <= limit;
   }
 
   /**
@@ -104,7 +167,17 @@ export class WatchedDots {
   encode(x: Float32Array, tokens: number): Float32Array {
     const { dIn } = this.#sae;
     const w = this.#columns.length;
-    const dots = this.#dots;
+    const native = this.#native;
+    if (native) {
+      if (this.#inputs.length < tokens * dIn) this.#inputs = new Float32Array(tokens * dIn);
+      if (this.#products.length < tokens * w) this.#products = new Float32Array(tokens * w);
+      for (let t = 0; t < tokens; t++) {
+        this.#input(x.subarray(t * dIn, (t + 1) * dIn), this.#inputs, t * dIn);
+      }
+      native.run(this.#inputs, tokens, this.#products);
+      return this.#activate(this.#products, tokens * w);
+    }
+    const dots = this.#dots!;
     const s = dots.prepare(tokens, tokens * w);
     for (let t = 0; t < tokens; t++) {
       this.#input(x.subarray(t * dIn, (t + 1) * dIn), s.inputs, t * dots.stride);
@@ -118,7 +191,7 @@ export class WatchedDots {
       }
     }
     dots.runHere(c);
-    return this.#activate(s, tokens * w);
+    return this.#activate(s.results, tokens * w);
   }
 
   /** Normalise one token and subtract `b_dec` as the graph does, in f32, into `out` at `at`. */
@@ -157,7 +230,7 @@ export class WatchedDots {
   }
 
   /** The activation of every (token, watched latent) dot, as the graph's last nodes. */
-  #activate(s: DotsScratch, n: number): Float32Array {
+  #activate(products: Float32Array, n: number): Float32Array {
     if (this.#dense.length < n) this.#dense = new Float32Array(n);
     const dense = this.#dense;
     const w = this.#columns.length;
@@ -165,7 +238,7 @@ export class WatchedDots {
     const arch = this.#sae.architecture;
     for (let c = 0; c < n; c++) {
       const j = c % w;
-      const dot = s.results[c];
+      const dot = products[c];
       const h = f32(dot + bias[j]);
       if (arch === "jumprelu") dense[c] = h > level![j] ? h : 0;
       else if (arch === "standard") dense[c] = h > 0 ? h : 0;
@@ -173,4 +246,20 @@ export class WatchedDots {
     }
     return dense.subarray(0, n);
   }
+}
+
+/** Whether a watched encode of `columns` can run here at all (not TopK, not empty). */
+function applies(sae: SaeWeights, columns: Uint32Array): boolean {
+  return sae.architecture !== "topk" && columns.length > 0;
+}
+
+/** The watched columns of `W_enc` (`[dIn, dSae]`) as `[dIn, |columns|]`, row-major. */
+function watchedColumns(sae: SaeWeights, columns: Uint32Array): Float32Array {
+  const { dIn, dSae } = sae;
+  const w = columns.length;
+  const out = new Float32Array(dIn * w);
+  for (let i = 0; i < dIn; i++) {
+    for (let c = 0; c < w; c++) out[i * w + c] = sae.wEnc[i * dSae + columns[c]];
+  }
+  return out;
 }

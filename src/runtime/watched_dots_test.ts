@@ -4,9 +4,15 @@ import { referenceEncode } from "../core/reference_encoder.ts";
 import type { SparseLatents } from "../core/sae.ts";
 import { randomVariant, variantName, VARIANTS } from "../core/testdata/random_variants.ts";
 import { randomSae } from "../formats/random_sae.ts";
+import type { SaeWeights } from "../core/sae.ts";
+import { missingCpuFlags, NativeKernelsUnavailableError } from "./native_library.ts";
 import { createOrtEncoder } from "./ort_encoder.ts";
 import { compareToken } from "./testdata/compare_encoding.ts";
-import { SYNC_MAX_MACS, WatchedDots } from "./watched_dots.ts";
+import { NATIVE_SYNC_MAX_MACS, SYNC_MAX_MACS, WatchedDots } from "./watched_dots.ts";
+
+/** Whether this machine runs the native kernels (the native cases are skipped elsewhere). */
+const nativeHere = missingCpuFlags().length === 0;
+const kernelOf = (e: unknown) => (e as { watchedKernel?: string }).watchedKernel;
 
 const smallBatches = (e: unknown) => (e as { smallBatches: number }).smallBatches;
 
@@ -22,7 +28,17 @@ function sameUpToRounding(got: SparseLatents, want: SparseLatents, where: string
   });
 }
 
-Deno.test("small watched batches: every architecture × normalisation × kind matches the reference and onnxruntime", async () => {
+for (const kernels of ["off", "require"] as const) {
+  Deno.test({
+    name: `watched batches (${
+      kernels === "off" ? "WebAssembly" : "native"
+    }): every architecture × normalisation × kind matches the reference and onnxruntime`,
+    ignore: kernels === "require" && !nativeHere,
+    fn: () => matchesReference(kernels),
+  });
+}
+
+async function matchesReference(kernels: "off" | "require"): Promise<void> {
   const dIn = 48, dSae = 163;
   let compared = 0, excused = 0, small = 0;
   // skip TopK variants: their watched graph is the full one (membership needs every latent)
@@ -31,9 +47,11 @@ Deno.test("small watched batches: every architecture × normalisation × kind ma
     const sae = randomVariant(v, dIn, dSae, 40 + n);
     const rng = new Rng(500 + n);
     const watch = Uint32Array.from({ length: 50 }, (_, p) => (p * 37 + n) % dSae);
-    const dots = await createOrtEncoder(sae, { intraOpThreads: 1, watch });
+    const dots = await createOrtEncoder(sae, { intraOpThreads: 1, watch, nativeKernels: kernels });
+    assert.equal(kernelOf(dots), kernels === "off" ? "wasm" : "native-fma");
     const ort = await createOrtEncoder(sae, { intraOpThreads: 1, watch, smallBatchDots: false });
-    for (const tokens of [1, 2, 7]) {
+    // 1, 2, 7 and 13 tokens: every tile height of the native kernel (6 rows, then 1 to 5)
+    for (const tokens of [1, 2, 7, 13]) {
       const x = rng.fillGaussian(new Float32Array(tokens * dIn), 1.5);
       // shift and scale some tokens so the normalisations have work to do; one all-zero token
       for (let t = 0; t < tokens; t += 2) {
@@ -56,16 +74,17 @@ Deno.test("small watched batches: every architecture × normalisation × kind ma
     await dots.close();
     await ort.close();
   }
-  assert.ok(small >= 3 * 6, `the small-batch path ran ${small} batches`);
+  // 13 tokens × 50 latents × 48 = 31,200 multiply-adds, within both limits: every batch ran here
+  assert.ok(small >= 4 * 6, `the small-batch path ran ${small} batches`);
   assert.ok(compared > 500, `only ${compared} latents compared`);
   assert.equal(excused, 0);
-});
+}
 
 Deno.test("small watched batches: large batches, TopK and wide watches go to onnxruntime", async () => {
   const dIn = 64;
   const sae = randomSae({ architecture: "jumprelu", dIn, dSae: 512, seed: 3 });
   const watch = Uint32Array.from({ length: 64 }, (_, i) => i * 8);
-  const enc = await createOrtEncoder(sae, { watch });
+  const enc = await createOrtEncoder(sae, { watch, nativeKernels: "off" });
   const perToken = watch.length * dIn;
   const most = Math.floor(SYNC_MAX_MACS / perToken);
   const x = new Rng(1).fillGaussian(new Float32Array((most + 1) * dIn));
@@ -84,4 +103,50 @@ Deno.test("small watched batches: large batches, TopK and wide watches go to onn
   const wide = Uint32Array.from({ length: 512 }, (_, i) => i);
   const wideSae = randomSae({ architecture: "jumprelu", dIn: 2048, dSae: 512, seed: 3 });
   assert.equal(WatchedDots.create(wideSae, wide), null, "512 latents × d_in 2048 > SYNC_MAX_MACS");
+});
+
+Deno.test({
+  name:
+    "native watched batches: up to NATIVE_SYNC_MAX_MACS here, past it on onnxruntime, the same latents",
+  ignore: !nativeHere,
+  async fn() {
+    const dIn = 64;
+    const sae = randomSae({ architecture: "jumprelu", dIn, dSae: 700, seed: 4 });
+    // 130 latents: three panels of the native kernel, the last one 2 columns wide
+    const watch = Uint32Array.from({ length: 130 }, (_, i) => i * 5);
+    const enc = await createOrtEncoder(sae, { watch, nativeKernels: "auto" });
+    assert.equal(kernelOf(enc), "native-fma");
+    const most = Math.floor(NATIVE_SYNC_MAX_MACS / (watch.length * dIn));
+    const x = new Rng(2).fillGaussian(new Float32Array((most + 1) * dIn), 1.5);
+    const here = await enc.encode(x, most);
+    assert.equal(smallBatches(enc), 1, `${most} tokens fit`);
+    const ort = await enc.encode(x, most + 1);
+    assert.equal(smallBatches(enc), 1, `${most + 1} tokens do not`);
+    let latents = 0;
+    for (const t of [0, 1, most >> 1, most - 1]) {
+      sameUpToRounding(here[t], ort[t], `token ${t}, native vs onnxruntime`);
+      latents += ort[t].indices.length;
+    }
+    assert.ok(latents > 20, `only ${latents} active latents compared`);
+    await enc.close();
+  },
+});
+
+Deno.test("native watched batches: off says so; a watch past NATIVE_SYNC_MAX_MACS falls back under auto, fails under require", async () => {
+  // one token of 1,025 latents × d_in 65,536 is past both limits: no weights are read
+  const wide = { architecture: "jumprelu", dIn: 1 << 16, dSae: 2048 } as SaeWeights;
+  const columns = Uint32Array.from({ length: 1025 }, (_, i) => i);
+  assert.deepEqual(await WatchedDots.open(wide, columns, "off"), {
+    dots: null,
+    note: "execution.native_kernels is off",
+  });
+  const auto = await WatchedDots.open(wide, columns, "auto");
+  assert.equal(auto.dots, null);
+  if (nativeHere) assert.match(auto.note!, /past NATIVE_SYNC_MAX_MACS/);
+  await assert.rejects(
+    () => WatchedDots.open(wide, columns, "require"),
+    (e) => e instanceof NativeKernelsUnavailableError && e.message === auto.note,
+  );
+  const topk = { architecture: "topk", dIn: 8, dSae: 8 } as SaeWeights;
+  assert.deepEqual(await WatchedDots.open(topk, new Uint32Array([1]), "require"), { dots: null });
 });

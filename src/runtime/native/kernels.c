@@ -7,6 +7,7 @@
  *   lw_topk_scores   TopK: the sums scaled into scores, each token's k-th
  *   lw_select        the candidate scan (candidate_scan.ts's arithmetic)
  *   lw_dots          the second pass's exact f32 dots (AVX-512 FMA)
+ *   lw_sgemm         the watched encoder's small f32 product (AVX-512 FMA)
  *
  * The int8 product:
  *
@@ -301,5 +302,60 @@ void lw_select(const void *values, int32_t kind, int32_t t0, int32_t t1, int32_t
       }
     }
     counts[t - t0] = count;
+  }
+}
+
+/*
+ * The watched encoder's product for a few tokens and a few hundred watched
+ * latents (watched_dots.ts): out[m, n] = x[m, k] * W[k, n] in f32, each
+ * output one chain of fused multiply-adds over k in order. W is packed
+ * (by the caller) into panels of 64 columns: panel p holds k rows of 64
+ * floats, its columns p*64 .. p*64+63, the last panel zero-padded. A tile
+ * keeps MR rows x 64 columns of sums in registers over the whole of k; a
+ * panel (k*256 bytes) stays in L2 while the rows stream past it.
+ */
+static inline __attribute__((always_inline)) void sgemm_tile(const float *x, int32_t k,
+                                                             const float *panel, float *out,
+                                                             int32_t n, int32_t mr, int32_t cols) {
+  __m512 acc[MR][4];
+  for (int32_t r = 0; r < mr; r++)
+    for (int32_t q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
+  for (int32_t i = 0; i < k; i++) {
+    const float *wr = panel + (size_t)i * NR;
+    const __m512 w0 = _mm512_loadu_ps(wr), w1 = _mm512_loadu_ps(wr + 16);
+    const __m512 w2 = _mm512_loadu_ps(wr + 32), w3 = _mm512_loadu_ps(wr + 48);
+    for (int32_t r = 0; r < mr; r++) {
+      const __m512 xb = _mm512_set1_ps(x[(size_t)r * k + i]);
+      acc[r][0] = _mm512_fmadd_ps(xb, w0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(xb, w2, acc[r][2]);
+      acc[r][3] = _mm512_fmadd_ps(xb, w3, acc[r][3]);
+    }
+  }
+  for (int32_t q = 0; q < 4; q++) {
+    const int32_t left = cols - 16 * q;
+    if (left <= 0) break;
+    const __mmask16 m = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+    for (int32_t r = 0; r < mr; r++) _mm512_mask_storeu_ps(out + (size_t)r * n + 16 * q, m, acc[r][q]);
+  }
+}
+
+void lw_sgemm(const float *x, int32_t m, int32_t k, const float *packed, int32_t n, float *out) {
+  for (int32_t p = 0; p * NR < n; p++) {
+    const float *panel = packed + (size_t)p * k * NR;
+    const int32_t cols = n - p * NR < NR ? n - p * NR : NR;
+    float *o = out + (size_t)p * NR;
+    int32_t t = 0;
+    for (; t + MR <= m; t += MR) sgemm_tile(x + (size_t)t * k, k, panel, o + (size_t)t * n, n, MR, cols);
+    const float *xt = x + (size_t)t * k;
+    float *ot = o + (size_t)t * n;
+    switch (m - t) {
+      case 5: sgemm_tile(xt, k, panel, ot, n, 5, cols); break;
+      case 4: sgemm_tile(xt, k, panel, ot, n, 4, cols); break;
+      case 3: sgemm_tile(xt, k, panel, ot, n, 3, cols); break;
+      case 2: sgemm_tile(xt, k, panel, ot, n, 2, cols); break;
+      case 1: sgemm_tile(xt, k, panel, ot, n, 1, cols); break;
+      default: break;
+    }
   }
 }
