@@ -37,6 +37,7 @@ import type { ProviderEncoder } from "./ort_encoder.ts";
 import { encoderFeeds, openProviderSession } from "./session.ts";
 import { type EncodePath, PathTuner } from "./path_tuner.ts";
 import { type RowFormat, WasmDots } from "./wasm_dots.ts";
+import { SumsPool } from "./sums_pool.ts";
 import { WasmScan } from "./wasm_scan.ts";
 
 /** Options for {@linkcode createCandidateEncoder}. */
@@ -184,6 +185,8 @@ export class CandidateEncoder implements ProviderEncoder {
   readonly #dots: WasmDots;
   /** The SIMD uniform test (standard, JumpReLU, gated: the SAEs whose int8 pass outputs `acc`). */
   readonly #scan: WasmScan | null;
+  /** The native product's sums where no scan region holds them (two batches' worth kept). */
+  readonly #sumsPool = new SumsPool(2);
   readonly #select: CandidateSelector;
   readonly #stats: CandidateStats = {
     tokens: 0,
@@ -314,6 +317,12 @@ export class CandidateEncoder implements ProviderEncoder {
   ): Promise<SparseLatents[]> {
     // the int32 accumulations straight into the SIMD scan's memory, when a region is free
     const region = this.#scan?.lease(tokens) ?? null;
+    // else the native product's sums go to a pooled buffer (fresh pages cost their faults)
+    const pooled = this.#native && !region ? this.#sumsPool.take(tokens * this.dSae) : null;
+    const giveBack = () => {
+      if (region) this.#scan!.release(region);
+      if (pooled) this.#sumsPool.give(pooled);
+    };
     let out: ort.InferenceSession.OnnxValueMapType;
     let scanned: boolean;
     try {
@@ -323,7 +332,7 @@ export class CandidateEncoder implements ProviderEncoder {
           gemm: this.#native,
           feeds,
           tokens,
-          into: region?.acc,
+          into: region?.acc ?? pooled!,
           topkK: this.#topkK,
           columnScale: this.#columnScale,
           columnBias: this.#columnBias,
@@ -337,7 +346,7 @@ export class CandidateEncoder implements ProviderEncoder {
           writtenInto(out[ACC_OUTPUT].data as Int32Array, region.acc);
       }
     } catch (err) {
-      if (region) this.#scan!.release(region);
+      giveBack();
       throw err;
     }
     if (scanned) this.#stats.simdScanBatches++;
@@ -356,7 +365,7 @@ export class CandidateEncoder implements ProviderEncoder {
         dots: this.#dots,
         stats: this.#stats,
       })
-    ).finally(() => region && this.#scan!.release(region));
+    ).finally(giveBack);
     this.#busy = run.catch(() => {});
     const { rows, fallback } = await run;
     const fell: number[] = [];
