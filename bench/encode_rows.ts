@@ -116,12 +116,18 @@ export async function benchWatched(
     const kept = new Map<number, BenchResult>();
     for (let round = 1; round <= ENCODE_ROUNDS; round++) {
       for (const b of [1, 128]) {
+        const small = (enc as { smallBatches?: number }).smallBatches ?? 0;
         const turn = await timeEncoder(
           `watched/${shape.label}-w${w}/b${b}`,
           enc,
           xAll.subarray(0, b * shape.dIn),
           b,
         );
+        // which kernel computed the product: the watched one, or onnxruntime past its limit
+        const ranHere = ((enc as { smallBatches?: number }).smallBatches ?? 0) > small;
+        turn.path = ranHere
+          ? `watched/${(enc as { watchedKernel?: string }).watchedKernel}`
+          : "watched/onnxruntime";
         kept.set(b, bestTurn(kept.get(b), turn, null, round));
       }
     }

@@ -44,11 +44,19 @@ export const SYNC_MAX_MACS = 1 << 19;
  */
 export const NATIVE_SYNC_MAX_MACS = 1 << 26;
 
+/**
+ * Watched weights (latents × d_in) up to which the native product keeps its
+ * own packed copy of them (16 MiB; 64 latents × 768 is 49,152): a wider
+ * watch stays on onnxruntime and the WebAssembly dots, not twice in memory.
+ */
+export const NATIVE_MAX_WATCHED_WEIGHTS = 1 << 22;
+
 const f32 = Math.fround;
 
 /**
  * The dense activations of a standard, JumpReLU or gated SAE's watched
- * latents for a few tokens, computed synchronously in WebAssembly SIMD.
+ * latents, computed synchronously on the native product
+ * ({@linkcode WatchedDots.open}) or, for a few tokens, in WebAssembly SIMD.
  *
  * @example
  * ```ts
@@ -85,10 +93,13 @@ export class WatchedDots {
   }
 
   /**
-   * A `WatchedDots` on the native product where `kernels` allows and it
-   * loads (`auto`), else as {@linkcode create}; with `require`, where it
-   * cannot load, a {@linkcode NativeKernelsUnavailableError} saying why.
-   * `note` says why the native product does not run, when it does not.
+   * A `WatchedDots` on the native product where `kernels` allows and the
+   * native kernels load, else as {@linkcode create}; with `require`, where
+   * they cannot load, a {@linkcode NativeKernelsUnavailableError} saying
+   * why. A watch past {@linkcode NATIVE_MAX_WATCHED_WEIGHTS} stays off the
+   * native product whatever the setting (a choice of memory, not of what
+   * can run). `note` says why the native product does not run, when it
+   * does not.
    *
    * @example
    * ```ts
@@ -104,17 +115,11 @@ export class WatchedDots {
     kernels: NativeKernelsSetting,
   ): Promise<{ dots: WatchedDots | null; note?: string }> {
     if (!applies(sae, columns)) return { dots: null };
-    let note = "execution.native_kernels is off";
-    if (kernels !== "off") {
-      const native = columns.length * sae.dIn <= NATIVE_SYNC_MAX_MACS
-        ? await openNativeSgemm(watchedColumns(sae, columns), sae.dIn, columns.length)
-        : null;
+    const note = await nativeNote(sae, columns, kernels);
+    if (note === undefined) {
+      const w = watchedColumns(sae, columns);
+      const native = await openNativeSgemm(w, sae.dIn, columns.length);
       if (native) return { dots: new WatchedDots(sae, columns, native) };
-      const status = await nativeKernelsStatus();
-      note = status.available
-        ? `one token of ${columns.length} latents × d_in ${sae.dIn} is past NATIVE_SYNC_MAX_MACS`
-        : status.reason;
-      if (kernels === "require") throw new NativeKernelsUnavailableError(note);
     }
     return { dots: WatchedDots.create(sae, columns), note };
   }
@@ -262,4 +267,24 @@ function watchedColumns(sae: SaeWeights, columns: Uint32Array): Float32Array {
     for (let c = 0; c < w; c++) out[i * w + c] = sae.wEnc[i * dSae + columns[c]];
   }
   return out;
+}
+
+/** Why the native product is not used for this watch (undefined: it is); throws under `require`. */
+async function nativeNote(
+  sae: SaeWeights,
+  columns: Uint32Array,
+  kernels: NativeKernelsSetting,
+): Promise<string | undefined> {
+  if (kernels === "off") return "execution.native_kernels is off";
+  const status = await nativeKernelsStatus();
+  if (!status.available) {
+    if (kernels === "require") throw new NativeKernelsUnavailableError(status.reason);
+    return status.reason;
+  }
+  const weights = columns.length * sae.dIn;
+  if (weights > NATIVE_MAX_WATCHED_WEIGHTS) {
+    return `${columns.length} watched latents × d_in ${sae.dIn} = ${weights} weights is past ` +
+      `NATIVE_MAX_WATCHED_WEIGHTS (${NATIVE_MAX_WATCHED_WEIGHTS})`;
+  }
+  return undefined;
 }

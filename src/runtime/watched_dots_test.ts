@@ -5,13 +5,20 @@ import type { SparseLatents } from "../core/sae.ts";
 import { randomVariant, variantName, VARIANTS } from "../core/testdata/random_variants.ts";
 import { randomSae } from "../formats/random_sae.ts";
 import type { SaeWeights } from "../core/sae.ts";
-import { missingCpuFlags, NativeKernelsUnavailableError } from "./native_library.ts";
+import { nativeKernelsStatus } from "./native_library.ts";
 import { createOrtEncoder } from "./ort_encoder.ts";
 import { compareToken } from "./testdata/compare_encoding.ts";
-import { NATIVE_SYNC_MAX_MACS, SYNC_MAX_MACS, WatchedDots } from "./watched_dots.ts";
+import {
+  NATIVE_MAX_WATCHED_WEIGHTS,
+  NATIVE_SYNC_MAX_MACS,
+  SYNC_MAX_MACS,
+  WatchedDots,
+} from "./watched_dots.ts";
 
-/** Whether this machine runs the native kernels (the native cases are skipped elsewhere). */
-const nativeHere = missingCpuFlags().length === 0;
+/** Whether the native kernels load here (the native cases are skipped elsewhere). */
+const native = await nativeKernelsStatus();
+const nativeHere = native.available;
+const whyNotNative = native.available ? undefined : native.reason;
 const kernelOf = (e: unknown) => (e as { watchedKernel?: string }).watchedKernel;
 
 const smallBatches = (e: unknown) => (e as { smallBatches: number }).smallBatches;
@@ -132,21 +139,57 @@ Deno.test({
   },
 });
 
-Deno.test("native watched batches: off says so; a watch past NATIVE_SYNC_MAX_MACS falls back under auto, fails under require", async () => {
-  // one token of 1,025 latents × d_in 65,536 is past both limits: no weights are read
-  const wide = { architecture: "jumprelu", dIn: 1 << 16, dSae: 2048 } as SaeWeights;
+Deno.test("native watched batches: off says so; a watch past NATIVE_MAX_WATCHED_WEIGHTS stays off them under auto and require", async () => {
+  // 1,025 latents × d_in 4,096 = 4,198,400 weights: past the native limit and the
+  // WebAssembly one (a token is 4.2M multiply-adds), so no weights are read
+  const wide = { architecture: "jumprelu", dIn: 4096, dSae: 2048 } as SaeWeights;
   const columns = Uint32Array.from({ length: 1025 }, (_, i) => i);
+  assert.ok(columns.length * wide.dIn > NATIVE_MAX_WATCHED_WEIGHTS);
   assert.deepEqual(await WatchedDots.open(wide, columns, "off"), {
     dots: null,
     note: "execution.native_kernels is off",
   });
-  const auto = await WatchedDots.open(wide, columns, "auto");
-  assert.equal(auto.dots, null);
-  if (nativeHere) assert.match(auto.note!, /past NATIVE_SYNC_MAX_MACS/);
-  await assert.rejects(
-    () => WatchedDots.open(wide, columns, "require"),
-    (e) => e instanceof NativeKernelsUnavailableError && e.message === auto.note,
-  );
+  for (const setting of ["auto", "require"] as const) {
+    if (!nativeHere && setting === "require") continue; // the next test's case
+    const got = await WatchedDots.open(wide, columns, setting);
+    assert.equal(got.dots, null);
+    assert.equal(
+      got.note,
+      nativeHere
+        ? "1025 watched latents × d_in 4096 = 4198400 weights is past NATIVE_MAX_WATCHED_WEIGHTS (4194304)"
+        : whyNotNative,
+    );
+  }
   const topk = { architecture: "topk", dIn: 8, dSae: 8 } as SaeWeights;
   assert.deepEqual(await WatchedDots.open(topk, new Uint32Array([1]), "require"), { dots: null });
+});
+
+Deno.test("native watched batches: where the kernels cannot load, auto says why and require fails saying why", async () => {
+  // a process in which they cannot load: no compiler and an empty cache
+  const cache = await Deno.makeTempDir({ prefix: "latentwatch-watched-nocc-" });
+  try {
+    const script = `
+      import { randomSae } from "${new URL("../formats/random_sae.ts", import.meta.url).href}";
+      import { WatchedDots } from "${new URL("./watched_dots.ts", import.meta.url).href}";
+      const sae = randomSae({ architecture: "jumprelu", dIn: 8, dSae: 32, seed: 1 });
+      const auto = await WatchedDots.open(sae, new Uint32Array([3, 17]), "auto");
+      let failed = "";
+      try { await WatchedDots.open(sae, new Uint32Array([3]), "require"); }
+      catch (e) { failed = e.name + ": " + e.message; }
+      console.log(JSON.stringify({ kernel: auto.dots?.kernel, note: auto.note, failed }));`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", script],
+      env: { CC: "/nonexistent/cc", LATENTWATCH_NATIVE_CACHE: cache },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.ok(out.success, stderr);
+    const got = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.equal(got.kernel, "wasm");
+    assert.ok(got.note.length > 0, "auto says why");
+    assert.equal(got.failed, `NativeKernelsUnavailableError: ${got.note}`);
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
 });
