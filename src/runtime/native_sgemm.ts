@@ -55,16 +55,19 @@ export class NativeSgemm {
     this.#packed = packPanels(w, k, n);
   }
 
-  /** `out[0, m·n)` = `x[m, k]·W`, row-major. */
-  run(x: Float32Array, m: number, out: Float32Array): void {
-    if (x.length < m * this.k || out.length < m * this.n) {
+  /**
+   * `out[0, m·n)` = `x[m, k]·W`, row-major; with `sub` (`k` values), each
+   * row of `x` less `sub` first, in f32 (the encoder graph's `x − b_dec`).
+   */
+  run(x: Float32Array, m: number, out: Float32Array, sub?: Float32Array): void {
+    if (x.length < m * this.k || out.length < m * this.n || (sub && sub.length !== this.k)) {
       throw new RangeError(
-        `expected x of ${m}×${this.k} and out of ${m}×${this.n} values at least, ` +
-          `found ${x.length} and ${out.length}`,
+        `expected x of ${m}×${this.k}, out of ${m}×${this.n} values at least and sub of ` +
+          `${this.k}, found ${x.length}, ${out.length} and ${sub?.length ?? "none"}`,
       );
     }
     if (m === 0) return;
-    this.#lib.symbols.lw_sgemm(x, m, this.k, this.#packed, this.n, out);
+    this.#lib.symbols.lw_sgemm(x, m, this.k, this.#packed, this.n, out, sub ?? null);
   }
 }
 

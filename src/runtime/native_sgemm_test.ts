@@ -8,7 +8,8 @@ import { openNativeSgemm } from "./native_sgemm.ts";
 const ignore = !(await nativeKernelsStatus()).available;
 
 Deno.test({
-  name: "native sgemm: x·W within f32 rounding of the f64 product for m 0–13, n 1–130, k 1–768",
+  name:
+    "native sgemm: x·W and (x − b)·W within f32 rounding of the f64 product for m 0–13, n 1–130, k 1–768",
   ignore,
   async fn() {
     const rng = new Rng(17);
@@ -19,15 +20,19 @@ Deno.test({
         const gemm = (await openNativeSgemm(w, k, n))!;
         for (let m = 0; m <= 13; m++) {
           const x = rng.fillGaussian(new Float32Array(m * k));
+          // every other shape with a vector subtracted from each row (b_dec), in f32
+          const sub = m % 2 ? rng.fillGaussian(new Float32Array(k)) : undefined;
+          const xs = (t: number, i: number) =>
+            sub ? Math.fround(x[t * k + i] - sub[i]) : x[t * k + i];
           // one spare row past the product: the kernel must not write it
           const out = new Float32Array((m + 1) * n).fill(-7);
-          gemm.run(x, m, out);
+          gemm.run(x, m, out, sub);
           for (let t = 0; t < m; t++) {
             for (let j = 0; j < n; j++) {
               let sum = 0, mag = 0;
               for (let i = 0; i < k; i++) {
-                sum += x[t * k + i] * w[i * n + j];
-                mag += Math.abs(x[t * k + i] * w[i * n + j]);
+                sum += xs(t, i) * w[i * n + j];
+                mag += Math.abs(xs(t, i) * w[i * n + j]);
               }
               // a chain of k f32 fused multiply-adds: at most k·2⁻²⁴·Σ|x·w| from the exact sum
               const got = out[t * n + j];
@@ -57,7 +62,11 @@ Deno.test({
     const gemm = (await openNativeSgemm(new Float32Array(6), 3, 2))!;
     assert.throws(
       () => gemm.run(new Float32Array(3), 2, new Float32Array(4)),
-      /expected x of 2×3 and out of 2×2 values at least, found 3 and 4/,
+      /expected x of 2×3, out of 2×2 values at least and sub of 3, found 3, 4 and none/,
+    );
+    assert.throws(
+      () => gemm.run(new Float32Array(6), 2, new Float32Array(4), new Float32Array(2)),
+      /and sub of 3, found 6, 4 and 2/,
     );
   },
 });

@@ -74,6 +74,8 @@ export class WatchedDots {
   readonly #native: NativeSgemm | null;
   /** Native: the batch's normalised inputs, and its products. */
   #inputs = new Float32Array(0);
+  /** `b_dec` where the graph subtracts it from the input, else null. */
+  readonly #bDec: Float32Array | null;
   #products = new Float32Array(0);
   /** Per watched column: the bias before the activation (`b_enc`, or `b_gate` for gated). */
   readonly #bias: Float32Array;
@@ -128,6 +130,7 @@ export class WatchedDots {
     this.#sae = sae;
     this.#columns = columns;
     this.#native = native;
+    this.#bDec = sae.applyBDecToInput && (sae.kind ?? "sae") === "sae" ? sae.bDec : null;
     const { dIn, dSae } = sae;
     const w = columns.length;
     if (native) {
@@ -174,12 +177,17 @@ export class WatchedDots {
     const w = this.#columns.length;
     const native = this.#native;
     if (native) {
-      if (this.#inputs.length < tokens * dIn) this.#inputs = new Float32Array(tokens * dIn);
       if (this.#products.length < tokens * w) this.#products = new Float32Array(tokens * w);
-      for (let t = 0; t < tokens; t++) {
-        this.#input(x.subarray(t * dIn, (t + 1) * dIn), this.#inputs, t * dIn);
+      if ((this.#sae.normalize ?? "none") === "none") {
+        // the kernel subtracts b_dec itself (the same f32 rounding): no pass over x here
+        native.run(x, tokens, this.#products, this.#bDec ?? undefined);
+      } else {
+        if (this.#inputs.length < tokens * dIn) this.#inputs = new Float32Array(tokens * dIn);
+        for (let t = 0; t < tokens; t++) {
+          this.#input(x.subarray(t * dIn, (t + 1) * dIn), this.#inputs, t * dIn);
+        }
+        native.run(this.#inputs, tokens, this.#products);
       }
-      native.run(this.#inputs, tokens, this.#products);
       return this.#activate(this.#products, tokens * w);
     }
     const dots = this.#dots!;
@@ -225,7 +233,7 @@ export class WatchedDots {
         break;
       }
     }
-    const bDec = sae.applyBDecToInput && (sae.kind ?? "sae") === "sae" ? sae.bDec : null;
+    const bDec = this.#bDec;
     for (let i = 0; i < d; i++) {
       let v = shift === 0 ? x[i] : f32(x[i] - shift);
       if (mul !== 1) v = f32(v * mul);

@@ -307,8 +307,9 @@ void lw_select(const void *values, int32_t kind, int32_t t0, int32_t t1, int32_t
 
 /*
  * The watched encoder's product for a few tokens and a few hundred watched
- * latents (watched_dots.ts): out[m, n] = x[m, k] * W[k, n] in f32, each
- * output one chain of fused multiply-adds over k in order. W is packed
+ * latents (watched_dots.ts): out[m, n] = x'[m, k] * W[k, n] in f32, each
+ * output one chain of fused multiply-adds over k in order, where x' = x,
+ * or x - sub (each row, f32) when sub is not null. W is packed
  * (by the caller) into panels of 64 columns: panel p holds k rows of 64
  * floats, its columns p*64 .. p*64+63, the last panel zero-padded. A tile
  * keeps MR rows x 64 columns of sums in registers over the whole of k; a
@@ -316,7 +317,8 @@ void lw_select(const void *values, int32_t kind, int32_t t0, int32_t t1, int32_t
  */
 static inline __attribute__((always_inline)) void sgemm_tile(const float *x, int32_t k,
                                                              const float *panel, float *out,
-                                                             int32_t n, int32_t mr, int32_t cols) {
+                                                             int32_t n, int32_t mr, int32_t cols,
+                                                             const float *sub) {
   __m512 acc[MR][4];
   for (int32_t r = 0; r < mr; r++)
     for (int32_t q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
@@ -325,7 +327,8 @@ static inline __attribute__((always_inline)) void sgemm_tile(const float *x, int
     const __m512 w0 = _mm512_loadu_ps(wr), w1 = _mm512_loadu_ps(wr + 16);
     const __m512 w2 = _mm512_loadu_ps(wr + 32), w3 = _mm512_loadu_ps(wr + 48);
     for (int32_t r = 0; r < mr; r++) {
-      const __m512 xb = _mm512_set1_ps(x[(size_t)r * k + i]);
+      // the graph's f32(x - b_dec), one rounding, when sub is given
+      const __m512 xb = _mm512_set1_ps(sub ? x[(size_t)r * k + i] - sub[i] : x[(size_t)r * k + i]);
       acc[r][0] = _mm512_fmadd_ps(xb, w0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
       acc[r][2] = _mm512_fmadd_ps(xb, w2, acc[r][2]);
@@ -340,21 +343,22 @@ static inline __attribute__((always_inline)) void sgemm_tile(const float *x, int
   }
 }
 
-void lw_sgemm(const float *x, int32_t m, int32_t k, const float *packed, int32_t n, float *out) {
+void lw_sgemm(const float *x, int32_t m, int32_t k, const float *packed, int32_t n, float *out,
+              const float *sub) {
   for (int32_t p = 0; p * NR < n; p++) {
     const float *panel = packed + (size_t)p * k * NR;
     const int32_t cols = n - p * NR < NR ? n - p * NR : NR;
     float *o = out + (size_t)p * NR;
     int32_t t = 0;
-    for (; t + MR <= m; t += MR) sgemm_tile(x + (size_t)t * k, k, panel, o + (size_t)t * n, n, MR, cols);
+    for (; t + MR <= m; t += MR) sgemm_tile(x + (size_t)t * k, k, panel, o + (size_t)t * n, n, MR, cols, sub);
     const float *xt = x + (size_t)t * k;
     float *ot = o + (size_t)t * n;
     switch (m - t) {
-      case 5: sgemm_tile(xt, k, panel, ot, n, 5, cols); break;
-      case 4: sgemm_tile(xt, k, panel, ot, n, 4, cols); break;
-      case 3: sgemm_tile(xt, k, panel, ot, n, 3, cols); break;
-      case 2: sgemm_tile(xt, k, panel, ot, n, 2, cols); break;
-      case 1: sgemm_tile(xt, k, panel, ot, n, 1, cols); break;
+      case 5: sgemm_tile(xt, k, panel, ot, n, 5, cols, sub); break;
+      case 4: sgemm_tile(xt, k, panel, ot, n, 4, cols, sub); break;
+      case 3: sgemm_tile(xt, k, panel, ot, n, 3, cols, sub); break;
+      case 2: sgemm_tile(xt, k, panel, ot, n, 2, cols, sub); break;
+      case 1: sgemm_tile(xt, k, panel, ot, n, 1, cols, sub); break;
       default: break;
     }
   }
