@@ -50,7 +50,10 @@ const SYMBOLS = {
   lw_dots: { parameters: DOTS_ARGS, result: "void" },
   lw_dots_async: { name: "lw_dots", parameters: DOTS_ARGS, result: "void", nonblocking: true },
   lw_sgemm: {
-    parameters: ["buffer", "i32", "i32", "buffer", "i32", "buffer", "buffer"],
+    parameters: [
+      ...["buffer", "i32", "i32", "buffer", "i32", "i32"],
+      ...["buffer", "buffer", "buffer", "buffer", "i32"],
+    ],
     result: "void",
   },
 } as const;

@@ -25,7 +25,7 @@ import { LAYER_NORM_EPS } from "../core/reference_encoder.ts";
 import type { SaeWeights } from "../core/sae.ts";
 import type { NativeKernelsSetting } from "./candidate_native.ts";
 import { nativeKernelsStatus, NativeKernelsUnavailableError } from "./native_library.ts";
-import { type NativeSgemm, openNativeSgemm } from "./native_sgemm.ts";
+import { type NativeSgemm, openNativeSgemm, type SgemmActivation } from "./native_sgemm.ts";
 import { WasmDots } from "./wasm_dots.ts";
 
 /**
@@ -38,11 +38,13 @@ import { WasmDots } from "./wasm_dots.ts";
 export const SYNC_MAX_MACS = 1 << 19;
 
 /**
- * The same limit with the native product: about 0.5 ms of this thread at the
- * 260 GFLOP/s it measured on one core here. Past it, onnxruntime's GEMM on
- * every core can win, and a batch that large is not latency-bound.
+ * The same limit with the native product (about 40 µs of this thread here):
+ * past it onnxruntime's GEMM on every core was faster in a process with the
+ * machine to itself (64 latents × 768: 128 tokens in 60–65 µs against 87 µs
+ * here; 48 tokens 32–57 against 33–42 µs), and a batch that large is
+ * throughput, not a decode step waiting for its verdict.
  */
-export const NATIVE_SYNC_MAX_MACS = 1 << 26;
+export const NATIVE_SYNC_MAX_MACS = 1 << 22;
 
 /**
  * Watched weights (latents × d_in) up to which the native product keeps its
@@ -83,6 +85,8 @@ export class WatchedDots {
   readonly #level: Float32Array | null;
   readonly #bMag: Float32Array | null;
   #dense = new Float32Array(0);
+  /** Native JumpReLU and standard SAEs: the bias and activation the kernel applies. */
+  readonly #fused: SgemmActivation | null;
 
   /**
    * A `WatchedDots` in WebAssembly for `columns` (ascending SAE indices), or
@@ -154,6 +158,11 @@ export class WatchedDots {
       ? pick(sae.gated!.rMag, Math.exp)
       : null;
     this.#bMag = gated ? pick(sae.gated!.bMag) : null;
+    this.#fused = !native || gated
+      ? null
+      : sae.architecture === "jumprelu"
+      ? { kind: "jumprelu", bias: this.#bias, level: this.#level! }
+      : { kind: "relu", bias: this.#bias };
   }
 
   /** Which kernel computes the products. */
@@ -177,18 +186,27 @@ export class WatchedDots {
     const w = this.#columns.length;
     const native = this.#native;
     if (native) {
-      if (this.#products.length < tokens * w) this.#products = new Float32Array(tokens * w);
+      // JumpReLU and ReLU end in the kernel (the same f32 steps as #activate); gated here
+      const fused = this.#fused;
+      if (fused && this.#dense.length < tokens * w) this.#dense = new Float32Array(tokens * w);
+      if (!fused && this.#products.length < tokens * w) {
+        this.#products = new Float32Array(tokens * w);
+      }
+      const out = fused ? this.#dense : this.#products;
       if ((this.#sae.normalize ?? "none") === "none") {
         // the kernel subtracts b_dec itself (the same f32 rounding): no pass over x here
-        native.run(x, tokens, this.#products, this.#bDec ?? undefined);
+        native.run(x, tokens, out, {
+          sub: this.#bDec ?? undefined,
+          activation: fused ?? undefined,
+        });
       } else {
         if (this.#inputs.length < tokens * dIn) this.#inputs = new Float32Array(tokens * dIn);
         for (let t = 0; t < tokens; t++) {
           this.#input(x.subarray(t * dIn, (t + 1) * dIn), this.#inputs, t * dIn);
         }
-        native.run(this.#inputs, tokens, this.#products);
+        native.run(this.#inputs, tokens, out, { activation: fused ?? undefined });
       }
-      return this.#activate(this.#products, tokens * w);
+      return fused ? out.subarray(0, tokens * w) : this.#activate(out, tokens * w);
     }
     const dots = this.#dots!;
     const s = dots.prepare(tokens, tokens * w);

@@ -309,57 +309,91 @@ void lw_select(const void *values, int32_t kind, int32_t t0, int32_t t1, int32_t
  * The watched encoder's product for a few tokens and a few hundred watched
  * latents (watched_dots.ts): out[m, n] = x'[m, k] * W[k, n] in f32, each
  * output one chain of fused multiply-adds over k in order, where x' = x,
- * or x - sub (each row, f32) when sub is not null. W is packed
- * (by the caller) into panels of 64 columns: panel p holds k rows of 64
- * floats, its columns p*64 .. p*64+63, the last panel zero-padded. A tile
- * keeps MR rows x 64 columns of sums in registers over the whole of k; a
- * panel (k*256 bytes) stays in L2 while the rows stream past it.
+ * or x - sub (each row, f32) when sub is not null. With act 1 or 2 each
+ * output then becomes the graph's last nodes, in f32 as watched_dots.ts
+ * computes them: h = dot + bias[j]; act 1 (ReLU) h > 0 ? h : 0; act 2
+ * (JumpReLU) h > level[j] ? h : 0 (act 0: the dot itself).
+ *
+ * W is packed (by the caller) into panels of pw = 16 * nq columns (nq 1 to
+ * 4): panel p holds k rows of pw floats, its columns p*pw .. p*pw+pw-1, the
+ * last panel zero-padded. A tile keeps MR rows x pw columns of sums in
+ * registers over the whole of k; a panel (k*pw*4 bytes) stays in L2 while
+ * the rows stream past it.
  */
-static inline __attribute__((always_inline)) void sgemm_tile(const float *x, int32_t k,
-                                                             const float *panel, float *out,
-                                                             int32_t n, int32_t mr, int32_t cols,
-                                                             const float *sub) {
+static inline __attribute__((always_inline)) void sgemm_tile(
+    const float *x, int32_t k, const float *panel, float *out, int32_t n, int32_t mr, int32_t nq,
+    int32_t cols, const float *sub, const float *bias, const float *level, int32_t act) {
+  const int32_t pw = 16 * nq;
   __m512 acc[MR][4];
   for (int32_t r = 0; r < mr; r++)
-    for (int32_t q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
+    for (int32_t q = 0; q < nq; q++) acc[r][q] = _mm512_setzero_ps();
   for (int32_t i = 0; i < k; i++) {
-    const float *wr = panel + (size_t)i * NR;
-    const __m512 w0 = _mm512_loadu_ps(wr), w1 = _mm512_loadu_ps(wr + 16);
-    const __m512 w2 = _mm512_loadu_ps(wr + 32), w3 = _mm512_loadu_ps(wr + 48);
+    const float *wr = panel + (size_t)i * pw;
+    __m512 w[4];
+    for (int32_t q = 0; q < nq; q++) w[q] = _mm512_loadu_ps(wr + 16 * q);
     for (int32_t r = 0; r < mr; r++) {
       // the graph's f32(x - b_dec), one rounding, when sub is given
       const __m512 xb = _mm512_set1_ps(sub ? x[(size_t)r * k + i] - sub[i] : x[(size_t)r * k + i]);
-      acc[r][0] = _mm512_fmadd_ps(xb, w0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
-      acc[r][2] = _mm512_fmadd_ps(xb, w2, acc[r][2]);
-      acc[r][3] = _mm512_fmadd_ps(xb, w3, acc[r][3]);
+      for (int32_t q = 0; q < nq; q++) acc[r][q] = _mm512_fmadd_ps(xb, w[q], acc[r][q]);
     }
   }
-  for (int32_t q = 0; q < 4; q++) {
+  for (int32_t q = 0; q < nq; q++) {
     const int32_t left = cols - 16 * q;
     if (left <= 0) break;
     const __mmask16 m = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-    for (int32_t r = 0; r < mr; r++) _mm512_mask_storeu_ps(out + (size_t)r * n + 16 * q, m, acc[r][q]);
+    __m512 b = _mm512_setzero_ps(), lv = b;
+    if (act != 0) b = _mm512_maskz_loadu_ps(m, bias + 16 * q);
+    if (act == 2) lv = _mm512_maskz_loadu_ps(m, level + 16 * q);
+    for (int32_t r = 0; r < mr; r++) {
+      __m512 v = acc[r][q];
+      if (act != 0) {
+        v = _mm512_add_ps(v, b);
+        // ordered greater-than: NaN and -0 become +0, as `h > t ? h : 0` in JavaScript
+        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, lv, _CMP_GT_OQ), v);
+      }
+      _mm512_mask_storeu_ps(out + (size_t)r * n + 16 * q, m, v);
+    }
   }
 }
 
-void lw_sgemm(const float *x, int32_t m, int32_t k, const float *packed, int32_t n, float *out,
-              const float *sub) {
-  for (int32_t p = 0; p * NR < n; p++) {
-    const float *panel = packed + (size_t)p * k * NR;
-    const int32_t cols = n - p * NR < NR ? n - p * NR : NR;
-    float *o = out + (size_t)p * NR;
-    int32_t t = 0;
-    for (; t + MR <= m; t += MR) sgemm_tile(x + (size_t)t * k, k, panel, o + (size_t)t * n, n, MR, cols, sub);
-    const float *xt = x + (size_t)t * k;
-    float *ot = o + (size_t)t * n;
-    switch (m - t) {
-      case 5: sgemm_tile(xt, k, panel, ot, n, 5, cols, sub); break;
-      case 4: sgemm_tile(xt, k, panel, ot, n, 4, cols, sub); break;
-      case 3: sgemm_tile(xt, k, panel, ot, n, 3, cols, sub); break;
-      case 2: sgemm_tile(xt, k, panel, ot, n, 2, cols, sub); break;
-      case 1: sgemm_tile(xt, k, panel, ot, n, 1, cols, sub); break;
-      default: break;
+/* The rows of x through one panel, MR at a time, then the 1 to 5 left. */
+#define SGEMM_PANEL(NQ)                                                                        \
+  static void sgemm_panel_##NQ(const float *x, int32_t m, int32_t k, const float *panel,       \
+                               float *o, int32_t n, int32_t cols, const float *sub,            \
+                               const float *bias, const float *level, int32_t act) {           \
+    int32_t t = 0;                                                                             \
+    for (; t + MR <= m; t += MR)                                                               \
+      sgemm_tile(x + (size_t)t * k, k, panel, o + (size_t)t * n, n, MR, NQ, cols, sub, bias,   \
+                 level, act);                                                                  \
+    const float *xt = x + (size_t)t * k;                                                       \
+    float *ot = o + (size_t)t * n;                                                             \
+    switch (m - t) {                                                                           \
+      case 5: sgemm_tile(xt, k, panel, ot, n, 5, NQ, cols, sub, bias, level, act); break;     \
+      case 4: sgemm_tile(xt, k, panel, ot, n, 4, NQ, cols, sub, bias, level, act); break;     \
+      case 3: sgemm_tile(xt, k, panel, ot, n, 3, NQ, cols, sub, bias, level, act); break;     \
+      case 2: sgemm_tile(xt, k, panel, ot, n, 2, NQ, cols, sub, bias, level, act); break;     \
+      case 1: sgemm_tile(xt, k, panel, ot, n, 1, NQ, cols, sub, bias, level, act); break;     \
+      default: break;                                                                          \
+    }                                                                                          \
+  }
+SGEMM_PANEL(1)
+SGEMM_PANEL(2)
+SGEMM_PANEL(3)
+SGEMM_PANEL(4)
+
+void lw_sgemm(const float *x, int32_t m, int32_t k, const float *packed, int32_t n, int32_t nq,
+              float *out, const float *sub, const float *bias, const float *level, int32_t act) {
+  const int32_t pw = 16 * nq;
+  for (int32_t p = 0; p * pw < n; p++) {
+    const float *panel = packed + (size_t)p * k * pw;
+    const int32_t j0 = p * pw;
+    const int32_t cols = n - j0 < pw ? n - j0 : pw;
+    const float *bj = bias ? bias + j0 : bias, *lj = level ? level + j0 : level;
+    switch (nq) {
+      case 1: sgemm_panel_1(x, m, k, panel, out + j0, n, cols, sub, bj, lj, act); break;
+      case 2: sgemm_panel_2(x, m, k, panel, out + j0, n, cols, sub, bj, lj, act); break;
+      case 3: sgemm_panel_3(x, m, k, panel, out + j0, n, cols, sub, bj, lj, act); break;
+      default: sgemm_panel_4(x, m, k, panel, out + j0, n, cols, sub, bj, lj, act); break;
     }
   }
 }
