@@ -38,13 +38,16 @@ import { WasmDots } from "./wasm_dots.ts";
 export const SYNC_MAX_MACS = 1 << 19;
 
 /**
- * The same limit with the native product (about 40 µs of this thread here):
- * past it onnxruntime's GEMM on every core was faster in a process with the
- * machine to itself (64 latents × 768: 128 tokens in 60–65 µs against 87 µs
- * here; 48 tokens 32–57 against 33–42 µs), and a batch that large is
- * throughput, not a decode step waiting for its verdict.
+ * The same limit with the native product: about 0.5 ms of this thread at the
+ * 260 GFLOP/s it measured on one core here. In a process with the machine to
+ * itself onnxruntime's GEMM on both cores is faster from about 2²² (64
+ * latents × 768: 128 tokens in 60 µs against 78 µs here), but in `serve` the
+ * other core is busy with the broker and the model, and a batch past 2²²
+ * is the catch-up after a stall, exactly where the tail is: with the limit
+ * at 2²² the in-sidecar p99 at half load measured 6.4–7.7 ms, at 2²⁶ 1.4–2.8
+ * ms (docs/performance.md, twelfth sitting).
  */
-export const NATIVE_SYNC_MAX_MACS = 1 << 22;
+export const NATIVE_SYNC_MAX_MACS = 1 << 26;
 
 /**
  * Watched weights (latents × d_in) up to which the native product keeps its
