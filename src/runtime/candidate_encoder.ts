@@ -185,7 +185,7 @@ export class CandidateEncoder implements ProviderEncoder {
   readonly #dots: WasmDots;
   /** The SIMD uniform test (standard, JumpReLU, gated: the SAEs whose int8 pass outputs `acc`). */
   readonly #scan: WasmScan | null;
-  /** The native product's sums where no scan region holds them (two batches' worth kept). */
+  /** The native product's sums (two batches' worth kept). */
   readonly #sumsPool = new SumsPool(2);
   readonly #select: CandidateSelector;
   readonly #stats: CandidateStats = {
@@ -225,7 +225,8 @@ export class CandidateEncoder implements ProviderEncoder {
       rowFormat: "auto",
     });
     this.#dots.useNative(opts.native?.dots ?? null);
-    this.#scan = sae.architecture === "topk" || opts.simdScan === false
+    // the native scan reads the sums where they are: the WebAssembly one is for onnxruntime's
+    this.#scan = sae.architecture === "topk" || opts.simdScan === false || this.#native
       ? null
       : new WasmScan(sae.dSae);
     // the columns' factors are the SAE's, fixed at load; each token's scale multiplies in the scan
@@ -267,7 +268,7 @@ export class CandidateEncoder implements ProviderEncoder {
 
   /** Why the native kernels do not run (absent when they do): `encoder.ready` logs it. */
   get int8KernelNote(): string | undefined {
-    return this.#native ? undefined : this.#nativeWhy;
+    return this.#nativeWhy; // given only where the native kernels do not run
   }
 
   /** Which kernel computes the int8 product: `native-vnni` or `onnxruntime`. */
@@ -317,8 +318,8 @@ export class CandidateEncoder implements ProviderEncoder {
   ): Promise<SparseLatents[]> {
     // the int32 accumulations straight into the SIMD scan's memory, when a region is free
     const region = this.#scan?.lease(tokens) ?? null;
-    // else the native product's sums go to a pooled buffer (fresh pages cost their faults)
-    const pooled = this.#native && !region ? this.#sumsPool.take(tokens * this.dSae) : null;
+    // the native product's sums go to a pooled buffer (fresh pages cost their faults)
+    const pooled = this.#native ? this.#sumsPool.take(tokens * this.dSae) : null;
     const giveBack = () => {
       if (region) this.#scan!.release(region);
       if (pooled) this.#sumsPool.give(pooled);
@@ -332,13 +333,12 @@ export class CandidateEncoder implements ProviderEncoder {
           gemm: this.#native,
           feeds,
           tokens,
-          into: region?.acc ?? pooled!,
+          into: pooled!,
           topkK: this.#topkK,
           columnScale: this.#columnScale,
           columnBias: this.#columnBias,
         });
-        // the native scan reads the sums wherever they are; the region is only their buffer
-        scanned = false;
+        scanned = false; // the native scan comes in the second pass
       } else {
         if (region) markRegion(region.acc);
         out = await this.#ortProduct(feeds, tokens, region);

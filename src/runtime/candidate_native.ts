@@ -20,19 +20,15 @@ import {
   MAX_NATIVE_D_IN,
   type NativeDots,
   type NativeInt8Gemm,
-  nativeKernelsStatus,
   NativeKernelsUnavailableError,
   type NativeSelect,
   openNativeDots,
   openNativeInt8,
   openNativeSelect,
 } from "./native_kernels.ts";
+import { nativeKernelsReason, type NativeKernelsSetting } from "./native_library.ts";
 
-/** `auto`, `require` or `off`: see `CandidateEncoderOptions.nativeKernels`. */
-export type NativeKernelsSetting = "auto" | "require" | "off";
-
-/** The native-kernel settings, for configuration checks. */
-export const NATIVE_KERNELS_SETTINGS = ["auto", "require", "off"] as const;
+export { NATIVE_KERNELS_SETTINGS, type NativeKernelsSetting } from "./native_library.ts";
 
 /** The native kernels one candidate encoder runs: its product, the scan and the dots. */
 export interface NativeKernelSet {
@@ -58,25 +54,20 @@ export async function nativeProduct(
   sae: SaeWeights,
   kernel: NativeKernelsSetting,
 ): Promise<{ open: ((wq: Int8Array) => Promise<NativeKernelSet>) | null; why?: string }> {
-  if (kernel === "off") return { open: null, why: "execution.native_kernels is off" };
-  let why: string | undefined;
-  if (sae.dIn > MAX_NATIVE_D_IN) {
-    why = `the native int8 kernel takes d_in ≤ ${MAX_NATIVE_D_IN}, found ${sae.dIn}`;
-  } else {
-    const status = await nativeKernelsStatus();
-    if (!status.available) why = status.reason;
+  if (kernel !== "off" && sae.dIn > MAX_NATIVE_D_IN) {
+    const why = `the native int8 kernel takes d_in ≤ ${MAX_NATIVE_D_IN}, found ${sae.dIn}`;
+    if (kernel === "require") throw new NativeKernelsUnavailableError(why);
+    return { open: null, why };
   }
-  if (why === undefined) {
-    // the library loaded (the status above), so the scan and the dots open too
-    const open = async (wq: Int8Array) => ({
-      gemm: await openNativeInt8(wq, sae.dIn, sae.dSae),
-      select: (await openNativeSelect())!,
-      dots: (await openNativeDots())!,
-    });
-    return { open };
-  }
-  if (kernel === "require") throw new NativeKernelsUnavailableError(why);
-  return { open: null, why };
+  const why = await nativeKernelsReason(kernel);
+  if (why !== undefined) return { open: null, why };
+  // the library loaded (the reason above), so the scan and the dots open too
+  const open = async (wq: Int8Array) => ({
+    gemm: await openNativeInt8(wq, sae.dIn, sae.dSae),
+    select: (await openNativeSelect())!,
+    dots: (await openNativeDots())!,
+  });
+  return { open };
 }
 
 /** One batch for {@linkcode nativeFirstPass}. */
@@ -86,8 +77,8 @@ export interface NativeFirstPassJob {
   gemm: NativeInt8Gemm;
   feeds: Record<string, ort.Tensor>;
   tokens: number;
-  /** Where the sums go (the scan's region, reused), else a new buffer. */
-  into?: Int32Array;
+  /** Where the sums go (`tokens × dSae` int32s, reused across batches). */
+  into: Int32Array;
   /** TopK's k; 0 for the other architectures. */
   topkK: number;
   columnScale: Float64Array;
@@ -112,7 +103,7 @@ export async function nativeFirstPass(
   const { gemm, tokens } = job;
   const dSae = gemm.dSae;
   const graphOut = await job.session.run(job.feeds);
-  const acc = job.into ?? new Int32Array(tokens * dSae);
+  const acc = job.into;
   await gemm.run(graphOut[QUANTIZED_OUTPUT].data as Uint8Array, tokens, acc);
   if (job.topkK === 0) {
     return { ...graphOut, [ACC_OUTPUT]: new ort.Tensor("int32", acc, [tokens, dSae]) };

@@ -74,6 +74,32 @@ export class NativeKernelsUnavailableError extends Error {
 let loading: Promise<{ lib: NativeLibrary; path: string } | NativeKernelsUnavailableError> | null =
   null;
 
+/** `auto`, `require` or `off`: `execution.native_kernels` (docs/monitor-config.md). */
+export type NativeKernelsSetting = "auto" | "require" | "off";
+
+/** The native-kernel settings, for configuration checks. */
+export const NATIVE_KERNELS_SETTINGS = ["auto", "require", "off"] as const;
+
+/**
+ * Why the native kernels do not run under `setting` (undefined: they load
+ * and may run): `off` says so, `auto` gives the reason they cannot load,
+ * and `require` throws it as a {@linkcode NativeKernelsUnavailableError}.
+ *
+ * @example
+ * ```ts
+ * await nativeKernelsReason("off"); // "execution.native_kernels is off"
+ * ```
+ */
+export async function nativeKernelsReason(
+  setting: NativeKernelsSetting,
+): Promise<string | undefined> {
+  if (setting === "off") return "execution.native_kernels is off";
+  const status = await nativeKernelsStatus();
+  if (status.available) return undefined;
+  if (setting === "require") throw new NativeKernelsUnavailableError(status.reason);
+  return status.reason;
+}
+
 /**
  * Compile (once, cached on disk by the source's hash) and load the kernel.
  * The result is shared by the whole process.

@@ -5,6 +5,7 @@ import {
   type NativeKernelsStatus,
   nativeKernelsStatus,
 } from "./native_library.ts";
+import { evalWithoutCompiler } from "./testdata/no_compiler.ts";
 
 /** The tests below need a CPU the kernels run on. */
 const ignore = missingCpuFlags().length > 0;
@@ -36,14 +37,7 @@ async function withoutCompiler(
     try { await openNativeInt8(new Int8Array(4), 2, 2); }
     catch (e) { opened = (e instanceof NativeKernelsUnavailableError ? "unavailable: " : "other: ") + e.message; }
     console.log(JSON.stringify({ s, opened }));`;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--ext=ts", code],
-    env: { CC: cc, LATENTWATCH_NATIVE_CACHE: cache },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  return JSON.parse(new TextDecoder().decode(out.stdout));
+  return await evalWithoutCompiler(code, cache, cc);
 }
 
 Deno.test({
@@ -78,9 +72,12 @@ Deno.test({
       assert.deepEqual(s, { available: true, library: built });
       assert.equal(opened, "opened");
       const empty = await Deno.makeTempDir();
-      const without = await withoutCompiler(empty);
-      await Deno.remove(empty, { recursive: true });
-      assert.equal(without.s.available, false);
+      try {
+        const without = await withoutCompiler(empty);
+        assert.equal(without.s.available, false);
+      } finally {
+        await Deno.remove(empty, { recursive: true });
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -5,10 +5,10 @@
  * thread, each output one chain of fused multiply-adds over `k` in order,
  * and the bias and ReLU or JumpReLU after it where asked.
  *
- * Why: a watched batch of 16 tokens × 64 latents × 768 took onnxruntime
- * 25–29 µs on this machine (most of it the run's set-up and the
+ * Why: a watched encode of 16 tokens × 64 latents × 768 took onnxruntime
+ * 34–46 µs on this machine (most of it the run's set-up and the
  * `setImmediate` turn onnxruntime-node defers it to) and the WebAssembly
- * dots 80 µs; this kernel takes a few µs (docs/performance.md).
+ * dots 80 µs; this kernel's product takes 10 µs (docs/performance.md).
  *
  * @module
  */

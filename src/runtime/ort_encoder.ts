@@ -262,7 +262,7 @@ class OrtEncoder implements ProviderEncoder {
     if (!this.#columns) return;
     const { dots, note } = await WatchedDots.open(sae, this.#columns, kernels);
     this.#small = dots;
-    this.#smallNote = dots?.kernel === "native-fma" ? undefined : note;
+    this.#smallNote = note; // open gives a note only where the native product does not run
   }
 
   /** Which kernel computes watched batches here: absent where onnxruntime computes them all. */

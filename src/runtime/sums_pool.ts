@@ -1,6 +1,5 @@
 /**
- * A few reusable int32 buffers for the native first pass's sums, where no
- * WebAssembly scan region holds them (always for TopK).
+ * A few reusable int32 buffers for the native first pass's sums.
  *
  * Why: a fresh buffer is fresh pages. TopK 4096→65536 at batch 128 sums
  * into 32 MiB per batch, and the kernel faults in and zeroes every page of

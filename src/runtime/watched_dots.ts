@@ -10,9 +10,10 @@
  * nodes: about 90 µs in the sidecar for 64 latents at d_in 768, against
  * about 6 µs in WebAssembly. For batches past {@linkcode SYNC_MAX_MACS} the
  * onnxruntime GEMM is faster than WebAssembly, and the encoder uses it. The
- * native product is faster than onnxruntime's at every batch the bench runs
- * (16 tokens × 64 latents × 768: 10 µs against 25–29 µs; 128 tokens: 48
- * against 100 µs), so with it the limit is {@linkcode NATIVE_SYNC_MAX_MACS}.
+ * native product is faster than onnxruntime for small batches (64 latents ×
+ * 768, 16 tokens: 9.5 against 34–46 µs) and kept up to
+ * {@linkcode NATIVE_SYNC_MAX_MACS} for `serve`'s tail, though onnxruntime's
+ * two-core GEMM wins past about 2²² in a process alone (docs/performance.md).
  *
  * The arithmetic follows the encoder graph (`onnx_graph.ts`) in f32: input
  * normalisation, `− b_dec`, the product, the bias and the activation. Only
@@ -23,8 +24,7 @@
  */
 import { LAYER_NORM_EPS } from "../core/reference_encoder.ts";
 import type { SaeWeights } from "../core/sae.ts";
-import type { NativeKernelsSetting } from "./candidate_native.ts";
-import { nativeKernelsStatus, NativeKernelsUnavailableError } from "./native_library.ts";
+import { nativeKernelsReason, type NativeKernelsSetting } from "./native_library.ts";
 import { type NativeSgemm, openNativeSgemm, type SgemmActivation } from "./native_sgemm.ts";
 import { WasmDots } from "./wasm_dots.ts";
 
@@ -81,6 +81,8 @@ export class WatchedDots {
   #inputs = new Float32Array(0);
   /** `b_dec` where the graph subtracts it from the input, else null. */
   readonly #bDec: Float32Array | null;
+  /** No input normalisation: the native kernel reads the tokens as they came. */
+  readonly #rawInput: boolean;
   #products = new Float32Array(0);
   /** Per watched column: the bias before the activation (`b_enc`, or `b_gate` for gated). */
   readonly #bias: Float32Array;
@@ -138,6 +140,7 @@ export class WatchedDots {
     this.#columns = columns;
     this.#native = native;
     this.#bDec = sae.applyBDecToInput && (sae.kind ?? "sae") === "sae" ? sae.bDec : null;
+    this.#rawInput = (sae.normalize ?? "none") === "none";
     const { dIn, dSae } = sae;
     const w = columns.length;
     if (native) {
@@ -196,7 +199,7 @@ export class WatchedDots {
         this.#products = new Float32Array(tokens * w);
       }
       const out = fused ? this.#dense : this.#products;
-      if ((this.#sae.normalize ?? "none") === "none") {
+      if (this.#rawInput) {
         // the kernel subtracts b_dec itself (the same f32 rounding): no pass over x here
         native.run(x, tokens, out, {
           sub: this.#bDec ?? undefined,
@@ -304,12 +307,8 @@ async function nativeNote(
   columns: Uint32Array,
   kernels: NativeKernelsSetting,
 ): Promise<string | undefined> {
-  if (kernels === "off") return "execution.native_kernels is off";
-  const status = await nativeKernelsStatus();
-  if (!status.available) {
-    if (kernels === "require") throw new NativeKernelsUnavailableError(status.reason);
-    return status.reason;
-  }
+  const why = await nativeKernelsReason(kernels);
+  if (why !== undefined) return why;
   const weights = columns.length * sae.dIn;
   if (weights > NATIVE_MAX_WATCHED_WEIGHTS) {
     return `${columns.length} watched latents × d_in ${sae.dIn} = ${weights} weights is past ` +

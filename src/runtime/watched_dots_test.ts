@@ -6,6 +6,7 @@ import { randomVariant, variantName, VARIANTS } from "../core/testdata/random_va
 import { randomSae } from "../formats/random_sae.ts";
 import type { SaeWeights } from "../core/sae.ts";
 import { nativeKernelsStatus } from "./native_library.ts";
+import { evalWithoutCompiler } from "./testdata/no_compiler.ts";
 import { createOrtEncoder } from "./ort_encoder.ts";
 import { compareToken } from "./testdata/compare_encoding.ts";
 import {
@@ -177,15 +178,10 @@ Deno.test("native watched batches: where the kernels cannot load, auto says why 
       try { await WatchedDots.open(sae, new Uint32Array([3]), "require"); }
       catch (e) { failed = e.name + ": " + e.message; }
       console.log(JSON.stringify({ kernel: auto.dots?.kernel, note: auto.note, failed }));`;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", script],
-      env: { CC: "/nonexistent/cc", LATENTWATCH_NATIVE_CACHE: cache },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
-    assert.ok(out.success, stderr);
-    const got = JSON.parse(new TextDecoder().decode(out.stdout));
+    const got = await evalWithoutCompiler<{ kernel: string; note: string; failed: string }>(
+      script,
+      cache,
+    );
     assert.equal(got.kernel, "wasm");
     assert.ok(got.note.length > 0, "auto says why");
     assert.equal(got.failed, `NativeKernelsUnavailableError: ${got.note}`);
