@@ -185,16 +185,16 @@ export async function benchServe(
         // frame published (generator's clock) → encoded and evaluated (ours): one host clock
         const now = hostNowMs();
         const origin = performance.timeOrigin;
-        frames.forEach((f, i) => {
+        for (const f of frames) {
           const sent = f.meta?.sent;
           encoded += f.tokens;
-          if (sent === undefined) return;
+          if (sent === undefined) continue;
           latencies.push(now - Number(sent));
-          const received = batch.receivedAt[i];
-          if (Number.isNaN(received)) return;
+          const received = batch.receivedAt(f);
+          if (received === undefined) continue;
           toSidecar.push(origin + received - Number(sent));
           inSidecar.push(batch.evaluatedAt - received);
-        });
+        }
         lastEncodedAt = performance.now();
         // credit in steps of a quarter of the window: each NATS publish is a socket write that,
         // on a small machine, costs the sidecar a context switch

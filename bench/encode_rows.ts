@@ -111,12 +111,14 @@ export async function benchWatched(
     while (watch.size < w) watch.add(Math.floor(rng.uniform() * shape.dSae));
     progress(`watched encode: ${w} of ${shape.dSae} latents`);
     const enc = await createOrtEncoder(sae, { watch: Uint32Array.from(watch).sort() });
+    // the watched encoder's counters: batches it computed itself, and with which kernel
+    const watchedStats = enc as { smallBatches?: number; watchedKernel?: string };
     // the best of interleaved turns, as the encode rows: one 0.7 s window slowed by the
     // machine's other work made a single full-run row 2× below --quick's (w256/b128)
     const kept = new Map<number, BenchResult>();
     for (let round = 1; round <= ENCODE_ROUNDS; round++) {
       for (const b of [1, 128]) {
-        const small = (enc as { smallBatches?: number }).smallBatches ?? 0;
+        const small = watchedStats.smallBatches ?? 0;
         const turn = await timeEncoder(
           `watched/${shape.label}-w${w}/b${b}`,
           enc,
@@ -124,10 +126,8 @@ export async function benchWatched(
           b,
         );
         // which kernel computed the product: the watched one, or onnxruntime past its limit
-        const ranHere = ((enc as { smallBatches?: number }).smallBatches ?? 0) > small;
-        turn.path = ranHere
-          ? `watched/${(enc as { watchedKernel?: string }).watchedKernel}`
-          : "watched/onnxruntime";
+        const ranHere = (watchedStats.smallBatches ?? 0) > small;
+        turn.path = ranHere ? `watched/${watchedStats.watchedKernel}` : "watched/onnxruntime";
         kept.set(b, bestTurn(kept.get(b), turn, null, round));
       }
     }

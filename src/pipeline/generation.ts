@@ -321,6 +321,6 @@ function kernelFields(encoder: Encoder): { kernels?: string; kernels_note?: stri
   };
   return {
     kernels: e.int8Kernel ?? e.watchedKernel,
-    kernels_note: e.int8Kernel !== undefined ? e.int8KernelNote : e.watchedKernelNote,
+    kernels_note: e.int8KernelNote ?? e.watchedKernelNote,
   };
 }

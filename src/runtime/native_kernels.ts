@@ -1,7 +1,7 @@
 /**
  * The candidate encoder's hot loops in native code (`native/kernels.c`):
  * the int8 product of the first pass (`acc = Σ (q − 128)·Ŵ`, exact int32,
- * AVX-512 VNNI: about twice onnxruntime's `MatMulInteger` on the bench
+ * AVX-512 VNNI: about 1.6× onnxruntime's `MatMulInteger` on the bench
  * machine), TopK's scores and k-th, the candidate scan (the same f64
  * arithmetic as `candidate_scan.ts`) and the exact f32 dots of the second
  * pass (AVX-512 FMA, the next weight row prefetched). `native_library.ts`

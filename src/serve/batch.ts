@@ -42,8 +42,8 @@ export interface BatchStagesOptions {
 
 /** What the `onEncoded` hook learns about a batch besides its frames and latents. */
 export interface EncodedBatch {
-  /** Each frame's arrival at the sidecar (`performance.now()`); NaN where it is not known. */
-  receivedAt: readonly number[];
+  /** A frame's arrival at the sidecar (`performance.now()`), where it is known. */
+  receivedAt: (frame: Frame) => number | undefined;
   /** When the batch's evaluation finished (`performance.now()`). */
   evaluatedAt: number;
 }
@@ -74,11 +74,14 @@ export type OnEncoded = (
  */
 export class BatchStages {
   readonly #o: BatchStagesOptions;
+  /** The `onEncoded` hook's view of arrival times (made once, not per batch). */
+  readonly #receivedAt: (frame: Frame) => number | undefined;
   /** Reused across batches to gather their frames' rows. */
   readonly #scratch: Scratch = { data: new Float32Array(0) };
 
   constructor(opts: BatchStagesOptions) {
     this.#o = opts;
+    this.#receivedAt = (frame) => opts.taps.receivedAt(frame);
   }
 
   /** Encode, evaluate, answer and deliver one batch. */
@@ -104,13 +107,11 @@ export class BatchStages {
     this.#o.evidence.remember(frames);
     const outcome = evaluator.evaluateBatch(gen, frames, latents);
     const evaluatedAt = performance.now();
-    const arrivals = this.#o.onEncoded ? new Array<number>(frames.length).fill(NaN) : null;
     outcome.frames.forEach((o, i) => {
       const frame = frames[i];
       const receivedAt = taps.receivedAt(frame);
       if (receivedAt !== undefined) {
         t.observe("latentwatch.frame.latency", (evaluatedAt - receivedAt) / 1000);
-        if (arrivals) arrivals[i] = receivedAt;
       }
       if ("error" in o) {
         // one frame's failure must not cost the batch's other frames their evaluation
@@ -140,7 +141,7 @@ export class BatchStages {
     if (alerts.length > 0) await this.#attachEvidence(gen, alerts);
     this.#o.delivery.deliver(alerts, frames);
     reportEngine(evaluator.stats, t);
-    this.#o.onEncoded?.(frames, latents, { receivedAt: arrivals ?? [], evaluatedAt });
+    this.#o.onEncoded?.(frames, latents, { receivedAt: this.#receivedAt, evaluatedAt });
   }
 
   /** A batch that could not be encoded: its frames are counted as dropped, gated ones answered. */
