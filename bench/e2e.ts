@@ -343,11 +343,18 @@ export async function benchServe(
     // 4. the floor: the same open loads to a bare subscriber in this process, sidecar stopped
     const floor = await connectNatsBus({ url: server.url, name: "bench-floor" });
     let received = 0;
-    const sub = floor.subscribe(tapSubjectFilter(BENCH_MODEL, BENCH_HOOK), (msg) => {
-      const sent = msg.headers["Lw-Meta-sent"];
-      if (sent !== undefined) latencies.push(hostNowMs() - Number(sent));
-      received += tokensPerFrame;
-    });
+    // it reads one header and keeps nothing, so it borrows its messages as the pipeline does
+    // (the connection then reuses its read chunks instead of driving full collections here)
+    const sub = floor.subscribe(
+      tapSubjectFilter(BENCH_MODEL, BENCH_HOOK),
+      (msg) => {
+        const sent = msg.headers["Lw-Meta-sent"];
+        if (sent !== undefined) latencies.push(hostNowMs() - Number(sent));
+        received += tokensPerFrame;
+      },
+      undefined,
+      { borrows: true },
+    );
     if (plan.floorLoads.length > 0) {
       // a second at the first load, not measured: the stopped monitor's clean-up and the new
       // subscription's first messages otherwise land in the first row (messages lost as a slow consumer)

@@ -48,6 +48,19 @@ export class BusRequestError extends Error {
   }
 }
 
+/** Options of {@linkcode Bus.subscribe}. */
+export interface SubscribeOptions {
+  /**
+   * The handler borrows each message's `data`: it reads or copies the bytes
+   * before it returns and keeps no view of them, so the bus may reuse them
+   * for later messages (NATS: the connection's read chunks, without which a
+   * fast subscriber's reads drive V8's full collections; `read_chunks.ts`).
+   * The memory bus overwrites a borrowed message's bytes once its handler
+   * returns, so a handler that keeps a view fails its tests.
+   */
+  borrows?: boolean;
+}
+
 /** A live subscription. */
 export interface BusSubscription {
   unsubscribe(): void;
@@ -149,6 +162,7 @@ export interface Bus {
     subject: string,
     handler: (msg: BusMessage) => void,
     onError?: (err: Error) => void,
+    opts?: SubscribeOptions,
   ): BusSubscription;
   /** Create the stream if missing (or check it matches). */
   ensureStream(spec: StreamSpec): Promise<void>;

@@ -27,11 +27,8 @@ import {
   type Transport,
 } from "@nats-io/transport-node";
 import { NodeTransport } from "@nats-io/transport-node/node_transport";
+import { type ChunkLoans, ReadChunks, type ReadChunkStats } from "./read_chunks.ts";
 
-/** Bytes in each read chunk: a message kept alive keeps at most this much with it. */
-const CHUNK_BYTES = 256 << 10;
-/** A chunk with less free space than this is retired and a fresh one started. */
-const MIN_READ_BYTES = 64 << 10;
 /** Reads up to this size (PINGs, acks, small requests) are copied out, so the chunk is reused. */
 const COPY_READ_BYTES = 4096;
 /** How long a close waits for queued bytes to be written before it closes the socket anyway. */
@@ -73,8 +70,7 @@ export class DenoTransport implements Transport {
   #done = false;
   #closed = deferred<void | Error>();
   #peeked: Uint8Array | null = null;
-  #chunk = new Uint8Array(0);
-  #chunkUsed = 0;
+  readonly #chunks = new ReadChunks();
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;
   #writing: Promise<void> | null = null;
@@ -147,18 +143,27 @@ export class DenoTransport implements Transport {
 
   /** Read once into the current chunk and return a view of what arrived (null at EOF). */
   async #readView(): Promise<Uint8Array | null> {
-    if (this.#chunk.length - this.#chunkUsed < MIN_READ_BYTES) {
-      // the old chunk lives on while the parser or messages still hold views of it
-      this.#chunk = new Uint8Array(CHUNK_BYTES);
-      this.#chunkUsed = 0;
-    }
-    const start = this.#chunkUsed;
-    const n = await this.#conn!.read(this.#chunk.subarray(start));
+    // a retired chunk lives on while messages still view it, unless they all borrowed theirs
+    const room = this.#chunks.space();
+    const n = await this.#conn!.read(room);
     if (n === null) return null;
     // small reads are copied: a small message kept for long then holds 4 KiB, not a chunk
-    if (n <= COPY_READ_BYTES) return this.#chunk.slice(start, start + n);
-    this.#chunkUsed = start + n;
-    return this.#chunk.subarray(start, start + n);
+    if (n <= COPY_READ_BYTES) return room.slice(0, n);
+    return this.#chunks.commit(n);
+  }
+
+  /**
+   * Reuse read chunks whose messages all went to borrowing handlers, as
+   * `loans` counts them (the bus that owns this connection; see
+   * `read_chunks.ts`). Without it every chunk is left to the garbage collector.
+   */
+  lendChunksWhen(loans: ChunkLoans): void {
+    this.#chunks.lendWhen(loans);
+  }
+
+  /** Read chunks allocated, reused and left to the garbage collector on this connection. */
+  get readChunkStats(): ReadChunkStats {
+    return this.#chunks.stats();
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<Uint8Array> {

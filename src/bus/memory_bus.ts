@@ -20,6 +20,7 @@ import {
   type BusSubscription,
   type DurableAck,
   type StreamSpec,
+  type SubscribeOptions,
 } from "./bus.ts";
 
 /** A subject or subscription filter is not valid NATS syntax. */
@@ -84,7 +85,12 @@ interface Sub {
   tokens: string[];
   handler: (msg: BusMessage) => void;
   active: boolean;
+  /** Borrows its messages: handed a copy that is overwritten once it returns. */
+  borrows: boolean;
 }
+
+/** What a borrowed message's bytes become once its handler returns (0xff bytes: f32 NaN). */
+export const BORROWED_FILL = 0xff;
 
 interface Stream {
   spec: StreamSpec;
@@ -235,9 +241,19 @@ export class MemoryBus implements Bus {
    * sub.unsubscribe();
    * ```
    */
-  subscribe(subject: string, handler: (msg: BusMessage) => void): BusSubscription {
+  subscribe(
+    subject: string,
+    handler: (msg: BusMessage) => void,
+    _onError?: (err: Error) => void,
+    opts: SubscribeOptions = {},
+  ): BusSubscription {
     this.#checkOpen("subscribe");
-    const sub: Sub = { tokens: splitSubject(subject, true), handler, active: true };
+    const sub: Sub = {
+      tokens: splitSubject(subject, true),
+      handler,
+      active: true,
+      borrows: opts.borrows ?? false,
+    };
     this.#subs.push(sub);
     return {
       unsubscribe: () => {
@@ -413,10 +429,15 @@ export class MemoryBus implements Bus {
         for (const sub of next.subs) {
           if (!sub.active) continue;
           const msg: BusMessage = { ...next.msg, headers: { ...next.msg.headers } };
+          // a borrowing handler's bytes are its own copy, scribbled over when it returns,
+          // as NATS reuses them: a view kept past the return reads NaNs here too
+          if (sub.borrows) msg.data = msg.data.slice();
           try {
             sub.handler(msg);
           } catch (err) {
             this.#onHandlerError(err, msg);
+          } finally {
+            if (sub.borrows) msg.data.fill(BORROWED_FILL);
           }
         }
       }

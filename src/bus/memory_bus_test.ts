@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { BusMessage } from "./bus.ts";
 import {
+  BORROWED_FILL,
   BusClosedError,
   MaxPayloadError,
   MemoryBus,
@@ -176,4 +177,25 @@ Deno.test("memory bus: close stops everything", async () => {
   await assert.rejects(bus.flush(), BusClosedError);
   await assert.rejects(bus.publishDurable("s", bytes(), "1"), BusClosedError);
   assert.deepEqual(got, []);
+});
+
+Deno.test("memory bus: a borrowing handler's bytes are written over once it returns", () => {
+  const bus = new MemoryBus();
+  const borrowedViews: Uint8Array[] = [];
+  const keptViews: Uint8Array[] = [];
+  const during: number[][] = [];
+  bus.subscribe(
+    "s",
+    (m) => {
+      during.push([...m.data]);
+      borrowedViews.push(m.data); // a bug a borrowing handler must not have: caught here
+    },
+    undefined,
+    { borrows: true },
+  );
+  bus.subscribe("s", (m) => keptViews.push(m.data));
+  bus.publish("s", bytes(1, 2, 3));
+  assert.deepEqual(during, [[1, 2, 3]], "the handler reads the message while it runs");
+  assert.deepEqual([...borrowedViews[0]], [BORROWED_FILL, BORROWED_FILL, BORROWED_FILL]);
+  assert.deepEqual([...keptViews[0]], [1, 2, 3], "a plain subscription keeps its bytes");
 });

@@ -24,8 +24,11 @@ import {
   type DurableAck,
   type LeaseSpec,
   type StreamSpec,
+  type SubscribeOptions,
   SubscriptionClosedError,
 } from "./bus.ts";
+import { ChunkLending } from "./chunk_lending.ts";
+import type { ReadChunkStats } from "./read_chunks.ts";
 import { classifyBusError } from "./errors.ts";
 import type { LeaseStore } from "./leases.ts";
 import { openNatsLeases } from "./nats_leases.ts";
@@ -125,9 +128,11 @@ export class NatsBus implements Bus {
   #lastError: { message: string; at: string } | undefined;
   #probeTimer: ReturnType<typeof setInterval> | undefined;
   #probing = false;
+  readonly #lending: ChunkLending;
 
   constructor(nc: NatsConnection, opts: NatsBusOptions) {
     this.#nc = nc;
+    this.#lending = new ChunkLending(nc);
     this.#opts = opts;
     this.#js = jetstream(nc);
     this.#ackTimeoutMs = opts.ackTimeoutMs ?? 5000;
@@ -145,6 +150,15 @@ export class NatsBus implements Bus {
       delivering: this.connected && this.#delivering,
       ...(this.#lastError ? { lastError: { ...this.#lastError } } : {}),
     };
+  }
+
+  /**
+   * The connection's read chunks: allocated, reused (their messages all went
+   * to borrowing subscriptions) and left to the garbage collector; null on the
+   * Node transport.
+   */
+  get readChunks(): ReadChunkStats | null {
+    return this.#lending.stats;
   }
 
   #noteError(message: string): void {
@@ -246,7 +260,9 @@ export class NatsBus implements Bus {
     subject: string,
     handler: (msg: BusMessage) => void,
     onError?: (err: Error) => void,
+    opts: SubscribeOptions = {},
   ): BusSubscription {
+    const lending = opts.borrows ? this.#lending : null;
     const report = (err: Error) => {
       this.#noteError(err.message);
       try {
@@ -264,6 +280,7 @@ export class NatsBus implements Bus {
           callback: (err, msg) => {
             try {
               if (err) return report(err);
+              lending?.borrowedOne();
               handler(toBusMessage(msg));
             } catch (thrown) {
               report(new BusHandlerError(subject, { cause: thrown }));

@@ -22,7 +22,10 @@ const u32Scratch = new Uint32Array(f32Scratch.buffer);
  * f16ToF32(new Uint16Array([0x3c00])); // Float32Array [1]
  * ```
  */
-export function f16ToF32(src: Uint16Array, out = new Float32Array(src.length)): Float32Array {
+export function f16ToF32(
+  src: Uint16Array,
+  out: Float32Array = new Float32Array(src.length),
+): Float32Array {
   const halves = new Float16Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0; i < src.length; i++) out[i] = halves[i];
   return out;
@@ -82,23 +85,35 @@ export function f32ToBf16(src: Float32Array, out = new Uint16Array(src.length)):
 
 /**
  * Decode little-endian tensor bytes of `dtype` into f32. For f32 input whose
- * offset is 4-byte aligned this returns a view, not a copy.
+ * offset is 4-byte aligned this returns a view, not a copy, unless `out`
+ * (room for exactly the values) is given: then the values are written there.
  *
  * @example
  * ```ts
  * toF32(new Uint8Array([0, 0, 0x80, 0x3f]), "f32"); // Float32Array [1]
  * ```
  */
-export function toF32(bytes: Uint8Array, dtype: Dtype): Float32Array {
+export function toF32(
+  bytes: Uint8Array,
+  dtype: Dtype,
+  out?: Float32Array,
+): Float32Array {
   const n = bytes.byteLength / BYTES_PER_ELEMENT[dtype];
+  if (out !== undefined && out.length !== n) {
+    throw new RangeError(`toF32: expected room for ${n} values, found ${out.length}`);
+  }
   if (dtype === "f32") {
+    if (out !== undefined) {
+      new Uint8Array(out.buffer, out.byteOffset, bytes.byteLength).set(bytes);
+      return out;
+    }
     if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, n);
     return new Float32Array(copyBytes(bytes).buffer);
   }
   const halves = bytes.byteOffset % 2 === 0
     ? new Uint16Array(bytes.buffer, bytes.byteOffset, n)
     : new Uint16Array(copyBytes(bytes).buffer);
-  return dtype === "f16" ? f16ToF32(halves) : bf16ToF32(halves);
+  return dtype === "f16" ? f16ToF32(halves, out) : bf16ToF32(halves, out);
 }
 
 /**

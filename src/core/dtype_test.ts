@@ -43,3 +43,18 @@ Deno.test("dtype: toF32 of aligned f32 bytes is a view, not a copy", () => {
   bytes.set(new Uint8Array(new Float32Array([9]).buffer), 0);
   assert.equal(v[0], 9);
 });
+
+Deno.test("toF32 into given room: every dtype written there, a wrong size refused", () => {
+  const cases = [
+    ["f32", new Uint8Array(new Float32Array([1.5, -4]).buffer)],
+    ["f16", new Uint8Array([0x00, 0x3e, 0x00, 0xc4])], // 1.5, -4
+    ["bf16", new Uint8Array([0xc0, 0x3f, 0x80, 0xc0])], // 1.5, -4
+  ] as const;
+  for (const [dtype, bytes] of cases) {
+    const room = new Float32Array(4).subarray(1, 3);
+    const out = toF32(bytes, dtype, room);
+    assert.equal(out, room, dtype);
+    assert.deepEqual([...room], [1.5, -4], dtype);
+  }
+  assert.throws(() => toF32(cases[0][1], "f32", new Float32Array(3)), /room for 2 values, found 3/);
+});

@@ -41,6 +41,8 @@ export interface FrameExpect {
  * (field `Lw-Model` or `Lw-Hook` for the checks here; `header_syntax`,
  * `header_name` or `header_encoding` for a header block the bus could not
  * read in full). A header the bus saw twice is rejected by the decoder.
+ * `copyData`: the message's bytes are reused once this returns (a borrowing
+ * subscription), so the activations are copied even where they could be viewed.
  *
  * @example Decode a frame for gpt2's layer 6
  * ```ts
@@ -55,7 +57,11 @@ export interface FrameExpect {
  * frame.tokens; // 1
  * ```
  */
-export function decodeMonitorFrame(msg: RawFrame, expect: FrameExpect): Frame {
+export function decodeMonitorFrame(
+  msg: RawFrame,
+  expect: FrameExpect,
+  opts: { copyData?: boolean } = {},
+): Frame {
   if (msg.headerProblem) {
     const id = msg.headers["Lw-Request-Id"];
     throw new FrameError(
@@ -70,6 +76,7 @@ export function decodeMonitorFrame(msg: RawFrame, expect: FrameExpect): Frame {
   }
   const frame = decodeFrame(msg.subject, msg.headers, msg.data, {
     dModel: expect.dIn,
+    ...(opts.copyData ? { copyData: true } : {}),
     ...(msg.repeatedHeaders ? { repeated: msg.repeatedHeaders } : {}),
   });
   const where = { subject: msg.subject, requestId: frame.requestId };

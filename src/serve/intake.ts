@@ -99,7 +99,8 @@ export class Intake {
     this.#o.onMessage?.(msg);
     let frame: Frame;
     try {
-      frame = decodeMonitorFrame(msg, this.#o.expect);
+      // the pipeline's subscription borrows its messages: the bus reuses their bytes
+      frame = decodeMonitorFrame(msg, this.#o.expect, { copyData: true });
     } catch (err) {
       this.#rejected(msg, err);
       return;

@@ -242,6 +242,8 @@ export class Pipeline {
         this.#o.telemetry.add("latentwatch.bus.errors", 1, { type: "subscription" });
         this.#o.log.error("subscription.error", { subject, error: err.message });
       },
+      // intake copies what it keeps (the activations into the shared slabs, headers as strings)
+      { borrows: true },
     );
   }
 

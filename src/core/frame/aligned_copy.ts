@@ -109,19 +109,35 @@ export function alignedF32Copy(bytes: Uint8Array): Float32Array {
   if (n % 4 !== 0) {
     throw new RangeError(`alignedF32Copy: expected a multiple of 4 bytes, found ${n}`);
   }
+  const out = slabF32(n / 4);
+  new Uint8Array(out.buffer, out.byteOffset, n).set(bytes);
+  return out;
+}
+
+/**
+ * `length` f32 values of room carved from the current slab (contents
+ * undefined: a reused slab holds earlier frames' values), handed back with
+ * {@linkcode releaseAlignedCopy} like a copy. Widened f16/bf16 payloads are
+ * written here.
+ *
+ * @example
+ * ```ts
+ * import { releaseAlignedCopy, slabF32 } from "./aligned_copy.ts";
+ * const room = slabF32(768);
+ * room.fill(0);
+ * releaseAlignedCopy(room);
+ * ```
+ */
+export function slabF32(length: number): Float32Array {
+  const n = length * 4;
   if (n === 0) return new Float32Array(0); // an end-of-request marker: nothing to carve
-  if (n > SLAB_BYTES / 4) {
-    const own = new Float32Array(n / 4);
-    new Uint8Array(own.buffer).set(bytes);
-    return own;
-  }
+  if (n > SLAB_BYTES / 4) return new Float32Array(length);
   const size = (n + 7) & ~7;
   if (used + size > current.buffer.byteLength) {
     current = nextSlab();
     used = 0;
   }
-  new Uint8Array(current.buffer, used, n).set(bytes);
-  const out = new Float32Array(current.buffer, used, n / 4);
+  const out = new Float32Array(current.buffer, used, length);
   used += size;
   current.out++;
   owners.set(out, current);

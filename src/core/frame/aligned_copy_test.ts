@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { alignedF32Copy, releaseAlignedCopy, SLAB_BYTES, slabStats } from "./aligned_copy.ts";
+import {
+  alignedF32Copy,
+  releaseAlignedCopy,
+  SLAB_BYTES,
+  slabF32,
+  slabStats,
+} from "./aligned_copy.ts";
 
 /** Little-endian f32 bytes of `values`, written by DataView (independent of the code under test). */
 function unalignedBytes(values: number[], offset: number): Uint8Array {
@@ -109,4 +115,21 @@ Deno.test("aligned copy: a copy handed back again after its slab was reused does
   const later = [20, 21, 22, 23, 24, 25, 26, 27].map((v) => alignedF32Copy(bytes(v)));
   assert.ok(later.every((c) => c.buffer !== reusedFrom), "not reused while its copies are out");
   second.forEach((c, i) => assert.ok(c.every((v) => v === 10 + i), `copy ${i} kept its values`));
+});
+
+Deno.test("aligned copy: slabF32 room is carved like a copy and handed back the same way", () => {
+  const a = slabF32(16), b = slabF32(16);
+  assert.equal(a.buffer, b.buffer, "consecutive rooms share a slab");
+  assert.ok(b.byteOffset >= a.byteOffset + 64, "rooms do not overlap");
+  a.fill(1);
+  b.fill(2);
+  assert.deepEqual([...new Set(a)], [1]);
+  releaseAlignedCopy(a);
+  releaseAlignedCopy(b);
+  assert.equal(slabF32(0).length, 0);
+  assert.equal(
+    slabF32(SLAB_BYTES).buffer.byteLength,
+    SLAB_BYTES * 4,
+    "a large room is its own buffer",
+  );
 });

@@ -7,7 +7,7 @@
  * @module
  */
 import { BYTES_PER_ELEMENT, type Dtype, toF32 } from "../dtype.ts";
-import { alignedF32Copy, releaseAlignedCopy } from "./aligned_copy.ts";
+import { releaseAlignedCopy, slabF32 } from "./aligned_copy.ts";
 import {
   firstNonFinite,
   type Frame,
@@ -43,6 +43,12 @@ export interface DecodeFrameOptions {
    * spellings of one header, when it is one the decoder reads.
    */
   repeated?: readonly string[];
+  /**
+   * The payload's bytes are reused once decoding returns (a borrowing bus
+   * subscription): the values are always copied, into the shared slabs
+   * (`aligned_copy.ts`), even from an aligned f32 payload.
+   */
+  copyData?: boolean;
 }
 
 /**
@@ -52,7 +58,8 @@ export interface DecodeFrameOptions {
  * names match case-insensitively; unknown headers are ignored. An invalid
  * `traceparent` is dropped (with its `tracestate`), as W3C Trace Context
  * prescribes, instead of failing the frame. f32 payloads at a 4-aligned
- * offset decode to a zero-copy view; f16/bf16 are widened exactly.
+ * offset decode to a zero-copy view (unless `copyData`); f16/bf16 are widened
+ * exactly.
  *
  * @example
  * ```ts
@@ -198,10 +205,11 @@ export function decodeFrame(
     if (tracestate !== undefined) frame.tracestate = tracestate;
   }
 
-  // an unaligned f32 payload (most, from NATS) is copied into a shared slab, not a buffer of its own
-  const data = dtype === "f32" && payload.byteOffset % 4 !== 0
-    ? alignedF32Copy(payload)
-    : toF32(payload, dtype);
+  // an unaligned f32 payload (most, from NATS), a payload whose bytes are reused and every
+  // widened f16/bf16 one go into a shared slab, not a buffer of their own
+  const data = dtype === "f32" && payload.byteOffset % 4 === 0 && !expect.copyData
+    ? toF32(payload, dtype)
+    : toF32(payload, dtype, slabF32(payload.byteLength / BYTES_PER_ELEMENT[dtype]));
   const bad = firstNonFinite(data);
   if (bad >= 0) throw nonFinite(data[bad], bad, dModel, position, "", where);
   frame.data = data;

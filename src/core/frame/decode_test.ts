@@ -66,6 +66,25 @@ Deno.test("frame: f32 payload at an aligned offset is a zero-copy view; misalign
   assert.notEqual(copied.data.buffer, buf);
 });
 
+Deno.test("frame: copyData copies even an aligned f32 payload, so its bytes can be reused", () => {
+  const buf = new ArrayBuffer(16);
+  const bytes = new Uint8Array(buf, 4, 8);
+  bytes.set([0, 0, 0xc0, 0x3f, 0, 0, 0x80, 0xc0]); // 1.5, -4
+  const h = hdrs({ "Lw-Dtype": "f32", "Lw-Shape": "1,2" });
+  const f = decodeFrame(SUBJ, h, bytes, { dModel: 2, copyData: true });
+  bytes.fill(0xff); // the bus reads the next message into the same bytes
+  assert.deepEqual([...f.data], [1.5, -4]);
+  assert.notEqual(f.data.buffer, buf);
+  assert.equal(f.data.byteOffset % 4, 0);
+});
+
+Deno.test("frame: widened f16/bf16 values do not view the payload", () => {
+  const p = new Uint8Array([0x00, 0x3c, 0x00, 0xb8]); // f16 1, -0.5
+  const f = decode(hdrs({ "Lw-Dtype": "f16", "Lw-Shape": "1,2" }), p);
+  p.fill(0);
+  assert.deepEqual([...f.data], [1, -0.5]);
+});
+
 Deno.test("frame: f16 payload is widened", () => {
   // f16: 1 = 0x3c00, -0.5 = 0xb800, 65504 = 0x7bff
   const p = new Uint8Array([0x00, 0x3c, 0x00, 0xb8, 0xff, 0x7b]);
