@@ -41,6 +41,7 @@ import type { SaeWeights } from "../src/core/sae.ts";
 import { bf16ToF32, f32ToBf16 } from "../src/core/dtype.ts";
 import { writeNpy } from "../src/formats/npy.ts";
 import { Rng } from "../src/core/random.ts";
+import { SIDECAR_V8_FLAGS } from "../src/shared/v8_flags.ts";
 import { benchGate } from "./gate.ts";
 import { benchPythonGate } from "./python_gate.ts";
 import { encodeChart, latencyChart } from "./chart.ts";
@@ -303,6 +304,8 @@ async function benchServeChild(arch: "topk" | "jumprelu"): Promise<BenchResult[]
   const args = [
     "run",
     "-A",
+    // the sidecar runs here: with the V8 heap setting every launch of serve has
+    SIDECAR_V8_FLAGS,
     "--config",
     new URL("../deno.json", import.meta.url).pathname,
     new URL("./e2e.ts", import.meta.url).pathname,

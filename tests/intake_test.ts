@@ -80,6 +80,10 @@ Deno.test("intake: bad header names and encodings are rejected by reason, and in
     assert.equal(stats.nats.connected, true);
     assert.equal(stats.nats.delivering, true);
     assert.equal(stats.nats.subscribed, true);
+    // the Deno transport (the default) reports its read chunks; the tap subscription borrows
+    const chunks = stats.nats.read_chunks;
+    assert.ok(chunks.allocated >= 1, JSON.stringify(chunks));
+    assert.deepEqual(Object.keys(chunks).sort(), ["allocated", "kept", "reused"]);
   } finally {
     await h.stop();
   }

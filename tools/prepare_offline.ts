@@ -40,6 +40,7 @@ import { fileURLToPath } from "node:url";
 import { join, resolve } from "node:path";
 import process from "node:process";
 import { buildNativeKernels } from "../src/runtime/native_kernels.ts";
+import { SIDECAR_V8_FLAGS } from "../src/shared/v8_flags.ts";
 
 /** The repository root this script belongs to. */
 export const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -50,8 +51,8 @@ export const OFFLINE_FILES = ["deno.json", "deno.lock", "src", "monitors", "poli
 /** Where a prepared folder keeps the native CPU kernels (`LATENTWATCH_NATIVE_CACHE` there). */
 export const NATIVE_KERNELS_DIR = "native-kernels";
 
-/** The flags every run from a prepared folder needs: no fetch, no lockfile change. */
-export const OFFLINE_RUN_FLAGS = ["--cached-only", "--frozen"] as const;
+/** The flags every run from a prepared folder takes: no fetch, no lockfile change, V8's heap. */
+export const OFFLINE_RUN_FLAGS = ["--cached-only", "--frozen", SIDECAR_V8_FLAGS] as const;
 
 /** How {@linkcode prepareOffline} prepares a folder. */
 export interface PrepareOptions {

@@ -7,6 +7,7 @@
  */
 import type { HeaderProblem } from "./nats_headers.ts";
 import type { LeaseStore } from "./leases.ts";
+import type { ReadChunkStats } from "./read_chunks.ts";
 
 export type { HeaderProblem } from "./nats_headers.ts";
 
@@ -184,5 +185,11 @@ export interface Bus {
   readonly connected: boolean;
   /** Delivery health beyond `connected` (buses without a liveness probe leave it out). */
   readonly health?: BusHealth;
+  /**
+   * The connection's read chunks: allocated, reused for borrowing
+   * subscriptions, and left to the garbage collector (NATS over the Deno
+   * transport; null or absent elsewhere).
+   */
+  readonly readChunks?: ReadChunkStats | null;
   close(): Promise<void>;
 }

@@ -67,6 +67,7 @@ export function monitorStats(ctx: MonitorContext): Record<string, unknown> {
       delivering: bus ? (bus.health?.delivering ?? bus.connected) : false,
       subscribed: pipeline?.subscribed ?? false,
       ...(bus?.health?.lastError ? { last_error: bus.health.lastError } : {}),
+      ...(bus?.readChunks ? { read_chunks: bus.readChunks } : {}),
     },
     saes: [...ctx.models?.saes ?? []].map(([id, s]) => ({
       id,
