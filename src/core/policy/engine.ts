@@ -257,6 +257,12 @@ export class PolicyEngine {
     excepted: 0,
   };
   #mark = new Int32Array(0);
+  /**
+   * The current token's candidate rules (each once: `#mark`), kept here rather than in an array
+   * per call: an emptied array gives its storage back, and regrowing it for every token was the
+   * largest allocation of a watched `serve` (about 20 MB/s at half load).
+   */
+  #candidates = new Int32Array(0);
   /** Per rule: its scope's bit (SCOPE_BIT) and start slot (SCOPE_SLOT), read per hit. */
   #scopeBit = new Uint8Array(0);
   #scopeSlot = new Uint8Array(0);
@@ -308,6 +314,7 @@ export class PolicyEngine {
 
   #install(set: CompiledPolicySet): void {
     this.#mark = new Int32Array(set.rules.length);
+    this.#candidates = new Int32Array(set.rules.length);
     this.#scopeBit = Uint8Array.from(set.rules, (r) => SCOPE_BIT[r.scope]);
     this.#scopeSlot = Uint8Array.from(set.rules, (r) => SCOPE_SLOT[r.scope]);
     this.#stamp = 0;
@@ -405,7 +412,8 @@ export class PolicyEngine {
     const scopeBit = this.#scopeBit;
     const scopeSlot = this.#scopeSlot;
     const env = this.#env;
-    const candidates: number[] = [];
+    const candidates = this.#candidates;
+    let count = 0;
     let held: Map<number, Held> | null = null;
 
     let t = 0;
@@ -423,7 +431,7 @@ export class PolicyEngine {
       ps.push(t, v, req.start[SCOPE_SLOT[rule.scope]]);
       if (rule.tests[test].trigger && mark[r] !== stamp) {
         mark[r] = stamp;
-        candidates.push(r);
+        candidates[count++] = r;
       }
     };
     for (let i = 0; i < batch.tokens; i++) {
@@ -478,10 +486,11 @@ export class PolicyEngine {
           }
         }
       }
-      if (candidates.length === 0) continue;
-      // rule order, so firings come out in rule order
-      if (candidates.length > 1) candidates.sort((x, y) => x - y);
-      for (const r of candidates) {
+      if (count === 0) continue;
+      // in the order their latents came: each rule's state is its own, and the firings are
+      // put in rule order at the end
+      for (let c = 0; c < count; c++) {
+        const r = candidates[c];
         const rule = rules[r];
         env.rs = req.rules.get(r)!;
         env.rule = rule;
@@ -506,7 +515,7 @@ export class PolicyEngine {
             : this.#completion(rule, leaves, env, batch, i, before, h),
         );
       }
-      candidates.length = 0;
+      count = 0;
     }
     if (held === null) return [];
     const out: Firing[] = [];

@@ -757,3 +757,18 @@ Deno.test("engine (lazy, indexed) = naive per-token reference on random rules an
     assert.ok(firings > 20, `seed ${seed}: only ${firings} firings compared`);
   }
 });
+
+Deno.test("engine: firings come out in rule order when latent order is the reverse (few and many)", () => {
+  for (const n of [5, 32, 33, 60]) {
+    // rule i watches latent n - 1 - i: candidates arrive in reverse rule order
+    const e = new PolicyEngine(compilePolicySet(
+      [file(Array.from({ length: n }, (_, i) => everyTime(`r${i}`, test(latent(n - 1 - i), 0))))],
+      new Map<string, SignalInfo>([["res", { kind: "sae", dSae: 128 }]]),
+    ));
+    const row = sparse(Array.from({ length: n }, (_, l) => [l, 1 + l] as [number, number]));
+    const fs = e.evaluate(batch(`req-${n}`, 0, [row, row]));
+    const want = Array.from({ length: n }, (_, i) => [`r${i}`, [0, 1]]);
+    assert.deepEqual(fired(fs), want, `${n} rules`);
+    assert.deepEqual(fs.map((f) => f.value), Array.from({ length: n }, (_, i) => n - i), `${n}`);
+  }
+});
