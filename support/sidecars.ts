@@ -8,6 +8,7 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../src/bus/nats_server.ts";
+import { SIDECAR_V8_FLAGS } from "../src/shared/v8_flags.ts";
 
 /**
  * The CLI entry point, `src/main.ts`, as an absolute path: run as a child
@@ -33,7 +34,16 @@ export function startSidecar(
   extraArgs: string[] = [],
 ): Sidecar {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", LATENTWATCH_MAIN, "serve", "--monitor", file, ...extraArgs],
+    args: [
+      "run",
+      "-A",
+      SIDECAR_V8_FLAGS,
+      LATENTWATCH_MAIN,
+      "serve",
+      "--monitor",
+      file,
+      ...extraArgs,
+    ],
     env: { NO_COLOR: "1" },
     stdout: "null",
     stderr: "piped",

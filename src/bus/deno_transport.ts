@@ -161,9 +161,12 @@ export class DenoTransport implements Transport {
     this.#chunks.lendWhen(loans);
   }
 
-  /** Read chunks allocated, reused and left to the garbage collector on this connection. */
-  get readChunkStats(): ReadChunkStats {
-    return this.#chunks.stats();
+  /**
+   * Read chunks allocated, reused and left to the garbage collector on this
+   * connection; null when it went to nats.js's Node transport for TLS.
+   */
+  get readChunkStats(): ReadChunkStats | null {
+    return this.#tls ? null : this.#chunks.stats();
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<Uint8Array> {

@@ -10,7 +10,8 @@
  * client cannot say that, but its subscribers can: a handler that *borrows*
  * its message (reads or copies the bytes before it returns, keeps no view)
  * is counted. When every message parsed while a chunk was current went to
- * borrowing handlers, the chunk goes back to a small pool; otherwise it is
+ * borrowing handlers, the chunk is kept and read into again from its start
+ * (it is retired only once all of it was read and parsed); otherwise it is
  * left to the garbage collector, as before. A message split across two reads
  * is assembled in the parser's own copy, so it views neither chunk.
  *
@@ -21,8 +22,8 @@
 export const CHUNK_BYTES = 256 << 10;
 /** A chunk with less free space than this is retired and another started. */
 export const MIN_READ_BYTES = 64 << 10;
-/** Retired chunks kept for reuse, at most. */
-export const POOL_CHUNKS = 2;
+/** Retired chunks kept for reuse, at most (the one retired is taken again at once). */
+export const POOL_CHUNKS = 1;
 
 /**
  * Two running totals, read when a chunk is retired: the chunk is reused when

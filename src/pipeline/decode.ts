@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { decodeFrame } from "../core/frame/decode.ts";
+import { decodeFrame, releaseFrameData } from "../core/frame/decode.ts";
 import { type Frame, FrameError } from "../core/frame/format.ts";
 
 /** The header block could not be read in full (the bus's `HeaderProblem`). */
@@ -80,16 +80,14 @@ export function decodeMonitorFrame(
     ...(msg.repeatedHeaders ? { repeated: msg.repeatedHeaders } : {}),
   });
   const where = { subject: msg.subject, requestId: frame.requestId };
-  if (frame.model !== expect.model) {
-    throw new FrameError(
-      "Lw-Model",
-      JSON.stringify(expect.model),
-      JSON.stringify(frame.model),
-      where,
-    );
-  }
-  if (frame.hook !== expect.hook) {
-    throw new FrameError("Lw-Hook", JSON.stringify(expect.hook), JSON.stringify(frame.hook), where);
+  const wrong = frame.model !== expect.model
+    ? new FrameError("Lw-Model", JSON.stringify(expect.model), JSON.stringify(frame.model), where)
+    : frame.hook !== expect.hook
+    ? new FrameError("Lw-Hook", JSON.stringify(expect.hook), JSON.stringify(frame.hook), where)
+    : null;
+  if (wrong) {
+    releaseFrameData([frame]); // a copy's slab room goes back, as a processed frame's does
+    throw wrong;
   }
   return frame;
 }

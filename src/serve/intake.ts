@@ -9,6 +9,7 @@
  */
 import type { MicroBatcher } from "../core/batcher.ts";
 import { type Frame, FrameError } from "../core/frame/format.ts";
+import { releaseFrameData } from "../core/frame/decode.ts";
 import type { BusMessage } from "../bus/bus.ts";
 import {
   decodeMonitorFrame,
@@ -105,10 +106,14 @@ export class Intake {
       this.#rejected(msg, err);
       return;
     }
-    if (this.#o.partitions !== undefined && !this.#onItsPartition(frame, msg)) return;
+    if (this.#o.partitions !== undefined && !this.#onItsPartition(frame, msg)) {
+      releaseFrameData([frame]); // its copy's slab room goes back, as a processed frame's does
+      return;
+    }
     taps.remember(frame, msg, receivedAt);
     if (!this.#track(frame, msg.subject)) {
       if (msg.reply) taps.replyError(frame, "frame dropped: repeated seq");
+      releaseFrameData([frame]);
       return;
     }
     if (!batcher.offer(frame, msg.reply !== undefined)) {
@@ -126,6 +131,7 @@ export class Intake {
         queued_tokens: batcher.queuedTokens,
       });
       if (msg.reply) taps.replyError(frame, `frame dropped: ${reason}`);
+      releaseFrameData([frame]);
       return;
     }
     this.#accepted++;

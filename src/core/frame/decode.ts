@@ -211,7 +211,10 @@ export function decodeFrame(
     ? toF32(payload, dtype)
     : toF32(payload, dtype, slabF32(payload.byteLength / BYTES_PER_ELEMENT[dtype]));
   const bad = firstNonFinite(data);
-  if (bad >= 0) throw nonFinite(data[bad], bad, dModel, position, "", where);
+  if (bad >= 0) {
+    releaseAlignedCopy(data); // a rejected frame's slab room goes back like a processed one's
+    throw nonFinite(data[bad], bad, dModel, position, "", where);
+  }
   frame.data = data;
   return frame;
 }
