@@ -2,7 +2,8 @@
  * The contract every {@linkcode Bus} keeps, as a test suite each bus runs
  * (Hono-style shared tests): publish/subscribe with headers, request/reply
  * with its two failures (timeout, no responders) classified by
- * {@linkcode classifyBusError}, durable publishing with dedup by message id
+ * {@linkcode classifyBusError}, borrowing subscriptions, durable publishing
+ * with dedup by message id
  * (and the classified failure when no stream captures the subject), and
  * close.
  *
@@ -85,6 +86,31 @@ export function runBusContract(c: BusContract): void {
     sub.unsubscribe();
     off.unsubscribe();
     assert.equal(sub.active, false);
+  });
+
+  test("a borrowing subscription reads every message intact while its handler runs", async (bus) => {
+    // frame-sized payloads, so a NATS connection goes through several read chunks
+    const payload = (i: number) => new Uint8Array(49_400).fill(i + 1);
+    const seen: number[][] = [];
+    const kept: Uint8Array[] = [];
+    const sub = bus.subscribe(
+      "contract.borrow",
+      (m) => {
+        const want = payload(seen.length);
+        seen.push([m.data.length, m.data.every((b, j) => b === want[j]) ? 1 : 0]);
+      },
+      undefined,
+      { borrows: true },
+    );
+    const plain = bus.subscribe("contract.borrow", (m) => kept.push(m.data));
+    if ("flush" in bus) await (bus as { flush(): Promise<void> }).flush();
+    for (let i = 0; i < 40; i++) bus.publish("contract.borrow", payload(i));
+    await until(() => seen.length === 40 && kept.length === 40, "40 messages to each");
+    assert.deepEqual(seen, Array.from({ length: 40 }, () => [49_400, 1]));
+    // a plain subscription on the same messages keeps its bytes however they were shared
+    kept.forEach((d, i) => assert.ok(d.every((b) => b === i + 1), `plain message ${i}`));
+    sub.unsubscribe();
+    plain.unsubscribe();
   });
 
   test("request gets the reply", async (bus) => {

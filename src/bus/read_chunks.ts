@@ -22,8 +22,6 @@
 export const CHUNK_BYTES = 256 << 10;
 /** A chunk with less free space than this is retired and another started. */
 export const MIN_READ_BYTES = 64 << 10;
-/** Retired chunks kept for reuse, at most (the one retired is taken again at once). */
-export const POOL_CHUNKS = 1;
 
 /**
  * Two running totals, read when a chunk is retired: the chunk is reused when
@@ -40,7 +38,7 @@ export interface ChunkLoans {
 export interface ReadChunkStats {
   /** Chunks allocated fresh. */
   allocated: number;
-  /** Chunks taken from the pool instead. */
+  /** Retired chunks read into again instead (nothing could still view them). */
   reused: number;
   /** Retired chunks left to the garbage collector: a message from them may still be viewed. */
   kept: number;
@@ -62,7 +60,6 @@ export interface ReadChunkStats {
 export class ReadChunks {
   #chunk: Uint8Array = new Uint8Array(0);
   #used = 0;
-  readonly #pool: Uint8Array[] = [];
   #loans: ChunkLoans | null = null;
   /** The totals when the current chunk was started; null: not counted from its start. */
   #base: { parsed: number; borrowed: number } | null = null;
@@ -95,22 +92,23 @@ export class ReadChunks {
     return { ...this.#stats };
   }
 
+  /** Retire the current chunk: read into it again when nothing can view it, else start a fresh one. */
   #next(): void {
-    if (this.#chunk.length > 0) this.#retire(this.#chunk);
-    const reused = this.#pool.pop();
-    if (reused) this.#stats.reused++;
-    else this.#stats.allocated++;
-    this.#chunk = reused ?? new Uint8Array(CHUNK_BYTES);
+    if (this.#chunk.length > 0 && this.#allBorrowed()) this.#stats.reused++;
+    else {
+      if (this.#chunk.length > 0) this.#stats.kept++;
+      this.#chunk = new Uint8Array(CHUNK_BYTES);
+      this.#stats.allocated++;
+    }
     this.#used = 0;
     const loans = this.#loans;
     this.#base = loans ? { parsed: loans.parsed(), borrowed: loans.borrowed() } : null;
   }
 
-  #retire(chunk: Uint8Array): void {
+  /** Every message parsed since the current chunk started went to a borrowing handler. */
+  #allBorrowed(): boolean {
     const loans = this.#loans, base = this.#base;
-    const allBorrowed = loans !== null && base !== null &&
+    return loans !== null && base !== null &&
       loans.parsed() - base.parsed === loans.borrowed() - base.borrowed;
-    if (allBorrowed && this.#pool.length < POOL_CHUNKS) this.#pool.push(chunk);
-    else if (!allBorrowed) this.#stats.kept++;
   }
 }

@@ -55,7 +55,7 @@ Deno.test("read chunks: lent mid-chunk, the chunk counted from no start is not r
   assertEquals(chunks.stats(), { allocated: 2, reused: 1, kept: 1 });
 });
 
-Deno.test("read chunks: one message not borrowed keeps its chunk out of the pool", () => {
+Deno.test("read chunks: one message not borrowed keeps its chunk from being read into again", () => {
   const chunks = new ReadChunks();
   const { t, loans } = totals();
   chunks.lendWhen(loans);

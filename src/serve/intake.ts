@@ -49,6 +49,9 @@ export interface IntakeOptions {
   onMessage?: (msg: BusMessage) => void;
 }
 
+/** The pipeline's subscription borrows its messages (the bus reuses their bytes): copy them. */
+const COPY_DATA = { copyData: true } as const;
+
 /**
  * Takes tap messages into the batcher.
  *
@@ -100,8 +103,7 @@ export class Intake {
     this.#o.onMessage?.(msg);
     let frame: Frame;
     try {
-      // the pipeline's subscription borrows its messages: the bus reuses their bytes
-      frame = decodeMonitorFrame(msg, this.#o.expect, { copyData: true });
+      frame = decodeMonitorFrame(msg, this.#o.expect, COPY_DATA);
     } catch (err) {
       this.#rejected(msg, err);
       return;

@@ -7,7 +7,7 @@
  * @module
  */
 import { BYTES_PER_ELEMENT, type Dtype, toF32 } from "../dtype.ts";
-import { releaseAlignedCopy, slabF32 } from "./aligned_copy.ts";
+import { alignedF32Copy, releaseAlignedCopy, slabF32 } from "./aligned_copy.ts";
 import {
   firstNonFinite,
   type Frame,
@@ -207,9 +207,11 @@ export function decodeFrame(
 
   // an unaligned f32 payload (most, from NATS), a payload whose bytes are reused and every
   // widened f16/bf16 one go into a shared slab, not a buffer of their own
-  const data = dtype === "f32" && payload.byteOffset % 4 === 0 && !expect.copyData
+  const data = dtype !== "f32"
+    ? toF32(payload, dtype, slabF32(payload.byteLength / BYTES_PER_ELEMENT[dtype]))
+    : payload.byteOffset % 4 === 0 && !expect.copyData
     ? toF32(payload, dtype)
-    : toF32(payload, dtype, slabF32(payload.byteLength / BYTES_PER_ELEMENT[dtype]));
+    : alignedF32Copy(payload);
   const bad = firstNonFinite(data);
   if (bad >= 0) {
     releaseAlignedCopy(data); // a rejected frame's slab room goes back like a processed one's
