@@ -113,6 +113,8 @@ export interface BenchResult {
   to_sidecar_p99_ms?: number | null;
   in_sidecar_p50_ms?: number | null;
   in_sidecar_p99_ms?: number | null;
+  /** e2e/ open loop: frames in the latency figures that the split has no arrival time for. */
+  split_missing_frames?: number;
   /** e2e/…/rss-*: RSS samples (MB) one second apart, and the verdict. */
   rss_samples_mb?: number[];
   rss_first_mb?: number;

@@ -21,11 +21,6 @@ import type { BenchResult } from "./run.ts";
 export function resultsTable(results: BenchResult[]): string {
   const f = (v: number | null | undefined, d = 0) =>
     v === null || v === undefined ? "—" : v.toFixed(d);
-  // e2e rows: each half's own p99 (percentiles do not add up)
-  const split = (r: BenchResult) =>
-    r.to_sidecar_p99_ms == null || r.in_sidecar_p99_ms == null
-      ? ""
-      : ` (to the sidecar ${f(r.to_sidecar_p99_ms, 2)}, in it ${f(r.in_sidecar_p99_ms, 2)})`;
   const rows = results.map((r) =>
     `| ${r.name} | ${
       r.alerts_per_s !== undefined
@@ -45,11 +40,31 @@ export function resultsTable(results: BenchResult[]): string {
         : `${(100 * r.pct_of_peak).toFixed(0)}%`
     } | ${r.path === undefined ? "—" : `${r.path} (${r.fallbacks ?? 0})`} | ${f(r.p50_ms, 2)} | ${
       f(r.p99_ms, 2)
-    }${split(r)} | ${f(r.rss_mb)} |`
+    }${latencySplitText(r)} | ${f(r.rss_mb)} |`
   );
   return [
     "| benchmark | tokens/s | baseline tokens/s | ratio | GFLOP/s | % of peak | path (fallbacks) | p50 ms | p99 ms | RSS MB |",
     "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ...rows,
   ].join("\n");
+}
+
+/**
+ * An e2e row's p99 split at the sidecar's door, as ` (to the sidecar X, in it Y)`;
+ * empty for rows without it. Each half is its own p99 (percentiles do not add up).
+ *
+ * @example
+ * ```ts
+ * latencySplitText({
+ *   name: "e2e/x/load-50pct", tokens_per_s: 1000, baseline_tokens_per_s: null, ratio: null,
+ *   p50_ms: 1, p99_ms: 4, rss_mb: null, to_sidecar_p99_ms: 3, in_sidecar_p99_ms: 1,
+ * }); // " (to the sidecar 3.00, in it 1.00)"
+ * ```
+ */
+export function latencySplitText(r: BenchResult): string {
+  return r.to_sidecar_p99_ms == null || r.in_sidecar_p99_ms == null
+    ? ""
+    : ` (to the sidecar ${r.to_sidecar_p99_ms.toFixed(2)}, in it ${
+      r.in_sidecar_p99_ms.toFixed(2)
+    })`;
 }

@@ -10,7 +10,7 @@
 import { dirname, isAbsolute, resolve } from "node:path";
 import { EXECUTION_PROVIDERS, type ExecutionProviderSetting } from "../runtime/provider.ts";
 import type { FullEncodePath } from "../runtime/ort_encoder.ts";
-import type { NativeKernelsSetting } from "../runtime/candidate_encoder.ts";
+import type { NativeKernelsSetting } from "../runtime/native_library.ts";
 import { SAE_FORMATS, type SaeFormatName } from "../core/sae.ts";
 import type { RedactMode } from "../core/redact.ts";
 import { NATIVE_ALERT_SUBJECTS } from "../sinks/jetstream/mod.ts";

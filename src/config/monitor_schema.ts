@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { EXECUTION_PROVIDERS } from "../runtime/provider.ts";
 import { FULL_ENCODE_PATHS } from "../runtime/ort_encoder.ts";
-import { NATIVE_KERNELS_SETTINGS } from "../runtime/candidate_encoder.ts";
+import { NATIVE_KERNELS_SETTINGS } from "../runtime/native_library.ts";
 import { SAE_FORMATS } from "../core/sae.ts";
 import { REDACT_MODES } from "../core/redact.ts";
 import { SINK_DEFAULTS } from "../sinks/kind.ts";

@@ -20,7 +20,7 @@ import {
   type ProviderReport,
   watchIsCheap,
 } from "../runtime/ort_encoder.ts";
-import type { NativeKernelsSetting } from "../runtime/candidate_encoder.ts";
+import type { NativeKernelsSetting } from "../runtime/native_library.ts";
 import type { Logger } from "../shared/log.ts";
 import type { MonitorModels } from "./models.ts";
 

@@ -25,12 +25,8 @@ import {
   SCALE_OUTPUT,
   TOKEN_OUTPUT,
 } from "./candidate_graph.ts";
-import {
-  nativeFirstPass,
-  type NativeKernelSet,
-  type NativeKernelsSetting,
-  nativeProduct,
-} from "./candidate_native.ts";
+import { nativeFirstPass, type NativeKernelSet, nativeProduct } from "./candidate_native.ts";
+import type { NativeKernelsSetting } from "./native_library.ts";
 import { CandidateSelector } from "./candidate_select.ts";
 import type { NativeInt8Gemm } from "./native_kernels.ts";
 import type { ProviderEncoder } from "./ort_encoder.ts";
@@ -38,6 +34,7 @@ import { encoderFeeds, openProviderSession } from "./session.ts";
 import { type EncodePath, PathTuner } from "./path_tuner.ts";
 import { type RowFormat, WasmDots } from "./wasm_dots.ts";
 import { SumsPool } from "./sums_pool.ts";
+import { transpose } from "./matrix.ts";
 import { WasmScan } from "./wasm_scan.ts";
 
 /** Options for {@linkcode createCandidateEncoder}. */
@@ -126,23 +123,6 @@ export async function createCandidateEncoder(
   // the tuner times the f32 path too: open it now, not in the middle of a batch
   if (opts.tune !== false) await encoder.openFull();
   return encoder;
-}
-
-export { NATIVE_KERNELS_SETTINGS, type NativeKernelsSetting } from "./candidate_native.ts";
-
-/** Transpose `[rows, cols]` to `[cols, rows]`. */
-function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(m.length);
-  const B = 64;
-  for (let i0 = 0; i0 < rows; i0 += B) {
-    for (let j0 = 0; j0 < cols; j0 += B) {
-      const i1 = Math.min(rows, i0 + B), j1 = Math.min(cols, j0 + B);
-      for (let i = i0; i < i1; i++) {
-        for (let j = j0; j < j1; j++) out[j * rows + i] = m[i * cols + j];
-      }
-    }
-  }
-  return out;
 }
 
 /** A value no int8 accumulation reaches (|acc| ≤ 127·255·d_in < 2³¹ for d_in < 66,000). */

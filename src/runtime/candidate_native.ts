@@ -17,7 +17,7 @@ import {
   topkCutOf,
 } from "./candidate_graph.ts";
 import {
-  MAX_NATIVE_D_IN,
+  nativeDInReason,
   type NativeDots,
   type NativeInt8Gemm,
   NativeKernelsUnavailableError,
@@ -27,8 +27,6 @@ import {
   openNativeSelect,
 } from "./native_kernels.ts";
 import { nativeKernelsReason, type NativeKernelsSetting } from "./native_library.ts";
-
-export { NATIVE_KERNELS_SETTINGS, type NativeKernelsSetting } from "./native_library.ts";
 
 /** The native kernels one candidate encoder runs: its product, the scan and the dots. */
 export interface NativeKernelSet {
@@ -54,10 +52,10 @@ export async function nativeProduct(
   sae: SaeWeights,
   kernel: NativeKernelsSetting,
 ): Promise<{ open: ((wq: Int8Array) => Promise<NativeKernelSet>) | null; why?: string }> {
-  if (kernel !== "off" && sae.dIn > MAX_NATIVE_D_IN) {
-    const why = `the native int8 kernel takes d_in ≤ ${MAX_NATIVE_D_IN}, found ${sae.dIn}`;
-    if (kernel === "require") throw new NativeKernelsUnavailableError(why);
-    return { open: null, why };
+  const tooWide = kernel === "off" ? undefined : nativeDInReason(sae.dIn);
+  if (tooWide !== undefined) {
+    if (kernel === "require") throw new NativeKernelsUnavailableError(tooWide);
+    return { open: null, why: tooWide };
   }
   const why = await nativeKernelsReason(kernel);
   if (why !== undefined) return { open: null, why };

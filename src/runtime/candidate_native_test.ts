@@ -18,7 +18,7 @@ Deno.test("nativeProduct: off says so; a d_in past int32's reach falls back unde
   });
   const auto = await nativeProduct(wide, "auto");
   assert.equal(auto.open, null);
-  assert.match(auto.why!, /d_in ≤ 65536, found 70000/);
+  assert.match(auto.why!, /d_in ≤ 65536 \(int32 sums\), found 70000/);
   await assert.rejects(
     () => nativeProduct(wide, "require"),
     (e) => e instanceof NativeKernelsUnavailableError && /found 70000/.test(e.message),

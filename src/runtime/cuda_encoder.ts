@@ -20,7 +20,8 @@
 import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import { checkEncodeInput, referenceNormStats } from "../core/reference_encoder.ts";
 import { compactedBytes, unpackCompacted } from "./compacted.ts";
-import { columnNorms, splitBound, stackedBf16, transpose } from "./cuda_split.ts";
+import { columnNorms, splitBound, stackedBf16 } from "./cuda_split.ts";
+import { transpose } from "./matrix.ts";
 import {
   type CudaDeviceReport,
   type CudaRuntime,

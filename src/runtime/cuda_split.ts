@@ -60,30 +60,6 @@ export function stackedBf16(w: Float32Array, dIn: number, dSae: number): Uint16A
 }
 
 /**
- * `[rows, cols]` row-major to `[cols, rows]` row-major, in blocks so both
- * sides stay in cache.
- *
- * @example
- * ```ts
- * transpose(new Float32Array([1, 2, 3, 4, 5, 6]), 2, 3); // [1, 4, 2, 5, 3, 6]
- * ```
- */
-export function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  const B = 64;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(rows, r0 + B);
-    for (let c0 = 0; c0 < cols; c0 += B) {
-      const c1 = Math.min(cols, c0 + B);
-      for (let r = r0; r < r1; r++) {
-        for (let c = c0; c < c1; c++) out[c * rows + r] = a[r * cols + c];
-      }
-    }
-  }
-  return out;
-}
-
-/**
  * `‖w_j‖₂` of every column of `W_enc` (`[dIn, dSae]`), summed in f64 and
  * rounded up to f32, so the bound built on it never shrinks.
  *

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { Rng } from "../core/random.ts";
 import { bf16ToF32, f32ToBf16 } from "../core/dtype.ts";
-import { columnNorms, splitBound, stackedBf16, transpose } from "./cuda_split.ts";
+import { columnNorms, splitBound, stackedBf16 } from "./cuda_split.ts";
+import { transpose } from "./matrix.ts";
 
 /** One value's bf16 bits, as the split rounds (`core/dtype.ts`). */
 const bf16Bits = (v: number) => f32ToBf16(Float32Array.of(v))[0];

@@ -15,7 +15,7 @@
 import { join } from "node:path";
 import onnxProto from "onnx-proto";
 import type { onnx as OnnxTypes } from "onnx-proto";
-import type { ProgressFn } from "./onnx_graph.ts";
+import type { ProgressFn } from "./matrix.ts";
 
 const { onnx } = onnxProto;
 

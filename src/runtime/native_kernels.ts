@@ -32,6 +32,20 @@ export {
 
 /** The largest `d_in` whose sums stay within int32 (|Σ| ≤ 128·255·K). */
 export const MAX_NATIVE_D_IN = 65536;
+
+/**
+ * Why the native int8 kernel cannot take `dIn` (undefined: it can).
+ *
+ * @example
+ * ```ts
+ * nativeDInReason(70000); // "the native int8 kernel takes d_in ≤ 65536 (int32 sums), found 70000"
+ * ```
+ */
+export function nativeDInReason(dIn: number): string | undefined {
+  return dIn > MAX_NATIVE_D_IN
+    ? `the native int8 kernel takes d_in ≤ ${MAX_NATIVE_D_IN} (int32 sums), found ${dIn}`
+    : undefined;
+}
 /**
  * Multiply-adds below which splitting the product between threads costs more
  * than it saves: handing a call to an FFI worker thread and hearing back took
@@ -64,11 +78,8 @@ export async function openNativeInt8(
   if (wq.length !== dIn * dSae) {
     throw new RangeError(`expected a ${dIn}×${dSae} int8 matrix, found ${wq.length} values`);
   }
-  if (dIn > MAX_NATIVE_D_IN) {
-    throw new NativeKernelsUnavailableError(
-      `the native int8 kernel takes d_in ≤ ${MAX_NATIVE_D_IN} (int32 sums), found ${dIn}`,
-    );
-  }
+  const tooWide = nativeDInReason(dIn);
+  if (tooWide !== undefined) throw new NativeKernelsUnavailableError(tooWide);
   const got = await loadLibrary();
   if (got instanceof Error) throw got;
   return new NativeInt8Gemm(got.lib, wq, dIn, dSae, opts.threads ?? navigator.hardwareConcurrency);

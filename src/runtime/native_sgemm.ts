@@ -44,6 +44,8 @@ export async function openNativeSgemm(
   k: number,
   n: number,
 ): Promise<NativeSgemm | null> {
+  // a wrong W is refused on every machine, not only where the kernels load
+  checkW(w, k, n);
   const got = await loadLibrary();
   return got instanceof Error ? null : new NativeSgemm(got.lib, w, k, n);
 }
@@ -59,9 +61,7 @@ export class NativeSgemm {
 
   /** @internal use {@linkcode openNativeSgemm} */
   constructor(lib: NativeLibrary, w: Float32Array, k: number, n: number) {
-    if (w.length !== k * n) {
-      throw new RangeError(`expected W of ${k}×${n} = ${k * n} values, found ${w.length}`);
-    }
+    checkW(w, k, n);
     this.#lib = lib;
     this.k = k;
     this.n = n;
@@ -108,6 +108,13 @@ export class NativeSgemm {
       level,
       ACT[act.kind],
     );
+  }
+}
+
+/** W must hold `k·n` values, or a RangeError says what it held. */
+function checkW(w: Float32Array, k: number, n: number): void {
+  if (w.length !== k * n) {
+    throw new RangeError(`expected W of ${k}×${n} = ${k * n} values, found ${w.length}`);
   }
 }
 

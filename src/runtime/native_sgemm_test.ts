@@ -52,14 +52,17 @@ Deno.test({
   },
 });
 
+Deno.test("native sgemm: a W of the wrong size is refused on every machine", async () => {
+  await assert.rejects(
+    () => openNativeSgemm(new Float32Array(5), 3, 2),
+    /expected W of 3×2 = 6 values, found 5/,
+  );
+});
+
 Deno.test({
-  name: "native sgemm: W or buffers of the wrong size are refused, saying what was expected",
+  name: "native sgemm: buffers of the wrong size are refused, saying what was expected",
   ignore,
   async fn() {
-    await assert.rejects(
-      () => openNativeSgemm(new Float32Array(5), 3, 2),
-      /expected W of 3×2 = 6 values, found 5/,
-    );
     const gemm = (await openNativeSgemm(new Float32Array(6), 3, 2))!;
     assert.throws(
       () => gemm.run(new Float32Array(3), 2, new Float32Array(4)),

@@ -24,6 +24,7 @@ import onnxProto from "onnx-proto";
 import type { onnx as OnnxTypes } from "onnx-proto";
 import { assertEncodable, canonicalWatch, LAYER_NORM_EPS } from "../core/reference_encoder.ts";
 import type { SaeWeights } from "../core/sae.ts";
+import { encoderColumns, type ProgressFn } from "./matrix.ts";
 import { saeDOut } from "../core/sae.ts";
 
 const { onnx } = onnxProto;
@@ -41,9 +42,6 @@ export const DENSE_OUTPUT = "f";
 /** TopK outputs: `float [N, k]` (relu'd) and `int64 [N, k]`. */
 export const TOPK_VALUES = "topk_values";
 export const TOPK_INDICES = "topk_indices";
-
-/** Progress callback: `done` of `total` units of the named phase. */
-export type ProgressFn = (done: number, total: number, phase: string) => void;
 
 /**
  * True when a watched-latent graph is cheaper than the full one: standard,
@@ -141,25 +139,6 @@ export interface EncoderGraphOptions {
 /** Gather `values[S]`. */
 function pick(values: Float32Array, watch: Uint32Array | null): Float32Array {
   return watch ? Float32Array.from(watch, (i) => values[i]) : values;
-}
-
-/** `W_enc[:, S]` as a new `[dIn, |S|]` matrix, or a view of W_enc itself when S is null. */
-function encoderColumns(
-  sae: SaeWeights,
-  watch: Uint32Array | null,
-  onProgress?: ProgressFn,
-): Float32Array {
-  if (!watch) return sae.wEnc;
-  const { dIn, dSae } = sae;
-  const s = watch.length;
-  const out = new Float32Array(dIn * s);
-  for (let j = 0; j < dIn; j++) {
-    const row = j * dSae;
-    for (let c = 0; c < s; c++) out[j * s + c] = sae.wEnc[row + watch[c]];
-    if ((j & 255) === 255) onProgress?.(j + 1, dIn, "gather");
-  }
-  onProgress?.(dIn, dIn, "gather");
-  return out;
 }
 
 /**

@@ -24,12 +24,11 @@ import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import {
   buildEncoderGraph,
   DENSE_OUTPUT,
-  type ProgressFn,
   TOPK_INDICES,
   TOPK_VALUES,
   watchIsCheap,
 } from "./onnx_graph.ts";
-
+import type { ProgressFn } from "./matrix.ts";
 import { encoderFeeds, openProviderSession, type ProviderSession } from "./session.ts";
 import {
   type ExecutionProvider,
@@ -39,7 +38,8 @@ import {
   providerAvailability,
   type ProviderReport,
 } from "./provider.ts";
-import { createCandidateEncoder, type NativeKernelsSetting } from "./candidate_encoder.ts";
+import { createCandidateEncoder } from "./candidate_encoder.ts";
+import type { NativeKernelsSetting } from "./native_library.ts";
 import { WatchedDots } from "./watched_dots.ts";
 import { cudaEncoderTakes, type CudaFailure, tryCudaEncoder, withCudaNote } from "./cuda_choice.ts";
 

@@ -13,7 +13,8 @@ import type { onnx as OnnxTypes } from "onnx-proto";
 import * as ort from "onnxruntime-node";
 import { writeModelWithExternalData } from "./external_data.ts";
 import { checkEncodeInput } from "../core/reference_encoder.ts";
-import { initializerBytes, INPUT_NAME, type ProgressFn } from "./onnx_graph.ts";
+import { initializerBytes, INPUT_NAME } from "./onnx_graph.ts";
+import type { ProgressFn } from "./matrix.ts";
 import {
   type ExecutionProvider,
   type ExecutionProviderSetting,

@@ -27,6 +27,7 @@ import type { SaeWeights } from "../core/sae.ts";
 import { nativeKernelsReason, type NativeKernelsSetting } from "./native_library.ts";
 import { type NativeSgemm, openNativeSgemm, type SgemmActivation } from "./native_sgemm.ts";
 import { WasmDots } from "./wasm_dots.ts";
+import { encoderColumns, transpose } from "./matrix.ts";
 
 /**
  * Multiply-adds (tokens × watched latents × d_in) up to which a watched batch
@@ -90,8 +91,12 @@ export class WatchedDots {
   readonly #level: Float32Array | null;
   readonly #bMag: Float32Array | null;
   #dense = new Float32Array(0);
-  /** Native JumpReLU and standard SAEs: the bias and activation the kernel applies. */
-  readonly #fused: SgemmActivation | null;
+  /**
+   * What the native product is run with, settled at construction: `b_dec`
+   * subtracted in the kernel when the tokens need no normalisation, and for
+   * JumpReLU and standard SAEs the bias and activation applied there too.
+   */
+  readonly #runWith: { sub?: Float32Array; activation?: SgemmActivation } = {};
 
   /**
    * A `WatchedDots` in WebAssembly for `columns` (ascending SAE indices), or
@@ -128,8 +133,7 @@ export class WatchedDots {
     if (!applies(sae, columns)) return { dots: null };
     const note = await nativeNote(sae, columns, kernels);
     if (note === undefined) {
-      const w = watchedColumns(sae, columns);
-      const native = await openNativeSgemm(w, sae.dIn, columns.length);
+      const native = await openNativeSgemm(encoderColumns(sae, columns), sae.dIn, columns.length);
       if (native) return { dots: new WatchedDots(sae, columns, native) };
     }
     return { dots: WatchedDots.create(sae, columns), note };
@@ -141,18 +145,13 @@ export class WatchedDots {
     this.#native = native;
     this.#bDec = sae.applyBDecToInput && (sae.kind ?? "sae") === "sae" ? sae.bDec : null;
     this.#rawInput = (sae.normalize ?? "none") === "none";
-    const { dIn, dSae } = sae;
+    const { dIn } = sae;
     const w = columns.length;
     if (native) {
       this.#dots = null;
     } else {
-      // W_enc is [dIn, dSae] row-major; the kernel wants each latent's column as a row
-      const rows = new Float32Array(w * dIn);
-      for (let c = 0; c < w; c++) {
-        const j = columns[c];
-        for (let i = 0; i < dIn; i++) rows[c * dIn + i] = sae.wEnc[i * dSae + j];
-      }
-      this.#dots = new WasmDots(rows, w, dIn);
+      // the kernel wants each watched latent's column of W_enc as a row
+      this.#dots = new WasmDots(transpose(encoderColumns(sae, columns), dIn, w), w, dIn);
     }
     const pick = (v: Float32Array, map: (x: number) => number = (x) => x) =>
       Float32Array.from(columns, (j) => map(v[j]));
@@ -164,11 +163,12 @@ export class WatchedDots {
       ? pick(sae.gated!.rMag, Math.exp)
       : null;
     this.#bMag = gated ? pick(sae.gated!.bMag) : null;
-    this.#fused = !native || gated
-      ? null
-      : sae.architecture === "jumprelu"
-      ? { kind: "jumprelu", bias: this.#bias, level: this.#level! }
-      : { kind: "relu", bias: this.#bias };
+    if (native && this.#rawInput && this.#bDec) this.#runWith.sub = this.#bDec;
+    if (native && !gated) {
+      this.#runWith.activation = sae.architecture === "jumprelu"
+        ? { kind: "jumprelu", bias: this.#bias, level: this.#level! }
+        : { kind: "relu", bias: this.#bias };
+    }
   }
 
   /** Which kernel computes the products. */
@@ -193,7 +193,7 @@ export class WatchedDots {
     const native = this.#native;
     if (native) {
       // JumpReLU and ReLU end in the kernel (the same f32 steps as #activate); gated here
-      const fused = this.#fused;
+      const fused = this.#runWith.activation !== undefined;
       if (fused && this.#dense.length < tokens * w) this.#dense = new Float32Array(tokens * w);
       if (!fused && this.#products.length < tokens * w) {
         this.#products = new Float32Array(tokens * w);
@@ -201,16 +201,13 @@ export class WatchedDots {
       const out = fused ? this.#dense : this.#products;
       if (this.#rawInput) {
         // the kernel subtracts b_dec itself (the same f32 rounding): no pass over x here
-        native.run(x, tokens, out, {
-          sub: this.#bDec ?? undefined,
-          activation: fused ?? undefined,
-        });
+        native.run(x, tokens, out, this.#runWith);
       } else {
         if (this.#inputs.length < tokens * dIn) this.#inputs = new Float32Array(tokens * dIn);
         for (let t = 0; t < tokens; t++) {
           this.#input(x.subarray(t * dIn, (t + 1) * dIn), this.#inputs, t * dIn);
         }
-        native.run(this.#inputs, tokens, out, { activation: fused ?? undefined });
+        native.run(this.#inputs, tokens, out, this.#runWith);
       }
       return fused ? out.subarray(0, tokens * w) : this.#activate(out, tokens * w);
     }
@@ -288,17 +285,6 @@ export class WatchedDots {
 /** Whether a watched encode of `columns` can run here at all (not TopK, not empty). */
 function applies(sae: SaeWeights, columns: Uint32Array): boolean {
   return sae.architecture !== "topk" && columns.length > 0;
-}
-
-/** The watched columns of `W_enc` (`[dIn, dSae]`) as `[dIn, |columns|]`, row-major. */
-function watchedColumns(sae: SaeWeights, columns: Uint32Array): Float32Array {
-  const { dIn, dSae } = sae;
-  const w = columns.length;
-  const out = new Float32Array(dIn * w);
-  for (let i = 0; i < dIn; i++) {
-    for (let c = 0; c < w; c++) out[i * w + c] = sae.wEnc[i * dSae + columns[c]];
-  }
-  return out;
 }
 
 /** Why the native product is not used for this watch (undefined: it is); throws under `require`. */
