@@ -16,7 +16,7 @@ export type ProgressFn = (done: number, total: number, phase: string) => void;
  * @example
  * ```ts
  * import { randomSae } from "../formats/random_sae.ts";
- * const sae = randomSae({ architecture: "relu", dIn: 4, dSae: 8, seed: 1 });
+ * const sae = randomSae({ architecture: "standard", dIn: 4, dSae: 8, seed: 1 });
  * encoderColumns(sae, new Uint32Array([2, 5])).length; // 8: 4 rows of 2
  * ```
  */
