@@ -148,6 +148,26 @@ export function runBusContract(c: BusContract): void {
     sub.unsubscribe();
   });
 
+  test("concurrent requests, answered out of order, each get their own reply", async (bus) => {
+    const held: BusMessage[] = [];
+    const sub = bus.subscribe("contract.held", (m) => {
+      held.push(m);
+      if (held.length < 8) return;
+      // every request is in: answer them last to first
+      for (const h of held.reverse()) {
+        if (h.reply) bus.publish(h.reply, enc.encode(`re: ${dec.decode(h.data)}`));
+      }
+    });
+    if ("flush" in bus) await (bus as { flush(): Promise<void> }).flush();
+    const asks = Array.from({ length: 8 }, (_, i) => `q${i}`);
+    const replies = await Promise.all(
+      asks.map((q) => bus.request("contract.held", enc.encode(q), { "Lw-Q": q }, 5000)),
+    );
+    assert.deepEqual(replies.map((r) => dec.decode(r.data)), asks.map((q) => `re: ${q}`));
+    assert.deepEqual(held.map((h) => h.headers["Lw-Q"]).sort(), [...asks].sort(), "headers sent");
+    sub.unsubscribe();
+  });
+
   test("durable publish is acknowledged once per message id", async (bus) => {
     const spec = { name: "CONTRACT", subjects: ["contract.durable.>"], duplicateWindowMs: 60_000 };
     await bus.ensureStream(spec);
@@ -187,6 +207,11 @@ export function runBusContract(c: BusContract): void {
     }
     assert.ok(err !== undefined, "expected publish after close to throw");
     assert.equal(classifyBusError(err), "closed");
+    const asked = await bus.request("contract.after", enc.encode("?"), undefined, 1000).then(
+      () => assert.fail("expected a request after close to fail"),
+      (e) => e,
+    );
+    assert.equal(classifyBusError(asked), "closed", String(asked));
     await bus.close(); // twice is fine
   });
 }

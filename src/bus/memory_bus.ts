@@ -211,9 +211,15 @@ export class MemoryBus implements Bus {
     headers: Record<string, string> | undefined,
     timeoutMs: number,
   ): Promise<BusMessage> {
-    this.#checkOpen("request");
-    const tokens = splitSubject(subject, false);
-    this.#checkSize(subject, data, headers);
+    let tokens: string[];
+    try {
+      // a request fails by rejecting, as on NATS, never by throwing
+      this.#checkOpen("request");
+      tokens = splitSubject(subject, false);
+      this.#checkSize(subject, data, headers);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (!this.#subs.some((s) => matches(s.tokens, tokens))) {
       return Promise.reject(new BusRequestError("no_responders", subject, timeoutMs));
     }

@@ -6,20 +6,13 @@
  *
  * @module
  */
-import {
-  headers as natsHeaders,
-  type Msg,
-  type MsgHdrs,
-  type NatsConnection,
-  type Subscription,
-} from "@nats-io/transport-node";
+import { createInbox, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient, jetstreamManager } from "@nats-io/jetstream";
 import {
   type Bus,
   BusHandlerError,
   type BusHealth,
   type BusMessage,
-  BusRequestError,
   type BusSubscription,
   type DurableAck,
   type LeaseSpec,
@@ -32,7 +25,9 @@ import type { ReadChunkStats } from "./read_chunks.ts";
 import { classifyBusError } from "./errors.ts";
 import type { LeaseStore } from "./leases.ts";
 import { openNatsLeases } from "./nats_leases.ts";
-import { type ParsedHeaders, parseHeaderBlock, put } from "./nats_headers.ts";
+import { isNoResponders, toBusMessage, toNatsHeaders } from "./nats_message.ts";
+import { ReplyInbox } from "./reply_inbox.ts";
+import { BusClosedError } from "./memory_bus.ts";
 import { connectWhenAnswered } from "./nats_first_connect.ts";
 import type { NatsTransportKind } from "./nats_connect.ts";
 
@@ -129,6 +124,7 @@ export class NatsBus implements Bus {
   #probeTimer: ReturnType<typeof setInterval> | undefined;
   #probing = false;
   readonly #lending: ChunkLending;
+  #replyInbox: ReplyInbox<BusMessage> | null = null;
 
   constructor(nc: NatsConnection, opts: NatsBusOptions) {
     this.#nc = nc;
@@ -213,25 +209,51 @@ export class NatsBus implements Bus {
     this.#nc.publish(subject, data, headers ? { headers: toNatsHeaders(headers) } : undefined);
   }
 
-  async request(
+  request(
     subject: string,
     data: Uint8Array,
     headers: Record<string, string> | undefined,
     timeoutMs: number,
   ): Promise<BusMessage> {
+    if (this.#closing || this.#nc.isClosed()) {
+      return Promise.reject(new BusClosedError(`request on '${subject}'`));
+    }
+    const inbox = this.#replyInbox ?? this.#openReplyInbox();
+    const expected = inbox.expect(subject, timeoutMs);
     try {
-      const msg = await this.#nc.request(subject, data, {
-        timeout: timeoutMs,
+      this.#nc.publish(subject, data, {
+        reply: expected.reply,
         ...(headers ? { headers: toNatsHeaders(headers) } : {}),
       });
-      return toBusMessage(msg);
     } catch (err) {
-      const kind = classifyBusError(err);
-      if (kind === "no_responders" || kind === "timeout") {
-        throw new BusRequestError(kind, subject, timeoutMs, { cause: err });
-      }
-      throw err;
+      expected.cancel(err instanceof Error ? err : new Error(String(err)));
     }
+    return expected.answer;
+  }
+
+  /**
+   * The one subscription every request's answer comes back on (`_INBOX.<id>.*`,
+   * as the client's own requests use, so the same permissions apply).
+   */
+  #openReplyInbox(): ReplyInbox<BusMessage> {
+    const inbox = new ReplyInbox<BusMessage>(`${createInbox()}.`);
+    const sub = this.#nc.subscribe(inbox.filter, {
+      callback: (err, msg) => {
+        if (err) return this.#noteError(err.message);
+        if (isNoResponders(msg)) inbox.refuse(msg.subject);
+        else inbox.answer(msg.subject, toBusMessage(msg));
+      },
+    });
+    this.#replyInbox = inbox;
+    sub.closed.then((err) => {
+      // closed by the server (a permission error) or with the connection: the next request opens
+      // a new one, and the requests waiting here fail now rather than at their timeouts
+      if (this.#replyInbox === inbox) this.#replyInbox = null;
+      inbox.failAll(
+        err instanceof Error ? err : new BusClosedError("request (the reply subscription)"),
+      );
+    });
+    return inbox;
   }
 
   /**
@@ -427,73 +449,4 @@ function isStreamNotFound(err: unknown): boolean {
 
 function isStreamNameInUse(err: unknown): boolean {
   return classifyBusError(err) === "stream_name_in_use";
-}
-
-function toNatsHeaders(headers: Record<string, string>): MsgHdrs {
-  const h = natsHeaders();
-  for (const [k, v] of Object.entries(headers)) h.set(k, v);
-  return h;
-}
-
-/** The parts of the client's message object that hold the raw bytes (nats-core 3.x `MsgImpl`). */
-interface RawMsg {
-  _rdata?: Uint8Array;
-  _msg?: { hdr?: number };
-}
-
-/**
- * The raw header block of `msg`: `null` when it has none, `undefined` when
- * the client's message object does not expose it (another client version).
- *
- * @example
- * ```ts
- * import type { Msg } from "@nats-io/transport-node";
- * declare const msg: Msg;
- * const block = rawHeaderBlock(msg); // Uint8Array "NATS/1.0\r\n..." or null
- * ```
- */
-export function rawHeaderBlock(msg: Msg): Uint8Array | null | undefined {
-  const raw = msg as unknown as RawMsg;
-  const hdr = raw._msg?.hdr;
-  if (typeof hdr !== "number") return undefined;
-  if (hdr < 0) return null;
-  if (!(raw._rdata instanceof Uint8Array)) return undefined;
-  return raw._rdata.subarray(0, hdr);
-}
-
-/** Headers of `msg`, read defensively; never throws. */
-function readHeaders(msg: Msg): ParsedHeaders {
-  const block = rawHeaderBlock(msg);
-  if (block === null) return { headers: {}, repeated: [] };
-  if (block !== undefined) return parseHeaderBlock(block);
-  // fallback for a client without the raw fields: its parser, guarded
-  try {
-    const h = msg.headers;
-    const headers: Record<string, string> = {};
-    const repeated: string[] = [];
-    for (const k of h?.keys() ?? []) {
-      const values = h!.values(k);
-      if (values.length > 1) repeated.push(k);
-      put(headers, k, values[0] ?? "");
-    }
-    return { headers, repeated };
-  } catch (err) {
-    return {
-      headers: {},
-      repeated: [],
-      problem: { reason: "header_syntax", detail: `unreadable: ${(err as Error).message}` },
-    };
-  }
-}
-
-function toBusMessage(msg: Msg): BusMessage {
-  const { headers, repeated, problem } = readHeaders(msg);
-  return {
-    subject: msg.subject,
-    headers,
-    data: msg.data,
-    ...(msg.reply ? { reply: msg.reply } : {}),
-    ...(repeated.length > 0 ? { repeatedHeaders: repeated } : {}),
-    ...(problem ? { headerProblem: problem } : {}),
-  };
 }

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { connect, headers as natsHeaders, type Msg } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connectNatsBus, rawHeaderBlock } from "./nats_bus.ts";
+import { connectNatsBus } from "./nats_bus.ts";
+import { rawHeaderBlock } from "./nats_message.ts";
 import { NatsServerStartError, startNatsServer } from "./nats_server.ts";
 
 async function withServer(fn: (url: string) => Promise<void>): Promise<void> {

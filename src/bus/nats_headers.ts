@@ -173,3 +173,29 @@ export function parseHeaderBlock(block: Uint8Array): ParsedHeaders {
   }
   return { headers, repeated: [...repeated], ...(problem ? { problem } : {}) };
 }
+
+/**
+ * The status code on a header block's first line (`NATS/1.0 503` → 503),
+ * or `undefined` when the line carries none: the server's answers to a
+ * request (503: no responders) come this way, with no `Name: value` lines.
+ *
+ * @example
+ * ```ts
+ * headerStatus(new TextEncoder().encode("NATS/1.0 503\r\n\r\n")); // 503
+ * headerStatus(new TextEncoder().encode("NATS/1.0\r\nLw-Seq: 1\r\n\r\n")); // undefined
+ * ```
+ */
+export function headerStatus(block: Uint8Array): number | undefined {
+  const n = STATUS_LINE.length;
+  if (block.length < n + 4 || block[n] !== 0x20) return undefined;
+  if (!STATUS_LINE.every((b, i) => block[i] === b)) return undefined;
+  let code = 0;
+  for (let i = n + 1; i < n + 4; i++) {
+    const d = block[i] - 0x30;
+    if (d < 0 || d > 9) return undefined;
+    code = code * 10 + d;
+  }
+  // three digits, then the end of the line or a description after a space
+  const after = block[n + 4];
+  return after === undefined || after === 0x20 || after === 13 ? code : undefined;
+}

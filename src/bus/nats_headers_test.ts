@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseHeaderBlock } from "./nats_headers.ts";
+import { headerStatus, parseHeaderBlock } from "./nats_headers.ts";
 
 const enc = new TextEncoder();
 const block = (...lines: (string | Uint8Array)[]) => {
@@ -105,4 +105,20 @@ Deno.test("header block: short ASCII, long ASCII and UTF-8 values read the same 
   // a high byte in a short value still goes through the strict decoder
   const bad = parseHeaderBlock(block(new Uint8Array([0x48, 0x3a, 0x20, 0x61, 0xff, 0x62])));
   assert.equal(bad.problem?.reason, "header_encoding");
+});
+
+Deno.test("headerStatus: the status code on the first line, and none where there is none", () => {
+  const raw = (s: string) => enc.encode(s);
+  assert.equal(headerStatus(raw("NATS/1.0 503\r\n\r\n")), 503);
+  assert.equal(headerStatus(raw("NATS/1.0 408 Request Timeout\r\n\r\n")), 408);
+  assert.equal(
+    headerStatus(raw("NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 0\r\n\r\n")),
+    100,
+  );
+  assert.equal(headerStatus(raw("NATS/1.0\r\nLw-Seq: 1\r\n\r\n")), undefined);
+  assert.equal(headerStatus(raw("NATS/1.0 50\r\n\r\n")), undefined, "two digits");
+  assert.equal(headerStatus(raw("NATS/1.0 5031\r\n\r\n")), undefined, "four digits");
+  assert.equal(headerStatus(raw("NATS/1.0 5x3\r\n\r\n")), undefined);
+  assert.equal(headerStatus(raw("NATS/2.0 503\r\n\r\n")), undefined, "another version");
+  assert.equal(headerStatus(raw("")), undefined);
 });

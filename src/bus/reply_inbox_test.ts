@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { BusRequestError } from "./bus.ts";
+import { classifyBusError } from "./errors.ts";
+import { ReplyInbox } from "./reply_inbox.ts";
+
+Deno.test("reply inbox: each answer settles the request its reply subject names", async () => {
+  const inbox = new ReplyInbox<string>("_INBOX.t.");
+  assert.equal(inbox.filter, "_INBOX.t.*");
+  const a = inbox.expect("svc.a", 1000);
+  const b = inbox.expect("svc.b", 1000);
+  assert.notEqual(a.reply, b.reply);
+  assert.ok(a.reply.startsWith("_INBOX.t.") && !a.reply.slice(9).includes("."), a.reply);
+  assert.equal(inbox.size, 2);
+  // answered out of order
+  assert.equal(inbox.answer(b.reply, "for b"), true);
+  assert.equal(inbox.answer(a.reply, "for a"), true);
+  assert.equal(await a.answer, "for a");
+  assert.equal(await b.answer, "for b");
+  assert.equal(inbox.size, 0);
+  // a second answer, and subjects outside the inbox, settle nothing
+  assert.equal(inbox.answer(a.reply, "again"), false);
+  assert.equal(inbox.answer("_INBOX.other.0", "x"), false);
+  assert.equal(inbox.refuse("elsewhere.0"), false);
+});
+
+Deno.test("reply inbox: no answer in time rejects as timeout, and a late answer is ignored", async () => {
+  const inbox = new ReplyInbox<string>("_INBOX.t.");
+  const t0 = performance.now();
+  const r = inbox.expect("svc.slow", 30);
+  const err = await r.answer.then(() => assert.fail("expected a timeout"), (e) => e);
+  assert.ok(performance.now() - t0 >= 25, "not before its timeout");
+  assert.ok(err instanceof BusRequestError, String(err));
+  assert.equal(err.kind, "timeout");
+  assert.equal(err.subject, "svc.slow");
+  assert.equal(err.timeoutMs, 30);
+  assert.equal(classifyBusError(err), "timeout");
+  assert.equal(inbox.answer(r.reply, "late"), false);
+  assert.equal(inbox.size, 0);
+});
+
+Deno.test("reply inbox: refuse rejects as no_responders with the request's subject", async () => {
+  const inbox = new ReplyInbox<string>("_INBOX.t.");
+  const r = inbox.expect("svc.nobody", 500);
+  assert.equal(inbox.refuse(r.reply), true);
+  const err = await r.answer.then(() => assert.fail("expected a rejection"), (e) => e);
+  assert.ok(err instanceof BusRequestError);
+  assert.equal(err.kind, "no_responders");
+  assert.equal(err.subject, "svc.nobody");
+  assert.equal(inbox.refuse(r.reply), false, "settled once");
+});
+
+Deno.test("reply inbox: cancel and failAll reject with the given error and clear the timers", async () => {
+  const inbox = new ReplyInbox<string>("_INBOX.t.");
+  const a = inbox.expect("svc.a", 60_000);
+  const b = inbox.expect("svc.b", 60_000);
+  const c = inbox.expect("svc.c", 60_000);
+  a.cancel(new Error("publish failed"));
+  assert.equal((await a.answer.catch((e) => e)).message, "publish failed");
+  inbox.failAll(new Error("connection closed"));
+  assert.equal((await b.answer.catch((e) => e)).message, "connection closed");
+  assert.equal((await c.answer.catch((e) => e)).message, "connection closed");
+  assert.equal(inbox.size, 0);
+  // a test that leaked a 60 s timer would fail Deno's sanitizer here
+});
+
+Deno.test("reply inbox: a prefix that is not a subject prefix is refused", () => {
+  for (const bad of ["_INBOX.t", "_INBOX.*.", "_INBOX.>.", "_INBOX. x."]) {
+    assert.throws(() => new ReplyInbox(bad), RangeError);
+  }
+});
