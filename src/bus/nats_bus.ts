@@ -25,7 +25,7 @@ import type { ReadChunkStats } from "./read_chunks.ts";
 import { classifyBusError } from "./errors.ts";
 import type { LeaseStore } from "./leases.ts";
 import { openNatsLeases } from "./nats_leases.ts";
-import { isNoResponders, toBusMessage, toNatsHeaders } from "./nats_message.ts";
+import { isNoResponders, publishHeaders, toBusMessage, toNatsHeaders } from "./nats_message.ts";
 import { ReplyInbox } from "./reply_inbox.ts";
 import { BusClosedError } from "./memory_bus.ts";
 import { connectWhenAnswered } from "./nats_first_connect.ts";
@@ -206,7 +206,8 @@ export class NatsBus implements Bus {
   }
 
   publish(subject: string, data: Uint8Array, headers?: Record<string, string>): void {
-    this.#nc.publish(subject, data, headers ? { headers: toNatsHeaders(headers) } : undefined);
+    const h = headers ? publishHeaders(headers) : undefined;
+    this.#nc.publish(subject, data, h ? { headers: h } : undefined);
   }
 
   request(
@@ -221,10 +222,8 @@ export class NatsBus implements Bus {
     const inbox = this.#replyInbox ?? this.#openReplyInbox();
     const expected = inbox.expect(subject, timeoutMs);
     try {
-      this.#nc.publish(subject, data, {
-        reply: expected.reply,
-        ...(headers ? { headers: toNatsHeaders(headers) } : {}),
-      });
+      const h = headers ? publishHeaders(headers) : undefined;
+      this.#nc.publish(subject, data, { reply: expected.reply, ...(h ? { headers: h } : {}) });
     } catch (err) {
       expected.cancel(err instanceof Error ? err : new Error(String(err)));
     }

@@ -8,6 +8,7 @@ import { connect, headers as natsHeaders, type Msg } from "@nats-io/transport-no
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connectNatsBus } from "./nats_bus.ts";
 import { rawHeaderBlock } from "./nats_message.ts";
+import { HeaderEncodeError } from "./nats_headers.ts";
 import { NatsServerStartError, startNatsServer } from "./nats_server.ts";
 
 async function withServer(fn: (url: string) => Promise<void>): Promise<void> {
@@ -82,6 +83,52 @@ Deno.test("nats bus: rawHeaderBlock reads a real message's header block from the
       assert.equal(rawHeaderBlock(without), null, "no headers: null");
     } finally {
       await nc.close();
+    }
+  }));
+
+Deno.test("nats bus: published headers arrive as the client's own header object would write them", () =>
+  withServer(async (url) => {
+    const bus = await connectNatsBus({ url, name: "headers-out" });
+    const nc = await connect({ servers: url });
+    try {
+      const got: Msg[] = [];
+      const sub = nc.subscribe("hdr.>", { callback: (_err, msg) => void got.push(msg) });
+      await nc.flush();
+      const sent = {
+        "Lw-Request-Id": "req 1",
+        "Lw-Seq": " 7 ",
+        "Lw-Meta-note": "naïve ✓",
+        "x": "",
+      };
+      bus.publish("hdr.a", new Uint8Array([9]), sent);
+      bus.publish("hdr.none", new Uint8Array([8]), {});
+      // the reference: the NATS client's own header object, published by the client
+      const h = natsHeaders();
+      for (const [k, v] of Object.entries(sent)) h.set(k, v);
+      nc.publish("hdr.ref", new Uint8Array([9]), { headers: h });
+      await bus.flush();
+      await nc.flush();
+      for (let i = 0; i < 100 && got.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+      sub.unsubscribe();
+      const bySubject = (s: string) => got.find((m) => m.subject === s)!;
+      const ours = rawHeaderBlock(bySubject("hdr.a"))!;
+      const ref = rawHeaderBlock(bySubject("hdr.ref"))!;
+      assert.deepEqual(new TextDecoder().decode(ours), new TextDecoder().decode(ref));
+      assert.equal(bySubject("hdr.a").headers?.get("Lw-Seq"), "7", "the client reads them back");
+      assert.deepEqual([...bySubject("hdr.a").data], [9]);
+      assert.equal(rawHeaderBlock(bySubject("hdr.none")), null, "no names: no header block");
+      // a header that would inject a line is refused before anything is sent
+      assert.throws(
+        () => bus.publish("hdr.bad", new Uint8Array(0), { "Lw-Seq": "1\r\nLw-Evil: 1" }),
+        HeaderEncodeError,
+      );
+      assert.throws(
+        () => bus.publish("hdr.bad", new Uint8Array(0), { "Bad Name": "1" }),
+        HeaderEncodeError,
+      );
+    } finally {
+      await nc.close();
+      await bus.close();
     }
   }));
 

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { headerStatus, parseHeaderBlock } from "./nats_headers.ts";
+import { headers as natsHeaders } from "@nats-io/transport-node";
+import {
+  encodeHeaderBlock,
+  HeaderEncodeError,
+  headerStatus,
+  parseHeaderBlock,
+  put,
+} from "./nats_headers.ts";
 
 const enc = new TextEncoder();
 const block = (...lines: (string | Uint8Array)[]) => {
@@ -121,4 +128,51 @@ Deno.test("headerStatus: the status code on the first line, and none where there
   assert.equal(headerStatus(raw("NATS/1.0 5x3\r\n\r\n")), undefined);
   assert.equal(headerStatus(raw("NATS/2.0 503\r\n\r\n")), undefined, "another version");
   assert.equal(headerStatus(raw("")), undefined);
+});
+
+Deno.test("encodeHeaderBlock: the NATS client's bytes for the same headers, read back by parseHeaderBlock", () => {
+  const cases: Record<string, string>[] = [
+    { "Lw-Seq": "7" },
+    {
+      "Lw-Request-Id": "  padded  ",
+      "Lw-Meta-sent": "1764900000000.125",
+      "a!#$%&'*+-.^_`|~z": "x",
+    },
+    { "Lw-Meta-note": "naïve ✓ 日本", empty: "" },
+  ];
+  for (const headers of cases) {
+    const ours = encodeHeaderBlock(headers);
+    const ref = natsHeaders();
+    for (const [k, v] of Object.entries(headers)) ref.set(k, v);
+    assert.deepEqual(new TextDecoder().decode(ours), ref.toString());
+    const back = parseHeaderBlock(ours);
+    assert.equal(back.problem, undefined);
+    assert.deepEqual(
+      back.headers,
+      Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, v.trim()])),
+    );
+  }
+  // an own __proto__ name is a header like any other
+  const proto: Record<string, string> = {};
+  put(proto, "__proto__", "p");
+  assert.deepEqual(parseHeaderBlock(encodeHeaderBlock(proto)).headers, proto);
+  assert.equal(new TextDecoder().decode(encodeHeaderBlock({})), "NATS/1.0\r\n\r\n");
+});
+
+Deno.test("encodeHeaderBlock: names and values that cannot go on the wire are refused, saying which", () => {
+  const bad: [Record<string, string>, RegExp][] = [
+    [{ "": "x" }, /non-empty name/],
+    [{ "Bad Name": "x" }, /printable ASCII.*" " at 3/],
+    [{ "Colon:Name": "x" }, /":" at 5/],
+    [{ "Näme": "x" }, /"ä" at 1/],
+    [{ "Lw-Seq": "1\r\nLw-Evil: 1" }, /without CR or LF/],
+    [{ "Lw-Seq": "1\n" }, /without CR or LF/],
+  ];
+  for (const [headers, message] of bad) {
+    assert.throws(() => encodeHeaderBlock(headers), (err: unknown) => {
+      assert.ok(err instanceof HeaderEncodeError, String(err));
+      assert.match(err.message, message);
+      return true;
+    });
+  }
 });

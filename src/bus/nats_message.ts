@@ -8,7 +8,13 @@
  */
 import { headers as natsHeaders, type Msg, type MsgHdrs } from "@nats-io/transport-node";
 import type { BusMessage } from "./bus.ts";
-import { headerStatus, type ParsedHeaders, parseHeaderBlock, put } from "./nats_headers.ts";
+import {
+  encodeHeaderBlock,
+  headerStatus,
+  type ParsedHeaders,
+  parseHeaderBlock,
+  put,
+} from "./nats_headers.ts";
 
 /**
  * `headers` as the client's header object.
@@ -23,6 +29,39 @@ export function toNatsHeaders(headers: Record<string, string>): MsgHdrs {
   const h = natsHeaders();
   for (const [k, v] of Object.entries(headers)) h.set(k, v);
   return h;
+}
+
+/**
+ * A header block encoded once, handed to the client's core `publish`, which
+ * reads a message's headers only through `encode()` (`protocol.publish`,
+ * nats-core 3.x; the bus contract checks the bytes that arrive). JetStream's
+ * publish adds its own headers, so it gets {@linkcode toNatsHeaders}.
+ */
+class EncodedHeaders {
+  constructor(readonly block: Uint8Array) {}
+  encode(): Uint8Array {
+    return this.block;
+  }
+}
+
+/**
+ * `headers` for a core publish: encoded in one pass by
+ * {@linkcode encodeHeaderBlock} (a bad name or value throws its
+ * `HeaderEncodeError`), or `undefined` when there are none.
+ *
+ * @example
+ * ```ts
+ * const h = publishHeaders({ "Lw-Seq": "1" }); // nc.publish(subject, data, { headers: h })
+ * publishHeaders({}); // undefined: a plain PUB
+ * ```
+ */
+export function publishHeaders(headers: Record<string, string>): MsgHdrs | undefined {
+  for (const name in headers) {
+    if (Object.hasOwn(headers, name)) {
+      return new EncodedHeaders(encodeHeaderBlock(headers)) as unknown as MsgHdrs;
+    }
+  }
+  return undefined;
 }
 
 /** The parts of the client's message object that hold the raw bytes (nats-core 3.x `MsgImpl`). */

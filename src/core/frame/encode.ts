@@ -20,8 +20,7 @@ import {
   type Where,
 } from "./format.ts";
 import { checkName } from "./subjects.ts";
-
-const utf8 = new TextEncoder();
+import { utf8Length } from "../utf8_length.ts";
 
 /**
  * Size in bytes of a header block as NATS puts it on the wire
@@ -38,7 +37,7 @@ export function headerWireBytes(headers: Record<string, string>): number {
   let any = false;
   for (const [k, v] of Object.entries(headers)) {
     any = true;
-    n += utf8.encode(k).length + utf8.encode(v).length + 4; // "\r\n" + ": "
+    n += utf8Length(k) + utf8Length(v) + 4; // "\r\n" + ": "
   }
   return any ? n + 12 : 0; // "NATS/1.0" + "\r\n\r\n"
 }

@@ -105,6 +105,7 @@ export function partitionOf(requestId: string, partitions: number): number {
   if (!Number.isSafeInteger(partitions) || partitions < 1) {
     throw new RangeError(`partitions: expected a positive integer, found ${partitions}`);
   }
+  if (partitions === 1) return 0; // anything modulo 1 (the tap's default, on every publish)
   let h = 0x811c9dc5;
   for (const byte of utf8.encode(requestId)) {
     h = Math.imul(h ^ byte, 0x01000193);
