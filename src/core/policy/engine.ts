@@ -185,6 +185,18 @@ interface Held {
   witnesses: number[];
 }
 
+/**
+ * 1 (above) or 2 (below) for a rule whose whole condition is one test of a
+ * token-pooled signal (one value per token, read back as pushed), else 0.
+ */
+function quickOp(rule: CompiledRule): number {
+  const c = rule.condition;
+  if (c.kind !== "test" || rule.tests.length !== 1) return 0;
+  const test = rule.tests[c.test];
+  if (test.pool.kind !== "token" || test.family !== undefined) return 0;
+  return c.op === "above" ? 1 : 2;
+}
+
 const SCOPE_BIT = { prompt: 1, generation: 2, both: 4 } as const;
 const SCOPE_SLOT = { prompt: 0, generation: 1, both: 2 } as const;
 
@@ -263,6 +275,14 @@ export class PolicyEngine {
    * largest allocation of a watched `serve` (about 20 MB/s at half load).
    */
   #candidates = new Int32Array(0);
+  /**
+   * Per rule whose condition is one test of a token-pooled latent: 1 (above) or 2 (below) and
+   * its threshold; 0 for every other rule. Such a rule holds at a token only on the value pushed
+   * there, so a value that fails the test does not make it a candidate (most hits of a watched
+   * latent are below its rule's threshold: checking each as a candidate was half the evaluation).
+   */
+  #quickOp = new Uint8Array(0);
+  #quickThreshold = new Float64Array(0);
   /** Per rule: its scope's bit (SCOPE_BIT) and start slot (SCOPE_SLOT), read per hit. */
   #scopeBit = new Uint8Array(0);
   #scopeSlot = new Uint8Array(0);
@@ -315,6 +335,11 @@ export class PolicyEngine {
   #install(set: CompiledPolicySet): void {
     this.#mark = new Int32Array(set.rules.length);
     this.#candidates = new Int32Array(set.rules.length);
+    this.#quickOp = Uint8Array.from(set.rules, quickOp);
+    this.#quickThreshold = Float64Array.from(
+      set.rules,
+      (r) => r.condition.kind === "test" ? r.condition.threshold : 0,
+    );
     this.#scopeBit = Uint8Array.from(set.rules, (r) => SCOPE_BIT[r.scope]);
     this.#scopeSlot = Uint8Array.from(set.rules, (r) => SCOPE_SLOT[r.scope]);
     this.#stamp = 0;
@@ -413,6 +438,8 @@ export class PolicyEngine {
     const scopeSlot = this.#scopeSlot;
     const env = this.#env;
     const candidates = this.#candidates;
+    const quickOp = this.#quickOp;
+    const quickThreshold = this.#quickThreshold;
     let count = 0;
     let held: Map<number, Held> | null = null;
 
@@ -428,7 +455,9 @@ export class PolicyEngine {
       }
       let ps = rs.tests[test];
       if (ps === undefined) ps = rs.tests[test] = createTestPoolState(rule.tests[test]);
-      ps.push(t, v, req.start[SCOPE_SLOT[rule.scope]]);
+      ps.push(t, v, req.start[scopeSlot[r]]);
+      const q = quickOp[r];
+      if (q !== 0 && !(q === 1 ? v > quickThreshold[r] : v < quickThreshold[r])) return;
       if (rule.tests[test].trigger && mark[r] !== stamp) {
         mark[r] = stamp;
         candidates[count++] = r;
