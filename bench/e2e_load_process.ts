@@ -44,11 +44,14 @@ export class LoadGenerator {
     // E2E_LOAD_CPU_PROF=<dir>: profile the generator too (`--cpu-prof`)
     const profDir = Deno.env.get("E2E_LOAD_CPU_PROF");
     const prof = profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : [];
+    // E2E_LOAD_V8=<flags>: V8 flags for the generator (`--trace-gc` prints on its stdout)
+    const v8 = Deno.env.get("E2E_LOAD_V8");
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
         "-A",
         ...prof,
+        ...(v8 ? [`--v8-flags=${v8}`] : []),
         new URL("./e2e_load.ts", import.meta.url).pathname,
         "--url",
         natsUrl,
@@ -88,9 +91,16 @@ export class LoadGenerator {
       );
     });
     try {
-      const next = await Promise.race([this.#reader.next(), late]);
-      if (next.done) throw new Error(`e2e_load: generator exited during the ${c.cmd} phase`);
-      return JSON.parse(next.value) as LoadPhaseDone;
+      for (;;) {
+        const next = await Promise.race([this.#reader.next(), late]);
+        if (next.done) throw new Error(`e2e_load: generator exited during the ${c.cmd} phase`);
+        // V8's traces share the generator's stdout, and may run into the reply's line
+        const at = next.value.indexOf('{"');
+        if (at > 0 || (at < 0 && next.value.trim() !== "")) {
+          console.error(`e2e_load: ${at < 0 ? next.value : next.value.slice(0, at)}`);
+        }
+        if (at >= 0) return JSON.parse(next.value.slice(at)) as LoadPhaseDone;
+      }
     } finally {
       clearTimeout(timer);
     }
