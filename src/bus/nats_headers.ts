@@ -103,75 +103,118 @@ export function put(out: Record<string, string>, name: string, value: string): v
  * ```
  */
 export function parseHeaderBlock(block: Uint8Array): ParsedHeaders {
+  // one pass over each line's bytes (the gated path reads a dozen headers per decode step):
+  // no Set, no closure, no subarray scanned twice
   const headers: Record<string, string> = {};
-  const seen = new Set<string>();
-  const repeated = new Set<string>();
+  let repeated: Set<string> | null = null;
   let problem: HeaderProblem | undefined;
-  const fail = (reason: HeaderProblemReason, detail: string) => {
-    problem ??= { reason, detail };
-  };
+  const n = block.length;
   let start = 0;
   let line = 0;
-  while (start < block.length) {
+  while (start < n) {
+    // the line ends at CRLF; a CR or LF alone inside it is remembered
     let end = start;
-    while (end < block.length && !(block[end] === 13 && block[end + 1] === 10)) end++;
-    const bytes = block.subarray(start, end);
+    let bare = false;
+    while (end < n) {
+      const b = block[end];
+      if (b === 13) {
+        if (block[end + 1] === 10) break;
+        bare = true;
+      } else if (b === 10) bare = true;
+      end++;
+    }
+    const lineStart = start;
     start = end + 2;
     line++;
     if (line === 1) {
-      const ok = STATUS_LINE.every((b, i) => bytes[i] === b) &&
-        (bytes.length === STATUS_LINE.length || bytes[STATUS_LINE.length] === 0x20);
-      if (!ok) fail("header_syntax", `line 1: expected "NATS/1.0", found ${quote(bytes)}`);
+      if (!isStatusLine(block, lineStart, end)) {
+        problem ??= {
+          reason: "header_syntax",
+          detail: `line 1: expected "NATS/1.0", found ${quote(block.subarray(lineStart, end))}`,
+        };
+      }
       continue;
     }
-    if (bytes.length === 0) continue; // the blank line closing the block
-    if (bytes.includes(13) || bytes.includes(10)) {
-      fail("header_syntax", `line ${line}: expected no bare CR or LF, found ${quote(bytes)}`);
+    if (end === lineStart) continue; // the blank line closing the block
+    if (bare) {
+      problem ??= {
+        reason: "header_syntax",
+        detail: `line ${line}: expected no bare CR or LF, found ${
+          quote(block.subarray(lineStart, end))
+        }`,
+      };
       continue;
     }
-    const colon = bytes.indexOf(0x3a);
+    // the name runs to the first colon: printable ASCII (33–126)
+    let colon = -1;
+    let bad = -1;
+    for (let i = lineStart; i < end; i++) {
+      const b = block[i];
+      if (b === 0x3a) {
+        colon = i;
+        break;
+      }
+      if (bad < 0 && (b < 33 || b > 126)) bad = i;
+    }
     if (colon < 0) {
-      fail("header_syntax", `line ${line}: expected "Name: value", found ${quote(bytes)}`);
+      problem ??= {
+        reason: "header_syntax",
+        detail: `line ${line}: expected "Name: value", found ${
+          quote(block.subarray(lineStart, end))
+        }`,
+      };
       continue;
     }
-    const nameBytes = bytes.subarray(0, colon);
-    const bad = nameBytes.findIndex((b) => b < 33 || b > 126);
-    if (colon === 0 || bad >= 0) {
-      const what = colon === 0
+    if (colon === lineStart || bad >= 0) {
+      const nameBytes = block.subarray(lineStart, colon);
+      const what = colon === lineStart
         ? "an empty name"
-        : `${quote(nameBytes)} (byte 0x${nameBytes[bad].toString(16).padStart(2, "0")} at ${bad})`;
-      fail(
-        "header_name",
-        `line ${line}: expected a name of printable ASCII (33–126, no colon), found ${what}`,
-      );
+        : `${quote(nameBytes)} (byte 0x${block[bad].toString(16).padStart(2, "0")} at ${
+          bad - lineStart
+        })`;
+      problem ??= {
+        reason: "header_name",
+        detail:
+          `line ${line}: expected a name of printable ASCII (33–126, no colon), found ${what}`,
+      };
       continue;
     }
+    const nameBytes = block.subarray(lineStart, colon);
     // printable ASCII, checked above
     const name = nameBytes.length <= SHORT_ASCII
       ? asciiString(nameBytes)
       : utf8Loose.decode(nameBytes);
+    const valueBytes = block.subarray(colon + 1, end);
     let value: string;
-    try {
-      const valueBytes = bytes.subarray(colon + 1);
-      value = (isShortAscii(valueBytes) ? asciiString(valueBytes) : utf8Strict.decode(valueBytes))
-        .trim();
-    } catch (err) {
-      fail(
-        "header_encoding",
-        `line ${line}: ${name}: expected a UTF-8 value, found ${
-          quote(bytes.subarray(colon + 1))
-        } (${(err as Error).message})`,
-      );
+    if (isShortAscii(valueBytes)) value = asciiString(valueBytes).trim();
+    else {
+      try {
+        value = utf8Strict.decode(valueBytes).trim();
+      } catch (err) {
+        problem ??= {
+          reason: "header_encoding",
+          detail: `line ${line}: ${name}: expected a UTF-8 value, found ${quote(valueBytes)} (${
+            (err as Error).message
+          })`,
+        };
+        continue;
+      }
+    }
+    if (Object.hasOwn(headers, name)) {
+      (repeated ??= new Set()).add(name);
       continue;
     }
-    if (seen.has(name)) {
-      repeated.add(name);
-      continue;
-    }
-    seen.add(name);
     put(headers, name, value);
   }
-  return { headers, repeated: [...repeated], ...(problem ? { problem } : {}) };
+  return { headers, repeated: repeated ? [...repeated] : [], ...(problem ? { problem } : {}) };
+}
+
+/** Whether `block[from, to)` is `NATS/1.0`, alone or followed by a space (a status). */
+function isStatusLine(block: Uint8Array, from: number, to: number): boolean {
+  const n = STATUS_LINE.length;
+  if (to - from < n) return false;
+  for (let i = 0; i < n; i++) if (block[from + i] !== STATUS_LINE[i]) return false;
+  return to - from === n || block[from + n] === 0x20;
 }
 
 /**

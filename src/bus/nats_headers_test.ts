@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { headers as natsHeaders } from "@nats-io/transport-node";
+import { headers as natsHeaders, MsgHdrsImpl } from "@nats-io/transport-node";
+import { Rng } from "../core/random.ts";
 import {
   encodeHeaderBlock,
   HeaderEncodeError,
@@ -174,5 +175,32 @@ Deno.test("encodeHeaderBlock: names and values that cannot go on the wire are re
       assert.match(err.message, message);
       return true;
     });
+  }
+});
+
+Deno.test("parseHeaderBlock: the NATS client's own reading of random valid blocks (first value of a repeated name)", () => {
+  const rng = new Rng(23);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng.uniform() * xs.length)];
+  const names = ["Lw-Seq", "Lw-Request-Id", "lw-seq", "X", "a!#$%&'*+-.^_`|~z", "Lw-Meta-sent"];
+  const values = ["", "1", "  padded  ", "a:b:c", "naïve ✓", "x y", "\t tab"];
+  for (let t = 0; t < 500; t++) {
+    const lines: string[] = [];
+    const count = Math.floor(rng.uniform() * 8);
+    for (let i = 0; i < count; i++) lines.push(`${pick(names)}:${pick(values)}`);
+    const status = rng.uniform() < 0.2 ? " 503" : "";
+    const text = `NATS/1.0${status}\r\n${lines.map((l) => `${l}\r\n`).join("")}\r\n`;
+    const block = enc.encode(text);
+    const ours = parseHeaderBlock(block);
+    const ref = MsgHdrsImpl.decode(block);
+    assert.equal(ours.problem, undefined, text);
+    const want: Record<string, string> = {};
+    const repeated: string[] = [];
+    for (const k of ref.keys()) {
+      const vs = ref.values(k);
+      want[k] = vs[0];
+      if (vs.length > 1) repeated.push(k);
+    }
+    assert.deepEqual(ours.headers, want, JSON.stringify(text));
+    assert.deepEqual([...ours.repeated].sort(), repeated.sort(), JSON.stringify(text));
   }
 });

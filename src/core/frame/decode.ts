@@ -77,24 +77,26 @@ export function decodeFrame(
   expect: DecodeFrameOptions = {},
 ): Frame {
   const where: Where = { subject };
+  // header names match case-insensitively; a name given in two spellings (or twice) is refused
+  // when read. The common frame has each name once: one map, and the spellings listed only for
+  // a clash.
   const h = new Map<string, string>();
-  const spelled = new Map<string, string[]>();
-  const spell = (k: string, lk: string) => {
-    const names = spelled.get(lk);
-    if (names === undefined) spelled.set(lk, [k]);
-    else names.push(k);
-  };
+  let clash: Map<string, string[]> | null = null;
+  const spellings = (lk: string) => Object.keys(headers).filter((k) => k.toLowerCase() === lk);
   for (const k in headers) {
     if (!Object.hasOwn(headers, k)) continue;
     const lk = k.toLowerCase();
-    spell(k, lk);
-    h.set(lk, headers[k]);
+    if (h.has(lk)) (clash ??= new Map()).set(lk, spellings(lk));
+    else h.set(lk, headers[k]);
   }
   // a header given twice with the same spelling counts like two spellings
-  for (const k of expect.repeated ?? []) spell(k, k.toLowerCase());
+  for (const k of expect.repeated ?? []) {
+    const lk = k.toLowerCase();
+    (clash ??= new Map()).set(lk, [...(clash.get(lk) ?? spellings(lk)), k]);
+  }
   const get = (name: string): string | undefined => {
     const lk = name.toLowerCase();
-    const names = spelled.get(lk);
+    const names = clash?.get(lk);
     if (names !== undefined && names.length > 1) {
       throw new FrameError(name, "one header", `${names.length} (${names.join(", ")})`, where);
     }
@@ -181,13 +183,19 @@ export function decodeFrame(
   }
   const tenant = get(HEADER.tenant);
   if (tenant !== undefined) frame.tenant = decodeName(HEADER.tenant, tenant, where);
-  for (const [lk, names] of spelled) {
-    if (!lk.startsWith(META_PREFIX.toLowerCase())) continue;
+  const metaPrefix = META_PREFIX.toLowerCase();
+  for (const name in headers) {
+    if (!Object.hasOwn(headers, name)) continue;
+    const lk = name.toLowerCase();
+    if (!lk.startsWith(metaPrefix)) continue;
+    // a name given in several spellings is read once, by its first (get refuses it)
+    const names = clash?.get(lk);
+    if (names !== undefined && names[0] !== name) continue;
     const key = lk.slice(META_PREFIX.length);
     if (!META_KEY.test(key)) {
-      throw new FrameError(names[0], "a metadata key of [a-z0-9_-]+", show(key), where);
+      throw new FrameError(name, "a metadata key of [a-z0-9_-]+", show(key), where);
     }
-    (frame.meta ??= {})[key] = decodeName(names[0], get(names[0]), where);
+    (frame.meta ??= {})[key] = decodeName(name, get(name), where);
   }
 
   const end = get(HEADER.end);

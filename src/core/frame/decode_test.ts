@@ -48,6 +48,29 @@ Deno.test("frame: the same header twice in different case is refused", () => {
   throwsFrame(() => decode(hdrs({ "lw-pos": "8" })), "Lw-Pos", /found 2 \(Lw-Pos, lw-pos\)/);
 });
 
+Deno.test("frame: a header the bus saw twice, or a metadata header in two spellings, is refused", () => {
+  assert.throws(
+    () => decodeFrame(SUBJ, hdrs(), BF16_PAYLOAD, { repeated: ["Lw-Seq"] }),
+    /Lw-Seq: expected one header, found 2 \(Lw-Seq, Lw-Seq\)/,
+  );
+  assert.throws(
+    () => decodeFrame(SUBJ, hdrs({ "lw-seq": "0" }), BF16_PAYLOAD, { repeated: ["Lw-Seq"] }),
+    /found 3 \(Lw-Seq, lw-seq, Lw-Seq\)/,
+  );
+  assert.throws(
+    () => decode(hdrs({ "Lw-Meta-app": "a", "lw-meta-APP": "b" })),
+    /Lw-Meta-app: expected one header, found 2 \(Lw-Meta-app, lw-meta-APP\)/,
+  );
+  assert.throws(
+    () =>
+      decodeFrame(SUBJ, hdrs({ "Lw-Meta-app": "a" }), BF16_PAYLOAD, { repeated: ["Lw-Meta-app"] }),
+    /Lw-Meta-app: expected one header, found 2/,
+  );
+  // a repeated header the decoder does not read is no reason to refuse the frame
+  assert.equal(decodeFrame(SUBJ, hdrs({ X: "1" }), BF16_PAYLOAD, { repeated: ["X"] }).tokens, 2);
+  assert.deepEqual(decode(hdrs({ "lw-meta-App": "a" })).meta, { app: "a" });
+});
+
 Deno.test("frame: f32 payload at an aligned offset is a zero-copy view; misaligned is copied", () => {
   const buf = new ArrayBuffer(4 + 8 + 2);
   const bytes = new Uint8Array(buf);
