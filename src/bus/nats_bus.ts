@@ -26,7 +26,7 @@ import { classifyBusError } from "./errors.ts";
 import type { LeaseStore } from "./leases.ts";
 import { openNatsLeases } from "./nats_leases.ts";
 import { isNoResponders, publishHeaders, toBusMessage, toNatsHeaders } from "./nats_message.ts";
-import { ReplyInbox } from "./reply_inbox.ts";
+import { type ExpectedReply, ReplyInbox } from "./reply_inbox.ts";
 import { BusClosedError } from "./memory_bus.ts";
 import { connectWhenAnswered } from "./nats_first_connect.ts";
 import type { NatsTransportKind } from "./nats_connect.ts";
@@ -219,8 +219,12 @@ export class NatsBus implements Bus {
     if (this.#closing || this.#nc.isClosed()) {
       return Promise.reject(new BusClosedError(`request on '${subject}'`));
     }
-    const inbox = this.#replyInbox ?? this.#openReplyInbox();
-    const expected = inbox.expect(subject, timeoutMs);
+    let expected: ExpectedReply<BusMessage>;
+    try {
+      expected = (this.#replyInbox ?? this.#openReplyInbox()).expect(subject, timeoutMs);
+    } catch (err) {
+      return Promise.reject(err); // the client refused the reply subscription
+    }
     try {
       const h = headers ? publishHeaders(headers) : undefined;
       this.#nc.publish(subject, data, { reply: expected.reply, ...(h ? { headers: h } : {}) });

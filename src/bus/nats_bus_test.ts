@@ -9,6 +9,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connectNatsBus } from "./nats_bus.ts";
 import { rawHeaderBlock } from "./nats_message.ts";
 import { HeaderEncodeError } from "./nats_headers.ts";
+import { classifyBusError } from "./errors.ts";
 import { NatsServerStartError, startNatsServer } from "./nats_server.ts";
 
 async function withServer(fn: (url: string) => Promise<void>): Promise<void> {
@@ -149,5 +150,37 @@ Deno.test("startNatsServer: a server that exits at start is a NatsServerStartErr
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("nats bus: a request whose reply subscription the server refuses fails at once as permission_denied", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "latentwatch-nats-perm-" });
+  await Deno.writeTextFile(
+    `${dir}/perm.conf`,
+    `authorization { users = [ { user: asker, password: pw, permissions: { publish: ">", subscribe: { allow: ">", deny: "_INBOX.>" } } } ] }\n`,
+  );
+  const server = await startNatsServer({
+    configFile: `${dir}/perm.conf`,
+    storeDir: `${dir}/store`,
+  });
+  const url = server.url.replace("nats://", "nats://asker:pw@");
+  const bus = await connectNatsBus({ url, name: "asker", reconnectWaitMs: 50 });
+  try {
+    const answered = bus.subscribe("svc.echo", (m) => {
+      if (m.reply) bus.publish(m.reply, new Uint8Array([1]));
+    });
+    await bus.flush();
+    const t0 = performance.now();
+    const err = await bus.request("svc.echo", new Uint8Array(0), undefined, 10_000).then(
+      () => assert.fail("expected the request to fail"),
+      (e) => e,
+    );
+    assert.equal(classifyBusError(err), "permission_denied", String(err));
+    assert.ok(performance.now() - t0 < 5_000, "failed at once, not at its timeout");
+    answered.unsubscribe();
+  } finally {
+    await bus.close();
+    await server.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
