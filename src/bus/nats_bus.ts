@@ -6,7 +6,12 @@
  *
  * @module
  */
-import { createInbox, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import {
+  createInbox,
+  type NatsConnection,
+  PermissionViolationError,
+  type Subscription,
+} from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient, jetstreamManager } from "@nats-io/jetstream";
 import {
   type Bus,
@@ -430,11 +435,21 @@ export class NatsBus implements Bus {
     await this.#nc.drain().catch(() => this.#nc.close());
   }
 
+  /**
+   * The server refused a publish (a permissions violation names its subject): the requests
+   * waiting on that subject fail now, as `permission_denied`, not at their timeouts.
+   */
+  #refusedPublish(err: unknown): void {
+    if (!(err instanceof PermissionViolationError) || err.operation !== "publish") return;
+    this.#replyInbox?.failSubject(err.subject, err);
+  }
+
   async #watchStatus(onStatus?: NatsBusOptions["onStatus"]): Promise<void> {
     for await (const s of this.#nc.status()) {
       if (s.type === "disconnect") this.#connected = false;
       if (s.type === "reconnect") this.#connected = true;
       if (s.type === "ping" || s.type === "reconnecting") continue;
+      if (s.type === "error") this.#refusedPublish(s.error);
       const detail = "server" in s ? String(s.server) : "error" in s ? String(s.error) : "";
       // the end of close(): not a fault unless it carries an error
       if (s.type === "close" && this.#closing && !detail) continue;

@@ -6,10 +6,11 @@
 import assert from "node:assert/strict";
 import { connect, headers as natsHeaders, type Msg } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connectNatsBus } from "./nats_bus.ts";
+import { connectNatsBus, type NatsBus } from "./nats_bus.ts";
 import { rawHeaderBlock } from "./nats_message.ts";
 import { HeaderEncodeError } from "./nats_headers.ts";
 import { classifyBusError } from "./errors.ts";
+import type { BusMessage } from "./bus.ts";
 import { NatsServerStartError, startNatsServer } from "./nats_server.ts";
 
 async function withServer(fn: (url: string) => Promise<void>): Promise<void> {
@@ -153,19 +154,33 @@ Deno.test("startNatsServer: a server that exits at start is a NatsServerStartErr
   }
 });
 
-Deno.test("nats bus: a request whose reply subscription the server refuses fails at once as permission_denied", async () => {
+/** A server whose one user `asker` has `permissions`; `fn` gets a bus connected as that user. */
+async function withAsker(permissions: string, fn: (bus: NatsBus) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-nats-perm-" });
   await Deno.writeTextFile(
     `${dir}/perm.conf`,
-    `authorization { users = [ { user: asker, password: pw, permissions: { publish: ">", subscribe: { allow: ">", deny: "_INBOX.>" } } } ] }\n`,
+    `authorization { users = [ { user: asker, password: pw, permissions: ${permissions} } ] }\n`,
   );
   const server = await startNatsServer({
     configFile: `${dir}/perm.conf`,
     storeDir: `${dir}/store`,
   });
-  const url = server.url.replace("nats://", "nats://asker:pw@");
-  const bus = await connectNatsBus({ url, name: "asker", reconnectWaitMs: 50 });
+  const bus = await connectNatsBus({
+    url: server.url.replace("nats://", "nats://asker:pw@"),
+    name: "asker",
+    reconnectWaitMs: 50,
+  });
   try {
+    await fn(bus);
+  } finally {
+    await bus.close();
+    await server.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+Deno.test("nats bus: a request whose reply subscription the server refuses fails at once as permission_denied", () =>
+  withAsker('{ publish: ">", subscribe: { allow: ">", deny: "_INBOX.>" } }', async (bus) => {
     const answered = bus.subscribe("svc.echo", (m) => {
       if (m.reply) bus.publish(m.reply, new Uint8Array([1]));
     });
@@ -178,9 +193,26 @@ Deno.test("nats bus: a request whose reply subscription the server refuses fails
     assert.equal(classifyBusError(err), "permission_denied", String(err));
     assert.ok(performance.now() - t0 < 5_000, "failed at once, not at its timeout");
     answered.unsubscribe();
-  } finally {
-    await bus.close();
-    await server.stop();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
-});
+  }));
+
+Deno.test("nats bus: a request on a subject the server refuses to publish fails at once as permission_denied", () =>
+  withAsker('{ publish: { allow: ">", deny: "svc.secret" }, subscribe: ">" }', async (bus) => {
+    const answer = (m: BusMessage) => {
+      if (m.reply) bus.publish(m.reply, new Uint8Array([1]));
+    };
+    const open = bus.subscribe("svc.open", answer);
+    const secret = bus.subscribe("svc.secret", answer);
+    await bus.flush();
+    const t0 = performance.now();
+    const pending = bus.request("svc.open", new Uint8Array(0), undefined, 10_000);
+    const err = await bus.request("svc.secret", new Uint8Array(0), undefined, 10_000).then(
+      () => assert.fail("expected the request to fail"),
+      (e) => e,
+    );
+    assert.equal(classifyBusError(err), "permission_denied", String(err));
+    assert.ok(performance.now() - t0 < 5_000, "failed at once, not at its timeout");
+    // the other subject's request is answered as usual
+    assert.deepEqual([...(await pending).data], [1]);
+    open.unsubscribe();
+    secret.unsubscribe();
+  }));

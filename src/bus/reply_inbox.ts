@@ -110,6 +110,18 @@ export class ReplyInbox<T> {
     return this.#settle(token, new BusRequestError("no_responders", w.subject, w.timeoutMs));
   }
 
+  /**
+   * Reject the requests published on `subject` with `err` (the server refused
+   * the publish); returns how many.
+   */
+  failSubject(subject: string, err: Error): number {
+    let n = 0;
+    for (const [token, w] of [...this.#pending]) {
+      if (w.subject === subject && this.#settle(token, err)) n++;
+    }
+    return n;
+  }
+
   /** Reject every waiting request with `err` (the connection or the subscription ended). */
   failAll(err: Error): void {
     for (const token of [...this.#pending.keys()]) this.#settle(token, err);

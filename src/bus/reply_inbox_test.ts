@@ -68,3 +68,17 @@ Deno.test("reply inbox: a prefix that is not a subject prefix is refused", () =>
     assert.throws(() => new ReplyInbox(bad), RangeError);
   }
 });
+
+Deno.test("reply inbox: failSubject rejects only the requests published on that subject", async () => {
+  const inbox = new ReplyInbox<string>("_INBOX.t.");
+  const a1 = inbox.expect("svc.secret", 60_000);
+  const a2 = inbox.expect("svc.secret", 60_000);
+  const b = inbox.expect("svc.open", 60_000);
+  assert.equal(inbox.failSubject("svc.secret", new Error("denied")), 2);
+  assert.equal((await a1.answer.catch((e) => e)).message, "denied");
+  assert.equal((await a2.answer.catch((e) => e)).message, "denied");
+  assert.equal(inbox.size, 1);
+  assert.equal(inbox.failSubject("svc.other", new Error("x")), 0);
+  assert.equal(inbox.answer(b.reply, "still here"), true);
+  assert.equal(await b.answer, "still here");
+});
