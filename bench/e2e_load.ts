@@ -89,7 +89,9 @@ export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGener
 async function main(url: string): Promise<void> {
   const { tokensPerFrame, requests, dIn } = LOAD_SHAPE;
   const bus = await connectNatsBus({ url, name: "bench-load" });
-  const tap = new Tap(bus, { model: BENCH_MODEL, hook: BENCH_HOOK });
+  // E2E_LOAD_DTYPE: the frames' dtype (a served model's activations are often bf16)
+  const dtype = (Deno.env.get("E2E_LOAD_DTYPE") ?? "f32") as "f32" | "bf16" | "f16";
+  const tap = new Tap(bus, { model: BENCH_MODEL, hook: BENCH_HOOK, dtype });
   const pool = new Rng(9).fillGaussian(new Float32Array(tokensPerFrame * dIn * 8));
   const positions = new Array(requests).fill(0);
   let published = 0, frame = 0, encoded = 0;
