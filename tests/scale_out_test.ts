@@ -69,9 +69,11 @@ async function startScaled(
   }
   await waitUntil(
     async () => (await partitionsSettled(sidecars, PARTITIONS)) !== null,
-    `3 sidecars sharing ${PARTITIONS} partitions:\n${
-      sidecars.map((s) => s.lines.slice(-5).join("\n")).join("\n")
-    }`,
+    // built at the timeout, so it shows what each sidecar last logged
+    () =>
+      `${o.n} sidecars sharing ${PARTITIONS} partitions:\n${
+        sidecars.map((s) => `[${s.name}]\n${s.lines.slice(-8).join("\n")}`).join("\n")
+      }`,
     90_000,
   );
   return sidecars;

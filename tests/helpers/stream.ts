@@ -33,16 +33,20 @@ export async function readAlerts(
   }
 }
 
-/** Poll `cond` every 10 ms until it holds or `timeoutMs` passes (then throw `what`). */
+/**
+ * Poll `cond` every 10 ms until it holds or `timeoutMs` passes (then throw
+ * `what`; a function is called then, so it can report the state at the timeout).
+ */
 export async function waitUntil(
   cond: () => boolean | Promise<boolean>,
-  what: string,
+  what: string | (() => string),
   timeoutMs = 10_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      const said = typeof what === "function" ? what() : what;
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${said}`);
     }
     await new Promise((r) => setTimeout(r, 10));
   }
