@@ -211,7 +211,7 @@ export class NatsBus implements Bus {
   }
 
   publish(subject: string, data: Uint8Array, headers?: Record<string, string>): void {
-    const h = headers ? publishHeaders(headers) : undefined;
+    const h = publishHeaders(headers);
     this.#nc.publish(subject, data, h ? { headers: h } : undefined);
   }
 
@@ -231,7 +231,7 @@ export class NatsBus implements Bus {
       return Promise.reject(err); // the client refused the reply subscription
     }
     try {
-      const h = headers ? publishHeaders(headers) : undefined;
+      const h = publishHeaders(headers);
       this.#nc.publish(subject, data, { reply: expected.reply, ...(h ? { headers: h } : {}) });
     } catch (err) {
       expected.cancel(err instanceof Error ? err : new Error(String(err)));

@@ -230,8 +230,8 @@ function isStatusLine(block: Uint8Array, from: number, to: number): boolean {
  */
 export function headerStatus(block: Uint8Array): number | undefined {
   const n = STATUS_LINE.length;
-  if (block.length < n + 4 || block[n] !== 0x20) return undefined;
-  if (!STATUS_LINE.every((b, i) => block[i] === b)) return undefined;
+  // "NATS/1.0", a space, three digits
+  if (block.length < n + 4 || !isStatusLine(block, 0, block.length)) return undefined;
   let code = 0;
   for (let i = n + 1; i < n + 4; i++) {
     const d = block[i] - 0x30;

@@ -47,7 +47,7 @@ class EncodedHeaders {
 /**
  * `headers` for a core publish: encoded in one pass by
  * {@linkcode encodeHeaderBlock} (a bad name or value throws its
- * `HeaderEncodeError`), or `undefined` when there are none.
+ * `HeaderEncodeError`), or `undefined` when there are none (or no record).
  *
  * @example
  * ```ts
@@ -55,7 +55,8 @@ class EncodedHeaders {
  * publishHeaders({}); // undefined: a plain PUB
  * ```
  */
-export function publishHeaders(headers: Record<string, string>): MsgHdrs | undefined {
+export function publishHeaders(headers?: Record<string, string>): MsgHdrs | undefined {
+  if (headers === undefined) return undefined;
   for (const name in headers) {
     if (Object.hasOwn(headers, name)) {
       return new EncodedHeaders(encodeHeaderBlock(headers)) as unknown as MsgHdrs;

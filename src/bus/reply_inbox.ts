@@ -94,8 +94,8 @@ export class ReplyInbox<T> {
    * its timeout, a second answer, or a subject outside this inbox.
    */
   answer(replySubject: string, outcome: T | Error): boolean {
-    if (!replySubject.startsWith(this.base)) return false;
-    return this.#settle(replySubject.slice(this.base.length), outcome);
+    const token = this.#tokenOf(replySubject);
+    return token !== null && this.#settle(token, outcome);
   }
 
   /**
@@ -103,11 +103,10 @@ export class ReplyInbox<T> {
    * answer when nobody subscribes to its subject). False when none waits there.
    */
   refuse(replySubject: string): boolean {
-    if (!replySubject.startsWith(this.base)) return false;
-    const token = replySubject.slice(this.base.length);
-    const w = this.#pending.get(token);
+    const token = this.#tokenOf(replySubject);
+    const w = token === null ? undefined : this.#pending.get(token);
     if (!w) return false;
-    return this.#settle(token, new BusRequestError("no_responders", w.subject, w.timeoutMs));
+    return this.#settle(token!, new BusRequestError("no_responders", w.subject, w.timeoutMs));
   }
 
   /**
@@ -115,16 +114,25 @@ export class ReplyInbox<T> {
    * the publish); returns how many.
    */
   failSubject(subject: string, err: Error): number {
-    let n = 0;
-    for (const [token, w] of [...this.#pending]) {
-      if (w.subject === subject && this.#settle(token, err)) n++;
-    }
-    return n;
+    return this.#failWhere((w) => w.subject === subject, err);
   }
 
   /** Reject every waiting request with `err` (the connection or the subscription ended). */
   failAll(err: Error): void {
-    for (const token of [...this.#pending.keys()]) this.#settle(token, err);
+    this.#failWhere(() => true, err);
+  }
+
+  #failWhere(which: (w: Waiter<T>) => boolean, err: Error): number {
+    let n = 0;
+    for (const [token, w] of [...this.#pending]) {
+      if (which(w) && this.#settle(token, err)) n++;
+    }
+    return n;
+  }
+
+  /** The token of a reply subject of this inbox, or null. */
+  #tokenOf(replySubject: string): string | null {
+    return replySubject.startsWith(this.base) ? replySubject.slice(this.base.length) : null;
   }
 
   #settle(token: string, outcome: T | Error): boolean {
