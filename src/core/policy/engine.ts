@@ -189,7 +189,7 @@ interface Held {
  * 1 (above) or 2 (below) for a rule whose whole condition is one test of a
  * token-pooled signal (one value per token, read back as pushed), else 0.
  */
-function quickOp(rule: CompiledRule): number {
+function quickTestOp(rule: CompiledRule): number {
   const c = rule.condition;
   if (c.kind !== "test" || rule.tests.length !== 1) return 0;
   const test = rule.tests[c.test];
@@ -276,7 +276,7 @@ export class PolicyEngine {
    */
   #candidates = new Int32Array(0);
   /**
-   * Per rule whose condition is one test of a token-pooled latent: 1 (above) or 2 (below) and
+   * Per rule whose condition is one test of a token-pooled signal: 1 (above) or 2 (below) and
    * its threshold; 0 for every other rule. Such a rule holds at a token only on the value pushed
    * there, so a value that fails the test does not make it a candidate (most hits of a watched
    * latent are below its rule's threshold: checking each as a candidate was half the evaluation).
@@ -335,7 +335,7 @@ export class PolicyEngine {
   #install(set: CompiledPolicySet): void {
     this.#mark = new Int32Array(set.rules.length);
     this.#candidates = new Int32Array(set.rules.length);
-    this.#quickOp = Uint8Array.from(set.rules, quickOp);
+    this.#quickOp = Uint8Array.from(set.rules, quickTestOp);
     this.#quickThreshold = Float64Array.from(
       set.rules,
       (r) => r.condition.kind === "test" ? r.condition.threshold : 0,
