@@ -42,7 +42,6 @@ import { bf16ToF32, f32ToBf16 } from "../src/core/dtype.ts";
 import { writeNpy } from "../src/formats/npy.ts";
 import { Rng } from "../src/core/random.ts";
 import { SIDECAR_V8_FLAGS } from "../src/shared/v8_flags.ts";
-import { benchGate } from "./gate.ts";
 import { benchPythonGate } from "./python_gate.ts";
 import { encodeChart, latencyChart } from "./chart.ts";
 import { benchPolicy } from "./policy.ts";
@@ -50,17 +49,20 @@ import { benchAlertSpool } from "./alert_spool.ts";
 import { benchPolicyCompile } from "./policy_compile.ts";
 import { benchScaleOut } from "./scale_out.ts";
 import { benchWorkbenchBrowser } from "./workbench_browser.ts";
-import { ortMatmulPeak, peakShapes } from "./matmul_peak.ts";
+import { ortMatmulPeak, PEAK_SHAPES } from "./matmul_peak.ts";
 import { type NumpyBlas, type NumpyReport, runNumpyChild } from "./numpy_child.ts";
 import { readTheoreticalF32Peak } from "./cpu_peak.ts";
 import { machineHeader, machineRecord, type MeasuredPeaks } from "./machine.ts";
 import { nativeKernelsStatus } from "../src/runtime/native_kernels.ts";
 import { resultsTable } from "./table.ts";
 import {
+  anotherTurn,
   benchWatched,
   bestTurn,
   ENCODE_ROUNDS,
+  MAX_ENCODE_ROUNDS,
   ROW_SECONDS,
+  SETTLED_SPREAD,
   timeEncoder,
   WARMUP_SECONDS,
 } from "./encode_rows.ts";
@@ -88,12 +90,15 @@ export interface BenchResult {
   l0?: number;
   /**
    * encode/: which encode path ran (the encoder's `path`, "f32" when it has
-   * none) and how many tokens fell back to the exact full encode
-   * (`fallbackTokens`, 0 when it has none), over the row's timed calls.
+   * none) in most of the row's timed calls, the calls on each path
+   * (`path_calls`: a tuning encoder times the other path now and then), and
+   * how many tokens fell back to the exact full encode (`fallbackTokens`, 0
+   * when it has none), over the row's timed calls.
    */
   path?: string;
+  path_calls?: Record<string, number>;
   fallbacks?: number;
-  /** encode/ and watched/: interleaved turns (ENCODE_ROUNDS), and each side's tokens/s in every turn. */
+  /** encode/ and watched/: interleaved turns taken (ENCODE_ROUNDS to MAX_ENCODE_ROUNDS, until settled), and each side's tokens/s in every turn. */
   turns?: number;
   turns_tokens_per_s?: number[];
   baseline_turns_tokens_per_s?: (number | null)[];
@@ -204,7 +209,7 @@ async function runNumpy(job: Record<string, unknown>): Promise<NumpyReport | nul
 
 /** The machine's matmul peak: onnxruntime in this process and NumPy, same shapes, same run. */
 async function matmulPeak(): Promise<MeasuredPeaks> {
-  const shapes = peakShapes(quick);
+  const shapes = [...PEAK_SHAPES];
   progress(`matmul peak: f32 GEMM ${shapes.map((s) => s.join("x")).join(", ")} (onnxruntime)`);
   const ortRows = await ortMatmulPeak(shapes, ROW_SECONDS);
   progress("matmul peak: the same GEMMs through NumPy");
@@ -252,13 +257,18 @@ async function benchEncode(peakGflops: number): Promise<BenchResult[]> {
       let rows: BenchResult[] = [];
       try {
         await writeBaselineInputs(dir, sae, xAll);
-        for (let round = 1; round <= ENCODE_ROUNDS; round++) {
+        for (let round = 1; round === 1 || anotherTurn(round - 1, rows); round++) {
           const turn: BenchResult[] = [];
           for (const b of batches) {
             const x = xAll.subarray(0, b * s.dIn);
             turn.push(await timeEncoder(`encode/${label}/b${b}`, enc, x, b));
           }
-          progress(`NumPy baseline for ${label}, turn ${round} of ${ENCODE_ROUNDS} (python3)`);
+          progress(
+            `NumPy baseline for ${label}, turn ${round} (${ENCODE_ROUNDS} to ${MAX_ENCODE_ROUNDS}: ` +
+              `more while a side's two best turns differ by over ${
+                SETTLED_SPREAD * 100
+              }%) (python3)`,
+          );
           const cases = turn.map((r, i) => ({
             name: r.name,
             architecture: s.arch,
@@ -301,26 +311,30 @@ async function benchEncode(peakGflops: number): Promise<BenchResult[]> {
   return out;
 }
 
-/** The e2e bench in a child process (`bench/e2e.ts`), so RSS is the sidecar's alone. */
-async function benchServeChild(arch: "topk" | "jumprelu"): Promise<BenchResult[]> {
-  const args = [
-    "run",
-    "-A",
-    // the sidecar runs here: with the V8 heap setting every launch of serve has
-    SIDECAR_V8_FLAGS,
-    "--config",
-    new URL("../deno.json", import.meta.url).pathname,
-    new URL("./e2e.ts", import.meta.url).pathname,
-    "--arch",
-    arch,
-    ...(quick ? ["--quick"] : []),
-  ];
+/**
+ * A bench section in a child process with the V8 heap setting every launch of
+ * serve has: `bench/e2e.ts` (so RSS is the sidecar's alone) and `bench/gate.ts`
+ * (whose sidecar ran in this process, after the encode rows had grown its heap
+ * and left their sessions' memory behind, in full runs only: --quick's
+ * gating rows came out faster than the full run's). Its stdout's JSON lines
+ * are its rows.
+ */
+async function benchChild(script: string, args: string[]): Promise<BenchResult[]> {
   const { code, stdout } = await new Deno.Command(Deno.execPath(), {
-    args,
+    args: [
+      "run",
+      "-A",
+      SIDECAR_V8_FLAGS,
+      "--config",
+      new URL("../deno.json", import.meta.url).pathname,
+      new URL(script, import.meta.url).pathname,
+      ...args,
+      ...(quick ? ["--quick"] : []),
+    ],
     stdout: "piped",
     stderr: "inherit",
   }).output();
-  if (code !== 0) progress(`e2e (${arch}) exited with ${code}`);
+  if (code !== 0) progress(`${script} ${args.join(" ")} exited with ${code}`);
   return new TextDecoder().decode(stdout).split("\n")
     .filter((l) => l.startsWith("{"))
     .map((l) => JSON.parse(l) as BenchResult);
@@ -343,9 +357,9 @@ if (loadStart && loadStart[0] > 0.5) {
 const peak = await matmulPeak();
 const results: BenchResult[] = await benchEncode(peak.peak);
 results.push(...await benchWatched(results, { maxBatch: Math.max(...BATCHES), progress }));
-results.push(...await benchServeChild("topk"));
-results.push(...await benchServeChild("jumprelu"));
-results.push(...await benchGate({ quick, progress }));
+results.push(...await benchChild("./e2e.ts", ["--arch", "topk"]));
+results.push(...await benchChild("./e2e.ts", ["--arch", "jumprelu"]));
+results.push(...await benchChild("./gate.ts", []));
 results.push(...await benchPythonGate({ quick, progress }));
 progress("policy evaluation with 1, 100 and 1000 rules");
 results.push(...await benchPolicy({ quick }));

@@ -12,11 +12,23 @@
  * one token in one bench sitting, gets its second look early) and then
  * every `retryEvery` batches (the machine's load changes).
  *
+ * Each path keeps its last `keep` times (default 16), not only the last
+ * `samples`: with three, three batches slowed by other work on the machine
+ * (5 ms at 16 tokens) made the running path look slower than the other's
+ * time from its last retry, and a 768→24576 TopK encoder then ran its path
+ * twice as slow for the ~250 batches until the next retry, several times in
+ * ten seconds. After a switch the path left behind is timed again
+ * {@linkcode SECOND_LOOK_AFTER} batches later, then after twice as many, and
+ * so on up to `retryEvery`: a switch that a longer stretch of other work
+ * caused is undone within about twice the stretch.
+ *
  * @module
  */
 
 /** Batches of a class (counted before the pick) after which the slower path is timed again early. */
 const EARLY_RETRIES = new Set([15, 63]);
+/** Batches after a switch of paths at which the path left behind is timed again. */
+export const SECOND_LOOK_AFTER = 16;
 
 /** The two paths. */
 export type EncodePath = "int8" | "f32";
@@ -28,6 +40,12 @@ interface SizeClass {
   /** Batches left in the retry under way (the slower path, `samples` batches in a row). */
   retryLeft: number;
   retryPath: EncodePath;
+  /** The path the last pick chose outside a retry (null before the first choice). */
+  current: EncodePath | null;
+  /** The batch count at which the path left behind by a switch is timed again (−1: none due). */
+  secondLookAt: number;
+  /** Batches from this second look to the next: doubles after each, up to `retryEvery`. */
+  lookGap: number;
 }
 
 /**
@@ -45,11 +63,15 @@ export class PathTuner {
   readonly #samples: number;
   readonly #retryEvery: number;
   readonly #warmup: number;
+  readonly #keep: number;
 
-  constructor(opts: { samples?: number; retryEvery?: number; warmup?: number } = {}) {
+  constructor(
+    opts: { samples?: number; retryEvery?: number; warmup?: number; keep?: number } = {},
+  ) {
     this.#samples = opts.samples ?? 3;
     this.#warmup = opts.warmup ?? 2;
     this.#retryEvery = opts.retryEvery ?? 256;
+    this.#keep = Math.max(this.#samples, opts.keep ?? 16);
   }
 
   #class(tokens: number): SizeClass {
@@ -62,6 +84,9 @@ export class PathTuner {
         batches: 0,
         retryLeft: 0,
         retryPath: "int8",
+        current: null,
+        secondLookAt: -1,
+        lookGap: SECOND_LOOK_AFTER,
       };
       this.#classes.set(key, c);
     }
@@ -74,27 +99,44 @@ export class PathTuner {
     for (const p of ["int8", "f32"] as const) {
       if (c.seen[p] < this.#warmup || c.times[p].length < this.#samples) return p;
     }
-    const best = Math.min(...c.times.int8) <= Math.min(...c.times.f32) ? "int8" : "f32";
-    const other = best === "int8" ? "f32" : "int8";
     if (c.retryLeft > 0) {
       // a retry runs `samples` batches in a row: the first after a long pause meets cold caches
       c.retryLeft--;
       return c.retryPath;
     }
-    if (EARLY_RETRIES.has(c.batches) || c.batches % this.#retryEvery === this.#retryEvery - 1) {
+    const best = Math.min(...c.times.int8) <= Math.min(...c.times.f32) ? "int8" : "f32";
+    const other = best === "int8" ? "f32" : "int8";
+    if (c.current !== null && c.current !== best) {
+      c.lookGap = SECOND_LOOK_AFTER;
+      c.secondLookAt = c.batches + c.lookGap;
+    }
+    c.current = best;
+    if (
+      c.batches === c.secondLookAt || EARLY_RETRIES.has(c.batches) ||
+      c.batches % this.#retryEvery === this.#retryEvery - 1
+    ) {
+      if (c.secondLookAt >= 0) {
+        // any retry is the second look due; one that fell inside the stretch of other work is
+        // followed by others, further apart
+        c.lookGap *= 2;
+        c.secondLookAt = c.lookGap < this.#retryEvery ? c.batches + c.lookGap : -1;
+      }
       c.retryLeft = this.#samples - 1;
       return c.retryPath = other;
     }
     return best;
   }
 
-  /** Time a batch of `tokens` took on `path` (ms); the first `warmup` of each path per class are not kept. */
+  /**
+   * Time a batch of `tokens` took on `path` (ms); the first `warmup` of each
+   * path per class are not kept, and of the rest the last `keep`.
+   */
   record(tokens: number, path: EncodePath, ms: number): void {
     const c = this.#class(tokens);
     c.batches++;
     if (c.seen[path]++ < this.#warmup) return;
     const t = c.times[path];
     t.push(ms / tokens);
-    if (t.length > this.#samples) t.shift();
+    if (t.length > this.#keep) t.shift();
   }
 }

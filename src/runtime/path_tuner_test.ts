@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PathTuner } from "./path_tuner.ts";
+import { PathTuner, SECOND_LOOK_AFTER } from "./path_tuner.ts";
 
 Deno.test("PathTuner: times both paths per size class (after a warm-up each), then runs the faster, retrying the other", () => {
   const tuner = new PathTuner({ samples: 2, retryEvery: 10, warmup: 1 });
@@ -51,7 +51,11 @@ Deno.test("PathTuner: a path timed slow while it warmed up gets an early second 
   }
   assert.deepEqual(picks.slice(0, 15), [...Array(5).fill("int8"), ...Array(10).fill("f32")]);
   assert.deepEqual(picks.slice(15, 18), ["int8", "int8", "int8"], "the early retry: 3 in a row");
-  assert.deepEqual(new Set(picks.slice(18)), new Set(["int8"]), "int8 from then on");
+  // int8 from then on, but for the second look at f32 SECOND_LOOK_AFTER batches after the switch
+  assert.deepEqual(new Set(picks.slice(18, 18 + SECOND_LOOK_AFTER)), new Set(["int8"]));
+  const look = 18 + SECOND_LOOK_AFTER;
+  assert.deepEqual(picks.slice(look, look + 3), ["f32", "f32", "f32"], "the second look");
+  assert.deepEqual(new Set(picks.slice(look + 3)), new Set(["int8"]), "int8 after it");
 });
 
 Deno.test("PathTuner: a retry's first batch meeting cold caches does not keep the faster path out", () => {
@@ -68,7 +72,52 @@ Deno.test("PathTuner: a retry's first batch meeting cold caches does not keep th
     tuner.record(1, p, ms);
     last = p;
   }
-  // int8 from the early retry at the 16th batch on; f32 only in its own retry (64th batch, 3 in a row)
-  assert.deepEqual(new Set(picks.slice(15, 63)), new Set(["int8"]), picks.join(","));
-  assert.equal(picks.slice(15).filter((p) => p === "f32").length, 3, picks.join(","));
+  // int8 from the early retry at the 16th batch on; f32 only in the second look after that switch
+  // and in its own retry (64th batch), 3 in a row each
+  const f32At = picks.flatMap((p, i) => i >= 15 && p === "f32" ? [i] : []);
+  const look = 18 + SECOND_LOOK_AFTER;
+  assert.deepEqual(f32At, [look, look + 1, look + 2, 63, 64, 65], picks.join(","));
+});
+
+/** Drive a tuner over `n` batches of `tokens`; `ms(path, i)` is batch i's time on `path`. */
+function drive(
+  tuner: PathTuner,
+  n: number,
+  tokens: number,
+  ms: (path: "int8" | "f32", i: number) => number,
+  from = 0,
+): string[] {
+  const picks: string[] = [];
+  for (let i = from; i < from + n; i++) {
+    const p = tuner.pick(tokens);
+    picks.push(p);
+    tuner.record(tokens, p, ms(p, i));
+  }
+  return picks;
+}
+
+Deno.test("PathTuner: a few batches slowed by other work do not switch the running path", () => {
+  const tuner = new PathTuner({ retryEvery: 1000 });
+  // int8 1 ms, f32 2 ms; batches 100–109 of int8 take 5 ms (other work on the machine)
+  const picks = drive(tuner, 200, 16, (p, i) => p === "f32" ? 2 : i >= 100 && i < 110 ? 5 : 1);
+  const slowerAfter = picks.slice(66).filter((p) => p === "f32").length;
+  // with only the last 3 times kept, the burst made f32 run until the next retry
+  assert.equal(slowerAfter, 0, picks.slice(66).join(","));
+});
+
+Deno.test("PathTuner: a switch that a long stretch of other work caused is undone at the second look", () => {
+  const tuner = new PathTuner({ retryEvery: 1000 });
+  // int8 1 ms, f32 2 ms; int8's batches 100–139 take 5 ms (longer than the 16 times kept)
+  const picks = drive(tuner, 240, 16, (p, i) => p === "f32" ? 2 : i >= 100 && i < 140 ? 5 : 1);
+  const switched = picks.indexOf("f32", 100);
+  assert.ok(switched > 100 && switched < 140, `expected a switch during the stretch: ${picks}`);
+  // the first look (16 batches after the switch) falls inside the stretch; the next one comes
+  // 32 batches later: back on int8 within about twice the stretch
+  const back = picks.indexOf("int8", 140);
+  assert.ok(back > 140 && back <= 140 + 40, picks.slice(100).join(","));
+  // from then on f32 runs only in looks of 3 batches (after the switch back), at most 4 of them
+  const after = picks.slice(back).join("").split("int8").filter((run) => run !== "");
+  assert.ok(after.every((run) => run === "f32f32f32"), picks.slice(back).join(","));
+  assert.ok(after.length <= 4, picks.slice(back).join(","));
+  assert.deepEqual(picks.slice(-10), Array(10).fill("int8"));
 });

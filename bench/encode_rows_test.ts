@@ -1,0 +1,66 @@
+/** The encode rows' turns: when a row is settled, and when another turn is due. */
+import assert from "node:assert/strict";
+import {
+  anotherTurn,
+  bestTurn,
+  ENCODE_ROUNDS,
+  MAX_ENCODE_ROUNDS,
+  settled,
+  SETTLED_SPREAD,
+} from "./encode_rows.ts";
+import type { BenchResult } from "./run.ts";
+
+const turn = (tokensPerS: number): BenchResult => ({
+  name: "encode/x/b1",
+  tokens_per_s: tokensPerS,
+  baseline_tokens_per_s: null,
+  ratio: null,
+  p50_ms: 1,
+  p99_ms: 2,
+  rss_mb: 100,
+  path: "f32",
+  fallbacks: 1,
+});
+
+/** A row folded from turns the way bench/run.ts folds them. */
+function fold(ours: number[], theirs: (number | null)[]): BenchResult {
+  let row: BenchResult | undefined;
+  ours.forEach((v, i) => row = bestTurn(row, turn(v), theirs[i] ?? null, i + 1));
+  return row!;
+}
+
+Deno.test("encode rows: a side is settled when its two best turns are within 10%, whatever their order", () => {
+  assert.equal(SETTLED_SPREAD, 0.1);
+  assert.equal(settled(fold([700, 1000, 905], [500, 300, 455])), true);
+  assert.equal(settled(fold([1000, 899, 700], [500, 500, 500])), false); // ours: 899 < 900
+  assert.equal(settled(fold([1000, 950, 700], [300, 1000, 850])), false); // NumPy: 850 < 900
+  // the exact edge: 900 is 10% below 1000
+  assert.equal(settled(fold([900, 1000], [null, null])), true);
+});
+
+Deno.test("encode rows: one turn is never settled; a missing baseline does not hold a row back", () => {
+  assert.equal(settled(fold([1000], [1000])), false);
+  assert.equal(settled(fold([1000, 990], [null, null])), true); // NumPy absent
+  assert.equal(settled(fold([1000, 990], [500, null])), false); // NumPy measured once
+  assert.equal(settled({ turns_tokens_per_s: [] }), false);
+});
+
+Deno.test("encode rows: at least ENCODE_ROUNDS turns, more while a row is unsettled, never past MAX_ENCODE_ROUNDS", () => {
+  const calm = [fold([1000, 990, 980], [500, 495, 490])];
+  const noisy = [calm[0], fold([1176, 498, 325], [456, 333, 435])];
+  assert.equal(anotherTurn(ENCODE_ROUNDS - 1, calm), true);
+  assert.equal(anotherTurn(ENCODE_ROUNDS, calm), false);
+  assert.equal(anotherTurn(ENCODE_ROUNDS, noisy), true);
+  assert.equal(anotherTurn(MAX_ENCODE_ROUNDS - 1, noisy), true);
+  assert.equal(anotherTurn(MAX_ENCODE_ROUNDS, noisy), false);
+});
+
+Deno.test("encode rows: the kept row is each side's best turn, with every turn and all fallbacks", () => {
+  const row = fold([800, 1000, 900], [400, null, 450]);
+  assert.equal(row.tokens_per_s, 1000);
+  assert.equal(row.baseline_tokens_per_s, 450);
+  assert.deepEqual(row.turns_tokens_per_s, [800, 1000, 900]);
+  assert.deepEqual(row.baseline_turns_tokens_per_s, [400, null, 450]);
+  assert.equal(row.fallbacks, 3);
+  assert.equal(row.turns, 3);
+});
