@@ -21,8 +21,9 @@ import type { BenchResult } from "./run.ts";
 export const ROW_SECONDS = 0.5;
 export const WARMUP_SECONDS = 0.2;
 /**
- * encode/ rows: latentwatch and NumPy take turns (watched/ rows: latentwatch alone) this many times on each shape and weight
- * type, and each side's row is its best turn. This shared machine's other work slows one
+ * encode/ rows: latentwatch and NumPy take turns (watched/ rows: latentwatch alone) at least
+ * this many times on each shape and weight type (up to MAX_ENCODE_ROUNDS while a row is not
+ * {@linkcode settled}), and each side's row is its best turn. This shared machine's other work slows one
  * half-second window or another by up to 2×; interleaved turns put both sides through the
  * same stretches, and the best turn is what each can do here.
  */
@@ -62,7 +63,7 @@ export function settled(
   return side(row.turns_tokens_per_s, true) && side(row.baseline_turns_tokens_per_s, false);
 }
 
-/** Whether another turn is due after `round` turns of `rows`. */
+/** Whether another turn is due after `round` turns of `rows` (always after none). */
 export function anotherTurn(round: number, rows: readonly BenchResult[]): boolean {
   if (round < ENCODE_ROUNDS) return true;
   return round < MAX_ENCODE_ROUNDS && !rows.every(settled);
@@ -162,7 +163,7 @@ export async function benchWatched(
     // the best of interleaved turns, as the encode rows: one 0.7 s window slowed by the
     // machine's other work made a single full-run row 2× below --quick's (w256/b128)
     const kept = new Map<number, BenchResult>();
-    for (let round = 1; round === 1 || anotherTurn(round - 1, [...kept.values()]); round++) {
+    for (let round = 1; anotherTurn(round - 1, [...kept.values()]); round++) {
       for (const b of [1, 128]) {
         const small = watchedStats.smallBatches ?? 0;
         const turn = await timeEncoder(
@@ -174,6 +175,7 @@ export async function benchWatched(
         // which kernel computed the product: the watched one, or onnxruntime past its limit
         const ranHere = (watchedStats.smallBatches ?? 0) > small;
         turn.path = ranHere ? `watched/${watchedStats.watchedKernel}` : "watched/onnxruntime";
+        delete turn.path_calls; // the full encode's paths: the watched encoder has none
         kept.set(b, bestTurn(kept.get(b), turn, null, round));
       }
     }

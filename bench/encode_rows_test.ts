@@ -53,6 +53,15 @@ Deno.test("encode rows: at least ENCODE_ROUNDS turns, more while a row is unsett
   assert.equal(anotherTurn(ENCODE_ROUNDS, noisy), true);
   assert.equal(anotherTurn(MAX_ENCODE_ROUNDS - 1, noisy), true);
   assert.equal(anotherTurn(MAX_ENCODE_ROUNDS, noisy), false);
+  // the loop bench/run.ts runs: turns taken while anotherTurn(turns taken so far)
+  const turnsTaken = (rows: BenchResult[]) => {
+    let round = 1;
+    for (; anotherTurn(round - 1, rows); round++);
+    return round - 1;
+  };
+  assert.equal(turnsTaken(calm), ENCODE_ROUNDS);
+  assert.equal(turnsTaken(noisy), MAX_ENCODE_ROUNDS);
+  assert.equal(turnsTaken([]), ENCODE_ROUNDS);
 });
 
 Deno.test("encode rows: the kept row is each side's best turn, with every turn and all fallbacks", () => {

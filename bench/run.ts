@@ -257,7 +257,7 @@ async function benchEncode(peakGflops: number): Promise<BenchResult[]> {
       let rows: BenchResult[] = [];
       try {
         await writeBaselineInputs(dir, sae, xAll);
-        for (let round = 1; round === 1 || anotherTurn(round - 1, rows); round++) {
+        for (let round = 1; anotherTurn(round - 1, rows); round++) {
           const turn: BenchResult[] = [];
           for (const b of batches) {
             const x = xAll.subarray(0, b * s.dIn);

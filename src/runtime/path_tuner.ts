@@ -20,32 +20,52 @@
  * ten seconds. After a switch the path left behind is timed again
  * {@linkcode SECOND_LOOK_AFTER} batches later, then after twice as many, and
  * so on up to `retryEvery`: a switch that a longer stretch of other work
- * caused is undone within about twice the stretch.
+ * caused is undone within about twice the stretch. A path's times older
+ * than two retry intervals are dropped (all but its last `samples`), so the
+ * path not running is judged by its recent retries, not by a time from
+ * before the input or the machine changed.
+ *
+ * The schedule counts picks, not recorded batches, so encodes in flight
+ * together (picks running ahead of their records) still meet every retry.
  *
  * @module
  */
 
-/** Batches of a class (counted before the pick) after which the slower path is timed again early. */
+/** Picks of a class (counted before the pick) after which the slower path is timed again early. */
 const EARLY_RETRIES = new Set([15, 63]);
-/** Batches after a switch of paths at which the path left behind is timed again. */
+/** Picks after a switch of paths at which the path left behind is timed again. */
 export const SECOND_LOOK_AFTER = 16;
 
 /** The two paths. */
 export type EncodePath = "int8" | "f32";
 
+/** One kept time: ms per token, and the class's pick count when it was recorded. */
+interface Timing {
+  perToken: number;
+  at: number;
+}
+
 interface SizeClass {
-  times: Record<EncodePath, number[]>;
+  times: Record<EncodePath, Timing[]>;
   seen: Record<EncodePath, number>;
-  batches: number;
-  /** Batches left in the retry under way (the slower path, `samples` batches in a row). */
+  /** Picks so far (the schedule's clock). */
+  picks: number;
+  /** Picks left in the retry under way (the slower path, `samples` batches in a row). */
   retryLeft: number;
   retryPath: EncodePath;
-  /** The path the last pick chose outside a retry (null before the first choice). */
+  /** The faster path at the last pick that was not the rest of a retry (null before the first). */
   current: EncodePath | null;
-  /** The batch count at which the path left behind by a switch is timed again (−1: none due). */
+  /** The pick at which the path left behind by a switch is timed again (−1: none due). */
   secondLookAt: number;
-  /** Batches from this second look to the next: doubles after each, up to `retryEvery`. */
+  /** Picks from this second look to the next: doubles after each, up to `retryEvery`. */
   lookGap: number;
+}
+
+/** The lowest time per token among `t`'s. */
+function fastest(t: readonly Timing[]): number {
+  let best = Infinity;
+  for (const x of t) if (x.perToken < best) best = x.perToken;
+  return best;
 }
 
 /**
@@ -81,7 +101,7 @@ export class PathTuner {
       c = {
         times: { int8: [], f32: [] },
         seen: { int8: 0, f32: 0 },
-        batches: 0,
+        picks: 0,
         retryLeft: 0,
         retryPath: "int8",
         current: null,
@@ -96,6 +116,7 @@ export class PathTuner {
   /** The path the next batch of `tokens` should take. */
   pick(tokens: number): EncodePath {
     const c = this.#class(tokens);
+    const n = c.picks++;
     for (const p of ["int8", "f32"] as const) {
       if (c.seen[p] < this.#warmup || c.times[p].length < this.#samples) return p;
     }
@@ -104,22 +125,23 @@ export class PathTuner {
       c.retryLeft--;
       return c.retryPath;
     }
-    const best = Math.min(...c.times.int8) <= Math.min(...c.times.f32) ? "int8" : "f32";
+    const best = fastest(c.times.int8) <= fastest(c.times.f32) ? "int8" : "f32";
     const other = best === "int8" ? "f32" : "int8";
-    if (c.current !== null && c.current !== best) {
+    const switched = c.current !== null && c.current !== best;
+    if (switched) {
       c.lookGap = SECOND_LOOK_AFTER;
-      c.secondLookAt = c.batches + c.lookGap;
+      c.secondLookAt = n + c.lookGap;
     }
     c.current = best;
     if (
-      c.batches === c.secondLookAt || EARLY_RETRIES.has(c.batches) ||
-      c.batches % this.#retryEvery === this.#retryEvery - 1
+      n === c.secondLookAt || EARLY_RETRIES.has(n) || n % this.#retryEvery === this.#retryEvery - 1
     ) {
-      if (c.secondLookAt >= 0) {
-        // any retry is the second look due; one that fell inside the stretch of other work is
-        // followed by others, further apart
+      // any retry is the second look due (but not one on the very pick that switched: the
+      // stretch of other work that caused the switch is most likely still on); a look that fell
+      // inside that stretch is followed by others, further apart
+      if (c.secondLookAt >= 0 && !switched) {
         c.lookGap *= 2;
-        c.secondLookAt = c.lookGap < this.#retryEvery ? c.batches + c.lookGap : -1;
+        c.secondLookAt = c.lookGap < this.#retryEvery ? n + c.lookGap : -1;
       }
       c.retryLeft = this.#samples - 1;
       return c.retryPath = other;
@@ -129,14 +151,15 @@ export class PathTuner {
 
   /**
    * Time a batch of `tokens` took on `path` (ms); the first `warmup` of each
-   * path per class are not kept, and of the rest the last `keep`.
+   * path per class are not kept, and of the rest the last `keep`, less those
+   * older than two retry intervals (the last `samples` are always kept).
    */
   record(tokens: number, path: EncodePath, ms: number): void {
     const c = this.#class(tokens);
-    c.batches++;
     if (c.seen[path]++ < this.#warmup) return;
     const t = c.times[path];
-    t.push(ms / tokens);
-    if (t.length > this.#keep) t.shift();
+    t.push({ perToken: ms / tokens, at: c.picks });
+    const oldest = c.picks - 2 * this.#retryEvery;
+    while (t.length > this.#keep || (t.length > this.#samples && t[0].at < oldest)) t.shift();
   }
 }
