@@ -41,7 +41,6 @@ import type { SaeWeights } from "../src/core/sae.ts";
 import { bf16ToF32, f32ToBf16 } from "../src/core/dtype.ts";
 import { writeNpy } from "../src/formats/npy.ts";
 import { Rng } from "../src/core/random.ts";
-import { SIDECAR_V8_FLAGS } from "../src/shared/v8_flags.ts";
 import { benchPythonGate } from "./python_gate.ts";
 import { encodeChart, latencyChart } from "./chart.ts";
 import { benchPolicy } from "./policy.ts";
@@ -50,6 +49,7 @@ import { benchPolicyCompile } from "./policy_compile.ts";
 import { benchScaleOut } from "./scale_out.ts";
 import { benchWorkbenchBrowser } from "./workbench_browser.ts";
 import { ortMatmulPeak, PEAK_SHAPES } from "./matmul_peak.ts";
+import { childRows } from "./child_rows.ts";
 import { type NumpyBlas, type NumpyReport, runNumpyChild } from "./numpy_child.ts";
 import { readTheoreticalF32Peak } from "./cpu_peak.ts";
 import { machineHeader, machineRecord, type MeasuredPeaks } from "./machine.ts";
@@ -311,35 +311,6 @@ async function benchEncode(peakGflops: number): Promise<BenchResult[]> {
   return out;
 }
 
-/**
- * A bench section in a child process with the V8 heap setting every launch of
- * serve has: `bench/e2e.ts` (so RSS is the sidecar's alone) and `bench/gate.ts`
- * (whose sidecar ran in this process, after the encode rows had grown its heap
- * and left their sessions' memory behind, in full runs only: --quick's
- * gating rows came out faster than the full run's). Its stdout's JSON lines
- * are its rows.
- */
-async function benchChild(script: string, args: string[]): Promise<BenchResult[]> {
-  const { code, stdout } = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      SIDECAR_V8_FLAGS,
-      "--config",
-      new URL("../deno.json", import.meta.url).pathname,
-      new URL(script, import.meta.url).pathname,
-      ...args,
-      ...(quick ? ["--quick"] : []),
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  if (code !== 0) progress(`${script} ${args.join(" ")} exited with ${code}`);
-  return new TextDecoder().decode(stdout).split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as BenchResult);
-}
-
 /** `/proc/loadavg`'s 1, 5 and 15 minute averages: other work on the machine skews every figure. */
 function loadavg(): number[] | null {
   try {
@@ -357,9 +328,9 @@ if (loadStart && loadStart[0] > 0.5) {
 const peak = await matmulPeak();
 const results: BenchResult[] = await benchEncode(peak.peak);
 results.push(...await benchWatched(results, { maxBatch: Math.max(...BATCHES), progress }));
-results.push(...await benchChild("./e2e.ts", ["--arch", "topk"]));
-results.push(...await benchChild("./e2e.ts", ["--arch", "jumprelu"]));
-results.push(...await benchChild("./gate.ts", []));
+results.push(...await childRows("./e2e.ts", ["--arch", "topk"], { quick, progress }));
+results.push(...await childRows("./e2e.ts", ["--arch", "jumprelu"], { quick, progress }));
+results.push(...await childRows("./gate.ts", [], { quick, progress }));
 results.push(...await benchPythonGate({ quick, progress }));
 progress("policy evaluation with 1, 100 and 1000 rules");
 results.push(...await benchPolicy({ quick }));
