@@ -9,9 +9,10 @@
  *    figure is the most `serve` sustains and nothing is dropped;
  * 2. fixed loads: an open-loop generator publishes frames on a schedule at a
  *    fixed share of that rate (whatever the sidecar does), bounded in count
- *    and time; latency is frame published → its tokens encoded and evaluated
- *    (the pipeline's `onEncoded` hook), from the publish time each frame
- *    carries (`Lw-Meta-sent`, the host clock both processes read);
+ *    and time, each after one second at its rate that is not measured;
+ *    latency is frame published → its tokens encoded and evaluated (the
+ *    pipeline's `onEncoded` hook), from the publish time each frame carries
+ *    (`Lw-Meta-sent`, the host clock both processes read);
  * 3. RSS over time (JumpReLU): half load for two minutes (a 10 s row in --quick),
  *    RSS sampled every second;
  * 4. the floor (JumpReLU): the sidecar stopped, the same open loads (25 and 50%)
@@ -30,7 +31,7 @@
  */
 import { parseArgs } from "node:util";
 import { connectNatsBus } from "../src/bus/nats_bus.ts";
-import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
+import { findNatsServer } from "../src/bus/nats_server.ts";
 import { tapSubjectFilter } from "../src/core/frame/subjects.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { randomSae } from "../src/formats/random_sae.ts";
@@ -41,6 +42,7 @@ import type { BenchResult } from "./run.ts";
 import { latencySplitText } from "./table.ts";
 import { BENCH_HOOK, BENCH_MODEL, hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
 import { LoadGenerator } from "./e2e_load_process.ts";
+import { BROKER_ENV, generatorV8Flags, startBenchBroker } from "./harness.ts";
 
 /**
  * Write the bench's 768→24576 SAE (SAELens layout), its rules and a monitor
@@ -108,6 +110,9 @@ function latencySplit(toSidecar: number[], inSidecar: number[]) {
 
 const rssMb = () => Deno.memoryUsage().rss / 2 ** 20;
 
+/** Seconds each open-loop phase runs at its rate before it is measured. */
+const SETTLE_SECONDS = 1;
+
 /** Phases of one serve bench; durations in seconds. */
 interface ServePlan {
   saturationTokens: number;
@@ -165,7 +170,7 @@ export async function benchServe(
     : servePlan(arch, opts.quick);
   const name = `e2e/serve-${arch}-768x24576${arch === "jumprelu" ? "-watched64" : ""}`;
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-" });
-  const server = await startNatsServer();
+  const server = await startBenchBroker();
   const rows: BenchResult[] = [];
   try {
     opts.progress(`e2e: writing the 768x24576 ${arch} SAE in SAELens layout`);
@@ -274,6 +279,14 @@ export async function benchServe(
     // 2. and 3. open loop at fixed rates
     const openLoop = async (fraction: number, secs: number, rowName: string) => {
       const rate = fraction * saturation;
+      // settle at the new rate first, not measured: the row is then the steady state at its
+      // load, not the end of the phase before (in --quick the 25% row follows saturation,
+      // whose garbage V8 collects in the next second; in a full run it follows the 10% row)
+      const settled = await gen.run(
+        { cmd: "open", rate, seconds: SETTLE_SECONDS },
+        Date.now() + SETTLE_SECONDS * 1000 + 30_000,
+      );
+      await drain(settled.published, Date.now() + 10_000);
       const { encoded0, dropped0, t0 } = begin();
       const samples: number[] = [rssMb()];
       const sampleEverySecond = setInterval(() => samples.push(rssMb()), 1000);
@@ -399,6 +412,11 @@ export async function benchServe(
     sub.unsubscribe();
     await floor.close();
     await gen.quit();
+    const harness = {
+      broker_env: { ...BROKER_ENV },
+      generator_v8_flags: generatorV8Flags(),
+    };
+    for (const r of rows) r.harness = harness;
     return rows;
   } finally {
     await server.stop();

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { generatorV8Flags } from "./harness.ts";
 import { connectNatsBus, type NatsBus } from "../src/bus/nats_bus.ts";
 import {
   CREDIT_SUBJECT,
@@ -44,14 +45,15 @@ export class LoadGenerator {
     // E2E_LOAD_CPU_PROF=<dir>: profile the generator too (`--cpu-prof`)
     const profDir = Deno.env.get("E2E_LOAD_CPU_PROF");
     const prof = profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : [];
-    // E2E_LOAD_V8=<flags>: V8 flags for the generator (`--trace-gc` prints on its stdout)
-    const v8 = Deno.env.get("E2E_LOAD_V8");
+    // E2E_LOAD_V8=<flags>: V8 flags for the generator instead of the harness's
+    // (`--trace-gc` prints on its stdout)
+    const v8 = generatorV8Flags();
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
         "-A",
         ...prof,
-        ...(v8 ? [`--v8-flags=${v8}`] : []),
+        `--v8-flags=${v8}`,
         new URL("./e2e_load.ts", import.meta.url).pathname,
         "--url",
         natsUrl,

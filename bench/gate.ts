@@ -15,7 +15,7 @@
  * @module
  */
 import { connectNatsBus } from "../src/bus/nats_bus.ts";
-import { findNatsServer, startNatsServer } from "../src/bus/nats_server.ts";
+import { findNatsServer } from "../src/bus/nats_server.ts";
 import { tapSubjectFilter } from "../src/core/frame/subjects.ts";
 import { encodeVerdict } from "../src/core/steer/encode.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
@@ -23,6 +23,7 @@ import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import { writeBenchMonitor } from "./e2e.ts";
 import type { BenchResult } from "./run.ts";
+import { BROKER_ENV, startBenchBroker } from "./harness.ts";
 import { BENCH_HOOK, BENCH_MODEL, readLines } from "./e2e_load.ts";
 import type { GateTimings } from "./gate_tap.ts";
 
@@ -61,7 +62,7 @@ export async function benchGate(
     return [];
   }
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-gate-" });
-  const server = await startNatsServer();
+  const server = await startBenchBroker();
   const results: BenchResult[] = [];
   try {
     opts.progress("gate: writing the 768x24576 JumpReLU SAE, 64 watched latents + a steering rule");
@@ -100,6 +101,7 @@ export async function benchGate(
     await server.stop();
     await Deno.remove(dir, { recursive: true });
   }
+  for (const r of results) r.harness = { broker_env: { ...BROKER_ENV } };
   return results;
 }
 

@@ -67,6 +67,7 @@ import {
   WARMUP_SECONDS,
 } from "./encode_rows.ts";
 import { benchSae, type Shape, SHAPES } from "./bench_sae.ts";
+import type { HarnessRecord } from "./harness.ts";
 
 /**
  * One row of the results file. The first seven fields are fixed by issue 7;
@@ -102,6 +103,8 @@ export interface BenchResult {
   turns?: number;
   turns_tokens_per_s?: number[];
   baseline_turns_tokens_per_s?: (number | null)[];
+  /** e2e/ and gate rows: how the broker and the load generator were set up (`bench/harness.ts`). */
+  harness?: HarnessRecord;
   /** e2e/ at a fixed load: the rate the generator offered, and its share of saturation. */
   offered_tokens_per_s?: number;
   load_fraction?: number;

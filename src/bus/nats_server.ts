@@ -88,6 +88,21 @@ export class NatsServerStartError extends Error {
   }
 }
 
+/** Options of {@linkcode startNatsServer}. */
+export interface StartNatsServerOptions {
+  /** Listen here (a free loopback port when absent). */
+  port?: number;
+  /** JetStream store directory (a fresh temporary one when absent). */
+  storeDir?: string;
+  /** A server configuration file (`-c`). */
+  configFile?: string;
+  /**
+   * Variables added to the server's environment (it inherits ours): the
+   * bench gives the broker one Go processor with `{ GOMAXPROCS: "1" }`.
+   */
+  env?: Record<string, string>;
+}
+
 /**
  * Spawn `nats-server -js` on a free loopback port and wait until it accepts
  * connections. Throws with an install hint when the binary is missing.
@@ -100,7 +115,7 @@ export class NatsServerStartError extends Error {
  * ```
  */
 export async function startNatsServer(
-  opts: { port?: number; storeDir?: string; configFile?: string } = {},
+  opts: StartNatsServerOptions = {},
 ): Promise<NatsServerProcess> {
   const bin = await findNatsServer();
   if (!bin) {
@@ -115,7 +130,12 @@ export async function startNatsServer(
   const spawn = async () => {
     const args = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir];
     if (opts.configFile) args.push("-c", opts.configFile);
-    const started = new Deno.Command(bin, { args, stdout: "null", stderr: "piped" }).spawn();
+    const started = new Deno.Command(bin, {
+      args,
+      stdout: "null",
+      stderr: "piped",
+      ...(opts.env ? { env: opts.env } : {}),
+    }).spawn();
     child = started;
     // a server that exits at once (a bad configuration) is reported at once
     let exitCode: number | null = null;

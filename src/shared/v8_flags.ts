@@ -1,5 +1,5 @@
 /**
- * The V8 setting every launch of the sidecar passes (`deno.json`'s tasks, the
+ * The V8 settings every launch of the sidecar passes (`deno.json`'s tasks, the
  * systemd unit, the container's entry point, the prepared folder's command).
  *
  * V8 lets the old generation grow to as much as four times what the last full
@@ -10,6 +10,15 @@
  * growth a full collection comes every 2–3 s there and RSS stays within 3%
  * (docs/performance.md, "Thirteenth sitting").
  *
+ * Allocation-site pretenuring is off. V8 allocates objects from a site whose
+ * objects often survived straight in the old generation; after a burst (a
+ * queue of frames that lived through two scavenges) it did so for the
+ * per-frame objects, which die within milliseconds once the load is steady.
+ * At half load the old generation then grew 1.2 MB per scavenge instead of
+ * 0.6, a full collection came every 2–3 s instead of every 4–5, and each one's
+ * concurrent marking held the second core for 20–60 ms, which is most of the
+ * half-load tail (docs/performance.md, "Sixteenth sitting").
+ *
  * @example
  * ```ts
  * import { SIDECAR_V8_FLAGS } from "./v8_flags.ts";
@@ -19,5 +28,9 @@
  * @module
  */
 
-/** `deno run` flag: collect the old generation once it grows 30% past the last collection's. */
-export const SIDECAR_V8_FLAGS = "--v8-flags=--heap-growing-percent=30";
+/**
+ * `deno run` flag: collect the old generation once it grows 30% past the last
+ * collection's, and allocate every object young (no pretenuring).
+ */
+export const SIDECAR_V8_FLAGS =
+  "--v8-flags=--heap-growing-percent=30,--no-allocation-site-pretenuring";

@@ -1,0 +1,63 @@
+/**
+ * How the end-to-end and gating benches set up what is not the sidecar: the
+ * broker and the load generator, both on the machine the sidecar runs on.
+ * They are set to disturb that machine as little as they can, so the rows
+ * measure the sidecar more than its neighbours (docs/performance.md,
+ * "Sixteenth sitting"); every row records them (`harness`).
+ *
+ * - **The broker gets one Go processor** (`GOMAXPROCS=1`): on a 2-core host
+ *   shared with the generator and the sidecar, a second one only adds
+ *   hand-offs between cores. A native C publisher and subscriber through
+ *   nats-server 2.9.10, 2,940 frames of 49 KB a second: p99 2.1–2.8 ms with
+ *   the default, 0.36–0.85 ms with one.
+ * - **The generator's V8 collects on its own thread** (`--single-threaded-gc`):
+ *   its tap copies every frame, and V8's helper threads then mark on the
+ *   second core for tens of milliseconds at a time. The same frames from the
+ *   TypeScript generator to the C subscriber: p99 2.6–3.5 ms with the helper
+ *   threads, 1.6–1.7 ms without.
+ *
+ * @module
+ */
+import { type NatsServerProcess, startNatsServer } from "../src/bus/nats_server.ts";
+
+/** Variables the benches add to nats-server's environment. */
+export const BROKER_ENV: Readonly<Record<string, string>> = { GOMAXPROCS: "1" };
+
+/** V8 flags of the end-to-end bench's load generator, unless `E2E_LOAD_V8` names others. */
+export const GENERATOR_V8_FLAGS = "--single-threaded-gc";
+
+/** What a row says about the harness it ran on. */
+export interface HarnessRecord {
+  broker_env: Record<string, string>;
+  generator_v8_flags?: string;
+}
+
+/**
+ * Start the benches' broker: nats-server on a free loopback port with
+ * {@linkcode BROKER_ENV}.
+ *
+ * @example
+ * ```ts
+ * import { startBenchBroker } from "./harness.ts";
+ * const broker = await startBenchBroker();
+ * await broker.stop();
+ * ```
+ */
+export function startBenchBroker(): Promise<NatsServerProcess> {
+  return startNatsServer({ env: { ...BROKER_ENV } });
+}
+
+/**
+ * The generator's V8 flags: `given` (by default `E2E_LOAD_V8`, a profiling
+ * aid such as `--trace-gc`) when set, else {@linkcode GENERATOR_V8_FLAGS}.
+ *
+ * @example
+ * ```ts
+ * import { generatorV8Flags } from "./harness.ts";
+ * generatorV8Flags(""); // "--single-threaded-gc"
+ * generatorV8Flags("--trace-gc"); // "--trace-gc"
+ * ```
+ */
+export function generatorV8Flags(given = Deno.env.get("E2E_LOAD_V8")): string {
+  return given !== undefined && given !== "" ? given : GENERATOR_V8_FLAGS;
+}
