@@ -8,7 +8,7 @@
  * - **The broker gets one Go processor** (`GOMAXPROCS=1`): on a 2-core host
  *   shared with the generator and the sidecar, a second one only adds
  *   hand-offs between cores. A native C publisher and subscriber through
- *   nats-server 2.9.10, 2,940 frames of 49 KB a second: p99 2.1–2.8 ms with
+ *   nats-server 2.9.10, 2,940 frames of 49 KB a second: p99 2.1–3.3 ms with
  *   the default, 0.36–0.85 ms with one.
  * - **The generator's V8 collects on its own thread** (`--single-threaded-gc`):
  *   its tap copies every frame, and V8's helper threads then mark on the
