@@ -103,7 +103,7 @@ export interface BenchResult {
   turns?: number;
   turns_tokens_per_s?: number[];
   baseline_turns_tokens_per_s?: (number | null)[];
-  /** e2e/ and gate rows: how the broker and the load generator were set up (`bench/harness.ts`). */
+  /** e2e/serve-* and e2e/gate-jumprelu-* rows: how the broker and the load generator were set up (`bench/harness.ts`). */
   harness?: HarnessRecord;
   /** e2e/ at a fixed load: the rate the generator offered, and its share of saturation. */
   offered_tokens_per_s?: number;

@@ -39,12 +39,13 @@ Deno.test({
 });
 
 Deno.test({
-  name: "nats server: without env the broker takes every core (the Go default)",
+  name:
+    "nats server: without env the broker takes more than one processor here (so the test above can fail)",
   ignore: !haveServer || navigator.hardwareConcurrency < 2 ||
     Deno.env.get("GOMAXPROCS") !== undefined,
   fn: async () => {
     await withMonitoredServer(undefined, async (port) => {
-      assert.equal((await varz(port)).gomaxprocs, navigator.hardwareConcurrency);
+      assert.ok((await varz(port)).gomaxprocs > 1);
     });
   },
 });
