@@ -42,7 +42,7 @@ import type { BenchResult } from "./run.ts";
 import { latencySplitText } from "./table.ts";
 import { BENCH_HOOK, BENCH_MODEL, hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
 import { LoadGenerator } from "./e2e_load_process.ts";
-import { BROKER_ENV, generatorV8Flags, startBenchBroker } from "./harness.ts";
+import { BROKER_ENV, startBenchBroker } from "./harness.ts";
 
 /**
  * Write the bench's 768→24576 SAE (SAELens layout), its rules and a monitor
@@ -412,10 +412,7 @@ export async function benchServe(
     sub.unsubscribe();
     await floor.close();
     await gen.quit();
-    const harness = {
-      broker_env: { ...BROKER_ENV },
-      generator_v8_flags: generatorV8Flags(),
-    };
+    const harness = { broker_env: { ...BROKER_ENV }, generator_v8_flags: gen.v8Flags };
     for (const r of rows) r.harness = harness;
     return rows;
   } finally {

@@ -32,10 +32,13 @@ export class LoadGenerator {
   readonly #enc = new TextEncoder();
   /** The closed loop's credit goes over NATS (a stdin write per batch cost the sidecar ~0.5 ms). */
   readonly #bus: NatsBus;
+  /** The V8 flags the generator runs with (the row's `harness` records them). */
+  readonly v8Flags: string;
 
-  private constructor(child: Deno.ChildProcess, bus: NatsBus) {
+  private constructor(child: Deno.ChildProcess, bus: NatsBus, v8Flags: string) {
     this.#child = child;
     this.#bus = bus;
+    this.v8Flags = v8Flags;
     this.#writer = child.stdin.getWriter();
     this.#reader = lines(child.stdout);
   }
@@ -65,6 +68,7 @@ export class LoadGenerator {
     const gen = new LoadGenerator(
       child,
       await connectNatsBus({ url: natsUrl, name: "bench-credit" }),
+      v8,
     );
     const first = await gen.#reader.next();
     if (first.done || !JSON.parse(first.value).ready) {
