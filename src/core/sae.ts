@@ -152,6 +152,22 @@ export interface SparseLatents {
 }
 
 /**
+ * A token with no active latents, shared by encoders that return many of
+ * them (a watched encoder's tokens mostly fire none of its latents): frozen,
+ * and its arrays are empty, so no reader can change it.
+ *
+ * @example
+ * ```ts
+ * import { NO_LATENTS } from "./sae.ts";
+ * NO_LATENTS.indices.length; // 0
+ * ```
+ */
+export const NO_LATENTS: SparseLatents = Object.freeze({
+  indices: new Uint32Array(0),
+  values: new Float32Array(0),
+});
+
+/**
  * Encodes batches of activations into sparse latents. A watched-latent
  * encoder reports only its watched latents (still by their SAE index).
  */

@@ -20,7 +20,7 @@
 
 import * as ort from "onnxruntime-node";
 import { assertEncodable, canonicalWatch, checkEncodeInput } from "../core/reference_encoder.ts";
-import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
+import { type Encoder, NO_LATENTS, type SaeWeights, type SparseLatents } from "../core/sae.ts";
 import {
   buildEncoderGraph,
   DENSE_OUTPUT,
@@ -396,7 +396,10 @@ class OrtEncoder implements ProviderEncoder {
     let start = 0;
     for (let t = 0; t < ends.length; t++) {
       const end = ends[t];
-      out[t] = { indices: indices.subarray(start, end), values: values.subarray(start, end) };
+      // most tokens fire none of a watched encoder's latents: one shared empty entry, not two views each
+      out[t] = end === start
+        ? NO_LATENTS
+        : { indices: indices.subarray(start, end), values: values.subarray(start, end) };
       start = end;
     }
     return out;

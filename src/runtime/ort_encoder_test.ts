@@ -32,6 +32,7 @@ import type {
   SparseLatents,
   WeightDtype,
 } from "../core/sae.ts";
+import { NO_LATENTS } from "../core/sae.ts";
 import { randomVariant, variantName, VARIANTS } from "../core/testdata/random_variants.ts";
 import {
   LN_S,
@@ -274,7 +275,13 @@ Deno.test("watched encoders: by SAE index, empty watch, out-of-range refused, wa
   const tk = await createOrtEncoder(tiny({ architecture: "topk", k: 1 }), {
     watch: new Uint32Array([1]),
   });
-  assert.deepEqual((await tk.encode(new Float32Array([2, 0]), 1)).map(pairs), [[]]);
+  // x = [-2, -1]: latent 1 wins with (-2 - 1)·(-1) + 1.25 = 4.25
+  const fired = await tk.encode(new Float32Array([2, 0, -2, -1]), 2);
+  assert.deepEqual(fired.map(pairs), [[], [[1, 4.25]]]);
+  // a token that fires none of the watched latents is the one shared, frozen empty entry
+  assert.equal(fired[0], NO_LATENTS);
+  assert.notEqual(fired[1], NO_LATENTS);
+  assert.ok(Object.isFrozen(NO_LATENTS) && NO_LATENTS.indices.length === 0);
   await tk.close();
   const none = await createOrtEncoder(tinyGated(), { watch: new Uint32Array(0) });
   assert.deepEqual((await none.encode(new Float32Array(x), 2)).map(pairs), [[], []]);
