@@ -15,6 +15,17 @@
  *   second core for tens of milliseconds at a time. The same frames from the
  *   TypeScript generator to the C subscriber: p99 2.6–3.5 ms with the helper
  *   threads, 1.6–1.7 ms without.
+ * - **The generator starts with room in its old generation**
+ *   (`--initial-old-space-size=128`, MB): its heap holds about 10 MB, and V8
+ *   sets the limit that starts a full collection from that size plus the
+ *   ArrayBuffers it has handed out, which each frame adds about 100 KB to
+ *   (the tap's copy, the client's write buffer). The generator then ran a
+ *   full collection every 60–100 ms, and each one's final pause (1.4–2.5 ms)
+ *   came in the event-loop turn between a frame's publish time and its socket
+ *   write. With the room, scavenges free those buffers first. The floor row
+ *   at a quarter of saturation: p99 0.79–2.54 ms in six runs without it,
+ *   0.30–0.89 ms in six with it (docs/performance.md, "Seventeenth sitting").
+ *   A model server's own heap is far larger than this generator's.
  *
  * @module
  */
@@ -24,7 +35,7 @@ import { type NatsServerProcess, startNatsServer } from "../src/bus/nats_server.
 export const BROKER_ENV: Readonly<Record<string, string>> = { GOMAXPROCS: "1" };
 
 /** V8 flags of the end-to-end bench's load generator, unless `E2E_LOAD_V8` names others. */
-export const GENERATOR_V8_FLAGS = "--single-threaded-gc";
+export const GENERATOR_V8_FLAGS = "--single-threaded-gc,--initial-old-space-size=128";
 
 /** What a row says about the harness it ran on. */
 export interface HarnessRecord {
@@ -54,7 +65,7 @@ export function startBenchBroker(): Promise<NatsServerProcess> {
  * @example
  * ```ts
  * import { generatorV8Flags } from "./harness.ts";
- * generatorV8Flags(""); // "--single-threaded-gc"
+ * generatorV8Flags(""); // "--single-threaded-gc,--initial-old-space-size=128"
  * generatorV8Flags("--trace-gc"); // "--trace-gc"
  * ```
  */
