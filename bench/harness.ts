@@ -20,7 +20,7 @@
  *   sets the limit that starts a full collection from that size plus the
  *   ArrayBuffers it has handed out, which each frame adds about 100 KB to
  *   (the tap's copy, the client's write buffer). The generator then ran a
- *   full collection every 60–100 ms, and each one's final pause (1.4–2.5 ms)
+ *   full collection every 60–100 ms, and each one's final pause (1.2–2.5 ms)
  *   came in the event-loop turn between a frame's publish time and its socket
  *   write. With the room, scavenges free those buffers first. The floor row
  *   at a quarter of saturation: p99 0.79–2.54 ms in six runs without it,

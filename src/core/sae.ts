@@ -162,7 +162,7 @@ export interface SparseLatents {
  * NO_LATENTS.indices.length; // 0
  * ```
  */
-export const NO_LATENTS: SparseLatents = Object.freeze({
+export const NO_LATENTS: Readonly<SparseLatents> = Object.freeze({
   indices: new Uint32Array(0),
   values: new Float32Array(0),
 });

@@ -388,7 +388,7 @@ class OrtEncoder implements ProviderEncoder {
     return this.#split(ends, pos);
   }
 
-  /** Copy `total` scratch entries out once and hand each token a view. */
+  /** Copy `total` scratch entries out once and hand each token a view, or {@linkcode NO_LATENTS} when it has none. */
   #split(ends: Uint32Array, total: number): SparseLatents[] {
     const indices = this.#idx.slice(0, total);
     const values = this.#val.slice(0, total);
