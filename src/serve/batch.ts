@@ -42,7 +42,10 @@ export interface BatchStagesOptions {
 
 /** What the `onEncoded` hook learns about a batch besides its frames and latents. */
 export interface EncodedBatch {
-  /** A frame's arrival at the sidecar (`performance.now()`), where it is known. */
+  /**
+   * A frame's arrival at the sidecar (`performance.now()`), where it is known:
+   * during the hook's call only (the batch's frames are let go after it).
+   */
   receivedAt: (frame: Frame) => number | undefined;
   /** When the batch's evaluation finished (`performance.now()`). */
   evaluatedAt: number;
@@ -84,8 +87,16 @@ export class BatchStages {
     this.#receivedAt = (frame) => opts.taps.receivedAt(frame);
   }
 
-  /** Encode, evaluate, answer and deliver one batch. */
+  /** Encode, evaluate, answer and deliver one batch; then its frames' origins are forgotten. */
   async process(gen: Generation, frames: Frame[]): Promise<void> {
+    try {
+      await this.#process(gen, frames);
+    } finally {
+      this.#o.taps.forget(frames);
+    }
+  }
+
+  async #process(gen: Generation, frames: Frame[]): Promise<void> {
     const { dIn, telemetry: t, evaluator, taps } = this.#o;
     const n = frames.reduce((s, f) => s + f.tokens, 0);
     let latents: ReadonlyMap<string, SparseLatents[]> = new Map();

@@ -65,14 +65,34 @@ Deno.test("batch: a batch is encoded, evaluated and its alerts delivered, the ch
 
 Deno.test("batch: the onEncoded hook learns each frame's arrival (undefined where unknown) and when the batch was evaluated", async () => {
   const seen: EncodedBatch[] = [];
-  const { stages, gen, taps } = setup(recordingEncoder([]), (b) => seen.push(b));
+  const arrivals: (number | undefined)[][] = [];
   const known = frame([[1, 0]], "r1"), unknown = frame([[0, 0]], "r2");
+  const { stages, gen, taps } = setup(recordingEncoder([]), (b) => {
+    seen.push(b);
+    arrivals.push([known, unknown].map((f) => b.receivedAt(f))); // answered during the call
+  });
   taps.remember(known, { subject: "latentwatch.tap.v1.m.h.0" }, 1234.5);
   const before = performance.now();
   await stages.process(gen, [known, unknown]);
   assert.equal(seen.length, 1);
-  assert.deepEqual([known, unknown].map((f) => seen[0].receivedAt(f)), [1234.5, undefined]);
+  assert.deepEqual(arrivals, [[1234.5, undefined]]);
   assert.ok(seen[0].evaluatedAt >= before && seen[0].evaluatedAt <= performance.now());
+  // once the batch is done its frames' origins are let go (a weak map entry lives to a full GC)
+  assert.equal(taps.receivedAt(known), undefined);
+});
+
+Deno.test("batch: a batch that fails to encode lets go of its frames' origins too", async () => {
+  const failing: Encoder = {
+    dIn: D,
+    dSae: 1,
+    encode: () => Promise.reject(new Error("device lost")),
+    close: () => Promise.resolve(),
+  };
+  const { stages, gen, taps } = setup(failing);
+  const gated = frame([[9, 0]], "r1");
+  taps.remember(gated, { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.1" }, 5);
+  await stages.process(gen, [gated]);
+  assert.equal(taps.receivedAt(gated), undefined);
 });
 
 Deno.test("batch: a batch that cannot be encoded is dropped and counted; gated frames are answered, the checkpoint still moves", async () => {

@@ -115,6 +115,7 @@ export class Intake {
     taps.remember(frame, msg, receivedAt);
     if (!this.#track(frame, msg.subject)) {
       if (msg.reply) taps.replyError(frame, "frame dropped: repeated seq");
+      taps.forget([frame]);
       releaseFrameData([frame]);
       return;
     }
@@ -133,6 +134,7 @@ export class Intake {
         queued_tokens: batcher.queuedTokens,
       });
       if (msg.reply) taps.replyError(frame, `frame dropped: ${reason}`);
+      taps.forget([frame]);
       releaseFrameData([frame]);
       return;
     }

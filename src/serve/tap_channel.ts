@@ -98,6 +98,17 @@ export class TapChannel {
     });
   }
 
+  /**
+   * Let go of what {@linkcode remember} kept for `frames`, once they are
+   * done. The entries are weak, but V8 clears a weak map's entry only in a
+   * full collection: every frame left there outlives its scavenges, reaches
+   * the old generation and brings the next full collection nearer
+   * (docs/performance.md, "Seventeenth sitting").
+   */
+  forget(frames: readonly Frame[]): void {
+    for (const f of frames) this.#origin.delete(f);
+  }
+
   /** When `frame` arrived (`performance.now()`), if it was remembered. */
   receivedAt(frame: Frame): number | undefined {
     return this.#origin.get(frame)?.receivedAt;
