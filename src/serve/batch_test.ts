@@ -53,6 +53,16 @@ function setup(encoder: Encoder, onEncoded?: (batch: EncodedBatch) => void) {
   return { bus, telemetry, logs, alerts, recorded, taps, stages, gen };
 }
 
+/** An encoder whose every call fails, as a lost device does. */
+function failingEncoder(): Encoder {
+  return {
+    dIn: D,
+    dSae: 1,
+    encode: () => Promise.reject(new Error("device lost")),
+    close: () => Promise.resolve(),
+  };
+}
+
 Deno.test("batch: a batch is encoded, evaluated and its alerts delivered, the checkpoint after it", async () => {
   const calls: number[] = [];
   const { stages, gen, alerts, recorded, telemetry } = setup(recordingEncoder(calls));
@@ -82,13 +92,7 @@ Deno.test("batch: the onEncoded hook learns each frame's arrival (undefined wher
 });
 
 Deno.test("batch: a batch that fails to encode lets go of its frames' origins too", async () => {
-  const failing: Encoder = {
-    dIn: D,
-    dSae: 1,
-    encode: () => Promise.reject(new Error("device lost")),
-    close: () => Promise.resolve(),
-  };
-  const { stages, gen, taps } = setup(failing);
+  const { stages, gen, taps } = setup(failingEncoder());
   const gated = frame([[9, 0]], "r1");
   taps.remember(gated, { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.1" }, 5);
   await stages.process(gen, [gated]);
@@ -96,13 +100,7 @@ Deno.test("batch: a batch that fails to encode lets go of its frames' origins to
 });
 
 Deno.test("batch: a batch that cannot be encoded is dropped and counted; gated frames are answered, the checkpoint still moves", async () => {
-  const failing: Encoder = {
-    dIn: D,
-    dSae: 1,
-    encode: () => Promise.reject(new Error("device lost")),
-    close: () => Promise.resolve(),
-  };
-  const { bus, stages, gen, taps, alerts, recorded, telemetry, logs } = setup(failing);
+  const { bus, stages, gen, taps, alerts, recorded, telemetry, logs } = setup(failingEncoder());
   const replies: Uint8Array[] = [];
   bus.subscribe("_INBOX.>", (m) => replies.push(m.data));
   const gated = frame([[9, 0]], "r1");
