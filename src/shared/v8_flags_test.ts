@@ -15,6 +15,30 @@ Deno.test("v8 flags: every task that runs the sidecar passes them before the scr
   }
 });
 
+Deno.test("v8 flags: every launch of src/main.ts written in deploy/ and the READMEs passes them", async () => {
+  const files = [
+    "deploy/systemd/latentwatch.service",
+    "deploy/container/Containerfile",
+    "deploy/README.md",
+    "README.md",
+  ];
+  let launches = 0;
+  for (const file of files) {
+    const text = await Deno.readTextFile(new URL(`../../${file}`, import.meta.url));
+    text.split("\n").forEach((line, i) => {
+      // a launch of the sidecar: deno's run with the entry point on one line (either quoting)
+      if (!/deno"?,? "?run\b/.test(line) || !line.includes("src/main.ts")) return;
+      launches++;
+      assert.ok(
+        line.includes(SIDECAR_V8_FLAGS),
+        `${file}:${i + 1}: expected ${SIDECAR_V8_FLAGS}, found '${line.trim()}'`,
+      );
+    });
+  }
+  // the unit's check and start, the container's entry point, deploy/README's three, README's one
+  assert.ok(launches >= 7, `expected at least 7 launches of src/main.ts, found ${launches}`);
+});
+
 Deno.test("v8 flags: V8 accepts them (a misspelt flag stops deno at start)", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", SIDECAR_V8_FLAGS, "console.log('ok')"],
