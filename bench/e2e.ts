@@ -25,7 +25,9 @@
  * (only the saturation phase, N tokens), `E2E_LOAD_CPU_PROF=<dir>` (profile the
  * generator too), `E2E_LOAD_DTYPE=bf16` (frames in bf16, half the bytes; f32 by
  * default), `E2E_LOAD_V8=<flags>` (V8 flags for the generator instead of the
- * harness's `--single-threaded-gc,--initial-old-space-size=128`, such as `--single-threaded-gc,--trace-gc`), `E2E_EXTRA_MONITOR` (YAML appended to the monitor file).
+ * harness's `--single-threaded-gc,--initial-old-space-size=128`, such as
+ * `--single-threaded-gc,--trace-gc`), `E2E_EXTRA_MONITOR` (YAML appended to
+ * the monitor file).
  *
  * @module
  */

@@ -17,8 +17,8 @@
  * At half load the old generation then grew 1.2 MB per scavenge instead of
  * 0.6, a full collection came every 2–3 s instead of every 4–5, and each one's
  * marking ran for 20–60 ms, V8's helper threads on the second core for 15–35
- * ms of it, which is most of the
- * half-load tail (docs/performance.md, "Sixteenth sitting").
+ * ms of it, which is most of the half-load tail (docs/performance.md,
+ * "Sixteenth sitting").
  *
  * @example
  * ```ts
