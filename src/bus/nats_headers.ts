@@ -47,19 +47,70 @@ function quote(bytes: Uint8Array): string {
   return JSON.stringify(utf8Loose.decode(cut)) + more;
 }
 
-/** Longest value read without a decoder call (each `TextDecoder.decode` is a runtime call). */
+/** Longest name or value read without a decoder call (each `TextDecoder.decode` is a runtime call). */
 const SHORT_ASCII = 256;
+/** Longest header block read as one string (a frame's is about 200 bytes). */
+const BLOCK_TEXT_MAX = 16384;
+/** Bytes as code points 0–255: for ASCII, the same string UTF-8 gives. */
+const latin1 = new TextDecoder("latin1");
 
-/** Whether `bytes` is short ASCII: valid UTF-8 that {@linkcode asciiString} reads as is. */
-function isShortAscii(bytes: Uint8Array): boolean {
-  if (bytes.length > SHORT_ASCII) return false;
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] > 0x7f) return false;
+/** Whether `bytes[from, to)` is ASCII. */
+function isAscii(bytes: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (bytes[i] > 0x7f) return false;
   return true;
 }
 
 /** ASCII bytes (at most {@linkcode SHORT_ASCII}) as a string. */
 function asciiString(bytes: Uint8Array): string {
   return String.fromCharCode.apply(null, bytes as unknown as number[]);
+}
+
+/** Bytes that `String.prototype.trim` removes from an ASCII string: tab, LF, VT, FF, CR, space. */
+const isAsciiSpace = (b: number) => b === 32 || (b >= 9 && b <= 13);
+
+/** Where {@linkcode trimmedEnd}'s value starts (a module variable: no pair allocated per header). */
+let trimmedStart = 0;
+
+/**
+ * The end of `bytes[from, to)` without the surrounding whitespace `trim`
+ * removes, its start in {@linkcode trimmedStart}, when it is short ASCII;
+ * -1 otherwise (decode it and trim the string: `trim` also removes
+ * non-ASCII spaces).
+ */
+function trimmedEnd(bytes: Uint8Array, from: number, to: number): number {
+  if (to - from > SHORT_ASCII || !isAscii(bytes, from, to)) return -1;
+  while (from < to && isAsciiSpace(bytes[from])) from++;
+  while (to > from && isAsciiSpace(bytes[to - 1])) to--;
+  trimmedStart = from;
+  return to;
+}
+
+/**
+ * Names read before, by a hash of their bytes: a tap sends the same dozen
+ * names on every frame, so each is made into a string once. Bounded: emptied
+ * when full (a peer sending ever new names only loses the cache's help).
+ */
+const nameCache = new Map<number, string>();
+const NAME_CACHE_LIMIT = 512;
+
+/** A header name's printable-ASCII bytes `block[from, to)` as a string, from the cache when seen before. */
+function headerName(block: Uint8Array, from: number, to: number): string {
+  let hash = to - from;
+  for (let i = from; i < to; i++) hash = (Math.imul(hash, 31) + block[i]) | 0;
+  const seen = nameCache.get(hash);
+  if (seen !== undefined && spells(seen, block, from, to)) return seen;
+  const bytes = block.subarray(from, to);
+  const name = bytes.length <= SHORT_ASCII ? asciiString(bytes) : latin1.decode(bytes);
+  if (nameCache.size >= NAME_CACHE_LIMIT) nameCache.clear();
+  nameCache.set(hash, name);
+  return name;
+}
+
+/** Whether `s` is exactly the ASCII bytes `block[from, to)`. */
+function spells(s: string, block: Uint8Array, from: number, to: number): boolean {
+  if (s.length !== to - from) return false;
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) !== block[from + i]) return false;
+  return true;
 }
 
 /**
@@ -109,6 +160,9 @@ export function parseHeaderBlock(block: Uint8Array): ParsedHeaders {
   let repeated: Set<string> | null = null;
   let problem: HeaderProblem | undefined;
   const n = block.length;
+  // the whole block as one string when it is ASCII (as a tap's always is): values are then
+  // slices of it, not a view and a string each
+  const text = n <= BLOCK_TEXT_MAX && isAscii(block, 0, n) ? latin1.decode(block) : null;
   let start = 0;
   let line = 0;
   while (start < n) {
@@ -179,15 +233,14 @@ export function parseHeaderBlock(block: Uint8Array): ParsedHeaders {
       };
       continue;
     }
-    const nameBytes = block.subarray(lineStart, colon);
-    // printable ASCII, checked above
-    const name = nameBytes.length <= SHORT_ASCII
-      ? asciiString(nameBytes)
-      : utf8Loose.decode(nameBytes);
-    const valueBytes = block.subarray(colon + 1, end);
+    const name = headerName(block, lineStart, colon); // printable ASCII, checked above
     let value: string;
-    if (isShortAscii(valueBytes)) value = asciiString(valueBytes).trim();
-    else {
+    const to = trimmedEnd(block, colon + 1, end);
+    if (to >= 0) {
+      const from = trimmedStart;
+      value = text !== null ? text.slice(from, to) : asciiString(block.subarray(from, to));
+    } else {
+      const valueBytes = block.subarray(colon + 1, end);
       try {
         value = utf8Strict.decode(valueBytes).trim();
       } catch (err) {

@@ -115,6 +115,35 @@ Deno.test("header block: short ASCII, long ASCII and UTF-8 values read the same 
   assert.equal(bad.problem?.reason, "header_encoding");
 });
 
+Deno.test("header block: names that hash alike, and more names than the name cache holds, read as sent", () => {
+  // "Aa" and "BB" hash alike under the name cache's hash (31·h + byte, as Java's String.hashCode)
+  for (let round = 0; round < 3; round++) {
+    const p = parseHeaderBlock(block("Aa: 1", "BB: 2", "Ab: 3"));
+    assert.deepEqual(p.headers, { Aa: "1", BB: "2", Ab: "3" });
+    assert.deepEqual(parseHeaderBlock(block("BB: 4")).headers, { BB: "4" });
+  }
+  // past the cache's bound it is emptied and refilled: every name still reads right
+  for (let i = 0; i < 1500; i++) {
+    const name = `N-${i.toString(36)}`;
+    assert.deepEqual(parseHeaderBlock(block(`${name}: ${i}`, "Lw-Seq: 7")).headers, {
+      [name]: String(i),
+      "Lw-Seq": "7",
+    });
+  }
+});
+
+Deno.test("header block: ASCII values are trimmed of exactly what String.prototype.trim removes", () => {
+  const values = ["\v\f 1 \f\v", "\t\t", " \x1c x \x1f ", "\x0b", " a b ", "\x7f "];
+  const p = parseHeaderBlock(block(...values.map((v, i) => `H${i}:${v}`)));
+  assert.equal(p.problem, undefined);
+  values.forEach((v, i) =>
+    assert.equal(p.headers[`H${i}`], v.trim(), `value ${JSON.stringify(v)}`)
+  );
+  // the same values beside a UTF-8 one (the block is then not read as one string)
+  const mixed = parseHeaderBlock(block(...values.map((v, i) => `H${i}:${v}`), "U: naïve "));
+  assert.deepEqual(mixed.headers, { ...p.headers, U: "naïve" });
+});
+
 Deno.test("headerStatus: the status code on the first line, and none where there is none", () => {
   const raw = (s: string) => enc.encode(s);
   assert.equal(headerStatus(raw("NATS/1.0 503\r\n\r\n")), 503);
