@@ -25,6 +25,25 @@ import { checkName, NAME_EXPECTED, nameProblem } from "./subjects.ts";
 
 const DIGITS = /^[0-9]+$/;
 
+/**
+ * Lower-case forms of the header names seen before: a tap sends the same
+ * dozen names on every frame, so each is lowered once, not on every read.
+ * Bounded: emptied when full.
+ */
+const lowered = new Map<string, string>();
+const LOWERED_LIMIT = 512;
+
+/** `name.toLowerCase()`, from {@linkcode lowered} when seen before. */
+function lower(name: string): string {
+  let lk = lowered.get(name);
+  if (lk === undefined) {
+    lk = name.toLowerCase();
+    if (lowered.size >= LOWERED_LIMIT) lowered.clear();
+    lowered.set(name, lk);
+  }
+  return lk;
+}
+
 function parseCount(field: string, value: string | undefined, where: Where): number {
   const n = value !== undefined && DIGITS.test(value) ? Number(value) : NaN;
   if (!Number.isSafeInteger(n)) {
@@ -82,20 +101,20 @@ export function decodeFrame(
   // a clash.
   const h = new Map<string, string>();
   let clash: Map<string, string[]> | null = null;
-  const spellings = (lk: string) => Object.keys(headers).filter((k) => k.toLowerCase() === lk);
+  const spellings = (lk: string) => Object.keys(headers).filter((k) => lower(k) === lk);
   for (const k in headers) {
     if (!Object.hasOwn(headers, k)) continue;
-    const lk = k.toLowerCase();
+    const lk = lower(k);
     if (h.has(lk)) (clash ??= new Map()).set(lk, spellings(lk));
     else h.set(lk, headers[k]);
   }
   // a header given twice with the same spelling counts like two spellings
   for (const k of expect.repeated ?? []) {
-    const lk = k.toLowerCase();
+    const lk = lower(k);
     (clash ??= new Map()).set(lk, [...(clash.get(lk) ?? spellings(lk)), k]);
   }
   const get = (name: string): string | undefined => {
-    const lk = name.toLowerCase();
+    const lk = lower(name);
     const names = clash?.get(lk);
     if (names !== undefined && names.length > 1) {
       throw new FrameError(name, "one header", `${names.length} (${names.join(", ")})`, where);
@@ -183,10 +202,10 @@ export function decodeFrame(
   }
   const tenant = get(HEADER.tenant);
   if (tenant !== undefined) frame.tenant = decodeName(HEADER.tenant, tenant, where);
-  const metaPrefix = META_PREFIX.toLowerCase();
+  const metaPrefix = lower(META_PREFIX);
   for (const name in headers) {
     if (!Object.hasOwn(headers, name)) continue;
-    const lk = name.toLowerCase();
+    const lk = lower(name);
     if (!lk.startsWith(metaPrefix)) continue;
     // a name given in several spellings is read once, by its first (get refuses it)
     const names = clash?.get(lk);
