@@ -45,11 +45,42 @@ interface Series {
   value: number;
 }
 
+/** A label's part of a series key: `name="value"`, with `"`, `\\` and newlines made `_`. */
+const labelPart = (k: string, v: string) => `${k}="${v.replace(/["\\\n]/g, "_")}"`;
+
+/**
+ * Keys of one-label series made before (name → value → key): most metrics
+ * are counted per batch or frame with one label from a small set, so the key
+ * is not built again each time. Bounded: emptied when full.
+ */
+const singleLabelKeys = new Map<string, Map<string, string>>();
+const SINGLE_LABEL_KEYS_LIMIT = 4096;
+let singleLabelKeyCount = 0;
+
 function labelKey(labels?: Labels): string {
   if (!labels) return "";
-  return Object.keys(labels).sort().map((k) => `${k}="${labels[k].replace(/["\\\n]/g, "_")}"`).join(
-    ",",
-  );
+  let only = "", count = 0;
+  for (const k in labels) {
+    if (!Object.hasOwn(labels, k)) continue;
+    only = k;
+    if (++count > 1) break;
+  }
+  if (count === 0) return "";
+  if (count > 1) return Object.keys(labels).sort().map((k) => labelPart(k, labels[k])).join(",");
+  const value = labels[only];
+  let byValue = singleLabelKeys.get(only);
+  let key = byValue?.get(value);
+  if (key === undefined) {
+    if (singleLabelKeyCount >= SINGLE_LABEL_KEYS_LIMIT) {
+      singleLabelKeys.clear();
+      singleLabelKeyCount = 0;
+      byValue = undefined;
+    }
+    if (byValue === undefined) singleLabelKeys.set(only, byValue = new Map());
+    byValue.set(value, key = labelPart(only, value));
+    singleLabelKeyCount++;
+  }
+  return key;
 }
 
 /**

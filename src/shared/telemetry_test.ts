@@ -128,3 +128,28 @@ t.add("latentwatch.frames.dropped", 2, { reason: "queue_full" });`;
   assert.match(block("latentwatch.alert.ack_latency"), /\{sink=jetstream\} count=1 sum=0\.3 /);
   assert.match(block("latentwatch.frames.dropped"), /\{reason=queue_full\} value=2\n/);
 });
+
+Deno.test("telemetry: one-label series stay apart past the key cache's bound, and across instances", async () => {
+  const a = new Telemetry(), b = new Telemetry();
+  const rules = 5000; // more than the cache of one-label keys holds: it is emptied and refilled
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < rules; i++) {
+      a.add("latentwatch.steer.planned", i + 1, { rule: `rule-${i}` });
+      if (i % 2 === 0) b.add("latentwatch.steer.planned", 1, { rule: `rule-${i}` });
+    }
+  }
+  const read = async (t: Telemetry) =>
+    new Map(
+      samples(await t.prometheus())
+        .filter((s) => s.name === "latentwatch_steer_planned_total")
+        .map((s) => [s.labels.rule, s.value]),
+    );
+  const [seenA, seenB] = [await read(a), await read(b)];
+  assert.equal(seenA.size, rules);
+  assert.equal(seenB.size, rules / 2);
+  for (let i = 0; i < rules; i++) {
+    assert.equal(seenA.get(`rule-${i}`), 2 * (i + 1), `rule-${i}`);
+    assert.equal(seenB.get(`rule-${i}`), i % 2 === 0 ? 2 : undefined, `rule-${i}`);
+  }
+  assert.equal(a.value("latentwatch.steer.planned", { rule: "rule-4999" }), 10000);
+});
