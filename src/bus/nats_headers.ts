@@ -51,6 +51,8 @@ function quote(bytes: Uint8Array): string {
 const SHORT_ASCII = 256;
 /** Longest header block read as one string (a frame's is about 200 bytes). */
 const BLOCK_TEXT_MAX = 16384;
+/** V8 makes a slice of this many characters or more a view of the whole string (`SlicedString`). */
+const SLICED_STRING_MIN = 13;
 /** Bytes as code points 0–255: for ASCII, the same string UTF-8 gives. */
 const latin1 = new TextDecoder("latin1");
 
@@ -238,7 +240,11 @@ export function parseHeaderBlock(block: Uint8Array): ParsedHeaders {
     const to = trimmedEnd(block, colon + 1, end);
     if (to >= 0) {
       const from = trimmedStart;
-      value = text !== null ? text.slice(from, to) : asciiString(block.subarray(from, to));
+      // a slice as long as V8's sliced strings would keep the whole block's string alive for as
+      // long as the value is kept (a request id in per-request state): those are copied out
+      value = text !== null && to - from < SLICED_STRING_MIN
+        ? text.slice(from, to)
+        : asciiString(block.subarray(from, to));
     } else {
       const valueBytes = block.subarray(colon + 1, end);
       try {

@@ -87,7 +87,7 @@ export class ActivationRing {
     if (req === undefined || position >= req.end) return -1;
     const runs = req.runs;
     for (let i = runs.length - 1; i >= req.head; i--) {
-      const r = runs[i], d = position - r.position;
+      const r = runs[i]!, d = position - r.position;
       if (d >= 0 && d < r.tokens) return r.slot + d;
     }
     return -1;
@@ -99,7 +99,7 @@ export class ActivationRing {
     // positions only grow, as a rule: past every held one, nothing to look up
     if (req === undefined || position >= req.end) return false;
     for (let i = req.head; i < req.runs.length; i++) {
-      const r = req.runs[i];
+      const r = req.runs[i]!;
       if (r.position < position + tokens && position < r.position + r.tokens) return true;
     }
     return false;
@@ -140,7 +140,9 @@ export class ActivationRing {
     r.tokens--;
     if (r.tokens > 0) return;
     const req = this.#runs.get(r.requestId)!;
-    req.head++;
+    // an emptied run must not stay referenced until the next compaction: runs would then
+    // outlive the young generation by the thousand
+    req.runs[req.head++] = undefined;
     if (req.head === req.runs.length) this.#runs.delete(r.requestId);
     else if (req.head > 64 && req.head * 2 > req.runs.length) {
       req.runs = req.runs.slice(req.head);
@@ -154,7 +156,8 @@ export class ActivationRing {
  * every position it holds.
  */
 interface RequestRuns {
-  runs: Run[];
+  /** Emptied (`undefined`) before `head`. */
+  runs: (Run | undefined)[];
   head: number;
   end: number;
 }

@@ -48,7 +48,8 @@ export interface Batchable {
  */
 export class MicroBatcher<T extends Batchable> {
   readonly limits: BatchLimits;
-  #queue: T[] = [];
+  /** Items from `#head` on wait; slots before it are emptied as they are taken. */
+  #queue: (T | undefined)[] = [];
   #head = 0;
   #queuedTokens = 0;
   #oldestAt = 0;
@@ -229,14 +230,21 @@ export class MicroBatcher<T extends Batchable> {
     const batch: T[] = [];
     let tokens = 0;
     while (this.#head < this.#queue.length) {
-      const item = this.#queue[this.#head];
+      const item = this.#queue[this.#head]!;
       if (batch.length > 0 && tokens + item.tokens > this.limits.maxBatchTokens) break;
       batch.push(item);
       tokens += item.tokens;
-      this.#head++;
+      // a taken slot must not keep its item: until the queue is compacted, a frame (its
+      // headers, its decoded values) would outlive the young generation and fill the old one
+      this.#queue[this.#head++] = undefined;
     }
     this.#queuedTokens -= tokens;
-    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+    if (this.#head === this.#queue.length) {
+      // drained (the common case below saturation): start over from an empty array
+      this.#queue.length = 0;
+      this.#urgentUpTo = 0;
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
       this.#queue = this.#queue.slice(this.#head);
       this.#urgentUpTo = Math.max(0, this.#urgentUpTo - this.#head);
       this.#head = 0;

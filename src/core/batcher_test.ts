@@ -188,3 +188,51 @@ Deno.test("batcher: frames that arrive in the same turn as an urgent one share i
     assert.equal(await b.next(), null);
   }
 });
+
+/**
+ * Run `body` (a module's code, with `MicroBatcher` imported) in a child Deno
+ * with `gc()` exposed; returns what it printed as JSON.
+ */
+async function inChildWithGc(body: string): Promise<Record<string, number>> {
+  const dir = await Deno.makeTempDir({ prefix: "batcher-gc-" });
+  try {
+    const script = `${dir}/child.ts`;
+    const batcher = new URL("./batcher.ts", import.meta.url).href;
+    await Deno.writeTextFile(script, `import { MicroBatcher } from "${batcher}";\n${body}`);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--no-config", "--v8-flags=--expose-gc", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, err);
+    return JSON.parse(new TextDecoder().decode(out.stdout));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("batcher: a taken item is not kept, while the queue still holds others", async () => {
+  // items in a batch handed out must be free to die young: the queue's emptied slots must not
+  // hold them until it is compacted (a frame would outlive the young generation)
+  const seen = await inChildWithGc(`
+    const b = new MicroBatcher({ maxBatchTokens: 4, maxWaitMs: 10_000, maxQueueTokens: 1000 });
+    const refs = [];
+    for (let i = 0; i < 50; i++) {
+      const item = { tokens: 1, payload: new Array(64).fill(i) };
+      refs.push(new WeakRef(item));
+      b.offer(item);
+    }
+    let taken = 0;
+    for (let k = 0; k < 3; k++) taken += (await b.next()).length;
+    await new Promise((r) => setTimeout(r, 0)); // weak targets are kept to the end of a job
+    globalThis.gc();
+    console.log(JSON.stringify({
+      taken,
+      collected: refs.slice(0, taken).filter((r) => r.deref() === undefined).length,
+      waitingKept: refs.slice(taken).filter((r) => r.deref() !== undefined).length,
+      queued: b.queuedItems,
+    }));
+  `);
+  assert.deepEqual(seen, { taken: 12, collected: 12, waitingKept: 38, queued: 38 });
+});
