@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { frameRecord } from "../sinks/spool.ts";
-import { CheckpointError, SeqCheckpoints, uncountedBefore } from "./checkpoints.ts";
+import { CheckpointError, recordJson, SeqCheckpoints, uncountedBefore } from "./checkpoints.ts";
 
 async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-ckpt-" });
@@ -280,3 +280,20 @@ Deno.test("checkpoints: a file written with plain next seqs (older versions) sti
     assert.equal(cp.take("c"), undefined, "a malformed state (counted below next) is skipped");
     cp.close();
   }));
+
+Deno.test("checkpoints: a record's JSON is what JSON.stringify gives for the same states as an object", () => {
+  // the file format stays the one earlier versions wrote (and read back with JSON.parse)
+  const keys = ["req-1", 'quo"te', "back\\slash", "naïve ✓", "\u2028line", "k".repeat(70), "x y"];
+  const stored: (number | [number, number, number])[] = [0, 17, [5, 9, 2], [12, 40, 28]];
+  for (let n = 0; n <= keys.length; n++) {
+    const states: [string, number | [number, number, number]][] = keys.slice(0, n).map((k, i) => [
+      k,
+      stored[i % stored.length],
+    ]);
+    const ended = keys.slice(n);
+    const s = Object.fromEntries(states);
+    assert.equal(recordJson(states, ended), JSON.stringify({ s, e: ended }));
+    assert.equal(recordJson(states), JSON.stringify({ s }));
+    assert.deepEqual(JSON.parse(recordJson(states, ended)), { s, e: ended });
+  }
+});
