@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { RecencyMap } from "../core/recency_map.ts";
 import type { Frame } from "../core/frame/format.ts";
 
 /** What the previous run left for one request (see `serve/checkpoints.ts`). */
@@ -87,7 +88,8 @@ interface RequestSeq {
  * ```
  */
 export class SequenceTracker {
-  readonly #requests = new Map<string, RequestSeq>();
+  /** Least recently seen first (a use moves an entry: no map table rebuilt per frame). */
+  readonly #requests = new RecencyMap<string, RequestSeq>();
   readonly #max: number;
   readonly #resume?: (requestId: string) => Resume | undefined;
 
@@ -112,7 +114,8 @@ export class SequenceTracker {
    * with its end marker.
    */
   track(frame: Frame, now: number): SeqStep {
-    let s = this.#requests.get(frame.requestId);
+    // a frame of a tracked request makes it the most recently seen, so capacity evicts the stalest
+    let s = this.#requests.use(frame.requestId);
     let resumed: Resume | undefined;
     let evicted: string | undefined;
     const first = s === undefined;
@@ -123,14 +126,10 @@ export class SequenceTracker {
       s = { lastSeen: 0, tokens: 0, nextSeq: resumed?.next ?? 0 };
       this.#requests.set(frame.requestId, s);
       if (this.#requests.size > this.#max) {
-        const [oldest] = this.#requests.keys();
+        const oldest = this.#requests.oldest()!;
         this.#requests.delete(oldest);
         evicted = oldest;
       }
-    } else {
-      // keep Map order = least recently seen first, so capacity evicts the stalest
-      this.#requests.delete(frame.requestId);
-      this.#requests.set(frame.requestId, s);
     }
     const expected = s.nextSeq;
     let lost = 0;

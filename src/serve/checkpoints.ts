@@ -45,6 +45,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { RecencyMap } from "../core/recency_map.ts";
 import { frameRecord, scanRecords } from "../sinks/spool.ts";
 import type { Resume } from "../pipeline/sequence.ts";
 
@@ -176,7 +177,7 @@ export class SeqCheckpoints {
   readonly #max: number;
   readonly #compactBytes: number;
   /** Request key → watermarks, least recently recorded first. */
-  #next = new Map<string, State>();
+  #next = new RecencyMap<string, State>();
   /** What the previous run left: taken (once) by the first frame of each request. */
   #resume = new Map<string, Resume>();
   #file: Deno.FsFile | null = null;
@@ -315,10 +316,10 @@ export class SeqCheckpoints {
 
   /** The live state of a request key, made the most recently recorded (created at 0). */
   #state(key: string): State {
-    const st = this.#next.get(key) ?? { p: 0, gaps: [] };
-    this.#next.delete(key); // keep Map order = least recently recorded first
-    this.#next.set(key, st);
-    while (this.#next.size > this.#max) this.#next.delete(this.#next.keys().next().value!);
+    // recorded now: the most recent, so the bound drops the least recently recorded
+    let st = this.#next.use(key);
+    if (st === undefined) this.#next.set(key, st = { p: 0, gaps: [] });
+    while (this.#next.size > this.#max) this.#next.delete(this.#next.oldest()!);
     return st;
   }
 
@@ -344,11 +345,10 @@ export class SeqCheckpoints {
       const st = stateOf(v);
       if (!st) continue;
       const key = keyOf(id);
-      this.#next.delete(key); // keep Map order = least recently recorded first
-      this.#next.set(key, st);
+      this.#next.set(key, st); // the most recent: the bound drops the least recently recorded
     }
     for (const id of body.e ?? []) this.#next.delete(keyOf(id));
-    while (this.#next.size > this.#max) this.#next.delete(this.#next.keys().next().value!);
+    while (this.#next.size > this.#max) this.#next.delete(this.#next.oldest()!);
   }
 
   #write(framed: Uint8Array): void {

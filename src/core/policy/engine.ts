@@ -74,6 +74,7 @@ import { renderTemplate, type TemplateFields } from "./template.ts";
 import { completingLeaf, heldMask, type LeafTable, leafTable } from "./completion.ts";
 import { conditionFields } from "./condition_fields.ts";
 import { joinTokenText } from "../render/token_text.ts";
+import { RecencyMap } from "../recency_map.ts";
 
 /** Who a batch belongs to. */
 export interface RequestContext {
@@ -256,7 +257,8 @@ export class PolicyEngine {
   readonly #max: number;
   readonly #ttl: number;
   readonly #now: () => number;
-  readonly #requests = new Map<string, RequestState>();
+  /** Least recently seen first (a use moves an entry: no map table rebuilt per batch). */
+  readonly #requests = new RecencyMap<string, RequestState>();
   /** `hash \0 key` → time (ms) the key stays quiet until (seconds suppression). */
   readonly #quiet = new Map<string, number>();
   /** Rule hash → token bucket. */
@@ -390,19 +392,16 @@ export class PolicyEngine {
   }
 
   #request(id: string): RequestState {
-    let req = this.#requests.get(id);
-    if (req) {
-      // Map order = least recently seen first, so capacity evicts the stalest
-      this.#requests.delete(id);
-    } else {
+    // a use makes the request the most recently seen, so capacity evicts the stalest
+    let req = this.#requests.use(id);
+    if (!req) {
       if (this.#requests.size >= this.#max) {
-        const [oldest] = this.#requests.keys();
-        this.#requests.delete(oldest);
+        this.#requests.delete(this.#requests.oldest()!);
         this.#stats.evicted.capacity++;
       }
       req = { lastSeen: 0, start: [NaN, NaN, NaN], rules: new Map() };
+      this.#requests.set(id, req);
     }
-    this.#requests.set(id, req);
     req.lastSeen = this.#now();
     return req;
   }
