@@ -336,7 +336,10 @@ export class Pipeline {
   swap(next: Generation): Promise<Generation> {
     const old = this.#generation;
     this.#generation = next;
-    if (!this.#inUse.get(old)) return Promise.resolve(old);
+    if (!this.#inUse.get(old)) {
+      this.#inUse.delete(old); // its count stayed at 0 while it was current (see #process)
+      return Promise.resolve(old);
+    }
     return new Promise((resolve) => this.#released.set(old, () => resolve(old)));
   }
 
@@ -460,7 +463,9 @@ export class Pipeline {
       await this.#stages.process(gen, frames);
     } finally {
       const left = this.#inUse.get(gen)! - 1;
-      if (left > 0) this.#inUse.set(gen, left);
+      // the current generation keeps its entry at 0: deleting and re-adding it for every batch
+      // would make the long-lived map rebuild its table, in the old generation, every few batches
+      if (left > 0 || gen === this.#generation) this.#inUse.set(gen, left);
       else {
         this.#inUse.delete(gen);
         this.#released.get(gen)?.();

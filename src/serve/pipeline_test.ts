@@ -534,3 +534,43 @@ Deno.test("pipeline on nats-server: an alert the spool refuses reaches the other
     await Deno.remove(server.storeDir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("pipeline: a swapped-out generation is released at once when idle, else after its last batch", async () => {
+  const gate = gatedEncoder();
+  const { pipeline, send } = setup({ encoder: gate.encoder });
+  pipeline.start();
+  try {
+    // batches run and finish on the first generation: it stays current, its count back at 0
+    for (let seq = 0; seq < 3; seq++) {
+      send("r1", seq, 4);
+      await waitUntil(() => gate.state.entered === seq + 1, "the batch reaches the encoder");
+      gate.release();
+      await pipeline.idle();
+    }
+    const first = pipeline.generation;
+    const second = { ...first, encoders: new Map(first.encoders) };
+    assert.equal(await pipeline.swap(second), first, "an idle generation is released at once");
+    // a batch in flight on the second generation holds it past the next swap
+    send("r1", 3, 4);
+    await waitUntil(() => gate.state.entered === 4, "the batch reaches the encoder");
+    let released = false;
+    const third = { ...second, encoders: new Map(second.encoders) };
+    const swapped = pipeline.swap(third).then((g) => {
+      released = true;
+      return g;
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(released, false, "released while its batch still ran");
+    gate.release();
+    assert.equal(await swapped, second);
+    // the third generation, used and idle again, is released at once too
+    send("r1", 4, 4);
+    await waitUntil(() => gate.state.entered === 5, "the batch reaches the encoder");
+    gate.release();
+    await pipeline.idle();
+    assert.equal(await pipeline.swap({ ...third }), third);
+  } finally {
+    while (gate.state.entered > 5) gate.release();
+    await pipeline.stop();
+  }
+});
