@@ -53,7 +53,7 @@ const SHORT_ASCII = 256;
 const BLOCK_TEXT_MAX = 16384;
 /** V8 makes a slice of this many characters or more a view of the whole string (`SlicedString`). */
 const SLICED_STRING_MIN = 13;
-/** Bytes as code points 0–255: for ASCII, the same string UTF-8 gives. */
+/** Read only for ASCII (the label means windows-1252): the same string UTF-8 gives. */
 const latin1 = new TextDecoder("latin1");
 
 /** Whether `bytes[from, to)` is ASCII. */
@@ -94,6 +94,8 @@ function trimmedEnd(bytes: Uint8Array, from: number, to: number): number {
  */
 const nameCache = new Map<number, string>();
 const NAME_CACHE_LIMIT = 512;
+/** Longer names are read each time: the cache holds at most 512 × 64 bytes of a peer's names. */
+const NAME_CACHE_MAX_BYTES = 64;
 
 /** A header name's printable-ASCII bytes `block[from, to)` as a string, from the cache when seen before. */
 function headerName(block: Uint8Array, from: number, to: number): string {
@@ -103,6 +105,7 @@ function headerName(block: Uint8Array, from: number, to: number): string {
   if (seen !== undefined && spells(seen, block, from, to)) return seen;
   const bytes = block.subarray(from, to);
   const name = bytes.length <= SHORT_ASCII ? asciiString(bytes) : latin1.decode(bytes);
+  if (bytes.length > NAME_CACHE_MAX_BYTES) return name;
   if (nameCache.size >= NAME_CACHE_LIMIT) nameCache.clear();
   nameCache.set(hash, name);
   return name;

@@ -236,3 +236,20 @@ Deno.test("batcher: a taken item is not kept, while the queue still holds others
   `);
   assert.deepEqual(seen, { taken: 12, collected: 12, waitingKept: 38, queued: 38 });
 });
+
+Deno.test("batcher: an urgent item offered after the queue drained still goes out at once", async () => {
+  const b = new MicroBatcher<{ tokens: number; id: string }>({
+    maxBatchTokens: 64,
+    maxWaitMs: 60_000,
+    maxQueueTokens: 128,
+  });
+  for (const id of ["g1", "g2", "g3"]) {
+    b.offer({ tokens: 1, id }, true);
+    const started = performance.now();
+    const batch = await b.next(); // drains the queue: it starts over from an empty array
+    assert.deepEqual(batch?.map((i) => i.id), [id]);
+    assert.ok(performance.now() - started < 1000, `${id} did not wait for maxWaitMs`);
+    assert.equal(b.queuedItems, 0);
+  }
+  b.close();
+});

@@ -28,8 +28,8 @@ interface Entry<K, V> {
 /**
  * Keys in order of last use. `get` and `has` do not count as a use; `set`
  * and `use` do. Deleting entries while iterating is safe (the iteration goes
- * on with the next entry still present); moving one (`set`, `use`) while
- * iterating is not supported.
+ * on with the next entry still present); adding or moving one (`set`, `use`)
+ * while iterating is not supported.
  *
  * @example
  * ```ts

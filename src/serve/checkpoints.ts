@@ -95,7 +95,10 @@ function storedOf(st: State): Stored {
  * A record's JSON, `{"s":{key:stored,…},"e":[…]}` (`e` left out when
  * `ended` is), written out rather than through an object keyed by request:
  * request keys as property names would make V8 build new hidden classes for
- * every batch's set of requests, in the old generation.
+ * every batch's set of requests, in the old generation. The same text as
+ * `JSON.stringify` of that object, except that keys come in the order given
+ * (integer-like ids are not moved first) and a `__proto__` id is kept (an
+ * object's setter dropped it); `JSON.parse` reads both back as own keys.
  *
  * @example
  * ```ts

@@ -297,3 +297,18 @@ Deno.test("checkpoints: a record's JSON is what JSON.stringify gives for the sam
     assert.deepEqual(JSON.parse(recordJson(states, ended)), { s, e: ended });
   }
 });
+
+Deno.test("checkpoints: integer-like and __proto__ request ids survive a write and a reopen", () =>
+  withDir((dir) => {
+    const path = `${dir}/requests.ckpt`;
+    const ids = ["42", "7", "__proto__", "constructor", "req-1"];
+    const cp = SeqCheckpoints.open(path);
+    cp.record(new Map(ids.map((id, i) => [id, 10 + i])), []);
+    cp.lost("7", 11, 13);
+    cp.close();
+    const again = SeqCheckpoints.open(path);
+    assert.equal(again.pending, ids.length);
+    for (const [i, id] of ids.entries()) assert.equal(again.take(id)?.next, 10 + i, id);
+    again.close();
+    assert.equal(({} as Record<string, unknown>).next, undefined, "Object.prototype untouched");
+  }));

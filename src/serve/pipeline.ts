@@ -465,8 +465,10 @@ export class Pipeline {
       const left = this.#inUse.get(gen)! - 1;
       // the current generation keeps its entry at 0: deleting and re-adding it for every batch
       // would make the long-lived map rebuild its table, in the old generation, every few batches
-      if (left > 0 || gen === this.#generation) this.#inUse.set(gen, left);
-      else {
+      // (unless a swap waits for it: swapped out, then made current again while its batch ran)
+      if (left > 0 || (gen === this.#generation && !this.#released.has(gen))) {
+        this.#inUse.set(gen, left);
+      } else {
         this.#inUse.delete(gen);
         this.#released.get(gen)?.();
         this.#released.delete(gen);

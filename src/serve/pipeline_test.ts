@@ -535,6 +535,15 @@ Deno.test("pipeline on nats-server: an alert the spool refuses reaches the other
   }
 });
 
+/** `p`, or a failure naming `what` after `ms` (a swap that is never released must not hang the suite). */
+function within<T>(p: Promise<T>, what: string, ms = 5000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 Deno.test("pipeline: a swapped-out generation is released at once when idle, else after its last batch", async () => {
   const gate = gatedEncoder();
   const { pipeline, send } = setup({ encoder: gate.encoder });
@@ -562,7 +571,7 @@ Deno.test("pipeline: a swapped-out generation is released at once when idle, els
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(released, false, "released while its batch still ran");
     gate.release();
-    assert.equal(await swapped, second);
+    assert.equal(await within(swapped, "the second generation's release"), second);
     // the third generation, used and idle again, is released at once too
     send("r1", 4, 4);
     await waitUntil(() => gate.state.entered === 5, "the batch reaches the encoder");
@@ -571,6 +580,28 @@ Deno.test("pipeline: a swapped-out generation is released at once when idle, els
     assert.equal(await pipeline.swap({ ...third }), third);
   } finally {
     while (gate.state.entered > 5) gate.release();
+    await pipeline.stop();
+  }
+});
+
+Deno.test("pipeline: a generation swapped out and back while its batch runs is still released", async () => {
+  const gate = gatedEncoder();
+  const { pipeline, send } = setup({ encoder: gate.encoder });
+  pipeline.start();
+  try {
+    const first = pipeline.generation;
+    send("r1", 0, 4);
+    await waitUntil(() => gate.state.entered === 1, "the batch reaches the encoder");
+    const away = pipeline.swap({ ...first, encoders: new Map(first.encoders) });
+    const second = pipeline.generation;
+    assert.equal(await pipeline.swap(first), second, "the second, never used, is released at once");
+    gate.release();
+    assert.equal(
+      await within(away, "the first generation's release"),
+      first,
+      "the first is released once its batch is done",
+    );
+  } finally {
     await pipeline.stop();
   }
 });

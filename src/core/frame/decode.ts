@@ -32,12 +32,15 @@ const DIGITS = /^[0-9]+$/;
  */
 const lowered = new Map<string, string>();
 const LOWERED_LIMIT = 512;
+/** Longer names are lowered each time: the cache holds at most 512 names of 64 characters. */
+const LOWERED_MAX_LENGTH = 64;
 
 /** `name.toLowerCase()`, from {@linkcode lowered} when seen before. */
 function lower(name: string): string {
   let lk = lowered.get(name);
   if (lk === undefined) {
     lk = name.toLowerCase();
+    if (name.length > LOWERED_MAX_LENGTH) return lk;
     if (lowered.size >= LOWERED_LIMIT) lowered.clear();
     lowered.set(name, lk);
   }
