@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { MicroBatcher } from "./batcher.ts";
+import { childJson } from "../../tests/helpers/child_deno.ts";
 
 const item = (tokens: number, name = "") => ({ tokens, name });
 
@@ -189,33 +190,12 @@ Deno.test("batcher: frames that arrive in the same turn as an urgent one share i
   }
 });
 
-/**
- * Run `body` (a module's code, with `MicroBatcher` imported) in a child Deno
- * with `gc()` exposed; returns what it printed as JSON.
- */
-async function inChildWithGc(body: string): Promise<Record<string, number>> {
-  const dir = await Deno.makeTempDir({ prefix: "batcher-gc-" });
-  try {
-    const script = `${dir}/child.ts`;
-    const batcher = new URL("./batcher.ts", import.meta.url).href;
-    await Deno.writeTextFile(script, `import { MicroBatcher } from "${batcher}";\n${body}`);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "--no-config", "--v8-flags=--expose-gc", script],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const err = new TextDecoder().decode(out.stderr);
-    assert.equal(out.code, 0, err);
-    return JSON.parse(new TextDecoder().decode(out.stdout));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("batcher: a taken item is not kept, while the queue still holds others", async () => {
   // items in a batch handed out must be free to die young: the queue's emptied slots must not
   // hold them until it is compacted (a frame would outlive the young generation)
-  const seen = await inChildWithGc(`
+  const batcher = new URL("./batcher.ts", import.meta.url).href;
+  const seen = await childJson(
+    `import { MicroBatcher } from "${batcher}";
     const b = new MicroBatcher({ maxBatchTokens: 4, maxWaitMs: 10_000, maxQueueTokens: 1000 });
     const refs = [];
     for (let i = 0; i < 50; i++) {
@@ -232,8 +212,9 @@ Deno.test("batcher: a taken item is not kept, while the queue still holds others
       collected: refs.slice(0, taken).filter((r) => r.deref() === undefined).length,
       waitingKept: refs.slice(taken).filter((r) => r.deref() !== undefined).length,
       queued: b.queuedItems,
-    }));
-  `);
+    }));`,
+    "--expose-gc",
+  );
   assert.deepEqual(seen, { taken: 12, collected: 12, waitingKept: 38, queued: 38 });
 });
 

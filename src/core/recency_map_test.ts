@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Rng } from "./random.ts";
 import { RecencyMap } from "./recency_map.ts";
+import { childJson } from "../../tests/helpers/child_deno.ts";
 
 /** The reference: a `Map` re-inserted on every use keeps the same order. */
 class ReinsertedMap<K, V> {
@@ -78,12 +79,8 @@ Deno.test("recency map: deleting the next entry, or every entry, while iterating
 Deno.test("recency map: a use allocates nothing in a long-lived map (no table rebuilt)", async () => {
   // run in a child with a young generation too large to collect during the loop, so any
   // growth of the old generation is the map's own allocation
-  const dir = await Deno.makeTempDir({ prefix: "recency-" });
-  try {
-    const script = `${dir}/child.ts`;
-    await Deno.writeTextFile(
-      script,
-      `import v8 from "node:v8";
+  const perUse = await childJson<{ recency: number; reinserted: number }>(
+    `import v8 from "node:v8";
 import { RecencyMap } from "${new URL("./recency_map.ts", import.meta.url).href}";
 const oldUsed = () => v8.getHeapSpaceStatistics().find((s) => s.space_name === "old_space").space_used_size;
 const ids = Array.from({ length: 64 }, (_, i) => "req-" + i);
@@ -105,25 +102,10 @@ for (const [kind, m] of Object.entries(maps)) {
   out[kind] = (oldUsed() - before) / 64_000;
 }
 console.log(JSON.stringify(out));`,
-    );
-    const res = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        "--no-config",
-        "--v8-flags=--expose-gc,--min-semi-space-size=64,--max-semi-space-size=64",
-        script,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(res.code, 0, new TextDecoder().decode(res.stderr));
-    const perUse = JSON.parse(new TextDecoder().decode(res.stdout));
-    // the re-inserted Map rebuilds a 64-entry table every 64 uses (tens of bytes per use);
-    // the recency map moves an entry
-    assert.ok(perUse.reinserted > 16, `re-inserted Map: ${perUse.reinserted} B per use`);
-    assert.ok(perUse.recency < 1, `recency map: ${perUse.recency} B per use`);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+    "--expose-gc,--min-semi-space-size=64,--max-semi-space-size=64",
+  );
+  // the re-inserted Map rebuilds a 64-entry table every 64 uses (tens of bytes per use);
+  // the recency map moves an entry
+  assert.ok(perUse.reinserted > 16, `re-inserted Map: ${perUse.reinserted} B per use`);
+  assert.ok(perUse.recency < 1, `recency map: ${perUse.recency} B per use`);
 });
