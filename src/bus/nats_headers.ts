@@ -75,12 +75,12 @@ let trimmedStart = 0;
 
 /**
  * The end of `bytes[from, to)` without the surrounding whitespace `trim`
- * removes, its start in {@linkcode trimmedStart}, when it is short ASCII;
- * -1 otherwise (decode it and trim the string: `trim` also removes
- * non-ASCII spaces).
+ * removes, its start in {@linkcode trimmedStart}, when it is short ASCII
+ * (`ascii`: the caller knows it is); -1 otherwise (decode it and trim the
+ * string: `trim` also removes non-ASCII spaces).
  */
-function trimmedEnd(bytes: Uint8Array, from: number, to: number): number {
-  if (to - from > SHORT_ASCII || !isAscii(bytes, from, to)) return -1;
+function trimmedEnd(bytes: Uint8Array, from: number, to: number, ascii: boolean): number {
+  if (to - from > SHORT_ASCII || !(ascii || isAscii(bytes, from, to))) return -1;
   while (from < to && isAsciiSpace(bytes[from])) from++;
   while (to > from && isAsciiSpace(bytes[to - 1])) to--;
   trimmedStart = from;
@@ -240,7 +240,7 @@ export function parseHeaderBlock(block: Uint8Array): ParsedHeaders {
     }
     const name = headerName(block, lineStart, colon); // printable ASCII, checked above
     let value: string;
-    const to = trimmedEnd(block, colon + 1, end);
+    const to = trimmedEnd(block, colon + 1, end, text !== null); // the block was checked whole
     if (to >= 0) {
       const from = trimmedStart;
       // a slice as long as V8's sliced strings would keep the whole block's string alive for as
