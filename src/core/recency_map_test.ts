@@ -91,15 +91,21 @@ const make = (kind) => {
 };
 const maps = { recency: make("recency"), reinserted: make("map") };
 globalThis.gc(); globalThis.gc(); // both maps (and their tables) now in the old generation
-const out = {};
-for (const [kind, m] of Object.entries(maps)) {
-  const before = oldUsed();
-  for (let i = 0; i < 64_000; i++) {
+const uses = (kind, m, n) => {
+  for (let i = 0; i < n; i++) {
     const id = ids[i & 63];
     if (kind === "recency") m.use(id).seen++;
     else { const v = m.get(id); m.delete(id); m.set(id, v); v.seen++; }
   }
-  out[kind] = (oldUsed() - before) / 64_000;
+};
+// compiled first: the optimizing compiler's own objects (feedback, code) go to the old
+// generation too, at times a loaded machine decides
+for (const [kind, m] of Object.entries(maps)) uses(kind, m, 200_000);
+const out = {};
+for (const [kind, m] of Object.entries(maps)) {
+  const before = oldUsed();
+  uses(kind, m, 256_000);
+  out[kind] = (oldUsed() - before) / 256_000;
 }
 console.log(JSON.stringify(out));`,
     "--expose-gc,--min-semi-space-size=64,--max-semi-space-size=64",
