@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ActivationRing } from "./activation_ring.ts";
+import { childJson } from "../../tests/helpers/child_deno.ts";
 
 Deno.test("activation ring: rows come back by request and position, copied", () => {
   const ring = new ActivationRing(4, 2);
@@ -104,3 +105,28 @@ function agreesWithReference(
     }
   }
 }
+
+Deno.test("activation ring: an overwritten token's run is free to be collected", async () => {
+  // one request, one token a frame, the ring full: each put empties the oldest run. Kept in
+  // the request's queue until it is compacted, emptied runs outlived the young generation by
+  // the thousand; the heap must not grow by a run per put (about 55 bytes each when kept)
+  const ring = new URL("./activation_ring.ts", import.meta.url).href;
+  const seen = await childJson<{ bytesPerPut: number }>(
+    `import { ActivationRing } from "${ring}";
+    const heap = () => { for (let i = 0; i < 3; i++) globalThis.gc(); return Deno.memoryUsage().heapUsed; };
+    heap(); // what start-up left behind is collected before anything is measured
+    const capacity = 16384, puts = 15000, row = new Float32Array(1);
+    const r = new ActivationRing(capacity, 1);
+    let p = 0;
+    for (; p < capacity + 1000; p++) r.putRows("req", p, 1, row);
+    const before = heap();
+    // still short of the request's compaction (more emptied runs than live ones)
+    for (const end = p + puts; p < end; p++) r.putRows("req", p, 1, row);
+    console.log(JSON.stringify({ bytesPerPut: (heap() - before) / puts, size: r.size }));`,
+    "--expose-gc",
+  );
+  assert.ok(
+    seen.bytesPerPut < 25,
+    `the heap grew ${seen.bytesPerPut.toFixed(1)} bytes per put with the ring full`,
+  );
+});
