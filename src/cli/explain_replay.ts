@@ -8,6 +8,7 @@
  */
 import type { Frame } from "../core/frame/format.ts";
 import { familyValue } from "../core/family.ts";
+import { rowOf } from "../core/latent_rows.ts";
 import type { CompiledTest } from "../core/policy/compiled.ts";
 import { latentValue } from "../traces/calibrate.ts";
 import { encodeTrace, type OfflineMonitor, type ReplayFiring } from "../traces/offline.ts";
@@ -61,7 +62,7 @@ export async function explainReplay(input: ExplainReplayInput): Promise<string[]
         const pos = frame.position + i;
         if (frame.tokenText) text[pos] = frame.tokenText[i];
         for (const t of rule.tests) {
-          const row = batch.latents.get(t.encoder)?.[firstRow + i];
+          const row = rowOf(batch.latents.get(t.encoder), firstRow + i);
           raw.get(t)![pos] = t.family && row
             ? familyValue(row, t.family)
             : latentValue(row, t.index);

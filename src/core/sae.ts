@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { LatentRows } from "./latent_rows.ts";
 
 /**
  * Activation functions supported by the runtime.
@@ -179,6 +180,12 @@ export interface Encoder {
    * {@linkcode SparseLatents} per row.
    */
   encode(x: Float32Array, tokens: number): Promise<SparseLatents[]>;
+  /**
+   * The same rows as `encode`, in one structure for the whole batch (no
+   * object per token): encoders on the serving path offer it, and the
+   * pipeline prefers it. Import the type from `./latent_rows.ts`.
+   */
+  encodeRows?(x: Float32Array, tokens: number): Promise<LatentRows>;
   /** Release native resources. */
   close(): Promise<void>;
 }

@@ -20,7 +20,8 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import type { Alert } from "../core/alert.ts";
 import type { Frame } from "../core/frame/format.ts";
-import type { SparseLatents } from "../core/sae.ts";
+import { NO_LATENTS } from "../core/sae.ts";
+import { type LatentTable, rowOf } from "../core/latent_rows.ts";
 import type { Bus } from "../bus/bus.ts";
 import { MemoryBus } from "../bus/memory_bus.ts";
 import { connectNatsBus } from "../bus/nats_bus.ts";
@@ -310,7 +311,7 @@ export async function runDemoCommand(args: string[]): Promise<number> {
 function record(
   perRequest: Map<string, { tokens: string[]; acts: number[][] }>,
   frames: readonly Frame[],
-  latents: SparseLatents[] | undefined,
+  latents: LatentTable | undefined,
 ): void {
   if (!latents) return;
   let row = 0;
@@ -320,7 +321,7 @@ function record(
     for (let i = 0; i < f.tokens; i++, row++) {
       r.tokens.push(f.tokenText?.[i] ?? "?");
       const dense: number[] = [];
-      const l = latents[row];
+      const l = rowOf(latents, row) ?? NO_LATENTS;
       for (let k = 0; k < l.indices.length; k++) {
         if (l.indices[k] < DEMO_CONCEPTS.length) dense[l.indices[k]] = l.values[k];
       }

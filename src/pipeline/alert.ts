@@ -27,6 +27,7 @@ import type { CompiledRule } from "../core/policy/compile.ts";
 import { familyValue } from "../core/family.ts";
 import type { Firing } from "../core/policy/engine.ts";
 import type { SparseLatents } from "../core/sae.ts";
+import { type LatentTable, rowOf } from "../core/latent_rows.ts";
 import { conditionHolds } from "../core/policy/condition_fields.ts";
 
 /** SAE id → latent index → label. */
@@ -41,7 +42,7 @@ export interface AlertInput {
   /** Row of the frame's first token in `latents`. */
   firstRow: number;
   /** The batch's latents: encoder id → one entry per token row. */
-  latents: ReadonlyMap<string, SparseLatents[]>;
+  latents: ReadonlyMap<string, LatentTable>;
   firing: Firing;
   /** The policy set's version (its hash). */
   policyVersion: string;
@@ -124,8 +125,8 @@ function unredactedAlert(input: AlertInput): Alert {
       value: !rows
         ? firing.value
         : signal.family
-        ? familyValue(rows[firstRow + i], signal.family)
-        : valueAt(rows[firstRow + i], signal.index),
+        ? familyValue(rowOf(rows, firstRow + i) ?? EMPTY_ROW, signal.family)
+        : valueAt(rowOf(rows, firstRow + i) ?? EMPTY_ROW, signal.index),
       ...(frame.tokenIds ? { tokenId: frame.tokenIds[i] } : {}),
       ...(frame.tokenText ? { text: frame.tokenText[i] } : {}),
     };
@@ -146,7 +147,7 @@ function unredactedAlert(input: AlertInput): Alert {
     const key = `${t.kind}:${t.encoder}:${t.index}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    const value = valueAt(latents.get(t.encoder)?.[row] ?? EMPTY_ROW, t.index);
+    const value = valueAt(rowOf(latents.get(t.encoder), row) ?? EMPTY_ROW, t.index);
     const tLabel = t.label ?? labels?.get(t.encoder)?.get(t.index);
     const tThreshold = thresholdOf(rule, t.encoder, t.index);
     const extra = {
@@ -163,7 +164,7 @@ function unredactedAlert(input: AlertInput): Alert {
       readings.push({
         sae: t.encoder,
         index: m,
-        value: valueAt(latents.get(t.encoder)?.[row] ?? EMPTY_ROW, m),
+        value: valueAt(rowOf(latents.get(t.encoder), row) ?? EMPTY_ROW, m),
         ...(mLabel !== undefined ? { label: mLabel } : {}),
         family: { of: t.index, cosine: t.family!.weights[k] },
       });
@@ -256,7 +257,10 @@ export function alertConditions(firing: Firing, labels?: LatentLabels): AlertCon
   });
 }
 
-const EMPTY_ROW: SparseLatents = { indices: new Uint32Array(0), values: new Float32Array(0) };
+const EMPTY_ROW: Readonly<SparseLatents> = {
+  indices: new Uint32Array(0),
+  values: new Float32Array(0),
+};
 
 /**
  * Value of latent `index` in one token's sparse latents (0 when inactive).

@@ -8,7 +8,8 @@
  * @module
  */
 import type { Frame } from "../core/frame/format.ts";
-import type { Encoder, SparseLatents } from "../core/sae.ts";
+import type { Encoder } from "../core/sae.ts";
+import { joinTables, type LatentTable } from "../core/latent_rows.ts";
 
 /** A buffer reused across batches by {@linkcode gatherFrames}; grown when too small. */
 export interface Scratch {
@@ -36,15 +37,21 @@ export function gatherFrames(
   dIn: number,
   scratch?: Scratch,
 ): Float32Array {
-  const withTokens = frames.filter((f) => f.tokens > 0);
-  if (withTokens.length === 1) return withTokens[0].data;
+  let only: Frame | undefined, count = 0;
+  for (const f of frames) {
+    if (f.tokens === 0) continue;
+    only = f;
+    count++;
+  }
+  if (count === 1) return only!.data;
   let x: Float32Array;
   if (scratch) {
     if (scratch.data.length < n * dIn) scratch.data = new Float32Array(n * dIn);
     x = scratch.data;
   } else x = new Float32Array(n * dIn);
   let offset = 0;
-  for (const f of withTokens) {
+  for (const f of frames) {
+    if (f.tokens === 0) continue;
     x.set(f.data, offset);
     offset += f.data.length;
   }
@@ -65,9 +72,10 @@ export interface EncodeFramesOptions {
 
 /**
  * Encode every token row of `frames` (in order) with each encoder, at most
- * `maxBatchTokens` rows per `encode` call. Resolves with encoder id → one
- * entry per row; empty when the frames hold no tokens. An encoder's error
- * rejects the whole batch.
+ * `maxBatchTokens` rows per call. Resolves with encoder id → a table of one
+ * row per token (an encoder's `encodeRows` where it has one: one structure,
+ * no object per token); empty when the frames hold no tokens. An encoder's
+ * error rejects the whole batch.
  *
  * @example
  * ```ts
@@ -84,21 +92,33 @@ export async function encodeFrames(
   encoders: ReadonlyMap<string, Encoder>,
   frames: readonly Frame[],
   opts: EncodeFramesOptions,
-): Promise<Map<string, SparseLatents[]>> {
+): Promise<Map<string, LatentTable>> {
   const { dIn, maxBatchTokens: step } = opts;
-  const n = frames.reduce((s, f) => s + f.tokens, 0);
-  const latents = new Map<string, SparseLatents[]>();
+  let n = 0;
+  for (const f of frames) n += f.tokens;
+  const latents = new Map<string, LatentTable>();
   if (n === 0) return latents;
   const x = gatherFrames(frames, n, dIn, opts.scratch);
   for (const [id, encoder] of encoders) {
-    let rows: SparseLatents[] = [];
-    for (let r = 0; r < n; r += step) {
-      const m = Math.min(step, n - r);
-      const part = await encoder.encode(x.subarray(r * dIn, (r + m) * dIn), m);
-      rows = rows.length === 0 ? part : rows.concat(part);
+    if (n <= step) {
+      latents.set(
+        id,
+        await encodeRows(encoder, x.length === n * dIn ? x : x.subarray(0, n * dIn), n),
+      );
+    } else {
+      const parts: LatentTable[] = [];
+      for (let r = 0; r < n; r += step) {
+        const m = Math.min(step, n - r);
+        parts.push(await encodeRows(encoder, x.subarray(r * dIn, (r + m) * dIn), m));
+      }
+      latents.set(id, joinTables(parts));
     }
-    latents.set(id, rows);
     opts.onEncoded?.(id, n);
   }
   return latents;
+}
+
+/** One call's rows, in one structure where the encoder offers it. */
+function encodeRows(encoder: Encoder, x: Float32Array, tokens: number): Promise<LatentTable> {
+  return encoder.encodeRows ? encoder.encodeRows(x, tokens) : encoder.encode(x, tokens);
 }

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { encodeFrames, gatherFrames, type Scratch } from "./encode.ts";
 import { D, frame, recordingEncoder } from "./testdata/fixtures.ts";
+import { LatentRows, rowOf } from "../core/latent_rows.ts";
+import type { Encoder } from "../core/sae.ts";
 
 Deno.test("encode: encodeFrames encodes every row in order, at most maxBatchTokens per call", async () => {
   const calls: number[] = [];
@@ -13,7 +15,14 @@ Deno.test("encode: encodeFrames encodes every row in order, at most maxBatchToke
   });
   assert.deepEqual(calls, [2, 2, 1]);
   assert.deepEqual(encoded, [["a", 5]]);
-  assert.deepEqual(latents.get("a")!.map((r) => r.values[0]), [1, 2, 3, 4, 5]);
+  const table = latents.get("a")!;
+  assert.deepEqual(Array.from({ length: table.length }, (_, t) => rowOf(table, t)!.values[0]), [
+    1,
+    2,
+    3,
+    4,
+    5,
+  ]);
   assert.equal((await encodeFrames(new Map(), [frame([])], { dIn: D, maxBatchTokens: 2 })).size, 0);
 });
 
@@ -27,4 +36,28 @@ Deno.test("encode: gatherFrames reads one frame's rows directly and reuses a scr
   const y = gatherFrames([frame([[5, 6]]), frame([[7, 8]])], 2, D, scratch);
   assert.equal(scratch.data, buffer);
   assert.deepEqual([...y], [5, 6, 7, 8]);
+});
+
+Deno.test("encode: an encoder's encodeRows is preferred, and split calls are joined into one table", async () => {
+  const arrays: number[] = [], tables: number[] = [];
+  const inner = recordingEncoder(arrays);
+  const encoder: Encoder = {
+    ...inner,
+    encodeRows: async (x, tokens) => {
+      tables.push(tokens);
+      return LatentRows.from(await recordingEncoder([]).encode(x, tokens));
+    },
+  };
+  const frames = [frame([[1, 0], [2, 0], [3, 0]]), frame([[4, 0], [5, 0]], "r2")];
+  for (const maxBatchTokens of [8, 2]) {
+    const table = (await encodeFrames(new Map([["a", encoder]]), frames, {
+      dIn: D,
+      maxBatchTokens,
+    })).get("a")!;
+    assert.ok(table instanceof LatentRows, `at most ${maxBatchTokens} a call`);
+    const values = Array.from({ length: table.length }, (_, t) => rowOf(table, t)!.values[0]);
+    assert.deepEqual(values, [1, 2, 3, 4, 5]);
+  }
+  assert.deepEqual(tables, [5, 2, 2, 1]);
+  assert.deepEqual(arrays, [], "encode was called though encodeRows was offered");
 });

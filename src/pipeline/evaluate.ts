@@ -17,7 +17,7 @@ import {
   PolicyEngine,
   type TokenBatch,
 } from "../core/policy/engine.ts";
-import type { SparseLatents } from "../core/sae.ts";
+import type { LatentTable } from "../core/latent_rows.ts";
 import type { GateVerdict, SteerCommand } from "../core/steer/protocol.ts";
 import { buildAlert, firingId } from "./alert.ts";
 import type { Generation } from "./generation.ts";
@@ -92,12 +92,12 @@ export interface BatchOutcome {
  * @example
  * ```ts
  * import type { Frame } from "../core/frame/format.ts";
- * import type { SparseLatents } from "../core/sae.ts";
+ * import type { LatentTable } from "../core/latent_rows.ts";
  * import { Evaluator } from "./evaluate.ts";
  * import type { Generation } from "./generation.ts";
  * declare const gen: Generation;
  * declare const frames: Frame[];
- * declare const latents: Map<string, SparseLatents[]>;
+ * declare const latents: Map<string, LatentTable>;
  * const evaluator = new Evaluator(gen.policies, { monitor: "demo", dIn: 768 });
  * const { alerts } = evaluator.evaluateBatch(gen, frames, latents);
  * ```
@@ -140,7 +140,7 @@ export class Evaluator {
     gen: Generation,
     frame: Frame,
     firstRow: number,
-    latents: ReadonlyMap<string, SparseLatents[]>,
+    latents: ReadonlyMap<string, LatentTable>,
     now: number = this.#clock(),
   ): FrameOutcome {
     // the engine evaluates with the set the batch was encoded for (a swap
@@ -185,7 +185,7 @@ export class Evaluator {
   evaluateBatch(
     gen: Generation,
     frames: readonly Frame[],
-    latents: ReadonlyMap<string, SparseLatents[]>,
+    latents: ReadonlyMap<string, LatentTable>,
     now?: (frame: Frame, index: number) => number,
   ): BatchOutcome {
     const out: BatchOutcome = { frames: [], alerts: [] };
@@ -241,7 +241,7 @@ export class Evaluator {
 export function tokenBatch(
   frame: Frame,
   firstRow: number,
-  latents: ReadonlyMap<string, SparseLatents[]>,
+  latents: ReadonlyMap<string, LatentTable>,
 ): TokenBatch {
   return {
     ctx: {

@@ -20,7 +20,8 @@
 
 import * as ort from "onnxruntime-node";
 import { assertEncodable, canonicalWatch, checkEncodeInput } from "../core/reference_encoder.ts";
-import { type Encoder, NO_LATENTS, type SaeWeights, type SparseLatents } from "../core/sae.ts";
+import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
+import { LatentRows, NO_ROWS } from "../core/latent_rows.ts";
 import {
   buildEncoderGraph,
   DENSE_OUTPUT,
@@ -276,22 +277,39 @@ class OrtEncoder implements ProviderEncoder {
   }
 
   encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
+    try {
+      const rows = this.#rowsOf(x, tokens);
+      return rows instanceof LatentRows
+        ? Promise.resolve(rows.toArray())
+        : rows.then((r) => r.toArray());
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  encodeRows(x: Float32Array, tokens: number): Promise<LatentRows> {
+    try {
+      const rows = this.#rowsOf(x, tokens);
+      return rows instanceof LatentRows ? Promise.resolve(rows) : rows;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Small watched batches at once, the rest through onnxruntime. */
+  #rowsOf(x: Float32Array, tokens: number): LatentRows | Promise<LatentRows> {
     const small = this.#small;
     if (small && tokens > 0 && small.fits(tokens)) {
-      try {
-        checkEncodeInput(x, tokens, this.dIn);
-        this.smallBatches++;
-        return Promise.resolve(this.#sparseFromDense(small.encode(x, tokens), tokens));
-      } catch (err) {
-        return Promise.reject(err);
-      }
+      checkEncodeInput(x, tokens, this.dIn);
+      this.smallBatches++;
+      return this.#sparseFromDense(small.encode(x, tokens), tokens);
     }
     return this.#encodeOrt(x, tokens);
   }
 
-  async #encodeOrt(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
+  async #encodeOrt(x: Float32Array, tokens: number): Promise<LatentRows> {
     const feeds = encoderFeeds(x, tokens, this.dIn);
-    if (!feeds) return [];
+    if (!feeds) return NO_ROWS;
     const out = await this.#session.run(feeds);
     return this.#topk
       ? this.#sparseFromTopK(
@@ -313,7 +331,7 @@ class OrtEncoder implements ProviderEncoder {
     this.#val = val;
   }
 
-  #sparseFromDense(dense: Float32Array, tokens: number): SparseLatents[] {
+  #sparseFromDense(dense: Float32Array, tokens: number): LatentRows {
     const dSae = this.#width;
     // Trained SAEs fire well under 1% of latents, so skip 8 zeros at a time:
     // OR the bit patterns, dropping the sign so -0 counts as zero, as in `v !== 0`.
@@ -359,7 +377,7 @@ class OrtEncoder implements ProviderEncoder {
     return this.#split(ends, pos);
   }
 
-  #sparseFromTopK(values: Float32Array, indices: BigInt64Array, tokens: number): SparseLatents[] {
+  #sparseFromTopK(values: Float32Array, indices: BigInt64Array, tokens: number): LatentRows {
     const k = values.length / tokens;
     // Indices are < 2^32 and little-endian: read the low word, no BigInt boxing.
     const words = new Uint32Array(indices.buffer, indices.byteOffset, indices.length * 2);
@@ -388,21 +406,9 @@ class OrtEncoder implements ProviderEncoder {
     return this.#split(ends, pos);
   }
 
-  /** Copy `total` scratch entries out once and hand each token a view, or {@linkcode NO_LATENTS} when it has none. */
-  #split(ends: Uint32Array, total: number): SparseLatents[] {
-    const indices = this.#idx.slice(0, total);
-    const values = this.#val.slice(0, total);
-    const out = new Array<SparseLatents>(ends.length);
-    let start = 0;
-    for (let t = 0; t < ends.length; t++) {
-      const end = ends[t];
-      // most tokens fire none of a watched encoder's latents: one shared empty entry, not two views each
-      out[t] = end === start
-        ? NO_LATENTS
-        : { indices: indices.subarray(start, end), values: values.subarray(start, end) };
-      start = end;
-    }
-    return out;
+  /** Copy `total` scratch entries out once, as one structure for the batch. */
+  #split(ends: Uint32Array, total: number): LatentRows {
+    return new LatentRows(this.#idx.slice(0, total), this.#val.slice(0, total), ends);
   }
 
   async close(): Promise<void> {

@@ -167,6 +167,49 @@ Deno.test("ort encoder: zero tokens, oversized input, batches do not alias", asy
   await enc.close();
 });
 
+Deno.test("ort encoder: encodeRows hands back encode's rows as one table, not aliased by later batches", async () => {
+  const rng = new Rng(11);
+  const cases = [
+    { sae: randomSae({ architecture: "standard", dIn: 16, dSae: 64, seed: 3 }) },
+    { sae: randomSae({ architecture: "topk", dIn: 16, dSae: 64, k: 5, seed: 4 }) },
+    // watched: small batches on the synchronous product, larger ones through onnxruntime
+    {
+      sae: randomSae({ architecture: "jumprelu", dIn: 16, dSae: 64, seed: 5 }),
+      watch: Uint32Array.of(1, 7, 8, 30, 63),
+    },
+  ];
+  for (const { sae, watch } of cases) {
+    const enc = await createOrtEncoder(sae, watch ? { watch } : {});
+    assert.ok(enc.encodeRows, `${sae.architecture}: encodeRows offered`);
+    for (const tokens of [1, 3, 40]) {
+      const x = rng.fillGaussian(new Float32Array(tokens * 16));
+      const table = await enc.encodeRows!(x, tokens);
+      const snapshot = table.toArray().map(pairs);
+      assert.deepEqual(snapshot, (await enc.encode(x, tokens)).map(pairs), `${sae.architecture}`);
+      const want = referenceEncode(sae, x, tokens);
+      for (let t = 0; t < tokens; t++) {
+        const keep = watch ? new Set(watch) : null;
+        const w = keep
+          ? {
+            indices: want[t].indices.filter((i) => keep.has(i)),
+            values: want[t].values.filter((_, k) => keep.has(want[t].indices[k])),
+          }
+          : want[t];
+        compareToken(sae, x.subarray(t * 16, (t + 1) * 16), table.row(t), w, `token ${t}`);
+      }
+      await enc.encodeRows!(rng.fillGaussian(new Float32Array(tokens * 16)), tokens);
+      assert.deepEqual(
+        table.toArray().map(pairs),
+        snapshot,
+        "a later batch changed an earlier table",
+      );
+    }
+    assert.equal((await enc.encodeRows!(new Float32Array(0), 0)).length, 0);
+    await assert.rejects(enc.encodeRows!(new Float32Array(7), 1), RangeError);
+    await enc.close();
+  }
+});
+
 Deno.test("createOrtEncoder builds one session per SAE folder on disk", async () => {
   const dir = await Deno.makeTempDir();
   const sae = randomSae({ architecture: "jumprelu", dIn: 8, dSae: 16, seed: 3 });

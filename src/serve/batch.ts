@@ -12,7 +12,7 @@
 import type { Alert } from "../core/alert.ts";
 import type { Frame } from "../core/frame/format.ts";
 import type { EngineStats } from "../core/policy/engine.ts";
-import type { SparseLatents } from "../core/sae.ts";
+import type { LatentTable } from "../core/latent_rows.ts";
 import { encodeFrames, type Scratch } from "../pipeline/encode.ts";
 import type { Evaluator } from "../pipeline/evaluate.ts";
 import type { Evidence } from "../pipeline/evidence.ts";
@@ -58,7 +58,7 @@ export interface EncodedBatch {
  */
 export type OnEncoded = (
   frames: readonly Frame[],
-  latents: ReadonlyMap<string, SparseLatents[]>,
+  latents: ReadonlyMap<string, LatentTable>,
   batch: EncodedBatch,
 ) => void;
 
@@ -99,7 +99,7 @@ export class BatchStages {
   async #process(gen: Generation, frames: Frame[]): Promise<void> {
     const { dIn, telemetry: t, evaluator, taps } = this.#o;
     const n = frames.reduce((s, f) => s + f.tokens, 0);
-    let latents: ReadonlyMap<string, SparseLatents[]> = new Map();
+    let latents: ReadonlyMap<string, LatentTable> = new Map();
     if (n > 0) {
       try {
         // a frame may hold more tokens than a batch: encode at most maxBatchTokens rows per call

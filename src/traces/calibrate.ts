@@ -15,6 +15,7 @@ import type { CompiledCondition, CompiledRule, CompiledTest } from "../core/poli
 import { createPoolState, type PoolState } from "../core/policy/pool.ts";
 import { familyValue } from "../core/family.ts";
 import type { SparseLatents } from "../core/sae.ts";
+import { type LatentTable, rowOf } from "../core/latent_rows.ts";
 
 /** The threshold test a rule is calibrated on: one pooled signal or several under one threshold. */
 export interface TriggerTest {
@@ -238,7 +239,7 @@ export class PooledCollector {
     position: number,
     tokens: number,
     phase: "prefill" | "decode" | undefined,
-    latents: ReadonlyMap<string, SparseLatents[]>,
+    latents: ReadonlyMap<string, LatentTable>,
     firstRow: number,
   ): void {
     if (tokens === 0 || !inScope(this.scope, phase)) return;
@@ -253,7 +254,7 @@ export class PooledCollector {
       const t = position + i;
       let present = false;
       for (let k = 0; k < tests.length; k++) {
-        const row = latents.get(tests[k].encoder)?.[firstRow + i];
+        const row = rowOf(latents.get(tests[k].encoder), firstRow + i);
         const family = tests[k].family;
         const x = family ? (row ? familyValue(row, family) : 0) : latentValue(row, tests[k].index);
         const dense = tests[k].kind === "probe";

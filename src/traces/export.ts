@@ -8,6 +8,7 @@
  * @module
  */
 import { decodeFrame } from "../core/frame/decode.ts";
+import { rowOf } from "../core/latent_rows.ts";
 import type { Frame } from "../core/frame/format.ts";
 import { headerValue, type TraceRecord } from "./format.ts";
 import { TraceReader } from "./reader.ts";
@@ -220,7 +221,7 @@ export async function* requestLatents(
       for (let i = 0; i < frame.tokens; i++) {
         const latents: Record<string, [number, number][]> = {};
         for (const sae of saes) {
-          const row = batch.latents.get(sae)?.[firstRow + i];
+          const row = rowOf(batch.latents.get(sae), firstRow + i);
           if (!row) continue;
           const pairs: [number, number][] = [];
           row.indices.forEach((ix, k) => pairs.push([ix, row.values[k]]));

@@ -17,7 +17,8 @@
  */
 import type { Alert } from "../core/alert.ts";
 import type { Frame } from "../core/frame/format.ts";
-import type { Encoder, SparseLatents } from "../core/sae.ts";
+import type { Encoder } from "../core/sae.ts";
+import type { LatentTable } from "../core/latent_rows.ts";
 import type { PolicyFileDef } from "../core/policy/ast.ts";
 import { compilePolicySet, type SignalInfo } from "../core/policy/compile.ts";
 import type { Firing } from "../core/policy/engine.ts";
@@ -132,7 +133,7 @@ export interface TraceFrame {
 export interface EncodedBatch {
   frames: TraceFrame[];
   /** Encoder id → one entry per token row of the batch. */
-  latents: Map<string, SparseLatents[]>;
+  latents: Map<string, LatentTable>;
 }
 
 /** A frame of the trace the sidecar would have rejected. */

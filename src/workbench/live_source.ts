@@ -13,7 +13,7 @@
  */
 import type { Alert } from "../core/alert.ts";
 import type { Frame } from "../core/frame/format.ts";
-import type { SparseLatents } from "../core/sae.ts";
+import type { LatentTable } from "../core/latent_rows.ts";
 import { monitorSignals } from "../pipeline/models.ts";
 import type { OfflineMonitor } from "../traces/offline.ts";
 import { type EvaluatedFiring, type Evaluation, TraceStore } from "./trace_source.ts";
@@ -46,15 +46,15 @@ export class LiveStore extends TraceStore {
    * @example
    * ```ts
    * import type { Frame } from "../core/frame/format.ts";
-   * import type { SparseLatents } from "../core/sae.ts";
+   * import type { LatentTable } from "../core/latent_rows.ts";
    * import type { LiveStore } from "./live_source.ts";
    * declare const store: LiveStore;
    * declare const frames: Frame[];
-   * declare const latents: Map<string, SparseLatents[]>;
+   * declare const latents: Map<string, LatentTable>;
    * store.push(frames, latents);
    * ```
    */
-  push(frames: readonly Frame[], latents: ReadonlyMap<string, SparseLatents[]>): void {
+  push(frames: readonly Frame[], latents: ReadonlyMap<string, LatentTable>): void {
     const t = this.#now();
     const ids = this.store({
       // serve reuses a batch's activation memory once the batch is done (`releaseFrameData`),

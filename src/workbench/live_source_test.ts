@@ -5,6 +5,11 @@ import { encodeTrace, loadOfflineMonitor } from "../traces/offline.ts";
 import { TraceReader } from "../traces/reader.ts";
 import { LiveStore } from "./live_source.ts";
 import { signalValues } from "./views.ts";
+import { type LatentTable, rowOf } from "../core/latent_rows.ts";
+
+/** `count` rows of `table` from `first`, each its own row. */
+const rowsOf = (table: LatentTable, first: number, count: number) =>
+  Array.from({ length: count }, (_, t) => rowOf(table, first + t)!);
 
 Deno.test("LiveStore keeps the most recent requests and forgets the batches of the others", async () => {
   const dir = await Deno.makeTempDir({ prefix: "lw-live-store-" });
@@ -21,7 +26,7 @@ Deno.test("LiveStore keeps the most recent requests and forgets the batches of t
       let row = 0;
       for (const { frame } of batch.frames) {
         const latents = new Map(
-          [...batch.latents].map(([id, rows]) => [id, rows.slice(row, row + frame.tokens)]),
+          [...batch.latents].map(([id, rows]) => [id, rowsOf(rows, row, frame.tokens)]),
         );
         store.push([frame], latents);
         row += frame.tokens;
@@ -62,7 +67,7 @@ Deno.test("LiveStore keeps its own copy of each frame's activations (serve reuse
       const values = [...frame.data];
       store.push(
         [frame],
-        new Map([...batch.latents].map(([id, rows]) => [id, rows.slice(0, frame.tokens)])),
+        new Map([...batch.latents].map(([id, rows]) => [id, rowsOf(rows, 0, frame.tokens)])),
       );
       frame.data.fill(NaN); // what a reused slab would hold
       const kept = store.batches.at(-1)!.frames[0];

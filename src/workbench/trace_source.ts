@@ -11,6 +11,7 @@ import type { Alert } from "../core/alert.ts";
 import type { Frame } from "../core/frame/format.ts";
 import type { CompiledPolicySet } from "../core/policy/compile.ts";
 import type { SparseLatents } from "../core/sae.ts";
+import { type LatentTable, rowOf } from "../core/latent_rows.ts";
 import { encodeFrames } from "../pipeline/encode.ts";
 import { Evaluator } from "../pipeline/evaluate.ts";
 import { Evidence } from "../pipeline/evidence.ts";
@@ -28,7 +29,7 @@ export interface StoredBatch {
   frames: Frame[];
   receivedAt: number[];
   /** Encoder id → one row per token of the batch (SAEs: every latent). */
-  latents: Map<string, SparseLatents[]>;
+  latents: Map<string, LatentTable>;
 }
 
 /** Where one request's tokens are in the stored batches. */
@@ -165,8 +166,8 @@ export class TraceStore {
   }
 
   /** The latents of encoder `id` at one token (undefined when not stored). */
-  row(ref: TokenRef | undefined, id: string): SparseLatents | undefined {
-    return ref ? this.batches[ref.batch - this.base]?.latents.get(id)?.[ref.row] : undefined;
+  row(ref: TokenRef | undefined, id: string): Readonly<SparseLatents> | undefined {
+    return ref ? rowOf(this.batches[ref.batch - this.base]?.latents.get(id), ref.row) : undefined;
   }
 
   /**

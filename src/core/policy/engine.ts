@@ -64,7 +64,13 @@
  *
  * @module
  */
-import type { SparseLatents } from "../sae.ts";
+import {
+  emptySpan,
+  type LatentSpan,
+  type LatentTable,
+  readRow,
+  spanValue,
+} from "../latent_rows.ts";
 import type { SteerAction } from "./ast.ts";
 import type { CompiledPolicySet, CompiledRule, CompiledTest, ConditionEnv } from "./compiled.ts";
 import { INDEX_EMPTY, INDEX_HASH } from "./encoder_index.ts";
@@ -94,9 +100,9 @@ export interface TokenBatch {
   /** Absolute position of the first token in the request. */
   position: number;
   tokens: number;
-  /** Encoder id → per-token rows (a batch's rows may be a slice of a larger array). */
-  latents: ReadonlyMap<string, SparseLatents[]>;
-  /** This frame's first row in the `latents` arrays. */
+  /** Encoder id → per-token rows (a frame's rows may be part of a larger batch's table). */
+  latents: ReadonlyMap<string, LatentTable>;
+  /** This frame's first row in the `latents` tables. */
   firstRow: number;
   tokenText?: string[];
 }
@@ -220,21 +226,6 @@ class Env implements ConditionEnv {
   }
 }
 
-/** Value at latent `index` of a sorted sparse row (0 when absent). */
-function valueAt(row: SparseLatents, index: number): number {
-  const { indices, values } = row;
-  // probes report every score: the common case is a direct hit
-  if (index < indices.length && indices[index] === index) return values[index];
-  let lo = 0;
-  let hi = indices.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (indices[mid] < index) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo < indices.length && indices[lo] === index ? values[lo] : 0;
-}
-
 /**
  * Runs a compiled policy set over the frames of many requests.
  *
@@ -294,6 +285,8 @@ export class PolicyEngine {
   #leafValues = new Float64Array(0);
   #leafPresent = new Uint8Array(0);
   #leafScratch = new Uint8Array(0);
+  /** The token row being read (a span of its encoder's table), reused for every token. */
+  readonly #span: LatentSpan = emptySpan();
   #stamp = 0;
   readonly #env = new Env();
   /** Per encoder in the set: [id, index] (an array is cheaper to walk per token than a Map). */
@@ -442,6 +435,7 @@ export class PolicyEngine {
     let count = 0;
     let held: Map<number, Held> | null = null;
 
+    const span = this.#span;
     let t = 0;
     let stamp = 0;
     // one closure per batch, not per token: it reads the token's t and stamp
@@ -466,22 +460,21 @@ export class PolicyEngine {
       t = batch.position + i;
       stamp = ++this.#stamp;
       for (const [encoder, idx] of this.#encoders) {
-        const row = batch.latents.get(encoder)?.[batch.firstRow + i];
-        if (row === undefined) continue;
+        if (!readRow(batch.latents.get(encoder), batch.firstRow + i, span)) continue;
         const { groups, rule, test, weight } = idx;
         if (idx.kind === "probe") {
           const watched = idx.watched;
           for (let g = 0; g < watched.length; g++) {
-            const v = valueAt(row, watched[g]);
+            const v = spanValue(span, watched[g]);
             for (let e = groups[g]; e < groups[g + 1]; e++) visit(rule[e], test[e], v);
           }
           continue;
         }
-        const { indices, values } = row;
+        const { indices, values, from, to } = span;
         const offsets = idx.offsets;
         if (offsets !== null) {
           const end = offsets.length - 1;
-          for (let k = 0; k < indices.length; k++) {
+          for (let k = from; k < to; k++) {
             const latent = indices[k];
             // most active latents are watched by no rule: this is the whole cost for them
             if (latent >= end) continue;
@@ -495,7 +488,7 @@ export class PolicyEngine {
         const { slotKey, slotGroup, mask, shift, filter, filterMask } = idx;
         const EMPTY = INDEX_EMPTY_LOCAL;
         const HASH = INDEX_HASH_LOCAL;
-        for (let k = 0; k < indices.length; k++) {
+        for (let k = from; k < to; k++) {
           const latent = indices[k] | 0; // int32, like the table's keys
           // most active latents are watched by no rule: the filter is the
           // whole cost for nearly all of them (see EncoderIndex)
@@ -570,10 +563,10 @@ export class PolicyEngine {
       values[k] = env.read(leaves.test[k]);
       h.values.push(values[k]);
       const test = rule.tests[leaves.test[k]];
-      const row = leaves.probe[k] === 1
-        ? undefined
-        : batch.latents.get(test.encoder)?.[batch.firstRow + i];
-      present[k] = leaves.probe[k] === 1 || (row !== undefined && valueAt(row, test.index) !== 0)
+      const span = this.#span;
+      present[k] = leaves.probe[k] === 1 ||
+          (readRow(batch.latents.get(test.encoder), batch.firstRow + i, span) &&
+            spanValue(span, test.index) !== 0)
         ? 1
         : 0;
     }

@@ -8,6 +8,7 @@ import {
 } from "./compile.ts";
 import { type Firing, PolicyEngine, PolicyEngineOptionError, type TokenBatch } from "./engine.ts";
 import type { SparseLatents } from "../sae.ts";
+import { LatentRows, rowOf } from "../latent_rows.ts";
 import { Rng } from "../random.ts";
 import {
   all,
@@ -586,7 +587,7 @@ function naive(set: CompiledPolicySet, batches: TokenBatch[]): Map<string, [numb
         const start = req.start[scopeSlot[r.scope]];
         let triggered = false;
         r.tests.forEach((x, k) => {
-          const row = b.latents.get(x.encoder)?.[b.firstRow + i];
+          const row = rowOf(b.latents.get(x.encoder), b.firstRow + i);
           const v = row ? rowValue(row, x.index) : undefined;
           const present = x.kind === "probe" ? row !== undefined : v !== undefined;
           const key = `${r.id}/${k}`;
@@ -612,7 +613,7 @@ function naive(set: CompiledPolicySet, batches: TokenBatch[]): Map<string, [numb
         const supp = refSupport(r.condition, val);
         const present = (l: { test: number }) => {
           const x = r.tests[l.test];
-          const row = b.latents.get(x.encoder)?.[b.firstRow + i];
+          const row = rowOf(b.latents.get(x.encoder), b.firstRow + i);
           return x.kind === "probe" || (row !== undefined && rowValue(row, x.index) !== undefined);
         };
         const span = (l: { test: number }) => {
@@ -739,8 +740,15 @@ function randomBatches(rng: Rng, requests: number, frames: number): TokenBatch[]
   return out;
 }
 
-Deno.test("engine (lazy, indexed) = naive per-token reference on random rules and traffic", () => {
-  for (let seed = 1; seed <= 12; seed++) {
+/**
+ * Run random rules over random traffic through the engine and the naive
+ * reference, each batch handed to the engine as `place` makes it.
+ */
+function assertEngineMatchesNaive(
+  seeds: number[],
+  place: (b: TokenBatch, rng: Rng) => TokenBatch = (b) => b,
+): void {
+  for (const seed of seeds) {
     const rng = new Rng(seed);
     const set = compilePolicySet([file(randomRules(rng, 30))], SIGNALS);
     const batches = randomBatches(rng, 3, 60);
@@ -748,7 +756,9 @@ Deno.test("engine (lazy, indexed) = naive per-token reference on random rules an
     const engine = new PolicyEngine(set);
     let firings = 0;
     batches.forEach((b, i) => {
-      const got = new Map(engine.evaluate(b).map((f) => [f.rule.id, [f.positions, f.value]]));
+      const got = new Map(
+        engine.evaluate(place(b, rng)).map((f) => [f.rule.id, [f.positions, f.value]]),
+      );
       const ids = (m: Map<string, unknown>) => [...m.keys()].sort();
       assert.deepEqual(ids(got), ids(want[i]), `seed ${seed} batch ${i}`);
       for (const [id, [pos, v]] of want[i]) {
@@ -761,6 +771,27 @@ Deno.test("engine (lazy, indexed) = naive per-token reference on random rules an
     });
     assert.ok(firings > 20, `seed ${seed}: only ${firings} firings compared`);
   }
+}
+
+Deno.test("engine (lazy, indexed) = naive per-token reference on random rules and traffic", () => {
+  assertEngineMatchesNaive([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+});
+
+Deno.test("engine: batch tables (LatentRows) read like per-token rows, from any first row", () => {
+  // the serving path hands the engine one table per batch, each frame a stretch of it: the same
+  // traffic, every frame placed inside a larger table at a random row, must fire as the naive
+  // reference on per-token rows does
+  assertEngineMatchesNaive([101, 102, 103, 104, 105, 106], (b, rng) => {
+    const before = Math.floor(rng.uniform() * 4), after = Math.floor(rng.uniform() * 3);
+    const noise = (n: number) =>
+      Array.from({ length: n }, () => sparse([[Math.floor(rng.uniform() * 6), 9]]));
+    const table = (rows: SparseLatents[]) =>
+      LatentRows.from([...noise(before), ...rows, ...noise(after)]);
+    const latents = new Map(
+      [...b.latents].map(([id, rows]) => [id, table(rows as SparseLatents[])]),
+    );
+    return { ...b, latents, firstRow: before };
+  });
 });
 
 Deno.test("engine: firings come out in rule order when latent order is the reverse (few and many)", () => {
