@@ -136,6 +136,25 @@ export interface LeaseSpec {
   ttlMs: number;
   /** Copies kept in a cluster. */
   replicas: number;
+  /**
+   * Opening keeps trying through transient failures (a timeout, no
+   * JetStream responder yet, a cluster still electing its leader) for this
+   * long (ms, default 30,000), then fails.
+   */
+  openDeadlineMs?: number;
+  /** Called before each new try, with what failed. */
+  onOpenRetry?: (retry: LeaseOpenRetry) => void;
+}
+
+/** One failed try to open a lease bucket, about to be tried again. */
+export interface LeaseOpenRetry {
+  bucket: string;
+  /** Tries so far (1 after the first failure). */
+  attempt: number;
+  /** What the try failed with. */
+  error: string;
+  /** Milliseconds until the next try. */
+  waitMs: number;
 }
 
 /** Core publish/subscribe plus durable alert publishing with dedup. */

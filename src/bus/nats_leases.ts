@@ -10,6 +10,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type LeaseEntry, type LeaseStore, LeaseStoreError } from "./leases.ts";
+import type { LeaseOpenRetry } from "./bus.ts";
 
 /** Options of {@linkcode openNatsLeases}. */
 export interface NatsLeaseOptions {
@@ -19,6 +20,28 @@ export interface NatsLeaseOptions {
   ttlMs: number;
   /** Copies kept in a cluster (1, 3 or 5; a single server holds 1). */
   replicas: number;
+  /** Keep trying to open through transient failures for this long (ms, default {@linkcode LEASE_OPEN_DEADLINE_MS}). */
+  openDeadlineMs?: number;
+  /** Called before each new try to open the bucket. */
+  onOpenRetry?: (retry: LeaseOpenRetry) => void;
+  /** Each JetStream request's timeout (ms; the client's default, 5,000, when absent). */
+  requestTimeoutMs?: number;
+}
+
+/**
+ * How long opening a lease bucket keeps trying through transient failures:
+ * sidecars often start with a cluster that is still electing its JetStream
+ * leader, or busy creating the same bucket for their peers.
+ */
+export const LEASE_OPEN_DEADLINE_MS = 30_000;
+
+/** Failures worth another try: the server (or the cluster's JetStream) may answer later. */
+function isTransient(err: unknown): boolean {
+  const e = err as Error | undefined;
+  if (e?.name === "TimeoutError" || e?.name === "NoRespondersError") return true;
+  return /timeout|timed out|no responders|temporarily unavailable|disconnect|not current/i.test(
+    e?.message ?? "",
+  );
 }
 
 const utf8 = new TextDecoder();
@@ -61,22 +84,34 @@ export async function openNatsLeases(
   return new NatsLeases(nc, opts, kv, status.replicas);
 }
 
-/** Open the bucket, creating it when missing. */
+/**
+ * Open the bucket, creating it when missing; a transient failure is tried
+ * again (waits doubling from 250 ms to 2 s) until `openDeadlineMs`.
+ */
 async function openBucket(nc: NatsConnection, opts: NatsLeaseOptions): Promise<KV> {
-  try {
-    return await new Kvm(jetstream(nc)).create(opts.bucket, {
-      ttl: opts.ttlMs,
-      history: 1,
-      replicas: opts.replicas,
-    });
-  } catch (err) {
-    throw new LeaseStoreError(
-      opts.bucket,
-      `expected to open or create it (TTL ${opts.ttlMs} ms, ${opts.replicas} replicas), found: ${
-        (err as Error).message
-      }`,
-      { cause: err },
-    );
+  const deadline = Date.now() + (opts.openDeadlineMs ?? LEASE_OPEN_DEADLINE_MS);
+  const js = jetstream(nc, opts.requestTimeoutMs ? { timeout: opts.requestTimeoutMs } : {});
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await new Kvm(js).create(opts.bucket, {
+        ttl: opts.ttlMs,
+        history: 1,
+        replicas: opts.replicas,
+      });
+    } catch (err) {
+      const error = (err as Error).message;
+      const waitMs = Math.min(2000, 250 * 2 ** (attempt - 1));
+      if (!isTransient(err) || Date.now() + waitMs >= deadline) {
+        throw new LeaseStoreError(
+          opts.bucket,
+          `expected to open or create it (TTL ${opts.ttlMs} ms, ${opts.replicas} replicas), ` +
+            `found: ${error}${attempt > 1 ? ` (${attempt} tries)` : ""}`,
+          { cause: err },
+        );
+      }
+      opts.onOpenRetry?.({ bucket: opts.bucket, attempt, error, waitMs });
+      await new Promise((r) => setTimeout(r, waitMs));
+    }
   }
 }
 

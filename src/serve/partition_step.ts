@@ -45,6 +45,8 @@ export const PARTITIONS_STEP: Step<MonitorContext> = {
         bucket: scale.bucket,
         ttlMs: scale.leaseTtlMs,
         replicas: scale.replicas,
+        // a cluster that is still electing its JetStream leader answers a moment later
+        onOpenRetry: (r) => ctx.log.warn("partitions.bucket_retry", { ...r }),
       }),
       // scoped by monitor, model and hook: sidecars of another model never share these
       `${ctx.config.monitor}.${subjectToken("model", ctx.config.model)}.${
