@@ -53,6 +53,15 @@ export class LatentRows {
         `latent rows: expected ${total} indices and values (the last token's end), found ${indices.length} indices and ${values.length} values`,
       );
     }
+    for (let t = 1; t < ends.length; t++) {
+      if (ends[t] < ends[t - 1]) {
+        throw new LatentRowsError(
+          `latent rows: expected token ends that never decrease, found ${ends[t]} after ${
+            ends[t - 1]
+          } at token ${t}`,
+        );
+      }
+    }
     this.indices = indices;
     this.values = values;
     this.ends = ends;
@@ -73,8 +82,14 @@ export class LatentRows {
     return this.ends[t];
   }
 
-  /** Token `t` as its own row (views of this batch; {@linkcode NO_LATENTS} when it has none). */
+  /**
+   * Token `t` as its own row (views of this batch; {@linkcode NO_LATENTS}
+   * when it has none). A RangeError for a token the batch does not hold.
+   */
   row(t: number): Readonly<SparseLatents> {
+    if (!Number.isInteger(t) || t < 0 || t >= this.ends.length) {
+      throw new RangeError(`latent rows: expected a token in [0, ${this.ends.length}), found ${t}`);
+    }
     const from = this.start(t), to = this.ends[t];
     if (from === to) return NO_LATENTS;
     return { indices: this.indices.subarray(from, to), values: this.values.subarray(from, to) };

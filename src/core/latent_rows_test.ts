@@ -62,6 +62,15 @@ Deno.test("latent rows: arrays that do not fit together are refused, saying what
     (e: Error) => e instanceof LatentRowsError && /found 2 indices and 1 values/.test(e.message),
   );
   assert.throws(() => new LatentRows(Uint32Array.of(1), Float32Array.of(1), new Uint32Array(0)));
+  // ends that go back would hand two tokens the same entries, or lose some
+  assert.throws(
+    () => new LatentRows(Uint32Array.of(1, 2), Float32Array.of(1, 2), Uint32Array.of(2, 1, 2)),
+    (e: Error) =>
+      e instanceof LatentRowsError && /never decrease, found 1 after 2 at token 1/.test(e.message),
+  );
+  const rows = new LatentRows(Uint32Array.of(1), Float32Array.of(1), Uint32Array.of(1));
+  assert.throws(() => rows.row(1), RangeError);
+  assert.throws(() => rows.row(-1), RangeError);
 });
 
 Deno.test("latent rows: readRow and spanValue read both shapes alike (against a linear search)", () => {

@@ -107,6 +107,9 @@ export interface TokenBatch {
   tokenText?: string[];
 }
 
+/** What the engine's token span points at between batches. */
+const EMPTY_SPAN: LatentSpan = emptySpan();
+
 /** The index's constants as plain locals of this module (no import cell in the hot loop). */
 const INDEX_EMPTY_LOCAL: number = INDEX_EMPTY;
 const INDEX_HASH_LOCAL: number = INDEX_HASH;
@@ -538,6 +541,9 @@ export class PolicyEngine {
       }
       count = 0;
     }
+    // the span must not keep this batch's arrays alive once the engine is idle
+    span.indices = EMPTY_SPAN.indices;
+    span.values = EMPTY_SPAN.values;
     if (held === null) return [];
     const out: Firing[] = [];
     for (const [r, h] of [...held].sort((a, b) => a[0] - b[0])) {
