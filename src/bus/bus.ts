@@ -137,9 +137,9 @@ export interface LeaseSpec {
   /** Copies kept in a cluster. */
   replicas: number;
   /**
-   * Opening keeps trying through transient failures (a timeout, no
-   * JetStream responder yet, a cluster still electing its leader) for this
-   * long (ms, default 30,000), then fails.
+   * Opening keeps trying through transient failures (a request that times
+   * out, a cluster still electing its JetStream leader) for this long (ms,
+   * default 30,000), then fails.
    */
   openDeadlineMs?: number;
   /** Called before each new try, with what failed. */

@@ -35,13 +35,25 @@ export interface NatsLeaseOptions {
  */
 export const LEASE_OPEN_DEADLINE_MS = 30_000;
 
-/** Failures worth another try: the server (or the cluster's JetStream) may answer later. */
+/**
+ * Failures worth another try: the server (or the cluster's JetStream) may
+ * answer later. A server without JetStream is not one of them (the client
+ * reports it as "jetstream is not enabled").
+ */
 function isTransient(err: unknown): boolean {
   const e = err as Error | undefined;
-  if (e?.name === "TimeoutError" || e?.name === "NoRespondersError") return true;
-  return /timeout|timed out|no responders|temporarily unavailable|disconnect|not current/i.test(
-    e?.message ?? "",
-  );
+  if (e?.name === "TimeoutError") return true;
+  return /timeout|timed out|temporarily unavailable|not current/i.test(e?.message ?? "");
+}
+
+/** `work`, or a timeout error once `ms` have passed (the work itself goes on, unobserved). */
+function withinMs<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timeout: no answer within ${ms} ms`)), ms);
+  });
+  work.catch(() => {}); // a failure after the deadline is not an unhandled rejection
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
 const utf8 = new TextDecoder();
@@ -93,11 +105,15 @@ async function openBucket(nc: NatsConnection, opts: NatsLeaseOptions): Promise<K
   const js = jetstream(nc, opts.requestTimeoutMs ? { timeout: opts.requestTimeoutMs } : {});
   for (let attempt = 1;; attempt++) {
     try {
-      return await new Kvm(js).create(opts.bucket, {
-        ttl: opts.ttlMs,
-        history: 1,
-        replicas: opts.replicas,
-      });
+      // one try makes several requests, each with its own timeout: the deadline bounds them all
+      return await withinMs(
+        new Kvm(js).create(opts.bucket, {
+          ttl: opts.ttlMs,
+          history: 1,
+          replicas: opts.replicas,
+        }),
+        Math.max(1, deadline - Date.now()),
+      );
     } catch (err) {
       const error = (err as Error).message;
       const waitMs = Math.min(2000, 250 * 2 ** (attempt - 1));

@@ -93,5 +93,13 @@ Deno.test({
           /\(\d+ tries\)/.test(e.message),
       );
       assert.ok(retries.length >= 2, `${retries.length} retries before the deadline`);
+      // a try whose requests wait longer than the deadline (the client's 5 s) ends at the deadline
+      const started = performance.now();
+      await assert.rejects(
+        openNatsLeases(nc, { bucket: "lw_slow", ttlMs: 5000, replicas: 1, openDeadlineMs: 1000 }),
+        LeaseStoreError,
+      );
+      const took = performance.now() - started;
+      assert.ok(took < 2500, `gave up after ${took.toFixed(0)} ms, the deadline was 1000 ms`);
     }),
 });
