@@ -42,7 +42,34 @@ export type BusErrorKind =
   | "other";
 
 /** JetStream API error codes (`err_code`) the bus acts on. */
-export const JS_ERR_CODES = { streamNotFound: 10059, streamNameInUse: 10058 } as const;
+export const JS_ERR_CODES = {
+  streamNotFound: 10059,
+  streamNameInUse: 10058,
+  /** "JetStream system temporarily unavailable": a cluster without a meta leader yet. */
+  clusterNotAvailable: 10008,
+} as const;
+
+/**
+ * A failure that waiting may mend: no answer in time, or a JetStream
+ * cluster that is still electing its leader (err_code 10008). Read from
+ * classes and codes, following `cause`s, as {@linkcode classifyBusError}.
+ *
+ * @example
+ * ```ts
+ * import { TimeoutError } from "@nats-io/transport-node";
+ * isTransientBusError(new TimeoutError()); // true
+ * isTransientBusError(new Error("timeout")); // false: text is not read
+ * ```
+ */
+export function isTransientBusError(err: unknown): boolean {
+  if (classifyBusError(err) === "timeout") return true;
+  const seen = new Set<unknown>();
+  for (let e = err; e instanceof Error && !seen.has(e); e = e.cause) {
+    seen.add(e);
+    if (e instanceof JetStreamApiError && e.code === JS_ERR_CODES.clusterNotAvailable) return true;
+  }
+  return false;
+}
 
 /**
  * The {@linkcode BusErrorKind} of `err`, from its class and code, following

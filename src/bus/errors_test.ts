@@ -10,7 +10,7 @@ import {
 } from "@nats-io/transport-node";
 import { JetStreamApiError } from "@nats-io/jetstream";
 import { BusRequestError } from "./bus.ts";
-import { classifyBusError } from "./errors.ts";
+import { classifyBusError, isTransientBusError } from "./errors.ts";
 import { BusClosedError, MaxPayloadError, StreamError } from "./memory_bus.ts";
 
 const apiError = (code: number, err_code: number) =>
@@ -67,4 +67,19 @@ Deno.test("classifyBusError: message text is never read", () => {
   const loop = new Error("self");
   (loop as { cause?: unknown }).cause = loop;
   assert.equal(classifyBusError(loop), "other");
+});
+
+Deno.test("isTransientBusError: timeouts and a cluster without a leader, by class and code only", () => {
+  assert.equal(isTransientBusError(new TimeoutError()), true);
+  assert.equal(isTransientBusError(new BusRequestError("timeout", "a", 10)), true);
+  assert.equal(isTransientBusError(new Error("wrapped", { cause: new TimeoutError() })), true);
+  // err_code 10008, "JetStream system temporarily unavailable" (status 503)
+  assert.equal(isTransientBusError(apiError(503, 10008)), true);
+  assert.equal(isTransientBusError(new Error("create", { cause: apiError(503, 10008) })), true);
+  // what waiting does not mend
+  assert.equal(isTransientBusError(apiError(503, 0)), false); // no JetStream at all
+  assert.equal(isTransientBusError(apiError(400, 10058)), false); // stream name in use
+  assert.equal(isTransientBusError(new PermissionViolationError("denied", "publish", "a")), false);
+  assert.equal(isTransientBusError(new Error("timeout")), false); // text is not read
+  assert.equal(isTransientBusError("timeout"), false);
 });

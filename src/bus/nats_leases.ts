@@ -10,7 +10,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type LeaseEntry, type LeaseStore, LeaseStoreError } from "./leases.ts";
-import type { LeaseOpenRetry } from "./bus.ts";
+import { BusRequestError, type LeaseOpenRetry } from "./bus.ts";
+import { isTransientBusError } from "./errors.ts";
 
 /** Options of {@linkcode openNatsLeases}. */
 export interface NatsLeaseOptions {
@@ -35,22 +36,11 @@ export interface NatsLeaseOptions {
  */
 export const LEASE_OPEN_DEADLINE_MS = 30_000;
 
-/**
- * Failures worth another try: the server (or the cluster's JetStream) may
- * answer later. A server without JetStream is not one of them (the client
- * reports it as "jetstream is not enabled").
- */
-function isTransient(err: unknown): boolean {
-  const e = err as Error | undefined;
-  if (e?.name === "TimeoutError") return true;
-  return /timeout|timed out|temporarily unavailable|not current/i.test(e?.message ?? "");
-}
-
 /** `work`, or a timeout error once `ms` have passed (the work itself goes on, unobserved). */
 function withinMs<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timeout: no answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new BusRequestError("timeout", "$JS.API (open)", ms)), ms);
   });
   work.catch(() => {}); // a failure after the deadline is not an unhandled rejection
   return Promise.race([work, late]).finally(() => clearTimeout(timer));
@@ -117,7 +107,7 @@ async function openBucket(nc: NatsConnection, opts: NatsLeaseOptions): Promise<K
     } catch (err) {
       const error = (err as Error).message;
       const waitMs = Math.min(2000, 250 * 2 ** (attempt - 1));
-      if (!isTransient(err) || Date.now() + waitMs >= deadline) {
+      if (!isTransientBusError(err) || Date.now() + waitMs >= deadline) {
         throw new LeaseStoreError(
           opts.bucket,
           `expected to open or create it (TTL ${opts.ttlMs} ms, ${opts.replicas} replicas), ` +

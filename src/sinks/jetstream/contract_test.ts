@@ -9,7 +9,8 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connectNatsBus } from "../../bus/nats_bus.ts";
 import { findNatsServer, type NatsServerProcess, startNatsServer } from "../../bus/nats_server.ts";
 import { Logger } from "../../shared/log.ts";
-import { type ContractReceiver, runSinkContract } from "../contract_test_suite.ts";
+import assert from "node:assert/strict";
+import { contractAlert, type ContractReceiver, runSinkContract } from "../contract_test_suite.ts";
 import type { AlertSink } from "../sink.ts";
 import { renderPayload } from "../renderings.ts";
 import { JetStreamSink } from "./sink.ts";
@@ -112,3 +113,52 @@ for (const variant of ["memory", "spool", "rendered"] as const) {
     newSink: (rx, { maxQueue }) => sinkOn(rx, maxQueue, variant),
   });
 }
+
+Deno.test({
+  name:
+    "jetstream sink: a stream check JetStream does not answer in time is deferred; the first publish creates the stream",
+  ...(missing ? { ignore: true } : {}),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const rx = await broker();
+    const bus = await connectNatsBus({
+      url: rx.server.url,
+      reconnectWaitMs: 50,
+      ackTimeoutMs: 500,
+    });
+    const lines: string[] = [];
+    const sink = new JetStreamSink(bus, {
+      name: "jetstream:deferred",
+      subject: SUBJECT,
+      stream: { name: STREAM, subjects: [SUBJECT], duplicateWindowMs: 60_000 },
+      maxQueue: 16,
+      initialBackoffMs: 20,
+      maxBackoffMs: 200,
+      pollMs: 20,
+      log: new Logger({ write: (l) => lines.push(l) }),
+    });
+    try {
+      // connected, but the server answers nothing (as a cluster electing its JetStream leader)
+      rx.server.signal("SIGSTOP");
+      const resume = setTimeout(() => rx.server.signal("SIGCONT"), 6_000);
+      await sink.start().finally(() => clearTimeout(resume));
+      rx.server.signal("SIGCONT");
+      const deferred = lines.filter((l) => l.includes("alert.stream_check_deferred"));
+      assert.equal(deferred.length, 1, lines.join("\n"));
+      assert.match(deferred[0], /LW_CONTRACT/);
+      assert.ok(sink.submit(contractAlert()));
+      assert.equal(await sink.drain(10_000), 0);
+      assert.equal(
+        (await rx.received()).length,
+        1,
+        "the alert is in the stream the publish created",
+      );
+    } finally {
+      rx.server.signal("SIGCONT");
+      await sink.close();
+      await bus.close();
+      await rx.close();
+    }
+  },
+});

@@ -48,6 +48,7 @@
  */
 import type { Alert } from "../../core/alert.ts";
 import type { Bus } from "../../bus/bus.ts";
+import { isTransientBusError } from "../../bus/errors.ts";
 import type { Durability, DurableSink } from "../sink.ts";
 import { Backoff } from "../queue.ts";
 import { JetStreamAccounting } from "./accounting.ts";
@@ -207,7 +208,19 @@ export class JetStreamSink implements DurableSink {
       }
     }
     if (this.#bus.connected) {
-      await this.#bus.ensureStream(this.#o.stream);
+      try {
+        await this.#bus.ensureStream(this.#o.stream);
+      } catch (err) {
+        // connected, but no answer in time (a cluster still electing its leader): as when
+        // NATS is down, the first publish that misses the stream creates it
+        if (!isTransientBusError(err)) throw err;
+        this.#o.log?.warn("alert.stream_check_deferred", {
+          stream: this.#o.stream.name,
+          error: (err as Error).message,
+          note:
+            "JetStream did not answer in time; the stream is created on the first publish that misses it",
+        });
+      }
     } else {
       this.#o.log?.warn("alert.stream_check_deferred", {
         stream: this.#o.stream.name,
