@@ -151,7 +151,7 @@ export function readRow(table: LatentTable | undefined, t: number, span: LatentS
   if (table instanceof LatentRows) {
     span.indices = table.indices;
     span.values = table.values;
-    span.from = t === 0 ? 0 : table.ends[t - 1];
+    span.from = table.start(t);
     span.to = table.ends[t];
     return true;
   }

@@ -26,7 +26,7 @@ import type { Frame } from "../core/frame/format.ts";
 import type { CompiledRule } from "../core/policy/compile.ts";
 import { familyValue } from "../core/family.ts";
 import type { Firing } from "../core/policy/engine.ts";
-import type { SparseLatents } from "../core/sae.ts";
+import { NO_LATENTS, type SparseLatents } from "../core/sae.ts";
 import { type LatentTable, rowOf } from "../core/latent_rows.ts";
 import { conditionHolds } from "../core/policy/condition_fields.ts";
 
@@ -125,8 +125,8 @@ function unredactedAlert(input: AlertInput): Alert {
       value: !rows
         ? firing.value
         : signal.family
-        ? familyValue(rowOf(rows, firstRow + i) ?? EMPTY_ROW, signal.family)
-        : valueAt(rowOf(rows, firstRow + i) ?? EMPTY_ROW, signal.index),
+        ? familyValue(rowOf(rows, firstRow + i) ?? NO_LATENTS, signal.family)
+        : valueAt(rowOf(rows, firstRow + i) ?? NO_LATENTS, signal.index),
       ...(frame.tokenIds ? { tokenId: frame.tokenIds[i] } : {}),
       ...(frame.tokenText ? { text: frame.tokenText[i] } : {}),
     };
@@ -147,7 +147,7 @@ function unredactedAlert(input: AlertInput): Alert {
     const key = `${t.kind}:${t.encoder}:${t.index}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    const value = valueAt(rowOf(latents.get(t.encoder), row) ?? EMPTY_ROW, t.index);
+    const value = valueAt(rowOf(latents.get(t.encoder), row) ?? NO_LATENTS, t.index);
     const tLabel = t.label ?? labels?.get(t.encoder)?.get(t.index);
     const tThreshold = thresholdOf(rule, t.encoder, t.index);
     const extra = {
@@ -164,7 +164,7 @@ function unredactedAlert(input: AlertInput): Alert {
       readings.push({
         sae: t.encoder,
         index: m,
-        value: valueAt(rowOf(latents.get(t.encoder), row) ?? EMPTY_ROW, m),
+        value: valueAt(rowOf(latents.get(t.encoder), row) ?? NO_LATENTS, m),
         ...(mLabel !== undefined ? { label: mLabel } : {}),
         family: { of: t.index, cosine: t.family!.weights[k] },
       });
@@ -256,11 +256,6 @@ export function alertConditions(firing: Firing, labels?: LatentLabels): AlertCon
     };
   });
 }
-
-const EMPTY_ROW: Readonly<SparseLatents> = {
-  indices: new Uint32Array(0),
-  values: new Float32Array(0),
-};
 
 /**
  * Value of latent `index` in one token's sparse latents (0 when inactive).

@@ -100,19 +100,14 @@ export async function encodeFrames(
   if (n === 0) return latents;
   const x = gatherFrames(frames, n, dIn, opts.scratch);
   for (const [id, encoder] of encoders) {
-    if (n <= step) {
-      latents.set(
-        id,
-        await encodeRows(encoder, x.length === n * dIn ? x : x.subarray(0, n * dIn), n),
-      );
-    } else {
-      const parts: LatentTable[] = [];
-      for (let r = 0; r < n; r += step) {
-        const m = Math.min(step, n - r);
-        parts.push(await encodeRows(encoder, x.subarray(r * dIn, (r + m) * dIn), m));
-      }
-      latents.set(id, joinTables(parts));
+    const parts: LatentTable[] = [];
+    for (let r = 0; r < n; r += step) {
+      const m = Math.min(step, n - r);
+      // the whole batch in one call: x as it is (gatherFrames sized it), no view
+      const rows = m === n ? x : x.subarray(r * dIn, (r + m) * dIn);
+      parts.push(await encodeRows(encoder, rows, m));
     }
+    latents.set(id, joinTables(parts));
     opts.onEncoded?.(id, n);
   }
   return latents;

@@ -277,14 +277,7 @@ class OrtEncoder implements ProviderEncoder {
   }
 
   encode(x: Float32Array, tokens: number): Promise<SparseLatents[]> {
-    try {
-      const rows = this.#rowsOf(x, tokens);
-      return rows instanceof LatentRows
-        ? Promise.resolve(rows.toArray())
-        : rows.then((r) => r.toArray());
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return this.encodeRows(x, tokens).then((rows) => rows.toArray());
   }
 
   encodeRows(x: Float32Array, tokens: number): Promise<LatentRows> {

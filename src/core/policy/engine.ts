@@ -71,6 +71,7 @@ import {
   readRow,
   spanValue,
 } from "../latent_rows.ts";
+import { NO_LATENTS } from "../sae.ts";
 import type { SteerAction } from "./ast.ts";
 import type { CompiledPolicySet, CompiledRule, CompiledTest, ConditionEnv } from "./compiled.ts";
 import { INDEX_EMPTY, INDEX_HASH } from "./encoder_index.ts";
@@ -106,9 +107,6 @@ export interface TokenBatch {
   firstRow: number;
   tokenText?: string[];
 }
-
-/** What the engine's token span points at between batches. */
-const EMPTY_SPAN: LatentSpan = emptySpan();
 
 /** The index's constants as plain locals of this module (no import cell in the hot loop). */
 const INDEX_EMPTY_LOCAL: number = INDEX_EMPTY;
@@ -542,8 +540,8 @@ export class PolicyEngine {
       count = 0;
     }
     // the span must not keep this batch's arrays alive once the engine is idle
-    span.indices = EMPTY_SPAN.indices;
-    span.values = EMPTY_SPAN.values;
+    span.indices = NO_LATENTS.indices;
+    span.values = NO_LATENTS.values;
     if (held === null) return [];
     const out: Firing[] = [];
     for (const [r, h] of [...held].sort((a, b) => a[0] - b[0])) {
