@@ -12,6 +12,7 @@ import { type KV, Kvm } from "@nats-io/kv";
 import { type LeaseEntry, type LeaseStore, LeaseStoreError } from "./leases.ts";
 import { BusRequestError, type LeaseOpenRetry } from "./bus.ts";
 import { isTransientBusError } from "./errors.ts";
+import { Backoff } from "../shared/backoff.ts";
 
 /** Options of {@linkcode openNatsLeases}. */
 export interface NatsLeaseOptions {
@@ -93,6 +94,7 @@ export async function openNatsLeases(
 async function openBucket(nc: NatsConnection, opts: NatsLeaseOptions): Promise<KV> {
   const deadline = Date.now() + (opts.openDeadlineMs ?? LEASE_OPEN_DEADLINE_MS);
   const js = jetstream(nc, opts.requestTimeoutMs ? { timeout: opts.requestTimeoutMs } : {});
+  const backoff = new Backoff(250, 2000);
   for (let attempt = 1;; attempt++) {
     try {
       // one try makes several requests, each with its own timeout: the deadline bounds them all
@@ -106,7 +108,7 @@ async function openBucket(nc: NatsConnection, opts: NatsLeaseOptions): Promise<K
       );
     } catch (err) {
       const error = (err as Error).message;
-      const waitMs = Math.min(2000, 250 * 2 ** (attempt - 1));
+      const waitMs = backoff.delay;
       if (!isTransientBusError(err) || Date.now() + waitMs >= deadline) {
         throw new LeaseStoreError(
           opts.bucket,
@@ -117,6 +119,7 @@ async function openBucket(nc: NatsConnection, opts: NatsLeaseOptions): Promise<K
       }
       opts.onOpenRetry?.({ bucket: opts.bucket, attempt, error, waitMs });
       await new Promise((r) => setTimeout(r, waitMs));
+      backoff.grow();
     }
   }
 }

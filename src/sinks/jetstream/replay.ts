@@ -8,7 +8,7 @@
  * @module
  */
 import type { Alert } from "../../core/alert.ts";
-import { Backoff } from "../queue.ts";
+import { Backoff } from "../../shared/backoff.ts";
 import type { Spool } from "../spool.ts";
 import type { StreamPublisher } from "./publisher.ts";
 import type { JetStreamSinkOptions, JetStreamSinkStats, Outcome } from "./types.ts";

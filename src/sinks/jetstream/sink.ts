@@ -50,7 +50,7 @@ import type { Alert } from "../../core/alert.ts";
 import type { Bus } from "../../bus/bus.ts";
 import { isTransientBusError } from "../../bus/errors.ts";
 import type { Durability, DurableSink } from "../sink.ts";
-import { Backoff } from "../queue.ts";
+import { Backoff } from "../../shared/backoff.ts";
 import { JetStreamAccounting } from "./accounting.ts";
 import { Spool, type SpoolFsync } from "../spool.ts";
 import { StreamPublisher } from "./publisher.ts";
@@ -207,24 +207,22 @@ export class JetStreamSink implements DurableSink {
         });
       }
     }
+    // NATS down, or connected but no answer in time (a cluster still electing its leader):
+    // the first publish that misses the stream creates it
+    let deferred: string | null = "NATS unreachable";
     if (this.#bus.connected) {
       try {
         await this.#bus.ensureStream(this.#o.stream);
+        deferred = null;
       } catch (err) {
-        // connected, but no answer in time (a cluster still electing its leader): as when
-        // NATS is down, the first publish that misses the stream creates it
         if (!isTransientBusError(err)) throw err;
-        this.#o.log?.warn("alert.stream_check_deferred", {
-          stream: this.#o.stream.name,
-          error: (err as Error).message,
-          note:
-            "JetStream did not answer in time; the stream is created on the first publish that misses it",
-        });
+        deferred = `JetStream did not answer in time (${(err as Error).message})`;
       }
-    } else {
+    }
+    if (deferred !== null) {
       this.#o.log?.warn("alert.stream_check_deferred", {
         stream: this.#o.stream.name,
-        note: "NATS unreachable; the stream is created on the first publish that misses it",
+        note: `${deferred}; the stream is created on the first publish that misses it`,
       });
     }
     if (this.#spool) this.#replayLoop ??= replaySpool(this.#replayHost(this.#spool));
