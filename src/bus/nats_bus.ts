@@ -431,8 +431,9 @@ export class NatsBus implements Bus {
   async close(): Promise<void> {
     clearInterval(this.#probeTimer);
     this.#closing = true;
-    if (this.#nc.isClosed()) return;
-    await this.#nc.drain().catch(() => this.#nc.close());
+    if (!this.#nc.isClosed()) await this.#nc.drain().catch(() => this.#nc.close());
+    // requests still waiting fail now, and the inbox's deadline timer stops with the bus
+    this.#replyInbox?.failAll(new BusClosedError("request (the bus was closed)"));
   }
 
   /**

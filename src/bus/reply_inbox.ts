@@ -4,7 +4,10 @@
  * and the answer that arrives there settles it. The NATS client has the same
  * scheme, but builds an `Error` (a stack capture) for every request it
  * completes, about 12 µs of each gated decode step; this one allocates a
- * token, a timer and a promise.
+ * token and a promise. One timer serves every request's deadline: it is set
+ * for the earliest one and, when it fires, rejects what is due and is set
+ * again for the next. A timer per request (a Node-style `Timeout` object,
+ * set and cleared) was 9% of a gated tap step's JavaScript.
  *
  * Pure: the caller opens the subscription and feeds {@linkcode ReplyInbox.answer}.
  *
@@ -15,9 +18,10 @@ import { BusRequestError } from "./bus.ts";
 interface Waiter<T> {
   subject: string;
   timeoutMs: number;
+  /** When it times out (`performance.now()` clock). */
+  deadline: number;
   resolve(value: T): void;
   reject(err: Error): void;
-  timer: ReturnType<typeof setTimeout>;
 }
 
 /** One request's reply subject, its answer, and a way to give up on it. */
@@ -47,6 +51,9 @@ export class ReplyInbox<T> {
   readonly base: string;
   #next = 0;
   readonly #pending = new Map<string, Waiter<T>>();
+  /** The one deadline timer, and the deadline it is set for. */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
 
   constructor(base: string) {
     if (!base.endsWith(".") || /[\s*>]/.test(base)) {
@@ -72,15 +79,14 @@ export class ReplyInbox<T> {
   /** A reply subject for a request on `subject`, and its answer, rejected after `timeoutMs`. */
   expect(subject: string, timeoutMs: number): ExpectedReply<T> {
     const token = (this.#next++).toString(36);
+    const deadline = performance.now() + timeoutMs;
     let waiter!: Waiter<T>;
     const answer = new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(token);
-        reject(new BusRequestError("timeout", subject, timeoutMs));
-      }, timeoutMs);
-      waiter = { subject, timeoutMs, resolve, reject, timer };
+      waiter = { subject, timeoutMs, deadline, resolve, reject };
     });
     this.#pending.set(token, waiter);
+    // most requests share a timeout, so the timer is already set for an earlier deadline
+    if (deadline < this.#timerAt) this.#arm(deadline);
     return {
       reply: this.base + token,
       answer,
@@ -117,9 +123,42 @@ export class ReplyInbox<T> {
     return this.#failWhere((w) => w.subject === subject, err);
   }
 
-  /** Reject every waiting request with `err` (the connection or the subscription ended). */
+  /**
+   * Reject every waiting request with `err` (the connection or the
+   * subscription ended), and stop the deadline timer.
+   */
   failAll(err: Error): void {
     this.#failWhere(() => true, err);
+    this.#disarm();
+  }
+
+  /** Set the timer for `deadline` (replacing one set for a later deadline). */
+  #arm(deadline: number): void {
+    clearTimeout(this.#timer);
+    this.#timerAt = deadline;
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, deadline - performance.now()));
+  }
+
+  #disarm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+  }
+
+  /** The timer fired: reject the requests that are due, and set it for the next deadline. */
+  #expire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const [token, w] of [...this.#pending]) {
+      if (w.deadline <= now) {
+        this.#pending.delete(token);
+        w.reject(new BusRequestError("timeout", w.subject, w.timeoutMs));
+      } else if (w.deadline < next) next = w.deadline;
+    }
+    // nothing waiting: no timer holds the process (or a test) open
+    if (next !== Infinity) this.#arm(next);
   }
 
   #failWhere(which: (w: Waiter<T>) => boolean, err: Error): number {
@@ -139,7 +178,6 @@ export class ReplyInbox<T> {
     const w = this.#pending.get(token);
     if (!w) return false;
     this.#pending.delete(token);
-    clearTimeout(w.timer);
     if (outcome instanceof Error) w.reject(outcome);
     else w.resolve(outcome);
     return true;

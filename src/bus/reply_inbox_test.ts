@@ -60,7 +60,33 @@ Deno.test("reply inbox: cancel and failAll reject with the given error and clear
   assert.equal((await b.answer.catch((e) => e)).message, "connection closed");
   assert.equal((await c.answer.catch((e) => e)).message, "connection closed");
   assert.equal(inbox.size, 0);
-  // a test that leaked a 60 s timer would fail Deno's sanitizer here
+});
+
+Deno.test("reply inbox: one timer serves every deadline, each request times out at its own", async () => {
+  const inbox = new ReplyInbox<string>("_INBOX.t.");
+  const t0 = performance.now();
+  const settledAt = (r: { answer: Promise<string> }) =>
+    r.answer.then(
+      () => assert.fail("expected a timeout"),
+      (e) => ({ err: e as BusRequestError, ms: performance.now() - t0 }),
+    );
+  // the first request's deadline is the latest: the later ones must move the timer earlier
+  const slow = inbox.expect("svc.slow", 60_000);
+  const late = settledAt(inbox.expect("svc.late", 90));
+  const early = settledAt(inbox.expect("svc.early", 30));
+  const e = await early;
+  assert.equal(e.err.subject, "svc.early");
+  assert.ok(e.ms >= 25 && e.ms < 85, `the 30 ms request timed out at ${e.ms.toFixed(1)} ms`);
+  assert.equal(inbox.size, 2, "the others still wait");
+  const l = await late;
+  assert.equal(l.err.subject, "svc.late");
+  assert.ok(l.ms >= 85, `the 90 ms request timed out at ${l.ms.toFixed(1)} ms`);
+  assert.equal(inbox.answer(slow.reply, "in time"), true);
+  assert.equal(await slow.answer, "in time");
+  // nothing waits; a new request sets the timer again
+  const again = await settledAt(inbox.expect("svc.again", 20));
+  assert.equal(again.err.kind, "timeout");
+  assert.equal(inbox.size, 0);
 });
 
 Deno.test("reply inbox: a prefix that is not a subject prefix is refused", () => {

@@ -10,7 +10,7 @@
  */
 import { type Bus, BusRequestError, type BusSubscription } from "../bus/bus.ts";
 import { BYTES_PER_ELEMENT, type Dtype } from "../core/dtype.ts";
-import { encodeFrame, frameHeaders, headerWireBytes } from "../core/frame/encode.ts";
+import { encodeFrame, frameHeaders, framePayload, headerWireBytes } from "../core/frame/encode.ts";
 import { type EncodeFrameMeta, FrameError, type FrameMeta } from "../core/frame/format.ts";
 import { partitionOf, tapSubject } from "../core/frame/subjects.ts";
 import { encodeAck } from "../core/steer/encode.ts";
@@ -258,43 +258,52 @@ export class Tap {
       tracestate: extra.tracestate,
     });
 
-    // Plan: the largest n that fits, frame after frame (size grows with n).
+    // Plan: the largest n that fits, frame after frame (size grows with n). The headers made to
+    // size a frame are the ones it is sent with: a decode step (one frame) makes them once.
     const bytesPerToken = dModel * BYTES_PER_ELEMENT[this.dtype];
     const max = this.#bus.maxPayload;
-    const plan: Array<[start: number, n: number]> = [];
+    const plan: Array<{ start: number; n: number; headers: Record<string, string> }> = [];
     for (let start = 0; start < tokens;) {
       const seq = firstSeq + plan.length;
-      const headerBytes = (n: number) =>
-        headerWireBytes(frameHeaders(meta(start, n, seq), n, dModel));
-      const fits = (n: number) => headerBytes(n) + n * bytesPerToken <= max;
+      const headersOf = (n: number) => frameHeaders(meta(start, n, seq), n, dModel);
+      const fits = (h: Record<string, string>, n: number) =>
+        headerWireBytes(h) + n * bytesPerToken <= max;
       let n = tokens - start;
-      if (!fits(n)) {
-        if (!fits(1)) {
+      let headers = headersOf(n);
+      if (!fits(headers, n)) {
+        headers = headersOf(1);
+        if (!fits(headers, 1)) {
           throw new FrameTooLargeError(
             requestId,
             position + start,
-            headerBytes(1),
+            headerWireBytes(headers),
             bytesPerToken,
             max,
           );
         }
-        let lo = 1; // fits
+        let lo = 1; // fits, with `headers`
         let hi = n; // does not fit
         while (hi - lo > 1) {
           const mid = (lo + hi) >>> 1;
-          if (fits(mid)) lo = mid;
+          const h = headersOf(mid);
+          if (fits(h, mid)) [lo, headers] = [mid, h];
           else hi = mid;
         }
         n = lo;
       }
-      plan.push([start, n]);
+      plan.push({ start, n, headers });
       start += n;
     }
 
     // Encode everything before sending anything (non-finite values throw here).
-    const frames = plan.map(([start, n], i) => {
+    const frames = plan.map(({ start, n, headers }) => {
       const slice = activations.subarray(start * dModel, (start + n) * dModel);
-      const { headers, payload } = encodeFrame(meta(start, n, firstSeq + i), slice, n, dModel);
+      const payload = framePayload(
+        { requestId, position: position + start, dtype: this.dtype },
+        slice,
+        n,
+        dModel,
+      );
       // f32 payloads alias the caller's buffer; a NATS client may send later.
       return { headers, payload: this.dtype === "f32" ? payload.slice() : payload };
     });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { decodeFrame } from "./decode.ts";
-import { encodeFrame, frameHeaders, headerWireBytes } from "./encode.ts";
+import { encodeFrame, frameHeaders, framePayload, headerWireBytes } from "./encode.ts";
+import { FrameError } from "./format.ts";
 import { BF16_PAYLOAD, META, SUBJ, throwsFrame } from "./_test_utils.ts";
 
 Deno.test("frame: encoder writes exactly the v1 headers and little-endian payload", () => {
@@ -121,4 +122,44 @@ Deno.test("frame: headerWireBytes counts the NATS header block in UTF-8 bytes", 
   const wire = "NATS/1.0\r\nA: b\r\nLw-Model: gpt2\r\n\r\n";
   assert.equal(headerWireBytes({ A: "b", "Lw-Model": "gpt2" }), wire.length);
   assert.equal(headerWireBytes({ A: "ö" }), "NATS/1.0\r\nA: xx\r\n\r\n".length);
+});
+
+Deno.test("framePayload: the payload encodeFrame makes, checked the same way", () => {
+  const data = Float32Array.from([1, -2, 0.1, 65504, 3.5, -0]);
+  for (const dtype of ["f32", "f16", "bf16"] as const) {
+    const meta = { model: "m", hook: "h", requestId: "r", position: 4, seq: 0, dtype };
+    const whole = encodeFrame(meta, data, 3, 2).payload;
+    const alone = framePayload(meta, data, 3, 2);
+    assert.deepEqual([...alone], [...whole], dtype);
+  }
+  // f32 is a view of the caller's data, as encodeFrame's is
+  const view = framePayload({ requestId: "r", position: 0, dtype: "f32" }, data, 3, 2);
+  assert.equal(view.buffer, data.buffer);
+  // bf16 of 1 and -2: 0x3f80, 0xc000, little-endian (an independent spelling of the bits)
+  assert.deepEqual(
+    [...framePayload({ requestId: "r", position: 0, dtype: "bf16" }, data.subarray(0, 2), 1, 2)],
+    [0x80, 0x3f, 0x00, 0xc0],
+  );
+  const refused = (f: () => unknown, field: string, pattern: RegExp) =>
+    assert.throws(
+      f,
+      (e) => e instanceof FrameError && e.field === field && pattern.test(e.message),
+    );
+  refused(
+    () =>
+      framePayload({ requestId: "r", position: 7, dtype: "f16" }, Float32Array.of(1, 70000), 1, 2),
+    "payload",
+    /overflows f16/,
+  );
+  refused(
+    () => framePayload({ requestId: "r", position: 0, dtype: "f32" }, data, 2, 2),
+    "payload",
+    /4 f32 values/,
+  );
+  refused(
+    // deno-lint-ignore no-explicit-any
+    () => framePayload({ requestId: "r", position: 0, dtype: "f8" as any }, data, 3, 2),
+    "Lw-Dtype",
+    /one of f32, f16, bf16/,
+  );
 });
