@@ -157,6 +157,27 @@ export interface LeaseOpenRetry {
   waitMs: number;
 }
 
+/** The longest request timeout a bus takes: what a timer can hold (2³¹−1 ms, about 24.8 days). */
+export const MAX_REQUEST_TIMEOUT_MS = 2 ** 31 - 1;
+
+/**
+ * Throw a `RangeError` unless `timeoutMs` is a request timeout a bus takes
+ * (more than 0, at most {@linkcode MAX_REQUEST_TIMEOUT_MS}).
+ *
+ * @example
+ * ```ts
+ * checkRequestTimeout(1000); // fine
+ * // checkRequestTimeout(Infinity) throws a RangeError
+ * ```
+ */
+export function checkRequestTimeout(timeoutMs: number): void {
+  if (!(timeoutMs > 0 && timeoutMs <= MAX_REQUEST_TIMEOUT_MS)) {
+    throw new RangeError(
+      `request: expected a timeout of more than 0 and at most ${MAX_REQUEST_TIMEOUT_MS} ms, found ${timeoutMs}`,
+    );
+  }
+}
+
 /** Core publish/subscribe plus durable alert publishing with dedup. */
 export interface Bus {
   /** Largest payload (bytes, headers included) the server accepts. */
@@ -166,6 +187,7 @@ export interface Bus {
   /**
    * Publish `data` as a request and resolve with the first reply; rejects
    * with {@linkcode BusRequestError} on timeout or when nobody listens.
+   * `timeoutMs` is more than 0 and at most {@linkcode MAX_REQUEST_TIMEOUT_MS}.
    */
   request(
     subject: string,

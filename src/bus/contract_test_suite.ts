@@ -10,7 +10,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { type Bus, type BusMessage, BusRequestError } from "./bus.ts";
+import { type Bus, type BusMessage, BusRequestError, MAX_REQUEST_TIMEOUT_MS } from "./bus.ts";
 import { classifyBusError } from "./errors.ts";
 
 /** What {@linkcode runBusContract} needs to test one bus. */
@@ -145,6 +145,31 @@ export function runBusContract(c: BusContract): void {
     assert.ok(err instanceof BusRequestError, `expected a BusRequestError, found ${err}`);
     assert.equal(err.kind, "timeout");
     assert.equal(classifyBusError(err), "timeout");
+    sub.unsubscribe();
+  });
+
+  test("a request with a timeout no timer can hold is refused, by rejecting", async (bus) => {
+    const sub = bus.subscribe("contract.timeouts", (m) => {
+      if (m.reply) bus.publish(m.reply, enc.encode("late?"));
+    });
+    if ("flush" in bus) await (bus as { flush(): Promise<void> }).flush();
+    for (const timeoutMs of [0, -5, Number.NaN, Infinity, MAX_REQUEST_TIMEOUT_MS + 1]) {
+      let pending: Promise<unknown> | undefined;
+      assert.doesNotThrow(() => {
+        pending = bus.request("contract.timeouts", enc.encode("?"), undefined, timeoutMs);
+      });
+      const err = await pending!.then(() => assert.fail(`expected ${timeoutMs} refused`), (e) => e);
+      assert.ok(err instanceof RangeError, `${timeoutMs}: expected a RangeError, found ${err}`);
+      assert.match(err.message, /timeout/);
+    }
+    // the largest one is taken (and answered at once)
+    const ok = await bus.request(
+      "contract.timeouts",
+      enc.encode("?"),
+      undefined,
+      MAX_REQUEST_TIMEOUT_MS,
+    );
+    assert.equal(dec.decode(ok.data), "late?");
     sub.unsubscribe();
   });
 

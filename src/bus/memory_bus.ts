@@ -18,6 +18,7 @@ import {
   type BusMessage,
   BusRequestError,
   type BusSubscription,
+  checkRequestTimeout,
   type DurableAck,
   type StreamSpec,
   type SubscribeOptions,
@@ -215,6 +216,7 @@ export class MemoryBus implements Bus {
     try {
       // a request fails by rejecting, as on NATS, never by throwing
       this.#checkOpen("request");
+      checkRequestTimeout(timeoutMs);
       tokens = splitSubject(subject, false);
       this.#checkSize(subject, data, headers);
     } catch (err) {

@@ -432,7 +432,8 @@ export class NatsBus implements Bus {
     clearInterval(this.#probeTimer);
     this.#closing = true;
     if (!this.#nc.isClosed()) await this.#nc.drain().catch(() => this.#nc.close());
-    // requests still waiting fail now, and the inbox's deadline timer stops with the bus
+    // draining closes the reply subscription, which fails what still waits; should the client
+    // close without that, the requests still waiting fail here and the inbox's timer stops
     this.#replyInbox?.failAll(new BusClosedError("request (the bus was closed)"));
   }
 

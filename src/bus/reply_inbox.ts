@@ -6,14 +6,14 @@
  * completes, about 12 µs of each gated decode step; this one allocates a
  * token and a promise. One timer serves every request's deadline: it is set
  * for the earliest one and, when it fires, rejects what is due and is set
- * again for the next. A timer per request (a Node-style `Timeout` object,
+ * again for the next, and cleared once nothing waits. A timer per request (a Node-style `Timeout` object,
  * set and cleared) was 9% of a gated tap step's JavaScript.
  *
  * Pure: the caller opens the subscription and feeds {@linkcode ReplyInbox.answer}.
  *
  * @module
  */
-import { BusRequestError } from "./bus.ts";
+import { BusRequestError, checkRequestTimeout } from "./bus.ts";
 
 interface Waiter<T> {
   subject: string;
@@ -76,8 +76,13 @@ export class ReplyInbox<T> {
     return this.#pending.size;
   }
 
-  /** A reply subject for a request on `subject`, and its answer, rejected after `timeoutMs`. */
+  /**
+   * A reply subject for a request on `subject`, and its answer, rejected
+   * after `timeoutMs` (more than 0 and at most `MAX_REQUEST_TIMEOUT_MS`;
+   * anything else throws a `RangeError`).
+   */
   expect(subject: string, timeoutMs: number): ExpectedReply<T> {
+    checkRequestTimeout(timeoutMs);
     const token = (this.#next++).toString(36);
     const deadline = performance.now() + timeoutMs;
     let waiter!: Waiter<T>;
@@ -136,7 +141,9 @@ export class ReplyInbox<T> {
   #arm(deadline: number): void {
     clearTimeout(this.#timer);
     this.#timerAt = deadline;
-    this.#timer = setTimeout(() => this.#expire(), Math.max(0, deadline - performance.now()));
+    // whole milliseconds, rounded up: a timer that fires a fraction early would be set again for 0
+    const delay = Math.ceil(Math.max(0, deadline - performance.now()));
+    this.#timer = setTimeout(() => this.#expire(), delay);
   }
 
   #disarm(): void {
@@ -178,6 +185,8 @@ export class ReplyInbox<T> {
     const w = this.#pending.get(token);
     if (!w) return false;
     this.#pending.delete(token);
+    // nothing left waiting: no timer holds the process open (a burst of requests clears it once)
+    if (this.#pending.size === 0) this.#disarm();
     if (outcome instanceof Error) w.reject(outcome);
     else w.resolve(outcome);
     return true;

@@ -8,7 +8,12 @@
  *
  * @module
  */
-import { type Bus, BusRequestError, type BusSubscription } from "../bus/bus.ts";
+import {
+  type Bus,
+  BusRequestError,
+  type BusSubscription,
+  MAX_REQUEST_TIMEOUT_MS,
+} from "../bus/bus.ts";
 import { BYTES_PER_ELEMENT, type Dtype } from "../core/dtype.ts";
 import { encodeFrame, frameHeaders, framePayload, headerWireBytes } from "../core/frame/encode.ts";
 import { type EncodeFrameMeta, FrameError, type FrameMeta } from "../core/frame/format.ts";
@@ -128,9 +133,13 @@ export class Tap {
     this.name = opts.name ?? `${opts.model}@tap`;
     this.#out = new OutagePublisher(bus, opts.outage, this.name);
     if (opts.gate) {
-      if (!(opts.gate.deadlineMs > 0) || !["open", "closed"].includes(opts.gate.onTimeout)) {
+      const { deadlineMs } = opts.gate;
+      if (
+        !(deadlineMs > 0 && deadlineMs <= MAX_REQUEST_TIMEOUT_MS) ||
+        !["open", "closed"].includes(opts.gate.onTimeout)
+      ) {
         throw new RangeError(
-          `tap gate: expected { deadlineMs > 0, onTimeout: "open" | "closed" }, found ${
+          `tap gate: expected { deadlineMs in (0, ${MAX_REQUEST_TIMEOUT_MS}], onTimeout: "open" | "closed" }, found ${
             JSON.stringify(opts.gate)
           }`,
         );

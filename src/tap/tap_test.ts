@@ -167,6 +167,15 @@ Deno.test("tap: bad input is refused before anything is sent", () => {
   );
   assert.throws(() => new Tap(bus, { model: "", hook: "h" }), FrameError);
   assert.throws(() => new Tap(bus, { model: "m", hook: "h", partitions: 0 }), RangeError);
+  // a gate deadline no timer can hold (Infinity, past 2³¹−1 ms) is refused, as 0 is
+  for (const deadlineMs of [0, Number.NaN, Infinity, 2 ** 31]) {
+    assert.throws(
+      () => new Tap(bus, { model: "m", hook: "h", gate: { deadlineMs, onTimeout: "open" } }),
+      /tap gate: expected \{ deadlineMs in \(0, 2147483647\]/,
+      String(deadlineMs),
+    );
+  }
+  new Tap(bus, { model: "m", hook: "h", gate: { deadlineMs: 2 ** 31 - 1, onTimeout: "open" } });
   assert.equal(frames.length, 0);
 });
 

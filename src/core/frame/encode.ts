@@ -223,6 +223,8 @@ export function framePayload(
   dModel: number,
 ): Uint8Array {
   const where: Where = { requestId: meta.requestId };
+  checkCount("tokens", tokens, where);
+  checkCount("dModel", dModel, where, 1);
   if (!(data instanceof Float32Array) || data.length !== tokens * dModel) {
     throw new FrameError(
       "payload",
