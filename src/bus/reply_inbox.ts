@@ -5,9 +5,10 @@
  * scheme, but builds an `Error` (a stack capture) for every request it
  * completes, about 12 µs of each gated decode step; this one allocates a
  * token and a promise. One timer serves every request's deadline: it is set
- * for the earliest one and, when it fires, rejects what is due and is set
- * again for the next, and cleared once nothing waits. A timer per request (a Node-style `Timeout` object,
- * set and cleared) was 9% of a gated tap step's JavaScript.
+ * for the earliest one; when it fires, it rejects what is due and is set
+ * again for the next; once nothing waits, it is cleared. A timer per request
+ * (a Node-style `Timeout` object, set and cleared) was 9% of a gated tap
+ * step's JavaScript.
  *
  * Pure: the caller opens the subscription and feeds {@linkcode ReplyInbox.answer}.
  *
