@@ -13,6 +13,7 @@ import { type LeaseEntry, type LeaseStore, LeaseStoreError } from "./leases.ts";
 import { BusRequestError, type LeaseOpenRetry } from "./bus.ts";
 import { isTransientBusError } from "./errors.ts";
 import { Backoff } from "../shared/backoff.ts";
+import { within } from "../shared/within.ts";
 
 /** Options of {@linkcode openNatsLeases}. */
 export interface NatsLeaseOptions {
@@ -36,16 +37,6 @@ export interface NatsLeaseOptions {
  * leader, or busy creating the same bucket for their peers.
  */
 export const LEASE_OPEN_DEADLINE_MS = 30_000;
-
-/** `work`, or a timeout error once `ms` have passed (the work itself goes on, unobserved). */
-function withinMs<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new BusRequestError("timeout", "$JS.API (open)", ms)), ms);
-  });
-  work.catch(() => {}); // a failure after the deadline is not an unhandled rejection
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
-}
 
 const utf8 = new TextDecoder();
 
@@ -98,14 +89,13 @@ async function openBucket(nc: NatsConnection, opts: NatsLeaseOptions): Promise<K
   for (let attempt = 1;; attempt++) {
     try {
       // one try makes several requests, each with its own timeout: the deadline bounds them all
-      return await withinMs(
-        new Kvm(js).create(opts.bucket, {
-          ttl: opts.ttlMs,
-          history: 1,
-          replicas: opts.replicas,
-        }),
-        Math.max(1, deadline - Date.now()),
+      const leftMs = Math.max(1, deadline - Date.now());
+      const kv = await within(
+        new Kvm(js).create(opts.bucket, { ttl: opts.ttlMs, history: 1, replicas: opts.replicas }),
+        leftMs,
       );
+      if (kv === undefined) throw new BusRequestError("timeout", "$JS.API (open)", leftMs);
+      return kv;
     } catch (err) {
       const error = (err as Error).message;
       const waitMs = backoff.delay;

@@ -26,8 +26,8 @@ import {
   parseMember,
   PARTITION,
   Peers,
-  within,
 } from "./partition_view.ts";
+import { within } from "../shared/within.ts";
 
 /** Why a sidecar gave a partition up. */
 export type ReleaseReason = "rebalance" | "lost" | "unrenewed" | "shutdown";

@@ -153,14 +153,3 @@ export class Peers {
     return members.sort();
   }
 }
-
-/** `p`, or undefined once `ms` have passed. */
-export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms));
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
