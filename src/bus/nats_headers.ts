@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { ByteSlab } from "../core/byte_slab.ts";
 
 /** Why a header block was refused, as counted (`latentwatch.frames.rejected{reason}`). */
 export type HeaderProblemReason =
@@ -313,7 +314,8 @@ export class HeaderEncodeError extends TypeError {
   }
 }
 
-const utf8 = new TextEncoder();
+/** Encoded header blocks: views of a shared slab (the client copies them out when it sends). */
+const blockBytes = new ByteSlab();
 
 /**
  * `headers` as a NATS header block (`NATS/1.0\r\nName: value\r\n…\r\n\r\n`):
@@ -350,5 +352,6 @@ export function encodeHeaderBlock(headers: Record<string, string>): Uint8Array {
     }
     text += `${name}: ${value.trim()}\r\n`;
   }
-  return utf8.encode(text + "\r\n");
+  // one per published frame: into a shared slab, not a buffer of its own
+  return blockBytes.utf8(text + "\r\n");
 }

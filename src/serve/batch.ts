@@ -115,7 +115,6 @@ export class BatchStages {
         return;
       }
     }
-    this.#o.evidence.remember(frames);
     const outcome = evaluator.evaluateBatch(gen, frames, latents);
     const evaluatedAt = performance.now();
     outcome.frames.forEach((o, i) => {
@@ -148,6 +147,10 @@ export class BatchStages {
         taps.replyError(frame, `tap reply failed: ${(err as Error).message}`);
       }
     });
+    // the verdicts go out before the batch's bookkeeping: the bus flushes what the replies
+    // queued in a microtask queued before this one, so the model waits for none of what follows
+    await null;
+    this.#o.evidence.remember(frames);
     const alerts = outcome.alerts;
     if (alerts.length > 0) await this.#attachEvidence(gen, alerts);
     this.#o.delivery.deliver(alerts, frames);

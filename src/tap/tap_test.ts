@@ -210,6 +210,20 @@ Deno.test("tap: f32 activations are copied, so the caller may reuse its buffer",
   new Tap(recording, { model: "m", hook: "h" }).publish("r", 0, acts, 1, 1);
   acts[0] = 2;
   assert.deepEqual([...sent[0]], [0, 0, 0x80, 0x3f]); // 1.0f little-endian
+  // decode-step copies share slabs: every one keeps its own values past the slabs' ends
+  const tap = new Tap(recording, { model: "m", hook: "h" });
+  const row = new Float32Array(768);
+  for (let s = 0; s < 40; s++) {
+    row.fill(s + 0.5);
+    tap.publish("q", s, row, 1, 768);
+  }
+  row.fill(-1);
+  for (let s = 0; s < 40; s++) {
+    const got = sent[1 + s];
+    const values = new Float32Array(got.slice().buffer);
+    assert.equal(values.length, 768);
+    assert.ok(values.every((v) => v === s + 0.5), `step ${s}`);
+  }
 });
 
 Deno.test("tap: open requests are bounded; the stalest unended request is forgotten", () => {

@@ -26,6 +26,13 @@ import { checkName, NAME_EXPECTED, nameProblem } from "./subjects.ts";
 const DIGITS = /^[0-9]+$/;
 
 /**
+ * A frame's data until it is decoded: one shared empty array, since a new
+ * one per frame cost more than the rest of the frame object (a new
+ * `ArrayBuffer` takes about a microsecond here, `core/byte_slab.ts`).
+ */
+const NO_DATA = new Float32Array(0);
+
+/**
  * Lower-case forms of the header names seen before: a tap sends the same
  * dozen names on every frame, so each is lowered once, not on every read.
  * Bounded: emptied when full.
@@ -188,7 +195,7 @@ export function decodeFrame(
     tokens,
     dModel,
     endOfRequest: false,
-    data: new Float32Array(0),
+    data: NO_DATA,
   };
 
   const rawIds = get(HEADER.tokenIds);

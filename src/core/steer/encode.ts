@@ -12,6 +12,7 @@ import {
   type SteerCommand,
   type SteerOp,
 } from "./protocol.ts";
+import { ByteSlab } from "../byte_slab.ts";
 /**
  * Base64 (RFC 4648, padded) of `v` as little-endian f32.
  *
@@ -91,6 +92,8 @@ export function commandToWire(cmd: SteerCommand): Record<string, unknown> {
 }
 
 const utf8 = new TextEncoder();
+/** Verdicts' bytes (`encodeVerdict`): views of a shared slab. */
+const verdictBytes = new ByteSlab();
 
 /**
  * The message payload of a command.
@@ -137,7 +140,8 @@ export function encodeAck(ack: SteerAck): Uint8Array {
  * ```
  */
 export function encodeVerdict(v: GateVerdict): Uint8Array {
-  return utf8.encode(JSON.stringify({
+  // one per gated decode step: into a shared slab, not a buffer of its own
+  return verdictBytes.utf8(JSON.stringify({
     v: STEER_VERSION,
     request_id: v.requestId,
     seq: v.seq,
