@@ -5,10 +5,13 @@
  * Why: nats.js builds every publish's line as a string and encodes it with
  * `TextEncoder.encode`, one new `ArrayBuffer` per message, which costs about
  * a microsecond in this Deno whatever its size (`core/byte_slab.ts`). The
- * client copies the line into its outbound buffer before anything else is
- * sent, and a slab is never written twice, so the bytes it sends are the
- * same. Everything else `sendCommand` does (the outbound buffer, when it
- * flushes) is the client's own.
+ * client keeps the line's view in its outbound buffer until it joins the
+ * buffer's parts into one at the flush, or hands a lone line (`SUB`) to the
+ * transport as it is, which may queue it behind a write in progress. That is
+ * safe because a slab is never written twice and neither the client nor the
+ * transports detach what they send: the bytes sent are the ones encoded.
+ * Everything else `sendCommand` does (the outbound buffer, when it flushes)
+ * is the client's own.
  *
  * @module
  */

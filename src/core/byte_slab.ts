@@ -5,8 +5,9 @@
  * Why: in this Deno every new `ArrayBuffer` costs about a microsecond,
  * whatever its size (typed arrays get no on-heap storage), and
  * `TextEncoder.encode` and `Uint8Array.prototype.slice` make one per call;
- * `encodeInto` or `set` into a view of a slab made once per 64 KiB costs a
- * tenth of that (docs/performance.md, twenty-first sitting).
+ * `encodeInto` or `set` into a view of a 16 KiB slab costs a tenth of that.
+ * Larger slabs measured worse: each fresh one is new memory, page faults
+ * and cold cache lines (docs/performance.md, twenty-first sitting).
  *
  * @module
  */

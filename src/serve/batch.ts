@@ -115,7 +115,14 @@ export class BatchStages {
         return;
       }
     }
-    const outcome = evaluator.evaluateBatch(gen, frames, latents);
+    let outcome: ReturnType<Evaluator["evaluateBatch"]>;
+    try {
+      outcome = evaluator.evaluateBatch(gen, frames, latents);
+    } catch (err) {
+      // the ring holds every encoded batch's tokens, evaluated or not (later alerts may span them)
+      this.#o.evidence.remember(frames);
+      throw err;
+    }
     const evaluatedAt = performance.now();
     outcome.frames.forEach((o, i) => {
       const frame = frames[i];

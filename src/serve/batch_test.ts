@@ -18,7 +18,11 @@ import { TapChannel } from "./tap_channel.ts";
 const RULE = "version: 1\nrules:\n  - id: high\n    title: latent 0 high\n    severity: high\n" +
   "    when: { sae: s, latent: 0, above: 2 }\n";
 
-function setup(encoder: Encoder, onEncoded?: (batch: EncodedBatch) => void) {
+function setup(
+  encoder: Encoder,
+  onEncoded?: (batch: EncodedBatch) => void,
+  evidence = new Evidence({ topLatents: 0, ringTokens: 0, dIn: D }),
+) {
   const bus = new MemoryBus();
   const telemetry = new Telemetry();
   const logs: string[] = [];
@@ -35,7 +39,7 @@ function setup(encoder: Encoder, onEncoded?: (batch: EncodedBatch) => void) {
     dIn: D,
     maxBatchTokens: 8,
     evaluator: new Evaluator(set, { monitor: "t", dIn: D }),
-    evidence: new Evidence({ topLatents: 0, ringTokens: 0, dIn: D }),
+    evidence,
     taps,
     delivery: new AlertDelivery({
       sinks: [],
@@ -50,7 +54,7 @@ function setup(encoder: Encoder, onEncoded?: (batch: EncodedBatch) => void) {
     ...(onEncoded ? { onEncoded: (_f, _l, batch) => onEncoded(batch) } : {}),
   });
   const gen: Generation = { encoders: new Map([["s", encoder]]), policies: set };
-  return { bus, telemetry, logs, alerts, recorded, taps, stages, gen };
+  return { bus, telemetry, logs, alerts, recorded, taps, stages, gen, checkpoints };
 }
 
 /** An encoder whose every call fails, as a lost device does. */
@@ -132,4 +136,50 @@ Deno.test("batch: a tap channel that throws costs the batch nothing: alerts stil
   assert.ok(logs.some((l) => l.includes("frame.tap_failed") && l.includes("tap broke")));
   assert.equal(parseVerdict(replies[0]).reason, "tap reply failed: tap broke");
   assert.equal(recorded.length, 1);
+});
+
+Deno.test("batch: the verdicts are written before the batch's evidence, alerts and checkpoint", async () => {
+  const calls: number[] = [];
+  const evidence = new Evidence({ topLatents: 2, ringTokens: 64, dIn: D });
+  const { bus, stages, gen, taps, alerts, checkpoints, telemetry } = setup(
+    recordingEncoder(calls),
+    undefined,
+    evidence,
+  );
+  gen.evidenceEncoders = gen.encoders;
+  const order: string[] = [];
+  // as the NATS client does: a publish queues the socket write in a microtask
+  const publish = bus.publish.bind(bus);
+  let flushQueued = false;
+  bus.publish = (subject, data, headers) => {
+    order.push("reply");
+    if (!flushQueued) {
+      flushQueued = true;
+      queueMicrotask(() => {
+        flushQueued = false;
+        order.push("write");
+      });
+    }
+    publish(subject, data, headers);
+  };
+  const record = checkpoints.record.bind(checkpoints);
+  checkpoints.record = (next, ended) => {
+    order.push("checkpoint");
+    record(next, ended);
+  };
+  // a batch that raises nothing (nothing else awaited on the way to the checkpoint)
+  const quiet = frame([[1, 0]], "r0");
+  taps.remember(quiet, { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.0" });
+  await stages.process(gen, [quiet]);
+  assert.deepEqual(order, ["reply", "write", "checkpoint"]);
+  assert.equal(alerts.length, 0);
+  order.length = 0;
+  const gated = frame([[5, 0]], "r1");
+  taps.remember(gated, { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.1" });
+  await stages.process(gen, [gated, frame([[7, 0]], "r2")]);
+  assert.deepEqual(order, ["reply", "write", "checkpoint"]);
+  assert.deepEqual(alerts.map((a) => a.requestId), ["r1", "r2"]);
+  // the ring still holds the batch's tokens when the alerts' evidence is read
+  assert.equal(telemetry.value("latentwatch.evidence.missing", { reason: "not_in_ring" }), 0);
+  assert.ok(alerts.every((a) => a.evidence[0].topLatents !== undefined));
 });

@@ -123,7 +123,10 @@ export class Tap {
   #steering: RequestSteering | null = null;
   #steerSub: BusSubscription | null = null;
   readonly #out: OutagePublisher;
-  /** Copies of f32 payloads (`core/byte_slab.ts`): ten decode steps' 3 KiB to a slab. */
+  /**
+   * Copies of f32 payloads (`core/byte_slab.ts`): ten decode steps to a slab at d_model 768;
+   * a copy over 8 KiB (d_model past 2,048) gets a buffer of its own.
+   */
   readonly #payloads = new ByteSlab(32 * 1024);
 
   constructor(bus: Bus, opts: TapOptions) {
