@@ -13,7 +13,6 @@ import {
 } from "@nats-io/transport-node";
 import { nodeResolveHost } from "@nats-io/transport-node/node_transport";
 import { DenoTransport } from "./deno_transport.ts";
-import { encodeLinesFromSlab } from "./protocol_lines.ts";
 
 /** Which socket layer carries NATS connections. */
 export type NatsTransportKind = "deno" | "node";
@@ -51,17 +50,9 @@ export function connectNats(
   transport?: NatsTransportKind,
 ): Promise<NatsConnection> {
   transport ??= natsTransportFromEnv();
-  if (transport === "node" || hasWsProtocol(options)) {
-    return connectOverNodeSockets(options).then(withLinesFromSlab);
-  }
+  if (transport === "node" || hasWsProtocol(options)) return connectOverNodeSockets(options);
   // nats.js keeps one factory for every later (re)connection; both transports carry any
   // connection, so a later call that installs the other one changes speed, not behaviour
   setTransportFactory({ factory: () => new DenoTransport(), dnsResolveFn: nodeResolveHost });
-  return NatsConnectionImpl.connect(options).then(withLinesFromSlab);
-}
-
-/** `nc`, its protocol lines encoded into a slab where its client version allows (`protocol_lines.ts`). */
-function withLinesFromSlab(nc: NatsConnection): NatsConnection {
-  encodeLinesFromSlab(nc);
-  return nc;
+  return NatsConnectionImpl.connect(options);
 }

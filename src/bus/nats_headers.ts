@@ -9,7 +9,6 @@
  *
  * @module
  */
-import { ByteSlab } from "../core/byte_slab.ts";
 
 /** Why a header block was refused, as counted (`latentwatch.frames.rejected{reason}`). */
 export type HeaderProblemReason =
@@ -314,8 +313,7 @@ export class HeaderEncodeError extends TypeError {
   }
 }
 
-/** Encoded header blocks: views of a shared slab (the client copies them out when it sends). */
-const blockBytes = new ByteSlab();
+const utf8 = new TextEncoder();
 
 /**
  * `headers` as a NATS header block (`NATS/1.0\r\nName: value\r\n…\r\n\r\n`):
@@ -352,6 +350,5 @@ export function encodeHeaderBlock(headers: Record<string, string>): Uint8Array {
     }
     text += `${name}: ${value.trim()}\r\n`;
   }
-  // one per published frame: into a shared slab, not a buffer of its own
-  return blockBytes.utf8(text + "\r\n");
+  return utf8.encode(text + "\r\n");
 }

@@ -1,5 +1,5 @@
 /**
- * Short-lived bytes (a verdict, a protocol line, a copied frame payload)
+ * Short-lived bytes (a verdict, a decode step's copied payload)
  * written into views of a shared slab instead of a buffer each. Pure.
  *
  * Why: in this Deno every new `ArrayBuffer` costs about a microsecond,
