@@ -2,12 +2,12 @@
  * Short-lived bytes (a verdict, a decode step's copied payload)
  * written into views of a shared slab instead of a buffer each. Pure.
  *
- * Why: in this Deno every new `ArrayBuffer` costs about a microsecond,
- * whatever its size (typed arrays get no on-heap storage), and
+ * Why: in this Deno every new `ArrayBuffer` costs about a microsecond, even
+ * an empty one (measured: 16 bytes 1.1 µs, 4 KiB 3.9 µs), and
  * `TextEncoder.encode` and `Uint8Array.prototype.slice` make one per call;
  * `encodeInto` or `set` into a view of a 16 KiB slab costs a tenth of that.
- * Larger slabs measured worse: each fresh one is new memory, page faults
- * and cold cache lines (docs/performance.md, twenty-first sitting).
+ * Larger slabs measured worse: each fresh one is cold memory, and past
+ * 128 KiB glibc maps it afresh (docs/performance.md, twenty-first sitting).
  *
  * @module
  */
