@@ -99,7 +99,11 @@ export interface BenchResult {
   path?: string;
   path_calls?: Record<string, number>;
   fallbacks?: number;
-  /** encode/ and watched/: interleaved turns taken (ENCODE_ROUNDS to MAX_ENCODE_ROUNDS, until settled), and each side's tokens/s in every turn. */
+  /**
+   * encode/ and watched/: interleaved turns taken (ENCODE_ROUNDS to MAX_ENCODE_ROUNDS, until
+   * settled), and each side's tokens/s in every turn; e2e/…/saturation: its closed-loop turns
+   * (the row reports their median).
+   */
   turns?: number;
   turns_tokens_per_s?: number[];
   baseline_turns_tokens_per_s?: (number | null)[];
