@@ -107,8 +107,11 @@ export async function benchGate(
 
 /** Run the tap process against `url` and collect its timings. */
 async function runTaps(url: string, progress: (msg: string) => void): Promise<GateTimings[]> {
-  // the same in --quick and full runs (after untimed warm-up steps in the tap process)
-  const steps = 1000;
+  // the same in --quick and full runs (after untimed warm-up steps in the tap process); split
+  // among the requests at each concurrency. 4,000 since the twenty-second sitting: a p99 of
+  // 1,000 one-token steps (half a second at one request) was its ten slowest steps, whichever of
+  // the host's hiccups fell in that half second
+  const steps = 4000;
   const deadlineMs = 60_000;
   // the taps run in their own process, as in a model server
   const child = new Deno.Command(Deno.execPath(), {
