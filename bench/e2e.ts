@@ -35,6 +35,7 @@
 import { parseArgs } from "node:util";
 import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { findNatsServer } from "../src/bus/nats_server.ts";
+import { quantile } from "../src/core/family.ts";
 import { tapSubjectFilter } from "../src/core/frame/subjects.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { randomSae } from "../src/formats/random_sae.ts";
@@ -121,13 +122,6 @@ const rssMb = () => Deno.memoryUsage().rss / 2 ** 20;
  * the host slowed would set every load below what the sidecar sustains.
  */
 const SATURATION_TURNS = 3;
-
-/** Median of a non-empty list. */
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
 
 /** Seconds each open-loop phase runs at its rate before it is measured. */
 const SETTLE_SECONDS = 1;
@@ -280,10 +274,8 @@ export async function benchServe(
       const { dropped0 } = begin();
       const deadline = Date.now() + (opts.quick ? 30_000 : 120_000) * turns;
       const rates: number[] = [];
-      const all: number[] = [];
       for (let turn = 0; turn < turns; turn++) {
         const encoded0 = encoded;
-        latencies = [];
         const t0 = performance.now();
         creditDue = true;
         const done = await gen.run(
@@ -294,21 +286,20 @@ export async function benchServe(
         creditDue = false;
         const secs = (lastEncodedAt - t0) / 1000;
         rates.push((encoded - encoded0) / secs);
-        for (const l of latencies) all.push(l);
         opts.progress(
           `e2e: saturation turn ${turn + 1}: ${Math.round(rates[turn])} tokens/s (${
             encoded - encoded0
           } tokens in ${secs.toFixed(2)} s)`,
         );
       }
-      all.sort((a, b) => a - b);
+      latencies.sort((a, b) => a - b); // every turn's frames
       const row: BenchResult = {
         name: `${name}/saturation`,
-        tokens_per_s: median(rates),
+        tokens_per_s: quantile(rates, 0.5), // the middle turn of three
         baseline_tokens_per_s: null,
         ratio: null,
-        p50_ms: pct(all, 50),
-        p99_ms: pct(all, 99),
+        p50_ms: pct(latencies, 50),
+        p99_ms: pct(latencies, 99),
         rss_mb: phasePeak,
         dropped_tokens: dropped() - dropped0,
         turns,
