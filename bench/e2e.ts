@@ -20,6 +20,10 @@
  *    to a bare subscriber here that only reads each frame's publish time: the
  *    transport's and the machine's own latency under the rows of phase 2.
  *
+ * After saturation, the host's own wake-up lateness is metered (`host_wake.ts`:
+ * a real-time thread per CPU on a 1 ms schedule) and each latency row records
+ * it over its seconds (`host_wake`); `E2E_HOST_WAKE=0` turns the meters off.
+ *
  * `deno run -A bench/e2e.ts --arch jumprelu [--quick]` prints one JSON row per
  * line on stdout (progress on stderr); `bench/run.ts` runs it as a child
  * process, so RSS is the sidecar's alone. Profiling aids: `--saturation-only N`
@@ -47,6 +51,7 @@ import { latencySplitText } from "./table.ts";
 import { BENCH_HOOK, BENCH_MODEL, hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
 import { LoadGenerator } from "./e2e_load_process.ts";
 import { BROKER_ENV, startBenchBroker } from "./harness.ts";
+import { HostWakeMeter, type HostWakeSummary } from "./host_wake.ts";
 
 /**
  * Write the bench's 768→24576 SAE (SAELens layout), its rules and a monitor
@@ -113,6 +118,24 @@ function latencySplit(toSidecar: number[], inSidecar: number[]) {
 }
 
 const rssMb = () => Deno.memoryUsage().rss / 2 ** 20;
+
+/** The row's `host_wake` from `wall0` (epoch ms) to now; nothing without a meter. */
+function hostWakeOver(
+  meter: HostWakeMeter | null,
+  wall0: number,
+): { host_wake?: HostWakeSummary } {
+  const s = meter?.summary(wall0, Date.now());
+  return s ? { host_wake: s } : {};
+}
+
+/** `, host: 0.4% of wake-ups over 1 ms late (0.1% over 2), latest 3.1 ms` for a progress line. */
+function hostWakeText(s: HostWakeSummary | undefined): string {
+  return s === undefined
+    ? ""
+    : `, host: ${s.late_over_1ms_pct}% of wake-ups over 1 ms late (${s.late_over_2ms_pct}% over 2), latest ${
+      s.max_late_ms.toFixed(1)
+    } ms${s.policy === "fifo" ? "" : " (not real-time: contention counts too)"}`;
+}
 
 /**
  * Closed-loop saturation turns, run back to back; the row reports their median.
@@ -194,6 +217,7 @@ export async function benchServe(
     : servePlan(arch, opts.quick);
   const name = `e2e/serve-${arch}-768x24576${arch === "jumprelu" ? "-watched64" : ""}`;
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-" });
+  let hostWake: HostWakeMeter | null = null;
   const server = await startBenchBroker();
   const rows: BenchResult[] = [];
   try {
@@ -251,7 +275,7 @@ export async function benchServe(
       inSidecar = [];
       splitMissing = 0;
       phasePeak = rssMb();
-      return { encoded0: encoded, dropped0: dropped(), t0: performance.now() };
+      return { encoded0: encoded, dropped0: dropped(), t0: performance.now(), wall0: Date.now() };
     };
 
     // 0. warm-up (not measured): JIT, onnxruntime's first runs, the NATS buffers
@@ -313,6 +337,14 @@ export async function benchServe(
       );
     }
     const saturation = rows[0].tokens_per_s;
+    // the meters from here on, under the latency rows only: their 2,000 real-time wake-ups a
+    // second cost the closed loop 15-20% of its rate (57-69k against 74-76k tokens/s)
+    if (Deno.env.get("E2E_HOST_WAKE") !== "0") {
+      hostWake = await HostWakeMeter.start({
+        maxSeconds: 1800,
+        onSkip: (why) => opts.progress(`e2e: no host wake-up meter (${why})`),
+      });
+    }
 
     // 2. and 3. open loop at fixed rates
     const openLoop = async (fraction: number, secs: number, rowName: string) => {
@@ -325,7 +357,7 @@ export async function benchServe(
         Date.now() + SETTLE_SECONDS * 1000 + 30_000,
       );
       await drain(settled.published, Date.now() + 10_000);
-      const { encoded0, dropped0, t0 } = begin();
+      const { encoded0, dropped0, t0, wall0 } = begin();
       const samples: number[] = [rssMb()];
       const sampleEverySecond = setInterval(() => samples.push(rssMb()), 1000);
       const done = await gen.run(
@@ -351,6 +383,7 @@ export async function benchServe(
         load_fraction: fraction,
         dropped_tokens: dropped() - dropped0,
         schedule_lag_p99_ms: done.lagP99Ms,
+        ...hostWakeOver(hostWake, wall0),
       };
       return { row, samples };
     };
@@ -373,7 +406,7 @@ export async function benchServe(
           row.schedule_lag_p99_ms?.toFixed(2)
         } ms, alerts so far ${monitor.telemetry.total("latentwatch.alerts")}, peak RSS ${
           row.rss_mb?.toFixed(0)
-        } MB`,
+        } MB${hostWakeText(row.host_wake)}`,
       );
     }
     if (plan.rssSeconds > 0) {
@@ -425,7 +458,7 @@ export async function benchServe(
     for (const f of plan.floorLoads) {
       opts.progress(`e2e: transport floor, ${Math.round(f * 100)}% to a bare subscriber`);
       latencies = [];
-      const t0 = performance.now(), received0 = received;
+      const t0 = performance.now(), received0 = received, wall0 = Date.now();
       const done = await gen.run(
         { cmd: "open", rate: f * saturation, seconds: plan.loadSeconds },
         Date.now() + plan.loadSeconds * 1000 + 30_000,
@@ -445,7 +478,14 @@ export async function benchServe(
         load_fraction: f,
         // not received by the deadline (a slow consumer's messages that nats-server dropped)
         dropped_tokens: want - received,
+        ...hostWakeOver(hostWake, wall0),
       });
+      const last = rows[rows.length - 1];
+      opts.progress(
+        `e2e: ${last.name}: p50 ${last.p50_ms?.toFixed(2)} ms, p99 ${last.p99_ms?.toFixed(2)} ms${
+          hostWakeText(last.host_wake)
+        }`,
+      );
     }
     sub.unsubscribe();
     await floor.close();
@@ -455,6 +495,7 @@ export async function benchServe(
     return rows;
   } finally {
     await server.stop();
+    await hostWake?.stop();
     await Deno.remove(dir, { recursive: true });
   }
 }

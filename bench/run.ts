@@ -68,6 +68,7 @@ import {
 } from "./encode_rows.ts";
 import { benchSae, type Shape, SHAPES } from "./bench_sae.ts";
 import type { HarnessRecord } from "./harness.ts";
+import type { HostWakeSummary } from "./host_wake.ts";
 
 /**
  * One row of the results file. The first seven fields are fixed by issue 7;
@@ -116,6 +117,11 @@ export interface BenchResult {
   dropped_tokens?: number;
   /** e2e/ open loop: how late the generator published against its schedule (p99, ms). */
   schedule_lag_p99_ms?: number;
+  /**
+   * e2e/serve-*: the host's own wake-up lateness over the row (`bench/host_wake.ts`): shares
+   * of a real-time thread's 1 ms wake-ups, on every CPU, later than 1, 2 and 5 ms, and the latest.
+   */
+  host_wake?: HostWakeSummary;
   /**
    * e2e/ open loop: the latency split at the sidecar's door, ms: frame published →
    * handed to the sidecar's subscription (transport, and any wait for the sidecar's
