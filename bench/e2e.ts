@@ -52,6 +52,7 @@ import { BENCH_HOOK, BENCH_MODEL, hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
 import { LoadGenerator } from "./e2e_load_process.ts";
 import { BROKER_ENV, startBenchBroker } from "./harness.ts";
 import { HostWakeMeter, type HostWakeSummary } from "./host_wake.ts";
+import { Samples } from "./samples.ts";
 
 /**
  * Write the bench's 768→24576 SAE (SAELens layout), its rules and a monitor
@@ -99,23 +100,25 @@ const WARMUP_TOKENS = 16384;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function pct(sorted: number[], p: number): number | null {
+function pct(sorted: ArrayLike<number>, p: number): number | null {
   return sorted.length === 0
     ? null
     : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 /** p50 and p99 of the two halves of a frame's latency (unsorted samples, ms). */
-function latencySplit(toSidecar: number[], inSidecar: number[]) {
-  toSidecar.sort((a, b) => a - b);
-  inSidecar.sort((a, b) => a - b);
+function latencySplit(toSidecar: Samples, inSidecar: Samples) {
+  const to = toSidecar.sorted(), into = inSidecar.sorted();
   return {
-    to_sidecar_p50_ms: pct(toSidecar, 50),
-    to_sidecar_p99_ms: pct(toSidecar, 99),
-    in_sidecar_p50_ms: pct(inSidecar, 50),
-    in_sidecar_p99_ms: pct(inSidecar, 99),
+    to_sidecar_p50_ms: pct(to, 50),
+    to_sidecar_p99_ms: pct(to, 99),
+    in_sidecar_p50_ms: pct(into, 50),
+    in_sidecar_p99_ms: pct(into, 99),
   };
 }
+
+/** Frames of the longest row: two minutes at half of 150,000 tokens/s, in frames of 16. */
+const SAMPLES_CAPACITY = (120 * 75_000) / 16;
 
 const rssMb = () => Deno.memoryUsage().rss / 2 ** 20;
 
@@ -223,10 +226,11 @@ export async function benchServe(
   try {
     opts.progress(`e2e: writing the 768x24576 ${arch} SAE in SAELens layout`);
     await writeBenchMonitor(dir, server.url, arch);
-    let latencies: number[] = [];
+    // room for the longest row (two minutes at half load) without growing: see samples.ts
+    const latencies = new Samples(SAMPLES_CAPACITY);
     // the same latency split at the sidecar's door: published → received, received → evaluated
-    let toSidecar: number[] = [];
-    let inSidecar: number[] = [];
+    const toSidecar = new Samples(SAMPLES_CAPACITY);
+    const inSidecar = new Samples(SAMPLES_CAPACITY);
     let splitMissing = 0;
     let encoded = 0;
     let lastEncodedAt = 0;
@@ -270,9 +274,9 @@ export async function benchServe(
       while (encoded < published && Date.now() < deadline) await sleep(1);
     };
     const begin = () => {
-      latencies = [];
-      toSidecar = [];
-      inSidecar = [];
+      latencies.clear();
+      toSidecar.clear();
+      inSidecar.clear();
       splitMissing = 0;
       phasePeak = rssMb();
       return { encoded0: encoded, dropped0: dropped(), t0: performance.now(), wall0: Date.now() };
@@ -316,14 +320,14 @@ export async function benchServe(
           } tokens in ${secs.toFixed(2)} s)`,
         );
       }
-      latencies.sort((a, b) => a - b); // every turn's frames
+      const sorted = latencies.sorted(); // every turn's frames
       const row: BenchResult = {
         name: `${name}/saturation`,
         tokens_per_s: quantile(rates, 0.5), // the middle turn of three
         baseline_tokens_per_s: null,
         ratio: null,
-        p50_ms: pct(latencies, 50),
-        p99_ms: pct(latencies, 99),
+        p50_ms: pct(sorted, 50),
+        p99_ms: pct(sorted, 99),
         rss_mb: phasePeak,
         dropped_tokens: dropped() - dropped0,
         turns,
@@ -368,14 +372,14 @@ export async function benchServe(
       await drain(done.published, Date.now() + 10_000);
       samples.push(rssMb());
       const took = (Math.max(lastEncodedAt, t0 + 1) - t0) / 1000;
-      latencies.sort((a, b) => a - b);
+      const sorted = latencies.sorted();
       const row: BenchResult = {
         name: rowName,
         tokens_per_s: (encoded - encoded0) / took,
         baseline_tokens_per_s: null,
         ratio: null,
-        p50_ms: pct(latencies, 50),
-        p99_ms: pct(latencies, 99),
+        p50_ms: pct(sorted, 50),
+        p99_ms: pct(sorted, 99),
         ...latencySplit(toSidecar, inSidecar),
         ...(splitMissing > 0 ? { split_missing_frames: splitMissing } : {}),
         rss_mb: Math.max(phasePeak, ...samples),
@@ -457,7 +461,7 @@ export async function benchServe(
     }
     for (const f of plan.floorLoads) {
       opts.progress(`e2e: transport floor, ${Math.round(f * 100)}% to a bare subscriber`);
-      latencies = [];
+      latencies.clear();
       const t0 = performance.now(), received0 = received, wall0 = Date.now();
       const done = await gen.run(
         { cmd: "open", rate: f * saturation, seconds: plan.loadSeconds },
@@ -465,14 +469,14 @@ export async function benchServe(
       );
       const want = received0 + done.frames * tokensPerFrame, deadline = Date.now() + 10_000;
       while (received < want && Date.now() < deadline) await sleep(1);
-      latencies.sort((a, b) => a - b);
+      const sorted = latencies.sorted();
       rows.push({
         name: `${name}/floor-${Math.round(f * 100)}pct`,
         tokens_per_s: (received - received0) / ((performance.now() - t0) / 1000),
         baseline_tokens_per_s: null,
         ratio: null,
-        p50_ms: pct(latencies, 50),
-        p99_ms: pct(latencies, 99),
+        p50_ms: pct(sorted, 50),
+        p99_ms: pct(sorted, 99),
         rss_mb: null,
         offered_tokens_per_s: f * saturation,
         load_fraction: f,
