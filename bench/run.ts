@@ -118,8 +118,9 @@ export interface BenchResult {
   /** e2e/ open loop: how late the generator published against its schedule (p99, ms). */
   schedule_lag_p99_ms?: number;
   /**
-   * e2e/serve-*: the host's own wake-up lateness over the row (`bench/host_wake.ts`): shares
-   * of a real-time thread's 1 ms wake-ups, on every CPU, later than 1, 2 and 5 ms, and the latest.
+   * e2e/serve-* with `E2E_HOST_WAKE=1`: the host's own wake-up lateness over the row
+   * (`bench/host_wake.ts`): shares of a real-time thread's 1 ms wake-ups, on every CPU, later
+   * than 1, 2 and 5 ms, and the latest.
    */
   host_wake?: HostWakeSummary;
   /**
