@@ -12,7 +12,7 @@ The first line is {"ready": true, "cpu", "policy": "fifo" | "other"}.
 
 It stops by itself after MAX_SECONDS, or when its parent goes away.
 
-usage: python3 host_wake.py CPU PERIOD_MS MAX_SECONDS
+usage: python3 host_wake.py CPU_INDEX PERIOD_MS MAX_SECONDS (among the CPUs it may use)
 """
 
 import json
@@ -26,8 +26,10 @@ RESTART_AFTER_MS = 50.0
 
 
 def main() -> None:
-    cpu, period_ms, max_seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+    index, period_ms, max_seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
     period = period_ms / 1000
+    # the index-th CPU this process may run on (a container's CPUs need not start at 0)
+    cpu = sorted(os.sched_getaffinity(0))[index]
     os.sched_setaffinity(0, {cpu})
     policy = "fifo"
     try:
