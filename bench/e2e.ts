@@ -54,6 +54,7 @@ import { LoadGenerator } from "./e2e_load_process.ts";
 import { BROKER_ENV, startBenchBroker } from "./harness.ts";
 import { HostWakeMeter, type HostWakeSummary } from "./host_wake.ts";
 import { Samples } from "./samples.ts";
+import { CpuMeter, cpuText } from "./process_cpu.ts";
 
 /**
  * Write the bench's 768→24576 SAE (SAELens layout), its rules and a monitor
@@ -239,6 +240,8 @@ export async function benchServe(
     let creditDue = false;
     let credited = 0;
     const gen = await LoadGenerator.start(server.url);
+    // who used the cores over each row: this process (the sidecar), the broker, the generator
+    const cpuMeter = new CpuMeter({ broker: () => server.pid, generator: () => gen.pid });
     const monitor = await startMonitor(await loadMonitorConfig(`${dir}/monitor.yaml`), {
       spoolDir: `${dir}/spool`,
       log: new Logger({ quiet: true }),
@@ -300,7 +303,8 @@ export async function benchServe(
       opts.progress(
         `e2e: saturation, ${turns} × ${plan.saturationTokens} tokens through serve (frames of ${tokensPerFrame}, ${requests} requests, generator in its own process)`,
       );
-      const { dropped0 } = begin();
+      const { dropped0, encoded0: satEncoded0 } = begin();
+      const cpu0 = cpuMeter.mark();
       const deadline = Date.now() + (opts.quick ? 30_000 : 120_000) * turns;
       const rates: number[] = [];
       for (let turn = 0; turn < turns; turn++) {
@@ -333,12 +337,13 @@ export async function benchServe(
         dropped_tokens: dropped() - dropped0,
         turns,
         turns_tokens_per_s: rates,
+        cpu: cpuMeter.since(cpu0, (encoded - satEncoded0) / tokensPerFrame),
       };
       rows.push(row);
       opts.progress(
         `e2e: saturation ${Math.round(row.tokens_per_s)} tokens/s, the median of ${turns} turns (${
           rates.map((r) => Math.round(r)).join(", ")
-        }; ${row.dropped_tokens} dropped)`,
+        }; ${row.dropped_tokens} dropped)${cpuText(row.cpu)}`,
       );
     }
     const saturation = rows[0].tokens_per_s;
@@ -364,6 +369,7 @@ export async function benchServe(
       );
       await drain(settled.published, Date.now() + 10_000);
       const { encoded0, dropped0, t0, wall0 } = begin();
+      const cpu0 = cpuMeter.mark();
       const samples: number[] = [rssMb()];
       const sampleEverySecond = setInterval(() => samples.push(rssMb()), 1000);
       const done = await gen.run(
@@ -372,6 +378,7 @@ export async function benchServe(
       );
       clearInterval(sampleEverySecond);
       await drain(done.published, Date.now() + 10_000);
+      const cpu = cpuMeter.since(cpu0, (encoded - encoded0) / tokensPerFrame);
       samples.push(rssMb());
       const took = (Math.max(lastEncodedAt, t0 + 1) - t0) / 1000;
       const sorted = latencies.sorted();
@@ -390,6 +397,7 @@ export async function benchServe(
         dropped_tokens: dropped() - dropped0,
         schedule_lag_p99_ms: done.lagP99Ms,
         ...hostWakeOver(hostWake, wall0),
+        cpu,
       };
       return { row, samples };
     };
@@ -412,7 +420,7 @@ export async function benchServe(
           row.schedule_lag_p99_ms?.toFixed(2)
         } ms, alerts so far ${monitor.telemetry.total("latentwatch.alerts")}, peak RSS ${
           row.rss_mb?.toFixed(0)
-        } MB${hostWakeText(row.host_wake)}`,
+        } MB${hostWakeText(row.host_wake)}${cpuText(row.cpu)}`,
       );
     }
     if (plan.rssSeconds > 0) {
@@ -432,7 +440,9 @@ export async function benchServe(
       opts.progress(
         `e2e: RSS first ${first.toFixed(0)} MB, last ${last.toFixed(0)} MB, max ${
           max.toFixed(0)
-        } MB, min ${min.toFixed(0)} MB: ${row.rss_within_10pct ? "within" : "NOT within"} 10%`,
+        } MB, min ${min.toFixed(0)} MB: ${row.rss_within_10pct ? "within" : "NOT within"} 10%${
+          cpuText(row.cpu)
+        }`,
       );
     }
     clearInterval(sampler);
@@ -465,12 +475,14 @@ export async function benchServe(
       opts.progress(`e2e: transport floor, ${Math.round(f * 100)}% to a bare subscriber`);
       latencies.clear();
       const t0 = performance.now(), received0 = received, wall0 = Date.now();
+      const cpu0 = cpuMeter.mark();
       const done = await gen.run(
         { cmd: "open", rate: f * saturation, seconds: plan.loadSeconds },
         Date.now() + plan.loadSeconds * 1000 + 30_000,
       );
       const want = received0 + done.frames * tokensPerFrame, deadline = Date.now() + 10_000;
       while (received < want && Date.now() < deadline) await sleep(1);
+      const cpu = cpuMeter.since(cpu0, (received - received0) / tokensPerFrame);
       const sorted = latencies.sorted();
       rows.push({
         name: `${name}/floor-${Math.round(f * 100)}pct`,
@@ -485,12 +497,14 @@ export async function benchServe(
         // not received by the deadline (a slow consumer's messages that nats-server dropped)
         dropped_tokens: want - received,
         ...hostWakeOver(hostWake, wall0),
+        // "sidecar" here is the bare subscriber that stands in for it
+        cpu,
       });
       const last = rows[rows.length - 1];
       opts.progress(
         `e2e: ${last.name}: p50 ${last.p50_ms?.toFixed(2)} ms, p99 ${last.p99_ms?.toFixed(2)} ms${
           hostWakeText(last.host_wake)
-        }`,
+        }${cpuText(last.cpu)}`,
       );
     }
     sub.unsubscribe();

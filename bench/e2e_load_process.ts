@@ -77,6 +77,11 @@ export class LoadGenerator {
     return gen;
   }
 
+  /** The generator's process id (the bench reads its CPU time). */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   /** Tell the closed loop that `tokens` tokens are encoded in all (a core NATS publish, never blocks). */
   credit(tokens: number): void {
     this.#bus.publish(CREDIT_SUBJECT, this.#enc.encode(String(tokens)));

@@ -68,6 +68,7 @@ import {
 } from "./encode_rows.ts";
 import { benchSae, type Shape, SHAPES } from "./bench_sae.ts";
 import type { HarnessRecord } from "./harness.ts";
+import type { CpuRecord } from "./process_cpu.ts";
 import type { HostWakeSummary } from "./host_wake.ts";
 
 /**
@@ -123,6 +124,12 @@ export interface BenchResult {
    * than 1, 2 and 5 ms, and the latest.
    */
   host_wake?: HostWakeSummary;
+  /**
+   * e2e/serve-* rows: who used the cores over the row (`bench/process_cpu.ts`): CPU seconds
+   * per second of the sidecar's process (in floor rows, the bare subscriber's), the broker and
+   * the generator, and the sidecar's CPU time per frame.
+   */
+  cpu?: CpuRecord;
   /**
    * e2e/ open loop: the latency split at the sidecar's door, ms: frame published →
    * handed to the sidecar's subscription (transport, and any wait for the sidecar's

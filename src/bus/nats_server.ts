@@ -18,6 +18,8 @@ export interface NatsServerProcess {
   restart(): Promise<void>;
   /** Send `sig` to the server (tests pause it with `SIGSTOP` and wake it with `SIGCONT`). */
   signal(sig: Deno.Signal): void;
+  /** The running server's process id (null while stopped): the bench reads its CPU time. */
+  readonly pid: number | null;
 }
 
 /** Locations searched for the binary, after `$NATS_SERVER` and `PATH`. */
@@ -207,6 +209,9 @@ export async function startNatsServer(
     signal: (sig) => {
       const c = child as Deno.ChildProcess | null;
       c?.kill(sig);
+    },
+    get pid() {
+      return (child as Deno.ChildProcess | null)?.pid ?? null;
     },
   };
 }

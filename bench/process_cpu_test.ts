@@ -1,0 +1,73 @@
+/** CPU time of the bench's processes, read from real processes. */
+import assert from "node:assert/strict";
+import { CpuMeter, cpuText, processCpuMs, statCpuMs } from "./process_cpu.ts";
+
+Deno.test("statCpuMs: utime + stime after the last parenthesis of the name, in ticks of 10 ms", () => {
+  // name "a (b) c": spaces and parentheses inside it; utime 150 and stime 25 ticks
+  assert.equal(statCpuMs("42 (a (b) c) S 1 42 42 0 -1 0 0 0 0 0 150 25 0 0 20 0 1 0"), 1750);
+  assert.equal(statCpuMs("7 (x) R 1 7 7 0 -1 0 0 0 0 0 0 3 0 0 20 0 1 0"), 30);
+  assert.equal(statCpuMs("no name here"), null);
+  assert.equal(statCpuMs("7 (x) R 1 7"), null); // cut short
+  assert.equal(statCpuMs("7 (x) R 1 7 7 0 -1 0 0 0 0 0 u s"), null);
+});
+
+Deno.test("processCpuMs: nothing for a missing or unknown process", () => {
+  assert.equal(processCpuMs(null), null);
+  assert.equal(processCpuMs(undefined), null);
+  assert.equal(processCpuMs(2 ** 30), null); // above any pid_max
+});
+
+Deno.test({
+  name:
+    "CpuMeter: a busy child reads about one core, a sleeping one none, and this process its own",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const busy = new Deno.Command("sh", { args: ["-c", "while :; do :; done"] }).spawn();
+    const idle = new Deno.Command("sleep", { args: ["30"] }).spawn();
+    try {
+      const meter = new CpuMeter({ broker: () => busy.pid, generator: () => idle.pid });
+      await new Promise((r) => setTimeout(r, 100)); // both started
+      const mark = meter.mark();
+      const until = performance.now() + 700;
+      let spins = 0;
+      while (performance.now() < until) spins++; // this process busy too
+      const rec = meter.since(mark, 350);
+      assert.ok(spins > 0);
+      assert.ok(rec.seconds >= 0.69 && rec.seconds < 2, `seconds ${rec.seconds}`);
+      // two cores shared with the test runner's other work: well above half a core, not above one
+      assert.ok(
+        rec.broker_cores! > 0.4 && rec.broker_cores! <= 1.1,
+        `busy child ${rec.broker_cores}`,
+      );
+      assert.ok(rec.generator_cores! < 0.05, `sleeping child ${rec.generator_cores}`);
+      assert.ok(
+        rec.sidecar_cores > 0.4 && rec.sidecar_cores < 1.5,
+        `this process ${rec.sidecar_cores}`,
+      );
+      // µs per frame: the same CPU time over 350 frames
+      const expect = (rec.sidecar_cores * rec.seconds * 1e6) / 350;
+      assert.ok(
+        Math.abs(rec.sidecar_us_per_frame! - expect) / expect < 0.05,
+        `${rec.sidecar_us_per_frame} vs ${expect}`,
+      );
+      assert.match(
+        cpuText(rec),
+        /^, CPU: sidecar \d\.\d\d \(\d+ µs\/frame\), broker \d\.\d\d, generator 0\.0\d cores$/,
+      );
+    } finally {
+      busy.kill("SIGKILL");
+      idle.kill("SIGKILL");
+      await busy.status;
+      await idle.status;
+    }
+  },
+});
+
+Deno.test("CpuMeter: a process that is gone reads null, and no frames leave µs per frame out", () => {
+  const meter = new CpuMeter({ broker: () => null, generator: () => 2 ** 30 });
+  const rec = meter.since(meter.mark());
+  assert.equal(rec.broker_cores, null);
+  assert.equal(rec.generator_cores, null);
+  assert.equal(rec.sidecar_us_per_frame, undefined);
+  assert.equal(cpuText(undefined), "");
+});
