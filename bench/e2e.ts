@@ -23,7 +23,8 @@
  * With `E2E_HOST_WAKE=1` (a diagnostic; it disturbs what it measures), the
  * host's own wake-up lateness is metered after saturation (`host_wake.ts`: a
  * real-time thread per CPU on a 1 ms schedule) and each latency row records
- * it over its seconds (`host_wake`).
+ * it over its seconds (`host_wake`). Every row records who used the cores over
+ * it (`cpu`, `process_cpu.ts`): this process, the broker and the generator.
  *
  * `deno run -A bench/e2e.ts --arch jumprelu [--quick]` prints one JSON row per
  * line on stdout (progress on stderr); `bench/run.ts` runs it as a child

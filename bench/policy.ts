@@ -19,6 +19,8 @@ const D_SAE = 24576;
 const ACTIVE = 60;
 const FRAME = 16;
 const REQUESTS = 64;
+/** Frames evaluated before each row is timed (see the warm-up in {@linkcode benchPolicy}). */
+const WARMUP_FRAMES = 5000;
 
 function rows(rng: Rng, n: number): SparseLatents[] {
   return Array.from({ length: n }, () => {
@@ -106,9 +108,10 @@ export async function benchPolicy(_opts: { quick: boolean }): Promise<BenchResul
       frame++;
       return engine.evaluate(b).length;
     };
-    // a second of warm-up, so the row times V8's optimized code (200 frames were too few: the
-    // 100-rule row then moved by 40% with a change that left its steady state alone)
-    for (const until = performance.now() + 1000; performance.now() < until;) step();
+    // warm-up: the row times V8's optimized code (200 frames were too few: the 100-rule row then
+    // moved by 40% with a change that left its steady state alone). A count, not a time, so every
+    // tree measures the same frames from the same state (suppression, positions)
+    for (let i = 0; i < WARMUP_FRAMES; i++) step();
     const lat: number[] = [];
     let firings = 0;
     const end = performance.now() + seconds * 1000;

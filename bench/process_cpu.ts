@@ -8,8 +8,10 @@
  *
  * The sidecar's time is `process.cpuUsage()` (microseconds, every thread);
  * another process's is its `utime + stime` in `/proc/<pid>/stat` (every
- * thread, in clock ticks of 10 ms: Linux's `USER_HZ` is 100), so rows of a
- * few seconds read it to about 1%. Elsewhere than Linux those are null.
+ * thread, in clock ticks of 10 ms: Linux's `USER_HZ` is 100): over a row of
+ * 5 s, a process using a tenth of a core is read to about 2%. Elsewhere than
+ * Linux those are null. The process ids are read at each mark: a broker
+ * restarted within a row would mix two processes (the bench restarts none).
  *
  * @module
  */
