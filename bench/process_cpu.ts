@@ -4,7 +4,8 @@
  * share, who used the cores says more about a row than its latencies alone:
  * at saturation the broker took more CPU than the sidecar (docs/performance.md,
  * "Twenty-fourth sitting"). The sidecar's own time also gives its CPU cost per
- * frame, which moves far less from run to run than a p99.
+ * frame; that moves with the host too (1.8× between runs of one tree), so it
+ * compares trees only over runs that alternate.
  *
  * The sidecar's time is `process.cpuUsage()` (microseconds, every thread);
  * another process's is its `utime + stime` in `/proc/<pid>/stat` (every

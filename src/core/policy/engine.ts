@@ -571,7 +571,8 @@ export class PolicyEngine {
       }
       count = 0;
     }
-    // the span must not keep this batch's arrays alive once the engine is idle
+    // the table must not keep this request's states alive, nor the span this batch's arrays,
+    // once the engine is idle
     for (let c = 0; c < cachedCount; c++) stateOf[cached[c]] = undefined;
     span.indices = NO_LATENTS.indices;
     span.values = NO_LATENTS.values;
