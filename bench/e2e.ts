@@ -44,59 +44,26 @@ import { findNatsServer } from "../src/bus/nats_server.ts";
 import { quantile } from "../src/core/family.ts";
 import { tapSubjectFilter } from "../src/core/frame/subjects.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
-import { randomSae } from "../src/formats/random_sae.ts";
-import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import type { BenchResult } from "./run.ts";
 import { latencySplitText } from "./table.ts";
-import { BENCH_HOOK, BENCH_MODEL, hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
+import { BENCH_HOOK, FLOOR_MODEL, hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
 import { LoadGenerator } from "./e2e_load_process.ts";
 import { BROKER_ENV, startBenchBroker } from "./harness.ts";
-import { HostWakeMeter, type HostWakeSummary } from "./host_wake.ts";
+import { HostWakeMeter, hostWakeOver, hostWakeText } from "./host_wake.ts";
+import { writeBenchMonitor } from "./bench_monitor.ts";
+import { servePlan, SETTLE_SECONDS, SWITCH_SETTLE_SECONDS, WINDOW_SECONDS } from "./e2e_plan.ts";
 import { Samples } from "./samples.ts";
 import { CpuMeter, cpuText } from "./process_cpu.ts";
-
-/**
- * Write the bench's 768→24576 SAE (SAELens layout), its rules and a monitor
- * file into `dir`: TopK gets one rule (TopK is encoded in full anyway),
- * JumpReLU 64 rules on 64 latents (what serve then encodes). `extraRules`
- * is appended to the rule list (YAML, indented two spaces).
- *
- * @example
- * ```ts
- * import { writeBenchMonitor } from "./e2e.ts";
- * const dir = await Deno.makeTempDir();
- * await writeBenchMonitor(dir, "nats://127.0.0.1:4222", "jumprelu");
- * ```
- */
-export async function writeBenchMonitor(
-  dir: string,
-  natsUrl: string,
-  arch: "topk" | "jumprelu",
-  extraRules = "",
-): Promise<void> {
-  const dIn = 768, dSae = 24576, k = 32;
-  await writeSaeLensFolder(`${dir}/sae`, randomSae({ architecture: arch, dIn, dSae, k, seed: 2 }));
-  const ruleCount = arch === "topk" ? 1 : 64;
-  await Deno.writeTextFile(
-    `${dir}/rules.yaml`,
-    "version: 2\nrules:\n" +
-      Array.from(
-        { length: ruleCount },
-        (_, i) =>
-          `  - id: bench-${i}\n    title: bench rule ${i}\n    severity: low\n` +
-          `    when: { sae: bench, latent: ${7 + i * 383}, above: 4.0 }\n`,
-      ).join("") + extraRules,
-  );
-  await Deno.writeTextFile(
-    `${dir}/monitor.yaml`,
-    `monitor: bench\nmodel: ${BENCH_MODEL}\nhook: ${BENCH_HOOK}\nsaes:\n  - id: bench\n    path: sae\n` +
-      `policies: [rules.yaml]\nnats:\n  url: ${natsUrl}\nalerts:\n  stream: BENCH_ALERTS\n` +
-      `batching:\n  max_batch_tokens: 128\n  max_wait_ms: 2\n  max_queue_tokens: 8192\n` +
-      (Deno.env.get("E2E_EXTRA_MONITOR") ?? ""),
-  );
-}
+import {
+  alternation,
+  type Block,
+  overFloor,
+  type Side,
+  SideTally,
+  type Window,
+} from "./e2e_windows.ts";
 
 /** Tokens sent closed-loop before the measured phases, so they time a warm process. */
 const WARMUP_TOKENS = 16384;
@@ -124,73 +91,6 @@ function latencySplit(toSidecar: Samples, inSidecar: Samples) {
 const SAMPLES_CAPACITY = (120 * 75_000) / 16;
 
 const rssMb = () => Deno.memoryUsage().rss / 2 ** 20;
-
-/** The row's `host_wake` from `wall0` (epoch ms) to now; nothing without a meter. */
-function hostWakeOver(
-  meter: HostWakeMeter | null,
-  wall0: number,
-): { host_wake?: HostWakeSummary } {
-  const s = meter?.summary(wall0, Date.now());
-  return s ? { host_wake: s } : {};
-}
-
-/** `, host: 0.4% of wake-ups over 1 ms late (0.1% over 2), latest 3.1 ms` for a progress line. */
-function hostWakeText(s: HostWakeSummary | undefined): string {
-  return s === undefined
-    ? ""
-    : `, host: ${s.late_over_1ms_pct}% of wake-ups over 1 ms late (${s.late_over_2ms_pct}% over 2), latest ${
-      s.max_late_ms.toFixed(1)
-    } ms${s.policy === "fifo" ? "" : " (not real-time: contention counts too)"}`;
-}
-
-/**
- * Closed-loop saturation turns, run back to back; the row reports their median.
- * One turn is about two seconds, and on a shared 2-core host one turn in a few
- * measured half of its neighbours (45,753 tokens/s four minutes after 84,109 on
- * the same tree): the open-loop rows are shares of this figure, so a turn that
- * the host slowed would set every load below what the sidecar sustains.
- */
-const SATURATION_TURNS = 3;
-
-/** Seconds each open-loop phase runs at its rate before it is measured. */
-const SETTLE_SECONDS = 1;
-
-/** Phases of one serve bench; durations in seconds. */
-interface ServePlan {
-  saturationTokens: number;
-  /** Closed-loop turns of `saturationTokens` each; the row reports their median. */
-  saturationTurns: number;
-  /** Shares of the saturation rate run open-loop, each for `loadSeconds`. */
-  loads: number[];
-  loadSeconds: number;
-  /** Half-load RSS check duration (0: none). */
-  rssSeconds: number;
-  /** Shares of saturation sent to a bare subscriber (the transport's own latency). */
-  floorLoads: number[];
-}
-
-function servePlan(arch: "topk" | "jumprelu", quick: boolean): ServePlan {
-  // rows --quick shares with a full run measure the same way (same tokens, same
-  // seconds); --quick only runs fewer load rows and a shorter, differently named RSS row
-  if (arch === "topk") {
-    return {
-      saturationTokens: 16384,
-      saturationTurns: SATURATION_TURNS,
-      loads: [0.5],
-      loadSeconds: 5,
-      rssSeconds: 0,
-      floorLoads: [],
-    };
-  }
-  return {
-    saturationTokens: 131072,
-    saturationTurns: SATURATION_TURNS,
-    loads: quick ? [0.25, 0.5] : [0.1, 0.25, 0.5, 0.75],
-    loadSeconds: 5,
-    rssSeconds: quick ? 10 : 120,
-    floorLoads: [0.25, 0.5],
-  };
-}
 
 /**
  * Run the serve bench on a 768→24576 SAE: TopK (encoded in full, as TopK
@@ -237,6 +137,8 @@ export async function benchServe(
     let splitMissing = 0;
     let encoded = 0;
     let lastEncodedAt = 0;
+    // whose frames are being measured now (an open-loop window's settling second is not)
+    const measuring = { sidecar: true, floor: false };
     const outstanding = 1024;
     let creditDue = false;
     let credited = 0;
@@ -254,7 +156,7 @@ export async function benchServe(
         for (const f of frames) {
           const sent = f.meta?.sent;
           encoded += f.tokens;
-          if (sent === undefined) continue;
+          if (sent === undefined || !measuring.sidecar) continue;
           latencies.push(now - Number(sent));
           const received = batch.receivedAt(f);
           if (received === undefined) {
@@ -271,6 +173,22 @@ export async function benchServe(
       },
     });
     const dropped = () => monitor.telemetry.total("latentwatch.tokens.dropped");
+    // the floor's bare subscriber, in this process as the sidecar: the frames of FLOOR_MODEL,
+    // which the monitor does not subscribe to. It reads one header and keeps nothing, so it
+    // borrows its messages as the pipeline does (the connection reuses its read chunks)
+    const floorLatencies = new Samples(SAMPLES_CAPACITY);
+    let floorReceived = 0;
+    const floorBus = await connectNatsBus({ url: server.url, name: "bench-floor" });
+    const floorSub = floorBus.subscribe(
+      tapSubjectFilter(FLOOR_MODEL, BENCH_HOOK),
+      (msg) => {
+        const sent = msg.headers["Lw-Meta-sent"];
+        if (sent !== undefined && measuring.floor) floorLatencies.push(hostNowMs() - Number(sent));
+        floorReceived += tokensPerFrame;
+      },
+      undefined,
+      { borrows: true },
+    );
     const { tokensPerFrame, requests } = LOAD_SHAPE;
     // peak RSS of the phase running now, sampled every 200 ms
     let phasePeak = 0;
@@ -358,60 +276,143 @@ export async function benchServe(
       });
     }
 
-    // 2. and 3. open loop at fixed rates
-    const openLoop = async (fraction: number, secs: number, rowName: string) => {
+    // 2. and 3. open loop at fixed rates; at the floor's loads the row alternates with its floor
+    const openLoop = async (
+      fraction: number,
+      secs: number,
+      rowName: string,
+      floorName?: string,
+    ) => {
       const rate = fraction * saturation;
-      // settle at the new rate first, not measured: the row is then the steady state at its
-      // load, not the end of the phase before (in --quick the 25% row follows saturation,
-      // whose garbage V8 collects in the next second; in a full run it follows the 10% row)
-      const settled = await gen.run(
-        { cmd: "open", rate, seconds: SETTLE_SECONDS },
-        Date.now() + SETTLE_SECONDS * 1000 + 30_000,
-      );
-      await drain(settled.published, Date.now() + 10_000);
-      const { encoded0, dropped0, t0, wall0 } = begin();
-      const cpu0 = cpuMeter.mark();
-      const samples: number[] = [rssMb()];
-      const sampleEverySecond = setInterval(() => samples.push(rssMb()), 1000);
-      const done = await gen.run(
-        { cmd: "open", rate, seconds: secs },
-        Date.now() + secs * 1000 + 30_000,
-      );
+      // the row and its floor in windows that alternate: both meet the same seconds of a host
+      // whose speed drifts (a floor measured minutes later moved 3× between runs)
+      const blocks: Block[] = floorName
+        ? alternation(secs, WINDOW_SECONDS)
+        : [{ side: "sidecar", seconds: secs }];
+      measuring.sidecar = false; // each window measures after its settling second
+      let dropped0 = 0, wall0 = 0;
+      const samples: number[] = [];
+      let sampleEverySecond: ReturnType<typeof setInterval> | undefined;
+      // the row starts after its first settling second: the phase before (saturation's garbage,
+      // RSS included) is not the row's
+      const startRow = () => {
+        for (const s of [latencies, toSidecar, inSidecar, floorLatencies]) s.clear();
+        splitMissing = 0;
+        phasePeak = rssMb();
+        dropped0 = dropped();
+        wall0 = Date.now();
+        samples.push(rssMb());
+        sampleEverySecond = setInterval(() => samples.push(rssMb()), 1000);
+      };
+      const sides = { sidecar: new SideTally(), floor: new SideTally() };
+      for (const [i, { side, seconds }] of blocks.entries()) {
+        const settle = i === 0 ? SETTLE_SECONDS : SWITCH_SETTLE_SECONDS;
+        const onSettled = i === 0 ? startRow : undefined;
+        sides[side].add(await openWindow({ side, rate, seconds, settle, onSettled }));
+      }
       clearInterval(sampleEverySecond);
-      await drain(done.published, Date.now() + 10_000);
-      const cpu = cpuMeter.since(cpu0, (encoded - encoded0) / tokensPerFrame);
       samples.push(rssMb());
-      const took = (Math.max(lastEncodedAt, t0 + 1) - t0) / 1000;
       const sorted = latencies.sorted();
-      const row: BenchResult = {
-        name: rowName,
-        tokens_per_s: (encoded - encoded0) / took,
+      const floorSorted = floorLatencies.sorted();
+      const { sidecar, floor } = sides;
+      // what a side's row says of its windows: rate, percentiles, the generator's lag, the cores
+      const sideRow = (name: string, tally: SideTally, sorted: Float64Array): BenchResult => ({
+        name,
+        tokens_per_s: tally.tokens / tally.seconds,
         baseline_tokens_per_s: null,
         ratio: null,
         p50_ms: pct(sorted, 50),
         p99_ms: pct(sorted, 99),
+        rss_mb: null,
+        offered_tokens_per_s: rate,
+        load_fraction: fraction,
+        schedule_lag_p99_ms: tally.lagP99Ms,
+        cpu: CpuMeter.over(tally.spans, tally.tokens / tokensPerFrame),
+      });
+      const row: BenchResult = {
+        ...sideRow(rowName, sidecar, sorted),
         ...latencySplit(toSidecar, inSidecar),
         ...(splitMissing > 0 ? { split_missing_frames: splitMissing } : {}),
         rss_mb: Math.max(phasePeak, ...samples),
-        offered_tokens_per_s: rate,
-        load_fraction: fraction,
         dropped_tokens: dropped() - dropped0,
-        schedule_lag_p99_ms: done.lagP99Ms,
+        ...(floorName
+          ? {
+            floor_p99_ms: pct(floorSorted, 99),
+            p99_over_floor_ms: overFloor(pct(sorted, 99), pct(floorSorted, 99)),
+          }
+          : {}),
         ...hostWakeOver(hostWake, wall0),
-        cpu,
       };
-      return { row, samples };
+      if (!floorName) return { row, samples };
+      const floorRow: BenchResult = {
+        ...sideRow(floorName, floor, floorSorted),
+        // not received by the deadline (a slow consumer's messages that nats-server dropped)
+        dropped_tokens: floor.missing,
+        // the host's wake-ups over the row and its floor together: their windows alternate
+        ...hostWakeOver(hostWake, wall0),
+        // its cpu's "sidecar" is this process: the bare subscriber, and the monitor idling
+      };
+      return { row, samples, floorRow };
+    };
+    /**
+     * One window of a row: its rate for `settle` seconds, not measured (the row is then the
+     * steady state at its load, not the end of the phase before), then `seconds` measured. The
+     * floor's frames name FLOOR_MODEL, which the monitor does not subscribe to: it idles
+     * meanwhile, as if stopped, and the bare subscriber reads them.
+     */
+    const openWindow = async (
+      { side, rate, seconds: secs, settle, onSettled }: {
+        side: Side;
+        rate: number;
+        seconds: number;
+        settle: number;
+        /** Called between the settling time and the measured seconds. */
+        onSettled?: () => void;
+      },
+    ): Promise<Window> => {
+      const model = side === "floor" ? { model: FLOOR_MODEL } : {};
+      const count = () => side === "floor" ? floorReceived : encoded;
+      const run = async (seconds: number) => {
+        const start = count();
+        const done = await gen.run(
+          { cmd: "open", rate, seconds, ...model },
+          Date.now() + seconds * 1000 + 30_000,
+        );
+        const want = start + done.frames * tokensPerFrame, deadline = Date.now() + 10_000;
+        while (count() < want && Date.now() < deadline) await sleep(1);
+        return { done, tokens: count() - start, missing: want - count() };
+      };
+      await run(settle);
+      onSettled?.();
+      measuring[side] = true;
+      const from = cpuMeter.mark(), t0 = performance.now();
+      const { done, tokens, missing } = await run(secs);
+      measuring[side] = false;
+      const to = cpuMeter.mark();
+      // the sidecar's window ends at its last evaluation, not at the drain loop's next look
+      const end = side === "sidecar" ? Math.max(lastEncodedAt, t0 + 1) : performance.now();
+      return {
+        span: { from, to },
+        tokens,
+        seconds: (end - t0) / 1000,
+        missing,
+        lagP99Ms: done.lagP99Ms,
+      };
     };
     for (const f of plan.loads) {
+      const matched = plan.floorLoads.includes(f);
       opts.progress(
         `e2e: open loop at ${Math.round(f * 100)}% of saturation (${
           Math.round(f * saturation)
-        } tokens/s) for ${plan.loadSeconds} s`,
+        } tokens/s) for ${plan.loadSeconds} s${
+          matched ? ", in windows alternating with its floor (a bare subscriber)" : ""
+        }`,
       );
-      const { row } = await openLoop(
+      const { row, floorRow } = await openLoop(
         f,
         plan.loadSeconds,
         `${name}/load-${Math.round(f * 100)}pct`,
+        matched ? `${name}/floor-${Math.round(f * 100)}pct` : undefined,
       );
       rows.push(row);
       opts.progress(
@@ -423,6 +424,16 @@ export async function benchServe(
           row.rss_mb?.toFixed(0)
         } MB${hostWakeText(row.host_wake)}${cpuText(row.cpu)}`,
       );
+      if (floorRow) {
+        rows.push(floorRow);
+        opts.progress(
+          `e2e: ${floorRow.name}: p50 ${floorRow.p50_ms?.toFixed(2)} ms, p99 ${
+            floorRow.p99_ms?.toFixed(2)
+          } ms (the row's p99 ${row.p99_ms?.toFixed(2)} ms: ${
+            row.p99_over_floor_ms?.toFixed(2)
+          } over it)${hostWakeText(floorRow.host_wake)}${cpuText(floorRow.cpu)}`,
+        );
+      }
     }
     if (plan.rssSeconds > 0) {
       const label = plan.rssSeconds % 60 === 0
@@ -448,68 +459,8 @@ export async function benchServe(
     }
     clearInterval(sampler);
     await monitor.stop();
-    // 4. the floor: the same open loads to a bare subscriber in this process, sidecar stopped
-    const floor = await connectNatsBus({ url: server.url, name: "bench-floor" });
-    let received = 0;
-    // it reads one header and keeps nothing, so it borrows its messages as the pipeline does
-    // (the connection then reuses its read chunks instead of driving full collections here)
-    const sub = floor.subscribe(
-      tapSubjectFilter(BENCH_MODEL, BENCH_HOOK),
-      (msg) => {
-        const sent = msg.headers["Lw-Meta-sent"];
-        if (sent !== undefined) latencies.push(hostNowMs() - Number(sent));
-        received += tokensPerFrame;
-      },
-      undefined,
-      { borrows: true },
-    );
-    if (plan.floorLoads.length > 0) {
-      // a second at the first load, not measured: the stopped monitor's clean-up and the new
-      // subscription's first messages otherwise land in the first row (messages lost as a slow consumer)
-      await gen.run(
-        { cmd: "open", rate: plan.floorLoads[0] * saturation, seconds: 1 },
-        Date.now() + 31_000,
-      );
-      await sleep(200);
-    }
-    for (const f of plan.floorLoads) {
-      opts.progress(`e2e: transport floor, ${Math.round(f * 100)}% to a bare subscriber`);
-      latencies.clear();
-      const t0 = performance.now(), received0 = received, wall0 = Date.now();
-      const cpu0 = cpuMeter.mark();
-      const done = await gen.run(
-        { cmd: "open", rate: f * saturation, seconds: plan.loadSeconds },
-        Date.now() + plan.loadSeconds * 1000 + 30_000,
-      );
-      const want = received0 + done.frames * tokensPerFrame, deadline = Date.now() + 10_000;
-      while (received < want && Date.now() < deadline) await sleep(1);
-      const cpu = cpuMeter.since(cpu0, (received - received0) / tokensPerFrame);
-      const sorted = latencies.sorted();
-      rows.push({
-        name: `${name}/floor-${Math.round(f * 100)}pct`,
-        tokens_per_s: (received - received0) / ((performance.now() - t0) / 1000),
-        baseline_tokens_per_s: null,
-        ratio: null,
-        p50_ms: pct(sorted, 50),
-        p99_ms: pct(sorted, 99),
-        rss_mb: null,
-        offered_tokens_per_s: f * saturation,
-        load_fraction: f,
-        // not received by the deadline (a slow consumer's messages that nats-server dropped)
-        dropped_tokens: want - received,
-        ...hostWakeOver(hostWake, wall0),
-        // "sidecar" here is the bare subscriber that stands in for it
-        cpu,
-      });
-      const last = rows[rows.length - 1];
-      opts.progress(
-        `e2e: ${last.name}: p50 ${last.p50_ms?.toFixed(2)} ms, p99 ${last.p99_ms?.toFixed(2)} ms${
-          hostWakeText(last.host_wake)
-        }${cpuText(last.cpu)}`,
-      );
-    }
-    sub.unsubscribe();
-    await floor.close();
+    floorSub.unsubscribe();
+    await floorBus.close();
     await gen.quit();
     const harness = { broker_env: { ...BROKER_ENV }, generator_v8_flags: gen.v8Flags };
     for (const r of rows) r.harness = harness;

@@ -7,12 +7,15 @@
  * - `{"cmd":"saturation","tokens":N,"outstanding":512}`: closed loop, at most
  *   `outstanding` tokens published and not yet encoded;
  * - `{"cmd":"open","rate":R,"seconds":S}`: open loop, frames on a schedule at
- *   R tokens/s for S seconds, whatever the sidecar does;
+ *   R tokens/s for S seconds, whatever the sidecar does; with `"model":M`
+ *   the frames name model M instead ({@linkcode FLOOR_MODEL}: frames the
+ *   monitor does not subscribe to, for the bare subscriber of the floor);
  * - `{"cmd":"quit"}`.
  *
  * Each phase ends with one JSON line on stdout:
- * `{"done":true,"published":P,"frames":F,"lagP99Ms":x}` (the generator's
- * lateness against its schedule, p99). Every frame carries its publish time
+ * `{"done":true,"published":P,"frames":F,"lagP99Ms":x}`: P the tokens
+ * published so far to the monitor's model (the floor's not counted), F the
+ * frames of this phase, x the generator's lateness against its schedule, p99. Every frame carries its publish time
  * as request metadata `Lw-Meta-sent` (`performance.timeOrigin + now()`, ms,
  * the host clock both processes share), so the sidecar measures frame
  * published → encoded and evaluated.
@@ -33,13 +36,15 @@ import { Tap } from "../src/tap/tap.ts";
 /** A command from the parent (`bench/e2e.ts`). */
 export type LoadCommand =
   | { cmd: "saturation"; tokens: number; outstanding: number }
-  | { cmd: "open"; rate: number; seconds: number }
+  | { cmd: "open"; rate: number; seconds: number; model?: string }
   | { cmd: "quit" };
 
 /** What the generator reports at the end of a phase. */
 export interface LoadPhaseDone {
   done: true;
+  /** Tokens published so far to the monitor's model (not the floor's). */
   published: number;
+  /** Frames of this phase, whatever their model. */
   frames: number;
   lagP99Ms: number;
 }
@@ -52,6 +57,12 @@ export const BENCH_HOOK = "blocks.8.hook_resid_pre";
 
 /** The model the bench's taps name (the monitor's tap subjects follow it). */
 export const BENCH_MODEL = "bench-model";
+
+/**
+ * The model of the floor's frames: the same frames, on subjects the monitor
+ * does not subscribe to, read by a bare subscriber.
+ */
+export const FLOOR_MODEL = "bench-floor-model";
 
 /** Shape of the generated load. */
 export const LOAD_SHAPE = { tokensPerFrame: 16, requests: 64, dIn: 768 } as const;
@@ -91,9 +102,20 @@ async function main(url: string): Promise<void> {
   const bus = await connectNatsBus({ url, name: "bench-load" });
   // E2E_LOAD_DTYPE: the frames' dtype (a served model's activations are often bf16)
   const dtype = (Deno.env.get("E2E_LOAD_DTYPE") ?? "f32") as "f32" | "bf16" | "f16";
-  const tap = new Tap(bus, { model: BENCH_MODEL, hook: BENCH_HOOK, dtype });
+  // one tap and one set of request positions per model: the monitor sees its requests'
+  // positions run on without gaps while the floor's frames go to another model
+  const taps = new Map<string, { tap: Tap; positions: number[] }>();
+  const tapOf = (model: string) => {
+    let t = taps.get(model);
+    if (!t) {
+      const tap = new Tap(bus, { model, hook: BENCH_HOOK, dtype });
+      taps.set(model, t = { tap, positions: new Array(requests).fill(0) });
+    }
+    return t;
+  };
+  let { tap, positions } = tapOf(BENCH_MODEL);
+  const monitored = tap;
   const pool = new Rng(9).fillGaussian(new Float32Array(tokensPerFrame * dIn * 8));
-  const positions = new Array(requests).fill(0);
   let published = 0, frame = 0, encoded = 0;
   const waiting: { credit: (() => void) | null } = { credit: null };
   const publish = () => {
@@ -108,7 +130,7 @@ async function main(url: string): Promise<void> {
       { meta: { sent: hostNowMs().toFixed(3) } },
     );
     positions[r] += tokensPerFrame;
-    published += tokensPerFrame;
+    if (tap === monitored) published += tokensPerFrame;
     frame++;
   };
   bus.subscribe(CREDIT_SUBJECT, (msg) => {
@@ -139,7 +161,8 @@ async function main(url: string): Promise<void> {
     await bus.flush();
     finish(frames0, []);
   };
-  const openLoop = async (rate: number, seconds: number) => {
+  const openLoop = async (rate: number, seconds: number, model: string) => {
+    ({ tap, positions } = tapOf(model));
     const interval = (tokensPerFrame / rate) * 1000;
     const frames = Math.max(1, Math.floor((rate * seconds) / tokensPerFrame));
     const frames0 = frame, t0 = performance.now(), lags: number[] = [];
@@ -165,6 +188,7 @@ async function main(url: string): Promise<void> {
       await nextTurn();
     }
     await bus.flush();
+    ({ tap, positions } = tapOf(BENCH_MODEL));
     finish(frames0, lags);
   };
 
@@ -175,11 +199,12 @@ async function main(url: string): Promise<void> {
     const c = JSON.parse(line) as LoadCommand;
     if (c.cmd === "saturation") {
       phase = phase.then(() => saturation(c.tokens, c.outstanding));
-    } else if (c.cmd === "open") phase = phase.then(() => openLoop(c.rate, c.seconds));
-    else break;
+    } else if (c.cmd === "open") {
+      phase = phase.then(() => openLoop(c.rate, c.seconds, c.model ?? BENCH_MODEL));
+    } else break;
   }
   await phase;
-  tap.close();
+  for (const t of taps.values()) t.tap.close();
   await bus.close();
 }
 

@@ -21,7 +21,7 @@ import { encodeVerdict } from "../src/core/steer/encode.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
-import { writeBenchMonitor } from "./e2e.ts";
+import { writeBenchMonitor } from "./bench_monitor.ts";
 import type { BenchResult } from "./run.ts";
 import { BROKER_ENV, startBenchBroker } from "./harness.ts";
 import { BENCH_HOOK, BENCH_MODEL, readLines } from "./e2e_load.ts";

@@ -191,3 +191,38 @@ function killQuietly(child: Deno.ChildProcess): void {
     child.kill("SIGTERM");
   } catch { /* already gone */ }
 }
+
+/**
+ * The row's `host_wake` from `wall0` (epoch ms) to now; nothing without a meter.
+ *
+ * @example
+ * ```ts
+ * import { hostWakeOver } from "./host_wake.ts";
+ * hostWakeOver(null, Date.now()); // {}: no meter, no field
+ * ```
+ */
+export function hostWakeOver(
+  meter: HostWakeMeter | null,
+  wall0: number,
+): { host_wake?: HostWakeSummary } {
+  const s = meter?.summary(wall0, Date.now());
+  return s ? { host_wake: s } : {};
+}
+
+/**
+ * `, host: 0.4% of wake-ups over 1 ms late (0.1% over 2), latest 3.1 ms` for a
+ * progress line; empty without a summary.
+ *
+ * @example
+ * ```ts
+ * import { hostWakeText } from "./host_wake.ts";
+ * hostWakeText(undefined); // ""
+ * ```
+ */
+export function hostWakeText(s: HostWakeSummary | undefined): string {
+  return s === undefined
+    ? ""
+    : `, host: ${s.late_over_1ms_pct}% of wake-ups over 1 ms late (${s.late_over_2ms_pct}% over 2), latest ${
+      s.max_late_ms.toFixed(1)
+    } ms${s.policy === "fifo" ? "" : " (not real-time: contention counts too)"}`;
+}

@@ -111,16 +111,33 @@ export class CpuMeter {
 
   /** What each process used since `mark`; `frames` the sidecar took in meanwhile, when known. */
   since(mark: CpuMark, frames?: number): CpuRecord {
-    const now = this.mark();
-    const seconds = (now.at - mark.at) / 1000;
-    const share = (a: number | null, b: number | null) =>
-      a === null || b === null || seconds <= 0 ? null : round3((b - a) / 1000 / seconds);
-    const selfUs = now.selfUs - mark.selfUs;
+    return CpuMeter.over([{ from: mark, to: this.mark() }], frames);
+  }
+
+  /**
+   * What each process used over several spans of one row together (a row
+   * measured in windows that alternate with another's): CPU time summed over
+   * the spans ÷ their seconds summed. A process unreadable at any mark is null.
+   */
+  static over(spans: readonly { from: CpuMark; to: CpuMark }[], frames?: number): CpuRecord {
+    let ms = 0, selfUs = 0;
+    let broker: number | null = 0, generator: number | null = 0;
+    const add = (sum: number | null, a: number | null, b: number | null) =>
+      sum === null || a === null || b === null ? null : sum + (b - a);
+    for (const { from, to } of spans) {
+      ms += to.at - from.at;
+      selfUs += to.selfUs - from.selfUs;
+      broker = add(broker, from.broker, to.broker);
+      generator = add(generator, from.generator, to.generator);
+    }
+    const seconds = ms / 1000;
+    const share = (cpuMs: number | null) =>
+      cpuMs === null || seconds <= 0 ? null : round3(cpuMs / 1000 / seconds);
     return {
       seconds: round3(seconds),
       sidecar_cores: seconds > 0 ? round3(selfUs / 1e6 / seconds) : 0,
-      broker_cores: share(mark.broker, now.broker),
-      generator_cores: share(mark.generator, now.generator),
+      broker_cores: share(broker),
+      generator_cores: share(generator),
       ...(frames !== undefined && frames > 0
         ? { sidecar_us_per_frame: Math.round((selfUs / frames) * 10) / 10 }
         : {}),

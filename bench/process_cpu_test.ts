@@ -76,3 +76,30 @@ Deno.test("CpuMeter: a process that is gone reads null, and no frames leave µs 
   assert.equal(rec.sidecar_us_per_frame, undefined);
   assert.equal(cpuText(undefined), "");
 });
+
+Deno.test("CpuMeter.over: CPU summed over the spans ÷ their seconds summed, not the time between them", () => {
+  const at = (ms: number, selfUs: number, broker: number | null, generator: number | null) => ({
+    at: ms,
+    selfUs,
+    broker,
+    generator,
+  });
+  // two spans of 2 s and 1 s with a 10 s gap between them that must not count
+  const rec = CpuMeter.over([
+    { from: at(0, 0, 100, 50), to: at(2_000, 1_000_000, 1_100, 550) },
+    { from: at(12_000, 5_000_000, 9_000, 9_000), to: at(13_000, 5_500_000, 9_500, 9_100) },
+  ], 3_000);
+  assert.equal(rec.seconds, 3);
+  assert.equal(rec.sidecar_cores, 0.5); // 1.5 s of CPU over 3 s
+  assert.equal(rec.broker_cores, 0.5); // 1,000 + 500 ms
+  assert.equal(rec.generator_cores, 0.2); // 500 + 100 ms
+  assert.equal(rec.sidecar_us_per_frame, 500); // 1.5e6 µs / 3,000 frames
+  // a process unreadable at one mark: unknown over the row, not the other spans' share
+  const gone = CpuMeter.over([
+    { from: at(0, 0, 100, null), to: at(1_000, 10, 200, 5) },
+    { from: at(2_000, 10, 200, 5), to: at(3_000, 20, 300, 6) },
+  ]);
+  assert.equal(gone.generator_cores, null);
+  assert.equal(gone.broker_cores, 0.1);
+  assert.equal(gone.sidecar_us_per_frame, undefined);
+});

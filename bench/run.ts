@@ -131,6 +131,12 @@ export interface BenchResult {
    */
   cpu?: CpuRecord;
   /**
+   * e2e/serve-* load rows at the floor's loads: the p99 of their floor (`…/floor-Npct`, the
+   * bare subscriber, measured in windows alternating with the row's), and the row's p99 less it.
+   */
+  floor_p99_ms?: number | null;
+  p99_over_floor_ms?: number | null;
+  /**
    * e2e/ open loop: the latency split at the sidecar's door, ms: frame published →
    * handed to the sidecar's subscription (transport, and any wait for the sidecar's
    * thread), and received there → encoded and evaluated.

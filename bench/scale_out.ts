@@ -22,7 +22,7 @@ import {
   type Sidecar,
   startSidecar,
 } from "../support/sidecars.ts";
-import { writeBenchMonitor } from "./e2e.ts";
+import { writeBenchMonitor } from "./bench_monitor.ts";
 import { BENCH_HOOK, BENCH_MODEL } from "./e2e_load.ts";
 import type { BenchResult } from "./run.ts";
 

@@ -50,8 +50,9 @@ export function resultsTable(results: BenchResult[]): string {
 }
 
 /**
- * An e2e row's p99 split at the sidecar's door, as ` (to the sidecar X, in it Y)`;
- * empty for rows without it. Each half is its own p99 (percentiles do not add up).
+ * An e2e row's p99 split at the sidecar's door, as ` (to the sidecar X, in it Y)`,
+ * and its floor's p99 where it was measured beside one (`; floor Z`); empty for
+ * rows without a split. Each is its own p99 (percentiles do not add up).
  *
  * @example
  * ```ts
@@ -62,9 +63,9 @@ export function resultsTable(results: BenchResult[]): string {
  * ```
  */
 export function latencySplitText(r: BenchResult): string {
-  return r.to_sidecar_p99_ms == null || r.in_sidecar_p99_ms == null
-    ? ""
-    : ` (to the sidecar ${r.to_sidecar_p99_ms.toFixed(2)}, in it ${
-      r.in_sidecar_p99_ms.toFixed(2)
-    })`;
+  if (r.to_sidecar_p99_ms == null || r.in_sidecar_p99_ms == null) return "";
+  const floor = r.floor_p99_ms == null ? "" : `; floor ${r.floor_p99_ms.toFixed(2)}`;
+  return ` (to the sidecar ${r.to_sidecar_p99_ms.toFixed(2)}, in it ${
+    r.in_sidecar_p99_ms.toFixed(2)
+  }${floor})`;
 }
