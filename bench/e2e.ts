@@ -13,12 +13,14 @@
  *    and time, each after one second at its rate that is not measured;
  *    latency is frame published → its tokens encoded and evaluated (the
  *    pipeline's `onEncoded` hook), from the publish time each frame carries
- *    (`Lw-Meta-sent`, the host clock both processes read);
+ *    (`Lw-Meta-sent`, the host clock both processes read); at 25 and 50%
+ *    (JumpReLU) the row alternates, a second at a time (`e2e_windows.ts`),
+ *    with its floor: the same load to a bare subscriber here that only reads
+ *    each frame's publish time, on subjects the monitor does not read (it
+ *    idles meanwhile), the transport's and the machine's own latency in the
+ *    same seconds as the row;
  * 3. RSS over time (JumpReLU): half load for two minutes (a 10 s row in --quick),
- *    RSS sampled every second;
- * 4. the floor (JumpReLU): the sidecar stopped, the same open loads (25 and 50%)
- *    to a bare subscriber here that only reads each frame's publish time: the
- *    transport's and the machine's own latency under the rows of phase 2.
+ *    RSS sampled every second.
  *
  * With `E2E_HOST_WAKE=1` (a diagnostic; it disturbs what it measures), the
  * host's own wake-up lateness is metered after saturation (`host_wake.ts`: a
