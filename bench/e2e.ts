@@ -14,7 +14,7 @@
  *    latency is frame published → its tokens encoded and evaluated (the
  *    pipeline's `onEncoded` hook), from the publish time each frame carries
  *    (`Lw-Meta-sent`, the host clock both processes read); at 25 and 50%
- *    (JumpReLU) the row alternates, a second at a time (`e2e_windows.ts`),
+ *    (JumpReLU) the row alternates, in windows of a second (`e2e_windows.ts`),
  *    with its floor: the same load to a bare subscriber here that only reads
  *    each frame's publish time, on subjects the monitor does not read (it
  *    idles meanwhile), the transport's and the machine's own latency in the
@@ -41,16 +41,15 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { findNatsServer } from "../src/bus/nats_server.ts";
 import { quantile } from "../src/core/family.ts";
-import { tapSubjectFilter } from "../src/core/frame/subjects.ts";
 import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import type { BenchResult } from "./run.ts";
 import { latencySplitText } from "./table.ts";
-import { BENCH_HOOK, FLOOR_MODEL, hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
+import { FLOOR_MODEL, hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
+import { FloorSubscriber } from "./e2e_floor.ts";
 import { LoadGenerator } from "./e2e_load_process.ts";
 import { BROKER_ENV, startBenchBroker } from "./harness.ts";
 import { HostWakeMeter, hostWakeOver, hostWakeText } from "./host_wake.ts";
@@ -128,6 +127,8 @@ export async function benchServe(
   let hostWake: HostWakeMeter | null = null;
   const server = await startBenchBroker();
   const rows: BenchResult[] = [];
+  // the floors' bare subscriber, connected at the first floor row
+  const floorSub = new FloorSubscriber(server.url, { rowSeconds: plan.loadSeconds });
   try {
     opts.progress(`e2e: writing the 768x24576 ${arch} SAE in SAELens layout`);
     await writeBenchMonitor(dir, server.url, arch);
@@ -140,7 +141,7 @@ export async function benchServe(
     let encoded = 0;
     let lastEncodedAt = 0;
     // whose frames are being measured now (an open-loop window's settling second is not)
-    const measuring = { sidecar: true, floor: false };
+    const measuring = { sidecar: true };
     const outstanding = 1024;
     let creditDue = false;
     let credited = 0;
@@ -175,22 +176,6 @@ export async function benchServe(
       },
     });
     const dropped = () => monitor.telemetry.total("latentwatch.tokens.dropped");
-    // the floor's bare subscriber, in this process as the sidecar: the frames of FLOOR_MODEL,
-    // which the monitor does not subscribe to. It reads one header and keeps nothing, so it
-    // borrows its messages as the pipeline does (the connection reuses its read chunks)
-    const floorLatencies = new Samples(SAMPLES_CAPACITY);
-    let floorReceived = 0;
-    const floorBus = await connectNatsBus({ url: server.url, name: "bench-floor" });
-    const floorSub = floorBus.subscribe(
-      tapSubjectFilter(FLOOR_MODEL, BENCH_HOOK),
-      (msg) => {
-        const sent = msg.headers["Lw-Meta-sent"];
-        if (sent !== undefined && measuring.floor) floorLatencies.push(hostNowMs() - Number(sent));
-        floorReceived += tokensPerFrame;
-      },
-      undefined,
-      { borrows: true },
-    );
     const { tokensPerFrame, requests } = LOAD_SHAPE;
     // peak RSS of the phase running now, sampled every 200 ms
     let phasePeak = 0;
@@ -291,31 +276,37 @@ export async function benchServe(
       const blocks: Block[] = floorName
         ? alternation(secs, WINDOW_SECONDS)
         : [{ side: "sidecar", seconds: secs }];
-      measuring.sidecar = false; // each window measures after its settling second
-      let dropped0 = 0, wall0 = 0;
+      measuring.sidecar = false; // each window measures after it settles
+      if (floorName) await floorSub.open();
+      let wall0 = 0;
       const samples: number[] = [];
       let sampleEverySecond: ReturnType<typeof setInterval> | undefined;
-      // the row starts after its first settling second: the phase before (saturation's garbage,
+      // the row starts after its first window settles: the phase before (saturation's garbage,
       // RSS included) is not the row's
       const startRow = () => {
-        for (const s of [latencies, toSidecar, inSidecar, floorLatencies]) s.clear();
+        for (const s of [latencies, toSidecar, inSidecar, floorSub.latencies]) s.clear();
         splitMissing = 0;
         phasePeak = rssMb();
-        dropped0 = dropped();
         wall0 = Date.now();
         samples.push(rssMb());
         sampleEverySecond = setInterval(() => samples.push(rssMb()), 1000);
       };
       const sides = { sidecar: new SideTally(), floor: new SideTally() };
-      for (const [i, { side, seconds }] of blocks.entries()) {
-        const settle = i === 0 ? SETTLE_SECONDS : SWITCH_SETTLE_SECONDS;
-        const onSettled = i === 0 ? startRow : undefined;
-        sides[side].add(await openWindow({ side, rate, seconds, settle, onSettled }));
+      try {
+        for (const [i, { side, seconds }] of blocks.entries()) {
+          // each side's first window settles for as long as a row does (the floor's is the
+          // first traffic its connection carries), later ones only past the switch
+          const first = blocks.findIndex((b) => b.side === side) === i;
+          const settle = first ? SETTLE_SECONDS : SWITCH_SETTLE_SECONDS;
+          const onSettled = i === 0 ? startRow : undefined;
+          sides[side].add(await openWindow({ side, rate, seconds, settle, onSettled }));
+        }
+      } finally {
+        clearInterval(sampleEverySecond);
       }
-      clearInterval(sampleEverySecond);
       samples.push(rssMb());
       const sorted = latencies.sorted();
-      const floorSorted = floorLatencies.sorted();
+      const floorSorted = floorSub.latencies.sorted();
       const { sidecar, floor } = sides;
       // what a side's row says of its windows: rate, percentiles, the generator's lag, the cores
       const sideRow = (name: string, tally: SideTally, sorted: Float64Array): BenchResult => ({
@@ -336,7 +327,7 @@ export async function benchServe(
         ...latencySplit(toSidecar, inSidecar),
         ...(splitMissing > 0 ? { split_missing_frames: splitMissing } : {}),
         rss_mb: Math.max(phasePeak, ...samples),
-        dropped_tokens: dropped() - dropped0,
+        dropped_tokens: sidecar.dropped,
         ...(floorName
           ? {
             floor_p99_ms: pct(floorSorted, 99),
@@ -350,7 +341,8 @@ export async function benchServe(
         ...sideRow(floorName, floor, floorSorted),
         // not received by the deadline (a slow consumer's messages that nats-server dropped)
         dropped_tokens: floor.missing,
-        // the host's wake-ups over the row and its floor together: their windows alternate
+        // the host's wake-ups over the row and its floor together, settling included: their
+        // windows alternate
         ...hostWakeOver(hostWake, wall0),
         // its cpu's "sidecar" is this process: the bare subscriber, and the monitor idling
       };
@@ -373,32 +365,36 @@ export async function benchServe(
       },
     ): Promise<Window> => {
       const model = side === "floor" ? { model: FLOOR_MODEL } : {};
-      const count = () => side === "floor" ? floorReceived : encoded;
-      const run = async (seconds: number) => {
+      const count = () => side === "floor" ? floorSub.received : encoded;
+      const setMeasuring = (on: boolean) =>
+        side === "floor" ? floorSub.measuring = on : measuring.sidecar = on;
+      const run = async (seconds: number, lags: boolean) => {
         const start = count();
         const done = await gen.run(
-          { cmd: "open", rate, seconds, ...model },
+          { cmd: "open", rate, seconds, lags, ...model },
           Date.now() + seconds * 1000 + 30_000,
         );
         const want = start + done.frames * tokensPerFrame, deadline = Date.now() + 10_000;
         while (count() < want && Date.now() < deadline) await sleep(1);
         return { done, tokens: count() - start, missing: want - count() };
       };
-      await run(settle);
+      await run(settle, false);
       onSettled?.();
-      measuring[side] = true;
-      const from = cpuMeter.mark(), t0 = performance.now();
-      const { done, tokens, missing } = await run(secs);
-      measuring[side] = false;
+      setMeasuring(true);
+      const from = cpuMeter.mark(), t0 = performance.now(), dropped0 = dropped();
+      const { done, tokens, missing } = await run(secs, true);
+      setMeasuring(false);
       const to = cpuMeter.mark();
-      // the sidecar's window ends at its last evaluation, not at the drain loop's next look
-      const end = side === "sidecar" ? Math.max(lastEncodedAt, t0 + 1) : performance.now();
+      // a window ends at its last frame (evaluated, or received), not at the drain loop's next look
+      const last = side === "sidecar" ? lastEncodedAt : floorSub.lastReceivedAt;
       return {
         span: { from, to },
         tokens,
-        seconds: (end - t0) / 1000,
+        seconds: (Math.max(last, t0 + 1) - t0) / 1000,
         missing,
-        lagP99Ms: done.lagP99Ms,
+        // the sidecar's refusals; the floor's losses are its `missing`
+        dropped: side === "sidecar" ? dropped() - dropped0 : 0,
+        lagsMs: done.lagsMs ?? [],
       };
     };
     for (const f of plan.loads) {
@@ -437,6 +433,8 @@ export async function benchServe(
         );
       }
     }
+    // the rows after (the two-minute RSS row) run without the floor's connection
+    await floorSub.close();
     if (plan.rssSeconds > 0) {
       const label = plan.rssSeconds % 60 === 0
         ? `${plan.rssSeconds / 60}min`
@@ -461,13 +459,12 @@ export async function benchServe(
     }
     clearInterval(sampler);
     await monitor.stop();
-    floorSub.unsubscribe();
-    await floorBus.close();
     await gen.quit();
     const harness = { broker_env: { ...BROKER_ENV }, generator_v8_flags: gen.v8Flags };
     for (const r of rows) r.harness = harness;
     return rows;
   } finally {
+    await floorSub.close().catch(() => {});
     await server.stop();
     await hostWake?.stop();
     await Deno.remove(dir, { recursive: true });

@@ -10,12 +10,15 @@
  *   R tokens/s for S seconds, whatever the sidecar does; with `"model":M`
  *   the frames name model M instead ({@linkcode FLOOR_MODEL}: frames the
  *   monitor does not subscribe to, for the bare subscriber of the floor);
+ *   with `"lags":true` the phase's end reports every frame's lateness;
  * - `{"cmd":"quit"}`.
  *
  * Each phase ends with one JSON line on stdout:
  * `{"done":true,"published":P,"frames":F,"lagP99Ms":x}`: P the tokens
  * published so far to the monitor's model (the floor's not counted), F the
- * frames of this phase, x the generator's lateness against its schedule, p99. Every frame carries its publish time
+ * frames of this phase, x the generator's lateness against its schedule,
+ * p99 (and `lagsMs`, each frame's, when asked: a row of several phases takes
+ * its p99 over all of them). Every frame carries its publish time
  * as request metadata `Lw-Meta-sent` (`performance.timeOrigin + now()`, ms,
  * the host clock both processes share), so the sidecar measures frame
  * published → encoded and evaluated.
@@ -36,7 +39,7 @@ import { Tap } from "../src/tap/tap.ts";
 /** A command from the parent (`bench/e2e.ts`). */
 export type LoadCommand =
   | { cmd: "saturation"; tokens: number; outstanding: number }
-  | { cmd: "open"; rate: number; seconds: number; model?: string }
+  | { cmd: "open"; rate: number; seconds: number; model?: string; lags?: boolean }
   | { cmd: "quit" };
 
 /** What the generator reports at the end of a phase. */
@@ -47,6 +50,8 @@ export interface LoadPhaseDone {
   /** Frames of this phase, whatever their model. */
   frames: number;
   lagP99Ms: number;
+  /** Each frame's lateness against its schedule (ms), when the command asked for them. */
+  lagsMs?: number[];
 }
 
 /** Where the parent publishes the tokens encoded so far (closed-loop credit). */
@@ -140,12 +145,21 @@ async function main(url: string): Promise<void> {
     r?.();
   });
   const out = (o: unknown) => console.log(JSON.stringify(o));
-  const finish = (frames0: number, lags: number[]) => {
+  const finish = (frames0: number, lags: number[], keep = false) => {
     lags.sort((a, b) => a - b);
     const lagP99Ms = lags.length
       ? lags[Math.min(lags.length - 1, Math.floor(0.99 * lags.length))]
       : 0;
-    out({ done: true, published, frames: frame - frames0, lagP99Ms } satisfies LoadPhaseDone);
+    const lagsMs = keep ? { lagsMs: lags.map((v) => Math.round(v * 1000) / 1000) } : {};
+    out(
+      {
+        done: true,
+        published,
+        frames: frame - frames0,
+        lagP99Ms,
+        ...lagsMs,
+      } satisfies LoadPhaseDone,
+    );
   };
 
   const saturation = async (tokens: number, outstanding: number) => {
@@ -161,7 +175,7 @@ async function main(url: string): Promise<void> {
     await bus.flush();
     finish(frames0, []);
   };
-  const openLoop = async (rate: number, seconds: number, model: string) => {
+  const openLoop = async (rate: number, seconds: number, model: string, keepLags: boolean) => {
     ({ tap, positions } = tapOf(model));
     const interval = (tokensPerFrame / rate) * 1000;
     const frames = Math.max(1, Math.floor((rate * seconds) / tokensPerFrame));
@@ -189,7 +203,7 @@ async function main(url: string): Promise<void> {
     }
     await bus.flush();
     ({ tap, positions } = tapOf(BENCH_MODEL));
-    finish(frames0, lags);
+    finish(frames0, lags, keepLags);
   };
 
   out({ ready: true });
@@ -200,7 +214,9 @@ async function main(url: string): Promise<void> {
     if (c.cmd === "saturation") {
       phase = phase.then(() => saturation(c.tokens, c.outstanding));
     } else if (c.cmd === "open") {
-      phase = phase.then(() => openLoop(c.rate, c.seconds, c.model ?? BENCH_MODEL));
+      phase = phase.then(() =>
+        openLoop(c.rate, c.seconds, c.model ?? BENCH_MODEL, c.lags ?? false)
+      );
     } else break;
   }
   await phase;

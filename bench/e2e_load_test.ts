@@ -21,12 +21,15 @@ Deno.test({
     const gen = await LoadGenerator.start(broker.url);
     try {
       // what a monitor of BENCH_MODEL sees: each request's frames, decoded, in order
-      const seen = new Map<string, { model: string; position: number; tokens: number }[]>();
+      const seen = new Map<
+        string,
+        { model: string; position: number; seq: number; tokens: number }[]
+      >();
       const floorFrames: string[] = [];
       bus.subscribe(tapSubjectFilter(BENCH_MODEL, BENCH_HOOK), (m) => {
         const f = decodeFrame(m.subject, m.headers, m.data);
         const list = seen.get(f.requestId) ?? [];
-        list.push({ model: f.model, position: f.position, tokens: f.tokens });
+        list.push({ model: f.model, position: f.position, seq: f.seq, tokens: f.tokens });
         seen.set(f.requestId, list);
       });
       bus.subscribe(tapSubjectFilter(FLOOR_MODEL, BENCH_HOOK), (m) => {
@@ -40,10 +43,17 @@ Deno.test({
         Date.now() + 20_000,
       );
       const last = await gen.run({ cmd: "open", rate, seconds: 0.2 }, Date.now() + 20_000);
+      // a closed loop after it goes back to the monitor's model too (no credit needed: the
+      // window is larger than the phase)
+      const closed = await gen.run(
+        { cmd: "saturation", tokens: 64 * 16 * 4, outstanding: 1 << 20 },
+        Date.now() + 20_000,
+      );
       const deadline = Date.now() + 10_000;
       const total = () => [...seen.values()].reduce((a, l) => a + l.length, 0);
       while (
-        (total() < first.frames + last.frames || floorFrames.length < floor.frames) &&
+        (total() < first.frames + last.frames + closed.frames ||
+          floorFrames.length < floor.frames) &&
         Date.now() < deadline
       ) await new Promise((r) => setTimeout(r, 10));
 
@@ -53,13 +63,16 @@ Deno.test({
       // published counts the monitor's model only: the floor phase adds nothing to it
       assert.equal(floor.published, first.published);
       assert.equal(last.published - floor.published, last.frames * LOAD_SHAPE.tokensPerFrame);
-      assert.equal(total(), first.frames + last.frames);
-      // every request's positions run on, frame after frame, across the floor's phase
+      assert.equal(closed.published - last.published, closed.frames * LOAD_SHAPE.tokensPerFrame);
+      assert.equal(total(), first.frames + last.frames + closed.frames);
+      // every request's positions and frame counters run on, frame after frame, across the
+      // floor's phase
       for (const [id, frames] of seen) {
         let next = 0;
-        for (const f of frames) {
+        for (const [i, f] of frames.entries()) {
           assert.equal(f.model, BENCH_MODEL);
           assert.equal(f.position, next, `${id}: a gap at ${next}`);
+          assert.equal(f.seq, i, `${id}: frame ${i} numbered ${f.seq}`);
           next += f.tokens;
         }
       }

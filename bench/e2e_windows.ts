@@ -56,20 +56,22 @@ export interface Window {
   seconds: number;
   /** Tokens published and not received by the deadline. */
   missing: number;
-  /** The generator's lateness against its schedule, p99 (ms). */
-  lagP99Ms: number;
+  /** Tokens the sidecar refused (counted by its telemetry) over the measured seconds. */
+  dropped: number;
+  /** The generator's lateness against its schedule, each frame's (ms). */
+  lagsMs: readonly number[];
 }
 
 /**
- * One side's windows of a row, summed; the generator's lag is the worst
- * window's p99 (percentiles of windows do not add up).
+ * One side's windows of a row, summed; the generator's lag is the p99 of
+ * every frame of them (percentiles of windows do not add up).
  *
  * @example
  * ```ts
  * import { SideTally } from "./e2e_windows.ts";
  * const mark = { at: 0, selfUs: 0, broker: null, generator: null };
  * const t = new SideTally();
- * t.add({ span: { from: mark, to: mark }, tokens: 160, seconds: 1, missing: 0, lagP99Ms: 0.4 });
+ * t.add({ span: { from: mark, to: mark }, tokens: 160, seconds: 1, missing: 0, dropped: 0, lagsMs: [0.4] });
  * t.tokens / t.seconds; // 160 tokens/s
  * ```
  */
@@ -78,14 +80,24 @@ export class SideTally {
   tokens = 0;
   seconds = 0;
   missing = 0;
-  lagP99Ms = 0;
+  dropped = 0;
+  readonly #lags: number[] = [];
 
   add(w: Window): void {
     this.spans.push(w.span);
     this.tokens += w.tokens;
     this.seconds += w.seconds;
     this.missing += w.missing;
-    this.lagP99Ms = Math.max(this.lagP99Ms, w.lagP99Ms);
+    this.dropped += w.dropped;
+    for (const v of w.lagsMs) this.#lags.push(v);
+  }
+
+  /** The generator's lateness over every window's frames, p99 (ms; 0 without frames). */
+  get lagP99Ms(): number {
+    const sorted = Float64Array.from(this.#lags).sort();
+    return sorted.length === 0
+      ? 0
+      : sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))];
   }
 }
 

@@ -32,29 +32,33 @@ Deno.test("alternation: refuses a row or window that is not positive", () => {
   assert.throws(() => alternation(Number.NaN, 1), RangeError);
 });
 
-Deno.test("SideTally: sums tokens, seconds and misses; keeps the worst lag and every span", () => {
+Deno.test("SideTally: sums tokens, seconds, misses and drops; the lag's p99 over every frame", () => {
   const mark = (at: number) => ({ at, selfUs: 0, broker: null, generator: null });
   const t = new SideTally();
-  t.add({
-    span: { from: mark(0), to: mark(1) },
-    tokens: 100,
-    seconds: 1,
-    missing: 0,
-    lagP99Ms: 0.5,
+  assert.equal(t.lagP99Ms, 0);
+  const lags = (n: number, v: number): number[] => new Array(n).fill(v);
+  const win = (at: number, tokens: number, missing: number, dropped: number, lagsMs: number[]) => ({
+    span: { from: mark(at), to: mark(at + 1) },
+    tokens,
+    seconds: tokens / 100,
+    missing,
+    dropped,
+    lagsMs,
   });
-  t.add({
-    span: { from: mark(5), to: mark(7) },
-    tokens: 300,
-    seconds: 2,
-    missing: 16,
-    lagP99Ms: 2,
-  });
-  t.add({ span: { from: mark(9), to: mark(10) }, tokens: 50, seconds: 1, missing: 0, lagP99Ms: 1 });
+  // 100 frames in all: the p99 (index 99 of the sorted lags) is the latest of them all,
+  // where the worst window's own p99 would be 3 and the best 0.3
+  t.add(win(0, 100, 0, 0, [...lags(48, 0.1), 9]));
+  t.add(win(5, 300, 16, 32, [...lags(49, 0.2), 3]));
+  t.add(win(9, 50, 0, 0, [0.3]));
   assert.equal(t.tokens, 450);
-  assert.equal(t.seconds, 4);
+  assert.equal(t.seconds, 4.5);
   assert.equal(t.missing, 16);
-  assert.equal(t.lagP99Ms, 2);
-  assert.deepEqual(t.spans.map((s) => s.from.at), [0, 5, 9]);
+  assert.equal(t.dropped, 32);
+  assert.equal(t.lagP99Ms, 9);
+  // 200 frames: index 198 of the sorted lags, the second-latest
+  t.add(win(12, 16, 0, 0, lags(100, 0.05)));
+  assert.equal(t.lagP99Ms, 3);
+  assert.deepEqual(t.spans.map((s) => s.from.at), [0, 5, 9, 12]);
 });
 
 Deno.test("overFloor: the row's p99 less the floor's, to the µs; null without both", () => {
