@@ -140,7 +140,7 @@ export async function benchServe(
     let splitMissing = 0;
     let encoded = 0;
     let lastEncodedAt = 0;
-    // whose frames are being measured now (an open-loop window's settling second is not)
+    // whose frames are being measured now (not an open-loop window's settling time)
     const measuring = { sidecar: true };
     const outstanding = 1024;
     let creditDue = false;
@@ -294,12 +294,14 @@ export async function benchServe(
       const sides = { sidecar: new SideTally(), floor: new SideTally() };
       try {
         for (const [i, { side, seconds }] of blocks.entries()) {
-          // each side's first window settles for as long as a row does (the floor's is the
-          // first traffic its connection carries), later ones only past the switch
+          // each side's first window settles for as long as a row does (the floor's connection
+          // may carry its first traffic), later ones only past the switch
           const first = blocks.findIndex((b) => b.side === side) === i;
           const settle = first ? SETTLE_SECONDS : SWITCH_SETTLE_SECONDS;
           const onSettled = i === 0 ? startRow : undefined;
-          sides[side].add(await openWindow({ side, rate, seconds, settle, onSettled }));
+          // a row of several windows pools its frames' lags; one window reports its own p99
+          const lags = blocks.length > 1;
+          sides[side].add(await openWindow({ side, rate, seconds, settle, onSettled, lags }));
         }
       } finally {
         clearInterval(sampleEverySecond);
@@ -355,23 +357,25 @@ export async function benchServe(
      * meanwhile, as if stopped, and the bare subscriber reads them.
      */
     const openWindow = async (
-      { side, rate, seconds: secs, settle, onSettled }: {
+      { side, rate, seconds: secs, settle, onSettled, lags }: {
         side: Side;
         rate: number;
         seconds: number;
         settle: number;
         /** Called between the settling time and the measured seconds. */
         onSettled?: () => void;
+        /** Ask the generator for every frame's lag (see {@linkcode Window.lagsMs}). */
+        lags: boolean;
       },
     ): Promise<Window> => {
       const model = side === "floor" ? { model: FLOOR_MODEL } : {};
       const count = () => side === "floor" ? floorSub.received : encoded;
       const setMeasuring = (on: boolean) =>
         side === "floor" ? floorSub.measuring = on : measuring.sidecar = on;
-      const run = async (seconds: number, lags: boolean) => {
+      const run = async (seconds: number, keepLags: boolean) => {
         const start = count();
         const done = await gen.run(
-          { cmd: "open", rate, seconds, lags, ...model },
+          { cmd: "open", rate, seconds, lags: keepLags, ...model },
           Date.now() + seconds * 1000 + 30_000,
         );
         const want = start + done.frames * tokensPerFrame, deadline = Date.now() + 10_000;
@@ -382,7 +386,7 @@ export async function benchServe(
       onSettled?.();
       setMeasuring(true);
       const from = cpuMeter.mark(), t0 = performance.now(), dropped0 = dropped();
-      const { done, tokens, missing } = await run(secs, true);
+      const { done, tokens, missing } = await run(secs, lags);
       setMeasuring(false);
       const to = cpuMeter.mark();
       // a window ends at its last frame (evaluated, or received), not at the drain loop's next look
@@ -394,7 +398,8 @@ export async function benchServe(
         missing,
         // the sidecar's refusals; the floor's losses are its `missing`
         dropped: side === "sidecar" ? dropped() - dropped0 : 0,
-        lagsMs: done.lagsMs ?? [],
+        lagP99Ms: done.lagP99Ms,
+        ...(done.lagsMs ? { lagsMs: done.lagsMs } : {}),
       };
     };
     for (const f of plan.loads) {
@@ -413,6 +418,10 @@ export async function benchServe(
         matched ? `${name}/floor-${Math.round(f * 100)}pct` : undefined,
       );
       rows.push(row);
+      // no floor row after this one: the rows after run without the floor's connection
+      if (!plan.floorLoads.some((g) => plan.loads.indexOf(g) > plan.loads.indexOf(f))) {
+        await floorSub.close();
+      }
       opts.progress(
         `e2e: ${row.name}: p50 ${row.p50_ms?.toFixed(2)} ms, p99 ${row.p99_ms?.toFixed(2)} ms${
           latencySplitText(row)
@@ -433,8 +442,6 @@ export async function benchServe(
         );
       }
     }
-    // the rows after (the two-minute RSS row) run without the floor's connection
-    await floorSub.close();
     if (plan.rssSeconds > 0) {
       const label = plan.rssSeconds % 60 === 0
         ? `${plan.rssSeconds / 60}min`

@@ -17,8 +17,9 @@ import { Samples } from "./samples.ts";
 const MOST_TOKENS_PER_S = 75_000;
 
 /**
- * A bare subscriber, connected at its first window and closed after the
- * last, so the rows without a floor run without its connection.
+ * A bare subscriber, connected at the start of the first row with a floor
+ * and closed after the last, so the rows before and after run without its
+ * connection.
  *
  * @example
  * ```ts

@@ -13,7 +13,8 @@ import { LoadGenerator } from "./e2e_load_process.ts";
 import { startBenchBroker } from "./harness.ts";
 
 Deno.test({
-  name: "load generator: floor frames name FLOOR_MODEL, are not counted as published, leave no gap",
+  name:
+    "load generator: floor frames name FLOOR_MODEL, are not counted as published, leave no gap; lags when asked",
   ignore: (await findNatsServer()) === null,
   fn: async () => {
     const broker = await startBenchBroker();
@@ -42,7 +43,10 @@ Deno.test({
         { cmd: "open", rate, seconds: 0.2, model: FLOOR_MODEL },
         Date.now() + 20_000,
       );
-      const last = await gen.run({ cmd: "open", rate, seconds: 0.2 }, Date.now() + 20_000);
+      const last = await gen.run(
+        { cmd: "open", rate, seconds: 0.2, lags: true },
+        Date.now() + 20_000,
+      );
       // a closed loop after it goes back to the monitor's model too (no credit needed: the
       // window is larger than the phase)
       const closed = await gen.run(
@@ -58,6 +62,12 @@ Deno.test({
       ) await new Promise((r) => setTimeout(r, 10));
 
       assert.ok(floor.frames > 50, `floor frames ${floor.frames}`);
+      // every frame's lag only when asked, and the p99 is theirs (to the µs they are rounded to)
+      assert.equal(first.lagsMs, undefined);
+      assert.equal(last.lagsMs?.length, last.frames);
+      const sortedLags = [...last.lagsMs!].sort((a, b) => a - b);
+      const p99 = sortedLags[Math.floor(0.99 * sortedLags.length)];
+      assert.ok(Math.abs(p99 - last.lagP99Ms) <= 0.0005, `p99 ${p99} against ${last.lagP99Ms}`);
       assert.equal(floorFrames.length, floor.frames);
       assert.ok(floorFrames.every((m) => m === FLOOR_MODEL));
       // published counts the monitor's model only: the floor phase adds nothing to it

@@ -32,6 +32,9 @@ Deno.test("alternation: refuses a row or window that is not positive", () => {
   assert.throws(() => alternation(Number.NaN, 1), RangeError);
 });
 
+/** A window's own p99, as the generator reports it: index ⌊0.99 n⌋ of its sorted lags. */
+const p99 = (lags: number[]) => [...lags].sort((a, b) => a - b)[Math.floor(0.99 * lags.length)];
+
 Deno.test("SideTally: sums tokens, seconds, misses and drops; the lag's p99 over every frame", () => {
   const mark = (at: number) => ({ at, selfUs: 0, broker: null, generator: null });
   const t = new SideTally();
@@ -43,22 +46,39 @@ Deno.test("SideTally: sums tokens, seconds, misses and drops; the lag's p99 over
     seconds: tokens / 100,
     missing,
     dropped,
+    lagP99Ms: p99(lagsMs),
     lagsMs,
   });
-  // 100 frames in all: the p99 (index 99 of the sorted lags) is the latest of them all,
-  // where the worst window's own p99 would be 3 and the best 0.3
-  t.add(win(0, 100, 0, 0, [...lags(48, 0.1), 9]));
-  t.add(win(5, 300, 16, 32, [...lags(49, 0.2), 3]));
-  t.add(win(9, 50, 0, 0, [0.3]));
-  assert.equal(t.tokens, 450);
-  assert.equal(t.seconds, 4.5);
+  // a short window with one late frame (its own p99 5) and a long punctual one: over all 200
+  // frames the p99 (index 198) is punctual, where the worst window's p99 would say 5
+  t.add(win(0, 100, 0, 0, [5]));
+  t.add(win(5, 300, 16, 32, lags(199, 0.2)));
+  assert.equal(t.tokens, 400);
+  assert.equal(t.seconds, 4);
   assert.equal(t.missing, 16);
   assert.equal(t.dropped, 32);
-  assert.equal(t.lagP99Ms, 9);
-  // 200 frames: index 198 of the sorted lags, the second-latest
-  t.add(win(12, 16, 0, 0, lags(100, 0.05)));
+  assert.equal(t.lagP99Ms, 0.2);
+  // three late frames of 202: index 199 of the sorted lags is now the earliest of them
+  t.add(win(9, 50, 0, 0, [3, 3]));
   assert.equal(t.lagP99Ms, 3);
-  assert.deepEqual(t.spans.map((s) => s.from.at), [0, 5, 9, 12]);
+  assert.deepEqual(t.spans.map((s) => s.from.at), [0, 5, 9]);
+});
+
+Deno.test("SideTally: windows without their frames' lags give the worst window's p99", () => {
+  const mark = { at: 0, selfUs: 0, broker: null, generator: null };
+  const w = (lagP99Ms: number) => ({
+    span: { from: mark, to: mark },
+    tokens: 16,
+    seconds: 1,
+    missing: 0,
+    dropped: 0,
+    lagP99Ms,
+  });
+  const one = new SideTally();
+  one.add(w(1.25));
+  assert.equal(one.lagP99Ms, 1.25);
+  one.add(w(0.5));
+  assert.equal(one.lagP99Ms, 1.25);
 });
 
 Deno.test("overFloor: the row's p99 less the floor's, to the µs; null without both", () => {
