@@ -2,7 +2,8 @@
  * The bench's charts as SVG, for docs/benchmarks.md:
  * - {@linkcode encodeChart}: encode throughput against batch size, one panel
  *   per SAE shape, latentwatch (f32 and bf16 weights) beside NumPy;
- * - {@linkcode latencyChart}: end-to-end p50/p99 latency against offered load.
+ * - {@linkcode latencyChart}: end-to-end p50/p99 latency against offered load,
+ *   and the p99 of the floor measured beside a row (a bare subscriber).
  *
  * @module
  */
@@ -176,7 +177,8 @@ export function encodeChart(results: readonly BenchResult[]): string {
 /**
  * End-to-end latency (frame published → evaluated, p50 and p99 ms) against
  * the offered load (% of the saturation rate), from the `e2e/…/load-Npct` rows, with the
- * issue's 5 ms p99 target.
+ * issue's 5 ms p99 target, and where a row was measured beside its floor the
+ * floor's p99 (`floor_p99_ms`: the transport and the machine alone, same seconds).
  *
  * @example
  * ```ts
@@ -200,6 +202,7 @@ export function latencyChart(results: readonly BenchResult[]): string {
         number,
       ][];
     const short = `${g.replace(/^serve-/, "")}${sat ? ` (saturation ${fmt(sat)} tokens/s)` : ""}`;
+    const floor = pts((r) => r.floor_p99_ms ?? null);
     return [
       { label: `${short}: p50`, color: colors[i % 2], points: pts((r) => r.p50_ms) },
       {
@@ -208,6 +211,14 @@ export function latencyChart(results: readonly BenchResult[]): string {
         dash: "6 3",
         points: pts((r) => r.p99_ms),
       },
+      ...(floor.length > 0
+        ? [{
+          label: `${short}: p99 of the floor beside it (a bare subscriber)`,
+          color: "#718096",
+          dash: "2 3",
+          points: floor,
+        }]
+        : []),
     ];
   });
   const width = 760, height = 330 + 18 * series.length;
