@@ -55,7 +55,7 @@ import { BROKER_ENV, startBenchBroker } from "./harness.ts";
 import { HostWakeMeter, hostWakeOver, hostWakeText } from "./host_wake.ts";
 import { writeBenchMonitor } from "./bench_monitor.ts";
 import { servePlan, SETTLE_SECONDS, SWITCH_SETTLE_SECONDS, WINDOW_SECONDS } from "./e2e_plan.ts";
-import { Samples } from "./samples.ts";
+import { percentileOfSorted, Samples } from "./samples.ts";
 import { CpuMeter, cpuText } from "./process_cpu.ts";
 import {
   alternation,
@@ -71,20 +71,14 @@ const WARMUP_TOKENS = 16384;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function pct(sorted: ArrayLike<number>, p: number): number | null {
-  return sorted.length === 0
-    ? null
-    : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
 /** p50 and p99 of the two halves of a frame's latency (unsorted samples, ms). */
 function latencySplit(toSidecar: Samples, inSidecar: Samples) {
   const to = toSidecar.sorted(), into = inSidecar.sorted();
   return {
-    to_sidecar_p50_ms: pct(to, 50),
-    to_sidecar_p99_ms: pct(to, 99),
-    in_sidecar_p50_ms: pct(into, 50),
-    in_sidecar_p99_ms: pct(into, 99),
+    to_sidecar_p50_ms: percentileOfSorted(to, 50),
+    to_sidecar_p99_ms: percentileOfSorted(to, 99),
+    in_sidecar_p50_ms: percentileOfSorted(into, 50),
+    in_sidecar_p99_ms: percentileOfSorted(into, 99),
   };
 }
 
@@ -237,8 +231,8 @@ export async function benchServe(
         tokens_per_s: quantile(rates, 0.5), // the middle turn of three
         baseline_tokens_per_s: null,
         ratio: null,
-        p50_ms: pct(sorted, 50),
-        p99_ms: pct(sorted, 99),
+        p50_ms: percentileOfSorted(sorted, 50),
+        p99_ms: percentileOfSorted(sorted, 99),
         rss_mb: phasePeak,
         dropped_tokens: dropped() - dropped0,
         turns,
@@ -316,8 +310,8 @@ export async function benchServe(
         tokens_per_s: tally.tokens / tally.seconds,
         baseline_tokens_per_s: null,
         ratio: null,
-        p50_ms: pct(sorted, 50),
-        p99_ms: pct(sorted, 99),
+        p50_ms: percentileOfSorted(sorted, 50),
+        p99_ms: percentileOfSorted(sorted, 99),
         rss_mb: null,
         offered_tokens_per_s: rate,
         load_fraction: fraction,
@@ -332,8 +326,11 @@ export async function benchServe(
         dropped_tokens: sidecar.dropped,
         ...(floorName
           ? {
-            floor_p99_ms: pct(floorSorted, 99),
-            p99_over_floor_ms: overFloor(pct(sorted, 99), pct(floorSorted, 99)),
+            floor_p99_ms: percentileOfSorted(floorSorted, 99),
+            p99_over_floor_ms: overFloor(
+              percentileOfSorted(sorted, 99),
+              percentileOfSorted(floorSorted, 99),
+            ),
           }
           : {}),
         ...hostWakeOver(hostWake, wall0),

@@ -35,6 +35,7 @@ import { parseArgs } from "node:util";
 import { connectNatsBus } from "../src/bus/nats_bus.ts";
 import { Rng } from "../src/core/random.ts";
 import { Tap } from "../src/tap/tap.ts";
+import { percentileOfSorted } from "./samples.ts";
 
 /** A command from the parent (`bench/e2e.ts`). */
 export type LoadCommand =
@@ -147,9 +148,7 @@ async function main(url: string): Promise<void> {
   const out = (o: unknown) => console.log(JSON.stringify(o));
   const finish = (frames0: number, lags: number[], keep = false) => {
     lags.sort((a, b) => a - b);
-    const lagP99Ms = lags.length
-      ? lags[Math.min(lags.length - 1, Math.floor(0.99 * lags.length))]
-      : 0;
+    const lagP99Ms = percentileOfSorted(lags, 99) ?? 0;
     const lagsMs = keep ? { lagsMs: lags.map((v) => Math.round(v * 1000) / 1000) } : {};
     out(
       {

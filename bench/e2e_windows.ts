@@ -2,12 +2,13 @@
  * An end-to-end load row measured beside its floor: the same open-loop load
  * read by the sidecar and by a bare subscriber, in windows that alternate
  * (sidecar, floor, floor, sidecar, …), so both sides meet the same seconds of
- * a host whose speed drifts. A floor measured minutes after its row moved 3×
- * between runs of one tree; in adjacent 2.5-second windows it still moved 2×.
+ * a host whose speed drifts (a floor measured minutes after its row moved 3×
+ * between runs of one tree).
  *
  * @module
  */
 import type { CpuMark } from "./process_cpu.ts";
+import { percentileOfSorted } from "./samples.ts";
 
 /** Who reads a window's frames: the sidecar, or the floor's bare subscriber. */
 export type Side = "sidecar" | "floor";
@@ -104,8 +105,7 @@ export class SideTally {
   /** The generator's lateness over every window's frames, p99 (ms; 0 without frames). */
   get lagP99Ms(): number {
     if (this.#lags.length === 0) return this.#worstP99;
-    const sorted = Float64Array.from(this.#lags).sort();
-    return sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))];
+    return percentileOfSorted(Float64Array.from(this.#lags).sort(), 99)!;
   }
 }
 

@@ -60,3 +60,21 @@ export class Samples {
     return this.#data.subarray(0, this.#length).sort();
   }
 }
+
+/**
+ * The `p`-th percentile of ascending `sorted` values: the value at index
+ * ⌊p/100 · n⌋ (the last for p = 100), the bench's one definition for its
+ * rows, the generator's lag and their pooled windows alike; null when empty.
+ *
+ * @example
+ * ```ts
+ * import { percentileOfSorted } from "./samples.ts";
+ * percentileOfSorted([1, 2, 3, 4], 50); // 3
+ * percentileOfSorted([], 99); // null
+ * ```
+ */
+export function percentileOfSorted(sorted: ArrayLike<number>, p: number): number | null {
+  return sorted.length === 0
+    ? null
+    : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}

@@ -1,6 +1,6 @@
 /** Latency samples in a preallocated Float64Array. */
 import assert from "node:assert/strict";
-import { Samples } from "./samples.ts";
+import { percentileOfSorted, Samples } from "./samples.ts";
 
 Deno.test("Samples: numeric order (not string order), growth past the capacity, clear keeps the buffer", () => {
   const s = new Samples(2);
@@ -17,4 +17,14 @@ Deno.test("Samples: numeric order (not string order), growth past the capacity, 
 
 Deno.test("Samples: an empty list sorts to nothing", () => {
   assert.deepEqual([...new Samples(16).sorted()], []);
+});
+
+Deno.test("percentileOfSorted: index ⌊p/100 · n⌋, the last for p = 100, null when empty", () => {
+  const hundred = Array.from({ length: 100 }, (_, i) => i + 1); // 1..100
+  assert.equal(percentileOfSorted(hundred, 50), 51);
+  assert.equal(percentileOfSorted(hundred, 99), 100);
+  assert.equal(percentileOfSorted(hundred, 100), 100);
+  assert.equal(percentileOfSorted(hundred, 0), 1);
+  assert.equal(percentileOfSorted([7], 99), 7);
+  assert.equal(percentileOfSorted([], 99), null);
 });
