@@ -64,168 +64,38 @@
  *
  * @module
  */
-import {
-  emptySpan,
-  type LatentSpan,
-  type LatentTable,
-  readRow,
-  spanValue,
-} from "../latent_rows.ts";
+import { emptySpan, type LatentSpan, readRow, spanValue } from "../latent_rows.ts";
 import { NO_LATENTS } from "../sae.ts";
-import type { SteerAction } from "./ast.ts";
-import type { CompiledPolicySet, CompiledRule, CompiledTest, ConditionEnv } from "./compiled.ts";
+import type { CompiledPolicySet } from "./compiled.ts";
 import { INDEX_EMPTY, INDEX_HASH } from "./encoder_index.ts";
-import type { PoolState } from "./pool.ts";
 import { createTestPoolState } from "./family_pool.ts";
-import { renderTemplate, type TemplateFields } from "./template.ts";
-import { completingLeaf, heldMask, type LeafTable, leafTable } from "./completion.ts";
-import { conditionFields } from "./condition_fields.ts";
-import { joinTokenText } from "../render/token_text.ts";
+import { heldMask } from "./completion.ts";
 import { RecencyMap } from "../recency_map.ts";
+import {
+  type EngineStats,
+  type Firing,
+  type Held,
+  PolicyEngineOptionError,
+  type PolicyEngineOptions,
+  type RequestState,
+  type RuleState,
+  type TokenBatch,
+} from "./engine_types.ts";
+import { FiringGate } from "./firing_gate.ts";
+import { phaseMask, RuleEnv, RuleTables } from "./rule_tables.ts";
 
-/** Who a batch belongs to. */
-export interface RequestContext {
-  requestId: string;
-  model: string;
-  tenant?: string;
-  meta?: Record<string, string>;
-  /** `prefill` (prompt) or `decode` (generation); absent counts for both. */
-  phase?: "prefill" | "decode";
-  /** Hook the activations were read at, for `{hook}` in templates. */
-  hook?: string;
-}
-
-/** One frame's tokens of one request. */
-export interface TokenBatch {
-  ctx: RequestContext;
-  /** Absolute position of the first token in the request. */
-  position: number;
-  tokens: number;
-  /** Encoder id → per-token rows (a frame's rows may be part of a larger batch's table). */
-  latents: ReadonlyMap<string, LatentTable>;
-  /** This frame's first row in the `latents` tables. */
-  firstRow: number;
-  tokenText?: string[];
-}
+export {
+  type EngineStats,
+  type Firing,
+  PolicyEngineOptionError,
+  type PolicyEngineOptions,
+  type RequestContext,
+  type TokenBatch,
+} from "./engine_types.ts";
 
 /** The index's constants as plain locals of this module (no import cell in the hot loop). */
 const INDEX_EMPTY_LOCAL: number = INDEX_EMPTY;
 const INDEX_HASH_LOCAL: number = INDEX_HASH;
-
-/** A rule that fired in one batch. */
-export interface Firing {
-  rule: CompiledRule;
-  requestId: string;
-  /** Absolute positions in this batch where the rule fired, ascending. */
-  positions: number[];
-  /** Pooled value of the condition that completed the rule, at `positions[0]`. */
-  value: number;
-  signal: {
-    encoder: string;
-    index: number;
-    label?: string;
-    kind: "latent" | "probe";
-    /** A family test: its members, weights and combine (`value` is the family's). */
-    family?: CompiledTest["family"];
-  };
-  /** Index in `rule.conditions` of the condition that completed the rule at `positions[0]`. */
-  completedBy: number;
-  /** Pooled value of each of `rule.conditions` at `positions[0]`. */
-  conditionValues: readonly number[];
-  /** The rule's description template rendered ("" when the rule has none). */
-  description: string;
-  /** The fields `description` was rendered with (absent when the rule has none), for redaction. */
-  descriptionFields?: TemplateFields;
-  dedupKey: string;
-  alert: boolean;
-  steer: readonly SteerAction[];
-}
-
-/** Counters since the engine was created. */
-export interface EngineStats {
-  activeRequests: number;
-  evicted: { ttl: number; capacity: number };
-  /** Requests whose state went at {@linkcode PolicyEngine.endRequest}. */
-  ended: number;
-  suppressed: number;
-  rateLimited: number;
-  excepted: number;
-}
-
-/** Options of {@linkcode PolicyEngine}. */
-export interface PolicyEngineOptions {
-  /** At most this many requests have state; the least recently seen goes first. @default 100000 */
-  maxRequests?: number;
-  /** State of a request with no frame for this long is evicted by `sweep()`. @default 600000 */
-  ttlMs?: number;
-  /** Clock in milliseconds (TTL, seconds suppression, rate limits). @default Date.now */
-  now?: () => number;
-}
-
-/** A count or duration option out of range. */
-export class PolicyEngineOptionError extends RangeError {
-  override name = "PolicyEngineOptionError";
-}
-
-interface RuleState {
-  /** Per test of the rule, created when first touched. */
-  tests: (PoolState | undefined)[];
-  /** Dedup key → first position of the last firing (request and tokens suppression). */
-  fired?: Map<string, number>;
-  /** Bit k: condition k held at the rule's previous evaluation (rules of 2..31 conditions). */
-  held: number;
-}
-
-interface RequestState {
-  lastSeen: number;
-  /** First position in scope: prompt, generation, both (NaN until seen). */
-  start: [number, number, number];
-  /** Rule index in the current set → state. */
-  rules: Map<number, RuleState>;
-}
-
-/** What one rule held on in the current batch. */
-interface Held {
-  positions: number[];
-  /** Per position, the pooled value of each condition (stride: the rule's condition count). */
-  values: number[];
-  /** Per position, the condition that completed the rule. */
-  witnesses: number[];
-}
-
-/**
- * 1 (above) or 2 (below) for a rule whose whole condition is one test of a
- * token-pooled signal (one value per token, read back as pushed), else 0.
- */
-function quickTestOp(rule: CompiledRule): number {
-  const c = rule.condition;
-  if (c.kind !== "test" || rule.tests.length !== 1) return 0;
-  const test = rule.tests[c.test];
-  if (test.pool.kind !== "token" || test.family !== undefined) return 0;
-  return c.op === "above" ? 1 : 2;
-}
-
-const SCOPE_BIT = { prompt: 1, generation: 2, both: 4 } as const;
-const SCOPE_SLOT = { prompt: 0, generation: 1, both: 2 } as const;
-
-function phaseMask(phase: RequestContext["phase"]): number {
-  return phase === "prefill" ? 1 | 4 : phase === "decode" ? 2 | 4 : 7;
-}
-
-/** Reads pooled values for the rule being evaluated at the current token. */
-class Env implements ConditionEnv {
-  rs!: RuleState;
-  rule!: CompiledRule;
-  t = 0;
-  start = 0;
-  witness = -1;
-  witnessValue = 0;
-  read(test: number): number {
-    let s = this.rs.tests[test];
-    if (s === undefined) s = this.rs.tests[test] = createTestPoolState(this.rule.tests[test]);
-    return s.read(this.t, this.start);
-  }
-}
 
 /**
  * Runs a compiled policy set over the frames of many requests.
@@ -251,62 +121,15 @@ export class PolicyEngine {
   readonly #now: () => number;
   /** Least recently seen first (a use moves an entry: no map table rebuilt per batch). */
   readonly #requests = new RecencyMap<string, RequestState>();
-  /** `hash \0 key` → time (ms) the key stays quiet until (seconds suppression). */
-  readonly #quiet = new Map<string, number>();
-  /** Rule hash → token bucket. */
-  readonly #buckets = new Map<string, { tokens: number; at: number }>();
-  readonly #stats = {
-    evicted: { ttl: 0, capacity: 0 },
-    ended: 0,
-    suppressed: 0,
-    rateLimited: 0,
-    excepted: 0,
-  };
-  #mark = new Int32Array(0);
-  /**
-   * The current token's candidate rules (each once: `#mark`), kept here rather than in an array
-   * per call: an emptied array gives its storage back, and regrowing it for every token was the
-   * largest allocation of a watched `serve` (about 20 MB/s at half load).
-   */
-  #candidates = new Int32Array(0);
-  /**
-   * Per rule whose condition is one test of a token-pooled signal: 1 (above) or 2 (below) and
-   * its threshold; 0 for every other rule. Such a rule holds at a token only on the value pushed
-   * there, so a value that fails the test does not make it a candidate (most hits of a watched
-   * latent are below its rule's threshold: checking each as a candidate was half the evaluation).
-   */
-  #quickOp = new Uint8Array(0);
-  #quickThreshold = new Float64Array(0);
-  /**
-   * Per rule: its state in the request being evaluated, valid where `#stateCall[r]` is this
-   * call's number. A hit then reads two arrays instead of the request's map (a frame of 16 tokens
-   * on 64 watched latents is up to 1,024 hits on the same 64 rules). Emptied at the end of a call
-   * that returns; one that throws leaves at most one state per rule here (never read again: the
-   * next call has a new number) until that rule's next hit or the next set.
-   */
-  #stateOf: (RuleState | undefined)[] = [];
-  #stateCall = new Int32Array(0);
+  /** Exceptions, suppression and rate limits, with their keys and buckets across requests. */
+  readonly #gate: FiringGate;
+  readonly #stats = { evicted: { ttl: 0, capacity: 0 }, ended: 0 };
+  #tables: RuleTables;
+  #stamp = 0;
   #call = 0;
-  /** The rules whose state this call cached (`#stateOf` is emptied of them at its end). */
-  #cached = new Int32Array(0);
-  /** Per rule: its scope's bit (SCOPE_BIT) and start slot (SCOPE_SLOT), read per hit. */
-  #scopeBit = new Uint8Array(0);
-  #scopeSlot = new Uint8Array(0);
-  /** Per rule: its conditions as flat arrays (completion.ts). */
-  #leaves: LeafTable[] = [];
-  /** Scratch for completion: per condition, pooled value, presence, support mark. */
-  #leafValues = new Float64Array(0);
-  #leafPresent = new Uint8Array(0);
-  #leafScratch = new Uint8Array(0);
   /** The token row being read (a span of its encoder's table), reused for every token. */
   readonly #span: LatentSpan = emptySpan();
-  #stamp = 0;
-  readonly #env = new Env();
-  /** Per encoder in the set: [id, index] (an array is cheaper to walk per token than a Map). */
-  #encoders: [
-    string,
-    CompiledPolicySet["index"] extends ReadonlyMap<string, infer V> ? V : never,
-  ][] = [];
+  readonly #env = new RuleEnv();
 
   constructor(set: CompiledPolicySet, opts: PolicyEngineOptions = {}) {
     this.#max = opts.maxRequests ?? 100_000;
@@ -318,8 +141,9 @@ export class PolicyEngine {
     if (!(this.#ttl > 0)) {
       throw new PolicyEngineOptionError(`ttlMs: expected a duration > 0, found ${this.#ttl}`);
     }
+    this.#gate = new FiringGate({ maxKeys: this.#max, now: this.#now });
     this.#set = set;
-    this.#install(set);
+    this.#tables = new RuleTables(set);
   }
 
   /** The set in force (a swapped-in set once an evaluate has adopted it). */
@@ -330,37 +154,15 @@ export class PolicyEngine {
   /** Counters; `activeRequests` is the number of requests with state now. */
   get stats(): EngineStats {
     const s = this.#stats;
+    const g = this.#gate.counts;
     return {
       activeRequests: this.#requests.size,
       evicted: { ...s.evicted },
       ended: s.ended,
-      suppressed: s.suppressed,
-      rateLimited: s.rateLimited,
-      excepted: s.excepted,
+      suppressed: g.suppressed,
+      rateLimited: g.rateLimited,
+      excepted: g.excepted,
     };
-  }
-
-  #install(set: CompiledPolicySet): void {
-    this.#mark = new Int32Array(set.rules.length);
-    this.#candidates = new Int32Array(set.rules.length);
-    this.#stateOf = new Array(set.rules.length).fill(undefined);
-    this.#stateCall = new Int32Array(set.rules.length);
-    this.#cached = new Int32Array(set.rules.length);
-    this.#call = 0;
-    this.#quickOp = Uint8Array.from(set.rules, quickTestOp);
-    this.#quickThreshold = Float64Array.from(
-      set.rules,
-      (r) => r.condition.kind === "test" ? r.condition.threshold : 0,
-    );
-    this.#scopeBit = Uint8Array.from(set.rules, (r) => SCOPE_BIT[r.scope]);
-    this.#scopeSlot = Uint8Array.from(set.rules, (r) => SCOPE_SLOT[r.scope]);
-    this.#stamp = 0;
-    this.#encoders = [...set.index];
-    this.#leaves = set.rules.map(leafTable);
-    const most = Math.max(1, ...this.#leaves.map((l) => l.n));
-    this.#leafValues = new Float64Array(most);
-    this.#leafPresent = new Uint8Array(most);
-    this.#leafScratch = new Uint8Array(most);
   }
 
   /**
@@ -393,12 +195,11 @@ export class PolicyEngine {
       }
       req.rules = rules;
     }
-    for (const key of this.#buckets.keys()) if (!byHash.has(key)) this.#buckets.delete(key);
-    for (const key of this.#quiet.keys()) {
-      if (!byHash.has(key.slice(0, key.indexOf("\u0000")))) this.#quiet.delete(key);
-    }
+    this.#gate.retain(byHash);
     this.#set = next;
-    this.#install(next);
+    this.#tables = new RuleTables(next);
+    this.#stamp = 0;
+    this.#call = 0;
   }
 
   #request(id: string): RequestState {
@@ -436,28 +237,22 @@ export class PolicyEngine {
       if (mask & (1 << s) && Number.isNaN(req.start[s])) req.start[s] = batch.position;
     }
     if (batch.tokens <= 0 || this.#set.rules.length === 0) return [];
+    const tables = this.#tables;
     if (this.#stamp > 0x3fffffff - batch.tokens) {
       // marks are int32: restart the stamps before they wrap
-      this.#mark.fill(0);
+      tables.mark.fill(0);
       this.#stamp = 0;
     }
     if (this.#call === 0x3fffffff) {
-      this.#stateCall.fill(0);
+      tables.stateCall.fill(0);
       this.#call = 0;
     }
     const call = ++this.#call;
-    const stateOf = this.#stateOf;
-    const stateCall = this.#stateCall;
-    const cached = this.#cached;
+    const { stateOf, stateCall, cached, mark, scopeBit, scopeSlot } = tables;
+    const { candidates, quickOp, quickThreshold } = tables;
     let cachedCount = 0;
     const rules = this.#set.rules;
-    const mark = this.#mark;
-    const scopeBit = this.#scopeBit;
-    const scopeSlot = this.#scopeSlot;
     const env = this.#env;
-    const candidates = this.#candidates;
-    const quickOp = this.#quickOp;
-    const quickThreshold = this.#quickThreshold;
     let count = 0;
     let held: Map<number, Held> | null = null;
 
@@ -492,7 +287,7 @@ export class PolicyEngine {
     for (let i = 0; i < batch.tokens; i++) {
       t = batch.position + i;
       stamp = ++this.#stamp;
-      for (const [encoder, idx] of this.#encoders) {
+      for (const [encoder, idx] of tables.encoders) {
         if (!readRow(batch.latents.get(encoder), batch.firstRow + i, span)) continue;
         const { groups, rule, test, weight } = idx;
         if (idx.kind === "probe") {
@@ -552,7 +347,7 @@ export class PolicyEngine {
         env.start = req.start[scopeSlot[r]];
         env.witness = -1;
         const holds = rule.holds(env);
-        const leaves = this.#leaves[r];
+        const leaves = tables.leaves[r];
         let before = -1;
         if (leaves.tracked) {
           before = env.rs.held;
@@ -566,7 +361,7 @@ export class PolicyEngine {
         h.witnesses.push(
           leaves.n === 1
             ? (h.values.push(env.read(leaves.test[0])), 0)
-            : this.#completion(rule, leaves, env, batch, i, before, h),
+            : tables.completion(r, env, { batch, i, before, span, values: h.values }),
         );
       }
       count = 0;
@@ -579,166 +374,10 @@ export class PolicyEngine {
     if (held === null) return [];
     const out: Firing[] = [];
     for (const [r, h] of [...held].sort((a, b) => a[0] - b[0])) {
-      const f = this.#fire(rules[r], req, batch, h);
+      const f = this.#gate.fire(rules[r], req.rules.get(r)!, batch, h);
       if (f) out.push(f);
     }
     return out;
-  }
-
-  /** The condition that completed `rule` at the env's token; records each condition's value in `h`. */
-  #completion(
-    rule: CompiledRule,
-    leaves: LeafTable,
-    env: Env,
-    batch: TokenBatch,
-    i: number,
-    before: number,
-    h: Held,
-  ): number {
-    const values = this.#leafValues;
-    const present = this.#leafPresent;
-    for (let k = 0; k < leaves.n; k++) {
-      values[k] = env.read(leaves.test[k]);
-      h.values.push(values[k]);
-      const test = rule.tests[leaves.test[k]];
-      const span = this.#span;
-      present[k] = leaves.probe[k] === 1 ||
-          (readRow(batch.latents.get(test.encoder), batch.firstRow + i, span) &&
-            spanValue(span, test.index) !== 0)
-        ? 1
-        : 0;
-    }
-    return completingLeaf(rule, leaves, { values, before, present, scratch: this.#leafScratch });
-  }
-
-  #excepted(rule: CompiledRule, ctx: RequestContext): boolean {
-    for (const e of rule.exceptions) {
-      if (e.tenant && (ctx.tenant === undefined || !e.tenant.has(ctx.tenant))) continue;
-      if (e.model && !e.model.has(ctx.model)) continue;
-      if (
-        e.metadata &&
-        !e.metadata.every(([k, set]) => ctx.meta?.[k] !== undefined && set.has(ctx.meta[k]))
-      ) continue;
-      return true;
-    }
-    return false;
-  }
-
-  #fields(
-    rule: CompiledRule,
-    batch: TokenBatch,
-    h: Held,
-    from: number,
-  ): Record<string, string | number | undefined> {
-    const test = rule.tests[rule.conditions[h.witnesses[from]].test];
-    const { ctx } = batch;
-    const first = h.positions[from];
-    const last = h.positions[h.positions.length - 1];
-    const fields: Record<string, string | number | undefined> = {
-      rule: rule.id,
-      title: rule.def.title,
-      severity: rule.def.severity,
-      model: ctx.model,
-      hook: ctx.hook,
-      request_id: ctx.requestId,
-      tenant: ctx.tenant,
-      value: h.values[from * rule.conditions.length + h.witnesses[from]],
-      signal: `${test.encoder}:${test.index}`,
-      label: test.label,
-      tokens: first === last ? `${first}` : `${first}-${last}`,
-      // the one rendering of token text (src/core/render/token_text.ts)
-      text: batch.tokenText
-        ? joinTokenText(
-          h.positions.slice(from).map((p) => ({
-            position: p,
-            text: batch.tokenText![p - batch.position],
-          })),
-        )
-        : undefined,
-    };
-    for (const k of rule.metaKeys) fields[`meta.${k}`] = ctx.meta?.[k];
-    if (rule.conditions.length > 0) {
-      const n = rule.conditions.length;
-      conditionFields(rule, h.values.slice(from * n, from * n + n), fields);
-    }
-    return fields;
-  }
-
-  #fire(rule: CompiledRule, req: RequestState, batch: TokenBatch, h: Held): Firing | null {
-    if (rule.exceptions.length > 0 && this.#excepted(rule, batch.ctx)) {
-      this.#stats.excepted++;
-      return null;
-    }
-    const { throttle } = rule.def;
-    const key = throttle.dedupKey === "{request_id}"
-      ? batch.ctx.requestId
-      : renderTemplate(throttle.dedupKey, this.#fields(rule, batch, h, 0));
-    const rs = req.rules.get(rule.index)!;
-    let from = 0;
-    const sup = throttle.suppress;
-    const now = sup.kind === "seconds" || throttle.rateLimit ? this.#now() : 0;
-    const quietKey = `${rule.hash}\u0000${key}`;
-    if (sup.kind === "request" && rs.fired?.has(key)) from = -1;
-    else if (sup.kind === "tokens") {
-      const last = rs.fired?.get(key);
-      if (last !== undefined) {
-        from = h.positions.findIndex((p) => p > last + sup.n);
-      }
-    } else if (sup.kind === "seconds") {
-      const until = this.#quiet.get(quietKey);
-      if (until !== undefined && now < until) from = -1;
-    }
-    if (from < 0) {
-      this.#stats.suppressed++;
-      return null;
-    }
-    if (throttle.rateLimit) {
-      const { alerts, seconds } = throttle.rateLimit;
-      let b = this.#buckets.get(rule.hash);
-      if (!b) this.#buckets.set(rule.hash, b = { tokens: alerts, at: now });
-      b.tokens = Math.min(alerts, b.tokens + ((now - b.at) / 1000) * (alerts / seconds));
-      b.at = now;
-      if (b.tokens < 1) {
-        this.#stats.rateLimited++;
-        return null;
-      }
-      b.tokens -= 1;
-    }
-    if (sup.kind === "request" || sup.kind === "tokens") {
-      (rs.fired ??= new Map()).set(key, h.positions[from]);
-    } else if (sup.kind === "seconds") {
-      this.#quiet.delete(quietKey);
-      this.#quiet.set(quietKey, now + sup.s * 1000);
-      if (this.#quiet.size > this.#max) {
-        const [oldest] = this.#quiet.keys();
-        this.#quiet.delete(oldest);
-      }
-    }
-    const completedBy = h.witnesses[from];
-    const test = rule.tests[rule.conditions[completedBy].test];
-    const n = rule.conditions.length;
-    const conditionValues = h.values.slice(from * n, from * n + n);
-    const fields = rule.def.description ? this.#fields(rule, batch, h, from) : undefined;
-    return {
-      rule,
-      requestId: batch.ctx.requestId,
-      positions: from === 0 ? h.positions : h.positions.slice(from),
-      value: conditionValues[completedBy],
-      completedBy,
-      conditionValues,
-      signal: {
-        encoder: test.encoder,
-        index: test.index,
-        ...(test.label !== undefined ? { label: test.label } : {}),
-        kind: test.kind,
-        ...(test.family ? { family: test.family } : {}),
-      },
-      description: fields ? renderTemplate(rule.def.description!, fields) : "",
-      ...(fields ? { descriptionFields: fields } : {}),
-      dedupKey: key,
-      alert: rule.alert,
-      steer: rule.steer,
-    };
   }
 
   /**
@@ -776,7 +415,7 @@ export class PolicyEngine {
       n++;
     }
     this.#stats.evicted.ttl += n;
-    for (const [key, until] of this.#quiet) if (until <= now) this.#quiet.delete(key);
+    this.#gate.sweep(now);
     return n;
   }
 }
