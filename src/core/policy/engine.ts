@@ -82,7 +82,7 @@ import {
   type TokenBatch,
 } from "./engine_types.ts";
 import { FiringGate } from "./firing_gate.ts";
-import { phaseMask, RuleEnv, RuleTables } from "./rule_tables.ts";
+import { type CompletionSite, phaseMask, RuleEnv, RuleTables } from "./rule_tables.ts";
 
 export {
   type EngineStats,
@@ -92,6 +92,9 @@ export {
   type RequestContext,
   type TokenBatch,
 } from "./engine_types.ts";
+
+/** An empty list the completion site holds between calls. */
+const NO_VALUES: number[] = [];
 
 /** The index's constants as plain locals of this module (no import cell in the hot loop). */
 const INDEX_EMPTY_LOCAL: number = INDEX_EMPTY;
@@ -130,6 +133,14 @@ export class PolicyEngine {
   /** The token row being read (a span of its encoder's table), reused for every token. */
   readonly #span: LatentSpan = emptySpan();
   readonly #env = new RuleEnv();
+  /** Where completion reads, set per token that holds (one object, not one per call). */
+  readonly #site: CompletionSite = {
+    batch: undefined!,
+    i: 0,
+    before: 0,
+    span: this.#span,
+    values: [],
+  };
 
   constructor(set: CompiledPolicySet, opts: PolicyEngineOptions = {}) {
     this.#max = opts.maxRequests ?? 100_000;
@@ -361,7 +372,7 @@ export class PolicyEngine {
         h.witnesses.push(
           leaves.n === 1
             ? (h.values.push(env.read(leaves.test[0])), 0)
-            : tables.completion(r, env, { batch, i, before, span, values: h.values }),
+            : this.#complete(r, batch, i, before, h),
         );
       }
       count = 0;
@@ -378,6 +389,20 @@ export class PolicyEngine {
       if (f) out.push(f);
     }
     return out;
+  }
+
+  /** The condition that completed rule `r` at row `i`; records each condition's value in `h`. */
+  #complete(r: number, batch: TokenBatch, i: number, before: number, h: Held): number {
+    const site = this.#site;
+    site.batch = batch;
+    site.i = i;
+    site.before = before;
+    site.values = h.values;
+    const witness = this.#tables.completion(r, this.#env, site);
+    // the site must not keep this batch alive once the engine is idle
+    site.batch = undefined!;
+    site.values = NO_VALUES;
+    return witness;
   }
 
   /**

@@ -11,6 +11,20 @@ import { type LatentSpan, readRow, spanValue } from "../latent_rows.ts";
 import type { CompiledPolicySet, CompiledRule, ConditionEnv } from "./compiled.ts";
 import type { RequestContext, RuleState, TokenBatch } from "./engine_types.ts";
 import { createTestPoolState } from "./family_pool.ts";
+
+/**
+ * Where {@linkcode RuleTables.completion} reads: the batch's row `i`, the
+ * rule's held mask at its previous evaluation (`before`), a reusable row
+ * (`span`), and the list each condition's value is appended to (`values`).
+ * The engine keeps one and sets it per call: no object per token that holds.
+ */
+export interface CompletionSite {
+  batch: TokenBatch;
+  i: number;
+  before: number;
+  span: LatentSpan;
+  values: number[];
+}
 import { completingLeaf, type LeafTable, leafTable } from "./completion.ts";
 
 const SCOPE_BIT = { prompt: 1, generation: 2, both: 4 } as const;
@@ -147,15 +161,10 @@ export class RuleTables {
   }
 
   /**
-   * The condition that completed rule `r` at the env's token (row `i` of
-   * `batch`); records each condition's value in `values`. `before` is the
-   * rule's held mask at its previous evaluation; `span` is a reusable row.
+   * The condition that completed rule `r` at the env's token (row `at.i` of
+   * `at.batch`); appends each condition's value to `at.values`.
    */
-  completion(
-    r: number,
-    env: RuleEnv,
-    at: { batch: TokenBatch; i: number; before: number; span: LatentSpan; values: number[] },
-  ): number {
+  completion(r: number, env: RuleEnv, at: CompletionSite): number {
     const rule = env.rule;
     const leaves = this.leaves[r];
     const values = this.#leafValues;
