@@ -2,8 +2,10 @@
  * The RESTRICTED pickle machine that reads a checkpoint's `data.pkl`: it
  * implements only the opcodes torch state dicts use and resolves only the
  * allow-list of globals (pickle_opcodes.ts), each to a built-in TypeScript
- * implementation. Nothing named by the file is ever looked up or run; any
- * other global or opcode stops the read with a `TorchPickleRefusedError`.
+ * implementation. Nothing named by the file is ever looked up or run: any
+ * other global, and any opcode that would build or call something else
+ * (`REFUSED_OPCODES`), stops the read with a `TorchPickleRefusedError`; a
+ * byte that is no pickle opcode is a corrupt pickle (`TorchCheckpointError`).
  *
  * @module
  */

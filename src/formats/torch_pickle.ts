@@ -8,9 +8,10 @@
  * opcodes torch state dicts use and resolves only an allow-list of globals
  * (tensor rebuilding, storage types, dtypes, `OrderedDict`), each to a
  * built-in TypeScript implementation. Nothing named by the file is ever
- * looked up or run; any other global or opcode (e.g. `os.system`,
- * `builtins.eval`, `NEWOBJ`, `INST`) stops the read with a
- * {@linkcode TorchPickleRefusedError} before anything else happens.
+ * looked up or run; any other global (e.g. `os.system`, `builtins.eval`)
+ * or an opcode that builds or calls something (e.g. `NEWOBJ`, `INST`) stops
+ * the read with a {@linkcode TorchPickleRefusedError} before anything else
+ * happens (pickle_machine.ts).
  *
  * @module
  */

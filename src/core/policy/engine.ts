@@ -94,7 +94,7 @@ export {
 } from "./engine_types.ts";
 
 /** An empty list the completion site holds between calls. */
-const NO_VALUES: number[] = [];
+const NO_VALUES = Object.freeze([]) as unknown as number[]; // frozen: a push to it throws
 
 /** The index's constants as plain locals of this module (no import cell in the hot loop). */
 const INDEX_EMPTY_LOCAL: number = INDEX_EMPTY;
@@ -398,11 +398,13 @@ export class PolicyEngine {
     site.i = i;
     site.before = before;
     site.values = h.values;
-    const witness = this.#tables.completion(r, this.#env, site);
-    // the site must not keep this batch alive once the engine is idle
-    site.batch = undefined!;
-    site.values = NO_VALUES;
-    return witness;
+    try {
+      return this.#tables.completion(r, this.#env, site);
+    } finally {
+      // the site must not keep this batch alive once the engine is idle, nor after a throw
+      site.batch = undefined!;
+      site.values = NO_VALUES;
+    }
   }
 
   /**

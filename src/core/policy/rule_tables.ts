@@ -11,6 +11,7 @@ import { type LatentSpan, readRow, spanValue } from "../latent_rows.ts";
 import type { CompiledPolicySet, CompiledRule, ConditionEnv } from "./compiled.ts";
 import type { RequestContext, RuleState, TokenBatch } from "./engine_types.ts";
 import { createTestPoolState } from "./family_pool.ts";
+import { completingLeaf, type LeafTable, leafTable } from "./completion.ts";
 
 /**
  * Where {@linkcode RuleTables.completion} reads: the batch's row `i`, the
@@ -25,7 +26,6 @@ export interface CompletionSite {
   span: LatentSpan;
   values: number[];
 }
-import { completingLeaf, type LeafTable, leafTable } from "./completion.ts";
 
 const SCOPE_BIT = { prompt: 1, generation: 2, both: 4 } as const;
 const SCOPE_SLOT = { prompt: 0, generation: 1, both: 2 } as const;
