@@ -22,6 +22,7 @@ import {
   NativeKernelsUnavailableError,
   type NativeLibrary,
 } from "./native_library.ts";
+import { type Split, SplitTuner } from "./split_tuner.ts";
 
 export {
   buildNativeKernels,
@@ -47,11 +48,13 @@ export function nativeDInReason(dIn: number): string | undefined {
     : undefined;
 }
 /**
- * Multiply-adds below which splitting the product between threads costs more
- * than it saves: handing a call to an FFI worker thread and hearing back took
- * about 0.1 ms here, and one thread computed 18.9M multiply-adds (one token
- * of 768 → 24576) in 0.19 ms; 2304 → 16384 (37.7M) took 0.70 ms on one thread
- * and 0.47 on two.
+ * Multiply-adds from which the product is always split between threads.
+ * Below it, each token count times both ways on its first calls and keeps
+ * the faster ({@linkcode SplitTuner}): handing a call to an FFI worker
+ * thread and hearing back took about 0.1 ms, and one thread computed 18.9M
+ * multiply-adds (one token of 768 → 24576) in 0.19 ms on one host and about
+ * twice that on another; 2304 → 16384 (37.7M) took 0.70 ms on one thread and
+ * 0.47 on two.
  */
 const PARALLEL_MIN_MACS = 24 << 20;
 const COLUMNS_PER_PANEL = 64;
@@ -93,6 +96,8 @@ export class NativeInt8Gemm {
   readonly #packed: Uint8Array;
   readonly #threads: number;
   #prepared = new Uint8Array(0);
+  /** Below PARALLEL_MIN_MACS: one thread or split, per token count, by measurement. */
+  readonly #split = new SplitTuner();
   /** One product at a time: they share the prepared input. */
   #busy: Promise<unknown> = Promise.resolve();
 
@@ -169,9 +174,12 @@ export class NativeInt8Gemm {
     if (this.#prepared.length < need) this.#prepared = new Uint8Array(need);
     s.lw_prepare(q, tokens, this.dIn, this.#prepared);
     const panels = Math.ceil(this.dSae / COLUMNS_PER_PANEL);
-    const parts = tokens * this.dIn * this.dSae < PARALLEL_MIN_MACS
-      ? 1
-      : Math.min(this.#threads, panels);
+    const most = Math.min(this.#threads, panels);
+    const small = most > 1 && tokens * this.dIn * this.dSae < PARALLEL_MIN_MACS;
+    const way = small ? this.#split.choose(tokens) : "split";
+    const timed = small && this.#split.tuning(tokens);
+    const t0 = timed ? performance.now() : 0;
+    const parts = way === "split" ? most : 1;
     const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round(panels * i / parts));
     // the other parts on FFI worker threads, the first on this one
     const others: Promise<void>[] = [];
@@ -191,6 +199,16 @@ export class NativeInt8Gemm {
     }
     s.lw_gemm(this.#prepared, tokens, this.dIn, this.#packed, this.dSae, acc, 0, bounds[1]);
     await Promise.all(others);
+    if (timed) this.#split.record(tokens, way, performance.now() - t0);
+  }
+
+  /**
+   * How products of `tokens` rows below the always-split size run, once
+   * timed: on this thread alone or split; undefined while still timing (or
+   * for a size that is always split).
+   */
+  splitChoice(tokens: number): Split | undefined {
+    return this.#split.chosen(tokens);
   }
 }
 

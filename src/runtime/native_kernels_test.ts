@@ -27,6 +27,34 @@ function referenceProduct(
 }
 
 Deno.test({
+  name: "native int8 product: a small product is exact on one thread and split, and keeps one way",
+  ignore,
+  async fn() {
+    const rng = new Rng(23);
+    const [k, n] = [130, 200]; // 4 panels of 64 columns: splittable, far below the split size
+    const w = Int8Array.from({ length: k * n }, () => Math.floor(rng.uniform() * 255) - 127);
+    const gemm = await openNativeInt8(w, k, n, { threads: 2 });
+    // the first 30 calls alternate the two ways (8 warm-up and 7 timed each), then one is kept
+    for (let call = 0; call < 36; call++) {
+      if (call === 30) assert.notEqual(gemm.splitChoice(1), undefined, "chosen after 30 calls");
+      if (call < 30) assert.equal(gemm.splitChoice(1), undefined, `still timing at call ${call}`);
+      const q = Uint8Array.from({ length: k }, () => Math.floor(rng.uniform() * 256));
+      const acc = new Int32Array(n).fill(-1);
+      await gemm.run(q, 1, acc);
+      assert.deepEqual(
+        Array.from(acc),
+        Array.from(referenceProduct(q, w, 1, k, n)),
+        `call ${call}`,
+      );
+    }
+    assert.ok(["one", "split"].includes(gemm.splitChoice(1)!));
+    const single = await openNativeInt8(w, k, n, { threads: 1 });
+    await single.run(new Uint8Array(k), 1, new Int32Array(n));
+    assert.equal(single.splitChoice(1), undefined, "one thread: nothing to choose");
+  },
+});
+
+Deno.test({
   name: "native int8 product: exact against the plain sum, every tile edge, extreme bytes",
   ignore,
   async fn() {
