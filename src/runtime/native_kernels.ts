@@ -52,9 +52,9 @@ export function nativeDInReason(dIn: number): string | undefined {
  * Below it, each token count times both ways on its first calls and keeps
  * the faster ({@linkcode SplitTuner}): handing a call to an FFI worker
  * thread and hearing back took about 0.1 ms, and one thread computed 18.9M
- * multiply-adds (one token of 768 → 24576) in 0.19 ms on one host and about
- * twice that on another; 2304 → 16384 (37.7M) took 0.70 ms on one thread and
- * 0.47 on two.
+ * multiply-adds (one token of 768 → 24576) in 0.19 ms on one host and 0.66
+ * ms on another (0.45 split); 2304 → 16384 (37.7M) took 0.70 ms on one
+ * thread and 0.47 on two.
  */
 const PARALLEL_MIN_MACS = 24 << 20;
 const COLUMNS_PER_PANEL = 64;

@@ -2,9 +2,9 @@
  * Whether a small product runs on this thread alone or is split with FFI
  * worker threads, decided by timing both. Handing part of a call to a
  * worker and hearing back costs about 0.1 ms; one token of 768 → 24576
- * (18.9M multiply-adds) took 0.19 ms on one core of one host and about
- * twice that on another, where splitting it took the call's p50 from
- * 0.85–0.92 to 0.66–0.73 ms (docs/performance.md, twenty-sixth sitting).
+ * (18.9M multiply-adds) took 0.19 ms on one thread of one host and 0.66 ms
+ * on another, where splitting it took 0.45 ms (docs/performance.md,
+ * twenty-sixth sitting).
  * No fixed threshold is right on both, so below the size where splitting
  * always pays, each size tries both ways a few times and keeps the faster,
  * and tries again now and then: a trial that meets a busy second core (the
