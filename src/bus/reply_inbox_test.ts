@@ -108,3 +108,59 @@ Deno.test("reply inbox: failSubject rejects only the requests published on that 
   assert.equal(inbox.answer(b.reply, "still here"), true);
   assert.equal(await b.answer, "still here");
 });
+
+Deno.test("reply inbox: the timer kept after the last answer serves a later request at its own deadline", async () => {
+  const inbox = new ReplyInbox<string>("_INBOX.t.");
+  const first = inbox.expect("svc.first", 40);
+  assert.equal(inbox.answer(first.reply, "done"), true);
+  assert.equal(await first.answer, "done");
+  // the timer is still set for 40 ms; this request's deadline is later, so it takes that timer,
+  // which then fires with nothing due and must be set again for this deadline
+  const t0 = performance.now();
+  const later = inbox.expect("svc.later", 120);
+  const err = await later.answer.then(() => assert.fail("expected a timeout"), (e) => e);
+  const ms = performance.now() - t0;
+  assert.ok(err instanceof BusRequestError && err.kind === "timeout", String(err));
+  assert.ok(ms >= 115 && ms < 1000, `the 120 ms request timed out at ${ms.toFixed(1)} ms`);
+  assert.equal(inbox.size, 0);
+});
+
+Deno.test("reply inbox: once nothing waits, the kept timer holds no process open", async () => {
+  // a child answers its one request (60 s timeout) and returns: it must exit at once, not after 60 s
+  const dir = await Deno.makeTempDir();
+  try {
+    const script = `${dir}/idle.ts`;
+    await Deno.writeTextFile(
+      script,
+      `import { ReplyInbox } from ${
+        JSON.stringify(new URL("./reply_inbox.ts", import.meta.url).href)
+      };
+const inbox = new ReplyInbox("_INBOX.t.");
+const r = inbox.expect("svc.a", 60_000);
+inbox.answer(r.reply, "ok");
+console.log(await r.answer);
+`,
+    );
+    const t0 = performance.now();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-config", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const killer = setTimeout(() => child.kill(), 20_000);
+    const out = await child.output();
+    clearTimeout(killer);
+    const ms = performance.now() - t0;
+    assert.equal(
+      new TextDecoder().decode(out.stdout).trim(),
+      "ok",
+      new TextDecoder().decode(out.stderr),
+    );
+    assert.ok(
+      out.success && ms < 15_000,
+      `the child exited after ${ms.toFixed(0)} ms (${out.code})`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

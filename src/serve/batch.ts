@@ -92,6 +92,7 @@ export class BatchStages {
     try {
       await this.#process(gen, frames);
     } finally {
+      this.#o.taps.observeDeferred(); // where the batch threw before observing them
       this.#o.taps.forget(frames);
     }
   }
@@ -124,12 +125,10 @@ export class BatchStages {
       throw err;
     }
     const evaluatedAt = performance.now();
+    // latencies are observed once the verdicts are out (see TapChannel.deferLatencies)
+    taps.deferLatencies();
     outcome.frames.forEach((o, i) => {
       const frame = frames[i];
-      const receivedAt = taps.receivedAt(frame);
-      if (receivedAt !== undefined) {
-        t.observe("latentwatch.frame.latency", (evaluatedAt - receivedAt) / 1000);
-      }
       if ("error" in o) {
         // one frame's failure must not cost the batch's other frames their evaluation
         t.add("latentwatch.evaluate.errors");
@@ -157,6 +156,13 @@ export class BatchStages {
     // the verdicts go out before the batch's bookkeeping: the bus flushes what the replies
     // queued in a microtask queued before this one, so the model waits for none of what follows
     await null;
+    taps.observeDeferred();
+    for (const frame of frames) {
+      const receivedAt = taps.receivedAt(frame);
+      if (receivedAt !== undefined) {
+        t.observe("latentwatch.frame.latency", (evaluatedAt - receivedAt) / 1000);
+      }
+    }
     this.#o.evidence.remember(frames);
     const alerts = outcome.alerts;
     if (alerts.length > 0) await this.#attachEvidence(gen, alerts);

@@ -110,3 +110,44 @@ Deno.test("tap channel: a reply that cannot be published is counted and logged, 
   assert.equal(telemetry.value("latentwatch.bus.errors", { type: "gate_reply" }), 1);
   assert.ok(logs.some((l) => l.includes("gate.reply_failed")));
 });
+
+Deno.test("tap channel: deferred gate latencies are measured when answered and observed once asked", async () => {
+  const { taps, seen, telemetry } = setup();
+  const count = async () => {
+    const m = (await telemetry.prometheus()).match(
+      /^latentwatch_gate_latency_seconds_count (\S+)$/m,
+    );
+    return Number(m?.[1] ?? NaN);
+  };
+  const sum = async () => {
+    const m = (await telemetry.prometheus()).match(/^latentwatch_gate_latency_seconds_sum (\S+)$/m);
+    return Number(m?.[1] ?? NaN);
+  };
+  // at once without deferring
+  taps.remember(
+    frame,
+    { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.a" },
+    performance.now(),
+  );
+  taps.act(frame, outcome([]));
+  assert.equal(await count(), 1);
+  // deferred: the verdicts go out, the histogram waits
+  const f2 = { ...frame, seq: 5 } as Frame;
+  const f3 = { ...frame, seq: 6 } as Frame;
+  const arrived = performance.now() - 50; // 50 ms before the answer
+  taps.remember(f2, { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.b" }, arrived);
+  taps.remember(f3, { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.c" }, arrived);
+  taps.deferLatencies();
+  taps.act(f2, outcome([]));
+  taps.act(f3, outcome([]));
+  assert.deepEqual(seen.map((m) => m.subject), ["_INBOX.a", "_INBOX.b", "_INBOX.c"]);
+  assert.equal(await count(), 1, "nothing observed before observeDeferred");
+  const before = await sum();
+  await new Promise((r) => setTimeout(r, 30)); // observed later, measured when answered
+  taps.observeDeferred();
+  assert.equal(await count(), 3);
+  const added = (await sum()) - before;
+  assert.ok(added >= 0.099 && added < 0.155, `two latencies of about 50 ms, summed ${added} s`);
+  taps.observeDeferred(); // nothing kept: observes nothing again
+  assert.equal(await count(), 3);
+});

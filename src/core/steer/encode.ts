@@ -140,13 +140,14 @@ export function encodeAck(ack: SteerAck): Uint8Array {
  * ```
  */
 export function encodeVerdict(v: GateVerdict): Uint8Array {
-  // one per gated decode step: into a shared slab, not a buffer of its own
-  return verdictBytes.utf8(JSON.stringify({
-    v: STEER_VERSION,
-    request_id: v.requestId,
-    seq: v.seq,
-    verdict: v.verdict,
-    commands: v.commands.map(commandToWire),
-    ...(v.reason !== undefined ? { reason: v.reason } : {}),
-  }));
+  // one per gated decode step, so written as a template rather than an object given to
+  // JSON.stringify (the same text, keys in the same order: tested against it), into a shared
+  // slab rather than a buffer of its own
+  const commands = v.commands.length === 0 ? "[]" : JSON.stringify(v.commands.map(commandToWire));
+  const reason = v.reason !== undefined ? `,"reason":${JSON.stringify(v.reason)}` : "";
+  return verdictBytes.utf8(
+    `{"v":${STEER_VERSION},"request_id":${JSON.stringify(v.requestId)},"seq":${
+      JSON.stringify(v.seq)
+    },"verdict":${JSON.stringify(v.verdict)},"commands":${commands}${reason}}`,
+  );
 }

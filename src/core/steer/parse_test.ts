@@ -151,3 +151,57 @@ Deno.test("a verdict with one malformed command keeps the others and returns the
   const wrong = new TextEncoder().encode(JSON.stringify({ v: 3, request_id: "r", seq: 0 }));
   assertThrows(() => parseVerdict(wrong), SteerProtocolError, "v: expected 1, found 3");
 });
+
+Deno.test("a verdict's bytes are the JSON of its wire object, keys in order, for awkward ids and reasons", () => {
+  const ids = [
+    "r",
+    "req-1",
+    'quote"and\\slash',
+    "tab\there",
+    "é✓ unicode",
+    "\u2028line",
+    "x".repeat(250),
+  ];
+  const reasons = [undefined, "", 'evaluation failed: "bad"\n', "\ud800 lone surrogate"];
+  let checked = 0;
+  for (const id of ids) {
+    for (const reason of reasons) {
+      for (
+        const [seq, verdict, cmds] of [[0, "continue", []], [2 ** 40, "abort", [
+          command({ kind: "abort" }),
+        ]]] as const
+      ) {
+        const v = {
+          requestId: id,
+          seq,
+          verdict,
+          commands: [...cmds],
+          ...(reason !== undefined ? { reason } : {}),
+        };
+        // the reference: JSON.stringify of the wire object, as docs/steering.md writes it
+        const expected = JSON.stringify({
+          v: 1,
+          request_id: id,
+          seq,
+          verdict,
+          commands: cmds.map(commandToWire),
+          ...(reason !== undefined ? { reason } : {}),
+        });
+        assertEquals(
+          new TextDecoder().decode(encodeVerdict(v)),
+          new TextDecoder().decode(new TextEncoder().encode(expected)),
+        );
+        const back = parseVerdict(encodeVerdict(v));
+        // JSON.stringify escapes a lone surrogate (\ud800): it comes back as it was
+        assertEquals([back.requestId, back.seq, back.verdict, back.reason], [
+          id,
+          seq,
+          verdict,
+          reason,
+        ]);
+        checked++;
+      }
+    }
+  }
+  assertEquals(checked, 56);
+});
