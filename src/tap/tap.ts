@@ -128,6 +128,8 @@ export class Tap {
    * a copy over 8 KiB (d_model past 2,048) gets a buffer of its own.
    */
   readonly #payloads = new ByteSlab(32 * 1024);
+  /** The tap subject of each partition, made at its first frame (two regular expressions each). */
+  readonly #subjects: string[] = [];
 
   constructor(bus: Bus, opts: TapOptions) {
     this.#bus = bus;
@@ -324,7 +326,7 @@ export class Tap {
       return { headers, payload: this.dtype === "f32" ? this.#payloads.copy(payload) : payload };
     });
 
-    const subject = tapSubject(this.model, this.hook, partitionOf(requestId, this.partitions));
+    const subject = this.#subjectOf(requestId);
     const next: RequestState = {
       seq: firstSeq,
       nextPosition: position + tokens,
@@ -575,8 +577,13 @@ export class Tap {
       0,
       state.dModel,
     );
-    const subject = tapSubject(this.model, this.hook, partitionOf(requestId, this.partitions));
-    this.#out.publish(subject, payload, headers);
+    this.#out.publish(this.#subjectOf(requestId), payload, headers);
+  }
+
+  /** The subject of `requestId`'s partition. */
+  #subjectOf(requestId: string): string {
+    const p = partitionOf(requestId, this.partitions);
+    return this.#subjects[p] ??= tapSubject(this.model, this.hook, p);
   }
 
   /** Stop listening for steering commands; publishes still held for a reconnect are counted as dropped. */

@@ -10,14 +10,28 @@ import { FrameError, MAX_NAME_LENGTH, show, type Where } from "./format.ts";
 // deno-lint-ignore no-control-regex
 const NOT_PRINTABLE = /[\u0000-\u001f\u007f-\u009f]|\p{Cs}/u;
 
+/**
+ * Names found valid lately. A tap checks its model, hook and request id on
+ * every frame it sends, and the sidecar again on every frame it receives:
+ * the same few strings, each check two regular expressions and a walk over
+ * the code points. Only valid names are kept, at most
+ * {@linkcode VALID_NAMES_KEPT}, all forgotten at once past that.
+ */
+const validNames = new Set<string>();
+/** How many valid names {@linkcode nameProblem} remembers. */
+const VALID_NAMES_KEPT = 4096;
+
 /** Why `value` is not a valid name, or null when it is. */
 export function nameProblem(value: string): string | null {
+  if (validNames.has(value)) return null;
   if (value.length === 0) return "empty";
   if (NOT_PRINTABLE.test(value)) return "contains a control character";
   if (/^\s|\s$/u.test(value)) return "has leading or trailing whitespace";
   let n = 0;
   for (const _ of value) n++;
   if (n > MAX_NAME_LENGTH) return `${n} characters`;
+  if (validNames.size >= VALID_NAMES_KEPT) validNames.clear();
+  validNames.add(value);
   return null;
 }
 

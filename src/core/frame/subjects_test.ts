@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { FrameError } from "./format.ts";
-import { partitionOf, tapSubject, tapSubjectFilter } from "./subjects.ts";
+import { nameProblem, partitionOf, tapSubject, tapSubjectFilter } from "./subjects.ts";
 
 Deno.test("frame: tap subjects sanitise names into single tokens", () => {
   assert.equal(
@@ -27,4 +27,27 @@ Deno.test("frame: partitionOf is FNV-1a 32-bit of the UTF-8 bytes, mod partition
   assert.equal(partitionOf("ü", 4), 2); // bytes c3 bc -> 0x119dd44a = 295556170
   assert.equal(partitionOf("anything", 1), 0);
   assert.throws(() => partitionOf("a", 0), RangeError);
+});
+
+Deno.test("nameProblem: the same answer asked again, past the names it remembers, for valid and invalid names", () => {
+  // the expected answers, written out: a valid name, then what each invalid one is refused for
+  const cases: Array<[string, string | null]> = [
+    ["req-1", null],
+    ["google/gemma-2-2b", null],
+    ["é✓ names", null],
+    ["", "empty"],
+    ["tab\there", "contains a control character"],
+    ["\ud800", "contains a control character"],
+    [" lead", "has leading or trailing whitespace"],
+    ["trail ", "has leading or trailing whitespace"],
+    ["x".repeat(257), "257 characters"],
+    ["x".repeat(256), null],
+  ];
+  for (let round = 0; round < 3; round++) {
+    for (const [name, expected] of cases) {
+      assert.equal(nameProblem(name), expected, `${JSON.stringify(name)}, round ${round}`);
+    }
+    // more distinct valid names than are remembered: the answers stay the same after the reset
+    for (let i = 0; i < 5000; i++) assert.equal(nameProblem(`r-${round}-${i}`), null);
+  }
 });
