@@ -20,7 +20,7 @@ import { encodeFrame, frameHeaders, framePayload, headerWireBytes } from "../cor
 import { type EncodeFrameMeta, FrameError, type FrameMeta } from "../core/frame/format.ts";
 import { partitionOf, tapSubject } from "../core/frame/subjects.ts";
 import { encodeAck } from "../core/steer/encode.ts";
-import { parseVerdict } from "../core/steer/parse.ts";
+import { isPlainContinue, parseVerdict } from "../core/steer/parse.ts";
 import { type SteerAck, type SteerCommand, SteerProtocolError } from "../core/steer/protocol.ts";
 import { steerAckSubject, steerSubjectFilter } from "../core/steer/subjects.ts";
 import { type OutageOptions, OutagePublisher, type OutageStats } from "./outage.ts";
@@ -514,24 +514,10 @@ export class Tap {
     planned.state.seq++;
     try {
       const reply = await pending;
-      const v = parseVerdict(reply.data, { model: this.model, hook: this.hook, dModel });
-      verdict = v.verdict;
       const seq = planned.state.seq - 1;
-      if (v.requestId !== requestId || v.seq !== seq) {
-        throw new SteerProtocolError(
-          "verdict",
-          `the answer to request ${requestId} seq ${seq}`,
-          `request ${v.requestId} seq ${v.seq}`,
-        );
-      }
-      for (const err of v.rejected ?? []) {
-        const ack = steering.rejectParsed(err);
-        if (ack) this.#sendAcks([ack]);
-      }
-      for (const cmd of v.commands) this.#receive(cmd);
-      if (v.verdict === "error") {
-        failure = `sidecar could not evaluate the step: ${v.reason ?? "?"}`;
-      }
+      // almost every answer: read without parsing its JSON
+      if (isPlainContinue(reply.data, requestId, seq)) verdict = "continue";
+      else verdict = this.#readVerdict(reply.data, requestId, seq, dModel, (why) => failure = why);
     } catch (err) {
       verdict = err instanceof BusRequestError && err.kind === "timeout" ? "timeout" : "error";
       failure = (err as Error).message;
@@ -541,6 +527,36 @@ export class Tap {
     s.gateWaitMsMax = Math.max(s.gateWaitMsMax, waited);
     if (failure) fail(failure);
     return stop(verdict, waited);
+  }
+
+  /**
+   * Read a verdict other than a plain `continue`: its commands take effect,
+   * malformed ones are acknowledged as rejected, and an `error` verdict is a
+   * failure (`onFailure`). Throws {@linkcode SteerProtocolError} for a
+   * malformed verdict or one answering another step.
+   */
+  #readVerdict(
+    data: Uint8Array,
+    requestId: string,
+    seq: number,
+    dModel: number,
+    onFailure: (why: string) => void,
+  ): StepResult["verdict"] {
+    const v = parseVerdict(data, { model: this.model, hook: this.hook, dModel });
+    if (v.requestId !== requestId || v.seq !== seq) {
+      throw new SteerProtocolError(
+        "verdict",
+        `the answer to request ${requestId} seq ${seq}`,
+        `request ${v.requestId} seq ${v.seq}`,
+      );
+    }
+    for (const err of v.rejected ?? []) {
+      const ack = this.#steering!.rejectParsed(err);
+      if (ack) this.#sendAcks([ack]);
+    }
+    for (const cmd of v.commands) this.#receive(cmd);
+    if (v.verdict === "error") onFailure(`sidecar could not evaluate the step: ${v.reason ?? "?"}`);
+    return v.verdict;
   }
 
   /**

@@ -6,7 +6,14 @@ import {
   encodeVerdict,
   vectorToBase64,
 } from "./encode.ts";
-import { isExpired, parseAck, parseCommand, parseVerdict, vectorFromBase64 } from "./parse.ts";
+import {
+  isExpired,
+  isPlainContinue,
+  parseAck,
+  parseCommand,
+  parseVerdict,
+  vectorFromBase64,
+} from "./parse.ts";
 import { SteerProtocolError } from "./protocol.ts";
 import { assertEquals, assertThrows, command, f32 } from "./_test_utils.ts";
 
@@ -204,4 +211,39 @@ Deno.test("a verdict's bytes are the JSON of its wire object, keys in order, for
     }
   }
   assertEquals(checked, 56);
+});
+
+Deno.test("isPlainContinue: true exactly for the bytes of a plain continue answering that step", () => {
+  const enc = new TextEncoder();
+  for (const id of ["r", "req-1", 'quote"and\\slash', "x".repeat(250), "é✓", "tab\there"]) {
+    for (const seq of [0, 7, 2 ** 40]) {
+      const plain = encodeVerdict({ requestId: id, seq, verdict: "continue", commands: [] });
+      // the parser's reading of the same bytes decides what "plain continue" means
+      const parsed = parseVerdict(plain);
+      assertEquals([parsed.verdict, parsed.commands.length, parsed.reason], [
+        "continue",
+        0,
+        undefined,
+      ]);
+      // ids outside printable ASCII are left to the parser
+      const ascii = /^[\x20-\x7e]*$/.test(JSON.stringify(id));
+      assert.equal(isPlainContinue(plain, id, seq), ascii, `${JSON.stringify(id)} seq ${seq}`);
+      assertEquals(isPlainContinue(plain, id, seq + 1), false);
+      assertEquals(isPlainContinue(plain, id + "x", seq), false);
+      for (
+        const other of [
+          { requestId: id, seq, verdict: "abort" as const, commands: [] },
+          { requestId: id, seq, verdict: "steer" as const, commands: [command({ kind: "abort" })] },
+          { requestId: id, seq, verdict: "continue" as const, commands: [], reason: "" },
+          { requestId: id, seq, verdict: "error" as const, commands: [], reason: "x" },
+        ]
+      ) assertEquals(isPlainContinue(encodeVerdict(other), id, seq), false);
+      // the same verdict written another way (spaces): the parser reads it instead
+      const spaced = enc.encode(
+        JSON.stringify({ v: 1, request_id: id, seq, verdict: "continue", commands: [] }, null, 1),
+      );
+      assertEquals(isPlainContinue(spaced, id, seq), false);
+      assertEquals(parseVerdict(spaced).verdict, "continue");
+    }
+  }
 });
