@@ -24,7 +24,7 @@
  * Then, from `<dest>`, with no network:
  *
  * ```sh
- * deno run --cached-only --frozen --v8-flags=--heap-growing-percent=30,--no-allocation-site-pretenuring -A src/main.ts serve --monitor m.yaml
+ * deno run --cached-only --frozen --v8-flags=--heap-growing-percent=30,--no-allocation-site-pretenuring,--single-threaded-gc -A src/main.ts serve --monitor m.yaml
  * ```
  *
  * `DENO_DIR` is then only Deno's cache of compiled code: it may point
