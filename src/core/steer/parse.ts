@@ -397,6 +397,9 @@ export function parseVerdict(data: Uint8Array, expect: CommandExpect = {}): Gate
  * ```
  */
 export function isPlainContinue(data: Uint8Array, requestId: string, seq: number): boolean {
+  // what parseVerdict would refuse is left to it, to refuse
+  if (!Number.isSafeInteger(seq) || seq < 0) return false;
+  if (requestId.length === 0 || requestId.length > MAX_ID) return false;
   // the text encodeVerdict writes (tested against it), compared as ASCII
   const text = `{"v":${STEER_VERSION},"request_id":${JSON.stringify(requestId)},"seq":${seq},` +
     `"verdict":"continue","commands":[]}`;

@@ -246,4 +246,10 @@ Deno.test("isPlainContinue: true exactly for the bytes of a plain continue answe
       assertEquals(parseVerdict(spaced).verdict, "continue");
     }
   }
+  // what the parser refuses is never taken as a plain continue: a seq that is no count, a long id
+  for (const [id, seq] of [["r", -1], ["r", 1.5], ["x".repeat(257), 0]] as const) {
+    const data = encodeVerdict({ requestId: id, seq, verdict: "continue", commands: [] });
+    assertThrows(() => parseVerdict(data), SteerProtocolError, "steering");
+    assertEquals(isPlainContinue(data, id, seq), false);
+  }
 });
