@@ -140,14 +140,26 @@ export function encodeAck(ack: SteerAck): Uint8Array {
  * ```
  */
 export function encodeVerdict(v: GateVerdict): Uint8Array {
-  // one per gated decode step, so written as a template rather than an object given to
-  // JSON.stringify (the same text, keys in the same order: tested against it), into a shared
-  // slab rather than a buffer of its own
+  // one per gated decode step: into a shared slab rather than a buffer of its own
+  return verdictBytes.utf8(verdictText(v));
+}
+
+/**
+ * The JSON text of a verdict, as {@linkcode encodeVerdict} sends it: written
+ * as a template rather than an object given to `JSON.stringify`, one per
+ * gated decode step (the same text, keys in the same order: tested against
+ * it).
+ *
+ * @example
+ * ```ts
+ * verdictText({ requestId: "r1", seq: 3, verdict: "continue", commands: [] });
+ * // '{"v":1,"request_id":"r1","seq":3,"verdict":"continue","commands":[]}'
+ * ```
+ */
+export function verdictText(v: GateVerdict): string {
   const commands = v.commands.length === 0 ? "[]" : JSON.stringify(v.commands.map(commandToWire));
   const reason = v.reason !== undefined ? `,"reason":${JSON.stringify(v.reason)}` : "";
-  return verdictBytes.utf8(
-    `{"v":${STEER_VERSION},"request_id":${JSON.stringify(v.requestId)},"seq":${
-      JSON.stringify(v.seq)
-    },"verdict":${JSON.stringify(v.verdict)},"commands":${commands}${reason}}`,
-  );
+  return `{"v":${STEER_VERSION},"request_id":${JSON.stringify(v.requestId)},"seq":${
+    JSON.stringify(v.seq)
+  },"verdict":${JSON.stringify(v.verdict)},"commands":${commands}${reason}}`;
 }

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { verdictText } from "./encode.ts";
 import {
   type AckStatus,
   type GateVerdict,
@@ -377,41 +378,6 @@ const VERDICTS: readonly GateVerdict["verdict"][] = ["continue", "steer", "abort
  * ```
  */
 export function parseVerdict(data: Uint8Array, expect: CommandExpect = {}): GateVerdict {
-  return parseVerdictJson(data, expect);
-}
-
-/**
- * Whether `data` is, byte for byte, the verdict `encodeVerdict` writes for
- * `continue` without commands or reason, answering `requestId`'s step `seq`:
- * the answer to almost every gated decode step, which a tap can then take
- * without parsing its JSON (1–2 µs a step). False for anything else, which
- * {@linkcode parseVerdict} then reads (a request id outside printable ASCII
- * always goes there).
- *
- * @example
- * ```ts
- * import { encodeVerdict } from "./encode.ts";
- * const data = encodeVerdict({ requestId: "r1", seq: 3, verdict: "continue", commands: [] });
- * isPlainContinue(data, "r1", 3); // true
- * isPlainContinue(data, "r1", 4); // false: another step's answer
- * ```
- */
-export function isPlainContinue(data: Uint8Array, requestId: string, seq: number): boolean {
-  // what parseVerdict would refuse is left to it, to refuse
-  if (!Number.isSafeInteger(seq) || seq < 0) return false;
-  if (requestId.length === 0 || requestId.length > MAX_ID) return false;
-  // the text encodeVerdict writes (tested against it), compared as ASCII
-  const text = `{"v":${STEER_VERSION},"request_id":${JSON.stringify(requestId)},"seq":${seq},` +
-    `"verdict":"continue","commands":[]}`;
-  if (data.length !== text.length) return false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c > 0x7e || data[i] !== c) return false;
-  }
-  return true;
-}
-
-function parseVerdictJson(data: Uint8Array, expect: CommandExpect): GateVerdict {
   const o = parseJson(data, "gate verdict");
   const where: Where = {};
   if (o.v !== STEER_VERSION) {
@@ -447,4 +413,34 @@ function parseVerdictJson(data: Uint8Array, expect: CommandExpect): GateVerdict 
   if (typeof o.reason === "string") v.reason = o.reason;
   if (rejected.length > 0) v.rejected = rejected;
   return v;
+}
+
+/**
+ * Whether `data` is, byte for byte, the verdict `encodeVerdict` writes for
+ * `continue` without commands or reason, answering `requestId`'s step `seq`:
+ * the answer to almost every gated decode step, which a tap can then take
+ * without parsing its JSON (1–2 µs a step). False for anything else, which
+ * {@linkcode parseVerdict} then reads (a request id outside printable ASCII
+ * always goes there).
+ *
+ * @example
+ * ```ts
+ * import { encodeVerdict } from "./encode.ts";
+ * const data = encodeVerdict({ requestId: "r1", seq: 3, verdict: "continue", commands: [] });
+ * isPlainContinue(data, "r1", 3); // true
+ * isPlainContinue(data, "r1", 4); // false: another step's answer
+ * ```
+ */
+export function isPlainContinue(data: Uint8Array, requestId: string, seq: number): boolean {
+  // what parseVerdict would refuse is left to it, to refuse
+  if (!Number.isSafeInteger(seq) || seq < 0) return false;
+  if (requestId.length === 0 || requestId.length > MAX_ID) return false;
+  // the text encodeVerdict writes, compared as ASCII
+  const text = verdictText({ requestId, seq, verdict: "continue", commands: [] });
+  if (data.length !== text.length) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c > 0x7e || data[i] !== c) return false;
+  }
+  return true;
 }
