@@ -9,6 +9,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connectNatsBus, type NatsBus } from "./nats_bus.ts";
 import { rawHeaderBlock } from "./nats_message.ts";
 import { HeaderEncodeError } from "./nats_headers.ts";
+import { HeaderTemplate } from "./header_template.ts";
 import { classifyBusError } from "./errors.ts";
 import type { BusMessage } from "./bus.ts";
 import { NatsServerStartError, startNatsServer } from "./nats_server.ts";
@@ -128,6 +129,37 @@ Deno.test("nats bus: published headers arrive as the client's own header object 
         () => bus.publish("hdr.bad", new Uint8Array(0), { "Bad Name": "1" }),
         HeaderEncodeError,
       );
+    } finally {
+      await nc.close();
+      await bus.close();
+    }
+  }));
+
+Deno.test("nats bus: a header template's block arrives as the client's own header object writes the record", () =>
+  withServer(async (url) => {
+    const bus = await connectNatsBus({ url, name: "headers-template" });
+    const nc = await connect({ servers: url });
+    try {
+      const got: Msg[] = [];
+      const sub = nc.subscribe("tpl.>", { callback: (_err, msg) => void got.push(msg) });
+      await nc.flush();
+      const template = new HeaderTemplate({
+        headers: { "Lw-Version": "1", "Lw-Pos": "0", "Lw-Meta-note": "naïve ✓", "Lw-Seq": "0" },
+        varying: ["Lw-Pos", "Lw-Seq"],
+      });
+      const sent = template.render(["1234", "7"]);
+      bus.publish("tpl.ours", new Uint8Array([1]), sent);
+      const h = natsHeaders();
+      for (const [k, v] of Object.entries(sent)) h.set(k, v);
+      nc.publish("tpl.ref", new Uint8Array([1]), { headers: h });
+      await bus.flush();
+      await nc.flush();
+      for (let i = 0; i < 100 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      sub.unsubscribe();
+      const block = (s: string) =>
+        new TextDecoder().decode(rawHeaderBlock(got.find((m) => m.subject === s)!)!);
+      assert.equal(block("tpl.ours"), block("tpl.ref"));
+      assert.match(block("tpl.ours"), /Lw-Pos: 1234\r\n.*Lw-Seq: 7\r\n/s);
     } finally {
       await nc.close();
       await bus.close();

@@ -330,25 +330,52 @@ const utf8 = new TextEncoder();
  * ```
  */
 export function encodeHeaderBlock(headers: Record<string, string>): Uint8Array {
-  let text = "NATS/1.0\r\n";
+  let text = HEADER_BLOCK_START;
   for (const name in headers) {
     if (!Object.hasOwn(headers, name)) continue;
-    if (name.length === 0) throw new HeaderEncodeError(name, "a non-empty name", "an empty one");
-    for (let i = 0; i < name.length; i++) {
-      const c = name.charCodeAt(i);
-      if (c < 33 || c > 126 || c === 0x3a) {
-        throw new HeaderEncodeError(
-          name,
-          "a name of printable ASCII without a colon",
-          `${JSON.stringify(name[i])} at ${i}`,
-        );
-      }
-    }
-    const value = String(headers[name]);
-    if (value.includes("\r") || value.includes("\n")) {
-      throw new HeaderEncodeError(name, "a value without CR or LF", JSON.stringify(value));
-    }
-    text += `${name}: ${value.trim()}\r\n`;
+    text += headerLine(name, headers[name]);
   }
-  return utf8.encode(text + "\r\n");
+  return utf8.encode(text + HEADER_BLOCK_END);
+}
+
+/** The status line that opens a header block. */
+export const HEADER_BLOCK_START = "NATS/1.0\r\n";
+/** The blank line that closes a header block. */
+export const HEADER_BLOCK_END = "\r\n";
+
+/**
+ * One header's line of a block, `Name: value\r\n`, the value trimmed, as
+ * {@linkcode encodeHeaderBlock} writes it (and throws for).
+ *
+ * @example
+ * ```ts
+ * headerLine("Lw-Seq", " 7"); // "Lw-Seq: 7\r\n"
+ * ```
+ */
+export function headerLine(name: string, rawValue: string): string {
+  checkHeaderName(name);
+  const value = String(rawValue);
+  checkHeaderValue(name, value);
+  return `${name}: ${value.trim()}\r\n`;
+}
+
+/** Throws a {@linkcode HeaderEncodeError} for a value with CR or LF (a header injected into the block). */
+export function checkHeaderValue(name: string, value: string): void {
+  if (value.includes("\r") || value.includes("\n")) {
+    throw new HeaderEncodeError(name, "a value without CR or LF", JSON.stringify(value));
+  }
+}
+
+function checkHeaderName(name: string): void {
+  if (name.length === 0) throw new HeaderEncodeError(name, "a non-empty name", "an empty one");
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 33 || c > 126 || c === 0x3a) {
+      throw new HeaderEncodeError(
+        name,
+        "a name of printable ASCII without a colon",
+        `${JSON.stringify(name[i])} at ${i}`,
+      );
+    }
+  }
 }

@@ -8,6 +8,7 @@
  */
 import { headers as natsHeaders, type Msg, type MsgHdrs } from "@nats-io/transport-node";
 import type { BusMessage } from "./bus.ts";
+import { encodedBlockOf } from "./header_template.ts";
 import {
   encodeHeaderBlock,
   headerStatus,
@@ -45,9 +46,10 @@ class EncodedHeaders {
 }
 
 /**
- * `headers` for a core publish: encoded in one pass by
- * {@linkcode encodeHeaderBlock} (a bad name or value throws its
- * `HeaderEncodeError`), or `undefined` when there are none (or no record).
+ * `headers` for a core publish: the block a `HeaderTemplate`
+ * wrote for them, else encoded in one pass by {@linkcode encodeHeaderBlock}
+ * (a bad name or value throws its `HeaderEncodeError`), or `undefined` when
+ * there are none (or no record).
  *
  * @example
  * ```ts
@@ -57,6 +59,8 @@ class EncodedHeaders {
  */
 export function publishHeaders(headers?: Record<string, string>): MsgHdrs | undefined {
   if (headers === undefined) return undefined;
+  const written = encodedBlockOf(headers); // a template's record: its block was written ahead
+  if (written !== undefined) return new EncodedHeaders(written) as unknown as MsgHdrs;
   for (const name in headers) {
     if (Object.hasOwn(headers, name)) {
       return new EncodedHeaders(encodeHeaderBlock(headers)) as unknown as MsgHdrs;

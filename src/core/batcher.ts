@@ -90,12 +90,12 @@ export class MicroBatcher<T extends Batchable> {
    * closed or the item would push it past `maxQueueTokens`. An `urgent`
    * item (a gated frame, whose model waits for the verdict) does not wait
    * for the batch to fill: the batch it is in goes out at the end of the
-   * current turn, with the other frames of the same socket read.
+   * current turn, with the other frames of the same socket read. `now` is
+   * the `performance.now()` of its arrival, when the caller has taken it.
    */
-  offer(item: T, urgent = false): boolean {
+  offer(item: T, urgent = false, now: number = performance.now()): boolean {
     if (this.#closed) return false;
     if (this.#queuedTokens + item.tokens > this.limits.maxQueueTokens) return false;
-    const now = performance.now();
     if (this.queuedItems === 0) this.#oldestAt = now;
     if (this.limits.adaptive) {
       if (this.#lastOfferAt >= 0) {

@@ -53,8 +53,18 @@ export class ByteSlab {
   utf8(s: string): Uint8Array {
     // each UTF-16 code unit takes at most 3 bytes of UTF-8
     if (!this.#room(3 * s.length)) return utf8.encode(s);
-    const { written } = utf8.encodeInto(s, this.#slab.subarray(this.#at));
-    return this.#take(written);
+    const slab = this.#slab;
+    const at = this.#at;
+    // ASCII is its own UTF-8: copied here, without a runtime call (what a verdict is)
+    let i = 0;
+    for (; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0x7f) break;
+      slab[at + i] = c;
+    }
+    if (i === s.length) return this.#take(i);
+    const { written } = utf8.encodeInto(s.slice(i), slab.subarray(at + i));
+    return this.#take(i + written);
   }
 
   /** A copy of `bytes`. */

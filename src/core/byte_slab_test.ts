@@ -11,7 +11,14 @@ Deno.test("ByteSlab.utf8: ASCII, two- three- and four-byte characters and lone s
   assert.equal(slab.utf8("").length, 0);
   const te = new TextEncoder();
   for (
-    const s of ['{"v":1,"request_id":"r1","seq":3}', "a\u0000b", "x".repeat(1000), "ü😀\udfff"]
+    const s of [
+      '{"v":1,"request_id":"r1","seq":3}',
+      "a\u0000b",
+      "x".repeat(1000),
+      "ü😀\udfff",
+      "ab\u007fé€",
+      "abc😀x\ud800y",
+    ]
   ) {
     assert.deepEqual(slab.utf8(s), te.encode(s));
   }

@@ -119,7 +119,7 @@ export class Intake {
       releaseFrameData([frame]);
       return;
     }
-    if (!batcher.offer(frame, msg.reply !== undefined)) {
+    if (!batcher.offer(frame, msg.reply !== undefined, receivedAt)) {
       const reason = frame.tokens > batcher.limits.maxQueueTokens
         ? "frame_too_large"
         : "queue_full";

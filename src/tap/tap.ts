@@ -25,6 +25,12 @@ import { type SteerAck, type SteerCommand, SteerProtocolError } from "../core/st
 import { steerAckSubject, steerSubjectFilter } from "../core/steer/subjects.ts";
 import { type OutageOptions, OutagePublisher, type OutageStats } from "./outage.ts";
 import { emptySteeringStats, RequestSteering, type SteeringStats } from "./steering.ts";
+import {
+  type FrameKey,
+  rememberStepHeaders,
+  type StepHeaders,
+  templatedHeaders,
+} from "./step_headers.ts";
 
 /** Options of {@linkcode Tap}. */
 export interface TapOptions {
@@ -94,6 +100,8 @@ interface RequestState extends Pick<TapExtra, "tenant" | "meta" | "traceparent" 
   seq: number;
   nextPosition: number;
   dModel: number;
+  /** The last frame's key, and its header template once a frame repeated it. */
+  headers?: StepHeaders;
 }
 
 /**
@@ -128,6 +136,8 @@ export class Tap {
    * a copy over 8 KiB (d_model past 2,048) gets a buffer of its own.
    */
   readonly #payloads = new ByteSlab(32 * 1024);
+  /** Header blocks written by the requests' templates (`step_headers.ts`). */
+  readonly #headerBytes = new ByteSlab();
   /** The tap subject of each partition, made at its first frame (two regular expressions each). */
   readonly #subjects: string[] = [];
 
@@ -280,7 +290,28 @@ export class Tap {
     const bytesPerToken = dModel * BYTES_PER_ELEMENT[this.dtype];
     const max = this.#bus.maxPayload;
     const plan: Array<{ start: number; n: number; headers: Record<string, string> }> = [];
-    for (let start = 0; start < tokens;) {
+    // a decode step like the request's last two: its headers from the request's template
+    const key: FrameKey | null = extra.tokenIds === undefined && extra.tokenText === undefined
+      ? {
+        tokens,
+        dModel,
+        phase: extra.phase,
+        tenant: extra.tenant,
+        meta: extra.meta,
+        traceparent: extra.traceparent,
+        tracestate: extra.tracestate,
+      }
+      : null;
+    const templated = key === null ? null : templatedHeaders(
+      state?.headers,
+      key,
+      position,
+      firstSeq,
+      tokens * bytesPerToken,
+      max,
+    );
+    if (templated !== null) plan.push({ start: 0, n: tokens, headers: templated });
+    for (let start = plan.length === 0 ? 0 : tokens; start < tokens;) {
       const seq = firstSeq + plan.length;
       const headersOf = (n: number) => frameHeaders(meta(start, n, seq), n, dModel);
       const fits = (h: Record<string, string>, n: number) =>
@@ -335,6 +366,9 @@ export class Tap {
       meta: extra.meta,
       traceparent: extra.traceparent,
       tracestate: extra.tracestate,
+      headers: key !== null && plan.length === 1
+        ? rememberStepHeaders(state?.headers, key, plan[0].headers, this.#headerBytes)
+        : undefined,
     };
     // re-insert so Map order is least recently published first; past the bound,
     // the stalest request (one that was aborted without end()) is forgotten

@@ -242,3 +242,23 @@ Deno.test("tap: open requests are bounded; the stalest unended request is forgot
   tap.end("a");
   assert.deepEqual(seen, ["a"]);
 });
+
+Deno.test("tap: decode steps sent from the request's header template decode to their own position and seq", () => {
+  const { bus, frames } = setup();
+  const tap = new Tap(bus, { model: "m", hook: "h" });
+  tap.publish("r", 0, new Float32Array(6), 3, 2, { phase: "prefill", tokenIds: [1, 2, 3] });
+  const steps: Array<[number, string | undefined]> = [];
+  for (let pos = 3; pos < 120; pos++) {
+    // the phase changes once in the middle: its frames go back to frameHeaders
+    const phase = pos === 60 ? "prefill" : "decode";
+    tap.publish("r", pos, new Float32Array([pos, -pos]), 1, 2, { phase, meta: { k: "v" } });
+    steps.push([pos, phase]);
+  }
+  tap.end("r");
+  assert.deepEqual(
+    frames.slice(1, -1).map((f) => [f.position, f.seq, f.phase, f.meta?.k, [...f.data]]),
+    steps.map(([pos, phase], i) => [pos, i + 1, phase, "v", [pos, -pos]]),
+  );
+  assert.deepEqual(frames.at(-1)!.endOfRequest, true);
+  assert.equal(frames.at(-1)!.seq, steps.length + 1);
+});
