@@ -67,6 +67,8 @@ const COPY_DATA = { copyData: true } as const;
 export class Intake {
   readonly #o: IntakeOptions;
   #accepted = 0;
+  /** Frames received since the counters were last brought up to date (once a turn). */
+  #received = 0;
 
   constructor(opts: IntakeOptions) {
     this.#o = opts;
@@ -99,7 +101,9 @@ export class Intake {
   #intake(msg: BusMessage): void {
     const { telemetry: t, batcher, taps } = this.#o;
     const receivedAt = performance.now();
-    t.add("latentwatch.frames.received");
+    // the count and the queue depth are brought up to date once a turn, not once a frame: a
+    // socket read hands over its messages in one turn (eight gated steps, one per request)
+    if (this.#received++ === 0) queueMicrotask(this.#report);
     this.#o.onMessage?.(msg);
     let frame: Frame;
     try {
@@ -139,8 +143,15 @@ export class Intake {
       return;
     }
     this.#accepted++;
-    t.set("latentwatch.queue.depth", batcher.queuedTokens);
   }
+
+  /** `latentwatch.frames.received` and `latentwatch.queue.depth`, at the end of a turn's messages. */
+  readonly #report = (): void => {
+    const t = this.#o.telemetry;
+    t.add("latentwatch.frames.received", this.#received);
+    this.#received = 0;
+    t.set("latentwatch.queue.depth", this.#o.batcher.queuedTokens);
+  };
 
   /** True when `frame` came on its request's partition; otherwise counted, logged and answered. */
   #onItsPartition(frame: Frame, msg: BusMessage): boolean {

@@ -58,14 +58,19 @@ function setup(opts: { maxQueueTokens?: number; onMessage?: (m: BusMessage) => v
   return { telemetry, logs, batcher, lost, intake, replies };
 }
 
-Deno.test("intake: frames in order are queued and counted", () => {
+Deno.test("intake: frames in order are queued and counted (the counters once the turn's messages are in)", async () => {
   const { intake, batcher, telemetry } = setup();
   intake.receive(msg("r1", 0));
   intake.receive(msg("r1", 1, { tokens: 2 }));
   assert.equal(intake.accepted, 2);
   assert.equal(batcher.queuedTokens, 3);
+  await null;
   assert.equal(telemetry.value("latentwatch.frames.received"), 2);
   assert.equal(telemetry.value("latentwatch.queue.depth"), 3);
+  intake.receive(msg("r1", 2));
+  await null;
+  assert.equal(telemetry.value("latentwatch.frames.received"), 3, "a later turn adds its own");
+  assert.equal(telemetry.value("latentwatch.queue.depth"), 4);
 });
 
 Deno.test("intake: a message that is no frame is rejected by reason; a gated one is answered with an error verdict", () => {
