@@ -11,6 +11,7 @@
  * @module
  */
 import { ByteSlab } from "../core/byte_slab.ts";
+import { headerWireBytes } from "../core/frame/encode.ts";
 import { utf8Length } from "../core/utf8_length.ts";
 import {
   checkHeaderValue,
@@ -67,7 +68,7 @@ export interface HeaderTemplateOptions {
  *   varying: ["Lw-Pos", "Lw-Seq"],
  * });
  * const h = t.render(["12", "3"]); // { "Lw-Version": "1", "Lw-Pos": "12", "Lw-Seq": "3" }
- * t.wireBytes(["12", "3"]); // 52, the bytes of h's block
+ * t.wireBytes(["12", "3"]); // 50, the bytes of h's block
  * ```
  */
 export class HeaderTemplate {
@@ -83,6 +84,12 @@ export class HeaderTemplate {
   constructor(opts: HeaderTemplateOptions) {
     this.#base = { ...opts.headers };
     this.#names = [...opts.varying];
+    const twice = this.#names.find((name, i) => this.#names.indexOf(name) !== i);
+    if (twice !== undefined) {
+      throw new RangeError(
+        `header template: expected each varying name once, found "${twice}" twice`,
+      );
+    }
     this.#slab = opts.slab ?? new ByteSlab();
     let text = HEADER_BLOCK_START;
     for (const name in this.#base) {
@@ -99,18 +106,24 @@ export class HeaderTemplate {
       text = "\r\n";
     }
     this.#parts.push(text + HEADER_BLOCK_END);
+    let varyingBytes = 0;
     for (const name of this.#names) {
       if (!Object.hasOwn(this.#base, name)) {
         throw new RangeError(`header template: expected "${name}" among the headers, found none`);
       }
+      varyingBytes += utf8Length(this.#base[name]);
     }
-    this.#fixedBytes = new TextEncoder().encode(this.#parts.join("")).length;
+    this.#fixedBytes = headerWireBytes(this.#base) - varyingBytes;
   }
 
-  /** Size in bytes of the block that {@linkcode HeaderTemplate.render} writes for `values`. */
+  /**
+   * Size in bytes of the rendered record's block as `headerWireBytes`
+   * counts it (values untrimmed, so never less than the block written), the
+   * size a tap plans its frames with.
+   */
   wireBytes(values: readonly string[]): number {
     let n = this.#fixedBytes;
-    for (const v of values) n += utf8Length(v.trim());
+    for (const v of values) n += utf8Length(v);
     return n;
   }
 

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { headerWireBytes } from "../core/frame/encode.ts";
 import { encodedBlockOf, HeaderTemplate } from "./header_template.ts";
 import { encodeHeaderBlock, HeaderEncodeError, parseHeaderBlock } from "./nats_headers.ts";
 
@@ -27,7 +28,9 @@ Deno.test("HeaderTemplate: every render is byte for byte encodeHeaderBlock of it
       assert.deepEqual(Object.entries(h), Object.entries(expected), "same record, same order");
       const block = encodedBlockOf(h)!;
       assert.equal(text(block), text(encodeHeaderBlock(expected)));
-      assert.equal(t.wireBytes(v), block.length);
+      // sized as the tap plans frames (headerWireBytes: values untrimmed), never under the block
+      assert.equal(t.wireBytes(v), headerWireBytes(expected));
+      assert.ok(t.wireBytes(v) >= block.length);
       assert.deepEqual(parseHeaderBlock(block).headers["A"], headers["A"]?.trim());
     }
   }
@@ -58,5 +61,9 @@ Deno.test("HeaderTemplate: refuses what encodeHeaderBlock refuses, and a missing
   assert.throws(
     () => new HeaderTemplate({ headers: { "A": "1" }, varying: ["Lw-Seq"] }),
     /expected "Lw-Seq" among the headers/,
+  );
+  assert.throws(
+    () => new HeaderTemplate({ headers: { "A": "1" }, varying: ["A", "A"] }),
+    /expected each varying name once, found "A" twice/,
   );
 });

@@ -147,10 +147,16 @@ export class Intake {
 
   /** `latentwatch.frames.received` and `latentwatch.queue.depth`, at the end of a turn's messages. */
   readonly #report = (): void => {
-    const t = this.#o.telemetry;
-    t.add("latentwatch.frames.received", this.#received);
-    this.#received = 0;
-    t.set("latentwatch.queue.depth", this.#o.batcher.queuedTokens);
+    const received = this.#received;
+    this.#received = 0; // first: a throw below must not stop the next turn's report
+    try {
+      const t = this.#o.telemetry;
+      t.add("latentwatch.frames.received", received);
+      t.set("latentwatch.queue.depth", this.#o.batcher.queuedTokens);
+    } catch (err) {
+      // a microtask's throw would end the process: logged, as receive() logs its own
+      this.#o.log.error("intake.report_failed", { error: (err as Error)?.message ?? String(err) });
+    }
   };
 
   /** True when `frame` came on its request's partition; otherwise counted, logged and answered. */

@@ -23,17 +23,17 @@ export interface StepHeaders {
 
 const VARYING = [HEADER.position, HEADER.seq] as const;
 
+/** The same entries in the same order (the order of their headers). */
 function sameMeta(a?: Record<string, string>, b?: Record<string, string>): boolean {
   if (a === b) return true;
   if (a === undefined || b === undefined) return false;
-  let n = 0;
-  for (const k in a) {
-    if (!Object.hasOwn(a, k)) continue;
-    n++;
-    if (!Object.hasOwn(b, k) || a[k] !== b[k]) return false;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  if (ka.length !== kb.length) return false;
+  for (let i = 0; i < ka.length; i++) {
+    if (ka[i] !== kb[i] || a[ka[i]] !== b[kb[i]]) return false;
   }
-  for (const k in b) if (Object.hasOwn(b, k)) n--;
-  return n === 0;
+  return true;
 }
 
 /**

@@ -67,6 +67,16 @@ Deno.test("step headers: any other shape or extra goes back to frameHeaders, als
     step(last, { ...key, meta: { team: "a" } }, 2, 2).templated,
     "equal meta, other object",
   );
+  const two: FrameKey = { ...key, meta: { a: "1", b: "2" } };
+  const l1 = step(step(undefined, two, 0, 0).next, two, 1, 1).next;
+  assert.ok(step(l1, two, 2, 2).templated);
+  const swapped = step(l1, { ...two, meta: { b: "2", a: "1" } }, 2, 2);
+  assert.equal(
+    swapped.templated,
+    false,
+    "the same entries in another order: headers in that order",
+  );
+  assert.deepEqual(Object.keys(swapped.headers).slice(-2), ["Lw-Meta-b", "Lw-Meta-a"]);
   meta.team = "changed";
   const r = step(last, key, 3, 3);
   assert.equal(r.templated, false, "the key kept a copy of the meta it was made with");
