@@ -315,6 +315,11 @@ export class HeaderEncodeError extends TypeError {
 
 const utf8 = new TextEncoder();
 
+/** The status line that opens a header block. */
+export const HEADER_BLOCK_START = "NATS/1.0\r\n";
+/** The blank line that closes a header block. */
+export const HEADER_BLOCK_END = "\r\n";
+
 /**
  * `headers` as a NATS header block (`NATS/1.0\r\nName: value\r\n…\r\n\r\n`):
  * names as spelled, values trimmed, as the NATS client writes them (and
@@ -337,11 +342,6 @@ export function encodeHeaderBlock(headers: Record<string, string>): Uint8Array {
   }
   return utf8.encode(text + HEADER_BLOCK_END);
 }
-
-/** The status line that opens a header block. */
-export const HEADER_BLOCK_START = "NATS/1.0\r\n";
-/** The blank line that closes a header block. */
-export const HEADER_BLOCK_END = "\r\n";
 
 /**
  * One header's line of a block, `Name: value\r\n`, the value trimmed, as

@@ -6,8 +6,7 @@
  * @module
  */
 import type { ByteSlab } from "../core/byte_slab.ts";
-import { HEADER } from "../core/frame/format.ts";
-import type { FrameMeta } from "../core/frame/format.ts";
+import { type FrameMeta, HEADER } from "../core/frame/format.ts";
 import { HeaderTemplate } from "../bus/header_template.ts";
 
 /** What a frame's headers depend on besides its position and seq. */

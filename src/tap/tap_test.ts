@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import type { Bus, BusMessage } from "../bus/bus.ts";
 import { MemoryBus } from "../bus/memory_bus.ts";
+import { encodedBlockOf } from "../bus/header_template.ts";
+import { encodeHeaderBlock } from "../bus/nats_headers.ts";
 import { decodeFrame } from "../core/frame/decode.ts";
 import { type Frame, FrameError } from "../core/frame/format.ts";
 import { FrameTooLargeError, Tap } from "./tap.ts";
@@ -243,8 +245,21 @@ Deno.test("tap: open requests are bounded; the stalest unended request is forgot
   assert.deepEqual(seen, ["a"]);
 });
 
+/** A MemoryBus that also keeps, for each publish, the header block a template attached (if any). */
+class BlockKeepingBus extends MemoryBus {
+  readonly blocks: Array<{ headers: Record<string, string>; block?: Uint8Array }> = [];
+  override publish(subject: string, data: Uint8Array, headers?: Record<string, string>): void {
+    if (headers) this.blocks.push({ headers, block: encodedBlockOf(headers) });
+    super.publish(subject, data, headers);
+  }
+}
+
 Deno.test("tap: decode steps sent from the request's header template decode to their own position and seq", () => {
-  const { bus, frames } = setup();
+  const bus = new BlockKeepingBus();
+  const frames: Frame[] = [];
+  bus.subscribe("latentwatch.tap.v1.>", (m: BusMessage) => {
+    frames.push(decodeFrame(m.subject, m.headers, m.data));
+  });
   const tap = new Tap(bus, { model: "m", hook: "h" });
   tap.publish("r", 0, new Float32Array(6), 3, 2, { phase: "prefill", tokenIds: [1, 2, 3] });
   const steps: Array<[number, string | undefined]> = [];
@@ -261,4 +276,16 @@ Deno.test("tap: decode steps sent from the request's header template decode to t
   );
   assert.deepEqual(frames.at(-1)!.endOfRequest, true);
   assert.equal(frames.at(-1)!.seq, steps.length + 1);
+  // the template path ran: every decode step from the third like one on carried a block, and
+  // each block is what encodeHeaderBlock writes for its record (the NATS bus sends it as is)
+  const decode = bus.blocks.slice(1, -1);
+  const withBlock = decode.map((b, i) => [steps[i][0], b.block !== undefined]);
+  assert.deepEqual(
+    withBlock.filter(([, has]) => !has).map(([pos]) => pos),
+    [3, 4, 60, 61, 62],
+    "the first two decode steps, and the changed phase's step and the two after it",
+  );
+  for (const b of decode.filter((b) => b.block)) {
+    assert.deepEqual(b.block, encodeHeaderBlock(b.headers));
+  }
 });
