@@ -7,8 +7,14 @@
  * @module
  */
 import type { NatsConnection } from "@nats-io/transport-node";
-import { jetstream, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
-import { type KV, Kvm } from "@nats-io/kv";
+import {
+  jetstream,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamManager,
+  jetstreamManager,
+} from "@nats-io/jetstream";
+import { type KV, Kvm, type KvStatus } from "@nats-io/kv";
 import { type LeaseEntry, type LeaseStore, LeaseStoreError } from "./leases.ts";
 import { BusRequestError, type LeaseOpenRetry } from "./bus.ts";
 import { isTransientBusError } from "./errors.ts";
@@ -65,8 +71,7 @@ export async function openNatsLeases(
   nc: NatsConnection,
   opts: NatsLeaseOptions,
 ): Promise<LeaseStore> {
-  const kv = await openBucket(nc, opts);
-  const status = await kv.status();
+  const { kv, status } = await openBucket(nc, opts);
   if (Math.abs(status.ttl - opts.ttlMs) > 1) {
     throw new LeaseStoreError(
       opts.bucket,
@@ -79,10 +84,15 @@ export async function openNatsLeases(
 }
 
 /**
- * Open the bucket, creating it when missing; a transient failure is tried
- * again (waits doubling from 250 ms to 2 s) until `openDeadlineMs`.
+ * Open the bucket, creating it when missing, and read its status; a
+ * transient failure of either is tried again (waits doubling from 250 ms
+ * to 2 s) until `openDeadlineMs`. (The status is a request of its own: a
+ * cluster busy electing leaders can time it out just after the open.)
  */
-async function openBucket(nc: NatsConnection, opts: NatsLeaseOptions): Promise<KV> {
+async function openBucket(
+  nc: NatsConnection,
+  opts: NatsLeaseOptions,
+): Promise<{ kv: KV; status: KvStatus }> {
   const deadline = Date.now() + (opts.openDeadlineMs ?? LEASE_OPEN_DEADLINE_MS);
   const js = jetstream(nc, opts.requestTimeoutMs ? { timeout: opts.requestTimeoutMs } : {});
   const backoff = new Backoff(250, 2000);
@@ -90,12 +100,19 @@ async function openBucket(nc: NatsConnection, opts: NatsLeaseOptions): Promise<K
     try {
       // one try makes several requests, each with its own timeout: the deadline bounds them all
       const leftMs = Math.max(1, deadline - Date.now());
-      const kv = await within(
-        new Kvm(js).create(opts.bucket, { ttl: opts.ttlMs, history: 1, replicas: opts.replicas }),
+      const opened = await within(
+        (async () => {
+          const kv = await new Kvm(js).create(opts.bucket, {
+            ttl: opts.ttlMs,
+            history: 1,
+            replicas: opts.replicas,
+          });
+          return { kv, status: await kv.status() };
+        })(),
         leftMs,
       );
-      if (kv === undefined) throw new BusRequestError("timeout", "$JS.API (open)", leftMs);
-      return kv;
+      if (opened === undefined) throw new BusRequestError("timeout", "$JS.API (open)", leftMs);
+      return opened;
     } catch (err) {
       const error = (err as Error).message;
       const waitMs = backoff.delay;
@@ -125,6 +142,7 @@ function isBucketGone(err: unknown): boolean {
 class NatsLeases implements LeaseStore {
   readonly ttlMs: number;
   #kv: KV;
+  #jsm: Promise<JetStreamManager> | null = null;
 
   constructor(
     readonly nc: NatsConnection,
@@ -142,16 +160,31 @@ class NatsLeases implements LeaseStore {
       return await op(this.#kv);
     } catch (err) {
       if (!isBucketGone(err)) throw err;
-      this.#kv = await openBucket(this.nc, this.opts);
+      this.#kv = (await openBucket(this.nc, this.opts)).kv;
       return await op(this.#kv);
     }
   }
 
+  /**
+   * The bucket's keys under `prefix` from the stream's subjects (one
+   * request, paged by the client past the server's page), then each key's
+   * entry. Not `kv.keys()`: its consumer ends at a message with nothing
+   * pending after it, which peers rewriting their keys every heartbeat can
+   * put off for as long as they write (the round then never ended).
+   */
   list(prefix: string): Promise<Map<string, LeaseEntry>> {
     return this.#bucket(async (kv) => {
       const out = new Map<string, LeaseEntry>();
-      const keys: string[] = [];
-      for await (const k of await kv.keys(`${prefix}>`)) keys.push(k);
+      const subjects = `$KV.${this.opts.bucket}.`;
+      // no API check: it would be a request of its own, each round, for nothing
+      this.#jsm ??= jetstreamManager(this.nc, {
+        checkAPI: false,
+        ...(this.opts.requestTimeoutMs ? { timeout: this.opts.requestTimeoutMs } : {}),
+      });
+      const info = await (await this.#jsm).streams.info(`KV_${this.opts.bucket}`, {
+        subjects_filter: `${subjects}${prefix}>`,
+      });
+      const keys = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(subjects.length));
       await Promise.all(keys.map(async (k) => {
         const e = await kv.get(k);
         if (e && e.operation === "PUT") {

@@ -12,6 +12,7 @@ import { type NatsServerProcess, startNatsServer } from "./nats_server.ts";
 import { openNatsLeases } from "./nats_leases.ts";
 import { LeaseStoreError } from "./leases.ts";
 import type { LeaseOpenRetry } from "./bus.ts";
+import { within } from "../shared/within.ts";
 
 /** Run `fn` against a fresh server and a client of it; the server is woken and stopped after. */
 async function withServer(
@@ -101,5 +102,57 @@ Deno.test({
       );
       const took = performance.now() - started;
       assert.ok(took < 2500, `gave up after ${took.toFixed(0)} ms, the deadline was 1000 ms`);
+    }),
+});
+
+Deno.test({
+  name: "nats leases: list gives each live key under the prefix with its revision, " +
+    "and ends while peers rewrite and expire their keys",
+  ...opts,
+  fn: () =>
+    withServer(async (srv, nc) => {
+      // a short TTL, as partition leases have: entries expire while they are being listed
+      const ttlMs = 1500;
+      const leases = await openNatsLeases(nc, { bucket: "lw_list", ttlMs, replicas: 1 });
+      const expected = new Map<string, number>();
+      for (let p = 0; p < 16; p++) {
+        expected.set(`a.partition.${p}`, (await leases.create(`a.partition.${p}`, `x${p}`))!);
+      }
+      expected.set("a.member.one", await leases.put("a.member.one", "m"));
+      // another scope's key, and a deleted key, are not listed
+      await leases.put("b.partition.0", "other");
+      const gone = await leases.put("a.member.gone", "g");
+      assert.equal(await leases.remove("a.member.gone", gone), true);
+      const first = await leases.list("a.");
+      assert.deepEqual([...first.keys()].sort(), [...expected.keys()].sort());
+      for (const [k, e] of first) assert.equal(e.revision, expected.get(k), k);
+      assert.equal(first.get("a.partition.3")?.value, "x3");
+      // two peers rewrite member keys every 100 ms, as sidecars heartbeat, and the partition keys
+      // are left to expire: each listing ends within a request's timeout
+      const peers = await Promise.all([1, 2].map(() => connect({ servers: srv.url })));
+      let writing = true;
+      const writers = peers.map(async (peer, i) => {
+        const store = await openNatsLeases(peer, { bucket: "lw_list", ttlMs, replicas: 1 });
+        for (let n = 0; writing; n++) {
+          await store.put(`a.member.peer${i}`, `w${n}`);
+          await store.put("a.member.twin", `w${i}.${n}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      });
+      try {
+        const until = performance.now() + 3 * ttlMs;
+        for (let round = 0; performance.now() < until; round++) {
+          const listed = await within(leases.list("a."), 5000);
+          assert.ok(listed, `round ${round}: list did not end within 5 s`);
+          for (const k of ["a.member.peer0", "a.member.peer1", "a.member.twin"]) {
+            if (round > 2) assert.ok(listed.has(k), `round ${round}: ${k} missing`);
+          }
+          assert.equal(listed.has("b.partition.0") || listed.has("a.member.gone"), false);
+        }
+      } finally {
+        writing = false;
+        await Promise.all(writers);
+        await Promise.all(peers.map((p) => p.close()));
+      }
     }),
 });
