@@ -115,6 +115,8 @@ export class PartitionOwner {
   #myRevision: number | null = null;
   #lastRenewed = -Infinity;
   #collision: string | null = null;
+  /** When another process's write to our member key was last seen (`#now()`). */
+  #collisionSeenAt = -Infinity;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #fenceTimer: ReturnType<typeof setInterval> | undefined;
   #round: Promise<void> = Promise.resolve();
@@ -191,12 +193,29 @@ export class PartitionOwner {
     await bounded(this.#round);
     const { store, member } = this.#o;
     await bounded(Promise.all([
-      ...held.map(([p, revision]) => store.remove(`${PARTITION}${p}`, revision).catch(() => false)),
+      ...held.map(([p, revision]) => this.#removeLease(p, revision)),
       ...(this.#myRevision !== null
         ? [store.remove(`${MEMBER}${member}`, this.#myRevision).catch(() => false)]
         : []),
     ]));
     this.#o.log.info("partitions.left", { member });
+  }
+
+  /**
+   * Delete our lease on `p` at `revision`; when a renewal in flight moved it
+   * on, at the bucket's revision if the lease is still ours. (Left in place,
+   * peers would wait a TTL for it to expire before taking the partition.)
+   */
+  async #removeLease(p: number, revision: number): Promise<boolean> {
+    const { store } = this.#o;
+    const key = `${PARTITION}${p}`;
+    try {
+      if (await store.remove(key, revision)) return true;
+      const entry = await store.get(key);
+      return entry?.value === this.#me ? await store.remove(key, entry.revision) : false;
+    } catch {
+      return false; // expires after a TTL: the peers take it then
+    }
   }
 
   /** What this sidecar knows of the partitions. */
@@ -303,8 +322,8 @@ export class PartitionOwner {
    * Rewrite our member key at the revision we last wrote. A conflict means
    * another process wrote it since: one with our name (unless it holds our
    * own nonce: an answer lost in a failover). Then nobody may own partitions
-   * under this name: everything is given up, loudly, until it stops.
-   * Returns false while another process shares the name.
+   * under this name: everything is given up, loudly, until a TTL has passed
+   * without its writes. Returns false while another process shares the name.
    */
   async #heartbeat(value: string): Promise<boolean> {
     const { store, member } = this.#o;
@@ -325,12 +344,18 @@ export class PartitionOwner {
       if (next === null) next = await store.put(key, value);
     }
     this.#myRevision = next;
-    if (this.#collision) this.#o.log.info("partitions.member_collision_over", { member });
-    this.#collision = null;
+    if (this.#collision) {
+      // our write went through, but the namesake may only be between two heartbeats: the
+      // collision is over once a TTL has passed without its writes (else ownership would flap)
+      if (this.#now() - this.#collisionSeenAt < this.#o.store.ttlMs) return false;
+      this.#o.log.info("partitions.member_collision_over", { member });
+      this.#collision = null;
+    }
     return true;
   }
 
   #collided(theirs: string): void {
+    this.#collisionSeenAt = this.#now();
     if (!this.#collision) {
       this.#errors++;
       this.#o.telemetry.add("latentwatch.partition.errors", 1);

@@ -412,3 +412,116 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "PartitionOwner: a stop while a round renews still deletes every lease at once",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const server = await startNatsServer();
+    const bus = await connectNatsBus({ url: server.url, probe: { intervalMs: 0 } });
+    try {
+      const real = await bus.openLeases({ bucket: "lw_stop", ttlMs: 60_000, replicas: 1 });
+      // test double for a loaded broker: renewals (updates) answer 150 ms late, the rest at once
+      let slowUpdates = false;
+      const store = {
+        ttlMs: real.ttlMs,
+        replicas: real.replicas,
+        list: (p: string) => real.list(p),
+        get: (k: string) => real.get(k),
+        create: (k: string, v: string) => real.create(k, v),
+        put: (k: string, v: string) => real.put(k, v),
+        remove: (k: string, r: number) => real.remove(k, r),
+        update: (k: string, v: string, r: number) =>
+          slowUpdates
+            ? new Promise<number | null>((ok, fail) =>
+              setTimeout(() => real.update(k, v, r).then(ok, fail), 150)
+            )
+            : real.update(k, v, r),
+      };
+      const owner = new PartitionOwner({
+        store,
+        member: "leaving",
+        partitions: PARTITIONS,
+        heartbeatMs: 60_000, // no round of its own: the test starts the one it stops in
+        onAcquire: () => {},
+        onRelease: () => {},
+        log: new Logger({ quiet: true }),
+        telemetry: new Telemetry(),
+      });
+      await owner.start();
+      assert.equal(owner.owned.size, PARTITIONS);
+      slowUpdates = true;
+      // stop once the round's renewals are on their way: they move every lease to a new revision
+      const round = owner.round();
+      await new Promise((r) => setTimeout(r, 50));
+      await owner.stop();
+      await round;
+      // a lease left behind would keep peers off its partition for the TTL (a minute here)
+      const left = [...(await real.list("")).keys()].filter((k) => k.startsWith("partition."));
+      assert.deepEqual(left, []);
+    } finally {
+      await bus.close();
+      await server.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "PartitionOwner: a namesake that writes less often than we do still keeps us off " +
+    "every partition, until a TTL without its writes",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const server = await startNatsServer();
+    const buses: NatsBus[] = [];
+    const owners: PartitionOwner[] = [];
+    try {
+      const make = async (heartbeatMs: number, taking: Set<number>) => {
+        const bus = await connectNatsBus({ url: server.url, probe: { intervalMs: 0 } });
+        buses.push(bus);
+        const owner = new PartitionOwner({
+          store: await bus.openLeases({ bucket: "lw_namesake", ttlMs: TTL_MS, replicas: 1 }),
+          member: "same",
+          partitions: PARTITIONS,
+          heartbeatMs,
+          onAcquire: (p) => void taking.add(p),
+          onRelease: (p) => void taking.delete(p),
+          log: new Logger({ quiet: true }),
+          telemetry: new Telemetry(),
+        });
+        owners.push(owner);
+        await owner.start();
+        return owner;
+      };
+      const fastTaking = new Set<number>();
+      const fast = await make(100, fastTaking);
+      await make(600, new Set()); // most of fast's rewrites now go through between two of its
+      // once the collision is seen, fast owns nothing and says so for as long as the other writes
+      const t0 = performance.now();
+      while (fast.problem === null && performance.now() - t0 < 3000) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.match(fast.problem ?? "", /another sidecar uses the member name 'same'/);
+      const until = performance.now() + 2 * TTL_MS;
+      while (performance.now() < until) {
+        assert.notEqual(fast.problem, null);
+        assert.equal(fastTaking.size, 0, `took ${[...fastTaking]} while its namesake writes`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // the other one goes: a TTL later fast takes everything
+      await owners.pop()!.stop();
+      const gone = performance.now();
+      while (fastTaking.size < PARTITIONS && performance.now() - gone < TTL_MS + 3000) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(fastTaking.size, PARTITIONS);
+      assert.equal(fast.problem, null);
+      assert.ok(performance.now() - gone >= TTL_MS - 600, "the collision ended before a TTL");
+    } finally {
+      for (const o of owners) await o.stop().catch(() => {});
+      for (const b of buses) await b.close().catch(() => {});
+      await server.stop();
+    }
+  },
+});
