@@ -109,8 +109,8 @@ export class PartitionOwner {
   readonly #held = new Map<number, number>();
   readonly #view: LeaseView;
   readonly #peers: Peers;
-  /** Partition → rounds it has been free while its assigned owner did not take it. */
-  readonly #freeRounds = new Map<number, number>();
+  /** Partition → the member it is assigned to, and the rounds it has been free while that one did not take it. */
+  readonly #freeRounds = new Map<number, { want: string | null; rounds: number }>();
   #members: string[] = [];
   #myRevision: number | null = null;
   #lastRenewed = -Infinity;
@@ -416,8 +416,11 @@ export class PartitionOwner {
       this.#freeRounds.delete(p);
       return;
     }
-    const rounds = (this.#freeRounds.get(p) ?? 0) + 1;
-    this.#freeRounds.set(p, rounds);
+    // counted for the member it is assigned to now: rounds counted while the assignment still
+    // named a member that left are not that member's successor's (it would be adopted too soon)
+    const counted = this.#freeRounds.get(p);
+    const rounds = counted?.want === want ? counted.rounds + 1 : 1;
+    this.#freeRounds.set(p, { want, rounds });
     if (want !== member) {
       if (rounds < ADOPT_AFTER_ROUNDS) return;
       // its owner-to-be does not take it: adopt it, and pass that member over for a TTL

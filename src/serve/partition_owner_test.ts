@@ -3,6 +3,7 @@ import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { startNatsServer } from "../bus/nats_server.ts";
 import { connectNatsBus, type NatsBus } from "../bus/nats_bus.ts";
+import type { LeaseStore } from "../bus/leases.ts";
 import { Logger } from "../shared/log.ts";
 import { Telemetry } from "../shared/telemetry.ts";
 import { PartitionOwner, type ReleaseReason } from "./partition_owner.ts";
@@ -366,39 +367,62 @@ Deno.test({
   },
 });
 
+/**
+ * Test double for a loaded broker: the real store of a fresh bucket, each call answered
+ * `lateMs(op)` ms late (0: at once). Runs `fn` with it and the real store, then cleans up.
+ */
+async function withLateStore(
+  opts: { bucket: string; ttlMs: number; lateMs: (op: keyof LeaseStore) => number },
+  fn: (store: LeaseStore, real: LeaseStore) => Promise<void>,
+): Promise<void> {
+  const server = await startNatsServer();
+  const bus = await connectNatsBus({ url: server.url, probe: { intervalMs: 0 } });
+  try {
+    const real = await bus.openLeases({ bucket: opts.bucket, ttlMs: opts.ttlMs, replicas: 1 });
+    const late = <T>(op: keyof LeaseStore, f: () => Promise<T>): Promise<T> => {
+      const ms = opts.lateMs(op);
+      return ms > 0 ? new Promise<T>((r, j) => setTimeout(() => f().then(r, j), ms)) : f();
+    };
+    const store: LeaseStore = {
+      ttlMs: real.ttlMs,
+      replicas: real.replicas,
+      list: (p) => late("list", () => real.list(p)),
+      get: (k) => late("get", () => real.get(k)),
+      create: (k, v) => late("create", () => real.create(k, v)),
+      update: (k, v, r) => late("update", () => real.update(k, v, r)),
+      put: (k, v) => late("put", () => real.put(k, v)),
+      remove: (k, r) => late("remove", () => real.remove(k, r)),
+    };
+    await fn(store, real);
+  } finally {
+    await bus.close();
+    await server.stop();
+  }
+}
+
+/** An owner of {@linkcode PARTITIONS} partitions on `store` that only records its releases. */
+function quietOwner(store: LeaseStore, member: string, heartbeatMs: number, released: string[]) {
+  return new PartitionOwner({
+    store,
+    member,
+    partitions: PARTITIONS,
+    heartbeatMs,
+    onAcquire: () => {},
+    onRelease: (p, why) => void released.push(`${p}:${why}`),
+    log: new Logger({ quiet: true }),
+    telemetry: new Telemetry(),
+  });
+}
+
 Deno.test({
   name: "PartitionOwner: a slow store (every call 250 ms, as under full load) keeps its leases",
   sanitizeOps: false,
   sanitizeResources: false,
-  fn: async () => {
-    const server = await startNatsServer();
-    const bus = await connectNatsBus({ url: server.url, probe: { intervalMs: 0 } });
-    try {
-      const real = await bus.openLeases({ bucket: "lw_slow", ttlMs: TTL_MS, replicas: 1 });
-      // test double for a sidecar busy encoding: each call answers a quarter second late
-      const late = <T>(f: () => Promise<T>) =>
-        new Promise<T>((r, j) => setTimeout(() => f().then(r, j), 250));
-      const store = {
-        ttlMs: real.ttlMs,
-        replicas: real.replicas,
-        list: (p: string) => late(() => real.list(p)),
-        get: (k: string) => late(() => real.get(k)),
-        create: (k: string, v: string) => late(() => real.create(k, v)),
-        update: (k: string, v: string, r: number) => late(() => real.update(k, v, r)),
-        put: (k: string, v: string) => late(() => real.put(k, v)),
-        remove: (k: string, r: number) => late(() => real.remove(k, r)),
-      };
+  // a sidecar busy encoding: each call answers a quarter second late
+  fn: () =>
+    withLateStore({ bucket: "lw_slow", ttlMs: TTL_MS, lateMs: () => 250 }, async (store) => {
       const released: string[] = [];
-      const owner = new PartitionOwner({
-        store,
-        member: "busy",
-        partitions: PARTITIONS,
-        heartbeatMs: HEARTBEAT_MS,
-        onAcquire: () => {},
-        onRelease: (p, why) => void released.push(`${p}:${why}`),
-        log: new Logger({ quiet: true }),
-        telemetry: new Telemetry(),
-      });
+      const owner = quietOwner(store, "busy", HEARTBEAT_MS, released);
       await owner.start();
       assert.equal(owner.owned.size, PARTITIONS);
       // nine renewals one after another would take 2.25 s, past the fence (1.3 s)
@@ -406,11 +430,7 @@ Deno.test({
       assert.deepEqual(released, []);
       assert.equal(owner.owned.size, PARTITIONS);
       await owner.stop();
-    } finally {
-      await bus.close();
-      await server.stop();
-    }
-  },
+    }),
 });
 
 Deno.test({
@@ -418,37 +438,12 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const server = await startNatsServer();
-    const bus = await connectNatsBus({ url: server.url, probe: { intervalMs: 0 } });
-    try {
-      const real = await bus.openLeases({ bucket: "lw_stop", ttlMs: 60_000, replicas: 1 });
-      // test double for a loaded broker: renewals (updates) answer 150 ms late, the rest at once
-      let slowUpdates = false;
-      const store = {
-        ttlMs: real.ttlMs,
-        replicas: real.replicas,
-        list: (p: string) => real.list(p),
-        get: (k: string) => real.get(k),
-        create: (k: string, v: string) => real.create(k, v),
-        put: (k: string, v: string) => real.put(k, v),
-        remove: (k: string, r: number) => real.remove(k, r),
-        update: (k: string, v: string, r: number) =>
-          slowUpdates
-            ? new Promise<number | null>((ok, fail) =>
-              setTimeout(() => real.update(k, v, r).then(ok, fail), 150)
-            )
-            : real.update(k, v, r),
-      };
-      const owner = new PartitionOwner({
-        store,
-        member: "leaving",
-        partitions: PARTITIONS,
-        heartbeatMs: 60_000, // no round of its own: the test starts the one it stops in
-        onAcquire: () => {},
-        onRelease: () => {},
-        log: new Logger({ quiet: true }),
-        telemetry: new Telemetry(),
-      });
+    // renewals (updates) answer 150 ms late once the owner holds its leases, the rest at once
+    let slowUpdates = false;
+    const lateMs = (op: string) => slowUpdates && op === "update" ? 150 : 0;
+    await withLateStore({ bucket: "lw_stop", ttlMs: 60_000, lateMs }, async (store, real) => {
+      // no round of its own: the test starts the one it stops in
+      const owner = quietOwner(store, "leaving", 60_000, []);
       await owner.start();
       assert.equal(owner.owned.size, PARTITIONS);
       slowUpdates = true;
@@ -460,10 +455,7 @@ Deno.test({
       // a lease left behind would keep peers off its partition for the TTL (a minute here)
       const left = [...(await real.list("")).keys()].filter((k) => k.startsWith("partition."));
       assert.deepEqual(left, []);
-    } finally {
-      await bus.close();
-      await server.stop();
-    }
+    });
   },
 });
 
