@@ -72,14 +72,7 @@ export async function openNatsLeases(
   opts: NatsLeaseOptions,
 ): Promise<LeaseStore> {
   const { kv, status } = await openBucket(nc, opts);
-  if (Math.abs(status.ttl - opts.ttlMs) > 1) {
-    throw new LeaseStoreError(
-      opts.bucket,
-      `expected a TTL of ${opts.ttlMs} ms (scale_out.lease_ttl_ms), found ${status.ttl} ms; ` +
-        "every monitor sharing a bucket must use the same lease TTL: give this one the same, " +
-        "or its own scale_out.bucket (and grant that bucket in the NATS permissions)",
-    );
-  }
+  checkTtl(status, opts);
   return new NatsLeases(nc, opts, kv, status.replicas);
 }
 
@@ -131,6 +124,21 @@ async function openBucket(
   }
 }
 
+/**
+ * An existing bucket (opened, or created again by a peer) must live as long
+ * as `opts.ttlMs`: sidecars sharing partitions must agree on how long a
+ * lease lives.
+ */
+function checkTtl(status: KvStatus, opts: NatsLeaseOptions): void {
+  if (Math.abs(status.ttl - opts.ttlMs) <= 1) return;
+  throw new LeaseStoreError(
+    opts.bucket,
+    `expected a TTL of ${opts.ttlMs} ms (scale_out.lease_ttl_ms), found ${status.ttl} ms; ` +
+      "every monitor sharing a bucket must use the same lease TTL: give this one the same, " +
+      "or its own scale_out.bucket (and grant that bucket in the NATS permissions)",
+  );
+}
+
 /** The bucket's stream is gone (deleted, or a server restarted without its store). */
 function isBucketGone(err: unknown): boolean {
   if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) {
@@ -160,7 +168,9 @@ class NatsLeases implements LeaseStore {
       return await op(this.#kv);
     } catch (err) {
       if (!isBucketGone(err)) throw err;
-      this.#kv = (await openBucket(this.nc, this.opts)).kv;
+      const { kv, status } = await openBucket(this.nc, this.opts);
+      checkTtl(status, this.opts); // created again, by a peer perhaps
+      this.#kv = kv;
       return await op(this.#kv);
     }
   }

@@ -193,28 +193,32 @@ export class PartitionOwner {
     await bounded(this.#round);
     const { store, member } = this.#o;
     await bounded(Promise.all([
-      ...held.map(([p, revision]) => this.#removeLease(p, revision)),
+      ...held.map(([p, revision]) => this.#removeOurs(`${PARTITION}${p}`, revision)),
       ...(this.#myRevision !== null
-        ? [store.remove(`${MEMBER}${member}`, this.#myRevision).catch(() => false)]
+        ? [this.#removeOurs(`${MEMBER}${member}`, this.#myRevision)]
         : []),
     ]));
     this.#o.log.info("partitions.left", { member });
   }
 
   /**
-   * Delete our lease on `p` at `revision`; when a renewal in flight moved it
-   * on, at the bucket's revision if the lease is still ours. (Left in place,
-   * peers would wait a TTL for it to expire before taking the partition.)
+   * Delete our lease or member key `key` at `revision`; when a write in
+   * flight moved it on (a renewal, a heartbeat cut off by the stop's
+   * deadline), at the bucket's revision if it is still this process's.
+   * (Left in place, peers would wait a TTL for it to expire.)
    */
-  async #removeLease(p: number, revision: number): Promise<boolean> {
+  async #removeOurs(key: string, revision: number): Promise<boolean> {
     const { store } = this.#o;
-    const key = `${PARTITION}${p}`;
     try {
       if (await store.remove(key, revision)) return true;
       const entry = await store.get(key);
-      return entry?.value === this.#me ? await store.remove(key, entry.revision) : false;
+      const ours = entry !== null &&
+        (key.startsWith(MEMBER)
+          ? parseMember(entry.value)?.nonce === this.#nonce
+          : entry.value === this.#me);
+      return ours ? await store.remove(key, entry.revision) : false;
     } catch {
-      return false; // expires after a TTL: the peers take it then
+      return false; // expires after a TTL: the peers go on without it then
     }
   }
 
@@ -277,8 +281,9 @@ export class PartitionOwner {
   /**
    * Renew first: the heartbeat and the leases held need only the bucket's
    * stream leader. Then read the bucket and rebalance, which a meta-leader
-   * election can stall (listing keys opens a consumer); a failed read is
-   * counted but does not count against the leases just renewed.
+   * election can stall (the listing is a stream info request, answered by
+   * the meta leader); a failed read is counted but does not count against
+   * the leases just renewed.
    */
   async #step(began: number): Promise<void> {
     const { store, member, partitions } = this.#o;
