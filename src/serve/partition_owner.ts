@@ -191,7 +191,7 @@ export class PartitionOwner {
     const deadline = this.#now() + 2 * this.#o.heartbeatMs;
     const bounded = <T>(p: Promise<T>) => within(p, Math.max(0, deadline - this.#now()));
     await bounded(this.#round);
-    const { store, member } = this.#o;
+    const { member } = this.#o;
     await bounded(Promise.all([
       ...held.map(([p, revision]) => this.#removeOurs(`${PARTITION}${p}`, revision)),
       ...(this.#myRevision !== null
