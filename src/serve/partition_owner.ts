@@ -193,9 +193,17 @@ export class PartitionOwner {
     await bounded(this.#round);
     const { member } = this.#o;
     await bounded(Promise.all([
-      ...held.map(([p, revision]) => this.#removeOurs(`${PARTITION}${p}`, revision)),
+      ...held.map(([p, revision]) =>
+        this.#removeOurs(`${PARTITION}${p}`, revision, (v) => v === this.#me)
+      ),
       ...(this.#myRevision !== null
-        ? [this.#removeOurs(`${MEMBER}${member}`, this.#myRevision)]
+        ? [
+          this.#removeOurs(
+            `${MEMBER}${member}`,
+            this.#myRevision,
+            (v) => parseMember(v)?.nonce === this.#nonce,
+          ),
+        ]
         : []),
     ]));
     this.#o.log.info("partitions.left", { member });
@@ -204,19 +212,20 @@ export class PartitionOwner {
   /**
    * Delete our lease or member key `key` at `revision`; when a write in
    * flight moved it on (a renewal, a heartbeat cut off by the stop's
-   * deadline), at the bucket's revision if it is still this process's.
-   * (Left in place, peers would wait a TTL for it to expire.)
+   * deadline), at the bucket's revision if its value is still this
+   * process's (`ours`). (Left in place, peers would wait a TTL for it to
+   * expire.)
    */
-  async #removeOurs(key: string, revision: number): Promise<boolean> {
+  async #removeOurs(
+    key: string,
+    revision: number,
+    ours: (value: string) => boolean,
+  ): Promise<boolean> {
     const { store } = this.#o;
     try {
       if (await store.remove(key, revision)) return true;
       const entry = await store.get(key);
-      const ours = entry !== null &&
-        (key.startsWith(MEMBER)
-          ? parseMember(entry.value)?.nonce === this.#nonce
-          : entry.value === this.#me);
-      return ours ? await store.remove(key, entry.revision) : false;
+      return entry && ours(entry.value) ? await store.remove(key, entry.revision) : false;
     } catch {
       return false; // expires after a TTL: the peers go on without it then
     }

@@ -22,7 +22,12 @@ interface Peer {
   taking: Set<number>;
 }
 
-async function peer(url: string, name: string, bucket: string): Promise<Peer> {
+async function peer(
+  url: string,
+  name: string,
+  bucket: string,
+  heartbeatMs = HEARTBEAT_MS,
+): Promise<Peer> {
   const bus = await connectNatsBus({ url, probe: { intervalMs: 0 } });
   const store = await bus.openLeases({ bucket, ttlMs: TTL_MS, replicas: 1 });
   const events: string[] = [];
@@ -31,7 +36,7 @@ async function peer(url: string, name: string, bucket: string): Promise<Peer> {
     store,
     member: name,
     partitions: PARTITIONS,
-    heartbeatMs: HEARTBEAT_MS,
+    heartbeatMs,
     onAcquire: (p) => {
       events.push(`+${p}`);
       taking.add(p);
@@ -45,6 +50,21 @@ async function peer(url: string, name: string, bucket: string): Promise<Peer> {
   });
   await owner.start();
   return { name, bus, owner, events, taking };
+}
+
+/** Run `fn` with a fresh server's URL and a list of peers it fills; every peer and the server are stopped after. */
+async function withPeers(fn: (url: string, peers: Peer[]) => Promise<void>): Promise<void> {
+  const server = await startNatsServer();
+  const peers: Peer[] = [];
+  try {
+    await fn(server.url, peers);
+  } finally {
+    for (const p of peers) {
+      await p.owner.stop().catch(() => {});
+      await p.bus.close().catch(() => {});
+    }
+    await server.stop();
+  }
 }
 
 /**
@@ -90,18 +110,16 @@ Deno.test({
     "PartitionOwner: peers share partitions, hand them over on join and leave, take a dead one's",
   sanitizeOps: false,
   sanitizeResources: false,
-  fn: async () => {
-    const server = await startNatsServer();
-    const peers: Peer[] = [];
-    try {
+  fn: () =>
+    withPeers(async (url, peers) => {
       const bucket = `lw_test_${crypto.randomUUID().slice(0, 8)}`;
-      peers.push(await peer(server.url, "a", bucket));
+      peers.push(await peer(url, "a", bucket));
       await watchUntil(peers, () => settled(peers), 3000);
       assert.equal(peers[0].taking.size, PARTITIONS);
 
       // two more join: each ends with 2 or 3 of 8, never two owners at once
-      peers.push(await peer(server.url, "b", bucket));
-      peers.push(await peer(server.url, "c", bucket));
+      peers.push(await peer(url, "b", bucket));
+      peers.push(await peer(url, "c", bucket));
       const joinMs = await watchUntil(peers, () => settled(peers), 5000);
       assert.deepEqual(peers.map((p) => p.taking.size).sort(), [2, 3, 3]);
       assert.ok(peers[0].events.some((e) => e.endsWith(":rebalance")), peers[0].events.join(" "));
@@ -140,14 +158,7 @@ Deno.test({
           deadMs.toFixed(0)
         } ms (TTL ${TTL_MS}, heartbeat ${HEARTBEAT_MS})`,
       );
-    } finally {
-      for (const p of peers) {
-        await p.owner.stop().catch(() => {});
-        await p.bus.close().catch(() => {});
-      }
-      await server.stop();
-    }
-  },
+    }),
 });
 
 Deno.test({
@@ -260,14 +271,12 @@ Deno.test({
   name: "PartitionOwner: two processes with one member name own nothing and say so",
   sanitizeOps: false,
   sanitizeResources: false,
-  fn: async () => {
-    const server = await startNatsServer();
-    const peers: Peer[] = [];
-    try {
+  fn: () =>
+    withPeers(async (url, peers) => {
       const bucket = `lw_twin_${crypto.randomUUID().slice(0, 8)}`;
-      peers.push(await peer(server.url, "twin", bucket));
+      peers.push(await peer(url, "twin", bucket));
       await watchUntil(peers, () => peers[0].taking.size === PARTITIONS, 3000);
-      peers.push(await peer(server.url, "twin", bucket));
+      peers.push(await peer(url, "twin", bucket));
       // both see the other's writes to the member key: neither may own a partition
       await watchUntil(
         peers,
@@ -281,14 +290,7 @@ Deno.test({
       await twin.bus.close();
       await watchUntil(peers, () => peers[0].taking.size === PARTITIONS, TTL_MS + 8000);
       assert.equal(peers[0].owner.problem, null);
-    } finally {
-      for (const p of peers) {
-        await p.owner.stop().catch(() => {});
-        await p.bus.close().catch(() => {});
-      }
-      await server.stop();
-    }
-  },
+    }),
 });
 
 Deno.test({
@@ -464,58 +466,36 @@ Deno.test({
     "every partition, until a TTL without its writes",
   sanitizeOps: false,
   sanitizeResources: false,
-  fn: async () => {
-    const server = await startNatsServer();
-    const buses: NatsBus[] = [];
-    const owners: PartitionOwner[] = [];
-    try {
-      const make = async (heartbeatMs: number, taking: Set<number>) => {
-        const bus = await connectNatsBus({ url: server.url, probe: { intervalMs: 0 } });
-        buses.push(bus);
-        const owner = new PartitionOwner({
-          store: await bus.openLeases({ bucket: "lw_namesake", ttlMs: TTL_MS, replicas: 1 }),
-          member: "same",
-          partitions: PARTITIONS,
-          heartbeatMs,
-          onAcquire: (p) => void taking.add(p),
-          onRelease: (p) => void taking.delete(p),
-          log: new Logger({ quiet: true }),
-          telemetry: new Telemetry(),
-        });
-        owners.push(owner);
-        await owner.start();
-        return owner;
-      };
-      const fastTaking = new Set<number>();
-      const fast = await make(100, fastTaking);
-      await make(600, new Set()); // most of fast's rewrites now go through between two of its
+  fn: () =>
+    withPeers(async (url, peers) => {
+      const fast = await peer(url, "same", "lw_namesake", 100);
+      peers.push(fast);
+      // most of fast's rewrites now go through between two of the namesake's
+      peers.push(await peer(url, "same", "lw_namesake", 600));
       // once the collision is seen, fast owns nothing and says so for as long as the other writes
       const t0 = performance.now();
-      while (fast.problem === null && performance.now() - t0 < 3000) {
+      while (fast.owner.problem === null && performance.now() - t0 < 3000) {
         await new Promise((r) => setTimeout(r, 20));
       }
-      assert.match(fast.problem ?? "", /another sidecar uses the member name 'same'/);
+      assert.match(fast.owner.problem ?? "", /another sidecar uses the member name 'same'/);
       const until = performance.now() + 2 * TTL_MS;
       while (performance.now() < until) {
-        assert.notEqual(fast.problem, null);
-        assert.equal(fastTaking.size, 0, `took ${[...fastTaking]} while its namesake writes`);
+        assert.notEqual(fast.owner.problem, null);
+        assert.equal(fast.taking.size, 0, `took ${[...fast.taking]} while its namesake writes`);
         await new Promise((r) => setTimeout(r, 20));
       }
       // the other one goes: a TTL later fast takes everything
-      await owners.pop()!.stop();
+      const namesake = peers.pop()!;
+      await namesake.owner.stop();
+      await namesake.bus.close();
       const gone = performance.now();
-      while (fastTaking.size < PARTITIONS && performance.now() - gone < TTL_MS + 3000) {
+      while (fast.taking.size < PARTITIONS && performance.now() - gone < TTL_MS + 3000) {
         await new Promise((r) => setTimeout(r, 20));
       }
-      assert.equal(fastTaking.size, PARTITIONS);
-      assert.equal(fast.problem, null);
+      assert.equal(fast.taking.size, PARTITIONS);
+      assert.equal(fast.owner.problem, null);
       // its last write came up to a heartbeat (600 ms) and a request before it went; without the
       // TTL's wait the collision would end at fast's next round, some 100 ms after
       assert.ok(performance.now() - gone >= TTL_MS - 1000, "the collision ended before a TTL");
-    } finally {
-      for (const o of owners) await o.stop().catch(() => {});
-      for (const b of buses) await b.close().catch(() => {});
-      await server.stop();
-    }
-  },
+    }),
 });
