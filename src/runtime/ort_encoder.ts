@@ -143,6 +143,26 @@ async function candidatePath(sae: SaeWeights, opts: OrtEncoderOptions): Promise<
 }
 
 /**
+ * The options of the exact f32 encoder that an int8-candidates encoder falls
+ * back to and times its path against: the caller's, on the CPU (the CUDA
+ * encoder was tried before the candidate path: its fallback tokens stay
+ * where this encoder runs), with idle onnxruntime threads not spinning
+ * unless asked, as the candidate encoder's own session. Spinning, they kept
+ * the second core busy for some 30 ms after each f32 encode, and the int8
+ * path that ran next took 9–17 ms for a batch of 16 tokens it computes in
+ * 2.4 (docs/performance.md, thirtieth sitting).
+ *
+ * @example
+ * ```ts
+ * fallbackEncoderOptions({ fullEncode: "auto", intraOpThreads: 2 });
+ * // { fullEncode: "f32", intraOpThreads: 2, cudaEncoder: false, spinning: false }
+ * ```
+ */
+export function fallbackEncoderOptions(opts: OrtEncoderOptions): OrtEncoderOptions {
+  return { ...opts, fullEncode: "f32", cudaEncoder: false, spinning: opts.spinning ?? false };
+}
+
+/**
  * Build the encoder graph of `sae` and open an onnxruntime session on it, on
  * the CPU unless `opts.provider` asks for another provider.
  *
@@ -183,8 +203,7 @@ export async function createOrtEncoder(
       spinning: opts.spinning,
       watch: opts.watch,
       nativeKernels: opts.nativeKernels,
-      // the CUDA encoder was tried above: its fallback tokens stay where this encoder runs
-      fullEncoder: () => createOrtEncoder(sae, { ...opts, fullEncode: "f32", cudaEncoder: false }),
+      fullEncoder: () => createOrtEncoder(sae, fallbackEncoderOptions(opts)),
     });
   }
   const model = buildEncoderGraph(sae, { watch: opts.watch, onProgress: opts.onProgress });

@@ -47,7 +47,12 @@ import { randomSae } from "../formats/random_sae.ts";
 import { loadSaeLens } from "../formats/saelens.ts";
 import { writeSaeLensFolder } from "../formats/saelens_writer.ts";
 import { EXTERNAL_DATA_FILE } from "./external_data.ts";
-import { createOrtEncoder, createProbeEncoder, watchIsCheap } from "./ort_encoder.ts";
+import {
+  createOrtEncoder,
+  createProbeEncoder,
+  fallbackEncoderOptions,
+  watchIsCheap,
+} from "./ort_encoder.ts";
 import { compareToken, tol } from "./testdata/compare_encoding.ts";
 
 interface Case {
@@ -412,4 +417,18 @@ Deno.test("probe encoder: MatMul + Add (+ Sigmoid) equals the reference probe", 
     await assert.rejects(enc.encode(new Float32Array(31), 1), EncoderInputError);
     await enc.close();
   }
+});
+
+Deno.test("ort encoder: the int8 path's f32 fallback keeps idle threads still unless asked, and stays on the CPU", () => {
+  // the bench opened it with onnxruntime's default (spinning) while the candidate session did not
+  const plain = fallbackEncoderOptions({ fullEncode: "auto", intraOpThreads: 2 });
+  assert.deepEqual(plain, {
+    fullEncode: "f32",
+    intraOpThreads: 2,
+    cudaEncoder: false,
+    spinning: false,
+  });
+  assert.equal(fallbackEncoderOptions({ fullEncode: "auto", spinning: true }).spinning, true);
+  const watch = new Uint32Array([3]);
+  assert.equal(fallbackEncoderOptions({ fullEncode: "int8-candidates", watch }).watch, watch);
 });

@@ -6,11 +6,17 @@
  * for a 1 GiB SAE's recomputation to warm up); then the one with the lower
  * best time per token runs (other work on the machine only ever adds time,
  * so the best of the recent samples is the path's own speed), and the
- * other is timed again, `samples` batches in a row (the first after a long
- * pause meets cold caches), from the 16th and 64th batch of the class (a path
+ * other is timed again from the 16th and 64th batch of the class (a path
  * whose JavaScript was still being compiled when first timed, 4× slower at
  * one token in one bench sitting, gets its second look early) and then
  * every `retryEvery` batches (the machine's load changes).
+ *
+ * A retry runs `warmup` untimed batches, then `samples` timed ones, in a
+ * row: a path coming back after a stretch of the other is slow for its
+ * first few batches (a 768→24576 TopK's int8 path at 16 tokens: 4–17 ms,
+ * then 3.5–5, against 2.4 warm), and a retry timing only those kept the
+ * slower f32 path running for good once it had won the first look, since
+ * every later look at int8 came straight after f32 again.
  *
  * Each path keeps its last `keep` times (default 16), not only the last
  * `samples`: with three, three batches slowed by other work on the machine
@@ -48,9 +54,11 @@ interface Timing {
 interface SizeClass {
   times: Record<EncodePath, Timing[]>;
   seen: Record<EncodePath, number>;
+  /** A path's batches still to be recorded that warm a retry up: not kept. */
+  untimed: Record<EncodePath, number>;
   /** Picks so far (the schedule's clock). */
   picks: number;
-  /** Picks left in the retry under way (the slower path, `samples` batches in a row). */
+  /** Picks left in the retry under way (the slower path, `warmup` + `samples` batches in a row). */
   retryLeft: number;
   retryPath: EncodePath;
   /** The faster path at the last pick that was not the rest of a retry (null before the first). */
@@ -101,6 +109,7 @@ export class PathTuner {
       c = {
         times: { int8: [], f32: [] },
         seen: { int8: 0, f32: 0 },
+        untimed: { int8: 0, f32: 0 },
         picks: 0,
         retryLeft: 0,
         retryPath: "int8",
@@ -121,7 +130,7 @@ export class PathTuner {
       if (c.seen[p] < this.#warmup || c.times[p].length < this.#samples) return p;
     }
     if (c.retryLeft > 0) {
-      // a retry runs `samples` batches in a row: the first after a long pause meets cold caches
+      // the rest of a retry: its warm-up, then its timed batches
       c.retryLeft--;
       return c.retryPath;
     }
@@ -143,7 +152,8 @@ export class PathTuner {
         c.lookGap *= 2;
         c.secondLookAt = c.lookGap < this.#retryEvery ? n + c.lookGap : -1;
       }
-      c.retryLeft = this.#samples - 1;
+      c.retryLeft = this.#warmup + this.#samples - 1;
+      c.untimed[other] += this.#warmup;
       return c.retryPath = other;
     }
     return best;
@@ -151,12 +161,17 @@ export class PathTuner {
 
   /**
    * Time a batch of `tokens` took on `path` (ms); the first `warmup` of each
-   * path per class are not kept, and of the rest the last `keep`, less those
-   * older than two retry intervals (the last `samples` are always kept).
+   * path per class and of each retry are not kept, and of the rest the last
+   * `keep`, less those older than two retry intervals (the last `samples`
+   * are always kept).
    */
   record(tokens: number, path: EncodePath, ms: number): void {
     const c = this.#class(tokens);
     if (c.seen[path]++ < this.#warmup) return;
+    if (c.untimed[path] > 0) {
+      c.untimed[path]--;
+      return;
+    }
     const t = c.times[path];
     t.push({ perToken: ms / tokens, at: c.picks });
     const oldest = c.picks - 2 * this.#retryEvery;

@@ -7,9 +7,10 @@
  * twenty-sixth sitting).
  * No fixed threshold is right on both, so below the size where splitting
  * always pays, each size tries both ways a few times and keeps the faster,
- * and tries again now and then: a trial that meets a busy second core (the
- * first runs of another engine leave onnxruntime's threads spinning for a
- * while) measures the split at its worst, and a host's load changes.
+ * and tries again now and then: a trial that meets a busy second core (an
+ * onnxruntime session that lets its idle threads spin keeps one busy for
+ * some 30 ms after each run) measures the split at its worst, and a host's
+ * load changes.
  *
  * @module
  */
@@ -21,8 +22,8 @@ export type Split = "one" | "split";
 export interface SplitTunerOptions {
   /**
    * Untimed calls each way before the timed ones: cold caches and compilation, and the encode
-   * path tuner's first looks at the f32 path, whose onnxruntime threads keep the other core
-   * busy for a while after a run. @default 8
+   * path tuner's first looks at the f32 path, which leave the next products slower for a few
+   * calls. @default 8
    */
   warmup?: number;
   /** Timed calls each way; the faster median wins. @default 7 */
