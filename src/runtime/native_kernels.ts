@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { alignedArray } from "./aligned.ts";
 import {
   loadLibrary,
   NativeKernelsUnavailableError,
@@ -107,7 +108,7 @@ export class NativeInt8Gemm {
     this.dIn = dIn;
     this.dSae = dSae;
     this.#threads = Math.max(1, Math.min(8, Math.floor(threads)));
-    this.#packed = new Uint8Array(Number(lib.symbols.lw_packed_bytes(dIn, dSae)));
+    this.#packed = alignedArray(Uint8Array, Number(lib.symbols.lw_packed_bytes(dIn, dSae)));
     lib.symbols.lw_pack(wq, dIn, dSae, this.#packed);
   }
 

@@ -7,10 +7,12 @@
  *
  * @module
  */
+import { alignedArray } from "./aligned.ts";
 
 /**
- * Int32 buffers handed out as views of exactly the length asked for, and
- * kept for reuse once given back (at most `keep` of them).
+ * Int32 buffers handed out as views of exactly the length asked for, each
+ * starting on a cache line (the kernel's 512-bit stores), and kept for
+ * reuse once given back (at most `keep` of them).
  *
  * @example
  * ```ts
@@ -33,14 +35,15 @@ export class SumsPool {
     // the smallest free buffer that is large enough (they are kept largest first)
     let at = -1;
     this.#free.forEach((b, i) => b.length >= length && (at = i));
-    const buffer = at >= 0 ? this.#free.splice(at, 1)[0] : new Int32Array(length);
+    const buffer = at >= 0 ? this.#free.splice(at, 1)[0] : alignedArray(Int32Array, length);
     return buffer.subarray(0, length);
   }
 
   /** Give back a view that {@linkcode take} handed out; the largest buffers are kept. */
   give(view: Int32Array): void {
     if (this.#free.some((b) => b.buffer === view.buffer)) return; // given back twice
-    this.#free.push(new Int32Array(view.buffer));
+    // from the view's start, which take() aligned, to the buffer's end
+    this.#free.push(new Int32Array(view.buffer, view.byteOffset));
     this.#free.sort((a, b) => b.length - a.length);
     this.#free.length = Math.min(this.#free.length, this.#keep);
   }

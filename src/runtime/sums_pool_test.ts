@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { isAligned } from "./aligned.ts";
 import { SumsPool } from "./sums_pool.ts";
 
 Deno.test("sums pool: views of the asked length, memory reused once given back, at most `keep` kept", () => {
@@ -22,4 +23,20 @@ Deno.test("sums pool: views of the asked length, memory reused once given back, 
   assert.equal(pool.free, 2, "the largest two are kept");
   assert.equal(pool.take(150).buffer, c.buffer);
   assert.equal(pool.take(80).buffer, a.buffer);
+});
+
+Deno.test("SumsPool: a buffer starts on a cache line when taken, and again when taken back", () => {
+  const pool = new SumsPool(2);
+  const kept: unknown[] = [];
+  for (let i = 0; i < 20; i++) {
+    kept.push(new Uint8Array(48 + 16 * i)); // other allocations in between
+    const sums = pool.take(1000 + 333 * i);
+    assert.equal(isAligned(sums), true, `take ${i}`);
+    pool.give(sums);
+    const again = pool.take(900 + 333 * i);
+    assert.equal(again.buffer, sums.buffer);
+    assert.equal(isAligned(again), true, `taken back ${i}`);
+    assert.equal(again.length, 900 + 333 * i);
+    pool.give(again);
+  }
 });

@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { alignedArray } from "./aligned.ts";
 import { LAYER_NORM_EPS } from "../core/reference_encoder.ts";
 import type { SaeWeights } from "../core/sae.ts";
 import { nativeKernelsReason, type NativeKernelsSetting } from "./native_library.ts";
@@ -194,9 +195,12 @@ export class WatchedDots {
     if (native) {
       // JumpReLU and ReLU end in the kernel (the same f32 steps as #activate); gated here
       const fused = this.#runWith.activation !== undefined;
-      if (fused && this.#dense.length < tokens * w) this.#dense = new Float32Array(tokens * w);
+      // the kernel's 512-bit stores land on cache lines
+      if (fused && this.#dense.length < tokens * w) {
+        this.#dense = alignedArray(Float32Array, tokens * w);
+      }
       if (!fused && this.#products.length < tokens * w) {
-        this.#products = new Float32Array(tokens * w);
+        this.#products = alignedArray(Float32Array, tokens * w);
       }
       const out = fused ? this.#dense : this.#products;
       if (this.#rawInput) {

@@ -1,0 +1,67 @@
+/**
+ * Typed arrays whose first element sits on a cache line, for the native
+ * kernels' 512-bit loads and stores. A large `ArrayBuffer` comes from `mmap`
+ * 16 bytes into a page (the allocator's header), a smaller one from the heap
+ * at any multiple of 16: every 64-byte load of such an array spans two cache
+ * lines. The watched product (768 × 256 f32 weights, one token) took 9.6 µs
+ * at 16 bytes past a line and 4.8 on one (docs/performance.md, thirtieth
+ * sitting).
+ *
+ * @module
+ */
+
+/** Bytes to which {@linkcode alignedArray} aligns: one cache line, one 512-bit register. */
+export const KERNEL_ALIGNMENT = 64;
+
+/** The typed arrays the native kernels read and write. */
+type KernelArray = Float32Array | Int32Array | Uint8Array | Int8Array | Uint16Array;
+
+/** A constructor of one of them. */
+interface KernelArrayConstructor<T extends KernelArray> {
+  new (length: number): T;
+  readonly BYTES_PER_ELEMENT: number;
+}
+
+/**
+ * A zeroed `length`-element array of `kind` starting on a
+ * {@linkcode KERNEL_ALIGNMENT}-byte boundary: a view into a buffer up to 64
+ * bytes longer. Where the address cannot be read (no FFI permission), an
+ * array as `new kind(length)` gives; the kernels then read it unaligned, as
+ * they can.
+ *
+ * @example
+ * ```ts
+ * import { alignedArray } from "./aligned.ts";
+ * const w = alignedArray(Float32Array, 768 * 64);
+ * w.length; // 49152
+ * ```
+ */
+export function alignedArray<T extends KernelArray>(
+  kind: KernelArrayConstructor<T>,
+  length: number,
+): T {
+  const per = kind.BYTES_PER_ELEMENT;
+  // V8 keeps a typed array of up to 64 bytes on its heap, where it may move: not worth aligning
+  if (length * per <= KERNEL_ALIGNMENT) return new kind(length);
+  const raw = new kind(length + KERNEL_ALIGNMENT / per);
+  const address = addressOf(raw);
+  if (address === null) return raw.subarray(0, length) as T;
+  const skip = ((KERNEL_ALIGNMENT - address % KERNEL_ALIGNMENT) % KERNEL_ALIGNMENT) / per;
+  // an element-aligned buffer (all are) is a whole number of elements from the line
+  return raw.subarray(skip, skip + length) as T;
+}
+
+/** Whether `a`'s first element sits on a {@linkcode KERNEL_ALIGNMENT}-byte boundary (null: unknown). */
+export function isAligned(a: KernelArray): boolean | null {
+  const address = addressOf(a);
+  return address === null ? null : address % KERNEL_ALIGNMENT === 0;
+}
+
+/** The address of `a`'s first element, modulo 2⁵³ (null where FFI is not permitted). */
+function addressOf(a: KernelArray): number | null {
+  try {
+    return Number(BigInt.asUintN(53, Deno.UnsafePointer.value(Deno.UnsafePointer.of(a))));
+  } catch {
+    return null;
+  }
+}

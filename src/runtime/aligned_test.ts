@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { alignedArray, isAligned, KERNEL_ALIGNMENT } from "./aligned.ts";
+
+/** The address of `a`'s first element modulo the alignment, read independently of aligned.ts. */
+function lineOffset(a: ArrayBufferView): number {
+  return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(a)) % BigInt(KERNEL_ALIGNMENT));
+}
+
+Deno.test("alignedArray: every array starts on a cache line, zeroed, of the length asked for", () => {
+  // sizes from the heap (a few KB, at any multiple of 16) to mmap (16 bytes into a page)
+  const kinds = [Float32Array, Int32Array, Uint8Array, Int8Array, Uint16Array] as const;
+  const plain = new Set<number>();
+  const kept: unknown[] = [];
+  for (let i = 0; i < 60; i++) {
+    const kind = kinds[i % kinds.length];
+    const length = 100 + i * 7919;
+    // typed as one kind for the checker: a union of constructors is not one constructor
+    const a = alignedArray(kind as typeof Uint8Array, length);
+    kept.push(a, new Uint8Array(48 + i * 16)); // other allocations in between, as in a process
+    assert.equal(a.length, length);
+    assert.equal(a.constructor, kind);
+    assert.equal(lineOffset(a), 0, `${kind.name}(${length}) at ${lineOffset(a)} past a line`);
+    assert.equal(isAligned(a), true);
+    assert.ok(a.every((v) => v === 0));
+    // the view leaves room for all its elements, and writing its last one stays inside it
+    a[length - 1] = 1;
+    assert.equal(a[length - 1], 1);
+    const b = new (kind as typeof Uint8Array)(length);
+    kept.push(b);
+    plain.add(lineOffset(b));
+  }
+  // the arrays as allocated without it were not all on a line (what the kernels met before)
+  assert.ok([...plain].some((o) => o !== 0), `plain offsets ${[...plain]}`);
+});
+
+Deno.test("alignedArray: arrays of 64 bytes or less are plain arrays", () => {
+  const a = alignedArray(Float32Array, 16);
+  assert.equal(a.length, 16);
+  assert.equal(a.byteOffset, 0);
+  assert.equal(a.buffer.byteLength, 64);
+  assert.equal(alignedArray(Uint8Array, 0).length, 0);
+});
