@@ -23,16 +23,18 @@ export const WARMUP_SECONDS = 0.2;
 /**
  * encode/ rows: latentwatch and NumPy take turns (watched/ rows: latentwatch alone) at least
  * this many times on each shape and weight type (up to MAX_ENCODE_ROUNDS while a row is not
- * {@linkcode settled}), and each side's row is its best turn. This shared machine's other work slows one
- * half-second window or another by up to 2×; interleaved turns put both sides through the
- * same stretches, and the best turn is what each can do here.
+ * {@linkcode settled}), and each side's row is its best turn that another turn confirms
+ * ({@linkcode confirmedBest}). This shared machine's other work slows one half-second window
+ * or another by up to 2×; interleaved turns put both sides through the same stretches, and
+ * the best turn is what each can do here.
  */
 export const ENCODE_ROUNDS = 3;
 /**
  * After ENCODE_ROUNDS, turns go on (up to MAX_ENCODE_ROUNDS) while a row is not
  * {@linkcode settled}: a best turn that no other turn comes near may be a
  * lucky quiet window, or the one window the rest fell short of, and --quick
- * and full runs then disagree by 20–40% on a row measured the same way.
+ * and full runs then disagree by 20–40% on a row measured the same way; a
+ * row still unsettled after them keeps its best confirmed turn.
  */
 export const MAX_ENCODE_ROUNDS = 6;
 /** A side is settled when its second-best turn is within this fraction of its best. */
@@ -114,8 +116,37 @@ export async function timeEncoder(
 }
 
 /**
- * Fold one interleaved turn into an encode/ or watched/ row: each side keeps its best turn (and the path
- * that ran then); fallbacks add up over all turns; `turns_tokens_per_s` and
+ * Which of `values` (a side's turns, tokens/s) stands for the side: the
+ * fastest that another turn comes within {@linkcode SETTLED_SPREAD} of, or
+ * the fastest where none does. A settled side's is its fastest; a side that
+ * never settled keeps a fastest turn no other came near only when nothing
+ * better is confirmed: one `--quick` turn of 13,184 tokens/s among 8,180 to
+ * 11,278 (the full run's best 10,150) was one lucky window, not the row.
+ *
+ * @example
+ * ```ts
+ * import { confirmedBest } from "./encode_rows.ts";
+ * confirmedBest([8180, 13184, 11278, 10714]); // 2: 10714 is within 10% of 11278, none of 13184
+ * confirmedBest([900, 1000]); // 1
+ * confirmedBest([500, 1000]); // 1: nothing is confirmed, the fastest stands
+ * ```
+ */
+export function confirmedBest(values: readonly number[]): number {
+  const order = values.map((_, i) => i).sort((a, b) => values[b] - values[a]);
+  for (const [rank, i] of order.entries()) {
+    const next = order[rank + 1];
+    if (next !== undefined && values[next] >= values[i] * (1 - SETTLED_SPREAD)) return i;
+  }
+  return order[0] ?? -1;
+}
+
+/** Each row's turns as they were measured, for {@linkcode bestTurn} to choose from. */
+const turnsOf = new WeakMap<BenchResult, BenchResult[]>();
+
+/**
+ * Fold one interleaved turn into an encode/ or watched/ row: each side keeps
+ * its {@linkcode confirmedBest} turn (latentwatch's with the path that ran
+ * then); fallbacks add up over all turns; `turns_tokens_per_s` and
  * `baseline_turns_tokens_per_s` keep every turn's figure.
  */
 export function bestTurn(
@@ -124,18 +155,21 @@ export function bestTurn(
   baseline: number | null,
   round: number,
 ): BenchResult {
+  const all = [...(kept ? turnsOf.get(kept) ?? [kept] : []), turn];
   const ours = [...(kept?.turns_tokens_per_s ?? []), turn.tokens_per_s];
   const theirs = [...(kept?.baseline_turns_tokens_per_s ?? []), baseline];
-  const best = kept === undefined || turn.tokens_per_s > kept.tokens_per_s ? turn : kept;
+  const best = all[confirmedBest(all.map((t) => t.tokens_per_s))];
   const measured = theirs.filter((v): v is number => v !== null);
-  return {
+  const row: BenchResult = {
     ...best,
     fallbacks: (kept?.fallbacks ?? 0) + (turn.fallbacks ?? 0),
-    baseline_tokens_per_s: measured.length > 0 ? Math.max(...measured) : null,
+    baseline_tokens_per_s: measured.length > 0 ? measured[confirmedBest(measured)] : null,
     turns: round,
     turns_tokens_per_s: ours,
     baseline_turns_tokens_per_s: theirs,
   };
+  turnsOf.set(row, all);
+  return row;
 }
 
 /**

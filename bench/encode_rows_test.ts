@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   anotherTurn,
   bestTurn,
+  confirmedBest,
   ENCODE_ROUNDS,
   MAX_ENCODE_ROUNDS,
   settled,
@@ -72,4 +73,31 @@ Deno.test("encode rows: the kept row is each side's best turn, with every turn a
   assert.deepEqual(row.baseline_turns_tokens_per_s, [400, null, 450]);
   assert.equal(row.fallbacks, 3);
   assert.equal(row.turns, 3);
+});
+
+Deno.test("encode rows: a lone fastest turn that no other confirms does not stand for a side that never settled", () => {
+  // pair 4's --quick jumprelu-768x24576-bf16/b128 (the full run's best: 10,150 tokens/s)
+  const ours = [8180, 9113, 13184, 11278, 9036, 10714];
+  const theirs = [4000, 4100, 3000, 5200, 4050, null];
+  const row = fold(ours, theirs);
+  assert.equal(row.tokens_per_s, 11278);
+  assert.equal(row.baseline_tokens_per_s, 4100, "NumPy's lone 5,200 is not confirmed either");
+  assert.deepEqual(row.turns_tokens_per_s, ours);
+  // the row's other figures are that turn's
+  const turns = ours.map((v, i) => ({ ...turn(v), p50_ms: i, path: `path ${i}` }));
+  let kept: BenchResult | undefined;
+  turns.forEach((t, i) => kept = bestTurn(kept, t, null, i + 1));
+  assert.equal(kept!.p50_ms, 3);
+  assert.equal(kept!.path, "path 3");
+  assert.equal(kept!.baseline_tokens_per_s, null);
+});
+
+Deno.test("encode rows: confirmedBest is the fastest confirmed turn, else the fastest", () => {
+  assert.equal(confirmedBest([1000, 950, 700]), 0, "settled: the fastest");
+  assert.equal(confirmedBest([1300, 1000, 950]), 1);
+  assert.equal(confirmedBest([500, 1000]), 1, "none confirmed: the fastest");
+  assert.equal(confirmedBest([1000]), 0);
+  assert.equal(confirmedBest([]), -1);
+  // within SETTLED_SPREAD exactly still confirms
+  assert.equal(confirmedBest([1000, 1000 * (1 - SETTLED_SPREAD)]), 0);
 });
