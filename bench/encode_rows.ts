@@ -159,7 +159,8 @@ export function bestTurn(
   const ours = [...(kept?.turns_tokens_per_s ?? []), turn.tokens_per_s];
   const theirs = [...(kept?.baseline_turns_tokens_per_s ?? []), baseline];
   const best = all[confirmedBest(all.map((t) => t.tokens_per_s))];
-  const measured = theirs.filter((v): v is number => v !== null);
+  // as settled() reads them: a turn that measured nothing is not a turn
+  const measured = theirs.filter((v): v is number => v !== null && v > 0);
   const row: BenchResult = {
     ...best,
     fallbacks: (kept?.fallbacks ?? 0) + (turn.fallbacks ?? 0),

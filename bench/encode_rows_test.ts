@@ -90,6 +90,8 @@ Deno.test("encode rows: a lone fastest turn that no other confirms does not stan
   assert.equal(kept!.p50_ms, 3);
   assert.equal(kept!.path, "path 3");
   assert.equal(kept!.baseline_tokens_per_s, null);
+  // a baseline turn that measured nothing does not confirm another
+  assert.equal(fold([1000, 990, 980], [5000, 0, 0]).baseline_tokens_per_s, 5000);
 });
 
 Deno.test("encode rows: confirmedBest is the fastest confirmed turn, else the fastest", () => {

@@ -41,8 +41,7 @@ export function alignedArray<T extends KernelArray>(
   length: number,
 ): T {
   const per = kind.BYTES_PER_ELEMENT;
-  // V8 keeps a typed array of up to 64 bytes on its heap, where it may move: not worth aligning
-  if (length * per <= KERNEL_ALIGNMENT) return new kind(length);
+  if (length === 0) return new kind(0);
   const raw = new kind(length + KERNEL_ALIGNMENT / per);
   const address = addressOf(raw);
   if (address === null) return raw.subarray(0, length) as T;

@@ -226,6 +226,8 @@ export class CandidateEncoder implements ProviderEncoder {
       return await createOrtEncoder(sae, {
         fullEncode: "f32",
         intraOpThreads: opts.intraOpThreads,
+        // idle threads spinning after an f32 encode slow the int8 product that runs next
+        spinning: opts.spinning ?? false,
         ...(opts.watch ? { watch: opts.watch } : {}),
       });
     });

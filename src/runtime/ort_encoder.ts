@@ -83,7 +83,10 @@ export interface OrtEncoderOptions {
   externalDataThreshold?: number;
   /** Trade MatMul speed for memory on very large SAEs (see `sessionOptions`). */
   disablePrepacking?: boolean;
-  /** Let idle onnxruntime threads spin-wait (default true; `serve` turns it off). */
+  /**
+   * Let idle onnxruntime threads spin-wait (default true, but off on the int8-candidates path,
+   * whose sessions share their cores with the int8 product; `serve` turns it off everywhere).
+   */
   spinning?: boolean;
   /**
    * Execution provider setting (`provider.ts`): `cpu` (the default here),

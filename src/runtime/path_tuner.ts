@@ -153,7 +153,8 @@ export class PathTuner {
         c.secondLookAt = c.lookGap < this.#retryEvery ? n + c.lookGap : -1;
       }
       c.retryLeft = this.#warmup + this.#samples - 1;
-      c.untimed[other] += this.#warmup;
+      // set, not added: a record lost to a failed encode must not leave later batches untimed
+      c.untimed[other] = this.#warmup;
       return c.retryPath = other;
     }
     return best;

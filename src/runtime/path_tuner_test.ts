@@ -109,7 +109,7 @@ Deno.test("PathTuner: a few batches slowed by other work do not switch the runni
   assert.deepEqual(new Set(picks.slice(100, 110)), new Set(["int8"]), "the burst hit int8");
   const slowerAfter = picks.slice(63 + LOOK).filter((p) => p === "f32").length;
   // with only the last 3 times kept, the burst made f32 run until the next retry
-  assert.equal(slowerAfter, 0, picks.slice(66).join(","));
+  assert.equal(slowerAfter, 0, picks.slice(63 + LOOK).join(","));
 });
 
 Deno.test("PathTuner: a switch that a long stretch of other work caused is undone at the second look", () => {
@@ -119,11 +119,11 @@ Deno.test("PathTuner: a switch that a long stretch of other work caused is undon
   const switched = picks.indexOf("f32", 100);
   assert.ok(switched > 100 && switched < 140, `expected a switch during the stretch: ${picks}`);
   // the first look (16 batches after the switch) falls inside the stretch; the next one comes
-  // 32 batches later: back on int8 (a run longer than a look's 3) within about twice the stretch
+  // 32 batches later: back on int8 (a run longer than a look's 5) within about twice the stretch
   assertBackOnInt8(picks, 140, 140 + 45);
 });
 
-/** After `from`: int8 again for good by `by`, f32 only in looks of 3 batches after that. */
+/** After `from`: int8 again for good by `by`, f32 only in looks of LOOK batches after that. */
 function assertBackOnInt8(picks: string[], from: number, by: number): void {
   const back = picks.findIndex((_, i) =>
     i >= from && picks.slice(i, i + 8).every((q) => q === "int8")
