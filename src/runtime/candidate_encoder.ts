@@ -222,14 +222,16 @@ export class CandidateEncoder implements ProviderEncoder {
     });
     this.#tuner = opts.tune === false ? null : new PathTuner();
     this.#openFull = opts.fullEncoder ?? (async () => {
-      const { createOrtEncoder } = await import("./ort_encoder.ts");
-      return await createOrtEncoder(sae, {
-        fullEncode: "f32",
-        intraOpThreads: opts.intraOpThreads,
-        // idle threads spinning after an f32 encode slow the int8 product that runs next
-        spinning: opts.spinning ?? false,
-        ...(opts.watch ? { watch: opts.watch } : {}),
-      });
+      const { createOrtEncoder, fallbackEncoderOptions } = await import("./ort_encoder.ts");
+      // the same fallback createOrtEncoder gives its candidate encoders (idle threads still)
+      return await createOrtEncoder(
+        sae,
+        fallbackEncoderOptions({
+          intraOpThreads: opts.intraOpThreads,
+          spinning: opts.spinning,
+          ...(opts.watch ? { watch: opts.watch } : {}),
+        }),
+      );
     });
   }
 
