@@ -22,6 +22,16 @@ import type { GateVerdict, SteerCommand } from "../core/steer/protocol.ts";
 import { buildAlert, firingId } from "./alert.ts";
 import type { Generation } from "./generation.ts";
 import { gateVerdict, SteerPlanner, type SteerSkip } from "./steer_plan.ts";
+import { tokenBatch } from "./token_batch.ts";
+
+export { tokenBatch } from "./token_batch.ts";
+import {
+  PART_ALL,
+  PART_REST,
+  PART_VERDICT,
+  type RulePart,
+  rulePart,
+} from "../core/policy/verdict_rules.ts";
 
 /** Options of {@linkcode Evaluator}. */
 export interface EvaluatorOptions {
@@ -71,6 +81,40 @@ const NOTHING: FrameOutcome = Object.freeze({
   verdict: "continue",
   skipped: Object.freeze([]),
 });
+
+/** What {@linkcode Evaluator.evaluateVerdicts} returns, for {@linkcode Evaluator.finishBatch}. */
+export interface VerdictPass {
+  /** Per frame, in order: its outcome with the steering rules (no alerts yet), or why it failed. */
+  frames: (FrameOutcome | FrameFailure)[];
+  /** Each frame's time, which the second pass evaluates it at too. */
+  times: number[];
+  /** The latents the first pass read (a steering rule's alert reads them). */
+  latents: ReadonlyMap<string, LatentTable>;
+}
+
+/** What a frame's alerts are built from. */
+interface AlertsInput {
+  frame: Frame;
+  firstRow: number;
+  firings: readonly Firing[];
+  now: number;
+  latents: ReadonlyMap<string, LatentTable>;
+  /** In a batch's second pass, the first pass's latents, for the steering rules' alerts. */
+  steeringLatents?: ReadonlyMap<string, LatentTable>;
+}
+
+/** Two lists of firings, each in rule order, merged into one in rule order. */
+function mergeFirings(a: readonly Firing[], b: readonly Firing[]): readonly Firing[] {
+  if (b.length === 0) return a;
+  if (a.length === 0) return b;
+  const out: Firing[] = [];
+  let i = 0, j = 0;
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && a[i].rule.index < b[j].rule.index)) out.push(a[i++]);
+    else out.push(b[j++]);
+  }
+  return out;
+}
 
 /** A frame whose evaluation threw: the batch's other frames are still evaluated. */
 export interface FrameFailure {
@@ -143,37 +187,11 @@ export class Evaluator {
     latents: ReadonlyMap<string, LatentTable>,
     now: number = this.#clock(),
   ): FrameOutcome {
-    // the engine evaluates with the set the batch was encoded for (a swap
-    // between encode and evaluate must not pair new rules with old encoders)
-    if (this.#engine.set !== gen.policies) this.#engine.swap(gen.policies);
-    this.#now = now;
-    const firings = this.#engine.evaluate(tokenBatch(frame, firstRow, latents));
+    const firings = this.#fire(gen, tokenBatch(frame, firstRow, latents), now, PART_ALL);
     if (firings.length === 0) return NOTHING;
-    const alerts: Alert[] = [];
-    const commands: SteerCommand[] = [];
-    const skipped: SteerSkip[] = [];
-    let time: string | undefined;
-    for (const firing of firings) {
-      const id = firingId(this.#o.monitor, firing);
-      for (
-        const c of this.#planner.plan({ frame, firing, id, steerOps: gen.steerOps, now }, skipped)
-      ) commands.push(c);
-      if (!firing.alert) continue;
-      time ??= new Date(now).toISOString();
-      alerts.push(buildAlert({
-        monitor: this.#o.monitor,
-        frame,
-        firstRow,
-        latents,
-        firing,
-        policyVersion: gen.policies.version,
-        labels: gen.labels,
-        time,
-        ...(this.#o.redaction ? { redaction: this.#o.redaction } : {}),
-      }));
-    }
-    const { verdict } = gateVerdict(frame, commands);
-    return { firings, alerts, commands, verdict, skipped };
+    const { commands, skipped } = this.#plan(gen, frame, firings, now);
+    const alerts = this.#alerts(gen, { frame, firstRow, firings, now, latents });
+    return { firings, alerts, commands, verdict: gateVerdict(frame, commands).verdict, skipped };
   }
 
   /**
@@ -208,6 +226,155 @@ export class Evaluator {
     return out;
   }
 
+  /**
+   * The first of a batch's two passes (`serve` takes them for a batch with
+   * gated frames, verdict_rules.ts): each frame evaluated with the rules
+   * that steer only, on `latents` holding at least what those rules read.
+   * Each frame's outcome has its commands and verdict, no alerts yet; pass
+   * the result to {@linkcode finishBatch}, before any other evaluation.
+   *
+   * @example
+   * ```ts
+   * import type { Frame } from "../core/frame/format.ts";
+   * import type { LatentTable } from "../core/latent_rows.ts";
+   * import { Evaluator } from "./evaluate.ts";
+   * import type { Generation } from "./generation.ts";
+   * declare const evaluator: Evaluator, gen: Generation, frames: Frame[];
+   * declare const steeringLatents: Map<string, LatentTable>, allLatents: Map<string, LatentTable>;
+   * const first = evaluator.evaluateVerdicts(gen, frames, steeringLatents);
+   * // ... answer the gated frames with first.frames[i].verdict ...
+   * const { alerts } = evaluator.finishBatch(gen, frames, allLatents, first);
+   * ```
+   */
+  evaluateVerdicts(
+    gen: Generation,
+    frames: readonly Frame[],
+    latents: ReadonlyMap<string, LatentTable>,
+  ): VerdictPass {
+    const pass: VerdictPass = { frames: [], times: [], latents };
+    let row = 0;
+    for (const frame of frames) {
+      // as evaluateBatch: the clock is read for a frame with tokens only
+      const now = frame.tokens > 0 ? this.#clock() : 0;
+      pass.times.push(now);
+      try {
+        const firings = frame.tokens > 0
+          ? this.#fire(gen, tokenBatch(frame, row, latents), now, PART_VERDICT)
+          : [];
+        if (firings.length === 0) pass.frames.push(NOTHING);
+        else {
+          const { commands, skipped } = this.#plan(gen, frame, firings, now);
+          const { verdict } = gateVerdict(frame, commands);
+          pass.frames.push({ firings, alerts: [], commands, verdict, skipped });
+        }
+      } catch (err) {
+        pass.frames.push({ error: err as Error });
+      }
+      row += frame.tokens;
+    }
+    return pass;
+  }
+
+  /**
+   * The second pass: each frame evaluated with the rules that do not steer,
+   * on `latents` holding every signal the set reads, and the frame's alerts
+   * built from both passes' firings in rule order (a steering rule's alert
+   * reads the latents it was evaluated on). What it returns is what
+   * {@linkcode evaluateBatch} returns for the batch; end markers end their
+   * requests here. A frame whose first pass failed keeps its failure.
+   */
+  finishBatch(
+    gen: Generation,
+    frames: readonly Frame[],
+    latents: ReadonlyMap<string, LatentTable>,
+    first: VerdictPass,
+  ): BatchOutcome {
+    const out: BatchOutcome = { frames: [], alerts: [] };
+    let row = 0;
+    for (let i = 0; i < frames.length; i++) {
+      const frame = frames[i];
+      const before = first.frames[i];
+      const now = first.times[i];
+      try {
+        if (frame.tokens > 0 && !("error" in before)) {
+          const rest = this.#fire(gen, tokenBatch(frame, row, latents), now, PART_REST);
+          const firings = mergeFirings(before.firings, rest);
+          const o: FrameOutcome = firings.length === 0 ? NOTHING : {
+            ...before,
+            firings,
+            alerts: this.#alerts(gen, {
+              frame,
+              firstRow: row,
+              now,
+              firings,
+              latents,
+              steeringLatents: first.latents,
+            }),
+          };
+          for (const a of o.alerts) out.alerts.push(a);
+          out.frames.push(o);
+        } else out.frames.push(before);
+      } catch (err) {
+        out.frames.push({ error: err as Error });
+      }
+      row += frame.tokens;
+      if (frame.endOfRequest) this.endRequest(frame.requestId);
+    }
+    return out;
+  }
+
+  /** The engine's firings of `part`'s rules, with `gen`'s policies, at `now`. */
+  #fire(gen: Generation, batch: TokenBatch, now: number, part: RulePart): readonly Firing[] {
+    // the engine evaluates with the set the batch was encoded for (a swap
+    // between encode and evaluate must not pair new rules with old encoders)
+    if (this.#engine.set !== gen.policies) this.#engine.swap(gen.policies);
+    this.#now = now;
+    return this.#engine.evaluate(batch, part);
+  }
+
+  /** The steering commands the firings plan, and the actions skipped. */
+  #plan(
+    gen: Generation,
+    frame: Frame,
+    firings: readonly Firing[],
+    now: number,
+  ): { commands: SteerCommand[]; skipped: SteerSkip[] } {
+    const commands: SteerCommand[] = [];
+    const skipped: SteerSkip[] = [];
+    for (const firing of firings) {
+      if (firing.steer.length === 0) continue;
+      const id = firingId(this.#o.monitor, firing);
+      for (
+        const c of this.#planner.plan({ frame, firing, id, steerOps: gen.steerOps, now }, skipped)
+      ) commands.push(c);
+    }
+    return { commands, skipped };
+  }
+
+  /** The alerts of a frame's firings, in order. */
+  #alerts(gen: Generation, input: AlertsInput): Alert[] {
+    const alerts: Alert[] = [];
+    let time: string | undefined;
+    for (const firing of input.firings) {
+      if (!firing.alert) continue;
+      time ??= new Date(input.now).toISOString();
+      const steering = input.steeringLatents !== undefined &&
+        rulePart(firing.rule) === PART_VERDICT;
+      alerts.push(buildAlert({
+        monitor: this.#o.monitor,
+        frame: input.frame,
+        firstRow: input.firstRow,
+        latents: steering ? input.steeringLatents! : input.latents,
+        firing,
+        policyVersion: gen.policies.version,
+        labels: gen.labels,
+        time,
+        ...(this.#o.redaction ? { redaction: this.#o.redaction } : {}),
+      }));
+    }
+    return alerts;
+  }
+
   /** Forget a request's state: it ended (its windows and steering go now, not at the TTL). */
   endRequest(requestId: string): void {
     this.#engine.endRequest(requestId);
@@ -224,38 +391,4 @@ export class Evaluator {
     this.#now = this.#clock();
     this.#engine.sweep();
   }
-}
-
-/**
- * The policy engine's input for one frame: its request context and its
- * tokens, whose rows start at `firstRow` of `latents`.
- *
- * @example
- * ```ts
- * import type { Frame } from "../core/frame/format.ts";
- * import { tokenBatch } from "./evaluate.ts";
- * declare const frame: Frame;
- * tokenBatch(frame, 0, new Map()).position === frame.position; // true
- * ```
- */
-export function tokenBatch(
-  frame: Frame,
-  firstRow: number,
-  latents: ReadonlyMap<string, LatentTable>,
-): TokenBatch {
-  return {
-    ctx: {
-      requestId: frame.requestId,
-      model: frame.model,
-      hook: frame.hook,
-      ...(frame.tenant !== undefined ? { tenant: frame.tenant } : {}),
-      ...(frame.meta !== undefined ? { meta: frame.meta } : {}),
-      ...(frame.phase !== undefined ? { phase: frame.phase } : {}),
-    },
-    position: frame.position,
-    tokens: frame.tokens,
-    latents,
-    firstRow,
-    ...(frame.tokenText !== undefined ? { tokenText: frame.tokenText } : {}),
-  };
 }

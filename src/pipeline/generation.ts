@@ -23,6 +23,7 @@ import {
 import type { NativeKernelsSetting } from "../runtime/native_library.ts";
 import type { Logger } from "../shared/log.ts";
 import type { MonitorModels } from "./models.ts";
+import { verdictEncoders } from "./verdict_encoders.ts";
 
 /**
  * What the pipeline evaluates with: the encoders and the policies they were
@@ -39,6 +40,12 @@ export interface Generation {
   steerOps?: ReadonlyMap<SteerAction, SteerOp>;
   /** SAE id → an encoder reporting every latent, for the evidence attached to alerts. */
   evidenceEncoders?: ReadonlyMap<string, Encoder>;
+  /**
+   * Signal id → what a gated frame's verdict is encoded with, first, when
+   * the policies have rules that do not steer (`verdict_encoders.ts`);
+   * absent: a gated frame waits for the whole evaluation.
+   */
+  verdictEncoders?: ReadonlyMap<string, Encoder>;
 }
 
 /** A generation plus what it was built from, so the next reload can reuse encoders. */
@@ -46,6 +53,8 @@ export interface BuiltGeneration {
   generation: Generation;
   /** Encoder id → the watched latents its encoder was built for. */
   watched: ReadonlyMap<string, Uint32Array>;
+  /** Encoder id → the latents of a verdict encoder of its own (`verdict_encoders.ts`). */
+  verdictWatched?: ReadonlyMap<string, Uint32Array>;
 }
 
 /** Options of {@linkcode buildGeneration}. */
@@ -116,6 +125,8 @@ export async function buildGeneration(opts: BuildGenerationOptions): Promise<Bui
   const encoders = new Map<string, Encoder>();
   const evidenceEncoders = new Map<string, Encoder>();
   const watched = new Map<string, Uint32Array>();
+  /** The SAEs encoded for their watched latents only (not TopK), and those latents. */
+  const watchedOnly = new Map<string, Uint32Array>();
   for (const [id, sae] of models.saes) {
     const watch = policies.watchedLatents(id);
     if (watch.length === 0) {
@@ -124,6 +135,7 @@ export async function buildGeneration(opts: BuildGenerationOptions): Promise<Bui
     }
     watched.set(id, watch);
     const cheap = watchIsCheap(sae);
+    if (cheap) watchedOnly.set(id, watch);
     const reuse = previous?.generation.encoders.get(id);
     // a full (TopK) encoder reports every active latent whatever the rules read,
     // so it serves any watched set, and the evidence too
@@ -173,7 +185,41 @@ export async function buildGeneration(opts: BuildGenerationOptions): Promise<Bui
     [...models.saes].flatMap(([id, s]) => s.labels ? [[id, s.labels] as const] : []),
   );
   const steerOps = await resolveSteering(models, policies, previous, reloadSae);
-  return { generation: { encoders, policies, labels, steerOps, evidenceEncoders }, watched };
+  const verdict = await verdictEncoders({
+    policies,
+    encoders,
+    watched: watchedOnly,
+    previous: {
+      encoders: previous?.generation.verdictEncoders ?? new Map(),
+      watched: previous?.verdictWatched ?? new Map(),
+    },
+    open: async (id, latents) => {
+      const sae = models.saes.get(id)!;
+      const weights = sae.wEnc.length > 0 ? sae : await reloadSae!(id);
+      const encoder = await createOrtEncoder(weights, { watch: latents, ...runOn });
+      log.info("encoder.ready", {
+        id,
+        mode: "verdict",
+        why: "a gated step's verdict waits only for the latents the steering rules read",
+        ...kernelFields(encoder),
+        watched: latents.length,
+        ...providerFields(id, execution.provider, encoder, log),
+      });
+      return encoder;
+    },
+  });
+  return {
+    generation: {
+      encoders,
+      policies,
+      labels,
+      steerOps,
+      evidenceEncoders,
+      ...(verdict ? { verdictEncoders: verdict.encoders } : {}),
+    },
+    watched,
+    ...(verdict ? { verdictWatched: verdict.watched } : {}),
+  };
 
   /**
    * The encoder the evidence on alerts uses: every latent of the SAE. A full
@@ -298,7 +344,7 @@ export async function closeUnused(old: Generation, current: Generation): Promise
 }
 
 /**
- * Every encoder a generation holds (signal and evidence encoders), each once.
+ * Every encoder a generation holds (signal, evidence and verdict encoders), each once.
  *
  * @example
  * ```ts
@@ -308,7 +354,13 @@ export async function closeUnused(old: Generation, current: Generation): Promise
  * ```
  */
 export function allEncoders(g: Generation): Encoder[] {
-  return [...new Set([...g.encoders.values(), ...(g.evidenceEncoders?.values() ?? [])])];
+  return [
+    ...new Set([
+      ...g.encoders.values(),
+      ...(g.evidenceEncoders?.values() ?? []),
+      ...(g.verdictEncoders?.values() ?? []),
+    ]),
+  ];
 }
 
 /** Which native kernels an encoder runs and why not (`encoder.ready`'s `kernels`, `kernels_note`). */

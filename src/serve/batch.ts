@@ -11,10 +11,11 @@
  */
 import type { Alert } from "../core/alert.ts";
 import type { Frame } from "../core/frame/format.ts";
+import type { Encoder } from "../core/sae.ts";
 import type { EngineStats } from "../core/policy/engine.ts";
 import type { LatentTable } from "../core/latent_rows.ts";
 import { encodeFrames, type Scratch } from "../pipeline/encode.ts";
-import type { Evaluator } from "../pipeline/evaluate.ts";
+import type { BatchOutcome, Evaluator, FrameFailure, FrameOutcome } from "../pipeline/evaluate.ts";
 import type { Evidence } from "../pipeline/evidence.ts";
 import type { Generation } from "../pipeline/generation.ts";
 import type { Logger } from "../shared/log.ts";
@@ -98,25 +99,22 @@ export class BatchStages {
   }
 
   async #process(gen: Generation, frames: Frame[]): Promise<void> {
-    const { dIn, telemetry: t, evaluator, taps } = this.#o;
+    const { evaluator, taps } = this.#o;
     const n = frames.reduce((s, f) => s + f.tokens, 0);
+    if (gen.verdictEncoders && n > 0 && frames.some((f) => taps.isGated(f))) {
+      return await this.#processGated(gen, gen.verdictEncoders, frames, n);
+    }
     let latents: ReadonlyMap<string, LatentTable> = new Map();
     if (n > 0) {
       try {
-        // a frame may hold more tokens than a batch: encode at most maxBatchTokens rows per call
-        latents = await encodeFrames(gen.encoders, frames, {
-          dIn,
-          maxBatchTokens: this.#o.maxBatchTokens,
-          scratch: this.#scratch,
-          onEncoded: (sae, tokens) => t.add("latentwatch.tokens.encoded", tokens, { sae }),
-        });
-        t.add("latentwatch.batches");
+        latents = await this.#encode(gen.encoders, frames);
+        this.#o.telemetry.add("latentwatch.batches");
       } catch (err) {
-        this.#encodeFailed(frames, n, err as Error);
+        this.#encodeFailed(frames, n, err as Error, false);
         return;
       }
     }
-    let outcome: ReturnType<Evaluator["evaluateBatch"]>;
+    let outcome: BatchOutcome;
     try {
       outcome = evaluator.evaluateBatch(gen, frames, latents);
     } catch (err) {
@@ -127,16 +125,92 @@ export class BatchStages {
     const evaluatedAt = performance.now();
     // latencies are observed once the verdicts are out (see TapChannel.deferLatencies)
     taps.deferLatencies();
+    this.#act(frames, outcome.frames);
+    // the verdicts go out before the batch's bookkeeping: the bus flushes what the replies
+    // queued in a microtask queued before this one, so the model waits for none of what follows
+    await null;
+    taps.observeDeferred();
+    await this.#afterVerdicts(gen, frames, latents, outcome, evaluatedAt);
+  }
+
+  /**
+   * A batch with gated frames, in two passes (core/policy/verdict_rules.ts):
+   * the latents the steering rules read are encoded and those rules
+   * evaluated, the gated frames answered and the answers written; then the
+   * rest is encoded and the other rules evaluated. The model waits for the
+   * first pass only.
+   */
+  async #processGated(
+    gen: Generation,
+    verdictEncoders: ReadonlyMap<string, Encoder>,
+    frames: Frame[],
+    tokens: number,
+  ): Promise<void> {
+    const { evaluator, taps } = this.#o;
+    // an encoder both passes share is encoded once, in the first, and counted there
+    const shared = (id: string) => gen.encoders.get(id) === verdictEncoders.get(id);
+    let early: ReadonlyMap<string, LatentTable>;
+    try {
+      early = await this.#encode(verdictEncoders, frames, shared);
+    } catch (err) {
+      this.#encodeFailed(frames, tokens, err as Error, false);
+      return;
+    }
+    const first = evaluator.evaluateVerdicts(gen, frames, early);
+    taps.deferLatencies();
+    this.#act(frames, first.frames);
+    await null; // the verdicts are written here (see #process)
+    taps.observeDeferred();
+    let latents: Map<string, LatentTable>;
+    try {
+      const rest = new Map([...gen.encoders].filter(([id]) => !(shared(id) && early.has(id))));
+      const encoded = await this.#encode(rest, frames);
+      latents = new Map();
+      for (const id of gen.encoders.keys()) latents.set(id, encoded.get(id) ?? early.get(id)!);
+      this.#o.telemetry.add("latentwatch.batches");
+    } catch (err) {
+      this.#encodeFailed(frames, tokens, err as Error, true);
+      return;
+    }
+    let outcome: BatchOutcome;
+    try {
+      outcome = evaluator.finishBatch(gen, frames, latents, first);
+    } catch (err) {
+      this.#o.evidence.remember(frames);
+      throw err;
+    }
     outcome.frames.forEach((o, i) => {
+      // a failure in the second pass: the frame has its verdict, its other rules are lost
+      if ("error" in o && !("error" in first.frames[i])) this.#evaluateFailed(frames[i], o.error);
+    });
+    await this.#afterVerdicts(gen, frames, latents, outcome, performance.now());
+  }
+
+  /** Encode the frames' rows with `encoders`, counting the tokens of those `counted` says. */
+  #encode(
+    encoders: ReadonlyMap<string, Encoder>,
+    frames: readonly Frame[],
+    counted: (id: string) => boolean = () => true,
+  ): Promise<Map<string, LatentTable>> {
+    const t = this.#o.telemetry;
+    return encodeFrames(encoders, frames, {
+      dIn: this.#o.dIn,
+      maxBatchTokens: this.#o.maxBatchTokens,
+      scratch: this.#scratch,
+      onEncoded: (sae, tokens) => {
+        if (counted(sae)) t.add("latentwatch.tokens.encoded", tokens, { sae });
+      },
+    });
+  }
+
+  /** Answer each frame (verdict or commands), or say why its evaluation failed. */
+  #act(frames: readonly Frame[], outcomes: readonly (FrameOutcome | FrameFailure)[]): void {
+    const { telemetry: t, taps } = this.#o;
+    outcomes.forEach((o, i) => {
       const frame = frames[i];
       if ("error" in o) {
         // one frame's failure must not cost the batch's other frames their evaluation
-        t.add("latentwatch.evaluate.errors");
-        this.#o.log.error("frame.evaluate_failed", {
-          request: frame.requestId,
-          position: frame.position,
-          error: o.error.message,
-        });
+        this.#evaluateFailed(frame, o.error);
         taps.replyError(frame, `evaluation failed: ${o.error.message}`);
         return;
       }
@@ -153,10 +227,27 @@ export class BatchStages {
         taps.replyError(frame, `tap reply failed: ${(err as Error).message}`);
       }
     });
-    // the verdicts go out before the batch's bookkeeping: the bus flushes what the replies
-    // queued in a microtask queued before this one, so the model waits for none of what follows
-    await null;
-    taps.observeDeferred();
+  }
+
+  /** A frame whose evaluation threw: counted and logged. */
+  #evaluateFailed(frame: Frame, error: Error): void {
+    this.#o.telemetry.add("latentwatch.evaluate.errors");
+    this.#o.log.error("frame.evaluate_failed", {
+      request: frame.requestId,
+      position: frame.position,
+      error: error.message,
+    });
+  }
+
+  /** What follows the verdicts: latencies, the evidence ring, alerts, delivery and the hook. */
+  async #afterVerdicts(
+    gen: Generation,
+    frames: Frame[],
+    latents: ReadonlyMap<string, LatentTable>,
+    outcome: BatchOutcome,
+    evaluatedAt: number,
+  ): Promise<void> {
+    const { telemetry: t, taps, evaluator } = this.#o;
     for (const frame of frames) {
       const receivedAt = taps.receivedAt(frame);
       if (receivedAt !== undefined) {
@@ -171,8 +262,12 @@ export class BatchStages {
     this.#o.onEncoded?.(frames, latents, { receivedAt: this.#receivedAt, evaluatedAt });
   }
 
-  /** A batch that could not be encoded: its frames are counted as dropped, gated ones answered. */
-  #encodeFailed(frames: Frame[], tokens: number, err: Error): void {
+  /**
+   * A batch that could not be encoded: its frames are counted as dropped,
+   * gated ones answered unless `answered` (a gated batch's second pass: its
+   * frames have their verdicts, and what is lost is the other rules' alerts).
+   */
+  #encodeFailed(frames: Frame[], tokens: number, err: Error, answered: boolean): void {
     const t = this.#o.telemetry;
     t.add("latentwatch.encode.errors");
     t.add("latentwatch.frames.dropped", frames.length, { reason: "encode_error" });
@@ -182,11 +277,12 @@ export class BatchStages {
       tokens,
       requests: [...new Set(frames.map((f) => f.requestId))].join(","),
       error: err.message,
+      ...(answered ? { note: "gated frames had their verdicts; the other rules did not run" } : {}),
     });
     // the requests that ended in this batch still end: their state goes now, not at the TTL
     for (const f of frames) {
       if (f.endOfRequest) this.#o.evaluator.endRequest(f.requestId);
-      this.#o.taps.replyError(f, `encode failed: ${err.message}`);
+      if (!answered) this.#o.taps.replyError(f, `encode failed: ${err.message}`);
     }
     this.#o.delivery.checkpoint(checkpointOf(frames)); // counted as dropped: not lost at a restart
   }

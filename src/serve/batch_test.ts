@@ -4,6 +4,7 @@ import type { Alert } from "../core/alert.ts";
 import { MemoryBus } from "../bus/memory_bus.ts";
 import type { Encoder } from "../core/sae.ts";
 import { parseVerdict } from "../core/steer/parse.ts";
+import { resolveSteerAction } from "../core/steer/resolve.ts";
 import { Evaluator } from "../pipeline/evaluate.ts";
 import { Evidence } from "../pipeline/evidence.ts";
 import type { Generation } from "../pipeline/generation.ts";
@@ -22,12 +23,13 @@ function setup(
   encoder: Encoder,
   onEncoded?: (batch: EncodedBatch) => void,
   evidence = new Evidence({ topLatents: 0, ringTokens: 0, dIn: D }),
+  rules = RULE,
 ) {
   const bus = new MemoryBus();
   const telemetry = new Telemetry();
   const logs: string[] = [];
   const log = new Logger({ write: (l) => logs.push(l), maxPerSecond: 1000 });
-  const set = policies(RULE, 1);
+  const set = policies(rules, 1);
   const alerts: Alert[] = [];
   const recorded: { next: Map<string, number>; ended: string[] }[] = [];
   const checkpoints = {
@@ -148,20 +150,7 @@ Deno.test("batch: the verdicts are written before the batch's evidence, alerts a
   );
   gen.evidenceEncoders = gen.encoders;
   const order: string[] = [];
-  // as the NATS client does: a publish queues the socket write in a microtask
-  const publish = bus.publish.bind(bus);
-  let flushQueued = false;
-  bus.publish = (subject, data, headers) => {
-    order.push("reply");
-    if (!flushQueued) {
-      flushQueued = true;
-      queueMicrotask(() => {
-        flushQueued = false;
-        order.push("write");
-      });
-    }
-    publish(subject, data, headers);
-  };
+  recordWrites(bus, order);
   const record = checkpoints.record.bind(checkpoints);
   checkpoints.record = (next, ended) => {
     order.push("checkpoint");
@@ -182,4 +171,100 @@ Deno.test("batch: the verdicts are written before the batch's evidence, alerts a
   // the ring still holds the batch's tokens when the alerts' evidence is read
   assert.equal(telemetry.value("latentwatch.evidence.missing", { reason: "not_in_ring" }), 0);
   assert.ok(alerts.every((a) => a.evidence[0].topLatents !== undefined));
+});
+
+const STEERING = RULE.replace("version: 1", "version: 2") +
+  "  - id: stop\n    title: latent 0 very high\n    severity: high\n" +
+  "    when: { sae: s, latent: 0, above: 4 }\n    actions: [alert, { steer: abort }]\n";
+
+/**
+ * The bus's publishes and their write in `order`: as the NATS client does, a
+ * publish queues the socket write in a microtask. Returns the replies seen.
+ */
+function recordWrites(bus: MemoryBus, order: string[]): Uint8Array[] {
+  const replies: Uint8Array[] = [];
+  bus.subscribe("_INBOX.>", (m) => replies.push(m.data));
+  const publish = bus.publish.bind(bus);
+  let flushQueued = false;
+  bus.publish = (subject, data, headers) => {
+    order.push("reply");
+    if (!flushQueued) {
+      flushQueued = true;
+      queueMicrotask(() => {
+        flushQueued = false;
+        order.push("write");
+      });
+    }
+    publish(subject, data, headers);
+  };
+  return replies;
+}
+
+/** An encoder that logs its calls in `order` as `name`, else as `recordingEncoder`. */
+function loggedEncoder(name: string, order: string[], fail = false): Encoder {
+  const inner = recordingEncoder([]);
+  return {
+    ...inner,
+    encode: (x, tokens) => {
+      order.push(name);
+      return fail ? Promise.reject(new Error("device lost")) : inner.encode(x, tokens);
+    },
+  };
+}
+
+Deno.test("batch: a gated batch is answered once the steering rules ran, before the other rules' encode, alerts and checkpoint", async () => {
+  const order: string[] = [];
+  const s = setup(loggedEncoder("encode", order), undefined, undefined, STEERING);
+  const gen: Generation = {
+    ...s.gen,
+    verdictEncoders: new Map([["s", loggedEncoder("verdict-encode", order)]]),
+    steerOps: new Map(
+      s.gen.policies.rules.flatMap((r) =>
+        r.steer.map((a) => [a, resolveSteerAction(a, new Map(), D)])
+      ),
+    ),
+  };
+  const replies = recordWrites(s.bus, order);
+  const record = s.checkpoints.record.bind(s.checkpoints);
+  s.checkpoints.record = (next, ended) => {
+    order.push("checkpoint");
+    record(next, ended);
+  };
+  const gated = frame([[5, 0]], "r1");
+  s.taps.remember(gated, { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.1" });
+  await s.stages.process(gen, [gated, frame([[3, 0]], "r2")]);
+  assert.deepEqual(order, ["verdict-encode", "reply", "write", "encode", "checkpoint"]);
+  assert.equal(replies.length, 1);
+  assert.equal(parseVerdict(replies[0]).verdict, "abort");
+  // both passes' alerts, in rule order within a frame
+  assert.deepEqual(s.alerts.map((a) => [a.policy.id, a.requestId]), [
+    ["high", "r1"],
+    ["stop", "r1"],
+    ["high", "r2"],
+  ]);
+  assert.equal(s.telemetry.value("latentwatch.tokens.encoded", { sae: "s" }), 2);
+  assert.equal(s.telemetry.value("latentwatch.batches"), 1);
+  // a batch without a gated frame is encoded once, whole
+  order.length = 0;
+  await s.stages.process(gen, [frame([[1, 0]], "r3")]);
+  assert.deepEqual(order, ["encode", "checkpoint"]);
+  assert.equal(s.telemetry.value("latentwatch.tokens.encoded", { sae: "s" }), 3);
+});
+
+Deno.test("batch: when the other rules' encode fails, the gated frame keeps its one answer; the batch is counted as dropped", async () => {
+  const order: string[] = [];
+  const s = setup(loggedEncoder("encode", order, true), undefined, undefined, STEERING);
+  const gen: Generation = {
+    ...s.gen,
+    verdictEncoders: new Map([["s", loggedEncoder("verdict-encode", order)]]),
+  };
+  const replies = recordWrites(s.bus, order);
+  const gated = frame([[1, 0]], "r1");
+  s.taps.remember(gated, { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.1" });
+  await s.stages.process(gen, [gated]);
+  assert.deepEqual(order, ["verdict-encode", "reply", "write", "encode"]);
+  assert.deepEqual(replies.map((r) => parseVerdict(r).verdict), ["continue"]);
+  assert.equal(s.telemetry.value("latentwatch.frames.dropped", { reason: "encode_error" }), 1);
+  assert.ok(s.logs.some((l) => l.includes("batch.encode_failed") && l.includes("other rules")));
+  assert.equal(s.recorded.length, 1); // the checkpoint still moves
 });

@@ -66,6 +66,8 @@ export interface PipelineOptions {
   steerOps?: ReadonlyMap<SteerAction, SteerOp>;
   /** See {@linkcode Generation.evidenceEncoders}. */
   evidenceEncoders?: ReadonlyMap<string, Encoder>;
+  /** See {@linkcode Generation.verdictEncoders}. */
+  verdictEncoders?: ReadonlyMap<string, Encoder>;
   /**
    * Evidence on alerts: the flagged tokens encoded in full, their
    * `topLatents` strongest latents attached; recent activations kept in a
@@ -168,6 +170,7 @@ export class Pipeline {
       labels: opts.labels,
       steerOps: opts.steerOps,
       evidenceEncoders: opts.evidenceEncoders,
+      ...(opts.verdictEncoders ? { verdictEncoders: opts.verdictEncoders } : {}),
     };
     const checkpoints = opts.checkpoints;
     this.#seqs = new SequenceTracker({

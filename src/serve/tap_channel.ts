@@ -111,6 +111,11 @@ export class TapChannel {
     for (const f of frames) this.#origin.delete(f);
   }
 
+  /** Whether `frame` is gated: its tap waits for a verdict. */
+  isGated(frame: Frame): boolean {
+    return this.#origin.get(frame)?.reply !== undefined;
+  }
+
   /** When `frame` arrived (`performance.now()`), if it was remembered. */
   receivedAt(frame: Frame): number | undefined {
     return this.#origin.get(frame)?.receivedAt;

@@ -83,6 +83,7 @@ import {
 } from "./engine_types.ts";
 import { FiringGate } from "./firing_gate.ts";
 import { type CompletionSite, phaseMask, RuleEnv, RuleTables } from "./rule_tables.ts";
+import { PART_ALL, type RulePart } from "./verdict_rules.ts";
 
 export {
   type EngineStats,
@@ -230,7 +231,11 @@ export class PolicyEngine {
 
   /**
    * Evaluate one frame's tokens; returns at most one {@linkcode Firing} per
-   * rule, in rule order.
+   * rule, in rule order. With `part` only the rules of that part run
+   * (verdict_rules.ts): a frame evaluated for {@linkcode PART_VERDICT} and
+   * then for `PART_REST` gets the firings one call for every rule gives it
+   * (each rule's state is its own), the two lists being its parts.
+   * `batch.latents` then needs only the signals that part reads.
    *
    * @example
    * ```ts
@@ -240,15 +245,17 @@ export class PolicyEngine {
    *   tokens: 2, latents: new Map([["res", [rowA, rowB]]]), firstRow: 0 });
    * ```
    */
-  evaluate(batch: TokenBatch): Firing[] {
+  evaluate(batch: TokenBatch, part: RulePart = PART_ALL): Firing[] {
     if (this.#pending) this.#adopt();
     const req = this.#request(batch.ctx.requestId);
     const mask = phaseMask(batch.ctx.phase);
     for (let s = 0; s < 3; s++) {
       if (mask & (1 << s) && Number.isNaN(req.start[s])) req.start[s] = batch.position;
     }
-    if (batch.tokens <= 0 || this.#set.rules.length === 0) return [];
     const tables = this.#tables;
+    if (batch.tokens <= 0 || tables.partRules[part & 1] + tables.partRules[part & 2] === 0) {
+      return [];
+    }
     if (this.#stamp > 0x3fffffff - batch.tokens) {
       // marks are int32: restart the stamps before they wrap
       tables.mark.fill(0);
@@ -259,7 +266,7 @@ export class PolicyEngine {
       this.#call = 0;
     }
     const call = ++this.#call;
-    const { stateOf, stateCall, cached, mark, scopeBit, scopeSlot } = tables;
+    const { stateOf, stateCall, cached, mark, scopeBit, scopeSlot, part: partOf } = tables;
     const { candidates, quickOp, quickThreshold } = tables;
     let cachedCount = 0;
     const rules = this.#set.rules;
@@ -272,7 +279,7 @@ export class PolicyEngine {
     let stamp = 0;
     // one closure per batch, not per token: it reads the token's t and stamp
     const visit = (r: number, test: number, v: number) => {
-      if (!(scopeBit[r] & mask)) return;
+      if (!(scopeBit[r] & mask) || !(partOf[r] & part)) return;
       const rule = rules[r];
       let rs: RuleState | undefined;
       if (stateCall[r] === call) rs = stateOf[r]!;

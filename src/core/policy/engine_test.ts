@@ -10,6 +10,7 @@ import { type Firing, PolicyEngine, PolicyEngineOptionError, type TokenBatch } f
 import type { SparseLatents } from "../sae.ts";
 import { LatentRows, rowOf } from "../latent_rows.ts";
 import { Rng } from "../random.ts";
+import { PART_REST, PART_VERDICT, ruleParts, verdictLatents } from "./verdict_rules.ts";
 import {
   all,
   any,
@@ -775,6 +776,54 @@ function assertEngineMatchesNaive(
 
 Deno.test("engine (lazy, indexed) = naive per-token reference on random rules and traffic", () => {
   assertEngineMatchesNaive([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+});
+
+Deno.test("engine: the steering rules, then the others, fire as the whole set does (the two parts of a gated batch)", () => {
+  for (const seed of [21, 22, 23, 24, 25, 26]) {
+    const rng = new Rng(seed);
+    // every other rule steers; the rest only alert
+    const rules = randomRules(rng, 30).map((r, i): RuleDef =>
+      i % 2 === 0 ? r : {
+        ...r,
+        actions: [{ kind: "alert" }, { kind: "steer", steer: { kind: "abort" } }],
+        throttle: i % 4 === 1
+          ? r.throttle
+          : { suppress: { kind: "tokens", n: 3 }, dedupKey: "{request_id}" },
+      }
+    );
+    const set = compilePolicySet([file(rules)], SIGNALS);
+    assert.deepEqual(ruleParts(set), { verdict: 15, rest: 15 });
+    const watched = new Map(set.encoderIds.map((id) => [id, new Set(verdictLatents(set, id))]));
+    const whole = new PolicyEngine(set);
+    const parts = new PolicyEngine(set);
+    let firings = 0, steering = 0;
+    for (const [i, b] of randomBatches(rng, 3, 60).entries()) {
+      const want = whole.evaluate(b);
+      // the first part sees only the latents the steering rules read, as serve encodes them
+      const only = new Map([...b.latents].map(([id, rows]) => [
+        id,
+        (rows as SparseLatents[]).map((row) =>
+          sparse(
+            [...row.indices].flatMap((l, k) =>
+              watched.get(id)?.has(l) ? [[l, row.values[k]] as [number, number]] : []
+            ),
+          )
+        ),
+      ]));
+      const first = parts.evaluate({ ...b, latents: only }, PART_VERDICT);
+      const second = parts.evaluate(b, PART_REST);
+      assert.ok(first.every((f) => f.steer.length > 0), `seed ${seed} batch ${i}`);
+      assert.ok(second.every((f) => f.steer.length === 0), `seed ${seed} batch ${i}`);
+      const got = [...first, ...second].sort((x, y) => x.rule.index - y.rule.index);
+      const view = (fs: Firing[]) =>
+        fs.map((f) => [f.rule.id, f.positions, f.value, f.completedBy, f.conditionValues]);
+      assert.deepEqual(view(got), view(want), `seed ${seed} batch ${i}`);
+      firings += want.length;
+      steering += first.length;
+    }
+    assert.ok(steering > 10 && firings - steering > 10, `seed ${seed}: ${steering} of ${firings}`);
+    assert.deepEqual(parts.stats, whole.stats);
+  }
 });
 
 Deno.test("engine: batch tables (LatentRows) read like per-token rows, from any first row", () => {

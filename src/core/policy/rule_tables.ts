@@ -12,6 +12,7 @@ import type { CompiledPolicySet, CompiledRule, ConditionEnv } from "./compiled.t
 import type { RequestContext, RuleState, TokenBatch } from "./engine_types.ts";
 import { createTestPoolState } from "./family_pool.ts";
 import { completingLeaf, type LeafTable, leafTable } from "./completion.ts";
+import { PART_VERDICT, rulePart } from "./verdict_rules.ts";
 
 /**
  * Where {@linkcode RuleTables.completion} reads: the batch's row `i`, the
@@ -126,6 +127,10 @@ export class RuleTables {
   /** Per rule: its scope's bit (SCOPE_BIT) and start slot (SCOPE_SLOT), read per hit. */
   readonly scopeBit: Uint8Array;
   readonly scopeSlot: Uint8Array;
+  /** Per rule: its part (verdict_rules.ts), which an evaluation of one part checks per hit. */
+  readonly part: Uint8Array;
+  /** Rules per part, by part bit (1: verdict, 2: the rest). */
+  readonly partRules: readonly [number, number, number];
   /** Per rule: its conditions as flat arrays (completion.ts). */
   readonly leaves: LeafTable[];
   /** Per encoder in the set: [id, index] (an array is cheaper to walk per token than a Map). */
@@ -152,6 +157,9 @@ export class RuleTables {
     );
     this.scopeBit = Uint8Array.from(set.rules, (r) => SCOPE_BIT[r.scope]);
     this.scopeSlot = Uint8Array.from(set.rules, (r) => SCOPE_SLOT[r.scope]);
+    this.part = Uint8Array.from(set.rules, rulePart);
+    const verdict = this.part.filter((p) => p === PART_VERDICT).length;
+    this.partRules = [0, verdict, n - verdict];
     this.encoders = [...set.index];
     this.leaves = set.rules.map(leafTable);
     const most = Math.max(1, ...this.leaves.map((l) => l.n));
