@@ -151,12 +151,14 @@ export class Evaluator {
   readonly #engine: PolicyEngine;
   readonly #planner: SteerPlanner;
   readonly #clock: () => number;
+  readonly #maxRequests: number;
   /** The time of the frame being evaluated. */
   #now = 0;
 
   constructor(policies: CompiledPolicySet, opts: EvaluatorOptions) {
     this.#o = opts;
     this.#clock = opts.now ?? Date.now;
+    this.#maxRequests = opts.maxRequests ?? 100_000;
     this.#engine = new PolicyEngine(policies, {
       maxRequests: opts.maxRequests,
       ttlMs: opts.requestTtlMs,
@@ -227,11 +229,33 @@ export class Evaluator {
   }
 
   /**
+   * Whether a batch may be evaluated in two passes with the result of one
+   * ({@linkcode evaluateVerdicts}, then {@linkcode finishBatch}): when no
+   * frame of it ends its request (a request ends after both passes, and a
+   * frame after the end marker starts the request afresh) and it cannot
+   * hold more requests than the engine keeps (so the second pass evicts
+   * none the first pass brought in).
+   *
+   * @example
+   * ```ts
+   * import type { Frame } from "../core/frame/format.ts";
+   * declare const evaluator: Evaluator, frames: Frame[];
+   * const twoPasses = evaluator.canSplit(frames);
+   * ```
+   */
+  canSplit(frames: readonly Frame[]): boolean {
+    if (frames.length > this.#maxRequests) return false;
+    for (const f of frames) if (f.endOfRequest) return false;
+    return true;
+  }
+
+  /**
    * The first of a batch's two passes (`serve` takes them for a batch with
    * gated frames, verdict_rules.ts): each frame evaluated with the rules
    * that steer only, on `latents` holding at least what those rules read.
    * Each frame's outcome has its commands and verdict, no alerts yet; pass
-   * the result to {@linkcode finishBatch}, before any other evaluation.
+   * the result to {@linkcode finishBatch}, before any other evaluation. For
+   * a batch {@linkcode canSplit} accepts.
    *
    * @example
    * ```ts
@@ -280,15 +304,19 @@ export class Evaluator {
    * on `latents` holding every signal the set reads, and the frame's alerts
    * built from both passes' firings in rule order (a steering rule's alert
    * reads the latents it was evaluated on). What it returns is what
-   * {@linkcode evaluateBatch} returns for the batch; end markers end their
-   * requests here. A frame whose first pass failed keeps its failure.
+   * {@linkcode evaluateBatch} returns for the batch. A frame whose first
+   * pass failed keeps its failure. With `rest: false` (the rest could not
+   * be encoded) the other rules are not run: the steering rules' alerts are
+   * built all the same.
    */
   finishBatch(
     gen: Generation,
     frames: readonly Frame[],
     latents: ReadonlyMap<string, LatentTable>,
     first: VerdictPass,
+    opts: { rest?: boolean } = {},
   ): BatchOutcome {
+    const rest = opts.rest ?? true;
     const out: BatchOutcome = { frames: [], alerts: [] };
     let row = 0;
     for (let i = 0; i < frames.length; i++) {
@@ -297,8 +325,10 @@ export class Evaluator {
       const now = first.times[i];
       try {
         if (frame.tokens > 0 && !("error" in before)) {
-          const rest = this.#fire(gen, tokenBatch(frame, row, latents), now, PART_REST);
-          const firings = mergeFirings(before.firings, rest);
+          const others = rest
+            ? this.#fire(gen, tokenBatch(frame, row, latents), now, PART_REST)
+            : [];
+          const firings = mergeFirings(before.firings, others);
           const o: FrameOutcome = firings.length === 0 ? NOTHING : {
             ...before,
             firings,

@@ -147,7 +147,7 @@ Deno.test("evaluate: the steering rules' pass, then the others', gives each batc
   assert.deepEqual([...steering], [1, 3]);
   const rng = new Rng(5);
   const positions = new Map<string, number>();
-  let alerts = 0, aborts = 0;
+  let alerts = 0, aborts = 0, splits = 0;
   for (let batch = 0; batch < 80; batch++) {
     const frames: Frame[] = [];
     const rows: SparseLatents[] = [];
@@ -180,6 +180,13 @@ Deno.test("evaluate: the steering rules' pass, then the others', gives each batc
         return row(kept);
       }),
     ]]);
+    if (!split.canSplit(frames)) {
+      // a batch where a request ends is evaluated in one pass (serve does the same)
+      assert.ok(frames.some((f) => f.endOfRequest));
+      assert.deepEqual(split.evaluateBatch(g, frames, all).alerts, want.alerts, `batch ${batch}`);
+      continue;
+    }
+    splits++;
     const first = split.evaluateVerdicts(g, frames, early);
     first.frames.forEach((o, i) => {
       const w = want.frames[i] as FrameOutcome;
@@ -198,4 +205,14 @@ Deno.test("evaluate: the steering rules' pass, then the others', gives each batc
   }
   assert.deepEqual(split.stats, whole.stats);
   assert.ok(alerts > 40 && aborts > 5, `${alerts} alerts, ${aborts} aborts compared`);
+  assert.ok(splits > 50, `only ${splits} batches in two passes`);
+});
+
+Deno.test("evaluate: a batch is split only where no request ends in it and its frames fit the engine's requests", () => {
+  const g = gen();
+  const ev = new Evaluator(g.policies, { monitor: "mon", dIn: 2, maxRequests: 2 });
+  const a = frame([[0, 0]], "a"), b = frame([[0, 0]], "b"), c = frame([[0, 0]], "c");
+  assert.ok(ev.canSplit([a, b]));
+  assert.ok(!ev.canSplit([{ ...a, endOfRequest: true }, b]));
+  assert.ok(!ev.canSplit([a, b, c]));
 });

@@ -76,6 +76,11 @@ export interface BuildGenerationOptions {
   };
   /** Evidence on alerts: build evidence encoders when `topLatents > 0`. @default { topLatents: 0 } */
   evidence?: { topLatents: number };
+  /**
+   * Build the verdict encoders gated frames are answered with first
+   * (`verdict_encoders.ts`); offline replay answers no gated frame. @default true
+   */
+  verdictEncoders?: boolean;
 }
 
 function sameLatents(a: Uint32Array | undefined, b: Uint32Array): boolean {
@@ -185,7 +190,7 @@ export async function buildGeneration(opts: BuildGenerationOptions): Promise<Bui
     [...models.saes].flatMap(([id, s]) => s.labels ? [[id, s.labels] as const] : []),
   );
   const steerOps = await resolveSteering(models, policies, previous, reloadSae);
-  const verdict = await verdictEncoders({
+  const verdict = opts.verdictEncoders === false ? undefined : await verdictEncoders({
     policies,
     encoders,
     watched: watchedOnly,

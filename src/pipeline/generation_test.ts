@@ -52,7 +52,7 @@ function rulesOn(steer: number[], alert: number[]): string {
     alert.map((l) => one(`alert-${l}`, l, "[alert]")).join("");
 }
 
-Deno.test("generation: a gated frame's verdict encoder computes the steering rules' latents bit for bit as the whole encoder", async () => {
+Deno.test("generation: a gated frame's verdict encoder computes the steering rules' latents bit for bit as the whole encoder, on the same kernel", async () => {
   const dIn = 96, dSae = 300;
   const sae = randomSae({ architecture: "jumprelu", dIn, dSae, seed: 4 });
   const models = { saes: new Map([["s", sae]]), probes: new Map(), dIn };
@@ -121,6 +121,14 @@ Deno.test("generation: no verdict encoders when every rule steers; none to wait 
     log,
   });
   assert.deepEqual([...alerting.generation.verdictEncoders!], []);
+  // offline replay asks for none
+  const offline = await buildGeneration({
+    models,
+    policies: policies(rulesOn([3], [4]), dSae),
+    log,
+    verdictEncoders: false,
+  });
+  assert.equal(offline.generation.verdictEncoders, undefined);
   // a steering rule on every latent the alerts read: one encoder serves both passes
   const same = await buildGeneration({
     models,
@@ -128,7 +136,7 @@ Deno.test("generation: no verdict encoders when every rule steers; none to wait 
     log,
   });
   assert.equal(same.generation.verdictEncoders?.get("s"), same.generation.encoders.get("s"));
-  for (const g of [steering, alerting, same]) {
+  for (const g of [steering, alerting, offline, same]) {
     for (const e of allEncoders(g.generation)) await e.close();
   }
 });

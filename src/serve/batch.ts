@@ -101,7 +101,10 @@ export class BatchStages {
   async #process(gen: Generation, frames: Frame[]): Promise<void> {
     const { evaluator, taps } = this.#o;
     const n = frames.reduce((s, f) => s + f.tokens, 0);
-    if (gen.verdictEncoders && n > 0 && frames.some((f) => taps.isGated(f))) {
+    if (
+      gen.verdictEncoders && n > 0 && frames.some((f) => taps.isGated(f)) &&
+      evaluator.canSplit(frames)
+    ) {
       return await this.#processGated(gen, gen.verdictEncoders, frames, n);
     }
     let latents: ReadonlyMap<string, LatentTable> = new Map();
@@ -110,7 +113,7 @@ export class BatchStages {
         latents = await this.#encode(gen.encoders, frames);
         this.#o.telemetry.add("latentwatch.batches");
       } catch (err) {
-        this.#encodeFailed(frames, n, err as Error, false);
+        this.#encodeFailed(frames, n, err as Error);
         return;
       }
     }
@@ -153,7 +156,7 @@ export class BatchStages {
     try {
       early = await this.#encode(verdictEncoders, frames, shared);
     } catch (err) {
-      this.#encodeFailed(frames, tokens, err as Error, false);
+      this.#encodeFailed(frames, tokens, err as Error);
       return;
     }
     const first = evaluator.evaluateVerdicts(gen, frames, early);
@@ -169,7 +172,11 @@ export class BatchStages {
       for (const id of gen.encoders.keys()) latents.set(id, encoded.get(id) ?? early.get(id)!);
       this.#o.telemetry.add("latentwatch.batches");
     } catch (err) {
-      this.#encodeFailed(frames, tokens, err as Error, true);
+      // the frames have their verdicts (and commands went out): the steering rules' alerts still
+      // go, with the latents they were evaluated on; what is lost is the other rules'
+      this.#restEncodeFailed(frames, tokens, err as Error);
+      const outcome = evaluator.finishBatch(gen, frames, early, first, { rest: false });
+      await this.#afterVerdicts(gen, frames, early, outcome, performance.now());
       return;
     }
     let outcome: BatchOutcome;
@@ -262,12 +269,30 @@ export class BatchStages {
     this.#o.onEncoded?.(frames, latents, { receivedAt: this.#receivedAt, evaluatedAt });
   }
 
+  /** A batch that could not be encoded: its frames are counted as dropped, gated ones answered. */
+  #encodeFailed(frames: Frame[], tokens: number, err: Error): void {
+    this.#countEncodeFailure(frames, tokens, err);
+    // the requests that ended in this batch still end: their state goes now, not at the TTL
+    for (const f of frames) {
+      if (f.endOfRequest) this.#o.evaluator.endRequest(f.requestId);
+      this.#o.taps.replyError(f, `encode failed: ${err.message}`);
+    }
+    this.#o.delivery.checkpoint(checkpointOf(frames)); // counted as dropped: not lost at a restart
+  }
+
   /**
-   * A batch that could not be encoded: its frames are counted as dropped,
-   * gated ones answered unless `answered` (a gated batch's second pass: its
-   * frames have their verdicts, and what is lost is the other rules' alerts).
+   * A gated batch's second encode failed: its frames have their verdicts and
+   * the steering rules' alerts go out, but the other rules did not run on
+   * them, so they are counted as dropped.
    */
-  #encodeFailed(frames: Frame[], tokens: number, err: Error, answered: boolean): void {
+  #restEncodeFailed(frames: Frame[], tokens: number, err: Error): void {
+    this.#countEncodeFailure(frames, tokens, err, {
+      note:
+        "gated frames had their verdicts and the steering rules' alerts; the other rules did not run",
+    });
+  }
+
+  #countEncodeFailure(frames: Frame[], tokens: number, err: Error, extra = {}): void {
     const t = this.#o.telemetry;
     t.add("latentwatch.encode.errors");
     t.add("latentwatch.frames.dropped", frames.length, { reason: "encode_error" });
@@ -277,14 +302,8 @@ export class BatchStages {
       tokens,
       requests: [...new Set(frames.map((f) => f.requestId))].join(","),
       error: err.message,
-      ...(answered ? { note: "gated frames had their verdicts; the other rules did not run" } : {}),
+      ...extra,
     });
-    // the requests that ended in this batch still end: their state goes now, not at the TTL
-    for (const f of frames) {
-      if (f.endOfRequest) this.#o.evaluator.endRequest(f.requestId);
-      if (!answered) this.#o.taps.replyError(f, `encode failed: ${err.message}`);
-    }
-    this.#o.delivery.checkpoint(checkpointOf(frames)); // counted as dropped: not lost at a restart
   }
 
   /**

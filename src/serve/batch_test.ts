@@ -212,9 +212,13 @@ function loggedEncoder(name: string, order: string[], fail = false): Encoder {
   };
 }
 
-Deno.test("batch: a gated batch is answered once the steering rules ran, before the other rules' encode, alerts and checkpoint", async () => {
-  const order: string[] = [];
-  const s = setup(loggedEncoder("encode", order), undefined, undefined, STEERING);
+/**
+ * The stages with STEERING's rules, a steering-ready generation whose
+ * encoder logs "encode" (failing with `fail`) and verdict encoder logs
+ * "verdict-encode" in `order`.
+ */
+function twoPassSetup(order: string[], fail = false) {
+  const s = setup(loggedEncoder("encode", order, fail), undefined, undefined, STEERING);
   const gen: Generation = {
     ...s.gen,
     verdictEncoders: new Map([["s", loggedEncoder("verdict-encode", order)]]),
@@ -224,6 +228,12 @@ Deno.test("batch: a gated batch is answered once the steering rules ran, before 
       ),
     ),
   };
+  return { s, gen };
+}
+
+Deno.test("batch: a gated batch is answered once the steering rules ran, before the other rules' encode, alerts and checkpoint", async () => {
+  const order: string[] = [];
+  const { s, gen } = twoPassSetup(order);
   const replies = recordWrites(s.bus, order);
   const record = s.checkpoints.record.bind(s.checkpoints);
   s.checkpoints.record = (next, ended) => {
@@ -251,20 +261,33 @@ Deno.test("batch: a gated batch is answered once the steering rules ran, before 
   assert.equal(s.telemetry.value("latentwatch.tokens.encoded", { sae: "s" }), 3);
 });
 
-Deno.test("batch: when the other rules' encode fails, the gated frame keeps its one answer; the batch is counted as dropped", async () => {
+Deno.test("batch: when the other rules' encode fails, the gated frame keeps its one answer and the steering rule its alert; the batch is counted as dropped", async () => {
   const order: string[] = [];
-  const s = setup(loggedEncoder("encode", order, true), undefined, undefined, STEERING);
-  const gen: Generation = {
-    ...s.gen,
-    verdictEncoders: new Map([["s", loggedEncoder("verdict-encode", order)]]),
-  };
+  const { s, gen } = twoPassSetup(order, true);
   const replies = recordWrites(s.bus, order);
-  const gated = frame([[1, 0]], "r1");
+  const gated = frame([[5, 0]], "r1");
   s.taps.remember(gated, { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.1" });
   await s.stages.process(gen, [gated]);
   assert.deepEqual(order, ["verdict-encode", "reply", "write", "encode"]);
-  assert.deepEqual(replies.map((r) => parseVerdict(r).verdict), ["continue"]);
+  assert.deepEqual(replies.map((r) => parseVerdict(r).verdict), ["abort"]);
+  // the abort is on record: the steering rule's alert, from the latents it was evaluated on
+  assert.deepEqual(s.alerts.map((a) => [a.policy.id, a.evidence[0].value]), [["stop", 5]]);
   assert.equal(s.telemetry.value("latentwatch.frames.dropped", { reason: "encode_error" }), 1);
   assert.ok(s.logs.some((l) => l.includes("batch.encode_failed") && l.includes("other rules")));
-  assert.equal(s.recorded.length, 1); // the checkpoint still moves
+  assert.equal(s.recorded.length, 1); // the checkpoint moves once
+});
+
+Deno.test("batch: a batch where a request ends and starts again is evaluated in one pass, as the tap sent it", async () => {
+  const order: string[] = [];
+  const { s, gen } = twoPassSetup(order);
+  const replies = recordWrites(s.bus, order);
+  // the same request id, ended and then reused: the second is a new request, steered afresh
+  const ended = { ...frame([[5, 0]], "r1"), endOfRequest: true };
+  const again = frame([[6, 0]], "r1");
+  s.taps.remember(ended, { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.1" });
+  s.taps.remember(again, { subject: "latentwatch.tap.v1.m.h.0", reply: "_INBOX.2" });
+  await s.stages.process(gen, [ended, again]);
+  assert.deepEqual(order, ["encode", "reply", "reply", "write"]);
+  assert.deepEqual(replies.map((r) => parseVerdict(r).verdict), ["abort", "abort"]);
+  assert.deepEqual(s.alerts.map((a) => a.policy.id), ["high", "stop", "high", "stop"]);
 });

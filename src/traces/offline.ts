@@ -106,6 +106,7 @@ export async function loadOfflineMonitor(
     log: new Logger({ quiet: true }),
     execution: config.execution,
     evidence: config.evidence,
+    verdictEncoders: false, // no gated frame to answer
   });
   return {
     config,
