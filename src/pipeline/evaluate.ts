@@ -151,14 +151,12 @@ export class Evaluator {
   readonly #engine: PolicyEngine;
   readonly #planner: SteerPlanner;
   readonly #clock: () => number;
-  readonly #maxRequests: number;
   /** The time of the frame being evaluated. */
   #now = 0;
 
   constructor(policies: CompiledPolicySet, opts: EvaluatorOptions) {
     this.#o = opts;
     this.#clock = opts.now ?? Date.now;
-    this.#maxRequests = opts.maxRequests ?? 100_000;
     this.#engine = new PolicyEngine(policies, {
       maxRequests: opts.maxRequests,
       ttlMs: opts.requestTtlMs,
@@ -244,7 +242,7 @@ export class Evaluator {
    * ```
    */
   canSplit(frames: readonly Frame[]): boolean {
-    if (frames.length > this.#maxRequests) return false;
+    if (frames.length > this.#engine.maxRequests) return false;
     for (const f of frames) if (f.endOfRequest) return false;
     return true;
   }

@@ -23,7 +23,7 @@ import {
 import type { NativeKernelsSetting } from "../runtime/native_library.ts";
 import type { Logger } from "../shared/log.ts";
 import type { MonitorModels } from "./models.ts";
-import { verdictEncoders } from "./verdict_encoders.ts";
+import { sameLatents, verdictEncoders } from "./verdict_encoders.ts";
 
 /**
  * What the pipeline evaluates with: the encoders and the policies they were
@@ -81,10 +81,6 @@ export interface BuildGenerationOptions {
    * (`verdict_encoders.ts`); offline replay answers no gated frame. @default true
    */
   verdictEncoders?: boolean;
-}
-
-function sameLatents(a: Uint32Array | undefined, b: Uint32Array): boolean {
-  return a !== undefined && a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 /**

@@ -34,7 +34,16 @@ export interface VerdictEncoders {
   watched: Map<string, Uint32Array>;
 }
 
-function sameLatents(a: Uint32Array | undefined, b: Uint32Array): boolean {
+/**
+ * Whether an encoder built for latents `a` (absent: none was) computes
+ * exactly latents `b`, so it can be reused.
+ *
+ * @example
+ * ```ts
+ * sameLatents(Uint32Array.of(3, 7), Uint32Array.of(3, 7)); // true
+ * ```
+ */
+export function sameLatents(a: Uint32Array | undefined, b: Uint32Array): boolean {
   return a !== undefined && a.length === b.length && a.every((v, i) => v === b[i]);
 }
 

@@ -82,6 +82,8 @@ export class BatchStages {
   readonly #receivedAt: (frame: Frame) => number | undefined;
   /** Reused across batches to gather their frames' rows. */
   readonly #scratch: Scratch = { data: new Float32Array(0) };
+  /** Per generation, the encoders a gated batch's second pass runs (made once, not per batch). */
+  readonly #secondPass = new WeakMap<Generation, ReadonlyMap<string, Encoder>>();
 
   constructor(opts: BatchStagesOptions) {
     this.#o = opts;
@@ -152,6 +154,11 @@ export class BatchStages {
     const { evaluator, taps } = this.#o;
     // an encoder both passes share is encoded once, in the first, and counted there
     const shared = (id: string) => gen.encoders.get(id) === verdictEncoders.get(id);
+    let rest = this.#secondPass.get(gen);
+    if (!rest) {
+      rest = new Map([...gen.encoders].filter(([id]) => !shared(id)));
+      this.#secondPass.set(gen, rest);
+    }
     let early: ReadonlyMap<string, LatentTable>;
     try {
       early = await this.#encode(verdictEncoders, frames, shared);
@@ -166,7 +173,6 @@ export class BatchStages {
     taps.observeDeferred();
     let latents: Map<string, LatentTable>;
     try {
-      const rest = new Map([...gen.encoders].filter(([id]) => !(shared(id) && early.has(id))));
       const encoded = await this.#encode(rest, frames);
       latents = new Map();
       for (const id of gen.encoders.keys()) latents.set(id, encoded.get(id) ?? early.get(id)!);
@@ -193,7 +199,11 @@ export class BatchStages {
     await this.#afterVerdicts(gen, frames, latents, outcome, performance.now());
   }
 
-  /** Encode the frames' rows with `encoders`, counting the tokens of those `counted` says. */
+  /**
+   * Encode the frames' rows with `encoders`, counting the tokens of those
+   * `counted` says. A frame may hold more tokens than a batch: at most
+   * `maxBatchTokens` rows go to one encode call.
+   */
   #encode(
     encoders: ReadonlyMap<string, Encoder>,
     frames: readonly Frame[],

@@ -158,6 +158,11 @@ export class PolicyEngine {
     this.#tables = new RuleTables(set);
   }
 
+  /** At most this many requests have state (the least recently seen is evicted past it). */
+  get maxRequests(): number {
+    return this.#max;
+  }
+
   /** The set in force (a swapped-in set once an evaluate has adopted it). */
   get set(): CompiledPolicySet {
     return this.#set;
@@ -253,9 +258,7 @@ export class PolicyEngine {
       if (mask & (1 << s) && Number.isNaN(req.start[s])) req.start[s] = batch.position;
     }
     const tables = this.#tables;
-    if (batch.tokens <= 0 || tables.partRules[part & 1] + tables.partRules[part & 2] === 0) {
-      return [];
-    }
+    if (batch.tokens <= 0 || tables.rulesIn[part] === 0) return [];
     if (this.#stamp > 0x3fffffff - batch.tokens) {
       // marks are int32: restart the stamps before they wrap
       tables.mark.fill(0);

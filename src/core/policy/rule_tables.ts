@@ -12,7 +12,7 @@ import type { CompiledPolicySet, CompiledRule, ConditionEnv } from "./compiled.t
 import type { RequestContext, RuleState, TokenBatch } from "./engine_types.ts";
 import { createTestPoolState } from "./family_pool.ts";
 import { completingLeaf, type LeafTable, leafTable } from "./completion.ts";
-import { PART_VERDICT, rulePart } from "./verdict_rules.ts";
+import { rulePart, ruleParts } from "./verdict_rules.ts";
 
 /**
  * Where {@linkcode RuleTables.completion} reads: the batch's row `i`, the
@@ -129,8 +129,8 @@ export class RuleTables {
   readonly scopeSlot: Uint8Array;
   /** Per rule: its part (verdict_rules.ts), which an evaluation of one part checks per hit. */
   readonly part: Uint8Array;
-  /** Rules per part, by part bit (1: verdict, 2: the rest). */
-  readonly partRules: readonly [number, number, number];
+  /** Rules an evaluation of each part runs, indexed by the part (PART_VERDICT, PART_REST, PART_ALL). */
+  readonly rulesIn: readonly number[];
   /** Per rule: its conditions as flat arrays (completion.ts). */
   readonly leaves: LeafTable[];
   /** Per encoder in the set: [id, index] (an array is cheaper to walk per token than a Map). */
@@ -158,8 +158,8 @@ export class RuleTables {
     this.scopeBit = Uint8Array.from(set.rules, (r) => SCOPE_BIT[r.scope]);
     this.scopeSlot = Uint8Array.from(set.rules, (r) => SCOPE_SLOT[r.scope]);
     this.part = Uint8Array.from(set.rules, rulePart);
-    const verdict = this.part.filter((p) => p === PART_VERDICT).length;
-    this.partRules = [0, verdict, n - verdict];
+    const { verdict, rest } = ruleParts(set);
+    this.rulesIn = [0, verdict, rest, verdict + rest];
     this.encoders = [...set.index];
     this.leaves = set.rules.map(leafTable);
     const most = Math.max(1, ...this.leaves.map((l) => l.n));
