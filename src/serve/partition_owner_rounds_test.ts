@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { startNatsServer } from "../bus/nats_server.ts";
 import { connectNatsBus } from "../bus/nats_bus.ts";
 import type { LeaseStore } from "../bus/leases.ts";
+import { delayedStore } from "../../tests/helpers/lease_store.ts";
 import { assignPartitions } from "../core/frame/assign.ts";
 import { Logger } from "../shared/log.ts";
 import { Telemetry } from "../shared/telemetry.ts";
@@ -47,19 +48,10 @@ function member(store: LeaseStore, name: string, now: () => number): Member {
 function holdingRemoval(real: LeaseStore, heldKey: string) {
   let release = () => {};
   const released = new Promise<void>((r) => release = r);
-  const store: LeaseStore = {
-    ttlMs: real.ttlMs,
-    replicas: real.replicas,
-    list: (p) => real.list(p),
-    get: (k) => real.get(k),
-    create: (k, v) => real.create(k, v),
-    update: (k, v, r) => real.update(k, v, r),
-    put: (k, v) => real.put(k, v),
-    remove: async (k, r) => {
-      if (k === heldKey) await released;
-      return real.remove(k, r);
-    },
-  };
+  const store = delayedStore(
+    real,
+    (op, key) => op === "remove" && key === heldKey ? released : undefined,
+  );
   return { store, release };
 }
 

@@ -4,6 +4,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { startNatsServer } from "../bus/nats_server.ts";
 import { connectNatsBus, type NatsBus } from "../bus/nats_bus.ts";
 import type { LeaseStore } from "../bus/leases.ts";
+import { delayedStore, type LeaseOp } from "../../tests/helpers/lease_store.ts";
 import { Logger } from "../shared/log.ts";
 import { Telemetry } from "../shared/telemetry.ts";
 import { PartitionOwner, type ReleaseReason } from "./partition_owner.ts";
@@ -374,27 +375,17 @@ Deno.test({
  * `lateMs(op)` ms late (0: at once). Runs `fn` with it and the real store, then cleans up.
  */
 async function withLateStore(
-  opts: { bucket: string; ttlMs: number; lateMs: (op: keyof LeaseStore) => number },
+  opts: { bucket: string; ttlMs: number; lateMs: (op: LeaseOp) => number },
   fn: (store: LeaseStore, real: LeaseStore) => Promise<void>,
 ): Promise<void> {
   const server = await startNatsServer();
   const bus = await connectNatsBus({ url: server.url, probe: { intervalMs: 0 } });
   try {
     const real = await bus.openLeases({ bucket: opts.bucket, ttlMs: opts.ttlMs, replicas: 1 });
-    const late = <T>(op: keyof LeaseStore, f: () => Promise<T>): Promise<T> => {
+    const store = delayedStore(real, (op) => {
       const ms = opts.lateMs(op);
-      return ms > 0 ? new Promise<T>((r, j) => setTimeout(() => f().then(r, j), ms)) : f();
-    };
-    const store: LeaseStore = {
-      ttlMs: real.ttlMs,
-      replicas: real.replicas,
-      list: (p) => late("list", () => real.list(p)),
-      get: (k) => late("get", () => real.get(k)),
-      create: (k, v) => late("create", () => real.create(k, v)),
-      update: (k, v, r) => late("update", () => real.update(k, v, r)),
-      put: (k, v) => late("put", () => real.put(k, v)),
-      remove: (k, r) => late("remove", () => real.remove(k, r)),
-    };
+      return ms > 0 ? new Promise((r) => setTimeout(r, ms)) : undefined;
+    });
     await fn(store, real);
   } finally {
     await bus.close();
