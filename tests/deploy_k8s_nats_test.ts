@@ -126,6 +126,10 @@ async function startCluster(o: { conf: string; secret: any; sts: any; n: number;
     await Deno.writeTextFile(`${dir}/nats-${i}.conf`, text);
     const env: Record<string, string> = { POD_NAME: `${sts.metadata.name}-${i}` };
     for (const [k, v] of Object.entries(secret)) if (k !== "accounts.conf") env[k] = v as string;
+    // the manifest's literal values too (GODEBUG), as the kubelet would set them
+    for (const e of sts.spec.template.spec.containers[0].env ?? []) {
+      if (typeof e.value === "string") env[e.name] = e.value;
+    }
     const proc = new Deno.Command(natsServer!, {
       args: ["-c", `${dir}/nats-${i}.conf`],
       env,

@@ -100,7 +100,8 @@ export interface StartNatsServerOptions {
   configFile?: string;
   /**
    * Variables added to the server's environment (it inherits ours): the
-   * bench gives the broker one Go processor with `{ GOMAXPROCS: "1" }`.
+   * benches give the broker one Go processor and a schedule trace
+   * (`bench/harness.ts`).
    */
   env?: Record<string, string>;
 }
