@@ -127,7 +127,9 @@ async function startCluster(o: { conf: string; secret: any; sts: any; n: number;
     const env: Record<string, string> = { POD_NAME: `${sts.metadata.name}-${i}` };
     for (const [k, v] of Object.entries(secret)) if (k !== "accounts.conf") env[k] = v as string;
     // the manifest's literal values too (GODEBUG), as the kubelet would set them
-    for (const e of sts.spec.template.spec.containers[0].env ?? []) {
+    // deno-lint-ignore no-explicit-any
+    const container = sts.spec.template.spec.containers.find((c: any) => c.name === "nats");
+    for (const e of container.env ?? []) {
       if (typeof e.value === "string") env[e.name] = e.value;
     }
     const proc = new Deno.Command(natsServer!, {
