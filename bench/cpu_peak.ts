@@ -19,12 +19,16 @@
  *   - otherwise SSE: 4 lanes × (add + multiply) = 8.
  * - **clock**: `/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq` (the
  *   highest clock the kernel knows, boost included) when present, else the
- *   highest `cpu MHz` in `/proc/cpuinfo`. Virtual machines often have no
- *   cpufreq, and their `cpu MHz` is the nominal (base) clock: a core boosting
- *   above it can then measure more than this "peak".
+ *   highest `cpu MHz` in `/proc/cpuinfo`: the nominal clock. Virtual machines
+ *   often have no cpufreq, and their `cpu MHz` is the base clock, which a
+ *   boosting core outruns (a Zen 4 guest reading 2.596 GHz ran at 3.7, and its
+ *   measured GEMM beat a "peak" built on 2.596). So the clock is the higher of
+ *   the nominal one and the one measured with every core busy
+ *   (`bench/clock_probe.ts`), where the bench could measure it.
  *
  * @module
  */
+import type { MeasuredClock } from "./clock_probe.ts";
 
 /** What the peak is derived from, parsed from `/proc/cpuinfo`. */
 export interface CpuInfo {
@@ -44,9 +48,14 @@ export interface CpuPeak {
   gflops: number;
   cores: number;
   flop_per_cycle: number;
+  /** The clock the peak assumes: the higher of `nominal_clock_ghz` and the measured one. */
   clock_ghz: number;
-  /** Where the clock came from: `sysfs cpuinfo_max_freq` or `/proc/cpuinfo cpu MHz`. */
+  /** Where `clock_ghz` came from: the measurement, `sysfs cpuinfo_max_freq` or `/proc/cpuinfo cpu MHz`. */
   clock_source: string;
+  /** The clock Linux reports (cpufreq's maximum, else `cpu MHz`). */
+  nominal_clock_ghz: number;
+  /** The all-core clock measured by `bench/clock_probe.ts`; null where it was not measured. */
+  measured_clock: MeasuredClock | null;
   /** The instruction set and datapath the FLOP/cycle figure assumes. */
   isa: string;
   /** One line: the product and the reason for each factor. */
@@ -140,6 +149,8 @@ export interface TheoreticalPeakOptions {
   cpuinfo: string;
   /** `cpufreq/cpuinfo_max_freq` in kHz, when the kernel has cpufreq. */
   maxFreqKhz?: number | null;
+  /** The all-core clock measured here (`bench/clock_probe.ts`), when it was. */
+  measuredClock?: MeasuredClock | null;
 }
 
 /**
@@ -157,17 +168,27 @@ export interface TheoreticalPeakOptions {
 export function theoreticalF32Peak(opts: TheoreticalPeakOptions): CpuPeak {
   const info = parseCpuInfo(opts.cpuinfo);
   const { flop, isa } = flopPerCycleF32(info);
-  let clockGhz: number, clockSource: string;
+  let nominalGhz: number, nominalSource: string;
   if (opts.maxFreqKhz && opts.maxFreqKhz > 0) {
-    clockGhz = opts.maxFreqKhz / 1e6;
-    clockSource = "sysfs cpufreq cpuinfo_max_freq";
+    nominalGhz = opts.maxFreqKhz / 1e6;
+    nominalSource = "sysfs cpufreq cpuinfo_max_freq";
   } else if (info.mhz !== null && info.mhz > 0) {
-    clockGhz = info.mhz / 1000;
-    clockSource = "/proc/cpuinfo cpu MHz (no cpufreq: nominal clock, boost not included)";
+    nominalGhz = info.mhz / 1000;
+    nominalSource = "/proc/cpuinfo cpu MHz (no cpufreq: the base clock)";
   } else {
     throw new CpuInfoError(
       `/proc/cpuinfo:1:1: expected a "cpu MHz" line or cpufreq's cpuinfo_max_freq, found neither`,
     );
+  }
+  const measured = opts.measuredClock ?? null;
+  let clockGhz = nominalGhz, clockSource = nominalSource;
+  if (measured && measured.ghz > nominalGhz) {
+    clockGhz = measured.ghz;
+    clockSource = `measured: ${measured.method}; above the nominal ${
+      nominalGhz.toFixed(3)
+    } GHz from ${nominalSource}`;
+  } else if (measured) {
+    clockSource = `${nominalSource}; measured ${measured.ghz.toFixed(3)} GHz, not above it`;
   }
   const gflops = info.cores * flop * clockGhz;
   return {
@@ -176,6 +197,8 @@ export function theoreticalF32Peak(opts: TheoreticalPeakOptions): CpuPeak {
     flop_per_cycle: flop,
     clock_ghz: clockGhz,
     clock_source: clockSource,
+    nominal_clock_ghz: nominalGhz,
+    measured_clock: measured,
     isa,
     derivation: `${info.cores} cores × ${flop} f32 FLOP/cycle (${isa}) × ${
       clockGhz.toFixed(3)
@@ -184,15 +207,18 @@ export function theoreticalF32Peak(opts: TheoreticalPeakOptions): CpuPeak {
 }
 
 /**
- * This machine's theoretical f32 peak from `/proc/cpuinfo` and cpufreq;
- * null where there is no `/proc/cpuinfo` (not Linux).
+ * This machine's theoretical f32 peak from `/proc/cpuinfo`, cpufreq and,
+ * when given, the clock measured here; null where there is no
+ * `/proc/cpuinfo` (not Linux).
  *
  * @example
  * ```ts
  * const peak = readTheoreticalF32Peak(); // peak?.derivation
  * ```
  */
-export function readTheoreticalF32Peak(): CpuPeak | null {
+export function readTheoreticalF32Peak(
+  opts: { measuredClock?: MeasuredClock | null } = {},
+): CpuPeak | null {
   let cpuinfo: string;
   try {
     cpuinfo = Deno.readTextFileSync("/proc/cpuinfo");
@@ -204,5 +230,5 @@ export function readTheoreticalF32Peak(): CpuPeak | null {
     const text = Deno.readTextFileSync("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq");
     maxFreqKhz = Number(text.trim()) || null;
   } catch { /* no cpufreq (virtual machines): cpu MHz instead */ }
-  return theoreticalF32Peak({ cpuinfo, maxFreqKhz });
+  return theoreticalF32Peak({ cpuinfo, maxFreqKhz, measuredClock: opts.measuredClock });
 }

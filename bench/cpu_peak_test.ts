@@ -59,6 +59,19 @@ Deno.test("cpufreq's max clock wins over cpu MHz when the kernel has it", () => 
   assert.match(peak.clock_source, /cpuinfo_max_freq/);
 });
 
+Deno.test("a measured clock above the nominal one sets the peak; one below it does not", () => {
+  const measured = (ghz: number) => ({ ghz, per_thread_ghz: [ghz], method: "test" });
+  const above = theoreticalF32Peak({ cpuinfo: ZEN5_VM, measuredClock: measured(3.69) });
+  assert.equal(above.clock_ghz, 3.69);
+  assert.equal(above.nominal_clock_ghz, 2.096025);
+  assert.ok(Math.abs(above.gflops - 2 * 64 * 3.69) < 1e-9);
+  assert.match(above.clock_source, /^measured: test; above the nominal 2\.096 GHz/);
+  const below = theoreticalF32Peak({ cpuinfo: ZEN5_VM, measuredClock: measured(1.9) });
+  assert.equal(below.clock_ghz, 2.096025);
+  assert.match(below.clock_source, /cpu MHz .*measured 1\.900 GHz, not above it/);
+  assert.equal(theoreticalF32Peak({ cpuinfo: ZEN5_VM }).measured_clock, null);
+});
+
 Deno.test("SMT siblings count once: 4 logical processors on 2 cores", () => {
   const info = parseCpuInfo(cpuinfo({
     vendor: "GenuineIntel",

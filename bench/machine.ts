@@ -122,6 +122,13 @@ export function machineHeader(m: MachineRecord): string[] {
       pct(p.of_theoretical.numpy)
     }); best ${p.peak.toFixed(1)} GFLOP/s = the "% of peak" denominator`,
     `theoretical f32 peak: ${t ? t.derivation : "— (no /proc/cpuinfo)"}`,
+    ...((p.of_theoretical.peak ?? 0) > 1
+      ? [
+        `WARNING: a measured GEMM beat the theoretical peak (${
+          pct(p.of_theoretical.peak)
+        }): its clock or FLOP/cycle is too low for this CPU`,
+      ]
+      : []),
     `native CPU kernels (int8-candidates/native): ${
       m.native_kernels.available
         ? `loaded (${m.native_kernels.library})`

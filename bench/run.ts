@@ -12,7 +12,9 @@
  *   (`bench/numpy_child.ts`), so OpenBLAS picks its own kernels.
  * - machine.matmul_peak_gflops: one big f32 MatMul through onnxruntime (this
  *   process, the encoder's threads) and through NumPy, each also as a share
- *   of machine.theoretical_peak_gflops (`bench/cpu_peak.ts`);
+ *   of machine.theoretical_peak_gflops (`bench/cpu_peak.ts`; its clock the
+ *   higher of the nominal and the one measured on every core at once,
+ *   `bench/clock_probe.ts`);
  *   machine.numpy_blas: the kernel OpenBLAS chose.
  * - watched/…: encoding only 16, 64 or 256 watched latents (exact for JumpReLU),
  *   ratio against the full encode of the same SAE in the same run.
@@ -52,6 +54,7 @@ import { ortMatmulPeak, PEAK_SHAPES } from "./matmul_peak.ts";
 import { childRows } from "./child_rows.ts";
 import { type NumpyBlas, type NumpyReport, runNumpyChild } from "./numpy_child.ts";
 import { readTheoreticalF32Peak } from "./cpu_peak.ts";
+import { measureClock } from "./clock_probe.ts";
 import { machineHeader, machineRecord, type MeasuredPeaks } from "./machine.ts";
 import { nativeKernelsStatus } from "../src/runtime/native_kernels.ts";
 import { resultsTable } from "./table.ts";
@@ -353,6 +356,17 @@ if (loadStart && loadStart[0] > 0.5) {
   progress(`the machine is busy (load average ${loadStart.join(" ")}): figures will be low`);
 }
 const peak = await matmulPeak();
+progress("clock: dependent adds on every core at once (bench/clock_probe.c)");
+const measuredClock = await measureClock({
+  onSkip: (why) => progress(`clock not measured: ${why}`),
+})
+  .catch((e: Error) => {
+    progress(`clock not measured: ${e.message}`);
+    return null;
+  });
+if (measuredClock) {
+  progress(`clock: ${measuredClock.per_thread_ghz.map((g) => g.toFixed(3)).join(", ")} GHz`);
+}
 const results: BenchResult[] = await benchEncode(peak.peak);
 results.push(...await benchWatched(results, { maxBatch: Math.max(...BATCHES), progress }));
 results.push(...await childRows("./e2e.ts", ["--arch", "topk"], { quick, progress }));
@@ -390,7 +404,7 @@ const numpyVersion = (await runNumpy({ cases: [] }))?.numpy ?? null;
 const report = {
   machine: machineRecord({
     peaks: peak,
-    theoretical: readTheoreticalF32Peak(),
+    theoretical: readTheoreticalF32Peak({ measuredClock }),
     numpy: numpyVersion,
     numpyBlas,
     onnxruntime: ort.env.versions.node ?? "unknown",
