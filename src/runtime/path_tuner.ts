@@ -9,7 +9,13 @@
  * other is timed again from the 16th and 64th batch of the class (a path
  * whose JavaScript was still being compiled when first timed, 4× slower at
  * one token in one bench sitting, gets its second look early) and then
- * every `retryEvery` batches (the machine's load changes).
+ * every `retryEvery` batches (the machine's load changes), or every
+ * `retryEvery` × the other path's slowdown where it is slower (up to
+ * {@linkcode MAX_RETRY_STRETCH} times as far apart): a look costs the same
+ * share of the time whatever the gap. At 128 tokens the exact f32 encode of
+ * a 768→24576 JumpReLU took 47 ms against the int8 candidates' 10.4, so a
+ * look every 256 batches spent 9% of the time on f32, and each look put five
+ * batches 4.5× slower into the stream.
  *
  * A retry runs `warmup` untimed batches, then `samples` timed ones, in a
  * row: a path coming back after a stretch of the other is slow for its
@@ -41,6 +47,8 @@
 const EARLY_RETRIES = new Set([15, 63]);
 /** Picks after a switch of paths at which the path left behind is timed again. */
 export const SECOND_LOOK_AFTER = 16;
+/** At most this many times `retryEvery` between two periodic retries of a much slower path. */
+export const MAX_RETRY_STRETCH = 8;
 
 /** The two paths. */
 export type EncodePath = "int8" | "f32";
@@ -67,6 +75,8 @@ interface SizeClass {
   secondLookAt: number;
   /** Picks from this second look to the next: doubles after each, up to `retryEvery`. */
   lookGap: number;
+  /** The pick of the next periodic retry. */
+  nextRetryAt: number;
 }
 
 /** The lowest time per token among `t`'s. */
@@ -116,6 +126,7 @@ export class PathTuner {
         current: null,
         secondLookAt: -1,
         lookGap: SECOND_LOOK_AFTER,
+        nextRetryAt: this.#retryEvery - 1,
       };
       this.#classes.set(key, c);
     }
@@ -136,6 +147,13 @@ export class PathTuner {
     }
     const best = fastest(c.times.int8) <= fastest(c.times.f32) ? "int8" : "f32";
     const other = best === "int8" ? "f32" : "int8";
+    const periodic = n >= c.nextRetryAt;
+    if (periodic) {
+      // as far apart as the other path is slower: each look costs the same share of the time
+      const slowdown = fastest(c.times[other]) / fastest(c.times[best]);
+      const stretch = Math.min(MAX_RETRY_STRETCH, Math.max(1, slowdown));
+      c.nextRetryAt = n + Math.round(this.#retryEvery * stretch);
+    }
     const switched = c.current !== null && c.current !== best;
     if (switched) {
       c.lookGap = SECOND_LOOK_AFTER;
@@ -143,7 +161,7 @@ export class PathTuner {
     }
     c.current = best;
     if (
-      n === c.secondLookAt || EARLY_RETRIES.has(n) || n % this.#retryEvery === this.#retryEvery - 1
+      n === c.secondLookAt || EARLY_RETRIES.has(n) || periodic
     ) {
       // any retry is the second look due (but not one on the very pick that switched: the
       // stretch of other work that caused the switch is most likely still on); a look that fell
