@@ -4,7 +4,9 @@
  * sees it). Each thread times WINDOWS windows of LOOPS × 1000 dependent
  * register adds; an add whose input is the one before it takes one cycle on
  * every x86-64 core, so adds per second is cycles per second. The register
- * operand (not an immediate) keeps any renamer from folding the chain.
+ * operand (not an immediate) keeps any renamer from folding the chain. The
+ * threads start each window together (a barrier), so every window is timed
+ * with all of them busy, not on a core boosting alone while others finished.
  * Prints one line per thread: its best window's GHz and the chain's sum,
  * which must be LOOPS × 1000 (else the chain did not run as written).
  */
@@ -15,6 +17,8 @@
 #include <time.h>
 
 #define ADDS_PER_LOOP 1000
+
+static pthread_barrier_t window_start;
 
 typedef struct {
   long loops;
@@ -33,6 +37,7 @@ static void *run(void *arg) {
   Job *job = (Job *)arg;
   uint64_t one = 1;
   for (int w = 0; w < job->windows; w++) {
+    pthread_barrier_wait(&window_start);
     uint64_t x = 0;
     double t0 = seconds();
     for (long i = 0; i < job->loops; i++) {
@@ -58,11 +63,17 @@ int main(int argc, char **argv) {
   }
   Job *jobs = calloc((size_t)threads, sizeof(Job));
   pthread_t *ids = calloc((size_t)threads, sizeof(pthread_t));
-  if (!jobs || !ids) return 3;
+  if (!jobs || !ids || pthread_barrier_init(&window_start, NULL, (unsigned)threads) != 0) {
+    fprintf(stderr, "clock_probe: cannot allocate %d threads' state\n", threads);
+    return 3;
+  }
   for (int t = 0; t < threads; t++) {
     jobs[t].loops = loops;
     jobs[t].windows = windows;
-    if (pthread_create(&ids[t], NULL, run, &jobs[t]) != 0) return 3;
+    if (pthread_create(&ids[t], NULL, run, &jobs[t]) != 0) {
+      fprintf(stderr, "clock_probe: cannot start thread %d of %d\n", t + 1, threads);
+      return 3;
+    }
   }
   for (int t = 0; t < threads; t++) pthread_join(ids[t], NULL);
   for (int t = 0; t < threads; t++) {

@@ -4,11 +4,12 @@
  * nominal clock in `/proc/cpuinfo`, and a core boosting above it makes a
  * measured GEMM outrun a "theoretical" peak built on that clock. The probe
  * times chains of dependent register adds (one cycle each) on every logical
- * processor at once; `bench/cpu_peak.ts` takes the higher of this and the
+ * processor at once, each window started together; `bench/cpu_peak.ts` takes the higher of this and the
  * nominal clock.
  *
  * @module
  */
+import { fileURLToPath } from "node:url";
 
 /** The measured all-core clock and how it was measured. */
 export interface MeasuredClock {
@@ -122,11 +123,11 @@ export async function measureClock(
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-clock-" });
   try {
     const exe = `${dir}/clock_probe`;
-    const source = new URL("./clock_probe.c", import.meta.url);
+    const source = fileURLToPath(new URL("./clock_probe.c", import.meta.url));
     let built: Deno.CommandOutput;
     try {
       built = await new Deno.Command(cc, {
-        args: ["-O2", "-pthread", "-o", exe, source.pathname],
+        args: ["-O2", "-pthread", "-o", exe, source],
         stdout: "null",
         stderr: "piped",
       }).output();

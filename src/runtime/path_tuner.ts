@@ -12,10 +12,10 @@
  * every `retryEvery` batches (the machine's load changes), or every
  * `retryEvery` × the other path's slowdown where it is slower (up to
  * {@linkcode MAX_RETRY_STRETCH} times as far apart): a look costs the same
- * share of the time whatever the gap. At 128 tokens the exact f32 encode of
- * a 768→24576 JumpReLU took 47 ms against the int8 candidates' 10.4, so a
- * look every 256 batches spent 9% of the time on f32, and each look put five
- * batches 4.5× slower into the stream.
+ * share of the time at any gap up to 8×. At 128 tokens the exact f32 encode
+ * of a 768→24576 JumpReLU took 47 ms against the int8 candidates' 10.4, so a
+ * look every 256 batches spent 8.5% of the time on f32, and each look put
+ * five batches 4.5× slower into the stream.
  *
  * A retry runs `warmup` untimed batches, then `samples` timed ones, in a
  * row: a path coming back after a stretch of the other is slow for its
@@ -151,13 +151,16 @@ export class PathTuner {
     if (periodic) {
       // as far apart as the other path is slower: each look costs the same share of the time
       const slowdown = fastest(c.times[other]) / fastest(c.times[best]);
-      const stretch = Math.min(MAX_RETRY_STRETCH, Math.max(1, slowdown));
+      // NaN (both 0 or both Infinity) or not slower: the plain interval
+      const stretch = slowdown > 1 ? Math.min(MAX_RETRY_STRETCH, slowdown) : 1;
       c.nextRetryAt = n + Math.round(this.#retryEvery * stretch);
     }
     const switched = c.current !== null && c.current !== best;
     if (switched) {
       c.lookGap = SECOND_LOOK_AFTER;
       c.secondLookAt = n + c.lookGap;
+      // the stretch was for the old pair of times: no later than the plain interval from here
+      c.nextRetryAt = Math.min(c.nextRetryAt, n + this.#retryEvery);
     }
     c.current = best;
     if (

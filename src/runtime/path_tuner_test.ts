@@ -188,3 +188,21 @@ Deno.test("PathTuner: a switch on a batch that retries the other path anyway kee
   const look = 63 + SECOND_LOOK_AFTER;
   assert.deepEqual(picks.slice(look, look + LOOK), Array(LOOK).fill("int8"), picks.join(","));
 });
+
+Deno.test("PathTuner: after a switch the next periodic look is no later than the plain interval", () => {
+  // f32 8× slower stretches the periodic looks to 8 × 256; then int8 turns slow (10×) at batch 1000
+  const tuner = new PathTuner();
+  const picks = drive(tuner, 2000, 128, (path, i) => path === "f32" ? 80 : i < 1000 ? 10 : 100);
+  const f32After = picks.slice(1000).filter((p) => p === "f32").length;
+  assert.ok(f32After > 900, `f32 ran ${f32After} of the last 1,000`);
+  // int8, now the slower path, is looked at again within 256 batches of the last second look
+  const int8Looks = picks.slice(1300, 1600).filter((p) => p === "int8").length;
+  assert.ok(int8Looks >= 5, `int8 picks in batches 1300-1600: ${int8Looks}`);
+});
+
+Deno.test("PathTuner: zero times on both paths keep the periodic looks coming", () => {
+  const tuner = new PathTuner();
+  const picks = drive(tuner, 3000, 128, () => 0);
+  const f32 = picks.slice(100).filter((p) => p === "f32").length;
+  assert.ok(f32 >= 40, `f32 picks after the first 100: ${f32}`);
+});
