@@ -4,8 +4,8 @@
  * nominal clock in `/proc/cpuinfo`, and a core boosting above it makes a
  * measured GEMM outrun a "theoretical" peak built on that clock. The probe
  * times chains of dependent register adds (one cycle each) on every logical
- * processor at once, each window started together; `bench/cpu_peak.ts` takes the higher of this and the
- * nominal clock.
+ * processor at once, each window started together; `bench/cpu_peak.ts`
+ * takes the higher of this and the nominal clock.
  *
  * @module
  */

@@ -129,6 +129,11 @@ async function startCluster(o: { conf: string; secret: any; sts: any; n: number;
     // the manifest's literal values too (GODEBUG), as the kubelet would set them
     // deno-lint-ignore no-explicit-any
     const container = sts.spec.template.spec.containers.find((c: any) => c.name === "nats");
+    if (!container) {
+      throw new Error(
+        "deploy/k8s/nats.yaml: expected a container named nats in the StatefulSet, found none",
+      );
+    }
     for (const e of container.env ?? []) {
       if (typeof e.value === "string") env[e.name] = e.value;
     }
