@@ -21,20 +21,21 @@ import type { BenchResult } from "./run.ts";
 export const ROW_SECONDS = 0.5;
 export const WARMUP_SECONDS = 0.2;
 /**
- * encode/ rows: latentwatch and NumPy take turns (watched/ rows: latentwatch alone) at least
- * this many times on each shape and weight type (up to MAX_ENCODE_ROUNDS while a row is not
- * {@linkcode settled}), and each side's row is its best turn that another turn confirms
- * ({@linkcode confirmedBest}). This shared machine's other work slows one half-second window
- * or another by up to 2×; interleaved turns put both sides through the same stretches, and
- * the best turn is what each can do here.
+ * encode/ rows: latentwatch and NumPy take this many turns on each shape and weight type in
+ * each of the section's passes (`encode_section.ts`); watched/ rows (latentwatch alone) at
+ * least this many, up to MAX_ENCODE_ROUNDS while a row is not {@linkcode settled}. Each
+ * side's row is its best turn that another turn confirms ({@linkcode confirmedBest}). This
+ * shared machine's other work slows one half-second window or another by up to 2×;
+ * interleaved turns put both sides through the same stretches, and the best turn is what
+ * each can do here.
  */
 export const ENCODE_ROUNDS = 3;
 /**
- * After ENCODE_ROUNDS, turns go on (up to MAX_ENCODE_ROUNDS) while a row is not
- * {@linkcode settled}: a best turn that no other turn comes near may be a
- * lucky quiet window, or the one window the rest fell short of, and --quick
- * and full runs then disagree by 20–40% on a row measured the same way; a
- * row still unsettled after them keeps its best confirmed turn.
+ * watched/ rows: after ENCODE_ROUNDS, turns go on (up to MAX_ENCODE_ROUNDS) while a row is
+ * not {@linkcode settled}: a best turn that no other turn comes near may be a lucky quiet
+ * window, or the one window the rest fell short of, and --quick and full runs then disagree
+ * by 20–40% on a row measured the same way; a row still unsettled after them keeps its best
+ * confirmed turn.
  */
 export const MAX_ENCODE_ROUNDS = 6;
 /** A side is settled when its second-best turn is within this fraction of its best. */

@@ -38,11 +38,6 @@
  */
 import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
-import { createOrtEncoder } from "../src/runtime/ort_encoder.ts";
-import type { SaeWeights } from "../src/core/sae.ts";
-import { bf16ToF32, f32ToBf16 } from "../src/core/dtype.ts";
-import { writeNpy } from "../src/formats/npy.ts";
-import { Rng } from "../src/core/random.ts";
 import { benchPythonGate } from "./python_gate.ts";
 import { encodeChart, latencyChart } from "./chart.ts";
 import { benchPolicy } from "./policy.ts";
@@ -58,18 +53,8 @@ import { measureClock } from "./clock_probe.ts";
 import { machineHeader, machineRecord, type MeasuredPeaks } from "./machine.ts";
 import { nativeKernelsStatus } from "../src/runtime/native_kernels.ts";
 import { resultsTable } from "./table.ts";
-import {
-  anotherTurn,
-  benchWatched,
-  bestTurn,
-  ENCODE_ROUNDS,
-  MAX_ENCODE_ROUNDS,
-  ROW_SECONDS,
-  SETTLED_SPREAD,
-  timeEncoder,
-  WARMUP_SECONDS,
-} from "./encode_rows.ts";
-import { benchSae, type Shape, SHAPES } from "./bench_sae.ts";
+import { benchWatched, ROW_SECONDS, WARMUP_SECONDS } from "./encode_rows.ts";
+import { BATCHES, benchEncode } from "./encode_section.ts";
 import type { HarnessRecord } from "./harness.ts";
 import type { CpuRecord } from "./process_cpu.ts";
 import type { HostWakeSummary } from "./host_wake.ts";
@@ -105,8 +90,9 @@ export interface BenchResult {
   path_calls?: Record<string, number>;
   fallbacks?: number;
   /**
-   * encode/ and watched/: interleaved turns taken (ENCODE_ROUNDS to MAX_ENCODE_ROUNDS, until
-   * settled), and each side's tokens/s in every turn; e2e/…/saturation: its closed-loop turns
+   * encode/ and watched/: interleaved turns taken (encode/: ENCODE_ROUNDS in each of
+   * ENCODE_PASSES passes; watched/: ENCODE_ROUNDS to MAX_ENCODE_ROUNDS, until settled), and
+   * each side's tokens/s in every turn; e2e/…/saturation: its closed-loop turns
    * (the row reports their median).
    */
   turns?: number;
@@ -178,43 +164,7 @@ const { values } = parseArgs({
 const quick = values.quick ?? false;
 const outPath = values.out ?? new URL("./results/latest.json", import.meta.url).pathname;
 
-type Dtype = "f32" | "bf16";
-const BATCHES = [1, 16, 128];
-
-/** Which dtypes and batches each shape runs: everything in a full run, a subset in --quick. */
-function plan(shape: Shape): { dtype: Dtype; batches: number[] }[] {
-  if (!quick) return (["f32", "bf16"] as const).map((dtype) => ({ dtype, batches: BATCHES }));
-  switch (shape.label) {
-    case "topk-768x24576-k32":
-      return [{ dtype: "f32", batches: BATCHES }];
-    case "jumprelu-768x24576":
-      return [{ dtype: "f32", batches: BATCHES }, { dtype: "bf16", batches: [1, 128] }];
-    case "jumprelu-2304x16384":
-      return [{ dtype: "f32", batches: [1, 128] }];
-    default:
-      return []; // 4096x65536: 1 GiB of W_enc, full run only
-  }
-}
-
 const progress = (msg: string) => console.error(`bench: ${msg}`);
-
-/** Round the SAE's tensors to bf16 in place and mark it bf16, as a loaded bf16 checkpoint is. */
-function toBf16(sae: SaeWeights): void {
-  const round = (a: Float32Array) => bf16ToF32(f32ToBf16(a), a as Float32Array<ArrayBuffer>);
-  for (const a of [sae.wEnc, sae.bEnc, sae.bDec, sae.threshold]) if (a) round(a);
-  sae.dtype = "bfloat16";
-}
-
-/** Write the SAE's tensors and the bench input as .npy files for the NumPy baseline. */
-async function writeBaselineInputs(dir: string, sae: SaeWeights, x: Float32Array): Promise<void> {
-  const put = (name: string, data: Float32Array, shape: number[]) =>
-    Deno.writeFile(`${dir}/${name}.npy`, writeNpy(data, shape, "f32"));
-  await put("W_enc", sae.wEnc, [sae.dIn, sae.dSae]);
-  await put("b_enc", sae.bEnc, [sae.dSae]);
-  await put("b_dec", sae.applyBDecToInput ? sae.bDec : new Float32Array(sae.dIn), [sae.dIn]);
-  if (sae.threshold) await put("threshold", sae.threshold, [sae.dSae]);
-  await put("x", x, [x.length / sae.dIn, sae.dIn]);
-}
 
 /** The BLAS the NumPy child reported (the first report that has one). */
 let numpyBlas: NumpyBlas | null = null;
@@ -266,81 +216,6 @@ async function matmulPeak(): Promise<MeasuredPeaks> {
   return peak;
 }
 
-async function benchEncode(peakGflops: number): Promise<BenchResult[]> {
-  const out: BenchResult[] = [];
-  for (const s of SHAPES) {
-    const runs = plan(s);
-    if (runs.length === 0) {
-      progress(`${s.label}: skipped in --quick`);
-      continue;
-    }
-    progress(`building ${s.label} (seeded random weights)`);
-    const sae = benchSae(s);
-    const xAll = new Rng(3).fillGaussian(new Float32Array(Math.max(...BATCHES) * s.dIn));
-    const flopPerToken = 2 * s.dIn * s.dSae;
-    for (const { dtype, batches } of runs) {
-      if (dtype === "bf16") toBf16(sae); // f32 runs first; bf16 rounds the same weights
-      const label = `${s.label}-${dtype}`;
-      progress(`${label}: ONNX graph and session`);
-      const enc = await createOrtEncoder(sae, { fullEncode: "auto" }); // serve's default path
-      const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-npy-" });
-      let rows: BenchResult[] = [];
-      try {
-        await writeBaselineInputs(dir, sae, xAll);
-        for (let round = 1; anotherTurn(round - 1, rows); round++) {
-          const turn: BenchResult[] = [];
-          for (const b of batches) {
-            const x = xAll.subarray(0, b * s.dIn);
-            turn.push(await timeEncoder(`encode/${label}/b${b}`, enc, x, b));
-          }
-          progress(
-            `NumPy baseline for ${label}, turn ${round} (${ENCODE_ROUNDS} to ${MAX_ENCODE_ROUNDS}: ` +
-              `more while a side's two best turns differ by over ${
-                SETTLED_SPREAD * 100
-              }%) (python3)`,
-          );
-          const cases = turn.map((r, i) => ({
-            name: r.name,
-            architecture: s.arch,
-            weights: dir,
-            k: s.k ?? 0,
-            batch: batches[i],
-          }));
-          const base = new Map(
-            (await runNumpy({ cases }))?.results.map((r) => [r.name, r.tokens_per_s]) ?? [],
-          );
-          rows = turn.map((r, i) => bestTurn(rows[i], r, base.get(r.name) ?? null, round));
-          for (const r of turn) {
-            const b = base.get(r.name);
-            progress(
-              `${r.name} turn ${round}: ${Math.round(r.tokens_per_s)} tokens/s (${r.path}), ` +
-                `NumPy ${b === undefined ? "—" : Math.round(b)}`,
-            );
-          }
-        }
-      } finally {
-        await Deno.remove(dir, { recursive: true });
-      }
-      for (const r of rows) {
-        r.gflops = r.tokens_per_s * flopPerToken / 1e9;
-        if (r.name.endsWith("/b128")) {
-          r.pct_of_peak = peakGflops > 0 ? r.gflops / peakGflops : null;
-        }
-        const b = r.baseline_tokens_per_s;
-        r.baseline_gflops = b === null ? null : b * flopPerToken / 1e9;
-        r.ratio = b === null ? null : r.tokens_per_s / b;
-      }
-      const bMax = BATCHES[BATCHES.length - 1];
-      const l0 = (await enc.encode(xAll, bMax)).reduce((a, t) => a + t.indices.length, 0) / bMax;
-      for (const r of rows) r.l0 = l0;
-      progress(`${label}: mean L0 ${l0.toFixed(1)} on the bench input`);
-      await enc.close();
-      out.push(...rows);
-    }
-  }
-  return out;
-}
-
 /** `/proc/loadavg`'s 1, 5 and 15 minute averages: other work on the machine skews every figure. */
 function loadavg(): number[] | null {
   try {
@@ -367,7 +242,12 @@ const measuredClock = await measureClock({
 if (measuredClock) {
   progress(`clock: ${measuredClock.per_thread_ghz.map((g) => g.toFixed(3)).join(", ")} GHz`);
 }
-const results: BenchResult[] = await benchEncode(peak.peak);
+const results: BenchResult[] = await benchEncode({
+  quick,
+  peakGflops: peak.peak,
+  runNumpy,
+  progress,
+});
 results.push(...await benchWatched(results, { maxBatch: Math.max(...BATCHES), progress }));
 results.push(...await childRows("./e2e.ts", ["--arch", "topk"], { quick, progress }));
 results.push(...await childRows("./e2e.ts", ["--arch", "jumprelu"], { quick, progress }));

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { addressOf as addressOfView, adviseHugePages, HUGE_PAGE_BYTES } from "./huge_pages.ts";
 
 /** Bytes to which {@linkcode alignedArray} aligns: one cache line, one 512-bit register. */
 export const KERNEL_ALIGNMENT = 64;
@@ -22,12 +23,23 @@ interface KernelArrayConstructor<T extends KernelArray> {
   readonly BYTES_PER_ELEMENT: number;
 }
 
+/** How {@linkcode alignedArray} places an array. */
+export interface AlignedArrayOptions {
+  /**
+   * Start on a huge page and ask for huge pages (`huge_pages.ts`): for
+   * arrays the kernels read whole on every batch, of at least one huge page
+   * (smaller ones are placed as without it). Costs up to 2 MiB of address
+   * space, never touched.
+   */
+  hugePages?: boolean;
+}
+
 /**
  * A zeroed `length`-element array of `kind` starting on a
- * {@linkcode KERNEL_ALIGNMENT}-byte boundary: a view into a buffer up to 64
- * bytes longer. Where the address cannot be read (no FFI permission), an
- * array as `new kind(length)` gives; the kernels then read it unaligned, as
- * they can.
+ * {@linkcode KERNEL_ALIGNMENT}-byte boundary (a huge page's, with
+ * `hugePages`): a view into a buffer up to that many bytes longer. Where the
+ * address cannot be read (no FFI permission), an array as `new kind(length)`
+ * gives; the kernels then read it unaligned, as they can.
  *
  * @example
  * ```ts
@@ -39,15 +51,21 @@ interface KernelArrayConstructor<T extends KernelArray> {
 export function alignedArray<T extends KernelArray>(
   kind: KernelArrayConstructor<T>,
   length: number,
+  opts: AlignedArrayOptions = {},
 ): T {
   const per = kind.BYTES_PER_ELEMENT;
   if (length === 0) return new kind(0);
-  const raw = new kind(length + KERNEL_ALIGNMENT / per);
+  const huge = opts.hugePages === true && length * per >= HUGE_PAGE_BYTES;
+  const alignment = huge ? HUGE_PAGE_BYTES : KERNEL_ALIGNMENT;
+  const raw = new kind(length + alignment / per);
   const address = addressOf(raw);
   if (address === null) return raw.subarray(0, length) as T;
-  const skip = ((KERNEL_ALIGNMENT - address % KERNEL_ALIGNMENT) % KERNEL_ALIGNMENT) / per;
-  // an element-aligned buffer (all are) is a whole number of elements from the line
-  return raw.subarray(skip, skip + length) as T;
+  const skip = ((alignment - address % alignment) % alignment) / per;
+  // an element-aligned buffer (all are) is a whole number of elements from the boundary
+  const array = raw.subarray(skip, skip + length) as T;
+  // before anything writes it: touched pages keep their 4 KiB
+  if (huge) adviseHugePages(array);
+  return array;
 }
 
 /** Whether `a`'s first element sits on a {@linkcode KERNEL_ALIGNMENT}-byte boundary (null: unknown). */
@@ -58,9 +76,6 @@ export function isAligned(a: KernelArray): boolean | null {
 
 /** The address of `a`'s first element, modulo 2⁵³ (null where FFI is not permitted). */
 function addressOf(a: KernelArray): number | null {
-  try {
-    return Number(BigInt.asUintN(53, Deno.UnsafePointer.value(Deno.UnsafePointer.of(a))));
-  } catch {
-    return null;
-  }
+  const address = addressOfView(a);
+  return address === null ? null : Number(BigInt.asUintN(53, address));
 }

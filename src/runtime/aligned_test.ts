@@ -44,3 +44,20 @@ Deno.test("alignedArray: a small array is aligned too, an empty one is plain", (
   assert.equal(empty.length, 0);
   assert.equal(empty.buffer.byteLength, 0);
 });
+
+Deno.test("alignedArray: hugePages starts a large array on a huge page, a small one on a line", () => {
+  const huge = BigInt(2 * 1024 * 1024);
+  for (const length of [2 * 1024 * 1024, 19 * 1024 * 1024 + 12_345]) {
+    const a = alignedArray(Uint8Array, length, { hugePages: true });
+    assert.equal(a.length, length);
+    const address = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(a)));
+    assert.equal(address % huge, 0n, `${length} bytes at ${address % huge} past a huge page`);
+    assert.ok(a.every((v) => v === 0));
+    a[length - 1] = 1;
+    assert.equal(a[length - 1], 1);
+  }
+  // under one huge page: the cache line only, and no 2 MiB of padding
+  const small = alignedArray(Float32Array, 1000, { hugePages: true });
+  assert.equal(lineOffset(small), 0);
+  assert.ok(small.buffer.byteLength < 1000 * 4 + 2 * KERNEL_ALIGNMENT);
+});

@@ -108,7 +108,8 @@ export class NativeInt8Gemm {
     this.dIn = dIn;
     this.dSae = dSae;
     this.#threads = Math.max(1, Math.min(8, Math.floor(threads)));
-    this.#packed = alignedArray(Uint8Array, Number(lib.symbols.lw_packed_bytes(dIn, dSae)));
+    const bytes = Number(lib.symbols.lw_packed_bytes(dIn, dSae));
+    this.#packed = alignedArray(Uint8Array, bytes, { hugePages: true });
     lib.symbols.lw_pack(wq, dIn, dSae, this.#packed);
   }
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Rng } from "../core/random.ts";
 import { NativeKernelsUnavailableError, openNativeDots, openNativeInt8 } from "./native_kernels.ts";
 import { missingCpuFlags } from "./native_library.ts";
+import { HUGE_PAGE_BYTES, hugePageAdvice } from "./huge_pages.ts";
 import { WasmDots } from "./wasm_dots.ts";
 
 /** The tests below need a CPU the kernels run on. */
@@ -202,5 +203,30 @@ Deno.test({
       () => gemm.topkScores(acc, tokens, { columnScale, columnBias, tokenScale, k: n + 1 }),
       RangeError,
     );
+  },
+});
+
+Deno.test({
+  name:
+    "native int8 product and dots: their weights ask for huge pages, and the product stays exact",
+  ignore: ignore || Deno.build.os !== "linux",
+  async fn() {
+    const rng = new Rng(31);
+    const [k, n] = [768, 8192]; // 6 MiB packed: two whole huge pages at least
+    const w = Int8Array.from({ length: k * n }, () => Math.floor(rng.uniform() * 255) - 127);
+    const before = hugePageAdvice();
+    const gemm = await openNativeInt8(w, k, n, { threads: 1 });
+    const packed = hugePageAdvice();
+    assert.equal(packed.arrays, before.arrays + 1);
+    assert.ok(packed.bytes - before.bytes >= 2 * HUGE_PAGE_BYTES, `${packed.bytes - before.bytes}`);
+    const q = Uint8Array.from({ length: k }, () => Math.floor(rng.uniform() * 256));
+    const acc = new Int32Array(n);
+    await gemm.run(q, 1, acc);
+    assert.deepEqual(Array.from(acc), Array.from(referenceProduct(q, w, 1, k, n)));
+    // the exact pass's rows: 8192 rows of 768 f32 (24 MiB) in WebAssembly memory
+    const dots = new WasmDots(new Float32Array(n * k).fill(0.5), n, k);
+    const rows = hugePageAdvice();
+    assert.ok(rows.bytes - packed.bytes >= 10 * HUGE_PAGE_BYTES, `${rows.bytes - packed.bytes}`);
+    dots.close();
   },
 });

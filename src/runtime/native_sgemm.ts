@@ -122,7 +122,7 @@ function checkW(w: Float32Array, k: number, n: number): void {
 /** W (`[k, n]` row-major) as panels of `width` columns: `k` rows of `width` each, zero-padded. */
 function packPanels(w: Float32Array, k: number, n: number, width: number): Float32Array {
   const panels = Math.ceil(n / width);
-  const packed = alignedArray(Float32Array, panels * k * width);
+  const packed = alignedArray(Float32Array, panels * k * width, { hugePages: true });
   for (let p = 0; p < panels; p++) {
     const cols = Math.min(width, n - p * width);
     for (let i = 0; i < k; i++) {

@@ -35,7 +35,9 @@ export class SumsPool {
     // the smallest free buffer that is large enough (they are kept largest first)
     let at = -1;
     this.#free.forEach((b, i) => b.length >= length && (at = i));
-    const buffer = at >= 0 ? this.#free.splice(at, 1)[0] : alignedArray(Int32Array, length);
+    const buffer = at >= 0
+      ? this.#free.splice(at, 1)[0]
+      : alignedArray(Int32Array, length, { hugePages: true });
     return buffer.subarray(0, length);
   }
 

@@ -16,6 +16,7 @@
  * @module
  */
 
+import { adviseHugePages } from "./huge_pages.ts";
 import {
   BLOCK,
   BR,
@@ -327,6 +328,8 @@ export class WasmDots {
     this.#threads = opts.threads ?? 1;
     const instance = new WebAssembly.Instance(module, { env: { mem: this.#memory } });
     this.#dots = instance.exports.dots as DotsFn;
+    // the rows are read at random on every batch: huge pages, asked for before they are written
+    adviseHugePages(new Uint8Array(this.#memory.buffer, 0, this.#scratch));
     if (this.rowFormat === "bf16") this.#storeBf16(matrix);
     else {
       const heap = new Float32Array(this.#memory.buffer, 0, rows * this.stride);
