@@ -9,9 +9,10 @@
  * 16–21% on a row, each run's turns agreeing among themselves, while
  * NumPy's rows (their weights come from memory every pass) agreed
  * (docs/performance.md, thirty-fourth and thirty-fifth sittings). Each pass
- * builds every encoder afresh (a new process's memory placement too) and
- * takes {@linkcode ENCODE_ROUNDS} turns of each row, so a row's turns lie
- * minutes apart; each side keeps its best confirmed turn over all passes.
+ * builds every encoder afresh and takes {@linkcode ENCODE_ROUNDS} turns of
+ * each row back to back, so a row's two groups of turns lie a pass apart
+ * (minutes): one slow stretch reaches one group, and each side keeps its
+ * best confirmed turn over all passes.
  *
  * @module
  */
@@ -102,42 +103,48 @@ async function encodeTurns(opts: {
 }): Promise<number> {
   const { shape, sae, label, batches, x, pass, kept, section } = opts;
   section.progress(`${label}: ONNX graph and session (pass ${pass} of ${ENCODE_PASSES})`);
-  const enc = await createOrtEncoder(sae, { fullEncode: "auto" }); // serve's default path
   const dir = await Deno.makeTempDir({ prefix: "latentwatch-bench-npy-" });
   try {
-    await writeBaselineInputs(dir, sae, x);
-    for (let r = 1; r <= ENCODE_ROUNDS; r++) {
-      const round = (pass - 1) * ENCODE_ROUNDS + r;
-      const turn: BenchResult[] = [];
-      for (const b of batches) {
-        turn.push(await timeEncoder(`encode/${label}/b${b}`, enc, x.subarray(0, b * sae.dIn), b));
-      }
-      section.progress(
-        `NumPy baseline for ${label}, turn ${round} of ${ENCODE_PASSES * ENCODE_ROUNDS} (python3)`,
-      );
-      const cases = turn.map((t, i) => ({
-        name: t.name,
-        architecture: shape.arch,
-        weights: dir,
-        k: shape.k ?? 0,
-        batch: batches[i],
-      }));
-      const report = await section.runNumpy({ cases });
-      const base = new Map(report?.results.map((t) => [t.name, t.tokens_per_s]) ?? []);
-      for (const t of turn) {
-        kept.set(t.name, bestTurn(kept.get(t.name), t, base.get(t.name) ?? null, round));
-        const b = base.get(t.name);
+    const enc = await createOrtEncoder(sae, { fullEncode: "auto" }); // serve's default path
+    try {
+      await writeBaselineInputs(dir, sae, x);
+      for (let r = 1; r <= ENCODE_ROUNDS; r++) {
+        const round = (pass - 1) * ENCODE_ROUNDS + r;
+        const turn: BenchResult[] = [];
+        for (const b of batches) {
+          const xb = x.subarray(0, b * sae.dIn);
+          turn.push(await timeEncoder(`encode/${label}/b${b}`, enc, xb, b));
+        }
         section.progress(
-          `${t.name} turn ${round}: ${Math.round(t.tokens_per_s)} tokens/s (${t.path}), ` +
-            `NumPy ${b === undefined ? "—" : Math.round(b)}`,
+          `NumPy baseline for ${label}, turn ${round} of ${
+            ENCODE_PASSES * ENCODE_ROUNDS
+          } (python3)`,
         );
+        const cases = turn.map((t, i) => ({
+          name: t.name,
+          architecture: shape.arch,
+          weights: dir,
+          k: shape.k ?? 0,
+          batch: batches[i],
+        }));
+        const report = await section.runNumpy({ cases });
+        const base = new Map(report?.results.map((t) => [t.name, t.tokens_per_s]) ?? []);
+        for (const t of turn) {
+          kept.set(t.name, bestTurn(kept.get(t.name), t, base.get(t.name) ?? null, round));
+          const b = base.get(t.name);
+          section.progress(
+            `${t.name} turn ${round}: ${Math.round(t.tokens_per_s)} tokens/s (${t.path}), ` +
+              `NumPy ${b === undefined ? "—" : Math.round(b)}`,
+          );
+        }
       }
+      const bMax = BATCHES[BATCHES.length - 1];
+      const active = (await enc.encode(x, bMax)).reduce((a, t) => a + t.indices.length, 0);
+      return active / bMax;
+    } finally {
+      await enc.close();
     }
-    const bMax = BATCHES[BATCHES.length - 1];
-    const active = (await enc.encode(x, bMax)).reduce((a, t) => a + t.indices.length, 0);
-    return active / bMax;
   } finally {
-    await enc.close();
     await Deno.remove(dir, { recursive: true });
   }
 }

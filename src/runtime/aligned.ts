@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { addressOf as addressOfView, adviseHugePages, HUGE_PAGE_BYTES } from "./huge_pages.ts";
+import { addressOf as addressOfView, adviseHugePages, hugePageBytes } from "./huge_pages.ts";
 
 /** Bytes to which {@linkcode alignedArray} aligns: one cache line, one 512-bit register. */
 export const KERNEL_ALIGNMENT = 64;
@@ -23,13 +23,18 @@ interface KernelArrayConstructor<T extends KernelArray> {
   readonly BYTES_PER_ELEMENT: number;
 }
 
+/** The largest huge page {@linkcode alignedArray} pads an array to start on. */
+export const MAX_HUGE_ALIGNMENT = 2 * 1024 * 1024;
+
 /** How {@linkcode alignedArray} places an array. */
 export interface AlignedArrayOptions {
   /**
    * Start on a huge page and ask for huge pages (`huge_pages.ts`): for
    * arrays the kernels read whole on every batch, of at least one huge page
-   * (smaller ones are placed as without it). Costs up to 2 MiB of address
-   * space, never touched.
+   * (smaller ones are placed as without it). Costs up to one huge page of
+   * address space past the array, never written. Where huge pages are
+   * larger than {@linkcode MAX_HUGE_ALIGNMENT} (arm64 with 64 KiB pages:
+   * 512 MiB) the array is placed as without it.
    */
   hugePages?: boolean;
 }
@@ -55,8 +60,9 @@ export function alignedArray<T extends KernelArray>(
 ): T {
   const per = kind.BYTES_PER_ELEMENT;
   if (length === 0) return new kind(0);
-  const huge = opts.hugePages === true && length * per >= HUGE_PAGE_BYTES;
-  const alignment = huge ? HUGE_PAGE_BYTES : KERNEL_ALIGNMENT;
+  const page = opts.hugePages === true ? hugePageBytes() : 0;
+  const huge = page > 0 && page <= MAX_HUGE_ALIGNMENT && length * per >= page;
+  const alignment = huge ? page : KERNEL_ALIGNMENT;
   const raw = new kind(length + alignment / per);
   const address = addressOf(raw);
   if (address === null) return raw.subarray(0, length) as T;

@@ -1,65 +1,86 @@
 import assert from "node:assert/strict";
-import { addressOf, adviseHugePages, HUGE_PAGE_BYTES } from "./huge_pages.ts";
+import {
+  adviseHugePages,
+  collapseHugePages,
+  hugeBytesAround,
+  hugePageAdvice,
+  hugePageBytes,
+  kernelCanCollapse,
+  transparentHugePageMode,
+} from "./huge_pages.ts";
 
-/** The kernel's transparent huge page mode: "always", "madvise" or "never" (null: not Linux). */
-function thpMode(): string | null {
-  try {
-    const text = Deno.readTextFileSync("/sys/kernel/mm/transparent_hugepage/enabled");
-    return /\[(\w+)\]/.exec(text)?.[1] ?? null;
-  } catch {
-    return null;
-  }
+const mode = transparentHugePageMode();
+const page = hugePageBytes();
+const canCollapse = kernelCanCollapse();
+
+/**
+ * `bytes` of memory the process has never touched: WebAssembly memory is a fresh mapping every
+ * time, where a large typed array may come from heap memory that the allocator reused and zeroed
+ * (once a test before has freed one), already on small pages before any advice.
+ */
+function untouched(bytes: number): Uint8Array {
+  const memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / 65536) });
+  return new Uint8Array(memory.buffer, 0, bytes);
 }
 
-/** Bytes of `view` that /proc/self/smaps shows on huge pages (the mappings inside its range). */
-function hugeBytesIn(view: ArrayBufferView): number {
-  const start = addressOf(view)!, end = start + BigInt(view.byteLength);
-  let inside = false, total = 0;
-  for (const line of Deno.readTextFileSync("/proc/self/smaps").split("\n")) {
-    const range = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
-    if (range) {
-      const from = BigInt(`0x${range[1]}`), to = BigInt(`0x${range[2]}`);
-      // only mappings wholly inside the array: madvise split them out of the heap's
-      inside = from >= start && to <= end;
-      continue;
-    }
-    const huge = /^AnonHugePages:\s+(\d+) kB/.exec(line);
-    if (inside && huge) total += Number(huge[1]) * 1024;
-  }
-  return total;
-}
-
-const mode = thpMode();
+// first in the file: before any test here advises memory that a later allocation could reuse
+Deno.test({
+  name:
+    "huge pages: on a madvise-mode host, an array nobody advised stays on small pages (control)",
+  ignore: mode !== "madvise",
+  fn() {
+    const a = untouched(8 * page).fill(1);
+    assert.equal(hugeBytesAround(a), 0);
+  },
+});
 
 Deno.test({
   name: "adviseHugePages: an array advised before it is written lies on huge pages",
   ignore: mode === null || mode === "never",
   fn() {
     const pages = 8;
-    const a = new Uint8Array(pages * HUGE_PAGE_BYTES);
+    const a = untouched(pages * page);
+    const before = hugePageAdvice();
     const advised = adviseHugePages(a);
     // the whole huge pages inside it: 7, or 8 where the array starts on one
-    assert.ok(advised >= (pages - 1) * HUGE_PAGE_BYTES, `advised ${advised}`);
-    assert.equal(advised % HUGE_PAGE_BYTES, 0);
+    assert.ok(advised >= (pages - 1) * page, `advised ${advised}`);
+    assert.equal(advised % page, 0);
+    assert.deepEqual(hugePageAdvice(), {
+      ...before,
+      arrays: before.arrays + 1,
+      bytes: before.bytes + advised,
+    });
     a.fill(1);
-    const huge = hugeBytesIn(a);
+    const huge = hugeBytesAround(a);
     // the kernel may fall short of free 2 MiB blocks now and then; most must be huge
     assert.ok(huge >= advised / 2, `${huge} of ${advised} advised bytes on huge pages (${mode})`);
   },
 });
 
 Deno.test({
-  name: "adviseHugePages: without the advice, a madvise-mode host gives small pages (the control)",
-  ignore: mode !== "madvise",
+  name: "collapseHugePages: an array written before any advice is collapsed into huge pages",
+  ignore: !canCollapse || mode === null || mode === "never",
   fn() {
-    const a = new Uint8Array(8 * HUGE_PAGE_BYTES);
-    a.fill(1);
-    // no mapping of its own (nothing split it out), and none of its pages huge
-    assert.equal(hugeBytesIn(a), 0);
+    const a = new Uint8Array(8 * page);
+    a.fill(3); // heap or fresh, touched now: small pages on a madvise-mode host
+    const collapsed = collapseHugePages(a);
+    assert.ok(collapsed >= 7 * page, `collapsed ${collapsed}`);
+    assert.ok(hugeBytesAround(a) >= collapsed / 2, `${hugeBytesAround(a)} of ${collapsed}`);
+    assert.ok(a.every((v) => v === 3), "the contents survive the collapse");
   },
 });
 
-Deno.test("adviseHugePages: an array with no whole huge page inside is left alone", () => {
-  assert.equal(adviseHugePages(new Uint8Array(HUGE_PAGE_BYTES - 4096)), 0);
+Deno.test("huge pages: an array with no whole huge page inside is left alone", () => {
+  assert.equal(adviseHugePages(new Uint8Array(page - 4096)), 0);
+  assert.equal(collapseHugePages(new Uint8Array(page - 4096)), 0);
   assert.equal(adviseHugePages(new Float32Array(0)), 0);
+});
+
+Deno.test({
+  name: "hugePageBytes: the kernel's huge page size",
+  ignore: Deno.build.os !== "linux" || mode === null,
+  fn() {
+    const said = Deno.readTextFileSync("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+    assert.equal(page, Number(said.trim()));
+  },
 });

@@ -18,6 +18,7 @@
  * @module
  */
 import { alignedArray } from "./aligned.ts";
+import { collapseHugePages } from "./huge_pages.ts";
 import {
   loadLibrary,
   NativeKernelsUnavailableError,
@@ -111,6 +112,8 @@ export class NativeInt8Gemm {
     const bytes = Number(lib.symbols.lw_packed_bytes(dIn, dSae));
     this.#packed = alignedArray(Uint8Array, bytes, { hugePages: true });
     lib.symbols.lw_pack(wq, dIn, dSae, this.#packed);
+    // where the allocator handed back memory it had touched, the advice came too late
+    collapseHugePages(this.#packed);
   }
 
   /**

@@ -13,6 +13,7 @@
  * @module
  */
 import { alignedArray } from "./aligned.ts";
+import { collapseHugePages } from "./huge_pages.ts";
 import { loadLibrary, type NativeLibrary } from "./native_library.ts";
 
 /** The widest packed panel, in columns (four AVX-512 registers). */
@@ -129,5 +130,7 @@ function packPanels(w: Float32Array, k: number, n: number, width: number): Float
       packed.set(w.subarray(i * n + p * width, i * n + p * width + cols), (p * k + i) * width);
     }
   }
+  // where the allocator handed back memory it had touched, the advice came too late
+  collapseHugePages(packed);
   return packed;
 }

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { Rng } from "../core/random.ts";
 import { nativeKernelsStatus } from "./native_library.ts";
 import { openNativeSgemm } from "./native_sgemm.ts";
+import { hugePageAdvice, hugePageBytes, transparentHugePageMode } from "./huge_pages.ts";
 
 // where the native kernels cannot load (no AVX-512 VNNI, no compiler, no -A): nothing to test
 const ignore = !(await nativeKernelsStatus()).available;
@@ -125,5 +126,26 @@ Deno.test({
       active > 100 && zero > 100,
       `active ${active}, zero ${zero}: both sides of the thresholds`,
     );
+  },
+});
+
+Deno.test({
+  name: "native sgemm: its packed panels ask for huge pages",
+  ignore: ignore || [null, "never"].includes(transparentHugePageMode()) ||
+    hugePageBytes() > 2 ** 21,
+  async fn() {
+    const [k, n] = [768, 2048]; // 6 MiB of panels: two whole huge pages at least
+    const w = new Rng(5).fillGaussian(new Float32Array(k * n));
+    const before = hugePageAdvice();
+    const gemm = (await openNativeSgemm(w, k, n))!;
+    const after = hugePageAdvice();
+    assert.equal(after.arrays, before.arrays + 1);
+    assert.ok(after.bytes - before.bytes >= 2 * hugePageBytes(), `${after.bytes - before.bytes}`);
+    const out = new Float32Array(n);
+    gemm.run(new Float32Array(k).fill(1), 1, out);
+    // column j of x·W with x all ones: the column's sum, to f32 rounding
+    let sum = 0, mag = 0;
+    for (let i = 0; i < k; i++) (sum += w[i * n + 7]), (mag += Math.abs(w[i * n + 7]));
+    assert.ok(Math.abs(out[7] - sum) <= k * 2 ** -24 * mag, `${out[7]} vs ${sum}`);
   },
 });

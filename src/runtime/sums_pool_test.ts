@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { isAligned } from "./aligned.ts";
 import { SumsPool } from "./sums_pool.ts";
+import { hugePageAdvice, hugePageBytes, transparentHugePageMode } from "./huge_pages.ts";
 
 Deno.test("sums pool: views of the asked length, memory reused once given back, at most `keep` kept", () => {
   const pool = new SumsPool(2);
@@ -39,4 +40,21 @@ Deno.test("SumsPool: a buffer starts on a cache line when taken, and again when 
     assert.equal(again.length, 900 + 333 * i);
     pool.give(again);
   }
+});
+
+Deno.test({
+  name: "SumsPool: a buffer of several huge pages asks for them; a small one does not",
+  ignore: [null, "never"].includes(transparentHugePageMode()) || hugePageBytes() > 2 ** 21,
+  fn() {
+    const pool = new SumsPool(2);
+    const before = hugePageAdvice();
+    pool.take(1000);
+    assert.deepEqual(hugePageAdvice(), before, "4 KB: no advice");
+    // 128 tokens × 24,576 latents: 12 MiB of sums
+    const big = pool.take(128 * 24576);
+    const after = hugePageAdvice();
+    assert.equal(after.arrays, before.arrays + 1);
+    assert.ok(after.bytes - before.bytes >= 5 * hugePageBytes(), `${after.bytes - before.bytes}`);
+    assert.equal(big.length, 128 * 24576);
+  },
 });

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { adviseHugePages } from "./huge_pages.ts";
+import { adviseHugePages, collapseHugePages } from "./huge_pages.ts";
 import {
   BLOCK,
   BR,
@@ -329,7 +329,8 @@ export class WasmDots {
     const instance = new WebAssembly.Instance(module, { env: { mem: this.#memory } });
     this.#dots = instance.exports.dots as DotsFn;
     // the rows are read at random on every batch: huge pages, asked for before they are written
-    adviseHugePages(new Uint8Array(this.#memory.buffer, 0, this.#scratch));
+    const rowBytes = new Uint8Array(this.#memory.buffer, 0, this.#scratch);
+    adviseHugePages(rowBytes);
     if (this.rowFormat === "bf16") this.#storeBf16(matrix);
     else {
       const heap = new Float32Array(this.#memory.buffer, 0, rows * this.stride);
@@ -340,6 +341,8 @@ export class WasmDots {
         }
       }
     }
+    // fresh memory faults in huge after the advice; this catches whatever did not
+    collapseHugePages(rowBytes);
   }
 
   /** Each value's upper 16 bits (exactly it, for a bf16), rows `stride` apart. */
