@@ -164,7 +164,10 @@ const { values } = parseArgs({
 const quick = values.quick ?? false;
 const outPath = values.out ?? new URL("./results/latest.json", import.meta.url).pathname;
 
-const progress = (msg: string) => console.error(`bench: ${msg}`);
+/** The bench's own clock for its progress lines: when each turn ran, to set beside the host's. */
+const benchStart = performance.now();
+const progress = (msg: string) =>
+  console.error(`bench: [${((performance.now() - benchStart) / 1000).toFixed(1)} s] ${msg}`);
 
 /** The BLAS the NumPy child reported (the first report that has one). */
 let numpyBlas: NumpyBlas | null = null;
