@@ -11,8 +11,9 @@
  * (docs/performance.md, thirty-fourth and thirty-fifth sittings). Each pass
  * builds every encoder afresh and takes {@linkcode ENCODE_ROUNDS} turns of
  * each row back to back, so a row's two groups of turns lie a pass apart
- * (minutes): one slow stretch reaches one group, and each side keeps its
- * best confirmed turn over all passes.
+ * (about a minute in `--quick`, four in a full run): a slow stretch shorter
+ * than that reaches one group, and each side keeps its best confirmed turn
+ * over all passes.
  *
  * @module
  */
