@@ -2,12 +2,11 @@
  * The bench's encode/ rows: every shape and weight type against fair NumPy,
  * in interleaved turns spread over {@linkcode ENCODE_PASSES} passes.
  *
- * Why passes: this host's other guests slow the int8 candidates (whose
- * 19 MB of packed weights live in the shared level-3 cache) for stretches
- * longer than a row's turns. Taken back to back, all of one row's turns
- * could fall in one such stretch: `--quick` and full then disagreed by
- * 16–21% on a row, each run's turns agreeing among themselves, while
- * NumPy's rows (their weights come from memory every pass) agreed
+ * Why passes: this host's other work slows both vCPUs for stretches longer
+ * than a row's turns, the int8 candidates more than NumPy. Taken back to
+ * back, all of one row's turns could fall in one such stretch: `--quick`
+ * and full then disagreed by 16–21% on a row, each run's turns agreeing
+ * among themselves, while NumPy's rows agreed
  * (docs/performance.md, thirty-fourth and thirty-fifth sittings). Each pass
  * builds every encoder afresh and takes {@linkcode ENCODE_ROUNDS} turns of
  * each row back to back, so a row's two groups of turns lie a pass apart
@@ -219,11 +218,12 @@ export function finishRow(
   const shape = SHAPES.find((s) => label.startsWith(`${s.label}-`))!;
   const flopPerToken = 2 * shape.dIn * shape.dSae;
   const b = r.baseline_tokens_per_s;
+  const gflops = r.tokens_per_s * flopPerToken / 1e9;
   return {
     ...r,
-    gflops: r.tokens_per_s * flopPerToken / 1e9,
+    gflops,
     ...(r.name.endsWith("/b128")
-      ? { pct_of_peak: peakGflops > 0 ? r.tokens_per_s * flopPerToken / 1e9 / peakGflops : null }
+      ? { pct_of_peak: peakGflops > 0 ? gflops / peakGflops : null }
       : {}),
     baseline_gflops: b === null ? null : b * flopPerToken / 1e9,
     ratio: b === null ? null : r.tokens_per_s / b,

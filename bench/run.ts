@@ -164,7 +164,7 @@ const { values } = parseArgs({
 const quick = values.quick ?? false;
 const outPath = values.out ?? new URL("./results/latest.json", import.meta.url).pathname;
 
-/** The bench's own clock for its progress lines: when each turn ran, to set beside the host's. */
+/** The bench's own clock: its progress lines (when each turn ran, to set beside the host's) and its total. */
 const benchStart = performance.now();
 const progress = (msg: string) =>
   console.error(`bench: [${((performance.now() - benchStart) / 1000).toFixed(1)} s] ${msg}`);
@@ -228,7 +228,6 @@ function loadavg(): number[] | null {
   }
 }
 
-const started = performance.now();
 const loadStart = loadavg();
 if (loadStart && loadStart[0] > 0.5) {
   progress(`the machine is busy (load average ${loadStart.join(" ")}): figures will be low`);
@@ -308,6 +307,6 @@ console.log(
   `\nmachine: ${report.machine.cpu}, ${report.machine.cores} cores, matmul peak ${
     peak.peak.toFixed(1)
   } GFLOP/s; ${
-    ((performance.now() - started) / 1000).toFixed(1)
+    ((performance.now() - benchStart) / 1000).toFixed(1)
   } s; written to ${outPath}, ${stem}-encode.svg and ${stem}-latency.svg`,
 );
