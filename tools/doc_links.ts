@@ -10,7 +10,7 @@
  *
  * `deno run -A tools/doc_links.ts [files…]`, run from the repository root, prints `file:line: …` for each
  * broken link and exits 1 when there is one; without files it checks
- * `README.md` and `docs/*.md`. `tools/doc_links_test.ts` runs the same check
+ * `README.md`, `docs/*.md` and the tree's other pages (`projectDocs`). `tools/doc_links_test.ts` runs the same check
  * on this repository.
  *
  * @module
@@ -227,8 +227,13 @@ export function checkDocLinks(options: CheckDocLinksOptions): DocLinksReport {
   return { checked, broken };
 }
 
+/** Folders whose markdown is not the project's own pages: dependencies, vendored data, results. */
+const NOT_PROJECT_DOCS = new Set(["node_modules", ".git", "testdata", "results"]);
+
 /**
- * The markdown files whose links the repository promises: README.md and docs/*.md.
+ * The markdown files whose links the repository promises: README.md, docs/*.md
+ * and every other page a reader meets in the tree (deploy/README.md and the
+ * like), leaving out dependencies, vendored test data and bench results.
  *
  * @example
  * ```ts
@@ -237,11 +242,17 @@ export function checkDocLinks(options: CheckDocLinksOptions): DocLinksReport {
  * ```
  */
 export function projectDocs(root: string): string[] {
-  const docs = [...Deno.readDirSync(join(root, "docs"))]
-    .filter((e) => e.isFile && e.name.endsWith(".md"))
-    .map((e) => `docs/${e.name}`)
-    .sort();
-  return ["README.md", ...docs];
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of Deno.readDirSync(join(root, dir))) {
+      const path = dir === "" ? entry.name : `${dir}/${entry.name}`;
+      if (entry.isDirectory && !NOT_PROJECT_DOCS.has(entry.name)) walk(path);
+      else if (entry.isFile && entry.name.endsWith(".md")) found.push(path);
+    }
+  };
+  walk("");
+  const rest = found.filter((f) => f !== "README.md").sort();
+  return ["README.md", ...rest];
 }
 
 if (import.meta.main) {

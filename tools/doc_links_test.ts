@@ -5,8 +5,10 @@ import { checkDocLinks, headingAnchors, markdownLinks, projectDocs } from "./doc
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
-Deno.test("README.md and docs/*.md: every relative link resolves inside the repository", () => {
+Deno.test("the project's pages: every relative link resolves inside the repository", () => {
   const files = projectDocs(repoRoot);
+  // the deployment guide is read as often as docs/ and links into it
+  assert.ok(files.includes("deploy/README.md"), `deploy/README.md not among ${files.length} pages`);
   const { checked, broken } = checkDocLinks({ root: repoRoot, files });
   const lines = broken.map((b) => `${b.file}:${b.line}: ${b.target}: ${b.reason}`);
   assert.deepEqual(lines, []);
@@ -104,4 +106,15 @@ Deno.test("markdownLinks reads destinations with parentheses and <…>, and skip
     '[a](x_(1).md) [b](<with space.md>) `[c](code.md)` [d](y.md "title")\n',
   );
   assert.deepEqual(links.map((l) => l.target), ["x_(1).md", "with space.md", "y.md"]);
+});
+
+Deno.test("projectDocs: README.md first, pages anywhere in the tree, not dependencies or vendored data", async () => {
+  const repo = await scratchRepo();
+  for (const dir of ["deploy/k8s", "node_modules/pkg", "tests/testdata/schema", "bench/results"]) {
+    await Deno.mkdir(join(repo, dir), { recursive: true });
+    await Deno.writeTextFile(join(repo, dir, "README.md"), "# Here\n");
+  }
+  await Deno.writeTextFile(join(repo, "README.md"), "# Top\n");
+  await Deno.writeTextFile(join(repo, "deploy", "notes.txt"), "not markdown\n");
+  assert.deepEqual(projectDocs(repo), ["README.md", "deploy/k8s/README.md", "docs/guide.md"]);
 });
