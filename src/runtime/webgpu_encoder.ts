@@ -19,6 +19,14 @@ import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import { checkEncodeInput, referenceNormStats } from "../core/reference_encoder.ts";
 import { unpackCompacted } from "./compacted.ts";
 import {
+  COMPUTE_STAGE as COMPUTE,
+  guarded,
+  requestWebGpuDevice,
+  USAGE,
+  type WebGpuAdapterReport,
+  WebGpuUnavailableError,
+} from "./webgpu_device.ts";
+import {
   compactWgsl,
   fitRows,
   GEMM_TILES,
@@ -30,16 +38,22 @@ import {
   roundUp,
   tileSharedBytes,
 } from "./webgpu_kernels.ts";
+import {
+  compactBindGroup,
+  gpuBuffer,
+  makeSlot,
+  type Slot,
+  uploadEncoderWeights,
+} from "./webgpu_buffers.ts";
 
-/** No WebGPU adapter or device here (no `navigator.gpu`, no Vulkan driver, or limits too small). */
-export class WebGpuUnavailableError extends Error {
-  override name = "WebGpuUnavailableError";
-}
+export {
+  requestWebGpuDevice,
+  type WebGpuAdapterReport,
+  WebGpuEncodeError,
+  WebGpuUnavailableError,
+} from "./webgpu_device.ts";
 
-/** The device refused work it was given (validation or out of memory): what and where. */
-export class WebGpuEncodeError extends Error {
-  override name = "WebGpuEncodeError";
-}
+const { STORAGE, COPY_SRC, COPY_DST, MAP_READ, UNIFORM } = USAGE;
 
 /** An SAE or option this encoder does not take (TopK and gated SAEs, a bad `maxRows`, a tiling too large). */
 export class WebGpuEncoderConfigError extends TypeError {
@@ -68,85 +82,6 @@ export interface WebGpuEncoderStats {
   recompactions: number;
 }
 
-/** The adapter's description (`GPUAdapterInfo`) as plain fields. */
-export interface WebGpuAdapterReport {
-  vendor: string;
-  architecture: string;
-  device: string;
-  description: string;
-  isFallbackAdapter: boolean;
-  /** The adapter's optional features (`shader-f16`, `subgroups`, …). */
-  features: string[];
-  /** The adapter limits the encoder depends on. */
-  limits: {
-    maxStorageBufferBindingSize: number;
-    maxBufferSize: number;
-    maxComputeWorkgroupStorageSize: number;
-    maxComputeWorkgroupsPerDimension: number;
-  };
-}
-
-/**
- * Request a high-performance adapter and a device with the adapter's largest
- * buffer limits (an SAE's encoder matrix is often above WebGPU's 128 MiB
- * default binding limit).
- *
- * @throws {WebGpuUnavailableError} saying what is missing
- * @example
- * ```ts
- * const { device, adapter } = await requestWebGpuDevice();
- * console.log(adapter.description);
- * device.destroy();
- * ```
- */
-export async function requestWebGpuDevice(): Promise<
-  { device: GPUDevice; adapter: WebGpuAdapterReport }
-> {
-  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
-  if (!gpu) throw new WebGpuUnavailableError("navigator.gpu is not defined in this runtime");
-  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
-  if (!adapter) {
-    throw new WebGpuUnavailableError(
-      "no WebGPU adapter: install a Vulkan loader (libvulkan1) and a driver (see docs/gpu.md)",
-    );
-  }
-  const storageBuffers = adapter.limits.maxStorageBuffersPerShaderStage;
-  if (storageBuffers < STORAGE_BINDINGS) {
-    throw new WebGpuUnavailableError(
-      `the adapter allows ${storageBuffers} storage buffers per shader stage, the encoder binds ` +
-        `${STORAGE_BINDINGS}`,
-    );
-  }
-  // the adapter's own limits: W_enc is often above the 128 MiB default binding size, and the
-  // larger tilings use more than the 16 KiB default of workgroup memory
-  const device = await adapter.requestDevice({
-    requiredLimits: {
-      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
-      maxBufferSize: adapter.limits.maxBufferSize,
-      maxStorageBuffersPerShaderStage: storageBuffers,
-      maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
-    },
-  });
-  const info = adapter.info;
-  return {
-    device,
-    adapter: {
-      vendor: info.vendor,
-      architecture: info.architecture,
-      device: info.device,
-      description: info.description,
-      isFallbackAdapter: (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
-      features: [...adapter.features].sort(),
-      limits: {
-        maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
-        maxBufferSize: adapter.limits.maxBufferSize,
-        maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
-        maxComputeWorkgroupsPerDimension: adapter.limits.maxComputeWorkgroupsPerDimension,
-      },
-    },
-  };
-}
-
 /** A full-encode {@linkcode Encoder} on WebGPU, with its device-side timing hook. */
 export interface WebGpuEncoder extends Encoder {
   readonly engine: "deno-webgpu";
@@ -168,55 +103,6 @@ export function tileForRows(rows: number): GemmTileName {
   if (rows <= 256) return "small";
   if (rows <= 1024) return "medium";
   return "large";
-}
-
-const STORAGE = 0x0080; // GPUBufferUsage.STORAGE
-const COPY_SRC = 0x0004;
-const COPY_DST = 0x0008;
-const MAP_READ = 0x0001;
-const UNIFORM = 0x0040;
-const COMPUTE = 0x4; // GPUShaderStage.COMPUTE
-/** Storage buffers the GEMM binds (x, w, bias, thr, bdec, norm, dense). */
-const STORAGE_BINDINGS = 7;
-
-/**
- * Run `f` inside validation and out-of-memory error scopes; the promise
- * rejects with {@linkcode WebGpuEncodeError} when the device reported either.
- * Scopes are popped before any await, so concurrent batches do not share one.
- */
-function guarded<T>(
-  device: GPUDevice,
-  what: string,
-  f: () => T,
-): { value: T; checked: Promise<void> } {
-  device.pushErrorScope("out-of-memory");
-  device.pushErrorScope("validation");
-  let value: T;
-  let popped: Promise<GPUError | null>[];
-  try {
-    value = f();
-  } finally {
-    popped = [device.popErrorScope(), device.popErrorScope()];
-  }
-  const checked = Promise.all(popped).then(([a, b]) => {
-    const e = a ?? b;
-    if (e) throw new WebGpuEncodeError(`${what}: the device refused it: ${e.message}`);
-  });
-  return { value, checked };
-}
-
-interface Slot {
-  x: GPUBuffer;
-  norm: GPUBuffer;
-  dense: GPUBuffer;
-  idx: GPUBuffer;
-  val: GPUBuffer;
-  count: GPUBuffer;
-  dims: GPUBuffer;
-  readback: GPUBuffer;
-  cap: number;
-  gemmGroup: GPUBindGroup;
-  compactGroup: GPUBindGroup;
 }
 
 /**
@@ -329,7 +215,8 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
         `${sae.source}: W_enc needs ${wBytes} bytes in one binding, the device allows ${limit}`,
       );
     }
-    this.#uploadWeights();
+    const dims = { dInPad: this.#dInPad, dSaePad: this.#dSaePad };
+    this.#weights.push(...uploadEncoderWeights(device, sae, dims));
     // One layout for every tiling, so a slot's bind group serves whichever pipeline runs.
     const storage = (binding: number, type: GPUBufferBindingType): GPUBindGroupLayoutEntry => ({
       binding,
@@ -350,7 +237,14 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
     });
     const inFlight = Math.max(1, options.inFlight ?? 2);
     for (let i = 0; i < inFlight; i++) {
-      const slot = this.#makeSlot(cap);
+      const slot = makeSlot(device, {
+        ...dims,
+        rows: this.#maxRows,
+        cap,
+        weights: this.#weights,
+        gemmLayout: this.#gemmLayout,
+        compact: this.#compact,
+      });
       this.#slots.push(slot);
       this.#free.push(slot);
     }
@@ -387,76 +281,6 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
       this.#gemm.set(tile, pipeline);
     }
     return pipeline;
-  }
-
-  #buffer(bytes: number, usage: number, init?: Float32Array): GPUBuffer {
-    const buf = this.#device.createBuffer({ size: roundUp(Math.max(bytes, 16), 16), usage });
-    if (init) this.#device.queue.writeBuffer(buf, 0, init as Float32Array<ArrayBuffer>);
-    return buf;
-  }
-
-  #uploadWeights(): void {
-    const { dIn, dSae } = this.#sae;
-    const dInPad = this.#dInPad;
-    const dSaePad = this.#dSaePad;
-    let w = this.#sae.wEnc;
-    if (dIn !== dInPad || dSae !== dSaePad) {
-      w = new Float32Array(dInPad * dSaePad);
-      for (let j = 0; j < dIn; j++) {
-        w.set(this.#sae.wEnc.subarray(j * dSae, (j + 1) * dSae), j * dSaePad);
-      }
-    }
-    const bias = new Float32Array(dSaePad);
-    bias.set(this.#sae.bEnc);
-    // Padded latents can never be active; standard SAEs threshold at 0 (f = relu(h)).
-    const thr = new Float32Array(dSaePad).fill(3.4e38);
-    if (this.#sae.threshold) thr.set(this.#sae.threshold);
-    else thr.fill(0, 0, dSae);
-    const bdec = new Float32Array(dInPad);
-    if (this.#sae.applyBDecToInput && (this.#sae.kind ?? "sae") === "sae") bdec.set(this.#sae.bDec);
-    for (const a of [w, bias, thr, bdec]) {
-      this.#weights.push(this.#buffer(a.byteLength, STORAGE | COPY_DST, a));
-    }
-  }
-
-  #makeSlot(cap: number): Slot {
-    const rows = this.#maxRows;
-    const x = this.#buffer(rows * this.#dInPad * 4, STORAGE | COPY_DST);
-    const normInit = new Float32Array(rows * 2);
-    for (let r = 0; r < rows; r++) normInit[2 * r + 1] = 1;
-    const norm = this.#buffer(rows * 8, STORAGE | COPY_DST, normInit);
-    const dense = this.#buffer(rows * this.#dSaePad * 4, STORAGE);
-    const idx = this.#buffer(rows * cap * 4, STORAGE | COPY_SRC);
-    const val = this.#buffer(rows * cap * 4, STORAGE | COPY_SRC);
-    const count = this.#buffer(rows * 4, STORAGE | COPY_SRC);
-    const dims = this.#buffer(16, UNIFORM | COPY_DST);
-    const readback = this.#buffer(rows * (1 + 2 * cap) * 4, MAP_READ | COPY_DST);
-    const [w, bias, thr, bdec] = this.#weights;
-    const gemmGroup = this.#device.createBindGroup({
-      layout: this.#gemmLayout,
-      entries: [x, w, bias, thr, bdec, norm, dense, dims].map((buffer, binding) => ({
-        binding,
-        resource: { buffer },
-      })),
-    });
-    const compactGroup = this.#compactGroup(dense, idx, val, count, dims);
-    return { x, norm, dense, idx, val, count, dims, readback, cap, gemmGroup, compactGroup };
-  }
-
-  #compactGroup(
-    dense: GPUBuffer,
-    idx: GPUBuffer,
-    val: GPUBuffer,
-    count: GPUBuffer,
-    dims: GPUBuffer,
-  ): GPUBindGroup {
-    return this.#device.createBindGroup({
-      layout: this.#compact.getBindGroupLayout(0),
-      entries: [dense, idx, val, count, dims].map((buffer, binding) => ({
-        binding,
-        resource: { buffer },
-      })),
-    });
   }
 
   async #acquire(): Promise<Slot> {
@@ -577,10 +401,10 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
     maxCount: number,
   ): Promise<{ latents: SparseLatents[]; maxCount: number }> {
     const cap = roundUp(maxCount, 32);
-    const idx = this.#buffer(rows * cap * 4, STORAGE | COPY_SRC);
-    const val = this.#buffer(rows * cap * 4, STORAGE | COPY_SRC);
-    const dims = this.#buffer(16, UNIFORM | COPY_DST);
-    const readback = this.#buffer(rows * (1 + 2 * cap) * 4, MAP_READ | COPY_DST);
+    const idx = gpuBuffer(this.#device, rows * cap * 4, STORAGE | COPY_SRC);
+    const val = gpuBuffer(this.#device, rows * cap * 4, STORAGE | COPY_SRC);
+    const dims = gpuBuffer(this.#device, 16, UNIFORM | COPY_DST);
+    const readback = gpuBuffer(this.#device, rows * (1 + 2 * cap) * 4, MAP_READ | COPY_DST);
     try {
       const rowsPad = roundUp(rows, PAD_ROWS);
       this.#device.queue.writeBuffer(
@@ -593,7 +417,16 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
         const enc = this.#device.createCommandEncoder();
         const pass = enc.beginComputePass();
         pass.setPipeline(this.#compact);
-        pass.setBindGroup(0, this.#compactGroup(slot.dense, idx, val, slot.count, dims));
+        pass.setBindGroup(
+          0,
+          compactBindGroup(this.#device, this.#compact, {
+            dense: slot.dense,
+            idx,
+            val,
+            count: slot.count,
+            dims,
+          }),
+        );
         pass.dispatchWorkgroups(rows);
         pass.end();
         this.#copyBack(enc, wide, rows);

@@ -14,6 +14,8 @@ import { randomSae } from "../../formats/random_sae.ts";
 import { assertMatchesReference, gaussianInput, oddSaes } from "./gpu_reference.ts";
 import { createWebGpuEncoder, WebGpuEncoderConfigError } from "../webgpu_encoder.ts";
 import { GEMM_TILES, type GemmTileName } from "../webgpu_kernels.ts";
+import { guarded, requestWebGpuDevice, USAGE, WebGpuEncodeError } from "../webgpu_device.ts";
+import { gpuBuffer, uploadEncoderWeights } from "../webgpu_buffers.ts";
 import { Rng } from "../../core/random.ts";
 
 /** The cases by name. */
@@ -129,6 +131,73 @@ CASES.set(
       await enc.close();
     } finally {
       small.destroy();
+    }
+  },
+);
+
+CASES.set("guarded: work the device refuses is a WebGpuEncodeError naming it", async () => {
+  const { device } = await requestWebGpuDevice();
+  try {
+    const ok = guarded(device, "a storage buffer", () => gpuBuffer(device, 64, USAGE.STORAGE));
+    await ok.checked;
+    ok.value.destroy();
+    // MAP_READ goes only with COPY_DST: WebGPU's validation refuses this buffer
+    const bad = guarded(
+      device,
+      "a mappable storage buffer",
+      () => device.createBuffer({ size: 64, usage: USAGE.MAP_READ | USAGE.STORAGE }),
+    );
+    await assert.rejects(
+      () => bad.checked,
+      (e) => e instanceof WebGpuEncodeError && e.message.startsWith("a mappable storage buffer: "),
+    );
+  } finally {
+    device.destroy();
+  }
+});
+
+/** Copy a buffer's first `floats` values back to the host. */
+async function readFloats(
+  device: GPUDevice,
+  src: GPUBuffer,
+  floats: number,
+): Promise<Float32Array> {
+  const back = gpuBuffer(device, floats * 4, USAGE.MAP_READ | USAGE.COPY_DST);
+  const enc = device.createCommandEncoder();
+  enc.copyBufferToBuffer(src, 0, back, 0, floats * 4);
+  device.queue.submit([enc.finish()]);
+  await back.mapAsync(1 /* GPUMapMode.READ */);
+  const out = new Float32Array(back.getMappedRange().slice(0, floats * 4));
+  back.unmap();
+  back.destroy();
+  return out;
+}
+
+CASES.set(
+  "the weights are padded to the tiles, and padded latents can never be active",
+  async () => {
+    const { device } = await requestWebGpuDevice();
+    try {
+      const sae = randomSae({ architecture: "jumprelu", dIn: 5, dSae: 7, seed: 4 });
+      const dims = { dInPad: 8, dSaePad: 12 };
+      const [w, bias, thr, bdec] = uploadEncoderWeights(device, sae, dims, USAGE.COPY_SRC);
+      const wBack = await readFloats(device, w, 8 * 12);
+      for (let j = 0; j < 8; j++) {
+        for (let i = 0; i < 12; i++) {
+          const want = j < 5 && i < 7 ? sae.wEnc[j * 7 + i] : 0;
+          assert.equal(wBack[j * 12 + i], want, `W_enc[${j}, ${i}]`);
+        }
+      }
+      const thrBack = await readFloats(device, thr, 12);
+      assert.deepEqual([...thrBack.subarray(0, 7)], [...sae.threshold!]);
+      // above any f32 a GEMM can sum from finite inputs of these sizes: never active
+      for (const v of thrBack.subarray(7)) assert.ok(v > 3e38, `padded threshold ${v}`);
+      assert.deepEqual([...(await readFloats(device, bias, 12)).subarray(0, 7)], [...sae.bEnc]);
+      const bdecBack = await readFloats(device, bdec, 8);
+      assert.deepEqual([...bdecBack.subarray(5)], [0, 0, 0], "padded inputs subtract nothing");
+      for (const b of [w, bias, thr, bdec]) b.destroy();
+    } finally {
+      device.destroy();
     }
   },
 );
