@@ -7,7 +7,7 @@
  * back, all of one row's turns could fall in one such stretch: `--quick`
  * and full then disagreed by 16–21% on a row, each run's turns agreeing
  * among themselves, while NumPy's rows agreed
- * (docs/performance.md, thirty-fourth and thirty-fifth sittings). Each pass
+ * (docs/performance-history.md, thirty-fourth and thirty-fifth sittings). Each pass
  * builds every encoder afresh and takes {@linkcode ENCODE_ROUNDS} turns of
  * each row back to back, so a row's two groups of turns lie a pass apart
  * (about a minute in `--quick`, four in a full run): a slow stretch shorter

@@ -2,7 +2,7 @@
  * How the end-to-end and gating benches set up what is not the sidecar: the
  * broker and the load generator, both on the machine the sidecar runs on.
  * They are set to disturb that machine as little as they can, so the rows
- * measure the sidecar more than its neighbours (docs/performance.md,
+ * measure the sidecar more than its neighbours (docs/performance-history.md,
  * "Sixteenth sitting"); every row records them (`harness`).
  *
  * - **The broker gets one Go processor** (`GOMAXPROCS=1`): on a 2-core host
@@ -19,7 +19,7 @@
  *   line to stderr only once the host's monotonic clock passes it. A gated
  *   round at eight requests: the broker's context switches 9,853 → 3,338 a
  *   second, a pass's read to its write 33 → 17 µs at p50, the gated step's
- *   added p50 0.479–0.617 → 0.430–0.464 ms (docs/performance.md,
+ *   added p50 0.479–0.617 → 0.430–0.464 ms (docs/performance-history.md,
  *   "Thirty-third sitting").
  * - **The generator's V8 collects on its own thread** (`--single-threaded-gc`):
  *   its tap copies every frame, and V8's helper threads then mark on the
@@ -35,7 +35,7 @@
  *   came in the event-loop turn between a frame's publish time and its socket
  *   write. With the room, scavenges free those buffers first. The floor row
  *   at a quarter of saturation: p99 0.79–2.54 ms in six runs without it,
- *   0.30–0.89 ms in six with it (docs/performance.md, "Seventeenth sitting").
+ *   0.30–0.89 ms in six with it (docs/performance-history.md, "Seventeenth sitting").
  *   A model server's own heap is far larger than this generator's.
  *
  * @module

@@ -62,7 +62,7 @@ Deno.test("harness: with the generator's flags its frame buffers bring no run of
   const without = await fullCollections("--single-threaded-gc");
   const withRoom = await fullCollections(GENERATOR_V8_FLAGS);
   // a failure here after a Deno upgrade may mean V8's heuristics changed: re-measure
-  // (docs/performance.md, "Seventeenth sitting") before changing the flags
+  // (docs/performance-history.md, "Seventeenth sitting") before changing the flags
   assert.ok(without >= 3, `expected the bare loop to run full collections, found ${without}`);
   assert.ok(withRoom <= 1, `expected at most one full collection, found ${withRoom}`);
 });

@@ -7,7 +7,7 @@
  * from idle) and the kernel's own (interrupts, and network processing it
  * does without preemption). A frame's path wakes three processes (generator, broker,
  * sidecar), so when a share s of wake-ups is more than 2 ms late, roughly 3s
- * of frames can be too, whatever the sidecar does (docs/performance.md,
+ * of frames can be too, whatever the sidecar does (docs/performance-history.md,
  * "Twenty-third sitting").
  *
  * @module

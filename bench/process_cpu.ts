@@ -2,7 +2,7 @@
  * CPU time of the end-to-end bench's processes over a row: the sidecar (this
  * process), the broker and the load generator. On the 2-core host the three
  * share, who used the cores says more about a row than its latencies alone:
- * at saturation the broker took more CPU than the sidecar (docs/performance.md,
+ * at saturation the broker took more CPU than the sidecar (docs/performance-history.md,
  * "Twenty-fourth sitting"). The sidecar's own time also gives its CPU cost per
  * frame; that moves with the host too (1.8× between runs of one tree), so it
  * compares trees only over runs that alternate.

@@ -3,7 +3,7 @@
  * the sidecar's own process, and a row of two minutes at half load is about
  * 280,000 frames: as JS arrays, three lists grown by doubling, each growth a
  * large object in the old generation that brings the sidecar's next full
- * collection closer (docs/performance.md, "Eighteenth sitting": about 3.5 of
+ * collection closer (docs/performance-history.md, "Eighteenth sitting": about 3.5 of
  * the 15 bytes per token that reached the old generation). A `Samples` is one
  * `Float64Array` allocated and touched once, reused row after row.
  *

@@ -1,5 +1,5 @@
 /**
- * Check that the README's and `docs/`'s relative links stay inside the
+ * Check that the project's pages' relative links stay inside the
  * repository and point at something there: inline links `[x](path)`, images
  * `![x](path)`, reference definitions `[x]: path` and HTML `src=`/`href=`
  * attributes. Web links (`http:`, `https:`, `mailto:`) are not fetched; a
@@ -227,13 +227,73 @@ export function checkDocLinks(options: CheckDocLinksOptions): DocLinksReport {
   return { checked, broken };
 }
 
-/** Folders whose markdown is not the project's own pages: dependencies, vendored data, results. */
-const NOT_PROJECT_DOCS = new Set(["node_modules", ".git", "testdata", "results"]);
+/**
+ * Paths (a folder or a file, repository-relative) whose markdown is not the
+ * project's own pages: dependencies, vendored schema data, bench results.
+ */
+export const NOT_PROJECT_DOCS: readonly string[] = [
+  "node_modules",
+  "tests/testdata",
+  "bench/results",
+];
+
+/** Folders never walked when the tree is not a git work tree. */
+const NEVER_WALKED = new Set([".git", "node_modules"]);
+
+/** Markdown files git knows in `root` (tracked, or new and not ignored); null outside git. */
+function gitMarkdown(root: string): string[] | null {
+  try {
+    const out = new Deno.Command("git", {
+      args: [
+        "-C",
+        root,
+        "ls-files",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+        "-z",
+        "--",
+        "*.md",
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    if (!out.success) return null;
+    const names = new TextDecoder().decode(out.stdout).split("\0").filter((f) => f !== "");
+    // a tracked file deleted in the work tree is listed too; it is not a page any more
+    return names.filter((f) => {
+      try {
+        return Deno.statSync(join(root, f)).isFile;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return null; // no git on this machine
+  }
+}
+
+/** Every `.md` file under `root`, outside git. */
+function walkedMarkdown(root: string): string[] {
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of Deno.readDirSync(join(root, dir))) {
+      const path = dir === "" ? entry.name : `${dir}/${entry.name}`;
+      if (entry.isDirectory && !NEVER_WALKED.has(entry.name)) walk(path);
+      else if (entry.isFile && entry.name.endsWith(".md")) found.push(path);
+    }
+  };
+  walk("");
+  return found;
+}
 
 /**
  * The markdown files whose links the repository promises: README.md, docs/*.md
  * and every other page a reader meets in the tree (deploy/README.md and the
- * like), leaving out dependencies, vendored test data and bench results.
+ * like). In a git work tree these are the files git knows (what `.gitignore`
+ * leaves out, scratch folders and virtual environments, is not a page);
+ * elsewhere the whole tree is walked. {@linkcode NOT_PROJECT_DOCS} is left out
+ * either way.
  *
  * @example
  * ```ts
@@ -242,16 +302,9 @@ const NOT_PROJECT_DOCS = new Set(["node_modules", ".git", "testdata", "results"]
  * ```
  */
 export function projectDocs(root: string): string[] {
-  const found: string[] = [];
-  const walk = (dir: string) => {
-    for (const entry of Deno.readDirSync(join(root, dir))) {
-      const path = dir === "" ? entry.name : `${dir}/${entry.name}`;
-      if (entry.isDirectory && !NOT_PROJECT_DOCS.has(entry.name)) walk(path);
-      else if (entry.isFile && entry.name.endsWith(".md")) found.push(path);
-    }
-  };
-  walk("");
-  const rest = found.filter((f) => f !== "README.md").sort();
+  const listed = gitMarkdown(root) ?? walkedMarkdown(root);
+  const excluded = (f: string) => NOT_PROJECT_DOCS.some((p) => f === p || f.startsWith(`${p}/`));
+  const rest = listed.filter((f) => f !== "README.md" && !excluded(f)).sort();
   return ["README.md", ...rest];
 }
 

@@ -7,8 +7,16 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 Deno.test("the project's pages: every relative link resolves inside the repository", () => {
   const files = projectDocs(repoRoot);
-  // the deployment guide is read as often as docs/ and links into it
-  assert.ok(files.includes("deploy/README.md"), `deploy/README.md not among ${files.length} pages`);
+  // the deployment guides are read as often as docs/ and link into it; vendored data is not ours
+  for (
+    const page of ["deploy/README.md", "deploy/cluster/README.md", "deploy/taps/python/README.md"]
+  ) {
+    assert.ok(files.includes(page), `${page} not among ${files.length} pages`);
+  }
+  assert.ok(
+    !files.some((f) => f.startsWith("tests/testdata/")),
+    "vendored test data is not a page",
+  );
   const { checked, broken } = checkDocLinks({ root: repoRoot, files });
   const lines = broken.map((b) => `${b.file}:${b.line}: ${b.target}: ${b.reason}`);
   assert.deepEqual(lines, []);
@@ -108,7 +116,7 @@ Deno.test("markdownLinks reads destinations with parentheses and <…>, and skip
   assert.deepEqual(links.map((l) => l.target), ["x_(1).md", "with space.md", "y.md"]);
 });
 
-Deno.test("projectDocs: README.md first, pages anywhere in the tree, not dependencies or vendored data", async () => {
+Deno.test("projectDocs outside git: README.md first, pages anywhere, not dependencies or vendored data", async () => {
   const repo = await scratchRepo();
   for (const dir of ["deploy/k8s", "node_modules/pkg", "tests/testdata/schema", "bench/results"]) {
     await Deno.mkdir(join(repo, dir), { recursive: true });
@@ -117,4 +125,27 @@ Deno.test("projectDocs: README.md first, pages anywhere in the tree, not depende
   await Deno.writeTextFile(join(repo, "README.md"), "# Top\n");
   await Deno.writeTextFile(join(repo, "deploy", "notes.txt"), "not markdown\n");
   assert.deepEqual(projectDocs(repo), ["README.md", "deploy/k8s/README.md", "docs/guide.md"]);
+});
+
+Deno.test("projectDocs in a git work tree: what git knows, not what it ignores", async () => {
+  const repo = await scratchRepo();
+  const git = (...args: string[]) =>
+    new Deno.Command("git", { args: ["-C", repo, ...args], stdout: "null", stderr: "null" })
+      .outputSync();
+  assert.ok(git("init", "-q").success, "git init: these tests need git");
+  for (const dir of ["deploy/k8s", "scratch", "tests/testdata"]) {
+    await Deno.mkdir(join(repo, dir), { recursive: true });
+    await Deno.writeTextFile(join(repo, dir, "README.md"), "# Here\n");
+  }
+  await Deno.writeTextFile(join(repo, "README.md"), "# Top\n");
+  await Deno.writeTextFile(join(repo, ".gitignore"), "scratch/\n");
+  // a testdata folder elsewhere is the project's own: only tests/testdata is vendored
+  await Deno.mkdir(join(repo, "src", "testdata"), { recursive: true });
+  await Deno.writeTextFile(join(repo, "src", "testdata", "NOTES.md"), "# Notes\n");
+  assert.deepEqual(projectDocs(repo), [
+    "README.md",
+    "deploy/k8s/README.md",
+    "docs/guide.md",
+    "src/testdata/NOTES.md",
+  ]);
 });

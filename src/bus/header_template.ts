@@ -6,7 +6,7 @@
  *
  * Why: building the record and encoding its block took about 4 µs of the
  * tap's 15 µs per gated decode step on the twenty-eighth sitting's host
- * (`docs/performance.md`), the largest part the tap controls.
+ * (`docs/performance-history.md`), the largest part the tap controls.
  *
  * @module
  */

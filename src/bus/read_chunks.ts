@@ -5,7 +5,7 @@
  * view of the chunk it arrived in. A fresh 256 KiB chunk per quarter MiB read
  * is external memory to V8: at half of `serve`'s saturation (about 130 MB/s
  * of frames) that churn started a full mark-compact every 0.25 s, each 11–18
- * ms of marking on the sidecar's thread (docs/performance.md). A chunk can be
+ * ms of marking on the sidecar's thread (docs/performance-history.md). A chunk can be
  * read into again only when no message parsed from it is still viewed; the
  * client cannot say that, but its subscribers can: a handler that *borrows*
  * its message (reads or copies the bytes before it returns, keeps no view)

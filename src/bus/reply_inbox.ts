@@ -12,7 +12,7 @@
  * (`Deno.unrefTimer`), and the next request takes it back (`Deno.refTimer`,
  * 0.2 µs) rather than setting a new one: clearing it after every round of
  * gated steps and setting it again took 13 µs of each round of eight in the
- * tap (docs/performance.md, twenty-seventh sitting). Fired with nothing due,
+ * tap (docs/performance-history.md, twenty-seventh sitting). Fired with nothing due,
  * it is set for the next deadline, or for none.
  *
  * Pure: the caller opens the subscription and feeds {@linkcode ReplyInbox.answer}.

@@ -7,7 +7,7 @@
  * `TextEncoder.encode` and `Uint8Array.prototype.slice` make one per call;
  * `encodeInto` or `set` into a view of a 16 KiB slab costs a tenth of that.
  * Larger slabs measured worse: each fresh one is cold memory, and past
- * 128 KiB glibc maps it afresh (docs/performance.md, twenty-first sitting).
+ * 128 KiB glibc maps it afresh (docs/performance-history.md, twenty-first sitting).
  *
  * @module
  */

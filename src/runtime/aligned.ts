@@ -4,7 +4,7 @@
  * 16 bytes into a page (the allocator's header), a smaller one from the heap
  * at any multiple of 16: every 64-byte load of such an array spans two cache
  * lines. The watched product (768 × 256 f32 weights, one token) took 9.6 µs
- * at 16 bytes past a line and 4.8 on one (docs/performance.md, thirtieth
+ * at 16 bytes past a line and 4.8 on one (docs/performance-history.md, thirtieth
  * sitting).
  *
  * @module

@@ -10,7 +10,7 @@
  * product, the exact pass's rows), in 4 KiB pages 4,750–18,000 of them,
  * more than the level-2 TLB holds. Many hosts (this one included) give huge
  * pages only to memory that asks (`madvise` mode). Measured in
- * docs/performance.md (thirty-fifth sitting).
+ * docs/performance-history.md (thirty-fifth sitting).
  *
  * Linux only, and only with FFI permission; elsewhere, or where the kernel
  * refuses (no transparent huge pages, a kernel before 6.1 for the

@@ -153,7 +153,7 @@ async function candidatePath(sae: SaeWeights, opts: OrtEncoderOptions): Promise<
  * unless asked, as the candidate encoder's own session. Spinning, they kept
  * the second core busy for some 30 ms after each f32 encode, and the int8
  * path that ran next took 9–17 ms for a batch of 16 tokens it computes in
- * 2.4 (docs/performance.md, thirtieth sitting).
+ * 2.4 (docs/performance-history.md, thirtieth sitting).
  *
  * @example
  * ```ts

@@ -3,7 +3,7 @@
  * worker threads, decided by timing both. Handing part of a call to a
  * worker and hearing back costs about 0.1 ms; one token of 768 → 24576
  * (18.9M multiply-adds) took 0.19 ms on one thread of one host and 0.66 ms
- * on another, where splitting it took 0.45 ms (docs/performance.md,
+ * on another, where splitting it took 0.45 ms (docs/performance-history.md,
  * twenty-sixth sitting).
  * No fixed threshold is right on both, so below the size where splitting
  * always pays, each size tries both ways a few times and keeps the faster,

@@ -3,7 +3,7 @@
  *
  * Why: a fresh buffer is fresh pages. TopK 4096→65536 at batch 128 sums
  * into 32 MiB per batch, and the kernel faults in and zeroes every page of
- * a new `ArrayBuffer` before the product writes it (docs/performance.md).
+ * a new `ArrayBuffer` before the product writes it (docs/performance-history.md).
  *
  * @module
  */

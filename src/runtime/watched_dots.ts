@@ -47,7 +47,7 @@ export const SYNC_MAX_MACS = 1 << 19;
  * other core is busy with the broker and the model, and a batch past 2²²
  * is the catch-up after a stall, exactly where the tail is: with the limit
  * at 2²² the in-sidecar p99 at half load measured 6.4–7.5 ms, at 2²⁶ 1.9–2.8
- * ms (docs/performance.md, twelfth sitting).
+ * ms (docs/performance-history.md, twelfth sitting).
  */
 export const NATIVE_SYNC_MAX_MACS = 1 << 26;
 

@@ -69,7 +69,7 @@ export function gpuBuffer(
  * import { randomSae } from "../formats/random_sae.ts";
  * declare const device: GPUDevice;
  * const sae = randomSae({ architecture: "jumprelu", dIn: 60, dSae: 100, seed: 1 });
- * const buffers = uploadEncoderWeights(device, sae, { dInPad: 64, dSaePad: 128 });
+ * const buffers = uploadEncoderWeights(device, sae, { dInPad: 64, dSaePad: 256 });
  * console.assert(buffers.length === 4); // w, bias, thr, bdec
  * ```
  */

@@ -97,7 +97,7 @@ export async function requestWebGpuDevice(): Promise<
   };
 }
 
-/** GPUBufferUsage and GPUShaderStage flags, as numbers (the globals are absent where WebGPU is). */
+/** GPUBufferUsage and GPUShaderStage flags, as numbers (the globals are absent where WebGPU is not). */
 export const USAGE = {
   STORAGE: 0x0080,
   COPY_SRC: 0x0004,

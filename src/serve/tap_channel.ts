@@ -105,7 +105,7 @@ export class TapChannel {
    * done. The entries are weak, but V8 clears a weak map's entry only in a
    * full collection: every frame left there outlives its scavenges, reaches
    * the old generation and brings the next full collection nearer
-   * (docs/performance.md, "Seventeenth sitting").
+   * (docs/performance-history.md, "Seventeenth sitting").
    */
   forget(frames: readonly Frame[]): void {
     for (const f of frames) this.#origin.delete(f);
@@ -196,7 +196,7 @@ export class TapChannel {
    * From now until {@linkcode observeDeferred}, keep each reply's gate
    * latency instead of observing it at once: a batch's verdicts then leave
    * before the histogram's work (about 1 µs a verdict here, more when the
-   * caches are cold; docs/performance.md, twenty-seventh sitting).
+   * caches are cold; docs/performance-history.md, twenty-seventh sitting).
    *
    * @example
    * ```ts

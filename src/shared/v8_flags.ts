@@ -8,7 +8,7 @@
  * the chunks reused (`src/bus/read_chunks.ts`) only heap growth starts one, and
  * `serve`'s RSS swung by 100 MB (18%) over two minutes at half load. At 30%
  * growth a full collection comes every 2–3 s there and RSS stays within 3%
- * (docs/performance.md, "Thirteenth sitting").
+ * (docs/performance-history.md, "Thirteenth sitting").
  *
  * Allocation-site pretenuring is off. V8 allocates objects from a site whose
  * objects often survived straight in the old generation; after a burst (a
@@ -17,7 +17,7 @@
  * At half load the old generation then grew 1.2 MB per scavenge instead of
  * 0.6, a full collection came every 2–3 s instead of every 4–5, and each one's
  * marking ran for 20–60 ms, V8's helper threads on the second core for 15–35
- * ms of it, which is most of the half-load tail (docs/performance.md,
+ * ms of it, which is most of the half-load tail (docs/performance-history.md,
  * "Sixteenth sitting").
  *
  * Collection runs on the sidecar's own thread (`--single-threaded-gc`). On a
@@ -25,7 +25,7 @@
  * gated decode steps, where the model server and the broker run: at eight
  * gated requests the sidecar's part of a round fell from 180–194 to 173–185
  * µs at p50, the step from 0.50–0.54 to 0.47–0.50 ms, and CPU per step by 3
- * µs; the end-to-end rows measured the same either way (docs/performance.md,
+ * µs; the end-to-end rows measured the same either way (docs/performance-history.md,
  * "Twenty-seventh sitting").
  *
  * @example

@@ -4,7 +4,7 @@
  * most are not 4-byte aligned and cannot be viewed as a `Float32Array`:
  * they are copied. One `ArrayBuffer` per frame (48 KiB for 16 tokens of
  * 768) is external memory to V8, and its churn drove a full mark-compact
- * about every 0.6 s at 25 000 tokens/s (docs/performance.md); copies carved
+ * about every 0.6 s at 25 000 tokens/s (docs/performance-history.md); copies carved
  * from 4 MiB slabs allocate one buffer per ~80 frames instead.
  *
  * A fresh `ArrayBuffer` is fresh pages, which the kernel faults in and

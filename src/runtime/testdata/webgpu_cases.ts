@@ -173,34 +173,36 @@ async function readFloats(
   return out;
 }
 
-CASES.set(
-  "the weights are padded to the tiles, and padded latents can never be active",
-  async () => {
-    const { device } = await requestWebGpuDevice();
-    try {
-      const sae = randomSae({ architecture: "jumprelu", dIn: 5, dSae: 7, seed: 4 });
-      const dims = { dInPad: 8, dSaePad: 12 };
+CASES.set("the weights are padded, and padded latents can never be active", async () => {
+  const { device } = await requestWebGpuDevice();
+  try {
+    const dims = { dInPad: 8, dSaePad: 12 };
+    // JumpReLU reads its thresholds; a standard SAE thresholds at 0 (relu), padding apart
+    for (const architecture of ["jumprelu", "standard"] as const) {
+      const sae = randomSae({ architecture, dIn: 5, dSae: 7, seed: 4 });
       const [w, bias, thr, bdec] = uploadEncoderWeights(device, sae, dims, USAGE.COPY_SRC);
       const wBack = await readFloats(device, w, 8 * 12);
       for (let j = 0; j < 8; j++) {
         for (let i = 0; i < 12; i++) {
           const want = j < 5 && i < 7 ? sae.wEnc[j * 7 + i] : 0;
-          assert.equal(wBack[j * 12 + i], want, `W_enc[${j}, ${i}]`);
+          assert.equal(wBack[j * 12 + i], want, `${architecture}: W_enc[${j}, ${i}]`);
         }
       }
       const thrBack = await readFloats(device, thr, 12);
-      assert.deepEqual([...thrBack.subarray(0, 7)], [...sae.threshold!]);
+      const real = architecture === "jumprelu" ? [...sae.threshold!] : new Array(7).fill(0);
+      assert.deepEqual([...thrBack.subarray(0, 7)], real, `${architecture}: thresholds`);
       // above any f32 a GEMM can sum from finite inputs of these sizes: never active
-      for (const v of thrBack.subarray(7)) assert.ok(v > 3e38, `padded threshold ${v}`);
-      assert.deepEqual([...(await readFloats(device, bias, 12)).subarray(0, 7)], [...sae.bEnc]);
+      for (const v of thrBack.subarray(7)) assert.ok(v > 3e38, `${architecture}: padded ${v}`);
+      const biasBack = await readFloats(device, bias, 12);
+      assert.deepEqual([...biasBack], [...sae.bEnc, 0, 0, 0, 0, 0], `${architecture}: b_enc`);
       const bdecBack = await readFloats(device, bdec, 8);
       assert.deepEqual([...bdecBack.subarray(5)], [0, 0, 0], "padded inputs subtract nothing");
       for (const b of [w, bias, thr, bdec]) b.destroy();
-    } finally {
-      device.destroy();
     }
-  },
-);
+  } finally {
+    device.destroy();
+  }
+});
 
 if (import.meta.main) {
   const name = Deno.args[0];
