@@ -8,10 +8,11 @@
  * way (prose like "see `../elsewhere/notes.md`" is a link a reader follows by
  * hand).
  *
- * `deno run -A tools/doc_links.ts [files…]`, run from the repository root, prints `file:line: …` for each
- * broken link and exits 1 when there is one; without files it checks
- * `README.md`, `docs/*.md` and the tree's other pages (`projectDocs`). `tools/doc_links_test.ts` runs the same check
- * on this repository.
+ * `deno run -A tools/doc_links.ts [files…]`, run from the repository root,
+ * prints `file:line: …` for each broken link and exits 1 when there is one;
+ * without files it checks `README.md`, `docs/*.md` and the tree's other
+ * pages (`projectDocs`). `tools/doc_links_test.ts` runs the same check on
+ * this repository.
  *
  * @module
  */

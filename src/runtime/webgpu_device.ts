@@ -108,7 +108,7 @@ export const USAGE = {
 /** GPUShaderStage.COMPUTE. */
 export const COMPUTE_STAGE = 0x4;
 /** Storage buffers the encoder's GEMM binds (x, w, bias, thr, bdec, norm, dense). */
-export const STORAGE_BINDINGS = 7;
+const STORAGE_BINDINGS = 7;
 
 /**
  * Run `f` inside validation and out-of-memory error scopes; the promise
