@@ -8,6 +8,7 @@
 import { createOrtEncoder } from "../src/runtime/ort_encoder.ts";
 import type { Encoder } from "../src/core/sae.ts";
 import { Rng } from "../src/core/random.ts";
+import { PICKS_BEFORE_STEADY } from "../src/runtime/path_tuner.ts";
 import { encodePathOf } from "./encode_path.ts";
 import { benchSae, SHAPES } from "./bench_sae.ts";
 import type { BenchResult } from "./run.ts";
@@ -20,6 +21,39 @@ import type { BenchResult } from "./run.ts";
  */
 export const ROW_SECONDS = 0.5;
 export const WARMUP_SECONDS = 0.2;
+/**
+ * An encoder that tunes its path (the int8 candidates) warms up further, until its
+ * tuner has made its early looks at the slower exact path ({@linkcode PICKS_BEFORE_STEADY}
+ * calls of a batch size, counted over the encoder's turns), or for this many seconds:
+ * at 128 tokens a look runs five f32 batches of 47 ms among int8's 10, and a half-second
+ * turn holding one measured 20–27% below the turns after it, the same in every pass
+ * (docs/performance-history.md, thirty-seventh sitting). The looks every 256 or more
+ * batches after those are the tuner's steady cost, and stay in the turns they fall in.
+ */
+export const TUNER_WARMUP_MAX_SECONDS = 5;
+
+/**
+ * Per encoder: calls per size class (⌊log₂ tokens⌋, as the path tuner keys them), and
+ * whether it ever ran the int8 candidates (its tuner's looks report `f32` while they run).
+ */
+const callsOf = new WeakMap<Encoder, { tunes: boolean; calls: Map<number, number> }>();
+
+/** Whether `enc` at `b` tokens tunes its path and still has its tuner's early looks ahead. */
+function beforeSteady(enc: Encoder, b: number): boolean {
+  const seen = callsOf.get(enc);
+  return !!seen?.tunes && (seen.calls.get(31 - Math.clz32(b)) ?? 0) < PICKS_BEFORE_STEADY;
+}
+
+/** One call of `enc` on `b` tokens, counted for {@linkcode beforeSteady}. */
+async function countedEncode(enc: Encoder, x: Float32Array, b: number): Promise<void> {
+  await enc.encode(x, b);
+  let seen = callsOf.get(enc);
+  if (!seen) callsOf.set(enc, seen = { tunes: false, calls: new Map() });
+  seen.tunes ||= encodePathOf(enc).path.startsWith("int8-candidates");
+  const key = 31 - Math.clz32(b);
+  seen.calls.set(key, (seen.calls.get(key) ?? 0) + 1);
+}
+
 /**
  * encode/ rows: latentwatch and NumPy take this many turns on each shape and weight type in
  * each of the section's passes (`encode_section.ts`); watched/ rows (latentwatch alone) at
@@ -84,16 +118,22 @@ export async function timeEncoder(
   b: number,
 ): Promise<BenchResult> {
   const warm = performance.now() + WARMUP_SECONDS * 1000;
+  const tunerWarm = performance.now() + TUNER_WARMUP_MAX_SECONDS * 1000;
   // at least 10 calls: the int8-candidates encoder times both exact paths on its first
   // batches of a size (3 timed after 2 warm-up each) before it settles on the faster
-  for (let i = 0; i < 10 || performance.now() < warm; i++) await enc.encode(x, b);
+  for (
+    let i = 0;
+    i < 10 || performance.now() < warm ||
+    (beforeSteady(enc, b) && performance.now() < tunerWarm);
+    i++
+  ) await countedEncode(enc, x, b);
   const fallbacks0 = encodePathOf(enc).fallbackTokens;
   const lat: number[] = [];
   const pathCalls: Record<string, number> = {};
   const end = performance.now() + ROW_SECONDS * 1000;
   while (performance.now() < end || lat.length < 5) {
     const t0 = performance.now();
-    await enc.encode(x, b);
+    await countedEncode(enc, x, b);
     lat.push(performance.now() - t0);
     const ran = encodePathOf(enc).path;
     pathCalls[ran] = (pathCalls[ran] ?? 0) + 1;

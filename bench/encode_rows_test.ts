@@ -8,8 +8,11 @@ import {
   MAX_ENCODE_ROUNDS,
   settled,
   SETTLED_SPREAD,
+  timeEncoder,
 } from "./encode_rows.ts";
 import type { BenchResult } from "./run.ts";
+import type { Encoder } from "../src/core/sae.ts";
+import { PathTuner } from "../src/runtime/path_tuner.ts";
 
 const turn = (tokensPerS: number): BenchResult => ({
   name: "encode/x/b1",
@@ -102,4 +105,39 @@ Deno.test("encode rows: confirmedBest is the fastest confirmed turn, else the fa
   assert.equal(confirmedBest([]), -1);
   // within SETTLED_SPREAD exactly still confirms
   assert.equal(confirmedBest([1000, 1000 * (1 - SETTLED_SPREAD)]), 0);
+});
+
+/**
+ * Test double of a path-tuning encoder (the int8 candidates need a weight file and native
+ * kernels; what is tested here is the bench's warm-up): the real PathTuner picks, and each
+ * path takes its own time, int8 8 ms and f32 30 ms a batch as at 128 tokens.
+ */
+function tuningEncoder(): Encoder & { path: string } {
+  const tuner = new PathTuner();
+  let last = "int8";
+  return {
+    dIn: 1,
+    dSae: 1,
+    get path() {
+      return last === "int8" ? "int8-candidates" : "f32";
+    },
+    async encode(_x: Float32Array, tokens: number) {
+      const p = tuner.pick(tokens);
+      const t0 = performance.now();
+      await new Promise((r) => setTimeout(r, p === "int8" ? 8 : 30));
+      tuner.record(tokens, p, performance.now() - t0);
+      last = p;
+      return [];
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+Deno.test("encode rows: a tuning encoder's turns start after its tuner's early looks, its first turn too", async () => {
+  const enc = tuningEncoder();
+  for (const turn of [1, 2]) {
+    const row = await timeEncoder("encode/x/b128", enc, new Float32Array(128), 128);
+    // without the longer warm-up the first turn times the look at the 16th batch (5 of f32)
+    assert.deepEqual(Object.keys(row.path_calls ?? {}), ["int8-candidates"], `turn ${turn}`);
+  }
 });

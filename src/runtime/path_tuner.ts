@@ -45,6 +45,17 @@
 
 /** Picks of a class (counted before the pick) after which the slower path is timed again early. */
 const EARLY_RETRIES = new Set([15, 63]);
+/** Untimed batches of a path before its timed ones, first look and retries alike (default). */
+const DEFAULT_WARMUP = 2;
+/** Timed batches of a path per look (default). */
+const DEFAULT_SAMPLES = 3;
+/**
+ * Picks of a size class after which a default {@linkcode PathTuner} has made
+ * its first looks and its early retries: from here on it runs the faster
+ * path, timing the other only every `retryEvery` (stretched) picks or after a
+ * switch. A bench that wants a path's steady speed warms up this far.
+ */
+export const PICKS_BEFORE_STEADY = Math.max(...EARLY_RETRIES) + DEFAULT_WARMUP + DEFAULT_SAMPLES;
 /** Picks after a switch of paths at which the path left behind is timed again. */
 export const SECOND_LOOK_AFTER = 16;
 /** At most this many times `retryEvery` between two periodic retries of a much slower path. */
@@ -106,8 +117,8 @@ export class PathTuner {
   constructor(
     opts: { samples?: number; retryEvery?: number; warmup?: number; keep?: number } = {},
   ) {
-    this.#samples = opts.samples ?? 3;
-    this.#warmup = opts.warmup ?? 2;
+    this.#samples = opts.samples ?? DEFAULT_SAMPLES;
+    this.#warmup = opts.warmup ?? DEFAULT_WARMUP;
     this.#retryEvery = opts.retryEvery ?? 256;
     this.#keep = Math.max(this.#samples, opts.keep ?? 16);
   }

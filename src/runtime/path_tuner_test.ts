@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PathTuner, SECOND_LOOK_AFTER } from "./path_tuner.ts";
+import { PathTuner, PICKS_BEFORE_STEADY, SECOND_LOOK_AFTER } from "./path_tuner.ts";
 
 /** A retry or a look with the defaults: 2 untimed batches, then 3 timed. */
 const LOOK = 5;
@@ -205,4 +205,20 @@ Deno.test("PathTuner: zero times on both paths keep the periodic looks coming", 
   const picks = drive(tuner, 3000, 128, () => 0);
   const f32 = picks.slice(100).filter((p) => p === "f32").length;
   assert.ok(f32 >= 40, `f32 picks after the first 100: ${f32}`);
+});
+
+Deno.test("PathTuner: PICKS_BEFORE_STEADY is the first pick after the default tuner's early looks", () => {
+  const tuner = new PathTuner();
+  const picks: string[] = [];
+  for (let i = 0; i < 255; i++) {
+    const p = tuner.pick(128);
+    picks.push(p);
+    tuner.record(128, p, p === "int8" ? 10 : 47); // f32 4.7× slower, as at 128 tokens
+  }
+  const f32At = picks.flatMap((p, i) => p === "f32" ? [i] : []);
+  // the first look (after int8's five), then the early retries at the 16th and 64th picks
+  assert.deepEqual(f32At, [5, 6, 7, 8, 9, 15, 16, 17, 18, 19, 63, 64, 65, 66, 67]);
+  assert.equal(PICKS_BEFORE_STEADY, f32At[f32At.length - 1] + 1);
+  // from there to the first periodic retry (the 256th pick), only the faster path runs
+  assert.ok(picks.slice(PICKS_BEFORE_STEADY).every((p) => p === "int8"));
 });
