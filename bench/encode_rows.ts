@@ -14,7 +14,7 @@ import { benchSae, SHAPES } from "./bench_sae.ts";
 import type { BenchResult } from "./run.ts";
 
 /**
- * Every timed row, in --quick and full runs alike: at least 3 calls and
+ * Every timed row, in --quick and full runs alike: at least 10 calls and
  * WARMUP_SECONDS of warm-up, then at least 5 calls and ROW_SECONDS measured.
  * --quick runs fewer rows, never shorter versions of the same rows, so the
  * rows both runs share measure the same way.
@@ -24,13 +24,17 @@ export const WARMUP_SECONDS = 0.2;
 /**
  * An encoder that tunes its path (the int8 candidates) warms up further, until its
  * tuner has made its early looks at the slower exact path ({@linkcode PICKS_BEFORE_STEADY}
- * calls of a batch size, counted over the encoder's turns), or for this many seconds:
- * at 128 tokens a look runs five f32 batches of 47 ms among int8's 10, and a half-second
- * turn holding one measured 20–27% below the turns after it, the same in every pass
- * (docs/performance-history.md, thirty-seventh sitting). The looks every 256 or more
- * batches after those are the tuner's steady cost, and stay in the turns they fall in.
+ * calls of a batch size, counted over the encoder's turns); this many seconds bound it
+ * only against an encoder far slower than the bench's (the 1 GiB 4096→65536 SAE at 128
+ * tokens needs about 15 s, once per pass). At 128 tokens a look runs five f32 batches of
+ * 47 ms among int8's 10: in a probe the half-second turn holding the 16th batch's look
+ * ran 23–28% below the turns after it, the one holding the 64th's 14–17%, in every pass
+ * (docs/performance-history.md, thirty-seventh sitting). A bound of 5 s, tried first,
+ * stopped the 4096→65536 warm-up inside a look and left an f32 batch in that row's first
+ * turn of every pass. The looks every 256 or more batches after the early ones are the
+ * tuner's running cost, and stay in the turns they fall in.
  */
-export const TUNER_WARMUP_MAX_SECONDS = 5;
+export const TUNER_WARMUP_MAX_SECONDS = 30;
 
 /**
  * Per encoder: calls per size class (⌊log₂ tokens⌋, as the path tuner keys them), and
