@@ -8,7 +8,7 @@
 import { createOrtEncoder } from "../src/runtime/ort_encoder.ts";
 import type { Encoder } from "../src/core/sae.ts";
 import { Rng } from "../src/core/random.ts";
-import { PICKS_BEFORE_STEADY } from "../src/runtime/path_tuner.ts";
+import { PICKS_BEFORE_STEADY, sizeClassOf } from "../src/runtime/path_tuner.ts";
 import { encodePathOf } from "./encode_path.ts";
 import { benchSae, SHAPES } from "./bench_sae.ts";
 import type { BenchResult } from "./run.ts";
@@ -37,7 +37,7 @@ export const WARMUP_SECONDS = 0.2;
 export const TUNER_WARMUP_MAX_SECONDS = 30;
 
 /**
- * Per encoder: calls per size class (⌊log₂ tokens⌋, as the path tuner keys them), and
+ * Per encoder: calls per size class (the path tuner's {@linkcode sizeClassOf}), and
  * whether it ever ran the int8 candidates (its tuner's looks report `f32` while they run).
  */
 const callsOf = new WeakMap<Encoder, { tunes: boolean; calls: Map<number, number> }>();
@@ -45,16 +45,15 @@ const callsOf = new WeakMap<Encoder, { tunes: boolean; calls: Map<number, number
 /** Whether `enc` at `b` tokens tunes its path and still has its tuner's early looks ahead. */
 function beforeSteady(enc: Encoder, b: number): boolean {
   const seen = callsOf.get(enc);
-  return !!seen?.tunes && (seen.calls.get(31 - Math.clz32(b)) ?? 0) < PICKS_BEFORE_STEADY;
+  return !!seen?.tunes && (seen.calls.get(sizeClassOf(b)) ?? 0) < PICKS_BEFORE_STEADY;
 }
 
-/** One call of `enc` on `b` tokens, counted for {@linkcode beforeSteady}. */
-async function countedEncode(enc: Encoder, x: Float32Array, b: number): Promise<void> {
-  await enc.encode(x, b);
+/** Count a call of `enc` on `b` tokens that just ran, for {@linkcode beforeSteady}. */
+function countCall(enc: Encoder, b: number): void {
   let seen = callsOf.get(enc);
   if (!seen) callsOf.set(enc, seen = { tunes: false, calls: new Map() });
   seen.tunes ||= encodePathOf(enc).path.startsWith("int8-candidates");
-  const key = 31 - Math.clz32(b);
+  const key = sizeClassOf(b);
   seen.calls.set(key, (seen.calls.get(key) ?? 0) + 1);
 }
 
@@ -130,15 +129,19 @@ export async function timeEncoder(
     i < 10 || performance.now() < warm ||
     (beforeSteady(enc, b) && performance.now() < tunerWarm);
     i++
-  ) await countedEncode(enc, x, b);
+  ) {
+    await enc.encode(x, b);
+    countCall(enc, b);
+  }
   const fallbacks0 = encodePathOf(enc).fallbackTokens;
   const lat: number[] = [];
   const pathCalls: Record<string, number> = {};
   const end = performance.now() + ROW_SECONDS * 1000;
   while (performance.now() < end || lat.length < 5) {
     const t0 = performance.now();
-    await countedEncode(enc, x, b);
-    lat.push(performance.now() - t0);
+    await enc.encode(x, b);
+    lat.push(performance.now() - t0); // the bookkeeping after the clock stops
+    countCall(enc, b);
     const ran = encodePathOf(enc).path;
     pathCalls[ran] = (pathCalls[ran] ?? 0) + 1;
   }

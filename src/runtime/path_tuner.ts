@@ -56,6 +56,20 @@ const DEFAULT_SAMPLES = 3;
  * switch. A bench that wants a path's steady speed warms up this far.
  */
 export const PICKS_BEFORE_STEADY = Math.max(...EARLY_RETRIES) + DEFAULT_WARMUP + DEFAULT_SAMPLES;
+/**
+ * The size class a batch of `tokens` is tuned in: ⌊log₂ tokens⌋ (0 for a
+ * single token or none).
+ *
+ * @example
+ * ```ts
+ * import { sizeClassOf } from "./path_tuner.ts";
+ * sizeClassOf(128); // 7
+ * sizeClassOf(200); // 7: batches of 128 to 255 tokens share one class
+ * ```
+ */
+export function sizeClassOf(tokens: number): number {
+  return 31 - Math.clz32(Math.max(1, tokens));
+}
 /** Picks after a switch of paths at which the path left behind is timed again. */
 export const SECOND_LOOK_AFTER = 16;
 /** At most this many times `retryEvery` between two periodic retries of a much slower path. */
@@ -124,7 +138,7 @@ export class PathTuner {
   }
 
   #class(tokens: number): SizeClass {
-    const key = 31 - Math.clz32(Math.max(1, tokens));
+    const key = sizeClassOf(tokens);
     let c = this.#classes.get(key);
     if (!c) {
       c = {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PathTuner, PICKS_BEFORE_STEADY, SECOND_LOOK_AFTER } from "./path_tuner.ts";
+import { PathTuner, PICKS_BEFORE_STEADY, SECOND_LOOK_AFTER, sizeClassOf } from "./path_tuner.ts";
 
 /** A retry or a look with the defaults: 2 untimed batches, then 3 timed. */
 const LOOK = 5;
@@ -221,4 +221,12 @@ Deno.test("PathTuner: PICKS_BEFORE_STEADY is the first pick after the default tu
   assert.equal(PICKS_BEFORE_STEADY, f32At[f32At.length - 1] + 1);
   // from there to the first periodic retry (the 256th pick), only the faster path runs
   assert.ok(picks.slice(PICKS_BEFORE_STEADY).every((p) => p === "int8"));
+});
+
+Deno.test("PathTuner: sizeClassOf is ⌊log₂ tokens⌋, with no tokens in the first class", () => {
+  const cases: [number, number][] = [[0, 0], [1, 0], [2, 1], [3, 1], [16, 4], [127, 6], [128, 7], [
+    255,
+    7,
+  ], [256, 8]];
+  for (const [tokens, cls] of cases) assert.equal(sizeClassOf(tokens), cls, `${tokens} tokens`);
 });
