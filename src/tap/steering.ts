@@ -250,6 +250,21 @@ export class RequestSteering {
     });
   }
 
+  /**
+   * A gated step got no usable verdict (none in time, a bus error, a malformed
+   * or `error` verdict): count it, and when the gate fails closed stop the
+   * request from `position` on.
+   */
+  gateFailed(requestId: string, position: number, onTimeout: "open" | "closed", why: string): void {
+    this.stats.gateTimeouts++;
+    if (onTimeout === "open") {
+      this.stats.failOpen++;
+      return;
+    }
+    this.stats.failClosed++;
+    this.abort(requestId, position, `gate failed closed: ${why}`);
+  }
+
   /** Stop `requestId` (a gate failing closed); counted once. */
   abort(requestId: string, position: number, reason: string): void {
     let r = this.#requests.get(requestId);

@@ -118,3 +118,15 @@ Deno.test("steering: an abort takes effect from its from_position, not before", 
   assert.equal(s.aborted("r1", 4), null);
   assert.deepEqual(s.aborted("r1", 100), { position: 100, reason: "rule ?" });
 });
+
+Deno.test("steering: a gate failing open counts; failing closed aborts from the next position", () => {
+  const s = steering();
+  s.gateFailed("r1", 5, "open", "no NATS connection");
+  assert.equal(s.aborted("r1"), null);
+  s.gateFailed("r1", 6, "closed", "timeout");
+  s.gateFailed("r1", 7, "closed", "timeout"); // already stopped: the first position stands
+  assert.equal(s.aborted("r1", 5), null);
+  assert.deepEqual(s.aborted("r1", 6), { position: 6, reason: "gate failed closed: timeout" });
+  const { gateTimeouts, failOpen, failClosed, aborted } = s.stats;
+  assert.deepEqual([gateTimeouts, failOpen, failClosed, aborted], [3, 1, 2, 1]);
+});

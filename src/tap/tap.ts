@@ -8,29 +8,31 @@
  *
  * @module
  */
-import {
-  type Bus,
-  BusRequestError,
-  type BusSubscription,
-  MAX_REQUEST_TIMEOUT_MS,
-} from "../bus/bus.ts";
+import { type Bus, BusRequestError, type BusSubscription } from "../bus/bus.ts";
 import { ByteSlab } from "../core/byte_slab.ts";
-import { BYTES_PER_ELEMENT, type Dtype } from "../core/dtype.ts";
-import { encodeFrame, frameHeaders, framePayload, headerWireBytes } from "../core/frame/encode.ts";
-import { type EncodeFrameMeta, FrameError, type FrameMeta } from "../core/frame/format.ts";
+import type { Dtype } from "../core/dtype.ts";
+import { framePayload } from "../core/frame/encode.ts";
 import { partitionOf, tapSubject } from "../core/frame/subjects.ts";
 import { encodeAck } from "../core/steer/encode.ts";
-import { isPlainContinue, parseVerdict } from "../core/steer/parse.ts";
-import { type SteerAck, type SteerCommand, SteerProtocolError } from "../core/steer/protocol.ts";
+import { isPlainContinue } from "../core/steer/parse.ts";
+import type { SteerAck, SteerCommand } from "../core/steer/protocol.ts";
 import { steerAckSubject, steerSubjectFilter } from "../core/steer/subjects.ts";
-import { type OutageOptions, OutagePublisher, type OutageStats } from "./outage.ts";
-import { emptySteeringStats, RequestSteering, type SteeringStats } from "./steering.ts";
 import {
-  type FrameKey,
-  rememberStepHeaders,
-  type StepHeaders,
-  templatedHeaders,
-} from "./step_headers.ts";
+  checkFrameNames,
+  checkTapCall,
+  endOfRequestFrame,
+  planFrames,
+  type TapCall,
+  type TapExtra,
+} from "./frame_plan.ts";
+import { checkGateOptions, type GateOptions, readVerdict, type StepResult } from "./gate.ts";
+import { type OutageOptions, OutagePublisher, type OutageStats } from "./outage.ts";
+import { OpenRequests, type RequestState } from "./open_requests.ts";
+import { emptySteeringStats, RequestSteering, type SteeringStats } from "./steering.ts";
+import { rememberStepHeaders } from "./step_headers.ts";
+
+export { FrameTooLargeError, type TapExtra } from "./frame_plan.ts";
+export type { GateOptions, StepResult } from "./gate.ts";
 
 /** Options of {@linkcode Tap}. */
 export interface TapOptions {
@@ -52,56 +54,11 @@ export interface TapOptions {
    * verdict; with none, the step goes on (`open`) or the request is aborted
    * (`closed`).
    */
-  gate?: { deadlineMs: number; onTimeout: "open" | "closed" };
+  gate?: GateOptions;
   /** Name on acknowledgements and in logs (default `<model>@tap`). */
   name?: string;
   /** Publishes held while the bus is disconnected (bounded; see {@linkcode OutagePublisher}). */
   outage?: OutageOptions;
-}
-
-/** What {@linkcode Tap.step} did. */
-export interface StepResult {
-  /** False once the request must stop (abort command, gate failed closed). */
-  proceed: boolean;
-  /** The verdict (`ungated` without a gate; `timeout` when none came in time). */
-  verdict: "ungated" | "continue" | "steer" | "abort" | "error" | "timeout";
-  /** Milliseconds spent waiting for the verdict (0 ungated). */
-  waitedMs: number;
-  /** Why the request stops, when it does. */
-  reason?: string;
-}
-
-/** Optional per-call metadata; token arrays have one entry per token of the call. */
-export type TapExtra = Pick<
-  FrameMeta,
-  "tokenIds" | "tokenText" | "phase" | "tenant" | "meta" | "traceparent" | "tracestate"
->;
-
-/** Even one token does not fit in a message of the bus's max payload. */
-export class FrameTooLargeError extends RangeError {
-  constructor(
-    readonly requestId: string,
-    readonly position: number,
-    readonly headerBytes: number,
-    readonly payloadBytes: number,
-    readonly maxPayload: number,
-  ) {
-    super(
-      `tap (request ${requestId}): token at position ${position}: expected a frame of at most ` +
-        `${maxPayload} bytes (the bus's max payload), found ${headerBytes + payloadBytes} bytes ` +
-        `for one token (headers ${headerBytes} + payload ${payloadBytes}); raise max_payload, ` +
-        `use f16/bf16, or shorten the token text`,
-    );
-    this.name = "FrameTooLargeError";
-  }
-}
-
-interface RequestState extends Pick<TapExtra, "tenant" | "meta" | "traceparent" | "tracestate"> {
-  seq: number;
-  nextPosition: number;
-  dModel: number;
-  /** The last frame's key, and its header template once a frame repeated it. */
-  headers?: StepHeaders;
 }
 
 /**
@@ -123,11 +80,9 @@ export class Tap {
   readonly dtype: Dtype;
   readonly partitions: number;
   readonly #bus: Bus;
-  readonly #requests = new Map<string, RequestState>();
-  readonly #maxOpen: number;
-  readonly #gate?: { deadlineMs: number; onTimeout: "open" | "closed" };
+  readonly #requests: OpenRequests;
+  readonly #gate?: GateOptions;
   readonly name: string;
-  #evicted = 0;
   #steering: RequestSteering | null = null;
   #steerSub: BusSubscription | null = null;
   readonly #out: OutagePublisher;
@@ -143,45 +98,21 @@ export class Tap {
 
   constructor(bus: Bus, opts: TapOptions) {
     this.#bus = bus;
-    this.#maxOpen = opts.maxOpenRequests ?? 100_000;
+    this.#requests = new OpenRequests(opts.maxOpenRequests ?? 100_000);
     this.model = opts.model;
     this.hook = opts.hook;
     this.dtype = opts.dtype ?? "f32";
     this.partitions = opts.partitions ?? 1;
     this.name = opts.name ?? `${opts.model}@tap`;
     this.#out = new OutagePublisher(bus, opts.outage, this.name);
-    if (opts.gate) {
-      const { deadlineMs } = opts.gate;
-      if (
-        !(deadlineMs > 0 && deadlineMs <= MAX_REQUEST_TIMEOUT_MS) ||
-        !["open", "closed"].includes(opts.gate.onTimeout)
-      ) {
-        throw new RangeError(
-          `tap gate: expected { deadlineMs in (0, ${MAX_REQUEST_TIMEOUT_MS}], onTimeout: "open" | "closed" }, found ${
-            JSON.stringify(opts.gate)
-          }`,
-        );
-      }
-      this.#gate = opts.gate;
-    }
+    if (opts.gate) this.#gate = checkGateOptions(opts.gate);
     tapSubject(this.model, this.hook, partitionOf("", this.partitions)); // validates
-    frameHeaders(
-      {
-        model: this.model,
-        hook: this.hook,
-        requestId: "x",
-        position: 0,
-        seq: 0,
-        dtype: this.dtype,
-      },
-      0,
-      1,
-    ); // validates names and dtype
+    checkFrameNames(this);
   }
 
   /** Requests forgotten because more than `maxOpenRequests` were open (never ended). */
   get evictedRequests(): number {
-    return this.#evicted;
+    return this.#requests.evicted;
   }
 
   /** What NATS outages cost: held, replayed, dropped, in doubt (see {@linkcode OutagePublisher}). */
@@ -218,7 +149,7 @@ export class Tap {
     dModel: number,
     extra: TapExtra = {},
   ): number {
-    const planned = this.#prepare(requestId, position, activations, tokens, dModel, extra);
+    const planned = this.#prepare({ requestId, position, activations, tokens, dModel, extra });
     if (!planned) return 0;
     for (const f of planned.frames) {
       this.#out.publish(planned.subject, f.payload, f.headers);
@@ -228,120 +159,26 @@ export class Tap {
   }
 
   /** Plan and encode the frames of one publish, and record the request (nothing sent yet). */
-  #prepare(
-    requestId: string,
-    position: number,
-    activations: Float32Array,
-    tokens: number,
-    dModel: number,
-    extra: TapExtra,
-  ):
+  #prepare(call: TapCall):
     | {
       subject: string;
       frames: { headers: Record<string, string>; payload: Uint8Array }[];
       state: RequestState;
     }
     | null {
-    const where = { requestId };
-    if (!Number.isSafeInteger(tokens) || tokens < 0) {
-      throw new FrameError("tokens", "a non-negative integer", String(tokens), where);
-    }
-    if (!Number.isSafeInteger(dModel) || dModel < 1) {
-      throw new FrameError("dModel", "an integer ≥ 1", String(dModel), where);
-    }
-    if (!(activations instanceof Float32Array) || activations.length !== tokens * dModel) {
-      throw new FrameError(
-        "activations",
-        `${tokens}·${dModel} = ${tokens * dModel} f32 values`,
-        activations instanceof Float32Array ? String(activations.length) : typeof activations,
-        where,
-      );
-    }
-    const counts: Array<[string, number | undefined]> = [
-      ["tokenIds", extra.tokenIds?.length],
-      ["tokenText", extra.tokenText?.length],
-    ];
-    for (const [field, count] of counts) {
-      if (count !== undefined && count !== tokens) {
-        throw new FrameError(field, `${tokens} entries (one per token)`, String(count), where);
-      }
-    }
+    checkTapCall(call);
+    const { requestId, position, activations, tokens, dModel, extra } = call;
     if (tokens === 0) return null;
     const state = this.#requests.get(requestId);
     const firstSeq = state?.seq ?? 0;
-    const meta = (start: number, n: number, seq: number): EncodeFrameMeta => ({
+    const { frames: plan, key } = planFrames(call, {
       model: this.model,
       hook: this.hook,
-      requestId,
-      position: position + start,
-      seq,
       dtype: this.dtype,
-      tokenIds: extra.tokenIds?.slice(start, start + n),
-      tokenText: extra.tokenText?.slice(start, start + n),
-      phase: extra.phase,
-      tenant: extra.tenant,
-      meta: extra.meta,
-      traceparent: extra.traceparent,
-      tracestate: extra.tracestate,
-    });
-
-    // Plan: the largest n that fits, frame after frame (size grows with n). The headers made to
-    // size a frame are the ones it is sent with: a decode step (one frame) makes them once.
-    const bytesPerToken = dModel * BYTES_PER_ELEMENT[this.dtype];
-    const max = this.#bus.maxPayload;
-    const plan: Array<{ start: number; n: number; headers: Record<string, string> }> = [];
-    // a decode step like the request's last two: its headers from the request's template
-    const key: FrameKey | null = extra.tokenIds === undefined && extra.tokenText === undefined
-      ? {
-        tokens,
-        dModel,
-        phase: extra.phase,
-        tenant: extra.tenant,
-        meta: extra.meta,
-        traceparent: extra.traceparent,
-        tracestate: extra.tracestate,
-      }
-      : null;
-    const templated = key === null ? null : templatedHeaders(
-      state?.headers,
-      key,
-      position,
+      maxPayload: this.#bus.maxPayload,
       firstSeq,
-      tokens * bytesPerToken,
-      max,
-    );
-    if (templated !== null) plan.push({ start: 0, n: tokens, headers: templated });
-    for (let start = plan.length === 0 ? 0 : tokens; start < tokens;) {
-      const seq = firstSeq + plan.length;
-      const headersOf = (n: number) => frameHeaders(meta(start, n, seq), n, dModel);
-      const fits = (h: Record<string, string>, n: number) =>
-        headerWireBytes(h) + n * bytesPerToken <= max;
-      let n = tokens - start;
-      let headers = headersOf(n);
-      if (!fits(headers, n)) {
-        headers = headersOf(1);
-        if (!fits(headers, 1)) {
-          throw new FrameTooLargeError(
-            requestId,
-            position + start,
-            headerWireBytes(headers),
-            bytesPerToken,
-            max,
-          );
-        }
-        let lo = 1; // fits, with `headers`
-        let hi = n; // does not fit
-        while (hi - lo > 1) {
-          const mid = (lo + hi) >>> 1;
-          const h = headersOf(mid);
-          if (fits(h, mid)) [lo, headers] = [mid, h];
-          else hi = mid;
-        }
-        n = lo;
-      }
-      plan.push({ start, n, headers });
-      start += n;
-    }
+      last: state?.headers,
+    });
 
     // Encode everything before sending anything (non-finite values throw here).
     const frames = plan.map(({ start, n, headers }) => {
@@ -370,16 +207,9 @@ export class Tap {
         ? rememberStepHeaders(state?.headers, key, plan[0].headers, this.#headerBytes)
         : undefined,
     };
-    // re-insert so Map order is least recently published first; past the bound,
-    // the stalest request (one that was aborted without end()) is forgotten
-    this.#requests.delete(requestId);
-    this.#requests.set(requestId, next);
-    if (this.#requests.size > this.#maxOpen) {
-      const [stalest] = this.#requests.keys();
-      this.#requests.delete(stalest);
-      this.#evicted++;
-      this.#sendAcks(this.#steering?.end(stalest) ?? []);
-    }
+    // past the bound, the stalest request (one aborted without end()) is forgotten
+    const stalest = this.#requests.touch(requestId, next);
+    if (stalest !== undefined) this.#sendAcks(this.#steering?.end(stalest) ?? []);
     return { subject, frames, state: next };
   }
 
@@ -422,9 +252,13 @@ export class Tap {
     if (!steering) return;
     const ack = steering.receive(
       raw,
-      (id) => this.#requests.has(id),
+      (id) => this.#requests.get(id) !== undefined,
       (id) => this.#requests.get(id)?.nextPosition ?? 0,
     );
+    this.#sendAck(ack);
+  }
+
+  #sendAck(ack: SteerAck | null): void {
     if (ack) this.#sendAcks([ack]);
   }
 
@@ -507,7 +341,7 @@ export class Tap {
     };
     if (steering.aborted(requestId, position)) return stop("abort", 0);
     this.steer(requestId, position, activations, tokens, dModel);
-    const planned = this.#prepare(requestId, position, activations, tokens, dModel, extra);
+    const planned = this.#prepare({ requestId, position, activations, tokens, dModel, extra });
     if (!planned) return stop(this.#gate ? "continue" : "ungated", 0);
     const last = planned.frames.length - 1;
     for (let i = 0; i < last; i++) {
@@ -523,23 +357,15 @@ export class Tap {
     // the last frame carries the gate: the sidecar answers after evaluating it,
     // and it evaluates a request's frames in order
     const { deadlineMs, onTimeout } = this.#gate;
-    const s = steering.stats;
-    const fail = (why: string) => {
-      s.gateTimeouts++;
-      if (onTimeout === "open") s.failOpen++;
-      else {
-        s.failClosed++;
-        steering.abort(requestId, position + tokens, `gate failed closed: ${why}`);
-      }
-    };
     if (!this.#out.connected) {
       // no verdict can come: hold the frame for the reconnect, apply the failure mode now
       this.#out.publish(planned.subject, f.payload, f.headers);
       planned.state.seq++;
       this.#out.stats.gateOffline++;
-      fail("no NATS connection");
+      steering.gateFailed(requestId, position + tokens, onTimeout, "no NATS connection");
       return stop("timeout", 0);
     }
+    const s = steering.stats;
     s.gateWaits++;
     const started = performance.now();
     let verdict: StepResult["verdict"];
@@ -551,7 +377,14 @@ export class Tap {
       const seq = planned.state.seq - 1;
       // almost every answer: read without parsing its JSON
       if (isPlainContinue(reply.data, requestId, seq)) verdict = "continue";
-      else verdict = this.#readVerdict(reply.data, requestId, seq, dModel, (why) => failure = why);
+      else {
+        const expect = { model: this.model, hook: this.hook, dModel, requestId, seq };
+        verdict = readVerdict(reply.data, expect, {
+          reject: (err) => this.#sendAck(this.#steering!.rejectParsed(err)),
+          receive: (cmd) => this.#receive(cmd),
+          fail: (why) => failure = why,
+        });
+      }
     } catch (err) {
       verdict = err instanceof BusRequestError && err.kind === "timeout" ? "timeout" : "error";
       failure = (err as Error).message;
@@ -559,38 +392,8 @@ export class Tap {
     const waited = performance.now() - started;
     s.gateWaitMsTotal += waited;
     s.gateWaitMsMax = Math.max(s.gateWaitMsMax, waited);
-    if (failure) fail(failure);
+    if (failure) steering.gateFailed(requestId, position + tokens, onTimeout, failure);
     return stop(verdict, waited);
-  }
-
-  /**
-   * Read a verdict other than a plain `continue`: its commands take effect,
-   * malformed ones are acknowledged as rejected, and an `error` verdict is a
-   * failure (`onFailure`). Throws {@linkcode SteerProtocolError} for a
-   * malformed verdict or one answering another step.
-   */
-  #readVerdict(
-    data: Uint8Array,
-    requestId: string,
-    seq: number,
-    dModel: number,
-    onFailure: (why: string) => void,
-  ): StepResult["verdict"] {
-    const v = parseVerdict(data, { model: this.model, hook: this.hook, dModel });
-    if (v.requestId !== requestId || v.seq !== seq) {
-      throw new SteerProtocolError(
-        "verdict",
-        `the answer to request ${requestId} seq ${seq}`,
-        `request ${v.requestId} seq ${v.seq}`,
-      );
-    }
-    for (const err of v.rejected ?? []) {
-      const ack = this.#steering!.rejectParsed(err);
-      if (ack) this.#sendAcks([ack]);
-    }
-    for (const cmd of v.commands) this.#receive(cmd);
-    if (v.verdict === "error") onFailure(`sidecar could not evaluate the step: ${v.reason ?? "?"}`);
-    return v.verdict;
   }
 
   /**
@@ -605,28 +408,10 @@ export class Tap {
    * ```
    */
   end(requestId: string): void {
-    const state = this.#requests.get(requestId);
+    const state = this.#requests.take(requestId);
     if (!state) return;
-    this.#requests.delete(requestId);
     this.#sendAcks(this.#steering?.end(requestId) ?? []);
-    const { headers, payload } = encodeFrame(
-      {
-        model: this.model,
-        hook: this.hook,
-        requestId,
-        position: state.nextPosition,
-        seq: state.seq,
-        dtype: this.dtype,
-        tenant: state.tenant,
-        meta: state.meta,
-        traceparent: state.traceparent,
-        tracestate: state.tracestate,
-        endOfRequest: true,
-      },
-      new Float32Array(0),
-      0,
-      state.dModel,
-    );
+    const { headers, payload } = endOfRequestFrame(this, requestId, state);
     this.#out.publish(this.#subjectOf(requestId), payload, headers);
   }
 
