@@ -15,7 +15,7 @@
  * @module
  */
 import { loadMonitorAt } from "../src/cli/common.ts";
-import { calibrate } from "../src/cli/policy_calibrate.ts";
+import { calibrate } from "../src/cli/policy_calibrate_run.ts";
 import {
   absorptionPolicy,
   absorptionRequests,

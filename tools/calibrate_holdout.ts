@@ -21,7 +21,7 @@ import {
 import { type SimulatedRequest, writeSimulatedTrace } from "../src/demo/simulated_trace.ts";
 import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { loadMonitorAt } from "../src/cli/common.ts";
-import { calibrate } from "../src/cli/policy_calibrate.ts";
+import { calibrate } from "../src/cli/policy_calibrate_run.ts";
 
 const WORDS = ("the weather report says rain later today please summarise this article about " +
   "ocean currents and their effect on climate models write a short poem for my friend who " +

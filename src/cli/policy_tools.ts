@@ -21,7 +21,7 @@ export {
   type CalibrationReport,
   type RateAt,
   type RuleCalibration,
-} from "./policy_calibrate.ts";
+} from "./policy_calibrate_run.ts";
 export {
   firingLine,
   loadPolicyTests,
