@@ -8,117 +8,33 @@
  * a swapped-out generation only once no batch uses it. Alerts go out through
  * {@linkcode AlertDelivery} (`delivery.ts`: write-ahead, checkpoint, then the
  * other sinks); gate verdicts and steer commands back to the taps through
- * {@linkcode TapChannel} (`tap_channel.ts`).
+ * {@linkcode TapChannel} (`tap_channel.ts`). Its options: `pipeline_options.ts`.
  *
  * @module
  */
-import type { Alert } from "../core/alert.ts";
-import type { RedactOptions } from "../core/redact.ts";
-import { type BatchLimits, MicroBatcher } from "../core/batcher.ts";
+import { MicroBatcher } from "../core/batcher.ts";
 import type { Frame } from "../core/frame/format.ts";
 import { releaseFrameData } from "../core/frame/decode.ts";
 import { partitionOf } from "../core/frame/subjects.ts";
-import type { CompiledPolicySet } from "../core/policy/compile.ts";
-import type { SteerAction } from "../core/policy/ast.ts";
-import type { SteerOp } from "../core/steer/protocol.ts";
-import type { Encoder } from "../core/sae.ts";
-import type { Bus, BusMessage, BusSubscription } from "../bus/bus.ts";
-import type { AlertSink, DurableSink } from "../sinks/sink.ts";
-import type { SeqCheckpoints } from "./checkpoints.ts";
+import type { BusSubscription } from "../bus/bus.ts";
+import type { AlertSink } from "../sinks/sink.ts";
 import { Evaluator } from "../pipeline/evaluate.ts";
 import { Evidence } from "../pipeline/evidence.ts";
 import type { Generation } from "../pipeline/generation.ts";
 import { SequenceTracker } from "../pipeline/sequence.ts";
-import type { Logger } from "../shared/log.ts";
-import type { Telemetry } from "../shared/telemetry.ts";
-import { BatchStages, type OnEncoded, reportEngine } from "./batch.ts";
+import { BatchStages, reportEngine } from "./batch.ts";
 import { AlertDelivery } from "./delivery.ts";
 import { Intake } from "./intake.ts";
+import {
+  evidenceOf,
+  firstGeneration,
+  type PipelineOptions,
+  steeringOf,
+} from "./pipeline_options.ts";
 import { TapChannel } from "./tap_channel.ts";
 
 export type { Generation } from "../pipeline/generation.ts";
-
-/** What a {@linkcode Pipeline} needs. */
-export interface PipelineOptions {
-  monitor: string;
-  model: string;
-  hook: string;
-  /**
-   * Subject filter the tap frames arrive on. With `partitions`, the last
-   * token is replaced by each owned partition's number instead.
-   */
-  subject: string;
-  /**
-   * Scale-out (docs/scale-out.md): the partition count shared by the taps
-   * and the sidecars. The pipeline then subscribes only to the partitions
-   * handed to it with {@linkcode Pipeline.own}, and checks that every frame
-   * arrives on its request's partition.
-   */
-  partitions?: number;
-  /** Width of the activations every SAE reads. */
-  dIn: number;
-  /** SAE id → encoder. */
-  encoders: ReadonlyMap<string, Encoder>;
-  policies: CompiledPolicySet;
-  /** SAE id → latent labels, attached to alerts. */
-  labels?: ReadonlyMap<string, ReadonlyMap<number, string>>;
-  /** Each steer action of the policies, resolved (see {@linkcode Generation.steerOps}). */
-  steerOps?: ReadonlyMap<SteerAction, SteerOp>;
-  /** See {@linkcode Generation.evidenceEncoders}. */
-  evidenceEncoders?: ReadonlyMap<string, Encoder>;
-  /** See {@linkcode Generation.verdictEncoders}. */
-  verdictEncoders?: ReadonlyMap<string, Encoder>;
-  /**
-   * Evidence on alerts: the flagged tokens encoded in full, their
-   * `topLatents` strongest latents attached; recent activations kept in a
-   * ring of `ringTokens` tokens (default off).
-   */
-  evidence?: { topLatents: number; ringTokens: number };
-  /** Micro-batching limits (`adaptive`: wait for a fuller batch only while the load can fill it). */
-  batching: BatchLimits;
-  /**
-   * The monitor's redaction of token text in alerts (`redaction:`), combined
-   * with each rule's `redact`, the stricter winning. @default { mode: "none" }
-   */
-  redaction?: RedactOptions;
-  /** Where alerts go (JetStream with its spool, syslog, webhooks, ...); each has its own bounded queue. */
-  sinks: readonly AlertSink[];
-  /**
-   * The sink that makes alerts durable (JetStream with its spool; may also
-   * be in `sinks`, it is not handed an alert twice). Each evaluated batch's
-   * alerts go to it first, in one write; an alert reaches the other sinks,
-   * `onAlert` and the `latentwatch.alerts` counter only once it is durable
-   * (see docs/alert-delivery.md). Without one, alerts go to every sink at once.
-   */
-  durable?: DurableSink;
-  /**
-   * Where each request's last durably processed Lw-Seq is kept across a
-   * restart, so frames that arrived while the sidecar was down are counted
-   * as lost (`latentwatch.frames.lost`, `frame.lost ... after_restart=true`).
-   */
-  checkpoints?: SeqCheckpoints;
-  bus: Bus;
-  telemetry: Telemetry;
-  log: Logger;
-  /**
-   * Steering (`docs/steering.md`): send the commands rules ask for to the
-   * taps and answer gated frames (default enabled, commands live 5 s).
-   */
-  steering?: { enabled: boolean; ttlMs: number };
-  /** Per-request state is evicted when a request sends nothing for this long (default 10 min). */
-  requestTtlMs?: number;
-  /** At most this many requests have live state (default 100 000); the oldest is evicted past it. */
-  maxRequests?: number;
-  /** Called with every message as received, before decoding (trace recording). */
-  onMessage?: (msg: BusMessage) => void;
-  /** Called for every alert raised (before it is published). */
-  onAlert?: (alert: Alert) => void;
-  /**
-   * Called after each batch with the frames and their per-token latents (for displays). The
-   * frames' `data` is valid during the call only: its memory is reused once the batch is done.
-   */
-  onEncoded?: OnEncoded;
-}
+export type { PipelineOptions } from "./pipeline_options.ts";
 
 /**
  * A running monitor.
@@ -164,14 +80,7 @@ export class Pipeline {
 
   constructor(opts: PipelineOptions) {
     this.#o = opts;
-    this.#generation = {
-      encoders: opts.encoders,
-      policies: opts.policies,
-      labels: opts.labels,
-      steerOps: opts.steerOps,
-      evidenceEncoders: opts.evidenceEncoders,
-      ...(opts.verdictEncoders ? { verdictEncoders: opts.verdictEncoders } : {}),
-    };
+    this.#generation = firstGeneration(opts);
     const checkpoints = opts.checkpoints;
     this.#seqs = new SequenceTracker({
       maxRequests: opts.maxRequests,
@@ -180,7 +89,7 @@ export class Pipeline {
     this.#evaluator = new Evaluator(opts.policies, {
       monitor: opts.monitor,
       dIn: opts.dIn,
-      steering: this.#steering,
+      steering: steeringOf(opts),
       maxRequests: opts.maxRequests,
       requestTtlMs: opts.requestTtlMs,
       ...(opts.redaction ? { redaction: opts.redaction } : {}),
@@ -213,11 +122,7 @@ export class Pipeline {
       dIn: opts.dIn,
       maxBatchTokens: opts.batching.maxBatchTokens,
       evaluator: this.#evaluator,
-      evidence: new Evidence({
-        topLatents: opts.evidence?.topLatents ?? 0,
-        ringTokens: opts.evidence?.ringTokens ?? 0,
-        dIn: opts.dIn,
-      }),
+      evidence: new Evidence(evidenceOf(opts)),
       taps: this.#taps,
       delivery: this.#delivery,
       telemetry,
@@ -230,7 +135,7 @@ export class Pipeline {
   start(): void {
     if (this.#running || this.#stopping) return;
     if (this.#o.partitions === undefined) this.#sub = this.#subscribe(this.#o.subject);
-    if (this.#steering.enabled) this.#taps.subscribeAcks();
+    if (steeringOf(this.#o).enabled) this.#taps.subscribeAcks();
     this.#running = true;
     this.#worker = this.#run();
     const ttl = this.#o.requestTtlMs ?? 600_000;
@@ -477,11 +382,6 @@ export class Pipeline {
         this.#released.delete(gen);
       }
     }
-  }
-
-  /** The steering settings in force. */
-  get #steering(): { enabled: boolean; ttlMs: number } {
-    return this.#o.steering ?? { enabled: true, ttlMs: 5000 };
   }
 
   /** Forget requests idle for `ttlMs`, in the sequence tracker, the evaluator and the checkpoints. */
