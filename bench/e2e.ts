@@ -8,11 +8,12 @@
  * 1. saturation: a closed-loop generator keeps 1024 tokens outstanding, so the
  *    figure is the most `serve` sustains and nothing is dropped; three turns
  *    back to back, the row the median (each turn in `turns_tokens_per_s`);
- * 2. fixed loads: an open-loop generator publishes frames on a schedule at a
- *    fixed share of that rate (whatever the sidecar does), bounded in count
- *    and time, each after one second at its rate that is not measured;
- *    latency is frame published → its tokens encoded and evaluated (the
- *    pipeline's `onEncoded` hook), from the publish time each frame carries
+ * 2. fixed loads (`e2e_open_loop.ts`): an open-loop generator publishes
+ *    frames on a schedule at a fixed share of that rate (whatever the sidecar
+ *    does), bounded in count and time, each after one second at its rate that
+ *    is not measured; latency is frame published → its tokens encoded and
+ *    evaluated (the pipeline's `onEncoded` hook, its records in
+ *    `e2e_sidecar.ts`), from the publish time each frame carries
  *    (`Lw-Meta-sent`, the host clock both processes read); at 25 and 50%
  *    (JumpReLU) the row alternates, in windows of a second (`e2e_windows.ts`),
  *    with its floor: the same load to a bare subscriber here that only reads
@@ -48,44 +49,22 @@ import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import type { BenchResult } from "./run.ts";
 import { latencySplitText } from "./table.ts";
-import { FLOOR_MODEL, hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
+import { hostNowMs, LOAD_SHAPE } from "./e2e_load.ts";
 import { FloorSubscriber } from "./e2e_floor.ts";
 import { LoadGenerator } from "./e2e_load_process.ts";
 import { BROKER_ENV, startBenchBroker } from "./harness.ts";
-import { HostWakeMeter, hostWakeOver, hostWakeText } from "./host_wake.ts";
+import { HostWakeMeter, hostWakeText } from "./host_wake.ts";
 import { writeBenchMonitor } from "./bench_monitor.ts";
-import { servePlan, SETTLE_SECONDS, SWITCH_SETTLE_SECONDS, WINDOW_SECONDS } from "./e2e_plan.ts";
-import { percentileOfSorted, Samples } from "./samples.ts";
+import { servePlan } from "./e2e_plan.ts";
+import { percentileOfSorted } from "./samples.ts";
 import { CpuMeter, cpuText } from "./process_cpu.ts";
-import {
-  alternation,
-  type Block,
-  overFloor,
-  type Side,
-  SideTally,
-  type Window,
-} from "./e2e_windows.ts";
+import { rssMb, SidecarSamples } from "./e2e_sidecar.ts";
+import { OpenLoop } from "./e2e_open_loop.ts";
 
 /** Tokens sent closed-loop before the measured phases, so they time a warm process. */
 const WARMUP_TOKENS = 16384;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** p50 and p99 of the two halves of a frame's latency (unsorted samples, ms). */
-function latencySplit(toSidecar: Samples, inSidecar: Samples) {
-  const to = toSidecar.sorted(), into = inSidecar.sorted();
-  return {
-    to_sidecar_p50_ms: percentileOfSorted(to, 50),
-    to_sidecar_p99_ms: percentileOfSorted(to, 99),
-    in_sidecar_p50_ms: percentileOfSorted(into, 50),
-    in_sidecar_p99_ms: percentileOfSorted(into, 99),
-  };
-}
-
-/** Frames of the longest row: two minutes at half of 150,000 tokens/s, in frames of 16. */
-const SAMPLES_CAPACITY = (120 * 75_000) / 16;
-
-const rssMb = () => Deno.memoryUsage().rss / 2 ** 20;
 
 /**
  * Run the serve bench on a 768→24576 SAE: TopK (encoded in full, as TopK
@@ -126,16 +105,9 @@ export async function benchServe(
   try {
     opts.progress(`e2e: writing the 768x24576 ${arch} SAE in SAELens layout`);
     await writeBenchMonitor(dir, server.url, arch);
-    // room for the longest row (two minutes at half load) without growing: see samples.ts
-    const latencies = new Samples(SAMPLES_CAPACITY);
-    // the same latency split at the sidecar's door: published → received, received → evaluated
-    const toSidecar = new Samples(SAMPLES_CAPACITY);
-    const inSidecar = new Samples(SAMPLES_CAPACITY);
-    let splitMissing = 0;
-    let encoded = 0;
-    let lastEncodedAt = 0;
-    // whose frames are being measured now (not an open-loop window's settling time)
-    const measuring = { sidecar: true };
+    // the latencies' room for the longest row (two minutes at half load), allocated now
+    const sidecar = new SidecarSamples();
+    const { latencies, toSidecar, inSidecar } = sidecar;
     const outstanding = 1024;
     let creditDue = false;
     let credited = 0;
@@ -152,38 +124,47 @@ export async function benchServe(
         const origin = performance.timeOrigin;
         for (const f of frames) {
           const sent = f.meta?.sent;
-          encoded += f.tokens;
-          if (sent === undefined || !measuring.sidecar) continue;
+          sidecar.encoded += f.tokens;
+          if (sent === undefined || !sidecar.measuring) continue;
           latencies.push(now - Number(sent));
           const received = batch.receivedAt(f);
           if (received === undefined) {
-            splitMissing++; // counted in the row: the split then covers fewer frames
+            sidecar.splitMissing++; // counted in the row: the split then covers fewer frames
             continue;
           }
           toSidecar.push(origin + received - Number(sent));
           inSidecar.push(batch.evaluatedAt - received);
         }
-        lastEncodedAt = performance.now();
+        sidecar.lastEncodedAt = performance.now();
         // credit in steps of a quarter of the window: each NATS publish is a socket write that,
         // on a small machine, costs the sidecar a context switch
-        if (creditDue && encoded - credited >= outstanding / 4) gen.credit(credited = encoded);
+        if (creditDue && sidecar.encoded - credited >= outstanding / 4) {
+          gen.credit(credited = sidecar.encoded);
+        }
       },
     });
     const dropped = () => monitor.telemetry.total("latentwatch.tokens.dropped");
     const { tokensPerFrame, requests } = LOAD_SHAPE;
     // peak RSS of the phase running now, sampled every 200 ms
-    let phasePeak = 0;
-    const sampler = setInterval(() => phasePeak = Math.max(phasePeak, rssMb()), 200);
+    const sampler = setInterval(
+      () => sidecar.phasePeak = Math.max(sidecar.phasePeak, rssMb()),
+      200,
+    );
     const drain = async (published: number, deadline: number) => {
-      while (encoded < published && Date.now() < deadline) await sleep(1);
+      while (sidecar.encoded < published && Date.now() < deadline) await sleep(1);
     };
     const begin = () => {
       latencies.clear();
       toSidecar.clear();
       inSidecar.clear();
-      splitMissing = 0;
-      phasePeak = rssMb();
-      return { encoded0: encoded, dropped0: dropped(), t0: performance.now(), wall0: Date.now() };
+      sidecar.splitMissing = 0;
+      sidecar.phasePeak = rssMb();
+      return {
+        encoded0: sidecar.encoded,
+        dropped0: dropped(),
+        t0: performance.now(),
+        wall0: Date.now(),
+      };
     };
 
     // 0. warm-up (not measured): JIT, onnxruntime's first runs, the NATS buffers
@@ -208,7 +189,7 @@ export async function benchServe(
       const deadline = Date.now() + (opts.quick ? 30_000 : 120_000) * turns;
       const rates: number[] = [];
       for (let turn = 0; turn < turns; turn++) {
-        const encoded0 = encoded;
+        const encoded0 = sidecar.encoded;
         const t0 = performance.now();
         creditDue = true;
         const done = await gen.run(
@@ -217,11 +198,11 @@ export async function benchServe(
         );
         await drain(done.published, deadline);
         creditDue = false;
-        const secs = (lastEncodedAt - t0) / 1000;
-        rates.push((encoded - encoded0) / secs);
+        const secs = (sidecar.lastEncodedAt - t0) / 1000;
+        rates.push((sidecar.encoded - encoded0) / secs);
         opts.progress(
           `e2e: saturation turn ${turn + 1}: ${Math.round(rates[turn])} tokens/s (${
-            encoded - encoded0
+            sidecar.encoded - encoded0
           } tokens in ${secs.toFixed(2)} s)`,
         );
       }
@@ -233,11 +214,11 @@ export async function benchServe(
         ratio: null,
         p50_ms: percentileOfSorted(sorted, 50),
         p99_ms: percentileOfSorted(sorted, 99),
-        rss_mb: phasePeak,
+        rss_mb: sidecar.phasePeak,
         dropped_tokens: dropped() - dropped0,
         turns,
         turns_tokens_per_s: rates,
-        cpu: cpuMeter.since(cpu0, (encoded - satEncoded0) / tokensPerFrame),
+        cpu: cpuMeter.since(cpu0, (sidecar.encoded - satEncoded0) / tokensPerFrame),
       };
       rows.push(row);
       opts.progress(
@@ -258,147 +239,15 @@ export async function benchServe(
     }
 
     // 2. and 3. open loop at fixed rates; at the floor's loads the row alternates with its floor
-    const openLoop = async (
-      fraction: number,
-      secs: number,
-      rowName: string,
-      floorName?: string,
-    ) => {
-      const rate = fraction * saturation;
-      // the row and its floor in windows that alternate: both meet the same seconds of a host
-      // whose speed drifts (a floor measured minutes later moved 3× between runs)
-      const blocks: Block[] = floorName
-        ? alternation(secs, WINDOW_SECONDS)
-        : [{ side: "sidecar", seconds: secs }];
-      measuring.sidecar = false; // each window measures after it settles
-      if (floorName) await floorSub.open();
-      let wall0 = 0;
-      const samples: number[] = [];
-      let sampleEverySecond: ReturnType<typeof setInterval> | undefined;
-      // the row starts after its first window settles: the phase before (saturation's garbage,
-      // RSS included) is not the row's
-      const startRow = () => {
-        for (const s of [latencies, toSidecar, inSidecar, floorSub.latencies]) s.clear();
-        splitMissing = 0;
-        phasePeak = rssMb();
-        wall0 = Date.now();
-        samples.push(rssMb());
-        sampleEverySecond = setInterval(() => samples.push(rssMb()), 1000);
-      };
-      const sides = { sidecar: new SideTally(), floor: new SideTally() };
-      try {
-        for (const [i, { side, seconds }] of blocks.entries()) {
-          // each side's first window settles for as long as a row does (the floor's connection
-          // may carry its first traffic), later ones only past the switch
-          const first = blocks.findIndex((b) => b.side === side) === i;
-          const settle = first ? SETTLE_SECONDS : SWITCH_SETTLE_SECONDS;
-          const onSettled = i === 0 ? startRow : undefined;
-          // a row of several windows pools its frames' lags; one window reports its own p99
-          const lags = blocks.length > 1;
-          sides[side].add(await openWindow({ side, rate, seconds, settle, onSettled, lags }));
-        }
-      } finally {
-        clearInterval(sampleEverySecond);
-      }
-      samples.push(rssMb());
-      const sorted = latencies.sorted();
-      const floorSorted = floorSub.latencies.sorted();
-      const { sidecar, floor } = sides;
-      // what a side's row says of its windows: rate, percentiles, the generator's lag, the cores
-      const sideRow = (name: string, tally: SideTally, sorted: Float64Array): BenchResult => ({
-        name,
-        tokens_per_s: tally.tokens / tally.seconds,
-        baseline_tokens_per_s: null,
-        ratio: null,
-        p50_ms: percentileOfSorted(sorted, 50),
-        p99_ms: percentileOfSorted(sorted, 99),
-        rss_mb: null,
-        offered_tokens_per_s: rate,
-        load_fraction: fraction,
-        schedule_lag_p99_ms: tally.lagP99Ms,
-        cpu: CpuMeter.over(tally.spans, tally.tokens / tokensPerFrame),
-      });
-      const row: BenchResult = {
-        ...sideRow(rowName, sidecar, sorted),
-        ...latencySplit(toSidecar, inSidecar),
-        ...(splitMissing > 0 ? { split_missing_frames: splitMissing } : {}),
-        rss_mb: Math.max(phasePeak, ...samples),
-        dropped_tokens: sidecar.dropped,
-        ...(floorName
-          ? {
-            floor_p99_ms: percentileOfSorted(floorSorted, 99),
-            p99_over_floor_ms: overFloor(
-              percentileOfSorted(sorted, 99),
-              percentileOfSorted(floorSorted, 99),
-            ),
-          }
-          : {}),
-        ...hostWakeOver(hostWake, wall0),
-      };
-      if (!floorName) return { row, samples };
-      const floorRow: BenchResult = {
-        ...sideRow(floorName, floor, floorSorted),
-        // not received by the deadline (a slow consumer's messages that nats-server dropped)
-        dropped_tokens: floor.missing,
-        // the host's wake-ups over the row and its floor together, settling included: their
-        // windows alternate
-        ...hostWakeOver(hostWake, wall0),
-        // its cpu's "sidecar" is this process: the bare subscriber, and the monitor idling
-      };
-      return { row, samples, floorRow };
-    };
-    /**
-     * One window of a row: its rate for `settle` seconds, not measured (the row is then the
-     * steady state at its load, not the end of the phase before), then `seconds` measured. The
-     * floor's frames name FLOOR_MODEL, which the monitor does not subscribe to: it idles
-     * meanwhile, as if stopped, and the bare subscriber reads them.
-     */
-    const openWindow = async (
-      { side, rate, seconds: secs, settle, onSettled, lags }: {
-        side: Side;
-        rate: number;
-        seconds: number;
-        settle: number;
-        /** Called between the settling time and the measured seconds. */
-        onSettled?: () => void;
-        /** Ask the generator for every frame's lag (see {@linkcode Window.lagsMs}). */
-        lags: boolean;
-      },
-    ): Promise<Window> => {
-      const model = side === "floor" ? { model: FLOOR_MODEL } : {};
-      const count = () => side === "floor" ? floorSub.received : encoded;
-      const setMeasuring = (on: boolean) =>
-        side === "floor" ? floorSub.measuring = on : measuring.sidecar = on;
-      const run = async (seconds: number, keepLags: boolean) => {
-        const start = count();
-        const done = await gen.run(
-          { cmd: "open", rate, seconds, lags: keepLags, ...model },
-          Date.now() + seconds * 1000 + 30_000,
-        );
-        const want = start + done.frames * tokensPerFrame, deadline = Date.now() + 10_000;
-        while (count() < want && Date.now() < deadline) await sleep(1);
-        return { done, tokens: count() - start, missing: want - count() };
-      };
-      await run(settle, false);
-      onSettled?.();
-      setMeasuring(true);
-      const from = cpuMeter.mark(), t0 = performance.now(), dropped0 = dropped();
-      const { done, tokens, missing } = await run(secs, lags);
-      setMeasuring(false);
-      const to = cpuMeter.mark();
-      // a window ends at its last frame (evaluated, or received), not at the drain loop's next look
-      const last = side === "sidecar" ? lastEncodedAt : floorSub.lastReceivedAt;
-      return {
-        span: { from, to },
-        tokens,
-        seconds: (Math.max(last, t0 + 1) - t0) / 1000,
-        missing,
-        // the sidecar's refusals; the floor's losses are its `missing`
-        dropped: side === "sidecar" ? dropped() - dropped0 : 0,
-        lagP99Ms: done.lagP99Ms,
-        ...(done.lagsMs ? { lagsMs: done.lagsMs } : {}),
-      };
-    };
+    const openLoop = new OpenLoop({
+      sidecar,
+      floorSub,
+      gen,
+      cpuMeter,
+      dropped,
+      hostWake,
+      saturation,
+    });
     for (const f of plan.loads) {
       const matched = plan.floorLoads.includes(f);
       opts.progress(
@@ -408,12 +257,12 @@ export async function benchServe(
           matched ? ", in windows alternating with its floor (a bare subscriber)" : ""
         }`,
       );
-      const { row, floorRow } = await openLoop(
-        f,
-        plan.loadSeconds,
-        `${name}/load-${Math.round(f * 100)}pct`,
-        matched ? `${name}/floor-${Math.round(f * 100)}pct` : undefined,
-      );
+      const { row, floorRow } = await openLoop.row({
+        fraction: f,
+        seconds: plan.loadSeconds,
+        name: `${name}/load-${Math.round(f * 100)}pct`,
+        floorName: matched ? `${name}/floor-${Math.round(f * 100)}pct` : undefined,
+      });
       rows.push(row);
       // no floor row after this one: the rows after run without the floor's connection
       if (!plan.floorLoads.some((g) => plan.loads.indexOf(g) > plan.loads.indexOf(f))) {
@@ -444,7 +293,11 @@ export async function benchServe(
         ? `${plan.rssSeconds / 60}min`
         : `${plan.rssSeconds}s`;
       opts.progress(`e2e: RSS over ${label} at half load, sampled every second`);
-      const { row, samples } = await openLoop(0.5, plan.rssSeconds, `${name}/rss-${label}`);
+      const { row, samples } = await openLoop.row({
+        fraction: 0.5,
+        seconds: plan.rssSeconds,
+        name: `${name}/rss-${label}`,
+      });
       const first = samples[0], last = samples[samples.length - 1];
       const max = Math.max(...samples), min = Math.min(...samples);
       row.rss_mb = max;
