@@ -18,7 +18,7 @@ import { describeValue, expectMessage, int, nonEmpty } from "../shared/schema.ts
 import { SinkSchema } from "./monitor_sinks.ts";
 import { ScaleOutSchema } from "./monitor_scale_out.ts";
 
-/** Settings of `alerts.spool.fsync` (see `SpoolOptions.fsync` in src/sinks/spool.ts). */
+/** Settings of `alerts.spool.fsync` (see `SpoolOptions.fsync` in src/sinks/spool_options.ts). */
 export const SPOOL_FSYNC = ["never", "batch", "always"] as const;
 
 /** One of {@linkcode SPOOL_FSYNC}. */

@@ -40,45 +40,20 @@
  * @module
  */
 import { openSpoolDir, readIfExists, segName, writeAll } from "./spool_dir.ts";
-import { decodePut, encodePut, frameRecord, HEADER, scan, SpoolError } from "./spool_format.ts";
+import { frameRecord, scan, SpoolError } from "./spool_format.ts";
+import { SpoolIndex } from "./spool_index.ts";
+import {
+  type ResolvedSpoolOptions,
+  resolveSpoolOptions,
+  type SpoolFsync,
+  type SpoolOptions,
+} from "./spool_options.ts";
+import { SpoolWriter } from "./spool_writer.ts";
 
 export { crc32, frameRecord, scanRecords, SpoolError } from "./spool_format.ts";
+export type { SpoolFsync, SpoolOptions } from "./spool_options.ts";
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-/** Settings of a {@linkcode Spool}. */
-export interface SpoolOptions {
-  /** Bytes of segment and ack files at most (default 256 MiB). */
-  maxBytes?: number;
-  /** Records waiting at most (default 100 000). */
-  maxRecords?: number;
-  /** A new segment starts past this size (default 4 MiB, at most `maxBytes / 4`). */
-  segmentBytes?: number;
-  /**
-   * When to `fdatasync` (default `never`):
-   *
-   * - `never`: a record is in the page cache once {@linkcode Spool.append}
-   *   returns: it survives a crash (or SIGKILL) of the sidecar, not a crash
-   *   of the host.
-   * - `batch`: one `fdatasync` per {@linkcode Spool.appendMany} call (an
-   *   `append` is a call of one) before it returns: the records survive a
-   *   host crash. Ack records are not synced: after a host crash an alert
-   *   already delivered may be sent again (the stream's dedup keeps it once
-   *   inside its duplicate window).
-   * - `always`: as `batch`, and every ack record is synced too, so a host
-   *   crash resends nothing already acknowledged.
-   */
-  fsync?: SpoolFsync;
-  /**
-   * How a file's data is synced (default `file.syncDataSync()`, i.e.
-   * `fdatasync`); tests inject failures here.
-   */
-  syncData?: (file: Deno.FsFile) => void;
-}
-
-/** When a {@linkcode Spool} calls `fdatasync` (see {@linkcode SpoolOptions.fsync}). */
-export type SpoolFsync = "never" | "batch" | "always";
 
 /** A record waiting in the spool. */
 export interface SpoolRecord {
@@ -120,21 +95,6 @@ export interface SpoolStats {
   loaded: number;
 }
 
-/** Where a waiting record lies. */
-interface Entry {
-  seg: number;
-  /** Offset of the record's data (past frame header, id and time) and its length. */
-  dataOffset: number;
-  dataLength: number;
-  firstAttemptMs: number;
-}
-
-/** Per segment: records not yet acknowledged, and bytes of its two files. */
-interface Segment {
-  live: number;
-  bytes: number;
-}
-
 /**
  * A bounded, crash-tolerant, on-disk FIFO of records keyed by id.
  * Synchronous file I/O: an append is one `write` to the page cache, so a
@@ -153,19 +113,13 @@ interface Segment {
  */
 export class Spool {
   readonly dir: string;
-  readonly #maxBytes: number;
-  readonly #maxRecords: number;
-  readonly #segmentBytes: number;
   readonly #fsync: SpoolFsync;
   readonly #syncData: (file: Deno.FsFile) => void;
   /** Open ack files, per segment (closed when the segment goes, and at close). */
   #ackFiles = new Map<number, Deno.FsFile>();
-  /** Waiting records, oldest first (Map keeps insertion order). */
-  #index = new Map<string, Entry>();
-  #segments = new Map<number, Segment>();
-  #active: { seg: number; file: Deno.FsFile; size: number } | null = null;
-  #nextSeg: number;
-  #bytes = 0;
+  /** Waiting records, oldest first, and the bytes of the files. */
+  readonly #index = new SpoolIndex();
+  readonly #writer: SpoolWriter;
   #closed = false;
   /** `<dir>/.lock`, exclusively locked while the spool is open. */
   #lock: Deno.FsFile | null = null;
@@ -173,17 +127,14 @@ export class Spool {
 
   private constructor(
     dir: string,
-    opts: Required<Omit<SpoolOptions, "syncData">> & Pick<SpoolOptions, "syncData">,
+    opts: ResolvedSpoolOptions,
     nextSeg: number,
     loadStats: { torn: number; corrupt: number; loaded: number },
   ) {
     this.dir = dir;
-    this.#maxBytes = opts.maxBytes;
-    this.#maxRecords = opts.maxRecords;
-    this.#segmentBytes = opts.segmentBytes;
     this.#fsync = opts.fsync;
-    this.#syncData = opts.syncData ?? ((file) => file.syncDataSync());
-    this.#nextSeg = nextSeg;
+    this.#syncData = opts.syncData;
+    this.#writer = new SpoolWriter({ dir, opts, index: this.#index, nextSeg });
     this.#loadStats = loadStats;
   }
 
@@ -203,31 +154,10 @@ export class Spool {
    * ```
    */
   static open(dir: string, opts: SpoolOptions = {}): Spool {
-    const maxBytes = opts.maxBytes ?? 256 * 1024 * 1024;
-    const maxRecords = opts.maxRecords ?? 100_000;
-    if (opts.fsync !== undefined && !["never", "batch", "always"].includes(opts.fsync)) {
-      throw new SpoolError(dir, "fsync never, batch or always", String(opts.fsync));
-    }
-    if (!(maxBytes >= 1024)) throw new SpoolError(dir, "maxBytes ≥ 1024", String(maxBytes));
-    if (!(maxRecords >= 1)) throw new SpoolError(dir, "maxRecords ≥ 1", String(maxRecords));
-    const segmentBytes = Math.max(
-      1024,
-      Math.min(opts.segmentBytes ?? 4 * 1024 * 1024, Math.floor(maxBytes / 4)),
-    );
+    const resolved = resolveSpoolOptions(dir, opts);
     const { lock, segments: order } = openSpoolDir(dir);
     const loadStats = { torn: 0, corrupt: 0, loaded: 0 };
-    const spool = new Spool(
-      dir,
-      {
-        maxBytes,
-        maxRecords,
-        segmentBytes,
-        fsync: opts.fsync ?? "never",
-        ...(opts.syncData ? { syncData: opts.syncData } : {}),
-      },
-      (order.at(-1) ?? 0) + 1,
-      loadStats,
-    );
+    const spool = new Spool(dir, resolved, (order.at(-1) ?? 0) + 1, loadStats);
     spool.#lock = lock;
     try {
       for (const seg of order) spool.#load(seg, loadStats);
@@ -250,34 +180,14 @@ export class Spool {
     const acks = scan(ack);
     counts.torn += puts.torn + acks.torn;
     counts.corrupt += puts.corrupt + acks.corrupt;
-    const acked = new Set(acks.records.map((r) => dec.decode(r.payload)));
-    let live = 0;
-    for (const r of puts.records) {
-      const p = decodePut(r.payload);
-      if (acked.has(p.id)) continue;
-      const previous = this.#index.get(p.id);
-      if (previous) {
-        // the same id spooled twice (an earlier copy never acknowledged): keep the newer
-        this.#index.delete(p.id);
-        this.#segments.get(previous.seg)!.live--;
-      }
-      this.#index.set(p.id, {
-        seg,
-        dataOffset: r.offset + HEADER + p.dataAt,
-        dataLength: r.payload.length - p.dataAt,
-        firstAttemptMs: p.firstAttemptMs,
-      });
-      live++;
-    }
-    this.#segments.set(seg, { live, bytes: log.length + ack.length });
-    this.#bytes += log.length + ack.length;
     // earlier segments may have lost their last live record to a newer copy
-    for (const [s, info] of this.#segments) if (info.live === 0) this.#deleteSegment(s);
+    const emptied = this.#index.load(seg, puts, acks, log.length + ack.length);
+    for (const s of emptied) this.#deleteSegment(s);
   }
 
   /** Counters, read live. */
   get stats(): SpoolStats {
-    return { pending: this.#index.size, bytes: this.#bytes, ...this.#loadStats };
+    return { pending: this.#index.size, bytes: this.#index.bytes, ...this.#loadStats };
   }
 
   /** Records waiting. */
@@ -319,136 +229,7 @@ export class Spool {
    */
   appendMany(recs: readonly SpoolRecord[]): SpoolAppendResult[] {
     this.#checkOpen();
-    const out: SpoolAppendResult[] = new Array(recs.length);
-    /** Records framed for the active segment, not yet written. */
-    let chunk: { i: number; framed: Uint8Array; idLen: number }[] = [];
-    let chunkBytes = 0;
-    let pendingCount = this.#index.size;
-    let pendingBytes = this.#bytes;
-    const inBatch = new Set<string>();
-    let wrote = false;
-    let syncError: string | null = null;
-    const syncActive = (): void => {
-      if (!wrote || this.#fsync === "never" || !this.#active) return;
-      try {
-        this.#syncData(this.#active.file);
-      } catch (err) {
-        syncError ??= (err as Error).message;
-      }
-      wrote = false;
-    };
-    const flush = (): void => {
-      if (chunk.length === 0) return;
-      const items = chunk;
-      chunk = [];
-      const bytes = chunkBytes;
-      chunkBytes = 0;
-      try {
-        if (!this.#active) this.#openSegment();
-        const a = this.#active!;
-        const buf = new Uint8Array(bytes);
-        let at = 0;
-        for (const it of items) {
-          buf.set(it.framed, at);
-          at += it.framed.length;
-        }
-        writeAll(a.file, buf);
-        wrote = true;
-        const segment = this.#segments.get(a.seg)!;
-        for (const it of items) {
-          const rec = recs[it.i];
-          this.#index.set(rec.id, {
-            seg: a.seg,
-            dataOffset: a.size + HEADER + 2 + it.idLen + 8,
-            dataLength: rec.data.length,
-            firstAttemptMs: rec.firstAttemptMs,
-          });
-          a.size += it.framed.length;
-          segment.live++;
-          out[it.i] = { ok: true, already: false };
-        }
-        segment.bytes += bytes;
-        this.#bytes += bytes;
-      } catch (err) {
-        // a half-written chunk is skipped as torn on the next open; start a new segment now
-        try {
-          this.#active?.file.close();
-        } catch { /* already unusable */ }
-        this.#active = null;
-        for (const it of items) {
-          out[it.i] = { ok: false, reason: "spool_io_error", error: (err as Error).message };
-          pendingCount--;
-          pendingBytes -= it.framed.length;
-          inBatch.delete(recs[it.i].id);
-        }
-      }
-    };
-    for (let i = 0; i < recs.length; i++) {
-      const rec = recs[i];
-      if (this.#index.has(rec.id) || inBatch.has(rec.id)) {
-        out[i] = { ok: true, already: true };
-        continue;
-      }
-      const idLen = enc.encode(rec.id).length;
-      const framed = frameRecord(encodePut(rec));
-      if (pendingCount >= this.#maxRecords) {
-        out[i] = {
-          ok: false,
-          reason: "spool_full",
-          error: `expected fewer than ${this.#maxRecords} records waiting, found ${pendingCount}`,
-        };
-        continue;
-      }
-      if (pendingBytes + framed.length > this.#maxBytes) {
-        out[i] = {
-          ok: false,
-          reason: "spool_full",
-          error: `expected at most ${this.#maxBytes} bytes on disk, found ${pendingBytes} + ` +
-            `${framed.length} for this record`,
-        };
-        continue;
-      }
-      const activeSize = (this.#active?.size ?? 0) + chunkBytes;
-      if (activeSize > 0 && activeSize + framed.length > this.#segmentBytes) {
-        // this record starts a new segment
-        flush();
-        syncActive();
-        try {
-          this.#active?.file.close();
-        } catch { /* closing a segment whose write failed */ }
-        this.#active = null;
-      }
-      chunk.push({ i, framed, idLen });
-      chunkBytes += framed.length;
-      pendingCount++;
-      pendingBytes += framed.length;
-      inBatch.add(rec.id);
-    }
-    flush();
-    syncActive();
-    if (syncError !== null) {
-      // written but not known to be on disk: the records stay waiting (they
-      // are delivered like any other, and survive a process crash), so they
-      // are accepted, not refused: refusing them while the replay still
-      // delivers them would publish them twice and count drops that a sink
-      // sees. What a host crash would cost is said with `unsynced`.
-      for (let i = 0; i < out.length; i++) {
-        const r = out[i];
-        if (r?.ok && !r.already) out[i] = { ok: true, already: false, unsynced: syncError };
-      }
-    }
-    return out;
-  }
-
-  #openSegment(): void {
-    const seg = this.#nextSeg++;
-    const file = Deno.openSync(this.#path(seg, "log"), {
-      write: true,
-      create: true,
-      append: true,
-    });
-    this.#active = { seg, file, size: 0 };
-    this.#segments.set(seg, { live: 0, bytes: 0 });
+    return this.#writer.appendMany(recs);
   }
 
   /** Remember (in memory only) when delivery of `id` was first tried. */
@@ -466,7 +247,7 @@ export class Spool {
     const out: SpoolRecord[] = [];
     const files = new Map<number, Deno.FsFile>();
     try {
-      for (const [id, e] of this.#index) {
+      for (const [id, e] of this.#index.entries()) {
         if (out.length >= limit) break;
         if (skip?.has(id)) continue;
         let f = files.get(e.seg);
@@ -502,17 +283,11 @@ export class Spool {
    */
   ack(id: string): boolean {
     if (this.#closed) return false;
-    const e = this.#index.get(id);
+    const e = this.#index.remove(id);
     if (!e) return false;
-    this.#index.delete(id);
-    const segment = this.#segments.get(e.seg)!;
-    segment.live--;
-    if (segment.live === 0) {
+    if (e.emptied) {
       // nothing left to acknowledge separately: the whole segment goes
-      if (this.#active?.seg === e.seg) {
-        this.#active.file.close();
-        this.#active = null;
-      }
+      this.#writer.closeSegment(e.seg);
       this.#deleteSegment(e.seg);
       return true;
     }
@@ -525,8 +300,7 @@ export class Spool {
       }
       writeAll(f, framed);
       if (this.#fsync === "always") this.#syncData(f);
-      segment.bytes += framed.length;
-      this.#bytes += framed.length;
+      this.#index.grow(e.seg, framed.length);
     } catch {
       // the ack is lost: the record is sent again after a restart and the
       // stream's dedup (Nats-Msg-Id) keeps it once
@@ -544,9 +318,7 @@ export class Spool {
 
   #deleteSegment(seg: number): void {
     this.#closeAck(seg);
-    const s = this.#segments.get(seg);
-    this.#segments.delete(seg);
-    if (s) this.#bytes -= s.bytes;
+    this.#index.dropSegment(seg);
     for (const kind of ["log", "ack"] as const) {
       try {
         Deno.removeSync(this.#path(seg, kind));
@@ -564,9 +336,8 @@ export class Spool {
     this.#closed = true;
     for (const seg of [...this.#ackFiles.keys()]) this.#closeAck(seg);
     try {
-      this.#active?.file.close();
+      this.#writer.close();
     } finally {
-      this.#active = null;
       this.#lock?.close(); // closing the file releases its lock
       this.#lock = null;
     }
