@@ -3,8 +3,8 @@
  * delivered, retried, dropped or spooled without `fdatasync`: its counters
  * (`stats`), the telemetry series labelled with the sink's name, and the
  * log lines (`alert.dropped`, `alert.publish_failed`,
- * `alert.spool_sync_failed`). Shared by the memory queue (`./sink.ts`) and
- * the spool replay (`./replay.ts`).
+ * `alert.spool_sync_failed`). Shared by the sink (`./sink.ts`), its memory
+ * queue (`./memory.ts`) and the spool replay (`./replay.ts`).
  *
  * @module
  */

@@ -48,18 +48,19 @@
  */
 import type { Alert } from "../../core/alert.ts";
 import type { Bus } from "../../bus/bus.ts";
-import { isTransientBusError } from "../../bus/errors.ts";
 import type { Durability, DurableSink } from "../sink.ts";
-import { Backoff } from "../../shared/backoff.ts";
 import { JetStreamAccounting } from "./accounting.ts";
-import { Spool, type SpoolFsync } from "../spool.ts";
+import type { Spool, SpoolFsync } from "../spool.ts";
+import { MemoryQueue } from "./memory.ts";
+import { type ResolvedJetStreamSinkOptions, resolveSinkOptions } from "./options.ts";
 import { StreamPublisher } from "./publisher.ts";
+import { checkStream, openSinkSpool } from "./start.ts";
 import { type ReplayHost, replaySpool } from "./replay.ts";
 import {
   type Item,
-  JetStreamSinkError,
   type JetStreamSinkOptions,
   type JetStreamSinkStats,
+  newSinkStats,
 } from "./types.ts";
 
 export {
@@ -95,80 +96,47 @@ const encoder = new TextEncoder();
 export class JetStreamSink implements DurableSink {
   readonly name: string;
   readonly #bus: Bus;
-  readonly #o: JetStreamSinkOptions & {
-    maxQueue: number;
-    maxInFlight: number;
-    initialBackoffMs: number;
-    maxBackoffMs: number;
-    pollMs: number;
-  };
+  readonly #o: ResolvedJetStreamSinkOptions;
   #spool: Spool | null = null;
-  #queue: Item[] = [];
-  #inFlight = new Set<Item>();
   /**
    * Spooled ids being published: by the replay loop, or from memory (an
    * alert written ahead). The replay loop skips them.
    */
   #replaying = new Set<string>();
-  /** Items in memory that are not in the spool (not written ahead). */
-  #volatile = 0;
   #closed = false;
   #stopping = false;
   #replayLoop: Promise<void> | null = null;
   #wake: (() => void) | null = null;
   readonly #publisher: StreamPublisher;
   readonly #acct: JetStreamAccounting;
-  readonly #stats: JetStreamSinkStats = {
-    queued: 0,
-    delivered: 0,
-    dropped: {},
-    retries: 0,
-    duplicate: 0,
-    spooled: 0,
-    spoolReplayed: 0,
-    spoolPending: 0,
-    spoolTorn: 0,
-    spoolCorrupt: 0,
-    spoolUnsynced: 0,
-    spoolErrors: 0,
-  };
+  readonly #memory: MemoryQueue;
+  readonly #stats: JetStreamSinkStats = newSinkStats();
 
   constructor(bus: Bus, opts: JetStreamSinkOptions) {
     this.#bus = bus;
-    this.#o = {
-      maxQueue: 1000,
-      maxInFlight: 32,
-      initialBackoffMs: 100,
-      maxBackoffMs: 5000,
-      pollMs: 100,
-      ...opts,
-    };
+    this.#o = resolveSinkOptions(opts);
     this.name = opts.name ?? "jetstream";
     this.#publisher = new StreamPublisher(bus, this.#o);
     this.#acct = new JetStreamAccounting(this.name, this.#stats, this.#o);
-    if (!(this.#o.maxQueue >= 1)) {
-      throw new JetStreamSinkError("maxQueue", "≥ 1", String(this.#o.maxQueue));
-    }
-    if (!(this.#o.maxInFlight >= 1)) {
-      throw new JetStreamSinkError("maxInFlight", "≥ 1", String(this.#o.maxInFlight));
-    }
-    // Resends of one alert while NATS answers come at most maxBackoffMs plus
-    // an ack timeout apart; the stream must remember the id at least that
-    // long or a resend after a lost ack is stored twice.
-    if (opts.stream.duplicateWindowMs < 2 * this.#o.maxBackoffMs) {
-      throw new JetStreamSinkError(
-        "stream.duplicateWindowMs",
-        `≥ 2 × maxBackoffMs = ${2 * this.#o.maxBackoffMs} ms (the retry horizon)`,
-        `${opts.stream.duplicateWindowMs} ms`,
-      );
-    }
+    this.#memory = new MemoryQueue({
+      bus,
+      publisher: this.#publisher,
+      acct: this.#acct,
+      o: this.#o,
+      stats: this.#stats,
+      replaying: this.#replaying,
+      spool: () => this.#spool,
+      stopping: () => this.#stopping,
+      gauge: () => this.#gauge(),
+      wake: () => this.#wake?.(),
+    });
   }
 
   /** Live counters. */
   get stats(): JetStreamSinkStats {
     const s = this.#stats;
     s.spoolPending = this.#spool?.pending ?? 0;
-    s.queued = this.#volatile + s.spoolPending;
+    s.queued = this.#memory.volatile + s.spoolPending;
     return s;
   }
 
@@ -184,47 +152,8 @@ export class JetStreamSink implements DurableSink {
    * then); a stream check that NATS answers with an error throws.
    */
   async start(): Promise<void> {
-    if (this.#o.spoolDir) {
-      this.#spool = Spool.open(this.#o.spoolDir, this.#o.spool);
-      const s = this.#spool.stats;
-      this.#stats.spoolTorn = s.torn;
-      this.#stats.spoolCorrupt = s.corrupt;
-      if (s.torn + s.corrupt > 0) {
-        // a crash cut a write short, or the disk damaged a record: what was
-        // skipped cannot be resent, so say so loudly
-        this.#o.log?.error("alert.spool_damaged", {
-          dir: this.#o.spoolDir,
-          torn: s.torn,
-          corrupt: s.corrupt,
-        });
-      }
-      if (s.loaded > 0) {
-        this.#o.log?.warn("alert.spool_loaded", {
-          dir: this.#o.spoolDir,
-          alerts: s.loaded,
-          bytes: s.bytes,
-          note: "resending alerts a previous run could not deliver",
-        });
-      }
-    }
-    // NATS down, or connected but no answer in time (a cluster still electing its leader):
-    // the first publish that misses the stream creates it
-    let deferred: string | null = "NATS unreachable";
-    if (this.#bus.connected) {
-      try {
-        await this.#bus.ensureStream(this.#o.stream);
-        deferred = null;
-      } catch (err) {
-        if (!isTransientBusError(err)) throw err;
-        deferred = `JetStream did not answer in time (${(err as Error).message})`;
-      }
-    }
-    if (deferred !== null) {
-      this.#o.log?.warn("alert.stream_check_deferred", {
-        stream: this.#o.stream.name,
-        note: `${deferred}; the stream is created on the first publish that misses it`,
-      });
-    }
+    this.#spool = openSinkSpool(this.#o, this.#stats);
+    await checkStream(this.#bus, this.#o);
     if (this.#spool) this.#replayLoop ??= replaySpool(this.#replayHost(this.#spool));
   }
 
@@ -314,10 +243,8 @@ export class JetStreamSink implements DurableSink {
         if (r.unsynced !== undefined) unsynced.push(item.alert.id);
         this.#stats.spooled++;
         item.backed = true;
-        if (this.#memoryHasRoom()) {
-          this.#replaying.add(item.alert.id);
-          this.#queue.push(item);
-        } else woke = true; // the replay loop delivers it
+        if (this.#memory.hasRoom()) this.#memory.pushBacked(item);
+        else woke = true; // the replay loop delivers it
         continue;
       }
       out[i] = this.#volatileItem(item, r && !r.ok ? r : null);
@@ -332,7 +259,7 @@ export class JetStreamSink implements DurableSink {
     this.#gauge();
     // publishing starts after the caller's synchronous work (its own
     // bookkeeping write right after this one, in the pipeline's case)
-    queueMicrotask(() => this.#pump());
+    queueMicrotask(() => this.#memory.pump());
     return out;
   }
 
@@ -344,11 +271,6 @@ export class JetStreamSink implements DurableSink {
     return Promise.resolve(false);
   }
 
-  #memoryHasRoom(): boolean {
-    return !this.#stopping && this.#bus.connected &&
-      this.#queue.length + this.#inFlight.size < this.#o.maxQueue;
-  }
-
   /**
    * An alert not written ahead (no spool, or the spool refused it): queued
    * in memory when NATS answers and there is room, otherwise dropped
@@ -358,26 +280,12 @@ export class JetStreamSink implements DurableSink {
     item: Item,
     refusal: { reason: string; error: string } | null,
   ): Durability {
-    const room = !this.#stopping && this.#queue.length + this.#inFlight.size < this.#o.maxQueue &&
-      (this.#bus.connected || !this.#spool);
-    if (!room) {
+    if (!this.#memory.hasRoomForVolatile()) {
       const reason = refusal?.reason ?? (this.#stopping ? "shutdown" : "queue_full");
       this.#acct.drop(item.alert, reason, refusal?.error);
       return this.#refused(item.alert);
     }
-    this.#volatile++;
-    const settled = new Promise<boolean>((resolve) => item.settle = resolve);
-    this.#queue.push(item);
-    return settled;
-  }
-
-  /** A volatile item leaves memory: durable (in the stream or the spool) or dropped. */
-  #settle(item: Item, durable: boolean): void {
-    if (!item.settle) return;
-    const settle = item.settle;
-    item.settle = undefined;
-    this.#volatile--;
-    settle(durable);
+    return this.#memory.pushVolatile(item);
   }
 
   /**
@@ -390,25 +298,15 @@ export class JetStreamSink implements DurableSink {
   async drain(timeoutMs: number): Promise<number> {
     const deadline = Date.now() + Math.max(0, timeoutMs);
     const settled = () =>
-      this.#queue.length + this.#inFlight.size === 0 &&
+      this.#memory.size === 0 &&
       (!this.#spool || this.#spool.pending === 0 || !this.#bus.connected);
     while (!settled() && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
     }
     this.#stopping = true;
-    const left = [...this.#queue.splice(0), ...this.#inFlight];
-    this.#inFlight.clear();
-    let lost = 0;
-    for (const item of left) {
-      this.#replaying.delete(item.alert.id);
-      if (item.backed) continue; // on disk already
-      if (this.#spool && this.#toSpool(item)) continue;
-      if (!this.#spool) this.#acct.drop(item.alert, "shutdown");
-      this.#settle(item, false);
-      lost++;
-    }
+    const { left, lost } = this.#memory.release();
     this.#gauge();
-    if (left.length > 0 || (this.#spool?.pending ?? 0) > 0) {
+    if (left > 0 || (this.#spool?.pending ?? 0) > 0) {
       this.#o.log?.[lost > 0 ? "error" : "warn"]("alert.undelivered_at_shutdown", {
         sink: this.name,
         lost,
@@ -438,92 +336,9 @@ export class JetStreamSink implements DurableSink {
   #gauge(): void {
     this.#o.telemetry?.set(
       "latentwatch.alert_queue.depth",
-      this.#volatile + (this.#spool?.pending ?? 0),
+      this.#memory.volatile + (this.#spool?.pending ?? 0),
       { sink: this.name },
     );
-  }
-
-  /** Write `item` to the spool; on refusal (full, I/O error) drop it, counted and logged. */
-  #toSpool(item: Item): boolean {
-    const r = this.#spool!.append({
-      id: item.alert.id,
-      data: item.data,
-      firstAttemptMs: item.firstAttemptMs,
-    });
-    if (!r.ok) {
-      // documented policy: the newest alert is the one dropped (see docs/alert-delivery.md)
-      this.#acct.drop(item.alert, r.reason, r.error);
-      return false;
-    }
-    if (!r.already) this.#stats.spooled++;
-    if (r.unsynced !== undefined) this.#acct.unsynced([item.alert.id], r);
-    item.backed = true;
-    this.#settle(item, true);
-    this.#gauge();
-    this.#wake?.();
-    return true;
-  }
-
-  #pump(): void {
-    while (!this.#stopping && this.#inFlight.size < this.#o.maxInFlight && this.#queue.length) {
-      if (this.#spool && !this.#bus.connected) {
-        // no point waiting for acks that cannot come: the queue goes to disk
-        // (what was written ahead is there already)
-        for (const item of this.#queue.splice(0)) {
-          this.#replaying.delete(item.alert.id);
-          if (!item.backed && !this.#toSpool(item)) this.#settle(item, false);
-        }
-        this.#gauge();
-        this.#wake?.();
-        return;
-      }
-      const item = this.#queue.shift()!;
-      this.#inFlight.add(item);
-      this.#sendFromMemory(item).finally(() => {
-        this.#inFlight.delete(item);
-        if (item.backed) this.#replaying.delete(item.alert.id);
-        this.#gauge();
-        this.#pump();
-      });
-    }
-  }
-
-  async #sendFromMemory(item: Item): Promise<void> {
-    const backoff = new Backoff(this.#o.initialBackoffMs, this.#o.maxBackoffMs);
-    for (;;) {
-      if (!item.firstAttemptMs) {
-        item.firstAttemptMs = Date.now();
-        if (item.backed) this.#spool?.markAttempt(item.alert.id, item.firstAttemptMs);
-      }
-      const out = await this.#publisher.publish(item.alert.id, item.payload, item.alert);
-      if (!this.#inFlight.has(item)) {
-        // drain() let go of it while the publish was out (it is in the spool,
-        // or dropped); a late ack means the stream has it, so the spool record can go
-        if (out.kind === "ok" && this.#spool?.ack(item.alert.id)) {
-          this.#acct.delivered(item.alert, out.seq, out.duplicate);
-        }
-        return;
-      }
-      if (out.kind === "ok") {
-        if (item.backed) this.#spool?.ack(item.alert.id);
-        this.#settle(item, true);
-        return this.#acct.delivered(item.alert, out.seq, out.duplicate);
-      }
-      if (out.kind === "permanent") {
-        if (item.backed) this.#spool?.ack(item.alert.id); // given up on: it must not come back
-        this.#settle(item, false);
-        return this.#acct.drop(item.alert, out.reason, out.error);
-      }
-      this.#acct.retried(item.alert.id, out.error, backoff.delay);
-      // with a spool, a failed publish leaves the alert to the replay loop
-      // (written ahead, or written now): the memory queue stays free for
-      // alerts that can go now, and the loop retries it with backoff
-      if (item.backed) return void this.#wake?.();
-      if (this.#spool && this.#toSpool(item)) return;
-      await new Promise((r) => setTimeout(r, backoff.delay));
-      backoff.grow();
-      if (this.#stopping) return; // counted by drain()
-    }
   }
 
   /** The sink as the replay loop sees it (`./replay.ts`). */

@@ -1,7 +1,7 @@
 /**
  * Settings, counters and the shared shapes of the JetStream sink
- * (`./sink.ts`), its publisher (`./publisher.ts`) and its spool replay
- * (`./replay.ts`).
+ * (`./sink.ts`), its publisher (`./publisher.ts`), its memory queue
+ * (`./memory.ts`) and its spool replay (`./replay.ts`).
  *
  * @module
  */
@@ -86,6 +86,32 @@ export interface JetStreamSinkStats extends SinkStats {
    * crash may lose them. Logged as `alert.spool_sync_failed`.
    */
   spoolUnsynced: number;
+}
+
+/**
+ * The counters of a new {@linkcode JetStreamSink}: all zero.
+ *
+ * @example
+ * ```ts
+ * const stats = newSinkStats();
+ * stats.delivered; // 0
+ * ```
+ */
+export function newSinkStats(): JetStreamSinkStats {
+  return {
+    queued: 0,
+    delivered: 0,
+    dropped: {},
+    retries: 0,
+    duplicate: 0,
+    spooled: 0,
+    spoolReplayed: 0,
+    spoolPending: 0,
+    spoolTorn: 0,
+    spoolCorrupt: 0,
+    spoolUnsynced: 0,
+    spoolErrors: 0,
+  };
 }
 
 /** The sink's settings are inconsistent. */
