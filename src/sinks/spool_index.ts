@@ -92,7 +92,9 @@ export class SpoolIndex {
       if (previous) {
         // the same id spooled twice (an earlier copy never acknowledged): keep the newer
         this.#entries.delete(p.id);
-        this.#segments.get(previous.seg)!.live--;
+        // the earlier copy may lie in this segment, which is not registered yet
+        if (previous.seg === seg) live--;
+        else this.#segments.get(previous.seg)!.live--;
       }
       this.#entries.set(p.id, {
         seg,

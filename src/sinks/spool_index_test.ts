@@ -54,6 +54,20 @@ Deno.test("spool index: a newer copy of an id replaces the older; emptied segmen
   assert.deepEqual(load(index, 3, segment(["x"], ["x"])), [3], "fully acknowledged on disk");
 });
 
+Deno.test("spool index: an id spooled twice in one segment without an ack loads once, the newer copy", () => {
+  // e.g. an ack whose write failed, then the alert spooled again into the same segment
+  const index = new SpoolIndex();
+  const files = segment(["a", "b", "a"]);
+  assert.deepEqual(load(index, 1, files), []);
+  assert.deepEqual([...index.entries()].map(([id]) => id), ["b", "a"]);
+  const a = index.get("a")!;
+  const secondPut = files.log.length -
+    (12 + encodePut({ id: "a", data: enc.encode(`{"id":"a"}`), firstAttemptMs: 7 }).length);
+  assert.ok(a.dataOffset > secondPut, "the copy written last");
+  assert.deepEqual(index.remove("b"), { seg: 1, emptied: false });
+  assert.deepEqual(index.remove("a"), { seg: 1, emptied: true }, "two records live, not three");
+});
+
 Deno.test("spool index: appends, acks and deleted segments keep the counts", () => {
   const index = new SpoolIndex();
   index.addSegment(1);
