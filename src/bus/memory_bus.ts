@@ -9,6 +9,8 @@
  * window. Delivery is synchronous: `publish` hands the message to every
  * matching subscriber before it returns, in publish order (see
  * {@linkcode MemoryBus.publish} for publishes made from inside a handler).
+ * Subject syntax and matching are in {@linkcode ./memory_subjects.ts}, the
+ * streams in {@linkcode ./memory_stream.ts}.
  *
  * @module
  */
@@ -23,14 +25,11 @@ import {
   type StreamSpec,
   type SubscribeOptions,
 } from "./bus.ts";
+import { MemoryStream, type StoredMessage, StreamError } from "./memory_stream.ts";
+import { splitSubject, subjectMatches } from "./memory_subjects.ts";
 
-/** A subject or subscription filter is not valid NATS syntax. */
-export class SubjectError extends TypeError {
-  constructor(readonly subject: string, expected: string) {
-    super(`subject ${JSON.stringify(subject)}: expected ${expected}`);
-    this.name = "SubjectError";
-  }
-}
+export { type StoredMessage, StreamError } from "./memory_stream.ts";
+export { SubjectError } from "./memory_subjects.ts";
 
 /** A message (headers + payload) is larger than the bus's max payload, as NATS refuses it. */
 export class MaxPayloadError extends RangeError {
@@ -49,25 +48,6 @@ export class BusClosedError extends TypeError {
     super(`${operation}: expected an open bus, found it closed`);
     this.name = "BusClosedError";
   }
-}
-
-/** No stream exists with that name, or none captures the subject. */
-export class StreamError extends TypeError {
-  constructor(message: string) {
-    super(message);
-    this.name = "StreamError";
-  }
-}
-
-/** A message stored in a {@linkcode MemoryBus} stream. */
-export interface StoredMessage {
-  seq: number;
-  subject: string;
-  /** Headers as published, plus `Nats-Msg-Id`. */
-  headers: Record<string, string>;
-  data: Uint8Array;
-  /** Time stored, ms since the epoch (from the bus's clock). */
-  time: number;
 }
 
 /** Options of {@linkcode MemoryBus}. */
@@ -93,45 +73,9 @@ interface Sub {
 /** What a borrowed message's bytes become once its handler returns (0xff bytes: f32 NaN). */
 export const BORROWED_FILL = 0xff;
 
-interface Stream {
-  spec: StreamSpec;
-  subjects: string[][];
-  messages: StoredMessage[];
-  lastSeq: number;
-  /** msgId → original seq and time */
-  ids: Map<string, { seq: number; time: number }>;
-}
-
 interface Pending {
   msg: BusMessage;
   subs: Sub[];
-}
-
-function splitSubject(subject: string, wildcards: boolean): string[] {
-  const expected = wildcards
-    ? "dot-separated non-empty tokens, no whitespace, '>' only as the last token"
-    : "dot-separated non-empty tokens, no whitespace, no wildcards";
-  if (typeof subject !== "string" || subject.length === 0 || /\s/.test(subject)) {
-    throw new SubjectError(String(subject), expected);
-  }
-  const tokens = subject.split(".");
-  tokens.forEach((t, i) => {
-    if (t.length === 0) throw new SubjectError(subject, expected);
-    if (!wildcards && (t === "*" || t === ">")) throw new SubjectError(subject, expected);
-    if (t === ">" && i !== tokens.length - 1) throw new SubjectError(subject, expected);
-  });
-  return tokens;
-}
-
-/** NATS subject matching: `*` matches one token, a final `>` one or more. */
-function matches(filter: string[], subject: string[]): boolean {
-  for (let i = 0; i < filter.length; i++) {
-    const f = filter[i];
-    if (f === ">") return subject.length > i;
-    if (i >= subject.length) return false;
-    if (f !== "*" && f !== subject[i]) return false;
-  }
-  return filter.length === subject.length;
 }
 
 /**
@@ -151,7 +95,7 @@ export class MemoryBus implements Bus {
   readonly #now: () => number;
   readonly #onHandlerError: (err: unknown, msg: BusMessage) => void;
   #subs: Sub[] = [];
-  #streams = new Map<string, Stream>();
+  #streams = new Map<string, MemoryStream>();
   #queue: Pending[] = [];
   #delivering = false;
   #closed = false;
@@ -222,7 +166,7 @@ export class MemoryBus implements Bus {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (!this.#subs.some((s) => matches(s.tokens, tokens))) {
+    if (!this.#subs.some((s) => subjectMatches(s.tokens, tokens))) {
       return Promise.reject(new BusRequestError("no_responders", subject, timeoutMs));
     }
     const reply = `_INBOX.${++this.#inboxes}`;
@@ -287,30 +231,9 @@ export class MemoryBus implements Bus {
   ensureStream(spec: StreamSpec): Promise<void> {
     try {
       this.#checkOpen("ensureStream");
-      if (!/^[^\s.*>]+$/.test(spec.name)) {
-        throw new StreamError(
-          `stream name ${JSON.stringify(spec.name)}: expected no whitespace, '.', '*' or '>'`,
-        );
-      }
-      const subjects = spec.subjects.map((s) => splitSubject(s, true));
       const existing = this.#streams.get(spec.name);
-      if (existing) {
-        const have = new Set(existing.spec.subjects);
-        const missing = spec.subjects.filter((s) => !have.has(s));
-        existing.spec = {
-          ...spec,
-          subjects: [...existing.spec.subjects, ...missing],
-        };
-        existing.subjects = existing.spec.subjects.map((s) => splitSubject(s, true));
-      } else {
-        this.#streams.set(spec.name, {
-          spec: { ...spec, subjects: [...spec.subjects] },
-          subjects,
-          messages: [],
-          lastSeq: 0,
-          ids: new Map(),
-        });
-      }
+      if (existing) existing.extend(spec);
+      else this.#streams.set(spec.name, new MemoryStream(spec, this.#streamMax));
       return Promise.resolve();
     } catch (err) {
       return Promise.reject(err);
@@ -341,32 +264,14 @@ export class MemoryBus implements Bus {
       const tokens = splitSubject(subject, false);
       const all = { ...headers, "Nats-Msg-Id": msgId };
       this.#checkSize(subject, data, all);
-      const stream = [...this.#streams.values()].find((s) =>
-        s.subjects.some((f) => matches(f, tokens))
-      );
+      const stream = [...this.#streams.values()].find((s) => s.captures(tokens));
       if (!stream) {
         throw new StreamError(
           `publishDurable on '${subject}': expected a stream capturing the subject, found none`,
         );
       }
       const copy = data.slice();
-      const now = this.#now();
-      const window = stream.spec.duplicateWindowMs;
-      for (const [id, seen] of stream.ids) {
-        if (now - seen.time < window) break; // insertion order = time order
-        stream.ids.delete(id);
-      }
-      const seen = stream.ids.get(msgId);
-      let ack: DurableAck;
-      if (seen !== undefined) {
-        ack = { stream: stream.spec.name, seq: seen.seq, duplicate: true };
-      } else {
-        const seq = ++stream.lastSeq;
-        stream.ids.set(msgId, { seq, time: now });
-        stream.messages.push({ seq, subject, headers: { ...all }, data: copy, time: now });
-        if (stream.messages.length > this.#streamMax) stream.messages.shift();
-        ack = { stream: stream.spec.name, seq, duplicate: false };
-      }
+      const ack = stream.store({ subject, headers: all, data: copy, msgId, now: this.#now() });
       this.#enqueue(subject, tokens, copy, all);
       return Promise.resolve(ack);
     } catch (err) {
@@ -392,7 +297,7 @@ export class MemoryBus implements Bus {
         })`,
       );
     }
-    return [...stream.messages];
+    return stream.messages();
   }
 
   /** Everything is delivered synchronously, so there is nothing to wait for. */
@@ -424,7 +329,7 @@ export class MemoryBus implements Bus {
     headers: Record<string, string> | undefined,
     reply?: string,
   ): void {
-    const subs = this.#subs.filter((s) => matches(s.tokens, tokens));
+    const subs = this.#subs.filter((s) => subjectMatches(s.tokens, tokens));
     if (subs.length === 0) return;
     this.#queue.push({
       msg: { subject, data, headers: { ...headers }, ...(reply ? { reply } : {}) },
