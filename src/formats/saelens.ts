@@ -1,8 +1,8 @@
 /**
  * SAELens SAE folders: `cfg.json` + `sae_weights.safetensors` (see
  * docs reference sae-formats.md §1), loaded as f32 weights. The config rules
- * are in `saelens_config.ts`, the writer of the upstream layout in
- * `saelens_writer.ts`.
+ * are in `saelens_config.ts` (pre-6.0 configs in `saelens_legacy.ts`), the
+ * writer of the upstream layout in `saelens_writer.ts`.
  *
  * @module
  */

@@ -3,7 +3,8 @@
  * keys under `metadata`, or the older flat config converted the way
  * `handle_pre_6_0_config` does, then the config classes' defaults), giving
  * the inference-relevant {@linkcode SaeLensConfig} with the provenance of
- * every setting a rule decided.
+ * every setting a rule decided. Recognising a pre-6.0 config and converting
+ * it is in {@linkcode ./saelens_legacy.ts}.
  *
  * @module
  */
@@ -16,7 +17,17 @@ import type {
   WeightDtype,
 } from "../core/sae.ts";
 import { badKey, SaeFormatError } from "./errors.ts";
+import {
+  isLegacyConfig,
+  isRecord,
+  legacyActivation,
+  PRE6,
+  renameLegacyKeys,
+} from "./saelens_legacy.ts";
 import type { SafetensorsDtype } from "./safetensors.ts";
+
+export { isRecord } from "./saelens_legacy.ts";
+
 /** SAELens `architecture` → the runtime architecture, kind and whether `W_skip` is stored. */
 const ARCHITECTURES: Readonly<
   Record<string, { architecture: SaeArchitecture; kind: SaeKind; skip: boolean }>
@@ -101,48 +112,6 @@ export interface SaeLensConfig {
   provenance: SettingProvenance[];
 }
 
-type Json = Record<string, unknown>;
-
-/** A JSON object (not null, not an array). */
-export function isRecord(v: unknown): v is Json {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/**
- * SAELens's version test (`handle_config_defaulting`): is `version` below
- * `6.0.0-rc.0` under PEP 440 ordering (what `packaging.version.Version`
- * compares)? Returns `null` for a string PEP 440 cannot parse (SAELens raises).
- *
- * @example
- * ```ts
- * isBelowV6rc0("5.9.1"); // true
- * isBelowV6rc0("6.0.0-rc.1"); // false
- * ```
- */
-export function isBelowV6rc0(version: string): boolean | null {
-  const m =
-    /^\s*v?(?:(\d+)!)?(\d+(?:\.\d+)*)(?:[-_.]?(a|alpha|b|beta|c|rc|pre|preview)[-_.]?(\d+)?)?(?:-(\d+)|[-_.]?(post|rev|r)[-_.]?(\d+)?)?(?:[-_.]?(dev)[-_.]?(\d+)?)?(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?\s*$/i
-      .exec(version);
-  if (!m) return null;
-  if (m[1] !== undefined && Number(m[1]) > 0) return false; // a later epoch
-  const release = m[2].split(".").map(Number);
-  for (let i = 0; i < Math.max(3, release.length); i++) {
-    const d = (release[i] ?? 0) - (i === 0 ? 6 : 0);
-    if (d !== 0) return d < 0;
-  }
-  // The release is 6.0.0: the suffixes decide.
-  const pre = m[3]?.toLowerCase();
-  const post = m[5] !== undefined || m[6] !== undefined;
-  const dev = m[8] !== undefined;
-  if (pre === undefined) return dev && !post; // 6.0.0.devN sorts before every pre-release
-  if (pre === "a" || pre === "alpha" || pre === "b" || pre === "beta") return true;
-  if (Number(m[4] ?? 0) > 0) return false; // rc1 and later
-  return dev && !post; // rc0.devN < rc0
-}
-
-/** Where each rule lives in SAELens (sae_lens/loading/pretrained_sae_loaders.py and the config classes). */
-const PRE6 = "SAELens pre-6.0 rule, handle_pre_6_0_config";
-
 /**
  * Interpret a parsed `cfg.json` the way SAELens 6.18 (`SAE.load_from_disk`)
  * does: `handle_config_defaulting` sends a config without
@@ -176,46 +145,8 @@ export function parseSaeLensConfig(raw: unknown, source: string): SaeLensConfig 
   const note = (setting: string, value: SettingProvenance["value"], rule: string) =>
     provenance.push({ setting, value, rule });
 
-  // handle_config_defaulting: the top-level version when truthy, else metadata's.
-  let version: unknown = raw.sae_lens_version;
-  let versionKey = "sae_lens_version";
-  if (!version && isRecord(raw.metadata)) {
-    version = raw.metadata.sae_lens_version;
-    versionKey = "metadata.sae_lens_version";
-  }
-  let legacy: boolean;
-  if (!version) legacy = true;
-  else {
-    const below = typeof version === "string" ? isBelowV6rc0(version) : null;
-    if (below === null) bad(versionKey, "a version string (PEP 440, e.g. '6.18.0')", version);
-    legacy = below as boolean;
-  }
-  if (legacy) {
-    note(
-      "config layout",
-      "pre-6.0",
-      `${
-        version
-          ? `${versionKey} ${JSON.stringify(version)} is below 6.0.0-rc.0`
-          : "no sae_lens_version"
-      }: converted by handle_pre_6_0_config (SAELens handle_config_defaulting)`,
-    );
-  }
-
-  // handle_pre_6_0_config renames keys in file order, so a later key wins over an earlier one.
-  const RENAMES: Record<string, string> = {
-    hook_point: "hook_name",
-    hook_point_head_index: "hook_head_index",
-    activation_fn_str: "activation_fn",
-  };
-  const cfg: Json = {};
-  const renamedFrom: Record<string, string> = {};
-  for (const [key, value] of Object.entries(raw)) {
-    const to = legacy ? RENAMES[key] ?? key : key;
-    cfg[to] = value;
-    if (to !== key) renamedFrom[to] = key;
-    else delete renamedFrom[to];
-  }
+  const legacy = isLegacyConfig(raw, source, note);
+  const { cfg, renamedFrom } = renameLegacyKeys(raw, legacy);
   // Model keys: legacy files keep them at the top level (SAELens rebuilds metadata from
   // them, LLM_METADATA_KEYS); 6.x files under metadata (top level read as a fallback).
   const metadata = !legacy && isRecord(cfg.metadata) ? cfg.metadata : {};
@@ -232,64 +163,9 @@ export function parseSaeLensConfig(raw: unknown, source: string): SaeLensConfig 
     note("hook_name", hookName, `from ${renamedFrom.hook_name} (${PRE6})`);
   }
 
-  let architecture: unknown = cfg.architecture;
-  let k: unknown = cfg.k;
-  let kFrom = "k";
-  if (legacy) {
-    if (architecture === undefined) {
-      architecture = "standard";
-      note("architecture", "standard", `no architecture key: default 'standard' (${PRE6})`);
-    }
-    const fnKey = renamedFrom.activation_fn ?? "activation_fn";
-    const activationFn = cfg.activation_fn ?? "relu";
-    const kwargs = cfg.activation_fn_kwargs;
-    if (kwargs !== undefined && kwargs !== null && !isRecord(kwargs)) {
-      bad("activation_fn_kwargs", 'an object such as {"k": 32}', kwargs);
-    }
-    const kwargK = isRecord(kwargs) ? kwargs.k : undefined;
-    if (activationFn === "topk" && kwargK !== undefined && kwargK !== null) {
-      if (architecture !== "topk") {
-        note(
-          "architecture",
-          "topk",
-          `from ${fnKey} 'topk' with activation_fn_kwargs.k (${PRE6}; was ${
-            JSON.stringify(architecture)
-          })`,
-        );
-      }
-      architecture = "topk";
-    } else if (activationFn === "topk") {
-      // SAELens keeps the architecture (ReLU unless it says otherwise); SAELens ≤ 5 refused.
-      note(
-        "architecture",
-        architecture as string,
-        `${fnKey} 'topk' without activation_fn_kwargs.k: SAELens 6 keeps architecture ${
-          JSON.stringify(architecture)
-        } and ignores the activation (${PRE6})`,
-      );
-    } else if (activationFn === "tanh-relu") {
-      // SAELens 6 drops activation_fn and would run ReLU; SAELens ≤ 5 computed tanh(relu(h)).
-      bad(
-        fnKey,
-        "'relu' or 'topk' (a 'tanh-relu' SAE computes tanh(relu(h)), which latentwatch does not run; SAELens 6 ignores the key and would run it as ReLU)",
-        activationFn,
-      );
-    } else if (activationFn !== "relu") {
-      bad(fnKey, "'relu', 'topk' or 'tanh-relu' (the activations SAELens ever had)", activationFn);
-    }
-    if (architecture === "topk" && kwargs !== undefined) {
-      // handle_pre_6_0_config: activation_fn_kwargs["k"] whenever the architecture is topk.
-      if (kwargK === undefined || kwargK === null) {
-        bad(
-          "activation_fn_kwargs.k",
-          "a positive integer (SAELens reads k from activation_fn_kwargs whenever a pre-6.0 config's architecture is 'topk', and fails without it)",
-          kwargK,
-        );
-      }
-      k = kwargK;
-      kFrom = "activation_fn_kwargs.k";
-    }
-  }
+  const { architecture, k, kFrom } = legacy
+    ? legacyActivation({ cfg, renamedFrom, source, note })
+    : { architecture: cfg.architecture, k: cfg.k, kFrom: "k" };
   if (typeof architecture !== "string" || !Object.hasOwn(ARCHITECTURES, architecture)) {
     const hint = typeof architecture === "string" && Object.hasOwn(UNSUPPORTED_HINTS, architecture)
       ? ` (${UNSUPPORTED_HINTS[architecture]})`

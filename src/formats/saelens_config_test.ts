@@ -12,7 +12,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { SaeWeights } from "../core/sae.ts";
 import { loadSaeLens } from "./saelens.ts";
-import { isBelowV6rc0, parseSaeLensConfig } from "./saelens_config.ts";
+import { parseSaeLensConfig } from "./saelens_config.ts";
+import { isBelowV6rc0 } from "./saelens_legacy.ts";
 import { type SafetensorsTensor } from "./safetensors.ts";
 import { writeSafetensors } from "./safetensors_writer.ts";
 import {
