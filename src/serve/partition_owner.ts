@@ -9,50 +9,29 @@
  * expired once their revision has not changed for a TTL by the observer's
  * clock (the bucket's max age removes them too). A sidecar that cannot
  * renew for most of a TTL gives its partitions up on its own, so two
- * sidecars never both own one (docs/scale-out.md).
+ * sidecars never both own one (docs/scale-out.md). The leases held are
+ * kept in `./held_leases.ts`, the member key in `./member_key.ts`.
  *
  * @module
  */
 import { assignPartitions } from "../core/frame/assign.ts";
-import type { LeaseEntry, LeaseStore } from "../bus/leases.ts";
-import type { Logger } from "../shared/log.ts";
-import type { Telemetry } from "../shared/telemetry.ts";
-import {
-  leaseHolder,
-  leaseValue,
-  LeaseView,
-  MEMBER,
-  memberValue,
-  parseMember,
-  PARTITION,
-  Peers,
-} from "./partition_view.ts";
+import type { LeaseEntry } from "../bus/leases.ts";
+import { leaseHolder, leaseValue, LeaseView, PARTITION, Peers } from "./partition_view.ts";
+import { HeldLeases, type HeldLeasesOptions, type ReleaseReason } from "./held_leases.ts";
+import { MemberKey } from "./member_key.ts";
 import { within } from "../shared/within.ts";
 
-/** Why a sidecar gave a partition up. */
-export type ReleaseReason = "rebalance" | "lost" | "unrenewed" | "shutdown";
+/** Why a sidecar gave a partition up (defined with the leases held, `./held_leases.ts`). */
+export type { ReleaseReason };
 
 /** Rounds a free partition waits for its assigned owner before a peer adopts it. */
 const ADOPT_AFTER_ROUNDS = 3;
 
-/** What a {@linkcode PartitionOwner} needs. */
-export interface PartitionOwnerOptions {
-  store: LeaseStore;
-  /** This sidecar's id among its peers (unique: a hostname, pid and random suffix). */
-  member: string;
+/** What a {@linkcode PartitionOwner} needs: the leases' (`./held_leases.ts`), and the rounds'. */
+export interface PartitionOwnerOptions extends Omit<HeldLeasesOptions, "value"> {
   partitions: number;
   /** Milliseconds between rounds (renewals). */
   heartbeatMs: number;
-  /** Start taking `partition`'s frames; called once the lease is held. */
-  onAcquire: (partition: number) => void | Promise<void>;
-  /**
-   * Stop taking `partition`'s frames before returning (synchronously: a
-   * fence gives every partition up at once); forgetting its requests may
-   * go on afterwards. Called before the lease is let go.
-   */
-  onRelease: (partition: number, reason: ReleaseReason) => void;
-  log: Logger;
-  telemetry: Telemetry;
   /** Monotonic milliseconds (tests pass their own clock). */
   now?: () => number;
 }
@@ -105,30 +84,34 @@ export class PartitionOwner {
   /** This process: its leases carry it, so a namesake's are never taken for ours. */
   readonly #nonce = crypto.randomUUID().slice(0, 8);
   readonly #me: string;
-  /** Partition → the revision of our lease. */
-  readonly #held = new Map<number, number>();
+  readonly #leases: HeldLeases;
+  readonly #memberKey: MemberKey;
   readonly #view: LeaseView;
   readonly #peers: Peers;
   /** Partition → the member it is assigned to, and the rounds it has been free while that one did not take it. */
   readonly #freeRounds = new Map<number, { want: string | null; rounds: number }>();
   #members: string[] = [];
-  #myRevision: number | null = null;
   #lastRenewed = -Infinity;
-  #collision: string | null = null;
-  /** When another process's write to our member key was last seen (`#now()`). */
-  #collisionSeenAt = -Infinity;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #fenceTimer: ReturnType<typeof setInterval> | undefined;
   #round: Promise<void> = Promise.resolve();
   #stopped = false;
-  #acquired = 0;
-  #released = 0;
   #errors = 0;
 
   constructor(opts: PartitionOwnerOptions) {
     this.#o = opts;
     this.#now = opts.now ?? (() => performance.now());
     this.#me = leaseValue(opts.member, this.#nonce);
+    this.#leases = new HeldLeases({ ...opts, value: this.#me });
+    this.#memberKey = new MemberKey({
+      ...opts,
+      nonce: this.#nonce,
+      now: this.#now,
+      onCollision: (first) => {
+        if (first) this.#errors++;
+        this.#leases.releaseAll("lost");
+      },
+    });
     this.#view = new LeaseView(opts.store.ttlMs);
     this.#peers = new Peers({
       partitions: opts.partitions,
@@ -147,7 +130,7 @@ export class PartitionOwner {
 
   /** Partitions this sidecar owns now. */
   get owned(): ReadonlySet<number> {
-    return new Set(this.#held.keys());
+    return new Set(this.#leases.partitions());
   }
 
   /**
@@ -155,7 +138,7 @@ export class PartitionOwner {
    * failing for most of a TTL, or another process with the same member name.
    */
   get problem(): string | null {
-    if (this.#collision) return this.#collision;
+    if (this.#memberKey.collision) return this.#memberKey.collision;
     const since = this.#now() - this.#lastRenewed;
     if (since >= this.#o.store.ttlMs - this.#o.heartbeatMs) {
       return `partition leases not renewed for ${
@@ -184,51 +167,18 @@ export class PartitionOwner {
     this.#stopped = true;
     clearTimeout(this.#timer);
     clearInterval(this.#fenceTimer);
-    const held = [...this.#held];
-    for (const [p] of held) this.#release(p, "shutdown");
+    const held = this.#leases.releaseAll("shutdown");
     // a round hung on a broker that went away must not hold the shutdown:
     // two heartbeats for all of it
     const deadline = this.#now() + 2 * this.#o.heartbeatMs;
     const bounded = <T>(p: Promise<T>) => within(p, Math.max(0, deadline - this.#now()));
     await bounded(this.#round);
-    const { member } = this.#o;
+    // left in place, peers would wait a TTL for them to expire
     await bounded(Promise.all([
-      ...held.map(([p, revision]) =>
-        this.#removeOurs(`${PARTITION}${p}`, revision, (v) => v === this.#me)
-      ),
-      ...(this.#myRevision !== null
-        ? [
-          this.#removeOurs(
-            `${MEMBER}${member}`,
-            this.#myRevision,
-            (v) => parseMember(v)?.nonce === this.#nonce,
-          ),
-        ]
-        : []),
+      ...held.map(([p, revision]) => this.#leases.remove(p, revision)),
+      this.#memberKey.remove(),
     ]));
-    this.#o.log.info("partitions.left", { member });
-  }
-
-  /**
-   * Delete our lease or member key `key` at `revision`; when a write in
-   * flight moved it on (a renewal, a heartbeat cut off by the stop's
-   * deadline), at the bucket's revision if its value is still this
-   * process's (`ours`). (Left in place, peers would wait a TTL for it to
-   * expire.)
-   */
-  async #removeOurs(
-    key: string,
-    revision: number,
-    ours: (value: string) => boolean,
-  ): Promise<boolean> {
-    const { store } = this.#o;
-    try {
-      if (await store.remove(key, revision)) return true;
-      const entry = await store.get(key);
-      return entry && ours(entry.value) ? await store.remove(key, entry.revision) : false;
-    } catch {
-      return false; // expires after a TTL: the peers go on without it then
-    }
+    this.#o.log.info("partitions.left", { member: this.#o.member });
   }
 
   /** What this sidecar knows of the partitions. */
@@ -236,11 +186,11 @@ export class PartitionOwner {
     return {
       member: this.#o.member,
       partitions: this.#o.partitions,
-      owned: [...this.#held.keys()].sort((a, b) => a - b),
+      owned: this.#leases.partitions().sort((a, b) => a - b),
       members: this.#members,
       lease_ttl_ms: this.#o.store.ttlMs,
-      acquired: this.#acquired,
-      released: this.#released,
+      acquired: this.#leases.acquired,
+      released: this.#leases.released,
       errors: this.#errors,
       healthy: this.problem === null,
     };
@@ -260,7 +210,7 @@ export class PartitionOwner {
         this.#o.log.warn("partitions.round_failed", {
           member: this.#o.member,
           error: (err as Error).message,
-          owned: this.#held.size,
+          owned: this.#leases.size,
         });
         this.#fence();
       }
@@ -281,10 +231,10 @@ export class PartitionOwner {
    * round began): give every partition up at once, before they can.
    */
   #fence(): void {
-    if (this.#held.size === 0 || this.#stopped) return;
+    if (this.#leases.size === 0 || this.#stopped) return;
     const since = this.#now() - this.#lastRenewed;
     if (since < this.#o.store.ttlMs - this.#o.heartbeatMs) return;
-    for (const p of [...this.#held.keys()]) this.#release(p, "unrenewed");
+    this.#leases.releaseAll("unrenewed");
   }
 
   /**
@@ -296,11 +246,11 @@ export class PartitionOwner {
    */
   async #step(began: number): Promise<void> {
     const { store, member, partitions } = this.#o;
-    const mine = memberValue({ partitions, nonce: this.#nonce });
+    const memberKey = this.#memberKey;
     // all at once: a round under load must cost one round trip, not one per partition
     const [alone] = await Promise.all([
-      this.#heartbeat(mine),
-      ...[...this.#held].map(([p, revision]) => this.#renew(p, revision)),
+      memberKey.write(),
+      ...this.#leases.entries().map(([p, revision]) => this.#leases.renew(p, revision)),
     ]);
     this.#lastRenewed = began;
     let entries: Map<string, LeaseEntry>;
@@ -318,7 +268,7 @@ export class PartitionOwner {
     }
     if (!alone) return;
     const now = this.#now();
-    entries.set(`${MEMBER}${member}`, { value: mine, revision: this.#myRevision! });
+    entries.set(memberKey.key, { value: memberKey.value, revision: memberKey.revision! });
     const live = this.#view.live(entries, now);
     this.#members = this.#peers.eligible(live, now);
     const target = assignPartitions(this.#members, partitions);
@@ -330,73 +280,6 @@ export class PartitionOwner {
           this.#settle(p, entries.get(`${PARTITION}${p}`), live.has(`${PARTITION}${p}`), target),
       ),
     );
-  }
-
-  /**
-   * Rewrite our member key at the revision we last wrote. A conflict means
-   * another process wrote it since: one with our name (unless it holds our
-   * own nonce: an answer lost in a failover). Then nobody may own partitions
-   * under this name: everything is given up, loudly, until a TTL has passed
-   * without its writes. Returns false while another process shares the name.
-   */
-  async #heartbeat(value: string): Promise<boolean> {
-    const { store, member } = this.#o;
-    const key = `${MEMBER}${member}`;
-    let next = this.#myRevision === null
-      ? await store.put(key, value)
-      : await store.update(key, value, this.#myRevision);
-    if (next === null) {
-      const entry = await store.get(key);
-      const nonce = entry ? parseMember(entry.value)?.nonce : undefined;
-      if (entry && nonce !== this.#nonce) {
-        this.#collided(nonce ?? entry.value);
-        this.#myRevision = await store.put(key, value); // so the other one sees it too
-        return false;
-      }
-      // ours (a lost answer), or gone (expired in an outage): write it again
-      next = entry ? await store.update(key, value, entry.revision) : await store.put(key, value);
-      if (next === null) next = await store.put(key, value);
-    }
-    this.#myRevision = next;
-    if (this.#collision) {
-      // our write went through, but the namesake may only be between two heartbeats: the
-      // collision is over once a TTL has passed without its writes (else ownership would flap)
-      if (this.#now() - this.#collisionSeenAt < this.#o.store.ttlMs) return false;
-      this.#o.log.info("partitions.member_collision_over", { member });
-      this.#collision = null;
-    }
-    return true;
-  }
-
-  #collided(theirs: string): void {
-    this.#collisionSeenAt = this.#now();
-    if (!this.#collision) {
-      this.#errors++;
-      this.#o.telemetry.add("latentwatch.partition.errors", 1);
-      this.#o.log.error("partitions.member_collision", {
-        member: this.#o.member,
-        expected: `the member key written by this process only (${this.#nonce})`,
-        found: `a write by another process (${theirs})`,
-        note: "scale_out.member must be unique; this sidecar takes no partition meanwhile",
-      });
-    }
-    this.#collision = `another sidecar uses the member name '${this.#o.member}' ` +
-      "(scale_out.member must be unique)";
-    for (const p of [...this.#held.keys()]) this.#release(p, "lost");
-  }
-
-  /** Renew the lease on `p`; a conflicting write that holds our own value is ours (a lost answer). */
-  async #renew(p: number, revision: number): Promise<void> {
-    const { store } = this.#o;
-    const key = `${PARTITION}${p}`;
-    let next = await store.update(key, this.#me, revision);
-    if (next === null) {
-      const entry = await store.get(key);
-      next = entry?.value === this.#me ? await store.update(key, this.#me, entry.revision) : null;
-    }
-    if (this.#held.get(p) !== revision) return; // fenced or released meanwhile
-    if (next === null) this.#release(p, "lost");
-    else this.#held.set(p, next);
   }
 
   /** Bring partition `p` in line with the assignment. */
@@ -412,15 +295,15 @@ export class PartitionOwner {
     const key = `${PARTITION}${p}`;
     const want = target[p];
     const now = this.#now();
-    if (this.#held.has(p)) {
+    if (this.#leases.has(p)) {
       if (!entry || entry.value !== this.#me) {
         // our lease expired on the server or a peer took it: we are not the owner any more
-        this.#release(p, "lost");
+        this.#leases.release(p, "lost");
         return;
       }
       // renewed at the start of this round: hand it over if it belongs elsewhere now
       if (want !== member && want !== null) {
-        this.#release(p, "rebalance");
+        this.#leases.release(p, "rebalance");
         await store.remove(key, entry.revision);
       }
       return;
@@ -450,37 +333,11 @@ export class PartitionOwner {
     }
     this.#freeRounds.delete(p);
     this.#view.free(p, false, now);
-    this.#held.set(p, revision);
-    this.#acquired++;
-    this.#o.telemetry.add("latentwatch.partition.acquired", 1);
-    this.#o.telemetry.set("latentwatch.partition.owned", 1, { partition: String(p) });
-    this.#o.telemetry.set("latentwatch.partitions.owned", this.#held.size);
-    this.#o.log.info("partition.acquired", {
-      member,
-      partition: p,
+    await this.#leases.hold(p, revision, {
       // how long it had no owner, as far as this sidecar saw: frames sent then reached nobody
       free_for_ms: Math.round(now - freeSince),
       ...(entry ? { previous: leaseHolder(entry.value) } : {}),
       ...(want !== member ? { adopted_from: want ?? "none" } : {}),
     });
-    await this.#o.onAcquire(p);
-  }
-
-  /** Stop taking `p`'s frames now (synchronously), counted and logged. */
-  #release(p: number, reason: ReleaseReason): void {
-    if (!this.#held.delete(p)) return;
-    this.#released++;
-    this.#o.telemetry.add("latentwatch.partition.released", 1, { reason });
-    this.#o.telemetry.set("latentwatch.partition.owned", 0, { partition: String(p) });
-    this.#o.telemetry.set("latentwatch.partitions.owned", this.#held.size);
-    const fields = { member: this.#o.member, partition: p, reason };
-    if (reason === "rebalance" || reason === "shutdown") {
-      this.#o.log.info("partition.released", fields);
-    } else this.#o.log.warn("partition.released", fields);
-    try {
-      this.#o.onRelease(p, reason);
-    } catch (err) {
-      this.#o.log.error("partition.release_failed", { ...fields, error: (err as Error).message });
-    }
   }
 }
