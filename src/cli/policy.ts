@@ -21,17 +21,17 @@
  *
  * Exit status: 0 when there is no error (warnings alone are fine unless
  * `--strict`), 1 on errors, 2 on bad usage. `policy test` and `policy
- * calibrate` are dispatched to `./policy_tools.ts`.
+ * calibrate` are dispatched to `./policy_tools.ts`. The paths to lint are
+ * expanded in `./policy_paths.ts`, the stand-in encoders made in
+ * `./policy_stand_ins.ts`.
  *
  * @module
  */
-import { join, relative } from "node:path";
 import { ConfigError, type ConfigIssue, oneLine, sortIssues } from "../config/errors.ts";
-import { DEFAULT_POLICY_LIMITS } from "../core/policy/limits.ts";
 import { type MonitorConfig, monitorConfigFromSource } from "../config/monitor.ts";
 import { policyFileDefFromSource, validRulesOf } from "../config/policy_file.ts";
 import { loadYamlSource, type YamlSource } from "../config/yaml_source.ts";
-import type { Condition, PolicyFileDef, SteerAction } from "../core/policy/ast.ts";
+import type { PolicyFileDef } from "../core/policy/ast.ts";
 import { absorptionWarnings, attachDecoders } from "./policy_lint_family.ts";
 import {
   compilePolicySet,
@@ -39,8 +39,17 @@ import {
   type PolicyProblem,
   type SignalInfo,
 } from "../core/policy/compile.ts";
-import { filesUnder, parseCommandArgs, usageError } from "./common.ts";
+import { parseCommandArgs, usageError } from "./common.ts";
 import { monitorSignals } from "./monitor_signals.ts";
+import {
+  isMonitorSource,
+  type LintPath,
+  policyPathsWithSkips,
+  type SkippedPath,
+} from "./policy_paths.ts";
+import { NEEDS_MONITOR, standInSignals } from "./policy_stand_ins.ts";
+
+export { policyPaths, type SkippedPath } from "./policy_paths.ts";
 
 const USAGE =
   `usage: latentwatch policy lint <path>... [--monitor <monitor.yaml>] [--json] [--strict]
@@ -84,22 +93,6 @@ export interface LintReport {
   /** What a folder held that is not a policy (monitor files, rule tests, `testdata/`), not linted. */
   skipped: SkippedPath[];
 }
-
-/** A path under a folder given to lint that is not a policy file, with why. */
-export interface SkippedPath {
-  file: string;
-  reason: string;
-}
-
-/** Compile problems that need the real SAEs; stand-in encoders cannot judge them. */
-const NEEDS_MONITOR = new Set([
-  "unknown-encoder",
-  "latent-range",
-  "unknown-label",
-  "ambiguous-label",
-  "no-labels",
-  "no-decoder",
-]);
 
 /**
  * Run `policy <subcommand> ...` and return the exit code.
@@ -182,71 +175,6 @@ export function formatFinding(f: LintFinding): string {
   const rule = f.rule !== undefined ? `rule '${f.rule}': ` : "";
   // one line per finding, whatever the reason quotes from the file
   return `${f.file}:${f.line}:${f.col}: ${f.severity}: ${oneLine(rule + f.reason)}`;
-}
-
-/**
- * Expand lint paths: files as given, folders to every policy YAML under
- * them (sorted), skipping rule tests and `testdata/`.
- *
- * @example
- * ```ts
- * await policyPaths(["policies"]); // ["policies/demo.yaml", "policies/gemma-2-2b.yaml", ...]
- * ```
- */
-export async function policyPaths(paths: string[]): Promise<string[]> {
-  return (await policyPathsWithSkips(paths)).files.map((f) => f.path);
-}
-
-/** A path to lint; `inFolder` when it was found under a folder (not named on the command line). */
-interface LintPath {
-  path: string;
-  inFolder: boolean;
-}
-
-/** {@linkcode policyPaths}, with the rule tests and `testdata/` folders passed over, each noted. */
-async function policyPathsWithSkips(
-  paths: string[],
-): Promise<{ files: LintPath[]; skipped: SkippedPath[] }> {
-  const files: LintPath[] = [];
-  const skipped: SkippedPath[] = [];
-  for (const p of paths) {
-    let dir = false;
-    try {
-      dir = (await Deno.stat(p)).isDirectory;
-    } catch { /* missing: reported when read */ }
-    if (!dir) {
-      files.push({ path: p, inFolder: false });
-      continue;
-    }
-    const yaml = (name: string) => /\.ya?ml$/.test(name);
-    const ruleTest = (name: string) => /\.test\.ya?ml$/.test(name);
-    const under = await filesUnder(p, {
-      enter: (name) => !name.startsWith("."),
-      take: yaml,
-    });
-    const seenTestdata = new Set<string>();
-    for (const f of under) {
-      const parts = relative(p, f).split(/[\\/]/);
-      const at = parts.indexOf("testdata");
-      if (at >= 0) {
-        const folder = join(p, ...parts.slice(0, at + 1));
-        if (!seenTestdata.has(folder)) {
-          seenTestdata.add(folder);
-          skipped.push({ file: folder, reason: "a testdata folder (fixtures, not policies)" });
-        }
-      } else if (ruleTest(parts[parts.length - 1])) {
-        skipped.push({ file: f, reason: "a rule test (*.test.yaml; see policy test)" });
-      } else files.push({ path: f, inFolder: true });
-    }
-  }
-  return { files, skipped };
-}
-
-/** A monitor file: a YAML mapping with `monitor:` and `saes:`. */
-function isMonitorSource(src: YamlSource): boolean {
-  const v = src.value;
-  return v !== null && typeof v === "object" && !Array.isArray(v) && "monitor" in v &&
-    "saes" in v;
 }
 
 /**
@@ -391,75 +319,4 @@ function internal(file: string, err: unknown): LintFinding {
     code: "internal",
     reason: `expected to check this file, found an unexpected ${e.name}: ${e.message}`,
   };
-}
-
-/**
- * Stand-in encoders for linting without a monitor: every SAE and probe the
- * files name, as wide as the latent index limit allows (indices beyond it are
- * errors of their own, `latent-index`), with every label they use (one latent
- * each), so compile's other checks can run. Nothing is allocated by a width:
- * lint never builds the per-latent index.
- */
-function standInSignals(defs: PolicyFileDef[]): Map<string, SignalInfo> {
-  const saes = new Map<string, { max: number; labels: Set<string> }>();
-  const probes = new Map<string, number>();
-  const lists = new Map<string, (string | number)[]>();
-  for (const d of defs) for (const l of d.lists) lists.set(l.name, l.items);
-  const sae = (id: string) => {
-    let s = saes.get(id);
-    if (!s) saes.set(id, s = { max: -1, labels: new Set() });
-    return s;
-  };
-  const index = (id: string, i: unknown) => {
-    const s = sae(id);
-    if (typeof i === "number" && Number.isInteger(i)) s.max = Math.max(s.max, i);
-  };
-  const visit = (c: Condition): void => {
-    switch (c.kind) {
-      case "all":
-      case "any":
-        return c.of.forEach(visit);
-      case "not":
-        return visit(c.of);
-      case "macro":
-        return;
-    }
-    const s = c.signal;
-    if (s.kind === "probe") probes.set(s.probe, Math.max(probes.get(s.probe) ?? 0, s.index));
-    else if (s.kind === "latent") index(s.sae, s.index);
-    else if (s.kind === "label") sae(s.sae).labels.add(s.label.trim().toLowerCase());
-    else if (s.kind === "family") {
-      index(s.sae, s.of);
-      if (Array.isArray(s.members)) { for (const i of s.members) index(s.sae, i); }
-    } else {
-      const items = Array.isArray(s.indices) ? s.indices : lists.get(s.indices.list) ?? [];
-      sae(s.sae);
-      for (const i of items) index(s.sae, i);
-    }
-  };
-  const steer = (a: SteerAction) => {
-    if (a.kind === "clamp" || a.kind === "ablate") index(a.sae, a.latent);
-    if ((a.kind === "add" || a.kind === "cap") && "sae" in a.direction) {
-      index(a.direction.sae, a.direction.latent);
-    }
-  };
-  for (const d of defs) {
-    for (const m of d.macros) visit(m.condition);
-    for (const r of d.rules) {
-      visit(r.condition);
-      for (const a of r.actions) if (a.kind === "steer") steer(a.steer);
-    }
-  }
-  const out = new Map<string, SignalInfo>();
-  for (const [id, s] of saes) {
-    const labels = new Map<number, string>();
-    let next = s.max + 1;
-    for (const l of s.labels) labels.set(next++, l);
-    out.set(id, { kind: "sae", dSae: Math.max(next, DEFAULT_POLICY_LIMITS.latentIndex), labels });
-  }
-  // a name used as both an SAE and a probe stays an SAE: compile reports the probe uses
-  for (const [id] of probes) {
-    if (!out.has(id)) out.set(id, { kind: "probe", dSae: DEFAULT_POLICY_LIMITS.latentIndex });
-  }
-  return out;
 }
