@@ -53,11 +53,12 @@
  * - **Rate limit** per rule across requests: a token bucket of `alerts`
  *   tokens refilled at `alerts / seconds` per second; an empty bucket drops
  *   the firing, counted as `rateLimited` (suppression is then not started).
- * - **Bounded memory.** State exists only for requests seen, and goes at
- *   {@linkcode PolicyEngine.endRequest} (counted `ended`), after `ttlMs`
- *   without a frame ({@linkcode PolicyEngine.sweep}, counted `evicted.ttl`),
- *   or, past `maxRequests`, for the request seen least recently (counted
- *   `evicted.capacity`). Seconds-suppression keys are bounded the same way.
+ * - **Bounded memory** (request_states.ts). State exists only for requests
+ *   seen, and goes at {@linkcode PolicyEngine.endRequest} (counted
+ *   `ended`), after `ttlMs` without a frame ({@linkcode PolicyEngine.sweep},
+ *   counted `evicted.ttl`), or, past `maxRequests`, for the request seen
+ *   least recently (counted `evicted.capacity`). Seconds-suppression keys
+ *   are bounded the same way.
  * - **Hot reload.** {@linkcode PolicyEngine.swap} takes effect at the next
  *   evaluate; a rule whose id and compiled content are unchanged keeps its
  *   per-request state, suppression and rate-limit bucket; others start fresh.
@@ -70,19 +71,18 @@ import type { CompiledPolicySet } from "./compiled.ts";
 import { INDEX_EMPTY, INDEX_HASH } from "./encoder_index.ts";
 import { createTestPoolState } from "./family_pool.ts";
 import { heldMask } from "./completion.ts";
-import { RecencyMap } from "../recency_map.ts";
+import { CompletionCall } from "./completion_call.ts";
 import {
   type EngineStats,
   type Firing,
   type Held,
-  PolicyEngineOptionError,
   type PolicyEngineOptions,
-  type RequestState,
   type RuleState,
   type TokenBatch,
 } from "./engine_types.ts";
 import { FiringGate } from "./firing_gate.ts";
-import { type CompletionSite, phaseMask, RuleEnv, RuleTables } from "./rule_tables.ts";
+import { RequestStates } from "./request_states.ts";
+import { phaseMask, RuleEnv, RuleTables } from "./rule_tables.ts";
 import { PART_ALL, type RulePart } from "./verdict_rules.ts";
 
 export {
@@ -93,9 +93,6 @@ export {
   type RequestContext,
   type TokenBatch,
 } from "./engine_types.ts";
-
-/** An empty list the completion site holds between calls. */
-const NO_VALUES = Object.freeze([]) as unknown as number[]; // frozen: a push to it throws
 
 /** The index's constants as plain locals of this module (no import cell in the hot loop). */
 const INDEX_EMPTY_LOCAL: number = INDEX_EMPTY;
@@ -120,47 +117,35 @@ const INDEX_HASH_LOCAL: number = INDEX_HASH;
 export class PolicyEngine {
   #set: CompiledPolicySet;
   #pending: CompiledPolicySet | null = null;
-  readonly #max: number;
-  readonly #ttl: number;
   readonly #now: () => number;
-  /** Least recently seen first (a use moves an entry: no map table rebuilt per batch). */
-  readonly #requests = new RecencyMap<string, RequestState>();
+  /** Each request's state, bounded by count and idle time (request_states.ts). */
+  readonly #requests: RequestStates;
   /** Exceptions, suppression and rate limits, with their keys and buckets across requests. */
   readonly #gate: FiringGate;
-  readonly #stats = { evicted: { ttl: 0, capacity: 0 }, ended: 0 };
   #tables: RuleTables;
   #stamp = 0;
   #call = 0;
   /** The token row being read (a span of its encoder's table), reused for every token. */
   readonly #span: LatentSpan = emptySpan();
   readonly #env = new RuleEnv();
-  /** Where completion reads, set per token that holds (one object, not one per call). */
-  readonly #site: CompletionSite = {
-    batch: undefined!,
-    i: 0,
-    before: 0,
-    span: this.#span,
-    values: [],
-  };
+  /** Asks which condition completed a rule, through one site (completion_call.ts). */
+  readonly #completion = new CompletionCall(this.#env, this.#span);
 
   constructor(set: CompiledPolicySet, opts: PolicyEngineOptions = {}) {
-    this.#max = opts.maxRequests ?? 100_000;
-    this.#ttl = opts.ttlMs ?? 600_000;
     this.#now = opts.now ?? Date.now;
-    if (!Number.isInteger(this.#max) || this.#max < 1) {
-      throw new PolicyEngineOptionError(`maxRequests: expected an integer ≥ 1, found ${this.#max}`);
-    }
-    if (!(this.#ttl > 0)) {
-      throw new PolicyEngineOptionError(`ttlMs: expected a duration > 0, found ${this.#ttl}`);
-    }
-    this.#gate = new FiringGate({ maxKeys: this.#max, now: this.#now });
+    this.#requests = new RequestStates({
+      maxRequests: opts.maxRequests ?? 100_000,
+      ttlMs: opts.ttlMs ?? 600_000,
+      now: this.#now,
+    });
+    this.#gate = new FiringGate({ maxKeys: this.#requests.maxRequests, now: this.#now });
     this.#set = set;
     this.#tables = new RuleTables(set);
   }
 
   /** At most this many requests have state (the least recently seen is evicted past it). */
   get maxRequests(): number {
-    return this.#max;
+    return this.#requests.maxRequests;
   }
 
   /** The set in force (a swapped-in set once an evaluate has adopted it). */
@@ -170,16 +155,7 @@ export class PolicyEngine {
 
   /** Counters; `activeRequests` is the number of requests with state now. */
   get stats(): EngineStats {
-    const s = this.#stats;
-    const g = this.#gate.counts;
-    return {
-      activeRequests: this.#requests.size,
-      evicted: { ...s.evicted },
-      ended: s.ended,
-      suppressed: g.suppressed,
-      rateLimited: g.rateLimited,
-      excepted: g.excepted,
-    };
+    return this.#requests.stats(this.#gate.counts);
   }
 
   /**
@@ -204,34 +180,12 @@ export class PolicyEngine {
     this.#pending = null;
     const byHash = new Map(next.rules.map((r) => [r.hash, r.index]));
     const remap = this.#set.rules.map((r) => byHash.get(r.hash) ?? -1);
-    for (const req of this.#requests.values()) {
-      const rules = new Map<number, RuleState>();
-      for (const [i, rs] of req.rules) {
-        const j = remap[i];
-        if (j >= 0) rules.set(j, rs);
-      }
-      req.rules = rules;
-    }
+    this.#requests.remap(remap);
     this.#gate.retain(byHash);
     this.#set = next;
     this.#tables = new RuleTables(next);
     this.#stamp = 0;
     this.#call = 0;
-  }
-
-  #request(id: string): RequestState {
-    // a use makes the request the most recently seen, so capacity evicts the stalest
-    let req = this.#requests.use(id);
-    if (!req) {
-      if (this.#requests.size >= this.#max) {
-        this.#requests.delete(this.#requests.oldest()!);
-        this.#stats.evicted.capacity++;
-      }
-      req = { lastSeen: 0, start: [NaN, NaN, NaN], rules: new Map() };
-      this.#requests.set(id, req);
-    }
-    req.lastSeen = this.#now();
-    return req;
   }
 
   /**
@@ -252,7 +206,7 @@ export class PolicyEngine {
    */
   evaluate(batch: TokenBatch, part: RulePart = PART_ALL): Firing[] {
     if (this.#pending) this.#adopt();
-    const req = this.#request(batch.ctx.requestId);
+    const req = this.#requests.use(batch.ctx.requestId);
     const mask = phaseMask(batch.ctx.phase);
     for (let s = 0; s < 3; s++) {
       if (mask & (1 << s) && Number.isNaN(req.start[s])) req.start[s] = batch.position;
@@ -382,7 +336,7 @@ export class PolicyEngine {
         h.witnesses.push(
           leaves.n === 1
             ? (h.values.push(env.read(leaves.test[0])), 0)
-            : this.#complete(r, batch, i, before, h),
+            : this.#completion.complete(tables, r, batch, i, before, h),
         );
       }
       count = 0;
@@ -401,22 +355,6 @@ export class PolicyEngine {
     return out;
   }
 
-  /** The condition that completed rule `r` at row `i`; records each condition's value in `h`. */
-  #complete(r: number, batch: TokenBatch, i: number, before: number, h: Held): number {
-    const site = this.#site;
-    site.batch = batch;
-    site.i = i;
-    site.before = before;
-    site.values = h.values;
-    try {
-      return this.#tables.completion(r, this.#env, site);
-    } finally {
-      // the site must not keep this batch alive once the engine is idle, nor after a throw
-      site.batch = undefined!;
-      site.values = NO_VALUES;
-    }
-  }
-
   /**
    * Drop the state of request `id` (its last frame was seen). Returns whether it had any.
    *
@@ -427,9 +365,7 @@ export class PolicyEngine {
    * ```
    */
   endRequest(id: string): boolean {
-    const had = this.#requests.delete(id);
-    if (had) this.#stats.ended++;
-    return had;
+    return this.#requests.end(id);
   }
 
   /**
@@ -444,14 +380,7 @@ export class PolicyEngine {
    */
   sweep(): number {
     const now = this.#now();
-    let n = 0;
-    // least recently seen first: stop at the first request still live
-    for (const [id, req] of this.#requests) {
-      if (now - req.lastSeen <= this.#ttl) break;
-      this.#requests.delete(id);
-      n++;
-    }
-    this.#stats.evicted.ttl += n;
+    const n = this.#requests.sweep(now);
     this.#gate.sweep(now);
     return n;
   }

@@ -1,7 +1,8 @@
 /**
  * What the policy engine takes, returns and keeps: the batch it evaluates,
  * the firing it returns, its counters and options, and the per-request state
- * its parts share (engine.ts, firing_gate.ts, rule_tables.ts).
+ * its parts share (engine.ts, firing_gate.ts, rule_tables.ts,
+ * request_states.ts).
  *
  * @module
  */
