@@ -18,13 +18,21 @@ import {
   type TokenBatch,
 } from "../core/policy/engine.ts";
 import type { LatentTable } from "../core/latent_rows.ts";
-import type { GateVerdict, SteerCommand } from "../core/steer/protocol.ts";
+import type { SteerCommand } from "../core/steer/protocol.ts";
 import { buildAlert, firingId } from "./alert.ts";
+import {
+  type BatchOutcome,
+  type FrameOutcome,
+  mergeFirings,
+  NOTHING,
+  type VerdictPass,
+} from "./frame_outcome.ts";
 import type { Generation } from "./generation.ts";
 import { gateVerdict, SteerPlanner, type SteerSkip } from "./steer_plan.ts";
 import { tokenBatch } from "./token_batch.ts";
 
 export { tokenBatch } from "./token_batch.ts";
+export type { BatchOutcome, FrameFailure, FrameOutcome, VerdictPass } from "./frame_outcome.ts";
 import {
   PART_ALL,
   PART_REST,
@@ -59,39 +67,6 @@ export interface EvaluatorOptions {
   redaction?: RedactOptions;
 }
 
-/** What one frame's evaluation asks for. */
-export interface FrameOutcome {
-  /** The engine's firings, in order. */
-  firings: readonly Firing[];
-  /** The alerts they raise (steer-only firings raise none). */
-  alerts: readonly Alert[];
-  /** Steering commands, for the tap (in the verdict when the frame is gated). */
-  commands: readonly SteerCommand[];
-  /** The verdict a gated frame is answered with. */
-  verdict: GateVerdict["verdict"];
-  /** Steer actions not planned, and why. */
-  skipped: readonly SteerSkip[];
-}
-
-/** Nothing fired: shared by every such frame, so it and its arrays are frozen. */
-const NOTHING: FrameOutcome = Object.freeze({
-  firings: Object.freeze([]),
-  alerts: Object.freeze([]),
-  commands: Object.freeze([]),
-  verdict: "continue",
-  skipped: Object.freeze([]),
-});
-
-/** What {@linkcode Evaluator.evaluateVerdicts} returns, for {@linkcode Evaluator.finishBatch}. */
-export interface VerdictPass {
-  /** Per frame, in order: its outcome with the steering rules (no alerts yet), or why it failed. */
-  frames: (FrameOutcome | FrameFailure)[];
-  /** Each frame's time, which the second pass evaluates it at too. */
-  times: number[];
-  /** The latents the first pass read (a steering rule's alert reads them). */
-  latents: ReadonlyMap<string, LatentTable>;
-}
-
 /** What a frame's alerts are built from. */
 interface AlertsInput {
   frame: Frame;
@@ -101,32 +76,6 @@ interface AlertsInput {
   latents: ReadonlyMap<string, LatentTable>;
   /** In a batch's second pass, the first pass's latents, for the steering rules' alerts. */
   steeringLatents?: ReadonlyMap<string, LatentTable>;
-}
-
-/** Two lists of firings, each in rule order, merged into one in rule order. */
-function mergeFirings(a: readonly Firing[], b: readonly Firing[]): readonly Firing[] {
-  if (b.length === 0) return a;
-  if (a.length === 0) return b;
-  const out: Firing[] = [];
-  let i = 0, j = 0;
-  while (i < a.length || j < b.length) {
-    if (j >= b.length || (i < a.length && a[i].rule.index < b[j].rule.index)) out.push(a[i++]);
-    else out.push(b[j++]);
-  }
-  return out;
-}
-
-/** A frame whose evaluation threw: the batch's other frames are still evaluated. */
-export interface FrameFailure {
-  error: Error;
-}
-
-/** What {@linkcode Evaluator.evaluateBatch} returns. */
-export interface BatchOutcome {
-  /** Per frame, in order: its outcome, or why it failed. */
-  frames: (FrameOutcome | FrameFailure)[];
-  /** Every alert of the batch, in order (evidence attaches here). */
-  alerts: Alert[];
 }
 
 /**
