@@ -2,7 +2,9 @@
  * {@linkcode Bus} over a real NATS server, with JetStream for durable alert
  * publishing. The client is configured for a long-lived sidecar: it waits for
  * the first connection and reconnects forever (the client's default gives up
- * after ten attempts, about 20 s).
+ * after ten attempts, about 20 s). Its health (status events, the liveness
+ * probe) is watched in ./nats_status.ts, its streams set up in
+ * ./nats_streams.ts.
  *
  * @module
  */
@@ -12,7 +14,7 @@ import {
   PermissionViolationError,
   type Subscription,
 } from "@nats-io/transport-node";
-import { jetstream, type JetStreamClient, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import {
   type Bus,
   BusHandlerError,
@@ -27,7 +29,6 @@ import {
 } from "./bus.ts";
 import { ChunkLending } from "./chunk_lending.ts";
 import type { ReadChunkStats } from "./read_chunks.ts";
-import { classifyBusError } from "./errors.ts";
 import type { LeaseStore } from "./leases.ts";
 import { openNatsLeases } from "./nats_leases.ts";
 import { isNoResponders, publishHeaders, toBusMessage, toNatsHeaders } from "./nats_message.ts";
@@ -35,6 +36,8 @@ import { type ExpectedReply, ReplyInbox } from "./reply_inbox.ts";
 import { BusClosedError } from "./memory_bus.ts";
 import { connectWhenAnswered } from "./nats_first_connect.ts";
 import type { NatsTransportKind } from "./nats_connect.ts";
+import { NatsStatusWatch } from "./nats_status.ts";
+import { NatsStreams } from "./nats_streams.ts";
 
 /** Options for {@linkcode connectNatsBus}. */
 export interface NatsBusOptions {
@@ -123,11 +126,9 @@ export class NatsBus implements Bus {
   readonly #js: JetStreamClient;
   readonly #ackTimeoutMs: number;
   readonly #opts: NatsBusOptions;
-  #connected = true;
-  #delivering = true;
-  #lastError: { message: string; at: string } | undefined;
-  #probeTimer: ReturnType<typeof setInterval> | undefined;
-  #probing = false;
+  /** Connected, delivering (the liveness probe), the last error seen. */
+  readonly #status: NatsStatusWatch;
+  readonly #streams: NatsStreams;
   readonly #lending: ChunkLending;
   #replyInbox: ReplyInbox<BusMessage> | null = null;
 
@@ -137,20 +138,18 @@ export class NatsBus implements Bus {
     this.#opts = opts;
     this.#js = jetstream(nc);
     this.#ackTimeoutMs = opts.ackTimeoutMs ?? 5000;
-    this.#watchStatus(opts.onStatus);
-    const intervalMs = opts.probe?.intervalMs ?? 2000;
-    if (intervalMs > 0) {
-      this.#probeTimer = setInterval(() => this.#probe(opts.probe?.timeoutMs ?? 3000), intervalMs);
-    }
+    this.#status = new NatsStatusWatch(nc, {
+      onStatus: opts.onStatus,
+      probe: opts.probe,
+      closing: () => this.#closing,
+      onServerError: (err) => this.#refusedPublish(err),
+    });
+    this.#streams = new NatsStreams(nc);
   }
 
   /** Connected, answering the liveness probe, and the last error seen. */
   get health(): BusHealth {
-    return {
-      connected: this.connected,
-      delivering: this.connected && this.#delivering,
-      ...(this.#lastError ? { lastError: { ...this.#lastError } } : {}),
-    };
+    return this.#status.health;
   }
 
   /**
@@ -162,47 +161,12 @@ export class NatsBus implements Bus {
     return this.#lending.stats;
   }
 
-  #noteError(message: string): void {
-    this.#lastError = { message, at: new Date().toISOString() };
-  }
-
-  /** One PING/PONG round trip, bounded; a PONG that does not come back means nothing does. */
-  async #probe(timeoutMs: number): Promise<void> {
-    if (this.#probing || !this.connected) return;
-    this.#probing = true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      await Promise.race([
-        this.#nc.flush(),
-        new Promise((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new Error(`liveness probe: expected a PONG within ${timeoutMs} ms, found none`),
-              ),
-            timeoutMs,
-          );
-        }),
-      ]);
-      this.#delivering = true;
-    } catch (err) {
-      if (this.#nc.isClosed() || !this.#connected) return;
-      const was = this.#delivering;
-      this.#delivering = false;
-      this.#noteError((err as Error).message);
-      if (was) this.#opts.onStatus?.({ type: "probe", detail: (err as Error).message });
-    } finally {
-      clearTimeout(timer);
-      this.#probing = false;
-    }
-  }
-
   get maxPayload(): number {
     return this.#nc.info?.max_payload ?? 1024 * 1024;
   }
 
   get connected(): boolean {
-    return this.#connected && !this.#nc.isClosed();
+    return this.#status.connected;
   }
 
   /** Server address of the current connection, for logs. */
@@ -247,7 +211,7 @@ export class NatsBus implements Bus {
     const inbox = new ReplyInbox<BusMessage>(`${createInbox()}.`);
     const sub = this.#nc.subscribe(inbox.filter, {
       callback: (err, msg) => {
-        if (err) return this.#noteError(err.message);
+        if (err) return this.#status.noteError(err.message);
         if (isNoResponders(msg)) inbox.refuse(msg.subject);
         else inbox.answer(msg.subject, toBusMessage(msg));
       },
@@ -294,7 +258,7 @@ export class NatsBus implements Bus {
   ): BusSubscription {
     const lending = opts.borrows ? this.#lending : null;
     const report = (err: Error) => {
-      this.#noteError(err.message);
+      this.#status.noteError(err.message);
       try {
         onError?.(err);
       } catch {
@@ -352,62 +316,16 @@ export class NatsBus implements Bus {
   }
 
   /**
-   * Create the stream, or add the subjects it lacks. Calls for one stream
-   * name are serialised in this client (each reads the stream's config right
-   * before its update), so concurrent callers with different subjects all
-   * end up in the stream; a concurrent create by another client is retried
-   * as an update.
+   * Create the stream, or add the subjects it lacks; calls for one stream name
+   * are serialised in this client ({@linkcode NatsStreams.ensure}).
    */
   ensureStream(spec: StreamSpec): Promise<void> {
-    const before = this.#streamQueue.get(spec.name) ?? Promise.resolve();
-    const mine = before.then(() => this.#ensureStream(spec));
-    const tail = mine.catch(() => {});
-    this.#streamQueue.set(spec.name, tail);
-    // forget the chain once it is idle, so the map does not grow with stream names
-    tail.then(() => {
-      if (this.#streamQueue.get(spec.name) === tail) this.#streamQueue.delete(spec.name);
-    });
-    return mine;
+    return this.#streams.ensure(spec);
   }
 
   /** A JetStream KV bucket as a {@linkcode LeaseStore} (created when missing). */
   openLeases(spec: LeaseSpec): Promise<LeaseStore> {
     return openNatsLeases(this.#nc, spec);
-  }
-
-  /** Per stream name, the last {@linkcode ensureStream} call's completion. */
-  readonly #streamQueue = new Map<string, Promise<void>>();
-
-  async #ensureStream(spec: StreamSpec): Promise<void> {
-    const jsm = await jetstreamManager(this.#nc);
-    const duplicateWindowNs = spec.duplicateWindowMs * 1_000_000;
-    for (let attempt = 0;; attempt++) {
-      try {
-        const info = await jsm.streams.info(spec.name);
-        const missing = spec.subjects.filter((s) => !info.config.subjects?.includes(s));
-        if (missing.length > 0) {
-          await jsm.streams.update(spec.name, {
-            ...info.config,
-            subjects: [...(info.config.subjects ?? []), ...missing],
-          });
-        }
-        return;
-      } catch (err) {
-        if (!isStreamNotFound(err)) throw err;
-      }
-      try {
-        await jsm.streams.add({
-          name: spec.name,
-          subjects: spec.subjects,
-          duplicate_window: duplicateWindowNs,
-          num_replicas: spec.replicas ?? 1,
-        });
-        return;
-      } catch (err) {
-        // another client created it meanwhile: add the subjects to theirs
-        if (!isStreamNameInUse(err) || attempt >= 2) throw err;
-      }
-    }
   }
 
   async publishDurable(
@@ -429,7 +347,7 @@ export class NatsBus implements Bus {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.#probeTimer);
+    this.#status.stop();
     this.#closing = true;
     if (!this.#nc.isClosed()) await this.#nc.drain().catch(() => this.#nc.close());
     // draining closes the reply subscription, which fails what still waits; should the client
@@ -445,28 +363,4 @@ export class NatsBus implements Bus {
     if (!(err instanceof PermissionViolationError) || err.operation !== "publish") return;
     this.#replyInbox?.failSubject(err.subject, err);
   }
-
-  async #watchStatus(onStatus?: NatsBusOptions["onStatus"]): Promise<void> {
-    for await (const s of this.#nc.status()) {
-      if (s.type === "disconnect") this.#connected = false;
-      if (s.type === "reconnect") this.#connected = true;
-      if (s.type === "ping" || s.type === "reconnecting") continue;
-      if (s.type === "error") this.#refusedPublish(s.error);
-      const detail = "server" in s ? String(s.server) : "error" in s ? String(s.error) : "";
-      // the end of close(): not a fault unless it carries an error
-      if (s.type === "close" && this.#closing && !detail) continue;
-      if (s.type !== "reconnect" && s.type !== "update" && s.type !== "ldm") {
-        this.#noteError(`${s.type}${detail ? `: ${detail}` : ""}`);
-      }
-      onStatus?.({ type: s.type, detail });
-    }
-  }
-}
-
-function isStreamNotFound(err: unknown): boolean {
-  return classifyBusError(err) === "stream_not_found";
-}
-
-function isStreamNameInUse(err: unknown): boolean {
-  return classifyBusError(err) === "stream_name_in_use";
 }
