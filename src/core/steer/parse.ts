@@ -1,8 +1,8 @@
 /**
  * Steering messages on the wire, read strictly: commands, acknowledgements
  * and verdicts parsed and checked, with a {@linkcode SteerProtocolError} that
- * names the field, what was expected and what was found. Pure: imports
- * nothing outside `src/core`.
+ * names the field, what was expected and what was found (each field read by
+ * ./parse_fields.ts). Pure: imports nothing outside `src/core`.
  *
  * @module
  */
@@ -18,101 +18,19 @@ import {
   type SteerOp,
   SteerProtocolError,
 } from "./protocol.ts";
-/** Longest command id, request id, model or hook name accepted, in characters. */
-const MAX_ID = 256;
-
-const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
-
-type Where = { commandId?: string; requestId?: string };
-
-function typeOf(v: unknown): string {
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "an array";
-  return typeof v === "string" ? `the string ${show(v)}` : typeof v;
-}
-
-function show(v: unknown): string {
-  const s = typeof v === "string" ? v : JSON.stringify(v) ?? String(v);
-  return JSON.stringify(s.length > 60 ? `${s.slice(0, 57)}...` : s);
-}
-
-/** A number as itself, anything else described. */
-function showValue(v: unknown): string {
-  return typeof v === "number" ? String(v) : typeOf(v);
-}
-
-function parseJson(data: Uint8Array | string, what: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(typeof data === "string" ? data : utf8Decoder.decode(data));
-  } catch (err) {
-    throw new SteerProtocolError("payload", `a UTF-8 JSON ${what}`, (err as Error).message, {}, {
-      cause: err,
-    });
-  }
-  return asObject(value, "payload", what, {});
-}
-
-function asObject(v: unknown, field: string, what: string, where: Where): Record<string, unknown> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) {
-    throw new SteerProtocolError(field, what, typeOf(v), where);
-  }
-  return v as Record<string, unknown>;
-}
-
-function name(o: Record<string, unknown>, key: string, where: Where, prefix = ""): string {
-  const v = o[key];
-  if (typeof v !== "string" || v.length === 0 || [...v].length > MAX_ID) {
-    throw new SteerProtocolError(
-      prefix + key,
-      `a non-empty string of at most ${MAX_ID} characters`,
-      typeOf(v),
-      where,
-    );
-  }
-  return v;
-}
-
-function optionalName(
-  o: Record<string, unknown>,
-  key: string,
-  where: Where,
-  prefix = "",
-): string | undefined {
-  return o[key] === undefined ? undefined : name(o, key, where, prefix);
-}
-
-function int(
-  o: Record<string, unknown>,
-  key: string,
-  min: number,
-  where: Where,
-  prefix = "",
-): number {
-  const v = o[key];
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) {
-    throw new SteerProtocolError(
-      prefix + key,
-      `an integer ≥ ${min}`,
-      typeOf(v) === "number" ? String(v) : typeOf(v),
-      where,
-    );
-  }
-  return v;
-}
-
-function finite(o: Record<string, unknown>, key: string, where: Where, prefix = "op."): number {
-  const v = o[key];
-  if (typeof v !== "number" || !Number.isFinite(v)) {
-    throw new SteerProtocolError(
-      prefix + key,
-      "a finite number",
-      typeOf(v) === "number" ? String(v) : typeOf(v),
-      where,
-    );
-  }
-  return v;
-}
+import {
+  asObject,
+  finite,
+  int,
+  MAX_ID,
+  name,
+  optionalName,
+  parseJson,
+  show,
+  showValue,
+  typeOf,
+  type Where,
+} from "./parse_fields.ts";
 
 function latentRef(
   o: Record<string, unknown>,
