@@ -1,6 +1,6 @@
 /**
  * The few pieces of the WebAssembly binary format that latentwatch's
- * hand-written modules (`wasm_dots.ts`, `wasm_scan.ts`) are assembled from:
+ * hand-written modules (`wasm_dots_kernel.ts`, `wasm_scan.ts`) are assembled from:
  * LEB128 integers, sections, vectors, names and the opcodes they use
  * (WebAssembly core 2.0 with SIMD). No toolchain, nothing fetched.
  *
