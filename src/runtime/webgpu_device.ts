@@ -3,7 +3,7 @@
  * Vulkan on Linux): asking for an adapter and a device with the limits an
  * SAE's encoder matrix needs, reporting what was found, and running work
  * inside error scopes so a refused dispatch becomes a named error instead of
- * zeros.
+ * zeros. The encoder's named errors are declared here.
  *
  * @module
  */
@@ -16,6 +16,11 @@ export class WebGpuUnavailableError extends Error {
 /** The device refused work it was given (validation or out of memory): what and where. */
 export class WebGpuEncodeError extends Error {
   override name = "WebGpuEncodeError";
+}
+
+/** An SAE or option the WebGPU encoder does not take (TopK and gated SAEs, a bad `maxRows`, a tiling too large). */
+export class WebGpuEncoderConfigError extends TypeError {
+  override name = "WebGpuEncoderConfigError";
 }
 
 /** The adapter's description (`GPUAdapterInfo`) as plain fields. */

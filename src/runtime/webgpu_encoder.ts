@@ -10,55 +10,42 @@
  * batch's upload and readback overlap another's kernels; a batch larger than
  * `maxRows` is split. A token with more than `cap` active latents is never
  * truncated: the batch is compacted again with a cap that holds it
- * (`stats().recompactions` counts these).
+ * (`stats().recompactions` counts these). The pipelines and the choice of
+ * tiling are in `webgpu_pipelines.ts`, the readback in `webgpu_readback.ts`.
  *
  * @module
  */
 
 import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import { checkEncodeInput, referenceNormStats } from "../core/reference_encoder.ts";
-import { unpackCompacted } from "./compacted.ts";
 import {
-  COMPUTE_STAGE as COMPUTE,
   guarded,
   requestWebGpuDevice,
-  USAGE,
   type WebGpuAdapterReport,
+  WebGpuEncoderConfigError,
   WebGpuUnavailableError,
 } from "./webgpu_device.ts";
 import {
-  compactWgsl,
   fitRows,
   GEMM_TILES,
-  gemmActivateWgsl,
   type GemmTileName,
   PAD_COLS,
   PAD_DEPTH,
   PAD_ROWS,
   roundUp,
-  tileSharedBytes,
 } from "./webgpu_kernels.ts";
-import {
-  compactBindGroup,
-  gpuBuffer,
-  makeSlot,
-  type Slot,
-  uploadEncoderWeights,
-} from "./webgpu_buffers.ts";
+import { makeSlot, type Slot, uploadEncoderWeights } from "./webgpu_buffers.ts";
+import { WebGpuPipelines } from "./webgpu_pipelines.ts";
+import { copyBack, readCompacted, recompact } from "./webgpu_readback.ts";
 
 export {
   requestWebGpuDevice,
   type WebGpuAdapterReport,
   WebGpuEncodeError,
+  WebGpuEncoderConfigError,
   WebGpuUnavailableError,
 } from "./webgpu_device.ts";
-
-const { STORAGE, COPY_SRC, COPY_DST, MAP_READ, UNIFORM } = USAGE;
-
-/** An SAE or option this encoder does not take (TopK and gated SAEs, a bad `maxRows`, a tiling too large). */
-export class WebGpuEncoderConfigError extends TypeError {
-  override name = "WebGpuEncoderConfigError";
-}
+export { tileForRows } from "./webgpu_pipelines.ts";
 
 /** Options for {@linkcode createWebGpuEncoder}. */
 export interface WebGpuEncoderOptions {
@@ -96,13 +83,6 @@ export interface WebGpuEncoder extends Encoder {
   timeKernels(rows: number, repeats: number, tile?: GemmTileName): Promise<number>;
   /** Whether a tiling fits the device's workgroup memory (the others are never chosen). */
   tileFits(tile: GemmTileName): boolean;
-}
-
-/** Choose a tiling by batch size: a first guess until a GPU run measures them (`bench/gpu.ts`). */
-export function tileForRows(rows: number): GemmTileName {
-  if (rows <= 256) return "small";
-  if (rows <= 1024) return "medium";
-  return "large";
 }
 
 /**
@@ -164,14 +144,10 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
   readonly #owned: boolean;
   readonly #sae: SaeWeights;
   readonly #weights: GPUBuffer[] = [];
-  /** Pipelines by tiling, compiled on first use (a compile can take seconds on a software driver). */
-  readonly #gemm = new Map<GemmTileName, GPUComputePipeline>();
-  readonly #gemmLayout: GPUBindGroupLayout;
-  readonly #compact: GPUComputePipeline;
+  readonly #pipelines: WebGpuPipelines;
   readonly #slots: Slot[] = [];
   readonly #free: Slot[] = [];
   readonly #waiting: ((s: Slot) => void)[] = [];
-  readonly #tile?: GemmTileName;
   readonly #stats: WebGpuEncoderStats = { batches: 0, tokens: 0, recompactions: 0 };
   readonly adapter?: WebGpuAdapterReport;
 
@@ -188,7 +164,6 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
     this.#device = device;
     this.#owned = owned;
     this.adapter = adapter;
-    this.#tile = options.tile;
     this.#dInPad = roundUp(sae.dIn, PAD_DEPTH);
     this.#dSaePad = roundUp(sae.dSae, PAD_COLS);
     const requested = options.maxRows ?? 4096;
@@ -217,24 +192,7 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
     }
     const dims = { dInPad: this.#dInPad, dSaePad: this.#dSaePad };
     this.#weights.push(...uploadEncoderWeights(device, sae, dims));
-    // One layout for every tiling, so a slot's bind group serves whichever pipeline runs.
-    const storage = (binding: number, type: GPUBufferBindingType): GPUBindGroupLayoutEntry => ({
-      binding,
-      visibility: COMPUTE,
-      buffer: { type },
-    });
-    this.#gemmLayout = device.createBindGroupLayout({
-      entries: [
-        ...[0, 1, 2, 3, 4, 5].map((b) => storage(b, "read-only-storage")),
-        storage(6, "storage"),
-        storage(7, "uniform"),
-      ],
-    });
-    const compact = device.createShaderModule({ code: compactWgsl() });
-    this.#compact = device.createComputePipeline({
-      layout: "auto",
-      compute: { module: compact, entryPoint: "main" },
-    });
+    this.#pipelines = new WebGpuPipelines(device, options.tile);
     const inFlight = Math.max(1, options.inFlight ?? 2);
     for (let i = 0; i < inFlight; i++) {
       const slot = makeSlot(device, {
@@ -242,8 +200,8 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
         rows: this.#maxRows,
         cap,
         weights: this.#weights,
-        gemmLayout: this.#gemmLayout,
-        compact: this.#compact,
+        gemmLayout: this.#pipelines.gemmLayout,
+        compact: this.#pipelines.compact,
       });
       this.#slots.push(slot);
       this.#free.push(slot);
@@ -252,35 +210,7 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
 
   /** Whether tiling `tile` fits this device's workgroup memory. */
   tileFits(tile: GemmTileName): boolean {
-    return tileSharedBytes(GEMM_TILES[tile]) <= this.#device.limits.maxComputeWorkgroupStorageSize;
-  }
-
-  /** The tiling for a batch: the one asked for (refused later if it does not fit), else by size, else the largest that fits. */
-  #tileFor(rows: number): GemmTileName {
-    if (this.#tile) return this.#tile;
-    const want = tileForRows(rows);
-    if (this.tileFits(want)) return want;
-    for (const t of ["large", "medium", "small"] as const) if (this.tileFits(t)) return t;
-    return "small";
-  }
-
-  #gemmPipeline(tile: GemmTileName): GPUComputePipeline {
-    let pipeline = this.#gemm.get(tile);
-    if (!pipeline) {
-      if (!this.tileFits(tile)) {
-        throw new WebGpuEncoderConfigError(
-          `tiling ${tile} needs ${tileSharedBytes(GEMM_TILES[tile])} bytes of workgroup memory, ` +
-            `the device allows ${this.#device.limits.maxComputeWorkgroupStorageSize}`,
-        );
-      }
-      const module = this.#device.createShaderModule({ code: gemmActivateWgsl(GEMM_TILES[tile]) });
-      pipeline = this.#device.createComputePipeline({
-        layout: this.#device.createPipelineLayout({ bindGroupLayouts: [this.#gemmLayout] }),
-        compute: { module, entryPoint: "main" },
-      });
-      this.#gemm.set(tile, pipeline);
-    }
-    return pipeline;
+    return this.#pipelines.tileFits(tile);
   }
 
   async #acquire(): Promise<Slot> {
@@ -313,22 +243,29 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
     if (rows === 0) return [];
     const slot = await this.#acquire();
     try {
-      const tile = this.#tileFor(rows);
+      const tile = this.#pipelines.tileFor(rows);
       const { checked } = guarded(this.#device, `encode ${rows} tokens (${tile})`, () => {
         this.#upload(slot, x, rows);
         const enc = this.#device.createCommandEncoder();
         this.#dispatch(enc, slot, rows, tile);
-        this.#copyBack(enc, slot, rows);
+        copyBack(enc, slot, rows);
         this.#device.queue.submit([enc.finish()]);
       });
-      const read = this.#read(slot, rows);
+      const read = readCompacted(slot, rows);
       // a refused submit still maps a readback buffer: its error must win over its zeros
       await Promise.all([checked, read.catch(() => {})]);
       let out = await read;
       if (out.maxCount > slot.cap) {
         // Never truncate: compact once more with a cap that holds the fullest token.
         this.#stats.recompactions++;
-        out = await this.#recompact(slot, rows, out.maxCount);
+        out = await recompact(this.#device, {
+          compact: this.#pipelines.compact,
+          dInPad: this.#dInPad,
+          dSaePad: this.#dSaePad,
+          slot,
+          rows,
+          maxCount: out.maxCount,
+        });
       }
       this.#stats.batches++;
       this.#stats.tokens += rows;
@@ -369,75 +306,13 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
       new Uint32Array([rowsPad, this.#dInPad, this.#dSaePad, slot.cap]),
     );
     const pass = enc.beginComputePass();
-    pass.setPipeline(this.#gemmPipeline(tile));
+    pass.setPipeline(this.#pipelines.gemm(tile));
     pass.setBindGroup(0, slot.gemmGroup);
     pass.dispatchWorkgroups(this.#dSaePad / t.bn, rowsPad / t.bm);
-    pass.setPipeline(this.#compact);
+    pass.setPipeline(this.#pipelines.compact);
     pass.setBindGroup(0, slot.compactGroup);
     pass.dispatchWorkgroups(rows);
     pass.end();
-  }
-
-  #copyBack(enc: GPUCommandEncoder, slot: Slot, rows: number): void {
-    const n = rows * slot.cap * 4;
-    enc.copyBufferToBuffer(slot.count, 0, slot.readback, 0, rows * 4);
-    enc.copyBufferToBuffer(slot.idx, 0, slot.readback, rows * 4, n);
-    enc.copyBufferToBuffer(slot.val, 0, slot.readback, rows * 4 + n, n);
-  }
-
-  async #read(slot: Slot, rows: number): Promise<{ latents: SparseLatents[]; maxCount: number }> {
-    const cap = slot.cap;
-    const bytes = rows * (1 + 2 * cap) * 4;
-    await slot.readback.mapAsync(1, /* GPUMapMode.READ */ 0, bytes);
-    const copy = slot.readback.getMappedRange(0, bytes).slice(0);
-    slot.readback.unmap();
-    return unpackCompacted(copy, rows, cap);
-  }
-
-  /** Compact a batch already encoded in `slot.dense` again into buffers of `cap` pairs per token. */
-  async #recompact(
-    slot: Slot,
-    rows: number,
-    maxCount: number,
-  ): Promise<{ latents: SparseLatents[]; maxCount: number }> {
-    const cap = roundUp(maxCount, 32);
-    const idx = gpuBuffer(this.#device, rows * cap * 4, STORAGE | COPY_SRC);
-    const val = gpuBuffer(this.#device, rows * cap * 4, STORAGE | COPY_SRC);
-    const dims = gpuBuffer(this.#device, 16, UNIFORM | COPY_DST);
-    const readback = gpuBuffer(this.#device, rows * (1 + 2 * cap) * 4, MAP_READ | COPY_DST);
-    try {
-      const rowsPad = roundUp(rows, PAD_ROWS);
-      this.#device.queue.writeBuffer(
-        dims,
-        0,
-        new Uint32Array([rowsPad, this.#dInPad, this.#dSaePad, cap]),
-      );
-      const wide = { ...slot, idx, val, dims, readback, cap };
-      const { checked } = guarded(this.#device, `compact ${rows} tokens, cap ${cap}`, () => {
-        const enc = this.#device.createCommandEncoder();
-        const pass = enc.beginComputePass();
-        pass.setPipeline(this.#compact);
-        pass.setBindGroup(
-          0,
-          compactBindGroup(this.#device, this.#compact, {
-            dense: slot.dense,
-            idx,
-            val,
-            count: slot.count,
-            dims,
-          }),
-        );
-        pass.dispatchWorkgroups(rows);
-        pass.end();
-        this.#copyBack(enc, wide, rows);
-        this.#device.queue.submit([enc.finish()]);
-      });
-      const read = this.#read(wide, rows);
-      await Promise.all([checked, read.catch(() => {})]);
-      return await read;
-    } finally {
-      for (const b of [idx, val, dims, readback]) b.destroy();
-    }
   }
 
   async timeKernels(rows: number, repeats: number, tile?: GemmTileName): Promise<number> {
@@ -446,7 +321,7 @@ class WebGpuSaeEncoder implements WebGpuEncoder {
     }
     const slot = await this.#acquire();
     try {
-      const name = tile ?? this.#tileFor(rows);
+      const name = tile ?? this.#pipelines.tileFor(rows);
       const run = async (n: number) => {
         const { checked } = guarded(this.#device, `time ${name} on ${rows} rows`, () => {
           const enc = this.#device.createCommandEncoder();
