@@ -50,6 +50,14 @@ const CALIBRATE_USAGE =
 
   Exit status: 0 on success, 1 on errors (unreadable trace, bad monitor), 2 on bad usage.`;
 
+export {
+  calibrate,
+  type CalibrateOptions,
+  type CalibrationReport,
+  type RateAt,
+  type RuleCalibration,
+} from "./policy_calibrate_run.ts";
+
 /** Run `policy calibrate ...` and return the exit code. */
 export async function runCalibrate(args: string[]): Promise<number> {
   const parsed = parseCommandArgs("policy calibrate", CALIBRATE_USAGE, args, {

@@ -26,7 +26,7 @@ import {
 } from "./saelens_legacy.ts";
 import type { SafetensorsDtype } from "./safetensors.ts";
 
-export { isRecord } from "./saelens_legacy.ts";
+export { isBelowV6rc0, isRecord } from "./saelens_legacy.ts";
 
 /** SAELens `architecture` → the runtime architecture, kind and whether `W_skip` is stored. */
 const ARCHITECTURES: Readonly<

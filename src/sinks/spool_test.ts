@@ -249,3 +249,29 @@ Deno.test("spool: a failed fdatasync leaves the records written and waiting, mar
     assert.deepEqual(again.oldest(10).map((r) => r.id), ["a", "b", "c"]);
     again.close();
   }));
+
+Deno.test("spool: an id spooled again after its ack was lost opens once, the later copy", () =>
+  withDir((dir) => {
+    const s = Spool.open(dir);
+    s.append(rec("a", `{"id":"a","copy":1}`));
+    s.append(rec("b"));
+    // the ack file cannot be written (a folder in its place): the ack of a is lost
+    const ackPath = `${dir}/${segFiles(dir, "log")[0].replace(/\.log$/, ".ack")}`;
+    Deno.mkdirSync(ackPath);
+    assert.equal(s.ack("a"), true);
+    assert.deepEqual(s.append(rec("a", `{"id":"a","copy":2}`)), { ok: true, already: false });
+    s.close();
+    Deno.removeSync(ackPath);
+    assert.equal(segFiles(dir, "log").length, 1, "both copies of a in one segment");
+
+    const again = Spool.open(dir);
+    assert.equal(again.pending, 2);
+    assert.deepEqual(
+      again.oldest(10).map((r) => [r.id, dec.decode(r.data)]),
+      [["b", `{"id":"b"}`], ["a", `{"id":"a","copy":2}`]],
+    );
+    again.ack("b");
+    again.ack("a");
+    assert.deepEqual(segFiles(dir, "log"), [], "the segment goes with its last record");
+    again.close();
+  }));

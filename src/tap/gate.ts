@@ -81,7 +81,7 @@ export interface VerdictHandlers {
  *
  * @example
  * ```ts
- * const data = new TextEncoder().encode('{"v":1,"request_id":"r","seq":3,"verdict":"continue"}');
+ * const data = new TextEncoder().encode('{"v":1,"request_id":"r","seq":3,"verdict":"continue","commands":[]}');
  * const expect = { model: "gpt2", hook: "blocks.6.hook_resid_post", dModel: 768, requestId: "r", seq: 3 };
  * readVerdict(data, expect, { reject() {}, receive() {}, fail() {} }); // "continue"
  * ```

@@ -84,7 +84,7 @@ Deno.test("gate: a verdict for another step is a protocol error", () => {
     assert.throws(() => readVerdict(data, expect, handlers), SteerProtocolError);
   }
   assert.throws(
-    () => readVerdict(wire({ verdict: "maybe" }), expect, handlers),
+    () => readVerdict(wire({ verdict: "maybe", commands: [] }), expect, handlers),
     SteerProtocolError,
   );
   assert.deepEqual([seen.received.length, seen.rejected.length, seen.failed.length], [0, 0, 0]);

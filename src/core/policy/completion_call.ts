@@ -44,8 +44,13 @@ export class CompletionCall {
       i: 0,
       before: 0,
       span,
-      values: [],
+      values: NO_VALUES,
     };
+  }
+
+  /** Whether the site still holds a batch (never between calls: the engine keeps no batch alive). */
+  get holdsBatch(): boolean {
+    return this.#site.batch !== undefined || this.#site.values !== NO_VALUES;
   }
 
   /**

@@ -47,6 +47,7 @@ Deno.test("completion call: the condition that rose completes the rule; each cal
   // untracked, both present, same window: the first in file order
   assert.equal(call.complete(tables, 0, batch, 0, -1, h), 0);
   assert.deepEqual(h.values, [6, 4, 6, 4, 6, 4]);
+  assert.equal(call.holdsBatch, false, "the batch and the list are let go after the call");
 });
 
 Deno.test("completion call: a call that throws leaves the call usable, with the next list", () => {
@@ -62,9 +63,11 @@ Deno.test("completion call: a call that throws leaves the call usable, with the 
   };
   const first = held();
   assert.throws(() => call.complete(tables, 0, broken, 0, 0b01, first), /no rows/);
+  assert.equal(call.holdsBatch, false, "a call that threw let go of its batch too");
   assert.deepEqual(first.values, [6]); // the first value went in before the row was read
   const next = held();
   assert.equal(call.complete(tables, 0, batch, 0, 0b01, next), 1);
   assert.deepEqual(next.values, [6, 4]);
   assert.deepEqual(first.values, [6]); // the earlier list is no longer written to
+  assert.equal(call.holdsBatch, false);
 });

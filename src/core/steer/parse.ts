@@ -20,12 +20,12 @@ import {
 } from "./protocol.ts";
 import {
   asObject,
-  finite,
-  int,
   MAX_ID,
-  name,
-  optionalName,
   parseJson,
+  readFinite,
+  readInt,
+  readName,
+  readOptionalName,
   show,
   showValue,
   typeOf,
@@ -40,8 +40,8 @@ function latentRef(
   if (o.latent === undefined && !required) return undefined;
   const l = asObject(o.latent, "op.latent", "an object {sae, index}", where);
   return {
-    sae: name(l, "sae", where, "op.latent."),
-    index: int(l, "index", 0, where, "op.latent."),
+    sae: readName(l, "sae", where, "op.latent."),
+    index: readInt(l, "index", 0, where, "op.latent."),
   };
 }
 
@@ -100,20 +100,20 @@ function parseOp(raw: unknown, dModel: number, where: Where): SteerOp {
       const r = asObject(o.read, "op.read", "an object {w, b, threshold}", where);
       const read: LatentRead = {
         w: vectorFromBase64(r.w, dModel, "op.read.w", where),
-        b: finite(r, "b", where, "op.read."),
-        threshold: finite(r, "threshold", where, "op.read."),
+        b: readFinite(r, "b", where, "op.read."),
+        threshold: readFinite(r, "threshold", where, "op.read."),
       };
       const latent = latentRef(o, where, true)!;
       const direction = vec("direction", o.direction);
       return kind === "clamp"
-        ? { kind, value: finite(o, "value", where), latent, read, direction }
+        ? { kind, value: readFinite(o, "value", where), latent, read, direction }
         : { kind, latent, read, direction };
     }
     case "add": {
       const latent = latentRef(o, where, false);
       return {
         kind,
-        scale: finite(o, "scale", where),
+        scale: readFinite(o, "scale", where),
         vector: vec("vector", o.vector),
         ...(latent ? { latent } : {}),
       };
@@ -131,7 +131,7 @@ function parseOp(raw: unknown, dModel: number, where: Where): SteerOp {
           where,
         );
       }
-      return { kind, max: finite(o, "max", where), direction, ...(latent ? { latent } : {}) };
+      return { kind, max: readFinite(o, "max", where), direction, ...(latent ? { latent } : {}) };
     }
     case "abort": {
       if (o.reason !== undefined && typeof o.reason !== "string") {
@@ -180,11 +180,11 @@ export function parseCommand(
       where,
     );
   }
-  const id = name(o, "id", where);
-  const requestId = name(o, "request_id", where);
-  const model = name(o, "model", where);
-  const hook = name(o, "hook", where);
-  const dModel = int(o, "d_model", 1, where);
+  const id = readName(o, "id", where);
+  const requestId = readName(o, "request_id", where);
+  const model = readName(o, "model", where);
+  const hook = readName(o, "hook", where);
+  const dModel = readInt(o, "d_model", 1, where);
   if (expect.model !== undefined && model !== expect.model) {
     throw new SteerProtocolError("model", show(expect.model), show(model), where);
   }
@@ -199,13 +199,13 @@ export function parseCommand(
       where,
     );
   }
-  const fromPosition = int(o, "from_position", 0, where);
+  const fromPosition = readInt(o, "from_position", 0, where);
   let untilPosition: number | null = null;
   if (o.until_position !== null && o.until_position !== undefined) {
-    untilPosition = int(o, "until_position", fromPosition + 1, where);
+    untilPosition = readInt(o, "until_position", fromPosition + 1, where);
   }
-  const issuedAtMs = int(o, "issued_at_ms", 0, where);
-  const expiresAtMs = int(o, "expires_at_ms", issuedAtMs, where);
+  const issuedAtMs = readInt(o, "issued_at_ms", 0, where);
+  const expiresAtMs = readInt(o, "expires_at_ms", issuedAtMs, where);
   const cmd: SteerCommand = {
     id,
     requestId,
@@ -218,9 +218,9 @@ export function parseCommand(
     expiresAtMs,
     op: parseOp(o.op, dModel, where),
   };
-  const monitor = optionalName(o, "monitor", where);
-  const rule = optionalName(o, "rule", where);
-  const alertId = optionalName(o, "alert_id", where);
+  const monitor = readOptionalName(o, "monitor", where);
+  const rule = readOptionalName(o, "rule", where);
+  const alertId = readOptionalName(o, "alert_id", where);
   if (monitor !== undefined) cmd.monitor = monitor;
   if (rule !== undefined) cmd.rule = rule;
   if (alertId !== undefined) cmd.alertId = alertId;
@@ -257,9 +257,9 @@ export function parseAck(data: Uint8Array): SteerAck {
   if (o.v !== STEER_VERSION) {
     throw new SteerProtocolError("v", String(STEER_VERSION), showValue(o.v), where);
   }
-  const id = name(o, "id", where);
+  const id = readName(o, "id", where);
   where.commandId = id;
-  const requestId = name(o, "request_id", where);
+  const requestId = readName(o, "request_id", where);
   const status = o.status;
   if (!ACK_STATUSES.includes(status as AckStatus)) {
     throw new SteerProtocolError(
@@ -270,14 +270,14 @@ export function parseAck(data: Uint8Array): SteerAck {
     );
   }
   const ack: SteerAck = { id, requestId, status: status as AckStatus };
-  if (o.position !== undefined) ack.position = int(o, "position", 0, where);
+  if (o.position !== undefined) ack.position = readInt(o, "position", 0, where);
   if (o.reason !== undefined) {
     if (typeof o.reason !== "string") {
       throw new SteerProtocolError("reason", "a string", typeOf(o.reason), where);
     }
     ack.reason = o.reason;
   }
-  const tap = optionalName(o, "tap", where);
+  const tap = readOptionalName(o, "tap", where);
   if (tap !== undefined) ack.tap = tap;
   return ack;
 }
@@ -301,9 +301,9 @@ export function parseVerdict(data: Uint8Array, expect: CommandExpect = {}): Gate
   if (o.v !== STEER_VERSION) {
     throw new SteerProtocolError("v", String(STEER_VERSION), showValue(o.v), where);
   }
-  const requestId = name(o, "request_id", where);
+  const requestId = readName(o, "request_id", where);
   where.requestId = requestId;
-  const seq = int(o, "seq", 0, where);
+  const seq = readInt(o, "seq", 0, where);
   const verdict = o.verdict;
   if (!VERDICTS.includes(verdict as GateVerdict["verdict"])) {
     throw new SteerProtocolError(

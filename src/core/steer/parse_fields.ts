@@ -107,10 +107,15 @@ export function asObject(
  *
  * @example
  * ```ts
- * name({ model: "gpt2" }, "model", {}); // "gpt2"
+ * readName({ model: "gpt2" }, "model", {}); // "gpt2"
  * ```
  */
-export function name(o: Record<string, unknown>, key: string, where: Where, prefix = ""): string {
+export function readName(
+  o: Record<string, unknown>,
+  key: string,
+  where: Where,
+  prefix = "",
+): string {
   const v = o[key];
   if (typeof v !== "string" || v.length === 0 || [...v].length > MAX_ID) {
     throw new SteerProtocolError(
@@ -128,17 +133,17 @@ export function name(o: Record<string, unknown>, key: string, where: Where, pref
  *
  * @example
  * ```ts
- * optionalName({}, "rule", {}); // undefined
- * optionalName({ rule: "r1" }, "rule", {}); // "r1"
+ * readOptionalName({}, "rule", {}); // undefined
+ * readOptionalName({ rule: "r1" }, "rule", {}); // "r1"
  * ```
  */
-export function optionalName(
+export function readOptionalName(
   o: Record<string, unknown>,
   key: string,
   where: Where,
   prefix = "",
 ): string | undefined {
-  return o[key] === undefined ? undefined : name(o, key, where, prefix);
+  return o[key] === undefined ? undefined : readName(o, key, where, prefix);
 }
 
 /**
@@ -146,10 +151,10 @@ export function optionalName(
  *
  * @example
  * ```ts
- * int({ seq: 3 }, "seq", 0, {}); // 3
+ * readInt({ seq: 3 }, "seq", 0, {}); // 3
  * ```
  */
-export function int(
+export function readInt(
   o: Record<string, unknown>,
   key: string,
   min: number,
@@ -173,10 +178,10 @@ export function int(
  *
  * @example
  * ```ts
- * finite({ scale: 0.5 }, "scale", {}); // 0.5
+ * readFinite({ scale: 0.5 }, "scale", {}); // 0.5
  * ```
  */
-export function finite(
+export function readFinite(
   o: Record<string, unknown>,
   key: string,
   where: Where,

@@ -67,21 +67,21 @@ Deno.test("fields: objects, names and optional names", () => {
   );
   assert.equal(fields.MAX_ID, 256);
   const longest = "m".repeat(256);
-  assert.equal(fields.name({ model: longest }, "model", {}), longest);
+  assert.equal(fields.readName({ model: longest }, "model", {}), longest);
   // characters, not UTF-16 units: 256 astral characters are 512 units
   const astral = "\u{1d7d9}".repeat(256);
-  assert.equal(fields.name({ model: astral }, "model", {}), astral);
+  assert.equal(fields.readName({ model: astral }, "model", {}), astral);
   const expected = "expected a non-empty string of at most 256 characters";
   assertEquals(
-    message(() => fields.name({ model: "m".repeat(257) }, "model", {})),
+    message(() => fields.readName({ model: "m".repeat(257) }, "model", {})),
     `steering: model: ${expected}, found the string "${"m".repeat(57)}..."`,
   );
   assertEquals(
-    message(() => fields.name({ hook: "" }, "hook", { requestId: "r1" })),
+    message(() => fields.readName({ hook: "" }, "hook", { requestId: "r1" })),
     `steering (request r1): hook: ${expected}, found the string ""`,
   );
   const err = assertThrows(
-    () => fields.name({}, "sae", { commandId: "c1", requestId: "r1" }, "op.latent."),
+    () => fields.readName({}, "sae", { commandId: "c1", requestId: "r1" }, "op.latent."),
     SteerProtocolError,
     `steering (command c1, request r1): op.latent.sae: ${expected}, found undefined`,
   );
@@ -91,45 +91,45 @@ Deno.test("fields: objects, names and optional names", () => {
     "c1",
     "r1",
   ]);
-  assert.equal(fields.optionalName({}, "rule", {}), undefined);
-  assert.equal(fields.optionalName({ rule: "r" }, "rule", {}), "r");
+  assert.equal(fields.readOptionalName({}, "rule", {}), undefined);
+  assert.equal(fields.readOptionalName({ rule: "r" }, "rule", {}), "r");
   // present but null is not absent
   assertEquals(
-    message(() => fields.optionalName({ rule: null }, "rule", {})),
+    message(() => fields.readOptionalName({ rule: null }, "rule", {})),
     `steering: rule: ${expected}, found null`,
   );
 });
 
 Deno.test("fields: integers with a floor, finite numbers", () => {
-  assert.equal(fields.int({ seq: 0 }, "seq", 0, {}), 0);
-  assert.equal(fields.int({ index: 7 }, "index", 0, {}, "op.latent."), 7);
+  assert.equal(fields.readInt({ seq: 0 }, "seq", 0, {}), 0);
+  assert.equal(fields.readInt({ index: 7 }, "index", 0, {}, "op.latent."), 7);
   assertEquals(
-    message(() => fields.int({ from_position: -1 }, "from_position", 0, {})),
+    message(() => fields.readInt({ from_position: -1 }, "from_position", 0, {})),
     "steering: from_position: expected an integer ≥ 0, found -1",
   );
   assertEquals(
-    message(() => fields.int({ d_model: 1.5 }, "d_model", 1, {})),
+    message(() => fields.readInt({ d_model: 1.5 }, "d_model", 1, {})),
     "steering: d_model: expected an integer ≥ 1, found 1.5",
   );
   assertEquals(
-    message(() => fields.int({ seq: 2 ** 53 }, "seq", 0, {})),
+    message(() => fields.readInt({ seq: 2 ** 53 }, "seq", 0, {})),
     "steering: seq: expected an integer ≥ 0, found 9007199254740992",
   );
   assertEquals(
-    message(() => fields.int({ seq: "3" }, "seq", 0, {})),
+    message(() => fields.readInt({ seq: "3" }, "seq", 0, {})),
     'steering: seq: expected an integer ≥ 0, found the string "3"',
   );
-  assert.equal(fields.finite({ scale: -0.25 }, "scale", {}), -0.25);
+  assert.equal(fields.readFinite({ scale: -0.25 }, "scale", {}), -0.25);
   assertEquals(
-    message(() => fields.finite({ scale: NaN }, "scale", {})),
+    message(() => fields.readFinite({ scale: NaN }, "scale", {})),
     "steering: op.scale: expected a finite number, found NaN",
   );
   assertEquals(
-    message(() => fields.finite({ b: Infinity }, "b", {}, "op.read.")),
+    message(() => fields.readFinite({ b: Infinity }, "b", {}, "op.read.")),
     "steering: op.read.b: expected a finite number, found Infinity",
   );
   assertEquals(
-    message(() => fields.finite({ max: null }, "max", { commandId: "c1" })),
+    message(() => fields.readFinite({ max: null }, "max", { commandId: "c1" })),
     "steering (command c1): op.max: expected a finite number, found null",
   );
 });

@@ -4,7 +4,7 @@
  * (`stats`), the telemetry series labelled with the sink's name, and the
  * log lines (`alert.dropped`, `alert.publish_failed`,
  * `alert.spool_sync_failed`). Shared by the sink (`./sink.ts`), its memory
- * queue (`./memory.ts`) and the spool replay (`./replay.ts`).
+ * queue (`./memory_queue.ts`) and the spool replay (`./replay.ts`).
  *
  * @module
  */

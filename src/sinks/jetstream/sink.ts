@@ -51,7 +51,7 @@ import type { Bus } from "../../bus/bus.ts";
 import type { Durability, DurableSink } from "../sink.ts";
 import { JetStreamAccounting } from "./accounting.ts";
 import type { Spool, SpoolFsync } from "../spool.ts";
-import { MemoryQueue } from "./memory.ts";
+import { MemoryQueue } from "./memory_queue.ts";
 import { type ResolvedJetStreamSinkOptions, resolveSinkOptions } from "./options.ts";
 import { StreamPublisher } from "./publisher.ts";
 import { checkStream, openSinkSpool } from "./start.ts";
@@ -102,7 +102,7 @@ export class JetStreamSink implements DurableSink {
    * Spooled ids being published: by the replay loop, or from memory (an
    * alert written ahead). The replay loop skips them.
    */
-  #replaying = new Set<string>();
+  readonly #replaying = new Set<string>();
   #closed = false;
   #stopping = false;
   #replayLoop: Promise<void> | null = null;

@@ -1,7 +1,7 @@
 /**
  * Settings, counters and the shared shapes of the JetStream sink
  * (`./sink.ts`), its publisher (`./publisher.ts`), its memory queue
- * (`./memory.ts`) and its spool replay (`./replay.ts`).
+ * (`./memory_queue.ts`) and its spool replay (`./replay.ts`).
  *
  * @module
  */

@@ -3,7 +3,7 @@ import type { Alert } from "../../core/alert.ts";
 import { MemoryBus } from "../../bus/memory_bus.ts";
 import { Spool } from "../spool.ts";
 import { JetStreamAccounting } from "./accounting.ts";
-import { MemoryQueue } from "./memory.ts";
+import { MemoryQueue } from "./memory_queue.ts";
 import { StreamPublisher } from "./publisher.ts";
 import { type Item, newSinkStats } from "./types.ts";
 
