@@ -1,5 +1,11 @@
+/**
+ * What the JetStream sink does at start: its spool opened (what the last
+ * run left counted and said), and its stream created on a real nats-server,
+ * the check deferred while NATS is away (the server stopped), an error the
+ * server answers with thrown.
+ */
 import assert from "node:assert/strict";
-import { MemoryBus } from "../../bus/memory_bus.ts";
+import { withBroker } from "../../../tests/helpers/stream.ts";
 import { Logger } from "../../shared/log.ts";
 import { Spool } from "../spool.ts";
 import { checkStream, openSinkSpool } from "./start.ts";
@@ -52,16 +58,30 @@ Deno.test("jetstream sink start: what the last run left is counted and said", as
   }
 });
 
-Deno.test("jetstream sink start: the stream is created, or its check deferred while NATS is away", async () => {
-  const stream = { name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 };
-  const bus = new MemoryBus();
-  const lines: string[] = [];
-  await checkStream(bus, { stream, log: logger(lines) });
-  assert.deepEqual(lines, []);
-  await bus.publishDurable("alerts.t", new Uint8Array([1]), "m1");
-  assert.equal(bus.streamMessages("A").length, 1, "the stream exists");
-  await bus.close();
-  await checkStream(bus, { stream, log: logger(lines) });
-  assert.equal(lines.length, 1);
-  assert.match(lines[0], /^warn alert\.stream_check_deferred .*NATS unreachable/);
-});
+const stream = { name: "A", subjects: ["alerts.t"], duplicateWindowMs: 60_000 };
+
+Deno.test("jetstream sink start: the stream is created, or its check deferred while NATS is away", () =>
+  withBroker(async ({ bus, away }) => {
+    const lines: string[] = [];
+    await checkStream(bus, { stream, log: logger(lines) });
+    assert.deepEqual(lines, []);
+    assert.deepEqual(
+      await bus.publishDurable("alerts.t", new Uint8Array([1]), "m1"),
+      { stream: "A", seq: 1, duplicate: false },
+      "the stream exists and acknowledges",
+    );
+    await away();
+    await checkStream(bus, { stream, log: logger(lines) });
+    assert.equal(lines.length, 1);
+    assert.match(lines[0], /^warn alert\.stream_check_deferred .*NATS unreachable/);
+    assert.match(lines[0], /stream=A\b/);
+  }));
+
+Deno.test("jetstream sink start: an error the server answers with is thrown, not deferred", () =>
+  withBroker(async ({ bus }) => {
+    // another stream holds the subject already: the server refuses the stream
+    await bus.ensureStream({ name: "OTHER", subjects: ["alerts.t"], duplicateWindowMs: 60_000 });
+    const lines: string[] = [];
+    await assert.rejects(checkStream(bus, { stream, log: logger(lines) }), /overlap/);
+    assert.deepEqual(lines, [], "nothing deferred");
+  }));
