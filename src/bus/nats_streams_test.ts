@@ -90,3 +90,48 @@ Deno.test("nats streams: a refused set-up fails its call, and the next call for 
     await next;
     assert.deepEqual((await jsm.streams.info("LATE")).config.subjects, ["lw.free"]);
   }));
+
+/**
+ * `nc`, with `beforeCreate` run once just before its first stream-create
+ * request goes out: a real connection, with another client let in first.
+ */
+function createInterleaved(nc: NatsConnection, beforeCreate: () => Promise<void>) {
+  let pending: (() => Promise<void>) | null = beforeCreate;
+  return new Proxy(nc, {
+    get(target, prop) {
+      if (prop === "request") {
+        return async (subject: string, ...rest: unknown[]) => {
+          if (pending && subject.includes(".STREAM.CREATE.")) {
+            const run = pending;
+            pending = null;
+            await run();
+          }
+          return (target.request as (...a: unknown[]) => unknown)(subject, ...rest);
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+Deno.test("nats streams: a create that finds the name taken meanwhile adds its subjects to that stream", () =>
+  onFreshServer(async (nc, other, jsm) => {
+    let interleaved = false;
+    const late = createInterleaved(nc, async () => {
+      // the other client creates the stream between this client's lookup and its create
+      await (await jetstreamManager(other)).streams.add({
+        name: "RACE3",
+        subjects: ["lw.race3.b"],
+      });
+      interleaved = true;
+    });
+    await new NatsStreams(late).ensure({
+      name: "RACE3",
+      subjects: ["lw.race3.a"],
+      duplicateWindowMs: 1_000,
+    });
+    assert.ok(interleaved, "the other client's create ran first");
+    const { config } = await jsm.streams.info("RACE3");
+    assert.deepEqual(config.subjects, ["lw.race3.b", "lw.race3.a"]);
+  }));
