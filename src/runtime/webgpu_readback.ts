@@ -72,7 +72,7 @@ export interface Recompaction extends PaddedDims {
   /** The compaction pipeline (`WebGpuPipelines.compact`). */
   compact: GPUComputePipeline;
   /** The slot whose `dense` holds the batch's activations (its `count` is written again). */
-  slot: Slot;
+  slot: Pick<Slot, "dense" | "count">;
   /** Tokens in the batch. */
   rows: number;
   /** The fullest token's count: the new cap is this rounded up to 32. */

@@ -1,8 +1,6 @@
 /**
  * The WebGPU encoder's test cases, each run in its own Deno process by
- * `../webgpu_encoder_test.ts`: a software Vulkan or GL driver (Mesa's
- * lavapipe or llvmpipe) has been seen to abort the process as it exits (about
- * 1 run in 100 here), which must not take the whole test run down with it.
+ * `../webgpu_encoder_test.ts` (`webgpu_harness.ts` says why).
  *
  * Usage: `deno run -A src/runtime/testdata/webgpu_cases.ts <case>`: prints
  * `case <case>: ok` when the case passed.
@@ -17,9 +15,10 @@ import { GEMM_TILES, type GemmTileName } from "../webgpu_kernels.ts";
 import { guarded, requestWebGpuDevice, USAGE, WebGpuEncodeError } from "../webgpu_device.ts";
 import { gpuBuffer, uploadEncoderWeights } from "../webgpu_buffers.ts";
 import { Rng } from "../../core/random.ts";
+import { readBack, runCaseFromArgs, type WebGpuCases } from "./webgpu_harness.ts";
 
 /** The cases by name. */
-export const CASES = new Map<string, () => Promise<void>>();
+export const CASES: WebGpuCases = new Map();
 
 CASES.set("every tiling matches the f64 reference (JumpReLU, b_dec subtracted)", async () => {
   const sae = randomSae({ architecture: "jumprelu", dIn: 48, dSae: 384, seed: 3 });
@@ -156,21 +155,13 @@ CASES.set("guarded: work the device refuses is a WebGpuEncodeError naming it", a
   }
 });
 
-/** Copy a buffer's first `floats` values back to the host. */
+/** A buffer's first `floats` values, copied back to the host. */
 async function readFloats(
   device: GPUDevice,
   src: GPUBuffer,
   floats: number,
 ): Promise<Float32Array> {
-  const back = gpuBuffer(device, floats * 4, USAGE.MAP_READ | USAGE.COPY_DST);
-  const enc = device.createCommandEncoder();
-  enc.copyBufferToBuffer(src, 0, back, 0, floats * 4);
-  device.queue.submit([enc.finish()]);
-  await back.mapAsync(1 /* GPUMapMode.READ */);
-  const out = new Float32Array(back.getMappedRange().slice(0, floats * 4));
-  back.unmap();
-  back.destroy();
-  return out;
+  return new Float32Array(await readBack(device, src, floats * 4));
 }
 
 CASES.set("the weights are padded, and padded latents can never be active", async () => {
@@ -204,14 +195,4 @@ CASES.set("the weights are padded, and padded latents can never be active", asyn
   }
 });
 
-if (import.meta.main) {
-  const name = Deno.args[0];
-  const run = CASES.get(name);
-  if (!run) {
-    console.error(`unknown case '${name}'; cases: ${[...CASES.keys()].join(", ")}`);
-    Deno.exit(2);
-  }
-  await run();
-  console.log(`case ${name}: ok`);
-  Deno.exit(0);
-}
+if (import.meta.main) await runCaseFromArgs(CASES);
