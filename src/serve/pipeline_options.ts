@@ -11,10 +11,6 @@
 import type { Alert } from "../core/alert.ts";
 import type { RedactOptions } from "../core/redact.ts";
 import type { BatchLimits } from "../core/batcher.ts";
-import type { CompiledPolicySet } from "../core/policy/compile.ts";
-import type { SteerAction } from "../core/policy/ast.ts";
-import type { SteerOp } from "../core/steer/protocol.ts";
-import type { Encoder } from "../core/sae.ts";
 import type { Bus, BusMessage } from "../bus/bus.ts";
 import type { AlertSink, DurableSink } from "../sinks/sink.ts";
 import type { EvidenceOptions } from "../pipeline/evidence.ts";
@@ -24,8 +20,12 @@ import type { Telemetry } from "../shared/telemetry.ts";
 import type { SeqCheckpoints } from "./checkpoints.ts";
 import type { OnEncoded } from "./batch.ts";
 
-/** What a {@linkcode Pipeline} needs. */
-export interface PipelineOptions {
+/**
+ * What a {@linkcode Pipeline} needs: its first generation's encoders,
+ * policies, labels and resolved steering ({@linkcode Generation}), and the
+ * rest below.
+ */
+export interface PipelineOptions extends Generation {
   monitor: string;
   model: string;
   hook: string;
@@ -43,17 +43,6 @@ export interface PipelineOptions {
   partitions?: number;
   /** Width of the activations every SAE reads. */
   dIn: number;
-  /** SAE id → encoder. */
-  encoders: ReadonlyMap<string, Encoder>;
-  policies: CompiledPolicySet;
-  /** SAE id → latent labels, attached to alerts. */
-  labels?: ReadonlyMap<string, ReadonlyMap<number, string>>;
-  /** Each steer action of the policies, resolved (see {@linkcode Generation.steerOps}). */
-  steerOps?: ReadonlyMap<SteerAction, SteerOp>;
-  /** See {@linkcode Generation.evidenceEncoders}. */
-  evidenceEncoders?: ReadonlyMap<string, Encoder>;
-  /** See {@linkcode Generation.verdictEncoders}. */
-  verdictEncoders?: ReadonlyMap<string, Encoder>;
   /**
    * Evidence on alerts: the flagged tokens encoded in full, their
    * `topLatents` strongest latents attached; recent activations kept in a
