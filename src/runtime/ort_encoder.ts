@@ -1,7 +1,8 @@
 /**
  * The production encoder: the SAE's ONNX graph ({@linkcode buildEncoderGraph})
  * run by onnxruntime on the CPU (or a GPU execution provider, `provider`), with the dense output turned into sparse
- * per-token latents by a tight scan into reused scratch buffers.
+ * per-token latents by a tight scan into reused scratch buffers
+ * ({@linkcode SparseRowsReader}, sparse_rows.ts).
  *
  * Watched latents (`watch`): standard, JumpReLU and gated SAEs get a graph
  * with only the watched encoder columns, exact for those latents and
@@ -22,6 +23,7 @@ import * as ort from "onnxruntime-node";
 import { assertEncodable, canonicalWatch, checkEncodeInput } from "../core/reference_encoder.ts";
 import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import { LatentRows, NO_ROWS } from "../core/latent_rows.ts";
+import { SparseRowsReader } from "./sparse_rows.ts";
 import {
   buildEncoderGraph,
   DENSE_OUTPUT,
@@ -241,18 +243,10 @@ class OrtEncoder implements ProviderEncoder {
   readonly providerFallback: boolean;
   readonly #session: ort.InferenceSession;
   readonly #topk: boolean;
-  // Scratch grown geometrically and reused across batches; results are
-  // copied out of it, so a later batch never aliases an earlier one.
-  #idx = new Uint32Array(0);
-  #val = new Float32Array(0);
-  /** TopK only: latent index → value of the row being sorted. */
-  #lookup: Float32Array;
-  /** Columns of the dense output: `dSae`, or `|watch|` for a watched graph. */
-  readonly #width: number;
+  /** The outputs read into sparse rows, through scratch reused across batches. */
+  readonly #rows: SparseRowsReader;
   /** Watched dense graphs: output column → SAE latent index. */
   readonly #columns: Uint32Array | null;
-  /** Watched TopK: 1 for a watched latent (the graph is full; reporting is filtered). */
-  readonly #mask: Uint8Array | null;
   /** Watched dense graphs: small batches computed synchronously (`watched_dots.ts`). */
   #small: WatchedDots | null = null;
   #smallNote: string | undefined;
@@ -267,14 +261,18 @@ class OrtEncoder implements ProviderEncoder {
     this.dIn = sae.dIn;
     this.dSae = sae.dSae;
     this.#topk = sae.architecture === "topk";
-    this.#lookup = new Float32Array(this.#topk ? sae.dSae : 0);
     this.#columns = watch && watchIsCheap(sae) ? watch : null;
-    this.#width = this.#columns ? this.#columns.length : sae.dSae;
-    this.#mask = null;
+    let mask: Uint8Array | null = null;
     if (watch && this.#topk) {
-      this.#mask = new Uint8Array(sae.dSae);
-      for (const i of watch) this.#mask[i] = 1;
+      mask = new Uint8Array(sae.dSae);
+      for (const i of watch) mask[i] = 1;
     }
+    this.#rows = new SparseRowsReader({
+      dSae: sae.dSae,
+      columns: this.#columns,
+      mask,
+      topk: this.#topk,
+    });
   }
 
   /**
@@ -317,7 +315,7 @@ class OrtEncoder implements ProviderEncoder {
     if (small && tokens > 0 && small.fits(tokens)) {
       checkEncodeInput(x, tokens, this.dIn);
       this.smallBatches++;
-      return this.#sparseFromDense(small.encode(x, tokens), tokens);
+      return this.#rows.fromDense(small.encode(x, tokens), tokens);
     }
     return this.#encodeOrt(x, tokens);
   }
@@ -327,103 +325,12 @@ class OrtEncoder implements ProviderEncoder {
     if (!feeds) return NO_ROWS;
     const out = await this.#session.run(feeds);
     return this.#topk
-      ? this.#sparseFromTopK(
+      ? this.#rows.fromTopK(
         out[TOPK_VALUES].data as Float32Array,
         out[TOPK_INDICES].data as BigInt64Array,
         tokens,
       )
-      : this.#sparseFromDense(out[DENSE_OUTPUT].data as Float32Array, tokens);
-  }
-
-  #reserve(capacity: number): void {
-    if (this.#idx.length >= capacity) return;
-    const size = Math.max(capacity, this.#idx.length * 2);
-    const idx = new Uint32Array(size);
-    const val = new Float32Array(size);
-    idx.set(this.#idx);
-    val.set(this.#val);
-    this.#idx = idx;
-    this.#val = val;
-  }
-
-  #sparseFromDense(dense: Float32Array, tokens: number): LatentRows {
-    const dSae = this.#width;
-    // Trained SAEs fire well under 1% of latents, so skip 8 zeros at a time:
-    // OR the bit patterns, dropping the sign so -0 counts as zero, as in `v !== 0`.
-    const bits = new Int32Array(dense.buffer, dense.byteOffset, dense.length);
-    const ends = new Uint32Array(tokens);
-    let pos = 0;
-    for (let t = 0; t < tokens; t++) {
-      // Reserving a whole row up front keeps the inner loops free of checks.
-      this.#reserve(pos + dSae);
-      const idx = this.#idx;
-      const val = this.#val;
-      const base = t * dSae;
-      const end = base + dSae;
-      const end8 = base + (dSae & ~7);
-      let b = base;
-      for (; b < end8; b += 8) {
-        const any = bits[b] | bits[b + 1] | bits[b + 2] | bits[b + 3] | bits[b + 4] | bits[b + 5] |
-          bits[b + 6] | bits[b + 7];
-        if (any << 1 === 0) continue;
-        for (let j = b; j < b + 8; j++) {
-          const v = dense[j];
-          if (v !== 0) {
-            idx[pos] = j - base;
-            val[pos] = v;
-            pos++;
-          }
-        }
-      }
-      for (; b < end; b++) {
-        const v = dense[b];
-        if (v !== 0) {
-          idx[pos] = b - base;
-          val[pos] = v;
-          pos++;
-        }
-      }
-      ends[t] = pos;
-    }
-    // Watched graphs: output columns are the watched latents in ascending order,
-    // so mapping them back keeps each row sorted.
-    const columns = this.#columns;
-    if (columns) { for (let p = 0; p < pos; p++) this.#idx[p] = columns[this.#idx[p]]; }
-    return this.#split(ends, pos);
-  }
-
-  #sparseFromTopK(values: Float32Array, indices: BigInt64Array, tokens: number): LatentRows {
-    const k = values.length / tokens;
-    // Indices are < 2^32 and little-endian: read the low word, no BigInt boxing.
-    const words = new Uint32Array(indices.buffer, indices.byteOffset, indices.length * 2);
-    const lookup = this.#lookup;
-    const mask = this.#mask;
-    this.#reserve(tokens * k);
-    const idx = this.#idx;
-    const val = this.#val;
-    const ends = new Uint32Array(tokens);
-    let pos = 0;
-    for (let t = 0; t < tokens; t++) {
-      const start = pos;
-      for (let p = t * k, end = p + k; p < end; p++) {
-        const v = values[p];
-        if (v !== 0) {
-          const i = words[2 * p];
-          if (mask && !mask[i]) continue;
-          idx[pos++] = i;
-          lookup[i] = v;
-        }
-      }
-      idx.subarray(start, pos).sort();
-      for (let p = start; p < pos; p++) val[p] = lookup[idx[p]];
-      ends[t] = pos;
-    }
-    return this.#split(ends, pos);
-  }
-
-  /** Copy `total` scratch entries out once, as one structure for the batch. */
-  #split(ends: Uint32Array, total: number): LatentRows {
-    return new LatentRows(this.#idx.slice(0, total), this.#val.slice(0, total), ends);
+      : this.#rows.fromDense(out[DENSE_OUTPUT].data as Float32Array, tokens);
   }
 
   async close(): Promise<void> {

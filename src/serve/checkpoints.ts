@@ -47,6 +47,7 @@
 import { createHash } from "node:crypto";
 import { RecencyMap } from "../core/recency_map.ts";
 import { frameRecord, scanRecords } from "../sinks/spool.ts";
+import { RecordFramer } from "../sinks/spool_format.ts";
 import type { Resume } from "../pipeline/sequence.ts";
 
 /** A checkpoint file cannot be opened or is not what it must be. */
@@ -184,6 +185,8 @@ export class SeqCheckpoints {
   /** What the previous run left: taken (once) by the first frame of each request. */
   #resume = new Map<string, Resume>();
   #file: Deno.FsFile | null = null;
+  /** Frames each record in one reused buffer (written before the next is framed). */
+  readonly #framer = new RecordFramer();
   #size = 0;
   /** The file's size right after the last compact rewrite. */
   #compactedSize = 0;
@@ -328,7 +331,7 @@ export class SeqCheckpoints {
 
   #append(states: Iterable<[string, Stored]>, ended: string[]): void {
     for (const key of ended) this.#next.delete(key);
-    this.#write(frameRecord(enc.encode(recordJson(states, ended))));
+    this.#write(this.#framer.frame(recordJson(states, ended)));
     // amortised: a live state larger than compactBytes is not rewritten at every record
     if (this.#size > Math.max(this.#compactBytes, 2 * this.#compactedSize)) this.#compact();
   }
