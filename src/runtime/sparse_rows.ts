@@ -9,7 +9,13 @@
  *
  * @module
  */
-import { LatentRows } from "../core/latent_rows.ts";
+import { LatentRows, NO_ROWS } from "../core/latent_rows.ts";
+
+/**
+ * Typed arrays up to this many bytes live inside V8's heap, with no backing
+ * store to free (V8's `V8_TYPED_ARRAY_MAX_SIZE_IN_HEAP`, 64 by default).
+ */
+const ON_HEAP_MAX_BYTES = 64;
 
 /** What a {@linkcode SparseRowsReader} reads. */
 export interface SparseRowsOptions {
@@ -57,6 +63,7 @@ export class SparseRowsReader {
    * zero), each row's latents ascending.
    */
   fromDense(dense: Float32Array, tokens: number): LatentRows {
+    if (tokens === 0) return NO_ROWS;
     const dSae = this.#width;
     // Trained SAEs fire well under 1% of latents, so skip 8 zeros at a time:
     // OR the bit patterns, dropping the sign so -0 counts as zero, as in `v !== 0`.
@@ -108,6 +115,7 @@ export class SparseRowsReader {
    * the watched latents.
    */
   fromTopK(values: Float32Array, indices: BigInt64Array, tokens: number): LatentRows {
+    if (tokens === 0) return NO_ROWS;
     const k = values.length / tokens;
     // Indices are < 2^32 and little-endian: read the low word, no BigInt boxing.
     const words = new Uint32Array(indices.buffer, indices.byteOffset, indices.length * 2);
@@ -155,20 +163,29 @@ export class SparseRowsReader {
   }
 
   /**
-   * The batch out of the scratch: its token ends, `total` indices and values,
-   * as views of one buffer. One buffer, not three, because each buffer a
-   * batch leaves behind costs the next scavenge a backing store to free: at
-   * half load that sweep was 1–1.4 ms of a 1.6–2 ms pause
-   * (docs/performance-history.md, thirty-ninth sitting).
+   * The batch out of the scratch: its token ends, `total` indices and values.
+   * Each buffer a batch leaves behind costs the next scavenge a backing store
+   * to free, which at half load was about 1.0 ms of a 1.65–1.73 ms pause
+   * (docs/performance.md, "One buffer per batch"): arrays small enough to
+   * live in V8's heap (a decode step's) are made as such, with no backing
+   * store, and larger ones are views of one buffer, not three.
    */
   #copyOut(tokens: number, total: number): LatentRows {
+    const ends = this.#ends.subarray(0, tokens);
+    if (tokens * 4 <= ON_HEAP_MAX_BYTES && total * 4 <= ON_HEAP_MAX_BYTES) {
+      return new LatentRows(
+        this.#idx.slice(0, total),
+        this.#val.slice(0, total),
+        ends.slice(),
+      );
+    }
     const buffer = new ArrayBuffer((tokens + 2 * total) * 4);
-    const ends = new Uint32Array(buffer, 0, tokens);
+    const out = new Uint32Array(buffer, 0, tokens);
     const indices = new Uint32Array(buffer, tokens * 4, total);
     const values = new Float32Array(buffer, (tokens + total) * 4, total);
-    ends.set(this.#ends.subarray(0, tokens));
+    out.set(ends);
     indices.set(this.#idx.subarray(0, total));
     values.set(this.#val.subarray(0, total));
-    return new LatentRows(indices, values, ends);
+    return new LatentRows(indices, values, out);
   }
 }

@@ -37,14 +37,18 @@ function sparseDense(rng: Rng, tokens: number, width: number, share: number): Fl
 
 Deno.test("sparse rows: a dense output's non-zero entries per row, as the plain loop reads them", () => {
   const rng = new Rng(7);
-  // 37 columns: the 8-wide skip and the tail loop both run; -0 entries count as zero
-  for (
-    const [tokens, width, share] of [[1, 37, 0.1], [5, 37, 0.3], [16, 24576, 0.004], [3, 8, 1]]
-  ) {
-    const reader = new SparseRowsReader({ dSae: width });
+  // 37 columns: the 8-wide skip and the tail loop both run; -0 entries count as zero. One reader
+  // for every batch, large then small, so scratch left by a batch is read past by the next
+  const width = 37;
+  const reader = new SparseRowsReader({ dSae: width });
+  for (const [tokens, share] of [[40, 0.3], [5, 0.3], [1, 0.1], [16, 0.01], [3, 1], [1, 0]]) {
     const dense = sparseDense(rng, tokens, width, share);
     assert.deepEqual(plain(reader.fromDense(dense, tokens)), referenceDense(dense, tokens, width));
   }
+  const wide = new SparseRowsReader({ dSae: 24576 });
+  const dense = sparseDense(rng, 16, 24576, 0.004);
+  assert.deepEqual(plain(wide.fromDense(dense, 16)), referenceDense(dense, 16, 24576));
+  assert.equal(reader.fromDense(new Float32Array(0), 0).length, 0);
 });
 
 Deno.test("sparse rows: a watched graph's columns map back to their latents", () => {
@@ -74,20 +78,26 @@ Deno.test("sparse rows: a TopK output sorted by latent, zeros dropped, watched l
   ]);
 });
 
-Deno.test("sparse rows: one buffer per batch, and a later batch never changes an earlier one", () => {
+Deno.test("sparse rows: one buffer per batch past V8's in-heap size, and batches never alias", () => {
+  const rng = new Rng(3);
   const reader = new SparseRowsReader({ dSae: 8 });
-  const first = reader.fromDense(
-    Float32Array.of(0, 1, 0, 0, 0, 0, 0, 2, /* */ 3, 0, 0, 0, 0, 0, 0, 0),
-    2,
-  );
+  // 8 tokens, every entry non-zero: 64 entries, past the 64 bytes V8 keeps inside its heap
+  const full = Float32Array.from({ length: 64 }, (_, i) => i + 1);
+  const first = reader.fromDense(full, 8);
   // ends, indices and values are views of one buffer: a batch leaves one behind, not three
   assert.equal(first.indices.buffer, first.values.buffer);
   assert.equal(first.ends.buffer, first.indices.buffer);
   const before = plain(first);
-  // a larger batch grows the scratch and rewrites it from the start
-  const rng = new Rng(3);
-  const second = reader.fromDense(sparseDense(rng, 40, 8, 0.5), 40);
-  assert.notEqual(second.indices.buffer, first.indices.buffer);
+  // a batch of the same size (no growth: the scratch is written over) changes nothing of the first
+  const second = reader.fromDense(sparseDense(rng, 8, 8, 0.5), 8);
   assert.deepEqual(plain(first), before);
-  assert.deepEqual(before, [{ indices: [1, 7], values: [1, 2] }, { indices: [0], values: [3] }]);
+  assert.deepEqual(before[7], {
+    indices: [0, 1, 2, 3, 4, 5, 6, 7],
+    values: [57, 58, 59, 60, 61, 62, 63, 64],
+  });
+  // a small batch (a decode step's) stays in the heap: separate arrays, read the same way
+  const small = reader.fromDense(Float32Array.of(0, 0, 2.5, 0, 0, 0, 0, -1), 1);
+  assert.deepEqual(plain(small), [{ indices: [2, 7], values: [2.5, -1] }]);
+  assert.deepEqual(plain(first), before);
+  assert.notDeepEqual(plain(second), before);
 });

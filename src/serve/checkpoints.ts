@@ -46,8 +46,7 @@
  */
 import { createHash } from "node:crypto";
 import { RecencyMap } from "../core/recency_map.ts";
-import { frameRecord, scanRecords } from "../sinks/spool.ts";
-import { RecordFramer } from "../sinks/spool_format.ts";
+import { frameRecord, RecordFramer, scanRecords } from "../sinks/spool_format.ts";
 import type { Resume } from "../pipeline/sequence.ts";
 
 /** A checkpoint file cannot be opened or is not what it must be. */

@@ -69,8 +69,10 @@ export function frameRecord(payload: Uint8Array): Uint8Array {
  * Frames text as spool records in one buffer reused from record to record,
  * for a writer that writes each record before it frames the next
  * (synchronously): a record framed per batch then leaves no buffer behind
- * for the collector (see `SparseRowsReader` for what each one costs). The
- * bytes are those of `frameRecord(new TextEncoder().encode(text))`.
+ * for the collector (docs/performance.md, "One buffer per batch"). The bytes
+ * are those of `frameRecord(new TextEncoder().encode(text))`. The buffer
+ * keeps the size of the longest record framed (records are per batch and
+ * small; a compaction's rewrite frames its own).
  *
  * @example
  * ```ts
