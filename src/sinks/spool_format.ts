@@ -57,12 +57,16 @@ export function crc32(bytes: Uint8Array): number {
  */
 export function frameRecord(payload: Uint8Array): Uint8Array {
   const out = new Uint8Array(HEADER + payload.length);
-  out.set(MAGIC, 0);
-  const v = new DataView(out.buffer);
-  v.setUint32(4, payload.length, true);
-  v.setUint32(8, crc32(payload), true);
   out.set(payload, HEADER);
+  sealRecord(out, new DataView(out.buffer), payload.length);
   return out;
+}
+
+/** Write the header (magic, length, CRC) of the `length`-byte payload already at `out[HEADER]`. */
+function sealRecord(out: Uint8Array, view: DataView, length: number): void {
+  out.set(MAGIC, 0);
+  view.setUint32(4, length, true);
+  view.setUint32(8, crc32(out.subarray(HEADER, HEADER + length)), true);
 }
 
 /**
@@ -92,12 +96,9 @@ export class RecordFramer {
       this.#buf = new Uint8Array(Math.max(most, 2 * this.#buf.length));
       this.#view = new DataView(this.#buf.buffer);
     }
-    const buf = this.#buf;
-    const { written } = enc.encodeInto(text, buf.subarray(HEADER));
-    buf.set(MAGIC, 0);
-    this.#view.setUint32(4, written, true);
-    this.#view.setUint32(8, crc32(buf.subarray(HEADER, HEADER + written)), true);
-    return buf.subarray(0, HEADER + written);
+    const { written } = enc.encodeInto(text, this.#buf.subarray(HEADER));
+    sealRecord(this.#buf, this.#view, written);
+    return this.#buf.subarray(0, HEADER + written);
   }
 }
 
