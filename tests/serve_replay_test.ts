@@ -1,7 +1,7 @@
 /**
  * One recorded trace, two paths: `serve` (a real nats-server, alerts read
  * back from JetStream, renderings read back from its `file` sinks) and
- * offline `replay` (`src/traces/offline.ts`) run the same stages
+ * offline `replay` (`src/traces/replay.ts`) run the same stages
  * (`src/pipeline/`), so they raise the same alerts field for field (ids,
  * evidence with its strongest latents) and serve's rendered bytes are
  * replay's renderings of the same alerts, the alert time aside (serve stamps
@@ -24,7 +24,8 @@ import { writeSaeLensFolder } from "../src/formats/saelens_writer.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
 import { Tap } from "../src/tap/tap.ts";
-import { loadOfflineMonitor, replayTrace } from "../src/traces/offline.ts";
+import { loadOfflineMonitor } from "../src/traces/offline.ts";
+import { replayTrace } from "../src/traces/replay.ts";
 import { readAlerts, waitUntil } from "./helpers/stream.ts";
 
 const MODEL = "sim-gpt";

@@ -12,7 +12,8 @@ import { loadMonitorConfig } from "../src/config/monitor.ts";
 import { writeExample } from "../src/demo/example_trace.ts";
 import { Logger } from "../src/shared/log.ts";
 import { startMonitor } from "../src/serve/monitor.ts";
-import { loadOfflineMonitor, replayTrace } from "../src/traces/offline.ts";
+import { loadOfflineMonitor } from "../src/traces/offline.ts";
+import { replayTrace } from "../src/traces/replay.ts";
 import { readAlerts, waitUntil } from "./helpers/stream.ts";
 
 const POLICIES = new URL("../policies/demo.yaml", import.meta.url).pathname;

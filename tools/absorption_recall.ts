@@ -22,7 +22,7 @@ import {
   writeAbsorptionMonitor,
   writeAbsorptionTrace,
 } from "../src/demo/absorption_fixture.ts";
-import { replayTrace } from "../src/traces/offline.ts";
+import { replayTrace } from "../src/traces/replay.ts";
 
 const half = Number(Deno.args[0] ?? 2000);
 const nPos = Number(Deno.args[1] ?? 1000);

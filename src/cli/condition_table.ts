@@ -12,7 +12,7 @@ import {
   conditionLabel,
   ruleConditionValues,
 } from "../core/policy/condition_values.ts";
-import { fmtNum, rel } from "./policy_test_cmd.ts";
+import { fmtNum, rel } from "./policy_format.ts";
 
 /** Requests longer than this show only the tokens where something happens. */
 export const TABLE_ALL_ROWS = 40;

@@ -11,7 +11,8 @@ import { familyValue } from "../core/family.ts";
 import { rowOf } from "../core/latent_rows.ts";
 import type { CompiledTest } from "../core/policy/compiled.ts";
 import { latentValue } from "../traces/calibrate.ts";
-import { encodeTrace, type OfflineMonitor, type ReplayFiring } from "../traces/offline.ts";
+import { encodeTrace, type OfflineMonitor } from "../traces/offline.ts";
+import { type ReplayFiring } from "../traces/replay.ts";
 import { TraceReader } from "../traces/reader.ts";
 import { conditionTable } from "./condition_table.ts";
 

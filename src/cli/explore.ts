@@ -10,7 +10,7 @@ import { workbenchApi } from "../workbench/api.ts";
 import { isLoopback } from "../workbench/auth.ts";
 import { Logger } from "../shared/log.ts";
 import { commandFailed, parseCommandArgs, usageError } from "./common.ts";
-import { progressText } from "./policy_test_cmd.ts";
+import { progressText } from "./policy_format.ts";
 
 const USAGE =
   `usage: latentwatch explore <trace>... --monitor <monitor.yaml> [--listen 127.0.0.1:8790]

@@ -15,7 +15,7 @@ import { formatFinding, lintPolicies } from "./policy.ts";
 import { TraceFormatError } from "../traces/format.ts";
 import { commandFailed, loadMonitorAt, parseCommandArgs, usageError } from "./common.ts";
 import { calibrate, type CalibrationReport, type RateAt } from "./policy_calibrate_run.ts";
-import { fmtNum, rel } from "./policy_test_cmd.ts";
+import { fmtNum, rel } from "./policy_format.ts";
 
 const CALIBRATE_USAGE =
   `usage: latentwatch policy calibrate --monitor <file> --traces <trace>... --target-fpr <f>

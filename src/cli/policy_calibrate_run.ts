@@ -18,8 +18,9 @@ import {
   suggestThreshold,
   triggerTest,
 } from "../traces/calibrate.ts";
-import { type OfflineMonitor, replayTrace } from "../traces/offline.ts";
-import { progressText, rel } from "./policy_test_cmd.ts";
+import { type OfflineMonitor } from "../traces/offline.ts";
+import { replayTrace } from "../traces/replay.ts";
+import { progressText, rel } from "./policy_format.ts";
 
 /** The rates of one threshold. */
 export interface RateAt {

@@ -10,18 +10,17 @@
  * token (`./condition_table.ts`). Test files are described in
  * `docs/traces.md`.
  *
- * Also holds the small formatting helpers the offline policy tools share
- * (progress text, numbers, paths relative to the working folder).
- *
  * @module
  */
-import { basename, dirname, extname, join, relative } from "node:path";
+import { basename, dirname, extname, join } from "node:path";
 import { ConfigError, type ConfigIssue } from "../config/errors.ts";
 import type { Frame } from "../core/frame/format.ts";
-import { type OfflineMonitor, type ReplayFiring, replayTrace } from "../traces/offline.ts";
+import { type OfflineMonitor } from "../traces/offline.ts";
+import { type ReplayFiring, replayTrace } from "../traces/replay.ts";
 import { filesUnder, loadMonitorAt, parseCommandArgs, usageError } from "./common.ts";
 import { conditionTable } from "./condition_table.ts";
 import { explainReplay } from "./explain_replay.ts";
+import { firingLine, fmtNum, progressText, rel } from "./policy_format.ts";
 import {
   type CaseMonitor,
   caseSignal,
@@ -85,12 +84,6 @@ interface TestRun {
   /** The condition table of rule `rule` on request `request`. */
   explain(rule: string, request: string): Promise<string[]>;
 }
-
-/** `p` relative to the working folder, or as given when outside it. */
-export const rel = (p: string) => {
-  const r = relative(Deno.cwd(), p);
-  return r.startsWith("..") ? p : r;
-};
 
 /** Run `policy test ...` and return the exit code. */
 export async function runTests(args: string[]): Promise<number> {
@@ -372,36 +365,4 @@ function checkTest(t: PolicyTest, r: TestRun): TestProblem[] {
     }
   }
   return problems;
-}
-
-/** One line for a firing, as `replay` prints it. */
-export function firingLine(f: ReplayFiring): string {
-  const def = f.rule.def;
-  const pos = f.positions.join(",");
-  const sig = f.signal.kind === "probe"
-    ? `probe ${f.signal.encoder}/${f.signal.index}`
-    : `latent ${f.signal.encoder}/${f.signal.index}${f.signal.label ? ` "${f.signal.label}"` : ""}`;
-  // with several conditions, which one completed the rule
-  const by = f.rule.conditions.length > 1
-    ? ` (condition ${f.rule.conditions[f.completedBy].name})`
-    : "";
-  return `[${def.severity.toUpperCase()}] ${def.id} request ${f.requestId} tokens ${pos} ${sig} value ${
-    fmtNum(f.value)
-  }${by}`;
-}
-
-/** A number as the policy tools print it: integers as is, others to 4 significant digits. */
-export function fmtNum(v: number): string {
-  if (!Number.isFinite(v)) return String(v);
-  return Number.isInteger(v)
-    ? String(v)
-    : Math.abs(v) >= 1000 || Math.abs(v) < 0.001
-    ? v.toExponential(3)
-    : v.toPrecision(4);
-}
-
-/** `1234 records, 45% of 12.0 MB` */
-export function progressText(p: { records: number; bytesRead: number; fileSize: number }): string {
-  const pct = p.fileSize > 0 ? Math.min(100, Math.floor((p.bytesRead / p.fileSize) * 100)) : 0;
-  return `${p.records} records, ${pct}% of ${(p.fileSize / 1e6).toFixed(1)} MB`;
 }

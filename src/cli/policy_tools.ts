@@ -22,13 +22,8 @@ export {
   type RateAt,
   type RuleCalibration,
 } from "./policy_calibrate_run.ts";
-export {
-  firingLine,
-  loadPolicyTests,
-  type PolicyTest,
-  PolicyTestFileSchema,
-  progressText,
-} from "./policy_test_cmd.ts";
+export { firingLine, progressText } from "./policy_format.ts";
+export { loadPolicyTests, type PolicyTest, PolicyTestFileSchema } from "./policy_test_cmd.ts";
 
 /**
  * Run `policy test|calibrate ...` and return the exit code. Called by

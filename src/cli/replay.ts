@@ -14,15 +14,11 @@ import { conditionText } from "../core/render/common.ts";
 import { shownTokenText } from "../core/render/token_text.ts";
 import { loadMonitorConfig } from "../config/monitor.ts";
 import { Logger } from "../shared/log.ts";
-import {
-  loadOfflineMonitor,
-  type ReplayFiring,
-  type ReplayStats,
-  replayTrace,
-} from "../traces/offline.ts";
+import { loadOfflineMonitor } from "../traces/offline.ts";
+import { type ReplayFiring, type ReplayStats, replayTrace } from "../traces/replay.ts";
 import { readTraceHeader } from "../traces/reader.ts";
 import { commandFailed, parseCommandArgs, usageError } from "./common.ts";
-import { progressText } from "./policy_tools.ts";
+import { progressText } from "./policy_format.ts";
 
 const USAGE = `usage: latentwatch replay <trace> --monitor <file> [--json|--alerts] [--quiet]
 
@@ -170,7 +166,7 @@ export async function runReplayCommand(args: string[]): Promise<number> {
  *
  * @example
  * ```ts
- * import type { ReplayStats } from "../traces/offline.ts";
+ * import type { ReplayStats } from "../traces/replay.ts";
  * declare const stats: ReplayStats;
  * console.error(replaySummary(stats, { alerts: true }));
  * ```

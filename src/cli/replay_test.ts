@@ -1,6 +1,6 @@
 /** `replay`'s summary line: firings by default and with --json, alerts with --alerts. */
 import assert from "node:assert/strict";
-import type { ReplayStats } from "../traces/offline.ts";
+import type { ReplayStats } from "../traces/replay.ts";
 import { replaySummary } from "./replay.ts";
 
 const STATS: ReplayStats = {

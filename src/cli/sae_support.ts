@@ -7,7 +7,7 @@
  * @module
  */
 import type { SaeWeights } from "../core/sae.ts";
-import { EncoderConfigError, EncoderInputError } from "../core/reference_encoder.ts";
+import { EncoderConfigError, EncoderInputError } from "../core/encoder_checks.ts";
 import { type NpyArray, NpyError, readNpy } from "../formats/npy.ts";
 import { LabelFormatError } from "../formats/neuronpedia.ts";
 import { ProbeFormatError } from "../formats/probe.ts";

@@ -12,13 +12,8 @@
  * @module
  */
 
-import {
-  assertEncodable,
-  EncoderInputError,
-  referenceDecoderNorms,
-  referenceEncode,
-  referenceNormStats,
-} from "./reference_encoder.ts";
+import { referenceDecoderNorms, referenceEncode, referenceNormStats } from "./reference_encoder.ts";
+import { assertEncodable, EncoderInputError } from "./encoder_checks.ts";
 import type { LinearProbe, SaeWeights, SparseLatents } from "./sae.ts";
 import { saeDOut } from "./sae.ts";
 

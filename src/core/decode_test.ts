@@ -5,7 +5,8 @@ import {
   referenceEvaluate,
   referenceProbe,
 } from "./decode.ts";
-import { EncoderInputError, referenceEncode } from "./reference_encoder.ts";
+import { referenceEncode } from "./reference_encoder.ts";
+import { EncoderInputError } from "./encoder_checks.ts";
 import type { LinearProbe, SaeWeights, SparseLatents } from "./sae.ts";
 import { LN_S, tiny, tinyLayerNorm, tinyNormRescale, tinyTranscoder } from "./testdata/tiny_sae.ts";
 

@@ -1,15 +1,12 @@
 import assert from "node:assert/strict";
 import {
-  assertEncodable,
-  canonicalWatch,
-  EncoderConfigError,
-  EncoderInputError,
   referenceEncode,
   ReferenceEncoder,
   referenceGatePreActivations,
   referenceNormStats,
   referencePreActivations,
 } from "./reference_encoder.ts";
+import { canonicalWatch, EncoderConfigError, EncoderInputError } from "./encoder_checks.ts";
 import type { SaeWeights, SparseLatents } from "./sae.ts";
 import { randomVariant, variantName, VARIANTS } from "./testdata/random_variants.ts";
 import {
@@ -218,37 +215,6 @@ Deno.test("watch equals the full encode restricted to the watched latents, every
   }
 });
 
-Deno.test("assertEncodable: missing or mis-sized parameters are named errors", () => {
-  const cases: [Partial<SaeWeights>, RegExp][] = [
-    [{ architecture: "jumprelu" }, /jumprelu SAE needs threshold/],
-    [
-      { architecture: "jumprelu", threshold: new Float32Array(2) },
-      /threshold should be \[3\] = 3 values, found 2/,
-    ],
-    [{ architecture: "topk" }, /integer k in 1..3, found undefined/],
-    [{ architecture: "topk", k: 4 }, /found 4/],
-    [{ architecture: "gated" }, /gated SAE needs gated.bGate/],
-    [{ wEnc: new Float32Array(5) }, /wEnc should be \[2, 3\] = 6 values, found 5/],
-    [{ wSkip: new Float32Array(3) }, /wSkip should be \[2, 2\] = 4 values, found 3/],
-    [{ dOut: 3 }, /expected dOut 2, found 3/],
-    [
-      { architecture: "relu6" as never },
-      /expected architecture standard, jumprelu, topk or gated, found relu6/,
-    ],
-    [{
-      normalize: "layer_norm",
-      dIn: 1,
-      wEnc: new Float32Array(3),
-      bDec: new Float32Array(1),
-      wDec: new Float32Array(3),
-    }, /expected dIn ≥ 2, found 1/],
-  ];
-  for (const [over, re] of cases) {
-    assert.throws(() => assertEncodable(tiny(over)), (e: Error) => {
-      assert.ok(e instanceof EncoderConfigError, `${re}: ${e}`);
-      assert.match(e.message, re);
-      return true;
-    });
-  }
+Deno.test("ReferenceEncoder refuses an SAE it cannot encode before any work", () => {
   assert.throws(() => new ReferenceEncoder(tiny({ architecture: "topk" })), EncoderConfigError);
 });

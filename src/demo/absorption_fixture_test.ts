@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import type { Alert } from "../core/alert.ts";
 import { loadMonitorConfig } from "../config/monitor.ts";
-import { loadOfflineMonitor, type ReplayFiring, replayTrace } from "../traces/offline.ts";
+import { loadOfflineMonitor } from "../traces/offline.ts";
+import { type ReplayFiring, replayTrace } from "../traces/replay.ts";
 import {
   ABSORPTION,
   absorptionPolicy,

@@ -13,8 +13,8 @@
  *
  * @module
  */
-import * as ort from "onnxruntime-node";
-import { canonicalWatch } from "../core/reference_encoder.ts";
+import type * as ort from "onnxruntime-node";
+import { canonicalWatch } from "../core/encoder_checks.ts";
 import type { SaeWeights, SparseLatents } from "../core/sae.ts";
 import {
   ACC_OUTPUT,
@@ -26,6 +26,7 @@ import {
   TOKEN_OUTPUT,
 } from "./candidate_graph.ts";
 import { nativeFirstPass, type NativeKernelSet, nativeProduct } from "./candidate_native.ts";
+import { ortFirstPass } from "./candidate_ort_pass.ts";
 import type { NativeKernelsSetting } from "./native_library.ts";
 import { CandidateSelector } from "./candidate_select.ts";
 import type { NativeInt8Gemm } from "./native_kernels.ts";
@@ -123,25 +124,6 @@ export async function createCandidateEncoder(
   // the tuner times the f32 path too: open it now, not in the middle of a batch
   if (opts.tune !== false) await encoder.openFull();
   return encoder;
-}
-
-/** A value no int8 accumulation reaches (|acc| ≤ 127·255·d_in < 2³¹ for d_in < 66,000). */
-const SENTINEL = -(2 ** 31);
-
-/** Mark the first and last accumulation of a region before onnxruntime writes it. */
-function markRegion(acc: Int32Array): void {
-  acc[0] = SENTINEL;
-  acc[acc.length - 1] = SENTINEL;
-}
-
-/**
- * Whether onnxruntime wrote its output into the pre-allocated `target` (it
- * returns a copy as `data`): both marks overwritten with `data`'s values.
- */
-function writtenInto(data: Int32Array, target: Int32Array): boolean {
-  const last = target.length - 1;
-  return data.length === target.length && target[0] === data[0] && target[last] === data[last] &&
-    target[0] !== SENTINEL && target[last] !== SENTINEL;
 }
 
 /** Tokens after which the share of fallbacks is judged. */
@@ -324,10 +306,13 @@ export class CandidateEncoder implements ProviderEncoder {
         });
         scanned = false; // the native scan comes in the second pass
       } else {
-        if (region) markRegion(region.acc);
-        out = await this.#ortProduct(feeds, tokens, region);
-        scanned = region !== null && !out[APPROX_OUTPUT] &&
-          writtenInto(out[ACC_OUTPUT].data as Int32Array, region.acc);
+        ({ out, scanned } = await ortFirstPass({
+          session: this.#session,
+          feeds,
+          tokens,
+          dSae: this.dSae,
+          region,
+        }));
       }
     } catch (err) {
       giveBack();
@@ -364,21 +349,6 @@ export class CandidateEncoder implements ProviderEncoder {
     this.#stats.tokens += tokens;
     this.#judge(tokens, fell.length);
     return rows;
-  }
-
-  /** onnxruntime's int8 pass, writing `acc` into the scan's region when one is leased. */
-  #ortProduct(
-    feeds: Record<string, ort.Tensor>,
-    tokens: number,
-    region: { acc: Int32Array } | null,
-  ): Promise<ort.InferenceSession.OnnxValueMapType> {
-    if (!region) return this.#session.run(feeds);
-    return this.#session.run(feeds, {
-      [PREPARED_OUTPUT]: null,
-      [ACC_OUTPUT]: new ort.Tensor("int32", region.acc, [tokens, this.dSae]),
-      [SCALE_OUTPUT]: null,
-      [TOKEN_OUTPUT]: null,
-    });
   }
 
   #fullEncoder(): Promise<ProviderEncoder> {

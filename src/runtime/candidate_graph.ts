@@ -31,7 +31,7 @@
  */
 import onnxProto from "onnx-proto";
 import type { onnx as OnnxTypes } from "onnx-proto";
-import { assertEncodable } from "../core/reference_encoder.ts";
+import { assertEncodable } from "../core/encoder_checks.ts";
 import type { SaeWeights } from "../core/sae.ts";
 import {
   decoderNorms,

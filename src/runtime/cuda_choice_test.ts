@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Rng } from "../core/random.ts";
-import { EncoderConfigError } from "../core/reference_encoder.ts";
+import { EncoderConfigError } from "../core/encoder_checks.ts";
 import { randomSae } from "../formats/random_sae.ts";
 import { cudaAvailability, cudaEncoderTakes, tryCudaEncoder, withCudaNote } from "./cuda_choice.ts";
 import { createOrtEncoder } from "./ort_encoder.ts";

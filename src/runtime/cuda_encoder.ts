@@ -18,7 +18,8 @@
  */
 
 import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
-import { checkEncodeInput, referenceNormStats } from "../core/reference_encoder.ts";
+import { referenceNormStats } from "../core/reference_encoder.ts";
+import { checkEncodeInput } from "../core/encoder_checks.ts";
 import { compactedBytes, unpackCompacted } from "./compacted.ts";
 import { columnNorms, splitBound, stackedBf16 } from "./cuda_split.ts";
 import { transpose } from "./matrix.ts";

@@ -22,7 +22,8 @@
 
 import onnxProto from "onnx-proto";
 import type { onnx as OnnxTypes } from "onnx-proto";
-import { assertEncodable, canonicalWatch, LAYER_NORM_EPS } from "../core/reference_encoder.ts";
+import { LAYER_NORM_EPS } from "../core/reference_encoder.ts";
+import { assertEncodable, canonicalWatch } from "../core/encoder_checks.ts";
 import type { SaeWeights } from "../core/sae.ts";
 import { encoderColumns, type ProgressFn } from "./matrix.ts";
 import { saeDOut } from "../core/sae.ts";

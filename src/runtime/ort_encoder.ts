@@ -20,7 +20,7 @@
  */
 
 import * as ort from "onnxruntime-node";
-import { assertEncodable, canonicalWatch, checkEncodeInput } from "../core/reference_encoder.ts";
+import { assertEncodable, canonicalWatch, checkEncodeInput } from "../core/encoder_checks.ts";
 import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
 import { LatentRows, NO_ROWS } from "../core/latent_rows.ts";
 import { SparseRowsReader } from "./sparse_rows.ts";

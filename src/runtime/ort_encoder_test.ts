@@ -20,11 +20,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Rng } from "../core/random.ts";
 import { referenceProbe } from "../core/decode.ts";
-import {
-  EncoderConfigError,
-  EncoderInputError,
-  referenceEncode,
-} from "../core/reference_encoder.ts";
+import { referenceEncode } from "../core/reference_encoder.ts";
+import { EncoderConfigError, EncoderInputError } from "../core/encoder_checks.ts";
 import type {
   LinearProbe,
   SaeArchitecture,

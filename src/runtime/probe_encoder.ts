@@ -11,7 +11,7 @@
 import type { onnx as OnnxTypes } from "onnx-proto";
 import onnxProto from "onnx-proto";
 import * as ort from "onnxruntime-node";
-import { checkEncodeInput, EncoderConfigError } from "../core/reference_encoder.ts";
+import { checkEncodeInput, EncoderConfigError } from "../core/encoder_checks.ts";
 import type { Encoder, LinearProbe, SparseLatents } from "../core/sae.ts";
 import { floatInit, INPUT_NAME, modelOf, node, valueInfo } from "./onnx_graph.ts";
 import { openProviderSession, type ProviderSession } from "./session.ts";

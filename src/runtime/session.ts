@@ -12,7 +12,7 @@ import onnxProto from "onnx-proto";
 import type { onnx as OnnxTypes } from "onnx-proto";
 import * as ort from "onnxruntime-node";
 import { writeModelWithExternalData } from "./external_data.ts";
-import { checkEncodeInput } from "../core/reference_encoder.ts";
+import { checkEncodeInput } from "../core/encoder_checks.ts";
 import { initializerBytes, INPUT_NAME } from "./onnx_graph.ts";
 import type { ProgressFn } from "./matrix.ts";
 import {

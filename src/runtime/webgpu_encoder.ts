@@ -17,7 +17,8 @@
  */
 
 import type { Encoder, SaeWeights, SparseLatents } from "../core/sae.ts";
-import { checkEncodeInput, referenceNormStats } from "../core/reference_encoder.ts";
+import { referenceNormStats } from "../core/reference_encoder.ts";
+import { checkEncodeInput } from "../core/encoder_checks.ts";
 import {
   guarded,
   requestWebGpuDevice,

@@ -1,12 +1,13 @@
 /**
  * How one call of the tap becomes frames: its arguments checked, then split
  * by tokens into as few frames as fit under the bus's max payload, headers
- * included (`docs/frame-format.md`). Pure: nothing here sends or remembers.
+ * included (`docs/frame-format.md`), and encoded. Pure: nothing here sends
+ * or remembers.
  *
  * @module
  */
 import { BYTES_PER_ELEMENT, type Dtype } from "../core/dtype.ts";
-import { encodeFrame, frameHeaders, headerWireBytes } from "../core/frame/encode.ts";
+import { encodeFrame, frameHeaders, framePayload, headerWireBytes } from "../core/frame/encode.ts";
 import { type EncodeFrameMeta, FrameError, type FrameMeta } from "../core/frame/format.ts";
 import { type FrameKey, type StepHeaders, templatedHeaders } from "./step_headers.ts";
 
@@ -77,6 +78,54 @@ export interface PlannedFrame {
 export interface FramePlan {
   frames: PlannedFrame[];
   key: FrameKey | null;
+}
+
+/** A planned frame encoded: what it is sent with. */
+export interface EncodedFrame {
+  headers: Record<string, string>;
+  payload: Uint8Array;
+}
+
+/** How {@linkcode encodePlannedFrames} encodes. */
+export interface EncodeFramesOptions {
+  dtype: Dtype;
+  /**
+   * Copies an f32 payload, which aliases the caller's activations (a NATS
+   * client may send it later, after the caller reused its buffer). The tap
+   * copies into a shared slab: a buffer of its own per frame costs about a
+   * microsecond. f16/bf16 payloads are fresh already.
+   */
+  copy: (payload: Uint8Array) => Uint8Array;
+}
+
+/**
+ * Encode every frame of a call's plan, before any is sent: a non-finite
+ * value throws {@linkcode FrameError} here, so a bad call sends nothing.
+ *
+ * @example
+ * ```ts
+ * declare const call: TapCall, plan: FramePlan;
+ * const frames = encodePlannedFrames(call, plan.frames, { dtype: "f32", copy: (p) => p.slice() });
+ * frames[0].payload.byteLength; // the first frame's bytes
+ * ```
+ */
+export function encodePlannedFrames(
+  call: TapCall,
+  plan: readonly PlannedFrame[],
+  opts: EncodeFramesOptions,
+): EncodedFrame[] {
+  const { requestId, position, activations, dModel } = call;
+  const { dtype, copy } = opts;
+  return plan.map(({ start, n, headers }) => {
+    const slice = activations.subarray(start * dModel, (start + n) * dModel);
+    const payload = framePayload(
+      { requestId, position: position + start, dtype },
+      slice,
+      n,
+      dModel,
+    );
+    return { headers, payload: dtype === "f32" ? copy(payload) : payload };
+  });
 }
 
 /**

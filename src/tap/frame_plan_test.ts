@@ -8,6 +8,7 @@ import { FrameError } from "../core/frame/format.ts";
 import {
   checkFrameNames,
   checkTapCall,
+  encodePlannedFrames,
   endOfRequestFrame,
   type FramePlanContext,
   FrameTooLargeError,
@@ -146,4 +147,40 @@ Deno.test("frame plan: names a frame cannot carry are refused", () => {
   assert.throws(() => checkFrameNames({ ...names, model: "" }), FrameError);
   // @ts-expect-error: a dtype the frame format does not know
   assert.throws(() => checkFrameNames({ ...names, dtype: "f64" }), FrameError);
+});
+
+Deno.test("frame plan: encoded frames carry the call's values, f32 copied off the caller's buffer", () => {
+  const dModel = 8;
+  const c = call(12, dModel, { phase: "prefill" });
+  const { frames: plan } = planFrames(c, ctx(400));
+  assert.ok(plan.length > 1, "the call spans several frames");
+  for (const dtype of ["f32", "bf16"] as const) {
+    let copies = 0;
+    const copy = (p: Uint8Array) => (copies++, p.slice());
+    const planned = dtype === "f32" ? plan : planFrames(c, { ...ctx(400), dtype }).frames;
+    const frames = encodePlannedFrames(c, planned, { dtype, copy });
+    // the caller reuses its buffer at once: what was encoded must not change
+    const sent = c.activations.slice();
+    c.activations.fill(-1);
+    frames.forEach(({ headers, payload }, i) => {
+      const f = decodeFrame("latentwatch.tap.v1.gpt2.blocks_6_hook_resid_post.0", headers, payload);
+      const { start, n } = planned[i];
+      // values 0..95 are exact in bf16 (at most 8 significant bits)
+      assert.deepEqual([...f.data], [...sent.subarray(start * dModel, (start + n) * dModel)]);
+    });
+    assert.equal(copies, dtype === "f32" ? planned.length : 0, `${dtype}: copies`);
+    c.activations.set(sent);
+  }
+});
+
+Deno.test("frame plan: a non-finite value fails the encode, so the call has nothing to send", () => {
+  const c = call(4, 8);
+  c.activations[3 * 8 + 2] = Number.NaN;
+  const { frames: plan } = planFrames(c, ctx(1 << 20));
+  let copies = 0;
+  assert.throws(
+    () => encodePlannedFrames(c, plan, { dtype: "f32", copy: (p) => (copies++, p) }),
+    FrameError,
+  );
+  assert.equal(copies, 0);
 });

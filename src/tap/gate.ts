@@ -1,12 +1,12 @@
 /**
  * Inline gating in the tap (`docs/steering.md`): the options a gate takes,
- * what a gated step reports, and how a verdict other than a plain
- * `continue` is read.
+ * what a gated step reports, and how the sidecar's answer to a gated step
+ * is read (a plain `continue` without parsing its JSON).
  *
  * @module
  */
-import { MAX_REQUEST_TIMEOUT_MS } from "../bus/bus.ts";
-import { parseVerdict } from "../core/steer/parse.ts";
+import { type BusMessage, BusRequestError, MAX_REQUEST_TIMEOUT_MS } from "../bus/bus.ts";
+import { isPlainContinue, parseVerdict } from "../core/steer/parse.ts";
 import { type SteerCommand, SteerProtocolError } from "../core/steer/protocol.ts";
 
 /**
@@ -106,4 +106,48 @@ export function readVerdict(
     handlers.fail(`sidecar could not evaluate the step: ${v.reason ?? "?"}`);
   }
   return v.verdict;
+}
+
+/** What {@linkcode awaitVerdict} read: the verdict, and why the gate failed when it did. */
+export interface GateOutcome {
+  verdict: StepResult["verdict"];
+  /** Empty when the step was answered; else the reason (timeout, no listener, bad verdict). */
+  failure: string;
+}
+
+/**
+ * Wait for the answer to a gated step and read it. A plain `continue` for
+ * the step is recognised without parsing its JSON (almost every answer);
+ * anything else goes through {@linkcode readVerdict}. A timeout, a bus
+ * error or a malformed verdict is a failure, with its reason, never a throw.
+ *
+ * @example
+ * ```ts
+ * import type { BusMessage } from "../bus/bus.ts";
+ * declare const pending: Promise<BusMessage>;
+ * const expect = { model: "gpt2", hook: "blocks.6.hook_resid_post", dModel: 768, requestId: "r", seq: 3 };
+ * const { verdict, failure } = await awaitVerdict(pending, expect, { reject() {}, receive() {} });
+ * ```
+ */
+export async function awaitVerdict(
+  pending: Promise<BusMessage>,
+  expect: VerdictExpect,
+  handlers: Omit<VerdictHandlers, "fail">,
+): Promise<GateOutcome> {
+  let failure = "";
+  try {
+    const reply = await pending;
+    if (isPlainContinue(reply.data, expect.requestId, expect.seq)) {
+      return { verdict: "continue", failure };
+    }
+    const verdict = readVerdict(reply.data, expect, {
+      reject: handlers.reject,
+      receive: handlers.receive,
+      fail: (why) => failure = why,
+    });
+    return { verdict, failure };
+  } catch (err) {
+    const timeout = err instanceof BusRequestError && err.kind === "timeout";
+    return { verdict: timeout ? "timeout" : "error", failure: (err as Error).message };
+  }
 }

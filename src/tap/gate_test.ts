@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { MAX_REQUEST_TIMEOUT_MS } from "../bus/bus.ts";
+import { type BusMessage, BusRequestError, MAX_REQUEST_TIMEOUT_MS } from "../bus/bus.ts";
 import { type SteerCommand, SteerProtocolError } from "../core/steer/protocol.ts";
-import { checkGateOptions, readVerdict, type VerdictExpect } from "./gate.ts";
+import { awaitVerdict, checkGateOptions, readVerdict, type VerdictExpect } from "./gate.ts";
 
 const expect: VerdictExpect = {
   model: "gpt2",
@@ -88,4 +88,65 @@ Deno.test("gate: a verdict for another step is a protocol error", () => {
     SteerProtocolError,
   );
   assert.deepEqual([seen.received.length, seen.rejected.length, seen.failed.length], [0, 0, 0]);
+});
+
+/** A reply as the bus resolves a request with it. */
+const reply = (data: Uint8Array): Promise<BusMessage> =>
+  Promise.resolve({ subject: "_INBOX.x", headers: {}, data });
+
+Deno.test("gate: awaitVerdict reads continue, commands and errors, and never throws", async () => {
+  const plain = new TextEncoder().encode(
+    '{"v":1,"request_id":"req-2","seq":3,"verdict":"continue","commands":[]}',
+  );
+  const { seen, handlers } = collect();
+  assert.deepEqual(await awaitVerdict(reply(plain), expect, handlers), {
+    verdict: "continue",
+    failure: "",
+  });
+  // the same answer for an earlier step is not this step's continue
+  const stale = wire({ verdict: "continue", commands: [], seq: 2 });
+  const late = await awaitVerdict(reply(stale), expect, handlers);
+  assert.equal(late.verdict, "error");
+  assert.match(late.failure, /request req-2 seq 3/);
+
+  const abort = wire({ verdict: "abort", commands: [abortCommand("c-9")] });
+  assert.deepEqual(await awaitVerdict(reply(abort), expect, handlers), {
+    verdict: "abort",
+    failure: "",
+  });
+  assert.deepEqual(seen.received.map((c) => c.id), ["c-9"]);
+
+  const error = wire({ verdict: "error", reason: "encoder closed", commands: [] });
+  assert.deepEqual(await awaitVerdict(reply(error), expect, handlers), {
+    verdict: "error",
+    failure: "sidecar could not evaluate the step: encoder closed",
+  });
+
+  const garbage = await awaitVerdict(
+    reply(new TextEncoder().encode("{not json")),
+    expect,
+    handlers,
+  );
+  assert.equal(garbage.verdict, "error");
+  assert.ok(garbage.failure.length > 0, "a malformed answer says why");
+});
+
+Deno.test("gate: awaitVerdict tells a timeout from other failures of the request", async () => {
+  const { handlers } = collect();
+  const timeout = new BusRequestError("timeout", "latentwatch.tap.v1.gpt2.x.0", 5);
+  assert.deepEqual(await awaitVerdict(Promise.reject(timeout), expect, handlers), {
+    verdict: "timeout",
+    failure: timeout.message,
+  });
+  const none = new BusRequestError("no_responders", "latentwatch.tap.v1.gpt2.x.0", 5);
+  assert.deepEqual(await awaitVerdict(Promise.reject(none), expect, handlers), {
+    verdict: "error",
+    failure: none.message,
+  });
+  const closed = await awaitVerdict(
+    Promise.reject(new Error("connection closed")),
+    expect,
+    handlers,
+  );
+  assert.deepEqual(closed, { verdict: "error", failure: "connection closed" });
 });

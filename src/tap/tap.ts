@@ -8,57 +8,46 @@
  *
  * @module
  */
-import { type Bus, BusRequestError, type BusSubscription } from "../bus/bus.ts";
+import type { Bus, BusSubscription } from "../bus/bus.ts";
 import { ByteSlab } from "../core/byte_slab.ts";
 import type { Dtype } from "../core/dtype.ts";
-import { framePayload } from "../core/frame/encode.ts";
 import { partitionOf, tapSubject } from "../core/frame/subjects.ts";
 import { encodeAck } from "../core/steer/encode.ts";
-import { isPlainContinue } from "../core/steer/parse.ts";
 import type { SteerAck, SteerCommand } from "../core/steer/protocol.ts";
 import { steerAckSubject, steerSubjectFilter } from "../core/steer/subjects.ts";
 import {
   checkFrameNames,
   checkTapCall,
+  type EncodedFrame,
+  type EncodeFramesOptions,
+  encodePlannedFrames,
   endOfRequestFrame,
   planFrames,
   type TapCall,
   type TapExtra,
 } from "./frame_plan.ts";
-import { checkGateOptions, type GateOptions, readVerdict, type StepResult } from "./gate.ts";
-import { type OutageOptions, OutagePublisher, type OutageStats } from "./outage.ts";
+import {
+  awaitVerdict,
+  checkGateOptions,
+  type GateOptions,
+  type StepResult,
+  type VerdictHandlers,
+} from "./gate.ts";
+import { OutagePublisher, type OutageStats } from "./outage.ts";
 import { OpenRequests, type RequestState } from "./open_requests.ts";
 import { emptySteeringStats, RequestSteering, type SteeringStats } from "./steering.ts";
 import { rememberStepHeaders } from "./step_headers.ts";
+import type { TapOptions } from "./tap_options.ts";
 
 export { FrameTooLargeError, type TapExtra } from "./frame_plan.ts";
 export type { GateOptions, StepResult } from "./gate.ts";
+export type { TapOptions } from "./tap_options.ts";
 
-/** Options of {@linkcode Tap}. */
-export interface TapOptions {
-  model: string;
-  /** Hook name, e.g. TransformerLens `blocks.6.hook_resid_post`. */
-  hook: string;
-  /** Element type on the wire (default f32). f16/bf16 halve the bytes, rounding to nearest even. */
-  dtype?: Dtype;
-  /** Number of subject partitions requests are spread over (default 1). */
-  partitions?: number;
-  /**
-   * Requests whose seq counter is kept until `end()` (default 100 000). A
-   * request aborted without `end()` is forgotten once this many are newer.
-   */
-  maxOpenRequests?: number;
-  /**
-   * Inline gating (`docs/steering.md`): {@linkcode Tap.step} publishes each
-   * step as a request and waits up to `deadlineMs` for the sidecar's
-   * verdict; with none, the step goes on (`open`) or the request is aborted
-   * (`closed`).
-   */
-  gate?: GateOptions;
-  /** Name on acknowledgements and in logs (default `<model>@tap`). */
-  name?: string;
-  /** Publishes held while the bus is disconnected (bounded; see {@linkcode OutagePublisher}). */
-  outage?: OutageOptions;
+/** A call planned and encoded, to be sent on `subject`; `state.seq` is the next frame's. */
+interface PreparedCall {
+  subject: string;
+  frames: EncodedFrame[];
+  state: RequestState;
 }
 
 /**
@@ -91,10 +80,17 @@ export class Tap {
    * a copy over 8 KiB (d_model past 2,048) gets a buffer of its own.
    */
   readonly #payloads = new ByteSlab(32 * 1024);
+  /** How a call's frames are encoded: f32 payloads copied into `#payloads`. */
+  readonly #encoding: EncodeFramesOptions;
   /** Header blocks written by the requests' templates (`step_headers.ts`). */
   readonly #headerBytes = new ByteSlab();
   /** The tap subject of each partition, made at its first frame (two regular expressions each). */
   readonly #subjects: string[] = [];
+  /** Where a verdict's commands go: acknowledged as rejected, or taken up from the next step. */
+  readonly #verdictHandlers: Omit<VerdictHandlers, "fail"> = {
+    reject: (err) => this.#sendAck(this.#steering!.rejectParsed(err)),
+    receive: (cmd) => this.#receive(cmd),
+  };
 
   constructor(bus: Bus, opts: TapOptions) {
     this.#bus = bus;
@@ -105,6 +101,7 @@ export class Tap {
     this.partitions = opts.partitions ?? 1;
     this.name = opts.name ?? `${opts.model}@tap`;
     this.#out = new OutagePublisher(bus, opts.outage, this.name);
+    this.#encoding = { dtype: this.dtype, copy: (payload) => this.#payloads.copy(payload) };
     if (opts.gate) this.#gate = checkGateOptions(opts.gate);
     tapSubject(this.model, this.hook, partitionOf("", this.partitions)); // validates
     checkFrameNames(this);
@@ -151,23 +148,20 @@ export class Tap {
   ): number {
     const planned = this.#prepare({ requestId, position, activations, tokens, dModel, extra });
     if (!planned) return 0;
-    for (const f of planned.frames) {
-      this.#out.publish(planned.subject, f.payload, f.headers);
-      planned.state.seq++;
-    }
+    for (const f of planned.frames) this.#send(planned, f);
     return planned.frames.length;
   }
 
+  /** Send one frame of a prepared call (held while NATS is away), and count its seq. */
+  #send(planned: PreparedCall, frame: EncodedFrame): void {
+    this.#out.publish(planned.subject, frame.payload, frame.headers);
+    planned.state.seq++;
+  }
+
   /** Plan and encode the frames of one publish, and record the request (nothing sent yet). */
-  #prepare(call: TapCall):
-    | {
-      subject: string;
-      frames: { headers: Record<string, string>; payload: Uint8Array }[];
-      state: RequestState;
-    }
-    | null {
+  #prepare(call: TapCall): PreparedCall | null {
     checkTapCall(call);
-    const { requestId, position, activations, tokens, dModel, extra } = call;
+    const { requestId, position, tokens, dModel, extra } = call;
     if (tokens === 0) return null;
     const state = this.#requests.get(requestId);
     const firstSeq = state?.seq ?? 0;
@@ -181,19 +175,7 @@ export class Tap {
     });
 
     // Encode everything before sending anything (non-finite values throw here).
-    const frames = plan.map(({ start, n, headers }) => {
-      const slice = activations.subarray(start * dModel, (start + n) * dModel);
-      const payload = framePayload(
-        { requestId, position: position + start, dtype: this.dtype },
-        slice,
-        n,
-        dModel,
-      );
-      // f32 payloads alias the caller's buffer; a NATS client may send later. The copy goes
-      // into a shared slab: a buffer of its own per frame costs about a microsecond here
-      return { headers, payload: this.dtype === "f32" ? this.#payloads.copy(payload) : payload };
-    });
-
+    const frames = encodePlannedFrames(call, plan, this.#encoding);
     const subject = this.#subjectOf(requestId);
     const next: RequestState = {
       seq: firstSeq,
@@ -344,14 +326,10 @@ export class Tap {
     const planned = this.#prepare({ requestId, position, activations, tokens, dModel, extra });
     if (!planned) return stop(this.#gate ? "continue" : "ungated", 0);
     const last = planned.frames.length - 1;
-    for (let i = 0; i < last; i++) {
-      this.#out.publish(planned.subject, planned.frames[i].payload, planned.frames[i].headers);
-      planned.state.seq++;
-    }
+    for (let i = 0; i < last; i++) this.#send(planned, planned.frames[i]);
     const f = planned.frames[last];
     if (!this.#gate) {
-      this.#out.publish(planned.subject, f.payload, f.headers);
-      planned.state.seq++;
+      this.#send(planned, f);
       return stop("ungated", 0);
     }
     // the last frame carries the gate: the sidecar answers after evaluating it,
@@ -359,8 +337,7 @@ export class Tap {
     const { deadlineMs, onTimeout } = this.#gate;
     if (!this.#out.connected) {
       // no verdict can come: hold the frame for the reconnect, apply the failure mode now
-      this.#out.publish(planned.subject, f.payload, f.headers);
-      planned.state.seq++;
+      this.#send(planned, f);
       this.#out.stats.gateOffline++;
       steering.gateFailed(requestId, position + tokens, onTimeout, "no NATS connection");
       return stop("timeout", 0);
@@ -368,27 +345,16 @@ export class Tap {
     const s = steering.stats;
     s.gateWaits++;
     const started = performance.now();
-    let verdict: StepResult["verdict"];
-    let failure = "";
     const pending = this.#bus.request(planned.subject, f.payload, f.headers, deadlineMs);
     planned.state.seq++;
-    try {
-      const reply = await pending;
-      const seq = planned.state.seq - 1;
-      // almost every answer: read without parsing its JSON
-      if (isPlainContinue(reply.data, requestId, seq)) verdict = "continue";
-      else {
-        const expect = { model: this.model, hook: this.hook, dModel, requestId, seq };
-        verdict = readVerdict(reply.data, expect, {
-          reject: (err) => this.#sendAck(this.#steering!.rejectParsed(err)),
-          receive: (cmd) => this.#receive(cmd),
-          fail: (why) => failure = why,
-        });
-      }
-    } catch (err) {
-      verdict = err instanceof BusRequestError && err.kind === "timeout" ? "timeout" : "error";
-      failure = (err as Error).message;
-    }
+    const expect = {
+      model: this.model,
+      hook: this.hook,
+      dModel,
+      requestId,
+      seq: planned.state.seq - 1,
+    };
+    const { verdict, failure } = await awaitVerdict(pending, expect, this.#verdictHandlers);
     const waited = performance.now() - started;
     s.gateWaitMsTotal += waited;
     s.gateWaitMsMax = Math.max(s.gateWaitMsMax, waited);

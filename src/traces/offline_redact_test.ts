@@ -6,7 +6,8 @@ import { buildDemoSae, SimulatedModel } from "../demo/simulator.ts";
 import { writeSimulatedTrace } from "../demo/simulated_trace.ts";
 import { writeSaeLensFolder } from "../formats/saelens_writer.ts";
 import type { RedactOptions } from "../core/redact.ts";
-import { loadOfflineMonitor, type ReplayFiring, replayTrace } from "./offline.ts";
+import { loadOfflineMonitor } from "./offline.ts";
+import { type ReplayFiring, replayTrace } from "./replay.ts";
 
 const HOOK = "blocks.6.hook_resid_post";
 // the simulator's latent 1 is e-mail addresses, 2 credentials (its ground truth)

@@ -10,7 +10,8 @@ import { buildDemoSae, SimulatedModel } from "../demo/simulator.ts";
 import { writeSaeLensFolder } from "../formats/saelens_writer.ts";
 import { calibrate } from "../cli/policy_tools.ts";
 import { suggestThreshold } from "./calibrate.ts";
-import { loadOfflineMonitor, type ReplayFiring, replayTrace } from "./offline.ts";
+import { loadOfflineMonitor } from "./offline.ts";
+import { type ReplayFiring, replayTrace } from "./replay.ts";
 import { writeSimulatedTrace } from "../demo/simulated_trace.ts";
 import { TraceWriter } from "./writer.ts";
 
