@@ -1,7 +1,8 @@
 /**
  * How the offline policy tools (`policy test`, `policy calibrate`,
- * `replay`, `explore`) print: a firing's line, numbers, progress through a
- * trace, and paths relative to the working folder.
+ * `replay`, `explore`) print: a firing's line (`policy test --verbose`),
+ * numbers, progress through a trace, and paths relative to the working
+ * folder.
  *
  * @module
  */
@@ -21,7 +22,18 @@ export const rel = (p: string) => {
   return r.startsWith("..") ? p : r;
 };
 
-/** One line for a firing, as `replay` prints it. */
+/**
+ * One line for a firing, as `policy test --verbose` lists it: severity,
+ * rule, request, token positions, the signal and its value, and with
+ * several conditions the one that completed the rule.
+ *
+ * @example
+ * ```ts
+ * import type { ReplayFiring } from "../traces/replay.ts";
+ * declare const firing: ReplayFiring;
+ * console.log(firingLine(firing)); // [HIGH] deception.high request req-7 tokens 3,4 latent res6/1234 "lying" value 0.8765
+ * ```
+ */
 export function firingLine(f: ReplayFiring): string {
   const def = f.rule.def;
   const pos = f.positions.join(",");

@@ -22,7 +22,6 @@ export {
   type RateAt,
   type RuleCalibration,
 } from "./policy_calibrate_run.ts";
-export { firingLine, progressText } from "./policy_format.ts";
 export { loadPolicyTests, type PolicyTest, PolicyTestFileSchema } from "./policy_test_cmd.ts";
 
 /**

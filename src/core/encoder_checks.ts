@@ -1,21 +1,38 @@
 /**
- * What every encoder checks before it works (the reference one, the
- * onnxruntime ones, the candidate pass): that an SAE's fields fit its
- * architecture and dimensions, that an input holds the tokens it claims,
- * and that watched latents are in range. One place, so a bad SAE or input
- * fails the same way everywhere.
+ * The checks the encoders share: that an SAE's fields fit its architecture
+ * and dimensions (the reference encoder and the onnxruntime graphs, plain
+ * and int8, call `assertEncodable` first, so a bad SAE fails alike in each),
+ * that an input holds the tokens it claims (the onnxruntime, probe, CUDA and
+ * WebGPU encoders; the reference encoder words its own), and that watched
+ * latents are in range.
  *
  * @module
  */
 import type { SaeWeights } from "./sae.ts";
 import { saeDOut } from "./sae.ts";
 
-/** An SAE whose fields cannot be encoded as given (missing or contradictory parameters). */
+/**
+ * An SAE whose fields cannot be encoded as given (missing or contradictory parameters).
+ *
+ * @example
+ * ```ts
+ * const err = new EncoderConfigError("sae.safetensors: jumprelu SAE needs threshold");
+ * err instanceof TypeError; // true
+ * ```
+ */
 export class EncoderConfigError extends TypeError {
   override name = "EncoderConfigError";
 }
 
-/** An input (activations, token count, watched latents) of the wrong size or range. */
+/**
+ * An input (activations, token count, watched latents) of the wrong size or range.
+ *
+ * @example
+ * ```ts
+ * const err = new EncoderInputError("watched latent 9 is out of range: expected < 8");
+ * err instanceof RangeError; // true
+ * ```
+ */
 export class EncoderInputError extends RangeError {
   override name = "EncoderInputError";
 }

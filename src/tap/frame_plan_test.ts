@@ -173,14 +173,19 @@ Deno.test("frame plan: encoded frames carry the call's values, f32 copied off th
   }
 });
 
-Deno.test("frame plan: a non-finite value fails the encode, so the call has nothing to send", () => {
-  const c = call(4, 8);
-  c.activations[3 * 8 + 2] = Number.NaN;
-  const { frames: plan } = planFrames(c, ctx(1 << 20));
-  let copies = 0;
+Deno.test("frame plan: a non-finite value fails the encode, naming its position", () => {
+  const dModel = 8;
+  const c = call(12, dModel);
+  const { frames: plan } = planFrames(c, ctx(400));
+  assert.ok(plan.length > 1, "the call spans several frames");
+  // the NaN is in the last frame: the call throws, so the tap sends none of the frames before it
+  c.activations[11 * dModel + 2] = Number.NaN;
   assert.throws(
-    () => encodePlannedFrames(c, plan, { dtype: "f32", copy: (p) => (copies++, p) }),
-    FrameError,
+    () => encodePlannedFrames(c, plan, { dtype: "f32", copy: (p) => p }),
+    (err: unknown) => {
+      assert.ok(err instanceof FrameError, `expected FrameError, found ${err}`);
+      assert.match(err.message, /NaN at token \d+ \(position 21\), element 2/);
+      return true;
+    },
   );
-  assert.equal(copies, 0);
 });

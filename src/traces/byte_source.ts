@@ -150,6 +150,7 @@ export class ByteSource {
     return out;
   }
 
+  /** Stop reading and close the file; idempotent, and quiet when the stream already failed. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

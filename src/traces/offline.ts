@@ -276,7 +276,8 @@ export async function* encodeTrace(
 }
 
 /**
- * Intake counters at zero, for a caller that shares one record across passes.
+ * Intake counters at zero: what {@linkcode encodeTrace} counts into when
+ * given no `stats`, and what a replay's statistics start from.
  *
  * @example
  * ```ts

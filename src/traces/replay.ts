@@ -64,7 +64,15 @@ export interface ReplayOptions extends Omit<EncodeTraceOptions, "stats"> {
   rewriteFrame?: (frame: Frame) => Frame;
 }
 
-/** A frame whose evaluation failed offline (serve counts and skips it; a replay stops). */
+/**
+ * A frame whose evaluation failed offline (serve counts and skips it; a replay stops).
+ *
+ * @example
+ * ```ts
+ * const err = new ReplayEvaluationError(12, { cause: new Error("rule r1: window overflow") });
+ * err.message; // "record 12: evaluation failed: rule r1: window overflow"
+ * ```
+ */
 export class ReplayEvaluationError extends Error {
   constructor(readonly record: number, options: { cause: Error }) {
     super(`record ${record}: evaluation failed: ${options.cause.message}`, options);
