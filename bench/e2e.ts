@@ -20,6 +20,11 @@
  *    each frame's publish time, on subjects the monitor does not read (it
  *    idles meanwhile), the transport's and the machine's own latency in the
  *    same seconds as the row;
+ *    then, at 25 and 50% (JumpReLU), a paired row each (`…/paired-Npct`,
+ *    `e2e_paired.ts`): the same load with a bare subscriber in a process of
+ *    its own reading the same frames at the same time, so each frame has
+ *    what the sidecar added to it (the broker writes one frame's two copies
+ *    one after the other, and the second reader pays that write);
  * 3. RSS over time (JumpReLU): half load for two minutes (a 10 s row in --quick),
  *    RSS sampled every second.
  *
@@ -60,6 +65,8 @@ import { percentileOfSorted } from "./samples.ts";
 import { CpuMeter, cpuText } from "./process_cpu.ts";
 import { rssMb, SidecarSamples } from "./e2e_sidecar.ts";
 import { OpenLoop } from "./e2e_open_loop.ts";
+import { BareReader } from "./e2e_bare_reader.ts";
+import { pairedAdded, PairLog } from "./e2e_paired.ts";
 
 /** Tokens sent closed-loop before the measured phases, so they time a warm process. */
 const WARMUP_TOKENS = 16384;
@@ -93,6 +100,7 @@ export async function benchServe(
       loadSeconds: 0,
       rssSeconds: 0,
       floorLoads: [],
+      pairedLoads: [],
     }
     : servePlan(arch, opts.quick);
   const name = `e2e/serve-${arch}-768x24576${arch === "jumprelu" ? "-watched64" : ""}`;
@@ -127,6 +135,7 @@ export async function benchServe(
           sidecar.encoded += f.tokens;
           if (sent === undefined || !sidecar.measuring) continue;
           latencies.push(now - Number(sent));
+          sidecar.paired?.push(Number(sent), now);
           const received = batch.receivedAt(f);
           if (received === undefined) {
             sidecar.splitMissing++; // counted in the row: the split then covers fewer frames
@@ -287,6 +296,38 @@ export async function benchServe(
           } over it)${hostWakeText(floorRow.host_wake)}${cpuText(floorRow.cpu)}`,
         );
       }
+    }
+    // 2b. the same loads once more, a bare subscriber in its own process reading the same frames
+    for (const f of plan.pairedLoads) {
+      const pct = Math.round(f * 100);
+      opts.progress(
+        `e2e: open loop at ${pct}% of saturation for ${plan.loadSeconds} s, paired: a bare ` +
+          `subscriber in a process of its own reads the same frames`,
+      );
+      const reader = await BareReader.start(server.url);
+      const log = sidecar.paired = new PairLog(Math.ceil((plan.loadSeconds + 5) * 75_000 / 16));
+      let row, bare;
+      try {
+        ({ row } = await openLoop.row({
+          fraction: f,
+          seconds: plan.loadSeconds,
+          name: `${name}/paired-${pct}pct`,
+        }));
+      } finally {
+        sidecar.paired = null;
+        bare = await reader.stop(); // the child goes with the row, thrown or not
+      }
+      Object.assign(row, pairedAdded(log.pairs(), bare.pairs), {
+        pair_overflow: log.overflow + bare.overflow,
+      });
+      rows.push(row);
+      opts.progress(
+        `e2e: ${row.name}: the sidecar added p50 ${row.added_p50_ms?.toFixed(2)}, p99 ${
+          row.added_p99_ms?.toFixed(2)
+        } ms a frame over ${row.paired_frames} frames (the bare subscriber's p99 ${
+          row.bare_p99_ms?.toFixed(2)
+        }, the sidecar's ${row.sidecar_p99_ms?.toFixed(2)} ms)${cpuText(row.cpu)}`,
+      );
     }
     if (plan.rssSeconds > 0) {
       const label = plan.rssSeconds % 60 === 0

@@ -39,6 +39,12 @@ export interface ServePlan {
    * seconds); each must be one of `loads`.
    */
   floorLoads: number[];
+  /**
+   * Shares of saturation run once more with a bare subscriber in a process of its own reading the
+   * same frames at the same time (`…/paired-Npct`, `e2e_paired.ts`): what the sidecar adds to each
+   * frame.
+   */
+  pairedLoads: number[];
 }
 
 /**
@@ -61,6 +67,7 @@ export function servePlan(arch: "topk" | "jumprelu", quick: boolean): ServePlan 
       loadSeconds: 5,
       rssSeconds: 0,
       floorLoads: [],
+      pairedLoads: [],
     };
   }
   return {
@@ -70,5 +77,6 @@ export function servePlan(arch: "topk" | "jumprelu", quick: boolean): ServePlan 
     loadSeconds: 5,
     rssSeconds: quick ? 10 : 120,
     floorLoads: [0.25, 0.5],
+    pairedLoads: [0.25, 0.5],
   };
 }

@@ -10,6 +10,7 @@
  * @module
  */
 import { percentileOfSorted, Samples } from "./samples.ts";
+import type { PairLog } from "./e2e_paired.ts";
 
 /**
  * Frames of the longest row: two minutes at half of 150,000 tokens/s, in
@@ -61,6 +62,11 @@ export class SidecarSamples {
   measuring = true;
   /** Peak RSS of the phase running now (MB), sampled every 200 ms. */
   phasePeak = 0;
+  /**
+   * In a paired row, each measured frame's publish time and when it was
+   * evaluated (host ms), to match with the bare subscriber's (`e2e_paired.ts`).
+   */
+  paired: PairLog | null = null;
 }
 
 /**

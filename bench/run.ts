@@ -36,6 +36,7 @@
  *
  * @module
  */
+import type { PairedAdded } from "./e2e_paired.ts";
 import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
 import { benchPythonGate } from "./python_gate.ts";
@@ -63,7 +64,7 @@ import type { HostWakeSummary } from "./host_wake.ts";
  * One row of the results file. The first seven fields are fixed by issue 7;
  * the optional ones are extra detail some rows carry.
  */
-export interface BenchResult {
+export interface BenchResult extends Partial<PairedAdded> {
   name: string;
   tokens_per_s: number;
   baseline_tokens_per_s: number | null;
@@ -134,6 +135,10 @@ export interface BenchResult {
   to_sidecar_p99_ms?: number | null;
   in_sidecar_p50_ms?: number | null;
   in_sidecar_p99_ms?: number | null;
+  /**
+   * e2e/…/paired-Npct (with the `PairedAdded` fields): frames either side's log had no room for.
+   */
+  pair_overflow?: number;
   /** e2e/ open loop: frames in the latency figures that the split has no arrival time for. */
   split_missing_frames?: number;
   /** e2e/…/rss-*: RSS samples (MB) one second apart, and the verdict. */

@@ -51,8 +51,10 @@ export function resultsTable(results: BenchResult[]): string {
 
 /**
  * An e2e row's p99 split at the sidecar's door, as ` (to the sidecar X, in it Y)`,
- * and its floor's p99 where it was measured beside one (`; floor Z`); empty for
- * rows without a split. Each is its own p99 (percentiles do not add up).
+ * its floor's p99 where it was measured beside one (`; floor Z`) and, in a
+ * paired row, the p99 of what the sidecar added to each frame (`; added per
+ * frame … W`); empty for rows without a split. Each is its own p99
+ * (percentiles do not add up).
  *
  * @example
  * ```ts
@@ -65,7 +67,10 @@ export function resultsTable(results: BenchResult[]): string {
 export function latencySplitText(r: BenchResult): string {
   if (r.to_sidecar_p99_ms == null || r.in_sidecar_p99_ms == null) return "";
   const floor = r.floor_p99_ms == null ? "" : `; floor ${r.floor_p99_ms.toFixed(2)}`;
+  const added = r.added_p99_ms == null
+    ? ""
+    : `; added per frame over a bare subscriber of the same frames ${r.added_p99_ms.toFixed(2)}`;
   return ` (to the sidecar ${r.to_sidecar_p99_ms.toFixed(2)}, in it ${
     r.in_sidecar_p99_ms.toFixed(2)
-  }${floor})`;
+  }${floor}${added})`;
 }

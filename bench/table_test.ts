@@ -54,3 +54,26 @@ Deno.test("table: an e2e row shows each half of its p99 (and its floor's); an en
     "| encode/y/b1 | 1000 | 500 | 2.00× | — | — | f32 (3) | 1.00 | 2.00 | 300 |",
   );
 });
+
+Deno.test("table: a paired row shows what the sidecar added to each frame beside its split", () => {
+  const [, , line] = resultsTable([
+    {
+      name: "e2e/x/paired-25pct",
+      tokens_per_s: 27000,
+      baseline_tokens_per_s: null,
+      ratio: null,
+      p50_ms: 0.35,
+      p99_ms: 1.876,
+      rss_mb: 600,
+      to_sidecar_p99_ms: 1.4,
+      in_sidecar_p99_ms: 0.31,
+      added_p50_ms: 0.17,
+      added_p99_ms: 0.944,
+      bare_p99_ms: 1.12,
+    },
+  ]).split("\n");
+  assert.equal(
+    line,
+    "| e2e/x/paired-25pct | 27000 | — | — | — | — | — | 0.35 | 1.88 (to the sidecar 1.40, in it 0.31; added per frame over a bare subscriber of the same frames 0.94) | 600 |",
+  );
+});
