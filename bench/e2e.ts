@@ -65,8 +65,7 @@ import { percentileOfSorted } from "./samples.ts";
 import { CpuMeter, cpuText } from "./process_cpu.ts";
 import { rssMb, SidecarSamples } from "./e2e_sidecar.ts";
 import { OpenLoop } from "./e2e_open_loop.ts";
-import { BareReader } from "./e2e_bare_reader.ts";
-import { pairedAdded, PairLog } from "./e2e_paired.ts";
+import { pairedRow } from "./e2e_paired_row.ts";
 
 /** Tokens sent closed-loop before the measured phases, so they time a warm process. */
 const WARMUP_TOKENS = 16384;
@@ -304,26 +303,19 @@ export async function benchServe(
         `e2e: open loop at ${pct}% of saturation for ${plan.loadSeconds} s, paired: a bare ` +
           `subscriber in a process of its own reads the same frames`,
       );
-      const reader = await BareReader.start(server.url);
-      const log = sidecar.paired = new PairLog(Math.ceil((plan.loadSeconds + 5) * 75_000 / 16));
-      let row, bare;
-      try {
-        ({ row } = await openLoop.row({
-          fraction: f,
-          seconds: plan.loadSeconds,
-          name: `${name}/paired-${pct}pct`,
-        }));
-      } finally {
-        sidecar.paired = null;
-        bare = await reader.stop(); // the child goes with the row, thrown or not
-      }
-      Object.assign(row, pairedAdded(log.pairs(), bare.pairs), {
-        pair_overflow: log.overflow + bare.overflow,
+      const row = await pairedRow({
+        openLoop,
+        sidecar,
+        natsUrl: server.url,
+        saturation,
+        fraction: f,
+        seconds: plan.loadSeconds,
+        name: `${name}/paired-${pct}pct`,
       });
       rows.push(row);
       opts.progress(
-        `e2e: ${row.name}: the sidecar added p50 ${row.added_p50_ms?.toFixed(2)}, p99 ${
-          row.added_p99_ms?.toFixed(2)
+        `e2e: ${row.name}: the sidecar added p50 ${row.frame_added_p50_ms?.toFixed(2)}, p99 ${
+          row.frame_added_p99_ms?.toFixed(2)
         } ms a frame over ${row.paired_frames} frames (the bare subscriber's p99 ${
           row.bare_p99_ms?.toFixed(2)
         }, the sidecar's ${row.sidecar_p99_ms?.toFixed(2)} ms)${cpuText(row.cpu)}`,

@@ -44,6 +44,7 @@ export class BareReader {
   readonly #child: Deno.ChildProcess;
   readonly #lines: AsyncGenerator<string>;
   readonly #out: string;
+  #stopped = false;
 
   private constructor(child: Deno.ChildProcess, out: string) {
     this.#child = child;
@@ -71,56 +72,73 @@ export class BareReader {
       stderr: "inherit",
     }).spawn();
     const reader = new BareReader(child, out);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<{ done: true; value: "late" }>((r) => {
-      timer = setTimeout(() => r({ done: true, value: "late" }), readyMs);
-    });
-    const first = await Promise.race([reader.#lines.next(), late]);
-    clearTimeout(timer);
-    if (first.done || first.value !== "ready") {
-      child.kill("SIGKILL");
-      await child.status;
-      await Deno.remove(out).catch(() => {});
-      throw new BareReaderError(
-        `expected "ready" from the bare subscriber, found ${
-          first.value === "late"
-            ? `nothing in ${readyMs} ms`
-            : first.done
-            ? "its end"
-            : JSON.stringify(first.value)
-        }`,
-      );
+    const first = await reader.#nextLine(readyMs);
+    if (first !== '"ready"') {
+      await reader.#abandon();
+      throw new BareReaderError(`expected "ready" from the bare subscriber, found ${first}`);
     }
     return reader;
   }
 
-  /** Stop it and take its pairs (`[sent, received, …]`, host ms) and how many found no room. */
-  async stop(): Promise<{ pairs: Float64Array; overflow: number }> {
-    const writer = this.#child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode("stop\n"));
-    await writer.close();
+  /**
+   * Stop it and take its pairs (`[sent, received, …]`, host ms) and how many
+   * found no room, waiting at most `doneMs` for it to hand them over.
+   */
+  async stop({ doneMs = 20_000 } = {}): Promise<{ pairs: Float64Array; overflow: number }> {
+    if (this.#stopped) {
+      throw new BareReaderError("expected a running bare subscriber, found it stopped");
+    }
+    this.#stopped = true;
     try {
-      const line = await this.#lines.next();
-      const m = line.done ? null : /^done (\d+) (\d+)$/.exec(line.value);
+      const writer = this.#child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode("stop\n"));
+      await writer.close();
+      const line = await this.#nextLine(doneMs);
+      const m = /^"done (\d+) (\d+)"$/.exec(line);
       if (!m) {
         throw new BareReaderError(
-          `expected "done <pairs> <overflow>" from the bare subscriber, found ${
-            line.done ? "its end" : JSON.stringify(line.value)
-          }`,
+          `expected "done <pairs> <overflow>" from the bare subscriber, found ${line}`,
         );
       }
       const bytes = await Deno.readFile(this.#out);
-      const pairs = new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
-      if (pairs.length !== 2 * Number(m[1])) {
+      if (bytes.byteLength !== 16 * Number(m[1])) {
         throw new BareReaderError(
-          `expected ${m[1]} pairs in ${this.#out}, found ${pairs.length / 2}`,
+          `expected ${m[1]} pairs (${
+            16 * Number(m[1])
+          } bytes) in ${this.#out}, found ${bytes.byteLength} bytes`,
         );
       }
+      // a view needs 8-byte alignment; a copy has it
+      const aligned = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
+      const pairs = new Float64Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 8);
       return { pairs, overflow: Number(m[2]) };
     } finally {
-      await this.#child.status;
-      await Deno.remove(this.#out).catch(() => {});
+      await this.#abandon();
     }
+  }
+
+  /** The next line it printed (quoted), `its end`, or `nothing in N ms`. */
+  async #nextLine(ms: number): Promise<string> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = Symbol("late");
+    const next = await Promise.race([
+      this.#lines.next(),
+      new Promise<typeof late>((r) => timer = setTimeout(() => r(late), ms)),
+    ]);
+    clearTimeout(timer);
+    if (next === late) return `nothing in ${ms} ms`;
+    return next.done ? "its end" : JSON.stringify(next.value);
+  }
+
+  /** Make sure the child is gone, its pipes closed and its file removed. */
+  async #abandon(): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch { /* it has exited already */ }
+    await this.#child.status;
+    await this.#child.stdin.close().catch(() => {});
+    await this.#lines.return(undefined).catch(() => {});
+    await Deno.remove(this.#out).catch(() => {});
   }
 }
 

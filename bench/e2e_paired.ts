@@ -72,27 +72,35 @@ export interface PairedAdded {
   paired_frames: number;
   /** Frames only the sidecar timed (the bare subscriber's log full, or it missed them). */
   unpaired_frames: number;
-  /** Per frame, evaluated by the sidecar − received by the bare subscriber: p50, p90, p99 (ms). */
-  added_p50_ms: number | null;
-  added_p90_ms: number | null;
-  added_p99_ms: number | null;
+  /**
+   * Per frame, evaluated by the sidecar − received by the bare subscriber: p50, p90, p99 (ms).
+   * (Not a gating row's `added_*`, which is gated less ungated.)
+   */
+  frame_added_p50_ms: number | null;
+  frame_added_p90_ms: number | null;
+  frame_added_p99_ms: number | null;
   /** The bare subscriber's own latency over the paired frames, published → received, p99 (ms). */
   bare_p99_ms: number | null;
   /** The sidecar's latency over the same frames, published → evaluated, p99 (ms). */
   sidecar_p99_ms: number | null;
 }
 
-/** Indices of `[key, value, …]` pairs in ascending key order. */
+/**
+ * Indices of `[key, value, …]` pairs in ascending key order, leaving out keys
+ * that are not finite (a NaN would break the sort's order for the rest).
+ */
 function orderByKey(pairs: Float64Array): Uint32Array {
-  const order = new Uint32Array(pairs.length / 2);
-  for (let i = 0; i < order.length; i++) order[i] = i;
-  return order.sort((a, b) => pairs[2 * a] - pairs[2 * b]);
+  const order: number[] = [];
+  for (let i = 0; i < pairs.length / 2; i++) if (Number.isFinite(pairs[2 * i])) order.push(i);
+  return Uint32Array.from(order).sort((a, b) => pairs[2 * a] - pairs[2 * b]);
 }
 
 /**
  * Match the sidecar's frames with the bare subscriber's by publish time and
  * take what the sidecar added to each. Frames published at the same
- * microsecond pair in turn (either way, the same moment).
+ * microsecond pair in the order each side logged them (the sort is stable;
+ * either way, the same moment); a publish time that is not a finite number
+ * pairs with nothing.
  *
  * @example
  * ```ts
@@ -103,7 +111,7 @@ function orderByKey(pairs: Float64Array): Uint32Array {
  * const bare = new Float64Array([20, 22.5, 10, 10.2]);
  * const r = pairedAdded(sidecar, bare);
  * r.paired_frames; // 2
- * r.added_p99_ms; // 0.7 (to rounding): 10.9 − 10.2 is larger than 23 − 22.5
+ * r.frame_added_p99_ms; // 0.7 (to rounding): 10.9 − 10.2 is larger than 23 − 22.5
  * ```
  */
 export function pairedAdded(sidecar: Float64Array, bare: Float64Array): PairedAdded {
@@ -124,10 +132,10 @@ export function pairedAdded(sidecar: Float64Array, bare: Float64Array): PairedAd
   const a = sorted(added);
   return {
     paired_frames: a.length,
-    unpaired_frames: s.length - a.length,
-    added_p50_ms: percentileOfSorted(a, 50),
-    added_p90_ms: percentileOfSorted(a, 90),
-    added_p99_ms: percentileOfSorted(a, 99),
+    unpaired_frames: sidecar.length / 2 - a.length,
+    frame_added_p50_ms: percentileOfSorted(a, 50),
+    frame_added_p90_ms: percentileOfSorted(a, 90),
+    frame_added_p99_ms: percentileOfSorted(a, 99),
     bare_p99_ms: percentileOfSorted(sorted(bareLatency), 99),
     sidecar_p99_ms: percentileOfSorted(sorted(sidecarLatency), 99),
   };

@@ -136,9 +136,11 @@ export interface BenchResult extends Partial<PairedAdded> {
   in_sidecar_p50_ms?: number | null;
   in_sidecar_p99_ms?: number | null;
   /**
-   * e2e/…/paired-Npct (with the `PairedAdded` fields): frames either side's log had no room for.
+   * e2e/…/paired-Npct (with the `PairedAdded` fields): frames the sidecar's log and the bare
+   * subscriber's had no room for.
    */
-  pair_overflow?: number;
+  pair_overflow_sidecar?: number;
+  pair_overflow_bare?: number;
   /** e2e/ open loop: frames in the latency figures that the split has no arrival time for. */
   split_missing_frames?: number;
   /** e2e/…/rss-*: RSS samples (MB) one second apart, and the verdict. */

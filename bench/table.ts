@@ -67,9 +67,11 @@ export function resultsTable(results: BenchResult[]): string {
 export function latencySplitText(r: BenchResult): string {
   if (r.to_sidecar_p99_ms == null || r.in_sidecar_p99_ms == null) return "";
   const floor = r.floor_p99_ms == null ? "" : `; floor ${r.floor_p99_ms.toFixed(2)}`;
-  const added = r.added_p99_ms == null
+  const added = r.frame_added_p99_ms == null
     ? ""
-    : `; added per frame over a bare subscriber of the same frames ${r.added_p99_ms.toFixed(2)}`;
+    : `; added per frame over a bare subscriber of the same frames ${
+      r.frame_added_p99_ms.toFixed(2)
+    }`;
   return ` (to the sidecar ${r.to_sidecar_p99_ms.toFixed(2)}, in it ${
     r.in_sidecar_p99_ms.toFixed(2)
   }${floor}${added})`;

@@ -67,8 +67,8 @@ Deno.test("table: a paired row shows what the sidecar added to each frame beside
       rss_mb: 600,
       to_sidecar_p99_ms: 1.4,
       in_sidecar_p99_ms: 0.31,
-      added_p50_ms: 0.17,
-      added_p99_ms: 0.944,
+      frame_added_p50_ms: 0.17,
+      frame_added_p99_ms: 0.944,
       bare_p99_ms: 1.12,
     },
   ]).split("\n");
