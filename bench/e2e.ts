@@ -24,7 +24,8 @@
  *    `e2e_paired.ts`): the same load with a bare subscriber in a process of
  *    its own reading the same frames at the same time, so each frame has
  *    what the sidecar added to it (the broker writes one frame's two copies
- *    one after the other, and the second reader pays that write);
+ *    one after the other, in an order not measured, and whichever reader
+ *    comes second pays that write);
  * 3. RSS over time (JumpReLU): half load for two minutes (a 10 s row in --quick),
  *    RSS sampled every second.
  *
